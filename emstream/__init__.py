@@ -1,0 +1,11 @@
+"""emstream: streaming Gaussian mixtures with one EM core for batch, online and out-of-core fits.
+
+>>> from emstream import GaussianMixture, SufficientStats, NotFittedError
+"""
+
+from .exceptions import ConvergenceWarning, NotFittedError
+from .mixture import GaussianMixture
+from .stats import SufficientStats
+
+__all__ = ["GaussianMixture", "SufficientStats", "NotFittedError", "ConvergenceWarning"]
+__version__ = "0.1.0"

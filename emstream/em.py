@@ -1,0 +1,240 @@
+"""The shared EM core: one E-step, one M-step, one batch loop.
+
+Everything that fits or scores a mixture (batch EM, online EM, the river adapters, the Dask
+refit, the daemon) goes through these functions.  The E-step walks the data in chunks of rows,
+works in component-major layout ``(K, rows)`` so that reductions over components are cheap
+element-wise operations, stays in the log domain, and returns additive statistics.
+
+Example
+-------
+>>> import numpy as np
+>>> from emstream.em import e_step, m_step
+>>> from emstream.gaussian import MixtureParams
+>>> X = np.array([[0.0], [0.2], [10.0], [10.2]])
+>>> params = MixtureParams.from_covariances([.5, .5], [[0.0], [10.0]], [[[1.0]], [[1.0]]], "full")
+>>> est = e_step(X, params)
+>>> new = m_step(est.stats, reg_covar=0.0)
+>>> new.means.ravel().round(3), new.covariances.ravel().round(3)
+(array([ 0.1, 10.1]), array([0.01, 0.01]))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .gaussian import MixtureParams, covariances_from_stats, log_gaussian_chunk
+from .stats import SufficientStats
+
+# Below exp(-700) a term is < 1e-304 of the largest one: clamping there changes no sum and keeps
+# exp out of the subnormal range, which is several times slower.
+_LOG_FLOOR = -700.0
+# Floats per temporary (K * D * rows) in a chunk: small enough to stay in cache.
+_CHUNK_ELEMENTS = 1 << 16
+
+
+def chunk_rows(n_components: int, n_features: int) -> int:
+    """Rows per chunk so that ``(K, D, rows)`` temporaries stay near 512 KiB."""
+    return int(min(32768, max(256, _CHUNK_ELEMENTS // (n_components * max(n_features, 1)))))
+
+
+def _chunks(n: int, rows: int):
+    for start in range(0, n, rows):
+        yield slice(start, min(start + rows, n))
+
+
+def log_joint_chunk(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``log π_k + log N(x_i | μ_k, Σ_k)``, shape (K, n)."""
+    lp = log_gaussian_chunk(X, params)
+    lp += np.log(np.maximum(params.weights, np.finfo(float).tiny))[:, None]
+    return lp
+
+
+def posterior_chunk(X: np.ndarray, params: MixtureParams):
+    """Log-likelihood of each row and responsibilities, for one chunk.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, D)
+    params : MixtureParams
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n,)
+        ``log p(x_i)``.
+    resp : ndarray of shape (K, n)
+        ``p(k | x_i)``; columns sum to 1.
+    """
+    lp = log_joint_chunk(X, params)
+    top = lp.max(axis=0)
+    lp -= top
+    np.maximum(lp, _LOG_FLOOR, out=lp)
+    np.exp(lp, out=lp)
+    total = lp.sum(axis=0)
+    lp /= total
+    return top + np.log(total), lp
+
+
+@dataclass(frozen=True, eq=False)
+class EStepResult:
+    """What one pass of the E-step over some rows yields; additive like its statistics.
+
+    Attributes
+    ----------
+    stats : SufficientStats
+    log_likelihood : float
+        ``Σ_i log p(x_i)`` under the parameters of the pass.
+    n_samples : int
+    worst_point : ndarray of shape (D,)
+        The row the model explains worst (lowest ``log p(x)``): where a dead component is re-seeded.
+    worst_log_prob : float
+    """
+
+    stats: SufficientStats
+    log_likelihood: float
+    n_samples: int
+    worst_point: np.ndarray
+    worst_log_prob: float
+
+    def __add__(self, other: "EStepResult") -> "EStepResult":
+        worst = self if self.worst_log_prob <= other.worst_log_prob else other
+        return EStepResult(self.stats + other.stats, self.log_likelihood + other.log_likelihood,
+                           self.n_samples + other.n_samples, worst.worst_point,
+                           worst.worst_log_prob)
+
+
+def e_step(X: np.ndarray, params: MixtureParams, *, rows: int | None = None) -> EStepResult:
+    """Expected sufficient statistics of ``X`` under ``params``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, D), n >= 1
+    params : MixtureParams
+    rows : int, optional
+        Rows per chunk (default from :func:`chunk_rows`).
+
+    Returns
+    -------
+    EStepResult
+    """
+    rows = rows or chunk_rows(params.n_components, params.n_features)
+    result = None
+    for part in _chunks(X.shape[0], rows):
+        chunk = X[part]
+        log_prob, resp = posterior_chunk(chunk, params)
+        stats = SufficientStats.from_chunk(chunk, resp, params.covariance_type, params.means)
+        worst = int(np.argmin(log_prob))
+        piece = EStepResult(stats, float(log_prob.sum()), chunk.shape[0], chunk[worst].copy(),
+                            float(log_prob[worst]))
+        result = piece if result is None else result + piece
+    return result
+
+
+def score_samples(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``log p(x_i)`` for every row, shape (n,)."""
+    out = np.empty(X.shape[0])
+    for part in _chunks(X.shape[0], chunk_rows(params.n_components, params.n_features)):
+        out[part] = posterior_chunk(X[part], params)[0]
+    return out
+
+
+def predict_proba(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """Responsibilities ``p(k | x_i)``, shape (n, K)."""
+    out = np.empty((X.shape[0], params.n_components))
+    for part in _chunks(X.shape[0], chunk_rows(params.n_components, params.n_features)):
+        out[part] = posterior_chunk(X[part], params)[1].T
+    return out
+
+
+def predict(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """Most probable component of every row, shape (n,)."""
+    out = np.empty(X.shape[0], dtype=np.intp)
+    for part in _chunks(X.shape[0], chunk_rows(params.n_components, params.n_features)):
+        out[part] = log_joint_chunk(X[part], params).argmax(axis=0)
+    return out
+
+
+def m_step(stats: SufficientStats, *, reg_covar: float) -> MixtureParams:
+    """Parameters that maximise the expected complete-data log-likelihood given ``stats``.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+    reg_covar : float
+        Added to the diagonal of every covariance.
+
+    Returns
+    -------
+    MixtureParams
+    """
+    total = stats.total
+    if total > 0:
+        weights = stats.counts / total
+    else:
+        weights = np.full(stats.n_components, 1.0 / stats.n_components)
+    covariances = covariances_from_stats(stats, reg_covar)
+    return MixtureParams.from_covariances(weights, stats.means.copy(), covariances,
+                                          stats.covariance_type)
+
+
+@dataclass(frozen=True, eq=False)
+class EMResult:
+    """Outcome of :func:`run_em`: final parameters and the statistics they were computed from."""
+
+    params: MixtureParams
+    stats: SufficientStats
+    lower_bound: float
+    n_iter: int
+    converged: bool
+    n_reseeded: int
+
+
+def run_em(expectation: Callable[[MixtureParams], EStepResult], params: MixtureParams, *,
+           reg_covar: float, tol: float, max_iter: int, lower_bound: float = -np.inf,
+           reseed: Callable | None = None, on_iteration: Callable | None = None) -> EMResult:
+    """Batch EM: E-step over all data, M-step, until the average log-likelihood gains < ``tol``.
+
+    Parameters
+    ----------
+    expectation : callable ``params -> EStepResult``
+        One pass of the E-step over the whole data set (numpy chunks, Dask blocks, ...).
+    params : MixtureParams
+        Starting point.
+    reg_covar, tol, max_iter :
+        As in :class:`emstream.GaussianMixture`.
+    lower_bound : float
+        Average log-likelihood of the starting point if known (a warm start), else ``-inf``.
+    reseed : callable ``(stats, EStepResult) -> (stats, n)``, optional
+        Re-seeds dead components in the statistics; an iteration that re-seeds never counts
+        as converged.
+    on_iteration : callable ``(n_iter, lower_bound) -> None``, optional
+        Progress hook.
+
+    Returns
+    -------
+    EMResult
+        ``params == m_step(stats)``; ``lower_bound`` is the average log-likelihood of the data
+        under the parameters of the last E-step (scikit-learn's ``lower_bound_``).
+    """
+    converged = False
+    stats = None
+    n_reseeded = 0
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        previous = lower_bound
+        est = expectation(params)
+        lower_bound = est.log_likelihood / est.n_samples
+        stats = est.stats
+        reseeded = 0
+        if reseed is not None:
+            stats, reseeded = reseed(stats, est)
+            n_reseeded += reseeded
+        params = m_step(stats, reg_covar=reg_covar)
+        if on_iteration is not None:
+            on_iteration(n_iter, lower_bound)
+        if not reseeded and abs(lower_bound - previous) < tol:
+            converged = True
+            break
+    return EMResult(params, stats, float(lower_bound), n_iter, converged, n_reseeded)

@@ -1,0 +1,237 @@
+"""Gaussian densities and covariances, one small function per covariance type.
+
+Precisions are kept as Cholesky factors ``P`` with ``Σ⁻¹ = P Pᵀ`` (``P`` upper triangular, the
+convention of scikit-learn's ``precisions_cholesky_``) so that log densities need no inverse and
+no determinant: ``log N(x | μ, Σ) = -D/2 log 2π + Σ log diag P - ½ ‖Pᵀ(x - μ)‖²``.
+
+Example
+-------
+>>> import numpy as np
+>>> from emstream.gaussian import precision_cholesky, log_gaussian_chunk
+>>> cov = np.array([[[4.0]]])
+>>> pc, _ = precision_cholesky(cov, "full")
+>>> pc
+array([[[0.5]]])
+>>> params = MixtureParams(np.array([1.0]), np.array([[0.0]]), cov, pc, "full")
+>>> float(log_gaussian_chunk(np.array([[0.0]]), params)[0, 0])   # -½ log(2π·4)
+-1.612085713764618
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+@dataclass(frozen=True, eq=False)
+class MixtureParams:
+    """Parameters of a Gaussian mixture.
+
+    Attributes
+    ----------
+    weights : ndarray of shape (K,)
+    means : ndarray of shape (K, D)
+    covariances : ndarray, shaped by covariance type (see :mod:`emstream.stats`)
+    precisions_cholesky : ndarray, same shape as ``covariances``
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+    covariance_type: str
+
+    @property
+    def n_components(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[1]
+
+    @classmethod
+    def from_covariances(cls, weights, means, covariances, covariance_type) -> "MixtureParams":
+        """Parameters with precision factors computed (and covariances repaired if needed)."""
+        prec_chol, covariances = precision_cholesky(covariances, covariance_type)
+        return cls(np.asarray(weights, dtype=float), np.asarray(means, dtype=float),
+                   covariances, prec_chol, covariance_type)
+
+
+def _cholesky_with_jitter(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower Cholesky factor of ``cov``; adds the smallest diagonal jitter that makes it work.
+
+    Returns the factor and the (possibly jittered) matrix it factors.
+    """
+    try:
+        return linalg.cholesky(cov, lower=True, check_finite=False), cov
+    except linalg.LinAlgError:
+        pass
+    diag = np.abs(np.diag(cov))
+    scale = float(diag.mean()) if diag.any() else 1.0
+    scale = max(scale, np.finfo(float).tiny)
+    jitter = scale * 1e-12
+    eye = np.eye(cov.shape[0])
+    while True:
+        candidate = cov + jitter * eye
+        try:
+            return linalg.cholesky(candidate, lower=True, check_finite=False), candidate
+        except linalg.LinAlgError:
+            jitter *= 10.0
+
+
+def precision_cholesky(covariances: np.ndarray, covariance_type: str):
+    """Cholesky factors of the precisions, and the covariances they belong to.
+
+    A covariance that is not numerically positive definite (rounding, a constant column with
+    ``reg_covar=0``, scales near the limits of float64) gets the smallest diagonal jitter that
+    makes it so; the returned covariances include that jitter, so parameters stay consistent.
+
+    Parameters
+    ----------
+    covariances : ndarray, shaped by covariance type
+    covariance_type : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    precisions_cholesky : ndarray, same shape
+    covariances : ndarray, same shape
+    """
+    covariances = np.array(covariances, dtype=float)
+    if covariance_type in ("full", "tied"):
+        stack = covariances if covariance_type == "full" else covariances[None]
+        prec = np.empty_like(stack)
+        eye = np.eye(stack.shape[-1])
+        for k, cov in enumerate(stack):
+            chol, stack[k] = _cholesky_with_jitter(cov)
+            prec[k] = linalg.solve_triangular(chol, eye, lower=True, check_finite=False).T
+        return (prec if covariance_type == "full" else prec[0]), covariances
+    tiny = np.finfo(float).tiny
+    variances = np.where(covariances > tiny, covariances,
+                         np.maximum(np.abs(covariances).max(initial=0.0) * 1e-12, tiny * 1e10))
+    return 1.0 / np.sqrt(variances), variances
+
+
+def covariances_from_precision_cholesky(prec_chol: np.ndarray, covariance_type: str):
+    """Covariances ``(P Pᵀ)⁻¹`` of given precision factors (any triangular ``P``)."""
+    if covariance_type in ("full", "tied"):
+        precisions = precisions_from_cholesky(prec_chol, covariance_type)
+        stack = precisions if covariance_type == "full" else precisions[None]
+        eye = np.eye(stack.shape[-1])
+        covs = np.array([linalg.cho_solve(linalg.cho_factor(p, check_finite=False), eye)
+                         for p in stack])
+        return covs if covariance_type == "full" else covs[0]
+    return 1.0 / prec_chol**2
+
+
+def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str):
+    """Cholesky factors ``P`` (upper, ``P Pᵀ = precision``) of given precisions."""
+    precisions = np.asarray(precisions, dtype=float)
+    if covariance_type in ("full", "tied"):
+        stack = precisions if covariance_type == "full" else precisions[None]
+        out = np.empty_like(stack)
+        for k, prec in enumerate(stack):
+            # prec = U Uᵀ with U upper: flip the lower Cholesky factor of the reversed matrix.
+            rev = prec[::-1, ::-1]
+            low = linalg.cholesky(rev, lower=True, check_finite=False)
+            out[k] = low[::-1, ::-1]
+        return out if covariance_type == "full" else out[0]
+    return np.sqrt(precisions)
+
+
+def precisions_from_cholesky(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
+    """``P Pᵀ`` for each factor (the ``precisions_`` attribute)."""
+    if covariance_type == "full":
+        return np.einsum("kij,klj->kil", prec_chol, prec_chol)
+    if covariance_type == "tied":
+        return prec_chol @ prec_chol.T
+    return prec_chol**2
+
+
+def log_det_cholesky(prec_chol: np.ndarray, covariance_type: str, n_features: int):
+    """``log det P`` = ½ log det Σ⁻¹, per component (a scalar for tied)."""
+    if covariance_type == "full":
+        return np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
+    if covariance_type == "tied":
+        return float(np.log(np.diag(prec_chol)).sum())
+    if covariance_type == "diag":
+        return np.log(prec_chol).sum(axis=1)
+    return n_features * np.log(prec_chol)
+
+
+def covariances_from_stats(stats, reg_covar: float) -> np.ndarray:
+    """The M-step for covariances: centred scatter over counts, plus ``reg_covar`` on the diagonal.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+    reg_covar : float
+        Non-negative regularisation added to the diagonal, as in scikit-learn.
+
+    Returns
+    -------
+    ndarray shaped by covariance type (see :mod:`emstream.stats`)
+    """
+    kind = stats.covariance_type
+    counts = np.maximum(stats.counts, np.finfo(float).tiny)
+    n_features = stats.n_features
+    if kind == "full":
+        covs = stats.scatter / counts[:, None, None]
+        covs = covs + reg_covar * np.eye(n_features)
+    elif kind == "tied":
+        covs = stats.scatter / max(stats.total, np.finfo(float).tiny)
+        covs = covs + reg_covar * np.eye(n_features)
+    elif kind == "diag":
+        covs = stats.scatter / counts[:, None] + reg_covar
+    else:
+        covs = stats.scatter / (counts * n_features) + reg_covar
+    return covs
+
+
+def log_gaussian_chunk(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``log N(x_i | μ_k, Σ_k)`` for a chunk of rows, in component-major layout.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, D)
+        A chunk small enough that ``K * D * n`` floats stay in cache.
+    params : MixtureParams
+
+    Returns
+    -------
+    ndarray of shape (K, n)
+    """
+    kind = params.covariance_type
+    means, pc = params.means, params.precisions_cholesky
+    n_components, n_features = means.shape
+    if kind in ("full", "tied"):
+        # Shift by a point near the data so that Pᵀx - Pᵀμ loses nothing to cancellation when the
+        # data sits far from the origin; then one matrix product serves every component.
+        ref = means.mean(axis=0)
+        Xs = X - ref
+        ms = means - ref
+        if kind == "full":
+            stacked = pc.transpose(0, 2, 1).reshape(n_components * n_features, n_features)
+            y = (stacked @ Xs.T).reshape(n_components, n_features, -1)
+            y -= np.einsum("kji,kj->ki", pc, ms)[:, :, None]
+        else:
+            y = (pc.T @ Xs.T)[None, :, :] - (ms @ pc)[:, :, None]
+        np.square(y, out=y)
+        maha = y.sum(axis=1)
+    else:
+        # (K, D, n): direct differences, exact for data far from the origin.
+        diff = X.T[None, :, :] - means[:, :, None]
+        np.square(diff, out=diff)
+        if kind == "diag":
+            maha = np.matmul((pc**2)[:, None, :], diff)[:, 0, :]
+        else:
+            maha = diff.sum(axis=1) if n_features > 1 else diff[:, 0, :]
+            maha *= (pc**2)[:, None]
+    log_det = log_det_cholesky(pc, kind, n_features)
+    maha *= -0.5
+    maha += (np.broadcast_to(log_det, (n_components,)) - 0.5 * n_features * LOG_2PI)[:, None]
+    return maha

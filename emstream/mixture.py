@@ -1,0 +1,488 @@
+"""GaussianMixture: scikit-learn's estimator, plus online EM, over the shared core."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import warnings
+
+import numpy as np
+
+from . import em
+from .exceptions import ConvergenceWarning, NotFittedError
+from .gaussian import (
+    MixtureParams,
+    covariances_from_precision_cholesky,
+    precision_cholesky_from_precisions,
+    precisions_from_cholesky,
+)
+from .init import INIT_METHODS, initial_stats, reseed_dead_components
+from .stats import COVARIANCE_TYPES, SufficientStats, scatter_shape
+from .validation import check_array, check_float, check_int
+
+logger = logging.getLogger("emstream")
+
+
+class GaussianMixture:
+    """Gaussian mixture fitted by batch EM (``fit``) or online EM (``partial_fit``).
+
+    A drop-in for :class:`sklearn.mixture.GaussianMixture` (same parameters, methods and fitted
+    attributes) whose statistics stay exact for data far from the origin, and which also learns
+    from a stream: ``partial_fit`` runs stepwise EM (Cappé & Moulines 2009; Liang & Klein 2009)
+    on each mini-batch, blending its expected statistics into running ones with a step size
+    ``γ``, then re-estimating the parameters.  ``fit(X)`` with ``warm_start=True`` refits by batch
+    EM from wherever the stream left the model, through the same E-step and M-step.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        Batch EM stops when the average log-likelihood gains less than ``tol``.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance (in the data's units).
+    max_iter : int, default=100
+    n_init : int, default=1
+        Batch fits from this many initialisations; the best log-likelihood is kept.
+    init_params : {"k-means++", "kmeans", "random", "random_from_data"}, default="k-means++"
+    weights_init : array-like of shape (K,), optional
+    means_init : array-like of shape (K, D), optional
+    precisions_init : array-like, optional
+        Shaped like ``covariances_`` for the covariance type.
+    random_state : int, numpy.random.Generator, numpy.random.RandomState or None
+    warm_start : bool, default=False
+        ``fit`` starts from the current parameters (batch or online) instead of re-initialising.
+    verbose : int, default=0
+        Log batch-EM progress to the ``emstream`` logger every ``verbose_interval`` iterations.
+    verbose_interval : int, default=10
+    step_decay : float in (0.5, 1], default=0.7
+        ``α`` in the per-point step size ``γ_t = max((t + step_offset)^-α, step_floor)``, where
+        ``t`` counts the points learned since the statistics were last set by a batch fit (the
+        batch fit's own points included).  A mini-batch of ``b`` points is blended with
+        ``1 - Π(1 - γ_t)`` over its points, so the result barely depends on how the stream is
+        cut into mini-batches.
+    step_offset : float >= 0, default=0
+        ``t0`` above: delays the decay of the step size.
+    step_floor : float in (0, 1) or None, default=None
+        Lower bound on the per-point step size, for forgetting old data (``1/step_floor`` is
+        roughly the memory, in points).  ``None`` converges on stationary data.
+    warmup_size : int, default=1000
+        ``partial_fit`` buffers this many points, then initialises by ``init_params`` and batch
+        EM on them, before its first online step.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (K,)
+    means_ : ndarray of shape (K, D)
+    covariances_ : ndarray, (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical
+    precisions_ : ndarray, same shape
+    precisions_cholesky_ : ndarray, same shape
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Average log-likelihood of the last batch fit's data.
+    n_features_in_ : int
+    n_seen_ : int
+        Observations learned by ``partial_fit`` since the last ``fit`` (warm-up included).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emstream import GaussianMixture
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.r_[rng.normal(-4, 1, 3000), rng.normal(5, 1, 2000)][:, None]
+    >>> gm = GaussianMixture(2, random_state=0).fit(X)
+    >>> np.sort(gm.means_.ravel()).round(1)
+    array([-4.,  5.])
+    >>> online = GaussianMixture(2, random_state=0)
+    >>> for batch in np.array_split(rng.permutation(X), 50):
+    ...     _ = online.partial_fit(batch)
+    >>> np.sort(online.means_.ravel()).round(1)
+    array([-4.,  5.])
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="k-means++", weights_init=None,
+                 means_init=None, precisions_init=None, random_state=None, warm_start=False,
+                 verbose=0, verbose_interval=10, step_decay=0.7, step_offset=0.0,
+                 step_floor=None, warmup_size=1000):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.step_decay = step_decay
+        self.step_offset = step_offset
+        self.step_floor = step_floor
+        self.warmup_size = warmup_size
+
+    # ------------------------------------------------------------------ scikit-learn protocol
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor parameters, as scikit-learn's ``get_params``."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> "GaussianMixture":
+        """Set constructor parameters, as scikit-learn's ``set_params``."""
+        valid = set(self._param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for GaussianMixture; valid "
+                                 f"parameters are {sorted(valid)}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in
+                    inspect.signature(type(self).__init__).parameters.values()}
+        shown = []
+        for name in self._param_names():
+            value = getattr(self, name)
+            default = defaults[name]
+            if isinstance(value, np.ndarray) or isinstance(default, np.ndarray) or (
+                    value is not default and value != default):
+                shown.append(f"{name}={value!r}" if name != "n_components" else repr(value))
+        return f"GaussianMixture({', '.join(shown)})"
+
+    # ------------------------------------------------------------------ validation
+    def _validate_params(self) -> None:
+        check_int(self.n_components, "n_components", 1)
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
+                             f"{self.covariance_type!r}")
+        check_float(self.tol, "tol", 0.0)
+        check_float(self.reg_covar, "reg_covar", 0.0)
+        check_int(self.max_iter, "max_iter", 1)
+        check_int(self.n_init, "n_init", 1)
+        if self.init_params not in INIT_METHODS:
+            raise ValueError(f"init_params must be one of {INIT_METHODS}, got "
+                             f"{self.init_params!r}")
+        check_int(self.verbose, "verbose", 0)
+        check_int(self.verbose_interval, "verbose_interval", 1)
+        check_float(self.step_decay, "step_decay", 0.5, 1.0, low_open=True)
+        check_float(self.step_offset, "step_offset", 0.0)
+        if self.step_floor is not None:
+            check_float(self.step_floor, "step_floor", 0.0, 1.0, low_open=True, high_open=True)
+        check_int(self.warmup_size, "warmup_size", 1)
+        if self.warmup_size < self.n_components:
+            raise ValueError(f"warmup_size ({self.warmup_size}) must be at least n_components "
+                             f"({self.n_components}) to initialise the components")
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise ValueError(f"warm_start must be True or False, got {self.warm_start!r}")
+        if not (self.random_state is None
+                or isinstance(self.random_state, (np.random.Generator, np.random.RandomState))
+                or (isinstance(self.random_state, (int, np.integer))
+                    and not isinstance(self.random_state, bool) and self.random_state >= 0)):
+            raise ValueError("random_state must be None, a non-negative int, a numpy Generator "
+                             f"or RandomState, got {self.random_state!r}")
+
+    def _checked_inits(self, n_features: int):
+        """User-given initial weights, means and precision factors, validated (None if absent)."""
+        k, kind = self.n_components, self.covariance_type
+        weights = means = prec_chol = None
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=float)
+            if weights.shape != (k,):
+                raise ValueError(f"weights_init must have shape ({k},), got {weights.shape}")
+            if not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.max() > 1:
+                raise ValueError("weights_init must hold finite values in [0, 1]")
+            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
+                raise ValueError(f"weights_init must sum to 1, got {weights.sum():.6g}")
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=float)
+            if means.shape != (k, n_features):
+                raise ValueError(f"means_init must have shape ({k}, {n_features}), got "
+                                 f"{means.shape}")
+            if not np.all(np.isfinite(means)):
+                raise ValueError("means_init must be finite")
+        if self.precisions_init is not None:
+            prec = np.asarray(self.precisions_init, dtype=float)
+            shape = scatter_shape(kind, k, n_features)
+            if prec.shape != shape:
+                raise ValueError(f"precisions_init for covariance_type={kind!r} must have shape "
+                                 f"{shape}, got {prec.shape}")
+            if not np.all(np.isfinite(prec)):
+                raise ValueError("precisions_init must be finite")
+            if kind in ("full", "tied"):
+                stack = prec if kind == "full" else prec[None]
+                if not np.allclose(stack, np.swapaxes(stack, 1, 2)):
+                    raise ValueError("precisions_init must be symmetric")
+                try:
+                    prec_chol = precision_cholesky_from_precisions(prec, kind)
+                except np.linalg.LinAlgError:
+                    raise ValueError("precisions_init must be positive definite") from None
+            else:
+                if prec.min() <= 0:
+                    raise ValueError("precisions_init must be positive")
+                prec_chol = np.sqrt(prec)
+        return weights, means, prec_chol
+
+    # ------------------------------------------------------------------ state
+    def _is_fitted(self) -> bool:
+        return hasattr(self, "_params")
+
+    def _check_fitted(self) -> None:
+        if self._is_fitted():
+            return
+        buffered = sum(len(b) for b in getattr(self, "_warmup", []))
+        if buffered:
+            raise NotFittedError(
+                f"This GaussianMixture is still warming up ({buffered} of {self.warmup_size} "
+                "points buffered); call partial_fit with more data, or fit(X)")
+        raise NotFittedError("This GaussianMixture is not fitted yet; call fit(X) or "
+                             "partial_fit(X) before using it")
+
+    def _check_X(self, X, *, min_samples: int = 1, why: str = "") -> np.ndarray:
+        return check_array(X, n_features=getattr(self, "n_features_in_", None),
+                           min_samples=min_samples, why_min=why)
+
+    def _set_params(self, params: MixtureParams) -> None:
+        self._params = params
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = precisions_from_cholesky(params.precisions_cholesky,
+                                                    params.covariance_type)
+
+    def _rng(self) -> np.random.Generator:
+        seed = self.random_state
+        if isinstance(seed, np.random.Generator):
+            return seed
+        if isinstance(seed, np.random.RandomState):
+            return np.random.default_rng(seed.randint(np.iinfo(np.int32).max))
+        return np.random.default_rng(seed)
+
+    # ------------------------------------------------------------------ batch EM
+    def fit(self, X, y=None) -> "GaussianMixture":
+        """Fit by batch EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), n_samples >= n_components
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        continuing = self.warm_start and self._is_fitted()
+        X = check_array(X, n_features=self.n_features_in_ if continuing else None,
+                        min_samples=self.n_components,
+                        why_min=f" (n_components={self.n_components}); pass more samples or "
+                                "ask for fewer components")
+        self._fit_batch(X, continuing)
+        self.n_seen_ = 0
+        return self
+
+    def _fit_batch(self, X: np.ndarray, continuing: bool) -> None:
+        n_samples, n_features = X.shape
+        rng = self._rng()
+
+        def expectation(params):
+            return em.e_step(X, params)
+
+        def reseed(stats, est):
+            return reseed_dead_components(stats, est.worst_point, n_points=est.n_samples)
+
+        progress = None
+        if self.verbose:
+            def progress(n_iter, lower_bound):
+                if n_iter % self.verbose_interval == 0:
+                    logger.info("EM iteration %d: average log-likelihood %.8g", n_iter,
+                                lower_bound)
+
+        best = None
+        for _ in range(1 if continuing else self.n_init):
+            if continuing:
+                start = self._params
+                lower_bound = self.lower_bound_ if not getattr(self, "_moved_online", False) \
+                    else -np.inf
+            else:
+                start = self._initial_params(X, rng)
+                lower_bound = -np.inf
+            result = em.run_em(expectation, start, reg_covar=self.reg_covar, tol=self.tol,
+                               max_iter=self.max_iter, lower_bound=lower_bound, reseed=reseed,
+                               on_iteration=progress)
+            if best is None or result.lower_bound > best.lower_bound:
+                best = result
+        if not best.converged:
+            warnings.warn(f"Batch EM did not converge within max_iter={self.max_iter} "
+                          f"iterations (tol={self.tol}); raise max_iter or tol",
+                          ConvergenceWarning, stacklevel=3)
+        self._set_params(best.params)
+        self.converged_ = best.converged
+        self.n_iter_ = best.n_iter
+        self.lower_bound_ = best.lower_bound
+        self.n_features_in_ = n_features
+        # Running statistics for online EM: per-point averages, consistent with the parameters.
+        self._stats = best.stats.scaled(1.0 / n_samples)
+        self._t = float(n_samples)
+        self._moved_online = False
+        self._warmup = []
+
+    def _initial_params(self, X: np.ndarray, rng: np.random.Generator) -> MixtureParams:
+        weights, means, prec_chol = self._checked_inits(X.shape[1])
+        kind = self.covariance_type
+        if weights is None or means is None or prec_chol is None:
+            stats = initial_stats(X, self.n_components, kind, self.init_params, rng)
+            base = em.m_step(stats, reg_covar=self.reg_covar)
+        else:
+            base = None
+        if prec_chol is not None:
+            covariances = covariances_from_precision_cholesky(prec_chol, kind)
+        else:
+            covariances, prec_chol = base.covariances, base.precisions_cholesky
+        return MixtureParams(base.weights if weights is None else weights,
+                             base.means if means is None else means, covariances, prec_chol,
+                             kind)
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """Fit by batch EM, then label ``X``; equals ``fit(X).predict(X)``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return self.fit(X).predict(X)
+
+    # ------------------------------------------------------------------ online EM
+    def partial_fit(self, X, y=None) -> "GaussianMixture":
+        """Learn one mini-batch by online EM (after a warm-up buffer, see ``warmup_size``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), any n_samples >= 1
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        X = self._check_X(X)
+        if not self._is_fitted():
+            self._warm_up(X)
+            return self
+        self._online_step(X)
+        return self
+
+    def _warm_up(self, X: np.ndarray) -> None:
+        if not getattr(self, "_warmup", None):
+            self._warmup = []
+            self.n_features_in_ = X.shape[1]
+        self._warmup.append(X)
+        buffered = sum(len(b) for b in self._warmup)
+        if buffered < self.warmup_size:
+            return
+        data = np.concatenate(self._warmup)
+        self._fit_batch(data, continuing=False)
+        self.n_seen_ = buffered
+        self._moved_online = True
+
+    def _step_size(self, n_points: int) -> float:
+        """Blend weight of a mini-batch of ``n_points`` learned after ``self._t`` points."""
+        t = self._t + np.arange(1, n_points + 1, dtype=float) + self.step_offset
+        gamma = t ** -self.step_decay
+        if self.step_floor is not None:
+            np.maximum(gamma, self.step_floor, out=gamma)
+        keep = np.exp(np.log1p(-np.minimum(gamma, 1.0)).sum()) if gamma[0] < 1 else 0.0
+        return float(1.0 - keep)
+
+    def _memory(self) -> float:
+        """How many points the running statistics effectively summarise."""
+        gamma = (self._t + self.step_offset) ** -self.step_decay
+        if self.step_floor is not None:
+            gamma = max(gamma, self.step_floor)
+        return float(min(self._t, 1.0 / gamma))
+
+    def _online_step(self, X: np.ndarray) -> None:
+        est = em.e_step(X, self._params)
+        n_points = X.shape[0]
+        step = self._step_size(n_points)
+        stats = self._stats.blend(est.stats.scaled(1.0 / n_points), step)
+        self._t += n_points
+        stats, _ = reseed_dead_components(stats, est.worst_point, n_points=self._memory())
+        self._stats = stats
+        self._set_params(em.m_step(stats, reg_covar=self.reg_covar))
+        self.n_seen_ += n_points
+        self._moved_online = True
+
+    # ------------------------------------------------------------------ inference
+    def score_samples(self, X) -> np.ndarray:
+        """Log-density ``log p(x)`` of each sample, shape (n_samples,)."""
+        self._check_fitted()
+        return em.score_samples(self._check_X(X), self._params)
+
+    def score(self, X, y=None) -> float:
+        """Average log-likelihood of ``X``."""
+        return float(self.score_samples(X).mean())
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable component of each sample, shape (n_samples,)."""
+        self._check_fitted()
+        return em.predict(self._check_X(X), self._params)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Posterior probability of each component, shape (n_samples, n_components)."""
+        self._check_fitted()
+        return em.predict_proba(self._check_X(X), self._params)
+
+    def _n_parameters(self) -> int:
+        k, d = self.means_.shape
+        cov = {"full": k * d * (d + 1) / 2, "diag": k * d, "tied": d * (d + 1) / 2,
+               "spherical": k}[self.covariance_type]
+        return int(cov + k * d + k - 1)
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        X = self._check_X(X)
+        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
+
+    def aic(self, X) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        X = self._check_X(X)
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+    def sample(self, n_samples: int = 1):
+        """Draw samples from the fitted mixture.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+            Component of each sample.
+        """
+        self._check_fitted()
+        check_int(n_samples, "n_samples", 1)
+        rng = self._rng()
+        counts = rng.multinomial(n_samples, self.weights_ / self.weights_.sum())
+        kind, d = self.covariance_type, self.means_.shape[1]
+        parts = []
+        for k, (mean, count) in enumerate(zip(self.means_, counts)):
+            if kind == "full":
+                cov = self.covariances_[k]
+            elif kind == "tied":
+                cov = self.covariances_
+            elif kind == "diag":
+                cov = np.diag(self.covariances_[k])
+            else:
+                cov = self.covariances_[k] * np.eye(d)
+            parts.append(rng.multivariate_normal(mean, cov, int(count), method="cholesky"))
+        X = np.vstack(parts)
+        y = np.repeat(np.arange(self.n_components), counts)
+        return X, y

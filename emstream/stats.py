@@ -1,0 +1,203 @@
+"""Expected complete-data sufficient statistics of a Gaussian mixture.
+
+The statistics of a set of points under fixed responsibilities ``r_ik`` are, per component,
+the total responsibility ``n_k = Σ_i r_ik``, the weighted mean ``m_k = Σ_i r_ik x_i / n_k`` and
+the centred scatter ``S_k = Σ_i r_ik (x_i - m_k)(x_i - m_k)ᵀ``.  Keeping means and *centred*
+scatter (rather than raw moments ``Σ r x xᵀ``) keeps them exact for data far from the origin;
+two sets are merged with Chan's parallel update, so the statistics of a data set are the sum of the
+statistics of its chunks, whichever machine computed them.
+
+The scatter has the shape of the covariance it estimates (as in scikit-learn's ``covariances_``):
+
+============  ===============  ==============================================
+type          ``scatter``      meaning
+============  ===============  ==============================================
+``full``      ``(K, D, D)``    per-component scatter matrix
+``tied``      ``(D, D)``       within-component scatter summed over components
+``diag``      ``(K, D)``       per-component, per-feature scatter
+``spherical`` ``(K,)``         per-component scatter summed over features
+============  ===============  ==============================================
+
+Example
+-------
+>>> import numpy as np
+>>> from emstream.stats import SufficientStats
+>>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+>>> resp = np.ones((1, 4))                       # one component owns every point
+>>> a = SufficientStats.from_chunk(X[:2], resp[:, :2], "full")
+>>> b = SufficientStats.from_chunk(X[2:], resp[:, 2:], "full")
+>>> whole = a + b
+>>> whole.counts, whole.means, whole.scatter
+(array([4.]), array([[1.5]]), array([[[5.]]]))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+def scatter_shape(covariance_type: str, n_components: int, n_features: int) -> tuple[int, ...]:
+    """Shape of the scatter (and of the covariances) for a covariance type."""
+    return {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
+
+
+@dataclass(frozen=True, eq=False)
+class SufficientStats:
+    """Additive statistics of a Gaussian mixture, stored as counts, means and centred scatter.
+
+    Parameters
+    ----------
+    counts : ndarray of shape (K,)
+        Total responsibility of each component (a number of points, or a fraction of one
+        when the statistics are averages, as in online EM).
+    means : ndarray of shape (K, D)
+        Responsibility-weighted mean of each component; arbitrary where ``counts`` is 0.
+    scatter : ndarray
+        Centred scatter, shaped as in the module table.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    """
+
+    counts: np.ndarray
+    means: np.ndarray
+    scatter: np.ndarray
+    covariance_type: str
+
+    @property
+    def n_components(self) -> int:
+        return self.counts.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def total(self) -> float:
+        """Total responsibility over all components (the number of points summarised)."""
+        return float(self.counts.sum())
+
+    @classmethod
+    def zeros(cls, n_components: int, n_features: int, covariance_type: str) -> "SufficientStats":
+        """Statistics of no data: the identity of ``+``."""
+        return cls(
+            np.zeros(n_components),
+            np.zeros((n_components, n_features)),
+            np.zeros(scatter_shape(covariance_type, n_components, n_features)),
+            covariance_type,
+        )
+
+    @classmethod
+    def from_moments(cls, counts, first, second, centres, covariance_type) -> "SufficientStats":
+        """Statistics from moments taken about per-component centres.
+
+        Parameters
+        ----------
+        counts : ndarray of shape (K,)
+            ``Σ_i r_ik``.
+        first : ndarray of shape (K, D)
+            ``Σ_i r_ik (x_i - c_k)``.
+        second : ndarray of shape (K, D, D) for full/tied, (K, D) for diag/spherical
+            ``Σ_i r_ik (x_i - c_k)(x_i - c_k)ᵀ`` (its diagonal for diag/spherical).
+        centres : ndarray of shape (K, D)
+            The ``c_k``; choose them near the data of component k (the current means) so
+            that no precision is lost to cancellation.
+        """
+        counts = np.asarray(counts, dtype=float)
+        held = counts > np.finfo(float).tiny
+        safe = np.where(held, counts, 1.0)
+        shift = np.where(held[:, None], first / safe[:, None], 0.0)
+        means = centres + shift
+        if covariance_type in ("full", "tied"):
+            scatter = second - np.einsum("kd,ke->kde", first, shift)
+            scatter = np.where(held[:, None, None], scatter, 0.0)
+            # Rounding must not leave the scatter asymmetric.
+            scatter = 0.5 * (scatter + np.swapaxes(scatter, 1, 2))
+            if covariance_type == "tied":
+                scatter = scatter.sum(axis=0)
+        else:
+            scatter = np.where(held[:, None], np.maximum(second - first * shift, 0.0), 0.0)
+            if covariance_type == "spherical":
+                scatter = scatter.sum(axis=1)
+        return cls(counts, means, scatter, covariance_type)
+
+    @classmethod
+    def from_chunk(cls, X, resp, covariance_type, centres=None) -> "SufficientStats":
+        """Statistics of the rows of ``X`` under responsibilities ``resp``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, D)
+        resp : ndarray of shape (K, n)
+            Responsibilities in component-major layout (the E-step's layout).
+        covariance_type : str
+        centres : ndarray of shape (K, D), optional
+            Reference points for the moments (default: the column means of ``X``).
+        """
+        X = np.asarray(X, dtype=float)
+        n_components = resp.shape[0]
+        if centres is None:
+            centres = np.broadcast_to(X.mean(axis=0) if len(X) else np.zeros(X.shape[1]),
+                                      (n_components, X.shape[1]))
+        counts = resp.sum(axis=1)
+        full = covariance_type in ("full", "tied")
+        first = np.empty((n_components, X.shape[1]))
+        second = np.empty((n_components,) + ((X.shape[1],) * (2 if full else 1)))
+        for k in range(n_components):
+            diff = X - centres[k]
+            weighted = diff * resp[k][:, None]
+            first[k] = weighted.sum(axis=0)
+            second[k] = weighted.T @ diff if full else np.einsum("nd,nd->d", weighted, diff)
+        return cls.from_moments(counts, first, second, centres, covariance_type)
+
+    def __add__(self, other: "SufficientStats") -> "SufficientStats":
+        """Statistics of the union of two data sets (Chan, Golub & LeVeque's pairwise update)."""
+        if not isinstance(other, SufficientStats):
+            return NotImplemented
+        if (other.covariance_type != self.covariance_type
+                or other.means.shape != self.means.shape):
+            raise ValueError(
+                f"cannot add statistics of {self.covariance_type} {self.means.shape} and "
+                f"{other.covariance_type} {other.means.shape}"
+            )
+        n_a, n_b = self.counts, other.counts
+        n = n_a + n_b
+        held = n > 0
+        frac_b = np.divide(n_b, n, out=np.zeros_like(n), where=held)
+        delta = other.means - self.means
+        means = np.where((n_a > 0)[:, None], self.means + delta * frac_b[:, None], other.means)
+        # n_a n_b / n: the weight of the between-halves term of the scatter.
+        between = n_a * frac_b
+        kind = self.covariance_type
+        if kind == "full":
+            extra = between[:, None, None] * (delta[:, :, None] * delta[:, None, :])
+        elif kind == "tied":
+            extra = np.einsum("k,kd,ke->de", between, delta, delta)
+        elif kind == "diag":
+            extra = between[:, None] * delta**2
+        else:
+            extra = between * np.einsum("kd,kd->k", delta, delta)
+        return SufficientStats(n, means, self.scatter + other.scatter + extra, kind)
+
+    def scaled(self, factor: float) -> "SufficientStats":
+        """Statistics with every point's weight multiplied by ``factor`` (means unchanged)."""
+        return SufficientStats(self.counts * factor, self.means, self.scatter * factor,
+                               self.covariance_type)
+
+    def blend(self, other: "SufficientStats", step: float) -> "SufficientStats":
+        """``(1 - step) * self + step * other``: the stochastic-approximation update of online EM."""
+        return self.scaled(1.0 - step) + other.scaled(step)
+
+    def replace(self, **changes) -> "SufficientStats":
+        """A copy with some fields replaced."""
+        fields = dict(counts=self.counts, means=self.means, scatter=self.scatter,
+                      covariance_type=self.covariance_type)
+        fields.update(changes)
+        return SufficientStats(**fields)
