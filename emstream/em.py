@@ -25,18 +25,21 @@ from typing import Callable
 
 import numpy as np
 
+from ._blas import single_thread_blas
 from .gaussian import MixtureParams, covariances_from_stats, log_gaussian_chunk
-from .stats import SufficientStats
+from .stats import SufficientStats, centred_moments, lossy_components, shifted_moments
 
 # Below exp(-700) a term is < 1e-304 of the largest one: clamping there changes no sum and keeps
 # exp out of the subnormal range, which is several times slower.
 _LOG_FLOOR = -700.0
 # Floats per temporary (K * D * rows) in a chunk: small enough to stay in cache.
-_CHUNK_ELEMENTS = 1 << 16
+_CHUNK_ELEMENTS = 1 << 17
+# Below this many rows the E-step takes moments about each component's mean directly.
+_SMALL_ROWS = 64
 
 
 def chunk_rows(n_components: int, n_features: int) -> int:
-    """Rows per chunk so that ``(K, D, rows)`` temporaries stay near 512 KiB."""
+    """Rows per chunk so that ``(K, D, rows)`` temporaries stay near 1 MiB (in L2)."""
     return int(min(32768, max(256, _CHUNK_ELEMENTS // (n_components * max(n_features, 1)))))
 
 
@@ -45,11 +48,29 @@ def _chunks(n: int, rows: int):
         yield slice(start, min(start + rows, n))
 
 
-def log_joint_chunk(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+def log_joint_chunk(X: np.ndarray, params: MixtureParams, out=None) -> np.ndarray:
     """``log π_k + log N(x_i | μ_k, Σ_k)``, shape (K, n)."""
-    lp = log_gaussian_chunk(X, params)
-    lp += np.log(np.maximum(params.weights, np.finfo(float).tiny))[:, None]
-    return lp
+    return log_gaussian_chunk(X, params, with_weights=True, out=out)
+
+
+def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None):
+    """``exp(log p(x_i, k) - max_k)`` in place, with the max and the column sums.
+
+    Returns
+    -------
+    joint : ndarray of shape (K, n)
+        Posteriors up to a per-row factor.
+    top : ndarray of shape (n,)
+    total : ndarray of shape (n,)
+        ``Σ_k joint``, so ``log p(x_i) = top + log total`` and ``p(k | x_i) = joint / total``.
+    """
+    lp = log_joint_chunk(X, params, out)
+    top = lp.max(axis=0)
+    lp -= top
+    np.maximum(lp, _LOG_FLOOR, out=lp)
+    np.exp(lp, out=lp)
+    total = lp.sum(axis=0)
+    return lp, top, total
 
 
 def posterior_chunk(X: np.ndarray, params: MixtureParams):
@@ -67,14 +88,9 @@ def posterior_chunk(X: np.ndarray, params: MixtureParams):
     resp : ndarray of shape (K, n)
         ``p(k | x_i)``; columns sum to 1.
     """
-    lp = log_joint_chunk(X, params)
-    top = lp.max(axis=0)
-    lp -= top
-    np.maximum(lp, _LOG_FLOOR, out=lp)
-    np.exp(lp, out=lp)
-    total = lp.sum(axis=0)
-    lp /= total
-    return top + np.log(total), lp
+    joint, top, total = _unnormalised_posterior(X, params)
+    joint /= total
+    return top + np.log(total), joint
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,39 +136,91 @@ def e_step(X: np.ndarray, params: MixtureParams, *, rows: int | None = None) -> 
     EStepResult
     """
     rows = rows or chunk_rows(params.n_components, params.n_features)
-    result = None
+    with single_thread_blas():
+        return _e_step(X, params, rows)
+
+
+def _e_step(X: np.ndarray, params: MixtureParams, rows: int) -> EStepResult:
+    # Moments of every chunk about one shared point add up exactly; they become means and
+    # centred scatter once, at the end.  Components too far from that point for its moments to
+    # be accurate (see lossy_components) are recomputed about their own means in a second pass.
+    full = params.covariance_type in ("full", "tied")
+    kind = "full" if full else "diag"
+    if X.shape[0] < _SMALL_ROWS:
+        # A mini-batch of a few rows: exact moments about each mean cost no more.
+        joint, top, total = _unnormalised_posterior(X, params)
+        moments = centred_moments(X, joint, params.means, full, 1.0 / total)
+        stats = SufficientStats.from_moments(*moments, params.means, kind)
+        log_prob = np.log(total) + top
+        worst = int(np.argmin(log_prob))
+        return EStepResult(stats.collapse(params.covariance_type), float(log_prob.sum()),
+                           X.shape[0], X[worst].copy(), float(log_prob[worst]))
+    ref = params.means.mean(axis=0)
+    counts = first = second = None
+    log_likelihood = 0.0
+    worst_point, worst_log_prob = None, np.inf
+    buffer = np.empty((params.n_components, min(rows, X.shape[0])))
     for part in _chunks(X.shape[0], rows):
         chunk = X[part]
-        log_prob, resp = posterior_chunk(chunk, params)
-        stats = SufficientStats.from_chunk(chunk, resp, params.covariance_type, params.means)
+        joint, top, total = _unnormalised_posterior(chunk, params, buffer)
+        weights = 1.0 / total
+        moments = shifted_moments(chunk, joint, ref, full, weights)
+        if counts is None:
+            counts, first, second = moments
+        else:
+            counts += moments[0]
+            first += moments[1]
+            second += moments[2]
+        log_prob = np.log(total)
+        log_prob += top
+        log_likelihood += float(log_prob.sum())
         worst = int(np.argmin(log_prob))
-        piece = EStepResult(stats, float(log_prob.sum()), chunk.shape[0], chunk[worst].copy(),
-                            float(log_prob[worst]))
-        result = piece if result is None else result + piece
-    return result
+        if log_prob[worst] < worst_log_prob:
+            worst_point, worst_log_prob = chunk[worst].copy(), float(log_prob[worst])
+    stats = SufficientStats.from_moments(counts, first, second,
+                                         np.broadcast_to(ref, params.means.shape), kind)
+    far = lossy_components(counts, first, second, full)
+    if far.any():
+        centres = params.means[far]
+        exact = None
+        for part in _chunks(X.shape[0], rows):
+            chunk = X[part]
+            joint, _, total = _unnormalised_posterior(chunk, params)
+            moments = centred_moments(chunk, joint[far], centres, full, 1.0 / total)
+            exact = moments if exact is None else tuple(a + b for a, b in zip(exact, moments))
+        stats = stats.splice(far, SufficientStats.from_moments(*exact, centres, kind))
+    return EStepResult(stats.collapse(params.covariance_type), log_likelihood, X.shape[0],
+                       worst_point, worst_log_prob)
 
 
 def score_samples(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """``log p(x_i)`` for every row, shape (n,)."""
     out = np.empty(X.shape[0])
-    for part in _chunks(X.shape[0], chunk_rows(params.n_components, params.n_features)):
-        out[part] = posterior_chunk(X[part], params)[0]
+    rows = chunk_rows(params.n_components, params.n_features)
+    buffer = np.empty((params.n_components, min(rows, X.shape[0])))
+    with single_thread_blas():
+        for part in _chunks(X.shape[0], rows):
+            _, top, total = _unnormalised_posterior(X[part], params, buffer)
+            np.log(total, out=out[part])
+            out[part] += top
     return out
 
 
 def predict_proba(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """Responsibilities ``p(k | x_i)``, shape (n, K)."""
     out = np.empty((X.shape[0], params.n_components))
-    for part in _chunks(X.shape[0], chunk_rows(params.n_components, params.n_features)):
-        out[part] = posterior_chunk(X[part], params)[1].T
+    with single_thread_blas():
+        for part in _chunks(X.shape[0], chunk_rows(params.n_components, params.n_features)):
+            out[part] = posterior_chunk(X[part], params)[1].T
     return out
 
 
 def predict(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """Most probable component of every row, shape (n,)."""
     out = np.empty(X.shape[0], dtype=np.intp)
-    for part in _chunks(X.shape[0], chunk_rows(params.n_components, params.n_features)):
-        out[part] = log_joint_chunk(X[part], params).argmax(axis=0)
+    with single_thread_blas():
+        for part in _chunks(X.shape[0], chunk_rows(params.n_components, params.n_features)):
+            out[part] = log_joint_chunk(X[part], params).argmax(axis=0)
     return out
 
 
@@ -175,8 +243,9 @@ def m_step(stats: SufficientStats, *, reg_covar: float) -> MixtureParams:
     else:
         weights = np.full(stats.n_components, 1.0 / stats.n_components)
     covariances = covariances_from_stats(stats, reg_covar)
-    return MixtureParams.from_covariances(weights, stats.means.copy(), covariances,
-                                          stats.covariance_type)
+    with single_thread_blas():
+        return MixtureParams.from_covariances(weights, stats.means.copy(), covariances,
+                                              stats.covariance_type)
 
 
 @dataclass(frozen=True, eq=False)

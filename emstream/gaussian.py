@@ -20,6 +20,7 @@ array([[[0.5]]])
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import linalg
@@ -54,6 +55,36 @@ class MixtureParams:
     def n_features(self) -> int:
         return self.means.shape[1]
 
+    @cached_property
+    def log_normaliser(self) -> np.ndarray:
+        """``log π_k + log det P_k - D/2 log 2π`` per component, shape (K,)."""
+        log_det = log_det_cholesky(self.precisions_cholesky, self.covariance_type,
+                                   self.n_features)
+        log_weights = np.log(np.maximum(self.weights, np.finfo(float).tiny))
+        return log_weights + log_det - 0.5 * self.n_features * LOG_2PI
+
+    @cached_property
+    def half_precision_sqrt(self) -> np.ndarray:
+        """For one feature: ``sqrt(precision_k / 2)``, shape (K,)."""
+        return np.broadcast_to(self.precisions_cholesky.reshape(-1),
+                               (self.n_components,)) * np.sqrt(0.5)
+
+    @cached_property
+    def whitening(self) -> tuple[np.ndarray, np.ndarray]:
+        """For full/tied: ``(ref, A)`` with ``A @ [x - ref; 1]`` = every ``Pₖᵀ(x - μₖ)`` stacked.
+
+        ``ref`` (D,) is a point among the means, so that data far from the origin lose nothing
+        to cancellation; ``A`` has shape (K*D, D+1) (tied: (D, D+1) per component, stacked).
+        """
+        k, d = self.n_components, self.n_features
+        ref = self.means.mean(axis=0)
+        pc = self.precisions_cholesky
+        pcs = pc if self.covariance_type == "full" else np.broadcast_to(pc, (k, d, d))
+        A = np.empty((k, d, d + 1))
+        A[:, :, :d] = pcs.transpose(0, 2, 1)
+        A[:, :, d] = -np.einsum("kji,kj->ki", pcs, self.means - ref)
+        return ref, A.reshape(k * d, d + 1)
+
     @classmethod
     def from_covariances(cls, weights, means, covariances, covariance_type) -> "MixtureParams":
         """Parameters with precision factors computed (and covariances repaired if needed)."""
@@ -68,8 +99,8 @@ def _cholesky_with_jitter(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns the factor and the (possibly jittered) matrix it factors.
     """
     try:
-        return linalg.cholesky(cov, lower=True, check_finite=False), cov
-    except linalg.LinAlgError:
+        return np.linalg.cholesky(cov), cov
+    except np.linalg.LinAlgError:
         pass
     diag = np.abs(np.diag(cov))
     scale = float(diag.mean()) if diag.any() else 1.0
@@ -79,8 +110,8 @@ def _cholesky_with_jitter(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     while True:
         candidate = cov + jitter * eye
         try:
-            return linalg.cholesky(candidate, lower=True, check_finite=False), candidate
-        except linalg.LinAlgError:
+            return np.linalg.cholesky(candidate), candidate
+        except np.linalg.LinAlgError:
             jitter *= 10.0
 
 
@@ -104,11 +135,17 @@ def precision_cholesky(covariances: np.ndarray, covariance_type: str):
     covariances = np.array(covariances, dtype=float)
     if covariance_type in ("full", "tied"):
         stack = covariances if covariance_type == "full" else covariances[None]
-        prec = np.empty_like(stack)
-        eye = np.eye(stack.shape[-1])
-        for k, cov in enumerate(stack):
-            chol, stack[k] = _cholesky_with_jitter(cov)
-            prec[k] = linalg.solve_triangular(chol, eye, lower=True, check_finite=False).T
+        # numpy's stacked factorisations: one call for all components.  scipy's batched
+        # cholesky/solve_triangular loop in Python and cost ~6x more here (K=8, D=10), which
+        # is most of a single-row partial_fit.
+        try:
+            chol = np.linalg.cholesky(stack)
+        except np.linalg.LinAlgError:
+            chol = np.empty_like(stack)
+            for k, cov in enumerate(stack):
+                chol[k], stack[k] = _cholesky_with_jitter(cov)
+        # P = L⁻ᵀ is upper triangular with P Pᵀ = Σ⁻¹.
+        prec = np.ascontiguousarray(np.tril(np.linalg.inv(chol)).transpose(0, 2, 1))
         return (prec if covariance_type == "full" else prec[0]), covariances
     tiny = np.finfo(float).tiny
     variances = np.where(covariances > tiny, covariances,
@@ -192,14 +229,19 @@ def covariances_from_stats(stats, reg_covar: float) -> np.ndarray:
     return covs
 
 
-def log_gaussian_chunk(X: np.ndarray, params: MixtureParams) -> np.ndarray:
-    """``log N(x_i | μ_k, Σ_k)`` for a chunk of rows, in component-major layout.
+def log_gaussian_chunk(X: np.ndarray, params: MixtureParams, *, with_weights: bool = False,
+                       out: np.ndarray | None = None) -> np.ndarray:
+    """``log N(x_i | μ_k, Σ_k)`` (or ``log π_k N(x_i | μ_k, Σ_k)``) for a chunk, component-major.
 
     Parameters
     ----------
     X : ndarray of shape (n, D)
         A chunk small enough that ``K * D * n`` floats stay in cache.
     params : MixtureParams
+    with_weights : bool
+        Add ``log π_k`` (the E-step's joint log-probability, at no extra pass).
+    out : ndarray of shape (K, >= n), optional
+        Work buffer to write into (reusing one across chunks saves page faults).
 
     Returns
     -------
@@ -208,18 +250,24 @@ def log_gaussian_chunk(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     kind = params.covariance_type
     means, pc = params.means, params.precisions_cholesky
     n_components, n_features = means.shape
+    const = params.log_normaliser
+    if not with_weights:
+        const = const - np.log(np.maximum(params.weights, np.finfo(float).tiny))
+    if n_features == 1:
+        # Every covariance type is one variance per component here: four passes over (K, n).
+        y = None if out is None else out[:, :X.shape[0]]
+        y = np.subtract(X[:, 0][None, :], means[:, 0][:, None], out=y)
+        y *= params.half_precision_sqrt[:, None]
+        np.square(y, out=y)
+        return np.subtract(const[:, None], y, out=y)
     if kind in ("full", "tied"):
-        # Shift by a point near the data so that Pᵀx - Pᵀμ loses nothing to cancellation when the
-        # data sits far from the origin; then one matrix product serves every component.
-        ref = means.mean(axis=0)
-        Xs = X - ref
-        ms = means - ref
-        if kind == "full":
-            stacked = pc.transpose(0, 2, 1).reshape(n_components * n_features, n_features)
-            y = (stacked @ Xs.T).reshape(n_components, n_features, -1)
-            y -= np.einsum("kji,kj->ki", pc, ms)[:, :, None]
-        else:
-            y = (pc.T @ Xs.T)[None, :, :] - (ms @ pc)[:, :, None]
+        # One matrix product serves every component: rows Pₖᵀ(x - μₖ), taken about a point
+        # among the means so that data far from the origin lose nothing to cancellation.
+        ref, A = params.whitening
+        xa = np.empty((n_features + 1, X.shape[0]))
+        np.subtract(X.T, ref[:, None], out=xa[:n_features])
+        xa[n_features] = 1.0
+        y = (A @ xa).reshape(n_components, n_features, -1)
         np.square(y, out=y)
         maha = y.sum(axis=1)
     else:
@@ -229,9 +277,8 @@ def log_gaussian_chunk(X: np.ndarray, params: MixtureParams) -> np.ndarray:
         if kind == "diag":
             maha = np.matmul((pc**2)[:, None, :], diff)[:, 0, :]
         else:
-            maha = diff.sum(axis=1) if n_features > 1 else diff[:, 0, :]
+            maha = diff.sum(axis=1)
             maha *= (pc**2)[:, None]
-    log_det = log_det_cholesky(pc, kind, n_features)
     maha *= -0.5
-    maha += (np.broadcast_to(log_det, (n_components,)) - 0.5 * n_features * LOG_2PI)[:, None]
+    maha += const[:, None]
     return maha

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+# Largest (offset / spread)² tolerated in moments about a shared reference point (~2e-10 lost).
+_MAX_CANCELLATION = 1e6
 
 
 def scatter_shape(covariance_type: str, n_components: int, n_features: int) -> tuple[int, ...]:
@@ -48,6 +50,90 @@ def scatter_shape(covariance_type: str, n_components: int, n_features: int) -> t
         "diag": (n_components, n_features),
         "spherical": (n_components,),
     }[covariance_type]
+
+
+def shifted_moments(X, resp, ref, full, row_weights=None):
+    """Zeroth, first and second moments about one point ``ref``, in one matrix product.
+
+    Plain sums, so moments of successive chunks about the same ``ref`` simply add up.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, D)
+    resp : ndarray of shape (K, n)
+    ref : ndarray of shape (D,)
+    full : bool
+        Full second moments (K, D, D), else their diagonal (K, D).
+    row_weights : ndarray of shape (n,), optional
+        Responsibilities are ``resp * row_weights`` (lets the E-step skip normalising).
+
+    Returns
+    -------
+    counts : (K,), first : (K, D), second : (K, D, D) or (K, D)
+    """
+    n, d = X.shape
+    n_components = resp.shape[0]
+    # Full second moments are symmetric: compute the upper triangle only.
+    width = d * (d + 1) // 2 if full else d
+    # Rows are columns of the product: contiguous writes, one GEMM for all three moments.
+    rows = np.empty((1 + d + width, n))
+    xs = np.subtract(X.T, ref[:, None], out=rows[1:1 + d])
+    if row_weights is None:
+        rows[0] = 1.0
+        xw = xs
+    else:
+        rows[0] = row_weights
+        xw = np.multiply(xs, row_weights, out=np.empty_like(xs))
+    if full:
+        start = 1 + d
+        for i in range(d):
+            np.multiply(xw[i], xs[i:], out=rows[start:start + d - i])
+            start += d - i
+    else:
+        np.multiply(xw, xs, out=rows[1 + d:])
+    if row_weights is not None:
+        rows[1:1 + d] = xw
+    sums = resp @ rows.T
+    if full:
+        second = np.empty((n_components, d, d))
+        upper = np.triu_indices(d)
+        second[:, upper[0], upper[1]] = sums[:, 1 + d:]
+        second[:, upper[1], upper[0]] = sums[:, 1 + d:]
+    else:
+        second = sums[:, 1 + d:]
+    return sums[:, 0], sums[:, 1:1 + d], second
+
+
+def centred_moments(X, resp, centres, full, row_weights=None):
+    """Moments about each component's own centre: exact, one pass per component.
+
+    Same parameters and returns as :func:`shifted_moments`, with ``centres`` of shape (K, D).
+    """
+    n_components, n_features = resp.shape[0], X.shape[1]
+    weights = resp if row_weights is None else resp * row_weights
+    first = np.empty((n_components, n_features))
+    second = np.empty((n_components,) + ((n_features,) * (2 if full else 1)))
+    for k in range(n_components):
+        diff = X - centres[k]
+        weighted = diff * weights[k][:, None]
+        first[k] = weighted.sum(axis=0)
+        second[k] = weighted.T @ diff if full else np.einsum("nd,nd->d", weighted, diff)
+    return weights.sum(axis=1), first, second
+
+
+def lossy_components(counts, first, second, full):
+    """Components whose moments about a shared point lost more than ~1e-10 to cancellation.
+
+    The scatter is ``second - first²/n``; its relative rounding error is about
+    ``eps * (offset / spread)²``, where ``offset`` is the distance of the component's mean from
+    the reference point.  Returns a boolean mask of shape (K,).
+    """
+    spread = np.diagonal(second, axis1=1, axis2=2) if full else second
+    safe = np.where(counts > 0, counts, 1.0)[:, None]
+    offset2 = (first / safe) ** 2
+    variance = spread / safe - offset2
+    far = (offset2 > _MAX_CANCELLATION * np.maximum(variance, 0.0)).any(axis=1)
+    return far & (counts > 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,8 +215,13 @@ class SufficientStats:
         return cls(counts, means, scatter, covariance_type)
 
     @classmethod
-    def from_chunk(cls, X, resp, covariance_type, centres=None) -> "SufficientStats":
+    def from_chunk(cls, X, resp, covariance_type, centres=None,
+                   row_weights=None) -> "SufficientStats":
         """Statistics of the rows of ``X`` under responsibilities ``resp``.
+
+        Moments are taken about one reference point with one matrix product; a component whose
+        data sit so far from that point (relative to its spread) that cancellation would cost
+        more than ~1e-10 of its scatter is recomputed about its own centre instead.
 
         Parameters
         ----------
@@ -139,23 +230,42 @@ class SufficientStats:
             Responsibilities in component-major layout (the E-step's layout).
         covariance_type : str
         centres : ndarray of shape (K, D), optional
-            Reference points for the moments (default: the column means of ``X``).
+            Points near each component's data (the current means); default: the column means.
+        row_weights : ndarray of shape (n,), optional
+            The responsibilities are ``resp * row_weights``.
         """
         X = np.asarray(X, dtype=float)
-        n_components = resp.shape[0]
+        n_components, n_features = resp.shape[0], X.shape[1]
         if centres is None:
-            centres = np.broadcast_to(X.mean(axis=0) if len(X) else np.zeros(X.shape[1]),
-                                      (n_components, X.shape[1]))
-        counts = resp.sum(axis=1)
+            centres = np.broadcast_to(X.mean(axis=0), (n_components, n_features))
+        centres = np.asarray(centres, dtype=float)
         full = covariance_type in ("full", "tied")
-        first = np.empty((n_components, X.shape[1]))
-        second = np.empty((n_components,) + ((X.shape[1],) * (2 if full else 1)))
-        for k in range(n_components):
-            diff = X - centres[k]
-            weighted = diff * resp[k][:, None]
-            first[k] = weighted.sum(axis=0)
-            second[k] = weighted.T @ diff if full else np.einsum("nd,nd->d", weighted, diff)
-        return cls.from_moments(counts, first, second, centres, covariance_type)
+        kind = "full" if full else "diag"
+        ref = centres.mean(axis=0)
+        moments = shifted_moments(X, resp, ref, full, row_weights)
+        stats = cls.from_moments(*moments, np.broadcast_to(ref, centres.shape), kind)
+        far = lossy_components(*moments, full)
+        if far.any():
+            exact = centred_moments(X, resp[far], centres[far], full, row_weights)
+            stats = stats.splice(far, cls.from_moments(*exact, centres[far], kind))
+        return stats.collapse(covariance_type)
+
+    def splice(self, which: np.ndarray, other: "SufficientStats") -> "SufficientStats":
+        """Copy with the components ``which`` replaced by ``other``'s (per-component scatter)."""
+        counts, means, scatter = self.counts.copy(), self.means.copy(), self.scatter.copy()
+        counts[which], means[which], scatter[which] = other.counts, other.means, other.scatter
+        return SufficientStats(counts, means, scatter, self.covariance_type)
+
+    def collapse(self, covariance_type: str) -> "SufficientStats":
+        """Per-component full (diag) scatter reduced to the shape of tied (spherical)."""
+        if covariance_type == "tied" and self.scatter.ndim == 3:
+            return SufficientStats(self.counts, self.means, self.scatter.sum(axis=0), "tied")
+        if covariance_type == "spherical" and self.scatter.ndim == 2:
+            return SufficientStats(self.counts, self.means, self.scatter.sum(axis=1),
+                                   "spherical")
+        if covariance_type == self.covariance_type:
+            return self
+        return SufficientStats(self.counts, self.means, self.scatter, covariance_type)
 
     def __add__(self, other: "SufficientStats") -> "SufficientStats":
         """Statistics of the union of two data sets (Chan, Golub & LeVeque's pairwise update)."""

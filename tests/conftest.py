@@ -1,0 +1,39 @@
+"""Shared fixtures: the seed series and synthetic mixtures with known parameters."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def seed_series() -> np.ndarray:
+    """The 50-point time series from the project's origin (shared/seeds/003), shape (50, 1)."""
+    return np.loadtxt(ROOT / "examples" / "seed_series.txt")[:, None]
+
+
+def mixture_1d(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Means -4, 0, 5; sd 1; weights .2/.5/.3 — the issue's stationary 1-D stream, shape (n, 1)."""
+    comp = rng.choice(3, n, p=[0.2, 0.5, 0.3])
+    return (np.array([-4.0, 0.0, 5.0])[comp] + rng.normal(size=n))[:, None]
+
+
+def mixture_2d(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Three 2-D components with full, correlated covariances, shape (n, 2)."""
+    means = np.array([[0.0, 0.0], [5.0, 1.0], [1.0, 6.0]])
+    covs = np.array([[[1.0, 0.6], [0.6, 1.0]], [[2.0, -0.5], [-0.5, 0.5]], [[0.7, 0.0], [0.0, 1.5]]])
+    comp = rng.choice(3, n, p=[0.4, 0.35, 0.25])
+    chol = np.linalg.cholesky(covs)
+    z = rng.normal(size=(n, 2))
+    return means[comp] + np.einsum("nij,nj->ni", chol[comp], z)
+
+
+def mixture_3d(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Three 3-D components (one correlated), shape (n, 3)."""
+    return np.vstack([
+        rng.multivariate_normal([0, 0, 0], np.eye(3), n // 2),
+        rng.multivariate_normal([4, 4, 0], [[1, .5, 0], [.5, 1, 0], [0, 0, 2]], n // 3),
+        rng.multivariate_normal([-3, 5, 2], np.eye(3) * .5, n - n // 2 - n // 3),
+    ])

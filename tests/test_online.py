@@ -1,0 +1,129 @@
+"""Online EM (partial_fit): warm-up, any mini-batch size, one pass close to batch EM."""
+
+import numpy as np
+import pytest
+
+from emstream import GaussianMixture, NotFittedError
+from emstream.stats import COVARIANCE_TYPES
+
+from .conftest import mixture_1d, mixture_2d
+
+
+def _one_pass_gap(make, seed, n=1_000_000, batch=100):
+    rng = np.random.default_rng(seed)
+    X, held_out = make(n, rng), make(200_000, rng)
+    online = GaussianMixture(3, random_state=seed)
+    for start in range(0, n, batch):
+        online.partial_fit(X[start:start + batch])
+    batch_em = GaussianMixture(3, tol=1e-8, max_iter=1000, random_state=seed).fit(X)
+    best = batch_em.score(held_out)
+    return (best - online.score(held_out)) / abs(best), online
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(5))
+def test_one_pass_1d_is_within_1e4_of_batch_em(seed):
+    gap, online = _one_pass_gap(mixture_1d, seed)
+    assert gap < 1e-4, gap
+    assert online.n_seen_ == 1_000_000
+    np.testing.assert_allclose(np.sort(online.means_.ravel()), [-4, 0, 5], atol=0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(5))
+def test_one_pass_2d_full_is_within_1e4_of_batch_em(seed):
+    gap, _ = _one_pass_gap(mixture_2d, seed)
+    assert gap < 1e-4, gap
+
+
+def test_warm_up_buffers_then_initialises_by_batch_em():
+    X = mixture_1d(3000, np.random.default_rng(0))
+    gm = GaussianMixture(3, warmup_size=500, random_state=0)
+    gm.partial_fit(X[:300])
+    with pytest.raises(NotFittedError, match="warming up .300 of 500"):
+        gm.predict(X[:5])
+    gm.partial_fit(X[300:600])
+    # The warm-up fit is the batch fit of the buffered points, through the same core.
+    ref = GaussianMixture(3, random_state=0).fit(X[:600])
+    np.testing.assert_array_equal(gm.means_, ref.means_)
+    assert gm.n_seen_ == 600
+    gm.partial_fit(X[600:])
+    assert gm.n_seen_ == 3000
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+@pytest.mark.parametrize("batch", [1, 7, 100])
+def test_any_mini_batch_size_works(kind, batch):
+    X = mixture_2d(3000, np.random.default_rng(1))
+    gm = GaussianMixture(3, covariance_type=kind, warmup_size=200, random_state=0)
+    for start in range(0, 1200 if batch == 1 else len(X), batch):
+        gm.partial_fit(X[start:start + batch])
+    assert np.isfinite(gm.means_).all()
+    assert gm.weights_.sum() == pytest.approx(1.0)
+    assert np.all(np.linalg.eigvalsh(_full_covs(gm)) > 0)
+
+
+def _full_covs(gm):
+    c, d = gm.covariances_, gm.means_.shape[1]
+    return {"full": lambda: c, "tied": lambda: c[None], "diag": lambda: np.stack(
+        [np.diag(v) for v in c]), "spherical": lambda: c[:, None, None] * np.eye(d)}[
+        gm.covariance_type]()
+
+
+def test_result_barely_depends_on_how_the_stream_is_cut():
+    X = mixture_1d(60_000, np.random.default_rng(2))
+    a = GaussianMixture(3, random_state=0)
+    b = GaussianMixture(3, random_state=0)
+    a.partial_fit(X[:1000])
+    b.partial_fit(X[:1000])
+    for start in range(1000, len(X), 1000):
+        a.partial_fit(X[start:start + 1000])
+    rng = np.random.default_rng(3)
+    start = 1000
+    while start < len(X):
+        size = int(rng.integers(1, 400))
+        b.partial_fit(X[start:start + size])
+        start += size
+    order_a, order_b = np.argsort(a.means_.ravel()), np.argsort(b.means_.ravel())
+    np.testing.assert_allclose(a.means_.ravel()[order_a], b.means_.ravel()[order_b], atol=0.03)
+    np.testing.assert_allclose(a.weights_[order_a], b.weights_[order_b], atol=0.01)
+
+
+def test_online_parameters_are_the_m_step_of_the_running_statistics():
+    from emstream.em import m_step
+    X = mixture_2d(5000, np.random.default_rng(4))
+    gm = GaussianMixture(3, warmup_size=1000, random_state=0)
+    for start in range(0, len(X), 250):
+        gm.partial_fit(X[start:start + 250])
+    again = m_step(gm._stats, reg_covar=gm.reg_covar)
+    np.testing.assert_array_equal(again.means, gm.means_)
+    np.testing.assert_array_equal(again.covariances, gm.covariances_)
+
+
+def test_warm_start_fit_continues_from_the_online_state():
+    X = mixture_1d(20_000, np.random.default_rng(5))
+    gm = GaussianMixture(3, warm_start=True, random_state=0)
+    for start in range(0, len(X), 500):
+        gm.partial_fit(X[start:start + 500])
+    online_means = np.sort(gm.means_.ravel())
+    gm.max_iter = 1
+    gm.tol = 0.0
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm.fit(X[-5000:])
+    # One batch iteration from the online state: close to it, not a re-initialisation.
+    np.testing.assert_allclose(np.sort(gm.means_.ravel()), online_means, atol=0.1)
+    assert gm.n_seen_ == 0 and gm.n_iter_ == 1
+    gm.partial_fit(X[:100])
+    assert gm.n_seen_ == 100
+
+
+def test_step_floor_forgets_old_data():
+    rng = np.random.default_rng(6)
+    before, after = mixture_1d(50_000, rng), mixture_1d(50_000, rng) + 2.0
+    gm = GaussianMixture(3, step_floor=1e-3, random_state=0)
+    for X in (before, after):
+        for start in range(0, len(X), 200):
+            gm.partial_fit(X[start:start + 200])
+    np.testing.assert_allclose(np.sort(gm.means_.ravel()), [-2, 2, 7], atol=0.15)

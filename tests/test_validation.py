@@ -1,0 +1,74 @@
+"""Bad input and bad parameters give a ValueError that says what is wrong and what to do."""
+
+import numpy as np
+import pytest
+
+from emstream import GaussianMixture, NotFittedError
+
+
+@pytest.fixture()
+def X():
+    return np.random.default_rng(0).normal(size=(100, 2))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.array([[1.0, np.nan], [0.0, 1.0], [2.0, 2.0]]), "NaN or infinity in 1 row.*first at row 0"),
+    (np.array([[1.0, 2.0], [np.inf, 1.0], [2.0, 2.0]]), "NaN or infinity.*row 1"),
+    (np.empty((0, 2)), "empty"),
+    (np.ones(5), "2-D.*reshape"),
+    (np.ones((2, 2, 2)), "2-D"),
+    ([["a", "b"], ["c", "d"]], "numeric"),
+    (np.full((10, 2), 1e200), "rescale"),
+])
+def test_bad_data_is_refused_with_a_clear_message(bad, message):
+    for call in (GaussianMixture(1).fit, GaussianMixture(1).partial_fit):
+        with pytest.raises(ValueError, match=message):
+            call(bad)
+
+
+def test_fewer_samples_than_components(X):
+    with pytest.raises(ValueError, match="fewer than 5 .n_components=5"):
+        GaussianMixture(5).fit(X[:3])
+
+
+def test_wrong_number_of_features_after_fit(X):
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    for method in (gm.predict, gm.score_samples, gm.predict_proba, gm.partial_fit):
+        with pytest.raises(ValueError, match="3 features, but the model was fitted with 2"):
+            method(np.ones((4, 3)))
+
+
+def test_not_fitted_is_a_value_error_that_says_what_to_do(X):
+    gm = GaussianMixture(2)
+    for method in (gm.predict, gm.predict_proba, gm.score_samples, gm.score):
+        with pytest.raises(NotFittedError, match="call fit"):
+            method(X)
+    assert issubclass(NotFittedError, ValueError)
+    with pytest.raises(NotFittedError):
+        gm.sample(3)
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(n_components=0), "n_components must be an integer >= 1"),
+    (dict(covariance_type="ful"), "covariance_type must be one of"),
+    (dict(tol=-1), "tol must be"),
+    (dict(reg_covar=np.nan), "reg_covar must be"),
+    (dict(max_iter=0), "max_iter"),
+    (dict(n_init=1.5), "n_init"),
+    (dict(init_params="kmeans+"), "init_params must be one of"),
+    (dict(step_decay=0.5), r"step_decay must be a finite number in \(0.5, 1\]"),
+    (dict(step_decay=1.2), "step_decay"),
+    (dict(step_floor=0.0), "step_floor"),
+    (dict(warmup_size=1, n_components=2), "warmup_size .1. must be at least n_components"),
+    (dict(random_state="seed"), "random_state"),
+    (dict(weights_init=[0.5, 0.6], n_components=2), "must sum to 1"),
+    (dict(means_init=np.zeros((3, 2)), n_components=2), r"means_init must have shape \(2, 2\)"),
+    (dict(precisions_init=-np.ones(2), n_components=2, covariance_type="spherical"),
+     "positive"),
+    (dict(precisions_init=np.array([[[1, 2], [2, 1]]] * 2), n_components=2),
+     "positive definite"),
+])
+def test_bad_hyper_parameters_are_refused_at_fit_time(X, params, message):
+    gm = GaussianMixture(**params)  # construction never validates (scikit-learn convention)
+    with pytest.raises(ValueError, match=message):
+        gm.fit(X)
