@@ -66,6 +66,18 @@ def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None):
     """
     lp = log_joint_chunk(X, params, out)
     top = lp.max(axis=0)
+    lost = ~np.isfinite(top)
+    if lost.any():
+        # A row every component finds infinitely improbable (overflow for values far beyond
+        # everything seen): shared equally, with log p(x) = -inf, rather than NaN.
+        lp[:, lost] = 0.0
+        top[lost] = 0.0
+        lp -= top
+        np.maximum(lp, _LOG_FLOOR, out=lp)
+        np.exp(lp, out=lp)
+        total = lp.sum(axis=0)
+        top[lost] = -np.inf
+        return lp, top, total
     lp -= top
     np.maximum(lp, _LOG_FLOOR, out=lp)
     np.exp(lp, out=lp)

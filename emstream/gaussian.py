@@ -26,6 +26,8 @@ import numpy as np
 from scipy import linalg
 
 LOG_2PI = float(np.log(2.0 * np.pi))
+# Smallest variance kept, relative to the data's variance per feature (see covariances_from_stats).
+_RELATIVE_VARIANCE_FLOOR = 1e-12
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,8 +202,35 @@ def log_det_cholesky(prec_chol: np.ndarray, covariance_type: str, n_features: in
     return n_features * np.log(prec_chol)
 
 
+def data_variance(stats) -> np.ndarray:
+    """Per-feature variance of all the data the statistics summarise, shape (D,).
+
+    Within-component scatter plus the spread of the component means about their weighted
+    centre (for spherical statistics, the average over features, repeated).
+    """
+    total = max(stats.total, np.finfo(float).tiny)
+    centre = stats.counts @ stats.means / total
+    between = stats.counts @ (stats.means - centre) ** 2
+    kind = stats.covariance_type
+    if kind == "full":
+        within = np.diagonal(stats.scatter, axis1=1, axis2=2).sum(axis=0)
+    elif kind == "tied":
+        within = np.diag(stats.scatter)
+    elif kind == "diag":
+        within = stats.scatter.sum(axis=0)
+    else:
+        within = np.full(stats.n_features, stats.scatter.sum() / stats.n_features)
+        between = np.full(stats.n_features, between.mean())
+    return (within + between) / total
+
+
 def covariances_from_stats(stats, reg_covar: float) -> np.ndarray:
     """The M-step for covariances: centred scatter over counts, plus ``reg_covar`` on the diagonal.
+
+    Variances are also kept above ``1e-12`` of the data's own variance per feature, so that a
+    component collapsing on one repeated value (possible with ``reg_covar=0`` or data on scales
+    where ``reg_covar`` is negligible) keeps a finite precision; on ordinary data this floor
+    never binds.
 
     Parameters
     ----------
@@ -216,16 +245,20 @@ def covariances_from_stats(stats, reg_covar: float) -> np.ndarray:
     kind = stats.covariance_type
     counts = np.maximum(stats.counts, np.finfo(float).tiny)
     n_features = stats.n_features
+    floor = _RELATIVE_VARIANCE_FLOOR * data_variance(stats)
     if kind == "full":
         covs = stats.scatter / counts[:, None, None]
         covs = covs + reg_covar * np.eye(n_features)
+        diagonal = np.einsum("kii->ki", covs)
+        diagonal[:] = np.maximum(diagonal, floor)
     elif kind == "tied":
         covs = stats.scatter / max(stats.total, np.finfo(float).tiny)
         covs = covs + reg_covar * np.eye(n_features)
+        np.fill_diagonal(covs, np.maximum(np.diag(covs), floor))
     elif kind == "diag":
-        covs = stats.scatter / counts[:, None] + reg_covar
+        covs = np.maximum(stats.scatter / counts[:, None] + reg_covar, floor)
     else:
-        covs = stats.scatter / (counts * n_features) + reg_covar
+        covs = np.maximum(stats.scatter / (counts * n_features) + reg_covar, floor.mean())
     return covs
 
 

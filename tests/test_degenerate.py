@@ -1,0 +1,129 @@
+"""Degenerate data is handled, not raised: parameters stay finite and positive definite."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from emstream import GaussianMixture
+from emstream.init import reseed_dead_components
+from emstream.stats import COVARIANCE_TYPES, SufficientStats
+
+from .conftest import mixture_1d, mixture_2d
+
+
+def assert_valid(gm):
+    """Finite parameters, weights summing to 1, positive definite covariances."""
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.all(np.isfinite(getattr(gm, name))), name
+    assert gm.weights_.sum() == pytest.approx(1.0)
+    assert gm.weights_.min() >= 0
+    c, d = gm.covariances_, gm.means_.shape[1]
+    full = {"full": lambda: c, "tied": lambda: c[None],
+            "diag": lambda: np.stack([np.diag(v) for v in c]),
+            "spherical": lambda: c[:, None, None] * np.eye(d)}[gm.covariance_type]()
+    for cov in full:
+        np.linalg.cholesky(cov)  # raises unless positive definite
+
+
+def fit_quietly(gm, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gm.fit(X)
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+def test_a_single_repeated_value(kind):
+    X = np.full((100, 2), 44.44571429)
+    gm = fit_quietly(GaussianMixture(3, covariance_type=kind, random_state=0), X)
+    assert_valid(gm)
+    np.testing.assert_allclose(gm.means_, 44.44571429)
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+def test_constant_column(kind):
+    X = mixture_2d(500, np.random.default_rng(0))
+    X[:, 1] = 7.0
+    gm = fit_quietly(GaussianMixture(3, covariance_type=kind, random_state=0), X)
+    assert_valid(gm)
+    assert np.all(gm.score_samples(X) > -np.inf)
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+def test_more_components_than_distinct_values(kind):
+    X = np.repeat([[0.0, 1.0], [5.0, 5.0]], 20, axis=0)
+    gm = fit_quietly(GaussianMixture(4, covariance_type=kind, random_state=0), X)
+    assert_valid(gm)
+    labels = gm.predict(X)
+    assert len(set(labels[:20]) & set(labels[20:])) == 0
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+def test_single_outlier_1000_sd_away(kind):
+    X = mixture_2d(2000, np.random.default_rng(1))
+    X[100] = [1000.0, -1000.0]
+    gm = fit_quietly(GaussianMixture(3, covariance_type=kind, random_state=0), X)
+    assert_valid(gm)
+    online = GaussianMixture(3, covariance_type=kind, random_state=0, warmup_size=500)
+    for start in range(0, len(X), 50):
+        online.partial_fit(X[start:start + 50])
+    assert_valid(online)
+
+
+@pytest.mark.parametrize("offset", [1e8, -3e10])
+def test_far_from_origin_fits_as_accurately_as_near(offset):
+    X = mixture_1d(20_000, np.random.default_rng(2))
+    init = dict(means_init=np.array([[-4.0], [0.0], [5.0]]), weights_init=[0.2, 0.5, 0.3],
+                precisions_init=np.ones((3, 1, 1)))
+    near = GaussianMixture(3, tol=1e-10, max_iter=1000, **init).fit(X)
+    shifted_init = dict(init, means_init=init["means_init"] + offset)
+    held = (X + offset) - offset  # the data as float64 can hold it at that offset
+    far = GaussianMixture(3, tol=1e-10, max_iter=1000, **shifted_init).fit(X + offset)
+    ref = GaussianMixture(3, tol=1e-10, max_iter=1000, **init).fit(held)
+    # A mean stored near the offset is only known to one ulp of it.
+    np.testing.assert_allclose(far.means_ - offset, ref.means_,
+                               atol=1e-9 + np.spacing(abs(offset)))
+    np.testing.assert_allclose(far.covariances_, ref.covariances_, rtol=1e-6)
+    np.testing.assert_allclose(far.weights_, ref.weights_, rtol=1e-6)
+    assert far.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-9)
+    # And rounding the data to float64 at that offset changes little.
+    np.testing.assert_allclose(far.covariances_, near.covariances_, rtol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [1e-40, 1e40])
+def test_huge_and_tiny_scales(scale):
+    X = mixture_2d(1000, np.random.default_rng(3))
+    gm = fit_quietly(GaussianMixture(3, random_state=0, reg_covar=0.0), X)
+    scaled = fit_quietly(GaussianMixture(3, random_state=0, reg_covar=0.0), X * scale)
+    assert_valid(scaled)
+    # Without regularisation the fit is scale-equivariant.
+    order, order_s = np.argsort(gm.means_[:, 0]), np.argsort(scaled.means_[:, 0])
+    np.testing.assert_allclose(scaled.means_[order_s] / scale, gm.means_[order], rtol=1e-6,
+                               atol=1e-9)
+    np.testing.assert_allclose(scaled.covariances_[order_s] / scale**2, gm.covariances_[order],
+                               rtol=1e-6, atol=1e-9)
+    # With the default absolute reg_covar, tiny data is swamped but nothing breaks.
+    assert_valid(fit_quietly(GaussianMixture(3, random_state=0), X * scale))
+
+
+def test_emptied_component_is_reseeded_in_batch_em():
+    X = mixture_1d(5000, np.random.default_rng(4))
+    # One component starts a million sd away from every point: it would stay empty forever.
+    init = dict(means_init=[[-4.0], [0.0], [1e6]], weights_init=[0.4, 0.4, 0.2],
+                precisions_init=np.ones((3, 1, 1)))
+    gm = GaussianMixture(3, tol=1e-8, max_iter=500, **init).fit(X)
+    assert_valid(gm)
+    assert gm.weights_.min() > 0.1
+    np.testing.assert_allclose(np.sort(gm.means_.ravel()), [-4, 0, 5], atol=0.1)
+
+
+def test_reseed_moves_one_dead_component_onto_the_worst_point():
+    stats = SufficientStats(np.array([50.0, 1e-9, 50.0]), np.array([[0.0], [9.0], [5.0]]),
+                            np.array([[50.0], [0.0], [100.0]]), "diag")
+    new, n = reseed_dead_components(stats, np.array([20.0]), n_points=100)
+    assert n == 1
+    assert new.means[1, 0] == 20.0 and new.counts[1] == pytest.approx(1.0)
+    # Pooled variance of the live components: (50 + 100) / 100 per point.
+    assert new.scatter[1, 0] == pytest.approx(1.5)
+    unchanged, n = reseed_dead_components(new, np.array([30.0]), n_points=100)
+    assert n == 0 and unchanged is new
