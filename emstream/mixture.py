@@ -22,6 +22,8 @@ from .stats import COVARIANCE_TYPES, SufficientStats, scatter_shape
 from .validation import check_array, check_float, check_int
 
 logger = logging.getLogger("emstream")
+# recent_counts_ weighs points by exp(-age / RECENT_POINTS): "the last thousand or so".
+RECENT_POINTS = 1000.0
 
 
 class GaussianMixture:
@@ -86,6 +88,11 @@ class GaussianMixture:
     n_features_in_ : int
     n_seen_ : int
         Observations learned by ``partial_fit`` since the last ``fit`` (warm-up included).
+    n_updates_ : int
+        Online mini-batch updates since the statistics were last set by a batch fit.
+    recent_counts_ : ndarray of shape (K,)
+        Responsibility mass of recent points per component, each point weighted by
+        ``exp(-age / 1000)`` (age in points): which components the stream feeds now.
 
     Examples
     --------
@@ -335,6 +342,8 @@ class GaussianMixture:
         self._stats = best.stats.scaled(1.0 / n_samples)
         self._t = float(n_samples)
         self._moved_online = False
+        self.n_updates_ = 0
+        self.recent_counts_ = best.stats.counts * (min(n_samples, RECENT_POINTS) / n_samples)
         self._warmup = []
 
     def _initial_params(self, X: np.ndarray, rng: np.random.Generator) -> MixtureParams:
@@ -423,6 +432,9 @@ class GaussianMixture:
         self._stats = stats
         self._set_params(em.m_step(stats, reg_covar=self.reg_covar))
         self.n_seen_ += n_points
+        self.n_updates_ += 1
+        self.recent_counts_ = (self.recent_counts_ * np.exp(-n_points / RECENT_POINTS)
+                               + est.stats.counts)
         self._moved_online = True
 
     # ------------------------------------------------------------------ inference

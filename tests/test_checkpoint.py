@@ -1,0 +1,193 @@
+"""Checkpoints: bit-exact resume, crash safety, and refusal of damaged or crafted files."""
+
+import json
+import os
+import pickle
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from emstream import GaussianMixture, checkpoint
+from emstream.checkpoint import CheckpointError
+from emstream.stats import COVARIANCE_TYPES
+
+from .conftest import mixture_2d
+
+MODEL_ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "n_seen_",
+               "n_updates_", "recent_counts_", "lower_bound_")
+
+
+def assert_same_model(a, b):
+    for name in MODEL_ATTRS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    for field in ("counts", "means", "scatter"):
+        np.testing.assert_array_equal(getattr(a._stats, field), getattr(b._stats, field))
+    assert a._t == b._t
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+@pytest.mark.parametrize("split", [200, 700, 1600], ids=["warming-up", "just-warm", "online"])
+def test_resume_is_bit_exact(tmp_path, kind, split):
+    X = mixture_2d(3000, np.random.default_rng(0))
+    make = lambda: GaussianMixture(3, covariance_type=kind, warmup_size=500,  # noqa: E731
+                                   random_state=np.random.default_rng(7))
+    straight = make()
+    for start in range(0, len(X), 100):
+        straight.partial_fit(X[start:start + 100])
+    resumed = make()
+    for start in range(0, split, 100):
+        resumed.partial_fit(X[start:start + 100])
+    path = checkpoint.save(resumed, tmp_path / "ck.json", meta={"offset": split})
+    resumed, meta = checkpoint.load(path)
+    assert meta == {"offset": split}
+    for start in range(split, len(X), 100):
+        resumed.partial_fit(X[start:start + 100])
+    assert_same_model(resumed, straight)
+
+
+def test_unfitted_and_batch_fitted_models_round_trip(tmp_path):
+    empty = checkpoint.load(checkpoint.save(GaussianMixture(4), tmp_path / "a.json")).model
+    assert empty.get_params() == GaussianMixture(4).get_params()
+    X = mixture_2d(500, np.random.default_rng(1))
+    gm = GaussianMixture(3, covariance_type="tied", means_init=[[0, 0], [5, 1], [1, 6]],
+                         random_state=np.random.RandomState(3)).fit(X)
+    back = checkpoint.load(checkpoint.save(gm, tmp_path / "b.json")).model
+    assert_same_model(back, gm)
+    np.testing.assert_array_equal(back.means_init, gm.means_init)
+    np.testing.assert_array_equal(back.predict(X), gm.predict(X))
+
+
+def test_directory_keeps_the_newest_and_skips_damaged_ones(tmp_path):
+    gm = GaussianMixture(2, random_state=0).fit(np.arange(20.0)[:, None])
+    for i in range(5):
+        checkpoint.save(gm, tmp_path, meta={"i": i}, keep=3)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["checkpoint-00000003.json", "checkpoint-00000004.json",
+                     "checkpoint-00000005.json"]
+    newest = tmp_path / "checkpoint-00000005.json"
+    newest.write_bytes(newest.read_bytes()[:100])  # torn
+    loaded = checkpoint.load(tmp_path)
+    assert loaded.meta == {"i": 3}
+    assert [p.name for p, _ in loaded.skipped] == ["checkpoint-00000005.json"]
+    assert "not valid JSON" in loaded.skipped[0][1]
+
+
+def _writer(directory, single_file):
+    """Child process: checkpoint in a loop until killed; checkpoint i carries meta i."""
+    gm = GaussianMixture(2, random_state=0).fit(np.arange(40.0)[:, None])
+    i = int(os.environ.get("EMSTREAM_FIRST", "0"))
+    while True:
+        i += 1
+        meta = {"i": i, "padding": "x" * (1000 * (i % 37))}
+        target = directory / "ck.json" if single_file else directory
+        checkpoint.save(gm, target, meta=meta, keep=2)
+
+
+@pytest.mark.parametrize("single_file", [True, False], ids=["file", "directory"])
+def test_killed_writer_always_leaves_a_complete_checkpoint(tmp_path, single_file):
+    rng = np.random.default_rng(0)
+    reference = GaussianMixture(2, random_state=0).fit(np.arange(40.0)[:, None])
+    last_seen = 0
+    kills = 0
+    for _ in range(120):
+        pid = os.fork()
+        if pid == 0:  # child: write until killed
+            try:
+                _writer(tmp_path, single_file)
+            finally:
+                os._exit(0)
+        time.sleep(float(rng.uniform(0.0, 0.03)))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        kills += 1
+        try:
+            loaded = checkpoint.load(tmp_path / "ck.json" if single_file else tmp_path)
+        except CheckpointError as exc:
+            assert "no such file" in str(exc) or "no valid checkpoint" in str(exc)
+            assert last_seen == 0, f"lost every checkpoint after {kills} kills: {exc}"
+            continue
+        i = loaded.meta["i"]
+        assert loaded.meta == {"i": i, "padding": "x" * (1000 * (i % 37))}
+        assert not loaded.skipped, loaded.skipped
+        np.testing.assert_array_equal(loaded.model.means_, reference.means_)
+        last_seen = i
+    assert kills >= 120 and last_seen > 0
+
+
+def _valid_bytes(tmp_path):
+    gm = GaussianMixture(2, random_state=0).fit(np.arange(30.0)[:, None])
+    return checkpoint.save(gm, tmp_path / "good.json").read_bytes()
+
+
+def _edited(data: bytes, edit) -> bytes:
+    document = json.loads(data)
+    edit(document)
+    return json.dumps(document).encode()
+
+
+def _reseal(document):
+    """Recompute the checksum after an edit, as a forger would."""
+    import hashlib
+    document["sha256"] = hashlib.sha256(checkpoint._canonical(document["content"])).hexdigest()
+
+
+class Boom:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda good: good[: len(good) // 2], "not valid JSON"),
+    (lambda good: good.replace(b'"weights"', b'"weighta"', 1), "checksum mismatch"),
+    (lambda good: bytes([good[0]]) + bytes([good[1] ^ 0x40]) + good[2:], "not valid JSON"),
+    (lambda good: b"", "empty file"),
+    (lambda good: b"hello, world\n", "not valid JSON"),
+    (lambda good: b'{"format": "something-else"}', "not an emstream checkpoint"),
+    (lambda good: _edited(good, lambda d: d.update(version=2)), "newer emstream"),
+    (lambda good: pickle.dumps(Boom()), "binary data"),
+    (lambda good: b"!!python/object/apply:os.system ['touch pwned']\n", "not valid JSON"),
+    (lambda good: b"--- !!python/object/new:os.system [touch pwned]\n", "not valid JSON"),
+    (lambda good: good.replace(b'"lower_bound": ', b'"lower_bound": NaN, "x": ', 1),
+     "not valid JSON"),
+    (lambda good: _edited(good, lambda d: (d["content"]["model"]["fitted"].update(
+        weights=[0.5, "rm -rf /"]), _reseal(d))), "fitted.weights is not an array"),
+    (lambda good: _edited(good, lambda d: (d["content"]["model"]["fitted"].update(
+        covariances=[[[1.0]], [[-1.0]]]), _reseal(d))), "not positive definite"),
+    (lambda good: _edited(good, lambda d: (d["content"]["model"]["fitted"].update(
+        means=[[1.0, 2.0]]), _reseal(d))), r"fitted.means has shape \(1, 2\), expected \(2, 1\)"),
+    (lambda good: _edited(good, lambda d: (d["content"]["model"]["fitted"].update(
+        means=[[12345.678], [0.0]]), _reseal(d))).replace(b"12345.678", b"1e999"),
+     "damaged"),
+    (lambda good: _edited(good, lambda d: (d["content"]["model"]["params"].update(
+        n_components=0), _reseal(d))), "n_components"),
+])
+def test_damaged_foreign_and_crafted_files_are_refused(tmp_path, make, message):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(make(_valid_bytes(tmp_path)))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(CheckpointError, match=message) as info:
+            checkpoint.load(bad)
+    finally:
+        os.chdir(cwd)
+    assert str(bad) in str(info.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_state_with_infinity_is_refused_even_without_the_envelope():
+    from emstream.state import from_dict, to_dict
+    state = to_dict(GaussianMixture(2, random_state=0).fit(np.arange(30.0)[:, None]))
+    state["fitted"]["means"][0][0] = float("inf")
+    with pytest.raises(ValueError, match="fitted.means holds NaN or infinity"):
+        from_dict(state)
+
+
+def test_missing_file_and_non_serialisable_meta(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        checkpoint.load(tmp_path / "nope.json")
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        checkpoint.save(GaussianMixture(1), tmp_path / "x.json", meta={"bad": object()})
+    assert not (tmp_path / "x.json").exists()
