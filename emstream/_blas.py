@@ -13,7 +13,11 @@ import contextlib
 import threading
 from functools import lru_cache
 
-_state = threading.local()
+# The limit is process-wide, so nesting is counted process-wide: the first entry applies it and
+# the last exit restores it, whichever threads they come from.
+_lock = threading.Lock()
+_depth = 0
+_active = None
 
 
 @lru_cache(maxsize=1)
@@ -28,13 +32,20 @@ def _controller():
 @contextlib.contextmanager
 def single_thread_blas():
     """Limit every loaded BLAS to one thread for the duration; nested uses cost nothing."""
+    global _depth, _active
     controller = _controller()
-    if controller is None or getattr(_state, "depth", 0):
+    if controller is None:  # pragma: no cover
         yield
         return
-    _state.depth = 1
+    with _lock:
+        if _depth == 0:
+            _active = controller.limit(limits=1, user_api="blas")
+        _depth += 1
     try:
-        with controller.limit(limits=1, user_api="blas"):
-            yield
+        yield
     finally:
-        _state.depth = 0
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                _active.restore_original_limits()
+                _active = None

@@ -1,7 +1,7 @@
 """The shared EM core: one E-step, one M-step, one batch loop.
 
-Everything that fits or scores a mixture (batch EM, online EM, the river adapters, the Dask
-refit, the daemon) goes through these functions.  The E-step walks the data in chunks of rows,
+Everything that fits or scores a mixture goes through these functions: batch EM, online EM
+and scoring today, and every later caller (adapters, out-of-core refits, the daemon) too.  The E-step walks the data in chunks of rows,
 works in component-major layout ``(K, rows)`` so that reductions over components are cheap
 element-wise operations, stays in the log domain, and returns additive statistics.
 
@@ -27,15 +27,13 @@ import numpy as np
 
 from ._blas import single_thread_blas
 from .gaussian import MixtureParams, covariances_from_stats, log_gaussian_chunk
-from .stats import SufficientStats, centred_moments, lossy_components, shifted_moments
+from .stats import SufficientStats
 
 # Below exp(-700) a term is < 1e-304 of the largest one: clamping there changes no sum and keeps
 # exp out of the subnormal range, which is several times slower.
 _LOG_FLOOR = -700.0
 # Floats per temporary (K * D * rows) in a chunk: small enough to stay in cache.
 _CHUNK_ELEMENTS = 1 << 17
-# Below this many rows the E-step takes moments about each component's mean directly.
-_SMALL_ROWS = 64
 
 
 def chunk_rows(n_components: int, n_features: int) -> int:
@@ -153,56 +151,20 @@ def e_step(X: np.ndarray, params: MixtureParams, *, rows: int | None = None) -> 
 
 
 def _e_step(X: np.ndarray, params: MixtureParams, rows: int) -> EStepResult:
-    # Moments of every chunk about one shared point add up exactly; they become means and
-    # centred scatter once, at the end.  Components too far from that point for its moments to
-    # be accurate (see lossy_components) are recomputed about their own means in a second pass.
-    full = params.covariance_type in ("full", "tied")
-    kind = "full" if full else "diag"
-    if X.shape[0] < _SMALL_ROWS:
-        # A mini-batch of a few rows: exact moments about each mean cost no more.
-        joint, top, total = _unnormalised_posterior(X, params)
-        moments = centred_moments(X, joint, params.means, full, 1.0 / total)
-        stats = SufficientStats.from_moments(*moments, params.means, kind)
-        log_prob = np.log(total) + top
-        worst = int(np.argmin(log_prob))
-        return EStepResult(stats.collapse(params.covariance_type), float(log_prob.sum()),
-                           X.shape[0], X[worst].copy(), float(log_prob[worst]))
-    ref = params.means.mean(axis=0)
-    counts = first = second = None
-    log_likelihood = 0.0
-    worst_point, worst_log_prob = None, np.inf
+    result = None
     buffer = np.empty((params.n_components, min(rows, X.shape[0])))
     for part in _chunks(X.shape[0], rows):
         chunk = X[part]
         joint, top, total = _unnormalised_posterior(chunk, params, buffer)
-        weights = 1.0 / total
-        moments = shifted_moments(chunk, joint, ref, full, weights)
-        if counts is None:
-            counts, first, second = moments
-        else:
-            counts += moments[0]
-            first += moments[1]
-            second += moments[2]
+        stats = SufficientStats.from_chunk(chunk, joint, params.covariance_type, params.means,
+                                           row_weights=1.0 / total)
         log_prob = np.log(total)
         log_prob += top
-        log_likelihood += float(log_prob.sum())
         worst = int(np.argmin(log_prob))
-        if log_prob[worst] < worst_log_prob:
-            worst_point, worst_log_prob = chunk[worst].copy(), float(log_prob[worst])
-    stats = SufficientStats.from_moments(counts, first, second,
-                                         np.broadcast_to(ref, params.means.shape), kind)
-    far = lossy_components(counts, first, second, full)
-    if far.any():
-        centres = params.means[far]
-        exact = None
-        for part in _chunks(X.shape[0], rows):
-            chunk = X[part]
-            joint, _, total = _unnormalised_posterior(chunk, params)
-            moments = centred_moments(chunk, joint[far], centres, full, 1.0 / total)
-            exact = moments if exact is None else tuple(a + b for a, b in zip(exact, moments))
-        stats = stats.splice(far, SufficientStats.from_moments(*exact, centres, kind))
-    return EStepResult(stats.collapse(params.covariance_type), log_likelihood, X.shape[0],
-                       worst_point, worst_log_prob)
+        piece = EStepResult(stats, float(log_prob.sum()), chunk.shape[0], chunk[worst].copy(),
+                            float(log_prob[worst]))
+        result = piece if result is None else result + piece
+    return result
 
 
 def score_samples(X: np.ndarray, params: MixtureParams) -> np.ndarray:

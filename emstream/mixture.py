@@ -85,6 +85,8 @@ class GaussianMixture:
     n_iter_ : int
     lower_bound_ : float
         Average log-likelihood of the last batch fit's data.
+    lower_bounds_ : list of float
+        ``lower_bound_`` after each iteration of the best batch run.
     n_features_in_ : int
     n_seen_ : int
         Observations learned by ``partial_fit`` since the last ``fit`` (warm-up included).
@@ -154,6 +156,15 @@ class GaussianMixture:
             setattr(self, name, value)
         return self
 
+    def __sklearn_tags__(self):
+        """Tags for scikit-learn's Pipeline, GridSearchCV and clone (a density estimator)."""
+        from sklearn.base import BaseEstimator, DensityMixin
+
+        class _Tagged(DensityMixin, BaseEstimator):
+            pass
+
+        return _Tagged().__sklearn_tags__()
+
     def __repr__(self) -> str:
         defaults = {p.name: p.default for p in
                     inspect.signature(type(self).__init__).parameters.values()}
@@ -186,9 +197,6 @@ class GaussianMixture:
         if self.step_floor is not None:
             check_float(self.step_floor, "step_floor", 0.0, 1.0, low_open=True, high_open=True)
         check_int(self.warmup_size, "warmup_size", 1)
-        if self.warmup_size < self.n_components:
-            raise ValueError(f"warmup_size ({self.warmup_size}) must be at least n_components "
-                             f"({self.n_components}) to initialise the components")
         if not isinstance(self.warm_start, (bool, np.bool_)):
             raise ValueError(f"warm_start must be True or False, got {self.warm_start!r}")
         if not (self.random_state is None
@@ -254,6 +262,18 @@ class GaussianMixture:
         raise NotFittedError("This GaussianMixture is not fitted yet; call fit(X) or "
                              "partial_fit(X) before using it")
 
+    def _check_settings_unchanged(self, action: str) -> None:
+        """The fitted state must have the shape the current settings describe."""
+        if not self._is_fitted():
+            return
+        fitted = (self._params.n_components, self._params.covariance_type)
+        if fitted != (self.n_components, self.covariance_type):
+            raise ValueError(
+                f"{action} cannot continue a model fitted with n_components={fitted[0]}, "
+                f"covariance_type={fitted[1]!r} under n_components={self.n_components}, "
+                f"covariance_type={self.covariance_type!r}; call fit(X) with "
+                "warm_start=False to start afresh")
+
     def _check_X(self, X, *, min_samples: int = 1, why: str = "") -> np.ndarray:
         return check_array(X, n_features=getattr(self, "n_features_in_", None),
                            min_samples=min_samples, why_min=why)
@@ -290,6 +310,8 @@ class GaussianMixture:
         """
         self._validate_params()
         continuing = self.warm_start and self._is_fitted()
+        if continuing:
+            self._check_settings_unchanged("a warm-started fit")
         X = check_array(X, n_features=self.n_features_in_ if continuing else None,
                         min_samples=self.n_components,
                         why_min=f" (n_components={self.n_components}); pass more samples or "
@@ -308,12 +330,12 @@ class GaussianMixture:
         def reseed(stats, est):
             return reseed_dead_components(stats, est.worst_point, n_points=est.n_samples)
 
-        progress = None
-        if self.verbose:
-            def progress(n_iter, lower_bound):
-                if n_iter % self.verbose_interval == 0:
-                    logger.info("EM iteration %d: average log-likelihood %.8g", n_iter,
-                                lower_bound)
+        trace = []
+
+        def progress(n_iter, lower_bound):
+            trace.append(lower_bound)
+            if self.verbose and n_iter % self.verbose_interval == 0:
+                logger.info("EM iteration %d: average log-likelihood %.8g", n_iter, lower_bound)
 
         best = None
         for _ in range(1 if continuing else self.n_init):
@@ -328,7 +350,8 @@ class GaussianMixture:
                                max_iter=self.max_iter, lower_bound=lower_bound, reseed=reseed,
                                on_iteration=progress)
             if best is None or result.lower_bound > best.lower_bound:
-                best = result
+                best, best_trace = result, list(trace)
+            trace.clear()
         if not best.converged:
             warnings.warn(f"Batch EM did not converge within max_iter={self.max_iter} "
                           f"iterations (tol={self.tol}); raise max_iter or tol",
@@ -337,6 +360,7 @@ class GaussianMixture:
         self.converged_ = best.converged
         self.n_iter_ = best.n_iter
         self.lower_bound_ = best.lower_bound
+        self.lower_bounds_ = best_trace
         self.n_features_in_ = n_features
         # Running statistics for online EM: per-point averages, consistent with the parameters.
         self._stats = best.stats.scaled(1.0 / n_samples)
@@ -385,6 +409,10 @@ class GaussianMixture:
         self
         """
         self._validate_params()
+        if self.warmup_size < self.n_components:
+            raise ValueError(f"warmup_size ({self.warmup_size}) must be at least n_components "
+                             f"({self.n_components}) to initialise the components")
+        self._check_settings_unchanged("partial_fit")
         X = self._check_X(X)
         with single_thread_blas():
             if not self._is_fitted():
@@ -412,8 +440,8 @@ class GaussianMixture:
         gamma = t ** -self.step_decay
         if self.step_floor is not None:
             np.maximum(gamma, self.step_floor, out=gamma)
-        keep = np.exp(np.log1p(-np.minimum(gamma, 1.0)).sum()) if gamma[0] < 1 else 0.0
-        return float(1.0 - keep)
+        # t >= 2 here (a batch fit of at least one point came first), so every gamma < 1.
+        return float(-np.expm1(np.log1p(-gamma).sum()))
 
     def _memory(self) -> float:
         """How many points the running statistics effectively summarise."""
@@ -460,7 +488,7 @@ class GaussianMixture:
     def _n_parameters(self) -> int:
         k, d = self.means_.shape
         cov = {"full": k * d * (d + 1) / 2, "diag": k * d, "tied": d * (d + 1) / 2,
-               "spherical": k}[self.covariance_type]
+               "spherical": k}[self._params.covariance_type]
         return int(cov + k * d + k - 1)
 
     def bic(self, X) -> float:
@@ -486,7 +514,7 @@ class GaussianMixture:
         check_int(n_samples, "n_samples", 1)
         rng = self._rng()
         counts = rng.multinomial(n_samples, self.weights_ / self.weights_.sum())
-        kind, d = self.covariance_type, self.means_.shape[1]
+        kind, d = self._params.covariance_type, self.means_.shape[1]
         parts = []
         for k, (mean, count) in enumerate(zip(self.means_, counts)):
             if kind == "full":
@@ -499,5 +527,5 @@ class GaussianMixture:
                 cov = self.covariances_[k] * np.eye(d)
             parts.append(rng.multivariate_normal(mean, cov, int(count), method="cholesky"))
         X = np.vstack(parts)
-        y = np.repeat(np.arange(self.n_components), counts)
+        y = np.repeat(np.arange(self._params.n_components), counts)
         return X, y

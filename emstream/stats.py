@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+# Chunks this small take the exact two-pass route directly (it is as cheap there).
+_SMALL_CHUNK = 64
 # Largest (offset / spread)² tolerated in moments about a shared reference point (~2e-10 lost).
 _MAX_CANCELLATION = 1e6
 
@@ -104,13 +106,18 @@ def shifted_moments(X, resp, ref, full, row_weights=None):
     return sums[:, 0], sums[:, 1:1 + d], second
 
 
-def centred_moments(X, resp, centres, full, row_weights=None):
-    """Moments about each component's own centre: exact, one pass per component.
+def centred_moments(X, resp, full, row_weights=None):
+    """Moments about each component's own weighted mean: exact, two passes per component.
 
-    Same parameters and returns as :func:`shifted_moments`, with ``centres`` of shape (K, D).
+    Same parameters as :func:`shifted_moments`.  Returns ``counts, first, second, centres``:
+    the moments about ``centres`` (the weighted means as first computed; ``first`` holds the
+    rounding residual, so :meth:`SufficientStats.from_moments` gives the exact result).
     """
     n_components, n_features = resp.shape[0], X.shape[1]
     weights = resp if row_weights is None else resp * row_weights
+    counts = weights.sum(axis=1)
+    safe = np.where(counts > 0, counts, 1.0)
+    centres = np.where((counts > 0)[:, None], (weights @ X) / safe[:, None], X[0])
     first = np.empty((n_components, n_features))
     second = np.empty((n_components,) + ((n_features,) * (2 if full else 1)))
     for k in range(n_components):
@@ -118,7 +125,7 @@ def centred_moments(X, resp, centres, full, row_weights=None):
         weighted = diff * weights[k][:, None]
         first[k] = weighted.sum(axis=0)
         second[k] = weighted.T @ diff if full else np.einsum("nd,nd->d", weighted, diff)
-    return weights.sum(axis=1), first, second
+    return counts, first, second, centres
 
 
 def lossy_components(counts, first, second, full):
@@ -230,24 +237,25 @@ class SufficientStats:
             Responsibilities in component-major layout (the E-step's layout).
         covariance_type : str
         centres : ndarray of shape (K, D), optional
-            Points near each component's data (the current means); default: the column means.
+            The current means: moments are taken about their average; default: about the
+            column means of ``X``.
         row_weights : ndarray of shape (n,), optional
             The responsibilities are ``resp * row_weights``.
         """
         X = np.asarray(X, dtype=float)
-        n_components, n_features = resp.shape[0], X.shape[1]
-        if centres is None:
-            centres = np.broadcast_to(X.mean(axis=0), (n_components, n_features))
-        centres = np.asarray(centres, dtype=float)
         full = covariance_type in ("full", "tied")
         kind = "full" if full else "diag"
-        ref = centres.mean(axis=0)
+        if X.shape[0] < _SMALL_CHUNK:
+            exact = cls.from_moments(*centred_moments(X, resp, full, row_weights), kind)
+            return exact.collapse(covariance_type)
+        ref = X.mean(axis=0) if centres is None else np.asarray(centres).mean(axis=0)
         moments = shifted_moments(X, resp, ref, full, row_weights)
-        stats = cls.from_moments(*moments, np.broadcast_to(ref, centres.shape), kind)
+        stats = cls.from_moments(*moments, np.broadcast_to(ref, (resp.shape[0], X.shape[1])),
+                                 kind)
         far = lossy_components(*moments, full)
         if far.any():
-            exact = centred_moments(X, resp[far], centres[far], full, row_weights)
-            stats = stats.splice(far, cls.from_moments(*exact, centres[far], kind))
+            exact = centred_moments(X, resp[far], full, row_weights)
+            stats = stats.splice(far, cls.from_moments(*exact, kind))
         return stats.collapse(covariance_type)
 
     def splice(self, which: np.ndarray, other: "SufficientStats") -> "SufficientStats":

@@ -128,3 +128,36 @@ def test_sklearn_clone_and_params_roundtrip():
     assert "covariance_type='diag'" in repr(gm)
     with pytest.raises(ValueError, match="invalid parameter"):
         gm.set_params(n_component=3)
+
+
+def test_works_inside_sklearn_pipelines_and_grid_search():
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    X = mixture_2d(900, np.random.default_rng(8))
+    pipe = make_pipeline(StandardScaler(), GaussianMixture(3, random_state=0)).fit(X)
+    assert np.isfinite(pipe.score(X))
+    search = GridSearchCV(GaussianMixture(random_state=0), {"n_components": [1, 3]}, cv=3)
+    assert search.fit(X).best_params_ == {"n_components": 3}
+
+
+def test_lower_bounds_trace_matches_sklearn(data3d):
+    init = _shared_init(data3d, "full")
+    ref = SkGaussianMixture(3, tol=1e-6, max_iter=500, **init).fit(data3d)
+    ours = GaussianMixture(3, tol=1e-6, max_iter=500, **init).fit(data3d)
+    if hasattr(ref, "lower_bounds_"):
+        np.testing.assert_allclose(ours.lower_bounds_, ref.lower_bounds_, rtol=1e-9)
+    assert len(ours.lower_bounds_) == ours.n_iter_
+    assert ours.lower_bounds_[-1] == ours.lower_bound_
+
+
+def test_changed_settings_do_not_silently_continue_an_old_fit(data3d):
+    gm = GaussianMixture(2, random_state=0).fit(data3d)
+    gm.set_params(n_components=3)
+    with pytest.raises(ValueError, match="fitted with n_components=2"):
+        gm.partial_fit(data3d)
+    with pytest.raises(ValueError, match="fitted with n_components=2"):
+        gm.set_params(warm_start=True).fit(data3d)
+    assert gm.sample(10)[0].shape == (10, 3)  # still the fitted 2-component model
+    gm.set_params(warm_start=False).fit(data3d)
+    assert gm.means_.shape == (3, 3)

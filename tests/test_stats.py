@@ -104,3 +104,15 @@ def test_incompatible_statistics_refuse_to_add():
         a + SufficientStats.zeros(3, 1, "full")
     with pytest.raises(ValueError, match="cannot add"):
         a + SufficientStats.zeros(2, 1, "diag")
+
+
+def test_e_step_is_exact_when_the_current_means_are_far_from_the_data():
+    from emstream.em import e_step
+    from emstream.gaussian import MixtureParams
+    X = np.random.default_rng(5).normal(size=(5000, 2))
+    params = MixtureParams.from_covariances([1.0], [[1e8, 1e8]], [np.eye(2) * 1e16], "full")
+    expected = np.cov(X.T, bias=True) * len(X)
+    for rows in (None, 40):  # one chunk, and many small chunks merged
+        stats = e_step(X, params, rows=rows).stats
+        np.testing.assert_allclose(stats.scatter[0], expected, rtol=1e-9)
+        np.testing.assert_allclose(stats.means[0], X.mean(0), atol=1e-12)

@@ -1,0 +1,249 @@
+"""Text to rows: the one parser of numeric lines (the ``emstream`` command and the daemon).
+
+A pure function from bytes to rows plus counted rejects.  A line holds ``n_fields`` numbers
+separated by whitespace and/or commas.  A vectorised screen of the bytes finds the lines that
+are plainly fine (only number characters, the right number of fields, not too long); numpy
+parses all of those in one call, and only the others are parsed line by line with the same
+rules, so a few bad lines cost little.  Every rejected line is reported with its 1-based line
+number and one of :data:`REASONS`.
+
+Numbers follow one strict grammar in both paths: optional sign, digits with an optional
+decimal point, optional exponent; ASCII only.  ``nan``, ``inf``, ``1_000``, ``0x10`` and
+non-ASCII digits are rejected, and so is a value that overflows to infinity.
+
+Example
+-------
+>>> from emstream.parse import parse_lines
+>>> parsed = parse_lines(b"1.5\\n2\\nabc\\n\\n3e2\\n")
+>>> parsed.rows.ravel().tolist(), parsed.lines.tolist()
+([1.5, 2.0, 300.0], [1, 2, 5])
+>>> [(r.line, r.reason) for r in parsed.rejects]
+[(3, 'non-numeric'), (4, 'blank')]
+>>> parse_lines(b"1,2,3\\n4 5 6\\n", columns=[0, 2]).rows.tolist()
+[[1.0, 3.0], [4.0, 6.0]]
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+REASONS = ("blank", "non-numeric", "non-finite", "wrong field count", "too long",
+           "invalid utf-8")
+_NUMBER = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_SEPARATORS = re.compile(rb"[ \t\r,]+")
+_SPACES = bytes.maketrans(b",\r", b"  ")
+_SNIPPET = 60
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A line that was skipped: its 1-based number, why, and its start (for logs)."""
+
+    line: int
+    reason: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """Rows parsed from a block of lines.
+
+    Attributes
+    ----------
+    rows : ndarray of shape (n, D)
+        D = ``len(columns)`` if columns were selected, else ``n_fields``.
+    lines : ndarray of shape (n,)
+        1-based line number of each row.
+    rejects : tuple of Reject
+    n_lines : int
+        Lines in the block.
+    n_fields : int or None
+        Fields per line (None if no line was valid and none was asked for).
+    """
+
+    rows: np.ndarray
+    lines: np.ndarray
+    rejects: tuple
+    n_lines: int
+    n_fields: int | None
+
+    def reject_counts(self) -> dict:
+        """Rejected lines by reason."""
+        return dict(Counter(r.reason for r in self.rejects))
+
+
+def _snippet(line: bytes) -> str:
+    return line[:_SNIPPET].decode("utf-8", errors="replace")
+
+
+def _parse_line(line: bytes, n_fields: int | None, max_line_bytes: int):
+    """One line by the strict rules: (values, None) or (None, reason)."""
+    if len(line) > max_line_bytes:
+        return None, "too long"
+    if any(b >= 0x80 for b in line):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "invalid utf-8"
+        return None, "non-numeric"
+    stripped = line.strip(b" \t\r,")
+    if not stripped:
+        return None, "blank"
+    fields = _SEPARATORS.split(stripped)
+    if not all(_NUMBER.fullmatch(f) for f in fields):
+        return None, "non-numeric"
+    if n_fields is not None and len(fields) != n_fields:
+        return None, "wrong field count"
+    values = [float(f) for f in fields]
+    if not all(np.isfinite(values)):
+        return None, "non-finite"
+    return values, None
+
+
+_ALLOWED = np.zeros(256, dtype=bool)
+_ALLOWED[np.frombuffer(b"0123456789+-.eE \t\r,\n", dtype=np.uint8)] = True
+_SEPARATOR_BYTES = np.zeros(256, dtype=bool)
+_SEPARATOR_BYTES[np.frombuffer(b" \t\r,\n", dtype=np.uint8)] = True
+
+
+def _fromstring(data: bytes, n_lines: int, n_fields: int):
+    """numpy's parser on lines known to hold ``n_fields`` plausible fields each, or None."""
+    try:
+        values = np.fromstring(data.translate(_SPACES), dtype=np.float64, sep=" ")
+    except ValueError:  # a malformed number such as "1.2.3" or "1e"
+        return None
+    if values.size != n_lines * n_fields:
+        return None
+    return values.reshape(n_lines, n_fields)
+
+
+def _screen(data: bytes, n_fields: int, max_line_bytes: int):
+    """Vectorised look at every line: which are plainly fine (numbers only, right count).
+
+    Returns ``(ok, starts, ends)``: a boolean per line and each line's byte span.
+    """
+    raw = np.frombuffer(data, dtype=np.uint8)
+    newline = raw == 10
+    ends = np.flatnonzero(newline)
+    if ends.size == 0 or ends[-1] != raw.size - 1:  # a last line without its newline
+        ends = np.append(ends, raw.size)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    token = ~_SEPARATOR_BYTES[raw]
+    field_starts = token.copy()
+    field_starts[1:] &= ~token[:-1]
+    # Sentinel so that reduceat never sees an empty last segment at the end of the data.
+    padded = np.append(field_starts, False).astype(np.int32)
+    fields = np.add.reduceat(padded, starts)
+    odd = np.append(~_ALLOWED[raw], False).astype(np.int32)
+    foreign = np.add.reduceat(odd, starts)
+    empty = ends == starts  # reduceat returns the element itself for an empty segment
+    fields[empty] = 0
+    foreign[empty] = 0
+    ok = (fields == n_fields) & (foreign == 0) & (ends - starts <= max_line_bytes)
+    return ok, starts, ends
+
+
+def _parse_clean(clean: bytes, lines: np.ndarray, first: int, n_fields: int, rows: list,
+                 numbers: list, suspects: list) -> None:
+    """numpy on screened lines; halves a block that still fails (say "1.2.3") down to 64 lines."""
+    values = _fromstring(clean, lines.size, n_fields)
+    if values is not None:
+        finite = np.isfinite(values).all(axis=1)
+        rows.append(values[finite])
+        numbers.append(first + lines[finite])
+        suspects.extend(lines[~finite].tolist())
+    elif lines.size <= 64:
+        suspects.extend(lines.tolist())
+    else:
+        half = lines.size // 2
+        cut = int(np.flatnonzero(np.frombuffer(clean, dtype=np.uint8) == 10)[half - 1]) + 1
+        _parse_clean(clean[:cut], lines[:half], first, n_fields, rows, numbers, suspects)
+        _parse_clean(clean[cut:], lines[half:], first, n_fields, rows, numbers, suspects)
+
+
+def _parse(data: bytes, first: int, n_fields: int, max_line_bytes: int, rows: list,
+           numbers: list, rejects: list) -> None:
+    """Append the rows and rejects of the lines in ``data`` (1-based numbers from ``first``)."""
+    ok, starts, ends = _screen(data, n_fields, max_line_bytes)
+    n_lines = ok.size
+    if ok.all():
+        clean, clean_lines = data, np.arange(n_lines)
+    else:
+        keep = np.repeat(ok, ends - starts + 1)[: len(data)]
+        clean = np.frombuffer(data, dtype=np.uint8)[keep].tobytes()
+        clean_lines = np.flatnonzero(ok)
+    suspects = [] if ok.all() else list(np.flatnonzero(~ok))
+    if clean_lines.size:
+        _parse_clean(clean, clean_lines, first, n_fields, rows, numbers, suspects)
+    if not suspects:
+        return
+    good, where = [], []
+    for index in sorted(suspects):
+        line = data[starts[index]:ends[index]]
+        values, reason = _parse_line(line, n_fields, max_line_bytes)
+        if reason is None:
+            good.append(values)
+            where.append(int(first + index))
+        else:
+            rejects.append(Reject(int(first + index), reason, _snippet(line)))
+    if good:
+        rows.append(np.array(good, dtype=np.float64))
+        numbers.append(np.array(where))
+
+
+def parse_lines(data: bytes, *, n_fields: int | None = None, columns=None,
+                first_line: int = 1, max_line_bytes: int = 4096) -> Parsed:
+    """Parse numeric lines.
+
+    Parameters
+    ----------
+    data : bytes
+        Whole lines; a last line without a newline counts as a line (the caller decides
+        whether a partial line is complete).
+    n_fields : int, optional
+        Numbers per line; default: those of the first valid line.
+    columns : sequence of int, optional
+        Fields to keep, in this order (0-based); default: all.
+    first_line : int
+        Line number of the first line of ``data`` (for reports across blocks).
+    max_line_bytes : int
+        Longer lines are rejected as "too long".
+
+    Returns
+    -------
+    Parsed
+    """
+    rows, numbers, rejects = [], [], []
+    n_lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    position, line_no = 0, first_line
+    if n_fields is None:
+        # The first valid line sets the width; lines before it are rejects.
+        while position < len(data):
+            end = data.find(b"\n", position)
+            end = len(data) if end < 0 else end
+            values, reason = _parse_line(data[position:end], None, max_line_bytes)
+            if reason is None:
+                n_fields = len(values)
+                break
+            rejects.append(Reject(line_no, reason, _snippet(data[position:end])))
+            position, line_no = end + 1, line_no + 1
+    if n_fields is not None and position < len(data):
+        _parse(data[position:], line_no, n_fields, max_line_bytes, rows, numbers, rejects)
+    width = n_fields or 0
+    table = np.concatenate(rows) if rows else np.empty((0, width))
+    found = np.concatenate(numbers) if numbers else np.empty(0, dtype=np.int64)
+    if len(rows) > 1:  # rows recovered line by line come after the clean ones: restore order
+        order = np.argsort(found, kind="stable")
+        table, found = table[order], found[order]
+    if columns is not None:
+        columns = list(columns)
+        if n_fields is not None and any(not 0 <= c < n_fields for c in columns):
+            raise ValueError(f"columns {columns} out of range for {n_fields} fields per line")
+        table = table[:, columns] if table.shape[1] else np.empty((0, len(columns)))
+    rejects.sort(key=lambda r: r.line)
+    return Parsed(np.ascontiguousarray(table), found.astype(np.int64), tuple(rejects),
+                  n_lines, n_fields)
