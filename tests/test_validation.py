@@ -59,7 +59,6 @@ def test_not_fitted_is_a_value_error_that_says_what_to_do(X):
     (dict(step_decay=0.5), r"step_decay must be a finite number in \(0.5, 1\]"),
     (dict(step_decay=1.2), "step_decay"),
     (dict(step_floor=0.0), "step_floor"),
-    (dict(warmup_size=1, n_components=2), "warmup_size .1. must be at least n_components"),
     (dict(random_state="seed"), "random_state"),
     (dict(weights_init=[0.5, 0.6], n_components=2), "must sum to 1"),
     (dict(means_init=np.zeros((3, 2)), n_components=2), r"means_init must have shape \(2, 2\)"),
@@ -72,3 +71,10 @@ def test_bad_hyper_parameters_are_refused_at_fit_time(X, params, message):
     gm = GaussianMixture(**params)  # construction never validates (scikit-learn convention)
     with pytest.raises(ValueError, match=message):
         gm.fit(X)
+
+
+def test_warm_up_smaller_than_the_components_is_refused_by_partial_fit(X):
+    gm = GaussianMixture(2, warmup_size=1)
+    with pytest.raises(ValueError, match="warmup_size .1. must be at least n_components"):
+        gm.partial_fit(X)
+    gm.fit(X)  # batch fits need no warm-up
