@@ -180,6 +180,17 @@ def score_samples(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     return out
 
 
+def posterior(X: np.ndarray, params: MixtureParams):
+    """``log p(x_i)`` and ``p(k | x_i)`` together (one pass), shapes (n,) and (n, K)."""
+    log_prob = np.empty(X.shape[0])
+    resp = np.empty((X.shape[0], params.n_components))
+    with single_thread_blas():
+        for part in _chunks(X.shape[0], chunk_rows(params.n_components, params.n_features)):
+            log_prob[part], chunk_resp = posterior_chunk(X[part], params)
+            resp[part] = chunk_resp.T
+    return log_prob, resp
+
+
 def predict_proba(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """Responsibilities ``p(k | x_i)``, shape (n, K)."""
     out = np.empty((X.shape[0], params.n_components))

@@ -485,6 +485,19 @@ class GaussianMixture:
         self._check_fitted()
         return em.predict_proba(self._check_X(X), self._params)
 
+    def posterior(self, X):
+        """Log-density and component probabilities of each sample, in one pass.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+            ``score_samples(X)``.
+        resp : ndarray of shape (n_samples, n_components)
+            ``predict_proba(X)``.
+        """
+        self._check_fitted()
+        return em.posterior(self._check_X(X), self._params)
+
     def _n_parameters(self) -> int:
         k, d = self.means_.shape
         cov = {"full": k * d * (d + 1) / 2, "diag": k * d, "tied": d * (d + 1) / 2,

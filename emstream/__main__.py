@@ -1,0 +1,7 @@
+"""``python -m emstream``: the ``emstream`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,397 @@
+"""The ``emstream`` command: fit, score, inspect and diff checkpoints.
+
+Exit codes: 0 success, 1 a bad or unreadable file (one line on stderr, no traceback), 2 usage.
+Run ``emstream SUBCOMMAND --help`` for each subcommand's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint
+from .checkpoint import CheckpointError
+from .compare import full_covariances, match_components
+from .mixture import GaussianMixture
+from .parse import parse_lines
+from .stats import COVARIANCE_TYPES
+
+BLOCK_BYTES = 1 << 20
+SHOWN_REJECTS = 5
+
+
+class CommandError(Exception):
+    """A problem to report in one line with exit code 1."""
+
+
+# ---------------------------------------------------------------------------- input
+def _open_input(name: str):
+    if name == "-":
+        return sys.stdin.buffer
+    try:
+        return open(name, "rb")
+    except OSError as exc:
+        raise CommandError(f"{name}: cannot open ({exc.strerror})") from None
+
+
+def _parse_columns(text: str | None):
+    if text is None:
+        return None
+    try:
+        columns = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--columns wants 0-based indices like 0,2; got {text!r}")
+    if any(c < 0 for c in columns):
+        raise argparse.ArgumentTypeError("--columns indices must be >= 0")
+    return columns
+
+
+def parsed_blocks(stream, columns=None, n_fields=None):
+    """Parse a byte stream block by block (cut at newlines); yields :class:`Parsed` blocks."""
+    pending = b""
+    line = 1
+    while True:
+        chunk = stream.read(BLOCK_BYTES)
+        data = pending + chunk
+        if chunk:
+            cut = data.rfind(b"\n") + 1
+            data, pending = data[:cut], data[cut:]
+        else:
+            pending = b""  # end of input: a last line without newline still counts
+        if data:
+            parsed = parse_lines(data, n_fields=n_fields, columns=columns, first_line=line)
+            n_fields = parsed.n_fields or n_fields
+            line += parsed.n_lines
+            yield parsed
+        if not chunk:
+            return
+
+
+def _report_rejects(source: str, rejects: list, counts: dict) -> None:
+    if not counts:
+        return
+    total = sum(counts.values())
+    summary = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+    print(f"emstream: {source}: skipped {total} line(s): {summary}", file=sys.stderr)
+    for reject in rejects[:SHOWN_REJECTS]:
+        print(f"  line {reject.line}: {reject.reason}: {reject.text!r}", file=sys.stderr)
+
+
+def read_rows(name: str, columns=None):
+    """All rows of a data file (or stdin) and the tally of rejected lines."""
+    stream = _open_input(name)
+    rows, rejects, counts, n_lines = [], [], {}, 0
+    try:
+        for parsed in parsed_blocks(stream, columns):
+            rows.append(parsed.rows)
+            rejects.extend(parsed.rejects[:SHOWN_REJECTS])
+            for reason, n in parsed.reject_counts().items():
+                counts[reason] = counts.get(reason, 0) + n
+            n_lines += parsed.n_lines
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    source = "stdin" if name == "-" else name
+    _report_rejects(source, rejects, counts)
+    widths = {r.shape[1] for r in rows if r.size}
+    data = np.concatenate([r for r in rows if r.size]) if widths else np.empty((0, 0))
+    if data.shape[0] == 0:
+        raise CommandError(f"{source}: no numeric rows found")
+    return data, {"path": source, "lines": n_lines, "rows": int(data.shape[0]),
+                  "rejected": counts}
+
+
+# ---------------------------------------------------------------------------- fit
+class _Progress(logging.Handler):
+    """Prints EM progress to stderr once a fit has run for more than a second."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.start = time.monotonic()
+
+    def emit(self, record):
+        if time.monotonic() - self.start > 1.0:
+            print(f"emstream: {record.getMessage()}", file=sys.stderr, flush=True)
+
+
+def cmd_fit(args) -> int:
+    X, source = read_rows(args.data, args.columns)
+    model = GaussianMixture(args.k, covariance_type=args.covariance_type, tol=args.tol,
+                            reg_covar=args.reg_covar, max_iter=args.max_iter,
+                            n_init=args.n_init, random_state=args.random_state, verbose=1,
+                            verbose_interval=1)
+    logger = logging.getLogger("emstream")
+    handler = _Progress()
+    logger.addHandler(handler)
+    previous_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        model.fit(X)
+    except ValueError as exc:
+        raise CommandError(f"{source['path']}: {exc}") from None
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+    written = checkpoint.save(model, args.output, meta={"command": "fit", "source": source},
+                              keep=args.keep)
+    state = "converged" if model.converged_ else "did not converge"
+    print(f"emstream: fitted {args.k} components to {X.shape[0]} rows in {model.n_iter_} "
+          f"iterations ({state}); average log-likelihood {model.lower_bound_:.6g}; "
+          f"wrote {written}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- score
+def cmd_score(args) -> int:
+    model = checkpoint.load(args.checkpoint).model
+    if not model._is_fitted():
+        raise CommandError(f"{args.checkpoint}: the model in it is not fitted yet")
+    stream = _open_input(args.data)
+    out = sys.stdout
+    if args.format == "csv":
+        out.write("line,label,probability,surprise\n")
+    rejects, counts = [], {}
+    try:
+        for parsed in parsed_blocks(stream, args.columns):
+            for reason, n in parsed.reject_counts().items():
+                counts[reason] = counts.get(reason, 0) + n
+            rejects.extend(parsed.rejects[:SHOWN_REJECTS])
+            if not parsed.rows.size:
+                continue
+            if parsed.rows.shape[1] != model.n_features_in_:
+                raise CommandError(f"{args.data}: rows have {parsed.rows.shape[1]} values, the "
+                                   f"model expects {model.n_features_in_} (see --columns)")
+            log_prob, resp = model.posterior(parsed.rows)
+            labels = resp.argmax(axis=1)
+            best = resp[np.arange(len(labels)), labels]
+            _write_scores(out, args.format, parsed.lines, labels, best, -log_prob)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    _report_rejects("stdin" if args.data == "-" else args.data, rejects, counts)
+    return 0
+
+
+def _write_scores(out, fmt, lines, labels, probability, surprise) -> None:
+    if fmt == "csv":
+        out.write("".join(f"{n},{k},{p:.6g},{s:.6g}\n" for n, k, p, s in
+                          zip(lines.tolist(), labels.tolist(), probability.tolist(),
+                              surprise.tolist())))
+    else:
+        out.write("".join(json.dumps({"line": n, "label": k, "probability": p, "surprise": s})
+                          + "\n" for n, k, p, s in
+                          zip(lines.tolist(), labels.tolist(), probability.tolist(),
+                              surprise.tolist())))
+
+
+# ---------------------------------------------------------------------------- inspect
+def summary(loaded) -> dict:
+    """The facts ``inspect`` shows, as JSON-compatible data."""
+    model = loaded.model
+    out = {"file": str(loaded.path), "written_at": loaded.written_at,
+           "skipped": [{"file": str(p), "reason": r} for p, r in loaded.skipped],
+           "n_components": model.n_components, "covariance_type": model.covariance_type,
+           "fitted": model._is_fitted(), "meta": loaded.meta}
+    if not model._is_fitted():
+        buffered = sum(len(b) for b in getattr(model, "_warmup", []))
+        out.update(warming_up=True, buffered=buffered, warmup_size=model.warmup_size)
+        return out
+    k, d = model.means_.shape
+    covs = full_covariances(model.covariances_, model.covariance_type, k, d)
+    recent = model.recent_counts_ / max(model.recent_counts_.sum(), np.finfo(float).tiny)
+    out.update(
+        warming_up=False, n_features=d, n_seen=int(model.n_seen_),
+        n_updates=int(model.n_updates_), schedule_position=float(model._t),
+        last_batch_fit={"n_iter": int(model.n_iter_), "converged": bool(model.converged_),
+                        "average_log_likelihood": model.lower_bound_
+                        if np.isfinite(model.lower_bound_) else None},
+        components=[{"index": i, "weight": float(model.weights_[i]),
+                     "mean": model.means_[i].tolist(),
+                     "std": np.sqrt(np.diag(covs[i])).tolist(),
+                     "covariance": covs[i].tolist(), "recent_share": float(recent[i])}
+                    for i in range(k)])
+    return out
+
+
+def _format_summary(info: dict) -> str:
+    lines = [f"checkpoint  {info['file']}", f"written     {info['written_at']}"]
+    for skipped in info["skipped"]:
+        lines.append(f"skipped     {skipped['file']}: {skipped['reason']}")
+    lines.append(f"model       {info['n_components']} components, "
+                 f"{info['covariance_type']} covariance")
+    if info["warming_up"]:
+        lines.append(f"state       warming up: {info['buffered']} of {info['warmup_size']} "
+                     "points buffered")
+    elif not info["fitted"]:
+        lines.append("state       not fitted")
+    else:
+        fit = info["last_batch_fit"]
+        lines += [f"features    {info['n_features']}",
+                  f"seen        {info['n_seen']} points online since the last batch fit, "
+                  f"{info['n_updates']} updates (step schedule at t={info['schedule_position']:g})",
+                  f"batch fit   {fit['n_iter']} iterations, "
+                  f"{'converged' if fit['converged'] else 'not converged'}, average "
+                  f"log-likelihood {fit['average_log_likelihood']}"]
+    if info["meta"]:
+        lines.append("input       " + json.dumps(info["meta"], sort_keys=True))
+    if info.get("components"):
+        lines.append("")
+        lines.append(f"{'component':>9}  {'weight':>7}  {'recent':>7}  {'mean':<24}  std dev")
+        for c in info["components"]:
+            mean = " ".join(f"{v:.6g}" for v in c["mean"])
+            std = " ".join(f"{v:.4g}" for v in c["std"])
+            lines.append(f"{c['index']:>9}  {c['weight']:7.4f}  {c['recent_share']:7.4f}  "
+                         f"{mean:<24}  {std}")
+    return "\n".join(lines)
+
+
+def cmd_inspect(args) -> int:
+    loaded = checkpoint.load(args.checkpoint)
+    info = summary(loaded)
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        print(_format_summary(info))
+    if args.plot:
+        from .plot import plot_mixture
+        data = read_rows(args.data, args.columns)[0] if args.data else None
+        try:
+            plot_mixture(loaded.model, args.plot, data=data)
+        except ImportError:
+            raise CommandError("--plot needs matplotlib: pip install 'emstream[plot]'") from None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        print(f"emstream: wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- diff
+def diff(loaded_a, loaded_b) -> dict:
+    """Component matching and distance between two checkpoints, as JSON-compatible data."""
+    a, b = loaded_a.model, loaded_b.model
+    for side, loaded in (("A", loaded_a), ("B", loaded_b)):
+        if not loaded.model._is_fitted():
+            raise CommandError(f"{loaded.path}: ({side}) holds no fitted model yet")
+    if a.n_features_in_ != b.n_features_in_:
+        raise CommandError(f"the models have {a.n_features_in_} and {b.n_features_in_} features;"
+                           " they cannot be compared")
+    d = a.n_features_in_
+    cov_a = full_covariances(a.covariances_, a.covariance_type, len(a.weights_), d)
+    cov_b = full_covariances(b.covariances_, b.covariance_type, len(b.weights_), d)
+    match = match_components(a.weights_, a.means_, cov_a, b.weights_, b.means_, cov_b)
+    pairs = [{"a": i, "b": j, "weight_a": float(a.weights_[i]), "weight_b": float(b.weights_[j]),
+              "weight_change": float(b.weights_[j] - a.weights_[i]),
+              "mean_change": (b.means_[j] - a.means_[i]).tolist(),
+              "bhattacharyya": float(dist)}
+             for (i, j), dist in zip(match.pairs, match.distances)]
+    return {"a": str(loaded_a.path), "b": str(loaded_b.path), "pairs": pairs,
+            "relabelled": match.is_permutation, "unmatched_a": match.unmatched_a,
+            "unmatched_b": match.unmatched_b, "divergence": match.divergence}
+
+
+def cmd_diff(args) -> int:
+    result = diff(checkpoint.load(args.a), checkpoint.load(args.b))
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(f"A = {result['a']}\nB = {result['b']}")
+    print(f"{'A':>3} -> {'B':<3} {'weight A':>9} {'weight B':>9} {'change':>9}  "
+          f"{'mean change':<24} distance")
+    for p in result["pairs"]:
+        change = " ".join(f"{v:+.4g}" for v in p["mean_change"])
+        print(f"{p['a']:>3} -> {p['b']:<3} {p['weight_a']:9.4f} {p['weight_b']:9.4f} "
+              f"{p['weight_change']:+9.4f}  {change:<24} {p['bhattacharyya']:.3g}")
+    for side in ("a", "b"):
+        for i in result[f"unmatched_{side}"]:
+            print(f"component {i} of {side.upper()} has no counterpart")
+    if result["relabelled"]:
+        mapping = ", ".join(f"{p['a']}->{p['b']}" for p in result["pairs"])
+        print(f"components are relabelled: {mapping}")
+    print(f"divergence (Cauchy-Schwarz, 0 = same density): {result['divergence']:.6g}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emstream", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = sub.add_parser("fit", help="batch-fit a data file and write a checkpoint",
+                         description="Fit a Gaussian mixture by batch EM to DATA (one number "
+                         "per line, or CSV/whitespace columns) and write a checkpoint.")
+    fit.add_argument("data", metavar="DATA", help="data file, or - for stdin")
+    fit.add_argument("-k", type=int, required=True, help="number of components")
+    fit.add_argument("-o", "--output", required=True, metavar="CKPT",
+                     help="checkpoint file, or a directory for numbered checkpoints")
+    fit.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
+    fit.add_argument("--columns", type=_parse_columns, metavar="I,J,...",
+                     help="0-based columns to use (default: all)")
+    fit.add_argument("--reg-covar", type=float, default=1e-6)
+    fit.add_argument("--tol", type=float, default=1e-3)
+    fit.add_argument("--max-iter", type=int, default=100)
+    fit.add_argument("--n-init", type=int, default=1)
+    fit.add_argument("--random-state", type=int, default=0)
+    fit.add_argument("--keep", type=int, default=3, help="checkpoints kept in a directory")
+    fit.set_defaults(run=cmd_fit)
+
+    score = sub.add_parser("score", help="label and score rows with a checkpoint's model",
+                           description="For each row of DATA: its line number, most probable "
+                           "component, that component's probability and the surprise "
+                           "-log p(x).")
+    score.add_argument("checkpoint", metavar="CKPT")
+    score.add_argument("data", metavar="DATA", nargs="?", default="-",
+                       help="data file (default: stdin)")
+    score.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    score.add_argument("--columns", type=_parse_columns, metavar="I,J,...")
+    score.set_defaults(run=cmd_score)
+
+    inspect = sub.add_parser("inspect", help="show what a checkpoint holds",
+                             description="Per component: weight, share of recent points, mean "
+                             "and standard deviation; then counters, time written and where "
+                             "the input stood.")
+    inspect.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or directory")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--plot", metavar="FILE.png",
+                         help="draw the density (1-D) or covariance ellipses (2-D)")
+    inspect.add_argument("--data", metavar="DATA", help="data to draw under --plot")
+    inspect.add_argument("--columns", type=_parse_columns, metavar="I,J,...")
+    inspect.set_defaults(run=cmd_inspect)
+
+    compare = sub.add_parser("diff", help="match components of two checkpoints and compare",
+                             description="Match components (Hungarian assignment on the "
+                             "Bhattacharyya distance), show weight and mean changes, and the "
+                             "Cauchy-Schwarz divergence between the two mixtures.")
+    compare.add_argument("a", metavar="A")
+    compare.add_argument("b", metavar="B")
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(run=cmd_diff)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (CommandError, CheckpointError) as exc:
+        print(f"emstream: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # pragma: no cover - e.g. `emstream score ... | head`
+        return 0
+    except OSError as exc:
+        print(f"emstream: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"emstream: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

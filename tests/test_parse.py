@@ -1,0 +1,91 @@
+"""The one text parser: strict numbers, counted rejects with line numbers, fast and slow paths
+agreeing."""
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emstream.cli import parsed_blocks
+from emstream.parse import _parse_line, parse_lines
+
+
+@pytest.mark.parametrize("line, reason", [
+    (b"abc", "non-numeric"), (b"nan", "non-numeric"), (b"inf", "non-numeric"),
+    (b"1_000", "non-numeric"), (b"0x10", "non-numeric"), (b"1.2.3", "non-numeric"),
+    (b"1e", "non-numeric"), ("\u0661".encode(), "non-numeric"), (b"\xff\xfe", "invalid utf-8"),
+    (b"1e999", "non-finite"), (b"", "blank"), (b"  \t", "blank"), (b"1 2", "wrong field count"),
+    (b"9" * 5000, "too long"),
+])
+def test_each_kind_of_bad_line_is_rejected_with_its_reason(line, reason):
+    good = b"\n".join([b"1.5"] * 100)
+    data = good + b"\n" + line + b"\n" + good + b"\n"
+    parsed = parse_lines(data)
+    assert [(r.line, r.reason) for r in parsed.rejects] == [(101, reason)]
+    assert parsed.rows.shape == (200, 1)
+    assert parsed.lines[99] == 100 and parsed.lines[100] == 102
+
+
+@pytest.mark.parametrize("text, expected", [
+    (b"+3", 3.0), (b"-0.5", -0.5), (b".5", 0.5), (b"5.", 5.0), (b"1e-3", 1e-3), (b"2E+2", 200.0),
+    (b" 7 ", 7.0), (b"7\r", 7.0),
+])
+def test_accepted_number_forms(text, expected):
+    assert parse_lines(text + b"\n").rows[0, 0] == expected
+
+
+def test_csv_whitespace_and_column_selection():
+    data = b"1,2,3\n4 5 6\n7,\t8 ,9\r\n"
+    assert parse_lines(data).rows.tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert parse_lines(data, columns=[2, 0]).rows.tolist() == [[3, 1], [6, 4], [9, 7]]
+    with pytest.raises(ValueError, match="out of range"):
+        parse_lines(data, columns=[3])
+
+
+def test_width_comes_from_the_first_valid_line():
+    parsed = parse_lines(b"x,y\n1,2\n3\n4,5\n")
+    assert parsed.n_fields == 2
+    assert parsed.rows.tolist() == [[1, 2], [4, 5]]
+    assert [(r.line, r.reason) for r in parsed.rejects] == [(1, "non-numeric"),
+                                                          (3, "wrong field count")]
+
+
+def test_last_line_without_newline_counts():
+    parsed = parse_lines(b"1\n2\n3")
+    assert parsed.rows.ravel().tolist() == [1, 2, 3] and parsed.n_lines == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, width=64).map(lambda v: repr(v).encode()),
+    st.integers(-10**6, 10**6).map(lambda v: str(v).encode()),
+    st.sampled_from([b"", b"nan", b"1 2", b"abc", b"1e999", b"\xff", b"1,", b"-", b"1.2.3",
+                     b"1e5", b" 3 "])), min_size=1, max_size=300))
+def test_fast_path_agrees_with_the_line_by_line_rules(lines):
+    data = b"\n".join(lines) + b"\n"
+    parsed = parse_lines(data, n_fields=1)
+    expected_rows, expected_rejects = [], []
+    for number, line in enumerate(lines, start=1):
+        values, reason = _parse_line(line, 1, 4096)
+        if reason is None:
+            expected_rows.append((number, values[0]))
+        else:
+            expected_rejects.append((number, reason))
+    assert [(r.line, r.reason) for r in parsed.rejects] == expected_rejects
+    assert parsed.lines.tolist() == [n for n, _ in expected_rows]
+    assert parsed.rows.ravel().tolist() == [v for _, v in expected_rows]
+
+
+def test_blocks_keep_line_numbers_and_join_lines_cut_at_block_edges(monkeypatch):
+    import emstream.cli as cli
+    monkeypatch.setattr(cli, "BLOCK_BYTES", 7)
+    data = b"".join(f"{i}.25\n".encode() for i in range(1, 30)) + b"oops\n31"
+    blocks = list(parsed_blocks(io.BytesIO(data)))
+    rows = np.concatenate([b.rows for b in blocks]).ravel()
+    lines = np.concatenate([b.lines for b in blocks])
+    rejects = [(r.line, r.reason) for b in blocks for r in b.rejects]
+    assert rows.tolist() == [i + 0.25 for i in range(1, 30)] + [31.0]
+    assert lines.tolist() == list(range(1, 30)) + [31]
+    assert rejects == [(30, "non-numeric")]
