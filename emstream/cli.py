@@ -219,6 +219,10 @@ def summary(loaded) -> dict:
     return out
 
 
+def _number(value) -> str:
+    return "-inf" if value is None else f"{value:.6g}"
+
+
 def _format_summary(info: dict) -> str:
     lines = [f"checkpoint  {info['file']}", f"written     {info['written_at']}"]
     for skipped in info["skipped"]:
@@ -237,7 +241,7 @@ def _format_summary(info: dict) -> str:
                   f"{info['n_updates']} updates (step schedule at t={info['schedule_position']:g})",
                   f"batch fit   {fit['n_iter']} iterations, "
                   f"{'converged' if fit['converged'] else 'not converged'}, average "
-                  f"log-likelihood {fit['average_log_likelihood']}"]
+                  f"log-likelihood {_number(fit['average_log_likelihood'])}"]
     if info["meta"]:
         lines.append("input       " + json.dumps(info["meta"], sort_keys=True))
     if info.get("components"):
