@@ -146,7 +146,7 @@ def e_step(X: np.ndarray, params: MixtureParams, *, rows: int | None = None) -> 
     EStepResult
     """
     rows = rows or chunk_rows(params.n_components, params.n_features)
-    with single_thread_blas():
+    with single_thread_blas(X.shape[0]):
         return _e_step(X, params, rows)
 
 
@@ -157,7 +157,7 @@ def _e_step(X: np.ndarray, params: MixtureParams, rows: int) -> EStepResult:
         chunk = X[part]
         joint, top, total = _unnormalised_posterior(chunk, params, buffer)
         stats = SufficientStats.from_chunk(chunk, joint, params.covariance_type, params.means,
-                                           row_weights=1.0 / total)
+                                           row_weights=1.0 / total, ref=params.centre)
         log_prob = np.log(total)
         log_prob += top
         worst = int(np.argmin(log_prob))
@@ -172,7 +172,7 @@ def score_samples(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     out = np.empty(X.shape[0])
     rows = chunk_rows(params.n_components, params.n_features)
     buffer = np.empty((params.n_components, min(rows, X.shape[0])))
-    with single_thread_blas():
+    with single_thread_blas(X.shape[0]):
         for part in _chunks(X.shape[0], rows):
             _, top, total = _unnormalised_posterior(X[part], params, buffer)
             np.log(total, out=out[part])
@@ -184,7 +184,7 @@ def posterior(X: np.ndarray, params: MixtureParams):
     """``log p(x_i)`` and ``p(k | x_i)`` together (one pass), shapes (n,) and (n, K)."""
     log_prob = np.empty(X.shape[0])
     resp = np.empty((X.shape[0], params.n_components))
-    with single_thread_blas():
+    with single_thread_blas(X.shape[0]):
         for part in _chunks(X.shape[0], chunk_rows(params.n_components, params.n_features)):
             log_prob[part], chunk_resp = posterior_chunk(X[part], params)
             resp[part] = chunk_resp.T
@@ -194,7 +194,7 @@ def posterior(X: np.ndarray, params: MixtureParams):
 def predict_proba(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """Responsibilities ``p(k | x_i)``, shape (n, K)."""
     out = np.empty((X.shape[0], params.n_components))
-    with single_thread_blas():
+    with single_thread_blas(X.shape[0]):
         for part in _chunks(X.shape[0], chunk_rows(params.n_components, params.n_features)):
             out[part] = posterior_chunk(X[part], params)[1].T
     return out
@@ -203,7 +203,7 @@ def predict_proba(X: np.ndarray, params: MixtureParams) -> np.ndarray:
 def predict(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """Most probable component of every row, shape (n,)."""
     out = np.empty(X.shape[0], dtype=np.intp)
-    with single_thread_blas():
+    with single_thread_blas(X.shape[0]):
         for part in _chunks(X.shape[0], chunk_rows(params.n_components, params.n_features)):
             out[part] = log_joint_chunk(X[part], params).argmax(axis=0)
     return out
@@ -228,7 +228,8 @@ def m_step(stats: SufficientStats, *, reg_covar: float) -> MixtureParams:
     else:
         weights = np.full(stats.n_components, 1.0 / stats.n_components)
     covariances = covariances_from_stats(stats, reg_covar)
-    with single_thread_blas():
+    # Factorising K small matrices threads only from a few hundred features up.
+    with single_thread_blas(None if stats.n_features > 256 else 0):
         return MixtureParams.from_covariances(weights, stats.means.copy(), covariances,
                                               stats.covariance_type)
 

@@ -139,8 +139,11 @@ class GaussianMixture:
     # ------------------------------------------------------------------ scikit-learn protocol
     @classmethod
     def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
+        names = cls.__dict__.get("_param_names_cache")
+        if names is None:
+            names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+            cls._param_names_cache = names
+        return names
 
     def get_params(self, deep: bool = True) -> dict:
         """Constructor parameters, as scikit-learn's ``get_params``."""
@@ -179,6 +182,16 @@ class GaussianMixture:
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
+        # partial_fit validates on every call: skip the work while no parameter was reassigned
+        # (the very same objects are still in place; any assignment triggers a full check).
+        current = [getattr(self, name) for name in self._param_names()]
+        previous = getattr(self, "_validated", None)
+        if previous is not None and all(a is b for a, b in zip(current, previous)):
+            return
+        self._check_params()
+        self._validated = current
+
+    def _check_params(self) -> None:
         check_int(self.n_components, "n_components", 1)
         if self.covariance_type not in COVARIANCE_TYPES:
             raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
@@ -414,7 +427,7 @@ class GaussianMixture:
                              f"({self.n_components}) to initialise the components")
         self._check_settings_unchanged("partial_fit")
         X = self._check_X(X)
-        with single_thread_blas():
+        with single_thread_blas(X.shape[0]):
             if not self._is_fitted():
                 self._warm_up(X)
             else:

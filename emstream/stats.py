@@ -34,6 +34,7 @@ Example
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -52,6 +53,11 @@ def scatter_shape(covariance_type: str, n_components: int, n_features: int) -> t
         "diag": (n_components, n_features),
         "spherical": (n_components,),
     }[covariance_type]
+
+
+@lru_cache(maxsize=64)
+def _upper_triangle(d: int):
+    return np.triu_indices(d)
 
 
 def shifted_moments(X, resp, ref, full, row_weights=None):
@@ -98,7 +104,7 @@ def shifted_moments(X, resp, ref, full, row_weights=None):
     sums = resp @ rows.T
     if full:
         second = np.empty((n_components, d, d))
-        upper = np.triu_indices(d)
+        upper = _upper_triangle(d)
         second[:, upper[0], upper[1]] = sums[:, 1 + d:]
         second[:, upper[1], upper[0]] = sums[:, 1 + d:]
     else:
@@ -126,21 +132,6 @@ def centred_moments(X, resp, full, row_weights=None):
         first[k] = weighted.sum(axis=0)
         second[k] = weighted.T @ diff if full else np.einsum("nd,nd->d", weighted, diff)
     return counts, first, second, centres
-
-
-def lossy_components(counts, first, second, full):
-    """Components whose moments about a shared point lost more than ~1e-10 to cancellation.
-
-    The scatter is ``second - first²/n``; its relative rounding error is about
-    ``eps * (offset / spread)²``, where ``offset`` is the distance of the component's mean from
-    the reference point.  Returns a boolean mask of shape (K,).
-    """
-    spread = np.diagonal(second, axis1=1, axis2=2) if full else second
-    safe = np.where(counts > 0, counts, 1.0)[:, None]
-    offset2 = (first / safe) ** 2
-    variance = spread / safe - offset2
-    far = (offset2 > _MAX_CANCELLATION * np.maximum(variance, 0.0)).any(axis=1)
-    return far & (counts > 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,25 +196,30 @@ class SufficientStats:
         """
         counts = np.asarray(counts, dtype=float)
         held = counts > np.finfo(float).tiny
-        safe = np.where(held, counts, 1.0)
-        shift = np.where(held[:, None], first / safe[:, None], 0.0)
+        every = bool(held.all())  # the common case: fewer small operations
+        shift = first / (counts if every else np.where(held, counts, 1.0))[:, None]
+        if not every:
+            shift[~held] = 0.0
         means = centres + shift
         if covariance_type in ("full", "tied"):
-            scatter = second - np.einsum("kd,ke->kde", first, shift)
-            scatter = np.where(held[:, None, None], scatter, 0.0)
-            # Rounding must not leave the scatter asymmetric.
-            scatter = 0.5 * (scatter + np.swapaxes(scatter, 1, 2))
+            scatter = second - shift[:, :, None] * first[:, None, :]
+            if not every:
+                scatter[~held] = 0.0
+            if scatter.shape[1] > 1:  # rounding must not leave the scatter asymmetric
+                scatter = 0.5 * (scatter + np.swapaxes(scatter, 1, 2))
             if covariance_type == "tied":
                 scatter = scatter.sum(axis=0)
         else:
-            scatter = np.where(held[:, None], np.maximum(second - first * shift, 0.0), 0.0)
+            scatter = np.maximum(second - first * shift, 0.0)
+            if not every:
+                scatter[~held] = 0.0
             if covariance_type == "spherical":
                 scatter = scatter.sum(axis=1)
         return cls(counts, means, scatter, covariance_type)
 
     @classmethod
-    def from_chunk(cls, X, resp, covariance_type, centres=None,
-                   row_weights=None) -> "SufficientStats":
+    def from_chunk(cls, X, resp, covariance_type, centres=None, row_weights=None,
+                   ref=None) -> "SufficientStats":
         """Statistics of the rows of ``X`` under responsibilities ``resp``.
 
         Moments are taken about one reference point with one matrix product; a component whose
@@ -241,6 +237,8 @@ class SufficientStats:
             column means of ``X``.
         row_weights : ndarray of shape (n,), optional
             The responsibilities are ``resp * row_weights``.
+        ref : ndarray of shape (D,), optional
+            ``centres.mean(axis=0)`` if the caller has it already.
         """
         X = np.asarray(X, dtype=float)
         full = covariance_type in ("full", "tied")
@@ -248,15 +246,28 @@ class SufficientStats:
         if X.shape[0] < _SMALL_CHUNK:
             exact = cls.from_moments(*centred_moments(X, resp, full, row_weights), kind)
             return exact.collapse(covariance_type)
-        ref = X.mean(axis=0) if centres is None else np.asarray(centres).mean(axis=0)
+        if ref is None:
+            ref = X.mean(axis=0) if centres is None else np.asarray(centres).mean(axis=0)
         moments = shifted_moments(X, resp, ref, full, row_weights)
         stats = cls.from_moments(*moments, np.broadcast_to(ref, (resp.shape[0], X.shape[1])),
                                  kind)
-        far = lossy_components(*moments, full)
+        far = stats.lossy_about(ref)
         if far.any():
             exact = centred_moments(X, resp[far], full, row_weights)
             stats = stats.splice(far, cls.from_moments(*exact, kind))
         return stats.collapse(covariance_type)
+
+    def lossy_about(self, ref: np.ndarray) -> np.ndarray:
+        """Components whose moments, taken about ``ref``, lost more than ~1e-10 of their scatter.
+
+        The scatter is ``second - first²/n``; its relative rounding error is about
+        ``eps * (offset / spread)²``, where ``offset`` is the component mean's distance from
+        ``ref``.  For per-component (full or diag) scatter; returns a mask of shape (K,).
+        """
+        spread = (np.diagonal(self.scatter, axis1=1, axis2=2) if self.scatter.ndim == 3
+                  else self.scatter)
+        offset2 = (self.means - ref) ** 2 * self.counts[:, None]
+        return (offset2 > _MAX_CANCELLATION * spread).any(axis=1) & (self.counts > 0)
 
     def splice(self, which: np.ndarray, other: "SufficientStats") -> "SufficientStats":
         """Copy with the components ``which`` replaced by ``other``'s (per-component scatter)."""
@@ -310,8 +321,33 @@ class SufficientStats:
                                self.covariance_type)
 
     def blend(self, other: "SufficientStats", step: float) -> "SufficientStats":
-        """``(1 - step) * self + step * other``: the stochastic-approximation update of online EM."""
-        return self.scaled(1.0 - step) + other.scaled(step)
+        """``(1 - step) * self + step * other``: the stochastic-approximation update of online EM.
+
+        The same result as ``self.scaled(1 - step) + other.scaled(step)``, in fewer operations
+        (it runs once per mini-batch).
+        """
+        if other.covariance_type != self.covariance_type or other.means.shape != self.means.shape:
+            return self.scaled(1.0 - step) + other.scaled(step)  # raises the clear error
+        n_a = self.counts * (1.0 - step)
+        n_b = other.counts * step
+        n = n_a + n_b
+        if not (n_a > 0).all() or not (n > 0).all():
+            return self.scaled(1.0 - step) + other.scaled(step)  # empty components: general path
+        frac_b = n_b / n
+        delta = other.means - self.means
+        means = self.means + delta * frac_b[:, None]
+        between = n_a * frac_b
+        scatter = self.scatter * (1.0 - step) + other.scatter * step
+        kind = self.covariance_type
+        if kind == "full":
+            scatter += between[:, None, None] * (delta[:, :, None] * delta[:, None, :])
+        elif kind == "tied":
+            scatter += (delta * between[:, None]).T @ delta
+        elif kind == "diag":
+            scatter += between[:, None] * delta**2
+        else:
+            scatter += between * (delta * delta).sum(axis=1)
+        return SufficientStats(n, means, scatter, kind)
 
     def replace(self, **changes) -> "SufficientStats":
         """A copy with some fields replaced."""

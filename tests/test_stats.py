@@ -116,3 +116,11 @@ def test_e_step_is_exact_when_the_current_means_are_far_from_the_data():
         stats = e_step(X, params, rows=rows).stats
         np.testing.assert_allclose(stats.scatter[0], expected, rtol=1e-9)
         np.testing.assert_allclose(stats.means[0], X.mean(0), atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+def test_blend_equals_scaled_sum(kind):
+    rng = np.random.default_rng(6)
+    a = SufficientStats.from_chunk(mixture_3d(300, rng), _resp(300, 3, rng), kind)
+    b = SufficientStats.from_chunk(mixture_3d(200, rng) + 1.0, _resp(200, 3, rng), kind)
+    _assert_stats_close(a.blend(b, 0.3), a.scaled(0.7) + b.scaled(0.3), rtol=1e-13)

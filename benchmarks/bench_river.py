@@ -1,0 +1,85 @@
+"""emstream's river adapters against river's own cluster.KMeans, side by side in one run.
+
+Usage::
+
+    python benchmarks/bench_river.py [--quick]
+
+Prints points/s for (1) learn_one + predict_one per point on 1-D and 2-D three-component
+streams, and (2) learn_many on 1,000-row data frames against KMeans.learn_one per point, with
+the ratios and the acceptance targets (>= 1x and >= 20x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+from river import cluster
+
+from emstream.river import OnlineGaussianMixture
+
+
+def stream(n: int, d: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(3, n, p=[0.2, 0.5, 0.3])
+    return np.array([-4.0, 0.0, 5.0])[labels][:, None] + rng.normal(size=(n, d))
+
+
+def as_dicts(X: np.ndarray) -> list[dict]:
+    return [{f"x{j}": float(v) for j, v in enumerate(row)} for row in X]
+
+
+def best_of(repeats: int, fn) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def per_point(model_factory, points) -> float:
+    def run():
+        model = model_factory()
+        for x in points:
+            model.learn_one(x)
+            model.predict_one(x)
+    return best_of(3, run)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    n = 20_000 if parser.parse_args().quick else 100_000
+    print(f"{'measure':<44} {'emstream':>12} {'river KMeans':>14} {'ratio':>8} {'target':>7}")
+    for d in (1, 2):
+        points = as_dicts(stream(n, d))
+        ours = per_point(lambda: OnlineGaussianMixture(3, seed=0), points)
+        theirs = per_point(lambda: cluster.KMeans(n_clusters=3, seed=0), points)
+        print(f"{f'learn_one+predict_one, {d}-D, points/s':<44} {n / ours:>12,.0f} "
+              f"{n / theirs:>14,.0f} {theirs / ours:>7.2f}x {'>= 1x':>7}")
+    for d in (1, 2):
+        X = stream(n, d)
+        frames = [pd.DataFrame(X[i:i + 1000], columns=[f"x{j}" for j in range(d)])
+                  for i in range(0, n, 1000)]
+        points = as_dicts(X)
+
+        def learn_many():
+            model = OnlineGaussianMixture(3, seed=0)
+            for frame in frames:
+                model.learn_many(frame)
+
+        def learn_one():
+            model = cluster.KMeans(n_clusters=3, seed=0)
+            for x in points:
+                model.learn_one(x)
+
+        ours, theirs = best_of(3, learn_many), best_of(3, learn_one)
+        print(f"{f'learn_many (1,000-row frames) vs learn_one, {d}-D':<44} {n / ours:>12,.0f} "
+              f"{n / theirs:>14,.0f} {theirs / ours:>7.2f}x {'>= 20x':>7}")
+
+
+if __name__ == "__main__":
+    main()

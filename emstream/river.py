@@ -1,0 +1,353 @@
+"""river adapters: an online Gaussian-mixture clusterer and anomaly detector.
+
+Both delegate learning to :class:`emstream.GaussianMixture`'s online EM.  Points given to
+``learn_one`` are buffered and learned ``batch_size`` at a time (online EM's per-point step
+size makes the result nearly independent of that grouping), so per-point calls stay cheap;
+predictions use the model as of the last flush.
+
+Features are handled by name: the feature set is fixed, in sorted order, by the first point
+learned.  Features that appear later are ignored; a missing feature is replaced by the
+mixture's mean for it (0 before the warm-up ends).  Before the warm-up buffer is full,
+``predict_one`` answers 0, ``predict_proba_one`` a uniform assignment, and ``score_one`` the
+surprise under independent Gaussians fitted to the points learned so far (0 before any).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from river import base
+
+from .mixture import GaussianMixture
+
+__all__ = ["OnlineGaussianMixture", "GaussianMixtureDetector"]
+
+# Above this many features the one-point path uses numpy instead of Python arithmetic.
+_PYTHON_MAX_FEATURES = 4
+
+
+class _OnlineMixture:
+    """Buffering, feature mapping and one-point scoring shared by both adapters."""
+
+    def _reset(self) -> None:
+        self._model = GaussianMixture(
+            self.n_components, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
+            step_decay=self.step_decay, step_floor=self.step_floor,
+            warmup_size=self.warmup_size, random_state=self.seed)
+        self._features = None
+        self._buffer = []
+        self._scorer = None
+        self._fill = None
+        self._stale = False  # the model changed since the scorer was prepared
+        # Until the warm-up ends: running per-feature mean and scatter (Welford) of the points
+        # learned, so that score_one can rank points by a plain Gaussian meanwhile.
+        self._early = [0, [], []]
+
+    # -------------------------------------------------------------- features
+    def _row(self, x: dict) -> list:
+        try:
+            return [x[name] for name in self._features]
+        except KeyError:
+            fill = self._fill or [0.0] * len(self._features)
+            return [x[name] if name in x else fill[i] for i, name in enumerate(self._features)]
+
+    # -------------------------------------------------------------- learning
+    def _learn(self, x: dict) -> None:
+        if self._features is None:
+            if not x:
+                return
+            self._features = tuple(sorted(x))
+        row = self._row(x)
+        self._buffer.append(row)
+        if self._scorer is None:
+            self._track_early(row)
+        if len(self._buffer) >= self.batch_size:
+            self._flush()
+
+    def _track_early(self, row: list) -> None:
+        count, mean, scatter = self._early
+        if not mean:
+            mean[:] = [0.0] * len(row)
+            scatter[:] = [0.0] * len(row)
+        count += 1
+        for i, v in enumerate(row):
+            delta = v - mean[i]
+            mean[i] += delta / count
+            scatter[i] += delta * (v - mean[i])
+        self._early[0] = count
+
+    def _early_surprise(self, x: dict) -> float:
+        """-log p(x) under independent Gaussians fitted to the points learned so far."""
+        count, mean, scatter = self._early
+        if count < 2:
+            return 0.0
+        total = 0.0
+        for v, m, s in zip(self._row(x), mean, scatter):
+            variance = s / count + self.reg_covar
+            total += 0.5 * ((v - m) ** 2 / variance + math.log(2 * math.pi * variance))
+        return total
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        self._model.partial_fit(np.array(self._buffer, dtype=float))
+        self._buffer = []
+        self._stale = True
+
+    def _frame_rows(self, X) -> np.ndarray:
+        """A data frame's rows in feature order, missing features filled in."""
+        columns = list(X.columns)
+        if self._features is None:
+            self._features = tuple(sorted(columns))
+        if all(name in columns for name in self._features) and hasattr(X, "to_numpy"):
+            try:  # pandas: the whole frame at once, then columns by position (much cheaper
+                # than selecting columns by name in pandas)
+                order = [columns.index(name) for name in self._features]
+                return np.asarray(X.to_numpy(dtype=float))[:, order]
+            except (TypeError, ValueError):
+                pass
+        import narwhals as nw
+
+        frame = nw.from_native(X, eager_only=True)
+        data = np.empty((len(frame), len(self._features)))
+        fill = self._fill if self._fill is not None else [0.0] * len(self._features)
+        for i, name in enumerate(self._features):
+            data[:, i] = frame[name].to_numpy() if name in frame.columns else fill[i]
+        return data
+
+    def _learn_frame(self, X) -> None:
+        data = self._frame_rows(X)
+        self._flush()
+        self._model.partial_fit(data)
+        self._stale = True
+
+    # -------------------------------------------------------------- scoring one point
+    def _prepare_scorer(self) -> None:
+        """Per-model constants for scoring single points without numpy's call overhead."""
+        params = self._model._params
+        k, d = params.means.shape
+        pc = params.precisions_cholesky
+        kind = params.covariance_type
+        if kind == "full":
+            factors = pc
+        elif kind == "tied":
+            factors = np.broadcast_to(pc, (k, d, d))
+        elif kind == "diag":
+            factors = np.array([np.diag(p) for p in pc])
+        else:
+            factors = np.array([p * np.eye(d) for p in pc])
+        self._fill = (params.weights @ params.means).tolist()
+        if d > _PYTHON_MAX_FEATURES:
+            self._scorer = ("numpy", params.means, np.ascontiguousarray(factors),
+                            params.log_normaliser)
+            return
+        if d == 1:
+            # (mean, sqrt(precision / 2), log normaliser): one line of arithmetic per component.
+            scale = factors[:, 0, 0] * math.sqrt(0.5)
+            self._scorer = ("1d", list(zip(params.means[:, 0].tolist(), scale.tolist(),
+                                           params.log_normaliser.tolist())), None, None)
+            return
+        # Column j of Pᵀ(x - μ) only involves rows i <= j of the upper-triangular P.
+        columns = [[[(i, float(factors[c, i, j])) for i in range(d) if factors[c, i, j] != 0.0]
+                    for j in range(d)] for c in range(k)]
+        self._scorer = ("python", params.means.tolist(), columns,
+                        params.log_normaliser.tolist())
+
+    def _log_joint(self, x: dict):
+        """``log π_k p(x | k)`` for every component, or None before the warm-up ends."""
+        if self._stale:
+            self._stale = False
+            if self._model._is_fitted():
+                self._prepare_scorer()
+        if self._scorer is None:
+            return None
+        row = self._row(x)
+        kind, means, factors, const = self._scorer
+        if kind == "1d":
+            v = row[0]
+            return [c - ((v - m) * h) ** 2 for m, h, c in means]
+        if kind == "numpy":
+            y = np.einsum("kij,ki->kj", factors, np.asarray(row) - means)
+            return (const - 0.5 * np.einsum("kj,kj->k", y, y)).tolist()
+        out = []
+        for mean, columns, c in zip(means, factors, const):
+            diff = [v - m for v, m in zip(row, mean)]
+            total = 0.0
+            for column in columns:
+                y = 0.0
+                for i, p in column:
+                    y += p * diff[i]
+                total += y * y
+            out.append(c - 0.5 * total)
+        return out
+
+    def _log_density(self, x: dict) -> float | None:
+        joint = self._log_joint(x)
+        if joint is None:
+            return None
+        top = max(joint)
+        if top == -math.inf:
+            return -math.inf
+        return top + math.log(sum(math.exp(v - top) for v in joint))
+
+
+class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
+    """Online Gaussian mixture clustering (stepwise EM, Cappé & Moulines 2009).
+
+    Parameters
+    ----------
+    n_components
+        Number of mixture components (clusters).
+    covariance_type
+        "full", "tied", "diag" or "spherical".
+    reg_covar
+        Added to every variance.
+    step_decay
+        Exponent α of the per-point step size ``t^-α``, in (0.5, 1].
+    step_floor
+        Lower bound on the step size (forgetting); None for a stationary stream.
+    warmup_size
+        Points buffered and fitted by k-means++ and batch EM before online learning starts.
+    batch_size
+        Points learned together by ``learn_one`` (predictions lag by at most this many).
+    seed
+        Random seed for the initialisation.
+
+    Examples
+    --------
+    >>> from river import datasets, preprocessing
+    >>> from emstream.river import OnlineGaussianMixture
+    >>> model = preprocessing.StandardScaler() | OnlineGaussianMixture(
+    ...     n_components=3, warmup_size=200, seed=42)
+    >>> for x, _ in datasets.Bananas().take(1000):
+    ...     model.learn_one(x)
+    >>> model.predict_one({"1": 0.5, "2": -0.2}) in (0, 1, 2)
+    True
+    >>> sorted(model.predict_proba_one({"1": 0.5, "2": -0.2}))
+    [0, 1, 2]
+    """
+
+    def __init__(self, n_components: int = 3, covariance_type: str = "full",
+                 reg_covar: float = 1e-6, step_decay: float = 0.8, step_floor: float | None = None,
+                 warmup_size: int = 1000, batch_size: int = 256, seed: int | None = None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.step_decay = step_decay
+        self.step_floor = step_floor
+        self.warmup_size = warmup_size
+        self.batch_size = batch_size
+        self.seed = seed
+        self._reset()
+
+    @classmethod
+    def _unit_test_params(cls):
+        yield {"n_components": 2, "warmup_size": 20, "batch_size": 5, "seed": 1}
+        yield {"n_components": 3, "covariance_type": "diag", "warmup_size": 30, "seed": 2}
+
+    @property
+    def model(self) -> GaussianMixture:
+        """The underlying :class:`emstream.GaussianMixture`."""
+        return self._model
+
+    def learn_one(self, x: dict) -> None:
+        self._learn(x)
+
+    def learn_many(self, X) -> None:
+        """Learn a data frame (pandas or any narwhals-compatible frame) as one mini-batch."""
+        self._learn_frame(X)
+
+    def predict_proba_one(self, x: dict) -> dict:
+        joint = self._log_joint(x)
+        if joint is None:
+            return {k: 1.0 / self.n_components for k in range(self.n_components)}
+        top = max(joint)
+        if top == -math.inf:
+            return {k: 1.0 / len(joint) for k in range(len(joint))}
+        weights = [math.exp(v - top) for v in joint]
+        total = sum(weights)
+        return {k: w / total for k, w in enumerate(weights)}
+
+    def predict_one(self, x: dict) -> int:
+        joint = self._log_joint(x)
+        if joint is None:
+            return 0
+        return joint.index(max(joint))
+
+    def predict_many(self, X):
+        """Labels of every row of a data frame (a pandas Series for pandas input)."""
+        if not self._model._is_fitted():
+            labels = np.zeros(len(X), dtype=int)
+        else:
+            labels = self._model.predict(self._frame_rows(X))
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover
+            return labels
+        return pd.Series(labels, index=X.index) if isinstance(X, pd.DataFrame) else labels
+
+
+class GaussianMixtureDetector(_OnlineMixture, base.AnomalyDetector):
+    """Anomaly scores from an online Gaussian mixture: the surprise ``-log p(x)``.
+
+    Higher is more anomalous.  Parameters are those of :class:`OnlineGaussianMixture`.
+
+    Parameters
+    ----------
+    n_components
+    covariance_type
+    reg_covar
+    step_decay
+    step_floor
+    warmup_size
+    batch_size
+    seed
+
+    Examples
+    --------
+    >>> from river import anomaly, datasets
+    >>> from emstream.river import GaussianMixtureDetector
+    >>> detector = anomaly.QuantileFilter(
+    ...     GaussianMixtureDetector(n_components=3, warmup_size=200, seed=0), q=0.99)
+    >>> for x, _ in datasets.Bananas().take(500):
+    ...     detector.learn_one(x)
+    >>> detector.score_one({"1": 0.1, "2": 0.2}) < detector.score_one({"1": 40.0, "2": 40.0})
+    True
+    """
+
+    def __init__(self, n_components: int = 3, covariance_type: str = "full",
+                 reg_covar: float = 1e-6, step_decay: float = 0.8, step_floor: float | None = None,
+                 warmup_size: int = 1000, batch_size: int = 256, seed: int | None = None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.step_decay = step_decay
+        self.step_floor = step_floor
+        self.warmup_size = warmup_size
+        self.batch_size = batch_size
+        self.seed = seed
+        self._reset()
+
+    @classmethod
+    def _unit_test_params(cls):
+        yield {"n_components": 2, "warmup_size": 20, "batch_size": 5, "seed": 1}
+
+    @property
+    def model(self) -> GaussianMixture:
+        """The underlying :class:`emstream.GaussianMixture`."""
+        return self._model
+
+    def learn_one(self, x: dict) -> None:
+        self._learn(x)
+
+    def learn_many(self, X) -> None:
+        """Learn a data frame as one mini-batch."""
+        self._learn_frame(X)
+
+    def score_one(self, x: dict) -> float:
+        log_density = self._log_density(x)
+        if log_density is None:
+            return self._early_surprise(x) if self._features is not None else 0.0
+        # A point no component can explain (overflow) gets the largest finite score.
+        return min(-log_density, float(np.finfo(float).max))

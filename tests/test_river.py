@@ -1,0 +1,145 @@
+"""river adapters: river's own checks, clustering quality, anomaly ranking on Shuttle."""
+
+import functools
+import itertools
+
+import numpy as np
+import pytest
+from river import checks, datasets, preprocessing
+from river.checks import common
+
+from emstream.river import GaussianMixtureDetector, OnlineGaussianMixture
+
+from .conftest import mixture_2d
+
+ADAPTERS = [OnlineGaussianMixture, GaussianMixtureDetector]
+MODELS = [cls(**params) for cls in ADAPTERS for params in cls._unit_test_params()]
+IDS = [f"{type(m).__name__}-{i}" for i, m in enumerate(MODELS)]
+
+# The dataset checks river would run for these estimators (it runs none for clusterers and
+# downloads CreditCard for detectors), run here on generated data with 6 features.
+DATASET_CHECKS = [
+    common.check_learn_one, common.check_pickling, common.check_shuffle_features_no_impact,
+    common.check_emerging_features, common.check_disappearing_features,
+    common.check_radically_disappearing_features, common.check_predict_one_pure,
+    common.check_predict_one_before_any_learn, common.check_no_state_aliasing_with_input,
+    common.check_clone_is_independent, common.check_seeding_is_idempotent,
+]
+
+
+def _stream(n, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 5, (3, 6))
+    labels = rng.integers(0, 3, n)
+    X = centres[labels] + rng.normal(size=(n, 6))
+    return [({f"f{j}": float(v) for j, v in enumerate(row)}, None) for row in X]
+
+
+def _generic_checks(model):
+    for check in checks.yield_checks(model):
+        if isinstance(check, functools.partial):  # dataset checks: run below, offline
+            continue
+        yield check
+
+
+@pytest.mark.parametrize("model", MODELS, ids=IDS)
+def test_river_generic_checks(model):
+    ran = 0
+    for check in _generic_checks(model):
+        check(model.clone())
+        ran += 1
+    assert ran >= 14
+
+
+@pytest.mark.parametrize("check", DATASET_CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("model", MODELS, ids=IDS)
+def test_river_dataset_checks(model, check):
+    check(model.clone(), dataset=_stream(150))
+
+
+@pytest.mark.parametrize("model", MODELS, ids=IDS)
+def test_river_bounded_memory_growth(model):
+    common.check_bounded_memory_growth(model.clone(), dataset=_stream(3000))
+
+
+def test_predicting_before_learning_gives_defined_answers():
+    clusterer, detector = OnlineGaussianMixture(3), GaussianMixtureDetector(3)
+    x = {"a": 1.0, "b": 2.0}
+    assert clusterer.predict_one(x) == 0
+    assert clusterer.predict_proba_one(x) == {0: 1 / 3, 1: 1 / 3, 2: 1 / 3}
+    assert detector.score_one(x) == 0.0
+
+
+def test_missing_and_new_features_policy():
+    model = OnlineGaussianMixture(2, warmup_size=50, batch_size=10, seed=0)
+    for x, _ in _stream(300):
+        model.learn_one(x)
+    x = dict(_stream(1, seed=5)[0][0])
+    full = model.predict_proba_one(x)
+    assert model.predict_proba_one({**x, "new": 123.0}) == full  # new features are ignored
+    partial = {k: v for k, v in x.items() if k != "f0"}
+    assert sum(model.predict_proba_one(partial).values()) == pytest.approx(1.0)
+
+
+def test_one_point_scoring_matches_the_estimator():
+    for kind, d in itertools.product(["full", "tied", "diag", "spherical"], [1, 2, 6]):
+        rng = np.random.default_rng(1)
+        X = rng.normal(size=(600, d)) + (rng.integers(0, 3, 600) * 4)[:, None]
+        detector = GaussianMixtureDetector(3, covariance_type=kind, warmup_size=200,
+                                           batch_size=50, seed=0)
+        for row in X:
+            detector.learn_one({f"f{j}": v for j, v in enumerate(row)})
+        probe = X[:20]
+        ours = [detector.score_one({f"f{j}": v for j, v in enumerate(row)}) for row in probe]
+        np.testing.assert_allclose(ours, -detector.model.score_samples(probe), rtol=1e-10)
+
+
+def test_learn_many_in_a_pipeline():
+    import pandas as pd
+    X = pd.DataFrame(mixture_2d(3000, np.random.default_rng(2)), columns=["x", "y"])
+    model = preprocessing.StandardScaler() | OnlineGaussianMixture(3, warmup_size=500, seed=0)
+    for start in range(0, len(X), 1000):
+        model.learn_many(X.iloc[start:start + 1000])
+    labels = model.predict_many(X)
+    assert isinstance(labels, pd.Series) and len(labels) == len(X)
+    assert set(labels.unique()) == {0, 1, 2}
+
+
+def test_pipeline_clustering_matches_sklearn_batch_quality():
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+    rng = np.random.default_rng(3)
+    n = 20_000
+    means = np.array([[0.0, 0.0], [5.0, 1.0], [1.0, 6.0]])
+    covs = np.array([[[1.0, 0.6], [0.6, 1.0]], [[2.0, -0.5], [-0.5, 0.5]], [[0.7, 0.0], [0.0, 1.5]]])
+    truth = rng.choice(3, n, p=[0.4, 0.35, 0.25])
+    X = means[truth] + np.einsum("nij,nj->ni", np.linalg.cholesky(covs)[truth],
+                                 rng.normal(size=(n, 2)))
+    points = [{"x": float(a), "y": float(b)} for a, b in X]
+    model = preprocessing.StandardScaler() | OnlineGaussianMixture(n_components=3, seed=0)
+    for x in points:
+        model.learn_one(x)
+    ours = adjusted_rand_score(truth, [model.predict_one(x) for x in points])
+    batch = SkGaussianMixture(3, random_state=0).fit(X).predict(X)
+    reference = adjusted_rand_score(truth, batch)
+    assert ours >= reference - 0.01, (ours, reference)
+
+
+@pytest.mark.slow
+def test_shuttle_roc_auc_at_least_half_space_trees():
+    from river import anomaly, metrics
+    data = list(datasets.Shuttle().take(10_000))
+
+    def roc_auc(model):
+        # The protocol of river's Shuttle documentation: score, then learn, one pass.
+        auc = metrics.RollingROCAUC(window_size=10_000)
+        for x, y in data:
+            auc.update(y, model.score_one(x))
+            model.learn_one(x)
+        return auc.get()
+
+    trees = roc_auc(preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42))
+    ours = roc_auc(preprocessing.MinMaxScaler() | anomaly.QuantileFilter(
+        GaussianMixtureDetector(n_components=3, covariance_type="diag", seed=42), q=0.95))
+    assert ours >= trees, (ours, trees)
+    assert ours > 0.9
