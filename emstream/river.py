@@ -28,7 +28,32 @@ _PYTHON_MAX_FEATURES = 4
 
 
 class _OnlineMixture:
-    """Buffering, feature mapping and one-point scoring shared by both adapters."""
+    """Parameters, buffering, feature mapping and one-point scoring shared by both adapters."""
+
+    def __init__(self, n_components: int = 3, covariance_type: str = "full",
+                 reg_covar: float = 1e-6, step_decay: float = 0.8, step_floor: float | None = None,
+                 warmup_size: int = 1000, batch_size: int = 256, seed: int | None = None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.step_decay = step_decay
+        self.step_floor = step_floor
+        self.warmup_size = warmup_size
+        self.batch_size = batch_size
+        self.seed = seed
+        self._reset()
+
+    @property
+    def model(self) -> GaussianMixture:
+        """The underlying :class:`emstream.GaussianMixture`."""
+        return self._model
+
+    def learn_one(self, x: dict) -> None:
+        self._learn(x)
+
+    def learn_many(self, X) -> None:
+        """Learn a data frame (pandas or any narwhals-compatible frame) as one mini-batch."""
+        self._learn_frame(X)
 
     def _reset(self) -> None:
         self._model = GaussianMixture(
@@ -228,35 +253,11 @@ class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
     [0, 1, 2]
     """
 
-    def __init__(self, n_components: int = 3, covariance_type: str = "full",
-                 reg_covar: float = 1e-6, step_decay: float = 0.8, step_floor: float | None = None,
-                 warmup_size: int = 1000, batch_size: int = 256, seed: int | None = None):
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.reg_covar = reg_covar
-        self.step_decay = step_decay
-        self.step_floor = step_floor
-        self.warmup_size = warmup_size
-        self.batch_size = batch_size
-        self.seed = seed
-        self._reset()
 
     @classmethod
     def _unit_test_params(cls):
         yield {"n_components": 2, "warmup_size": 20, "batch_size": 5, "seed": 1}
         yield {"n_components": 3, "covariance_type": "diag", "warmup_size": 30, "seed": 2}
-
-    @property
-    def model(self) -> GaussianMixture:
-        """The underlying :class:`emstream.GaussianMixture`."""
-        return self._model
-
-    def learn_one(self, x: dict) -> None:
-        self._learn(x)
-
-    def learn_many(self, X) -> None:
-        """Learn a data frame (pandas or any narwhals-compatible frame) as one mini-batch."""
-        self._learn_frame(X)
 
     def predict_proba_one(self, x: dict) -> dict:
         joint = self._log_joint(x)
@@ -316,34 +317,10 @@ class GaussianMixtureDetector(_OnlineMixture, base.AnomalyDetector):
     True
     """
 
-    def __init__(self, n_components: int = 3, covariance_type: str = "full",
-                 reg_covar: float = 1e-6, step_decay: float = 0.8, step_floor: float | None = None,
-                 warmup_size: int = 1000, batch_size: int = 256, seed: int | None = None):
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.reg_covar = reg_covar
-        self.step_decay = step_decay
-        self.step_floor = step_floor
-        self.warmup_size = warmup_size
-        self.batch_size = batch_size
-        self.seed = seed
-        self._reset()
 
     @classmethod
     def _unit_test_params(cls):
         yield {"n_components": 2, "warmup_size": 20, "batch_size": 5, "seed": 1}
-
-    @property
-    def model(self) -> GaussianMixture:
-        """The underlying :class:`emstream.GaussianMixture`."""
-        return self._model
-
-    def learn_one(self, x: dict) -> None:
-        self._learn(x)
-
-    def learn_many(self, X) -> None:
-        """Learn a data frame as one mini-batch."""
-        self._learn_frame(X)
 
     def score_one(self, x: dict) -> float:
         log_density = self._log_density(x)
