@@ -64,8 +64,10 @@ def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None):
     """
     lp = log_joint_chunk(X, params, out)
     top = lp.max(axis=0)
-    lost = ~np.isfinite(top)
-    if lost.any():
+    # One cheap test in the common case (a finite sum); a large-but-finite overflow of the sum
+    # only sends us to the exact test.
+    lost = None if np.isfinite(top.sum()) else ~np.isfinite(top)
+    if lost is not None and lost.any():
         # A row every component finds infinitely improbable (overflow for values far beyond
         # everything seen): shared equally, with log p(x) = -inf, rather than NaN.
         lp[:, lost] = 0.0
