@@ -1,0 +1,1 @@
+"""emstreamd: the streaming daemon (the imperative shell around emstream's core)."""

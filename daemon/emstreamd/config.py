@@ -1,0 +1,125 @@
+"""The daemon's configuration: YAML (safe_load only), validated, with command-line overrides.
+
+Every key is documented in the shipped config.yaml.  A bad file or value is a ``ConfigError``,
+which the daemon reports in one line and exits with 78 (EX_CONFIG).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from emstream import GaussianMixture
+
+DEFAULTS = {
+    "model": {},
+    "input": {"columns": None, "max_line_bytes": 4096, "dead_letter": None},
+    "batch": {"max_rows": 1000, "max_wait": 0.2},
+    "checkpoint": {"path": "emstreamd-state", "every_points": 100_000, "every_seconds": 60.0,
+                   "keep": 3},
+    "output": {"per_point": True, "path": "-", "format": "csv", "anomaly_surprise": None},
+    "status": {"every_seconds": 10.0},
+}
+# Sections and keys that SIGHUP may change while running.
+LIVE = {"output": {"anomaly_surprise"}, "status": {"every_seconds"},
+        "checkpoint": {"every_points", "every_seconds"}, "batch": {"max_wait"}}
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+def _check_number(section, key, value, *, low=None, integer=False, allow_none=False):
+    if value is None and allow_none:
+        return
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or (low is not None and value < low):
+        need = "an integer" if integer else "a number"
+        bound = f" >= {low}" if low is not None else ""
+        raise ConfigError(f"{section}.{key} must be {need}{bound}, got {value!r}")
+
+
+def validate(config: dict) -> dict:
+    """Defaults filled in and every value checked; returns the full configuration."""
+    if not isinstance(config, dict):
+        raise ConfigError("the configuration must be a mapping of sections")
+    unknown = set(config) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
+    full = copy.deepcopy(DEFAULTS)
+    for section, values in config.items():
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"section {section!r} must be a mapping")
+        if section != "model":
+            extra = set(values) - set(DEFAULTS[section])
+            if extra:
+                raise ConfigError(f"unknown key(s) in {section}: {', '.join(sorted(extra))}")
+        full[section].update(values)
+    try:
+        GaussianMixture(**full["model"])._check_params()
+    except TypeError as exc:
+        raise ConfigError(f"model: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None
+    columns = full["input"]["columns"]
+    if columns is not None and (not isinstance(columns, list) or not columns or any(
+            isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in columns)):
+        raise ConfigError(f"input.columns must be null or a list of 0-based indices, got "
+                          f"{columns!r}")
+    _check_number("input", "max_line_bytes", full["input"]["max_line_bytes"], low=16,
+                  integer=True)
+    _check_number("batch", "max_rows", full["batch"]["max_rows"], low=1, integer=True)
+    _check_number("batch", "max_wait", full["batch"]["max_wait"], low=0)
+    _check_number("checkpoint", "every_points", full["checkpoint"]["every_points"], low=1,
+                  integer=True)
+    _check_number("checkpoint", "every_seconds", full["checkpoint"]["every_seconds"], low=0)
+    _check_number("checkpoint", "keep", full["checkpoint"]["keep"], low=1, integer=True)
+    if not isinstance(full["checkpoint"]["path"], str) or not full["checkpoint"]["path"]:
+        raise ConfigError("checkpoint.path must be a path")
+    if full["output"]["format"] not in ("csv", "jsonl"):
+        raise ConfigError(f"output.format must be csv or jsonl, got {full['output']['format']!r}")
+    if not isinstance(full["output"]["per_point"], bool):
+        raise ConfigError("output.per_point must be true or false")
+    _check_number("output", "anomaly_surprise", full["output"]["anomaly_surprise"],
+                  allow_none=True)
+    _check_number("status", "every_seconds", full["status"]["every_seconds"], low=0)
+    return full
+
+
+def parse_override(text: str):
+    """``section.key=value`` (value in YAML syntax) -> (section, key, value)."""
+    name, sep, raw = text.partition("=")
+    section, dot, key = name.partition(".")
+    if not sep or not dot or not section or not key:
+        raise ConfigError(f"--set wants section.key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {name}: {exc}") from None
+    return section, key, value
+
+
+def load(path: str | None, overrides=()) -> dict:
+    """Read, override and validate; ``ConfigError`` on any problem."""
+    config = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+        try:
+            config = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(config, dict):
+            raise ConfigError(f"{path}: must hold a mapping of sections")
+    for section, key, value in overrides:
+        config.setdefault(section, {})
+        if not isinstance(config[section], dict):
+            raise ConfigError(f"section {section!r} must be a mapping")
+        config[section][key] = value
+    return validate(config)

@@ -1,0 +1,333 @@
+"""The daemon's main loop: read, parse, learn, report, checkpoint; signals only set flags.
+
+Exactly-once on resumable inputs: a checkpoint holds the model and the byte offset just past
+the last line whose effect is in the model (and the counters as of that line) in one atomic
+write, so a restart from it re-reads precisely the lines that were not yet applied.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from emstream import GaussianMixture, checkpoint
+from emstream.parse import parse_lines
+
+from . import config as config_module
+from .notify import notify
+
+log = logging.getLogger("emstreamd")
+
+
+class Flags:
+    """What signal handlers ask of the loop (handlers only set these)."""
+
+    def __init__(self):
+        self.stop = False
+        self.checkpoint = False
+        self.reload = False
+
+    def install(self) -> None:
+        def stop(signum, frame):
+            self.stop = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGUSR1, lambda s, f: setattr(self, "checkpoint", True))
+        signal.signal(signal.SIGHUP, lambda s, f: setattr(self, "reload", True))
+
+
+class Daemon:
+    """One run of emstreamd over one source.
+
+    Parameters
+    ----------
+    config : dict
+        Validated configuration (see :mod:`emstreamd.config`).
+    source : a source from :mod:`emstreamd.sources`
+    reload : callable returning a new validated configuration (for SIGHUP)
+    out : binary stream for per-point output
+    """
+
+    def __init__(self, config: dict, source, reload=None, out=None):
+        self.config = config
+        self.source = source
+        self.reload_config = reload
+        self.out = out
+        self.flags = Flags()
+        self.model = GaussianMixture(**config["model"])
+        self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "rejected": {}}
+        self.history = []
+        self.next_line = 1
+        self.applied_offset = source.offset
+        self.pending_rows, self.pending_lines, self.pending_ends = [], [], []
+        self.pending_rejects = []  # (line, reason) after the last applied row
+        self.first_pending_at = None
+        self.since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+        self.last_checkpoint_path = None
+        self.last_status = time.monotonic()
+        self.status_rows = 0
+        self.dead_letter = None
+        self.n_fields = None
+        self.started = time.monotonic()
+
+    # ------------------------------------------------------------------ resume
+    def resume(self) -> None:
+        """Load the newest valid checkpoint, if any, and seek the source past applied lines."""
+        path = Path(self.config["checkpoint"]["path"])
+        if not path.exists() or (path.is_dir() and not any(path.glob("checkpoint-*.json"))):
+            return
+        loaded = checkpoint.load(path)
+        for skipped, reason in loaded.skipped:
+            log.warning("skipped checkpoint %s: %s", skipped, reason)
+        self.model = loaded.model
+        meta = loaded.meta
+        self.counters = meta.get("counters", self.counters)
+        self.history = meta.get("history", [])
+        saved = meta.get("input", {})
+        if self.source.matches(saved):
+            offset = int(saved["offset"])
+            self.source.handle.seek(offset)
+            self.source.offset = self.applied_offset = offset
+            self.next_line = int(saved["next_line"])
+            log.info("resumed from %s at byte %d (line %d)", loaded.path, offset,
+                     self.next_line)
+        else:
+            log.info("resumed the model from %s; the input is new, read from its start",
+                     loaded.path)
+        self.n_fields = meta.get("n_fields")
+
+    # ------------------------------------------------------------------ parsing
+    def _take(self, data: bytes) -> None:
+        base = self.source.offset - len(data)
+        first = self.next_line
+        settings = self.config["input"]
+        parsed = parse_lines(data, n_fields=self.n_fields, columns=settings["columns"],
+                             first_line=first, max_line_bytes=settings["max_line_bytes"])
+        self.n_fields = self.n_fields or parsed.n_fields
+        self.next_line += parsed.n_lines
+        self.counters["lines"] += parsed.n_lines
+        raw = np.frombuffer(data, dtype=np.uint8)
+        ends = np.flatnonzero(raw == 10) + 1
+        if ends.size < parsed.n_lines:
+            ends = np.append(ends, len(data))
+        if parsed.rows.size:
+            self.pending_rows.append(parsed.rows)
+            self.pending_lines.append(parsed.lines)
+            self.pending_ends.append(base + ends[parsed.lines - first])
+            if self.first_pending_at is None:
+                self.first_pending_at = time.monotonic()
+        for reject in parsed.rejects:
+            rejected = self.counters["rejected"]
+            rejected[reject.reason] = rejected.get(reject.reason, 0) + 1
+            self.pending_rejects.append((reject.line, reject.reason))
+            self._dead_letter(reject)
+            if sum(rejected.values()) <= 20 or sum(rejected.values()) % 1000 == 0:
+                log.warning("line %d rejected (%s): %r [%d rejected so far]", reject.line,
+                            reject.reason, reject.text, sum(rejected.values()))
+        if not self.pending_rows:
+            # Every line so far is applied or rejected: the position can move past them all.
+            self.applied_offset = self.source.offset
+            self.pending_rejects = []
+
+    def _dead_letter(self, reject) -> None:
+        path = self.config["input"]["dead_letter"]
+        if path is None:
+            return
+        if self.dead_letter is None:
+            self.dead_letter = open(path, "a", encoding="utf-8")
+        self.dead_letter.write(json.dumps({"line": reject.line, "reason": reject.reason,
+                                           "text": reject.text}) + "\n")
+
+    # ------------------------------------------------------------------ learning
+    def _pending_count(self) -> int:
+        return sum(len(r) for r in self.pending_rows)
+
+    def _apply(self, limit: int) -> None:
+        """Learn the first ``limit`` pending rows as one mini-batch (and report them)."""
+        rows = np.concatenate(self.pending_rows)
+        lines = np.concatenate(self.pending_lines)
+        ends = np.concatenate(self.pending_ends)
+        batch, rest = rows[:limit], rows[limit:]
+        fitted = self.model._is_fitted()
+        if fitted and self.config["output"]["per_point"]:
+            log_prob, resp = self.model.posterior(batch)
+            self._report(lines[:limit], resp, -log_prob)
+        elif fitted and self.config["output"]["anomaly_surprise"] is not None:
+            self._count_anomalies(-self.model.score_samples(batch))
+        self.model.partial_fit(batch)
+        if not fitted and self.model._is_fitted():
+            log.info("warm-up complete after %d points", self.model.n_seen_)
+        self.counters["rows"] += len(batch)
+        self.counters["batches"] += 1
+        self.since_checkpoint += len(batch)
+        self.status_rows += len(batch)
+        last_line = int(lines[limit - 1])
+        self.applied_offset = int(ends[limit - 1])
+        self.pending_rejects = [r for r in self.pending_rejects if r[0] > last_line]
+        if len(rest):
+            self.pending_rows, self.pending_lines = [rest], [lines[limit:]]
+            self.pending_ends = [ends[limit:]]
+            self.first_pending_at = time.monotonic()
+        else:
+            # Every line read so far is applied or rejected: the position moves past them all.
+            self.pending_rows, self.pending_lines, self.pending_ends = [], [], []
+            self.first_pending_at = None
+            self.pending_rejects = []
+            self.applied_offset = self.source.offset
+
+    def _count_anomalies(self, surprise: np.ndarray) -> np.ndarray:
+        threshold = self.config["output"]["anomaly_surprise"]
+        flags = (surprise > threshold) if threshold is not None else np.zeros(len(surprise),
+                                                                              dtype=bool)
+        self.counters["anomalies"] += int(flags.sum())
+        return flags
+
+    def _report(self, lines, resp, surprise) -> None:
+        labels = resp.argmax(axis=1)
+        probability = resp[np.arange(len(labels)), labels]
+        anomaly = self._count_anomalies(surprise)
+        if self.out is None:
+            return
+        if self.config["output"]["format"] == "csv":
+            text = "".join(f"{n},{k},{p:.6g},{s:.6g},{int(a)}\n" for n, k, p, s, a in
+                           zip(lines.tolist(), labels.tolist(), probability.tolist(),
+                               surprise.tolist(), anomaly.tolist()))
+        else:
+            text = "".join(json.dumps({"line": n, "label": k, "probability": p, "surprise": s,
+                                       "anomaly": a}) + "\n" for n, k, p, s, a in
+                           zip(lines.tolist(), labels.tolist(), probability.tolist(),
+                               surprise.tolist(), anomaly.tolist()))
+        self.out.write(text.encode())
+        self.out.flush()
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, reason: str) -> None:
+        counters = json.loads(json.dumps(self.counters))
+        for _, reason_rejected in self.pending_rejects:  # not yet behind the saved position
+            counters["rejected"][reason_rejected] -= 1
+            if not counters["rejected"][reason_rejected]:
+                del counters["rejected"][reason_rejected]
+        counters["lines"] = self._line_at_position() - 1
+        meta = {"input": {**self.source.identity(), "offset": self.applied_offset,
+                          "next_line": self._line_at_position()},
+                "counters": counters, "n_fields": self.n_fields, "history": self.history,
+                "config": {k: v for k, v in self.config.items() if k != "model"}}
+        target = Path(self.config["checkpoint"]["path"])
+        if target.suffix != ".json":
+            target.mkdir(parents=True, exist_ok=True)
+        self.last_checkpoint_path = checkpoint.save(self.model, target, meta=meta,
+                                                    keep=self.config["checkpoint"]["keep"])
+        self.since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+        log.info("checkpoint (%s): %s at byte %d", reason, self.last_checkpoint_path,
+                 self.applied_offset)
+
+    def _line_at_position(self) -> int:
+        """Number of the first line not behind the saved position."""
+        if self.pending_lines:
+            behind = [r[0] for r in self.pending_rejects]
+            first_pending = int(self.pending_lines[0][0])
+            return min([first_pending] + behind)
+        if self.pending_rejects:
+            return self.pending_rejects[0][0]
+        return self.next_line
+
+    def _checkpoint_due(self) -> bool:
+        settings = self.config["checkpoint"]
+        return (self.since_checkpoint >= settings["every_points"]
+                or (self.since_checkpoint and time.monotonic() - self.last_checkpoint
+                    >= settings["every_seconds"]))
+
+    # ------------------------------------------------------------------ control
+    def _reload(self) -> None:
+        self.flags.reload = False
+        if self.reload_config is None:
+            return
+        try:
+            fresh = self.reload_config()
+        except config_module.ConfigError as exc:
+            log.error("SIGHUP: keeping the running configuration: %s", exc)
+            return
+        for section, keys in config_module.LIVE.items():
+            for key in keys:
+                self.config[section][key] = fresh[section][key]
+        log.info("SIGHUP: configuration reloaded (live keys only)")
+
+    def _status(self) -> None:
+        now = time.monotonic()
+        every = self.config["status"]["every_seconds"]
+        if not every or now - self.last_status < every:
+            return
+        rate = self.status_rows / (now - self.last_status)
+        age = now - self.last_checkpoint
+        log.info("status: %.0f points/s, %d points, %d rejected, last checkpoint %.0fs ago",
+                 rate, self.counters["rows"], sum(self.counters["rejected"].values()), age)
+        self.last_status, self.status_rows = now, 0
+        notify("WATCHDOG=1")
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> int:
+        self.flags.install()
+        notify("READY=1")
+        settings = self.config["batch"]
+        by_count_only = self.source.kind == "file"
+        while True:
+            if self.flags.reload:
+                self._reload()
+            if self.flags.stop:
+                break
+            timeout = 0.2
+            if self.first_pending_at is not None and not by_count_only:
+                timeout = max(0.0, min(timeout, self.first_pending_at + settings["max_wait"]
+                                       - time.monotonic()))
+            data = self.source.read(timeout)
+            if data:
+                self._take(data)
+            while self._pending_count() >= settings["max_rows"]:
+                self._apply(settings["max_rows"])
+            waited = (self.first_pending_at is not None
+                      and time.monotonic() - self.first_pending_at >= settings["max_wait"])
+            if self.pending_rows and (self.source.at_end or (waited and not by_count_only)):
+                self._apply(self._pending_count())
+            if self.flags.checkpoint:
+                self.flags.checkpoint = False
+                self.save_checkpoint("SIGUSR1")
+            elif self._checkpoint_due():
+                self.save_checkpoint("scheduled")
+            self._status()
+            if self.source.at_end:
+                break
+        notify("STOPPING=1")
+        if self.pending_rows:  # stopping mid-stream: learn what was read, then save
+            self._apply(self._pending_count())
+        self.save_checkpoint("shutdown" if self.flags.stop else "end of input")
+        if self.dead_letter is not None:
+            self.dead_letter.close()
+        return 0
+
+    def summary(self) -> str:
+        """A few lines for the operator at exit."""
+        c = self.counters
+        rejected = ", ".join(f"{n} {r}" for r, n in sorted(c["rejected"].items())) or "none"
+        lines = [f"emstreamd: {c['rows']} points learned in {c['batches']} batches from "
+                 f"{c['lines']} lines; rejected: {rejected}; anomalies: {c['anomalies']}; "
+                 f"checkpoint: {self.last_checkpoint_path}"]
+        model = self.model
+        if model._is_fitted():
+            order = np.argsort(model.means_[:, 0])
+            lines.append("  component  weight  mean")
+            for k in order:
+                mean = " ".join(f"{v:.4g}" for v in model.means_[k])
+                lines.append(f"  {k:9d}  {model.weights_[k]:6.3f}  {mean}")
+        else:
+            lines.append(f"  still warming up ({sum(len(b) for b in model._warmup)} of "
+                         f"{model.warmup_size} points)")
+        return "\n".join(lines)
+

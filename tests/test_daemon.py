@@ -1,0 +1,212 @@
+"""emstreamd end to end: the real daemon as a subprocess."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from emstream import checkpoint
+
+from .conftest import ROOT
+
+DAEMON = [sys.executable, "-m", "emstreamd"]
+CONFIG = str(ROOT / "config.yaml")
+
+
+def _write_stream(path, n, seed=0, bad_every=None):
+    """A 1-D three-regime series; optionally a malformed line of each kind every `bad_every`."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(3, n, p=[0.2, 0.5, 0.3])
+    values = np.array([10.0, 20.0, 35.0])[labels] + rng.normal(size=n)
+    lines = [f"{v:.6f}".encode() for v in values]
+    kinds = [b"oops", b"nan", b"1e999", b"1 2", b"", b"\xff\xfe", b"9" * 5000, b"1_000"]
+    reasons = ["non-numeric", "non-numeric", "non-finite", "wrong field count", "blank",
+               "invalid utf-8", "too long", "non-numeric"]
+    injected = {}
+    out = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        if bad_every and i % bad_every == bad_every - 1:
+            k = (i // bad_every) % len(kinds)
+            out.append(kinds[k])
+            injected[reasons[k]] = injected.get(reasons[k], 0) + 1
+    path.write_bytes(b"\n".join(out) + b"\n")
+    return injected
+
+
+def _run(*args, **kwargs):
+    return subprocess.run([*DAEMON, *args], capture_output=True, timeout=120, **kwargs)
+
+
+def test_runs_on_the_bundled_example_and_prints_labels_and_a_summary(tmp_path):
+    done = _run("--config", CONFIG, "--input", str(ROOT / "examples" / "sensor.txt"),
+                "--checkpoint", str(tmp_path / "state"))
+    assert done.returncode == 0, done.stderr.decode()
+    rows = done.stdout.decode().splitlines()
+    assert len(rows) == 5000 - 4 - 1000  # 4 bad lines; no labels during the 1,000-point warm-up
+    line, label, probability, surprise, anomaly = rows[0].split(",")
+    assert int(label) in (0, 1, 2) and 0 < float(probability) <= 1
+    err = done.stderr.decode()
+    assert "4996 points learned" in err and "component" in err
+
+
+def test_malformed_lines_are_counted_and_the_model_equals_the_clean_one(tmp_path):
+    dirty, clean = tmp_path / "dirty.txt", tmp_path / "clean.txt"
+    injected = _write_stream(dirty, 20_000, bad_every=100)
+    _write_stream(clean, 20_000)
+    settings = ["--config", CONFIG, "--no-output", "--set", "batch.max_rows=250"]
+    for name in ("dirty", "clean"):
+        done = _run(*settings, "--input", str(tmp_path / f"{name}.txt"),
+                    "--checkpoint", str(tmp_path / f"{name}.json"))
+        assert done.returncode == 0, done.stderr.decode()
+    a, b = checkpoint.load(tmp_path / "dirty.json"), checkpoint.load(tmp_path / "clean.json")
+    assert a.meta["counters"]["rejected"] == injected
+    assert a.meta["counters"]["rows"] == b.meta["counters"]["rows"] == 20_000
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_array_equal(getattr(a.model, name), getattr(b.model, name))
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path):
+    data = tmp_path / "data.txt"
+    n = 1_000_000
+    injected = _write_stream(data, n, seed=1, bad_every=997)
+    state = tmp_path / "state"
+    # Small batches and frequent checkpoints: many kills land mid-batch and mid-checkpoint.
+    settings = ["--config", CONFIG, "--no-output", "--input", str(data), "--checkpoint",
+                str(state), "--set", "batch.max_rows=100", "--set",
+                "checkpoint.every_points=2000", "--set", "status.every_seconds=0"]
+    rng = np.random.default_rng(0)
+    kills = 0
+    while True:
+        process = subprocess.Popen([*DAEMON, *settings], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+        try:
+            process.wait(timeout=float(rng.uniform(0.5, 1.5)))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            kills += 1
+            if kills < 40:
+                continue
+            process = subprocess.Popen([*DAEMON, *settings], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE)
+            process.wait(timeout=120)
+        assert process.returncode == 0, process.stderr.read().decode()
+        break
+    assert kills >= 30
+    resumed = checkpoint.load(state)
+    reference = tmp_path / "reference.json"
+    done = _run(*[str(reference) if arg == str(state) else arg for arg in settings])
+    assert done.returncode == 0
+    straight = checkpoint.load(reference)
+    assert resumed.meta["counters"]["rows"] == n
+    assert resumed.meta["counters"]["rejected"] == injected
+    assert resumed.meta["counters"]["lines"] == straight.meta["counters"]["lines"]
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_array_equal(getattr(resumed.model, name),
+                                      getattr(straight.model, name))
+
+
+def _start_on_a_pipe(tmp_path, *extra):
+    process = subprocess.Popen([*DAEMON, "--config", CONFIG, "--checkpoint",
+                                str(tmp_path / "state"), "--set", "model.warmup_size=100",
+                                "--set", "batch.max_wait=0.05", *extra],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    _send(process, np.random.default_rng(2).normal(0, 1, 300))
+    return process
+
+
+def _send(process, values):
+    process.stdin.write("".join(f"{v}\n" for v in values).encode())
+    process.stdin.flush()
+
+
+def _readline(stream, deadline):
+    import select
+    ready, _, _ = select.select([stream], [], [], max(0.0, deadline - time.monotonic()))
+    return stream.readline().decode() if ready else ""
+
+
+def _wait_for(process, text, timeout=30):
+    """Read stderr lines until one contains `text` (or fail after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = _readline(process.stderr, deadline)
+        seen.append(line)
+        if text in line:
+            return seen
+    process.kill()
+    raise AssertionError(f"{text!r} not logged; saw {seen[-5:]}")
+
+
+def test_sigterm_finishes_the_batch_and_leaves_a_final_checkpoint(tmp_path):
+    process = _start_on_a_pipe(tmp_path)
+    _wait_for(process, "warm-up complete")
+    _send(process, np.random.default_rng(3).normal(8, 1, 300))
+    assert _readline(process.stdout, time.monotonic() + 30)  # labels are flowing
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    loaded = checkpoint.load(tmp_path / "state")
+    assert loaded.meta["counters"]["rows"] == 600
+    assert loaded.model.n_seen_ == 600
+
+
+def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text((ROOT / "config.yaml").read_text())
+    process = _start_on_a_pipe(tmp_path, "--config", str(config))
+    _wait_for(process, "warm-up complete")
+    config.write_text("batch: [this is not a mapping\n")
+    process.send_signal(signal.SIGHUP)
+    seen = _wait_for(process, "SIGHUP")
+    assert "keeping the running configuration" in seen[-1]
+    process.send_signal(signal.SIGUSR1)
+    _wait_for(process, "checkpoint (SIGUSR1)")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
+def test_configuration_errors_exit_78_with_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch:\n  max_rows: many\n")
+    done = _run("--config", str(bad), "--input", os.devnull)
+    assert done.returncode == 78
+    assert done.stderr.decode().strip() == (
+        "emstreamd: configuration error: batch.max_rows must be an integer >= 1, got 'many'")
+    assert _run("--config", str(tmp_path / "missing.yaml")).returncode == 78
+
+
+def test_sd_notify_ready_and_stopping(tmp_path):
+    import socket
+    address = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(address)
+    server.settimeout(10)
+    data = tmp_path / "d.txt"
+    _write_stream(data, 2000)
+    done = _run("--config", CONFIG, "--no-output", "--input", str(data), "--checkpoint",
+                str(tmp_path / "s"), env={**os.environ, "NOTIFY_SOCKET": address})
+    assert done.returncode == 0
+    messages = [server.recv(64) for _ in range(2)]
+    server.close()
+    assert messages == [b"READY=1", b"STOPPING=1"]
+
+
+def test_checkpoint_records_where_the_input_stood(tmp_path):
+    data = tmp_path / "d.txt"
+    _write_stream(data, 3000)
+    done = _run("--config", CONFIG, "--no-output", "--input", str(data), "--checkpoint",
+                str(tmp_path / "c.json"))
+    assert done.returncode == 0
+    meta = json.loads((tmp_path / "c.json").read_text())["content"]["meta"]
+    assert meta["input"]["offset"] == data.stat().st_size
+    assert meta["input"]["next_line"] == 3001 and meta["input"]["kind"] == "file"
