@@ -89,3 +89,9 @@ def test_blocks_keep_line_numbers_and_join_lines_cut_at_block_edges(monkeypatch)
     assert rows.tolist() == [i + 0.25 for i in range(1, 30)] + [31.0]
     assert lines.tolist() == list(range(1, 30)) + [31]
     assert rejects == [(30, "non-numeric")]
+
+
+def test_long_but_valid_number_is_still_too_long():
+    long_number = b"1." + b"0" * 5000
+    parsed = parse_lines(b"1\n" * 100 + long_number + b"\n" + b"2\n" * 100)
+    assert [(r.line, r.reason) for r in parsed.rejects] == [(101, "too long")]

@@ -151,9 +151,11 @@ class Daemon:
 
     def _apply(self, limit: int) -> None:
         """Learn the first ``limit`` pending rows as one mini-batch (and report them)."""
-        rows = np.concatenate(self.pending_rows)
-        lines = np.concatenate(self.pending_lines)
-        ends = np.concatenate(self.pending_ends)
+        if len(self.pending_rows) > 1:  # join once; later batches are views into the join
+            self.pending_rows = [np.concatenate(self.pending_rows)]
+            self.pending_lines = [np.concatenate(self.pending_lines)]
+            self.pending_ends = [np.concatenate(self.pending_ends)]
+        rows, lines, ends = self.pending_rows[0], self.pending_lines[0], self.pending_ends[0]
         batch, rest = rows[:limit], rows[limit:]
         fitted = self.model._is_fitted()
         if fitted and self.config["output"]["per_point"]:
