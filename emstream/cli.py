@@ -19,7 +19,7 @@ from . import checkpoint
 from .checkpoint import CheckpointError
 from .compare import full_covariances, match_components
 from .mixture import GaussianMixture
-from .parse import parse_lines
+from .parse import LineBuffer, parse_lines
 from .stats import COVARIANCE_TYPES
 
 BLOCK_BYTES = 1 << 20
@@ -54,16 +54,11 @@ def _parse_columns(text: str | None):
 
 def parsed_blocks(stream, columns=None, n_fields=None):
     """Parse a byte stream block by block (cut at newlines); yields :class:`Parsed` blocks."""
-    pending = b""
+    lines = LineBuffer()
     line = 1
     while True:
         chunk = stream.read(BLOCK_BYTES)
-        data = pending + chunk
-        if chunk:
-            cut = data.rfind(b"\n") + 1
-            data, pending = data[:cut], data[cut:]
-        else:
-            pending = b""  # end of input: a last line without newline still counts
+        data = lines.feed(chunk, at_end=not chunk)
         if data:
             parsed = parse_lines(data, n_fields=n_fields, columns=columns, first_line=line)
             n_fields = parsed.n_fields or n_fields

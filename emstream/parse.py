@@ -76,6 +76,29 @@ class Parsed:
         return dict(Counter(r.reason for r in self.rejects))
 
 
+class LineBuffer:
+    """Cuts a byte stream into blocks of complete lines, keeping a partial last line.
+
+    >>> cut = LineBuffer()
+    >>> cut.feed(b"1\\n2\\n3"), cut.feed(b"4\\n5"), cut.feed(b"", at_end=True)
+    (b'1\\n2\\n', b'34\\n', b'5')
+
+    At the end of input a last line without its newline is handed out as a line.
+    """
+
+    def __init__(self):
+        self.pending = b""
+
+    def feed(self, chunk: bytes, at_end: bool = False) -> bytes:
+        data = self.pending + chunk
+        if at_end:
+            self.pending = b""
+            return data
+        cut = data.rfind(b"\n") + 1
+        self.pending = data[cut:]
+        return data[:cut]
+
+
 def _snippet(line: bytes) -> str:
     return line[:_SNIPPET].decode("utf-8", errors="replace")
 

@@ -11,6 +11,8 @@ import hashlib
 import os
 import select
 
+from emstream.parse import LineBuffer
+
 READ_BYTES = 1 << 20
 FINGERPRINT_BYTES = 1024
 
@@ -22,23 +24,21 @@ def fingerprint(path: str, length: int = FINGERPRINT_BYTES) -> tuple[str, int]:
     return hashlib.sha256(head).hexdigest(), len(head)
 
 
-class _Lines:
-    """Cuts a byte stream into blocks of complete lines."""
+class _Source:
+    """Shared bookkeeping: ``offset`` counts the bytes handed out as complete lines."""
 
-    def __init__(self):
-        self.pending = b""
+    offset = 0
+    at_end = False
 
-    def feed(self, chunk: bytes, at_end: bool) -> bytes:
-        data = self.pending + chunk
-        if at_end:
-            self.pending = b""
-            return data
-        cut = data.rfind(b"\n") + 1
-        self.pending = data[cut:]
-        return data[:cut]
+    def _hand_out(self, chunk: bytes) -> bytes:
+        if not chunk:
+            self.at_end = True
+        data = self.lines.feed(chunk, self.at_end)
+        self.offset += len(data)
+        return data
 
 
-class FileInput:
+class FileInput(_Source):
     """A regular file, from a byte offset to its end (``--input``, for back-fills)."""
 
     kind = "file"
@@ -50,9 +50,8 @@ class FileInput:
         self.device, self.inode = stat.st_dev, stat.st_ino
         self.fingerprint, self.fingerprint_bytes = fingerprint(path)
         self.handle.seek(offset)
-        self.offset = offset  # bytes handed out so far
-        self.lines = _Lines()
-        self.at_end = False
+        self.offset = offset
+        self.lines = LineBuffer()
 
     def identity(self) -> dict:
         return {"kind": self.kind, "path": os.path.abspath(self.path), "device": self.device,
@@ -67,27 +66,20 @@ class FileInput:
         return head == saved.get("fingerprint")
 
     def read(self, timeout: float) -> bytes:
-        chunk = self.handle.read(READ_BYTES)
-        if not chunk:
-            self.at_end = True
-        data = self.lines.feed(chunk, self.at_end)
-        self.offset += len(data)
-        return data
+        return self._hand_out(self.handle.read(READ_BYTES))
 
     def close(self) -> None:
         self.handle.close()
 
 
-class StdinInput:
+class StdinInput(_Source):
     """Standard input: polled, so a slow producer still gets prompt batches."""
 
     kind = "stdin"
 
     def __init__(self, fd: int = 0):
         self.fd = fd
-        self.offset = 0
-        self.lines = _Lines()
-        self.at_end = False
+        self.lines = LineBuffer()
 
     def identity(self) -> dict:
         return {"kind": self.kind}
@@ -99,12 +91,7 @@ class StdinInput:
         ready, _, _ = select.select([self.fd], [], [], max(timeout, 0.0))
         if not ready:
             return b""
-        chunk = os.read(self.fd, READ_BYTES)
-        if not chunk:
-            self.at_end = True
-        data = self.lines.feed(chunk, self.at_end)
-        self.offset += len(data)
-        return data
+        return self._hand_out(os.read(self.fd, READ_BYTES))
 
     def close(self) -> None:
         pass
