@@ -1,0 +1,103 @@
+"""emstreamd's throughput on a 1-D back-fill, side by side with its peers, in one run.
+
+Usage::
+
+    python benchmarks/bench_daemon.py [--lines 10000000] [--quick]
+
+Measures (wall time, one run each, after writing the file once):
+1. numpy parsing the same file alone (``np.fromstring``): the ceiling for any text ingester;
+2. ``emstreamd --input FILE --no-output`` (K=3, mini-batches of 10,000): points/s and the ratio
+   to (1) — target >= 0.5;
+3. river ``cluster.KMeans.learn_one`` over the first 1,000,000 points: points/s and the ratio of
+   (2) to it — target >= 30;
+4. ``emstreamd`` with per-point output to /dev/null: points/s — target >= 1,000,000;
+5. the daemon's peak memory (max RSS) for the file and for its first half: flat if equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_file(path: Path, n: int) -> None:
+    rng = np.random.default_rng(0)
+    with open(path, "w") as handle:
+        for start in range(0, n, 1_000_000):
+            size = min(1_000_000, n - start)
+            labels = rng.choice(3, size, p=[0.2, 0.5, 0.3])
+            values = np.array([-4.0, 0.0, 5.0])[labels] + rng.normal(size=size)
+            handle.write("\n".join(f"{v:.6f}" for v in values))
+            handle.write("\n")
+
+
+def run_daemon(path: Path, *extra: str) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one daemon run over ``path``."""
+    state = tempfile.mkdtemp()
+    command = [sys.executable, "-m", "emstreamd", "--config", str(ROOT / "config.yaml"),
+               "--input", str(path), "--checkpoint", state, "--set", "batch.max_rows=10000",
+               "--set", "checkpoint.every_points=100000000", "--set", "status.every_seconds=0",
+               *extra]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"emstreamd failed: {command}")
+    return elapsed, usage.ru_maxrss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=10_000_000)
+    parser.add_argument("--quick", action="store_true", help="1,000,000 lines")
+    args = parser.parse_args()
+    n = 1_000_000 if args.quick else args.lines
+    folder = Path(tempfile.mkdtemp())
+    data, half = folder / "stream.txt", folder / "half.txt"
+    write_file(data, n)
+    write_file(half, n // 2)
+    raw = data.read_bytes()
+    start = time.perf_counter()
+    parsed = np.fromstring(raw, sep=" ")
+    numpy_seconds = time.perf_counter() - start
+    del raw
+    assert parsed.size == n
+
+    daemon_seconds, rss = run_daemon(data, "--no-output")
+    _, rss_half = run_daemon(half, "--no-output")
+    output_seconds, _ = run_daemon(data, "--output", os.devnull)
+
+    from river import cluster
+    points = [{"x": float(v)} for v in parsed[:1_000_000]]
+    kmeans = cluster.KMeans(n_clusters=3, seed=0)
+    start = time.perf_counter()
+    for x in points:
+        kmeans.learn_one(x)
+    kmeans_rate = len(points) / (time.perf_counter() - start)
+
+    daemon_rate = n / daemon_seconds
+    print(f"{n:,} lines, 1-D, K=3; daemon wall time includes its start-up")
+    print(f"{'measure':<46} {'value':>14} {'ratio':>8} {'target':>8}")
+    print(f"{'numpy fromstring alone, lines/s':<46} {n / numpy_seconds:>14,.0f}")
+    print(f"{'emstreamd --no-output, points/s':<46} {daemon_rate:>14,.0f} "
+          f"{daemon_rate * numpy_seconds / n:>7.2f}x {'>= 0.5x':>8}")
+    print(f"{'river KMeans.learn_one, points/s':<46} {kmeans_rate:>14,.0f} "
+          f"{daemon_rate / kmeans_rate:>7.1f}x {'>= 30x':>8}")
+    print(f"{'emstreamd with per-point output, points/s':<46} {n / output_seconds:>14,.0f} "
+          f"{'':>8} {'>= 1M/s':>8}")
+    print(f"{'peak RSS, whole file / half file (MiB)':<46} {rss / 1024:>8.0f} / "
+          f"{rss_half / 1024:.0f}")
+
+
+if __name__ == "__main__":
+    main()
