@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from scipy import linalg
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 # Smallest variance kept, relative to the data's variance per feature (see covariances_from_stats).
@@ -167,6 +166,8 @@ def precision_cholesky(covariances: np.ndarray, covariance_type: str):
 def covariances_from_precision_cholesky(prec_chol: np.ndarray, covariance_type: str):
     """Covariances ``(P Pᵀ)⁻¹`` of given precision factors (any triangular ``P``)."""
     if covariance_type in ("full", "tied"):
+        from scipy import linalg  # only for user-given initial precisions: keep imports light
+
         precisions = precisions_from_cholesky(prec_chol, covariance_type)
         stack = precisions if covariance_type == "full" else precisions[None]
         eye = np.eye(stack.shape[-1])
@@ -180,6 +181,8 @@ def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: 
     """Cholesky factors ``P`` (upper, ``P Pᵀ = precision``) of given precisions."""
     precisions = np.asarray(precisions, dtype=float)
     if covariance_type in ("full", "tied"):
+        from scipy import linalg  # only for user-given initial precisions: keep imports light
+
         stack = precisions if covariance_type == "full" else precisions[None]
         out = np.empty_like(stack)
         for k, prec in enumerate(stack):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.cluster import vq
 
 from .stats import SufficientStats
 
@@ -52,6 +51,8 @@ def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator,
     ndarray of shape (K, D)
         With fewer distinct rows than ``K``, every distinct row is used and the rest repeat.
     """
+    from scipy.cluster import vq  # deferred: half of emstream's import time otherwise
+
     distinct = _distinct_rows(X, n_components)
     if distinct.shape[0] < n_components:
         reps = np.resize(np.arange(distinct.shape[0]), n_components)
@@ -113,6 +114,8 @@ def initial_stats(X: np.ndarray, n_components: int, covariance_type: str, method
         Components that would start with fewer than two points get the pooled within-cluster
         scatter, so no component starts as a spike on a single (possibly repeated) value.
     """
+    from scipy.cluster import vq  # deferred: half of emstream's import time otherwise
+
     if X.shape[0] > _MAX_INIT_ROWS:
         X = X[np.sort(rng.choice(X.shape[0], _MAX_INIT_ROWS, replace=False))]
     if method == "random":
