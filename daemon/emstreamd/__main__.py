@@ -14,7 +14,7 @@ from emstream.checkpoint import CheckpointError
 
 from . import config as config_module
 from .loop import Daemon
-from .sources import FileInput, StdinInput
+from .sources import FileInput, FollowInput, StdinInput
 
 EX_CONFIG = 78
 
@@ -25,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(stdin, or a file with --input), label and score each point, and checkpoint so that a "
         "restart resumes without losing or repeating data.")
     parser.add_argument("--config", metavar="FILE", help="YAML configuration (see config.yaml)")
-    parser.add_argument("--input", metavar="PATH", help="read this file to its end (back-fill)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--input", metavar="PATH", help="read this file to its end (back-fill)")
+    source.add_argument("--follow", metavar="PATH",
+                        help="follow this growing file like tail -F (rotation, truncation)")
     parser.add_argument("--checkpoint", metavar="PATH",
                         help="checkpoint directory, or a .json file (overrides checkpoint.path)")
     parser.add_argument("--output", metavar="PATH",
@@ -60,7 +63,10 @@ def main(argv=None) -> int:
         print(f"emstreamd: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
     try:
-        source = FileInput(args.input) if args.input else StdinInput()
+        if args.follow:
+            source = FollowInput(args.follow)
+        else:
+            source = FileInput(args.input) if args.input else StdinInput()
     except OSError as exc:
         print(f"emstreamd: cannot open input {args.input}: {exc.strerror}", file=sys.stderr)
         return 1

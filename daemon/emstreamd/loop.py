@@ -91,15 +91,17 @@ class Daemon:
         self.counters = meta.get("counters", self.counters)
         self.history = meta.get("history", [])
         saved = meta.get("input", {})
-        if self.source.matches(saved):
-            offset = int(saved["offset"])
-            self.source.handle.seek(offset)
-            self.source.offset = self.applied_offset = offset
+        if self.source.resume(saved):
+            self.applied_offset = self.source.offset
             self.next_line = int(saved["next_line"])
-            log.info("resumed from %s at byte %d (line %d)", loaded.path, offset,
+            log.info("resumed from %s at byte %d (line %d)", loaded.path, self.source.offset,
                      self.next_line)
         else:
-            log.info("resumed the model from %s; the input is new, read from its start",
+            if saved.get("kind") == "follow" and self.source.kind == "follow":
+                log.warning("the checkpointed file (inode %s) is gone: lines after byte %s of "
+                            "it are lost; reading %s from its start", saved.get("inode"),
+                            saved.get("offset"), self.source.path)
+            log.info("resumed the model from %s; reading the input from its start",
                      loaded.path)
         self.n_fields = meta.get("n_fields")
 
@@ -278,6 +280,7 @@ class Daemon:
     def run(self) -> int:
         self.flags.install()
         notify("READY=1")
+        log.info("ready: reading %s", getattr(self.source, "path", "stdin"))
         settings = self.config["batch"]
         by_count_only = self.source.kind == "file"
         while True:
@@ -292,6 +295,15 @@ class Daemon:
             data = self.source.read(timeout)
             if data:
                 self._take(data)
+            if self.source.boundary:
+                # The next bytes come from another file: positions restart there, so nothing
+                # may stay pending from this one.
+                if self.pending_rows:
+                    self._apply(self._pending_count())
+                self.source.next_file()
+                self.applied_offset = self.source.offset
+                self.pending_rejects = []
+                log.info("now reading %s (rotated or truncated)", self.source.path)
             while self._pending_count() >= settings["max_rows"]:
                 self._apply(settings["max_rows"])
             waited = (self.first_pending_at is not None

@@ -7,9 +7,11 @@ a writer that did not end its last line still meant it).
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import select
+import time
 
 from emstream.parse import LineBuffer
 
@@ -25,10 +27,15 @@ def fingerprint(path: str, length: int = FINGERPRINT_BYTES) -> tuple[str, int]:
 
 
 class _Source:
-    """Shared bookkeeping: ``offset`` counts the bytes handed out as complete lines."""
+    """Shared bookkeeping: ``offset`` counts the bytes handed out as complete lines.
+
+    ``boundary`` is set by a source whose next bytes will come from another file (rotation,
+    truncation): the loop applies what it holds, then calls ``next_file()``.
+    """
 
     offset = 0
     at_end = False
+    boundary = False
 
     def _hand_out(self, chunk: bytes) -> bytes:
         if not chunk:
@@ -58,12 +65,16 @@ class FileInput(_Source):
                 "inode": self.inode, "fingerprint": self.fingerprint,
                 "fingerprint_bytes": self.fingerprint_bytes}
 
-    def matches(self, saved: dict) -> bool:
-        """Is ``saved`` (an identity from a checkpoint) this same file?"""
+    def resume(self, saved: dict) -> bool:
+        """Continue after the position in ``saved`` if it describes this same file."""
         if saved.get("kind") != self.kind:
             return False
         head, _ = fingerprint(self.path, saved.get("fingerprint_bytes", FINGERPRINT_BYTES))
-        return head == saved.get("fingerprint")
+        if head != saved.get("fingerprint"):
+            return False
+        self.handle.seek(int(saved["offset"]))
+        self.offset = int(saved["offset"])
+        return True
 
     def read(self, timeout: float) -> bytes:
         return self._hand_out(self.handle.read(READ_BYTES))
@@ -84,7 +95,7 @@ class StdinInput(_Source):
     def identity(self) -> dict:
         return {"kind": self.kind}
 
-    def matches(self, saved: dict) -> bool:
+    def resume(self, saved: dict) -> bool:
         return False  # a pipe cannot be replayed: nothing to resume from
 
     def read(self, timeout: float) -> bytes:
@@ -95,3 +106,155 @@ class StdinInput(_Source):
 
     def close(self) -> None:
         pass
+
+
+ROTATED_SUFFIXES_SKIPPED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip")
+
+
+class FollowInput(_Source):
+    """A growing file, followed like ``tail -F`` (``--follow``).
+
+    Survives appends, rotation by rename (the old file is drained until it has been quiet for
+    ``rotate_quiet`` seconds), copytruncate (a file shorter than the position starts over), the
+    file missing for a while, and a partial last line.  It polls every ``poll`` seconds when
+    idle (a stat call: cheap, and it works on NFS where inotify does not).  A restart resumes in
+    the checkpointed file, found by device and inode among ``PATH.*`` / ``PATH-*`` rotated
+    siblings (compressed ones are skipped) if it was rotated while the daemon was down.
+    """
+
+    kind = "follow"
+
+    def __init__(self, path: str, poll: float = 0.05, rotate_quiet: float = 1.0):
+        self.path = path
+        self.poll = poll
+        self.rotate_quiet = rotate_quiet
+        self.lines = LineBuffer()
+        self.handle = None
+        self.device = self.inode = None
+        self.last_data = time.monotonic()
+        self.draining = False  # reading a rotated file that no longer grows
+        self._finished = None
+        self._open(path)
+
+    def _open(self, path: str, offset: int = 0) -> bool:
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            return False
+        if self.handle is not None:
+            self.handle.close()
+        self.handle = handle
+        stat = os.fstat(handle.fileno())
+        self.device, self.inode = stat.st_dev, stat.st_ino
+        handle.seek(offset)
+        self.offset = offset
+        self.lines = LineBuffer()
+        self.last_data = time.monotonic()
+        return True
+
+    def _head(self, length: int = FINGERPRINT_BYTES) -> tuple[str, int]:
+        head = os.pread(self.handle.fileno(), length, 0)
+        return hashlib.sha256(head).hexdigest(), len(head)
+
+    def identity(self) -> dict:
+        if self.handle is None:
+            return {"kind": self.kind, "path": os.path.abspath(self.path)}
+        head, size = self._head()
+        return {"kind": self.kind, "path": os.path.abspath(self.path), "device": self.device,
+                "inode": self.inode, "fingerprint": head, "fingerprint_bytes": size}
+
+    def resume(self, saved: dict) -> bool:
+        if saved.get("kind") != self.kind or saved.get("inode") is None:
+            return False
+        for candidate in [self.path] + self._rotated_siblings():
+            try:
+                stat = os.stat(candidate)
+            except FileNotFoundError:
+                continue
+            if (stat.st_dev, stat.st_ino) != (saved["device"], saved["inode"]):
+                continue
+            head, _ = fingerprint(candidate, saved["fingerprint_bytes"])
+            if head != saved["fingerprint"] or stat.st_size < int(saved["offset"]):
+                continue
+            self._open(candidate, int(saved["offset"]))
+            self.draining = candidate != self.path and (
+                time.time() - stat.st_mtime > self.rotate_quiet)
+            return True
+        return False
+
+    def _rotated_siblings(self) -> list:
+        found = glob.glob(glob.escape(self.path) + ".*") + glob.glob(glob.escape(self.path) + "-*")
+        return sorted(p for p in found if not p.endswith(ROTATED_SUFFIXES_SKIPPED))
+
+    def read(self, timeout: float) -> bytes:
+        if self.handle is not None:
+            chunk = self.handle.read(READ_BYTES)
+            if chunk:
+                self.last_data = time.monotonic()
+                data = self.lines.feed(chunk)
+                self.offset += len(data)
+                return data
+        return self._at_eof(timeout)
+
+    def _at_eof(self, timeout: float) -> bytes:
+        """Nothing new in the open file: decide between waiting, rotation and truncation."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            stat = None
+        if self.handle is None:
+            if stat is not None:
+                self._open(self.path)
+                return b""
+        elif stat is not None and (stat.st_dev, stat.st_ino) != (self.device, self.inode):
+            # Renamed away: drain it until the writer has clearly moved to the new file.
+            if self.draining or time.monotonic() - self.last_data >= self.rotate_quiet:
+                return self._finish_file("rotated")
+        elif self.draining:
+            return self._finish_file("rotated")  # a rotated sibling found at resume, drained
+        elif stat is not None and stat.st_size < self.offset + len(self.lines.pending):
+            return self._finish_file("truncated")  # copytruncate: what was there was read
+        time.sleep(min(max(timeout, 0.0), self.poll))
+        return b""
+
+    def _finish_file(self, why: str) -> bytes:
+        """The open file is done: a partial last line counts as a line; the loop switches."""
+        self._finished = why
+        data = self.lines.feed(b"", at_end=True)
+        self.offset += len(data)
+        self.boundary = True
+        return data
+
+    def next_file(self) -> None:
+        """Continue with the next file: after truncation the same path from its start; after a
+        rename, the oldest rotated sibling newer than the finished file (several rotations may
+        have happened meanwhile), else the file now at the path."""
+        self.boundary = False
+        follower = self.path
+        if self._finished == "rotated" and self.handle is not None:
+            finished = os.fstat(self.handle.fileno())
+            newer = []
+            for candidate in self._rotated_siblings():
+                try:
+                    stat = os.stat(candidate)
+                except FileNotFoundError:
+                    continue
+                if ((stat.st_dev, stat.st_ino) != (finished.st_dev, finished.st_ino)
+                        and stat.st_mtime_ns >= finished.st_mtime_ns):
+                    newer.append((stat.st_mtime_ns, candidate))
+            if newer:
+                follower = min(newer)[1]
+        self.draining = False
+        if not self._open(follower):
+            if self.handle is not None:
+                self.handle.close()
+            self.handle = None
+            self.offset = 0
+            return
+        # A rotated file that has been quiet for a while is drained without waiting.
+        self.draining = follower != self.path and (
+            time.time() - os.fstat(self.handle.fileno()).st_mtime > self.rotate_quiet)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()

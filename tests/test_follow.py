@@ -1,0 +1,146 @@
+"""emstreamd --follow: appends, rotation by rename, copytruncate, a missing file, a partial last
+line, and SIGKILLs at random moments while a writer appends and rotates."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from emstream import checkpoint
+
+from .conftest import ROOT
+from .test_daemon import _wait_for
+
+DAEMON = [sys.executable, "-m", "emstreamd"]
+
+
+def _lines(n, start):
+    rng = np.random.default_rng(start)
+    values = np.array([10.0, 20.0, 35.0])[rng.choice(3, n)] + rng.normal(size=n)
+    return "".join(f"{v:.6f}\n" for v in values)
+
+
+def _daemon(log, state, extra=()):
+    settings = ["--config", str(ROOT / "config.yaml"), "--follow", str(log), "--checkpoint",
+                str(state), "--no-output", "--set", "model.warmup_size=200", "--set",
+                "batch.max_wait=0.05", "--set", "checkpoint.every_points=500",
+                "--set", "checkpoint.every_seconds=0.2", "--set", "status.every_seconds=0",
+                *extra]
+    return subprocess.Popen([*DAEMON, *settings], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def _rows(state):
+    try:
+        return checkpoint.load(state).meta["counters"]["rows"]
+    except Exception:
+        return -1
+
+
+def _until(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _stop(process):
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0, process.stderr.read().decode()
+
+
+def test_appends_rename_rotation_copytruncate_and_a_missing_file(tmp_path):
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    process = _daemon(log, state)  # the file does not exist yet
+    time.sleep(0.5)
+    log.write_text(_lines(1000, 1))
+    assert _until(lambda: _rows(state) == 1000)
+    with open(log, "a") as handle:  # append, with a partial last line finished later
+        handle.write(_lines(500, 2) + "12.5")
+        handle.flush()
+        time.sleep(0.5)
+        handle.write("\n")
+    assert _until(lambda: _rows(state) == 1501)
+    os.rename(log, tmp_path / "app.log.1")  # rotation by rename, then a new file
+    with open(tmp_path / "app.log.1", "a") as old:
+        old.write(_lines(100, 3))  # the writer still finishes into the old file
+    log.write_text(_lines(400, 4))
+    assert _until(lambda: _rows(state) == 2001)
+    shutil.copy(log, tmp_path / "app.log.2")  # copytruncate (writer paused)
+    with open(log, "r+") as handle:
+        handle.truncate(0)
+    time.sleep(0.3)
+    with open(log, "a") as handle:
+        handle.write(_lines(300, 5))
+    assert _until(lambda: _rows(state) == 2301), _rows(state)
+    _stop(process)
+    assert _rows(state) == 2301
+
+
+@pytest.mark.slow
+def test_sigkill_while_a_writer_appends_and_rotates_applies_every_line_once(tmp_path):
+    import threading
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text("")
+    process = _daemon(log, state)
+    written = {"lines": 0, "text": []}
+
+    def writer():
+        rng = np.random.default_rng(1)
+        generation = 0
+        for step in range(400):
+            text = _lines(int(rng.integers(20, 120)), step)
+            with open(log, "a") as handle:
+                handle.write(text)
+            written["lines"] += text.count("\n")
+            written["text"].append(text)
+            if step % 40 == 39:  # rotate by rename; a new file takes over
+                generation += 1
+                os.rename(log, tmp_path / f"app.log.{generation}")
+                log.write_text("")
+            time.sleep(float(rng.uniform(0.01, 0.08)))
+
+    first = _lines(300, 999)
+    with open(log, "a") as handle:  # a first checkpoint, so that restarts know the file
+        handle.write(first)
+    written["lines"] += 300
+    written["text"].insert(0, first)
+    assert _until(lambda: _rows(state) == 300)
+    thread = threading.Thread(target=writer)
+    thread.start()
+    rng = np.random.default_rng(0)
+    kills = 0
+    while thread.is_alive() or kills < 50:
+        time.sleep(float(rng.uniform(0.2, 0.9)))
+        process.kill()
+        process.wait()
+        kills += 1
+        process = _daemon(log, state)
+    thread.join()
+    _wait_for(process, "ready")
+    assert _until(lambda: _rows(state) == written["lines"], timeout=60), (
+        _rows(state), written["lines"])
+    _stop(process)
+    assert kills >= 50
+    assert _rows(state) == written["lines"]
+    # The same lines in one uninterrupted back-fill: the same model up to mini-batch boundaries.
+    everything = tmp_path / "everything.txt"
+    everything.write_text("".join(written["text"]))
+    done = subprocess.run([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input",
+                           str(everything), "--checkpoint", str(tmp_path / "straight.json"),
+                           "--no-output", "--set", "model.warmup_size=200"],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0
+    followed = checkpoint.load(state).model
+    straight = checkpoint.load(tmp_path / "straight.json").model
+    order_f, order_s = np.argsort(followed.means_[:, 0]), np.argsort(straight.means_[:, 0])
+    sd = np.sqrt(straight.covariances_.reshape(3, -1)[order_s, 0])
+    shift = np.abs(followed.means_[order_f, 0] - straight.means_[order_s, 0]) / sd
+    assert shift.max() < 0.05, shift
