@@ -76,35 +76,34 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path):
     data = tmp_path / "data.txt"
     n = 1_000_000
     injected = _write_stream(data, n, seed=1, bad_every=997)
-    state = tmp_path / "state"
+    state, reference = tmp_path / "state", tmp_path / "reference.json"
     # Small batches and frequent checkpoints: many kills land mid-batch and mid-checkpoint.
-    settings = ["--config", CONFIG, "--no-output", "--input", str(data), "--checkpoint",
-                str(state), "--set", "batch.max_rows=100", "--set",
-                "checkpoint.every_points=2000", "--set", "status.every_seconds=0"]
+    settings = ["--config", CONFIG, "--no-output", "--input", str(data), "--set",
+                "batch.max_rows=50", "--set", "checkpoint.every_points=2000", "--set",
+                "status.every_seconds=0"]
+    started = time.monotonic()
+    done = _run(*settings, "--checkpoint", str(reference))
+    uninterrupted = time.monotonic() - started
+    assert done.returncode == 0
+    # Kill after a random share of what a whole run takes, so that it takes ~40 restarts on
+    # any machine to get through the file.
     rng = np.random.default_rng(0)
     kills = 0
     while True:
-        process = subprocess.Popen([*DAEMON, *settings], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
+        process = subprocess.Popen([*DAEMON, *settings, "--checkpoint", str(state)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        delay = float(rng.uniform(0.0, uninterrupted / 20)) + 0.25
         try:
-            process.wait(timeout=float(rng.uniform(0.5, 1.5)))
+            process.wait(timeout=delay if kills < 30 else 120)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
             kills += 1
-            if kills < 40:
-                continue
-            process = subprocess.Popen([*DAEMON, *settings], stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE)
-            process.wait(timeout=120)
+            continue
         assert process.returncode == 0, process.stderr.read().decode()
         break
     assert kills >= 30
-    resumed = checkpoint.load(state)
-    reference = tmp_path / "reference.json"
-    done = _run(*[str(reference) if arg == str(state) else arg for arg in settings])
-    assert done.returncode == 0
-    straight = checkpoint.load(reference)
+    resumed, straight = checkpoint.load(state), checkpoint.load(reference)
     assert resumed.meta["counters"]["rows"] == n
     assert resumed.meta["counters"]["rejected"] == injected
     assert resumed.meta["counters"]["lines"] == straight.meta["counters"]["lines"]
