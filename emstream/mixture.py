@@ -498,6 +498,26 @@ class GaussianMixture:
         self._check_fitted()
         return em.predict_proba(self._check_X(X), self._params)
 
+    def permute_components(self, order) -> "GaussianMixture":
+        """Relabel components: new component ``i`` is old component ``order[i]``.
+
+        Parameters, running statistics and counters move together, so nothing but the labels
+        changes (used to keep labels stable across refits).
+        """
+        self._check_fitted()
+        order = np.asarray(order)
+        if sorted(order.tolist()) != list(range(self._params.n_components)):
+            raise ValueError(f"order must be a permutation of 0..{self._params.n_components - 1}")
+        p, s = self._params, self._stats
+        tied = p.covariance_type == "tied"
+        self._set_params(MixtureParams(
+            p.weights[order], p.means[order], p.covariances if tied else p.covariances[order],
+            p.precisions_cholesky if tied else p.precisions_cholesky[order], p.covariance_type))
+        self._stats = SufficientStats(s.counts[order], s.means[order],
+                                      s.scatter if tied else s.scatter[order], s.covariance_type)
+        self.recent_counts_ = self.recent_counts_[order]
+        return self
+
     def posterior(self, X):
         """Log-density and component probabilities of each sample, in one pass.
 

@@ -209,3 +209,35 @@ def test_checkpoint_records_where_the_input_stood(tmp_path):
     meta = json.loads((tmp_path / "c.json").read_text())["content"]["meta"]
     assert meta["input"]["offset"] == data.stat().st_size
     assert meta["input"]["next_line"] == 3001 and meta["input"]["kind"] == "file"
+
+
+def test_scheduled_refits_keep_labels_and_are_recorded(tmp_path):
+    data = tmp_path / "d.txt"
+    _write_stream(data, 30_000, seed=4)
+    common = ["--config", CONFIG, "--no-output", "--input", str(data), "--set",
+              "batch.max_rows=500"]
+    done = _run(*common, "--checkpoint", str(tmp_path / "refit.json"), "--set",
+                "refit.every_points=5000", "--set", "refit.window=4000")
+    assert done.returncode == 0, done.stderr.decode()
+    plain = _run(*common, "--checkpoint", str(tmp_path / "plain.json"))
+    assert plain.returncode == 0
+    refitted = checkpoint.load(tmp_path / "refit.json")
+    baseline = checkpoint.load(tmp_path / "plain.json")
+    assert refitted.meta["counters"]["refits"] == 6  # after 5,000 .. 30,000 learned points
+    events = [e for e in refitted.meta["history"] if e["event"] == "refit"]
+    assert [e["rows"] for e in events] == [5000, 10000, 15000, 20000, 25000, 30000]
+    assert all(e["window"] == 4000 for e in events)
+    # Same data, same labels: component k means the same regime with and without refits.
+    np.testing.assert_allclose(refitted.model.means_, baseline.model.means_, atol=0.2)
+
+
+def test_sigusr2_refits_a_running_daemon(tmp_path):
+    process = _start_on_a_pipe(tmp_path)
+    _wait_for(process, "warm-up complete")
+    _send(process, np.random.default_rng(5).normal(0, 1, 300))
+    assert _readline(process.stdout, time.monotonic() + 30)
+    process.send_signal(signal.SIGUSR2)
+    _wait_for(process, "refit (SIGUSR2)")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert checkpoint.load(tmp_path / "state").meta["counters"]["refits"] == 1

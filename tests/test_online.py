@@ -127,3 +127,21 @@ def test_step_floor_forgets_old_data():
         for start in range(0, len(X), 200):
             gm.partial_fit(X[start:start + 200])
     np.testing.assert_allclose(np.sort(gm.means_.ravel()), [-2, 2, 7], atol=0.15)
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+def test_permuting_components_changes_labels_only(kind):
+    from emstream.em import m_step
+    X = mixture_2d(3000, np.random.default_rng(9))
+    gm = GaussianMixture(3, covariance_type=kind, warmup_size=500, random_state=0)
+    for start in range(0, len(X), 500):
+        gm.partial_fit(X[start:start + 500])
+    labels, scores = gm.predict(X), gm.score_samples(X)
+    gm.permute_components([2, 0, 1])
+    np.testing.assert_array_equal(np.array([2, 0, 1])[gm.predict(X)], labels)
+    np.testing.assert_allclose(gm.score_samples(X), scores, rtol=1e-12)
+    again = m_step(gm._stats, reg_covar=gm.reg_covar)
+    np.testing.assert_allclose(again.means, gm.means_, rtol=1e-12)
+    gm.partial_fit(X[:100])  # online learning goes on from the relabelled state
+    with pytest.raises(ValueError, match="permutation"):
+        gm.permute_components([0, 0, 1])

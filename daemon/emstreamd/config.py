@@ -21,9 +21,10 @@ DEFAULTS = {
                    "keep": 3},
     "output": {"per_point": True, "path": "-", "format": "csv", "anomaly_surprise": None},
     "status": {"every_seconds": 10.0},
+    "refit": {"every_points": None, "window": 10_000},
 }
 # Sections and keys that SIGHUP may change while running.
-LIVE = {"output": {"anomaly_surprise"}, "status": {"every_seconds"},
+LIVE = {"output": {"anomaly_surprise"}, "status": {"every_seconds"}, "refit": {"every_points"},
         "checkpoint": {"every_points", "every_seconds"}, "batch": {"max_wait"}}
 
 
@@ -87,6 +88,11 @@ def validate(config: dict) -> dict:
     _check_number("output", "anomaly_surprise", full["output"]["anomaly_surprise"],
                   allow_none=True)
     _check_number("status", "every_seconds", full["status"]["every_seconds"], low=0)
+    _check_number("refit", "every_points", full["refit"]["every_points"], low=1, integer=True,
+                  allow_none=True)
+    _check_number("refit", "window", full["refit"]["window"], low=1, integer=True)
+    if full["refit"]["window"] < full["model"].get("n_components", 1):
+        raise ConfigError("refit.window must hold at least n_components points")
     return full
 
 

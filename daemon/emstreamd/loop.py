@@ -11,11 +11,13 @@ import json
 import logging
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from emstream import GaussianMixture, checkpoint
+from emstream.compare import full_covariances, match_components
 from emstream.parse import parse_lines
 
 from . import config as config_module
@@ -31,6 +33,7 @@ class Flags:
         self.stop = False
         self.checkpoint = False
         self.reload = False
+        self.refit = False
 
     def install(self) -> None:
         def stop(signum, frame):
@@ -40,6 +43,7 @@ class Flags:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGUSR1, lambda s, f: setattr(self, "checkpoint", True))
         signal.signal(signal.SIGHUP, lambda s, f: setattr(self, "reload", True))
+        signal.signal(signal.SIGUSR2, lambda s, f: setattr(self, "refit", True))
 
 
 class Daemon:
@@ -61,7 +65,12 @@ class Daemon:
         self.out = out
         self.flags = Flags()
         self.model = GaussianMixture(**config["model"])
-        self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "rejected": {}}
+        self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "refits": 0,
+                         "rejected": {}}
+        self.window = None  # ring buffer of recent rows for refits
+        self.window_next = 0
+        self.window_filled = 0
+        self.since_refit = 0
         self.history = []
         self.next_line = 1
         self.applied_offset = source.offset
@@ -172,6 +181,10 @@ class Daemon:
         self.counters["batches"] += 1
         self.since_checkpoint += len(batch)
         self.status_rows += len(batch)
+        self._remember(batch)
+        every = self.config["refit"]["every_points"]
+        if every is not None and self.since_refit >= every:  # at batch boundaries: determinate
+            self.refit("schedule")
         last_line = int(lines[limit - 1])
         self.applied_offset = int(ends[limit - 1])
         self.pending_rejects = [r for r in self.pending_rejects if r[0] > last_line]
@@ -185,6 +198,53 @@ class Daemon:
             self.first_pending_at = None
             self.pending_rejects = []
             self.applied_offset = self.source.offset
+
+    def _remember(self, batch: np.ndarray) -> None:
+        """Keep the last ``refit.window`` rows in a ring buffer."""
+        size = self.config["refit"]["window"]
+        if self.window is None or self.window.shape != (size, batch.shape[1]):
+            self.window = np.empty((size, batch.shape[1]))
+            self.window_next = self.window_filled = 0
+        rows = batch[-size:]
+        n = len(rows)
+        first = min(n, size - self.window_next)  # up to the end of the buffer, then wrap
+        self.window[self.window_next:self.window_next + first] = rows[:first]
+        self.window[:n - first] = rows[first:]
+        self.window_next = (self.window_next + n) % size
+        self.window_filled = min(size, self.window_filled + n)
+        self.since_refit += len(batch)
+
+    def refit(self, reason: str) -> None:
+        """Batch EM over the window from the current state; labels kept; online EM goes on."""
+        self.flags.refit = False
+        model = self.model
+        if not model._is_fitted() or self.window_filled < model.n_components:
+            log.info("refit (%s) skipped: the model is still warming up", reason)
+            return
+        if self.window_filled < len(self.window):
+            recent = self.window[:self.window_filled]
+        else:  # oldest first, as they arrived
+            recent = np.roll(self.window, -self.window_next, axis=0)
+        before = model._params
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a refit capped by max_iter is still a refit
+            model.set_params(warm_start=True).fit(recent)
+        model.set_params(warm_start=self.config["model"].get("warm_start", False))
+        d = before.n_features
+        match = match_components(
+            before.weights, before.means,
+            full_covariances(before.covariances, before.covariance_type, len(before.weights), d),
+            model.weights_, model.means_,
+            full_covariances(model.covariances_, model.covariance_type, len(model.weights_), d))
+        order = [j for _, j in match.pairs]
+        if order != list(range(len(order))):
+            model.permute_components(order)
+        self.counters["refits"] += 1
+        self.since_refit = 0
+        self.history.append({"event": "refit", "reason": reason, "rows": self.counters["rows"],
+                             "window": int(len(recent)), "iterations": int(model.n_iter_)})
+        log.info("refit (%s): batch EM on the last %d points, %d iterations", reason,
+                 len(recent), model.n_iter_)
 
     def _count_anomalies(self, surprise: np.ndarray) -> np.ndarray:
         threshold = self.config["output"]["anomaly_surprise"]
@@ -310,6 +370,8 @@ class Daemon:
                       and time.monotonic() - self.first_pending_at >= settings["max_wait"])
             if self.pending_rows and (self.source.at_end or (waited and not by_count_only)):
                 self._apply(self._pending_count())
+            if self.flags.refit:
+                self.refit("SIGUSR2")
             if self.flags.checkpoint:
                 self.flags.checkpoint = False
                 self.save_checkpoint("SIGUSR1")
