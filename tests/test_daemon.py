@@ -241,3 +241,23 @@ def test_sigusr2_refits_a_running_daemon(tmp_path):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     assert checkpoint.load(tmp_path / "state").meta["counters"]["refits"] == 1
+
+
+def test_json_lines_with_named_fields(tmp_path):
+    data = tmp_path / "d.jsonl"
+    rng = np.random.default_rng(6)
+    lines = [json.dumps({"t": i, "temp": float(v), "unit": "C"})
+             for i, v in enumerate(np.r_[rng.normal(0, 1, 800), rng.normal(6, 1, 800)])]
+    lines[10] = '{"t": 10, "temp": "hot"}'
+    lines[20] = '{"t": 20}'
+    lines[30] = "not json"
+    lines[40] = '{"temp": NaN}'
+    data.write_text("\n".join(lines) + "\n")
+    done = _run("--config", CONFIG, "--input", str(data), "--no-output", "--checkpoint",
+                str(tmp_path / "c.json"), "--set", "input.format=jsonl", "--set",
+                "input.fields=[temp]", "--set", "model.warmup_size=200")
+    assert done.returncode == 0, done.stderr.decode()
+    meta = checkpoint.load(tmp_path / "c.json").meta
+    assert meta["counters"]["rows"] == 1596
+    assert meta["counters"]["rejected"] == {"non-numeric": 1, "missing field": 1,
+                                            "invalid json": 1, "non-finite": 1}

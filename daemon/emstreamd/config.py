@@ -15,7 +15,8 @@ from emstream import GaussianMixture
 
 DEFAULTS = {
     "model": {},
-    "input": {"columns": None, "max_line_bytes": 4096, "dead_letter": None},
+    "input": {"format": "numbers", "columns": None, "fields": None, "max_line_bytes": 4096,
+              "dead_letter": None},
     "batch": {"max_rows": 1000, "max_wait": 0.2},
     "checkpoint": {"path": "emstreamd-state", "every_points": 100_000, "every_seconds": 60.0,
                    "keep": 3},
@@ -71,6 +72,13 @@ def validate(config: dict) -> dict:
             isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in columns)):
         raise ConfigError(f"input.columns must be null or a list of 0-based indices, got "
                           f"{columns!r}")
+    if full["input"]["format"] not in ("numbers", "jsonl"):
+        raise ConfigError(f"input.format must be numbers or jsonl, got "
+                          f"{full['input']['format']!r}")
+    fields = full["input"]["fields"]
+    if full["input"]["format"] == "jsonl" and (not isinstance(fields, list) or not fields or any(
+            not isinstance(f, str) for f in fields)):
+        raise ConfigError("input.format jsonl needs input.fields: a list of field names")
     _check_number("input", "max_line_bytes", full["input"]["max_line_bytes"], low=16,
                   integer=True)
     _check_number("batch", "max_rows", full["batch"]["max_rows"], low=1, integer=True)

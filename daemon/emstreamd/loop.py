@@ -18,7 +18,7 @@ import numpy as np
 
 from emstream import GaussianMixture, checkpoint
 from emstream.compare import full_covariances, match_components
-from emstream.parse import parse_lines
+from emstream.parse import parse_json_lines, parse_lines
 
 from . import config as config_module
 from .notify import notify
@@ -119,8 +119,12 @@ class Daemon:
         base = self.source.offset - len(data)
         first = self.next_line
         settings = self.config["input"]
-        parsed = parse_lines(data, n_fields=self.n_fields, columns=settings["columns"],
-                             first_line=first, max_line_bytes=settings["max_line_bytes"])
+        if settings["format"] == "jsonl":
+            parsed = parse_json_lines(data, settings["fields"], first_line=first,
+                                      max_line_bytes=settings["max_line_bytes"])
+        else:
+            parsed = parse_lines(data, n_fields=self.n_fields, columns=settings["columns"],
+                                 first_line=first, max_line_bytes=settings["max_line_bytes"])
         self.n_fields = self.n_fields or parsed.n_fields
         self.next_line += parsed.n_lines
         self.counters["lines"] += parsed.n_lines
