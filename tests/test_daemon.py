@@ -261,3 +261,27 @@ def test_json_lines_with_named_fields(tmp_path):
     assert meta["counters"]["rows"] == 1596
     assert meta["counters"]["rejected"] == {"non-numeric": 1, "missing field": 1,
                                             "invalid json": 1, "non-finite": 1}
+
+
+def test_prometheus_metrics_on_localhost(tmp_path):
+    import re
+    import urllib.request
+    pytest.importorskip("prometheus_client")
+    process = _start_on_a_pipe(tmp_path, "--set", "metrics.port=0", "--no-output")
+    seen = _wait_for(process, "metrics on http://127.0.0.1:")
+    port = int(re.search(r"127\.0\.0\.1:(\d+)/metrics", seen[-1]).group(1))
+    _wait_for(process, "warm-up complete")
+    _send(process, [1.0, 2.0, "oops"])
+    deadline = time.monotonic() + 20
+    text = ""
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        text = text.decode()
+        if "emstreamd_points_total 302.0" in text:
+            break
+        time.sleep(0.1)
+    assert "emstreamd_points_total 302.0" in text
+    assert 'emstreamd_rejected_lines_total{reason="non-numeric"} 1.0' in text
+    assert "emstreamd_average_log_likelihood" in text
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0

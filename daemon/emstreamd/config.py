@@ -23,6 +23,7 @@ DEFAULTS = {
     "output": {"per_point": True, "path": "-", "format": "csv", "anomaly_surprise": None},
     "status": {"every_seconds": 10.0},
     "refit": {"every_points": None, "window": 10_000},
+    "metrics": {"port": None, "address": "127.0.0.1"},
 }
 # Sections and keys that SIGHUP may change while running.
 LIVE = {"output": {"anomaly_surprise"}, "status": {"every_seconds"}, "refit": {"every_points"},
@@ -99,6 +100,16 @@ def validate(config: dict) -> dict:
     _check_number("refit", "every_points", full["refit"]["every_points"], low=1, integer=True,
                   allow_none=True)
     _check_number("refit", "window", full["refit"]["window"], low=1, integer=True)
+    _check_number("metrics", "port", full["metrics"]["port"], low=0, integer=True,
+                  allow_none=True)
+    if not isinstance(full["metrics"]["address"], str):
+        raise ConfigError("metrics.address must be a host address such as 127.0.0.1")
+    if full["metrics"]["port"] is not None:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            raise ConfigError("metrics.port needs prometheus-client: "
+                              "pip install 'emstream[metrics]'") from None
     if full["refit"]["window"] < full["model"].get("n_components", 1):
         raise ConfigError("refit.window must hold at least n_components points")
     return full

@@ -85,6 +85,7 @@ class Daemon:
         self.dead_letter = None
         self.n_fields = None
         self.started = time.monotonic()
+        self.metrics = None
 
     # ------------------------------------------------------------------ resume
     def resume(self) -> None:
@@ -139,6 +140,8 @@ class Daemon:
             if self.first_pending_at is None:
                 self.first_pending_at = time.monotonic()
         for reject in parsed.rejects:
+            if self.metrics is not None:
+                self.metrics.rejects.labels(reject.reason).inc()
             rejected = self.counters["rejected"]
             rejected[reject.reason] = rejected.get(reject.reason, 0) + 1
             self.pending_rejects.append((reject.line, reject.reason))
@@ -176,13 +179,20 @@ class Daemon:
         if fitted and self.config["output"]["per_point"]:
             log_prob, resp = self.model.posterior(batch)
             self._report(lines[:limit], resp, -log_prob)
-        elif fitted and self.config["output"]["anomaly_surprise"] is not None:
-            self._count_anomalies(-self.model.score_samples(batch))
+        elif fitted and (self.config["output"]["anomaly_surprise"] is not None
+                         or self.metrics is not None):
+            log_prob = self.model.score_samples(batch)
+            self._count_anomalies(-log_prob)
+        if fitted and self.metrics is not None:
+            self.metrics.log_likelihood.set(float(log_prob.mean()))
         self.model.partial_fit(batch)
         if not fitted and self.model._is_fitted():
             log.info("warm-up complete after %d points", self.model.n_seen_)
         self.counters["rows"] += len(batch)
         self.counters["batches"] += 1
+        if self.metrics is not None:
+            self.metrics.points.inc(len(batch))
+            self.metrics.batches.inc()
         self.since_checkpoint += len(batch)
         self.status_rows += len(batch)
         self._remember(batch)
@@ -244,6 +254,8 @@ class Daemon:
         if order != list(range(len(order))):
             model.permute_components(order)
         self.counters["refits"] += 1
+        if self.metrics is not None:
+            self.metrics.refits.inc()
         self.since_refit = 0
         self.history.append({"event": "refit", "reason": reason, "rows": self.counters["rows"],
                              "window": int(len(recent)), "iterations": int(model.n_iter_)})
@@ -294,6 +306,8 @@ class Daemon:
                                                     keep=self.config["checkpoint"]["keep"])
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.checkpoint_time.set_to_current_time()
         log.info("checkpoint (%s): %s at byte %d", reason, self.last_checkpoint_path,
                  self.applied_offset)
 
@@ -343,6 +357,12 @@ class Daemon:
     # ------------------------------------------------------------------ run
     def run(self) -> int:
         self.flags.install()
+        settings = self.config["metrics"]
+        if settings["port"] is not None:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(settings["port"], settings["address"])
+            log.info("metrics on http://%s:%d/metrics", settings["address"], self.metrics.port)
         notify("READY=1")
         log.info("ready: reading %s", getattr(self.source, "path", "stdin"))
         settings = self.config["batch"]
@@ -390,6 +410,8 @@ class Daemon:
         self.save_checkpoint("shutdown" if self.flags.stop else "end of input")
         if self.dead_letter is not None:
             self.dead_letter.close()
+        if self.metrics is not None:
+            self.metrics.close()
         return 0
 
     def summary(self) -> str:
