@@ -98,7 +98,13 @@ class Daemon:
             log.warning("skipped checkpoint %s: %s", skipped, reason)
         self.model = loaded.model
         meta = loaded.meta
-        self.counters = meta.get("counters", self.counters)
+        changed = {k: v for k, v in self.config["model"].items()
+                   if k in loaded.model.get_params() and loaded.model.get_params()[k] != v}
+        if changed:
+            log.warning("the checkpoint's model keeps its own settings; config.yaml differs in "
+                        "%s (remove the checkpoint to start a new model)", sorted(changed))
+        for key, value in meta.get("counters", {}).items():
+            self.counters[key] = value
         self.history = meta.get("history", [])
         saved = meta.get("input", {})
         if self.source.resume(saved):
