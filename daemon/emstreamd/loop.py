@@ -26,6 +26,16 @@ from .notify import notify
 log = logging.getLogger("emstreamd")
 
 
+def _same(a, b) -> bool:
+    """Equal settings, arrays and lists included."""
+    if isinstance(a, (list, np.ndarray)) or isinstance(b, (list, np.ndarray)):
+        try:
+            return bool(np.array_equal(np.asarray(a, dtype=float), np.asarray(b, dtype=float)))
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
 class Flags:
     """What signal handlers ask of the loop (handlers only set these)."""
 
@@ -98,11 +108,12 @@ class Daemon:
             log.warning("skipped checkpoint %s: %s", skipped, reason)
         self.model = loaded.model
         meta = loaded.meta
-        changed = {k: v for k, v in self.config["model"].items()
-                   if k in loaded.model.get_params() and loaded.model.get_params()[k] != v}
+        saved_params = loaded.model.get_params()
+        changed = [k for k, v in self.config["model"].items()
+                   if k in saved_params and not _same(saved_params[k], v)]
         if changed:
             log.warning("the checkpoint's model keeps its own settings; config.yaml differs in "
-                        "%s (remove the checkpoint to start a new model)", sorted(changed))
+                        "%s (remove the checkpoint to start a new model)", changed)
         for key, value in meta.get("counters", {}).items():
             self.counters[key] = value
         self.history = meta.get("history", [])
