@@ -74,6 +74,7 @@ class _OnlineMixture:
         try:
             return [x[name] for name in self._features]
         except KeyError:
+            self._refresh()
             fill = self._fill or [0.0] * len(self._features)
             return [x[name] if name in x else fill[i] for i, name in enumerate(self._features)]
 
@@ -136,6 +137,7 @@ class _OnlineMixture:
 
         frame = nw.from_native(X, eager_only=True)
         data = np.empty((len(frame), len(self._features)))
+        self._refresh()
         fill = self._fill if self._fill is not None else [0.0] * len(self._features)
         for i, name in enumerate(self._features):
             data[:, i] = frame[name].to_numpy() if name in frame.columns else fill[i]
@@ -148,6 +150,13 @@ class _OnlineMixture:
         self._stale = True
 
     # -------------------------------------------------------------- scoring one point
+    def _refresh(self) -> None:
+        """Bring the scorer and the missing-feature fill up to date with the model, lazily."""
+        if self._stale:
+            self._stale = False
+            if self._model._is_fitted():
+                self._prepare_scorer()
+
     def _prepare_scorer(self) -> None:
         """Per-model constants for scoring single points without numpy's call overhead."""
         params = self._model._params
@@ -181,10 +190,7 @@ class _OnlineMixture:
 
     def _log_joint(self, x: dict):
         """``log π_k p(x | k)`` for every component, or None before the warm-up ends."""
-        if self._stale:
-            self._stale = False
-            if self._model._is_fitted():
-                self._prepare_scorer()
+        self._refresh()
         if self._scorer is None:
             return None
         row = self._row(x)

@@ -143,3 +143,13 @@ def test_shuttle_roc_auc_at_least_half_space_trees():
         GaussianMixtureDetector(n_components=3, covariance_type="diag", seed=42), q=0.95))
     assert ours >= trees, (ours, trees)
     assert ours > 0.9
+
+
+def test_missing_features_are_filled_with_the_mixture_mean_while_only_learning():
+    model = OnlineGaussianMixture(2, warmup_size=50, batch_size=10, seed=0)
+    for x, _ in _stream(300):
+        model.learn_one(x)
+    mean = model.model.weights_ @ model.model.means_
+    model.learn_one({"f1": 1.0})  # f0, f2.. missing: filled, not zero
+    filled = model._buffer[-1]
+    np.testing.assert_allclose([filled[0]] + filled[2:], np.r_[mean[0], mean[2:]])
