@@ -51,8 +51,12 @@ def log_joint_chunk(X: np.ndarray, params: MixtureParams, out=None) -> np.ndarra
     return log_gaussian_chunk(X, params, with_weights=True, out=out)
 
 
-def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None):
+def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None, gate=None):
     """``exp(log p(x_i, k) - max_k)`` in place, with the max and the column sums.
+
+    With ``gate`` (a squared Mahalanobis distance), also says which rows lie beyond it from
+    every component: ``log p(x, k) = log_normaliser_k - ½ d²_k``, so the test needs no second
+    pass over the data.
 
     Returns
     -------
@@ -61,8 +65,13 @@ def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None):
     top : ndarray of shape (n,)
     total : ndarray of shape (n,)
         ``Σ_k joint``, so ``log p(x_i) = top + log total`` and ``p(k | x_i) = joint / total``.
+    gated : ndarray of shape (n,) of bool, or None without a gate
     """
     lp = log_joint_chunk(X, params, out)
+    gated = None
+    if gate is not None:
+        nearest = (lp - params.log_normaliser[:, None]).max(axis=0)  # -½ min_k d²_k
+        gated = ~(nearest >= -0.5 * gate)  # NaN-safe: an overflowed row is gated too
     top = lp.max(axis=0)
     # One cheap test in the common case (a finite sum); a large-but-finite overflow of the sum
     # only sends us to the exact test.
@@ -77,12 +86,12 @@ def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None):
         np.exp(lp, out=lp)
         total = lp.sum(axis=0)
         top[lost] = -np.inf
-        return lp, top, total
+        return lp, top, total, gated
     lp -= top
     np.maximum(lp, _LOG_FLOOR, out=lp)
     np.exp(lp, out=lp)
     total = lp.sum(axis=0)
-    return lp, top, total
+    return lp, top, total, gated
 
 
 def posterior_chunk(X: np.ndarray, params: MixtureParams):
@@ -100,7 +109,7 @@ def posterior_chunk(X: np.ndarray, params: MixtureParams):
     resp : ndarray of shape (K, n)
         ``p(k | x_i)``; columns sum to 1.
     """
-    joint, top, total = _unnormalised_posterior(X, params)
+    joint, top, total, _ = _unnormalised_posterior(X, params)
     joint /= total
     return top + np.log(total), joint
 
@@ -156,17 +165,103 @@ def _e_step(X: np.ndarray, params: MixtureParams, rows: int) -> EStepResult:
     result = None
     buffer = np.empty((params.n_components, min(rows, X.shape[0])))
     for part in _chunks(X.shape[0], rows):
-        chunk = X[part]
-        joint, top, total = _unnormalised_posterior(chunk, params, buffer)
-        stats = SufficientStats.from_chunk(chunk, joint, params.covariance_type, params.means,
-                                           row_weights=1.0 / total, ref=params.centre)
-        log_prob = np.log(total)
-        log_prob += top
-        worst = int(np.argmin(log_prob))
-        piece = EStepResult(stats, float(log_prob.sum()), chunk.shape[0], chunk[worst].copy(),
-                            float(log_prob[worst]))
+        piece, _, _ = _estimate_chunk(X[part], params, buffer)
         result = piece if result is None else result + piece
     return result
+
+
+def _estimate_chunk(chunk: np.ndarray, params: MixtureParams, buffer, gate=None, resp=None):
+    """The E-step of one chunk: statistics of its rows within ``gate``, and each row's log p(x).
+
+    ``resp``, if given (shape (n, K)), receives the responsibilities of every row.
+    Returns ``(EStepResult or None if every row is gated, log_prob, gated or None)``.
+    """
+    joint, top, total, gated = _unnormalised_posterior(chunk, params, buffer, gate)
+    row_weights = 1.0 / total
+    if resp is not None:
+        resp[:] = (joint * row_weights).T
+    log_prob = np.log(total)
+    log_prob += top
+    if gated is not None and gated.any():
+        if gated.all():
+            return None, log_prob, gated
+        row_weights[gated] = 0.0  # a gated row adds nothing to any statistic
+        learned = np.flatnonzero(~gated)
+        worst = int(learned[np.argmin(log_prob[learned])])
+        log_likelihood, n_samples = float(log_prob[learned].sum()), learned.size
+    else:
+        worst = int(np.argmin(log_prob))
+        log_likelihood, n_samples = float(log_prob.sum()), chunk.shape[0]
+    stats = SufficientStats.from_chunk(chunk, joint, params.covariance_type, params.means,
+                                       row_weights=row_weights, ref=params.centre)
+    return (EStepResult(stats, log_likelihood, n_samples, chunk[worst].copy(),
+                        float(log_prob[worst])), log_prob, gated)
+
+
+@dataclass(frozen=True, eq=False)
+class ScoredStep:
+    """What :func:`e_step_scored` yields: statistics of the learnable rows, and every row's score.
+
+    Attributes
+    ----------
+    estimate : EStepResult or None
+        Over the rows within the gate only; ``None`` if every row was gated.
+    log_prob : ndarray of shape (n,)
+        ``log p(x_i)`` under the parameters of the pass (before anything is learned).
+    gated : ndarray of shape (n,) of bool
+        Rows whose squared Mahalanobis distance to every component exceeds the gate.
+    resp : ndarray of shape (n, K) or None
+        ``p(k | x_i)`` of every row, if asked for.
+    """
+
+    estimate: EStepResult | None
+    log_prob: np.ndarray
+    gated: np.ndarray
+    resp: np.ndarray | None
+
+
+def e_step_scored(X: np.ndarray, params: MixtureParams, *, gate: float | None = None,
+                  with_resp: bool = False) -> ScoredStep:
+    """The E-step of an online update, which also scores and gates every row (one pass).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, D)
+    params : MixtureParams
+    gate : float or None
+        Rows farther than this squared Mahalanobis distance from every component are scored
+        but left out of the statistics.
+    with_resp : bool
+        Also return the responsibilities.
+
+    Returns
+    -------
+    ScoredStep
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> params = MixtureParams.from_covariances([1.0], [[0.0]], [[[1.0]]], "full")
+    >>> step = e_step_scored(np.array([[0.5], [1000.0]]), params, gate=64.0)
+    >>> step.gated, step.estimate.n_samples, float(step.estimate.stats.means[0, 0])
+    (array([False,  True]), 1, 0.5)
+    """
+    n = X.shape[0]
+    rows = chunk_rows(params.n_components, params.n_features)
+    log_prob = np.empty(n)
+    gated = np.zeros(n, dtype=bool)
+    resp = np.empty((n, params.n_components)) if with_resp else None
+    result = None
+    buffer = np.empty((params.n_components, min(rows, n)))
+    with single_thread_blas(n):
+        for part in _chunks(n, rows):
+            piece, log_prob[part], chunk_gated = _estimate_chunk(
+                X[part], params, buffer, gate, None if resp is None else resp[part])
+            if chunk_gated is not None:
+                gated[part] = chunk_gated
+            if piece is not None:
+                result = piece if result is None else result + piece
+    return ScoredStep(result, log_prob, gated, resp)
 
 
 def score_samples(X: np.ndarray, params: MixtureParams) -> np.ndarray:
@@ -176,7 +271,7 @@ def score_samples(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     buffer = np.empty((params.n_components, min(rows, X.shape[0])))
     with single_thread_blas(X.shape[0]):
         for part in _chunks(X.shape[0], rows):
-            _, top, total = _unnormalised_posterior(X[part], params, buffer)
+            _, top, total, _ = _unnormalised_posterior(X[part], params, buffer)
             np.log(total, out=out[part])
             out[part] += top
     return out

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from . import em
+from . import distributed, em
 from ._blas import single_thread_blas
 from .exceptions import ConvergenceWarning, NotFittedError
 from .gaussian import (
@@ -24,6 +24,8 @@ from .validation import check_array, check_float, check_int
 logger = logging.getLogger("emstream")
 # recent_counts_ weighs points by exp(-age / RECENT_POINTS): "the last thousand or so".
 RECENT_POINTS = 1000.0
+# outlier_gate="auto" per number of features (a chi-square tail quantile; scipy is slow to load).
+_AUTO_GATES: dict[int, float] = {}
 
 
 class GaussianMixture:
@@ -73,6 +75,19 @@ class GaussianMixture:
     warmup_size : int, default=1000
         ``partial_fit`` buffers this many points, then initialises by ``init_params`` and batch
         EM on them, before its first online step.
+    outlier_gate : float > 0, "auto" or None, default="auto"
+        Online EM leaves out of the statistics a point whose squared Mahalanobis distance to
+        *every* component exceeds this gate (it is still scored, and counted in ``n_gated_``),
+        so one wild value cannot damage the model.  ``"auto"``: the distance a Gaussian point
+        exceeds with probability 1e-15 (64.4 in 1-D, i.e. 8σ; 93.7 in 10-D).  ``None`` learns
+        every point.  Batch ``fit`` never gates.  A *run* of gated points is a change of the
+        stream, which :class:`emstream.drift.DriftMonitor` detects and refits on.
+    averaging : bool, default=False
+        Polyak–Ruppert averaging: publish (as ``means_`` etc., and for scoring) the average of
+        the online iterates since the last batch fit or refit, each weighted by the points it
+        learned, while online EM itself goes on from the last iterate.  This shrinks the
+        iterates' noise on a stationary stream; on a drifting one the average lags, so leave it
+        off there (a refit resets it).
 
     Attributes
     ----------
@@ -89,9 +104,12 @@ class GaussianMixture:
         ``lower_bound_`` after each iteration of the best batch run.
     n_features_in_ : int
     n_seen_ : int
-        Observations learned by ``partial_fit`` since the last ``fit`` (warm-up included).
+        Observations passed to ``partial_fit`` since the last ``fit`` (warm-up and gated points
+        included).
     n_updates_ : int
         Online mini-batch updates since the statistics were last set by a batch fit.
+    n_gated_ : int
+        Points ``partial_fit`` scored but did not learn because of ``outlier_gate``.
     recent_counts_ : ndarray of shape (K,)
         Responsibility mass of recent points per component, each point weighted by
         ``exp(-age / 1000)`` (age in points): which components the stream feeds now.
@@ -116,7 +134,7 @@ class GaussianMixture:
                  max_iter=100, n_init=1, init_params="k-means++", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
                  verbose=0, verbose_interval=10, step_decay=0.8, step_offset=0.0,
-                 step_floor=None, warmup_size=1000):
+                 step_floor=None, warmup_size=1000, outlier_gate="auto", averaging=False):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -135,6 +153,8 @@ class GaussianMixture:
         self.step_offset = step_offset
         self.step_floor = step_floor
         self.warmup_size = warmup_size
+        self.outlier_gate = outlier_gate
+        self.averaging = averaging
 
     # ------------------------------------------------------------------ scikit-learn protocol
     @classmethod
@@ -210,8 +230,11 @@ class GaussianMixture:
         if self.step_floor is not None:
             check_float(self.step_floor, "step_floor", 0.0, 1.0, low_open=True, high_open=True)
         check_int(self.warmup_size, "warmup_size", 1)
-        if not isinstance(self.warm_start, (bool, np.bool_)):
-            raise ValueError(f"warm_start must be True or False, got {self.warm_start!r}")
+        for name in ("warm_start", "averaging"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not (self.outlier_gate is None or self.outlier_gate == "auto"):
+            check_float(self.outlier_gate, "outlier_gate", 0.0, low_open=True)
         if not (self.random_state is None
                 or isinstance(self.random_state, (np.random.Generator, np.random.RandomState))
                 or (isinstance(self.random_state, (int, np.integer))
@@ -315,6 +338,8 @@ class GaussianMixture:
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), n_samples >= n_components
+            Or a dask array or data frame: EM then runs on its blocks where they live
+            (:mod:`emstream.distributed`).
         y : ignored
 
         Returns
@@ -325,19 +350,38 @@ class GaussianMixture:
         continuing = self.warm_start and self._is_fitted()
         if continuing:
             self._check_settings_unchanged("a warm-started fit")
-        X = check_array(X, n_features=self.n_features_in_ if continuing else None,
-                        min_samples=self.n_components,
-                        why_min=f" (n_components={self.n_components}); pass more samples or "
-                                "ask for fewer components")
+        checks = dict(n_features=self.n_features_in_ if continuing else None,
+                      min_samples=self.n_components,
+                      why_min=f" (n_components={self.n_components}); pass more samples or "
+                              "ask for fewer components")
+        if distributed.is_dask_collection(X):
+            X = distributed.DaskRows(X, **checks)
+        else:
+            X = check_array(X, **checks)
         self._fit_batch(X, continuing)
-        self.n_seen_ = 0
+        self.n_seen_ = self.n_gated_ = 0
         return self
 
     def _fit_batch(self, X: np.ndarray, continuing: bool) -> None:
-        n_samples, n_features = X.shape
         rng = self._rng()
+        if continuing:
+            bound = self.lower_bound_ if not getattr(self, "_moved_online", False) else -np.inf
+            starts = [(lambda: self._params, bound)]
+        else:
+            starts = [(lambda: self._initial_params(X, rng), -np.inf)] * self.n_init
+        best, trace = self._best_batch_run(X, starts)
+        if not best.converged:
+            warnings.warn(f"Batch EM did not converge within max_iter={self.max_iter} "
+                          f"iterations (tol={self.tol}); raise max_iter or tol",
+                          ConvergenceWarning, stacklevel=3)
+        self._adopt(best, trace, X.shape[0])
+
+    def _best_batch_run(self, X: np.ndarray, starts):
+        """Batch EM on ``X`` from each ``(make_start, lower_bound)``; the best run and its trace."""
 
         def expectation(params):
+            if isinstance(X, distributed.DaskRows):
+                return X.e_step(params)
             return em.e_step(X, params)
 
         def reseed(stats, est):
@@ -350,44 +394,86 @@ class GaussianMixture:
             if self.verbose and n_iter % self.verbose_interval == 0:
                 logger.info("EM iteration %d: average log-likelihood %.8g", n_iter, lower_bound)
 
-        best = None
-        for _ in range(1 if continuing else self.n_init):
-            if continuing:
-                start = self._params
-                lower_bound = self.lower_bound_ if not getattr(self, "_moved_online", False) \
-                    else -np.inf
-            else:
-                start = self._initial_params(X, rng)
-                lower_bound = -np.inf
-            result = em.run_em(expectation, start, reg_covar=self.reg_covar, tol=self.tol,
-                               max_iter=self.max_iter, lower_bound=lower_bound, reseed=reseed,
-                               on_iteration=progress)
+        best = best_trace = None
+        for make_start, lower_bound in starts:
+            result = em.run_em(expectation, make_start(), reg_covar=self.reg_covar,
+                               tol=self.tol, max_iter=self.max_iter, lower_bound=lower_bound,
+                               reseed=reseed, on_iteration=progress)
             if best is None or result.lower_bound > best.lower_bound:
                 best, best_trace = result, list(trace)
             trace.clear()
-        if not best.converged:
-            warnings.warn(f"Batch EM did not converge within max_iter={self.max_iter} "
-                          f"iterations (tol={self.tol}); raise max_iter or tol",
-                          ConvergenceWarning, stacklevel=3)
+        return best, best_trace
+
+    def _adopt(self, best: em.EMResult, trace: list, n_samples: int) -> None:
+        """Take a batch run's result as the model; online EM restarts its schedule from it."""
         self._set_params(best.params)
+        self._iterate = best.params
+        self._average = None
         self.converged_ = best.converged
         self.n_iter_ = best.n_iter
         self.lower_bound_ = best.lower_bound
-        self.lower_bounds_ = best_trace
-        self.n_features_in_ = n_features
+        self.lower_bounds_ = trace
+        self.n_features_in_ = best.params.n_features
         # Running statistics for online EM: per-point averages, consistent with the parameters.
         self._stats = best.stats.scaled(1.0 / n_samples)
         self._t = float(n_samples)
         self._moved_online = False
         self.n_updates_ = 0
+        self.n_gated_ = getattr(self, "n_gated_", 0)
         self.recent_counts_ = best.stats.counts * (min(n_samples, RECENT_POINTS) / n_samples)
         self._warmup = []
+
+    def refit(self, X) -> "GaussianMixture":
+        """Batch EM on recent points, keeping component labels; online EM goes on from there.
+
+        Runs batch EM on ``X`` twice, from the current parameters and from a fresh
+        ``init_params`` start, and keeps the run with the higher average log-likelihood.  Each
+        new component takes the label of the old component it matches (Hungarian assignment on
+        the Bhattacharyya distance), so labels of components that did not change stay put.
+        The step-size schedule restarts as after any batch fit (``len(X)`` points learned), and
+        the Polyak average, if any, restarts too.  ``n_seen_`` keeps counting.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), n_samples >= n_components
+
+        Returns
+        -------
+        self
+        """
+        from .compare import full_covariances, match_components
+
+        self._validate_params()
+        self._check_fitted()
+        self._check_settings_unchanged("refit")
+        X = self._check_X(X, min_samples=self.n_components,
+                          why=f" (n_components={self.n_components})")
+        before, rng = self._params, self._rng()
+        starts = [(lambda: self._iterate, -np.inf),
+                  (lambda: em.m_step(initial_stats(X, self.n_components, self.covariance_type,
+                                                   self.init_params, rng),
+                                     reg_covar=self.reg_covar), -np.inf)]
+        with single_thread_blas(X.shape[0]):
+            best, trace = self._best_batch_run(X, starts)
+        n_seen = self.n_seen_
+        self._adopt(best, trace, X.shape[0])
+        self.n_seen_ = n_seen
+        k, d = before.n_components, before.n_features
+        kind = before.covariance_type
+        match = match_components(
+            before.weights, before.means, full_covariances(before.covariances, kind, k, d),
+            self.weights_, self.means_, full_covariances(self.covariances_, kind, k, d))
+        order = [j for _, j in match.pairs]
+        if order != list(range(k)):
+            self.permute_components(order)
+        return self
 
     def _initial_params(self, X: np.ndarray, rng: np.random.Generator) -> MixtureParams:
         weights, means, prec_chol = self._checked_inits(X.shape[1])
         kind = self.covariance_type
         if weights is None or means is None or prec_chol is None:
-            stats = initial_stats(X, self.n_components, kind, self.init_params, rng)
+            rows = X.sample_rows(rng) if isinstance(X, distributed.DaskRows) else X
+            stats = initial_stats(rows, self.n_components, kind, self.init_params, rng)
             base = em.m_step(stats, reg_covar=self.reg_covar)
         else:
             base = None
@@ -463,20 +549,87 @@ class GaussianMixture:
             gamma = max(gamma, self.step_floor)
         return float(min(self._t, 1.0 / gamma))
 
-    def _online_step(self, X: np.ndarray) -> None:
-        est = em.e_step(X, self._params)
-        n_points = X.shape[0]
+    def _gate(self) -> float | None:
+        if self.outlier_gate != "auto":
+            return self.outlier_gate
+        gate = _AUTO_GATES.get(self.n_features_in_)
+        if gate is None:
+            from scipy.stats import chi2
+
+            gate = _AUTO_GATES[self.n_features_in_] = float(chi2.isf(1e-15,
+                                                                      self.n_features_in_))
+        return gate
+
+    def _online_step(self, X: np.ndarray, with_resp: bool = False) -> em.ScoredStep:
+        scored = em.e_step_scored(X, self._iterate, gate=self._gate(), with_resp=with_resp)
+        est = scored.estimate
+        self.n_seen_ += X.shape[0]
+        self.n_gated_ += X.shape[0] - (0 if est is None else est.n_samples)
+        if est is None:
+            return scored
+        n_points = est.n_samples
         step = self._step_size(n_points)
         stats = self._stats.blend(est.stats.scaled(1.0 / n_points), step)
         self._t += n_points
         stats, _ = reseed_dead_components(stats, est.worst_point, n_points=self._memory())
         self._stats = stats
-        self._set_params(em.m_step(stats, reg_covar=self.reg_covar))
-        self.n_seen_ += n_points
+        self._iterate = em.m_step(stats, reg_covar=self.reg_covar)
+        if self.averaging:
+            self._publish_average(n_points)
+        else:
+            self._set_params(self._iterate)
         self.n_updates_ += 1
         self.recent_counts_ = (self.recent_counts_ * np.exp(-n_points / RECENT_POINTS)
                                + est.stats.counts)
         self._moved_online = True
+        return scored
+
+    def _publish_average(self, n_points: int) -> None:
+        """Fold the new iterate into the Polyak average (weighted by points) and publish it."""
+        it = self._iterate
+        if self._average is None:
+            self._average = (0.0, it.weights, it.means, it.covariances)
+        total, weights, means, covs = self._average
+        total += n_points
+        share = n_points / total
+        weights = weights + share * (it.weights - weights)
+        means = means + share * (it.means - means)
+        covs = covs + share * (it.covariances - covs)
+        self._average = (total, weights, means, covs)
+        self._set_params(MixtureParams.from_covariances(weights / weights.sum(), means, covs,
+                                                        it.covariance_type))
+
+    def partial_fit_scored(self, X, *, with_resp: bool = False):
+        """Score ``X`` under the current model, then learn it (one E-step serves both).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        with_resp : bool
+            Also return the responsibilities ``p(k | x)``.
+
+        Returns
+        -------
+        emstream.em.ScoredStep or None
+            ``log_prob`` (n_samples,), ``gated`` (n_samples,) and ``resp`` (n_samples, K) of
+            the model *before* this update; ``None`` while warming up (nothing to score with).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> gm = GaussianMixture(1).fit(np.random.default_rng(0).normal(size=(500, 1)))
+        >>> step = gm.partial_fit_scored(np.array([[0.1], [1e4]]))
+        >>> step.gated.tolist(), gm.n_gated_
+        ([False, True], 1)
+        """
+        self._validate_params()
+        self._check_settings_unchanged("partial_fit")
+        X = self._check_X(X)
+        if not self._is_fitted():
+            self.partial_fit(X)
+            return None
+        with single_thread_blas(X.shape[0]):
+            return self._online_step(X, with_resp)
 
     # ------------------------------------------------------------------ inference
     def score_samples(self, X) -> np.ndarray:
@@ -515,6 +668,13 @@ class GaussianMixture:
             p.precisions_cholesky if tied else p.precisions_cholesky[order], p.covariance_type))
         self._stats = SufficientStats(s.counts[order], s.means[order],
                                       s.scatter if tied else s.scatter[order], s.covariance_type)
+        it = self._iterate
+        self._iterate = MixtureParams(
+            it.weights[order], it.means[order], it.covariances if tied else it.covariances[order],
+            it.precisions_cholesky if tied else it.precisions_cholesky[order], it.covariance_type)
+        if self._average is not None:
+            total, weights, means, covs = self._average
+            self._average = (total, weights[order], means[order], covs if tied else covs[order])
         self.recent_counts_ = self.recent_counts_[order]
         return self
 

@@ -30,6 +30,8 @@ from .stats import SufficientStats, scatter_shape
 
 SCHEMA = "emstream.GaussianMixture/1"
 _ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
+# Parameters added after schema 1 was first written, with the behaviour older states had.
+_ADDED_PARAMS = {"outlier_gate": None, "averaging": False}
 
 
 def _encode_random_state(value):
@@ -93,7 +95,17 @@ def to_dict(model: GaussianMixture) -> dict:
             else None,
             "n_features_in": int(model.n_features_in_),
             "moved_online": bool(model._moved_online),
+            "n_gated": int(model.n_gated_),
         }
+        if model._iterate is not model._params:  # Polyak averaging publishes the average
+            it = model._iterate
+            out["fitted"]["iterate"] = {"weights": it.weights.tolist(),
+                                        "means": it.means.tolist(),
+                                        "covariances": it.covariances.tolist()}
+        if model._average is not None:
+            total, weights, means, covs = model._average
+            out["fitted"]["average"] = {"points": float(total), "weights": weights.tolist(),
+                                        "means": means.tolist(), "covariances": covs.tolist()}
     return out
 
 
@@ -130,12 +142,20 @@ def _positive_definite(covs: np.ndarray, kind: str) -> None:
         raise ValueError("variances must be positive")
 
 
+def _checked_covariances(data, name: str, shape: tuple, kind: str) -> np.ndarray:
+    covs = _array(data, name, shape)
+    _positive_definite(covs, kind)
+    return covs
+
+
 def from_dict(data: dict) -> GaussianMixture:
     """A model from :func:`to_dict`'s output; ``ValueError`` naming the field if anything is off."""
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"not a {SCHEMA} state (schema: {found!r})")
     params = data.get("params")
+    if isinstance(params, dict):  # states saved before these parameters existed
+        params = {**_ADDED_PARAMS, **params}
     if not isinstance(params, dict) or set(params) != set(GaussianMixture._param_names()):
         raise ValueError("params must hold exactly GaussianMixture's parameters")
     params = dict(params)
@@ -201,6 +221,22 @@ def from_dict(data: dict) -> GaussianMixture:
                                                                       "fitted.lower_bound"))
     model.n_features_in_ = d
     model._moved_online = bool(fitted.get("moved_online"))
+    model.n_gated_ = int(_number(fitted.get("n_gated", 0), "fitted.n_gated", numbers.Integral))
+    model._iterate, model._average = model._params, None
+    if fitted.get("iterate") is not None:
+        it = fitted["iterate"]
+        model._iterate = MixtureParams.from_covariances(
+            _array(it.get("weights"), "fitted.iterate.weights", (k,)),
+            _array(it.get("means"), "fitted.iterate.means", (k, d)),
+            _checked_covariances(it.get("covariances"), "fitted.iterate.covariances", shape,
+                                 kind), kind)
+    if fitted.get("average") is not None:
+        avg = fitted["average"]
+        model._average = (float(_number(avg.get("points"), "fitted.average.points")),
+                          _array(avg.get("weights"), "fitted.average.weights", (k,)),
+                          _array(avg.get("means"), "fitted.average.means", (k, d)),
+                          _checked_covariances(avg.get("covariances"),
+                                               "fitted.average.covariances", shape, kind))
     model._warmup = []
     if model._t < 0 or model.n_seen_ < 0:
         raise ValueError("fitted.t and fitted.n_seen must be non-negative")
