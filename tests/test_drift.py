@@ -1,0 +1,249 @@
+"""Drift alarms, refits, outlier gating, Polyak averaging and anomaly thresholds (issue 6)."""
+
+import numpy as np
+import pytest
+from river import drift as river_drift
+from scipy.special import logsumexp
+from scipy.stats import norm
+
+from emstream import GaussianMixture, em
+from emstream.drift import DriftMonitor
+from emstream.gaussian import MixtureParams
+from emstream.state import from_dict, to_dict
+
+WEIGHTS = np.array([0.3, 0.5, 0.2])
+MEANS = np.array([-4.0, 0.0, 5.0])
+
+
+def draw(rng, n, shift=0.0, means=MEANS):
+    k = rng.choice(3, n, p=WEIGHTS)
+    return (means[k] + shift + rng.normal(size=n))[:, None]
+
+
+def optimum(seed, shift, held):
+    """Batch EM's held-out average log-likelihood on the (new) distribution."""
+    fitted = GaussianMixture(3, random_state=0).fit(draw(np.random.default_rng(seed), 200_000,
+                                                         shift))
+    return fitted.score(held)
+
+
+def feed(monitor, data, batch):
+    for i in range(0, len(data), batch):
+        monitor.update(data[i:i + batch])
+
+
+def relative_gap(best, value):
+    return (best - value) / abs(best)
+
+
+def test_abrupt_jump_recovers_within_2000_and_10000_points():
+    gaps_2k, gaps_10k, delays = [], [], []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        held = draw(np.random.default_rng(100 + seed), 50_000, 3.0)
+        best = optimum(200 + seed, 3.0, held)
+        monitor = DriftMonitor(GaussianMixture(3, random_state=seed))
+        feed(monitor, draw(rng, 500_000), 100)
+        assert monitor.n_alarms_ == 0, monitor.events_
+        after = draw(rng, 10_000, 3.0)
+        feed(monitor, after[:2000], 100)
+        gaps_2k.append(relative_gap(best, monitor.model.score(held)))
+        feed(monitor, after[2000:], 100)
+        gaps_10k.append(relative_gap(best, monitor.model.score(held)))
+        alarm = [e for e in monitor.events_ if e["event"] == "drift"]
+        assert len(alarm) == 1
+        delays.append(alarm[0]["point"] - 500_000)
+    assert np.median(gaps_2k) <= 0.01, gaps_2k
+    assert np.median(gaps_10k) <= 0.001, gaps_10k
+    assert max(delays) < 100, delays
+
+
+def test_no_false_alarm_over_a_million_stationary_points():
+    for seed in range(5):
+        monitor = DriftMonitor(GaussianMixture(3, random_state=seed))
+        feed(monitor, draw(np.random.default_rng(10 + seed), 1_000_000), 1000)
+        assert monitor.n_alarms_ == 0, (seed, monitor.events_)
+        assert monitor.model.n_gated_ == 0
+
+
+def test_one_point_a_thousand_sigma_away_costs_nothing_lasting():
+    held = draw(np.random.default_rng(7), 100_000)
+    scores = []
+    for wild in (False, True):
+        data = draw(np.random.default_rng(5), 200_000)
+        if wild:
+            data[100_050] = 5.0 + 1000.0
+        monitor = DriftMonitor(GaussianMixture(3, random_state=0))
+        feed(monitor, data, 100)
+        assert monitor.n_alarms_ == 0
+        assert monitor.model.n_gated_ == int(wild)
+        scores.append(monitor.model.score(held))
+    assert relative_gap(scores[0], scores[1]) <= 1e-3
+
+
+def test_gradual_drift_is_tracked_after_50000_points():
+    n, batch = 1_000_000, 1000
+    rng = np.random.default_rng(3)
+    monitor = DriftMonitor(GaussianMixture(3, random_state=3))
+    gaps = []
+    for start in range(0, n, batch):
+        shift = 3.0 * (start + np.arange(batch)) / n
+        k = rng.choice(3, batch, p=WEIGHTS)
+        monitor.update((MEANS[k] + shift + rng.normal(size=batch))[:, None])
+        done = start + batch
+        if done >= 50_000 and done % 50_000 == 0:
+            now = 3.0 * done / n
+            held = draw(np.random.default_rng(done), 20_000, now)
+            truth = GaussianMixture(3, means_init=(MEANS + now)[:, None]).fit(
+                draw(np.random.default_rng(done + 1), 100_000, now))
+            gaps.append(relative_gap(truth.score(held), monitor.model.score(held)))
+    assert max(gaps) <= 0.01, gaps
+
+
+def test_refit_keeps_labels_of_unchanged_components():
+    rng = np.random.default_rng(1)
+    monitor = DriftMonitor(GaussianMixture(3, random_state=1))
+    feed(monitor, draw(rng, 50_000), 100)
+    probes = np.array([[-4.0], [0.0], [5.0]])
+    before = monitor.model.predict(probes)
+    moved = np.array([-4.0, 0.0, 11.0])  # only the third component jumps
+    feed(monitor, draw(rng, 3000, means=moved), 100)
+    assert [e["event"] for e in monitor.events_] == ["drift", "refit"]
+    after = monitor.model.predict(np.array([[-4.0], [0.0], [11.0]]))
+    assert after.tolist() == before.tolist()
+    assert monitor.model.means_[before[2], 0] == pytest.approx(11.0, abs=0.3)
+
+
+def test_refit_keeps_the_better_of_warm_and_fresh_starts():
+    rng = np.random.default_rng(2)
+    X = draw(rng, 3000)
+    # Two identical components stay identical under EM: a saddle the warm start cannot leave.
+    stuck = GaussianMixture(3, weights_init=[0.15, 0.15, 0.7], means_init=[[-4.0], [-4.0], [2.0]],
+                            precisions_init=np.ones((3, 1, 1)), max_iter=1000, tol=1e-9,
+                            random_state=0).fit(X)
+    assert stuck.means_[0, 0] == stuck.means_[1, 0]
+    warm_only = GaussianMixture(3, means_init=stuck.means_, weights_init=stuck.weights_,
+                                precisions_init=stuck.precisions_, max_iter=1000, tol=1e-9).fit(X)
+    stuck.refit(X)
+    assert stuck.lower_bound_ > warm_only.lower_bound_ + 0.01
+    assert np.sort(stuck.means_.ravel()) == pytest.approx(MEANS, abs=0.2)
+    assert stuck._t == len(X) and stuck._average is None
+
+
+@pytest.mark.parametrize("detector", ["adwin", river_drift.PageHinkley(threshold=5.0, delta=0.25,
+                                                                       mode="up")])
+def test_other_detectors_raise_the_alarm(detector):
+    rng = np.random.default_rng(4)
+    monitor = DriftMonitor(GaussianMixture(3, random_state=4), detector=detector)
+    feed(monitor, draw(rng, 100_000), 100)
+    assert monitor.n_alarms_ == 0
+    feed(monitor, draw(rng, 5000, 3.0), 100)
+    assert monitor.n_alarms_ == 1
+    assert [e["event"] for e in monitor.events_] == ["drift", "refit"]
+
+
+def test_no_detector_means_no_alarm():
+    rng = np.random.default_rng(4)
+    monitor = DriftMonitor(GaussianMixture(3, random_state=4), detector=None)
+    feed(monitor, np.r_[draw(rng, 20_000), draw(rng, 5000, 3.0)], 100)
+    assert monitor.n_alarms_ == 0 and monitor.events_ == []
+
+
+def test_quantile_threshold_flags_the_rarest_fraction():
+    rng = np.random.default_rng(6)
+    monitor = DriftMonitor(GaussianMixture(3, random_state=6), anomaly_quantile=0.001)
+    feed(monitor, draw(rng, 50_000), 1000)
+    assert monitor.anomaly_threshold_ is not None
+    flagged = 0
+    data = draw(rng, 200_000)
+    for i in range(0, len(data), 1000):
+        flagged += int(monitor.update(data[i:i + 1000]).anomaly.sum())
+    assert 0.0005 <= flagged / len(data) <= 0.002
+    wild = monitor.update(np.array([[0.0], [1e4]]))
+    assert wild.anomaly.tolist() == [False, True] and wild.gated.tolist() == [False, True]
+
+
+def test_raw_surprise_threshold():
+    rng = np.random.default_rng(6)
+    monitor = DriftMonitor(GaussianMixture(3, random_state=6), anomaly_surprise=6.0,
+                           anomaly_quantile=None)
+    feed(monitor, draw(rng, 5000), 1000)
+    update = monitor.update(np.array([[0.0], [2.5], [-9.0]]))
+    assert update.anomaly.tolist() == list(-update.log_prob > 6.0)
+    assert update.anomaly.tolist() == [False, False, True]
+    assert monitor.anomaly_threshold_ is None
+
+
+def test_gated_rows_add_nothing_to_the_statistics():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(500, 2))
+    params = MixtureParams.from_covariances([0.5, 0.5], [[0.0, 0.0], [1.0, 1.0]],
+                                            [np.eye(2), np.eye(2)], "full")
+    wild = np.r_[X[:200], [[1e3, -1e3]], X[200:]]
+    scored = em.e_step_scored(wild, params, gate=64.0, with_resp=True)
+    plain = em.e_step(X, params)
+    assert scored.gated.sum() == 1 and scored.gated[200]
+    assert scored.estimate.n_samples == 500
+    np.testing.assert_allclose(scored.estimate.stats.means, plain.stats.means, rtol=1e-12)
+    np.testing.assert_allclose(scored.estimate.stats.scatter, plain.stats.scatter, rtol=1e-12)
+    assert scored.estimate.log_likelihood == pytest.approx(plain.log_likelihood, rel=1e-12)
+    np.testing.assert_allclose(scored.log_prob, em.score_samples(wild, params), rtol=1e-12)
+    np.testing.assert_allclose(scored.resp, em.predict_proba(wild, params), rtol=1e-12)
+    assert em.e_step_scored(wild, params, gate=None).gated.sum() == 0
+
+
+def test_a_batch_of_outliers_only_is_scored_not_learned():
+    gm = GaussianMixture(2, random_state=0).fit(np.random.default_rng(0).normal(size=(400, 1)))
+    means = gm.means_.copy()
+    step = gm.partial_fit_scored(np.full((5, 1), 1e5))
+    assert step.gated.all() and step.estimate is None
+    np.testing.assert_array_equal(gm.means_, means)
+    assert gm.n_gated_ == 5 and gm.n_seen_ == 5
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, "big", np.nan])
+def test_outlier_gate_is_validated(bad):
+    with pytest.raises(ValueError, match="outlier_gate"):
+        GaussianMixture(2, outlier_gate=bad).fit(np.arange(10.0)[:, None])
+
+
+def test_polyak_average_narrows_the_gap_to_the_truth():
+    held = draw(np.random.default_rng(99), 200_000)
+    true_score = float(np.mean(logsumexp(norm.logpdf(held, MEANS, 1.0) + np.log(WEIGHTS),
+                                         axis=1)))
+    gaps = {False: [], True: []}
+    for seed in range(3):
+        data = draw(np.random.default_rng(seed), 200_000)
+        for averaging in (False, True):
+            gm = GaussianMixture(3, random_state=seed, averaging=averaging)
+            for i in range(0, len(data), 100):
+                gm.partial_fit(data[i:i + 100])
+            gaps[averaging].append(relative_gap(true_score, gm.score(held)))
+    assert np.mean(gaps[True]) < np.mean(gaps[False]), gaps
+
+
+def test_polyak_state_resumes_bit_exactly_and_resets_on_refit():
+    rng = np.random.default_rng(9)
+    data = draw(rng, 30_000)
+    gm = GaussianMixture(3, random_state=0, averaging=True)
+    for i in range(0, 20_000, 500):
+        gm.partial_fit(data[i:i + 500])
+    assert gm._average is not None and gm._iterate is not gm._params
+    twin = from_dict(to_dict(gm))
+    for model in (gm, twin):
+        for i in range(20_000, 30_000, 500):
+            model.partial_fit(data[i:i + 500])
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(twin, name), getattr(gm, name))
+    gm.refit(data[-2000:])
+    assert gm._average is None
+    np.testing.assert_array_equal(gm._iterate.means, gm.means_)
+
+
+def test_monitor_settings_are_validated():
+    with pytest.raises(ValueError, match="detector"):
+        DriftMonitor(GaussianMixture(2), detector="cusum")
+    with pytest.raises(ValueError, match="anomaly_quantile"):
+        DriftMonitor(GaussianMixture(2), anomaly_quantile=1.5)
+    with pytest.raises(ValueError, match="block"):
+        DriftMonitor(GaussianMixture(2), block=0)
