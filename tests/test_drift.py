@@ -247,3 +247,34 @@ def test_monitor_settings_are_validated():
         DriftMonitor(GaussianMixture(2), anomaly_quantile=1.5)
     with pytest.raises(ValueError, match="block"):
         DriftMonitor(GaussianMixture(2), block=0)
+
+
+def test_a_restart_at_the_change_still_raises_the_alarm():
+    """The detector's reference survives a restart, so a change during the downtime is seen."""
+    import json
+
+    rng = np.random.default_rng(11)
+    monitor = DriftMonitor(GaussianMixture(3, random_state=0))
+    feed(monitor, draw(rng, 100_000), 1000)
+    saved_model, saved = from_dict(to_dict(monitor.model)), json.loads(json.dumps(monitor.state()))
+    resumed = DriftMonitor(saved_model).restore(saved)
+    fresh = DriftMonitor(from_dict(to_dict(monitor.model)))  # what a restart without state sees
+    after = draw(rng, 3000, 3.0)
+    feed(resumed, after, 1000)
+    feed(fresh, after, 1000)
+    assert resumed.n_alarms_ == 1 and fresh.n_alarms_ == 0
+    assert resumed.n_points_ == 103_000
+    with pytest.raises(ValueError, match="malformed"):
+        DriftMonitor(GaussianMixture(3)).restore({"points": 1})
+
+
+def test_a_restart_while_collecting_keeps_the_collected_points():
+    rng = np.random.default_rng(12)
+    monitor = DriftMonitor(GaussianMixture(3, random_state=0))
+    feed(monitor, draw(rng, 20_000), 100)
+    feed(monitor, draw(rng, 200, 3.0), 100)
+    assert monitor.collecting
+    resumed = DriftMonitor(from_dict(to_dict(monitor.model))).restore(monitor.state())
+    assert resumed.collecting
+    feed(resumed, draw(rng, 400, 3.0), 100)
+    assert [e["event"] for e in resumed.events_] == ["refit"]

@@ -20,13 +20,16 @@ DEFAULTS = {
     "batch": {"max_rows": 1000, "max_wait": 0.2},
     "checkpoint": {"path": "emstreamd-state", "every_points": 100_000, "every_seconds": 60.0,
                    "keep": 3},
-    "output": {"per_point": True, "path": "-", "format": "csv", "anomaly_surprise": None},
+    "output": {"per_point": True, "path": "-", "format": "csv", "anomaly_surprise": None,
+               "anomaly_quantile": 0.001},
     "status": {"every_seconds": 10.0},
     "refit": {"every_points": None, "window": 10_000},
+    "drift": {"detector": "page-hinkley", "params": {}, "block": 10, "refit_points": 500,
+              "memory": 20_000},
     "metrics": {"port": None, "address": "127.0.0.1"},
 }
 # Sections and keys that SIGHUP may change while running.
-LIVE = {"output": {"anomaly_surprise"}, "status": {"every_seconds"}, "refit": {"every_points"},
+LIVE = {"output": {"anomaly_surprise", "anomaly_quantile"}, "status": {"every_seconds"}, "refit": {"every_points"},
         "checkpoint": {"every_points", "every_seconds"}, "batch": {"max_wait"}}
 
 
@@ -96,6 +99,9 @@ def validate(config: dict) -> dict:
         raise ConfigError("output.per_point must be true or false")
     _check_number("output", "anomaly_surprise", full["output"]["anomaly_surprise"],
                   allow_none=True)
+    _check_number("output", "anomaly_quantile", full["output"]["anomaly_quantile"],
+                  allow_none=True)
+    _check_drift(full)
     _check_number("status", "every_seconds", full["status"]["every_seconds"], low=0)
     _check_number("refit", "every_points", full["refit"]["every_points"], low=1, integer=True,
                   allow_none=True)
@@ -113,6 +119,42 @@ def validate(config: dict) -> dict:
     if full["refit"]["window"] < full["model"].get("n_components", 1):
         raise ConfigError("refit.window must hold at least n_components points")
     return full
+
+
+def model_settings(config: dict) -> dict:
+    """GaussianMixture's keyword arguments, with the step floor that ``drift.memory`` implies."""
+    settings = dict(config["model"])
+    memory = config["drift"]["memory"]
+    if settings.get("step_floor") is None and memory is not None:
+        settings["step_floor"] = 1.0 / memory
+    return settings
+
+
+def monitor_settings(config: dict) -> dict:
+    """Keyword arguments of :class:`emstream.drift.DriftMonitor` from a validated config."""
+    drift, output = config["drift"], config["output"]
+    return {"detector": drift["detector"], "detector_params": dict(drift["params"] or {}),
+            "block": drift["block"], "refit_points": drift["refit_points"],
+            "memory": drift["memory"], "anomaly_surprise": output["anomaly_surprise"],
+            "anomaly_quantile": output["anomaly_quantile"]}
+
+
+def _check_drift(full: dict) -> None:
+    drift = full["drift"]
+    if drift["detector"] not in ("page-hinkley", "adwin", None):
+        raise ConfigError(f"drift.detector must be page-hinkley, adwin or null, got "
+                          f"{drift['detector']!r}")
+    if drift["params"] is not None and not isinstance(drift["params"], dict):
+        raise ConfigError("drift.params must be a mapping of the detector's arguments")
+    from emstream.drift import DriftMonitor
+
+    try:
+        monitor = DriftMonitor(GaussianMixture(), **monitor_settings(full))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"drift: {exc}") from None
+    if drift["refit_points"] < full["model"].get("n_components", 1):
+        raise ConfigError("drift.refit_points must be at least n_components")
+    del monitor
 
 
 def parse_override(text: str):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from emstream import GaussianMixture, checkpoint
-from emstream.compare import full_covariances, match_components
+from emstream.drift import DriftMonitor
 from emstream.parse import parse_json_lines, parse_lines
 
 from . import config as config_module
@@ -74,9 +74,10 @@ class Daemon:
         self.reload_config = reload
         self.out = out
         self.flags = Flags()
-        self.model = GaussianMixture(**config["model"])
+        self.model = GaussianMixture(**config_module.model_settings(config))
+        self.monitor = DriftMonitor(self.model, **config_module.monitor_settings(config))
         self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "refits": 0,
-                         "rejected": {}}
+                         "gated": 0, "alarms": 0, "rejected": {}}
         self.window = None  # ring buffer of recent rows for refits
         self.window_next = 0
         self.window_filled = 0
@@ -107,13 +108,19 @@ class Daemon:
         for skipped, reason in loaded.skipped:
             log.warning("skipped checkpoint %s: %s", skipped, reason)
         self.model = loaded.model
+        self.monitor = DriftMonitor(self.model, **config_module.monitor_settings(self.config))
         meta = loaded.meta
         saved_params = loaded.model.get_params()
-        changed = [k for k, v in self.config["model"].items()
+        changed = [k for k, v in config_module.model_settings(self.config).items()
                    if k in saved_params and not _same(saved_params[k], v)]
         if changed:
             log.warning("the checkpoint's model keeps its own settings; config.yaml differs in "
                         "%s (remove the checkpoint to start a new model)", changed)
+        if meta.get("monitor") is not None:
+            try:
+                self.monitor.restore(meta["monitor"])
+            except ValueError as exc:
+                log.warning("drift monitor starts afresh: %s", exc)
         for key, value in meta.get("counters", {}).items():
             self.counters[key] = value
         self.history = meta.get("history", [])
@@ -193,18 +200,18 @@ class Daemon:
         rows, lines, ends = self.pending_rows[0], self.pending_lines[0], self.pending_ends[0]
         batch, rest = rows[:limit], rows[limit:]
         fitted = self.model._is_fitted()
-        if fitted and self.config["output"]["per_point"]:
-            log_prob, resp = self.model.posterior(batch)
-            self._report(lines[:limit], resp, -log_prob)
-        elif fitted and (self.config["output"]["anomaly_surprise"] is not None
-                         or self.metrics is not None):
-            log_prob = self.model.score_samples(batch)
-            self._count_anomalies(-log_prob)
-        if fitted and self.metrics is not None:
-            self.metrics.log_likelihood.set(float(log_prob.mean()))
-        self.model.partial_fit(batch)
+        update = self.monitor.update(batch, with_resp=self.config["output"]["per_point"])
+        if update.log_prob is not None:
+            self.counters["anomalies"] += int(update.anomaly.sum())
+            self.counters["gated"] += int(update.gated.sum())
+            if self.config["output"]["per_point"]:
+                self._report(lines[:limit], update.resp, -update.log_prob, update.anomaly)
+            if self.metrics is not None:
+                self.metrics.log_likelihood.set(float(update.log_prob.mean()))
         if not fitted and self.model._is_fitted():
             log.info("warm-up complete after %d points", self.model.n_seen_)
+        for event in update.events:
+            self._drift_event(event, len(batch))
         self.counters["rows"] += len(batch)
         self.counters["batches"] += 1
         if self.metrics is not None:
@@ -212,7 +219,7 @@ class Daemon:
             self.metrics.batches.inc()
         self.since_checkpoint += len(batch)
         self.status_rows += len(batch)
-        self._remember(batch)
+        self._remember(batch if update.log_prob is None else batch[~update.gated])
         every = self.config["refit"]["every_points"]
         if every is not None and self.since_refit >= every:  # at batch boundaries: determinate
             self.refit("schedule")
@@ -246,7 +253,7 @@ class Daemon:
         self.since_refit += len(batch)
 
     def refit(self, reason: str) -> None:
-        """Batch EM over the window from the current state; labels kept; online EM goes on."""
+        """Batch EM over the window (warm and fresh starts); labels kept; online EM goes on."""
         self.flags.refit = False
         model = self.model
         if not model._is_fitted() or self.window_filled < model.n_components:
@@ -256,40 +263,45 @@ class Daemon:
             recent = self.window[:self.window_filled]
         else:  # oldest first, as they arrived
             recent = np.roll(self.window, -self.window_next, axis=0)
-        before = model._params
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a refit capped by max_iter is still a refit
-            model.set_params(warm_start=True).fit(recent)
-        model.set_params(warm_start=self.config["model"].get("warm_start", False))
-        d = before.n_features
-        match = match_components(
-            before.weights, before.means,
-            full_covariances(before.covariances, before.covariance_type, len(before.weights), d),
-            model.weights_, model.means_,
-            full_covariances(model.covariances_, model.covariance_type, len(model.weights_), d))
-        order = [j for _, j in match.pairs]
-        if order != list(range(len(order))):
-            model.permute_components(order)
-        self.counters["refits"] += 1
-        if self.metrics is not None:
-            self.metrics.refits.inc()
-        self.since_refit = 0
+        model.refit(recent)
+        self._count_refit()
         self.history.append({"event": "refit", "reason": reason, "rows": self.counters["rows"],
                              "window": int(len(recent)), "iterations": int(model.n_iter_)})
         log.info("refit (%s): batch EM on the last %d points, %d iterations", reason,
                  len(recent), model.n_iter_)
 
-    def _count_anomalies(self, surprise: np.ndarray) -> np.ndarray:
-        threshold = self.config["output"]["anomaly_surprise"]
-        flags = (surprise > threshold) if threshold is not None else np.zeros(len(surprise),
-                                                                              dtype=bool)
-        self.counters["anomalies"] += int(flags.sum())
-        return flags
+    def _count_refit(self) -> None:
+        self.counters["refits"] += 1
+        if self.metrics is not None:
+            self.metrics.refits.inc()
+        self.since_refit = 0
 
-    def _report(self, lines, resp, surprise) -> None:
+    def _drift_event(self, event: dict, batch_rows: int) -> None:
+        """Log, count and record an alarm or a drift refit of the monitor."""
+        # event["point"] counts the monitor's points (from this run's start); "rows" in the
+        # history counts the daemon's learned rows, as refit records do.
+        batch_start = self.monitor.n_points_ - batch_rows
+        record = {**event, "rows": self.counters["rows"] + event["point"] - batch_start}
+        del record["point"]
+        self.history.append(record)
+        if event["event"] == "drift":
+            self.counters["alarms"] += 1
+            if self.metrics is not None:
+                self.metrics.alarms.inc()
+            log.warning("drift alarm (%s) at point %d: recent surprise %.3g nats", event["detector"],
+                        record["rows"], event["recent_surprise"])
+        else:
+            self._count_refit()
+            # Points before the change would pull a scheduled refit back to the old regime.
+            self.window_filled = self.window_next = 0
+            log.warning("drift refit: batch EM on the %d points after the alarm, %d iterations; "
+                        "average log-likelihood %.4g -> %.4g", event["points"],
+                        event["iterations"], event["log_likelihood_before"],
+                        event["log_likelihood_after"])
+
+    def _report(self, lines, resp, surprise, anomaly) -> None:
         labels = resp.argmax(axis=1)
         probability = resp[np.arange(len(labels)), labels]
-        anomaly = self._count_anomalies(surprise)
         if self.out is None:
             return
         if self.config["output"]["format"] == "csv":
@@ -315,6 +327,7 @@ class Daemon:
         meta = {"input": {**self.source.identity(), "offset": self.applied_offset,
                           "next_line": self._line_at_position()},
                 "counters": counters, "n_fields": self.n_fields, "history": self.history,
+                "monitor": self.monitor.state(),
                 "config": {k: v for k, v in self.config.items() if k != "model"}}
         target = Path(self.config["checkpoint"]["path"])
         if target.suffix != ".json":
@@ -357,6 +370,10 @@ class Daemon:
         for section, keys in config_module.LIVE.items():
             for key in keys:
                 self.config[section][key] = fresh[section][key]
+        self.monitor.anomaly_surprise = self.config["output"]["anomaly_surprise"]
+        if self.monitor.anomaly_quantile != self.config["output"]["anomaly_quantile"]:
+            self.monitor.anomaly_quantile = self.config["output"]["anomaly_quantile"]
+            self.monitor.anomaly_threshold_ = None  # recomputed from the recent surprises
         log.info("SIGHUP: configuration reloaded (live keys only)")
 
     def _status(self) -> None:
@@ -436,7 +453,9 @@ class Daemon:
         c = self.counters
         rejected = ", ".join(f"{n} {r}" for r, n in sorted(c["rejected"].items())) or "none"
         lines = [f"emstreamd: {c['rows']} points learned in {c['batches']} batches from "
-                 f"{c['lines']} lines; rejected: {rejected}; anomalies: {c['anomalies']}; "
+                 f"{c['lines']} lines; rejected: {rejected}; anomalies: {c['anomalies']} "
+                 f"({c['gated']} not learned); drift alarms: {c['alarms']}; "
+                 f"refits: {c['refits']}; "
                  f"checkpoint: {self.last_checkpoint_path}"]
         model = self.model
         if model._is_fitted():

@@ -24,6 +24,8 @@ class Metrics:
         self.batches = Counter("emstreamd_batches", "Mini-batches learned",
                                registry=self.registry)
         self.refits = Counter("emstreamd_refits", "Batch refits", registry=self.registry)
+        self.alarms = Counter("emstreamd_drift_alarms", "Drift alarms raised",
+                              registry=self.registry)
         self.checkpoint_time = Gauge("emstreamd_last_checkpoint_timestamp_seconds",
                                      "Unix time of the last checkpoint", registry=self.registry)
         self.log_likelihood = Gauge("emstreamd_average_log_likelihood",
