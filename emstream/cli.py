@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,10 @@ from .stats import COVARIANCE_TYPES
 
 BLOCK_BYTES = 1 << 20
 SHOWN_REJECTS = 5
+# fit --dask-scheduler: bytes per parsing task, bytes read to learn the number of fields.
+DASK_BLOCK_BYTES = 64 << 20
+DASK_SAMPLE_BYTES = 64 << 10
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 class CommandError(Exception):
@@ -116,7 +121,15 @@ class _Progress(logging.Handler):
 
 
 def cmd_fit(args) -> int:
+    if args.dask_scheduler:
+        return _fit_on_dask(args)
     X, source = read_rows(args.data, args.columns)
+    model = _fit_logged(args, X, source)
+    return _save_fit(args, model, source)
+
+
+def _fit_logged(args, X, source) -> GaussianMixture:
+    """A model built from the command's options, fitted to ``X`` with progress on stderr."""
     model = GaussianMixture(args.k, covariance_type=args.covariance_type, tol=args.tol,
                             reg_covar=args.reg_covar, max_iter=args.max_iter,
                             n_init=args.n_init, random_state=args.random_state, verbose=1,
@@ -133,13 +146,127 @@ def cmd_fit(args) -> int:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
+    return model
+
+
+def _save_fit(args, model, source) -> int:
     written = checkpoint.save(model, args.output, meta={"command": "fit", "source": source},
                               keep=args.keep)
     state = "converged" if model.converged_ else "did not converge"
-    print(f"emstream: fitted {args.k} components to {X.shape[0]} rows in {model.n_iter_} "
+    print(f"emstream: fitted {args.k} components to {source['rows']} rows in {model.n_iter_} "
           f"iterations ({state}); average log-likelihood {model.lower_bound_:.6g}; "
           f"wrote {written}", file=sys.stderr)
     return 0
+
+
+# ---------------------------------------------------------------------------- fit on dask
+def _dask_address(text: str) -> str:
+    """``--dask-scheduler``: ``local:N`` (N >= 1) or a scheduler address."""
+    if text.startswith("local:") and not (text[6:].isdigit() and int(text[6:]) >= 1):
+        raise argparse.ArgumentTypeError(f"local:N wants N >= 1 worker processes; got {text!r}")
+    if not text:
+        raise argparse.ArgumentTypeError("give a scheduler address like tcp://host:8786")
+    return text
+
+
+def _is_parquet(pattern: str) -> bool:
+    return Path(pattern).is_dir() or pattern.lower().endswith(PARQUET_SUFFIXES)
+
+
+def _parse_block(data: bytes, n_fields, columns):
+    """Parse one block of whole lines (a dask task): rows and what was rejected."""
+    parsed = parse_lines(data, n_fields=n_fields, columns=columns)
+    return parsed.rows, (parsed.rows.shape[0], parsed.n_lines, parsed.reject_counts(),
+                         parsed.rejects[:SHOWN_REJECTS])
+
+
+def _text_rows_dask(pattern: str, columns):
+    """Text files matching ``pattern`` as a dask array, parsed by the same parser on the workers.
+
+    Reads every block once to count rows and rejects (reported per file, with line numbers),
+    then builds the array of rows; the fit persists it when it fits in the cluster's memory.
+    """
+    import dask
+    import dask.array as da
+    from dask.bytes import read_bytes
+
+    try:
+        sample, blocks, paths = read_bytes(pattern, delimiter=b"\n", blocksize=DASK_BLOCK_BYTES,
+                                           sample=DASK_SAMPLE_BYTES, include_path=True)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"{pattern}: cannot read ({exc})") from None
+    if not paths:
+        raise CommandError(f"{pattern}: no files match")
+    n_fields = parse_lines(sample[:sample.rfind(b"\n") + 1] or sample).n_fields
+    if n_fields is None:
+        raise CommandError(f"{paths[0]}: no numeric line in its first {len(sample)} bytes")
+    parse = dask.delayed(_parse_block, nout=2)
+    parsed = [[parse(block, n_fields, columns) for block in file_blocks] for file_blocks in blocks]
+    try:
+        reports = dask.compute([[p[1] for p in file_parts] for file_parts in parsed])[0]
+    except ValueError as exc:
+        raise CommandError(f"{pattern}: {exc}") from None
+    width = len(columns) if columns is not None else n_fields
+    parts, total_lines, counts = [], 0, {}
+    for path, file_parts, file_reports in zip(paths, parsed, reports):
+        offset, rejects, file_counts = 0, [], {}
+        for (rows, _), report in zip(file_parts, file_reports):
+            n_rows, n_lines, block_counts, block_rejects = report
+            rejects.extend(replace(r, line=r.line + offset) for r in block_rejects)
+            for reason, n in block_counts.items():
+                file_counts[reason] = file_counts.get(reason, 0) + n
+            if n_rows:
+                parts.append(da.from_delayed(rows, shape=(n_rows, width), dtype=float))
+            offset += n_lines
+        _report_rejects(path, rejects, file_counts)
+        total_lines += offset
+        for reason, n in file_counts.items():
+            counts[reason] = counts.get(reason, 0) + n
+    if not parts:
+        raise CommandError(f"{pattern}: no numeric rows found")
+    X = da.concatenate(parts)
+    return X, {"path": pattern, "files": len(paths), "lines": total_lines,
+               "rows": int(X.shape[0]), "rejected": counts}
+
+
+def _parquet_rows_dask(pattern: str, columns):
+    """Numeric columns of Parquet files (a glob or a directory) as a dask data frame."""
+    import dask.dataframe as dd
+
+    try:
+        frame = dd.read_parquet(pattern)
+    except ImportError as exc:
+        raise CommandError(f"reading Parquet needs pyarrow ({exc}); install it with: "
+                           "pip install 'emstream[dask]'") from None
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"{pattern}: cannot read as Parquet ({exc})") from None
+    if columns is not None:
+        if any(c >= len(frame.columns) for c in columns):
+            names = ", ".join(map(str, frame.columns))
+            raise CommandError(f"{pattern}: --columns {columns} out of range for "
+                               f"{len(frame.columns)} columns ({names})")
+        frame = frame[[frame.columns[c] for c in columns]]
+    return frame, {"path": pattern, "rows": int(len(frame)), "rejected": {}}
+
+
+def _fit_on_dask(args) -> int:
+    """``fit --dask-scheduler``: read through dask, run EM on the cluster, save on the client."""
+    if args.data == "-":
+        raise CommandError("--dask-scheduler reads files (a glob), not stdin")
+    read = _parquet_rows_dask if _is_parquet(args.data) else _text_rows_dask
+    try:
+        from . import distributed
+        dask = distributed.require("dask")
+        with distributed.connect(args.dask_scheduler) as client, \
+                dask.config.set(scheduler=client):
+            X, source = read(args.data, args.columns)
+            source["scheduler"] = args.dask_scheduler
+            model = _fit_logged(args, X, source)
+    except ImportError as exc:
+        raise CommandError(str(exc)) from None
+    except ConnectionError as exc:
+        raise CommandError(str(exc)) from None
+    return _save_fit(args, model, source)
 
 
 # ---------------------------------------------------------------------------- score
@@ -337,6 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--n-init", type=int, default=1)
     fit.add_argument("--random-state", type=int, default=0)
     fit.add_argument("--keep", type=int, default=3, help="checkpoints kept in a directory")
+    fit.add_argument("--dask-scheduler", type=_dask_address, metavar="ADDRESS",
+                     help="fit on a dask cluster: a scheduler address (tcp://host:8786) or "
+                     "local:N for N local worker processes; DATA is then a glob of text/CSV "
+                     "files or of Parquet files (*.parquet, or a directory)")
     fit.set_defaults(run=cmd_fit)
 
     score = sub.add_parser("score", help="label and score rows with a checkpoint's model",

@@ -1,0 +1,414 @@
+"""Batch EM over dask collections: the core's E-step mapped over blocks, tree-summed.
+
+``GaussianMixture.fit`` hands a dask array (or a dask data frame of numeric columns) to
+:class:`DaskRows`.  Each EM iteration runs the core's E-step (:func:`emstream.em.e_step`) on
+every block of rows where the block lives, adds the blocks' :class:`~emstream.em.EStepResult`
+in a tree of ``+`` on the workers, and brings that one sum (a few kilobytes) back; the M-step
+and the convergence test run on the client in :func:`emstream.em.run_em`, as for numpy data.
+Nothing of EM is reimplemented here: only where the data sit changes.
+
+- The blocks are persisted once, before the first iteration, when they take at most half of
+  the cluster's memory (the workers' memory limits; the machine's available memory for dask's
+  local schedulers); otherwise every iteration recomputes them from their source (out of core).
+- k-means++ and the other initialisations run on a bounded random sample of rows brought to
+  the client (at most 200,000, the rows numpy data would be initialised from): for the same
+  ``random_state`` the sample, hence the start, equals numpy's on the same rows.
+- Each iteration's tasks have names of their own (``emstream-e-step-<run>-<iteration>-<block>``).
+
+Whatever dask would compute with runs the fit: the ``scheduler`` setting
+(``dask.config.set(scheduler="synchronous")``, ``"threads"``, a ``distributed.Client``), else
+the current distributed client, else the collection's default.  :func:`fit_on_scheduler` fits
+on a cluster given by address.  dask is optional (``pip install 'emstream[dask]'``); fitting
+numpy data never imports it.
+
+Example
+-------
+>>> import dask, dask.array as da, numpy as np
+>>> from emstream import GaussianMixture
+>>> rng = np.random.default_rng(0)
+>>> X = np.r_[rng.normal(-4, 1, 3000), rng.normal(5, 1, 2000)][:, None]
+>>> blocks = da.from_array(X, chunks=((1500, 2000, 1500), 1))
+>>> with dask.config.set(scheduler="synchronous"):
+...     gm = GaussianMixture(2, random_state=0).fit(blocks)
+>>> np.sort(gm.means_.ravel()).round(1)
+array([-4.,  5.])
+>>> bool(np.allclose(gm.means_, GaussianMixture(2, random_state=0).fit(X).means_, rtol=1e-10))
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import math
+import operator
+import os
+import sys
+import uuid
+from contextlib import contextmanager
+from functools import reduce
+
+import numpy as np
+
+from . import em
+from .gaussian import MixtureParams
+from .init import _MAX_INIT_ROWS
+from .validation import MAX_ABS_VALUE, check_array
+
+# Blocks are persisted when they take at most this share of the cluster's memory.
+MEMORY_SHARE = 0.5
+# Statistics of this many blocks are added in one task of the reduction tree.
+SUM_FAN_IN = 16
+# Fewest rows per block when numpy data are shipped to a cluster (see fit_on_scheduler).
+MIN_BLOCK_ROWS = 100_000
+INSTALL_HINT = "pip install 'emstream[dask]'"
+# dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also pins glibc's mmap
+# threshold at 128 KiB: every E-step temporary (~1 MiB by design) is then mmap'd and page-faulted
+# afresh, and E-steps run 2-3x slower than in the client.  Workers of local:N clusters get 4 MiB
+# for both (memory is still returned to the system); for other clusters see the README.
+WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": "4194304", "MALLOC_MMAP_THRESHOLD_": "4194304"}
+
+
+class DaskMissingError(ImportError):
+    """dask (or its ``distributed``/``dataframe`` parts) is not installed."""
+
+
+def require(module: str):
+    """Import a dask module, or raise :class:`DaskMissingError` saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise DaskMissingError(f"fitting on dask needs {module.split('.')[0]} "
+                               f"({exc}); install it with: {INSTALL_HINT}") from None
+
+
+def is_dask_collection(X) -> bool:
+    """Whether ``X`` is a dask collection; never imports dask (none exists without it)."""
+    dask = sys.modules.get("dask")
+    return dask is not None and dask.is_dask_collection(X)
+
+
+# ---------------------------------------------------------------------------- block tasks
+def _as_rows(block) -> np.ndarray:
+    """A block as C-contiguous float64 rows (no copy when it already is)."""
+    return np.ascontiguousarray(block, dtype=np.float64)
+
+
+def _block_facts(block: np.ndarray):
+    """``(rows, rows with NaN/inf, first such row or -1, largest |value|)`` of one block."""
+    if block.shape[0] == 0:
+        return 0, 0, -1, 0.0
+    bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
+    largest = float(np.abs(block).max()) if bad.size == 0 else 0.0
+    return block.shape[0], int(bad.size), int(bad[0]) if bad.size else -1, largest
+
+
+def _take(block: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return block[rows]
+
+
+def _add(*parts):
+    """Sum of additive results (``EStepResult``), left to right."""
+    return reduce(operator.add, parts)
+
+
+# ---------------------------------------------------------------------------- memory
+def _client_of(scheduler):
+    """The distributed client dask would compute with, or None for a local scheduler."""
+    base = require("dask.base")
+    schedule = base.get_scheduler(scheduler=scheduler)
+    client = getattr(schedule, "__self__", schedule)
+    return client if hasattr(client, "scheduler_info") else None
+
+
+def cluster_memory(scheduler=None) -> float:
+    """Bytes the computation may hold: the sum of the workers' memory limits, or, for dask's
+    local schedulers, the machine's available memory (``inf`` when no limit is known)."""
+    client = _client_of(scheduler)
+    if client is not None:
+        try:
+            workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        except TypeError:  # distributed < 2025: every worker is listed anyway
+            workers = client.scheduler_info()["workers"].values()
+        limits = [w.get("memory_limit") or 0 for w in workers]
+        return float(sum(limits)) if limits and all(limits) else math.inf
+    try:
+        import psutil  # comes with distributed
+        return float(psutil.virtual_memory().available)
+    except ImportError:
+        try:
+            return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return math.inf
+
+
+# ---------------------------------------------------------------------------- the data
+class DaskRows:
+    """Rows of a dask array or data frame, checked and ready for batch EM where they live.
+
+    Validation matches :func:`emstream.validation.check_array` (2-D, numeric, finite, at most
+    1e100 in magnitude, enough rows, the fitted number of features); it takes one pass over
+    the blocks (after persisting them when their size is known).
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features), or dask.dataframe.DataFrame
+        A data frame must have numeric columns only; blocks may have any, unequal, sizes
+        (unknown ones are counted in the validation pass).
+    n_features : int, optional
+        Required number of columns (a warm-started fit's).
+    min_samples : int
+    why_min : str
+        Explains ``min_samples`` in the error message.
+    scheduler : optional
+        Passed to dask's ``compute``/``persist``; None: dask's current choice.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(n_samples, n_features)``.
+    block_rows : list of int
+        Rows of each (non-empty) block.
+    persisted : bool
+        Whether the blocks are held in the cluster's memory.
+    """
+
+    def __init__(self, X, *, n_features: int | None = None, min_samples: int = 1,
+                 why_min: str = "", scheduler=None):
+        self._dask = require("dask")
+        self._scheduler = scheduler
+        self._run = uuid.uuid4().hex[:12]
+        self._iteration = 0
+        X = self._as_array(X)
+        as_rows = self._dask.delayed(_as_rows, pure=True)
+        blocks = [as_rows(block, dask_key_name=f"emstream-rows-{self._run}-{i}")
+                  for i, block in enumerate(X.to_delayed().ravel())]
+        width = int(X.shape[1])
+        known = not any(math.isnan(c) for c in X.chunks[0])
+        self.persisted = False
+        if known:
+            blocks = self._persist_if_it_fits(blocks, X.shape[0] * width * 8)
+        facts = self._compute(*[self._dask.delayed(_block_facts)(b) for b in blocks])
+        n_samples = self._check(facts, width, n_features, min_samples, why_min)
+        if not known:
+            blocks = self._persist_if_it_fits(blocks, n_samples * width * 8)
+        kept = [i for i, f in enumerate(facts) if f[0] > 0]
+        self._blocks = [blocks[i] for i in kept]
+        self.block_rows = [int(facts[i][0]) for i in kept]
+        self.shape = (n_samples, width)
+
+    # -- set-up
+    def _as_array(self, X):
+        da = require("dask.array")
+        if not isinstance(X, da.Array):
+            dd = require("dask.dataframe")
+            if isinstance(X, dd.Series):
+                X = X.to_frame()
+            if not isinstance(X, dd.DataFrame):
+                raise ValueError(f"X must be a dask array or data frame (or a numpy array), "
+                                 f"got {type(X).__name__}")
+            pandas = require("pandas")
+            bad = [str(c) for c, t in X.dtypes.items()
+                   if not pandas.api.types.is_numeric_dtype(t) or pandas.api.types.is_bool_dtype(t)]
+            if bad:
+                raise ValueError(f"X must have numeric columns only; not numeric: "
+                                 f"{', '.join(bad[:5])}; select numeric columns first")
+            if any(t != np.float64 for t in X.dtypes):
+                X = X.astype(np.float64)
+            X = X.to_dask_array()
+        if X.ndim == 1:
+            raise ValueError(f"X must be 2-D of shape (n_samples, n_features), got a 1-D dask "
+                             f"array of shape {X.shape}; use X.reshape(-1, 1) for one feature")
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D of shape (n_samples, n_features), got {X.ndim}-D "
+                             f"of shape {X.shape}")
+        if math.isnan(X.shape[1]):
+            raise ValueError("X has an unknown number of columns; call "
+                             "X.compute_chunk_sizes() first")
+        if X.shape[1] == 0:
+            raise ValueError("X has 0 features; each sample needs at least one number")
+        if X.dtype.kind not in "biuf" or X.dtype == bool:
+            raise ValueError(f"X must be numeric, got dtype {X.dtype}")
+        if X.numblocks[1] > 1:  # each task needs whole rows
+            X = X.rechunk({1: -1})
+        return X
+
+    def _persist_if_it_fits(self, blocks, nbytes: float):
+        if nbytes > MEMORY_SHARE * cluster_memory(self._scheduler):
+            return blocks
+        self.persisted = True
+        return list(self._dask.persist(*blocks, scheduler=self._scheduler))
+
+    def _check(self, facts, width, n_features, min_samples, why_min) -> int:
+        n_samples = sum(f[0] for f in facts)
+        if n_samples == 0:
+            raise ValueError(f"X is empty (0 samples); pass at least {max(min_samples, 1)}")
+        if n_features is not None and width != n_features:
+            raise ValueError(f"X has {width} features, but the model was fitted with "
+                             f"{n_features}; pass rows with {n_features} columns")
+        if n_samples < min_samples:
+            raise ValueError(f"X has {n_samples} samples, fewer than {min_samples}{why_min}")
+        n_bad = sum(f[1] for f in facts)
+        if n_bad:
+            offsets = np.cumsum([0] + [f[0] for f in facts])
+            first = next(offsets[i] + f[2] for i, f in enumerate(facts) if f[1])
+            raise ValueError(f"X contains NaN or infinity in {n_bad} row(s), first at row "
+                             f"{first}; drop or impute those rows first")
+        if max(f[3] for f in facts) > MAX_ABS_VALUE:
+            raise ValueError(f"X has values beyond ±{MAX_ABS_VALUE:g}, whose squares overflow; "
+                             "rescale the data (for example to other units) first")
+        return int(n_samples)
+
+    def _compute(self, *objects):
+        return self._dask.compute(*objects, scheduler=self._scheduler)
+
+    # -- what batch EM asks for
+    def e_step(self, params: MixtureParams) -> em.EStepResult:
+        """The core's E-step on every block, summed in a tree on the workers.
+
+        Parameters
+        ----------
+        params : MixtureParams
+
+        Returns
+        -------
+        EStepResult
+            As ``emstream.em.e_step`` over all rows (up to rounding: sums are grouped by block).
+        """
+        delayed = self._dask.delayed
+        self._iteration += 1
+        tag = f"{self._run}-{self._iteration}"
+        shared = delayed(params, name=f"emstream-params-{tag}", traverse=False)
+        e_step, add = delayed(em.e_step, pure=True), delayed(_add, pure=True)
+        level = [e_step(block, shared, dask_key_name=f"emstream-e-step-{tag}-{i}")
+                 for i, block in enumerate(self._blocks)]
+        depth = 0
+        while len(level) > 1:
+            depth += 1
+            level = [add(*level[i:i + SUM_FAN_IN], dask_key_name=f"emstream-sum-{tag}-{depth}-{i}")
+                     for i in range(0, len(level), SUM_FAN_IN)]
+        return self._dask.compute(level[0], scheduler=self._scheduler, optimize_graph=False)[0]
+
+    def sample_rows(self, rng: np.random.Generator) -> np.ndarray:
+        """Rows to initialise from, as numpy: all of them, or 200,000 drawn uniformly.
+
+        The draw is the one :func:`emstream.init.initial_stats` makes from numpy data of the
+        same length, so the same generator picks the same rows.
+
+        Returns
+        -------
+        ndarray of shape (min(n_samples, 200000), n_features)
+        """
+        n = self.shape[0]
+        if n <= _MAX_INIT_ROWS:
+            return np.concatenate(self._compute(*self._blocks))
+        chosen = np.sort(rng.choice(n, _MAX_INIT_ROWS, replace=False))
+        bounds = np.cumsum([0] + self.block_rows)
+        cuts = np.searchsorted(chosen, bounds)
+        delayed = self._dask.delayed
+        parts = [delayed(_take)(block, chosen[cuts[i]:cuts[i + 1]] - bounds[i])
+                 for i, block in enumerate(self._blocks) if cuts[i + 1] > cuts[i]]
+        return np.concatenate(self._compute(*parts))
+
+
+# ---------------------------------------------------------------------------- clusters
+def _local_workers(address: str) -> int | None:
+    """N for ``"local:N"``, None for a scheduler address; ValueError for a bad ``local:``."""
+    if not address.startswith("local:"):
+        return None
+    count = address[len("local:"):]
+    if not count.isdigit() or int(count) < 1:
+        raise ValueError(f"{address!r}: local:N wants N >= 1 worker processes, e.g. local:2")
+    return int(count)
+
+
+@contextmanager
+def connect(address: str, *, timeout: float = 30.0):
+    """A ``distributed.Client`` for the length of a ``with`` block.
+
+    Parameters
+    ----------
+    address : str
+        A scheduler's address (``tcp://host:8786``), or ``local:N`` for a
+        ``distributed.LocalCluster`` of N single-threaded worker processes bound to 127.0.0.1
+        (dashboard on a free port), closed when the block ends.
+    timeout : float
+        Seconds to wait for the scheduler.
+
+    Yields
+    ------
+    distributed.Client
+        Not made the default client: pass it as ``scheduler=`` (or
+        ``dask.config.set(scheduler=client)``).
+    """
+    n_workers = _local_workers(address)
+    distributed = require("distributed")
+    if n_workers is None:
+        try:
+            client = distributed.Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionError(f"cannot reach the dask scheduler at {address}: {exc}") from None
+        with client:
+            yield client
+        return
+    environ = dict(os.environ)  # a process LocalCluster edits the parent's environment
+    dask = require("dask")
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{name}": value
+                          for name, value in WORKER_MALLOC.items()}):
+        cluster = distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address="127.0.0.1:0", silence_logs=40)
+    try:
+        with distributed.Client(cluster, set_as_default=False) as client:
+            yield client
+    finally:
+        cluster.close()
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def fit_on_scheduler(model, X, address: str, *, timeout: float = 30.0):
+    """Batch-fit a model on a dask cluster and return it; the model passed in is unchanged.
+
+    For a refit from a service: ``fit_on_scheduler(model.set_params(warm_start=True), window,
+    "tcp://host:8786")`` continues from the model's current state, like ``model.fit(window)``
+    does in-process, and gives the same result up to rounding.  Workers need emstream
+    installed.
+
+    Parameters
+    ----------
+    model : GaussianMixture or dict
+        The model to refit (a copy is fitted), or constructor parameters of a new one.
+    X : ndarray of shape (n_samples, n_features), or a dask array or data frame
+        numpy rows are shipped to the cluster once, in one block per worker thread (at least
+        100,000 rows each); a dask collection's graph runs on the cluster.
+    address : str
+        ``tcp://host:port`` of a running ``dask scheduler``, or ``local:N`` (see
+        :func:`connect`).
+    timeout : float
+        Seconds to wait for the scheduler.
+
+    Returns
+    -------
+    GaussianMixture
+        Fitted by batch EM through the same core as ``fit``.
+
+    Examples
+    --------
+    >>> from emstream.distributed import fit_on_scheduler
+    >>> gm = fit_on_scheduler({"n_components": 3}, X, "tcp://10.0.0.5:8786")  # doctest: +SKIP
+    """
+    from .mixture import GaussianMixture  # mixture imports this module
+
+    fitted = GaussianMixture(**model) if isinstance(model, dict) else copy.deepcopy(model)
+    with connect(address, timeout=timeout) as client:
+        if not is_dask_collection(X):
+            X = check_array(X)
+            da = require("dask.array")
+            threads = max(1, sum(client.nthreads().values()))
+            rows = max(MIN_BLOCK_ROWS, -(-X.shape[0] // threads))
+            X = da.from_array(X, chunks=(rows, X.shape[1]))
+        dask = require("dask")
+        with dask.config.set(scheduler=client):
+            fitted.fit(X)
+    return fitted

@@ -1,0 +1,244 @@
+"""Batch EM over dask collections: numpy's results on every scheduler; the CLI on a cluster."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import dask
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from dask.callbacks import Callback
+from distributed import Client, LocalCluster
+
+import emstream.distributed as emd
+from emstream import GaussianMixture
+from emstream.cli import main
+from emstream.stats import COVARIANCE_TYPES
+
+from .conftest import mixture_1d, mixture_2d
+
+N = 20_000
+BLOCKS = (3000, 7000, 5500, 4500)  # unequal on purpose
+ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """One 2-process LocalCluster for the module, always shut down (environment restored)."""
+    environ = dict(os.environ)  # a process LocalCluster edits the parent's environment
+    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                           dashboard_address="127.0.0.1:0", host="127.0.0.1")
+    try:
+        with Client(cluster, set_as_default=False) as client:
+            yield client
+    finally:
+        cluster.close()
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+@pytest.fixture(params=["synchronous", "threads", "distributed"])
+def scheduler(request):
+    if request.param == "distributed":
+        return request.getfixturevalue("client")
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def X2():
+    return mixture_2d(N, np.random.default_rng(7))
+
+
+def _inits(covariance_type: str) -> dict:
+    """A start away from the solution (so EM runs several iterations), per covariance type."""
+    precision = np.array([[0.9, 0.2], [0.2, 0.6]])
+    precisions = {"full": np.stack([precision, precision * 1.5, precision * 0.7]),
+                  "tied": precision, "diag": np.array([[0.9, 0.6], [1.2, 0.4], [0.5, 0.8]]),
+                  "spherical": np.array([0.7, 1.1, 0.5])}[covariance_type]
+    return dict(weights_init=[0.3, 0.3, 0.4],
+                means_init=[[1.0, -1.0], [4.0, 2.5], [2.0, 4.5]],
+                precisions_init=precisions)
+
+
+def assert_same_fit(got: GaussianMixture, expected: GaussianMixture, rtol: float = 1e-10):
+    assert got.n_iter_ == expected.n_iter_
+    assert got.converged_ == expected.converged_
+    np.testing.assert_allclose(got.lower_bound_, expected.lower_bound_, rtol=rtol, atol=0)
+    np.testing.assert_allclose(got.lower_bounds_, expected.lower_bounds_, rtol=rtol, atol=0)
+    for name in ARRAYS:
+        np.testing.assert_allclose(getattr(got, name), getattr(expected, name), rtol=rtol,
+                                   atol=0, err_msg=name)
+
+
+# ---------------------------------------------------------------------------- equal to numpy
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_dask_fit_equals_numpy_fit_from_the_same_start(covariance_type, scheduler, X2):
+    settings = dict(covariance_type=covariance_type, tol=1e-5, **_inits(covariance_type))
+    expected = GaussianMixture(3, **settings).fit(X2)
+    assert expected.n_iter_ >= 5 and expected.converged_
+    with dask.config.set(scheduler=scheduler):
+        got = GaussianMixture(3, **settings).fit(da.from_array(X2, chunks=(BLOCKS, 2)))
+    assert_same_fit(got, expected)
+    # Not vacuous: leaving out one block's rows moves every parameter far beyond the tolerance.
+    partial = GaussianMixture(3, **settings).fit(X2[BLOCKS[0]:])
+    assert not np.allclose(partial.means_, got.means_, rtol=1e-6, atol=0)
+
+
+def test_blocks_are_persisted_on_the_cluster_and_every_iteration_has_its_own_tasks(client, X2):
+    blocks = da.from_array(X2, chunks=(BLOCKS, 2))
+    rows = emd.DaskRows(blocks, scheduler=client)
+    assert rows.persisted and rows.block_rows == list(BLOCKS) and rows.shape == X2.shape
+    keys = []
+
+    class Record(Callback):
+        def _pretask(self, key, dsk, state):
+            keys.append(str(key))
+
+    settings = dict(tol=1e-5, **_inits("full"))
+    with dask.config.set(scheduler="synchronous"), Record():
+        gm = GaussianMixture(3, **settings).fit(blocks)
+    e_steps = [k for k in keys if k.startswith("emstream-e-step-")]
+    assert len(e_steps) == gm.n_iter_ * len(BLOCKS) and len(set(e_steps)) == len(e_steps)
+
+
+def test_data_that_do_not_fit_in_memory_are_recomputed_each_iteration(monkeypatch, X2):
+    monkeypatch.setattr(emd, "cluster_memory", lambda scheduler=None: 1024.0)
+    blocks = da.from_array(X2, chunks=(BLOCKS, 2))
+    with dask.config.set(scheduler="synchronous"):
+        assert not emd.DaskRows(blocks).persisted
+        got = GaussianMixture(3, covariance_type="diag", **_inits("diag")).fit(blocks)
+    assert_same_fit(got, GaussianMixture(3, covariance_type="diag", **_inits("diag")).fit(X2))
+
+
+def test_dask_data_frame_input(X2):
+    frame = pd.DataFrame({"x": X2[:, 0], "y": np.round(X2[:, 1] * 1000).astype(np.int64)})
+    values = frame.to_numpy(dtype=float)
+    settings = dict(covariance_type="full", tol=1e-5, **_inits("full"))
+    settings["means_init"] = [[1.0, -1000.0], [4.0, 2500.0], [2.0, 4500.0]]
+    settings["precisions_init"] = np.stack([np.diag([1.0, 1e-6])] * 3)
+    expected = GaussianMixture(3, **settings).fit(values)
+    with dask.config.set(scheduler="synchronous"):
+        got = GaussianMixture(3, **settings).fit(dd.from_pandas(frame, npartitions=3))
+        assert_same_fit(got, expected)
+        series = dd.from_pandas(frame["x"], npartitions=2)
+        one_column = GaussianMixture(2, random_state=0).fit(series)
+        assert one_column.means_.shape == (2, 1)
+        with pytest.raises(ValueError, match="numeric columns only; not numeric: label"):
+            GaussianMixture(2).fit(dd.from_pandas(frame.assign(label="a"), npartitions=2))
+        broken = frame.astype(float)
+        broken.iloc[12_345, 1] = np.nan
+        with pytest.raises(ValueError, match=r"NaN or infinity in 1 row\(s\), first at row 12345"):
+            GaussianMixture(2).fit(dd.from_pandas(broken, npartitions=4))
+        with pytest.raises(ValueError, match="fewer than 3"):
+            GaussianMixture(3).fit(da.from_array(X2[:2], chunks=1))
+        with pytest.raises(ValueError, match="2-D"):
+            GaussianMixture(2).fit(da.from_array(X2[:, 0], chunks=1000))
+
+
+# ---------------------------------------------------------------------------- initialisation
+def test_kmeans_plus_plus_on_a_dask_array_recovers_the_means_and_matches_numpy(client):
+    X = mixture_1d(N, np.random.default_rng(3))
+    with dask.config.set(scheduler=client):
+        got = GaussianMixture(3, random_state=0).fit(da.from_array(X, chunks=(BLOCKS, 1)))
+    np.testing.assert_allclose(np.sort(got.means_.ravel()), [-4.0, 0.0, 5.0], atol=0.1)
+    np.testing.assert_allclose(np.sort(got.weights_), [0.2, 0.3, 0.5], atol=0.02)
+    assert_same_fit(got, GaussianMixture(3, random_state=0).fit(X))
+
+
+def test_initialisation_sample_is_bounded_and_is_numpys_draw():
+    X = mixture_1d(250_000, np.random.default_rng(4))
+    with dask.config.set(scheduler="synchronous"):
+        rows = emd.DaskRows(da.from_array(X, chunks=((60_000, 90_000, 100_000), 1)))
+        sample = rows.sample_rows(np.random.default_rng(11))
+        expected = X[np.sort(np.random.default_rng(11).choice(len(X), 200_000, replace=False))]
+        np.testing.assert_array_equal(sample, expected)
+        got = GaussianMixture(3, random_state=5).fit(da.from_array(X, chunks=100_000))
+    assert_same_fit(got, GaussianMixture(3, random_state=5).fit(X))
+
+
+# ---------------------------------------------------------------------------- refits
+def test_fit_on_scheduler_refits_a_copy_from_its_state(client, X2):
+    model = GaussianMixture(3, random_state=0).fit(X2[:5000])
+    before = model.means_.copy()
+    recent = X2[5000:] + 0.3
+    address = client.scheduler.address
+    refitted = emd.fit_on_scheduler(model.set_params(warm_start=True), recent, address)
+    assert_same_fit(refitted, copy.deepcopy(model).fit(recent))
+    np.testing.assert_array_equal(model.means_, before)
+    fresh = emd.fit_on_scheduler({"n_components": 3, "random_state": 0}, X2, address)
+    assert_same_fit(fresh, GaussianMixture(3, random_state=0).fit(X2))
+
+
+# ---------------------------------------------------------------------------- the command
+def _write_parts(directory, rng):
+    """Three CSV files of unequal length with a header each (and one stray line)."""
+    values = []
+    for i, n in enumerate((7000, 5000, 8000)):
+        x = mixture_1d(n, rng).ravel()
+        values.append(x)
+        text = "value\n" + "".join(f"{float(v)!r}\n" for v in x) + ("oops\n" if i == 1 else "")
+        (directory / f"part-{i}.csv").write_text(text)
+    return np.concatenate(values)[:, None]
+
+
+def _fitted_means(path):
+    return np.array(json.loads(path.read_text())["content"]["model"]["fitted"]["means"])
+
+
+def test_cli_fit_on_a_local_cluster_from_a_csv_glob(tmp_path, capsys):
+    X = _write_parts(tmp_path, np.random.default_rng(8))
+    ckpt = tmp_path / "dask.json"
+    assert main(["fit", str(tmp_path / "part-*.csv"), "-k", "3", "-o", str(ckpt),
+                 "--dask-scheduler", "local:2"]) == 0
+    err = capsys.readouterr().err
+    assert "part-1.csv: skipped 2 line(s): 2 non-numeric" in err and "line 5002" in err
+    assert main(["inspect", str(ckpt), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    source = info["meta"]["source"]
+    assert (source["rows"], source["lines"], source["files"]) == (20_000, 20_004, 3)
+    assert source["rejected"] == {"non-numeric": 4} and source["scheduler"] == "local:2"
+    local = GaussianMixture(3, random_state=0).fit(X)  # the CLI's default random state
+    np.testing.assert_allclose(_fitted_means(ckpt), local.means_, rtol=1e-10)
+
+
+def test_cli_fit_on_a_local_cluster_from_a_parquet_file(tmp_path, capsys):
+    X = mixture_1d(N, np.random.default_rng(9))
+    pd.DataFrame({"value": X[:, 0], "id": np.arange(N)}).to_parquet(tmp_path / "data.parquet")
+    ckpt = tmp_path / "pq.json"
+    assert main(["fit", str(tmp_path / "data.parquet"), "--columns", "0", "-k", "3", "-o",
+                 str(ckpt), "--covariance-type", "spherical", "--dask-scheduler", "local:2"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert "3 components, spherical covariance" in out and '"rows": 20000' in out
+    local = GaussianMixture(3, covariance_type="spherical", random_state=0).fit(X)
+    np.testing.assert_allclose(_fitted_means(ckpt), local.means_, rtol=1e-10)
+    with pytest.raises(SystemExit) as usage:
+        main(["fit", "x.csv", "-k", "3", "-o", str(ckpt), "--dask-scheduler", "local:0"])
+    assert usage.value.code == 2
+
+
+# ---------------------------------------------------------------------------- without dask
+def test_missing_dask_says_how_to_install_it(monkeypatch, tmp_path, capsys, X2):
+    for name in ("dask", "dask.array", "dask.dataframe", "dask.base", "distributed"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'emstream\[dask\]'") as error:
+        emd.fit_on_scheduler({"n_components": 2}, X2, "local:1")
+    assert isinstance(error.value, emd.DaskMissingError)
+    (tmp_path / "a.csv").write_text("1\n2\n3\n")
+    assert main(["fit", str(tmp_path / "a.csv"), "-k", "2", "-o", str(tmp_path / "c.json"),
+                 "--dask-scheduler", "local:1"]) == 1
+    assert "pip install 'emstream[dask]'" in capsys.readouterr().err
+    assert GaussianMixture(2, random_state=0).fit(X2).converged_  # numpy needs no dask
+
+
+def test_numpy_users_never_import_dask():
+    code = ("import emstream, sys; emstream.GaussianMixture(2).fit("
+            "__import__('numpy').random.rand(100, 1)); assert 'dask' not in sys.modules, "
+            "sorted(m for m in sys.modules if 'dask' in m)")
+    subprocess.run([sys.executable, "-c", code], check=True)
