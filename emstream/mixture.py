@@ -24,8 +24,15 @@ from .validation import check_array, check_float, check_int
 logger = logging.getLogger("emstream")
 # recent_counts_ weighs points by exp(-age / RECENT_POINTS): "the last thousand or so".
 RECENT_POINTS = 1000.0
-# outlier_gate="auto" per number of features (a chi-square tail quantile; scipy is slow to load).
-_AUTO_GATES: dict[int, float] = {}
+# outlier_gate="auto": the chi-square quantile with this upper tail.
+AUTO_GATE_TAIL = 1e-15
+
+
+def auto_gate(n_features: int) -> float:
+    """Squared Mahalanobis distance a Gaussian point exceeds with probability 1e-15."""
+    from scipy.special import chdtri  # scipy.stats would cost a second of import time
+
+    return float(chdtri(n_features, AUTO_GATE_TAIL))
 
 
 class GaussianMixture:
@@ -552,13 +559,7 @@ class GaussianMixture:
     def _gate(self) -> float | None:
         if self.outlier_gate != "auto":
             return self.outlier_gate
-        gate = _AUTO_GATES.get(self.n_features_in_)
-        if gate is None:
-            from scipy.stats import chi2
-
-            gate = _AUTO_GATES[self.n_features_in_] = float(chi2.isf(1e-15,
-                                                                      self.n_features_in_))
-        return gate
+        return auto_gate(self.n_features_in_)
 
     def _online_step(self, X: np.ndarray, with_resp: bool = False) -> em.ScoredStep:
         scored = em.e_step_scored(X, self._iterate, gate=self._gate(), with_resp=with_resp)

@@ -24,7 +24,7 @@ DEFAULTS = {
                "anomaly_quantile": 0.001},
     "status": {"every_seconds": 10.0},
     "refit": {"every_points": None, "window": 10_000},
-    "drift": {"detector": "page-hinkley", "params": {}, "block": 10, "refit_points": 500,
+    "drift": {"detector": "page-hinkley", "params": {}, "block": 50, "refit_points": 500,
               "memory": 20_000},
     "metrics": {"port": None, "address": "127.0.0.1"},
 }

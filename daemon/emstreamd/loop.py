@@ -95,7 +95,7 @@ class Daemon:
         self.status_rows = 0
         self.dead_letter = None
         self.n_fields = None
-        self.started = time.monotonic()
+        self.started = self.ready_at = time.monotonic()
         self.metrics = None
 
     # ------------------------------------------------------------------ resume
@@ -398,6 +398,7 @@ class Daemon:
             self.metrics = Metrics(settings["port"], settings["address"])
             log.info("metrics on http://%s:%d/metrics", settings["address"], self.metrics.port)
         notify("READY=1")
+        self.ready_at = time.monotonic()
         log.info("ready: reading %s", getattr(self.source, "path", "stdin"))
         settings = self.config["batch"]
         by_count_only = self.source.kind == "file"
@@ -452,8 +453,9 @@ class Daemon:
         """A few lines for the operator at exit."""
         c = self.counters
         rejected = ", ".join(f"{n} {r}" for r, n in sorted(c["rejected"].items())) or "none"
+        seconds = time.monotonic() - self.ready_at
         lines = [f"emstreamd: {c['rows']} points learned in {c['batches']} batches from "
-                 f"{c['lines']} lines; rejected: {rejected}; anomalies: {c['anomalies']} "
+                 f"{c['lines']} lines in {seconds:.3f} s after start-up; rejected: {rejected}; anomalies: {c['anomalies']} "
                  f"({c['gated']} not learned); drift alarms: {c['alarms']}; "
                  f"refits: {c['refits']}; "
                  f"checkpoint: {self.last_checkpoint_path}"]
