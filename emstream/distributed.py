@@ -352,12 +352,13 @@ def connect(address: str, *, timeout: float = 30.0):
             yield client
         return
     environ = dict(os.environ)  # a process LocalCluster edits the parent's environment
+    os.environ.update(WORKER_MALLOC)  # the nanny prefers these to its configuration
     dask = require("dask")
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{name}": value
                           for name, value in WORKER_MALLOC.items()}):
         cluster = distributed.LocalCluster(
             n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address="127.0.0.1:0", silence_logs=40)
+            dashboard_address="127.0.0.1:0", silence_logs=50)
     try:
         with distributed.Client(cluster, set_as_default=False) as client:
             yield client

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import dask
 import dask.array as da
@@ -174,6 +175,16 @@ def test_fit_on_scheduler_refits_a_copy_from_its_state(client, X2):
     assert_same_fit(fresh, GaussianMixture(3, random_state=0).fit(X2))
 
 
+def _worker_malloc():
+    return {name: os.environ.get(name) for name in emd.WORKER_MALLOC}
+
+
+def test_local_cluster_addresses_are_checked():
+    with pytest.raises(ValueError, match="local:N wants N >= 1"):
+        with emd.connect("local:0"):
+            pass
+
+
 # ---------------------------------------------------------------------------- the command
 def _write_parts(directory, rng):
     """Three CSV files of unequal length with a header each (and one stray line)."""
@@ -190,11 +201,22 @@ def _fitted_means(path):
     return np.array(json.loads(path.read_text())["content"]["model"]["fitted"]["means"])
 
 
-def test_cli_fit_on_a_local_cluster_from_a_csv_glob(tmp_path, capsys):
+def test_cli_fit_on_a_local_cluster_from_a_csv_glob(tmp_path, capsys, monkeypatch):
     X = _write_parts(tmp_path, np.random.default_rng(8))
     ckpt = tmp_path / "dask.json"
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as a process LocalCluster leaves it
+    environ, connect, workers = dict(os.environ), emd.connect, []
+
+    @contextmanager
+    def watched(address, **options):  # what the command's workers were started with
+        with connect(address, **options) as client:
+            workers.extend(client.run(_worker_malloc).values())
+            yield client
+
+    monkeypatch.setattr(emd, "connect", watched)
     assert main(["fit", str(tmp_path / "part-*.csv"), "-k", "3", "-o", str(ckpt),
                  "--dask-scheduler", "local:2"]) == 0
+    assert workers == [emd.WORKER_MALLOC] * 2 and dict(os.environ) == environ
     err = capsys.readouterr().err
     assert "part-1.csv: skipped 2 line(s): 2 non-numeric" in err and "line 5002" in err
     assert main(["inspect", str(ckpt), "--json"]) == 0
