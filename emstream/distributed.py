@@ -403,13 +403,47 @@ def fit_on_scheduler(model, X, address: str, *, timeout: float = 30.0):
 
     fitted = GaussianMixture(**model) if isinstance(model, dict) else copy.deepcopy(model)
     with connect(address, timeout=timeout) as client:
-        if not is_dask_collection(X):
-            X = check_array(X)
-            da = require("dask.array")
-            threads = max(1, sum(client.nthreads().values()))
-            rows = max(MIN_BLOCK_ROWS, -(-X.shape[0] // threads))
-            X = da.from_array(X, chunks=(rows, X.shape[1]))
-        dask = require("dask")
-        with dask.config.set(scheduler=client):
+        X = _blocks_for(X, client)
+        with require("dask").config.set(scheduler=client):
             fitted.fit(X)
     return fitted
+
+
+def refit_on_client(model, X, client):
+    """:meth:`GaussianMixture.refit` of a copy of ``model`` on a connected client.
+
+    The daemon's background refits use this: warm and fresh starts, the better kept, labels
+    matched to ``model``'s, all on the cluster; ``model`` itself is unchanged.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        Fitted.
+    X : ndarray of shape (n_samples, n_features), or a dask array or data frame
+    client : distributed.Client
+        For example from :func:`connect`.
+
+    Returns
+    -------
+    GaussianMixture
+
+    Examples
+    --------
+    >>> with connect("local:2") as client:                     # doctest: +SKIP
+    ...     refitted = refit_on_client(model, recent_rows, client)
+    """
+    refitted = copy.deepcopy(model)
+    X = _blocks_for(X, client)
+    with require("dask").config.set(scheduler=client):
+        refitted.refit(X)
+    return refitted
+
+
+def _blocks_for(X, client):
+    """numpy rows as a dask array of one block per worker thread (>= MIN_BLOCK_ROWS each)."""
+    if is_dask_collection(X):
+        return X
+    X = check_array(X)
+    threads = max(1, sum(client.nthreads().values()))
+    rows = max(MIN_BLOCK_ROWS, -(-X.shape[0] // threads))
+    return require("dask.array").from_array(X, chunks=(rows, X.shape[1]))

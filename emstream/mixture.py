@@ -443,6 +443,7 @@ class GaussianMixture:
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), n_samples >= n_components
+            Or a dask array or data frame, as for ``fit``.
 
         Returns
         -------
@@ -453,13 +454,21 @@ class GaussianMixture:
         self._validate_params()
         self._check_fitted()
         self._check_settings_unchanged("refit")
-        X = self._check_X(X, min_samples=self.n_components,
-                          why=f" (n_components={self.n_components})")
+        checks = dict(n_features=self.n_features_in_, min_samples=self.n_components,
+                      why_min=f" (n_components={self.n_components})")
+        if distributed.is_dask_collection(X):
+            X = distributed.DaskRows(X, **checks)
+        else:
+            X = check_array(X, **checks)
         before, rng = self._params, self._rng()
-        starts = [(lambda: self._iterate, -np.inf),
-                  (lambda: em.m_step(initial_stats(X, self.n_components, self.covariance_type,
-                                                   self.init_params, rng),
-                                     reg_covar=self.reg_covar), -np.inf)]
+
+        def fresh():
+            rows = X.sample_rows(rng) if isinstance(X, distributed.DaskRows) else X
+            stats = initial_stats(rows, self.n_components, self.covariance_type,
+                                  self.init_params, rng)
+            return em.m_step(stats, reg_covar=self.reg_covar)
+
+        starts = [(lambda: self._iterate, -np.inf), (fresh, -np.inf)]
         with single_thread_blas(X.shape[0]):
             best, trace = self._best_batch_run(X, starts)
         n_seen = self.n_seen_

@@ -175,6 +175,21 @@ def test_fit_on_scheduler_refits_a_copy_from_its_state(client, X2):
     assert_same_fit(fresh, GaussianMixture(3, random_state=0).fit(X2))
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_refit_on_client_equals_the_in_process_refit(client, X2, covariance_type):
+    model = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X2[:5000])
+    model.partial_fit(X2[5000:6000])
+    recent = X2[6000:] + 0.3
+    before = model.means_.copy()
+    refitted = emd.refit_on_client(model, recent, client)
+    expected = copy.deepcopy(model).refit(recent)
+    assert_same_fit(refitted, expected)
+    np.testing.assert_array_equal(model.means_, before)
+    # Labels follow the components they matched: new mean k is nearest to old mean k shifted.
+    distances = np.linalg.norm(refitted.means_[:, None] - (before + 0.3)[None], axis=2)
+    assert distances.argmin(axis=1).tolist() == [0, 1, 2]
+
+
 def _worker_malloc():
     return {name: os.environ.get(name) for name in emd.WORKER_MALLOC}
 
