@@ -40,6 +40,12 @@ def test_shipped_file_sets_every_daemon_key():
     ("batch.max_rowz=3", "unknown key"),
     ("input.columns=[-1]", "input.columns"),
     ("nonsense", "--set wants section.key=value"),
+    ("refit.scheduler=ftp://host", "refit.scheduler must be null, a dask scheduler address"),
+    ("refit.scheduler=local:0", "refit.scheduler must be"),
+    ("drift.detector=cusum", "drift.detector must be page-hinkley, adwin or null"),
+    ("drift.block=0", "drift: block must be"),
+    ("model.outlier_gate=-1", "model: outlier_gate"),
+    ("output.anomaly_quantile=2", "drift: anomaly_quantile"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(daemon_config.ConfigError, match=message):

@@ -23,7 +23,7 @@ DEFAULTS = {
     "output": {"per_point": True, "path": "-", "format": "csv", "anomaly_surprise": None,
                "anomaly_quantile": 0.001},
     "status": {"every_seconds": 10.0},
-    "refit": {"every_points": None, "window": 10_000},
+    "refit": {"every_points": None, "window": 10_000, "scheduler": None, "wait_at_exit": 30.0},
     "drift": {"detector": "page-hinkley", "params": {}, "block": 50, "refit_points": 500,
               "memory": 20_000},
     "metrics": {"port": None, "address": "127.0.0.1"},
@@ -106,6 +106,8 @@ def validate(config: dict) -> dict:
     _check_number("refit", "every_points", full["refit"]["every_points"], low=1, integer=True,
                   allow_none=True)
     _check_number("refit", "window", full["refit"]["window"], low=1, integer=True)
+    _check_number("refit", "wait_at_exit", full["refit"]["wait_at_exit"], low=0)
+    _check_scheduler(full["refit"]["scheduler"])
     _check_number("metrics", "port", full["metrics"]["port"], low=0, integer=True,
                   allow_none=True)
     if not isinstance(full["metrics"]["address"], str):
@@ -137,6 +139,21 @@ def monitor_settings(config: dict) -> dict:
             "block": drift["block"], "refit_points": drift["refit_points"],
             "memory": drift["memory"], "anomaly_surprise": output["anomaly_surprise"],
             "anomaly_quantile": output["anomaly_quantile"]}
+
+
+def _check_scheduler(address) -> None:
+    if address is None:
+        return
+    if not isinstance(address, str) or not (
+            address.startswith(("tcp://", "tls://", "inproc://", "ucx://"))
+            or (address.startswith("local:") and address[6:].isdigit()
+                and int(address[6:]) >= 1)):
+        raise ConfigError(f"refit.scheduler must be null, a dask scheduler address such as "
+                          f"tcp://host:8786, or local:N; got {address!r}")
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        raise ConfigError("refit.scheduler needs dask: pip install 'emstream[dask]'")
 
 
 def _check_drift(full: dict) -> None:

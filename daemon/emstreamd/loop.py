@@ -79,6 +79,13 @@ class Daemon:
         self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "refits": 0,
                          "gated": 0, "alarms": 0, "rejected": {}}
         self.window = None  # ring buffer of recent rows for refits
+        self.learned = 0  # rows ever put in the window (to find those after a snapshot)
+        self.generation = 0  # bumped by drift refits: older background refits are stale
+        self.background = None
+        if config["refit"]["scheduler"] is not None:
+            from .background import BackgroundRefit
+
+            self.background = BackgroundRefit(config["refit"]["scheduler"])
         self.window_next = 0
         self.window_filled = 0
         self.since_refit = 0
@@ -250,7 +257,16 @@ class Daemon:
         self.window[:n - first] = rows[first:]
         self.window_next = (self.window_next + n) % size
         self.window_filled = min(size, self.window_filled + n)
+        self.learned += len(batch)
         self.since_refit += len(batch)
+
+    def _recent(self, count: int | None = None) -> np.ndarray:
+        """The last ``count`` rows of the window (all by default), oldest first."""
+        if self.window_filled < len(self.window):
+            recent = self.window[:self.window_filled]
+        else:
+            recent = np.roll(self.window, -self.window_next, axis=0)
+        return recent if count is None else recent[len(recent) - min(count, len(recent)):]
 
     def refit(self, reason: str) -> None:
         """Batch EM over the window (warm and fresh starts); labels kept; online EM goes on."""
@@ -259,16 +275,55 @@ class Daemon:
         if not model._is_fitted() or self.window_filled < model.n_components:
             log.info("refit (%s) skipped: the model is still warming up", reason)
             return
-        if self.window_filled < len(self.window):
-            recent = self.window[:self.window_filled]
-        else:  # oldest first, as they arrived
-            recent = np.roll(self.window, -self.window_next, axis=0)
+        recent = self._recent()
+        if self.background is not None:
+            if self.background.busy:
+                log.info("refit (%s) skipped: the previous one is still running on %s", reason,
+                         self.background.address)
+                return
+            self.background.start(model, recent, reason=reason, learned_at_start=self.learned,
+                                  generation=self.generation)
+            self.since_refit = 0
+            log.info("refit (%s): batch EM on the last %d points started on %s", reason,
+                     len(recent), self.background.address)
+            return
         model.refit(recent)
         self._count_refit()
         self.history.append({"event": "refit", "reason": reason, "rows": self.counters["rows"],
                              "window": int(len(recent)), "iterations": int(model.n_iter_)})
         log.info("refit (%s): batch EM on the last %d points, %d iterations", reason,
                  len(recent), model.n_iter_)
+
+    def _swap_in(self, job) -> None:
+        """Adopt a finished background refit; re-learn the points that arrived meanwhile."""
+        if job.error is not None:
+            log.error("refit (%s) on %s failed: %s: %s", job.reason, self.background.address,
+                      type(job.error).__name__, job.error)
+            return
+        if job.generation != self.generation:
+            log.warning("refit (%s) from %s discarded: a drift refit replaced the model while "
+                        "it ran", job.reason, self.background.address)
+            return
+        model, since = job.model, self.learned - job.learned_at_start
+        if since > self.window_filled:
+            log.warning("refit (%s) from %s discarded: %d points arrived while it ran, more "
+                        "than refit.window holds to re-learn", job.reason,
+                        self.background.address, since)
+            return
+        replay = self._recent(since) if since else self.window[:0]
+        step = self.config["batch"]["max_rows"]
+        for start in range(0, len(replay), step):
+            model.partial_fit(replay[start:start + step])
+        self.model = self.monitor.model = model
+        self._count_refit()
+        self.history.append({"event": "refit", "reason": job.reason,
+                             "rows": self.counters["rows"], "window": int(len(job.rows)),
+                             "iterations": int(model.n_iter_),
+                             "scheduler": self.background.address,
+                             "seconds": round(job.seconds, 3), "relearned": int(len(replay))})
+        log.info("refit (%s) on %s: batch EM on %d points, %d iterations, %.1fs; %d points "
+                 "that arrived meanwhile re-learned", job.reason, self.background.address,
+                 len(job.rows), model.n_iter_, job.seconds, len(replay))
 
     def _count_refit(self) -> None:
         self.counters["refits"] += 1
@@ -292,6 +347,7 @@ class Daemon:
                         record["rows"], event["recent_surprise"])
         else:
             self._count_refit()
+            self.generation += 1
             # Points before the change would pull a scheduled refit back to the old regime.
             self.window_filled = self.window_next = 0
             log.warning("drift refit: batch EM on the %d points after the alarm, %d iterations; "
@@ -431,6 +487,8 @@ class Daemon:
                 self._apply(self._pending_count())
             if self.flags.refit:
                 self.refit("SIGUSR2")
+            if self.background is not None and (job := self.background.poll()) is not None:
+                self._swap_in(job)
             if self.flags.checkpoint:
                 self.flags.checkpoint = False
                 self.save_checkpoint("SIGUSR1")
@@ -442,6 +500,11 @@ class Daemon:
         notify("STOPPING=1")
         if self.pending_rows:  # stopping mid-stream: learn what was read, then save
             self._apply(self._pending_count())
+        if self.background is not None:
+            self.background.wait(self.config["refit"]["wait_at_exit"])
+            if (job := self.background.poll()) is not None:
+                self._swap_in(job)
+            self.background.close()
         self.save_checkpoint("shutdown" if self.flags.stop else "end of input")
         if self.dead_letter is not None:
             self.dead_letter.close()

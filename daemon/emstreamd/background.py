@@ -1,0 +1,101 @@
+"""Refits on a dask cluster in a background thread, so ingestion never stops for them.
+
+The loop starts a job with a copy of the model and of the refit window, keeps learning, and
+polls; when the job is done the loop swaps the refitted model in and re-learns the points that
+arrived meanwhile (see :meth:`emstreamd.loop.Daemon._swap_in`).  The cluster connection (or the
+``local:N`` cluster) is opened on the first refit and kept until the daemon stops.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger("emstreamd")
+
+
+@dataclass
+class Job:
+    """One refit on the cluster: its inputs, and its outcome once ``done`` is set."""
+
+    model: object
+    rows: np.ndarray
+    reason: str
+    learned_at_start: int
+    generation: int
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class BackgroundRefit:
+    """Runs ``GaussianMixture.refit`` on a dask scheduler, one job at a time.
+
+    Parameters
+    ----------
+    address : str
+        ``tcp://host:8786`` or ``local:N`` (see :func:`emstream.distributed.connect`).
+    """
+
+    def __init__(self, address: str):
+        self.address = address
+        self._stack = ExitStack()
+        self._client = None
+        self._job: Job | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._job is not None
+
+    def start(self, model, rows: np.ndarray, *, reason: str, learned_at_start: int,
+              generation: int) -> None:
+        """Refit copies of ``model`` and ``rows``; the caller keeps using its own."""
+        job = Job(copy.deepcopy(model), rows.copy(), reason, learned_at_start, generation)
+        self._job = job
+        self._thread = threading.Thread(target=self._run, args=(job,), name="emstreamd-refit",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, job: Job) -> None:
+        from emstream.distributed import connect, refit_on_client
+
+        try:
+            if self._client is None:
+                self._client = self._stack.enter_context(connect(self.address))
+            job.model = refit_on_client(job.model, job.rows, self._client)
+        except BaseException as exc:  # reported by the loop; the daemon goes on without it
+            job.error = exc
+        job.seconds = time.monotonic() - job.started
+        job.done.set()
+
+    def poll(self) -> Job | None:
+        """The finished job, once (None while running or idle)."""
+        job = self._job
+        if job is None or not job.done.is_set():
+            return None
+        self._job = None
+        self._thread.join()
+        return job
+
+    def wait(self, seconds: float) -> None:
+        """Give a running job up to ``seconds`` to finish (at shutdown)."""
+        if self._job is not None and not self._job.done.is_set():
+            log.info("waiting up to %.0fs for the refit running on %s", seconds, self.address)
+            self._job.done.wait(seconds)
+
+    def close(self) -> None:
+        """Close the cluster connection (a job still running then fails, unreported)."""
+        try:
+            self._stack.close()
+        except Exception as exc:  # a cluster that will not close cleanly must not block exit
+            log.warning("closing the dask connection: %s", exc)
+        if self._thread is not None:
+            self._thread.join(5.0)

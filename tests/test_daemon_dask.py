@@ -1,0 +1,67 @@
+"""emstreamd's scheduled refit on a dask LocalCluster, in the background (issue 7)."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from emstream import checkpoint
+
+from .conftest import ROOT
+
+pytest.importorskip("distributed")
+
+DAEMON = [sys.executable, "-m", "emstreamd"]
+
+
+def _lines(rng, n):
+    k = rng.choice(3, n, p=[0.2, 0.5, 0.3])
+    values = np.array([10.0, 20.0, 35.0])[k] + rng.normal(size=n)
+    return "".join(f"{v:.6f}\n" for v in values).encode()
+
+
+def _wait_for(log_path, text, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log_path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not logged within {timeout}s:\n{log_path.read_text()}")
+
+
+def test_background_refit_on_a_local_cluster_while_ingesting(tmp_path):
+    rng = np.random.default_rng(0)
+    log_path, state = tmp_path / "stderr.txt", tmp_path / "state"
+    with open(log_path, "wb") as err:
+        process = subprocess.Popen(
+            [*DAEMON, "--config", str(ROOT / "config.yaml"), "--checkpoint", str(state),
+             "--no-output", "--set", "refit.scheduler=local:2", "--set",
+             "refit.every_points=20000", "--set", "refit.window=5000", "--set",
+             "batch.max_wait=0.05"], stdin=subprocess.PIPE, stderr=err)
+        try:
+            process.stdin.write(_lines(rng, 20_000))
+            process.stdin.flush()
+            _wait_for(log_path, "started on local:2")
+            # Ingestion goes on while the cluster starts and refits.
+            process.stdin.write(_lines(rng, 1500))
+            process.stdin.flush()
+            _wait_for(log_path, "re-learned")
+            process.stdin.write(_lines(rng, 500))
+            process.stdin.close()
+            assert process.wait(timeout=120) == 0, log_path.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+    saved = checkpoint.load(state)
+    counters, history = saved.meta["counters"], saved.meta["history"]
+    assert counters["rows"] == 22_000 and counters["refits"] == 1
+    (refit,) = [e for e in history if e["event"] == "refit"]
+    assert refit["scheduler"] == "local:2" and refit["window"] == 5000
+    assert 0 < refit["relearned"] <= 5000
+    assert refit["reason"] == "schedule"
+    np.testing.assert_allclose(np.sort(saved.model.means_.ravel()), [10.0, 20.0, 35.0],
+                               atol=0.15)
+    err = log_path.read_text()
+    assert err.index("started on local:2") < err.index("re-learned")
