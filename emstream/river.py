@@ -32,7 +32,8 @@ class _OnlineMixture:
 
     def __init__(self, n_components: int = 3, covariance_type: str = "full",
                  reg_covar: float = 1e-6, step_decay: float = 0.8, step_floor: float | None = None,
-                 warmup_size: int = 1000, batch_size: int = 256, seed: int | None = None):
+                 warmup_size: int = 1000, batch_size: int = 256, seed: int | None = None,
+                 outlier_gate: float | str | None = None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.reg_covar = reg_covar
@@ -41,6 +42,7 @@ class _OnlineMixture:
         self.warmup_size = warmup_size
         self.batch_size = batch_size
         self.seed = seed
+        self.outlier_gate = outlier_gate
         self._reset()
 
     @property
@@ -59,7 +61,7 @@ class _OnlineMixture:
         self._model = GaussianMixture(
             self.n_components, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
             step_decay=self.step_decay, step_floor=self.step_floor,
-            warmup_size=self.warmup_size, random_state=self.seed)
+            warmup_size=self.warmup_size, random_state=self.seed, outlier_gate=self.outlier_gate)
         self._features = None
         self._buffer = []
         self._scorer = None
@@ -244,6 +246,11 @@ class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
         Points learned together by ``learn_one`` (predictions lag by at most this many).
     seed
         Random seed for the initialisation.
+    outlier_gate
+        Squared Mahalanobis distance beyond which a point is not learned (``"auto"``: 64.4 in
+        1-D; see :class:`emstream.GaussianMixture`).  None (default) learns every point, as
+        river's learners do: with a gate, a stream whose ordinary points the warm-up did not
+        cover would never be learned (on Shuttle the ROC AUC fell from 0.92 to 0.70).
 
     Examples
     --------
@@ -310,6 +317,7 @@ class GaussianMixtureDetector(_OnlineMixture, base.AnomalyDetector):
     warmup_size
     batch_size
     seed
+    outlier_gate
 
     Examples
     --------
