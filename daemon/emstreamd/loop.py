@@ -22,6 +22,7 @@ from emstream.parse import parse_json_lines, parse_lines
 
 from . import config as config_module
 from .notify import notify
+from .output import format_rows
 
 log = logging.getLogger("emstreamd")
 
@@ -356,20 +357,12 @@ class Daemon:
                         event["log_likelihood_after"])
 
     def _report(self, lines, resp, surprise, anomaly) -> None:
-        labels = resp.argmax(axis=1)
-        probability = resp[np.arange(len(labels)), labels]
         if self.out is None:
             return
-        if self.config["output"]["format"] == "csv":
-            text = "".join(f"{n},{k},{p:.6g},{s:.6g},{int(a)}\n" for n, k, p, s, a in
-                           zip(lines.tolist(), labels.tolist(), probability.tolist(),
-                               surprise.tolist(), anomaly.tolist()))
-        else:
-            text = "".join(json.dumps({"line": n, "label": k, "probability": p, "surprise": s,
-                                       "anomaly": a}) + "\n" for n, k, p, s, a in
-                           zip(lines.tolist(), labels.tolist(), probability.tolist(),
-                               surprise.tolist(), anomaly.tolist()))
-        self.out.write(text.encode())
+        labels = resp.argmax(axis=1)
+        probability = resp[np.arange(len(labels)), labels]
+        self.out.write(format_rows(self.config["output"]["format"], lines, labels, probability,
+                                   surprise, anomaly))
         self.out.flush()
 
     # ------------------------------------------------------------------ checkpoints

@@ -1,0 +1,48 @@
+"""emstreamd's batch formatter of per-point output lines."""
+
+import json
+
+import numpy as np
+import pytest
+
+from emstreamd.output import _format_slowly, format_rows
+
+
+def _batch(n, rng):
+    surprise = rng.normal(2, 3, n) * 10.0 ** rng.integers(-5, 9, n)
+    surprise[:4] = [0.0, -0.00004, 0.99995, 99999999.99996]  # rounding edges
+    probability = rng.random(n)
+    probability[:3] = [0.0, 1.0, 0.9999996]
+    return (np.arange(n) + rng.integers(1, 10**9), rng.integers(0, 12, n), probability,
+            surprise, rng.random(n) < 0.1)
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_batch_formatting_equals_row_by_row_formatting(kind):
+    batch = _batch(20_000, np.random.default_rng(0))
+    fast = format_rows(kind, *batch)
+    assert fast == _format_slowly(kind, *batch)
+    assert fast.count(b"\n") == 20_000
+
+
+def test_csv_fields_read_back():
+    lines, labels, probability, surprise, anomaly = _batch(5000, np.random.default_rng(1))
+    rows = np.loadtxt(format_rows("csv", lines, labels, probability, surprise, anomaly).decode()
+                      .splitlines(), delimiter=",")
+    np.testing.assert_array_equal(rows[:, 0], lines)
+    np.testing.assert_array_equal(rows[:, 1], labels)
+    np.testing.assert_allclose(rows[:, 2], probability, atol=5e-7)
+    np.testing.assert_allclose(rows[:, 3], surprise, atol=5e-5)
+    np.testing.assert_array_equal(rows[:, 4], anomaly)
+
+
+def test_jsonl_reads_back_and_survives_infinite_surprise():
+    lines, labels, probability, surprise, anomaly = _batch(100, np.random.default_rng(2))
+    surprise[7] = np.inf
+    text = format_rows("jsonl", lines, labels, probability, surprise, anomaly)
+    records = [json.loads(line) for line in text.decode().splitlines()]
+    assert records[7]["surprise"] == float("inf")
+    assert [r["anomaly"] for r in records] == anomaly.tolist()
+    assert [r["line"] for r in records] == lines.tolist()
+    assert format_rows("csv", lines[:0], labels[:0], probability[:0], surprise[:0],
+                       anomaly[:0]) == b""
