@@ -247,14 +247,16 @@ class DriftMonitor:
         b = self.block
         full = values.size // b * b
         means = values[:full].reshape(-1, b).mean(axis=1) if b > 1 else values[:full]
-        detector = self._detector
+        update = self._detector.update
         for j, value in enumerate(means.tolist()):
-            detector.update(value)
-            self._fed_sum += value
-            self._fed_count += 1
-            if detector.drift_detected:
+            update(value)
+            if self._detector.drift_detected:
                 self._carry = np.empty(0)
+                self._fed_sum += float(means[:j + 1].sum())
+                self._fed_count += j + 1
                 return max(0, (j + 1) * b - 1 - offset)
+        self._fed_sum += float(means.sum())
+        self._fed_count += means.size
         self._carry = values[full:].copy()
         return None
 
@@ -296,8 +298,8 @@ class DriftMonitor:
         self._recent_filled = min(size, self._recent_filled + n)
         self._since_quantile += surprise.size
         needed = max(1000, math.ceil(10 / self.anomaly_quantile))
-        # np.quantile is O(window): refresh it every fifth of a window, not every batch.
-        due = self.anomaly_threshold_ is None or self._since_quantile >= max(1000, size // 5)
+        # np.quantile is O(window): refresh it every half window, not every batch.
+        due = self.anomaly_threshold_ is None or self._since_quantile >= max(1000, size // 2)
         if self._recent_filled >= min(needed, size) and due:
             recent = self._recent[:self._recent_filled]
             self.anomaly_threshold_ = float(np.quantile(recent, 1 - self.anomaly_quantile))
