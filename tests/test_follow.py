@@ -85,7 +85,8 @@ def test_appends_rename_rotation_copytruncate_and_a_missing_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_while_a_writer_appends_and_rotates_applies_every_line_once(tmp_path):
+def test_sigkill_while_a_writer_appends_rotates_and_copytruncates_applies_every_line_once(
+        tmp_path):
     import threading
     log, state = tmp_path / "app.log", tmp_path / "state"
     log.write_text("")
@@ -105,6 +106,11 @@ def test_sigkill_while_a_writer_appends_and_rotates_applies_every_line_once(tmp_
                 generation += 1
                 os.rename(log, tmp_path / f"app.log.{generation}")
                 log.write_text("")
+            elif step % 40 == 19:  # copytruncate, the writer paused meanwhile
+                generation += 1
+                shutil.copy(log, tmp_path / f"app.log.{generation}")
+                with open(log, "r+") as handle:
+                    handle.truncate(0)
             time.sleep(float(rng.uniform(0.01, 0.08)))
 
     first = _lines(300, 999)

@@ -115,8 +115,10 @@ class FollowInput(_Source):
     """A growing file, followed like ``tail -F`` (``--follow``).
 
     Survives appends, rotation by rename (the old file is drained until it has been quiet for
-    ``rotate_quiet`` seconds), copytruncate (a file shorter than the position starts over), the
-    file missing for a while, and a partial last line.  It polls every ``poll`` seconds when
+    ``rotate_quiet`` seconds), copytruncate (a file shorter than the position starts over,
+    after the lines not yet read are taken from the copy: a ``PATH.*``/``PATH-*`` sibling that
+    begins with the same bytes and is long enough), the file missing for a while, and a partial
+    last line.  It polls every ``poll`` seconds when
     idle (a stat call: cheap, and it works on NFS where inotify does not).  A restart resumes in
     the checkpointed file, found by device and inode among ``PATH.*`` / ``PATH-*`` rotated
     siblings (compressed ones are skipped) if it was rotated while the daemon was down.
@@ -134,6 +136,8 @@ class FollowInput(_Source):
         self.last_data = time.monotonic()
         self.draining = False  # reading a rotated file that no longer grows
         self._finished = None
+        self._copy = None  # after a copytruncate: the copy that holds the unread lines
+        self._known_head = (None, 0)  # fingerprint of the open file's first bytes, as last seen
         self._open(path)
 
     def _open(self, path: str, offset: int = 0) -> bool:
@@ -150,6 +154,7 @@ class FollowInput(_Source):
         self.offset = offset
         self.lines = LineBuffer()
         self.last_data = time.monotonic()
+        self._known_head = self._head()
         return True
 
     def _head(self, length: int = FINGERPRINT_BYTES) -> tuple[str, int]:
@@ -180,7 +185,30 @@ class FollowInput(_Source):
             self.draining = candidate != self.path and (
                 time.time() - stat.st_mtime > self.rotate_quiet)
             return True
+        # Copytruncated while the daemon was down: the rest of the file is in its copy.
+        copy = self._find_copy((saved["fingerprint"], saved["fingerprint_bytes"]),
+                               int(saved["offset"]), exclude=None)
+        if copy is not None:
+            self._open(copy, int(saved["offset"]))
+            self.draining = True
+            return True
         return False
+
+    def _find_copy(self, head: tuple, size: int, exclude) -> str | None:
+        """The newest sibling that starts with ``head`` and holds at least ``size`` bytes."""
+        if head[0] is None or not head[1]:
+            return None
+        found = []
+        for candidate in self._rotated_siblings():
+            try:
+                stat = os.stat(candidate)
+            except FileNotFoundError:
+                continue
+            if (stat.st_dev, stat.st_ino) == exclude or stat.st_size < size:
+                continue
+            if fingerprint(candidate, head[1]) == head:
+                found.append((stat.st_mtime_ns, candidate))
+        return max(found)[1] if found else None
 
     def _rotated_siblings(self) -> list:
         found = glob.glob(glob.escape(self.path) + ".*") + glob.glob(glob.escape(self.path) + "-*")
@@ -191,6 +219,8 @@ class FollowInput(_Source):
             chunk = self.handle.read(READ_BYTES)
             if chunk:
                 self.last_data = time.monotonic()
+                if self._known_head[1] < FINGERPRINT_BYTES:  # still short: remember its start
+                    self._known_head = self._head()
                 data = self.lines.feed(chunk)
                 self.offset += len(data)
                 return data
@@ -213,7 +243,16 @@ class FollowInput(_Source):
         elif self.draining:
             return self._finish_file("rotated")  # a rotated sibling found at resume, drained
         elif stat is not None and stat.st_size < self.offset + len(self.lines.pending):
-            return self._finish_file("truncated")  # copytruncate: what was there was read
+            # copytruncate: finish the lines from the copy if there is one, else what was read
+            # is all there was.
+            copy = self._find_copy(self._known_head, self.offset + len(self.lines.pending),
+                                   exclude=(self.device, self.inode))
+            if copy is not None:
+                self._copy = copy
+                self._finished = "copied"
+                self.boundary = True  # the partial line, if any, is read again from the copy
+                return b""
+            return self._finish_file("truncated")
         time.sleep(min(max(timeout, 0.0), self.poll))
         return b""
 
@@ -230,6 +269,11 @@ class FollowInput(_Source):
         rename, the oldest rotated sibling newer than the finished file (several rotations may
         have happened meanwhile), else the file now at the path."""
         self.boundary = False
+        if self._finished == "copied":
+            copy, self._copy = self._copy, None
+            if self._open(copy, self.offset):
+                self.draining = True
+                return
         follower = self.path
         if self._finished == "rotated" and self.handle is not None:
             finished = os.fstat(self.handle.fileno())
