@@ -95,3 +95,24 @@ def test_long_but_valid_number_is_still_too_long():
     long_number = b"1." + b"0" * 5000
     parsed = parse_lines(b"1\n" * 100 + long_number + b"\n" + b"2\n" * 100)
     assert [(r.line, r.reason) for r in parsed.rejects] == [(101, "too long")]
+
+
+def test_pandas_fast_path_gives_numpys_values_and_refuses_what_the_strict_parser_refuses():
+    """One number per line goes through pandas' C reader when installed: same bits as numpy."""
+    pytest.importorskip("pandas")
+    from emstream.parse import _read_with_pandas
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=5000) * 10.0 ** rng.integers(-300, 300, 5000)
+    texts = [f"{v:.17g}" for v in values] + [f"{v:e}" for v in values[:500]] + [
+        f"+{abs(v):f}" for v in values[:500]] + ["-0", ".5", "5.", "007", "1E+05", "-1e-310"]
+    data = ("\n".join(texts) + "\n").encode()
+    fast = _read_with_pandas(data)
+    assert fast is not None
+    np.testing.assert_array_equal(fast, np.fromstring(data, sep="\n"))
+    np.testing.assert_array_equal(parse_lines(data).rows[:, 0], fast)
+    for junk in [b'"1"\n', b"1_000\n", b"NA\n", b"1e\n", b".\n", b"1.2.3\n", b"+-1\n",
+                 b"0x10\n", b"1 2\n"]:
+        assert _read_with_pandas(b"1\n" + junk) is None, junk
+        parsed = parse_lines(b"1\n" + junk)
+        assert parsed.rows.ravel().tolist() == [1.0] and len(parsed.rejects) == 1, junk

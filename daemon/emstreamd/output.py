@@ -27,18 +27,24 @@ import numpy as np
 _NUL, _DOT, _MINUS, _ZERO = 0, ord("."), ord("-"), ord("0")
 # Beyond this a surprise's fixed-point digits would not fit in int64.
 _LARGEST = 1e14
+_POWERS = 10 ** np.arange(20, dtype=np.uint64)
 
 
 def _integer_digits(values: np.ndarray) -> np.ndarray:
     """Non-negative integers as right-aligned ASCII digits, NUL-padded: shape (n, width)."""
-    width = len(str(int(values.max()))) if values.size else 1
-    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
-    digits = (values[:, None] // powers) % 10
-    out = digits.astype(np.uint8)
+    top = int(values.max()) if values.size else 0
+    width = len(str(top))
+    out = np.empty((len(values), width), dtype=np.uint8)
+    # Division by a scalar is libdivide-fast in numpy, and twice as fast again in 32 bits.
+    rest = values.astype(np.uint32 if top < 2**32 else np.uint64)
+    for column in range(width - 1, -1, -1):
+        quotient = rest // 10
+        out[:, column] = rest - quotient * 10
+        rest = quotient
     out += _ZERO
-    leading = values[:, None] < powers
-    leading[:, -1] = False  # 0 is written "0"
-    out[leading] = _NUL
+    if width > 1:
+        leading = values[:, None] < _POWERS[width - 1:0:-1]  # digits before the first one
+        out[:, :-1][leading] = _NUL
     return out
 
 
