@@ -148,23 +148,29 @@ class Daemon:
         self.n_fields = meta.get("n_fields")
 
     # ------------------------------------------------------------------ parsing
-    def _take(self, data: bytes) -> None:
-        base = self.source.offset - len(data)
-        first = self.next_line
+    def _parse_block(self, data: bytes, first: int, n_fields: int | None):
+        """Rows of a block of lines, and the byte offset just past each line (in the block)."""
         settings = self.config["input"]
         if settings["format"] == "jsonl":
             parsed = parse_json_lines(data, settings["fields"], first_line=first,
                                       max_line_bytes=settings["max_line_bytes"])
         else:
-            parsed = parse_lines(data, n_fields=self.n_fields, columns=settings["columns"],
+            parsed = parse_lines(data, n_fields=n_fields, columns=settings["columns"],
                                  first_line=first, max_line_bytes=settings["max_line_bytes"])
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
+        if ends.size < parsed.n_lines:
+            ends = np.append(ends, len(data))
+        return parsed, ends
+
+    def _take(self, data: bytes) -> None:
+        base = self.source.offset - len(data)
+        first = self.next_line
+        ready = getattr(self.source, "parsed", None)  # parsed ahead by a reader thread
+        parsed, ends = ready if ready is not None else self._parse_block(data, first,
+                                                                          self.n_fields)
         self.n_fields = self.n_fields or parsed.n_fields
         self.next_line += parsed.n_lines
         self.counters["lines"] += parsed.n_lines
-        raw = np.frombuffer(data, dtype=np.uint8)
-        ends = np.flatnonzero(raw == 10) + 1
-        if ends.size < parsed.n_lines:
-            ends = np.append(ends, len(data))
         if parsed.rows.size:
             self.pending_rows.append(parsed.rows)
             self.pending_lines.append(parsed.lines)
@@ -451,6 +457,11 @@ class Daemon:
         log.info("ready: reading %s", getattr(self.source, "path", "stdin"))
         settings = self.config["batch"]
         by_count_only = self.source.kind == "file"
+        if by_count_only:
+            from .prefetch import PrefetchedFile
+
+            self.source = PrefetchedFile(self.source, self._parse_block, self.next_line,
+                                         self.n_fields)
         while True:
             if self.flags.reload:
                 self._reload()
@@ -499,6 +510,8 @@ class Daemon:
                 self._swap_in(job)
             self.background.close()
         self.save_checkpoint("shutdown" if self.flags.stop else "end of input")
+        if by_count_only:
+            self.source.close()  # stops the reader thread
         if self.dead_letter is not None:
             self.dead_letter.close()
         if self.metrics is not None:
