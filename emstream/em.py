@@ -20,7 +20,9 @@ Example
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -36,6 +38,7 @@ _LOG_FLOOR = -700.0
 _CHUNK_ELEMENTS = 1 << 17
 
 
+@lru_cache(maxsize=256)
 def chunk_rows(n_components: int, n_features: int) -> int:
     """Rows per chunk so that ``(K, D, rows)`` temporaries stay near 1 MiB (in L2)."""
     return int(min(32768, max(256, _CHUNK_ELEMENTS // (n_components * max(n_features, 1)))))
@@ -67,15 +70,25 @@ def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None, gate
         ``Σ_k joint``, so ``log p(x_i) = top + log total`` and ``p(k | x_i) = joint / total``.
     gated : ndarray of shape (n,) of bool, or None without a gate
     """
+    # ufunc reductions are called directly below: the ndarray methods add a Python wrapper,
+    # which costs as much as the work itself on a small mini-batch.
     lp = log_joint_chunk(X, params, out)
+    top = np.maximum.reduce(lp, axis=0)
     gated = None
     if gate is not None:
-        nearest = (lp - params.log_normaliser[:, None]).max(axis=0)  # -½ min_k d²_k
-        gated = ~(nearest >= -0.5 * gate)  # NaN-safe: an overflowed row is gated too
-    top = lp.max(axis=0)
+        const = params.log_normaliser
+        # Every row's -½ min_k d²_k = max_k (lp_k - const_k) is at least top - max(const), and
+        # rounding is monotone, so when min(top) - max(const) clears the gate no row is gated
+        # (the usual case) and the per-row test below would only confirm it.
+        if np.minimum.reduce(top) - np.maximum.reduce(const) >= -0.5 * gate:
+            gated = np.zeros(X.shape[0], dtype=bool)
+        else:
+            nearest = np.maximum.reduce(lp - const[:, None], axis=0)  # -½ min_k d²_k
+            gated = nearest >= -0.5 * gate
+            np.logical_not(gated, out=gated)  # NaN-safe: an overflowed row is gated too
     # One cheap test in the common case (a finite sum); a large-but-finite overflow of the sum
     # only sends us to the exact test.
-    lost = None if np.isfinite(top.sum()) else ~np.isfinite(top)
+    lost = None if math.isfinite(np.add.reduce(top)) else ~np.isfinite(top)
     if lost is not None and lost.any():
         # A row every component finds infinitely improbable (overflow for values far beyond
         # everything seen): shared equally, with log p(x) = -inf, rather than NaN.
@@ -84,13 +97,13 @@ def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None, gate
         lp -= top
         np.maximum(lp, _LOG_FLOOR, out=lp)
         np.exp(lp, out=lp)
-        total = lp.sum(axis=0)
+        total = np.add.reduce(lp, axis=0)
         top[lost] = -np.inf
         return lp, top, total, gated
     lp -= top
     np.maximum(lp, _LOG_FLOOR, out=lp)
     np.exp(lp, out=lp)
-    total = lp.sum(axis=0)
+    total = np.add.reduce(lp, axis=0)
     return lp, top, total, gated
 
 
@@ -182,16 +195,17 @@ def _estimate_chunk(chunk: np.ndarray, params: MixtureParams, buffer, gate=None,
         resp[:] = (joint * row_weights).T
     log_prob = np.log(total)
     log_prob += top
-    if gated is not None and gated.any():
-        if gated.all():
+    n_gated = 0 if gated is None else np.count_nonzero(gated)
+    if n_gated:
+        if n_gated == gated.shape[0]:
             return None, log_prob, gated
         row_weights[gated] = 0.0  # a gated row adds nothing to any statistic
         learned = np.flatnonzero(~gated)
         worst = int(learned[np.argmin(log_prob[learned])])
         log_likelihood, n_samples = float(log_prob[learned].sum()), learned.size
     else:
-        worst = int(np.argmin(log_prob))
-        log_likelihood, n_samples = float(log_prob.sum()), chunk.shape[0]
+        worst = int(log_prob.argmin())
+        log_likelihood, n_samples = float(np.add.reduce(log_prob)), chunk.shape[0]
     stats = SufficientStats.from_chunk(chunk, joint, params.covariance_type, params.means,
                                        row_weights=row_weights, ref=params.centre)
     return (EStepResult(stats, log_likelihood, n_samples, chunk[worst].copy(),
@@ -248,6 +262,12 @@ def e_step_scored(X: np.ndarray, params: MixtureParams, *, gate: float | None = 
     """
     n = X.shape[0]
     rows = chunk_rows(params.n_components, params.n_features)
+    if n <= rows:  # one chunk (a typical mini-batch): its own arrays are the answer
+        resp = np.empty((n, params.n_components)) if with_resp else None
+        with single_thread_blas(n):
+            result, log_prob, gated = _estimate_chunk(X, params, None, gate, resp)
+        return ScoredStep(result, log_prob, np.zeros(n, dtype=bool) if gated is None else gated,
+                          resp)
     log_prob = np.empty(n)
     gated = np.zeros(n, dtype=bool)
     resp = np.empty((n, params.n_components)) if with_resp else None

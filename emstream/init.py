@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from .stats import SufficientStats
+from .stats import SufficientStats, none_below
 
 INIT_METHODS = ("k-means++", "kmeans", "random", "random_from_data")
 # k-means on more rows than this adds nothing to a starting point but time.
@@ -188,6 +188,8 @@ def reseed_dead_components(stats: SufficientStats, point: np.ndarray, *, n_point
     if total <= 0 or n_points <= 0:
         return stats, 0
     per_point = total / n_points
+    if none_below(stats.counts, min_points * per_point):
+        return stats, 0  # the common case: nothing dead
     dead = np.flatnonzero(stats.counts < min_points * per_point)
     if dead.size == 0 or dead.size == stats.n_components:
         return stats, 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import operator
 import warnings
+from functools import lru_cache
 
 import numpy as np
 
@@ -28,6 +30,7 @@ RECENT_POINTS = 1000.0
 AUTO_GATE_TAIL = 1e-15
 
 
+@lru_cache(maxsize=64)
 def auto_gate(n_features: int) -> float:
     """Squared Mahalanobis distance a Gaussian point exceeds with probability 1e-15."""
     from scipy.special import chdtri  # scipy.stats would cost a second of import time
@@ -172,6 +175,15 @@ class GaussianMixture:
             cls._param_names_cache = names
         return names
 
+    @classmethod
+    def _param_getter(cls):
+        """``self -> tuple of every constructor parameter``, in one C call."""
+        getter = cls.__dict__.get("_param_getter_cache")
+        if getter is None:
+            getter = operator.attrgetter(*cls._param_names())
+            cls._param_getter_cache = getter
+        return getter
+
     def get_params(self, deep: bool = True) -> dict:
         """Constructor parameters, as scikit-learn's ``get_params``."""
         return {name: getattr(self, name) for name in self._param_names()}
@@ -211,9 +223,9 @@ class GaussianMixture:
     def _validate_params(self) -> None:
         # partial_fit validates on every call: skip the work while no parameter was reassigned
         # (the very same objects are still in place; any assignment triggers a full check).
-        current = [getattr(self, name) for name in self._param_names()]
+        current = self._param_getter()(self)
         previous = getattr(self, "_validated", None)
-        if previous is not None and all(a is b for a, b in zip(current, previous)):
+        if previous is not None and all(map(operator.is_, current, previous)):
             return
         self._check_params()
         self._validated = current
@@ -327,8 +339,20 @@ class GaussianMixture:
         self.means_ = params.means
         self.covariances_ = params.covariances
         self.precisions_cholesky_ = params.precisions_cholesky
-        self.precisions_ = precisions_from_cholesky(params.precisions_cholesky,
-                                                    params.covariance_type)
+
+    @property
+    def precisions_(self) -> np.ndarray:
+        """``P Pᵀ`` of the current parameters, computed when first asked for (online EM
+        changes the parameters on every mini-batch, and few callers ever look)."""
+        params = self.__dict__.get("_params")
+        if params is None:
+            raise AttributeError("'GaussianMixture' object has no attribute 'precisions_'")
+        cached = self.__dict__.get("_precisions")
+        if cached is None or cached[0] is not params:
+            cached = (params, precisions_from_cholesky(params.precisions_cholesky,
+                                                       params.covariance_type))
+            self._precisions = cached
+        return cached[1]
 
     def _rng(self) -> np.random.Generator:
         seed = self.random_state
@@ -551,12 +575,21 @@ class GaussianMixture:
 
     def _step_size(self, n_points: int) -> float:
         """Blend weight of a mini-batch of ``n_points`` learned after ``self._t`` points."""
-        t = self._t + np.arange(1, n_points + 1, dtype=float) + self.step_offset
-        gamma = t ** -self.step_decay
+        # The same values as (self._t + arange(1, n + 1) + offset) ** -decay, in fewer passes:
+        # self._t counts points, so arange from it is exact (every value an integer < 2**53).
+        if self._t.is_integer() and self._t + n_points < 2.0**53:
+            t = np.arange(self._t + 1.0, self._t + n_points + 1.0)
+        else:
+            t = np.arange(1, n_points + 1, dtype=float)
+            t += self._t
+        if self.step_offset:  # (adding 0.0 changes nothing)
+            t += self.step_offset
+        gamma = t ** -self.step_decay  # (``**`` has fast paths, e.g. 1/t for step_decay=1)
         if self.step_floor is not None:
             np.maximum(gamma, self.step_floor, out=gamma)
         # t >= 2 here (a batch fit of at least one point came first), so every gamma < 1.
-        return float(-np.expm1(np.log1p(-gamma).sum()))
+        np.negative(gamma, out=gamma)
+        return float(-np.expm1(np.add.reduce(np.log1p(gamma, out=gamma))))
 
     def _memory(self) -> float:
         """How many points the running statistics effectively summarise."""

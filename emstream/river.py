@@ -63,6 +63,7 @@ class _OnlineMixture:
             step_decay=self.step_decay, step_floor=self.step_floor,
             warmup_size=self.warmup_size, random_state=self.seed, outlier_gate=self.outlier_gate)
         self._features = None
+        self._frame_columns = self._frame_order = None  # the last frame's columns, their order
         self._buffer = []
         self._scorer = None
         self._fill = None
@@ -128,13 +129,27 @@ class _OnlineMixture:
         columns = list(X.columns)
         if self._features is None:
             self._features = tuple(sorted(columns))
-        if all(name in columns for name in self._features) and hasattr(X, "to_numpy"):
+        if columns == self._frame_columns:  # a stream's frames usually share their columns
+            order = self._frame_order
+        else:
+            order = None
+            if all(name in columns for name in self._features):
+                order = [columns.index(name) for name in self._features]
+                if order == list(range(len(columns))):
+                    order = ()  # already in feature order
+            self._frame_columns, self._frame_order = columns, order
+        if order is not None and hasattr(X, "to_numpy"):
             try:  # pandas: the whole frame at once, then columns by position (much cheaper
                 # than selecting columns by name in pandas)
-                order = [columns.index(name) for name in self._features]
-                return np.asarray(X.to_numpy(dtype=float))[:, order]
+                data = np.asarray(X.to_numpy(dtype=float))
             except (TypeError, ValueError):
                 pass
+            else:
+                if order == ():
+                    # No selection (it copied every row): a view of the frame is fine for an
+                    # online step, which keeps none of its rows.
+                    return data if self._model._is_fitted() else data.copy()
+                return data[:, order]
         import narwhals as nw
 
         frame = nw.from_native(X, eager_only=True)

@@ -43,6 +43,50 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _SMALL_CHUNK = 64
 # Largest (offset / spread)² tolerated in moments about a shared reference point (~2e-10 lost).
 _MAX_CANCELLATION = 1e6
+_TINY = float(np.finfo(float).tiny)
+
+
+def all_above(values: np.ndarray, bound: float) -> bool:
+    """``bool((values > bound).all())`` for a handful of values (one per component).
+
+    Comparisons in Python on ``tolist()`` are exact and cost a fraction of a numpy reduction,
+    several of which run on every online step; NaN is above nothing, as in numpy.
+    """
+    for value in values.tolist():
+        if not value > bound:
+            return False
+    return True
+
+
+def none_below(values: np.ndarray, bound: float) -> bool:
+    """``not (values < bound).any()`` for a handful of values (NaN is below nothing)."""
+    for value in values.tolist():
+        if value < bound:
+            return False
+    return True
+
+
+class computed_once:
+    """``functools.cached_property`` without its lock, for values derived from frozen fields.
+
+    Statistics and parameters are replaced, never changed, on every online step, so each
+    derived value is computed once per step; the lock (Python < 3.12) cost about a
+    microsecond each time.  Concurrent first uses may compute a value twice: harmless.
+    """
+
+    def __init__(self, func):
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        value = self.func(instance)
+        instance.__dict__[self.name] = value  # found before this descriptor from now on
+        return value
 
 
 def scatter_shape(covariance_type: str, n_components: int, n_features: int) -> tuple[int, ...]:
@@ -56,8 +100,13 @@ def scatter_shape(covariance_type: str, n_components: int, n_features: int) -> t
 
 
 @lru_cache(maxsize=64)
-def _upper_triangle(d: int):
-    return np.triu_indices(d)
+def _symmetric_gather(d: int) -> np.ndarray:
+    """For each (i, j) of a d×d matrix, row-major: its column in the upper-triangle layout."""
+    upper = np.triu_indices(d)
+    where = np.empty((d, d), dtype=np.intp)
+    where[upper] = np.arange(upper[0].size)
+    where[upper[1], upper[0]] = where[upper]
+    return where.reshape(-1)
 
 
 def shifted_moments(X, resp, ref, full, row_weights=None):
@@ -85,13 +134,15 @@ def shifted_moments(X, resp, ref, full, row_weights=None):
     width = d * (d + 1) // 2 if full else d
     # Rows are columns of the product: contiguous writes, one GEMM for all three moments.
     rows = np.empty((1 + d + width, n))
-    xs = np.subtract(X.T, ref[:, None], out=rows[1:1 + d])
     if row_weights is None:
         rows[0] = 1.0
-        xw = xs
+        xs = xw = np.subtract(X.T, ref[:, None], out=rows[1:1 + d])
     else:
         rows[0] = row_weights
-        xw = np.multiply(xs, row_weights, out=np.empty_like(xs))
+        # order="C": rows of n, not n rows of D (the default follows X.T's strides, and a
+        # broadcast inner loop of D elements was 2-3x slower for a few features).
+        xs = np.subtract(X.T, ref[:, None], order="C")
+        xw = np.multiply(xs, row_weights, out=rows[1:1 + d])
     if full:
         start = 1 + d
         for i in range(d):
@@ -99,14 +150,10 @@ def shifted_moments(X, resp, ref, full, row_weights=None):
             start += d - i
     else:
         np.multiply(xw, xs, out=rows[1 + d:])
-    if row_weights is not None:
-        rows[1:1 + d] = xw
     sums = resp @ rows.T
     if full:
-        second = np.empty((n_components, d, d))
-        upper = _upper_triangle(d)
-        second[:, upper[0], upper[1]] = sums[:, 1 + d:]
-        second[:, upper[1], upper[0]] = sums[:, 1 + d:]
+        # Both triangles from the upper one, in one gather.
+        second = sums[:, 1 + d:].take(_symmetric_gather(d), axis=1).reshape(n_components, d, d)
     else:
         second = sums[:, 1 + d:]
     return sums[:, 0], sums[:, 1:1 + d], second
@@ -163,10 +210,10 @@ class SufficientStats:
     def n_features(self) -> int:
         return self.means.shape[1]
 
-    @property
+    @computed_once
     def total(self) -> float:
         """Total responsibility over all components (the number of points summarised)."""
-        return float(self.counts.sum())
+        return float(np.add.reduce(self.counts))
 
     @classmethod
     def zeros(cls, n_components: int, n_features: int, covariance_type: str) -> "SufficientStats":
@@ -195,8 +242,9 @@ class SufficientStats:
             that no precision is lost to cancellation.
         """
         counts = np.asarray(counts, dtype=float)
-        held = counts > np.finfo(float).tiny
-        every = bool(held.all())  # the common case: fewer small operations
+        every = all_above(counts, _TINY)  # the common case: fewer small operations
+        if not every:
+            held = counts > _TINY
         shift = first / (counts if every else np.where(held, counts, 1.0))[:, None]
         if not every:
             shift[~held] = 0.0
@@ -206,7 +254,7 @@ class SufficientStats:
             if not every:
                 scatter[~held] = 0.0
             if scatter.shape[1] > 1:  # rounding must not leave the scatter asymmetric
-                scatter = 0.5 * (scatter + np.swapaxes(scatter, 1, 2))
+                scatter = 0.5 * (scatter + scatter.transpose(0, 2, 1))
             if covariance_type == "tied":
                 scatter = scatter.sum(axis=0)
         else:
@@ -249,10 +297,9 @@ class SufficientStats:
         if ref is None:
             ref = X.mean(axis=0) if centres is None else np.asarray(centres).mean(axis=0)
         moments = shifted_moments(X, resp, ref, full, row_weights)
-        stats = cls.from_moments(*moments, np.broadcast_to(ref, (resp.shape[0], X.shape[1])),
-                                 kind)
+        stats = cls.from_moments(*moments, ref, kind)  # ref broadcasts over the components
         far = stats.lossy_about(ref)
-        if far.any():
+        if np.count_nonzero(far):
             exact = centred_moments(X, resp[far], full, row_weights)
             stats = stats.splice(far, cls.from_moments(*exact, kind))
         return stats.collapse(covariance_type)
@@ -264,10 +311,15 @@ class SufficientStats:
         ``eps * (offset / spread)²``, where ``offset`` is the component mean's distance from
         ``ref``.  For per-component (full or diag) scatter; returns a mask of shape (K,).
         """
-        spread = (np.diagonal(self.scatter, axis1=1, axis2=2) if self.scatter.ndim == 3
-                  else self.scatter)
-        offset2 = (self.means - ref) ** 2 * self.counts[:, None]
-        return (offset2 > _MAX_CANCELLATION * spread).any(axis=1) & (self.counts > 0)
+        spread = self.scatter.diagonal(0, 1, 2) if self.scatter.ndim == 3 else self.scatter
+        offset2 = np.subtract(self.means, ref)
+        np.square(offset2, out=offset2)
+        offset2 *= self.counts[:, None]
+        lossy = offset2 > _MAX_CANCELLATION * spread
+        lossy = lossy[:, 0] if lossy.shape[1] == 1 else np.logical_or.reduce(lossy, axis=1)
+        if not all_above(self.counts, 0.0):
+            lossy &= self.counts > 0
+        return lossy
 
     def splice(self, which: np.ndarray, other: "SufficientStats") -> "SufficientStats":
         """Copy with the components ``which`` replaced by ``other``'s (per-component scatter)."""
@@ -331,7 +383,7 @@ class SufficientStats:
         n_a = self.counts * (1.0 - step)
         n_b = other.counts * step
         n = n_a + n_b
-        if not (n_a > 0).all() or not (n > 0).all():
+        if not (all_above(n_a, 0.0) and all_above(n, 0.0)):
             return self.scaled(1.0 - step) + other.scaled(step)  # empty components: general path
         frac_b = n_b / n
         delta = other.means - self.means

@@ -55,12 +55,14 @@ def check_array(X, *, name: str = "X", n_features: int | None = None, min_sample
     if arr.shape[0] < min_samples:
         raise ValueError(f"{name} has {arr.shape[0]} samples, fewer than {min_samples}"
                          f"{why_min}")
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad_rows = np.flatnonzero(~finite.all(axis=1))
-        raise ValueError(f"{name} contains NaN or infinity in {bad_rows.size} row(s), first at "
-                         f"row {bad_rows[0]}; drop or impute those rows first")
-    if arr.size and np.abs(arr).max() > MAX_ABS_VALUE:
+    # One pass answers both checks in the common case: the largest |value| is NaN if any value
+    # is, infinite if any is.
+    if not np.maximum.reduce(np.abs(arr), axis=None) <= MAX_ABS_VALUE:
+        finite = np.isfinite(arr)
+        if not finite.all():
+            bad_rows = np.flatnonzero(~finite.all(axis=1))
+            raise ValueError(f"{name} contains NaN or infinity in {bad_rows.size} row(s), first "
+                             f"at row {bad_rows[0]}; drop or impute those rows first")
         raise ValueError(f"{name} has values beyond ±{MAX_ABS_VALUE:g}, whose squares overflow; "
                          "rescale the data (for example to other units) first")
     return np.ascontiguousarray(arr)
