@@ -30,6 +30,12 @@ RECENT_POINTS = 1000.0
 AUTO_GATE_TAIL = 1e-15
 
 
+@lru_cache(maxsize=1024)
+def _recent_decay(n_points: int):
+    """``exp(-n_points / RECENT_POINTS)``: the same few mini-batch sizes recur in a stream."""
+    return np.exp(-n_points / RECENT_POINTS)
+
+
 @lru_cache(maxsize=64)
 def auto_gate(n_features: int) -> float:
     """Squared Mahalanobis distance a Gaussian point exceeds with probability 1e-15."""
@@ -622,8 +628,7 @@ class GaussianMixture:
         else:
             self._set_params(self._iterate)
         self.n_updates_ += 1
-        self.recent_counts_ = (self.recent_counts_ * np.exp(-n_points / RECENT_POINTS)
-                               + est.stats.counts)
+        self.recent_counts_ = self.recent_counts_ * _recent_decay(n_points) + est.stats.counts
         self._moved_online = True
         return scored
 
