@@ -225,7 +225,7 @@ def precision_cholesky(covariances: np.ndarray, covariance_type: str):
 
 def _inverse_sqrt(variances: np.ndarray):
     """``1/sqrt(v)`` of variances (a copy the caller owns), with non-positive ones repaired."""
-    if not variances.min() > _TINY:  # rare (NaN lands here too): repair the small ones
+    if not np.minimum.reduce(variances, axis=None) > _TINY:  # rare (NaN too): repair them
         variances = np.where(variances > _TINY, variances,
                              np.maximum(np.abs(variances).max(initial=0.0) * 1e-12,
                                         _TINY * 1e10))

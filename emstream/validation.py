@@ -55,8 +55,8 @@ def check_array(X, *, name: str = "X", n_features: int | None = None, min_sample
     if arr.shape[0] < min_samples:
         raise ValueError(f"{name} has {arr.shape[0]} samples, fewer than {min_samples}"
                          f"{why_min}")
-    # One pass answers both checks in the common case: the largest |value| is NaN if any value
-    # is, infinite if any is.
+    # One reduction answers both checks in the common case: the largest |value| is NaN if any
+    # value is, infinite if any is.
     if not np.maximum.reduce(np.abs(arr), axis=None) <= MAX_ABS_VALUE:
         finite = np.isfinite(arr)
         if not finite.all():
