@@ -10,8 +10,8 @@ instead, so a single BLAS thread per call is both faster and steadier.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
-from functools import lru_cache
 
 # The limit is process-wide, so nesting is counted process-wide: the first entry applies it and
 # the last exit restores it, whichever threads they come from.
@@ -20,13 +20,20 @@ _depth = 0
 _active = None
 
 
-@lru_cache(maxsize=1)
+_known = {"modules": -1, "controller": None}
+
+
 def _controller():
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency; stay usable without
-        return None
-    return ThreadpoolController()
+    """threadpoolctl's view of the loaded BLAS libraries, refreshed after any new import (a
+    library loaded later, say scipy's OpenBLAS, would otherwise keep all its threads)."""
+    if len(sys.modules) != _known["modules"]:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+            return None
+        _known["controller"] = ThreadpoolController()
+        _known["modules"] = len(sys.modules)
+    return _known["controller"]
 
 
 # Work smaller than this (rows) never reaches OpenBLAS's threading thresholds: skip the ~20 µs
