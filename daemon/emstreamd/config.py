@@ -29,7 +29,8 @@ DEFAULTS = {
     "metrics": {"port": None, "address": "127.0.0.1"},
 }
 # Sections and keys that SIGHUP may change while running.
-LIVE = {"output": {"anomaly_surprise", "anomaly_quantile"}, "status": {"every_seconds"}, "refit": {"every_points"},
+LIVE = {"output": {"anomaly_surprise", "anomaly_quantile"}, "status": {"every_seconds"},
+        "refit": {"every_points"},
         "checkpoint": {"every_points", "every_seconds"}, "batch": {"max_wait"}}
 
 

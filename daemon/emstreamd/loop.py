@@ -11,7 +11,6 @@ import json
 import logging
 import signal
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
