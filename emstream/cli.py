@@ -21,6 +21,7 @@ from .checkpoint import CheckpointError
 from .compare import full_covariances, match_components
 from .mixture import GaussianMixture
 from .parse import LineBuffer, parse_lines
+from .report import format_rows
 from .stats import COVARIANCE_TYPES
 
 BLOCK_BYTES = 1 << 20
@@ -292,24 +293,12 @@ def cmd_score(args) -> int:
             log_prob, resp = model.posterior(parsed.rows)
             labels = resp.argmax(axis=1)
             best = resp[np.arange(len(labels)), labels]
-            _write_scores(out, args.format, parsed.lines, labels, best, -log_prob)
+            out.write(format_rows(args.format, parsed.lines, labels, best, -log_prob).decode())
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
     _report_rejects("stdin" if args.data == "-" else args.data, rejects, counts)
     return 0
-
-
-def _write_scores(out, fmt, lines, labels, probability, surprise) -> None:
-    if fmt == "csv":
-        out.write("".join(f"{n},{k},{p:.6g},{s:.6g}\n" for n, k, p, s in
-                          zip(lines.tolist(), labels.tolist(), probability.tolist(),
-                              surprise.tolist())))
-    else:
-        out.write("".join(json.dumps({"line": n, "label": k, "probability": p, "surprise": s})
-                          + "\n" for n, k, p, s in
-                          zip(lines.tolist(), labels.tolist(), probability.tolist(),
-                              surprise.tolist())))
 
 
 # ---------------------------------------------------------------------------- inspect

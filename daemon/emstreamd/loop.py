@@ -18,10 +18,10 @@ import numpy as np
 from emstream import GaussianMixture, checkpoint
 from emstream.drift import DriftMonitor
 from emstream.parse import parse_json_lines, parse_lines
+from emstream.report import format_rows
 
 from . import config as config_module
 from .notify import notify
-from .output import format_rows
 
 log = logging.getLogger("emstreamd")
 

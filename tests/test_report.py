@@ -1,11 +1,11 @@
-"""emstreamd's batch formatter of per-point output lines."""
+"""The batch formatter of per-point score lines (emstream score, emstreamd)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from emstreamd.output import _format_slowly, format_rows
+from emstream.report import _format_slowly, format_rows
 
 
 def _batch(n, rng):
@@ -46,3 +46,12 @@ def test_jsonl_reads_back_and_survives_infinite_surprise():
     assert [r["line"] for r in records] == lines.tolist()
     assert format_rows("csv", lines[:0], labels[:0], probability[:0], surprise[:0],
                        anomaly[:0]) == b""
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_without_anomaly_flags_the_column_is_left_out(kind):
+    lines, labels, probability, surprise, _ = _batch(2000, np.random.default_rng(3))
+    fast = format_rows(kind, lines, labels, probability, surprise)
+    assert fast == _format_slowly(kind, lines, labels, probability, surprise)
+    first = fast.decode().splitlines()[0]
+    assert "anomaly" not in first and (kind == "jsonl" or first.count(",") == 3)

@@ -1,4 +1,4 @@
-"""Per-point output lines, formatted for a whole mini-batch at once.
+"""Per-point score lines (``emstream score``, emstreamd's output), formatted a batch at once.
 
 A Python f-string per row costs ~2.7 µs, which alone would hold the daemon under 400,000 points
 per second.  Here every column becomes a matrix of ASCII digits by integer arithmetic on the
@@ -12,6 +12,7 @@ surprise that is not finite or is beyond 1e14 in magnitude is formatted row by r
 Example
 -------
 >>> import numpy as np
+>>> from emstream.report import format_rows
 >>> print(format_rows("csv", np.array([7, 12]), np.array([0, 2]), np.array([0.25, 1.0]),
 ...                   np.array([1.5, -0.00004]), np.array([False, True])).decode(), end="")
 7,0,0.250000,1.5000,0
@@ -69,7 +70,7 @@ def _words(flags: np.ndarray, words: tuple[bytes, bytes]) -> np.ndarray:
     return table[flags.astype(np.intp)].view(np.uint8).reshape(len(flags), -1)
 
 
-def format_rows(kind: str, lines, labels, probability, surprise, anomaly) -> bytes:
+def format_rows(kind: str, lines, labels, probability, surprise, anomaly=None) -> bytes:
     """Output lines for one mini-batch, in ``kind`` ("csv" or "jsonl") format.
 
     Parameters
@@ -77,7 +78,8 @@ def format_rows(kind: str, lines, labels, probability, surprise, anomaly) -> byt
     kind : {"csv", "jsonl"}
     lines, labels : ndarray of int, shape (n,)
     probability, surprise : ndarray of float, shape (n,)
-    anomaly : ndarray of bool, shape (n,)
+    anomaly : ndarray of bool, shape (n,), or None
+        None leaves the anomaly column (key) out.
 
     Returns
     -------
@@ -94,28 +96,34 @@ def format_rows(kind: str, lines, labels, probability, surprise, anomaly) -> byt
     if kind == "csv":
         comma = _constant(b",", n)
         pieces = [_integer_digits(lines), comma, _integer_digits(labels), comma,
-                  *_fixed(probability, 6), comma, *_fixed(surprise, 4), comma,
-                  _words(anomaly, (b"0", b"1")), _constant(b"\n", n)]
+                  *_fixed(probability, 6), comma, *_fixed(surprise, 4)]
+        if anomaly is not None:
+            pieces += [comma, _words(anomaly, (b"0", b"1"))]
+        pieces.append(_constant(b"\n", n))
     else:
         pieces = [_constant(b'{"line": ', n), _integer_digits(lines),
                   _constant(b', "label": ', n), _integer_digits(labels),
                   _constant(b', "probability": ', n), *_fixed(probability, 6),
-                  _constant(b', "surprise": ', n), *_fixed(surprise, 4),
-                  _constant(b', "anomaly": ', n), _words(anomaly, (b"false", b"true")),
-                  _constant(b"}\n", n)]
+                  _constant(b', "surprise": ', n), *_fixed(surprise, 4)]
+        if anomaly is not None:
+            pieces += [_constant(b', "anomaly": ', n), _words(anomaly, (b"false", b"true"))]
+        pieces.append(_constant(b"}\n", n))
     matrix = np.hstack(pieces)
     return matrix[matrix != _NUL].tobytes()
 
 
-def _format_slowly(kind, lines, labels, probability, surprise, anomaly) -> bytes:
+def _format_slowly(kind, lines, labels, probability, surprise, anomaly=None) -> bytes:
     """Row by row (the same text), for batches with an infinite or enormous surprise."""
+    flags = [None] * len(lines) if anomaly is None else np.asarray(anomaly).tolist()
     rows = zip(np.asarray(lines).tolist(), np.asarray(labels).tolist(),
-               np.asarray(probability).tolist(), np.asarray(surprise).tolist(),
-               np.asarray(anomaly).tolist())
+               np.asarray(probability).tolist(), np.asarray(surprise).tolist(), flags)
     if kind == "csv":
-        text = "".join(f"{n},{k},{p:.6f},{s:.4f},{int(a)}\n" for n, k, p, s, a in rows)
+        text = "".join(f"{n},{k},{p:.6f},{s:.4f}" + ("" if a is None else f",{int(a)}") + "\n"
+                       for n, k, p, s, a in rows)
     else:  # json.dumps writes a non-finite surprise as Infinity/NaN, as Python's json reads
-        text = "".join(f'{{"line": {n}, "label": {k}, "probability": {p:.6f}, "surprise": '
-                       f'{f"{s:.4f}" if np.isfinite(s) else json.dumps(s)}, "anomaly": '
-                       f'{"true" if a else "false"}}}\n' for n, k, p, s, a in rows)
+        text = "".join(
+            f'{{"line": {n}, "label": {k}, "probability": {p:.6f}, "surprise": '
+            + (f"{s:.4f}" if np.isfinite(s) else json.dumps(s))
+            + ("" if a is None else ', "anomaly": ' + ("true" if a else "false")) + "}\n"
+            for n, k, p, s, a in rows)
     return text.encode()
