@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .mixture import GaussianMixture, auto_gate
+from .ring import RingBuffer
 from .validation import check_float, check_int
 
 DETECTORS = ("page-hinkley", "adwin")
@@ -139,8 +140,8 @@ class DriftMonitor:
         self._carry = np.empty(0)  # clipped surprises not yet in a full block
         self._fed_sum, self._fed_count = 0.0, 0  # block means given to the detector since reset
         self._collected = None  # rows since an alarm, while collecting for a refit
-        self._recent = np.empty(quantile_window)
-        self._recent_filled = self._recent_next = self._since_quantile = 0
+        self._recent = RingBuffer(quantile_window)
+        self._since_quantile = 0
 
     # ------------------------------------------------------------------ set-up
     def _check(self) -> None:
@@ -277,7 +278,8 @@ class DriftMonitor:
         self._carry = np.empty(0)
         self._fed_sum, self._fed_count = 0.0, 0
         # Surprises of the old model say nothing about the new one's tail.
-        self._recent_filled = self._recent_next = self._since_quantile = 0
+        self._recent.clear()
+        self._since_quantile = 0
         self.anomaly_threshold_ = None
         return {"event": "refit", "reason": "drift", "point": int(point),
                 "points": int(len(rows)), "iterations": int(model.n_iter_),
@@ -289,20 +291,14 @@ class DriftMonitor:
         if self.anomaly_quantile is None:
             return
         size = self.quantile_window
-        values = surprise[-size:]
-        n = values.size
-        first = min(n, size - self._recent_next)
-        self._recent[self._recent_next:self._recent_next + first] = values[:first]
-        self._recent[:n - first] = values[first:]
-        self._recent_next = (self._recent_next + n) % size
-        self._recent_filled = min(size, self._recent_filled + n)
+        self._recent.extend(surprise)
         self._since_quantile += surprise.size
         needed = max(1000, math.ceil(10 / self.anomaly_quantile))
         # np.quantile is O(window): refresh it every half window, not every batch.
         due = self.anomaly_threshold_ is None or self._since_quantile >= max(1000, size // 2)
-        if self._recent_filled >= min(needed, size) and due:
-            recent = self._recent[:self._recent_filled]
-            self.anomaly_threshold_ = float(np.quantile(recent, 1 - self.anomaly_quantile))
+        if len(self._recent) >= min(needed, size) and due:
+            self.anomaly_threshold_ = float(np.quantile(self._recent.stored(),
+                                                        1 - self.anomaly_quantile))
             self._since_quantile = 0
 
     # ------------------------------------------------------------------ persistence

@@ -19,6 +19,7 @@ from emstream import GaussianMixture, checkpoint
 from emstream.drift import DriftMonitor
 from emstream.parse import parse_json_lines, parse_lines
 from emstream.report import format_rows
+from emstream.ring import RingBuffer
 
 from . import config as config_module
 from .notify import notify
@@ -78,7 +79,7 @@ class Daemon:
         self.monitor = DriftMonitor(self.model, **config_module.monitor_settings(config))
         self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "refits": 0,
                          "gated": 0, "alarms": 0, "rejected": {}}
-        self.window = None  # ring buffer of recent rows for refits
+        self.window = RingBuffer(config["refit"]["window"])  # recent learned rows, for refits
         self.learned = 0  # rows ever put in the window (to find those after a snapshot)
         self.generation = 0  # bumped by drift refits: older background refits are stale
         self.background = None
@@ -86,8 +87,6 @@ class Daemon:
             from .background import BackgroundRefit
 
             self.background = BackgroundRefit(config["refit"]["scheduler"])
-        self.window_next = 0
-        self.window_filled = 0
         self.since_refit = 0
         self.history = []
         self.next_line = 1
@@ -251,37 +250,19 @@ class Daemon:
             self.applied_offset = self.source.offset
 
     def _remember(self, batch: np.ndarray) -> None:
-        """Keep the last ``refit.window`` rows in a ring buffer."""
-        size = self.config["refit"]["window"]
-        if self.window is None or self.window.shape != (size, batch.shape[1]):
-            self.window = np.empty((size, batch.shape[1]))
-            self.window_next = self.window_filled = 0
-        rows = batch[-size:]
-        n = len(rows)
-        first = min(n, size - self.window_next)  # up to the end of the buffer, then wrap
-        self.window[self.window_next:self.window_next + first] = rows[:first]
-        self.window[:n - first] = rows[first:]
-        self.window_next = (self.window_next + n) % size
-        self.window_filled = min(size, self.window_filled + n)
+        """Keep the last ``refit.window`` learned rows."""
+        self.window.extend(batch)
         self.learned += len(batch)
         self.since_refit += len(batch)
-
-    def _recent(self, count: int | None = None) -> np.ndarray:
-        """The last ``count`` rows of the window (all by default), oldest first."""
-        if self.window_filled < len(self.window):
-            recent = self.window[:self.window_filled]
-        else:
-            recent = np.roll(self.window, -self.window_next, axis=0)
-        return recent if count is None else recent[len(recent) - min(count, len(recent)):]
 
     def refit(self, reason: str) -> None:
         """Batch EM over the window (warm and fresh starts); labels kept; online EM goes on."""
         self.flags.refit = False
         model = self.model
-        if not model._is_fitted() or self.window_filled < model.n_components:
+        if not model._is_fitted() or len(self.window) < model.n_components:
             log.info("refit (%s) skipped: the model is still warming up", reason)
             return
-        recent = self._recent()
+        recent = self.window.recent()
         if self.background is not None:
             if self.background.busy:
                 log.info("refit (%s) skipped: the previous one is still running on %s", reason,
@@ -311,12 +292,12 @@ class Daemon:
                         "it ran", job.reason, self.background.address)
             return
         model, since = job.model, self.learned - job.learned_at_start
-        if since > self.window_filled:
+        if since > len(self.window):
             log.warning("refit (%s) from %s discarded: %d points arrived while it ran, more "
                         "than refit.window holds to re-learn", job.reason,
                         self.background.address, since)
             return
-        replay = self._recent(since) if since else self.window[:0]
+        replay = self.window.recent(since) if since else np.empty((0, model.n_features_in_))
         step = self.config["batch"]["max_rows"]
         for start in range(0, len(replay), step):
             model.partial_fit(replay[start:start + step])
@@ -355,7 +336,7 @@ class Daemon:
             self._count_refit()
             self.generation += 1
             # Points before the change would pull a scheduled refit back to the old regime.
-            self.window_filled = self.window_next = 0
+            self.window.clear()
             log.warning("drift refit: batch EM on the %d points after the alarm, %d iterations; "
                         "average log-likelihood %.4g -> %.4g", event["points"],
                         event["iterations"], event["log_likelihood_before"],
