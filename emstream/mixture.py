@@ -44,6 +44,13 @@ def auto_gate(n_features: int) -> float:
     return float(chdtri(n_features, AUTO_GATE_TAIL))
 
 
+def _batch_rows(X, checks: dict):
+    """Rows for batch EM, checked: numpy as is, a dask collection where it lives."""
+    if distributed.is_dask_collection(X):
+        return distributed.DaskRows(X, **checks)
+    return check_array(X, **checks)
+
+
 class GaussianMixture:
     """Gaussian mixture fitted by batch EM (``fit``) or online EM (``partial_fit``).
 
@@ -391,10 +398,7 @@ class GaussianMixture:
                       min_samples=self.n_components,
                       why_min=f" (n_components={self.n_components}); pass more samples or "
                               "ask for fewer components")
-        if distributed.is_dask_collection(X):
-            X = distributed.DaskRows(X, **checks)
-        else:
-            X = check_array(X, **checks)
+        X = _batch_rows(X, checks)
         self._fit_batch(X, continuing)
         self.n_seen_ = self.n_gated_ = 0
         return self
@@ -486,10 +490,7 @@ class GaussianMixture:
         self._check_settings_unchanged("refit")
         checks = dict(n_features=self.n_features_in_, min_samples=self.n_components,
                       why_min=f" (n_components={self.n_components})")
-        if distributed.is_dask_collection(X):
-            X = distributed.DaskRows(X, **checks)
-        else:
-            X = check_array(X, **checks)
+        X = _batch_rows(X, checks)
         before, rng = self._params, self._rng()
 
         def fresh():
