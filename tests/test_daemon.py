@@ -283,5 +283,6 @@ def test_prometheus_metrics_on_localhost(tmp_path):
     assert "emstreamd_points_total 302.0" in text
     assert 'emstreamd_rejected_lines_total{reason="non-numeric"} 1.0' in text
     assert "emstreamd_average_log_likelihood" in text
+    assert "emstreamd_drift_alarms_total 0.0" in text
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
