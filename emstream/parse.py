@@ -63,6 +63,9 @@ class Parsed:
         Lines in the block.
     n_fields : int or None
         Fields per line (None if no line was valid and none was asked for).
+    line_ends : ndarray of shape (n_lines,) or None
+        Byte offset just past each line (its newline, or the end of the block), when the
+        parser found them on its way (the one-number-per-line fast path); else None.
     """
 
     rows: np.ndarray
@@ -70,6 +73,7 @@ class Parsed:
     rejects: tuple
     n_lines: int
     n_fields: int | None
+    line_ends: np.ndarray | None = None
 
     def reject_counts(self) -> dict:
         """Rejected lines by reason."""
@@ -189,25 +193,32 @@ def _parse_clean(clean: bytes, lines: np.ndarray, first: int, n_fields: int, row
 
 
 def _one_number_per_line(data: bytes, max_line_bytes: int):
-    """The common 1-D case at memchr speed: no separators, no blank lines, all parse."""
-    if (b" " in data or b"," in data or b"\t" in data or b"\r" in data or b"\n\n" in data
-            or data.startswith(b"\n")):
+    """The common 1-D case at memchr speed: no separators, no blank lines, all parse.
+
+    Returns ``(rows of shape (n, 1), line ends)`` or None for the general path.  Each check
+    is one pass over the block (a 1 MiB block costs ~1 ms of checks against ~5 ms of
+    parsing), so the block is scanned once per question, not once per forbidden byte."""
+    plain = not data.translate(None, _NUMBER_BYTES)
+    if not plain and (b" " in data or b"," in data or b"\t" in data or b"\r" in data):
         return None
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1  # past each line
     if not data.endswith(b"\n"):
-        ends = np.append(ends, len(data))
-    n_lines = ends.size
-    if n_lines and np.diff(ends, prepend=-1).max() - 1 > max_line_bytes:
-        return None
-    values = _read_with_pandas(data)
+        ends = np.append(ends, len(data) + 1)  # as if the newline were there
+    if ends.size:
+        lengths = np.diff(ends, prepend=0) - 1
+        if lengths.min() == 0 or lengths.max() > max_line_bytes:  # blank or too long
+            return None
+    values = _read_with_pandas(data) if plain else None
     if values is None:
         try:
             values = np.fromstring(data, dtype=np.float64, sep="\n")
         except ValueError:
             return None
-    if values.size != n_lines or not np.isfinite(values).all():
+    if values.size != ends.size or not np.isfinite(values).all():
         return None
-    return values[:, None]
+    if ends.size and ends[-1] > len(data):
+        ends[-1] = len(data)
+    return values[:, None], ends
 
 
 # Bytes a line of one plain decimal number is made of; anything else goes the strict way.
@@ -218,9 +229,8 @@ def _read_with_pandas(data: bytes) -> np.ndarray | None:
     """pandas' C reader, when pandas is installed: 3.5x faster than ``np.fromstring`` on one
     number per line (0.11 s against 0.39 s for 10^6 lines here), with the same correctly
     rounded values.  Only blocks of digits, signs, points and exponents are given to it, so
-    it cannot accept what the strict parser refuses (quotes, NA markers, ``1_000``)."""
-    if data.translate(None, _NUMBER_BYTES):
-        return None
+    it cannot accept what the strict parser refuses (quotes, NA markers, ``1_000``); the
+    caller checks that."""
     try:
         import pandas as pd
     except ImportError:
@@ -238,12 +248,6 @@ def _read_with_pandas(data: bytes) -> np.ndarray | None:
 def _parse(data: bytes, first: int, n_fields: int, max_line_bytes: int, rows: list,
            numbers: list, rejects: list) -> None:
     """Append the rows and rejects of the lines in ``data`` (1-based numbers from ``first``)."""
-    if n_fields == 1:
-        values = _one_number_per_line(data, max_line_bytes)
-        if values is not None:
-            rows.append(values)
-            numbers.append(np.arange(first, first + values.shape[0]))
-            return
     ok, starts, ends = _screen(data, n_fields, max_line_bytes)
     n_lines = ok.size
     if ok.all():
@@ -293,6 +297,12 @@ def parse_lines(data: bytes, *, n_fields: int | None = None, columns=None,
     -------
     Parsed
     """
+    if n_fields in (None, 1) and (columns is None or list(columns) == [0]):
+        fast = _one_number_per_line(data, max_line_bytes)
+        if fast is not None:
+            values, ends = fast
+            return Parsed(values, np.arange(first_line, first_line + ends.size), (), ends.size,
+                          1, ends)
     rows, numbers, rejects = [], [], []
     n_lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
     position, line_no = 0, first_line

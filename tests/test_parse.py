@@ -100,7 +100,7 @@ def test_long_but_valid_number_is_still_too_long():
 def test_pandas_fast_path_gives_numpys_values_and_refuses_what_the_strict_parser_refuses():
     """One number per line goes through pandas' C reader when installed: same bits as numpy."""
     pytest.importorskip("pandas")
-    from emstream.parse import _read_with_pandas
+    from emstream.parse import _one_number_per_line, _read_with_pandas
 
     rng = np.random.default_rng(0)
     values = rng.normal(size=5000) * 10.0 ** rng.integers(-300, 300, 5000)
@@ -113,6 +113,18 @@ def test_pandas_fast_path_gives_numpys_values_and_refuses_what_the_strict_parser
     np.testing.assert_array_equal(parse_lines(data).rows[:, 0], fast)
     for junk in [b'"1"\n', b"1_000\n", b"NA\n", b"1e\n", b".\n", b"1.2.3\n", b"+-1\n",
                  b"0x10\n", b"1 2\n"]:
-        assert _read_with_pandas(b"1\n" + junk) is None, junk
-        parsed = parse_lines(b"1\n" + junk)
-        assert parsed.rows.ravel().tolist() == [1.0] and len(parsed.rejects) == 1, junk
+        assert _one_number_per_line(b"1\n" + junk, 4096) is None, junk
+        for n_fields in (None, 1):
+            parsed = parse_lines(b"1\n" + junk, n_fields=n_fields)
+            assert parsed.rows.ravel().tolist() == [1.0] and len(parsed.rejects) == 1, junk
+
+
+@pytest.mark.parametrize("data", [b"1\n-2.5\n3e2\n", b"1\n-2.5\n3e2", b"4\n"])
+def test_line_ends_of_the_fast_path_are_the_offsets_past_each_line(data):
+    """The daemon's exactly-once positions use them instead of scanning the block again."""
+    parsed = parse_lines(data, n_fields=1)
+    expected = [i + 1 for i, b in enumerate(data) if b == 10]
+    if not data.endswith(b"\n"):
+        expected.append(len(data))
+    assert parsed.line_ends is not None and parsed.line_ends.tolist() == expected
+    assert parse_lines(b"1\nx\n").line_ends is None  # a reject: the general path

@@ -155,9 +155,11 @@ class Daemon:
         else:
             parsed = parse_lines(data, n_fields=n_fields, columns=settings["columns"],
                                  first_line=first, max_line_bytes=settings["max_line_bytes"])
-        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
-        if ends.size < parsed.n_lines:
-            ends = np.append(ends, len(data))
+        ends = parsed.line_ends
+        if ends is None:
+            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
+            if ends.size < parsed.n_lines:
+                ends = np.append(ends, len(data))
         return parsed, ends
 
     def _take(self, data: bytes) -> None:
