@@ -2,8 +2,9 @@
 
 :class:`DriftMonitor` wraps a :class:`~emstream.GaussianMixture` learning online.  For every
 mini-batch it scores each point under the current model *before* learning it (the same E-step
-that learns it), flags anomalies, feeds the per-point surprise ``-log p(x)`` to a river drift
-detector, and on an alarm collects the next ``refit_points`` points and refits on them by batch
+that learns it), flags anomalies, feeds the per-point surprise ``-log p(x)`` to a drift
+detector (river's Page–Hinkley test, run over arrays by :mod:`emstream.page_hinkley`, or any river
+detector), and on an alarm collects the next ``refit_points`` points and refits on them by batch
 EM (:meth:`GaussianMixture.refit`: warm and fresh starts, the better kept, labels matched, the
 step-size schedule restarted).
 
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .mixture import GaussianMixture, auto_gate
+from .page_hinkley import PageHinkley
 from .ring import RingBuffer
 from .validation import check_float, check_int
 
@@ -48,6 +50,24 @@ DETECTORS = ("page-hinkley", "adwin")
 # equilibrium it wanders around, and gave a false alarm every ~40,000 stationary points.
 PAGE_HINKLEY_DEFAULTS = {"delta": 0.25, "threshold": 50.0, "min_instances": 30,
                          "alpha": 1.0}
+
+
+def quantile(values: np.ndarray, q: float) -> float:
+    """``np.quantile(values, q)`` (linear interpolation, values without NaN) by one
+    single-rank ``np.partition``, which numpy runs with SIMD: 0.27 ms against 1.8 ms for
+    100,000 values here.
+
+    >>> quantile(np.arange(11.0), 0.95)
+    9.5
+    """
+    n = values.size
+    h = (n - 1) * q
+    below = math.floor(h)
+    above = min(below + 1, n - 1)
+    part = np.partition(values, above)
+    high = part[above]
+    low = np.maximum.reduce(part[:above]) if below < above else high
+    return float(low + (high - low) * (h - below))
 
 
 @dataclass
@@ -83,13 +103,16 @@ class DriftMonitor:
     model : GaussianMixture
         Learns online (its ``outlier_gate`` decides which points are learned).
     detector : {"page-hinkley", "adwin"}, a river drift detector, or None, default="page-hinkley"
-        Watches the surprise.  By name, ``detector_params`` are river's constructor arguments;
-        Page–Hinkley's are per point (defaults in :data:`PAGE_HINKLEY_DEFAULTS`, ``mode="up"``)
-        and rescaled for blocks, so the test equals a per-point one checked every ``block``
-        points.  An instance (cloned) sees block means as they are.  ``None``: no alarms.
+        Watches the surprise.  By name, ``detector_params`` are river's constructor arguments:
+        "page-hinkley" is :class:`emstream.page_hinkley.PageHinkley` (river's test, same
+        alarms, fed a batch of blocks at a time), "adwin" is river's ``drift.ADWIN``.
+        Page–Hinkley's arguments are per point (defaults in :data:`PAGE_HINKLEY_DEFAULTS`,
+        ``mode="up"``) and rescaled for blocks, so the test equals a per-point one checked
+        every ``block`` points.  A river detector instance (cloned) sees block means as they
+        are.  ``None``: no alarms.
     detector_params : dict, optional
     block : int, default=50
-        Points averaged into one detector update: river's detectors cost ~1.5 µs per update,
+        Points averaged into one detector update: a river detector costs ~1.5 µs per update,
         which per point would be the daemon's largest cost.  An alarm comes at the end of a
         block (after a +3σ shift: 49 points in, for every seed tried).
     refit_points : int, default=500
@@ -101,6 +124,7 @@ class DriftMonitor:
         the last ``quantile_window`` surprises (active once ``10 / anomaly_quantile`` points,
         at least 1,000, have been scored since the last refit).
     quantile_window : int, default=100_000
+        Also how often (in points) the quantile is recomputed.
     memory : int or None, default=20_000
         A monitored stream must be able to forget: if the model has no ``step_floor`` of its
         own, the first update sets it to ``1 / memory``.  Without a floor, after 10⁶ points the
@@ -166,16 +190,16 @@ class DriftMonitor:
         if self.detector is None:
             return None
         params = dict(self.detector_params or {})
-        from river import drift
-
         if self.detector == "page-hinkley":
             params = {**PAGE_HINKLEY_DEFAULTS, "mode": "up", **params}
             b = self.block
             params["threshold"] = params["threshold"] / b
             params["alpha"] = params["alpha"] ** b
             params["min_instances"] = max(1, math.ceil(params["min_instances"] / b))
-            return drift.PageHinkley(**params)
+            return PageHinkley(**params)
         if self.detector == "adwin":
+            from river import drift  # 1.9 s to import with scikit-learn installed: only here
+
             return drift.ADWIN(**params)
         return self.detector.clone()
 
@@ -248,17 +272,26 @@ class DriftMonitor:
         b = self.block
         full = values.size // b * b
         means = values[:full].reshape(-1, b).mean(axis=1) if b > 1 else values[:full]
-        update = self._detector.update
-        for j, value in enumerate(means.tolist()):
-            update(value)
-            if self._detector.drift_detected:
-                self._carry = np.empty(0)
-                self._fed_sum += float(means[:j + 1].sum())
-                self._fed_count += j + 1
-                return max(0, (j + 1) * b - 1 - offset)
+        alarm = self._feed(means)
+        if alarm is not None:
+            self._carry = np.empty(0)
+            self._fed_sum += float(means[:alarm + 1].sum())
+            self._fed_count += alarm + 1
+            return max(0, (alarm + 1) * b - 1 - offset)
         self._fed_sum += float(means.sum())
         self._fed_count += means.size
         self._carry = values[full:].copy()
+        return None
+
+    def _feed(self, means: np.ndarray) -> int | None:
+        """Block means to the detector; the index of the first alarm, if any."""
+        detector = self._detector
+        if isinstance(detector, PageHinkley):
+            return detector.update_many(means)
+        for j, value in enumerate(means.tolist()):
+            detector.update(value)
+            if detector.drift_detected:
+                return j
         return None
 
     def _alarm(self, point: int, recent: np.ndarray) -> dict:
@@ -294,23 +327,26 @@ class DriftMonitor:
         self._recent.extend(surprise)
         self._since_quantile += surprise.size
         needed = max(1000, math.ceil(10 / self.anomaly_quantile))
-        # np.quantile is O(window): refresh it every half window, not every batch.
-        due = self.anomaly_threshold_ is None or self._since_quantile >= max(1000, size // 2)
+        # A quantile is O(window) (0.3 ms for 100,000): refresh it once per window of new
+        # points, not every batch.
+        due = self.anomaly_threshold_ is None or self._since_quantile >= max(1000, size)
         if len(self._recent) >= min(needed, size) and due:
-            self.anomaly_threshold_ = float(np.quantile(self._recent.stored(),
-                                                        1 - self.anomaly_quantile))
+            self.anomaly_threshold_ = quantile(self._recent.stored(), 1 - self.anomaly_quantile)
             self._since_quantile = 0
 
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict:
         """What a restart needs, as JSON-compatible data (the model is saved on its own).
 
-        River's detectors have no portable state, so the detector's *reference* is kept: the
-        mean and count of the surprise it has seen since its last reset.  :meth:`restore`
-        replays that reference into a fresh detector, so a stream that changed while the
-        process was down still raises an alarm after the restart.
+        Page–Hinkley's state is saved exactly.  River's detectors have no portable state, so
+        for them (and for states saved before the exact one) the detector's *reference* is
+        kept: the mean and count of the surprise it has seen since its last reset.
+        :meth:`restore` replays that reference into a fresh detector, so a stream that changed
+        while the process was down still raises an alarm after the restart.
         """
+        exact = self._detector.state() if isinstance(self._detector, PageHinkley) else None
         return {"points": int(self.n_points_), "alarms": int(self.n_alarms_),
+                "detector_state": exact,
                 "reference_mean": self._fed_sum / self._fed_count if self._fed_count else None,
                 "reference_blocks": int(self._fed_count),
                 "collected": None if self._collected is None
@@ -339,12 +375,20 @@ class DriftMonitor:
         self._collected = None if collected is None else [collected]
         self._detector = self._new_detector()
         self._fed_sum, self._fed_count = 0.0, 0
+        if reference is not None:
+            self._fed_sum, self._fed_count = reference * blocks, blocks
+        exact = state.get("detector_state")
+        if isinstance(self._detector, PageHinkley) and exact is not None:
+            try:
+                self._detector.restore(exact)
+                return self
+            except ValueError:
+                pass  # e.g. other detector parameters now: start from the reference instead
         if self._detector is not None and reference is not None:
             # Replaying at most 100,000 blocks costs ~0.15 s; the detector's mean is the same.
-            for _ in range(min(blocks, 100_000)):
-                self._detector.update(reference)
-            self._fed_sum, self._fed_count = reference * min(blocks, 100_000), min(blocks,
-                                                                                   100_000)
+            self._fed_count = min(blocks, 100_000)
+            self._fed_sum = reference * self._fed_count
+            self._feed(np.full(self._fed_count, reference))
         return self
 
     def _n_features(self) -> int:

@@ -265,11 +265,15 @@ def test_a_restart_at_the_change_still_raises_the_alarm():
     saved_model, saved = from_dict(to_dict(monitor.model)), json.loads(json.dumps(monitor.state()))
     resumed = DriftMonitor(saved_model).restore(saved)
     fresh = DriftMonitor(from_dict(to_dict(monitor.model)))  # what a restart without state sees
+    # A checkpoint written before the detector's exact state was saved: reference replayed.
+    old_format = {k: v for k, v in saved.items() if k != "detector_state"}
+    replayed = DriftMonitor(from_dict(to_dict(monitor.model))).restore(old_format)
     after = draw(rng, 3000, 3.0)
-    feed(resumed, after, 1000)
-    feed(fresh, after, 1000)
-    assert resumed.n_alarms_ == 1 and fresh.n_alarms_ == 0
+    for each in (monitor, resumed, fresh, replayed):
+        feed(each, after, 1000)
+    assert resumed.n_alarms_ == 1 and fresh.n_alarms_ == 0 and replayed.n_alarms_ == 1
     assert resumed.n_points_ == 103_000
+    assert resumed.events_[-2]["point"] == monitor.events_[-2]["point"]  # exact: same alarm
     with pytest.raises(ValueError, match="malformed"):
         DriftMonitor(GaussianMixture(3)).restore({"points": 1})
 
@@ -284,3 +288,15 @@ def test_a_restart_while_collecting_keeps_the_collected_points():
     assert resumed.collecting
     feed(resumed, draw(rng, 400, 3.0), 100)
     assert [e["event"] for e in resumed.events_] == ["refit"]
+
+
+def test_quantile_equals_numpys():
+    from emstream.drift import quantile
+
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        values = rng.normal(size=int(rng.integers(1, 3000))) * 10.0 ** rng.integers(-5, 5)
+        q = float(rng.choice([rng.uniform(), 0.999, 0.0, 1.0]))
+        assert quantile(values, q) == pytest.approx(np.quantile(values, q), rel=1e-15,
+                                                    abs=1e-300)
+    assert quantile(np.array([1.0, np.inf]), 0.999) == np.inf
