@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -208,7 +209,7 @@ def _one_number_per_line(data: bytes, max_line_bytes: int):
         lengths = np.diff(ends, prepend=0) - 1
         if lengths.min() == 0 or lengths.max() > max_line_bytes:  # blank or too long
             return None
-    values = _read_with_pandas(data) if plain else None
+    values = _read_fast(data) if plain else None
     if values is None:
         try:
             values = np.fromstring(data, dtype=np.float64, sep="\n")
@@ -225,24 +226,50 @@ def _one_number_per_line(data: bytes, max_line_bytes: int):
 _NUMBER_BYTES = b"0123456789+-.eE\n"
 
 
-def _read_with_pandas(data: bytes) -> np.ndarray | None:
-    """pandas' C reader, when pandas is installed: 3.5x faster than ``np.fromstring`` on one
-    number per line (0.11 s against 0.39 s for 10^6 lines here), with the same correctly
-    rounded values.  Only blocks of digits, signs, points and exponents are given to it, so
+def _read_fast(data: bytes) -> np.ndarray | None:
+    """pyarrow's CSV reader, when pyarrow is installed: 1.3x faster than ``np.fromstring`` on
+    one number per line, with the same correctly rounded values, and it releases the GIL while
+    it parses (the daemon learns in the meantime).  It imports in 0.03 s (pandas' reader, as
+    fast, takes 0.5 s).  Only blocks of digits, signs, points and exponents are given to it, so
     it cannot accept what the strict parser refuses (quotes, NA markers, ``1_000``); the
-    caller checks that."""
+    caller checks that.  None if pyarrow is missing or refuses the block."""
+    reader = _arrow_reader()
+    if reader is None:
+        return None
+    read, error = reader
     try:
-        import pandas as pd
+        column = read(data)
+    except error:
+        return None
+    if column.null_count:
+        return None
+    # The values' buffer as it is: pyarrow's to_numpy() imports pandas (0.5 s) on first use.
+    return np.concatenate([np.frombuffer(chunk.buffers()[1], dtype=np.float64,
+                                         count=len(chunk), offset=8 * chunk.offset)
+                           for chunk in column.chunks])
+
+
+@lru_cache(maxsize=1)
+def _arrow_reader():
+    """``(read(bytes) -> float64 column, the error it raises)`` or None without pyarrow."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as csv
     except ImportError:
         return None
-    import io
+    options = {
+        "read_options": csv.ReadOptions(use_threads=False, column_names=["value"],
+                                        block_size=1 << 26),
+        "parse_options": csv.ParseOptions(quote_char=False, double_quote=False,
+                                          escape_char=False, ignore_empty_lines=False),
+        "convert_options": csv.ConvertOptions(column_types={"value": pa.float64()},
+                                              strings_can_be_null=False),
+    }
 
-    try:
-        frame = pd.read_csv(io.BytesIO(data), header=None, dtype=np.float64, engine="c",
-                            na_filter=False)
-    except (ValueError, pd.errors.ParserError):
-        return None
-    return frame.to_numpy()[:, 0] if frame.shape[1] == 1 else None
+    def read(data: bytes):
+        return csv.read_csv(pa.py_buffer(data), **options).column(0)
+
+    return read, pa.ArrowInvalid
 
 
 def _parse(data: bytes, first: int, n_fields: int, max_line_bytes: int, rows: list,

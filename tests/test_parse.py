@@ -97,17 +97,17 @@ def test_long_but_valid_number_is_still_too_long():
     assert [(r.line, r.reason) for r in parsed.rejects] == [(101, "too long")]
 
 
-def test_pandas_fast_path_gives_numpys_values_and_refuses_what_the_strict_parser_refuses():
-    """One number per line goes through pandas' C reader when installed: same bits as numpy."""
-    pytest.importorskip("pandas")
-    from emstream.parse import _one_number_per_line, _read_with_pandas
+def test_arrow_fast_path_gives_numpys_values_and_refuses_what_the_strict_parser_refuses():
+    """One number per line goes through pyarrow's reader when installed: same bits as numpy."""
+    pytest.importorskip("pyarrow")
+    from emstream.parse import _one_number_per_line, _read_fast
 
     rng = np.random.default_rng(0)
     values = rng.normal(size=5000) * 10.0 ** rng.integers(-300, 300, 5000)
     texts = [f"{v:.17g}" for v in values] + [f"{v:e}" for v in values[:500]] + [
         f"+{abs(v):f}" for v in values[:500]] + ["-0", ".5", "5.", "007", "1E+05", "-1e-310"]
     data = ("\n".join(texts) + "\n").encode()
-    fast = _read_with_pandas(data)
+    fast = _read_fast(data)
     assert fast is not None
     np.testing.assert_array_equal(fast, np.fromstring(data, sep="\n"))
     np.testing.assert_array_equal(parse_lines(data).rows[:, 0], fast)

@@ -1,6 +1,6 @@
 """Read and parse a back-fill file in a second thread while the loop learns.
 
-A back-fill is bound by parsing and learning in turn; pandas' reader and numpy release the GIL
+A back-fill is bound by parsing and learning in turn; pyarrow's reader and numpy release the GIL
 for most of their work, so on two cores the next block is parsed while the current one is
 learned.  The wrapper hands blocks out in order, and its ``offset`` and ``at_end`` describe the
 last block handed out (not how far the thread has read), so the loop's exactly-once bookkeeping
