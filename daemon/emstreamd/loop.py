@@ -58,17 +58,35 @@ class Flags:
         signal.signal(signal.SIGUSR2, lambda s, f: setattr(self, "refit", True))
 
 
+def _split_front(parts: list, count: int) -> tuple[np.ndarray, list]:
+    """The first ``count`` items of a list of arrays, and the list of what is left.
+
+    A view when the first array holds them all (the usual case: a parsed block holds many
+    mini-batches); otherwise only the pieces that make up those items are joined.
+    """
+    first = parts[0]
+    if len(first) >= count:
+        return first[:count], ([first[count:]] if len(first) > count else []) + parts[1:]
+    taken, n = [], 0
+    for i, part in enumerate(parts):
+        if n + len(part) > count:
+            taken.append(part[:count - n])
+            return np.concatenate(taken), [part[count - n:]] + parts[i + 1:]
+        taken.append(part)
+        n += len(part)
+    return np.concatenate(taken), []
+
+
 def _import_ahead(config: dict) -> None:
     """Import before READY what the first mini-batch would import on its way (scipy's k-means
-    for the warm-up, pandas' reader for one number per line): ~0.8 s here, which would
+    for the warm-up, pyarrow's reader for one number per line): ~0.5 s here, which would
     otherwise hold up a live stream's first output."""
     import scipy.cluster.vq  # noqa: F401
 
     if config["input"]["format"] != "jsonl":
-        try:
-            import pandas  # noqa: F401
-        except ImportError:
-            pass
+        from emstream.parse import _arrow_reader
+
+        _arrow_reader()
 
 
 class Daemon:
@@ -223,19 +241,16 @@ class Daemon:
 
     def _apply(self, limit: int) -> None:
         """Learn the first ``limit`` pending rows as one mini-batch (and report them)."""
-        if len(self.pending_rows) > 1:  # join once; later batches are views into the join
-            self.pending_rows = [np.concatenate(self.pending_rows)]
-            self.pending_lines = [np.concatenate(self.pending_lines)]
-            self.pending_ends = [np.concatenate(self.pending_ends)]
-        rows, lines, ends = self.pending_rows[0], self.pending_lines[0], self.pending_ends[0]
-        batch, rest = rows[:limit], rows[limit:]
+        batch, self.pending_rows = _split_front(self.pending_rows, limit)
+        lines, self.pending_lines = _split_front(self.pending_lines, limit)
+        ends, self.pending_ends = _split_front(self.pending_ends, limit)
         fitted = self.model._is_fitted()
         update = self.monitor.update(batch, with_resp=self.config["output"]["per_point"])
         if update.log_prob is not None:
             self.counters["anomalies"] += int(update.anomaly.sum())
             self.counters["gated"] += int(update.gated.sum())
             if self.config["output"]["per_point"]:
-                self._report(lines[:limit], update.resp, -update.log_prob, update.anomaly)
+                self._report(lines, update.resp, -update.log_prob, update.anomaly)
             if self.metrics is not None:
                 self.metrics.log_likelihood.set(float(update.log_prob.mean()))
         if not fitted and self.model._is_fitted():
@@ -249,20 +264,17 @@ class Daemon:
             self.metrics.batches.inc()
         self.since_checkpoint += len(batch)
         self.status_rows += len(batch)
-        self._remember(batch if update.log_prob is None else batch[~update.gated])
+        self._remember(batch[~update.gated] if update.gated.any() else batch)
         every = self.config["refit"]["every_points"]
         if every is not None and self.since_refit >= every:  # at batch boundaries: determinate
             self.refit("schedule")
-        last_line = int(lines[limit - 1])
-        self.applied_offset = int(ends[limit - 1])
+        last_line = int(lines[-1])
+        self.applied_offset = int(ends[-1])
         self.pending_rejects = [r for r in self.pending_rejects if r[0] > last_line]
-        if len(rest):
-            self.pending_rows, self.pending_lines = [rest], [lines[limit:]]
-            self.pending_ends = [ends[limit:]]
+        if self.pending_rows:
             self.first_pending_at = time.monotonic()
         else:
             # Every line read so far is applied or rejected: the position moves past them all.
-            self.pending_rows, self.pending_lines, self.pending_ends = [], [], []
             self.first_pending_at = None
             self.pending_rejects = []
             self.applied_offset = self.source.offset
