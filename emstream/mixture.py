@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import operator
 import warnings
 from functools import lru_cache
@@ -582,6 +583,12 @@ class GaussianMixture:
 
     def _step_size(self, n_points: int) -> float:
         """Blend weight of a mini-batch of ``n_points`` learned after ``self._t`` points."""
+        floor = self.step_floor
+        if floor is not None and (self._t + 1.0 + self.step_offset) ** -self.step_decay <= floor:
+            # Every point of the batch steps by the floor (the schedule only decreases): the
+            # product of (1 - floor) in closed form, instead of n powers and logarithms (10% of
+            # a daemon's back-fill, where the floor binds after a few hundred thousand points).
+            return -math.expm1(n_points * math.log1p(-floor))
         # The same values as (self._t + arange(1, n + 1) + offset) ** -decay, in fewer passes:
         # self._t counts points, so arange from it is exact (every value an integer < 2**53).
         if self._t.is_integer() and self._t + n_points < 2.0**53:

@@ -129,6 +129,17 @@ def test_step_floor_forgets_old_data():
     np.testing.assert_allclose(np.sort(gm.means_.ravel()), [-2, 2, 7], atol=0.15)
 
 
+@pytest.mark.parametrize("t", [10.0, 230_000.0, 5e6])
+def test_step_size_is_the_product_of_per_point_steps_with_the_floor(t):
+    """A batch's blend weight equals n per-point steps, also where the floor binds (closed form)."""
+    gm = GaussianMixture(3, step_floor=1 / 20_000, step_decay=0.8)
+    gm._t = t
+    n = 10_000
+    steps = np.maximum((t + np.arange(1, n + 1)) ** -0.8, 1 / 20_000)
+    expected = 1.0 - np.prod(1.0 - steps)
+    assert gm._step_size(n) == pytest.approx(expected, rel=1e-12)
+
+
 @pytest.mark.parametrize("kind", COVARIANCE_TYPES)
 def test_permuting_components_changes_labels_only(kind):
     from emstream.em import m_step
