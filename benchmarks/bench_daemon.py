@@ -4,14 +4,20 @@ Usage::
 
     python benchmarks/bench_daemon.py [--lines 10000000] [--quick]
 
-Measures (wall time, one run each, after writing the file once):
-1. numpy parsing the same file alone (``np.fromstring``): the ceiling for any text ingester;
+Measures (best of three runs each, after writing the file once):
+1. numpy parsing the same file alone (``np.fromstring``, timed in this process): the ceiling
+   for any text ingester;
 2. ``emstreamd --input FILE --no-output`` (K=3, mini-batches of 10,000): points/s and the ratio
    to (1) — target >= 0.5;
-3. river ``cluster.KMeans.learn_one`` over the first 1,000,000 points: points/s and the ratio of
-   (2) to it — target >= 30;
+3. river ``cluster.KMeans.learn_one`` over the first 1,000,000 points (already parsed into
+   dicts, timed in this process): points/s and the ratio of (2) to it — target >= 30;
 4. ``emstreamd`` with per-point output to /dev/null: points/s — target >= 1,000,000;
 5. the daemon's peak memory (max RSS) for the file and for its first half: flat if equal.
+
+The peers are timed inside this process, so their interpreter start-up and imports are not
+counted; each daemon rate is therefore given over the time after its start-up (what the daemon
+reports in its summary: reading, parsing, learning, the final checkpoint) and, for the record,
+over the whole process's wall time.
 """
 
 from __future__ import annotations
@@ -70,24 +76,35 @@ def main() -> None:
     data, half = folder / "stream.txt", folder / "half.txt"
     write_file(data, n)
     write_file(half, n // 2)
+    # The daemons first, while this process is small: a child's peak RSS counts the pages it
+    # shares with its parent until it execs.
+    runs = [run_daemon(data, "--no-output") for _ in range(3)]
+    daemon_seconds = min(r[0] for r in runs)
+    daemon_steady = min(r[1] for r in runs)
+    rss = max(r[2] for r in runs)
+    rss_half = max(run_daemon(half, "--no-output")[2] for _ in range(3))
+    runs = [run_daemon(data, "--output", os.devnull) for _ in range(3)]
+    output_seconds, output_steady = min(r[0] for r in runs), min(r[1] for r in runs)
+
     raw = data.read_bytes()
-    start = time.perf_counter()
-    parsed = np.fromstring(raw, sep=" ")
-    numpy_seconds = time.perf_counter() - start
+    numpy_seconds = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        parsed = np.fromstring(raw, sep=" ")
+        numpy_seconds = min(numpy_seconds, time.perf_counter() - start)
     del raw
     assert parsed.size == n
 
-    daemon_seconds, daemon_steady, rss = run_daemon(data, "--no-output")
-    _, _, rss_half = run_daemon(half, "--no-output")
-    output_seconds, output_steady, _ = run_daemon(data, "--output", os.devnull)
-
     from river import cluster
     points = [{"x": float(v)} for v in parsed[:1_000_000]]
-    kmeans = cluster.KMeans(n_clusters=3, seed=0)
-    start = time.perf_counter()
-    for x in points:
-        kmeans.learn_one(x)
-    kmeans_rate = len(points) / (time.perf_counter() - start)
+    best = float("inf")
+    for _ in range(3):
+        kmeans = cluster.KMeans(n_clusters=3, seed=0)
+        start = time.perf_counter()
+        for x in points:
+            kmeans.learn_one(x)
+        best = min(best, time.perf_counter() - start)
+    kmeans_rate = len(points) / best
 
     daemon_rate = n / daemon_seconds
     steady_rate = n / daemon_steady
