@@ -271,7 +271,8 @@ class DriftMonitor:
         offset = self._carry.size  # values[i] is clipped[i - offset]
         b = self.block
         full = values.size // b * b
-        means = values[:full].reshape(-1, b).mean(axis=1) if b > 1 else values[:full]
+        # (add.reduce / b: the same means as .mean(axis=1), without its Python wrapper)
+        means = np.add.reduce(values[:full].reshape(-1, b), axis=1) / b if b > 1 else values[:full]
         alarm = self._feed(means)
         if alarm is not None:
             self._carry = np.empty(0)

@@ -99,22 +99,25 @@ class PageHinkley:
             return None
         count = self._n + np.arange(1, x.size + 1)
         deviation = x - (self._total + np.cumsum(x)) / count
-        up = self._faded_sum(deviation - self.delta, self._up)
-        down = self._faded_sum(deviation + self.delta, self._down)
-        min_up = np.minimum(self._min_up, np.minimum.accumulate(up))
-        max_down = np.maximum(self._max_down, np.maximum.accumulate(down))
         fired = np.zeros(x.size, dtype=bool)
-        if self.mode in ("up", "both"):
+        # Each one-sided sum is only computed if its mode asks for it (the monitor's is "up").
+        if self.mode != "down":
+            up = self._faded_sum(deviation - self.delta, self._up)
+            min_up = np.minimum(self._min_up, np.minimum.accumulate(up))
             fired |= up - min_up > self.threshold
-        if self.mode in ("down", "both"):
+        if self.mode != "up":
+            down = self._faded_sum(deviation + self.delta, self._down)
+            max_down = np.maximum(self._max_down, np.maximum.accumulate(down))
             fired |= max_down - down > self.threshold
         fired &= count >= self.min_instances
         alarm = int(np.argmax(fired)) if fired.any() else None
         last = x.size - 1 if alarm is None else alarm
         self._n = int(count[last])
         self._total += float(x[:last + 1].sum())
-        self._up, self._min_up = float(up[last]), float(min_up[last])
-        self._down, self._max_down = float(down[last]), float(max_down[last])
+        if self.mode != "down":
+            self._up, self._min_up = float(up[last]), float(min_up[last])
+        if self.mode != "up":
+            self._down, self._max_down = float(down[last]), float(max_down[last])
         self.drift_detected = alarm is not None
         return alarm
 
