@@ -128,3 +128,15 @@ def test_line_ends_of_the_fast_path_are_the_offsets_past_each_line(data):
         expected.append(len(data))
     assert parsed.line_ends is not None and parsed.line_ends.tolist() == expected
     assert parse_lines(b"1\nx\n").line_ends is None  # a reject: the general path
+
+
+def test_without_pyarrow_one_number_per_line_is_parsed_by_numpy(monkeypatch):
+    """The fast reader is optional: without it the same block gives the same rows."""
+    import emstream.parse as parse
+
+    data = b"1.5\n-2\n3e2\n.25\n"
+    with_reader = parse_lines(data, n_fields=1)
+    monkeypatch.setattr(parse, "_arrow_reader", lambda: None)
+    without = parse_lines(data, n_fields=1)
+    np.testing.assert_array_equal(without.rows, with_reader.rows)
+    assert without.line_ends.tolist() == with_reader.line_ends.tolist() == [4, 7, 11, 15]
