@@ -9,7 +9,8 @@ number and one of :data:`REASONS`.
 
 Numbers follow one strict grammar in both paths: optional sign, digits with an optional
 decimal point, optional exponent; ASCII only.  ``nan``, ``inf``, ``1_000``, ``0x10`` and
-non-ASCII digits are rejected, and so is a value that overflows to infinity.
+non-ASCII digits are rejected, and so is a value that overflows to infinity ("non-finite") or
+lies beyond ±1e100 ("out of range": the model refuses values whose squares overflow).
 
 Example
 -------
@@ -32,8 +33,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from .validation import MAX_ABS_VALUE
+
 REASONS = ("blank", "non-numeric", "non-finite", "wrong field count", "too long",
-           "invalid utf-8", "invalid json", "missing field")
+           "invalid utf-8", "invalid json", "missing field", "out of range")
 _NUMBER = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _SEPARATORS = re.compile(rb"[ \t\r,]+")
 _SPACES = bytes.maketrans(b",\r", b"  ")
@@ -129,6 +132,8 @@ def _parse_line(line: bytes, n_fields: int | None, max_line_bytes: int):
     values = [float(f) for f in fields]
     if not all(np.isfinite(values)):
         return None, "non-finite"
+    if not all(abs(v) <= MAX_ABS_VALUE for v in values):
+        return None, "out of range"
     return values, None
 
 
@@ -180,10 +185,12 @@ def _parse_clean(clean: bytes, lines: np.ndarray, first: int, n_fields: int, row
     """numpy on screened lines; halves a block that still fails (say "1.2.3") down to 64 lines."""
     values = _fromstring(clean, lines.size, n_fields)
     if values is not None:
-        finite = np.isfinite(values).all(axis=1)
-        rows.append(values[finite])
-        numbers.append(first + lines[finite])
-        suspects.extend(lines[~finite].tolist())
+        # Within ±MAX_ABS_VALUE (NaN and infinity fail too); the rest get their reason line
+        # by line.
+        usable = (np.abs(values) <= MAX_ABS_VALUE).all(axis=1)
+        rows.append(values[usable])
+        numbers.append(first + lines[usable])
+        suspects.extend(lines[~usable].tolist())
     elif lines.size <= 64:
         suspects.extend(lines.tolist())
     else:
@@ -199,8 +206,7 @@ def _one_number_per_line(data: bytes, max_line_bytes: int):
     Returns ``(rows of shape (n, 1), line ends)`` or None for the general path.  Each check
     is one pass over the block (a 1 MiB block costs ~1 ms of checks against ~5 ms of
     parsing), so the block is scanned once per question, not once per forbidden byte."""
-    plain = not data.translate(None, _NUMBER_BYTES)
-    if not plain and (b" " in data or b"," in data or b"\t" in data or b"\r" in data):
+    if data.translate(None, _NUMBER_BYTES):  # any other byte: the strict path decides
         return None
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1  # past each line
     if not data.endswith(b"\n"):
@@ -209,14 +215,15 @@ def _one_number_per_line(data: bytes, max_line_bytes: int):
         lengths = np.diff(ends, prepend=0) - 1
         if lengths.min() == 0 or lengths.max() > max_line_bytes:  # blank or too long
             return None
-    values = _read_fast(data) if plain else None
+    values = _read_fast(data)
     if values is None:
         try:
             values = np.fromstring(data, dtype=np.float64, sep="\n")
         except ValueError:
             return None
-    if values.size != ends.size or not np.isfinite(values).all():
-        return None
+    if values.size != ends.size or (
+            values.size and not np.maximum.reduce(np.abs(values)) <= MAX_ABS_VALUE):
+        return None  # (NaN and infinity fail the bound too)
     if ends.size and ends[-1] > len(data):
         ends[-1] = len(data)
     return values[:, None], ends
@@ -420,6 +427,8 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
                         reason = "non-numeric"
                     elif not all(np.isfinite(np.asarray(values, dtype=float))):
                         reason = "non-finite"
+                    elif not all(abs(float(v)) <= MAX_ABS_VALUE for v in values):
+                        reason = "out of range"
         if reason is None:
             good.append(values)
             where.append(number)

@@ -24,9 +24,10 @@ def _write_stream(path, n, seed=0, bad_every=None):
     labels = rng.choice(3, n, p=[0.2, 0.5, 0.3])
     values = np.array([10.0, 20.0, 35.0])[labels] + rng.normal(size=n)
     lines = [f"{v:.6f}".encode() for v in values]
-    kinds = [b"oops", b"nan", b"1e999", b"1 2", b"", b"\xff\xfe", b"9" * 5000, b"1_000"]
+    kinds = [b"oops", b"nan", b"1e999", b"1 2", b"", b"\xff\xfe", b"9" * 5000, b"1_000",
+             b"1e200"]
     reasons = ["non-numeric", "non-numeric", "non-finite", "wrong field count", "blank",
-               "invalid utf-8", "too long", "non-numeric"]
+               "invalid utf-8", "too long", "non-numeric", "out of range"]
     injected = {}
     out = []
     for i, line in enumerate(lines):

@@ -17,7 +17,8 @@ from emstream.parse import _parse_line, parse_lines
     (b"1_000", "non-numeric"), (b"0x10", "non-numeric"), (b"1.2.3", "non-numeric"),
     (b"1e", "non-numeric"), ("\u0661".encode(), "non-numeric"), (b"\xff\xfe", "invalid utf-8"),
     (b"1e999", "non-finite"), (b"", "blank"), (b"  \t", "blank"), (b"1 2", "wrong field count"),
-    (b"9" * 5000, "too long"),
+    (b"9" * 5000, "too long"), (b"1e200", "out of range"), (b"-3e101", "out of range"),
+    (b"5\x0b", "non-numeric"), (b"5\x0c", "non-numeric"),
 ])
 def test_each_kind_of_bad_line_is_rejected_with_its_reason(line, reason):
     good = b"\n".join([b"1.5"] * 100)
@@ -110,7 +111,10 @@ def test_arrow_fast_path_gives_numpys_values_and_refuses_what_the_strict_parser_
     fast = _read_fast(data)
     assert fast is not None
     np.testing.assert_array_equal(fast, np.fromstring(data, sep="\n"))
-    np.testing.assert_array_equal(parse_lines(data).rows[:, 0], fast)
+    in_range = np.abs(fast) <= 1e100  # the rest are rejected as "out of range"
+    parsed = parse_lines(data)
+    np.testing.assert_array_equal(parsed.rows[:, 0], fast[in_range])
+    assert len(parsed.rejects) == np.count_nonzero(~in_range) > 0
     for junk in [b'"1"\n', b"1_000\n", b"NA\n", b"1e\n", b".\n", b"1.2.3\n", b"+-1\n",
                  b"0x10\n", b"1 2\n"]:
         assert _one_number_per_line(b"1\n" + junk, 4096) is None, junk
