@@ -8,7 +8,7 @@ Prints (1) the time to import each in a fresh interpreter (``river.drift`` impor
 ``river.datasets``, which imports scikit-learn and ``scipy.stats`` when they are installed),
 and (2) values/s over 1,000,000 values fed in batches of 200 (the drift monitor feeds the block
 means of one mini-batch: 200 for 10,000 points in blocks of 50), with the ratio.  Both raise
-the same alarms (``tests/test_page_hinkley.py``).
+the same alarms, up to rounding at exact ties (``tests/test_page_hinkley.py``).
 """
 
 from __future__ import annotations

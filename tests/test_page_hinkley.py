@@ -61,8 +61,13 @@ def test_state_round_trip_continues_exactly():
     assert 3000 + resumed.update_many(x[3000:]) == expected
     with pytest.raises(ValueError, match="other parameters"):
         PageHinkley(**{**params, "threshold": 40.0}).restore(first.state())
-    with pytest.raises(ValueError, match="not usable"):
-        PageHinkley(**params).restore({**first.state(), "up": float("nan")})
+    for bad in ({"up": float("nan")}, {"min_up": float("nan")}, {"min_up": float("-inf")},
+                {"n": float("inf")}, {"n": 10**400}, {"n": -1}, {"n": True},
+                {"drift_detected": "false"}, {"max_down": -2.0}, {"total": "x"}):
+        with pytest.raises(ValueError, match="not usable"):
+            PageHinkley(**params).restore({**first.state(), **bad})
+    clone = first.clone()
+    assert clone.params() == first.params() and clone.n == 0
 
 
 def test_one_value_at_a_time_and_reset_after_an_alarm():
