@@ -94,7 +94,7 @@ def main(argv=None) -> int:
 def run() -> None:
     """The command: :func:`main`, then exit without the interpreter's teardown.
 
-    Freeing pandas' and scipy's modules at exit takes 0.25 s here, longer than a small
+    Freeing scipy's and pyarrow's modules at exit takes ~0.2 s here, longer than a small
     back-fill.  Everything that must outlive the process is written by then: checkpoints are
     fsynced and renamed, the per-point output file is closed, threads are joined; what is left
     is flushed below.

@@ -456,20 +456,21 @@ class Daemon:
     # ------------------------------------------------------------------ run
     def run(self) -> int:
         """Read, learn and checkpoint until the input ends or a stop is asked for; exit code."""
+        self.flags.install()  # from the start: a SIGTERM during the imports still checkpoints
+        # Imports first: the limit below applies to the BLAS libraries loaded when it is taken.
+        _import_ahead(self.config)
         # One BLAS thread for the whole run, taken once: the core would otherwise switch
         # threadpoolctl's limits around every mini-batch (~0.1 ms each, 8% of a back-fill).
         with single_thread_blas():
             return self._run()
 
     def _run(self) -> int:
-        self.flags.install()
         settings = self.config["metrics"]
         if settings["port"] is not None:
             from .metrics import Metrics
 
             self.metrics = Metrics(settings["port"], settings["address"])
             log.info("metrics on http://%s:%d/metrics", settings["address"], self.metrics.port)
-        _import_ahead(self.config)
         notify("READY=1")
         self.ready_at = time.monotonic()
         log.info("ready: reading %s", getattr(self.source, "path", "stdin"))
