@@ -457,6 +457,13 @@ class Daemon:
     def run(self) -> int:
         """Read, learn and checkpoint until the input ends or a stop is asked for; exit code."""
         self.flags.install()  # from the start: a SIGTERM during the imports still checkpoints
+        if self.source.kind == "file":
+            # A back-fill starts reading and parsing now: pyarrow parses without the GIL while
+            # the imports below run (0.4 s of them are scipy's).
+            from .prefetch import PrefetchedFile
+
+            self.source = PrefetchedFile(self.source, self._parse_block, self.next_line,
+                                         self.n_fields)
         # Imports first: the limit below applies to the BLAS libraries loaded when it is taken.
         _import_ahead(self.config)
         # One BLAS thread for the whole run, taken once: the core would otherwise switch
@@ -475,12 +482,7 @@ class Daemon:
         self.ready_at = time.monotonic()
         log.info("ready: reading %s", getattr(self.source, "path", "stdin"))
         settings = self.config["batch"]
-        by_count_only = self.source.kind == "file"
-        if by_count_only:
-            from .prefetch import PrefetchedFile
-
-            self.source = PrefetchedFile(self.source, self._parse_block, self.next_line,
-                                         self.n_fields)
+        by_count_only = self.source.kind == "file"  # a back-fill (PrefetchedFile)
         while True:
             if self.flags.reload:
                 self._reload()
