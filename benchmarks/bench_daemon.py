@@ -12,7 +12,10 @@ Measures (best of three rounds, each round running the daemon and its peers in t
 3. river ``cluster.KMeans.learn_one`` over the first 1,000,000 points (already parsed into
    dicts, timed in this process): points/s and the ratio of (2) to it — target >= 30;
 4. ``emstreamd`` with per-point output to /dev/null: points/s — target >= 1,000,000;
-5. the daemon's peak memory (max RSS) for the file and for its first half: flat if equal.
+5. the daemon's peak memory (max RSS) for the file and for its first half: flat if equal;
+6. for the wall-time ratio, a like-for-like peer: a Python process that reads the first
+   1,000,000 lines, parses each with ``float`` and calls ``KMeans.learn_one`` (its wall time,
+   start-up included).
 
 The peers are timed inside this process, so their interpreter start-up and imports are not
 counted; each daemon rate is therefore given over the time after its start-up (what the daemon
@@ -66,6 +69,23 @@ def run_daemon(path: Path, *extra: str) -> tuple[float, float, int]:
     return elapsed, steady, usage.ru_maxrss
 
 
+RIVER_SCRIPT = """
+import sys
+from river import cluster
+model = cluster.KMeans(n_clusters=3, seed=0)
+with open(sys.argv[1]) as lines:
+    for line in lines:
+        model.learn_one({"x": float(line)})
+"""
+
+
+def river_process_seconds(path: Path) -> float:
+    """Wall time of a river KMeans process over the lines of ``path``, start-up included."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", RIVER_SCRIPT, str(path)], check=True)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=10_000_000)
@@ -76,6 +96,10 @@ def main() -> None:
     data, half = folder / "stream.txt", folder / "half.txt"
     write_file(data, n)
     write_file(half, n // 2)
+    first = folder / "first.txt"
+    with open(data, "rb") as source, open(first, "wb") as head:
+        for _, line in zip(range(min(n, 1_000_000)), source):
+            head.write(line)
     # Peak memory first, while this process is small: a child's peak RSS counts the pages it
     # shares with its parent until it execs.
     rss = run_daemon(data, "--no-output")[2]
@@ -102,10 +126,11 @@ def main() -> None:
 
     # Rounds alternate the daemon with its peers, so that the machine's slow and fast spells
     # (this is a shared 2-core machine) fall on both sides of each ratio; best of three each.
-    runs, kmeans_times, numpy_times, output_runs = [], [], [], []
+    runs, kmeans_times, numpy_times, output_runs, river_runs = [], [], [], [], []
     for _ in range(3):
         runs.append(run_daemon(data, "--no-output"))
         kmeans_times.append(kmeans_seconds())
+        river_runs.append(river_process_seconds(first))
         numpy_times.append(numpy_parse_seconds())
         output_runs.append(run_daemon(data, "--output", os.devnull))
     daemon_seconds = min(r[0] for r in runs)
@@ -114,6 +139,7 @@ def main() -> None:
     output_steady = min(r[1] for r in output_runs)
     numpy_seconds = min(numpy_times)
     kmeans_rate = len(points) / min(kmeans_times)
+    river_process_rate = min(n, 1_000_000) / min(river_runs)
 
     daemon_rate = n / daemon_seconds
     steady_rate = n / daemon_steady
@@ -130,6 +156,9 @@ def main() -> None:
           f"{daemon_rate / kmeans_rate:>7.1f}x {'>= 30x':>8}")
     print(f"{'  emstreamd --no-output / KMeans, after start-up':<46} {'':>14} "
           f"{steady_rate / kmeans_rate:>7.1f}x {'>= 30x':>8}")
+    print(f"{'river KMeans process (read, float, learn_one)':<46} {river_process_rate:>14,.0f}")
+    print(f"{'  emstreamd --no-output / that process, wall':<46} {'':>14} "
+          f"{daemon_rate / river_process_rate:>7.1f}x {'>= 30x':>8}")
     print(f"{'emstreamd with per-point output, points/s, wall':<46} "
           f"{n / output_seconds:>14,.0f} {'':>8} {'>= 1M/s':>8}")
     print(f"{'  the same after start-up':<46} {n / output_steady:>14,.0f}")
