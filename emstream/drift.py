@@ -281,8 +281,9 @@ class DriftMonitor:
         offset = self._carry.size  # values[i] is clipped[i - offset]
         b = self.block
         full = values.size // b * b
-        # (add.reduce / b: the same means as .mean(axis=1), without its Python wrapper)
-        means = np.add.reduce(values[:full].reshape(-1, b), axis=1) / b if b > 1 else values[:full]
+        means = values[:full]
+        if b > 1:  # (add.reduce / b: the same means as .mean(axis=1), without its wrapper)
+            means = np.add.reduce(means.reshape(-1, b), axis=1) / b
         alarm = self._feed(means)
         if alarm is not None:
             self._carry = np.empty(0)
