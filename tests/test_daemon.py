@@ -147,6 +147,23 @@ def _wait_for(process, text, timeout=30):
     raise AssertionError(f"{text!r} not logged; saw {seen[-5:]}")
 
 
+def test_a_closed_output_pipe_ends_the_run_with_a_checkpoint_not_a_traceback(tmp_path):
+    """``emstreamd ... | head -1``: the reader goes away; the daemon logs it, saves, exits 1."""
+    state = tmp_path / "state"
+    daemon = subprocess.Popen(
+        DAEMON + ["--config", CONFIG, "--input", str(ROOT / "examples" / "sensor.txt"),
+                  "--checkpoint", str(state), "--set", "batch.max_rows=100"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert daemon.stdout.readline()  # one line, then the reader is gone
+    daemon.stdout.close()
+    _, err = daemon.communicate(timeout=60)
+    err = err.decode()
+    assert daemon.returncode == 1, err
+    assert "per-point output closed by its reader" in err and "Traceback" not in err
+    loaded = checkpoint.load(state)
+    assert loaded.meta["counters"]["rows"] == loaded.model.n_seen_ > 1000
+
+
 def test_sigterm_finishes_the_batch_and_leaves_a_final_checkpoint(tmp_path):
     process = _start_on_a_pipe(tmp_path)
     _wait_for(process, "warm-up complete")

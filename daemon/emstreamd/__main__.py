@@ -1,7 +1,8 @@
 """``emstreamd`` / ``python -m emstreamd``: learn a Gaussian mixture from a stream of numbers.
 
 Exit codes: 0 after a clean stop (end of --input, SIGTERM, SIGINT), 78 for a configuration error,
-1 for any other error that stops it (an unreadable input or checkpoint).
+1 for any other error that stops it (an unreadable input or checkpoint, or a per-point output
+whose reader went away: then after a final checkpoint).
 """
 
 from __future__ import annotations

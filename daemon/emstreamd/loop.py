@@ -106,6 +106,7 @@ class Daemon:
         self.source = source
         self.reload_config = reload
         self.out = out
+        self.output_lost = False  # the per-point output's reader went away
         self.flags = Flags()
         self.model = GaussianMixture(**config_module.model_settings(config))
         self.monitor = DriftMonitor(self.model, **config_module.monitor_settings(config))
@@ -377,9 +378,17 @@ class Daemon:
             return
         labels = resp.argmax(axis=1)
         probability = resp[np.arange(len(labels)), labels]
-        self.out.write(format_rows(self.config["output"]["format"], lines, labels, probability,
-                                   surprise, anomaly))
-        self.out.flush()
+        try:
+            self.out.write(format_rows(self.config["output"]["format"], lines, labels,
+                                       probability, surprise, anomaly))
+            self.out.flush()
+        except BrokenPipeError:
+            # The reader went away (``emstreamd ... | head``): the batch is learned; stop
+            # cleanly with a checkpoint rather than die with a traceback and lose it.
+            log.error("per-point output closed by its reader: stopping after a checkpoint")
+            self.out = None
+            self.output_lost = True
+            self.flags.stop = True
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, reason: str) -> None:
@@ -530,14 +539,15 @@ class Daemon:
             if (job := self.background.poll()) is not None:
                 self._swap_in(job)
             self.background.close()
-        self.save_checkpoint("shutdown" if self.flags.stop else "end of input")
+        self.save_checkpoint("output closed" if self.output_lost
+                             else "shutdown" if self.flags.stop else "end of input")
         if by_count_only:
             self.source.close()  # stops the reader thread
         if self.dead_letter is not None:
             self.dead_letter.close()
         if self.metrics is not None:
             self.metrics.close()
-        return 0
+        return 1 if self.output_lost else 0
 
     def summary(self) -> str:
         """A few lines for the operator at exit."""
