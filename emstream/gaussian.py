@@ -109,21 +109,6 @@ class MixtureParams:
                    covariances, prec_chol, covariance_type)
 
 
-def _cholesky_and_inverse(stack: np.ndarray):
-    """``L = np.linalg.cholesky(stack)`` and ``np.linalg.inv(L)`` for a float64 stack (K, D, D).
-
-    LinAlgError if a matrix is not positive definite.  (Calling numpy's private stacked LAPACK
-    kernels directly saved 6% of a small online step; not worth depending on numpy internals.)
-    """
-    chol = np.linalg.cholesky(stack)
-    return chol, np.linalg.inv(chol)
-
-
-def _stacked_inverse(stack: np.ndarray) -> np.ndarray:
-    """``np.linalg.inv`` of a float64 stack (K, D, D); LinAlgError if one is singular."""
-    return np.linalg.inv(stack)
-
-
 @lru_cache(maxsize=64)
 def _upper_mask(d: int) -> np.ndarray:
     """Where an upper-triangular d×d matrix may be non-zero."""
@@ -180,12 +165,12 @@ def precision_cholesky(covariances: np.ndarray, covariance_type: str):
         # cholesky/solve_triangular loop in Python and cost ~6x more here (K=8, D=10), which
         # is most of a single-row partial_fit.
         try:
-            chol, inverse = _cholesky_and_inverse(stack)
+            chol = np.linalg.cholesky(stack)
         except np.linalg.LinAlgError:
             chol = np.empty_like(stack)
             for k, cov in enumerate(stack):
                 chol[k], stack[k] = _cholesky_with_jitter(cov)
-            inverse = _stacked_inverse(chol)
+        inverse = np.linalg.inv(chol)
         # P = L⁻ᵀ is upper triangular with P Pᵀ = Σ⁻¹: the transposed lower triangle of L⁻¹,
         # copied into zeros (np.tril's result, without its ~10 µs of building a mask).
         prec = np.zeros(inverse.shape)

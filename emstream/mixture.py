@@ -599,8 +599,8 @@ class GaussianMixture:
         if self.step_offset:  # (adding 0.0 changes nothing)
             t += self.step_offset
         gamma = t ** -self.step_decay  # (``**`` has fast paths, e.g. 1/t for step_decay=1)
-        if self.step_floor is not None:
-            np.maximum(gamma, self.step_floor, out=gamma)
+        if floor is not None:
+            np.maximum(gamma, floor, out=gamma)
         # t >= 2 here (a batch fit of at least one point came first), so every gamma < 1.
         np.negative(gamma, out=gamma)
         return float(-np.expm1(np.add.reduce(np.log1p(gamma, out=gamma))))

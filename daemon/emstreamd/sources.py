@@ -108,6 +108,15 @@ class StdinInput(_Source):
         pass
 
 
+def _existing(paths):
+    """``(path, os.stat(path))`` for each of ``paths`` that still exists (rotation races)."""
+    for path in paths:
+        try:
+            yield path, os.stat(path)
+        except FileNotFoundError:
+            continue
+
+
 ROTATED_SUFFIXES_SKIPPED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip")
 
 
@@ -171,11 +180,7 @@ class FollowInput(_Source):
     def resume(self, saved: dict) -> bool:
         if saved.get("kind") != self.kind or saved.get("inode") is None:
             return False
-        for candidate in [self.path] + self._rotated_siblings():
-            try:
-                stat = os.stat(candidate)
-            except FileNotFoundError:
-                continue
+        for candidate, stat in _existing([self.path] + self._rotated_siblings()):
             if (stat.st_dev, stat.st_ino) != (saved["device"], saved["inode"]):
                 continue
             head, _ = fingerprint(candidate, saved["fingerprint_bytes"])
@@ -199,11 +204,7 @@ class FollowInput(_Source):
         if head[0] is None or not head[1]:
             return None
         found = []
-        for candidate in self._rotated_siblings():
-            try:
-                stat = os.stat(candidate)
-            except FileNotFoundError:
-                continue
+        for candidate, stat in _existing(self._rotated_siblings()):
             if (stat.st_dev, stat.st_ino) == exclude or stat.st_size < size:
                 continue
             if fingerprint(candidate, head[1]) == head:
@@ -278,11 +279,7 @@ class FollowInput(_Source):
         if self._finished == "rotated" and self.handle is not None:
             finished = os.fstat(self.handle.fileno())
             newer = []
-            for candidate in self._rotated_siblings():
-                try:
-                    stat = os.stat(candidate)
-                except FileNotFoundError:
-                    continue
+            for candidate, stat in _existing(self._rotated_siblings()):
                 if ((stat.st_dev, stat.st_ino) != (finished.st_dev, finished.st_ino)
                         and stat.st_mtime_ns >= finished.st_mtime_ns):
                     newer.append((stat.st_mtime_ns, candidate))
