@@ -572,7 +572,9 @@ class GaussianMixture:
         if not getattr(self, "_warmup", None):
             self._warmup = []
             self.n_features_in_ = X.shape[1]
-        self._warmup.append(X)
+        # A copy: callers may refill the array they passed (a reused read buffer) before the
+        # warm-up ends, and the buffered rows must stay the rows that were learned.
+        self._warmup.append(X.copy())
         buffered = sum(len(b) for b in self._warmup)
         if buffered < self.warmup_size:
             return

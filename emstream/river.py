@@ -145,11 +145,8 @@ class _OnlineMixture:
             except (TypeError, ValueError):
                 pass
             else:
-                if order == ():
-                    # No selection (it copied every row): a view of the frame is fine for an
-                    # online step, which keeps none of its rows.
-                    return data if self._model._is_fitted() else data.copy()
-                return data[:, order]
+                # A view of the frame is fine: the model copies what it keeps (warm-up rows).
+                return data if order == () else data[:, order]
         import narwhals as nw
 
         frame = nw.from_native(X, eager_only=True)

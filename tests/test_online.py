@@ -51,6 +51,18 @@ def test_warm_up_buffers_then_initialises_by_batch_em():
     assert gm.n_seen_ == 3000
 
 
+def test_warm_up_keeps_its_rows_when_the_caller_reuses_its_buffer():
+    X = mixture_1d(1000, np.random.default_rng(2))
+    reused = GaussianMixture(3, warmup_size=1000, random_state=0)
+    buffer = np.empty((100, 1))
+    for start in range(0, 1000, 100):
+        buffer[:] = X[start:start + 100]  # a reader filling the same array every time
+        reused.partial_fit(buffer)
+    buffer[:] = 0.0
+    ref = GaussianMixture(3, random_state=0).fit(X)
+    np.testing.assert_array_equal(reused.means_, ref.means_)
+
+
 @pytest.mark.parametrize("kind", COVARIANCE_TYPES)
 @pytest.mark.parametrize("batch", [1, 7, 100])
 def test_any_mini_batch_size_works(kind, batch):
