@@ -12,7 +12,9 @@ MAX_ABS_VALUE = 1e100
 
 def check_array(X, *, name: str = "X", n_features: int | None = None, min_samples: int = 1,
                 why_min: str = "") -> np.ndarray:
-    """``X`` as a C-contiguous float64 array of shape (n_samples, n_features), or a ValueError.
+    """``X`` as a contiguous float64 array of shape (n_samples, n_features), or a ValueError.
+
+    Row-major unless ``X`` is already column-major.
 
     Parameters
     ----------
@@ -65,7 +67,9 @@ def check_array(X, *, name: str = "X", n_features: int | None = None, min_sample
                              f"at row {bad_rows[0]}; drop or impute those rows first")
         raise ValueError(f"{name} has values beyond ±{MAX_ABS_VALUE:g}, whose squares overflow; "
                          "rescale the data (for example to other units) first")
-    return np.ascontiguousarray(arr)
+    # Column-major input (a data frame's values) stays as it is: the core works on X.T, which
+    # is then contiguous, and a row-major copy would cost a pass over the data.
+    return arr if arr.flags.f_contiguous else np.ascontiguousarray(arr)
 
 
 def check_int(value, name: str, low: int, high: int | None = None) -> int:
