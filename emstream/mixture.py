@@ -628,7 +628,7 @@ class GaussianMixture:
             return scored
         n_points = est.n_samples
         step = self._step_size(n_points)
-        stats = self._stats.blend(est.stats.scaled(1.0 / n_points), step)
+        stats = self._stats.blend(est.stats, step, 1.0 / n_points)
         self._t += n_points
         stats, _ = reseed_dead_components(stats, est.worst_point, n_points=self._memory())
         self._stats = stats

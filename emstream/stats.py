@@ -373,24 +373,27 @@ class SufficientStats:
         return SufficientStats(self.counts * factor, self.means, self.scatter * factor,
                                self.covariance_type)
 
-    def blend(self, other: "SufficientStats", step: float) -> "SufficientStats":
-        """``(1 - step) * self + step * other``: the stochastic-approximation update of online EM.
+    def blend(self, other: "SufficientStats", step: float,
+              other_scale: float = 1.0) -> "SufficientStats":
+        """``(1 - step) * self + step * other_scale * other``: online EM's stochastic update.
 
-        The same result as ``self.scaled(1 - step) + other.scaled(step)``, in fewer operations
-        (it runs once per mini-batch).
+        The same result as ``self.scaled(1 - step) + other.scaled(step * other_scale)``, in
+        fewer operations (it runs once per mini-batch); ``other_scale`` turns a mini-batch's
+        totals into the per-point averages online EM blends.
         """
+        weight = step * other_scale
         if other.covariance_type != self.covariance_type or other.means.shape != self.means.shape:
-            return self.scaled(1.0 - step) + other.scaled(step)  # raises the clear error
+            return self.scaled(1.0 - step) + other.scaled(weight)  # raises the clear error
         n_a = self.counts * (1.0 - step)
-        n_b = other.counts * step
+        n_b = other.counts * weight
         n = n_a + n_b
         if not (all_above(n_a, 0.0) and all_above(n, 0.0)):
-            return self.scaled(1.0 - step) + other.scaled(step)  # empty components: general path
+            return self.scaled(1.0 - step) + other.scaled(weight)  # empty components
         frac_b = n_b / n
         delta = other.means - self.means
         means = self.means + delta * frac_b[:, None]
         between = n_a * frac_b
-        scatter = self.scatter * (1.0 - step) + other.scatter * step
+        scatter = self.scatter * (1.0 - step) + other.scatter * weight
         kind = self.covariance_type
         if kind == "full":
             scatter += between[:, None, None] * (delta[:, :, None] * delta[:, None, :])

@@ -124,3 +124,6 @@ def test_blend_equals_scaled_sum(kind):
     a = SufficientStats.from_chunk(mixture_3d(300, rng), _resp(300, 3, rng), kind)
     b = SufficientStats.from_chunk(mixture_3d(200, rng) + 1.0, _resp(200, 3, rng), kind)
     _assert_stats_close(a.blend(b, 0.3), a.scaled(0.7) + b.scaled(0.3), rtol=1e-13)
+    # online EM blends the batch's per-point averages: totals scaled by 1/200
+    _assert_stats_close(a.blend(b, 0.3, 1 / 200), a.scaled(0.7) + b.scaled(0.3 / 200),
+                        rtol=1e-13)
