@@ -32,9 +32,9 @@ AUTO_GATE_TAIL = 1e-15
 
 
 @lru_cache(maxsize=1024)
-def _recent_decay(n_points: int):
-    """``exp(-n_points / RECENT_POINTS)``: the same few mini-batch sizes recur in a stream."""
-    return np.exp(-n_points / RECENT_POINTS)
+def _recent_decay(n_points: int) -> float:
+    """``exp(-n_points / RECENT_POINTS)``."""
+    return math.exp(-n_points / RECENT_POINTS)
 
 
 @lru_cache(maxsize=64)

@@ -317,6 +317,8 @@ class SufficientStats:
         np.square(offset2, out=offset2)
         offset2 *= self.counts[:, None]
         lossy = offset2 > _MAX_CANCELLATION * spread
+        if not np.count_nonzero(lossy):  # the usual case, in one cheap call
+            return np.zeros(lossy.shape[0], dtype=bool)
         lossy = lossy[:, 0] if lossy.shape[1] == 1 else np.logical_or.reduce(lossy, axis=1)
         if not all_above(self.counts, 0.0):
             lossy &= self.counts > 0
