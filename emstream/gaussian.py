@@ -161,22 +161,59 @@ def precision_cholesky(covariances: np.ndarray, covariance_type: str):
         return prec.reshape(covariances.shape), variances.reshape(covariances.shape)
     if covariance_type in ("full", "tied"):
         stack = covariances if covariance_type == "full" else covariances[None]
-        # numpy's stacked factorisations: one call for all components.  scipy's batched
-        # cholesky/solve_triangular loop in Python and cost ~6x more here (K=8, D=10), which
-        # is most of a single-row partial_fit.
-        try:
-            chol = np.linalg.cholesky(stack)
-        except np.linalg.LinAlgError:
-            chol = np.empty_like(stack)
-            for k, cov in enumerate(stack):
-                chol[k], stack[k] = _cholesky_with_jitter(cov)
-        inverse = np.linalg.inv(chol)
-        # P = L⁻ᵀ is upper triangular with P Pᵀ = Σ⁻¹: the transposed lower triangle of L⁻¹,
-        # copied into zeros (np.tril's result, without its ~10 µs of building a mask).
-        prec = np.zeros(inverse.shape)
-        np.copyto(prec, inverse.transpose(0, 2, 1), where=_upper_mask(chol.shape[-1]))
+        if _factor_each(*stack.shape[:2]):
+            prec = _precision_cholesky_each(stack)
+        else:
+            prec = _precision_cholesky_stacked(stack)
         return (prec if covariance_type == "full" else prec[0]), covariances
     return _inverse_sqrt(covariances)
+
+
+def _factor_each(n_components: int, n_features: int) -> bool:
+    """Whether precision factors are faster one component at a time (LAPACK via scipy).
+
+    numpy's stacked ``cholesky`` and ``inv`` make one call for all components but pay ~20 µs of
+    wrappers, and their per-component cost grows quickly with the dimension; scipy's LAPACK
+    calls cost ~6 µs per small component.  Measured by ``benchmarks/bench_factor.py``: one at
+    a time wins for a few components of few features and for any number from 8 features up.
+    """
+    return n_features >= 8 or n_components <= n_features + 2
+
+
+def _precision_cholesky_each(stack: np.ndarray) -> np.ndarray:
+    """``L⁻ᵀ`` for each covariance ``L Lᵀ`` of a stack (K, D, D), one LAPACK call pair apiece.
+
+    A covariance that is not positive definite is jittered in place (see
+    :func:`_cholesky_with_jitter`).
+    """
+    from scipy.linalg.lapack import dpotrf, dtrtri  # loaded with scipy.cluster's k-means
+
+    prec = np.empty_like(stack)
+    for k, cov in enumerate(stack):
+        low, info = dpotrf(cov, lower=1, clean=1)
+        if info:
+            low, stack[k] = _cholesky_with_jitter(cov)
+        # L⁻¹ is lower triangular (dtrtri leaves the zeroed upper triangle as it is), so its
+        # transpose is the upper-triangular P with P Pᵀ = Σ⁻¹.
+        inverse, _ = dtrtri(low, lower=1)
+        prec[k] = inverse.T
+    return prec
+
+
+def _precision_cholesky_stacked(stack: np.ndarray) -> np.ndarray:
+    """:func:`_precision_cholesky_each` for many components: numpy's stacked routines."""
+    try:
+        chol = np.linalg.cholesky(stack)
+    except np.linalg.LinAlgError:
+        chol = np.empty_like(stack)
+        for k, cov in enumerate(stack):
+            chol[k], stack[k] = _cholesky_with_jitter(cov)
+    inverse = np.linalg.inv(chol)
+    # P = L⁻ᵀ is upper triangular with P Pᵀ = Σ⁻¹: the transposed lower triangle of L⁻¹,
+    # copied into zeros (np.tril's result, without its ~10 µs of building a mask).
+    prec = np.zeros(inverse.shape)
+    np.copyto(prec, inverse.transpose(0, 2, 1), where=_upper_mask(chol.shape[-1]))
+    return prec
 
 
 def _inverse_sqrt(variances: np.ndarray):

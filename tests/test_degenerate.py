@@ -127,3 +127,25 @@ def test_reseed_moves_one_dead_component_onto_the_worst_point():
     assert new.scatter[1, 0] == pytest.approx(1.5)
     unchanged, n = reseed_dead_components(new, np.array([30.0]), n_points=100)
     assert n == 0 and unchanged is new
+
+
+@pytest.mark.parametrize("route", ["_precision_cholesky_each", "_precision_cholesky_stacked"])
+def test_both_factor_routes_agree_and_repair_a_singular_covariance(route):
+    from emstream import gaussian
+
+    rng = np.random.default_rng(4)
+    factor = rng.normal(size=(5, 3, 6))
+    covs = factor @ factor.transpose(0, 2, 1)
+    covs[2] = np.outer([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])  # rank 1: needs the jitter
+    repaired = covs.copy()
+    prec = getattr(gaussian, route)(repaired)
+    assert np.all(np.tril(prec, -1) == 0.0)  # upper triangular, as scikit-learn's
+    for k in (0, 1, 3, 4):  # untouched, and P Pᵀ = Σ⁻¹
+        np.testing.assert_array_equal(repaired[k], covs[k])
+        np.testing.assert_allclose(prec[k] @ prec[k].T @ covs[k], np.eye(3), atol=1e-9)
+    jitter = np.diag(repaired[2] - covs[2])
+    assert np.all(jitter > 0) and np.all(jitter < 1e-9 * np.trace(covs[2]))
+    # condition number ~1e12 after the smallest jitter: the inverse holds to ~1e-4
+    np.testing.assert_allclose(prec[2] @ prec[2].T @ repaired[2], np.eye(3), atol=1e-3)
+    other = "_precision_cholesky_stacked" if route.endswith("each") else "_precision_cholesky_each"
+    np.testing.assert_allclose(getattr(gaussian, other)(covs.copy()), prec, rtol=1e-9)
