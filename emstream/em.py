@@ -29,7 +29,7 @@ import numpy as np
 
 from ._blas import single_thread_blas
 from .gaussian import MixtureParams, covariances_from_stats, log_gaussian_chunk
-from .stats import SufficientStats
+from .stats import SufficientStats, centred_design
 
 # Below exp(-700) a term is < 1e-304 of the largest one: clamping there changes no sum and keeps
 # exp out of the subnormal range, which is several times slower.
@@ -49,16 +49,18 @@ def _chunks(n: int, rows: int):
         yield slice(start, min(start + rows, n))
 
 
-def log_joint_chunk(X: np.ndarray, params: MixtureParams, out=None) -> np.ndarray:
+def log_joint_chunk(X: np.ndarray, params: MixtureParams, out=None, design=None) -> np.ndarray:
     """``log π_k + log N(x_i | μ_k, Σ_k)``, shape (K, n)."""
-    return log_gaussian_chunk(X, params, with_weights=True, out=out)
+    return log_gaussian_chunk(X, params, with_weights=True, out=out, design=design)
 
 
-def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None, gate=None):
+def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None, gate=None,
+                            design=None):
     """``exp(log p(x_i, k) - max_k)`` in place, with the max and the column sums.
 
-    With ``gate`` (a squared Mahalanobis distance), also says which rows lie beyond it from
-    every component: ``log p(x, k) = log_normaliser_k - ½ d²_k``, so the test needs no second
+    ``design`` is the chunk's :func:`~emstream.stats.centred_design` about ``params.centre``,
+    if the caller has it.  With ``gate`` (a squared Mahalanobis distance), also says which rows
+    lie beyond it from every component: ``log p(x, k) = log_normaliser_k - ½ d²_k``, so the test needs no second
     pass over the data.
 
     Returns
@@ -72,7 +74,7 @@ def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None, gate
     """
     # ufunc reductions are called directly below: the ndarray methods add a Python wrapper,
     # which costs as much as the work itself on a small mini-batch.
-    lp = log_joint_chunk(X, params, out)
+    lp = log_joint_chunk(X, params, out, design)
     top = np.maximum.reduce(lp, axis=0)
     gated = None
     if gate is not None:
@@ -189,25 +191,28 @@ def _estimate_chunk(chunk: np.ndarray, params: MixtureParams, buffer, gate=None,
     ``resp``, if given (shape (n, K)), receives the responsibilities of every row.
     Returns ``(EStepResult or None if every row is gated, log_prob, gated or None)``.
     """
-    joint, top, total, gated = _unnormalised_posterior(chunk, params, buffer, gate)
-    row_weights = 1.0 / total
+    kind = params.covariance_type
+    # One design [x - ref; 1; products] serves the E-step (full, tied) and the moments.
+    design = centred_design(chunk, params.centre, "full" if kind in ("full", "tied") else "diag")
+    joint, top, total, gated = _unnormalised_posterior(chunk, params, buffer, gate, design)
+    np.multiply(joint, 1.0 / total, out=joint)  # now the responsibilities p(k | x_i)
     if resp is not None:
-        resp[:] = (joint * row_weights).T
+        resp[:] = joint.T
     log_prob = np.log(total)
     log_prob += top
     n_gated = 0 if gated is None else np.count_nonzero(gated)
     if n_gated:
         if n_gated == gated.shape[0]:
             return None, log_prob, gated
-        row_weights[gated] = 0.0  # a gated row adds nothing to any statistic
+        joint[:, gated] = 0.0  # a gated row adds nothing to any statistic
         learned = np.flatnonzero(~gated)
         worst = int(learned[np.argmin(log_prob[learned])])
         log_likelihood, n_samples = float(log_prob[learned].sum()), learned.size
     else:
         worst = int(log_prob.argmin())
         log_likelihood, n_samples = float(np.add.reduce(log_prob)), chunk.shape[0]
-    stats = SufficientStats.from_chunk(chunk, joint, params.covariance_type, params.means,
-                                       row_weights=row_weights, ref=params.centre)
+    stats = SufficientStats.from_chunk(chunk, joint, kind, params.means, ref=params.centre,
+                                       design=design)
     return (EStepResult(stats, log_likelihood, n_samples, chunk[worst].copy(),
                         float(log_prob[worst])), log_prob, gated)
 

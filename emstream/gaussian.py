@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .stats import computed_once
+from .stats import centred_design, computed_once
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 _TINY = float(np.finfo(float).tiny)
@@ -338,7 +338,8 @@ def covariances_from_stats(stats, reg_covar: float) -> np.ndarray:
 
 
 def log_gaussian_chunk(X: np.ndarray, params: MixtureParams, *, with_weights: bool = False,
-                       out: np.ndarray | None = None) -> np.ndarray:
+                       out: np.ndarray | None = None, design: np.ndarray | None = None
+                       ) -> np.ndarray:
     """``log N(x_i | μ_k, Σ_k)`` (or ``log π_k N(x_i | μ_k, Σ_k)``) for a chunk, component-major.
 
     Parameters
@@ -350,6 +351,9 @@ def log_gaussian_chunk(X: np.ndarray, params: MixtureParams, *, with_weights: bo
         Add ``log π_k`` (the E-step's joint log-probability, at no extra pass).
     out : ndarray of shape (K, >= n), optional
         Work buffer to write into (reusing one across chunks saves page faults).
+    design : ndarray of shape (>= D + 1, n), optional
+        :func:`emstream.stats.centred_design` of ``X`` about ``params.centre``, if the caller
+        has it (full and tied use its first D + 1 rows).
 
     Returns
     -------
@@ -372,9 +376,7 @@ def log_gaussian_chunk(X: np.ndarray, params: MixtureParams, *, with_weights: bo
         # One matrix product serves every component: rows Pₖᵀ(x - μₖ), taken about a point
         # among the means so that data far from the origin lose nothing to cancellation.
         ref, A = params.whitening
-        xa = np.empty((n_features + 1, X.shape[0]))
-        np.subtract(X.T, ref[:, None], out=xa[:n_features])
-        xa[n_features] = 1.0
+        xa = centred_design(X, ref) if design is None else design[:n_features + 1]
         y = (A @ xa).reshape(n_components, n_features, -1)
         # einsum fuses the square and the sum over features: 3x faster than doing both.
         maha = np.einsum("kdn,kdn->kn", y, y)

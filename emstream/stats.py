@@ -110,7 +110,37 @@ def _symmetric_gather(d: int) -> np.ndarray:
     return where.reshape(-1)
 
 
-def shifted_moments(X, resp, ref, full, row_weights=None):
+def centred_design(X, ref, products: str | None = None) -> np.ndarray:
+    """The rows ``[x - ref; 1; products]`` of a chunk, shape (D + 1 + W, n).
+
+    The E-step of full and tied mixtures multiplies the first D + 1 rows by the whitening
+    matrix (:attr:`MixtureParams.whitening`); :func:`shifted_moments` multiplies all of them by
+    the responsibilities.  One design serves both.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, D)
+    ref : ndarray of shape (D,)
+    products : {None, "full", "diag"}
+        Also the products ``(x_i - ref_i)(x_j - ref_j)``: the upper triangle (W = D(D+1)/2),
+        the squares (W = D), or none (W = 0).
+    """
+    n, d = X.shape
+    width = {None: 0, "full": d * (d + 1) // 2, "diag": d}[products]
+    rows = np.empty((d + 1 + width, n))
+    xs = np.subtract(X.T, ref[:, None], out=rows[:d])
+    rows[d] = 1.0
+    if products == "full":
+        start = d + 1
+        for i in range(d):
+            np.multiply(xs[i], xs[i:], out=rows[start:start + d - i])
+            start += d - i
+    elif products == "diag":
+        np.multiply(xs, xs, out=rows[d + 1:])
+    return rows
+
+
+def shifted_moments(X, resp, ref, full, row_weights=None, design=None):
     """Zeroth, first and second moments about one point ``ref``, in one matrix product.
 
     Plain sums, so moments of successive chunks about the same ``ref`` simply add up.
@@ -123,41 +153,26 @@ def shifted_moments(X, resp, ref, full, row_weights=None):
     full : bool
         Full second moments (K, D, D), else their diagonal (K, D).
     row_weights : ndarray of shape (n,), optional
-        Responsibilities are ``resp * row_weights`` (lets the E-step skip normalising).
+        Responsibilities are ``resp * row_weights``.
+    design : ndarray, optional
+        ``centred_design(X, ref, "full" if full else "diag")``, if the caller has it already.
 
     Returns
     -------
     counts : (K,), first : (K, D), second : (K, D, D) or (K, D)
     """
-    n, d = X.shape
-    n_components = resp.shape[0]
-    # Full second moments are symmetric: compute the upper triangle only.
-    width = d * (d + 1) // 2 if full else d
-    # Rows are columns of the product: contiguous writes, one GEMM for all three moments.
-    rows = np.empty((1 + d + width, n))
-    if row_weights is None:
-        rows[0] = 1.0
-        xs = xw = np.subtract(X.T, ref[:, None], out=rows[1:1 + d])
-    else:
-        rows[0] = row_weights
-        # order="C": rows of n, not n rows of D (the default follows X.T's strides, and a
-        # broadcast inner loop of D elements was 2-3x slower for a few features).
-        xs = np.subtract(X.T, ref[:, None], order="C")
-        xw = np.multiply(xs, row_weights, out=rows[1:1 + d])
-    if full:
-        start = 1 + d
-        for i in range(d):
-            np.multiply(xw[i], xs[i:], out=rows[start:start + d - i])
-            start += d - i
-    else:
-        np.multiply(xw, xs, out=rows[1 + d:])
-    sums = resp @ rows.T
+    d = X.shape[1]
+    if design is None:
+        design = centred_design(X, ref, "full" if full else "diag")
+    if row_weights is not None:
+        resp = resp * row_weights
+    sums = resp @ design.T
     if full:
         # Both triangles from the upper one, in one gather.
-        second = sums[:, 1 + d:].take(_symmetric_gather(d), axis=1).reshape(n_components, d, d)
+        second = sums[:, d + 1:].take(_symmetric_gather(d), axis=1).reshape(-1, d, d)
     else:
-        second = sums[:, 1 + d:]
-    return sums[:, 0], sums[:, 1:1 + d], second
+        second = sums[:, d + 1:]
+    return sums[:, d], sums[:, :d], second
 
 
 def centred_moments(X, resp, full, row_weights=None):
@@ -268,7 +283,7 @@ class SufficientStats:
 
     @classmethod
     def from_chunk(cls, X, resp, covariance_type, centres=None, row_weights=None,
-                   ref=None) -> "SufficientStats":
+                   ref=None, design=None) -> "SufficientStats":
         """Statistics of the rows of ``X`` under responsibilities ``resp``.
 
         Moments are taken about one reference point with one matrix product; a component whose
@@ -288,6 +303,9 @@ class SufficientStats:
             The responsibilities are ``resp * row_weights``.
         ref : ndarray of shape (D,), optional
             ``centres.mean(axis=0)`` if the caller has it already.
+        design : ndarray, optional
+            ``centred_design(X, ref, ...)`` with the products of the covariance type (full for
+            full and tied, diag otherwise), if the caller has it already (the E-step).
         """
         X = np.asarray(X, dtype=float)
         full = covariance_type in ("full", "tied")
@@ -297,7 +315,7 @@ class SufficientStats:
             return exact.collapse(covariance_type)
         if ref is None:
             ref = X.mean(axis=0) if centres is None else np.asarray(centres).mean(axis=0)
-        moments = shifted_moments(X, resp, ref, full, row_weights)
+        moments = shifted_moments(X, resp, ref, full, row_weights, design)
         stats = cls.from_moments(*moments, ref, kind)  # ref broadcasts over the components
         far = stats.lossy_about(ref)
         if np.count_nonzero(far):
