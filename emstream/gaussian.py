@@ -97,8 +97,9 @@ class MixtureParams:
         pcs = pc if self.covariance_type == "full" else np.broadcast_to(pc, (k, d, d))
         A = np.empty((k, d, d + 1))
         A[:, :, :d] = pcs.transpose(0, 2, 1)
-        # -Pₖᵀ(μₖ - ref), written in place (negating an operand negates the sum exactly).
-        np.einsum("kji,kj->ki", pcs, ref - self.means, out=A[:, :, d])
+        # -Pₖᵀ(μₖ - ref) = ((ref - μₖ)ᵀ Pₖ)ᵀ, written in place (a stacked matmul: einsum's
+        # Python wrapper costs more than the product here).
+        np.matmul((ref - self.means)[:, None, :], pcs, out=A[:, None, :, d])
         return ref, A.reshape(k * d, d + 1)
 
     @classmethod

@@ -600,12 +600,13 @@ class GaussianMixture:
             t += self._t
         if self.step_offset:  # (adding 0.0 changes nothing)
             t += self.step_offset
-        gamma = t ** -self.step_decay  # (``**`` has fast paths, e.g. 1/t for step_decay=1)
+        t **= -self.step_decay  # (``**`` has fast paths, e.g. 1/t for step_decay=1)
+        gamma = t
         if floor is not None:
             np.maximum(gamma, floor, out=gamma)
         # t >= 2 here (a batch fit of at least one point came first), so every gamma < 1.
         np.negative(gamma, out=gamma)
-        return float(-np.expm1(np.add.reduce(np.log1p(gamma, out=gamma))))
+        return -math.expm1(float(np.add.reduce(np.log1p(gamma, out=gamma))))
 
     def _memory(self) -> float:
         """How many points the running statistics effectively summarise."""
