@@ -27,6 +27,12 @@ __all__ = ["OnlineGaussianMixture", "GaussianMixtureDetector"]
 _PYTHON_MAX_FEATURES = 4
 
 
+def _arrow_key(index):
+    """A frame's column names as pyarrow data (pandas' default string columns), else None."""
+    to_arrow = getattr(getattr(index, "array", None), "__arrow_array__", None)
+    return None if to_arrow is None else to_arrow()
+
+
 class _OnlineMixture:
     """Parameters, buffering, feature mapping and one-point scoring shared by both adapters."""
 
@@ -63,7 +69,8 @@ class _OnlineMixture:
             step_decay=self.step_decay, step_floor=self.step_floor,
             warmup_size=self.warmup_size, random_state=self.seed, outlier_gate=self.outlier_gate)
         self._features = None
-        self._frame_columns = self._frame_order = None  # the last frame's columns, their order
+        # The last frame's columns (a list, and as pyarrow data if they are), their order.
+        self._frame_columns = self._frame_key = self._frame_order = None
         self._buffer = []
         self._scorer = None
         self._fill = None
@@ -126,18 +133,20 @@ class _OnlineMixture:
 
     def _frame_rows(self, X) -> np.ndarray:
         """A data frame's rows in feature order, missing features filled in."""
-        columns = list(X.columns)
-        if self._features is None:
-            self._features = tuple(sorted(columns))
-        if columns == self._frame_columns:  # a stream's frames usually share their columns
+        index = X.columns
+        key = _arrow_key(index)
+        if self._same_columns(index, key):  # a stream's frames usually share their columns
             order = self._frame_order
         else:
+            columns = list(index)
+            if self._features is None:
+                self._features = tuple(sorted(columns))
             order = None
             if all(name in columns for name in self._features):
                 order = [columns.index(name) for name in self._features]
                 if order == list(range(len(columns))):
                     order = ()  # already in feature order
-            self._frame_columns, self._frame_order = columns, order
+            self._frame_columns, self._frame_key, self._frame_order = columns, key, order
         if order is not None and hasattr(X, "to_numpy"):
             try:  # pandas: the whole frame at once, then columns by position (much cheaper
                 # than selecting columns by name in pandas)
@@ -156,6 +165,13 @@ class _OnlineMixture:
         for i, name in enumerate(self._features):
             data[:, i] = frame[name].to_numpy() if name in frame.columns else fill[i]
         return data
+
+    def _same_columns(self, index, key) -> bool:
+        """Whether a frame's columns are the last frame's, in the same order."""
+        last = self._frame_key
+        if key is not None and last is not None and type(key) is type(last):
+            return key.equals(last)  # in C, 6x cheaper than listing pyarrow-backed names
+        return self._frame_columns is not None and list(index) == self._frame_columns
 
     def _learn_frame(self, X) -> None:
         data = self._frame_rows(X)

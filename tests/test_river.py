@@ -105,6 +105,23 @@ def test_learn_many_in_a_pipeline():
     assert set(labels.unique()) == {0, 1, 2}
 
 
+def test_learn_many_reads_columns_by_name_whatever_their_order_or_index_type():
+    import pandas as pd
+    X = mixture_2d(3000, np.random.default_rng(4))
+    reference = OnlineGaussianMixture(3, warmup_size=500, seed=0)
+    mixed = OnlineGaussianMixture(3, warmup_size=500, seed=0)
+    frames = [pd.DataFrame(X[i:i + 500], columns=["x", "y"]) for i in range(0, 3000, 500)]
+    for i, frame in enumerate(frames):
+        reference.learn_many(frame)
+        if i % 3 == 1:
+            frame = frame[["y", "x"]]  # same names, other order
+        elif i % 3 == 2:  # same names in an object-dtype index (not pyarrow strings)
+            frame = pd.DataFrame(frame.to_numpy(), columns=pd.Index(["x", "y"], dtype=object))
+        mixed.learn_many(frame)
+    np.testing.assert_allclose(mixed.model.means_, reference.model.means_, rtol=1e-12)
+    assert mixed.model.n_seen_ == 3000
+
+
 def test_pipeline_clustering_matches_sklearn_batch_quality():
     from sklearn.metrics import adjusted_rand_score
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
