@@ -86,20 +86,22 @@ class MixtureParams:
 
     @computed_once
     def whitening(self) -> tuple[np.ndarray, np.ndarray]:
-        """For full/tied: ``(ref, A)`` with ``A @ [x - ref; 1]`` = every ``Pₖᵀ(x - μₖ)`` stacked.
+        """For full/tied: ``(ref, A)`` with ``A @ [x - ref; 1]`` = every ``√½ Pₖᵀ(x - μₖ)`` stacked.
 
-        ``ref`` (D,) is a point among the means, so that data far from the origin lose nothing
-        to cancellation; ``A`` has shape (K*D, D+1) (tied: (D, D+1) per component, stacked).
+        Its squared norm is half the squared Mahalanobis distance, the term a log density
+        subtracts.  ``ref`` (D,) is a point among the means, so that data far from the origin
+        lose nothing to cancellation; ``A`` has shape (K*D, D+1) (tied: (D, D+1) per component,
+        stacked).
         """
         k, d = self.n_components, self.n_features
         ref = self.centre
         pc = self.precisions_cholesky
         pcs = pc if self.covariance_type == "full" else np.broadcast_to(pc, (k, d, d))
         A = np.empty((k, d, d + 1))
-        A[:, :, :d] = pcs.transpose(0, 2, 1)
-        # -Pₖᵀ(μₖ - ref) = ((ref - μₖ)ᵀ Pₖ)ᵀ, written in place (a stacked matmul: einsum's
-        # Python wrapper costs more than the product here).
-        np.matmul((ref - self.means)[:, None, :], pcs, out=A[:, None, :, d])
+        np.multiply(pcs.transpose(0, 2, 1), _SQRT_HALF, out=A[:, :, :d])
+        # √½ Pₖᵀ(ref - μₖ), written in place by a stacked matmul (einsum's Python wrapper costs
+        # more than the product here).
+        np.matmul(A[:, :, :d], (ref - self.means)[:, :, None], out=A[:, :, d:])
         return ref, A.reshape(k * d, d + 1)
 
     @classmethod
@@ -380,16 +382,17 @@ def log_gaussian_chunk(X: np.ndarray, params: MixtureParams, *, with_weights: bo
         xa = centred_design(X, ref) if design is None else design[:n_features + 1]
         y = (A @ xa).reshape(n_components, n_features, -1)
         # einsum fuses the square and the sum over features: 3x faster than doing both.
-        maha = np.einsum("kdn,kdn->kn", y, y)
+        half = np.einsum("kdn,kdn->kn", y, y, out=None if out is None else out[:, :X.shape[0]])
     else:
         # (K, D, n): direct differences, exact for data far from the origin.
         diff = X.T[None, :, :] - means[:, :, None]
         np.square(diff, out=diff)
+        half_precision = np.square(pc)
+        half_precision *= 0.5
         if kind == "diag":
-            maha = np.matmul((pc**2)[:, None, :], diff)[:, 0, :]
+            half = np.matmul(half_precision[:, None, :], diff)[:, 0, :]
         else:
-            maha = diff.sum(axis=1)
-            maha *= (pc**2)[:, None]
-    maha *= -0.5
-    maha += const[:, None]
-    return maha
+            half = diff.sum(axis=1)
+            half *= half_precision[:, None]
+    # half = ½ (x - μ)ᵀ Σ⁻¹ (x - μ)
+    return np.subtract(const[:, None], half, out=half)
