@@ -194,6 +194,8 @@ def centred_moments(X, resp, full, row_weights=None):
         weighted = diff * weights[k][:, None]
         first[k] = weighted.sum(axis=0)
         second[k] = weighted.T @ diff if full else np.einsum("nd,nd->d", weighted, diff)
+    if full and n_features > 1:  # the product's rounding can leave it asymmetric
+        second = 0.5 * (second + second.transpose(0, 2, 1))
     return counts, first, second, centres
 
 
@@ -252,7 +254,8 @@ class SufficientStats:
         first : ndarray of shape (K, D)
             ``Σ_i r_ik (x_i - c_k)``.
         second : ndarray of shape (K, D, D) for full/tied, (K, D) for diag/spherical
-            ``Σ_i r_ik (x_i - c_k)(x_i - c_k)ᵀ`` (its diagonal for diag/spherical).
+            ``Σ_i r_ik (x_i - c_k)(x_i - c_k)ᵀ`` (its diagonal for diag/spherical); symmetric
+            bit for bit.
         centres : ndarray of shape (K, D)
             The ``c_k``; choose them near the data of component k (the current means) so
             that no precision is lost to cancellation.
@@ -261,25 +264,27 @@ class SufficientStats:
         every = all_above(counts, _TINY)  # the common case: fewer small operations
         if not every:
             held = counts > _TINY
-        shift = first / (counts if every else np.where(held, counts, 1.0))[:, None]
-        if not every:
-            shift[~held] = 0.0
-        means = centres + shift
+        safe = (counts if every else np.where(held, counts, 1.0))[:, None]
         if covariance_type in ("full", "tied"):
-            scatter = second - shift[:, :, None] * first[:, None, :]
+            # first firstᵀ / n as g gᵀ with g = first / √n: symmetric bit for bit, as the
+            # scatter must be (``second`` is), without symmetrising afterwards.
+            g = first / np.sqrt(safe)
+            shift = first / safe
+            scatter = second - g[:, :, None] * g[:, None, :]
             if not every:
                 scatter[~held] = 0.0
-            if scatter.shape[1] > 1:  # rounding must not leave the scatter asymmetric
-                scatter = 0.5 * (scatter + scatter.transpose(0, 2, 1))
             if covariance_type == "tied":
                 scatter = scatter.sum(axis=0)
         else:
+            shift = first / safe
             scatter = np.maximum(second - first * shift, 0.0)
             if not every:
                 scatter[~held] = 0.0
             if covariance_type == "spherical":
                 scatter = scatter.sum(axis=1)
-        return cls(counts, means, scatter, covariance_type)
+        if not every:
+            shift[~held] = 0.0
+        return cls(counts, centres + shift, scatter, covariance_type)
 
     @classmethod
     def from_chunk(cls, X, resp, covariance_type, centres=None, row_weights=None,

@@ -98,6 +98,14 @@ def test_far_from_origin_is_as_accurate_as_near(offset):
                                atol=4e-16 * max(abs(offset), 1))
 
 
+@pytest.mark.parametrize("n", [40, 4000])  # the exact small-chunk route, the shifted one
+def test_full_scatter_is_symmetric_bit_for_bit(n):
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(n, 4)) @ rng.normal(size=(4, 4)) + 3.0
+    stats = SufficientStats.from_chunk(X, _resp(n, 3, rng), "full")
+    np.testing.assert_array_equal(stats.scatter, stats.scatter.transpose(0, 2, 1))
+
+
 def test_incompatible_statistics_refuse_to_add():
     a = SufficientStats.zeros(2, 1, "full")
     with pytest.raises(ValueError, match="cannot add"):
