@@ -102,7 +102,9 @@ def test_far_from_origin_is_as_accurate_as_near(offset):
 def test_full_scatter_is_symmetric_bit_for_bit(n):
     rng = np.random.default_rng(8)
     X = rng.normal(size=(n, 4)) @ rng.normal(size=(4, 4)) + 3.0
-    stats = SufficientStats.from_chunk(X, _resp(n, 3, rng), "full")
+    # moments about a point off the data's mean (as in the E-step, about the current means)
+    centres = rng.normal(size=(3, 4))
+    stats = SufficientStats.from_chunk(X, _resp(n, 3, rng), "full", centres)
     np.testing.assert_array_equal(stats.scatter, stats.scatter.transpose(0, 2, 1))
 
 
