@@ -286,19 +286,22 @@ def data_variance(stats) -> np.ndarray:
     centre (for spherical statistics, the average over features, repeated).
     """
     total = max(stats.total, _TINY)
-    centre = stats.counts @ stats.means / total
-    between = stats.counts @ (stats.means - centre) ** 2
+    counts, means = stats.counts, stats.means
+    # np.dot and in-place steps: this runs in every M-step, on a handful of numbers.
+    deviation = means - np.dot(counts, means) / total
+    deviation *= deviation
+    spread = np.dot(counts, deviation)  # between the components
     kind = stats.covariance_type
     if kind == "full":
-        within = np.add.reduce(stats.scatter.diagonal(0, 1, 2), axis=0)
+        spread += np.add.reduce(stats.scatter.diagonal(0, 1, 2), axis=0)
     elif kind == "tied":
-        within = np.diag(stats.scatter)
+        spread += np.diag(stats.scatter)
     elif kind == "diag":
-        within = stats.scatter.sum(axis=0)
+        spread += stats.scatter.sum(axis=0)
     else:
-        within = np.full(stats.n_features, stats.scatter.sum() / stats.n_features)
-        between = np.full(stats.n_features, between.mean())
-    return (within + between) / total
+        spread = np.full(stats.n_features, (stats.scatter.sum() + spread.sum()) / stats.n_features)
+    spread /= total
+    return spread
 
 
 def covariances_from_stats(stats, reg_covar: float) -> np.ndarray:
