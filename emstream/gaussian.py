@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .stats import centred_design, computed_once
+from .stats import all_above, centred_design, computed_once
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 _TINY = float(np.finfo(float).tiny)
@@ -323,9 +323,12 @@ def covariances_from_stats(stats, reg_covar: float) -> np.ndarray:
     ndarray shaped by covariance type (see :mod:`emstream.stats`)
     """
     kind = stats.covariance_type
-    counts = np.maximum(stats.counts, _TINY)
+    counts = stats.counts
+    if not all_above(counts, _TINY):  # rare: an empty component
+        counts = np.maximum(counts, _TINY)
     n_features = stats.n_features
-    floor = _RELATIVE_VARIANCE_FLOOR * data_variance(stats)
+    floor = data_variance(stats)
+    floor *= _RELATIVE_VARIANCE_FLOOR
     if kind == "full":
         covs = stats.scatter / counts[:, None, None]
         # The diagonals as one writable view: reg_covar and the floor go on in place.
