@@ -28,9 +28,18 @@ _PYTHON_MAX_FEATURES = 4
 
 
 def _arrow_key(index):
-    """A frame's column names as pyarrow data (pandas' default string columns), else None."""
-    to_arrow = getattr(getattr(index, "array", None), "__arrow_array__", None)
-    return None if to_arrow is None else to_arrow()
+    """A frame's column names as pyarrow data if pyarrow holds them already, else None.
+
+    That is pandas' default string columns when pyarrow is installed; python-backed strings,
+    objects and MultiIndex columns (whose ``.array`` raises) are compared as lists instead.
+    """
+    dtype = getattr(index, "dtype", None)
+    if getattr(dtype, "storage", None) != "pyarrow" and not hasattr(dtype, "pyarrow_dtype"):
+        return None
+    try:
+        return index.array.__arrow_array__()
+    except Exception:  # any other layout: the list comparison is always right
+        return None
 
 
 class _OnlineMixture:

@@ -122,6 +122,26 @@ def test_learn_many_reads_columns_by_name_whatever_their_order_or_index_type():
     assert mixed.model.n_seen_ == 3000
 
 
+def test_learn_many_takes_python_string_and_multiindex_columns(monkeypatch):
+    import sys
+
+    import pandas as pd
+    X = mixture_2d(1000, np.random.default_rng(5))
+
+    def learn(columns):
+        model = OnlineGaussianMixture(3, warmup_size=400, seed=0)
+        for start in range(0, 1000, 250):
+            model.learn_many(pd.DataFrame(X[start:start + 250], columns=columns))
+        assert model.model.n_seen_ == 1000
+        assert len(model.predict_many(pd.DataFrame(X[:10], columns=columns))) == 10
+
+    learn(pd.MultiIndex.from_tuples([("a", "x"), ("a", "y")]))  # its .array raises
+    python_strings = pd.Index(["x", "y"], dtype=pd.StringDtype("python"))
+    # python-backed strings must not need pyarrow (an optional extra)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    learn(python_strings)
+
+
 def test_pipeline_clustering_matches_sklearn_batch_quality():
     from sklearn.metrics import adjusted_rand_score
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
