@@ -29,7 +29,7 @@ import numpy as np
 
 from ._blas import single_thread_blas
 from .gaussian import MixtureParams, covariances_from_stats, log_gaussian_chunk
-from .stats import SufficientStats, centred_design
+from .stats import SufficientStats, moments_design
 
 # Below exp(-700) a term is < 1e-304 of the largest one: clamping there changes no sum and keeps
 # exp out of the subnormal range, which is several times slower.
@@ -60,8 +60,8 @@ def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None, gate
 
     ``design`` is the chunk's :func:`~emstream.stats.centred_design` about ``params.centre``,
     if the caller has it.  With ``gate`` (a squared Mahalanobis distance), also says which rows
-    lie beyond it from every component: ``log p(x, k) = log_normaliser_k - ½ d²_k``, so the test needs no second
-    pass over the data.
+    lie beyond it from every component: ``log p(x, k) = log_normaliser_k - ½ d²_k``, so the
+    test needs no second pass over the data.
 
     Returns
     -------
@@ -193,7 +193,7 @@ def _estimate_chunk(chunk: np.ndarray, params: MixtureParams, buffer, gate=None,
     """
     kind = params.covariance_type
     # One design [x - ref; 1; products] serves the E-step (full, tied) and the moments.
-    design = centred_design(chunk, params.centre, "full" if kind in ("full", "tied") else "diag")
+    design = moments_design(chunk, params.centre, kind)
     joint, top, total, gated = _unnormalised_posterior(chunk, params, buffer, gate, design)
     np.multiply(joint, 1.0 / total, out=joint)  # now the responsibilities p(k | x_i)
     if resp is not None:

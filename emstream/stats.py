@@ -140,6 +140,17 @@ def centred_design(X, ref, products: str | None = None) -> np.ndarray:
     return rows
 
 
+def moments_design(X, ref, covariance_type: str) -> np.ndarray | None:
+    """The :func:`centred_design` that :meth:`SufficientStats.from_chunk` uses for these rows.
+
+    None for chunks of fewer than 64 rows, whose moments are taken exactly about each
+    component's own mean instead.
+    """
+    if X.shape[0] < _SMALL_CHUNK:
+        return None
+    return centred_design(X, ref, "full" if covariance_type in ("full", "tied") else "diag")
+
+
 def shifted_moments(X, resp, ref, full, row_weights=None, design=None):
     """Zeroth, first and second moments about one point ``ref``, in one matrix product.
 
@@ -265,18 +276,17 @@ class SufficientStats:
         if not every:
             held = counts > _TINY
         safe = (counts if every else np.where(held, counts, 1.0))[:, None]
+        shift = first / safe
         if covariance_type in ("full", "tied"):
             # first firstᵀ / n as g gᵀ with g = first / √n: symmetric bit for bit, as the
             # scatter must be (``second`` is), without symmetrising afterwards.
             g = first / np.sqrt(safe)
-            shift = first / safe
             scatter = second - g[:, :, None] * g[:, None, :]
             if not every:
                 scatter[~held] = 0.0
             if covariance_type == "tied":
                 scatter = scatter.sum(axis=0)
         else:
-            shift = first / safe
             scatter = np.maximum(second - first * shift, 0.0)
             if not every:
                 scatter[~held] = 0.0
@@ -309,9 +319,11 @@ class SufficientStats:
         ref : ndarray of shape (D,), optional
             ``centres.mean(axis=0)`` if the caller has it already.
         design : ndarray, optional
-            ``centred_design(X, ref, ...)`` with the products of the covariance type (full for
-            full and tied, diag otherwise), if the caller has it already (the E-step).
+            ``moments_design(X, ref, covariance_type)``, if the caller has it already (the
+            E-step); it must be taken about ``ref``, which is then required.
         """
+        if design is not None and ref is None:
+            raise ValueError("a design is taken about a reference point: pass ref as well")
         X = np.asarray(X, dtype=float)
         full = covariance_type in ("full", "tied")
         kind = "full" if full else "diag"

@@ -108,6 +108,20 @@ def test_full_scatter_is_symmetric_bit_for_bit(n):
     np.testing.assert_array_equal(stats.scatter, stats.scatter.transpose(0, 2, 1))
 
 
+def test_a_design_needs_its_reference_point():
+    from emstream.stats import moments_design
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(100, 2)) + 5.0
+    resp = _resp(100, 2, rng)
+    ref = np.array([4.0, 6.0])
+    with_design = SufficientStats.from_chunk(X, resp, "full", ref=ref,
+                                             design=moments_design(X, ref, "full"))
+    _assert_stats_close(with_design, SufficientStats.from_chunk(X, resp, "full", ref=ref))
+    assert moments_design(X[:10], ref, "full") is None  # small chunks: the exact route
+    with pytest.raises(ValueError, match="pass ref"):
+        SufficientStats.from_chunk(X, resp, "full", design=moments_design(X, ref, "full"))
+
+
 def test_incompatible_statistics_refuse_to_add():
     a = SufficientStats.zeros(2, 1, "full")
     with pytest.raises(ValueError, match="cannot add"):
