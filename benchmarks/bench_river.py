@@ -128,5 +128,6 @@ def learn_many_rates(frames, points, rounds: int = 41, slice_points: int = 5000)
     return {"best": (whole.max(), after.max(), theirs.max()),
             "paired": (float(np.median(whole / theirs)), float(np.median(after / theirs)))}
 
+
 if __name__ == "__main__":
     main()

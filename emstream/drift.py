@@ -261,7 +261,7 @@ class DriftMonitor:
                 self._collected = []
                 start = alarm + 1
         if self._collected is not None:
-            self._collected.append(X[start:])
+            self._collected.append(X[start:].copy())  # callers may reuse their array
             if sum(len(c) for c in self._collected) >= self.refit_points:
                 events.append(self._refit(first + n))
         self.events_.extend(events)

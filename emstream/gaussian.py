@@ -382,8 +382,8 @@ def log_gaussian_chunk(X: np.ndarray, params: MixtureParams, *, with_weights: bo
         np.square(y, out=y)
         return np.subtract(const[:, None], y, out=y)
     if kind in ("full", "tied"):
-        # One matrix product serves every component: rows Pₖᵀ(x - μₖ), taken about a point
-        # among the means so that data far from the origin lose nothing to cancellation.
+        # One matrix product serves every component: rows √½ Pₖᵀ(x - μₖ), taken about a
+        # point among the means so that data far from the origin lose nothing to cancellation.
         ref, A = params.whitening
         xa = centred_design(X, ref) if design is None else design[:n_features + 1]
         y = (A @ xa).reshape(n_components, n_features, -1)

@@ -14,7 +14,9 @@ def check_array(X, *, name: str = "X", n_features: int | None = None, min_sample
                 why_min: str = "") -> np.ndarray:
     """``X`` as a contiguous float64 array of shape (n_samples, n_features), or a ValueError.
 
-    Row-major unless ``X`` is already column-major.
+    Row-major unless ``X`` is already column-major.  (The layout can change the last bit of
+    some results, e.g. diagonal covariances: replaying a stream learned from data frames as
+    row-major arrays reproduces it to rounding, not bit for bit.)
 
     Parameters
     ----------
