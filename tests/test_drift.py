@@ -118,6 +118,19 @@ def test_refit_keeps_labels_of_unchanged_components():
     assert monitor.model.means_[before[2], 0] == pytest.approx(11.0, abs=0.3)
 
 
+def test_refit_learns_the_rows_seen_when_the_caller_reuses_its_buffer():
+    rng = np.random.default_rng(1)
+    data = np.concatenate([draw(rng, 50_000), draw(rng, 3000, means=np.array([-4, 0, 11.0]))])
+    fresh, reused = (DriftMonitor(GaussianMixture(3, random_state=1)) for _ in range(2))
+    buffer = np.empty((100, 1))
+    for i in range(0, len(data), 100):
+        fresh.update(data[i:i + 100].copy())
+        buffer[:] = data[i:i + 100]  # a reader refilling one array
+        reused.update(buffer)
+    assert [e["event"] for e in reused.events_] == ["drift", "refit"]
+    np.testing.assert_array_equal(reused.model.means_, fresh.model.means_)
+
+
 def test_refit_keeps_the_better_of_warm_and_fresh_starts():
     rng = np.random.default_rng(2)
     X = draw(rng, 3000)
