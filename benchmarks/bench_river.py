@@ -7,8 +7,9 @@ Usage::
 Prints points/s for (1) learn_one + predict_one per point on 1-D and 2-D three-component
 streams, and (2) learn_many on 1,000-row data frames against KMeans.learn_one per point, with
 the ratios and the acceptance targets (>= 1x and >= 20x); (2) twice, over the whole stream and
-after its first 1,000 points (emstream's warm-up, a batch EM fit, is then behind it), each
-side's best over 41 alternating samples of ~30 ms (see ``learn_many_rates``).
+after its first 1,000 points (emstream's warm-up, a batch EM fit, is then behind it): each
+side's best over 41 alternating samples of ~30 ms, and the median of the 41 side-by-side ratios
+(see ``learn_many_rates``).
 """
 
 from __future__ import annotations
