@@ -151,7 +151,7 @@ def moments_design(X, ref, covariance_type: str) -> np.ndarray | None:
     return centred_design(X, ref, "full" if covariance_type in ("full", "tied") else "diag")
 
 
-def shifted_moments(X, resp, ref, full, row_weights=None, design=None):
+def shifted_moments(X, resp, ref, full, design=None):
     """Zeroth, first and second moments about one point ``ref``, in one matrix product.
 
     Plain sums, so moments of successive chunks about the same ``ref`` simply add up.
@@ -163,8 +163,6 @@ def shifted_moments(X, resp, ref, full, row_weights=None, design=None):
     ref : ndarray of shape (D,)
     full : bool
         Full second moments (K, D, D), else their diagonal (K, D).
-    row_weights : ndarray of shape (n,), optional
-        Responsibilities are ``resp * row_weights``.
     design : ndarray, optional
         ``centred_design(X, ref, "full" if full else "diag")``, if the caller has it already.
 
@@ -175,8 +173,6 @@ def shifted_moments(X, resp, ref, full, row_weights=None, design=None):
     d = X.shape[1]
     if design is None:
         design = centred_design(X, ref, "full" if full else "diag")
-    if row_weights is not None:
-        resp = resp * row_weights
     sums = resp @ design.T
     if full:
         # Both triangles from the upper one, in one gather.
@@ -186,7 +182,7 @@ def shifted_moments(X, resp, ref, full, row_weights=None, design=None):
     return sums[:, d], sums[:, :d], second
 
 
-def centred_moments(X, resp, full, row_weights=None):
+def centred_moments(X, resp, full):
     """Moments about each component's own weighted mean: exact, two passes per component.
 
     Same parameters as :func:`shifted_moments`.  Returns ``counts, first, second, centres``:
@@ -194,15 +190,14 @@ def centred_moments(X, resp, full, row_weights=None):
     rounding residual, so :meth:`SufficientStats.from_moments` gives the exact result).
     """
     n_components, n_features = resp.shape[0], X.shape[1]
-    weights = resp if row_weights is None else resp * row_weights
-    counts = weights.sum(axis=1)
+    counts = resp.sum(axis=1)
     safe = np.where(counts > 0, counts, 1.0)
-    centres = np.where((counts > 0)[:, None], (weights @ X) / safe[:, None], X[0])
+    centres = np.where((counts > 0)[:, None], (resp @ X) / safe[:, None], X[0])
     first = np.empty((n_components, n_features))
     second = np.empty((n_components,) + ((n_features,) * (2 if full else 1)))
     for k in range(n_components):
         diff = X - centres[k]
-        weighted = diff * weights[k][:, None]
+        weighted = diff * resp[k][:, None]
         first[k] = weighted.sum(axis=0)
         second[k] = weighted.T @ diff if full else np.einsum("nd,nd->d", weighted, diff)
     if full and n_features > 1:  # the product's rounding can leave it asymmetric
@@ -297,8 +292,8 @@ class SufficientStats:
         return cls(counts, centres + shift, scatter, covariance_type)
 
     @classmethod
-    def from_chunk(cls, X, resp, covariance_type, centres=None, row_weights=None,
-                   ref=None, design=None) -> "SufficientStats":
+    def from_chunk(cls, X, resp, covariance_type, centres=None, ref=None,
+                   design=None) -> "SufficientStats":
         """Statistics of the rows of ``X`` under responsibilities ``resp``.
 
         Moments are taken about one reference point with one matrix product; a component whose
@@ -314,8 +309,6 @@ class SufficientStats:
         centres : ndarray of shape (K, D), optional
             The current means: moments are taken about their average; default: about the
             column means of ``X``.
-        row_weights : ndarray of shape (n,), optional
-            The responsibilities are ``resp * row_weights``.
         ref : ndarray of shape (D,), optional
             ``centres.mean(axis=0)`` if the caller has it already.
         design : ndarray, optional
@@ -328,15 +321,15 @@ class SufficientStats:
         full = covariance_type in ("full", "tied")
         kind = "full" if full else "diag"
         if X.shape[0] < _SMALL_CHUNK:
-            exact = cls.from_moments(*centred_moments(X, resp, full, row_weights), kind)
+            exact = cls.from_moments(*centred_moments(X, resp, full), kind)
             return exact.collapse(covariance_type)
         if ref is None:
             ref = X.mean(axis=0) if centres is None else np.asarray(centres).mean(axis=0)
-        moments = shifted_moments(X, resp, ref, full, row_weights, design)
+        moments = shifted_moments(X, resp, ref, full, design)
         stats = cls.from_moments(*moments, ref, kind)  # ref broadcasts over the components
         far = stats.lossy_about(ref)
         if np.count_nonzero(far):
-            exact = centred_moments(X, resp[far], full, row_weights)
+            exact = centred_moments(X, resp[far], full)
             stats = stats.splice(far, cls.from_moments(*exact, kind))
         return stats.collapse(covariance_type)
 
