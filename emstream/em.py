@@ -137,8 +137,9 @@ class EStepResult:
     ----------
     stats : SufficientStats
     log_likelihood : float
-        ``Σ_i log p(x_i)`` under the parameters of the pass.
-    n_samples : int
+        ``Σ_i log p(x_i)`` under the parameters of the pass (weighted, if the rows were).
+    n_samples : int or float
+        Rows summarised (the sum of their weights, if they were weighted).
     worst_point : ndarray of shape (D,)
         The row the model explains worst (lowest ``log p(x)``): where a dead component is re-seeded.
     worst_log_prob : float
@@ -185,10 +186,13 @@ def _e_step(X: np.ndarray, params: MixtureParams, rows: int) -> EStepResult:
     return result
 
 
-def _estimate_chunk(chunk: np.ndarray, params: MixtureParams, buffer, gate=None, resp=None):
+def _estimate_chunk(chunk: np.ndarray, params: MixtureParams, buffer, gate=None, resp=None,
+                    weights=None):
     """The E-step of one chunk: statistics of its rows within ``gate``, and each row's log p(x).
 
-    ``resp``, if given (shape (n, K)), receives the responsibilities of every row.
+    ``resp``, if given (shape (n, K)), receives the responsibilities of every row; ``weights``
+    (shape (n,)), if given, weighs each row's share of the statistics and of the
+    log-likelihood (a row of weight 0 adds nothing).
     Returns ``(EStepResult or None if every row is gated, log_prob, gated or None)``.
     """
     kind = params.covariance_type
@@ -201,6 +205,8 @@ def _estimate_chunk(chunk: np.ndarray, params: MixtureParams, buffer, gate=None,
     log_prob = np.log(total)
     log_prob += top
     n_gated = 0 if gated is None else np.count_nonzero(gated)
+    if weights is not None:
+        return _estimate_weighted(chunk, params, joint, log_prob, gated, weights, design)
     if n_gated:
         if n_gated == gated.shape[0]:
             return None, log_prob, gated
@@ -215,6 +221,23 @@ def _estimate_chunk(chunk: np.ndarray, params: MixtureParams, buffer, gate=None,
                                        design=design)
     return (EStepResult(stats, log_likelihood, n_samples, chunk[worst].copy(),
                         float(log_prob[worst])), log_prob, gated)
+
+
+def _estimate_weighted(chunk, params, resp, log_prob, gated, weights, design):
+    """:func:`_estimate_chunk`'s statistics with a weight per row (gated rows weigh 0)."""
+    weights = np.asarray(weights, dtype=float)
+    if gated is not None:
+        weights = np.where(gated, 0.0, weights)
+    used = np.flatnonzero(weights > 0)
+    if used.size == 0:
+        return None, log_prob, gated
+    resp *= weights
+    worst = int(used[np.argmin(log_prob[used])])
+    stats = SufficientStats.from_chunk(chunk, resp, params.covariance_type, params.means,
+                                       ref=params.centre, design=design)
+    return (EStepResult(stats, float(np.dot(weights[used], log_prob[used])),
+                        float(weights.sum()), chunk[worst].copy(), float(log_prob[worst])),
+            log_prob, gated)
 
 
 @dataclass(frozen=True, eq=False)
@@ -240,7 +263,7 @@ class ScoredStep:
 
 
 def e_step_scored(X: np.ndarray, params: MixtureParams, *, gate: float | None = None,
-                  with_resp: bool = False) -> ScoredStep:
+                  with_resp: bool = False, weights: np.ndarray | None = None) -> ScoredStep:
     """The E-step of an online update, which also scores and gates every row (one pass).
 
     Parameters
@@ -252,6 +275,9 @@ def e_step_scored(X: np.ndarray, params: MixtureParams, *, gate: float | None = 
         but left out of the statistics.
     with_resp : bool
         Also return the responsibilities.
+    weights : ndarray of shape (n,), optional
+        Weight of each row in the statistics and the log-likelihood (``n_samples`` is then
+        their sum): for samples that stand for more (or less) of the stream than one point.
 
     Returns
     -------
@@ -270,7 +296,7 @@ def e_step_scored(X: np.ndarray, params: MixtureParams, *, gate: float | None = 
     if n <= rows:  # one chunk (a typical mini-batch): its own arrays are the answer
         resp = np.empty((n, params.n_components)) if with_resp else None
         with single_thread_blas(n):
-            result, log_prob, gated = _estimate_chunk(X, params, None, gate, resp)
+            result, log_prob, gated = _estimate_chunk(X, params, None, gate, resp, weights)
         return ScoredStep(result, log_prob, np.zeros(n, dtype=bool) if gated is None else gated,
                           resp)
     log_prob = np.empty(n)
@@ -281,7 +307,8 @@ def e_step_scored(X: np.ndarray, params: MixtureParams, *, gate: float | None = 
     with single_thread_blas(n):
         for part in _chunks(n, rows):
             piece, log_prob[part], chunk_gated = _estimate_chunk(
-                X[part], params, buffer, gate, None if resp is None else resp[part])
+                X[part], params, buffer, gate, None if resp is None else resp[part],
+                None if weights is None else weights[part])
             if chunk_gated is not None:
                 gated[part] = chunk_gated
             if piece is not None:
@@ -331,7 +358,8 @@ def predict(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     return out
 
 
-def m_step(stats: SufficientStats, *, reg_covar: float) -> MixtureParams:
+def m_step(stats: SufficientStats, *, reg_covar: float,
+           floor: np.ndarray | None = None) -> MixtureParams:
     """Parameters that maximise the expected complete-data log-likelihood given ``stats``.
 
     Parameters
@@ -339,6 +367,8 @@ def m_step(stats: SufficientStats, *, reg_covar: float) -> MixtureParams:
     stats : SufficientStats
     reg_covar : float
         Added to the diagonal of every covariance.
+    floor : ndarray of shape (D,), optional
+        Smallest variance per feature (see :func:`emstream.gaussian.covariances_from_stats`).
 
     Returns
     -------
@@ -349,7 +379,7 @@ def m_step(stats: SufficientStats, *, reg_covar: float) -> MixtureParams:
         weights = stats.counts / total
     else:
         weights = np.full(stats.n_components, 1.0 / stats.n_components)
-    covariances = covariances_from_stats(stats, reg_covar)
+    covariances = covariances_from_stats(stats, reg_covar, floor)
     # Factorising K small matrices threads only from a few hundred features up.
     with single_thread_blas(None if stats.n_features > 256 else 0):
         return MixtureParams.from_covariances(weights, stats.means.copy(), covariances,
@@ -370,7 +400,8 @@ class EMResult:
 
 def run_em(expectation: Callable[[MixtureParams], EStepResult], params: MixtureParams, *,
            reg_covar: float, tol: float, max_iter: int, lower_bound: float = -np.inf,
-           reseed: Callable | None = None, on_iteration: Callable | None = None) -> EMResult:
+           reseed: Callable | None = None, on_iteration: Callable | None = None,
+           floor: np.ndarray | None = None) -> EMResult:
     """Batch EM: E-step over all data, M-step, until the average log-likelihood gains < ``tol``.
 
     Parameters
@@ -381,6 +412,8 @@ def run_em(expectation: Callable[[MixtureParams], EStepResult], params: MixtureP
         Starting point.
     reg_covar, tol, max_iter :
         As in :class:`emstream.GaussianMixture`.
+    floor : ndarray of shape (D,), optional
+        Smallest variance per feature, for every M-step.
     lower_bound : float
         Average log-likelihood of the starting point if known (a warm start), else ``-inf``.
     reseed : callable ``(stats, EStepResult) -> (stats, n)``, optional
@@ -408,7 +441,7 @@ def run_em(expectation: Callable[[MixtureParams], EStepResult], params: MixtureP
         if reseed is not None:
             stats, reseeded = reseed(stats, est)
             n_reseeded += reseeded
-        params = m_step(stats, reg_covar=reg_covar)
+        params = m_step(stats, reg_covar=reg_covar, floor=floor)
         if on_iteration is not None:
             on_iteration(n_iter, lower_bound)
         if not reseeded and abs(lower_bound - previous) < tol:

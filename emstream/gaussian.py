@@ -304,19 +304,23 @@ def data_variance(stats) -> np.ndarray:
     return spread
 
 
-def covariances_from_stats(stats, reg_covar: float) -> np.ndarray:
+def covariances_from_stats(stats, reg_covar: float, floor: np.ndarray | None = None
+                           ) -> np.ndarray:
     """The M-step for covariances: centred scatter over counts, plus ``reg_covar`` on the diagonal.
 
     Variances are also kept above ``1e-12`` of the data's own variance per feature, so that a
     component collapsing on one repeated value (possible with ``reg_covar=0`` or data on scales
     where ``reg_covar`` is negligible) keeps a finite precision; on ordinary data this floor
-    never binds.
+    never binds.  ``floor`` raises that minimum per feature (the data's resolution, see
+    :mod:`emstream.resolution`).
 
     Parameters
     ----------
     stats : SufficientStats
     reg_covar : float
         Non-negative regularisation added to the diagonal, as in scikit-learn.
+    floor : ndarray of shape (D,), optional
+        Smallest variance of each feature (after ``reg_covar``).
 
     Returns
     -------
@@ -327,8 +331,9 @@ def covariances_from_stats(stats, reg_covar: float) -> np.ndarray:
     if not all_above(counts, _TINY):  # rare: an empty component
         counts = np.maximum(counts, _TINY)
     n_features = stats.n_features
-    floor = data_variance(stats)
-    floor *= _RELATIVE_VARIANCE_FLOOR
+    relative = data_variance(stats)
+    relative *= _RELATIVE_VARIANCE_FLOOR
+    floor = relative if floor is None else np.maximum(relative, floor)
     if kind == "full":
         covs = stats.scatter / counts[:, None, None]
         # The diagonals as one writable view: reg_covar and the floor go on in place.
