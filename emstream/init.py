@@ -26,6 +26,7 @@ INIT_METHODS = ("k-means++", "kmeans", "random", "random_from_data")
 _MAX_INIT_ROWS = 200_000
 # k-means trials (several seedings) run on at most this many rows.
 _MAX_TRIAL_ROWS = 20_000
+_TINY_COUNT = float(np.finfo(float).tiny)
 
 
 def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator,
@@ -208,3 +209,55 @@ def reseed_dead_components(stats: SufficientStats, point: np.ndarray, *, n_point
     if stats.covariance_type != "tied":
         scatter[k] = pooled * per_point
     return stats.replace(counts=counts, means=means, scatter=scatter), 1
+
+
+def split_component(stats: SufficientStats, k: int, into: int) -> SufficientStats:
+    """Move component ``into`` onto half of component ``k``: ``k`` split along its main axis.
+
+    The two halves get half of ``k``'s weight each, means ``½√λ`` on either side of its mean
+    along its principal axis (variance ``λ``), and ``k``'s covariance with that variance
+    quartered, so EM starts them apart and lets the data decide (the split move of Ueda et
+    al.'s split-and-merge EM).  Tied statistics keep their shared scatter; only the means split.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+        Totals or averages.
+    k, into : int
+        Distinct components: the one split, and the one (dead or unsupported) that takes half.
+
+    Returns
+    -------
+    SufficientStats
+    """
+    kind = stats.covariance_type
+    counts, means, scatter = stats.counts.copy(), stats.means.copy(), stats.scatter.copy()
+    half = 0.5 * counts[k]
+    per_point = 1.0 / counts[k] if counts[k] > 0 else 0.0
+    d = stats.n_features
+    if kind == "full":
+        cov = scatter[k] * per_point
+        values, vectors = np.linalg.eigh(cov)
+        axis, variance = vectors[:, -1], max(float(values[-1]), 0.0)
+        shrunk = cov - 0.75 * variance * np.outer(axis, axis)
+    elif kind == "diag":
+        cov = scatter[k] * per_point
+        j = int(np.argmax(cov))
+        axis, variance = np.eye(d)[j], float(cov[j])
+        shrunk = cov.copy()
+        shrunk[j] *= 0.25
+    elif kind == "spherical":
+        variance = float(scatter[k] * per_point) / d
+        axis = np.full(d, 1.0 / np.sqrt(d))
+        shrunk = scatter[k] * per_point * (1.0 - 0.75 / d)
+    else:  # tied: the shared scatter's main axis, scatter unchanged
+        values, vectors = np.linalg.eigh(scatter / max(stats.total, _TINY_COUNT))
+        axis, variance = vectors[:, -1], max(float(values[-1]), 0.0)
+        shrunk = None
+    shift = 0.5 * np.sqrt(variance) * axis
+    centre = means[k].copy()
+    counts[k] = counts[into] = half
+    means[k], means[into] = centre - shift, centre + shift
+    if shrunk is not None:
+        scatter[k] = scatter[into] = shrunk * half
+    return stats.replace(counts=counts, means=means, scatter=scatter)

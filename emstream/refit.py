@@ -1,0 +1,419 @@
+"""Fits on a sample of recent rows that cannot leave a component on a handful of points.
+
+Every fit the online learner makes for itself goes through :func:`search`: the warm-up and its
+provisional refreshes, the structural checks that give birth to and retire components, drift
+refits and scheduled refits.  (A user's batch ``fit`` is scikit-learn's plain EM.)  One rule:
+
+- **A weighted sample of the stream.**  Rows carry a weight (how much of the stream each stands
+  for) and an arrival time.
+- **Far rows stay out unless they recur.**  A row beyond the outlier gate of every component is
+  left out of a fit, unless such rows recur: in at least :data:`RECURRING_EPISODES` separate
+  episodes (heavy tails, a rare region the model has not learned yet) or in one episode of at
+  least :data:`SUSTAINED` points (a change).  A single wild value or a short burst never shapes a
+  component; a stream's own tails do.
+- **Every component earns its place.**  A component left with fewer than ``support`` points is
+  moved: the component carrying the most surprise is split in two (:func:`emstream.init.split_component`).
+- **Candidates, judged on rows they did not see.**  EM started from the current model, fresh
+  k-means++ starts and any extra starts (births) are each fitted on one half of the rows and
+  scored on the other (two-fold cross-validation over alternate rows); the current model is
+  scored as it is.  A candidate replaces the current model only if it is better held out, so a
+  refit cannot make the model worse on recent data, and a solution that only fits the rows at
+  hand better (easy with many features and few rows) does not win.
+
+Example
+-------
+>>> import numpy as np
+>>> from emstream.refit import FitSettings, Sample, search
+>>> rng = np.random.default_rng(0)
+>>> X = np.r_[rng.normal(0, 1, 600), rng.normal(8, 1, 398), [1e4] * 2][:, None]
+>>> rows = Sample.of(rng.permutation(X))
+>>> settings = FitSettings.for_rows(rows, n_components=2, covariance_type="full")
+>>> best = search(rows, settings, rng).best
+>>> np.sort(best.params.means.ravel()).round(1)          # two wild values shape nothing
+array([-0. ,  7.9])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from . import em
+from .gaussian import MixtureParams
+from .init import initial_stats, split_component
+from .stats import SufficientStats
+
+# Far rows arriving within this many points of each other belong to one episode (a burst).
+EPISODE_GAP = 50
+# An episode of far rows lasting at least this many points is a sustained change, not a burst.
+SUSTAINED = 100
+# Far rows recur (the stream's own, not flukes) if they came in separate episodes at this rate
+# per point of the stretch looked at, and in at least RECURRING_EPISODES of them: ten in the
+# online learner's 20,000-point memory, three in a warm-up of 1,000 rows.
+RECURRING_RATE = 5e-4
+RECURRING_EPISODES = 3
+# Iterations of each candidate's EM in a search (a warm start needs few; a fresh one converges
+# within this on every data set tried, and more only polishes a loser).
+MAX_ITER = 50
+
+
+def support_needed(n_features: int, n_rows: float, n_components: int) -> float:
+    """The fewest points' worth of data a component may hold.
+
+    Ten, and two per free direction of a mean and a variance (``2 (D + 1)``); on a small sample,
+    at most half of an even share (``n / 2K``) so that K components always fit.
+    """
+    return float(min(max(10.0, 2.0 * (n_features + 1)), n_rows / (2.0 * n_components)))
+
+
+def episodes(times: np.ndarray, gap: float = EPISODE_GAP) -> tuple[int, float]:
+    """How many separate episodes a set of event times forms, and the longest one's span.
+
+    >>> episodes(np.array([3.0, 5.0, 40.0, 500.0, 900.0, 905.0]))
+    (3, 37.0)
+    """
+    if times.size == 0:
+        return 0, 0.0
+    ordered = np.sort(times)
+    breaks = np.flatnonzero(np.diff(ordered) > gap)
+    starts = np.r_[0, breaks + 1]
+    ends = np.r_[breaks, ordered.size - 1]
+    return int(starts.size), float((ordered[ends] - ordered[starts]).max())
+
+
+def recurring(times: np.ndarray, span: float) -> bool:
+    """Whether far rows at these times, among ``span`` points of stream, are part of the stream
+    (tails, a new region, a change) rather than a few wild values or short bursts: they came in
+    separate episodes at a rate of at least :data:`RECURRING_RATE` per point (and at least
+    :data:`RECURRING_EPISODES` of them), or in one episode lasting :data:`SUSTAINED` points.
+
+    >>> recurring(np.array([10.0, 11.0, 12.0]), 1000), recurring(np.array([10.0, 400.0, 900.0]), 1000)
+    (False, True)
+    """
+    count, longest = episodes(times)
+    return count >= max(RECURRING_EPISODES, RECURRING_RATE * span) or longest >= SUSTAINED
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Rows standing for a stretch of the stream.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n, D)
+    weights : ndarray of shape (n,)
+        Points of the stream each row stands for.
+    times : ndarray of shape (n,)
+        Arrival index of each row (for telling recurring far rows from bursts).
+    """
+
+    X: np.ndarray
+    weights: np.ndarray
+    times: np.ndarray
+
+    @classmethod
+    def of(cls, X, times=None) -> "Sample":
+        """Consecutive rows of weight 1 (times 0, 1, ... unless given)."""
+        X = np.asarray(X, dtype=float)
+        times = np.arange(len(X), dtype=float) if times is None else np.asarray(times, float)
+        return cls(X, np.ones(len(X)), times)
+
+    @property
+    def size(self) -> float:
+        """Points of the stream the sample stands for."""
+        return float(self.weights.sum())
+
+    @property
+    def span(self) -> float:
+        """Points of the stream between the first row and the last (at least the sample's
+        size: interleaved halves of a stretch span it whole)."""
+        if not self.times.size:
+            return 0.0
+        return max(float(self.times.max() - self.times.min()) + 1.0, self.size)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What a fit needs besides the rows: the model's settings and its guards.
+
+    Attributes
+    ----------
+    n_components, covariance_type, reg_covar, init_params :
+        As in :class:`emstream.GaussianMixture`.
+    floor : ndarray of shape (D,) or None
+        Smallest variance per feature (:mod:`emstream.resolution`).
+    gate : float or None
+        Squared Mahalanobis distance beyond every component that makes a row far.
+    support : float
+        Fewest points a component may hold (:func:`support_needed`).
+    tol : float
+    max_iter : int
+    n_fresh : int
+        Fresh k-means++ starts per search.
+    """
+
+    n_components: int
+    covariance_type: str
+    reg_covar: float = 1e-6
+    floor: np.ndarray | None = None
+    gate: float | None = None
+    support: float = 10.0
+    tol: float = 1e-3
+    max_iter: int = MAX_ITER
+    init_params: str = "k-means++"
+    n_fresh: int = 2
+
+    @classmethod
+    def for_rows(cls, rows: Sample, **settings) -> "FitSettings":
+        """Settings with the support (and, unless given, the auto gate) for these rows."""
+        from .mixture import auto_gate
+
+        d = rows.X.shape[1]
+        settings.setdefault("gate", auto_gate(d))
+        settings.setdefault("support", support_needed(d, rows.size, settings["n_components"]))
+        return cls(**settings)
+
+    def m_step(self, stats: SufficientStats) -> MixtureParams:
+        return em.m_step(stats, reg_covar=self.reg_covar, floor=self.floor)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One fitted candidate of a search.
+
+    Attributes
+    ----------
+    name : str
+        "current", "warm", "fresh" or the name of an extra start.
+    params : MixtureParams
+    stats : SufficientStats or None
+        Totals over the sample (None for the current model, taken as it is).
+    kept : ndarray of shape (n,) of bool
+        Rows the fit used (far rows that do not recur are left out).
+    supported : bool
+        Every component holds at least ``support`` points.
+    n_iter : int
+    converged : bool
+    lower_bound : float
+        Mean log-likelihood of the kept rows at the last E-step (in-sample, weighted).
+    """
+
+    name: str
+    params: MixtureParams
+    stats: SufficientStats | None
+    kept: np.ndarray
+    supported: bool = True
+    n_iter: int = 0
+    converged: bool = True
+    lower_bound: float = -np.inf
+
+
+def _estimate(rows: Sample, params: MixtureParams, settings: FitSettings):
+    """One E-step: statistics of the rows a fit keeps, each row's log p(x) and responsibilities."""
+    scored = em.e_step_scored(rows.X, params, gate=settings.gate, with_resp=True,
+                              weights=rows.weights)
+    kept = ~scored.gated
+    if not kept.all() and recurring(rows.times[scored.gated], rows.span):
+        # The far rows recur: they are the stream's own, and every component sees them.
+        scored = em.e_step_scored(rows.X, params, with_resp=True, weights=rows.weights)
+        kept = np.ones(len(kept), dtype=bool)
+    return scored, kept
+
+
+def robust_em(rows: Sample, start: MixtureParams, settings: FitSettings,
+              name: str = "fit") -> Candidate:
+    """EM from ``start`` on ``rows`` under the rule of this module.
+
+    A component with fewer than ``settings.support`` points is re-seeded by splitting the
+    component that carries the most surprise (at most ``2K`` times); an iteration that
+    re-seeds does not count towards convergence.
+
+    Returns
+    -------
+    Candidate
+    """
+    params, stats, kept = start, None, None
+    budget = 2 * settings.n_components
+    previous = objective = -np.inf
+    converged, n_iter = False, 0
+    for n_iter in range(1, settings.max_iter + 1):
+        scored, kept = _estimate(rows, params, settings)
+        est = scored.estimate
+        if est is None:  # nothing kept: the start explains none of the rows
+            break
+        stats = est.stats
+        weak = np.flatnonzero(stats.counts < settings.support)
+        if weak.size and budget and weak.size < stats.n_components:
+            surprise = np.where(kept, -scored.log_prob * rows.weights, 0.0)
+            load = scored.resp.T @ surprise
+            load[weak] = -np.inf
+            stats = split_component(stats, int(np.argmax(load)), int(weak[0]))
+            budget -= 1
+            params, previous = settings.m_step(stats), -np.inf
+            continue
+        params = settings.m_step(stats)
+        objective = est.log_likelihood / est.n_samples
+        if abs(objective - previous) < settings.tol:
+            converged = True
+            break
+        previous = objective
+    if stats is None:
+        return Candidate(name, start, None, np.zeros(len(rows.X), bool), False, n_iter, False)
+    supported = bool(np.all(stats.counts >= settings.support))
+    return Candidate(name, params, stats, kept, supported, n_iter, converged, objective)
+
+
+def fresh_start(rows: Sample, settings: FitSettings, rng: np.random.Generator) -> MixtureParams:
+    """A starting point from ``settings.init_params`` on the rows (weights ignored)."""
+    stats = initial_stats(rows.X, settings.n_components, settings.covariance_type,
+                          settings.init_params, rng)
+    return settings.m_step(stats)
+
+
+def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
+    """Free parameters of a mixture (weights, means, covariances)."""
+    k, d = n_components, n_features
+    cov = {"full": k * d * (d + 1) // 2, "diag": k * d, "tied": d * (d + 1) // 2,
+           "spherical": k}[covariance_type]
+    return cov + k * d + k - 1
+
+
+@dataclass
+class Search:
+    """What :func:`search` found.
+
+    Attributes
+    ----------
+    best : Candidate
+        The candidate to use (fitted on all the rows), or the current model as it is.
+    names : list of str
+        The candidates compared: "current" (if any), "warm", the extra starts, "fresh".
+    scores : list of float
+        Each candidate's held-out mean log-likelihood (two-fold cross-validation; the current
+        model's over all the rows), ``-inf`` for one that left a component without support.
+    replaced : bool
+        Whether ``best`` is not the current model.
+    """
+
+    best: Candidate
+    names: list
+    scores: list
+    replaced: bool = field(default=False)
+
+    @property
+    def before(self) -> float:
+        """The first candidate's score (the current model's, if there was one)."""
+        return float(self.scores[0])
+
+    @property
+    def after(self) -> float:
+        """The score of the candidate chosen."""
+        return float(self.scores[self.names.index(self.best.name)]) if self.replaced \
+            else self.before
+
+
+def _halves(rows: Sample) -> tuple[Sample, Sample]:
+    """Rows in alternate order: two interleaved halves of the same stretch of stream."""
+    def take(part):
+        return Sample(rows.X[part], rows.weights[part], rows.times[part])
+
+    return take(slice(0, None, 2)), take(slice(1, None, 2))
+
+
+def _held_out(rows: Sample, models: list) -> list:
+    """Mean log-likelihood of each model over the rows at least one of them keeps (far rows
+    kept by none count only if they recur), weighted; ``-inf`` for a missing model."""
+    present = [m for m in models if m is not None]
+    if not present:
+        return [-np.inf] * len(models)
+    gate = None
+    judged = np.zeros(len(rows.X), dtype=bool)
+    scored = {}
+    for model in present:
+        params, gate = model
+        step = em.e_step_scored(rows.X, params, gate=gate)
+        scored[id(model)] = step.log_prob
+        judged |= ~step.gated
+    if not judged.all() and recurring(rows.times[~judged], rows.span):
+        judged[:] = True
+    w = rows.weights[judged]
+    total = float(w.sum())
+    if total <= 0:
+        return [-np.inf] * len(models)
+    return [-np.inf if m is None else float(np.dot(w, scored[id(m)][judged])) / total
+            for m in models]
+
+
+def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
+           current: MixtureParams | None = None, starts=(), keep: bool = True) -> Search:
+    """Fit candidates on ``rows``, judge them on rows they did not see, and pick one.
+
+    Each start (EM from the current model, "warm"; the extra starts, such as births; fresh
+    ``init_params`` starts) is fitted by :func:`robust_em` on each half of the rows (alternate
+    rows) and scored on the other half; the current model is scored on all of them.  Choosing
+    on held-out rows matters: in-sample, a solution that fits a few hundred rows of 18
+    features better can be much worse on the next ones.  The best start replaces the current
+    model only if it is better held out (a model of half the rows that beats the current one
+    means the current one has gone stale or has the wrong structure), and is then fitted on all
+    the rows; otherwise the current model stays as it is.
+
+    Parameters
+    ----------
+    rows : Sample
+    settings : FitSettings
+    rng : numpy.random.Generator
+        For the fresh starts.
+    current : MixtureParams, optional
+        The model in use, if any.
+    starts : iterable of (name, MixtureParams)
+        Extra starting points (births).
+    keep : bool
+        Whether the current model may stay as it is.  False when it was fitted on these very
+        rows (a provisional model during the warm-up): scored in-sample it would win unfairly,
+        so it is only a start, and the best start is fitted on all the rows.
+
+    Returns
+    -------
+    Search
+    """
+    if not keep:
+        starts = [("warm", current)] + list(starts) if current is not None else starts
+        current = None
+    names, points = [], []
+    if current is not None:
+        names.append("warm")
+        points.append(current)
+    for name, start in starts:
+        names.append(name)
+        points.append(start)
+    for _ in range(settings.n_fresh):
+        names.append("fresh")
+        points.append(fresh_start(rows, settings, rng))
+    first, second = _halves(rows)
+    folds = []
+    for train, test in ((first, second), (second, first)):
+        # A component holds about half its points in each half.
+        half = replace(settings, support=settings.support * train.size / max(rows.size, 1.0))
+        fitted = [robust_em(train, start, half, name) for name, start in zip(names, points)]
+        models = [(c.params, settings.gate) if c.supported else None for c in fitted]
+        if current is not None:
+            models.insert(0, (current, settings.gate))
+        folds.append((_held_out(test, models), test.size))
+    total = sum(size for _, size in folds)
+    scores = [sum(values[i] * size for values, size in folds) / total
+              for i in range(len(folds[0][0]))]
+    if current is not None:
+        names = ["current"] + names
+    offset = 1 if current is not None else 0
+    if not any(math.isfinite(v) for v in scores[offset:]):
+        # Nothing holds a supported component on half these rows: fit them all, unjudged.
+        choice = offset
+    else:
+        choice = offset + int(np.argmax(scores[offset:]))
+    if current is not None and not scores[choice] > scores[0] + settings.tol:
+        kept = np.ones(len(rows.X), dtype=bool)
+        return Search(Candidate("current", current, None, kept), names, scores, False)
+    best = robust_em(rows, points[choice - offset], settings, names[choice])
+    return Search(best, names, scores, True)
