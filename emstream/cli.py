@@ -309,8 +309,9 @@ def summary(loaded) -> dict:
            "skipped": [{"file": str(p), "reason": r} for p, r in loaded.skipped],
            "n_components": model.n_components, "covariance_type": model.covariance_type,
            "fitted": model._is_fitted(), "meta": loaded.meta}
+    learner = model.__dict__.get("_online")
     if not model._is_fitted():
-        buffered = sum(len(b) for b in getattr(model, "_warmup", []))
+        buffered = learner.buffered if learner is not None else 0
         out.update(warming_up=True, buffered=buffered, warmup_size=model.warmup_size)
         return out
     k, d = model.means_.shape
@@ -318,7 +319,10 @@ def summary(loaded) -> dict:
     recent = model.recent_counts_ / max(model.recent_counts_.sum(), np.finfo(float).tiny)
     out.update(
         warming_up=False, n_features=d, n_seen=int(model.n_seen_),
-        n_updates=int(model.n_updates_), schedule_position=float(model._t),
+        n_updates=int(model.n_updates_), schedule_position=float(learner.t),
+        warmup_buffered=learner.buffered,
+        upkeep={"checks": learner.upkeep.checks, "replaced": learner.upkeep.replaced,
+                "events": learner.upkeep.events},
         last_batch_fit={"n_iter": int(model.n_iter_), "converged": bool(model.converged_),
                         "average_log_likelihood": model.lower_bound_
                         if np.isfinite(model.lower_bound_) else None},

@@ -289,6 +289,16 @@ class DaskRows:
                      for i in range(0, len(level), SUM_FAN_IN)]
         return self._dask.compute(level[0], scheduler=self._scheduler, optimize_graph=False)[0]
 
+    def first_rows(self, count: int) -> np.ndarray:
+        """The first ``count`` rows (or all), as numpy: what numpy data's ``X[:count]`` is."""
+        taken, parts = 0, []
+        for block, rows in zip(self._blocks, self.block_rows):
+            if taken >= count:
+                break
+            parts.append(block)
+            taken += rows
+        return np.concatenate(self._compute(*parts))[:count]
+
     def sample_rows(self, rng: np.random.Generator) -> np.ndarray:
         """Rows to initialise from, as numpy: all of them, or 200,000 drawn uniformly.
 
@@ -410,10 +420,15 @@ def fit_on_scheduler(model, X, address: str, *, timeout: float = 30.0):
 
 
 def refit_on_client(model, X, client):
-    """:meth:`GaussianMixture.refit` of a copy of ``model`` on a connected client.
+    """:meth:`GaussianMixture.refit` of a copy of ``model``, on a connected client's cluster
+    when ``X`` is a dask collection; ``model`` itself is unchanged.
 
-    The daemon's background refits use this: warm and fresh starts, the better kept, labels
-    matched to ``model``'s, all on the cluster; ``model`` itself is unchanged.
+    The daemon's background refits use this.  A numpy window (recent rows, in arrival order) is
+    refitted here, by the refit's own rule (:mod:`emstream.refit`: candidates judged on held-out
+    rows, far rows that do not recur left out, the current model kept unless beaten), which
+    needs the rows and their order in one place; a dask collection is refitted on the cluster
+    by batch EM from the current state and a fresh start, the better kept.  Labels are matched
+    to ``model``'s either way.
 
     Parameters
     ----------
@@ -433,7 +448,8 @@ def refit_on_client(model, X, client):
     ...     refitted = refit_on_client(model, recent_rows, client)
     """
     refitted = copy.deepcopy(model)
-    X = _blocks_for(X, client)
+    if not is_dask_collection(X):
+        return refitted.refit(X)
     with require("dask").config.set(scheduler=client):
         refitted.refit(X)
     return refitted

@@ -35,21 +35,42 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
-from .mixture import GaussianMixture, auto_gate
+from . import em
+from .mixture import GaussianMixture
+from .online import RECENT_POINTS, auto_gate
 from .page_hinkley import PageHinkley
 from .ring import RingBuffer
 from .validation import check_float, check_int
 
 DETECTORS = ("page-hinkley", "adwin")
-# Page–Hinkley on per-point surprise, in nats (per point; scaled to blocks internally): fired
-# 18–60 points after a shift with no false alarm over millions of stationary points.  No
-# fading (alpha=1): river's default 0.9999 keeps the cumulative sum within a few hundred of an
-# equilibrium it wanders around, and gave a false alarm every ~40,000 stationary points.
-PAGE_HINKLEY_DEFAULTS = {"delta": 0.25, "threshold": 50.0, "min_instances": 30,
+# Page–Hinkley on per-point surprise in units of its robust spread under the current model
+# (0.45 nats for a 1-D Gaussian component, so these equal the 0.25 and 50 nats that fired
+# 18–60 points after a 3σ shift with no false alarm over millions of stationary points; on
+# heavy-tailed real data the unit grows with the surprise's own spread).  Per point; scaled to
+# blocks internally.  No fading (alpha=1): river's default 0.9999 keeps the cumulative sum
+# within a few hundred of an equilibrium it wanders around, and gave a false alarm every
+# ~40,000 stationary points.
+PAGE_HINKLEY_DEFAULTS = {"delta": 0.5, "threshold": 100.0, "min_instances": 30,
                          "alpha": 1.0}
+# The weights test alarms at this upper tail of its chi-square: it is looked at after every
+# mini-batch, on a statistic that stays correlated over ~1,000 points, so over 10^6 stationary
+# points it makes ~10^3 independent looks.
+WEIGHT_ALARM_TAIL = 1e-9
+# The weights test waits until the model has learned this many points since its last fit.
+SETTLED_POINTS = 5 * RECENT_POINTS
+# Smallest spread of the surprise used as the detector's unit (quantised data can have none).
+_SPREAD_FLOOR = 0.1
+
+
+@lru_cache(maxsize=64)
+def _weight_alarm_level(degrees: int) -> float:
+    from scipy.special import chdtri
+
+    return float(chdtri(degrees, WEIGHT_ALARM_TAIL))
 
 
 def quantile(values: np.ndarray, q: float) -> float:
@@ -116,9 +137,10 @@ class DriftMonitor:
         Watches the surprise.  By name, ``detector_params`` are river's constructor arguments:
         "page-hinkley" is :class:`emstream.page_hinkley.PageHinkley` (river's test and alarms,
         fed a batch of blocks at a time), "adwin" is river's ``drift.ADWIN``.
-        Page–Hinkley's arguments are per point (defaults in :data:`PAGE_HINKLEY_DEFAULTS`,
-        ``mode="up"``) and rescaled for blocks, so the test equals a per-point one checked
-        every ``block`` points.  A river detector instance (cloned) sees block means as they
+        Page–Hinkley's arguments are per point, in units of the surprise's robust spread under
+        the current model (defaults in :data:`PAGE_HINKLEY_DEFAULTS`, ``mode="both"``:
+        surprise that rises or falls), and rescaled for blocks, so the test equals a per-point
+        one checked every ``block`` points.  A river detector instance (cloned) sees block means as they
         are.  ``None``: no alarms.
     detector_params : dict, optional
     block : int, default=50
@@ -173,6 +195,7 @@ class DriftMonitor:
         self._detector = self._new_detector()
         self._carry = np.empty(0)  # clipped surprises not yet in a full block
         self._fed_sum, self._fed_count = 0.0, 0  # block means given to the detector since reset
+        self._scale = None  # (centre, spread) of the surprise under the current model
         self._collected = None  # rows since an alarm, while collecting for a refit
         self._recent = RingBuffer(quantile_window)
         self._since_quantile = 0
@@ -201,7 +224,7 @@ class DriftMonitor:
             return None
         params = dict(self.detector_params or {})
         if self.detector == "page-hinkley":
-            params = {**PAGE_HINKLEY_DEFAULTS, "mode": "up", **params}
+            params = {**PAGE_HINKLEY_DEFAULTS, "mode": "both", **params}
             b = self.block
             params["threshold"] = params["threshold"] / b
             params["alpha"] = params["alpha"] ** b
@@ -239,25 +262,42 @@ class DriftMonitor:
         self.n_points_ += n
         if self.memory is not None and model.step_floor is None:
             model.set_params(step_floor=1.0 / self.memory)
-        if not model._is_fitted():
-            model.partial_fit(X)
+        # Alarms need a settled model: a provisional one is refitted as its buffer grows.
+        settled = model._is_fitted() and not model._learner().warming_up
+        cap = self._surprise_cap() if settled else None
+        changes = model._learner().upkeep.replaced
+        scored = model.partial_fit_scored(X, with_resp=with_resp)
+        if scored is None:
             none = np.zeros(n, dtype=bool)
             return Update(None, None, none, none)
-        cap = self._surprise_cap()
-        scored = model.partial_fit_scored(X, with_resp=with_resp)
         surprise = -scored.log_prob
         anomaly = scored.gated.copy()
         if self.anomaly_surprise is not None:
             anomaly |= surprise > self.anomaly_surprise
         if self.anomaly_threshold_ is not None:
             anomaly |= surprise > self.anomaly_threshold_
-        self._remember_surprise(surprise)
         events = []
+        if not settled:
+            return Update(scored.log_prob, scored.resp, scored.gated, anomaly, events)
+        if model._learner().upkeep.replaced != changes:
+            # The learner's upkeep replaced the model: its surprise has another baseline.
+            events.append(dict(model._learner().upkeep.events[-1]))
+            self._restart_watch()
+            self.events_.extend(events)
+            return Update(scored.log_prob, scored.resp, scored.gated, anomaly, events)
+        self._remember_surprise(surprise)
         start = 0
         if self._collected is None and self._detector is not None:
-            alarm = self._watch(np.minimum(surprise, cap))
+            if self._scale is None:
+                self._scale = self._surprise_scale(model._learner().window.recent())
+            centre, spread = self._scale
+            alarm = self._watch((np.minimum(surprise, cap) - centre) / spread)
+            kind = "surprise"
+            if alarm is None and self._weights_moved():
+                alarm, kind = n - 1, "weights"
             if alarm is not None:
-                events.append(self._alarm(first + alarm, surprise[max(0, alarm - 50):alarm + 1]))
+                events.append(self._alarm(first + alarm, surprise[max(0, alarm - 50):alarm + 1],
+                                          kind))
                 self._collected = []
                 start = alarm + 1
         if self._collected is not None:
@@ -269,11 +309,44 @@ class DriftMonitor:
 
     def _surprise_cap(self) -> float:
         """The least surprise a point beyond the outlier gate can have under the current model."""
-        model = self.model
-        gate = model._gate()
+        learner = self.model._learner()
+        gate = learner.gate()
         if gate is None:
-            gate = auto_gate(model.n_features_in_)
-        return 0.5 * gate - float(model._iterate.log_normaliser.max())
+            gate = auto_gate(learner.n_features)
+        return 0.5 * gate - float(learner.iterate.log_normaliser.max())
+
+    def _surprise_scale(self, rows: np.ndarray) -> tuple[float, float]:
+        """Median and robust spread (interquartile range / 1.349) of the surprise of ``rows``
+        under the current model: the detector's unit, so that its thresholds mean the same on a
+        1-D Gaussian stream (spread 0.45 nats) and on a heavy-tailed 9-D one."""
+        if rows.shape[0] < 20:
+            return 0.0, _SPREAD_FLOOR
+        learner = self.model._learner()
+        surprise = -em.score_samples(rows, learner.iterate)
+        np.minimum(surprise, self._surprise_cap(), out=surprise)
+        low, centre, high = np.quantile(surprise, [0.25, 0.5, 0.75])
+        return float(centre), max(float(high - low) / 1.349, _SPREAD_FLOOR)
+
+    def _weights_moved(self) -> bool:
+        """Whether recent points share themselves among the components unlike the weights say.
+
+        The learner's ``recent_counts`` (responsibilities of the last ~1,000 points, each
+        weighted by ``exp(-age / 1000)``) against the model's weights: with ``M`` their total,
+        ``Σ_k (m_k - M π_k)² / (½ M π_k)`` is at most χ² with ``K - 1`` degrees of freedom
+        while the weights hold (``½ M`` is the weighted count's variance scale); an alarm when
+        it exceeds the ``WEIGHT_ALARM_TAIL`` quantile.  Mass that concentrates or spreads
+        without moving the surprise is caught here.
+        """
+        learner = self.model._learner()
+        counts = learner.recent_counts
+        total = float(counts.sum())
+        if counts.size < 2 or total < 0.5 * RECENT_POINTS or learner.t < SETTLED_POINTS:
+            # Until the model has learned a few thousand points its weights move as fast as
+            # the recent share does (and assignments flip as its components settle).
+            return False
+        expected = total * np.maximum(learner.iterate.weights, 1e-12)
+        statistic = float(np.sum((counts - expected) ** 2 / (0.5 * expected)))
+        return statistic > _weight_alarm_level(counts.size - 1)
 
     def _watch(self, clipped: np.ndarray) -> int | None:
         """Feed block means to the detector; the index (in ``clipped``) of an alarm, if any."""
@@ -306,9 +379,9 @@ class DriftMonitor:
                 return j
         return None
 
-    def _alarm(self, point: int, recent: np.ndarray) -> dict:
+    def _alarm(self, point: int, recent: np.ndarray, kind: str = "surprise") -> dict:
         self.n_alarms_ += 1
-        return {"event": "drift", "point": int(point),
+        return {"event": "drift", "point": int(point), "change": kind,
                 "detector": self.detector if isinstance(self.detector, str)
                 else type(self.detector).__name__,
                 "recent_surprise": float(np.mean(recent))}
@@ -317,8 +390,26 @@ class DriftMonitor:
         rows = np.concatenate(self._collected)
         self._collected = None
         model = self.model
-        before = model.score(rows)
         model.refit(rows)
+        outcome = model.last_refit_
+        if outcome["replaced"]:
+            self._restart_watch(rows)
+        else:  # the alarm is answered; the model and its surprise baseline stay
+            self._detector = self._new_detector()
+            self._carry = np.empty(0)
+            self._fed_sum, self._fed_count = 0.0, 0
+        return {"event": "refit", "reason": "drift", "point": int(point),
+                "points": int(len(rows)), "replaced": outcome["replaced"],
+                "candidate": outcome["candidate"], "iterations": outcome["iterations"],
+                "log_likelihood_before": outcome["log_likelihood_before"],
+                "log_likelihood_after": outcome["log_likelihood_after"]}
+
+    def _restart_watch(self, rows: np.ndarray | None = None) -> None:
+        """A new model: the detector, its unit and the surprise quantile start afresh (the
+        unit from ``rows``, else from the learner's window)."""
+        if rows is None:
+            rows = self.model._learner().window.recent()
+        self._scale = self._surprise_scale(rows)
         self._detector = self._new_detector()
         self._carry = np.empty(0)
         self._fed_sum, self._fed_count = 0.0, 0
@@ -326,10 +417,6 @@ class DriftMonitor:
         self._recent.clear()
         self._since_quantile = 0
         self.anomaly_threshold_ = None
-        return {"event": "refit", "reason": "drift", "point": int(point),
-                "points": int(len(rows)), "iterations": int(model.n_iter_),
-                "log_likelihood_before": float(before),
-                "log_likelihood_after": float(model.lower_bound_)}
 
     # ------------------------------------------------------------------ anomaly quantile
     def _remember_surprise(self, surprise: np.ndarray) -> None:
@@ -363,7 +450,8 @@ class DriftMonitor:
                 "reference_blocks": int(self._fed_count),
                 "collected": None if self._collected is None
                 else np.concatenate(self._collected).tolist() if self._collected else [],
-                "anomaly_threshold": self.anomaly_threshold_}
+                "anomaly_threshold": self.anomaly_threshold_,
+                "surprise_scale": None if self._scale is None else list(self._scale)}
 
     def restore(self, state: dict) -> "DriftMonitor":
         """Continue from :meth:`state`'s output (``ValueError`` if it is malformed)."""
@@ -371,19 +459,25 @@ class DriftMonitor:
             points, alarms = int(state["points"]), int(state["alarms"])
             reference, blocks = state["reference_mean"], int(state["reference_blocks"])
             threshold, collected = state["anomaly_threshold"], state["collected"]
+            scale = state.get("surprise_scale")
+            if scale is not None:
+                scale = (float(scale[0]), float(scale[1]))
+                if not (math.isfinite(scale[0]) and math.isfinite(scale[1]) and scale[1] > 0):
+                    raise ValueError(f"surprise_scale {scale}")
             if reference is not None:
                 reference = float(reference)
             if threshold is not None:
                 threshold = float(threshold)
             if collected is not None:
                 collected = np.array(collected, dtype=float).reshape(-1, self._n_features())
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise ValueError(f"drift monitor state is malformed ({exc})") from None
         if not all(np.isfinite(v) for v in (reference or 0.0, threshold or 0.0)) or (
                 collected is not None and not np.all(np.isfinite(collected))):
             raise ValueError("drift monitor state holds NaN or infinity")
         self.n_points_, self.n_alarms_ = points, alarms
         self.anomaly_threshold_ = threshold
+        self._scale = scale
         self._collected = None if collected is None else [collected]
         self._detector = self._new_detector()
         self._fed_sum, self._fed_count = 0.0, 0

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import operator
 import warnings
-from functools import lru_cache
 
 import numpy as np
 
@@ -21,28 +19,14 @@ from .gaussian import (
     precisions_from_cholesky,
 )
 from .init import INIT_METHODS, initial_stats, reseed_dead_components
-from .stats import COVARIANCE_TYPES, SufficientStats, scatter_shape
+from .online import OnlineLearner, OnlineSettings, auto_gate  # noqa: F401 (auto_gate: API)
+from .resolution import ROWS as RESOLUTION_ROWS
+from .resolution import grid_step, variance_floor
+from .stats import COVARIANCE_TYPES, scatter_shape
 from .validation import check_array, check_float, check_int
 
 logger = logging.getLogger("emstream")
-# recent_counts_ weighs points by exp(-age / RECENT_POINTS): "the last thousand or so".
-RECENT_POINTS = 1000.0
-# outlier_gate="auto": the chi-square quantile with this upper tail.
-AUTO_GATE_TAIL = 1e-15
-
-
-@lru_cache(maxsize=1024)
-def _recent_decay(n_points: int) -> float:
-    """``exp(-n_points / RECENT_POINTS)``."""
-    return math.exp(-n_points / RECENT_POINTS)
-
-
-@lru_cache(maxsize=64)
-def auto_gate(n_features: int) -> float:
-    """Squared Mahalanobis distance a Gaussian point exceeds with probability 1e-15."""
-    from scipy.special import chdtri  # scipy.stats would cost a second of import time
-
-    return float(chdtri(n_features, AUTO_GATE_TAIL))
+VARIANCE_FLOORS = ("resolution", None)
 
 
 def _batch_rows(X, checks: dict):
@@ -97,21 +81,31 @@ class GaussianMixture:
         Lower bound on the per-point step size, for forgetting old data (``1/step_floor`` is
         roughly the memory, in points).  ``None`` converges on stationary data.
     warmup_size : int, default=1000
-        ``partial_fit`` buffers this many points, then initialises by ``init_params`` and batch
-        EM on them, before its first online step.
+        ``partial_fit`` buffers this many points and fits them (k-means++ starts and EM with
+        the guards of :mod:`emstream.refit`) before the buffer is dropped.  Long before that,
+        once there are ``2 (D + 1)`` rows per component, a provisional model is fitted on the
+        buffer: it scores, predicts and learns online, and is refitted on the buffer each time
+        the buffer doubles (linear cost in the points fed).
     outlier_gate : float > 0, "auto" or None, default="auto"
         Online EM leaves out of the statistics a point whose squared Mahalanobis distance to
         *every* component exceeds this gate (it is still scored, and counted in ``n_gated_``),
-        so one wild value cannot damage the model.  ``"auto"``: the distance a Gaussian point
-        exceeds with probability 1e-15 (64.4 in 1-D, i.e. 8σ; 93.7 in 10-D).  ``None`` learns
-        every point.  Batch ``fit`` never gates.  A *run* of gated points is a change of the
-        stream, which :class:`emstream.drift.DriftMonitor` detects and refits on.
+        so one wild value or a short burst cannot damage the model; far points that keep
+        recurring (heavy tails, a region the model has not learned yet) are learned like any
+        other, and the learner's upkeep gives them a component if they need one.  ``"auto"``:
+        the distance a Gaussian point exceeds with probability 1e-15 (64.4 in 1-D, i.e. 8σ;
+        93.7 in 10-D).  ``None`` learns every point.  Batch ``fit`` never gates.
     averaging : bool, default=False
         Polyak–Ruppert averaging: publish (as ``means_`` etc., and for scoring) the average of
         the online iterates since the last batch fit or refit, each weighted by the points it
         learned, while online EM itself goes on from the last iterate.  This shrinks the
         iterates' noise on a stationary stream; on a drifting one the average lags, so leave it
         off there (a refit resets it).
+    variance_floor : {"resolution", None}, default="resolution"
+        ``"resolution"``: no variance falls below ``δ²/12`` per feature, where ``δ`` is the step
+        of the grid the feature's values lie on (1 for integers, 0.01 for readings with two
+        decimals; negligible for continuous data; :mod:`emstream.resolution`), so a component
+        cannot collapse onto a repeated value of a quantised column.  ``None``: only
+        ``reg_covar`` (scikit-learn's behaviour).
 
     Attributes
     ----------
@@ -158,7 +152,8 @@ class GaussianMixture:
                  max_iter=100, n_init=1, init_params="k-means++", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
                  verbose=0, verbose_interval=10, step_decay=0.8, step_offset=0.0,
-                 step_floor=None, warmup_size=1000, outlier_gate="auto", averaging=False):
+                 step_floor=None, warmup_size=1000, outlier_gate="auto", averaging=False,
+                 variance_floor="resolution"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -179,6 +174,7 @@ class GaussianMixture:
         self.warmup_size = warmup_size
         self.outlier_gate = outlier_gate
         self.averaging = averaging
+        self.variance_floor = variance_floor
 
     # ------------------------------------------------------------------ scikit-learn protocol
     @classmethod
@@ -266,6 +262,9 @@ class GaussianMixture:
         for name in ("warm_start", "averaging"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.variance_floor not in VARIANCE_FLOORS:
+            raise ValueError(f"variance_floor must be 'resolution' or None, got "
+                             f"{self.variance_floor!r}")
         if not (self.outlier_gate is None or self.outlier_gate == "auto"):
             check_float(self.outlier_gate, "outlier_gate", 0.0, low_open=True)
         if not (self.random_state is None
@@ -323,11 +322,13 @@ class GaussianMixture:
     def _check_fitted(self) -> None:
         if self._is_fitted():
             return
-        buffered = sum(len(b) for b in getattr(self, "_warmup", []))
-        if buffered:
+        learner = getattr(self, "_online", None)
+        if learner is not None and learner.buffered:
+            k, d = self.n_components, learner.n_features
             raise NotFittedError(
-                f"This GaussianMixture is still warming up ({buffered} of {self.warmup_size} "
-                "points buffered); call partial_fit with more data, or fit(X)")
+                f"This GaussianMixture has seen {learner.buffered} points, fewer than the "
+                f"{min(2 * k * (d + 1), self.warmup_size)} its first provisional model needs "
+                f"(2 (D + 1) per component); call partial_fit with more data, or fit(X)")
         raise NotFittedError("This GaussianMixture is not fitted yet; call fit(X) or "
                              "partial_fit(X) before using it")
 
@@ -376,6 +377,72 @@ class GaussianMixture:
             return np.random.default_rng(seed.randint(np.iinfo(np.int32).max))
         return np.random.default_rng(seed)
 
+    # ------------------------------------------------------------------ the online learner
+    def _online_settings(self) -> OnlineSettings:
+        """The learner's settings from the current parameters (rebuilt only when they change)."""
+        current = self._param_getter()(self)
+        cached = self.__dict__.get("_settings_cache")
+        if cached is not None and all(map(operator.is_, current, cached[0])):
+            return cached[1]
+        settings = OnlineSettings(
+            n_components=self.n_components, covariance_type=self.covariance_type,
+            reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter,
+            init_params=self.init_params, random_state=self.random_state,
+            step_decay=self.step_decay, step_offset=self.step_offset,
+            step_floor=self.step_floor, warmup_size=self.warmup_size,
+            outlier_gate=self.outlier_gate, averaging=self.averaging,
+            variance_floor=self.variance_floor, n_fresh=max(2, self.n_init))
+        self._settings_cache = (current, settings)
+        return settings
+
+    def _learner(self) -> OnlineLearner:
+        """The online learner, created on first use; its settings follow the parameters."""
+        learner = self.__dict__.get("_online")
+        settings = self._online_settings()
+        if learner is None:
+            learner = self._online = OnlineLearner(settings)
+        elif learner.settings is not settings:
+            learner.settings = settings
+        return learner
+
+    def _publish(self, learner: OnlineLearner) -> None:
+        """Mirror the learner's published parameters (and its last own fit) as attributes."""
+        if learner.params is not None and learner.params is not self.__dict__.get("_params"):
+            self._set_params(learner.params)
+            self.n_features_in_ = learner.n_features
+        if learner.last_fit is not None and learner.last_fit is not self.__dict__.get(
+                "_last_fit"):
+            self._last_fit = learner.last_fit
+            self.n_iter_ = learner.last_fit["n_iter"]
+            self.converged_ = learner.last_fit["converged"]
+            self.lower_bound_ = learner.last_fit["lower_bound"]
+
+    @property
+    def n_seen_(self) -> int:
+        """Observations passed to ``partial_fit`` since the last ``fit``."""
+        return self._fitted_learner("n_seen_").n_seen
+
+    @property
+    def n_updates_(self) -> int:
+        """Online mini-batch updates since the statistics were last set by a fit."""
+        return self._fitted_learner("n_updates_").n_updates
+
+    @property
+    def n_gated_(self) -> int:
+        """Points scored but not learned because of ``outlier_gate``."""
+        return self._fitted_learner("n_gated_").n_gated
+
+    @property
+    def recent_counts_(self) -> np.ndarray:
+        """Responsibility of recent points per component (weights ``exp(-age / 1000)``)."""
+        return self._fitted_learner("recent_counts_").recent_counts
+
+    def _fitted_learner(self, name: str) -> OnlineLearner:
+        learner = self.__dict__.get("_online")
+        if learner is None or not self._is_fitted():
+            raise AttributeError(f"'GaussianMixture' object has no attribute {name!r}")
+        return learner
+
     # ------------------------------------------------------------------ batch EM
     def fit(self, X, y=None) -> "GaussianMixture":
         """Fit by batch EM.
@@ -401,24 +468,40 @@ class GaussianMixture:
                               "ask for fewer components")
         X = _batch_rows(X, checks)
         self._fit_batch(X, continuing)
-        self.n_seen_ = self.n_gated_ = 0
         return self
 
-    def _fit_batch(self, X: np.ndarray, continuing: bool) -> None:
+    def _floor_for(self, X) -> np.ndarray | None:
+        """The resolution floor of ``X`` (from its first rows, numpy or dask alike)."""
+        if self.variance_floor != "resolution":
+            return None
+        rows = X.first_rows(RESOLUTION_ROWS) if isinstance(X, distributed.DaskRows) else X
+        return variance_floor(grid_step(rows))
+
+    def _fit_batch(self, X, continuing: bool) -> None:
         rng = self._rng()
+        floor = self._floor_for(X)
         if continuing:
-            bound = self.lower_bound_ if not getattr(self, "_moved_online", False) else -np.inf
+            learner = self._learner()
+            bound = self.lower_bound_ if not learner.moved_online else -np.inf
             starts = [(lambda: self._params, bound)]
         else:
-            starts = [(lambda: self._initial_params(X, rng), -np.inf)] * self.n_init
-        best, trace = self._best_batch_run(X, starts)
+            starts = [(lambda: self._initial_params(X, rng, floor), -np.inf)] * self.n_init
+        best, trace = self._best_batch_run(X, starts, floor)
         if not best.converged:
             warnings.warn(f"Batch EM did not converge within max_iter={self.max_iter} "
                           f"iterations (tol={self.tol}); raise max_iter or tol",
                           ConvergenceWarning, stacklevel=3)
-        self._adopt(best, trace, X.shape[0])
+        self.converged_ = best.converged
+        self.n_iter_ = best.n_iter
+        self.lower_bound_ = best.lower_bound
+        self.lower_bounds_ = trace
+        self.n_features_in_ = best.params.n_features
+        learner = self._learner()
+        rows = X.first_rows(RESOLUTION_ROWS) if isinstance(X, distributed.DaskRows) else X
+        learner.reset_after_batch_fit(best.params, best.stats, X.shape[0], rows)
+        self._set_params(learner.params)
 
-    def _best_batch_run(self, X: np.ndarray, starts):
+    def _best_batch_run(self, X, starts, floor):
         """Batch EM on ``X`` from each ``(make_start, lower_bound)``; the best run and its trace."""
 
         def expectation(params):
@@ -437,92 +520,84 @@ class GaussianMixture:
                 logger.info("EM iteration %d: average log-likelihood %.8g", n_iter, lower_bound)
 
         best = best_trace = None
-        for make_start, lower_bound in starts:
-            result = em.run_em(expectation, make_start(), reg_covar=self.reg_covar,
-                               tol=self.tol, max_iter=self.max_iter, lower_bound=lower_bound,
-                               reseed=reseed, on_iteration=progress)
-            if best is None or result.lower_bound > best.lower_bound:
-                best, best_trace = result, list(trace)
-            trace.clear()
+        with single_thread_blas(X.shape[0]):
+            for make_start, lower_bound in starts:
+                result = em.run_em(expectation, make_start(), reg_covar=self.reg_covar,
+                                   tol=self.tol, max_iter=self.max_iter,
+                                   lower_bound=lower_bound, reseed=reseed,
+                                   on_iteration=progress, floor=floor)
+                if best is None or result.lower_bound > best.lower_bound:
+                    best, best_trace = result, list(trace)
+                trace.clear()
         return best, best_trace
 
-    def _adopt(self, best: em.EMResult, trace: list, n_samples: int) -> None:
-        """Take a batch run's result as the model; online EM restarts its schedule from it."""
-        self._set_params(best.params)
-        self._iterate = best.params
-        self._average = None
-        self.converged_ = best.converged
-        self.n_iter_ = best.n_iter
-        self.lower_bound_ = best.lower_bound
-        self.lower_bounds_ = trace
-        self.n_features_in_ = best.params.n_features
-        # Running statistics for online EM: per-point averages, consistent with the parameters.
-        self._stats = best.stats.scaled(1.0 / n_samples)
-        self._t = float(n_samples)
-        self._moved_online = False
-        self.n_updates_ = 0
-        self.n_gated_ = getattr(self, "n_gated_", 0)
-        self.recent_counts_ = best.stats.counts * (min(n_samples, RECENT_POINTS) / n_samples)
-        self._warmup = []
-
     def refit(self, X) -> "GaussianMixture":
-        """Batch EM on recent points, keeping component labels; online EM goes on from there.
+        """Refit on recent rows, keeping component labels; online EM goes on from there.
 
-        Runs batch EM on ``X`` twice, from the current parameters and from a fresh
-        ``init_params`` start, and keeps the run with the higher average log-likelihood.  Each
-        new component takes the label of the old component it matches (Hungarian assignment on
-        the Bhattacharyya distance), so labels of components that did not change stay put.
-        The step-size schedule restarts as after any batch fit (``len(X)`` points learned), and
-        the Polyak average, if any, restarts too.  ``n_seen_`` keeps counting.
+        Candidates are fitted on ``X`` by EM (:func:`emstream.refit.search`): from the current
+        parameters and from fresh ``init_params`` starts, with far rows that do not recur left
+        out and no component left on fewer than a handful of points; the best replaces the
+        model only if it explains ``X`` better than the model does, by more than EM's
+        overfitting margin, so a refit cannot make the model worse on recent data.  Each new
+        component takes the label of the old component it matches (Hungarian assignment on the
+        Bhattacharyya distance).  The step-size schedule restarts from ``len(X)`` points and
+        the Polyak average, if any, restarts too; ``n_seen_`` keeps counting.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), n_samples >= n_components
-            Or a dask array or data frame, as for ``fit``.
+            In arrival order.  Or a dask array or data frame: batch EM then runs on the
+            cluster from the current parameters and from a fresh start, the better kept.
 
         Returns
         -------
         self
         """
-        from .compare import full_covariances, match_components
-
         self._validate_params()
         self._check_fitted()
         self._check_settings_unchanged("refit")
         checks = dict(n_features=self.n_features_in_, min_samples=self.n_components,
                       why_min=f" (n_components={self.n_components})")
         X = _batch_rows(X, checks)
-        before, rng = self._params, self._rng()
-
-        def fresh():
-            rows = X.sample_rows(rng) if isinstance(X, distributed.DaskRows) else X
-            stats = initial_stats(rows, self.n_components, self.covariance_type,
-                                  self.init_params, rng)
-            return em.m_step(stats, reg_covar=self.reg_covar)
-
-        starts = [(lambda: self._iterate, -np.inf), (fresh, -np.inf)]
-        with single_thread_blas(X.shape[0]):
-            best, trace = self._best_batch_run(X, starts)
-        n_seen = self.n_seen_
-        self._adopt(best, trace, X.shape[0])
-        self.n_seen_ = n_seen
-        k, d = before.n_components, before.n_features
-        kind = before.covariance_type
-        match = match_components(
-            before.weights, before.means, full_covariances(before.covariances, kind, k, d),
-            self.weights_, self.means_, full_covariances(self.covariances_, kind, k, d))
-        order = [j for _, j in match.pairs]
-        if order != list(range(k)):
-            self.permute_components(order)
+        learner = self._learner()
+        if isinstance(X, distributed.DaskRows):
+            self._refit_on_cluster(X, learner)
+        else:
+            with single_thread_blas(X.shape[0]):
+                self.last_refit_ = learner.refit(X)
+        self._publish(learner)
         return self
 
-    def _initial_params(self, X: np.ndarray, rng: np.random.Generator) -> MixtureParams:
+    def _refit_on_cluster(self, X, learner: OnlineLearner) -> None:
+        """Batch EM over a dask collection from the current state and a fresh start."""
+        rng = self._rng()
+        floor = learner.floor()
+
+        def fresh():
+            return self._initial_params(X, rng, floor)
+
+        starts = [(lambda: learner.iterate, -np.inf), (fresh, -np.inf)]
+        best, trace = self._best_batch_run(X, starts, floor)
+        before = learner.iterate
+        learner.start_from(best.params, best.stats, X.shape[0])
+        from .online import _matching
+
+        order = _matching(before, learner.iterate)
+        if order is not None:
+            learner.permute(order)
+        self.n_iter_, self.lower_bound_, self.lower_bounds_ = (best.n_iter, best.lower_bound,
+                                                               trace)
+        self.last_refit_ = {"replaced": True, "candidate": "cluster",
+                            "log_likelihood_after": best.lower_bound,
+                            "iterations": best.n_iter}
+
+    def _initial_params(self, X, rng: np.random.Generator, floor=None) -> MixtureParams:
         weights, means, prec_chol = self._checked_inits(X.shape[1])
         kind = self.covariance_type
         if weights is None or means is None or prec_chol is None:
             rows = X.sample_rows(rng) if isinstance(X, distributed.DaskRows) else X
             stats = initial_stats(rows, self.n_components, kind, self.init_params, rng)
-            base = em.m_step(stats, reg_covar=self.reg_covar)
+            base = em.m_step(stats, reg_covar=self.reg_covar, floor=floor)
         else:
             base = None
         if prec_chol is not None:
@@ -544,7 +619,7 @@ class GaussianMixture:
 
     # ------------------------------------------------------------------ online EM
     def partial_fit(self, X, y=None) -> "GaussianMixture":
-        """Learn one mini-batch by online EM (after a warm-up buffer, see ``warmup_size``).
+        """Learn one mini-batch by online EM (see ``warmup_size`` for the first points).
 
         Parameters
         ----------
@@ -555,108 +630,8 @@ class GaussianMixture:
         -------
         self
         """
-        self._validate_params()
-        if self.warmup_size < self.n_components:
-            raise ValueError(f"warmup_size ({self.warmup_size}) must be at least n_components "
-                             f"({self.n_components}) to initialise the components")
-        self._check_settings_unchanged("partial_fit")
-        X = self._check_X(X)
-        with single_thread_blas(X.shape[0]):
-            if not self._is_fitted():
-                self._warm_up(X)
-            else:
-                self._online_step(X)
+        self.partial_fit_scored(X)
         return self
-
-    def _warm_up(self, X: np.ndarray) -> None:
-        if not getattr(self, "_warmup", None):
-            self._warmup = []
-            self.n_features_in_ = X.shape[1]
-        # A copy: callers may refill the array they passed (a reused read buffer) before the
-        # warm-up ends, and the buffered rows must stay the rows that were learned.
-        self._warmup.append(X.copy())
-        buffered = sum(len(b) for b in self._warmup)
-        if buffered < self.warmup_size:
-            return
-        data = np.concatenate(self._warmup)
-        self._fit_batch(data, continuing=False)
-        self.n_seen_ = buffered
-        self._moved_online = True
-
-    def _step_size(self, n_points: int) -> float:
-        """Blend weight of a mini-batch of ``n_points`` learned after ``self._t`` points."""
-        floor = self.step_floor
-        if floor is not None and (self._t + 1.0 + self.step_offset) ** -self.step_decay <= floor:
-            # Every point of the batch steps by the floor (the schedule only decreases): the
-            # product of (1 - floor) in closed form, instead of n powers and logarithms (10% of
-            # a daemon's back-fill, where the floor binds after a few hundred thousand points).
-            return -math.expm1(n_points * math.log1p(-floor))
-        # The same values as (self._t + arange(1, n + 1) + offset) ** -decay, in fewer passes:
-        # self._t counts points, so arange from it is exact (every value an integer < 2**53).
-        if self._t.is_integer() and self._t + n_points < 2.0**53:
-            t = np.arange(self._t + 1.0, self._t + n_points + 1.0)
-        else:
-            t = np.arange(1, n_points + 1, dtype=float)
-            t += self._t
-        if self.step_offset:  # (adding 0.0 changes nothing)
-            t += self.step_offset
-        t **= -self.step_decay  # (``**`` has fast paths, e.g. 1/t for step_decay=1)
-        gamma = t
-        if floor is not None:
-            np.maximum(gamma, floor, out=gamma)
-        # t >= 2 here (a batch fit of at least one point came first), so every gamma < 1.
-        np.negative(gamma, out=gamma)
-        return -math.expm1(float(np.add.reduce(np.log1p(gamma, out=gamma))))
-
-    def _memory(self) -> float:
-        """How many points the running statistics effectively summarise."""
-        gamma = (self._t + self.step_offset) ** -self.step_decay
-        if self.step_floor is not None:
-            gamma = max(gamma, self.step_floor)
-        return float(min(self._t, 1.0 / gamma))
-
-    def _gate(self) -> float | None:
-        if self.outlier_gate != "auto":
-            return self.outlier_gate
-        return auto_gate(self.n_features_in_)
-
-    def _online_step(self, X: np.ndarray, with_resp: bool = False) -> em.ScoredStep:
-        scored = em.e_step_scored(X, self._iterate, gate=self._gate(), with_resp=with_resp)
-        est = scored.estimate
-        self.n_seen_ += X.shape[0]
-        self.n_gated_ += X.shape[0] - (0 if est is None else est.n_samples)
-        if est is None:
-            return scored
-        n_points = est.n_samples
-        step = self._step_size(n_points)
-        stats = self._stats.blend(est.stats, step, 1.0 / n_points)
-        self._t += n_points
-        stats, _ = reseed_dead_components(stats, est.worst_point, n_points=self._memory())
-        self._stats = stats
-        self._iterate = em.m_step(stats, reg_covar=self.reg_covar)
-        if self.averaging:
-            self._publish_average(n_points)
-        else:
-            self._set_params(self._iterate)
-        self.n_updates_ += 1
-        self.recent_counts_ = self.recent_counts_ * _recent_decay(n_points) + est.stats.counts
-        self._moved_online = True
-        return scored
-
-    def _publish_average(self, n_points: int) -> None:
-        """Fold the new iterate into the Polyak average (weighted by points) and publish it."""
-        it = self._iterate
-        if self._average is None:
-            self._average = (0.0, it.weights, it.means, it.covariances)
-        total, weights, means, covs = self._average
-        total += n_points
-        share = n_points / total
-        weights = weights + share * (it.weights - weights)
-        means = means + share * (it.means - means)
-        covs = covs + share * (it.covariances - covs)
-        self._average = (total, weights, means, covs)
-        self._set_params(MixtureParams.from_covariances(weights / weights.sum(), means, covs,
-                                                        it.covariance_type))
 
     def partial_fit_scored(self, X, *, with_resp: bool = False):
         """Score ``X`` under the current model, then learn it (one E-step serves both).
@@ -671,7 +646,8 @@ class GaussianMixture:
         -------
         emstream.em.ScoredStep or None
             ``log_prob`` (n_samples,), ``gated`` (n_samples,) and ``resp`` (n_samples, K) of
-            the model *before* this update; ``None`` while warming up (nothing to score with).
+            the model *before* this update; ``None`` while there is no model yet (the first
+            ``2 (D + 1)`` rows per component).
 
         Examples
         --------
@@ -682,13 +658,23 @@ class GaussianMixture:
         ([False, True], 1)
         """
         self._validate_params()
+        if self.warmup_size < self.n_components:
+            raise ValueError(f"warmup_size ({self.warmup_size}) must be at least n_components "
+                             f"({self.n_components}) to initialise the components")
         self._check_settings_unchanged("partial_fit")
         X = self._check_X(X)
-        if not self._is_fitted():
-            self.partial_fit(X)
-            return None
+        learner = self._learner()
         with single_thread_blas(X.shape[0]):
-            return self._online_step(X, with_resp)
+            scored = learner.learn(X, with_resp)
+        self._publish(learner)
+        return scored
+
+    def _gate(self) -> float | None:
+        """The squared Mahalanobis distance beyond which points are not learned."""
+        return self._learner().gate()
+
+    def _memory(self) -> float:
+        return self._learner().memory()
 
     # ------------------------------------------------------------------ inference
     def score_samples(self, X) -> np.ndarray:
@@ -720,21 +706,9 @@ class GaussianMixture:
         order = np.asarray(order)
         if sorted(order.tolist()) != list(range(self._params.n_components)):
             raise ValueError(f"order must be a permutation of 0..{self._params.n_components - 1}")
-        p, s = self._params, self._stats
-        tied = p.covariance_type == "tied"
-        self._set_params(MixtureParams(
-            p.weights[order], p.means[order], p.covariances if tied else p.covariances[order],
-            p.precisions_cholesky if tied else p.precisions_cholesky[order], p.covariance_type))
-        self._stats = SufficientStats(s.counts[order], s.means[order],
-                                      s.scatter if tied else s.scatter[order], s.covariance_type)
-        it = self._iterate
-        self._iterate = MixtureParams(
-            it.weights[order], it.means[order], it.covariances if tied else it.covariances[order],
-            it.precisions_cholesky if tied else it.precisions_cholesky[order], it.covariance_type)
-        if self._average is not None:
-            total, weights, means, covs = self._average
-            self._average = (total, weights[order], means[order], covs if tied else covs[order])
-        self.recent_counts_ = self.recent_counts_[order]
+        learner = self._learner()
+        learner.permute(order)
+        self._set_params(learner.params)
         return self
 
     def posterior(self, X):

@@ -1,10 +1,12 @@
 """A GaussianMixture's complete state as plain JSON-compatible data, and back.
 
-Everything needed to resume exactly is kept: hyper-parameters, parameters, the running
-sufficient statistics, the step-size position, counters and the warm-up buffer.  Floats are
-Python floats (JSON round-trips them exactly), arrays are nested lists.  ``from_dict`` validates
-shapes, finiteness and positive definiteness, so a damaged or crafted state is refused with a
-``ValueError`` naming the field.
+Everything needed to resume exactly is kept: hyper-parameters, the last batch fit's outcome, and
+the online learner's state (parameters, running statistics, step-size position, counters, the
+warm-up buffer, the window of recent rows, the far rows and the upkeep schedule).  Floats are
+Python floats (JSON round-trips them exactly), arrays are nested lists.  :func:`from_dict`
+validates every field (type, shape, finiteness, range, positive definiteness), so a damaged or
+crafted state is refused with a ``ValueError`` naming the field, never half-loaded.  States
+written by schema 1 (before the learner had a window and an upkeep) still load.
 
 Example
 -------
@@ -20,18 +22,27 @@ True
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 
 from .gaussian import MixtureParams
 from .mixture import GaussianMixture
+from .online import FAR_MEMORY, Upkeep
 from .stats import SufficientStats, scatter_shape
 
-SCHEMA = "emstream.GaussianMixture/1"
+SCHEMA = "emstream.GaussianMixture/2"
+OLD_SCHEMAS = ("emstream.GaussianMixture/1",)
 _ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
 # Parameters added after schema 1 was first written, with the behaviour older states had.
-_ADDED_PARAMS = {"outlier_gate": None, "averaging": False}
+_ADDED_PARAMS = {"outlier_gate": None, "averaging": False, "variance_floor": None}
+# Largest count a state may hold (points, iterations, updates): far beyond any real stream.
+_MAX_COUNT = 2**62
+# Largest magnitude of a stored value: the parser's and check_array's bound.
+_MAX_VALUE = 1e100
+# Most events kept in the upkeep's record.
+_MAX_EVENTS = 20
 
 
 def _encode_random_state(value):
@@ -47,25 +58,35 @@ def _encode_random_state(value):
 
 def _decode_random_state(value):
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        if value is not None and not 0 <= value < 2**63:
+            raise ValueError("random_state must be a non-negative 64-bit integer")
         return value
-    if isinstance(value, dict) and "generator" in value:
-        state = value["generator"]
-        name = state.get("bit_generator") if isinstance(state, dict) else None
-        if name not in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"):
-            raise ValueError(f"random_state: unknown bit generator {name!r}")
-        bit_generator = getattr(np.random, name)()
-        bit_generator.state = state
-        return np.random.Generator(bit_generator)
-    if isinstance(value, dict) and "legacy" in value:
-        name, keys, pos, has_gauss, gauss = value["legacy"]
-        rs = np.random.RandomState()
-        rs.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-        return rs
-    raise ValueError(f"random_state: cannot read {value!r}")
+    try:
+        if isinstance(value, dict) and "generator" in value:
+            state = value["generator"]
+            name = state.get("bit_generator") if isinstance(state, dict) else None
+            if name not in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"):
+                raise ValueError(f"unknown bit generator {name!r}")
+            bit_generator = getattr(np.random, name)()
+            bit_generator.state = state
+            return np.random.Generator(bit_generator)
+        if isinstance(value, dict) and "legacy" in value:
+            name, keys, pos, has_gauss, gauss = value["legacy"]
+            rs = np.random.RandomState()
+            rs.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+            return rs
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ValueError(f"random_state: cannot read it ({exc})") from None
+    raise ValueError(f"random_state: cannot read {str(value)[:80]!r}")
 
 
 def _list(array) -> list | None:
     return None if array is None else np.asarray(array, dtype=float).tolist()
+
+
+def _params_dict(p: MixtureParams) -> dict:
+    return {"weights": p.weights.tolist(), "means": p.means.tolist(),
+            "covariances": p.covariances.tolist()}
 
 
 def to_dict(model: GaussianMixture) -> dict:
@@ -74,86 +95,223 @@ def to_dict(model: GaussianMixture) -> dict:
     for name in _ARRAY_PARAMS:
         params[name] = _list(params[name])
     params["random_state"] = _encode_random_state(params["random_state"])
-    out = {"schema": SCHEMA, "params": params, "fitted": None, "warmup": None}
-    warmup = getattr(model, "_warmup", None)
-    if warmup:
-        out["warmup"] = {"n_features": int(model.n_features_in_),
-                         "rows": np.concatenate(warmup).tolist()}
-    if model._is_fitted():
-        p, s = model._params, model._stats
-        out["fitted"] = {
-            "weights": p.weights.tolist(), "means": p.means.tolist(),
-            "covariances": p.covariances.tolist(),
-            "precisions_cholesky": p.precisions_cholesky.tolist(),
+    out = {"schema": SCHEMA, "params": params, "batch": None, "online": None}
+    if hasattr(model, "n_iter_") and model._is_fitted():
+        bound = float(model.lower_bound_)
+        out["batch"] = {"converged": bool(model.converged_), "n_iter": int(model.n_iter_),
+                        # -inf (a point no component could explain) has no JSON form: null.
+                        "lower_bound": bound if math.isfinite(bound) else None}
+    learner = model.__dict__.get("_online")
+    if learner is None or learner.n_features is None:
+        return out
+    online = {"n_features": int(learner.n_features), "n_seen": int(learner.n_seen),
+              "n_updates": int(learner.n_updates), "n_gated": int(learner.n_gated),
+              "t": float(learner.t), "moved_online": bool(learner.moved_online),
+              "step": _list(learner.step), "model": None, "warmup": None,
+              "window": {"rows": learner.window.recent().tolist(),
+                         "times": learner.window_times.recent().tolist()},
+              "far": {"rows": learner.far.recent().tolist(),
+                      "times": learner.far_times.recent().tolist()},
+              "upkeep": _upkeep_dict(learner.upkeep), "last_fit": _last_fit_dict(learner.last_fit)}
+    if learner.buffer:
+        online["warmup"] = {"rows": np.concatenate(learner.buffer).tolist(),
+                            "provisional_rows": int(learner.provisional_rows)}
+    if learner.fitted:
+        p, s = learner.params, learner.stats
+        online["model"] = {
+            **_params_dict(p), "precisions_cholesky": p.precisions_cholesky.tolist(),
             "stats": {"counts": s.counts.tolist(), "means": s.means.tolist(),
                       "scatter": s.scatter.tolist()},
-            "t": float(model._t), "n_seen": int(model.n_seen_),
-            "n_updates": int(model.n_updates_), "recent_counts": model.recent_counts_.tolist(),
-            "converged": bool(model.converged_), "n_iter": int(model.n_iter_),
-            # -inf (a point no component could explain) has no JSON form: null.
-            "lower_bound": float(model.lower_bound_) if np.isfinite(model.lower_bound_)
-            else None,
-            "n_features_in": int(model.n_features_in_),
-            "moved_online": bool(model._moved_online),
-            "n_gated": int(model.n_gated_),
-        }
-        if model._iterate is not model._params:  # Polyak averaging publishes the average
-            it = model._iterate
-            out["fitted"]["iterate"] = {"weights": it.weights.tolist(),
-                                        "means": it.means.tolist(),
-                                        "covariances": it.covariances.tolist()}
-        if model._average is not None:
-            total, weights, means, covs = model._average
-            out["fitted"]["average"] = {"points": float(total), "weights": weights.tolist(),
-                                        "means": means.tolist(), "covariances": covs.tolist()}
+            "recent_counts": learner.recent_counts.tolist(),
+            "iterate": None if learner.iterate is p else _params_dict(learner.iterate),
+            "average": None}
+        if learner.average is not None:
+            total, weights, means, covs = learner.average
+            online["model"]["average"] = {"points": float(total), "weights": weights.tolist(),
+                                          "means": means.tolist(), "covariances": covs.tolist()}
+    out["online"] = online
     return out
 
 
-def _array(data, name: str, shape: tuple) -> np.ndarray:
+def _last_fit_dict(last: dict | None) -> dict | None:
+    if last is None:
+        return None
+    bound = float(last["lower_bound"])
+    return {**last, "lower_bound": bound if math.isfinite(bound) else None}
+
+
+def _upkeep_dict(up: Upkeep) -> dict:
+    return {"next_check": None if math.isinf(up.next_check) else float(up.next_check),
+            "quiet_until": float(up.quiet_until), "pause": float(up.pause),
+            "far_since": int(up.far_since), "checks": int(up.checks),
+            "replaced": int(up.replaced), "events": list(up.events)}
+
+
+# ---------------------------------------------------------------------------- validation
+def _array(data, name: str, shape: tuple | None = None, ndim: int | None = None) -> np.ndarray:
+    if isinstance(data, (str, bytes, dict)) or data is None:
+        raise ValueError(f"{name} is not an array of numbers")
     try:
         arr = np.array(data, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{name} is not an array of numbers") from None
-    if arr.shape != shape:
+    if shape is not None and arr.shape != shape:
         raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} holds NaN or infinity")
+    if arr.size and np.abs(arr).max() > _MAX_VALUE:
+        raise ValueError(f"{name} holds values beyond ±{_MAX_VALUE:g}")
     return arr
 
 
-def _number(data, name: str, kind=numbers.Real) -> float:
+def _number(data, name: str, kind=numbers.Real, low=None, high=None):
     if isinstance(data, bool) or not isinstance(data, kind):
-        raise ValueError(f"{name} must be a number, got {data!r}")
-    if not np.isfinite(data):
+        raise ValueError(f"{name} must be a number, got {str(data)[:40]!r}")
+    try:
+        finite = math.isfinite(data)
+    except OverflowError:
+        finite = False
+    if not finite:
         raise ValueError(f"{name} must be finite")
+    if (low is not None and data < low) or (high is not None and data > high):
+        raise ValueError(f"{name} must lie in [{low}, {high}], got {data!r}")
     return data
 
 
-def _positive_definite(covs: np.ndarray, kind: str) -> None:
+def _count(data, name: str) -> int:
+    return int(_number(data, name, numbers.Integral, 0, _MAX_COUNT))
+
+
+def _object(data, name: str) -> dict:
+    if not isinstance(data, dict):
+        raise ValueError(f"{name} must be an object")
+    return data
+
+
+def _positive_definite(covs: np.ndarray, kind: str, name: str) -> None:
     if kind in ("full", "tied"):
         stack = covs if kind == "full" else covs[None]
         if not np.allclose(stack, np.swapaxes(stack, 1, 2), rtol=1e-12, atol=0):
-            raise ValueError("covariances are not symmetric")
+            raise ValueError(f"{name} are not symmetric")
         try:
             np.linalg.cholesky(stack)
         except np.linalg.LinAlgError:
-            raise ValueError("covariances are not positive definite") from None
+            raise ValueError(f"{name} are not positive definite") from None
     elif np.any(covs <= 0):
-        raise ValueError("variances must be positive")
+        raise ValueError(f"{name}: variances must be positive")
 
 
-def _checked_covariances(data, name: str, shape: tuple, kind: str) -> np.ndarray:
-    covs = _array(data, name, shape)
-    _positive_definite(covs, kind)
-    return covs
+def _weights(data, name: str, k: int) -> np.ndarray:
+    weights = _array(data, name, (k,))
+    if weights.min() < 0 or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-9):
+        raise ValueError(f"{name} must be non-negative and sum to 1")
+    return weights
+
+
+def _mixture(data, name: str, k: int, d: int, kind: str) -> MixtureParams:
+    """Weights, means and covariances (factors recomputed) from a stored object."""
+    data = _object(data, name)
+    weights = _weights(data.get("weights"), f"{name}.weights", k)
+    means = _array(data.get("means"), f"{name}.means", (k, d))
+    covs = _array(data.get("covariances"), f"{name}.covariances", scatter_shape(kind, k, d))
+    _positive_definite(covs, kind, f"{name}.covariances")
+    return MixtureParams.from_covariances(weights, means, covs, kind)
+
+
+def _rows(data, name: str, d: int, limit: int | None = None):
+    data = _object(data, name)
+    rows = _array(data.get("rows"), f"{name}.rows")
+    times = _array(data.get("times"), f"{name}.times", ndim=1)
+    if rows.size == 0:
+        rows = rows.reshape(0, d)
+    if rows.ndim != 2 or rows.shape[1] != d or rows.shape[0] != times.shape[0]:
+        raise ValueError(f"{name}: rows must have shape (n, {d}) with one time per row")
+    if limit is not None and rows.shape[0] > limit:
+        raise ValueError(f"{name} holds more than {limit} rows")
+    return rows, times
 
 
 def from_dict(data: dict) -> GaussianMixture:
     """A model from :func:`to_dict`'s output; ``ValueError`` naming the field if anything is off."""
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+    if not isinstance(data, dict) or data.get("schema") not in (SCHEMA, *OLD_SCHEMAS):
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"not a {SCHEMA} state (schema: {found!r})")
-    params = data.get("params")
+        raise ValueError(f"not a {SCHEMA} state (schema: {str(found)[:80]!r})")
+    if data["schema"] != SCHEMA:
+        data = _upgrade(data)
+    model = _model_from_params(data.get("params"))
+    kind, k = model.covariance_type, model.n_components
+    batch, online = data.get("batch"), data.get("online")
+    if batch is not None:
+        batch = _object(batch, "batch")
+        model.converged_ = bool(batch.get("converged"))
+        model.n_iter_ = _count(batch.get("n_iter"), "batch.n_iter")
+        bound = batch.get("lower_bound")
+        model.lower_bound_ = -np.inf if bound is None else float(
+            _number(bound, "batch.lower_bound"))
+        model.lower_bounds_ = []
+    if online is None:
+        if batch is not None:
+            raise ValueError("a state with a batch fit must hold the online learner")
+        return model
+    online = _object(online, "online")
+    d = _count(online.get("n_features"), "online.n_features")
+    if not 1 <= d <= 100_000:
+        raise ValueError("online.n_features must be between 1 and 100,000")
+    learner = model._learner()
+    learner.n_features = d
+    learner.n_seen = _count(online.get("n_seen"), "online.n_seen")
+    learner.n_updates = _count(online.get("n_updates"), "online.n_updates")
+    learner.n_gated = _count(online.get("n_gated"), "online.n_gated")
+    learner.t = float(_number(online.get("t"), "online.t", low=0, high=_MAX_COUNT))
+    learner.moved_online = bool(online.get("moved_online"))
+    step = online.get("step")
+    learner.step = None if step is None else _array(step, "online.step", (d,))
+    if learner.step is not None and learner.step.min() < 0:
+        raise ValueError("online.step must be non-negative")
+    warmup = online.get("warmup")
+    if warmup is not None:
+        warmup = _object(warmup, "online.warmup")
+        rows = _array(warmup.get("rows"), "online.warmup.rows", ndim=2)
+        if rows.shape[1] != d or not 1 <= rows.shape[0] < model.warmup_size:
+            raise ValueError(f"online.warmup.rows must have shape (n, {d}) with 1 <= n < "
+                             f"warmup_size")
+        learner.buffer = [rows]
+        learner._buffer_variance = rows.var(axis=0)
+        learner.provisional_rows = _count(warmup.get("provisional_rows", 0),
+                                          "online.warmup.provisional_rows")
+        if learner.provisional_rows > rows.shape[0]:
+            raise ValueError("online.warmup.provisional_rows exceeds the rows buffered")
+    stored = online.get("model")
+    if stored is not None:
+        _restore_model(learner, _object(stored, "online.model"), k, d, kind)
+        model._set_params(learner.params)
+        model.n_features_in_ = d
+    elif warmup is None and (batch is not None or learner.n_seen):
+        raise ValueError("online: a learner that has seen points holds a model or a warm-up")
+    window = online.get("window", {"rows": [], "times": []})
+    rows, times = _rows(window, "online.window", d, learner.settings.window_rows)
+    learner.window.extend(rows)
+    learner.window_times.extend(times)
+    far = online.get("far", {"rows": [], "times": []})
+    rows, times = _rows(far, "online.far", d, FAR_MEMORY)
+    learner.far.extend(rows)
+    learner.far_times.extend(times)
+    learner.upkeep = _upkeep(online.get("upkeep"))
+    last = online.get("last_fit")
+    if last is not None:
+        last = _object(last, "online.last_fit")
+        bound = last.get("lower_bound")
+        learner.last_fit = {"n_iter": _count(last.get("n_iter"), "online.last_fit.n_iter"),
+                            "converged": bool(last.get("converged")),
+                            "lower_bound": -math.inf if bound is None else float(
+                                _number(bound, "online.last_fit.lower_bound"))}
+        model._last_fit = learner.last_fit
+    return model
+
+
+def _model_from_params(params) -> GaussianMixture:
     if isinstance(params, dict):  # states saved before these parameters existed
         params = {**_ADDED_PARAMS, **params}
     if not isinstance(params, dict) or set(params) != set(GaussianMixture._param_names()):
@@ -161,85 +319,120 @@ def from_dict(data: dict) -> GaussianMixture:
     params = dict(params)
     for name in _ARRAY_PARAMS:
         if params[name] is not None:
-            params[name] = _array(params[name], name, np.shape(params[name]))
+            params[name] = _array(params[name], name)
     params["random_state"] = _decode_random_state(params["random_state"])
     model = GaussianMixture(**params)
-    model._validate_params()
-    kind, k = model.covariance_type, model.n_components
-    warmup, fitted = data.get("warmup"), data.get("fitted")
-    if warmup is not None and fitted is not None:
-        raise ValueError("a state cannot be both warming up and fitted")
-    if warmup is not None:
-        d = int(_number(warmup.get("n_features"), "warmup.n_features", numbers.Integral))
-        rows = np.asarray(warmup.get("rows"), dtype=float) if warmup.get("rows") else None
-        if rows is None or rows.ndim != 2 or rows.shape[1] != d or d < 1:
-            raise ValueError("warmup.rows must be a non-empty (n, n_features) array")
-        rows = _array(rows, "warmup.rows", rows.shape)
-        if rows.shape[0] >= model.warmup_size:
-            raise ValueError("warmup holds more rows than warmup_size")
-        model._warmup = [rows]
-        model.n_features_in_ = d
-        return model
-    if fitted is None:
-        return model
-    if not isinstance(fitted, dict):
-        raise ValueError("fitted must be an object")
-    d = int(_number(fitted.get("n_features_in"), "fitted.n_features_in", numbers.Integral))
-    if d < 1:
-        raise ValueError("fitted.n_features_in must be >= 1")
-    shape = scatter_shape(kind, k, d)
-    weights = _array(fitted.get("weights"), "fitted.weights", (k,))
-    if weights.min() < 0 or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-9):
-        raise ValueError("fitted.weights must be non-negative and sum to 1")
-    means = _array(fitted.get("means"), "fitted.means", (k, d))
-    covariances = _array(fitted.get("covariances"), "fitted.covariances", shape)
-    _positive_definite(covariances, kind)
-    prec_chol = _array(fitted.get("precisions_cholesky"), "fitted.precisions_cholesky", shape)
-    check = MixtureParams.from_covariances(weights, means, covariances, kind)
-    if not np.allclose(check.precisions_cholesky, prec_chol, rtol=1e-6, atol=0):
-        raise ValueError("fitted.precisions_cholesky does not match fitted.covariances")
-    stats = fitted.get("stats")
-    if not isinstance(stats, dict):
-        raise ValueError("fitted.stats must be an object")
-    counts = _array(stats.get("counts"), "fitted.stats.counts", (k,))
-    if counts.min() < 0:
-        raise ValueError("fitted.stats.counts must be non-negative")
-    model._stats = SufficientStats(counts, _array(stats.get("means"), "fitted.stats.means",
-                                                  (k, d)),
-                                   _array(stats.get("scatter"), "fitted.stats.scatter", shape),
-                                   kind)
-    model._set_params(MixtureParams(weights, means, covariances, prec_chol, kind))
-    model._t = float(_number(fitted.get("t"), "fitted.t"))
-    model.n_seen_ = int(_number(fitted.get("n_seen"), "fitted.n_seen", numbers.Integral))
-    model.n_updates_ = int(_number(fitted.get("n_updates"), "fitted.n_updates",
-                                   numbers.Integral))
-    model.recent_counts_ = _array(fitted.get("recent_counts"), "fitted.recent_counts", (k,))
-    model.converged_ = bool(fitted.get("converged"))
-    model.n_iter_ = int(_number(fitted.get("n_iter"), "fitted.n_iter", numbers.Integral))
-    bound = fitted.get("lower_bound")
-    model.lower_bound_ = -np.inf if bound is None else float(_number(bound,
-                                                                      "fitted.lower_bound"))
-    model.n_features_in_ = d
-    model._moved_online = bool(fitted.get("moved_online"))
-    model.n_gated_ = int(_number(fitted.get("n_gated", 0), "fitted.n_gated", numbers.Integral))
-    model._iterate, model._average = model._params, None
-    if fitted.get("iterate") is not None:
-        it = fitted["iterate"]
-        model._iterate = MixtureParams.from_covariances(
-            _array(it.get("weights"), "fitted.iterate.weights", (k,)),
-            _array(it.get("means"), "fitted.iterate.means", (k, d)),
-            _checked_covariances(it.get("covariances"), "fitted.iterate.covariances", shape,
-                                 kind), kind)
-    if fitted.get("average") is not None:
-        avg = fitted["average"]
-        model._average = (float(_number(avg.get("points"), "fitted.average.points")),
-                          _array(avg.get("weights"), "fitted.average.weights", (k,)),
-                          _array(avg.get("means"), "fitted.average.means", (k, d)),
-                          _checked_covariances(avg.get("covariances"),
-                                               "fitted.average.covariances", shape, kind))
-    model._warmup = []
-    if model._t < 0 or model.n_seen_ < 0:
-        raise ValueError("fitted.t and fitted.n_seen must be non-negative")
+    try:
+        model._validate_params()
+    except TypeError as exc:
+        raise ValueError(f"params: {exc}") from None
+    if model.n_components > 10_000:
+        raise ValueError("params.n_components must be at most 10,000")
+    if model.warmup_size > 10_000_000:
+        raise ValueError("params.warmup_size must be at most 10,000,000")
     return model
 
 
+def _restore_model(learner, stored: dict, k: int, d: int, kind: str) -> None:
+    shape = scatter_shape(kind, k, d)
+    weights = _weights(stored.get("weights"), "online.model.weights", k)
+    means = _array(stored.get("means"), "online.model.means", (k, d))
+    covariances = _array(stored.get("covariances"), "online.model.covariances", shape)
+    _positive_definite(covariances, kind, "online.model.covariances")
+    prec_chol = _array(stored.get("precisions_cholesky"), "online.model.precisions_cholesky",
+                       shape)
+    check = MixtureParams.from_covariances(weights, means, covariances, kind)
+    if not np.allclose(check.precisions_cholesky, prec_chol, rtol=1e-6, atol=0):
+        raise ValueError("online.model.precisions_cholesky does not match its covariances")
+    stats = _object(stored.get("stats"), "online.model.stats")
+    counts = _array(stats.get("counts"), "online.model.stats.counts", (k,))
+    scatter = _array(stats.get("scatter"), "online.model.stats.scatter", shape)
+    if counts.min() < 0 or counts.sum() > 1.0 + 1e-9:
+        raise ValueError("online.model.stats.counts must be non-negative per-point averages")
+    _check_scatter(scatter, kind)
+    learner.stats = SufficientStats(counts, _array(stats.get("means"),
+                                                   "online.model.stats.means", (k, d)),
+                                    scatter, kind)
+    learner.params = MixtureParams(weights, means, covariances, prec_chol, kind)
+    learner.iterate = learner.params
+    if stored.get("iterate") is not None:
+        learner.iterate = _mixture(stored["iterate"], "online.model.iterate", k, d, kind)
+    learner.average = None
+    if stored.get("average") is not None:
+        avg = _object(stored["average"], "online.model.average")
+        mix = _mixture(avg, "online.model.average", k, d, kind)
+        learner.average = (float(_number(avg.get("points"), "online.model.average.points",
+                                         low=0, high=_MAX_COUNT)),
+                           mix.weights, mix.means, mix.covariances)
+    learner.recent_counts = _array(stored.get("recent_counts"), "online.model.recent_counts",
+                                   (k,))
+    if learner.recent_counts.min() < 0:
+        raise ValueError("online.model.recent_counts must be non-negative")
+
+
+def _check_scatter(scatter: np.ndarray, kind: str) -> None:
+    """A scatter must be symmetric positive semi-definite (non-negative for diag/spherical)."""
+    if kind in ("diag", "spherical"):
+        if scatter.min() < 0:
+            raise ValueError("online.model.stats.scatter must be non-negative")
+        return
+    stack = scatter if kind == "full" else scatter[None]
+    if not np.allclose(stack, np.swapaxes(stack, 1, 2), rtol=1e-9, atol=1e-300):
+        raise ValueError("online.model.stats.scatter is not symmetric")
+    scale = np.abs(stack).max(initial=0.0)
+    if np.linalg.eigvalsh(stack).min(initial=0.0) < -1e-9 * max(scale, 1e-300):
+        raise ValueError("online.model.stats.scatter is not positive semi-definite")
+
+
+def _upkeep(data) -> Upkeep:
+    if data is None:
+        return Upkeep()
+    data = _object(data, "online.upkeep")
+    nxt = data.get("next_check")
+    events = data.get("events", [])
+    if not isinstance(events, list) or len(events) > _MAX_EVENTS or not all(
+            isinstance(e, dict) for e in events):
+        raise ValueError(f"online.upkeep.events must be a list of at most {_MAX_EVENTS} objects")
+    return Upkeep(
+        next_check=np.inf if nxt is None else float(_number(nxt, "online.upkeep.next_check",
+                                                            low=0)),
+        quiet_until=float(_number(data.get("quiet_until", 0.0), "online.upkeep.quiet_until",
+                                  low=0)),
+        pause=float(_number(data.get("pause", 0.0), "online.upkeep.pause", low=0)),
+        far_since=_count(data.get("far_since", 0), "online.upkeep.far_since"),
+        checks=_count(data.get("checks", 0), "online.upkeep.checks"),
+        replaced=_count(data.get("replaced", 0), "online.upkeep.replaced"),
+        events=events)
+
+
+def _upgrade(old: dict) -> dict:
+    """A schema-1 state in schema 2's shape (no window, no far rows, upkeep from scratch)."""
+    params = old.get("params")
+    fitted, warmup = old.get("fitted"), old.get("warmup")
+    out = {"schema": SCHEMA, "params": params, "batch": None, "online": None}
+    if fitted is not None and warmup is not None:
+        raise ValueError("a state cannot be both warming up and fitted")
+    if warmup is not None:
+        warmup = _object(warmup, "warmup")
+        rows = warmup.get("rows")
+        if not rows:
+            raise ValueError("warmup.rows must be a non-empty (n, n_features) array")
+        out["online"] = {"n_features": warmup.get("n_features"), "n_seen": len(rows),
+                         "n_updates": 0, "n_gated": 0, "t": 0.0, "moved_online": False,
+                         "step": None, "model": None,
+                         "warmup": {"rows": rows, "provisional_rows": 0}}
+        return out
+    if fitted is None:
+        return out
+    fitted = _object(fitted, "fitted")
+    out["batch"] = {"converged": fitted.get("converged"), "n_iter": fitted.get("n_iter"),
+                    "lower_bound": fitted.get("lower_bound")}
+    model = {name: fitted.get(name) for name in ("weights", "means", "covariances",
+                                                 "precisions_cholesky", "stats",
+                                                 "recent_counts", "iterate", "average")}
+    out["online"] = {"n_features": fitted.get("n_features_in"), "n_seen": fitted.get("n_seen"),
+                     "n_updates": fitted.get("n_updates"), "n_gated": fitted.get("n_gated", 0),
+                     "t": fitted.get("t"), "moved_online": fitted.get("moved_online"),
+                     "step": None, "model": model, "warmup": None,
+                     "upkeep": {"next_check": None}}
+    return out

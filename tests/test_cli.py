@@ -26,7 +26,7 @@ def _permuted_copy(path, order, target):
     """The same model with its components relabelled (checksum recomputed)."""
     import hashlib
     document = json.loads(path.read_text())
-    fitted = document["content"]["model"]["fitted"]
+    fitted = document["content"]["model"]["online"]["model"]
     for key in ("weights", "means", "covariances", "precisions_cholesky", "recent_counts"):
         fitted[key] = [fitted[key][i] for i in order]
     for key in ("counts", "means", "scatter"):

@@ -40,7 +40,7 @@ def test_abrupt_jump_alarm_refit_labels_and_history(tmp_path):
     done = _run("--input", str(data), "--checkpoint", str(state), "--set",
                 f"output.path={out}")
     err = done.stderr.decode()
-    assert "drift alarm (page-hinkley)" in err and "drift refit" in err
+    assert "drift alarm (page-hinkley, surprise)" in err and "drift refit" in err
     after = checkpoint.load(state)
     counters, history = after.meta["counters"], after.meta["history"]
     assert counters["alarms"] == 1 and counters["refits"] == 1

@@ -184,6 +184,9 @@ def test_refit_on_client_equals_the_in_process_refit(client, X2, covariance_type
     refitted = emd.refit_on_client(model, recent, client)
     expected = copy.deepcopy(model).refit(recent)
     assert_same_fit(refitted, expected)
+    on_cluster = emd.refit_on_client(model, da.from_array(recent, chunks=2000), client)
+    np.testing.assert_allclose(np.sort(on_cluster.means_, axis=0),
+                               np.sort(expected.means_, axis=0), atol=0.05)
     np.testing.assert_array_equal(model.means_, before)
     # Labels follow the components they matched: new mean k is nearest to old mean k shifted.
     distances = np.linalg.norm(refitted.means_[:, None] - (before + 0.3)[None], axis=2)
@@ -213,7 +216,7 @@ def _write_parts(directory, rng):
 
 
 def _fitted_means(path):
-    return np.array(json.loads(path.read_text())["content"]["model"]["fitted"]["means"])
+    return np.array(json.loads(path.read_text())["content"]["model"]["online"]["model"]["means"])
 
 
 def test_cli_fit_on_a_local_cluster_from_a_csv_glob(tmp_path, capsys, monkeypatch):

@@ -36,19 +36,48 @@ def test_one_pass_2d_full_is_within_1e4_of_batch_em(seed):
     assert gap < 1e-4, gap
 
 
-def test_warm_up_buffers_then_initialises_by_batch_em():
+def test_a_provisional_model_scores_from_the_first_batch_and_the_warm_up_refits_it():
     X = mixture_1d(3000, np.random.default_rng(0))
     gm = GaussianMixture(3, warmup_size=500, random_state=0)
-    gm.partial_fit(X[:300])
-    with pytest.raises(NotFittedError, match="warming up .300 of 500"):
+    gm.partial_fit(X[:5])
+    with pytest.raises(NotFittedError, match="seen 5 points, fewer than the 12"):
         gm.predict(X[:5])
+    assert gm.partial_fit_scored(X[5:20]) is None  # 20 rows: a first model, nothing scored yet
+    step = gm.partial_fit_scored(X[20:300])
+    assert step.log_prob.shape == (280,) and gm._online.warming_up
+    assert gm.predict(X[:5]).shape == (5,)
     gm.partial_fit(X[300:600])
-    # The warm-up fit is the batch fit of the buffered points, through the same core.
+    assert not gm._online.warming_up and gm.n_seen_ == 600
+    # The warm-up's last fit is a fit of the whole buffer: as good as batch EM on it.
     ref = GaussianMixture(3, random_state=0).fit(X[:600])
-    np.testing.assert_array_equal(gm.means_, ref.means_)
-    assert gm.n_seen_ == 600
+    held = mixture_1d(20_000, np.random.default_rng(1))
+    assert gm.score(held) > ref.score(held) - 0.01
     gm.partial_fit(X[600:])
     assert gm.n_seen_ == 3000
+
+
+def test_warm_up_cost_is_linear_in_the_points_fed():
+    """Fed one point at a time, the provisional model is refitted only when the buffer has
+    grown by half: a few dozen fits for a thousand points, not one per point."""
+    from emstream import refit
+    X = mixture_1d(1000, np.random.default_rng(3))
+    calls = []
+    original = refit.search
+
+    def counted(rows, *args, **kwargs):
+        calls.append(rows.X.shape[0])
+        return original(rows, *args, **kwargs)
+
+    gm = GaussianMixture(3, random_state=0)
+    import emstream.online as online
+    online.search = counted
+    try:
+        for row in X:
+            gm.partial_fit(row[None, :])
+    finally:
+        online.search = original
+    assert not gm._online.warming_up
+    assert len(calls) <= 12 and sum(calls) <= 4 * len(X), calls
 
 
 def test_warm_up_keeps_its_rows_when_the_caller_reuses_its_buffer():
@@ -59,8 +88,10 @@ def test_warm_up_keeps_its_rows_when_the_caller_reuses_its_buffer():
         buffer[:] = X[start:start + 100]  # a reader filling the same array every time
         reused.partial_fit(buffer)
     buffer[:] = 0.0
-    ref = GaussianMixture(3, random_state=0).fit(X)
-    np.testing.assert_array_equal(reused.means_, ref.means_)
+    copied = GaussianMixture(3, warmup_size=1000, random_state=0)
+    for start in range(0, 1000, 100):
+        copied.partial_fit(X[start:start + 100].copy())
+    np.testing.assert_array_equal(reused.means_, copied.means_)
 
 
 @pytest.mark.parametrize("kind", COVARIANCE_TYPES)
@@ -107,7 +138,8 @@ def test_online_parameters_are_the_m_step_of_the_running_statistics():
     gm = GaussianMixture(3, warmup_size=1000, random_state=0)
     for start in range(0, len(X), 250):
         gm.partial_fit(X[start:start + 250])
-    again = m_step(gm._stats, reg_covar=gm.reg_covar)
+    learner = gm._online
+    again = m_step(learner.stats, reg_covar=gm.reg_covar, floor=learner.floor())
     np.testing.assert_array_equal(again.means, gm.means_)
     np.testing.assert_array_equal(again.covariances, gm.covariances_)
 
@@ -145,11 +177,12 @@ def test_step_floor_forgets_old_data():
 def test_step_size_is_the_product_of_per_point_steps_with_the_floor(t):
     """A batch's blend weight equals n per-point steps, also where the floor binds (closed form)."""
     gm = GaussianMixture(3, step_floor=1 / 20_000, step_decay=0.8)
-    gm._t = t
+    learner = gm._learner()
+    learner.t = t
     n = 10_000
     steps = np.maximum((t + np.arange(1, n + 1)) ** -0.8, 1 / 20_000)
     expected = 1.0 - np.prod(1.0 - steps)
-    assert gm._step_size(n) == pytest.approx(expected, rel=1e-12)
+    assert learner._step_size(n) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("kind", COVARIANCE_TYPES)
@@ -163,7 +196,7 @@ def test_permuting_components_changes_labels_only(kind):
     gm.permute_components([2, 0, 1])
     np.testing.assert_array_equal(np.array([2, 0, 1])[gm.predict(X)], labels)
     np.testing.assert_allclose(gm.score_samples(X), scores, rtol=1e-12)
-    again = m_step(gm._stats, reg_covar=gm.reg_covar)
+    again = m_step(gm._online.stats, reg_covar=gm.reg_covar, floor=gm._online.floor())
     np.testing.assert_allclose(again.means, gm.means_, rtol=1e-12)
     gm.partial_fit(X[:100])  # online learning goes on from the relabelled state
     with pytest.raises(ValueError, match="permutation"):

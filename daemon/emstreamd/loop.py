@@ -246,6 +246,7 @@ class Daemon:
         lines, self.pending_lines = _split_front(self.pending_lines, limit)
         ends, self.pending_ends = _split_front(self.pending_ends, limit)
         fitted = self.model._is_fitted()
+        warming = not fitted or self.model._learner().warming_up
         update = self.monitor.update(batch, with_resp=self.config["output"]["per_point"])
         if update.log_prob is not None:
             self.counters["anomalies"] += int(update.anomaly.sum())
@@ -255,6 +256,8 @@ class Daemon:
             if self.metrics is not None:
                 self.metrics.log_likelihood.set(float(update.log_prob.mean()))
         if not fitted and self.model._is_fitted():
+            log.info("first (provisional) model after %d points", self.model.n_seen_)
+        if warming and self.model._is_fitted() and not self.model._learner().warming_up:
             log.info("warm-up complete after %d points", self.model.n_seen_)
         for event in update.events:
             self._drift_event(event, len(batch))
@@ -350,28 +353,40 @@ class Daemon:
         self.since_refit = 0
 
     def _drift_event(self, event: dict, batch_rows: int) -> None:
-        """Log, count and record an alarm or a drift refit of the monitor."""
+        """Log, count and record an alarm, a drift refit or an upkeep of the monitor."""
         # event["point"] counts the monitor's points (from this run's start); "rows" in the
         # history counts the daemon's learned rows, as refit records do.
         batch_start = self.monitor.n_points_ - batch_rows
         record = {**event, "rows": self.counters["rows"] + event["point"] - batch_start}
         del record["point"]
         self.history.append(record)
-        if event["event"] == "drift":
+        kind = event["event"]
+        if kind == "drift":
             self.counters["alarms"] += 1
             if self.metrics is not None:
                 self.metrics.alarms.inc()
-            log.warning("drift alarm (%s) at point %d: recent surprise %.3g nats", event["detector"],
-                        record["rows"], event["recent_surprise"])
-        else:
-            self._count_refit()
+            log.warning("drift alarm (%s, %s) at point %d: recent surprise %.3g nats",
+                        event["detector"], event.get("change", "surprise"), record["rows"],
+                        event["recent_surprise"])
+            return
+        if kind == "upkeep":
+            # The learner replaced its model (a birth, a better structure): refits started
+            # before it are stale.
             self.generation += 1
+            log.info("upkeep (%s): model replaced by the %s candidate; held-out average "
+                     "log-likelihood %.4g -> %.4g", event["reason"], event["candidate"],
+                     event["log_likelihood_before"], event["log_likelihood_after"])
+            return
+        self.generation += 1
+        if event.get("replaced", True):
+            self._count_refit()
             # Points before the change would pull a scheduled refit back to the old regime.
             self.window.clear()
-            log.warning("drift refit: batch EM on the %d points after the alarm, %d iterations; "
-                        "average log-likelihood %.4g -> %.4g", event["points"],
-                        event["iterations"], event["log_likelihood_before"],
-                        event["log_likelihood_after"])
+        log.warning("drift refit on the %d points after the alarm: %s (%s); held-out "
+                    "average log-likelihood %.4g -> %.4g", event["points"],
+                    "model replaced" if event.get("replaced", True) else "model kept",
+                    event.get("candidate"), event["log_likelihood_before"],
+                    event["log_likelihood_after"])
 
     def _report(self, lines, resp, surprise, anomaly) -> None:
         if self.out is None:
@@ -567,7 +582,8 @@ class Daemon:
                 mean = " ".join(f"{v:.4g}" for v in model.means_[k])
                 lines.append(f"  {k:9d}  {model.weights_[k]:6.3f}  {mean}")
         else:
-            lines.append(f"  still warming up ({sum(len(b) for b in model._warmup)} of "
-                         f"{model.warmup_size} points)")
+            learner = model.__dict__.get("_online")
+            buffered = learner.buffered if learner is not None else 0
+            lines.append(f"  still warming up ({buffered} of {model.warmup_size} points)")
         return "\n".join(lines)
 

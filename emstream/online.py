@@ -1,0 +1,597 @@
+"""The online learner: stepwise EM on a stream, and the upkeep that keeps it sound on real data.
+
+:class:`OnlineLearner` holds everything online EM knows about a stream and nothing about how the
+stream is read: the running statistics and the step-size schedule (Cappé & Moulines 2009), the
+warm-up and its provisional model, the outlier gate, Polyak averaging, and the checks that give
+birth to and retire components.  :class:`emstream.GaussianMixture` is its scikit-learn face;
+:class:`emstream.drift.DriftMonitor`, the river adapters and the daemon drive it through that
+face.
+
+What it does with each mini-batch:
+
+1. **Score, then learn.**  One E-step scores every row under the current model and yields the
+   statistics that are blended into the running ones with step ``γ`` (a mini-batch of ``b``
+   points gets ``1 - Π(1 - γ_t)``), then the M-step runs.
+2. **The gate.**  A row beyond the gate of every component is *far*.  Far rows are left out
+   unless they recur (:func:`emstream.refit.recurring` over the learner's memory): a wild value
+   or a short burst never shapes the model, but heavy tails or a region the model has not learned
+   yet are learned like any other row, so no part of the stream is locked out.
+3. **From the first mini-batch.**  Until ``warmup_size`` rows have arrived they are buffered;
+   once there are ``2 (D + 1)`` rows per component a provisional model is fitted on the buffer
+   (:func:`emstream.refit.search`), scores from then on, learns online, and is refitted on the
+   whole buffer whenever it has doubled and when it is full: linear cost in the rows fed.
+4. **Upkeep.**  Now and then (at doubling intervals, when a component starves, when far rows
+   gather) the learner fits candidates on its window of recent rows plus its memory of far rows
+   weighted to their rate: the current model, EM from it, fresh starts, and births (a component
+   moved onto the far rows).  A candidate replaces the model only if it is better by more than
+   EM's overfitting margin (:mod:`emstream.refit`), so a stationary stream reaches batch EM's
+   quality whatever the warm-up saw, and a good model is left alone.
+5. **Resolution.**  Variances never fall below the data's own resolution
+   (:mod:`emstream.resolution`), so integer or quantised columns cannot collapse a component.
+
+Example
+-------
+>>> import numpy as np
+>>> from emstream.online import OnlineLearner, OnlineSettings
+>>> rng = np.random.default_rng(0)
+>>> learner = OnlineLearner(OnlineSettings(n_components=2, random_state=0))
+>>> learner.learn(rng.normal(size=(30, 1))) is None        # nothing to score with yet
+True
+>>> step = learner.learn(rng.normal(size=(30, 1)))          # a provisional model scores
+>>> step.log_prob.shape, learner.warming_up
+((30,), True)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from . import em
+from .gaussian import MixtureParams
+from .refit import FitSettings, Sample, recurring, search, support_needed
+from .resolution import finer, grid_step, variance_floor
+from .ring import RingBuffer
+from .stats import SufficientStats
+
+# recent_counts weighs points by exp(-age / RECENT_POINTS): "the last thousand or so".
+RECENT_POINTS = 1000.0
+# outlier_gate="auto": the chi-square quantile with this upper tail.
+AUTO_GATE_TAIL = 1e-15
+# Far rows remembered for births (a few hundred are plenty to place and shape a component).
+FAR_MEMORY = 1000
+# Far rows recur if they came in ten separate episodes within this many points (a rate of
+# 5e-4): rarer ones are flukes, kept out however long the stream.  The drift monitor's memory.
+RECURRENCE_HORIZON = 20_000
+# Provisional refits and scheduled checks come when the points seen grow by this factor
+# (logarithmically many: a provisional model is never fitted on fewer than 2/3 of the rows).
+CHECK_GROWTH = 1.5
+# While warming up, variances stay above the buffer's variance times (r / n)², where r is the
+# rows the first provisional model needs and n the rows buffered: on the first few dozen rows a
+# component cannot become a spike, and by ten times as many rows the floor is 1% of the spread.
+PROVISIONAL_PRIOR = 1.0
+
+
+def auto_gate(n_features: int) -> float:
+    """Squared Mahalanobis distance a Gaussian point exceeds with probability 1e-15."""
+    return _auto_gate(int(n_features))
+
+
+def _cached(func):
+    from functools import lru_cache
+
+    return lru_cache(maxsize=64)(func)
+
+
+@_cached
+def _auto_gate(n_features: int) -> float:
+    from scipy.special import chdtri  # scipy.stats would cost a second of import time
+
+    return float(chdtri(n_features, AUTO_GATE_TAIL))
+
+
+@_cached
+def _recent_decay(n_points: int) -> float:
+    return math.exp(-n_points / RECENT_POINTS)
+
+
+@dataclass(frozen=True)
+class OnlineSettings:
+    """The hyper-parameters online EM needs (those of :class:`emstream.GaussianMixture`).
+
+    ``n_fresh`` is the number of fresh k-means++ starts each search tries; ``window`` the recent
+    rows kept for upkeep (default ``2 * warmup_size``, at least 2,000).
+    """
+
+    n_components: int
+    covariance_type: str = "full"
+    reg_covar: float = 1e-6
+    tol: float = 1e-3
+    max_iter: int = 100
+    init_params: str = "k-means++"
+    random_state: object = None
+    step_decay: float = 0.8
+    step_offset: float = 0.0
+    step_floor: float | None = None
+    warmup_size: int = 1000
+    outlier_gate: object = "auto"
+    averaging: bool = False
+    variance_floor: str | None = "resolution"
+    n_fresh: int = 2
+    window: int | None = None
+
+    @property
+    def window_rows(self) -> int:
+        return int(self.window or max(2000, 2 * self.warmup_size))
+
+
+@dataclass
+class Upkeep:
+    """When the next checks are due, and what they did (part of the learner's state)."""
+
+    next_check: float = math.inf  # points seen at the next scheduled check
+    quiet_until: float = 0.0  # no unscheduled check before this many points
+    pause: float = 0.0  # the quiet period after an unscheduled check that changed nothing
+    far_since: int = 0  # far rows since the last check
+    checks: int = 0
+    replaced: int = 0
+    events: list = field(default_factory=list)  # recent structural changes, newest last
+
+
+class OnlineLearner:
+    """Online EM over one stream.  See the module documentation.
+
+    Parameters
+    ----------
+    settings : OnlineSettings
+
+    Attributes
+    ----------
+    params : MixtureParams or None
+        The published parameters (the Polyak average with ``averaging``, else the iterate).
+    iterate : MixtureParams or None
+        The parameters online EM continues from.
+    stats : SufficientStats or None
+        Running statistics as per-point averages; ``iterate`` is their M-step.
+    t : float
+        Points learned since the statistics were last set by a fit (the step schedule's clock).
+    n_seen, n_updates, n_gated : int
+        Points fed (warm-up included), online updates since the last fit, far points left out.
+    recent_counts : ndarray of shape (K,)
+        Responsibility of recent points per component, each weighted by ``exp(-age / 1000)``.
+    step : ndarray of shape (D,) or None
+        The data's resolution per feature (:func:`emstream.resolution.grid_step`).
+    """
+
+    def __init__(self, settings: OnlineSettings):
+        self.settings = settings
+        self.n_features = None
+        self.params = self.iterate = self.stats = None
+        self.t = 0.0
+        self.n_seen = self.n_updates = self.n_gated = 0
+        self.recent_counts = None
+        self.average = None  # (points, weights, means, covariances) with averaging
+        self.moved_online = False
+        self.step = None
+        self.buffer = []  # warm-up rows, until warmup_size
+        self._buffer_variance = None
+        self.provisional_rows = 0  # buffered rows at the last provisional fit
+        self.window = RingBuffer(settings.window_rows)
+        self.window_times = RingBuffer(settings.window_rows)
+        self.far = RingBuffer(FAR_MEMORY)
+        self.far_times = RingBuffer(FAR_MEMORY)
+        self.upkeep = Upkeep()
+        # The last fit of the learner's own (warm-up, refit or upkeep): n_iter, converged,
+        # lower_bound (the mean log-likelihood it reached).
+        self.last_fit = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def fitted(self) -> bool:
+        return self.iterate is not None
+
+    @property
+    def warming_up(self) -> bool:
+        return bool(self.buffer) or self.iterate is None
+
+    @property
+    def buffered(self) -> int:
+        return sum(len(b) for b in self.buffer)
+
+    def gate(self) -> float | None:
+        gate = self.settings.outlier_gate
+        if gate == "auto":
+            return auto_gate(self.n_features)
+        return gate
+
+    def floor(self) -> np.ndarray | None:
+        """Smallest variance per feature: the resolution's, and while warming up a weak prior."""
+        floor = None
+        if self.settings.variance_floor == "resolution" and self.step is not None:
+            floor = variance_floor(self.step)
+        rows = self.buffered
+        if self.buffer and rows < self.settings.warmup_size:
+            spread = self._buffer_variance * (PROVISIONAL_PRIOR
+                                              * (self._rows_needed() / max(rows, 1)) ** 2)
+            floor = spread if floor is None else np.maximum(floor, spread)
+        return floor
+
+    def memory(self) -> float:
+        """How many points the running statistics effectively summarise."""
+        s = self.settings
+        gamma = (self.t + s.step_offset) ** -s.step_decay if self.t + s.step_offset > 0 else 1.0
+        if s.step_floor is not None:
+            gamma = max(gamma, s.step_floor)
+        return float(min(self.t, 1.0 / gamma))
+
+    def horizon(self) -> float:
+        """Points over which far rows must recur to count as the stream's own: the last
+        :data:`RECURRENCE_HORIZON` (far rows rarer than ten in that many are flukes)."""
+        return float(max(RECURRENCE_HORIZON, self.settings.window_rows))
+
+    def support(self) -> float:
+        return support_needed(self.n_features, self.horizon(), self.settings.n_components)
+
+    def fit_settings(self, n_rows: float) -> FitSettings:
+        s = self.settings
+        return FitSettings(
+            n_components=s.n_components, covariance_type=s.covariance_type,
+            reg_covar=s.reg_covar, floor=self.floor(), gate=self.gate() or auto_gate(
+                self.n_features), support=support_needed(self.n_features, n_rows,
+                                                         s.n_components),
+            tol=s.tol, max_iter=min(s.max_iter, 50), init_params=s.init_params,
+            n_fresh=s.n_fresh)
+
+    def rng(self, *salt: int) -> np.random.Generator:
+        """A generator for fresh starts: from ``random_state`` and ``salt`` (what the search is
+        for), so a resumed learner draws what an uninterrupted one would."""
+        seed = self.settings.random_state
+        if isinstance(seed, np.random.Generator):
+            return seed
+        if isinstance(seed, np.random.RandomState):
+            return np.random.default_rng(seed.randint(np.iinfo(np.int32).max))
+        if seed is None:
+            return np.random.default_rng()
+        return np.random.default_rng([int(seed), *map(int, salt)])
+
+    # ------------------------------------------------------------------ adopting a fit
+    def start_from(self, params: MixtureParams, stats: SufficientStats, n_points: float,
+                   *, keep_counters: bool = True) -> None:
+        """Take fitted parameters and their statistics (totals over ``n_points``) as the model;
+        the step schedule restarts from ``n_points`` and the Polyak average from scratch."""
+        self.iterate = self.params = params
+        self.n_features = params.n_features
+        self.stats = stats.scaled(1.0 / max(stats.total, np.finfo(float).tiny))
+        self.t = float(n_points)
+        self.average = None
+        self.moved_online = False
+        self.n_updates = 0
+        share = min(n_points, RECENT_POINTS) / max(n_points, 1.0)
+        self.recent_counts = self.stats.counts * (stats.total * share)
+        if not keep_counters:
+            self.n_seen = self.n_gated = 0
+
+    def reset_after_batch_fit(self, params, stats, n_points: int, rows: np.ndarray) -> None:
+        """A user's batch ``fit`` of ``n_points`` (``rows``: them, or a sample of them): the
+        new state online EM continues from."""
+        self.buffer = []
+        self.provisional_rows = 0
+        self.step = grid_step(rows) if self.settings.variance_floor == "resolution" else None
+        self.window.clear()
+        self.window_times.clear()
+        self.far.clear()
+        self.far_times.clear()
+        self.upkeep = Upkeep(next_check=CHECK_GROWTH * max(n_points, self.settings.warmup_size))
+        self.last_fit = None  # the user's fit is the estimator's to report
+        self.start_from(params, stats, n_points, keep_counters=False)
+
+    # ------------------------------------------------------------------ learning
+    def learn(self, X: np.ndarray, with_resp: bool = False) -> em.ScoredStep | None:
+        """Score ``X`` under the current model, then learn it.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, D), checked by the caller
+        with_resp : bool
+            Also return the responsibilities.
+
+        Returns
+        -------
+        emstream.em.ScoredStep or None
+            Scores under the model before this update (``gated``: far rows left out); None
+            while there is no model yet.
+        """
+        if self.n_features is None:
+            self.n_features = X.shape[1]
+        first = self.n_seen
+        self.n_seen += X.shape[0]
+        scored = self._online_step(X, first, with_resp) if self.fitted else None
+        if self.warming_up:
+            self._buffer_rows(X)
+        elif scored is not None:
+            self._maybe_check()
+        return scored
+
+    def _online_step(self, X: np.ndarray, first: int, with_resp: bool) -> em.ScoredStep:
+        gate = self.gate()
+        scored = em.e_step_scored(X, self.iterate, gate=gate, with_resp=with_resp)
+        if scored.gated.any():
+            times = np.arange(first, first + X.shape[0], dtype=float)
+            far = scored.gated
+            self.far.extend(X[far])
+            self.far_times.extend(times[far])
+            self.upkeep.far_since += int(np.count_nonzero(far))
+            if self._far_rows_recur():
+                # Far rows keep coming: the stream's own tails (or a region not learned yet),
+                # learned like the rest; a check gives them a component of their own if needed.
+                learned = em.e_step_scored(X, self.iterate, with_resp=with_resp)
+                scored = em.ScoredStep(learned.estimate, scored.log_prob,
+                                       np.zeros(X.shape[0], dtype=bool), learned.resp)
+        est = scored.estimate
+        n_far = X.shape[0] - (0 if est is None else int(round(est.n_samples)))
+        self.n_gated += n_far
+        if not self.warming_up:
+            kept = X if not scored.gated.any() else X[~scored.gated]
+            self.window.extend(kept)
+            self.window_times.extend(
+                np.arange(first, first + X.shape[0], dtype=float)[~scored.gated])
+        if est is None:
+            return scored
+        n_points = est.n_samples
+        step = self._step_size(n_points)
+        stats = self.stats.blend(est.stats, step, 1.0 / n_points)
+        self.t += n_points
+        self.stats = stats
+        self.iterate = em.m_step(stats, reg_covar=self.settings.reg_covar, floor=self.floor())
+        if self.settings.averaging:
+            self._publish_average(n_points)
+        else:
+            self.params = self.iterate
+        self.n_updates += 1
+        self.recent_counts = self.recent_counts * _recent_decay(n_points) + est.stats.counts
+        self.moved_online = True
+        return scored
+
+    def _far_rows_recur(self) -> bool:
+        times = self.far_times.stored()
+        recent = times[times > self.n_seen - self.horizon()]
+        return recurring(recent, min(self.horizon(), float(self.n_seen)))
+
+    def _step_size(self, n_points: int) -> float:
+        """Blend weight of a mini-batch of ``n_points`` learned after ``self.t`` points."""
+        s = self.settings
+        floor = s.step_floor
+        if floor is not None and (self.t + 1.0 + s.step_offset) ** -s.step_decay <= floor:
+            # Every point of the batch steps by the floor (the schedule only decreases): the
+            # product of (1 - floor) in closed form, instead of n powers and logarithms (10% of
+            # a daemon's back-fill, where the floor binds after a few hundred thousand points).
+            return -math.expm1(n_points * math.log1p(-floor))
+        # The same values as (t + arange(1, n + 1) + offset) ** -decay, in fewer passes:
+        # t counts points, so arange from it is exact (every value an integer < 2**53).
+        if self.t.is_integer() and self.t + n_points < 2.0**53:
+            t = np.arange(self.t + 1.0, self.t + n_points + 1.0)
+        else:
+            t = np.arange(1, n_points + 1, dtype=float)
+            t += self.t
+        if s.step_offset:  # (adding 0.0 changes nothing)
+            t += s.step_offset
+        t **= -s.step_decay  # (``**`` has fast paths, e.g. 1/t for step_decay=1)
+        gamma = t
+        if floor is not None:
+            np.maximum(gamma, floor, out=gamma)
+        np.minimum(gamma, 1.0, out=gamma)
+        np.negative(gamma, out=gamma)
+        return -math.expm1(float(np.add.reduce(np.log1p(gamma, out=gamma))))
+
+    def _publish_average(self, n_points: float) -> None:
+        """Fold the new iterate into the Polyak average (weighted by points) and publish it."""
+        it = self.iterate
+        if self.average is None:
+            self.average = (0.0, it.weights, it.means, it.covariances)
+        total, weights, means, covs = self.average
+        total += n_points
+        share = n_points / total
+        weights = weights + share * (it.weights - weights)
+        means = means + share * (it.means - means)
+        covs = covs + share * (it.covariances - covs)
+        self.average = (total, weights, means, covs)
+        self.params = MixtureParams.from_covariances(weights / weights.sum(), means, covs,
+                                                     it.covariance_type)
+
+    # ------------------------------------------------------------------ warm-up
+    def _rows_needed(self) -> int:
+        """Rows the first provisional model needs: ``2 (D + 1)`` per component."""
+        k, d = self.settings.n_components, self.n_features
+        return min(2 * k * (d + 1), self.settings.warmup_size)
+
+    def _buffer_rows(self, X: np.ndarray) -> None:
+        # A copy: callers may refill the array they passed (a reused read buffer).
+        self.buffer.append(X.copy())
+        rows = self.buffered
+        needed = self._rows_needed()
+        full = rows >= self.settings.warmup_size
+        due = rows >= needed and (self.provisional_rows == 0
+                                  or rows >= CHECK_GROWTH * self.provisional_rows)
+        if not (full or due):
+            return
+        data = np.concatenate(self.buffer)
+        self.buffer = [data]
+        self.step = grid_step(data) if self.settings.variance_floor == "resolution" else None
+        self._buffer_variance = data.var(axis=0)
+        sample = Sample.of(data, np.arange(self.n_seen - rows, self.n_seen, dtype=float))
+        # The provisional model was fitted on these very rows: a start, not a rival.
+        found = search(sample, self.fit_settings(rows), self.rng(0, rows), current=self.iterate,
+                       keep=False)
+        if found.replaced or not self.fitted:
+            self.start_from(found.best.params, found.best.stats, rows)
+            self._record_fit(found)
+        self.provisional_rows = rows
+        if full:
+            self.buffer = []
+            self.window.extend(data[-self.settings.window_rows:])
+            self.window_times.extend(sample.times[-self.settings.window_rows:])
+            # The provisional prior goes with the buffer: the same statistics, the data's floor.
+            self.iterate = em.m_step(self.stats, reg_covar=self.settings.reg_covar,
+                                     floor=self.floor())
+            self.params = self.iterate
+            self.upkeep = Upkeep(next_check=CHECK_GROWTH * self.n_seen,
+                                 events=self.upkeep.events)
+
+    # ------------------------------------------------------------------ upkeep
+    def _maybe_check(self) -> None:
+        up = self.upkeep
+        support = self.support()
+        scheduled = self.n_seen >= up.next_check
+        quiet = self.n_seen < up.quiet_until
+        starving = not quiet and bool(np.any(self.stats.counts * self.memory() < support))
+        far = not quiet and up.far_since >= support
+        if not (scheduled or starving or far):
+            return
+        reason = "schedule" if scheduled else "starving" if starving else "far rows"
+        if scheduled:
+            up.next_check = CHECK_GROWTH * self.n_seen
+        replaced = self.check(reason)
+        if not scheduled:
+            # Nothing to gain now: wait longer before asking again (reset by a change).
+            up.pause = 0.0 if replaced else max(up.pause * 2.0, self.settings.window_rows / 2)
+            up.quiet_until = self.n_seen + (self.settings.window_rows / 2 if replaced
+                                            else up.pause)
+
+    def check_sample(self) -> tuple[Sample, list]:
+        """The rows a check fits (recent learned rows, and far rows weighted to their rate if
+        they recur) and the births to try (each component in turn moved onto the far rows)."""
+        X, times = self.window.recent(), self.window_times.recent()
+        rows = Sample.of(X, times)
+        far, far_times = self.far.recent(), self.far_times.recent()
+        recent = far_times > self.n_seen - self.horizon()
+        far, far_times = far[recent], far_times[recent]
+        support = support_needed(self.n_features, rows.size, self.settings.n_components)
+        if far.shape[0] < support or not recurring(far_times, min(self.horizon(),
+                                                                    float(self.n_seen))):
+            return rows, []
+        # Far rows over their horizon stand for (horizon - far) learned points' worth of
+        # stream; the window's rows for their own number: weigh far rows to that rate.
+        span = self.n_seen - far_times.min()
+        weight = len(X) / max(span - far.shape[0], 1.0)
+        rows = Sample(np.concatenate([X, far]), np.r_[rows.weights, np.full(len(far), weight)],
+                      np.r_[times, far_times])
+        seed = SufficientStats.from_chunk(far, np.ones((1, len(far))),
+                                          self.settings.covariance_type)
+        births = []
+        share = len(far) * weight / rows.size
+        for k in range(self.settings.n_components):
+            stats = self.stats
+            counts, means, scatter = stats.counts.copy(), stats.means.copy(), stats.scatter.copy()
+            counts[k] = share
+            means[k] = seed.means[0]
+            if stats.covariance_type != "tied":
+                scatter[k] = seed.scatter[0] * (share / len(far))
+            births.append((f"birth {k}", em.m_step(
+                stats.replace(counts=counts, means=means, scatter=scatter),
+                reg_covar=self.settings.reg_covar, floor=self.floor())))
+        return rows, births
+
+    def check(self, reason: str) -> bool:
+        """Fit candidates on recent rows and adopt a better one; whether the model changed."""
+        up = self.upkeep
+        up.checks += 1
+        up.far_since = 0
+        rows, births = self.check_sample()
+        if self.step is not None:
+            self.step = finer(self.step, grid_step(rows.X))
+        found = search(rows, self.fit_settings(rows.size), self.rng(1, up.checks),
+                       current=self.iterate, starts=births)
+        if not found.replaced:
+            return False
+        self._replace(found, rows.size, reason)
+        return True
+
+    def _record_fit(self, found) -> None:
+        best = found.best
+        self.last_fit = {"n_iter": int(best.n_iter), "converged": bool(best.converged),
+                         "lower_bound": float(best.lower_bound)}
+
+    def _replace(self, found, n_points: float, reason: str) -> None:
+        before = self.iterate
+        best = found.best
+        self.start_from(best.params, best.stats, n_points)
+        self._record_fit(found)
+        order = _matching(before, self.iterate)
+        if order is not None:
+            self.permute(order)
+        self.upkeep.replaced += 1
+        event = {"event": "upkeep", "reason": reason, "point": int(self.n_seen),
+                 "candidate": best.name,
+                 "log_likelihood_before": round(found.before, 6),
+                 "log_likelihood_after": round(found.after, 6)}
+        self.upkeep.events = (self.upkeep.events + [event])[-20:]
+
+    def refit(self, X: np.ndarray, times: np.ndarray | None = None) -> dict:
+        """Fit candidates on ``X`` (drift or scheduled refit) under the one rule of
+        :mod:`emstream.refit`; adopt the best unless the current model is as good.
+
+        Returns
+        -------
+        dict
+            ``replaced`` (bool), ``candidate``, ``log_likelihood_before`` and ``_after`` (mean
+            over the rows judged), ``iterations``.
+        """
+        if times is None:
+            times = np.arange(self.n_seen - X.shape[0], self.n_seen, dtype=float)
+        rows = Sample.of(X, times)
+        if self.step is not None:
+            self.step = finer(self.step, grid_step(X))
+        self.upkeep.checks += 1
+        found = search(rows, self.fit_settings(rows.size), self.rng(1, self.upkeep.checks),
+                       current=self.iterate)
+        if found.replaced:
+            before = self.iterate
+            self.start_from(found.best.params, found.best.stats, rows.size)
+            self._record_fit(found)
+            order = _matching(before, self.iterate)
+            if order is not None:
+                self.permute(order)
+        return {"replaced": bool(found.replaced), "candidate": found.best.name,
+                "log_likelihood_before": found.before, "log_likelihood_after": found.after,
+                "iterations": int(found.best.n_iter)}
+
+    # ------------------------------------------------------------------ relabelling
+    def permute(self, order) -> None:
+        """New component ``i`` is old component ``order[i]`` (parameters, statistics, counts)."""
+        order = np.asarray(order)
+        self.params = _permuted(self.params, order)
+        self.iterate = self.params if self.iterate is self.params or self.iterate is None \
+            else _permuted(self.iterate, order)
+        s = self.stats
+        tied = s.covariance_type == "tied"
+        self.stats = SufficientStats(s.counts[order], s.means[order],
+                                     s.scatter if tied else s.scatter[order], s.covariance_type)
+        if self.average is not None:
+            total, weights, means, covs = self.average
+            self.average = (total, weights[order], means[order], covs if tied else covs[order])
+        self.recent_counts = self.recent_counts[order]
+
+
+def _permuted(p: MixtureParams, order: np.ndarray) -> MixtureParams:
+    tied = p.covariance_type == "tied"
+    return MixtureParams(p.weights[order], p.means[order],
+                         p.covariances if tied else p.covariances[order],
+                         p.precisions_cholesky if tied else p.precisions_cholesky[order],
+                         p.covariance_type)
+
+
+def _matching(before: MixtureParams | None, after: MixtureParams):
+    """The order that gives each new component the label of the old one it matches (Hungarian
+    assignment on the Bhattacharyya distance), or None if it is the identity."""
+    if before is None:
+        return None
+    from .compare import full_covariances, match_components
+
+    k, d, kind = before.n_components, before.n_features, before.covariance_type
+    match = match_components(
+        before.weights, before.means, full_covariances(before.covariances, kind, k, d),
+        after.weights, after.means, full_covariances(after.covariances, kind, k, d))
+    order = [j for _, j in match.pairs]
+    return None if order == list(range(k)) else order
