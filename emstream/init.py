@@ -261,3 +261,40 @@ def split_component(stats: SufficientStats, k: int, into: int) -> SufficientStat
     if shrunk is not None:
         scatter[k] = scatter[into] = shrunk * half
     return stats.replace(counts=counts, means=means, scatter=scatter)
+
+
+def merge_components(stats: SufficientStats, i: int, j: int) -> SufficientStats:
+    """Fold component ``j`` into component ``i`` (the statistics of their union, Chan-style);
+    ``j`` is left empty for a split to reuse.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+        Per-component scatter (full, diag, spherical) or tied.
+    i, j : int
+        Distinct components.
+
+    Returns
+    -------
+    SufficientStats
+    """
+    counts, means, scatter = stats.counts.copy(), stats.means.copy(), stats.scatter.copy()
+    n_i, n_j = counts[i], counts[j]
+    n = n_i + n_j
+    if n > 0:
+        delta = means[j] - means[i]
+        means[i] = means[i] + delta * (n_j / n)
+        between = n_i * n_j / n
+        kind = stats.covariance_type
+        if kind == "full":
+            scatter[i] = scatter[i] + scatter[j] + between * np.outer(delta, delta)
+        elif kind == "diag":
+            scatter[i] = scatter[i] + scatter[j] + between * delta * delta
+        elif kind == "spherical":
+            scatter[i] = scatter[i] + scatter[j] + between * float(delta @ delta)
+        else:
+            scatter = scatter + between * np.outer(delta, delta)
+    counts[i], counts[j] = n, 0.0
+    if stats.covariance_type != "tied":
+        scatter[j] = 0.0
+    return stats.replace(counts=counts, means=means, scatter=scatter)

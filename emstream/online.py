@@ -51,6 +51,7 @@ import numpy as np
 
 from . import em
 from .gaussian import MixtureParams
+from .init import merge_components, split_component
 from .refit import FitSettings, Sample, recurring, search, support_needed
 from .resolution import finer, grid_step, variance_floor
 from .ring import RingBuffer
@@ -65,6 +66,8 @@ FAR_MEMORY = 1000
 # Far rows recur if they came in ten separate episodes within this many points (a rate of
 # 5e-4): rarer ones are flukes, kept out however long the stream.  The drift monitor's memory.
 RECURRENCE_HORIZON = 20_000
+# Split-and-merge proposals per check: the closest pairs of components, each merged.
+MERGES = 3
 # Provisional refits and scheduled checks come when the points seen grow by this factor
 # (logarithmically many: a provisional model is never fitted on fewer than 2/3 of the rows).
 CHECK_GROWTH = 1.5
@@ -493,12 +496,44 @@ class OnlineLearner:
                 reg_covar=self.settings.reg_covar, floor=self.floor())))
         return rows, births
 
+    def split_merge(self, X: np.ndarray) -> list:
+        """Structural proposals of split-and-merge EM (Ueda et al. 2000) from the current
+        model: for each of the :data:`MERGES` closest pairs of components (Bhattacharyya
+        distance), the pair merged and the other component that carries the most surprise on
+        ``X`` split in two.  They leave local optima that EM alone cannot (one component over
+        two clusters, two over one), which fresh starts on a few hundred heavy-tailed rows
+        rarely reach."""
+        from .compare import bhattacharyya, full_covariances
+
+        k, d = self.settings.n_components, self.n_features
+        if k < 2 or X.shape[0] == 0:
+            return []
+        p = self.iterate
+        scored = em.e_step_scored(X, p, with_resp=True)
+        load = scored.resp.T @ np.minimum(-scored.log_prob, 1e300)
+        covs = full_covariances(p.covariances, p.covariance_type, k, d)
+        distance = bhattacharyya(p.means, covs, p.means, covs)
+        pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+        pairs.sort(key=lambda pair: distance[pair])
+        moves = []
+        for i, j in pairs[:MERGES]:
+            keep, free = (i, j) if p.weights[i] >= p.weights[j] else (j, i)
+            merged = merge_components(self.stats, keep, free)
+            burden = load.copy()
+            burden[[keep, free]] = -np.inf  # (a merged pair split again is no move)
+            target = keep if k < 3 else int(np.argmax(burden))
+            split = split_component(merged, target, free)
+            moves.append(("split-merge", em.m_step(split, reg_covar=self.settings.reg_covar,
+                                                   floor=self.floor())))
+        return moves
+
     def check(self, reason: str) -> bool:
         """Fit candidates on recent rows and adopt a better one; whether the model changed."""
         up = self.upkeep
         up.checks += 1
         up.far_since = 0
         rows, births = self.check_sample()
+        births = births + self.split_merge(self.window.recent())
         if self.step is not None:
             self.step = finer(self.step, grid_step(rows.X))
         found = search(rows, self.fit_settings(rows.size), self.rng(1, up.checks),

@@ -301,6 +301,7 @@ class Search:
     names: list
     scores: list
     replaced: bool = field(default=False)
+    chosen: int = 0
 
     @property
     def before(self) -> float:
@@ -310,8 +311,7 @@ class Search:
     @property
     def after(self) -> float:
         """The score of the candidate chosen."""
-        return float(self.scores[self.names.index(self.best.name)]) if self.replaced \
-            else self.before
+        return float(self.scores[self.chosen])
 
 
 def _halves(rows: Sample) -> tuple[Sample, Sample]:
@@ -412,8 +412,12 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
         choice = offset
     else:
         choice = offset + int(np.argmax(scores[offset:]))
-    if current is not None and not scores[choice] > scores[0] + settings.tol:
-        kept = np.ones(len(rows.X), dtype=bool)
-        return Search(Candidate("current", current, None, kept), names, scores, False)
+    if current is not None:
+        # Fitted on half the rows, the candidate must explain the other half better than the
+        # current model explains them all (it has a longer memory and learned these rows too):
+        # a high bar, which a stale model or a wrong structure still fails.
+        if not scores[choice] > scores[0] + settings.tol:
+            kept = np.ones(len(rows.X), dtype=bool)
+            return Search(Candidate("current", current, None, kept), names, scores, False, 0)
     best = robust_em(rows, points[choice - offset], settings, names[choice])
-    return Search(best, names, scores, True)
+    return Search(best, names, scores, True, choice)
