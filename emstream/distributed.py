@@ -424,11 +424,11 @@ def refit_on_client(model, X, client):
     when ``X`` is a dask collection; ``model`` itself is unchanged.
 
     The daemon's background refits use this.  A numpy window (recent rows, in arrival order) is
-    refitted here, by the refit's own rule (:mod:`emstream.refit`: candidates judged on held-out
-    rows, far rows that do not recur left out, the current model kept unless beaten), which
-    needs the rows and their order in one place; a dask collection is refitted on the cluster
-    by batch EM from the current state and a fresh start, the better kept.  Labels are matched
-    to ``model``'s either way.
+    refitted by one task on a worker, by the refit's own rule (:mod:`emstream.refit`:
+    candidates judged on held-out rows, far rows that do not recur left out, the current model
+    kept unless beaten), which needs the rows and their order in one place; a dask collection
+    is refitted across the cluster by batch EM from the current state and a fresh start, the
+    better kept.  Labels are matched to ``model``'s either way.
 
     Parameters
     ----------
@@ -447,12 +447,17 @@ def refit_on_client(model, X, client):
     >>> with connect("local:2") as client:                     # doctest: +SKIP
     ...     refitted = refit_on_client(model, recent_rows, client)
     """
-    refitted = copy.deepcopy(model)
     if not is_dask_collection(X):
-        return refitted.refit(X)
+        return client.submit(_refitted_copy, model, check_array(X), pure=False).result()
+    refitted = copy.deepcopy(model)
     with require("dask").config.set(scheduler=client):
         refitted.refit(X)
     return refitted
+
+
+def _refitted_copy(model, X):
+    """A worker's task: a refitted copy of ``model`` (the caller's stays as it was)."""
+    return copy.deepcopy(model).refit(X)
 
 
 def _blocks_for(X, client):

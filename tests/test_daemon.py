@@ -49,7 +49,7 @@ def test_runs_on_the_bundled_example_and_prints_labels_and_a_summary(tmp_path):
                 "--checkpoint", str(tmp_path / "state"))
     assert done.returncode == 0, done.stderr.decode()
     rows = done.stdout.decode().splitlines()
-    assert len(rows) == 5000 - 4 - 1000  # 4 bad lines; no labels during the 1,000-point warm-up
+    assert len(rows) == 5000 - 4 - 100  # 4 bad lines; every point after the first batch (100)
     line, label, probability, surprise, anomaly = rows[0].split(",")
     assert int(label) in (0, 1, 2) and 0 < float(probability) <= 1
     err = done.stderr.decode()
@@ -233,7 +233,7 @@ def test_scheduled_refits_keep_labels_and_are_recorded(tmp_path):
     data = tmp_path / "d.txt"
     _write_stream(data, 30_000, seed=4)
     common = ["--config", CONFIG, "--no-output", "--input", str(data), "--set",
-              "batch.max_rows=500"]
+              "batch.max_rows=500", "--set", "batch.first_rows=500"]
     done = _run(*common, "--checkpoint", str(tmp_path / "refit.json"), "--set",
                 "refit.every_points=5000", "--set", "refit.window=4000")
     assert done.returncode == 0, done.stderr.decode()

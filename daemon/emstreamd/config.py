@@ -17,7 +17,7 @@ DEFAULTS = {
     "model": {},
     "input": {"format": "numbers", "columns": None, "fields": None, "max_line_bytes": 4096,
               "dead_letter": None},
-    "batch": {"max_rows": 1000, "max_wait": 0.2},
+    "batch": {"max_rows": 1000, "first_rows": 100, "max_wait": 0.2},
     "checkpoint": {"path": "emstreamd-state", "every_points": 100_000, "every_seconds": 60.0,
                    "keep": 3},
     "output": {"per_point": True, "path": "-", "format": "csv", "anomaly_surprise": None,
@@ -87,6 +87,7 @@ def validate(config: dict) -> dict:
     _check_number("input", "max_line_bytes", full["input"]["max_line_bytes"], low=16,
                   integer=True)
     _check_number("batch", "max_rows", full["batch"]["max_rows"], low=1, integer=True)
+    _check_number("batch", "first_rows", full["batch"]["first_rows"], low=1, integer=True)
     _check_number("batch", "max_wait", full["batch"]["max_wait"], low=0)
     _check_number("checkpoint", "every_points", full["checkpoint"]["every_points"], low=1,
                   integer=True)

@@ -240,6 +240,14 @@ class Daemon:
     def _pending_count(self) -> int:
         return sum(len(r) for r in self.pending_rows)
 
+    def _batch_rows(self) -> int:
+        """Rows of the next full mini-batch: ``batch.first_rows`` at first, then as many as
+        were learned before (doubling), up to ``batch.max_rows``.  A model exists after the
+        first small batch, so every later point is scored; the size depends only on the rows
+        learned (checkpointed), so a resumed back-fill cuts the same batches."""
+        settings = self.config["batch"]
+        return int(min(settings["max_rows"], max(settings["first_rows"], self.counters["rows"])))
+
     def _apply(self, limit: int) -> None:
         """Learn the first ``limit`` pending rows as one mini-batch (and report them)."""
         batch, self.pending_rows = _split_front(self.pending_rows, limit)
@@ -290,7 +298,8 @@ class Daemon:
         self.since_refit += len(batch)
 
     def refit(self, reason: str) -> None:
-        """Batch EM over the window (warm and fresh starts); labels kept; online EM goes on."""
+        """Refit on the window (:meth:`GaussianMixture.refit`: the current model is kept
+        unless a candidate beats it on held-out rows); labels kept; online EM goes on."""
         self.flags.refit = False
         model = self.model
         if not model._is_fitted() or len(self.window) < model.n_components:
@@ -309,11 +318,18 @@ class Daemon:
                      len(recent), self.background.address)
             return
         model.refit(recent)
+        outcome = model.last_refit_
         self._count_refit()
+        if outcome["replaced"]:
+            self.generation += 1
         self.history.append({"event": "refit", "reason": reason, "rows": self.counters["rows"],
-                             "window": int(len(recent)), "iterations": int(model.n_iter_)})
-        log.info("refit (%s): batch EM on the last %d points, %d iterations", reason,
-                 len(recent), model.n_iter_)
+                             "window": int(len(recent)), "replaced": outcome["replaced"],
+                             "candidate": outcome["candidate"],
+                             "iterations": outcome["iterations"]})
+        log.info("refit (%s) on the last %d points: %s (%s candidate); held-out average "
+                 "log-likelihood %.4g -> %.4g", reason, len(recent),
+                 "model replaced" if outcome["replaced"] else "model kept", outcome["candidate"],
+                 outcome["log_likelihood_before"], outcome["log_likelihood_after"])
 
     def _swap_in(self, job) -> None:
         """Adopt a finished background refit; re-learn the points that arrived meanwhile."""
@@ -337,14 +353,17 @@ class Daemon:
             model.partial_fit(replay[start:start + step])
         self.model = self.monitor.model = model
         self._count_refit()
+        outcome = model.last_refit_
         self.history.append({"event": "refit", "reason": job.reason,
                              "rows": self.counters["rows"], "window": int(len(job.rows)),
-                             "iterations": int(model.n_iter_),
+                             "replaced": outcome["replaced"], "candidate": outcome["candidate"],
+                             "iterations": outcome["iterations"],
                              "scheduler": self.background.address,
                              "seconds": round(job.seconds, 3), "relearned": int(len(replay))})
-        log.info("refit (%s) on %s: batch EM on %d points, %d iterations, %.1fs; %d points "
-                 "that arrived meanwhile re-learned", job.reason, self.background.address,
-                 len(job.rows), model.n_iter_, job.seconds, len(replay))
+        log.info("refit (%s) on %s: %d points, %s, %.1fs; %d points that arrived meanwhile "
+                 "re-learned", job.reason, self.background.address, len(job.rows),
+                 "model replaced" if outcome["replaced"] else "model kept", job.seconds,
+                 len(replay))
 
     def _count_refit(self) -> None:
         self.counters["refits"] += 1
@@ -528,8 +547,8 @@ class Daemon:
                 self.applied_offset = self.source.offset
                 self.pending_rejects = []
                 log.info("now reading %s (rotated or truncated)", self.source.path)
-            while self._pending_count() >= settings["max_rows"]:
-                self._apply(settings["max_rows"])
+            while self._pending_count() >= self._batch_rows():
+                self._apply(self._batch_rows())
             waited = (self.first_pending_at is not None
                       and time.monotonic() - self.first_pending_at >= settings["max_wait"])
             if self.pending_rows and (self.source.at_end or (waited and not by_count_only)):

@@ -1,0 +1,90 @@
+"""Online learning on real data (issue 13): river's bundled sets, offline.
+
+Each named set, shuffled so that the stream is stationary, is learned in one pass (mini-batches
+of 100, the daemon's shipped defaults) on 80% and compared with batch EM (best of 8 starts, same
+settings, same rows) on the other 20%.  ``benchmarks/bench_real_data.py`` runs more shuffles
+and sets the defaults were not tuned on.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from .conftest import ROOT
+from .real_data import NAMED, one_pass, rows, table
+
+
+@pytest.mark.slow
+def test_one_pass_on_real_sets_is_within_005_nats_per_feature_of_batch_em():
+    outcomes = [one_pass(name) for name in NAMED]
+    in_order = [one_pass(name, order="original") for name in NAMED]
+    print("\n" + table(outcomes + in_order))
+    for o in outcomes:
+        assert o.gap <= 0.05, (o.name, o.batch, o.online)
+        assert o.alarms <= 1, (o.name, o.alarms)
+    for o in in_order:  # a stream that is not stationary: a finite model, no crash
+        assert np.isfinite(o.online), o.name
+
+
+def _shuttle():
+    from river import datasets
+
+    return list(datasets.Shuttle())
+
+
+def _auc_score_then_learn(model, data):
+    scores = []
+    for x, _ in data:
+        scores.append(model.score_one(x))
+        model.learn_one(x)
+    return np.array(scores)
+
+
+@pytest.mark.slow
+def test_shuttle_detector_with_defaults_ranks_at_least_as_well_as_half_space_trees():
+    from river import anomaly, preprocessing
+    from sklearn.metrics import roc_auc_score
+
+    from emstream.river import GaussianMixtureDetector
+
+    data = _shuttle()
+    y = np.array([label for _, label in data])
+    trees = _auc_score_then_learn(preprocessing.MinMaxScaler()
+                                  | anomaly.HalfSpaceTrees(seed=42), data)
+    ours = _auc_score_then_learn(preprocessing.StandardScaler() | GaussianMixtureDetector(),
+                                 data)
+    for n in (20_000, len(data)):
+        theirs, mine = roc_auc_score(y[:n], trees[:n]), roc_auc_score(y[:n], ours[:n])
+        print(f"\nShuttle, first {n} rows: GaussianMixtureDetector {mine:.4f}, "
+              f"HalfSpaceTrees {theirs:.4f}")
+        assert mine >= theirs, (n, mine, theirs)
+
+
+@pytest.mark.slow
+def test_the_daemons_surprise_on_shuttle_ranks_at_least_as_well_as_half_space_trees(tmp_path):
+    from river import anomaly, preprocessing
+    from sklearn.metrics import roc_auc_score
+
+    data = _shuttle()
+    y = np.array([label for _, label in data])
+    X = rows("Shuttle")
+    source = tmp_path / "shuttle.csv"
+    np.savetxt(source, X, fmt="%d", delimiter=",")
+    done = subprocess.run([sys.executable, "-m", "emstreamd", "--config",
+                           str(ROOT / "config.yaml"), "--input", str(source), "--checkpoint",
+                           str(tmp_path / "state")], capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    out = np.loadtxt(done.stdout.decode().splitlines(), delimiter=",")
+    lines, surprise = out[:, 0].astype(int), out[:, 3]
+    assert lines[0] == 101 and len(lines) == len(X) - 100  # all after the first batch
+    trees = _auc_score_then_learn(preprocessing.MinMaxScaler()
+                                  | anomaly.HalfSpaceTrees(seed=42), data)
+    for n in (20_000, len(X)):
+        scored = lines <= n
+        mine = roc_auc_score(y[lines[scored] - 1], surprise[scored])
+        theirs = roc_auc_score(y[:n], trees[:n])
+        print(f"\nShuttle through emstreamd, first {n} rows: surprise {mine:.4f}, "
+              f"HalfSpaceTrees {theirs:.4f}")
+        assert mine >= theirs, (n, mine, theirs)
