@@ -120,7 +120,7 @@ class OnlineSettings:
     step_floor: float | None = None
     warmup_size: int = 1000
     outlier_gate: object = "auto"
-    averaging: bool = False
+    averaging: bool = True
     variance_floor: str | None = "resolution"
     n_fresh: int = 2
     window: int | None = None
@@ -389,13 +389,17 @@ class OnlineLearner:
         return -math.expm1(float(np.add.reduce(np.log1p(gamma, out=gamma))))
 
     def _publish_average(self, n_points: float) -> None:
-        """Fold the new iterate into the Polyak average (weighted by points) and publish it."""
+        """Fold the new iterate into the average and publish it.
+
+        The average of the iterates since the last fit, each weighted by the points it learned
+        (Polyak–Ruppert), over at most the learner's memory: beyond it, an exponential average
+        with that horizon, so on a drifting stream it lags by no more than the iterate does."""
         it = self.iterate
         if self.average is None:
             self.average = (0.0, it.weights, it.means, it.covariances)
         total, weights, means, covs = self.average
         total += n_points
-        share = n_points / total
+        share = n_points / min(total, max(self.memory(), n_points))
         weights = weights + share * (it.weights - weights)
         means = means + share * (it.means - means)
         covs = covs + share * (it.covariances - covs)

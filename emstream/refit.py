@@ -7,12 +7,14 @@ refits and scheduled refits.  (A user's batch ``fit`` is scikit-learn's plain EM
 - **A weighted sample of the stream.**  Rows carry a weight (how much of the stream each stands
   for) and an arrival time.
 - **Far rows stay out unless they recur.**  A row beyond the outlier gate of every component is
-  left out of a fit, unless such rows recur: in at least :data:`RECURRING_EPISODES` separate
-  episodes (heavy tails, a rare region the model has not learned yet) or in one episode of at
-  least :data:`SUSTAINED` points (a change).  A single wild value or a short burst never shapes a
+  left out of a fit, unless such rows recur (:func:`recurring`: separate episodes at a steady
+  rate, or one sustained run): heavy tails, a rare region the model has not learned yet, a
+  change.  Recurring far rows count in full if they are enough to hold a component, else each
+  as much as a point on the gate (bounded influence, as Huber's M-estimators).  A single wild value or a short burst never shapes a
   component; a stream's own tails do.
-- **Every component earns its place.**  A component left with fewer than ``support`` points is
-  moved: the component carrying the most surprise is split in two (:func:`emstream.init.split_component`).
+- **Every component earns its place.**  A component left with fewer than ``support`` points, or
+  whose points do not recur (a burst), is moved: the component carrying the most surprise is
+  split in two (:func:`emstream.init.split_component`).
 - **Candidates, judged on rows they did not see.**  EM started from the current model, fresh
   k-means++ starts and any extra starts (births) are each fitted on one half of the rows and
   scored on the other (two-fold cross-validation over alternate rows); the current model is
@@ -211,15 +213,42 @@ class Candidate:
 
 
 def _estimate(rows: Sample, params: MixtureParams, settings: FitSettings):
-    """One E-step: statistics of the rows a fit keeps, each row's log p(x) and responsibilities."""
+    """One E-step: statistics of the rows a fit keeps, each row's log p(x) and responsibilities.
+
+    Far rows that do not recur are left out.  Far rows that recur count in full when they are
+    enough to hold a component of their own (``support``); fewer, each counts as much as a
+    point on the gate would (weight ``gate / d²``, d² its squared distance to the nearest
+    component): they widen the components they fall near, as they should, by a bounded amount.
+    """
     scored = em.e_step_scored(rows.X, params, gate=settings.gate, with_resp=True,
                               weights=rows.weights)
-    kept = ~scored.gated
-    if not kept.all() and recurring(rows.times[scored.gated], rows.span):
-        # The far rows recur: they are the stream's own, and every component sees them.
-        scored = em.e_step_scored(rows.X, params, with_resp=True, weights=rows.weights)
-        kept = np.ones(len(kept), dtype=bool)
-    return scored, kept
+    far = scored.gated
+    if not far.any() or not recurring(rows.times[far], rows.span):
+        return scored, ~far
+    weights = rows.weights
+    if float(weights[far].sum()) < settings.support:
+        weights = weights.copy()
+        weights[far] *= np.minimum(1.0, settings.gate / _nearest_distance(rows.X[far], params))
+    scored = em.e_step_scored(rows.X, params, with_resp=True, weights=weights)
+    return scored, np.ones(len(far), dtype=bool)
+
+
+def _nearest_distance(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """Squared Mahalanobis distance of each row to its nearest component, shape (n,)."""
+    half = em.log_joint_chunk(X, params) - params.log_normaliser[:, None]  # -½ d²_k
+    return np.maximum(-2.0 * half.max(axis=0), np.finfo(float).tiny)
+
+
+def _unsupported(rows: Sample, scored, kept: np.ndarray, counts: np.ndarray,
+                 support: float) -> np.ndarray:
+    """Components that do not earn their place: fewer than ``support`` points, or points that
+    do not recur (all from one short stretch of the stream: a burst)."""
+    weak = counts < support
+    owner = np.argmax(scored.resp, axis=1)
+    for k in np.flatnonzero(~weak):
+        mine = kept & (owner == k)
+        weak[k] = not recurring(rows.times[mine], rows.span)
+    return np.flatnonzero(weak)
 
 
 def robust_em(rows: Sample, start: MixtureParams, settings: FitSettings,
@@ -244,7 +273,7 @@ def robust_em(rows: Sample, start: MixtureParams, settings: FitSettings,
         if est is None:  # nothing kept: the start explains none of the rows
             break
         stats = est.stats
-        weak = np.flatnonzero(stats.counts < settings.support)
+        weak = _unsupported(rows, scored, kept, stats.counts, settings.support)
         if weak.size and budget and weak.size < stats.n_components:
             surprise = np.where(kept, -scored.log_prob * rows.weights, 0.0)
             load = scored.resp.T @ surprise
@@ -261,7 +290,7 @@ def robust_em(rows: Sample, start: MixtureParams, settings: FitSettings,
         previous = objective
     if stats is None:
         return Candidate(name, start, None, np.zeros(len(rows.X), bool), False, n_iter, False)
-    supported = bool(np.all(stats.counts >= settings.support))
+    supported = weak.size == 0
     return Candidate(name, params, stats, kept, supported, n_iter, converged, objective)
 
 

@@ -1,0 +1,121 @@
+"""The online learner's guards (issue 13): resolution floors, no component on a handful of
+points, no lock-out, births, refits that cannot make the model worse."""
+
+import numpy as np
+import pytest
+
+from emstream import GaussianMixture
+from emstream.refit import FitSettings, Sample, episodes, recurring, search
+from emstream.resolution import grid_step, variance_floor
+
+from .conftest import mixture_1d
+
+
+def test_grid_step_sees_integers_decimals_ratios_and_ignores_rounding():
+    rng = np.random.default_rng(0)
+    X = np.c_[rng.integers(0, 50, 500), np.round(rng.normal(size=500), 2),
+              rng.integers(0, 10, 500) / 9.0 + 1e-15 * rng.normal(size=500),
+              rng.normal(size=500), np.full(500, 3.5)]
+    step = grid_step(X)
+    assert step[:3] == pytest.approx([1.0, 0.01, 1 / 9])
+    assert step[3] < 1e-4  # continuous: a negligible floor
+    assert step[4] == pytest.approx(0.1)  # one value, printed to one decimal
+    assert variance_floor([1.0])[0] == pytest.approx(1 / 12)
+
+
+def test_integer_column_cannot_collapse_a_component():
+    """A column that is 0 for most rows: without a floor a component shrinks onto the zeros
+    and its density there grows without bound; with it, the variance stays >= 1/12."""
+    rng = np.random.default_rng(1)
+    X = np.c_[rng.normal(0, 5, 3000).round(), np.where(rng.uniform(size=3000) < 0.9, 0,
+                                                        rng.integers(-3, 4, 3000))]
+    gm = GaussianMixture(3, random_state=0)
+    for i in range(0, len(X), 100):
+        gm.partial_fit(X[i:i + 100])
+    variances = gm.covariances_[:, [0, 1], [0, 1]]
+    assert variances.min() >= 1 / 12 - 1e-12
+    sklearn_like = GaussianMixture(3, random_state=0, variance_floor=None).fit(X)
+    assert sklearn_like.covariances_[:, 1, 1].min() < 1e-3  # the spike it avoids
+
+
+def test_warm_up_never_leaves_a_component_on_a_handful_of_points():
+    rng = np.random.default_rng(2)
+    X = np.r_[rng.normal(0, 1, 995), [40.0, -37.0, 55.0, 61.0, -50.0]][:, None]
+    gm = GaussianMixture(3, random_state=0)
+    gm.partial_fit(rng.permutation(X))
+    assert gm.weights_.min() * 1000 >= 10
+
+
+def test_a_region_that_keeps_receiving_points_is_learned():
+    """The warm-up sees one cluster; a second, far beyond the gate, keeps coming: the gate
+    must not lock it out (a component is born on it)."""
+    rng = np.random.default_rng(3)
+    warm = rng.normal(0, 1, 2000)
+    later = np.where(rng.uniform(size=20_000) < 0.05, rng.normal(100, 1, 20_000),
+                     rng.normal(0, 1, 20_000))
+    gm = GaussianMixture(2, random_state=0, step_floor=1 / 20_000)
+    for X in (warm, later):
+        for i in range(0, len(X), 100):
+            gm.partial_fit(X[i:i + 100, None])
+    assert np.sort(gm.means_.ravel()) == pytest.approx([0.0, 100.0], abs=0.2)
+    assert gm.weights_.min() == pytest.approx(0.05 * 20_000 / 22_000, abs=0.02)
+    held = np.r_[rng.normal(0, 1, 950), rng.normal(100, 1, 50)][:, None]
+    assert gm.score(held) > -2.0  # the far cluster is explained, not left at -5000 nats
+
+
+def test_a_single_wild_value_and_short_bursts_stay_out():
+    rng = np.random.default_rng(4)
+    X = mixture_1d(30_000, rng)
+    X[5000] = 1e4
+    X[9000:9030] = 500.0
+    X[17000:17030] = -600.0
+    gm = GaussianMixture(3, random_state=0)
+    for i in range(0, len(X), 100):
+        gm.partial_fit(X[i:i + 100])
+    assert gm.n_gated_ == 61
+    assert np.sort(gm.means_.ravel()) == pytest.approx([-4, 0, 5], abs=0.1)
+    assert np.sqrt(gm.covariances_.ravel()).max() < 1.2
+
+
+def test_recurrence_tells_tails_from_flukes():
+    assert episodes(np.array([1.0, 2.0, 200.0])) == (2, 1.0)
+    assert not recurring(np.arange(30.0) + 500, 20_000)  # one burst
+    assert recurring(np.arange(0, 20_000, 1000.0), 20_000)  # 20 separate episodes
+    assert not recurring(np.arange(0, 100_000, 20_000.0), 20_000)  # five
+    assert recurring(np.arange(100.0, 300.0), 20_000)  # a sustained run: a change
+
+
+def test_a_refit_cannot_make_the_model_worse_on_recent_rows():
+    rng = np.random.default_rng(5)
+    gm = GaussianMixture(3, random_state=0)
+    for i in range(0, 20_000, 100):
+        gm.partial_fit(mixture_1d(100, rng))
+    before = gm.means_.copy()
+    recent = mixture_1d(600, rng)
+    recent[100:129] = 50.0 + rng.normal(size=(29, 1))  # the tail of a burst in the window
+    gm.refit(recent)
+    assert not gm.last_refit_["replaced"]
+    np.testing.assert_array_equal(gm.means_, before)
+
+
+def test_search_keeps_a_good_model_and_replaces_a_stuck_one():
+    rng = np.random.default_rng(6)
+    X = mixture_1d(2000, rng)
+    rows = Sample.of(X)
+    settings = FitSettings.for_rows(rows, n_components=3, covariance_type="full")
+    good = GaussianMixture(3, random_state=0).fit(X)._params
+    assert not search(rows, settings, rng, current=good).replaced
+    stuck = GaussianMixture(3, means_init=[[-4.0], [-4.0], [2.0]], weights_init=[.1, .1, .8],
+                            max_iter=1, random_state=0).fit(X)._params
+    found = search(rows, settings, rng, current=stuck)
+    assert found.replaced
+    assert np.sort(found.best.params.means.ravel()) == pytest.approx([-4, 0, 5], abs=0.2)
+
+
+def test_upkeep_leaves_a_good_model_alone_on_a_clean_stream():
+    rng = np.random.default_rng(7)
+    gm = GaussianMixture(3, random_state=0)
+    for i in range(0, 200_000, 1000):
+        gm.partial_fit(mixture_1d(1000, rng))
+    assert gm._online.upkeep.checks >= 5
+    assert gm._online.upkeep.replaced == 0
