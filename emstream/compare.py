@@ -20,8 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.special import logsumexp
 
 from .gaussian import LOG_2PI
 
@@ -68,6 +66,8 @@ def cauchy_schwarz(weights_a, means_a, covs_a, weights_b, means_b, covs_b) -> fl
     """Cauchy–Schwarz divergence ``-log(∫pq / sqrt(∫p² ∫q²))`` >= 0 between two mixtures."""
     def log_inner(wa, ma, ca, wb, mb, cb):
         terms = _log_overlap(ma, ca, mb, cb) + np.log(wa)[:, None] + np.log(wb)[None, :]
+        from scipy.special import logsumexp
+
         return logsumexp(terms)
 
     wa, wb = np.maximum(weights_a, 1e-300), np.maximum(weights_b, 1e-300)
@@ -108,6 +108,9 @@ class Match:
 def match_components(weights_a, means_a, covs_a, weights_b, means_b, covs_b) -> Match:
     """Hungarian matching of components (full (K, D, D) covariances) and the overall divergence."""
     cost = bhattacharyya(means_a, covs_a, means_b, covs_b)
+    # (scipy.optimize takes 0.25 s to import: only when components are matched)
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(cost)
     pairs = sorted(zip(rows.tolist(), cols.tolist()))
     distances = np.array([cost[i, j] for i, j in pairs])

@@ -263,9 +263,10 @@ class DriftMonitor:
         if self.memory is not None and model.step_floor is None:
             model.set_params(step_floor=1.0 / self.memory)
         # Alarms need a settled model: a provisional one is refitted as its buffer grows.
-        settled = model._is_fitted() and not model._learner().warming_up
+        learner = model._learner()
+        settled = model._is_fitted() and not learner.warming_up
         cap = self._surprise_cap() if settled else None
-        changes = model._learner().upkeep.replaced
+        changes = learner.upkeep.replaced
         scored = model.partial_fit_scored(X, with_resp=with_resp)
         if scored is None:
             none = np.zeros(n, dtype=bool)
@@ -279,9 +280,10 @@ class DriftMonitor:
         events = []
         if not settled:
             return Update(scored.log_prob, scored.resp, scored.gated, anomaly, events)
-        if model._learner().upkeep.replaced != changes:
+        learner = model._learner()  # (a refit may have brought a new one)
+        if learner.upkeep.replaced != changes:
             # The learner's upkeep replaced the model: its surprise has another baseline.
-            events.append(dict(model._learner().upkeep.events[-1]))
+            events.append(dict(learner.upkeep.events[-1]))
             self._restart_watch()
             self.events_.extend(events)
             return Update(scored.log_prob, scored.resp, scored.gated, anomaly, events)
@@ -289,7 +291,7 @@ class DriftMonitor:
         start = 0
         if self._collected is None and self._detector is not None:
             if self._scale is None:
-                self._scale = self._surprise_scale(model._learner().window.recent())
+                self._scale = self._surprise_scale(learner.window.recent())
             centre, spread = self._scale
             alarm = self._watch((np.minimum(surprise, cap) - centre) / spread)
             kind = "surprise"

@@ -385,8 +385,11 @@ class GaussianMixture:
     # ------------------------------------------------------------------ the online learner
     def _online_settings(self) -> OnlineSettings:
         """The learner's settings from the current parameters (rebuilt only when they change)."""
-        current = self._param_getter()(self)
         cached = self.__dict__.get("_settings_cache")
+        validated = self.__dict__.get("_validated")
+        if cached is not None and cached[0] is validated:
+            return cached[1]  # (validation just saw the very same parameter objects)
+        current = self._param_getter()(self)
         if cached is not None and all(map(operator.is_, current, cached[0])):
             return cached[1]
         settings = OnlineSettings(
@@ -397,7 +400,8 @@ class GaussianMixture:
             step_floor=self.step_floor, warmup_size=self.warmup_size,
             outlier_gate=self.outlier_gate, averaging=self.averaging,
             variance_floor=self.variance_floor, n_fresh=max(2, self.n_init))
-        self._settings_cache = (current, settings)
+        self._settings_cache = (validated if validated is not None and all(
+            map(operator.is_, current, validated)) else current, settings)
         return settings
 
     def _learner(self) -> OnlineLearner:

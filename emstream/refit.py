@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -76,12 +77,17 @@ def episodes(times: np.ndarray, gap: float = EPISODE_GAP) -> tuple[int, float]:
     >>> episodes(np.array([3.0, 5.0, 40.0, 500.0, 900.0, 905.0]))
     (3, 37.0)
     """
-    if times.size == 0:
+    n = times.size
+    if n == 0:
         return 0, 0.0
-    ordered = np.sort(times)
+    ordered = np.sort(times, kind="stable")  # (linear on the sorted times it usually gets)
     breaks = np.flatnonzero(np.diff(ordered) > gap)
-    starts = np.r_[0, breaks + 1]
-    ends = np.r_[breaks, ordered.size - 1]
+    if breaks.size == 0:
+        return 1, float(ordered[-1] - ordered[0])
+    starts = np.empty(breaks.size + 1, dtype=np.intp)
+    starts[0], starts[1:] = 0, breaks + 1
+    ends = np.empty_like(starts)
+    ends[:-1], ends[-1] = breaks, n - 1
     return int(starts.size), float((ordered[ends] - ordered[starts]).max())
 
 
@@ -122,12 +128,12 @@ class Sample:
         times = np.arange(len(X), dtype=float) if times is None else np.asarray(times, float)
         return cls(X, np.ones(len(X)), times)
 
-    @property
+    @cached_property
     def size(self) -> float:
         """Points of the stream the sample stands for."""
         return float(self.weights.sum())
 
-    @property
+    @cached_property
     def span(self) -> float:
         """Points of the stream between the first row and the last (at least the sample's
         size: interleaved halves of a stretch span it whole)."""
@@ -255,9 +261,10 @@ def robust_em(rows: Sample, start: MixtureParams, settings: FitSettings,
               name: str = "fit") -> Candidate:
     """EM from ``start`` on ``rows`` under the rule of this module.
 
-    A component with fewer than ``settings.support`` points is re-seeded by splitting the
-    component that carries the most surprise (at most ``2K`` times); an iteration that
-    re-seeds does not count towards convergence.
+    A component with fewer than ``settings.support`` points, or (looked at once EM has
+    settled) whose points do not recur, is re-seeded by splitting the component that carries
+    the most surprise (at most ``2K`` times); an iteration that re-seeds does not count towards
+    convergence.
 
     Returns
     -------
@@ -273,7 +280,12 @@ def robust_em(rows: Sample, start: MixtureParams, settings: FitSettings,
         if est is None:  # nothing kept: the start explains none of the rows
             break
         stats = est.stats
-        weak = _unsupported(rows, scored, kept, stats.counts, settings.support)
+        objective = est.log_likelihood / est.n_samples
+        settled = abs(objective - previous) < settings.tol or n_iter == settings.max_iter
+        if settled:  # (the recurrence of each component's points: once, at the end)
+            weak = _unsupported(rows, scored, kept, stats.counts, settings.support)
+        else:
+            weak = np.flatnonzero(stats.counts < settings.support)
         if weak.size and budget and weak.size < stats.n_components:
             surprise = np.where(kept, -scored.log_prob * rows.weights, 0.0)
             load = scored.resp.T @ surprise
@@ -283,9 +295,8 @@ def robust_em(rows: Sample, start: MixtureParams, settings: FitSettings,
             params, previous = settings.m_step(stats), -np.inf
             continue
         params = settings.m_step(stats)
-        objective = est.log_likelihood / est.n_samples
-        if abs(objective - previous) < settings.tol:
-            converged = True
+        if settled:
+            converged = n_iter < settings.max_iter or abs(objective - previous) < settings.tol
             break
         previous = objective
     if stats is None:
@@ -375,6 +386,28 @@ def _held_out(rows: Sample, models: list) -> list:
             for m in models]
 
 
+# A candidate this many nats per point behind the best on the first held-out half is not fitted
+# on the second: it could not catch up (nor one behind the current model, which it must beat).
+HOPELESS = 2.0
+
+
+def _not_worth_a_second_fold(values: list, tol: float) -> dict:
+    """Candidates (by index) to skip on the second fold: those that reached an earlier one's
+    solution (scores within tol: the same optimum, or one no better by the margin a choice
+    needs), mapped to it, and hopeless ones (None)."""
+    skip = {}
+    best = max(values) if values else -np.inf
+    for i, value in enumerate(values):
+        if not math.isfinite(value) or value < best - HOPELESS:
+            skip[i] = None
+            continue
+        for j in range(i):
+            if j not in skip and abs(value - values[j]) < tol:
+                skip[i] = j
+                break
+    return skip
+
+
 def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
            current: MixtureParams | None = None, starts=(), keep: bool = True) -> Search:
     """Fit candidates on ``rows``, judge them on rows they did not see, and pick one.
@@ -421,15 +454,31 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
         names.append("fresh")
         points.append(fresh_start(rows, settings, rng))
     first, second = _halves(rows)
-    folds = []
-    for train, test in ((first, second), (second, first)):
+    folds, skip = [], {}
+    for fold, (train, test) in enumerate(((first, second), (second, first))):
         # A component holds about half its points in each half.
         half = replace(settings, support=settings.support * train.size / max(rows.size, 1.0))
-        fitted = [robust_em(train, start, half, name) for name, start in zip(names, points)]
-        models = [(c.params, settings.gate) if c.supported else None for c in fitted]
+        fitted = [None if i in skip else robust_em(train, start, half, name)
+                  for i, (name, start) in enumerate(zip(names, points))]
+        models = [(c.params, settings.gate) if c is not None and c.supported else None
+                  for c in fitted]
         if current is not None:
             models.insert(0, (current, settings.gate))
-        folds.append((_held_out(test, models), test.size))
+        values = _held_out(test, models)
+        offset = 1 if current is not None else 0
+        for i, target in skip.items():  # a candidate that came to another's solution
+            values[offset + i] = values[offset + target] if target is not None else -np.inf
+        folds.append((values, test.size))
+        if fold == 0:
+            skip = _not_worth_a_second_fold(values[offset:], settings.tol)
+            if current is not None:
+                # Only a candidate that beat the current model on this half may go on.
+                skip.update({i: None for i, value in enumerate(values[offset:])
+                             if not value > values[0] + settings.tol})
+                if len(skip) == len(points):
+                    kept = np.ones(len(rows.X), dtype=bool)
+                    return Search(Candidate("current", current, None, kept),
+                                  ["current"] + names, values, False, 0)
     total = sum(size for _, size in folds)
     scores = [sum(values[i] * size for values, size in folds) / total
               for i in range(len(folds[0][0]))]

@@ -144,7 +144,7 @@ def _upkeep_dict(up: Upkeep) -> dict:
     return {"next_check": None if math.isinf(up.next_check) else float(up.next_check),
             "quiet_until": float(up.quiet_until), "pause": float(up.pause),
             "far_since": int(up.far_since), "checks": int(up.checks),
-            "replaced": int(up.replaced), "events": list(up.events)}
+            "replaced": int(up.replaced), "idle": int(up.idle), "events": list(up.events)}
 
 
 # ---------------------------------------------------------------------------- validation
@@ -402,6 +402,7 @@ def _upkeep(data) -> Upkeep:
         far_since=_count(data.get("far_since", 0), "online.upkeep.far_since"),
         checks=_count(data.get("checks", 0), "online.upkeep.checks"),
         replaced=_count(data.get("replaced", 0), "online.upkeep.replaced"),
+        idle=_count(data.get("idle", 0), "online.upkeep.idle"),
         events=events)
 
 

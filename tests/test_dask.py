@@ -184,9 +184,11 @@ def test_refit_on_client_equals_the_in_process_refit(client, X2, covariance_type
     refitted = emd.refit_on_client(model, recent, client)
     expected = copy.deepcopy(model).refit(recent)
     assert_same_fit(refitted, expected)
+    # A dask collection is refitted across the cluster by batch EM (warm and fresh starts):
+    # it fits the window at least as well as the in-process refit, which may keep the model.
     on_cluster = emd.refit_on_client(model, da.from_array(recent, chunks=2000), client)
-    np.testing.assert_allclose(np.sort(on_cluster.means_, axis=0),
-                               np.sort(expected.means_, axis=0), atol=0.05)
+    assert on_cluster.last_refit_["candidate"] == "cluster"
+    assert on_cluster.score(recent) >= expected.score(recent) - 0.01
     np.testing.assert_array_equal(model.means_, before)
     # Labels follow the components they matched: new mean k is nearest to old mean k shifted.
     distances = np.linalg.norm(refitted.means_[:, None] - (before + 0.3)[None], axis=2)
