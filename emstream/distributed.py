@@ -17,9 +17,9 @@ Nothing of EM is reimplemented here: only where the data sit changes.
 
 Whatever dask would compute with runs the fit: the ``scheduler`` setting
 (``dask.config.set(scheduler="synchronous")``, ``"threads"``, a ``distributed.Client``), else
-the current distributed client, else the collection's default.  :func:`fit_on_scheduler` fits
-on a cluster given by address.  dask is optional (``pip install 'emstream[dask]'``); fitting
-numpy data never imports it.
+the current distributed client, else the collection's default; :mod:`emstream.cluster` fits
+and refits whole models on a cluster given by address.  dask is optional (``pip install
+'emstream[dask]'``); fitting numpy data never imports it.
 
 Example
 -------
@@ -38,7 +38,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import importlib
 import math
 import operator
@@ -53,14 +52,12 @@ import numpy as np
 from . import em
 from .gaussian import MixtureParams
 from .init import _MAX_INIT_ROWS
-from .validation import MAX_ABS_VALUE, check_array
+from .validation import MAX_ABS_VALUE
 
 # Blocks are persisted when they take at most this share of the cluster's memory.
 MEMORY_SHARE = 0.5
 # Statistics of this many blocks are added in one task of the reduction tree.
 SUM_FAN_IN = 16
-# Fewest rows per block when numpy data are shipped to a cluster (see fit_on_scheduler).
-MIN_BLOCK_ROWS = 100_000
 INSTALL_HINT = "pip install 'emstream[dask]'"
 # dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also pins glibc's mmap
 # threshold at 128 KiB: every E-step temporary (~1 MiB by design) is then mmap'd and page-faulted
@@ -376,95 +373,3 @@ def connect(address: str, *, timeout: float = 30.0):
         cluster.close()
         os.environ.clear()
         os.environ.update(environ)
-
-
-def fit_on_scheduler(model, X, address: str, *, timeout: float = 30.0):
-    """Batch-fit a model on a dask cluster and return it; the model passed in is unchanged.
-
-    For a refit from a service: ``fit_on_scheduler(model.set_params(warm_start=True), window,
-    "tcp://host:8786")`` continues from the model's current state, like ``model.fit(window)``
-    does in-process, and gives the same result up to rounding.  Workers need emstream
-    installed.
-
-    Parameters
-    ----------
-    model : GaussianMixture or dict
-        The model to refit (a copy is fitted), or constructor parameters of a new one.
-    X : ndarray of shape (n_samples, n_features), or a dask array or data frame
-        numpy rows are shipped to the cluster once, in one block per worker thread (at least
-        100,000 rows each); a dask collection's graph runs on the cluster.
-    address : str
-        ``tcp://host:port`` of a running ``dask scheduler``, or ``local:N`` (see
-        :func:`connect`).
-    timeout : float
-        Seconds to wait for the scheduler.
-
-    Returns
-    -------
-    GaussianMixture
-        Fitted by batch EM through the same core as ``fit``.
-
-    Examples
-    --------
-    >>> from emstream.distributed import fit_on_scheduler
-    >>> gm = fit_on_scheduler({"n_components": 3}, X, "tcp://10.0.0.5:8786")  # doctest: +SKIP
-    """
-    from .mixture import GaussianMixture  # mixture imports this module
-
-    fitted = GaussianMixture(**model) if isinstance(model, dict) else copy.deepcopy(model)
-    with connect(address, timeout=timeout) as client:
-        X = _blocks_for(X, client)
-        with require("dask").config.set(scheduler=client):
-            fitted.fit(X)
-    return fitted
-
-
-def refit_on_client(model, X, client):
-    """:meth:`GaussianMixture.refit` of a copy of ``model``, on a connected client's cluster
-    when ``X`` is a dask collection; ``model`` itself is unchanged.
-
-    The daemon's background refits use this.  A numpy window (recent rows, in arrival order) is
-    refitted by one task on a worker, by the refit's own rule (:mod:`emstream.refit`:
-    candidates judged on held-out rows, far rows that do not recur left out, the current model
-    kept unless beaten), which needs the rows and their order in one place; a dask collection
-    is refitted across the cluster by batch EM from the current state and a fresh start, the
-    better kept.  Labels are matched to ``model``'s either way.
-
-    Parameters
-    ----------
-    model : GaussianMixture
-        Fitted.
-    X : ndarray of shape (n_samples, n_features), or a dask array or data frame
-    client : distributed.Client
-        For example from :func:`connect`.
-
-    Returns
-    -------
-    GaussianMixture
-
-    Examples
-    --------
-    >>> with connect("local:2") as client:                     # doctest: +SKIP
-    ...     refitted = refit_on_client(model, recent_rows, client)
-    """
-    if not is_dask_collection(X):
-        return client.submit(_refitted_copy, model, check_array(X), pure=False).result()
-    refitted = copy.deepcopy(model)
-    with require("dask").config.set(scheduler=client):
-        refitted.refit(X)
-    return refitted
-
-
-def _refitted_copy(model, X):
-    """A worker's task: a refitted copy of ``model`` (the caller's stays as it was)."""
-    return copy.deepcopy(model).refit(X)
-
-
-def _blocks_for(X, client):
-    """numpy rows as a dask array of one block per worker thread (>= MIN_BLOCK_ROWS each)."""
-    if is_dask_collection(X):
-        return X
-    X = check_array(X)
-    threads = max(1, sum(client.nthreads().values()))
-    rows = max(MIN_BLOCK_ROWS, -(-X.shape[0] // threads))
-    return require("dask.array").from_array(X, chunks=(rows, X.shape[1]))

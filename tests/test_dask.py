@@ -16,6 +16,7 @@ import pytest
 from dask.callbacks import Callback
 from distributed import Client, LocalCluster
 
+import emstream.cluster as emc
 import emstream.distributed as emd
 from emstream import GaussianMixture
 from emstream.cli import main
@@ -168,10 +169,10 @@ def test_fit_on_scheduler_refits_a_copy_from_its_state(client, X2):
     before = model.means_.copy()
     recent = X2[5000:] + 0.3
     address = client.scheduler.address
-    refitted = emd.fit_on_scheduler(model.set_params(warm_start=True), recent, address)
+    refitted = emc.fit_on_scheduler(model.set_params(warm_start=True), recent, address)
     assert_same_fit(refitted, copy.deepcopy(model).fit(recent))
     np.testing.assert_array_equal(model.means_, before)
-    fresh = emd.fit_on_scheduler({"n_components": 3, "random_state": 0}, X2, address)
+    fresh = emc.fit_on_scheduler({"n_components": 3, "random_state": 0}, X2, address)
     assert_same_fit(fresh, GaussianMixture(3, random_state=0).fit(X2))
 
 
@@ -181,12 +182,12 @@ def test_refit_on_client_equals_the_in_process_refit(client, X2, covariance_type
     model.partial_fit(X2[5000:6000])
     recent = X2[6000:] + 0.3
     before = model.means_.copy()
-    refitted = emd.refit_on_client(model, recent, client)
+    refitted = emc.refit_on_client(model, recent, client)
     expected = copy.deepcopy(model).refit(recent)
     assert_same_fit(refitted, expected)
     # A dask collection is refitted across the cluster by batch EM (warm and fresh starts):
     # it fits the window at least as well as the in-process refit, which may keep the model.
-    on_cluster = emd.refit_on_client(model, da.from_array(recent, chunks=2000), client)
+    on_cluster = emc.refit_on_client(model, da.from_array(recent, chunks=2000), client)
     assert on_cluster.last_refit_["candidate"] == "cluster"
     assert on_cluster.score(recent) >= expected.score(recent) - 0.01
     np.testing.assert_array_equal(model.means_, before)
@@ -270,7 +271,7 @@ def test_missing_dask_says_how_to_install_it(monkeypatch, tmp_path, capsys, X2):
     for name in ("dask", "dask.array", "dask.dataframe", "dask.base", "distributed"):
         monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
     with pytest.raises(ImportError, match=r"pip install 'emstream\[dask\]'") as error:
-        emd.fit_on_scheduler({"n_components": 2}, X2, "local:1")
+        emc.fit_on_scheduler({"n_components": 2}, X2, "local:1")
     assert isinstance(error.value, emd.DaskMissingError)
     (tmp_path / "a.csv").write_text("1\n2\n3\n")
     assert main(["fit", str(tmp_path / "a.csv"), "-k", "2", "-o", str(tmp_path / "c.json"),

@@ -320,3 +320,62 @@ def test_quantile_equals_numpys():
     assert quantile(np.array([1.0, 2.0, np.inf]), 0.999) == np.inf  # numpy: NaN
     assert quantile(np.array([1.0, np.inf]), 1.0) == np.inf
     assert quantile(np.array([3.0]), 0.3) == 3.0
+
+
+def _bursts(data, rng, straddle):
+    """Five bursts of 30 points at ±50 sd; with ``straddle`` each starts 25 points into a
+    detector block, so it runs into the next one (and into the rows a refit collects)."""
+    starts = np.sort(rng.choice(np.arange(20_000, 190_000, 100), 5, replace=False))
+    for j, start in enumerate(starts):
+        start += 25 if straddle else 0
+        data[start:start + 30, 0] = 50.0 * (1 if j % 2 else -1) + rng.normal(size=30)
+    return data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("straddle", [False, True], ids=["aligned", "straddling"])
+def test_bursts_of_outliers_cost_nothing_lasting(straddle):
+    """Issue 13: 5 bursts of 30 points at 50 sd; 100,000 points after the last the model is
+    as good as without them (<= 0.0024 nats per point), whatever the refits saw."""
+    held = draw(np.random.default_rng(99), 100_000)
+    costs = []
+    for seed in range(5):
+        scores = []
+        for bursts in (False, True):
+            data = draw(np.random.default_rng(seed), 300_000)
+            if bursts:
+                data = _bursts(data, np.random.default_rng(1000 + seed), straddle)
+            monitor = DriftMonitor(GaussianMixture(3, random_state=seed))
+            feed(monitor, data, 100)
+            scores.append(monitor.model.score(held))
+        costs.append(scores[0] - scores[1])
+    print(f"\nbursts ({'straddling' if straddle else 'aligned'}): cost {np.round(costs, 6)}")
+    assert max(costs) <= 0.0024, costs
+
+
+@pytest.mark.slow
+def test_mass_that_moves_between_components_raises_an_alarm():
+    """Issue 13: weights .1/.3/.6 -> .1/.8/.1 (surprise barely moves): alarmed within 2,000
+    points, within 1% of the new optimum by 10,000."""
+    before, after = np.array([0.1, 0.3, 0.6]), np.array([0.1, 0.8, 0.1])
+
+    def weighted(rng, n, weights):
+        k = rng.choice(3, n, p=weights)
+        return (MEANS[k] + rng.normal(size=n))[:, None]
+
+    delays, gaps = [], []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        held = weighted(np.random.default_rng(100 + seed), 50_000, after)
+        best = GaussianMixture(3, random_state=0).fit(
+            weighted(np.random.default_rng(200 + seed), 200_000, after)).score(held)
+        monitor = DriftMonitor(GaussianMixture(3, random_state=seed))
+        feed(monitor, weighted(rng, 100_000, before), 100)
+        assert monitor.n_alarms_ == 0, monitor.events_
+        feed(monitor, weighted(rng, 10_000, after), 100)
+        alarms = [e for e in monitor.events_ if e["event"] == "drift"]
+        assert len(alarms) == 1 and alarms[0]["change"] == "weights"
+        delays.append(alarms[0]["point"] - 100_000)
+        gaps.append(relative_gap(best, monitor.model.score(held)))
+    print(f"\nweights moved: alarm after {delays} points; gap after 10,000 {np.round(gaps, 5)}")
+    assert max(delays) <= 2000 and max(gaps) <= 0.01

@@ -5,7 +5,7 @@ import itertools
 
 import numpy as np
 import pytest
-from river import checks, datasets, preprocessing
+from river import checks, preprocessing
 from river.checks import common
 
 from emstream.river import GaussianMixtureDetector, OnlineGaussianMixture

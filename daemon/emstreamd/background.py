@@ -65,7 +65,8 @@ class BackgroundRefit:
         self._thread.start()
 
     def _run(self, job: Job) -> None:
-        from emstream.distributed import connect, refit_on_client
+        from emstream.cluster import refit_on_client
+        from emstream.distributed import connect
 
         try:
             if self._client is None:
