@@ -97,7 +97,7 @@ def _one_hot(labels: np.ndarray, n_components: int) -> np.ndarray:
 
 
 def initial_stats(X: np.ndarray, n_components: int, covariance_type: str, method: str,
-                  rng: np.random.Generator) -> SufficientStats:
+                  rng: np.random.Generator, *, n_trials: int = 8) -> SufficientStats:
     """Statistics of a first clustering of ``X``: the M-step turns them into starting parameters.
 
     Parameters
@@ -111,6 +111,8 @@ def initial_stats(X: np.ndarray, n_components: int, covariance_type: str, method
         ``kmeans``: the same with Lloyd's algorithm run up to 100 iterations.  ``random``: random soft
         responsibilities (as scikit-learn).  ``random_from_data``: random rows as centres.
     rng : numpy.random.Generator
+    n_trials : int
+        k-means++ seedings tried (the best refined), for "k-means++" and "kmeans".
 
     Returns
     -------
@@ -130,7 +132,8 @@ def initial_stats(X: np.ndarray, n_components: int, covariance_type: str, method
         centres = X[rng.choice(X.shape[0], n_components, replace=X.shape[0] < n_components)]
     else:
         centres = kmeans_plusplus(X, n_components, rng,
-                                  lloyd_iterations=100 if method == "kmeans" else 10)
+                                  lloyd_iterations=100 if method == "kmeans" else 10,
+                                  n_trials=n_trials)
     labels, _ = vq.vq(X, centres, check_finite=False)
     stats = SufficientStats.from_chunk(X, _one_hot(labels, n_components), covariance_type,
                                        centres)

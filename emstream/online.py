@@ -246,9 +246,10 @@ class OnlineLearner:
     def support(self) -> float:
         return support_needed(self.n_features, self.horizon(), self.settings.n_components)
 
-    def fit_settings(self, n_rows: float, n_fresh: int | None = None) -> FitSettings:
+    def fit_settings(self, n_rows: float, n_fresh: int | None = None,
+                     init_trials: int = 8) -> FitSettings:
         """Settings of a search on ``n_rows`` rows (``n_fresh`` fresh starts, default the
-        settings')."""
+        settings', each the best of ``init_trials`` k-means++ seedings)."""
         s = self.settings
         return FitSettings(
             n_components=s.n_components, covariance_type=s.covariance_type,
@@ -256,7 +257,7 @@ class OnlineLearner:
                 self.n_features), support=support_needed(self.n_features, n_rows,
                                                          s.n_components),
             tol=s.tol, max_iter=min(s.max_iter, 50), init_params=s.init_params,
-            n_fresh=s.n_fresh if n_fresh is None else n_fresh)
+            n_fresh=s.n_fresh if n_fresh is None else n_fresh, init_trials=init_trials)
 
     def rng(self, *salt: int) -> np.random.Generator:
         """A generator for fresh starts: from ``random_state`` and ``salt`` (what the search is
@@ -460,7 +461,10 @@ class OnlineLearner:
             self.iterate = em.m_step(self.stats, reg_covar=self.settings.reg_covar,
                                      floor=self.floor())
             self.params = self.iterate
+            # Every start came to one solution: no structure left to look for, so the first
+            # scheduled checks are light ones, far apart (a change brings full ones back).
             self.upkeep = Upkeep(next_check=CHECK_GROWTH * self.n_seen,
+                                 idle=IDLE_CHECKS if found.agreed else 0,
                                  events=self.upkeep.events)
 
     # ------------------------------------------------------------------ upkeep
@@ -475,8 +479,9 @@ class OnlineLearner:
             return
         reason = "schedule" if scheduled else "starving" if starving else "far rows"
         replaced = self.check(reason)
-        if scheduled:
+        if scheduled or replaced:
             up.idle = 0 if replaced else up.idle + 1
+        if scheduled:
             late = (self.n_seen >= LATE_CHECKS * self.settings.warmup_size
                     or up.idle >= IDLE_CHECKS)
             up.next_check = (LATE_GROWTH if late else CHECK_GROWTH) * self.n_seen
@@ -520,9 +525,9 @@ class OnlineLearner:
                 reg_covar=self.settings.reg_covar, floor=self.floor())))
         return rows, births
 
-    def split_merge(self, X: np.ndarray) -> list:
+    def split_merge(self, X: np.ndarray, merges: int = MERGES) -> list:
         """Structural proposals of split-and-merge EM (Ueda et al. 2000) from the current
-        model: for each of the :data:`MERGES` closest pairs of components (Bhattacharyya
+        model: for each of the ``merges`` closest pairs of components (Bhattacharyya
         distance), the pair merged and the other component that carries the most surprise on
         ``X`` split in two.  They leave local optima that EM alone cannot (one component over
         two clusters, two over one), which fresh starts on a few hundred heavy-tailed rows
@@ -540,7 +545,7 @@ class OnlineLearner:
         pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
         pairs.sort(key=lambda pair: distance[pair])
         moves = []
-        for i, j in pairs[:MERGES]:
+        for i, j in pairs[:merges]:
             keep, free = (i, j) if p.weights[i] >= p.weights[j] else (j, i)
             merged = merge_components(self.stats, keep, free)
             burden = load.copy()
@@ -552,17 +557,23 @@ class OnlineLearner:
         return moves
 
     def check(self, reason: str) -> bool:
-        """Fit candidates on recent rows and adopt a better one; whether the model changed."""
+        """Fit candidates on recent rows and adopt a better one; whether the model changed.
+
+        A scheduled check after :data:`IDLE_CHECKS` that changed nothing is light: the one
+        split-and-merge proposal of the closest pair, no fresh start."""
         up = self.upkeep
         up.checks += 1
         up.far_since = 0
+        light = reason == "schedule" and up.idle >= IDLE_CHECKS
         rows, births = self.check_sample()
-        births = births + self.split_merge(self.window.recent())
+        births = births + self.split_merge(self.window.recent(), 1 if light else MERGES)
         if self.step is not None:
             self.step = finer(self.step, grid_step(rows.X))
-        # One fresh start: the proposals from the current model do most of the work here.
-        found = search(rows, self.fit_settings(rows.size, n_fresh=1), self.rng(1, up.checks),
-                       current=self.iterate, starts=births)
+        # One quick fresh start: the proposals from the current model do most of the work.
+        found = search(rows, self.fit_settings(rows.size, n_fresh=0 if light else 1,
+                                               init_trials=2),
+                       self.rng(1, up.checks),
+                       current=self.iterate, starts=births, warm=False)
         if not found.replaced:
             return False
         self._replace(found, rows.size, reason)

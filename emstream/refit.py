@@ -58,8 +58,12 @@ SUSTAINED = 100
 RECURRING_RATE = 5e-4
 RECURRING_EPISODES = 3
 # Iterations of each candidate's EM in a search (a warm start needs few; a fresh one converges
-# within this on every data set tried, and more only polishes a loser).
+# within this on every data set tried, and more only polishes a loser) ...
 MAX_ITER = 50
+# ... and of the fits on each half that judge the candidates.
+FOLD_ITER = 10
+# Nats per point within which candidates' held-out scores count as one solution.
+AGREEMENT = 1e-3
 
 
 def support_needed(n_features: int, n_rows: float, n_components: int) -> float:
@@ -134,6 +138,11 @@ class Sample:
         return float(self.weights.sum())
 
     @cached_property
+    def uniform(self) -> bool:
+        """Whether every row weighs 1 (the E-step's unweighted path is cheaper)."""
+        return bool(np.all(self.weights == 1.0))
+
+    @cached_property
     def span(self) -> float:
         """Points of the stream between the first row and the last (at least the sample's
         size: interleaved halves of a stretch span it whole)."""
@@ -160,6 +169,8 @@ class FitSettings:
     max_iter : int
     n_fresh : int
         Fresh k-means++ starts per search.
+    init_trials : int
+        k-means++ seedings tried for each fresh start (:func:`emstream.init.kmeans_plusplus`).
     """
 
     n_components: int
@@ -172,6 +183,7 @@ class FitSettings:
     max_iter: int = MAX_ITER
     init_params: str = "k-means++"
     n_fresh: int = 2
+    init_trials: int = 8
 
     @classmethod
     def for_rows(cls, rows: Sample, **settings) -> "FitSettings":
@@ -227,13 +239,13 @@ def _estimate(rows: Sample, params: MixtureParams, settings: FitSettings):
     component): they widen the components they fall near, as they should, by a bounded amount.
     """
     scored = em.e_step_scored(rows.X, params, gate=settings.gate, with_resp=True,
-                              weights=rows.weights)
+                              weights=None if rows.uniform else rows.weights)
     far = scored.gated
     if not far.any() or not recurring(rows.times[far], rows.span):
         return scored, ~far
-    weights = rows.weights
-    if float(weights[far].sum()) < settings.support:
-        weights = weights.copy()
+    weights = None if rows.uniform else rows.weights
+    if float(rows.weights[far].sum()) < settings.support:
+        weights = rows.weights.copy()
         weights[far] *= np.minimum(1.0, settings.gate / _nearest_distance(rows.X[far], params))
     scored = em.e_step_scored(rows.X, params, with_resp=True, weights=weights)
     return scored, np.ones(len(far), dtype=bool)
@@ -308,7 +320,7 @@ def robust_em(rows: Sample, start: MixtureParams, settings: FitSettings,
 def fresh_start(rows: Sample, settings: FitSettings, rng: np.random.Generator) -> MixtureParams:
     """A starting point from ``settings.init_params`` on the rows (weights ignored)."""
     stats = initial_stats(rows.X, settings.n_components, settings.covariance_type,
-                          settings.init_params, rng)
+                          settings.init_params, rng, n_trials=settings.init_trials)
     return settings.m_step(stats)
 
 
@@ -342,6 +354,14 @@ class Search:
     scores: list
     replaced: bool = field(default=False)
     chosen: int = 0
+
+    @property
+    def agreed(self) -> bool:
+        """Whether every candidate that held its components scored alike (within
+        :data:`AGREEMENT`: one solution, found from every start; nothing else to look for)."""
+        first = 1 if self.names and self.names[0] == "current" else 0
+        finite = [v for v in self.scores[first:] if math.isfinite(v)]
+        return bool(finite) and max(finite) - min(finite) < AGREEMENT
 
     @property
     def before(self) -> float:
@@ -409,7 +429,8 @@ def _not_worth_a_second_fold(values: list, tol: float) -> dict:
 
 
 def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
-           current: MixtureParams | None = None, starts=(), keep: bool = True) -> Search:
+           current: MixtureParams | None = None, starts=(), keep: bool = True,
+           warm: bool = True) -> Search:
     """Fit candidates on ``rows``, judge them on rows they did not see, and pick one.
 
     Each start (EM from the current model, "warm"; the extra starts, such as births; fresh
@@ -431,6 +452,10 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
         The model in use, if any.
     starts : iterable of (name, MixtureParams)
         Extra starting points (births).
+    warm : bool
+        Whether EM from the current model is a candidate (it only wins when the current model
+        has gone stale: an upkeep check of a monitored stream, whose drift refits see to that,
+        can leave it out).
     keep : bool
         Whether the current model may stay as it is.  False when it was fitted on these very
         rows (a provisional model during the warm-up): scored in-sample it would win unfairly,
@@ -444,7 +469,7 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
         starts = [("warm", current)] + list(starts) if current is not None else starts
         current = None
     names, points = [], []
-    if current is not None:
+    if current is not None and warm:
         names.append("warm")
         points.append(current)
     for name, start in starts:
@@ -456,8 +481,10 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
     first, second = _halves(rows)
     folds, skip = [], {}
     for fold, (train, test) in enumerate(((first, second), (second, first))):
-        # A component holds about half its points in each half.
-        half = replace(settings, support=settings.support * train.size / max(rows.size, 1.0))
+        # A component holds about half its points in each half; a candidate judged on the
+        # other half need not be polished to the last digit.
+        half = replace(settings, support=settings.support * train.size / max(rows.size, 1.0),
+                       max_iter=min(settings.max_iter, FOLD_ITER))
         fitted = [None if i in skip else robust_em(train, start, half, name)
                   for i, (name, start) in enumerate(zip(names, points))]
         models = [(c.params, settings.gate) if c is not None and c.supported else None
