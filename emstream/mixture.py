@@ -322,7 +322,7 @@ class GaussianMixture:
 
     # ------------------------------------------------------------------ state
     def _is_fitted(self) -> bool:
-        return hasattr(self, "_params")
+        return "_fitted_params" in self.__dict__ or self.__dict__.get("_pending") is not None
 
     def _check_fitted(self) -> None:
         if self._is_fitted():
@@ -341,7 +341,9 @@ class GaussianMixture:
         """The fitted state must have the shape the current settings describe."""
         if not self._is_fitted():
             return
-        fitted = (self._params.n_components, self._params.covariance_type)
+        pending = self.__dict__.get("_pending")
+        params = pending.iterate if pending is not None else self.__dict__["_fitted_params"]
+        fitted = (params.n_components, params.covariance_type)
         if fitted != (self.n_components, self.covariance_type):
             raise ValueError(
                 f"{action} cannot continue a model fitted with n_components={fitted[0]}, "
@@ -354,17 +356,54 @@ class GaussianMixture:
                            min_samples=min_samples, why_min=why)
 
     def _set_params(self, params: MixtureParams) -> None:
-        self._params = params
-        self.weights_ = params.weights
-        self.means_ = params.means
-        self.covariances_ = params.covariances
-        self.precisions_cholesky_ = params.precisions_cholesky
+        self.__dict__["_fitted_params"] = params
+        self.__dict__["_pending"] = None
+
+    @property
+    def _params(self) -> MixtureParams:
+        """The published parameters: a batch fit's, or the online learner's, taken from it
+        when first asked for after an online step (with averaging, making the average's
+        precision factors costs about as much as the step; a stream that is only learned
+        from never pays it)."""
+        learner = self.__dict__.get("_pending")
+        if learner is not None:
+            self._set_params(learner.params)
+        try:
+            return self.__dict__["_fitted_params"]
+        except KeyError:
+            raise AttributeError("'GaussianMixture' object has no attribute '_params'") from None
+
+    @property
+    def weights_(self) -> np.ndarray:
+        """Mixing weights, shape (K,)."""
+        return self._fitted("weights_").weights
+
+    @property
+    def means_(self) -> np.ndarray:
+        """Component means, shape (K, D)."""
+        return self._fitted("means_").means
+
+    @property
+    def covariances_(self) -> np.ndarray:
+        """Covariances, shaped by ``covariance_type`` (see the class documentation)."""
+        return self._fitted("covariances_").covariances
+
+    @property
+    def precisions_cholesky_(self) -> np.ndarray:
+        """Cholesky factors of the precisions, shaped like ``covariances_``."""
+        return self._fitted("precisions_cholesky_").precisions_cholesky
+
+    def _fitted(self, name: str) -> MixtureParams:
+        try:
+            return self._params
+        except AttributeError:
+            raise AttributeError(f"'GaussianMixture' object has no attribute {name!r}") from None
 
     @property
     def precisions_(self) -> np.ndarray:
         """``P Pᵀ`` of the current parameters, computed when first asked for (online EM
         changes the parameters on every mini-batch, and few callers ever look)."""
-        params = self.__dict__.get("_params")
+        params = self._fitted("precisions_") if self._is_fitted() else None
         if params is None:
             raise AttributeError("'GaussianMixture' object has no attribute 'precisions_'")
         cached = self.__dict__.get("_precisions")
@@ -415,9 +454,10 @@ class GaussianMixture:
         return learner
 
     def _publish(self, learner: OnlineLearner) -> None:
-        """Mirror the learner's published parameters (and its last own fit) as attributes."""
-        if learner.params is not None and learner.params is not self.__dict__.get("_params"):
-            self._set_params(learner.params)
+        """Mirror the learner's published parameters (taken from it when first asked for) and
+        its last own fit as attributes."""
+        if learner.fitted:
+            self.__dict__["_pending"] = learner
             self.n_features_in_ = learner.n_features
         if learner.last_fit is not None and learner.last_fit is not self.__dict__.get(
                 "_last_fit"):

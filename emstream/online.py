@@ -180,7 +180,8 @@ class OnlineLearner:
     def __init__(self, settings: OnlineSettings):
         self.settings = settings
         self.n_features = None
-        self.params = self.iterate = self.stats = None
+        self._params = self._average_pending = None
+        self.iterate = self.stats = None
         self.t = 0.0
         self.n_seen = self.n_updates = self.n_gated = 0
         self.recent_counts = None
@@ -200,6 +201,21 @@ class OnlineLearner:
         self.last_fit = None
 
     # ------------------------------------------------------------------ state
+    @property
+    def params(self) -> MixtureParams | None:
+        """The published parameters: the iterate, or with averaging the average, whose
+        precision factors are made when first asked for after a step."""
+        if self._average_pending is not None:
+            total, weights, means, covs = self._average_pending
+            self._average_pending = None
+            self._params = MixtureParams.from_covariances(weights / weights.sum(), means, covs,
+                                                          self.iterate.covariance_type)
+        return self._params
+
+    @params.setter
+    def params(self, value: MixtureParams | None) -> None:
+        self._params, self._average_pending = value, None
+
     @property
     def fitted(self) -> bool:
         return self.iterate is not None
@@ -421,9 +437,7 @@ class OnlineLearner:
         weights = weights + share * (it.weights - weights)
         means = means + share * (it.means - means)
         covs = covs + share * (it.covariances - covs)
-        self.average = (total, weights, means, covs)
-        self.params = MixtureParams.from_covariances(weights / weights.sum(), means, covs,
-                                                     it.covariance_type)
+        self.average = self._average_pending = (total, weights, means, covs)
 
     # ------------------------------------------------------------------ warm-up
     def _rows_needed(self) -> int:

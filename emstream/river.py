@@ -5,11 +5,19 @@ Both delegate learning to :class:`emstream.GaussianMixture`'s online EM.  Points
 size makes the result nearly independent of that grouping), so per-point calls stay cheap;
 predictions use the model as of the last flush.
 
+The online learner is :class:`emstream.GaussianMixture`'s, with the same defaults and guards
+(:mod:`emstream.online`): a provisional model from the first flush on, variance floors at the
+data's resolution, component births and split-and-merge upkeep (the outlier gate is off by
+default here, see ``outlier_gate``).  With them a river pipeline needs no tuning:
+``StandardScaler() | GaussianMixtureDetector()`` ranks river's Shuttle anomalies at ROC AUC 0.975 (first 20,000
+points, score then learn) and 0.981 (all 49,097), against 0.926 and 0.961 for
+``MinMaxScaler() | HalfSpaceTrees(seed=42)`` (``tests/test_real_data.py``).
+
 Features are handled by name: the feature set is fixed, in sorted order, by the first point
 learned.  Features that appear later are ignored; a missing feature is replaced by the
-mixture's mean for it (0 before the warm-up ends).  Before the warm-up buffer is full,
-``predict_one`` answers 0, ``predict_proba_one`` a uniform assignment, and ``score_one`` the
-surprise under independent Gaussians fitted to the points learned so far (0 before any).
+mixture's mean for it (0 before the first model).  Before the first flush, ``predict_one``
+answers 0, ``predict_proba_one`` a uniform assignment, and ``score_one`` the surprise under
+independent Gaussians fitted to the points learned so far (0 before any).
 """
 
 from __future__ import annotations
@@ -278,16 +286,18 @@ class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
     step_floor
         Lower bound on the step size (forgetting); None for a stationary stream.
     warmup_size
-        Points buffered and fitted by k-means++ and batch EM before online learning starts.
+        Points buffered and refitted while the model warms up (a provisional model scores and
+        learns from the first flush on; see :class:`emstream.GaussianMixture`).
     batch_size
         Points learned together by ``learn_one`` (predictions lag by at most this many).
     seed
         Random seed for the initialisation.
     outlier_gate
-        Squared Mahalanobis distance beyond which a point is not learned (``"auto"``: 64.4 in
-        1-D; see :class:`emstream.GaussianMixture`).  None (default) learns every point, as
-        river's learners do: with a gate, a stream whose ordinary points the warm-up did not
-        cover would never be learned (on Shuttle the ROC AUC fell from 0.92 to 0.70).
+        Squared Mahalanobis distance beyond which a point is not learned unless such points
+        recur (``"auto"``: 64.4 in 1-D; see :class:`emstream.GaussianMixture`).  None (the
+        default) learns every point, as river's learners do: the scaler in front of a river
+        model moves the scale under it while it settles, and far points are then the scaler's
+        doing (on Shuttle, with ``StandardScaler``, "auto" lost one seed of ten: ROC AUC 0.91).
 
     Examples
     --------
