@@ -73,12 +73,14 @@ MERGES = 3
 REFIT_GROWTH = 1.5
 # ... and scheduled checks when the points seen grow by half while they keep finding better
 # models, until LATE_CHECKS warm-ups' worth (where structure is found: on Shuttle, doubling
-# lost 8 of 10 seeds' best models); after IDLE_CHECKS that changed nothing in a row, or later,
-# when the points seen grow fourfold (10 checks over 10^7 points of a clean stream).
+# lost 8 of 10 seeds' best models), then fourfold; after IDLE_CHECKS that changed nothing in
+# a row (or a warm-up whose starts all agreed), light ones when the points seen grow tenfold:
+# 5 checks over 10^7 points of a clean stream.
 CHECK_GROWTH = 1.5
 LATE_CHECKS = 64
 IDLE_CHECKS = 3
 LATE_GROWTH = 4.0
+IDLE_GROWTH = 10.0
 # While warming up, variances stay above the buffer's variance times (r / n)², where r is the
 # rows the first provisional model needs and n the rows buffered: on the first few dozen rows a
 # component cannot become a spike, and by ten times as many rows the floor is 1% of the spread.
@@ -101,6 +103,11 @@ def _auto_gate(n_features: int) -> float:
     from scipy.special import chdtri  # scipy.stats would cost a second of import time
 
     return float(chdtri(n_features, AUTO_GATE_TAIL))
+
+
+@_cached
+def _support(n_features: int, horizon: float, n_components: int) -> float:
+    return support_needed(n_features, horizon, n_components)
 
 
 @_cached
@@ -188,6 +195,7 @@ class OnlineLearner:
         self.average = None  # (points, weights, means, covariances) with averaging
         self.moved_online = False
         self.step = None
+        self._floor_cache = None  # (step, its variance floor)
         self.buffer = []  # warm-up rows, until warmup_size
         self._buffer_variance = None
         self.provisional_rows = 0  # buffered rows at the last provisional fit
@@ -238,7 +246,12 @@ class OnlineLearner:
         """Smallest variance per feature: the resolution's, and while warming up a weak prior."""
         floor = None
         if self.settings.variance_floor == "resolution" and self.step is not None:
-            floor = variance_floor(self.step)
+            cached = self._floor_cache
+            if cached is None or cached[0] is not self.step:  # (steps are replaced, not edited)
+                cached = self._floor_cache = (self.step, variance_floor(self.step))
+            floor = cached[1]
+        if not self.buffer:
+            return floor
         rows = self.buffered
         if self.buffer and rows < self.settings.warmup_size:
             spread = self._buffer_variance * (PROVISIONAL_PRIOR
@@ -260,7 +273,8 @@ class OnlineLearner:
         return float(max(RECURRENCE_HORIZON, self.settings.window_rows))
 
     def support(self) -> float:
-        return support_needed(self.n_features, self.horizon(), self.settings.n_components)
+        """Fewest points a component may hold over the learner's horizon."""
+        return _support(self.n_features, self.horizon(), self.settings.n_components)
 
     def fit_settings(self, n_rows: float, n_fresh: int | None = None,
                      init_trials: int = 8) -> FitSettings:
@@ -460,9 +474,11 @@ class OnlineLearner:
         self.step = grid_step(data) if self.settings.variance_floor == "resolution" else None
         self._buffer_variance = data.var(axis=0)
         sample = Sample.of(data, np.arange(self.n_seen - rows, self.n_seen, dtype=float))
-        # The provisional model was fitted on these very rows: a start, not a rival.
-        found = search(sample, self.fit_settings(rows), self.rng(0, rows), current=self.iterate,
-                       keep=False)
+        # The provisional model was fitted on these very rows: a start, not a rival.  (Two fresh
+        # starts of four k-means++ seedings each: as many seedings as one batch fit's, and two
+        # answers to compare.)
+        found = search(sample, self.fit_settings(rows, init_trials=4), self.rng(0, rows),
+                       current=self.iterate, keep=False)
         if found.replaced or not self.fitted:
             self.start_from(found.best.params, found.best.stats, rows)
             self._record_fit(found)
@@ -484,10 +500,12 @@ class OnlineLearner:
     # ------------------------------------------------------------------ upkeep
     def _maybe_check(self) -> None:
         up = self.upkeep
-        support = self.support()
         scheduled = self.n_seen >= up.next_check
         quiet = self.n_seen < up.quiet_until
-        starving = not quiet and bool(np.any(self.stats.counts * self.memory() < support))
+        if quiet and not scheduled:
+            return
+        support = self.support()
+        starving = not quiet and min(self.stats.counts.tolist()) * self.memory() < support
         far = not quiet and up.far_since >= support
         if not (scheduled or starving or far):
             return
@@ -496,9 +514,13 @@ class OnlineLearner:
         if scheduled or replaced:
             up.idle = 0 if replaced else up.idle + 1
         if scheduled:
-            late = (self.n_seen >= LATE_CHECKS * self.settings.warmup_size
-                    or up.idle >= IDLE_CHECKS)
-            up.next_check = (LATE_GROWTH if late else CHECK_GROWTH) * self.n_seen
+            if up.idle >= IDLE_CHECKS:
+                growth = IDLE_GROWTH
+            elif self.n_seen >= LATE_CHECKS * self.settings.warmup_size:
+                growth = LATE_GROWTH
+            else:
+                growth = CHECK_GROWTH
+            up.next_check = growth * self.n_seen
         else:
             # Nothing to gain now: wait longer before asking again (reset by a change).
             up.pause = 0.0 if replaced else max(up.pause * 2.0, self.settings.window_rows / 2)
