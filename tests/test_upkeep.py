@@ -117,5 +117,5 @@ def test_upkeep_leaves_a_good_model_alone_on_a_clean_stream():
     gm = GaussianMixture(3, random_state=0)
     for i in range(0, 200_000, 1000):
         gm.partial_fit(mixture_1d(1000, rng))
-    assert gm._online.upkeep.checks >= 4  # light ones: every start agreed at the warm-up
+    assert gm._online.upkeep.checks >= 3  # light ones, tenfold apart: the starts all agreed
     assert gm._online.upkeep.replaced == 0
