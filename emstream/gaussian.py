@@ -104,6 +104,27 @@ class MixtureParams:
         np.matmul(A[:, :, :d], (ref - self.means)[:, :, None], out=A[:, :, d:])
         return ref, A.reshape(k * d, d + 1)
 
+    def marginal(self, columns) -> "MixtureParams":
+        """The mixture of the marginal distribution of ``columns`` (a Gaussian mixture too:
+        same weights, the means' and covariances' sub-blocks).
+
+        >>> import numpy as np
+        >>> p = MixtureParams.from_covariances([1.0], [[1.0, 2.0]], [[[4.0, 1.0], [1.0, 9.0]]],
+        ...                                    "full")
+        >>> p.marginal([1]).means.tolist(), p.marginal([1]).covariances.tolist()
+        ([[2.0]], [[[9.0]]])
+        """
+        idx = np.asarray(columns, dtype=np.intp)
+        covs = self.covariances
+        if self.covariance_type == "full":
+            covs = covs[:, idx][:, :, idx]
+        elif self.covariance_type == "tied":
+            covs = covs[idx][:, idx]
+        elif self.covariance_type == "diag":
+            covs = covs[:, idx]
+        return MixtureParams.from_covariances(self.weights, self.means[:, idx], covs,
+                                              self.covariance_type)
+
     @classmethod
     def from_covariances(cls, weights, means, covariances, covariance_type) -> "MixtureParams":
         """Parameters with precision factors computed (and covariances repaired if needed)."""

@@ -70,8 +70,12 @@ def _words(flags: np.ndarray, words: tuple[bytes, bytes]) -> np.ndarray:
     return table[flags.astype(np.intp)].view(np.uint8).reshape(len(flags), -1)
 
 
-def format_rows(kind: str, lines, labels, probability, surprise, anomaly=None) -> bytes:
+def format_rows(kind: str, lines, labels, probability, surprise, anomaly=None, *,
+                score=None, time_text=None) -> bytes:
     """Output lines for one mini-batch, in ``kind`` ("csv" or "jsonl") format.
+
+    Columns: line, time (if given), label, probability, surprise, score (if given), anomaly
+    (if given).
 
     Parameters
     ----------
@@ -80,6 +84,10 @@ def format_rows(kind: str, lines, labels, probability, surprise, anomaly=None) -
     probability, surprise : ndarray of float, shape (n,)
     anomaly : ndarray of bool, shape (n,), or None
         None leaves the anomaly column (key) out.
+    score : ndarray of float in [0, 1], shape (n,), or None
+        The calibrated anomaly score, written with 8 decimals (a threshold near 1 needs them).
+    time_text : ndarray of bytes, shape (n,), or None
+        Each row's time as the input wrote it (a string in JSON).
 
     Returns
     -------
@@ -90,21 +98,32 @@ def format_rows(kind: str, lines, labels, probability, surprise, anomaly=None) -
     if n == 0:
         return b""
     if not np.all(np.abs(surprise) < _LARGEST):  # NaN-safe: inf and NaN fail the test
-        return _format_slowly(kind, lines, labels, probability, surprise, anomaly)
+        return _format_slowly(kind, lines, labels, probability, surprise, anomaly, score,
+                              time_text)
     lines = np.asarray(lines, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
+    stamps = None if time_text is None else _text(time_text)
     if kind == "csv":
         comma = _constant(b",", n)
-        pieces = [_integer_digits(lines), comma, _integer_digits(labels), comma,
-                  *_fixed(probability, 6), comma, *_fixed(surprise, 4)]
+        pieces = [_integer_digits(lines), comma]
+        if stamps is not None:
+            pieces += [stamps, comma]
+        pieces += [_integer_digits(labels), comma, *_fixed(probability, 6), comma,
+                   *_fixed(surprise, 4)]
+        if score is not None:
+            pieces += [comma, *_fixed(np.clip(score, 0.0, 1.0), 8)]
         if anomaly is not None:
             pieces += [comma, _words(anomaly, (b"0", b"1"))]
         pieces.append(_constant(b"\n", n))
     else:
-        pieces = [_constant(b'{"line": ', n), _integer_digits(lines),
-                  _constant(b', "label": ', n), _integer_digits(labels),
-                  _constant(b', "probability": ', n), *_fixed(probability, 6),
-                  _constant(b', "surprise": ', n), *_fixed(surprise, 4)]
+        pieces = [_constant(b'{"line": ', n), _integer_digits(lines)]
+        if stamps is not None:
+            pieces += [_constant(b', "time": "', n), stamps, _constant(b'"', n)]
+        pieces += [_constant(b', "label": ', n), _integer_digits(labels),
+                   _constant(b', "probability": ', n), *_fixed(probability, 6),
+                   _constant(b', "surprise": ', n), *_fixed(surprise, 4)]
+        if score is not None:
+            pieces += [_constant(b', "score": ', n), *_fixed(np.clip(score, 0.0, 1.0), 8)]
         if anomaly is not None:
             pieces += [_constant(b', "anomaly": ', n), _words(anomaly, (b"false", b"true"))]
         pieces.append(_constant(b"}\n", n))
@@ -112,18 +131,34 @@ def format_rows(kind: str, lines, labels, probability, surprise, anomaly=None) -
     return matrix[matrix != _NUL].tobytes()
 
 
-def _format_slowly(kind, lines, labels, probability, surprise, anomaly=None) -> bytes:
+def _text(values) -> np.ndarray:
+    """Byte strings as a NUL-padded (n, width) matrix."""
+    values = np.asarray(values, dtype=bytes)
+    width = max(values.dtype.itemsize, 1)
+    return values.astype(f"S{width}").view(np.uint8).reshape(len(values), width)
+
+
+def _format_slowly(kind, lines, labels, probability, surprise, anomaly=None, score=None,
+                   time_text=None) -> bytes:
     """Row by row (the same text), for batches with an infinite or enormous surprise."""
-    flags = [None] * len(lines) if anomaly is None else np.asarray(anomaly).tolist()
-    rows = zip(np.asarray(lines).tolist(), np.asarray(labels).tolist(),
-               np.asarray(probability).tolist(), np.asarray(surprise).tolist(), flags)
+    n = len(lines)
+    flags = [None] * n if anomaly is None else np.asarray(anomaly).tolist()
+    scores = [None] * n if score is None else np.clip(score, 0.0, 1.0).tolist()
+    stamps = [None] * n if time_text is None else [t.decode("utf-8", "replace")
+                                                   for t in time_text]
+    rows = zip(np.asarray(lines).tolist(), stamps, np.asarray(labels).tolist(),
+               np.asarray(probability).tolist(), np.asarray(surprise).tolist(), scores, flags)
     if kind == "csv":
-        text = "".join(f"{n},{k},{p:.6f},{s:.4f}" + ("" if a is None else f",{int(a)}") + "\n"
-                       for n, k, p, s, a in rows)
+        text = "".join(f"{n}," + ("" if t is None else f"{t},") + f"{k},{p:.6f},{s:.4f}"
+                       + ("" if c is None else f",{c:.8f}")
+                       + ("" if a is None else f",{int(a)}") + "\n"
+                       for n, t, k, p, s, c, a in rows)
     else:  # json.dumps writes a non-finite surprise as Infinity/NaN, as Python's json reads
         text = "".join(
-            f'{{"line": {n}, "label": {k}, "probability": {p:.6f}, "surprise": '
+            f'{{"line": {n}' + ("" if t is None else f', "time": {json.dumps(t)}')
+            + f', "label": {k}, "probability": {p:.6f}, "surprise": '
             + (f"{s:.4f}" if np.isfinite(s) else json.dumps(s))
+            + ("" if c is None else f', "score": {c:.8f}')
             + ("" if a is None else ', "anomaly": ' + ("true" if a else "false")) + "}\n"
-            for n, k, p, s, a in rows)
+            for n, t, k, p, s, c, a in rows)
     return text.encode()

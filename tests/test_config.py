@@ -45,7 +45,10 @@ def test_shipped_file_sets_every_daemon_key():
     ("drift.detector=cusum", "drift.detector must be page-hinkley, adwin or null"),
     ("drift.block=0", "drift: block must be"),
     ("model.outlier_gate=-1", "model: outlier_gate"),
-    ("output.anomaly_quantile=2", "drift: anomaly_quantile"),
+    ("output.anomaly_quantile=0.001", "output.anomaly_quantile is no longer used"),
+    ("output.anomaly_threshold=2", "output.anomaly_threshold must be a score in"),
+    ("features.season=0", "features.season must be"),
+    ("input.timestamp=[1]", "input.timestamp must be"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(daemon_config.ConfigError, match=message):

@@ -52,9 +52,9 @@ def test_abrupt_jump_alarm_refit_labels_and_history(tmp_path):
     # Every component moved by +3 and kept its label.
     np.testing.assert_allclose(after.model.means_, before.model.means_ + 3.0, atol=0.15)
     rows = np.loadtxt(out, delimiter=",")
-    assert rows.shape == (20_000, 5)
+    assert rows.shape == (20_000, 6)  # line, label, probability, surprise, score, anomaly
     tail = rows[rows[:, 0] > 505_000]  # well after the refit
-    assert tail[:, 4].mean() < 0.01  # few anomalies once the model has caught up
+    assert tail[:, 5].mean() < 0.01  # few anomalies once the model has caught up
 
 
 def test_unchanged_components_keep_their_labels(tmp_path):
@@ -90,7 +90,7 @@ def test_a_wild_value_is_reported_but_not_learned(tmp_path):
          f"output.path={out}")
     rows = np.loadtxt(out, delimiter=",")
     wild = rows[rows[:, 0] == 10_001][0]
-    assert wild[4] == 1 and wild[3] > 1e10
+    assert wild[5] == 1 and wild[4] == 1.0 and wild[3] > 1e10
     saved = checkpoint.load(tmp_path / "state")
     assert saved.meta["counters"]["gated"] == 1 and saved.meta["counters"]["alarms"] == 0
     assert np.abs(saved.model.means_).max() < 6

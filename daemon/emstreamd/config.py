@@ -15,13 +15,15 @@ from emstream import GaussianMixture
 
 DEFAULTS = {
     "model": {},
-    "input": {"format": "numbers", "columns": None, "fields": None, "max_line_bytes": 4096,
-              "dead_letter": None},
+    "input": {"format": "numbers", "columns": None, "fields": None, "timestamp": "auto",
+              "max_line_bytes": 4096, "dead_letter": None},
     "batch": {"max_rows": 1000, "first_rows": 100, "max_wait": 0.2},
     "checkpoint": {"path": "emstreamd-state", "every_points": 100_000, "every_seconds": 60.0,
                    "keep": 3},
-    "output": {"per_point": True, "path": "-", "format": "csv", "anomaly_surprise": None,
-               "anomaly_quantile": 0.001},
+    "features": {"enabled": "auto", "lags": 1, "season": "auto", "volatility": False,
+                 "window": 10, "calendar": False},
+    "output": {"per_point": True, "path": "-", "format": "csv", "header": False,
+               "anomaly_threshold": 0.9999, "episode_hold": 300, "calibration_window": 2000},
     "status": {"every_seconds": 10.0},
     "refit": {"every_points": None, "window": 10_000, "scheduler": None, "wait_at_exit": 30.0},
     "drift": {"detector": "page-hinkley", "params": {}, "block": 50, "refit_points": 500,
@@ -29,9 +31,16 @@ DEFAULTS = {
     "metrics": {"port": None, "address": "127.0.0.1"},
 }
 # Sections and keys that SIGHUP may change while running.
-LIVE = {"output": {"anomaly_surprise", "anomaly_quantile"}, "status": {"every_seconds"},
+LIVE = {"output": {"anomaly_threshold", "episode_hold"}, "status": {"every_seconds"},
         "refit": {"every_points"},
         "checkpoint": {"every_points", "every_seconds"}, "batch": {"max_wait"}}
+
+
+# Keys of earlier versions, and what replaced them.
+REPLACED = {("output", "anomaly_quantile"): "output.anomaly_threshold (a calibrated score in "
+            "[0, 1]: 0.9999 flags what one point in 10,000 reaches)",
+            ("output", "anomaly_surprise"): "output.anomaly_threshold (a calibrated score in "
+            "[0, 1])"}
 
 
 class ConfigError(ValueError):
@@ -62,6 +71,10 @@ def validate(config: dict) -> dict:
         if not isinstance(values, dict):
             raise ConfigError(f"section {section!r} must be a mapping")
         if section != "model":
+            for key in values:
+                if (section, key) in REPLACED:
+                    raise ConfigError(f"{section}.{key} is no longer used: see "
+                                      f"{REPLACED[section, key]}")
             extra = set(values) - set(DEFAULTS[section])
             if extra:
                 raise ConfigError(f"unknown key(s) in {section}: {', '.join(sorted(extra))}")
@@ -74,9 +87,16 @@ def validate(config: dict) -> dict:
         raise ConfigError(f"model: {exc}") from None
     columns = full["input"]["columns"]
     if columns is not None and (not isinstance(columns, list) or not columns or any(
-            isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in columns)):
-        raise ConfigError(f"input.columns must be null or a list of 0-based indices, got "
-                          f"{columns!r}")
+            isinstance(c, bool) or not isinstance(c, (int, str)) or (isinstance(c, int) and c < 0)
+            for c in columns)):
+        raise ConfigError(f"input.columns must be null or a list of 0-based indices or header "
+                          f"names, got {columns!r}")
+    stamp = full["input"]["timestamp"]
+    if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, (int, str))
+                              or (isinstance(stamp, int) and stamp < 0)):
+        raise ConfigError(f"input.timestamp must be auto, a column name or 0-based index, or "
+                          f"null, got {stamp!r}")
+    _check_features(full["features"])
     if full["input"]["format"] not in ("numbers", "jsonl"):
         raise ConfigError(f"input.format must be numbers or jsonl, got "
                           f"{full['input']['format']!r}")
@@ -97,12 +117,18 @@ def validate(config: dict) -> dict:
         raise ConfigError("checkpoint.path must be a path")
     if full["output"]["format"] not in ("csv", "jsonl"):
         raise ConfigError(f"output.format must be csv or jsonl, got {full['output']['format']!r}")
-    if not isinstance(full["output"]["per_point"], bool):
-        raise ConfigError("output.per_point must be true or false")
-    _check_number("output", "anomaly_surprise", full["output"]["anomaly_surprise"],
-                  allow_none=True)
-    _check_number("output", "anomaly_quantile", full["output"]["anomaly_quantile"],
-                  allow_none=True)
+    for key in ("per_point", "header"):
+        if not isinstance(full["output"][key], bool):
+            raise ConfigError(f"output.{key} must be true or false")
+    threshold = full["output"]["anomaly_threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
+            0 < threshold <= 1):
+        raise ConfigError(f"output.anomaly_threshold must be a score in (0, 1], got "
+                          f"{threshold!r}")
+    _check_number("output", "episode_hold", full["output"]["episode_hold"], low=0,
+                  integer=True)
+    _check_number("output", "calibration_window", full["output"]["calibration_window"],
+                  low=10, integer=True)
     _check_drift(full)
     _check_number("status", "every_seconds", full["status"]["every_seconds"], low=0)
     _check_number("refit", "every_points", full["refit"]["every_points"], low=1, integer=True,
@@ -135,12 +161,46 @@ def model_settings(config: dict) -> dict:
 
 
 def monitor_settings(config: dict) -> dict:
-    """Keyword arguments of :class:`emstream.drift.DriftMonitor` from a validated config."""
-    drift, output = config["drift"], config["output"]
+    """Keyword arguments of :class:`emstream.drift.DriftMonitor` from a validated config
+    (anomalies are flagged from the calibrated score instead: see :func:`series_parts`)."""
+    drift = config["drift"]
     return {"detector": drift["detector"], "detector_params": dict(drift["params"] or {}),
             "block": drift["block"], "refit_points": drift["refit_points"],
-            "memory": drift["memory"], "anomaly_surprise": output["anomaly_surprise"],
-            "anomaly_quantile": output["anomaly_quantile"]}
+            "memory": drift["memory"], "anomaly_surprise": None, "anomaly_quantile": None}
+
+
+def series_parts(config: dict, timed: bool) -> tuple:
+    """The features (None when off), calibrator and episodes for a stream; ``timed``: the
+    input has a time column (``features.enabled: auto`` turns them on for it)."""
+    from emstream.calibration import TailCalibrator
+    from emstream.episodes import Episodes
+    from emstream.temporal import TemporalFeatures
+
+    f, output = config["features"], config["output"]
+    on = timed if f["enabled"] == "auto" else f["enabled"]
+    features = None
+    if on:
+        features = TemporalFeatures(lags=f["lags"], season=f["season"],
+                                    volatility=f["volatility"], window=f["window"],
+                                    calendar=f["calendar"] and timed)
+    return (features, TailCalibrator(output["calibration_window"]),
+            Episodes(threshold=float(output["anomaly_threshold"]),
+                     hold=output["episode_hold"]))
+
+
+def _check_features(f: dict) -> None:
+    if f["enabled"] not in ("auto", True, False):
+        raise ConfigError(f"features.enabled must be auto, true or false, got {f['enabled']!r}")
+    _check_number("features", "lags", f["lags"], low=0, integer=True)
+    _check_number("features", "window", f["window"], low=2, integer=True)
+    season = f["season"]
+    if season not in (None, "auto") and (isinstance(season, bool) or not isinstance(season, int)
+                                         or season < 1):
+        raise ConfigError(f"features.season must be auto, null or a period >= 1 in points, "
+                          f"got {season!r}")
+    for key in ("volatility", "calendar"):
+        if not isinstance(f[key], bool):
+            raise ConfigError(f"features.{key} must be true or false")
 
 
 def _check_scheduler(address) -> None:

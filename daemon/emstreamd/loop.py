@@ -21,6 +21,8 @@ from emstream.drift import DriftMonitor
 from emstream.parse import parse_json_lines, parse_lines
 from emstream.report import format_rows
 from emstream.ring import RingBuffer
+from emstream.series import SeriesMonitor
+from emstream.table import Layout, LayoutError, find_layout, parse_table
 
 from . import config as config_module
 from .notify import notify
@@ -104,12 +106,15 @@ class Daemon:
     def __init__(self, config: dict, source, reload=None, out=None):
         self.config = config
         self.source = source
+        source.max_line_bytes = config["input"]["max_line_bytes"]  # bounds a partial line
         self.reload_config = reload
         self.out = out
         self.output_lost = False  # the per-point output's reader went away
         self.flags = Flags()
         self.model = GaussianMixture(**config_module.model_settings(config))
         self.monitor = DriftMonitor(self.model, **config_module.monitor_settings(config))
+        self.series = None  # made when the first block shows whether the input has times
+        self.layout = None  # a time-series table's Layout; False: plain numbers; None: unknown
         self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "refits": 0,
                          "gated": 0, "alarms": 0, "rejected": {}}
         self.window = RingBuffer(config["refit"]["window"])  # recent learned rows, for refits
@@ -125,6 +130,7 @@ class Daemon:
         self.next_line = 1
         self.applied_offset = source.offset
         self.pending_rows, self.pending_lines, self.pending_ends = [], [], []
+        self.pending_times, self.pending_stamps = [], []  # seconds, and the text as written
         self.pending_rejects = []  # (line, reason) after the last applied row
         self.first_pending_at = None
         self.since_checkpoint = 0
@@ -133,6 +139,8 @@ class Daemon:
         self.last_status = time.monotonic()
         self.status_rows = 0
         self.dead_letter = None
+        self.header_written = False
+        self.alerts = 0  # anomalous episodes this run
         self.n_fields = None
         self.started = self.ready_at = time.monotonic()
         self.metrics = None
@@ -163,6 +171,19 @@ class Daemon:
         for key, value in meta.get("counters", {}).items():
             self.counters[key] = value
         self.history = meta.get("history", [])
+        layout = meta.get("layout")
+        if layout is not None:
+            try:
+                self.layout = False if layout == "plain" else Layout.from_dict(layout)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise checkpoint.CheckpointError(f"{loaded.path}: bad input layout: {exc}")
+        if meta.get("series") is not None and self.layout is not None:
+            self._make_series()
+            try:
+                self.series.restore(meta["series"])
+            except ValueError as exc:
+                raise checkpoint.CheckpointError(f"{loaded.path}: {exc}") from None
+            self._apply_live_series_settings()
         saved = meta.get("input", {})
         if self.source.resume(saved):
             self.applied_offset = self.source.offset
@@ -186,8 +207,22 @@ class Daemon:
             parsed = parse_json_lines(data, settings["fields"], first_line=first,
                                       max_line_bytes=settings["max_line_bytes"])
         else:
-            parsed = parse_lines(data, n_fields=n_fields, columns=settings["columns"],
-                                 first_line=first, max_line_bytes=settings["max_line_bytes"])
+            if self.layout is None and data.strip():
+                # The first block decides: a table with a header and/or a time column, or
+                # plain numbers.
+                self.layout = find_layout(data, columns=settings["columns"],
+                                          timestamp=settings["timestamp"],
+                                          first_line=first) or False
+                if self.layout is False and any(isinstance(c, str)
+                                                for c in settings["columns"] or ()):
+                    raise LayoutError("input.columns names columns, but the input has no "
+                                      "header line")
+            if self.layout:
+                parsed = parse_table(data, self.layout, first_line=first,
+                                     max_line_bytes=settings["max_line_bytes"])
+            else:
+                parsed = parse_lines(data, n_fields=n_fields, columns=settings["columns"],
+                                     first_line=first, max_line_bytes=settings["max_line_bytes"])
         ends = parsed.line_ends
         if ends is None:
             ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
@@ -210,6 +245,9 @@ class Daemon:
             # With line ends from the parser every line is a row: no gather needed.
             self.pending_ends.append(base + (ends if parsed.line_ends is not None
                                              else ends[parsed.lines - first]))
+            if getattr(parsed, "times", None) is not None:
+                self.pending_times.append(parsed.times)
+                self.pending_stamps.append(parsed.time_text)
             if self.first_pending_at is None:
                 self.first_pending_at = time.monotonic()
         for reject in parsed.rejects:
@@ -253,14 +291,20 @@ class Daemon:
         batch, self.pending_rows = _split_front(self.pending_rows, limit)
         lines, self.pending_lines = _split_front(self.pending_lines, limit)
         ends, self.pending_ends = _split_front(self.pending_ends, limit)
+        times = stamps = None
+        if self.pending_times:
+            times, self.pending_times = _split_front(self.pending_times, limit)
+            stamps, self.pending_stamps = _split_front(self.pending_stamps, limit)
+        if self.series is None:
+            self._make_series()
         fitted = self.model._is_fitted()
         warming = not fitted or self.model._learner().warming_up
-        update = self.monitor.update(batch, with_resp=self.config["output"]["per_point"])
+        update = self.series.update(batch, times, with_resp=self.config["output"]["per_point"])
         if update.log_prob is not None:
             self.counters["anomalies"] += int(update.anomaly.sum())
             self.counters["gated"] += int(update.gated.sum())
             if self.config["output"]["per_point"]:
-                self._report(lines, update.resp, -update.log_prob, update.anomaly)
+                self._report(lines, stamps, update)
             if self.metrics is not None:
                 self.metrics.log_likelihood.set(float(update.log_prob.mean()))
         if not fitted and self.model._is_fitted():
@@ -268,7 +312,10 @@ class Daemon:
         if warming and self.model._is_fitted() and not self.model._learner().warming_up:
             log.info("warm-up complete after %d points", self.model.n_seen_)
         for event in update.events:
-            self._drift_event(event, len(batch))
+            if event["event"] == "anomaly":
+                self._alert(event, lines, stamps)
+            else:
+                self._drift_event(event, len(batch))
         self.counters["rows"] += len(batch)
         self.counters["batches"] += 1
         if self.metrics is not None:
@@ -276,7 +323,8 @@ class Daemon:
             self.metrics.batches.inc()
         self.since_checkpoint += len(batch)
         self.status_rows += len(batch)
-        self._remember(batch[~update.gated] if update.gated.any() else batch)
+        learned = update.rows  # the model's rows (the features, when they are on)
+        self._remember(learned[~update.gated] if update.gated.any() else learned)
         every = self.config["refit"]["every_points"]
         if every is not None and self.since_refit >= every:  # at batch boundaries: determinate
             self.refit("schedule")
@@ -371,6 +419,15 @@ class Daemon:
             self.metrics.refits.inc()
         self.since_refit = 0
 
+    def _alert(self, event: dict, lines, stamps) -> None:
+        """Log the first point of an anomalous episode (the first 20, then every 1000th)."""
+        self.alerts += 1
+        if self.alerts <= 20 or self.alerts % 1000 == 0:
+            i = event["index"]
+            when = "" if stamps is None else f" ({stamps[i].decode()})"
+            log.warning("anomaly at line %d%s: score %.6f [%d episodes this run]",
+                        int(lines[i]), when, event["score"], self.alerts)
+
     def _drift_event(self, event: dict, batch_rows: int) -> None:
         """Log, count and record an alarm, a drift refit or an upkeep of the monitor."""
         # event["point"] counts the monitor's points (from this run's start); "rows" in the
@@ -407,14 +464,36 @@ class Daemon:
                     event.get("candidate"), event["log_likelihood_before"],
                     event["log_likelihood_after"])
 
-    def _report(self, lines, resp, surprise, anomaly) -> None:
+    def _make_series(self) -> None:
+        """The per-stream scorer, once the input's layout is known (features for tables with
+        a time column, under ``features.enabled: auto``)."""
+        timed = bool(self.layout) and self.layout.time_field is not None
+        self.series = SeriesMonitor(self.monitor,
+                                    *config_module.series_parts(self.config, timed))
+
+    def _apply_live_series_settings(self) -> None:
+        output = self.config["output"]
+        self.series.episodes.threshold = float(output["anomaly_threshold"])
+        self.series.episodes.hold = output["episode_hold"]
+        self.series.episodes.remaining = min(self.series.episodes.remaining,
+                                             output["episode_hold"])
+
+    def _report(self, lines, stamps, update) -> None:
         if self.out is None:
             return
+        output = self.config["output"]
+        if output["header"] and not self.header_written:
+            self.header_written = True
+            if output["format"] == "csv":
+                self.out.write(b"line," + (b"time," if stamps is not None else b"")
+                               + b"label,probability,surprise,score,anomaly\n")
+        resp = update.resp
         labels = resp.argmax(axis=1)
         probability = resp[np.arange(len(labels)), labels]
         try:
-            self.out.write(format_rows(self.config["output"]["format"], lines, labels,
-                                       probability, surprise, anomaly))
+            self.out.write(format_rows(output["format"], lines, labels, probability,
+                                       update.surprise, update.anomaly, score=update.score,
+                                       time_text=stamps))
             self.out.flush()
         except BrokenPipeError:
             # The reader went away (``emstreamd ... | head``): the batch is learned; stop
@@ -436,6 +515,9 @@ class Daemon:
                           "next_line": self._line_at_position()},
                 "counters": counters, "n_fields": self.n_fields, "history": self.history,
                 "monitor": self.monitor.state(),
+                "layout": (None if self.layout is None else "plain" if self.layout is False
+                           else self.layout.to_dict()),
+                "series": None if self.series is None else self.series.state(),
                 "config": {k: v for k, v in self.config.items() if k != "model"}}
         target = Path(self.config["checkpoint"]["path"])
         if target.suffix != ".json":
@@ -478,10 +560,8 @@ class Daemon:
         for section, keys in config_module.LIVE.items():
             for key in keys:
                 self.config[section][key] = fresh[section][key]
-        self.monitor.anomaly_surprise = self.config["output"]["anomaly_surprise"]
-        if self.monitor.anomaly_quantile != self.config["output"]["anomaly_quantile"]:
-            self.monitor.anomaly_quantile = self.config["output"]["anomaly_quantile"]
-            self.monitor.anomaly_threshold_ = None  # recomputed from the recent surprises
+        if self.series is not None:
+            self._apply_live_series_settings()
         log.info("SIGHUP: configuration reloaded (live keys only)")
 
     def _status(self) -> None:

@@ -1,0 +1,135 @@
+"""A surprise turned into a score in [0, 1] that means the same on every series.
+
+A surprise (``-log p``, in nats) is not comparable across series: its level depends on the
+data's units and dimension, its spread on the model.  :class:`TailCalibrator` scores each
+surprise by how rare it is among the series' own recent surprises: ``score = 1 - p`` with
+``p`` its upper-tail probability among the last ``size`` surprises, empirical up to their 90th
+percentile and, beyond it, a generalised Pareto tail fitted to the excesses (peaks over
+threshold; exponential for a light tail, heavier when the excesses say so), so that a surprise beyond everything seen still gets a graded,
+finite ``p``, though never below ``1 / (n + 1)²`` for a history of n (a short history cannot
+vouch for a one-in-a-million rarity).  A score of 0.999 then means "one point in a thousand is this unusual", on any
+series.  Each point is scored against the surprises before it (in chunks of at most
+``CHUNK`` points: the history is re-sorted once per chunk, not per point).  Nothing resets
+it but a restart without its state: refits change the model, not the history.
+
+Example
+-------
+>>> import numpy as np
+>>> from emstream.calibration import TailCalibrator
+>>> cal = TailCalibrator()
+>>> scores = cal.score(np.random.default_rng(0).normal(size=3000))
+>>> float(scores[:10].max()), round(float(np.mean(scores[1000:] > 0.99)), 3)
+(0.0, 0.01)
+>>> bool(cal.score(np.array([10.0]))[0] > 0.999999)
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Points scored against one sorted history (the history grows by at most this much unsorted).
+CHUNK = 100
+# Fewer past surprises than this give no score (0: nothing is known to be unusual yet).
+MIN_HISTORY = 10
+# The empirical tail ends, and the exponential one starts, at this quantile.
+TAIL_QUANTILE = 0.9
+
+
+def tail_probability(surprise: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """Upper-tail probability of each surprise among ``history`` (sorted), shape (n,)."""
+    n = history.shape[0]
+    rank = np.searchsorted(history, surprise, side="left")
+    # n past points cannot vouch for a rarity beyond about one in n²: the tail's
+    # extrapolation is capped there (a short history cannot flag at 0.9999).
+    floor = 1.0 / (n + 1.0) ** 2
+    p = (n - rank + 1.0) / (n + 1.0)
+    q = history[int(TAIL_QUANTILE * (n - 1))]
+    beyond = surprise > q
+    if beyond.any():
+        p[beyond] = np.maximum(np.minimum(p[beyond], _pareto_tail(surprise[beyond] - q,
+                                                                  history[history > q] - q,
+                                                                  abs(float(q)))), floor)
+    return p
+
+
+def _pareto_tail(excess: np.ndarray, seen: np.ndarray, level: float) -> np.ndarray:
+    """``P(surprise > q + excess)`` from a generalised Pareto fit to the ``seen`` excesses
+    over q (method of moments; shape clipped to [0, 0.5]: 0 is the exponential tail, and a
+    heavier tail, as a misfitting model's surprises have, keeps its rarities modest)."""
+    mean = float(seen.mean()) if seen.size else 0.0
+    mean = max(mean, 1e-9 * (1.0 + level))
+    var = float(seen.var()) if seen.size > 1 else mean * mean
+    shape = 0.0 if var <= 0.0 else min(max(0.5 * (1.0 - mean * mean / var), 0.0), 0.5)
+    scale = mean * (1.0 - shape)  # the mean excess of a GPD is scale / (1 - shape)
+    if shape < 1e-6:
+        return (1.0 - TAIL_QUANTILE) * np.exp(-excess / scale)
+    return (1.0 - TAIL_QUANTILE) * (1.0 + shape * excess / scale) ** (-1.0 / shape)
+
+
+class TailCalibrator:
+    """Scores surprises by their rarity among the last ``size`` (see the module's docstring).
+
+    Parameters
+    ----------
+    size : int, default 2000
+        Past surprises kept.
+    """
+
+    def __init__(self, size: int = 2000):
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < MIN_HISTORY:
+            raise ValueError(f"size must be an integer >= {MIN_HISTORY}, got {size!r}")
+        self.size = int(size)
+        self._history = np.empty(0)
+
+    def next_chunk(self, n: int) -> int:
+        """How many of ``n`` waiting points to score against the current history."""
+        return min(n, max(MIN_HISTORY, min(CHUNK, self._history.shape[0])))
+
+    def score(self, surprise, *, remember: bool = True) -> np.ndarray:
+        """Score of each surprise, shape (n,), in [0, 1]; then remember them (unless not).
+
+        Non-finite surprises (a point the model gives zero density) score 1 and are never
+        kept.  With ``remember=False`` the caller scores one chunk (:meth:`next_chunk`) and
+        then keeps what it wants with :meth:`remember` (the series monitor keeps anomalous
+        episodes out, so that they do not thicken the tail the next ones are judged by).
+        """
+        surprise = np.asarray(surprise, dtype=float).reshape(-1)
+        out = np.zeros(surprise.shape[0])
+        start = 0
+        while start < surprise.shape[0]:
+            stop = start + (self.next_chunk(surprise.shape[0] - start) if remember
+                            else surprise.shape[0] - start)
+            chunk = surprise[start:stop]
+            finite = np.isfinite(chunk)
+            if self._history.shape[0] >= MIN_HISTORY:
+                p = tail_probability(np.where(finite, chunk, 0.0), np.sort(self._history))
+                out[start:stop] = np.where(finite, 1.0 - p, 1.0)
+            else:
+                out[start:stop] = np.where(finite, 0.0, 1.0)
+            if remember:
+                self.remember(chunk)
+            start = stop
+        return out
+
+    def remember(self, surprise) -> None:
+        """Add surprises to the history (non-finite ones are dropped)."""
+        surprise = np.asarray(surprise, dtype=float).reshape(-1)
+        self._history = np.concatenate([self._history,
+                                        surprise[np.isfinite(surprise)]])[-self.size:]
+
+    def state(self) -> dict:
+        return {"size": self.size, "history": self._history.tolist()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "TailCalibrator":
+        """The calibrator as :meth:`state` saved it (raises ValueError if malformed)."""
+        try:
+            cal = cls(state["size"])
+            history = np.asarray(state["history"], dtype=float).reshape(-1)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"calibrator state: {exc}") from None
+        if history.shape[0] > cal.size or not np.isfinite(history).all():
+            raise ValueError("calibrator state: history too long or not finite")
+        cal._history = history
+        return cal

@@ -1,0 +1,103 @@
+"""One alert per episode: the first point of an anomalous episode is flagged, not all of them.
+
+An anomaly rarely comes alone: a failing machine, a traffic surge or a level shift makes many
+unusual points in a row.  :class:`Episodes` flags the first point whose score reaches the
+threshold and then holds: for the next ``hold`` points the scores are multiplied by ``damp``
+(so a threshold on the published score also yields one alert per episode) and nothing is
+flagged.  Each alert is reported once (its index in the stream), so an operator sees one
+event per episode, not a flood of point anomalies.
+
+Example
+-------
+>>> import numpy as np
+>>> from emstream.episodes import Episodes
+>>> ep = Episodes(threshold=0.99, hold=3)
+>>> out = ep.update(np.array([0.5, 0.995, 0.999, 0.999, 0.2, 0.999]))
+>>> out.scores.tolist(), out.flags.astype(int).tolist(), out.alerts.tolist()
+([0.5, 0.995, 0.4995, 0.4995, 0.1, 0.999], [0, 1, 0, 0, 0, 1], [1, 5])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EpisodeUpdate:
+    """Published scores (n,), flags (n,), the indices (in this update) of new alerts, and
+    which points belong to an episode (flagged or held), shape (n,)."""
+
+    scores: np.ndarray
+    flags: np.ndarray
+    alerts: np.ndarray
+    held: np.ndarray
+
+
+class Episodes:
+    """Flags the first point of each episode of high scores (see the module's docstring).
+
+    Parameters
+    ----------
+    threshold : float in (0, 1], default 0.9999
+        A point whose score reaches it raises an alert (outside a held episode).
+    hold : int, default 300
+        Points after an alert that belong to its episode.
+    damp : float in [0, 1), default 0.5
+        Factor on the scores of held points.
+    """
+
+    def __init__(self, *, threshold: float = 0.9999, hold: int = 300, damp: float = 0.5):
+        if not (isinstance(threshold, (int, float)) and 0.0 < threshold <= 1.0):
+            raise ValueError(f"threshold must lie in (0, 1], got {threshold!r}")
+        if not isinstance(hold, (int, np.integer)) or isinstance(hold, bool) or hold < 0:
+            raise ValueError(f"hold must be an integer >= 0, got {hold!r}")
+        if not (isinstance(damp, (int, float)) and 0.0 <= damp < 1.0):
+            raise ValueError(f"damp must lie in [0, 1), got {damp!r}")
+        self.threshold, self.hold, self.damp = float(threshold), int(hold), float(damp)
+        self.remaining = 0  # held points left in the current episode
+
+    def update(self, scores) -> EpisodeUpdate:
+        """Published scores, flags and alerts for the next points of the stream."""
+        scores = np.asarray(scores, dtype=float).reshape(-1)
+        n = scores.shape[0]
+        out = scores.copy()
+        flags = np.zeros(n, dtype=bool)
+        held_mask = np.zeros(n, dtype=bool)
+        alerts = []
+        position = 0
+        high = np.flatnonzero(scores >= self.threshold)
+        while True:
+            held = min(self.remaining, n - position)
+            out[position:position + held] *= self.damp
+            held_mask[position:position + held] = True
+            self.remaining -= held
+            position += held
+            later = high[high >= position]
+            if later.size == 0:
+                break
+            position = int(later[0])
+            flags[position] = held_mask[position] = True
+            alerts.append(position)
+            position += 1
+            self.remaining = self.hold
+        return EpisodeUpdate(out, flags, np.array(alerts, dtype=np.int64), held_mask)
+
+    def state(self) -> dict:
+        return {"threshold": self.threshold, "hold": self.hold, "damp": self.damp,
+                "remaining": self.remaining}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Episodes":
+        """Episodes as :meth:`state` saved them (raises ValueError if malformed)."""
+        try:
+            episodes = cls(threshold=state["threshold"], hold=state["hold"], damp=state["damp"])
+            remaining = state["remaining"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"episodes state: {exc}") from None
+        if not isinstance(remaining, int) or isinstance(remaining, bool) or not (
+                0 <= remaining <= episodes.hold):
+            raise ValueError(f"episodes state: remaining {remaining!r} out of range")
+        episodes.remaining = remaining
+        return episodes

@@ -1,0 +1,178 @@
+"""Monitoring a time series: features, the mixture, a calibrated score and one alert per episode.
+
+:class:`SeriesMonitor` is what emstreamd runs per stream, and what a library user calls to
+score a series point by point.  For each mini-batch of rows it
+
+1. turns the rows into temporal feature rows (:class:`~emstream.temporal.TemporalFeatures`:
+   the row, its volatility, the previous row, the row a season ago, the calendar);
+2. scores and learns them with a :class:`~emstream.drift.DriftMonitor` (online EM, drift
+   alarms and refits: the same core as everything else);
+3. takes the *conditional* surprise ``-log p(target | context) = -log p(features) +
+   log p(context)``, the context's marginal being the same mixture's sub-blocks (an in-range
+   spike is unlikely given the previous point; a level shift is surprising once, at the jump,
+   and then the new level is predicted by the previous point at once);
+4. calibrates it into a score in [0, 1] (:class:`~emstream.calibration.TailCalibrator`) and
+   flags the first point of each episode above the threshold
+   (:class:`~emstream.episodes.Episodes`); the surprises of an episode's points, and of
+   points beyond the outlier gate, stay out of the calibration history (an anomaly must not
+   make the next one look ordinary).
+
+Without features (``features=None``) the score calibrates the plain surprise ``-log p(x)``.
+
+Example
+-------
+>>> import numpy as np
+>>> from emstream import GaussianMixture
+>>> from emstream.drift import DriftMonitor
+>>> from emstream.series import SeriesMonitor
+>>> from emstream.temporal import TemporalFeatures
+>>> t = np.arange(6000)
+>>> x = np.sin(2 * np.pi * t / 100) + 0.05 * np.random.default_rng(0).normal(size=t.size)
+>>> x[4500] += 0.8  # a spike inside the normal range
+>>> series = SeriesMonitor(DriftMonitor(GaussianMixture(3, random_state=0)),
+...                        TemporalFeatures(season=100))
+>>> for start in range(0, t.size, 500):
+...     update = series.update(x[start:start + 500, None])
+...     if start == 4500:
+...         print(update.anomaly[0], float(update.score[0]) > 0.99999)
+True True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import em
+from .calibration import TailCalibrator
+from .drift import DriftMonitor
+from .episodes import Episodes
+from .temporal import TemporalFeatures
+
+
+@dataclass(frozen=True)
+class SeriesUpdate:
+    """What :meth:`SeriesMonitor.update` saw in one mini-batch (None-valued while no model).
+
+    Attributes
+    ----------
+    log_prob : ndarray (n,) or None
+        ``log p(features)`` under the model before the update.
+    surprise : ndarray (n,) or None
+        The conditional surprise ``-log p(target | context)``.
+    score : ndarray (n,) or None
+        Calibrated score in [0, 1] (damped inside an alerted episode).
+    anomaly : ndarray (n,) of bool
+        The first point of each episode whose score reached the threshold.
+    resp : ndarray (n, K) or None
+    gated : ndarray (n,) of bool
+        Points beyond the outlier gate (scored, not learned).
+    events : list of dict
+        The drift monitor's events, and an ``{"event": "anomaly", "index": i, "score": s}``
+        per alert (``index`` within this batch).
+    rows : ndarray (n, F)
+        The rows the model learned from (the feature rows, or the input rows).
+    """
+
+    log_prob: np.ndarray | None
+    surprise: np.ndarray | None
+    score: np.ndarray | None
+    anomaly: np.ndarray
+    resp: np.ndarray | None
+    gated: np.ndarray
+    events: list = field(default_factory=list)
+    rows: np.ndarray | None = None
+
+
+class SeriesMonitor:
+    """Scores a stream point by point (see the module's docstring).
+
+    Parameters
+    ----------
+    monitor : DriftMonitor
+        Over the model that learns the feature rows.
+    features : TemporalFeatures or None
+        None: the rows themselves are modelled and scored.
+    calibrator : TailCalibrator, optional
+    episodes : Episodes, optional
+    """
+
+    def __init__(self, monitor: DriftMonitor, features: TemporalFeatures | None = None,
+                 calibrator: TailCalibrator | None = None, episodes: Episodes | None = None):
+        self.monitor = monitor
+        self.features = features
+        self.calibrator = calibrator if calibrator is not None else TailCalibrator()
+        self.episodes = episodes if episodes is not None else Episodes()
+
+    @property
+    def model(self):
+        return self.monitor.model
+
+    def feature_rows(self, X, times=None) -> np.ndarray:
+        """The rows the model learns (the features, or ``X`` itself); advances the features."""
+        if self.features is None:
+            return X
+        return self.features.transform(X, times)
+
+    def update(self, X, times=None, *, with_resp: bool = False) -> SeriesUpdate:
+        """Score the rows ``X`` (n, D) (with their ``times`` (n,), seconds), then learn them.
+
+        Returns
+        -------
+        SeriesUpdate
+        """
+        X = np.asarray(X, dtype=float)
+        if X.ndim == 1:
+            X = X[:, None]
+        F = self.feature_rows(X, times)
+        context = self.features.context_columns(X.shape[1]) if self.features else []
+        model = self.monitor.model
+        marginal = None
+        if context and model._is_fitted():
+            # The parameters the update scores with (the learner's iterate), before it learns.
+            marginal = model._learner().iterate.marginal(context)
+        update = self.monitor.update(F, with_resp=with_resp)
+        n = X.shape[0]
+        if update.log_prob is None:
+            none = np.zeros(n, dtype=bool)
+            return SeriesUpdate(None, None, None, none, None, update.gated, update.events, F)
+        surprise = -update.log_prob
+        if marginal is not None:
+            surprise = surprise + em.score_samples(F[:, context], marginal)
+        scores, flags = np.empty(n), np.zeros(n, dtype=bool)
+        events = list(update.events)
+        start = 0
+        while start < n:
+            # Chunk by chunk: points of an anomalous episode (and gated ones) stay out of the
+            # calibration history, so one anomaly does not hide the next.
+            stop = start + self.calibrator.next_chunk(n - start)
+            episode = self.episodes.update(
+                self.calibrator.score(surprise[start:stop], remember=False))
+            normal = ~(episode.held | update.gated[start:stop])
+            self.calibrator.remember(surprise[start:stop][normal])
+            scores[start:stop], flags[start:stop] = episode.scores, episode.flags
+            events += [{"event": "anomaly", "index": start + int(i),
+                        "score": float(episode.scores[i])} for i in episode.alerts]
+            start = stop
+        return SeriesUpdate(update.log_prob, surprise, scores, flags, update.resp,
+                            update.gated, events, F)
+
+    def state(self) -> dict:
+        """JSON-ready state of the features, calibrator and episodes (the monitor and the
+        model are saved on their own)."""
+        return {"features": None if self.features is None else self.features.state(),
+                "calibrator": self.calibrator.state(), "episodes": self.episodes.state()}
+
+    def restore(self, state: dict) -> "SeriesMonitor":
+        """Continue from :meth:`state`'s output (ValueError if it is malformed)."""
+        if not isinstance(state, dict):
+            raise ValueError("series state must be a mapping")
+        try:
+            features = state["features"]
+            self.features = None if features is None else TemporalFeatures.from_state(features)
+            self.calibrator = TailCalibrator.from_state(state["calibrator"])
+            self.episodes = Episodes.from_state(state["episodes"])
+        except KeyError as exc:
+            raise ValueError(f"series state lacks {exc}") from None
+        return self

@@ -1,0 +1,268 @@
+"""Time-series tables: a CSV with a header line and a time column (NAB's ``timestamp,value``).
+
+The stream's first non-blank line is a header if one of its fields is neither a number nor a
+time; it names the columns and is a line, not a reject.  :func:`find_layout` reads that line
+and the first data line and fixes the :class:`Layout`: fields per line, separated by commas
+if the data line holds one (else by whitespace); which field is the time (the one named
+``timestamp``, ``time``, ``date``, ``datetime`` or ``ts``, or ``timestamp=`` given by name or
+index, else a first field that is an ISO 8601 time); which fields make the row (``columns``
+by name or index; default every other field).  A file of plain numbers has no layout
+(``find_layout`` returns None) and goes through :func:`emstream.parse.parse_lines` alone.
+
+:func:`parse_table` then parses blocks of lines with that layout: the numbers through
+``parse_lines`` (same reject reasons), the times through :mod:`emstream.timestamps` (a row whose
+time does not parse is rejected as "bad timestamp").  ``Parsed.times`` holds seconds since
+1970-01-01 UTC, and ``Parsed.time_text`` the time fields as written (for the output).
+
+Example
+-------
+>>> from emstream.table import find_layout, parse_table
+>>> data = b"timestamp,value\\n2014-07-01 00:30:00,8127\\nJuly 1st,9\\n2014-07-01 01:30:00,x\\n"
+>>> layout = find_layout(data)
+>>> layout.names, layout.time_field, layout.value_fields
+(('timestamp', 'value'), 0, (1,))
+>>> parsed = parse_table(data, layout)
+>>> parsed.rows.tolist(), parsed.times.tolist(), parsed.lines.tolist()
+([[8127.0]], [1404174600.0], [2])
+>>> [(r.line, r.reason) for r in parsed.rejects]
+[(3, 'bad timestamp'), (4, 'non-numeric')]
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .parse import Parsed, Reject, _snippet, parse_lines
+from .timestamps import looks_like_time, parse_times
+
+TIME_NAMES = ("timestamp", "time", "date", "datetime", "ts")
+_NUMBERISH = b"0123456789+-.eE "
+
+
+@dataclass(frozen=True)
+class TimedParsed(Parsed):
+    """:class:`~emstream.parse.Parsed` with each row's time.
+
+    Attributes
+    ----------
+    times : ndarray of float64, shape (n,), or None
+        Seconds since 1970-01-01 UTC; None if the layout has no time column.
+    time_text : ndarray of bytes, shape (n,), or None
+        The time fields as written.
+    """
+
+    times: np.ndarray | None = None
+    time_text: np.ndarray | None = None
+
+
+class LayoutError(ValueError):
+    """The configured columns or time column do not exist in the stream's header."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a time-series table's lines are laid out (JSON-ready for checkpoints).
+
+    Attributes
+    ----------
+    names : tuple of str or None
+        The header's column names; None without a header.
+    header_line : int or None
+        The header's line number (it is skipped, not rejected).
+    n_fields : int
+        Fields per data line.
+    comma : bool
+        Fields are separated by commas (else by runs of whitespace).
+    time_field : int or None
+        The time column; None if the table has none.
+    value_fields : tuple of int
+        The fields that make a row, in order.
+    """
+
+    names: tuple | None
+    header_line: int | None
+    n_fields: int
+    comma: bool
+    time_field: int | None
+    value_fields: tuple
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Layout":
+        names = data["names"]
+        return cls(names=None if names is None else tuple(str(n) for n in names),
+                   header_line=data["header_line"], n_fields=int(data["n_fields"]),
+                   comma=bool(data["comma"]), time_field=data["time_field"],
+                   value_fields=tuple(int(i) for i in data["value_fields"]))
+
+    def column_names(self) -> list:
+        """The row's column names (from the header, else ``x0, x1, ...``)."""
+        if self.names is None:
+            return [f"x{i}" for i in range(len(self.value_fields))]
+        return [self.names[i] for i in self.value_fields]
+
+
+def _split(line: bytes, comma: bool) -> list:
+    return [f.strip() for f in line.split(b",")] if comma else line.split()
+
+
+def _is_number(field: bytes) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _index(spec, names, n_fields: int, what: str) -> int:
+    """A column given by name (needs a header) or by 0-based index."""
+    if isinstance(spec, str) and not spec.lstrip("-").isdigit():
+        if names is None or spec not in names:
+            known = ", ".join(names) if names else "no header"
+            raise LayoutError(f"{what} {spec!r} is not a column ({known})")
+        return names.index(spec)
+    index = int(spec)
+    if not 0 <= index < n_fields:
+        raise LayoutError(f"{what} {index} out of range for {n_fields} fields per line")
+    return index
+
+
+def find_layout(data: bytes, *, columns=None, timestamp="auto",
+                first_line: int = 1) -> Layout | None:
+    """The layout of a stream that starts with ``data``, or None for plain numbers.
+
+    Parameters
+    ----------
+    data : bytes
+        The stream's first lines (at least up to its first data line).
+    columns : sequence of (str or int), optional
+        Fields that make a row, by header name or 0-based index; default: all but the time.
+    timestamp : "auto", str, int or None
+        The time column (name or index); "auto" finds it (see the module's docstring);
+        None: no time column.
+    first_line : int
+        Line number of the first line of ``data``.
+
+    Returns
+    -------
+    Layout or None
+        None when there is no header and no time column (plain numbers), or when ``data``
+        holds no non-blank line yet.  A header alone is enough: it decides.
+
+    Raises
+    ------
+    LayoutError
+        ``columns`` or ``timestamp`` name a column that does not exist.
+    """
+    lines = [(first_line + i, line.strip()) for i, line in enumerate(data.split(b"\n"))]
+    lines = [(n, line) for n, line in lines if line]
+    if not lines:
+        return None
+    names, header_line = None, None
+    head_number, head = lines[0]
+    head_fields = _split(head, b"," in head)
+    if any(not _is_number(f) and not looks_like_time(f) for f in head_fields):
+        try:
+            names = tuple(f.decode("utf-8").strip().strip('"') for f in head_fields)
+        except UnicodeDecodeError:
+            names = None
+        else:
+            header_line = head_number
+            lines = lines[1:]
+    if lines:
+        fields = _split(lines[0][1], b"," in lines[0][1])
+        comma = b"," in lines[0][1]
+    elif names is not None:  # a header alone (a live stream's first line): it decides
+        fields, comma = [], b"," in head
+    else:
+        return None
+    n_fields = len(fields) if fields else len(names)
+    if names is not None and fields and len(names) != n_fields:
+        names = None  # a header that does not fit the data is only a first rejected line
+        header_line = None
+    time_field = None
+    if timestamp not in (None, "auto"):
+        time_field = _index(timestamp, names, n_fields, "input.timestamp")
+    elif timestamp == "auto":
+        named = [i for i, n in enumerate(names or ()) if n.lower() in TIME_NAMES]
+        if named:
+            time_field = named[0]
+        elif fields and looks_like_time(fields[0]):
+            time_field = 0
+    if names is None and time_field is None:
+        return None
+    if columns is None:
+        value_fields = tuple(i for i in range(n_fields) if i != time_field)
+    else:
+        value_fields = tuple(_index(c, names, n_fields, "input.columns") for c in columns)
+    if time_field in value_fields:
+        raise LayoutError(f"the time column {time_field} is also in input.columns")
+    return Layout(names, header_line, n_fields, comma, time_field, value_fields)
+
+
+def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
+                max_line_bytes: int = 4096) -> Parsed:
+    """Parse a block of whole lines laid out as ``layout``.
+
+    Parameters
+    ----------
+    data : bytes
+        Whole lines (a last line without a newline counts as a line).
+    layout : Layout
+    first_line : int
+        Line number of the first line of ``data``.
+    max_line_bytes : int
+        Longer lines are rejected as "too long".
+
+    Returns
+    -------
+    TimedParsed
+        With ``times`` (seconds since the epoch, shape (n,)) and ``time_text`` (the time
+        fields as written, bytes, shape (n,)) when the layout has a time column.
+    """
+    raw = data.split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()
+    n_lines = len(raw)
+    values, time_text, early = [], [], {}
+    for i, line in enumerate(raw):
+        number = first_line + i
+        if number == layout.header_line or len(line) > max_line_bytes:
+            values.append(line if len(line) > max_line_bytes else b"")
+            time_text.append(b"")
+            continue
+        fields = _split(line, layout.comma) if line.strip() else []
+        if not fields:
+            values.append(b"")
+            time_text.append(b"")
+            continue
+        if len(fields) != layout.n_fields:
+            early[number] = "wrong field count"
+            fields = [b""] * layout.n_fields
+        values.append(b",".join(fields[j] for j in layout.value_fields) or b"x")
+        time_text.append(fields[layout.time_field] if layout.time_field is not None else b"")
+    parsed = parse_lines(b"\n".join(values) + b"\n", n_fields=len(layout.value_fields),
+                         first_line=first_line, max_line_bytes=max_line_bytes)
+    rows, lines = parsed.rows, parsed.lines
+    rejects = [r for r in parsed.rejects
+               if r.line not in early and not (r.line == layout.header_line)]
+    times = text = None
+    if layout.time_field is not None and len(lines):
+        text = np.array([time_text[n - first_line] for n in lines.tolist()], dtype=bytes)
+        times = parse_times(text)
+        bad = ~np.isfinite(times)
+        for n in lines[bad].tolist():
+            early[n] = "bad timestamp"
+        keep = ~bad
+        rows, lines, times, text = rows[keep], lines[keep], times[keep], text[keep]
+    elif layout.time_field is not None:
+        times, text = np.empty(0), np.empty(0, dtype="S1")
+    for number, reason in early.items():
+        rejects.append(Reject(number, reason, _snippet(raw[number - first_line])))
+    rejects.sort(key=lambda r: r.line)
+    return TimedParsed(np.ascontiguousarray(rows), lines, tuple(rejects), n_lines,
+                       layout.n_fields, None, times, text)

@@ -1,0 +1,252 @@
+"""Temporal features of a stream, computed causally a block at a time and checkpointable.
+
+A mixture over raw values sees each point alone: a spike inside the normal range, a flatline at
+a normal level or a changed daily shape look normal.  :class:`TemporalFeatures` turns each row
+``x_t`` (D values) into a feature row the mixture models jointly:
+
+- **target** columns, whose surprise is scored: the row itself, and (``volatility``) the log of
+  its mean absolute change over the last ``window`` points (plus half the first value's
+  printed decimal step, so a flatline's log stays finite), so a flatline (no change) or a
+  burst of noise stands out;
+- **context** columns, which the score is conditioned on: the previous ``lags`` rows, the row
+  one season before (``season``: a period in points, or "auto" to find it from the first
+  block's timestamps (a day) or autocorrelation), and the calendar position (``calendar``: time of day
+  and of week as points on circles, from the rows' timestamps).
+
+The anomaly score is then ``-log p(target | context)`` (see :mod:`emstream.series`): how
+surprising this row is *given* what came before, not how rare its value is.
+
+Every feature of row t uses rows ≤ t only, and the state (the last rows) is a JSON-ready
+dict, so a restart continues exactly.
+
+Example
+-------
+>>> import numpy as np
+>>> from emstream.temporal import TemporalFeatures
+>>> tf = TemporalFeatures(lags=1, volatility=False)
+>>> tf.transform(np.array([[1.0], [2.0], [4.0]])).tolist()
+[[1.0, 1.0], [2.0, 1.0], [4.0, 2.0]]
+>>> tf.transform(np.array([[7.0]])).tolist(), tf.target_columns(1), tf.context_columns(1)
+([[7.0, 4.0]], [0], [1])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .resolution import _decimal_step
+
+# Periods the automatic season search considers.
+MIN_SEASON, MAX_SEASON = 4, 1000
+# An autocorrelation this high at the season's lag (and above its neighbours') makes it one.
+SEASON_MIN_CORRELATION = 0.3
+SEASON_PROMINENCE = 0.2
+_DAY, _WEEK = 86400.0, 7 * 86400.0
+
+
+def find_season(x: np.ndarray) -> int | None:
+    """The dominant period of a 1-D series in points (None if none is clear).
+
+    The first lag among MIN_SEASON..min(MAX_SEASON, n / 3) where the autocorrelation of the
+    series (its linear trend removed) peaks within 90% of its highest peak (multiples of the
+    period peak as high) and rises at least ``SEASON_PROMINENCE`` above the lowest correlation
+at shorter lags, kept if the correlation exceeds ``SEASON_MIN_CORRELATION``.
+
+    >>> t = np.arange(1500)
+    >>> find_season(np.sin(2 * np.pi * t / 48) + 0.1 * np.random.default_rng(0).normal(size=1500))
+    48
+    """
+    x = np.asarray(x, dtype=float)
+    n = x.shape[0]
+    top = min(MAX_SEASON, n // 3)
+    if top <= MIN_SEASON:
+        return None
+    detrended = x - np.polyval(np.polyfit(np.arange(n), x, 1), np.arange(n))
+    detrended -= detrended.mean()
+    power = float(detrended @ detrended)
+    if power <= 0.0:
+        return None
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    spectrum = np.fft.rfft(detrended, size)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum), size)[:top + 2] / power
+    acf *= n / (n - np.arange(acf.shape[0]))  # unbiased: long lags have fewer pairs
+    lags = np.arange(MIN_SEASON, top + 1)
+    peaks = lags[(acf[lags] >= acf[lags - 1]) & (acf[lags] >= acf[lags + 1])]
+    # A period's peak rises well above the trough before it; a slowly decaying
+    # autocorrelation's noise wiggles do not.
+    trough = np.minimum.accumulate(acf)
+    peaks = peaks[acf[peaks] - trough[peaks] >= SEASON_PROMINENCE]
+    if peaks.size == 0:
+        return None
+    # Multiples of the period peak about as high: take the first peak near the highest.
+    best = int(peaks[np.argmax(acf[peaks] >= 0.9 * acf[peaks].max())])
+    return best if acf[best] >= SEASON_MIN_CORRELATION else None
+
+
+class TemporalFeatures:
+    """Causal temporal features of a stream of rows (see the module's docstring).
+
+    Parameters
+    ----------
+    lags : int, default 1
+        Previous rows in the context (0: none).
+    season : int, "auto" or None, default None
+        The row one period earlier in the context: a period in points; "auto": a day in points
+        (from the first block's timestamps), or without timestamps the first block's own
+        period (:func:`find_season`; none if it shows none); or None.  Until the row one
+        period back exists, the first row stands in for it.
+    volatility : bool, default True
+        Add the log mean absolute change over the last ``window`` rows to the target.
+    window : int, default 10
+    calendar : bool, default False
+        Add time of day and of week (cos, sin) to the context; needs timestamps.
+
+    Attributes
+    ----------
+    season_ : int or None
+        The period in use (after "auto" has decided; None while it has not).
+    """
+
+    def __init__(self, *, lags: int = 1, season=None, volatility: bool = True,
+                 window: int = 10, calendar: bool = False):
+        if not isinstance(lags, (int, np.integer)) or isinstance(lags, bool) or lags < 0:
+            raise ValueError(f"lags must be an integer >= 0, got {lags!r}")
+        if season not in (None, "auto") and (not isinstance(season, (int, np.integer))
+                                             or isinstance(season, bool) or season < 1):
+            raise ValueError(f'season must be a period >= 1, "auto" or None, got {season!r}')
+        if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 2:
+            raise ValueError(f"window must be an integer >= 2, got {window!r}")
+        self.lags, self.season, self.volatility = int(lags), season, bool(volatility)
+        self.window, self.calendar = int(window), bool(calendar)
+        self.season_ = season if isinstance(season, (int, np.integer)) else None
+        self._searching = season == "auto"
+        self._history = None  # the last rows, shape (h, D)
+        self._seen = 0
+        self._floor = None  # smallest change the volatility resolves (half the data's grid)
+
+    # ------------------------------------------------------------------ layout
+    def n_features_out(self, d: int) -> int:
+        return len(self.target_columns(d)) + len(self.context_columns(d))
+
+    def target_columns(self, d: int) -> list:
+        """Columns of the feature rows that are scored."""
+        return list(range(d * (2 if self.volatility else 1)))
+
+    def context_columns(self, d: int) -> list:
+        """Columns of the feature rows the score is conditioned on."""
+        start = len(self.target_columns(d))
+        n = d * (self.lags + (1 if self._season_slot else 0)) + (4 if self.calendar else 0)
+        return list(range(start, start + n))
+
+    @property
+    def _season_slot(self) -> bool:
+        # "auto" keeps the column (the row itself until a period is found) so the feature
+        # rows keep one shape for the life of the model.
+        return self.season is not None
+
+    def _depth(self) -> int:
+        """Rows of history the features need."""
+        depth = max(self.lags, self.window + 1)
+        if self.season_ is not None:
+            depth = max(depth, self.season_)
+        return depth
+
+    # ------------------------------------------------------------------ transform
+    def transform(self, X, times=None) -> np.ndarray:
+        """Feature rows of the next rows of the stream (and remember them).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, D)
+        times : ndarray of shape (n,), optional
+            Seconds since the epoch (needed when ``calendar``).
+
+        Returns
+        -------
+        ndarray of shape (n, n_features_out(D))
+        """
+        X = np.asarray(X, dtype=float)
+        if X.ndim == 1:
+            X = X[:, None]
+        n, d = X.shape
+        if self.calendar and times is None:
+            raise ValueError("calendar features need the rows' timestamps")
+        if self._history is None:
+            self._history = X[:1].copy() if n else np.empty((0, d))
+        past = self._history
+        if past.shape[1] != d:
+            raise ValueError(f"rows have {d} features; the stream so far had {past.shape[1]}")
+        if self._floor is None and n:
+            # From the first row alone, so that it does not depend on how blocks are cut.
+            first = X[0]
+            self._floor = np.maximum(np.array([_decimal_step(v) for v in first]) / 2.0,
+                                     1e-12 * (1.0 + np.abs(first)))
+        h = past.shape[0]
+        Z = np.concatenate([past, X]) if h else X
+        columns = [X]
+        if self.volatility:
+            # Each window summed on its own (not as a difference of running sums), so the
+            # value does not depend on where blocks were cut: a restart continues exactly.
+            change = np.abs(np.diff(Z, axis=0, prepend=Z[:1]))
+            padded = np.concatenate([np.zeros((self.window - 1, d)), change])
+            windows = np.lib.stride_tricks.sliding_window_view(padded, self.window, axis=0)
+            summed = windows[h:h + n].sum(axis=-1)
+            count = np.minimum(np.arange(self._seen, self._seen + n) + 1, self.window)[:, None]
+            columns.append(np.log(summed / count + self._floor))
+        for lag in range(1, self.lags + 1):
+            columns.append(Z[np.maximum(np.arange(h, h + n) - lag, 0)])
+        if self._season_slot:
+            if self._searching:
+                self._decide_season(Z, times)
+            columns.append(Z[np.arange(h, h + n) - np.minimum(self.season_ or 1,
+                                                              np.arange(h, h + n))])
+        if self.calendar:
+            t = np.asarray(times, dtype=float)
+            day, week = 2 * np.pi * (t % _DAY) / _DAY, 2 * np.pi * (t % _WEEK) / _WEEK
+            columns.append(np.column_stack([np.cos(day), np.sin(day), np.cos(week),
+                                            np.sin(week)]))
+        self._seen += n
+        self._history = Z[-self._depth():].copy()
+        return np.hstack(columns)
+
+    def _decide_season(self, Z: np.ndarray, times) -> None:
+        """At the first block: a day in points from the timestamps' typical step, else the
+        first block's own period (none if it is too short to show one)."""
+        self._searching = False
+        if times is not None and len(times) > 1:
+            step = float(np.median(np.diff(np.asarray(times, dtype=float))))
+            period = round(_DAY / step) if step > 0 else 0
+            self.season_ = period if MIN_SEASON <= period <= MAX_SEASON else None
+        else:
+            self.season_ = find_season(Z[:, 0])
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        """JSON-ready state (settings and the rows the next features need)."""
+        return {"lags": self.lags, "season": self.season, "volatility": self.volatility,
+                "window": self.window, "calendar": self.calendar, "season_": self.season_,
+                "searching": self._searching, "seen": self._seen,
+                "floor": None if self._floor is None else self._floor.tolist(),
+                "history": None if self._history is None else self._history.tolist()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "TemporalFeatures":
+        """The features as :meth:`state` saved them (raises ValueError if malformed)."""
+        try:
+            tf = cls(lags=state["lags"], season=state["season"],
+                     volatility=state["volatility"], window=state["window"],
+                     calendar=state["calendar"])
+            tf.season_ = None if state["season_"] is None else int(state["season_"])
+            tf._searching = bool(state["searching"])
+            tf._seen = int(state["seen"])
+            if state["history"] is not None:
+                tf._history = np.array(state["history"], dtype=float).reshape(
+                    len(state["history"]), -1)
+                tf._floor = np.array(state["floor"], dtype=float).reshape(-1)
+                if not (np.isfinite(tf._history).all() and np.isfinite(tf._floor).all()
+                        and (tf._floor > 0).all()
+                        and tf._floor.shape[0] == tf._history.shape[1]):
+                    raise ValueError("non-finite or misshapen history")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"temporal features state: {exc}") from None
+        return tf

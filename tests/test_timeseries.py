@@ -1,0 +1,226 @@
+"""Time series: CSV tables with timestamps, temporal features, the calibrated score, episodes,
+and the daemon flagging a synthetic seasonal series' anomalies once each."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from emstream import checkpoint
+from emstream.calibration import TailCalibrator
+from emstream.episodes import Episodes
+from emstream.table import Layout, LayoutError, find_layout, parse_table
+from emstream.temporal import TemporalFeatures, find_season
+from emstream.timestamps import parse_times
+
+from .conftest import ROOT
+
+DAEMON = [sys.executable, "-m", "emstreamd", "--config", str(ROOT / "config.yaml")]
+STEP = 600  # seconds between points: 144 a day
+DAY = 86400 // STEP
+
+
+# ---------------------------------------------------------------------- input
+def test_times_in_every_accepted_form_and_nan_for_the_rest():
+    fields = [b"2014-07-01 00:30:00", b"2014-07-01T00:30:00", b"2014-07-01T00:30:00.000Z",
+              b"2014-07-01T02:30:00+02:00", b"2014-06-30T19:30:00-0500", b"1404174600",
+              b"1404174600000", b"1404174600.0", b"2014-07-01 00:30"]
+    np.testing.assert_array_equal(parse_times(fields), 1404174600.0)
+    assert parse_times([b"2014-07-01"]).tolist() == [1404172800.0]
+    bad = [b"July 1st", b"2014-13-45", b"", b"2014-07-01 25:00:00", b"nan", b"12:00"]
+    assert np.isnan(parse_times(bad)).all()
+
+
+def test_a_header_names_columns_and_the_time_column_is_found():
+    data = b"timestamp,value\n2014-07-01 00:00:00,10\n2014-07-01 00:05:00,11\n"
+    layout = find_layout(data)
+    assert layout == Layout(("timestamp", "value"), 1, 2, True, 0, (1,))
+    parsed = parse_table(data, layout)
+    assert parsed.rows.tolist() == [[10.0], [11.0]] and parsed.lines.tolist() == [2, 3]
+    assert parsed.rejects == () and parsed.n_lines == 3
+    assert parsed.time_text.tolist() == [b"2014-07-01 00:00:00", b"2014-07-01 00:05:00"]
+    # By name, another time column, columns chosen by name; epoch milliseconds.
+    data = b"load,when,temp\n1.5,1404172800000,20\n2.5,1404173100000,21\n"
+    layout = find_layout(data, columns=["temp", "load"], timestamp="when")
+    parsed = parse_table(data, layout)
+    assert parsed.rows.tolist() == [[20.0, 1.5], [21.0, 2.5]]
+    assert parsed.times.tolist() == [1404172800.0, 1404173100.0]
+    # Without a header, a first field that is an ISO time is the time.
+    layout = find_layout(b"2014-07-01T00:00:00 5 6\n")
+    assert layout.names is None and layout.time_field == 0 and layout.value_fields == (1, 2)
+    # Plain numbers have no layout; a header alone decides one.
+    assert find_layout(b"1,2\n3,4\n") is None and find_layout(b"1\n") is None
+    assert find_layout(b"timestamp,value\n").n_fields == 2
+
+
+def test_bad_rows_of_a_table_are_rejected_with_their_reason():
+    data = (b"timestamp,value\n2014-07-01 00:00:00,1\nyesterday,2\n2014-07-01 00:10:00,x\n"
+            b"2014-07-01 00:15:00\n\n2014-07-01 00:20:00,nan\n2014-07-01 00:25:00,5\n")
+    parsed = parse_table(data, find_layout(data))
+    assert parsed.rows.ravel().tolist() == [1.0, 5.0] and parsed.lines.tolist() == [2, 8]
+    assert [(r.line, r.reason) for r in parsed.rejects] == [
+        (3, "bad timestamp"), (4, "non-numeric"), (5, "wrong field count"), (6, "blank"),
+        (7, "non-finite")]
+
+
+def test_unknown_columns_are_a_layout_error():
+    with pytest.raises(LayoutError, match="'load' is not a column"):
+        find_layout(b"timestamp,value\n2014-07-01,1\n", columns=["load"])
+    with pytest.raises(LayoutError, match="input.timestamp 5 out of range"):
+        find_layout(b"timestamp,value\n2014-07-01,1\n", timestamp=5)
+
+
+# ---------------------------------------------------------------------- features
+def test_features_are_causal_and_a_restart_continues_them_exactly():
+    rng = np.random.default_rng(0)
+    x = np.sin(2 * np.pi * np.arange(3000) / 48)[:, None] + 0.1 * rng.normal(size=(3000, 1))
+    times = 1.4e9 + 1800.0 * np.arange(3000)
+    settings = dict(lags=2, season="auto", volatility=True, calendar=True)
+    whole = TemporalFeatures(**settings).transform(x, times)
+    pieces, tf = [], TemporalFeatures(**settings)
+    for start in range(0, 3000, 700):
+        pieces.append(tf.transform(x[start:start + 700], times[start:start + 700]))
+        tf = TemporalFeatures.from_state(json.loads(json.dumps(tf.state())))
+    np.testing.assert_array_equal(np.vstack(pieces), whole)
+    assert tf.season_ == 48  # a day of 30-minute points, from the timestamps
+    # Causal: changing the future leaves the past's features alone.
+    y = x.copy()
+    y[2000:] += 100.0
+    np.testing.assert_array_equal(TemporalFeatures(**settings).transform(y, times)[:2000],
+                                  whole[:2000])
+    # Columns: target (x, volatility), context (2 lags, the season, 4 calendar).
+    assert whole.shape == (3000, 9) and tf.target_columns(1) == [0, 1]
+    np.testing.assert_array_equal(whole[100:, 2], x[99:-1, 0])
+    np.testing.assert_array_equal(whole[100:, 4], x[52:-48, 0])
+
+
+def test_the_season_is_found_from_the_autocorrelation_or_not_at_all():
+    rng = np.random.default_rng(1)
+    t = np.arange(2000)
+    assert find_season(np.sin(2 * np.pi * t / 37) + 0.2 * rng.normal(size=2000)) == 37
+    assert find_season(rng.normal(size=2000)) is None
+    assert find_season(np.cumsum(rng.normal(size=2000))) is None  # a random walk
+    assert find_season(np.ones(500)) is None
+
+
+# ---------------------------------------------------------------------- score
+def test_the_score_is_calibrated_the_same_on_any_scale_and_shape():
+    rng = np.random.default_rng(2)
+    for surprise in (rng.normal(size=20_000), 1e6 + 50 * rng.gumbel(size=20_000),
+                     rng.exponential(size=20_000)):
+        scores = TailCalibrator().score(surprise)[2000:]
+        for level in (0.9, 0.99, 0.999):
+            assert abs(np.mean(scores >= level) - (1 - level)) < 0.35 * (1 - level) + 2e-4
+
+
+def test_episodes_hold_across_batches_and_restarts():
+    scores = np.zeros(1000)
+    scores[[100, 150, 500, 520]] = 0.99999
+    whole = Episodes(threshold=0.9999, hold=300).update(scores)
+    assert np.flatnonzero(whole.flags).tolist() == [100, 500]
+    assert whole.scores[150] == pytest.approx(0.5 * 0.99999)
+    episodes, flags = Episodes(threshold=0.9999, hold=300), []
+    for start in range(0, 1000, 130):
+        flags += (start + np.flatnonzero(episodes.update(scores[start:start + 130]).flags)).tolist()
+        episodes = Episodes.from_state(json.loads(json.dumps(episodes.state())))
+    assert flags == [100, 500]
+
+
+# ---------------------------------------------------------------------- the daemon
+def _seasonal(rng, n):
+    t = np.arange(n)
+    return 10.0 + np.sin(2 * np.pi * t / DAY) + 0.1 * rng.normal(size=n)
+
+
+def _write_table(path, values, start=1.7e9):
+    stamps = np.array(start + STEP * np.arange(len(values)), dtype="datetime64[s]")
+    path.write_text("timestamp,value\n" + "".join(
+        f"{str(s).replace('T', ' ')},{v:.4f}\n" for s, v in zip(stamps, values)))
+
+
+def _flags(out_text):
+    rows = [line.split(",") for line in out_text.splitlines()]
+    # line, time, label, probability, surprise, score, anomaly; data row i is line i + 2
+    return np.array([int(r[0]) - 2 for r in rows if r[6] == "1"]), rows
+
+
+def test_a_seasonal_series_gets_one_flag_per_anomaly_and_none_elsewhere(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 40 * DAY
+    x = _seasonal(rng, n)
+    windows = {}
+    spike = 20 * DAY + DAY // 2 + DAY // 4  # the trough: a value of the crest is in range
+    x[spike] = 10.9
+    windows["in-range spike"] = (spike, spike + 10)
+    flat = 24 * DAY
+    x[flat:flat + DAY // 2] = 10.0  # the series' mean level, for half a day
+    windows["flatline"] = (flat, flat + DAY // 2)
+    double = 28 * DAY
+    x[double:double + DAY] = 10.0 + 2 * (x[double:double + DAY] - 10.0)
+    windows["doubled amplitude"] = (double, double + DAY)
+    shift = 33 * DAY
+    x[shift:] += 3.0
+    windows["level shift"] = (shift, shift + 20)
+    data = tmp_path / "series.csv"
+    _write_table(data, x)
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s")],
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    flags, rows = _flags(done.stdout.decode())
+    assert len(rows) == n - 100  # every row after the first mini-batch has a line
+    assert all(r[1].startswith("20") and 0.0 <= float(r[5]) <= 1.0 for r in rows)
+    for name, (lo, hi) in windows.items():
+        assert ((flags >= lo) & (flags < hi)).sum() == 1, (name, flags.tolist())
+    inside = np.zeros(n, dtype=bool)
+    for lo, hi in windows.values():
+        inside[lo:hi] = True
+    assert inside[flags].all(), flags.tolist()
+    saved = checkpoint.load(tmp_path / "s")
+    assert saved.meta["counters"]["anomalies"] == len(windows)
+    assert saved.meta["layout"]["names"] == ["timestamp", "value"]
+    assert saved.meta["series"]["features"]["season_"] == DAY
+
+
+@pytest.mark.slow
+def test_a_killed_back_fill_resumes_with_the_same_scores_line_for_line(tmp_path):
+    rng = np.random.default_rng(4)
+    x = _seasonal(rng, 60 * DAY)
+    x[30 * DAY:] += 2.0
+    data = tmp_path / "series.csv"
+    _write_table(data, x)
+    settings = ["--input", str(data), "--set", "checkpoint.every_points=500", "--set",
+                "batch.max_rows=200", "--set", "status.every_seconds=0"]
+    started = time.monotonic()
+    reference = subprocess.run([*DAEMON, *settings, "--checkpoint", str(tmp_path / "ref")],
+                               capture_output=True, timeout=300)
+    whole = time.monotonic() - started
+    assert reference.returncode == 0
+    expected = {line.split(",")[0]: line for line in reference.stdout.decode().splitlines()}
+    seen, kills = {}, 0
+    out = tmp_path / "out.csv"
+    rng = np.random.default_rng(0)
+    while True:
+        with open(out, "wb") as handle:
+            process = subprocess.Popen([*DAEMON, *settings, "--checkpoint", str(tmp_path / "s")],
+                                       stdout=handle, stderr=subprocess.DEVNULL)
+            try:
+                process.wait(timeout=0.6 + float(rng.uniform(0, whole / 8)) if kills < 8
+                             else 300)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                kills += 1
+        for line in out.read_text().splitlines():
+            if "," in line:  # a killed writer may leave a partial last line
+                number = line.split(",")[0]
+                if line.count(",") == 6:
+                    assert line == expected[number], (kills, line)
+                    seen[number] = line
+        if process.returncode == 0:
+            break
+    assert kills >= 4
+    assert seen.keys() == expected.keys()
