@@ -26,7 +26,7 @@ def _write_stream(path, n, seed=0, bad_every=None):
     lines = [f"{v:.6f}".encode() for v in values]
     kinds = [b"oops", b"nan", b"1e999", b"1 2", b"", b"\xff\xfe", b"9" * 5000, b"1_000",
              b"1e200"]
-    reasons = ["non-numeric", "non-numeric", "non-finite", "wrong field count", "blank",
+    reasons = ["non-numeric", "non-finite", "non-finite", "wrong field count", "blank",
                "invalid utf-8", "too long", "non-numeric", "out of range"]
     injected = {}
     out = []
@@ -50,8 +50,8 @@ def test_runs_on_the_bundled_example_and_prints_labels_and_a_summary(tmp_path):
     assert done.returncode == 0, done.stderr.decode()
     rows = done.stdout.decode().splitlines()
     assert len(rows) == 5000 - 4 - 100  # 4 bad lines; every point after the first batch (100)
-    line, label, probability, surprise, anomaly = rows[0].split(",")
-    assert int(label) in (0, 1, 2) and 0 < float(probability) <= 1
+    line, label, probability, surprise, score, anomaly = rows[0].split(",")
+    assert int(label) in (0, 1, 2) and 0 < float(probability) <= 1 and 0 <= float(score) <= 1
     err = done.stderr.decode()
     assert "4996 points learned" in err and "component" in err
 
