@@ -494,7 +494,32 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("b", metavar="B")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(run=cmd_diff)
+
+    timeline = sub.add_parser("timeline", help="draw a series with its scores and alerts",
+                              description="Draw DATA (a time-series CSV or plain numbers) over "
+                              "time with emstreamd's alerts marked, and the score from its "
+                              "per-point output SCORES (csv or jsonl) below it.")
+    timeline.add_argument("data", metavar="DATA", help="the series emstreamd read")
+    timeline.add_argument("scores", metavar="SCORES", help="emstreamd's per-point output")
+    timeline.add_argument("-o", "--output", required=True, metavar="FILE.png",
+                          help="image file (png, svg, pdf)")
+    timeline.add_argument("--threshold", type=float, default=0.9999,
+                          help="the anomaly threshold to draw (default: %(default)s)")
+    timeline.add_argument("--title", help="a title over the picture")
+    timeline.set_defaults(run=cmd_timeline)
     return parser
+
+
+def cmd_timeline(args) -> int:
+    try:
+        from .timeline import plot_timeline
+
+        plot_timeline(args.data, args.scores, args.output, threshold=args.threshold,
+                      title=args.title)
+    except ImportError:
+        raise CommandError("timeline needs matplotlib: pip install 'emstream[plot]'") from None
+    print(f"emstream: wrote {args.output}", file=sys.stderr)
+    return 0
 
 
 def main(argv=None) -> int:

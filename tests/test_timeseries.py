@@ -224,3 +224,24 @@ def test_a_killed_back_fill_resumes_with_the_same_scores_line_for_line(tmp_path)
             break
     assert kills >= 4
     assert seen.keys() == expected.keys()
+
+
+def test_the_timeline_command_draws_a_series_with_its_alerts(tmp_path):
+    from emstream.cli import main
+    from emstream.timeline import read_scores
+
+    rng = np.random.default_rng(5)
+    x = _seasonal(rng, 12 * DAY)
+    x[10 * DAY] += 3.0
+    data, out = tmp_path / "series.csv", tmp_path / "scores.csv"
+    _write_table(data, x)
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s"),
+                           "--set", f"output.path={out}", "--set", "output.header=true"],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert out.read_text().startswith("line,time,label,probability,surprise,score,anomaly\n")
+    scored = read_scores(out)
+    assert scored["line"].tolist() == list(range(102, 12 * DAY + 2))
+    assert 10 * DAY + 2 in scored["line"][scored["anomaly"]].tolist()
+    assert main(["timeline", str(data), str(out), "-o", str(tmp_path / "t.png")]) == 0
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"

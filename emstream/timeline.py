@@ -1,0 +1,96 @@
+"""A picture of a monitored series: its values with the alerts marked, and the score below.
+
+``emstream timeline DATA SCORES -o picture.png`` reads the series (a time-series CSV, or plain
+numbers) and emstreamd's per-point output for it (csv or jsonl, with or without a header), and
+draws the values over time (line number without timestamps) with each alert (``anomaly``)
+marked, and under them the score on a scale that spreads its top end: ``-log10(1 - score)``
+(3 is a score of 0.999, 4 of 0.9999), with the threshold drawn.  Needs matplotlib
+(``pip install 'emstream[plot]'``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .parse import parse_lines
+from .table import find_layout, parse_table
+
+
+def read_scores(path) -> dict:
+    """emstreamd's per-point output as arrays: ``line``, ``score``, ``anomaly`` (n,)."""
+    lines, scores, flags = [], [], []
+    with open(path, "rb") as handle:
+        for raw in handle:
+            raw = raw.strip()
+            if not raw or raw.startswith(b"line"):
+                continue
+            if raw.startswith(b"{"):
+                record = json.loads(raw)
+                lines.append(record["line"])
+                scores.append(record["score"])
+                flags.append(bool(record["anomaly"]))
+                continue
+            fields = raw.split(b",")
+            if len(fields) not in (6, 7):
+                raise ValueError(f"{path}: not emstreamd's per-point output (line, [time,] "
+                                 f"label, probability, surprise, score, anomaly): {raw[:80]!r}")
+            lines.append(int(fields[0]))
+            scores.append(float(fields[-2]))
+            flags.append(fields[-1] == b"1")
+    return {"line": np.array(lines, dtype=np.int64), "score": np.array(scores),
+            "anomaly": np.array(flags, dtype=bool)}
+
+
+def read_series(path) -> dict:
+    """A series file's rows: ``line`` (n,), ``value`` (n,) (its first column), ``time`` (n,)
+    (datetime64, or None without a time column)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    layout = find_layout(data)
+    if layout:
+        parsed = parse_table(data, layout)
+        times = (None if parsed.times is None
+                 else (parsed.times * 1000).astype("datetime64[ms]"))
+    else:
+        parsed, times = parse_lines(data), None
+    return {"line": parsed.lines, "value": parsed.rows[:, 0], "time": times}
+
+
+def plot_timeline(data_path, scores_path, path, *, threshold: float = 0.9999,
+                  title: str | None = None) -> None:
+    """Draw a series with its alerts and scores to the image file ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series, scored = read_series(data_path), read_scores(scores_path)
+    x_of_line = dict(zip(series["line"].tolist(),
+                         series["time"] if series["time"] is not None else series["line"]))
+    known = np.array([line in x_of_line for line in scored["line"].tolist()], dtype=bool)
+    at = np.array([x_of_line[line] for line in scored["line"][known].tolist()])
+    value_of_line = dict(zip(series["line"].tolist(), series["value"].tolist()))
+    level = -np.log10(np.maximum(1.0 - scored["score"][known], 1e-12))
+    flags = scored["anomaly"][known]
+    x = series["time"] if series["time"] is not None else series["line"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True,
+                                      gridspec_kw={"height_ratios": [2, 1]})
+    top.plot(x, series["value"], color="0.3", linewidth=0.7)
+    alerts = scored["line"][known][flags]
+    top.scatter(at[flags], [value_of_line[line] for line in alerts.tolist()], color="red",
+                zorder=3, s=30, label=f"alerts ({int(flags.sum())})")
+    top.set_ylabel("value")
+    top.legend(loc="upper left")
+    if title:
+        top.set_title(title)
+    bottom.plot(at, level, color="C0", linewidth=0.7)
+    bottom.axhline(-np.log10(1.0 - threshold), color="red", linestyle="--", linewidth=0.8,
+                   label=f"threshold {threshold}")
+    bottom.set_ylabel("-log10(1 - score)")
+    bottom.legend(loc="upper left")
+    bottom.set_xlabel("time" if series["time"] is not None else "line")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
