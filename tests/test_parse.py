@@ -13,7 +13,9 @@ from emstream.parse import _parse_line, parse_lines
 
 
 @pytest.mark.parametrize("line, reason", [
-    (b"abc", "non-numeric"), (b"nan", "non-numeric"), (b"inf", "non-numeric"),
+    (b"abc", "non-numeric"), (b"nan", "non-finite"), (b"inf", "non-finite"),
+    (b"-Infinity", "non-finite"), (b"NaN", "non-finite"), (b"nan 2", "wrong field count"),
+    (b"nanx", "non-numeric"), (b"infinit", "non-numeric"),
     (b"1_000", "non-numeric"), (b"0x10", "non-numeric"), (b"1.2.3", "non-numeric"),
     (b"1e", "non-numeric"), ("\u0661".encode(), "non-numeric"), (b"\xff\xfe", "invalid utf-8"),
     (b"1e999", "non-finite"), (b"", "blank"), (b"  \t", "blank"), (b"1 2", "wrong field count"),
@@ -77,6 +79,38 @@ def test_fast_path_agrees_with_the_line_by_line_rules(lines):
     assert [(r.line, r.reason) for r in parsed.rejects] == expected_rejects
     assert parsed.lines.tolist() == [n for n, _ in expected_rows]
     assert parsed.rows.ravel().tolist() == [v for _, v in expected_rows]
+
+
+def _line_by_line(lines, n_fields=None):
+    """The rules one line at a time: the first valid line sets the width if none is given."""
+    rows, rejects = [], []
+    for number, line in enumerate(lines, start=1):
+        values, reason = _parse_line(line, n_fields, 4096)
+        if reason is None:
+            n_fields = n_fields or len(values)
+            rows.append((number, values))
+        else:
+            rejects.append((number, reason))
+    return rows, rejects
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([
+    b"1", b"2 3", b"4,5", b"6 7 8", b"", b" ", b"nan", b"nan 1", b"1 inf", b"1e999 2",
+    b"1e200", b"abc", b"1.2.3", b"-", b"1 x", b"\xff", b"\xd9\xa1", b"9" * 5000, b"+.5 -5.",
+    b"1e5 1E-5", b"1_0 2", b"Infinity"]), min_size=1, max_size=200))
+def test_bulk_verdicts_agree_with_the_line_by_line_rules_before_and_after_the_width(lines):
+    """Lines before the first valid one are judged without a width, those after with it; a
+    line's verdict is remembered for its width only ("nan 1" is non-finite before, the wrong
+    field count after a one-number line)."""
+    data = b"\n".join(lines) + b"\n"
+    parsed = parse_lines(data)
+    rows, rejects = _line_by_line(lines)
+    assert [(r.line, r.reason) for r in parsed.rejects] == rejects
+    assert parsed.lines.tolist() == [n for n, _ in rows]
+    assert parsed.rows.tolist() == [v for _, v in rows]
+    assert all(r.text == lines[r.line - 1][:60].decode("utf-8", "replace")
+               for r in parsed.rejects)
 
 
 def test_blocks_keep_line_numbers_and_join_lines_cut_at_block_edges(monkeypatch):

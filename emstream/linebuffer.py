@@ -1,0 +1,116 @@
+"""Cutting a byte stream into blocks of complete lines, in bounded memory.
+
+The daemon's sources and the ``emstream`` command read chunks of bytes and hand complete lines
+to the parser (:mod:`emstream.parse`); a partial last line waits for its newline.  A line that
+never ends (a writer gone wrong, or an attacker) is not kept whole: past ``max_line_bytes`` its
+bytes are counted and dropped as they arrive, and it reaches the parser as a line too long to
+be anything but a "too long" reject.
+"""
+
+from __future__ import annotations
+
+
+class LineBuffer:
+    """Cuts a byte stream into blocks of complete lines, keeping a partial last line.
+
+    >>> cut = LineBuffer()
+    >>> cut.feed(b"1\\n2\\n3"), cut.feed(b"4\\n5"), cut.feed(b"", at_end=True)
+    (b'1\\n2\\n', b'34\\n', b'5')
+
+    At the end of input a last line without its newline is handed out as a line.  The pieces
+    of a partial line are joined once, when it ends, so a long line costs linear time.
+
+    Parameters
+    ----------
+    max_line_bytes : int, optional
+        A partial line longer than this keeps only its first ``max_line_bytes + 1`` bytes:
+        the rest is counted and dropped as it arrives, so memory stays bounded however long a
+        line without a newline grows.  When its newline comes (or the input ends) the line is
+        handed out as that kept start, which a parser with the same ``max_line_bytes`` rejects
+        as "too long".  Such a line always leads its block, and :attr:`block_bytes` counts
+        the input bytes of the block, dropped ones included, so byte offsets stay exact: the
+        offset past a line after it is the offset past the block minus the bytes that follow
+        in the block.  None: lines are kept whole.
+
+    Attributes
+    ----------
+    block_bytes : int
+        Input bytes behind the last block handed out (its length, unless it leads with a
+        shortened line).
+    pending_bytes : int
+        Input bytes of the partial last line read so far.
+
+    Examples
+    --------
+    >>> cut = LineBuffer(max_line_bytes=16)
+    >>> cut.feed(b"1\\n" + b"9" * 40), cut.block_bytes
+    (b'1\\n', 2)
+    >>> cut.feed(b"9" * 1000), cut.pending_bytes, len(cut.pending)
+    (b'', 1040, 17)
+    >>> cut.feed(b"9\\n2\\n"), cut.block_bytes
+    (b'99999999999999999\\n2\\n', 1044)
+    """
+
+    def __init__(self, max_line_bytes: int | None = None):
+        self.limit = max_line_bytes
+        self.block_bytes = 0
+        self.pending_bytes = 0
+        self._kept = []  # the partial line's start (all of it within the limit)
+        self._kept_bytes = 0
+
+    @property
+    def pending(self) -> bytes:
+        """The partial last line as kept (only its start if it outgrew the limit)."""
+        return b"".join(self._kept)
+
+    def _keep(self, piece) -> None:
+        """Add ``piece`` (bytes or a memoryview) to the partial line, within the limit."""
+        self.pending_bytes += len(piece)
+        room = len(piece)
+        if self.limit is not None:
+            room = min(room, self.limit + 1 - self._kept_bytes)
+        if room > 0:
+            whole = room == len(piece) and isinstance(piece, bytes)
+            self._kept.append(piece if whole else bytes(piece[:room]))
+            self._kept_bytes += room
+
+    def _take(self) -> list:
+        kept = self._kept
+        self._kept, self._kept_bytes, self.pending_bytes = [], 0, 0
+        return kept
+
+    def feed(self, chunk: bytes, at_end: bool = False) -> bytes:
+        """The lines that ``chunk`` completes (and the partial last line if ``at_end``).
+
+        Parameters
+        ----------
+        chunk : bytes
+            The next bytes of the stream.
+        at_end : bool
+            The stream ends after ``chunk``.
+
+        Returns
+        -------
+        bytes
+            Complete lines, possibly none; :attr:`block_bytes` input bytes.
+        """
+        first = chunk.find(b"\n") + 1
+        if not first:  # no newline: the partial line grows
+            self._keep(chunk)
+            if not at_end:
+                self.block_bytes = 0
+                return b""
+            self.block_bytes = self.pending_bytes
+            return b"".join(self._take())
+        cut = len(chunk) if at_end else chunk.rfind(b"\n") + 1
+        if self.pending_bytes:  # the partial line ends in this chunk: it leads the block
+            view = memoryview(chunk)
+            self._keep(view[:first - 1])
+            self.block_bytes = self.pending_bytes + cut - first + 1
+            data = b"".join([*self._take(), b"\n", view[first:cut]])
+        else:
+            self.block_bytes = cut
+            data = chunk if cut == len(chunk) else chunk[:cut]
+        if cut < len(chunk):
+            self._keep(memoryview(chunk)[cut:])
+        return data
