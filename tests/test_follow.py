@@ -84,6 +84,36 @@ def test_appends_rename_rotation_copytruncate_and_a_missing_file(tmp_path):
     assert _rows(state) == 2301
 
 
+def test_a_partial_line_beyond_max_line_bytes_is_dropped_as_it_arrives(tmp_path):
+    """A writer's line that grows without a newline is not kept whole: once longer than
+    input.max_line_bytes its bytes are dropped as they are read, it counts as one "too long"
+    line when it ends, and positions still count its bytes (a restart resumes exactly)."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_lines(500, 1))
+    extra = ("--set", "input.max_line_bytes=1000")
+    process = _daemon(log, state, extra)
+    assert _until(lambda: _rows(state) == 500)
+    with open(log, "ab") as handle:
+        for _ in range(40):  # 4 MB, read in many pieces
+            handle.write(b"7" * 100_000)
+            handle.flush()
+            time.sleep(0.01)
+        handle.write(b"\n" + _lines(300, 2).encode())
+    assert _until(lambda: _rows(state) == 800), _rows(state)
+    _stop(process)
+    meta = checkpoint.load(state).meta
+    assert meta["counters"]["rejected"] == {"too long": 1}
+    assert meta["input"]["offset"] == log.stat().st_size
+    assert meta["input"]["next_line"] == 802
+    with open(log, "a") as handle:
+        handle.write(_lines(100, 3))
+    process = _daemon(log, state, extra)
+    assert _until(lambda: _rows(state) == 900), _rows(state)
+    _stop(process)
+    meta = checkpoint.load(state).meta
+    assert meta["counters"]["lines"] == 901 and meta["counters"]["rejected"] == {"too long": 1}
+
+
 @pytest.mark.slow
 def test_sigkill_while_a_writer_appends_rotates_and_copytruncates_applies_every_line_once(
         tmp_path):

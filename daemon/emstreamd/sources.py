@@ -2,7 +2,11 @@
 
 A source hands out blocks of *complete* lines; a partial last line is kept until its newline
 arrives.  At the end of input a final line without a newline is handed out as a line (policy:
-a writer that did not end its last line still meant it).
+a writer that did not end its last line still meant it).  With ``max_line_bytes`` set (the
+daemon sets it to ``input.max_line_bytes``), a partial line that outgrows it keeps only its
+start and is handed out, when it ends, as a line the parser rejects as "too long" (see
+:class:`~emstream.linebuffer.LineBuffer`): memory stays bounded, and ``offset`` still counts
+every byte read.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import os
 import select
 import time
 
-from emstream.parse import LineBuffer
+from emstream.linebuffer import LineBuffer
 
 READ_BYTES = 1 << 20
 FINGERPRINT_BYTES = 1024
@@ -27,22 +31,41 @@ def fingerprint(path: str, length: int = FINGERPRINT_BYTES) -> tuple[str, int]:
 
 
 class _Source:
-    """Shared bookkeeping: ``offset`` counts the bytes handed out as complete lines.
+    """Shared bookkeeping: ``offset`` counts the input bytes handed out as complete lines.
 
     ``boundary`` is set by a source whose next bytes will come from another file (rotation,
     truncation): the loop applies what it holds, then calls ``next_file()``.
+    ``max_line_bytes`` (None: no limit) bounds what a partial line may hold in memory.
     """
 
     offset = 0
     at_end = False
     boundary = False
+    _max_line_bytes = None
+
+    @property
+    def max_line_bytes(self) -> int | None:
+        return self._max_line_bytes
+
+    @max_line_bytes.setter
+    def max_line_bytes(self, value: int | None) -> None:
+        self._max_line_bytes = value
+        self.lines.limit = value
+
+    def _new_lines(self) -> LineBuffer:
+        return LineBuffer(self._max_line_bytes)
+
+    def _feed(self, chunk: bytes, at_end: bool = False) -> bytes:
+        """Complete lines from the line buffer; ``offset`` moves past the bytes behind them
+        (more than their length if they lead with a shortened, too long line)."""
+        data = self.lines.feed(chunk, at_end)
+        self.offset += self.lines.block_bytes
+        return data
 
     def _hand_out(self, chunk: bytes) -> bytes:
         if not chunk:
             self.at_end = True
-        data = self.lines.feed(chunk, self.at_end)
-        self.offset += len(data)
-        return data
+        return self._feed(chunk, self.at_end)
 
 
 class FileInput(_Source):
@@ -50,15 +73,16 @@ class FileInput(_Source):
 
     kind = "file"
 
-    def __init__(self, path: str, offset: int = 0):
+    def __init__(self, path: str, offset: int = 0, max_line_bytes: int | None = None):
         self.path = path
+        self._max_line_bytes = max_line_bytes
         self.handle = open(path, "rb")
         stat = os.fstat(self.handle.fileno())
         self.device, self.inode = stat.st_dev, stat.st_ino
         self.fingerprint, self.fingerprint_bytes = fingerprint(path)
         self.handle.seek(offset)
         self.offset = offset
-        self.lines = LineBuffer()
+        self.lines = self._new_lines()
 
     def identity(self) -> dict:
         return {"kind": self.kind, "path": os.path.abspath(self.path), "device": self.device,
@@ -88,9 +112,10 @@ class StdinInput(_Source):
 
     kind = "stdin"
 
-    def __init__(self, fd: int = 0):
+    def __init__(self, fd: int = 0, max_line_bytes: int | None = None):
         self.fd = fd
-        self.lines = LineBuffer()
+        self._max_line_bytes = max_line_bytes
+        self.lines = self._new_lines()
 
     def identity(self) -> dict:
         return {"kind": self.kind}
@@ -135,11 +160,13 @@ class FollowInput(_Source):
 
     kind = "follow"
 
-    def __init__(self, path: str, poll: float = 0.05, rotate_quiet: float = 1.0):
+    def __init__(self, path: str, poll: float = 0.05, rotate_quiet: float = 1.0,
+                 max_line_bytes: int | None = None):
         self.path = path
+        self._max_line_bytes = max_line_bytes
         self.poll = poll
         self.rotate_quiet = rotate_quiet
-        self.lines = LineBuffer()
+        self.lines = self._new_lines()
         self.handle = None
         self.device = self.inode = None
         self.last_data = time.monotonic()
@@ -161,7 +188,7 @@ class FollowInput(_Source):
         self.device, self.inode = stat.st_dev, stat.st_ino
         handle.seek(offset)
         self.offset = offset
-        self.lines = LineBuffer()
+        self.lines = self._new_lines()
         self.last_data = time.monotonic()
         self._known_head = self._head()
         return True
@@ -222,9 +249,7 @@ class FollowInput(_Source):
                 self.last_data = time.monotonic()
                 if self._known_head[1] < FINGERPRINT_BYTES:  # still short: remember its start
                     self._known_head = self._head()
-                data = self.lines.feed(chunk)
-                self.offset += len(data)
-                return data
+                return self._feed(chunk)
         return self._at_eof(timeout)
 
     def _at_eof(self, timeout: float) -> bytes:
@@ -243,10 +268,10 @@ class FollowInput(_Source):
                 return self._finish_file("rotated")
         elif self.draining:
             return self._finish_file("rotated")  # a rotated sibling found at resume, drained
-        elif stat is not None and stat.st_size < self.offset + len(self.lines.pending):
+        elif stat is not None and stat.st_size < self.offset + self.lines.pending_bytes:
             # copytruncate: finish the lines from the copy if there is one, else what was read
             # is all there was.
-            copy = self._find_copy(self._known_head, self.offset + len(self.lines.pending),
+            copy = self._find_copy(self._known_head, self.offset + self.lines.pending_bytes,
                                    exclude=(self.device, self.inode))
             if copy is not None:
                 self._copy = copy
@@ -260,8 +285,7 @@ class FollowInput(_Source):
     def _finish_file(self, why: str) -> bytes:
         """The open file is done: a partial last line counts as a line; the loop switches."""
         self._finished = why
-        data = self.lines.feed(b"", at_end=True)
-        self.offset += len(data)
+        data = self._feed(b"", at_end=True)
         self.boundary = True
         return data
 
