@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -25,6 +27,9 @@ import sklearn.mixture
 from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 
 import emstream
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_machine  # noqa: E402
 
 LIBS = {"emstream": emstream.GaussianMixture, "sklearn": sklearn.mixture.GaussianMixture}
 PARAM_ATTRS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
@@ -273,6 +278,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    print_machine()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small data, for smoke-checking")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per timing (best kept)")

@@ -15,7 +15,10 @@ Measures (best of three rounds, each round running the daemon and its peers in t
 5. the daemon's peak memory (max RSS) for the file and for its first half: flat if equal;
 6. for the wall-time ratio, a like-for-like peer: a Python process that reads the first
    1,000,000 lines, parses each with ``float`` and calls ``KMeans.learn_one`` (its wall time,
-   start-up included).
+   start-up included);
+7. ``emstreamd --no-output`` with the temporal features on (``features.enabled=true``: the
+   value's previous value and, if the series shows one, its season in the model, and the
+   conditional score): the ratio of its rate to (2) — target >= 0.5.
 
 The peers are timed inside this process, so their interpreter start-up and imports are not
 counted; each daemon rate is therefore given over the time after its start-up (what the daemon
@@ -35,6 +38,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,6 +93,7 @@ def river_process_seconds(path: Path) -> float:
 
 
 def main() -> None:
+    print_machine()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=10_000_000)
     parser.add_argument("--quick", action="store_true", help="1,000,000 lines")
@@ -127,8 +134,10 @@ def main() -> None:
     # Rounds alternate the daemon with its peers, so that the machine's slow and fast spells
     # (this is a shared 2-core machine) fall on both sides of each ratio; best of three each.
     runs, kmeans_times, numpy_times, output_runs, river_runs = [], [], [], [], []
+    feature_runs = []
     for _ in range(3):
         runs.append(run_daemon(data, "--no-output"))
+        feature_runs.append(run_daemon(data, "--no-output", "--set", "features.enabled=true"))
         kmeans_times.append(kmeans_seconds())
         river_runs.append(river_process_seconds(first))
         numpy_times.append(numpy_parse_seconds())
@@ -162,6 +171,10 @@ def main() -> None:
     print(f"{'emstreamd with per-point output, points/s, wall':<46} "
           f"{n / output_seconds:>14,.0f} {'':>8} {'>= 1M/s':>8}")
     print(f"{'  the same after start-up':<46} {n / output_steady:>14,.0f}")
+    features_steady = min(r[1] for r in feature_runs)
+    print(f"{'emstreamd, features on, points/s, after start-up':<46} "
+          f"{n / features_steady:>14,.0f} {daemon_steady / features_steady:>7.2f}x "
+          f"{'>= 0.5x':>8}")
     print(f"{'peak RSS, whole file / half file (MiB)':<46} {rss / 1024:>8.0f} / "
           f"{rss_half / 1024:.0f}")
 

@@ -19,10 +19,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_machine  # noqa: E402
 
 SIZES = {"full": (20_000_000, 1_000_000), "quick": (2_000_000, 200_000)}
 
@@ -61,6 +66,7 @@ def timed_fit(X, start: dict, max_iter: int, scheduler=None):
 
 
 def main() -> None:
+    print_machine()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)

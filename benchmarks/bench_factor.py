@@ -12,14 +12,20 @@ route; this prints the time of both (best of 7, interleaved), their ratio and th
 
 from __future__ import annotations
 
+import sys
 import timeit
+from pathlib import Path
 
 import numpy as np
 
 from emstream import gaussian
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_machine  # noqa: E402
+
 
 def main() -> None:
+    print_machine()
     rng = np.random.default_rng(0)
     print(f"{'K':>3} {'D':>3} {'route':>10} {'LAPACK each':>12} {'numpy stacked':>14} "
           f"{'stacked/each':>13}")

@@ -16,8 +16,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_machine  # noqa: E402
 
 
 def import_seconds(statement: str, rounds: int = 3) -> float:
@@ -31,6 +35,7 @@ def import_seconds(statement: str, rounds: int = 3) -> float:
 
 
 def main() -> None:
+    print_machine()
     from river import drift
 
     from emstream.page_hinkley import PageHinkley

@@ -23,6 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.real_data import NAMED, OTHERS, one_pass, table  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_machine  # noqa: E402
+
 
 def detector_table(seeds) -> str:
     from river import anomaly, datasets, preprocessing
@@ -53,6 +56,7 @@ def detector_table(seeds) -> str:
 
 
 def main() -> None:
+    print_machine()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shuffles", type=int, default=5)
     args = parser.parse_args()

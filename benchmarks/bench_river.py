@@ -16,13 +16,18 @@ fixed cost weighs a tenth as much.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from river import cluster
 
 from emstream.river import OnlineGaussianMixture
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import print_machine  # noqa: E402
 
 
 def stream(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -59,6 +64,7 @@ def learn_and_predict(model_factory, points):
 
 
 def main() -> None:
+    print_machine()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     n = 20_000 if parser.parse_args().quick else 100_000

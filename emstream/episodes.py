@@ -89,7 +89,7 @@ class Episodes:
                 "remaining": self.remaining}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Episodes":
+    def from_state(cls, state: dict) -> Episodes:
         """Episodes as :meth:`state` saved them (raises ValueError if malformed)."""
         try:
             episodes = cls(threshold=state["threshold"], hold=state["hold"], damp=state["damp"])

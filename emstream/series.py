@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import em
-from .calibration import TailCalibrator
+from .calibration import TAIL_QUANTILE, TailCalibrator
 from .drift import DriftMonitor
 from .episodes import Episodes
 from .temporal import TemporalFeatures
@@ -115,8 +115,13 @@ class SeriesMonitor:
             return X
         return self.features.transform(X, times)
 
-    def update(self, X, times=None, *, with_resp: bool = False) -> SeriesUpdate:
+    def update(self, X, times=None, *, with_resp: bool = False,
+               with_scores: bool = True) -> SeriesUpdate:
         """Score the rows ``X`` (n, D) (with their ``times`` (n,), seconds), then learn them.
+
+        ``with_scores=False``: only the flags and alerts are wanted; with a threshold above
+        0.9 the scores below 0.9 are then not computed (they come out as 0); the flags, alerts
+        and calibration are the same.
 
         Returns
         -------
@@ -141,6 +146,7 @@ class SeriesMonitor:
         if marginal is not None:
             surprise = surprise + em.score_samples(F[:, context], marginal)
         scores, flags = np.empty(n), np.zeros(n, dtype=bool)
+        tail_only = not with_scores and self.episodes.threshold > TAIL_QUANTILE
         events = list(update.events)
         start = 0
         while start < n:
@@ -148,7 +154,8 @@ class SeriesMonitor:
             # calibration history, so one anomaly does not hide the next.
             stop = start + self.calibrator.next_chunk(n - start)
             episode = self.episodes.update(
-                self.calibrator.score(surprise[start:stop], remember=False))
+                self.calibrator.score(surprise[start:stop], remember=False,
+                                      tail_only=tail_only))
             normal = ~(episode.held | update.gated[start:stop])
             self.calibrator.remember(surprise[start:stop][normal])
             scores[start:stop], flags[start:stop] = episode.scores, episode.flags
@@ -164,7 +171,7 @@ class SeriesMonitor:
         return {"features": None if self.features is None else self.features.state(),
                 "calibrator": self.calibrator.state(), "episodes": self.episodes.state()}
 
-    def restore(self, state: dict) -> "SeriesMonitor":
+    def restore(self, state: dict) -> SeriesMonitor:
         """Continue from :meth:`state`'s output (ValueError if it is malformed)."""
         if not isinstance(state, dict):
             raise ValueError("series state must be a mapping")

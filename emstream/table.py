@@ -92,7 +92,7 @@ class Layout:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Layout":
+    def from_dict(cls, data: dict) -> Layout:
         names = data["names"]
         return cls(names=None if names is None else tuple(str(n) for n in names),
                    header_line=data["header_line"], n_fields=int(data["n_fields"]),

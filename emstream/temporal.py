@@ -140,9 +140,9 @@ class TemporalFeatures:
 
     @property
     def _season_slot(self) -> bool:
-        # "auto" keeps the column (the row itself until a period is found) so the feature
-        # rows keep one shape for the life of the model.
-        return self.season is not None
+        # "auto" decides at the first block, before any feature row exists, so the rows keep
+        # one shape for the life of the model.
+        return self.season_ is not None
 
     def _depth(self) -> int:
         """Rows of history the features need."""
@@ -195,10 +195,10 @@ class TemporalFeatures:
             columns.append(np.log(summed / count + self._floor))
         for lag in range(1, self.lags + 1):
             columns.append(Z[np.maximum(np.arange(h, h + n) - lag, 0)])
+        if self._searching:
+            self._decide_season(Z, times)
         if self._season_slot:
-            if self._searching:
-                self._decide_season(Z, times)
-            columns.append(Z[np.arange(h, h + n) - np.minimum(self.season_ or 1,
+            columns.append(Z[np.arange(h, h + n) - np.minimum(self.season_,
                                                               np.arange(h, h + n))])
         if self.calendar:
             t = np.asarray(times, dtype=float)
@@ -230,7 +230,7 @@ class TemporalFeatures:
                 "history": None if self._history is None else self._history.tolist()}
 
     @classmethod
-    def from_state(cls, state: dict) -> "TemporalFeatures":
+    def from_state(cls, state: dict) -> TemporalFeatures:
         """The features as :meth:`state` saved them (raises ValueError if malformed)."""
         try:
             tf = cls(lags=state["lags"], season=state["season"],

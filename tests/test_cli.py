@@ -122,7 +122,7 @@ def test_rejected_lines_are_counted_and_shown(tmp_path, capsys):
     data.write_bytes(b"1\n2\nabc\n3\nnan\n4\n5\n6\n")
     assert main(["fit", str(data), "-k", "2", "-o", str(tmp_path / "c.json")]) == 0
     err = capsys.readouterr().err
-    assert "skipped 2 line(s): 2 non-numeric" in err
+    assert "skipped 2 line(s): 1 non-finite, 1 non-numeric" in err
     assert "line 3: non-numeric: 'abc'" in err
 
 

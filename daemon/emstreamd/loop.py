@@ -152,6 +152,7 @@ class Daemon:
         if not path.exists() or (path.is_dir() and not any(path.glob("checkpoint-*.json"))):
             return
         loaded = checkpoint.load(path)
+        checkpoint.validate_meta(loaded.meta, source=loaded.path)
         for skipped, reason in loaded.skipped:
             log.warning("skipped checkpoint %s: %s", skipped, reason)
         self.model = loaded.model
@@ -299,7 +300,8 @@ class Daemon:
             self._make_series()
         fitted = self.model._is_fitted()
         warming = not fitted or self.model._learner().warming_up
-        update = self.series.update(batch, times, with_resp=self.config["output"]["per_point"])
+        per_point = self.config["output"]["per_point"] and self.out is not None
+        update = self.series.update(batch, times, with_resp=per_point, with_scores=per_point)
         if update.log_prob is not None:
             self.counters["anomalies"] += int(update.anomaly.sum())
             self.counters["gated"] += int(update.gated.sum())
