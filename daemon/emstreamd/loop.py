@@ -25,7 +25,7 @@ from emstream.series import SeriesMonitor
 from emstream.table import Layout, LayoutError, find_layout, parse_table
 
 from . import config as config_module
-from .notify import notify
+from .notify import Watchdog, notify
 
 log = logging.getLogger("emstreamd")
 
@@ -144,6 +144,8 @@ class Daemon:
         self.n_fields = None
         self.started = self.ready_at = time.monotonic()
         self.metrics = None
+        self.watchdog = Watchdog()  # pinged every turn of the loop, not with status lines
+        self.progress = None  # a back-fill's emstreamd.progress.Progress, set by __main__
 
     # ------------------------------------------------------------------ resume
     def resume(self) -> None:
@@ -573,10 +575,11 @@ class Daemon:
             return
         rate = self.status_rows / (now - self.last_status)
         age = now - self.last_checkpoint
-        log.info("status: %.0f points/s, %d points, %d rejected, last checkpoint %.0fs ago",
-                 rate, self.counters["rows"], sum(self.counters["rejected"].values()), age)
+        progress = self.progress.describe(self.source.offset) if self.progress else ""
+        log.info("status: %.0f points/s, %d points, %d rejected, last checkpoint %.0fs ago%s",
+                 rate, self.counters["rows"], sum(self.counters["rejected"].values()), age,
+                 progress)
         self.last_status, self.status_rows = now, 0
-        notify("WATCHDOG=1")
 
     # ------------------------------------------------------------------ run
     def run(self) -> int:
@@ -609,6 +612,7 @@ class Daemon:
         settings = self.config["batch"]
         by_count_only = self.source.kind == "file"  # a back-fill (PrefetchedFile)
         while True:
+            self.watchdog.ping()
             if self.flags.reload:
                 self._reload()
             if self.flags.stop:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 
 def notify(message: str) -> bool:
@@ -19,3 +20,37 @@ def notify(message: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def watchdog_interval(environ=os.environ) -> float | None:
+    """Seconds between WATCHDOG=1 pings: half of systemd's WATCHDOG_USEC, or None when there
+    is no watchdog (or it watches another process: WATCHDOG_PID)."""
+    try:
+        usec = int(environ.get("WATCHDOG_USEC", ""))
+        pid = int(environ.get("WATCHDOG_PID") or os.getpid())
+    except ValueError:
+        return None
+    if usec <= 0 or pid != os.getpid():
+        return None
+    return usec / 2e6
+
+
+class Watchdog:
+    """Pings systemd's watchdog when :meth:`ping` is called and half its period has passed.
+
+    The main loop calls it on every turn, so pings stop when the loop hangs: what the
+    watchdog is for.  They do not depend on status lines (``status.every_seconds: 0``).
+    """
+
+    def __init__(self, environ=os.environ, clock=time.monotonic):
+        self.interval = watchdog_interval(environ)
+        self.clock = clock
+        self.next = 0.0
+
+    def ping(self) -> None:
+        if self.interval is None:
+            return
+        now = self.clock()
+        if now >= self.next:
+            notify("WATCHDOG=1")
+            self.next = now + self.interval
