@@ -1,4 +1,8 @@
-"""config.yaml is complete and valid for the daemon and for GaussianMixture."""
+"""config.yaml is complete and valid for the daemon and for GaussianMixture; bad values and
+hostile YAML are refused at start, in one line naming the key."""
+
+import resource
+import time
 
 import numpy as np
 import pytest
@@ -43,7 +47,7 @@ def test_shipped_file_sets_every_daemon_key():
     ("refit.scheduler=ftp://host", "refit.scheduler must be null, a dask scheduler address"),
     ("refit.scheduler=local:0", "refit.scheduler must be"),
     ("drift.detector=cusum", "drift.detector must be page-hinkley, adwin or null"),
-    ("drift.block=0", "drift: block must be"),
+    ("drift.block=0", "drift.block must be an integer >= 1"),
     ("model.outlier_gate=-1", "model: outlier_gate"),
     ("output.anomaly_quantile=0.001", "output.anomaly_quantile is no longer used"),
     ("output.anomaly_threshold=2", "output.anomaly_threshold must be a score in"),
@@ -54,3 +58,129 @@ def test_bad_values_name_the_key(override, message):
     with pytest.raises(daemon_config.ConfigError, match=message):
         daemon_config.load(str(ROOT / "config.yaml"),
                            [daemon_config.parse_override(override)])
+
+
+def test_the_package_ships_the_same_config_yaml_as_the_repository():
+    # emstreamd without --config loads the packaged copy: the two must not drift apart.
+    packaged = ROOT / "daemon" / "emstreamd" / "config.yaml"
+    assert packaged.read_bytes() == (ROOT / "config.yaml").read_bytes(), (
+        "copy config.yaml to daemon/emstreamd/config.yaml")
+
+
+def test_without_a_file_the_shipped_defaults_apply_and_a_partial_file_keeps_the_rest(tmp_path):
+    assert daemon_config.load(None) == daemon_config.validate(_shipped())
+    assert daemon_config.load(None)["model"]["n_components"] == 3
+    partial = tmp_path / "partial.yaml"
+    partial.write_text("batch:\n  max_rows: 50\nmodel:\n  n_components: 2\n")
+    config = daemon_config.load(str(partial))
+    assert config["batch"] == {**_shipped()["batch"], "max_rows": 50}
+    assert config["model"] == {**_shipped()["model"], "n_components": 2}
+
+
+NON_FINITE = [".inf", "-.inf", ".nan"]
+
+
+@pytest.mark.parametrize("key", ["checkpoint.every_seconds", "batch.max_wait",
+                                 "status.every_seconds", "refit.wait_at_exit"])
+@pytest.mark.parametrize("value", NON_FINITE)
+def test_seconds_must_be_finite(key, value):
+    with pytest.raises(daemon_config.ConfigError, match=f"^{key} must be a finite number"):
+        daemon_config.load(None, [daemon_config.parse_override(f"{key}={value}")])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("refit.window=1000000000000000000000000000000", "refit.window must be at most 100,000,000"),
+    ("drift.block=1000000000000000000000000000000", "drift.block must be at most 1,000,000"),
+    ("model.n_init=1000000000000000000000000000000", "model.n_init must be at most 1,000"),
+    ("model.n_components=100000", "model.n_components must be at most 10,000"),
+    ("batch.max_rows=1e30", "batch.max_rows must be an integer"),
+    ("features.lags=1000000", "features.lags must be at most 100"),
+    ("features.season=1000000000", "features.season must be"),
+    ("metrics.port=65536", "metrics.port must be at most 65,535"),
+    ("metrics.address=", "metrics.address must be a non-empty string"),
+    ("metrics.address=[1]", "metrics.address must be a non-empty string"),
+    ("input.fields=[1, 2]", "input.fields must be null or a list of distinct field names"),
+    ("input.fields=[a, a]", "input.fields must be null or a list of distinct field names"),
+    ("input.fields=a", "input.fields must be null or a list"),
+    ("input.dead_letter=[x]", "input.dead_letter must be null or a non-empty string"),
+    ("input.dead_letter=''", "input.dead_letter must be null or a non-empty string"),
+    ("output.path=", "output.path must be a non-empty string"),
+    ("checkpoint.path=7", "checkpoint.path must be a non-empty string"),
+    ("model.weights_init=[1]", r"model: weights_init must have shape \(3,\)"),
+    ("model.weights_init=[0.5, 0.5, .nan]", "model: weights_init must hold finite values"),
+    ("model.means_init=[[1], [2, 3], [4]]", "model.means_init must be a .*list of numbers"),
+    ("model.means_init=[[1], [2], [x]]", "model.means_init must be a .*list of numbers"),
+    ("model.means_init=[1, 2, 3]", r"model: means_init must have shape \(3, 1\)"),
+    ("model.precisions_init=[[[1]], [[-1]], [[1]]]", "model: precisions_init must be positive"),
+    ("drift.params={delta: .inf}", "drift.params.delta must be finite"),
+    ("drift.memory=1", "drift.memory must be an integer >= 2"),
+])
+def test_values_that_used_to_fail_later_are_refused_now(override, message):
+    with pytest.raises(daemon_config.ConfigError, match=message) as caught:
+        daemon_config.load(None, [daemon_config.parse_override(override)])
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 200
+
+
+def test_consistent_initial_values_are_accepted():
+    config = daemon_config.load(None, [daemon_config.parse_override(text) for text in (
+        "model.weights_init=[0.2, 0.3, 0.5]", "model.means_init=[[0, 1], [2, 3], [4, 5]]",
+        "model.precisions_init=[[[1, 0], [0, 1]], [[2, 0], [0, 2]], [[1, 0.5], [0.5, 1]]]")])
+    assert config["model"]["means_init"] == [[0, 1], [2, 3], [4, 5]]
+
+
+def test_keys_that_are_not_strings_are_named_not_a_crash(tmp_path):
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("batch:\n  1: 2\n  max_rows: 5\n3: {}\n")
+    with pytest.raises(daemon_config.ConfigError, match="unknown section.*3"):
+        daemon_config.load(str(odd))
+
+
+def _bomb(levels: int = 9) -> str:
+    """The 'billion laughs' in YAML: ten lines, 9**levels strings once expanded."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + f"\ninput:\n  fields: *a{levels}\n"
+
+
+def test_an_alias_bomb_is_refused_cheaply(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_bomb())
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with pytest.raises(daemon_config.ConfigError, match="more than 1,000,000 values once its "
+                       "aliases are expanded"):
+        daemon_config.load(str(bomb))
+    assert time.perf_counter() - start < 0.5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB
+    flow = ", ".join(["&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
+        f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)])
+    with pytest.raises(daemon_config.ConfigError, match="^--set input.fields: more than"):
+        daemon_config.parse_override(f"input.fields=[{flow}]")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("input:\n  fields: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested deeper than 64"),
+    ("input:\n  fields: &x [a, *x]\n", "the alias \\*x refers to itself or to nothing"),
+    ("input:\n  fields: !!python/object/apply:os.system [echo hi]\n",
+     r"line 2, column 11: the tag !!python/object/apply:os.system is not allowed"),
+    ("batch: [this is not a mapping\n", "not valid YAML: line 2"),
+    ("a: 1\n---\nb: 2\n", "expected a single document"),
+    ("# " + "x" * (5 << 20) + "\n", "more than a configuration holds"),
+])
+def test_hostile_yaml_is_one_line_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    with pytest.raises(daemon_config.ConfigError, match=message) as caught:
+        daemon_config.load(str(path))
+    assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
+
+
+def test_a_file_that_is_not_utf8_or_is_empty(tmp_path):
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"batch:\n  max_rows: 5 # \xe9\n")
+    with pytest.raises(daemon_config.ConfigError, match="not UTF-8 text"):
+        daemon_config.load(str(latin))
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert daemon_config.load(str(empty)) == daemon_config.load(None)

@@ -1,40 +1,39 @@
-"""The daemon's configuration: YAML (safe_load only), validated, with command-line overrides.
+"""The daemon's configuration: YAML (safe loading only), validated, with command-line overrides.
 
-Every key is documented in the shipped config.yaml.  A bad file or value is a ``ConfigError``,
-which the daemon reports in one line and exits with 78 (EX_CONFIG).
+The shipped config.yaml (inside the package) holds every key and its default; a file given with
+--config and --set overrides replace values in it key by key.  A bad file or value is a
+``ConfigError``, which the daemon reports in one line and exits with 78 (EX_CONFIG).  Numbers
+must be finite and below a sane bound, so that nothing valid here fails hours later.
 """
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+import math
+from importlib import resources
 
-import yaml
+import numpy as np
 
 from emstream import GaussianMixture
 
-DEFAULTS = {
-    "model": {},
-    "input": {"format": "numbers", "columns": None, "fields": None, "timestamp": "auto",
-              "max_line_bytes": 4096, "dead_letter": None},
-    "batch": {"max_rows": 1000, "first_rows": 100, "max_wait": 0.2},
-    "checkpoint": {"path": "emstreamd-state", "every_points": 100_000, "every_seconds": 60.0,
-                   "keep": 3},
-    "features": {"enabled": "auto", "lags": 1, "season": "auto", "volatility": False,
-                 "window": 10, "calendar": False},
-    "output": {"per_point": True, "path": "-", "format": "csv", "header": False,
-               "anomaly_threshold": 0.9999, "episode_hold": 300, "calibration_window": 2000},
-    "status": {"every_seconds": 10.0},
-    "refit": {"every_points": None, "window": 10_000, "scheduler": None, "wait_at_exit": 30.0},
-    "drift": {"detector": "page-hinkley", "params": {}, "block": 50, "refit_points": 500,
-              "memory": 20_000},
-    "metrics": {"port": None, "address": "127.0.0.1"},
-}
+from . import safeyaml
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+def _packaged() -> dict:
+    text = resources.files(__package__).joinpath("config.yaml").read_text(encoding="utf-8")
+    return safeyaml.load(text, "config.yaml")
+
+
+# Every section and key with its default: the shipped config.yaml.
+DEFAULTS = _packaged()
 # Sections and keys that SIGHUP may change while running.
 LIVE = {"output": {"anomaly_threshold", "episode_hold"}, "status": {"every_seconds"},
         "refit": {"every_points"},
         "checkpoint": {"every_points", "every_seconds"}, "batch": {"max_wait"}}
-
 
 # Keys of earlier versions, and what replaced them.
 REPLACED = {("output", "anomaly_quantile"): "output.anomaly_threshold (a calibrated score in "
@@ -42,19 +41,70 @@ REPLACED = {("output", "anomaly_quantile"): "output.anomaly_threshold (a calibra
             ("output", "anomaly_surprise"): "output.anomaly_threshold (a calibrated score in "
             "[0, 1])"}
 
+SECONDS = 10**6  # about 11 days: longer waits are mistakes (and overflow some timeouts)
+# (section, key): (low, high, integer, null allowed).  The upper bounds keep memory and time
+# finite: a window is allocated whole, a batch is held in memory.
+NUMBERS = {
+    ("input", "max_line_bytes"): (16, 1 << 26, True, False),
+    ("batch", "max_rows"): (1, 10**7, True, False),
+    ("batch", "first_rows"): (1, 10**7, True, False),
+    ("batch", "max_wait"): (0, SECONDS, False, False),
+    ("checkpoint", "every_points"): (1, 10**15, True, False),
+    ("checkpoint", "every_seconds"): (0, SECONDS, False, False),
+    ("checkpoint", "keep"): (1, 10**6, True, False),
+    ("features", "lags"): (0, 100, True, False),
+    ("features", "window"): (2, 10**6, True, False),
+    ("output", "episode_hold"): (0, 10**9, True, False),
+    ("output", "calibration_window"): (10, 10**8, True, False),
+    ("status", "every_seconds"): (0, SECONDS, False, False),
+    ("refit", "every_points"): (1, 10**15, True, True),
+    ("refit", "window"): (1, 10**8, True, False),
+    ("refit", "wait_at_exit"): (0, SECONDS, False, False),
+    ("drift", "block"): (1, 10**6, True, False),
+    ("drift", "refit_points"): (1, 10**8, True, False),
+    ("drift", "memory"): (2, 10**12, True, True),
+    ("metrics", "port"): (0, 65535, True, True),
+}
+# Bounds the daemon adds to GaussianMixture's own checks (which set no upper limits).
+MODEL_LIMITS = {"n_components": 10_000, "n_init": 1000, "max_iter": 10**6,
+                "warmup_size": 10**7, "verbose_interval": 10**9}
+MAX_NAMES = 10_000  # entries of input.columns / input.fields
+MAX_TEXT = 4096  # characters of a path, a column or field name, an address
 
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message says which key and why."""
+
+def _show(value) -> str:
+    """``repr(value)``, cut short: a message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _check_number(section, key, value, *, low=None, integer=False, allow_none=False):
+def _check_number(section, key, value, *, low=None, high=None, integer=False,
+                  allow_none=False):
     if value is None and allow_none:
         return
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or (low is not None and value < low):
-        need = "an integer" if integer else "a number"
+    ok = (not isinstance(value, bool) and isinstance(value, kind)
+          and (isinstance(value, int) or math.isfinite(value)))
+    if not ok or (low is not None and value < low):
+        need = "an integer" if integer else "a finite number"
         bound = f" >= {low}" if low is not None else ""
-        raise ConfigError(f"{section}.{key} must be {need}{bound}, got {value!r}")
+        raise ConfigError(f"{section}.{key} must be {need}{bound}, got {_show(value)}")
+    if high is not None and value > high:
+        raise ConfigError(f"{section}.{key} must be at most {high:,}, got {_show(value)}")
+
+
+def _check_text(name: str, value, *, allow_none=False) -> None:
+    """A path, name or address: a non-empty string without NUL (which no system call takes)."""
+    if value is None and allow_none:
+        return
+    if not isinstance(value, str) or not value or "\0" in value or len(value) > MAX_TEXT:
+        need = "null or " if allow_none else ""
+        raise ConfigError(f"{name} must be {need}a non-empty string (a path or name), got "
+                          f"{_show(value)}")
+
+
+def _names(value) -> str:
+    return ", ".join(sorted(map(str, value)))
 
 
 def validate(config: dict) -> dict:
@@ -63,7 +113,7 @@ def validate(config: dict) -> dict:
         raise ConfigError("the configuration must be a mapping of sections")
     unknown = set(config) - set(DEFAULTS)
     if unknown:
-        raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
+        raise ConfigError(f"unknown section(s): {_names(unknown)}")
     full = copy.deepcopy(DEFAULTS)
     for section, values in config.items():
         if values is None:
@@ -77,46 +127,19 @@ def validate(config: dict) -> dict:
                                       f"{REPLACED[section, key]}")
             extra = set(values) - set(DEFAULTS[section])
             if extra:
-                raise ConfigError(f"unknown key(s) in {section}: {', '.join(sorted(extra))}")
+                raise ConfigError(f"unknown key(s) in {section}: {_names(extra)}")
         full[section].update(values)
-    try:
-        GaussianMixture(**full["model"])._check_params()
-    except TypeError as exc:
-        raise ConfigError(f"model: {exc}") from None
-    except ValueError as exc:
-        raise ConfigError(f"model: {exc}") from None
-    columns = full["input"]["columns"]
-    if columns is not None and (not isinstance(columns, list) or not columns or any(
-            isinstance(c, bool) or not isinstance(c, (int, str)) or (isinstance(c, int) and c < 0)
-            for c in columns)):
-        raise ConfigError(f"input.columns must be null or a list of 0-based indices or header "
-                          f"names, got {columns!r}")
-    stamp = full["input"]["timestamp"]
-    if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, (int, str))
-                              or (isinstance(stamp, int) and stamp < 0)):
-        raise ConfigError(f"input.timestamp must be auto, a column name or 0-based index, or "
-                          f"null, got {stamp!r}")
+    _check_model(full["model"])
+    for (section, key), (low, high, integer, allow_none) in NUMBERS.items():
+        _check_number(section, key, full[section][key], low=low, high=high, integer=integer,
+                      allow_none=allow_none)
+    _check_input(full["input"])
     _check_features(full["features"])
-    if full["input"]["format"] not in ("numbers", "jsonl"):
-        raise ConfigError(f"input.format must be numbers or jsonl, got "
-                          f"{full['input']['format']!r}")
-    fields = full["input"]["fields"]
-    if full["input"]["format"] == "jsonl" and (not isinstance(fields, list) or not fields or any(
-            not isinstance(f, str) for f in fields)):
-        raise ConfigError("input.format jsonl needs input.fields: a list of field names")
-    _check_number("input", "max_line_bytes", full["input"]["max_line_bytes"], low=16,
-                  integer=True)
-    _check_number("batch", "max_rows", full["batch"]["max_rows"], low=1, integer=True)
-    _check_number("batch", "first_rows", full["batch"]["first_rows"], low=1, integer=True)
-    _check_number("batch", "max_wait", full["batch"]["max_wait"], low=0)
-    _check_number("checkpoint", "every_points", full["checkpoint"]["every_points"], low=1,
-                  integer=True)
-    _check_number("checkpoint", "every_seconds", full["checkpoint"]["every_seconds"], low=0)
-    _check_number("checkpoint", "keep", full["checkpoint"]["keep"], low=1, integer=True)
-    if not isinstance(full["checkpoint"]["path"], str) or not full["checkpoint"]["path"]:
-        raise ConfigError("checkpoint.path must be a path")
+    _check_text("checkpoint.path", full["checkpoint"]["path"])
+    _check_text("output.path", full["output"]["path"])
     if full["output"]["format"] not in ("csv", "jsonl"):
-        raise ConfigError(f"output.format must be csv or jsonl, got {full['output']['format']!r}")
+        raise ConfigError(f"output.format must be csv or jsonl, got "
+                          f"{_show(full['output']['format'])}")
     for key in ("per_point", "header"):
         if not isinstance(full["output"][key], bool):
             raise ConfigError(f"output.{key} must be true or false")
@@ -124,31 +147,82 @@ def validate(config: dict) -> dict:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
             0 < threshold <= 1):
         raise ConfigError(f"output.anomaly_threshold must be a score in (0, 1], got "
-                          f"{threshold!r}")
-    _check_number("output", "episode_hold", full["output"]["episode_hold"], low=0,
-                  integer=True)
-    _check_number("output", "calibration_window", full["output"]["calibration_window"],
-                  low=10, integer=True)
+                          f"{_show(threshold)}")
     _check_drift(full)
-    _check_number("status", "every_seconds", full["status"]["every_seconds"], low=0)
-    _check_number("refit", "every_points", full["refit"]["every_points"], low=1, integer=True,
-                  allow_none=True)
-    _check_number("refit", "window", full["refit"]["window"], low=1, integer=True)
-    _check_number("refit", "wait_at_exit", full["refit"]["wait_at_exit"], low=0)
     _check_scheduler(full["refit"]["scheduler"])
-    _check_number("metrics", "port", full["metrics"]["port"], low=0, integer=True,
-                  allow_none=True)
-    if not isinstance(full["metrics"]["address"], str):
-        raise ConfigError("metrics.address must be a host address such as 127.0.0.1")
+    _check_text("metrics.address", full["metrics"]["address"])
     if full["metrics"]["port"] is not None:
         try:
             import prometheus_client  # noqa: F401
         except ImportError:
             raise ConfigError("metrics.port needs prometheus-client: "
                               "pip install 'emstream[metrics]'") from None
-    if full["refit"]["window"] < full["model"].get("n_components", 1):
+    if full["refit"]["window"] < full["model"]["n_components"]:
         raise ConfigError("refit.window must hold at least n_components points")
     return full
+
+
+def _check_model(model: dict) -> None:
+    """GaussianMixture's own checks, the daemon's bounds, and the initial values' shapes."""
+    try:
+        estimator = GaussianMixture(**model)
+        estimator._check_params()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model: {exc}") from None
+    for key, high in MODEL_LIMITS.items():
+        if key in model and model[key] > high:
+            raise ConfigError(f"model.{key} must be at most {high:,}, got {_show(model[key])}")
+    arrays = {}
+    for key in ("weights_init", "means_init", "precisions_init"):
+        if model.get(key) is not None:
+            try:
+                arrays[key] = np.asarray(model[key], dtype=float)
+            except (TypeError, ValueError):
+                raise ConfigError(f"model.{key} must be a (nested) list of numbers, got "
+                                  f"{_show(model[key])}") from None
+    if not arrays:
+        return
+    # The number of features is the data's; the initial values fix it (1 if only weights).
+    n_features = 1
+    means, precisions = arrays.get("means_init"), arrays.get("precisions_init")
+    if means is not None and means.ndim == 2:
+        n_features = means.shape[1]
+    elif precisions is not None and precisions.ndim >= 2:
+        n_features = precisions.shape[-1]
+    try:
+        estimator._checked_inits(n_features)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        raise ConfigError(f"model: {exc}") from None
+
+
+def _check_input(settings: dict) -> None:
+    if settings["format"] not in ("numbers", "jsonl"):
+        raise ConfigError(f"input.format must be numbers or jsonl, got "
+                          f"{_show(settings['format'])}")
+    columns = settings["columns"]
+    if columns is not None and (not isinstance(columns, list) or not columns
+                                or len(columns) > MAX_NAMES or any(
+            isinstance(c, bool) or not isinstance(c, (int, str))
+            or (isinstance(c, int) and not 0 <= c <= 10**6)
+            or (isinstance(c, str) and not 0 < len(c) <= MAX_TEXT) for c in columns)):
+        raise ConfigError(f"input.columns must be null or a list of 0-based indices or header "
+                          f"names, got {_show(columns)}")
+    stamp = settings["timestamp"]
+    if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, (int, str))
+                              or (isinstance(stamp, int) and not 0 <= stamp <= 10**6)
+                              or (isinstance(stamp, str) and not 0 < len(stamp) <= MAX_TEXT)):
+        raise ConfigError(f"input.timestamp must be auto, a column name or 0-based index, or "
+                          f"null, got {_show(stamp)}")
+    fields = settings["fields"]
+    if fields is not None and (not isinstance(fields, list) or not fields
+                               or len(fields) > MAX_NAMES or any(
+            not isinstance(f, str) or not 0 < len(f) <= MAX_TEXT for f in fields)
+            or len(set(fields)) < len(fields)):
+        raise ConfigError(f"input.fields must be null or a list of distinct field names, got "
+                          f"{_show(fields)}")
+    if settings["format"] == "jsonl" and fields is None:
+        raise ConfigError("input.format jsonl needs input.fields: a list of field names")
+    _check_text("input.dead_letter", settings["dead_letter"], allow_none=True)
 
 
 def model_settings(config: dict) -> dict:
@@ -190,14 +264,13 @@ def series_parts(config: dict, timed: bool) -> tuple:
 
 def _check_features(f: dict) -> None:
     if f["enabled"] not in ("auto", True, False):
-        raise ConfigError(f"features.enabled must be auto, true or false, got {f['enabled']!r}")
-    _check_number("features", "lags", f["lags"], low=0, integer=True)
-    _check_number("features", "window", f["window"], low=2, integer=True)
+        raise ConfigError(f"features.enabled must be auto, true or false, got "
+                          f"{_show(f['enabled'])}")
     season = f["season"]
     if season not in (None, "auto") and (isinstance(season, bool) or not isinstance(season, int)
-                                         or season < 1):
-        raise ConfigError(f"features.season must be auto, null or a period >= 1 in points, "
-                          f"got {season!r}")
+                                         or not 1 <= season <= 10**8):
+        raise ConfigError(f"features.season must be auto, null or a period in points from 1 "
+                          f"to 10^8, got {_show(season)}")
     for key in ("volatility", "calendar"):
         if not isinstance(f[key], bool):
             raise ConfigError(f"features.{key} must be true or false")
@@ -211,7 +284,7 @@ def _check_scheduler(address) -> None:
             or (address.startswith("local:") and address[6:].isdigit()
                 and int(address[6:]) >= 1)):
         raise ConfigError(f"refit.scheduler must be null, a dask scheduler address such as "
-                          f"tcp://host:8786, or local:N; got {address!r}")
+                          f"tcp://host:8786, or local:N; got {_show(address)}")
     import importlib.util
 
     if importlib.util.find_spec("distributed") is None:
@@ -222,16 +295,19 @@ def _check_drift(full: dict) -> None:
     drift = full["drift"]
     if drift["detector"] not in ("page-hinkley", "adwin", None):
         raise ConfigError(f"drift.detector must be page-hinkley, adwin or null, got "
-                          f"{drift['detector']!r}")
+                          f"{_show(drift['detector'])}")
     if drift["params"] is not None and not isinstance(drift["params"], dict):
         raise ConfigError("drift.params must be a mapping of the detector's arguments")
+    for key, value in (drift["params"] or {}).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"drift.params.{key} must be finite, got {value!r}")
     from emstream.drift import DriftMonitor
 
     try:
         monitor = DriftMonitor(GaussianMixture(), **monitor_settings(full))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"drift: {exc}") from None
-    if drift["refit_points"] < full["model"].get("n_components", 1):
+    if drift["refit_points"] < full["model"]["n_components"]:
         raise ConfigError("drift.refit_points must be at least n_components")
     del monitor
 
@@ -241,30 +317,43 @@ def parse_override(text: str):
     name, sep, raw = text.partition("=")
     section, dot, key = name.partition(".")
     if not sep or not dot or not section or not key:
-        raise ConfigError(f"--set wants section.key=value, got {text!r}")
+        raise ConfigError(f"--set wants section.key=value, got {_show(text)}")
     try:
-        value = yaml.safe_load(raw) if raw else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {name}: {exc}") from None
+        value = safeyaml.load(raw, f"--set {name}") if raw else None
+    except safeyaml.YAMLRefused as exc:
+        raise ConfigError(str(exc)) from None
     return section, key, value
 
 
+def read(path: str) -> dict:
+    """The sections in the YAML file ``path`` (not yet validated)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(safeyaml.MAX_BYTES + 1)  # a FIFO or /dev/zero ends here too
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        config = safeyaml.load(text, path)
+    except safeyaml.YAMLRefused as exc:
+        raise ConfigError(str(exc)) from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: must hold a mapping of sections")
+    return config
+
+
 def load(path: str | None, overrides=()) -> dict:
-    """Read, override and validate; ``ConfigError`` on any problem."""
-    config = {}
-    if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-        try:
-            config = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(config, dict):
-            raise ConfigError(f"{path}: must hold a mapping of sections")
+    """Read (the shipped defaults alone without ``path``), override and validate;
+    ``ConfigError`` on any problem."""
+    config = read(path) if path is not None else {}
     for section, key, value in overrides:
-        config.setdefault(section, {})
+        if config.get(section) is None:
+            config[section] = {}
         if not isinstance(config[section], dict):
             raise ConfigError(f"section {section!r} must be a mapping")
         config[section][key] = value
