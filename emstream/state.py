@@ -31,6 +31,7 @@ from .gaussian import MixtureParams
 from .mixture import GaussianMixture
 from .online import FAR_MEMORY, Upkeep
 from .stats import SufficientStats, scatter_shape
+from .validation import MAX_ABS_VALUE
 
 SCHEMA = "emstream.GaussianMixture/2"
 OLD_SCHEMAS = ("emstream.GaussianMixture/1",)
@@ -40,7 +41,14 @@ _ADDED_PARAMS = {"outlier_gate": None, "averaging": False, "variance_floor": Non
 # Largest count a state may hold (points, iterations, updates): far beyond any real stream.
 _MAX_COUNT = 2**62
 # Largest magnitude of a stored value: the parser's and check_array's bound.
-_MAX_VALUE = 1e100
+_MAX_VALUE = MAX_ABS_VALUE
+# Largest second moment (covariance, scatter): values within ±MAX_ABS_VALUE vary by up to
+# (2 * MAX_ABS_VALUE)**2 = 4e200; the rest is room for reg_covar.  Learning from such values
+# keeps every second moment below it (they are averages), so what loads can be saved and loaded.
+_MAX_SECOND = 10 * MAX_ABS_VALUE**2
+# Sane caps on fitting parameters: more would make the learner's next refit run for ever.
+_MAX_N_INIT = 1000
+_MAX_ITER = 1_000_000
 # Most events kept in the upkeep's record.
 _MAX_EVENTS = 20
 
@@ -148,9 +156,20 @@ def _upkeep_dict(up: Upkeep) -> dict:
 
 
 # ---------------------------------------------------------------------------- validation
-def _array(data, name: str, shape: tuple | None = None, ndim: int | None = None) -> np.ndarray:
-    if isinstance(data, (str, bytes, dict)) or data is None:
+def _array(data, name: str, shape: tuple | None = None, ndim: int | None = None,
+           max_len: int | None = None, bound: float = _MAX_VALUE) -> np.ndarray:
+    """``data`` as a finite float array within ±``bound``, of ``shape`` or ``ndim``.
+
+    The outer length is checked before anything is converted (against ``max_len`` and the
+    first axis of ``shape``), so a crafted list of millions of entries is refused without
+    building an array of it.
+    """
+    if not isinstance(data, (list, tuple, np.ndarray)):
         raise ValueError(f"{name} is not an array of numbers")
+    if shape and len(data) > shape[0]:
+        raise ValueError(f"{name} has {len(data)} entries, expected shape {shape}")
+    if max_len is not None and len(data) > max_len:
+        raise ValueError(f"{name} has {len(data)} entries, more than the {max_len} it may hold")
     try:
         arr = np.array(data, dtype=float)
     except (TypeError, ValueError, OverflowError):
@@ -159,11 +178,16 @@ def _array(data, name: str, shape: tuple | None = None, ndim: int | None = None)
         raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise ValueError(f"{name} holds NaN or infinity")
-    if arr.size and np.abs(arr).max() > _MAX_VALUE:
-        raise ValueError(f"{name} holds values beyond ±{_MAX_VALUE:g}")
+    if arr.size and np.abs(arr).max() > bound:
+        raise ValueError(f"{name} holds values beyond ±{bound:g}")
     return arr
+
+
+def _close(a: np.ndarray, b: np.ndarray, *, rtol: float, atol: float) -> bool:
+    """``np.allclose`` for finite arrays, without its overhead (a load makes dozens of these)."""
+    return bool((np.abs(a - b) <= atol + rtol * np.abs(b)).all())
 
 
 def _number(data, name: str, kind=numbers.Real, low=None, high=None):
@@ -180,6 +204,12 @@ def _number(data, name: str, kind=numbers.Real, low=None, high=None):
     return data
 
 
+def _bool(data, name: str) -> bool:
+    if not isinstance(data, bool):
+        raise ValueError(f"{name} must be true or false, got {str(data)[:40]!r}")
+    return data
+
+
 def _count(data, name: str) -> int:
     return int(_number(data, name, numbers.Integral, 0, _MAX_COUNT))
 
@@ -193,7 +223,7 @@ def _object(data, name: str) -> dict:
 def _positive_definite(covs: np.ndarray, kind: str, name: str) -> None:
     if kind in ("full", "tied"):
         stack = covs if kind == "full" else covs[None]
-        if not np.allclose(stack, np.swapaxes(stack, 1, 2), rtol=1e-12, atol=0):
+        if not _close(stack, np.swapaxes(stack, 1, 2), rtol=1e-12, atol=0):
             raise ValueError(f"{name} are not symmetric")
         try:
             np.linalg.cholesky(stack)
@@ -205,7 +235,7 @@ def _positive_definite(covs: np.ndarray, kind: str, name: str) -> None:
 
 def _weights(data, name: str, k: int) -> np.ndarray:
     weights = _array(data, name, (k,))
-    if weights.min() < 0 or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-9):
+    if weights.min() < 0 or not abs(float(weights.sum()) - 1.0) <= 1e-9:
         raise ValueError(f"{name} must be non-negative and sum to 1")
     return weights
 
@@ -215,21 +245,21 @@ def _mixture(data, name: str, k: int, d: int, kind: str) -> MixtureParams:
     data = _object(data, name)
     weights = _weights(data.get("weights"), f"{name}.weights", k)
     means = _array(data.get("means"), f"{name}.means", (k, d))
-    covs = _array(data.get("covariances"), f"{name}.covariances", scatter_shape(kind, k, d))
+    covs = _array(data.get("covariances"), f"{name}.covariances", scatter_shape(kind, k, d),
+                  bound=_MAX_SECOND)
     _positive_definite(covs, kind, f"{name}.covariances")
     return MixtureParams.from_covariances(weights, means, covs, kind)
 
 
-def _rows(data, name: str, d: int, limit: int | None = None):
+def _rows(data, name: str, d: int, limit: int):
+    """Rows of ``d`` numbers (at most ``limit``) and one time per row, from a stored object."""
     data = _object(data, name)
-    rows = _array(data.get("rows"), f"{name}.rows")
-    times = _array(data.get("times"), f"{name}.times", ndim=1)
-    if rows.size == 0:
+    rows = _array(data.get("rows"), f"{name}.rows", max_len=limit)
+    times = _array(data.get("times"), f"{name}.times", ndim=1, max_len=limit)
+    if rows.shape == (0,):
         rows = rows.reshape(0, d)
     if rows.ndim != 2 or rows.shape[1] != d or rows.shape[0] != times.shape[0]:
         raise ValueError(f"{name}: rows must have shape (n, {d}) with one time per row")
-    if limit is not None and rows.shape[0] > limit:
-        raise ValueError(f"{name} holds more than {limit} rows")
     return rows, times
 
 
@@ -245,7 +275,7 @@ def from_dict(data: dict) -> GaussianMixture:
     batch, online = data.get("batch"), data.get("online")
     if batch is not None:
         batch = _object(batch, "batch")
-        model.converged_ = bool(batch.get("converged"))
+        model.converged_ = _bool(batch.get("converged"), "batch.converged")
         model.n_iter_ = _count(batch.get("n_iter"), "batch.n_iter")
         bound = batch.get("lower_bound")
         model.lower_bound_ = -np.inf if bound is None else float(
@@ -254,18 +284,20 @@ def from_dict(data: dict) -> GaussianMixture:
     if online is None:
         if batch is not None:
             raise ValueError("a state with a batch fit must hold the online learner")
+        _check_inits(model, None)
         return model
     online = _object(online, "online")
     d = _count(online.get("n_features"), "online.n_features")
     if not 1 <= d <= 100_000:
         raise ValueError("online.n_features must be between 1 and 100,000")
+    _check_inits(model, d)
     learner = model._learner()
     learner.n_features = d
     learner.n_seen = _count(online.get("n_seen"), "online.n_seen")
     learner.n_updates = _count(online.get("n_updates"), "online.n_updates")
     learner.n_gated = _count(online.get("n_gated"), "online.n_gated")
     learner.t = float(_number(online.get("t"), "online.t", low=0, high=_MAX_COUNT))
-    learner.moved_online = bool(online.get("moved_online"))
+    learner.moved_online = _bool(online.get("moved_online"), "online.moved_online")
     step = online.get("step")
     learner.step = None if step is None else _array(step, "online.step", (d,))
     if learner.step is not None and learner.step.min() < 0:
@@ -273,7 +305,8 @@ def from_dict(data: dict) -> GaussianMixture:
     warmup = online.get("warmup")
     if warmup is not None:
         warmup = _object(warmup, "online.warmup")
-        rows = _array(warmup.get("rows"), "online.warmup.rows", ndim=2)
+        rows = _array(warmup.get("rows"), "online.warmup.rows", ndim=2,
+                      max_len=model.warmup_size - 1)
         if rows.shape[1] != d or not 1 <= rows.shape[0] < model.warmup_size:
             raise ValueError(f"online.warmup.rows must have shape (n, {d}) with 1 <= n < "
                              f"warmup_size")
@@ -292,19 +325,22 @@ def from_dict(data: dict) -> GaussianMixture:
         raise ValueError("online: a learner that has seen points holds a model or a warm-up")
     window = online.get("window", {"rows": [], "times": []})
     rows, times = _rows(window, "online.window", d, learner.settings.window_rows)
-    learner.window.extend(rows)
-    learner.window_times.extend(times)
+    if len(rows):  # an empty ring allocates nothing: a crafted header cannot make it reserve
+        learner.window.extend(rows)
+        learner.window_times.extend(times)
     far = online.get("far", {"rows": [], "times": []})
     rows, times = _rows(far, "online.far", d, FAR_MEMORY)
-    learner.far.extend(rows)
-    learner.far_times.extend(times)
+    if len(rows):
+        learner.far.extend(rows)
+        learner.far_times.extend(times)
     learner.upkeep = _upkeep(online.get("upkeep"))
     last = online.get("last_fit")
     if last is not None:
         last = _object(last, "online.last_fit")
         bound = last.get("lower_bound")
         learner.last_fit = {"n_iter": _count(last.get("n_iter"), "online.last_fit.n_iter"),
-                            "converged": bool(last.get("converged")),
+                            "converged": _bool(last.get("converged"),
+                                               "online.last_fit.converged"),
                             "lower_bound": -math.inf if bound is None else float(
                                 _number(bound, "online.last_fit.lower_bound"))}
         model._last_fit = learner.last_fit
@@ -330,23 +366,49 @@ def _model_from_params(params) -> GaussianMixture:
         raise ValueError("params.n_components must be at most 10,000")
     if model.warmup_size > 10_000_000:
         raise ValueError("params.warmup_size must be at most 10,000,000")
+    if model.warmup_size < model.n_components:
+        raise ValueError("params.warmup_size must be at least params.n_components")
+    if model.n_init > _MAX_N_INIT or model.max_iter > _MAX_ITER:
+        raise ValueError(f"params.n_init must be at most {_MAX_N_INIT} and params.max_iter at "
+                         f"most {_MAX_ITER:,}")
+    if model.reg_covar > _MAX_VALUE:
+        raise ValueError(f"params.reg_covar must be at most {_MAX_VALUE:g}")
     return model
+
+
+def _check_inits(model: GaussianMixture, d: int | None) -> None:
+    """``weights_init``/``means_init``/``precisions_init`` must fit K (and D, when known)."""
+    if d is None:  # no learner: D is what the initial means or precisions say, if anything
+        for name in ("means_init", "precisions_init"):
+            value = getattr(model, name)
+            if value is not None and value.ndim >= 2 and (
+                    name == "means_init" or model.covariance_type != "spherical"):
+                d = value.shape[-1]
+                break
+    if d is not None and not 1 <= d <= 100_000:
+        raise ValueError("params: the initial values must have between 1 and 100,000 features")
+    try:
+        model._checked_inits(1 if d is None else d)
+    except ValueError as exc:
+        raise ValueError(f"params: {exc}") from None
 
 
 def _restore_model(learner, stored: dict, k: int, d: int, kind: str) -> None:
     shape = scatter_shape(kind, k, d)
     weights = _weights(stored.get("weights"), "online.model.weights", k)
     means = _array(stored.get("means"), "online.model.means", (k, d))
-    covariances = _array(stored.get("covariances"), "online.model.covariances", shape)
+    covariances = _array(stored.get("covariances"), "online.model.covariances", shape,
+                         bound=_MAX_SECOND)
     _positive_definite(covariances, kind, "online.model.covariances")
     prec_chol = _array(stored.get("precisions_cholesky"), "online.model.precisions_cholesky",
                        shape)
     check = MixtureParams.from_covariances(weights, means, covariances, kind)
-    if not np.allclose(check.precisions_cholesky, prec_chol, rtol=1e-6, atol=0):
+    if not _close(check.precisions_cholesky, prec_chol, rtol=1e-6, atol=0):
         raise ValueError("online.model.precisions_cholesky does not match its covariances")
     stats = _object(stored.get("stats"), "online.model.stats")
     counts = _array(stats.get("counts"), "online.model.stats.counts", (k,))
-    scatter = _array(stats.get("scatter"), "online.model.stats.scatter", shape)
+    scatter = _array(stats.get("scatter"), "online.model.stats.scatter", shape,
+                     bound=_MAX_SECOND)
     if counts.min() < 0 or counts.sum() > 1.0 + 1e-9:
         raise ValueError("online.model.stats.counts must be non-negative per-point averages")
     _check_scatter(scatter, kind)
@@ -357,6 +419,9 @@ def _restore_model(learner, stored: dict, k: int, d: int, kind: str) -> None:
     learner.iterate = learner.params
     if stored.get("iterate") is not None:
         learner.iterate = _mixture(stored["iterate"], "online.model.iterate", k, d, kind)
+    _check_iterate(learner.iterate, learner.stats,
+                   "online.model.iterate" if stored.get("iterate") is not None
+                   else "online.model")
     learner.average = None
     if stored.get("average") is not None:
         avg = _object(stored["average"], "online.model.average")
@@ -370,6 +435,19 @@ def _restore_model(learner, stored: dict, k: int, d: int, kind: str) -> None:
         raise ValueError("online.model.recent_counts must be non-negative")
 
 
+def _check_iterate(iterate: MixtureParams, stats: SufficientStats, name: str) -> None:
+    """The iterate is the M-step of the statistics: the same means, weights their counts'
+    shares.  (Statistics far from the model they belong to would be learned from as if the
+    points had been there: a forged state's next step would leave it non-finite.)"""
+    if not _close(iterate.means, stats.means, rtol=1e-9, atol=0):
+        raise ValueError(f"online.model.stats.means do not match {name}.means")
+    total = stats.counts.sum()
+    shares = stats.counts / total if total > 0 else np.full(len(stats.counts),
+                                                             1.0 / len(stats.counts))
+    if not _close(iterate.weights, shares, rtol=1e-9, atol=1e-12):
+        raise ValueError(f"online.model.stats.counts do not match {name}.weights")
+
+
 def _check_scatter(scatter: np.ndarray, kind: str) -> None:
     """A scatter must be symmetric positive semi-definite (non-negative for diag/spherical)."""
     if kind in ("diag", "spherical"):
@@ -377,7 +455,7 @@ def _check_scatter(scatter: np.ndarray, kind: str) -> None:
             raise ValueError("online.model.stats.scatter must be non-negative")
         return
     stack = scatter if kind == "full" else scatter[None]
-    if not np.allclose(stack, np.swapaxes(stack, 1, 2), rtol=1e-9, atol=1e-300):
+    if not _close(stack, np.swapaxes(stack, 1, 2), rtol=1e-9, atol=1e-300):
         raise ValueError("online.model.stats.scatter is not symmetric")
     scale = np.abs(stack).max(initial=0.0)
     if np.linalg.eigvalsh(stack).min(initial=0.0) < -1e-9 * max(scale, 1e-300):
@@ -416,7 +494,7 @@ def _upgrade(old: dict) -> dict:
     if warmup is not None:
         warmup = _object(warmup, "warmup")
         rows = warmup.get("rows")
-        if not rows:
+        if not isinstance(rows, list) or not rows:
             raise ValueError("warmup.rows must be a non-empty (n, n_features) array")
         out["online"] = {"n_features": warmup.get("n_features"), "n_seen": len(rows),
                          "n_updates": 0, "n_gated": 0, "t": 0.0, "moved_online": False,

@@ -192,3 +192,17 @@ def test_missing_file_and_non_serialisable_meta(tmp_path):
     with pytest.raises(ValueError, match="JSON-serialisable"):
         checkpoint.save(GaussianMixture(1), tmp_path / "x.json", meta={"bad": object()})
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_model_of_values_near_the_input_bound_saves_and_loads(tmp_path):
+    """Values within ±1e100 are valid input; their second moments reach 1e196 here, and the
+    checkpoint of what was learned from them must load again (it was refused as beyond 1e100)."""
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(-3e98, 1e98, (300, 2)), rng.normal(3e98, 1e98, (300, 2))]
+    gm = GaussianMixture(2, warmup_size=200, random_state=0)
+    for start in range(0, 600, 100):
+        gm.partial_fit(X[start:start + 100])
+    assert np.abs(gm.covariances_).max() > 1e190
+    back = checkpoint.load(checkpoint.save(gm, tmp_path / "big.json")).model
+    assert_same_model(back, gm)
+    assert np.all(np.isfinite(back.score_samples(X)))
