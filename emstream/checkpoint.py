@@ -13,7 +13,12 @@ directory), so a crash at any instant leaves the old checkpoint or the new one, 
 Saving into a directory keeps numbered files and the newest ``keep`` of them; loading a
 directory takes the newest valid one and reports the ones it skipped.  Nothing is unpickled and
 nothing in a file can run code: it is parsed as JSON (``NaN``/``Infinity`` refused) and every
-array is checked for shape, finiteness and positive definiteness.
+field of the model is checked (:func:`emstream.state.from_dict`: type, shape, finiteness,
+magnitude, positive definiteness); whatever is wrong, the error is one :class:`CheckpointError`.
+Only a regular file of at most :data:`MAX_BYTES` is read (a FIFO, ``/dev/zero`` or a directory
+is refused before it is opened), and a file more densely nested than a checkpoint can be is
+refused before it is parsed.  :func:`validate_meta` checks the metadata ``emstreamd`` resumes
+from.
 
 Example
 -------
@@ -38,6 +43,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +56,14 @@ VERSION = 1
 # A checkpoint is parameters, statistics and a warm-up buffer: megabytes at most.  Refusing
 # larger files keeps a wrong path (a data file, a disk image) from being read into memory.
 MAX_BYTES = 256 * 1024 * 1024
+# Parsing JSON costs ~80 bytes of memory per array or object: ``[[],[],...]`` would take 27
+# times its size.  Files written here hold one per 17 bytes or more (indented rows), a
+# compacted one (``jq -c``) one per 5 or more (a row ``[1],`` comes with its time ``1,``), so
+# denser files are refused before parsing.
+BYTES_PER_CONTAINER = 5
+_SPARE_CONTAINERS = 4096
+# Largest count or offset a daemon's metadata may hold (what a 64-bit file offset can).
+_MAX_COUNT = 2**63 - 1
 _NUMBERED = re.compile(r"^checkpoint-(\d{8,})\.json$")
 
 
@@ -107,6 +121,12 @@ def _refuse_constant(name):
     raise ValueError(f"{name} is not allowed")
 
 
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, at most ``limit`` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def loads(data: bytes, *, source: str = "<bytes>") -> Loaded:
     """Parse and validate a checkpoint document; :class:`CheckpointError` names the problem."""
     def fail(problem: str) -> CheckpointError:
@@ -114,6 +134,12 @@ def loads(data: bytes, *, source: str = "<bytes>") -> Loaded:
 
     if not data:
         raise fail("empty file, not a checkpoint")
+    if len(data) > MAX_BYTES:
+        raise fail(f"{len(data)} bytes is too large for a checkpoint (at most {MAX_BYTES})")
+    containers = data.count(b"[") + data.count(b"{")
+    if containers > len(data) // BYTES_PER_CONTAINER + _SPARE_CONTAINERS:
+        raise fail(f"not a checkpoint ({containers} arrays or objects in {len(data)} bytes: "
+                   "too densely nested to parse safely)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -121,23 +147,24 @@ def loads(data: bytes, *, source: str = "<bytes>") -> Loaded:
     try:
         document = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
-        raise fail(f"not valid JSON ({exc}); truncated or not a checkpoint") from None
+        raise fail(f"not valid JSON ({_one_line(exc)}); truncated or not a checkpoint") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise fail(f"not an emstream checkpoint (no \"format\": \"{FORMAT}\")")
     version = document.get("version")
+    shown = str(version)[:20]  # (a crafted version may have thousands of digits)
     if not isinstance(version, int) or isinstance(version, bool):
-        raise fail(f"bad version field {version!r}")
+        raise fail(f"bad version field {shown!r}")
     if version > VERSION:
-        raise fail(f"written by a newer emstream (format version {version} > {VERSION}); "
+        raise fail(f"written by a newer emstream (format version {shown} > {VERSION}); "
                    "upgrade emstream to read it")
     if version < 1:
-        raise fail(f"unknown format version {version}")
+        raise fail(f"unknown format version {shown}")
     content = document.get("content")
     if not isinstance(content, dict):
         raise fail("no content object")
     try:
         digest = hashlib.sha256(_canonical(content)).hexdigest()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise fail("content cannot be re-serialised; damaged") from None
     if digest != document.get("sha256"):
         raise fail("checksum mismatch: the file was edited or damaged")
@@ -148,7 +175,11 @@ def loads(data: bytes, *, source: str = "<bytes>") -> Loaded:
     try:
         model = from_dict(content.get("model"))
     except ValueError as exc:
-        raise fail(f"invalid model: {exc}") from None
+        raise fail(f"invalid model: {_one_line(exc)}") from None
+    except MemoryError:
+        raise fail("invalid model: too large to load") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a crafted state trips, one clean error
+        raise fail(f"invalid model ({type(exc).__name__}: {_one_line(exc)})") from None
     return Loaded(model, meta, Path(source), written_at)
 
 
@@ -224,13 +255,50 @@ def save(model: GaussianMixture, path: str | os.PathLike, *, meta: dict | None =
     return written
 
 
-def read_file(path: Path) -> Loaded:
-    """Load one checkpoint file."""
+_FILE_KINDS = ((stat.S_ISDIR, "is a directory"), (stat.S_ISFIFO, "is a FIFO (named pipe)"),
+               (stat.S_ISCHR, "is a character device"), (stat.S_ISBLK, "is a block device"),
+               (stat.S_ISSOCK, "is a socket"))
+
+
+def _check_regular(path: Path, mode: int, size: int) -> None:
+    """A checkpoint is a regular file of at most :data:`MAX_BYTES`; else CheckpointError."""
+    if not stat.S_ISREG(mode):
+        kind = next((what for test, what in _FILE_KINDS if test(mode)), "is not a regular file")
+        raise CheckpointError(f"{path}: {kind}, not a checkpoint file")
+    if size > MAX_BYTES:
+        raise CheckpointError(f"{path}: {size} bytes is too large for a checkpoint "
+                              f"(at most {MAX_BYTES})")
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of a checkpoint file, read without blocking and at most :data:`MAX_BYTES`.
+
+    Only a regular file is read: a FIFO (which would wait for a writer), a device such as
+    ``/dev/zero`` (which never ends), a directory or a socket is refused before it is opened,
+    and again after (in case it was swapped in between); a file that grows past the limit while
+    it is read is refused too.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file and the problem.
+    """
+    path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise CheckpointError(f"{path}: {size} bytes is too large for a checkpoint")
-        data = path.read_bytes()
+        info = os.stat(path)
+        _check_regular(path, info.st_mode, info.st_size)
+        # O_NONBLOCK: a FIFO swapped in after the stat opens at once instead of waiting.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb", buffering=0) as handle:
+            info = os.fstat(handle.fileno())
+            _check_regular(path, info.st_mode, info.st_size)
+            limit = MAX_BYTES + 1
+            data = handle.read(min(info.st_size + 1, limit))  # +1: notice a growing file
+            while len(data) < limit:
+                more = handle.read(min(1 << 20, limit - len(data)))
+                if not more:
+                    break
+                data += more
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -238,8 +306,18 @@ def read_file(path: Path) -> Loaded:
     except PermissionError:
         raise CheckpointError(f"{path}: permission denied") from None
     except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
-    return loads(data, source=str(path))
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise CheckpointError(f"{path}: cannot read ({_one_line(exc)})") from None
+    if len(data) > MAX_BYTES:
+        raise CheckpointError(f"{path}: more than {MAX_BYTES} bytes is too large for a "
+                              "checkpoint")
+    return data
+
+
+def read_file(path: Path) -> Loaded:
+    """Load one checkpoint file (see :func:`read_bytes` for what is refused before parsing)."""
+    return loads(read_bytes(path), source=str(path))
 
 
 def load(path: str | os.PathLike) -> Loaded:
@@ -253,8 +331,13 @@ def load(path: str | os.PathLike) -> Loaded:
     path = Path(path)
     if not path.is_dir():
         return read_file(path)
+    try:
+        candidates = _numbered(path)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot list the directory ({exc.strerror or exc})") \
+            from None
     skipped = []
-    for _, candidate in _numbered(path):
+    for _, candidate in candidates:
         try:
             loaded = read_file(candidate)
         except CheckpointError as exc:
@@ -264,3 +347,140 @@ def load(path: str | os.PathLike) -> Loaded:
         return loaded
     reasons = "; ".join(reason for _, reason in skipped) or "no checkpoint-*.json files"
     raise CheckpointError(f"{path}: no valid checkpoint ({reasons})")
+
+
+# ---------------------------------------------------------------------------- daemon metadata
+_INPUT_KINDS = ("file", "follow", "stdin")
+# What a source's identity holds besides its kind and path (all or none of them).
+_FILE_IDENTITY = ("device", "inode", "fingerprint", "fingerprint_bytes")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# Bytes of a file's start that a fingerprint may cover (the daemon uses 1,024).
+_MAX_FINGERPRINT_BYTES = 1 << 20
+_MAX_FIELDS = 1_000_000
+
+
+def _meta_int(value, name: str, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _MAX_COUNT:
+        raise ValueError(f"{name} must be an integer in [{low}, 2**63), got "
+                         f"{str(value)[:40]!r}")
+    return value
+
+
+def _meta_object(value, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _meta_counters(counters) -> None:
+    """Every counter a non-negative integer; ``rejected`` maps reasons to such counts."""
+    for key, value in _meta_object(counters, "meta.counters").items():
+        if key == "rejected":
+            for reason, count in _meta_object(value, "meta.counters.rejected").items():
+                _meta_int(count, f"meta.counters.rejected[{str(reason)[:40]!r}]")
+        else:
+            _meta_int(value, f"meta.counters.{str(key)[:40]}")
+
+
+def _meta_input(saved) -> None:
+    """Where the input stood: a known kind, an offset and a line number, and the file's
+    identity (device, inode, sha256 fingerprint of its first bytes) complete or absent."""
+    saved = _meta_object(saved, "meta.input")
+    if not saved:
+        return
+    kind = saved.get("kind")
+    if kind not in _INPUT_KINDS:
+        raise ValueError(f"meta.input.kind must be one of {_INPUT_KINDS}, got "
+                         f"{str(kind)[:40]!r}")
+    if "path" in saved and not isinstance(saved["path"], str):
+        raise ValueError("meta.input.path must be a string")
+    _meta_int(saved.get("offset"), "meta.input.offset")
+    _meta_int(saved.get("next_line"), "meta.input.next_line", low=1)
+    present = [key for key in _FILE_IDENTITY if saved.get(key) is not None]
+    if kind == "stdin" or not present:
+        if present and kind == "stdin":
+            raise ValueError(f"meta.input: stdin has no {present[0]}")
+        if kind == "file":
+            raise ValueError("meta.input: a file input needs its device, inode and fingerprint")
+        return
+    if len(present) != len(_FILE_IDENTITY):
+        missing = [key for key in _FILE_IDENTITY if key not in present]
+        raise ValueError(f"meta.input.{missing[0]} is missing (a file's identity is "
+                         f"{', '.join(_FILE_IDENTITY)})")
+    _meta_int(saved["device"], "meta.input.device")
+    _meta_int(saved["inode"], "meta.input.inode")
+    fingerprint = saved["fingerprint"]
+    if not isinstance(fingerprint, str) or not _SHA256_HEX.match(fingerprint):
+        raise ValueError("meta.input.fingerprint must be a sha256 hex digest (64 characters "
+                         "0-9a-f)")
+    size = _meta_int(saved["fingerprint_bytes"], "meta.input.fingerprint_bytes")
+    if size > _MAX_FINGERPRINT_BYTES:
+        raise ValueError(f"meta.input.fingerprint_bytes must be at most "
+                         f"{_MAX_FINGERPRINT_BYTES}, got {size}")
+
+
+def validate_meta(meta, *, source: str | os.PathLike = "<meta>") -> dict:
+    """Check the metadata an ``emstreamd`` checkpoint holds before the daemon trusts it.
+
+    A checkpoint's checksum proves it is intact, not that its writer was emstreamd: a crafted
+    or foreign file (one written by ``emstream fit``, say) can hold anything in ``meta``.  The
+    keys the daemon resumes from are checked here; absent ones are fine (the daemon starts them
+    afresh), unknown ones are left alone.
+
+    - ``counters``: an object of non-negative integers (below 2**63); ``counters.rejected``
+      an object of such counts by reason.
+    - ``input``: empty, or ``kind`` (``file``, ``follow`` or ``stdin``), ``offset`` >= 0 and
+      ``next_line`` >= 1 (integers), ``path`` a string; for a file, ``device`` and ``inode``
+      (integers >= 0), ``fingerprint`` (a sha256 hex digest) and ``fingerprint_bytes``
+      (0 to 1 MiB), all four or (following a file that did not exist yet) none.
+    - ``n_fields``: null or an integer in [1, 1,000,000].
+    - ``history``: a list of objects.  ``monitor``, ``config``: null or objects.
+
+    Parameters
+    ----------
+    meta : object
+        ``Loaded.meta``.
+    source : str or path-like
+        The file, for the message.
+
+    Returns
+    -------
+    dict
+        ``meta`` itself.
+
+    Raises
+    ------
+    CheckpointError
+        One line naming the file and the field, e.g.
+        ``state/checkpoint-00000003.json: meta.input.offset must be an integer in [0, 2**63),
+        got -1``.
+
+    Examples
+    --------
+    >>> validate_meta({"counters": {"rows": 10, "rejected": {"blank": 1}}})["counters"]["rows"]
+    10
+    >>> validate_meta({"counters": []}, source="ck.json")
+    Traceback (most recent call last):
+    ...
+    emstream.checkpoint.CheckpointError: ck.json: meta.counters must be an object, got list
+    """
+    try:
+        meta = _meta_object(meta, "meta")
+        if "counters" in meta:
+            _meta_counters(meta["counters"])
+        if "input" in meta:
+            _meta_input(meta["input"])
+        if meta.get("n_fields") is not None:
+            fields = _meta_int(meta["n_fields"], "meta.n_fields", low=1)
+            if fields > _MAX_FIELDS:
+                raise ValueError(f"meta.n_fields must be at most {_MAX_FIELDS}, got {fields}")
+        if "history" in meta:
+            history = meta["history"]
+            if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
+                raise ValueError("meta.history must be a list of objects")
+        for key in ("monitor", "config"):
+            if meta.get(key) is not None:
+                _meta_object(meta[key], f"meta.{key}")
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    return meta
