@@ -4,8 +4,8 @@ A surprise (``-log p``, in nats) is not comparable across series: its level depe
 data's units and dimension, its spread on the model.  :class:`TailCalibrator` scores each
 surprise by how rare it is among the series' own recent surprises: ``score = 1 - p`` with
 ``p`` its upper-tail probability among the last ``size`` surprises, empirical up to their 90th
-percentile and, beyond it, a generalised Pareto tail fitted to the excesses (peaks over
-threshold; exponential for a light tail, heavier when the excesses say so), so that a surprise beyond everything seen still gets a graded,
+percentile and, beyond it, an exponential tail fitted to the excesses (peaks over threshold:
+the shape of a light tail), so that a surprise beyond everything seen still gets a graded,
 finite ``p``, though never below ``1 / (n + 1)²`` for a history of n (a short history cannot
 vouch for a one-in-a-million rarity).  A score of 0.999 then means "one point in a thousand is this unusual", on any
 series.  Each point is scored against the surprises before it, in chunks of as many points as the history holds (a short history doubles
@@ -64,23 +64,18 @@ def tail_probability(surprise: np.ndarray, history: np.ndarray, *,
         # n past points cannot vouch for a rarity beyond about one in n²: the tail's
         # extrapolation is capped there (a short history cannot flag at 0.9999).
         floor = 1.0 / (n + 1.0) ** 2
-        tail = _pareto_tail(surprise[beyond] - q, history[history > q] - q, abs(float(q)))
+        tail = _exponential_tail(surprise[beyond] - q, history[history > q] - q, abs(float(q)))
         p[beyond] = np.maximum(np.minimum(p[beyond], tail), floor)
     return p
 
 
-def _pareto_tail(excess: np.ndarray, seen: np.ndarray, level: float) -> np.ndarray:
-    """``P(surprise > q + excess)`` from a generalised Pareto fit to the ``seen`` excesses
-    over q (method of moments; shape clipped to [0, 0.5]: 0 is the exponential tail, and a
-    heavier tail, as a misfitting model's surprises have, keeps its rarities modest)."""
-    mean = float(seen.mean()) if seen.size else 0.0
-    mean = max(mean, 1e-9 * (1.0 + level))
-    var = float(seen.var()) if seen.size > 1 else mean * mean
-    shape = 0.0 if var <= 0.0 else min(max(0.5 * (1.0 - mean * mean / var), 0.0), 0.5)
-    scale = mean * (1.0 - shape)  # the mean excess of a GPD is scale / (1 - shape)
-    if shape < 1e-6:
-        return (1.0 - TAIL_QUANTILE) * np.exp(-excess / scale)
-    return (1.0 - TAIL_QUANTILE) * (1.0 + shape * excess / scale) ** (-1.0 / shape)
+def _exponential_tail(excess: np.ndarray, seen: np.ndarray, level: float) -> np.ndarray:
+    """``P(surprise > q + excess)`` from an exponential fit to the ``seen`` excesses over q
+    (the peaks-over-threshold tail of a light-tailed surprise: a Gaussian component's is
+    exactly that).  A generalised Pareto fit (heavier tails allowed) scored 5 NAB points
+    lower: it let a misfitting model's ordinary surprises hide real anomalies."""
+    scale = max(float(seen.mean()) if seen.size else 0.0, 1e-9 * (1.0 + level))
+    return (1.0 - TAIL_QUANTILE) * np.exp(-excess / scale)
 
 
 class TailCalibrator:
@@ -130,6 +125,11 @@ class TailCalibrator:
                 self.remember(chunk)
             start = stop
         return out
+
+    def reset(self, surprise) -> None:
+        """Replace the history by these surprises (the last ``size`` finite ones)."""
+        self._history = np.empty(0)
+        self.remember(surprise)
 
     def remember(self, surprise) -> None:
         """Add surprises to the history (non-finite ones are dropped)."""

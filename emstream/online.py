@@ -307,6 +307,7 @@ class OnlineLearner:
         """Take fitted parameters and their statistics (totals over ``n_points``) as the model;
         the step schedule restarts from ``n_points`` and the Polyak average from scratch."""
         self.iterate = self.params = params
+        self.adoptions = getattr(self, "adoptions", 0) + 1  # which model this is (for callers)
         self.n_features = params.n_features
         self.stats = stats.scaled(1.0 / max(stats.total, np.finfo(float).tiny))
         self.t = float(n_points)

@@ -15,7 +15,9 @@ score a series point by point.  For each mini-batch of rows it
    flags the first point of each episode above the threshold
    (:class:`~emstream.episodes.Episodes`); the surprises of an episode's points, and of
    points beyond the outlier gate, stay out of the calibration history (an anomaly must not
-   make the next one look ordinary).
+   make the next one look ordinary); when a fit replaces the model (the warm-up's refits,
+   upkeep, a drift refit) the history is re-scored under the new model on the recent
+   learned rows, so the score keeps its meaning across refits.
 
 Without features (``features=None``) the score calibrates the plain surprise ``-log p(x)``.
 
@@ -45,7 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import em
-from .calibration import TAIL_QUANTILE, TailCalibrator
+from .calibration import MIN_HISTORY, TAIL_QUANTILE, TailCalibrator
 from .drift import DriftMonitor
 from .episodes import Episodes
 from .temporal import TemporalFeatures
@@ -64,7 +66,8 @@ class SeriesUpdate:
     score : ndarray (n,) or None
         Calibrated score in [0, 1] (damped inside an alerted episode).
     anomaly : ndarray (n,) of bool
-        The first point of each episode whose score reached the threshold.
+        The first point of each episode whose score reached the threshold (never while the
+        model is provisional: during the warm-up points are scored, not flagged).
     resp : ndarray (n, K) or None
     gated : ndarray (n,) of bool
         Points beyond the outlier gate (scored, not learned).
@@ -137,6 +140,11 @@ class SeriesMonitor:
         if context and model._is_fitted():
             # The parameters the update scores with (the learner's iterate), before it learns.
             marginal = model._learner().iterate.marginal(context)
+        generation = self._generation()
+        # Alerts need a settled model: a provisional one (refitted as the warm-up fills) is
+        # scored, and its episodes are held as any, but its rarities are not trusted enough
+        # to flag.
+        settled = model._is_fitted() and not model._learner().warming_up
         update = self.monitor.update(F, with_resp=with_resp)
         n = X.shape[0]
         if update.log_prob is None:
@@ -153,17 +161,47 @@ class SeriesMonitor:
             # Chunk by chunk: points of an anomalous episode (and gated ones) stay out of the
             # calibration history, so one anomaly does not hide the next.
             stop = start + self.calibrator.next_chunk(n - start)
-            episode = self.episodes.update(
-                self.calibrator.score(surprise[start:stop], remember=False,
-                                      tail_only=tail_only))
+            chunk = self.calibrator.score(surprise[start:stop], remember=False,
+                                          tail_only=tail_only)
+            episode = self.episodes.update(chunk)
             normal = ~(episode.held | update.gated[start:stop])
             self.calibrator.remember(surprise[start:stop][normal])
-            scores[start:stop], flags[start:stop] = episode.scores, episode.flags
-            events += [{"event": "anomaly", "index": start + int(i),
-                        "score": float(episode.scores[i])} for i in episode.alerts]
+            scores[start:stop] = episode.scores
+            if settled:
+                flags[start:stop] = episode.flags
+                events += [{"event": "anomaly", "index": start + int(i),
+                            "score": float(episode.scores[i])} for i in episode.alerts]
             start = stop
+        if self._generation() != generation:
+            self._rebase(context)
         return SeriesUpdate(update.log_prob, surprise, scores, flags, update.resp,
                             update.gated, events, F)
+
+    def _generation(self):
+        """Which model the learner holds (changes when a fit replaces it)."""
+        model = self.monitor.model
+        if not model._is_fitted():
+            return None
+        learner = model._learner()
+        return id(learner), getattr(learner, "adoptions", 0)
+
+    def _rebase(self, context: list) -> None:
+        """A new model (the warm-up's refits, upkeep, a refit): its surprises have another
+        level, so the calibration history becomes the new model's surprises on the recent
+        learned rows, and the score keeps its meaning at once (the provisional models'
+        surprises would otherwise skew it for a whole window)."""
+        learner = self.monitor.model._learner()
+        rows = learner.window.recent()
+        if learner.warming_up and learner.buffer:  # a provisional model: its warm-up rows
+            rows = np.concatenate(learner.buffer)
+        rows = rows[-self.calibrator.size:]
+        if rows.shape[0] < 2 * MIN_HISTORY:
+            return
+        params = learner.iterate
+        surprise = -em.score_samples(rows, params)
+        if context:
+            surprise += em.score_samples(rows[:, context], params.marginal(context))
+        self.calibrator.reset(surprise)
 
     def state(self) -> dict:
         """JSON-ready state of the features, calibrator and episodes (the monitor and the

@@ -231,8 +231,8 @@ def test_the_timeline_command_draws_a_series_with_its_alerts(tmp_path):
     from emstream.timeline import read_scores
 
     rng = np.random.default_rng(5)
-    x = _seasonal(rng, 12 * DAY)
-    x[10 * DAY] += 3.0
+    x = _seasonal(rng, 16 * DAY)
+    x[14 * DAY] += 3.0  # after the warm-up: a provisional model scores but does not flag
     data, out = tmp_path / "series.csv", tmp_path / "scores.csv"
     _write_table(data, x)
     done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s"),
@@ -241,7 +241,7 @@ def test_the_timeline_command_draws_a_series_with_its_alerts(tmp_path):
     assert done.returncode == 0, done.stderr.decode()
     assert out.read_text().startswith("line,time,label,probability,surprise,score,anomaly\n")
     scored = read_scores(out)
-    assert scored["line"].tolist() == list(range(102, 12 * DAY + 2))
-    assert 10 * DAY + 2 in scored["line"][scored["anomaly"]].tolist()
+    assert scored["line"].tolist() == list(range(102, 16 * DAY + 2))
+    assert 14 * DAY + 2 in scored["line"][scored["anomaly"]].tolist()
     assert main(["timeline", str(data), str(out), "-o", str(tmp_path / "t.png")]) == 0
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
