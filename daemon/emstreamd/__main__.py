@@ -1,8 +1,10 @@
 """``emstreamd`` / ``python -m emstreamd``: learn a Gaussian mixture from a stream of numbers.
 
-Exit codes: 0 after a clean stop (end of --input, SIGTERM, SIGINT), 78 for a configuration error,
-1 for any other error that stops it (an unreadable input or checkpoint, or a per-point output
-whose reader went away: then after a final checkpoint).
+Exit codes (sysexits.h): 0 a clean stop (end of --input, SIGTERM, SIGINT); 1 a per-point output
+whose reader went away (after a final checkpoint); 64 a usage error; 65 no usable checkpoint;
+66 the --input file cannot be opened; 73 a path the configuration names cannot be written
+(permissions, read-only file system); 74 an I/O error while running; 78 a configuration error
+(a metrics port in use too).  Each is one line on stderr.
 """
 
 from __future__ import annotations
@@ -12,21 +14,46 @@ import logging
 import os
 import sys
 
+import yaml
+
+from emstream import __version__
 from emstream.checkpoint import CheckpointError
 
 from . import config as config_module
+from . import logs, preflight, summary
 from .loop import Daemon
+from .progress import Progress
 from .sources import FileInput, FollowInput, StdinInput
 
-EX_CONFIG = 78
+EX_USAGE, EX_DATAERR, EX_NOINPUT = os.EX_USAGE, os.EX_DATAERR, os.EX_NOINPUT  # 64, 65, 66
+EX_CANTCREAT, EX_IOERR = os.EX_CANTCREAT, os.EX_IOERR  # 73, 74
+EX_CONFIG = os.EX_CONFIG  # 78
+
+log = logging.getLogger("emstreamd")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """A usage error exits 64 (EX_USAGE), not argparse's 2."""
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="emstreamd", description="Learn a Gaussian mixture online from a stream of numbers "
-        "(stdin, or a file with --input), label and score each point, and checkpoint so that a "
-        "restart resumes without losing or repeating data.")
-    parser.add_argument("--config", metavar="FILE", help="YAML configuration (see config.yaml)")
+        "(stdin, or a file with --input or --follow), label and score each point, and "
+        "checkpoint so that a restart resumes without losing or repeating data.",
+        epilog="Exit codes: 0 clean stop, 1 per-point output closed by its reader, 64 usage, "
+        "65 no usable checkpoint, 66 --input cannot be opened, 73 a configured path cannot be "
+        "written, 74 I/O error, 78 configuration error.")
+    parser.add_argument("--version", action="version", version=f"emstreamd {__version__}")
+    parser.add_argument("--config", metavar="FILE",
+                        help="YAML configuration; its values replace the shipped defaults "
+                        "(the package's config.yaml) key by key")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the configuration and the paths it names, print the "
+                        "effective configuration as YAML and exit (0, or 78 with one line)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--input", metavar="PATH", help="read this file to its end (back-fill)")
     source.add_argument("--follow", metavar="PATH",
@@ -35,11 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoint directory, or a .json file (overrides checkpoint.path)")
     parser.add_argument("--output", metavar="PATH",
                         help="per-point output file, - for stdout (overrides output.path)")
-    parser.add_argument("--no-output", action="store_true", help="no per-point output")
+    parser.add_argument("--no-output", action="store_true",
+                        help="no per-point output (sets output.per_point: false)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one configuration value (YAML syntax), repeatable")
     parser.add_argument("--log-level", default="INFO",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="least severe log records shown (default: %(default)s)")
+    parser.add_argument("--log-format", default="text", choices=logs.FORMATS,
+                        help="text lines (without the time under journald), or one JSON "
+                        "object per line: time, level, message and fields "
+                        "(default: %(default)s)")
     return parser
 
 
@@ -54,41 +87,84 @@ def _overrides(args) -> list:
     return overrides
 
 
+def _configure(args, overrides) -> tuple[dict | None, int]:
+    """The validated configuration, its paths checked; or None and the exit code (logged)."""
+    try:
+        config = config_module.load(args.config, overrides)
+        preflight.check_paths(config)
+        # A running daemon holds the port: --check-config only resolves the address.
+        preflight.check_metrics_address(config, bind=not args.check_config)
+    except config_module.ConfigError as exc:
+        return _fail(f"configuration error: {exc}", EX_CONFIG)
+    except preflight.CannotCreate as exc:
+        return _fail(str(exc), EX_CANTCREAT)
+    return config, 0
+
+
+def _fail(message: str, code: int) -> tuple[None, int]:
+    logs.fatal(message, exit_code=code)
+    return None, code
+
+
+def _effective(config: dict, args) -> str:
+    origin = f"{args.config} over the shipped defaults" if args.config else "the shipped defaults"
+    return (f"# emstreamd {__version__}: effective configuration ({origin}, --set and options "
+            "applied)\n" + yaml.safe_dump(config, sort_keys=False, default_flow_style=None,
+                                          allow_unicode=True))
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s emstreamd %(levelname)s %(message)s")
+    logs.setup(args.log_level, args.log_format)
     try:
         overrides = _overrides(args)
-        config = config_module.load(args.config, overrides)
     except config_module.ConfigError as exc:
-        print(f"emstreamd: configuration error: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return _fail(f"configuration error: {exc}", EX_CONFIG)[1]
+    config, code = _configure(args, overrides)
+    if config is None:
+        return code
+    if args.check_config:
+        sys.stdout.write(_effective(config, args))
+        return 0
+    path = args.follow or args.input
     try:
         if args.follow:
             source = FollowInput(args.follow)
         else:
             source = FileInput(args.input) if args.input else StdinInput()
     except OSError as exc:
-        print(f"emstreamd: cannot open input {args.input}: {exc.strerror}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot open input {path}: {exc.strerror or exc}", EX_NOINPUT)[1]
     out = None
     if config["output"]["per_point"]:
-        out = sys.stdout.buffer if config["output"]["path"] == "-" else open(
-            config["output"]["path"], "ab")
+        try:
+            out = sys.stdout.buffer if config["output"]["path"] == "-" else open(
+                config["output"]["path"], "ab")
+        except OSError as exc:
+            source.close()
+            return _fail(f"output.path: cannot open {config['output']['path']}: "
+                         f"{exc.strerror or exc}", EX_CANTCREAT)[1]
+    log.info("emstreamd %s: configuration %s; checkpoints in %s", __version__,
+             args.config or "(shipped defaults)",
+             os.path.abspath(config["checkpoint"]["path"]))
     daemon = Daemon(config, source, reload=lambda: config_module.load(args.config, overrides),
                     out=out)
     try:
         daemon.resume()
+        at_start = summary.snapshot(daemon.counters)
+        if args.input:
+            daemon.progress = Progress(args.input, daemon.source.offset)
         code = daemon.run()
-    except CheckpointError as exc:
-        print(f"emstreamd: {exc}", file=sys.stderr)
-        return 1
+    except CheckpointError as exc:  # with its own exit_code when it says why it stops
+        return _fail(str(exc), getattr(exc, "exit_code", EX_DATAERR))[1]
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"I/O error: {where}{exc.strerror or exc}", EX_IOERR)[1]
     finally:
-        source.close()
+        daemon.source.close()
         if out is not None and out is not sys.stdout.buffer:
             out.close()
-    print(daemon.summary(), file=sys.stderr)
+    text, fields = summary.build(daemon, at_start)
+    logs.report(text, **fields)
     return code
 
 

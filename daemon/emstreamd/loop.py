@@ -575,7 +575,8 @@ class Daemon:
             return
         rate = self.status_rows / (now - self.last_status)
         age = now - self.last_checkpoint
-        progress = self.progress.describe(self.source.offset) if self.progress else ""
+        progress = self.progress.describe(self.source.offset, self.ready_at) if self.progress \
+            else ""
         log.info("status: %.0f points/s, %d points, %d rejected, last checkpoint %.0fs ago%s",
                  rate, self.counters["rows"], sum(self.counters["rejected"].values()), age,
                  progress)

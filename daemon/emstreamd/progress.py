@@ -20,17 +20,17 @@ class Progress:
 
     def __init__(self, path: str, start: int, clock=time.monotonic):
         self.path, self.start, self.clock = path, start, clock
-        self.began = clock()
 
-    def describe(self, offset: int) -> str:
-        """"; 37.5% of FILE, 12.3 MB/s, 0:41 left" for the byte ``offset`` reached."""
+    def describe(self, offset: int, began: float) -> str:
+        """"; 37.5% of FILE, 12.3 MB/s, 0:41 left" for the byte ``offset`` reached, reading
+        since the time ``began`` (of ``clock``; the start-up's imports do not count)."""
         try:
             size = os.stat(self.path).st_size
         except OSError:
             return ""
         if size <= 0:
             return ""
-        elapsed = self.clock() - self.began
+        elapsed = self.clock() - began
         rate = (offset - self.start) / elapsed if elapsed > 0 else 0.0
         text = f"; {min(offset / size, 1.0):.1%} of {self.path}, {rate / 1e6:.3g} MB/s"
         if rate > 0:

@@ -1,0 +1,130 @@
+"""What the configuration names must be usable before any input is read.
+
+A checkpoint path under a regular file, or an output that is a directory, would otherwise fail
+at the first write: after a whole back-fill.  Nothing is created here (``--check-config`` runs
+the same checks); the daemon creates what is missing when it first writes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from pathlib import Path
+
+from .config import ConfigError
+
+KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+         (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+         (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file"))
+
+
+class CannotCreate(OSError):
+    """A path is fine but this process may not write there (exit 73, EX_CANTCREAT)."""
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in KINDS if test(mode)), "not a regular file")
+
+
+def _existing_ancestor(key: str, path: Path) -> tuple[Path, os.stat_result]:
+    """The nearest part of ``path`` that exists (``path`` itself, or a parent), and its stat."""
+    for candidate in (path, *path.parents):
+        try:
+            return candidate, os.stat(candidate)
+        except (FileNotFoundError, NotADirectoryError):  # climb to what is there
+            continue
+        except OSError as exc:
+            raise CannotCreate(f"{key}: {path}: cannot reach {candidate} "
+                               f"({exc.strerror or exc})") from None
+    return Path("."), os.stat(".")
+
+
+def _writable_directory(key: str, path: Path, directory: Path, info) -> None:
+    """``directory`` (the nearest existing one on the way to ``path``) takes new files."""
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{key}: {path}: {directory} is {_kind(info.st_mode)}, not a "
+                          "directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise CannotCreate(f"{key}: {path}: cannot create files in {directory} (no write "
+                           "permission, or a read-only file system)")
+
+
+def check_file(key: str, name: str) -> None:
+    """``name`` can be appended to: an existing writable non-directory (a file, /dev/null, a
+    FIFO), or a new file in an existing writable directory."""
+    path = Path(name)
+    found, info = _existing_ancestor(key, path)
+    if found == path:
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"{key}: {path}: is a directory")
+        if not os.access(path, os.W_OK):
+            raise CannotCreate(f"{key}: {path}: not writable (permission denied)")
+        return
+    if found != path.parent and stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{key}: {path}: the directory {path.parent} does not exist")
+    _writable_directory(key, path, found, info)
+
+
+def check_checkpoint(name: str) -> None:
+    """``checkpoint.path``: a directory (created if missing) or a ``.json`` file, whose
+    directory must take new files (each write is a temporary file renamed into place)."""
+    path = Path(name)
+    found, info = _existing_ancestor("checkpoint.path", path)
+    if path.suffix == ".json":
+        if found == path:
+            if not stat.S_ISREG(info.st_mode):
+                raise ConfigError(f"checkpoint.path: {path}: is {_kind(info.st_mode)}")
+            found, info = path.parent, os.stat(path.parent)
+        elif found != path.parent and stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"checkpoint.path: {path}: the directory {path.parent} does not "
+                              "exist")
+        _writable_directory("checkpoint.path", path, found, info)
+        return
+    if found == path and not stat.S_ISDIR(info.st_mode):
+        kind = _kind(info.st_mode)
+        hint = "; a checkpoint file's name ends in .json" if stat.S_ISREG(info.st_mode) else ""
+        raise ConfigError(f"checkpoint.path: {path}: is {kind}, not a directory{hint}")
+    _writable_directory("checkpoint.path", path, found, info)
+
+
+def check_paths(config: dict) -> None:
+    """Every path the daemon will write: the checkpoint, the per-point output, the dead
+    letters.  ``ConfigError`` (78) for a path that cannot be one; ``CannotCreate`` (73) for
+    one this process may not write."""
+    check_checkpoint(config["checkpoint"]["path"])
+    output = config["output"]
+    if output["per_point"] and output["path"] != "-":
+        check_file("output.path", output["path"])
+    if config["input"]["dead_letter"] is not None:
+        check_file("input.dead_letter", config["input"]["dead_letter"])
+
+
+def check_metrics_address(config: dict, *, bind: bool = True) -> None:
+    """``metrics.address`` resolves and, with ``bind``, the port is free to listen on."""
+    settings = config["metrics"]
+    if settings["port"] is None:
+        return
+    address, port = settings["address"], settings["port"]
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(address, port,
+                                                           type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"metrics.address: cannot resolve {address!r} ({exc})") from None
+    if not bind:
+        return
+    with socket.socket(family, kind, proto) as probe:
+        # As the HTTP server binds: SO_REUSEADDR, so a port in TIME_WAIT is not "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(where)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"metrics.port: {address}:{port} is in use by another "
+                                  "process") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ConfigError(f"metrics.address: {address} is not an address of this "
+                                  "machine") from None
+            raise ConfigError(f"metrics.port: cannot listen on {address}:{port} "
+                              f"({exc.strerror or exc})") from None

@@ -1,0 +1,334 @@
+"""emstreamd as an operator runs it: start-up checks and exit codes, --check-config, --version,
+the shipped defaults, log formats, the exit summary, back-fill progress, the systemd watchdog
+and the shipped unit.  The real daemon runs as a subprocess."""
+
+import configparser
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+import emstream
+from emstream import checkpoint
+
+from .conftest import ROOT
+
+DAEMON = [sys.executable, "-m", "emstreamd"]
+CONFIG = str(ROOT / "config.yaml")
+SENSOR = str(ROOT / "examples" / "sensor.txt")
+
+
+def _run(*args, timeout=120, **kwargs):
+    return subprocess.run([*DAEMON, *args], capture_output=True, timeout=timeout, **kwargs)
+
+
+def _one_line(done) -> str:
+    err = done.stderr.decode()
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def _bomb() -> str:
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    return "\n".join(lines) + "\ninput:\n  fields: *a9\n"
+
+
+# ---------------------------------------------------------------------------- fail at start
+@pytest.fixture()
+def places(tmp_path):
+    (tmp_path / "a-file").write_text("x\n")
+    (tmp_path / "a-dir").mkdir()
+    (tmp_path / "bomb.yaml").write_text(_bomb())
+    (tmp_path / "tag.yaml").write_text("input:\n  fields: !!python/object/apply:os.system "
+                                       "[echo owned]\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "checkpoint.every_seconds=.inf"], "checkpoint.every_seconds must be a finite"),
+    (["--set", "batch.max_wait=.nan"], "batch.max_wait must be a finite number"),
+    (["--set", "status.every_seconds=.inf"], "status.every_seconds must be a finite number"),
+    (["--set", "refit.wait_at_exit=.inf"], "refit.wait_at_exit must be a finite number"),
+    (["--set", "input.fields=[1]"], "input.fields must be null or a list"),
+    (["--set", "input.dead_letter=[]"], "input.dead_letter must be null or a non-empty"),
+    (["--set", "model.weights_init=[1]"], "model: weights_init must have shape (3,)"),
+    (["--set", "metrics.port=65536"], "metrics.port must be at most 65,535"),
+    (["--set", "metrics.port=0", "--set", "metrics.address=no-such-host.invalid"],
+     "metrics.address: cannot resolve"),
+    (["--set", "refit.window=1000000000000000000000000000000"], "refit.window must be at most"),
+    (["--set", "drift.block=1000000000000000000000000000000"], "drift.block must be at most"),
+    (["--set", "model.n_init=1000000000000000000000000000000"], "model.n_init must be at most"),
+    (["--config", "{tmp}/bomb.yaml"], "aliases are expanded"),
+    (["--config", "{tmp}/tag.yaml"], "the tag !!python/object/apply:os.system is not allowed"),
+    (["--output", "{tmp}/a-dir"], "output.path: {tmp}/a-dir: is a directory"),
+    (["--set", "input.dead_letter={tmp}/a-dir"], "input.dead_letter: {tmp}/a-dir: is a directory"),
+    (["--set", "input.dead_letter={tmp}/missing/dead.jsonl"],
+     "input.dead_letter: {tmp}/missing/dead.jsonl: the directory {tmp}/missing does not exist"),
+    (["--checkpoint", "{tmp}/a-file/state"], "{tmp}/a-file is a regular file, not a directory"),
+    (["--checkpoint", "{tmp}/a-file"], "a checkpoint file's name ends in .json"),
+    (["--checkpoint", "{tmp}/a-dir/sub/state.json"], "the directory {tmp}/a-dir/sub does not"),
+])
+def test_bad_values_stop_the_daemon_at_start_with_78_and_one_line(places, args, message):
+    # stdin stays open and empty: a daemon that got past its start-up would wait on it.
+    args = [a.replace("{tmp}", str(places)) for a in args]
+    done = _run("--checkpoint", str(places / "state"), *args, stdin=subprocess.PIPE,
+                timeout=60)
+    err = _one_line(done)
+    assert done.returncode == 78, err
+    assert err.startswith("emstreamd: configuration error: ")
+    assert message.replace("{tmp}", str(places)) in err
+    assert not (places / "state").exists() and not done.stdout
+
+
+def test_a_checkpoint_under_a_file_fails_before_the_back_fill_not_after(tmp_path):
+    data = tmp_path / "big.txt"
+    data.write_text("\n".join(f"{v:.4f}" for v in np.random.default_rng(0).normal(
+        size=300_000)) + "\n")
+    (tmp_path / "file").write_text("")
+    start = time.monotonic()
+    done = _run("--input", str(data), "--checkpoint", str(tmp_path / "file" / "state"))
+    assert done.returncode == 78 and not done.stdout  # not a line was read
+    assert "checkpoint.path" in _one_line(done)
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.skipif(os.access("/proc/sys", os.W_OK), reason="needs a read-only directory")
+def test_a_path_that_cannot_be_written_exits_73():
+    done = _run("--checkpoint", "/proc/sys/emstreamd-state", stdin=subprocess.DEVNULL)
+    assert done.returncode == 73
+    assert "checkpoint.path: /proc/sys/emstreamd-state: cannot create files in /proc/sys" in \
+        _one_line(done)
+
+
+def test_a_metrics_port_in_use_is_a_configuration_error_at_start(tmp_path):
+    pytest.importorskip("prometheus_client")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _run("--checkpoint", str(tmp_path / "s"), "--set", f"metrics.port={port}",
+                    stdin=subprocess.PIPE, timeout=60)
+        assert done.returncode == 78
+        assert f"metrics.port: 127.0.0.1:{port} is in use" in _one_line(done)
+        # --check-config does not bind (a running daemon holds the port).
+        assert _run("--check-config", "--set", f"metrics.port={port}").returncode == 0
+
+
+def test_usage_and_missing_input_exit_codes(tmp_path):
+    done = _run("--no-such-option")
+    assert done.returncode == 64 and b"unrecognized arguments" in done.stderr
+    assert _run("--input", "a", "--follow", "b").returncode == 64
+    done = _run("--input", str(tmp_path / "missing.txt"), "--checkpoint", str(tmp_path / "s"))
+    assert done.returncode == 66
+    assert "cannot open input" in _one_line(done) and "No such file" in done.stderr.decode()
+
+
+def test_an_unusable_checkpoint_exits_65_with_one_line(tmp_path):
+    bad = tmp_path / "state.json"
+    bad.write_text("{not json")
+    done = _run("--input", SENSOR, "--checkpoint", str(bad), "--no-output")
+    assert done.returncode == 65, done.stderr.decode()
+    err = done.stderr.decode()
+    assert "Traceback" not in err and err.splitlines()[-1].startswith(f"emstreamd: {bad}: ")
+
+
+# ---------------------------------------------------------------------------- check-config
+def test_check_config_prints_the_effective_configuration_which_loads_back(tmp_path):
+    done = _run("--config", CONFIG, "--check-config", "--set", "batch.max_rows=250",
+                "--checkpoint", str(tmp_path / "state"), "--no-output")
+    assert done.returncode == 0, done.stderr.decode()
+    effective = yaml.safe_load(done.stdout)
+    assert effective["batch"]["max_rows"] == 250 and effective["output"]["per_point"] is False
+    assert effective["checkpoint"]["path"] == str(tmp_path / "state")
+    assert effective["model"]["n_components"] == 3 and effective["features"]["lags"] == 1
+    assert not (tmp_path / "state").exists()  # nothing created, nothing read
+    saved = tmp_path / "effective.yaml"
+    saved.write_bytes(done.stdout)
+    again = _run("--config", str(saved), "--check-config")
+    assert yaml.safe_load(again.stdout) == effective
+    bad = _run("--check-config", "--set", "checkpoint.every_seconds=.nan")
+    assert bad.returncode == 78 and not bad.stdout and _one_line(bad)
+
+
+# ---------------------------------------------------------------------------- version
+def test_both_commands_print_the_one_version():
+    for command in (DAEMON, [sys.executable, "-m", "emstream"]):
+        done = subprocess.run([*command, "--version"], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0
+        assert done.stdout.split() == [command[-1], emstream.__version__]
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject
+    assert 'version = { attr = "emstream.__version__" }' in pyproject
+
+
+# ---------------------------------------------------------------------------- defaults
+def test_without_config_the_shipped_defaults_apply_and_state_goes_to_the_working_dir(tmp_path):
+    done = subprocess.run([*DAEMON, "--input", SENSOR, "--no-output"], cwd=tmp_path,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    loaded = checkpoint.load(tmp_path / "emstreamd-state")
+    shipped = yaml.safe_load((ROOT / "config.yaml").read_text())["model"]
+    assert loaded.model.n_components == shipped["n_components"] == 3
+    assert loaded.model.random_state == shipped["random_state"]
+    assert f"checkpoints in {tmp_path / 'emstreamd-state'}" in done.stderr.decode()
+
+
+# ---------------------------------------------------------------------------- logs
+def test_json_logs_are_one_object_per_line_with_a_summary(tmp_path):
+    done = _run("--input", SENSOR, "--no-output", "--checkpoint", str(tmp_path / "s"),
+                "--log-format", "json")
+    assert done.returncode == 0
+    entries = [json.loads(line) for line in done.stderr.decode().splitlines()]
+    assert all({"time", "level", "message"} <= set(e) for e in entries)
+    assert any(e["level"] == "WARNING" and "rejected" in e["message"] for e in entries)
+    summary = entries[-1]
+    assert summary["message"] == "summary"
+    assert summary["this_run"]["rows"] == summary["lifetime"]["rows"] == 4996
+    assert len(summary["components"]) == 3
+    bad = _run("--log-format", "json", "--set", "batch.max_rows=0")
+    assert bad.returncode == 78
+    error = json.loads(_one_line(bad))
+    assert error["level"] == "ERROR" and error["exit_code"] == 78
+    assert error["message"].startswith("configuration error: batch.max_rows")
+
+
+def _stderr_lines(tmp_path, journal: bool) -> list[str]:
+    err_path = tmp_path / f"stderr-{journal}.txt"
+    with open(err_path, "wb") as err:
+        info = os.fstat(err.fileno())
+        env = dict(os.environ)
+        # A JOURNAL_STREAM naming another stream (an inherited variable) changes nothing.
+        env["JOURNAL_STREAM"] = f"{info.st_dev}:{info.st_ino if journal else info.st_ino + 1}"
+        subprocess.run([*DAEMON, "--input", SENSOR, "--no-output", "--checkpoint",
+                        str(tmp_path / f"s{journal}")], stderr=err, env=env, timeout=120,
+                       check=True)
+    return err_path.read_text().splitlines()
+
+
+def test_under_journald_lines_carry_a_priority_and_no_time(tmp_path):
+    lines = _stderr_lines(tmp_path, journal=True)
+    logged = [line for line in lines if line.startswith("<")]
+    assert any(line.startswith("<6>INFO ready: reading") for line in logged)
+    assert any(line.startswith("<4>WARNING line 1235 rejected") for line in logged)
+    plain = _stderr_lines(tmp_path, journal=False)
+    assert any(line[:4].isdigit() and " emstreamd INFO ready" in line for line in plain)
+
+
+# ---------------------------------------------------------------------------- summary, progress
+def test_the_exit_summary_separates_this_run_from_the_lifetime(tmp_path):
+    data = tmp_path / "data.txt"
+    shutil.copy(SENSOR, data)
+    state = str(tmp_path / "state")
+    first = _run("--input", str(data), "--checkpoint", state, "--no-output")
+    assert first.returncode == 0
+    with open(data, "a") as handle:
+        handle.write("\n".join(f"{v:.3f}" for v in np.random.default_rng(1).normal(
+            20, 1, 1000)) + "\nnot a number\n")
+    second = _run("--input", str(data), "--checkpoint", state, "--no-output").stderr.decode()
+    this_run = next(line for line in second.splitlines() if "this run:" in line)
+    lifetime = next(line for line in second.splitlines() if "lifetime:" in line)
+    assert "1000 points learned" in this_run and "from 1001 lines in" in this_run
+    assert "rejected: 1 non-numeric;" in this_run
+    assert "5996 points learned" in lifetime and "from 6001 lines;" in lifetime
+    assert "rejected: 1 blank, 2 non-finite, 2 non-numeric;" in lifetime
+
+
+def test_a_back_fill_status_line_shows_progress(tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_text("\n".join(f"{v:.5f}" for v in np.random.default_rng(2).normal(
+        size=400_000)) + "\n")
+    done = _run("--input", str(data), "--no-output", "--checkpoint", str(tmp_path / "s"),
+                "--set", "status.every_seconds=0.02", "--set", "batch.max_rows=2000")
+    assert done.returncode == 0
+    status = [line for line in done.stderr.decode().splitlines() if "status:" in line]
+    assert status, done.stderr.decode()
+    shares = [float(line.split("; ")[-1].split("%")[0]) for line in status]
+    assert all(f"% of {data}, " in line and " MB/s" in line for line in status)
+    assert shares == sorted(shares) and 0 < shares[0] and shares[-1] <= 100
+    assert any(line.endswith(" left") for line in status)
+
+
+# ---------------------------------------------------------------------------- systemd
+def test_the_watchdog_is_pinged_without_status_lines(tmp_path):
+    address = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(address)
+    server.settimeout(0.1)
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"}
+    process = subprocess.Popen([*DAEMON, "--checkpoint", str(tmp_path / "s"), "--set",
+                                "status.every_seconds=0"], stdin=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        messages, deadline, ready_at = [], time.monotonic() + 60, None
+        while time.monotonic() < deadline and (ready_at is None
+                                               or time.monotonic() < ready_at + 1.5):
+            try:
+                messages.append(server.recv(100).decode())
+            except TimeoutError:
+                continue
+            if messages[-1] == "READY=1":
+                ready_at = time.monotonic()
+        after_ready = messages[messages.index("READY=1"):]
+        # Every 0.1 s (half of 0.2 s) on an idle stdin: about 15 in 1.5 s.
+        assert after_ready.count("WATCHDOG=1") >= 8, messages
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+        server.close()
+    assert process.returncode == 0
+
+
+def test_no_watchdog_pings_for_another_process_or_without_a_period():
+    from emstreamd.notify import watchdog_interval
+
+    assert watchdog_interval({"WATCHDOG_USEC": "60000000"}) == 30.0
+    assert watchdog_interval({"WATCHDOG_USEC": "60000000", "WATCHDOG_PID": "1"}) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "60000000",
+                              "WATCHDOG_PID": str(os.getpid())}) == 30.0
+    assert watchdog_interval({}) is None and watchdog_interval({"WATCHDOG_USEC": "x"}) is None
+
+
+def _unit() -> configparser.ConfigParser:
+    unit = configparser.ConfigParser(interpolation=None, strict=True)
+    unit.optionxform = str  # systemd's keys are case-sensitive
+    unit.read(ROOT / "daemon" / "emstreamd.service")
+    return unit
+
+
+def test_the_shipped_unit_follows_a_file_into_its_state_directory_hardened():
+    service = _unit()["Service"]
+    command = shlex.split(service["ExecStart"].replace("%S", "/var/lib"))
+    assert command[0].endswith("/emstreamd")
+    from emstreamd.__main__ import build_parser
+
+    args = build_parser().parse_args(command[1:])
+    assert args.follow and not args.input
+    assert args.checkpoint.startswith(f"/var/lib/{service['StateDirectory']}/")
+    assert service["StateDirectory"] == "emstreamd" and service["Type"] == "notify"
+    assert "78" in service["RestartPreventExitStatus"].split()
+    assert int(service["WatchdogSec"]) > 0
+    for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict",
+                       "PrivateTmp": "yes", "DynamicUser": "yes", "PrivateDevices": "yes",
+                       "CapabilityBoundingSet": ""}.items():
+        assert service[key] == value, key
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_systemd_accepts_the_shipped_unit(tmp_path):
+    text = (ROOT / "daemon" / "emstreamd.service").read_text()
+    unit = tmp_path / "emstreamd.service"  # the binary is not installed here: /bin/true
+    unit.write_text(text.replace("/usr/local/bin/emstreamd", shutil.which("true")))
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
