@@ -135,6 +135,24 @@ class SeriesMonitor:
             X = X[:, None]
         F = self.feature_rows(X, times)
         context = self.features.context_columns(X.shape[1]) if self.features else []
+        return self.learn_rows(F, context, with_resp=with_resp, with_scores=with_scores)
+
+    def conditional_surprise(self, F, context: list) -> np.ndarray | None:
+        """``-log p(target | context)`` of feature rows ``F`` (n, F) under the current model,
+        without learning them (None before the first model)."""
+        model = self.monitor.model
+        if not model._is_fitted():
+            return None
+        params = model._learner().iterate
+        surprise = -em.score_samples(F, params)
+        if context:
+            surprise += em.score_samples(F[:, context], params.marginal(context))
+        return surprise
+
+    def learn_rows(self, F, context: list, *, with_resp: bool = False,
+                   with_scores: bool = True) -> SeriesUpdate:
+        """:meth:`update` for rows already turned into features (``context``: the columns the
+        score is conditioned on)."""
         model = self.monitor.model
         marginal = None
         if context and model._is_fitted():
@@ -146,7 +164,7 @@ class SeriesMonitor:
         # to flag.
         settled = model._is_fitted() and not model._learner().warming_up
         update = self.monitor.update(F, with_resp=with_resp)
-        n = X.shape[0]
+        n = F.shape[0]
         if update.log_prob is None:
             none = np.zeros(n, dtype=bool)
             return SeriesUpdate(None, None, None, none, None, update.gated, update.events, F)
@@ -197,11 +215,7 @@ class SeriesMonitor:
         rows = rows[-self.calibrator.size:]
         if rows.shape[0] < 2 * MIN_HISTORY:
             return
-        params = learner.iterate
-        surprise = -em.score_samples(rows, params)
-        if context:
-            surprise += em.score_samples(rows[:, context], params.marginal(context))
-        self.calibrator.reset(surprise)
+        self.calibrator.reset(self.conditional_surprise(rows, context))
 
     def state(self) -> dict:
         """JSON-ready state of the features, calibrator and episodes (the monitor and the

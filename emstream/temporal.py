@@ -209,6 +209,14 @@ class TemporalFeatures:
         self._history = Z[-self._depth():].copy()
         return np.hstack(columns)
 
+    def peek(self, X, times=None) -> np.ndarray:
+        """:meth:`transform` without remembering ``X``: the features the next rows would get."""
+        saved = (self._history, self._seen, self._searching, self.season_, self._floor)
+        try:
+            return self.transform(X, times)
+        finally:  # transform rebinds these attributes, never mutates them in place
+            self._history, self._seen, self._searching, self.season_, self._floor = saved
+
     def _decide_season(self, Z: np.ndarray, times) -> None:
         """At the first block: a day in points from the timestamps' typical step, else the
         first block's own period (none if it is too short to show one)."""

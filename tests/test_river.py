@@ -173,3 +173,39 @@ def test_missing_features_are_filled_with_the_mixture_mean_while_only_learning()
     model.learn_one({"f1": 1.0})  # f0, f2.. missing: filled, not zero
     filled = model._buffer[-1]
     np.testing.assert_allclose([filled[0]] + filled[2:], np.r_[mean[0], mean[2:]])
+
+
+# ---------------------------------------------------------------- the time-series detector
+from emstream.river_series import SeriesDetector  # noqa: E402
+
+SERIES_MODELS = [SeriesDetector(**p) for p in SeriesDetector._unit_test_params()]
+
+
+@pytest.mark.parametrize("model", SERIES_MODELS, ids=["SeriesDetector"])
+def test_series_detector_passes_river_checks(model):
+    ran = 0
+    for check in _generic_checks(model):
+        check(model.clone())
+        ran += 1
+    assert ran >= 10
+    for check in DATASET_CHECKS:
+        check(model.clone(), dataset=_stream(150))
+    common.check_bounded_memory_growth(model.clone(), dataset=_stream(3000))
+
+
+def test_series_detector_scores_as_the_daemons_pipeline_does():
+    """score_one is the SeriesMonitor's score for the point, and it ranks an in-range spike
+    (a value the series takes, at the wrong moment) far above ordinary points."""
+    rng = np.random.default_rng(0)
+    t = np.arange(6000)
+    x = np.sin(2 * np.pi * t / 100) + 0.05 * rng.normal(size=t.size)
+    x[5500] = 0.95 if x[5499] < 0 else -0.95  # in range, but not next to its neighbour
+    detector = SeriesDetector(season=100, seed=0)
+    scores = []
+    for v in x:
+        scores.append(detector.score_one({"v": float(v)}))
+        detector.learn_one({"v": float(v)})
+    scores = np.array(scores)
+    assert scores[5500] > 0.9999
+    assert np.mean(scores[2000:5500] > 0.9999) < 0.002
+    assert 0.0 <= scores.min() and scores.max() <= 1.0

@@ -1,0 +1,126 @@
+"""A river anomaly detector for time series: the daemon's pipeline behind ``score_one``.
+
+:class:`SeriesDetector` runs :class:`emstream.series.SeriesMonitor` (temporal features, online
+EM with drift refits, the conditional surprise, the calibrated score) one point at a time, as
+river's anomaly detectors are called: ``score_one(x)`` then ``learn_one(x)`` for each point in
+time order.  ``score_one`` is a score in [0, 1] (0.9999: one ordinary point in 10,000 is this
+unusual), the same number emstreamd writes for the point; it is pure (it changes nothing).
+
+Each learned point is turned into its feature row at once (the features need every point, in
+order); feature rows are learned ``batch_size`` at a time.  The feature set is fixed, in sorted
+order, by the first point learned; later new features are ignored and a missing one takes its
+last value.  Timestamps are not part of river's ``x``, so the season is a period in points
+(``season``), not found from the clock.
+
+Example
+-------
+>>> import math
+>>> from emstream.river_series import SeriesDetector
+>>> detector = SeriesDetector(season=50, seed=0)
+>>> for t in range(3000):
+...     x = {"v": math.sin(2 * math.pi * t / 50) + 0.01 * ((t * 7919) % 13 - 6)}
+...     _ = detector.score_one(x)
+...     detector.learn_one(x)
+>>> normal = detector.score_one({"v": math.sin(2 * math.pi * 3000 / 50)})
+>>> spike = detector.score_one({"v": 0.9})   # in range, but not one step after 0
+>>> normal < 0.99 < 0.9999 < spike
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from river import base
+
+from .calibration import TailCalibrator
+from .drift import DriftMonitor
+from .episodes import Episodes
+from .mixture import GaussianMixture
+from .series import SeriesMonitor
+from .temporal import TemporalFeatures
+
+__all__ = ["SeriesDetector"]
+
+
+class SeriesDetector(base.AnomalyDetector):
+    """Calibrated anomaly scores for a time series (see the module's docstring).
+
+    Parameters
+    ----------
+    n_components : int, default 3
+    lags : int, default 1
+        Previous points in the context.
+    season : int or None, default None
+        A period in points: the point one period earlier joins the context.
+    volatility : bool, default False
+        Score the recent mean absolute change too (flags a flatline).
+    calibration_window : int, default 2000
+        Past surprises the score is calibrated against.
+    batch_size : int, default 100
+        Points learned at a time.
+    warmup_size : int, default 1000
+    seed : int or None
+    """
+
+    def __init__(self, n_components: int = 3, lags: int = 1, season: int | None = None,
+                 volatility: bool = False, calibration_window: int = 2000,
+                 batch_size: int = 100, warmup_size: int = 1000, seed: int | None = None):
+        self.n_components = n_components
+        self.lags = lags
+        self.season = season
+        self.volatility = volatility
+        self.calibration_window = calibration_window
+        self.batch_size = batch_size
+        self.warmup_size = warmup_size
+        self.seed = seed
+        self._reset()
+
+    @classmethod
+    def _unit_test_params(cls):
+        yield {"n_components": 2, "warmup_size": 20, "batch_size": 5, "seed": 1,
+               "calibration_window": 50}
+
+    def _reset(self) -> None:
+        model = GaussianMixture(self.n_components, warmup_size=self.warmup_size,
+                                random_state=self.seed)
+        self._series = SeriesMonitor(
+            DriftMonitor(model, anomaly_quantile=None),
+            TemporalFeatures(lags=self.lags, season=self.season, volatility=self.volatility),
+            TailCalibrator(self.calibration_window), Episodes())
+        self._names = None  # the feature set, fixed by the first point learned
+        self._last = None  # each feature's last value (stands in for a missing one)
+        self._rows = []  # feature rows waiting to be learned
+
+    @property
+    def monitor(self) -> SeriesMonitor:
+        """The underlying :class:`emstream.series.SeriesMonitor`."""
+        return self._series
+
+    def _row(self, x: dict) -> np.ndarray:
+        last = self._last
+        return np.array([[x.get(name, last[i]) if isinstance(x.get(name), (int, float))
+                          else last[i] for i, name in enumerate(self._names)]], dtype=float)
+
+    def learn_one(self, x: dict) -> None:
+        if self._names is None:
+            names = tuple(sorted(k for k, v in x.items() if isinstance(v, (int, float))))
+            if not names:
+                return
+            self._names, self._last = names, [float(x[n]) for n in names]
+        row = self._row(x)
+        self._last = row[0].tolist()
+        self._rows.append(self._series.features.transform(row)[0])
+        if len(self._rows) >= self.batch_size:
+            rows, self._rows = np.array(self._rows), []
+            self._series.learn_rows(rows, self._context(), with_scores=False)
+
+    def _context(self) -> list:
+        return self._series.features.context_columns(len(self._names))
+
+    def score_one(self, x: dict) -> float:
+        if self._names is None or not self._series.model._is_fitted():
+            return 0.0
+        row = self._series.features.peek(self._row(x))
+        surprise = self._series.conditional_surprise(row, self._context())
+        score = self._series.calibrator.score(surprise, remember=False)
+        return float(score[0])
