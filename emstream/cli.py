@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
+from . import __version__, checkpoint
 from .checkpoint import CheckpointError
 from .compare import full_covariances, match_components
 from .mixture import GaussianMixture
@@ -277,7 +277,7 @@ def cmd_score(args) -> int:
         raise CommandError(f"{args.checkpoint}: the model in it is not fitted yet")
     stream = _open_input(args.data)
     out = sys.stdout
-    if args.format == "csv":
+    if args.format == "csv" and args.header:
         out.write("line,label,probability,surprise\n")
     rejects, counts = [], {}
     try:
@@ -358,7 +358,7 @@ def _format_summary(info: dict) -> str:
                   f"{'converged' if fit['converged'] else 'not converged'}, average "
                   f"log-likelihood {_number(fit['average_log_likelihood'])}"]
     if info["meta"]:
-        lines.append("input       " + json.dumps(info["meta"], sort_keys=True))
+        lines += _format_meta(info["meta"])
     if info.get("components"):
         lines.append("")
         lines.append(f"{'component':>9}  {'weight':>7}  {'recent':>7}  {'mean':<24}  std dev")
@@ -368,6 +368,67 @@ def _format_summary(info: dict) -> str:
             lines.append(f"{c['index']:>9}  {c['weight']:7.4f}  {c['recent_share']:7.4f}  "
                          f"{mean:<24}  {std}")
     return "\n".join(lines)
+
+
+def _format_meta(meta: dict) -> list[str]:
+    """The stored metadata: a daemon's counters, input position, layout and history, each on
+    its own line; anything else as one line of JSON."""
+    if isinstance(meta, dict) and isinstance(meta.get("counters"), dict):
+        try:
+            return _format_daemon_meta(meta)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            pass  # not what the daemon writes: shown as it is
+    return ["input       " + json.dumps(meta, sort_keys=True)]
+
+
+def _format_daemon_meta(meta: dict) -> list[str]:
+    c = meta["counters"]
+    rejected = c.get("rejected", {})
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(rejected.items()))
+    lines = [f"counters    {c['rows']} points learned in {c['batches']} batches from "
+             f"{c['lines']} lines; rejected {sum(rejected.values())}"
+             + (f" ({reasons})" if reasons else "")
+             + f"; anomalies {c.get('anomalies', 0)} ({c.get('gated', 0)} not learned); "
+             f"drift alarms {c.get('alarms', 0)}; refits {c.get('refits', 0)}"]
+    source = meta.get("input") or {}
+    if source:
+        where = source.get("path") or source.get("kind", "?")
+        text = f"input       {source.get('kind', '?')} {where}"
+        if source.get("kind") != "stdin":
+            text += f": byte {source['offset']}"
+        text += f", next line {source['next_line']}"
+        if source.get("inode") is not None:
+            text += f" (device {source['device']}, inode {source['inode']})"
+        lines.append(text)
+    layout = meta.get("layout")
+    if layout == "plain":
+        n = meta.get("n_fields")
+        lines.append(f"layout      plain numbers, {n} number{'' if n == 1 else 's'} per line")
+    elif isinstance(layout, dict):
+        names = layout["names"] or [f"x{i}" for i in range(layout["n_fields"])]
+        values = ", ".join(str(names[i]) for i in layout["value_fields"])
+        time_field = layout["time_field"]
+        lines.append(f"layout      table of {layout['n_fields']} "
+                     f"{'comma-separated' if layout['comma'] else 'whitespace-separated'} "
+                     f"fields" + (f", header on line {layout['header_line']}"
+                                  if layout["header_line"] else "")
+                     + f"; values: {values}"
+                     + (f"; time: {names[time_field]}" if time_field is not None else ""))
+    history = meta.get("history") or []
+    kinds = {}
+    for event in history:
+        kind = event.get("event", "?")
+        if kind == "refit":
+            kind = "refit (model replaced)" if event.get("replaced", True) else "refit (kept)"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    text = "history     " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+                             or "no events")
+    if history:
+        last = history[-1]
+        reason = f" ({last['reason']})" if last.get("reason") else ""
+        text += f"; last: {last.get('event')}{reason} at point {last.get('rows')}"
+    lines.append(text)
+    return lines
 
 
 def cmd_inspect(args) -> int:
@@ -381,7 +442,7 @@ def cmd_inspect(args) -> int:
         from .plot import plot_mixture
         data = read_rows(args.data, args.columns)[0] if args.data else None
         try:
-            plot_mixture(loaded.model, args.plot, data=data)
+            plot_mixture(loaded.model, args.plot, data=data, features=args.features)
         except ImportError:
             raise CommandError("--plot needs matplotlib: pip install 'emstream[plot]'") from None
         except ValueError as exc:
@@ -415,7 +476,19 @@ def diff(loaded_a, loaded_b) -> dict:
 
 
 def cmd_diff(args) -> int:
-    result = diff(checkpoint.load(args.a), checkpoint.load(args.b))
+    loaded_a, loaded_b = checkpoint.load(args.a), checkpoint.load(args.b)
+    result = diff(loaded_a, loaded_b)
+    if args.plot:
+        try:
+            from .plot import plot_diff
+
+            plot_diff(loaded_a.model, loaded_b.model, args.plot, labels=(
+                f"A {args.a}", f"B {args.b}"), features=args.features)
+        except ImportError:
+            raise CommandError("--plot needs matplotlib: pip install 'emstream[plot]'") from None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        print(f"emstream: wrote {args.plot}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -438,7 +511,10 @@ def cmd_diff(args) -> int:
 
 # ---------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emstream", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="emstream", description=__doc__.splitlines()[0],
+                                     epilog="Exit codes: 0 success, 1 a bad or unreadable "
+                                     "file (one line on stderr), 2 usage.")
+    parser.add_argument("--version", action="version", version=f"emstream {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fit = sub.add_parser("fit", help="batch-fit a data file and write a checkpoint",
@@ -448,15 +524,24 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("-k", type=int, required=True, help="number of components")
     fit.add_argument("-o", "--output", required=True, metavar="CKPT",
                      help="checkpoint file, or a directory for numbered checkpoints")
-    fit.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
+    fit.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full",
+                     help="shape of each component's covariance (default: %(default)s)")
     fit.add_argument("--columns", type=_parse_columns, metavar="I,J,...",
                      help="0-based columns to use (default: all)")
-    fit.add_argument("--reg-covar", type=float, default=1e-6)
-    fit.add_argument("--tol", type=float, default=1e-3)
-    fit.add_argument("--max-iter", type=int, default=100)
-    fit.add_argument("--n-init", type=int, default=1)
-    fit.add_argument("--random-state", type=int, default=0)
-    fit.add_argument("--keep", type=int, default=3, help="checkpoints kept in a directory")
+    fit.add_argument("--reg-covar", type=float, default=1e-6,
+                     help="added to every variance, in the data's units (default: %(default)s)")
+    fit.add_argument("--tol", type=float, default=1e-3,
+                     help="stop when the average log-likelihood gains less than this "
+                     "(default: %(default)s)")
+    fit.add_argument("--max-iter", type=int, default=100,
+                     help="at most this many EM iterations (default: %(default)s)")
+    fit.add_argument("--n-init", type=int, default=1,
+                     help="fits from this many initialisations; the best is kept "
+                     "(default: %(default)s)")
+    fit.add_argument("--random-state", type=int, default=0,
+                     help="seed of the initialisation (default: %(default)s)")
+    fit.add_argument("--keep", type=int, default=3,
+                     help="checkpoints kept in a directory (default: %(default)s)")
     fit.add_argument("--dask-scheduler", type=_dask_address, metavar="ADDRESS",
                      help="fit on a dask cluster: a scheduler address (tcp://host:8786) or "
                      "local:N for N local worker processes; DATA is then a glob of text/CSV "
@@ -467,32 +552,46 @@ def build_parser() -> argparse.ArgumentParser:
                            description="For each row of DATA: its line number, most probable "
                            "component, that component's probability and the surprise "
                            "-log p(x).")
-    score.add_argument("checkpoint", metavar="CKPT")
+    score.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or directory")
     score.add_argument("data", metavar="DATA", nargs="?", default="-",
                        help="data file (default: stdin)")
-    score.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    score.add_argument("--columns", type=_parse_columns, metavar="I,J,...")
+    score.add_argument("--format", choices=("csv", "jsonl"), default="csv",
+                       help="output lines (default: %(default)s)")
+    score.add_argument("--header", action=argparse.BooleanOptionalAction, default=True,
+                       help="csv: a first line naming the columns (default: on)")
+    score.add_argument("--columns", type=_parse_columns, metavar="I,J,...",
+                       help="0-based columns to use (default: all)")
     score.set_defaults(run=cmd_score)
 
     inspect = sub.add_parser("inspect", help="show what a checkpoint holds",
                              description="Per component: weight, share of recent points, mean "
-                             "and standard deviation; then counters, time written and where "
-                             "the input stood.")
+                             "and standard deviation; the time written; for a daemon's "
+                             "checkpoint its counters, input position, input layout and "
+                             "history.")
     inspect.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or directory")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument("--plot", metavar="FILE.png",
-                         help="draw the density (1-D) or covariance ellipses (2-D)")
+                         help="draw the density (1 feature), covariance ellipses (2), or a "
+                         "grid of every pair of features (3 or more)")
+    inspect.add_argument("--features", type=_parse_columns, metavar="I,J,...",
+                         help="--plot only these features (0-based; at most 8)")
     inspect.add_argument("--data", metavar="DATA", help="data to draw under --plot")
-    inspect.add_argument("--columns", type=_parse_columns, metavar="I,J,...")
+    inspect.add_argument("--columns", type=_parse_columns, metavar="I,J,...",
+                         help="0-based columns of --data to use (default: all)")
     inspect.set_defaults(run=cmd_inspect)
 
     compare = sub.add_parser("diff", help="match components of two checkpoints and compare",
                              description="Match components (Hungarian assignment on the "
                              "Bhattacharyya distance), show weight and mean changes, and the "
                              "Cauchy-Schwarz divergence between the two mixtures.")
-    compare.add_argument("a", metavar="A")
-    compare.add_argument("b", metavar="B")
-    compare.add_argument("--json", action="store_true")
+    compare.add_argument("a", metavar="A", help="the first checkpoint (file or directory)")
+    compare.add_argument("b", metavar="B", help="the second checkpoint")
+    compare.add_argument("--json", action="store_true", help="machine-readable output")
+    compare.add_argument("--plot", metavar="FILE.png",
+                         help="draw both mixtures overlaid (A solid, B dashed): densities, "
+                         "ellipses, or a grid of pairs of features")
+    compare.add_argument("--features", type=_parse_columns, metavar="I,J,...",
+                         help="--plot only these features (0-based; at most 8)")
     compare.set_defaults(run=cmd_diff)
 
     timeline = sub.add_parser("timeline", help="draw a series with its scores and alerts",

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from emstream import checkpoint
+from emstream import GaussianMixture, checkpoint
 from emstream.cli import main
 
 from .conftest import ROOT, mixture_2d
@@ -154,7 +154,7 @@ def test_usage_errors_exit_2_and_every_subcommand_has_help():
     done = subprocess.run([sys.executable, "-m", "emstream", "fit", SEED], capture_output=True,
                           text=True)
     assert done.returncode == 2 and "required" in done.stderr
-    for sub in ("fit", "score", "inspect", "diff"):
+    for sub in ("fit", "score", "inspect", "diff", "timeline"):
         helped = subprocess.run([sys.executable, "-m", "emstream", sub, "--help"],
                                 capture_output=True, text=True)
         assert helped.returncode == 0 and "usage: emstream " + sub in helped.stdout
@@ -195,3 +195,194 @@ def test_plot_without_matplotlib_says_how_to_get_it(seed_checkpoint, tmp_path, c
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["inspect", str(seed_checkpoint), "--plot", str(tmp_path / "p.png")]) == 1
     assert "pip install 'emstream[plot]'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- options
+def _options(parser):
+    """Every (parser name, option) of ``parser`` and its subcommands."""
+    import argparse
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _options(sub)
+        elif not isinstance(action, (argparse._HelpAction,)):
+            yield parser.prog, action
+
+
+def test_every_option_of_both_commands_has_help_text():
+    from emstream.cli import build_parser
+    from emstreamd.__main__ import build_parser as daemon_parser
+
+    missing = [(prog, action.dest) for parser in (build_parser(), daemon_parser())
+               for prog, action in _options(parser) if not action.help]
+    assert not missing
+    for command in (["emstreamd"], ["emstream", "score"], ["emstream", "inspect"]):
+        module = "emstreamd" if command[0] == "emstreamd" else "emstream"
+        shown = subprocess.run([sys.executable, "-m", module, *command[1:], "--help"],
+                               capture_output=True, text=True).stdout
+        assert "--version" in shown or "--header" in shown or "--features" in shown
+
+
+def test_version(capsys):
+    import emstream
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"emstream {emstream.__version__}\n"
+
+
+def test_score_header_is_optional(seed_checkpoint, capsys):
+    capsys.readouterr()
+    assert main(["score", str(seed_checkpoint), SEED, "--no-header"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 50 and out[0].startswith("1,")
+    assert main(["score", str(seed_checkpoint), SEED, "--header"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "line,label,probability,surprise"
+
+
+# ---------------------------------------------------------------------------- daemon checkpoints
+@pytest.fixture(scope="module")
+def daemon_checkpoint(tmp_path_factory):
+    """emstreamd's checkpoint after the bundled example, with scheduled refits in its history."""
+    state = tmp_path_factory.mktemp("daemon") / "state"
+    done = subprocess.run([sys.executable, "-m", "emstreamd", "--config",
+                           str(ROOT / "config.yaml"), "--input",
+                           str(ROOT / "examples" / "sensor.txt"), "--checkpoint", str(state),
+                           "--no-output", "--set", "refit.every_points=2000"],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    return state
+
+
+def test_inspect_pretty_prints_a_daemon_checkpoints_metadata(daemon_checkpoint, capsys):
+    capsys.readouterr()
+    assert main(["inspect", str(daemon_checkpoint)]) == 0
+    text = capsys.readouterr().out
+    lines = {line[:12].strip(): line[12:] for line in text.splitlines() if line[:1].isalpha()}
+    meta = checkpoint.load(daemon_checkpoint).meta
+    size = (ROOT / "examples" / "sensor.txt").stat().st_size
+    assert lines["counters"].startswith("4996 points learned in 9 batches from 5000 lines; "
+                                        "rejected 4 (1 blank, 2 non-finite, 1 non-numeric)")
+    assert lines["input"] == (f"file {ROOT / 'examples' / 'sensor.txt'}: byte {size}, next line "
+                              f"5001 (device {meta['input']['device']}, inode "
+                              f"{meta['input']['inode']})")
+    assert lines["layout"] == "plain numbers, 1 number per line"
+    refits = [e for e in meta["history"] if e["event"] == "refit"]
+    assert len(refits) == 2 and lines["history"].startswith(
+        f"{sum(e['replaced'] for e in refits)} refit (model replaced)"
+        if all(e["replaced"] for e in refits) else "")
+    assert lines["history"].endswith(f"last: refit (schedule) at point {refits[-1]['rows']}")
+    assert '"monitor"' not in text  # the detector's and calibrator's states stay out
+
+
+def test_inspect_shows_a_tables_layout(tmp_path, capsys):
+    data = tmp_path / "series.csv"
+    values = np.random.default_rng(0).normal(size=600)
+    data.write_text("timestamp,value\n" + "".join(
+        f"2024-01-01 {i // 60:02d}:{i % 60:02d}:00,{v:.4f}\n" for i, v in enumerate(values)))
+    state = tmp_path / "state.json"
+    done = subprocess.run([sys.executable, "-m", "emstreamd", "--input", str(data),
+                           "--checkpoint", str(state), "--no-output", "--set",
+                           "features.enabled=false"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    capsys.readouterr()
+    assert main(["inspect", str(state)]) == 0
+    layout = next(line for line in capsys.readouterr().out.splitlines()
+                  if line.startswith("layout"))
+    assert layout == ("layout      table of 2 comma-separated fields, header on line 1; "
+                      "values: value; time: timestamp")
+
+
+# ---------------------------------------------------------------------------- plots
+def _three_d(tmp_path, shift=0.0):
+    from .conftest import mixture_3d
+    data = tmp_path / f"three{shift}.csv"
+    np.savetxt(data, mixture_3d(900, np.random.default_rng(2)) + shift, delimiter=",")
+    ck = tmp_path / f"three{shift}.json"
+    assert main(["fit", str(data), "-k", "3", "-o", str(ck)]) == 0
+    return data, ck
+
+
+def test_three_features_are_drawn_as_a_grid_of_exact_projections(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.patches import Ellipse
+
+    from emstream.plot import draw
+    _, ck = _three_d(tmp_path)
+    model = checkpoint.load(ck).model
+    fig = draw([model])
+    axes = np.array(fig.axes).reshape(3, 3)
+    for row in range(3):
+        for col in range(3):
+            ax = axes[row, col]
+            if row == col:  # the feature's own density: the mixture of its 1-D marginals
+                line = next(li for li in ax.lines if li.get_label() == "mixture")
+                x, y = line.get_data()
+                sd = np.sqrt(model.covariances_[:, row, row])
+                expected = (model.weights_ * np.exp(-0.5 * ((x[:, None] - model.means_[:, row])
+                                                            / sd) ** 2)
+                            / (sd * np.sqrt(2 * np.pi))).sum(axis=1)
+                np.testing.assert_allclose(y, expected, rtol=1e-12)
+                assert abs(np.trapezoid(y, x) - 1) < 1e-3
+                continue
+            # Off the diagonal: x is the column's feature, y the row's; one 1-sd ellipse per
+            # component, from the covariance's 2 x 2 block.
+            ellipses = [p for p in ax.patches if isinstance(p, Ellipse)][::2]
+            assert len(ellipses) == 3
+            for k, ellipse in enumerate(ellipses):
+                block = model.covariances_[k][np.ix_([col, row], [col, row])]
+                small, large = np.sqrt(np.linalg.eigvalsh(block))
+                np.testing.assert_allclose([ellipse.width, ellipse.height],
+                                           [2 * large, 2 * small], rtol=1e-10)
+                np.testing.assert_allclose(ellipse.center,
+                                           model.means_[k][[col, row]], rtol=1e-12)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def test_inspect_and_diff_plot_more_than_two_features(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    data, a = _three_d(tmp_path)
+    _, b = _three_d(tmp_path, shift=0.5)
+    for argv in (["inspect", str(a), "--plot", str(tmp_path / "pairs.png"), "--data", str(data)],
+                 ["inspect", str(a), "--plot", str(tmp_path / "two.png"), "--features", "0,2"],
+                 ["diff", str(a), str(b), "--plot", str(tmp_path / "diff.png")]):
+        assert main(argv) == 0
+        assert (tmp_path / argv[argv.index("--plot") + 1]).read_bytes()[:8] == \
+            b"\x89PNG\r\n\x1a\n"
+    assert main(["inspect", str(a), "--plot", str(tmp_path / "x.png"), "--features", "0,3"]) == 1
+    assert "features to plot must lie in 0..2" in capsys.readouterr().err
+
+
+def test_diff_draws_both_mixtures_overlaid(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.patches import Ellipse
+
+    from emstream.plot import draw
+    X = mixture_2d(1500, np.random.default_rng(4))
+    a = GaussianMixture(3, random_state=0).fit(X)
+    b = GaussianMixture(3, random_state=0).fit(X + [1.0, 0.0])
+    fig = draw([a, b], labels=["A", "B"])
+    ellipses = [p for p in fig.axes[0].patches if isinstance(p, Ellipse)]
+    assert len(ellipses) == 2 * 3 * 2  # two mixtures, three components, 1 and 2 sd
+    solid = [e.center for e in ellipses if e.get_linestyle() == "-"][::2]
+    dashed = [e.center for e in ellipses if e.get_linestyle() == "--"][::2]
+    np.testing.assert_allclose(solid, a.means_)
+    np.testing.assert_allclose(dashed, b.means_)
+    one = draw([a.fit(X[:, :1]), GaussianMixture(2, random_state=0).fit(X[:, :1] + 2)])
+    assert [line.get_label() for line in one.axes[0].lines] == ["A", "B"]
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
+def test_many_features_ask_for_a_choice(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    X = np.random.default_rng(0).normal(size=(400, 9))
+    data = tmp_path / "nine.csv"
+    np.savetxt(data, X, delimiter=",")
+    ck = tmp_path / "nine.json"
+    assert main(["fit", str(data), "-k", "2", "-o", str(ck)]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(ck), "--plot", str(tmp_path / "p.png")]) == 1
+    assert "choose at most 8 to plot (--features 0,1,...)" in capsys.readouterr().err
+    assert main(["inspect", str(ck), "--plot", str(tmp_path / "p.png"), "--features",
+                 "0,4,8"]) == 0
