@@ -51,7 +51,7 @@ def build(daemon, at_start: dict) -> tuple[str, dict]:
     timing = f" in {seconds:.3f} s after start-up ({rate:.0f} points/s)"
     lines = ["emstreamd: this run: " + _counts(run, timing),
              "emstreamd: lifetime: " + _counts(life)
-             + f"; checkpoint: {daemon.last_checkpoint_path}"]
+             + f"; checkpoint: {daemon.last_checkpoint_path or 'none written'}"]
     parts = components(daemon.model)
     if parts:
         lines.append("  component  weight  mean")
