@@ -20,7 +20,7 @@ Example
 >>> cal = TailCalibrator()
 >>> scores = cal.score(np.random.default_rng(0).normal(size=3000))
 >>> float(scores[:10].max()), round(float(np.mean(scores[1000:] > 0.99)), 3)
-(0.0, 0.01)
+(0.0, 0.011)
 >>> bool(cal.score(np.array([10.0]))[0] > 0.999999)
 True
 """
@@ -83,11 +83,11 @@ class TailCalibrator:
 
     Parameters
     ----------
-    size : int, default 2000
+    size : int, default 1000
         Past surprises kept.
     """
 
-    def __init__(self, size: int = 2000):
+    def __init__(self, size: int = 1000):
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < MIN_HISTORY:
             raise ValueError(f"size must be an integer >= {MIN_HISTORY}, got {size!r}")
         self.size = int(size)

@@ -40,7 +40,7 @@ class Episodes:
 
     Parameters
     ----------
-    threshold : float in (0, 1], default 0.9999
+    threshold : float in (0, 1], default 0.99995
         A point whose score reaches it raises an alert (outside a held episode).
     hold : int, default 300
         Points after an alert that belong to its episode.
@@ -48,7 +48,7 @@ class Episodes:
         Factor on the scores of held points.
     """
 
-    def __init__(self, *, threshold: float = 0.9999, hold: int = 300, damp: float = 0.5):
+    def __init__(self, *, threshold: float = 0.99995, hold: int = 300, damp: float = 0.5):
         if not (isinstance(threshold, (int, float)) and 0.0 < threshold <= 1.0):
             raise ValueError(f"threshold must lie in (0, 1], got {threshold!r}")
         if not isinstance(hold, (int, np.integer)) or isinstance(hold, bool) or hold < 0:

@@ -3,8 +3,8 @@
 :class:`SeriesDetector` runs :class:`emstream.series.SeriesMonitor` (temporal features, online
 EM with drift refits, the conditional surprise, the calibrated score) one point at a time, as
 river's anomaly detectors are called: ``score_one(x)`` then ``learn_one(x)`` for each point in
-time order.  ``score_one`` is a score in [0, 1] (0.9999: one ordinary point in 10,000 is this
-unusual), the same number emstreamd writes for the point; it is pure (it changes nothing).
+time order.  ``score_one`` is a score in [0, 1] (0.99995: one ordinary point in 20,000 is
+this unusual), the same number emstreamd writes for the point; it is pure (it changes nothing).
 
 Each learned point is turned into its feature row at once (the features need every point, in
 order); feature rows are learned ``batch_size`` at a time.  The feature set is fixed, in sorted
@@ -54,7 +54,7 @@ class SeriesDetector(base.AnomalyDetector):
         A period in points: the point one period earlier joins the context.
     volatility : bool, default False
         Score the recent mean absolute change too (flags a flatline).
-    calibration_window : int, default 2000
+    calibration_window : int, default 1000
         Past surprises the score is calibrated against.
     batch_size : int, default 100
         Points learned at a time.
@@ -63,7 +63,7 @@ class SeriesDetector(base.AnomalyDetector):
     """
 
     def __init__(self, n_components: int = 3, lags: int = 1, season: int | None = None,
-                 volatility: bool = False, calibration_window: int = 2000,
+                 volatility: bool = False, calibration_window: int = 1000,
                  batch_size: int = 100, warmup_size: int = 1000, seed: int | None = None):
         self.n_components = n_components
         self.lags = lags
