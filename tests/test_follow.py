@@ -1,5 +1,6 @@
 """emstreamd --follow: appends, rotation by rename, copytruncate, a missing file, a partial last
-line, and SIGKILLs at random moments while a writer appends and rotates."""
+line, and SIGKILLs at random moments while a writer appends, rotates and copytruncates (with a
+checkpoint asked for right after each copytruncate)."""
 
 import os
 import shutil
@@ -122,6 +123,7 @@ def test_sigkill_while_a_writer_appends_rotates_and_copytruncates_applies_every_
     log.write_text("")
     process = _daemon(log, state)
     written = {"lines": 0, "text": []}
+    running = {"process": process}  # the daemon of the moment, for the writer's SIGUSR1
 
     def writer():
         rng = np.random.default_rng(1)
@@ -141,6 +143,10 @@ def test_sigkill_while_a_writer_appends_rotates_and_copytruncates_applies_every_
                 shutil.copy(log, tmp_path / f"app.log.{generation}")
                 with open(log, "r+") as handle:
                     handle.truncate(0)
+                # A checkpoint at once, most likely before the reader has seen the
+                # truncation: it must record the bytes read, not the truncated file's.
+                # (Before the handlers are installed it ends the daemon: one more kill.)
+                running["process"].send_signal(signal.SIGUSR1)
             time.sleep(float(rng.uniform(0.01, 0.08)))
 
     first = _lines(300, 999)
@@ -158,7 +164,7 @@ def test_sigkill_while_a_writer_appends_rotates_and_copytruncates_applies_every_
         process.kill()
         process.wait()
         kills += 1
-        process = _daemon(log, state)
+        process = running["process"] = _daemon(log, state)
     thread.join()
     _wait_for(process, "ready")
     assert _until(lambda: _rows(state) == written["lines"], timeout=60), (
@@ -166,6 +172,8 @@ def test_sigkill_while_a_writer_appends_rotates_and_copytruncates_applies_every_
     _stop(process)
     assert kills >= 50
     assert _rows(state) == written["lines"]
+    # Line numbers count the stream across files and restarts: they never started over.
+    assert checkpoint.load(state).meta["counters"]["lines"] == written["lines"]
     # The same lines in one uninterrupted back-fill: the same model up to mini-batch boundaries.
     everything = tmp_path / "everything.txt"
     everything.write_text("".join(written["text"]))

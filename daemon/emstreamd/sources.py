@@ -13,21 +13,63 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import os
 import select
+import stat
 import time
 
 from emstream.linebuffer import LineBuffer
+
+log = logging.getLogger("emstreamd")
 
 READ_BYTES = 1 << 20
 FINGERPRINT_BYTES = 1024
 
 
-def fingerprint(path: str, length: int = FINGERPRINT_BYTES) -> tuple[str, int]:
-    """sha256 of a file's first ``length`` bytes (fewer if it is shorter), and how many."""
-    with open(path, "rb") as handle:
-        head = handle.read(length)
+def fingerprint(path: str, length: int = FINGERPRINT_BYTES) -> tuple[str | None, int]:
+    """sha256 of a file's first ``length`` bytes (fewer if it is shorter), and how many.
+
+    ``(None, 0)`` for anything but a regular file, or a file gone meanwhile: opening a FIFO
+    would block (and release its writer), reading a directory fails.
+    """
+    handle, _ = _open_regular(path)
+    if handle is None:
+        return None, 0
+    with handle:
+        head = os.pread(handle.fileno(), length, 0)
     return hashlib.sha256(head).hexdigest(), len(head)
+
+
+def _open_regular(path: str):
+    """``(file, None)``: ``path`` opened for reading, a regular file; else ``(None, why)``, why
+    None for a missing file (never blocks, never raises)."""
+    try:
+        # A FIFO is not even opened: that would release a writer blocked in its open.
+        mode = os.stat(path).st_mode
+        if stat.S_ISREG(mode):
+            # O_NONBLOCK: a FIFO put there since the stat must not block the open.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                os.close(fd)
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror})"
+    if not stat.S_ISREG(mode):
+        return None, f"is {_kind(mode)}, not a regular file"
+    os.set_blocking(fd, True)
+    return open(fd, "rb"), None
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 class _Source:
@@ -94,7 +136,7 @@ class FileInput(_Source):
         if saved.get("kind") != self.kind:
             return False
         head, _ = fingerprint(self.path, saved.get("fingerprint_bytes", FINGERPRINT_BYTES))
-        if head != saved.get("fingerprint"):
+        if head is None or head != saved.get("fingerprint"):
             return False
         self.handle.seek(int(saved["offset"]))
         self.offset = int(saved["offset"])
@@ -134,12 +176,15 @@ class StdinInput(_Source):
 
 
 def _existing(paths):
-    """``(path, os.stat(path))`` for each of ``paths`` that still exists (rotation races)."""
+    """``(path, os.stat(path))`` for each of ``paths`` that still exists (rotation races) and
+    is a regular file (a directory or FIFO named like a rotated file is no candidate)."""
     for path in paths:
         try:
-            yield path, os.stat(path)
-        except FileNotFoundError:
+            found = os.stat(path)
+        except OSError:
             continue
+        if stat.S_ISREG(found.st_mode):
+            yield path, found
 
 
 ROTATED_SUFFIXES_SKIPPED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip")
@@ -149,13 +194,21 @@ class FollowInput(_Source):
     """A growing file, followed like ``tail -F`` (``--follow``).
 
     Survives appends, rotation by rename (the old file is drained until it has been quiet for
-    ``rotate_quiet`` seconds), copytruncate (a file shorter than the position starts over,
-    after the lines not yet read are taken from the copy: a ``PATH.*``/``PATH-*`` sibling that
-    begins with the same bytes and is long enough), the file missing for a while, and a partial
-    last line.  It polls every ``poll`` seconds when
-    idle (a stat call: cheap, and it works on NFS where inotify does not).  A restart resumes in
-    the checkpointed file, found by device and inode among ``PATH.*`` / ``PATH-*`` rotated
-    siblings (compressed ones are skipped) if it was rotated while the daemon was down.
+    ``rotate_quiet`` seconds), copytruncate (the lines not yet read are taken from the copy: a
+    ``PATH.*``/``PATH-*`` sibling that begins with the same bytes and is long enough; then the
+    truncated file is read from its start), the file missing for a while, and a partial last
+    line.  It polls every ``poll`` seconds when idle (a stat call: cheap, and it works on NFS
+    where inotify does not).  A restart resumes in the checkpointed file, found by device and
+    inode among ``PATH.*`` / ``PATH-*`` rotated siblings (compressed ones are skipped) if it was
+    rotated while the daemon was down, or in its copy if it was copytruncated.
+
+    A copytruncate is seen by the file growing shorter than the position, or by its first
+    bytes no longer being those this reader read (truncated and written past the position
+    before the reader looked): a block read from a rewritten file is not handed out.  The
+    checkpoint's fingerprint is that of the bytes read, never of what the file holds now, so
+    a checkpoint taken after a copytruncate the reader has not seen yet still finds the copy.
+    Anything but a regular file at the path (a directory, a FIFO) is logged once and waited
+    out like a missing file; it is never opened for reading (a FIFO would block).
     """
 
     kind = "follow"
@@ -173,69 +226,82 @@ class FollowInput(_Source):
         self.draining = False  # reading a rotated file that no longer grows
         self._finished = None
         self._copy = None  # after a copytruncate: the copy that holds the unread lines
-        self._known_head = (None, 0)  # fingerprint of the open file's first bytes, as last seen
+        self._head = b""  # the open file's first bytes, as this reader read them
+        self._position = 0  # where the next read of the open file starts
+        self._complained = None  # (path, what) last logged as not a regular file
         self._open(path)
 
     def _open(self, path: str, offset: int = 0) -> bool:
-        try:
-            handle = open(path, "rb")
-        except FileNotFoundError:
+        handle, why = _open_regular(path)
+        if handle is None:
+            if why is not None and (path, why) != self._complained:
+                log.warning("%s %s: waiting for a regular file there", path, why)
+            self._complained = None if why is None else (path, why)
             return False
+        self._complained = None
         if self.handle is not None:
             self.handle.close()
         self.handle = handle
-        stat = os.fstat(handle.fileno())
-        self.device, self.inode = stat.st_dev, stat.st_ino
+        info = os.fstat(handle.fileno())
+        self.device, self.inode = info.st_dev, info.st_ino
         handle.seek(offset)
-        self.offset = offset
+        self.offset = self._position = offset
         self.lines = self._new_lines()
         self.last_data = time.monotonic()
-        self._known_head = self._head()
+        self._head = os.pread(handle.fileno(), FINGERPRINT_BYTES, 0)
         return True
 
-    def _head(self, length: int = FINGERPRINT_BYTES) -> tuple[str, int]:
-        head = os.pread(self.handle.fileno(), length, 0)
-        return hashlib.sha256(head).hexdigest(), len(head)
+    def _rewritten(self, start: int = 0, chunk: bytes = b"") -> bool:
+        """Whether the open file no longer starts with the bytes read from it (``chunk``, just
+        read from ``start``, included): truncated and written again since."""
+        known = self._head
+        if chunk and start <= len(known) < FINGERPRINT_BYTES:
+            known += chunk[len(known) - start:FINGERPRINT_BYTES - start]
+        if os.pread(self.handle.fileno(), len(known), 0) != known:
+            return True
+        self._head = known
+        return False
 
     def identity(self) -> dict:
         if self.handle is None:
             return {"kind": self.kind, "path": os.path.abspath(self.path)}
-        head, size = self._head()
         return {"kind": self.kind, "path": os.path.abspath(self.path), "device": self.device,
-                "inode": self.inode, "fingerprint": head, "fingerprint_bytes": size}
+                "inode": self.inode, "fingerprint": hashlib.sha256(self._head).hexdigest(),
+                "fingerprint_bytes": len(self._head)}
 
     def resume(self, saved: dict) -> bool:
         if saved.get("kind") != self.kind or saved.get("inode") is None:
             return False
-        for candidate, stat in _existing([self.path] + self._rotated_siblings()):
-            if (stat.st_dev, stat.st_ino) != (saved["device"], saved["inode"]):
+        for candidate, info in _existing([self.path] + self._rotated_siblings()):
+            if (info.st_dev, info.st_ino) != (saved["device"], saved["inode"]):
                 continue
             head, _ = fingerprint(candidate, saved["fingerprint_bytes"])
-            if head != saved["fingerprint"] or stat.st_size < int(saved["offset"]):
-                continue
+            if head != saved["fingerprint"] or info.st_size < int(saved["offset"]):
+                continue  # the same inode, truncated or rewritten since: look for its copy
             self._open(candidate, int(saved["offset"]))
             self.draining = candidate != self.path and (
-                time.time() - stat.st_mtime > self.rotate_quiet)
+                time.time() - info.st_mtime > self.rotate_quiet)
             return True
-        # Copytruncated while the daemon was down: the rest of the file is in its copy.
+        # Copytruncated while the daemon was down (or before it noticed): the rest of the file
+        # is in its copy.
         copy = self._find_copy((saved["fingerprint"], saved["fingerprint_bytes"]),
                                int(saved["offset"]), exclude=None)
-        if copy is not None:
-            self._open(copy, int(saved["offset"]))
+        if copy is not None and self._open(copy, int(saved["offset"])):
             self.draining = True
             return True
         return False
 
     def _find_copy(self, head: tuple, size: int, exclude) -> str | None:
-        """The newest sibling that starts with ``head`` and holds at least ``size`` bytes."""
+        """The newest sibling that starts with ``head`` (sha256, bytes) and holds at least
+        ``size`` bytes."""
         if head[0] is None or not head[1]:
             return None
         found = []
-        for candidate, stat in _existing(self._rotated_siblings()):
-            if (stat.st_dev, stat.st_ino) == exclude or stat.st_size < size:
+        for candidate, info in _existing(self._rotated_siblings()):
+            if (info.st_dev, info.st_ino) == exclude or info.st_size < size:
                 continue
             if fingerprint(candidate, head[1]) == head:
-                found.append((stat.st_mtime_ns, candidate))
+                found.append((info.st_mtime_ns, candidate))
         return max(found)[1] if found else None
 
     def _rotated_siblings(self) -> list:
@@ -244,43 +310,51 @@ class FollowInput(_Source):
 
     def read(self, timeout: float) -> bytes:
         if self.handle is not None:
+            start = self._position
             chunk = self.handle.read(READ_BYTES)
             if chunk:
+                self._position += len(chunk)
+                if self._rewritten(start, chunk):
+                    # Truncated and written past the position before this read: the chunk
+                    # is the new file's, read from the old position. Not handed out.
+                    return self._truncated()
                 self.last_data = time.monotonic()
-                if self._known_head[1] < FINGERPRINT_BYTES:  # still short: remember its start
-                    self._known_head = self._head()
                 return self._feed(chunk)
         return self._at_eof(timeout)
 
     def _at_eof(self, timeout: float) -> bytes:
         """Nothing new in the open file: decide between waiting, rotation and truncation."""
         try:
-            stat = os.stat(self.path)
-        except FileNotFoundError:
-            stat = None
+            info = os.stat(self.path)
+        except OSError:
+            info = None
         if self.handle is None:
-            if stat is not None:
-                self._open(self.path)
+            if info is not None and self._open(self.path):
                 return b""
-        elif stat is not None and (stat.st_dev, stat.st_ino) != (self.device, self.inode):
+        elif info is not None and (info.st_dev, info.st_ino) != (self.device, self.inode):
             # Renamed away: drain it until the writer has clearly moved to the new file.
             if self.draining or time.monotonic() - self.last_data >= self.rotate_quiet:
                 return self._finish_file("rotated")
         elif self.draining:
             return self._finish_file("rotated")  # a rotated sibling found at resume, drained
-        elif stat is not None and stat.st_size < self.offset + self.lines.pending_bytes:
-            # copytruncate: finish the lines from the copy if there is one, else what was read
-            # is all there was.
-            copy = self._find_copy(self._known_head, self.offset + self.lines.pending_bytes,
-                                   exclude=(self.device, self.inode))
-            if copy is not None:
-                self._copy = copy
-                self._finished = "copied"
-                self.boundary = True  # the partial line, if any, is read again from the copy
-                return b""
-            return self._finish_file("truncated")
+        elif ((info is not None and info.st_size < self.offset + self.lines.pending_bytes)
+              or self._rewritten()):
+            return self._truncated()
         time.sleep(min(max(timeout, 0.0), self.poll))
         return b""
+
+    def _truncated(self) -> bytes:
+        """copytruncate: finish the lines from the copy if there is one, else what was read is
+        all there was."""
+        head = (hashlib.sha256(self._head).hexdigest(), len(self._head))
+        copy = self._find_copy(head, self.offset + self.lines.pending_bytes,
+                               exclude=(self.device, self.inode))
+        if copy is not None:
+            self._copy = copy
+            self._finished = "copied"
+            self.boundary = True  # the partial line, if any, is read again from the copy
+            return b""
+        return self._finish_file("truncated")
 
     def _finish_file(self, why: str) -> bytes:
         """The open file is done: a partial last line counts as a line; the loop switches."""
@@ -303,10 +377,10 @@ class FollowInput(_Source):
         if self._finished == "rotated" and self.handle is not None:
             finished = os.fstat(self.handle.fileno())
             newer = []
-            for candidate, stat in _existing(self._rotated_siblings()):
-                if ((stat.st_dev, stat.st_ino) != (finished.st_dev, finished.st_ino)
-                        and stat.st_mtime_ns >= finished.st_mtime_ns):
-                    newer.append((stat.st_mtime_ns, candidate))
+            for candidate, info in _existing(self._rotated_siblings()):
+                if ((info.st_dev, info.st_ino) != (finished.st_dev, finished.st_ino)
+                        and info.st_mtime_ns >= finished.st_mtime_ns):
+                    newer.append((info.st_mtime_ns, candidate))
             if newer:
                 follower = min(newer)[1]
         self.draining = False
