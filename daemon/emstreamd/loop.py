@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import select
 import signal
+import stat
 import time
 from pathlib import Path
 
@@ -25,9 +28,18 @@ from emstream.series import SeriesMonitor
 from emstream.table import Layout, LayoutError, find_layout, parse_table
 
 from . import config as config_module
+from . import lock
+from .columns import parse_with_columns
+from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, StartError
 from .notify import Watchdog, notify
 
 log = logging.getLogger("emstreamd")
+
+# /healthz answers 503 when the main loop has not turned for this long (a write that blocks, a
+# refit that does not end).
+STALL_SECONDS = 60.0
+# A checkpoint that failed (a full disk) is tried again after this many seconds, not at once.
+CHECKPOINT_RETRY_SECONDS = 5.0
 
 
 def _same(a, b) -> bool:
@@ -58,6 +70,11 @@ class Flags:
         signal.signal(signal.SIGUSR1, lambda s, f: setattr(self, "checkpoint", True))
         signal.signal(signal.SIGHUP, lambda s, f: setattr(self, "reload", True))
         signal.signal(signal.SIGUSR2, lambda s, f: setattr(self, "refit", True))
+
+
+def _indices(columns) -> bool:
+    """Whether ``input.columns`` picks columns by 0-based index (not by header name)."""
+    return bool(columns) and all(isinstance(c, int) for c in columns)
 
 
 def _split_front(parts: list, count: int) -> tuple[np.ndarray, list]:
@@ -146,10 +163,65 @@ class Daemon:
         self.metrics = None
         self.watchdog = Watchdog()  # pinged every turn of the loop, not with status lines
         self.progress = None  # a back-fill's emstreamd.progress.Progress, set by __main__
+        self.prepared = False
+        self.lock = None  # the checkpoint's lock file, held while this daemon runs
+        # Set when a write fails (the per-point output, the dead letters): nothing more is
+        # learned, and the run ends with exit_code.
+        self.halted = None
+        self.exit_code = 0
+        self.unreported = False  # a batch was learned whose per-point lines were not written
+        self.heartbeat = time.monotonic()  # the main loop's last turn, for /healthz
+        self._output_kind = None  # "file", "stream" (a pipe, socket, terminal) or "other"
+        self._output_poll = None
+        self._output_size = 0  # the output file's size before the batch being written
+        self._checkpoint_failed_at = -float("inf")
+
+    # ------------------------------------------------------------------ start-up
+    def prepare(self) -> None:
+        """Take what the run needs before any input is read, so that a daemon that cannot run
+        stops at once with one line (:class:`StartError`, with its exit code): the
+        checkpoint's lock (a second daemon on the same checkpoint refuses to start), the
+        dead-letter file and the metrics server.  Idempotent; :meth:`resume` calls it."""
+        if self.prepared:
+            return
+        self.prepared = True
+        self.lock = lock.acquire(self.config["checkpoint"]["path"])
+        path = self.config["input"]["dead_letter"]
+        if path is not None:
+            try:
+                self.dead_letter = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                                           | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise StartError(f"input.dead_letter: cannot open {path}: {exc.strerror}",
+                                 EX_CANTCREAT) from None
+        settings = self.config["metrics"]
+        if settings["port"] is not None:
+            try:
+                from .metrics import Metrics
+
+                self.metrics = Metrics(settings["port"], settings["address"],
+                                       health=self._health)
+            except ImportError:
+                raise StartError("metrics.port is set but prometheus_client is not installed "
+                                 "(pip install 'emstream[metrics]')", EX_CONFIG) from None
+            except OSError as exc:
+                raise StartError(f"metrics.port: cannot listen on {settings['address']}:"
+                                 f"{settings['port']} ({exc.strerror or exc})",
+                                 EX_CONFIG) from None
+            log.info("metrics on http://%s:%d/metrics", settings["address"], self.metrics.port)
+
+    def _health(self) -> tuple[bool, str]:
+        """What /healthz says: whether the main loop turns."""
+        age = time.monotonic() - self.heartbeat
+        if age > STALL_SECONDS:
+            return False, f"stalled: the main loop last turned {age:.0f} s ago"
+        return True, f"ok: {self.counters['rows']} points learned"
 
     # ------------------------------------------------------------------ resume
     def resume(self) -> None:
-        """Load the newest valid checkpoint, if any, and seek the source past applied lines."""
+        """Load the newest valid checkpoint, if any, and seek the source past applied lines
+        (after :meth:`prepare`: the checkpoint is this daemon's)."""
+        self.prepare()
         path = Path(self.config["checkpoint"]["path"])
         if not path.exists() or (path.is_dir() and not any(path.glob("checkpoint-*.json"))):
             return
@@ -195,12 +267,21 @@ class Daemon:
                      self.next_line)
         else:
             if saved.get("kind") == "follow" and self.source.kind == "follow":
-                log.warning("the checkpointed file (inode %s) is gone: lines after byte %s of "
-                            "it are lost; reading %s from its start", saved.get("inode"),
-                            saved.get("offset"), self.source.path)
+                if saved.get("inode") is not None:  # (None: it was waiting for a file)
+                    log.warning("the checkpointed file (inode %s) is gone: lines after byte "
+                                "%s of it are lost; reading %s from its start",
+                                saved.get("inode"), saved.get("offset"), self.source.path)
+                # Line numbers count the followed stream across its files: they go on.
+                self.next_line = int(saved.get("next_line", 1))
             log.info("resumed the model from %s; reading the input from its start",
                      loaded.path)
         self.n_fields = meta.get("n_fields")
+        columns = self.config["input"]["columns"]
+        if (self.n_fields and not self.layout and _indices(columns)
+                and max(columns) >= self.n_fields):
+            raise StartError(f"input.columns {columns} needs {max(columns) + 1} fields per "
+                             f"line, but the checkpoint's input has {self.n_fields} (remove "
+                             "the checkpoint to start a new model)", EX_CONFIG)
 
     # ------------------------------------------------------------------ parsing
     def _parse_block(self, data: bytes, first: int, n_fields: int | None):
@@ -223,6 +304,10 @@ class Daemon:
             if self.layout:
                 parsed = parse_table(data, self.layout, first_line=first,
                                      max_line_bytes=settings["max_line_bytes"])
+            elif n_fields is None and _indices(settings["columns"]) and max(settings["columns"]):
+                # Lines without every configured column are rejects, not the width.
+                parsed = parse_with_columns(data, settings["columns"], first_line=first,
+                                            max_line_bytes=settings["max_line_bytes"])
             else:
                 parsed = parse_lines(data, n_fields=n_fields, columns=settings["columns"],
                                      first_line=first, max_line_bytes=settings["max_line_bytes"])
@@ -242,6 +327,8 @@ class Daemon:
         self.n_fields = self.n_fields or parsed.n_fields
         self.next_line += parsed.n_lines
         self.counters["lines"] += parsed.n_lines
+        if self.metrics is not None:
+            self.metrics.lines.inc(parsed.n_lines)
         if parsed.rows.size:
             self.pending_rows.append(parsed.rows)
             self.pending_lines.append(parsed.lines)
@@ -253,29 +340,58 @@ class Daemon:
                 self.pending_stamps.append(parsed.time_text)
             if self.first_pending_at is None:
                 self.first_pending_at = time.monotonic()
-        for reject in parsed.rejects:
+        rejects = parsed.rejects
+        if rejects and self.dead_letter is not None:
+            # A reject whose dead letter could not be written is not counted: the position
+            # stays before it, so a restart reads it (and writes it) again.
+            rejects = rejects[:self._dead_letters(rejects)]
+        for reject in rejects:
             if self.metrics is not None:
-                self.metrics.rejects.labels(reject.reason).inc()
+                self.metrics.reject(reject.reason)
             rejected = self.counters["rejected"]
             rejected[reject.reason] = rejected.get(reject.reason, 0) + 1
             self.pending_rejects.append((reject.line, reject.reason))
-            self._dead_letter(reject)
             if sum(rejected.values()) <= 20 or sum(rejected.values()) % 1000 == 0:
                 log.warning("line %d rejected (%s): %r [%d rejected so far]", reject.line,
                             reject.reason, reject.text, sum(rejected.values()))
-        if not self.pending_rows:
+        if not self.pending_rows and not self.halted:
             # Every line so far is applied or rejected: the position can move past them all.
             self.applied_offset = self.source.offset
             self.pending_rejects = []
 
-    def _dead_letter(self, reject) -> None:
-        path = self.config["input"]["dead_letter"]
-        if path is None:
-            return
-        if self.dead_letter is None:
-            self.dead_letter = open(path, "a", encoding="utf-8")
-        self.dead_letter.write(json.dumps({"line": reject.line, "reason": reject.reason,
-                                           "text": reject.text}) + "\n")
+    def _dead_letters(self, rejects) -> int:
+        """Append a block's rejects to ``input.dead_letter``, one JSON line each; returns how
+        many were written.  On a write error (a full disk) the record cut short is removed,
+        so the file holds whole lines only, and the run halts."""
+        records = [json.dumps({"line": r.line, "reason": r.reason, "text": r.text}).encode()
+                   + b"\n" for r in rejects]
+        blob = memoryview(b"".join(records))
+        written = 0
+        size = os.fstat(self.dead_letter).st_size
+        try:
+            while written < len(blob):
+                written += os.write(self.dead_letter, blob[written:])
+        except OSError as exc:
+            whole = int(np.searchsorted(np.cumsum([len(r) for r in records]), written,
+                                        side="right"))
+            try:
+                os.ftruncate(self.dead_letter, size + sum(len(r) for r in records[:whole]))
+            except OSError:
+                pass
+            self._halt(EX_IOERR, "input.dead_letter %s: %s: stopping; the checkpoint stays "
+                       "before line %d, whose dead letter was not written",
+                       self.config["input"]["dead_letter"], exc.strerror or exc,
+                       rejects[whole].line)
+            return whole
+        return len(rejects)
+
+    def _halt(self, code: int, message: str, *args) -> None:
+        """Stop after a failed write: nothing more is learned, the run ends with ``code``
+        (logged as one line)."""
+        log.error(message, *args)
+        self.halted = message % args
+        self.exit_code = code
+        self.flags.stop = True
 
     # ------------------------------------------------------------------ learning
     def _pending_count(self) -> int:
@@ -291,6 +407,13 @@ class Daemon:
 
     def _apply(self, limit: int) -> None:
         """Learn the first ``limit`` pending rows as one mini-batch (and report them)."""
+        if self.halted:
+            return
+        if self.config["output"]["per_point"] and self.out is not None and self._reader_gone():
+            # Found before the batch is learned: its rows stay unapplied, and the checkpoint
+            # stays after the last line reported.
+            self._lose_output(None)
+            return
         batch, self.pending_rows = _split_front(self.pending_rows, limit)
         lines, self.pending_lines = _split_front(self.pending_lines, limit)
         ends, self.pending_ends = _split_front(self.pending_ends, limit)
@@ -305,12 +428,15 @@ class Daemon:
         per_point = self.config["output"]["per_point"] and self.out is not None
         update = self.series.update(batch, times, with_resp=per_point, with_scores=per_point)
         if update.log_prob is not None:
-            self.counters["anomalies"] += int(update.anomaly.sum())
-            self.counters["gated"] += int(update.gated.sum())
+            anomalies, gated = int(update.anomaly.sum()), int(update.gated.sum())
+            self.counters["anomalies"] += anomalies
+            self.counters["gated"] += gated
             if self.config["output"]["per_point"]:
                 self._report(lines, stamps, update)
             if self.metrics is not None:
                 self.metrics.log_likelihood.set(float(update.log_prob.mean()))
+                self.metrics.anomalies.inc(anomalies)
+                self.metrics.gated.inc(gated)
         if not fitted and self.model._is_fitted():
             log.info("first (provisional) model after %d points", self.model.n_seen_)
         if warming and self.model._is_fitted() and not self.model._learner().warming_up:
@@ -486,35 +612,97 @@ class Daemon:
         if self.out is None:
             return
         output = self.config["output"]
-        if output["header"] and not self.header_written:
-            self.header_written = True
-            if output["format"] == "csv":
-                self.out.write(b"line," + (b"time," if stamps is not None else b"")
-                               + b"label,probability,surprise,score,anomaly\n")
         resp = update.resp
         labels = resp.argmax(axis=1)
         probability = resp[np.arange(len(labels)), labels]
+        text = format_rows(output["format"], lines, labels, probability, update.surprise,
+                           update.anomaly, score=update.score, time_text=stamps)
+        if output["header"] and not self.header_written and output["format"] == "csv":
+            text = (b"line," + (b"time," if stamps is not None else b"")
+                    + b"label,probability,surprise,score,anomaly\n" + text)
         try:
-            self.out.write(format_rows(output["format"], lines, labels, probability,
-                                       update.surprise, update.anomaly, score=update.score,
-                                       time_text=stamps))
+            if self._output_kind == "file":
+                self._output_size = os.fstat(self.out.fileno()).st_size
+            self.out.write(text)
             self.out.flush()
-        except BrokenPipeError:
-            # The reader went away (``emstreamd ... | head``): the batch is learned; stop
-            # cleanly with a checkpoint rather than die with a traceback and lose it.
-            log.error("per-point output closed by its reader: stopping after a checkpoint")
-            self.out = None
-            self.output_lost = True
-            self.flags.stop = True
+        except OSError as exc:  # the reader went away (| head), a full disk
+            self._lose_output(exc)
+            return
+        self.header_written = True
+
+    def _output_fd(self) -> int | None:
+        """The per-point output's descriptor, its kind noted on first use."""
+        try:
+            fd = self.out.fileno()
+        except (AttributeError, OSError, ValueError):  # not a real file (a test's BytesIO)
+            self._output_kind = "other"
+            return None
+        if self._output_kind is None:
+            mode = os.fstat(fd).st_mode
+            self._output_kind = "file" if stat.S_ISREG(mode) else "stream"
+        return fd
+
+    def _reader_gone(self) -> bool:
+        """Whether the per-point output is a pipe or socket whose reader has gone (poll says
+        POLLERR or POLLHUP): asked before each batch is learned."""
+        if self._output_poll is None:
+            fd = self._output_fd()
+            if fd is None or self._output_kind != "stream":
+                self._output_poll = False  # a file or /dev/null: no reader to lose
+                return False
+            self._output_poll = select.poll()
+            self._output_poll.register(fd, 0)  # POLLERR and POLLHUP are always reported
+        if self._output_poll is False:
+            return False
+        return any(events & (select.POLLERR | select.POLLHUP)
+                   for _, events in self._output_poll.poll(0))
+
+    def _lose_output(self, exc: OSError | None) -> None:
+        """The per-point output is gone (``exc`` None: found before learning the batch).
+
+        A batch whose lines were not all written was learned: its checkpoint would claim lines
+        as reported that were not, so for a re-readable input no checkpoint is written after it
+        (a restart resumes from the last one and reports again from there).  Stdin cannot be
+        re-read: its final checkpoint keeps what was learned."""
+        fd = self._output_fd()
+        if exc is not None and fd is not None:
+            self.unreported = True
+            if self._output_kind == "file":
+                try:  # no half batch left in the file: a restart writes it again, whole
+                    os.ftruncate(fd, self._output_size)
+                except OSError:
+                    pass
+        if fd is not None:
+            # Bytes still in the stream's buffer would fail again when its owner closes it.
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+        self.out = None
+        self.output_lost = True
+        gone = exc is None or isinstance(exc, (BrokenPipeError, ConnectionResetError))
+        what = "closed by its reader" if gone else f"failed ({exc.strerror or exc})"
+        if self._unreported_resumable():
+            after = ("no checkpoint after the batch being written: a restart resumes from the "
+                     "last one and reports again from there")
+        elif exc is not None and self.source.kind == "stdin":
+            after = "the batch being written is learned, its lines cannot be read again"
+        else:
+            after = (f"the checkpoint stays after line {self._line_at_position() - 1}, the "
+                     "last one reported")
+        self._halt(1 if gone else EX_IOERR, "per-point output %s: stopping; %s", what, after)
+
+    def _unreported_resumable(self) -> bool:
+        """Whether a learned batch went unreported on an input a restart reads again."""
+        return self.unreported and self.source.kind != "stdin"
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, reason: str) -> None:
-        counters = json.loads(json.dumps(self.counters))
-        for _, reason_rejected in self.pending_rejects:  # not yet behind the saved position
-            counters["rejected"][reason_rejected] -= 1
-            if not counters["rejected"][reason_rejected]:
-                del counters["rejected"][reason_rejected]
-        counters["lines"] = self._line_at_position() - 1
+    def save_checkpoint(self, reason: str) -> bool:
+        """Write a checkpoint of what is applied; False if none was written (logged): after a
+        batch whose per-point lines were lost (see :meth:`_lose_output`), or on a write error
+        (a full disk, no file descriptor left), which leaves the last one in place."""
+        if self._unreported_resumable():
+            return False
+        counters = self._counters_at_position()
         meta = {"input": {**self.source.identity(), "offset": self.applied_offset,
                           "next_line": self._line_at_position()},
                 "counters": counters, "n_fields": self.n_fields, "history": self.history,
@@ -524,16 +712,33 @@ class Daemon:
                 "series": None if self.series is None else self.series.state(),
                 "config": {k: v for k, v in self.config.items() if k != "model"}}
         target = Path(self.config["checkpoint"]["path"])
-        if target.suffix != ".json":
-            target.mkdir(parents=True, exist_ok=True)
-        self.last_checkpoint_path = checkpoint.save(self.model, target, meta=meta,
-                                                    keep=self.config["checkpoint"]["keep"])
+        try:
+            if target.suffix != ".json":
+                target.mkdir(parents=True, exist_ok=True)
+            self.last_checkpoint_path = checkpoint.save(self.model, target, meta=meta,
+                                                        keep=self.config["checkpoint"]["keep"])
+        except OSError as exc:
+            self._checkpoint_failed_at = time.monotonic()
+            log.error("checkpoint (%s) not written: %s: %s; the last one is %s", reason,
+                      exc.filename or target, exc.strerror or exc, self.last_checkpoint_path)
+            return False
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         if self.metrics is not None:
             self.metrics.checkpoint_time.set_to_current_time()
         log.info("checkpoint (%s): %s at byte %d", reason, self.last_checkpoint_path,
                  self.applied_offset)
+        return True
+
+    def _counters_at_position(self) -> dict:
+        """The counters as of the applied position (lines read after it are not counted)."""
+        counters = json.loads(json.dumps(self.counters))
+        for _, reason_rejected in self.pending_rejects:  # not yet behind the saved position
+            counters["rejected"][reason_rejected] -= 1
+            if not counters["rejected"][reason_rejected]:
+                del counters["rejected"][reason_rejected]
+        counters["lines"] = self._line_at_position() - 1
+        return counters
 
     def _line_at_position(self) -> int:
         """Number of the first line not behind the saved position."""
@@ -547,6 +752,8 @@ class Daemon:
 
     def _checkpoint_due(self) -> bool:
         settings = self.config["checkpoint"]
+        if time.monotonic() - self._checkpoint_failed_at < CHECKPOINT_RETRY_SECONDS:
+            return False
         return (self.since_checkpoint >= settings["every_points"]
                 or (self.since_checkpoint and time.monotonic() - self.last_checkpoint
                     >= settings["every_seconds"]))
@@ -586,6 +793,7 @@ class Daemon:
     def run(self) -> int:
         """Read, learn and checkpoint until the input ends or a stop is asked for; exit code."""
         self.flags.install()  # from the start: a SIGTERM during the imports still checkpoints
+        self.prepare()
         if self.source.kind == "file":
             # A back-fill starts reading and parsing now: pyarrow parses without the GIL while
             # the imports below run (0.4 s of them are scipy's).
@@ -601,12 +809,6 @@ class Daemon:
             return self._run()
 
     def _run(self) -> int:
-        settings = self.config["metrics"]
-        if settings["port"] is not None:
-            from .metrics import Metrics
-
-            self.metrics = Metrics(settings["port"], settings["address"])
-            log.info("metrics on http://%s:%d/metrics", settings["address"], self.metrics.port)
         notify("READY=1")
         self.ready_at = time.monotonic()
         log.info("ready: reading %s", getattr(self.source, "path", "stdin"))
@@ -614,6 +816,7 @@ class Daemon:
         by_count_only = self.source.kind == "file"  # a back-fill (PrefetchedFile)
         while True:
             self.watchdog.ping()
+            self.heartbeat = time.monotonic()
             if self.flags.reload:
                 self._reload()
             if self.flags.stop:
@@ -625,21 +828,26 @@ class Daemon:
             data = self.source.read(timeout)
             if data:
                 self._take(data)
-            if self.source.boundary:
+            if self.source.boundary and not self.halted:
                 # The next bytes come from another file: positions restart there, so nothing
                 # may stay pending from this one.
                 if self.pending_rows:
                     self._apply(self._pending_count())
+                if self.halted:
+                    break
                 self.source.next_file()
                 self.applied_offset = self.source.offset
                 self.pending_rejects = []
                 log.info("now reading %s (rotated or truncated)", self.source.path)
-            while self._pending_count() >= self._batch_rows():
+            while not self.halted and self._pending_count() >= self._batch_rows():
                 self._apply(self._batch_rows())
             waited = (self.first_pending_at is not None
                       and time.monotonic() - self.first_pending_at >= settings["max_wait"])
-            if self.pending_rows and (self.source.at_end or (waited and not by_count_only)):
+            if (self.pending_rows and not self.halted
+                    and (self.source.at_end or (waited and not by_count_only))):
                 self._apply(self._pending_count())
+            if self.halted:
+                break
             if self.flags.refit:
                 self.refit("SIGUSR2")
             if self.background is not None and (job := self.background.poll()) is not None:
@@ -653,22 +861,30 @@ class Daemon:
             if self.source.at_end:
                 break
         notify("STOPPING=1")
-        if self.pending_rows:  # stopping mid-stream: learn what was read, then save
+        if self.pending_rows and not self.halted:  # stopping mid-stream: learn what was read
             self._apply(self._pending_count())
         if self.background is not None:
             self.background.wait(self.config["refit"]["wait_at_exit"])
             if (job := self.background.poll()) is not None:
                 self._swap_in(job)
             self.background.close()
-        self.save_checkpoint("output closed" if self.output_lost
-                             else "shutdown" if self.flags.stop else "end of input")
+        saved = self.save_checkpoint("halted" if self.halted else "shutdown" if self.flags.stop
+                                     else "end of input")
+        if not saved and not self.exit_code and not self._unreported_resumable():
+            self.exit_code = EX_CANTCREAT  # the final checkpoint could not be written
+        if self.halted:  # lines read but not applied are read again by the next run
+            self.counters = self._counters_at_position()
         if by_count_only:
             self.source.close()  # stops the reader thread
         if self.dead_letter is not None:
-            self.dead_letter.close()
+            os.close(self.dead_letter)
+            self.dead_letter = None
         if self.metrics is not None:
             self.metrics.close()
-        return 1 if self.output_lost else 0
+        if self.lock is not None:
+            self.lock.close()  # after the last checkpoint: another daemon may take over
+            self.lock = None
+        return self.exit_code
 
     def summary(self) -> str:
         """A few lines for the operator at exit."""

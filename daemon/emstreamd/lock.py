@@ -1,0 +1,58 @@
+"""One daemon per checkpoint: an exclusive ``flock`` on a lock file beside the checkpoints.
+
+Two daemons writing one checkpoint directory would number, rotate and clean up each other's
+files.  The kernel drops the lock when its process ends however it ends (SIGKILL, OOM), so a
+restart after a crash is never blocked and there is no stale pid file to clean up; the pid in
+the file only names the holder in the second daemon's message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from .errors import EX_CANTCREAT, EX_TEMPFAIL, StartError
+
+LOCK_NAME = "emstreamd.lock"
+
+
+def lock_path(checkpoint_path: str | os.PathLike) -> Path:
+    """The lock file of a checkpoint: inside a checkpoint directory, beside a ``.json`` file."""
+    path = Path(checkpoint_path)
+    if path.suffix == ".json":
+        return path.with_name(path.name + ".lock")
+    return path / LOCK_NAME
+
+
+def acquire(checkpoint_path: str | os.PathLike):
+    """Lock ``checkpoint_path`` for this process (a directory is created if missing).
+
+    Returns the open lock file: the lock lasts as long as it stays open (or the process
+    lives).  Raises :class:`StartError` (exit 75) if another process holds it, or (exit 73)
+    if the lock file cannot be created.
+    """
+    path = lock_path(checkpoint_path)
+    try:
+        if Path(checkpoint_path).suffix != ".json":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise StartError(f"cannot create the checkpoint lock {path}: {exc.strerror}",
+                         EX_CANTCREAT) from None
+    handle = os.fdopen(fd, "r+")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = handle.read(32).strip()
+        handle.close()
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise StartError(f"another emstreamd{who} is using the checkpoint "
+                         f"{checkpoint_path} (lock {path}): stop it first", EX_TEMPFAIL) from None
+    except OSError as exc:  # a file system without locks
+        handle.close()
+        raise StartError(f"cannot lock {path}: {exc.strerror}", EX_CANTCREAT) from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
