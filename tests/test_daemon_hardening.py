@@ -1,0 +1,454 @@
+"""emstreamd under operations that used to crash it, hang it or lose lines (issue 16 items 1,
+5, 6, 8, 9 and 12, and the metrics an operator expects): the real daemon as a subprocess."""
+
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from emstream import checkpoint
+
+from .conftest import ROOT
+from .test_daemon import _wait_for
+
+DAEMON = [sys.executable, "-m", "emstreamd"]
+CONFIG = str(ROOT / "config.yaml")
+QUIET = ["--set", "status.every_seconds=0"]
+
+
+def _run(*args, input=b"", timeout=60, **kwargs):
+    return subprocess.run([*DAEMON, "--config", CONFIG, *QUIET, *args], input=input, check=False,
+                          capture_output=True, timeout=timeout, **kwargs)
+
+
+def _start(*args, **kwargs):
+    return subprocess.Popen([*DAEMON, "--config", CONFIG, *QUIET, *args],
+                            stdout=kwargs.pop("stdout", subprocess.DEVNULL),
+                            stderr=subprocess.PIPE, **kwargs)
+
+
+def _values(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.array([10.0, 20.0, 35.0])[rng.choice(3, n)] + rng.normal(size=n)
+
+
+def _text(n, seed=0):
+    return "".join(f"{v:.6f}\n" for v in _values(n, seed))
+
+
+def _meta(state):
+    try:
+        return checkpoint.load(state).meta
+    except checkpoint.CheckpointError:
+        return None
+
+
+def _until(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _rows(state):
+    meta = _meta(state)
+    return -1 if meta is None else meta["counters"]["rows"]
+
+
+def _stop(process, code=0):
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == code, process.stderr.read().decode()
+    return process.stderr.read().decode()
+
+
+def _output_lines(path):
+    """Line numbers of the per-point lines in an output file (all of them whole lines)."""
+    text = path.read_text()
+    assert text == "" or text.endswith("\n")
+    return [int(line.split(",")[0]) for line in text.splitlines()]
+
+
+# ------------------------------------------------------------------ item 1
+def test_stopping_before_any_row_exits_0_with_a_checkpoint_a_restart_resumes(tmp_path):
+    """Empty input, every line rejected, SIGTERM on an idle --follow: exit 0, a summary, no
+    traceback, and a checkpoint the next run resumes from."""
+    for name, data in (("empty", b""), ("rejected", b"nan\n\nabc def\n")):
+        done = _run("--checkpoint", str(tmp_path / name), "--no-output", input=data)
+        err = done.stderr.decode()
+        assert done.returncode == 0 and "Traceback" not in err, err
+        assert "0 points learned" in err
+        assert _meta(tmp_path / name)["counters"]["rows"] == 0
+    assert _meta(tmp_path / "rejected")["counters"]["rejected"] == {"non-finite": 1, "blank": 1,
+                                                                    "non-numeric": 1}
+    done = _run("--checkpoint", str(tmp_path / "rejected"), "--no-output",
+                input=_text(300).encode())
+    assert done.returncode == 0 and "resumed" in done.stderr.decode()
+    meta = _meta(tmp_path / "rejected")
+    assert meta["counters"]["rows"] == 300 and sum(meta["counters"]["rejected"].values()) == 3
+
+    log, state = tmp_path / "idle.log", tmp_path / "idle"
+    log.write_text("")
+    settings = ["--follow", str(log), "--checkpoint", str(state), "--no-output", "--set",
+                "batch.max_wait=0.05", "--set", "checkpoint.every_seconds=0.2"]
+    process = _start(*settings)
+    _wait_for(process, "ready")
+    err = _stop(process)
+    assert "Traceback" not in err and "0 points learned" in err
+    log.write_text(_text(200))
+    process = _start(*settings)  # resumes from the idle run's checkpoint
+    assert _until(lambda: _rows(state) == 200)
+    _stop(process)
+    assert _meta(state)["input"]["next_line"] == 201
+
+
+# ------------------------------------------------------------------ item 5
+def test_a_first_line_without_a_configured_column_is_a_reject_not_a_crash(tmp_path):
+    rows = [f"{a:.3f},{b:.3f},{c:.3f}\n" for a, b, c in _values(600).reshape(200, 3)]
+    data = "5\n7 8\n" + "".join(rows[:100]) + "9\n" + "".join(rows[100:])
+    done = _run("--set", "input.columns=[0,2]", "--checkpoint", str(tmp_path / "s"),
+                "--no-output", input=data.encode())
+    err = done.stderr.decode()
+    assert done.returncode == 0 and "Traceback" not in err, err
+    meta = _meta(tmp_path / "s")
+    assert meta["counters"]["rows"] == 200 and meta["n_fields"] == 3
+    assert meta["counters"]["rejected"] == {"wrong field count": 3}
+    assert checkpoint.load(tmp_path / "s").model.n_features_in_ == 2
+
+
+# ------------------------------------------------------------------ item 6
+def _follow(log, state, *extra):
+    return _start("--follow", str(log), "--checkpoint", str(state), "--no-output", "--set",
+                  "model.warmup_size=200", "--set", "batch.max_wait=0.05", "--set",
+                  "checkpoint.every_seconds=1000", *extra)
+
+
+def test_a_checkpoint_between_a_copytruncate_and_the_reader_noticing_it_loses_nothing(
+        tmp_path):
+    """The worst moment: the daemon is frozen (SIGSTOP) while 300 lines are appended and the
+    file is copied and truncated, and a checkpoint (SIGUSR1) is its first act on waking, before
+    the reader looks at the file; then SIGKILL.  The restart finds the copy and reads its 300
+    unread lines, then the truncated file from its start; line numbers go on."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_text(1000, 1))
+    process = _follow(log, state)
+    _wait_for(process, "ready")
+    for _ in range(100):  # each checkpoint's log line read, so the one awaited below is new
+        process.send_signal(signal.SIGUSR1)
+        _wait_for(process, "checkpoint (SIGUSR1)")
+        if _rows(state) == 1000:
+            break
+    process.send_signal(signal.SIGSTOP)
+    with open(log, "a") as handle:
+        handle.write(_text(300, 2))  # unread: only the copy will hold them
+    shutil.copy(log, tmp_path / "app.log.1")
+    with open(log, "r+") as handle:
+        handle.truncate(0)
+    log.write_text(_text(200, 3))  # the new file: shorter than the position
+    process.send_signal(signal.SIGUSR1)
+    process.send_signal(signal.SIGCONT)
+    _wait_for(process, "checkpoint (SIGUSR1)")
+    process.kill()
+    process.wait()
+    process = _follow(log, state, "--set", "checkpoint.every_seconds=0.2")
+    assert _until(lambda: _rows(state) == 1500), _rows(state)
+    time.sleep(0.5)
+    _stop(process)
+    meta = _meta(state)
+    assert meta["counters"]["rows"] == 1500  # every line once
+    assert meta["counters"]["lines"] == 1500 and meta["input"]["next_line"] == 1501
+
+
+def test_a_copytruncated_file_written_past_the_position_is_read_from_its_start(tmp_path):
+    """Truncated and written past the reader's position before the reader looked (it only
+    compared sizes): the copy's unread lines, then the new file from its first line."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_text(500, 1))
+    process = _follow(log, state, "--set", "checkpoint.every_seconds=0.2")
+    assert _until(lambda: _rows(state) == 500)
+    process.send_signal(signal.SIGSTOP)
+    with open(log, "a") as handle:
+        handle.write(_text(100, 2))
+    shutil.copy(log, tmp_path / "app.log-20261203")
+    with open(log, "r+") as handle:
+        handle.truncate(0)
+    log.write_text(_text(2000, 3))  # four times the old position
+    process.send_signal(signal.SIGCONT)
+    assert _until(lambda: _rows(state) == 2600), _rows(state)
+    time.sleep(0.5)
+    _stop(process)
+    assert _rows(state) == 2600
+
+
+# ------------------------------------------------------------------ item 8
+def test_output_reader_gone_checkpoint_never_passes_the_last_line_written(tmp_path):
+    """``emstreamd --input FILE | head``: the reader reads some lines and goes away while the
+    daemon is blocked writing.  No checkpoint claims lines whose output was not written: the
+    restart's output starts at or before the line after the last one read, and every point is
+    learned exactly once over the two runs."""
+    n = 20_000
+    data, state = tmp_path / "d.txt", tmp_path / "state"
+    data.write_text(_text(n))
+    common = ["--input", str(data), "--checkpoint", str(state), "--set", "batch.max_rows=100",
+              "--set", "checkpoint.every_points=1000"]
+    process = _start(*common, stdout=subprocess.PIPE)
+    seen = b""
+    while seen.count(b"\n") < 3000:  # read a while, then stop reading: the pipe fills up
+        seen += os.read(process.stdout.fileno(), 65536)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGSTOP)  # so that what was handed over is exactly what is read
+    os.set_blocking(process.stdout.fileno(), False)
+    try:
+        while chunk := os.read(process.stdout.fileno(), 65536):
+            seen += chunk
+    except BlockingIOError:
+        pass
+    process.stdout.close()
+    process.send_signal(signal.SIGCONT)
+    assert process.wait(timeout=30) == 1
+    err = process.stderr.read().decode()
+    assert "per-point output closed by its reader" in err and "Traceback" not in err, err
+    last_read = int(seen[:seen.rindex(b"\n")].rsplit(b"\n", 1)[-1].split(b",")[0])
+    assert last_read < n // 2
+    meta = _meta(state)  # None: no checkpoint yet (a back-fill checkpoints between blocks)
+    assert meta is None or meta["counters"]["rows"] <= last_read  # not n: the rest unlearned
+    out = tmp_path / "out.csv"
+    done = _run(*common, "--output", str(out))
+    assert done.returncode == 0, done.stderr.decode()
+    numbers = _output_lines(out)
+    assert numbers[0] <= last_read + 1 and numbers[-1] == n
+    assert numbers == list(range(numbers[0], n + 1))
+    assert _meta(state)["counters"]["rows"] == n
+
+
+# ------------------------------------------------------------------ item 9
+def test_a_second_daemon_on_the_same_checkpoint_refuses_to_start(tmp_path):
+    for name in ("state", "state.json"):
+        target = tmp_path / name
+        first = _start("--checkpoint", str(target), "--no-output", stdin=subprocess.PIPE)
+        _wait_for(first, "ready")
+        started = time.monotonic()
+        second = _run("--checkpoint", str(target), "--no-output", input=_text(100).encode())
+        err = second.stderr.decode()
+        assert second.returncode == 75 and "Traceback" not in err, err
+        [line] = [x for x in err.splitlines() if "another emstreamd" in x]
+        assert f"pid {first.pid}" in line and str(target) in line
+        assert time.monotonic() - started < 10
+        first.kill()  # a crash must not leave the checkpoint locked
+        first.wait()
+        third = _run("--checkpoint", str(target), "--no-output", input=_text(300).encode())
+        assert third.returncode == 0, third.stderr.decode()
+        assert _meta(target)["counters"]["rows"] == 300
+
+
+# ------------------------------------------------------------------ item 12
+def test_a_full_disk_under_the_dead_letters_stops_with_a_consistent_checkpoint(tmp_path):
+    """Dead letters on /dev/full: one line, exit 74, a checkpoint before the first reject it
+    could not write; the restart (with a dead-letter file) applies every line exactly once."""
+    data, state = tmp_path / "d.txt", tmp_path / "state"
+    lines = _text(3000).splitlines()
+    for i in (700, 1500, 2500):
+        lines[i] = "oops"
+    data.write_text("\n".join(lines) + "\n")
+    common = ["--input", str(data), "--checkpoint", str(state), "--no-output"]
+    done = _run(*common, "--set", "input.dead_letter=/dev/full")
+    err = done.stderr.decode()
+    assert done.returncode == 74 and "Traceback" not in err, err
+    assert len([x for x in err.splitlines() if "input.dead_letter" in x]) == 1
+    meta = _meta(state)
+    assert meta["input"]["next_line"] <= 701 and meta["counters"]["rejected"] == {}
+    letters = tmp_path / "dead.jsonl"
+    done = _run(*common, "--set", f"input.dead_letter={letters}")
+    assert done.returncode == 0, done.stderr.decode()
+    meta = _meta(state)
+    assert meta["counters"]["rows"] == 2997 and meta["counters"]["rejected"] == {
+        "non-numeric": 3}
+    assert [line.count('"oops"') for line in letters.read_text().splitlines()] == [1, 1, 1]
+
+
+def test_a_full_disk_under_the_output_stops_without_losing_output(tmp_path):
+    """The per-point output file cannot grow (RLIMIT_FSIZE: EFBIG, as ENOSPC would fail): one
+    line, exit 74, no half line in the file, no checkpoint past the lines written; the restart
+    reports the rest, and every point is learned once."""
+    n = 20_000
+    data, state, out = tmp_path / "d.txt", tmp_path / "state", tmp_path / "out.csv"
+    data.write_text(_text(n))
+    common = ["--input", str(data), "--checkpoint", str(state), "--output", str(out), "--set",
+              "batch.max_rows=500", "--set", "checkpoint.every_points=2000"]
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    done = _run(*common, preexec_fn=small_files)
+    err = done.stderr.decode()
+    assert done.returncode == 74 and "Traceback" not in err, err
+    assert "per-point output failed" in err
+    first = _output_lines(out)
+    assert first == list(range(101, first[-1] + 1)) and first[-1] < n // 2
+    meta = _meta(state)
+    assert meta is None or meta["input"]["next_line"] <= first[-1] + 1
+    done = _run(*common)
+    assert done.returncode == 0, done.stderr.decode()
+    numbers = _output_lines(out)
+    assert set(numbers) == set(range(101, n + 1))  # at least once
+    assert _meta(state)["counters"]["rows"] == n  # learned once
+
+
+def test_a_checkpoint_that_cannot_be_written_is_logged_not_a_crash(tmp_path):
+    """Checkpoint files cannot grow (RLIMIT_FSIZE, as on a full disk): each failure is one
+    line and the daemon goes on; the final one failing ends the run with exit 73."""
+    data = tmp_path / "d.txt"
+    data.write_text(_text(5000))
+
+    def tiny_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    done = _run("--input", str(data), "--checkpoint", str(tmp_path / "s"), "--no-output",
+                preexec_fn=tiny_files)
+    err = done.stderr.decode()
+    assert done.returncode == 73 and "Traceback" not in err, err
+    assert "checkpoint (end of input) not written" in err
+    assert not list((tmp_path / "s").glob("*checkpoint*"))  # no temporary file left either
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_the_followed_file_replaced_by_a_directory_or_a_fifo_is_waited_out(tmp_path, kind):
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_text(300, 1))
+    process = _follow(log, state, "--set", "checkpoint.every_seconds=0.2")
+    assert _until(lambda: _rows(state) == 300)
+    os.rename(log, tmp_path / "app.log.1")
+    if kind == "fifo":
+        os.mkfifo(log)
+    else:
+        log.mkdir()
+    seen = _wait_for(process, "not a regular file")
+    assert ("a FIFO" if kind == "fifo" else "a directory") in seen[-1]
+    time.sleep(0.5)
+    assert process.poll() is None
+    if kind == "fifo":  # SIGTERM still stops it, promptly
+        started = time.monotonic()
+        _stop(process)
+        assert time.monotonic() - started < 5
+        return
+    log.rmdir()
+    log.write_text(_text(200, 2))
+    assert _until(lambda: _rows(state) == 500), _rows(state)
+    err = _stop(process)
+    assert "Traceback" not in err and err.count("not a regular file") == 0
+
+
+# ------------------------------------------------------------------ metrics
+def _metrics_port(process):
+    seen = _wait_for(process, "/metrics")
+    return int(re.search(r":(\d+)/metrics", seen[-1]).group(1))
+
+
+def _get(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_metrics_counters_health_and_no_created_series(tmp_path):
+    pytest.importorskip("prometheus_client")
+    process = _start("--checkpoint", str(tmp_path / "s"), "--no-output", "--set",
+                     "metrics.port=0", "--set", "batch.max_wait=0.05", stdin=subprocess.PIPE)
+    port = _metrics_port(process)
+    values = list(_values(300)) + [1e6, "oops", "1 2"]
+    process.stdin.write("".join(f"{v}\n" for v in values).encode())
+    process.stdin.flush()
+    assert _until(lambda: "emstreamd_lines_total 303.0" in _get(port, "/metrics")[1])
+    status, text = _get(port, "/metrics")
+    assert status == 200
+    assert "emstreamd_points_total" in text and "emstreamd_anomalies_total" in text
+    assert "emstreamd_gated_points_total" in text
+    assert 'emstreamd_rejected_lines_total{reason="non_numeric"} 1.0' in text
+    assert 'emstreamd_rejected_lines_total{reason="wrong_field_count"} 1.0' in text
+    build = re.search(r"emstreamd_build_info\{(.*)\} 1\.0", text).group(1)
+    assert 'python="' in build and 'version="' in build
+    assert "process_cpu_seconds_total" in text and "process_open_fds" in text
+    assert "_created" not in text
+    assert _get(port, "/healthz")[0] == 200
+    assert _get(port, "/")[0] == 404 and _get(port, "/metrics/x")[0] == 404
+    _stop(process)
+
+
+def test_a_metrics_port_in_use_stops_the_daemon_at_once_with_one_line(tmp_path):
+    pytest.importorskip("prometheus_client")
+    data = tmp_path / "d.txt"
+    data.write_text(_text(2000))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = _run("--input", str(data), "--checkpoint", str(tmp_path / "s"), "--no-output",
+                    "--set", f"metrics.port={taken.getsockname()[1]}")
+    err = done.stderr.decode()
+    assert done.returncode == 78 and "Traceback" not in err, err
+    assert len([x for x in err.splitlines() if "metrics" in x]) == 1, err
+    assert not (tmp_path / "s").exists() or not list((tmp_path / "s").glob("checkpoint-*"))
+
+
+def test_idle_metrics_connections_cannot_exhaust_file_descriptors(tmp_path):
+    """300 silent connections with 128 file descriptors: the daemon serves a bounded number,
+    closes the rest at once, and its checkpoints and stop still work."""
+    pytest.importorskip("prometheus_client")
+
+    def few_files():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    state = tmp_path / "s"
+    process = _start("--checkpoint", str(state), "--no-output", "--set", "metrics.port=0",
+                     "--set", "batch.max_wait=0.05", stdin=subprocess.PIPE,
+                     preexec_fn=few_files)
+    port = _metrics_port(process)
+    idle = []
+    for _ in range(300):
+        connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+        idle.append(connection)
+    time.sleep(0.5)
+    closed = 0
+    for connection in idle:
+        connection.settimeout(0.01)
+        try:
+            closed += connection.recv(1) == b""
+        except TimeoutError:
+            pass
+    assert closed >= 250  # beyond the bound: closed by the server, not held
+    process.stdin.write(_text(500).encode())
+    process.stdin.flush()
+    process.send_signal(signal.SIGUSR1)
+    _wait_for(process, "checkpoint (SIGUSR1)")
+    err = _stop(process)
+    assert "Traceback" not in err
+    assert _rows(state) == 500
+    for connection in idle:
+        connection.close()
+
+
+def test_the_metrics_server_closes_an_idle_connection():
+    pytest.importorskip("prometheus_client")
+    from emstreamd.metrics import Metrics
+
+    metrics = Metrics(0, idle_timeout=0.3)
+    try:
+        with socket.create_connection(("127.0.0.1", metrics.port), timeout=5) as silent:
+            started = time.monotonic()
+            assert silent.recv(1) == b""  # closed by the server after its idle timeout
+            assert 0.2 < time.monotonic() - started < 3
+        assert _get(metrics.port, "/healthz") == (200, "ok\n")
+    finally:
+        metrics.close()
