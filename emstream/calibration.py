@@ -8,9 +8,9 @@ percentile and, beyond it, an exponential tail fitted to the excesses (peaks ove
 the shape of a light tail), so that a surprise beyond everything seen still gets a graded,
 finite ``p``, though never below ``1 / (n + 1)²`` for a history of n (a short history cannot
 vouch for a one-in-a-million rarity).  A score of 0.999 then means "one point in a thousand is this unusual", on any
-series.  Each point is scored against the surprises before it, in chunks of as many points as the history holds (a short history doubles
-chunk by chunk; a full one is re-sorted once per ``size`` points, not per point: a point's
-reference may lag it by up to ``size`` points).  Nothing resets
+series.  Each point is scored against the surprises before it, in chunks: a short history doubles chunk by chunk; a full one scores the
+rest of the caller's mini-batch at once (sorted once per batch, not per point; a point's
+reference lags it by at most one mini-batch).  Nothing resets
 it but a restart without its state: refits change the model, not the history.
 
 Example
@@ -95,7 +95,10 @@ class TailCalibrator:
 
     def next_chunk(self, n: int) -> int:
         """How many of ``n`` waiting points to score against the current history."""
-        return min(n, max(MIN_HISTORY, self._history.shape[0]))
+        have = self._history.shape[0]
+        if have >= self.size:  # a full history scores the rest of the mini-batch at once
+            return n
+        return min(n, max(MIN_HISTORY, have))
 
     def score(self, surprise, *, remember: bool = True, tail_only: bool = False) -> np.ndarray:
         """Score of each surprise, shape (n,), in [0, 1]; then remember them (unless not).
