@@ -31,10 +31,26 @@ def _run(*args, input=b"", timeout=60, **kwargs):
                           capture_output=True, timeout=timeout, **kwargs)
 
 
+_STARTED = []
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left():
+    """A test that fails half-way must not leave its daemons running."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def _start(*args, **kwargs):
-    return subprocess.Popen([*DAEMON, "--config", CONFIG, *QUIET, *args],
-                            stdout=kwargs.pop("stdout", subprocess.DEVNULL),
-                            stderr=subprocess.PIPE, **kwargs)
+    process = subprocess.Popen([*DAEMON, "--config", CONFIG, *QUIET, *args],
+                               stdout=kwargs.pop("stdout", subprocess.DEVNULL),
+                               stderr=subprocess.PIPE, **kwargs)
+    _STARTED.append(process)
+    return process
 
 
 def _values(n, seed=0):
