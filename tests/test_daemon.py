@@ -148,7 +148,8 @@ def _wait_for(process, text, timeout=30):
 
 
 def test_a_closed_output_pipe_ends_the_run_with_a_checkpoint_not_a_traceback(tmp_path):
-    """``emstreamd ... | head -1``: the reader goes away; the daemon logs it, saves, exits 1."""
+    """``emstreamd ... | head -1``: the reader goes away; the daemon logs it, stops learning,
+    exits 1, and no checkpoint claims lines whose output was not written (at-least-once)."""
     state = tmp_path / "state"
     daemon = subprocess.Popen(
         DAEMON + ["--config", CONFIG, "--input", str(ROOT / "examples" / "sensor.txt"),
@@ -160,8 +161,9 @@ def test_a_closed_output_pipe_ends_the_run_with_a_checkpoint_not_a_traceback(tmp
     err = err.decode()
     assert daemon.returncode == 1, err
     assert "per-point output closed by its reader" in err and "Traceback" not in err
-    loaded = checkpoint.load(state)
-    assert loaded.meta["counters"]["rows"] == loaded.model.n_seen_ > 1000
+    if any(state.glob("checkpoint-*.json")):
+        loaded = checkpoint.load(state)
+        assert loaded.meta["counters"]["rows"] == loaded.model.n_seen_ < 4996
 
 
 def test_sigterm_finishes_the_batch_and_leaves_a_final_checkpoint(tmp_path):
@@ -299,7 +301,7 @@ def test_prometheus_metrics_on_localhost(tmp_path):
             break
         time.sleep(0.1)
     assert "emstreamd_points_total 302.0" in text
-    assert 'emstreamd_rejected_lines_total{reason="non-numeric"} 1.0' in text
+    assert 'emstreamd_rejected_lines_total{reason="non_numeric"} 1.0' in text
     assert "emstreamd_average_log_likelihood" in text
     assert "emstreamd_drift_alarms_total 0.0" in text
     process.send_signal(signal.SIGTERM)
