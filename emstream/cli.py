@@ -11,7 +11,6 @@ import json
 import logging
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +212,7 @@ def _text_rows_dask(pattern: str, columns):
         offset, rejects, file_counts = 0, [], {}
         for (rows, _), report in zip(file_parts, file_reports):
             n_rows, n_lines, block_counts, block_rejects = report
-            rejects.extend(replace(r, line=r.line + offset) for r in block_rejects)
+            rejects.extend(r._replace(line=r.line + offset) for r in block_rejects)
             for reason, n in block_counts.items():
                 file_counts[reason] = file_counts.get(reason, 0) + n
             if n_rows:

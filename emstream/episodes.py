@@ -57,36 +57,56 @@ class Episodes:
             raise ValueError(f"damp must lie in [0, 1), got {damp!r}")
         self.threshold, self.hold, self.damp = float(threshold), int(hold), float(damp)
         self.remaining = 0  # held points left in the current episode
+        self.strong_episode = False  # the current episode was opened by a strong point
 
-    def update(self, scores) -> EpisodeUpdate:
-        """Published scores, flags and alerts for the next points of the stream."""
+    def update(self, scores, strong=None) -> EpisodeUpdate:
+        """Published scores, flags and alerts for the next points of the stream.
+
+        ``strong`` (n,) marks points that escalate: inside an episode opened by an ordinary
+        point, a strong one that reaches the threshold opens a new episode (the daemon passes
+        the points beyond the outlier gate, so a wild value is never swallowed by a mild alert
+        just before it, while a level shift's run of gated points stays one alert).
+        """
         scores = np.asarray(scores, dtype=float).reshape(-1)
         n = scores.shape[0]
         out = scores.copy()
         flags = np.zeros(n, dtype=bool)
         held_mask = np.zeros(n, dtype=bool)
         alerts = []
+        high = scores >= self.threshold
+        strong = (np.zeros(n, dtype=bool) if strong is None
+                  else np.asarray(strong, dtype=bool).reshape(-1) & high)
         position = 0
-        high = np.flatnonzero(scores >= self.threshold)
         while True:
             held = min(self.remaining, n - position)
-            out[position:position + held] *= self.damp
-            held_mask[position:position + held] = True
+            stop = position + held
+            if not self.strong_episode:  # an escalation may cut the hold short
+                escalations = np.flatnonzero(strong[position:stop])
+                if escalations.size:
+                    stop = position + int(escalations[0])
+                    held = stop - position
+            out[position:stop] *= self.damp
+            held_mask[position:stop] = True
             self.remaining -= held
-            position += held
-            later = high[high >= position]
-            if later.size == 0:
-                break
-            position = int(later[0])
-            flags[position] = held_mask[position] = True
-            alerts.append(position)
-            position += 1
+            position = stop
+            if position < n and self.remaining > 0:  # stopped at an escalation
+                self.remaining = 0
+                nxt = position
+            else:
+                later = np.flatnonzero(high[position:])
+                if later.size == 0:
+                    break
+                nxt = position + int(later[0])
+            flags[nxt] = held_mask[nxt] = True
+            alerts.append(nxt)
+            self.strong_episode = bool(strong[nxt])
+            position = nxt + 1
             self.remaining = self.hold
         return EpisodeUpdate(out, flags, np.array(alerts, dtype=np.int64), held_mask)
 
     def state(self) -> dict:
         return {"threshold": self.threshold, "hold": self.hold, "damp": self.damp,
-                "remaining": self.remaining}
+                "remaining": self.remaining, "strong_episode": self.strong_episode}
 
     @classmethod
     def from_state(cls, state: dict) -> Episodes:
@@ -99,5 +119,8 @@ class Episodes:
         if not isinstance(remaining, int) or isinstance(remaining, bool) or not (
                 0 <= remaining <= episodes.hold):
             raise ValueError(f"episodes state: remaining {remaining!r} out of range")
-        episodes.remaining = remaining
+        strong = state.get("strong_episode", False)
+        if not isinstance(strong, bool):
+            raise ValueError(f"episodes state: strong_episode {strong!r} is not a boolean")
+        episodes.remaining, episodes.strong_episode = remaining, strong
         return episodes

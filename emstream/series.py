@@ -181,7 +181,7 @@ class SeriesMonitor:
             stop = start + self.calibrator.next_chunk(n - start)
             chunk = self.calibrator.score(surprise[start:stop], remember=False,
                                           tail_only=tail_only)
-            episode = self.episodes.update(chunk)
+            episode = self.episodes.update(chunk, update.gated[start:stop])
             normal = ~(episode.held | update.gated[start:stop])
             self.calibrator.remember(surprise[start:stop][normal])
             scores[start:stop] = episode.scores

@@ -90,7 +90,7 @@ def test_a_wild_value_is_reported_but_not_learned(tmp_path):
          f"output.path={out}")
     rows = np.loadtxt(out, delimiter=",")
     wild = rows[rows[:, 0] == 10_001][0]
-    assert wild[5] == 1 and wild[4] == 1.0 and wild[3] > 1e10
+    assert wild[5] == 1 and wild[4] > 0.9999 and wild[3] > 1e10  # flagged, even inside an episode
     saved = checkpoint.load(tmp_path / "state")
     assert saved.meta["counters"]["gated"] == 1 and saved.meta["counters"]["alarms"] == 0
     assert np.abs(saved.model.means_).max() < 6
