@@ -468,3 +468,22 @@ def test_the_metrics_server_closes_an_idle_connection():
         assert _get(metrics.port, "/healthz") == (200, "ok\n")
     finally:
         metrics.close()
+
+
+def test_rejects_name_the_file_and_the_line_within_it_after_a_rotation(tmp_path):
+    """Followed streams number lines across files; a log line also says which file and where."""
+    path = tmp_path / "values.log"
+    path.write_text("1\n2\n3\n")
+    process = subprocess.Popen([*DAEMON, "--config", CONFIG, "--follow", str(path),
+                                "--checkpoint", str(tmp_path / "state"), "--no-output"],
+                               stderr=subprocess.PIPE)
+    try:
+        time.sleep(3.0)
+        path.rename(tmp_path / "values.log.1")
+        path.write_text("4\nnot a number\n5\n")
+        time.sleep(4.0)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    err = err.decode()
+    assert f"line 5 ({path} line 2) rejected (non-numeric)" in err, err

@@ -245,3 +245,13 @@ def test_the_timeline_command_draws_a_series_with_its_alerts(tmp_path):
     assert 14 * DAY + 2 in scored["line"][scored["anomaly"]].tolist()
     assert main(["timeline", str(data), str(out), "-o", str(tmp_path / "t.png")]) == 0
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_point_beyond_the_gate_escalates_an_ordinary_episode_but_not_its_own():
+    scores = np.zeros(600)
+    scores[[10, 15, 20, 400, 405]] = 0.99999
+    strong = np.zeros(600, dtype=bool)
+    strong[[15, 20, 405]] = True  # 10 and 400 are ordinary alerts; 15 escalates, 20 does not
+    out = Episodes(threshold=0.9999, hold=300).update(scores, strong)
+    assert out.alerts.tolist() == [10, 15, 400, 405]
+    assert out.scores[20] == pytest.approx(0.5 * 0.99999) and out.held[20]

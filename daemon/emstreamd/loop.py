@@ -157,6 +157,7 @@ class Daemon:
         self.status_rows = 0
         self.dead_letter = None
         self.header_written = False
+        self.file_first_line = 1  # the stream's line number of the current file's first line
         self.alerts = 0  # anomalous episodes this run
         self.n_fields = None
         self.started = self.ready_at = time.monotonic()
@@ -263,6 +264,9 @@ class Daemon:
         if self.source.resume(saved):
             self.applied_offset = self.source.offset
             self.next_line = int(saved["next_line"])
+            first = saved.get("file_first_line", 1)
+            self.file_first_line = first if isinstance(first, int) and 1 <= first <= \
+                self.next_line else 1
             log.info("resumed from %s at byte %d (line %d)", loaded.path, self.source.offset,
                      self.next_line)
         else:
@@ -272,7 +276,7 @@ class Daemon:
                                 "%s of it are lost; reading %s from its start",
                                 saved.get("inode"), saved.get("offset"), self.source.path)
                 # Line numbers count the followed stream across its files: they go on.
-                self.next_line = int(saved.get("next_line", 1))
+                self.next_line = self.file_first_line = int(saved.get("next_line", 1))
             log.info("resumed the model from %s; reading the input from its start",
                      loaded.path)
         self.n_fields = meta.get("n_fields")
@@ -352,8 +356,9 @@ class Daemon:
             rejected[reject.reason] = rejected.get(reject.reason, 0) + 1
             self.pending_rejects.append((reject.line, reject.reason))
             if sum(rejected.values()) <= 20 or sum(rejected.values()) % 1000 == 0:
-                log.warning("line %d rejected (%s): %r [%d rejected so far]", reject.line,
-                            reject.reason, reject.text, sum(rejected.values()))
+                log.warning("line %d%s rejected (%s): %r [%d rejected so far]", reject.line,
+                            self._where(reject.line), reject.reason, reject.text,
+                            sum(rejected.values()))
         if not self.pending_rows and not self.halted:
             # Every line so far is applied or rejected: the position can move past them all.
             self.applied_offset = self.source.offset
@@ -549,14 +554,23 @@ class Daemon:
             self.metrics.refits.inc()
         self.since_refit = 0
 
+    def _where(self, line: int) -> str:
+        """`` (FILE line N)``: where a stream line is in the file being read (followed streams
+        number lines across rotations, so an operator needs both)."""
+        path = getattr(self.source, "path", None)
+        if path is None or line < self.file_first_line:
+            return ""
+        return f" ({path} line {line - self.file_first_line + 1})"
+
     def _alert(self, event: dict, lines, stamps) -> None:
         """Log the first point of an anomalous episode (the first 20, then every 1000th)."""
         self.alerts += 1
         if self.alerts <= 20 or self.alerts % 1000 == 0:
             i = event["index"]
             when = "" if stamps is None else f" ({stamps[i].decode()})"
-            log.warning("anomaly at line %d%s: score %.6f [%d episodes this run]",
-                        int(lines[i]), when, event["score"], self.alerts)
+            log.warning("anomaly at line %d%s%s: score %.6f [%d episodes this run]",
+                        int(lines[i]), self._where(int(lines[i])), when, event["score"],
+                        self.alerts)
 
     def _drift_event(self, event: dict, batch_rows: int) -> None:
         """Log, count and record an alarm, a drift refit or an upkeep of the monitor."""
@@ -704,7 +718,8 @@ class Daemon:
             return False
         counters = self._counters_at_position()
         meta = {"input": {**self.source.identity(), "offset": self.applied_offset,
-                          "next_line": self._line_at_position()},
+                          "next_line": self._line_at_position(),
+                          "file_first_line": self.file_first_line},
                 "counters": counters, "n_fields": self.n_fields, "history": self.history,
                 "monitor": self.monitor.state(),
                 "layout": (None if self.layout is None else "plain" if self.layout is False
@@ -838,7 +853,9 @@ class Daemon:
                 self.source.next_file()
                 self.applied_offset = self.source.offset
                 self.pending_rejects = []
-                log.info("now reading %s (rotated or truncated)", self.source.path)
+                self.file_first_line = self.next_line
+                log.info("now reading %s (rotated or truncated) from stream line %d",
+                         self.source.path, self.next_line)
             while not self.halted and self._pending_count() >= self._batch_rows():
                 self._apply(self._batch_rows())
             waited = (self.first_pending_at is not None
