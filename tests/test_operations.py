@@ -220,7 +220,8 @@ def test_under_journald_lines_carry_a_priority_and_no_time(tmp_path):
     lines = _stderr_lines(tmp_path, journal=True)
     logged = [line for line in lines if line.startswith("<")]
     assert any(line.startswith("<6>INFO ready: reading") for line in logged)
-    assert any(line.startswith("<4>WARNING line 1235 rejected") for line in logged)
+    assert any(line.startswith("<4>WARNING line 1235 (") and "line 1235) rejected" in line
+               for line in logged)
     plain = _stderr_lines(tmp_path, journal=False)
     assert any(line[:4].isdigit() and " emstreamd INFO ready" in line for line in plain)
 
