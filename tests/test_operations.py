@@ -333,3 +333,31 @@ def test_systemd_accepts_the_shipped_unit(tmp_path):
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+
+
+@pytest.mark.slow
+def test_a_back_fill_watched_on_a_terminal_shows_its_progress_every_second(tmp_path):
+    import pty
+
+    data = tmp_path / "big.txt"
+    data.write_text("\n".join(f"{v:.4f}" for v in
+                              np.random.default_rng(2).normal(size=1_000_000)) + "\n")
+    master, slave = pty.openpty()
+    process = subprocess.Popen([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input",
+                                str(data), "--checkpoint", str(tmp_path / "s"), "--no-output",
+                                "--set", "batch.max_rows=50"],
+                               stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    try:
+        while process.poll() is None:
+            try:
+                seen += os.read(master, 65536)
+            except OSError:  # the terminal closed
+                break
+    finally:
+        process.wait(timeout=300)
+        os.close(master)
+    status = [line for line in seen.decode(errors="replace").splitlines() if "status:" in line]
+    assert process.returncode == 0
+    assert len(status) >= 2 and all("% of" in line and "left" in line for line in status)

@@ -13,6 +13,7 @@ import os
 import select
 import signal
 import stat
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, StartError
 from .notify import Watchdog, notify
 
 log = logging.getLogger("emstreamd")
+# stderr is a terminal (someone is watching): a back-fill's status line comes every second.
+_TERMINAL = sys.stderr.isatty()
 
 # /healthz answers 503 when the main loop has not turned for this long (a write that blocks, a
 # refit that does not end).
@@ -793,6 +796,8 @@ class Daemon:
     def _status(self) -> None:
         now = time.monotonic()
         every = self.config["status"]["every_seconds"]
+        if every and self.progress and _TERMINAL:
+            every = min(every, 1.0)  # a back-fill watched on a terminal: progress every second
         if not every or now - self.last_status < every:
             return
         rate = self.status_rows / (now - self.last_status)
