@@ -183,14 +183,10 @@ SERIES_MODELS = [SeriesDetector(**p) for p in SeriesDetector._unit_test_params()
 
 @pytest.mark.parametrize("model", SERIES_MODELS, ids=["SeriesDetector"])
 def test_series_detector_passes_river_checks(model):
-    ran = 0
-    for check in _generic_checks(model):
-        check(model.clone())
-        ran += 1
-    assert ran >= 10
+    test_river_generic_checks(model)
     for check in DATASET_CHECKS:
-        check(model.clone(), dataset=_stream(150))
-    common.check_bounded_memory_growth(model.clone(), dataset=_stream(3000))
+        test_river_dataset_checks(model, check)
+    test_river_bounded_memory_growth(model)
 
 
 def test_series_detector_scores_as_the_daemons_pipeline_does():
