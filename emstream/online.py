@@ -199,6 +199,7 @@ class OnlineLearner:
         self.buffer = []  # warm-up rows, until warmup_size
         self._buffer_variance = None
         self.provisional_rows = 0  # buffered rows at the last provisional fit
+        self.adoptions = 0  # fits adopted as the model (callers see a new model by it)
         self.window = RingBuffer(settings.window_rows)
         self.window_times = RingBuffer(settings.window_rows)
         self.far = RingBuffer(FAR_MEMORY)
@@ -307,7 +308,7 @@ class OnlineLearner:
         """Take fitted parameters and their statistics (totals over ``n_points``) as the model;
         the step schedule restarts from ``n_points`` and the Polyak average from scratch."""
         self.iterate = self.params = params
-        self.adoptions = getattr(self, "adoptions", 0) + 1  # which model this is (for callers)
+        self.adoptions += 1
         self.n_features = params.n_features
         self.stats = stats.scaled(1.0 / max(stats.total, np.finfo(float).tiny))
         self.t = float(n_points)

@@ -201,7 +201,7 @@ class SeriesMonitor:
         if not model._is_fitted():
             return None
         learner = model._learner()
-        return id(learner), getattr(learner, "adoptions", 0)
+        return id(learner), learner.adoptions
 
     def _rebase(self, context: list) -> None:
         """A new model (the warm-up's refits, upkeep, a refit): its surprises have another
