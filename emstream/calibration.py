@@ -27,6 +27,8 @@ True
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # Fewer past surprises than this give no score (0: nothing is known to be unusual yet).
@@ -38,43 +40,65 @@ GRID = 129
 
 
 def tail_probability(surprise: np.ndarray, history: np.ndarray, *,
-                     tail_only: bool = False) -> np.ndarray:
+                     only_below: float | None = None) -> np.ndarray:
     """Upper-tail probability of each surprise among ``history`` (sorted), shape (n,).
 
     Below the tail's start the rank is interpolated between ``GRID`` evenly spaced order
     statistics (a binary search of a few cache lines instead of the whole history: 10x
     faster, and within one part in ``GRID`` of the exact rank, far from any threshold);
-    within the empirical tail it is exact.  ``tail_only``: points below the tail's start get
-    probability 1 (for a caller that only flags: it skips most of the work).
+    within the empirical tail it is exact.  ``only_below`` (a probability): only the
+    probabilities at most about that small are computed, the others come out as 1 (for a
+    caller that only flags: one comparison per point instead of the whole computation).
     """
     n = history.shape[0]
     start = int(TAIL_QUANTILE * (n - 1))
     q = history[start]
-    if tail_only:
-        rank = np.full(surprise.shape[0], -float(n))
-    else:
+    top = history[start:]
+    seen = top[top > q] - q
+    scale = _tail_scale(seen, q)
+    # n past points cannot vouch for a rarity beyond about one in n²: the tail's
+    # extrapolation is capped there (a short history cannot flag at 0.9999).
+    floor = 1.0 / (n + 1.0) ** 2
+    if only_below is None:
         ranks = np.linspace(0.0, start, min(GRID, start + 1))
         rank = np.interp(surprise, history[ranks.astype(np.intp)], ranks)
-    beyond = surprise > q
-    if beyond.any():
-        top = history[start:]
-        rank[beyond] = start + np.searchsorted(top, surprise[beyond], side="left")
-    p = (n - rank + 1.0) / (n + 1.0)
-    if beyond.any():
-        # n past points cannot vouch for a rarity beyond about one in n²: the tail's
-        # extrapolation is capped there (a short history cannot flag at 0.9999).
-        floor = 1.0 / (n + 1.0) ** 2
-        tail = _exponential_tail(surprise[beyond] - q, history[history > q] - q, abs(float(q)))
-        p[beyond] = np.maximum(np.minimum(p[beyond], tail), floor)
+        p = (n - rank + 1.0) / (n + 1.0)
+        cut = q
+    else:
+        p = np.ones(surprise.shape[0])
+        cut = _tail_cut(q, scale, only_below, n)
+    # (indices, not a mask: the tail is a tenth of the points or fewer, and gathers by index
+    # cost a fraction of a boolean mask's over the whole chunk)
+    beyond = np.flatnonzero(surprise > cut)
+    if beyond.size:
+        s = surprise[beyond]
+        empirical = (n - start - np.searchsorted(top, s, side="left") + 1.0) / (n + 1.0)
+        tail = _exponential_tail(s - q, scale)
+        p[beyond] = np.maximum(np.minimum(empirical, tail), floor)
     return p
 
 
-def _exponential_tail(excess: np.ndarray, seen: np.ndarray, level: float) -> np.ndarray:
-    """``P(surprise > q + excess)`` from an exponential fit to the ``seen`` excesses over q
-    (the peaks-over-threshold tail of a light-tailed surprise: a Gaussian component's is
-    exactly that).  A generalised Pareto fit (heavier tails allowed) scored 5 NAB points
-    lower: it let a misfitting model's ordinary surprises hide real anomalies."""
-    scale = max(float(seen.mean()) if seen.size else 0.0, 1e-9 * (1.0 + level))
+def _tail_cut(q: float, scale: float, level: float, n: int) -> float:
+    """The surprise below which :func:`tail_probability` exceeds ``level`` for sure: where
+    the exponential tail reaches it (less a margin for rounding), or ``q`` when the
+    empirical part alone could go that low."""
+    if not 0.0 < level < 1.0 - TAIL_QUANTILE or 1.0 / (n + 1.0) <= level:
+        return q
+    cut = q + scale * math.log((1.0 - TAIL_QUANTILE) / level)
+    return cut - 1e-9 * (abs(cut) + scale)
+
+
+def _tail_scale(seen: np.ndarray, q: float) -> float:
+    """Mean excess over ``q`` of the ``seen`` excesses (positive: at least a sliver of q)."""
+    return max(float(np.add.reduce(seen)) / seen.size if seen.size else 0.0,
+               1e-9 * (1.0 + abs(float(q))))
+
+
+def _exponential_tail(excess: np.ndarray, scale: float) -> np.ndarray:
+    """``P(surprise > q + excess)`` from an exponential fit to the excesses over q whose mean
+    is ``scale`` (the peaks-over-threshold tail of a light-tailed surprise: a Gaussian
+    component's is exactly that).  A generalised Pareto fit (heavier tails allowed) scored 5
+    NAB points lower: it let a misfitting model's ordinary surprises hide real anomalies."""
     return (1.0 - TAIL_QUANTILE) * np.exp(-excess / scale)
 
 
@@ -100,15 +124,17 @@ class TailCalibrator:
             return n
         return min(n, max(MIN_HISTORY, have))
 
-    def score(self, surprise, *, remember: bool = True, tail_only: bool = False) -> np.ndarray:
+    def score(self, surprise, *, remember: bool = True,
+              flag_level: float | None = None) -> np.ndarray:
         """Score of each surprise, shape (n,), in [0, 1]; then remember them (unless not).
 
         Non-finite surprises (a point the model gives zero density) score 1 and are never
         kept.  With ``remember=False`` the caller scores one chunk (:meth:`next_chunk`) and
         then keeps what it wants with :meth:`remember` (the series monitor keeps anomalous
         episodes out, so that they do not thicken the tail the next ones are judged by).
-        ``tail_only``: scores below ``TAIL_QUANTILE`` come out as 0 (no threshold is that low;
-        for a caller that only flags, e.g. a daemon without per-point output).
+        ``flag_level``: only scores that may reach it are computed, the others come out as 0
+        (for a caller that only flags at that threshold, e.g. a daemon without per-point
+        output: most points then cost one comparison).
         """
         surprise = np.asarray(surprise, dtype=float).reshape(-1)
         out = np.zeros(surprise.shape[0])
@@ -118,10 +144,12 @@ class TailCalibrator:
                             else surprise.shape[0] - start)
             chunk = surprise[start:stop]
             finite = np.isfinite(chunk)
+            every = bool(finite.all())
             if self._history.shape[0] >= MIN_HISTORY:
-                p = tail_probability(np.where(finite, chunk, 0.0), np.sort(self._history),
-                                     tail_only=tail_only)
-                out[start:stop] = np.where(finite, 1.0 - p, 1.0)
+                p = tail_probability(chunk if every else np.where(finite, chunk, 0.0),
+                                     np.sort(self._history),
+                                     only_below=None if flag_level is None else 1.0 - flag_level)
+                out[start:stop] = 1.0 - p if every else np.where(finite, 1.0 - p, 1.0)
             else:
                 out[start:stop] = np.where(finite, 0.0, 1.0)
             if remember:

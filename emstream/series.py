@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import em
-from .calibration import MIN_HISTORY, TAIL_QUANTILE, TailCalibrator
+from .calibration import MIN_HISTORY, TailCalibrator
 from .drift import DriftMonitor
 from .episodes import Episodes
 from .temporal import TemporalFeatures
@@ -172,7 +172,9 @@ class SeriesMonitor:
         if marginal is not None:
             surprise = surprise + em.score_samples(F[:, context], marginal)
         scores, flags = np.empty(n), np.zeros(n, dtype=bool)
-        tail_only = not with_scores and self.episodes.threshold > TAIL_QUANTILE
+        # Without per-point scores only the flags matter: scores below the threshold need not
+        # be exact (most points then cost one comparison).
+        flag_level = None if with_scores else self.episodes.threshold
         events = list(update.events)
         start = 0
         while start < n:
@@ -180,7 +182,7 @@ class SeriesMonitor:
             # calibration history, so one anomaly does not hide the next.
             stop = start + self.calibrator.next_chunk(n - start)
             chunk = self.calibrator.score(surprise[start:stop], remember=False,
-                                          tail_only=tail_only)
+                                          flag_level=flag_level)
             episode = self.episodes.update(chunk, update.gated[start:stop])
             normal = ~(episode.held | update.gated[start:stop])
             self.calibrator.remember(surprise[start:stop][normal])

@@ -1,0 +1,42 @@
+"""The calibrated score: its shortcut for callers that only flag gives the exact scores that flag."""
+
+import numpy as np
+import pytest
+
+from emstream.calibration import TailCalibrator, tail_probability
+
+
+def _history(rng, n):
+    shape, scale = rng.uniform(0.3, 3.0), rng.uniform(0.01, 100.0)
+    return np.sort(rng.gamma(shape, size=n) * scale + rng.normal() * 10.0)
+
+
+@pytest.mark.parametrize("level", [0.9, 0.99, 0.999, 0.9999, 0.99995, 0.999999])
+def test_flag_level_keeps_every_score_that_reaches_it(level):
+    rng = np.random.default_rng(int(level * 1e6))
+    for _ in range(60):
+        history = _history(rng, int(rng.integers(10, 2000)))
+        spread = history.std() * rng.uniform(0.0, 5.0)
+        surprise = np.concatenate([rng.choice(history, 400) + rng.normal(size=400) * spread,
+                                   history[-3:] * 2.0 + 5.0])
+        exact = tail_probability(surprise, history)
+        quick = tail_probability(surprise, history, only_below=1.0 - level)
+        flags = 1.0 - exact >= level
+        np.testing.assert_array_equal(1.0 - quick >= level, flags)
+        np.testing.assert_array_equal(quick[flags], exact[flags])
+        # The rest are either exact or "not rare" (probability 1), never in between.
+        assert np.all((quick == 1.0) | (quick == exact))
+
+
+def test_scores_below_the_flag_level_come_out_as_zero():
+    rng = np.random.default_rng(0)
+    cal = TailCalibrator(1000)
+    cal.remember(rng.normal(size=1000))
+    surprise = np.r_[rng.normal(size=5000), 8.0, np.inf, np.nan]
+    exact = cal.score(surprise, remember=False)
+    quick = cal.score(surprise, remember=False, flag_level=0.9999)
+    assert quick.min() >= 0.0 and quick.max() <= 1.0
+    high = exact >= 0.9999
+    assert high[-3:].all() and high.sum() < 10  # the outlier, and non-finite surprises
+    np.testing.assert_array_equal(quick[high], exact[high])
+    assert np.all(quick[~high] == 0.0)
