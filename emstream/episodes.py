@@ -76,14 +76,17 @@ class Episodes:
         high = scores >= self.threshold
         strong = (np.zeros(n, dtype=bool) if strong is None
                   else np.asarray(strong, dtype=bool).reshape(-1) & high)
+        # Candidates as sorted indices: each step of the walk below is a binary search, not a
+        # pass over the rest of the update (a 10,000-point mini-batch may hold several alerts).
+        highs, strongs = np.flatnonzero(high), np.flatnonzero(strong)
         position = 0
         while True:
             held = min(self.remaining, n - position)
             stop = position + held
-            if not self.strong_episode:  # an escalation may cut the hold short
-                escalations = np.flatnonzero(strong[position:stop])
-                if escalations.size:
-                    stop = position + int(escalations[0])
+            if not self.strong_episode and strongs.size:  # an escalation may cut the hold short
+                first = int(np.searchsorted(strongs, position))
+                if first < strongs.size and strongs[first] < stop:
+                    stop = int(strongs[first])
                     held = stop - position
             out[position:stop] *= self.damp
             held_mask[position:stop] = True
@@ -93,10 +96,10 @@ class Episodes:
                 self.remaining = 0
                 nxt = position
             else:
-                later = np.flatnonzero(high[position:])
-                if later.size == 0:
+                later = int(np.searchsorted(highs, position))
+                if later == highs.size:
                     break
-                nxt = position + int(later[0])
+                nxt = int(highs[later])
             flags[nxt] = held_mask[nxt] = True
             alerts.append(nxt)
             self.strong_episode = bool(strong[nxt])
