@@ -33,7 +33,7 @@ def _batch_rows(X, checks: dict):
     """Rows for batch EM, checked: numpy as is, a dask collection where it lives."""
     if distributed.is_dask_collection(X):
         return distributed.DaskRows(X, **checks)
-    return check_array(X, **checks)
+    return check_array(X, estimator="GaussianMixture", **checks)
 
 
 class GaussianMixture:
@@ -353,7 +353,7 @@ class GaussianMixture:
 
     def _check_X(self, X, *, min_samples: int = 1, why: str = "") -> np.ndarray:
         return check_array(X, n_features=getattr(self, "n_features_in_", None),
-                           min_samples=min_samples, why_min=why)
+                           min_samples=min_samples, why_min=why, estimator="GaussianMixture")
 
     def _set_params(self, params: MixtureParams) -> None:
         self.__dict__["_fitted_params"] = params

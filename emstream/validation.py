@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
 
@@ -11,12 +12,14 @@ MAX_ABS_VALUE = 1e100
 
 
 def check_array(X, *, name: str = "X", n_features: int | None = None, min_samples: int = 1,
-                why_min: str = "") -> np.ndarray:
-    """``X`` as a contiguous float64 array of shape (n_samples, n_features), or a ValueError.
+                why_min: str = "", estimator: str = "the model") -> np.ndarray:
+    """``X`` as a contiguous float64 array of shape (n_samples, n_features), or an error.
 
     Row-major unless ``X`` is already column-major.  (The layout can change the last bit of
     some results, e.g. diagonal covariances: replaying a stream learned from data frames as
-    row-major arrays reproduces it to rounding, not bit for bit.)
+    row-major arrays reproduces it to rounding, not bit for bit.)  Messages carry
+    scikit-learn's wording too ("Reshape your data", "0 feature(s) (shape=...)", ...), so code
+    and tests written against scikit-learn recognise them.
 
     Parameters
     ----------
@@ -27,6 +30,15 @@ def check_array(X, *, name: str = "X", n_features: int | None = None, min_sample
         Fewest rows accepted.
     why_min : str
         Explains ``min_samples`` in the error message.
+    estimator : str
+        Who expects ``n_features`` columns, for the message.
+
+    Raises
+    ------
+    TypeError
+        ``X`` is sparse, or holds objects that are not numbers.
+    ValueError
+        Any other problem: shape, complex or non-numeric values, NaN, infinity, overflow.
 
     Examples
     --------
@@ -35,27 +47,26 @@ def check_array(X, *, name: str = "X", n_features: int | None = None, min_sample
     >>> check_array([1.0, 2.0])
     Traceback (most recent call last):
     ...
-    ValueError: X must be 2-D of shape (n_samples, n_features), got a 1-D array of shape (2,); use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample
+    ValueError: X must be 2-D of shape (n_samples, n_features), got a 1-D array of shape (2,). Reshape your data: X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample
     """
-    try:
-        arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be numeric: {exc}") from None
+    arr = _as_float_array(X, name)
     if arr.ndim == 1:
         raise ValueError(
             f"{name} must be 2-D of shape (n_samples, n_features), got a 1-D array of shape "
-            f"{arr.shape}; use {name}.reshape(-1, 1) for one feature or {name}.reshape(1, -1) "
-            "for one sample")
+            f"{arr.shape}. Reshape your data: {name}.reshape(-1, 1) for one feature or "
+            f"{name}.reshape(1, -1) for one sample")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D of shape (n_samples, n_features), got "
                          f"{arr.ndim}-D of shape {arr.shape}")
     if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 samples); pass at least {max(min_samples, 1)}")
+        raise ValueError(f"{name} is empty: found array with 0 sample(s) (shape={arr.shape}) "
+                         f"while a minimum of {max(min_samples, 1)} is required")
     if arr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 features; each sample needs at least one number")
+        raise ValueError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 "
+                         "is required; each sample needs at least one number")
     if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, but the model was fitted with "
-                         f"{n_features}; pass rows with {n_features} columns")
+        raise ValueError(f"{name} has {arr.shape[1]} features, but {estimator} is expecting "
+                         f"{n_features} features as input; pass rows with {n_features} columns")
     if arr.shape[0] < min_samples:
         raise ValueError(f"{name} has {arr.shape[0]} samples, fewer than {min_samples}"
                          f"{why_min}")
@@ -72,6 +83,32 @@ def check_array(X, *, name: str = "X", n_features: int | None = None, min_sample
     # Column-major input (a data frame's values) stays as it is: the core works on X.T, which
     # is then contiguous, and a row-major copy would cost a pass over the data.
     return arr if arr.flags.f_contiguous else np.ascontiguousarray(arr)
+
+
+def _as_float_array(X, name: str) -> np.ndarray:
+    """``X`` as a float64 array of any shape; sparse, complex and non-numeric data refused."""
+    if not isinstance(X, np.ndarray) and _is_sparse(X):
+        raise TypeError(f"{name} is a sparse matrix, but sparse input is not supported: the "
+                        f"mixture needs dense rows; convert with {name}.toarray()")
+    try:
+        # The values' own type first: casting complex values to float64 would only warn.
+        arr = np.asarray(X)
+        if arr.dtype.kind not in "fiubc":  # objects, strings: numbers if each one converts
+            arr = np.asarray(X, dtype=np.float64)
+    except TypeError as exc:  # an object that is no number (a dict, None, a complex)
+        raise TypeError(f"{name} must be numeric: {exc}") from None
+    except ValueError as exc:  # a string that is no number, a ragged list
+        raise ValueError(f"{name} must be numeric: {exc}") from None
+    if arr.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}; pass its "
+                         f"real part ({name}.real) or its modulus (abs({name}))")
+    return arr if arr.dtype == np.float64 else arr.astype(np.float64)
+
+
+def _is_sparse(X) -> bool:
+    # A scipy sparse matrix can only exist once scipy.sparse is loaded; never import it here.
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(X)
 
 
 def check_int(value, name: str, low: int, high: int | None = None) -> int:
