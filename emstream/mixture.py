@@ -11,7 +11,7 @@ import numpy as np
 
 from . import distributed, em
 from ._blas import single_thread_blas
-from .exceptions import ConvergenceWarning, NotFittedError
+from .exceptions import ConvergenceWarning, NotFittedError, sklearn_compatible
 from .gaussian import (
     MixtureParams,
     covariances_from_precision_cholesky,
@@ -330,12 +330,13 @@ class GaussianMixture:
         learner = getattr(self, "_online", None)
         if learner is not None and learner.buffered:
             k, d = self.n_components, learner.n_features
-            raise NotFittedError(
+            raise sklearn_compatible(NotFittedError)(
                 f"This GaussianMixture has seen {learner.buffered} points, fewer than the "
                 f"{min(2 * k * (d + 1), self.warmup_size)} its first provisional model needs "
                 f"(2 (D + 1) per component); call partial_fit with more data, or fit(X)")
-        raise NotFittedError("This GaussianMixture is not fitted yet; call fit(X) or "
-                             "partial_fit(X) before using it")
+        raise sklearn_compatible(NotFittedError)(
+            "This GaussianMixture is not fitted yet; call fit(X) or partial_fit(X) before "
+            "using it")
 
     def _check_settings_unchanged(self, action: str) -> None:
         """The fitted state must have the shape the current settings describe."""
