@@ -55,6 +55,8 @@ class GaussianMixture:
     reg_covar : float, default=1e-6
         Added to the diagonal of every covariance (in the data's units).
     max_iter : int, default=100
+        Most batch-EM iterations per initialisation.  0: ``fit`` publishes the initialisation
+        itself (``partial_fit`` and ``refit`` then refuse to run).
     n_init : int, default=1
         Batch fits from this many initialisations; the best log-likelihood is kept.
     init_params : {"k-means++", "kmeans", "random", "random_from_data"}, default="k-means++"
@@ -252,7 +254,7 @@ class GaussianMixture:
                              f"{self.covariance_type!r}")
         check_float(self.tol, "tol", 0.0)
         check_float(self.reg_covar, "reg_covar", 0.0)
-        check_int(self.max_iter, "max_iter", 1)
+        check_int(self.max_iter, "max_iter", 0)
         check_int(self.n_init, "n_init", 1)
         if self.init_params not in INIT_METHODS:
             raise ValueError(f"init_params must be one of {INIT_METHODS}, got "
@@ -537,10 +539,10 @@ class GaussianMixture:
         else:
             starts = [(lambda: self._initial_params(X, rng, floor), -np.inf)] * self.n_init
         best, trace = self._best_batch_run(X, starts, floor)
-        if not best.converged:
-            warnings.warn(f"Batch EM did not converge within max_iter={self.max_iter} "
-                          f"iterations (tol={self.tol}); raise max_iter or tol",
-                          ConvergenceWarning, stacklevel=3)
+        if not best.converged and self.max_iter > 0:  # max_iter=0 asks for the start itself
+            warnings.warn(sklearn_compatible(ConvergenceWarning)(
+                f"Batch EM did not converge within max_iter={self.max_iter} iterations "
+                f"(tol={self.tol}); raise max_iter or tol"), stacklevel=3)
         self.converged_ = best.converged
         self.n_iter_ = best.n_iter
         self.lower_bound_ = best.lower_bound
@@ -572,14 +574,30 @@ class GaussianMixture:
         best = best_trace = None
         with single_thread_blas(X.shape[0]):
             for make_start, lower_bound in starts:
-                result = em.run_em(expectation, make_start(), reg_covar=self.reg_covar,
-                                   tol=self.tol, max_iter=self.max_iter,
-                                   lower_bound=lower_bound, reseed=reseed,
-                                   on_iteration=progress, floor=floor)
+                if self.max_iter == 0:
+                    result = self._unfitted_run(expectation, make_start())
+                else:
+                    result = em.run_em(expectation, make_start(), reg_covar=self.reg_covar,
+                                       tol=self.tol, max_iter=self.max_iter,
+                                       lower_bound=lower_bound, reseed=reseed,
+                                       on_iteration=progress, floor=floor)
                 if best is None or result.lower_bound > best.lower_bound:
                     best, best_trace = result, list(trace)
                 trace.clear()
         return best, best_trace
+
+    @staticmethod
+    def _unfitted_run(expectation, start: MixtureParams) -> em.EMResult:
+        """``max_iter=0``: the starting parameters themselves, as scikit-learn publishes them
+        (``n_iter_=0``, ``lower_bound_=-inf``).  One E-step gives online EM the statistics to
+        continue from.  Of several such starts (``n_init``), the first is kept."""
+        stats = expectation(start).stats
+        return em.EMResult(start, stats, -np.inf, 0, False, 0)
+
+    def _require_iterations(self, action: str) -> None:
+        if self.max_iter == 0:
+            raise ValueError(f"{action} fits the data by EM, which max_iter=0 forbids; set "
+                             "max_iter >= 1 (max_iter=0 is for fit(X) returning its start)")
 
     def refit(self, X) -> "GaussianMixture":
         """Refit on recent rows, keeping component labels; online EM goes on from there.
@@ -604,6 +622,7 @@ class GaussianMixture:
         self
         """
         self._validate_params()
+        self._require_iterations("refit")
         self._check_fitted()
         self._check_settings_unchanged("refit")
         checks = dict(n_features=self.n_features_in_, min_samples=self.n_components,
@@ -708,6 +727,7 @@ class GaussianMixture:
         ([False, True], 1)
         """
         self._validate_params()
+        self._require_iterations("partial_fit")
         if self.warmup_size < self.n_components:
             raise ValueError(f"warmup_size ({self.warmup_size}) must be at least n_components "
                              f"({self.n_components}) to initialise the components")
