@@ -289,10 +289,14 @@ class GaussianMixture:
             weights = np.asarray(self.weights_init, dtype=float)
             if weights.shape != (k,):
                 raise ValueError(f"weights_init must have shape ({k},), got {weights.shape}")
-            if not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.max() > 1:
-                raise ValueError("weights_init must hold finite values in [0, 1]")
+            if not np.all(np.isfinite(weights)):
+                raise ValueError("weights_init must hold finite values in [0, 1], got NaN or "
+                                 "infinity")
+            if weights.min() < 0 or weights.max() > 1:
+                raise ValueError("weights_init must hold finite values in [0, 1], got values "
+                                 f"from {float(weights.min())!r} to {float(weights.max())!r}")
             if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
-                raise ValueError(f"weights_init must sum to 1, got {weights.sum():.6g}")
+                raise ValueError(f"weights_init must sum to 1, got {float(weights.sum())!r}")
         if self.means_init is not None:
             means = np.asarray(self.means_init, dtype=float)
             if means.shape != (k, n_features):
@@ -311,14 +315,17 @@ class GaussianMixture:
             if kind in ("full", "tied"):
                 stack = prec if kind == "full" else prec[None]
                 if not np.allclose(stack, np.swapaxes(stack, 1, 2)):
-                    raise ValueError("precisions_init must be symmetric")
+                    raise ValueError(f"precisions_init must be symmetric (covariance_type="
+                                     f"{kind!r})")
                 try:
                     prec_chol = precision_cholesky_from_precisions(prec, kind)
                 except np.linalg.LinAlgError:
-                    raise ValueError("precisions_init must be positive definite") from None
+                    raise ValueError(f"precisions_init must be positive definite "
+                                     f"(covariance_type={kind!r})") from None
             else:
                 if prec.min() <= 0:
-                    raise ValueError("precisions_init must be positive")
+                    raise ValueError(f"precisions_init must be positive (covariance_type="
+                                     f"{kind!r})")
                 prec_chol = np.sqrt(prec)
         return weights, means, prec_chol
 
