@@ -34,7 +34,7 @@ def test_fewer_samples_than_components(X):
 def test_wrong_number_of_features_after_fit(X):
     gm = GaussianMixture(2, random_state=0).fit(X)
     for method in (gm.predict, gm.score_samples, gm.predict_proba, gm.partial_fit):
-        with pytest.raises(ValueError, match="3 features, but the model was fitted with 2"):
+        with pytest.raises(ValueError, match="3 features, but GaussianMixture is expecting 2 features"):
             method(np.ones((4, 3)))
 
 
@@ -53,7 +53,7 @@ def test_not_fitted_is_a_value_error_that_says_what_to_do(X):
     (dict(covariance_type="ful"), "covariance_type must be one of"),
     (dict(tol=-1), "tol must be"),
     (dict(reg_covar=np.nan), "reg_covar must be"),
-    (dict(max_iter=0), "max_iter"),
+    (dict(max_iter=-1), "max_iter"),
     (dict(n_init=1.5), "n_init"),
     (dict(init_params="kmeans+"), "init_params must be one of"),
     (dict(step_decay=0.5), r"step_decay must be a finite number in \(0.5, 1\]"),
