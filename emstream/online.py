@@ -115,6 +115,41 @@ def _recent_decay(n_points: int) -> float:
     return math.exp(-n_points / RECENT_POINTS)
 
 
+# Points after which a mini-batch's blend weight is taken in closed form (every step below 0.004
+# for step_decay 0.8, so the series in _log_survival converges in a few terms).
+SERIES_FROM = 1000.0
+
+
+def _log_survival(first: float, last: float, decay: float) -> float:
+    """``Σ log(1 - x^-decay)`` over ``x = first, first + 1, ..., last`` (first >= SERIES_FROM).
+
+    ``log(1 - u) = -Σ_m u^m / m`` turns it into sums of powers ``Σ x^-s`` (``s = m decay``),
+    each summed by Euler–Maclaurin: the integral, the end points and three derivative terms,
+    whose remainder is below 1e-17 of the sum from x = 1000 on.  Differences of powers are
+    taken as ``first^a expm1(a log(last / first))``, so nothing cancels however short the batch.
+    """
+    log_first = math.log(first)
+    log_ratio = math.log1p((last - first) / first)
+
+    def drop(a: float) -> float:  # first^a - last^a
+        return -math.exp(a * log_first) * math.expm1(a * log_ratio)
+
+    total = 0.0
+    for m in range(1, 200):
+        s = m * decay
+        g_first = math.exp(-s * log_first)
+        integral = log_ratio if s == 1.0 else -drop(1.0 - s) / (1.0 - s)
+        ends = 0.5 * g_first * (1.0 + math.exp(-s * log_ratio))
+        rising = s * (s + 1.0) * (s + 2.0)
+        corrections = (s / 12.0 * drop(-s - 1.0) - rising / 720.0 * drop(-s - 3.0)
+                       + rising * (s + 3.0) * (s + 4.0) / 30240.0 * drop(-s - 5.0))
+        term = (integral + ends + corrections) / m
+        total += term
+        if term <= 1e-18 * total:
+            break
+    return -total
+
+
 @dataclass(frozen=True)
 class OnlineSettings:
     """The hyper-parameters online EM needs (those of :class:`emstream.GaussianMixture`).
@@ -421,6 +456,12 @@ class OnlineLearner:
             # product of (1 - floor) in closed form, instead of n powers and logarithms (10% of
             # a daemon's back-fill, where the floor binds after a few hundred thousand points).
             return -math.expm1(n_points * math.log1p(-floor))
+        first = self.t + 1.0 + s.step_offset
+        last = self.t + n_points + s.step_offset
+        if first >= SERIES_FROM and (floor is None or last ** -s.step_decay > floor):
+            # Far enough into the stream, no step above the floor: in closed form (~20 scalar
+            # operations instead of n powers and logarithms: a fifth of a 1,000-row step).
+            return -math.expm1(_log_survival(first, last, s.step_decay))
         # The same values as (t + arange(1, n + 1) + offset) ** -decay, in fewer passes:
         # t counts points, so arange from it is exact (every value an integer < 2**53).
         if self.t.is_integer() and self.t + n_points < 2.0**53:

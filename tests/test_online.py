@@ -185,6 +185,19 @@ def test_step_size_is_the_product_of_per_point_steps_with_the_floor(t):
     assert learner._step_size(n) == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("decay", [0.55, 0.8, 1.0])
+@pytest.mark.parametrize("t", [999.0, 1000.0, 54_321.0, 3e9])
+@pytest.mark.parametrize("n", [1, 100, 10_000])
+def test_step_size_in_closed_form_matches_the_product(decay, t, n):
+    """Past the first thousand points the blend weight is summed in closed form: the same
+    value as the product of the per-point steps, to 1e-12."""
+    learner = GaussianMixture(3, step_decay=decay)._learner()
+    learner.t = t
+    steps = (t + np.arange(1, n + 1)) ** -decay
+    expected = -np.expm1(np.sum(np.log1p(-steps)))
+    assert learner._step_size(n) == pytest.approx(expected, rel=1e-12)
+
+
 @pytest.mark.parametrize("kind", COVARIANCE_TYPES)
 def test_permuting_components_changes_labels_only(kind):
     from emstream.em import m_step
