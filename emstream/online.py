@@ -124,8 +124,8 @@ def _log_survival(first: float, last: float, decay: float) -> float:
     """``Σ log(1 - x^-decay)`` over ``x = first, first + 1, ..., last`` (first >= SERIES_FROM).
 
     ``log(1 - u) = -Σ_m u^m / m`` turns it into sums of powers ``Σ x^-s`` (``s = m decay``),
-    each summed by Euler–Maclaurin: the integral, the end points and three derivative terms,
-    whose remainder is below 1e-17 of the sum from x = 1000 on.  Differences of powers are
+    each summed by Euler–Maclaurin: the integral, the end points and three derivative terms
+    (from x = 1000 on the sum agrees with the direct one to 1e-12 or better: tests/test_online.py).  Differences of powers are
     taken as ``first^a expm1(a log(last / first))``, so nothing cancels however short the batch.
     """
     log_first = math.log(first)
