@@ -621,9 +621,7 @@ class Daemon:
     def _apply_live_series_settings(self) -> None:
         output = self.config["output"]
         self.series.episodes.threshold = float(output["anomaly_threshold"])
-        self.series.episodes.hold = output["episode_hold"]
-        self.series.episodes.remaining = min(self.series.episodes.remaining,
-                                             output["episode_hold"])
+        self.series.episodes.set_hold(output["episode_hold"])
 
     def _report(self, lines, stamps, update) -> None:
         if self.out is None:
