@@ -100,6 +100,8 @@ def _params_dict(p: MixtureParams) -> dict:
 def to_dict(model: GaussianMixture) -> dict:
     """The model's state as JSON-compatible data (see :data:`SCHEMA`)."""
     params = model.get_params()
+    if isinstance(params["max_iter"], int) and params["max_iter"] < 1:
+        raise ValueError(_NO_EM)
     for name in _ARRAY_PARAMS:
         params[name] = _list(params[name])
     params["random_state"] = _encode_random_state(params["random_state"])
@@ -347,6 +349,11 @@ def from_dict(data: dict) -> GaussianMixture:
     return model
 
 
+# A saved model is one that learns on (the daemon's next step is a mini-batch).
+_NO_EM = ("params.max_iter must be at least 1 in a saved model: it resumes learning, which "
+          "max_iter=0 (fit(X) returning its start) forbids")
+
+
 def _model_from_params(params) -> GaussianMixture:
     if isinstance(params, dict):  # states saved before these parameters existed
         params = {**_ADDED_PARAMS, **params}
@@ -368,6 +375,8 @@ def _model_from_params(params) -> GaussianMixture:
         raise ValueError("params.warmup_size must be at most 10,000,000")
     if model.warmup_size < model.n_components:
         raise ValueError("params.warmup_size must be at least params.n_components")
+    if model.max_iter < 1:
+        raise ValueError(_NO_EM)
     if model.n_init > _MAX_N_INIT or model.max_iter > _MAX_ITER:
         raise ValueError(f"params.n_init must be at most {_MAX_N_INIT} and params.max_iter at "
                          f"most {_MAX_ITER:,}")
