@@ -51,6 +51,7 @@ from .calibration import MIN_HISTORY, TailCalibrator
 from .drift import DriftMonitor
 from .episodes import Episodes
 from .temporal import TemporalFeatures
+from .timestamps import typical_step
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,10 @@ class SeriesMonitor:
         X = np.asarray(X, dtype=float)
         if X.ndim == 1:
             X = X[:, None]
+        if times is not None and self.episodes.time_step is None:
+            step = typical_step(times)  # (the first block's, as the features' season)
+            if step is not None:
+                self.episodes.set_time_step(step)
         F = self.feature_rows(X, times)
         context = self.features.context_columns(X.shape[1]) if self.features else []
         return self.learn_rows(F, context, with_resp=with_resp, with_scores=with_scores)

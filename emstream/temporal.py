@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from .resolution import _decimal_step
+from .timestamps import typical_step
 
 # Periods the automatic season search considers.
 MIN_SEASON, MAX_SEASON = 4, 1000
@@ -221,8 +222,8 @@ class TemporalFeatures:
         """At the first block: a day in points from the timestamps' typical step, else the
         first block's own period (none if it is too short to show one)."""
         self._searching = False
-        if times is not None and len(times) > 1:
-            step = float(np.median(np.diff(np.asarray(times, dtype=float))))
+        step = None if times is None else typical_step(times)
+        if step is not None:
             period = round(_DAY / step) if step > 0 else 0
             self.season_ = period if MIN_SEASON <= period <= MAX_SEASON else None
         else:

@@ -75,3 +75,15 @@ def looks_like_time(field: bytes) -> bool:
     """An ISO 8601 date or time (not a bare number: a number is a value unless named a time)."""
     field = field.strip()
     return not _EPOCH.fullmatch(field) and np.isfinite(_one(field))
+
+
+def typical_step(times) -> float | None:
+    """The median step between successive ``times`` (seconds), or None for fewer than two.
+
+    >>> typical_step([0.0, 300.0, 600.0, 1500.0])
+    300.0
+    """
+    times = np.asarray(times, dtype=float).reshape(-1)
+    if times.shape[0] < 2:
+        return None
+    return float(np.median(np.diff(times)))

@@ -53,6 +53,9 @@ def test_shipped_file_sets_every_daemon_key():
     ("output.anomaly_threshold=2", "output.anomaly_threshold must be a score in"),
     ("features.season=0", "features.season must be"),
     ("input.timestamp=[1]", "input.timestamp must be"),
+    ("output.episode_hold=week", "output.episode_hold must be day or a number of points"),
+    ("output.episode_hold=-1", "output.episode_hold must be day or a number of points"),
+    ("output.episode_hold=true", "output.episode_hold must be day or a number of points"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(daemon_config.ConfigError, match=message):

@@ -130,6 +130,47 @@ def test_episodes_hold_across_batches_and_restarts():
     assert flags == [100, 500]
 
 
+def test_an_episode_lasts_a_day_of_the_series_own_time():
+    episodes = Episodes(threshold=0.9999)
+    assert episodes.hold == "day" and episodes.hold_points == 300  # no timestamps yet
+    episodes.set_time_step(3600.0)
+    assert episodes.hold_points == 24
+    episodes.set_time_step(300.0)  # the first time step known stays
+    assert episodes.hold_points == 24
+    scores = np.zeros(100)
+    scores[[10, 30, 40]] = 0.99999
+    assert np.flatnonzero(episodes.update(scores).flags).tolist() == [10, 40]
+    # A day of per-second data would be 86,400 points: the hold stays within 1,000.
+    fast = Episodes()
+    fast.set_time_step(1.0)
+    assert fast.hold_points == 1000
+    restored = Episodes.from_state(json.loads(json.dumps(episodes.state())))
+    assert (restored.hold, restored.hold_points) == ("day", 24)
+    state = episodes.state() | {"time_step": -5.0}
+    with pytest.raises(ValueError, match="time_step"):
+        Episodes.from_state(state)
+    with pytest.raises(ValueError, match="hold must be"):
+        Episodes(hold="week")
+    # A reloaded configuration shortens an episode under way to the new hold.
+    episodes.update(np.r_[0.99999, np.zeros(3)])
+    episodes.set_hold(2)
+    assert episodes.remaining == 2
+
+
+def test_the_series_monitor_takes_the_time_step_from_the_first_rows():
+    from emstream import GaussianMixture
+    from emstream.drift import DriftMonitor
+    from emstream.series import SeriesMonitor
+
+    rng = np.random.default_rng(0)
+    monitor = SeriesMonitor(DriftMonitor(GaussianMixture(2, random_state=0)))
+    times = 1.4e9 + 1800.0 * np.arange(200)
+    monitor.update(rng.normal(size=(100, 1)), times[:100])
+    assert monitor.episodes.hold_points == 48  # half-hourly: 48 points a day
+    monitor.update(rng.normal(size=(100, 1)), times[100:] * 0 + 1.4e9 + 60.0 * np.arange(100))
+    assert monitor.episodes.hold_points == 48
+
+
 # ---------------------------------------------------------------------- the daemon
 def _seasonal(rng, n):
     t = np.arange(n)

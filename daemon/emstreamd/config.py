@@ -54,7 +54,6 @@ NUMBERS = {
     ("checkpoint", "keep"): (1, 10**6, True, False),
     ("features", "lags"): (0, 100, True, False),
     ("features", "window"): (2, 10**6, True, False),
-    ("output", "episode_hold"): (0, 10**9, True, False),
     ("output", "calibration_window"): (10, 10**8, True, False),
     ("status", "every_seconds"): (0, SECONDS, False, False),
     ("refit", "every_points"): (1, 10**15, True, True),
@@ -135,6 +134,7 @@ def validate(config: dict) -> dict:
                       allow_none=allow_none)
     _check_input(full["input"])
     _check_features(full["features"])
+    _check_hold(full["output"]["episode_hold"])
     _check_text("checkpoint.path", full["checkpoint"]["path"])
     _check_text("output.path", full["output"]["path"])
     if full["output"]["format"] not in ("csv", "jsonl"):
@@ -260,6 +260,14 @@ def series_parts(config: dict, timed: bool) -> tuple:
     return (features, TailCalibrator(output["calibration_window"]),
             Episodes(threshold=float(output["anomaly_threshold"]),
                      hold=output["episode_hold"]))
+
+
+def _check_hold(hold) -> None:
+    if hold == "day":
+        return
+    if isinstance(hold, bool) or not isinstance(hold, int) or not 0 <= hold <= 10**9:
+        raise ConfigError(f"output.episode_hold must be day or a number of points from 0 to "
+                          f"10^9, got {_show(hold)}")
 
 
 def _check_features(f: dict) -> None:
