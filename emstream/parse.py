@@ -1,21 +1,23 @@
 """Text to rows: the one parser of numeric lines (the ``emstream`` command and the daemon).
 
 A pure function from bytes to rows plus counted rejects.  A line holds ``n_fields`` numbers
-separated by whitespace and/or commas.  A vectorised screen of the bytes finds the lines that
-are plainly fine (only number characters, the right number of fields, not too long); numpy
-parses all of those in one call, and only the others are parsed line by line with the same
-rules, so a few bad lines cost little.  Every rejected line is reported with its 1-based line
-number and one of :data:`REASONS`.
+separated by whitespace and/or commas.  Every line of a block is judged at once, with numpy
+over the block's bytes: where each line starts and ends, its fields, the highest class of its
+bytes; numpy (or pyarrow's reader) parses the numbers of all the lines that may be rows in one
+call.  Nothing is done line by line in Python, so a block of junk costs a few passes over its
+bytes, like a block of numbers.  Every rejected line is reported with its 1-based line number
+and one of :data:`REASONS`, as columns (:class:`Rejects`): a flood of blank lines makes arrays,
+not an object per line.
 
-Numbers follow one strict grammar in both paths: optional sign, digits with an optional
-decimal point, optional exponent; ASCII only.  ``1_000``, ``0x10`` and non-ASCII digits are
-rejected ("non-numeric"); ``nan``, ``inf`` and ``infinity`` (any case, optional sign) and a
-value that overflows to infinity are rejected as "non-finite", and a value beyond ±1e100 as
-"out of range" (the model refuses values whose squares overflow).
+Numbers follow one strict grammar (:data:`_NUMBER`, applied to the bytes in bulk): optional
+sign, digits with an optional decimal point, optional exponent; ASCII only.  ``1_000``,
+``0x10`` and non-ASCII digits are rejected ("non-numeric"); ``nan``, ``inf`` and ``infinity``
+(any case, optional sign) and a value that overflows to infinity are rejected as "non-finite",
+and a value beyond ±1e100 as "out of range" (the model refuses values whose squares overflow).
+:func:`_parse_line` states the same rules for one line; the tests hold the two to each other.
 
-Hostile input costs little: the grammar cannot backtrack (time linear in the line), lines
-longer than ``max_line_bytes`` are rejected before any pattern looks at them, most rejects
-get their reason from the same vectorised screen as the valid lines, and
+Hostile input costs little: the checks cannot backtrack (time linear in the bytes), lines longer
+than ``max_line_bytes`` are rejected before any other look at them, and
 :class:`~emstream.linebuffer.LineBuffer` (which cuts a stream into blocks of lines) keeps only
 the start of an over-long partial line.
 
@@ -33,16 +35,13 @@ Example
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import re
-from collections import Counter
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache, partial
-from itertools import repeat
-from operator import itemgetter
+from functools import lru_cache
+from json.encoder import encode_basestring_ascii
 from typing import NamedTuple
 
 import numpy as np
@@ -52,7 +51,13 @@ from .validation import MAX_ABS_VALUE
 
 REASONS = ("blank", "non-numeric", "non-finite", "wrong field count", "too long",
            "invalid utf-8", "invalid json", "missing field", "out of range")
-# One way to match each number (no nested choices), so a failing match costs linear time.
+# Verdicts on a line: the index of its reason in REASONS, or _ROW.
+(_IS_BLANK, _IS_NON_NUMERIC, _IS_NON_FINITE, _IS_WRONG_COUNT, _IS_TOO_LONG, _IS_INVALID_UTF8,
+ _IS_INVALID_JSON, _IS_MISSING, _IS_OUT_OF_RANGE) = range(len(REASONS))
+_ROW = -1
+_CODES = {reason: code for code, reason in enumerate(REASONS)}
+# The rules for one line (_parse_line): one way to match each number (no nested choices), so a
+# failing match costs linear time.
 _NUMBER = re.compile(rb"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _NON_FINITE = re.compile(rb"[+-]?(?:nan|inf(?:inity)?)", re.IGNORECASE)
 _SEPARATORS = re.compile(rb"[ \t\r,]+")
@@ -61,33 +66,251 @@ _SNIPPET = 60
 
 
 class Reject(NamedTuple):
-    """A line that was skipped: its 1-based number, why, and its start (for logs).
-
-    A named tuple: a flood of bad lines makes one per line, at half a dataclass's cost."""
+    """A line that was skipped: its 1-based number, why, and its start (for logs)."""
 
     line: int
     reason: str
     text: str
 
 
-_make_rejects = partial(map, partial(tuple.__new__, Reject))  # (line, reason, text) tuples
+class Rejects(Sequence):
+    """The rejected lines of a block as columns; a sequence of :class:`Reject`.
+
+    A flood of bad lines costs a few arrays, not an object per line: a :class:`Reject` is made
+    only when one is asked for (by index or iteration, e.g. for the few lines a log shows).  A
+    slice is a tuple of them, as it was when rejects were a tuple.
+
+    Attributes
+    ----------
+    lines : ndarray of int64
+        1-based line numbers, increasing.
+    codes : ndarray of int8
+        Each line's reason, as an index into ``reasons``.
+    starts, stops : ndarray of int64
+        The span in ``data`` of each line's text: its first ``_SNIPPET`` bytes.
+    data : bytes
+        The block the spans point into.
+    reasons : tuple of str
+        :data:`REASONS`, and any other reason a caller's rejects carry ("bad timestamp").
+
+    Examples
+    --------
+    >>> from emstream.parse import parse_lines
+    >>> rejects = parse_lines(b"1\\n\\nx y\\n").rejects
+    >>> len(rejects), rejects.lines.tolist(), rejects.counts()
+    (2, [2, 3], {'blank': 1, 'non-numeric': 1})
+    >>> rejects[1]
+    Reject(line=3, reason='non-numeric', text='x y')
+    >>> rejects.to_json_lines()[0]
+    b'{"line": 2, "reason": "blank", "text": ""}\\n{"line": 3, "reason": "non-numeric", "text": "x y"}\\n'
+    """
+
+    __slots__ = ("codes", "data", "lines", "reasons", "starts", "stops")
+
+    def __init__(self, lines, codes, starts, stops, data: bytes = b"", reasons=REASONS):
+        self.lines = np.asarray(lines, dtype=np.int64)
+        self.codes = np.asarray(codes, dtype=np.int8)
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.stops = np.asarray(stops, dtype=np.int64)
+        self.data = data
+        self.reasons = tuple(reasons)
+
+    @classmethod
+    def empty(cls) -> Rejects:
+        return cls(np.empty(0, np.int64), np.empty(0, np.int8), np.empty(0, np.int64),
+                   np.empty(0, np.int64))
+
+    @classmethod
+    def of(cls, rejects) -> Rejects:
+        """``rejects`` as columns: as they are if they are, else from :class:`Reject` tuples
+        (their texts kept as given)."""
+        if isinstance(rejects, Rejects):
+            return rejects
+        rejects = list(rejects)
+        if not rejects:
+            return cls.empty()
+        reasons = list(REASONS)
+        for reject in rejects:
+            if reject.reason not in reasons:
+                reasons.append(reject.reason)
+        texts = [reject.text.encode("utf-8", "surrogatepass") for reject in rejects]
+        sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        stops = np.cumsum(sizes)
+        return cls([r.line for r in rejects], [reasons.index(r.reason) for r in rejects],
+                   stops - sizes, stops, b"".join(texts), reasons)
+
+    @classmethod
+    def concat(cls, parts) -> Rejects:
+        """The rejects of ``parts`` one after the other (their lines in order)."""
+        parts = [part for part in map(cls.of, parts) if len(part)]
+        if not parts:
+            return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
+        reasons = list(parts[0].reasons)
+        for part in parts[1:]:
+            reasons += [r for r in part.reasons if r not in reasons]
+        codes = [np.array([reasons.index(r) for r in part.reasons], dtype=np.int8)[part.codes]
+                 for part in parts]
+        data = parts[0].data
+        if any(part.data is not data for part in parts):  # texts gathered, not whole blocks
+            parts = [part._compact() for part in parts]
+            shifts = np.cumsum([0] + [len(part.data) for part in parts[:-1]]).tolist()
+            data = b"".join(part.data for part in parts)
+        else:
+            shifts = [0] * len(parts)
+        starts = [part.starts + shift for part, shift in zip(parts, shifts)]
+        stops = [part.stops + shift for part, shift in zip(parts, shifts)]
+        return cls(np.concatenate([p.lines for p in parts]), np.concatenate(codes),
+                   np.concatenate(starts), np.concatenate(stops), data, reasons)
+
+    def _compact(self) -> Rejects:
+        """The same rejects holding only their texts' bytes (not the whole block's)."""
+        sizes = self.stops - self.starts
+        stops = np.cumsum(sizes)
+        raw = np.frombuffer(self.data, dtype=np.uint8)
+        data = raw[_ranges(self.starts, sizes)].tobytes()
+        return Rejects(self.lines, self.codes, stops - sizes, stops, data, self.reasons)
+
+    def take(self, index) -> Rejects:
+        """The rejects at ``index`` (a slice, a boolean mask or indices), as columns."""
+        return Rejects(self.lines[index], self.codes[index], self.starts[index],
+                       self.stops[index], self.data, self.reasons)
+
+    def renumbered(self, lines) -> Rejects:
+        """The same rejects under other line numbers."""
+        return Rejects(lines, self.codes, self.starts, self.stops, self.data, self.reasons)
+
+    def __len__(self) -> int:
+        return self.lines.size
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return tuple(self.take(index))
+        line = self.lines[index]  # (an IndexError beyond the end, as a tuple's)
+        return Reject(int(line), self.reasons[self.codes[index]],
+                      _text(self.data, int(self.starts[index]), int(self.stops[index])))
+
+    def __iter__(self):
+        reasons = self.reasons
+        for line, code, start, stop in zip(self.lines.tolist(), self.codes.tolist(),
+                                           self.starts.tolist(), self.stops.tolist()):
+            yield Reject(line, reasons[code], _text(self.data, start, stop))
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (Rejects, tuple)):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"Rejects({len(self)} lines: {self.counts()})"
+
+    def counts(self) -> dict:
+        """Rejected lines by reason, in the order the reasons first occur."""
+        tally = np.bincount(self.codes, minlength=len(self.reasons))
+        first = {code: int(np.argmax(self.codes == code))
+                 for code in np.flatnonzero(tally).tolist()}
+        return {self.reasons[code]: int(tally[code]) for code in sorted(first, key=first.get)}
+
+    def to_json_lines(self) -> tuple[bytes, np.ndarray]:
+        """One JSON object a reject, as ``json.dumps({"line": .., "reason": .., "text": ..})``
+        writes it, each on its line; and the offset just past each record.
+
+        What follows a record's line number depends only on its reason and text: it is made
+        once a run of rejects alike (a flood), and a long run's records are written by numpy,
+        the line numbers' digits included."""
+        n = len(self)
+        if not n:
+            return b"", np.empty(0, dtype=np.int64)
+        heads = self._runs()
+        runs = np.diff(np.append(heads, n))
+        data, reasons = self.data, [json.dumps(reason) for reason in self.reasons]
+        made, suffixes = {}, []
+        for code, start, stop in zip(self.codes[heads].tolist(), self.starts[heads].tolist(),
+                                     self.stops[heads].tolist()):
+            key = code, data[start:stop]
+            suffix = made.get(key)
+            if suffix is None:
+                # (what json.dumps does with a str)
+                text = encode_basestring_ascii(key[1].decode("utf-8", errors="replace"))
+                suffix = made[key] = f', "reason": {reasons[code]}, "text": {text}}}\n'.encode()
+            suffixes.append(suffix)
+        sizes = (len(_RECORD_HEAD) + _digits(self.lines)
+                 + np.repeat(np.fromiter(map(len, suffixes), np.int64, len(suffixes)), runs))
+        if runs.max() < _LONG_RUN:  # no flood: one record at a time
+            records = [b'{"line": %d%s' % pair for pair in zip(
+                self.lines.tolist(), np.repeat(np.array(suffixes, dtype=object), runs))]
+        else:
+            records, at = [], 0
+            for suffix, size in zip(suffixes, runs.tolist()):
+                lines = self.lines[at:at + size]
+                if size >= _LONG_RUN:
+                    records.append(_records(lines, suffix))
+                else:
+                    records.extend(b'{"line": %d%s' % (line, suffix) for line in lines.tolist())
+                at += size
+        return b"".join(records), np.cumsum(sizes)
+
+    def _runs(self) -> np.ndarray:
+        """Index of the first reject of each run of rejects with the same reason and text."""
+        sizes = self.stops - self.starts
+        same = np.zeros(len(self), dtype=bool)
+        same[1:] = (self.codes[1:] == self.codes[:-1]) & (sizes[1:] == sizes[:-1])
+        check = np.flatnonzero(same & (sizes > 0))
+        if check.size:  # texts of the same length: compared byte by byte, all at once
+            raw = np.frombuffer(self.data, dtype=np.uint8)
+            lengths = sizes[check]
+            here = _ranges(self.starts[check], lengths)
+            before = here - np.repeat(self.starts[check] - self.starts[check - 1], lengths)
+            offsets = np.cumsum(lengths) - lengths
+            same[check[np.logical_or.reduceat(raw[here] != raw[before], offsets)]] = False
+        return np.flatnonzero(~same)
 
 
-@contextmanager
-def _no_collection():
-    """The cyclic garbage collector paused while many small objects are made at once.
+_RECORD_HEAD = b'{"line": '
+_LONG_RUN = 16  # rejects alike whose records numpy writes
+_POWERS = 10 ** np.arange(1, 19, dtype=np.int64)
 
-    Rejects (named tuples, which the collector never untracks) made by the hundred thousand
-    set off collection after collection over the ones made before: that took 40% of a block
-    of blank lines.  Nothing made here can form a cycle; the collector runs afterwards as
-    usual.  Left as it was if another thread paused it meanwhile."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+
+def _digits(numbers: np.ndarray) -> np.ndarray:
+    """Decimal digits of each non-negative integer."""
+    return 1 + np.searchsorted(_POWERS, numbers, side="right")
+
+
+def _records(lines: np.ndarray, suffix: bytes) -> bytes:
+    """``{"line": N`` + ``suffix`` for each of ``lines`` (increasing), as one bytes."""
+    digits = _digits(lines)
+    cuts = np.flatnonzero(np.diff(digits)) + 1
+    head = np.frombuffer(_RECORD_HEAD, dtype=np.uint8)
+    tail = np.frombuffer(suffix, dtype=np.uint8)
+    out = []
+    for part, width in zip(np.split(lines, cuts), digits[np.r_[0, cuts]].tolist()):
+        at = head.size
+        table = np.empty((part.size, at + width + tail.size), dtype=np.uint8)
+        table[:, :at] = head
+        table[:, at + width:] = tail
+        rest = part.copy()
+        for column in range(at + width - 1, at - 1, -1):
+            rest, digit = np.divmod(rest, 10)
+            table[:, column] = digit
+        table[:, at:at + width] += ord("0")
+        out.append(table.tobytes())
+    return b"".join(out)
+
+
+def _ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The indices ``start, start + 1, ..., start + size - 1`` of every range, in one array."""
+    ends = np.cumsum(sizes)
+    return np.arange(ends[-1] if ends.size else 0) + np.repeat(starts - ends + sizes, sizes)
+
+
+def _text(data: bytes, start: int, stop: int) -> str:
+    return data[start:stop].decode("utf-8", errors="replace")
+
+
+_NO_REJECTS = Rejects.empty()
 
 
 @dataclass(frozen=True)
@@ -100,7 +323,7 @@ class Parsed:
         D = ``len(columns)`` if columns were selected, else ``n_fields``.
     lines : ndarray of shape (n,)
         1-based line number of each row.
-    rejects : tuple of Reject
+    rejects : Rejects (or a tuple of Reject)
     n_lines : int
         Lines in the block.
     n_fields : int or None
@@ -112,14 +335,14 @@ class Parsed:
 
     rows: np.ndarray
     lines: np.ndarray
-    rejects: tuple
+    rejects: Sequence
     n_lines: int
     n_fields: int | None
     line_ends: np.ndarray | None = None
 
     def reject_counts(self) -> dict:
         """Rejected lines by reason."""
-        return dict(Counter(r.reason for r in self.rejects))
+        return Rejects.of(self.rejects).counts()
 
 
 def _snippet(line: bytes) -> str:
@@ -127,7 +350,9 @@ def _snippet(line: bytes) -> str:
 
 
 def _parse_line(line: bytes, n_fields: int | None, max_line_bytes: int):
-    """One line by the strict rules: (values, None) or (None, reason)."""
+    """One line by the strict rules: (values, None) or (None, reason).
+
+    The statement of the rules that :func:`parse_lines` applies to whole blocks at once."""
     if len(line) > max_line_bytes:
         return None, "too long"
     if not line.isascii():
@@ -158,90 +383,194 @@ def _parse_line(line: bytes, n_fields: int | None, max_line_bytes: int):
     return values, None
 
 
-_ALLOWED = np.zeros(256, dtype=bool)
-_ALLOWED[np.frombuffer(b"0123456789+-.eE \t\r,\n", dtype=np.uint8)] = True
 _SEPARATOR_BYTES = np.zeros(256, dtype=bool)
 _SEPARATOR_BYTES[np.frombuffer(b" \t\r,\n", dtype=np.uint8)] = True
-_DIGITS = np.zeros(256, dtype=bool)
-_DIGITS[np.frombuffer(b"0123456789", dtype=np.uint8)] = True
-# Byte classes; a line's highest says how it may be judged in bulk: 0 number and separator
-# bytes, 1 letters of nan/inf/infinity (the line is judged by the rules), 2 any other ASCII
-# byte ("non-numeric"), 3 bytes of non-ASCII characters (the UTF-8 check decides).
+# Byte classes; a line's highest says how it is judged: 0 number and separator bytes, 1 letters
+# of nan/inf/infinity (its fields decide), 2 any other ASCII byte ("non-numeric"), 3 bytes of
+# non-ASCII characters ("invalid utf-8" or "non-numeric").
 _CLASS = np.full(256, 2, dtype=np.uint8)
-_CLASS[_ALLOWED] = 0
+_CLASS[np.frombuffer(b"0123456789+-.eE \t\r,\n", dtype=np.uint8)] = 0
 _CLASS[np.frombuffer(b"nafityNAFITY", dtype=np.uint8)] = 1
 _CLASS[128:] = 3
-# Reasons given in bulk, by code (0: the line is judged by the rules).
-_BULK_REASONS = np.array([None, "blank", "non-numeric", "too long"], dtype=object)
+_CLASS_COUNTS = np.array([0, 1, 1 + (1 << 21), 1 + (1 << 21) + (1 << 42)],
+                         dtype=np.int64)[_CLASS]
+
+# The number grammar in bulk.  Each byte of a field is checked against its neighbours (a
+# field's edges count as separators): a sign comes first or after the exponent's e and
+# before a digit or point; a point follows a sign, a digit or the field's start and comes
+# before a digit, an e or the field's end, with a digit on one side at least; an e follows a
+# digit or point and comes before a digit or sign.  Then, within a field, the points and e's
+# in order may only be: none, one point, one e, a point then an e.  Together these are
+# exactly ``_NUMBER`` (the tests compare the two on random fields).
+_SEP, _DIGIT, _SIGN, _POINT, _EXP, _OTHER = range(6)
+_CATEGORY = np.full(256, _OTHER, dtype=np.uint8)
+_CATEGORY[_SEPARATOR_BYTES] = _SEP
+_CATEGORY[np.frombuffer(b"0123456789", dtype=np.uint8)] = _DIGIT
+_CATEGORY[np.frombuffer(b"+-", dtype=np.uint8)] = _SIGN
+_CATEGORY[np.frombuffer(b".", dtype=np.uint8)] = _POINT
+_CATEGORY[np.frombuffer(b"eE", dtype=np.uint8)] = _EXP
 
 
-class _Lines:
-    """A vectorised look at every line of a block: byte spans, fields, byte classes.
+def _byte_allowed(before: int, byte: int, after: int) -> bool:
+    if byte in (_SEP, _DIGIT):
+        return True
+    if byte == _SIGN:
+        return before in (_SEP, _EXP) and after in (_DIGIT, _POINT)
+    if byte == _POINT:
+        return (before in (_SEP, _SIGN, _DIGIT) and after in (_DIGIT, _EXP, _SEP)
+                and _DIGIT in (before, after))
+    if byte == _EXP:
+        return before in (_DIGIT, _POINT) and after in (_DIGIT, _SIGN)
+    return False
 
-    Attributes ``starts``, ``ends`` (each line's span, newline excluded), ``fields`` (runs of
-    non-separator bytes) and ``klass`` (its highest byte class) are arrays with one entry per
-    line; ``has_digit`` is computed when first asked for (only rejects need it).
-    """
+
+# Indexed by before * 36 + byte * 6 + after (categories): the byte breaks the grammar.
+_BAD_BYTE = np.array([not _byte_allowed(b, c, a) for b in range(6) for c in range(6)
+                      for a in range(6)], dtype=bool)
+
+
+_LOWER = np.arange(256, dtype=np.uint8) | 0x20  # ASCII letters to lower case (others differ)
+# nan, inf and infinity (after an optional sign, in any case) by length, as little-endian
+# integers of their lower-case letters.
+_WORDS = {size: np.array([int.from_bytes(w, "little") for w in words], dtype=np.uint64)
+          for size, words in ((3, (b"nan", b"inf")), (8, (b"infinity",)))}
+
+
+def _spans(raw: np.ndarray):
+    """Start and end (newline excluded) of each line of a block's bytes."""
+    ends = np.flatnonzero(raw == 10)
+    if ends.size == 0 or ends[-1] != raw.size - 1:  # a last line without its newline
+        ends = np.append(ends, raw.size)
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    return starts, ends
+
+
+def _prefix(counts: np.ndarray) -> np.ndarray:
+    """Running totals of ``counts`` with a 0 in front: ``out[j] - out[i]`` sums ``[i, j)``.
+
+    Sums over each line's bytes are differences of these at its ends: a pass over the bytes
+    and two look-ups a line (``np.add.reduceat`` costs ~40 ns a line, too much for a block of
+    a million one-byte lines)."""
+    out = np.empty(counts.size + 1, dtype=np.int32 if counts.size < 1 << 31 else np.int64)
+    out[0] = 0
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+def _invalid_utf8(data: bytes, n_lines: int) -> np.ndarray:
+    """Per line: its bytes are not UTF-8.  The block is decoded once, invalid bytes escaped to
+    U+DC80..U+DCFF (which no valid UTF-8 gives); a newline never belongs to a multi-byte
+    character, so each line decodes as it would alone."""
+    text = data.decode("utf-8", errors="surrogateescape")
+    points = np.array(text).reshape(1).view(np.uint32)
+    escaped = np.flatnonzero((points >= 0xDC80) & (points <= 0xDCFF))
+    invalid = np.zeros(n_lines, dtype=bool)
+    invalid[np.searchsorted(np.flatnonzero(points == 10), escaped)] = True
+    return invalid
+
+
+class _Block:
+    """A vectorised look at every line of a block.
+
+    Attributes ``starts``, ``ends`` (each line's span, newline excluded), ``lengths``,
+    ``fields`` (runs of non-separator bytes) and ``klass`` (its highest byte class) hold one
+    entry per line; :meth:`bad_fields` and :meth:`invalid_utf8` are worked out when asked for
+    (only some junk needs them)."""
 
     def __init__(self, data: bytes):
+        self.data = data
         self.raw = raw = np.frombuffer(data, dtype=np.uint8)
-        ends = np.flatnonzero(raw == 10)
-        if ends.size == 0 or ends[-1] != raw.size - 1:  # a last line without its newline
-            ends = np.append(ends, raw.size)
-        self.starts = np.concatenate(([0], ends[:-1] + 1))
-        self.ends = ends
-        token = ~_SEPARATOR_BYTES[raw]
-        field_starts = token.copy()
-        field_starts[1:] &= ~token[:-1]
-        # Sentinel so that reduceat never sees an empty last segment at the end of the data;
-        # each line's segment runs to the next line's start (its newline is a separator).
-        self.fields = np.add.reduceat(np.append(field_starts, False).astype(np.int32),
-                                      self.starts)
-        self.klass = np.maximum.reduceat(np.append(_CLASS[raw], 0), self.starts)
-        self._has_digit = None
+        self.starts, self.ends = starts, ends = _spans(raw)
+        self.n = starts.size
+        self.lengths = ends - starts
+        self.token = token = ~_SEPARATOR_BYTES[raw]
+        self.begins = begins = token.copy()
+        begins[1:] &= ~token[:-1]
+        # Fields before each line (the index of its first field) and in it.
+        total = _prefix(begins)
+        self.first_field = total[starts]
+        self.fields = np.zeros(self.n, dtype=np.int64)
+        self.klass = np.zeros(self.n, dtype=np.uint8)
+        # Only non-empty lines have fields or bytes: a flood of empty ones costs no look-up.
+        full = np.flatnonzero(self.lengths)
+        if full.size == self.n:
+            full = slice(None)
+        elif not full.size:
+            return
+        starts, ends = starts[full], ends[full]
+        self.fields[full] = total[ends] - self.first_field[full]
+        classes = _CLASS[raw]
+        odd = np.flatnonzero(classes)
+        if odd.size * 8 < raw.size:  # mostly numbers: the other bytes looked at alone
+            np.maximum.at(self.klass, np.searchsorted(self.ends, odd), classes[odd])
+        # Else the highest class from how many bytes of class >= 1, >= 2 and 3 the line has,
+        # counted at once in three 21-bit parts of one integer (blocks under 2 MiB).
+        elif raw.size < 1 << 21:
+            counts = np.empty(raw.size + 1, dtype=np.int64)
+            counts[0] = 0
+            np.cumsum(_CLASS_COUNTS[raw], out=counts[1:])
+            counts = counts[ends] - counts[starts]
+            self.klass[full] = (((counts & 0x1FFFFF) > 0).view(np.uint8)
+                                + ((counts & (0x1FFFFF << 21)) > 0) + ((counts >> 42) > 0))
+        else:
+            for level in (1, 2, 3):
+                counts = _prefix(classes >= level)
+                self.klass[full] += (counts[ends] - counts[starts]) > 0
 
-    @property
-    def has_digit(self) -> np.ndarray:
-        if self._has_digit is None:
-            self._has_digit = np.logical_or.reduceat(np.append(_DIGITS[self.raw], False),
-                                                     self.starts)
-        return self._has_digit
+    def bad_fields(self):
+        """Per line: whether a field is neither a number nor a non-finite word (``bad``), and
+        whether one is such a word (``word``)."""
+        raw, token = self.raw, self.token
+        category = _CATEGORY[raw]
+        before = np.empty_like(category)
+        before[0] = _SEP
+        before[1:] = category[:-1]
+        after = np.empty_like(category)
+        after[-1] = _SEP
+        after[:-1] = category[1:]
+        breaks = _prefix(_BAD_BYTE[before * 36 + category * 6 + after])
+        begins = np.flatnonzero(self.begins)
+        last = token.copy()
+        last[:-1] &= ~token[1:]
+        ends = np.flatnonzero(last) + 1
+        bad = breaks[ends] > breaks[begins]
+        marks = np.flatnonzero((category == _POINT) | (category == _EXP))
+        if marks.size > 1:  # consecutive points and e's of a field: only a point then an e
+            owner = np.searchsorted(begins, marks, side="right") - 1
+            kind = category[marks]
+            wrong = (owner[1:] == owner[:-1]) & ((kind[:-1] != _POINT) | (kind[1:] != _EXP))
+            bad[owner[1:][wrong]] = True
+        word = np.zeros(begins.size, dtype=bool)
+        lengths = ends - begins
+        maybe = np.flatnonzero(bad & (lengths >= 3) & (lengths <= 9))
+        if maybe.size:
+            signed = _CATEGORY[raw[begins[maybe]]] == _SIGN
+            body, size = begins[maybe] + signed, lengths[maybe] - signed
+            for width, spellings in _WORDS.items():
+                which = np.flatnonzero(size == width)
+                at = body[which]
+                key = np.zeros(which.size, dtype=np.uint64)
+                for k in range(width):  # the field's letters, lower case, as one integer
+                    key |= _LOWER[raw[at + k]].astype(np.uint64) << np.uint64(8 * k)
+                word[maybe[which[np.isin(key, spellings)]]] = True
+        # Per line, from running totals over the fields (a line's fields are consecutive).
+        bad_total = _prefix(bad & ~word)
+        word_total = _prefix(word)
+        after_line = self.first_field + self.fields
+        return (bad_total[after_line] > bad_total[self.first_field],
+                word_total[after_line] > word_total[self.first_field])
 
-    def ok(self, n_fields: int, max_line_bytes: int) -> np.ndarray:
-        """Lines that are plainly fine: numbers only, ``n_fields`` of them, not too long."""
-        return ((self.fields == n_fields) & (self.klass == 0)
-                & (self.ends - self.starts <= max_line_bytes))
+    def invalid_utf8(self) -> np.ndarray:
+        return _invalid_utf8(self.data, self.n)
 
-
-def _fromstring(data: bytes, n_lines: int, n_fields: int):
-    """numpy's parser on lines known to hold ``n_fields`` plausible fields each, or None."""
-    try:
-        values = np.fromstring(data.translate(_SPACES), dtype=np.float64, sep=" ")
-    except ValueError:  # a malformed number such as "1.2.3" or "1e"
-        return None
-    if values.size != n_lines * n_fields:
-        return None
-    return values.reshape(n_lines, n_fields)
-
-
-def _parse_clean(clean: bytes, lines: np.ndarray, first: int, n_fields: int, rows: list,
-                 numbers: list, suspects: list) -> None:
-    """numpy on screened lines; halves a block that still fails (say "1.2.3") down to 64 lines."""
-    values = _fromstring(clean, lines.size, n_fields)
-    if values is not None:
-        # Within ±MAX_ABS_VALUE (NaN and infinity fail too); the rest get their reason line
-        # by line.
-        usable = (np.abs(values) <= MAX_ABS_VALUE).all(axis=1)
-        rows.append(values[usable])
-        numbers.append(first + lines[usable])
-        suspects.append(lines[~usable])
-    elif lines.size <= 64:
-        suspects.append(lines)
-    else:
-        half = lines.size // 2
-        cut = int(np.flatnonzero(np.frombuffer(clean, dtype=np.uint8) == 10)[half - 1]) + 1
-        _parse_clean(clean[:cut], lines[:half], first, n_fields, rows, numbers, suspects)
-        _parse_clean(clean[cut:], lines[half:], first, n_fields, rows, numbers, suspects)
+    def select(self, lines: np.ndarray) -> bytes:
+        """The bytes of the lines ``lines`` (a boolean mask), each with its newline."""
+        if lines.all():
+            return self.data
+        keep = np.repeat(lines, self.lengths + 1)[:self.raw.size]
+        return self.raw[keep].tobytes()
 
 
 def _one_number_per_line(data: bytes, max_line_bytes: int):
@@ -251,6 +580,8 @@ def _one_number_per_line(data: bytes, max_line_bytes: int):
     is one pass over the block (a 1 MiB block costs ~1 ms of checks against ~5 ms of
     parsing), so the block is scanned once per question, not once per forbidden byte."""
     if data.translate(None, _NUMBER_BYTES):  # any other byte: the strict path decides
+        return None
+    if data.startswith(b"\n") or b"\n\n" in data:  # a blank line (found at memchr speed)
         return None
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1  # past each line
     if not data.endswith(b"\n"):
@@ -326,103 +657,118 @@ def _arrow_reader():
     return read, (pa.ArrowInvalid, pa.ArrowCancelled)
 
 
-class _Verdicts:
-    """Rejects and recovered rows of one block, gathered in line order.
-
-    Verdicts are remembered by the line's bytes (and the width they were judged for): a flood
-    of one bad line is judged once."""
-
-    def __init__(self):
-        self.rejects = []
-        self.good_lines, self.good_values = [], []
-        self._memos = {}
-
-    def memo(self, n_fields: int | None) -> dict:
-        return self._memos.setdefault(n_fields, {})
-
-    def judge(self, line: bytes, n_fields: int | None, max_line_bytes: int):
-        """``(values, reason)`` of one line by the strict rules, remembered."""
-        memo = self.memo(n_fields)
-        verdict = memo.get(line)
-        if verdict is None:
-            verdict = memo[line] = _parse_line(line, n_fields, max_line_bytes)
-        return verdict
-
-    def sort_out(self, data: bytes, lines: _Lines, index: np.ndarray, first: int,
-                 n_fields: int | None, max_line_bytes: int) -> None:
-        """Judge the lines ``index`` (0-based, increasing; 1-based numbers from ``first``):
-        in bulk where their bytes decide, else by the rules (time linear in the line; none
-        for a line that is too long)."""
-        if not index.size:
-            return
-        starts, ends = lines.starts[index], lines.ends[index]
-        klass, fields = lines.klass[index], lines.fields[index]
-        code = np.zeros(index.size, dtype=np.int8)
-        plain = klass == 0
-        code[plain & (fields == 0)] = 1  # only separators: blank
-        code[plain & (fields > 0) & ~lines.has_digit[index]] = 2  # a number without a digit
-        code[klass == 2] = 2  # a byte no number or separator has
-        code[ends - starts > max_line_bytes] = 3  # first of all: too long
-        reasons = _BULK_REASONS[code]
-        rejected = code > 0
-        todo = np.flatnonzero(~rejected)
-        memo, bad, why = self.memo(n_fields), [], []
-        for j, line, start, end in zip(todo.tolist(), (first + index[todo]).tolist(),
-                                       starts[todo].tolist(), ends[todo].tolist()):
-            raw = data[start:end]
-            verdict = memo.get(raw)
-            if verdict is None:
-                verdict = memo[raw] = _parse_line(raw, n_fields, max_line_bytes)
-            if verdict[1] is None:
-                self.good_lines.append(line)
-                self.good_values.append(verdict[0])
-            else:
-                bad.append(j)
-                why.append(verdict[1])
-        if bad:
-            reasons[bad] = why
-            rejected[bad] = True
-        if not rejected.any():
-            return
-        starts = starts[rejected]
-        heads = map(slice, starts.tolist(),
-                    np.minimum(ends[rejected], starts + _SNIPPET).tolist())
-        texts = map(bytes.decode, map(data.__getitem__, heads), repeat("utf-8"),
-                    repeat("replace"))
-        with _no_collection():
-            self.rejects.extend(_make_rejects(zip((first + index[rejected]).tolist(),
-                                                  reasons[rejected].tolist(), texts)))
+def _numbers(data: bytes, count: int, one_per_line: bool) -> np.ndarray | None:
+    """The ``count`` numbers of lines whose fields are all plausible numbers, or None if one is
+    not a number after all (say "1.2.3": numpy refuses any field that is not whole)."""
+    if not count:
+        return np.empty(0)
+    values = None
+    if one_per_line and not data.translate(None, _NUMBER_BYTES):
+        values = _read_fast(data)
+    if values is None:
+        try:
+            values = np.fromstring(data.translate(_SPACES), dtype=np.float64, sep=" ")
+        except ValueError:  # a malformed number such as "1.2.3" or "1e"
+            return None
+    return values if values.size == count else None
 
 
-def _first_valid(data: bytes, lines: _Lines, max_line_bytes: int, verdicts: _Verdicts):
-    """Index and values of the first valid line (it sets the width), or ``(None, None)``."""
-    candidates = ((lines.klass <= 1) & lines.has_digit
-                  & (lines.ends - lines.starts <= max_line_bytes))
-    for index in np.flatnonzero(candidates).tolist():
-        values, reason = verdicts.judge(data[lines.starts[index]:lines.ends[index]], None,
-                                        max_line_bytes)
+def _values(block: _Block, rows: np.ndarray, verdict: np.ndarray, bad_fields):
+    """The numbers of the lines ``rows`` (a mask; class 0, fields, not too long): the lines
+    left in ``rows`` and their numbers, one after the other.  Lines with a malformed number
+    are taken out (verdict "non-numeric"): found by the grammar in bulk when numpy refuses the
+    block, which the common block of numbers never pays for."""
+    if not rows.any():
+        return rows, np.empty(0)
+    counts = block.fields[rows]
+    values = _numbers(block.select(rows), int(counts.sum()), bool((counts == 1).all()))
+    if values is not None:
+        return rows, values
+    bad = bad_fields()[0] & rows
+    verdict[bad] = _IS_NON_NUMERIC
+    rows = rows & ~bad
+    counts = block.fields[rows]
+    values = _numbers(block.select(rows), int(counts.sum()), bool((counts == 1).all()))
+    if values is not None:
+        return rows, values
+    # Not reached unless numpy and the grammar disagree on a field: the rules, line by line.
+    found = []
+    for index in np.flatnonzero(rows).tolist():
+        line = block.data[block.starts[index]:block.ends[index]]
+        numbers, reason = _parse_line(line, None, len(line))
         if reason is None:
-            return index, values
-    return None, None
+            found.extend(numbers)
+        else:
+            verdict[index] = _CODES[reason]
+            rows[index] = False
+    return rows, np.array(found, dtype=np.float64)
 
 
-def _parse(data: bytes, lines: _Lines, skip: int, first: int, n_fields: int,
-           max_line_bytes: int, rows: list, numbers: list, verdicts: _Verdicts) -> None:
-    """Append the rows of the lines of ``data`` from index ``skip`` on (1-based numbers from
-    ``first`` for index 0); their rejects and recovered rows go to ``verdicts``."""
-    ok = lines.ok(n_fields, max_line_bytes)
-    ok[:skip] = False
-    if ok.all():
-        clean, clean_lines = data, np.arange(ok.size)
+def _judge(data: bytes, n_fields: int | None, max_line_bytes: int):
+    """Every line of ``data`` judged at once: ``(verdicts, row lines, rows, width, block)``.
+
+    Verdicts are reason codes (:data:`REASONS`) or ``_ROW``, by the precedence of
+    :func:`_parse_line`; the width is ``n_fields``, else that of the first valid line (lines
+    before it are judged without one), else None."""
+    block = _Block(data)
+    klass, fields, n = block.klass, block.fields, block.n
+    verdict = np.full(n, _ROW, dtype=np.int8)
+    verdict[klass == 2] = _IS_NON_NUMERIC
+    wide = klass == 3
+    if wide.any():
+        verdict[wide] = np.where(block.invalid_utf8()[wide], _IS_INVALID_UTF8,
+                                 _IS_NON_NUMERIC)
+    numeric = (klass <= 1) & (block.lengths <= max_line_bytes)
+    verdict[(klass <= 1) & (fields == 0)] = _IS_BLANK
+    verdict[block.lengths > max_line_bytes] = _IS_TOO_LONG
+    numeric &= fields > 0
+    rows = numeric & (klass == 0)  # lines whose numbers are needed
+    if n_fields is not None:
+        rows &= fields == n_fields
+    checked = []
+
+    def bad_fields():
+        if not checked:
+            checked.append(block.bad_fields())
+        return checked[0]
+
+    rows, values = _values(block, rows, verdict, bad_fields)
+    # The others' fields decide: a bad one makes the line non-numeric; else a spelled nan or
+    # inf makes it non-finite (if its width is right, checked below).
+    others = np.flatnonzero(numeric & ~rows & (verdict == _ROW))
+    if others.size:
+        bad, word = bad_fields()
+        verdict[others] = np.where(bad[others], _IS_NON_NUMERIC,
+                                   np.where(word[others], _IS_NON_FINITE, _ROW))
+    index = np.flatnonzero(rows)
+    counts = fields[index]
+    usable = np.abs(values) <= MAX_ABS_VALUE  # (NaN and infinity fail too)
+    if not usable.all():
+        offsets = np.cumsum(counts) - counts
+        unusable = ~np.logical_and.reduceat(usable, offsets)
+        infinite = ~np.logical_and.reduceat(np.isfinite(values), offsets)
+        verdict[index[unusable]] = np.where(infinite[unusable], _IS_NON_FINITE,
+                                            _IS_OUT_OF_RANGE)
+    width, first = n_fields, 0
+    if width is None:
+        valid = np.flatnonzero(verdict == _ROW)
+        if valid.size:
+            first = int(valid[0])
+            width = int(fields[first])
+    if width is not None:
+        # From the first line with a width on, a line that is not already non-numeric (or
+        # worse) must have that many fields.
+        after = verdict[first:]
+        judged = (after == _ROW) | (after == _IS_NON_FINITE) | (after == _IS_OUT_OF_RANGE)
+        after[judged & (fields[first:] != width)] = _IS_WRONG_COUNT
+    accepted = verdict[index] == _ROW
+    if width is None:  # (no line is valid)
+        table = np.empty((0, 0))
+    elif accepted.all() and (counts == width).all():
+        table = values.reshape(-1, width)
     else:
-        keep = np.repeat(ok, lines.ends - lines.starts + 1)[: len(data)]
-        clean = lines.raw[keep].tobytes()
-        clean_lines = np.flatnonzero(ok)
-    suspects = [np.flatnonzero(~ok[skip:]) + skip]
-    if clean_lines.size:
-        _parse_clean(clean, clean_lines, first, n_fields, rows, numbers, suspects)
-    verdicts.sort_out(data, lines, np.sort(np.concatenate(suspects)), first, n_fields,
-                      max_line_bytes)
+        table = values[np.repeat(accepted, counts)].reshape(-1, width)
+    return verdict, index[accepted], table, width, block
 
 
 def parse_lines(data: bytes, *, n_fields: int | None = None, columns=None,
@@ -446,46 +792,35 @@ def parse_lines(data: bytes, *, n_fields: int | None = None, columns=None,
     Returns
     -------
     Parsed
+        Its ``rejects`` are :class:`Rejects`.
     """
     if n_fields in (None, 1) and (columns is None or list(columns) == [0]):
         fast = _one_number_per_line(data, max_line_bytes)
         if fast is not None:
             values, ends = fast
-            return Parsed(values, np.arange(first_line, first_line + ends.size), (), ends.size,
-                          1, ends)
-    rows, numbers = [], []
-    verdicts = _Verdicts()
-    lines = _Lines(data) if data else None
-    n_lines = lines.starts.size if data else 0
-    if data and n_fields is None:
-        # The first valid line sets the width; lines before it are rejects.
-        start, values = _first_valid(data, lines, max_line_bytes, verdicts)
-        before = np.arange(n_lines if start is None else start)
-        verdicts.sort_out(data, lines, before, first_line, None, max_line_bytes)
-        if start is not None:
-            n_fields = len(values)
-            _parse(data, lines, start, first_line, n_fields, max_line_bytes, rows, numbers,
-                   verdicts)
-    elif data:
-        _parse(data, lines, 0, first_line, n_fields, max_line_bytes, rows, numbers, verdicts)
-    if verdicts.good_values:
-        rows.append(np.array(verdicts.good_values, dtype=np.float64))
-        numbers.append(np.array(verdicts.good_lines, dtype=np.int64))
-    width = n_fields or 0
-    table = np.concatenate(rows) if rows else np.empty((0, width))
-    found = np.concatenate(numbers) if numbers else np.empty(0, dtype=np.int64)
-    if len(rows) > 1:  # rows recovered line by line come after the clean ones: restore order
-        order = np.argsort(found, kind="stable")
-        table, found = table[order], found[order]
+            return Parsed(values, np.arange(first_line, first_line + ends.size), _NO_REJECTS,
+                          ends.size, 1, ends)
+    if data:
+        verdict, rows, table, n_fields, block = _judge(data, n_fields, max_line_bytes)
+        if rows.size:
+            rejected = np.flatnonzero(verdict != _ROW)
+            codes, starts, ends = verdict[rejected], block.starts[rejected], block.ends[rejected]
+        else:  # every line (a flood of junk): no gathers
+            rejected = np.arange(block.n)
+            codes, starts, ends = verdict, block.starts, block.ends
+        rejects = Rejects(first_line + rejected, codes, starts,
+                          np.minimum(ends, starts + _SNIPPET), data)
+        found, n_lines = first_line + rows, block.n
+    else:
+        table, found = np.empty((0, n_fields or 0)), np.empty(0, dtype=np.int64)
+        rejects, n_lines = _NO_REJECTS, 0
     if columns is not None:
         columns = list(columns)
         if n_fields is not None and any(not 0 <= c < n_fields for c in columns):
             raise ValueError(f"columns {columns} out of range for {n_fields} fields per line")
         table = table[:, columns] if table.shape[1] else np.empty((0, len(columns)))
-    rejects = verdicts.rejects
-    rejects.sort(key=itemgetter(0))  # in order already: one pass to make sure
-    return Parsed(np.ascontiguousarray(table), found.astype(np.int64), tuple(rejects),
-                  n_lines, n_fields)
+    return Parsed(np.ascontiguousarray(table), found.astype(np.int64), rejects, n_lines,
+                  n_fields)
 
 
 _BEYOND_RANGE = 10**101
@@ -532,6 +867,12 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int):
     return [float(v) for v in values], None
 
 
+_WHITESPACE = np.zeros(256, dtype=bool)  # what bytes.strip() strips
+_WHITESPACE[np.frombuffer(b" \t\n\r\x0b\x0c", dtype=np.uint8)] = True
+_LEADING = np.zeros(256, dtype=bool)  # what a JSON line may start with before its "{"
+_LEADING[np.frombuffer(b" \t\r", dtype=np.uint8)] = True
+
+
 def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
                      max_line_bytes: int = 4096) -> Parsed:
     """Parse JSON lines, one object per line, taking the named numeric ``fields`` in order.
@@ -554,7 +895,8 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
         field", "non-numeric" (a value that is not a number; booleans included),
         "non-finite" (NaN, Infinity, or a number that overflows a float), "out of range"
         (beyond ±1e100, integers of any size included), "too long", "invalid utf-8",
-        "blank".
+        "blank".  Lines that are too long, blank, not UTF-8 or do not start with "{" are
+        found in bulk; the others are decoded one by one (a repeated bad one once).
 
     Examples
     --------
@@ -563,25 +905,40 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
     ([2.5, 3.0], [(2, 'non-numeric')])
     """
     fields = list(fields)
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    good, where, rejected = [], [], []
-    memo = {}
-    for number, line in enumerate(lines, start=first_line):
-        verdict = memo.get(line)
-        if verdict is None:
-            verdict = _json_verdict(line, fields, max_line_bytes)
-            if verdict[1] is not None:  # rejects are remembered (a flood is judged once)
-                memo[line] = verdict
-        values, reason = verdict
+    if not data:
+        return Parsed(np.empty((0, len(fields))), np.empty(0, dtype=np.int64), _NO_REJECTS, 0,
+                      len(fields))
+    raw = np.frombuffer(data, dtype=np.uint8)
+    starts, ends = _spans(raw)
+    lengths = ends - starts
+    verdict = np.full(starts.size, _ROW, dtype=np.int8)
+    # The first byte that is not a space, tab or carriage return: "{" or the line is no object.
+    ahead = np.flatnonzero(~_LEADING[raw])
+    at = np.append(ahead, raw.size)[np.searchsorted(ahead, starts)]
+    inside = at < ends
+    opens = np.zeros(starts.size, dtype=bool)
+    opens[inside] = raw[at[inside]] == ord("{")
+    verdict[~opens] = _IS_INVALID_JSON
+    if not data.isascii():
+        high = _prefix(raw >= 128)
+        verdict[(high[ends] > high[starts]) & _invalid_utf8(data, starts.size)] = \
+            _IS_INVALID_UTF8
+    visible = _prefix(~_WHITESPACE[raw])
+    verdict[visible[ends] == visible[starts]] = _IS_BLANK
+    verdict[lengths > max_line_bytes] = _IS_TOO_LONG
+    good, where, memo = [], [], {}
+    for index in np.flatnonzero(verdict == _ROW).tolist():
+        line = data[starts[index]:ends[index]]
+        values, reason = memo.get(line) or _json_verdict(line, fields, max_line_bytes)
         if reason is None:
             good.append(values)
-            where.append(number)
+            where.append(index)
         else:
-            rejected.append((number, reason, _snippet(line)))
+            memo[line] = None, reason  # a flood of one bad line is decoded once
+            verdict[index] = _CODES[reason]
+    rejected = np.flatnonzero(verdict != _ROW)
+    rejects = Rejects(first_line + rejected, verdict[rejected], starts[rejected],
+                      np.minimum(ends[rejected], starts[rejected] + _SNIPPET), data)
     rows = np.array(good, dtype=np.float64) if good else np.empty((0, len(fields)))
-    with _no_collection():
-        rejects = tuple(_make_rejects(rejected))
-    return Parsed(rows.reshape(-1, len(fields)), np.array(where, dtype=np.int64), rejects,
-                  len(lines), len(fields))
+    return Parsed(rows.reshape(-1, len(fields)), first_line + np.array(where, dtype=np.int64),
+                  rejects, starts.size, len(fields))

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from emstream.parse import Parsed, Reject, parse_lines
+from emstream.parse import REASONS, Parsed, Rejects, parse_lines
 
 # The parser's field separators (emstream.parse): whitespace and commas; a newline ends a line.
 _SEPARATOR = np.zeros(256, dtype=bool)
 _SEPARATOR[np.frombuffer(b" \t\r,\n", dtype=np.uint8)] = True
 _SNIPPET = 60  # bytes of a rejected line kept for the log, as the parser keeps
+_WRONG_COUNT = REASONS.index("wrong field count")
 
 
 def _line_spans(raw: np.ndarray):
@@ -74,21 +75,23 @@ def parse_with_columns(data: bytes, columns, *, first_line: int,
     probe = parse_lines(raw[keep].tobytes(), first_line=0, max_line_bytes=max_line_bytes)
     cut = int(wide[probe.lines[0]]) if probe.lines.size else parsed.n_lines
     # Before the cut: every valid line lacks a column.
-    narrow = [Reject(int(line), "wrong field count",
-                     data[starts[line - first_line]:ends[line - first_line]][:_SNIPPET]
-                     .decode("utf-8", errors="replace"))
-              for line in parsed.lines[parsed.lines < first_line + cut].tolist()]
+    narrow = parsed.lines[parsed.lines < first_line + cut] - first_line
+    narrow_starts = starts[narrow]
+    narrow = Rejects(first_line + narrow, np.full(narrow.size, _WRONG_COUNT),
+                     narrow_starts, np.minimum(ends[narrow], narrow_starts + _SNIPPET), data)
     # Other lines before the cut keep their reasons: a narrow one's from the whole block, a
     # wide one's from the probe (judged by its own width: "nan nan nan" is non-finite).
-    rejects = sorted([r for r in parsed.rejects if r.line < first_line + cut
-                      and fields[r.line - first_line] < need]
-                     + [r._replace(line=first_line + int(wide[r.line])) for r in probe.rejects
-                        if wide[r.line] < cut]
-                     + narrow)
+    ours = Rejects.of(parsed.rejects)
+    ours = ours.take((ours.lines < first_line + cut) & (fields[ours.lines - first_line] < need))
+    theirs = Rejects.of(probe.rejects)
+    theirs = theirs.take(wide[theirs.lines] < cut)
+    theirs = theirs.renumbered(first_line + wide[theirs.lines])
+    rejects = Rejects.concat([ours, theirs, narrow])
+    rejects = rejects.take(np.argsort(rejects.lines, kind="stable"))
     if cut == parsed.n_lines:
-        return Parsed(np.empty((0, len(columns))), np.empty(0, dtype=np.int64), tuple(rejects),
+        return Parsed(np.empty((0, len(columns))), np.empty(0, dtype=np.int64), rejects,
                       parsed.n_lines, None)
     rest = parse_lines(data[starts[cut]:], n_fields=probe.n_fields, columns=columns,
                        first_line=first_line + cut, max_line_bytes=max_line_bytes)
-    return Parsed(rest.rows, rest.lines, tuple(rejects) + tuple(rest.rejects), parsed.n_lines,
-                  probe.n_fields)
+    return Parsed(rest.rows, rest.lines, Rejects.concat([rejects, rest.rejects]),
+                  parsed.n_lines, probe.n_fields)

@@ -22,7 +22,7 @@ import numpy as np
 from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
 from emstream.drift import DriftMonitor
-from emstream.parse import parse_json_lines, parse_lines
+from emstream.parse import Rejects, parse_json_lines, parse_lines
 from emstream.report import format_rows
 from emstream.ring import RingBuffer
 from emstream.series import SeriesMonitor
@@ -43,6 +43,9 @@ _TERMINAL = sys.stderr.isatty()
 STALL_SECONDS = 60.0
 # A checkpoint that failed (a full disk) is tried again after this many seconds, not at once.
 CHECKPOINT_RETRY_SECONDS = 5.0
+# Rejected lines logged: the first ones, then one in so many (counted over the daemon's life).
+LOGGED_REJECTS = 20
+LOG_REJECT_EVERY = 1000
 
 
 def _same(a, b) -> bool:
@@ -73,6 +76,45 @@ class Flags:
         signal.signal(signal.SIGUSR1, lambda s, f: setattr(self, "checkpoint", True))
         signal.signal(signal.SIGHUP, lambda s, f: setattr(self, "reload", True))
         signal.signal(signal.SIGUSR2, lambda s, f: setattr(self, "refit", True))
+
+
+class PendingRejects:
+    """The rejected lines read after the last applied row: their numbers and reasons, kept as
+    the parser's arrays (a flood of them costs a few bytes a line, not an object a line).
+
+    A checkpoint's position stays before the first of them while a row read before them is
+    unapplied, and its counters leave them out."""
+
+    def __init__(self):
+        self._parts = []  # (lines, codes, reasons) of successive blocks, lines increasing
+
+    def add(self, rejects: Rejects) -> None:
+        if len(rejects):  # (not the Rejects themselves: they hold on to their block's bytes)
+            self._parts.append((rejects.lines, rejects.codes, rejects.reasons))
+
+    def __bool__(self) -> bool:
+        return bool(self._parts)
+
+    def first_line(self) -> int:
+        return int(self._parts[0][0][0])
+
+    def drop_through(self, line: int) -> None:
+        """Forget the rejects up to and including ``line`` (now behind the position)."""
+        kept = []
+        for lines, codes, reasons in self._parts:
+            if lines[-1] > line:
+                start = int(np.searchsorted(lines, line, side="right"))
+                kept.append((lines[start:], codes[start:], reasons))
+        self._parts = kept
+
+    def counts(self) -> dict:
+        """Rejects by reason."""
+        total = {}
+        for _, codes, reasons in self._parts:
+            for code, n in enumerate(np.bincount(codes).tolist()):
+                if n:
+                    total[reasons[code]] = total.get(reasons[code], 0) + n
+        return total
 
 
 def _indices(columns) -> bool:
@@ -151,7 +193,7 @@ class Daemon:
         self.applied_offset = source.offset
         self.pending_rows, self.pending_lines, self.pending_ends = [], [], []
         self.pending_times, self.pending_stamps = [], []  # seconds, and the text as written
-        self.pending_rejects = []  # (line, reason) after the last applied row
+        self.pending_rejects = PendingRejects()  # rejected after the last applied row
         self.first_pending_at = None
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
@@ -347,49 +389,57 @@ class Daemon:
                 self.pending_stamps.append(parsed.time_text)
             if self.first_pending_at is None:
                 self.first_pending_at = time.monotonic()
-        rejects = parsed.rejects
+        rejects = Rejects.of(parsed.rejects)
         if rejects and self.dead_letter is not None:
             # A reject whose dead letter could not be written is not counted: the position
             # stays before it, so a restart reads it (and writes it) again.
-            rejects = rejects[:self._dead_letters(rejects)]
-        for reject in rejects:
-            if self.metrics is not None:
-                self.metrics.reject(reject.reason)
-            rejected = self.counters["rejected"]
-            rejected[reject.reason] = rejected.get(reject.reason, 0) + 1
-            self.pending_rejects.append((reject.line, reject.reason))
-            if sum(rejected.values()) <= 20 or sum(rejected.values()) % 1000 == 0:
-                log.warning("line %d%s rejected (%s): %r [%d rejected so far]", reject.line,
-                            self._where(reject.line), reject.reason, reject.text,
-                            sum(rejected.values()))
+            rejects = rejects.take(slice(self._dead_letters(rejects)))
+        if rejects:
+            self._count_rejects(rejects)
         if not self.pending_rows and not self.halted:
             # Every line so far is applied or rejected: the position can move past them all.
             self.applied_offset = self.source.offset
-            self.pending_rejects = []
+            self.pending_rejects = PendingRejects()
 
-    def _dead_letters(self, rejects) -> int:
-        """Append a block's rejects to ``input.dead_letter``, one JSON line each; returns how
-        many were written.  On a write error (a full disk) the record cut short is removed,
-        so the file holds whole lines only, and the run halts."""
-        records = [json.dumps({"line": r.line, "reason": r.reason, "text": r.text}).encode()
-                   + b"\n" for r in rejects]
-        blob = memoryview(b"".join(records))
+    def _count_rejects(self, rejects: Rejects) -> None:
+        """Count a block's rejects by reason, keep them pending, and log the first
+        ``LOGGED_REJECTS`` of the daemon's life and every ``LOG_REJECT_EVERY``-th after."""
+        rejected = self.counters["rejected"]
+        before = sum(rejected.values())
+        for reason, n in rejects.counts().items():
+            rejected[reason] = rejected.get(reason, 0) + n
+            if self.metrics is not None:
+                self.metrics.reject(reason, n)
+        self.pending_rejects.add(rejects)
+        first = range(min(len(rejects), max(0, LOGGED_REJECTS - before)))
+        every = range(-(before + 1) % LOG_REJECT_EVERY, len(rejects), LOG_REJECT_EVERY)
+        for i in sorted(set(first).union(every)):
+            reject = rejects[i]
+            log.warning("line %d%s rejected (%s): %r [%d rejected so far]", reject.line,
+                        self._where(reject.line), reject.reason, reject.text, before + i + 1)
+
+    def _dead_letters(self, rejects: Rejects) -> int:
+        """Append a block's rejects to ``input.dead_letter``, one JSON line each, in one write
+        (more if the kernel takes less); returns how many were written.  On a write error (a
+        full disk) the record cut short is removed, so the file holds whole lines only, and
+        the run halts."""
+        blob, ends = rejects.to_json_lines()
+        blob = memoryview(blob)
         written = 0
         size = os.fstat(self.dead_letter).st_size
         try:
             while written < len(blob):
                 written += os.write(self.dead_letter, blob[written:])
         except OSError as exc:
-            whole = int(np.searchsorted(np.cumsum([len(r) for r in records]), written,
-                                        side="right"))
+            whole = int(np.searchsorted(ends, written, side="right"))
             try:
-                os.ftruncate(self.dead_letter, size + sum(len(r) for r in records[:whole]))
+                os.ftruncate(self.dead_letter, size + (int(ends[whole - 1]) if whole else 0))
             except OSError:
                 pass
             self._halt(EX_IOERR, "input.dead_letter %s: %s: stopping; the checkpoint stays "
                        "before line %d, whose dead letter was not written",
                        self.config["input"]["dead_letter"], exc.strerror or exc,
-                       rejects[whole].line)
+                       int(rejects.lines[whole]))
             return whole
         return len(rejects)
 
@@ -468,13 +518,13 @@ class Daemon:
             self.refit("schedule")
         last_line = int(lines[-1])
         self.applied_offset = int(ends[-1])
-        self.pending_rejects = [r for r in self.pending_rejects if r[0] > last_line]
+        self.pending_rejects.drop_through(last_line)
         if self.pending_rows:
             self.first_pending_at = time.monotonic()
         else:
             # Every line read so far is applied or rejected: the position moves past them all.
             self.first_pending_at = None
-            self.pending_rejects = []
+            self.pending_rejects = PendingRejects()
             self.applied_offset = self.source.offset
 
     def _remember(self, batch: np.ndarray) -> None:
@@ -749,22 +799,19 @@ class Daemon:
     def _counters_at_position(self) -> dict:
         """The counters as of the applied position (lines read after it are not counted)."""
         counters = json.loads(json.dumps(self.counters))
-        for _, reason_rejected in self.pending_rejects:  # not yet behind the saved position
-            counters["rejected"][reason_rejected] -= 1
-            if not counters["rejected"][reason_rejected]:
-                del counters["rejected"][reason_rejected]
+        for reason, n in self.pending_rejects.counts().items():  # not behind the position yet
+            counters["rejected"][reason] -= n
+            if not counters["rejected"][reason]:
+                del counters["rejected"][reason]
         counters["lines"] = self._line_at_position() - 1
         return counters
 
     def _line_at_position(self) -> int:
         """Number of the first line not behind the saved position."""
+        first = [self.pending_rejects.first_line()] if self.pending_rejects else []
         if self.pending_lines:
-            behind = [r[0] for r in self.pending_rejects]
-            first_pending = int(self.pending_lines[0][0])
-            return min([first_pending] + behind)
-        if self.pending_rejects:
-            return self.pending_rejects[0][0]
-        return self.next_line
+            return min([int(self.pending_lines[0][0])] + first)
+        return first[0] if first else self.next_line
 
     def _checkpoint_due(self) -> bool:
         settings = self.config["checkpoint"]
@@ -855,7 +902,7 @@ class Daemon:
                     break
                 self.source.next_file()
                 self.applied_offset = self.source.offset
-                self.pending_rejects = []
+                self.pending_rejects = PendingRejects()
                 self.file_first_line = self.next_line
                 log.info("now reading %s (rotated or truncated) from stream line %d",
                          self.source.path, self.next_line)
