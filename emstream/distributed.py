@@ -215,7 +215,8 @@ class DaskRows:
             X = X.to_dask_array()
         if X.ndim == 1:
             raise ValueError(f"X must be 2-D of shape (n_samples, n_features), got a 1-D dask "
-                             f"array of shape {X.shape}; use X.reshape(-1, 1) for one feature")
+                             f"array of shape {X.shape}. Reshape your data: X.reshape(-1, 1) "
+                             "for one feature")
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D of shape (n_samples, n_features), got {X.ndim}-D "
                              f"of shape {X.shape}")
@@ -241,8 +242,9 @@ class DaskRows:
         if n_samples == 0:
             raise ValueError(f"X is empty (0 samples); pass at least {max(min_samples, 1)}")
         if n_features is not None and width != n_features:
-            raise ValueError(f"X has {width} features, but the model was fitted with "
-                             f"{n_features}; pass rows with {n_features} columns")
+            raise ValueError(f"X has {width} features, but GaussianMixture is expecting "
+                             f"{n_features} features as input; pass rows with {n_features} "
+                             "columns")
         if n_samples < min_samples:
             raise ValueError(f"X has {n_samples} samples, fewer than {min_samples}{why_min}")
         n_bad = sum(f[1] for f in facts)

@@ -138,8 +138,13 @@ def test_dask_data_frame_input(X2):
             GaussianMixture(2).fit(dd.from_pandas(broken, npartitions=4))
         with pytest.raises(ValueError, match="fewer than 3"):
             GaussianMixture(3).fit(da.from_array(X2[:2], chunks=1))
-        with pytest.raises(ValueError, match="2-D"):
+        with pytest.raises(ValueError, match="2-D .* Reshape your data"):
             GaussianMixture(2).fit(da.from_array(X2[:, 0], chunks=1000))
+        # The same words as for numpy input (scikit-learn's, see emstream/validation.py).
+        warm = GaussianMixture(2, warm_start=True, random_state=0).fit(values)
+        with pytest.raises(ValueError, match="X has 1 features, but GaussianMixture is "
+                                             "expecting 2 features as input"):
+            warm.fit(da.from_array(values[:, :1], chunks=5000))
 
 
 # ---------------------------------------------------------------------------- initialisation
