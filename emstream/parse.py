@@ -101,7 +101,7 @@ class Rejects(Sequence):
     (2, [2, 3], {'blank': 1, 'non-numeric': 1})
     >>> rejects[1]
     Reject(line=3, reason='non-numeric', text='x y')
-    >>> rejects.to_json_lines()[0]
+    >>> bytes(rejects.to_json_lines()[0])
     b'{"line": 2, "reason": "blank", "text": ""}\\n{"line": 3, "reason": "non-numeric", "text": "x y"}\\n'
     """
 
@@ -216,42 +216,50 @@ class Rejects(Sequence):
 
     def to_json_lines(self) -> tuple[bytes, np.ndarray]:
         """One JSON object a reject, as ``json.dumps({"line": .., "reason": .., "text": ..})``
-        writes it, each on its line; and the offset just past each record.
+        writes it, each on its line (bytes, or a memoryview of them); and the offset just past
+        each record.
 
-        What follows a record's line number depends only on its reason and text: it is made
-        once a run of rejects alike (a flood), and a long run's records are written by numpy,
-        the line numbers' digits included."""
+        A long run of rejects with the same reason and text (a flood) is written by numpy
+        into the result, the line numbers' digits included; the others are made all at once
+        (:func:`_json_records`)."""
         n = len(self)
         if not n:
             return b"", np.empty(0, dtype=np.int64)
         heads = self._runs()
         runs = np.diff(np.append(heads, n))
-        data, reasons = self.data, [json.dumps(reason) for reason in self.reasons]
-        made, suffixes = {}, []
-        for code, start, stop in zip(self.codes[heads].tolist(), self.starts[heads].tolist(),
-                                     self.stops[heads].tolist()):
-            key = code, data[start:stop]
-            suffix = made.get(key)
-            if suffix is None:
-                # (what json.dumps does with a str)
-                text = encode_basestring_ascii(key[1].decode("utf-8", errors="replace"))
-                suffix = made[key] = f', "reason": {reasons[code]}, "text": {text}}}\n'.encode()
-            suffixes.append(suffix)
-        sizes = (len(_RECORD_HEAD) + _digits(self.lines)
-                 + np.repeat(np.fromiter(map(len, suffixes), np.int64, len(suffixes)), runs))
-        if runs.max() < _LONG_RUN:  # no flood: one record at a time
-            records = [b'{"line": %d%s' % pair for pair in zip(
-                self.lines.tolist(), np.repeat(np.array(suffixes, dtype=object), runs))]
-        else:
-            records, at = [], 0
-            for suffix, size in zip(suffixes, runs.tolist()):
-                lines = self.lines[at:at + size]
-                if size >= _LONG_RUN:
-                    records.append(_records(lines, suffix))
-                else:
-                    records.extend(b'{"line": %d%s' % (line, suffix) for line in lines.tolist())
-                at += size
-        return b"".join(records), np.cumsum(sizes)
+        long = runs >= _LONG_RUN
+        if not long.any():
+            return _json_records(self)
+        single = ~np.repeat(long, runs)
+        others, other_ends = _json_records(self.take(single)) if single.any() else (b"", [])
+        suffixes = {}
+        for start in heads[long].tolist():
+            code = int(self.codes[start])
+            text = _text(self.data, int(self.starts[start]), int(self.stops[start]))
+            suffixes[start] = (f', "reason": {json.dumps(self.reasons[code])}, '
+                               f'"text": {json.dumps(text)}}}\n').encode()
+        sizes = np.empty(n, dtype=np.int64)
+        sizes[single] = np.diff(other_ends, prepend=0)
+        tails = np.array([len(suffixes[start]) if flood else 0
+                          for start, flood in zip(heads.tolist(), long.tolist())])
+        in_runs = ~single
+        sizes[in_runs] = (len(_RECORD_HEAD) + _digits(self.lines[in_runs])
+                          + np.repeat(tails, runs)[in_runs])
+        ends = np.cumsum(sizes)
+        out = np.empty(int(ends[-1]), dtype=np.uint8)
+        done = 0  # records of others written
+        for start, size, flood in zip(heads.tolist(), runs.tolist(), long.tolist()):
+            at = int(ends[start - 1]) if start else 0
+            if flood:
+                _records_into(out[at:int(ends[start + size - 1])],
+                              self.lines[start:start + size], suffixes[start])
+            else:
+                begin = int(other_ends[done - 1]) if done else 0
+                done += size
+                out[at:at + int(other_ends[done - 1]) - begin] = np.frombuffer(
+                    others, dtype=np.uint8, count=int(other_ends[done - 1]) - begin,
+                    offset=begin)
+        return memoryview(out), ends
 
     def _runs(self) -> np.ndarray:
         """Index of the first reject of each run of rejects with the same reason and text."""
@@ -270,34 +278,110 @@ class Rejects(Sequence):
 
 
 _RECORD_HEAD = b'{"line": '
+_HEAD_BYTES = np.frombuffer(_RECORD_HEAD, dtype=np.uint8)
 _LONG_RUN = 16  # rejects alike whose records numpy writes
+_CHUNK_ROWS = 32768
 _POWERS = 10 ** np.arange(1, 19, dtype=np.int64)
 
 
 def _digits(numbers: np.ndarray) -> np.ndarray:
-    """Decimal digits of each non-negative integer."""
-    return 1 + np.searchsorted(_POWERS, numbers, side="right")
+    """Decimal digits of each of ``numbers`` (non-negative, increasing)."""
+    counts = np.diff(np.searchsorted(numbers, _POWERS), prepend=0, append=numbers.size)
+    return np.repeat(np.arange(1, _POWERS.size + 2), counts)
 
 
-def _records(lines: np.ndarray, suffix: bytes) -> bytes:
-    """``{"line": N`` + ``suffix`` for each of ``lines`` (increasing), as one bytes."""
-    digits = _digits(lines)
-    cuts = np.flatnonzero(np.diff(digits)) + 1
-    head = np.frombuffer(_RECORD_HEAD, dtype=np.uint8)
-    tail = np.frombuffer(suffix, dtype=np.uint8)
-    out = []
-    for part, width in zip(np.split(lines, cuts), digits[np.r_[0, cuts]].tolist()):
-        at = head.size
-        table = np.empty((part.size, at + width + tail.size), dtype=np.uint8)
-        table[:, :at] = head
-        table[:, at + width:] = tail
-        rest = part.copy()
-        for column in range(at + width - 1, at - 1, -1):
-            rest, digit = np.divmod(rest, 10)
-            table[:, column] = digit
-        table[:, at:at + width] += ord("0")
-        out.append(table.tobytes())
-    return b"".join(out)
+# Bytes that a JSON string holds as they are (printable ASCII but the quote and backslash).
+_PLAIN = np.zeros(256, dtype=bool)
+_PLAIN[0x20:0x7F] = True
+_PLAIN[[ord('"'), ord("\\")]] = False
+
+
+def _json_records(rejects: Rejects) -> tuple[bytes, np.ndarray]:
+    """The records of ``rejects`` (see :meth:`Rejects.to_json_lines`) made all at once: each
+    text escaped in bulk when it needs no escaping (most junk), else by ``json``'s own
+    escaping (once per distinct text); then joined by pyarrow's ``binary_join_element_wise``
+    (about 0.5 µs a record) or, without pyarrow, one Python format a record (about 3 µs)."""
+    raw = np.frombuffer(rejects.data, dtype=np.uint8)
+    starts, sizes = rejects.starts, rejects.stops - rejects.starts
+    special = _prefix(~_PLAIN[raw])
+    plain = special[rejects.stops] == special[starts]
+    texts = raw[_ranges(starts, sizes)].tobytes() if plain.all() else None
+    if texts is None:  # some escaped one at a time, the rest gathered as they are
+        escaped, made = [], {}
+        for index, start, stop in zip(np.flatnonzero(~plain).tolist(),
+                                      starts[~plain].tolist(), rejects.stops[~plain].tolist()):
+            text = rejects.data[start:stop]
+            if text not in made:
+                made[text] = encode_basestring_ascii(
+                    text.decode("utf-8", errors="replace"))[1:-1].encode()
+            escaped.append(made[text])
+        sizes = sizes.copy()
+        sizes[~plain] = np.fromiter(map(len, escaped), dtype=np.int64, count=len(escaped))
+        extra = b"".join(escaped)
+        starts = starts.copy()
+        starts[~plain] = raw.size + np.cumsum(sizes[~plain]) - sizes[~plain]
+        source = np.concatenate([raw, np.frombuffer(extra, dtype=np.uint8)])
+        texts = source[_ranges(starts, sizes)].tobytes()
+    mids = [f', "reason": {json.dumps(reason)}, "text": "'.encode()
+            for reason in rejects.reasons]
+    arrow = _arrow_compute()
+    if arrow is None:
+        cuts = np.cumsum(sizes).tolist()
+        records = [b'{"line": %d%s%s"}\n' % (line, mids[code], texts[begin:end])
+                   for line, code, begin, end in zip(rejects.lines.tolist(),
+                                                     rejects.codes.tolist(), [0] + cuts, cuts)]
+        return b"".join(records), np.cumsum(np.fromiter(map(len, records), dtype=np.int64,
+                                                        count=len(records)))
+    pa, pc = arrow
+    n = len(rejects)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    binary = pa.binary()
+    joined = pc.binary_join_element_wise(
+        pa.scalar(_RECORD_HEAD, binary),
+        pc.cast(pa.array(rejects.lines), pa.string()).cast(binary),
+        pc.take(pa.array(mids, binary), pa.array(rejects.codes)),
+        pa.Array.from_buffers(binary, n, [None, pa.py_buffer(offsets), pa.py_buffer(texts)]),
+        pa.scalar(b'"}\n', binary), pa.scalar(b"", binary))
+    _, ends, blob = joined.buffers()
+    ends = np.frombuffer(ends, dtype=np.int32, count=n + 1)
+    return bytes(memoryview(blob)[:ends[-1]]), ends[1:].astype(np.int64)
+
+
+@lru_cache(maxsize=1)
+def _arrow_compute():
+    """``(pyarrow, pyarrow.compute)`` or None without pyarrow."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        return None
+    return pa, pc
+
+
+def _records_into(out: np.ndarray, lines: np.ndarray, suffix: bytes) -> None:
+    """Write ``{"line": N`` + ``suffix`` for each of ``lines`` (increasing) into ``out``.
+
+    Records with as many digits are the rows of a table: the text around the digits copied
+    into every row, then the digits one column at a time.  By chunks of rows, so that a table
+    stays in cache while its columns are written (five times faster for a million records)."""
+    head, tail = len(_RECORD_HEAD), np.frombuffer(suffix, dtype=np.uint8)
+    at = 0
+    cuts = np.unique(np.searchsorted(lines, _POWERS))  # where the digits grow
+    for part in np.split(lines, cuts[(cuts > 0) & (cuts < lines.size)]):
+        size = int(_digits(part[:1])[0])
+        row = head + size + tail.size
+        for begin in range(0, part.size, _CHUNK_ROWS):
+            chunk = part[begin:begin + _CHUNK_ROWS]
+            table = out[at:at + chunk.size * row].reshape(chunk.size, row)
+            table[:, :head] = _HEAD_BYTES
+            table[:, head + size:] = tail
+            rest = chunk.astype(np.uint32 if chunk[-1] < 1 << 32 else np.uint64)
+            ten = rest.dtype.type(10)
+            for column in range(head + size - 1, head - 1, -1):
+                rest, table[:, column] = np.divmod(rest, ten)
+            table[:, head:head + size] += ord("0")
+            at += chunk.size * row
 
 
 def _ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
