@@ -298,3 +298,18 @@ def test_a_number_numpy_refuses_but_the_grammar_takes_is_judged_by_the_rules(mon
     data = b"1\n1.2.3\n2e5\n-\n3\n"
     lines = data.split(b"\n")[:-1]
     _check(parse_lines(data, n_fields=1), *_reference(lines, 1, 4096))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"", b"  ", b"\t\r", b"\x0b", b"timestamp,value", b"time value",
+                                 b"2014-07-01 00:30:00,8127", b"2014-07-01T00:30:00 5",
+                                 b"1.5", b"1,2", b"a,b,c", b"x", b"nan", b"\xff,1"]),
+                min_size=0, max_size=12), st.booleans())
+def test_the_layout_is_found_from_the_blocks_first_two_non_blank_lines(lines, ended):
+    """The daemon gives ``find_layout`` only the start of its first block (a block of a
+    million blank lines and one number is not split into a million lines)."""
+    from emstream.table import find_layout
+    from emstreamd.loop import _head
+
+    data = b"\n".join(lines) + (b"\n" if ended else b"")
+    assert find_layout(_head(data), first_line=3) == find_layout(data, first_line=3)

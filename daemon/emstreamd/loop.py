@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import select
 import signal
 import stat
@@ -115,6 +116,23 @@ class PendingRejects:
                 if n:
                     total[reasons[code]] = total.get(reasons[code], 0) + n
         return total
+
+
+_VISIBLE = re.compile(rb"\S")  # what bytes.strip() leaves
+
+
+def _head(data: bytes) -> bytes:
+    """The start of a block through its second non-blank line: all that ``find_layout`` reads
+    (a header, the first data line), without splitting a block of a million lines."""
+    end = 0
+    for _ in range(2):
+        found = _VISIBLE.search(data, end)
+        if found is None:
+            return data
+        end = data.find(b"\n", found.start()) + 1
+        if not end:
+            return data
+    return data[:end]
 
 
 def _indices(columns) -> bool:
@@ -343,7 +361,7 @@ class Daemon:
             if self.layout is None and data.strip():
                 # The first block decides: a table with a header and/or a time column, or
                 # plain numbers.
-                self.layout = find_layout(data, columns=settings["columns"],
+                self.layout = find_layout(_head(data), columns=settings["columns"],
                                           timestamp=settings["timestamp"],
                                           first_line=first) or False
                 if self.layout is False and any(isinstance(c, str)
