@@ -101,8 +101,9 @@ class Rejects(Sequence):
     (2, [2, 3], {'blank': 1, 'non-numeric': 1})
     >>> rejects[1]
     Reject(line=3, reason='non-numeric', text='x y')
-    >>> bytes(rejects.to_json_lines()[0])
-    b'{"line": 2, "reason": "blank", "text": ""}\\n{"line": 3, "reason": "non-numeric", "text": "x y"}\\n'
+    >>> blob, ends = rejects.to_json_lines()  # (dead letters)
+    >>> bytes(blob).splitlines()[1], ends.tolist()
+    (b'{"line": 3, "reason": "non-numeric", "text": "x y"}', [43, 95])
     """
 
     __slots__ = ("codes", "data", "lines", "reasons", "starts", "stops")
@@ -231,7 +232,8 @@ class Rejects(Sequence):
         if not long.any():
             return _json_records(self)
         single = ~np.repeat(long, runs)
-        others, other_ends = _json_records(self.take(single)) if single.any() else (b"", [])
+        others, other_ends = (_json_records(self.take(single)) if single.any()
+                              else (b"", np.empty(0, dtype=np.int64)))
         suffixes = {}
         for start in heads[long].tolist():
             code = int(self.codes[start])
@@ -247,18 +249,20 @@ class Rejects(Sequence):
                           + np.repeat(tails, runs)[in_runs])
         ends = np.cumsum(sizes)
         out = np.empty(int(ends[-1]), dtype=np.uint8)
-        done = 0  # records of others written
-        for start, size, flood in zip(heads.tolist(), runs.tolist(), long.tolist()):
+        others = np.frombuffer(others, dtype=np.uint8)
+        other_ends = np.append(0, other_ends)  # [0]: where the next other record starts
+        done = 0  # records written, in order
+        for start, size in zip(heads[long].tolist(), runs[long].tolist()):
             at = int(ends[start - 1]) if start else 0
-            if flood:
-                _records_into(out[at:int(ends[start + size - 1])],
-                              self.lines[start:start + size], suffixes[start])
-            else:
-                begin = int(other_ends[done - 1]) if done else 0
-                done += size
-                out[at:at + int(other_ends[done - 1]) - begin] = np.frombuffer(
-                    others, dtype=np.uint8, count=int(other_ends[done - 1]) - begin,
-                    offset=begin)
+            if start > done:  # the other records since the last flood, as they are
+                copied = int(other_ends[start - done] - other_ends[0])
+                out[at - copied:at] = others[int(other_ends[0]):int(other_ends[start - done])]
+                other_ends = other_ends[start - done:]
+            _records_into(out[at:int(ends[start + size - 1])], self.lines[start:start + size],
+                          suffixes[start])
+            done = start + size
+        if done < n:
+            out[int(ends[done - 1]):] = others[int(other_ends[0]):]
         return memoryview(out), ends
 
     def _runs(self) -> np.ndarray:
@@ -305,23 +309,19 @@ def _json_records(rejects: Rejects) -> tuple[bytes, np.ndarray]:
     starts, sizes = rejects.starts, rejects.stops - rejects.starts
     special = _prefix(~_PLAIN[raw])
     plain = special[rejects.stops] == special[starts]
-    texts = raw[_ranges(starts, sizes)].tobytes() if plain.all() else None
-    if texts is None:  # some escaped one at a time, the rest gathered as they are
+    if not plain.all():  # the others escaped once per distinct text, after the block's bytes
         escaped, made = [], {}
-        for index, start, stop in zip(np.flatnonzero(~plain).tolist(),
-                                      starts[~plain].tolist(), rejects.stops[~plain].tolist()):
+        for start, stop in zip(starts[~plain].tolist(), rejects.stops[~plain].tolist()):
             text = rejects.data[start:stop]
             if text not in made:
                 made[text] = encode_basestring_ascii(
                     text.decode("utf-8", errors="replace"))[1:-1].encode()
             escaped.append(made[text])
-        sizes = sizes.copy()
+        sizes, starts = sizes.copy(), starts.copy()
         sizes[~plain] = np.fromiter(map(len, escaped), dtype=np.int64, count=len(escaped))
-        extra = b"".join(escaped)
-        starts = starts.copy()
         starts[~plain] = raw.size + np.cumsum(sizes[~plain]) - sizes[~plain]
-        source = np.concatenate([raw, np.frombuffer(extra, dtype=np.uint8)])
-        texts = source[_ranges(starts, sizes)].tobytes()
+        raw = np.concatenate([raw, np.frombuffer(b"".join(escaped), dtype=np.uint8)])
+    texts = raw[_ranges(starts, sizes)].tobytes()
     mids = [f', "reason": {json.dumps(reason)}, "text": "'.encode()
             for reason in rejects.reasons]
     arrow = _arrow_compute()
