@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_parser.py [--mb 1] [--repeats 3] [--e2e-mb 4] [--no-e2e]
-                                      [--no-dead] [--formats 1d,3col,json] [--only SUBSTRING]
+                                      [--no-dead] [--formats 1d,3col,csv,json] [--only SUBSTRING]
 
 Acceptance (issue 16, hardening): junk costs at most 20 times what valid input costs per MB.
 Nothing is asserted; the table shows each shape's ratio to the valid input of its format.
@@ -70,9 +70,18 @@ def _lines(items: list) -> bytes:
     return b"\n".join(items) + b"\n"
 
 
+CSV_HEADER = b"timestamp,value\n"
+
+
 def valid(fmt: str, size: int) -> bytes:
-    n = size // {"1d": 9, "3col": 30, "json": 28}[fmt] + 1
+    """Valid input of ``fmt`` (a "csv" time series starts with its header line)."""
+    n = size // {"1d": 9, "3col": 30, "json": 28, "csv": 30}[fmt] + 1
     ones = _valid_1d(n * (3 if fmt == "3col" else 1))
+    if fmt == "csv":
+        start = np.datetime64("2014-07-01T00:00:00")
+        stamps = (start + np.arange(n) * np.timedelta64(300, "s")).astype(str)
+        rows = [b"%s,%s" % (t.replace("T", " ").encode(), v) for t, v in zip(stamps, ones)]
+        return CSV_HEADER + _lines(rows)[:size].rsplit(b"\n", 1)[0] + b"\n"
     if fmt == "1d":
         return _lines(ones)[:size].rsplit(b"\n", 1)[0] + b"\n"
     if fmt == "3col":
@@ -134,6 +143,18 @@ def shapes(fmt: str, size: int) -> list:
             ("alternate valid/mixed", _alternate(good, MIXED_JUNK + [b'{"v": 1', b"[1]"],
                                                  size), False),
         ]
+    if fmt == "csv":  # a time series (header and time column), after its header
+        rows = good[len(CSV_HEADER):]
+        return [("valid", rows, False)] + common[:1] + common[2:] + [
+            ("bad timestamp varied", _varied("zz%d,1", size), False),
+            ("bad value", _fill(b"2014-07-01 00:00:00,abc\n", size), False),
+            ("too many fields", _fill(b"2014-07-01 00:00:00,1,2\n", size), False),
+            ("too few fields", _fill(b"2014-07-01 00:00:00\n", size), False),
+            ("empty fields ,", _fill(b",\n", size), False),
+            ("alternate valid/blank", _alternate(rows, [b""], size), False),
+            ("alternate valid/mixed", _alternate(rows, MIXED_JUNK + [b"1,2,3", b"zz,1"],
+                                                 size), False),
+        ]
     digits = _fill(b"1" * 1000 + b"x\n", size)
     extra = [
         ("digit runs 1111..1x", digits, False),
@@ -163,9 +184,9 @@ def shapes(fmt: str, size: int) -> list:
     return [("valid", good, False)] + common + extra
 
 
-SETTINGS = {"1d": [], "3col": [], "json": [("input", "format", "jsonl"),
+SETTINGS = {"1d": [], "3col": [], "csv": [], "json": [("input", "format", "jsonl"),
                                            ("input", "fields", ["v"])]}
-E2E_SETTINGS = {"1d": [], "3col": [],
+E2E_SETTINGS = {"1d": [], "3col": [], "csv": [],
                 "json": ["--set", "input.format=jsonl", "--set", "input.fields=[v]"]}
 
 
@@ -254,7 +275,7 @@ def main() -> None:
     parser.add_argument("--no-e2e", action="store_true", help="skip the daemon runs")
     parser.add_argument("--no-dead", action="store_true", help="skip the dead-letter column")
     parser.add_argument("--only", default="", help="shapes whose name contains this")
-    parser.add_argument("--formats", default="1d,3col,json")
+    parser.add_argument("--formats", default="1d,3col,csv,json")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", stream=open(os.devnull, "w"))
     folder = Path(tempfile.mkdtemp())

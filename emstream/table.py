@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .parse import Parsed, Reject, _snippet, parse_lines
+from .parse import _SNIPPET, REASONS, Parsed, Reject, Rejects, _snippet, parse_lines
 from .timestamps import looks_like_time, parse_times
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime", "ts")
@@ -208,6 +208,10 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
                 max_line_bytes: int = 4096) -> Parsed:
     """Parse a block of whole lines laid out as ``layout``.
 
+    Blank lines and lines with the wrong number of fields are found for the whole block at
+    once (a flood of them costs a few array passes, not a Python step per line); the others
+    are split into fields one by one.
+
     Parameters
     ----------
     data : bytes
@@ -222,37 +226,48 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
     -------
     TimedParsed
         With ``times`` (seconds since the epoch, shape (n,)) and ``time_text`` (the time
-        fields as written, bytes, shape (n,)) when the layout has a time column.
+        fields as written, bytes, shape (n,)) when the layout has a time column; ``rejects``
+        as :class:`~emstream.parse.Rejects`.
     """
-    raw = data.split(b"\n")
-    if raw and raw[-1] == b"":
-        raw.pop()
-    n_lines = len(raw)
+    starts, stops = _line_spans(data)
+    n_lines = starts.size
+    numbers = first_line + np.arange(n_lines, dtype=np.int64)
+    blank, wrong = _screen(data, starts, stops, layout)
+    special = (numbers == layout.header_line) | (stops - starts > max_line_bytes)
+    blank &= ~special
+    wrong &= ~special
+    bulk = blank | wrong
+    # The rest, a line at a time: the header (left out), too long lines (parse_lines rejects
+    # them), and lines with the right number of fields.
+    rest = np.flatnonzero(~bulk)
     values, time_text, early = [], [], {}
-    for i, line in enumerate(raw):
-        number = first_line + i
+    for i, number in zip(rest.tolist(), numbers[rest].tolist()):
+        line = data[starts[i]:stops[i]]
         if number == layout.header_line or len(line) > max_line_bytes:
             values.append(line if len(line) > max_line_bytes else b"")
             time_text.append(b"")
             continue
-        fields = _split(line, layout.comma) if line.strip() else []
-        if not fields:
-            values.append(b"")
-            time_text.append(b"")
-            continue
-        if len(fields) != layout.n_fields:
+        fields = _split(line, layout.comma)
+        if len(fields) != layout.n_fields:  # (a field count the screen did not foresee)
             early[number] = "wrong field count"
             fields = [b""] * layout.n_fields
         values.append(b",".join(fields[j] for j in layout.value_fields) or b"x")
         time_text.append(fields[layout.time_field] if layout.time_field is not None else b"")
     parsed = parse_lines(b"\n".join(values) + b"\n", n_fields=len(layout.value_fields),
-                         first_line=first_line, max_line_bytes=max_line_bytes)
-    rows, lines = parsed.rows, parsed.lines
-    rejects = [r for r in parsed.rejects
-               if r.line not in early and not (r.line == layout.header_line)]
+                         first_line=1, max_line_bytes=max_line_bytes) if values else None
+    if parsed is None:
+        rows, lines = np.empty((0, len(layout.value_fields))), np.empty(0, dtype=np.int64)
+        found = Rejects.empty()
+    else:
+        # parse_lines numbered the lines it saw 1, 2, ...: back to the block's numbers.
+        rows, lines = parsed.rows, numbers[rest[parsed.lines - 1]]
+        found = Rejects.of(parsed.rejects)
+        found = found.renumbered(numbers[rest[found.lines - 1]])
+        found = found.take(np.flatnonzero(~np.isin(found.lines, [*early, layout.header_line])))
     times = text = None
     if layout.time_field is not None and len(lines):
-        text = np.array([time_text[n - first_line] for n in lines.tolist()], dtype=bytes)
+        index = np.searchsorted(numbers[rest], lines)
+        text = np.array([time_text[j] for j in index.tolist()], dtype=bytes)
         times = parse_times(text)
         bad = ~np.isfinite(times)
         for n in lines[bad].tolist():
@@ -261,8 +276,61 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         rows, lines, times, text = rows[keep], lines[keep], times[keep], text[keep]
     elif layout.time_field is not None:
         times, text = np.empty(0), np.empty(0, dtype="S1")
-    for number, reason in early.items():
-        rejects.append(Reject(number, reason, _snippet(raw[number - first_line])))
-    rejects.sort(key=lambda r: r.line)
-    return TimedParsed(np.ascontiguousarray(rows), lines, tuple(rejects), n_lines,
+    rejects = Rejects.concat([
+        _bulk_rejects(data, starts, stops, numbers, blank, wrong), found,
+        [Reject(n, reason, _snippet(data[starts[n - first_line]:stops[n - first_line]]))
+         for n, reason in early.items()]])
+    rejects = rejects.take(np.argsort(rejects.lines, kind="stable"))
+    return TimedParsed(np.ascontiguousarray(rows), lines, rejects, n_lines,
                        layout.n_fields, None, times, text)
+
+
+def _line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop (before its newline) of every line, shapes (n,)."""
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    if data and not data.endswith(b"\n"):
+        ends = np.append(ends, len(data))
+    starts = np.empty_like(ends)
+    starts[:1] = 0
+    starts[1:] = ends[:-1] + 1
+    return starts, ends
+
+
+# bytes.strip() and bytes.split() take these for whitespace
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
+
+
+def _screen(data: bytes, starts, stops, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Which lines are blank, and which (not blank) have the wrong number of fields, as
+    :func:`_split` would count them; shapes (n,)."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    space = _WHITESPACE[raw]
+    # Per line: bytes that are not whitespace, and commas or fields (runs of non-whitespace).
+    solid = _per_line(~space, starts, stops)
+    if layout.comma:
+        fields = _per_line(raw == ord(","), starts, stops) + 1
+    else:
+        run_start = ~space
+        run_start[1:] &= space[:-1]
+        fields = _per_line(run_start, starts, stops)
+    blank = solid == 0
+    return blank, ~blank & (fields != layout.n_fields)
+
+
+def _per_line(mask: np.ndarray, starts, stops) -> np.ndarray:
+    """How many of each line's bytes ``mask`` marks (differences of a running total)."""
+    total = np.zeros(mask.size + 1, dtype=np.int64)
+    np.cumsum(mask, out=total[1:])
+    return total[stops] - total[starts]
+
+
+def _bulk_rejects(data, starts, stops, numbers, blank, wrong) -> Rejects:
+    """Blank lines (no text) and wrong field counts (their first bytes), as columns."""
+    chosen = np.flatnonzero(blank | wrong)
+    if chosen.size == 0:
+        return Rejects.empty()
+    codes = np.where(blank[chosen], REASONS.index("blank"), REASONS.index("wrong field count"))
+    begin = starts[chosen]
+    end = np.where(blank[chosen], begin, np.minimum(stops[chosen], begin + _SNIPPET))
+    return Rejects(numbers[chosen], codes, begin, end, data)

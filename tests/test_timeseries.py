@@ -67,6 +67,30 @@ def test_bad_rows_of_a_table_are_rejected_with_their_reason():
         (7, "non-finite")]
 
 
+def test_a_flood_of_junk_in_a_table_is_rejected_in_bulk(monkeypatch):
+    """Blank lines and lines with the wrong number of fields are found for the whole block at
+    once: a flood of them never reaches the per-line split (benchmarks/bench_parser.py has
+    the time per MB)."""
+    from emstream import table
+
+    header = b"timestamp,value\n"
+    layout = find_layout(header + b"2014-07-01 00:00:00,1\n")
+    split = table._split
+    calls = []
+    monkeypatch.setattr(table, "_split", lambda *a: calls.append(a) or split(*a))
+    for junk in (b"\n", b"\r\n", b"x\n", b"a,b,c\n", b"  \t\n"):
+        data = junk * 50_000 + b"2014-07-01 00:00:00,7\n" + b"\xff\n"
+        parsed = parse_table(data, layout, first_line=2)
+        reason = "blank" if not junk.strip() else "wrong field count"
+        assert parsed.reject_counts() == {reason: 50_001 if reason != "blank" else 50_000,
+                                          **({"wrong field count": 1} if reason == "blank"
+                                             else {})}
+        assert parsed.rows.ravel().tolist() == [7.0] and parsed.lines.tolist() == [50_002]
+        assert parsed.rejects[-1] == (50_003, "wrong field count", "\ufffd")
+        assert len(calls) == 1, (junk, len(calls))  # the one valid line
+        calls.clear()
+
+
 def test_unknown_columns_are_a_layout_error():
     with pytest.raises(LayoutError, match="'load' is not a column"):
         find_layout(b"timestamp,value\n2014-07-01,1\n", columns=["load"])
