@@ -163,7 +163,9 @@ def test_an_alias_bomb_is_refused_cheaply(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("input:\n  fields: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested deeper than 64"),
+    # (PyYAML 6.0.4 has a nesting limit of its own and stops first: one line either way)
+    ("input:\n  fields: " + "[" * 100_000 + "]" * 100_000 + "\n",
+     "nested deeper than 64|exceeded maximum nesting depth"),
     ("input:\n  fields: &x [a, *x]\n", "the alias \\*x refers to itself or to nothing"),
     ("input:\n  fields: !!python/object/apply:os.system [echo hi]\n",
      r"line 2, column 11: the tag !!python/object/apply:os.system is not allowed"),

@@ -504,8 +504,10 @@ def run_time_series(block: Block, ctx: Context) -> None:
     NAB kit beside it (where bench_nab.py looks, as beside the checkout).  The benchmark runs
     as written (34 series, about two minutes: marked slow) and its scores must be the
     README's NAB table, row by row, within NAB_TOLERANCE."""
-    assert (TIME_SERIES_KIT / "score.py").exists(), (
-        f"the README's NAB commands need the NAB kit at {TIME_SERIES_KIT} (beside the checkout)")
+    if not (TIME_SERIES_KIT / "score.py").exists():
+        # The kit is not part of the repository: a clone elsewhere has no ../shared/nab.
+        pytest.skip(f"the README's NAB commands need the NAB kit at {TIME_SERIES_KIT} "
+                    "(beside the checkout), and it is not there")
     repo = ctx.scratch()
     (repo.parent / "shared").symlink_to(TIME_SERIES_KIT.parent)
     shutil.copy(TIME_SERIES_KIT / "data" / "realKnownCause" / "nyc_taxi.csv", repo)
