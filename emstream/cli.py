@@ -109,14 +109,19 @@ def read_rows(name: str, columns=None):
 
 # ---------------------------------------------------------------------------- fit
 class _Progress(logging.Handler):
-    """Prints EM progress to stderr once a fit has run for more than a second."""
+    """Prints EM progress to stderr once a fit has iterated for more than a second."""
 
     def __init__(self):
         super().__init__(logging.INFO)
-        self.start = time.monotonic()
+        # From the first iteration's record: the one-off imports and seeding before it (up to
+        # a second on a loaded machine) would make even a tiny fit print every iteration.
+        self.start = None
 
     def emit(self, record):
-        if time.monotonic() - self.start > 1.0:
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now
+        if now - self.start > 1.0:
             print(f"emstream: {record.getMessage()}", file=sys.stderr, flush=True)
 
 

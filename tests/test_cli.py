@@ -175,6 +175,26 @@ def test_progress_is_printed_when_the_fit_takes_a_while(tmp_path, capsys, monkey
     assert "EM iteration 2: average log-likelihood" in capsys.readouterr().err
 
 
+def test_a_slow_start_does_not_make_a_quick_fit_print_its_iterations(tmp_path, capsys,
+                                                                    monkeypatch):
+    """The second counts from the first iteration: imports and seeding before it (a second on
+    a loaded machine) made even the 50-row seed fit print every iteration."""
+    import emstream.cli as cli
+    from emstream import GaussianMixture
+
+    now = [0.0]
+    monkeypatch.setattr(cli.time, "monotonic", lambda: now[0])
+    fit = GaussianMixture.fit
+
+    def slow_start(self, X, y=None):
+        now[0] += 100.0  # (the clock then stands still: the fit itself is instant)
+        return fit(self, X, y)
+
+    monkeypatch.setattr(GaussianMixture, "fit", slow_start)
+    assert main(["fit", SEED, "-k", "3", "-o", str(tmp_path / "c.json")]) == 0
+    assert "EM iteration" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("columns", [None, "0,1"])
 def test_plot_draws_1d_and_2d(tmp_path, seed_checkpoint, columns):
     pytest.importorskip("matplotlib")
