@@ -1,11 +1,23 @@
 """Shared fixtures: the seed series and synthetic mixtures with known parameters."""
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def until(predicate, timeout=30.0) -> bool:
+    """Whether ``predicate()`` came true within ``timeout`` seconds (polled every 50 ms): for
+    tests that wait on a daemon in another process."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 @pytest.fixture(scope="session")

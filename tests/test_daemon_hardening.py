@@ -18,7 +18,7 @@ import pytest
 
 from emstream import checkpoint
 
-from .conftest import ROOT
+from .conftest import ROOT, until as _until
 from .test_daemon import _wait_for
 
 DAEMON = [sys.executable, "-m", "emstreamd"]
@@ -67,15 +67,6 @@ def _meta(state):
         return checkpoint.load(state).meta
     except checkpoint.CheckpointError:
         return None
-
-
-def _until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _rows(state):

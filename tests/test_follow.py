@@ -14,7 +14,7 @@ import pytest
 
 from emstream import checkpoint
 
-from .conftest import ROOT
+from .conftest import ROOT, until as _until
 from .test_daemon import _wait_for
 
 DAEMON = [sys.executable, "-m", "emstreamd"]
@@ -41,15 +41,6 @@ def _rows(state):
         return checkpoint.load(state).meta["counters"]["rows"]
     except Exception:
         return -1
-
-
-def _until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _stop(process):
