@@ -45,6 +45,14 @@ def _open_input(name: str):
         raise CommandError(f"{name}: cannot open ({exc.strerror})") from None
 
 
+def _add_view_options(command, plot_help: str) -> None:
+    """``--json``, ``--plot FILE.png`` and ``--features``: how inspect and diff show a model."""
+    command.add_argument("--json", action="store_true", help="machine-readable output")
+    command.add_argument("--plot", metavar="FILE.png", help=plot_help)
+    command.add_argument("--features", type=_parse_columns, metavar="I,J,...",
+                         help="--plot only these features (0-based; at most 8)")
+
+
 def _parse_columns(text: str | None):
     if text is None:
         return None
@@ -573,12 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "checkpoint its counters, input position, input layout and "
                              "history.")
     inspect.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or directory")
-    inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    inspect.add_argument("--plot", metavar="FILE.png",
-                         help="draw the density (1 feature), covariance ellipses (2), or a "
-                         "grid of every pair of features (3 or more)")
-    inspect.add_argument("--features", type=_parse_columns, metavar="I,J,...",
-                         help="--plot only these features (0-based; at most 8)")
+    _add_view_options(inspect, "draw the density (1 feature), covariance ellipses (2), or a "
+                      "grid of every pair of features (3 or more)")
     inspect.add_argument("--data", metavar="DATA", help="data to draw under --plot")
     inspect.add_argument("--columns", type=_parse_columns, metavar="I,J,...",
                          help="0-based columns of --data to use (default: all)")
@@ -590,12 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "Cauchy-Schwarz divergence between the two mixtures.")
     compare.add_argument("a", metavar="A", help="the first checkpoint (file or directory)")
     compare.add_argument("b", metavar="B", help="the second checkpoint")
-    compare.add_argument("--json", action="store_true", help="machine-readable output")
-    compare.add_argument("--plot", metavar="FILE.png",
-                         help="draw both mixtures overlaid (A solid, B dashed): densities, "
-                         "ellipses, or a grid of pairs of features")
-    compare.add_argument("--features", type=_parse_columns, metavar="I,J,...",
-                         help="--plot only these features (0-based; at most 8)")
+    _add_view_options(compare, "draw both mixtures overlaid (A solid, B dashed): densities, "
+                      "ellipses, or a grid of pairs of features")
     compare.set_defaults(run=cmd_diff)
 
     timeline = sub.add_parser("timeline", help="draw a series with its scores and alerts",
