@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .parse import _SNIPPET, REASONS, Parsed, Reject, Rejects, _snippet, parse_lines
+from .parse import (_SNIPPET, REASONS, Parsed, Reject, Rejects, _prefix, _snippet, _spans,
+                    parse_lines)
 from .timestamps import looks_like_time, parse_times
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime", "ts")
@@ -229,7 +230,9 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         fields as written, bytes, shape (n,)) when the layout has a time column; ``rejects``
         as :class:`~emstream.parse.Rejects`.
     """
-    starts, stops = _line_spans(data)
+    # (the parser's line spans; an empty block has no line, not one empty one)
+    starts, stops = _spans(np.frombuffer(data, dtype=np.uint8)) if data else (
+        np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
     n_lines = starts.size
     numbers = first_line + np.arange(n_lines, dtype=np.int64)
     blank, wrong = _screen(data, starts, stops, layout)
@@ -285,17 +288,6 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
                        layout.n_fields, None, times, text)
 
 
-def _line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Start and stop (before its newline) of every line, shapes (n,)."""
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-    if data and not data.endswith(b"\n"):
-        ends = np.append(ends, len(data))
-    starts = np.empty_like(ends)
-    starts[:1] = 0
-    starts[1:] = ends[:-1] + 1
-    return starts, ends
-
-
 # bytes.strip() and bytes.split() take these for whitespace
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
@@ -320,8 +312,7 @@ def _screen(data: bytes, starts, stops, layout: Layout) -> tuple[np.ndarray, np.
 
 def _per_line(mask: np.ndarray, starts, stops) -> np.ndarray:
     """How many of each line's bytes ``mask`` marks (differences of a running total)."""
-    total = np.zeros(mask.size + 1, dtype=np.int64)
-    np.cumsum(mask, out=total[1:])
+    total = _prefix(mask)
     return total[stops] - total[starts]
 
 
