@@ -150,11 +150,11 @@ def test_an_alias_bomb_is_refused_cheaply(tmp_path):
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(_bomb())
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
+    start = time.thread_time()  # a hang guard: expanding the bomb would take hours of CPU
     with pytest.raises(daemon_config.ConfigError, match="more than 1,000,000 values once its "
                        "aliases are expanded"):
         daemon_config.load(str(bomb))
-    assert time.perf_counter() - start < 0.5
+    assert time.thread_time() - start < 10
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB
     flow = ", ".join(["&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
         f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)])

@@ -245,13 +245,12 @@ def test_a_second_daemon_on_the_same_checkpoint_refuses_to_start(tmp_path):
         target = tmp_path / name
         first = _start("--checkpoint", str(target), "--no-output", stdin=subprocess.PIPE)
         _wait_for(first, "ready")
-        started = time.monotonic()
+        # (A second daemon that waited for the lock would never return: _run's timeout.)
         second = _run("--checkpoint", str(target), "--no-output", input=_text(100).encode())
         err = second.stderr.decode()
         assert second.returncode == 75 and "Traceback" not in err, err
         [line] = [x for x in err.splitlines() if "another emstreamd" in x]
         assert f"pid {first.pid}" in line and str(target) in line
-        assert time.monotonic() - started < 10
         first.kill()  # a crash must not leave the checkpoint locked
         first.wait()
         third = _run("--checkpoint", str(target), "--no-output", input=_text(300).encode())
