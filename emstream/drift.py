@@ -267,7 +267,7 @@ class DriftMonitor:
         settled = model._is_fitted() and not learner.warming_up
         cap = self._surprise_cap() if settled else None
         changes = learner.upkeep.replaced
-        scored = model.partial_fit_scored(X, with_resp=with_resp)
+        scored = model._partial_fit_checked(X, with_resp)
         if scored is None:
             none = np.zeros(n, dtype=bool)
             return Update(None, None, none, none)
@@ -340,15 +340,17 @@ class DriftMonitor:
         without moving the surprise is caught here.
         """
         learner = self.model._learner()
-        counts = learner.recent_counts
-        total = float(counts.sum())
-        if counts.size < 2 or total < 0.5 * RECENT_POINTS or learner.t < SETTLED_POINTS:
+        counts = learner.recent_counts.tolist()  # (K numbers: Python floats beat numpy calls)
+        total = sum(counts)
+        if len(counts) < 2 or total < 0.5 * RECENT_POINTS or learner.t < SETTLED_POINTS:
             # Until the model has learned a few thousand points its weights move as fast as
             # the recent share does (and assignments flip as its components settle).
             return False
-        expected = total * np.maximum(learner.iterate.weights, 1e-12)
-        statistic = float(np.sum((counts - expected) ** 2 / (0.5 * expected)))
-        return statistic > _weight_alarm_level(counts.size - 1)
+        statistic = 0.0
+        for count, weight in zip(counts, learner.iterate.weights.tolist()):
+            expected = total * max(weight, 1e-12)
+            statistic += (count - expected) ** 2 / (0.5 * expected)
+        return statistic > _weight_alarm_level(len(counts) - 1)
 
     def _watch(self, clipped: np.ndarray) -> int | None:
         """Feed block means to the detector; the index (in ``clipped``) of an alarm, if any."""

@@ -734,12 +734,17 @@ class GaussianMixture:
         ([False, True], 1)
         """
         self._validate_params()
+        return self._partial_fit_checked(self._check_X(X), with_resp)
+
+    def _partial_fit_checked(self, X: np.ndarray, with_resp: bool = False):
+        """:meth:`partial_fit_scored` for rows ``check_array`` already passed (the monitor
+        checks them first; a second check would cost a pass over the data per batch)."""
+        self._validate_params()
         self._require_iterations("partial_fit")
         if self.warmup_size < self.n_components:
             raise ValueError(f"warmup_size ({self.warmup_size}) must be at least n_components "
                              f"({self.n_components}) to initialise the components")
         self._check_settings_unchanged("partial_fit")
-        X = self._check_X(X)
         learner = self._learner()
         with single_thread_blas(X.shape[0]):
             scored = learner.learn(X, with_resp)

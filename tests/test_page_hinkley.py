@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from river import drift
 
+from emstream import page_hinkley
 from emstream.page_hinkley import PageHinkley
 
 
@@ -79,3 +80,32 @@ def test_one_value_at_a_time_and_reset_after_an_alarm():
     assert i == 51  # the second 3.0 lifts the cumulative deviation past 5
     detector.update(3.0)  # the update after an alarm starts afresh, as in river
     assert detector.n == 1
+
+
+@pytest.mark.parametrize("mode", ["up", "down", "both"])
+@pytest.mark.parametrize("alpha", [1.0, 0.99])
+def test_the_python_loop_for_a_few_values_matches_the_array_path_bit_for_bit(mode, alpha,
+                                                                             monkeypatch):
+    """Short inputs take a Python loop (numpy's call overhead dominates there); both paths
+    must leave the same state and raise the same alarms, to the last bit."""
+    rng = np.random.default_rng(7)
+    x = np.r_[rng.normal(size=3000), rng.normal(size=500) + 2.0, rng.normal(size=500) - 2.0]
+    params = dict(min_instances=10, delta=0.1, threshold=15.0, alpha=alpha, mode=mode)
+
+    def feed(chunks):
+        detector, alarms, states, i = PageHinkley(**params), [], [], 0
+        for size in chunks:
+            j = detector.update_many(x[i:i + size])
+            states.append(detector.state())
+            if j is None:
+                i += size
+            else:
+                alarms.append(i + j)
+                i += j + 1
+        return alarms, states
+
+    sizes = [int(s) for s in rng.integers(1, 60, size=300)]
+    few = feed(sizes)
+    monkeypatch.setattr(page_hinkley, "_FEW", 0)  # every chunk through numpy
+    assert feed(sizes) == few
+    assert few[0]  # alarms were compared too
