@@ -716,15 +716,24 @@ def run_console(block: Block, ctx: Context) -> None:
         assert not problems, f"$ {command}\n" + "\n".join(problems)
 
 
+def _script_path(repo: Path, name: str) -> Path:
+    """Where a block's script goes: outside the copy, so that it imports the installed package,
+    and in a directory of its own, which Python puts first on ``sys.path``: beside the copy, a
+    checkout named ``emstream`` (``git clone``'s default) would shadow the package."""
+    folder = repo.parent / "block"
+    folder.mkdir(exist_ok=True)
+    return folder / name
+
+
 def run_python(block: Block, ctx: Context) -> None:
     repo = ctx.scratch()
     if block.text.lstrip().startswith(">>>"):
-        script = repo.parent / "block.txt"  # outside the copy: imports the installed package
+        script = _script_path(repo, "block.txt")
         script.write_text(block.text)
         ctx.run([sys.executable, "-m", "doctest", "-o", "NORMALIZE_WHITESPACE", "-o", "ELLIPSIS",
                  str(script)], repo, timeout=600).ok(block.id)
         return
-    script = repo.parent / "block.py"
+    script = _script_path(repo, "block.py")
     script.write_text(block.text)
     shown = shown_prints(block.text)
     done = ctx.run([sys.executable, str(script)], repo, timeout=600).ok(block.id)
