@@ -121,6 +121,11 @@ class Episodes:
         """
         scores = np.asarray(scores, dtype=float).reshape(-1)
         n = scores.shape[0]
+        if self.remaining == 0:
+            high = scores >= self.threshold
+            if not high.any():  # the usual mini-batch: no episode under way, none starting
+                return EpisodeUpdate(scores.copy(), np.zeros(n, dtype=bool),
+                                     np.zeros(0, dtype=np.int64), np.zeros(n, dtype=bool))
         out = scores.copy()
         flags = np.zeros(n, dtype=bool)
         held_mask = np.zeros(n, dtype=bool)
