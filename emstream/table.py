@@ -34,8 +34,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .parse import (_SNIPPET, REASONS, Parsed, Reject, Rejects, _prefix, _snippet, _spans,
-                    parse_lines)
+from .parse import (
+    _SNIPPET,
+    _WHITESPACE,
+    REASONS,
+    Parsed,
+    Reject,
+    Rejects,
+    _prefix,
+    _snippet,
+    _spans,
+    parse_lines,
+)
 from .timestamps import looks_like_time, parse_times
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime", "ts")
@@ -286,11 +296,6 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
     rejects = rejects.take(np.argsort(rejects.lines, kind="stable"))
     return TimedParsed(np.ascontiguousarray(rows), lines, rejects, n_lines,
                        layout.n_fields, None, times, text)
-
-
-# bytes.strip() and bytes.split() take these for whitespace
-_WHITESPACE = np.zeros(256, dtype=bool)
-_WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
 
 
 def _screen(data: bytes, starts, stops, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
