@@ -868,3 +868,15 @@ def test_yaml_and_doctest_runners_fail_on_a_broken_block(context) -> None:
     run_python(doc, context)
     with pytest.raises(AssertionError, match="exit 1"):
         run_python(dataclasses.replace(doc, text=">>> 1 + 1\n3\n"), context)
+
+
+def test_a_block_imports_the_installed_package_beside_a_checkout_named_emstream(tmp_path):
+    """``git clone`` names the checkout ``emstream``; a block's script must not sit beside it,
+    where that folder would shadow the installed package as an empty namespace package."""
+    repo = tmp_path / "copy1" / "emstream"
+    repo.mkdir(parents=True)  # a checkout's root: no __init__.py
+    script = _script_path(repo, "block.py")
+    script.write_text("import emstream\nprint(emstream.__file__)\n")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.strip() not in ("", "None"), done
