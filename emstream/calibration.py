@@ -10,10 +10,11 @@ finite ``p``, though never below ``1 / (n + 1)²`` for a history of n (a short h
 vouch for a one-in-a-million rarity).  A score of 0.999 then means about "one point in a
 thousand is this unusual", on any series; beyond that the tail is extrapolated from 1,000
 points and errs towards more flags: up to ~2x the nominal rate on single-mode surprises and
-~9x at 0.99995 on a well-separated 1-D mixture (``benchmarks/bench_calibration.py``).  Each point is scored against the surprises before it, in chunks: a short history doubles chunk by chunk; a full one scores the
-rest of the caller's mini-batch at once (sorted once per batch, not per point; a point's
-reference lags it by at most one mini-batch).  Nothing resets
-it but a restart without its state: refits change the model, not the history.
+~9x at 0.99995 on a well-separated 1-D mixture (``benchmarks/bench_calibration.py``).
+Each point is scored against the surprises before it, in chunks: a short history doubles
+chunk by chunk; a full one scores the rest of the caller's mini-batch at once (sorted once
+per batch, not per point; a point's reference lags it by at most one mini-batch).  Nothing
+resets it but a restart without its state: refits change the model, not the history.
 
 Example
 -------

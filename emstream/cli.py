@@ -606,7 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("scores", metavar="SCORES", help="emstreamd's per-point output")
     timeline.add_argument("-o", "--output", required=True, metavar="FILE.png",
                           help="image file (png, svg, pdf)")
-    timeline.add_argument("--threshold", type=float, default=0.99995,
+    timeline.add_argument("--threshold", type=float, default=0.9999,
                           help="the anomaly threshold to draw (default: %(default)s)")
     timeline.add_argument("--title", help="a title over the picture")
     timeline.set_defaults(run=cmd_timeline)

@@ -60,7 +60,7 @@ class Episodes:
 
     Parameters
     ----------
-    threshold : float in (0, 1], default 0.99995
+    threshold : float in (0, 1], default 0.9999
         A point whose score reaches it raises an alert (outside a held episode).
     hold : int or "day", default "day"
         Points after an alert that belong to its episode; "day": a day of the series' own
@@ -75,7 +75,7 @@ class Episodes:
         The hold in effect, in points.
     """
 
-    def __init__(self, *, threshold: float = 0.99995, hold=DAY, damp: float = 0.5):
+    def __init__(self, *, threshold: float = 0.9999, hold=DAY, damp: float = 0.5):
         if not (isinstance(threshold, (int, float)) and 0.0 < threshold <= 1.0):
             raise ValueError(f"threshold must lie in (0, 1], got {threshold!r}")
         _check_hold(hold)

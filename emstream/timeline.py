@@ -58,7 +58,7 @@ def read_series(path) -> dict:
     return {"line": parsed.lines, "value": parsed.rows[:, 0], "time": times}
 
 
-def plot_timeline(data_path, scores_path, path, *, threshold: float = 0.99995,
+def plot_timeline(data_path, scores_path, path, *, threshold: float = 0.9999,
                   title: str | None = None) -> None:
     """Draw a series with its alerts and scores to the image file ``path``."""
     import matplotlib

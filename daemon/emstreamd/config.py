@@ -37,7 +37,7 @@ LIVE = {"output": {"anomaly_threshold", "episode_hold"}, "status": {"every_secon
 
 # Keys of earlier versions, and what replaced them.
 REPLACED = {("output", "anomaly_quantile"): "output.anomaly_threshold (a calibrated score in "
-            "[0, 1]: 0.99995 flags what one point in 20,000 reaches)",
+            "[0, 1]: 0.9999 is meant for one ordinary point in 10,000)",
             ("output", "anomaly_surprise"): "output.anomaly_threshold (a calibrated score in "
             "[0, 1])"}
 
