@@ -8,6 +8,12 @@ in mini-batches of 100 through ``DriftMonitor(GaussianMixture(...))`` with the s
 (best of 8 starts, same settings, same rows); then the sets in their original order.  Last, the
 river detector with its defaults on Shuttle (score, then learn) against HalfSpaceTrees, for
 several seeds.  Prints markdown tables.
+
+    python benchmarks/bench_real_data.py --elsewhere [--shuffles 2]
+
+instead runs the same comparison on real data from elsewhere, which no default was chosen on:
+scikit-learn's bundled sets (iris, wine, breast cancer, diabetes unscaled, digits) and, if the
+NAB kit is beside the checkout, every third of its real series as (value, previous value).
 """
 
 from __future__ import annotations
@@ -55,11 +61,35 @@ def detector_table(seeds) -> str:
     return "\n".join(lines)
 
 
+def elsewhere_sets() -> dict:
+    """Real data sets from outside river: name -> (n, D) array."""
+    import csv
+
+    from sklearn import datasets
+
+    sets = {"sklearn iris": datasets.load_iris().data, "sklearn wine": datasets.load_wine().data,
+            "sklearn breast_cancer": datasets.load_breast_cancer().data,
+            "sklearn diabetes (unscaled)": datasets.load_diabetes(scaled=False).data,
+            "sklearn digits": datasets.load_digits().data}
+    nab = ROOT.parent / "shared" / "nab" / "data"
+    for path in sorted(nab.glob("real*/*.csv"))[::3]:
+        with open(path, newline="") as f:
+            values = np.array([float(row["value"]) for row in csv.DictReader(f)])
+        sets[f"NAB {path.stem}, (x, previous x)"] = np.c_[values[1:], values[:-1]]
+    return {name: np.asarray(X, dtype=float) for name, X in sets.items()}
+
+
 def main() -> None:
     print_machine()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shuffles", type=int, default=5)
+    parser.add_argument("--elsewhere", action="store_true",
+                        help="scikit-learn's bundled sets and NAB series instead of river's")
     args = parser.parse_args()
+    if args.elsewhere:
+        print(table([one_pass(name, seed, data=X) for name, X in elsewhere_sets().items()
+                     for seed in range(args.shuffles)]))
+        return
     outcomes = [one_pass(name, seed) for name in NAMED + OTHERS
                 for seed in range(args.shuffles)]
     outcomes += [one_pass(name, order="original") for name in NAMED + OTHERS]
