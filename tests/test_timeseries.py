@@ -141,7 +141,6 @@ def test_the_score_is_calibrated_the_same_on_any_scale_and_shape():
             assert abs(np.mean(scores >= level) - (1 - level)) < 0.35 * (1 - level) + 2e-4
 
 
-
 def test_the_score_keeps_its_rate_when_fed_mini_batch_by_mini_batch():
     """As the daemon feeds it (each batch against the history before it), on single-mode
     surprises, including a 1-D Gaussian's (gamma, shape 0.5): the README's 1.0-1.5x of the
@@ -154,6 +153,7 @@ def test_the_score_keeps_its_rate_when_fed_mini_batch_by_mini_batch():
                                  for i in range(0, surprise.size, 1000)])[5000:]
         for level, low, high in ((0.99, 0.9, 1.2), (0.999, 0.9, 1.8)):
             assert low <= np.mean(scores >= level) / (1 - level) <= high, level
+
 
 def test_episodes_hold_across_batches_and_restarts():
     scores = np.zeros(1000)
