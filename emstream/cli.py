@@ -18,6 +18,7 @@ import numpy as np
 from . import __version__, checkpoint
 from .checkpoint import CheckpointError
 from .compare import full_covariances, match_components
+from .episodes import DEFAULT_THRESHOLD
 from .mixture import GaussianMixture
 from .parse import LineBuffer, parse_lines
 from .report import format_rows
@@ -606,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("scores", metavar="SCORES", help="emstreamd's per-point output")
     timeline.add_argument("-o", "--output", required=True, metavar="FILE.png",
                           help="image file (png, svg, pdf)")
-    timeline.add_argument("--threshold", type=float, default=0.9999,
+    timeline.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                           help="the anomaly threshold to draw (default: %(default)s)")
     timeline.add_argument("--title", help="a title over the picture")
     timeline.set_defaults(run=cmd_timeline)

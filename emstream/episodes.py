@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 DAY = "day"
+# The anomaly threshold unless one is given (the daemon's is output.anomaly_threshold).
+DEFAULT_THRESHOLD = 0.9999
 # The hold without timestamps: a day of 5-minute data, the typical monitoring interval.
 DEFAULT_HOLD = 300
 # A day's hold in points stays within these bounds (a per-second series holds 1,000 points,
@@ -75,7 +77,7 @@ class Episodes:
         The hold in effect, in points.
     """
 
-    def __init__(self, *, threshold: float = 0.9999, hold=DAY, damp: float = 0.5):
+    def __init__(self, *, threshold: float = DEFAULT_THRESHOLD, hold=DAY, damp: float = 0.5):
         if not (isinstance(threshold, (int, float)) and 0.0 < threshold <= 1.0):
             raise ValueError(f"threshold must lie in (0, 1], got {threshold!r}")
         _check_hold(hold)

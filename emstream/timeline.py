@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 
+from .episodes import DEFAULT_THRESHOLD
 from .parse import parse_lines
 from .table import find_layout, parse_table
 
@@ -58,7 +59,7 @@ def read_series(path) -> dict:
     return {"line": parsed.lines, "value": parsed.rows[:, 0], "time": times}
 
 
-def plot_timeline(data_path, scores_path, path, *, threshold: float = 0.9999,
+def plot_timeline(data_path, scores_path, path, *, threshold: float = DEFAULT_THRESHOLD,
                   title: str | None = None) -> None:
     """Draw a series with its alerts and scores to the image file ``path``."""
     import matplotlib

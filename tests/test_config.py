@@ -63,6 +63,15 @@ def test_bad_values_name_the_key(override, message):
                            [daemon_config.parse_override(override)])
 
 
+def test_the_shipped_threshold_is_the_librarys_default():
+    """One anomaly threshold: the daemon's config and the library's Episodes, timeline and
+    ``emstream timeline`` agree (the value was chosen on the NAB kit; see config.yaml)."""
+    from emstream.episodes import DEFAULT_THRESHOLD, Episodes
+
+    shipped = daemon_config.load(str(ROOT / "config.yaml"))["output"]["anomaly_threshold"]
+    assert shipped == DEFAULT_THRESHOLD == Episodes().threshold
+
+
 def test_the_package_ships_the_same_config_yaml_as_the_repository():
     # emstreamd without --config loads the packaged copy: the two must not drift apart.
     packaged = ROOT / "daemon" / "emstreamd" / "config.yaml"
