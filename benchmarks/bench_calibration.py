@@ -16,6 +16,12 @@ stationary streams fed in mini-batches of 1,000 as the daemon feeds them:
 
     python benchmarks/bench_calibration.py            # 1,000,000 points per stream
     python benchmarks/bench_calibration.py --points 200000
+
+Real data: with ``--nab RESULTS`` (a results folder of ``benchmarks/bench_nab.py --out RESULTS``,
+the daemon with the shipped config) it also prints the same ratios for the NAB kit's real
+series, over their points outside NAB's labelled anomaly windows and after NAB's probationary
+first 15%.  Those points are not all ordinary (NAB labels the anomalies it knows of), and
+their scores are the daemon's output, halved within an alerted episode.
 """
 
 from __future__ import annotations
@@ -64,10 +70,41 @@ def monitor_scores(X: np.ndarray, features: bool) -> np.ndarray:
     return np.concatenate(scores)
 
 
+def nab_ratios(results: Path, kit: Path) -> dict:
+    """Category -> (scores of the points outside the labelled windows, after probation)."""
+    import csv
+    import json
+
+    windows = json.loads((kit / "labels" / "combined_windows.json").read_text())
+    out = {}
+    for name in sorted(windows):
+        if not name.startswith("real"):
+            continue
+        with open(results / name, newline="") as f:
+            rows = list(csv.DictReader(f))
+        stamps = np.array([r["timestamp"].replace(" ", "T")[:19] for r in rows],
+                          dtype="datetime64[s]")
+        scores = np.array([float(r["anomaly_score"]) for r in rows])
+        outside = np.ones(len(rows), dtype=bool)
+        outside[:int(0.15 * len(rows))] = False
+        for start, stop in windows[name]:
+            start = np.datetime64(start.replace(" ", "T")[:19])
+            stop = np.datetime64(stop.replace(" ", "T")[:19])
+            outside[(stamps >= start) & (stamps <= stop)] = False
+        category = name.split("/")[0]
+        out[category] = np.concatenate([out.get(category, np.empty(0)), scores[outside]])
+    out["all real series"] = np.concatenate(list(out.values()))
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1_000_000)
-    n = parser.parse_args(argv).points
+    parser.add_argument("--nab", type=Path, metavar="RESULTS",
+                        help="also the NAB kit's real series, from bench_nab.py's results")
+    parser.add_argument("--kit", type=Path, default=ROOT.parent / "shared" / "nab")
+    args = parser.parse_args(argv)
+    n = args.points
     rng = np.random.default_rng(0)
     print(f"observed / nominal rate of scores >= level, stationary streams of {n:,} points\n")
     print(f"{'stream':<42}" + "".join(f"{level:>9}" for level in LEVELS))
@@ -87,6 +124,10 @@ def main(argv=None) -> int:
     mixture = np.array([-4.0, 0.0, 5.0])[labels] + rng.normal(size=n)
     print(f"{'3-component 1-D mixture, features off':<42}"
           f"{ratios(monitor_scores(mixture[:, None], False))}")
+    if args.nab is not None:
+        print("\nreal data: NAB series, points outside the labelled windows (daemon's scores)")
+        for category, scores in nab_ratios(args.nab, args.kit).items():
+            print(f"{category + f' ({scores.size:,} points)':<42}{ratios(scores)}")
     return 0
 
 
