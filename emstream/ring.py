@@ -42,9 +42,17 @@ class RingBuffer:
     def extend(self, items: np.ndarray) -> None:
         """Append ``items`` (shape (n, ...)), overwriting the oldest beyond ``capacity``."""
         if self._data is None or self._data.shape[1:] != items.shape[1:]:
-            self._data = np.empty((self.capacity, *items.shape[1:]))
+            self._data = np.empty((0, *items.shape[1:]))
             self.clear()
-        size = self.capacity
+        if len(self._data) < self.capacity and self._filled + len(items) > len(self._data):
+            # Grown by doubling up to the capacity (it wraps only then): a keyed daemon holds
+            # thousands of these, most of them far from full.
+            grown = np.empty((min(self.capacity, max(2 * len(self._data), 64,
+                                                     self._filled + len(items))),
+                              *items.shape[1:]))
+            grown[:self._filled] = self._data[:self._filled]
+            self._data, self._next = grown, self._filled
+        size = len(self._data)
         items = items[-size:]
         n = len(items)
         first = min(n, size - self._next)  # up to the end of the storage, then wrap
@@ -62,7 +70,7 @@ class RingBuffer:
         """The last ``count`` items (all by default), oldest first; shape (min(count, len), ...)."""
         if self._data is None:
             return np.empty(0)
-        if self._filled < self.capacity:
+        if self._filled < len(self._data):
             items = self._data[:self._filled]
         else:
             items = np.roll(self._data, -self._next, axis=0)

@@ -22,17 +22,15 @@ import numpy as np
 
 from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
-from emstream.drift import DriftMonitor
 from emstream.parse import Rejects, parse_json_lines, parse_lines
 from emstream.report import format_rows
-from emstream.ring import RingBuffer
-from emstream.series import SeriesMonitor
 from emstream.table import Layout, LayoutError, find_layout, parse_table
 
 from . import config as config_module
 from . import lock
 from .columns import parse_with_columns
 from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, StartError
+from .keymonitor import KeyMonitor, batch_rows
 from .notify import Watchdog, notify
 
 log = logging.getLogger("emstreamd")
@@ -191,22 +189,18 @@ class Daemon:
         self.out = out
         self.output_lost = False  # the per-point output's reader went away
         self.flags = Flags()
-        self.model = GaussianMixture(**config_module.model_settings(config))
-        self.monitor = DriftMonitor(self.model, **config_module.monitor_settings(config))
-        self.series = None  # made when the first block shows whether the input has times
+        # The series' monitor (model, drift monitor, scorer), made when the first block shows
+        # whether the input has times; until then a checkpoint's model and meta wait here.
+        self.key = None
+        self._restored = None
         self.layout = None  # a time-series table's Layout; False: plain numbers; None: unknown
         self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "refits": 0,
                          "gated": 0, "alarms": 0, "rejected": {}}
-        self.window = RingBuffer(config["refit"]["window"])  # recent learned rows, for refits
-        self.learned = 0  # rows ever put in the window (to find those after a snapshot)
-        self.generation = 0  # bumped by drift refits: older background refits are stale
         self.background = None
         if config["refit"]["scheduler"] is not None:
             from .background import BackgroundRefit
 
             self.background = BackgroundRefit(config["refit"]["scheduler"])
-        self.since_refit = 0
-        self.history = []
         self.next_line = 1
         self.applied_offset = source.offset
         self.pending_rows, self.pending_lines, self.pending_ends = [], [], []
@@ -293,8 +287,6 @@ class Daemon:
         checkpoint.validate_meta(loaded.meta, source=loaded.path)
         for skipped, reason in loaded.skipped:
             log.warning("skipped checkpoint %s: %s", skipped, reason)
-        self.model = loaded.model
-        self.monitor = DriftMonitor(self.model, **config_module.monitor_settings(self.config))
         meta = loaded.meta
         saved_params = loaded.model.get_params()
         changed = [k for k, v in config_module.model_settings(self.config).items()
@@ -302,27 +294,22 @@ class Daemon:
         if changed:
             log.warning("the checkpoint's model keeps its own settings; config.yaml differs in "
                         "%s (remove the checkpoint to start a new model)", changed)
-        if meta.get("monitor") is not None:
-            try:
-                self.monitor.restore(meta["monitor"])
-            except ValueError as exc:
-                log.warning("drift monitor starts afresh: %s", exc)
+        self._restored = (loaded.model, meta, str(loaded.path))
+        self._resume_input(meta, str(loaded.path))
+        if self.layout is not None:
+            self._make_key()
+
+    def _resume_input(self, meta: dict, where: str) -> None:
+        """Take a checkpoint's counters, input layout and position; seek the source past the
+        lines applied."""
         for key, value in meta.get("counters", {}).items():
             self.counters[key] = value
-        self.history = meta.get("history", [])
         layout = meta.get("layout")
         if layout is not None:
             try:
                 self.layout = False if layout == "plain" else Layout.from_dict(layout)
             except (KeyError, TypeError, ValueError) as exc:
-                raise checkpoint.CheckpointError(f"{loaded.path}: bad input layout: {exc}")
-        if meta.get("series") is not None and self.layout is not None:
-            self._make_series()
-            try:
-                self.series.restore(meta["series"])
-            except ValueError as exc:
-                raise checkpoint.CheckpointError(f"{loaded.path}: {exc}") from None
-            self._apply_live_series_settings()
+                raise checkpoint.CheckpointError(f"{where}: bad input layout: {exc}")
         saved = meta.get("input", {})
         if self.source.resume(saved):
             self.applied_offset = self.source.offset
@@ -330,7 +317,7 @@ class Daemon:
             first = saved.get("file_first_line", 1)
             self.file_first_line = first if isinstance(first, int) and 1 <= first <= \
                 self.next_line else 1
-            log.info("resumed from %s at byte %d (line %d)", loaded.path, self.source.offset,
+            log.info("resumed from %s at byte %d (line %d)", where, self.source.offset,
                      self.next_line)
         else:
             if saved.get("kind") == "follow" and self.source.kind == "follow":
@@ -340,8 +327,7 @@ class Daemon:
                                 saved.get("inode"), saved.get("offset"), self.source.path)
                 # Line numbers count the followed stream across its files: they go on.
                 self.next_line = self.file_first_line = int(saved.get("next_line", 1))
-            log.info("resumed the model from %s; reading the input from its start",
-                     loaded.path)
+            log.info("resumed the model from %s; reading the input from its start", where)
         self.n_fields = meta.get("n_fields")
         columns = self.config["input"]["columns"]
         if (self.n_fields and not self.layout and _indices(columns)
@@ -362,7 +348,7 @@ class Daemon:
                 # The first block decides: a table with a header and/or a time column, or
                 # plain numbers.
                 self.layout = find_layout(_head(data), columns=settings["columns"],
-                                          timestamp=settings["timestamp"],
+                                          timestamp=settings["timestamp"], key=settings["key"],
                                           first_line=first) or False
                 if self.layout is False and any(isinstance(c, str)
                                                 for c in settings["columns"] or ()):
@@ -385,8 +371,9 @@ class Daemon:
                 ends = np.append(ends, len(data))
         return parsed, ends
 
-    def _take(self, data: bytes) -> None:
-        base = self.source.offset - len(data)
+    def _read(self, data: bytes):
+        """A block's parse (its rows and rejects) and the byte offset just past each line;
+        its lines counted."""
         first = self.next_line
         ready = getattr(self.source, "parsed", None)  # parsed ahead by a reader thread
         parsed, ends = ready if ready is not None else self._parse_block(data, first,
@@ -396,6 +383,22 @@ class Daemon:
         self.counters["lines"] += parsed.n_lines
         if self.metrics is not None:
             self.metrics.lines.inc(parsed.n_lines)
+        return parsed, ends
+
+    def _reject(self, parsed) -> None:
+        """Count a block's rejected lines (and write their dead letters)."""
+        rejects = Rejects.of(parsed.rejects)
+        if rejects and self.dead_letter is not None:
+            # A reject whose dead letter could not be written is not counted: the position
+            # stays before it, so a restart reads it (and writes it) again.
+            rejects = rejects.take(slice(self._dead_letters(rejects)))
+        if rejects:
+            self._count_rejects(rejects)
+
+    def _take(self, data: bytes) -> None:
+        base = self.source.offset - len(data)
+        first = self.next_line
+        parsed, ends = self._read(data)
         if parsed.rows.size:
             self.pending_rows.append(parsed.rows)
             self.pending_lines.append(parsed.lines)
@@ -407,13 +410,7 @@ class Daemon:
                 self.pending_stamps.append(parsed.time_text)
             if self.first_pending_at is None:
                 self.first_pending_at = time.monotonic()
-        rejects = Rejects.of(parsed.rejects)
-        if rejects and self.dead_letter is not None:
-            # A reject whose dead letter could not be written is not counted: the position
-            # stays before it, so a restart reads it (and writes it) again.
-            rejects = rejects.take(slice(self._dead_letters(rejects)))
-        if rejects:
-            self._count_rejects(rejects)
+        self._reject(parsed)
         if not self.pending_rows and not self.halted:
             # Every line so far is applied or rejected: the position can move past them all.
             self.applied_offset = self.source.offset
@@ -474,12 +471,7 @@ class Daemon:
         return sum(len(r) for r in self.pending_rows)
 
     def _batch_rows(self) -> int:
-        """Rows of the next full mini-batch: ``batch.first_rows`` at first, then as many as
-        were learned before (doubling), up to ``batch.max_rows``.  A model exists after the
-        first small batch, so every later point is scored; the size depends only on the rows
-        learned (checkpointed), so a resumed back-fill cuts the same batches."""
-        settings = self.config["batch"]
-        return int(min(settings["max_rows"], max(settings["first_rows"], self.counters["rows"])))
+        return batch_rows(self.config, self.counters["rows"])
 
     def _apply(self, limit: int) -> None:
         """Learn the first ``limit`` pending rows as one mini-batch (and report them)."""
@@ -497,43 +489,17 @@ class Daemon:
         if self.pending_times:
             times, self.pending_times = _split_front(self.pending_times, limit)
             stamps, self.pending_stamps = _split_front(self.pending_stamps, limit)
-        if self.series is None:
-            self._make_series()
-        fitted = self.model._is_fitted()
-        warming = not fitted or self.model._learner().warming_up
+        if self.key is None:
+            self._make_key()
         per_point = self.config["output"]["per_point"] and self.out is not None
-        update = self.series.update(batch, times, with_resp=per_point, with_scores=per_point)
-        if update.log_prob is not None:
-            anomalies, gated = int(update.anomaly.sum()), int(update.gated.sum())
-            self.counters["anomalies"] += anomalies
-            self.counters["gated"] += gated
-            if self.config["output"]["per_point"]:
-                self._report(lines, stamps, update)
-            if self.metrics is not None:
-                self.metrics.log_likelihood.set(float(update.log_prob.mean()))
-                self.metrics.anomalies.inc(anomalies)
-                self.metrics.gated.inc(gated)
-        if not fitted and self.model._is_fitted():
-            log.info("first (provisional) model after %d points", self.model.n_seen_)
-        if warming and self.model._is_fitted() and not self.model._learner().warming_up:
-            log.info("warm-up complete after %d points", self.model.n_seen_)
+        update = self.key.learn(batch, times, per_point=per_point)
+        if update.log_prob is not None and self.config["output"]["per_point"]:
+            self._report(lines, stamps, update)
         for event in update.events:
             if event["event"] == "anomaly":
                 self._alert(event, lines, stamps)
-            else:
-                self._drift_event(event, len(batch))
-        self.counters["rows"] += len(batch)
-        self.counters["batches"] += 1
-        if self.metrics is not None:
-            self.metrics.points.inc(len(batch))
-            self.metrics.batches.inc()
         self.since_checkpoint += len(batch)
         self.status_rows += len(batch)
-        learned = update.rows  # the model's rows (the features, when they are on)
-        self._remember(learned[~update.gated] if update.gated.any() else learned)
-        every = self.config["refit"]["every_points"]
-        if every is not None and self.since_refit >= every:  # at batch boundaries: determinate
-            self.refit("schedule")
         last_line = int(lines[-1])
         self.applied_offset = int(ends[-1])
         self.pending_rejects.drop_through(last_line)
@@ -545,85 +511,34 @@ class Daemon:
             self.pending_rejects = PendingRejects()
             self.applied_offset = self.source.offset
 
-    def _remember(self, batch: np.ndarray) -> None:
-        """Keep the last ``refit.window`` learned rows."""
-        self.window.extend(batch)
-        self.learned += len(batch)
-        self.since_refit += len(batch)
+    def _learn_ready(self, by_count_only: bool) -> None:
+        """Learn the full mini-batches pending, and a partial one at the end of the input or
+        (live input) once its first row has waited ``batch.max_wait``."""
+        while not self.halted and self._pending_count() >= self._batch_rows():
+            self._apply(self._batch_rows())
+        waited = (self.first_pending_at is not None
+                  and time.monotonic() - self.first_pending_at
+                  >= self.config["batch"]["max_wait"])
+        if (self.pending_rows and not self.halted
+                and (self.source.at_end or (waited and not by_count_only))):
+            self._apply(self._pending_count())
+
+    @property
+    def model(self) -> GaussianMixture:
+        """The series' model (a fresh one before the first batch)."""
+        if self.key is not None:
+            return self.key.model
+        if self._restored is not None:
+            return self._restored[0]
+        return GaussianMixture(**config_module.model_settings(self.config))
 
     def refit(self, reason: str) -> None:
-        """Refit on the window (:meth:`GaussianMixture.refit`: the current model is kept
-        unless a candidate beats it on held-out rows); labels kept; online EM goes on."""
+        """Refit the series' model on its window (see :meth:`KeyMonitor.refit`)."""
         self.flags.refit = False
-        model = self.model
-        if not model._is_fitted() or len(self.window) < model.n_components:
+        if self.key is None:
             log.info("refit (%s) skipped: the model is still warming up", reason)
             return
-        recent = self.window.recent()
-        if self.background is not None:
-            if self.background.busy:
-                log.info("refit (%s) skipped: the previous one is still running on %s", reason,
-                         self.background.address)
-                return
-            self.background.start(model, recent, reason=reason, learned_at_start=self.learned,
-                                  generation=self.generation)
-            self.since_refit = 0
-            log.info("refit (%s): batch EM on the last %d points started on %s", reason,
-                     len(recent), self.background.address)
-            return
-        model.refit(recent)
-        outcome = model.last_refit_
-        self._count_refit()
-        if outcome["replaced"]:
-            self.generation += 1
-        self.history.append({"event": "refit", "reason": reason, "rows": self.counters["rows"],
-                             "window": int(len(recent)), "replaced": outcome["replaced"],
-                             "candidate": outcome["candidate"],
-                             "iterations": outcome["iterations"]})
-        log.info("refit (%s) on the last %d points: %s (%s candidate); held-out average "
-                 "log-likelihood %.4g -> %.4g", reason, len(recent),
-                 "model replaced" if outcome["replaced"] else "model kept", outcome["candidate"],
-                 outcome["log_likelihood_before"], outcome["log_likelihood_after"])
-
-    def _swap_in(self, job) -> None:
-        """Adopt a finished background refit; re-learn the points that arrived meanwhile."""
-        if job.error is not None:
-            log.error("refit (%s) on %s failed: %s: %s", job.reason, self.background.address,
-                      type(job.error).__name__, job.error)
-            return
-        if job.generation != self.generation:
-            log.warning("refit (%s) from %s discarded: a drift refit replaced the model while "
-                        "it ran", job.reason, self.background.address)
-            return
-        model, since = job.model, self.learned - job.learned_at_start
-        if since > len(self.window):
-            log.warning("refit (%s) from %s discarded: %d points arrived while it ran, more "
-                        "than refit.window holds to re-learn", job.reason,
-                        self.background.address, since)
-            return
-        replay = self.window.recent(since) if since else np.empty((0, model.n_features_in_))
-        step = self.config["batch"]["max_rows"]
-        for start in range(0, len(replay), step):
-            model.partial_fit(replay[start:start + step])
-        self.model = self.monitor.model = model
-        self._count_refit()
-        outcome = model.last_refit_
-        self.history.append({"event": "refit", "reason": job.reason,
-                             "rows": self.counters["rows"], "window": int(len(job.rows)),
-                             "replaced": outcome["replaced"], "candidate": outcome["candidate"],
-                             "iterations": outcome["iterations"],
-                             "scheduler": self.background.address,
-                             "seconds": round(job.seconds, 3), "relearned": int(len(replay))})
-        log.info("refit (%s) on %s: %d points, %s, %.1fs; %d points that arrived meanwhile "
-                 "re-learned", job.reason, self.background.address, len(job.rows),
-                 "model replaced" if outcome["replaced"] else "model kept", job.seconds,
-                 len(replay))
-
-    def _count_refit(self) -> None:
-        self.counters["refits"] += 1
-        if self.metrics is not None:
-            self.metrics.refits.inc()
-        self.since_refit = 0
+        self.key.refit(reason)
 
     def _where(self, line: int) -> str:
         """`` (FILE line N)``: where a stream line is in the file being read (followed streams
@@ -643,55 +558,18 @@ class Daemon:
                         int(lines[i]), self._where(int(lines[i])), when, event["score"],
                         self.alerts)
 
-    def _drift_event(self, event: dict, batch_rows: int) -> None:
-        """Log, count and record an alarm, a drift refit or an upkeep of the monitor."""
-        # event["point"] counts the monitor's points (from this run's start); "rows" in the
-        # history counts the daemon's learned rows, as refit records do.
-        batch_start = self.monitor.n_points_ - batch_rows
-        record = {**event, "rows": self.counters["rows"] + event["point"] - batch_start}
-        del record["point"]
-        self.history.append(record)
-        kind = event["event"]
-        if kind == "drift":
-            self.counters["alarms"] += 1
-            if self.metrics is not None:
-                self.metrics.alarms.inc()
-            log.warning("drift alarm (%s, %s) at point %d: recent surprise %.3g nats",
-                        event["detector"], event.get("change", "surprise"), record["rows"],
-                        event["recent_surprise"])
-            return
-        if kind == "upkeep":
-            # The learner replaced its model (a birth, a better structure): refits started
-            # before it are stale.
-            self.generation += 1
-            log.info("upkeep (%s): model replaced by the %s candidate; held-out average "
-                     "log-likelihood %.4g -> %.4g", event["reason"], event["candidate"],
-                     event["log_likelihood_before"], event["log_likelihood_after"])
-            return
-        self.generation += 1
-        if event.get("replaced", True):
-            self._count_refit()
-            # Points before the change would pull a scheduled refit back to the old regime.
-            self.window.clear()
-        log.warning("drift refit on the %d points after the alarm: %s (%s); held-out "
-                    "average log-likelihood %.4g -> %.4g", event["points"],
-                    "model replaced" if event.get("replaced", True) else "model kept",
-                    event.get("candidate"), event["log_likelihood_before"],
-                    event["log_likelihood_after"])
-
-    def _make_series(self) -> None:
-        """The per-stream scorer, once the input's layout is known (features for tables with
-        a time column, under ``features.enabled: auto``)."""
+    def _make_key(self) -> None:
+        """The series' monitor, once the input's layout is known (features for tables with a
+        time column, under ``features.enabled: auto``), with the checkpoint's state if any."""
         timed = bool(self.layout) and self.layout.time_field is not None
-        self.series = SeriesMonitor(self.monitor,
-                                    *config_module.series_parts(self.config, timed))
+        self.key = KeyMonitor(self.config, timed, counters=self.counters, metrics=self.metrics,
+                              background=self.background)
+        if self._restored is not None:
+            model, meta, where = self._restored
+            self._restored = None
+            self.key.restore(model, meta, where=where)
 
-    def _apply_live_series_settings(self) -> None:
-        output = self.config["output"]
-        self.series.episodes.threshold = float(output["anomaly_threshold"])
-        self.series.episodes.set_hold(output["episode_hold"])
-
-    def _report(self, lines, stamps, update) -> None:
+    def _report(self, lines, stamps, update, key: str | None = None) -> None:
         if self.out is None:
             return
         output = self.config["output"]
@@ -699,9 +577,10 @@ class Daemon:
         labels = resp.argmax(axis=1)
         probability = resp[np.arange(len(labels)), labels]
         text = format_rows(output["format"], lines, labels, probability, update.surprise,
-                           update.anomaly, score=update.score, time_text=stamps)
+                           update.anomaly, score=update.score, time_text=stamps, key=key)
         if output["header"] and not self.header_written and output["format"] == "csv":
-            text = (b"line," + (b"time," if stamps is not None else b"")
+            text = (b"line," + (b"key," if key is not None else b"")
+                    + (b"time," if stamps is not None else b"")
                     + b"label,probability,surprise,score,anomaly\n" + text)
         try:
             if self._output_kind == "file":
@@ -789,11 +668,10 @@ class Daemon:
         meta = {"input": {**self.source.identity(), "offset": self.applied_offset,
                           "next_line": self._line_at_position(),
                           "file_first_line": self.file_first_line},
-                "counters": counters, "n_fields": self.n_fields, "history": self.history,
-                "monitor": self.monitor.state(),
+                "counters": counters, "n_fields": self.n_fields,
+                **self._key_state(),
                 "layout": (None if self.layout is None else "plain" if self.layout is False
                            else self.layout.to_dict()),
-                "series": None if self.series is None else self.series.state(),
                 "config": {k: v for k, v in self.config.items() if k != "model"}}
         target = Path(self.config["checkpoint"]["path"])
         try:
@@ -813,6 +691,14 @@ class Daemon:
         log.info("checkpoint (%s): %s at byte %d", reason, self.last_checkpoint_path,
                  self.applied_offset)
         return True
+
+    def _key_state(self) -> dict:
+        """The series' meta fields: its monitor's, or a restored checkpoint's not yet used."""
+        if self.key is not None:
+            return self.key.state()
+        meta = self._restored[1] if self._restored is not None else {}
+        return {"history": meta.get("history", []), "monitor": meta.get("monitor"),
+                "series": meta.get("series")}
 
     def _counters_at_position(self) -> dict:
         """The counters as of the applied position (lines read after it are not counted)."""
@@ -852,9 +738,17 @@ class Daemon:
         for section, keys in config_module.LIVE.items():
             for key in keys:
                 self.config[section][key] = fresh[section][key]
-        if self.series is not None:
-            self._apply_live_series_settings()
+        self._apply_live()
         log.info("SIGHUP: configuration reloaded (live keys only)")
+
+    def _apply_live(self) -> None:
+        """Hand the reloaded live settings to the series' monitor."""
+        if self.key is not None:
+            self.key.apply_live_settings()
+
+    def _close_state(self) -> None:
+        """Let go of the checkpoint's state before its lock (nothing to close here: every
+        checkpoint file is closed once written)."""
 
     def _status(self) -> None:
         now = time.monotonic()
@@ -924,19 +818,13 @@ class Daemon:
                 self.file_first_line = self.next_line
                 log.info("now reading %s (rotated or truncated) from stream line %d",
                          self.source.path, self.next_line)
-            while not self.halted and self._pending_count() >= self._batch_rows():
-                self._apply(self._batch_rows())
-            waited = (self.first_pending_at is not None
-                      and time.monotonic() - self.first_pending_at >= settings["max_wait"])
-            if (self.pending_rows and not self.halted
-                    and (self.source.at_end or (waited and not by_count_only))):
-                self._apply(self._pending_count())
+            self._learn_ready(by_count_only)
             if self.halted:
                 break
             if self.flags.refit:
                 self.refit("SIGUSR2")
             if self.background is not None and (job := self.background.poll()) is not None:
-                self._swap_in(job)
+                self.key.swap_in(job, self.config["batch"]["max_rows"])
             if self.flags.checkpoint:
                 self.flags.checkpoint = False
                 self.save_checkpoint("SIGUSR1")
@@ -951,7 +839,7 @@ class Daemon:
         if self.background is not None:
             self.background.wait(self.config["refit"]["wait_at_exit"])
             if (job := self.background.poll()) is not None:
-                self._swap_in(job)
+                self.key.swap_in(job, self.config["batch"]["max_rows"])
             self.background.close()
         saved = self.save_checkpoint("halted" if self.halted else "shutdown" if self.flags.stop
                                      else "end of input")
@@ -966,6 +854,7 @@ class Daemon:
             self.dead_letter = None
         if self.metrics is not None:
             self.metrics.close()
+        self._close_state()
         if self.lock is not None:
             self.lock.close()  # after the last checkpoint: another daemon may take over
             self.lock = None

@@ -1,0 +1,289 @@
+"""One series' monitor: its model, drift monitor, scorer, refit window and history.
+
+The daemon holds one :class:`KeyMonitor` per series (per key of a keyed stream; a single series
+is the keyed case with one key).  It learns a mini-batch, counts what happened into its
+``counters`` and logs its drift events; it knows nothing of the input, its position or the
+output, which stay with the daemon.  :meth:`state` and :meth:`restore` turn it into the
+checkpoint's JSON and back, so an evicted key returns exactly as it left.
+
+Example
+-------
+>>> import numpy as np
+>>> from emstreamd import config
+>>> monitor = KeyMonitor(config.validate({"features": {"enabled": False}}), timed=False)
+>>> update = monitor.learn(np.random.default_rng(0).normal(size=(100, 1)), None)
+>>> monitor.counters["rows"], monitor.model._is_fitted()
+(100, True)
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from emstream import GaussianMixture
+from emstream.drift import DriftMonitor
+from emstream.ring import RingBuffer
+from emstream.series import SeriesMonitor
+
+from . import config as config_module
+
+log = logging.getLogger("emstreamd")
+
+# What a monitor counts (the daemon adds lines and rejects, which belong to the input).
+COUNTED = ("rows", "batches", "anomalies", "gated", "refits", "alarms")
+
+
+def batch_rows(config: dict, learned: int) -> int:
+    """Rows of the next full mini-batch after ``learned`` rows: ``batch.first_rows`` at first,
+    then as many as were learned before (doubling), up to ``batch.max_rows``.  A model exists
+    after the first small batch, so every later point is scored; the size depends only on the
+    rows learned (checkpointed), so a resumed back-fill cuts the same batches."""
+    settings = config["batch"]
+    return int(min(settings["max_rows"], max(settings["first_rows"], learned)))
+
+
+class KeyMonitor:
+    """The model of one series and everything learned with it.
+
+    Parameters
+    ----------
+    config : dict
+        Validated configuration (:mod:`emstreamd.config`).
+    timed : bool
+        Whether the series' rows come with times (features on under ``features.enabled:
+        auto``).
+    counters : dict, optional
+        Where to count (the keys of ``COUNTED``); a fresh dict by default.
+    metrics : emstreamd.metrics.Metrics, optional
+    background : emstreamd.background.BackgroundRefit, optional
+        Runs refits elsewhere (single series only).
+    name : str
+        Prefix of its log lines (``key 'web-3': ``); empty for a single series.
+    """
+
+    def __init__(self, config: dict, timed: bool, counters: dict | None = None, metrics=None,
+                 background=None, name: str = ""):
+        self.config = config
+        self.timed = timed
+        self.counters = counters if counters is not None else dict.fromkeys(COUNTED, 0)
+        self.metrics = metrics
+        self.background = background
+        self.name = name
+        self.model = GaussianMixture(**config_module.model_settings(config))
+        self.monitor = DriftMonitor(self.model, **config_module.monitor_settings(config))
+        self.series = SeriesMonitor(self.monitor, *config_module.series_parts(config, timed))
+        self.apply_live_settings()
+        self.window = RingBuffer(config["refit"]["window"])  # recent learned rows, for refits
+        self.learned = 0  # rows ever put in the window (to find those after a snapshot)
+        self.generation = 0  # bumped by drift refits: older background refits are stale
+        self.since_refit = 0
+        self.history = []
+
+    # ------------------------------------------------------------------ learning
+    def batch_rows(self) -> int:
+        """Rows of the series' next full mini-batch (:func:`batch_rows`)."""
+        return batch_rows(self.config, self.counters["rows"])
+
+    def learn(self, batch: np.ndarray, times, *, per_point: bool = False):
+        """Score and learn one mini-batch; returns the :class:`emstream.series` update (its
+        ``events`` include the anomalous episodes' first points, for the daemon to log).
+
+        Parameters
+        ----------
+        batch : ndarray of shape (n, n_columns)
+        times : ndarray of float, shape (n,), or None
+            Seconds since the epoch.
+        per_point : bool
+            Compute each row's responsibilities and score (for per-point output).
+        """
+        model = self.model
+        fitted = model._is_fitted()
+        warming = not fitted or model._learner().warming_up
+        update = self.series.update(batch, times, with_resp=per_point, with_scores=per_point)
+        counters = self.counters
+        if update.log_prob is not None:
+            anomalies, gated = int(update.anomaly.sum()), int(update.gated.sum())
+            counters["anomalies"] += anomalies
+            counters["gated"] += gated
+            if self.metrics is not None:
+                self.metrics.log_likelihood.set(float(update.log_prob.mean()))
+                self.metrics.anomalies.inc(anomalies)
+                self.metrics.gated.inc(gated)
+        # (A keyed stream's thousands of keys would flood the log: their own lines are debug.)
+        level = logging.DEBUG if self.name else logging.INFO
+        if not fitted and self.model._is_fitted():
+            log.log(level, "%sfirst (provisional) model after %d points", self.name,
+                    self.model.n_seen_)
+        if warming and self.model._is_fitted() and not self.model._learner().warming_up:
+            log.log(level, "%swarm-up complete after %d points", self.name, self.model.n_seen_)
+        for event in update.events:
+            if event["event"] != "anomaly":
+                self._drift_event(event, len(batch))
+        counters["rows"] += len(batch)
+        counters["batches"] += 1
+        if self.metrics is not None:
+            self.metrics.points.inc(len(batch))
+            self.metrics.batches.inc()
+        learned = update.rows  # the model's rows (the features, when they are on)
+        self._remember(learned[~update.gated] if update.gated.any() else learned)
+        every = self.config["refit"]["every_points"]
+        if every is not None and self.since_refit >= every:  # at batch boundaries: determinate
+            self.refit("schedule")
+        return update
+
+    def _remember(self, batch: np.ndarray) -> None:
+        """Keep the last ``refit.window`` learned rows."""
+        self.window.extend(batch)
+        self.learned += len(batch)
+        self.since_refit += len(batch)
+
+    # ------------------------------------------------------------------ refits
+    def refit(self, reason: str) -> None:
+        """Refit on the window (:meth:`GaussianMixture.refit`: the current model is kept
+        unless a candidate beats it on held-out rows); labels kept; online EM goes on."""
+        model = self.model
+        if not model._is_fitted() or len(self.window) < model.n_components:
+            log.info("%srefit (%s) skipped: the model is still warming up", self.name, reason)
+            return
+        recent = self.window.recent()
+        if self.background is not None:
+            if self.background.busy:
+                log.info("refit (%s) skipped: the previous one is still running on %s", reason,
+                         self.background.address)
+                return
+            self.background.start(model, recent, reason=reason, learned_at_start=self.learned,
+                                  generation=self.generation)
+            self.since_refit = 0
+            log.info("refit (%s): batch EM on the last %d points started on %s", reason,
+                     len(recent), self.background.address)
+            return
+        model.refit(recent)
+        outcome = model.last_refit_
+        self._count_refit()
+        if outcome["replaced"]:
+            self.generation += 1
+        self.history.append({"event": "refit", "reason": reason, "rows": self.counters["rows"],
+                             "window": len(recent), "replaced": outcome["replaced"],
+                             "candidate": outcome["candidate"],
+                             "iterations": outcome["iterations"]})
+        log.info("%srefit (%s) on the last %d points: %s (%s candidate); held-out average "
+                 "log-likelihood %.4g -> %.4g", self.name, reason, len(recent),
+                 "model replaced" if outcome["replaced"] else "model kept", outcome["candidate"],
+                 outcome["log_likelihood_before"], outcome["log_likelihood_after"])
+
+    def swap_in(self, job, replay_step: int) -> None:
+        """Adopt a finished background refit; re-learn the points that arrived meanwhile."""
+        address = self.background.address
+        if job.error is not None:
+            log.error("refit (%s) on %s failed: %s: %s", job.reason, address,
+                      type(job.error).__name__, job.error)
+            return
+        if job.generation != self.generation:
+            log.warning("refit (%s) from %s discarded: a drift refit replaced the model while "
+                        "it ran", job.reason, address)
+            return
+        model, since = job.model, self.learned - job.learned_at_start
+        if since > len(self.window):
+            log.warning("refit (%s) from %s discarded: %d points arrived while it ran, more "
+                        "than refit.window holds to re-learn", job.reason, address, since)
+            return
+        replay = self.window.recent(since) if since else np.empty((0, model.n_features_in_))
+        for start in range(0, len(replay), replay_step):
+            model.partial_fit(replay[start:start + replay_step])
+        self.model = self.monitor.model = model
+        self._count_refit()
+        outcome = model.last_refit_
+        self.history.append({"event": "refit", "reason": job.reason,
+                             "rows": self.counters["rows"], "window": len(job.rows),
+                             "replaced": outcome["replaced"], "candidate": outcome["candidate"],
+                             "iterations": outcome["iterations"], "scheduler": address,
+                             "seconds": round(job.seconds, 3), "relearned": len(replay)})
+        log.info("refit (%s) on %s: %d points, %s, %.1fs; %d points that arrived meanwhile "
+                 "re-learned", job.reason, address, len(job.rows),
+                 "model replaced" if outcome["replaced"] else "model kept", job.seconds,
+                 len(replay))
+
+    def _count_refit(self) -> None:
+        self.counters["refits"] += 1
+        if self.metrics is not None:
+            self.metrics.refits.inc()
+        self.since_refit = 0
+
+    def _drift_event(self, event: dict, batch_rows: int) -> None:
+        """Log, count and record an alarm, a drift refit or an upkeep of the monitor."""
+        # event["point"] counts the monitor's points (from this run's start); "rows" in the
+        # history counts the learned rows, as refit records do.
+        batch_start = self.monitor.n_points_ - batch_rows
+        record = {**event, "rows": self.counters["rows"] + event["point"] - batch_start}
+        del record["point"]
+        self.history.append(record)
+        kind = event["event"]
+        if kind == "drift":
+            self.counters["alarms"] += 1
+            if self.metrics is not None:
+                self.metrics.alarms.inc()
+            log.warning("%sdrift alarm (%s, %s) at point %d: recent surprise %.3g nats",
+                        self.name, event["detector"], event.get("change", "surprise"),
+                        record["rows"], event["recent_surprise"])
+            return
+        if kind == "upkeep":
+            # The learner replaced its model (a birth, a better structure): refits started
+            # before it are stale.
+            self.generation += 1
+            log.info("%supkeep (%s): model replaced by the %s candidate; held-out average "
+                     "log-likelihood %.4g -> %.4g", self.name, event["reason"],
+                     event["candidate"], event["log_likelihood_before"],
+                     event["log_likelihood_after"])
+            return
+        self.generation += 1
+        if event.get("replaced", True):
+            self._count_refit()
+            # Points before the change would pull a scheduled refit back to the old regime.
+            self.window.clear()
+        log.warning("%sdrift refit on the %d points after the alarm: %s (%s); held-out "
+                    "average log-likelihood %.4g -> %.4g", self.name, event["points"],
+                    "model replaced" if event.get("replaced", True) else "model kept",
+                    event.get("candidate"), event["log_likelihood_before"],
+                    event["log_likelihood_after"])
+
+    # ------------------------------------------------------------------ settings and state
+    def apply_live_settings(self) -> None:
+        """The SIGHUP-live output settings (threshold, episode hold)."""
+        output = self.config["output"]
+        self.series.episodes.threshold = float(output["anomaly_threshold"])
+        self.series.episodes.set_hold(output["episode_hold"])
+
+    def state(self) -> dict:
+        """The checkpoint's meta fields of this series (JSON-ready); the model is saved beside
+        it (:func:`emstream.checkpoint.dumps`)."""
+        return {"monitor": self.monitor.state(), "series": self.series.state(),
+                "history": self.history}
+
+    def restore(self, model: GaussianMixture, meta: dict, *, where: str) -> None:
+        """Take a checkpoint's model and meta fields (``where`` names it in errors).
+
+        Raises
+        ------
+        emstream.checkpoint.CheckpointError
+            The series' state does not fit its model.
+        """
+        from emstream.checkpoint import CheckpointError
+
+        self.model = model
+        self.monitor = DriftMonitor(model, **config_module.monitor_settings(self.config))
+        if meta.get("monitor") is not None:
+            try:
+                self.monitor.restore(meta["monitor"])
+            except ValueError as exc:
+                log.warning("%sdrift monitor starts afresh: %s", self.name, exc)
+        self.history = meta.get("history", [])
+        self.series = SeriesMonitor(self.monitor,
+                                    *config_module.series_parts(self.config, self.timed))
+        if meta.get("series") is not None:
+            try:
+                self.series.restore(meta["series"])
+            except ValueError as exc:
+                raise CheckpointError(f"{where}: {exc}") from None
+        self.apply_live_settings()
