@@ -71,11 +71,11 @@ def _words(flags: np.ndarray, words: tuple[bytes, bytes]) -> np.ndarray:
 
 
 def format_rows(kind: str, lines, labels, probability, surprise, anomaly=None, *,
-                score=None, time_text=None) -> bytes:
+                score=None, time_text=None, key: str | None = None) -> bytes:
     """Output lines for one mini-batch, in ``kind`` ("csv" or "jsonl") format.
 
-    Columns: line, time (if given), label, probability, surprise, score (if given), anomaly
-    (if given).
+    Columns: line, key (if given), time (if given), label, probability, surprise, score (if
+    given), anomaly (if given).
 
     Parameters
     ----------
@@ -88,6 +88,8 @@ def format_rows(kind: str, lines, labels, probability, surprise, anomaly=None, *
         The calibrated anomaly score, written with 8 decimals (a threshold near 1 needs them).
     time_text : ndarray of bytes, shape (n,), or None
         Each row's time as the input wrote it (a string in JSON).
+    key : str, optional
+        The series of every row (a keyed stream's); quoted in CSV when it needs to be.
 
     Returns
     -------
@@ -99,13 +101,15 @@ def format_rows(kind: str, lines, labels, probability, surprise, anomaly=None, *
         return b""
     if not np.all(np.abs(surprise) < _LARGEST):  # NaN-safe: inf and NaN fail the test
         return _format_slowly(kind, lines, labels, probability, surprise, anomaly, score,
-                              time_text)
+                              time_text, key)
     lines = np.asarray(lines, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
     stamps = None if time_text is None else _text(time_text)
     if kind == "csv":
         comma = _constant(b",", n)
         pieces = [_integer_digits(lines), comma]
+        if key is not None:
+            pieces.append(_constant(_key_field(kind, key) + b",", n))
         if stamps is not None:
             pieces += [stamps, comma]
         pieces += [_integer_digits(labels), comma, *_fixed(probability, 6), comma,
@@ -117,6 +121,8 @@ def format_rows(kind: str, lines, labels, probability, surprise, anomaly=None, *
         pieces.append(_constant(b"\n", n))
     else:
         pieces = [_constant(b'{"line": ', n), _integer_digits(lines)]
+        if key is not None:
+            pieces.append(_constant(b', "key": ' + _key_field(kind, key), n))
         if stamps is not None:
             pieces += [_constant(b', "time": "', n), stamps, _constant(b'"', n)]
         pieces += [_constant(b', "label": ', n), _integer_digits(labels),
@@ -138,8 +144,17 @@ def _text(values) -> np.ndarray:
     return values.astype(f"S{width}").view(np.uint8).reshape(len(values), width)
 
 
+def _key_field(kind: str, key: str) -> bytes:
+    """A key as a CSV field (quoted if it holds a comma, quote or space) or a JSON string."""
+    if kind != "csv":
+        return json.dumps(key).encode()
+    if any(c in key for c in ',"\r\n') or key != key.strip():
+        return ('"' + key.replace('"', '""') + '"').encode()
+    return key.encode()
+
+
 def _format_slowly(kind, lines, labels, probability, surprise, anomaly=None, score=None,
-                   time_text=None) -> bytes:
+                   time_text=None, key=None) -> bytes:
     """Row by row (the same text), for batches with an infinite or enormous surprise."""
     n = len(lines)
     flags = [None] * n if anomaly is None else np.asarray(anomaly).tolist()
@@ -149,13 +164,15 @@ def _format_slowly(kind, lines, labels, probability, surprise, anomaly=None, sco
     rows = zip(np.asarray(lines).tolist(), stamps, np.asarray(labels).tolist(),
                np.asarray(probability).tolist(), np.asarray(surprise).tolist(), scores, flags)
     if kind == "csv":
-        text = "".join(f"{n}," + ("" if t is None else f"{t},") + f"{k},{p:.6f},{s:.4f}"
+        tag = "" if key is None else _key_field(kind, key).decode() + ","
+        text = "".join(f"{n}," + tag + ("" if t is None else f"{t},") + f"{k},{p:.6f},{s:.4f}"
                        + ("" if c is None else f",{c:.8f}")
                        + ("" if a is None else f",{int(a)}") + "\n"
                        for n, t, k, p, s, c, a in rows)
     else:  # json.dumps writes a non-finite surprise as Infinity/NaN, as Python's json reads
+        tag = "" if key is None else ', "key": ' + _key_field(kind, key).decode()
         text = "".join(
-            f'{{"line": {n}' + ("" if t is None else f', "time": {json.dumps(t)}')
+            f'{{"line": {n}' + tag + ("" if t is None else f', "time": {json.dumps(t)}')
             + f', "label": {k}, "probability": {p:.6f}, "surprise": '
             + (f"{s:.4f}" if np.isfinite(s) else json.dumps(s))
             + ("" if c is None else f', "score": {c:.8f}')

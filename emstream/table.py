@@ -62,10 +62,14 @@ class TimedParsed(Parsed):
         Seconds since 1970-01-01 UTC; None if the layout has no time column.
     time_text : ndarray of bytes, shape (n,), or None
         The time fields as written.
+    keys : ndarray of bytes, shape (n,), or None
+        Each row's key field as written (a keyed stream's series); None if the layout has no
+        key column.
     """
 
     times: np.ndarray | None = None
     time_text: np.ndarray | None = None
+    keys: np.ndarray | None = None
 
 
 class LayoutError(ValueError):
@@ -90,6 +94,8 @@ class Layout:
         The time column; None if the table has none.
     value_fields : tuple of int
         The fields that make a row, in order.
+    key_field : int or None
+        The field naming each row's series (a keyed stream); None: one series.
     """
 
     names: tuple | None
@@ -98,6 +104,7 @@ class Layout:
     comma: bool
     time_field: int | None
     value_fields: tuple
+    key_field: int | None = None
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -108,7 +115,8 @@ class Layout:
         return cls(names=None if names is None else tuple(str(n) for n in names),
                    header_line=data["header_line"], n_fields=int(data["n_fields"]),
                    comma=bool(data["comma"]), time_field=data["time_field"],
-                   value_fields=tuple(int(i) for i in data["value_fields"]))
+                   value_fields=tuple(int(i) for i in data["value_fields"]),
+                   key_field=data.get("key_field"))
 
     def column_names(self) -> list:
         """The row's column names (from the header, else ``x0, x1, ...``)."""
@@ -142,7 +150,7 @@ def _index(spec, names, n_fields: int, what: str) -> int:
     return index
 
 
-def find_layout(data: bytes, *, columns=None, timestamp="auto",
+def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
                 first_line: int = 1) -> Layout | None:
     """The layout of a stream that starts with ``data``, or None for plain numbers.
 
@@ -155,13 +163,15 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto",
     timestamp : "auto", str, int or None
         The time column (name or index); "auto" finds it (see the module's docstring);
         None: no time column.
+    key : str or int, optional
+        The column naming each row's series (name or index); never part of the row.
     first_line : int
         Line number of the first line of ``data``.
 
     Returns
     -------
     Layout or None
-        None when there is no header and no time column (plain numbers), or when ``data``
+        None when there is no header, no time column and no key (plain numbers), or when ``data``
         holds no non-blank line yet.  A header alone is enough: it decides.
 
     Raises
@@ -176,7 +186,10 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto",
     names, header_line = None, None
     head_number, head = lines[0]
     head_fields = _split(head, b"," in head)
-    if any(not _is_number(f) and not looks_like_time(f) for f in head_fields):
+    # A key given by index is text on every line: it does not make the first line a header.
+    by_index = key is not None and not (isinstance(key, str) and not key.lstrip("-").isdigit())
+    probe = [f for i, f in enumerate(head_fields) if not (by_index and i == int(key))]
+    if any(not _is_number(f) and not looks_like_time(f) for f in probe):
         try:
             names = tuple(f.decode("utf-8").strip().strip('"') for f in head_fields)
         except UnicodeDecodeError:
@@ -204,15 +217,20 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto",
             time_field = named[0]
         elif fields and looks_like_time(fields[0]):
             time_field = 0
-    if names is None and time_field is None:
+    key_field = None if key is None else _index(key, names, n_fields, "input.key")
+    if names is None and time_field is None and key_field is None:
         return None
+    if key_field is not None and key_field == time_field:
+        raise LayoutError(f"input.key {key!r} is the time column")
     if columns is None:
-        value_fields = tuple(i for i in range(n_fields) if i != time_field)
+        value_fields = tuple(i for i in range(n_fields) if i not in (time_field, key_field))
     else:
         value_fields = tuple(_index(c, names, n_fields, "input.columns") for c in columns)
     if time_field in value_fields:
         raise LayoutError(f"the time column {time_field} is also in input.columns")
-    return Layout(names, header_line, n_fields, comma, time_field, value_fields)
+    if key_field is not None and key_field in value_fields:
+        raise LayoutError(f"the key column {key!r} is also in input.columns")
+    return Layout(names, header_line, n_fields, comma, time_field, value_fields, key_field)
 
 
 def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
@@ -253,12 +271,14 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
     # The rest, a line at a time: the header (left out), too long lines (parse_lines rejects
     # them), and lines with the right number of fields.
     rest = np.flatnonzero(~bulk)
-    values, time_text, early = [], [], {}
+    values, time_text, key_text, early = [], [], [], {}
+    key_field = layout.key_field
     for i, number in zip(rest.tolist(), numbers[rest].tolist()):
         line = data[starts[i]:stops[i]]
         if number == layout.header_line or len(line) > max_line_bytes:
             values.append(line if len(line) > max_line_bytes else b"")
             time_text.append(b"")
+            key_text.append(b"")
             continue
         fields = _split(line, layout.comma)
         if len(fields) != layout.n_fields:  # (a field count the screen did not foresee)
@@ -266,6 +286,8 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
             fields = [b""] * layout.n_fields
         values.append(b",".join(fields[j] for j in layout.value_fields) or b"x")
         time_text.append(fields[layout.time_field] if layout.time_field is not None else b"")
+        if key_field is not None:
+            key_text.append(fields[key_field])
     parsed = parse_lines(b"\n".join(values) + b"\n", n_fields=len(layout.value_fields),
                          first_line=1, max_line_bytes=max_line_bytes) if values else None
     if parsed is None:
@@ -277,9 +299,11 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         found = Rejects.of(parsed.rejects)
         found = found.renumbered(numbers[rest[found.lines - 1]])
         found = found.take(np.flatnonzero(~np.isin(found.lines, [*early, layout.header_line])))
-    times = text = None
+    times = text = keys = None
+    index = np.searchsorted(numbers[rest], lines)
+    if key_field is not None:
+        keys = np.array(key_text, dtype=bytes)[index] if len(lines) else np.empty(0, "S1")
     if layout.time_field is not None and len(lines):
-        index = np.searchsorted(numbers[rest], lines)
         text = np.array([time_text[j] for j in index.tolist()], dtype=bytes)
         times = parse_times(text)
         bad = ~np.isfinite(times)
@@ -287,6 +311,7 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
             early[n] = "bad timestamp"
         keep = ~bad
         rows, lines, times, text = rows[keep], lines[keep], times[keep], text[keep]
+        keys = None if keys is None else keys[keep]
     elif layout.time_field is not None:
         times, text = np.empty(0), np.empty(0, dtype="S1")
     rejects = Rejects.concat([
@@ -295,7 +320,7 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
          for n, reason in early.items()]])
     rejects = rejects.take(np.argsort(rejects.lines, kind="stable"))
     return TimedParsed(np.ascontiguousarray(rows), lines, rejects, n_lines,
-                       layout.n_fields, None, times, text)
+                       layout.n_fields, None, times, text, keys)
 
 
 def _screen(data: bytes, starts, stops, layout: Layout) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ from emstream.checkpoint import CheckpointError
 
 from . import config as config_module
 from . import logs, preflight, summary
+from .keyed import KeyedDaemon
 from .loop import Daemon
 from .progress import Progress
 from .sources import FileInput, FollowInput, StdinInput
@@ -148,8 +149,9 @@ def main(argv=None) -> int:
     log.info("emstreamd %s: configuration %s; checkpoints in %s", __version__,
              args.config or "(shipped defaults)",
              os.path.abspath(config["checkpoint"]["path"]))
-    daemon = Daemon(config, source, reload=lambda: config_module.load(args.config, overrides),
-                    out=out)
+    kind = Daemon if config["input"]["key"] is None else KeyedDaemon
+    daemon = kind(config, source, reload=lambda: config_module.load(args.config, overrides),
+                  out=out)
     try:
         daemon.resume()
         at_start = summary.snapshot(daemon.counters)

@@ -46,6 +46,8 @@ SECONDS = 10**6  # about 11 days: longer waits are mistakes (and overflow some t
 # finite: a window is allocated whole, a batch is held in memory.
 NUMBERS = {
     ("input", "max_line_bytes"): (16, 1 << 26, True, False),
+    ("keys", "max_active"): (1, 10**7, True, False),
+    ("keys", "max_known"): (1, 10**9, True, False),
     ("batch", "max_rows"): (1, 10**7, True, False),
     ("batch", "first_rows"): (1, 10**7, True, False),
     ("batch", "max_wait"): (0, SECONDS, False, False),
@@ -150,6 +152,9 @@ def validate(config: dict) -> dict:
                           f"{_show(threshold)}")
     _check_drift(full)
     _check_scheduler(full["refit"]["scheduler"])
+    if full["input"]["key"] is not None and full["refit"]["scheduler"] is not None:
+        raise ConfigError("refit.scheduler (background refits) does not work with input.key "
+                          "yet: each key refits in-process")
     _check_text("metrics.address", full["metrics"]["address"])
     if full["metrics"]["port"] is not None:
         try:
@@ -222,6 +227,17 @@ def _check_input(settings: dict) -> None:
                           f"{_show(fields)}")
     if settings["format"] == "jsonl" and fields is None:
         raise ConfigError("input.format jsonl needs input.fields: a list of field names")
+    key = settings["key"]
+    if key is not None and (isinstance(key, bool) or not isinstance(key, (int, str))
+                            or (isinstance(key, int) and not 0 <= key <= 10**6)
+                            or (isinstance(key, str) and not 0 < len(key) <= MAX_TEXT)):
+        raise ConfigError(f"input.key must be null, a column name or 0-based index, got "
+                          f"{_show(key)}")
+    if key is not None and settings["format"] == "jsonl":
+        raise ConfigError("input.key works with format: numbers (a table with a key column); "
+                          "keyed jsonl is not supported yet")
+    if key is not None and (key in (columns or ()) or key == stamp):
+        raise ConfigError(f"input.key {key!r} is also in input.columns or input.timestamp")
     _check_text("input.dead_letter", settings["dead_letter"], allow_none=True)
 
 

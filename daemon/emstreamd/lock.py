@@ -20,7 +20,7 @@ LOCK_NAME = "emstreamd.lock"
 def lock_path(checkpoint_path: str | os.PathLike) -> Path:
     """The lock file of a checkpoint: inside a checkpoint directory, beside a ``.json`` file."""
     path = Path(checkpoint_path)
-    if path.suffix == ".json":
+    if path.suffix in (".json", ".sqlite"):
         return path.with_name(path.name + ".lock")
     return path / LOCK_NAME
 
@@ -34,7 +34,7 @@ def acquire(checkpoint_path: str | os.PathLike):
     """
     path = lock_path(checkpoint_path)
     try:
-        if Path(checkpoint_path).suffix != ".json":
+        if Path(checkpoint_path).suffix not in (".json", ".sqlite"):
             path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:

@@ -52,8 +52,11 @@ def build(daemon, at_start: dict) -> tuple[str, dict]:
     lines = ["emstreamd: this run: " + _counts(run, timing),
              "emstreamd: lifetime: " + _counts(life)
              + f"; checkpoint: {daemon.last_checkpoint_path or 'none written'}"]
-    parts = components(daemon.model)
-    if parts:
+    known = getattr(daemon, "known", None)  # a keyed daemon's keys
+    parts = [] if known is not None else components(daemon.model)
+    if known is not None:
+        lines.append(f"  {len(known)} keys, {len(daemon.active)} of them in memory at exit")
+    elif parts:
         lines.append("  component  weight  mean")
         lines += [f"  {c['index']:9d}  {c['weight']:6.3f}  "
                   + " ".join(f"{v:.4g}" for v in c["mean"]) for c in parts]

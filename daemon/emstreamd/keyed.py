@@ -1,0 +1,353 @@
+"""Many series in one daemon (``input.key``): rows routed by key, one model per key, the idle
+ones in an SQLite state store.
+
+Stages: the source and parser are the single-series daemon's (:class:`emstreamd.loop.Daemon`);
+:mod:`emstreamd.router` groups each block's rows by key; each key's rows wait in its own
+mini-batch and are learned by its own :class:`~emstreamd.keymonitor.KeyMonitor` (the same
+batch sizes, warm-up, features, score and drift monitor as a daemon fed that key's rows
+alone); per-point lines carry the key; :class:`emstream.store.KeyStore` holds every key.
+
+Exactly once, per key: a key's checkpoint document holds its model *and* the rows of its
+partial mini-batch, so the position can always move past every line read.  At most
+``keys.max_active`` keys stay in memory; the least recently used one is written to the store
+inside the open transaction when another is needed, and read back exactly as it left.  A
+checkpoint writes the keys changed since the last one, the position and the counters, and
+commits them together: a crash at any moment leaves a store whose models and position agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from emstream import checkpoint
+from emstream.store import KeyStore, StoreError
+
+from .errors import EX_CANTCREAT, EX_IOERR, StartError
+from .keymonitor import COUNTED, KeyMonitor
+from .loop import Daemon, PendingRejects, _split_front
+from .router import groups
+
+log = logging.getLogger("emstreamd")
+
+STORE_NAME = "keys.sqlite"
+
+
+def store_path(config: dict) -> Path:
+    """Where a keyed daemon's state store is: ``checkpoint.path`` if it ends in ``.sqlite``,
+    else ``keys.sqlite`` inside that directory."""
+    path = Path(config["checkpoint"]["path"])
+    return path if path.suffix == ".sqlite" else path / STORE_NAME
+
+
+class Series:
+    """A key in memory: its monitor and the rows of its partial mini-batch."""
+
+    __slots__ = ("monitor", "rows", "lines", "times", "stamps", "count", "dirty")
+
+    def __init__(self, monitor: KeyMonitor):
+        self.monitor = monitor
+        self.rows, self.lines, self.times, self.stamps = [], [], [], []
+        self.count = 0
+        self.dirty = True  # changed since the store last had it
+
+    def add(self, rows, lines, times, stamps) -> None:
+        self.rows.append(rows)
+        self.lines.append(lines)
+        if times is not None:
+            self.times.append(times)
+            self.stamps.append(stamps)
+        self.count += len(rows)
+        self.dirty = True
+
+    def take(self, count: int):
+        """The first ``count`` waiting rows, their line numbers, times and stamps."""
+        rows, self.rows = _split_front(self.rows, count)
+        lines, self.lines = _split_front(self.lines, count)
+        times = stamps = None
+        if self.times:
+            times, self.times = _split_front(self.times, count)
+            stamps, self.stamps = _split_front(self.stamps, count)
+        self.count -= count
+        return rows, lines, times, stamps
+
+    def pending(self) -> dict:
+        """The waiting rows, JSON-ready (floats round-trip exactly through JSON)."""
+        def joined(parts):
+            return np.concatenate(parts) if parts else None
+
+        rows, times, stamps = joined(self.rows), joined(self.times), joined(self.stamps)
+        return {"rows": [] if rows is None else rows.tolist(),
+                "lines": [] if rows is None else joined(self.lines).tolist(),
+                "times": None if times is None else times.tolist(),
+                "stamps": None if stamps is None else [s.decode("latin-1") for s in
+                                                       stamps.tolist()]}
+
+    def restore_pending(self, saved: dict, n_columns: int) -> None:
+        if not saved or not saved.get("lines"):
+            return
+        rows = np.asarray(saved["rows"], dtype=float).reshape(-1, n_columns)
+        times = None if saved.get("times") is None else np.asarray(saved["times"], dtype=float)
+        stamps = None if saved.get("stamps") is None else np.array(
+            [s.encode("latin-1") for s in saved["stamps"]], dtype=bytes)
+        self.add(rows, np.asarray(saved["lines"], dtype=np.int64), times, stamps)
+
+
+class KeyedDaemon(Daemon):
+    """One run of emstreamd over a keyed source (see the module docstring)."""
+
+    def __init__(self, config: dict, source, reload=None, out=None):
+        super().__init__(config, source, reload=reload, out=out)
+        self.active = OrderedDict()  # key -> Series, least recently used first
+        self.known = set()  # every key with a model (in memory or in the store)
+        self.waiting = {}  # keys with waiting rows -> when the first arrived (oldest first)
+        self.store = None
+        self.store_failed = False
+        self.counters["keys"] = 0
+
+    # ------------------------------------------------------------------ start-up
+    def prepare(self) -> None:
+        if self.prepared:
+            return
+        super().prepare()
+        path = store_path(self.config)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.store = KeyStore(path, writer=True)
+        except (OSError, StoreError, sqlite3.Error) as exc:
+            raise StartError(f"checkpoint.path: cannot open the state store {path}: {exc}",
+                             EX_CANTCREAT) from None
+
+    def resume(self) -> None:
+        """Take the store's position and counters; keys are read back when they return."""
+        self.prepare()
+        try:
+            meta = self.store.meta("daemon")
+            self.known = set(self.store.keys())
+            self.waiting = dict.fromkeys(self.store.waiting(), time.monotonic())
+        except (sqlite3.Error, ValueError) as exc:
+            raise checkpoint.CheckpointError(f"{self.store.path}: not a readable state store: "
+                                             f"{exc}") from None
+        if meta is None:
+            return
+        self._resume_input(meta, self.store.path)
+        self.counters["keys"] = len(self.known)
+        if self.layout is not None and self.layout is not False and \
+                self.layout.key_field is None:
+            raise StartError("the state store's input has no key column", EX_CANTCREAT)
+
+    # ------------------------------------------------------------------ routing
+    def _take(self, data: bytes) -> None:
+        parsed, _ = self._read(data)
+        self._reject(parsed)
+        if self.halted:
+            return  # the position stays before this block
+        if parsed.rows.size:
+            self._route(parsed)
+        if not self.halted:
+            # Every line read is applied, waiting in its key's mini-batch, or rejected.
+            self.applied_offset = self.source.offset
+            self.pending_rejects = PendingRejects()
+
+    def _route(self, parsed) -> None:
+        times, stamps = getattr(parsed, "times", None), getattr(parsed, "time_text", None)
+        for key, index in groups(parsed.keys):
+            series = None if key is None else self._series(key)
+            if series is None:
+                self._refuse(parsed.lines[index], "bad key" if key is None else
+                             "too many keys")
+                continue
+            series.add(parsed.rows[index], parsed.lines[index],
+                       None if times is None else times[index],
+                       None if stamps is None else stamps[index])
+            self.waiting.setdefault(key, time.monotonic())
+            while not self.halted and series.count >= series.monitor.batch_rows():
+                self._learn(key, series, series.monitor.batch_rows())
+            self._evict()
+
+    def _refuse(self, lines, reason: str) -> None:
+        """Count rows rejected for their key (logged like other rejects: the first ones)."""
+        rejected = self.counters["rejected"]
+        before = sum(rejected.values())
+        rejected[reason] = rejected.get(reason, 0) + len(lines)
+        if self.metrics is not None:
+            self.metrics.reject(reason, len(lines))
+        if before < 20 or (before // 1000) != ((before + len(lines)) // 1000):
+            log.warning("line %d%s rejected (%s) [%d rejected so far]", int(lines[0]),
+                        " and %d more" % (len(lines) - 1) if len(lines) > 1 else "", reason,
+                        before + len(lines))
+
+    # ------------------------------------------------------------------ keys in memory
+    def _series(self, key: str) -> Series | None:
+        """The key's series, made active (read from the store, or new); None past
+        ``keys.max_known``."""
+        series = self.active.get(key)
+        if series is not None:
+            self.active.move_to_end(key)
+            return series
+        timed = self.layout.time_field is not None
+        name = f"key {key!r}: "
+        if key in self.known:
+            series = self._load(key, timed, name)
+        else:
+            if len(self.known) >= self.config["keys"]["max_known"]:
+                return None
+            self.known.add(key)
+            self.counters["keys"] += 1
+            series = Series(KeyMonitor(self.config, timed, metrics=self.metrics, name=name))
+        self.active[key] = series
+        return series
+
+    def _load(self, key: str, timed: bool, name: str) -> Series:
+        where = f"{self.store.path} key {key!r}"
+        loaded = checkpoint.loads(self.store.get(key), source=where)
+        meta = loaded.meta
+        counters = {k: int(meta.get("counters", {}).get(k, 0)) for k in COUNTED}
+        monitor = KeyMonitor(self.config, timed, counters=counters, metrics=self.metrics,
+                             name=name)
+        monitor.restore(loaded.model, meta, where=where)
+        series = Series(monitor)
+        series.restore_pending(meta.get("pending"), len(self.layout.value_fields))
+        series.dirty = False
+        return series
+
+    def _document(self, key: str, series: Series) -> bytes:
+        """The key's checkpoint document: a single series' checkpoint, with its waiting rows."""
+        monitor = series.monitor
+        meta = {"key": key, "counters": dict(monitor.counters), **monitor.state(),
+                "pending": series.pending(), "layout": self.layout.to_dict()}
+        return checkpoint.dumps(monitor.model, meta)
+
+    def _put(self, key: str, series: Series) -> None:
+        counters = series.monitor.counters
+        self.store.put(key, self._document(key, series), points=counters["rows"],
+                       updated=time.time(), anomalies=counters["anomalies"],
+                       alarms=counters["alarms"], pending=series.count)
+
+    def _evict(self) -> None:
+        """Write the least recently used keys beyond ``keys.max_active`` to the store (in its
+        open transaction) and let them go."""
+        while len(self.active) > self.config["keys"]["max_active"]:
+            key, series = next(iter(self.active.items()))
+            if series.dirty and not self._store_write(lambda: self._put(key, series)):
+                return
+            del self.active[key]
+
+    def _store_write(self, write) -> bool:
+        """Run a write to the store; on failure (a full disk) halt: what was not committed
+        is read again by the next run."""
+        if self.store_failed:
+            return False
+        try:
+            write()
+        except (sqlite3.Error, OSError) as exc:
+            self.store_failed = True
+            self._halt(EX_IOERR, "state store %s: %s: stopping; a restart resumes from the "
+                       "last checkpoint", self.store.path, exc)
+            return False
+        return True
+
+    # ------------------------------------------------------------------ learning
+    def _learn(self, key: str, series: Series, count: int) -> None:
+        """Learn the key's first ``count`` waiting rows as one mini-batch (and report them)."""
+        if self.config["output"]["per_point"] and self.out is not None and self._reader_gone():
+            self._lose_output(None)
+            return
+        batch, lines, times, stamps = series.take(count)
+        series.dirty = True
+        monitor = series.monitor
+        before = [monitor.counters[k] for k in COUNTED]
+        per_point = self.config["output"]["per_point"] and self.out is not None
+        update = monitor.learn(batch, times, per_point=per_point)
+        for name, old in zip(COUNTED, before):
+            self.counters[name] += monitor.counters[name] - old
+        if update.log_prob is not None and self.config["output"]["per_point"]:
+            self._report(lines, stamps, update, key=key)
+        for event in update.events:
+            if event["event"] == "anomaly":
+                self._alert(event, lines, stamps)
+        self.since_checkpoint += len(batch)
+        self.status_rows += len(batch)
+        if series.count:
+            self.waiting[key] = time.monotonic()
+            self.waiting[key] = self.waiting.pop(key)  # (to the end: oldest first)
+        else:
+            self.waiting.pop(key, None)
+
+    def _learn_ready(self, by_count_only: bool) -> None:
+        """Full mini-batches are learned as they fill (:meth:`_route`); partial ones at the
+        end of the input, or (live input) once their first row has waited
+        ``batch.max_wait``."""
+        wait = self.config["batch"]["max_wait"]
+        now = time.monotonic()
+        while self.waiting and not self.halted:
+            key, since = next(iter(self.waiting.items()))
+            if not (self.source.at_end or (not by_count_only and now - since >= wait)):
+                break
+            series = self._series(key)
+            if series.count:
+                self._learn(key, series, series.count)
+            else:
+                self.waiting.pop(key)
+            self._evict()
+        self.first_pending_at = next(iter(self.waiting.values()), None)
+
+    def refit(self, reason: str) -> None:
+        """Refit every key in memory on its own window (SIGUSR2)."""
+        self.flags.refit = False
+        for series in self.active.values():
+            series.monitor.refit(reason)
+            series.dirty = True
+
+    def _apply_live(self) -> None:
+        for series in self.active.values():
+            series.monitor.apply_live_settings()
+
+    @property
+    def model(self):
+        raise AttributeError("a keyed daemon has one model per key")
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, reason: str) -> bool:
+        """Write the keys changed since the last checkpoint, the position and the counters,
+        and commit them together; False if nothing was committed (logged)."""
+        if self._unreported_resumable() or self.store_failed or self.store is None:
+            return False
+        changed = [(k, s) for k, s in self.active.items() if s.dirty]
+
+        def commit():
+            for key, series in changed:
+                self._put(key, series)
+            meta = {"input": {**self.source.identity(), "offset": self.applied_offset,
+                              "next_line": self.next_line,
+                              "file_first_line": self.file_first_line},
+                    "counters": self.counters, "n_fields": self.n_fields,
+                    "layout": None if self.layout is None else self.layout.to_dict(),
+                    "config": {k: v for k, v in self.config.items() if k != "model"}}
+            self.store.set_meta("daemon", meta)
+            self.store.commit()
+
+        started = time.monotonic()
+        if not self._store_write(commit):
+            return False
+        for _, series in changed:
+            series.dirty = False
+        self.since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+        self.last_checkpoint_path = self.store.path
+        if self.metrics is not None:
+            self.metrics.checkpoint_time.set_to_current_time()
+        log.info("checkpoint (%s): %d of %d keys written to %s in %.3f s, at byte %d", reason,
+                 len(changed), len(self.known), self.store.path, time.monotonic() - started,
+                 self.applied_offset)
+        return True
+
+    def _close_state(self) -> None:
+        if self.store is not None:
+            self.store.close()  # (what was not committed is dropped, as by a crash)
+            self.store = None

@@ -1,0 +1,156 @@
+"""A state store for many series: one SQLite file holding every key's checkpoint document.
+
+A keyed ``emstreamd`` keeps one model per key.  Their checkpoints live in one SQLite database
+(standard library, write-ahead log), readable with standard tools::
+
+    sqlite3 state.sqlite "select key, points, anomalies, alarms from keys order by points desc"
+
+Tables
+------
+``keys(key TEXT PRIMARY KEY, document TEXT, points, updated, anomalies, alarms, pending)``
+    ``document`` is the key's checkpoint exactly as :func:`emstream.checkpoint.dumps` writes a
+    single series' (so ``emstream inspect STORE --key K --json`` prints what ``emstream
+    inspect CKPT --json`` prints for one series); the other columns summarise it for listing.
+``meta(name TEXT PRIMARY KEY, value TEXT)``
+    JSON values: ``daemon`` holds the input's position and the counters.
+
+Atomicity: the writer keeps one transaction open between checkpoints.  Keys written meanwhile
+(an idle key evicted from memory) are visible to the writer at once and to nobody else;
+:meth:`KeyStore.commit` makes them durable together with the position, so a crash at any
+moment leaves the store as of the last commit, models and position consistent.  A commit
+costs in proportion to what was written since the last one, not to the keys stored.
+
+Example
+-------
+>>> import tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "state.sqlite")
+>>> store = KeyStore(path, writer=True)
+>>> store.put("web-1", b'{"format": "x"}', points=10)
+>>> store.set_meta("daemon", {"offset": 123})
+>>> store.commit()
+>>> reader = KeyStore(path)
+>>> reader.get("web-1"), reader.meta("daemon"), [row["key"] for row in reader.listing()]
+(b'{"format": "x"}', {'offset': 123}, ['web-1'])
+>>> store.close(); reader.close()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS keys (
+    key TEXT PRIMARY KEY,
+    document TEXT NOT NULL,
+    points INTEGER NOT NULL DEFAULT 0,
+    updated REAL,
+    anomalies INTEGER NOT NULL DEFAULT 0,
+    alarms INTEGER NOT NULL DEFAULT 0,
+    pending INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+# The first bytes of every SQLite 3 database file.
+MAGIC = b"SQLite format 3\x00"
+
+
+class StoreError(ValueError):
+    """The file is not a state store, or cannot be opened as one."""
+
+
+def is_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file that starts like an SQLite database."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+class KeyStore:
+    """Every key's checkpoint document and the daemon's position, in one SQLite file.
+
+    Parameters
+    ----------
+    path : str or path-like
+    writer : bool
+        Create the file if needed and hold a write transaction open (see the module
+        docstring); a reader sees the last commit only.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, writer: bool = False):
+        self.path = os.fspath(path)
+        self.writer = writer
+        if not writer and not is_store(self.path):
+            raise StoreError(f"{self.path}: not a state store (an SQLite file)")
+        try:
+            uri = f"file:{self.path}" + ("" if writer else "?mode=ro")
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                       check_same_thread=False)
+            if writer:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # A commit is on disk when it returns (the position must not run ahead of it).
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(SCHEMA)
+                self._db.execute("BEGIN IMMEDIATE")
+            else:
+                self._db.execute("SELECT count(*) FROM keys").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from None
+
+    # ------------------------------------------------------------------ keys
+    def get(self, key: str) -> bytes | None:
+        """The key's checkpoint document, or None if it has none."""
+        row = self._db.execute("SELECT document FROM keys WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0].encode("ascii")
+
+    def put(self, key: str, document: bytes, *, points: int = 0, updated: float | None = None,
+            anomalies: int = 0, alarms: int = 0, pending: int = 0) -> None:
+        """Write (or replace) a key's document, within the open transaction."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO keys (key, document, points, updated, anomalies, alarms, "
+            "pending) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, document.decode("ascii"), points, updated, anomalies, alarms, pending))
+
+    def keys(self) -> list[str]:
+        """Every stored key."""
+        return [row[0] for row in self._db.execute("SELECT key FROM keys")]
+
+    def waiting(self) -> list[str]:
+        """Keys whose document holds rows not yet learned (a partial mini-batch)."""
+        return [row[0] for row in self._db.execute("SELECT key FROM keys WHERE pending > 0")]
+
+    def listing(self) -> list[dict]:
+        """One summary per key (points, last update, anomalies, alarms), by key."""
+        rows = self._db.execute("SELECT key, points, updated, anomalies, alarms, pending FROM "
+                                "keys ORDER BY key")
+        names = ("key", "points", "updated", "anomalies", "alarms", "pending")
+        return [dict(zip(names, row)) for row in rows]
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT count(*) FROM keys").fetchone()[0]
+
+    # ------------------------------------------------------------------ meta
+    def meta(self, name: str):
+        """A meta value (JSON), or None."""
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_meta(self, name: str, value) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                         (name, json.dumps(value, allow_nan=False)))
+
+    # ------------------------------------------------------------------ transactions
+    def commit(self) -> None:
+        """Make everything written since the last commit durable, at once; a new
+        transaction starts."""
+        self._db.execute("COMMIT")
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def close(self) -> None:
+        """Close without committing (what was not committed is dropped, as by a crash)."""
+        if self.writer and self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self._db.close()
