@@ -398,11 +398,16 @@ def _format_daemon_meta(meta: dict) -> list[str]:
     c = meta["counters"]
     rejected = c.get("rejected", {})
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(rejected.items()))
-    lines = [f"counters    {c['rows']} points learned in {c['batches']} batches from "
-             f"{c['lines']} lines; rejected {sum(rejected.values())}"
-             + (f" ({reasons})" if reasons else "")
+    # (A keyed daemon's key counts its rows only: lines and rejects belong to the stream.)
+    read = (f" from {c['lines']} lines; rejected {sum(rejected.values())}"
+            + (f" ({reasons})" if reasons else "")) if "lines" in c else ""
+    lines = [f"counters    {c['rows']} points learned in {c['batches']} batches{read}"
              + f"; anomalies {c.get('anomalies', 0)} ({c.get('gated', 0)} not learned); "
              f"drift alarms {c.get('alarms', 0)}; refits {c.get('refits', 0)}"]
+    if meta.get("key") is not None:
+        waiting = len((meta.get("pending") or {}).get("lines") or ())
+        lines.append(f"key         {meta['key']!r} of a state store; {waiting} rows waiting "
+                     "for its next mini-batch")
     source = meta.get("input") or {}
     if source:
         where = source.get("path") or source.get("kind", "?")
@@ -426,7 +431,9 @@ def _format_daemon_meta(meta: dict) -> list[str]:
                      f"fields" + (f", header on line {layout['header_line']}"
                                   if layout["header_line"] else "")
                      + f"; values: {values}"
-                     + (f"; time: {names[time_field]}" if time_field is not None else ""))
+                     + (f"; time: {names[time_field]}" if time_field is not None else "")
+                     + (f"; key: {names[layout['key_field']]}"
+                        if layout.get("key_field") is not None else ""))
     history = meta.get("history") or []
     kinds = {}
     for event in history:
@@ -444,8 +451,76 @@ def _format_daemon_meta(meta: dict) -> list[str]:
     return lines
 
 
+def _open_store(path: str):
+    """The state store at ``path``, or None if it is not one."""
+    from .store import KeyStore, StoreError, is_store
+
+    if not is_store(path):
+        return None
+    try:
+        return KeyStore(path)
+    except StoreError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def load_any(path: str, key: str | None = None):
+    """A checkpoint: a file or directory, or (with ``key``) one key of a state store."""
+    store = _open_store(path)
+    if store is None:
+        if key is not None:
+            raise CommandError(f"{path}: --key needs a state store (a keyed emstreamd's "
+                               "keys.sqlite)")
+        return checkpoint.load(path)
+    try:
+        if key is None:
+            raise CommandError(f"{path} is a state store of {len(store)} keys: name one with "
+                               "--key (list them with emstream inspect --keys)")
+        document = store.get(key)
+    finally:
+        store.close()
+    if document is None:
+        raise CommandError(f"{path}: no key {key!r}")
+    return checkpoint.loads(document, source=f"{path} key {key!r}")
+
+
+def store_listing(path: str) -> dict:
+    """A state store's keys (points, last update, anomalies, alarms, rows waiting) and the
+    daemon's position and counters, as JSON-compatible data."""
+    store = _open_store(path)
+    if store is None:
+        raise CommandError(f"{path}: --keys needs a state store (a keyed emstreamd's "
+                           "keys.sqlite)")
+    try:
+        keys, meta = store.listing(), store.meta("daemon") or {}
+    finally:
+        store.close()
+    for row in keys:
+        if row["updated"] is not None:
+            row["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["updated"]))
+    return {"store": path, "keys": keys, "counters": meta.get("counters"),
+            "input": meta.get("input")}
+
+
+def _format_listing(info: dict) -> str:
+    lines = [f"state store {info['store']}: {len(info['keys'])} keys"]
+    if info["input"]:
+        lines.append(f"input: {info['input'].get('path', info['input'].get('kind'))} at byte "
+                     f"{info['input'].get('offset')} (line {info['input'].get('next_line')})")
+    width = max([3] + [len(row["key"]) for row in info["keys"]])
+    lines.append(f"{'key':<{width}}  {'points':>10}  {'anomalies':>9}  {'alarms':>6}  "
+                 f"{'waiting':>7}  last update")
+    lines += [f"{row['key']:<{width}}  {row['points']:>10}  {row['anomalies']:>9}  "
+              f"{row['alarms']:>6}  {row['pending']:>7}  {row['updated'] or '-'}"
+              for row in info["keys"]]
+    return "\n".join(lines)
+
+
 def cmd_inspect(args) -> int:
-    loaded = checkpoint.load(args.checkpoint)
+    if args.keys:
+        info = store_listing(args.checkpoint)
+        print(json.dumps(info, indent=1) if args.json else _format_listing(info))
+        return 0
+    loaded = load_any(args.checkpoint, args.key)
     info = summary(loaded)
     if args.json:
         print(json.dumps(info, indent=1))
@@ -489,7 +564,11 @@ def diff(loaded_a, loaded_b) -> dict:
 
 
 def cmd_diff(args) -> int:
-    loaded_a, loaded_b = checkpoint.load(args.a), checkpoint.load(args.b)
+    if args.b is None and args.key_b is None:
+        raise CommandError("diff needs B, or --key and --key-b to compare two keys of A")
+    key_b = args.key if args.key_b is None else args.key_b
+    loaded_a = load_any(args.a, args.key)
+    loaded_b = load_any(args.a if args.b is None else args.b, key_b)
     result = diff(loaded_a, loaded_b)
     if args.plot:
         try:
@@ -581,7 +660,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "and standard deviation; the time written; for a daemon's "
                              "checkpoint its counters, input position, input layout and "
                              "history.")
-    inspect.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or directory")
+    inspect.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or directory, or "
+                         "a keyed emstreamd's state store (keys.sqlite)")
+    inspect.add_argument("--key", metavar="K", help="the key of a state store to show (as a "
+                         "single series' checkpoint)")
+    inspect.add_argument("--keys", action="store_true", help="list a state store's keys: "
+                         "points, anomalies, drift alarms, rows waiting, last update")
     _add_view_options(inspect, "draw the density (1 feature), covariance ellipses (2), or a "
                       "grid of every pair of features (3 or more)")
     inspect.add_argument("--data", metavar="DATA", help="data to draw under --plot")
@@ -593,8 +677,13 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Match components (Hungarian assignment on the "
                              "Bhattacharyya distance), show weight and mean changes, and the "
                              "Cauchy-Schwarz divergence between the two mixtures.")
-    compare.add_argument("a", metavar="A", help="the first checkpoint (file or directory)")
-    compare.add_argument("b", metavar="B", help="the second checkpoint")
+    compare.add_argument("a", metavar="A", help="the first checkpoint (file or directory, or "
+                         "a state store)")
+    compare.add_argument("b", metavar="B", nargs="?", help="the second checkpoint (default: A, "
+                         "to compare two keys of one store)")
+    compare.add_argument("--key", metavar="K", help="the key of A (and of B) to compare, when "
+                         "they are state stores")
+    compare.add_argument("--key-b", metavar="K", help="the key of B, if not --key")
     _add_view_options(compare, "draw both mixtures overlaid (A solid, B dashed): densities, "
                       "ellipses, or a grid of pairs of features")
     compare.set_defaults(run=cmd_diff)

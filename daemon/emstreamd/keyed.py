@@ -178,9 +178,9 @@ class KeyedDaemon(Daemon):
         if self.metrics is not None:
             self.metrics.reject(reason, len(lines))
         if before < 20 or (before // 1000) != ((before + len(lines)) // 1000):
-            log.warning("line %d%s rejected (%s) [%d rejected so far]", int(lines[0]),
-                        " and %d more" % (len(lines) - 1) if len(lines) > 1 else "", reason,
-                        before + len(lines))
+            more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
+            log.warning("line %d%s rejected (%s) [%d rejected so far]", int(lines[0]), more,
+                        reason, before + len(lines))
 
     # ------------------------------------------------------------------ keys in memory
     def _series(self, key: str) -> Series | None:
@@ -234,17 +234,17 @@ class KeyedDaemon(Daemon):
         open transaction) and let them go."""
         while len(self.active) > self.config["keys"]["max_active"]:
             key, series = next(iter(self.active.items()))
-            if series.dirty and not self._store_write(lambda: self._put(key, series)):
+            if series.dirty and not self._store_write(self._put, key, series):
                 return
             del self.active[key]
 
-    def _store_write(self, write) -> bool:
-        """Run a write to the store; on failure (a full disk) halt: what was not committed
-        is read again by the next run."""
+    def _store_write(self, write, *args) -> bool:
+        """Run ``write(*args)`` on the store; on failure (a full disk) halt: what was not
+        committed is read again by the next run."""
         if self.store_failed:
             return False
         try:
-            write()
+            write(*args)
         except (sqlite3.Error, OSError) as exc:
             self.store_failed = True
             self._halt(EX_IOERR, "state store %s: %s: stopping; a restart resumes from the "

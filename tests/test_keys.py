@@ -1,0 +1,257 @@
+"""Many series in one daemon (input.key): each key learns exactly as if it ran alone, through
+eviction and SIGKILLs; new keys past the hard limit are rejected; the state store is read by
+``emstream inspect`` and ``emstream diff``."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emstream import checkpoint
+from emstream.cli import main as emstream_main
+from emstream.store import KeyStore
+
+ROOT = Path(__file__).resolve().parent.parent
+DAEMON = [sys.executable, "-m", "emstreamd", "--config", str(ROOT / "config.yaml"),
+          "--log-level", "ERROR"]
+STEP = 300  # seconds between a key's points
+COUNTED = ("rows", "batches", "anomalies", "gated", "refits", "alarms")
+
+
+def _keyed_table(path: Path, n_keys: int, rows_per_key, rng, round_robin=False) -> dict:
+    """A CSV ``host,timestamp,value`` of ``n_keys`` seasonal series, interleaved (at random,
+    each key's rows in order; or round-robin).  Returns each key's lines as written, without
+    the key column."""
+    counts = rng.integers(*rows_per_key, size=n_keys) if not round_robin else \
+        np.full(n_keys, rows_per_key[0])
+    own = {}
+    arrivals = []
+    for k, n in enumerate(counts):
+        t = np.arange(n)
+        level = rng.uniform(-50, 50)
+        values = level + np.sin(2 * np.pi * t / 288) + 0.1 * rng.normal(size=n)
+        values[rng.integers(n - n // 4, n, size=2)] += rng.choice([-6, 6])  # a spike or two
+        key = f"host-{k:03d}"
+        own[key] = [f"{1.7e9 + STEP * i:.0f},{v:.4f}\n" for i, v in enumerate(values)]
+        when = t + (k / n_keys if round_robin else rng.uniform(0, 1, size=n) * 3)
+        arrivals += [(w, key, i) for i, w in enumerate(np.maximum.accumulate(when))]
+    arrivals.sort()
+    with open(path, "w") as handle:
+        handle.write("host,timestamp,value\n")
+        handle.writelines(f"{key},{own[key][i]}" for _, key, i in arrivals)
+    return own
+
+
+def _run(args, **kwargs):
+    done = subprocess.run([*DAEMON, *args], capture_output=True, timeout=600, **kwargs)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return done
+
+
+def _content(document: bytes) -> str:
+    """A checkpoint document without its time of writing."""
+    content = json.loads(document)["content"]
+    del content["written_at"]
+    return json.dumps(content, sort_keys=True)
+
+
+def _store(path) -> dict:
+    store = KeyStore(path)
+    try:
+        return {key: _content(store.get(key)) for key in store.keys()}, store.meta("daemon")
+    finally:
+        store.close()
+
+
+def _lines_by_key(text: str) -> dict:
+    """Per key, its per-point lines without the line number and key (a key run alone numbers
+    its own lines)."""
+    out = defaultdict(list)
+    for line in text.splitlines():
+        _, key, rest = line.split(",", 2)
+        out[key].append(rest)
+    return out
+
+
+def test_every_key_of_an_interleaved_backfill_learns_exactly_as_if_it_ran_alone(tmp_path):
+    rng = np.random.default_rng(0)
+    # (Some keys end in their warm-up, with a partial last mini-batch; others are flagged.)
+    own = _keyed_table(tmp_path / "fleet.csv", 50, (150, 2600), rng)
+    done = _run(["--input", str(tmp_path / "fleet.csv"), "--checkpoint", str(tmp_path / "k"),
+                 "--set", "input.key=host"])
+    keyed, meta = _store(tmp_path / "k" / "keys.sqlite")
+    lines = _lines_by_key(done.stdout.decode())
+    assert sorted(keyed) == sorted(own)
+    total = dict.fromkeys(COUNTED, 0)
+    solos = []
+    for key, rows in own.items():
+        (tmp_path / f"{key}.csv").write_text("timestamp,value\n" + "".join(rows))
+        solos.append(subprocess.Popen(
+            [*DAEMON, "--input", str(tmp_path / f"{key}.csv"), "--checkpoint",
+             str(tmp_path / key)], stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    for key, process in zip(own, solos):
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err.decode()
+        alone = checkpoint.load(tmp_path / key)
+        mine = json.loads(keyed[key])
+        # The model, array for array (JSON holds every float exactly), and the monitor's,
+        # scorer's and features' state.
+        assert json.dumps(checkpoint.to_dict(alone.model), sort_keys=True) == \
+            json.dumps(mine["model"], sort_keys=True), key
+        for part in ("monitor", "series", "history"):
+            assert json.dumps(alone.meta[part], sort_keys=True) == \
+                json.dumps(mine["meta"][part], sort_keys=True), (key, part)
+        counters = {name: alone.meta["counters"][name] for name in COUNTED}
+        assert counters == {name: mine["meta"]["counters"][name] for name in COUNTED}, key
+        assert mine["meta"]["pending"]["lines"] == []  # the last partial batch was learned
+        # Its per-point lines, but for the line number.
+        assert [line.split(",", 1)[1] for line in out.decode().splitlines()] == lines[key], key
+        for name in COUNTED:
+            total[name] += counters[name]
+    assert {name: meta["counters"][name] for name in COUNTED} == total
+    assert total["anomalies"] > 0  # the spikes: the comparison covers flags, not only quiet rows
+    assert meta["counters"]["lines"] == 1 + sum(len(rows) for rows in own.values())
+
+
+def test_evicting_idle_keys_changes_nothing(tmp_path):
+    rng = np.random.default_rng(1)
+    _keyed_table(tmp_path / "fleet.csv", 200, (130, 131), rng, round_robin=True)
+    outputs, stores = [], []
+    for active in (10, 1000):
+        done = _run(["--input", str(tmp_path / "fleet.csv"), "--checkpoint",
+                     str(tmp_path / f"a{active}"), "--set", "input.key=host", "--set",
+                     f"keys.max_active={active}", "--set", "checkpoint.every_points=5000"])
+        outputs.append(done.stdout)
+        stores.append(_store(tmp_path / f"a{active}" / "keys.sqlite"))
+    assert outputs[0] == outputs[1]  # the same lines in the same order
+    assert stores[0][0] == stores[1][0]
+    assert len(stores[0][0]) == 200
+    assert stores[0][1]["counters"] == stores[1][1]["counters"]
+
+
+@pytest.mark.slow
+def test_sigkills_during_a_keyed_backfill_apply_every_row_once_per_key(tmp_path):
+    rng = np.random.default_rng(2)
+    _keyed_table(tmp_path / "fleet.csv", 60, (150, 500), rng)
+    settings = ["--input", str(tmp_path / "fleet.csv"), "--set", "input.key=host", "--set",
+                "keys.max_active=7", "--set", "checkpoint.every_points=700"]
+    started = time.monotonic()
+    reference = _run([*settings, "--checkpoint", str(tmp_path / "ref")])
+    whole = time.monotonic() - started
+    expected = {line.split(",")[0]: line for line in reference.stdout.decode().splitlines()}
+    seen, kills = {}, 0
+    out = tmp_path / "out.csv"
+    while True:
+        with open(out, "wb") as handle:
+            process = subprocess.Popen([*DAEMON, *settings, "--checkpoint", str(tmp_path / "s")],
+                                       stdout=handle, stderr=subprocess.DEVNULL)
+            try:
+                process.wait(timeout=0.8 + float(rng.uniform(0, whole / 4)) if kills < 20
+                             else 600)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                kills += 1
+        for line in out.read_text().splitlines():
+            if line.count(",") == 7:  # a killed writer may leave a partial last line
+                assert line == expected[line.split(",")[0]], (kills, line)
+                seen[line.split(",")[0]] = line
+        if process.returncode == 0:
+            break
+    assert kills >= 20
+    assert seen.keys() == expected.keys()
+    (resumed, meta), (whole_run, whole_meta) = (_store(tmp_path / d / "keys.sqlite")
+                                                for d in ("s", "ref"))
+    assert resumed == whole_run  # every key's model, state and counters
+    assert meta["counters"] == whole_meta["counters"]
+    assert meta["input"]["offset"] == whole_meta["input"]["offset"]
+
+
+def test_rows_of_new_keys_past_the_hard_limit_are_rejected_and_counted(tmp_path):
+    lines = ["host,value\n"]
+    lines += [f"k{i % 30},{i % 7}.5\n" for i in range(3000)]  # 30 keys, 100 rows each
+    lines += [f"new{i},1.0\n" for i in range(5000)]  # 5,000 distinct keys, one row each
+    lines += ["k\xff1,2.0\n"]
+    (tmp_path / "keys.csv").write_bytes("".join(lines).encode("utf-8").replace(
+        "k\xff1".encode(), b"k\xff1"))
+    done = _run(["--input", str(tmp_path / "keys.csv"), "--checkpoint", str(tmp_path / "k"),
+                 "--set", "input.key=host", "--set", "keys.max_known=40", "--set",
+                 "keys.max_active=5"])
+    keyed, meta = _store(tmp_path / "k" / "keys.sqlite")
+    assert len(keyed) == 40
+    assert meta["counters"]["rejected"] == {"too many keys": 4990, "bad key": 1}
+    assert meta["counters"]["rows"] == 3010
+    assert "rejected: 1 bad key, 4990 too many keys" in done.stderr.decode()
+
+
+def test_per_point_lines_carry_the_key_in_csv_and_jsonl(tmp_path):
+    rows = "".join(f"{k},{i},{float(i % 5)}\n" for i in range(400) for k in ("a b", 'x"y'))
+    (tmp_path / "t.txt").write_text("name,time,v\n" + rows)
+    csv = _run(["--input", str(tmp_path / "t.txt"), "--checkpoint", str(tmp_path / "c"),
+                "--set", "input.key=name", "--set", "output.header=true"]).stdout.decode()
+    head = csv.splitlines()[0]
+    assert head == "line,key,time,label,probability,surprise,score,anomaly"
+    assert {line.split(",")[1] for line in csv.splitlines()[1:]} == {"a b", '"x""y"'}
+    jsonl = _run(["--input", str(tmp_path / "t.txt"), "--checkpoint", str(tmp_path / "j"),
+                  "--set", "input.key=0", "--set", "output.format=jsonl"]).stdout.decode()
+    records = [json.loads(line) for line in jsonl.splitlines()]
+    assert {r["key"] for r in records} == {"a b", 'x"y'} and len(records) == 600
+
+
+def test_inspect_and_diff_read_a_state_store(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    _keyed_table(tmp_path / "fleet.csv", 3, (300, 400), rng)
+    _run(["--input", str(tmp_path / "fleet.csv"), "--checkpoint", str(tmp_path / "k"),
+          "--set", "input.key=host"])
+    store = str(tmp_path / "k" / "keys.sqlite")
+    assert emstream_main(["inspect", store, "--keys", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [row["key"] for row in listing["keys"]] == ["host-000", "host-001", "host-002"]
+    assert all(row["points"] >= 300 for row in listing["keys"])
+    assert emstream_main(["inspect", store, "--key", "host-001", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    document = KeyStore(store).get("host-001")
+    (tmp_path / "one.json").write_bytes(document)  # the key's document is a checkpoint file
+    assert emstream_main(["inspect", str(tmp_path / "one.json"), "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert {k: v for k, v in shown.items() if k != "file"} == \
+        {k: v for k, v in alone.items() if k != "file"}
+    assert emstream_main(["inspect", store, "--key", "host-001"]) == 0
+    assert "key         'host-001'" in capsys.readouterr().out
+    assert emstream_main(["diff", store, "--key", "host-000", "--key-b", "host-000",
+                          "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["divergence"] == pytest.approx(0, abs=1e-12)
+    assert emstream_main(["diff", store, store, "--key", "host-000", "--key-b", "host-002",
+                          "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["divergence"] > 1
+    assert emstream_main(["inspect", store]) == 1
+    assert "name one with --key" in capsys.readouterr().err
+    assert emstream_main(["inspect", store, "--key", "nobody"]) == 1
+    assert "no key 'nobody'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("input.key=true", "input.key must be null, a column name or 0-based index"),
+    ("keys.max_active=0", "keys.max_active must be an integer >= 1"),
+    ("keys.max_known=-1", "keys.max_known must be an integer >= 1"),
+])
+def test_bad_key_settings_stop_the_daemon_with_one_line(tmp_path, setting, message):
+    done = subprocess.run([*DAEMON, "--set", setting, "--checkpoint", str(tmp_path / "k")],
+                          input=b"", capture_output=True, timeout=60)
+    assert done.returncode == 78
+    assert message in done.stderr.decode()
+
+
+def test_a_key_column_the_header_does_not_have_stops_the_daemon(tmp_path):
+    (tmp_path / "t.csv").write_text("host,value\na,1\n")
+    done = subprocess.run([*DAEMON, "--input", str(tmp_path / "t.csv"), "--checkpoint",
+                           str(tmp_path / "k"), "--set", "input.key=hostname"],
+                          capture_output=True, timeout=60)
+    assert done.returncode != 0
+    assert "input.key 'hostname' is not a column" in done.stderr.decode()
