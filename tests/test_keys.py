@@ -255,3 +255,25 @@ def test_a_key_column_the_header_does_not_have_stops_the_daemon(tmp_path):
                           capture_output=True, timeout=60)
     assert done.returncode != 0
     assert "input.key 'hostname' is not a column" in done.stderr.decode()
+
+
+def test_metrics_label_only_the_keys_with_the_most_recent_anomalies():
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import generate_latest
+
+    from emstreamd.metrics import TOP_KEYS, Metrics
+
+    metrics = Metrics(0)
+    try:
+        metrics.set_keys(5000, 100, {f"host-{i}": i for i in range(1000)})
+        text = generate_latest(metrics.registry).decode()
+        labelled = [line for line in text.splitlines()
+                    if line.startswith("emstreamd_key_recent_anomalies{")]
+        assert len(labelled) == TOP_KEYS
+        assert 'emstreamd_key_recent_anomalies{key="host-999"} 999.0' in labelled
+        assert "emstreamd_keys 5000.0" in text and "emstreamd_keys_in_memory 100.0" in text
+        metrics.set_keys(5000, 100, {"quiet": 1})  # the next checkpoint's: the old ones go
+        text = generate_latest(metrics.registry).decode()
+        assert text.count("emstreamd_key_recent_anomalies{") == 1
+    finally:
+        metrics.close()

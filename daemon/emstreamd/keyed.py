@@ -109,6 +109,7 @@ class KeyedDaemon(Daemon):
         self.store = None
         self.store_failed = False
         self.counters["keys"] = 0
+        self.recent_anomalies = {}  # key -> anomalies since the last checkpoint (metrics)
 
     # ------------------------------------------------------------------ start-up
     def prepare(self) -> None:
@@ -221,7 +222,7 @@ class KeyedDaemon(Daemon):
         monitor = series.monitor
         meta = {"key": key, "counters": dict(monitor.counters), **monitor.state(),
                 "pending": series.pending(), "layout": self.layout.to_dict()}
-        return checkpoint.dumps(monitor.model, meta)
+        return checkpoint.dumps(monitor.model, meta, compact=True)
 
     def _put(self, key: str, series: Series) -> None:
         counters = series.monitor.counters
@@ -266,6 +267,9 @@ class KeyedDaemon(Daemon):
         update = monitor.learn(batch, times, per_point=per_point)
         for name, old in zip(COUNTED, before):
             self.counters[name] += monitor.counters[name] - old
+        flagged = monitor.counters["anomalies"] - before[COUNTED.index("anomalies")]
+        if flagged and self.metrics is not None:
+            self.recent_anomalies[key] = self.recent_anomalies.get(key, 0) + flagged
         if update.log_prob is not None and self.config["output"]["per_point"]:
             self._report(lines, stamps, update, key=key)
         for event in update.events:
@@ -342,6 +346,8 @@ class KeyedDaemon(Daemon):
         self.last_checkpoint_path = self.store.path
         if self.metrics is not None:
             self.metrics.checkpoint_time.set_to_current_time()
+            self.metrics.set_keys(len(self.known), len(self.active), self.recent_anomalies)
+            self.recent_anomalies = {}
         log.info("checkpoint (%s): %d of %d keys written to %s in %.3f s, at byte %d", reason,
                  len(changed), len(self.known), self.store.path, time.monotonic() - started,
                  self.applied_offset)

@@ -11,6 +11,7 @@ descriptors that checkpoints need.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import platform
 import re
@@ -27,6 +28,7 @@ log = logging.getLogger("emstreamd")
 
 IDLE_TIMEOUT = 10.0
 MAX_CONNECTIONS = 16
+TOP_KEYS = 10  # keys labelled in emstreamd_key_recent_anomalies
 
 
 def reason_label(reason: str) -> str:
@@ -169,6 +171,14 @@ class Metrics:
         self.log_likelihood = Gauge("emstreamd_average_log_likelihood",
                                     "Average log-likelihood of the last mini-batch, scored "
                                     "before learning it", registry=registry)
+        # Keyed input: aggregate gauges, and a per-key label only for the few keys with the most
+        # recent anomalies (a label per key would grow the exposition with the fleet).
+        self.keys = Gauge("emstreamd_keys", "Keys known (keyed input)", registry=registry)
+        self.keys_in_memory = Gauge("emstreamd_keys_in_memory", "Keys whose model is in "
+                                    "memory (keyed input)", registry=registry)
+        self.top_keys = Gauge("emstreamd_key_recent_anomalies", f"Anomalies since the last "
+                              f"checkpoint, for the {TOP_KEYS} keys with the most",
+                              ["key"], registry=registry)
         handler = type("Handler", (_Handler,), {"timeout": idle_timeout, "metrics": self})
         self.server = _Server((address, port), handler, max_connections)
         self.port = self.server.server_address[1]
@@ -179,6 +189,15 @@ class Metrics:
     def reject(self, reason: str, count: int = 1) -> None:
         """Count rejected lines under a snake_case reason label."""
         self.rejects.labels(reason_label(reason)).inc(count)
+
+    def set_keys(self, known: int, in_memory: int, recent_anomalies: dict) -> None:
+        """The keyed gauges: counts of keys, and the top keys by ``recent_anomalies``."""
+        self.keys.set(known)
+        self.keys_in_memory.set(in_memory)
+        self.top_keys.clear()
+        for key, count in heapq.nlargest(TOP_KEYS, recent_anomalies.items(),
+                                         key=lambda item: (item[1], item[0])):
+            self.top_keys.labels(key).set(count)
 
     def close(self) -> None:
         self.server.shutdown()
