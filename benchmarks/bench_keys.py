@@ -22,7 +22,8 @@ explode
     10^6 distinct keys, one row each (keys.max_known 10^5): rows of keys past the limit are
     rejected and counted, no crash, peak RSS reported.
 kills
-    100 SIGKILLs landing during checkpoints (a checkpoint after every block of 1,000 keys):
+    100 SIGKILLs at random moments of a back-fill of 2,000 keys that checkpoints after every
+    block it reads (so many kills land inside a checkpoint):
     after each, the store must load and its models agree with its position (every key's
     points plus its waiting rows = the rows of that key before the position).
 """
@@ -179,7 +180,7 @@ def _consistent(state: Path, data: Path) -> tuple[int, int]:
 
 def part_kills(folder: Path, kills: int = 100) -> None:
     data = folder / "kills.txt"
-    write_keyed(data, 400_000, 2000, seed=7)
+    write_keyed(data, 2_000_000, 2000, seed=7)
     state = folder / "kills"
     command = [*DAEMON, "--input", str(data), "--checkpoint", str(state), "--set",
                "input.key=0", "--set", "keys.max_active=500", "--set",

@@ -277,3 +277,25 @@ def test_metrics_label_only_the_keys_with_the_most_recent_anomalies():
         assert text.count("emstreamd_key_recent_anomalies{") == 1
     finally:
         metrics.close()
+
+
+def test_a_damaged_store_or_key_stops_the_daemon_with_one_line_naming_it(tmp_path):
+    import sqlite3
+
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "keys.sqlite").write_bytes(b"SQLite format 3\x00" + b"\x07" * 5000)
+    done = subprocess.run([*DAEMON, "--set", "input.key=0", "--checkpoint", str(tmp_path / "k")],
+                          input=b"a 1\n", capture_output=True, timeout=60)
+    assert done.returncode == 73
+    assert "cannot open the state store" in done.stderr.decode()
+    rows = "".join(f"{k} {i % 9}\n" for i in range(300) for k in "ab").encode()
+    _run(["--set", "input.key=0", "--checkpoint", str(tmp_path / "s")], input=rows)
+    with sqlite3.connect(tmp_path / "s" / "keys.sqlite") as db:  # someone edits a model
+        db.execute("UPDATE keys SET document = replace(document, '\"n_seen\"', '\"n_Seen\"') "
+                   "WHERE key = 'b'")
+    done = subprocess.run([*DAEMON, "--set", "input.key=0", "--checkpoint", str(tmp_path / "s")],
+                          input=b"b 1\n", capture_output=True, timeout=60)
+    assert done.returncode not in (0, -signal.SIGSEGV)
+    assert "key 'b'" in done.stderr.decode() and "checksum mismatch" in done.stderr.decode()
+    assert "Traceback" not in done.stderr.decode()
+    assert emstream_main(["inspect", str(tmp_path / "s" / "keys.sqlite"), "--key", "a"]) == 0
