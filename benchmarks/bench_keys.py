@@ -184,7 +184,7 @@ def part_kills(folder: Path, kills: int = 100) -> None:
     state = folder / "kills"
     command = [*DAEMON, "--input", str(data), "--checkpoint", str(state), "--set",
                "input.key=0", "--set", "keys.max_active=500", "--set",
-               "checkpoint.every_points=1"]
+               "checkpoint.every_points=1", "--set", "keys.checkpoint_share=1"]
     rng = np.random.default_rng(0)
     done, finished_runs, checked = 0, 0, 0
     while done < kills:

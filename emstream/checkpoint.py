@@ -112,13 +112,16 @@ def dumps(model: GaussianMixture, meta: dict | None = None, *, compact: bool = F
         "meta": {} if meta is None else meta,
     }
     try:
-        digest = hashlib.sha256(_canonical(content)).hexdigest()
+        canonical = _canonical(content)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"meta must be JSON-serialisable without NaN or infinity: {exc}") from None
+    digest = hashlib.sha256(canonical).hexdigest()
+    if compact:  # the canonical text is the content's compact JSON: encoded once, not twice
+        head = json.dumps({"format": FORMAT, "version": VERSION, "sha256": digest},
+                          separators=(",", ":"))
+        return head[:-1].encode("ascii") + b',"content":' + canonical + b"}\n"
     document = {"format": FORMAT, "version": VERSION, "sha256": digest, "content": content}
-    text = json.dumps(document, allow_nan=False, separators=(",", ":")) if compact else \
-        json.dumps(document, indent=1, allow_nan=False)
-    return (text + "\n").encode("ascii")
+    return (json.dumps(document, indent=1, allow_nan=False) + "\n").encode("ascii")
 
 
 def _refuse_constant(name):

@@ -230,6 +230,9 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         raise LayoutError(f"the time column {time_field} is also in input.columns")
     if key_field is not None and key_field in value_fields:
         raise LayoutError(f"the key column {key!r} is also in input.columns")
+    if not value_fields:
+        raise LayoutError(f"the first data line (line {lines[0][0] if lines else head_number}) "
+                          f"has {n_fields} field(s) and none is a value column")
     return Layout(names, header_line, n_fields, comma, time_field, value_fields, key_field)
 
 
@@ -258,6 +261,10 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         fields as written, bytes, shape (n,)) when the layout has a time column; ``rejects``
         as :class:`~emstream.parse.Rejects`.
     """
+    if layout.key_field is not None and data:
+        fast = _parse_keyed_block(data, layout, first_line, max_line_bytes)
+        if fast is not None:
+            return fast
     # (the parser's line spans; an empty block has no line, not one empty one)
     starts, stops = _spans(np.frombuffer(data, dtype=np.uint8)) if data else (
         np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
@@ -321,6 +328,92 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
     rejects = rejects.take(np.argsort(rejects.lines, kind="stable"))
     return TimedParsed(np.ascontiguousarray(rows), lines, rejects, n_lines,
                        layout.n_fields, None, times, text, keys)
+
+
+def _parse_keyed_block(data: bytes, layout: Layout, first_line: int,
+                       max_line_bytes: int) -> TimedParsed | None:
+    """:func:`parse_table` for a clean block of a keyed stream, in array passes over its bytes
+    (a keyed fleet's lines are many and short: a Python step per line costs more than learning
+    them); None when any line needs :func:`parse_table`'s own care (a header, a blank, too
+    long or malformed line, a reject of any kind), which then parses the block.
+
+    Each byte gets the index of the field it belongs to (a separator: the field it ends); the
+    key and time fields are gathered into fixed-width byte strings, and the value fields, with
+    the separators between them, are handed to :func:`parse_lines` as one block."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    starts, stops = _spans(raw)
+    n_lines = starts.size
+    values = layout.value_fields
+    if list(values) != sorted(set(values)) or (
+            layout.header_line is not None
+            and first_line <= layout.header_line < first_line + n_lines):
+        return None
+    if np.any(stops - starts > max_line_bytes):
+        return None
+    blank, wrong = _screen(data, starts, stops, layout)
+    if blank.any() or wrong.any():
+        return None
+    # Per byte: its line, whether it is inside one, and its field within the line.
+    lengths = stops - starts
+    inline = np.repeat(np.arange(n_lines), lengths + 1)[:raw.size]  # (+1: the newline)
+    position = np.arange(raw.size) - starts[inline]
+    inside = position < lengths[inline]
+    space = _WHITESPACE[raw]
+    if layout.comma:
+        separator = (raw == ord(",")) & inside
+        counted = separator
+    else:
+        separator = space & inside
+        counted = ~space
+        counted[1:] &= space[:-1]  # a field starts where a run of non-whitespace starts
+        counted[0] = ~space[0]
+    total = _prefix(counted)
+    field = total[:-1] - total[starts][inline]  # separators before (comma) / fields begun
+    if not layout.comma:
+        field = field + counted - 1  # the field a byte is in (-1 before the first)
+    keys = _gather(raw, inside & ~separator & (field == layout.key_field), inline, n_lines)
+    if layout.comma:
+        keys = np.strings.strip(keys)
+    last = values[-1]
+    is_value = np.isin(field, values)
+    keep = inside & is_value & ~(separator & (field == last))
+    if not layout.comma:  # whitespace after a value field that is not the last: one space
+        keep = (inside & is_value & ~separator) | (separator & is_value & (field != last))
+    keep |= ~inside  # the newlines
+    text = raw[keep].tobytes()
+    if not text.endswith(b"\n"):
+        text += b"\n"
+    parsed = parse_lines(text, n_fields=len(values), first_line=1,
+                         max_line_bytes=max(max_line_bytes, 1))
+    if len(parsed.rejects) or parsed.rows.shape[0] != n_lines:
+        return None
+    numbers = first_line + np.arange(n_lines, dtype=np.int64)
+    times = stamps = None
+    if layout.time_field is not None:
+        stamps = _gather(raw, inside & ~separator & (field == layout.time_field), inline,
+                         n_lines)
+        if layout.comma:
+            stamps = np.strings.strip(stamps)
+        times = parse_times(stamps)
+        if not np.all(np.isfinite(times)):
+            return None
+    return TimedParsed(np.ascontiguousarray(parsed.rows), numbers, Rejects.empty(), n_lines,
+                       layout.n_fields, None, times, stamps, keys)
+
+
+def _gather(raw: np.ndarray, chosen: np.ndarray, line_of: np.ndarray, n_lines: int):
+    """The ``chosen`` bytes of each line as one fixed-width byte string per line, shape
+    (n_lines,)."""
+    where = np.flatnonzero(chosen)
+    lines = line_of[where]
+    counts = np.bincount(lines, minlength=n_lines)
+    width = max(int(counts.max()) if counts.size else 0, 1)
+    first = np.zeros(n_lines + 1, dtype=np.int64)
+    np.cumsum(counts, out=first[1:])
+    column = np.arange(where.size) - first[lines]
+    out = np.zeros((n_lines, width), dtype=np.uint8)
+    out[lines, column] = raw[where]
+    return out.view(f"S{width}").ravel()
 
 
 def _screen(data: bytes, starts, stops, layout: Layout) -> tuple[np.ndarray, np.ndarray]:

@@ -299,3 +299,59 @@ def test_a_damaged_store_or_key_stops_the_daemon_with_one_line_naming_it(tmp_pat
     assert "key 'b'" in done.stderr.decode() and "checksum mismatch" in done.stderr.decode()
     assert "Traceback" not in done.stderr.decode()
     assert emstream_main(["inspect", str(tmp_path / "s" / "keys.sqlite"), "--key", "a"]) == 0
+
+
+def test_the_array_parser_of_clean_keyed_blocks_agrees_with_the_line_parser(monkeypatch):
+    """Keyed blocks are parsed in array passes when clean; every block it takes must come out
+    as parse_table's line-by-line parse gives it (rows, lines, keys, times); blocks with any
+    malformed line go to parse_table."""
+    import emstream.table as table
+
+    rng = np.random.default_rng(4)
+    fast_blocks = 0
+    for _ in range(400):
+        comma = rng.random() < 0.5
+        sep = b"," if comma else b" "
+        timed, n_values = rng.random() < 0.5, int(rng.integers(1, 4))
+        key_at = int(rng.integers(0, n_values + 1))
+        lines = []
+        for i in range(int(rng.integers(1, 40))):
+            values = [f"{x:.{int(rng.integers(1, 8))}g}".encode()
+                      for x in rng.normal(size=n_values) * 10.0 ** rng.integers(-3, 5)]
+            key = [b"web-1", b"db 2" if comma else b"db2", "été".encode(), b"x"][
+                int(rng.integers(0, 4))]
+            fields = [*values[:key_at], key, *values[key_at:]]
+            if timed:
+                fields.insert(0 if key_at else 1, f"2014-07-01 00:{i % 60:02d}:00".encode()
+                              if comma else f"{1.4e9 + i:.0f}".encode())
+            line = sep.join(fields)
+            if not comma and rng.random() < 0.2:
+                line = b"  " + line.replace(b" ", b"\t", 1) + b" "
+            if comma and rng.random() < 0.2:
+                line = line.replace(b",", b" , ", 1) + b"\r"
+            if rng.random() < 0.03:
+                line = [b"", b"garbage", line + sep + b"1", line.replace(values[0], b"nan", 1)][
+                    int(rng.integers(0, 4))]
+            lines.append(line)
+        data = b"\n".join(lines) + (b"\n" if rng.random() < 0.8 else b"")
+        key_field = key_at + (1 if timed and key_at >= 1 else 0)
+        try:
+            layout = table.find_layout(data, key=key_field,
+                                       timestamp=(1 if key_at == 0 else 0) if timed else None)
+        except table.LayoutError:
+            continue
+        first = int(rng.integers(1, 1000))
+        fast = table._parse_keyed_block(data, layout, first, 4096)
+        if fast is None:
+            continue
+        fast_blocks += 1
+        with monkeypatch.context() as patch:
+            patch.setattr(table, "_parse_keyed_block", lambda *args: None)
+            slow = table.parse_table(data, layout, first_line=first)
+        assert np.array_equal(fast.rows, slow.rows) and np.array_equal(fast.lines, slow.lines)
+        assert fast.keys.tolist() == slow.keys.tolist()
+        if timed:
+            assert np.array_equal(fast.times, slow.times)
+            assert fast.time_text.tolist() == slow.time_text.tolist()
+        assert len(slow.rejects) == 0 and fast.n_lines == slow.n_lines
+    assert fast_blocks > 150

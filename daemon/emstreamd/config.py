@@ -48,6 +48,7 @@ NUMBERS = {
     ("input", "max_line_bytes"): (16, 1 << 26, True, False),
     ("keys", "max_active"): (1, 10**7, True, False),
     ("keys", "max_known"): (1, 10**9, True, False),
+    ("keys", "checkpoint_share"): (0.001, 1, False, False),
     ("batch", "max_rows"): (1, 10**7, True, False),
     ("batch", "first_rows"): (1, 10**7, True, False),
     ("batch", "max_wait"): (0, SECONDS, False, False),

@@ -110,6 +110,7 @@ class KeyedDaemon(Daemon):
         self.store_failed = False
         self.counters["keys"] = 0
         self.recent_anomalies = {}  # key -> anomalies since the last checkpoint (metrics)
+        self.checkpoint_seconds = 0.0  # how long the last checkpoint took
 
     # ------------------------------------------------------------------ start-up
     def prepare(self) -> None:
@@ -317,6 +318,14 @@ class KeyedDaemon(Daemon):
         raise AttributeError("a keyed daemon has one model per key")
 
     # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_due(self) -> bool:
+        """A scheduled checkpoint is due (:meth:`Daemon._checkpoint_due`), and the time since
+        the last one is long enough for checkpoints to take at most ``keys.checkpoint_share``
+        of the daemon's time."""
+        share = self.config["keys"]["checkpoint_share"]
+        pause = self.checkpoint_seconds * (1 - share) / share
+        return time.monotonic() - self.last_checkpoint >= pause and super()._checkpoint_due()
+
     def save_checkpoint(self, reason: str) -> bool:
         """Write the keys changed since the last checkpoint, the position and the counters,
         and commit them together; False if nothing was committed (logged)."""
@@ -341,6 +350,7 @@ class KeyedDaemon(Daemon):
             return False
         for _, series in changed:
             series.dirty = False
+        self.checkpoint_seconds = time.monotonic() - started
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         self.last_checkpoint_path = self.store.path
@@ -349,7 +359,7 @@ class KeyedDaemon(Daemon):
             self.metrics.set_keys(len(self.known), len(self.active), self.recent_anomalies)
             self.recent_anomalies = {}
         log.info("checkpoint (%s): %d of %d keys written to %s in %.3f s, at byte %d", reason,
-                 len(changed), len(self.known), self.store.path, time.monotonic() - started,
+                 len(changed), len(self.known), self.store.path, self.checkpoint_seconds,
                  self.applied_offset)
         return True
 
