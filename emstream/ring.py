@@ -44,6 +44,8 @@ class RingBuffer:
         if self._data is None or self._data.shape[1:] != items.shape[1:]:
             self._data = np.empty((0, *items.shape[1:]))
             self.clear()
+        if len(items) == 0:
+            return
         if len(self._data) < self.capacity and self._filled + len(items) > len(self._data):
             # Grown by doubling up to the capacity (it wraps only then): a keyed daemon holds
             # thousands of these, most of them far from full.

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -61,8 +62,11 @@ class StoreError(ValueError):
 
 
 def is_store(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a file that starts like an SQLite database."""
+    """Whether ``path`` is a regular file that starts like an SQLite database (a FIFO or a
+    device is never opened: a FIFO would block)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as handle:
             return handle.read(len(MAGIC)) == MAGIC
     except OSError:

@@ -524,6 +524,30 @@ def run_time_series(block: Block, ctx: Context) -> None:
             f"NAB table row {name!r}: README {shown}, bench_nab.py printed {got}")
 
 
+# ---------------------------------------------------------------- many series
+def run_many_series(block: Block, ctx: Context) -> None:
+    """The four lines as one script, in a scratch copy with a fleet.csv of six hosts
+    (web-1 .. web-6, host,timestamp,value, interleaved): every key gets a model, per-point
+    lines carry the key, inspect lists the keys and shows one, diff compares two."""
+    repo = ctx.scratch()
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(1, 7):
+        values = k + np.sin(np.arange(600) * 2 * np.pi / 288) + 0.1 * rng.normal(size=600)
+        rows += [(i + rng.uniform(0, 3), f"web-{k},{1.7e9 + 300 * i:.0f},{v:.4f}\n")
+                 for i, v in enumerate(values)]
+    rows.sort()
+    (repo / "fleet.csv").write_text("host,timestamp,value\n" + "".join(r for _, r in rows))
+    done = ctx.bash(block.text, repo, timeout=300).ok("many series in one daemon")
+    scores = (repo / "scores.csv").read_text().splitlines()
+    assert {line.split(",")[1] for line in scores} == {f"web-{k}" for k in range(1, 7)}
+    assert len(scores) == 6 * 500  # each key's rows after its first mini-batch
+    listing = [line.split()[0] for line in done.stdout.splitlines() if line.startswith("web-")]
+    assert listing == [f"web-{k}" for k in range(1, 7)], done.stdout
+    assert "key         'web-3' of a state store" in done.stdout
+    assert "divergence (Cauchy-Schwarz" in done.stdout
+
+
 # ---------------------------------------------------------------- dask
 DASK_BLOCK = "fitting-with-dask-3"  # starts the scheduler and a worker
 
@@ -764,6 +788,7 @@ RUNNERS = {
     "emstream-1": run_setup,
     "the-daemon-emstreamd-1": run_daemon,
     "monitoring-a-time-series-1": run_time_series,
+    "many-series-in-one-daemon-1": run_many_series,
     "the-emstream-command-and-checkpoints-2": run_checkpoint_layout,
     "fitting-with-dask-1": run_dask_python,
     "fitting-with-dask-2": run_dask_shell,

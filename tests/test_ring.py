@@ -12,7 +12,7 @@ def test_the_ring_holds_the_last_rows_in_order_as_it_grows_and_wraps(capacity):
     ring, reference = RingBuffer(capacity), np.empty((0, 2))
     for _ in range(200):
         rows = rng.normal(size=(int(rng.integers(0, 300)), 2))
-        ring.extend(rows)
+        ring.extend(rows)  # (empty pieces included)
         reference = np.vstack([reference, rows])[-capacity:]
         assert len(ring) == len(reference)
         assert np.array_equal(ring.recent(), reference)
@@ -28,3 +28,10 @@ def test_a_large_ring_takes_memory_as_it_fills_not_at_once():
     ring = RingBuffer(10**7)
     ring.extend(np.zeros((10, 3)))
     assert ring._data.nbytes < 10**4  # not 240 MB for ten rows
+
+
+def test_an_empty_piece_first_is_nothing():
+    ring = RingBuffer(5)
+    ring.extend(np.empty((0, 2)))
+    ring.extend(np.ones((3, 2)))
+    assert ring.recent().tolist() == [[1.0, 1.0]] * 3
