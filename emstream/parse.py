@@ -415,6 +415,8 @@ class Parsed:
     line_ends : ndarray of shape (n_lines,) or None
         Byte offset just past each line (its newline, or the end of the block), when the
         parser found them on its way (the one-number-per-line fast path); else None.
+    keys : ndarray of bytes, shape (n,), or None
+        Each row's key (a keyed stream's series, UTF-8); None without a key column or field.
     """
 
     rows: np.ndarray
@@ -423,6 +425,7 @@ class Parsed:
     n_lines: int
     n_fields: int | None
     line_ends: np.ndarray | None = None
+    keys: np.ndarray | None = None
 
     def reject_counts(self) -> dict:
         """Rejected lines by reason."""
@@ -918,8 +921,10 @@ def _json_int(text: str) -> int:
     return -_BEYOND_RANGE if text.startswith("-") else _BEYOND_RANGE
 
 
-def _json_verdict(line: bytes, fields: list, max_line_bytes: int):
-    """``(values, reason)`` of one JSON line: never an exception, whatever the line holds."""
+def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | None = None):
+    """``(values, reason)`` of one JSON line: never an exception, whatever the line holds.
+    With ``key``, values end with that field's value as UTF-8 bytes (a string, or an integer
+    written as text; anything else is a "missing field")."""
     if len(line) > max_line_bytes:
         return None, "too long"
     if not line.strip():
@@ -948,6 +953,13 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int):
     # Compared before any conversion: an integer of 400 digits is out of range, not an error.
     if not all(abs(v) <= MAX_ABS_VALUE for v in values):
         return None, "out of range"
+    if key is not None:
+        name = record.get(key)
+        if type(name) is int and abs(name) <= MAX_ABS_VALUE:
+            name = str(name)
+        if type(name) is not str:
+            return None, "missing field"
+        return [*(float(v) for v in values), name.encode("utf-8", "surrogatepass")], None
     return [float(v) for v in values], None
 
 
@@ -958,7 +970,7 @@ _LEADING[np.frombuffer(b" \t\r", dtype=np.uint8)] = True
 
 
 def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
-                     max_line_bytes: int = 4096) -> Parsed:
+                     max_line_bytes: int = 4096, key: str | None = None) -> Parsed:
     """Parse JSON lines, one object per line, taking the named numeric ``fields`` in order.
 
     Parameters
@@ -971,6 +983,9 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
         Line number of the first line of ``data``.
     max_line_bytes : int
         Longer lines are rejected as "too long" (before they are decoded).
+    key : str, optional
+        The field naming each row's series (a string, or an integer taken as its text):
+        ``Parsed.keys``; a line without one is a "missing field".
 
     Returns
     -------
@@ -991,7 +1006,7 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
     fields = list(fields)
     if not data:
         return Parsed(np.empty((0, len(fields))), np.empty(0, dtype=np.int64), _NO_REJECTS, 0,
-                      len(fields))
+                      len(fields), keys=None if key is None else np.empty(0, dtype="S1"))
     raw = np.frombuffer(data, dtype=np.uint8)
     starts, ends = _spans(raw)
     lengths = ends - starts
@@ -1013,7 +1028,7 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
     good, where, memo = [], [], {}
     for index in np.flatnonzero(verdict == _ROW).tolist():
         line = data[starts[index]:ends[index]]
-        values, reason = memo.get(line) or _json_verdict(line, fields, max_line_bytes)
+        values, reason = memo.get(line) or _json_verdict(line, fields, max_line_bytes, key)
         if reason is None:
             good.append(values)
             where.append(index)
@@ -1023,6 +1038,10 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
     rejected = np.flatnonzero(verdict != _ROW)
     rejects = Rejects(first_line + rejected, verdict[rejected], starts[rejected],
                       np.minimum(ends[rejected], starts[rejected] + _SNIPPET), data)
+    keys = None
+    if key is not None:
+        keys = np.array([values.pop() for values in good], dtype=bytes) if good else \
+            np.empty(0, dtype="S1")
     rows = np.array(good, dtype=np.float64) if good else np.empty((0, len(fields)))
     return Parsed(rows.reshape(-1, len(fields)), first_line + np.array(where, dtype=np.int64),
-                  rejects, starts.size, len(fields))
+                  rejects, starts.size, len(fields), keys=keys)

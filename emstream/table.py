@@ -62,14 +62,12 @@ class TimedParsed(Parsed):
         Seconds since 1970-01-01 UTC; None if the layout has no time column.
     time_text : ndarray of bytes, shape (n,), or None
         The time fields as written.
-    keys : ndarray of bytes, shape (n,), or None
-        Each row's key field as written (a keyed stream's series); None if the layout has no
-        key column.
+
+    Its ``keys`` (see :class:`~emstream.parse.Parsed`) are each row's key field as written.
     """
 
     times: np.ndarray | None = None
     time_text: np.ndarray | None = None
-    keys: np.ndarray | None = None
 
 
 class LayoutError(ValueError):
@@ -326,8 +324,8 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         [Reject(n, reason, _snippet(data[starts[n - first_line]:stops[n - first_line]]))
          for n, reason in early.items()]])
     rejects = rejects.take(np.argsort(rejects.lines, kind="stable"))
-    return TimedParsed(np.ascontiguousarray(rows), lines, rejects, n_lines,
-                       layout.n_fields, None, times, text, keys)
+    return TimedParsed(np.ascontiguousarray(rows), lines, rejects, n_lines, layout.n_fields,
+                       keys=keys, times=times, time_text=text)
 
 
 def _parse_keyed_block(data: bytes, layout: Layout, first_line: int,
@@ -398,7 +396,7 @@ def _parse_keyed_block(data: bytes, layout: Layout, first_line: int,
         if not np.all(np.isfinite(times)):
             return None
     return TimedParsed(np.ascontiguousarray(parsed.rows), numbers, Rejects.empty(), n_lines,
-                       layout.n_fields, None, times, stamps, keys)
+                       layout.n_fields, keys=keys, times=times, time_text=stamps)
 
 
 def _gather(raw: np.ndarray, chosen: np.ndarray, line_of: np.ndarray, n_lines: int):

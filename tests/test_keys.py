@@ -236,6 +236,28 @@ def test_inspect_and_diff_read_a_state_store(tmp_path, capsys):
     assert "no key 'nobody'" in capsys.readouterr().err
 
 
+def test_json_lines_are_keyed_by_a_field(tmp_path):
+    lines = []
+    for i in range(300):
+        lines += [json.dumps({"host": "web-1", "ms": 10 + i % 7}),
+                  json.dumps({"host": 2, "ms": 50 + i % 5, "other": "x"})]
+    lines += ['{"ms": 1}', '{"host": null, "ms": 1}', '{"host": "web-1", "ms": "slow"}']
+    rows = ("\n".join(lines) + "\n").encode()
+    done = _run(["--set", "input.key=host", "--set", "input.format=jsonl", "--set",
+                 "input.fields=[ms]", "--checkpoint", str(tmp_path / "j")], input=rows)
+    keyed, meta = _store(tmp_path / "j" / "keys.sqlite")
+    assert sorted(keyed) == ["2", "web-1"]
+    assert meta["counters"]["rejected"] == {"missing field": 2, "non-numeric": 1}
+    assert {line.split(",")[1] for line in done.stdout.decode().splitlines()} == {"2", "web-1"}
+    alone = _run(["--set", "input.format=jsonl", "--set", "input.fields=[ms]", "--checkpoint",
+                  str(tmp_path / "alone")], input=("\n".join(lines[1:600:2]) + "\n").encode())
+    assert json.loads(keyed["2"])["model"] == checkpoint.to_dict(
+        checkpoint.load(tmp_path / "alone").model)
+    assert [line.split(",", 2)[2] for line in done.stdout.decode().splitlines()
+            if line.split(",")[1] == "2"] == \
+        [line.split(",", 1)[1] for line in alone.stdout.decode().splitlines()]
+
+
 @pytest.mark.parametrize("setting, message", [
     ("input.key=true", "input.key must be null, a column name or 0-based index"),
     ("keys.max_active=0", "keys.max_active must be an integer >= 1"),

@@ -234,10 +234,13 @@ def _check_input(settings: dict) -> None:
                             or (isinstance(key, str) and not 0 < len(key) <= MAX_TEXT)):
         raise ConfigError(f"input.key must be null, a column name or 0-based index, got "
                           f"{_show(key)}")
-    if key is not None and settings["format"] == "jsonl":
-        raise ConfigError("input.key works with format: numbers (a table with a key column); "
-                          "keyed jsonl is not supported yet")
-    if key is not None and (key in (columns or ()) or key == stamp):
+    if key is not None and settings["format"] == "jsonl" and not isinstance(key, str):
+        raise ConfigError(f"input.key must name a JSON field for input.format jsonl, got "
+                          f"{_show(key)}")
+    if key is not None and settings["format"] == "jsonl" and key in (fields or ()):
+        raise ConfigError(f"input.key {key!r} is also in input.fields")
+    if key is not None and settings["format"] != "jsonl" and (
+            key in (columns or ()) or key == stamp):
         raise ConfigError(f"input.key {key!r} is also in input.columns or input.timestamp")
     _check_text("input.dead_letter", settings["dead_letter"], allow_none=True)
 

@@ -192,7 +192,7 @@ class KeyedDaemon(Daemon):
         if series is not None:
             self.active.move_to_end(key)
             return series
-        timed = self.layout.time_field is not None
+        timed = bool(self.layout) and self.layout.time_field is not None
         name = f"key {key!r}: "
         if key in self.known:
             series = self._load(key, timed, name)
@@ -214,7 +214,7 @@ class KeyedDaemon(Daemon):
                              name=name)
         monitor.restore(loaded.model, meta, where=where)
         series = Series(monitor)
-        series.restore_pending(meta.get("pending"), len(self.layout.value_fields))
+        series.restore_pending(meta.get("pending"), self._columns())
         series.dirty = False
         return series
 
@@ -222,8 +222,15 @@ class KeyedDaemon(Daemon):
         """The key's checkpoint document: a single series' checkpoint, with its waiting rows."""
         monitor = series.monitor
         meta = {"key": key, "counters": dict(monitor.counters), **monitor.state(),
-                "pending": series.pending(), "layout": self.layout.to_dict()}
+                "pending": series.pending(),
+                "layout": self.layout.to_dict() if self.layout else None}
         return checkpoint.dumps(monitor.model, meta, compact=True)
+
+    def _columns(self) -> int:
+        """Numbers per row: the table's value columns, or the JSON fields."""
+        if self.layout:
+            return len(self.layout.value_fields)
+        return len(self.config["input"]["fields"])
 
     def _put(self, key: str, series: Series) -> None:
         counters = series.monitor.counters

@@ -342,7 +342,8 @@ class Daemon:
         settings = self.config["input"]
         if settings["format"] == "jsonl":
             parsed = parse_json_lines(data, settings["fields"], first_line=first,
-                                      max_line_bytes=settings["max_line_bytes"])
+                                      max_line_bytes=settings["max_line_bytes"],
+                                      key=settings["key"])
         else:
             if self.layout is None and data.strip():
                 # The first block decides: a table with a header and/or a time column, or
