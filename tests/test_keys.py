@@ -321,6 +321,14 @@ def test_a_damaged_store_or_key_stops_the_daemon_with_one_line_naming_it(tmp_pat
     assert "key 'b'" in done.stderr.decode() and "checksum mismatch" in done.stderr.decode()
     assert "Traceback" not in done.stderr.decode()
     assert emstream_main(["inspect", str(tmp_path / "s" / "keys.sqlite"), "--key", "a"]) == 0
+    with sqlite3.connect(tmp_path / "s" / "keys.sqlite") as db:  # or the position
+        meta = json.loads(db.execute("SELECT value FROM meta").fetchone()[0])
+        meta["input"]["next_line"] = -5
+        db.execute("UPDATE meta SET value = ?", (json.dumps(meta),))
+    done = subprocess.run([*DAEMON, "--set", "input.key=0", "--checkpoint", str(tmp_path / "s")],
+                          input=b"a 1\n", capture_output=True, timeout=60)
+    assert done.returncode not in (0, 1) and "next_line" in done.stderr.decode()
+    assert "Traceback" not in done.stderr.decode()
 
 
 def test_the_array_parser_of_clean_keyed_blocks_agrees_with_the_line_parser(monkeypatch):

@@ -137,6 +137,7 @@ class KeyedDaemon(Daemon):
                                              f"{exc}") from None
         if meta is None:
             return
+        checkpoint.validate_meta(meta, source=self.store.path)  # (a hand-edited store)
         self._resume_input(meta, self.store.path)
         self.counters["keys"] = len(self.known)
         if self.layout is not None and self.layout is not False and \
