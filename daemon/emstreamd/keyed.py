@@ -265,22 +265,23 @@ class KeyedDaemon(Daemon):
     # ------------------------------------------------------------------ learning
     def _learn(self, key: str, series: Series, count: int) -> None:
         """Learn the key's first ``count`` waiting rows as one mini-batch (and report them)."""
-        if self.config["output"]["per_point"] and self.out is not None and self._reader_gone():
+        if self.config["output"]["per_point"] and self.sink.reader_gone():
             self._lose_output(None)
             return
         batch, lines, times, stamps = series.take(count)
         series.dirty = True
         monitor = series.monitor
         before = [monitor.counters[k] for k in COUNTED]
-        per_point = self.config["output"]["per_point"] and self.out is not None
+        per_point = self.config["output"]["per_point"] and self.sink.open
         update = monitor.learn(batch, times, per_point=per_point)
         for name, old in zip(COUNTED, before):
             self.counters[name] += monitor.counters[name] - old
         flagged = monitor.counters["anomalies"] - before[COUNTED.index("anomalies")]
         if flagged and self.metrics is not None:
             self.recent_anomalies[key] = self.recent_anomalies.get(key, 0) + flagged
-        if update.log_prob is not None and self.config["output"]["per_point"]:
-            self._report(lines, stamps, update, key=key)
+        if update.log_prob is not None and per_point and (
+                exc := self.sink.write(lines, stamps, update, key=key)) is not None:
+            self._lose_output(exc)
         for event in update.events:
             if event["event"] == "anomaly":
                 self._alert(event, lines, stamps)

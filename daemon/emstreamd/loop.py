@@ -11,9 +11,7 @@ import json
 import logging
 import os
 import re
-import select
 import signal
-import stat
 import sys
 import time
 from pathlib import Path
@@ -23,7 +21,6 @@ import numpy as np
 from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
 from emstream.parse import Rejects, parse_json_lines, parse_lines
-from emstream.report import format_rows
 from emstream.table import Layout, LayoutError, find_layout, parse_table
 
 from . import config as config_module
@@ -32,6 +29,7 @@ from .columns import parse_with_columns
 from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, StartError
 from .keymonitor import KeyMonitor, batch_rows
 from .notify import Watchdog, notify
+from .sinks import PointSink
 
 log = logging.getLogger("emstreamd")
 # stderr is a terminal (someone is watching): a back-fill's status line comes every second.
@@ -186,8 +184,7 @@ class Daemon:
         self.source = source
         source.max_line_bytes = config["input"]["max_line_bytes"]  # bounds a partial line
         self.reload_config = reload
-        self.out = out
-        self.output_lost = False  # the per-point output's reader went away
+        self.sink = PointSink(out, config["output"])  # per-point lines
         self.flags = Flags()
         # The series' monitor (model, drift monitor, scorer), made when the first block shows
         # whether the input has times; until then a checkpoint's model and meta wait here.
@@ -213,7 +210,6 @@ class Daemon:
         self.last_status = time.monotonic()
         self.status_rows = 0
         self.dead_letter = None
-        self.header_written = False
         self.file_first_line = 1  # the stream's line number of the current file's first line
         self.alerts = 0  # anomalous episodes this run
         self.n_fields = None
@@ -227,11 +223,7 @@ class Daemon:
         # learned, and the run ends with exit_code.
         self.halted = None
         self.exit_code = 0
-        self.unreported = False  # a batch was learned whose per-point lines were not written
         self.heartbeat = time.monotonic()  # the main loop's last turn, for /healthz
-        self._output_kind = None  # "file", "stream" (a pipe, socket, terminal) or "other"
-        self._output_poll = None
-        self._output_size = 0  # the output file's size before the batch being written
         self._checkpoint_failed_at = -float("inf")
 
     # ------------------------------------------------------------------ start-up
@@ -478,7 +470,7 @@ class Daemon:
         """Learn the first ``limit`` pending rows as one mini-batch (and report them)."""
         if self.halted:
             return
-        if self.config["output"]["per_point"] and self.out is not None and self._reader_gone():
+        if self.config["output"]["per_point"] and self.sink.reader_gone():
             # Found before the batch is learned: its rows stay unapplied, and the checkpoint
             # stays after the last line reported.
             self._lose_output(None)
@@ -492,10 +484,11 @@ class Daemon:
             stamps, self.pending_stamps = _split_front(self.pending_stamps, limit)
         if self.key is None:
             self._make_key()
-        per_point = self.config["output"]["per_point"] and self.out is not None
+        per_point = self.config["output"]["per_point"] and self.sink.open
         update = self.key.learn(batch, times, per_point=per_point)
-        if update.log_prob is not None and self.config["output"]["per_point"]:
-            self._report(lines, stamps, update)
+        if update.log_prob is not None and per_point and (
+                exc := self.sink.write(lines, stamps, update)) is not None:
+            self._lose_output(exc)
         for event in update.events:
             if event["event"] == "anomaly":
                 self._alert(event, lines, stamps)
@@ -570,56 +563,6 @@ class Daemon:
             self._restored = None
             self.key.restore(model, meta, where=where)
 
-    def _report(self, lines, stamps, update, key: str | None = None) -> None:
-        if self.out is None:
-            return
-        output = self.config["output"]
-        resp = update.resp
-        labels = resp.argmax(axis=1)
-        probability = resp[np.arange(len(labels)), labels]
-        text = format_rows(output["format"], lines, labels, probability, update.surprise,
-                           update.anomaly, score=update.score, time_text=stamps, key=key)
-        if output["header"] and not self.header_written and output["format"] == "csv":
-            text = (b"line," + (b"key," if key is not None else b"")
-                    + (b"time," if stamps is not None else b"")
-                    + b"label,probability,surprise,score,anomaly\n" + text)
-        try:
-            if self._output_kind == "file":
-                self._output_size = os.fstat(self.out.fileno()).st_size
-            self.out.write(text)
-            self.out.flush()
-        except OSError as exc:  # the reader went away (| head), a full disk
-            self._lose_output(exc)
-            return
-        self.header_written = True
-
-    def _output_fd(self) -> int | None:
-        """The per-point output's descriptor, its kind noted on first use."""
-        try:
-            fd = self.out.fileno()
-        except (AttributeError, OSError, ValueError):  # not a real file (a test's BytesIO)
-            self._output_kind = "other"
-            return None
-        if self._output_kind is None:
-            mode = os.fstat(fd).st_mode
-            self._output_kind = "file" if stat.S_ISREG(mode) else "stream"
-        return fd
-
-    def _reader_gone(self) -> bool:
-        """Whether the per-point output is a pipe or socket whose reader has gone (poll says
-        POLLERR or POLLHUP): asked before each batch is learned."""
-        if self._output_poll is None:
-            fd = self._output_fd()
-            if fd is None or self._output_kind != "stream":
-                self._output_poll = False  # a file or /dev/null: no reader to lose
-                return False
-            self._output_poll = select.poll()
-            self._output_poll.register(fd, 0)  # POLLERR and POLLHUP are always reported
-        if self._output_poll is False:
-            return False
-        return any(events & (select.POLLERR | select.POLLHUP)
-                   for _, events in self._output_poll.poll(0))
-
     def _lose_output(self, exc: OSError | None) -> None:
         """The per-point output is gone (``exc`` None: found before learning the batch).
 
@@ -627,21 +570,7 @@ class Daemon:
         as reported that were not, so for a re-readable input no checkpoint is written after it
         (a restart resumes from the last one and reports again from there).  Stdin cannot be
         re-read: its final checkpoint keeps what was learned."""
-        fd = self._output_fd()
-        if exc is not None and fd is not None:
-            self.unreported = True
-            if self._output_kind == "file":
-                try:  # no half batch left in the file: a restart writes it again, whole
-                    os.ftruncate(fd, self._output_size)
-                except OSError:
-                    pass
-        if fd is not None:
-            # Bytes still in the stream's buffer would fail again when its owner closes it.
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, fd)
-            os.close(null)
-        self.out = None
-        self.output_lost = True
+        self.sink.close_lost(exc)
         gone = exc is None or isinstance(exc, (BrokenPipeError, ConnectionResetError))
         what = "closed by its reader" if gone else f"failed ({exc.strerror or exc})"
         if self._unreported_resumable():
@@ -656,7 +585,7 @@ class Daemon:
 
     def _unreported_resumable(self) -> bool:
         """Whether a learned batch went unreported on an input a restart reads again."""
-        return self.unreported and self.source.kind != "stdin"
+        return self.sink.unreported and self.source.kind != "stdin"
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, reason: str) -> bool:
