@@ -198,3 +198,28 @@ def test_a_file_that_is_not_utf8_or_is_empty(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     assert daemon_config.load(str(empty)) == daemon_config.load(None)
+
+
+# Values some keys accept by design: booleans, and free text (paths, names, addresses).
+_VALID_BY_DESIGN = {True: {("model", "averaging"), ("features", "enabled"),
+                           ("features", "volatility"), ("features", "calendar"),
+                           ("output", "per_point"), ("output", "header")},
+                    "free text": {("input", "timestamp"), ("input", "dead_letter"),
+                                  ("input", "key"), ("checkpoint", "path"), ("output", "path"),
+                                  ("metrics", "address")}}
+
+
+def test_every_key_of_the_shipped_config_is_validated():
+    """Each documented key refuses a value of the wrong shape with a ConfigError naming it
+    (never a crash, never silently kept): the shipped config.yaml is the schema's list of
+    keys, and the checks cover all of it."""
+    from emstreamd import config as config_module
+
+    for section, keys in config_module.DEFAULTS.items():
+        for key in keys:
+            for bad in ([[1]], {"a": 1}, -7.5, True, "free text"):
+                if not isinstance(bad, (list, dict)) and (section, key) in \
+                        _VALID_BY_DESIGN.get(bad, ()):
+                    continue
+                with pytest.raises(config_module.ConfigError):
+                    config_module.validate({section: {key: bad}})
