@@ -385,3 +385,22 @@ def test_the_array_parser_of_clean_keyed_blocks_agrees_with_the_line_parser(monk
             assert fast.time_text.tolist() == slow.time_text.tolist()
         assert len(slow.rejects) == 0 and fast.n_lines == slow.n_lines
     assert fast_blocks > 150
+
+
+def test_rows_waiting_in_mini_batches_still_move_the_checkpoint_forward(tmp_path):
+    """Keys that never fill a mini-batch learn nothing, yet their waiting rows are state: the
+    scheduled checkpoints must come (old code: none, so a crash re-read the whole stream)."""
+    rng = np.random.default_rng(6)
+    keys = np.repeat(np.arange(170), 90)  # 90 rows a key: no mini-batch fills
+    rng.shuffle(keys)
+    # (Long keys: the 15,300 lines span four of the daemon's 1 MiB reads.)
+    (tmp_path / "few.txt").write_text("".join(f"{'host' * 60}-{k} {v:.3f}\n" for k, v in
+                                              zip(keys, rng.normal(size=keys.size))))
+    done = subprocess.run([*DAEMON[:-2], "--log-level", "INFO", "--input",
+                           str(tmp_path / "few.txt"), "--checkpoint", str(tmp_path / "k"),
+                           "--set", "input.key=0", "--set", "checkpoint.every_points=1000",
+                           "--set", "keys.checkpoint_share=1", "--no-output"],
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stderr.decode().count("checkpoint (scheduled)") >= 3
+    assert _store(tmp_path / "k" / "keys.sqlite")[1]["counters"]["rows"] == 15300  # at the end
