@@ -169,7 +169,7 @@ class KeyedDaemon(Daemon):
                        None if times is None else times[index],
                        None if stamps is None else stamps[index])
             # Rows waiting in a key's mini-batch are state too (the position moves past them):
-            # they count towards checkpoint.every_points when they arrive, not when learned.
+            # they count towards checkpoint.every_points when they arrive, and again when learned.
             self.since_checkpoint += len(index)
             self.waiting.setdefault(key, time.monotonic())
             while not self.halted and series.count >= series.monitor.batch_rows():
@@ -288,6 +288,7 @@ class KeyedDaemon(Daemon):
         for event in update.events:
             if event["event"] == "anomaly":
                 self._alert(event, lines, stamps)
+        self.since_checkpoint += len(batch)
         self.status_rows += len(batch)
         if series.count:
             self.waiting[key] = time.monotonic()
@@ -311,6 +312,10 @@ class KeyedDaemon(Daemon):
             else:
                 self.waiting.pop(key)
             self._evict()
+            if self.source.at_end and self._checkpoint_due():
+                # The end of the input: thousands of keys learning their last rows is a long
+                # stretch of work, committed as it goes (a kill does not undo all of it).
+                self.save_checkpoint("scheduled")
         self.first_pending_at = next(iter(self.waiting.values()), None)
 
     def refit(self, reason: str) -> None:
