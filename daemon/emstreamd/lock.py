@@ -18,7 +18,8 @@ LOCK_NAME = "emstreamd.lock"
 
 
 def lock_path(checkpoint_path: str | os.PathLike) -> Path:
-    """The lock file of a checkpoint: inside a checkpoint directory, beside a ``.json`` file."""
+    """The lock file of a checkpoint: inside a checkpoint directory, beside a ``.json`` file or
+    a keyed daemon's ``.sqlite`` state store."""
     path = Path(checkpoint_path)
     if path.suffix in (".json", ".sqlite"):
         return path.with_name(path.name + ".lock")
