@@ -22,8 +22,8 @@ explode
     10^6 distinct keys, one row each (keys.max_known 10^5): rows of keys past the limit are
     rejected and counted, no crash, peak RSS reported.
 kills
-    100 SIGKILLs at random moments of back-fills of 5,000 keys that checkpoint after every
-    block they read (most of a run's time is inside checkpoints; printed):
+    100 SIGKILLs while a checkpoint is being written and 20 at random moments, of back-fills
+    of 5,000 keys that checkpoint after every block they read:
     after each, the store must load and its models agree with its position (every key's
     points plus its waiting rows = the rows of that key before the position).
 """
@@ -180,7 +180,7 @@ def _consistent(state: Path, data: Path) -> tuple[int, int]:
         store.close()
 
 
-def part_kills(folder: Path, kills: int = 100) -> None:
+def part_kills(folder: Path, inside_target: int = 100, random_target: int = 20) -> None:
     data = folder / "kills.txt"
     # 5,000 keys of at most 99 rows: no key fills its first mini-batch, so every block read
     # changes every key and a run spends most of its time committing them.
@@ -199,25 +199,44 @@ def part_kills(folder: Path, kills: int = 100) -> None:
     steady = float(re.search(r"lines in ([0-9.]+) s after start-up", log)[1])
     print(f"an uninterrupted run: {steady:.1f} s after start-up, {committing:.1f} s of it "
           f"({committing / steady:.0%}) inside checkpoints")
-    done = cycles = checked = 0
-    while done < kills:
-        process = subprocess.Popen([*command, "--checkpoint", str(state)],
-                                   stderr=subprocess.DEVNULL)
-        try:
-            process.wait(timeout=float(rng.uniform(0.8, 3.5)))
+    done = cycles = checked = inside = 0
+    while inside < inside_target or done - inside < random_target:
+        # Kills while a checkpoint is being written (after its "writing N keys" line, within
+        # the time a checkpoint takes), and others at random moments, alternately.
+        during = inside < inside_target and (done % 2 == 1 or done - inside >= random_target)
+        level = ["--log-level", "DEBUG"] if during else []
+        process = subprocess.Popen([*command, *level, "--checkpoint", str(state)],
+                                   stderr=subprocess.PIPE if during else subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, text=True)
+        deadline = time.monotonic() + float(rng.uniform(0.8, 3.5))
+        killed = False
+        if during:
+            for line in process.stderr:
+                if "DEBUG checkpoint (" in line and "writing" in line:
+                    time.sleep(float(rng.uniform(0, 0.8)))
+                    killed = process.poll() is None
+                    break
+        else:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                killed = True
+        if killed:
+            process.send_signal(signal.SIGKILL)
+        process.communicate()
+        if not killed:
             cycles += 1  # the input is done: start again from an empty store
             _consistent(state, data)
             subprocess.run(["rm", "-rf", str(state)], check=True)
             continue
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            done += 1
+        done += 1
+        inside += during
         _consistent(state, data)
         checked += 1
-    print(f"{done} SIGKILLs over {cycles} passes of the input: after each, the store loaded "
-          f"and every key's rows (learned + waiting) matched its rows before the stored "
-          f"position ({checked} checks)")
+    print(f"{done} SIGKILLs ({inside} of them while a checkpoint was being written, the others "
+          f"at random moments) over {cycles} completed passes of the input: after each, the "
+          f"store loaded and every key's rows (learned + waiting) matched its rows before the "
+          f"stored position ({checked} checks)")
 
 
 def main() -> None:

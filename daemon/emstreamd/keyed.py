@@ -348,6 +348,7 @@ class KeyedDaemon(Daemon):
         if self._unreported_resumable() or self.store_failed or self.store is None:
             return False
         changed = [(k, s) for k, s in self.active.items() if s.dirty]
+        log.debug("checkpoint (%s): writing %d keys", reason, len(changed))
 
         def commit():
             for key, series in changed:
