@@ -404,3 +404,12 @@ def test_rows_waiting_in_mini_batches_still_move_the_checkpoint_forward(tmp_path
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stderr.decode().count("checkpoint (scheduled)") >= 3
     assert _store(tmp_path / "k" / "keys.sqlite")[1]["counters"]["rows"] == 15300  # at the end
+
+
+def test_a_first_line_with_no_value_column_is_a_layout_error_not_a_crash():
+    from emstream.table import LayoutError, find_layout, parse_table
+
+    with pytest.raises(LayoutError, match="none is a value column"):
+        find_layout(b"garbage\nweb-1 0.5\n", key=0)  # (old code: a layout parse_table crashed on)
+    layout = find_layout(b"web-1 0.5\n", key=0)
+    assert parse_table(b"web-1 0.5\nweb-2 x\n", layout).rows.tolist() == [[0.5]]
