@@ -26,10 +26,14 @@ rows = []
 for f in files:
     key = os.path.relpath(f, NAB + '/data')[:-4]
     lines = open(f).read().splitlines()[1:]
+    latest = ''
     for i, line in enumerate(lines):
         ts, v = line.split(',')
-        rows.append((ts, key, i, f'{key},{ts},{v}\n'))
-rows.sort()  # by timestamp, then key: series interleave as they would arrive
+        # A series' rows keep their own order (machine_temperature_system_failure's clock steps
+        # back 55 minutes once): interleave by the latest time the series has reached.
+        latest = max(latest, ts)
+        rows.append((latest, key, i, f'{key},{ts},{v}\n'))
+rows.sort()  # by time, then key: series interleave as they would arrive
 open('nab_keyed.csv', 'w').write('series,timestamp,value\n' + ''.join(r[3] for r in rows))
 D = [sys.executable, '-m', 'emstreamd', '--config', str(ROOT / 'config.yaml'), '--log-level', 'ERROR']
 k = subprocess.run(D + ['--input', 'nab_keyed.csv', '--checkpoint', 'keyed', '--set', 'input.key=series'], capture_output=True)
