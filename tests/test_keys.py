@@ -413,3 +413,22 @@ def test_a_first_line_with_no_value_column_is_a_layout_error_not_a_crash():
         find_layout(b"garbage\nweb-1 0.5\n", key=0)  # (old code: a layout parse_table crashed on)
     layout = find_layout(b"web-1 0.5\n", key=0)
     assert parse_table(b"web-1 0.5\nweb-2 x\n", layout).rows.tolist() == [[0.5]]
+
+
+def test_checkpoint_every_points_counts_each_keyed_row_once(tmp_path):
+    """``checkpoint.every_points`` counts the rows read.  (Old code counted a keyed row when it
+    arrived and again when its mini-batch was learned: checkpoints came twice as often.)"""
+    rng = np.random.default_rng(8)
+    keys = rng.integers(0, 100, size=30_000)
+    # (~100-byte lines: the daemon's 1 MiB reads cut the file into three blocks.)
+    (tmp_path / "k.txt").write_text("".join(f"{'host' * 22}-{k:03d} {v:.3f}\n" for k, v in
+                                            zip(keys, rng.normal(size=keys.size))))
+    done = subprocess.run([*DAEMON[:-2], "--log-level", "INFO", "--input",
+                           str(tmp_path / "k.txt"), "--checkpoint", str(tmp_path / "k"),
+                           "--set", "input.key=0", "--set", "checkpoint.every_points=15000",
+                           "--set", "keys.checkpoint_share=1", "--no-output"],
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    scheduled = done.stderr.decode().count("checkpoint (scheduled)")
+    assert 1 <= scheduled <= 30_000 // 15_000, scheduled
+    assert _store(tmp_path / "k" / "keys.sqlite")[1]["counters"]["rows"] == 30_000

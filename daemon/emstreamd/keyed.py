@@ -169,7 +169,8 @@ class KeyedDaemon(Daemon):
                        None if times is None else times[index],
                        None if stamps is None else stamps[index])
             # Rows waiting in a key's mini-batch are state too (the position moves past them):
-            # they count towards checkpoint.every_points when they arrive, and again when learned.
+            # they count towards checkpoint.every_points when they arrive (once: not again when
+            # learned).
             self.since_checkpoint += len(index)
             self.waiting.setdefault(key, time.monotonic())
             while not self.halted and series.count >= series.monitor.batch_rows():
@@ -288,7 +289,6 @@ class KeyedDaemon(Daemon):
         for event in update.events:
             if event["event"] == "anomaly":
                 self._alert(event, lines, stamps)
-        self.since_checkpoint += len(batch)
         self.status_rows += len(batch)
         if series.count:
             self.waiting[key] = time.monotonic()
