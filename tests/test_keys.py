@@ -432,3 +432,34 @@ def test_checkpoint_every_points_counts_each_keyed_row_once(tmp_path):
     scheduled = done.stderr.decode().count("checkpoint (scheduled)")
     assert 1 <= scheduled <= 30_000 // 15_000, scheduled
     assert _store(tmp_path / "k" / "keys.sqlite")[1]["counters"]["rows"] == 30_000
+
+
+def test_a_stop_during_the_end_of_input_flush_is_prompt_and_loses_nothing(tmp_path):
+    """At the end of a back-fill every key learns its partial mini-batch: 600 keys take
+    seconds (thousands, minutes).  A SIGTERM then stops the daemon after the key it is on
+    (old code: only once every key was done); the rest wait in the store, and the next run
+    learns them: the same store as an uninterrupted run."""
+    rng = np.random.default_rng(9)
+    keys = np.repeat(np.arange(600), 30)  # 30 rows a key: every key waits for the flush
+    rng.shuffle(keys)
+    path = tmp_path / "k.txt"
+    path.write_text("".join(f"k{k} {v:.3f}\n" for k, v in zip(keys, rng.normal(size=keys.size))))
+    args = ["--input", str(path), "--set", "input.key=0", "--no-output"]
+    _run([*args, "--checkpoint", str(tmp_path / "whole")])
+    stopped = subprocess.Popen([*DAEMON[:-2], "--log-level", "INFO", *args, "--checkpoint",
+                                str(tmp_path / "stopped")], stderr=subprocess.PIPE, text=True)
+    for line in stopped.stderr:
+        if "end of input: learning the last rows of 600 keys" in line:
+            stopped.send_signal(signal.SIGTERM)
+            break
+    rest = stopped.stderr.read()
+    assert stopped.wait(timeout=120) == 0, rest[-2000:]
+    keys_stopped, meta = _store(tmp_path / "stopped" / "keys.sqlite")
+    assert 0 < meta["counters"]["batches"] < 600, meta["counters"]  # stopped part-way
+    assert meta["counters"]["lines"] == keys.size  # every line read is kept
+    _run([*args, "--checkpoint", str(tmp_path / "stopped")])
+    assert _store(tmp_path / "stopped" / "keys.sqlite")[0] == _store(
+        tmp_path / "whole" / "keys.sqlite")[0]
+    resumed_meta, whole_meta = (_store(tmp_path / name / "keys.sqlite")[1]
+                                for name in ("stopped", "whole"))
+    assert resumed_meta["counters"] == whole_meta["counters"]

@@ -302,7 +302,12 @@ class KeyedDaemon(Daemon):
         ``batch.max_wait``."""
         wait = self.config["batch"]["max_wait"]
         now = time.monotonic()
-        while self.waiting and not self.halted:
+        if self.source.at_end and self.waiting:
+            log.info("end of input: learning the last rows of %d keys", len(self.waiting))
+        # A stop asked for meanwhile ends this (the rows left wait in their keys' checkpointed
+        # mini-batches for the next run): thousands of keys' last batches can take minutes.
+        while self.waiting and not self.halted and not self.flags.stop:
+            self._alive()
             key, since = next(iter(self.waiting.items()))
             if not (self.source.at_end or (not by_count_only and now - since >= wait)):
                 break

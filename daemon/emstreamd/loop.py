@@ -715,6 +715,12 @@ class Daemon:
         with single_thread_blas():
             return self._run()
 
+    def _alive(self) -> None:
+        """The loop is making progress: ping systemd's watchdog, stamp /healthz's heartbeat
+        (every turn, and inside long stretches of work such as a keyed end-of-input flush)."""
+        self.watchdog.ping()
+        self.heartbeat = time.monotonic()
+
     def _run(self) -> int:
         notify("READY=1")
         self.ready_at = time.monotonic()
@@ -722,8 +728,7 @@ class Daemon:
         settings = self.config["batch"]
         by_count_only = self.source.kind == "file"  # a back-fill (PrefetchedFile)
         while True:
-            self.watchdog.ping()
-            self.heartbeat = time.monotonic()
+            self._alive()
             if self.flags.reload:
                 self._reload()
             if self.flags.stop:
