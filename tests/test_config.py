@@ -72,11 +72,44 @@ def test_the_shipped_threshold_is_the_librarys_default():
     assert shipped == DEFAULT_THRESHOLD == Episodes().threshold
 
 
-def test_the_package_ships_the_same_config_yaml_as_the_repository():
-    # emstreamd without --config loads the packaged copy: the two must not drift apart.
-    packaged = ROOT / "daemon" / "emstreamd" / "config.yaml"
-    assert packaged.read_bytes() == (ROOT / "config.yaml").read_bytes(), (
-        "copy config.yaml to daemon/emstreamd/config.yaml")
+def test_config_yaml_is_the_schema_rendered():
+    """The repository's and the package's config.yaml are the schema (defaults, documentation)
+    rendered: they cannot drift from what the daemon checks and uses."""
+    from emstreamd import schema
+
+    for path in (ROOT / "config.yaml", ROOT / "daemon" / "emstreamd" / "config.yaml"):
+        assert path.read_text(encoding="utf-8") == schema.render(), (
+            f"{path} is stale: python -m emstreamd.schema > config.yaml && "
+            "cp config.yaml daemon/emstreamd/config.yaml")
+    assert yaml.safe_load(schema.render()) == schema.defaults() == daemon_config.DEFAULTS
+
+
+def test_every_key_of_the_schema_has_a_check_and_documentation():
+    from emstreamd import schema
+
+    for section in schema.SECTIONS:
+        for key in section.keys:
+            name = f"{section.name}.{key.name}"
+            assert key.doc.strip(), f"{name} is not documented"
+            # Model keys are GaussianMixture's, checked by it (the section's check).
+            assert key.check is not None or section.check is not None, name
+            if key.check is not None:
+                key.check(name, key.default)  # the default passes its own check
+    # The rendered file says "(live)" exactly for the keys SIGHUP changes.
+    section, said = None, set()
+    lines = schema.render().splitlines()
+    for above, line in zip(lines, lines[1:]):
+        if line and not line.startswith(" "):
+            section = line.rstrip(":")
+        elif line.startswith("  ") and not line.startswith("  #") and above.endswith("(live)"):
+            said.add((section, line.split(":")[0].strip()))
+    assert said == {(s, k) for s, keys in daemon_config.LIVE.items() for k in keys}
+    assert daemon_config.LIVE["output"] == {"anomaly_threshold", "episode_hold"}
+
+
+def test_checks_tell_true_from_one():
+    with pytest.raises(daemon_config.ConfigError, match="features.enabled must be auto, true"):
+        daemon_config.validate({"features": {"enabled": 1}})  # (old code: taken as true)
 
 
 def test_without_a_file_the_shipped_defaults_apply_and_a_partial_file_keeps_the_rest(tmp_path):
@@ -223,3 +256,23 @@ def test_every_key_of_the_shipped_config_is_validated():
                     continue
                 with pytest.raises(config_module.ConfigError):
                     config_module.validate({section: {key: bad}})
+
+
+def test_the_daemon_modules_examples_run():
+    """The ``>>>`` examples in emstreamd's docstrings (pytest's --doctest-modules covers only
+    the emstream package)."""
+    import doctest
+    import importlib
+    import pkgutil
+
+    import emstreamd
+
+    ran = 0
+    for module in pkgutil.iter_modules(emstreamd.__path__):
+        if module.name == "__main__":
+            continue
+        result = doctest.testmod(importlib.import_module(f"emstreamd.{module.name}"),
+                                 optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, module.name
+        ran += result.attempted
+    assert ran >= 17

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"emstreamd {__version__}")
     parser.add_argument("--config", metavar="FILE",
                         help="YAML configuration; its values replace the shipped defaults "
-                        "(the package's config.yaml) key by key")
+                        "(emstreamd.schema, documented in config.yaml) key by key")
     parser.add_argument("--check-config", action="store_true",
                         help="validate the configuration and the paths it names, print the "
                         "effective configuration as YAML and exit (0, or 78 with one line)")

@@ -1,0 +1,623 @@
+"""The daemon's configuration schema: every section and key, its default, its check and its
+documentation, in one place.
+
+:mod:`emstreamd.config` takes the defaults, the checks and the keys that SIGHUP may change
+(``live``) from here; ``config.yaml`` (the repository's and the package's) is this schema
+rendered, and a test keeps it so.  To change a key, change it here and regenerate the file::
+
+    python -m emstreamd.schema > config.yaml && cp config.yaml daemon/emstreamd/config.yaml
+
+Example
+-------
+>>> from emstreamd import schema
+>>> schema.defaults()["batch"]["max_rows"]
+1000
+>>> schema.find("batch", "max_rows").check("batch.max_rows", 0)
+Traceback (most recent call last):
+  ...
+emstreamd.schema.ConfigError: batch.max_rows must be an integer >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import textwrap
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+SECONDS = 10**6  # about 11 days: longer waits are mistakes (and overflow some timeouts)
+MAX_NAMES = 10_000  # entries of input.columns / input.fields
+MAX_TEXT = 4096  # characters of a path, a column or field name, an address
+WIDTH = 96  # of the rendered file's lines
+
+Check = Callable[[str, Any], None]  # (the key's dotted name, its value); raises ConfigError
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key: its default (a YAML-ready value), its check, its documentation, and whether
+    SIGHUP may change it while the daemon runs."""
+
+    name: str
+    default: Any
+    check: Check | None
+    doc: str = ""
+    live: bool = False
+
+
+@dataclass(frozen=True)
+class Section:
+    """A section's keys; ``check`` sees the whole section first (the model's keys are
+    GaussianMixture's own, checked by it)."""
+
+    name: str
+    keys: tuple
+    check: Callable[[dict], None] | None = None
+
+
+def _show(value) -> str:
+    """``repr(value)``, cut short: a message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _yaml_name(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# ---------------------------------------------------------------------- checks of one value
+def number(low=None, high=None, *, integer=False, null=False) -> Check:
+    """A finite number (an integer if ``integer``) in ``[low, high]``; null if ``null``."""
+    def check(name, value):
+        if value is None and null:
+            return
+        kind = int if integer else (int, float)
+        ok = (not isinstance(value, bool) and isinstance(value, kind)
+              and (isinstance(value, int) or math.isfinite(value)))
+        if not ok or (low is not None and value < low):
+            need = "an integer" if integer else "a finite number"
+            bound = f" >= {low}" if low is not None else ""
+            raise ConfigError(f"{name} must be {need}{bound}, got {_show(value)}")
+        if high is not None and value > high:
+            raise ConfigError(f"{name} must be at most {high:,}, got {_show(value)}")
+    return check
+
+
+def one_of(*allowed) -> Check:
+    """One of ``allowed`` (true is not 1, false is not 0)."""
+    words = [_yaml_name(a) for a in allowed]
+    told = ", ".join(words[:-1]) + " or " + words[-1]
+
+    def check(name, value):
+        if not any(value is a or (type(value) is type(a) and value == a) for a in allowed):
+            raise ConfigError(f"{name} must be {told}, got {_show(value)}")
+    return check
+
+
+def flag(name, value) -> None:
+    """true or false."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false")
+
+
+def text(*, null=False) -> Check:
+    """A path, name or address: a non-empty string without NUL (which no system call takes)."""
+    def check(name, value):
+        if value is None and null:
+            return
+        if not isinstance(value, str) or not value or "\0" in value or len(value) > MAX_TEXT:
+            need = "null or " if null else ""
+            raise ConfigError(f"{name} must be {need}a non-empty string (a path or name), got "
+                              f"{_show(value)}")
+    return check
+
+
+def _field(value) -> bool:
+    """A 0-based column index or a header name."""
+    return not isinstance(value, bool) and (
+        (isinstance(value, int) and 0 <= value <= 10**6)
+        or (isinstance(value, str) and 0 < len(value) <= MAX_TEXT))
+
+
+def _columns(name, value) -> None:
+    if value is not None and (not isinstance(value, list) or not value
+                              or len(value) > MAX_NAMES or not all(map(_field, value))):
+        raise ConfigError(f"{name} must be null or a list of 0-based indices or header names, "
+                          f"got {_show(value)}")
+
+
+def _timestamp(name, value) -> None:
+    if value is not None and not _field(value):
+        raise ConfigError(f"{name} must be auto, a column name or 0-based index, or null, got "
+                          f"{_show(value)}")
+
+
+def _fields(name, value) -> None:
+    if value is not None and (
+            not isinstance(value, list) or not value or len(value) > MAX_NAMES
+            or any(not isinstance(f, str) or not 0 < len(f) <= MAX_TEXT for f in value)
+            or len(set(value)) < len(value)):
+        raise ConfigError(f"{name} must be null or a list of distinct field names, got "
+                          f"{_show(value)}")
+
+
+def _key(name, value) -> None:
+    if value is not None and not _field(value):
+        raise ConfigError(f"{name} must be null, a column name or 0-based index, got "
+                          f"{_show(value)}")
+
+
+def _season(name, value) -> None:
+    if value not in (None, "auto") and (isinstance(value, bool) or not isinstance(value, int)
+                                        or not 1 <= value <= 10**8):
+        raise ConfigError(f"{name} must be auto, null or a period in points from 1 to 10^8, "
+                          f"got {_show(value)}")
+
+
+def _threshold(name, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"{name} must be a score in (0, 1], got {_show(value)}")
+
+
+def _hold(name, value) -> None:
+    if value == "day":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**9:
+        raise ConfigError(f"{name} must be day or a number of points from 0 to 10^9, got "
+                          f"{_show(value)}")
+
+
+def _scheduler(name, value) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not (
+            value.startswith(("tcp://", "tls://", "inproc://", "ucx://"))
+            or (value.startswith("local:") and value[6:].isdigit() and int(value[6:]) >= 1)):
+        raise ConfigError(f"{name} must be null, a dask scheduler address such as "
+                          f"tcp://host:8786, or local:N; got {_show(value)}")
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        raise ConfigError(f"{name} needs dask: pip install 'emstream[dask]'")
+
+
+def _detector_params(name, value) -> None:
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a mapping of the detector's arguments")
+    for key, item in (value or {}).items():
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ConfigError(f"{name}.{key} must be finite, got {item!r}")
+
+
+def _port(name, value) -> None:
+    number(0, 65535, integer=True, null=True)(name, value)
+    if value is not None:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            raise ConfigError(f"{name} needs prometheus-client: "
+                              "pip install 'emstream[metrics]'") from None
+
+
+# ---------------------------------------------------------------------- the model section
+# Bounds the daemon adds to GaussianMixture's own checks (which set no upper limits), for the
+# estimator's keys the shipped file leaves out.
+MODEL_LIMITS = {"verbose_interval": 10**9}
+
+
+def _check_model(model: dict) -> None:
+    """GaussianMixture's own checks, the daemon's bounds, and the initial values' shapes."""
+    import numpy as np
+
+    from emstream import GaussianMixture
+
+    try:
+        estimator = GaussianMixture(**model)
+        estimator._check_params()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model: {exc}") from None
+    for key, high in MODEL_LIMITS.items():
+        if key in model and model[key] > high:
+            raise ConfigError(f"model.{key} must be at most {high:,}, got {_show(model[key])}")
+    arrays = {}
+    for key in ("weights_init", "means_init", "precisions_init"):
+        if model.get(key) is not None:
+            try:
+                arrays[key] = np.asarray(model[key], dtype=float)
+            except (TypeError, ValueError):
+                raise ConfigError(f"model.{key} must be a (nested) list of numbers, got "
+                                  f"{_show(model[key])}") from None
+    if not arrays:
+        return
+    # The number of features is the data's; the initial values fix it (1 if only weights).
+    n_features = 1
+    means, precisions = arrays.get("means_init"), arrays.get("precisions_init")
+    if means is not None and means.ndim == 2:
+        n_features = means.shape[1]
+    elif precisions is not None and precisions.ndim >= 2:
+        n_features = precisions.shape[-1]
+    try:
+        estimator._checked_inits(n_features)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        raise ConfigError(f"model: {exc}") from None
+
+
+def _at_most(high) -> Check:
+    """After GaussianMixture's checks (the type is right): the daemon's upper bound."""
+    return number(high=high)
+
+
+# ---------------------------------------------------------------------- checks across keys
+def _input_rules(full: dict) -> None:
+    settings = full["input"]
+    fields, key = settings["fields"], settings["key"]
+    jsonl = settings["format"] == "jsonl"
+    if jsonl and fields is None:
+        raise ConfigError("input.format jsonl needs input.fields: a list of field names")
+    if key is not None and jsonl and not isinstance(key, str):
+        raise ConfigError(f"input.key must name a JSON field for input.format jsonl, got "
+                          f"{_show(key)}")
+    if key is not None and jsonl and key in (fields or ()):
+        raise ConfigError(f"input.key {key!r} is also in input.fields")
+    if key is not None and not jsonl and (key in (settings["columns"] or ())
+                                          or key == settings["timestamp"]):
+        raise ConfigError(f"input.key {key!r} is also in input.columns or input.timestamp")
+    if key is not None and full["refit"]["scheduler"] is not None:
+        raise ConfigError("refit.scheduler (background refits) does not work with input.key "
+                          "yet: each key refits in-process")
+
+
+def _size_rules(full: dict) -> None:
+    k = full["model"]["n_components"]
+    if full["refit"]["window"] < k:
+        raise ConfigError("refit.window must hold at least n_components points")
+    if full["drift"]["refit_points"] < k:
+        raise ConfigError("drift.refit_points must be at least n_components")
+
+
+def _drift_rules(full: dict) -> None:
+    """The drift monitor accepts the detector and its arguments."""
+    from emstream import GaussianMixture
+    from emstream.drift import DriftMonitor
+
+    from .config import monitor_settings  # (config builds on this module)
+
+    try:
+        DriftMonitor(GaussianMixture(), **monitor_settings(full))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"drift: {exc}") from None
+
+
+RULES = (_input_rules, _size_rules, _drift_rules)
+
+# Keys of earlier versions, and what replaced them.
+REPLACED = {("output", "anomaly_quantile"): "output.anomaly_threshold (a calibrated score in "
+            "[0, 1]: 0.9999 is meant for one ordinary point in 10,000)",
+            ("output", "anomaly_surprise"): "output.anomaly_threshold (a calibrated score in "
+            "[0, 1])"}
+
+
+# ---------------------------------------------------------------------- the schema
+HEADER = (
+    "emstream configuration.\n\n"
+    "emstreamd reads this file (--config config.yaml); any value can be overridden on the "
+    "command line with --set section.key=value.  `model` holds emstream.GaussianMixture's "
+    "hyper-parameters.  A bad value stops the daemon with exit code 78 and one line saying "
+    "which key is wrong.  Keys marked (live) are re-read on SIGHUP; a broken file on SIGHUP "
+    "keeps the running values.  This file is generated from the daemon's schema "
+    "(daemon/emstreamd/schema.py)."
+)
+
+SECTIONS = (
+    Section("model", check=_check_model, keys=(
+        Key("n_components", 3, _at_most(10_000),
+            "Number of mixture components (K).  (NAB kit, standard score: 2 scored 50.9, "
+            "3 57.8, 4 56.5, 5 51.3.)"),
+        Key("covariance_type", "full", None,
+            "Shape of each component's covariance: full | tied | diag | spherical."),
+        Key("reg_covar", 1e-6, None,
+            "Added to every variance, in the data's units; guards against components "
+            "collapsing onto a repeated value."),
+        Key("tol", 1e-3, None,
+            "Batch EM (warm-up and refits): stop when the average log-likelihood gains less "
+            "than tol ..."),
+        Key("max_iter", 100, _at_most(10**6), "... or after this many iterations."),
+        Key("n_init", 1, _at_most(1000),
+            "Batch fits from this many initialisations; the best is kept."),
+        Key("init_params", "k-means++", None,
+            "Initialisation: k-means++ | kmeans | random | random_from_data."),
+        Key("random_state", 0, None, "Seed for the initialisation (null: different every run)."),
+        Key("step_decay", 0.8, None,
+            "Online EM: per-point step size gamma_t = max((t + step_offset) ** -step_decay, "
+            "step_floor).  step_decay (alpha) must lie in (0.5, 1]; 0.8 ends one pass within "
+            "2e-5 of batch EM.  (NAB kit: 0.7 scored 55.3 against 0.8's 57.8.)"),
+        Key("step_offset", 0.0, None,
+            "t0 in that step size: a larger one takes smaller first steps."),
+        Key("step_floor", None, None,
+            "Lower bound on the step (null: drift.memory decides; 1e-4 remembers roughly the "
+            "last 10,000 points)."),
+        Key("warmup_size", 1000, _at_most(10**7),
+            "Points buffered and refitted (k-means++ starts and EM, chosen on held-out rows) "
+            "while the model warms up; a provisional model scores and learns from 2 (D + 1) "
+            "rows per component on, and is refitted on the buffer each time it has grown by "
+            "half."),
+        Key("outlier_gate", "auto", None,
+            "A point farther than this squared Mahalanobis distance from every component is "
+            "reported (as an anomaly) but not learned, so one wild value or a short burst "
+            "cannot damage the model; far points that keep recurring (ten separate episodes in "
+            "20,000 points, or one run of 100) are the stream's own and are learned.  auto: the "
+            "distance a Gaussian point exceeds with probability 1e-15 (64.4 = 8 sigma in 1-D); "
+            "null: learn every point."),
+        Key("averaging", True, None,
+            "Publish the average of the online parameters over the model's memory "
+            "(Polyak-Ruppert since the last fit, then exponential): half the noise of the last "
+            "iterate, and it lags a drifting stream no more than the iterate does."),
+        Key("variance_floor", "resolution", None,
+            "resolution: no variance falls below step^2 / 12 per feature, where step is the "
+            "grid the feature's values lie on (1 for integer columns, 0.01 for readings with "
+            "two decimals), so a component cannot collapse onto a repeated value; null: only "
+            "reg_covar."),
+    )),
+    Section("input", keys=(
+        Key("format", "numbers", one_of("numbers", "jsonl"),
+            "numbers: numbers separated by whitespace and/or commas (the first valid line fixes "
+            "how many), or a CSV table with a header line (NAB's timestamp,value files): a "
+            "first line with a field that is not a number names the columns; jsonl: one JSON "
+            "object per line, the row made of the values of `fields`."),
+        Key("columns", None, _columns,
+            "For numbers: the columns to use from each line, 0-based or by header name (null: "
+            "every number on the line but the time)."),
+        Key("timestamp", "auto", _timestamp,
+            "For numbers: the time column (by header name or 0-based index).  auto: a column "
+            "named timestamp, time, date, datetime or ts, or a first field that is an ISO 8601 "
+            "time; null: none.  Times are ISO 8601 (2014-07-01 00:30:00, a T, fractions, Z or "
+            "+02:00) or epoch seconds / milliseconds; a line whose time does not parse is "
+            "rejected (\"bad timestamp\").  Each per-point line then carries the time as "
+            "written."),
+        Key("fields", None, _fields,
+            "For jsonl: the names of the numeric fields that make a row, in order (e.g. [temp, "
+            "load])."),
+        Key("max_line_bytes", 4096, number(16, 1 << 26, integer=True),
+            "Longer lines are rejected (\"too long\")."),
+        Key("dead_letter", None, text(null=True),
+            "Append every rejected line (number, reason, text) as JSON to this file (null: "
+            "don't)."),
+        Key("key", None, _key,
+            "Many series in one stream: the column (header name or 0-based index) or, for "
+            "jsonl, the field (a string, or an integer taken as text) naming each row's "
+            "series.  Each key gets its own model with these settings (its own warm-up, "
+            "features, score and drift monitor), and all keys' models live in one SQLite state "
+            "store (checkpoint.path/keys.sqlite, or checkpoint.path itself if it ends in "
+            ".sqlite).  null: one series."),
+    )),
+    Section("batch", keys=(
+        Key("max_rows", 1000, number(1, 10**7, integer=True),
+            "A mini-batch is learned when it holds this many accepted rows ..."),
+        Key("first_rows", 100, number(1, 10**7, integer=True),
+            "... except the first ones: the first holds this many, and each next one as many "
+            "rows as were learned before it (100, 100, 200, 400, 800, then max_rows), so a "
+            "provisional model scores every point after the first batch."),
+        Key("max_wait", 0.2, number(0, SECONDS),
+            "... or (stdin only) this many seconds after its first row arrived.  A back-fill "
+            "with --input cuts batches by count alone, so it is deterministic.", live=True),
+    )),
+    Section("checkpoint", keys=(
+        Key("path", "emstreamd-state", text(),
+            "A directory (numbered checkpoint files, the newest `keep` kept) or a file ending "
+            "in .json; with input.key, the state store (keys.sqlite inside it, or a file ending "
+            "in .sqlite)."),
+        Key("every_points", 100_000, number(1, 10**15, integer=True),
+            "Checkpoint after this many points ...", live=True),
+        Key("every_seconds", 60, number(0, SECONDS),
+            "... or this many seconds; also at shutdown and on SIGUSR1.", live=True),
+        Key("keep", 3, number(1, 10**6, integer=True),
+            "Checkpoint files kept in a checkpoint directory."),
+    )),
+    Section("features", keys=(
+        Key("enabled", "auto", one_of("auto", True, False),
+            "Temporal features for time series (emstream.temporal): the model learns each "
+            "value together with the previous value and the value a season ago, and the score "
+            "is the surprise of the value *given* them (-log p(x_t | x_t-1, x_t-season)): a "
+            "spike inside the normal range, a flatline or a changed daily shape stands out, and "
+            "after a level shift the new level is predicted at once.  auto: on for a table with "
+            "a time column; true/false."),
+        Key("lags", 1, number(0, 100, integer=True),
+            "Previous values in the context.  (NAB kit: 2 scored 51.8 against 1's 57.8.)"),
+        Key("season", "auto", _season,
+            "The value one period earlier: a period in points; auto: a day in points (from the "
+            "timestamps' typical step), or without timestamps the first batch's own period; "
+            "null: none."),
+        Key("volatility", False, flag,
+            "Add the log mean absolute change over the last `window` points to what is scored "
+            "(flags a flatline where no season shows it; off: on NAB it costs 5 points of "
+            "score)."),
+        Key("window", 10, number(2, 10**6, integer=True), "Points of that mean."),
+        Key("calendar", False, flag,
+            "Add the time of day and of week to the context (off: on NAB it costs 4 points)."),
+    )),
+    Section("output", keys=(
+        Key("per_point", True, flag,
+            "One line per point after the first mini-batch: line number, the time (for input "
+            "with a time column, as written), label, probability of that label (6 decimals), "
+            "surprise (4 decimals; -log p(x), or with features -log p(x | context)), score (8 "
+            "decimals) and the anomaly flag (0/1; JSON: false/true)."),
+        Key("path", "-", text(), "- for stdout, or a file to append to."),
+        Key("format", "csv", one_of("csv", "jsonl"), "csv or jsonl."),
+        Key("header", False, flag, "csv: a first line naming the columns."),
+        Key("calibration_window", 1000, number(10, 10**8, integer=True),
+            "The score: 1 - p, p the upper-tail probability of the point's surprise among the "
+            "last calibration_window surprises (empirical, with an exponential tail beyond "
+            "their 90th percentile), so it means the same on every series: 0.9999 is meant for "
+            "one ordinary point in 10,000 (measured: up to 1.9x that on synthetic one-mode "
+            "streams, 6.2x on a 1-D mixture of separated components, 7.4x on NAB's real series "
+            "outside their labelled windows; benchmarks/bench_calibration.py).  Refits do not "
+            "reset it.  (On the NAB kit: 1000 scored 56.3, 500 50.2, 1500 53.4, 2000 53.7.)"),
+        Key("anomaly_threshold", 0.9999, _threshold,
+            "A point whose score reaches anomaly_threshold is flagged.  (NAB kit, standard "
+            "score of these flags, NAB's own threshold search in brackets: 0.99995 52.7 "
+            "(57.9), 0.9999 57.4 (57.7), 0.9998 57.9 (58.2), 0.9997 56.5 (56.9), 0.9995 57.3 "
+            "(57.7); 0.9999 starts that plateau and has the best low-false-positive score "
+            "(44.6).)", live=True),
+        Key("episode_hold", "day", _hold,
+            "A flag starts an episode: the next episode_hold points belong to it (their scores "
+            "are halved and none is flagged), so a lasting anomaly or a level shift is one "
+            "alert, not a flood.  day: a day of the series' own time in points (from the first "
+            "rows' timestamps; 10 to 1,000), 300 without timestamps.  (NAB kit: day scored "
+            "57.8, 300 points 56.3, 150 49.9, 500 52.0; on hourly series 300 points are 12 "
+            "days, which swallowed the next anomaly.)", live=True),
+    )),
+    Section("keys", keys=(
+        Key("max_active", 10_000, number(1, 10**7, integer=True),
+            "Keyed input (input.key): models held in memory at most; the least recently used "
+            "idle ones are written to the state store and read back, exactly as they left, "
+            "when their key returns."),
+        Key("max_known", 100_000, number(1, 10**9, integer=True),
+            "Keys known at most: rows of further new keys are rejected (\"too many keys\") and "
+            "counted, so a key column that explodes in cardinality cannot take the host down."),
+        Key("checkpoint_share", 0.1, number(0.001, 1),
+            "A checkpoint writes every key changed since the last one (about 5 ms each): with "
+            "thousands of keys it takes seconds, so scheduled checkpoints wait until they would "
+            "take at most this share of the daemon's time (0.1: a checkpoint of 2 s comes at "
+            "most every 20 s)."),
+    )),
+    Section("status", keys=(
+        Key("every_seconds", 10, number(0, SECONDS),
+            "One status line on stderr this often (0: never).  A back-fill's line ends with its "
+            "progress (share of the file, rate, time left), every second when stderr is a "
+            "terminal.", live=True),
+    )),
+    Section("refit", keys=(
+        Key("every_points", None, number(1, 10**15, integer=True, null=True),
+            "Batch EM over the last `window` learned points, from the current state, through "
+            "the same core; online learning then continues from the refitted statistics and "
+            "component labels are kept (components matched by the Hungarian assignment).  "
+            "Every this many points (null: only on SIGUSR2).", live=True),
+        Key("window", 10_000, number(1, 10**8, integer=True), "Points of that window."),
+        Key("scheduler", None, _scheduler,
+            "Run scheduled and SIGUSR2 refits on a dask cluster instead, in the background: a "
+            "scheduler address (tcp://host:8786, workers need emstream installed) or local:N "
+            "(a local cluster of N worker processes on 127.0.0.1).  Ingestion goes on "
+            "meanwhile; when the refit is done its model is swapped in and the points learned "
+            "meanwhile are learned again into it.  null: refit in-process, pausing ingestion.  "
+            "Needs pip install 'emstream[dask]'.  Not with input.key."),
+        Key("wait_at_exit", 30, number(0, SECONDS),
+            "At shutdown, wait this many seconds for a background refit to finish (else drop "
+            "it)."),
+    )),
+    Section("drift", keys=(
+        Key("detector", "page-hinkley", one_of("page-hinkley", "adwin", None),
+            "A river drift detector watches each point's surprise (-log p(x), scored before "
+            "learning it) for a rise or a fall, and a test of the recent points' share per "
+            "component against the weights watches for mass that moves between components: "
+            "page-hinkley | adwin | null (no alarms).  On an alarm the daemon logs it, collects "
+            "the next refit_points points and refits on them (EM from the current model and "
+            "from fresh starts, chosen on held-out rows; the current model is kept unless a "
+            "candidate beats it; labels matched to the old components; step-size schedule "
+            "restarted).  Alarms and refits go to the checkpoint's history and the metrics."),
+        Key("params", {}, _detector_params,
+            "The detector's river arguments; for page-hinkley they are per point, in units of "
+            "the surprise's robust spread under the current model (0.45 nats for a 1-D "
+            "Gaussian component): defaults delta: 0.5, threshold: 100, min_instances: 30, "
+            "alpha: 1.0, mode: both."),
+        Key("block", 50, number(1, 10**6, integer=True),
+            "Points averaged into each detector update (page-hinkley is rescaled to match), "
+            "which keeps the detector's cost per point small.  (NAB kit: 100 scored 55.7 "
+            "against 50's 57.8.)"),
+        Key("refit_points", 500, number(1, 10**8, integer=True),
+            "Points collected after an alarm for its refit."),
+        Key("memory", 20_000, number(2, 10**12, integer=True, null=True),
+            "If model.step_floor is null, it becomes 1 / memory, so the model can follow a "
+            "slowly moving stream (null: never forget)."),
+    )),
+    Section("metrics", keys=(
+        Key("port", None, _port,
+            "Serve Prometheus metrics (points, rejects by reason, batches, refits, last "
+            "checkpoint time, average log-likelihood) on this port (null: off; 0: any free "
+            "port, logged).  Needs pip install 'emstream[metrics]'."),
+        Key("address", "127.0.0.1", text(),
+            "Listen address; the default keeps the metrics on this machine."),
+    )),
+)
+
+
+# ---------------------------------------------------------------------- reading the schema
+def find(section: str, name: str) -> Key:
+    """The key ``section.name``; KeyError if the schema has none."""
+    for part in SECTIONS:
+        if part.name == section:
+            for key in part.keys:
+                if key.name == name:
+                    return key
+    raise KeyError(f"{section}.{name}")
+
+
+def defaults() -> dict:
+    """Every section and key with its default (a fresh copy)."""
+    return {s.name: {k.name: copy.deepcopy(k.default) for k in s.keys} for s in SECTIONS}
+
+
+def live() -> dict:
+    """Per section, the keys SIGHUP may change while the daemon runs."""
+    found = {s.name: {k.name for k in s.keys if k.live} for s in SECTIONS}
+    return {section: keys for section, keys in found.items() if keys}
+
+
+def check(full: dict) -> None:
+    """Every section's and key's check on a complete configuration, then the rules across
+    keys; ConfigError at the first problem."""
+    for section in SECTIONS:
+        values = full[section.name]
+        if section.check is not None:
+            section.check(values)
+        for key in section.keys:
+            if key.check is not None:
+                key.check(f"{section.name}.{key.name}", values[key.name])
+    for rule in RULES:
+        rule(full)
+
+
+# ---------------------------------------------------------------------- the rendered file
+def _literal(value) -> str:
+    """The value as YAML source on one line."""
+    text_ = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return text_[:-4].rstrip() if text_.endswith("\n...") else text_
+
+
+def _comment(doc: str, indent: str) -> list:
+    lines = []
+    for paragraph in doc.split("\n\n"):
+        if lines:
+            lines.append(indent + "#")
+        lines += textwrap.wrap(paragraph, WIDTH - len(indent) - 2, initial_indent=indent + "# ",
+                               subsequent_indent=indent + "# ", break_on_hyphens=False)
+    return lines
+
+
+def render() -> str:
+    """config.yaml: every key with its default, its documentation above it."""
+    lines = _comment(HEADER, "")
+    for section in SECTIONS:
+        lines += ["", f"{section.name}:"]
+        for key in section.keys:
+            doc = key.doc + (" (live)" if key.live else "")
+            lines += _comment(doc.strip(), "  ")
+            lines.append(f"  {key.name}: {_literal(key.default)}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(render())
