@@ -50,16 +50,28 @@ from .linebuffer import LineBuffer  # noqa: F401  (cut streams into lines: cli, 
 from .validation import MAX_ABS_VALUE
 
 REASONS = ("blank", "non-numeric", "non-finite", "wrong field count", "too long",
-           "invalid utf-8", "invalid json", "missing field", "out of range")
+           "invalid utf-8", "invalid json", "missing field", "out of range", "bad key")
 # Verdicts on a line: the index of its reason in REASONS, or _ROW.
 (_IS_BLANK, _IS_NON_NUMERIC, _IS_NON_FINITE, _IS_WRONG_COUNT, _IS_TOO_LONG, _IS_INVALID_UTF8,
- _IS_INVALID_JSON, _IS_MISSING, _IS_OUT_OF_RANGE) = range(len(REASONS))
+ _IS_INVALID_JSON, _IS_MISSING, _IS_OUT_OF_RANGE, _IS_BAD_KEY) = range(len(REASONS))
 _ROW = -1
 _CODES = {reason: code for code, reason in enumerate(REASONS)}
 # The rules for one line (_parse_line): one way to match each number (no nested choices), so a
 # failing match costs linear time.
 _NUMBER = re.compile(rb"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _NON_FINITE = re.compile(rb"[+-]?(?:nan|inf(?:inity)?)", re.IGNORECASE)
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+def is_bad_key(name: bytes) -> bool:
+    """Whether a series key (as written, surrounding whitespace removed) is refused ("bad
+    key"): empty, or holding a control character (a NUL, a tab, an escape sequence), which
+    would name a series no listing or per-point line can show.
+
+    >>> is_bad_key(b"web-3"), is_bad_key(b""), is_bad_key(b"a\\x00")
+    (False, True, True)
+    """
+    return not name or _CONTROL.search(name) is not None
 _SEPARATORS = re.compile(rb"[ \t\r,]+")
 _SPACES = bytes.maketrans(b",\r", b"  ")
 _SNIPPET = 60
@@ -959,7 +971,10 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | Non
             name = str(name)
         if type(name) is not str:
             return None, "missing field"
-        return [*(float(v) for v in values), name.encode("utf-8", "surrogatepass")], None
+        name = name.strip().encode("utf-8", "surrogatepass")
+        if is_bad_key(name):
+            return None, "bad key"
+        return [*(float(v) for v in values), name], None
     return [float(v) for v in values], None
 
 

@@ -44,6 +44,7 @@ from .parse import (
     _prefix,
     _snippet,
     _spans,
+    is_bad_key,
     parse_lines,
 )
 from .timestamps import looks_like_time, parse_times
@@ -289,6 +290,9 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         if len(fields) != layout.n_fields:  # (a field count the screen did not foresee)
             early[number] = "wrong field count"
             fields = [b""] * layout.n_fields
+        if key_field is not None and number not in early and is_bad_key(fields[key_field]):
+            early[number] = "bad key"
+            fields = [b""] * layout.n_fields
         values.append(b",".join(fields[j] for j in layout.value_fields) or b"x")
         time_text.append(fields[layout.time_field] if layout.time_field is not None else b"")
         if key_field is not None:
@@ -369,9 +373,14 @@ def _parse_keyed_block(data: bytes, layout: Layout, first_line: int,
     field = total[:-1] - total[starts][inline]  # separators before (comma) / fields begun
     if not layout.comma:
         field = field + counted - 1  # the field a byte is in (-1 before the first)
-    keys = _gather(raw, inside & ~separator & (field == layout.key_field), inline, n_lines)
+    in_key = inside & ~separator & (field == layout.key_field)
+    if np.any((raw[in_key] < 0x20) | (raw[in_key] == 0x7F)):
+        return None  # a control character (which a comma table's key may lose to strip)
+    keys = _gather(raw, in_key, inline, n_lines)
     if layout.comma:
         keys = np.strings.strip(keys)
+        if np.any(np.strings.str_len(keys) == 0):
+            return None  # an empty key: the line parser rejects it
     last = values[-1]
     is_value = np.isin(field, values)
     keep = inside & is_value & ~(separator & (field == last))

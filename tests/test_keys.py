@@ -463,3 +463,31 @@ def test_a_stop_during_the_end_of_input_flush_is_prompt_and_loses_nothing(tmp_pa
     resumed_meta, whole_meta = (_store(tmp_path / name / "keys.sqlite")[1]
                                 for name in ("stopped", "whole"))
     assert resumed_meta["counters"] == whole_meta["counters"]
+
+
+@pytest.mark.parametrize("header", [b"host,value\n", b"host value\n"])
+def test_empty_keys_and_keys_with_control_characters_are_bad_keys(header):
+    """A row whose key is empty or holds a control character is rejected as "bad key" (old
+    code: an empty key made a series named "", and a key ending in NUL bytes was silently
+    merged with the key without them)."""
+    from emstream.parse import parse_json_lines
+    from emstream.table import find_layout, parse_table
+
+    comma = b"," in header
+    sep = b"," if comma else b" "
+    layout = find_layout(header + b"web-1" + sep + b"1\n", key="host")
+    keys = [b"web-1", b"k\x00", b"\x00k", b"k\x1b[0m", b"a\x7fb", b"web-2"]
+    if comma:
+        keys += [b"", b" \t ", b" web-3 "]
+    block = header + b"".join(k + sep + str(i).encode() + b"\n" for i, k in enumerate(keys))
+    for first in (1, 2):  # the header in the block (line parser) or not (array parser first)
+        parsed = parse_table(block if first == 1 else block[len(header):], layout,
+                             first_line=first)
+        good = [b"web-1", b"web-2"] + ([b"web-3"] if comma else [])
+        assert parsed.keys.tolist() == good
+        assert sorted(r.reason for r in parsed.rejects) == ["bad key"] * (len(keys) - len(good))
+    lines = b"".join(json.dumps({"k": k, "v": 1}).encode() + b"\n" for k in
+                     ["web-1", "", "  ", "a\x00", "a\x00\x00", "\x1b", "b"])
+    parsed = parse_json_lines(lines, ["v"], key="k")
+    assert parsed.keys.tolist() == [b"web-1", b"b"]
+    assert [r.reason for r in parsed.rejects] == ["bad key"] * 5

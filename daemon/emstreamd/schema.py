@@ -397,7 +397,8 @@ SECTIONS = (
         Key("key", None, _key,
             "Many series in one stream: the column (header name or 0-based index) or, for "
             "jsonl, the field (a string, or an integer taken as text) naming each row's "
-            "series.  Each key gets its own model with these settings (its own warm-up, "
+            "series (as written: no CSV quoting; an empty key, one with a control character or "
+            "one that is not UTF-8 is rejected as \"bad key\").  Each key gets its own model with these settings (its own warm-up, "
             "features, score and drift monitor), and all keys' models live in one SQLite state "
             "store (checkpoint.path/keys.sqlite, or checkpoint.path itself if it ends in "
             ".sqlite).  null: one series."),
