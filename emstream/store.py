@@ -40,6 +40,7 @@ import json
 import os
 import sqlite3
 import stat
+from pathlib import Path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -55,6 +56,16 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WIT
 """
 # The first bytes of every SQLite 3 database file.
 MAGIC = b"SQLite format 3\x00"
+
+
+STORE_NAME = "keys.sqlite"  # a keyed daemon's store inside its checkpoint directory
+
+
+def store_location(checkpoint_path: str | os.PathLike) -> Path:
+    """Where a keyed daemon keeps its state store for ``checkpoint.path``: the path itself if
+    it ends in ``.sqlite``, else ``keys.sqlite`` inside that directory."""
+    path = Path(checkpoint_path)
+    return path if path.suffix == ".sqlite" else path / STORE_NAME
 
 
 class StoreError(ValueError):

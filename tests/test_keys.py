@@ -491,3 +491,54 @@ def test_empty_keys_and_keys_with_control_characters_are_bad_keys(header):
     parsed = parse_json_lines(lines, ["v"], key="k")
     assert parsed.keys.tolist() == [b"web-1", b"b"]
     assert [r.reason for r in parsed.rejects] == ["bad key"] * 5
+
+
+def test_a_checkpoint_of_the_other_kind_stops_the_daemon_instead_of_starting_afresh(tmp_path):
+    """Adding or dropping input.key on an existing checkpoint.path must not start a new model
+    beside the old state (old code: the input was learned again from its first line, the old
+    state ignored)."""
+    (tmp_path / "t.csv").write_text("host,value\n" + "".join(f"h{i % 2},{i}\n"
+                                                             for i in range(300)))
+    args = ["--input", str(tmp_path / "t.csv"), "--no-output"]
+    _run([*args, "--checkpoint", str(tmp_path / "keyed"), "--set", "input.key=host"])
+    _run([*args, "--checkpoint", str(tmp_path / "single"), "--set", "input.columns=[value]"])
+    for state, setting, said in (("keyed", "input.columns=[value]", "input.key is not set"),
+                                 ("single", "input.key=host", "single series' checkpoints")):
+        before = sorted(p.name for p in (tmp_path / state).iterdir())
+        done = subprocess.run([*DAEMON, *args, "--checkpoint", str(tmp_path / state), "--set",
+                               setting], capture_output=True, timeout=60)
+        assert done.returncode == 65 and said in done.stderr.decode(), done.stderr.decode()
+        assert sorted(p.name for p in (tmp_path / state).iterdir()) == before
+    for setting, path, said in (("input.key=host", "s.json", "ending in .json"),
+                                ("input.columns=[value]", "s.sqlite", "ending in .sqlite")):
+        done = subprocess.run([*DAEMON, *args, "--checkpoint", str(tmp_path / path), "--set",
+                               setting], capture_output=True, timeout=60)
+        assert done.returncode == 78 and said in done.stderr.decode(), done.stderr.decode()
+
+
+def test_a_stop_during_a_refit_of_every_key_is_prompt(tmp_path):
+    """SIGUSR2 refits every key in memory, which takes seconds for hundreds of keys (minutes
+    for thousands); a SIGTERM meanwhile stops it after the key at hand (old code: only once
+    every key was refitted)."""
+    rng = np.random.default_rng(10)
+    keys = np.repeat(np.arange(400), 100)  # one full first mini-batch a key
+    rng.shuffle(keys)
+    process = subprocess.Popen([*DAEMON[:-2], "--log-level", "INFO", "--checkpoint",
+                                str(tmp_path / "k"), "--set", "input.key=0", "--no-output",
+                                "--set", "status.every_seconds=0.5"],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdin.write("".join(f"k{k} {v:.3f}\n" for k, v in
+                                zip(keys, rng.normal(size=keys.size))))
+    process.stdin.flush()
+    for line in process.stderr:
+        if ", 40000 points," in line:  # a status line: every row learned
+            break
+    process.send_signal(signal.SIGUSR2)
+    for line in process.stderr:
+        if "refit (SIGUSR2)" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 0, rest[-2000:]
+    assert "refit (SIGUSR2) stopped after" in rest
+    assert rest.count("refit (SIGUSR2) on the last") < 399

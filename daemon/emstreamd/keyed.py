@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from emstream import checkpoint
-from emstream.store import KeyStore, StoreError
+from emstream.store import KeyStore, StoreError, store_location
 
 from .errors import EX_CANTCREAT, EX_IOERR, StartError
 from .keymonitor import COUNTED, KeyMonitor
@@ -35,14 +35,9 @@ from .router import groups
 
 log = logging.getLogger("emstreamd")
 
-STORE_NAME = "keys.sqlite"
-
-
 def store_path(config: dict) -> Path:
-    """Where a keyed daemon's state store is: ``checkpoint.path`` if it ends in ``.sqlite``,
-    else ``keys.sqlite`` inside that directory."""
-    path = Path(config["checkpoint"]["path"])
-    return path if path.suffix == ".sqlite" else path / STORE_NAME
+    """Where a keyed daemon's state store is (:func:`emstream.store.store_location`)."""
+    return store_location(config["checkpoint"]["path"])
 
 
 class Series:
@@ -118,6 +113,13 @@ class KeyedDaemon(Daemon):
             return
         super().prepare()
         path = store_path(self.config)
+        folder = Path(self.config["checkpoint"]["path"])
+        if path.parent == folder and not path.exists() and any(folder.glob("checkpoint-*.json")):
+            # A single series' checkpoints: a keyed run beside them would learn the input
+            # again, from its first line.
+            raise checkpoint.CheckpointError(
+                f"{folder} holds a single series' checkpoints (input.key was not set): unset "
+                "input.key as it was, or choose another checkpoint.path")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.store = KeyStore(path, writer=True)
@@ -324,9 +326,15 @@ class KeyedDaemon(Daemon):
         self.first_pending_at = next(iter(self.waiting.values()), None)
 
     def refit(self, reason: str) -> None:
-        """Refit every key in memory on its own window (SIGUSR2)."""
+        """Refit every key in memory on its own window (SIGUSR2); a stop asked for meanwhile
+        ends it (thousands of keys' refits take minutes)."""
         self.flags.refit = False
-        for series in self.active.values():
+        for done, series in enumerate(list(self.active.values())):
+            if self.flags.stop:
+                log.warning("refit (%s) stopped after %d of %d keys: stopping", reason, done,
+                            len(self.active))
+                return
+            self._alive()
             series.monitor.refit(reason)
             series.dirty = True
 

@@ -21,6 +21,7 @@ import numpy as np
 from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
 from emstream.parse import Rejects, parse_json_lines, parse_lines
+from emstream.store import STORE_NAME
 from emstream.table import Layout, LayoutError, find_layout, parse_table
 
 from . import config as config_module
@@ -273,6 +274,11 @@ class Daemon:
         (after :meth:`prepare`: the checkpoint is this daemon's)."""
         self.prepare()
         path = Path(self.config["checkpoint"]["path"])
+        if (path / STORE_NAME).exists():
+            # Starting afresh beside it would learn the input again, from its first line.
+            raise checkpoint.CheckpointError(
+                f"{path} holds a keyed daemon's state store ({STORE_NAME}) but input.key is not "
+                "set: set input.key as it was, or choose another checkpoint.path")
         if not path.exists() or (path.is_dir() and not any(path.glob("checkpoint-*.json"))):
             return
         loaded = checkpoint.load(path)

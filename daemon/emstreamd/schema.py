@@ -274,6 +274,13 @@ def _input_rules(full: dict) -> None:
     if key is not None and not jsonl and (key in (settings["columns"] or ())
                                           or key == settings["timestamp"]):
         raise ConfigError(f"input.key {key!r} is also in input.columns or input.timestamp")
+    path = full["checkpoint"]["path"]
+    if key is not None and path.endswith(".json"):
+        raise ConfigError("checkpoint.path ending in .json is one series' checkpoint file: with "
+                          "input.key give a directory or a file ending in .sqlite")
+    if key is None and path.endswith(".sqlite"):
+        raise ConfigError("checkpoint.path ending in .sqlite is a keyed daemon's state store: "
+                          "set input.key, or give a directory or a .json file")
     if key is not None and full["refit"]["scheduler"] is not None:
         raise ConfigError("refit.scheduler (background refits) does not work with input.key "
                           "yet: each key refits in-process")
