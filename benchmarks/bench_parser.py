@@ -244,8 +244,7 @@ def time_parser(fmt: str, data: bytes, from_start: bool, dead_letter: str | None
 
 def _applied(daemon) -> None:
     """Pending rows dropped as if learned, so that the next block starts alike."""
-    daemon.pending_rows, daemon.pending_lines, daemon.pending_ends = [], [], []
-    daemon.pending_times, daemon.pending_stamps = [], []
+    daemon.pending = type(daemon.pending)()
     daemon.first_pending_at = None
     daemon.applied_offset = daemon.source.offset
     daemon.pending_rejects = type(daemon.pending_rejects)()

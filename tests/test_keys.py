@@ -394,16 +394,23 @@ def test_rows_waiting_in_mini_batches_still_move_the_checkpoint_forward(tmp_path
     keys = np.repeat(np.arange(170), 90)  # 90 rows a key: no mini-batch fills
     rng.shuffle(keys)
     # (Long keys: the 15,300 lines span four of the daemon's 1 MiB reads.)
-    (tmp_path / "few.txt").write_text("".join(f"{'host' * 60}-{k} {v:.3f}\n" for k, v in
-                                              zip(keys, rng.normal(size=keys.size))))
+    assert _scheduled_checkpoints(tmp_path, keys, rng, "host" * 60, every=1000) >= 3
+
+
+def _scheduled_checkpoints(tmp_path, keys, rng, prefix: str, every: int) -> int:
+    """Back-fill one row per entry of ``keys`` (named ``prefix-K``) with
+    ``checkpoint.every_points: every`` and no pacing; the scheduled checkpoints it logged
+    (every row checked to be in the store at the end)."""
+    (tmp_path / "k.txt").write_text("".join(f"{prefix}-{k} {v:.3f}\n" for k, v in
+                                            zip(keys, rng.normal(size=keys.size))))
     done = subprocess.run([*DAEMON[:-2], "--log-level", "INFO", "--input",
-                           str(tmp_path / "few.txt"), "--checkpoint", str(tmp_path / "k"),
-                           "--set", "input.key=0", "--set", "checkpoint.every_points=1000",
+                           str(tmp_path / "k.txt"), "--checkpoint", str(tmp_path / "k"),
+                           "--set", "input.key=0", "--set", f"checkpoint.every_points={every}",
                            "--set", "keys.checkpoint_share=1", "--no-output"],
                           capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    assert done.stderr.decode().count("checkpoint (scheduled)") >= 3
-    assert _store(tmp_path / "k" / "keys.sqlite")[1]["counters"]["rows"] == 15300  # at the end
+    assert _store(tmp_path / "k" / "keys.sqlite")[1]["counters"]["rows"] == keys.size
+    return done.stderr.decode().count("checkpoint (scheduled)")
 
 
 def test_a_first_line_with_no_value_column_is_a_layout_error_not_a_crash():
@@ -419,19 +426,22 @@ def test_checkpoint_every_points_counts_each_keyed_row_once(tmp_path):
     """``checkpoint.every_points`` counts the rows read.  (Old code counted a keyed row when it
     arrived and again when its mini-batch was learned: checkpoints came twice as often.)"""
     rng = np.random.default_rng(8)
-    keys = rng.integers(0, 100, size=30_000)
+    keys = rng.integers(100, 200, size=30_000)
     # (~100-byte lines: the daemon's 1 MiB reads cut the file into three blocks.)
-    (tmp_path / "k.txt").write_text("".join(f"{'host' * 22}-{k:03d} {v:.3f}\n" for k, v in
-                                            zip(keys, rng.normal(size=keys.size))))
-    done = subprocess.run([*DAEMON[:-2], "--log-level", "INFO", "--input",
-                           str(tmp_path / "k.txt"), "--checkpoint", str(tmp_path / "k"),
-                           "--set", "input.key=0", "--set", "checkpoint.every_points=15000",
-                           "--set", "keys.checkpoint_share=1", "--no-output"],
-                          capture_output=True, timeout=300)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    scheduled = done.stderr.decode().count("checkpoint (scheduled)")
+    scheduled = _scheduled_checkpoints(tmp_path, keys, rng, "host" * 22, every=15_000)
     assert 1 <= scheduled <= 30_000 // 15_000, scheduled
-    assert _store(tmp_path / "k" / "keys.sqlite")[1]["counters"]["rows"] == 30_000
+
+
+def _stop_when_logged(process, text: str) -> str:
+    """SIGTERM ``process`` as soon as its stderr (text) shows ``text``; what it logs after.
+    It must exit 0."""
+    for line in process.stderr:
+        if text in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 0, rest[-2000:]
+    return rest
 
 
 def test_a_stop_during_the_end_of_input_flush_is_prompt_and_loses_nothing(tmp_path):
@@ -448,12 +458,7 @@ def test_a_stop_during_the_end_of_input_flush_is_prompt_and_loses_nothing(tmp_pa
     _run([*args, "--checkpoint", str(tmp_path / "whole")])
     stopped = subprocess.Popen([*DAEMON[:-2], "--log-level", "INFO", *args, "--checkpoint",
                                 str(tmp_path / "stopped")], stderr=subprocess.PIPE, text=True)
-    for line in stopped.stderr:
-        if "end of input: learning the last rows of 600 keys" in line:
-            stopped.send_signal(signal.SIGTERM)
-            break
-    rest = stopped.stderr.read()
-    assert stopped.wait(timeout=120) == 0, rest[-2000:]
+    _stop_when_logged(stopped, "end of input: learning the last rows of 600 keys")
     meta = _store(tmp_path / "stopped" / "keys.sqlite")[1]
     assert meta["counters"]["batches"] < 600, meta["counters"]  # stopped part-way
     assert meta["counters"]["lines"] == keys.size  # every line read is kept
@@ -534,11 +539,6 @@ def test_a_stop_during_a_refit_of_every_key_is_prompt(tmp_path):
         if ", 40000 points," in line:  # a status line: every row learned
             break
     process.send_signal(signal.SIGUSR2)
-    for line in process.stderr:
-        if "refit (SIGUSR2)" in line:
-            process.send_signal(signal.SIGTERM)
-            break
-    rest = process.stderr.read()
-    assert process.wait(timeout=120) == 0, rest[-2000:]
+    rest = _stop_when_logged(process, "refit (SIGUSR2)")
     assert "refit (SIGUSR2) stopped after" in rest
     assert rest.count("refit (SIGUSR2) on the last") < 399

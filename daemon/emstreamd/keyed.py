@@ -3,7 +3,7 @@ ones in an SQLite state store.
 
 Stages: the source and parser are the single-series daemon's (:class:`emstreamd.loop.Daemon`);
 :mod:`emstreamd.router` groups each block's rows by key; each key's rows wait in its own
-mini-batch and are learned by its own :class:`~emstreamd.keymonitor.KeyMonitor` (the same
+:class:`~emstreamd.batcher.Pending` mini-batch (the single series' batcher) and are learned by its own :class:`~emstreamd.keymonitor.KeyMonitor` (the same
 batch sizes, warm-up, features, score and drift monitor as a daemon fed that key's rows
 alone); per-point lines carry the key; :class:`emstream.store.KeyStore` holds every key.
 
@@ -23,14 +23,13 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
-
 from emstream import checkpoint
 from emstream.store import KeyStore, StoreError, store_location
 
 from .errors import EX_CANTCREAT, EX_IOERR, StartError
 from .keymonitor import COUNTED, KeyMonitor
-from .loop import Daemon, PendingRejects, _split_front
+from .batcher import Pending
+from .loop import Daemon, PendingRejects
 from .router import groups
 
 log = logging.getLogger("emstreamd")
@@ -41,56 +40,15 @@ def store_path(config: dict) -> Path:
 
 
 class Series:
-    """A key in memory: its monitor and the rows of its partial mini-batch."""
+    """A key in memory: its monitor, its partial mini-batch, and whether the store's copy is
+    stale."""
 
-    __slots__ = ("monitor", "rows", "lines", "times", "stamps", "count", "dirty")
+    __slots__ = ("monitor", "pending", "dirty")
 
     def __init__(self, monitor: KeyMonitor):
         self.monitor = monitor
-        self.rows, self.lines, self.times, self.stamps = [], [], [], []
-        self.count = 0
+        self.pending = Pending()
         self.dirty = True  # changed since the store last had it
-
-    def add(self, rows, lines, times, stamps) -> None:
-        self.rows.append(rows)
-        self.lines.append(lines)
-        if times is not None:
-            self.times.append(times)
-            self.stamps.append(stamps)
-        self.count += len(rows)
-        self.dirty = True
-
-    def take(self, count: int):
-        """The first ``count`` waiting rows, their line numbers, times and stamps."""
-        rows, self.rows = _split_front(self.rows, count)
-        lines, self.lines = _split_front(self.lines, count)
-        times = stamps = None
-        if self.times:
-            times, self.times = _split_front(self.times, count)
-            stamps, self.stamps = _split_front(self.stamps, count)
-        self.count -= count
-        return rows, lines, times, stamps
-
-    def pending(self) -> dict:
-        """The waiting rows, JSON-ready (floats round-trip exactly through JSON)."""
-        def joined(parts):
-            return np.concatenate(parts) if parts else None
-
-        rows, times, stamps = joined(self.rows), joined(self.times), joined(self.stamps)
-        return {"rows": [] if rows is None else rows.tolist(),
-                "lines": [] if rows is None else joined(self.lines).tolist(),
-                "times": None if times is None else times.tolist(),
-                "stamps": None if stamps is None else [s.decode("latin-1") for s in
-                                                       stamps.tolist()]}
-
-    def restore_pending(self, saved: dict, n_columns: int) -> None:
-        if not saved or not saved.get("lines"):
-            return
-        rows = np.asarray(saved["rows"], dtype=float).reshape(-1, n_columns)
-        times = None if saved.get("times") is None else np.asarray(saved["times"], dtype=float)
-        stamps = None if saved.get("stamps") is None else np.array(
-            [s.encode("latin-1") for s in saved["stamps"]], dtype=bytes)
-        self.add(rows, np.asarray(saved["lines"], dtype=np.int64), times, stamps)
 
 
 class KeyedDaemon(Daemon):
@@ -167,15 +125,16 @@ class KeyedDaemon(Daemon):
                 self._refuse(parsed.lines[index], "bad key" if key is None else
                              "too many keys")
                 continue
-            series.add(parsed.rows[index], parsed.lines[index],
-                       None if times is None else times[index],
-                       None if stamps is None else stamps[index])
+            series.pending.add(parsed.rows[index], parsed.lines[index],
+                               None if times is None else times[index],
+                               None if stamps is None else stamps[index])
+            series.dirty = True
             # Rows waiting in a key's mini-batch are state too (the position moves past them):
             # they count towards checkpoint.every_points when they arrive (once: not again when
             # learned).
             self.since_checkpoint += len(index)
             self.waiting.setdefault(key, time.monotonic())
-            while not self.halted and series.count >= series.monitor.batch_rows():
+            while not self.halted and series.pending.count >= series.monitor.batch_rows():
                 self._learn(key, series, series.monitor.batch_rows())
             self._evict()
 
@@ -221,7 +180,7 @@ class KeyedDaemon(Daemon):
                              name=name)
         monitor.restore(loaded.model, meta, where=where)
         series = Series(monitor)
-        series.restore_pending(meta.get("pending"), self._columns())
+        series.pending.restore(meta.get("pending"), self._columns())
         series.dirty = False
         return series
 
@@ -229,7 +188,7 @@ class KeyedDaemon(Daemon):
         """The key's checkpoint document: a single series' checkpoint, with its waiting rows."""
         monitor = series.monitor
         meta = {"key": key, "counters": dict(monitor.counters), **monitor.state(),
-                "pending": series.pending(),
+                "pending": series.pending.state(),
                 "layout": self.layout.to_dict() if self.layout else None}
         return checkpoint.dumps(monitor.model, meta, compact=True)
 
@@ -243,7 +202,7 @@ class KeyedDaemon(Daemon):
         counters = series.monitor.counters
         self.store.put(key, self._document(key, series), points=counters["rows"],
                        updated=time.time(), anomalies=counters["anomalies"],
-                       alarms=counters["alarms"], pending=series.count)
+                       alarms=counters["alarms"], pending=series.pending.count)
 
     def _evict(self) -> None:
         """Write the least recently used keys beyond ``keys.max_active`` to the store (in its
@@ -274,7 +233,7 @@ class KeyedDaemon(Daemon):
         if self.config["output"]["per_point"] and self.sink.reader_gone():
             self._lose_output(None)
             return
-        batch, lines, times, stamps = series.take(count)
+        batch, lines, times, stamps, _ = series.pending.take(count)
         series.dirty = True
         monitor = series.monitor
         before = [monitor.counters[k] for k in COUNTED]
@@ -292,7 +251,7 @@ class KeyedDaemon(Daemon):
             if event["event"] == "anomaly":
                 self._alert(event, lines, stamps)
         self.status_rows += len(batch)
-        if series.count:
+        if series.pending.count:
             self.waiting[key] = time.monotonic()
             self.waiting[key] = self.waiting.pop(key)  # (to the end: oldest first)
         else:
@@ -314,8 +273,8 @@ class KeyedDaemon(Daemon):
             if not (self.source.at_end or (not by_count_only and now - since >= wait)):
                 break
             series = self._series(key)
-            if series.count:
-                self._learn(key, series, series.count)
+            if series.pending.count:
+                self._learn(key, series, series.pending.count)
             else:
                 self.waiting.pop(key)
             self._evict()

@@ -26,6 +26,7 @@ from emstream.table import Layout, LayoutError, find_layout, parse_table
 
 from . import config as config_module
 from . import lock
+from .batcher import Pending
 from .columns import parse_with_columns
 from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, StartError
 from .keymonitor import KeyMonitor, batch_rows
@@ -137,25 +138,6 @@ def _indices(columns) -> bool:
     return bool(columns) and all(isinstance(c, int) for c in columns)
 
 
-def _split_front(parts: list, count: int) -> tuple[np.ndarray, list]:
-    """The first ``count`` items of a list of arrays, and the list of what is left.
-
-    A view when the first array holds them all (the usual case: a parsed block holds many
-    mini-batches); otherwise only the pieces that make up those items are joined.
-    """
-    first = parts[0]
-    if len(first) >= count:
-        return first[:count], ([first[count:]] if len(first) > count else []) + parts[1:]
-    taken, n = [], 0
-    for i, part in enumerate(parts):
-        if n + len(part) > count:
-            taken.append(part[:count - n])
-            return np.concatenate(taken), [part[count - n:]] + parts[i + 1:]
-        taken.append(part)
-        n += len(part)
-    return np.concatenate(taken), []
-
-
 def _import_ahead(config: dict) -> None:
     """Import before READY what the first mini-batch would import on its way (scipy's k-means
     for the warm-up, pyarrow's reader for one number per line): ~0.5 s here, which would
@@ -201,8 +183,7 @@ class Daemon:
             self.background = BackgroundRefit(config["refit"]["scheduler"])
         self.next_line = 1
         self.applied_offset = source.offset
-        self.pending_rows, self.pending_lines, self.pending_ends = [], [], []
-        self.pending_times, self.pending_stamps = [], []  # seconds, and the text as written
+        self.pending = Pending()  # rows read, not learned yet (with their byte ends)
         self.pending_rejects = PendingRejects()  # rejected after the last applied row
         self.first_pending_at = None
         self.since_checkpoint = 0
@@ -399,18 +380,15 @@ class Daemon:
         first = self.next_line
         parsed, ends = self._read(data)
         if parsed.rows.size:
-            self.pending_rows.append(parsed.rows)
-            self.pending_lines.append(parsed.lines)
             # With line ends from the parser every line is a row: no gather needed.
-            self.pending_ends.append(base + (ends if parsed.line_ends is not None
-                                             else ends[parsed.lines - first]))
-            if getattr(parsed, "times", None) is not None:
-                self.pending_times.append(parsed.times)
-                self.pending_stamps.append(parsed.time_text)
+            self.pending.add(parsed.rows, parsed.lines, getattr(parsed, "times", None),
+                             getattr(parsed, "time_text", None),
+                             base + (ends if parsed.line_ends is not None
+                                     else ends[parsed.lines - first]))
             if self.first_pending_at is None:
                 self.first_pending_at = time.monotonic()
         self._reject(parsed)
-        if not self.pending_rows and not self.halted:
+        if not self.pending.count and not self.halted:
             # Every line so far is applied or rejected: the position can move past them all.
             self.applied_offset = self.source.offset
             self.pending_rejects = PendingRejects()
@@ -466,9 +444,6 @@ class Daemon:
         self.flags.stop = True
 
     # ------------------------------------------------------------------ learning
-    def _pending_count(self) -> int:
-        return sum(len(r) for r in self.pending_rows)
-
     def _batch_rows(self) -> int:
         return batch_rows(self.config, self.counters["rows"])
 
@@ -481,13 +456,7 @@ class Daemon:
             # stays after the last line reported.
             self._lose_output(None)
             return
-        batch, self.pending_rows = _split_front(self.pending_rows, limit)
-        lines, self.pending_lines = _split_front(self.pending_lines, limit)
-        ends, self.pending_ends = _split_front(self.pending_ends, limit)
-        times = stamps = None
-        if self.pending_times:
-            times, self.pending_times = _split_front(self.pending_times, limit)
-            stamps, self.pending_stamps = _split_front(self.pending_stamps, limit)
+        batch, lines, times, stamps, ends = self.pending.take(limit)
         if self.key is None:
             self._make_key()
         per_point = self.config["output"]["per_point"] and self.sink.open
@@ -503,7 +472,7 @@ class Daemon:
         last_line = int(lines[-1])
         self.applied_offset = int(ends[-1])
         self.pending_rejects.drop_through(last_line)
-        if self.pending_rows:
+        if self.pending.count:
             self.first_pending_at = time.monotonic()
         else:
             # Every line read so far is applied or rejected: the position moves past them all.
@@ -514,14 +483,14 @@ class Daemon:
     def _learn_ready(self, by_count_only: bool) -> None:
         """Learn the full mini-batches pending, and a partial one at the end of the input or
         (live input) once its first row has waited ``batch.max_wait``."""
-        while not self.halted and self._pending_count() >= self._batch_rows():
+        while not self.halted and self.pending.count >= self._batch_rows():
             self._apply(self._batch_rows())
         waited = (self.first_pending_at is not None
                   and time.monotonic() - self.first_pending_at
                   >= self.config["batch"]["max_wait"])
-        if (self.pending_rows and not self.halted
+        if (self.pending.count and not self.halted
                 and (self.source.at_end or (waited and not by_count_only))):
-            self._apply(self._pending_count())
+            self._apply(self.pending.count)
 
     @property
     def model(self) -> GaussianMixture:
@@ -649,8 +618,8 @@ class Daemon:
     def _line_at_position(self) -> int:
         """Number of the first line not behind the saved position."""
         first = [self.pending_rejects.first_line()] if self.pending_rejects else []
-        if self.pending_lines:
-            return min([int(self.pending_lines[0][0])] + first)
+        if self.pending.count:
+            return min([self.pending.first_line()] + first)
         return first[0] if first else self.next_line
 
     def _checkpoint_due(self) -> bool:
@@ -749,8 +718,8 @@ class Daemon:
             if self.source.boundary and not self.halted:
                 # The next bytes come from another file: positions restart there, so nothing
                 # may stay pending from this one.
-                if self.pending_rows:
-                    self._apply(self._pending_count())
+                if self.pending.count:
+                    self._apply(self.pending.count)
                 if self.halted:
                     break
                 self.source.next_file()
@@ -775,8 +744,8 @@ class Daemon:
             if self.source.at_end:
                 break
         notify("STOPPING=1")
-        if self.pending_rows and not self.halted:  # stopping mid-stream: learn what was read
-            self._apply(self._pending_count())
+        if self.pending.count and not self.halted:  # stopping mid-stream: learn what was read
+            self._apply(self.pending.count)
         if self.background is not None:
             self.background.wait(self.config["refit"]["wait_at_exit"])
             if (job := self.background.poll()) is not None:

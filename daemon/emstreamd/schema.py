@@ -138,10 +138,13 @@ def _columns(name, value) -> None:
                           f"got {_show(value)}")
 
 
-def _timestamp(name, value) -> None:
-    if value is not None and not _field(value):
-        raise ConfigError(f"{name} must be auto, a column name or 0-based index, or null, got "
-                          f"{_show(value)}")
+def column(told: str) -> Check:
+    """Null or a column (a 0-based index or a header name); ``told`` is what the message says
+    the key must be."""
+    def check(name, value):
+        if value is not None and not _field(value):
+            raise ConfigError(f"{name} must be {told}, got {_show(value)}")
+    return check
 
 
 def _fields(name, value) -> None:
@@ -150,12 +153,6 @@ def _fields(name, value) -> None:
             or any(not isinstance(f, str) or not 0 < len(f) <= MAX_TEXT for f in value)
             or len(set(value)) < len(value)):
         raise ConfigError(f"{name} must be null or a list of distinct field names, got "
-                          f"{_show(value)}")
-
-
-def _key(name, value) -> None:
-    if value is not None and not _field(value):
-        raise ConfigError(f"{name} must be null, a column name or 0-based index, got "
                           f"{_show(value)}")
 
 
@@ -386,7 +383,7 @@ SECTIONS = (
         Key("columns", None, _columns,
             "For numbers: the columns to use from each line, 0-based or by header name (null: "
             "every number on the line but the time)."),
-        Key("timestamp", "auto", _timestamp,
+        Key("timestamp", "auto", column("auto, a column name or 0-based index, or null"),
             "For numbers: the time column (by header name or 0-based index).  auto: a column "
             "named timestamp, time, date, datetime or ts, or a first field that is an ISO 8601 "
             "time; null: none.  Times are ISO 8601 (2014-07-01 00:30:00, a T, fractions, Z or "
@@ -401,14 +398,14 @@ SECTIONS = (
         Key("dead_letter", None, text(null=True),
             "Append every rejected line (number, reason, text) as JSON to this file (null: "
             "don't)."),
-        Key("key", None, _key,
+        Key("key", None, column("null, a column name or 0-based index"),
             "Many series in one stream: the column (header name or 0-based index) or, for "
             "jsonl, the field (a string, or an integer taken as text) naming each row's "
             "series (as written: no CSV quoting; an empty key, one with a control character or "
-            "one that is not UTF-8 is rejected as \"bad key\").  Each key gets its own model with these settings (its own warm-up, "
-            "features, score and drift monitor), and all keys' models live in one SQLite state "
-            "store (checkpoint.path/keys.sqlite, or checkpoint.path itself if it ends in "
-            ".sqlite).  null: one series."),
+            "one that is not UTF-8 is rejected as \"bad key\").  Each key gets its own model "
+            "with these settings (its own warm-up, features, score and drift monitor), and all "
+            "keys' models live in one SQLite state store (checkpoint.path/keys.sqlite, or "
+            "checkpoint.path itself if it ends in .sqlite).  null: one series."),
     )),
     Section("batch", keys=(
         Key("max_rows", 1000, number(1, 10**7, integer=True),
