@@ -66,6 +66,16 @@ def _parse_columns(text: str | None):
     return columns
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"wants a whole number >= 1, got {text!r}")
+    return value
+
+
 def parsed_blocks(stream, columns=None, n_fields=None):
     """Parse a byte stream block by block (cut at newlines); yields :class:`Parsed` blocks."""
     lines = LineBuffer()
@@ -483,26 +493,30 @@ def load_any(path: str, key: str | None = None):
     return checkpoint.loads(document, source=f"{path} key {key!r}")
 
 
-def store_listing(path: str) -> dict:
-    """A state store's keys (points, last update, anomalies, alarms, rows waiting) and the
-    daemon's position and counters, as JSON-compatible data."""
+def store_listing(path: str, order: str = "key", top: int | None = None) -> dict:
+    """A state store's keys (points, last update, anomalies, alarms, rows waiting; sorted by
+    ``order``, the first ``top`` only if given) and the daemon's position and counters, as
+    JSON-compatible data."""
     store = _open_store(path)
     if store is None:
         raise CommandError(f"{path}: --keys needs a state store (a keyed emstreamd's "
                            "keys.sqlite)")
     try:
-        keys, meta = store.listing(), store.meta("daemon") or {}
+        keys, meta = store.listing(order, top), store.meta("daemon") or {}
+        total = len(store)
     finally:
         store.close()
     for row in keys:
         if row["updated"] is not None:
             row["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["updated"]))
-    return {"store": path, "keys": keys, "counters": meta.get("counters"),
-            "input": meta.get("input")}
+    return {"store": path, "n_keys": total, "sorted_by": order, "keys": keys,
+            "counters": meta.get("counters"), "input": meta.get("input")}
 
 
 def _format_listing(info: dict) -> str:
-    lines = [f"state store {info['store']}: {len(info['keys'])} keys"]
+    shown = "" if len(info["keys"]) == info["n_keys"] else \
+        f", the first {len(info['keys'])} by {info['sorted_by']}"
+    lines = [f"state store {info['store']}: {info['n_keys']} keys{shown}"]
     if info["input"]:
         lines.append(f"input: {info['input'].get('path', info['input'].get('kind'))} at byte "
                      f"{info['input'].get('offset')} (line {info['input'].get('next_line')})")
@@ -517,7 +531,7 @@ def _format_listing(info: dict) -> str:
 
 def cmd_inspect(args) -> int:
     if args.keys:
-        info = store_listing(args.checkpoint)
+        info = store_listing(args.checkpoint, args.sort, args.top)
         print(json.dumps(info, indent=1) if args.json else _format_listing(info))
         return 0
     loaded = load_any(args.checkpoint, args.key)
@@ -666,6 +680,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "single series' checkpoint)")
     inspect.add_argument("--keys", action="store_true", help="list a state store's keys: "
                          "points, anomalies, drift alarms, rows waiting, last update")
+    inspect.add_argument("--sort", default="key", choices=("key", "points", "anomalies",
+                                                           "alarms", "updated", "waiting"),
+                         help="--keys: by key name, or the most (the latest) first")
+    inspect.add_argument("--top", type=_positive_int, metavar="N",
+                         help="--keys: only the first N keys of that order")
     _add_view_options(inspect, "draw the density (1 feature), covariance ellipses (2), or a "
                       "grid of every pair of features (3 or more)")
     inspect.add_argument("--data", metavar="DATA", help="data to draw under --plot")

@@ -137,10 +137,17 @@ class KeyStore:
         """Keys whose document holds rows not yet learned (a partial mini-batch)."""
         return [row[0] for row in self._db.execute("SELECT key FROM keys WHERE pending > 0")]
 
-    def listing(self) -> list[dict]:
-        """One summary per key (points, last update, anomalies, alarms), by key."""
-        rows = self._db.execute("SELECT key, points, updated, anomalies, alarms, pending FROM "
-                                "keys ORDER BY key")
+    # What a listing may be sorted by: the key (ascending), or the most first.
+    ORDERS = {"key": "key", "points": "points DESC, key", "anomalies": "anomalies DESC, key",
+              "alarms": "alarms DESC, key", "updated": "updated DESC, key",
+              "waiting": "pending DESC, key"}
+
+    def listing(self, order: str = "key", limit: int | None = None) -> list[dict]:
+        """One summary per key (points, last update, anomalies, alarms, rows waiting), sorted
+        by ``order`` (one of :attr:`ORDERS`), the first ``limit`` only if given."""
+        sql = ("SELECT key, points, updated, anomalies, alarms, pending FROM keys ORDER BY "
+               + self.ORDERS[order])  # (a fixed string per order: nothing of the caller's)
+        rows = self._db.execute(sql + " LIMIT ?", (-1 if limit is None else int(limit),))
         names = ("key", "points", "updated", "anomalies", "alarms", "pending")
         return [dict(zip(names, row)) for row in rows]
 

@@ -214,6 +214,14 @@ def test_inspect_and_diff_read_a_state_store(tmp_path, capsys):
     listing = json.loads(capsys.readouterr().out)
     assert [row["key"] for row in listing["keys"]] == ["host-000", "host-001", "host-002"]
     assert all(row["points"] >= 300 for row in listing["keys"])
+    # The keys with the most points first, the first two only (a fleet's busiest keys).
+    assert emstream_main(["inspect", store, "--keys", "--sort", "points", "--top", "2",
+                          "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)
+    most = sorted(listing["keys"], key=lambda row: (-row["points"], row["key"]))[:2]
+    assert top["keys"] == most and top["n_keys"] == 3
+    assert emstream_main(["inspect", store, "--keys", "--sort", "points", "--top", "2"]) == 0
+    assert "3 keys, the first 2 by points" in capsys.readouterr().out
     assert emstream_main(["inspect", store, "--key", "host-001", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     document = KeyStore(store).get("host-001")
