@@ -3,9 +3,10 @@ ones in an SQLite state store.
 
 Stages: the source and parser are the single-series daemon's (:class:`emstreamd.loop.Daemon`);
 :mod:`emstreamd.router` groups each block's rows by key; each key's rows wait in its own
-:class:`~emstreamd.batcher.Pending` mini-batch (the single series' batcher) and are learned by its own :class:`~emstreamd.keymonitor.KeyMonitor` (the same
-batch sizes, warm-up, features, score and drift monitor as a daemon fed that key's rows
-alone); per-point lines carry the key; :class:`emstream.store.KeyStore` holds every key.
+mini-batch (:class:`emstreamd.batcher.Pending`, the single series' batcher) and are learned by
+its own :class:`~emstreamd.keymonitor.KeyMonitor` (the same batch sizes, warm-up, features,
+score and drift monitor as a daemon fed that key's rows alone); per-point lines carry the key;
+:class:`emstream.store.KeyStore` holds every key.
 
 Exactly once, per key: a key's checkpoint document holds its model *and* the rows of its
 partial mini-batch, so the position can always move past every line read.  At most
@@ -26,13 +27,14 @@ from pathlib import Path
 from emstream import checkpoint
 from emstream.store import KeyStore, StoreError, store_location
 
+from .batcher import Pending
 from .errors import EX_CANTCREAT, EX_IOERR, StartError
 from .keymonitor import COUNTED, KeyMonitor
-from .batcher import Pending
 from .loop import Daemon, PendingRejects
 from .router import groups
 
 log = logging.getLogger("emstreamd")
+
 
 def store_path(config: dict) -> Path:
     """Where a keyed daemon's state store is (:func:`emstream.store.store_location`)."""
