@@ -466,7 +466,8 @@ def test_a_stop_during_the_end_of_input_flush_is_prompt_and_loses_nothing(tmp_pa
     _run([*args, "--checkpoint", str(tmp_path / "whole")])
     stopped = subprocess.Popen([*DAEMON[:-2], "--log-level", "INFO", *args, "--checkpoint",
                                 str(tmp_path / "stopped")], stderr=subprocess.PIPE, text=True)
-    _stop_when_logged(stopped, "end of input: learning the last rows of 600 keys")
+    rest = _stop_when_logged(stopped, "end of input: learning the last rows of 600 keys")
+    assert "checkpoint (shutdown)" in rest
     meta = _store(tmp_path / "stopped" / "keys.sqlite")[1]
     assert meta["counters"]["batches"] < 600, meta["counters"]  # stopped part-way
     assert meta["counters"]["lines"] == keys.size  # every line read is kept
@@ -550,3 +551,22 @@ def test_a_stop_during_a_refit_of_every_key_is_prompt(tmp_path):
     rest = _stop_when_logged(process, "refit (SIGUSR2)")
     assert "refit (SIGUSR2) stopped after" in rest
     assert rest.count("refit (SIGUSR2) on the last") < 399
+
+
+def test_the_end_of_input_flush_commits_as_it_goes(tmp_path):
+    """Thousands of keys learning their last rows take minutes: checkpoint.every_points counts
+    the rows they learn, so the flush is committed as it goes and a kill does not undo all of
+    it.  (An intermediate version counted only rows read: no checkpoint during the flush.)"""
+    rng = np.random.default_rng(11)
+    keys = np.repeat(np.arange(300), 30)  # 9,000 rows, all learned by the flush
+    rng.shuffle(keys)
+    (tmp_path / "k.txt").write_text("".join(f"k{k} {v:.3f}\n" for k, v in
+                                            zip(keys, rng.normal(size=keys.size))))
+    done = subprocess.run([*DAEMON[:-2], "--log-level", "INFO", "--input",
+                           str(tmp_path / "k.txt"), "--checkpoint", str(tmp_path / "k"),
+                           "--set", "input.key=0", "--set", "checkpoint.every_points=2000",
+                           "--set", "keys.checkpoint_share=1", "--no-output"],
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    flush = done.stderr.decode().split("end of input: learning the last rows")[1]
+    assert flush.count("checkpoint (scheduled)") >= 3

@@ -276,7 +276,13 @@ class KeyedDaemon(Daemon):
                 break
             series = self._series(key)
             if series.pending.count:
-                self._learn(key, series, series.pending.count)
+                count = series.pending.count
+                self._learn(key, series, count)
+                if self.source.at_end:
+                    # (Counted when read, possibly before the last checkpoint; learning them
+                    # now is new state, which checkpoint.every_points must see for the flush
+                    # to commit as it goes.)
+                    self.since_checkpoint += count
             else:
                 self.waiting.pop(key)
             self._evict()
