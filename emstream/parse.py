@@ -61,6 +61,9 @@ _CODES = {reason: code for code, reason in enumerate(REASONS)}
 _NUMBER = re.compile(rb"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _NON_FINITE = re.compile(rb"[+-]?(?:nan|inf(?:inity)?)", re.IGNORECASE)
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_SEPARATORS = re.compile(rb"[ \t\r,]+")
+_SPACES = bytes.maketrans(b",\r", b"  ")
+_SNIPPET = 60
 
 
 def is_bad_key(name: bytes) -> bool:
@@ -72,9 +75,6 @@ def is_bad_key(name: bytes) -> bool:
     (False, True, True)
     """
     return not name or _CONTROL.search(name) is not None
-_SEPARATORS = re.compile(rb"[ \t\r,]+")
-_SPACES = bytes.maketrans(b",\r", b"  ")
-_SNIPPET = 60
 
 
 class Reject(NamedTuple):
@@ -1009,8 +1009,9 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
         field", "non-numeric" (a value that is not a number; booleans included),
         "non-finite" (NaN, Infinity, or a number that overflows a float), "out of range"
         (beyond ±1e100, integers of any size included), "too long", "invalid utf-8",
-        "blank".  Lines that are too long, blank, not UTF-8 or do not start with "{" are
-        found in bulk; the others are decoded one by one (a repeated bad one once).
+        "blank"; with ``key``, "bad key" (an empty key, or one holding a control character:
+        :func:`is_bad_key`).  Lines that are too long, blank, not UTF-8 or do not start with
+        "{" are found in bulk; the others are decoded one by one (a repeated bad one once).
 
     Examples
     --------
