@@ -36,8 +36,36 @@ def full_covariances(covariances: np.ndarray, covariance_type: str, n_components
     return np.asarray(covariances)[:, None, None] * np.eye(n_features)
 
 
+def _ridged(covs: np.ndarray) -> np.ndarray:
+    """Covariances (K, D, D) plus a ridge of 1e-9 of each one's mean variance: positive
+    definite again where a component collapsed onto a line at a scale that swallows
+    ``reg_covar`` (values near 1e99 whose variance is 1e151: 1e-6 is lost in it)."""
+    covs = np.asarray(covs, dtype=float)
+    d = covs.shape[-1]
+    scale = np.maximum(np.trace(covs, axis1=-2, axis2=-1) / d, np.finfo(float).tiny)
+    return covs + 1e-9 * scale[:, None, None] * np.eye(d)
+
+
+def _robustly(measure, means_a, covs_a, means_b, covs_b) -> np.ndarray:
+    """``measure`` of the components as they are, or, if some covariance is numerically
+    singular (a factorisation fails or a value comes out non-finite), of the ridged ones
+    (:func:`_ridged`); the usual case is computed exactly as before."""
+    try:
+        with np.errstate(all="ignore"):
+            out = measure(means_a, covs_a, means_b, covs_b)
+        if np.all(np.isfinite(out)):
+            return out
+    except np.linalg.LinAlgError:
+        pass
+    return measure(means_a, _ridged(covs_a), means_b, _ridged(covs_b))
+
+
 def _log_overlap(means_a, covs_a, means_b, covs_b) -> np.ndarray:
     """``log ∫ N(x|a_i) N(x|b_j) dx = log N(μ_a_i | μ_b_j, Σ_a_i + Σ_b_j)``, shape (Ka, Kb)."""
+    return _robustly(_log_overlap_of, means_a, covs_a, means_b, covs_b)
+
+
+def _log_overlap_of(means_a, covs_a, means_b, covs_b) -> np.ndarray:
     out = np.empty((len(means_a), len(means_b)))
     d = means_a.shape[1]
     for i, (ma, ca) in enumerate(zip(means_a, covs_a)):
@@ -49,7 +77,12 @@ def _log_overlap(means_a, covs_a, means_b, covs_b) -> np.ndarray:
 
 
 def bhattacharyya(means_a, covs_a, means_b, covs_b) -> np.ndarray:
-    """Bhattacharyya distance between every pair of components, shape (Ka, Kb)."""
+    """Bhattacharyya distance between every pair of components, shape (Ka, Kb); finite even
+    for numerically singular covariances (see :func:`_robustly`)."""
+    return np.maximum(_robustly(_bhattacharyya_of, means_a, covs_a, means_b, covs_b), 0.0)
+
+
+def _bhattacharyya_of(means_a, covs_a, means_b, covs_b) -> np.ndarray:
     out = np.empty((len(means_a), len(means_b)))
     for i, (ma, ca) in enumerate(zip(means_a, covs_a)):
         log_det_a = np.linalg.slogdet(ca)[1]
@@ -59,7 +92,7 @@ def bhattacharyya(means_a, covs_a, means_b, covs_b) -> np.ndarray:
             sign, log_det = np.linalg.slogdet(avg)
             out[i, j] = (0.125 * diff @ np.linalg.solve(avg, diff)
                          + 0.5 * (log_det - 0.5 * (log_det_a + np.linalg.slogdet(cb)[1])))
-    return np.maximum(out, 0.0)
+    return out
 
 
 def cauchy_schwarz(weights_a, means_a, covs_a, weights_b, means_b, covs_b) -> float:
