@@ -454,7 +454,8 @@ def run_daemon(block: Block, ctx: Context) -> None:
 
 # ---------------------------------------------------------------- monitoring a time series
 NAB_TABLE_HEADER = re.compile(r"^\| *detector.*\| *standard *\| *low FP *\| *low FN *\|")
-NAB_OWN_ROWS = {"emstreamd, shipped config": "optimised", "the same, at its own threshold": "fixed"}
+NAB_OWN_ROWS = {"emstreamd, shipped config": "optimised", "the same, at its own threshold": "fixed",
+                "its alerts": "alerts"}
 NAB_HISTORICAL = ("the same daemon before this pipeline",)  # an earlier version: not re-run
 NAB_TOLERANCE = 0.1  # points: one unit of the table's last digit (a score on a rounding edge)
 
@@ -485,6 +486,8 @@ def _nab_printed(output: str) -> dict[str, tuple[float, float, float]]:
             section = "optimised"
         elif ln.startswith("== at the daemon's own threshold"):
             section = "fixed"
+        elif ln.startswith("== the daemon's own alerts"):
+            section = "alerts"
         elif m := re.match(r"== profile (\S+)", ln):
             profile = m[1]
         elif profile in profiles and (m := re.match(r"(YOUR RESULTS|\S+) +[\d.]+ +(-?[\d.]+) ",
