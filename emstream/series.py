@@ -67,8 +67,8 @@ class SeriesUpdate:
     score : ndarray (n,) or None
         Calibrated score in [0, 1] (damped inside an alerted episode).
     anomaly : ndarray (n,) of bool
-        The first point of each episode whose score reached the threshold (never while the
-        model is provisional: during the warm-up points are scored, not flagged).
+        The first point of each episode whose score reached the threshold (the provisional
+        models of the warm-up included).
     resp : ndarray (n, K) or None
     gated : ndarray (n,) of bool
         Points beyond the outlier gate (scored, not learned).
@@ -164,10 +164,6 @@ class SeriesMonitor:
             # The parameters the update scores with (the learner's iterate), before it learns.
             marginal = model._learner().iterate.marginal(context)
         generation = self._generation()
-        # Alerts need a settled model: a provisional one (refitted as the warm-up fills) is
-        # scored, and its episodes are held as any, but its rarities are not trusted enough
-        # to flag.
-        settled = model._is_fitted() and not model._learner().warming_up
         update = self.monitor.update(F, with_resp=with_resp)
         n = F.shape[0]
         if update.log_prob is None:
@@ -192,10 +188,9 @@ class SeriesMonitor:
             normal = ~(episode.held | update.gated[start:stop])
             self.calibrator.remember(surprise[start:stop][normal])
             scores[start:stop] = episode.scores
-            if settled:
-                flags[start:stop] = episode.flags
-                events += [{"event": "anomaly", "index": start + int(i),
-                            "score": float(episode.scores[i])} for i in episode.alerts]
+            flags[start:stop] = episode.flags
+            events += [{"event": "anomaly", "index": start + int(i),
+                        "score": float(episode.scores[i])} for i in episode.alerts]
             start = stop
         if self._generation() != generation:
             self._rebase(context)
@@ -211,15 +206,20 @@ class SeriesMonitor:
         return id(learner), learner.adoptions
 
     def _rebase(self, context: list) -> None:
-        """A new model (the warm-up's refits, upkeep, a refit): its surprises have another
+        """A new model (the end of the warm-up, upkeep, a refit): its surprises have another
         level, so the calibration history becomes the new model's surprises on the recent
         learned rows, and the score keeps its meaning at once (the provisional models'
-        surprises would otherwise skew it for a whole window)."""
+        surprises would otherwise skew it for a whole window).
+
+        Not while the warm-up refreshes its provisional model: fitted on a few hundred rows,
+        it finds those rows far less surprising than the next ones (on a clean daily series,
+        a history of its own rows' surprises made two ordinary points of the first week score
+        0.9999), so the history keeps the surprises that points got before they were learned.
+        """
         learner = self.monitor.model._learner()
-        rows = learner.window.recent()
-        if learner.warming_up and learner.buffer:  # a provisional model: its warm-up rows
-            rows = np.concatenate(learner.buffer)
-        rows = rows[-self.calibrator.size:]
+        if learner.warming_up:
+            return
+        rows = learner.window.recent()[-self.calibrator.size:]
         if rows.shape[0] < 2 * MIN_HISTORY:
             return
         self.calibrator.reset(self.conditional_surprise(rows, context))

@@ -305,6 +305,28 @@ def test_a_killed_back_fill_resumes_with_the_same_scores_line_for_line(tmp_path)
     assert seen.keys() == expected.keys()
 
 
+def test_a_provisional_model_alerts_too(tmp_path):
+    """A series shorter than the warm-up (NAB's ad exchange series: ~1,600 points) gets its
+    alerts: the flag is the score at the threshold from the first model on, and an ordinary
+    first week raises none."""
+    rng = np.random.default_rng(7)
+    x = _seasonal(rng, 6 * DAY)
+    spike = 4 * DAY + DAY // 3
+    x[spike] += 3.0
+    data = tmp_path / "short.csv"
+    _write_table(data, x)
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s")],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    saved = checkpoint.load(tmp_path / "s")
+    assert saved.model._online.warming_up  # still provisional at the end
+    flags, rows = _flags(done.stdout.decode())
+    assert flags.tolist() == [spike]
+    assert saved.meta["counters"]["anomalies"] == 1
+    scores = np.array([float(r[5]) for r in rows])
+    assert (scores >= 0.9999).sum() == 1  # the flag is the score at the threshold
+
+
 def test_the_timeline_command_draws_a_series_with_its_alerts(tmp_path):
     from emstream.cli import main
     from emstream.timeline import read_scores
