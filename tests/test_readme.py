@@ -454,8 +454,8 @@ def run_daemon(block: Block, ctx: Context) -> None:
 
 # ---------------------------------------------------------------- monitoring a time series
 NAB_TABLE_HEADER = re.compile(r"^\| *detector.*\| *standard *\| *low FP *\| *low FN *\|")
-NAB_OWN_ROWS = {"emstreamd, shipped config": "optimised", "the same, at its own threshold": "fixed",
-                "its alerts": "alerts"}
+NAB_OWN_ROWS = {"emstreamd, shipped config": "optimised",
+                "the same, at its own threshold": "fixed", "its alerts": "alerts"}
 NAB_HISTORICAL = ("the same daemon before this pipeline",  # earlier versions: not re-run
                   "the same daemon before provisional models alerted: scores / alerts")
 NAB_TOLERANCE = 0.1  # points: one unit of the table's last digit (a score on a rounding edge)
