@@ -74,6 +74,26 @@ def _rows(state):
     return -1 if meta is None else meta["counters"]["rows"]
 
 
+def _freeze(process):
+    """SIGSTOP the daemon and wait until every thread of it has stopped: the signal is
+    delivered asynchronously, and a thread woken in a pipe write (because the test drains
+    the pipe) can hand over more bytes before it stops."""
+    process.send_signal(signal.SIGSTOP)
+
+    def stopped():
+        tasks = f"/proc/{process.pid}/task"
+        states = []
+        for task in os.listdir(tasks):
+            try:
+                with open(f"{tasks}/{task}/stat") as handle:
+                    states.append(handle.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:  # a thread that ended meanwhile
+                continue
+        return all(state in "Tt" for state in states)
+
+    assert _until(stopped, timeout=10), "the daemon did not stop on SIGSTOP"
+
+
 def _stop(process, code=0):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == code, process.stderr.read().decode()
@@ -156,7 +176,7 @@ def test_a_checkpoint_between_a_copytruncate_and_the_reader_noticing_it_loses_no
         _wait_for(process, "checkpoint (SIGUSR1)")
         if _rows(state) == 1000:
             break
-    process.send_signal(signal.SIGSTOP)
+    _freeze(process)
     with open(log, "a") as handle:
         handle.write(_text(300, 2))  # unread: only the copy will hold them
     shutil.copy(log, tmp_path / "app.log.1")
@@ -184,7 +204,7 @@ def test_a_copytruncated_file_written_past_the_position_is_read_from_its_start(t
     log.write_text(_text(500, 1))
     process = _follow(log, state, "--set", "checkpoint.every_seconds=0.2")
     assert _until(lambda: _rows(state) == 500)
-    process.send_signal(signal.SIGSTOP)
+    _freeze(process)
     with open(log, "a") as handle:
         handle.write(_text(100, 2))
     shutil.copy(log, tmp_path / "app.log-20261203")
@@ -214,7 +234,7 @@ def test_output_reader_gone_checkpoint_never_passes_the_last_line_written(tmp_pa
     while seen.count(b"\n") < 3000:  # read a while, then stop reading: the pipe fills up
         seen += os.read(process.stdout.fileno(), 65536)
     time.sleep(1.0)
-    process.send_signal(signal.SIGSTOP)  # so that what was handed over is exactly what is read
+    _freeze(process)  # so that what was handed over is exactly what is read
     os.set_blocking(process.stdout.fileno(), False)
     try:
         while chunk := os.read(process.stdout.fileno(), 65536):
