@@ -43,6 +43,7 @@ from emstreamd import config as daemon_config  # noqa: E402
 
 LEVELS = (0.99, 0.999, 0.9999, 0.99995)
 BATCH = 1000
+SKIPPED = 20 * BATCH  # points left out at the start of a stream: the warm-ups
 
 
 def ratios(scores: np.ndarray) -> str:
@@ -64,7 +65,7 @@ def monitor_scores(X: np.ndarray, features: bool) -> np.ndarray:
     while start < X.shape[0]:
         update = monitor.update(X[start:start + size])
         start += size
-        if update.score is not None and start > 20 * BATCH:  # past the warm-up
+        if update.score is not None and start > SKIPPED:  # past the warm-up
             scores.append(update.score)
         size = min(BATCH, 2 * size)
     return np.concatenate(scores)
@@ -105,6 +106,9 @@ def main(argv=None) -> int:
     parser.add_argument("--kit", type=Path, default=ROOT.parent / "shared" / "nab")
     args = parser.parse_args(argv)
     n = args.points
+    if n <= SKIPPED:
+        parser.error(f"--points must exceed {SKIPPED:,}: the rates leave out the first "
+                     f"{SKIPPED:,} points (the model's and the calibration's warm-up)")
     rng = np.random.default_rng(0)
     print(f"observed / nominal rate of scores >= level, stationary streams of {n:,} points\n")
     print(f"{'stream':<42}" + "".join(f"{level:>9}" for level in LEVELS))
