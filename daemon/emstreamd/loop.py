@@ -42,6 +42,9 @@ _TERMINAL = sys.stderr.isatty()
 STALL_SECONDS = 60.0
 # A checkpoint that failed (a full disk) is tried again after this many seconds, not at once.
 CHECKPOINT_RETRY_SECONDS = 5.0
+# Longest wait for input in one turn of the loop: signals, reloads and the watchdog are acted
+# on between turns.
+IDLE_WAIT = 0.2
 # Rejected lines logged: the first ones, then one in so many (counted over the daemon's life).
 LOGGED_REJECTS = 20
 LOG_REJECT_EVERY = 1000
@@ -708,7 +711,11 @@ class Daemon:
                 self._reload()
             if self.flags.stop:
                 break
-            timeout = 0.2
+            timeout = IDLE_WAIT
+            if self.watchdog.interval is not None:
+                # An idle turn must not outlast the ping interval (half systemd's period): a
+                # short WATCHDOG_USEC would otherwise see pings 0.2 s apart and kill the daemon.
+                timeout = min(timeout, self.watchdog.interval / 2)
             if self.first_pending_at is not None and not by_count_only:
                 timeout = max(0.0, min(timeout, self.first_pending_at + settings["max_wait"]
                                        - time.monotonic()))
