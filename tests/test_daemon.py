@@ -129,9 +129,29 @@ def _send(process, values):
 
 
 def _readline(stream, deadline):
+    """The next line of a subprocess's pipe, or "" if none comes by ``deadline``.
+
+    A buffered reader's ``readline`` can take several lines into its buffer at once, where
+    ``select`` (which sees only the pipe) misses them: the buffer is looked at first."""
     import select
+    if b"\n" in _buffered(stream):
+        return stream.readline().decode()
     ready, _, _ = select.select([stream], [], [], max(0.0, deadline - time.monotonic()))
     return stream.readline().decode() if ready else ""
+
+
+def _buffered(stream) -> bytes:
+    """What a buffered reader holds (or a non-blocking read of the pipe brings), unread."""
+    if not hasattr(stream, "peek"):
+        return b""
+    fd = stream.fileno()
+    os.set_blocking(fd, False)
+    try:
+        return stream.peek()
+    except BlockingIOError:
+        return b""
+    finally:
+        os.set_blocking(fd, True)
 
 
 def _wait_for(process, text, timeout=30):
@@ -170,8 +190,10 @@ def test_sigterm_finishes_the_batch_and_leaves_a_final_checkpoint(tmp_path):
     process = _start_on_a_pipe(tmp_path)
     _wait_for(process, "warm-up complete")
     _send(process, np.random.default_rng(3).normal(8, 1, 300))
-    assert _readline(process.stdout, time.monotonic() + 30)  # labels are flowing
-    time.sleep(0.5)
+    deadline, line = time.monotonic() + 30, "-"
+    while line and not line.startswith("600,"):  # the last point's line: all 600 learned
+        line = _readline(process.stdout, deadline)
+    assert line.startswith("600,"), line
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     loaded = checkpoint.load(tmp_path / "state")

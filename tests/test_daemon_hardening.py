@@ -232,7 +232,9 @@ def test_output_reader_gone_checkpoint_never_passes_the_last_line_written(tmp_pa
     process = _start(*common, stdout=subprocess.PIPE)
     seen = b""
     while seen.count(b"\n") < 3000:  # read a while, then stop reading: the pipe fills up
-        seen += os.read(process.stdout.fileno(), 65536)
+        chunk = os.read(process.stdout.fileno(), 65536)
+        assert chunk, process.stderr.read().decode()  # (an early exit: fail, do not spin)
+        seen += chunk
     time.sleep(1.0)
     _freeze(process)  # so that what was handed over is exactly what is read
     os.set_blocking(process.stdout.fileno(), False)
@@ -445,15 +447,21 @@ def test_idle_metrics_connections_cannot_exhaust_file_descriptors(tmp_path):
     for _ in range(300):
         connection = socket.create_connection(("127.0.0.1", port), timeout=5)
         idle.append(connection)
-    time.sleep(0.5)
-    closed = 0
-    for connection in idle:
-        connection.settimeout(0.01)
-        try:
-            closed += connection.recv(1) == b""
-        except TimeoutError:
-            pass
-    assert closed >= 250  # beyond the bound: closed by the server, not held
+    shut = set()
+
+    def closed() -> int:  # (polled: the server's thread may still be accepting)
+        for connection in idle:
+            if connection not in shut:
+                connection.settimeout(0.001)
+                try:
+                    if connection.recv(1) == b"":
+                        shut.add(connection)
+                except TimeoutError:
+                    pass
+        return len(shut)
+
+    # (within 5 s: the idle timeout, 10 s, would close them all anyway)
+    assert _until(lambda: closed() >= 250, timeout=5), len(shut)  # closed, not held
     process.stdin.write(_text(500).encode())
     process.stdin.flush()
     process.send_signal(signal.SIGUSR1)
@@ -471,8 +479,8 @@ def test_the_metrics_server_closes_an_idle_connection():
 
     metrics = Metrics(0, idle_timeout=0.3)
     try:
+        started = time.monotonic()  # (before: the server's timer may start before we return)
         with socket.create_connection(("127.0.0.1", metrics.port), timeout=5) as silent:
-            started = time.monotonic()
             assert silent.recv(1) == b""  # closed by the server after its idle timeout
             assert 0.2 < time.monotonic() - started < 3
         assert _get(metrics.port, "/healthz") == (200, "ok\n")
@@ -488,12 +496,12 @@ def test_rejects_name_the_file_and_the_line_within_it_after_a_rotation(tmp_path)
                                 "--checkpoint", str(tmp_path / "state"), "--no-output"],
                                stderr=subprocess.PIPE)
     try:
-        time.sleep(3.0)
+        seen = _wait_for(process, "ready")  # the first file is open (the follower opens it first)
         path.rename(tmp_path / "values.log.1")
         path.write_text("4\nnot a number\n5\n")
-        time.sleep(4.0)
+        seen += _wait_for(process, "rejected (non-numeric)")
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
-    err = err.decode()
+    err = "".join(seen) + err.decode()
     assert f"line 5 ({path} line 2) rejected (non-numeric)" in err, err
