@@ -82,18 +82,23 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path):
     settings = ["--config", CONFIG, "--no-output", "--input", str(data), "--set",
                 "batch.max_rows=50", "--set", "checkpoint.every_points=2000", "--set",
                 "status.every_seconds=0"]
+    process = subprocess.Popen([*DAEMON, *settings, "--checkpoint", str(reference)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for(process, "ready")
     started = time.monotonic()
-    done = _run(*settings, "--checkpoint", str(reference))
-    uninterrupted = time.monotonic() - started
-    assert done.returncode == 0
-    # Kill after a random share of what a whole run takes, so that it takes ~40 restarts on
-    # any machine to get through the file.
+    assert process.wait(timeout=300) == 0
+    learning = time.monotonic() - started  # the run after its start-up
+    # Kill at a random moment after the start-up (a kill before it lands in the imports, not
+    # in a batch or a checkpoint): 30 kills take about 40% of the file on any machine, and a
+    # last run finishes it.
     rng = np.random.default_rng(0)
     kills = 0
     while True:
         process = subprocess.Popen([*DAEMON, *settings, "--checkpoint", str(state)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        delay = float(rng.uniform(0.0, uninterrupted / 20)) + 0.25
+        if kills < 30:
+            _wait_for(process, "ready", timeout=120)
+        delay = float(rng.uniform(0.0, learning / 40))
         try:
             process.wait(timeout=delay if kills < 30 else 120)
         except subprocess.TimeoutExpired:
