@@ -51,7 +51,7 @@ def _stop(process):
 def test_appends_rename_rotation_copytruncate_and_a_missing_file(tmp_path):
     log, state = tmp_path / "app.log", tmp_path / "state"
     process = _daemon(log, state)  # the file does not exist yet
-    time.sleep(0.5)
+    _wait_for(process, "ready")  # (and still does not: the daemon waits for it)
     log.write_text(_lines(1000, 1))
     assert _until(lambda: _rows(state) == 1000)
     with open(log, "a") as handle:  # append, with a partial last line finished later
