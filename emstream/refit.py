@@ -525,4 +525,9 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
             kept = np.ones(len(rows.X), dtype=bool)
             return Search(Candidate("current", current, None, kept), names, scores, False, 0)
     best = robust_em(rows, points[choice - offset], settings, names[choice])
+    if best.stats is None:
+        # No row lies within the gate of the start (a gate far below the data's own spread):
+        # the fit learns from every row rather than from none.
+        best = robust_em(rows, points[choice - offset], replace(settings, gate=None),
+                         names[choice])
     return Search(best, names, scores, True, choice)

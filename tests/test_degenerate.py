@@ -149,3 +149,20 @@ def test_both_factor_routes_agree_and_repair_a_singular_covariance(route):
     np.testing.assert_allclose(prec[2] @ prec[2].T @ repaired[2], np.eye(3), atol=1e-3)
     other = "_precision_cholesky_stacked" if route.endswith("each") else "_precision_cholesky_each"
     np.testing.assert_allclose(getattr(gaussian, other)(covs.copy()), prec, rtol=1e-9)
+
+
+@pytest.mark.parametrize("gate", [1e-10, 0.5])
+def test_a_gate_below_the_datas_own_spread_still_learns(gate):
+    """``outlier_gate`` far below the distances of ordinary points (a user's 1e-10, or 0.5 in
+    10-D): the warm-up's fit found no row within the gate of its start and returned no
+    statistics, and the learner crashed.  The fit then uses every row, and far rows that keep
+    coming are learned online as the stream's own."""
+    X = np.random.default_rng(0).normal(size=(3000, 10)) * np.arange(1, 11)
+    gm = GaussianMixture(3, outlier_gate=gate, random_state=0)
+    for start in range(0, len(X), 100):
+        gm.partial_fit(X[start:start + 100])
+    assert np.isfinite(gm.means_).all() and np.isfinite(gm.covariances_).all()
+    assert gm.n_gated_ < len(X) // 10
+    # the spread of every feature is learned, not lost to the gate (sd 1 to 10)
+    spread = np.sqrt(np.einsum("k,kdd->d", gm.weights_, gm.covariances_))
+    np.testing.assert_allclose(spread, np.arange(1, 11), rtol=0.2)
