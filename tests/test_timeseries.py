@@ -98,6 +98,25 @@ def test_unknown_columns_are_a_layout_error():
         find_layout(b"timestamp,value\n2014-07-01,1\n", timestamp=5)
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("input.timestamp=stamp", "input.timestamp 'stamp' is not a column (no header)"),
+    ("input.timestamp=3", "input.timestamp 3 out of range for 1 fields per line"),
+    ("input.columns=[load]", "input.columns names columns, but the input has no header line"),
+])
+def test_settings_the_input_does_not_fit_stop_the_daemon_in_one_line(tmp_path, setting,
+                                                                      message):
+    """Columns named or numbered that the first lines do not have: exit 78 and one line saying
+    so (it was a LayoutError's traceback, exit 1), before anything is learned."""
+    (tmp_path / "x.txt").write_text("".join(f"{v}\n" for v in range(50)))
+    done = subprocess.run([*DAEMON, "--input", str(tmp_path / "x.txt"), "--checkpoint",
+                           str(tmp_path / "s"), "--no-output", "--set", setting],
+                          capture_output=True, timeout=60)
+    err = done.stderr.decode()
+    assert done.returncode == 78 and "Traceback" not in err, err
+    assert err.splitlines()[-1] == f"emstreamd: the input does not fit the configuration: {message}"
+    assert not list((tmp_path / "s").glob("checkpoint-*"))
+
+
 # ---------------------------------------------------------------------- features
 def test_features_are_causal_and_a_restart_continues_them_exactly():
     rng = np.random.default_rng(0)

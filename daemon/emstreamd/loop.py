@@ -330,13 +330,18 @@ class Daemon:
             if self.layout is None and data.strip():
                 # The first block decides: a table with a header and/or a time column, or
                 # plain numbers.
-                self.layout = find_layout(_head(data), columns=settings["columns"],
-                                          timestamp=settings["timestamp"], key=settings["key"],
-                                          first_line=first) or False
+                try:
+                    self.layout = find_layout(_head(data), columns=settings["columns"],
+                                              timestamp=settings["timestamp"],
+                                              key=settings["key"], first_line=first) or False
+                except LayoutError as exc:  # (before anything is learned: nothing to undo)
+                    raise StartError(f"the input does not fit the configuration: {exc}",
+                                     EX_CONFIG) from None
                 if self.layout is False and any(isinstance(c, str)
                                                 for c in settings["columns"] or ()):
-                    raise LayoutError("input.columns names columns, but the input has no "
-                                      "header line")
+                    raise StartError("the input does not fit the configuration: input.columns "
+                                     "names columns, but the input has no header line",
+                                     EX_CONFIG)
             if self.layout:
                 parsed = parse_table(data, self.layout, first_line=first,
                                      max_line_bytes=settings["max_line_bytes"])

@@ -285,6 +285,13 @@ def _input_rules(full: dict) -> None:
 
 def _size_rules(full: dict) -> None:
     k = full["model"]["n_components"]
+    if full["model"]["warmup_size"] < k:
+        raise ConfigError(f"model.warmup_size must be at least model.n_components ({k}): the "
+                          f"warm-up gives every component a point, got "
+                          f"{full['model']['warmup_size']}")
+    if full["model"]["max_iter"] < 1:
+        raise ConfigError("model.max_iter must be at least 1: the daemon fits by EM (0 only "
+                          "lets the library's fit(X) return its start)")
     if full["refit"]["window"] < k:
         raise ConfigError("refit.window must hold at least n_components points")
     if full["drift"]["refit_points"] < k:
