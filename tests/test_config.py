@@ -56,6 +56,8 @@ def test_shipped_file_sets_every_daemon_key():
     ("output.episode_hold=week", "output.episode_hold must be day or a number of points"),
     ("output.episode_hold=-1", "output.episode_hold must be day or a number of points"),
     ("output.episode_hold=true", "output.episode_hold must be day or a number of points"),
+    ("model.warmup_size=2", r"model.warmup_size must be at least model.n_components \(3\)"),
+    ("model.max_iter=0", "model.max_iter must be at least 1"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(daemon_config.ConfigError, match=message):
