@@ -47,6 +47,40 @@ from .ring import RingBuffer
 from .validation import check_float, check_int
 
 DETECTORS = ("page-hinkley", "adwin")
+
+
+def _positive_int(value, name):
+    return check_int(value, name, 1)
+
+
+# What the named detectors' arguments must be, checked before a detector is built: a string
+# failed only at the first block, an alpha above 1 or a huge delta overflowed the cumulative
+# sums into a checkpoint that cannot be written, and river's ADWIN (Rust) panics on a zero
+# clock or bucket count.
+_DETECTOR_ARGUMENTS = {
+    "page-hinkley": {
+        "min_instances": _positive_int,
+        "delta": lambda v, name: check_float(v, name, 0.0, 1e6),
+        "threshold": lambda v, name: check_float(v, name, 0.0, 1e12, low_open=True),
+        "alpha": lambda v, name: check_float(v, name, 0.0, 1.0, low_open=True),
+        "mode": None},  # (PageHinkley names the modes itself)
+    "adwin": {
+        "delta": lambda v, name: check_float(v, name, 0.0, 1.0, low_open=True, high_open=True),
+        "clock": _positive_int, "max_buckets": _positive_int,
+        "min_window_length": _positive_int, "grace_period": _positive_int},
+}
+
+
+def _check_detector_params(detector: str, params: dict) -> None:
+    """ValueError naming the first argument of ``detector`` that is unknown or out of range."""
+    known = _DETECTOR_ARGUMENTS[detector]
+    unknown = sorted(map(str, set(params) - set(known)))
+    if unknown:
+        raise ValueError(f"{detector} has no argument(s) {', '.join(unknown)}; it takes "
+                         f"{', '.join(known)}")
+    for name, value in params.items():
+        if known[name] is not None:
+            known[name](value, f"{detector} {name}")
 # Page–Hinkley on per-point surprise in units of its robust spread under the current model
 # (0.45 nats for a 1-D Gaussian component, so these equal the 0.25 and 50 nats that fired
 # 18–60 points after a 3σ shift with no false alarm over millions of stationary points; on
@@ -208,6 +242,8 @@ class DriftMonitor:
                              f"None, got {self.detector!r}")
         if self.detector_params is not None and not isinstance(self.detector_params, dict):
             raise ValueError("detector_params must be a dict")
+        if self.detector in DETECTORS:
+            _check_detector_params(self.detector, self.detector_params or {})
         check_int(self.block, "block", 1)
         check_int(self.refit_points, "refit_points", 1)
         check_int(self.quantile_window, "quantile_window", 100)

@@ -401,3 +401,37 @@ def test_a_stream_that_mostly_repeats_one_value_raises_no_false_alarm():
         feed(monitor, counter(rng, 3_000, 0.45), 100)
         alarms = [e for e in monitor.events_ if e["event"] == "drift"][before:]
         assert alarms and alarms[0]["point"] - 20_000 <= 2_000, monitor.events_
+
+
+@pytest.mark.parametrize("detector, params, message", [
+    ("page-hinkley", {"delta": "x"}, "page-hinkley delta must be a finite number"),
+    ("page-hinkley", {"delta": 1e308}, "page-hinkley delta must be a finite number"),
+    ("page-hinkley", {"alpha": 2}, r"page-hinkley alpha must be a finite number in \(0, 1\]"),
+    ("page-hinkley", {"threshold": float("nan")}, "page-hinkley threshold must be"),
+    ("page-hinkley", {"min_instances": 0}, "page-hinkley min_instances must be an integer"),
+    ("page-hinkley", {"lambda": 1}, "page-hinkley has no argument"),
+    ("adwin", {"clock": 0}, "adwin clock must be an integer >= 1"),
+    ("adwin", {"max_buckets": 0}, "adwin max_buckets must be an integer >= 1"),
+    ("adwin", {"delta": 1.5}, "adwin delta must be a finite number in"),
+])
+def test_bad_detector_arguments_are_refused_when_the_monitor_is_built(detector, params, message):
+    """Before, a string failed only at the first block, alpha above 1 or a huge delta overflowed
+    the detector's sums into a checkpoint that could not be written, and river's ADWIN panicked
+    (in Rust) on a zero clock."""
+    with pytest.raises(ValueError, match=message):
+        DriftMonitor(GaussianMixture(2), detector=detector, detector_params=params)
+
+
+@pytest.mark.parametrize("detector, params", [
+    ("page-hinkley", {"delta": 0.1, "threshold": 20, "alpha": 1, "min_instances": 5,
+                      "mode": "up"}),
+    ("adwin", {"delta": 0.01, "clock": 1, "max_buckets": 1, "min_window_length": 1,
+               "grace_period": 1}),
+])
+def test_good_detector_arguments_are_taken(detector, params):
+    X = np.random.default_rng(0).normal(size=(3000, 1))
+    monitor = DriftMonitor(GaussianMixture(2, random_state=0), detector=detector,
+                           detector_params=params)
+    for start in range(0, 3000, 500):
+        monitor.update(X[start:start + 500])
+    assert np.isfinite(monitor.model.means_).all()
