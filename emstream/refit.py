@@ -386,7 +386,7 @@ def _held_out(rows: Sample, models: list) -> list:
     """Mean log-likelihood of each model over the rows at least one of them keeps (far rows
     kept by none count only if they recur), weighted; ``-inf`` for a missing model."""
     present = [m for m in models if m is not None]
-    if not present:
+    if not present or rows.size == 0:  # (nothing to judge by: a refit of one row)
         return [-np.inf] * len(models)
     gate = None
     judged = np.zeros(len(rows.X), dtype=bool)

@@ -166,3 +166,15 @@ def test_a_gate_below_the_datas_own_spread_still_learns(gate):
     # the spread of every feature is learned, not lost to the gate (sd 1 to 10)
     spread = np.sqrt(np.einsum("k,kdd->d", gm.weights_, gm.covariances_))
     np.testing.assert_allclose(spread, np.arange(1, 11), rtol=0.2)
+
+
+def test_a_refit_on_a_single_row_keeps_the_model():
+    """refit.window 1 with K=1 in the daemon: the held-out judging had an empty half and the
+    E-step crashed on it.  With nothing to judge by, the current model stays."""
+    X = np.random.default_rng(0).normal(size=(500, 1))
+    gm = GaussianMixture(1, random_state=0).fit(X)
+    before = gm.means_.copy(), gm.covariances_.copy()
+    gm.refit(X[:1])
+    np.testing.assert_array_equal(gm.means_, before[0])
+    np.testing.assert_array_equal(gm.covariances_, before[1])
+    assert gm.last_refit_["replaced"] is False
