@@ -78,3 +78,13 @@ def test_warm_up_smaller_than_the_components_is_refused_by_partial_fit(X):
     with pytest.raises(ValueError, match="warmup_size .1. must be at least n_components"):
         gm.partial_fit(X)
     gm.fit(X)  # batch fits need no warm-up
+
+
+def test_an_integer_beyond_int64_is_a_number_and_one_beyond_float_is_not_finite():
+    """numpy's isfinite refuses Python integers beyond int64 (a TypeError that named no
+    parameter: the daemon printed "model: ufunc 'isfinite' not supported")."""
+    from emstream.validation import check_float
+
+    assert check_float(10**30, "tol", 0.0) == 1e30
+    with pytest.raises(ValueError, match=r"^tol must be a finite number in \[0, inf\), got 1000"):
+        check_float(10**400, "tol", 0.0)
