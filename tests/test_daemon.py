@@ -221,6 +221,31 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path):
     assert process.wait(timeout=30) == 0
 
 
+def test_sighup_refuses_a_pipe_and_names_the_keys_that_wait_for_a_restart(tmp_path):
+    """A named pipe put where the config was: opening it blocked the loop until a writer came
+    (signals and all: only SIGKILL stopped it).  A change to a key that is not live was
+    dropped without a word."""
+    config = tmp_path / "config.yaml"
+    text = (ROOT / "config.yaml").read_text()
+    config.write_text(text)
+    process = _start_on_a_pipe(tmp_path, "--config", str(config))
+    _wait_for(process, "warm-up complete")
+    config.unlink()
+    os.mkfifo(config)
+    process.send_signal(signal.SIGHUP)
+    seen = _wait_for(process, "SIGHUP", timeout=10)
+    assert "keeping the running configuration" in seen[-1] and "not a regular file" in seen[-1]
+    config.unlink()
+    config.write_text(text.replace("n_components: 3", "n_components: 5")
+                      .replace("anomaly_threshold: 0.9999", "anomaly_threshold: 0.999"))
+    process.send_signal(signal.SIGHUP)
+    seen = _wait_for(process, "SIGHUP: configuration reloaded")
+    seen += _wait_for(process, "restart", timeout=10)
+    assert "SIGHUP: model.n_components changed but only take(s) effect on a restart" in seen[-1]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
 def test_configuration_errors_exit_78_with_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("batch:\n  max_rows: many\n")

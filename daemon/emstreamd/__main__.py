@@ -150,7 +150,7 @@ def main(argv=None) -> int:
              args.config or "(shipped defaults)",
              os.path.abspath(config["checkpoint"]["path"]))
     kind = Daemon if config["input"]["key"] is None else KeyedDaemon
-    daemon = kind(config, source, reload=lambda: config_module.load(args.config, overrides),
+    daemon = kind(config, source, reload=lambda: config_module.load(args.config, overrides, block=False),
                   out=out)
     try:
         daemon.resume()

@@ -10,6 +10,8 @@ bound, so that nothing valid here fails hours later.
 from __future__ import annotations
 
 import copy
+import os
+import stat
 
 from . import safeyaml, schema
 from .schema import REPLACED, ConfigError, _show  # noqa: F401 (ConfigError: this module's)
@@ -99,10 +101,18 @@ def parse_override(text: str):
     return section, key, value
 
 
-def read(path: str) -> dict:
-    """The sections in the YAML file ``path`` (not yet validated)."""
+def read(path: str, *, block: bool = True) -> dict:
+    """The sections in the YAML file ``path`` (not yet validated).
+
+    ``block=False`` (a reload by the running daemon): only a regular file is read, since a
+    named pipe without a writer would stall the loop, signals and all (at start-up a pipe is
+    fine: ``--config <(make-config)``)."""
     try:
-        with open(path, "rb") as handle:
+        fd = os.open(path, os.O_RDONLY | (0 if block else os.O_NONBLOCK))
+        with open(fd, "rb") as handle:
+            if not block and not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigError(f"{path}: not a regular file (a pipe or a device would "
+                                  "stall the running daemon)")
             data = handle.read(safeyaml.MAX_BYTES + 1)  # a FIFO or /dev/zero ends here too
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
@@ -121,10 +131,10 @@ def read(path: str) -> dict:
     return config
 
 
-def load(path: str | None, overrides=()) -> dict:
+def load(path: str | None, overrides=(), *, block: bool = True) -> dict:
     """Read (the shipped defaults alone without ``path``), override and validate;
-    ``ConfigError`` on any problem."""
-    config = read(path) if path is not None else {}
+    ``ConfigError`` on any problem (``block``: see :func:`read`)."""
+    config = read(path, block=block) if path is not None else {}
     for section, key, value in overrides:
         if config.get(section) is None:
             config[section] = {}

@@ -648,11 +648,17 @@ class Daemon:
         except config_module.ConfigError as exc:
             log.error("SIGHUP: keeping the running configuration: %s", exc)
             return
-        for section, keys in config_module.LIVE.items():
-            for key in keys:
-                self.config[section][key] = fresh[section][key]
+        live = {(section, key) for section, keys in config_module.LIVE.items() for key in keys}
+        for section, key in live:
+            self.config[section][key] = fresh[section][key]
+        waiting = [f"{section}.{key}" for section, values in fresh.items()
+                   for key, value in values.items()
+                   if (section, key) not in live and value != self.config[section][key]]
         self._apply_live()
         log.info("SIGHUP: configuration reloaded (live keys only)")
+        if waiting:
+            log.warning("SIGHUP: %s changed but only take(s) effect on a restart",
+                        ", ".join(sorted(waiting)))
 
     def _apply_live(self) -> None:
         """Hand the reloaded live settings to the series' monitor."""
