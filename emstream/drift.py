@@ -81,6 +81,8 @@ def _check_detector_params(detector: str, params: dict) -> None:
     for name, value in params.items():
         if known[name] is not None:
             known[name](value, f"{detector} {name}")
+
+
 # Page–Hinkley on per-point surprise in units of its robust spread under the current model
 # (0.45 nats for a 1-D Gaussian component, so these equal the 0.25 and 50 nats that fired
 # 18–60 points after a 3σ shift with no false alarm over millions of stationary points; on

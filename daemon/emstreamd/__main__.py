@@ -150,8 +150,8 @@ def main(argv=None) -> int:
              args.config or "(shipped defaults)",
              os.path.abspath(config["checkpoint"]["path"]))
     kind = Daemon if config["input"]["key"] is None else KeyedDaemon
-    daemon = kind(config, source, reload=lambda: config_module.load(args.config, overrides, block=False),
-                  out=out)
+    daemon = kind(config, source, out=out,
+                  reload=lambda: config_module.load(args.config, overrides, block=False))
     try:
         daemon.resume()
         at_start = summary.snapshot(daemon.counters)
