@@ -40,3 +40,17 @@ def test_scores_below_the_flag_level_come_out_as_zero():
     assert high[-3:].all() and high.sum() < 10  # the outlier, and non-finite surprises
     np.testing.assert_array_equal(quick[high], exact[high])
     assert np.all(quick[~high] == 0.0)
+
+
+def test_the_calibration_benchmark_refuses_a_stream_shorter_than_its_warm_up():
+    """``bench_calibration.py --points 1000`` crashed in np.concatenate (every point lies in
+    the 20,000 it leaves out); it is a usage error saying why."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_calibration.py"
+    done = subprocess.run([sys.executable, str(script), "--points", "1000"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "--points must exceed 20,000" in done.stderr and "Traceback" not in done.stderr
