@@ -77,6 +77,8 @@ def places(tmp_path):
     (["--checkpoint", "{tmp}/a-file/state"], "{tmp}/a-file is a regular file, not a directory"),
     (["--checkpoint", "{tmp}/a-file"], "a checkpoint file's name ends in .json"),
     (["--checkpoint", "{tmp}/a-dir/sub/state.json"], "the directory {tmp}/a-dir/sub does not"),
+    (["--output", "{tmp}/out.csv", "--set", "input.dead_letter={tmp}/./out.csv"],
+     "input.dead_letter and output.path are the same file ({tmp}/./out.csv)"),
 ])
 def test_bad_values_stop_the_daemon_at_start_with_78_and_one_line(places, args, message):
     # stdin stays open and empty: a daemon that got past its start-up would wait on it.
@@ -88,6 +90,41 @@ def test_bad_values_stop_the_daemon_at_start_with_78_and_one_line(places, args, 
     assert err.startswith("emstreamd: configuration error: ")
     assert message.replace("{tmp}", str(places)) in err
     assert not (places / "state").exists() and not done.stdout
+
+
+def test_the_input_is_never_written_to(tmp_path):
+    """Per-point lines or dead letters into the file being read would append to the operator's
+    data (and, followed, feed it back as input): refused at start, the input untouched, however
+    the same file is named (a link, a redirection of stdin or stdout)."""
+    data = tmp_path / "data.txt"
+    text = "\n".join(f"{v:.4f}" for v in np.random.default_rng(0).normal(size=500)) + "\n"
+    data.write_text(text)
+    (tmp_path / "link.txt").symlink_to(data)
+    state = str(tmp_path / "state")
+    runs = [
+        (["--input", str(data), "--output", str(data)], None, "output.path and the input"),
+        (["--follow", str(data), "--output", str(tmp_path / "link.txt")], None,
+         "output.path and the input"),
+        (["--input", str(data), "--set", f"input.dead_letter={data}"], None,
+         "input.dead_letter and the input"),
+        (["--output", str(data)], "stdin", "output.path and the input (standard input)"),
+        (["--input", str(tmp_path / "link.txt")], "stdout",
+         "output.path (standard output) and the input"),
+    ]
+    for args, redirect, message in runs:
+        with open(data, "rb") as source, open(data, "ab") as sink:
+            done = subprocess.run(
+                [*DAEMON, "--config", CONFIG, "--checkpoint", state, *args],
+                stdin=source if redirect == "stdin" else subprocess.DEVNULL,
+                stdout=sink if redirect == "stdout" else subprocess.PIPE,
+                stderr=subprocess.PIPE, timeout=60)
+        err = done.stderr.decode()
+        assert done.returncode == 78 and err.count("\n") == 1 and message in err, (args, err)
+        assert data.read_text() == text and not os.path.exists(state)
+    # /dev/null for both outputs is fine.
+    done = _run("--config", CONFIG, "--checkpoint", state, "--input", str(data), "--output",
+                "/dev/null", "--set", "input.dead_letter=/dev/null")
+    assert done.returncode == 0 and data.read_text() == text
 
 
 def test_a_checkpoint_under_a_file_fails_before_the_back_fill_not_after(tmp_path):

@@ -101,6 +101,56 @@ def check_paths(config: dict) -> None:
         check_file("input.dead_letter", config["input"]["dead_letter"])
 
 
+def _identity(name: str):
+    """What makes two names one file: device and inode if it exists, else its resolved path."""
+    try:
+        info = os.stat(name)
+    except OSError:
+        return ("path", os.path.realpath(name))
+    if stat.S_ISCHR(info.st_mode):  # /dev/null and terminals take every writer's lines
+        return None
+    return ("inode", info.st_dev, info.st_ino)
+
+
+def _stream_identity(fd: int):
+    """The regular file a standard stream is redirected to, if it is one."""
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return ("inode", info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
+
+
+def check_distinct(config: dict, input_path: str | None) -> None:
+    """The input, the per-point output and the dead letters are three different files.
+
+    Writing per-point lines into the file being read appends to the operator's data (and, when
+    followed, feeds them back in as input); two writers on one file interleave their lines.
+    Standard input and output count too when they are redirected to regular files
+    (``emstreamd --follow x.log >> x.log``).
+    """
+    named = []
+    if input_path is not None:
+        named.append(("the input", input_path, _identity(input_path)))
+    else:
+        named.append(("the input (standard input)", "-", _stream_identity(0)))
+    output = config["output"]
+    if output["per_point"]:
+        if output["path"] == "-":
+            named.append(("output.path (standard output)", "-", _stream_identity(1)))
+        else:
+            named.append(("output.path", output["path"], _identity(output["path"])))
+    dead_letter = config["input"]["dead_letter"]
+    if dead_letter is not None:
+        named.append(("input.dead_letter", dead_letter, _identity(dead_letter)))
+    for i, (role, name, identity) in enumerate(named):
+        for other_role, other_name, other in named[:i]:
+            if identity is not None and identity == other:
+                where = name if name != "-" else other_name
+                raise ConfigError(f"{role} and {other_role} are the same file ({where}): "
+                                  "give each its own")
+
+
 def check_metrics_address(config: dict, *, bind: bool = True) -> None:
     """``metrics.address`` resolves and, with ``bind``, the port is free to listen on."""
     settings = config["metrics"]
