@@ -35,6 +35,8 @@ import math
 
 import numpy as np
 
+from .validation import check_float, check_int
+
 MODES = ("up", "down", "both")
 # Up to this many values a Python loop is cheaper than numpy's per-call overhead.
 _FEW = 64
@@ -61,6 +63,12 @@ class PageHinkley:
                  alpha: float = 1 - 0.0001, mode: str = "both"):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        # A NaN or infinite level never alarms, silently; a negative one alarms at once.
+        # (Zero is allowed: DriftMonitor scales user values per block, which can round there.)
+        check_int(min_instances, "min_instances", 1)
+        check_float(delta, "delta", 0.0)
+        check_float(threshold, "threshold", 0.0)
+        check_float(alpha, "alpha", 0.0, 1.0)
         self.min_instances = min_instances
         self.delta = delta
         self.threshold = threshold

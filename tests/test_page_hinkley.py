@@ -1,5 +1,7 @@
 """emstream's array-fed Page–Hinkley test raises river's alarms, at the same values."""
 
+import re
+
 import numpy as np
 import pytest
 from river import drift
@@ -109,3 +111,19 @@ def test_the_python_loop_for_a_few_values_matches_the_array_path_bit_for_bit(mod
     monkeypatch.setattr(page_hinkley, "_FEW", 0)  # every chunk through numpy
     assert feed(sizes) == few
     assert few[0]  # alarms were compared too
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"threshold": float("nan")}, "threshold must be a finite number"),
+    ({"threshold": float("inf")}, "threshold must be a finite number"),
+    ({"threshold": -1.0}, "threshold must be a finite number in [0, inf)"),
+    ({"delta": -0.5}, "delta must be a finite number in [0, inf)"),
+    ({"alpha": 1.5}, "alpha must be a finite number in [0, 1]"),
+    ({"min_instances": 0}, "min_instances must be an integer >= 1"),
+    ({"min_instances": 2.5}, "min_instances must be an integer >= 1"),
+    ({"delta": "0.1"}, "delta must be a finite number"),
+])
+def test_arguments_that_would_never_alarm_or_always_alarm_are_refused(kwargs, message):
+    # A NaN threshold was accepted and the detector then never alarmed, silently.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        PageHinkley(**kwargs)
