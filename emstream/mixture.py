@@ -63,7 +63,10 @@ class GaussianMixture:
     weights_init : array-like of shape (K,), optional
     means_init : array-like of shape (K, D), optional
     precisions_init : array-like, optional
-        Shaped like ``covariances_`` for the covariance type.
+        Shaped like ``covariances_`` for the covariance type.  The three give ``fit`` its start
+        (what is not given comes from ``init_params``); for ``partial_fit`` they are one more
+        start of the warm-up's first search, which keeps whichever start is best on held-out
+        rows.
     random_state : int, numpy.random.Generator, numpy.random.RandomState or None
     warm_start : bool, default=False
         ``fit`` starts from the current parameters (batch or online) instead of re-initialising.
@@ -461,6 +464,8 @@ class GaussianMixture:
             learner = self._online = OnlineLearner(settings)
         elif learner.settings is not settings:
             learner.settings = settings
+        given = (self.weights_init, self.means_init, self.precisions_init)
+        learner.initial = None if all(v is None for v in given) else self._initial_params
         return learner
 
     def _publish(self, learner: OnlineLearner) -> None:

@@ -243,6 +243,10 @@ class OnlineLearner:
         # The last fit of the learner's own (warm-up, refit or upkeep): n_iter, converged,
         # lower_bound (the mean log-likelihood it reached).
         self.last_fit = None
+        # The user's starting point, ``(rows, rng, floor) -> MixtureParams`` (an estimator's
+        # weights_init/means_init/precisions_init): one more start of the first warm-up search.
+        # Not state: it comes from the estimator's parameters.
+        self.initial = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -520,11 +524,18 @@ class OnlineLearner:
         # The provisional model was fitted on these very rows: a start, not a rival.  (Two fresh
         # starts of four k-means++ seedings each: as many seedings as one batch fit's, and two
         # answers to compare.)
+        starts = ()
+        if self.initial is not None and not self.fitted:  # (its own draws: salt 1)
+            starts = [("init", self.initial(data, self.rng(1, rows), self.floor()))]
         found = search(sample, self.fit_settings(rows, init_trials=4), self.rng(0, rows),
-                       current=self.iterate, keep=False)
+                       current=self.iterate, starts=starts, keep=False)
         if found.replaced or not self.fitted:
+            before = self.iterate
             self.start_from(found.best.params, found.best.stats, rows)
             self._record_fit(found)
+            order = _matching(before, self.iterate)  # each component keeps its label
+            if order is not None:
+                self.permute(order)
         self.provisional_rows = rows
         if full:
             self.buffer = []
