@@ -751,6 +751,8 @@ class GaussianMixture:
                              f"({self.n_components}) to initialise the components")
         self._check_settings_unchanged("partial_fit")
         learner = self._learner()
+        if learner.initial is not None and learner.n_features is None:
+            self._checked_inits(X.shape[1])  # (now, not at the first provisional fit)
         with single_thread_blas(X.shape[0]):
             scored = learner.learn(X, with_resp)
         self._publish(learner)

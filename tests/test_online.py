@@ -88,6 +88,12 @@ def test_user_initial_means_start_the_online_warm_up(seed):
         np.testing.assert_allclose(gm.means_, init, atol=0.5)
 
 
+def test_initial_means_of_another_width_fail_at_the_first_partial_fit():
+    gm = GaussianMixture(3, means_init=[[1.0], [2.0], [3.0]])
+    with pytest.raises(ValueError, match=r"means_init must have shape \(3, 2\)"):
+        gm.partial_fit(np.zeros((5, 2)))  # (not later, at the first provisional fit)
+
+
 def test_warm_up_cost_is_linear_in_the_points_fed():
     """Fed one point at a time, the provisional model is refitted only when the buffer has
     grown by half: a few dozen fits for a thousand points, not one per point."""

@@ -127,6 +127,27 @@ def test_the_input_is_never_written_to(tmp_path):
     assert done.returncode == 0 and data.read_text() == text
 
 
+@pytest.mark.parametrize("key", [False, True], ids=["single", "keyed"])
+def test_initial_means_of_another_width_than_the_input_stop_it_with_78(tmp_path, key):
+    """model.means_init fixes the width; rows of another width stop the daemon at its first
+    batch with one line (it had crashed with a traceback), its input position not moved."""
+    rows = np.random.default_rng(0).normal(size=(300, 2))
+    data = tmp_path / "data.txt"
+    data.write_text("".join((f"k{i % 3} " if key else "") + f"{a:.4f} {b:.4f}\n"
+                            for i, (a, b) in enumerate(rows)))
+    state = tmp_path / "state"
+    extra = ["--log-level", "WARNING"] + (["--set", "input.key=0"] if key else [])
+    done = _run("--config", CONFIG, "--input", str(data), "--checkpoint", str(state),
+                "--no-output", "--set", "model.means_init=[[1], [2], [3]]", *extra)
+    assert done.returncode == 78
+    assert "model.means_init must have shape (3, 2), got (3, 1)" in _one_line(done)
+    # Fitting means (a start of the first fit): every row is learned, none was passed over.
+    done = _run("--config", CONFIG, "--input", str(data), "--checkpoint", str(state),
+                "--no-output", "--set", "model.means_init=[[1, 1], [2, 2], [3, 3]]", *extra)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "this run: 300 points learned" in done.stderr.decode()
+
+
 def test_a_checkpoint_under_a_file_fails_before_the_back_fill_not_after(tmp_path):
     data = tmp_path / "big.txt"
     data.write_text("\n".join(f"{v:.4f}" for v in np.random.default_rng(0).normal(

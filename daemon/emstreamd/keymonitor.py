@@ -28,6 +28,7 @@ from emstream.ring import RingBuffer
 from emstream.series import SeriesMonitor
 
 from . import config as config_module
+from .errors import EX_CONFIG, StartError
 
 log = logging.getLogger("emstreamd")
 
@@ -101,7 +102,15 @@ class KeyMonitor:
         model = self.model
         fitted = model._is_fitted()
         warming = not fitted or model._learner().warming_up
-        update = self.series.update(batch, times, with_resp=per_point, with_scores=per_point)
+        try:
+            update = self.series.update(batch, times, with_resp=per_point, with_scores=per_point)
+        except ValueError as exc:
+            learner = model.__dict__.get("_online")
+            if learner is not None and learner.n_features is not None:
+                raise
+            # Before the model's first row: the rows' width does not fit model.*_init.
+            raise StartError(f"the input does not fit the configuration: model.{exc}",
+                             EX_CONFIG) from None
         counters = self.counters
         if update.log_prob is not None:
             anomalies, gated = int(update.anomaly.sum()), int(update.gated.sum())
