@@ -83,16 +83,15 @@ def bhattacharyya(means_a, covs_a, means_b, covs_b) -> np.ndarray:
 
 
 def _bhattacharyya_of(means_a, covs_a, means_b, covs_b) -> np.ndarray:
-    out = np.empty((len(means_a), len(means_b)))
-    for i, (ma, ca) in enumerate(zip(means_a, covs_a)):
-        log_det_a = np.linalg.slogdet(ca)[1]
-        for j, (mb, cb) in enumerate(zip(means_b, covs_b)):
-            avg = 0.5 * (ca + cb)
-            diff = ma - mb
-            sign, log_det = np.linalg.slogdet(avg)
-            out[i, j] = (0.125 * diff @ np.linalg.solve(avg, diff)
-                         + 0.5 * (log_det - 0.5 * (log_det_a + np.linalg.slogdet(cb)[1])))
-    return out
+    # Every pair at once: numpy's linalg runs the same LAPACK routine on each matrix of a
+    # stack, at a fifth of the time of a Python loop over the pairs for K = 3 (matching runs
+    # at every refit, and at every refresh of the warm-up's provisional model).
+    avg = 0.5 * (covs_a[:, None] + covs_b[None, :])  # (Ka, Kb, D, D)
+    diff = means_a[:, None, :] - means_b[None, :, :]  # (Ka, Kb, D)
+    quad = np.einsum("abi,abi->ab", diff, np.linalg.solve(avg, diff[..., None])[..., 0])
+    log_det_a, log_det_b = np.linalg.slogdet(covs_a)[1], np.linalg.slogdet(covs_b)[1]
+    return 0.125 * quad + 0.5 * (np.linalg.slogdet(avg)[1]
+                                 - 0.5 * (log_det_a[:, None] + log_det_b[None, :]))
 
 
 def cauchy_schwarz(weights_a, means_a, covs_a, weights_b, means_b, covs_b) -> float:
@@ -138,14 +137,20 @@ class Match:
         return any(i != j for i, j in self.pairs)
 
 
-def match_components(weights_a, means_a, covs_a, weights_b, means_b, covs_b) -> Match:
-    """Hungarian matching of components (full (K, D, D) covariances) and the overall divergence."""
+def matched_pairs(means_a, covs_a, means_b, covs_b) -> tuple[list, np.ndarray]:
+    """Hungarian matching of components (full (K, D, D) covariances) on the Bhattacharyya
+    distance: the pairs ``(i, j)`` sorted by i, and the distance matrix (Ka, Kb)."""
     cost = bhattacharyya(means_a, covs_a, means_b, covs_b)
     # (scipy.optimize takes 0.25 s to import: only when components are matched)
     from scipy.optimize import linear_sum_assignment
 
     rows, cols = linear_sum_assignment(cost)
-    pairs = sorted(zip(rows.tolist(), cols.tolist()))
+    return sorted(zip(rows.tolist(), cols.tolist())), cost
+
+
+def match_components(weights_a, means_a, covs_a, weights_b, means_b, covs_b) -> Match:
+    """Hungarian matching of components (full (K, D, D) covariances) and the overall divergence."""
+    pairs, cost = matched_pairs(means_a, covs_a, means_b, covs_b)
     distances = np.array([cost[i, j] for i, j in pairs])
     matched_a = {i for i, _ in pairs}
     matched_b = {j for _, j in pairs}
