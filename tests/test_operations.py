@@ -5,6 +5,7 @@ and the shipped unit.  The real daemon runs as a subprocess."""
 import configparser
 import json
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -146,6 +147,38 @@ def test_initial_means_of_another_width_than_the_input_stop_it_with_78(tmp_path,
                 "--no-output", "--set", "model.means_init=[[1, 1], [2, 2], [3, 3]]", *extra)
     assert done.returncode == 0, done.stderr.decode()
     assert "this run: 300 points learned" in done.stderr.decode()
+
+
+@pytest.mark.parametrize("which", ["output", "dead_letter"])
+def test_a_fifo_without_a_reader_is_said_then_waited_for(tmp_path, which):
+    """Opening a FIFO for writing blocks until a reader comes: the daemon says so first (it
+    hung before "ready" without a word), then goes on once one does."""
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    data = tmp_path / "data.txt"
+    data.write_text("\n".join(["1.5", "oops"] + [f"{v:.4f}" for v in np.random.default_rng(
+        0).normal(size=300)]) + "\n")
+    where = (["--output", str(fifo)] if which == "output"
+             else ["--no-output", "--set", f"input.dead_letter={fifo}"])
+    process = subprocess.Popen([*DAEMON, "--config", CONFIG, "--input", str(data),
+                                "--checkpoint", str(tmp_path / "state"), "--log-level",
+                                "WARNING", *where], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    try:
+        # (A daemon that blocks without a word writes nothing: wait for the line, not forever.)
+        assert select.select([process.stderr], [], [], 30)[0], "nothing said in 30 s"
+        first = process.stderr.readline().decode()
+        assert "is a FIFO with no reader: waiting for a process to open it" in first, first
+        with open(fifo, "rb") as reader:
+            received = reader.read().decode().splitlines()
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+        process.wait()
+    if which == "output":
+        assert len(received) == 201  # every row after the first mini-batch of 100
+    else:
+        assert len(received) == 1 and "oops" in received[0]
 
 
 def test_a_checkpoint_under_a_file_fails_before_the_back_fill_not_after(tmp_path):

@@ -25,6 +25,7 @@ from . import logs, preflight, summary
 from .keyed import KeyedDaemon
 from .loop import Daemon
 from .progress import Progress
+from .sinks import say_if_waiting_for_a_reader
 from .sources import FileInput, FollowInput, StdinInput
 
 EX_USAGE, EX_DATAERR, EX_NOINPUT = os.EX_USAGE, os.EX_DATAERR, os.EX_NOINPUT  # 64, 65, 66
@@ -140,6 +141,8 @@ def main(argv=None) -> int:
         return _fail(f"cannot open input {path}: {exc.strerror or exc}", EX_NOINPUT)[1]
     out = None
     if config["output"]["per_point"]:
+        if config["output"]["path"] != "-":
+            say_if_waiting_for_a_reader("output.path", config["output"]["path"])
         try:
             out = sys.stdout.buffer if config["output"]["path"] == "-" else open(
                 config["output"]["path"], "ab")

@@ -31,7 +31,7 @@ from .columns import parse_with_columns
 from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, StartError
 from .keymonitor import KeyMonitor, batch_rows
 from .notify import Watchdog, notify
-from .sinks import PointSink
+from .sinks import PointSink, say_if_waiting_for_a_reader
 
 log = logging.getLogger("emstreamd")
 # stderr is a terminal (someone is watching): a back-fill's status line comes every second.
@@ -223,6 +223,7 @@ class Daemon:
         self.lock = lock.acquire(self.config["checkpoint"]["path"])
         path = self.config["input"]["dead_letter"]
         if path is not None:
+            say_if_waiting_for_a_reader("input.dead_letter", path)
             try:
                 self.dead_letter = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
                                            | os.O_CLOEXEC, 0o644)

@@ -20,6 +20,8 @@ line,key,label,probability,surprise,score,anomaly
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import select
 import stat
@@ -27,6 +29,21 @@ import stat
 import numpy as np
 
 from emstream.report import format_rows
+
+log = logging.getLogger("emstreamd")
+
+
+def say_if_waiting_for_a_reader(key: str, path: str) -> None:
+    """Log why the daemon is about to stop: opening a FIFO for writing blocks until a reader
+    opens it, and without this line an operator sees a daemon that hangs before "ready"."""
+    try:
+        if not stat.S_ISFIFO(os.stat(path).st_mode):
+            return
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO that no process has open for reading
+            log.warning("%s: %s is a FIFO with no reader: waiting for a process to open it for "
+                        "reading", key, path)
 
 
 class PointSink:
