@@ -462,9 +462,12 @@ def _format_daemon_meta(meta: dict) -> list[str]:
 
 
 def _open_store(path: str):
-    """The state store at ``path``, or None if it is not one."""
-    from .store import KeyStore, StoreError, is_store
+    """The state store at ``path`` (or in it: a keyed daemon's checkpoint directory, which
+    holds no single-series checkpoint), or None if it is not one."""
+    from .store import STORE_NAME, KeyStore, StoreError, is_store
 
+    if Path(path).is_dir() and not any(Path(path).glob("checkpoint-*.json")):
+        path = str(Path(path) / STORE_NAME)
     if not is_store(path):
         return None
     try:
@@ -481,6 +484,7 @@ def load_any(path: str, key: str | None = None):
             raise CommandError(f"{path}: --key needs a state store (a keyed emstreamd's "
                                "keys.sqlite)")
         return checkpoint.load(path)
+    path = store.path  # (the file, when given its directory)
     try:
         if key is None:
             raise CommandError(f"{path} is a state store of {len(store)} keys: name one with "
@@ -509,7 +513,7 @@ def store_listing(path: str, order: str = "key", top: int | None = None) -> dict
     for row in keys:
         if row["updated"] is not None:
             row["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["updated"]))
-    return {"store": path, "n_keys": total, "sorted_by": order, "keys": keys,
+    return {"store": store.path, "n_keys": total, "sorted_by": order, "keys": keys,
             "counters": meta.get("counters"), "input": meta.get("input")}
 
 

@@ -242,6 +242,15 @@ def test_inspect_and_diff_read_a_state_store(tmp_path, capsys):
     assert "name one with --key" in capsys.readouterr().err
     assert emstream_main(["inspect", store, "--key", "nobody"]) == 1
     assert "no key 'nobody'" in capsys.readouterr().err
+    # The daemon's --checkpoint directory names its store too (it said "no checkpoint-*.json").
+    directory = str(tmp_path / "k")
+    assert emstream_main(["inspect", directory, "--keys", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == listing
+    assert emstream_main(["inspect", directory, "--key", "host-001", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == shown
+    assert emstream_main(["diff", directory, "--key", "host-000", "--key-b", "host-002",
+                          "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["divergence"] > 1
 
 
 def test_json_lines_are_keyed_by_a_field(tmp_path):
