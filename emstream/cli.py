@@ -476,6 +476,13 @@ def _open_store(path: str):
         raise CheckpointError(str(exc)) from None
 
 
+def _names_store(path: str) -> bool:
+    store = _open_store(path)
+    if store is not None:
+        store.close()
+    return store is not None
+
+
 def load_any(path: str, key: str | None = None):
     """A checkpoint: a file or directory, or (with ``key``) one key of a state store."""
     store = _open_store(path)
@@ -584,9 +591,15 @@ def diff(loaded_a, loaded_b) -> dict:
 def cmd_diff(args) -> int:
     if args.b is None and args.key_b is None:
         raise CommandError("diff needs B, or --key and --key-b to compare two keys of A")
-    key_b = args.key if args.key_b is None else args.key_b
-    loaded_a = load_any(args.a, args.key)
-    loaded_b = load_any(args.a if args.b is None else args.b, key_b)
+    b = args.a if args.b is None else args.b
+    key_a, key_b = args.key, args.key if args.key_b is None else args.key_b
+    if args.key is not None and args.key_b is None and args.b is not None:
+        # --key alone names the key of whichever side is a store (one series against one key).
+        a_store, b_store = _names_store(args.a), _names_store(b)
+        if a_store != b_store:
+            key_a, key_b = (args.key, None) if a_store else (None, args.key)
+    loaded_a = load_any(args.a, key_a)
+    loaded_b = load_any(b, key_b)
     result = diff(loaded_a, loaded_b)
     if args.plot:
         try:
@@ -705,7 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("b", metavar="B", nargs="?", help="the second checkpoint (default: A, "
                          "to compare two keys of one store)")
     compare.add_argument("--key", metavar="K", help="the key of A (and of B) to compare, when "
-                         "they are state stores")
+                         "they are state stores (of the one that is, if only one is)")
     compare.add_argument("--key-b", metavar="K", help="the key of B, if not --key")
     _add_view_options(compare, "draw both mixtures overlaid (A solid, B dashed): densities, "
                       "ellipses, or a grid of pairs of features")

@@ -206,7 +206,7 @@ def test_per_point_lines_carry_the_key_in_csv_and_jsonl(tmp_path):
 
 def test_inspect_and_diff_read_a_state_store(tmp_path, capsys):
     rng = np.random.default_rng(3)
-    _keyed_table(tmp_path / "fleet.csv", 3, (300, 400), rng)
+    own = _keyed_table(tmp_path / "fleet.csv", 3, (300, 400), rng)
     _run(["--input", str(tmp_path / "fleet.csv"), "--checkpoint", str(tmp_path / "k"),
           "--set", "input.key=host"])
     store = str(tmp_path / "k" / "keys.sqlite")
@@ -251,6 +251,12 @@ def test_inspect_and_diff_read_a_state_store(tmp_path, capsys):
     assert emstream_main(["diff", directory, "--key", "host-000", "--key-b", "host-002",
                           "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["divergence"] > 1
+    # A single series against one key: --key names the key of the side that is a store.
+    (tmp_path / "one.txt").write_text("timestamp,value\n" + "".join(own["host-001"]))
+    _run(["--input", str(tmp_path / "one.txt"), "--checkpoint", str(tmp_path / "solo")])
+    for sides in ([str(tmp_path / "solo"), directory], [directory, str(tmp_path / "solo")]):
+        assert emstream_main(["diff", *sides, "--key", "host-001", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["divergence"] == pytest.approx(0, abs=1e-12)
 
 
 def test_json_lines_are_keyed_by_a_field(tmp_path):
