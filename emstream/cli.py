@@ -735,6 +735,11 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                           help="the anomaly threshold to draw (default: %(default)s)")
     timeline.add_argument("--title", help="a title over the picture")
+    timeline.add_argument("--key", metavar="K", help="a keyed stream's series to draw (the "
+                          "key's rows of DATA and lines of SCORES)")
+    timeline.add_argument("--key-column", metavar="C", default="0",
+                          help="DATA's key column, as input.key: a 0-based index or a header "
+                          "name (default: 0)")
     timeline.set_defaults(run=cmd_timeline)
     return parser
 
@@ -743,8 +748,9 @@ def cmd_timeline(args) -> int:
     try:
         from .timeline import plot_timeline
 
+        column = int(args.key_column) if args.key_column.isdigit() else args.key_column
         plot_timeline(args.data, args.scores, args.output, threshold=args.threshold,
-                      title=args.title)
+                      title=args.title, key=args.key, key_column=column)
     except ImportError:
         raise CommandError("timeline needs matplotlib: pip install 'emstream[plot]'") from None
     print(f"emstream: wrote {args.output}", file=sys.stderr)

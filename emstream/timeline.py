@@ -19,9 +19,11 @@ from .parse import parse_lines
 from .table import find_layout, parse_table
 
 
-def read_scores(path) -> dict:
-    """emstreamd's per-point output as arrays: ``line``, ``score``, ``anomaly`` (n,)."""
+def read_scores(path, key: str | None = None) -> dict:
+    """emstreamd's per-point output as arrays: ``line``, ``score``, ``anomaly`` (n,); with
+    ``key``, only that key's lines of a keyed daemon's output (its second field, or ``key``)."""
     lines, scores, flags = [], [], []
+    keys = set()
     with open(path, "rb") as handle:
         for raw in handle:
             raw = raw.strip()
@@ -29,45 +31,76 @@ def read_scores(path) -> dict:
                 continue
             if raw.startswith(b"{"):
                 record = json.loads(raw)
+                if "key" in record:
+                    keys.add(str(record["key"]))
+                    if key is not None and str(record["key"]) != key:
+                        continue
                 lines.append(record["line"])
                 scores.append(record["score"])
                 flags.append(bool(record["anomaly"]))
                 continue
             fields = raw.split(b",")
-            if len(fields) not in (6, 7):
-                raise ValueError(f"{path}: not emstreamd's per-point output (line, [time,] "
-                                 f"label, probability, surprise, score, anomaly): {raw[:80]!r}")
+            if len(fields) not in ((7, 8) if key is not None else (6, 7)):
+                raise ValueError(f"{path}: not emstreamd's per-point output (line, "
+                                 f"{'key, ' if key is not None else ''}[time,] label, "
+                                 f"probability, surprise, score, anomaly): {raw[:80]!r}")
+            if key is not None and _unquoted(fields[1]) != key:
+                continue
             lines.append(int(fields[0]))
             scores.append(float(fields[-2]))
             flags.append(fields[-1] == b"1")
+    if key is None and len(keys) > 1:
+        raise ValueError(f"{path}: the per-point lines of {len(keys)} keys (a keyed "
+                         "emstreamd): name one with --key")
     return {"line": np.array(lines, dtype=np.int64), "score": np.array(scores),
             "anomaly": np.array(flags, dtype=bool)}
 
 
-def read_series(path) -> dict:
+def _unquoted(field: bytes) -> str:
+    """A csv field as text (emstreamd quotes keys with commas or quotes, as csv does)."""
+    text = field.decode("utf-8", "replace")
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1].replace('""', '"')
+    return text
+
+
+def read_series(path, key: str | None = None, key_column=0) -> dict:
     """A series file's rows: ``line`` (n,), ``value`` (n,) (its first column), ``time`` (n,)
-    (datetime64, or None without a time column)."""
+    (datetime64, or None without a time column); with ``key``, only the rows whose
+    ``key_column`` (0-based index or header name) holds it."""
     with open(path, "rb") as handle:
         data = handle.read()
-    layout = find_layout(data)
+    layout = find_layout(data, key=None if key is None else key_column)
     if layout:
         parsed = parse_table(data, layout)
         times = (None if parsed.times is None
                  else (parsed.times * 1000).astype("datetime64[ms]"))
     else:
         parsed, times = parse_lines(data), None
-    return {"line": parsed.lines, "value": parsed.rows[:, 0], "time": times}
+    lines, values = parsed.lines, parsed.rows[:, 0] if parsed.rows.size else np.empty(0)
+    if key is not None:
+        mine = parsed.keys == key.encode()
+        lines, values = lines[mine], values[mine]
+        times = None if times is None else times[mine]
+    if lines.size == 0:
+        raise ValueError(f"{path}: no rows of numbers" + (f" with key {key!r} in column "
+                                                          f"{key_column!r}" if key is not None
+                                                          else " (a keyed stream? name the "
+                                                          "series with --key)"))
+    return {"line": lines, "value": values, "time": times}
 
 
 def plot_timeline(data_path, scores_path, path, *, threshold: float = DEFAULT_THRESHOLD,
-                  title: str | None = None) -> None:
-    """Draw a series with its alerts and scores to the image file ``path``."""
+                  title: str | None = None, key: str | None = None, key_column=0) -> None:
+    """Draw a series (with ``key``, that key's series of a keyed stream) with its alerts and
+    scores to the image file ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series, scored = read_series(data_path), read_scores(scores_path)
+    series = read_series(data_path, key, key_column)
+    scored = read_scores(scores_path, key)
     x_of_line = dict(zip(series["line"].tolist(),
                          series["time"] if series["time"] is not None else series["line"]))
     known = np.array([line in x_of_line for line in scored["line"].tolist()], dtype=bool)

@@ -259,6 +259,28 @@ def test_inspect_and_diff_read_a_state_store(tmp_path, capsys):
         assert json.loads(capsys.readouterr().out)["divergence"] == pytest.approx(0, abs=1e-12)
 
 
+def test_the_timeline_command_draws_one_key_of_a_keyed_stream(tmp_path):
+    pytest.importorskip("matplotlib")
+    from emstream.timeline import read_scores, read_series
+
+    own = _keyed_table(tmp_path / "fleet.csv", 3, (300, 400), np.random.default_rng(4))
+    scores = tmp_path / "scores.csv"
+    _run(["--input", str(tmp_path / "fleet.csv"), "--checkpoint", str(tmp_path / "k"),
+          "--set", "input.key=host", "--set", f"output.path={scores}"])
+    series = read_series(tmp_path / "fleet.csv", "host-001", "host")
+    assert series["value"].tolist() == [float(line.split(",")[1]) for line in own["host-001"]]
+    scored = read_scores(scores, "host-001")
+    assert len(scored["line"]) == len(own["host-001"]) - 100  # after the first mini-batch
+    assert set(scored["line"].tolist()) <= set(series["line"].tolist())
+    picture = tmp_path / "t.png"
+    assert emstream_main(["timeline", str(tmp_path / "fleet.csv"), str(scores), "-o",
+                          str(picture), "--key", "host-001", "--key-column", "host"]) == 0
+    assert picture.read_bytes()[:4] == b"\x89PNG"
+    # Without --key it says why instead of drawing an empty picture (as it did).
+    assert emstream_main(["timeline", str(tmp_path / "fleet.csv"), str(scores), "-o",
+                          str(picture)]) == 1
+
+
 def test_json_lines_are_keyed_by_a_field(tmp_path):
     lines = []
     for i in range(300):
