@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,12 @@ from .episodes import DEFAULT_THRESHOLD
 from .mixture import GaussianMixture
 from .parse import LineBuffer, parse_lines
 from .report import format_rows
+from .table import LayoutError, find_layout, parse_table
 from .stats import COVARIANCE_TYPES
 
 BLOCK_BYTES = 1 << 20
+# The start of the input that decides its layout (a header, the first data lines).
+LAYOUT_BYTES = 1 << 16
 SHOWN_REJECTS = 5
 # fit --dask-scheduler: bytes per parsing task, bytes read to learn the number of fields.
 DASK_BLOCK_BYTES = 64 << 20
@@ -76,15 +80,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def parsed_blocks(stream, columns=None, n_fields=None):
-    """Parse a byte stream block by block (cut at newlines); yields :class:`Parsed` blocks."""
+def parsed_blocks(stream, columns=None, n_fields=None, key=None):
+    """Parse a byte stream block by block (cut at newlines); yields :class:`Parsed` blocks.
+
+    As emstreamd reads: plain numbers, or a table (a header line, a time column, and with
+    ``key`` (a column's index or name) a key column, whose values are the blocks' ``keys``),
+    as the first block shows."""
     lines = LineBuffer()
     line = 1
+    layout = None  # undecided until the first non-blank block; False: plain numbers
     while True:
         chunk = stream.read(BLOCK_BYTES)
         data = lines.feed(chunk, at_end=not chunk)
         if data:
-            parsed = parse_lines(data, n_fields=n_fields, columns=columns, first_line=line)
+            if layout is None and data.strip():
+                head = data[:LAYOUT_BYTES]
+                head = head[:head.rfind(b"\n") + 1] or head
+                try:
+                    layout = find_layout(head, columns=columns, key=key, first_line=line)
+                except LayoutError as exc:
+                    raise CommandError(str(exc)) from None
+                layout = layout or False
+            if layout:
+                parsed = parse_table(data, layout, first_line=line)
+            else:
+                parsed = parse_lines(data, n_fields=n_fields, columns=columns, first_line=line)
             n_fields = parsed.n_fields or n_fields
             line += parsed.n_lines
             yield parsed
@@ -295,7 +315,7 @@ def _fit_on_dask(args) -> int:
 
 # ---------------------------------------------------------------------------- score
 def cmd_score(args) -> int:
-    model = checkpoint.load(args.checkpoint).model
+    model = load_any(args.checkpoint, args.key).model
     if not model._is_fitted():
         raise CommandError(f"{args.checkpoint}: the model in it is not fitted yet")
     stream = _open_input(args.data)
@@ -303,11 +323,18 @@ def cmd_score(args) -> int:
     if args.format == "csv" and args.header:
         out.write("line,label,probability,surprise\n")
     rejects, counts = [], {}
+    key_column = None
+    if args.key is not None:  # (the data's key column, as emstreamd's input.key)
+        key_column = int(args.key_column) if args.key_column.isdigit() else args.key_column
     try:
-        for parsed in parsed_blocks(stream, args.columns):
+        for parsed in parsed_blocks(stream, args.columns, key=key_column):
             for reason, n in parsed.reject_counts().items():
                 counts[reason] = counts.get(reason, 0) + n
             rejects.extend(parsed.rejects[:SHOWN_REJECTS])
+            if key_column is not None and parsed.keys is not None:
+                mine = parsed.keys == args.key.encode()  # the key's own rows only
+                parsed = replace(parsed, rows=parsed.rows[mine], lines=parsed.lines[mine],
+                                 keys=parsed.keys[mine])
             if not parsed.rows.size:
                 continue
             if parsed.rows.shape[1] != model.n_features_in_:
@@ -675,7 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="For each row of DATA: its line number, most probable "
                            "component, that component's probability and the surprise "
                            "-log p(x).")
-    score.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or directory")
+    score.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or directory, or a "
+                       "keyed emstreamd's state store (with --key)")
     score.add_argument("data", metavar="DATA", nargs="?", default="-",
                        help="data file (default: stdin)")
     score.add_argument("--format", choices=("csv", "jsonl"), default="csv",
@@ -684,6 +712,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="csv: a first line naming the columns (default: on)")
     score.add_argument("--columns", type=_parse_columns, metavar="I,J,...",
                        help="0-based columns to use (default: all)")
+    score.add_argument("--key", metavar="K", help="a keyed stream's series: score its rows of "
+                       "DATA with its model from a state store")
+    score.add_argument("--key-column", metavar="C", default="0",
+                       help="with --key, DATA's key column, as input.key: a 0-based index or a "
+                       "header name (default: 0)")
     score.set_defaults(run=cmd_score)
 
     inspect = sub.add_parser("inspect", help="show what a checkpoint holds",

@@ -117,6 +117,44 @@ def test_score_outputs_label_probability_and_surprise(seed_checkpoint, fmt, caps
                                model.predict_proba(X).max(axis=1), rtol=0, atol=5e-7)
 
 
+def test_fit_and_score_read_the_daemons_tables_and_keys(tmp_path, capsys):
+    """A CSV with a header and a time column (NAB's files), and a keyed stream's lines, read
+    as emstreamd reads them (every line of them was rejected as non-numeric)."""
+    rng = np.random.default_rng(2)
+    values = np.r_[rng.normal(0, 1, 200), rng.normal(8, 1, 200)]
+    table = tmp_path / "series.csv"
+    table.write_text("timestamp,value\n" + "".join(
+        f"2024-01-01 {i // 60:02d}:{i % 60:02d}:00,{v:.5f}\n" for i, v in enumerate(values)))
+    assert main(["fit", str(table), "-k", "2", "-o", str(tmp_path / "t.json")]) == 0
+    model = checkpoint.load(tmp_path / "t.json").model
+    reference = GaussianMixture(2, random_state=0).fit(np.round(values, 5)[:, None])
+    np.testing.assert_allclose(np.sort(model.means_.ravel()),
+                               np.sort(reference.means_.ravel()), atol=1e-6)
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "t.json"), str(table), "--no-header"]) == 0
+    lines = [int(row.split(",")[0]) for row in capsys.readouterr().out.splitlines()]
+    assert lines == list(range(2, 402))  # the data lines, after the header
+    # A keyed stream: one key's rows, scored with that key's model from a state store.
+    keyed = tmp_path / "keyed.txt"
+    keyed.write_text("".join(f"{'ab'[i % 2]} {v:.5f}\n" for i, v in enumerate(values)))
+    done = subprocess.run([sys.executable, "-m", "emstreamd", "--config",
+                           str(ROOT / "config.yaml"), "--input", str(keyed), "--checkpoint",
+                           str(tmp_path / "state"), "--no-output", "--set", "input.key=0"],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "state"), str(keyed), "--key", "b", "--format",
+                 "jsonl"]) == 0
+    records = [json.loads(r) for r in capsys.readouterr().out.splitlines()]
+    assert [r["line"] for r in records] == list(range(2, 401, 2))
+    from emstream.cli import load_any
+
+    model = load_any(str(tmp_path / "state"), "b").model
+    np.testing.assert_allclose([r["surprise"] for r in records],
+                               -model.score_samples(np.round(values[1::2], 5)[:, None]),
+                               atol=5e-5)
+
+
 def test_rejected_lines_are_counted_and_shown(tmp_path, capsys):
     data = tmp_path / "dirty.txt"
     data.write_bytes(b"1\n2\nabc\n3\nnan\n4\n5\n6\n")
