@@ -23,8 +23,8 @@ from .episodes import DEFAULT_THRESHOLD
 from .mixture import GaussianMixture
 from .parse import LineBuffer, parse_lines
 from .report import format_rows
-from .table import LayoutError, find_layout, parse_table
 from .stats import COVARIANCE_TYPES
+from .table import LayoutError, find_layout, parse_table
 
 BLOCK_BYTES = 1 << 20
 # The start of the input that decides its layout (a header, the first data lines).
@@ -68,6 +68,11 @@ def _parse_columns(text: str | None):
     if any(c < 0 for c in columns):
         raise argparse.ArgumentTypeError("--columns indices must be >= 0")
     return columns
+
+
+def _column(text: str):
+    """A column as input.key names it: a 0-based index, or a header name."""
+    return int(text) if text.isdigit() else text
 
 
 def _positive_int(text: str) -> int:
@@ -323,9 +328,7 @@ def cmd_score(args) -> int:
     if args.format == "csv" and args.header:
         out.write("line,label,probability,surprise\n")
     rejects, counts = [], {}
-    key_column = None
-    if args.key is not None:  # (the data's key column, as emstreamd's input.key)
-        key_column = int(args.key_column) if args.key_column.isdigit() else args.key_column
+    key_column = None if args.key is None else args.key_column
     try:
         for parsed in parsed_blocks(stream, args.columns, key=key_column):
             for reason, n in parsed.reject_counts().items():
@@ -714,7 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="0-based columns to use (default: all)")
     score.add_argument("--key", metavar="K", help="a keyed stream's series: score its rows of "
                        "DATA with its model from a state store")
-    score.add_argument("--key-column", metavar="C", default="0",
+    score.add_argument("--key-column", metavar="C", type=_column, default=0,
                        help="with --key, DATA's key column, as input.key: a 0-based index or a "
                        "header name (default: 0)")
     score.set_defaults(run=cmd_score)
@@ -770,7 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--title", help="a title over the picture")
     timeline.add_argument("--key", metavar="K", help="a keyed stream's series to draw (the "
                           "key's rows of DATA and lines of SCORES)")
-    timeline.add_argument("--key-column", metavar="C", default="0",
+    timeline.add_argument("--key-column", metavar="C", type=_column, default=0,
                           help="DATA's key column, as input.key: a 0-based index or a header "
                           "name (default: 0)")
     timeline.set_defaults(run=cmd_timeline)
@@ -781,9 +784,8 @@ def cmd_timeline(args) -> int:
     try:
         from .timeline import plot_timeline
 
-        column = int(args.key_column) if args.key_column.isdigit() else args.key_column
         plot_timeline(args.data, args.scores, args.output, threshold=args.threshold,
-                      title=args.title, key=args.key, key_column=column)
+                      title=args.title, key=args.key, key_column=args.key_column)
     except ImportError:
         raise CommandError("timeline needs matplotlib: pip install 'emstream[plot]'") from None
     print(f"emstream: wrote {args.output}", file=sys.stderr)

@@ -83,10 +83,9 @@ def read_series(path, key: str | None = None, key_column=0) -> dict:
         lines, values = lines[mine], values[mine]
         times = None if times is None else times[mine]
     if lines.size == 0:
-        raise ValueError(f"{path}: no rows of numbers" + (f" with key {key!r} in column "
-                                                          f"{key_column!r}" if key is not None
-                                                          else " (a keyed stream? name the "
-                                                          "series with --key)"))
+        why = (f" with key {key!r} in column {key_column!r}" if key is not None
+               else " (a keyed stream? name the series with --key)")
+        raise ValueError(f"{path}: no rows of numbers{why}")
     return {"line": lines, "value": values, "time": times}
 
 
