@@ -19,6 +19,7 @@ import numpy as np
 from . import __version__, checkpoint
 from .checkpoint import CheckpointError
 from .compare import full_covariances, match_components
+from .compressed import DataFile
 from .episodes import DEFAULT_THRESHOLD
 from .mixture import GaussianMixture
 from .parse import LineBuffer, parse_lines
@@ -45,9 +46,9 @@ def _open_input(name: str):
     if name == "-":
         return sys.stdin.buffer
     try:
-        return open(name, "rb")
+        return DataFile(name)  # (decompressed, if it is gzip, bzip2 or xz)
     except OSError as exc:
-        raise CommandError(f"{name}: cannot open ({exc.strerror})") from None
+        raise CommandError(f"{name}: cannot open ({exc.strerror or exc})") from None
 
 
 def _add_view_options(command, plot_help: str) -> None:

@@ -18,6 +18,7 @@ import sys
 import yaml
 
 from emstream import __version__
+from emstream.compressed import compression
 from emstream.checkpoint import CheckpointError
 
 from . import config as config_module
@@ -59,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validate the configuration and the paths it names, print the "
                         "effective configuration as YAML and exit (0, or 78 with one line)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--input", metavar="PATH", help="read this file to its end (back-fill)")
+    source.add_argument("--input", metavar="PATH", help="read this file to its end (back-fill; "
+                        "gzip, bzip2 and xz files are read decompressed)")
     source.add_argument("--follow", metavar="PATH",
                         help="follow this growing file like tail -F (rotation, truncation)")
     parser.add_argument("--checkpoint", metavar="PATH",
@@ -133,6 +135,10 @@ def main(argv=None) -> int:
         return 0
     path = args.follow or args.input
     try:
+        if args.follow and compression(args.follow):
+            return _fail(f"--follow {args.follow}: the file is {compression(args.follow)}-"
+                         "compressed; follow the plain file, or back-fill this one with "
+                         "--input", EX_USAGE)[1]
         if args.follow:
             source = FollowInput(args.follow)
         else:
@@ -160,7 +166,9 @@ def main(argv=None) -> int:
         daemon.resume()
         at_start = summary.snapshot(daemon.counters)
         if args.input:
-            daemon.progress = Progress(args.input, daemon.source.offset)
+            handle = daemon.source.handle
+            daemon.progress = Progress(args.input, daemon.source.offset, in_file=None if
+                                       handle.compression is None else handle.in_file)
         code = daemon.run()
     except CheckpointError as exc:  # with its own exit_code when it says why it stops
         return _fail(str(exc), getattr(exc, "exit_code", EX_DATAERR))[1]

@@ -15,11 +15,14 @@ def _duration(seconds: float) -> str:
 class Progress:
     """Progress through the file at ``path`` from byte ``start`` (where this run began).
 
-    The size is read again each time: a file may grow while it is back-filled.
+    The size is read again each time: a file may grow while it is back-filled.  For a
+    compressed file, whose offsets count decompressed bytes, ``in_file`` maps an offset to
+    about where it lies in the file itself, and share, rate and time left come from that.
     """
 
-    def __init__(self, path: str, start: int, clock=time.monotonic):
-        self.path, self.start, self.clock = path, start, clock
+    def __init__(self, path: str, start: int, clock=time.monotonic, in_file=None):
+        self.path, self.clock, self.in_file = path, clock, in_file
+        self.start = start if in_file is None else in_file(start)
 
     def describe(self, offset: int, began: float) -> str:
         """"; 37.5% of FILE, 12.3 MB/s, 0:41 left" for the byte ``offset`` reached, reading
@@ -30,6 +33,8 @@ class Progress:
             return ""
         if size <= 0:
             return ""
+        if self.in_file is not None:
+            offset = self.in_file(offset)
         elapsed = self.clock() - began
         rate = (offset - self.start) / elapsed if elapsed > 0 else 0.0
         text = f"; {min(offset / size, 1.0):.1%} of {self.path}, {rate / 1e6:.3g} MB/s"

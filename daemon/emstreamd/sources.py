@@ -19,6 +19,7 @@ import select
 import stat
 import time
 
+from emstream.compressed import DataFile
 from emstream.linebuffer import LineBuffer
 
 log = logging.getLogger("emstreamd")
@@ -118,7 +119,8 @@ class FileInput(_Source):
     def __init__(self, path: str, offset: int = 0, max_line_bytes: int | None = None):
         self.path = path
         self._max_line_bytes = max_line_bytes
-        self.handle = open(path, "rb")
+        # (gzip, bzip2 and xz files are read decompressed: offsets count decompressed bytes)
+        self.handle = DataFile(path)
         stat = os.fstat(self.handle.fileno())
         self.device, self.inode = stat.st_dev, stat.st_ino
         self.fingerprint, self.fingerprint_bytes = fingerprint(path)

@@ -1,0 +1,120 @@
+"""Data files that are compressed (gzip, bzip2, xz), read as the lines they hold.
+
+A back-fill is often of rotated logs (``app.log.2.gz``).  The compression is told by the file's
+first bytes, not its name, and the file is read through the standard library's decompressors:
+positions (``tell``, ``seek``) count the *decompressed* bytes, so a checkpoint's input offset
+means the same for a compressed file as for a plain one (resuming decompresses up to it again).
+``raw_position`` and ``in_file`` say how far into the file itself the reading is, for
+progress.
+
+Example
+-------
+>>> import gzip, os, tempfile
+>>> path = os.path.join(tempfile.mkdtemp(), "values.txt.gz")
+>>> with gzip.open(path, "wb") as out:
+...     _ = out.write(b"1.5\\n2.5\\n")
+>>> compression(path)
+'gzip'
+>>> with DataFile(path) as data:
+...     data.read(), data.tell()
+(b'1.5\\n2.5\\n', 8)
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+import stat
+import zlib
+
+# First bytes of each format (zstd: for a clear refusal; the 3.11 standard library lacks it).
+MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+         (b"\x28\xb5\x2f\xfd", "zstd"))
+_OPENERS = {"gzip": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"), "bzip2": bz2.BZ2File,
+            "xz": lzma.LZMAFile}
+# What a damaged or cut-off compressed stream raises, besides OSError.
+_DAMAGED = (EOFError, lzma.LZMAError, zlib.error)
+
+
+def compression(path) -> str | None:
+    """The compression of the regular file at ``path`` by its first bytes, or None (plain, or
+    not a regular file: a FIFO is not peeked at, which would take its bytes)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as handle:
+            head = handle.read(6)
+    except OSError:
+        return None
+    return next((kind for magic, kind in MAGIC if head.startswith(magic)), None)
+
+
+class DataFile:
+    """A data file opened for reading, decompressed if it is compressed.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Raises
+    ------
+    OSError
+        The file cannot be opened, or is compressed in a format that cannot be read here
+        (zstd), with a message saying how to feed it instead.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.compression = compression(self.path)
+        if self.compression == "zstd":
+            raise OSError(f"{self.path} is zstd-compressed, which this Python cannot read: "
+                          f"decompress it on the way (zstd -dc {self.path} | ...)")
+        self.raw = open(self.path, "rb")
+        self.handle = self.raw if self.compression is None else \
+            _OPENERS[self.compression](self.raw)
+
+    def fileno(self) -> int:
+        """The file's descriptor (of the compressed bytes, if it is compressed)."""
+        return self.raw.fileno()
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` (decompressed) bytes; a damaged compressed stream is an OSError."""
+        try:
+            return self.handle.read(size)
+        except _DAMAGED as exc:
+            raise OSError(f"{self.path}: damaged or cut-off {self.compression} data "
+                          f"({exc})") from None
+
+    def seek(self, offset: int) -> None:
+        """Go to the (decompressed) byte ``offset``: linear in it for a compressed file."""
+        try:
+            self.handle.seek(offset)
+        except _DAMAGED as exc:
+            raise OSError(f"{self.path}: damaged or cut-off {self.compression} data "
+                          f"({exc})") from None
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def raw_position(self) -> int:
+        """Bytes of the file itself read so far (compressed ones, if it is compressed)."""
+        return self.raw.tell()
+
+    def in_file(self, offset: int) -> float:
+        """About where the (decompressed) byte ``offset`` lies in the file itself: scaled by
+        the compression of what was read so far (for progress through a compressed file)."""
+        read = self.tell()
+        return offset if read <= 0 else offset * self.raw_position() / read
+
+    def close(self) -> None:
+        if self.handle is not self.raw:
+            self.handle.close()
+        self.raw.close()
+
+    def __enter__(self) -> "DataFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

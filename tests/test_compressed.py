@@ -1,0 +1,117 @@
+"""Compressed data files (gzip, bzip2, xz): read as the lines they hold, by the library's
+``DataFile``, by ``emstreamd --input`` (exactly as the plain file, killed and resumed too) and
+by ``emstream fit``.  Every line of a compressed back-fill used to be rejected as invalid
+UTF-8, with exit 0."""
+
+import bz2
+import gzip
+import lzma
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from emstream import checkpoint
+from emstream.cli import main
+from emstream.compressed import DataFile, compression
+
+from .conftest import ROOT
+from .test_daemon import _wait_for
+
+DAEMON = [sys.executable, "-m", "emstreamd", "--config", str(ROOT / "config.yaml")]
+WRITERS = {"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress}
+
+
+def _values(n, seed=0) -> bytes:
+    rng = np.random.default_rng(seed)
+    x = np.r_[rng.normal(-4, 1, n // 3), rng.normal(0, 1, n // 3), rng.normal(5, 1, n - 2 * (n // 3))]
+    return "".join(f"{v:.5f}\n" for v in x[rng.permutation(n)]).encode()
+
+
+@pytest.mark.parametrize("kind", sorted(WRITERS))
+def test_a_data_file_reads_decompressed_bytes_at_decompressed_offsets(tmp_path, kind):
+    plain = _values(5000)
+    path = tmp_path / "values.txt.z"  # (told by its first bytes, not its name)
+    path.write_bytes(WRITERS[kind](plain))
+    assert compression(path) == kind
+    with DataFile(path) as data:
+        assert data.read(1000) == plain[:1000] and data.tell() == 1000
+        data.seek(30_000)
+        assert data.read() == plain[30_000:]
+        assert 0 < data.raw_position() <= path.stat().st_size
+        # (progress: where a decompressed offset lies in the file, by the ratio so far)
+        assert data.in_file(data.tell()) == pytest.approx(data.raw_position())
+    (tmp_path / "plain.txt").write_bytes(plain)
+    assert compression(tmp_path / "plain.txt") is None
+
+
+def test_damaged_and_unreadable_compressed_files_are_clear_errors(tmp_path):
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(gzip.compress(_values(5000))[:-400])  # a copy that stopped early
+    with DataFile(cut) as data, pytest.raises(OSError, match="damaged or cut-off gzip data"):
+        data.read()
+    zstd = tmp_path / "values.zst"
+    zstd.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 20)
+    with pytest.raises(OSError, match=r"zstd-compressed.*zstd -dc"):
+        DataFile(zstd)
+
+
+@pytest.mark.parametrize("kind", sorted(WRITERS))
+def test_a_compressed_back_fill_equals_the_plain_one(tmp_path, kind):
+    plain = _values(3000)
+    (tmp_path / "plain.txt").write_bytes(plain)
+    (tmp_path / "packed").write_bytes(WRITERS[kind](plain))
+    runs = {}
+    for name in ("plain.txt", "packed"):
+        done = subprocess.run([*DAEMON, "--input", str(tmp_path / name), "--checkpoint",
+                               str(tmp_path / f"state-{name}")], capture_output=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
+        runs[name] = (done.stdout, checkpoint.load(tmp_path / f"state-{name}"))
+    assert runs["packed"][0] == runs["plain.txt"][0] and runs["plain.txt"][0].count(b"\n") == 2900
+    a, b = runs["plain.txt"][1], runs["packed"][1]
+    np.testing.assert_array_equal(a.model.means_, b.model.means_)
+    np.testing.assert_array_equal(a.model.covariances_, b.model.covariances_)
+    assert a.meta["input"]["offset"] == b.meta["input"]["offset"] == len(plain)
+
+
+def test_a_killed_compressed_back_fill_resumes_exactly(tmp_path):
+    plain = _values(400_000, seed=1)  # (several 1 MiB blocks: checkpoints come between them)
+    (tmp_path / "plain.txt").write_bytes(plain)
+    (tmp_path / "packed.gz").write_bytes(gzip.compress(plain))
+    settings = ["--no-output", "--set", "checkpoint.every_points=20000", "--set",
+                "status.every_seconds=0"]
+    done = subprocess.run([*DAEMON, "--input", str(tmp_path / "plain.txt"), "--checkpoint",
+                           str(tmp_path / "ref"), *settings], capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    state = str(tmp_path / "state")
+    process = subprocess.Popen([*DAEMON, "--input", str(tmp_path / "packed.gz"),
+                                "--checkpoint", state, *settings], stderr=subprocess.PIPE)
+    try:
+        _wait_for(process, "checkpoint (scheduled)", timeout=120)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        process.kill()
+        process.wait()
+    middle = checkpoint.load(state).meta["input"]["offset"]
+    assert 0 < middle < len(plain)  # killed part-way, after a checkpoint
+    done = subprocess.run([*DAEMON, "--input", str(tmp_path / "packed.gz"), "--checkpoint",
+                           state, *settings], capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    reference, resumed = checkpoint.load(tmp_path / "ref"), checkpoint.load(state)
+    np.testing.assert_array_equal(reference.model.means_, resumed.model.means_)
+    np.testing.assert_array_equal(reference.model.covariances_, resumed.model.covariances_)
+    assert resumed.meta["counters"]["rows"] == 400_000
+
+
+def test_follow_refuses_a_compressed_file_and_fit_reads_one(tmp_path, capsys):
+    path = tmp_path / "old.log.gz"
+    path.write_bytes(gzip.compress(_values(600)))
+    done = subprocess.run([*DAEMON, "--follow", str(path), "--checkpoint",
+                           str(tmp_path / "s")], capture_output=True, timeout=60)
+    assert done.returncode == 64 and b"gzip-compressed" in done.stderr
+    assert main(["fit", str(path), "-k", "3", "-o", str(tmp_path / "m.json")]) == 0
+    assert "fitted 3 components to 600 rows" in capsys.readouterr().err
