@@ -18,8 +18,8 @@ import sys
 import yaml
 
 from emstream import __version__
-from emstream.compressed import compression
 from emstream.checkpoint import CheckpointError
+from emstream.compressed import compression
 
 from . import config as config_module
 from . import logs, preflight, summary
