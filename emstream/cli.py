@@ -31,6 +31,7 @@ BLOCK_BYTES = 1 << 20
 # The start of the input that decides its layout (a header, the first data lines).
 LAYOUT_BYTES = 1 << 16
 SHOWN_REJECTS = 5
+_SEPARATED = {",": "comma-separated", "\t": "tab-separated", ";": "semicolon-separated"}
 # fit --dask-scheduler: bytes per parsing task, bytes read to learn the number of fields.
 DASK_BLOCK_BYTES = 64 << 20
 DASK_SAMPLE_BYTES = 64 << 10
@@ -467,8 +468,9 @@ def _format_daemon_meta(meta: dict) -> list[str]:
         names = layout["names"] or [f"x{i}" for i in range(layout["n_fields"])]
         values = ", ".join(str(names[i]) for i in layout["value_fields"])
         time_field = layout["time_field"]
-        lines.append(f"layout      table of {layout['n_fields']} "
-                     f"{'comma-separated' if layout['comma'] else 'whitespace-separated'} "
+        separated = (_SEPARATED.get(layout.get("separator", ","), "comma-separated")
+                     if layout["comma"] else "whitespace-separated")
+        lines.append(f"layout      table of {layout['n_fields']} {separated} "
                      f"fields" + (f", header on line {layout['header_line']}"
                                   if layout["header_line"] else "")
                      + f"; values: {values}"

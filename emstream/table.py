@@ -2,8 +2,9 @@
 
 The stream's first non-blank line is a header if one of its fields is neither a number nor a
 time; it names the columns and is a line, not a reject.  :func:`find_layout` reads that line
-and the first data line and fixes the :class:`Layout`: fields per line, separated by commas
-if the data line holds one (else by whitespace); which field is the time (the one named
+and the first data line and fixes the :class:`Layout`: fields per line, separated by tabs if
+the header holds one (or semicolons, if it holds one and no comma: a TSV's times and names
+may hold spaces), else by commas if the data line holds one, else by whitespace; which field is the time (the one named
 ``timestamp``, ``time``, ``date``, ``datetime`` or ``ts``, or ``timestamp=`` given by name or
 index, else a first field that is an ISO 8601 time); which fields make the row (``columns``
 by name or index; default every other field).  A file of plain numbers has no layout
@@ -50,6 +51,8 @@ from .parse import (
 from .timestamps import looks_like_time, parse_times
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime", "ts")
+# The characters a table's fields may be separated by (besides runs of whitespace).
+SEPARATORS = (",", "\t", ";")
 _NUMBERISH = b"0123456789+-.eE "
 
 
@@ -88,13 +91,15 @@ class Layout:
     n_fields : int
         Fields per data line.
     comma : bool
-        Fields are separated by commas (else by runs of whitespace).
+        Fields are separated by one character, ``separator`` (else by runs of whitespace).
     time_field : int or None
         The time column; None if the table has none.
     value_fields : tuple of int
         The fields that make a row, in order.
     key_field : int or None
         The field naming each row's series (a keyed stream); None: one series.
+    separator : str
+        With ``comma``: the separating character, one of ``SEPARATORS``.
     """
 
     names: tuple | None
@@ -104,6 +109,15 @@ class Layout:
     time_field: int | None
     value_fields: tuple
     key_field: int | None = None
+    separator: str = ","
+
+    def __post_init__(self):
+        if self.separator not in SEPARATORS:
+            raise ValueError(f"separator must be one of {SEPARATORS!r}, got {self.separator!r}")
+
+    @property
+    def sep(self) -> bytes:
+        return self.separator.encode()
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -115,7 +129,7 @@ class Layout:
                    header_line=data["header_line"], n_fields=int(data["n_fields"]),
                    comma=bool(data["comma"]), time_field=data["time_field"],
                    value_fields=tuple(int(i) for i in data["value_fields"]),
-                   key_field=data.get("key_field"))
+                   key_field=data.get("key_field"), separator=data.get("separator", ","))
 
     def column_names(self) -> list:
         """The row's column names (from the header, else ``x0, x1, ...``)."""
@@ -124,8 +138,15 @@ class Layout:
         return [self.names[i] for i in self.value_fields]
 
 
-def _split(line: bytes, comma: bool) -> list:
-    return [f.strip() for f in line.split(b",")] if comma else line.split()
+def _split(line: bytes, comma: bool, sep: bytes = b",") -> list:
+    return [f.strip() for f in line.split(sep)] if comma else line.split()
+
+
+def _header_separator(head: bytes) -> bytes | None:
+    """A tab, or a semicolon where there is no comma, if the header line holds one."""
+    if b"\t" in head:
+        return b"\t"
+    return b";" if b";" in head and b"," not in head else None
 
 
 def _is_number(field: bytes) -> bool:
@@ -189,6 +210,11 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     by_index = key is not None and not (isinstance(key, str) and not key.lstrip("-").isdigit())
     probe = [f for i, f in enumerate(head_fields) if not (by_index and i == int(key))]
     if any(not _is_number(f) and not looks_like_time(f) for f in probe):
+        # A header with tabs (or semicolons and no comma) says how fields are separated: a
+        # TSV's times and names may hold spaces.
+        head_sep = _header_separator(head)
+        if head_sep is not None:
+            head_fields = _split(head, True, head_sep)
         try:
             names = tuple(f.decode("utf-8").strip().strip('"') for f in head_fields)
         except UnicodeDecodeError:
@@ -196,13 +222,16 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         else:
             header_line = head_number
             lines = lines[1:]
+    if names is None:
+        head_sep = None
     if lines:
-        fields = _split(lines[0][1], b"," in lines[0][1])
-        comma = b"," in lines[0][1]
+        sep = head_sep or (b"," if b"," in lines[0][1] else None)
+        fields = _split(lines[0][1], sep is not None, sep or b",")
     elif names is not None:  # a header alone (a live stream's first line): it decides
-        fields, comma = [], b"," in head
+        fields, sep = [], head_sep or (b"," if b"," in head else None)
     else:
         return None
+    comma = sep is not None
     n_fields = len(fields) if fields else len(names)
     if names is not None and fields and len(names) != n_fields:
         names = None  # a header that does not fit the data is only a first rejected line
@@ -232,7 +261,8 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     if not value_fields:
         raise LayoutError(f"the first data line (line {lines[0][0] if lines else head_number}) "
                           f"has {n_fields} field(s) and none is a value column")
-    return Layout(names, header_line, n_fields, comma, time_field, value_fields, key_field)
+    return Layout(names, header_line, n_fields, comma, time_field, value_fields, key_field,
+                  (sep or b",").decode())
 
 
 def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
@@ -286,7 +316,7 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
             time_text.append(b"")
             key_text.append(b"")
             continue
-        fields = _split(line, layout.comma)
+        fields = _split(line, layout.comma, layout.sep)
         if len(fields) != layout.n_fields:  # (a field count the screen did not foresee)
             early[number] = "wrong field count"
             fields = [b""] * layout.n_fields
@@ -362,7 +392,7 @@ def _parse_keyed_block(data: bytes, layout: Layout, first_line: int,
     inside = position < lengths[inline]
     space = _WHITESPACE[raw]
     if layout.comma:
-        separator = (raw == ord(",")) & inside
+        separator = (raw == ord(layout.separator)) & inside
         counted = separator
     else:
         separator = space & inside
@@ -387,7 +417,10 @@ def _parse_keyed_block(data: bytes, layout: Layout, first_line: int,
     if not layout.comma:  # whitespace after a value field that is not the last: one space
         keep = (inside & is_value & ~separator) | (separator & is_value & (field != last))
     keep |= ~inside  # the newlines
-    text = raw[keep].tobytes()
+    chars = raw
+    if layout.comma and layout.separator != ",":  # (parse_lines reads commas and whitespace)
+        chars = np.where(separator, np.uint8(ord(",")), raw)
+    text = chars[keep].tobytes()
     if not text.endswith(b"\n"):
         text += b"\n"
     parsed = parse_lines(text, n_fields=len(values), first_line=1,
@@ -431,7 +464,7 @@ def _screen(data: bytes, starts, stops, layout: Layout) -> tuple[np.ndarray, np.
     # Per line: bytes that are not whitespace, and commas or fields (runs of non-whitespace).
     solid = _per_line(~space, starts, stops)
     if layout.comma:
-        fields = _per_line(raw == ord(","), starts, stops) + 1
+        fields = _per_line(raw == ord(layout.separator), starts, stops) + 1
     else:
         run_start = ~space
         run_start[1:] &= space[:-1]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -385,8 +386,8 @@ def test_the_array_parser_of_clean_keyed_blocks_agrees_with_the_line_parser(monk
     rng = np.random.default_rng(4)
     fast_blocks = 0
     for _ in range(400):
-        comma = rng.random() < 0.5
-        sep = b"," if comma else b" "
+        sep = [b",", b" ", b"\t", b";"][int(rng.integers(0, 4))]
+        comma = sep != b" "  # (one separating character; tab and semicolon need a header)
         timed, n_values = rng.random() < 0.5, int(rng.integers(1, 4))
         key_at = int(rng.integers(0, n_values + 1))
         lines = []
@@ -403,18 +404,24 @@ def test_the_array_parser_of_clean_keyed_blocks_agrees_with_the_line_parser(monk
             if not comma and rng.random() < 0.2:
                 line = b"  " + line.replace(b" ", b"\t", 1) + b" "
             if comma and rng.random() < 0.2:
-                line = line.replace(b",", b" , ", 1) + b"\r"
+                line = line.replace(sep, b" " + sep + b" ", 1) + b"\r"
             if rng.random() < 0.03:
                 line = [b"", b"garbage", line + sep + b"1", line.replace(values[0], b"nan", 1)][
                     int(rng.integers(0, 4))]
             lines.append(line)
-        data = b"\n".join(lines) + (b"\n" if rng.random() < 0.8 else b"")
         key_field = key_at + (1 if timed and key_at >= 1 else 0)
+        names = [f"v{j}".encode() for j in range(len(fields))]
+        names[key_field] = b"host"
+        header = sep.join(names) + b"\n" if sep in (b"\t", b";") else b""
+        data = b"\n".join(lines) + (b"\n" if rng.random() < 0.8 else b"")
         try:
-            layout = table.find_layout(data, key=key_field,
+            layout = table.find_layout(header + data, key=key_field,
                                        timestamp=(1 if key_at == 0 else 0) if timed else None)
         except table.LayoutError:
             continue
+        if header:  # (the block after the header: the header line is not in it)
+            layout = replace(layout, header_line=None)
+        assert layout.comma == comma and (not comma or layout.sep == sep)
         first = int(rng.integers(1, 1000))
         fast = table._parse_keyed_block(data, layout, first, 4096)
         if fast is None:

@@ -57,6 +57,30 @@ def test_a_header_names_columns_and_the_time_column_is_found():
     assert find_layout(b"timestamp,value\n").n_fields == 2
 
 
+def test_tab_and_semicolon_tables_are_read_like_comma_ones():
+    """A TSV's times and names hold spaces, and a semicolon file (a spreadsheet's export) has
+    one field per cell: a header with tabs, or semicolons and no comma, says so (every line
+    of them was rejected)."""
+    comma = b"timestamp,cpu load\n2014-07-01 00:00:00,5.5\n2014-07-01 00:05:00,6\n"
+    expected = parse_table(comma, find_layout(comma))
+    for sep in (b"\t", b";"):
+        data = comma.replace(b",", sep)
+        layout = find_layout(data)
+        assert layout.sep == sep and layout.names == ("timestamp", "cpu load")
+        parsed = parse_table(data, layout)
+        assert parsed.rows.tolist() == expected.rows.tolist() == [[5.5], [6.0]]
+        assert parsed.times.tolist() == expected.times.tolist()
+        assert Layout.from_dict(layout.to_dict()) == layout
+    # Checkpoints from before keep their comma; a separator no parser knows is refused.
+    old = find_layout(comma).to_dict()
+    del old["separator"]
+    assert Layout.from_dict(old).sep == b","
+    with pytest.raises(ValueError, match="separator must be one of"):
+        Layout.from_dict({**old, "separator": "|"})
+    # Whitespace tables are as before, tabs among their spaces included.
+    assert find_layout(b"2014-07-01T00:00:00\t5 6\n").comma is False
+
+
 def test_bad_rows_of_a_table_are_rejected_with_their_reason():
     data = (b"timestamp,value\n2014-07-01 00:00:00,1\nyesterday,2\n2014-07-01 00:10:00,x\n"
             b"2014-07-01 00:15:00\n\n2014-07-01 00:20:00,nan\n2014-07-01 00:25:00,5\n")
