@@ -4,11 +4,12 @@ The stream's first non-blank line is a header if one of its fields is neither a 
 time; it names the columns and is a line, not a reject.  :func:`find_layout` reads that line
 and the first data line and fixes the :class:`Layout`: fields per line, separated by tabs if
 the header holds one (or semicolons, if it holds one and no comma: a TSV's times and names
-may hold spaces), else by commas if the data line holds one, else by whitespace; which field is the time (the one named
-``timestamp``, ``time``, ``date``, ``datetime`` or ``ts``, or ``timestamp=`` given by name or
-index, else a first field that is an ISO 8601 time); which fields make the row (``columns``
-by name or index; default every other field).  A file of plain numbers has no layout
-(``find_layout`` returns None) and goes through :func:`emstream.parse.parse_lines` alone.
+may hold spaces), else by commas if the data line holds one, else by whitespace; which field
+is the time (the one named ``timestamp``, ``time``, ``date``, ``datetime`` or ``ts``, or
+``timestamp=`` given by name or index, else a first field that is an ISO 8601 time); which
+fields make the row (``columns`` by name or index; default every other field).  A file of
+plain numbers has no layout (``find_layout`` returns None) and goes through
+:func:`emstream.parse.parse_lines` alone.
 
 :func:`parse_table` then parses blocks of lines with that layout: the numbers through
 ``parse_lines`` (same reject reasons), the times through :mod:`emstream.timestamps` (a row whose

@@ -26,7 +26,8 @@ WRITERS = {"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress}
 
 def _values(n, seed=0) -> bytes:
     rng = np.random.default_rng(seed)
-    x = np.r_[rng.normal(-4, 1, n // 3), rng.normal(0, 1, n // 3), rng.normal(5, 1, n - 2 * (n // 3))]
+    third = n // 3
+    x = np.r_[rng.normal(-4, 1, third), rng.normal(0, 1, third), rng.normal(5, 1, n - 2 * third)]
     return "".join(f"{v:.5f}\n" for v in x[rng.permutation(n)]).encode()
 
 
@@ -70,7 +71,8 @@ def test_a_compressed_back_fill_equals_the_plain_one(tmp_path, kind):
                               timeout=120)
         assert done.returncode == 0, done.stderr.decode()
         runs[name] = (done.stdout, checkpoint.load(tmp_path / f"state-{name}"))
-    assert runs["packed"][0] == runs["plain.txt"][0] and runs["plain.txt"][0].count(b"\n") == 2900
+    assert runs["packed"][0] == runs["plain.txt"][0]
+    assert runs["plain.txt"][0].count(b"\n") == 2900
     a, b = runs["plain.txt"][1], runs["packed"][1]
     np.testing.assert_array_equal(a.model.means_, b.model.means_)
     np.testing.assert_array_equal(a.model.covariances_, b.model.covariances_)

@@ -103,7 +103,8 @@ class KeyMonitor:
         fitted = model._is_fitted()
         warming = not fitted or model._learner().warming_up
         try:
-            update = self.series.update(batch, times, with_resp=per_point, with_scores=per_point)
+            update = self.series.update(batch, times, with_resp=per_point,
+                                        with_scores=per_point)
         except ValueError as exc:
             learner = model.__dict__.get("_online")
             if learner is not None and learner.n_features is not None:
