@@ -83,8 +83,9 @@ def test_a_killed_compressed_back_fill_resumes_exactly(tmp_path):
     plain = _values(400_000, seed=1)  # (several 1 MiB blocks: checkpoints come between them)
     (tmp_path / "plain.txt").write_bytes(plain)
     (tmp_path / "packed.gz").write_bytes(gzip.compress(plain))
+    # (Small mini-batches: seconds of work after the first checkpoint, for the kill to land in.)
     settings = ["--no-output", "--set", "checkpoint.every_points=20000", "--set",
-                "status.every_seconds=0"]
+                "status.every_seconds=0", "--set", "batch.max_rows=100"]
     done = subprocess.run([*DAEMON, "--input", str(tmp_path / "plain.txt"), "--checkpoint",
                            str(tmp_path / "ref"), *settings], capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
