@@ -11,7 +11,6 @@ import json
 import logging
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +21,11 @@ from .compare import full_covariances, match_components
 from .compressed import DataFile
 from .episodes import DEFAULT_THRESHOLD
 from .mixture import GaussianMixture
-from .parse import LineBuffer, parse_lines
+from .parse import parse_lines
 from .report import format_rows
 from .stats import COVARIANCE_TYPES
-from .table import LayoutError, find_layout, parse_table
+from .table import LayoutError, of_key, parse_stream
 
-BLOCK_BYTES = 1 << 20
-# The start of the input that decides its layout (a header, the first data lines).
-LAYOUT_BYTES = 1 << 16
 SHOWN_REJECTS = 5
 _SEPARATED = {",": "comma-separated", "\t": "tab-separated", ";": "semicolon-separated"}
 # fit --dask-scheduler: bytes per parsing task, bytes read to learn the number of fields.
@@ -88,35 +84,11 @@ def _positive_int(text: str) -> int:
 
 
 def parsed_blocks(stream, columns=None, n_fields=None, key=None):
-    """Parse a byte stream block by block (cut at newlines); yields :class:`Parsed` blocks.
-
-    As emstreamd reads: plain numbers, or a table (a header line, a time column, and with
-    ``key`` (a column's index or name) a key column, whose values are the blocks' ``keys``),
-    as the first block shows."""
-    lines = LineBuffer()
-    line = 1
-    layout = None  # undecided until the first non-blank block; False: plain numbers
-    while True:
-        chunk = stream.read(BLOCK_BYTES)
-        data = lines.feed(chunk, at_end=not chunk)
-        if data:
-            if layout is None and data.strip():
-                head = data[:LAYOUT_BYTES]
-                head = head[:head.rfind(b"\n") + 1] or head
-                try:
-                    layout = find_layout(head, columns=columns, key=key, first_line=line)
-                except LayoutError as exc:
-                    raise CommandError(str(exc)) from None
-                layout = layout or False
-            if layout:
-                parsed = parse_table(data, layout, first_line=line)
-            else:
-                parsed = parse_lines(data, n_fields=n_fields, columns=columns, first_line=line)
-            n_fields = parsed.n_fields or n_fields
-            line += parsed.n_lines
-            yield parsed
-        if not chunk:
-            return
+    """:func:`emstream.table.parse_stream`, a column it cannot find a usage error."""
+    try:
+        yield from parse_stream(stream, columns=columns, n_fields=n_fields, key=key)
+    except LayoutError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _report_rejects(source: str, rejects: list, counts: dict) -> None:
@@ -337,9 +309,7 @@ def cmd_score(args) -> int:
                 counts[reason] = counts.get(reason, 0) + n
             rejects.extend(parsed.rejects[:SHOWN_REJECTS])
             if key_column is not None and parsed.keys is not None:
-                mine = parsed.keys == args.key.encode()  # the key's own rows only
-                parsed = replace(parsed, rows=parsed.rows[mine], lines=parsed.lines[mine],
-                                 keys=parsed.keys[mine])
+                parsed = of_key(parsed, args.key)  # the key's own rows only
             if not parsed.rows.size:
                 continue
             if parsed.rows.shape[1] != model.n_features_in_:

@@ -20,6 +20,11 @@ class NotFittedError(ValueError, AttributeError):
     """
 
 
+class InitialValuesError(ValueError):
+    """``weights_init``/``means_init``/``precisions_init`` do not fit the data (their width
+    is not the rows'), found when ``partial_fit`` first sees rows."""
+
+
 class ConvergenceWarning(UserWarning):
     """Batch EM stopped at ``max_iter`` before the log-likelihood settled within ``tol``.
 

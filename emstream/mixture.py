@@ -11,7 +11,12 @@ import numpy as np
 
 from . import distributed, em
 from ._blas import single_thread_blas
-from .exceptions import ConvergenceWarning, NotFittedError, sklearn_compatible
+from .exceptions import (
+    ConvergenceWarning,
+    InitialValuesError,
+    NotFittedError,
+    sklearn_compatible,
+)
 from .gaussian import (
     MixtureParams,
     covariances_from_precision_cholesky,
@@ -752,7 +757,10 @@ class GaussianMixture:
         self._check_settings_unchanged("partial_fit")
         learner = self._learner()
         if learner.initial is not None and learner.n_features is None:
-            self._checked_inits(X.shape[1])  # (now, not at the first provisional fit)
+            try:  # (now, not at the first provisional fit)
+                self._checked_inits(X.shape[1])
+            except ValueError as exc:
+                raise InitialValuesError(str(exc)) from None
         with single_thread_blas(X.shape[0]):
             scored = learner.learn(X, with_resp)
         self._publish(learner)

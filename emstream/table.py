@@ -32,7 +32,7 @@ Example
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -49,9 +49,14 @@ from .parse import (
     is_bad_key,
     parse_lines,
 )
+from .linebuffer import LineBuffer
 from .timestamps import looks_like_time, parse_times
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime", "ts")
+# A readable stream is parsed in blocks of this many bytes (cut at newlines) ...
+BLOCK_BYTES = 1 << 20
+# ... and the start of its first block decides its layout (a header, the first data lines).
+LAYOUT_BYTES = 1 << 16
 # The characters a table's fields may be separated by (besides runs of whitespace).
 SEPARATORS = (",", "\t", ";")
 _NUMBERISH = b"0123456789+-.eE "
@@ -264,6 +269,45 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
                           f"has {n_fields} field(s) and none is a value column")
     return Layout(names, header_line, n_fields, comma, time_field, value_fields, key_field,
                   (sep or b",").decode())
+
+
+def parse_stream(stream, *, columns=None, n_fields=None, key=None):
+    """Parse a readable byte stream block by block as emstreamd reads its input; yields
+    :class:`~emstream.parse.Parsed` blocks.
+
+    Plain numbers, or a table (a header line, a time column, and with ``key``, a column's
+    index or name, a key column whose values are the blocks' ``keys``), as the first block
+    shows.  Raises :class:`LayoutError` if ``columns`` or ``key`` name no column."""
+    lines = LineBuffer()
+    line = 1
+    layout = None  # undecided until the first non-blank block; False: plain numbers
+    while True:
+        chunk = stream.read(BLOCK_BYTES)
+        data = lines.feed(chunk, at_end=not chunk)
+        if data:
+            if layout is None and data.strip():
+                head = data[:LAYOUT_BYTES]
+                head = head[:head.rfind(b"\n") + 1] or head
+                layout = find_layout(head, columns=columns, key=key, first_line=line) or False
+            if layout:
+                parsed = parse_table(data, layout, first_line=line)
+            else:
+                parsed = parse_lines(data, n_fields=n_fields, columns=columns, first_line=line)
+            n_fields = parsed.n_fields or n_fields
+            line += parsed.n_lines
+            yield parsed
+        if not chunk:
+            return
+
+
+def of_key(parsed: Parsed, key: str) -> Parsed:
+    """The rows of a keyed block whose key is ``key``."""
+    mine = parsed.keys == key.encode()
+    times = getattr(parsed, "times", None)
+    text = getattr(parsed, "time_text", None)
+    return replace(parsed, rows=parsed.rows[mine], lines=parsed.lines[mine],
+                   keys=parsed.keys[mine],
+                   **({} if times is None else {"times": times[mine], "time_text": text[mine]}))
 
 
 def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,

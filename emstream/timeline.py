@@ -14,9 +14,9 @@ import json
 
 import numpy as np
 
+from .compressed import DataFile
 from .episodes import DEFAULT_THRESHOLD
-from .parse import parse_lines
-from .table import find_layout, parse_table
+from .table import of_key, parse_stream
 
 
 def read_scores(path, key: str | None = None) -> dict:
@@ -68,20 +68,16 @@ def read_series(path, key: str | None = None, key_column=0) -> dict:
     """A series file's rows: ``line`` (n,), ``value`` (n,) (its first column), ``time`` (n,)
     (datetime64, or None without a time column); with ``key``, only the rows whose
     ``key_column`` (0-based index or header name) holds it."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    layout = find_layout(data, key=None if key is None else key_column)
-    if layout:
-        parsed = parse_table(data, layout)
-        times = (None if parsed.times is None
-                 else (parsed.times * 1000).astype("datetime64[ms]"))
-    else:
-        parsed, times = parse_lines(data), None
-    lines, values = parsed.lines, parsed.rows[:, 0] if parsed.rows.size else np.empty(0)
+    with DataFile(path) as handle:
+        blocks = list(parse_stream(handle, key=None if key is None else key_column))
     if key is not None:
-        mine = parsed.keys == key.encode()
-        lines, values = lines[mine], values[mine]
-        times = None if times is None else times[mine]
+        blocks = [of_key(block, key) for block in blocks if block.keys is not None]
+    lines = np.concatenate([b.lines for b in blocks]) if blocks else np.empty(0, np.int64)
+    values = np.concatenate([b.rows[:, 0] if b.rows.size else np.empty(0) for b in blocks]) \
+        if blocks else np.empty(0)
+    stamps = [getattr(b, "times", None) for b in blocks]
+    times = None if not blocks or stamps[0] is None else \
+        (np.concatenate(stamps) * 1000).astype("datetime64[ms]")
     if lines.size == 0:
         why = (f" with key {key!r} in column {key_column!r}" if key is not None
                else " (a keyed stream? name the series with --key)")

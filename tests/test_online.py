@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from emstream import GaussianMixture, NotFittedError
+from emstream.exceptions import InitialValuesError
 from emstream.stats import COVARIANCE_TYPES
 
 from .conftest import mixture_1d, mixture_2d
@@ -90,7 +91,7 @@ def test_user_initial_means_start_the_online_warm_up(seed):
 
 def test_initial_means_of_another_width_fail_at_the_first_partial_fit():
     gm = GaussianMixture(3, means_init=[[1.0], [2.0], [3.0]])
-    with pytest.raises(ValueError, match=r"means_init must have shape \(3, 2\)"):
+    with pytest.raises(InitialValuesError, match=r"means_init must have shape \(3, 2\)"):
         gm.partial_fit(np.zeros((5, 2)))  # (not later, at the first provisional fit)
 
 

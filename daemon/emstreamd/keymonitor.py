@@ -24,6 +24,7 @@ import numpy as np
 
 from emstream import GaussianMixture
 from emstream.drift import DriftMonitor
+from emstream.exceptions import InitialValuesError
 from emstream.ring import RingBuffer
 from emstream.series import SeriesMonitor
 
@@ -105,11 +106,7 @@ class KeyMonitor:
         try:
             update = self.series.update(batch, times, with_resp=per_point,
                                         with_scores=per_point)
-        except ValueError as exc:
-            learner = model.__dict__.get("_online")
-            if learner is not None and learner.n_features is not None:
-                raise
-            # Before the model's first row: the rows' width does not fit model.*_init.
+        except InitialValuesError as exc:  # (at the first rows: nothing learned yet)
             raise StartError(f"the input does not fit the configuration: model.{exc}",
                              EX_CONFIG) from None
         counters = self.counters
