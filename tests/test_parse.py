@@ -114,8 +114,8 @@ def test_bulk_verdicts_agree_with_the_line_by_line_rules_before_and_after_the_wi
 
 
 def test_blocks_keep_line_numbers_and_join_lines_cut_at_block_edges(monkeypatch):
-    import emstream.cli as cli
-    monkeypatch.setattr(cli, "BLOCK_BYTES", 7)
+    import emstream.table as table
+    monkeypatch.setattr(table, "BLOCK_BYTES", 7)  # (parse_stream, which parsed_blocks runs)
     data = b"".join(f"{i}.25\n".encode() for i in range(1, 30)) + b"oops\n31"
     blocks = list(parsed_blocks(io.BytesIO(data)))
     rows = np.concatenate([b.rows for b in blocks]).ravel()
