@@ -933,6 +933,29 @@ def _json_int(text: str) -> int:
     return -_BEYOND_RANGE if text.startswith("-") else _BEYOND_RANGE
 
 
+# A string holding a JSON number (as log shippers that quote every value write them) ...
+_QUOTED_NUMBER = re.compile(r"\s*(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][+-]?[0-9]+)?\s*")
+# ... or a non-finite one, in the spellings such writers use ("NaN", "Infinity", "-inf").
+_QUOTED_NON_FINITE = re.compile(r"\s*[+-]?(?:nan|inf|infinity)\s*", re.IGNORECASE)
+
+
+def _unquoted(values: list) -> tuple[list, str | None]:
+    """The values with each string that holds a number replaced by that number (read as JSON
+    would read it unquoted), or the reason of the first string that does not."""
+    out = []
+    for value in values:
+        if type(value) is str:
+            number = _QUOTED_NUMBER.fullmatch(value)
+            if number is None:
+                reason = "non-finite" if _QUOTED_NON_FINITE.fullmatch(value) else "non-numeric"
+                return values, reason
+            whole, fraction, exponent = number.groups()
+            value = (_json_int(whole) if fraction is None and exponent is None
+                     else float(number.group(0)))
+        out.append(value)
+    return out, None
+
+
 def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | None = None):
     """``(values, reason)`` of one JSON line: never an exception, whatever the line holds.
     With ``key``, values end with that field's value as UTF-8 bytes (a string, or an integer
@@ -958,6 +981,10 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | Non
         values = [record[name] for name in fields]
     except KeyError:
         return None, "missing field"
+    if any(type(v) is str for v in values):  # log shippers often quote numbers
+        values, reason = _unquoted(values)
+        if reason is not None:
+            return None, reason
     if any(type(v) not in (int, float) for v in values):  # bool, str, null, list, dict
         return None, "non-numeric"
     if not all(math.isfinite(v) for v in values if type(v) is float):
@@ -993,7 +1020,9 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
     data : bytes
         Whole lines (a last line without a newline counts).
     fields : sequence of str
-        Keys whose values make the row; extra keys are ignored.
+        Keys whose values make the row; extra keys are ignored.  A value may be a number or a
+        string holding one in JSON's notation (``"12.5"``, as log shippers that quote every
+        value write it), read as the same number unquoted.
     first_line : int
         Line number of the first line of ``data``.
     max_line_bytes : int
@@ -1007,7 +1036,7 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
     Parsed
         Rejects: "invalid json" (not a JSON object, or nested too deep to decode), "missing
         field", "non-numeric" (a value that is not a number; booleans included),
-        "non-finite" (NaN, Infinity, or a number that overflows a float), "out of range"
+        "non-finite" (NaN, Infinity, or a number that overflows a float; quoted too), "out of range"
         (beyond ±1e100, integers of any size included), "too long", "invalid utf-8",
         "blank"; with ``key``, "bad key" (an empty key, or one holding a control character:
         :func:`is_bad_key`).  Lines that are too long, blank, not UTF-8 or do not start with

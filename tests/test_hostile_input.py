@@ -67,6 +67,18 @@ def _cpu_seconds(function, *args, **kwargs):
     (b"not json", "invalid json"),
     (b"[1, 2]", "invalid json"),
     (b'{"w": 1}', "missing field"),
+    # Quoted numbers are numbers (log shippers quote every value), held to the same rules.
+    (b'{"v": "1' + b"0" * 400 + b'"}', "out of range"),
+    (b'{"v": "-' + b"9" * 5000 + b'"}', "out of range"),
+    (b'{"v": "1e400"}', "non-finite"),
+    (b'{"v": "NaN"}', "non-finite"),
+    (b'{"v": "-inf"}', "non-finite"),
+    (b'{"v": "0x10"}', "non-numeric"),
+    (b'{"v": "1_000"}', "non-numeric"),
+    (b'{"v": "+5"}', "non-numeric"),
+    (b'{"v": ""}', "non-numeric"),
+    (b'{"v": "\\u0663"}', "non-numeric"),  # an Arabic-Indic three: a digit, not ASCII
+    (b'{"v": "1' + b"2" * 3000 + b'x"}', "non-numeric"),  # no backtracking on a long run
     (b"\xff{}", "invalid utf-8"),
     (b"  ", "blank"),
 ], ids=_short)
@@ -85,6 +97,15 @@ def test_json_integers_are_bounded_exactly_and_other_fields_may_be_anything():
     parsed = parse_json_lines(data, ["v"])
     assert parsed.rows.ravel().tolist() == [1e100, 3.0]
     assert _reasons(parsed) == [(2, "out of range")]
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e100, max_value=1e100)
+       | st.integers(-10**100, 10**100))
+def test_a_quoted_json_number_is_read_as_the_same_number_unquoted(value):
+    quoted = json.dumps({"v": json.dumps(value), "k": 1}).encode()
+    plain = json.dumps({"v": value}).encode()
+    read = parse_json_lines(quoted + b"\n" + plain + b"\n", ["v"])
+    assert read.rows.ravel().tolist() == [float(value)] * 2
 
 
 def test_json_integers_beyond_pythons_digit_limit_are_out_of_range():

@@ -133,7 +133,8 @@ def test_blocks_cut_anywhere_give_the_rejects_of_the_whole_stream(lines, cuts, n
 JSON_LINES = [b'{"v": 1.5}', b'{"v": 2, "w": 3}', b'{"w": 1}', b' {"v": "x"}', b'\t{"v": true}',
               b"{", b"[1]", b"", b"  ", b"\x0b", b"\x0c{}", b"\xff{", b'{"v": 1e400}',
               b'{"v": NaN}', b'{"v": 1' + b"0" * 120 + b"}", b'\r{"v": 1}', b'{"v": "\xc3\xa9"}',
-              b'x{"v":1}', b'{"v": 1}{"v": 2}', b'{"v": 3} ', b"\x00", b"nan", b"{" * 50]
+              b'x{"v":1}', b'{"v": 1}{"v": 2}', b'{"v": 3} ', b"\x00", b"nan", b"{" * 50,
+              b'{"v": "2.5", "w": "-1e3"}', b'{"v": "nan"}', b'{"v": "2.5x"}']
 
 
 @settings(max_examples=200, deadline=None)
