@@ -21,7 +21,7 @@ from .compare import full_covariances, match_components
 from .compressed import DataFile
 from .episodes import DEFAULT_THRESHOLD
 from .mixture import GaussianMixture
-from .parse import parse_lines
+from .parse import blank_byte_order_marks, parse_lines
 from .report import format_rows
 from .stats import COVARIANCE_TYPES
 from .table import LayoutError, of_key, parse_stream
@@ -198,7 +198,7 @@ def _is_parquet(pattern: str) -> bool:
 
 def _parse_block(data: bytes, n_fields, columns):
     """Parse one block of whole lines (a dask task): rows and what was rejected."""
-    parsed = parse_lines(data, n_fields=n_fields, columns=columns)
+    parsed = parse_lines(blank_byte_order_marks(data), n_fields=n_fields, columns=columns)
     return parsed.rows, (parsed.rows.shape[0], parsed.n_lines, parsed.reject_counts(),
                          parsed.rejects[:SHOWN_REJECTS])
 

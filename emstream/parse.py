@@ -66,6 +66,28 @@ _SPACES = bytes.maketrans(b",\r", b"  ")
 _SNIPPET = 60
 
 
+BYTE_ORDER_MARK = b"\xef\xbb\xbf"
+
+
+def blank_byte_order_marks(data: bytes) -> bytes:
+    """``data`` with each UTF-8 byte order mark that starts a line (spreadsheets' "CSV UTF-8"
+    starts the file with one) made three spaces: the header's first name is then the name,
+    and the first row is not rejected; byte offsets stay as they are.
+
+    >>> blank_byte_order_marks(b"\\xef\\xbb\\xbftimestamp,value\\n")
+    b'   timestamp,value\\n'
+    """
+    if BYTE_ORDER_MARK not in data:
+        return data
+    marked = bytearray(data)
+    at = data.find(BYTE_ORDER_MARK)
+    while at >= 0:
+        if at == 0 or data[at - 1] == 10:
+            marked[at:at + 3] = b"   "
+        at = data.find(BYTE_ORDER_MARK, at + 3)
+    return bytes(marked)
+
+
 def is_bad_key(name: bytes) -> bool:
     """Whether a series key (as written, surrounding whitespace removed) is refused ("bad
     key"): empty, or holding a control character (a NUL, a tab, an escape sequence), which

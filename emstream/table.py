@@ -4,10 +4,13 @@ The stream's first non-blank line is a header if one of its fields is neither a 
 time; it names the columns and is a line, not a reject.  :func:`find_layout` reads that line
 and the first data line and fixes the :class:`Layout`: fields per line, separated by tabs if
 the header holds one (or semicolons, if it holds one and no comma: a TSV's times and names
-may hold spaces), else by commas if the data line holds one, else by whitespace; which field
+may hold spaces; a semicolon table's values may have a decimal comma, ``10,5``, as
+spreadsheets write them where the comma is the decimal mark), else by commas if the data line holds one, else by whitespace (a field of a
+separated table may be in double quotes, as RFC 4180 has it); which field
 is the time (the one named ``timestamp``, ``time``, ``date``, ``datetime`` or ``ts``, or
 ``timestamp=`` given by name or index, else a first field that is an ISO 8601 time); which
-fields make the row (``columns`` by name or index; default every other field).  A file of
+fields make the row (``columns`` by name or index; default every other field but one the
+header leaves unnamed, the row index pandas' ``to_csv`` and R's ``write.csv`` write).  A file of
 plain numbers has no layout (``find_layout`` returns None) and goes through
 :func:`emstream.parse.parse_lines` alone.
 
@@ -44,6 +47,7 @@ from .parse import (
     Reject,
     Rejects,
     _prefix,
+    blank_byte_order_marks,
     _snippet,
     _spans,
     is_bad_key,
@@ -145,7 +149,22 @@ class Layout:
 
 
 def _split(line: bytes, comma: bool, sep: bytes = b",") -> list:
-    return [f.strip() for f in line.split(sep)] if comma else line.split()
+    if not comma:
+        return line.split()
+    if b'"' in line:
+        return _split_quoted(line, sep)
+    return [f.strip() for f in line.split(sep)]
+
+
+def _split_quoted(line: bytes, sep: bytes) -> list:
+    """The fields of a line with double quotes, as RFC 4180 reads them (what R's
+    ``write.csv``, spreadsheets and ``QUOTE_ALL`` writers produce): a quoted field may hold
+    the separator and doubled quotes; the quotes are not part of the value."""
+    import csv
+
+    text = line.decode("utf-8", "surrogateescape")  # (bytes that are not UTF-8 kept as they are)
+    fields = next(csv.reader([text], delimiter=sep.decode(), skipinitialspace=True), [""])
+    return [f.strip().encode("utf-8", "surrogateescape") for f in fields]
 
 
 def _header_separator(head: bytes) -> bytes | None:
@@ -257,7 +276,9 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     if key_field is not None and key_field == time_field:
         raise LayoutError(f"input.key {key!r} is the time column")
     if columns is None:
-        value_fields = tuple(i for i in range(n_fields) if i not in (time_field, key_field))
+        # A column without a name is a row index (pandas' to_csv, R's write.csv), not a value.
+        value_fields = tuple(i for i in range(n_fields) if i not in (time_field, key_field)
+                             and not (names and names[i] == ""))
     else:
         value_fields = tuple(_index(c, names, n_fields, "input.columns") for c in columns)
     if time_field in value_fields:
@@ -283,7 +304,7 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None):
     layout = None  # undecided until the first non-blank block; False: plain numbers
     while True:
         chunk = stream.read(BLOCK_BYTES)
-        data = lines.feed(chunk, at_end=not chunk)
+        data = blank_byte_order_marks(lines.feed(chunk, at_end=not chunk))
         if data:
             if layout is None and data.strip():
                 head = data[:LAYOUT_BYTES]
@@ -354,6 +375,9 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
     rest = np.flatnonzero(~bulk)
     values, time_text, key_text, early = [], [], [], {}
     key_field = layout.key_field
+    # Semicolons separate cells where the comma is the decimal mark (spreadsheets in such
+    # locales): a comma in a value is its decimal comma.
+    decimal_comma = layout.comma and layout.separator == ";"
     for i, number in zip(rest.tolist(), numbers[rest].tolist()):
         line = data[starts[i]:stops[i]]
         if number == layout.header_line or len(line) > max_line_bytes:
@@ -365,10 +389,18 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         if len(fields) != layout.n_fields:  # (a field count the screen did not foresee)
             early[number] = "wrong field count"
             fields = [b""] * layout.n_fields
+        elif layout.comma and b'"' in line:
+            # A quoted value may hold what parse_lines splits on ("1,234", "1 2"): not a number.
+            fields = [b"x" if j in layout.value_fields and (b"," in f or len(f.split()) > 1)
+                      else f for j, f in enumerate(fields)]
         if key_field is not None and number not in early and is_bad_key(fields[key_field]):
             early[number] = "bad key"
             fields = [b""] * layout.n_fields
-        values.append(b",".join(fields[j] for j in layout.value_fields) or b"x")
+        if decimal_comma:
+            values.append(b",".join(fields[j].replace(b",", b".") for j in layout.value_fields)
+                          or b"x")
+        else:
+            values.append(b",".join(fields[j] for j in layout.value_fields) or b"x")
         time_text.append(fields[layout.time_field] if layout.time_field is not None else b"")
         if key_field is not None:
             key_text.append(fields[key_field])
@@ -425,7 +457,7 @@ def _parse_keyed_block(data: bytes, layout: Layout, first_line: int,
             layout.header_line is not None
             and first_line <= layout.header_line < first_line + n_lines):
         return None
-    if np.any(stops - starts > max_line_bytes):
+    if np.any(stops - starts > max_line_bytes) or b'"' in data:  # (quotes: one by one)
         return None
     blank, wrong = _screen(data, starts, stops, layout)
     if blank.any() or wrong.any():
@@ -463,8 +495,10 @@ def _parse_keyed_block(data: bytes, layout: Layout, first_line: int,
         keep = (inside & is_value & ~separator) | (separator & is_value & (field != last))
     keep |= ~inside  # the newlines
     chars = raw
+    if layout.comma and layout.separator == ";":  # decimal commas (keys are gathered from raw)
+        chars = np.where(raw == ord(","), np.uint8(ord(".")), raw)
     if layout.comma and layout.separator != ",":  # (parse_lines reads commas and whitespace)
-        chars = np.where(separator, np.uint8(ord(",")), raw)
+        chars = np.where(separator, np.uint8(ord(",")), chars)
     text = chars[keep].tobytes()
     if not text.endswith(b"\n"):
         text += b"\n"
@@ -515,7 +549,10 @@ def _screen(data: bytes, starts, stops, layout: Layout) -> tuple[np.ndarray, np.
         run_start[1:] &= space[:-1]
         fields = _per_line(run_start, starts, stops)
     blank = solid == 0
-    return blank, ~blank & (fields != layout.n_fields)
+    wrong = ~blank & (fields != layout.n_fields)
+    if layout.comma:  # a quoted field may hold the separator: such lines are split one by one
+        wrong &= _per_line(raw == ord('"'), starts, stops) == 0
+    return blank, wrong
 
 
 def _per_line(mask: np.ndarray, starts, stops) -> np.ndarray:

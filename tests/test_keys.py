@@ -385,15 +385,19 @@ def test_the_array_parser_of_clean_keyed_blocks_agrees_with_the_line_parser(monk
 
     rng = np.random.default_rng(4)
     fast_blocks = 0
-    for _ in range(400):
+    for _ in range(450):
         sep = [b",", b" ", b"\t", b";"][int(rng.integers(0, 4))]
         comma = sep != b" "  # (one separating character; tab and semicolon need a header)
         timed, n_values = rng.random() < 0.5, int(rng.integers(1, 4))
         key_at = int(rng.integers(0, n_values + 1))
+        quoted = comma and rng.random() < 0.1
+        decimal_comma = rng.random() < 0.5
         lines = []
         for i in range(int(rng.integers(1, 40))):
             values = [f"{x:.{int(rng.integers(1, 8))}g}".encode()
                       for x in rng.normal(size=n_values) * 10.0 ** rng.integers(-3, 5)]
+            if sep == b";" and decimal_comma:  # where the comma is the decimal mark
+                values = [v.replace(b".", b",") for v in values]
             key = [b"web-1", b"db 2" if comma else b"db2", "été".encode(), b"x"][
                 int(rng.integers(0, 4))]
             fields = [*values[:key_at], key, *values[key_at:]]
@@ -405,6 +409,8 @@ def test_the_array_parser_of_clean_keyed_blocks_agrees_with_the_line_parser(monk
                 line = b"  " + line.replace(b" ", b"\t", 1) + b" "
             if comma and rng.random() < 0.2:
                 line = line.replace(sep, b" " + sep + b" ", 1) + b"\r"
+            if quoted and rng.random() < 0.5:  # a quoted key: such blocks are parse_table's
+                line = line.replace(key, b'"' + key + b'"', 1)
             if rng.random() < 0.03:
                 line = [b"", b"garbage", line + sep + b"1", line.replace(values[0], b"nan", 1)][
                     int(rng.integers(0, 4))]

@@ -81,6 +81,66 @@ def test_tab_and_semicolon_tables_are_read_like_comma_ones():
     assert find_layout(b"2014-07-01T00:00:00\t5 6\n").comma is False
 
 
+def test_quoted_fields_are_read_as_rfc_4180_has_them():
+    """R's write.csv quotes the header and every text field, spreadsheets and QUOTE_ALL writers
+    every field: each line was rejected ("bad timestamp", "non-numeric")."""
+    plain = b"timestamp,cpu load\n2014-07-01 00:00:00,5.5\n2014-07-01 00:05:00,6\n"
+    expected = parse_table(plain, find_layout(plain))
+    r_style = b'"timestamp","cpu load"\n"2014-07-01 00:00:00",5.5\n"2014-07-01 00:05:00",6\n'
+    quote_all = (b'"timestamp";"cpu load"\n"2014-07-01 00:00:00";"5.5"\n'
+                 b'"2014-07-01 00:05:00" ; "6"\n')
+    for data in (r_style, quote_all):
+        layout = find_layout(data)
+        assert layout.names == ("timestamp", "cpu load") and layout.time_field == 0
+        parsed = parse_table(data, layout)
+        assert parsed.rows.tolist() == expected.rows.tolist() == [[5.5], [6.0]]
+        assert parsed.times.tolist() == expected.times.tolist()
+        assert parsed.time_text.tolist() == expected.time_text.tolist()
+        assert len(parsed.rejects) == 0
+    # Semicolons separate cells where the comma is the decimal mark.
+    decimal = b"timestamp;cpu load\n2014-07-01 00:00:00;5,5\n2014-07-01 00:05:00;6\n"
+    parsed = parse_table(decimal, find_layout(decimal))
+    assert parsed.rows.tolist() == [[5.5], [6.0]] and len(parsed.rejects) == 0
+    # A quoted field may hold the separator and doubled quotes; a quoted value that is not one
+    # number is non-numeric, a line that does not close its quote a wrong field count.
+    data = (b'host,value\n"web,3",1.5\n"say ""hi""",2\n"db",   "3"\nweb,"1,234"\n'
+            b'web,"1 2"\n"web,4\n')
+    parsed = parse_table(data, find_layout(data, key="host"))
+    assert parsed.rows.ravel().tolist() == [1.5, 2.0, 3.0]
+    assert parsed.keys.tolist() == [b"web,3", b'say "hi"', b"db"]
+    assert [(r.line, r.reason) for r in parsed.rejects] == [
+        (5, "non-numeric"), (6, "non-numeric"), (7, "wrong field count")]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line():
+    """Spreadsheets' "CSV UTF-8" starts with a byte order mark: it was part of the first
+    column's name (input.timestamp or input.columns by that name then failed) or made the
+    first row non-numeric."""
+    import io
+
+    from emstream.table import parse_stream
+
+    table = b"\xef\xbb\xbfvalue,timestamp\n5.5,2014-07-01 00:00:00\n"
+    parsed = list(parse_stream(io.BytesIO(table), columns=["value"]))
+    assert parsed[0].rows.tolist() == [[5.5]] and len(parsed[0].rejects) == 0
+    plain = list(parse_stream(io.BytesIO(b"\xef\xbb\xbf1.5\n2.5\n")))
+    assert plain[0].rows.tolist() == [[1.5], [2.5]] and len(plain[0].rejects) == 0
+
+
+def test_an_unnamed_column_is_a_row_index_not_a_value():
+    """pandas' to_csv and R's write.csv write the row index as a first column with no name:
+    it was learned as a second feature (a counter, so every point drifted)."""
+    pandas = b",value\n0,0.5\n1,0.25\n"
+    r_names = b'"","value"\n"1",0.5\n"2",0.25\n'
+    for data in (pandas, r_names):
+        layout = find_layout(data)
+        assert layout.value_fields == (1,) and layout.column_names() == ["value"]
+        assert parse_table(data, layout).rows.tolist() == [[0.5], [0.25]]
+    # An unnamed time index is still the time; a column named by input.columns is a value.
+    assert find_layout(b",value\n2014-07-01 00:00:00,0.5\n").time_field == 0
+    assert find_layout(pandas, columns=[0, 1]).value_fields == (0, 1)
+
+
 def test_bad_rows_of_a_table_are_rejected_with_their_reason():
     data = (b"timestamp,value\n2014-07-01 00:00:00,1\nyesterday,2\n2014-07-01 00:10:00,x\n"
             b"2014-07-01 00:15:00\n\n2014-07-01 00:20:00,nan\n2014-07-01 00:25:00,5\n")
@@ -368,6 +428,35 @@ def test_a_provisional_model_alerts_too(tmp_path):
     assert saved.meta["counters"]["anomalies"] == 1
     scores = np.array([float(r[5]) for r in rows])
     assert (scores >= 0.9999).sum() == 1  # the flag is the score at the threshold
+
+
+def test_a_table_from_r_or_pandas_scores_like_the_plain_csv(tmp_path):
+    """R's write.csv (quoted header and times, the row names as an unnamed first column) and
+    pandas' to_csv (the index, unnamed) give the plain CSV's scores, line for line."""
+    x = _seasonal(np.random.default_rng(3), 4 * DAY)
+    plain = tmp_path / "plain.csv"
+    _write_table(plain, x)
+    head, *rows = plain.read_text().splitlines()
+    r_style = tmp_path / "r.csv"
+    r_style.write_text('"","timestamp","value"\n' + "".join(
+        f'"{i + 1}","{t}",{v}\n' for i, (t, v) in enumerate(r.split(",") for r in rows)))
+    pandas = tmp_path / "pandas.csv"
+    pandas.write_text(",timestamp,value\n" + "".join(f"{i},{r}\n" for i, r in enumerate(rows)))
+    # A spreadsheet's "CSV UTF-8" where the comma is the decimal mark: a byte order mark,
+    # semicolons, decimal commas.
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(
+        [head.replace(",", ";")] + [r.replace(",", ";").replace(".", ",") for r in rows]
+    ).encode() + b"\r\n")
+    outputs = []
+    for data in (plain, r_style, pandas, excel):
+        done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
+                               str(tmp_path / data.stem)], capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
+        assert "rejected: none" in done.stderr.decode()
+        outputs.append(done.stdout.decode())
+    assert len(outputs[0].splitlines()) == len(x) - 100  # every row after the first batch
+    assert outputs[1] == outputs[2] == outputs[3] == outputs[0]
 
 
 def test_the_timeline_command_draws_a_series_with_its_alerts(tmp_path):

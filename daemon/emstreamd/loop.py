@@ -20,7 +20,7 @@ import numpy as np
 
 from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
-from emstream.parse import Rejects, parse_json_lines, parse_lines
+from emstream.parse import Rejects, blank_byte_order_marks, parse_json_lines, parse_lines
 from emstream.store import STORE_NAME
 from emstream.table import Layout, LayoutError, find_layout, parse_table
 
@@ -323,6 +323,7 @@ class Daemon:
     def _parse_block(self, data: bytes, first: int, n_fields: int | None):
         """Rows of a block of lines, and the byte offset just past each line (in the block)."""
         settings = self.config["input"]
+        data = blank_byte_order_marks(data)
         if settings["format"] == "jsonl":
             parsed = parse_json_lines(data, settings["fields"], first_line=first,
                                       max_line_bytes=settings["max_line_bytes"],
