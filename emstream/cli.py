@@ -24,10 +24,9 @@ from .mixture import GaussianMixture
 from .parse import blank_byte_order_marks, parse_lines
 from .report import format_rows
 from .stats import COVARIANCE_TYPES
-from .table import LayoutError, of_key, parse_stream
+from .table import Layout, LayoutError, of_key, parse_stream
 
 SHOWN_REJECTS = 5
-_SEPARATED = {",": "comma-separated", "\t": "tab-separated", ";": "semicolon-separated"}
 # fit --dask-scheduler: bytes per parsing task, bytes read to learn the number of fields.
 DASK_BLOCK_BYTES = 64 << 20
 DASK_SAMPLE_BYTES = 64 << 10
@@ -435,18 +434,7 @@ def _format_daemon_meta(meta: dict) -> list[str]:
         n = meta.get("n_fields")
         lines.append(f"layout      plain numbers, {n} number{'' if n == 1 else 's'} per line")
     elif isinstance(layout, dict):
-        names = layout["names"] or [f"x{i}" for i in range(layout["n_fields"])]
-        values = ", ".join(str(names[i]) for i in layout["value_fields"])
-        time_field = layout["time_field"]
-        separated = (_SEPARATED.get(layout.get("separator", ","), "comma-separated")
-                     if layout["comma"] else "whitespace-separated")
-        lines.append(f"layout      table of {layout['n_fields']} {separated} "
-                     f"fields" + (f", header on line {layout['header_line']}"
-                                  if layout["header_line"] else "")
-                     + f"; values: {values}"
-                     + (f"; time: {names[time_field]}" if time_field is not None else "")
-                     + (f"; key: {names[layout['key_field']]}"
-                        if layout.get("key_field") is not None else ""))
+        lines.append(f"layout      {Layout.from_dict(layout).describe()}")
     history = meta.get("history") or []
     kinds = {}
     for event in history:

@@ -10,7 +10,8 @@ separated table may be in double quotes, as RFC 4180 has it); which field
 is the time (the one named ``timestamp``, ``time``, ``date``, ``datetime`` or ``ts``, or
 ``timestamp=`` given by name or index, else a first field that is an ISO 8601 time); which
 fields make the row (``columns`` by name or index; default every other field but one the
-header leaves unnamed, the row index pandas' ``to_csv`` and R's ``write.csv`` write).  A file of
+header leaves unnamed, the row index pandas' ``to_csv`` and R's ``write.csv`` write, and one
+that holds text on the first data line, such as a host name or a status).  A file of
 plain numbers has no layout (``find_layout`` returns None) and goes through
 :func:`emstream.parse.parse_lines` alone.
 
@@ -63,6 +64,7 @@ BLOCK_BYTES = 1 << 20
 LAYOUT_BYTES = 1 << 16
 # The characters a table's fields may be separated by (besides runs of whitespace).
 SEPARATORS = (",", "\t", ";")
+SEPARATED = {",": "comma-separated", "\t": "tab-separated", ";": "semicolon-separated"}
 _NUMBERISH = b"0123456789+-.eE "
 
 
@@ -141,6 +143,17 @@ class Layout:
                    value_fields=tuple(int(i) for i in data["value_fields"]),
                    key_field=data.get("key_field"), separator=data.get("separator", ","))
 
+    def describe(self) -> str:
+        """One line for people: ``table of 4 comma-separated fields, header on line 1; values:
+        value; time: timestamp; key: host``."""
+        names = self.names or [f"x{i}" for i in range(self.n_fields)]
+        separated = SEPARATED[self.separator] if self.comma else "whitespace-separated"
+        return (f"table of {self.n_fields} {separated} fields"
+                + (f", header on line {self.header_line}" if self.header_line else "")
+                + f"; values: {', '.join(str(names[i]) for i in self.value_fields)}"
+                + (f"; time: {names[self.time_field]}" if self.time_field is not None else "")
+                + (f"; key: {names[self.key_field]}" if self.key_field is not None else ""))
+
     def column_names(self) -> list:
         """The row's column names (from the header, else ``x0, x1, ...``)."""
         if self.names is None:
@@ -180,6 +193,13 @@ def _is_number(field: bytes) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _text_fields(fields: list, sep: bytes | None) -> set:
+    """The fields of a data line that hold text: neither a number (a decimal comma in a
+    semicolon table counts) nor empty (a missing value)."""
+    return {i for i, field in enumerate(fields) if field and not _is_number(
+        field.replace(b",", b".") if sep == b";" else field)}
 
 
 def _index(spec, names, n_fields: int, what: str) -> int:
@@ -276,9 +296,11 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     if key_field is not None and key_field == time_field:
         raise LayoutError(f"input.key {key!r} is the time column")
     if columns is None:
-        # A column without a name is a row index (pandas' to_csv, R's write.csv), not a value.
+        # A column without a name is a row index (pandas' to_csv, R's write.csv), and one
+        # whose first data field is text (a host, a status) is not a number: neither is a value.
+        text = _text_fields(fields, sep) if names is not None else ()
         value_fields = tuple(i for i in range(n_fields) if i not in (time_field, key_field)
-                             and not (names and names[i] == ""))
+                             and not (names and names[i] == "") and i not in text)
     else:
         value_fields = tuple(_index(c, names, n_fields, "input.columns") for c in columns)
     if time_field in value_fields:

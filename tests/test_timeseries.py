@@ -112,6 +112,20 @@ def test_quoted_fields_are_read_as_rfc_4180_has_them():
         (5, "non-numeric"), (6, "non-numeric"), (7, "wrong field count")]
 
 
+def test_text_columns_are_not_values_unless_named():
+    """A host or status column beside the values made every row non-numeric."""
+    data = b"timestamp,host,status,value\n2014-07-01 00:00:00,web-1,OK,5\n"
+    layout = find_layout(data)
+    assert layout.column_names() == ["value"]
+    assert parse_table(data, layout).rows.tolist() == [[5.0]]
+    assert find_layout(data, columns=["status", "value"]).value_fields == (2, 3)
+    # A missing value or a NaN is not text; a decimal comma is a number where it is one.
+    assert find_layout(b"timestamp,a,b\n2014-07-01 00:00:00,,nan\n").value_fields == (1, 2)
+    assert find_layout(b"timestamp;a;b\n2014-07-01 00:00:00;5,5;x\n").value_fields == (1,)
+    with pytest.raises(LayoutError, match="none is a value column"):
+        find_layout(b"timestamp,host\n2014-07-01 00:00:00,web-1\n")
+
+
 def test_a_byte_order_mark_is_not_part_of_the_first_line():
     """Spreadsheets' "CSV UTF-8" starts with a byte order mark: it was part of the first
     column's name (input.timestamp or input.columns by that name then failed) or made the
@@ -454,6 +468,8 @@ def test_a_table_from_r_or_pandas_scores_like_the_plain_csv(tmp_path):
                                str(tmp_path / data.stem)], capture_output=True, timeout=120)
         assert done.returncode == 0, done.stderr.decode()
         assert "rejected: none" in done.stderr.decode()
+        assert ("input: table of 3 comma-separated fields, header on line 1; values: value; "
+                "time: timestamp") in done.stderr.decode() or data in (plain, excel)
         outputs.append(done.stdout.decode())
     assert len(outputs[0].splitlines()) == len(x) - 100  # every row after the first batch
     assert outputs[1] == outputs[2] == outputs[3] == outputs[0]

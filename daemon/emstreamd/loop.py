@@ -344,6 +344,8 @@ class Daemon:
                     raise StartError("the input does not fit the configuration: input.columns "
                                      "names columns, but the input has no header line",
                                      EX_CONFIG)
+                log.info("input: %s", self.layout.describe() if self.layout
+                         else "plain numbers")
             if self.layout:
                 parsed = parse_table(data, self.layout, first_line=first,
                                      max_line_bytes=settings["max_line_bytes"])
