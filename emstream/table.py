@@ -297,10 +297,13 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         raise LayoutError(f"input.key {key!r} is the time column")
     if columns is None:
         # A column without a name is a row index (pandas' to_csv, R's write.csv), and one
-        # whose first data field is text (a host, a status) is not a number: neither is a value.
-        text = _text_fields(fields, sep) if names is not None else ()
+        # whose first data field is text (a host, a status) is not a number: neither is a value
+        # (unless no field is a number: that first line is junk, a reject, not the layout).
         value_fields = tuple(i for i in range(n_fields) if i not in (time_field, key_field)
-                             and not (names and names[i] == "") and i not in text)
+                             and not (names and names[i] == ""))
+        text = _text_fields(fields, sep) if names is not None else ()
+        if any(i not in text for i in value_fields):
+            value_fields = tuple(i for i in value_fields if i not in text)
     else:
         value_fields = tuple(_index(c, names, n_fields, "input.columns") for c in columns)
     if time_field in value_fields:
