@@ -82,12 +82,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def parsed_blocks(stream, columns=None, n_fields=None, key=None):
+def parsed_blocks(stream, columns=None, n_fields=None, key=None, day_first="auto"):
     """:func:`emstream.table.parse_stream`, a column it cannot find a usage error."""
     try:
-        yield from parse_stream(stream, columns=columns, n_fields=n_fields, key=key)
+        yield from parse_stream(stream, columns=columns, n_fields=n_fields, key=key,
+                                day_first=day_first)
     except LayoutError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(str(exc).replace("input.day_first", "--day-first")) from None
+
+
+def _add_day_first(command) -> None:
+    command.add_argument("--day-first", choices=("auto", "true", "false"), default="auto",
+                         help="times written 07/01/2014: day first (true) or month first "
+                         "(false); auto: as a day above 12 shows (as emstreamd's "
+                         "input.day_first)")
+
+
+def _day_first(args):
+    return {"true": True, "false": False}.get(getattr(args, "day_first", "auto"), "auto")
 
 
 def _report_rejects(source: str, rejects: list, counts: dict) -> None:
@@ -100,12 +112,12 @@ def _report_rejects(source: str, rejects: list, counts: dict) -> None:
         print(f"  line {reject.line}: {reject.reason}: {reject.text!r}", file=sys.stderr)
 
 
-def read_rows(name: str, columns=None):
+def read_rows(name: str, columns=None, day_first="auto"):
     """All rows of a data file (or stdin) and the tally of rejected lines."""
     stream = _open_input(name)
     rows, rejects, counts, n_lines = [], [], {}, 0
     try:
-        for parsed in parsed_blocks(stream, columns):
+        for parsed in parsed_blocks(stream, columns, day_first=day_first):
             rows.append(parsed.rows)
             rejects.extend(parsed.rejects[:SHOWN_REJECTS])
             for reason, n in parsed.reject_counts().items():
@@ -145,7 +157,7 @@ class _Progress(logging.Handler):
 def cmd_fit(args) -> int:
     if args.dask_scheduler:
         return _fit_on_dask(args)
-    X, source = read_rows(args.data, args.columns)
+    X, source = read_rows(args.data, args.columns, _day_first(args))
     model = _fit_logged(args, X, source)
     return _save_fit(args, model, source)
 
@@ -303,7 +315,8 @@ def cmd_score(args) -> int:
     rejects, counts = [], {}
     key_column = None if args.key is None else args.key_column
     try:
-        for parsed in parsed_blocks(stream, args.columns, key=key_column):
+        for parsed in parsed_blocks(stream, args.columns, key=key_column,
+                                    day_first=_day_first(args)):
             for reason, n in parsed.reject_counts().items():
                 counts[reason] = counts.get(reason, 0) + n
             rejects.extend(parsed.rejects[:SHOWN_REJECTS])
@@ -544,7 +557,7 @@ def cmd_inspect(args) -> int:
         print(_format_summary(info))
     if args.plot:
         from .plot import plot_mixture
-        data = read_rows(args.data, args.columns)[0] if args.data else None
+        data = read_rows(args.data, args.columns, _day_first(args))[0] if args.data else None
         try:
             plot_mixture(loaded.model, args.plot, data=data, features=args.features)
         except ImportError:
@@ -660,6 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fit on a dask cluster: a scheduler address (tcp://host:8786) or "
                      "local:N for N local worker processes; DATA is then a glob of text/CSV "
                      "files or of Parquet files (*.parquet, or a directory)")
+    _add_day_first(fit)
     fit.set_defaults(run=cmd_fit)
 
     score = sub.add_parser("score", help="label and score rows with a checkpoint's model",
@@ -681,6 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--key-column", metavar="C", type=_column, default=0,
                        help="with --key, DATA's key column, as input.key: a 0-based index or a "
                        "header name (default: 0)")
+    _add_day_first(score)
     score.set_defaults(run=cmd_score)
 
     inspect = sub.add_parser("inspect", help="show what a checkpoint holds",
@@ -737,6 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--key-column", metavar="C", type=_column, default=0,
                           help="DATA's key column, as input.key: a 0-based index or a header "
                           "name (default: 0)")
+    _add_day_first(timeline)
     timeline.set_defaults(run=cmd_timeline)
     return parser
 
@@ -746,7 +762,8 @@ def cmd_timeline(args) -> int:
         from .timeline import plot_timeline
 
         plot_timeline(args.data, args.scores, args.output, threshold=args.threshold,
-                      title=args.title, key=args.key, key_column=args.key_column)
+                      title=args.title, key=args.key, key_column=args.key_column,
+                      day_first=_day_first(args))
     except ImportError:
         raise CommandError("timeline needs matplotlib: pip install 'emstream[plot]'") from None
     print(f"emstream: wrote {args.output}", file=sys.stderr)

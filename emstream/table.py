@@ -55,7 +55,7 @@ from .parse import (
     parse_lines,
 )
 from .linebuffer import LineBuffer
-from .timestamps import looks_like_time, parse_times
+from .timestamps import infer_day_first, looks_like_time, needs_day_order, parse_times
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime", "ts")
 # A readable stream is parsed in blocks of this many bytes (cut at newlines) ...
@@ -112,6 +112,9 @@ class Layout:
         The field naming each row's series (a keyed stream); None: one series.
     separator : str
         With ``comma``: the separating character, one of ``SEPARATORS``.
+    day_first : bool or None
+        The order of the times' ``07/01/2014`` dates (day first, month first), None if they
+        are not written so.
     """
 
     names: tuple | None
@@ -122,10 +125,14 @@ class Layout:
     value_fields: tuple
     key_field: int | None = None
     separator: str = ","
+    day_first: bool | None = None
 
     def __post_init__(self):
         if self.separator not in SEPARATORS:
             raise ValueError(f"separator must be one of {SEPARATORS!r}, got {self.separator!r}")
+        if self.day_first not in (None, True, False) or isinstance(self.day_first, int) and \
+                not isinstance(self.day_first, bool):
+            raise ValueError(f"day_first must be true, false or null, got {self.day_first!r}")
 
     @property
     def sep(self) -> bytes:
@@ -141,7 +148,8 @@ class Layout:
                    header_line=data["header_line"], n_fields=int(data["n_fields"]),
                    comma=bool(data["comma"]), time_field=data["time_field"],
                    value_fields=tuple(int(i) for i in data["value_fields"]),
-                   key_field=data.get("key_field"), separator=data.get("separator", ","))
+                   key_field=data.get("key_field"), separator=data.get("separator", ","),
+                   day_first=data.get("day_first"))
 
     def describe(self) -> str:
         """One line for people: ``table of 4 comma-separated fields, header on line 1; values:
@@ -152,6 +160,8 @@ class Layout:
                 + (f", header on line {self.header_line}" if self.header_line else "")
                 + f"; values: {', '.join(str(names[i]) for i in self.value_fields)}"
                 + (f"; time: {names[self.time_field]}" if self.time_field is not None else "")
+                + ("" if self.day_first is None
+                   else "; dates day first" if self.day_first else "; dates month first")
                 + (f"; key: {names[self.key_field]}" if self.key_field is not None else ""))
 
     def column_names(self) -> list:
@@ -216,7 +226,7 @@ def _index(spec, names, n_fields: int, what: str) -> int:
 
 
 def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
-                first_line: int = 1) -> Layout | None:
+                first_line: int = 1, day_first="auto") -> Layout | None:
     """The layout of a stream that starts with ``data``, or None for plain numbers.
 
     Parameters
@@ -232,6 +242,9 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         The column naming each row's series (name or index); never part of the row.
     first_line : int
         Line number of the first line of ``data``.
+    day_first : "auto" or bool
+        Whether times written ``07/01/2014`` put the day first; "auto": as a day above 12 in
+        ``data``'s times shows.
 
     Returns
     -------
@@ -242,7 +255,8 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     Raises
     ------
     LayoutError
-        ``columns`` or ``timestamp`` name a column that does not exist.
+        ``columns`` or ``timestamp`` name a column that does not exist, or the times are
+        written ``07/01/2014`` and nothing says whether the day comes first.
     """
     lines = [(first_line + i, line.strip()) for i, line in enumerate(data.split(b"\n"))]
     lines = [(n, line) for n, line in lines if line]
@@ -290,6 +304,15 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
             time_field = named[0]
         elif fields and looks_like_time(fields[0]):
             time_field = 0
+    dates = None
+    if time_field is not None and fields and needs_day_order(fields[time_field]):
+        dates = day_first if day_first != "auto" else infer_day_first(
+            [f[time_field] for f in (_split(line, comma, sep or b",") for _, line in lines)
+             if len(f) == n_fields])
+        if dates is None:
+            raise LayoutError(f"the times are written like {fields[time_field].decode()!r}, "
+                              "day or month first, and no day above 12 says which: set "
+                              "input.day_first")
     key_field = None if key is None else _index(key, names, n_fields, "input.key")
     if names is None and time_field is None and key_field is None:
         return None
@@ -314,16 +337,17 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         raise LayoutError(f"the first data line (line {lines[0][0] if lines else head_number}) "
                           f"has {n_fields} field(s) and none is a value column")
     return Layout(names, header_line, n_fields, comma, time_field, value_fields, key_field,
-                  (sep or b",").decode())
+                  (sep or b",").decode(), dates)
 
 
-def parse_stream(stream, *, columns=None, n_fields=None, key=None):
+def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="auto"):
     """Parse a readable byte stream block by block as emstreamd reads its input; yields
     :class:`~emstream.parse.Parsed` blocks.
 
     Plain numbers, or a table (a header line, a time column, and with ``key``, a column's
     index or name, a key column whose values are the blocks' ``keys``), as the first block
-    shows.  Raises :class:`LayoutError` if ``columns`` or ``key`` name no column."""
+    shows (``day_first`` as :func:`find_layout` takes it).  Raises :class:`LayoutError` if
+    ``columns`` or ``key`` name no column, or the order of day and month is not known."""
     lines = LineBuffer()
     line = 1
     layout = None  # undecided until the first non-blank block; False: plain numbers
@@ -334,7 +358,8 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None):
             if layout is None and data.strip():
                 head = data[:LAYOUT_BYTES]
                 head = head[:head.rfind(b"\n") + 1] or head
-                layout = find_layout(head, columns=columns, key=key, first_line=line) or False
+                layout = find_layout(head, columns=columns, key=key, first_line=line,
+                                     day_first=day_first) or False
             if layout:
                 parsed = parse_table(data, layout, first_line=line)
             else:
@@ -446,7 +471,7 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         keys = np.array(key_text, dtype=bytes)[index] if len(lines) else np.empty(0, "S1")
     if layout.time_field is not None and len(lines):
         text = np.array([time_text[j] for j in index.tolist()], dtype=bytes)
-        times = parse_times(text)
+        times = parse_times(text, layout.day_first)
         bad = ~np.isfinite(times)
         for n in lines[bad].tolist():
             early[n] = "bad timestamp"
@@ -538,7 +563,7 @@ def _parse_keyed_block(data: bytes, layout: Layout, first_line: int,
                          n_lines)
         if layout.comma:
             stamps = np.strings.strip(stamps)
-        times = parse_times(stamps)
+        times = parse_times(stamps, layout.day_first)
         if not np.all(np.isfinite(times)):
             return None
     return TimedParsed(np.ascontiguousarray(parsed.rows), numbers, Rejects.empty(), n_lines,

@@ -64,12 +64,13 @@ def _unquoted(field: bytes) -> str:
     return text
 
 
-def read_series(path, key: str | None = None, key_column=0) -> dict:
+def read_series(path, key: str | None = None, key_column=0, day_first="auto") -> dict:
     """A series file's rows: ``line`` (n,), ``value`` (n,) (its first column), ``time`` (n,)
     (datetime64, or None without a time column); with ``key``, only the rows whose
     ``key_column`` (0-based index or header name) holds it."""
     with DataFile(path) as handle:
-        blocks = list(parse_stream(handle, key=None if key is None else key_column))
+        blocks = list(parse_stream(handle, key=None if key is None else key_column,
+                                   day_first=day_first))
     if key is not None:
         blocks = [of_key(block, key) for block in blocks if block.keys is not None]
     lines = np.concatenate([b.lines for b in blocks]) if blocks else np.empty(0, np.int64)
@@ -86,7 +87,8 @@ def read_series(path, key: str | None = None, key_column=0) -> dict:
 
 
 def plot_timeline(data_path, scores_path, path, *, threshold: float = DEFAULT_THRESHOLD,
-                  title: str | None = None, key: str | None = None, key_column=0) -> None:
+                  title: str | None = None, key: str | None = None, key_column=0,
+                  day_first="auto") -> None:
     """Draw a series (with ``key``, that key's series of a keyed stream) with its alerts and
     scores to the image file ``path``."""
     import matplotlib
@@ -94,7 +96,7 @@ def plot_timeline(data_path, scores_path, path, *, threshold: float = DEFAULT_TH
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = read_series(data_path, key, key_column)
+    series = read_series(data_path, key, key_column, day_first)
     scored = read_scores(scores_path, key)
     x_of_line = dict(zip(series["line"].tolist(),
                          series["time"] if series["time"] is not None else series["line"]))

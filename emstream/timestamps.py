@@ -3,6 +3,9 @@
 Accepted: ``2014-07-01 00:30:00``, ``2014-07-01T00:30:00.250``, a date alone (midnight), with
 an optional ``Z`` or ``+HH:MM`` / ``-HHMM`` offset; and, for a field that is a plain number,
 epoch seconds, or epoch milliseconds when beyond 1e11 (year 5138 in seconds, 1973 in ms).
+Dates as spreadsheets write them are accepted too: ``2014/07/01``, ``1.7.2014`` (day first),
+and ``7/1/2014`` or ``01/07/2014``, whose order is the stream's (``day_first``: told, or found
+by :func:`infer_day_first` from a day above 12), with ``H:MM[:SS]`` and an optional ``AM``/``PM``.
 A field that is none of these is NaN, which the caller rejects as "bad timestamp".
 
 Example
@@ -11,6 +14,8 @@ Example
 >>> parse_times([b"2014-07-01 00:30:00", b"2014-07-01T02:30:00+02:00", b"1404174600",
 ...              b"1404174600000", b"July 1st"]).tolist()
 [1404174600.0, 1404174600.0, 1404174600.0, 1404174600.0, nan]
+>>> parse_times([b"7/1/2014 12:30 AM", b"01.07.2014 00:30"], day_first=False).tolist()
+[1404174600.0, 1404174600.0]
 """
 
 from __future__ import annotations
@@ -22,11 +27,41 @@ import numpy as np
 _OFFSET = re.compile(rb"(?:Z|([+-])(\d\d):?(\d\d))$")
 _EPOCH = re.compile(rb"[+-]?\d+(?:\.\d*)?")
 _ISO = re.compile(rb"\d{4}-\d\d(?:-\d\d(?:[T ]\d\d(?::\d\d(?::\d\d(?:\.\d+)?)?)?)?)?")
+# A spreadsheet's date: year first (2014/07/01), day first with dots (01.07.2014), or day and
+# month in the stream's order with slashes (07/01/2014); a time of day, with AM/PM or not.
+_WRITTEN = re.compile(rb"(\d{1,4})([/.])(\d{1,2})\2(\d{1,4})(?:(?:[T ]|, ?)\s*(\d{1,2}):(\d\d)"
+                      rb"(?::(\d\d)(\.\d+)?)?(?:\s*([AaPp])\.?[Mm]\.?)?)?")
 # Epoch numbers beyond this are milliseconds.
 _MILLISECONDS = 1e11
 
 
-def _one(text: bytes) -> float:
+def _written(match, day_first: bool | None) -> str | None:
+    """ISO 8601 text of a spreadsheet's date (a :data:`_WRITTEN` match), None if it is none."""
+    first, separator, middle, last, hour, minute, second, fraction, noon = match.groups()
+    if len(first) == 4 and separator == b"/":
+        year, month, day = first, middle, last
+    elif len(last) == 4 and len(first) <= 2:
+        if separator == b"." or day_first:
+            day, month, year = first, middle, last
+        elif day_first is None:
+            return None  # 01/07/2014: the first of July or the seventh of January
+        else:
+            month, day, year = first, middle, last
+    else:
+        return None
+    text = f"{int(year):04d}-{int(month):02d}-{int(day):02d}"
+    if hour is None:
+        return text
+    hour = int(hour)
+    if noon is not None:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if noon in b"Pp" else 0)
+    text += f"T{hour:02d}:{minute.decode()}:{(second or b'00').decode()}"
+    return text + (fraction or b"").decode()
+
+
+def _one(text: bytes, day_first: bool | None = None) -> float:
     """One field's time in seconds, NaN if it is not a time."""
     text = text.strip()
     if _EPOCH.fullmatch(text):
@@ -39,21 +74,29 @@ def _one(text: bytes) -> float:
             offset = (int(zone.group(2)) * 3600 + int(zone.group(3)) * 60) * (
                 1 if zone.group(1) == b"+" else -1)
         text = text[:zone.start()]
-    if not _ISO.fullmatch(text):
-        return np.nan
+    if _ISO.fullmatch(text):
+        iso = text.decode("ascii")
+    else:
+        written = _WRITTEN.fullmatch(text)
+        iso = None if written is None else _written(written, day_first)
+        if iso is None:
+            return np.nan
     try:
-        stamp = np.datetime64(text.decode("ascii"), "ms")
+        stamp = np.datetime64(iso, "ms")
     except ValueError:  # 2014-13-45 and the like
         return np.nan
     return stamp.astype(np.int64) / 1000.0 - offset
 
 
-def parse_times(fields) -> np.ndarray:
+def parse_times(fields, day_first: bool | None = None) -> np.ndarray:
     """Seconds since the epoch for each field (bytes); NaN where a field is not a time.
 
     Parameters
     ----------
     fields : sequence of bytes, length n
+    day_first : bool or None
+        The order of ``07/01/2014``: day first (True), month first (False), or neither
+        known (None: such a field is NaN).
 
     Returns
     -------
@@ -68,13 +111,41 @@ def parse_times(fields) -> np.ndarray:
             return stamps.astype(np.int64) / 1000.0
     except ValueError:
         pass
-    return np.array([_one(f) for f in fields], dtype=float)
+    return np.array([_one(f, day_first) for f in fields], dtype=float)
 
 
 def looks_like_time(field: bytes) -> bool:
-    """An ISO 8601 date or time (not a bare number: a number is a value unless named a time)."""
+    """An ISO 8601 or a spreadsheet's date or time (not a bare number: a number is a value
+    unless named a time)."""
     field = field.strip()
-    return not _EPOCH.fullmatch(field) and np.isfinite(_one(field))
+    return not _EPOCH.fullmatch(field) and (np.isfinite(_one(field, True))
+                                            or np.isfinite(_one(field, False)))
+
+
+def infer_day_first(fields) -> bool | None:
+    """Whether these times put the day before the month (``13/01/2014``: True;
+    ``01/13/2014``: False), or None if none says (every day and month up to 12, no slashed
+    date at all, or both orders seen).
+
+    >>> infer_day_first([b"01/02/2014", b"13/02/2014"]), infer_day_first([b"2014-07-01"])
+    (True, None)
+    """
+    day_first = month_first = False
+    for field in fields:
+        match = _WRITTEN.fullmatch(field.strip())
+        if match is None or match.group(2) != b"/" or len(match.group(4)) != 4:
+            continue
+        day_first |= int(match.group(1)) > 12
+        month_first |= int(match.group(3)) > 12
+    return day_first if day_first != month_first else None
+
+
+def needs_day_order(field: bytes) -> bool:
+    """Whether a time is written day and month with slashes (``07/01/2014``), so that its
+    order must be known."""
+    match = _WRITTEN.fullmatch(field.strip())
+    return bool(match) and match.group(2) == b"/" and len(match.group(4)) == 4 and len(
+        match.group(1)) <= 2
 
 
 def typical_step(times) -> float | None:

@@ -35,6 +35,68 @@ def test_times_in_every_accepted_form_and_nan_for_the_rest():
     assert np.isnan(parse_times(bad)).all()
 
 
+def test_times_as_spreadsheets_write_them():
+    """Excel and LibreOffice write 7/1/2014 12:30:00 AM (US) or 01/07/2014 00:30 (Europe), and
+    2014/07/01 or 01.07.2014: every row of such a file was a "bad timestamp"."""
+    from emstream.timestamps import infer_day_first
+
+    month_first = [b"7/1/2014 12:30 AM", b"07/01/2014 00:30", b"7/1/2014 12:30:00 am",
+                   b"07/01/2014 00:30:00.000"]
+    day_first = [b"1/7/2014 00:30", b"01/07/2014 12:30 AM"]
+    either = [b"2014/07/01 00:30:00", b"01.07.2014 00:30", b"1.7.2014 12:30 AM"]
+    np.testing.assert_array_equal(parse_times(month_first + either, day_first=False),
+                                  1404174600.0)
+    np.testing.assert_array_equal(parse_times(day_first + either, day_first=True), 1404174600.0)
+    assert parse_times([b"7/1/2014 12:30 PM"], day_first=False).tolist() == [1404217800.0]
+    # Without an order a day-and-month date is not a time; an impossible one never is.
+    assert np.isnan(parse_times(month_first)).all()
+    assert np.isfinite(parse_times(either)).all()
+    bad = [b"13/13/2014", b"02/30/2014", b"7/1/2014 13:00 PM", b"7/1/14", b"1.2.3",
+           b"7/1/2014 0:30 AM"]
+    assert np.isnan(parse_times(bad, day_first=False)).all()
+    # The order is what a day above 12 says, and nothing if none does (or both do).
+    assert infer_day_first([b"12/31/2014", b"01/02/2014"]) is False
+    assert infer_day_first([b"01/02/2014", b"31/12/2014 10:00"]) is True
+    assert infer_day_first([b"01/02/2014", b"2014-07-01"]) is None
+    assert infer_day_first([b"31/12/2014", b"12/31/2014"]) is None
+
+
+def test_the_order_of_day_and_month_is_found_or_asked_for():
+    us = b"timestamp,value\n12/30/2014 11:00 PM,1\n12/31/2014 11:00 PM,2\n"
+    layout = find_layout(us)
+    assert layout.day_first is False and layout.describe().endswith("dates month first")
+    assert parse_table(us, layout).times.tolist() == [1419980400.0, 1420066800.0]
+    assert Layout.from_dict(layout.to_dict()) == layout
+    old = layout.to_dict()
+    del old["day_first"]  # a checkpoint from before
+    assert Layout.from_dict(old).day_first is None
+    with pytest.raises(ValueError, match="day_first"):
+        Layout.from_dict({**old, "day_first": "yes"})
+    ambiguous = b"timestamp,value\n05/06/2014 10:00,1\n"
+    with pytest.raises(LayoutError, match="set input.day_first"):
+        find_layout(ambiguous)
+    assert find_layout(ambiguous, day_first=True).day_first is True
+    # Dates that need no order leave it unset.
+    assert find_layout(b"timestamp,value\n2014/07/01 10:00,1\n").day_first is None
+
+
+def test_a_daemon_asks_for_the_order_of_day_and_month_when_its_input_does_not_say(tmp_path):
+    data = tmp_path / "us.csv"
+    data.write_text("timestamp,value\n" + "".join(f"07/0{1 + i // 100}/2014 {i % 24}:00,{i}\n"
+                                                   for i in range(300)))
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "a")],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 78
+    assert done.stderr.decode().strip().splitlines()[-1] == (
+        "emstreamd: the input does not fit the configuration: the times are written like "
+        "'07/01/2014 0:00', day or month first, and no day above 12 says which: set "
+        "input.day_first")
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "b"),
+                           "--set", "input.day_first=false"], capture_output=True, timeout=120)
+    assert done.returncode == 0 and "rejected: none" in done.stderr.decode()
+    assert checkpoint.load(tmp_path / "b").meta["layout"]["day_first"] is False
+
+
 def test_a_header_names_columns_and_the_time_column_is_found():
     data = b"timestamp,value\n2014-07-01 00:00:00,10\n2014-07-01 00:05:00,11\n"
     layout = find_layout(data)

@@ -22,7 +22,7 @@ from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
 from emstream.parse import Rejects, blank_byte_order_marks, parse_json_lines, parse_lines
 from emstream.store import STORE_NAME
-from emstream.table import Layout, LayoutError, find_layout, parse_table
+from emstream.table import LAYOUT_BYTES, Layout, LayoutError, find_layout, parse_table
 
 from . import config as config_module
 from . import lock
@@ -123,8 +123,9 @@ _VISIBLE = re.compile(rb"\S")  # what bytes.strip() leaves
 
 
 def _head(data: bytes) -> bytes:
-    """The start of a block through its second non-blank line: all that ``find_layout`` reads
-    (a header, the first data line), without splitting a block of a million lines."""
+    """The start of a block that ``find_layout`` reads, without splitting a block of a million
+    lines: through its second non-blank line (a header, the first data line), and whole lines
+    up to ``LAYOUT_BYTES`` (whose times may say whether dates put the day first)."""
     end = 0
     for _ in range(2):
         found = _VISIBLE.search(data, end)
@@ -133,7 +134,7 @@ def _head(data: bytes) -> bytes:
         end = data.find(b"\n", found.start()) + 1
         if not end:
             return data
-    return data[:end]
+    return data[:max(end, data.rfind(b"\n", 0, LAYOUT_BYTES) + 1)]
 
 
 def _indices(columns) -> bool:
@@ -335,7 +336,8 @@ class Daemon:
                 try:
                     self.layout = find_layout(_head(data), columns=settings["columns"],
                                               timestamp=settings["timestamp"],
-                                              key=settings["key"], first_line=first) or False
+                                              key=settings["key"], first_line=first,
+                                              day_first=settings["day_first"]) or False
                 except LayoutError as exc:  # (before anything is learned: nothing to undo)
                     raise StartError(f"the input does not fit the configuration: {exc}",
                                      EX_CONFIG) from None

@@ -415,9 +415,15 @@ SECTIONS = (
             "For numbers: the time column (by header name or 0-based index).  auto: a column "
             "named timestamp, time, date, datetime or ts, or a first field that is an ISO 8601 "
             "time; null: none.  Times are ISO 8601 (2014-07-01 00:30:00, a T, fractions, Z or "
-            "+02:00) or epoch seconds / milliseconds; a line whose time does not parse is "
+            "+02:00), epoch seconds / milliseconds or a spreadsheet's dates (see day_first); a "
+            "line whose time does not parse is "
             "rejected (\"bad timestamp\").  Each per-point line then carries the time as "
             "written."),
+        Key("day_first", "auto", one_of("auto", True, False),
+            "For times written as spreadsheets write them, 07/01/2014 (with H:MM[:SS] and AM/PM "
+            "or not): true, the day comes first; false, the month; auto: as a day above 12 in "
+            "the first lines shows (the daemon stops with one line if none does).  2014/07/01 "
+            "and 01.07.2014 (day first) need nothing."),
         Key("fields", None, _fields,
             "For jsonl: the names of the numeric fields that make a row, in order (e.g. [temp, "
             "load])."),
