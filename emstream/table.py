@@ -205,6 +205,19 @@ def _is_number(field: bytes) -> bool:
     return True
 
 
+def _header_names(fields: list) -> tuple | None:
+    """A header line's names: UTF-8, or else in the Windows code page spreadsheets save CSV in
+    (``Température``) if every name holds an ASCII letter (a line of binary junk is no
+    header); None if neither."""
+    try:
+        return tuple(f.decode("utf-8").strip().strip('"') for f in fields)
+    except UnicodeDecodeError:
+        pass
+    names = tuple(f.decode("cp1252", "replace").strip().strip('"') for f in fields)
+    lettered = [any(c.isascii() and c.isalpha() for c in name) for name in names if name]
+    return names if lettered and all(lettered) else None
+
+
 def _text_fields(fields: list, sep: bytes | None) -> set:
     """The fields of a data line that hold text: neither a number (a decimal comma in a
     semicolon table counts) nor empty (a missing value)."""
@@ -274,11 +287,8 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         head_sep = _header_separator(head)
         if head_sep is not None:
             head_fields = _split(head, True, head_sep)
-        try:
-            names = tuple(f.decode("utf-8").strip().strip('"') for f in head_fields)
-        except UnicodeDecodeError:
-            names = None
-        else:
+        names = _header_names(head_fields)
+        if names is not None:
             header_line = head_number
             lines = lines[1:]
     if names is None:
@@ -446,11 +456,11 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         if key_field is not None and number not in early and is_bad_key(fields[key_field]):
             early[number] = "bad key"
             fields = [b""] * layout.n_fields
+        # An empty field is a missing value: not a number (the line has its fields).
+        picked = [fields[j] or b"x" for j in layout.value_fields]
         if decimal_comma:
-            values.append(b",".join(fields[j].replace(b",", b".") for j in layout.value_fields)
-                          or b"x")
-        else:
-            values.append(b",".join(fields[j] for j in layout.value_fields) or b"x")
+            picked = [field.replace(b",", b".") for field in picked]
+        values.append(b",".join(picked) or b"x")
         time_text.append(fields[layout.time_field] if layout.time_field is not None else b"")
         if key_field is not None:
             key_text.append(fields[key_field])

@@ -188,6 +188,26 @@ def test_text_columns_are_not_values_unless_named():
     assert find_layout(b"timestamp,value\ntimestamp,value\n").value_fields == (1,)
 
 
+def test_a_header_in_the_windows_code_page_is_a_header():
+    """Excel on Windows saves "CSV (comma delimited)" in its code page: a header naming
+    "Température" was not UTF-8, so it was no header, and every line was rejected."""
+    data = "timestamp,Température\n2014-07-01 00:00:00,5\n".encode("cp1252")
+    layout = find_layout(data)
+    assert layout.names == ("timestamp", "Température") and layout.time_field == 0
+    assert parse_table(data, layout).rows.tolist() == [[5.0]]
+    # A first line of binary junk is still no header: the numbers after it are plain.
+    assert find_layout(b"\xff\xfe\n1\n2\n") is None
+
+
+def test_an_empty_field_is_a_missing_value():
+    """A table row with an empty value field has all its fields: it is not a number (it was a
+    "wrong field count")."""
+    data = b"timestamp,a,b\n2014-07-01 00:00:00,1,\n2014-07-01 00:05:00,1,2\n"
+    parsed = parse_table(data, find_layout(data))
+    assert parsed.rows.tolist() == [[1.0, 2.0]]
+    assert [(r.line, r.reason) for r in parsed.rejects] == [(2, "non-numeric")]
+
+
 def test_a_byte_order_mark_is_not_part_of_the_first_line():
     """Spreadsheets' "CSV UTF-8" starts with a byte order mark: it was part of the first
     column's name (input.timestamp or input.columns by that name then failed) or made the
