@@ -978,6 +978,26 @@ def _unquoted(values: list) -> tuple[list, str | None]:
     return out, None
 
 
+_MISSING = object()
+
+
+def _field_of(record: dict, name: str):
+    """A record's field ``name``, or, if it has none so named, the nested field that a dotted
+    name leads to (``system.cpu.pct`` in ``{"system": {"cpu": {"pct": 0.5}}}``, as structured
+    loggers nest them); :data:`_MISSING` if neither is there."""
+    value = record.get(name, _MISSING)
+    if value is not _MISSING or "." not in name:
+        return value
+    value = record
+    for part in name.split("."):
+        if type(value) is not dict:
+            return _MISSING
+        value = value.get(part, _MISSING)
+        if value is _MISSING:
+            return _MISSING
+    return value
+
+
 def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | None = None):
     """``(values, reason)`` of one JSON line: never an exception, whatever the line holds.
     With ``key``, values end with that field's value as UTF-8 bytes (a string, or an integer
@@ -999,9 +1019,8 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | Non
         return None, "invalid json"
     if not isinstance(record, dict):
         return None, "invalid json"
-    try:
-        values = [record[name] for name in fields]
-    except KeyError:
+    values = [_field_of(record, name) for name in fields]
+    if any(v is _MISSING for v in values):
         return None, "missing field"
     if any(type(v) is str for v in values):  # log shippers often quote numbers
         values, reason = _unquoted(values)
@@ -1015,7 +1034,7 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | Non
     if not all(abs(v) <= MAX_ABS_VALUE for v in values):
         return None, "out of range"
     if key is not None:
-        name = record.get(key)
+        name = _field_of(record, key)
         if type(name) is int and abs(name) <= MAX_ABS_VALUE:
             name = str(name)
         if type(name) is not str:
@@ -1044,7 +1063,8 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
     fields : sequence of str
         Keys whose values make the row; extra keys are ignored.  A value may be a number or a
         string holding one in JSON's notation (``"12.5"``, as log shippers that quote every
-        value write it), read as the same number unquoted.
+        value write it), read as the same number unquoted.  A dotted name that is not a key
+        names a nested field (``system.cpu.pct``).
     first_line : int
         Line number of the first line of ``data``.
     max_line_bytes : int

@@ -108,6 +108,20 @@ def test_a_quoted_json_number_is_read_as_the_same_number_unquoted(value):
     assert read.rows.ravel().tolist() == [float(value)] * 2
 
 
+def test_a_dotted_name_reaches_into_nested_objects():
+    """Structured loggers nest fields ({"system": {"cpu": {"pct": 0.5}}}): they were "missing
+    field" whatever the configuration said.  A key so named wins over a path."""
+    data = (b'{"system": {"cpu": {"pct": 0.5}}, "host": {"name": "web-1"}}\n'
+            b'{"system.cpu.pct": 0.7, "system": {"cpu": {"pct": 9}}, "host": {"name": 3}}\n'
+            b'{"system": {"cpu": 5}, "host": {"name": "a"}}\n'
+            b'{"system": [{"cpu": 1}], "host": {"name": "a"}}\n'
+            b'{"system": {"cpu": {"pct": 0.5}}}\n')
+    parsed = parse_json_lines(data, ["system.cpu.pct"], key="host.name")
+    assert parsed.rows.ravel().tolist() == [0.5, 0.7] and parsed.keys.tolist() == [b"web-1", b"3"]
+    assert _reasons(parsed) == [(3, "missing field"), (4, "missing field"),
+                                (5, "missing field")]
+
+
 def test_json_integers_beyond_pythons_digit_limit_are_out_of_range():
     data = b'{"v": ' + b"9" * 5000 + b'}\n{"v": -' + b"9" * 5000 + b"}\n"
     parsed = parse_json_lines(data, ["v"], max_line_bytes=10_000)

@@ -426,7 +426,8 @@ SECTIONS = (
             "and 01.07.2014 (day first) need nothing."),
         Key("fields", None, _fields,
             "For jsonl: the names of the numeric fields that make a row, in order (e.g. [temp, "
-            "load])."),
+            "load]); a dotted name that is no field reaches into nested objects "
+            "(system.cpu.pct).  A number in a string (\"12.5\") counts as that number."),
         Key("max_line_bytes", 4096, number(16, 1 << 26, integer=True),
             "Longer lines are rejected (\"too long\")."),
         Key("dead_letter", None, text(null=True),
@@ -434,9 +435,10 @@ SECTIONS = (
             "don't)."),
         Key("key", None, column("null, a column name or 0-based index"),
             "Many series in one stream: the column (header name or 0-based index) or, for "
-            "jsonl, the field (a string, or an integer taken as text) naming each row's "
-            "series (as written: no CSV quoting; an empty key, one with a control character or "
-            "one that is not UTF-8 is rejected as \"bad key\").  Each key gets its own model "
+            "jsonl, the field (a string, or an integer taken as text; a dotted name reaches "
+            "into nested objects, as in fields) naming each row's series (as written, the quotes "
+            "of a quoted CSV field removed; an empty key, one with a control character or one "
+            "that is not UTF-8 is rejected as \"bad key\").  Each key gets its own model "
             "with these settings (its own warm-up, features, score and drift monitor), and all "
             "keys' models live in one SQLite state store (checkpoint.path/keys.sqlite, or "
             "checkpoint.path itself if it ends in .sqlite).  null: one series."),
