@@ -24,7 +24,8 @@ from .mixture import GaussianMixture
 from .parse import blank_byte_order_marks, parse_lines
 from .report import format_rows
 from .stats import COVARIANCE_TYPES
-from .table import Layout, LayoutError, of_key, parse_stream
+from .records import layout_from_dict
+from .table import LayoutError, of_key, parse_stream
 
 SHOWN_REJECTS = 5
 # fit --dask-scheduler: bytes per parsing task, bytes read to learn the number of fields.
@@ -447,7 +448,7 @@ def _format_daemon_meta(meta: dict) -> list[str]:
         n = meta.get("n_fields")
         lines.append(f"layout      plain numbers, {n} number{'' if n == 1 else 's'} per line")
     elif isinstance(layout, dict):
-        lines.append(f"layout      {Layout.from_dict(layout).describe()}")
+        lines.append(f"layout      {layout_from_dict(layout).describe()}")
     history = meta.get("history") or []
     kinds = {}
     for event in history:

@@ -50,10 +50,11 @@ from .linebuffer import LineBuffer  # noqa: F401  (cut streams into lines: cli, 
 from .validation import MAX_ABS_VALUE
 
 REASONS = ("blank", "non-numeric", "non-finite", "wrong field count", "too long",
-           "invalid utf-8", "invalid json", "missing field", "out of range", "bad key")
+           "invalid utf-8", "invalid json", "missing field", "out of range", "bad key",
+           "bad timestamp")
 # Verdicts on a line: the index of its reason in REASONS, or _ROW.
 (_IS_BLANK, _IS_NON_NUMERIC, _IS_NON_FINITE, _IS_WRONG_COUNT, _IS_TOO_LONG, _IS_INVALID_UTF8,
- _IS_INVALID_JSON, _IS_MISSING, _IS_OUT_OF_RANGE, _IS_BAD_KEY) = range(len(REASONS))
+ _IS_INVALID_JSON, _IS_MISSING, _IS_OUT_OF_RANGE, _IS_BAD_KEY, _IS_BAD_TIME) = range(len(REASONS))
 _ROW = -1
 _CODES = {reason: code for code, reason in enumerate(REASONS)}
 # The rules for one line (_parse_line): one way to match each number (no nested choices), so a
@@ -464,6 +465,24 @@ class Parsed:
     def reject_counts(self) -> dict:
         """Rejected lines by reason."""
         return Rejects.of(self.rejects).counts()
+
+
+@dataclass(frozen=True)
+class TimedParsed(Parsed):
+    """:class:`Parsed` with each row's time (a table's time column, a JSON time field).
+
+    Attributes
+    ----------
+    times : ndarray of float64, shape (n,), or None
+        Seconds since 1970-01-01 UTC; None if the layout has no time column.
+    time_text : ndarray of bytes, shape (n,), or None
+        The time fields as written.
+
+    Its ``keys`` (see :class:`Parsed`) are each row's key field as written.
+    """
+
+    times: np.ndarray | None = None
+    time_text: np.ndarray | None = None
 
 
 def _snippet(line: bytes) -> str:
@@ -998,10 +1017,24 @@ def _field_of(record: dict, name: str):
     return value
 
 
-def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | None = None):
+def _json_time(value) -> bytes | None:
+    """A JSON time field as text: a string as written, a number (epoch seconds or
+    milliseconds) in its shortest form; None for anything else."""
+    if type(value) is str:
+        return value.strip().encode("utf-8", "surrogatepass")
+    if type(value) is int:
+        return str(value).encode()
+    if type(value) is float and math.isfinite(value):
+        return repr(value).encode()
+    return None
+
+
+def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | None = None,
+                  time: str | None = None):
     """``(values, reason)`` of one JSON line: never an exception, whatever the line holds.
-    With ``key``, values end with that field's value as UTF-8 bytes (a string, or an integer
-    written as text; anything else is a "missing field")."""
+    With ``key``, values go on with that field's value as UTF-8 bytes (a string, or an integer
+    written as text; anything else is a "missing field"); with ``time``, they end with that
+    field's text (:func:`_json_time`; a missing one is a "missing field")."""
     if len(line) > max_line_bytes:
         return None, "too long"
     if not line.strip():
@@ -1033,6 +1066,7 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | Non
     # Compared before any conversion: an integer of 400 digits is out of range, not an error.
     if not all(abs(v) <= MAX_ABS_VALUE for v in values):
         return None, "out of range"
+    row = [float(v) for v in values]
     if key is not None:
         name = _field_of(record, key)
         if type(name) is int and abs(name) <= MAX_ABS_VALUE:
@@ -1042,8 +1076,16 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | Non
         name = name.strip().encode("utf-8", "surrogatepass")
         if is_bad_key(name):
             return None, "bad key"
-        return [*(float(v) for v in values), name], None
-    return [float(v) for v in values], None
+        row.append(name)
+    if time is not None:
+        stamp = _field_of(record, time)
+        if stamp is _MISSING:
+            return None, "missing field"
+        text = _json_time(stamp)
+        if text is None:
+            return None, "bad timestamp"
+        row.append(text)
+    return row, None
 
 
 _WHITESPACE = np.zeros(256, dtype=bool)  # what bytes.strip() strips
@@ -1053,7 +1095,8 @@ _LEADING[np.frombuffer(b" \t\r", dtype=np.uint8)] = True
 
 
 def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
-                     max_line_bytes: int = 4096, key: str | None = None) -> Parsed:
+                     max_line_bytes: int = 4096, key: str | None = None,
+                     time: str | None = None, day_first: bool | None = None) -> Parsed:
     """Parse JSON lines, one object per line, taking the named numeric ``fields`` in order.
 
     Parameters
@@ -1072,10 +1115,18 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
     key : str, optional
         The field naming each row's series (a string, or an integer taken as its text):
         ``Parsed.keys``; a line without one is a "missing field".
+    time : str, optional
+        The field holding each row's time (text :mod:`emstream.timestamps` reads, or epoch
+        seconds or milliseconds as a number): ``Parsed.times`` (seconds since the epoch) and
+        ``Parsed.time_text`` (as written); a line without one is a "missing field", one
+        whose time does not parse a "bad timestamp".
+    day_first : bool, optional
+        The order of day and month in times written ``07/01/2014``.
 
     Returns
     -------
     Parsed
+        With ``time``, a :class:`TimedParsed`.
         Rejects: "invalid json" (not a JSON object, or nested too deep to decode), "missing
         field", "non-numeric" (a value that is not a number; booleans included),
         "non-finite" (NaN, Infinity, or a number that overflows a float; quoted too), "out of range"
@@ -1091,9 +1142,11 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
     ([2.5, 3.0], [(2, 'non-numeric')])
     """
     fields = list(fields)
+    timed = {} if time is None else {"times": np.empty(0), "time_text": np.empty(0, "S1")}
+    kind = Parsed if time is None else TimedParsed
     if not data:
-        return Parsed(np.empty((0, len(fields))), np.empty(0, dtype=np.int64), _NO_REJECTS, 0,
-                      len(fields), keys=None if key is None else np.empty(0, dtype="S1"))
+        return kind(np.empty((0, len(fields))), np.empty(0, dtype=np.int64), _NO_REJECTS, 0,
+                    len(fields), keys=None if key is None else np.empty(0, dtype="S1"), **timed)
     raw = np.frombuffer(data, dtype=np.uint8)
     starts, ends = _spans(raw)
     lengths = ends - starts
@@ -1115,13 +1168,27 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
     good, where, memo = [], [], {}
     for index in np.flatnonzero(verdict == _ROW).tolist():
         line = data[starts[index]:ends[index]]
-        values, reason = memo.get(line) or _json_verdict(line, fields, max_line_bytes, key)
+        values, reason = memo.get(line) or _json_verdict(line, fields, max_line_bytes, key,
+                                                         time)
         if reason is None:
             good.append(values)
             where.append(index)
         else:
             memo[line] = None, reason  # a flood of one bad line is decoded once
             verdict[index] = _CODES[reason]
+    if time is not None:
+        from .timestamps import parse_times
+
+        stamps = [values.pop() for values in good]
+        times = parse_times(stamps, day_first) if stamps else np.empty(0)
+        bad = ~np.isfinite(times)
+        if bad.any():
+            verdict[np.asarray(where)[bad]] = _IS_BAD_TIME
+            kept = np.flatnonzero(~bad).tolist()
+            good, where = [good[i] for i in kept], [where[i] for i in kept]
+            stamps, times = [stamps[i] for i in kept], times[~bad]
+        timed = {"times": times, "time_text": np.array(stamps, dtype=bytes) if stamps
+                 else np.empty(0, "S1")}
     rejected = np.flatnonzero(verdict != _ROW)
     rejects = Rejects(first_line + rejected, verdict[rejected], starts[rejected],
                       np.minimum(ends[rejected], starts[rejected] + _SNIPPET), data)
@@ -1130,5 +1197,5 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
         keys = np.array([values.pop() for values in good], dtype=bytes) if good else \
             np.empty(0, dtype="S1")
     rows = np.array(good, dtype=np.float64) if good else np.empty((0, len(fields)))
-    return Parsed(rows.reshape(-1, len(fields)), first_line + np.array(where, dtype=np.int64),
-                  rejects, starts.size, len(fields), keys=keys)
+    return kind(rows.reshape(-1, len(fields)), first_line + np.array(where, dtype=np.int64),
+                rejects, starts.size, len(fields), keys=keys, **timed)

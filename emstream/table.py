@@ -47,6 +47,7 @@ from .parse import (
     Parsed,
     Reject,
     Rejects,
+    TimedParsed,
     _prefix,
     blank_byte_order_marks,
     _snippet,
@@ -66,24 +67,6 @@ LAYOUT_BYTES = 1 << 16
 SEPARATORS = (",", "\t", ";")
 SEPARATED = {",": "comma-separated", "\t": "tab-separated", ";": "semicolon-separated"}
 _NUMBERISH = b"0123456789+-.eE "
-
-
-@dataclass(frozen=True)
-class TimedParsed(Parsed):
-    """:class:`~emstream.parse.Parsed` with each row's time.
-
-    Attributes
-    ----------
-    times : ndarray of float64, shape (n,), or None
-        Seconds since 1970-01-01 UTC; None if the layout has no time column.
-    time_text : ndarray of bytes, shape (n,), or None
-        The time fields as written.
-
-    Its ``keys`` (see :class:`~emstream.parse.Parsed`) are each row's key field as written.
-    """
-
-    times: np.ndarray | None = None
-    time_text: np.ndarray | None = None
 
 
 class LayoutError(ValueError):

@@ -464,7 +464,8 @@ def test_a_seasonal_series_gets_one_flag_per_anomaly_and_none_elsewhere(tmp_path
 
 
 @pytest.mark.slow
-def test_a_killed_back_fill_resumes_with_the_same_scores_line_for_line(tmp_path):
+@pytest.mark.parametrize("form", ["csv", "jsonl"])
+def test_a_killed_back_fill_resumes_with_the_same_scores_line_for_line(tmp_path, form):
     rng = np.random.default_rng(4)
     x = _seasonal(rng, 60 * DAY)
     x[30 * DAY:] += 2.0
@@ -472,6 +473,13 @@ def test_a_killed_back_fill_resumes_with_the_same_scores_line_for_line(tmp_path)
     _write_table(data, x)
     settings = ["--input", str(data), "--set", "checkpoint.every_points=500", "--set",
                 "batch.max_rows=200", "--set", "status.every_seconds=0"]
+    if form == "jsonl":  # the same series as JSON records with a time field
+        _, *rows = data.read_text().splitlines()
+        data = tmp_path / "series.jsonl"
+        data.write_text("".join(json.dumps({"ts": t, "v": float(v)}) + "\n"
+                                for t, v in (r.split(",") for r in rows)))
+        settings = [*settings[2:], "--input", str(data), "--set", "input.format=jsonl",
+                    "--set", "input.fields=[v]"]
     started = time.monotonic()
     reference = subprocess.run([*DAEMON, *settings, "--checkpoint", str(tmp_path / "ref")],
                                capture_output=True, timeout=300)
@@ -586,3 +594,75 @@ def test_a_point_beyond_the_gate_escalates_an_ordinary_episode_but_not_its_own()
     out = Episodes(threshold=0.9999, hold=300).update(scores, strong)
     assert out.alerts.tolist() == [10, 15, 400, 405]
     assert out.scores[20] == pytest.approx(0.5 * 0.99999) and out.held[20]
+
+
+# ------------------------------------------------------------------ JSON lines with times
+def test_json_lines_carry_their_times():
+    """A JSON record's time field: text (ISO 8601, a spreadsheet's date) or epoch seconds or
+    milliseconds; a record without one is a "missing field", one that does not parse a "bad
+    timestamp"."""
+    from emstream.parse import TimedParsed, parse_json_lines
+
+    data = (b'{"ts": "2014-07-01 00:30:00", "v": 1, "k": "a"}\n{"ts": 1404174600, "v": 2, '
+            b'"k": "a"}\n{"ts": "yesterday", "v": 3, "k": "a"}\n{"v": 4, "k": "a"}\n'
+            b'{"ts": true, "v": 5, "k": "a"}\n{"ts": 1404174600250, "v": 6, "k": "b"}\n'
+            b'{"ts": {"s": 1}, "v": 7, "k": "a"}\n{"ts": "7/1/2014 12:30 AM", "v": 8, "k": "a"}\n')
+    parsed = parse_json_lines(data, ["v"], time="ts", key="k", day_first=False)
+    assert isinstance(parsed, TimedParsed)
+    assert parsed.rows.ravel().tolist() == [1.0, 2.0, 6.0, 8.0]
+    assert parsed.times.tolist() == [1404174600.0, 1404174600.0, 1404174600.25, 1404174600.0]
+    assert parsed.time_text.tolist() == [b"2014-07-01 00:30:00", b"1404174600",
+                                         b"1404174600250", b"7/1/2014 12:30 AM"]
+    assert parsed.keys.tolist() == [b"a", b"a", b"b", b"a"]
+    assert [(r.line, r.reason) for r in parsed.rejects] == [
+        (3, "bad timestamp"), (4, "missing field"), (5, "bad timestamp"), (7, "bad timestamp")]
+    assert parse_json_lines(b"", ["v"], time="ts").times.shape == (0,)
+
+
+def test_a_json_streams_time_field_is_found_or_named():
+    from emstream.records import JsonLayout, find_json_layout, layout_from_dict
+
+    record = b'{"time": 0.25, "@timestamp": "2014-07-01T00:30:00Z", "cpu": 0.5}\n'
+    layout = find_json_layout(record, ["cpu"])
+    assert layout.time_field == "@timestamp"  # a "time" of 0.25 is a duration, not a date
+    assert find_json_layout(b'{"ts": 1404174600, "cpu": 1}\n', ["cpu"]).time_field == "ts"
+    assert find_json_layout(record, ["cpu"], timestamp=None).time_field is None
+    assert find_json_layout(b'{"cpu": 1}\n', ["cpu"]).time_field is None
+    assert find_json_layout(record, ["cpu"], timestamp="when").time_field == "when"
+    us = b'{"ts": "05/06/2014 10:00", "cpu": 1}\n'
+    with pytest.raises(LayoutError, match="set input.day_first"):
+        find_json_layout(us, ["cpu"])
+    assert find_json_layout(us + b'{"ts": "05/13/2014 10:00", "cpu": 1}\n',
+                            ["cpu"]).day_first is False
+    assert layout_from_dict(layout.to_dict()) == layout
+    assert isinstance(layout_from_dict(find_layout(b"t,v\n2014-07-01,1\n").to_dict()), Layout)
+    assert layout.describe() == "JSON lines; values: cpu; time: @timestamp"
+    with pytest.raises(ValueError, match="day_first"):
+        JsonLayout.from_dict({**layout.to_dict(), "day_first": 1})
+
+
+def test_a_json_series_with_times_is_monitored_like_the_table(tmp_path):
+    """The seasonal series as JSON lines with an "@timestamp": the temporal features are on,
+    and the scores are the CSV table's, line for line (killed and resumed: the test above)."""
+    x = _seasonal(np.random.default_rng(5), 8 * DAY)
+    table = tmp_path / "series.csv"
+    _write_table(table, x)
+    _, *rows = table.read_text().splitlines()
+    records = tmp_path / "series.jsonl"
+    records.write_text("".join(json.dumps({"@timestamp": t, "host": {"cpu": float(v)}}) + "\n"
+                               for t, v in (r.split(",") for r in rows)))
+    jsonl = ["--set", "input.format=jsonl", "--set", "input.fields=[host.cpu]"]
+    runs = {}
+    for name, args in (("table", ["--input", str(table)]),
+                       ("jsonl", ["--input", str(records), *jsonl])):
+        done = subprocess.run([*DAEMON, *args, "--checkpoint", str(tmp_path / name)],
+                              capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
+        runs[name] = done.stdout.decode().splitlines()
+    assert len(runs["table"]) == len(x) - 100
+    # (the table's lines count its header)
+    assert [r.split(",", 1)[1] for r in runs["jsonl"]] == \
+        [r.split(",", 1)[1] for r in runs["table"]]
+    saved = checkpoint.load(tmp_path / "jsonl")
+    assert saved.meta["layout"]["time_field"] == "@timestamp"
+    assert saved.model.n_features_in_ > 1  # the temporal features

@@ -22,7 +22,8 @@ from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
 from emstream.parse import Rejects, blank_byte_order_marks, parse_json_lines, parse_lines
 from emstream.store import STORE_NAME
-from emstream.table import LAYOUT_BYTES, Layout, LayoutError, find_layout, parse_table
+from emstream.records import JsonLayout, find_json_layout, layout_from_dict
+from emstream.table import LAYOUT_BYTES, LayoutError, find_layout, parse_table
 
 from . import config as config_module
 from . import lock
@@ -177,7 +178,8 @@ class Daemon:
         # whether the input has times; until then a checkpoint's model and meta wait here.
         self.key = None
         self._restored = None
-        self.layout = None  # a time-series table's Layout; False: plain numbers; None: unknown
+        # A table's Layout or a JSON stream's JsonLayout; False: plain numbers; None: unknown.
+        self.layout = None
         self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "refits": 0,
                          "gated": 0, "alarms": 0, "rejected": {}}
         self.background = None
@@ -289,11 +291,15 @@ class Daemon:
         for key, value in meta.get("counters", {}).items():
             self.counters[key] = value
         layout = meta.get("layout")
+        settings = self.config["input"]
         if layout is not None:
             try:
-                self.layout = False if layout == "plain" else Layout.from_dict(layout)
-            except (KeyError, TypeError, ValueError) as exc:
+                self.layout = False if layout == "plain" else layout_from_dict(layout)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise checkpoint.CheckpointError(f"{where}: bad input layout: {exc}")
+        elif settings["format"] == "jsonl" and self.counters.get("rows"):
+            # A JSON stream checkpointed before JSON times were read learned without them.
+            self.layout = JsonLayout(tuple(settings["fields"]), None, settings["key"])
         saved = meta.get("input", {})
         if self.source.resume(saved):
             self.applied_offset = self.source.offset
@@ -326,9 +332,21 @@ class Daemon:
         settings = self.config["input"]
         data = blank_byte_order_marks(data)
         if settings["format"] == "jsonl":
+            if self.layout is None and data.strip():
+                try:
+                    self.layout = find_json_layout(_head(data), settings["fields"],
+                                                   timestamp=settings["timestamp"],
+                                                   key=settings["key"],
+                                                   day_first=settings["day_first"])
+                except LayoutError as exc:
+                    raise StartError(f"the input does not fit the configuration: {exc}",
+                                     EX_CONFIG) from None
+                log.info("input: %s", self.layout.describe())
+            layout = self.layout or JsonLayout(tuple(settings["fields"]))
             parsed = parse_json_lines(data, settings["fields"], first_line=first,
                                       max_line_bytes=settings["max_line_bytes"],
-                                      key=settings["key"])
+                                      key=settings["key"], time=layout.time_field,
+                                      day_first=layout.day_first)
         else:
             if self.layout is None and data.strip():
                 # The first block decides: a table with a header and/or a time column, or

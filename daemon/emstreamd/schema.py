@@ -288,6 +288,12 @@ def _input_rules(full: dict) -> None:
                           f"{_show(key)}")
     if key is not None and jsonl and key in (fields or ()):
         raise ConfigError(f"input.key {key!r} is also in input.fields")
+    stamp = settings["timestamp"]
+    if jsonl and stamp not in ("auto", None) and not isinstance(stamp, str):
+        raise ConfigError(f"input.timestamp must name a JSON field for input.format jsonl, got "
+                          f"{_show(stamp)}")
+    if jsonl and stamp in (fields or ()):
+        raise ConfigError(f"input.timestamp {stamp!r} is also in input.fields")
     if key is not None and not jsonl and (key in (settings["columns"] or ())
                                           or key == settings["timestamp"]):
         raise ConfigError(f"input.key {key!r} is also in input.columns or input.timestamp")
@@ -414,7 +420,10 @@ SECTIONS = (
         Key("timestamp", "auto", column("auto, a column name or 0-based index, or null"),
             "For numbers: the time column (by header name or 0-based index).  auto: a column "
             "named timestamp, time, date, datetime or ts, or a first field that is an ISO 8601 "
-            "time; null: none.  Times are ISO 8601 (2014-07-01 00:30:00, a T, fractions, Z or "
+            "time; null: none.  For jsonl: the time field (a dotted name reaches into nested "
+            "objects); auto: the first of timestamp, @timestamp, time, ts, datetime, date that "
+            "the first record holds as a time (a number only as epoch seconds or milliseconds, "
+            "so a duration is not taken).  Times are ISO 8601 (2014-07-01 00:30:00, a T, fractions, Z or "
             "+02:00), epoch seconds / milliseconds or a spreadsheet's dates (see day_first); a "
             "line whose time does not parse is "
             "rejected (\"bad timestamp\").  Each per-point line then carries the time as "
