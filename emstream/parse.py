@@ -1129,8 +1129,8 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
         With ``time``, a :class:`TimedParsed`.
         Rejects: "invalid json" (not a JSON object, or nested too deep to decode), "missing
         field", "non-numeric" (a value that is not a number; booleans included),
-        "non-finite" (NaN, Infinity, or a number that overflows a float; quoted too), "out of range"
-        (beyond ±1e100, integers of any size included), "too long", "invalid utf-8",
+        "non-finite" (NaN, Infinity, or a number that overflows a float; quoted too), "out of
+        range" (beyond ±1e100, integers of any size included), "too long", "invalid utf-8",
         "blank"; with ``key``, "bad key" (an empty key, or one holding a control character:
         :func:`is_bad_key`).  Lines that are too long, blank, not UTF-8 or do not start with
         "{" are found in bulk; the others are decoded one by one (a repeated bad one once).

@@ -54,8 +54,7 @@ class JsonLayout:
     day_first: bool | None = None
 
     def __post_init__(self):
-        if self.day_first not in (None, True, False) or (
-                self.day_first is not None and not isinstance(self.day_first, bool)):
+        if self.day_first is not None and not isinstance(self.day_first, bool):
             raise ValueError(f"day_first must be true, false or null, got {self.day_first!r}")
         if self.time_field is not None and not isinstance(self.time_field, str):
             raise ValueError(f"time_field must be a field name, got {self.time_field!r}")

@@ -5,8 +5,9 @@ time; it names the columns and is a line, not a reject.  :func:`find_layout` rea
 and the first data line and fixes the :class:`Layout`: fields per line, separated by tabs if
 the header holds one (or semicolons, if it holds one and no comma: a TSV's times and names
 may hold spaces; a semicolon table's values may have a decimal comma, ``10,5``, as
-spreadsheets write them where the comma is the decimal mark), else by commas if the data line holds one, else by whitespace (a field of a
-separated table may be in double quotes, as RFC 4180 has it); which field
+spreadsheets write them where the comma is the decimal mark), else by commas if the data line
+holds one, else by whitespace (a field of a separated table may be in double quotes, as RFC
+4180 has it); which field
 is the time (the one named ``timestamp``, ``time``, ``date``, ``datetime`` or ``ts``, or
 ``timestamp=`` given by name or index, else a first field that is an ISO 8601 time); which
 fields make the row (``columns`` by name or index; default every other field but one the
@@ -49,9 +50,9 @@ from .parse import (
     Rejects,
     TimedParsed,
     _prefix,
-    blank_byte_order_marks,
     _snippet,
     _spans,
+    blank_byte_order_marks,
     is_bad_key,
     parse_lines,
 )
@@ -113,8 +114,7 @@ class Layout:
     def __post_init__(self):
         if self.separator not in SEPARATORS:
             raise ValueError(f"separator must be one of {SEPARATORS!r}, got {self.separator!r}")
-        if self.day_first not in (None, True, False) or isinstance(self.day_first, int) and \
-                not isinstance(self.day_first, bool):
+        if self.day_first is not None and not isinstance(self.day_first, bool):
             raise ValueError(f"day_first must be true, false or null, got {self.day_first!r}")
 
     @property
@@ -303,7 +303,8 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
             [f[time_field] for f in (_split(line, comma, sep or b",") for _, line in lines)
              if len(f) == n_fields])
         if dates is None:
-            raise LayoutError(f"the times are written like {fields[time_field].decode()!r}, "
+            written = fields[time_field].decode("utf-8", "replace")
+            raise LayoutError(f"the times are written like {written!r}, "
                               "day or month first, and no day above 12 says which: set "
                               "input.day_first")
     key_field = None if key is None else _index(key, names, n_fields, "input.key")
@@ -421,30 +422,39 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
     # Semicolons separate cells where the comma is the decimal mark (spreadsheets in such
     # locales): a comma in a value is its decimal comma.
     decimal_comma = layout.comma and layout.separator == ";"
+    # (the layout's attributes looked up once: this loop is a table's parsing cost)
+    comma, sep, n_fields, header_line = layout.comma, layout.sep, layout.n_fields, \
+        layout.header_line
+    value_fields, time_field = layout.value_fields, layout.time_field
     for i, number in zip(rest.tolist(), numbers[rest].tolist()):
         line = data[starts[i]:stops[i]]
-        if number == layout.header_line or len(line) > max_line_bytes:
+        if number == header_line or len(line) > max_line_bytes:
             values.append(line if len(line) > max_line_bytes else b"")
             time_text.append(b"")
             key_text.append(b"")
             continue
-        fields = _split(line, layout.comma, layout.sep)
-        if len(fields) != layout.n_fields:  # (a field count the screen did not foresee)
+        quoted = comma and b'"' in line
+        if quoted:
+            fields = _split_quoted(line, sep)
+        else:
+            fields = [f.strip() for f in line.split(sep)] if comma else line.split()
+        if len(fields) != n_fields:  # (a field count the screen did not foresee)
             early[number] = "wrong field count"
-            fields = [b""] * layout.n_fields
-        elif layout.comma and b'"' in line:
+            fields = [b""] * n_fields
+        elif quoted:
             # A quoted value may hold what parse_lines splits on ("1,234", "1 2"): not a number.
-            fields = [b"x" if j in layout.value_fields and (b"," in f or len(f.split()) > 1)
+            fields = [b"x" if j in value_fields and (b"," in f or len(f.split()) > 1)
                       else f for j, f in enumerate(fields)]
         if key_field is not None and number not in early and is_bad_key(fields[key_field]):
             early[number] = "bad key"
-            fields = [b""] * layout.n_fields
-        # An empty field is a missing value: not a number (the line has its fields).
-        picked = [fields[j] or b"x" for j in layout.value_fields]
+            fields = [b""] * n_fields
+        picked = [fields[j] for j in value_fields]
+        if not all(picked):  # an empty field is a missing value: not a number
+            picked = [field or b"x" for field in picked]
         if decimal_comma:
             picked = [field.replace(b",", b".") for field in picked]
         values.append(b",".join(picked) or b"x")
-        time_text.append(fields[layout.time_field] if layout.time_field is not None else b"")
+        time_text.append(fields[time_field] if time_field is not None else b"")
         if key_field is not None:
             key_text.append(fields[key_field])
     parsed = parse_lines(b"\n".join(values) + b"\n", n_fields=len(layout.value_fields),
