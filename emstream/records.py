@@ -100,8 +100,9 @@ def _records(data: bytes):
 
 
 def find_json_layout(data: bytes, fields, *, timestamp="auto", key=None,
-                     day_first="auto") -> JsonLayout:
-    """The layout of a JSON stream whose first lines are ``data``.
+                     day_first="auto") -> JsonLayout | None:
+    """The layout of a JSON stream whose first lines are ``data``, or None while they hold no
+    JSON object to find the time field in.
 
     Parameters
     ----------
@@ -123,6 +124,8 @@ def find_json_layout(data: bytes, fields, *, timestamp="auto", key=None,
         The times are written ``07/01/2014`` and nothing says whether the day comes first.
     """
     records = list(_records(data))
+    if timestamp == "auto" and not records:
+        return None  # (junk so far: the first record decides)
     time_field = timestamp if timestamp not in ("auto", None) else None
     if timestamp == "auto" and records:
         first = records[0]

@@ -630,6 +630,7 @@ def test_a_json_streams_time_field_is_found_or_named():
     assert find_json_layout(b'{"ts": 1404174600, "cpu": 1}\n', ["cpu"]).time_field == "ts"
     assert find_json_layout(record, ["cpu"], timestamp=None).time_field is None
     assert find_json_layout(b'{"cpu": 1}\n', ["cpu"]).time_field is None
+    assert find_json_layout(b"junk\n[1]\n", ["cpu"]) is None  # the first record decides
     assert find_json_layout(record, ["cpu"], timestamp="when").time_field == "when"
     us = b'{"ts": "05/06/2014 10:00", "cpu": 1}\n'
     with pytest.raises(LayoutError, match="set input.day_first"):

@@ -341,7 +341,8 @@ class Daemon:
                 except LayoutError as exc:
                     raise StartError(f"the input does not fit the configuration: {exc}",
                                      EX_CONFIG) from None
-                log.info("input: %s", self.layout.describe())
+                if self.layout is not None:
+                    log.info("input: %s", self.layout.describe())
             layout = self.layout or JsonLayout(tuple(settings["fields"]))
             parsed = parse_json_lines(data, settings["fields"], first_line=first,
                                       max_line_bytes=settings["max_line_bytes"],
