@@ -1,7 +1,7 @@
 """Timestamps as seconds since 1970-01-01 UTC: ISO 8601 text or epoch numbers, a block at once.
 
 Accepted: ``2014-07-01 00:30:00``, ``2014-07-01T00:30:00.250``, a date alone (midnight), with
-an optional ``Z`` or ``+HH:MM`` / ``-HHMM`` offset; and, for a field that is a plain number,
+an optional ``Z``, ``UTC`` or ``GMT``, or a ``+HH:MM`` / ``-HHMM`` / ``+HH`` offset; and, for a field that is a plain number,
 epoch seconds, or epoch milliseconds when beyond 1e11 (year 5138 in seconds, 1973 in ms).
 Dates as spreadsheets write them are accepted too: ``2014/07/01``, ``1.7.2014`` (day first),
 and ``7/1/2014`` or ``01/07/2014``, whose order is the stream's (``day_first``: told, or found
@@ -24,7 +24,9 @@ import re
 
 import numpy as np
 
-_OFFSET = re.compile(rb"(?:Z|([+-])(\d\d):?(\d\d))$")
+# A zone: Z, UTC or GMT (BigQuery writes "2014-07-01 00:30:00 UTC"), or an offset in hours
+# and optional minutes (PostgreSQL writes "+00"), after the time or a space.
+_OFFSET = re.compile(rb" ?(?:Z|UTC|GMT|([+-])(\d\d)(?::?(\d\d))?)$")
 _EPOCH = re.compile(rb"[+-]?\d+(?:\.\d*)?")
 _ISO = re.compile(rb"\d{4}-\d\d(?:-\d\d(?:[T ]\d\d(?::\d\d(?::\d\d(?:\.\d+)?)?)?)?)?")
 # A spreadsheet's date: year first (2014/07/01), day first with dots (01.07.2014), or day and
@@ -69,9 +71,11 @@ def _one(text: bytes, day_first: bool | None = None) -> float:
         return value / 1000.0 if abs(value) > _MILLISECONDS else value
     offset = 0.0
     zone = _OFFSET.search(text) if len(text) > 10 else None
+    if zone is not None and zone.group(1) and b":" not in text[:zone.start()]:
+        zone = None  # an offset follows a time of day (2014-07-01-05 is no time)
     if zone is not None:
         if zone.group(1):
-            offset = (int(zone.group(2)) * 3600 + int(zone.group(3)) * 60) * (
+            offset = (int(zone.group(2)) * 3600 + int(zone.group(3) or 0) * 60) * (
                 1 if zone.group(1) == b"+" else -1)
         text = text[:zone.start()]
     if _ISO.fullmatch(text):

@@ -28,10 +28,14 @@ DAY = 86400 // STEP
 def test_times_in_every_accepted_form_and_nan_for_the_rest():
     fields = [b"2014-07-01 00:30:00", b"2014-07-01T00:30:00", b"2014-07-01T00:30:00.000Z",
               b"2014-07-01T02:30:00+02:00", b"2014-06-30T19:30:00-0500", b"1404174600",
-              b"1404174600000", b"1404174600.0", b"2014-07-01 00:30"]
+              b"1404174600000", b"1404174600.0", b"2014-07-01 00:30",
+              # BigQuery's and PostgreSQL's exports, a logger's offset after a space
+              b"2014-07-01 00:30:00 UTC", b"2014-07-01 02:30:00+02", b"2014-07-01 00:30:00 +0000",
+              b"2014-07-01 00:30:00 GMT", b"2014-06-30 19:30:00-05"]
     np.testing.assert_array_equal(parse_times(fields), 1404174600.0)
     assert parse_times([b"2014-07-01"]).tolist() == [1404172800.0]
-    bad = [b"July 1st", b"2014-13-45", b"", b"2014-07-01 25:00:00", b"nan", b"12:00"]
+    bad = [b"July 1st", b"2014-13-45", b"", b"2014-07-01 25:00:00", b"nan", b"12:00",
+           b"2014-07-01-05", b"2014-07-01 00:30:00 CET"]
     assert np.isnan(parse_times(bad)).all()
 
 
