@@ -19,6 +19,7 @@ Example
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 
@@ -35,6 +36,19 @@ log = logging.getLogger("emstreamd")
 
 # What a monitor counts (the daemon adds lines and rejects, which belong to the input).
 COUNTED = ("rows", "batches", "anomalies", "gated", "refits", "alarms")
+
+
+def held_out_change(before, after) -> str:
+    """How a refit's held-out average log-likelihood moved, for the log; a refit with no row to
+    judge by (a window of one row, every row beyond the gate) says so instead of -inf -> -inf.
+
+    >>> held_out_change(-1.23456, -1.1), held_out_change(float("-inf"), float("-inf"))
+    ('held-out average log-likelihood -1.235 -> -1.1', 'no held-out rows to judge by')
+    """
+    values = [float("nan") if v is None else float(v) for v in (before, after)]
+    if not any(math.isfinite(v) for v in values):
+        return "no held-out rows to judge by"
+    return f"held-out average log-likelihood {values[0]:.4g} -> {values[1]:.4g}"
 
 
 def batch_rows(config: dict, learned: int) -> int:
@@ -175,10 +189,10 @@ class KeyMonitor:
                              "window": len(recent), "replaced": outcome["replaced"],
                              "candidate": outcome["candidate"],
                              "iterations": outcome["iterations"]})
-        log.info("%srefit (%s) on the last %d points: %s (%s candidate); held-out average "
-                 "log-likelihood %.4g -> %.4g", self.name, reason, len(recent),
-                 "model replaced" if outcome["replaced"] else "model kept", outcome["candidate"],
-                 outcome["log_likelihood_before"], outcome["log_likelihood_after"])
+        log.info("%srefit (%s) on the last %d points: %s (%s candidate); %s", self.name, reason,
+                 len(recent), "model replaced" if outcome["replaced"] else "model kept",
+                 outcome["candidate"], held_out_change(outcome["log_likelihood_before"],
+                                                       outcome["log_likelihood_after"]))
 
     def swap_in(self, job, replay_step: int) -> None:
         """Adopt a finished background refit; re-learn the points that arrived meanwhile."""
@@ -239,21 +253,21 @@ class KeyMonitor:
             # The learner replaced its model (a birth, a better structure): refits started
             # before it are stale.
             self.generation += 1
-            log.info("%supkeep (%s): model replaced by the %s candidate; held-out average "
-                     "log-likelihood %.4g -> %.4g", self.name, event["reason"],
-                     event["candidate"], event["log_likelihood_before"],
-                     event["log_likelihood_after"])
+            log.info("%supkeep (%s): model replaced by the %s candidate; %s", self.name,
+                     event["reason"], event["candidate"],
+                     held_out_change(event["log_likelihood_before"],
+                                     event["log_likelihood_after"]))
             return
         self.generation += 1
         if event.get("replaced", True):
             self._count_refit()
             # Points before the change would pull a scheduled refit back to the old regime.
             self.window.clear()
-        log.warning("%sdrift refit on the %d points after the alarm: %s (%s); held-out "
-                    "average log-likelihood %.4g -> %.4g", self.name, event["points"],
+        log.warning("%sdrift refit on the %d points after the alarm: %s (%s); %s", self.name,
+                    event["points"],
                     "model replaced" if event.get("replaced", True) else "model kept",
-                    event.get("candidate"), event["log_likelihood_before"],
-                    event["log_likelihood_after"])
+                    event.get("candidate"), held_out_change(event["log_likelihood_before"],
+                                                            event["log_likelihood_after"]))
 
     # ------------------------------------------------------------------ settings and state
     def apply_live_settings(self) -> None:
