@@ -1000,7 +1000,7 @@ def _unquoted(values: list) -> tuple[list, str | None]:
 _MISSING = object()
 
 
-def _field_of(record: dict, name: str):
+def field_of(record: dict, name: str):
     """A record's field ``name``, or, if it has none so named, the nested field that a dotted
     name leads to (``system.cpu.pct`` in ``{"system": {"cpu": {"pct": 0.5}}}``, as structured
     loggers nest them); :data:`_MISSING` if neither is there."""
@@ -1017,7 +1017,7 @@ def _field_of(record: dict, name: str):
     return value
 
 
-def _json_time(value) -> bytes | None:
+def json_time_text(value) -> bytes | None:
     """A JSON time field as text: a string as written, a number (epoch seconds or
     milliseconds) in its shortest form; None for anything else."""
     if type(value) is str:
@@ -1034,7 +1034,7 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | Non
     """``(values, reason)`` of one JSON line: never an exception, whatever the line holds.
     With ``key``, values go on with that field's value as UTF-8 bytes (a string, or an integer
     written as text; anything else is a "missing field"); with ``time``, they end with that
-    field's text (:func:`_json_time`; a missing one is a "missing field")."""
+    field's text (:func:`json_time_text`; a missing one is a "missing field")."""
     if len(line) > max_line_bytes:
         return None, "too long"
     if not line.strip():
@@ -1052,7 +1052,7 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | Non
         return None, "invalid json"
     if not isinstance(record, dict):
         return None, "invalid json"
-    values = [_field_of(record, name) for name in fields]
+    values = [field_of(record, name) for name in fields]
     if any(v is _MISSING for v in values):
         return None, "missing field"
     if any(type(v) is str for v in values):  # log shippers often quote numbers
@@ -1068,7 +1068,7 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | Non
         return None, "out of range"
     row = [float(v) for v in values]
     if key is not None:
-        name = _field_of(record, key)
+        name = field_of(record, key)
         if type(name) is int and abs(name) <= MAX_ABS_VALUE:
             name = str(name)
         if type(name) is not str:
@@ -1078,10 +1078,10 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | Non
             return None, "bad key"
         row.append(name)
     if time is not None:
-        stamp = _field_of(record, time)
+        stamp = field_of(record, time)
         if stamp is _MISSING:
             return None, "missing field"
-        text = _json_time(stamp)
+        text = json_time_text(stamp)
         if text is None:
             return None, "bad timestamp"
         row.append(text)

@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from .parse import _field_of, _json_time
-from .table import LayoutError
-from .timestamps import infer_day_first, looks_like_time, needs_day_order
+from .parse import field_of, json_time_text
+from .table import day_order
+from .timestamps import looks_like_time
 
 # Field names taken for the time under timestamp "auto", in this order.
 TIME_FIELDS = ("timestamp", "@timestamp", "time", "ts", "datetime", "date")
@@ -130,17 +130,11 @@ def find_json_layout(data: bytes, fields, *, timestamp="auto", key=None,
     if timestamp == "auto" and records:
         first = records[0]
         time_field = next((name for name in TIME_FIELDS if name not in fields
-                           and _is_time(_field_of(first, name))), None)
+                           and _is_time(field_of(first, name))), None)
     dates = None
     if time_field is not None:
-        stamps = [_json_time(_field_of(r, time_field)) for r in records]
-        stamps = [s for s in stamps if s is not None]
-        if stamps and needs_day_order(stamps[0]):
-            dates = day_first if day_first != "auto" else infer_day_first(stamps)
-            if dates is None:
-                raise LayoutError(f"the times are written like {stamps[0].decode()!r}, day or "
-                                  "month first, and no day above 12 says which: set "
-                                  "input.day_first")
+        stamps = [json_time_text(field_of(r, time_field)) for r in records]
+        dates = day_order([s for s in stamps if s is not None], day_first)
     return JsonLayout(tuple(fields), time_field, key, dates)
 
 

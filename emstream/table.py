@@ -208,6 +208,23 @@ def _text_fields(fields: list, sep: bytes | None) -> set:
         field.replace(b",", b".") if sep == b";" else field)}
 
 
+def day_order(stamps: list, day_first="auto") -> bool | None:
+    """Whether a stream's times (its first ones, as written) put the day before the month:
+    None if the first is not written ``07/01/2014``, else ``day_first`` if told (a bool), else
+    what a day above 12 says (:func:`~emstream.timestamps.infer_day_first`).
+
+    Raises :class:`LayoutError` when nothing says.
+    """
+    if not stamps or not needs_day_order(stamps[0]):
+        return None
+    dates = day_first if day_first != "auto" else infer_day_first(stamps)
+    if dates is None:
+        written = stamps[0].decode("utf-8", "replace")
+        raise LayoutError(f"the times are written like {written!r}, day or month first, and no "
+                          "day above 12 says which: set input.day_first")
+    return dates
+
+
 def _index(spec, names, n_fields: int, what: str) -> int:
     """A column given by name (needs a header) or by 0-based index."""
     if isinstance(spec, str) and not spec.lstrip("-").isdigit():
@@ -298,15 +315,10 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         elif fields and looks_like_time(fields[0]):
             time_field = 0
     dates = None
-    if time_field is not None and fields and needs_day_order(fields[time_field]):
-        dates = day_first if day_first != "auto" else infer_day_first(
+    if time_field is not None and fields:
+        dates = day_order(
             [f[time_field] for f in (_split(line, comma, sep or b",") for _, line in lines)
-             if len(f) == n_fields])
-        if dates is None:
-            written = fields[time_field].decode("utf-8", "replace")
-            raise LayoutError(f"the times are written like {written!r}, "
-                              "day or month first, and no day above 12 says which: set "
-                              "input.day_first")
+             if len(f) == n_fields], day_first)
     key_field = None if key is None else _index(key, names, n_fields, "input.key")
     if names is None and time_field is None and key_field is None:
         return None
