@@ -89,6 +89,42 @@ def blank_byte_order_marks(data: bytes) -> bytes:
     return bytes(marked)
 
 
+def key_text(name: bytes) -> str | None:
+    """A series key as text: UTF-8, or else the Windows code page that spreadsheets save CSV
+    in (cp1252, as header names are read), so that a host named ``Zürich`` in an Excel export
+    is the key ``Zürich``, however it was saved; None for bytes that are neither (a key is
+    stored and shown as text: rejected as "bad key").
+
+    >>> key_text("Zürich".encode()), key_text("Zürich".encode("cp1252")), key_text(b"a\\x81")
+    ('Zürich', 'Zürich', None)
+    """
+    try:
+        return name.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return name.decode("cp1252")
+    except UnicodeDecodeError:  # (five bytes cp1252 leaves undefined)
+        return None
+
+
+def key_bytes(key: str) -> list:
+    """Every way a key may be written that :func:`key_text` reads as ``key``: its UTF-8, and
+    its cp1252 if that differs and is not itself UTF-8 (which would read as another key).
+
+    >>> key_bytes("Zürich"), key_bytes("web-3")
+    ([b'Z\\xc3\\xbcrich', b'Z\\xfcrich'], [b'web-3'])
+    """
+    written = [key.encode("utf-8", "surrogatepass")]
+    try:
+        other = key.encode("cp1252")
+    except UnicodeEncodeError:
+        return written
+    if other != written[0] and key_text(other) == key:
+        written.append(other)
+    return written
+
+
 def is_bad_key(name: bytes) -> bool:
     """Whether a series key (as written, surrounding whitespace removed) is refused ("bad
     key"): empty, or holding a control character (a NUL, a tab, an escape sequence), which

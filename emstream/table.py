@@ -54,6 +54,7 @@ from .parse import (
     _spans,
     blank_byte_order_marks,
     is_bad_key,
+    key_bytes,
     parse_lines,
 )
 from .linebuffer import LineBuffer
@@ -379,7 +380,7 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
 
 def of_key(parsed: Parsed, key: str) -> Parsed:
     """The rows of a keyed block whose key is ``key``."""
-    mine = parsed.keys == key.encode()
+    mine = np.isin(parsed.keys, key_bytes(key))
     times = getattr(parsed, "times", None)
     text = getattr(parsed, "time_text", None)
     return replace(parsed, rows=parsed.rows[mine], lines=parsed.lines[mine],

@@ -178,9 +178,9 @@ def test_rows_of_new_keys_past_the_hard_limit_are_rejected_and_counted(tmp_path)
     lines = ["host,value\n"]
     lines += [f"k{i % 30},{i % 7}.5\n" for i in range(3000)]  # 30 keys, 100 rows each
     lines += [f"new{i},1.0\n" for i in range(5000)]  # 5,000 distinct keys, one row each
-    lines += ["k\xff1,2.0\n"]
+    lines += ["k\x811,2.0\n"]  # neither UTF-8 nor cp1252 (0x81 is undefined there)
     (tmp_path / "keys.csv").write_bytes("".join(lines).encode("utf-8").replace(
-        "k\xff1".encode(), b"k\xff1"))
+        "k\x811".encode(), b"k\x811"))
     done = _run(["--input", str(tmp_path / "keys.csv"), "--checkpoint", str(tmp_path / "k"),
                  "--set", "input.key=host", "--set", "keys.max_known=40", "--set",
                  "keys.max_active=5"])
@@ -189,6 +189,37 @@ def test_rows_of_new_keys_past_the_hard_limit_are_rejected_and_counted(tmp_path)
     assert meta["counters"]["rejected"] == {"too many keys": 4990, "bad key": 1}
     assert meta["counters"]["rows"] == 3010
     assert "rejected: 1 bad key, 4990 too many keys" in done.stderr.decode()
+
+
+def test_a_key_saved_in_the_windows_code_page_is_the_same_key_as_in_utf8(tmp_path):
+    """Excel saves CSV in cp1252: a host named Zürich there is the key Zürich (not a "bad key"
+    whose every row is rejected), and the same key written in UTF-8 elsewhere in the stream
+    is the same series, its rows in the order they came."""
+    rng = np.random.default_rng(5)
+    values = np.r_[rng.normal(0, 1, 300), rng.normal(6, 1, 300)][rng.permutation(600)]
+    names = ["Zürich" if i % 3 else "Köln" for i in range(600)]
+    encodings = ["utf-8" if i % 5 == 0 else "cp1252" for i in range(600)]
+    body = b"".join(f"{n},{v:.4f}\n".encode(e) for n, v, e in zip(names, values, encodings))
+    (tmp_path / "excel.csv").write_bytes(b"host,value\n" + body)
+    alone = "".join(f"{n},{v:.4f}\n" for n, v in zip(names, values) if n == "Zürich")
+    (tmp_path / "alone.csv").write_text("host,value\n" + alone, encoding="utf-8")
+    runs = {}
+    for name in ("excel", "alone"):
+        done = _run(["--input", str(tmp_path / f"{name}.csv"), "--checkpoint",
+                     str(tmp_path / name), "--set", "input.key=host"])
+        runs[name] = (_lines_by_key(done.stdout.decode("utf-8")),
+                      *_store(tmp_path / name / "keys.sqlite"))
+    (lines, models, meta), (lines_alone, models_alone, _) = runs["excel"], runs["alone"]
+    assert meta["counters"]["rejected"] == {}
+    assert sorted(models) == ["Köln", "Zürich"]
+    assert meta["counters"]["rows"] == 600
+    assert len(lines["Zürich"]) == 300  # (no line for a key's first mini-batch of 100)
+    assert lines["Zürich"] == lines_alone["Zürich"]  # every score, in the order the rows came
+    assert models["Zürich"] == models_alone["Zürich"]
+    # emstream timeline --key draws the key however its rows were written.
+    from emstream.timeline import read_series
+
+    assert len(read_series(tmp_path / "excel.csv", "Zürich", "host")["value"]) == 400
 
 
 def test_per_point_lines_carry_the_key_in_csv_and_jsonl(tmp_path):

@@ -4,14 +4,16 @@ operations (a sort of the keys), not a Python step per row.
 Example
 -------
 >>> import numpy as np
->>> keys = np.array([b"b", b"a", b"b", b"\\xff"])
+>>> keys = np.array([b"b", b"a", b"b", b"\\x81", b"\\xe9", "é".encode()])
 >>> [(key, rows.tolist()) for key, rows in groups(keys)]
-[('a', [1]), ('b', [0, 2]), (None, [3])]
+[('a', [1]), ('b', [0, 2]), ('é', [4, 5]), (None, [3])]
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from emstream.parse import key_text
 
 
 def groups(keys: np.ndarray):
@@ -25,8 +27,9 @@ def groups(keys: np.ndarray):
     Yields
     ------
     key : str or None
-        The key (UTF-8); None, last, for the rows whose key is not valid UTF-8 (rejected as
-        "bad key": a key is stored as text).
+        The key as text (:func:`emstream.parse.key_text`: UTF-8, else cp1252, so one key
+        however a spreadsheet saved it); None, last, for the rows whose key is neither
+        (rejected as "bad key": a key is stored as text).
     rows : ndarray of int, shape (m,)
         Indices of its rows, increasing.
     """
@@ -35,15 +38,17 @@ def groups(keys: np.ndarray):
     names, inverse = np.unique(keys, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     bounds = np.cumsum(np.bincount(inverse, minlength=len(names)))
-    bad = []
+    bad, found = [], {}
     start = 0
     for name, stop in zip(names.tolist(), bounds.tolist()):
-        try:
-            text = name.decode("utf-8")
-        except UnicodeDecodeError:
+        text = key_text(name)
+        if text is None:
             bad.append(order[start:stop])
         else:
-            yield text, order[start:stop]
+            found.setdefault(text, []).append(order[start:stop])
         start = stop
+    for text, parts in found.items():
+        # A key written two ways in one block (UTF-8 and cp1252): one key, rows in order.
+        yield text, parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))
     if bad:
         yield None, np.sort(np.concatenate(bad))

@@ -446,8 +446,9 @@ SECTIONS = (
             "Many series in one stream: the column (header name or 0-based index) or, for "
             "jsonl, the field (a string, or an integer taken as text; a dotted name reaches "
             "into nested objects, as in fields) naming each row's series (as written, the quotes "
-            "of a quoted CSV field removed; an empty key, one with a control character or one "
-            "that is not UTF-8 is rejected as \"bad key\").  Each key gets its own model "
+            "of a quoted CSV field removed; read as UTF-8, else as cp1252, the Windows code page "
+            "spreadsheets save CSV in, so a key is one key however it was saved; an empty key, "
+            "one with a control character or one that is neither is rejected as \"bad key\").  Each key gets its own model "
             "with these settings (its own warm-up, features, score and drift monitor), and all "
             "keys' models live in one SQLite state store (checkpoint.path/keys.sqlite, or "
             "checkpoint.path itself if it ends in .sqlite).  null: one series."),
