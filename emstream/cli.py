@@ -52,20 +52,34 @@ def _add_view_options(command, plot_help: str) -> None:
     """``--json``, ``--plot FILE.png`` and ``--features``: how inspect and diff show a model."""
     command.add_argument("--json", action="store_true", help="machine-readable output")
     command.add_argument("--plot", metavar="FILE.png", help=plot_help)
-    command.add_argument("--features", type=_parse_columns, metavar="I,J,...",
+    command.add_argument("--features", type=_parse_indices, metavar="I,J,...",
                          help="--plot only these features (0-based; at most 8)")
 
 
-def _parse_columns(text: str | None):
+def _parse_indices(text: str | None):
     if text is None:
         return None
     try:
         columns = [int(part) for part in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--columns wants 0-based indices like 0,2; got {text!r}")
+        raise argparse.ArgumentTypeError(f"wants 0-based indices like 0,2; got {text!r}")
     if any(c < 0 for c in columns):
-        raise argparse.ArgumentTypeError("--columns indices must be >= 0")
+        raise argparse.ArgumentTypeError("indices must be >= 0")
     return columns
+
+
+def _parse_columns(text: str | None):
+    """Columns as ``input.columns`` names them: 0-based indices or header names (for JSON
+    lines, field names), e.g. ``0,2`` or ``value`` or ``cpu,mem``."""
+    if text is None:
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"wants indices or names like 0,2 or cpu,mem; got "
+                                         f"{text!r}")
+    if any(part.startswith("-") and part[1:].isdigit() for part in parts):
+        raise argparse.ArgumentTypeError("indices must be >= 0")
+    return [_column(part) for part in parts]
 
 
 def _column(text: str):
@@ -89,7 +103,8 @@ def parsed_blocks(stream, columns=None, n_fields=None, key=None, day_first="auto
         yield from parse_stream(stream, columns=columns, n_fields=n_fields, key=key,
                                 day_first=day_first)
     except LayoutError as exc:
-        raise CommandError(str(exc).replace("input.day_first", "--day-first")) from None
+        raise CommandError(str(exc).replace("input.day_first", "--day-first")
+                           .replace("input.columns", "--columns")) from None
 
 
 def _add_day_first(command) -> None:
@@ -232,6 +247,10 @@ def _text_rows_dask(pattern: str, columns):
         raise CommandError(f"{pattern}: cannot read ({exc})") from None
     if not paths:
         raise CommandError(f"{pattern}: no files match")
+    if columns is not None and any(isinstance(c, str) for c in columns):
+        # (the cluster's parser reads numbers, with no header to find names in)
+        raise CommandError("--dask-scheduler reads text files of numbers: --columns takes "
+                           "0-based indices there (names: Parquet)")
     n_fields = parse_lines(sample[:sample.rfind(b"\n") + 1] or sample).n_fields
     if n_fields is None:
         raise CommandError(f"{paths[0]}: no numeric line in its first {len(sample)} bytes")
@@ -276,6 +295,12 @@ def _parquet_rows_dask(pattern: str, columns):
     except (OSError, ValueError) as exc:
         raise CommandError(f"{pattern}: cannot read as Parquet ({exc})") from None
     if columns is not None:
+        names = [str(c) for c in frame.columns]
+        unknown = [c for c in columns if isinstance(c, str) and c not in names]
+        if unknown:
+            raise CommandError(f"{pattern}: --columns {', '.join(unknown)}: no such column "
+                               f"(columns: {', '.join(names)})")
+        columns = [names.index(c) if isinstance(c, str) else c for c in columns]
         if any(c >= len(frame.columns) for c in columns):
             names = ", ".join(map(str, frame.columns))
             raise CommandError(f"{pattern}: --columns {columns} out of range for "
@@ -654,8 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="checkpoint file, or a directory for numbered checkpoints")
     fit.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full",
                      help="shape of each component's covariance (default: %(default)s)")
-    fit.add_argument("--columns", type=_parse_columns, metavar="I,J,...",
-                     help="0-based columns to use (default: all)")
+    fit.add_argument("--columns", type=_parse_columns, metavar="C,...",
+                     help="columns to use, 0-based indices or header names; for JSON lines, "
+                     "the fields (default: every column)")
     fit.add_argument("--reg-covar", type=float, default=1e-6,
                      help="added to every variance, in the data's units (default: %(default)s)")
     fit.add_argument("--tol", type=float, default=1e-3,
@@ -689,8 +715,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="output lines (default: %(default)s)")
     score.add_argument("--header", action=argparse.BooleanOptionalAction, default=True,
                        help="csv: a first line naming the columns (default: on)")
-    score.add_argument("--columns", type=_parse_columns, metavar="I,J,...",
-                       help="0-based columns to use (default: all)")
+    score.add_argument("--columns", type=_parse_columns, metavar="C,...",
+                       help="columns to use, 0-based indices or header names; for JSON lines, "
+                       "the fields (default: every column)")
     score.add_argument("--key", metavar="K", help="a keyed stream's series: score its rows of "
                        "DATA with its model from a state store")
     score.add_argument("--key-column", metavar="C", type=_column, default=0,
@@ -718,8 +745,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_view_options(inspect, "draw the density (1 feature), covariance ellipses (2), or a "
                       "grid of every pair of features (3 or more)")
     inspect.add_argument("--data", metavar="DATA", help="data to draw under --plot")
-    inspect.add_argument("--columns", type=_parse_columns, metavar="I,J,...",
-                         help="0-based columns of --data to use (default: all)")
+    inspect.add_argument("--columns", type=_parse_columns, metavar="C,...",
+                         help="columns of --data to use, 0-based indices or header names; "
+                         "for JSON lines, the fields (default: every column)")
     inspect.set_defaults(run=cmd_inspect)
 
     compare = sub.add_parser("diff", help="match components of two checkpoints and compare",
@@ -738,9 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(run=cmd_diff)
 
     timeline = sub.add_parser("timeline", help="draw a series with its scores and alerts",
-                              description="Draw DATA (a time-series CSV or plain numbers) over "
-                              "time with emstreamd's alerts marked, and the score from its "
-                              "per-point output SCORES (csv or jsonl) below it.")
+                              description="Draw DATA (a time-series CSV, JSON lines or plain "
+                              "numbers) over time with emstreamd's alerts marked, and the score "
+                              "from its per-point output SCORES (csv or jsonl) below it.")
     timeline.add_argument("data", metavar="DATA", help="the series emstreamd read")
     timeline.add_argument("scores", metavar="SCORES", help="emstreamd's per-point output")
     timeline.add_argument("-o", "--output", required=True, metavar="FILE.png",
@@ -753,6 +781,9 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--key-column", metavar="C", type=_column, default=0,
                           help="DATA's key column, as input.key: a 0-based index or a header "
                           "name (default: 0)")
+    timeline.add_argument("--column", metavar="C", type=_column, help="the value to draw: a "
+                          "0-based index or a header name; for JSON lines, a field (needed "
+                          "there; default: the first value column)")
     _add_day_first(timeline)
     timeline.set_defaults(run=cmd_timeline)
     return parser
@@ -764,7 +795,7 @@ def cmd_timeline(args) -> int:
 
         plot_timeline(args.data, args.scores, args.output, threshold=args.threshold,
                       title=args.title, key=args.key, key_column=args.key_column,
-                      day_first=_day_first(args))
+                      day_first=_day_first(args), column=args.column)
     except ImportError:
         raise CommandError("timeline needs matplotlib: pip install 'emstream[plot]'") from None
     print(f"emstream: wrote {args.output}", file=sys.stderr)

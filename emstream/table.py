@@ -55,6 +55,7 @@ from .parse import (
     blank_byte_order_marks,
     is_bad_key,
     key_bytes,
+    parse_json_lines,
     parse_lines,
 )
 from .linebuffer import LineBuffer
@@ -351,10 +352,12 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
     """Parse a readable byte stream block by block as emstreamd reads its input; yields
     :class:`~emstream.parse.Parsed` blocks.
 
-    Plain numbers, or a table (a header line, a time column, and with ``key``, a column's
-    index or name, a key column whose values are the blocks' ``keys``), as the first block
-    shows (``day_first`` as :func:`find_layout` takes it).  Raises :class:`LayoutError` if
-    ``columns`` or ``key`` name no column, or the order of day and month is not known."""
+    Plain numbers, a table (a header line, a time column, and with ``key``, a column's
+    index or name, a key column whose values are the blocks' ``keys``), or JSON lines (one
+    object per line, as emstreamd's ``input.format: jsonl``: ``columns`` names the fields and
+    ``key`` the key's field), as the first block shows (``day_first`` as :func:`find_layout`
+    takes it).  Raises :class:`LayoutError` if ``columns`` or ``key`` name no column, JSON
+    lines come without field names, or the order of day and month is not known."""
     lines = LineBuffer()
     line = 1
     layout = None  # undecided until the first non-blank block; False: plain numbers
@@ -365,9 +368,16 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
             if layout is None and data.strip():
                 head = data[:LAYOUT_BYTES]
                 head = head[:head.rfind(b"\n") + 1] or head
-                layout = find_layout(head, columns=columns, key=key, first_line=line,
-                                     day_first=day_first) or False
-            if layout:
+                if head.lstrip()[:1] == b"{":
+                    layout = _json_layout(head, columns, key, day_first)
+                else:
+                    layout = find_layout(head, columns=columns, key=key, first_line=line,
+                                         day_first=day_first) or False
+            if layout and not isinstance(layout, Layout):
+                parsed = parse_json_lines(data, layout.value_fields, first_line=line,
+                                          key=layout.key_field, time=layout.time_field,
+                                          day_first=layout.day_first)
+            elif layout:
                 parsed = parse_table(data, layout, first_line=line)
             else:
                 parsed = parse_lines(data, n_fields=n_fields, columns=columns, first_line=line)
@@ -376,6 +386,20 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
             yield parsed
         if not chunk:
             return
+
+
+def _json_layout(head: bytes, columns, key, day_first):
+    """A JSON stream's :class:`~emstream.records.JsonLayout` for :func:`parse_stream`."""
+    from .records import JsonLayout, find_json_layout  # (records imports this module)
+
+    if not columns or not all(isinstance(c, str) for c in columns):
+        raise LayoutError("JSON lines: name the fields to read (--columns cpu,mem; "
+                          "timeline: --column cpu)")
+    if key is not None and not isinstance(key, str):
+        raise LayoutError("JSON lines: name the field that holds the key (--key-column "
+                          "host)")
+    return (find_json_layout(head, columns, key=key, day_first=day_first)
+            or JsonLayout(tuple(columns), key_field=key))
 
 
 def of_key(parsed: Parsed, key: str) -> Parsed:

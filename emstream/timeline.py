@@ -64,13 +64,16 @@ def _unquoted(field: bytes) -> str:
     return text
 
 
-def read_series(path, key: str | None = None, key_column=0, day_first="auto") -> dict:
-    """A series file's rows: ``line`` (n,), ``value`` (n,) (its first column), ``time`` (n,)
-    (datetime64, or None without a time column); with ``key``, only the rows whose
-    ``key_column`` (0-based index or header name) holds it."""
+def read_series(path, key: str | None = None, key_column=0, day_first="auto",
+                column=None) -> dict:
+    """A series file's rows: ``line`` (n,), ``value`` (n,) (``column``, a 0-based index or a
+    header name, or for JSON lines a field; by default the first value column), ``time``
+    (n,) (datetime64, or None without a time column); with ``key``, only the rows whose
+    ``key_column`` (0-based index or header name; a field of JSON lines) holds it."""
     with DataFile(path) as handle:
         blocks = list(parse_stream(handle, key=None if key is None else key_column,
-                                   day_first=day_first))
+                                   day_first=day_first,
+                                   columns=None if column is None else [column]))
     if key is not None:
         blocks = [of_key(block, key) for block in blocks if block.keys is not None]
     lines = np.concatenate([b.lines for b in blocks]) if blocks else np.empty(0, np.int64)
@@ -81,6 +84,7 @@ def read_series(path, key: str | None = None, key_column=0, day_first="auto") ->
         (np.concatenate(stamps) * 1000).astype("datetime64[ms]")
     if lines.size == 0:
         why = (f" with key {key!r} in column {key_column!r}" if key is not None
+               else f" in column {column!r}" if column is not None
                else " (a keyed stream? name the series with --key)")
         raise ValueError(f"{path}: no rows of numbers{why}")
     return {"line": lines, "value": values, "time": times}
@@ -88,7 +92,7 @@ def read_series(path, key: str | None = None, key_column=0, day_first="auto") ->
 
 def plot_timeline(data_path, scores_path, path, *, threshold: float = DEFAULT_THRESHOLD,
                   title: str | None = None, key: str | None = None, key_column=0,
-                  day_first="auto") -> None:
+                  day_first="auto", column=None) -> None:
     """Draw a series (with ``key``, that key's series of a keyed stream) with its alerts and
     scores to the image file ``path``."""
     import matplotlib
@@ -96,7 +100,7 @@ def plot_timeline(data_path, scores_path, path, *, threshold: float = DEFAULT_TH
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = read_series(data_path, key, key_column, day_first)
+    series = read_series(data_path, key, key_column, day_first, column)
     scored = read_scores(scores_path, key)
     x_of_line = dict(zip(series["line"].tolist(),
                          series["time"] if series["time"] is not None else series["line"]))

@@ -155,6 +155,54 @@ def test_fit_and_score_read_the_daemons_tables_and_keys(tmp_path, capsys):
                                atol=5e-5)
 
 
+def test_columns_by_name_and_json_lines_read_as_the_daemon_reads_them(tmp_path, capsys):
+    """``--columns`` names a table's columns (as input.columns does; only indices were taken)
+    and JSON lines are read with their fields named (every line was "non-numeric")."""
+    rng = np.random.default_rng(4)
+    values = np.round(np.c_[np.r_[rng.normal(0, 1, 150), rng.normal(8, 1, 150)],
+                            rng.normal(0, 1, 300)], 5)
+    table = tmp_path / "t.csv"
+    table.write_text("timestamp,cpu,mem\n" + "".join(
+        f"2024-01-01 {i // 60:02d}:{i % 60:02d}:00,{a:.5f},{b:.5f}\n"
+        for i, (a, b) in enumerate(values)))
+    stream = tmp_path / "m.jsonl"
+    stream.write_text("".join(json.dumps({"ts": f"2024-01-01T{i // 60:02d}:{i % 60:02d}:00Z",
+                                          "host": "ab"[i % 2], "mem": b, "cpu": a}) + "\n"
+                              for i, (a, b) in enumerate(values)))
+    fits = {}
+    for name, data, columns in (("by index", table, "1"), ("by name", table, "cpu"),
+                                ("json", stream, "cpu")):
+        assert main(["fit", str(data), "-k", "2", "--columns", columns, "-o",
+                     str(tmp_path / f"{name}.json")]) == 0
+        fits[name] = checkpoint.load(tmp_path / f"{name}.json").model
+    reference = GaussianMixture(2, random_state=0).fit(values[:, :1])
+    for model in fits.values():
+        np.testing.assert_array_equal(model.means_, fits["by index"].means_)
+    np.testing.assert_allclose(np.sort(fits["json"].means_.ravel()),
+                               np.sort(reference.means_.ravel()), atol=1e-6)
+    # Both fields, in the order named; one key's rows.
+    assert main(["fit", str(stream), "-k", "2", "--columns", "mem,cpu", "-o",
+                 str(tmp_path / "two.json")]) == 0
+    two = checkpoint.load(tmp_path / "two.json").model
+    np.testing.assert_allclose(np.sort(two.means_[:, 1]), np.sort(reference.means_.ravel()),
+                               atol=1e-3)
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "two.json"), str(stream), "--columns", "mem,cpu",
+                 "--no-header"]) == 0
+    scored = capsys.readouterr().out.splitlines()
+    assert [int(row.split(",")[0]) for row in scored] == list(range(1, 301))
+    np.testing.assert_allclose([float(row.split(",")[3]) for row in scored],
+                               -two.score_samples(values[:, ::-1]), atol=5e-5)
+    from emstream.timeline import read_series
+
+    series = read_series(stream, "b", "host", column="cpu")
+    np.testing.assert_array_equal(series["value"], values[1::2, 0])
+    assert series["time"][0] == np.datetime64("2024-01-01T00:01:00")
+    # JSON lines without field names: one line saying what to do.
+    assert main(["fit", str(stream), "-k", "2", "-o", str(tmp_path / "x.json")]) == 1
+    assert "JSON lines: name the fields" in capsys.readouterr().err
+
+
 def test_rejected_lines_are_counted_and_shown(tmp_path, capsys):
     data = tmp_path / "dirty.txt"
     data.write_bytes(b"1\n2\nabc\n3\nnan\n4\n5\n6\n")
