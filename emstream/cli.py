@@ -330,10 +330,27 @@ def _fit_on_dask(args) -> int:
 
 
 # ---------------------------------------------------------------------------- score
+def _learned_features(meta: dict):
+    """The temporal features a daemon's model learned (lags, season...), or None: the
+    model then learned the input's values as they are."""
+    series = meta.get("series") if isinstance(meta, dict) else None
+    features = series.get("features") if isinstance(series, dict) else None
+    return features if isinstance(features, dict) else None
+
+
 def cmd_score(args) -> int:
-    model = load_any(args.checkpoint, args.key).model
+    loaded = load_any(args.checkpoint, args.key)
+    model = loaded.model
     if not model._is_fitted():
         raise CommandError(f"{args.checkpoint}: the model in it is not fitted yet")
+    if _learned_features(loaded.meta) is not None:
+        # Its rows are values with their context (previous value, a season back), which
+        # only the stream they came from has: the daemon's own per-point output scores them.
+        raise CommandError(f"{args.checkpoint}: the model learned {model.n_features_in_} "
+                           "temporal features of the input's values (emstreamd's features: "
+                           "lags, season), not the values alone; emstreamd's per-point "
+                           "output holds each point's score (a model that learns the values "
+                           "alone: features.enabled: false)")
     stream = _open_input(args.data)
     out = sys.stdout
     if args.format == "csv" and args.header:

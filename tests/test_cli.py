@@ -203,6 +203,29 @@ def test_columns_by_name_and_json_lines_read_as_the_daemon_reads_them(tmp_path, 
     assert "JSON lines: name the fields" in capsys.readouterr().err
 
 
+def test_score_says_why_it_cannot_score_a_model_of_temporal_features(tmp_path, capsys):
+    """A daemon's model of a time series learns each value with its context (the shipped
+    features): raw rows cannot be scored by it, and the message says so (it said the rows had
+    too few values, "see --columns")."""
+    rng = np.random.default_rng(6)
+    table = tmp_path / "series.csv"
+    table.write_text("timestamp,value\n" + "".join(
+        f"2024-01-01 {i // 60:02d}:{i % 60:02d}:00,{v:.4f}\n"
+        for i, v in enumerate(rng.normal(size=400))))
+    for features in ("auto", "false"):
+        done = subprocess.run([sys.executable, "-m", "emstreamd", "--config",
+                               str(ROOT / "config.yaml"), "--input", str(table), "--checkpoint",
+                               str(tmp_path / features), "--no-output", "--set",
+                               f"features.enabled={features}"], capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "auto"), str(table)]) == 1
+    err = capsys.readouterr().err
+    assert "temporal features" in err and "features.enabled: false" in err
+    assert main(["score", str(tmp_path / "false"), str(table), "--no-header"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 400
+
+
 def test_rejected_lines_are_counted_and_shown(tmp_path, capsys):
     data = tmp_path / "dirty.txt"
     data.write_bytes(b"1\n2\nabc\n3\nnan\n4\n5\n6\n")
