@@ -26,6 +26,7 @@ from .report import format_rows
 from .stats import COVARIANCE_TYPES
 from .records import layout_from_dict
 from .table import LayoutError, of_key, parse_stream
+from .temporal import TemporalFeatures
 
 SHOWN_REJECTS = 5
 # fit --dask-scheduler: bytes per parsing task, bytes read to learn the number of fields.
@@ -395,6 +396,9 @@ def summary(loaded) -> dict:
         out.update(warming_up=True, buffered=buffered, warmup_size=model.warmup_size)
         return out
     k, d = model.means_.shape
+    names = feature_names(loaded.meta, d)
+    if names is not None:
+        out["feature_names"] = names
     covs = full_covariances(model.covariances_, model.covariance_type, k, d)
     recent = model.recent_counts_ / max(model.recent_counts_.sum(), np.finfo(float).tiny)
     out.update(
@@ -414,6 +418,24 @@ def summary(loaded) -> dict:
     return out
 
 
+def feature_names(meta: dict, d: int) -> list | None:
+    """What each of a daemon's model's ``d`` features is (``value``, ``value[t-1]``...), from
+    its checkpoint's layout and temporal features; None when the checkpoint does not say."""
+    layout, features = meta.get("layout"), _learned_features(meta)
+    try:
+        names = layout_from_dict(layout).column_names() if isinstance(layout, dict) else None
+        if features is None:
+            return names if names is not None and len(names) == d else None
+        temporal = TemporalFeatures.from_state(features)
+        if names is None:  # plain numbers: x0, x1... as many as make d features
+            values = [n for n in range(1, d + 1) if temporal.n_features_out(n) == d]
+            names = [f"x{j}" for j in range(values[0])] if values else None
+        out = temporal.feature_names(names) if names is not None else None
+    except (KeyError, TypeError, ValueError, IndexError):  # (a hand-edited checkpoint)
+        return None
+    return out if out is not None and len(out) == d else None
+
+
 def _number(value) -> str:
     return "-inf" if value is None else f"{value:.6g}"
 
@@ -431,7 +453,9 @@ def _format_summary(info: dict) -> str:
         lines.append("state       not fitted")
     else:
         fit = info["last_batch_fit"]
-        lines += [f"features    {info['n_features']}",
+        names = info.get("feature_names")
+        lines += [f"features    {info['n_features']}"
+                  + (f": {', '.join(names)}" if names else ""),
                   f"seen        {info['n_seen']} points online since the last batch fit, "
                   f"{info['n_updates']} updates (step schedule at t={info['schedule_position']:g})",
                   f"batch fit   {fit['n_iter']} iterations, "

@@ -139,6 +139,24 @@ class TemporalFeatures:
         n = d * (self.lags + (1 if self._season_slot else 0)) + (4 if self.calendar else 0)
         return list(range(start, start + n))
 
+    def feature_names(self, names) -> list:
+        """Names of the feature rows' columns, from the names of the ``D`` values.
+
+        >>> TemporalFeatures(lags=1, season=24, volatility=False).feature_names(["cpu"])
+        ['cpu', 'cpu[t-1]', 'cpu[t-24]']
+        """
+        names = list(names)
+        out = list(names)
+        if self.volatility:
+            out += [f"volatility({name})" for name in names]
+        for lag in range(1, self.lags + 1):
+            out += [f"{name}[t-{lag}]" for name in names]
+        if self._season_slot:
+            out += [f"{name}[t-{self.season_}]" for name in names]
+        if self.calendar:
+            out += ["cos(day)", "sin(day)", "cos(week)", "sin(week)"]
+        return out
+
     @property
     def _season_slot(self) -> bool:
         # "auto" decides at the first block, before any feature row exists, so the rows keep

@@ -224,6 +224,11 @@ def test_score_says_why_it_cannot_score_a_model_of_temporal_features(tmp_path, c
     assert "temporal features" in err and "features.enabled: false" in err
     assert main(["score", str(tmp_path / "false"), str(table), "--no-header"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 400
+    # inspect names the features (it gave their number alone).
+    assert main(["inspect", str(tmp_path / "auto"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["feature_names"] == ["value", "value[t-1]"]
+    assert main(["inspect", str(tmp_path / "auto")]) == 0
+    assert "features    2: value, value[t-1]\n" in capsys.readouterr().out
 
 
 def test_rejected_lines_are_counted_and_shown(tmp_path, capsys):
