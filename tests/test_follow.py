@@ -76,6 +76,27 @@ def test_appends_rename_rotation_copytruncate_and_a_missing_file(tmp_path):
     assert _rows(state) == 2301
 
 
+def test_after_a_rename_rotation_only_rotated_files_are_taken_for_the_next(tmp_path):
+    """A dead-letter file and a backup beside the log are not its next file: taken for it
+    (any newer app.log.* was), the daemon read its own dead letters back, rejected them again
+    and grew the file without end, or learned the backup's lines a second time, and never
+    read the new app.log."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_lines(600, 1) + "oops\n")
+    process = _daemon(log, state, ("--set", f"input.dead_letter={tmp_path / 'app.log.rejected'}"))
+    assert _until(lambda: _rows(state) == 600)
+    shutil.copy(log, tmp_path / "app.log.bak")  # an operator's backup
+    os.rename(log, tmp_path / "app.log.1")  # logrotate's rename, then a new file
+    log.write_text(_lines(300, 2))
+    assert _until(lambda: _rows(state) == 900), _rows(state)
+    time.sleep(1.5)  # (enough for a wrong next file to be read)
+    _stop(process)
+    meta = checkpoint.load(state).meta
+    assert meta["counters"]["rows"] == 900 and meta["counters"]["rejected"] == {"non-numeric": 1}
+    assert len((tmp_path / "app.log.rejected").read_text().splitlines()) == 1
+    assert meta["input"]["path"] == str(log)
+
+
 def test_a_partial_line_beyond_max_line_bytes_is_dropped_as_it_arrives(tmp_path):
     """A writer's line that grows without a newline is not kept whole: once longer than
     input.max_line_bytes its bytes are dropped as they are read, it counts as one "too long"

@@ -140,7 +140,9 @@ def main(argv=None) -> int:
                          "compressed; follow the plain file, or back-fill this one with "
                          "--input", EX_USAGE)[1]
         if args.follow:
-            source = FollowInput(args.follow)
+            output = config["output"]["path"] if config["output"]["per_point"] else None
+            source = FollowInput(args.follow, own=(config["input"]["dead_letter"],
+                                                   None if output == "-" else output))
         else:
             source = FileInput(args.input) if args.input else StdinInput()
     except OSError as exc:

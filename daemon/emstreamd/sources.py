@@ -15,6 +15,7 @@ import glob
 import hashlib
 import logging
 import os
+import re
 import select
 import stat
 import time
@@ -190,6 +191,12 @@ def _existing(paths):
 
 
 ROTATED_SUFFIXES_SKIPPED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip")
+# A rotated file is named as logrotate names it (app.log.1, app.log-20241204) or Python's
+# rotating handlers do (app.log.1, app.log.2024-12-04): the path, a dot or a dash, a digit.
+# Other siblings are not the log's past: a dead-letter file app.log.rejected (taken for the
+# next file, the daemon read its own rejects back and grew it without end), a backup
+# app.log.bak (its lines learned a second time).
+ROTATED_NAME = re.compile(r"[.-][0-9]")
 
 
 class FollowInput(_Source):
@@ -201,8 +208,9 @@ class FollowInput(_Source):
     truncated file is read from its start), the file missing for a while, and a partial last
     line.  It polls every ``poll`` seconds when idle (a stat call: cheap, and it works on NFS
     where inotify does not).  A restart resumes in the checkpointed file, found by device and
-    inode among ``PATH.*`` / ``PATH-*`` rotated siblings (compressed ones are skipped) if it was
-    rotated while the daemon was down, or in its copy if it was copytruncated.
+    inode among ``PATH.N`` / ``PATH-DATE`` rotated siblings (:data:`ROTATED_NAME`; compressed
+    ones and the daemon's ``own`` files skipped) if it was rotated while the daemon was down,
+    or in its copy if it was copytruncated.
 
     A copytruncate is seen by the file growing shorter than the position, or by its first
     bytes no longer being those this reader read (truncated and written past the position
@@ -216,8 +224,10 @@ class FollowInput(_Source):
     kind = "follow"
 
     def __init__(self, path: str, poll: float = 0.05, rotate_quiet: float = 1.0,
-                 max_line_bytes: int | None = None):
+                 max_line_bytes: int | None = None, own=()):
         self.path = path
+        # The daemon's own files (its dead letters, its per-point output): never the log's.
+        self.own = {os.path.abspath(p) for p in own if p}
         self._max_line_bytes = max_line_bytes
         self.poll = poll
         self.rotate_quiet = rotate_quiet
@@ -308,7 +318,9 @@ class FollowInput(_Source):
 
     def _rotated_siblings(self) -> list:
         found = glob.glob(glob.escape(self.path) + ".*") + glob.glob(glob.escape(self.path) + "-*")
-        return sorted(p for p in found if not p.endswith(ROTATED_SUFFIXES_SKIPPED))
+        return sorted(p for p in found if not p.endswith(ROTATED_SUFFIXES_SKIPPED)
+                      and ROTATED_NAME.match(p, len(self.path))
+                      and os.path.abspath(p) not in self.own)
 
     def read(self, timeout: float) -> bytes:
         if self.handle is not None:
