@@ -97,6 +97,36 @@ def test_after_a_rename_rotation_only_rotated_files_are_taken_for_the_next(tmp_p
     assert meta["input"]["path"] == str(log)
 
 
+def test_a_checkpoint_directory_removed_under_a_running_daemon(tmp_path):
+    """Removed while the daemon runs ("remove the checkpoint to start a new model"), the
+    directory is made and locked again, so a second daemon cannot start on it; if another
+    process locked it first, the daemon stops (75) rather than write there too.  (It went on
+    writing without the lock: a second daemon started, both wrote the same files.)"""
+    from emstreamd import lock
+
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_lines(600, 1))
+    extra = ("--set", "checkpoint.every_seconds=1")
+    process = _daemon(log, state, extra)
+    assert _until(lambda: _rows(state) == 600)
+    shutil.rmtree(state)
+    with open(log, "a") as handle:
+        handle.write(_lines(200, 2))
+    assert _until(lambda: _rows(state) == 800), "no checkpoint written again"
+    with pytest.raises(lock.StartError):
+        lock.acquire(state)  # the daemon holds it again
+    shutil.rmtree(state)
+    other = lock.acquire(state)  # another process takes the path first
+    with open(log, "a") as handle:
+        handle.write(_lines(200, 3))
+    try:
+        assert process.wait(timeout=30) == 75
+        assert "is now another's" in process.stderr.read().decode()
+        assert not list(state.glob("checkpoint-*.json"))  # nothing written beside the other
+    finally:
+        other.close()
+
+
 def test_a_partial_line_beyond_max_line_bytes_is_dropped_as_it_arrives(tmp_path):
     """A writer's line that grows without a newline is not kept whole: once longer than
     input.max_line_bytes its bytes are dropped as they are read, it counts as one "too long"

@@ -19,6 +19,7 @@ commits them together: a crash at any moment leaves a store whose models and pos
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from collections import OrderedDict
@@ -83,6 +84,8 @@ class KeyedDaemon(Daemon):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.store = KeyStore(path, writer=True)
+            found = os.stat(path)
+            self.store_file = (found.st_dev, found.st_ino)  # (see _state_intact)
         except (OSError, StoreError, sqlite3.Error) as exc:
             raise StartError(f"checkpoint.path: cannot open the state store {path}: {exc}",
                              EX_CANTCREAT) from None
@@ -325,7 +328,8 @@ class KeyedDaemon(Daemon):
     def save_checkpoint(self, reason: str) -> bool:
         """Write the keys changed since the last checkpoint, the position and the counters,
         and commit them together; False if nothing was committed (logged)."""
-        if self._unreported_resumable() or self.store_failed or self.store is None:
+        if (self._unreported_resumable() or self.store_failed or self.store is None
+                or not self._still_locked()):
             return False
         changed = [(k, s) for k, s in self.active.items() if s.dirty]
         log.debug("checkpoint (%s): writing %d keys", reason, len(changed))
@@ -359,6 +363,15 @@ class KeyedDaemon(Daemon):
                  len(changed), len(self.known), self.store.path, self.checkpoint_seconds,
                  self.applied_offset)
         return True
+
+    def _state_intact(self) -> bool:
+        """Whether the store this daemon has open is still the file at its path (removed with
+        its directory, its evicted keys are gone: starting a new store would lose them)."""
+        try:
+            now = os.stat(self.store.path)
+        except OSError:
+            return False
+        return (now.st_dev, now.st_ino) == self.store_file
 
     def _close_state(self) -> None:
         if self.store is not None:

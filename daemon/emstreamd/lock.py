@@ -57,3 +57,16 @@ def acquire(checkpoint_path: str | os.PathLike):
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
+
+
+def held(handle, checkpoint_path: str | os.PathLike) -> bool:
+    """Whether ``handle`` (from :func:`acquire`) still locks ``checkpoint_path``: its lock file
+    is still the one at that path.  Not so once someone removed the checkpoint directory (or
+    the lock file) while the daemon ran: a second daemon could then lock the path anew and
+    both would write there."""
+    try:
+        now = os.stat(lock_path(checkpoint_path))
+    except OSError:
+        return False
+    mine = os.fstat(handle.fileno())
+    return (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)

@@ -29,7 +29,7 @@ from . import config as config_module
 from . import lock
 from .batcher import Pending
 from .columns import parse_with_columns
-from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, StartError
+from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import KeyMonitor, batch_rows
 from .notify import Watchdog, notify
 from .sinks import PointSink, say_if_waiting_for_a_reader
@@ -207,6 +207,7 @@ class Daemon:
         self.progress = None  # a back-fill's emstreamd.progress.Progress, set by __main__
         self.prepared = False
         self.lock = None  # the checkpoint's lock file, held while this daemon runs
+        self.lock_lost = False  # another daemon took the checkpoint's path: write nothing
         # Set when a write fails (the per-point output, the dead letters): nothing more is
         # learned, and the run ends with exit_code.
         self.halted = None
@@ -596,11 +597,46 @@ class Daemon:
         return self.sink.unreported and self.source.kind != "stdin"
 
     # ------------------------------------------------------------------ checkpoints
+    def _still_locked(self) -> bool:
+        """Whether this daemon may write its checkpoint: it still holds the checkpoint's lock,
+        or (its directory or lock file was removed while it ran) has taken it again.  If
+        another daemon took the path meanwhile, this one halts (exit 75) and writes nothing
+        more there."""
+        path = self.config["checkpoint"]["path"]
+        if self.lock is None:
+            return not self.lock_lost
+        if lock.held(self.lock, path):
+            return True
+        self.lock.close()
+        self.lock = None
+        if not self._state_intact():
+            self.lock_lost = True
+            self._halt(EX_TEMPFAIL, "checkpoint.path %s: the state store was removed or "
+                       "replaced while this daemon ran: stopping (what it learned since its "
+                       "last checkpoint is not written)", path)
+            return False
+        try:
+            self.lock = lock.acquire(path)
+        except StartError as exc:
+            self.lock_lost = True
+            self._halt(EX_TEMPFAIL, "checkpoint.path %s was removed while this daemon ran and "
+                       "is now another's (%s): stopping, nothing more written there", path, exc)
+            return False
+        log.warning("checkpoint.path %s: its lock was gone (the directory removed while this "
+                    "daemon ran?): locked again; checkpoints go on there", path)
+        return True
+
+    def _state_intact(self) -> bool:
+        """Whether the checkpoint's state is still where this daemon writes it (a single
+        series writes a whole checkpoint each time: always)."""
+        return True
+
     def save_checkpoint(self, reason: str) -> bool:
         """Write a checkpoint of what is applied; False if none was written (logged): after a
-        batch whose per-point lines were lost (see :meth:`_lose_output`), or on a write error
-        (a full disk, no file descriptor left), which leaves the last one in place."""
-        if self._unreported_resumable():
+        batch whose per-point lines were lost (see :meth:`_lose_output`), on a write error
+        (a full disk, no file descriptor left), which leaves the last one in place, or when
+        the checkpoint's lock was lost to another daemon (:meth:`_still_locked`)."""
+        if self._unreported_resumable() or not self._still_locked():
             return False
         counters = self._counters_at_position()
         meta = {"input": {**self.source.identity(), "offset": self.applied_offset,
