@@ -424,6 +424,15 @@ def _meta_input(saved) -> None:
     if size > _MAX_FINGERPRINT_BYTES:
         raise ValueError(f"meta.input.fingerprint_bytes must be at most "
                          f"{_MAX_FINGERPRINT_BYTES}, got {size}")
+    if saved.get("before") is not None or saved.get("before_bytes") is not None:
+        # The bytes just before the position (a back-fill's file, since 2026-12-04).
+        if not isinstance(saved.get("before"), str) or not _SHA256_HEX.match(saved["before"]):
+            raise ValueError("meta.input.before must be a sha256 hex digest (64 characters "
+                             "0-9a-f)")
+        before = _meta_int(saved.get("before_bytes"), "meta.input.before_bytes")
+        if not 0 < before <= min(_MAX_FINGERPRINT_BYTES, saved["offset"]):
+            raise ValueError("meta.input.before_bytes must be in [1, min(offset, "
+                             f"{_MAX_FINGERPRINT_BYTES})], got {before}")
 
 
 def validate_meta(meta, *, source: str | os.PathLike = "<meta>") -> dict:
@@ -439,7 +448,8 @@ def validate_meta(meta, *, source: str | os.PathLike = "<meta>") -> dict:
     - ``input``: empty, or ``kind`` (``file``, ``follow`` or ``stdin``), ``offset`` >= 0 and
       ``next_line`` >= 1 (integers), ``path`` a string; for a file, ``device`` and ``inode``
       (integers >= 0), ``fingerprint`` (a sha256 hex digest) and ``fingerprint_bytes``
-      (0 to 1 MiB), all four or (following a file that did not exist yet) none.
+      (0 to 1 MiB), all four or (following a file that did not exist yet) none; optionally
+      ``before`` and ``before_bytes``, the same for the bytes just before ``offset``.
     - ``n_fields``: null or an integer in [1, 1,000,000].
     - ``history``: a list of objects.  ``monitor``, ``config``: null or objects.
 

@@ -505,3 +505,37 @@ def test_rejects_name_the_file_and_the_line_within_it_after_a_rotation(tmp_path)
         _, err = process.communicate(timeout=60)
     err = "".join(seen) + err.decode()
     assert f"line 5 ({path} line 2) rejected (non-numeric)" in err, err
+
+
+def test_a_back_fill_resumes_only_in_a_file_that_still_holds_what_it_learned(tmp_path):
+    """--input resumes at the checkpoint's position only if the file still holds, up to it,
+    the bytes that were read (not just the same first KiB): a file cut, or rewritten before
+    the position, stops the daemon (65) with one line, instead of silently learning nothing or
+    starting mid-line (a value that is in no line); a line learned without its newline at the
+    end of a run is not learned again in two pieces ("12" then "34.5" for "1234.5")."""
+    data, state = tmp_path / "d.txt", tmp_path / "ck"
+    rng = np.random.default_rng(8)
+    lines = [f"{v:.4f}\n" for v in np.r_[rng.normal(0, 1, 300), rng.normal(9, 1, 300)]]
+    data.write_text("".join(lines[:500]) + "12")  # a last line without its newline
+    assert _run("--input", str(data), "--checkpoint", str(state), "--no-output").returncode == 0
+    with open(data, "a") as handle:
+        handle.write("34.5\n" + "".join(lines[500:]))
+    done = _run("--input", str(data), "--checkpoint", str(state), "--no-output")
+    assert done.returncode == 0
+    assert "the 5 bytes written on after it are skipped" in done.stderr.decode()
+    meta = checkpoint.load(state).meta
+    assert meta["counters"]["rows"] == meta["counters"]["lines"] == 601  # the file's lines
+    # The same bytes under a new inode (copied back): resumes, nothing to learn.
+    shutil.copy(data, tmp_path / "copy.txt")
+    os.replace(tmp_path / "copy.txt", data)
+    assert _run("--input", str(data), "--checkpoint", str(state), "--no-output").returncode == 0
+    assert checkpoint.load(state).meta["counters"]["rows"] == 601
+    # Cut below the position, or a line before it rewritten longer: one line, exit 65.
+    for text, why in (("".join(lines[:300]), "fewer than the checkpoint's position"),
+                      (data.read_text().replace(lines[400], "1" + lines[400]),
+                       "the bytes before the checkpoint's position")):
+        data.write_text(text)
+        done = _run("--input", str(data), "--checkpoint", str(state), "--no-output")
+        assert done.returncode == 65 and why in done.stderr.decode()
+        assert len(done.stderr.decode().strip().splitlines()[-1]) > 0
+        assert checkpoint.load(state).meta["counters"]["rows"] == 601

@@ -337,7 +337,8 @@ class KeyedDaemon(Daemon):
         def commit():
             for key, series in changed:
                 self._put(key, series)
-            meta = {"input": {**self.source.identity(), "offset": self.applied_offset,
+            meta = {"input": {**self.source.identity(self.applied_offset),
+                              "offset": self.applied_offset,
                               "next_line": self.next_line,
                               "file_first_line": self.file_first_line},
                     "counters": self.counters, "n_fields": self.n_fields,

@@ -639,7 +639,8 @@ class Daemon:
         if self._unreported_resumable() or not self._still_locked():
             return False
         counters = self._counters_at_position()
-        meta = {"input": {**self.source.identity(), "offset": self.applied_offset,
+        meta = {"input": {**self.source.identity(self.applied_offset),
+                          "offset": self.applied_offset,
                           "next_line": self._line_at_position(),
                           "file_first_line": self.file_first_line},
                 "counters": counters, "n_fields": self.n_fields,

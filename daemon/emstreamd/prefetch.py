@@ -74,8 +74,8 @@ class PrefetchedFile:
         self.parsed, self.offset, self.at_end = parsed, offset, at_end
         return data
 
-    def identity(self) -> dict:
-        return self.source.identity()
+    def identity(self, offset: int | None = None) -> dict:
+        return self.source.identity(offset)
 
     def next_file(self) -> None:  # pragma: no cover - a plain file has no successor
         raise RuntimeError("a back-fill file has no next file")

@@ -23,6 +23,8 @@ import time
 from emstream.compressed import DataFile
 from emstream.linebuffer import LineBuffer
 
+from .errors import EX_DATAERR, StartError
+
 log = logging.getLogger("emstreamd")
 
 READ_BYTES = 1 << 20
@@ -129,21 +131,71 @@ class FileInput(_Source):
         self.offset = offset
         self.lines = self._new_lines()
 
-    def identity(self) -> dict:
-        return {"kind": self.kind, "path": os.path.abspath(self.path), "device": self.device,
-                "inode": self.inode, "fingerprint": self.fingerprint,
-                "fingerprint_bytes": self.fingerprint_bytes}
+    def identity(self, offset: int | None = None) -> dict:
+        """The file, by its first bytes; with ``offset`` (the checkpoint's position), also the
+        bytes just before it (plain files: a compressed one cannot be read at an offset), so
+        that a restart knows the file still holds, up to there, what was learned."""
+        out = {"kind": self.kind, "path": os.path.abspath(self.path), "device": self.device,
+               "inode": self.inode, "fingerprint": self.fingerprint,
+               "fingerprint_bytes": self.fingerprint_bytes}
+        if offset and self.handle.compression is None:
+            before = os.pread(self.handle.fileno(), min(offset, FINGERPRINT_BYTES),
+                              offset - min(offset, FINGERPRINT_BYTES))
+            out.update(before=hashlib.sha256(before).hexdigest(), before_bytes=len(before))
+        return out
 
     def resume(self, saved: dict) -> bool:
-        """Continue after the position in ``saved`` if it describes this same file."""
+        """Continue after the position in ``saved`` if it describes this same file (its first
+        bytes).  Raises :class:`StartError` if it begins as that file did but no longer holds,
+        up to the position, what was read from it (cut, rewritten or replaced): which of its
+        lines the model has is then unknown, and neither guess (skip to the position, or learn
+        them all again) is safe."""
         if saved.get("kind") != self.kind:
             return False
         head, _ = fingerprint(self.path, saved.get("fingerprint_bytes", FINGERPRINT_BYTES))
         if head is None or head != saved.get("fingerprint"):
             return False
-        self.handle.seek(int(saved["offset"]))
-        self.offset = int(saved["offset"])
+        offset = int(saved["offset"])
+        if self.handle.compression is None:
+            offset = self._check_before(saved, offset)
+        self.handle.seek(offset)
+        self.offset = offset
         return True
+
+    def _check_before(self, saved: dict, offset: int) -> int:
+        """The position to resume at: ``offset``, or past the rest of a line that the last run
+        learned as it stood at the end of the file, before its newline came."""
+        fd = self.handle.fileno()
+        size = os.fstat(fd).st_size
+        what = ("the file the checkpoint read (or it was cut or rewritten since); to learn "
+                "this file from its start into the model, feed it on stdin (< FILE); to start "
+                "a new model, remove the checkpoint")
+        if size < offset:
+            raise StartError(f"--input {self.path} holds {size} bytes, fewer than the "
+                             f"checkpoint's position (byte {offset}): it is not {what}",
+                             EX_DATAERR)
+        n = saved.get("before_bytes")
+        if isinstance(n, int) and 0 < n <= offset and hashlib.sha256(
+                os.pread(fd, n, offset - n)).hexdigest() != saved.get("before"):
+            raise StartError(f"--input {self.path}: the bytes before the checkpoint's position "
+                             f"(byte {offset}) are not those it read: it is not {what}",
+                             EX_DATAERR)
+        if offset == 0 or size == offset or os.pread(fd, 1, offset - 1) == b"\n":
+            return offset
+        # The last run ended on a line without its newline and learned it as it stood (a
+        # file's last line often has none); what was written on after it is not a new line.
+        end = offset
+        while end < size:
+            chunk = os.pread(fd, READ_BYTES, end)
+            found = chunk.find(b"\n")
+            if found >= 0:
+                end += found + 1
+                break
+            end += len(chunk)
+        log.warning("--input %s: its line at byte %d had no newline when the last run ended and "
+                    "was learned as it stood; the %d bytes written on after it are skipped",
+                    self.path, offset, end - offset)
+        return end
 
     def read(self, timeout: float) -> bytes:
         return self._hand_out(self.handle.read(READ_BYTES))
@@ -162,7 +214,7 @@ class StdinInput(_Source):
         self._max_line_bytes = max_line_bytes
         self.lines = self._new_lines()
 
-    def identity(self) -> dict:
+    def identity(self, offset: int | None = None) -> dict:
         return {"kind": self.kind}
 
     def resume(self, saved: dict) -> bool:
@@ -274,7 +326,7 @@ class FollowInput(_Source):
         self._head = known
         return False
 
-    def identity(self) -> dict:
+    def identity(self, offset: int | None = None) -> dict:
         if self.handle is None:
             return {"kind": self.kind, "path": os.path.abspath(self.path)}
         return {"kind": self.kind, "path": os.path.abspath(self.path), "device": self.device,
