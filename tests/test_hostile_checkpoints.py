@@ -534,3 +534,22 @@ def test_the_daemon_refuses_a_device_or_fifo_as_its_checkpoint(daemon_run, fifo)
         err = _daemon_error("--input", str(data), "--checkpoint", str(path), timeout=30)
         assert f"{path}: is a {kind}" in err, err
 
+
+
+def test_a_model_of_another_width_is_refused_in_one_line(tmp_path):
+    """A checkpoint ``emstream fit`` wrote for rows of two values (it names no input) resumed on
+    a stream of one: exit 65 and one line, not a traceback at the first mini-batch."""
+    from emstream.cli import main
+
+    rng = np.random.default_rng(9)
+    (tmp_path / "two.txt").write_text("".join(f"{a:.4f} {b:.4f}\n"
+                                              for a, b in rng.normal(size=(300, 2))))
+    (tmp_path / "one.txt").write_text("".join(f"{a:.4f}\n" for a in rng.normal(size=300)))
+    assert main(["fit", str(tmp_path / "two.txt"), "-k", "2", "-o",
+                 str(tmp_path / "two.json")]) == 0
+    done = subprocess.run([*DAEMON, "--config", CONFIG, "--no-output", "--input",
+                           str(tmp_path / "one.txt"), "--checkpoint", str(tmp_path / "two.json")],
+                          capture_output=True, timeout=60, env=_env())
+    err = done.stderr.decode()
+    assert done.returncode == 65 and "Traceback" not in err, err
+    assert "the checkpoint's model takes 2" in err.strip().splitlines()[-1]

@@ -30,7 +30,7 @@ from emstream.ring import RingBuffer
 from emstream.series import SeriesMonitor
 
 from . import config as config_module
-from .errors import EX_CONFIG, StartError
+from .errors import EX_CONFIG, EX_DATAERR, StartError
 
 log = logging.getLogger("emstreamd")
 
@@ -98,6 +98,19 @@ class KeyMonitor:
         self.history = []
 
     # ------------------------------------------------------------------ learning
+    def _check_width(self, n_values: int) -> None:
+        """A resumed model (``emstream fit``'s, say, which names no input) must take rows of
+        the width this input gives: one line and exit 65 if not, not a traceback later."""
+        features = self.series.features
+        width = n_values if features is None else features.n_features_out(n_values)
+        if width != self.model.n_features_in_:
+            made = "" if features is None else \
+                f" (its {n_values} with their temporal features)"
+            raise StartError(f"the input gives the model rows of {width} values{made}, the "
+                             f"checkpoint's model takes {self.model.n_features_in_}: it learned "
+                             "another input (see input.columns and features.enabled; remove "
+                             "the checkpoint to start a new model)", EX_DATAERR)
+
     def batch_rows(self) -> int:
         """Rows of the series' next full mini-batch (:func:`batch_rows`)."""
         return batch_rows(self.config, self.counters["rows"])
@@ -116,6 +129,8 @@ class KeyMonitor:
         """
         model = self.model
         fitted = model._is_fitted()
+        if fitted:
+            self._check_width(batch.shape[1])
         warming = not fitted or model._learner().warming_up
         try:
             update = self.series.update(batch, times, with_resp=per_point,
