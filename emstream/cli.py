@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -532,6 +533,11 @@ def _format_daemon_meta(meta: dict) -> list[str]:
     return lines
 
 
+# What reading a damaged or foreign SQLite file as a state store raises (a missing table, a
+# column of another type, JSON that is not).
+_DAMAGED_STORE = (sqlite3.Error, ValueError, TypeError, OverflowError)
+
+
 def _open_store(path: str):
     """The state store at ``path`` (or in it: a keyed daemon's checkpoint directory, which
     holds no single-series checkpoint), or None if it is not one."""
@@ -568,6 +574,8 @@ def load_any(path: str, key: str | None = None):
             raise CommandError(f"{path} is a state store of {len(store)} keys: name one with "
                                "--key (list them with emstream inspect --keys)")
         document = store.get(key)
+    except _DAMAGED_STORE as exc:
+        raise CommandError(f"{path}: not a readable state store ({exc})") from None
     finally:
         store.close()
     if document is None:
@@ -586,11 +594,19 @@ def store_listing(path: str, order: str = "key", top: int | None = None) -> dict
     try:
         keys, meta = store.listing(order, top), store.meta("daemon") or {}
         total = len(store)
+    except _DAMAGED_STORE as exc:
+        raise CommandError(f"{store.path}: not a readable state store ({exc})") from None
     finally:
         store.close()
+    if not isinstance(meta, dict):
+        raise CommandError(f"{store.path}: not a readable state store (its daemon meta is "
+                           f"not an object)")
     for row in keys:
         if row["updated"] is not None:
-            row["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["updated"]))
+            try:
+                row["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["updated"]))
+            except (TypeError, ValueError, OverflowError, OSError):  # (an edited store)
+                row["updated"] = str(row["updated"])
     return {"store": store.path, "n_keys": total, "sorted_by": order, "keys": keys,
             "counters": meta.get("counters"), "input": meta.get("input")}
 

@@ -119,7 +119,14 @@ class KeyStore:
     def get(self, key: str) -> bytes | None:
         """The key's checkpoint document, or None if it has none."""
         row = self._db.execute("SELECT document FROM keys WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0].encode("ascii")
+        if row is None:
+            return None
+        document = row[0]
+        # Written as ASCII JSON; anything else (an edit, a BLOB, a number) fails the checksum
+        # or the parse of checkpoint.loads, which names the key, rather than crash here.
+        if isinstance(document, str):
+            return document.encode("utf-8", "surrogatepass")
+        return document if isinstance(document, bytes) else b""
 
     def put(self, key: str, document: bytes, *, points: int = 0, updated: float | None = None,
             anomalies: int = 0, alarms: int = 0, pending: int = 0) -> None:

@@ -651,3 +651,37 @@ def test_the_end_of_input_flush_commits_as_it_goes(tmp_path):
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     flush = done.stderr.decode().split("end of input: learning the last rows")[1]
     assert flush.count("checkpoint (scheduled)") >= 3
+
+
+@pytest.mark.parametrize("damage", [
+    "UPDATE meta SET value = '\"x\"'",
+    "UPDATE keys SET updated = 1e300 WHERE key = 'a'",
+    "DROP TABLE meta",
+    "UPDATE keys SET document = CAST(document AS BLOB) WHERE key = 'b'",
+    "UPDATE keys SET document = replace(document, '\"format\"', '\"f\u00f6rmat\"') "
+    "WHERE key = 'a'",
+    "DROP TABLE keys; CREATE TABLE keys (k TEXT)",
+], ids=["meta-not-object", "updated-1e300", "no-meta", "blob", "non-ascii", "foreign-keys"])
+def test_inspect_and_diff_of_a_damaged_store_say_so_in_one_line(tmp_path, capsys, damage):
+    """A state store edited by hand or by another program: inspect and diff answer (a listing
+    with what is readable) or exit 1 with one line naming the file, never a traceback."""
+    import shutil
+    import sqlite3
+
+    rows = "".join(f"{'ab'[i % 2]},{np.sin(i):.4f}\n" for i in range(400))
+    (tmp_path / "k.csv").write_text("key,v\n" + rows)
+    _run(["--input", str(tmp_path / "k.csv"), "--checkpoint", str(tmp_path / "st"),
+          "--set", "input.key=key", "--no-output"])
+    shutil.copytree(tmp_path / "st", tmp_path / "d")
+    store = str(tmp_path / "d" / "keys.sqlite")
+    db = sqlite3.connect(store)
+    db.executescript(damage)
+    db.close()
+    for command in (["inspect", store, "--keys"], ["inspect", store, "--key", "a"],
+                    ["inspect", store, "--key", "b", "--json"],
+                    ["diff", store, "--key", "a", "--key-b", "b"]):
+        code = emstream_main(command)
+        err = capsys.readouterr().err
+        assert code in (0, 1), (command, code)
+        if code == 1:
+            assert len(err.strip().splitlines()) == 1 and store in err, (command, err)
