@@ -62,8 +62,11 @@ MAX_BYTES = 256 * 1024 * 1024
 # denser files are refused before parsing.
 BYTES_PER_CONTAINER = 5
 _SPARE_CONTAINERS = 4096
-# Largest count or offset a daemon's metadata may hold (what a 64-bit file offset can).
-_MAX_COUNT = 2**63 - 1
+# Largest count or offset a daemon's metadata may hold when read back: half what a 64-bit
+# integer can, so that a daemon resumed at the limit still writes a checkpoint it can read (a
+# forged next_line of 2**63 - 1 was taken, then outgrown by the next checkpoint); no real
+# stream comes near it (146 years at 10^9 lines a second).
+_MAX_COUNT = 2**62
 _NUMBERED = re.compile(r"^checkpoint-(\d{8,})\.json$")
 
 
@@ -368,7 +371,7 @@ _MAX_FIELDS = 1_000_000
 
 def _meta_int(value, name: str, low: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _MAX_COUNT:
-        raise ValueError(f"{name} must be an integer in [{low}, 2**63), got "
+        raise ValueError(f"{name} must be an integer in [{low}, 2**62], got "
                          f"{str(value)[:40]!r}")
     return value
 
@@ -443,7 +446,7 @@ def validate_meta(meta, *, source: str | os.PathLike = "<meta>") -> dict:
     keys the daemon resumes from are checked here; absent ones are fine (the daemon starts them
     afresh), unknown ones are left alone.
 
-    - ``counters``: an object of non-negative integers (below 2**63); ``counters.rejected``
+    - ``counters``: an object of non-negative integers (up to 2**62); ``counters.rejected``
       an object of such counts by reason.
     - ``input``: empty, or ``kind`` (``file``, ``follow`` or ``stdin``), ``offset`` >= 0 and
       ``next_line`` >= 1 (integers), ``path`` a string; for a file, ``device`` and ``inode``
@@ -469,7 +472,7 @@ def validate_meta(meta, *, source: str | os.PathLike = "<meta>") -> dict:
     ------
     CheckpointError
         One line naming the file and the field, e.g.
-        ``state/checkpoint-00000003.json: meta.input.offset must be an integer in [0, 2**63),
+        ``state/checkpoint-00000003.json: meta.input.offset must be an integer in [0, 2**62],
         got -1``.
 
     Examples

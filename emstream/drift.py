@@ -162,6 +162,11 @@ class Update:
     events: list = field(default_factory=list)
 
 
+# Bounds on restored state (see DriftMonitor.restore).
+_MAX_SURPRISE = 1e150
+_MAX_ROW_VALUE = 1e100
+
+
 class DriftMonitor:
     """Online EM with drift alarms, refits on change, and anomaly thresholds.
 
@@ -525,6 +530,13 @@ class DriftMonitor:
         if not all(np.isfinite(v) for v in (reference or 0.0, threshold or 0.0)) or (
                 collected is not None and not np.all(np.isfinite(collected))):
             raise ValueError("drift monitor state holds NaN or infinity")
+        # Surprises of rows the parser admits (|x| <= 1e100) stay far below these bounds; a
+        # larger value is forged, and summed over the reference's blocks it would overflow
+        # (a checkpoint the daemon could then never write again).
+        surprises = [abs(v) for v in (reference or 0.0, threshold or 0.0, *(scale or ()))]
+        if max(surprises) > _MAX_SURPRISE or (collected is not None and collected.size
+                                              and np.abs(collected).max() > _MAX_ROW_VALUE):
+            raise ValueError("drift monitor state holds a value beyond any real surprise")
         self.n_points_, self.n_alarms_ = points, alarms
         self.anomaly_threshold_ = threshold
         self._scale = scale

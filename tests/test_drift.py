@@ -296,6 +296,11 @@ def test_a_restart_at_the_change_still_raises_the_alarm():
     assert [e.get("change") for e in fresh.events_ if e["event"] == "drift"] in ([], ["weights"])
     with pytest.raises(ValueError, match="malformed"):
         DriftMonitor(GaussianMixture(3)).restore({"points": 1})
+    # A forged reference far beyond any surprise: refused, not summed to infinity over its
+    # blocks (the daemon then could never write its checkpoint again).
+    with pytest.raises(ValueError, match="beyond any real surprise"):
+        DriftMonitor(from_dict(to_dict(monitor.model))).restore(
+            {**old_format, "reference_mean": 1e308})
 
 
 def test_a_restart_while_collecting_keeps_the_collected_points():

@@ -659,6 +659,11 @@ class Daemon:
             log.error("checkpoint (%s) not written: %s: %s; the last one is %s", reason,
                       exc.filename or target, exc.strerror or exc, self.last_checkpoint_path)
             return False
+        except ValueError as exc:  # (a state that will not encode: a bug, but not a crash)
+            self._checkpoint_failed_at = time.monotonic()
+            log.error("checkpoint (%s) not written: %s; the last one is %s", reason, exc,
+                      self.last_checkpoint_path)
+            return False
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         if self.metrics is not None:
