@@ -220,6 +220,10 @@ def test_an_alias_bomb_is_refused_cheaply(tmp_path):
     ("batch: [this is not a mapping\n", "not valid YAML: line 2"),
     ("a: 1\n---\nb: 2\n", "expected a single document"),
     ("# " + "x" * (5 << 20) + "\n", "more than a configuration holds"),
+    # The last of two sections silently won: the first one's settings were dropped.
+    ("model:\n  n_components: 5\n\nmodel:\n  warmup_size: 2000\n",
+     "line 4, column 1: while reading a mapping: 'model' is given twice \\(first on line 1\\)"),
+    ("batch:\n  max_rows: 10\n  max_rows: 20\n", "'max_rows' is given twice"),
 ])
 def test_hostile_yaml_is_one_line_naming_the_file(tmp_path, text, message):
     path = tmp_path / "hostile.yaml"
@@ -227,6 +231,26 @@ def test_hostile_yaml_is_one_line_naming_the_file(tmp_path, text, message):
     with pytest.raises(daemon_config.ConfigError, match=message) as caught:
         daemon_config.load(str(path))
     assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
+
+
+def test_numbers_are_read_as_people_write_them(tmp_path):
+    """``1e-4`` is a number (YAML 1.1 read it as text, which a setting then refused as "not a
+    finite number, got '1e-4'"), ``010`` is ten (not octal eight); a time-like ``1:30`` is
+    text, not ninety; merge keys still override."""
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  reg_covar: 1e-4\n  n_components: 010\nbatch:\n"
+                    "  max_wait: 5E-1\n")
+    config = daemon_config.load(str(path))
+    assert config["model"]["reg_covar"] == 1e-4 and config["batch"]["max_wait"] == 0.5
+    assert config["model"]["n_components"] == 10
+    assert daemon_config.load(None, [daemon_config.parse_override("model.tol=1e-6")])[
+        "model"]["tol"] == 1e-6
+    from emstreamd import safeyaml
+
+    assert safeyaml.load("a: 1:30\nb: 0x1F\nc: -.5\nd: .inf\ne: yes") == {
+        "a": "1:30", "b": 31, "c": -0.5, "d": float("inf"), "e": True}
+    assert safeyaml.load("x: &m {a: 1, b: 2}\ny:\n  <<: *m\n  b: 3") == {
+        "x": {"a": 1, "b": 2}, "y": {"a": 1, "b": 3}}
 
 
 def test_a_file_that_is_not_utf8_or_is_empty(tmp_path):

@@ -8,11 +8,57 @@ One pass over the parser's events (flat, nothing built) measures both first.
 
 from __future__ import annotations
 
+import re
+
 import yaml
 from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, ScalarEvent
 
 # libyaml's loader is ~17 times faster than the pure-Python one; both are the safe loaders.
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+
+
+class ConfigLoader(SAFE_LOADER):
+    """The safe loader, with numbers read as people write them (YAML 1.2's core schema):
+    ``1e-4`` is a number (YAML 1.1 wants ``1.0e-4`` and read ``1e-4`` as text, which a
+    setting then refused as "not a number"), ``010`` is ten (not octal eight) and ``1:30``
+    is text (not ninety); and a key given twice in one mapping is an error (the last one
+    silently won: a second ``model:`` section dropped the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # (<<: merges may override: that is what they are for)
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark,
+                        f"{key!r} is given twice (first on line {seen[key].line + 1})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark
+            except TypeError:  # an unhashable key: the base class says so
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node):
+        text = self.construct_scalar(node).replace("_", "").lower()
+        sign = -1 if text.startswith("-") else 1
+        text = text.lstrip("+-")
+        base = 16 if text.startswith("0x") else 8 if text.startswith("0o") else 10
+        return sign * int(text[2:] if base != 10 else text, base)
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in SAFE_LOADER.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+ConfigLoader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+.0123456789"))
+ConfigLoader.add_constructor(_INT, ConfigLoader.construct_yaml_int)
 MAX_BYTES = 4 << 20  # a configuration is a few kB; a page of means_init is still far below
 MAX_NODES = 1_000_000  # scalars and collections, aliases expanded
 MAX_DEPTH = 64
@@ -29,7 +75,7 @@ def load(text: str, name: str = "<string>"):
                           f"({MAX_BYTES})")
     try:
         _check_size(yaml.parse(text, Loader=SAFE_LOADER), name)
-        return yaml.load(text, Loader=SAFE_LOADER)  # a SafeLoader: yaml.safe_load, faster
+        return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: yaml.safe_load, faster
     except yaml.YAMLError as exc:
         raise YAMLRefused(f"{name}: not valid YAML: {one_line(exc)}") from None
 
