@@ -61,6 +61,35 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def warn_kept_settings(meta: dict, config: dict, timed: bool | None = None) -> list:
+    """Log (and return) the settings config.yaml now sets otherwise than the checkpoint's
+    state keeps them (its temporal features, its calibration window): a change to them on a
+    resumed checkpoint did nothing, silently.  ``timed``: whether the input has times (for
+    ``features.enabled: auto``; None: not known yet, not compared)."""
+    series = meta.get("series") if isinstance(meta, dict) else None
+    if not isinstance(series, dict):
+        return []
+    differ = []
+    kept, wanted = series.get("features"), config["features"]
+    enabled = wanted["enabled"] if wanted["enabled"] != "auto" else timed
+    if isinstance(kept, dict):
+        differ += [f"features.{name}" for name in ("lags", "season", "volatility", "window")
+                   if name in kept and not _same(kept[name], wanted[name])]
+        if enabled is False:
+            differ.append("features.enabled")
+    elif kept is None and enabled is True:
+        differ.append("features.enabled")
+    calibrator = series.get("calibrator")
+    if isinstance(calibrator, dict) and calibrator.get("size") not in (
+            None, config["output"]["calibration_window"]):
+        differ.append("output.calibration_window")
+    if differ:
+        log.warning("the checkpoint keeps the features and calibration it began with; "
+                    "config.yaml differs in %s (remove the checkpoint to start a new model "
+                    "with them)", differ)
+    return differ
+
+
 class Flags:
     """What signal handlers ask of the loop (handlers only set these)."""
 
@@ -281,6 +310,9 @@ class Daemon:
         if changed:
             log.warning("the checkpoint's model keeps its own settings; config.yaml differs in "
                         "%s (remove the checkpoint to start a new model)", changed)
+        layout = meta.get("layout")
+        warn_kept_settings(meta, self.config, timed=None if not isinstance(layout, dict)
+                           else layout.get("time_field") is not None)
         self._restored = (loaded.model, meta, str(loaded.path))
         self._resume_input(meta, str(loaded.path))
         if self.layout is not None:
