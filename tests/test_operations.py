@@ -452,3 +452,27 @@ def test_a_back_fill_watched_on_a_terminal_shows_its_progress_every_second(tmp_p
     status = [line for line in seen.decode(errors="replace").splitlines() if "status:" in line]
     assert process.returncode == 0
     assert len(status) >= 2 and all("% of" in line and "left" in line for line in status)
+
+
+def test_signals_while_the_daemon_starts_are_kept_for_its_loop():
+    """emstreamd catches signals from its first line (emstreamd.early): a SIGTERM or SIGHUP
+    during its imports (a quarter to half a second) killed it unannounced (exit 143, 129);
+    now the loop takes them when it installs its handlers: a clean stop, a reload."""
+    import os
+    import signal
+
+    from emstreamd import early
+    from emstreamd.loop import Flags
+
+    saved = {s: signal.getsignal(s) for s in early.SIGNALS}
+    try:
+        early.catch()
+        os.kill(os.getpid(), signal.SIGHUP)
+        os.kill(os.getpid(), signal.SIGTERM)
+        flags = Flags()
+        flags.install()
+        assert flags.stop and flags.reload and not flags.refit and not flags.checkpoint
+        assert early.pending == []
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)

@@ -10,12 +10,18 @@ configuration error (a metrics port in use too).  Each is one line on stderr.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 import sys
 
-import yaml
+from . import early
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "emstreamd":
+    early.catch()  # before the imports below: a signal during them must not kill us unannounced
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+
+import yaml  # noqa: E402
 
 from emstream import __version__
 from emstream.checkpoint import CheckpointError

@@ -26,7 +26,7 @@ from emstream.records import JsonLayout, find_json_layout, layout_from_dict
 from emstream.table import LAYOUT_BYTES, LayoutError, find_layout, parse_table
 
 from . import config as config_module
-from . import lock
+from . import early, lock
 from .batcher import Pending
 from .columns import parse_with_columns
 from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, EX_TEMPFAIL, StartError
@@ -108,6 +108,12 @@ class Flags:
         signal.signal(signal.SIGUSR1, lambda s, f: setattr(self, "checkpoint", True))
         signal.signal(signal.SIGHUP, lambda s, f: setattr(self, "reload", True))
         signal.signal(signal.SIGUSR2, lambda s, f: setattr(self, "refit", True))
+        for signum in early.take():  # (those that came while the daemon started)
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                self.stop = True
+            else:
+                setattr(self, {signal.SIGUSR1: "checkpoint", signal.SIGHUP: "reload",
+                               signal.SIGUSR2: "refit"}[signum], True)
 
 
 class PendingRejects:
