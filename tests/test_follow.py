@@ -127,6 +127,28 @@ def test_a_checkpoint_directory_removed_under_a_running_daemon(tmp_path):
         other.close()
 
 
+def test_a_symlink_switched_while_the_daemon_was_down(tmp_path):
+    """Following a symlink that was moved on to a new file while the daemon was down: the
+    rest of the old target is read first, then the new one (the old target's unread lines were
+    lost, with a warning that its inode was gone though the file was still there)."""
+    old, new, link, state = (tmp_path / "a.log", tmp_path / "b.log", tmp_path / "current",
+                             tmp_path / "state")
+    old.write_text(_lines(500, 1))
+    link.symlink_to(old)
+    process = _daemon(link, state)
+    assert _until(lambda: _rows(state) == 500)
+    _stop(process)
+    with open(old, "a") as handle:
+        handle.write(_lines(200, 2))  # written to the old target while the daemon was down
+    new.write_text(_lines(300, 3))
+    link.unlink()
+    link.symlink_to(new)
+    process = _daemon(link, state)
+    assert _until(lambda: _rows(state) == 1000), _rows(state)
+    _stop(process)
+    assert "is gone" not in process.stderr.read().decode()
+
+
 def test_a_partial_line_beyond_max_line_bytes_is_dropped_as_it_arrives(tmp_path):
     """A writer's line that grows without a newline is not kept whole: once longer than
     input.max_line_bytes its bytes are dropped as they are read, it counts as one "too long"

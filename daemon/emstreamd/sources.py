@@ -290,6 +290,7 @@ class FollowInput(_Source):
         self.draining = False  # reading a rotated file that no longer grows
         self._finished = None
         self._copy = None  # after a copytruncate: the copy that holds the unread lines
+        self._target = None  # the open file's real path (a symlink at the path resolved)
         self._head = b""  # the open file's first bytes, as this reader read them
         self._position = 0  # where the next read of the open file starts
         self._complained = None  # (path, what) last logged as not a regular file
@@ -308,6 +309,7 @@ class FollowInput(_Source):
         self.handle = handle
         info = os.fstat(handle.fileno())
         self.device, self.inode = info.st_dev, info.st_ino
+        self._target = os.path.realpath(path)  # (what a symlink at the path led to)
         handle.seek(offset)
         self.offset = self._position = offset
         self.lines = self._new_lines()
@@ -331,12 +333,16 @@ class FollowInput(_Source):
             return {"kind": self.kind, "path": os.path.abspath(self.path)}
         return {"kind": self.kind, "path": os.path.abspath(self.path), "device": self.device,
                 "inode": self.inode, "fingerprint": hashlib.sha256(self._head).hexdigest(),
-                "fingerprint_bytes": len(self._head)}
+                "fingerprint_bytes": len(self._head), "target": self._target}
 
     def resume(self, saved: dict) -> bool:
         if saved.get("kind") != self.kind or saved.get("inode") is None:
             return False
-        for candidate, info in _existing([self.path] + self._rotated_siblings()):
+        # Where the path led when the file was opened: a symlink switched to a new file while
+        # the daemon was down still leads back to the old one, whose rest is read first.
+        target = saved.get("target")
+        earlier = [target] if isinstance(target, str) and target != self.path else []
+        for candidate, info in _existing([self.path] + earlier + self._rotated_siblings()):
             if (info.st_dev, info.st_ino) != (saved["device"], saved["inode"]):
                 continue
             head, _ = fingerprint(candidate, saved["fingerprint_bytes"])
