@@ -351,8 +351,8 @@ class Daemon:
         else:
             if saved.get("kind") == "follow" and self.source.kind == "follow":
                 if saved.get("inode") is not None:  # (None: it was waiting for a file)
-                    log.warning("the checkpointed file (inode %s) is gone: lines after byte "
-                                "%s of it are lost; reading %s from its start",
+                    log.warning("the checkpointed file (inode %s) is gone: any lines written "
+                                "to it after byte %s are lost; reading %s from its start",
                                 saved.get("inode"), saved.get("offset"), self.source.path)
                 # Line numbers count the followed stream across its files: they go on.
                 self.next_line = self.file_first_line = int(saved.get("next_line", 1))
