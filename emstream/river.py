@@ -23,11 +23,16 @@ independent Gaussians fitted to the points learned so far (0 before any).
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 from river import base
 
 from .mixture import GaussianMixture
+from .validation import MAX_ABS_VALUE
+
+_LARGEST = float(np.finfo(float).max)
+_TINY = float(np.finfo(float).tiny)
 
 __all__ = ["OnlineGaussianMixture", "GaussianMixtureDetector"]
 
@@ -97,21 +102,44 @@ class _OnlineMixture:
         self._early = [0, [], []]
 
     # -------------------------------------------------------------- features
-    def _row(self, x: dict) -> list:
+    def _row(self, x: dict, learning: bool = False) -> list:
+        """The point's values in feature order (a missing one filled in), as floats.
+
+        A value that is not a number raises ValueError; so does one that is NaN, infinite or
+        beyond ±1e100 (as emstreamd's parser refuses it) when it would be learned, before
+        anything is kept (a bad point in the buffer made every later learn_one fail).  To be
+        scored, a value beyond that range counts as at its edge: as far as any point can be.
+        """
         try:
-            return [x[name] for name in self._features]
+            row = [x[name] for name in self._features]
         except KeyError:
             self._refresh()
             fill = self._fill or [0.0] * len(self._features)
-            return [x[name] if name in x else fill[i] for i, name in enumerate(self._features)]
+            row = [x[name] if name in x else fill[i] for i, name in enumerate(self._features)]
+        for i, v in enumerate(row):
+            if type(v) is not float:
+                if not isinstance(v, numbers.Real):  # (bools and numpy numbers are)
+                    raise ValueError(f"feature {self._features[i]!r} is {v!r}: not a number")
+                v = row[i] = float(v)
+            if not -MAX_ABS_VALUE <= v <= MAX_ABS_VALUE:
+                if learning or v != v:
+                    raise ValueError(f"feature {self._features[i]!r} is {v!r}: NaN, infinite "
+                                     "or beyond ±1e100"
+                                     + (" (the point is not learned)" if learning else ""))
+                row[i] = MAX_ABS_VALUE if v > 0 else -MAX_ABS_VALUE
+        return row
 
     # -------------------------------------------------------------- learning
     def _learn(self, x: dict) -> None:
         if self._features is None:
             if not x:
                 return
-            self._features = tuple(sorted(x))
-        row = self._row(x)
+            try:
+                self._features = tuple(sorted(x))
+            except TypeError:  # (names of several types: 'a' and 1)
+                self._features = tuple(sorted(x, key=lambda name: (type(name).__name__,
+                                                                    str(name))))
+        row = self._row(x, learning=True)
         self._buffer.append(row)
         if self._scorer is None:
             self._track_early(row)
@@ -137,9 +165,10 @@ class _OnlineMixture:
             return 0.0
         total = 0.0
         for v, m, s in zip(self._row(x), mean, scatter):
-            variance = s / count + self.reg_covar
-            total += 0.5 * ((v - m) ** 2 / variance + math.log(2 * math.pi * variance))
-        return total
+            # (a constant feature with reg_covar 0: the smallest variance there is)
+            variance = max(s / count + self.reg_covar, _TINY)
+            total += 0.5 * ((v - m) * (v - m) / variance + math.log(2 * math.pi * variance))
+        return min(total, _LARGEST)
 
     def _flush(self) -> None:
         if not self._buffer:
@@ -244,7 +273,7 @@ class _OnlineMixture:
         kind, means, factors, const = self._scorer
         if kind == "1d":
             v = row[0]
-            return [c - ((v - m) * h) ** 2 for m, h, c in means]
+            return [c - ((v - m) * h) * ((v - m) * h) for m, h, c in means]
         if kind == "numpy":
             y = np.einsum("kij,ki->kj", factors, np.asarray(row) - means)
             return (const - 0.5 * np.einsum("kj,kj->k", y, y)).tolist()
@@ -388,4 +417,4 @@ class GaussianMixtureDetector(_OnlineMixture, base.AnomalyDetector):
         if log_density is None:
             return self._early_surprise(x) if self._features is not None else 0.0
         # A point no component can explain (overflow) gets the largest finite score.
-        return min(-log_density, float(np.finfo(float).max))
+        return min(-log_density, _LARGEST)

@@ -9,8 +9,9 @@ emstreamd writes for the point; it is pure (it changes nothing).
 
 Each learned point is turned into its feature row at once (the features need every point, in
 order); feature rows are learned ``batch_size`` at a time.  The feature set is fixed, in sorted
-order, by the first point learned; later new features are ignored and a missing one takes its
-last value.  Timestamps are not part of river's ``x``, so the season is a period in points
+order, by the first point learned; later new features are ignored, and a missing one, or one
+that is not a usable number (text, NaN, infinite, beyond ±1e100: a reading that failed), takes
+its last value.  Numbers of any kind count (``numpy.float32``, ``numpy.int64``).  Timestamps are not part of river's ``x``, so the season is a period in points
 (``season``), not found from the clock.
 
 Example
@@ -30,6 +31,8 @@ True
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from river import base
 
@@ -39,8 +42,20 @@ from .episodes import Episodes
 from .mixture import GaussianMixture
 from .series import SeriesMonitor
 from .temporal import TemporalFeatures
+from .validation import MAX_ABS_VALUE
 
 __all__ = ["SeriesDetector"]
+
+
+def _usable(value) -> bool:
+    """A number the features can take: any real number within ±1e100 (NaN is not)."""
+    if not isinstance(value, numbers.Real):
+        return False
+    try:
+        value = float(value)
+    except OverflowError:  # (an integer beyond any float)
+        return False
+    return -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE
 
 
 class SeriesDetector(base.AnomalyDetector):
@@ -99,12 +114,12 @@ class SeriesDetector(base.AnomalyDetector):
 
     def _row(self, x: dict) -> np.ndarray:
         last = self._last
-        return np.array([[x.get(name, last[i]) if isinstance(x.get(name), (int, float))
-                          else last[i] for i, name in enumerate(self._names)]], dtype=float)
+        return np.array([[x[name] if _usable(x.get(name)) else last[i]
+                          for i, name in enumerate(self._names)]], dtype=float)
 
     def learn_one(self, x: dict) -> None:
         if self._names is None:
-            names = tuple(sorted(k for k, v in x.items() if isinstance(v, (int, float))))
+            names = tuple(sorted(k for k, v in x.items() if _usable(v)))
             if not names:
                 return
             self._names, self._last = names, [float(x[n]) for n in names]

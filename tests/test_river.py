@@ -205,3 +205,62 @@ def test_series_detector_scores_as_the_daemons_pipeline_does():
     assert scores[5500] > 0.9999
     assert np.mean(scores[2000:5500] > 0.9999) < 0.002
     assert 0.0 <= scores.min() and scores.max() <= 1.0
+
+
+def test_a_bad_value_is_refused_at_once_and_leaves_the_adapter_working():
+    """NaN, infinity, text or a value beyond ±1e100 given to learn_one: a ValueError naming the
+    feature, before anything is kept (a NaN stayed in the buffer and every later learn_one
+    failed; text raised a TypeError; score_one of 1e200 an OverflowError).  Scored, a value
+    beyond the range counts as at its edge; numpy numbers and booleans are numbers."""
+    import math
+
+    from emstream.river import GaussianMixtureDetector, OnlineGaussianMixture
+
+    rng = np.random.default_rng(0)
+    detector = GaussianMixtureDetector(n_components=2, batch_size=5, warmup_size=50, seed=0)
+    for value in rng.normal(size=3):
+        detector.learn_one({"a": float(value)})
+    for bad in (float("nan"), float("inf"), 1e200, "x", None):
+        with pytest.raises(ValueError, match="feature 'a' is"):
+            detector.learn_one({"a": bad})
+    assert len(detector._buffer) == 3
+    for value in rng.normal(size=200):
+        detector.learn_one({"a": np.float32(value)})
+    assert detector.model._is_fitted()
+    far, near = detector.score_one({"a": 1e200}), detector.score_one({"a": 0.0})
+    assert math.isfinite(far) and far > 1e100 > near
+    with pytest.raises(ValueError, match="NaN"):
+        detector.score_one({"a": float("nan")})
+    early = GaussianMixtureDetector(n_components=2, batch_size=50, reg_covar=0.0, seed=0)
+    for _ in range(5):
+        early.learn_one({"a": 1.0})  # a constant feature and no regularisation
+    assert math.isfinite(early.score_one({"a": 2.0})) and math.isfinite(
+        early.score_one({"a": 1e200}))
+    clusterer = OnlineGaussianMixture(n_components=2, batch_size=20, warmup_size=40, seed=0)
+    for value in rng.normal(size=100):
+        clusterer.learn_one({"a": float(value), 1: bool(value > 0)})  # names of two types
+    probabilities = clusterer.predict_proba_one({"a": 1e300, 1: True})
+    assert all(math.isfinite(p) for p in probabilities.values())
+
+
+def test_the_series_detector_takes_numpy_numbers_and_stands_in_for_bad_readings():
+    """np.float32 / np.int64 values were silently ignored (no model after 2,000 points); a
+    NaN was learned and failed a whole batch 19 points later.  Now any real number counts,
+    and a reading that is not a usable number takes the feature's last value."""
+    from emstream.river_series import SeriesDetector
+
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=600) * 10
+    scores = {}
+    for cast in (float, np.float32, np.int64):
+        detector = SeriesDetector(seed=0, warmup_size=100, batch_size=20)
+        for value in values:
+            detector.learn_one({"v": cast(value)})
+        assert detector.monitor.model._is_fitted(), cast
+        scores[cast] = detector.score_one({"v": cast(1e6)})
+    assert all(score > 0.999 for score in scores.values())
+    detector = SeriesDetector(seed=0, warmup_size=100, batch_size=20)
+    for i, value in enumerate(values):
+        detector.learn_one({"v": float("nan") if i == 250 else float(value)})
+    assert detector.monitor.model.n_seen_ == 600 - 600 % 20
+    assert 0.0 <= detector.score_one({"v": float("nan")}) <= 1.0
