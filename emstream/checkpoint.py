@@ -117,7 +117,8 @@ def dumps(model: GaussianMixture, meta: dict | None = None, *, compact: bool = F
     try:
         canonical = _canonical(content)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"meta must be JSON-serialisable without NaN or infinity: {exc}") from None
+        raise ValueError(f"the model's settings and meta must be JSON-serialisable without "
+                         f"NaN or infinity: {exc}") from None
     digest = hashlib.sha256(canonical).hexdigest()
     if compact:  # the canonical text is the content's compact JSON: encoded once, not twice
         head = json.dumps({"format": FORMAT, "version": VERSION, "sha256": digest},

@@ -99,7 +99,9 @@ def _params_dict(p: MixtureParams) -> dict:
 
 def to_dict(model: GaussianMixture) -> dict:
     """The model's state as JSON-compatible data (see :data:`SCHEMA`)."""
-    params = model.get_params()
+    # numpy numbers as settings (n_components=np.int64(2), fit accepts them) as JSON's own
+    params = {name: value.item() if isinstance(value, np.generic) else value
+              for name, value in model.get_params().items()}
     if isinstance(params["max_iter"], int) and params["max_iter"] < 1:
         raise ValueError(_NO_EM)
     for name in _ARRAY_PARAMS:

@@ -206,3 +206,15 @@ def test_a_model_of_values_near_the_input_bound_saves_and_loads(tmp_path):
     back = checkpoint.load(checkpoint.save(gm, tmp_path / "big.json")).model
     assert_same_model(back, gm)
     assert np.all(np.isfinite(back.score_samples(X)))
+
+
+def test_numpy_numbers_as_settings_are_saved_as_numbers(tmp_path):
+    """fit accepts n_components=np.int64(2) and the like; save refused them as "meta must be
+    JSON-serialisable" though no meta was passed."""
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    model = GaussianMixture(np.int64(2), reg_covar=np.float32(1e-6), warm_start=np.False_,
+                            random_state=np.int64(3)).fit(X)
+    loaded = checkpoint.load(checkpoint.save(model, tmp_path / "m.json")).model
+    assert loaded.get_params()["n_components"] == 2
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
