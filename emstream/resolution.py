@@ -47,7 +47,9 @@ def grid_step(X: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     X : ndarray of shape (n, D)
-        At most the first 4,096 rows are looked at.
+        At most 4,096 rows are looked at, spread evenly over X (not the first ones: in rows
+        sorted by value, or from a sensor idle at first, a column constant at the start would
+        look like whole numbers, and its floor dwarf its real spread).
 
     Returns
     -------
@@ -55,7 +57,8 @@ def grid_step(X: np.ndarray) -> np.ndarray:
         The smallest gap between distinct values beyond rounding; for a column with one value,
         its last printed decimal place (a constant 0 or 3 has step 1, 0.5 has step 0.1).
     """
-    X = np.asarray(X, dtype=float)[:ROWS]
+    X = np.asarray(X, dtype=float)
+    X = X[::-(-X.shape[0] // ROWS)][:ROWS] if X.shape[0] > ROWS else X
     ordered = np.sort(X, axis=0)
     gaps = np.diff(ordered, axis=0)
     noise = _ROUNDING * np.maximum(np.abs(ordered).max(axis=0, initial=0.0), 1e-300)

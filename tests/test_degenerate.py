@@ -178,3 +178,18 @@ def test_a_refit_on_a_single_row_keeps_the_model():
     np.testing.assert_array_equal(gm.means_, before[0])
     np.testing.assert_array_equal(gm.covariances_, before[1])
     assert gm.last_refit_["replaced"] is False
+
+
+def test_a_batch_fit_does_not_depend_on_the_order_of_its_rows():
+    """The data's resolution (its variance floor) is read from rows spread over the whole
+    input: read from the first 4,096, sorted rows whose first half is one value made the
+    column look like whole numbers, and a floor of 1/12 dwarfed its real spread of 0.01 (the
+    same rows shuffled fitted as scikit-learn does)."""
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    rng = np.random.default_rng(0)
+    X = np.r_[np.zeros((5000, 1)), rng.normal(0.5, 0.01, (5000, 1))]
+    reference = SkGaussianMixture(2, random_state=0).fit(X).score(X)
+    for data in (X, rng.permutation(X)):
+        model = GaussianMixture(2, random_state=0).fit(data)
+        assert model.score(X) == pytest.approx(reference, abs=1e-3)
