@@ -104,6 +104,10 @@ def _take(block: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return block[rows]
 
 
+def _every(block: np.ndarray, start: int, stride: int) -> np.ndarray:
+    return block[start::stride]
+
+
 def _add(*parts):
     """Sum of additive results (``EStepResult``), left to right."""
     return reduce(operator.add, parts)
@@ -287,6 +291,23 @@ class DaskRows:
             level = [add(*level[i:i + SUM_FAN_IN], dask_key_name=f"emstream-sum-{tag}-{depth}-{i}")
                      for i in range(0, len(level), SUM_FAN_IN)]
         return self._dask.compute(level[0], scheduler=self._scheduler, optimize_graph=False)[0]
+
+    def spread_rows(self, count: int) -> np.ndarray:
+        """Up to ``count`` rows spread evenly over all of them (every ``ceil(n / count)``-th),
+        as numpy: what numpy data's ``X[::stride][:count]`` is (the rows
+        :func:`emstream.resolution.grid_step` reads)."""
+        n = self.shape[0]
+        if n <= count:
+            return self.first_rows(count)
+        stride = -(-n // count)
+        every = self._dask.delayed(_every, pure=True)
+        parts, offset = [], 0
+        for block, rows in zip(self._blocks, self.block_rows):
+            start = -offset % stride  # the block's first row whose global index is a multiple
+            if start < rows:
+                parts.append(every(block, start, stride))
+            offset += rows
+        return np.concatenate(self._compute(*parts))[:count]
 
     def first_rows(self, count: int) -> np.ndarray:
         """The first ``count`` rows (or all), as numpy: what numpy data's ``X[:count]`` is."""

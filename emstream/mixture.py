@@ -540,10 +540,10 @@ class GaussianMixture:
         return self
 
     def _floor_for(self, X) -> np.ndarray | None:
-        """The resolution floor of ``X`` (from its first rows, numpy or dask alike)."""
+        """The resolution floor of ``X`` (from rows spread over it, numpy or dask alike)."""
         if self.variance_floor != "resolution":
             return None
-        rows = X.first_rows(RESOLUTION_ROWS) if isinstance(X, distributed.DaskRows) else X
+        rows = X.spread_rows(RESOLUTION_ROWS) if isinstance(X, distributed.DaskRows) else X
         return variance_floor(grid_step(rows))
 
     def _fit_batch(self, X, continuing: bool) -> None:
@@ -566,7 +566,7 @@ class GaussianMixture:
         self.lower_bounds_ = trace
         self.n_features_in_ = best.params.n_features
         learner = self._learner()
-        rows = X.first_rows(RESOLUTION_ROWS) if isinstance(X, distributed.DaskRows) else X
+        rows = X.spread_rows(RESOLUTION_ROWS) if isinstance(X, distributed.DaskRows) else X
         learner.reset_after_batch_fit(best.params, best.stats, X.shape[0], rows)
         self._set_params(learner.params)
 

@@ -193,3 +193,7 @@ def test_a_batch_fit_does_not_depend_on_the_order_of_its_rows():
     for data in (X, rng.permutation(X)):
         model = GaussianMixture(2, random_state=0).fit(data)
         assert model.score(X) == pytest.approx(reference, abs=1e-3)
+    da = pytest.importorskip("dask.array")  # the same rows read where they live, alike
+    on_dask = GaussianMixture(2, random_state=0).fit(da.from_array(X, chunks=(777, 1)))
+    np.testing.assert_allclose(on_dask.covariances_,
+                               GaussianMixture(2, random_state=0).fit(X).covariances_, rtol=1e-9)
