@@ -299,7 +299,7 @@ class DriftMonitor:
         Update
         """
         model = self.model
-        X = model._check_X(X)
+        X = model._check_X(X, learning=True)
         n = X.shape[0]
         first = self.n_points_
         self.n_points_ += n

@@ -34,6 +34,18 @@ logger = logging.getLogger("emstream")
 VARIANCE_FLOORS = ("resolution", None)
 
 
+def feature_names(X) -> np.ndarray | None:
+    """A data frame's column names as an object array, if every one is text (as
+    scikit-learn keeps them); None for arrays, or frames with other names."""
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(X, np.ndarray):
+        return None
+    names = list(columns)
+    if not names or not all(isinstance(name, str) for name in names):
+        return None
+    return np.asarray(names, dtype=object)
+
+
 def _batch_rows(X, checks: dict):
     """Rows for batch EM, checked: numpy as is, a dask collection where it lives."""
     if distributed.is_dask_collection(X):
@@ -136,6 +148,10 @@ class GaussianMixture:
     lower_bounds_ : list of float
         ``lower_bound_`` after each iteration of the best batch run.
     n_features_in_ : int
+    feature_names_in_ : ndarray of str, shape (n_features,)
+        The column names of the data frame the model first learned (only if it was one, with
+        text names, as scikit-learn keeps them); a frame with other names or order is then
+        refused.
     n_seen_ : int
         Observations passed to ``partial_fit`` since the last ``fit`` (warm-up and gated points
         included).
@@ -369,9 +385,46 @@ class GaussianMixture:
                 f"covariance_type={self.covariance_type!r}; call fit(X) with "
                 "warm_start=False to start afresh")
 
-    def _check_X(self, X, *, min_samples: int = 1, why: str = "") -> np.ndarray:
+    def _check_X(self, X, *, min_samples: int = 1, why: str = "",
+                 learning: bool = False) -> np.ndarray:
+        """``X`` checked (:func:`~emstream.validation.check_array`) and its column names against
+        the fitted ones (the first rows ever learned set them)."""
+        learner = self.__dict__.get("_online")
+        first = learning and (learner is None or learner.n_seen == 0)
+        self._check_feature_names(X, reset=first)
         return check_array(X, n_features=getattr(self, "n_features_in_", None),
                            min_samples=min_samples, why_min=why, estimator="GaussianMixture")
+
+    def _check_feature_names(self, X, *, reset: bool) -> None:
+        """As scikit-learn does: a data frame's column names are kept as ``feature_names_in_``
+        when the model first learns; later, other names (columns swapped, renamed) are a
+        ValueError, and names on one side only a warning."""
+        names = feature_names(X)
+        if reset:
+            self.__dict__.pop("feature_names_in_", None)
+            if names is not None:
+                self.feature_names_in_ = names
+            return
+        fitted = self.__dict__.get("feature_names_in_")
+        if fitted is None and names is None:
+            return
+        if fitted is None or names is None:
+            has = "has feature names" if fitted is None else "does not have valid feature names"
+            was = "without" if fitted is None else "with"
+            warnings.warn(f"X {has}, but GaussianMixture was fitted {was} feature names",
+                          UserWarning, stacklevel=3)
+            return
+        if len(names) != len(fitted) or not all(names == fitted):
+            unseen = [n for n in names if n not in set(fitted)]
+            missing = [n for n in fitted if n not in set(names)]
+            detail = "".join(f"\n- {n}" for n in unseen[:5])
+            raise ValueError(
+                "The feature names should match those that were passed during fit.\n"
+                + (f"Feature names unseen at fit time:{detail}\n" if unseen else "")
+                + ("Feature names seen at fit time, yet now missing:"
+                   + "".join(f"\n- {n}" for n in missing[:5]) + "\n" if missing else "")
+                + ("Feature names must be in the same order as they were in fit.\n"
+                   if not unseen and not missing else ""))
 
     def _set_params(self, params: MixtureParams) -> None:
         self.__dict__["_fitted_params"] = params
@@ -535,6 +588,7 @@ class GaussianMixture:
                       min_samples=self.n_components,
                       why_min=f" (n_components={self.n_components}); pass more samples or "
                               "ask for fewer components")
+        self._check_feature_names(X, reset=not continuing)
         X = _batch_rows(X, checks)
         self._fit_batch(X, continuing)
         return self
@@ -744,7 +798,7 @@ class GaussianMixture:
         ([False, True], 1)
         """
         self._validate_params()
-        return self._partial_fit_checked(self._check_X(X), with_resp)
+        return self._partial_fit_checked(self._check_X(X, learning=True), with_resp)
 
     def _partial_fit_checked(self, X: np.ndarray, with_resp: bool = False):
         """:meth:`partial_fit_scored` for rows ``check_array`` already passed (the monitor

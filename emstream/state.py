@@ -108,6 +108,9 @@ def to_dict(model: GaussianMixture) -> dict:
         params[name] = _list(params[name])
     params["random_state"] = _encode_random_state(params["random_state"])
     out = {"schema": SCHEMA, "params": params, "batch": None, "online": None}
+    names = model.__dict__.get("feature_names_in_")
+    if names is not None:  # (the key is absent otherwise: states without it load as before)
+        out["feature_names_in"] = [str(name) for name in names]
     if hasattr(model, "n_iter_") and model._is_fitted():
         bound = float(model.lower_bound_)
         out["batch"] = {"converged": bool(model.converged_), "n_iter": int(model.n_iter_),
@@ -276,6 +279,12 @@ def from_dict(data: dict) -> GaussianMixture:
         data = _upgrade(data)
     model = _model_from_params(data.get("params"))
     kind, k = model.covariance_type, model.n_components
+    names = data.get("feature_names_in")
+    if names is not None:
+        if not isinstance(names, list) or not names or not all(
+                isinstance(name, str) and len(name) <= 10_000 for name in names):
+            raise ValueError("feature_names_in must be a non-empty list of strings")
+        model.feature_names_in_ = np.asarray(names, dtype=object)
     batch, online = data.get("batch"), data.get("online")
     if batch is not None:
         batch = _object(batch, "batch")
@@ -321,6 +330,8 @@ def from_dict(data: dict) -> GaussianMixture:
         if learner.provisional_rows > rows.shape[0]:
             raise ValueError("online.warmup.provisional_rows exceeds the rows buffered")
     stored = online.get("model")
+    if names is not None and len(names) != d:
+        raise ValueError(f"feature_names_in names {len(names)} features, the model has {d}")
     if stored is not None:
         _restore_model(learner, _object(stored, "online.model"), k, d, kind)
         model._set_params(learner.params)

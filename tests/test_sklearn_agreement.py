@@ -161,3 +161,38 @@ def test_changed_settings_do_not_silently_continue_an_old_fit(data3d):
     assert gm.sample(10)[0].shape == (10, 3)  # still the fitted 2-component model
     gm.set_params(warm_start=False).fit(data3d)
     assert gm.means_.shape == (3, 3)
+
+
+def test_feature_names_are_kept_and_checked_as_scikit_learn_does(tmp_path):
+    """Fitted on a data frame, the model keeps its column names; a frame whose columns are
+    swapped or renamed is refused (it was scored silently: -10,599 instead of -2.8 per point),
+    names on one side only warn, and a checkpoint keeps them."""
+    import pandas as pd
+
+    from emstream import checkpoint
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(0, 1, 400), "b": rng.normal(50, 5, 400)})
+    ours = GaussianMixture(2, random_state=0).fit(frame)
+    theirs = SkGaussianMixture(2, random_state=0).fit(frame)
+    np.testing.assert_array_equal(ours.feature_names_in_, theirs.feature_names_in_)
+    swapped = frame[["b", "a"]]
+    for model in (ours, theirs):
+        with pytest.raises(ValueError, match="The feature names should match"):
+            model.score(swapped)
+        with pytest.warns(UserWarning, match="does not have valid feature names"):
+            model.score(frame.to_numpy())
+    loaded = checkpoint.load(checkpoint.save(ours, tmp_path / "m.json")).model
+    np.testing.assert_array_equal(loaded.feature_names_in_, ["a", "b"])
+    with pytest.raises(ValueError, match="The feature names should match"):
+        loaded.predict(frame.rename(columns={"b": "c"}))
+    # Online: the first rows learned set the names; numpy data sets none (and warns nothing).
+    online = GaussianMixture(2, random_state=0, warmup_size=100)
+    online.partial_fit(frame[:150])
+    with pytest.raises(ValueError, match="The feature names should match"):
+        online.partial_fit(swapped[150:])
+    plain = GaussianMixture(2, random_state=0).fit(frame.to_numpy())
+    assert not hasattr(plain, "feature_names_in_")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain.score(frame.to_numpy())
