@@ -116,6 +116,11 @@ class _OnlineMixture:
             self._refresh()
             fill = self._fill or [0.0] * len(self._features)
             row = [x[name] if name in x else fill[i] for i, name in enumerate(self._features)]
+        for v in row:  # (the usual case, floats in range, in one cheap pass)
+            if type(v) is not float or not -MAX_ABS_VALUE <= v <= MAX_ABS_VALUE:
+                break
+        else:
+            return row
         for i, v in enumerate(row):
             if type(v) is not float:
                 if not isinstance(v, numbers.Real):  # (bools and numpy numbers are)
