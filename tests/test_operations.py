@@ -181,6 +181,26 @@ def test_a_fifo_without_a_reader_is_said_then_waited_for(tmp_path, which):
         assert len(received) == 1 and "oops" in received[0]
 
 
+def test_a_daemon_waiting_for_a_fifo_reader_stops_on_sigterm(tmp_path):
+    """Signals are caught from the daemon's first line (emstreamd.early), but once its imports
+    are done a SIGTERM must stop it again: one waiting for a FIFO's reader would wait on."""
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    data = tmp_path / "data.txt"
+    data.write_text("1.5\n2.5\n")
+    process = subprocess.Popen([*DAEMON, "--config", CONFIG, "--input", str(data),
+                                "--checkpoint", str(tmp_path / "state"), "--output",
+                                str(fifo)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert select.select([process.stderr], [], [], 30)[0], "nothing said in 30 s"
+        assert "FIFO with no reader" in process.stderr.readline().decode()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == -signal.SIGTERM  # as a process waiting ends
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_a_checkpoint_under_a_file_fails_before_the_back_fill_not_after(tmp_path):
     data = tmp_path / "big.txt"
     data.write_text("\n".join(f"{v:.4f}" for v in np.random.default_rng(0).normal(
@@ -473,6 +493,13 @@ def test_signals_while_the_daemon_starts_are_kept_for_its_loop():
         flags.install()
         assert flags.stop and flags.reload and not flags.refit and not flags.checkpoint
         assert early.pending == []
+        # Once the imports are done, a SIGTERM that came during them stops the start-up at
+        # once, rather than waiting for a loop that may be far off.
+        early.catch()
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(early.Stop):
+            early.main()
+        early.take()
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)

@@ -130,6 +130,16 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup(args.log_level, args.log_format)
     try:
+        return _main(args)
+    except early.Stop:  # (SIGTERM/SIGINT before the loop ran: nothing was learned)
+        log.info("stopped while starting")
+        return 0
+
+
+def _main(args) -> int:
+    if early.caught:
+        early.main()
+    try:
         overrides = _overrides(args)
     except config_module.ConfigError as exc:
         return _fail(f"configuration error: {exc}", EX_CONFIG)[1]
