@@ -149,6 +149,30 @@ def test_a_symlink_switched_while_the_daemon_was_down(tmp_path):
     assert "is gone" not in process.stderr.read().decode()
 
 
+def test_a_back_filled_file_then_followed_goes_on_where_it_was(tmp_path):
+    """--input then --follow on the same file (and back): each goes on from the other's
+    position; a checkpoint of the other kind was taken for another file, and every line was
+    learned again."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_lines(500, 1))
+    done = subprocess.run([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input", str(log),
+                           "--checkpoint", str(state), "--no-output"], capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0 and _rows(state) == 500
+    process = _daemon(log, state)
+    _wait_for(process, "ready")
+    with open(log, "a") as handle:
+        handle.write(_lines(300, 2))
+    assert _until(lambda: _rows(state) == 800), _rows(state)
+    _stop(process)
+    with open(log, "a") as handle:
+        handle.write(_lines(100, 3))
+    done = subprocess.run([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input", str(log),
+                           "--checkpoint", str(state), "--no-output"], capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0 and _rows(state) == 900
+
+
 def test_a_partial_line_beyond_max_line_bytes_is_dropped_as_it_arrives(tmp_path):
     """A writer's line that grows without a newline is not kept whole: once longer than
     input.max_line_bytes its bytes are dropped as they are read, it counts as one "too long"

@@ -149,8 +149,10 @@ class FileInput(_Source):
         bytes).  Raises :class:`StartError` if it begins as that file did but no longer holds,
         up to the position, what was read from it (cut, rewritten or replaced): which of its
         lines the model has is then unknown, and neither guess (skip to the position, or learn
-        them all again) is safe."""
-        if saved.get("kind") != self.kind:
+        them all again) is safe.  A followed file's checkpoint counts too: the same file
+        back-filled after it was followed (or followed after a back-fill) goes on from there,
+        not from its start again."""
+        if saved.get("kind") not in ("file", "follow"):
             return False
         head, _ = fingerprint(self.path, saved.get("fingerprint_bytes", FINGERPRINT_BYTES))
         if head is None or head != saved.get("fingerprint"):
@@ -336,7 +338,8 @@ class FollowInput(_Source):
                 "fingerprint_bytes": len(self._head), "target": self._target}
 
     def resume(self, saved: dict) -> bool:
-        if saved.get("kind") != self.kind or saved.get("inode") is None:
+        # (a back-fill's checkpoint too: the file followed after it was back-filled)
+        if saved.get("kind") not in ("file", "follow") or saved.get("inode") is None:
             return False
         # Where the path led when the file was opened: a symlink switched to a new file while
         # the daemon was down still leads back to the old one, whose rest is read first.
