@@ -1105,11 +1105,16 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | Non
     row = [float(v) for v in values]
     if key is not None:
         name = field_of(record, key)
+        if name is _MISSING:
+            return None, "missing field"
         if type(name) is int and abs(name) <= MAX_ABS_VALUE:
             name = str(name)
-        if type(name) is not str:
-            return None, "missing field"
-        name = name.strip().encode("utf-8", "surrogatepass")
+        if type(name) is not str:  # (null, a float, a list: there, but no key)
+            return None, "bad key"
+        try:  # (a lone surrogate, "\ud800", is no text a key can be stored as)
+            name = name.strip().encode("utf-8")
+        except UnicodeEncodeError:
+            return None, "bad key"
         if is_bad_key(name):
             return None, "bad key"
         row.append(name)
@@ -1167,8 +1172,9 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
         field", "non-numeric" (a value that is not a number; booleans included),
         "non-finite" (NaN, Infinity, or a number that overflows a float; quoted too), "out of
         range" (beyond ±1e100, integers of any size included), "too long", "invalid utf-8",
-        "blank"; with ``key``, "bad key" (an empty key, or one holding a control character:
-        :func:`is_bad_key`).  Lines that are too long, blank, not UTF-8 or do not start with
+        "blank"; with ``key``, "bad key" (an empty key, one holding a control character
+        (:func:`is_bad_key`) or a lone surrogate, or a key field that is neither text nor an
+        integer: null, a float, a list).  Lines that are too long, blank, not UTF-8 or do not start with
         "{" are found in bulk; the others are decoded one by one (a repeated bad one once).
 
     Examples

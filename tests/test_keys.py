@@ -324,7 +324,9 @@ def test_json_lines_are_keyed_by_a_field(tmp_path):
                  "input.fields=[ms]", "--checkpoint", str(tmp_path / "j")], input=rows)
     keyed, meta = _store(tmp_path / "j" / "keys.sqlite")
     assert sorted(keyed) == ["2", "web-1"]
-    assert meta["counters"]["rejected"] == {"missing field": 2, "non-numeric": 1}
+    # (a null key is there but no key: "bad key"; a record without one, "missing field")
+    assert meta["counters"]["rejected"] == {"missing field": 1, "bad key": 1,
+                                            "non-numeric": 1}
     assert {line.split(",")[1] for line in done.stdout.decode().splitlines()} == {"2", "web-1"}
     alone = _run(["--set", "input.format=jsonl", "--set", "input.fields=[ms]", "--checkpoint",
                   str(tmp_path / "alone")], input=("\n".join(lines[1:600:2]) + "\n").encode())
@@ -685,3 +687,32 @@ def test_inspect_and_diff_of_a_damaged_store_say_so_in_one_line(tmp_path, capsys
         assert code in (0, 1), (command, code)
         if code == 1:
             assert len(err.strip().splitlines()) == 1 and store in err, (command, err)
+
+
+def test_rows_refused_for_their_key_are_dead_letters_like_other_rejects(tmp_path):
+    """Rows of a key past keys.max_known, or whose key is no text, go to input.dead_letter
+    with their text, and their log lines name the file (they were counted and logged only,
+    with neither)."""
+    (tmp_path / "k.jsonl").write_text(
+        '{"k":"a","v":1}\n{"k":"b","v":2}\n{"k":"c","v":3}\n{"k":"\\udc81","v":4}\n'
+        '{"k":"","v":5}\n{"k":1.5,"v":6}\n{"v":7}\n{"k":"a","v":8}\n')
+    done = _run(["--input", str(tmp_path / "k.jsonl"), "--checkpoint", str(tmp_path / "st"),
+                 "--set", "input.key=k", "--set", "input.format=jsonl", "--set",
+                 "input.fields=[v]", "--set", "keys.max_known=2", "--set",
+                 f"input.dead_letter={tmp_path / 'dead'}", "--log-level", "WARNING"])
+    letters = [json.loads(line) for line in (tmp_path / "dead").read_text().splitlines()]
+    assert sorted((d["line"], d["reason"]) for d in letters) == [
+        (3, "too many keys"), (4, "bad key"), (5, "bad key"), (6, "bad key"),
+        (7, "missing field")]
+    assert {d["line"]: d["text"] for d in letters}[3] == '{"k":"c","v":3}'
+    assert "k.jsonl line 3) rejected (too many keys): '{\"k\":\"c\",\"v\":3}'" in \
+        done.stderr.decode()
+    _, meta = _store(tmp_path / "st" / "keys.sqlite")
+    assert meta["counters"]["rows"] == 3 and meta["counters"]["rejected"] == {
+        "too many keys": 1, "bad key": 3, "missing field": 1}
+    (tmp_path / "k.csv").write_text("host,v\na,1\nb,2\nc,3\nd,4\na,5\n")
+    _run(["--input", str(tmp_path / "k.csv"), "--checkpoint", str(tmp_path / "st2"),
+          "--set", "input.key=host", "--set", "keys.max_known=2", "--set",
+          f"input.dead_letter={tmp_path / 'dead2'}"])
+    assert [json.loads(line)["text"] for line in
+            (tmp_path / "dead2").read_text().splitlines()] == ["c,3", "d,4"]

@@ -25,7 +25,10 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
+
 from emstream import checkpoint
+from emstream.parse import _SNIPPET, REASONS, Rejects
 from emstream.store import KeyStore, StoreError, store_location
 
 from .batcher import Pending
@@ -40,6 +43,28 @@ log = logging.getLogger("emstreamd")
 def store_path(config: dict) -> Path:
     """Where a keyed daemon's state store is (:func:`emstream.store.store_location`)."""
     return store_location(config["checkpoint"]["path"])
+
+
+def _key_rejects(parsed, refused: list, data: bytes, ends, first: int) -> Rejects:
+    """The rows refused for their key as rejects, their texts spans of ``data`` (the block,
+    whose first line is ``first``; ``ends``: the byte just past each of its lines, or of each
+    row when the parser gave them), in line order."""
+    rows = np.concatenate([index for index, _ in refused])
+    reasons = [reason for index, reason in refused for _ in range(len(index))]
+    names = tuple(REASONS) + tuple(r for r in ("too many keys",) if r not in REASONS)
+    order = np.argsort(rows, kind="stable")
+    lines = parsed.lines[rows][order]
+    ends = np.asarray(ends, dtype=np.int64)
+    at = lines - first if parsed.line_ends is None else rows[order]
+    stops = ends[at]
+    starts = np.where(at > 0, ends[np.maximum(at - 1, 0)], 0)
+    body = np.frombuffer(data, dtype=np.uint8)
+    for end in (b"\n"[0], b"\r"[0]):  # (the line's text, without its end)
+        trim = (stops > starts) & (body[np.maximum(stops - 1, 0)] == end)
+        stops = stops - trim
+    stops = np.minimum(stops, starts + _SNIPPET)
+    codes = [names.index(reasons[i]) for i in order]
+    return Rejects(lines, codes, starts, stops, data, names)
 
 
 class Series:
@@ -111,25 +136,44 @@ class KeyedDaemon(Daemon):
 
     # ------------------------------------------------------------------ routing
     def _take(self, data: bytes) -> None:
-        parsed, _ = self._read(data)
+        parsed, ends = self._read(data)
         self._reject(parsed)
+        grouped = list(groups(parsed.keys)) if parsed.rows.size and not self.halted else []
+        accepted, refused = self._admit(grouped)
+        if refused:  # (counted, logged and written as dead letters, as other rejects)
+            first = self.next_line - parsed.n_lines  # (the block's first line)
+            self._reject_lines(_key_rejects(parsed, refused, data, ends, first))
         if self.halted:
             return  # the position stays before this block
-        if parsed.rows.size:
-            self._route(parsed)
+        if accepted:
+            self._route(parsed, accepted)
         if not self.halted:
             # Every line read is applied, waiting in its key's mini-batch, or rejected.
             self.applied_offset = self.source.offset
             self.pending_rejects = PendingRejects()
 
-    def _route(self, parsed) -> None:
+    def _admit(self, grouped: list) -> tuple[list, list]:
+        """A block's ``(key, rows)`` groups split into those to learn and those refused, with
+        why: a key not valid text ("bad key"), or a new key past ``keys.max_known`` ("too many
+        keys"), counted in the order the router takes them."""
+        accepted, refused = [], []
+        room = self.config["keys"]["max_known"] - len(self.known)
+        for key, index in grouped:
+            if key is None:
+                refused.append((index, "bad key"))
+            elif key in self.known:
+                accepted.append((key, index))
+            elif room > 0:
+                room -= 1
+                accepted.append((key, index))
+            else:
+                refused.append((index, "too many keys"))
+        return accepted, refused
+
+    def _route(self, parsed, accepted: list) -> None:
         times, stamps = getattr(parsed, "times", None), getattr(parsed, "time_text", None)
-        for key, index in groups(parsed.keys):
-            series = None if key is None else self._series(key)
-            if series is None:
-                self._refuse(parsed.lines[index], "bad key" if key is None else
-                             "too many keys")
-                continue
+        for key, index in accepted:
+            series = self._series(key)
             series.pending.add(parsed.rows[index], parsed.lines[index],
                                None if times is None else times[index],
                                None if stamps is None else stamps[index])
@@ -143,17 +187,6 @@ class KeyedDaemon(Daemon):
                 self._learn(key, series, series.monitor.batch_rows())
             self._evict()
 
-    def _refuse(self, lines, reason: str) -> None:
-        """Count rows rejected for their key (logged like other rejects: the first ones)."""
-        rejected = self.counters["rejected"]
-        before = sum(rejected.values())
-        rejected[reason] = rejected.get(reason, 0) + len(lines)
-        if self.metrics is not None:
-            self.metrics.reject(reason, len(lines))
-        if before < 20 or (before // 1000) != ((before + len(lines)) // 1000):
-            more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
-            log.warning("line %d%s rejected (%s) [%d rejected so far]", int(lines[0]), more,
-                        reason, before + len(lines))
 
     # ------------------------------------------------------------------ keys in memory
     def _series(self, key: str) -> Series | None:

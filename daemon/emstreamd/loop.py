@@ -439,7 +439,10 @@ class Daemon:
 
     def _reject(self, parsed) -> None:
         """Count a block's rejected lines (and write their dead letters)."""
-        rejects = Rejects.of(parsed.rejects)
+        self._reject_lines(Rejects.of(parsed.rejects))
+
+    def _reject_lines(self, rejects: Rejects) -> None:
+        """Count rejected lines, log the first ones and write their dead letters."""
         if rejects and self.dead_letter is not None:
             # A reject whose dead letter could not be written is not counted: the position
             # stays before it, so a restart reads it (and writes it) again.
