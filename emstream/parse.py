@@ -125,15 +125,25 @@ def key_bytes(key: str) -> list:
     return written
 
 
+# Longest time text taken (bytes): ISO 8601 with nanoseconds and a zone is 35; a longer
+# field is no time (and would widen its block's array of times, as a long key would).
+MAX_TIME_BYTES = 64
+# Longest key taken (bytes): a host name is at most 253.  A block's keys are held in one
+# array as wide as its longest, so one 4 KB key cost 4 KB for every line of its block (1.9 GB
+# for a block of short lines).
+MAX_KEY_BYTES = 256
+
+
 def is_bad_key(name: bytes) -> bool:
     """Whether a series key (as written, surrounding whitespace removed) is refused ("bad
-    key"): empty, or holding a control character (a NUL, a tab, an escape sequence), which
-    would name a series no listing or per-point line can show.
+    key"): empty, longer than :data:`MAX_KEY_BYTES`, or holding a control character (a NUL,
+    a tab, an escape sequence), which would name a series no listing or per-point line can
+    show.
 
-    >>> is_bad_key(b"web-3"), is_bad_key(b""), is_bad_key(b"a\\x00")
-    (False, True, True)
+    >>> is_bad_key(b"web-3"), is_bad_key(b""), is_bad_key(b"a\\x00"), is_bad_key(b"x" * 300)
+    (False, True, True, True)
     """
-    return not name or _CONTROL.search(name) is not None
+    return not name or len(name) > MAX_KEY_BYTES or _CONTROL.search(name) is not None
 
 
 class Reject(NamedTuple):
@@ -1123,7 +1133,7 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | Non
         if stamp is _MISSING:
             return None, "missing field"
         text = json_time_text(stamp)
-        if text is None:
+        if text is None or len(text) > MAX_TIME_BYTES:
             return None, "bad timestamp"
         row.append(text)
     return row, None

@@ -44,6 +44,8 @@ import numpy as np
 from .parse import (
     _SNIPPET,
     _WHITESPACE,
+    MAX_KEY_BYTES,
+    MAX_TIME_BYTES,
     REASONS,
     Parsed,
     Reject,
@@ -485,6 +487,10 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         if key_field is not None and number not in early and is_bad_key(fields[key_field]):
             early[number] = "bad key"
             fields = [b""] * n_fields
+        if time_field is not None and number not in early and \
+                len(fields[time_field]) > MAX_TIME_BYTES:
+            early[number] = "bad timestamp"
+            fields = [b""] * n_fields
         picked = [fields[j] for j in value_fields]
         if not all(picked):  # an empty field is a missing value: not a number
             picked = [field or b"x" for field in picked]
@@ -573,6 +579,8 @@ def _parse_keyed_block(data: bytes, layout: Layout, first_line: int,
     in_key = inside & ~separator & (field == layout.key_field)
     if np.any((raw[in_key] < 0x20) | (raw[in_key] == 0x7F)):
         return None  # a control character (which a comma table's key may lose to strip)
+    if np.bincount(inline[in_key], minlength=1).max() > MAX_KEY_BYTES:
+        return None  # a key too long (the line parser rejects it): gathered, it would widen all
     keys = _gather(raw, in_key, inline, n_lines)
     if layout.comma:
         keys = np.strings.strip(keys)
@@ -599,8 +607,10 @@ def _parse_keyed_block(data: bytes, layout: Layout, first_line: int,
     numbers = first_line + np.arange(n_lines, dtype=np.int64)
     times = stamps = None
     if layout.time_field is not None:
-        stamps = _gather(raw, inside & ~separator & (field == layout.time_field), inline,
-                         n_lines)
+        in_time = inside & ~separator & (field == layout.time_field)
+        if np.bincount(inline[in_time], minlength=1).max() > MAX_TIME_BYTES:
+            return None  # (as a key too long: the line parser says "bad timestamp")
+        stamps = _gather(raw, in_time, inline, n_lines)
         if layout.comma:
             stamps = np.strings.strip(stamps)
         times = parse_times(stamps, layout.day_first)

@@ -716,3 +716,31 @@ def test_rows_refused_for_their_key_are_dead_letters_like_other_rejects(tmp_path
           f"input.dead_letter={tmp_path / 'dead2'}"])
     assert [json.loads(line)["text"] for line in
             (tmp_path / "dead2").read_text().splitlines()] == ["c,3", "d,4"]
+
+
+def test_a_long_key_or_time_is_refused_and_does_not_widen_its_block():
+    """A block's keys (and times) are held as one array as wide as the longest: one 4,000-byte
+    key made every line of its block cost 4 KB (1.9 GB of RSS for a file of short lines). A
+    key longer than 256 bytes is a "bad key", a time field longer than 64 a "bad timestamp",
+    and the block's arrays stay narrow: tables and JSON lines alike."""
+    import io
+
+    from emstream.table import parse_stream
+
+    rows = [f"k{i % 20},{i % 10}" for i in range(5000)]
+    rows[3] = "X" * 4000 + ",1"
+    json_rows = [json.dumps({"host": f"k{i % 20}", "v": i % 10}) for i in range(5000)]
+    json_rows[3] = json.dumps({"host": "X" * 4000, "v": 1})
+    times = [f"2024-01-01 00:{i // 60 % 60:02d}:{i % 60:02d},{i % 10}" for i in range(5000)]
+    times[3] = "2024-01-01" + " " * 3000 + "00:00:00,1"
+    for text, key, columns, reason in (
+            ("host,v\n" + "\n".join(rows), "host", None, "bad key"),
+            ("\n".join(json_rows), "host", ["v"], "bad key"),
+            ("timestamp,v\n" + "\n".join(times), None, None, "bad timestamp")):
+        blocks = list(parse_stream(io.BytesIO((text + "\n").encode()), key=key,
+                                   columns=columns))
+        assert sum(b.rows.shape[0] for b in blocks) == 4999
+        assert [r.reason for b in blocks for r in b.rejects] == [reason]
+        for block in blocks:
+            for array in (block.keys, getattr(block, "time_text", None)):
+                assert array is None or array.dtype.itemsize <= 256

@@ -448,7 +448,8 @@ SECTIONS = (
             "into nested objects, as in fields) naming each row's series (as written, the quotes "
             "of a quoted CSV field removed; read as UTF-8, else as cp1252, the Windows code page "
             "spreadsheets save CSV in, so a key is one key however it was saved; an empty key, "
-            "one with a control character or one that is neither is rejected as \"bad key\").  Each key gets its own model "
+            "one longer than 256 bytes, one with a control character or one that is neither "
+            "is rejected as \"bad key\").  Each key gets its own model "
             "with these settings (its own warm-up, features, score and drift monitor), and all "
             "keys' models live in one SQLite state store (checkpoint.path/keys.sqlite, or "
             "checkpoint.path itself if it ends in .sqlite).  null: one series."),
