@@ -488,6 +488,37 @@ def test_the_metrics_server_closes_an_idle_connection():
         metrics.close()
 
 
+def test_a_trickling_metrics_client_is_closed_at_the_deadline():
+    """A client that sends a header line every little while (never silent for the idle
+    timeout) is closed when the whole request's time is up: it held its slot as long as it
+    liked, and 16 such clients shut out every scrape and health check."""
+    pytest.importorskip("prometheus_client")
+    from emstreamd.metrics import Metrics
+
+    metrics = Metrics(0, idle_timeout=0.5, max_connections=2)
+    clients = []
+    try:
+        started = time.monotonic()
+        for _ in range(2):  # every slot taken
+            client = socket.create_connection(("127.0.0.1", metrics.port), timeout=5)
+            client.sendall(b"GET /metrics HTTP/1.0\r\n")
+            clients.append(client)
+        closed = False
+        while time.monotonic() - started < 3 and not closed:
+            time.sleep(0.1)
+            for client in clients:
+                try:
+                    client.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    closed = True
+        assert closed and time.monotonic() - started < 2.5
+        assert _get(metrics.port, "/healthz") == (200, "ok\n")
+    finally:
+        for client in clients:
+            client.close()
+        metrics.close()
+
+
 def test_rejects_name_the_file_and_the_line_within_it_after_a_rotation(tmp_path):
     """Followed streams number lines across files; a log line also says which file and where."""
     path = tmp_path / "values.log"

@@ -3,8 +3,9 @@ default.  Without ``metrics.port`` nothing is imported or served.
 
 ``/metrics`` is the exposition, ``/healthz`` says whether the main loop is turning (200) or
 stuck (503), anything else is 404.  The server is the daemon's only listening socket, so it
-must not be able to hurt the daemon: each connection serves one request and is closed after
-``idle_timeout`` seconds of silence, and at most ``max_connections`` are served at once (more
+must not be able to hurt the daemon: each connection serves one request and is closed
+``idle_timeout`` seconds after it opened (silent or trickling), and at most
+``max_connections`` are served at once (more
 are closed as soon as they are accepted), so idle or half-open clients cannot use up the file
 descriptors that checkpoints need.
 """
@@ -87,6 +88,25 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT  # set per server below; applied to the socket by StreamRequestHandler
     metrics = None  # the Metrics this handler serves (set per server below)
 
+    def setup(self):
+        super().setup()
+        # The whole request within the timeout, not only each read: a client that sends a
+        # header line every few seconds held its slot for as long as it liked, and 16 of them
+        # shut out every scrape and health check.
+        self._deadline = threading.Timer(self.timeout, self._expire)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _expire(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)  # (the blocked read or write returns)
+        except OSError:
+            pass
+
+    def finish(self):
+        self._deadline.cancel()
+        super().finish()
+
     def do_GET(self):  # http.server's naming
         self._respond(body=True)
 
@@ -126,7 +146,7 @@ class Metrics:
     health : callable returning ``(healthy, message)``, optional
         What ``/healthz`` reports (default: always healthy).
     idle_timeout : float
-        Seconds a connection may stay silent before it is closed.
+        Seconds a connection may stay open (idle or trickling) before it is closed.
     max_connections : int
         Connections served at once.
 
