@@ -415,6 +415,22 @@ def test_metrics_counters_health_and_no_created_series(tmp_path):
     _stop(process)
 
 
+def test_a_keyed_daemon_reports_its_keys_from_the_start(tmp_path):
+    """emstreamd_keys counts the store's keys as soon as the daemon is up (it read 0 until the
+    first checkpoint, up to a minute after a restart)."""
+    pytest.importorskip("prometheus_client")
+    data = tmp_path / "k.txt"
+    data.write_text("".join(f"k{i % 7} {v:.4f}\n" for i, v in enumerate(_values(700))))
+    assert _run("--input", str(data), "--checkpoint", str(tmp_path / "s"), "--no-output",
+                "--set", "input.key=0").returncode == 0
+    process = _start("--follow", str(data), "--checkpoint", str(tmp_path / "s"),
+                     "--no-output", "--set", "input.key=0", "--set", "metrics.port=0",
+                     "--log-level", "INFO")
+    port = _metrics_port(process)
+    assert _until(lambda: "emstreamd_keys 7.0" in _get(port, "/metrics")[1], 10)
+    _stop(process)
+
+
 def test_a_metrics_port_in_use_stops_the_daemon_at_once_with_one_line(tmp_path):
     pytest.importorskip("prometheus_client")
     data = tmp_path / "d.txt"

@@ -130,6 +130,8 @@ class KeyedDaemon(Daemon):
         checkpoint.validate_meta(meta, source=self.store.path)  # (a hand-edited store)
         self._resume_input(meta, self.store.path)
         self.counters["keys"] = len(self.known)
+        if self.metrics is not None:  # (from the start, not from the first checkpoint on)
+            self.metrics.set_keys(len(self.known), len(self.active), {})
         if self.layout is not None and self.layout is not False and \
                 self.layout.key_field is None:
             raise StartError("the state store's input has no key column", EX_CANTCREAT)
