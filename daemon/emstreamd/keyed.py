@@ -189,7 +189,6 @@ class KeyedDaemon(Daemon):
                 self._learn(key, series, series.monitor.batch_rows())
             self._evict()
 
-
     # ------------------------------------------------------------------ keys in memory
     def _series(self, key: str) -> Series | None:
         """The key's series, made active (read from the store, or new); None past
