@@ -246,6 +246,22 @@ def test_sighup_refuses_a_pipe_and_names_the_keys_that_wait_for_a_restart(tmp_pa
     assert process.wait(timeout=30) == 0
 
 
+def test_sighup_with_a_model_key_the_running_config_lacks(tmp_path):
+    """A valid model key the shipped file leaves out (model.verbose) added, then SIGHUP: it is
+    named as waiting for a restart (the daemon died with KeyError, no final checkpoint)."""
+    config = tmp_path / "config.yaml"
+    config.write_text((ROOT / "config.yaml").read_text())
+    process = _start_on_a_pipe(tmp_path, "--config", str(config))
+    _wait_for(process, "warm-up complete")
+    config.write_text("model:\n  verbose: 0\n  n_components: 3\n")
+    process.send_signal(signal.SIGHUP)
+    seen = _wait_for(process, "SIGHUP: configuration reloaded")
+    process.send_signal(signal.SIGUSR1)
+    _wait_for(process, "checkpoint (SIGUSR1)")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0, "".join(seen)
+
+
 def test_configuration_errors_exit_78_with_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("batch:\n  max_rows: many\n")

@@ -61,6 +61,9 @@ def _same(a, b) -> bool:
     return a == b
 
 
+_ABSENT = object()
+
+
 def warn_kept_settings(meta: dict, config: dict, timed: bool | None = None) -> list:
     """Log (and return) the settings config.yaml now sets otherwise than the checkpoint's
     state keeps them (its temporal features, its calibration window): a change to them on a
@@ -759,9 +762,11 @@ class Daemon:
         live = {(section, key) for section, keys in config_module.LIVE.items() for key in keys}
         for section, key in live:
             self.config[section][key] = fresh[section][key]
+        # (a key the running configuration does not hold, model.verbose say, is a change too)
         waiting = [f"{section}.{key}" for section, values in fresh.items()
                    for key, value in values.items()
-                   if (section, key) not in live and value != self.config[section][key]]
+                   if (section, key) not in live
+                   and not _same(value, self.config.get(section, {}).get(key, _ABSENT))]
         self._apply_live()
         log.info("SIGHUP: configuration reloaded (live keys only)")
         if waiting:
