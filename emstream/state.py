@@ -312,7 +312,9 @@ def from_dict(data: dict) -> GaussianMixture:
     learner.t = float(_number(online.get("t"), "online.t", low=0, high=_MAX_COUNT))
     learner.moved_online = _bool(online.get("moved_online"), "online.moved_online")
     step = online.get("step")
-    learner.step = None if step is None else _array(step, "online.step", (d,))
+    # (a gap between two values within ±1e100: up to twice that)
+    learner.step = None if step is None else _array(step, "online.step", (d,),
+                                                     bound=2 * _MAX_VALUE)
     if learner.step is not None and learner.step.min() < 0:
         raise ValueError("online.step must be non-negative")
     warmup = online.get("warmup")
@@ -433,9 +435,12 @@ def _restore_model(learner, stored: dict, k: int, d: int, kind: str) -> None:
                      bound=_MAX_SECOND)
     if counts.min() < 0 or counts.sum() > 1.0 + 1e-9:
         raise ValueError("online.model.stats.counts must be non-negative per-point averages")
-    _check_scatter(scatter, kind)
-    learner.stats = SufficientStats(counts, _array(stats.get("means"),
-                                                   "online.model.stats.means", (k, d)),
+    stat_means = _array(stats.get("means"), "online.model.stats.means", (k, d))
+    # Rounding leaves a scatter of repeated values a hair below zero, relative to the
+    # squares it was taken from (7.0 thirty times: -9e-47): not a forged one.
+    _check_scatter(scatter, kind, level=float(counts.max(initial=0.0)
+                                              * np.square(stat_means).max(initial=0.0)))
+    learner.stats = SufficientStats(counts, stat_means,
                                     scatter, kind)
     learner.params = MixtureParams(weights, means, covariances, prec_chol, kind)
     learner.iterate = learner.params
@@ -470,17 +475,19 @@ def _check_iterate(iterate: MixtureParams, stats: SufficientStats, name: str) ->
         raise ValueError(f"online.model.stats.counts do not match {name}.weights")
 
 
-def _check_scatter(scatter: np.ndarray, kind: str) -> None:
-    """A scatter must be symmetric positive semi-definite (non-negative for diag/spherical)."""
+def _check_scatter(scatter: np.ndarray, kind: str, level: float = 0.0) -> None:
+    """A scatter must be symmetric positive semi-definite (non-negative for diag/spherical),
+    up to rounding relative to its own size or ``level`` (the size of the squares it came
+    from)."""
+    tolerance = 1e-9 * max(float(np.abs(scatter).max(initial=0.0)), level, 1e-300)
     if kind in ("diag", "spherical"):
-        if scatter.min() < 0:
+        if scatter.min(initial=0.0) < -tolerance:
             raise ValueError("online.model.stats.scatter must be non-negative")
         return
     stack = scatter if kind == "full" else scatter[None]
     if not _close(stack, np.swapaxes(stack, 1, 2), rtol=1e-9, atol=1e-300):
         raise ValueError("online.model.stats.scatter is not symmetric")
-    scale = np.abs(stack).max(initial=0.0)
-    if np.linalg.eigvalsh(stack).min(initial=0.0) < -1e-9 * max(scale, 1e-300):
+    if np.linalg.eigvalsh(stack).min(initial=0.0) < -tolerance:
         raise ValueError("online.model.stats.scatter is not positive semi-definite")
 
 

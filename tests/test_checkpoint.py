@@ -218,3 +218,25 @@ def test_numpy_numbers_as_settings_are_saved_as_numbers(tmp_path):
     assert loaded.get_params()["n_components"] == 2
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+
+
+@pytest.mark.parametrize("case", ["extreme values", "one repeated value", "repeated rows"])
+def test_what_the_model_learned_from_degenerate_data_loads_back(tmp_path, case):
+    """Data the parser admits left checkpoints the loader refused (exit 65 on the restart):
+    values of ±6e99 (a grid step of 1.2e100, beyond the ±1e100 bound on stored values), or
+    one repeated value (a scatter of -9e-47, rounding, refused as not positive semi-definite)."""
+    if case == "extreme values":
+        X = np.tile([[6e99], [-6e99], [6e99]], (300, 1))
+        model = GaussianMixture(3, random_state=0)
+        for start in range(0, len(X), 100):
+            model.partial_fit(X[start:start + 100])
+    elif case == "one repeated value":
+        model = GaussianMixture(5, random_state=0, warmup_size=30)
+        model.partial_fit(np.full((30, 1), 7.0))
+    else:
+        model = GaussianMixture(2, random_state=0).fit(np.tile([[1.0, 2.0]], (50, 1)))
+    path = checkpoint.save(model, tmp_path / "m.json")
+    loaded = checkpoint.load(path).model
+    probe = np.array([[7.0, 2.0][: model.n_features_in_]]) if case != "extreme values" \
+        else np.array([[6e99]])
+    np.testing.assert_array_equal(loaded.score_samples(probe), model.score_samples(probe))
