@@ -640,7 +640,13 @@ def cmd_inspect(args) -> int:
         print(_format_summary(info))
     if args.plot:
         from .plot import plot_mixture
+        if not loaded.model._is_fitted():
+            raise CommandError(f"{args.checkpoint}: nothing to draw yet: the model is still "
+                               "warming up")
         data = read_rows(args.data, args.columns, _day_first(args))[0] if args.data else None
+        if data is not None and data.shape[1] != loaded.model.n_features_in_:
+            raise CommandError(f"{args.data}: rows of {data.shape[1]} values, the model has "
+                               f"{loaded.model.n_features_in_} features (see --columns)")
         try:
             plot_mixture(loaded.model, args.plot, data=data, features=args.features)
         except ImportError:

@@ -231,6 +231,34 @@ def test_score_says_why_it_cannot_score_a_model_of_temporal_features(tmp_path, c
     assert "features    2: value, value[t-1]\n" in capsys.readouterr().out
 
 
+def test_plotting_a_model_still_warming_up_or_data_of_another_width_says_so(tmp_path,
+                                                                           capsys):
+    """``inspect --plot`` of a checkpoint still warming up, or with ``--data`` of another width
+    than the model: one line (tracebacks, or the wrong columns drawn)."""
+    pytest.importorskip("matplotlib")
+    (tmp_path / "few.txt").write_text("1\n2\n3\n")
+    done = subprocess.run([sys.executable, "-m", "emstreamd", "--config",
+                           str(ROOT / "config.yaml"), "--input", str(tmp_path / "few.txt"),
+                           "--checkpoint", str(tmp_path / "warm"), "--no-output"],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "warm"), "--plot", str(tmp_path / "p.png")]) == 1
+    assert "still warming up" in capsys.readouterr().err
+    rng = np.random.default_rng(1)
+    (tmp_path / "two.txt").write_text("".join(f"{a:.3f} {b:.3f}\n"
+                                              for a, b in rng.normal(size=(200, 2))))
+    assert main(["fit", str(tmp_path / "two.txt"), "-k", "2", "-o",
+                 str(tmp_path / "two.json")]) == 0
+    for width in (1, 3):
+        (tmp_path / "data.txt").write_text("".join(" ".join(["1.5"] * width) + "\n"
+                                                   for _ in range(10)))
+        capsys.readouterr()
+        assert main(["inspect", str(tmp_path / "two.json"), "--plot",
+                     str(tmp_path / "p.png"), "--data", str(tmp_path / "data.txt")]) == 1
+        assert "the model has 2 features" in capsys.readouterr().err
+
+
 def test_rejected_lines_are_counted_and_shown(tmp_path, capsys):
     data = tmp_path / "dirty.txt"
     data.write_bytes(b"1\n2\nabc\n3\nnan\n4\n5\n6\n")
