@@ -89,6 +89,17 @@ def _column(text: str):
     return int(text) if text.isdigit() else text
 
 
+def _score_level(text: str) -> float:
+    """A score threshold: a number strictly between 0 and 1 (-log10(1 - t) is drawn)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"wants a score strictly between 0 and 1, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -836,7 +847,7 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("scores", metavar="SCORES", help="emstreamd's per-point output")
     timeline.add_argument("-o", "--output", required=True, metavar="FILE.png",
                           help="image file (png, svg, pdf)")
-    timeline.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    timeline.add_argument("--threshold", type=_score_level, default=DEFAULT_THRESHOLD,
                           help="the anomaly threshold to draw (default: %(default)s)")
     timeline.add_argument("--title", help="a title over the picture")
     timeline.add_argument("--key", metavar="K", help="a keyed stream's series to draw (the "

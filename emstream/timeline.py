@@ -30,14 +30,23 @@ def read_scores(path, key: str | None = None) -> dict:
             if not raw or raw.startswith(b"line"):
                 continue
             if raw.startswith(b"{"):
-                record = json.loads(raw)
-                if "key" in record:
-                    keys.add(str(record["key"]))
-                    if key is not None and str(record["key"]) != key:
-                        continue
-                lines.append(record["line"])
-                scores.append(record["score"])
-                flags.append(bool(record["anomaly"]))
+                try:
+                    record = json.loads(raw)
+                    if "key" in record:
+                        keys.add(str(record["key"]))
+                        if key is not None and str(record["key"]) != key:
+                            continue
+                    line, score = record["line"], record["score"]
+                    if type(line) is not int or type(score) not in (int, float) \
+                            or not 0.0 <= score <= 1.0:
+                        raise TypeError
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    raise ValueError(f"{path}: not emstreamd's per-point output (a JSON line "
+                                     "with line, score in [0, 1] and anomaly): "
+                                     f"{raw[:80]!r}") from None
+                lines.append(line)
+                scores.append(float(score))
+                flags.append(bool(record.get("anomaly")))
                 continue
             fields = raw.split(b",")
             if len(fields) not in ((7, 8) if key is not None else (6, 7)):

@@ -259,6 +259,26 @@ def test_plotting_a_model_still_warming_up_or_data_of_another_width_says_so(tmp_
         assert "the model has 2 features" in capsys.readouterr().err
 
 
+def test_timeline_refuses_score_lines_and_thresholds_it_cannot_draw(tmp_path, capsys):
+    """A JSON score line without a score (or with null or text), a threshold of 1 or NaN:
+    one line each (tracebacks; a divide-by-zero and no threshold drawn)."""
+    from emstream.timeline import read_scores
+
+    path = tmp_path / "s.jsonl"
+    for text in ('{"line": 1, "anomaly": false}', '{"line": 1, "score": null}',
+                 '{"line": 1, "score": "x"}', '{"line": 1, "score": 2.0}'):
+        path.write_text(text + "\n")
+        with pytest.raises(ValueError, match="not emstreamd's per-point output"):
+            read_scores(path)
+    path.write_text('{"line": 1, "score": 0.5, "anomaly": false}\n')
+    assert read_scores(path)["score"].tolist() == [0.5]
+    for threshold in ("1", "nan", "0"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["timeline", "a", "b", "-o", "p.png", "--threshold", threshold])
+        assert exit_info.value.code == 2
+        assert "strictly between 0 and 1" in capsys.readouterr().err
+
+
 def test_rejected_lines_are_counted_and_shown(tmp_path, capsys):
     data = tmp_path / "dirty.txt"
     data.write_bytes(b"1\n2\nabc\n3\nnan\n4\n5\n6\n")
