@@ -206,19 +206,30 @@ def test_sigterm_finishes_the_batch_and_leaves_a_final_checkpoint(tmp_path):
     assert loaded.model.n_seen_ == 600
 
 
-def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path):
+def _reloaded_with(tmp_path, text: str):
+    """A daemon on a pipe, past its warm-up, sent SIGHUP after its config file became
+    ``text``; the process and its log lines up to the reload's."""
     config = tmp_path / "config.yaml"
     config.write_text((ROOT / "config.yaml").read_text())
     process = _start_on_a_pipe(tmp_path, "--config", str(config))
     _wait_for(process, "warm-up complete")
-    config.write_text("batch: [this is not a mapping\n")
+    config.write_text(text)
     process.send_signal(signal.SIGHUP)
-    seen = _wait_for(process, "SIGHUP")
-    assert "keeping the running configuration" in seen[-1]
+    return process, _wait_for(process, "SIGHUP")
+
+
+def _checkpointed_and_stopped(process) -> None:
+    """The daemon still answers: SIGUSR1 checkpoints, SIGTERM stops it cleanly."""
     process.send_signal(signal.SIGUSR1)
     _wait_for(process, "checkpoint (SIGUSR1)")
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+
+
+def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path):
+    process, seen = _reloaded_with(tmp_path, "batch: [this is not a mapping\n")
+    assert "keeping the running configuration" in seen[-1]
+    _checkpointed_and_stopped(process)
 
 
 def test_sighup_refuses_a_pipe_and_names_the_keys_that_wait_for_a_restart(tmp_path):
@@ -249,17 +260,9 @@ def test_sighup_refuses_a_pipe_and_names_the_keys_that_wait_for_a_restart(tmp_pa
 def test_sighup_with_a_model_key_the_running_config_lacks(tmp_path):
     """A valid model key the shipped file leaves out (model.verbose) added, then SIGHUP: it is
     named as waiting for a restart (the daemon died with KeyError, no final checkpoint)."""
-    config = tmp_path / "config.yaml"
-    config.write_text((ROOT / "config.yaml").read_text())
-    process = _start_on_a_pipe(tmp_path, "--config", str(config))
-    _wait_for(process, "warm-up complete")
-    config.write_text("model:\n  verbose: 0\n  n_components: 3\n")
-    process.send_signal(signal.SIGHUP)
-    seen = _wait_for(process, "SIGHUP: configuration reloaded")
-    process.send_signal(signal.SIGUSR1)
-    _wait_for(process, "checkpoint (SIGUSR1)")
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0, "".join(seen)
+    process, seen = _reloaded_with(tmp_path, "model:\n  verbose: 0\n  n_components: 3\n")
+    assert "SIGHUP: configuration reloaded" in seen[-1]
+    _checkpointed_and_stopped(process)
 
 
 def test_configuration_errors_exit_78_with_one_line(tmp_path):
