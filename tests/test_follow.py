@@ -26,14 +26,31 @@ def _lines(n, start):
     return "".join(f"{v:.6f}\n" for v in values)
 
 
+_STARTED = []
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left():
+    """A test that fails half-way must not leave its followers running (one left by a failed
+    run kept a core busy for hours)."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def _daemon(log, state, extra=()):
     settings = ["--config", str(ROOT / "config.yaml"), "--follow", str(log), "--checkpoint",
                 str(state), "--no-output", "--set", "model.warmup_size=200", "--set",
                 "batch.max_wait=0.05", "--set", "checkpoint.every_points=500",
                 "--set", "checkpoint.every_seconds=0.2", "--set", "status.every_seconds=0",
                 *extra]
-    return subprocess.Popen([*DAEMON, *settings], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    process = subprocess.Popen([*DAEMON, *settings], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    _STARTED.append(process)
+    return process
 
 
 def _rows(state):
