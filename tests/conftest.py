@@ -9,6 +9,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Daemons a test started as subprocesses (tests append theirs): killed when it ends, so that a
+# test failing half-way leaves none running (one left by a failed run spun a core for hours).
+STARTED = []
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left():
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def until(predicate, timeout=30.0) -> bool:
     """Whether ``predicate()`` came true within ``timeout`` seconds (polled every 50 ms): for
     tests that wait on a daemon in another process."""

@@ -18,7 +18,7 @@ import pytest
 
 from emstream import checkpoint
 
-from .conftest import ROOT, until as _until
+from .conftest import ROOT, STARTED, until as _until
 from .test_daemon import _wait_for
 
 DAEMON = [sys.executable, "-m", "emstreamd"]
@@ -31,25 +31,11 @@ def _run(*args, input=b"", timeout=60, **kwargs):
                           capture_output=True, timeout=timeout, **kwargs)
 
 
-_STARTED = []
-
-
-@pytest.fixture(autouse=True)
-def _no_daemon_left():
-    """A test that fails half-way must not leave its daemons running."""
-    yield
-    while _STARTED:
-        process = _STARTED.pop()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 def _start(*args, **kwargs):
     process = subprocess.Popen([*DAEMON, "--config", CONFIG, *QUIET, *args],
                                stdout=kwargs.pop("stdout", subprocess.DEVNULL),
                                stderr=subprocess.PIPE, **kwargs)
-    _STARTED.append(process)
+    STARTED.append(process)
     return process
 
 

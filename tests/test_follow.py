@@ -14,7 +14,7 @@ import pytest
 
 from emstream import checkpoint
 
-from .conftest import ROOT, until as _until
+from .conftest import ROOT, STARTED, until as _until
 from .test_daemon import _wait_for
 
 DAEMON = [sys.executable, "-m", "emstreamd"]
@@ -26,21 +26,6 @@ def _lines(n, start):
     return "".join(f"{v:.6f}\n" for v in values)
 
 
-_STARTED = []
-
-
-@pytest.fixture(autouse=True)
-def _no_daemon_left():
-    """A test that fails half-way must not leave its followers running (one left by a failed
-    run kept a core busy for hours)."""
-    yield
-    while _STARTED:
-        process = _STARTED.pop()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 def _daemon(log, state, extra=()):
     settings = ["--config", str(ROOT / "config.yaml"), "--follow", str(log), "--checkpoint",
                 str(state), "--no-output", "--set", "model.warmup_size=200", "--set",
@@ -49,7 +34,7 @@ def _daemon(log, state, extra=()):
                 *extra]
     process = subprocess.Popen([*DAEMON, *settings], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
-    _STARTED.append(process)
+    STARTED.append(process)
     return process
 
 
