@@ -259,11 +259,41 @@ def save(model: GaussianMixture, path: str | os.PathLike, *, meta: dict | None =
     number = existing[0][0] + 1 if existing else 1
     written = target / f"checkpoint-{number:08d}.json"
     write_atomic(written, data)
-    for _, old in existing[keep - 1:]:
-        old.unlink(missing_ok=True)
+    # The new file is written and synced: what follows is tidying, and a failure there (an
+    # entry someone else owns) must not make the caller think the checkpoint was lost.
+    ours = [old for _, old in existing if _is_checkpoint_file(old)]
+    for old in ours[keep - 1:]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
     for stale in target.glob(".checkpoint-*.tmp"):  # left by a writer that crashed
-        stale.unlink(missing_ok=True)
+        try:
+            stale.unlink()
+        except OSError:
+            pass
     return written
+
+
+# How a checkpoint file starts (both layouts :func:`dumps` writes: indented and compact).
+_HEADS = (f'{{\n "format": "{FORMAT}"'.encode("ascii"), f'{{"format":"{FORMAT}"'.encode("ascii"))
+
+
+def _is_checkpoint_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file that starts as a checkpoint does: only such files are
+    rotated away (a directory, an empty file or someone's notes named ``checkpoint-N.json``
+    are not ours to delete)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        try:
+            head = os.read(fd, 64)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    return head.startswith(_HEADS)
 
 
 _FILE_KINDS = ((stat.S_ISDIR, "is a directory"), (stat.S_ISFIFO, "is a FIFO (named pipe)"),

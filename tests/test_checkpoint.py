@@ -74,6 +74,24 @@ def test_directory_keeps_the_newest_and_skips_damaged_ones(tmp_path):
     assert "not valid JSON" in loaded.skipped[0][1]
 
 
+def test_rotation_deletes_only_checkpoints(tmp_path):
+    """Entries named like checkpoints that are not (a directory, someone's notes, an empty
+    file) are neither deleted nor counted as kept, and do not make a save fail."""
+    gm = GaussianMixture(2, random_state=0).fit(np.arange(20.0)[:, None])
+    (tmp_path / "checkpoint-00000000.json").mkdir()
+    (tmp_path / "checkpoint-00000001.json").write_text("my notes\n")
+    (tmp_path / "checkpoint-00000002.json").write_bytes(b"")
+    for i in range(4):
+        written = checkpoint.save(gm, tmp_path, meta={"i": i}, keep=2)
+        assert written.exists()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["checkpoint-00000000.json", "checkpoint-00000001.json",
+                     "checkpoint-00000002.json", "checkpoint-00000005.json",
+                     "checkpoint-00000006.json"]
+    assert (tmp_path / "checkpoint-00000001.json").read_text() == "my notes\n"
+    assert checkpoint.load(tmp_path).meta == {"i": 3}
+
+
 def _writer(directory, single_file):
     """Child process: checkpoint in a loop until killed; checkpoint i carries meta i."""
     gm = GaussianMixture(2, random_state=0).fit(np.arange(40.0)[:, None])
