@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sqlite3
 import sys
 import time
@@ -184,11 +185,30 @@ class _Progress(logging.Handler):
 
 
 def cmd_fit(args) -> int:
+    args.output = _fit_output(args.output)
     if args.dask_scheduler:
         return _fit_on_dask(args)
     X, source = read_rows(args.data, args.columns, _day_first(args))
     model = _fit_logged(args, X, source)
     return _save_fit(args, model, source)
+
+
+def _fit_output(name: str) -> Path:
+    """``fit -o``: where the checkpoint goes, checked before any fitting (a fit of an hour must
+    not end in "no such directory").  A name ending in ``/`` is a directory, made if need be."""
+    path = Path(name)
+    if name.endswith(("/", os.sep)) and not path.is_dir():
+        try:
+            path.mkdir(parents=True)
+        except OSError as exc:
+            raise CommandError(f"{name}: cannot make the directory "
+                               f"({exc.strerror or exc})") from None
+    folder = path if path.is_dir() else path.parent
+    if not folder.is_dir():
+        raise CommandError(f"{name}: no directory {str(folder)!r} to write the checkpoint in")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CommandError(f"{name}: the directory {str(folder)!r} is not writable")
+    return path
 
 
 def _fit_logged(args, X, source) -> GaussianMixture:
@@ -768,7 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: %(default)s)")
     fit.add_argument("--random-state", type=int, default=0,
                      help="seed of the initialisation (default: %(default)s)")
-    fit.add_argument("--keep", type=int, default=3,
+    fit.add_argument("--keep", type=_positive_int, default=3,
                      help="checkpoints kept in a directory (default: %(default)s)")
     fit.add_argument("--dask-scheduler", type=_dask_address, metavar="ADDRESS",
                      help="fit on a dask cluster: a scheduler address (tcp://host:8786) or "

@@ -299,6 +299,23 @@ def test_fit_reads_stdin_and_writes_numbered_checkpoints(tmp_path):
                                                         "checkpoint-00000002.json"]
 
 
+def test_fit_checks_where_it_writes_before_fitting(tmp_path, capsys, monkeypatch):
+    import emstream.cli as cli
+
+    fitted = []
+    real = cli._fit_logged
+    monkeypatch.setattr(cli, "_fit_logged", lambda *a: fitted.append(1) or real(*a))
+    # A missing directory or a zero --keep is said at once, not after the fit.
+    assert main(["fit", SEED, "-k", "2", "-o", str(tmp_path / "no" / "c.json")]) == 1
+    assert "no directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", SEED, "-k", "2", "-o", str(tmp_path / "c.json"), "--keep", "0"])
+    assert stopped.value.code == 2 and not fitted
+    # A name ending in a slash is a directory of numbered checkpoints, made if need be.
+    assert main(["fit", SEED, "-k", "2", "-o", str(tmp_path / "new") + "/"]) == 0
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["checkpoint-00000001.json"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["inspect", "/nonexistent/ck.json"], "no such file"),
     (["fit", "/nonexistent/data.txt", "-k", "2", "-o", "x.json"], "cannot open"),
