@@ -636,6 +636,33 @@ def test_a_stop_during_a_refit_of_every_key_is_prompt(tmp_path):
     assert rest.count("refit (SIGUSR2) on the last") < 399
 
 
+def test_sigusr2_refits_are_counted_by_the_daemon_too(tmp_path):
+    """Every key's SIGUSR2 refit counts in the daemon's summary and stored counters, as a
+    single series' does (old code: each key counted its own, the daemon said "refits: 0")."""
+    rng = np.random.default_rng(12)
+    process = subprocess.Popen([*DAEMON[:-2], "--log-level", "INFO", "--checkpoint",
+                                str(tmp_path / "k"), "--set", "input.key=0", "--no-output",
+                                "--set", "status.every_seconds=0.5"],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdin.write("".join(f"k{i % 5} {v + 3 * (i % 5):.4f}\n"
+                                for i, v in enumerate(rng.normal(size=6000))))
+    process.stdin.flush()
+    for line in process.stderr:
+        if ", 6000 points," in line:  # a status line: every row learned
+            break
+    process.send_signal(signal.SIGUSR2)
+    refits = 0
+    for line in process.stderr:
+        refits += "refit (SIGUSR2)" in line
+        if refits == 5:
+            break
+    process.stdin.close()  # the end of the input: the daemon checkpoints and stops
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 0, rest[-2000:]
+    assert "refits: 5;" in rest.split("lifetime:")[1]
+    assert _store(tmp_path / "k" / "keys.sqlite")[1]["counters"]["refits"] == 5
+
+
 def test_the_end_of_input_flush_commits_as_it_goes(tmp_path):
     """Thousands of keys learning their last rows take minutes: checkpoint.every_points counts
     the rows they learn, so the flush is committed as it goes and a kill does not undo all of

@@ -278,8 +278,7 @@ class KeyedDaemon(Daemon):
         before = [monitor.counters[k] for k in COUNTED]
         per_point = self.config["output"]["per_point"] and self.sink.open
         update = monitor.learn(batch, times, per_point=per_point)
-        for name, old in zip(COUNTED, before):
-            self.counters[name] += monitor.counters[name] - old
+        self._add_counts(monitor, before)
         flagged = monitor.counters["anomalies"] - before[COUNTED.index("anomalies")]
         if flagged and self.metrics is not None:
             self.recent_anomalies[key] = self.recent_anomalies.get(key, 0) + flagged
@@ -339,8 +338,16 @@ class KeyedDaemon(Daemon):
                             len(self.active))
                 return
             self._alive()
+            before = [series.monitor.counters[k] for k in COUNTED]
             series.monitor.refit(reason)
+            self._add_counts(series.monitor, before)
             series.dirty = True
+
+    def _add_counts(self, monitor, before: list) -> None:
+        """Add what a key's counters gained since ``before`` (its :data:`COUNTED` values) to
+        the daemon's: every refit, alarm and anomaly of a key is one of the daemon's too."""
+        for name, old in zip(COUNTED, before):
+            self.counters[name] += monitor.counters[name] - old
 
     def _apply_live(self) -> None:
         for series in self.active.values():
