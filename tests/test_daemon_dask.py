@@ -65,3 +65,32 @@ def test_background_refit_on_a_local_cluster_while_ingesting(tmp_path):
                                atol=0.15)
     err = log_path.read_text()
     assert err.index("started on local:2") < err.index("re-learned")
+
+
+def test_a_scheduler_that_does_not_answer_neither_floods_the_log_nor_delays_the_stop(tmp_path):
+    """Nothing listens at the scheduler's address: the refit hangs connecting.  Each scheduled
+    refit meanwhile is skipped once (old code: "skipped" at every mini-batch after, since its
+    count was not reset), and the stop waits refit.wait_at_exit, not 5 s more."""
+    rng = np.random.default_rng(1)
+    process = subprocess.Popen(
+        [*DAEMON, "--config", str(ROOT / "config.yaml"), "--checkpoint", str(tmp_path / "s"),
+         "--no-output", "--log-level", "INFO", "--set", "refit.scheduler=tcp://127.0.0.1:1",
+         "--set", "refit.every_points=2000", "--set", "refit.wait_at_exit=1", "--set",
+         "batch.max_wait=0.05", "--set", "status.every_seconds=0"],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(40):  # 20,000 points in 40 pieces, a mini-batch or more each
+            process.stdin.write(_lines(rng, 500))
+            process.stdin.flush()
+            time.sleep(0.1)
+        stop = time.monotonic()
+        process.stdin.close()
+        err = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 0, err
+        waited = time.monotonic() - stop
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "started on tcp://127.0.0.1:1" in err
+    assert 1 <= err.count("skipped: the previous one is still running") <= 10, err
+    assert waited < 4.5, err  # wait_at_exit (1 s) and the final checkpoint; old code: > 6 s

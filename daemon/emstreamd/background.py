@@ -98,5 +98,7 @@ class BackgroundRefit:
             self._stack.close()
         except Exception as exc:  # a cluster that will not close cleanly must not block exit
             log.warning("closing the dask connection: %s", exc)
-        if self._thread is not None:
+        if self._thread is not None and self._client is not None:
+            # Closed, the client fails the job at once.  A job still connecting (the
+            # scheduler does not answer) is not waited for: refit.wait_at_exit was its time.
             self._thread.join(5.0)

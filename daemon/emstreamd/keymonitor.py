@@ -186,6 +186,9 @@ class KeyMonitor:
         recent = self.window.recent()
         if self.background is not None:
             if self.background.busy:
+                # The next scheduled one is refit.every_points later, not at the next batch (a
+                # scheduler that does not answer made this line a flood, one per batch).
+                self.since_refit = 0
                 log.info("refit (%s) skipped: the previous one is still running on %s", reason,
                          self.background.address)
                 return
