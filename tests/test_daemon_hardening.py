@@ -574,20 +574,27 @@ def test_a_back_fill_resumes_only_in_a_file_that_still_holds_what_it_learned(tmp
         assert checkpoint.load(state).meta["counters"]["rows"] == 601
 
 
-def test_a_resume_says_which_changed_settings_the_checkpoint_keeps(tmp_path):
-    """features.*, the calibration window and the input's layout stay as the checkpoint began
-    with: changing them on a resume did nothing, silently; now one warning names them."""
+@pytest.mark.parametrize("keyed", [False, True], ids=["one series", "keyed"])
+def test_a_resume_says_which_changed_settings_the_checkpoint_keeps(tmp_path, keyed):
+    """The model's settings, features.*, the calibration window and the input's layout stay
+    as the checkpoint began with: changing them on a resume did nothing, silently; now one
+    warning names them (old code: the model's alone, and for a keyed state store nothing)."""
     data, state = tmp_path / "d.csv", tmp_path / "ck"
     rng = np.random.default_rng(3)
-    data.write_text("timestamp,value\n" + "".join(
-        f"2024-01-01 {i // 60:02d}:{i % 60:02d}:00,{v:.4f}\n"
+    data.write_text(("host," if keyed else "") + "timestamp,value\n" + "".join(
+        ("h1," if keyed else "") + f"2024-01-01 {i // 60:02d}:{i % 60:02d}:00,{v:.4f}\n"
         for i, v in enumerate(rng.normal(size=600))))
-    assert _run("--input", str(data), "--checkpoint", str(state), "--no-output").returncode == 0
-    done = _run("--input", str(data), "--checkpoint", str(state), "--no-output",
-                "--set", "features.lags=5", "--set", "output.calibration_window=500")
+    key = ["--set", "input.key=host"] if keyed else []
+    assert _run("--input", str(data), "--checkpoint", str(state), "--no-output",
+                *key).returncode == 0
+    done = _run("--input", str(data), "--checkpoint", str(state), "--no-output", *key,
+                "--set", "features.lags=5", "--set", "output.calibration_window=500",
+                "--set", "model.n_components=4", "--set", "drift.memory=5000")
     assert done.returncode == 0
-    warned = [line for line in done.stderr.decode().splitlines() if "keeps the features and calibration" in line]
+    warned = [line for line in done.stderr.decode().splitlines() if "differs in" in line]
     assert len(warned) == 1
-    assert "'features.lags', 'output.calibration_window'" in warned[0]
-    quiet = _run("--input", str(data), "--checkpoint", str(state), "--no-output")
-    assert "keeps the features and calibration" not in quiet.stderr.decode()
+    assert ("['model.n_components', 'drift.memory', 'features.lags', "
+            "'output.calibration_window']") in warned[0]
+    assert ("only new keys take" in warned[0]) is keyed
+    quiet = _run("--input", str(data), "--checkpoint", str(state), "--no-output", *key)
+    assert "differs in" not in quiet.stderr.decode()

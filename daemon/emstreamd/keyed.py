@@ -34,7 +34,7 @@ from emstream.store import KeyStore, StoreError, store_location
 from .batcher import Pending
 from .errors import EX_CANTCREAT, EX_IOERR, StartError
 from .keymonitor import COUNTED, KeyMonitor
-from .loop import Daemon, PendingRejects
+from .loop import Daemon, PendingRejects, warn_resumed_settings
 from .router import groups
 
 log = logging.getLogger("emstreamd")
@@ -129,12 +129,26 @@ class KeyedDaemon(Daemon):
             return
         checkpoint.validate_meta(meta, source=self.store.path)  # (a hand-edited store)
         self._resume_input(meta, self.store.path)
+        self._warn_kept_settings()
         self.counters["keys"] = len(self.known)
         if self.metrics is not None:  # (from the start, not from the first checkpoint on)
             self.metrics.set_keys(len(self.known), len(self.active), {})
         if self.layout is not None and self.layout is not False and \
                 self.layout.key_field is None:
             raise StartError("the state store's input has no key column", EX_CANTCREAT)
+
+    def _warn_kept_settings(self) -> None:
+        """Say once, at start, which settings config.yaml changes that the keys' models keep
+        (every key was made with the same settings: one key's model speaks for all)."""
+        if not self.known:
+            return
+        key = min(self.known)
+        where = f"{self.store.path} key {key!r}"
+        try:
+            loaded = checkpoint.loads(self.store.get(key), source=where)
+        except (checkpoint.CheckpointError, sqlite3.Error, ValueError):
+            return  # (said when the key returns, where it matters)
+        warn_resumed_settings(loaded.model, loaded.meta, self.config, keyed=True)
 
     # ------------------------------------------------------------------ routing
     def _take(self, data: bytes) -> None:

@@ -64,10 +64,41 @@ def _same(a, b) -> bool:
 _ABSENT = object()
 
 
-def warn_kept_settings(meta: dict, config: dict, timed: bool | None = None) -> list:
-    """Log (and return) the settings config.yaml now sets otherwise than the checkpoint's
-    state keeps them (its temporal features, its calibration window): a change to them on a
-    resumed checkpoint did nothing, silently.  ``timed``: whether the input has times (for
+def warn_resumed_settings(model, meta: dict, config: dict, keyed: bool = False) -> list:
+    """Log (and return) what config.yaml sets otherwise than a resumed model keeps: the
+    model's hyper-parameters, its temporal features and its calibration window (a change to
+    them on a resumed checkpoint did nothing, silently).  ``keyed``: ``model`` and ``meta`` are
+    one key's of a state store, standing for every key it holds."""
+    saved_params = model.get_params()
+    differ = [_setting_name(k, config) for k, v in config_module.model_settings(config).items()
+              if k in saved_params and not _same(saved_params[k], v)]
+    layout = meta.get("layout") if isinstance(meta, dict) else None
+    differ += kept_settings_differ(
+        meta, config, timed=None if not isinstance(layout, dict)
+        else layout.get("time_field") is not None)
+    if differ:
+        if keyed:
+            log.warning("the keys in the state store keep the settings their models began "
+                        "with; config.yaml differs in %s, which only new keys take (remove "
+                        "the state store to start every key afresh)", differ)
+        else:
+            log.warning("the checkpoint keeps the settings its model began with; config.yaml "
+                        "differs in %s (remove the checkpoint to start a new model with them)",
+                        differ)
+    return differ
+
+
+def _setting_name(parameter: str, config: dict) -> str:
+    """The config key a model parameter comes from (the step floor: from drift.memory unless
+    model.step_floor is set)."""
+    if parameter == "step_floor" and config["model"].get("step_floor") is None:
+        return "drift.memory"
+    return f"model.{parameter}"
+
+
+def kept_settings_differ(meta: dict, config: dict, timed: bool | None = None) -> list:
+    """The settings config.yaml sets otherwise than the checkpoint's state keeps them (its
+    temporal features, its calibration window).  ``timed``: whether the input has times (for
     ``features.enabled: auto``; None: not known yet, not compared)."""
     series = meta.get("series") if isinstance(meta, dict) else None
     if not isinstance(series, dict):
@@ -86,10 +117,6 @@ def warn_kept_settings(meta: dict, config: dict, timed: bool | None = None) -> l
     if isinstance(calibrator, dict) and calibrator.get("size") not in (
             None, config["output"]["calibration_window"]):
         differ.append("output.calibration_window")
-    if differ:
-        log.warning("the checkpoint keeps the features and calibration it began with; "
-                    "config.yaml differs in %s (remove the checkpoint to start a new model "
-                    "with them)", differ)
     return differ
 
 
@@ -313,15 +340,7 @@ class Daemon:
         for skipped, reason in loaded.skipped:
             log.warning("skipped checkpoint %s: %s", skipped, reason)
         meta = loaded.meta
-        saved_params = loaded.model.get_params()
-        changed = [k for k, v in config_module.model_settings(self.config).items()
-                   if k in saved_params and not _same(saved_params[k], v)]
-        if changed:
-            log.warning("the checkpoint's model keeps its own settings; config.yaml differs in "
-                        "%s (remove the checkpoint to start a new model)", changed)
-        layout = meta.get("layout")
-        warn_kept_settings(meta, self.config, timed=None if not isinstance(layout, dict)
-                           else layout.get("time_field") is not None)
+        warn_resumed_settings(loaded.model, meta, self.config)
         self._restored = (loaded.model, meta, str(loaded.path))
         self._resume_input(meta, str(loaded.path))
         if self.layout is not None:
