@@ -9,7 +9,8 @@ a normal level or a changed daily shape look normal.  :class:`TemporalFeatures` 
   printed decimal step, so a flatline's log stays finite), so a flatline (no change) or a
   burst of noise stands out;
 - **context** columns, which the score is conditioned on: the previous ``lags`` rows, the row
-  one season before (``season``: a period in points, or "auto" to find it from the first
+  one season before (the median of the three rows around it, so one odd row does not make the
+  next season's look odd; ``season``: a period in points, or "auto" to find it from the first
   block's timestamps (a day) or autocorrelation), and the calendar position (``calendar``: time of day
   and of week as points on circles, from the rows' timestamps).
 
@@ -42,6 +43,12 @@ MIN_SEASON, MAX_SEASON = 4, 1000
 # An autocorrelation this high at the season's lag (and above its neighbours') makes it one.
 SEASON_MIN_CORRELATION = 0.3
 SEASON_PROMINENCE = 0.2
+# The value a season ago is the median of the rows from SEASON_SPAN before to SEASON_SPAN after
+# it: an odd point (a spike, a dropped reading) then does not make the same time of the next
+# day look odd too.  NAB kit, standard score over three seeds (random_state 0, 1, 2): span 0
+# (the raw value) 56.9, 56.5, 56.9; 1: 63.9, 63.6, 59.0; 2: 57.9, 60.6, 60.2 (a wider median
+# blunts the sharp edges of a daily shape: the artificial series lose 16 points).
+SEASON_SPAN = 1
 _DAY, _WEEK = 86400.0, 7 * 86400.0
 
 
@@ -167,7 +174,7 @@ class TemporalFeatures:
         """Rows of history the features need."""
         depth = max(self.lags, self.window + 1)
         if self.season_ is not None:
-            depth = max(depth, self.season_)
+            depth = max(depth, self.season_ + SEASON_SPAN)
         return depth
 
     # ------------------------------------------------------------------ transform
@@ -217,8 +224,7 @@ class TemporalFeatures:
         if self._searching:
             self._decide_season(Z, times)
         if self._season_slot:
-            columns.append(Z[np.arange(h, h + n) - np.minimum(self.season_,
-                                                              np.arange(h, h + n))])
+            columns.append(self._season_context(Z, h, n))
         if self.calendar:
             t = np.asarray(times, dtype=float)
             day, week = 2 * np.pi * (t % _DAY) / _DAY, 2 * np.pi * (t % _WEEK) / _WEEK
@@ -227,6 +233,20 @@ class TemporalFeatures:
         self._seen += n
         self._history = Z[-self._depth():].copy()
         return np.hstack(columns)
+
+    def _season_context(self, Z: np.ndarray, h: int, n: int) -> np.ndarray:
+        """Rows ``h .. h+n-1`` of ``Z``'s value one season earlier: the median of the
+        ``2 SEASON_SPAN + 1`` rows around it (all before the row itself), so that one odd
+        point does not make the same time a season later look odd as well."""
+        pos = np.arange(h, h + n)
+        base = pos - np.minimum(self.season_, pos)  # (the first row, until a season exists)
+        if not SEASON_SPAN:
+            return Z[base]
+        around = base[:, None] + np.arange(-SEASON_SPAN, SEASON_SPAN + 1)
+        np.clip(around, 0, np.maximum(pos - 1, 0)[:, None], out=around)
+        young = pos < self.season_
+        around[young] = base[young, None]
+        return np.median(Z[around], axis=1)
 
     def peek(self, X, times=None) -> np.ndarray:
         """:meth:`transform` without remembering ``X``: the features the next rows would get."""

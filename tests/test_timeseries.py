@@ -324,7 +324,23 @@ def test_features_are_causal_and_a_restart_continues_them_exactly():
     # Columns: target (x, volatility), context (2 lags, the season, 4 calendar).
     assert whole.shape == (3000, 9) and tf.target_columns(1) == [0, 1]
     np.testing.assert_array_equal(whole[100:, 2], x[99:-1, 0])
-    np.testing.assert_array_equal(whole[100:, 4], x[52:-48, 0])
+    # The season: the median of the three points around t - 48 (all before t).
+    np.testing.assert_array_equal(whole[100:, 4],
+                                  np.median([x[51:-49, 0], x[52:-48, 0], x[53:-47, 0]], axis=0))
+
+
+def test_one_odd_point_does_not_make_the_next_season_look_odd():
+    """The season context is a median of three: a spike at t shows in no context a season
+    later, and a level shift shows there on the point the raw value would."""
+    x = np.tile(np.sin(2 * np.pi * np.arange(24) / 24), 6)[:, None]
+    x[30] += 5.0  # a spike in the second day
+    season = TemporalFeatures(lags=0, season=24, volatility=False).transform(x)[:, 1]
+    np.testing.assert_allclose(season[48:], np.median([x[23:-25, 0], x[24:-24, 0],
+                                                       x[25:-23, 0]], axis=0))
+    assert np.abs(season[54] - x[30, 0] + 5.0) < 0.3  # the spike's time, a day later
+    step = np.r_[np.zeros(50), np.ones(50)][:, None]
+    shifted = TemporalFeatures(lags=0, season=24, volatility=False).transform(step)[:, 1]
+    assert shifted[73] == 0.0 and shifted[74:].min() == 1.0
 
 
 def test_the_season_is_found_from_the_autocorrelation_or_not_at_all():

@@ -360,8 +360,8 @@ HEADER = (
 SECTIONS = (
     Section("model", check=_check_model, keys=(
         Key("n_components", 3, _at_most(10_000),
-            "Number of mixture components (K).  (NAB kit, standard score: 2 scored 50.9, "
-            "3 57.8, 4 56.5, 5 51.3.)"),
+            "Number of mixture components (K).  (NAB kit, standard score: 2 scored 54.8, "
+            "3 63.9, 4 56.0, 5 52.8.)"),
         Key("covariance_type", "full", None,
             "Shape of each component's covariance: full | tied | diag | spherical."),
         Key("reg_covar", 1e-6, None,
@@ -379,7 +379,7 @@ SECTIONS = (
         Key("step_decay", 0.8, None,
             "Online EM: per-point step size gamma_t = max((t + step_offset) ** -step_decay, "
             "step_floor).  step_decay (alpha) must lie in (0.5, 1]; 0.8 ends one pass within "
-            "2e-5 of batch EM.  (NAB kit: 0.7 scored 55.3 against 0.8's 57.8.)"),
+            "2e-5 of batch EM.  (NAB kit: 0.7 scored 62.6 against 0.8's 63.9.)"),
         Key("step_offset", 0.0, None,
             "t0 in that step size: a larger one takes smaller first steps."),
         Key("step_floor", None, None,
@@ -486,18 +486,19 @@ SECTIONS = (
             "after a level shift the new level is predicted at once.  auto: on for a table with "
             "a time column; true/false."),
         Key("lags", 1, number(0, 100, integer=True),
-            "Previous values in the context.  (NAB kit: 2 scored 51.8 against 1's 57.8.)"),
+            "Previous values in the context.  (NAB kit: 2 scored 51.3 against 1's 63.9.)"),
         Key("season", "auto", _season,
-            "The value one period earlier: a period in points; auto: a day in points (from the "
-            "timestamps' typical step), or without timestamps the first batch's own period; "
-            "null: none."),
+            "The value one period earlier (the median of the three values around it, so one "
+            "odd value does not make the next period's look odd): a period in points; auto: a "
+            "day in points (from the timestamps' typical step), or without timestamps the first "
+            "batch's own period; null: none."),
         Key("volatility", False, flag,
             "Add the log mean absolute change over the last `window` points to what is scored "
-            "(flags a flatline where no season shows it; off: on NAB it costs 5 points of "
-            "score)."),
+            "(flags a flatline where no season shows it; off: on NAB it costs 5.5 points "
+            "of score)."),
         Key("window", 10, number(2, 10**6, integer=True), "Points of that mean."),
         Key("calendar", False, flag,
-            "Add the time of day and of week to the context (off: on NAB it costs 4 points)."),
+            "Add the time of day and of week to the context (off: on NAB it costs 10 points)."),
     )),
     Section("output", keys=(
         Key("per_point", True, flag,
@@ -516,20 +517,18 @@ SECTIONS = (
             "streams, 6.1x on a 1-D mixture of separated components, 7.9x on NAB's real series "
             "outside their labelled windows, 24x on its ad exchange series, which lie wholly "
             "inside the warm-up; benchmarks/bench_calibration.py).  Refits do not "
-            "reset it.  (On the NAB kit: 1000 scored 56.3, 500 50.2, 1500 53.4, 2000 53.7.)"),
+            "reset it.  (On the NAB kit: 1000 scored 63.9, 500 56.3, 1500 62.0, 2000 60.2.)"),
         Key("anomaly_threshold", 0.9999, _threshold,
             "A point whose score reaches anomaly_threshold is flagged.  (NAB kit, standard "
-            "score of these flags, NAB's own threshold search in brackets: 0.99995 52.7 "
-            "(57.9), 0.9999 57.4 (57.7), 0.9998 57.9 (58.2), 0.9997 56.5 (56.9), 0.9995 57.3 "
-            "(57.7); 0.9999 starts that plateau and has the best low-false-positive score "
-            "(44.6).  Measured before provisional models alerted; now the shipped config's "
-            "alerts and scores both score 56.9.)", live=True),
+            "score of these flags, NAB's own threshold search in brackets: 0.99995 56.8 "
+            "(59.4), 0.9999 63.9 (63.9), 0.9998 61.9 (62.0), 0.9997 61.8 (62.2), 0.9995 60.4 "
+            "(61.3); 0.9999 also has the best low-false-positive score (51.1).)", live=True),
         Key("episode_hold", "day", _hold,
             "A flag starts an episode: the next episode_hold points belong to it (their scores "
             "are halved and none is flagged), so a lasting anomaly or a level shift is one "
             "alert, not a flood.  day: a day of the series' own time in points (from the first "
             "rows' timestamps; 10 to 1,000), 300 without timestamps.  (NAB kit: day scored "
-            "57.8, 300 points 56.3, 150 49.9, 500 52.0; on hourly series 300 points are 12 "
+            "63.9, 300 points 58.4, 150 54.1, 500 53.7; on hourly series 300 points are 12 "
             "days, which swallowed the next anomaly.)", live=True),
     )),
     Section("keys", keys=(
@@ -587,8 +586,8 @@ SECTIONS = (
             "alpha: 1.0, mode: both."),
         Key("block", 50, number(1, 10**6, integer=True),
             "Points averaged into each detector update (page-hinkley is rescaled to match), "
-            "which keeps the detector's cost per point small.  (NAB kit: 100 scored 55.7 "
-            "against 50's 57.8.)"),
+            "which keeps the detector's cost per point small.  (NAB kit: 100 scored 63.7 "
+            "against 50's 63.9.)"),
         Key("refit_points", 500, number(1, 10**8, integer=True),
             "Points collected after an alarm for its refit."),
         Key("memory", 20_000, number(2, 10**12, integer=True, null=True),
