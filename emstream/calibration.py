@@ -40,6 +40,14 @@ MIN_HISTORY = 10
 TAIL_QUANTILE = 0.9
 # Order statistics the bulk's ranks are interpolated between.
 GRID = 129
+# Smallest scale of the exponential tail, in nats.  A flat or quantised series gives a history
+# of (nearly) identical surprises, whose excesses fit a tail of no width at all: a surprise a
+# millionth of a nat above them then scored 0.999999, and a flat gauge alerted once a day for
+# ever.  Surprises that close are one and the same to a model (a density 1.3x another is no
+# anomaly); with this floor 0.9999 needs a surprise at least 1.7 nats (a density 5.6x lower)
+# above the history's 90th percentile, which a value one grid step off a flat level clears by
+# far (6 nats: the resolution floor's variance is step^2 / 12).
+MIN_TAIL_SCALE = 0.25
 
 
 def tail_probability(surprise: np.ndarray, history: np.ndarray, *,
@@ -64,7 +72,7 @@ def tail_probability(surprise: np.ndarray, history: np.ndarray, *,
     floor = 1.0 / (n + 1.0) ** 2
     if only_below is None:
         ranks = np.linspace(0.0, start, min(GRID, start + 1))
-        rank = np.interp(surprise, history[ranks.astype(np.intp)], ranks)
+        rank = _rank_below(surprise, history[ranks.astype(np.intp)], ranks)
         p = (n - rank + 1.0) / (n + 1.0)
         cut = q
     else:
@@ -81,6 +89,19 @@ def tail_probability(surprise: np.ndarray, history: np.ndarray, *,
     return p
 
 
+def _rank_below(surprise: np.ndarray, grid: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """How many past surprises lie below each surprise, interpolated between the order
+    statistics ``grid`` (sorted) at ``ranks``.  Ties count as not below: a surprise equal to
+    many past ones (a flat series: every surprise the same) is as ordinary as they are, where
+    ``np.interp`` would give it the rank of the last of them (a constant series scored 0.9)."""
+    right = np.clip(np.searchsorted(grid, surprise, side="left"), 1, grid.shape[0] - 1)
+    low, high = grid[right - 1], grid[right]
+    width = high - low
+    share = np.divide(surprise - low, width, out=np.zeros_like(surprise), where=width > 0)
+    np.clip(share, 0.0, 1.0, out=share)
+    return ranks[right - 1] + share * (ranks[right] - ranks[right - 1])
+
+
 def _tail_cut(q: float, scale: float, level: float, n: int) -> float:
     """The surprise below which :func:`tail_probability` exceeds ``level`` for sure: where
     the exponential tail reaches it (less a margin for rounding), or ``q`` when the
@@ -92,9 +113,8 @@ def _tail_cut(q: float, scale: float, level: float, n: int) -> float:
 
 
 def _tail_scale(seen: np.ndarray, q: float) -> float:
-    """Mean excess over ``q`` of the ``seen`` excesses (positive: at least a sliver of q)."""
-    return max(float(np.add.reduce(seen)) / seen.size if seen.size else 0.0,
-               1e-9 * (1.0 + abs(float(q))))
+    """Mean excess over ``q`` of the ``seen`` excesses, at least :data:`MIN_TAIL_SCALE`."""
+    return max(float(np.add.reduce(seen)) / seen.size if seen.size else 0.0, MIN_TAIL_SCALE)
 
 
 def _exponential_tail(excess: np.ndarray, scale: float) -> np.ndarray:

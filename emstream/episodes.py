@@ -5,7 +5,10 @@ unusual points in a row.  :class:`Episodes` flags the first point whose score re
 threshold and then holds: for the next ``hold`` points (by default a day of the series' own
 time) the scores are multiplied by ``damp`` (so a threshold on the published score also yields
 one alert per episode) and nothing is flagged.  Each alert is reported once (its index in the stream), so an operator sees one
-event per episode, not a flood of point anomalies.
+event per episode, not a flood of point anomalies.  If the score is still high on the last point
+of the hold and on the very point after it, the same episode goes on, held again without a new alert, and is marked
+``lasting``: its points are the stream's new normal (the series monitor lets them into the
+calibration history, which would otherwise keep judging them by the old one for ever).
 
 Example
 -------
@@ -49,12 +52,15 @@ def _check_hold(hold) -> None:
 @dataclass(frozen=True)
 class EpisodeUpdate:
     """Published scores (n,), flags (n,), the indices (in this update) of new alerts, and
-    which points belong to an episode (flagged or held), shape (n,)."""
+    which points belong to an episode (flagged or held), shape (n,), and which of those belong
+    to it while it lasts (n,): past its first hold, the scores still high at the end of each
+    hold and on the very point after it (no new alert: the same episode goes on)."""
 
     scores: np.ndarray
     flags: np.ndarray
     alerts: np.ndarray
     held: np.ndarray
+    lasting: np.ndarray
 
 
 class Episodes:
@@ -88,6 +94,8 @@ class Episodes:
         self.time_step = None  # the series' typical time step (seconds), once known
         self.remaining = 0  # held points left in the current episode
         self.strong_episode = False  # the current episode was opened by a strong point
+        self.lasting = False  # the current episode has outlasted its first hold
+        self.edge = False  # the last update ended exactly where an episode's hold ran out
 
     @property
     def hold_points(self) -> int:
@@ -126,11 +134,17 @@ class Episodes:
         if self.remaining == 0:
             high = scores >= self.threshold
             if not high.any():  # the usual mini-batch: no episode under way, none starting
-                return EpisodeUpdate(scores.copy(), np.zeros(n, dtype=bool),
-                                     np.zeros(0, dtype=np.int64), np.zeros(n, dtype=bool))
+                self.edge = self.edge and n == 0
+                none = np.zeros(n, dtype=bool)
+                return EpisodeUpdate(scores.copy(), none, np.zeros(0, dtype=np.int64), none,
+                                     none)
         out = scores.copy()
         flags = np.zeros(n, dtype=bool)
         held_mask = np.zeros(n, dtype=bool)
+        lasting = np.zeros(n, dtype=bool)
+        # Where an alert would continue the episode before it (its hold ran out just there,
+        # on a high score).
+        open_at = 0 if self.edge else None
         alerts = []
         high = scores >= self.threshold
         strong = (np.zeros(n, dtype=bool) if strong is None
@@ -149,27 +163,41 @@ class Episodes:
                     held = stop - position
             out[position:stop] *= self.damp
             held_mask[position:stop] = True
+            lasting[position:stop] = self.lasting
             self.remaining -= held
+            if held and not self.remaining and high[stop - 1]:
+                open_at = stop  # (the hold ran out with the scores still high)
             position = stop
             if position < n and self.remaining > 0:  # stopped at an escalation
                 self.remaining = 0
                 nxt = position
+                open_at = None  # (a wild value, not the episode going on)
             else:
                 later = int(np.searchsorted(highs, position))
                 if later == highs.size:
                     break
                 nxt = int(highs[later])
-            flags[nxt] = held_mask[nxt] = True
-            alerts.append(nxt)
-            self.strong_episode = bool(strong[nxt])
+            if nxt == open_at:
+                # Still high on the very point after the hold: the same episode goes on (a
+                # level shift the model has not taken yet), held again, not alerted again.
+                out[nxt] *= self.damp
+                self.lasting = held_mask[nxt] = lasting[nxt] = True
+            else:
+                flags[nxt] = held_mask[nxt] = True
+                alerts.append(nxt)
+                self.strong_episode = bool(strong[nxt])
+                self.lasting = False
+            open_at = None
             position = nxt + 1
             self.remaining = self.hold_points
-        return EpisodeUpdate(out, flags, np.array(alerts, dtype=np.int64), held_mask)
+        self.edge = open_at == n
+        return EpisodeUpdate(out, flags, np.array(alerts, dtype=np.int64), held_mask, lasting)
 
     def state(self) -> dict:
         return {"threshold": self.threshold, "hold": self.hold, "time_step": self.time_step,
                 "damp": self.damp, "remaining": self.remaining,
-                "strong_episode": self.strong_episode}
+                "strong_episode": self.strong_episode, "lasting": self.lasting,
+                "edge": self.edge}
 
     @classmethod
     def from_state(cls, state: dict) -> Episodes:
@@ -188,8 +216,10 @@ class Episodes:
         if not isinstance(remaining, int) or isinstance(remaining, bool) or not (
                 0 <= remaining <= episodes.hold_points):
             raise ValueError(f"episodes state: remaining {remaining!r} out of range")
-        strong = state.get("strong_episode", False)
-        if not isinstance(strong, bool):
-            raise ValueError(f"episodes state: strong_episode {strong!r} is not a boolean")
-        episodes.remaining, episodes.strong_episode = remaining, strong
+        flags = {name: state.get(name, False) for name in ("strong_episode", "lasting", "edge")}
+        for name, value in flags.items():
+            if not isinstance(value, bool):
+                raise ValueError(f"episodes state: {name} {value!r} is not a boolean")
+        episodes.remaining = remaining
+        episodes.strong_episode, episodes.lasting, episodes.edge = flags.values()
         return episodes

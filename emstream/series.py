@@ -184,8 +184,16 @@ class SeriesMonitor:
             stop = start + self.calibrator.next_chunk(n - start)
             chunk = self.calibrator.score(surprise[start:stop], remember=False,
                                           flag_level=flag_level)
+            end = self._episode_end(chunk)
+            if end is not None and end < chunk.shape[0]:
+                # The rest is scored against a history that has taken this episode in, if it
+                # lasted (else a level shift's second day alerted within the same batch).
+                stop, chunk = start + end, chunk[:end]
             episode = self.episodes.update(chunk, update.gated[start:stop])
-            normal = ~(episode.held | update.gated[start:stop])
+            # (Except a lasting episode's, gated or not: the scores stayed up a whole hold
+            # and more, the stream's new normal, which a history that never took it would
+            # flag a hold after a hold for ever: a flat gauge alerted once a day.)
+            normal = episode.lasting | ~(episode.held | update.gated[start:stop])
             self.calibrator.remember(surprise[start:stop][normal])
             scores[start:stop] = episode.scores
             flags[start:stop] = episode.flags
@@ -196,6 +204,15 @@ class SeriesMonitor:
             self._rebase(context)
         return SeriesUpdate(update.log_prob, surprise, scores, flags, update.resp,
                             update.gated, events, F)
+
+    def _episode_end(self, scores: np.ndarray) -> int | None:
+        """Where in these scores the episode under way (or the first to open) ends its hold;
+        None if no episode runs or opens."""
+        episodes = self.episodes
+        if episodes.remaining:
+            return episodes.remaining
+        high = np.flatnonzero(scores >= episodes.threshold)
+        return int(high[0]) + 1 + episodes.hold_points if high.size else None
 
     def _generation(self):
         """Which model the learner holds (changes when a fit replaces it)."""

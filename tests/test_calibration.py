@@ -54,3 +54,22 @@ def test_the_calibration_benchmark_refuses_a_stream_shorter_than_its_warm_up():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "--points must exceed 20,000" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_flat_history_is_not_a_tail_of_no_width():
+    """A flat series' surprises are all the same: one a millionth of a nat above them is as
+    ordinary (old code: 0.999999, the exponential tail's scale collapsing to 1e-9), one equal
+    to them is not unusual at all (old code: 0.898), and one a few nats above is an anomaly."""
+    calibrator = TailCalibrator()
+    calibrator.remember(np.full(1000, -3.2879))
+    same, sliver, clear = calibrator.score(np.array([-3.2879, -3.2878999, -1.0]),
+                                           remember=False)
+    assert same == 0.0 and sliver < 0.9999 and clear > 0.9999
+
+
+def test_ties_count_as_not_below():
+    """The rank of a surprise equal to many past ones is the count strictly below it."""
+    history = np.sort(np.r_[np.arange(100.0), np.full(900, 100.0)])
+    p = tail_probability(np.array([100.0, 50.0]), history)
+    assert p[0] == pytest.approx(901 / 1001, abs=0.01)  # 900 ties and itself: ordinary
+    assert p[1] == pytest.approx(951 / 1001, abs=0.01)

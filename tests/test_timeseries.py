@@ -389,6 +389,41 @@ def test_episodes_hold_across_batches_and_restarts():
     assert flags == [100, 500]
 
 
+def test_an_episode_that_outlasts_its_hold_goes_on_without_a_new_alert():
+    """Scores still high on the very point after a hold: the same episode goes on, held
+    again and marked lasting (its points go into the calibration history), not alerted again;
+    a gap below the threshold ends it.  The same across batches and restarts."""
+    scores = np.full(11, 0.999)
+    scores[[0, 9]] = [0.5, 0.2]
+    whole = Episodes(threshold=0.99, hold=3).update(scores)
+    assert np.flatnonzero(whole.flags).tolist() == [1, 10]
+    assert whole.lasting.astype(int).tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0]
+    assert whole.held.astype(int).tolist() == [0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1]
+    episodes, flags, lasting = Episodes(threshold=0.99, hold=3), [], []
+    for start in range(0, 11, 2):  # (a hold that runs out at the end of a batch, too)
+        update = episodes.update(scores[start:start + 2])
+        flags += (start + np.flatnonzero(update.flags)).tolist()
+        lasting += update.lasting.astype(int).tolist()
+        episodes = Episodes.from_state(json.loads(json.dumps(episodes.state())))
+    assert flags == [1, 10] and lasting == whole.lasting.astype(int).tolist()
+
+
+def test_a_flat_gauge_that_changes_level_once_is_not_alerted_every_day(tmp_path):
+    """An integer gauge, 3 for ten days, then 4 for thirty: the change is alerted at once,
+    and then not every day (old code: 24 alerts, one a day after the change: its surprises all
+    alike gave the calibration a tail of no width, and the episode's points never entered it,
+    so each next day was as new as the first)."""
+    data = tmp_path / "gauge.csv"
+    data.write_text("timestamp,value\n" + "".join(
+        f"{1_704_067_200 + 300 * i},{3 if i < 2880 else 4}\n" for i in range(288 * 40)))
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s")],
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    alerts = [int(line.split(",")[0]) for line in done.stdout.decode().splitlines()
+              if line.endswith(",1")]
+    assert alerts[0] == 2882 and len(alerts) <= 2, alerts  # (line 2882: the first 4)
+
+
 def test_an_episode_lasts_a_day_of_the_series_own_time():
     episodes = Episodes(threshold=0.9999)
     assert episodes.hold == "day" and episodes.hold_points == 300  # no timestamps yet
