@@ -509,7 +509,7 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         # parse_lines numbered the lines it saw 1, 2, ...: back to the block's numbers.
         rows, lines = parsed.rows, numbers[rest[parsed.lines - 1]]
         found = Rejects.of(parsed.rejects)
-        found = found.renumbered(numbers[rest[found.lines - 1]])
+        found = _as_written(found, rest[found.lines - 1], numbers, data, starts, stops)
         found = found.take(np.flatnonzero(~np.isin(found.lines, [*early, layout.header_line])))
     times = text = keys = None
     index = np.searchsorted(numbers[rest], lines)
@@ -659,6 +659,16 @@ def _per_line(mask: np.ndarray, starts, stops) -> np.ndarray:
     """How many of each line's bytes ``mask`` marks (differences of a running total)."""
     total = _prefix(mask)
     return total[stops] - total[starts]
+
+
+def _as_written(found: Rejects, index: np.ndarray, numbers, data, starts, stops) -> Rejects:
+    """Rejects of the values-only text :func:`parse_table` hands the number parser (its
+    lines ``index`` of the block), with the block's line numbers and each line's own text, as
+    written: the dead letters and the log show the line that came, time and all, not the
+    stand-in for an empty or quoted value that the parser saw."""
+    begin = starts[index]
+    return Rejects(numbers[index], found.codes, begin, np.minimum(stops[index], begin + _SNIPPET),
+                   data, found.reasons)
 
 
 def _bulk_rejects(data, starts, stops, numbers, blank, wrong) -> Rejects:

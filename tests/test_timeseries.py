@@ -249,6 +249,16 @@ def test_bad_rows_of_a_table_are_rejected_with_their_reason():
     assert [(r.line, r.reason) for r in parsed.rejects] == [
         (3, "bad timestamp"), (4, "non-numeric"), (5, "wrong field count"), (6, "blank"),
         (7, "non-finite")]
+    # Each reject carries its line as written (old code: "x" for the value, no time).
+    assert [r.text for r in parsed.rejects] == [
+        "yesterday,2", "2014-07-01 00:10:00,x", "2014-07-01 00:15:00", "",
+        "2014-07-01 00:20:00,nan"]
+    data = (b'timestamp,a,b\n2024-01-01 00:00:00,1,2\n2024-01-01 00:05:00,,3\n'
+            b'2024-01-01 00:10:00,"1,5",3\n')
+    parsed = parse_table(data, find_layout(data), first_line=1)
+    assert [(r.line, r.reason, r.text) for r in parsed.rejects] == [
+        (3, "non-numeric", "2024-01-01 00:05:00,,3"),
+        (4, "non-numeric", '2024-01-01 00:10:00,"1,5",3')]
 
 
 def test_a_flood_of_junk_in_a_table_is_rejected_in_bulk(monkeypatch):
