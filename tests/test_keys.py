@@ -3,6 +3,7 @@ eviction and SIGKILLs; new keys past the hard limit are rejected; the state stor
 ``emstream inspect`` and ``emstream diff``."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -164,8 +165,12 @@ def test_sigkills_during_a_keyed_backfill_apply_every_row_once_per_key(tmp_path)
                 assert line == expected[line.split(",")[0]], (kills, line)
                 seen[line.split(",")[0]] = line
         if process.returncode == 0:
-            break
-    assert kills >= 20
+            if kills >= 20:
+                break
+            # (The machine ran fast for a while, and a run finished before the 20th kill: the
+            # back-fill again from scratch, so the kills always come.)
+            shutil.rmtree(tmp_path / "s")
+            seen = {}
     assert seen.keys() == expected.keys()
     (resumed, meta), (whole_run, whole_meta) = (_store(tmp_path / d / "keys.sqlite")
                                                 for d in ("s", "ref"))
