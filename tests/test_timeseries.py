@@ -432,6 +432,10 @@ def test_a_flat_gauge_that_changes_level_once_is_not_alerted_every_day(tmp_path)
     alerts = [int(line.split(",")[0]) for line in done.stdout.decode().splitlines()
               if line.endswith(",1")]
     assert alerts[0] == 2882 and len(alerts) <= 2, alerts  # (line 2882: the first 4)
+    # What the first mini-batch decided for good is said once (it was said nowhere).
+    assert done.stderr.decode().count(
+        "time series: a time step of 300 s; the value 288 points back in the context; an alert "
+        "holds its episode for 288 points") == 1
 
 
 def test_an_episode_lasts_a_day_of_the_series_own_time():

@@ -28,6 +28,7 @@ from emstream.drift import DriftMonitor
 from emstream.exceptions import InitialValuesError
 from emstream.ring import RingBuffer
 from emstream.series import SeriesMonitor
+from emstream.temporal import MAX_SEASON, MIN_SEASON
 
 from . import config as config_module
 from .errors import EX_CONFIG, EX_DATAERR, StartError
@@ -157,6 +158,8 @@ class KeyMonitor:
         for event in update.events:
             if event["event"] != "anomaly":
                 self._drift_event(event, len(batch))
+        if not counters["rows"] and self.series.features is not None:
+            self._log_time_setup(level)
         counters["rows"] += len(batch)
         counters["batches"] += 1
         if self.metrics is not None:
@@ -168,6 +171,24 @@ class KeyMonitor:
         if every is not None and self.since_refit >= every:  # at batch boundaries: determinate
             self.refit("schedule")
         return update
+
+    def _log_time_setup(self, level: int) -> None:
+        """Say what the first mini-batch decided for good: the time step, the season in the
+        context and the episode's hold (an odd first batch, say a start-up burst of
+        one-second rows, can switch the season off; the operator should see it)."""
+        features, episodes = self.series.features, self.series.episodes
+        step = episodes.time_step
+        season = features.season_
+        if season is not None:
+            what = f"the value {season} points back in the context"
+        elif features.season == "auto" and step:
+            what = (f"no season in the context (a day is {86400 / step:.0f} points, outside "
+                    f"{MIN_SEASON} to {MAX_SEASON})")
+        else:
+            what = "no season in the context"
+        log.log(level, "%stime series: %s; %s; an alert holds its episode for %d points",
+                self.name, f"a time step of {step:g} s" if step else "no timestamps", what,
+                episodes.hold_points)
 
     def _remember(self, batch: np.ndarray) -> None:
         """Keep the last ``refit.window`` learned rows."""
