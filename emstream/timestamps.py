@@ -3,7 +3,8 @@
 Accepted: ``2014-07-01 00:30:00``, ``2014-07-01T00:30:00.250``, a date alone (midnight), with
 an optional ``Z``, ``UTC`` or ``GMT``, or a ``+HH:MM`` / ``-HHMM`` / ``+HH`` offset; and, for a
 field that is a plain number, epoch seconds, or epoch milliseconds when beyond 1e11 (year 5138
-in seconds, 1973 in ms).  Dates as spreadsheets write them are accepted too: ``2014/07/01``,
+in seconds, 1973 in ms), microseconds beyond 1e14 and nanoseconds beyond 1e17 (as databases and
+tracing tools write them: read as milliseconds, they were years like 55,967).  Dates as spreadsheets write them are accepted too: ``2014/07/01``,
 ``1.7.2014`` (day first), and ``7/1/2014`` or ``01/07/2014``, whose order is the stream's
 (``day_first``: told, or found by :func:`infer_day_first` from a day above 12), with
 ``H:MM[:SS]`` and an optional ``AM``/``PM``.
@@ -36,6 +37,9 @@ _WRITTEN = re.compile(rb"(\d{1,4})([/.])(\d{1,2})\2(\d{1,4})(?:(?:[T ]|, ?)\s*(\
                       rb"(?::(\d\d)(\.\d+)?)?(?:\s*([AaPp])\.?[Mm]\.?)?)?")
 # Epoch numbers beyond this are milliseconds.
 _MILLISECONDS = 1e11
+# Epoch numbers beyond _MILLISECONDS: milliseconds up to 1e14, microseconds up to 1e17, then
+# nanoseconds (each range is years 1973 to 5138 in its unit: no overlap).
+_EPOCH_UNITS = ((1e14, 1e3), (1e17, 1e6))
 
 
 def _written(match, day_first: bool | None) -> str | None:
@@ -69,7 +73,13 @@ def _one(text: bytes, day_first: bool | None = None) -> float:
     text = text.strip()
     if _EPOCH.fullmatch(text):
         value = float(text)
-        return value / 1000.0 if abs(value) > _MILLISECONDS else value
+        magnitude = abs(value)
+        if magnitude <= _MILLISECONDS:
+            return value
+        for bound, per_second in _EPOCH_UNITS:
+            if magnitude <= bound:
+                return value / per_second
+        return value / 1e9
     offset = 0.0
     zone = _OFFSET.search(text) if len(text) > 10 else None
     if zone is not None and zone.group(1) and b":" not in text[:zone.start()]:

@@ -29,6 +29,8 @@ def test_times_in_every_accepted_form_and_nan_for_the_rest():
     fields = [b"2014-07-01 00:30:00", b"2014-07-01T00:30:00", b"2014-07-01T00:30:00.000Z",
               b"2014-07-01T02:30:00+02:00", b"2014-06-30T19:30:00-0500", b"1404174600",
               b"1404174600000", b"1404174600.0", b"2014-07-01 00:30",
+              # epoch micro- and nanoseconds (read as milliseconds: the year 44,467)
+              b"1404174600000000", b"1404174600000000000",
               # BigQuery's and PostgreSQL's exports, a logger's offset after a space
               b"2014-07-01 00:30:00 UTC", b"2014-07-01 02:30:00+02", b"2014-07-01 00:30:00 +0000",
               b"2014-07-01 00:30:00 GMT", b"2014-06-30 19:30:00-05"]

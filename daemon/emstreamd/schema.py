@@ -424,7 +424,8 @@ SECTIONS = (
             "objects); auto: the first of timestamp, @timestamp, time, ts, datetime, date that "
             "the first record holds as a time (a number only as epoch seconds or milliseconds, "
             "so a duration is not taken).  Times are ISO 8601 (2014-07-01 00:30:00, a T, "
-            "fractions, Z, UTC or an offset: +02:00, +00), epoch seconds / milliseconds or a spreadsheet's dates "
+            "fractions, Z, UTC or an offset: +02:00, +00), epoch seconds, milliseconds, "
+            "microseconds or nanoseconds (told by their size) or a spreadsheet's dates "
             "(see day_first); a line whose time does not parse is rejected (\"bad timestamp\"). "
             " Each per-point line then carries the time as "
             "written."),
