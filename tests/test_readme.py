@@ -343,8 +343,8 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 # ---------------------------------------------------------------- the set-up commands
-SETUP_PROSE = ("5,000 readings", "four malformed lines", "from the 101st reading on",
-               "`line,label,probability,surprise,score,anomaly`", "logs the rejected lines",
+SETUP_PROSE = ("5,000 lines", "four of them malformed: 4,996 readings",
+               "from the 101st reading on", "`line,label,probability,surprise,score,anomaly`", "logs the rejected lines",
                "ends with a summary of", "`.ci/run` runs the same")
 
 
@@ -375,7 +375,7 @@ def run_setup(block: Block, ctx: Context) -> None:
     assert done.calls == [["python", "-m", "pip", "install", "-e", "."]], done.calls
     assert "Would install emstream-" in done.stderr, done.stderr[-3000:]
     lines, good = _sensor_points(repo / "examples" / "sensor.txt")
-    assert (lines, lines - good) == (5000, 4)  # 5,000 readings, four malformed lines
+    assert (lines, lines - good) == (5000, 4)  # 5,000 lines, four malformed: 4,996 readings
     rows = done.stdout.splitlines()
     assert len(rows) == good - 100, "one line per reading from the 101st on"
     assert rows[0].split(",")[0] == "101"
