@@ -206,13 +206,22 @@ class SeriesMonitor:
                             update.gated, events, F)
 
     def _episode_end(self, scores: np.ndarray) -> int | None:
-        """Where in these scores the episode under way (or the first to open) ends its hold;
-        None if no episode runs or opens."""
+        """Where in these scores the episode under way (or the first to open) ends its hold,
+        if it may go on past it (high scores on both sides of its end: it would last); else
+        None.  (Only then does the history need the episode's points before the rest is
+        scored: cutting at every episode's end cost a third of a plain back-fill's time.)"""
         episodes = self.episodes
         if episodes.remaining:
-            return episodes.remaining
-        high = np.flatnonzero(scores >= episodes.threshold)
-        return int(high[0]) + 1 + episodes.hold_points if high.size else None
+            end = episodes.remaining
+        else:
+            high = np.flatnonzero(scores >= episodes.threshold)
+            if not high.size:
+                return None
+            end = int(high[0]) + 1 + episodes.hold_points
+        if end < scores.shape[0] and scores[end - 1] >= episodes.threshold \
+                and scores[end] >= episodes.threshold:
+            return end
+        return None
 
     def _generation(self):
         """Which model the learner holds (changes when a fit replaces it)."""
