@@ -360,8 +360,8 @@ HEADER = (
 SECTIONS = (
     Section("model", check=_check_model, keys=(
         Key("n_components", 3, _at_most(10_000),
-            "Number of mixture components (K).  (NAB kit, standard score: 2 scored 55.4, "
-            "3 64.7, 4 56.2, 5 52.9.)"),
+            "Number of mixture components (K).  (NAB kit, standard score: 2 scored 54.9, "
+            "3 64.1, 4 56.2, 5 52.7.)"),
         Key("covariance_type", "full", None,
             "Shape of each component's covariance: full | tied | diag | spherical."),
         Key("reg_covar", 1e-6, None,
@@ -379,7 +379,7 @@ SECTIONS = (
         Key("step_decay", 0.8, None,
             "Online EM: per-point step size gamma_t = max((t + step_offset) ** -step_decay, "
             "step_floor).  step_decay (alpha) must lie in (0.5, 1]; 0.8 ends one pass within "
-            "2e-5 of batch EM.  (NAB kit: 0.7 scored 62.9 against 0.8's 64.7.)"),
+            "2e-5 of batch EM.  (NAB kit: 0.7 scored 62.8 against 0.8's 64.1.)"),
         Key("step_offset", 0.0, None,
             "t0 in that step size: a larger one takes smaller first steps."),
         Key("step_floor", None, None,
@@ -487,7 +487,7 @@ SECTIONS = (
             "after a level shift the new level is predicted at once.  auto: on for a table with "
             "a time column; true/false."),
         Key("lags", 1, number(0, 100, integer=True),
-            "Previous values in the context.  (NAB kit: 2 scored 50.5 against 1's 64.7.)"),
+            "Previous values in the context.  (NAB kit: 2 scored 50.1 against 1's 64.1.)"),
         Key("season", "auto", _season,
             "The value one period earlier (the median of the three values around it, so one "
             "odd value does not make the next period's look odd): a period in points; auto: a "
@@ -495,11 +495,11 @@ SECTIONS = (
             "batch's own period; null: none."),
         Key("volatility", False, flag,
             "Add the log mean absolute change over the last `window` points to what is scored "
-            "(flags a flatline where no season shows it; off: on NAB it costs 8.7 points "
+            "(flags a flatline where no season shows it; off: on NAB it costs 7.6 points "
             "of score)."),
         Key("window", 10, number(2, 10**6, integer=True), "Points of that mean."),
         Key("calendar", False, flag,
-            "Add the time of day and of week to the context (off: on NAB it costs 11 points)."),
+            "Add the time of day and of week to the context (off: on NAB it costs 9.8 points)."),
     )),
     Section("output", keys=(
         Key("per_point", True, flag,
@@ -515,21 +515,21 @@ SECTIONS = (
             "last calibration_window surprises (empirical, with an exponential tail beyond "
             "their 90th percentile), so it means the same on every series: 0.9999 is meant for "
             "one ordinary point in 10,000 (measured: up to 1.9x that on synthetic one-mode "
-            "streams, 6.1x on a 1-D mixture of separated components, 7.0x on NAB's real series "
-            "outside their labelled windows, 19x on its ad exchange series, which lie wholly "
+            "streams, 6.1x on a 1-D mixture of separated components, 7.2x on NAB's real series "
+            "outside their labelled windows, 18x on its ad exchange series, which lie wholly "
             "inside the warm-up; benchmarks/bench_calibration.py).  Refits do not "
-            "reset it.  (On the NAB kit: 1000 scored 64.7, 500 57.2, 1500 62.5, 2000 60.4.)"),
+            "reset it.  (On the NAB kit: 1000 scored 64.1, 500 56.6, 1500 62.2, 2000 60.4.)"),
         Key("anomaly_threshold", 0.9999, _threshold,
             "A point whose score reaches anomaly_threshold is flagged.  (NAB kit, standard "
-            "score of these flags, NAB's own threshold search in brackets: 0.99995 56.8 "
-            "(60.9), 0.9999 64.7 (64.7), 0.9998 62.2 (62.4), 0.9997 62.2 (62.6), 0.9995 57.0 "
-            "(57.8); 0.9999 also has the best low-false-positive score (52.6).)", live=True),
+            "score of these flags, NAB's own threshold search in brackets: 0.99995 56.9 "
+            "(59.5), 0.9999 64.1 (64.1), 0.9998 62.3 (62.5), 0.9997 62.2 (62.6), 0.9995 58.3 "
+            "(59.1); 0.9999 also has the best low-false-positive score (51.5).)", live=True),
         Key("episode_hold", "day", _hold,
             "A flag starts an episode: the next episode_hold points belong to it (their scores "
             "are halved and none is flagged), so a lasting anomaly or a level shift is one "
             "alert, not a flood.  day: a day of the series' own time in points (from the first "
             "rows' timestamps; 10 to 1,000), 300 without timestamps.  (NAB kit: day scored "
-            "64.7, 300 points 59.0, 150 57.0, 500 53.9; on hourly series 300 points are 12 "
+            "64.1, 300 points 58.6, 150 54.5, 500 53.7; on hourly series 300 points are 12 "
             "days, which swallowed the next anomaly.)", live=True),
     )),
     Section("keys", keys=(
@@ -587,8 +587,8 @@ SECTIONS = (
             "alpha: 1.0, mode: both."),
         Key("block", 50, number(1, 10**6, integer=True),
             "Points averaged into each detector update (page-hinkley is rescaled to match), "
-            "which keeps the detector's cost per point small.  (NAB kit: 100 scored 64.3 "
-            "against 50's 64.7.)"),
+            "which keeps the detector's cost per point small.  (NAB kit: 100 scored 63.9 "
+            "against 50's 64.1.)"),
         Key("refit_points", 500, number(1, 10**8, integer=True),
             "Points collected after an alarm for its refit."),
         Key("memory", 20_000, number(2, 10**12, integer=True, null=True),
