@@ -4,10 +4,11 @@ Accepted: ``2014-07-01 00:30:00``, ``2014-07-01T00:30:00.250``, a date alone (mi
 an optional ``Z``, ``UTC`` or ``GMT``, or a ``+HH:MM`` / ``-HHMM`` / ``+HH`` offset; and, for a
 field that is a plain number, epoch seconds, or epoch milliseconds when beyond 1e11 (year 5138
 in seconds, 1973 in ms), microseconds beyond 1e14 and nanoseconds beyond 1e17 (as databases and
-tracing tools write them: read as milliseconds, they were years like 55,967).  Dates as spreadsheets write them are accepted too: ``2014/07/01``,
-``1.7.2014`` (day first), and ``7/1/2014`` or ``01/07/2014``, whose order is the stream's
-(``day_first``: told, or found by :func:`infer_day_first` from a day above 12), with
-``H:MM[:SS]`` and an optional ``AM``/``PM``.
+tracing tools write them: read as milliseconds, they were years like 55,967).  Dates as
+spreadsheets write them are accepted too: ``2014/07/01``, ``1.7.2014`` (day first), and
+``7/1/2014`` or ``01/07/2014``, whose order is the stream's (``day_first``: told, or found by
+:func:`infer_day_first` from a day above 12), with ``H:MM[:SS]`` and an optional
+``AM``/``PM``.
 A field that is none of these is NaN, which the caller rejects as "bad timestamp".
 
 Example

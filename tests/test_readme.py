@@ -344,8 +344,8 @@ def _stop(process: subprocess.Popen) -> None:
 
 # ---------------------------------------------------------------- the set-up commands
 SETUP_PROSE = ("5,000 lines", "four of them malformed: 4,996 readings",
-               "from the 101st reading on", "`line,label,probability,surprise,score,anomaly`", "logs the rejected lines",
-               "ends with a summary of", "`.ci/run` runs the same")
+               "from the 101st reading on", "`line,label,probability,surprise,score,anomaly`",
+               "logs the rejected lines", "ends with a summary of", "`.ci/run` runs the same")
 
 
 def _sensor_points(path: Path) -> tuple[int, int]:
