@@ -1184,8 +1184,9 @@ def parse_json_lines(data: bytes, fields, *, first_line: int = 1,
         range" (beyond ±1e100, integers of any size included), "too long", "invalid utf-8",
         "blank"; with ``key``, "bad key" (an empty key, one holding a control character
         (:func:`is_bad_key`) or a lone surrogate, or a key field that is neither text nor an
-        integer: null, a float, a list).  Lines that are too long, blank, not UTF-8 or do not start with
-        "{" are found in bulk; the others are decoded one by one (a repeated bad one once).
+        integer: null, a float, a list).  Lines that are too long, blank, not UTF-8 or do not
+        start with "{" are found in bulk; the others are decoded one by one (a repeated bad
+        one once).
 
     Examples
     --------

@@ -49,9 +49,11 @@ def _key_rejects(parsed, refused: list, data: bytes, ends, first: int) -> Reject
     """The rows refused for their key as rejects, their texts spans of ``data`` (the block,
     whose first line is ``first``; ``ends``: the byte just past each of its lines, or of each
     row when the parser gave them), in line order."""
-    rows = np.concatenate([index for index, _ in refused])
-    reasons = [reason for index, reason in refused for _ in range(len(index))]
     names = tuple(REASONS) + tuple(r for r in ("too many keys",) if r not in REASONS)
+    rows = np.concatenate([index for index, _ in refused])
+    # (a code per group, not a Python step per row: a flood of new keys is all refused rows)
+    codes = np.concatenate([np.full(len(index), names.index(reason), dtype=np.int8)
+                            for index, reason in refused])
     order = np.argsort(rows, kind="stable")
     lines = parsed.lines[rows][order]
     ends = np.asarray(ends, dtype=np.int64)
@@ -63,8 +65,7 @@ def _key_rejects(parsed, refused: list, data: bytes, ends, first: int) -> Reject
         trim = (stops > starts) & (body[np.maximum(stops - 1, 0)] == end)
         stops = stops - trim
     stops = np.minimum(stops, starts + _SNIPPET)
-    codes = [names.index(reasons[i]) for i in order]
-    return Rejects(lines, codes, starts, stops, data, names)
+    return Rejects(lines, codes[order], starts, stops, data, names)
 
 
 class Series:
