@@ -89,6 +89,20 @@ class SeriesUpdate:
     rows: np.ndarray | None = None
 
 
+def _surprise_without(F: np.ndarray, context: list, dropped, params) -> np.ndarray:
+    """``-log p(target | context)`` of feature rows ``F`` with the columns ``dropped`` left
+    out of both (the mixture's marginal over the rest): after an outage the row before is
+    hours old, and scoring against it alerted at every resumption of a daily series, while
+    filling it in with the value a day before misled series without a daily shape."""
+    dropped = set(dropped)
+    kept = [c for c in range(F.shape[1]) if c not in dropped]
+    given = [c for c in context if c not in dropped]
+    surprise = -em.score_samples(F[:, kept], params.marginal(kept))
+    if given:
+        surprise += em.score_samples(F[:, given], params.marginal(given))
+    return surprise
+
+
 class SeriesMonitor:
     """Scores a stream point by point (see the module's docstring).
 
@@ -139,8 +153,12 @@ class SeriesMonitor:
             if step is not None:
                 self.episodes.set_time_step(step)
         F = self.feature_rows(X, times)
-        context = self.features.context_columns(X.shape[1]) if self.features else []
-        return self.learn_rows(F, context, with_resp=with_resp, with_scores=with_scores)
+        if self.features is None:
+            return self.learn_rows(F, [], with_resp=with_resp, with_scores=with_scores)
+        d = X.shape[1]
+        return self.learn_rows(F, self.features.context_columns(d), with_resp=with_resp,
+                               with_scores=with_scores, stale=self.features.stale_,
+                               stale_columns=self.features.lag_columns(d))
 
     def conditional_surprise(self, F, context: list) -> np.ndarray | None:
         """``-log p(target | context)`` of feature rows ``F`` (n, F) under the current model,
@@ -155,14 +173,14 @@ class SeriesMonitor:
         return surprise
 
     def learn_rows(self, F, context: list, *, with_resp: bool = False,
-                   with_scores: bool = True) -> SeriesUpdate:
+                   with_scores: bool = True, stale=None, stale_columns=()) -> SeriesUpdate:
         """:meth:`update` for rows already turned into features (``context``: the columns the
-        score is conditioned on)."""
+        score is conditioned on; ``stale`` (n,) bool: rows whose ``stale_columns`` are too old
+        to say anything, after a gap in time, and are left out of their score)."""
         model = self.monitor.model
-        marginal = None
-        if context and model._is_fitted():
-            # The parameters the update scores with (the learner's iterate), before it learns.
-            marginal = model._learner().iterate.marginal(context)
+        # The parameters the update scores with (the learner's iterate), before it learns.
+        params = model._learner().iterate if model._is_fitted() else None
+        marginal = params.marginal(context) if context and params is not None else None
         generation = self._generation()
         update = self.monitor.update(F, with_resp=with_resp)
         n = F.shape[0]
@@ -172,6 +190,8 @@ class SeriesMonitor:
         surprise = -update.log_prob
         if marginal is not None:
             surprise = surprise + em.score_samples(F[:, context], marginal)
+        if stale is not None and params is not None and stale.any():
+            surprise[stale] = _surprise_without(F[stale], context, stale_columns, params)
         scores, flags = np.empty(n), np.zeros(n, dtype=bool)
         # Without per-point scores only the flags matter: scores below the threshold need not
         # be exact (most points then cost one comparison).

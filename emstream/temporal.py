@@ -11,8 +11,14 @@ a normal level or a changed daily shape look normal.  :class:`TemporalFeatures` 
 - **context** columns, which the score is conditioned on: the previous ``lags`` rows, the row
   one season before (the median of the three rows around it, so one odd row does not make the
   next season's look odd; ``season``: a period in points, or "auto" to find it from the first
-  block's timestamps (a day) or autocorrelation), and the calendar position (``calendar``: time of day
-  and of week as points on circles, from the rows' timestamps).
+  block's timestamps (a day) or autocorrelation), and the calendar position (``calendar``: time
+  of day and of week as points on circles, from the rows' timestamps).
+
+With timestamps the season is a span of *time* (a day, or ``season`` typical steps): the row a
+season before is the row nearest in time to ``t - period``, so an outage or dropped rows do not
+shift what "the same time yesterday" means (counted in rows, a 7-hour outage made the next
+day's rows compare with rows 7 hours off, and the first row after it alerted).  Without them
+it is ``season`` rows back.
 
 The anomaly score is then ``-log p(target | context)`` (see :mod:`emstream.series`): how
 surprising this row is *given* what came before, not how rare its value is.
@@ -50,6 +56,10 @@ SEASON_PROMINENCE = 0.2
 # 56.5, 56.9; 1: 63.9, 63.6, 59.0; 2: 57.9, 60.6, 60.2 (a wider median blunts the sharp edges
 # of a daily shape: the artificial series lose 16 points).
 SEASON_SPAN = 1
+# With times, a row more than this many typical steps after the one before it follows a gap.
+GAP_STEPS = 3
+# A season's time that fell in a gap is looked for up to this many periods back.
+SEASONS_BACK = 3
 _DAY, _WEEK = 86400.0, 7 * 86400.0
 
 
@@ -114,6 +124,10 @@ class TemporalFeatures:
     ----------
     season_ : int or None
         The period in use (after "auto" has decided; None while it has not).
+    stale_ : ndarray of shape (n,) of bool
+        Which rows of the last :meth:`transform` follow a gap in time (more than
+        ``GAP_STEPS`` typical steps): their lag columns (:meth:`lag_columns`) are hours old
+        and the score leaves them out.
     """
 
     def __init__(self, *, lags: int = 1, season=None, volatility: bool = True,
@@ -130,6 +144,13 @@ class TemporalFeatures:
         self.season_ = season if isinstance(season, (int, np.integer)) else None
         self._searching = season == "auto"
         self._history = None  # the last rows, shape (h, D)
+        # With timestamps: the rows' clock (the running maximum of their times, so times that
+        # step back or repeat still give a monotone axis), shape (h,), and the season's span
+        # in seconds; None: the season counts rows.
+        self._clock = None
+        self._period = None
+        self._start = None  # the first row's time
+        self.stale_ = np.zeros(0, dtype=bool)
         self._seen = 0
         self._floor = None  # smallest change the volatility resolves (half the data's grid)
 
@@ -146,6 +167,11 @@ class TemporalFeatures:
         start = len(self.target_columns(d))
         n = d * (self.lags + (1 if self._season_slot else 0)) + (4 if self.calendar else 0)
         return list(range(start, start + n))
+
+    def lag_columns(self, d: int) -> list:
+        """Columns of the feature rows that hold the previous rows."""
+        start = len(self.target_columns(d))
+        return list(range(start, start + d * self.lags))
 
     def feature_names(self, names) -> list:
         """Names of the feature rows' columns, from the names of the ``D`` values.
@@ -166,6 +192,11 @@ class TemporalFeatures:
         return out
 
     @property
+    def period_(self) -> float | None:
+        """The season's span in seconds when it goes by the rows' times, else None."""
+        return self._period
+
+    @property
     def _season_slot(self) -> bool:
         # "auto" decides at the first block, before any feature row exists, so the rows keep
         # one shape for the life of the model.
@@ -175,8 +206,15 @@ class TemporalFeatures:
         """Rows of history the features need."""
         depth = max(self.lags, self.window + 1)
         if self.season_ is not None:
-            depth = max(depth, self.season_ + SEASON_SPAN)
+            depth = max(depth, self._reach())
         return depth
+
+    def _reach(self) -> int:
+        """How many rows back the season's context may lie: ``season + SEASON_SPAN`` rows, or
+        by time twice that (rows denser than the typical step for a whole season), so memory
+        stays bounded whatever the times do."""
+        reach = self.season_ + SEASON_SPAN
+        return reach if self._period is None else 2 * reach
 
     # ------------------------------------------------------------------ transform
     def transform(self, X, times=None) -> np.ndarray:
@@ -196,10 +234,20 @@ class TemporalFeatures:
         if X.ndim == 1:
             X = X[:, None]
         n, d = X.shape
+        if times is not None:
+            times = np.asarray(times, dtype=float).reshape(-1)
+            if times.shape[0] != n or not np.isfinite(times).all():
+                raise ValueError(f"times must be {n} finite numbers (seconds), one per row")
         if self.calendar and times is None:
             raise ValueError("calendar features need the rows' timestamps")
         if self._history is None:
             self._history = X[:1].copy() if n else np.empty((0, d))
+            if n and times is not None:
+                self._clock = times[:1].copy()
+        if self._clock is not None and times is None and n:
+            # Rows without times after rows with them (a restart with the time column off):
+            # the season counts rows from here on.
+            self._clock = self._period = self._start = None
         past = self._history
         if past.shape[1] != d:
             raise ValueError(f"rows have {d} features; the stream so far had {past.shape[1]}")
@@ -210,6 +258,9 @@ class TemporalFeatures:
                                      1e-12 * (1.0 + np.abs(first)))
         h = past.shape[0]
         Z = np.concatenate([past, X]) if h else X
+        clock = None
+        if self._clock is not None:
+            clock = np.maximum.accumulate(np.concatenate([self._clock, times]))
         columns = [X]
         if self.volatility:
             # Each window summed on its own (not as a difference of running sums), so the
@@ -220,42 +271,113 @@ class TemporalFeatures:
             summed = windows[h:h + n].sum(axis=-1)
             count = np.minimum(np.arange(self._seen, self._seen + n) + 1, self.window)[:, None]
             columns.append(np.log(summed / count + self._floor))
-        for lag in range(1, self.lags + 1):
-            columns.append(Z[np.maximum(np.arange(h, h + n) - lag, 0)])
         if self._searching:
             self._decide_season(Z, times)
+        if self._clock is not None and self._period is None:
+            self._time_season(times)
+            if self._period is None:  # (no usable step: the season counts rows)
+                clock = self._clock = None
+        for lag in range(1, self.lags + 1):
+            columns.append(Z[np.maximum(np.arange(h, h + n) - lag, 0)])
+        self.stale_ = self._stale(clock, h, n)
         if self._season_slot:
-            columns.append(self._season_context(Z, h, n))
+            columns.append(self._season_context(Z, h, n, clock))
         if self.calendar:
             t = np.asarray(times, dtype=float)
             day, week = 2 * np.pi * (t % _DAY) / _DAY, 2 * np.pi * (t % _WEEK) / _WEEK
             columns.append(np.column_stack([np.cos(day), np.sin(day), np.cos(week),
                                             np.sin(week)]))
         self._seen += n
-        self._history = Z[-self._depth():].copy()
+        depth = self._depth()
+        self._history = Z[-depth:].copy()
+        if clock is not None:
+            self._clock = clock[-depth:].copy()
         return np.hstack(columns)
 
-    def _season_context(self, Z: np.ndarray, h: int, n: int) -> np.ndarray:
+    def _stale(self, clock, h: int, n: int) -> np.ndarray:
+        """Which of rows ``h .. h+n-1`` follow a gap of more than ``GAP_STEPS`` typical steps:
+        their previous rows are hours old, and say little about them."""
+        if clock is None or not self.lags:
+            return np.zeros(n, dtype=bool)
+        pos = np.arange(h, h + n)
+        return clock[pos] - clock[pos - 1] > GAP_STEPS * self._period / self.season_
+
+    def _season_context(self, Z: np.ndarray, h: int, n: int, clock=None) -> np.ndarray:
         """Rows ``h .. h+n-1`` of ``Z``'s value one season earlier: the median of the
         ``2 SEASON_SPAN + 1`` rows around it (all before the row itself), so that one odd
-        point does not make the same time a season later look odd as well."""
+        point does not make the same time a season later look odd as well.  ``clock`` (the
+        rows' times, monotone): a season earlier in time, else in rows."""
         pos = np.arange(h, h + n)
-        base = pos - np.minimum(self.season_, pos)  # (the first row, until a season exists)
+        if clock is None:
+            base = pos - np.minimum(self.season_, pos)  # (the first row, until a season exists)
+            young = pos < self.season_
+            oldest = np.zeros(n, dtype=np.intp)
+        else:
+            base, young, oldest = self._rows_a_period_before(clock, pos)
         if not SEASON_SPAN:
             return Z[base]
         around = base[:, None] + np.arange(-SEASON_SPAN, SEASON_SPAN + 1)
-        np.clip(around, 0, np.maximum(pos - 1, 0)[:, None], out=around)
-        young = pos < self.season_
+        np.clip(around, oldest[:, None], np.maximum(pos - 1, 0)[:, None], out=around)
         around[young] = base[young, None]
         return np.median(Z[around], axis=1)
 
+    def _rows_a_period_before(self, clock: np.ndarray, pos: np.ndarray) -> tuple:
+        """For the rows at ``pos``: the row nearest in time to a period before each, never the
+        row itself or a later one; if that time fell in a gap (no row within ``GAP_STEPS / 2``
+        typical steps of it), the row nearest to two (up to ``SEASONS_BACK``) periods before,
+        if one is that close (the day after an outage compares with the day before it, not
+        with the outage's edge).  Also whether the stream is younger than a period there (the
+        first row stands in, as without times) and the oldest row each may reach back to
+        (:meth:`_reach` rows: the same whatever the blocks, so a restart continues
+        exactly)."""
+        oldest = np.maximum(pos - self._reach(), 0)
+        last = np.maximum(pos - 1, 0)
+        near = 0.5 * GAP_STEPS * self._period / self.season_
+        target = clock[pos] - self._period
+        young = target < self._start
+        base, off = self._nearest(clock, target, oldest, last)
+        gap = np.flatnonzero(~young & (off > near))
+        for periods in range(2, SEASONS_BACK + 1):
+            if not gap.size:
+                break
+            earlier = target[gap] - (periods - 1) * self._period
+            rows, off = self._nearest(clock, earlier, oldest[gap], last[gap])
+            found = (off <= near) & (earlier >= self._start)
+            base[gap[found]] = rows[found]
+            gap = gap[~found]
+        base[young] = oldest[young]
+        return base, young, oldest
+
+    @staticmethod
+    def _nearest(clock: np.ndarray, target: np.ndarray, oldest: np.ndarray,
+                 last: np.ndarray) -> tuple:
+        """The row of ``clock`` nearest each ``target`` within ``oldest .. last``, and how far
+        in time it lies from it."""
+        after = np.searchsorted(clock, target, side="left")  # the first row at or after it
+        before = np.clip(after - 1, oldest, last)
+        after = np.clip(after, oldest, last)
+        nearer = np.abs(clock[after] - target) < np.abs(target - clock[before])
+        base = np.where(nearer, after, before)
+        return base, np.abs(clock[base] - target)
+
+    def _time_season(self, times: np.ndarray) -> None:
+        """At the first block with times: the season's span in seconds (a day for "auto",
+        else ``season`` typical steps), and where the stream's time starts."""
+        step = typical_step(times)
+        if self.season_ is None or step is None or not step > 0:
+            return
+        self._period = _DAY if self.season == "auto" else float(self.season_) * step
+        self._start = float(times[0])
+
     def peek(self, X, times=None) -> np.ndarray:
         """:meth:`transform` without remembering ``X``: the features the next rows would get."""
-        saved = (self._history, self._seen, self._searching, self.season_, self._floor)
+        saved = (self._history, self._seen, self._searching, self.season_, self._floor,
+                 self._clock, self._period, self._start, self.stale_)
         try:
             return self.transform(X, times)
         finally:  # transform rebinds these attributes, never mutates them in place
-            self._history, self._seen, self._searching, self.season_, self._floor = saved
+            (self._history, self._seen, self._searching, self.season_, self._floor,
+             self._clock, self._period, self._start, self.stale_) = saved
 
     def _decide_season(self, Z: np.ndarray, times) -> None:
         """At the first block: a day in points from the timestamps' typical step, else the
@@ -275,7 +397,9 @@ class TemporalFeatures:
                 "window": self.window, "calendar": self.calendar, "season_": self.season_,
                 "searching": self._searching, "seen": self._seen,
                 "floor": None if self._floor is None else self._floor.tolist(),
-                "history": None if self._history is None else self._history.tolist()}
+                "history": None if self._history is None else self._history.tolist(),
+                "clock": None if self._clock is None else self._clock.tolist(),
+                "period": self._period, "start": self._start}
 
     @classmethod
     def from_state(cls, state: dict) -> TemporalFeatures:
@@ -295,6 +419,15 @@ class TemporalFeatures:
                         and (tf._floor > 0).all()
                         and tf._floor.shape[0] == tf._history.shape[1]):
                     raise ValueError("non-finite or misshapen history")
+            # (A checkpoint from before the season went by time has none: it counts rows.)
+            if state.get("clock") is not None:
+                tf._clock = np.array(state["clock"], dtype=float).reshape(-1)
+                tf._period, tf._start = float(state["period"]), float(state["start"])
+                if tf._history is None or tf._clock.shape[0] != tf._history.shape[0] \
+                        or not np.isfinite(tf._clock).all() or np.any(np.diff(tf._clock) < 0):
+                    raise ValueError("clock not one finite, non-decreasing time per row")
+                if not (tf._period > 0 and np.isfinite(tf._start)) or tf.season_ is None:
+                    raise ValueError("season period or start out of range")
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"temporal features state: {exc}") from None
         return tf

@@ -341,6 +341,73 @@ def test_features_are_causal_and_a_restart_continues_them_exactly():
                                   np.median([x[51:-49, 0], x[52:-48, 0], x[53:-47, 0]], axis=0))
 
 
+def test_with_times_the_season_is_a_span_of_time_across_outages_and_dropped_rows():
+    """The row a season before is the row a day earlier in time, however many rows went
+    missing in between; the features still continue exactly across blocks and restarts."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    x = np.sin(2 * np.pi * np.arange(n) / 48)[:, None] + 0.1 * rng.normal(size=(n, 1))
+    times = 1.4e9 + 1800.0 * np.arange(n)
+    kept = rng.random(n) > 0.05  # 5% of the rows dropped ...
+    kept[1000:1014] = False  # ... and a 7-hour outage
+    rows = np.flatnonzero(kept)
+    settings = dict(lags=0, season="auto", volatility=False)
+    season = TemporalFeatures(**settings).transform(x[rows], times[rows])[:, 1]
+    # Where the three rows around a day earlier are all there, the context is their median.
+    whole = np.r_[np.zeros(49, dtype=bool), kept[:-49] & kept[1:-48] & kept[2:-47]]
+    exact = whole[rows]
+    assert exact.mean() > 0.8
+    a_day_before = np.median([x[rows - 49, 0], x[rows - 48, 0], x[rows - 47, 0]], axis=0)
+    np.testing.assert_array_equal(season[exact], a_day_before[exact])
+    # Counted in rows, most of those contexts were off by the rows dropped since.
+    counted = TemporalFeatures(**settings).transform(x[rows])[:, 1]
+    assert (counted[exact] != a_day_before[exact]).mean() > 0.5
+    # Blocks and restarts do not change them, with times that repeat, step back or come
+    # far denser than the typical step.
+    t = times[rows].copy()
+    t[500:520] = t[500]  # a repeated time
+    t[900] -= 7200.0  # a step back
+    t[1500:1800] = t[1500] + np.arange(300.0)  # a burst a second apart
+    whole = TemporalFeatures(**settings).transform(x[rows], t)
+    pieces, tf = [], TemporalFeatures(**settings)
+    for start in range(0, rows.size, 333):
+        pieces.append(tf.transform(x[rows][start:start + 333], t[start:start + 333]))
+        tf = TemporalFeatures.from_state(json.loads(json.dumps(tf.state())))
+    np.testing.assert_array_equal(np.vstack(pieces), whole)
+    assert np.isfinite(whole).all() and len(tf.state()["history"]) <= 2 * (48 + 1)
+    # A damaged clock is refused, not used.
+    for damage in ({"clock": [float("nan")] * len(tf.state()["history"])}, {"clock": [0.0]},
+                   {"period": -1.0}, {"start": None}):
+        with pytest.raises(ValueError, match="temporal features state"):
+            TemporalFeatures.from_state({**tf.state(), **damage})
+
+
+def test_an_outage_raises_no_alert_when_the_data_resume(tmp_path):
+    """A daily series with a spike, run whole and with two outages (7 hours, and 31 hours:
+    not whole days): the outages add no alert; the rows after each compare with the same
+    time of an earlier day, not with the value before the outage or the rows a day back."""
+    rng = np.random.default_rng(5)
+    n = 30 * DAY
+    x = _seasonal(rng, n)
+    spike = 22 * DAY + DAY // 2 + DAY // 4
+    x[spike] = 10.9  # in range, at the trough
+    kept = np.ones(n, dtype=bool)
+    kept[12 * DAY + DAY // 3:12 * DAY + DAY // 3 + 42] = False  # 7 hours
+    kept[16 * DAY + DAY // 5:16 * DAY + DAY // 5 + 186] = False  # 31 hours
+    alerts = {}
+    for name, rows in (("whole", np.arange(n)), ("outages", np.flatnonzero(kept))):
+        stamps = np.array(1.7e9 + STEP * rows, dtype="datetime64[s]")
+        data = tmp_path / f"{name}.csv"
+        data.write_text("timestamp,value\n" + "".join(
+            f"{str(s).replace('T', ' ')},{v:.4f}\n" for s, v in zip(stamps, x[rows])))
+        done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
+                               str(tmp_path / name)], capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()
+        alerts[name] = rows[_flags(done.stdout.decode())[0]].tolist()
+    assert spike in alerts["whole"]
+    assert alerts["outages"] == alerts["whole"]
+
+
 def test_one_odd_point_does_not_make_the_next_season_look_odd():
     """The season context is a median of three: a spike at t shows in no context a season
     later, and a level shift shows there on the point the raw value would."""
@@ -436,8 +503,9 @@ def test_a_flat_gauge_that_changes_level_once_is_not_alerted_every_day(tmp_path)
     assert alerts[0] == 2882 and len(alerts) <= 2, alerts  # (line 2882: the first 4)
     # What the first mini-batch decided for good is said once (it was said nowhere).
     assert done.stderr.decode().count(
-        "time series: a time step of 300 s; the value 288 points back in the context; an alert "
-        "holds its episode for 288 points") == 1
+        "time series: a time step of 300 s; the value 86400 s back in the context (the row "
+        "nearest that time; 288 points at that step); an alert holds its episode for 288 "
+        "points") == 1
 
 
 def test_an_episode_lasts_a_day_of_the_series_own_time():

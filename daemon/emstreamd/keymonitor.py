@@ -179,7 +179,10 @@ class KeyMonitor:
         features, episodes = self.series.features, self.series.episodes
         step = episodes.time_step
         season = features.season_
-        if season is not None:
+        if season is not None and features.period_:
+            what = (f"the value {features.period_:g} s back in the context (the row nearest "
+                    f"that time; {season} points at that step)")
+        elif season is not None:
             what = f"the value {season} points back in the context"
         elif features.season == "auto" and step:
             what = (f"no season in the context (a day is {86400 / step:.0f} points, outside "
