@@ -508,6 +508,21 @@ def test_a_flat_gauge_that_changes_level_once_is_not_alerted_every_day(tmp_path)
         "points") == 1
 
 
+def test_times_that_run_backwards_are_said_to_and_the_season_counts_rows(tmp_path):
+    """An export sorted newest first: no time step, said as such (it read "no timestamps")."""
+    data = tmp_path / "newest_first.csv"
+    x = _seasonal(np.random.default_rng(6), 3 * DAY)
+    stamps = np.array(1.7e9 + STEP * np.arange(x.size)[::-1], dtype="datetime64[s]")
+    data.write_text("timestamp,value\n" + "".join(
+        f"{str(s).replace('T', ' ')},{v:.4f}\n" for s, v in zip(stamps, x)))
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s")],
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert "time series: times that do not move forward (a median step of -600 s); no " \
+           "season in the context" in done.stderr.decode()
+    assert len(done.stdout.decode().splitlines()) == x.size - 100
+
+
 def test_an_episode_lasts_a_day_of_the_series_own_time():
     episodes = Episodes(threshold=0.9999)
     assert episodes.hold == "day" and episodes.hold_points == 300  # no timestamps yet

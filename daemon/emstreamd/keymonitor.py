@@ -29,6 +29,7 @@ from emstream.exceptions import InitialValuesError
 from emstream.ring import RingBuffer
 from emstream.series import SeriesMonitor
 from emstream.temporal import MAX_SEASON, MIN_SEASON
+from emstream.timestamps import typical_step
 
 from . import config as config_module
 from .errors import EX_CONFIG, EX_DATAERR, StartError
@@ -159,7 +160,7 @@ class KeyMonitor:
             if event["event"] != "anomaly":
                 self._drift_event(event, len(batch))
         if not counters["rows"] and self.series.features is not None:
-            self._log_time_setup(level)
+            self._log_time_setup(level, times)
         counters["rows"] += len(batch)
         counters["batches"] += 1
         if self.metrics is not None:
@@ -172,12 +173,18 @@ class KeyMonitor:
             self.refit("schedule")
         return update
 
-    def _log_time_setup(self, level: int) -> None:
+    def _log_time_setup(self, level: int, times) -> None:
         """Say what the first mini-batch decided for good: the time step, the season in the
         context and the episode's hold (an odd first batch, say a start-up burst of
         one-second rows, can switch the season off; the operator should see it)."""
         features, episodes = self.series.features, self.series.episodes
         step = episodes.time_step
+        if step is None and times is not None and len(times) > 1:
+            # (Times that stand still or run backwards: an export sorted newest first, or
+            # two sensors' rows in one file, said so rather than "no timestamps".)
+            clock = f"times that do not move forward (a median step of {typical_step(times):g} s)"
+        else:
+            clock = f"a time step of {step:g} s" if step else "no timestamps"
         season = features.season_
         if season is not None and features.period_:
             what = (f"the value {features.period_:g} s back in the context (the row nearest "
@@ -190,8 +197,7 @@ class KeyMonitor:
         else:
             what = "no season in the context"
         log.log(level, "%stime series: %s; %s; an alert holds its episode for %d points",
-                self.name, f"a time step of {step:g} s" if step else "no timestamps", what,
-                episodes.hold_points)
+                self.name, clock, what, episodes.hold_points)
 
     def _remember(self, batch: np.ndarray) -> None:
         """Keep the last ``refit.window`` learned rows."""
