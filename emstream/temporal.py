@@ -56,8 +56,10 @@ SEASON_PROMINENCE = 0.2
 # 56.5, 56.9; 1: 63.9, 63.6, 59.0; 2: 57.9, 60.6, 60.2 (a wider median blunts the sharp edges
 # of a daily shape: the artificial series lose 16 points).
 SEASON_SPAN = 1
-# With times, a row more than this many typical steps after the one before it follows a gap.
-GAP_STEPS = 3
+# With times, a row follows a gap when it comes more than GAP_STEPS typical steps, and more
+# than GAP_SHARE of a season (an hour of a day), after the row before it: the longer steps of
+# irregular sampling are not gaps (one exponential step in six exceeds three medians).
+GAP_STEPS, GAP_SHARE = 3, 1 / 24
 # A season's time that fell in a gap is looked for up to this many periods back.
 SEASONS_BACK = 3
 _DAY, _WEEK = 86400.0, 7 * 86400.0
@@ -126,8 +128,8 @@ class TemporalFeatures:
         The period in use (after "auto" has decided; None while it has not).
     stale_ : ndarray of shape (n,) of bool
         Which rows of the last :meth:`transform` follow a gap in time (more than
-        ``GAP_STEPS`` typical steps): their lag columns (:meth:`lag_columns`) are hours old
-        and the score leaves them out.
+        ``GAP_STEPS`` typical steps and an hour of a day): their lag columns
+        (:meth:`lag_columns`) are hours old and the score leaves them out.
     """
 
     def __init__(self, *, lags: int = 1, season=None, volatility: bool = True,
@@ -295,12 +297,16 @@ class TemporalFeatures:
         return np.hstack(columns)
 
     def _stale(self, clock, h: int, n: int) -> np.ndarray:
-        """Which of rows ``h .. h+n-1`` follow a gap of more than ``GAP_STEPS`` typical steps:
-        their previous rows are hours old, and say little about them."""
+        """Which of rows ``h .. h+n-1`` follow a gap (:meth:`_gap`): their previous rows are
+        hours old, and say little about them."""
         if clock is None or not self.lags:
             return np.zeros(n, dtype=bool)
         pos = np.arange(h, h + n)
-        return clock[pos] - clock[pos - 1] > GAP_STEPS * self._period / self.season_
+        return clock[pos] - clock[pos - 1] > self._gap()
+
+    def _gap(self) -> float:
+        """The shortest gap in time, in seconds (see ``GAP_STEPS``)."""
+        return max(GAP_STEPS * self._period / self.season_, GAP_SHARE * self._period)
 
     def _season_context(self, Z: np.ndarray, h: int, n: int, clock=None) -> np.ndarray:
         """Rows ``h .. h+n-1`` of ``Z``'s value one season earlier: the median of the
@@ -323,8 +329,8 @@ class TemporalFeatures:
 
     def _rows_a_period_before(self, clock: np.ndarray, pos: np.ndarray) -> tuple:
         """For the rows at ``pos``: the row nearest in time to a period before each, never the
-        row itself or a later one; if that time fell in a gap (no row within ``GAP_STEPS / 2``
-        typical steps of it), the row nearest to two (up to ``SEASONS_BACK``) periods before,
+        row itself or a later one; if that time fell in a gap (no row within half a gap of
+        it, :meth:`_gap`), the row nearest to two (up to ``SEASONS_BACK``) periods before,
         if one is that close (the day after an outage compares with the day before it, not
         with the outage's edge).  Also whether the stream is younger than a period there (the
         first row stands in, as without times) and the oldest row each may reach back to
@@ -332,7 +338,7 @@ class TemporalFeatures:
         exactly)."""
         oldest = np.maximum(pos - self._reach(), 0)
         last = np.maximum(pos - 1, 0)
-        near = 0.5 * GAP_STEPS * self._period / self.season_
+        near = 0.5 * self._gap()
         target = clock[pos] - self._period
         young = target < self._start
         base, off = self._nearest(clock, target, oldest, last)

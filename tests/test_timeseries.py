@@ -382,6 +382,22 @@ def test_with_times_the_season_is_a_span_of_time_across_outages_and_dropped_rows
             TemporalFeatures.from_state({**tf.state(), **damage})
 
 
+def test_irregular_sampling_is_no_gap_but_an_outage_is():
+    """Rows at random times (exponential steps: one in six exceeds three median steps) keep
+    their previous value in the score; only the row after a 5-hour outage loses it."""
+    rng = np.random.default_rng(7)
+    steps = rng.exponential(300.0, size=3000)
+    steps[2000] = 5 * 3600.0
+    times = 1.4e9 + np.cumsum(steps)
+    x = np.sin(2 * np.pi * times / 86400.0)[:, None]
+    tf = TemporalFeatures(lags=1, season="auto", volatility=False)
+    tf.transform(x[:100], times[:100])
+    assert np.mean(np.diff(times[:100]) > 3 * np.median(np.diff(times[:100]))) > 0.05
+    tf.transform(x[100:], times[100:])
+    assert np.flatnonzero(tf.stale_).tolist() == [2000 - 100]
+    assert tf.period_ == 86400.0
+
+
 def test_an_outage_raises_no_alert_when_the_data_resume(tmp_path):
     """A daily series with a spike, run whole and with two outages (7 hours, and 31 hours:
     not whole days): the outages add no alert; the rows after each compare with the same
