@@ -458,7 +458,8 @@ NAB_OWN_ROWS = {"emstreamd, shipped config": "optimised",
                 "the same, at its own threshold": "fixed", "its alerts": "alerts"}
 NAB_HISTORICAL = ("the same daemon before this pipeline",  # earlier versions: not re-run
                   "the same daemon before provisional models alerted: scores / alerts",
-                  "the same daemon with the raw value a season ago in the context")
+                  "the same daemon with the raw value a season ago in the context",
+                  "the same daemon with the season counted in points, not time")
 NAB_TOLERANCE = 0.1  # points: one unit of the table's last digit (a score on a rounding edge)
 
 
