@@ -346,7 +346,16 @@ class TemporalFeatures:
         near = 0.5 * self._gap()
         target = clock[pos] - self._period
         young = target < self._start
-        base, off = self._nearest(clock, target, oldest, last)
+        # Regular rows: the row a season of rows back lies exactly a period back, and is the
+        # first at that time (what the search below finds; checked, not assumed).
+        guess = pos - self.season_
+        at = np.maximum(guess, 0)
+        exact = (guess >= oldest) & (clock[at] == target) & (
+            (at == 0) | (clock[np.maximum(at - 1, 0)] < target))
+        base, off = guess, np.zeros(pos.shape[0])
+        if not exact.all():
+            rest = np.flatnonzero(~exact)
+            base[rest], off[rest] = self._nearest(clock, target[rest], oldest[rest], last[rest])
         gap = np.flatnonzero(~young & (off > near))
         for periods in range(2, SEASONS_BACK + 1):
             if not gap.size:
