@@ -4,12 +4,12 @@ An anomaly rarely comes alone: a failing machine, a traffic surge or a level shi
 unusual points in a row.  :class:`Episodes` flags the first point whose score reaches the
 threshold and then holds: for the next ``hold`` points (by default a day of the series' own
 time) the scores are multiplied by ``damp`` (so a threshold on the published score also yields
-one alert per episode) and nothing is flagged.  Each alert is reported once (its index in the stream), so an operator sees one
-event per episode, not a flood of point anomalies.  If the score is still high on the last
-point of the hold and on the very point after it, the same episode goes on, held again without
-a new alert, and is marked ``lasting``: its points are the stream's new normal (the series
-monitor lets them into the calibration history, which would otherwise keep judging them by the
-old one for ever).
+one alert per episode) and nothing is flagged.  Each alert is reported once (its index in the
+stream), so an operator sees one event per episode, not a flood of point anomalies.  If the
+score is still high on the last point of the hold and on the very point after it, the same
+episode goes on, held again without a new alert, and is marked ``lasting``: its points are the
+stream's new normal (the series monitor lets them into the calibration history, which would
+otherwise keep judging them by the old one for ever).
 
 Example
 -------

@@ -89,15 +89,16 @@ class SeriesUpdate:
     rows: np.ndarray | None = None
 
 
-def _surprise_without(F: np.ndarray, context: list, dropped, params) -> np.ndarray:
-    """``-log p(target | context)`` of feature rows ``F`` with the columns ``dropped`` left
-    out of both (the mixture's marginal over the rest): after an outage the row before is
-    hours old, and scoring against it alerted at every resumption of a daily series, while
-    filling it in with the value a day before misled series without a daily shape."""
+def _conditional_surprise(F: np.ndarray, context: list, params, dropped=()) -> np.ndarray:
+    """``-log p(target | context)`` of feature rows ``F`` (n, F) under ``params``, with the
+    columns ``dropped`` left out of both (the mixture's marginal over the rest): after an
+    outage the row before is hours old, and scoring against it alerted at every resumption of
+    a daily series, while filling it in with the value a day before misled series without a
+    daily shape."""
     dropped = set(dropped)
     kept = [c for c in range(F.shape[1]) if c not in dropped]
     given = [c for c in context if c not in dropped]
-    surprise = -em.score_samples(F[:, kept], params.marginal(kept))
+    surprise = -em.score_samples(F[:, kept], params.marginal(kept) if dropped else params)
     if given:
         surprise += em.score_samples(F[:, given], params.marginal(given))
     return surprise
@@ -166,11 +167,7 @@ class SeriesMonitor:
         model = self.monitor.model
         if not model._is_fitted():
             return None
-        params = model._learner().iterate
-        surprise = -em.score_samples(F, params)
-        if context:
-            surprise += em.score_samples(F[:, context], params.marginal(context))
-        return surprise
+        return _conditional_surprise(F, context, model._learner().iterate)
 
     def learn_rows(self, F, context: list, *, with_resp: bool = False,
                    with_scores: bool = True, stale=None, stale_columns=()) -> SeriesUpdate:
@@ -191,7 +188,7 @@ class SeriesMonitor:
         if marginal is not None:
             surprise = surprise + em.score_samples(F[:, context], marginal)
         if stale is not None and params is not None and stale.any():
-            surprise[stale] = _surprise_without(F[stale], context, stale_columns, params)
+            surprise[stale] = _conditional_surprise(F[stale], context, params, stale_columns)
         scores, flags = np.empty(n), np.zeros(n, dtype=bool)
         # Without per-point scores only the flags matter: scores below the threshold need not
         # be exact (most points then cost one comparison).
