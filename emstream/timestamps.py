@@ -118,6 +118,11 @@ def parse_times(fields, day_first: bool | None = None) -> np.ndarray:
     -------
     ndarray of float64, shape (n,)
     """
+    if isinstance(fields, np.ndarray) and _iso_alike(fields):
+        try:  # a table's time column: every field ISO text of one shape, checked as an array
+            return fields.astype("datetime64[ms]").astype(np.int64) / 1000.0
+        except ValueError:  # (a month 13 and the like: NaN for those below)
+            pass
     fields = list(fields)
     if not fields:
         return np.empty(0)
@@ -128,6 +133,25 @@ def parse_times(fields, day_first: bool | None = None) -> np.ndarray:
     except ValueError:
         pass
     return np.array([_one(f, day_first) for f in fields], dtype=float)
+
+
+def _iso_alike(fields: np.ndarray) -> bool:
+    """Whether every field of a byte-string array is plain ISO text shaped exactly as the
+    first (digits where it has digits, its very separators elsewhere, no shorter): then all
+    match :data:`_ISO` as the first does, found in two array passes instead of a regular
+    expression per field (a third of a timestamped table's parsing)."""
+    if fields.dtype.kind != "S" or fields.ndim != 1 or not fields.size:
+        return False
+    first = bytes(fields[0])
+    if len(first) != fields.dtype.itemsize or not _ISO.fullmatch(first):
+        return False
+    chars = np.ascontiguousarray(fields).view(np.uint8).reshape(fields.size, -1)
+    digit = (chars >= ord("0")) & (chars <= ord("9"))
+    shape = digit[0]
+    return bool(np.array_equal(digit, np.broadcast_to(shape, digit.shape))
+                and np.array_equal(chars[:, ~shape], np.broadcast_to(chars[0, ~shape],
+                                                                     (fields.size,
+                                                                      int((~shape).sum())))))
 
 
 def looks_like_time(field: bytes) -> bool:

@@ -415,15 +415,19 @@ def test_a_damaged_store_or_key_stops_the_daemon_with_one_line_naming_it(tmp_pat
     assert "Traceback" not in done.stderr.decode()
 
 
-def test_the_array_parser_of_clean_keyed_blocks_agrees_with_the_line_parser(monkeypatch):
-    """Keyed blocks are parsed in array passes when clean; every block it takes must come out
-    as parse_table's line-by-line parse gives it (rows, lines, keys, times); blocks with any
-    malformed line go to parse_table."""
+def test_the_array_parser_of_clean_blocks_agrees_with_the_line_parser(monkeypatch):
+    """Tables (keyed or not) are parsed in array passes when clean; every block it takes must
+    come out as parse_table's line-by-line parse gives it (rows, lines, keys, times); blocks
+    with any malformed line go to parse_table."""
     import emstream.table as table
 
     rng = np.random.default_rng(4)
-    fast_blocks = 0
-    for _ in range(450):
+    fast_blocks = unkeyed_blocks = 0
+    stamp_forms = ["2014-07-01 00:{:02d}:00", "2014-07-01T00:{:02d}:00.250",
+                   "2014-07-01 00:{:02d}", "2014-07-01 00:{:02d}:00Z"]
+    for _ in range(600):
+        keyed = rng.random() < 0.7
+        stamp_form = stamp_forms[int(rng.integers(0, len(stamp_forms)))]
         sep = [b",", b" ", b"\t", b";"][int(rng.integers(0, 4))]
         comma = sep != b" "  # (one separating character; tab and semicolon need a header)
         timed, n_values = rng.random() < 0.5, int(rng.integers(1, 4))
@@ -438,9 +442,13 @@ def test_the_array_parser_of_clean_keyed_blocks_agrees_with_the_line_parser(monk
                 values = [v.replace(b".", b",") for v in values]
             key = [b"web-1", b"db 2" if comma else b"db2", "été".encode(), b"x"][
                 int(rng.integers(0, 4))]
-            fields = [*values[:key_at], key, *values[key_at:]]
+            fields = [*values[:key_at], key, *values[key_at:]] if keyed else list(values)
             if timed:
-                fields.insert(0 if key_at else 1, f"2014-07-01 00:{i % 60:02d}:00".encode()
+                stamp = stamp_form.format(i % 60)
+                if rng.random() < 0.05:  # another shape, or no date at all
+                    stamp = ["2014-07-01 0:05:00", "2014-13-01 00:05:00", "2014-07-01"][
+                        int(rng.integers(0, 3))]
+                fields.insert(0 if key_at or not keyed else 1, stamp.encode()
                               if comma else f"{1.4e9 + i:.0f}".encode())
             line = sep.join(fields)
             if not comma and rng.random() < 0.2:
@@ -453,34 +461,44 @@ def test_the_array_parser_of_clean_keyed_blocks_agrees_with_the_line_parser(monk
                 line = [b"", b"garbage", line + sep + b"1", line.replace(values[0], b"nan", 1)][
                     int(rng.integers(0, 4))]
             lines.append(line)
-        key_field = key_at + (1 if timed and key_at >= 1 else 0)
+        key_field = key_at + (1 if timed and key_at >= 1 else 0) if keyed else None
         names = [f"v{j}".encode() for j in range(len(fields))]
-        names[key_field] = b"host"
+        if keyed:
+            names[key_field] = b"host"
         header = sep.join(names) + b"\n" if sep in (b"\t", b";") else b""
         data = b"\n".join(lines) + (b"\n" if rng.random() < 0.8 else b"")
         try:
-            layout = table.find_layout(header + data, key=key_field,
-                                       timestamp=(1 if key_at == 0 else 0) if timed else None)
+            layout = table.find_layout(
+                header + data, key=key_field,
+                timestamp=(1 if keyed and key_at == 0 else 0) if timed else None)
         except table.LayoutError:
+            continue
+        if layout is None:  # (plain numbers, or a first time that is none: not a table)
             continue
         if header:  # (the block after the header: the header line is not in it)
             layout = replace(layout, header_line=None)
-        assert layout.comma == comma and (not comma or layout.sep == sep)
+        if layout.comma != comma or (comma and layout.sep != sep):
+            assert layout.n_fields == 1 and not keyed  # (one column: no separator to see)
+            continue
         first = int(rng.integers(1, 1000))
-        fast = table._parse_keyed_block(data, layout, first, 4096)
+        fast = table._parse_clean_block(data, layout, first, 4096)
         if fast is None:
             continue
         fast_blocks += 1
+        unkeyed_blocks += not keyed
         with monkeypatch.context() as patch:
-            patch.setattr(table, "_parse_keyed_block", lambda *args: None)
+            patch.setattr(table, "_parse_clean_block", lambda *args: None)
             slow = table.parse_table(data, layout, first_line=first)
         assert np.array_equal(fast.rows, slow.rows) and np.array_equal(fast.lines, slow.lines)
-        assert fast.keys.tolist() == slow.keys.tolist()
+        if keyed:
+            assert fast.keys.tolist() == slow.keys.tolist()
+        else:
+            assert fast.keys is None and slow.keys is None
         if timed:
             assert np.array_equal(fast.times, slow.times)
             assert fast.time_text.tolist() == slow.time_text.tolist()
         assert len(slow.rejects) == 0 and fast.n_lines == slow.n_lines
-    assert fast_blocks > 150
+    assert fast_blocks > 150 and unkeyed_blocks > 50
 
 
 def test_rows_waiting_in_mini_batches_still_move_the_checkpoint_forward(tmp_path):

@@ -41,6 +41,30 @@ def test_times_in_every_accepted_form_and_nan_for_the_rest():
     assert np.isnan(parse_times(bad)).all()
 
 
+def test_a_time_column_as_an_array_is_read_as_field_by_field():
+    """A table's time column comes as a byte-string array, checked in array passes when every
+    field has the first one's shape; the result must be the per-field parser's, whatever the
+    mix (other shapes, impossible dates, offsets, padding, epoch numbers)."""
+    rng = np.random.default_rng(3)
+    forms = [b"2014-07-%02d %02d:%02d:00", b"2014-07-%02dT%02d:%02d:00.250",
+             b"2014-07-%02d %02d:%02d", b"2014-07-%02d %02d:%02d:00Z",
+             b"2014-%02d-01 %02d:%02d:00"]
+    odd = [b"2014-07-01", b"2014-07-01 7:05:00", b"2014-13-01 00:00:00", b"2014-07-01 0a:00:00",
+           b"1404174600", b"2014-07-01 00:30:00+02:00", b"2014-07-32 00:00:00", b" "]
+    agreed = 0
+    for _ in range(300):
+        form = forms[int(rng.integers(0, len(forms)))]
+        fields = [form % (int(rng.integers(1, 14)), int(rng.integers(0, 24)),
+                          int(rng.integers(0, 60))) for _ in range(int(rng.integers(1, 30)))]
+        if rng.random() < 0.3:
+            fields[int(rng.integers(0, len(fields)))] = odd[int(rng.integers(0, len(odd)))]
+        column = np.array(fields, dtype=bytes)
+        expected = np.array([parse_times([f])[0] for f in fields])
+        np.testing.assert_array_equal(parse_times(column), expected)
+        agreed += bool(np.isfinite(expected).all())
+    assert agreed > 100
+
+
 def test_times_as_spreadsheets_write_them():
     """Excel and LibreOffice write 7/1/2014 12:30:00 AM (US) or 01/07/2014 00:30 (Europe), and
     2014/07/01 or 01.07.2014: every row of such a file was a "bad timestamp"."""
