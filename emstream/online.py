@@ -52,7 +52,7 @@ import numpy as np
 from . import em
 from .gaussian import MixtureParams
 from .init import merge_components, split_component
-from .refit import FitSettings, Sample, recurring, search, support_needed
+from .refit import FitSettings, Sample, _excess_surprise, recurring, search, support_needed
 from .resolution import finer, grid_step, variance_floor
 from .ring import RingBuffer
 from .stats import SufficientStats
@@ -629,7 +629,8 @@ class OnlineLearner:
             return []
         p = self.iterate
         scored = em.e_step_scored(X, p, with_resp=True)
-        load = scored.resp.T @ np.minimum(-scored.log_prob, 1e300)
+        load = scored.resp.T @ _excess_surprise(scored.log_prob, np.ones(X.shape[0], bool),
+                                                np.ones(X.shape[0]))
         covs = full_covariances(p.covariances, p.covariance_type, k, d)
         distance = bhattacharyya(p.means, covs, p.means, covs)
         pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]

@@ -299,8 +299,7 @@ def robust_em(rows: Sample, start: MixtureParams, settings: FitSettings,
         else:
             weak = np.flatnonzero(stats.counts < settings.support)
         if weak.size and budget and weak.size < stats.n_components:
-            surprise = np.where(kept, -scored.log_prob * rows.weights, 0.0)
-            load = scored.resp.T @ surprise
+            load = scored.resp.T @ _excess_surprise(scored.log_prob, kept, rows.weights)
             load[weak] = -np.inf
             stats = split_component(stats, int(np.argmax(load)), int(weak[0]))
             budget -= 1
@@ -315,6 +314,19 @@ def robust_em(rows: Sample, start: MixtureParams, settings: FitSettings,
         return Candidate(name, start, None, np.zeros(len(rows.X), bool), False, n_iter, False)
     supported = weak.size == 0
     return Candidate(name, params, stats, kept, supported, n_iter, converged, objective)
+
+
+def _excess_surprise(log_prob: np.ndarray, kept: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each kept row's surprise beyond the kept rows' mean, times its weight (0 for the
+    others), shape (n,): what a component's share of it says does not depend on the data's
+    units.  (The surprise itself does: in units that make densities above 1 it is negative,
+    and the component that "carried the most" was the one with the fewest points; in units of
+    10^7 times the same data, the one with the most.)"""
+    surprise = np.minimum(-log_prob, 1e300)
+    used = weights * kept
+    total = float(used.sum())
+    centre = float(used @ np.where(kept, surprise, 0.0)) / total if total > 0 else 0.0
+    return np.where(kept, (surprise - centre) * weights, 0.0)
 
 
 def fresh_start(rows: Sample, settings: FitSettings, rng: np.random.Generator) -> MixtureParams:

@@ -33,10 +33,20 @@ ROWS = 4096
 
 
 def _decimal_step(value: float) -> float:
-    """The last printed decimal place of a value: 1 for integers, 0.01 for 2.75, down to 1e-12."""
-    for places in range(13):
+    """The last printed decimal place of a value (to about 9 significant digits): 1 for
+    integers and 0, 0.01 for 2.75, 1e-12 for 0.00019761251903 (as 1e-7 for 19.761251903: the
+    same readings in other units get the same relative step; a fixed 12 places made it 0)."""
+    magnitude = abs(value)
+    if magnitude == 0.0:
+        return 1.0
+    if not 1e-290 < magnitude < np.inf:
+        return 0.0
+    lead = int(np.floor(np.log10(magnitude))) if magnitude < 1.0 else 0
+    for places in range(13 - lead):
         scaled = value * 10.0**places
-        if abs(scaled - round(scaled)) <= _ROUNDING * max(abs(scaled), 1.0):
+        # (relative to the value: with an absolute tolerance any value below 1e-9 was a
+        # whole number, and its variance floor 1/12 swamped its spread)
+        if abs(scaled - round(scaled)) <= _ROUNDING * abs(scaled):
             return 10.0**-places
     return 0.0
 

@@ -23,6 +23,17 @@ def test_grid_step_sees_integers_decimals_ratios_and_ignores_rounding():
     assert variance_floor([1.0])[0] == pytest.approx(1 / 12)
 
 
+def test_one_value_has_the_same_relative_step_in_any_units():
+    """A constant column's step is its printed precision, relative to the value: 3.5e-17 and
+    3.5e-30 are 3.5 in other units (a fixed 12 places made the first 0, and the second, below
+    an absolute tolerance, a whole number with step 1: a floor of 1/12 on values of 1e-30).
+    (A whole number's step is 1, however many zeros it ends in: its printing says no more.)"""
+    for scale in (1.0, 1e-6, 1e-17, 1e-30):
+        step = grid_step(np.full((5, 1), 3.5 * scale))[0]
+        assert step == pytest.approx(0.1 * scale, rel=1e-9), scale
+    assert grid_step(np.full((5, 1), 3.5e6))[0] == grid_step(np.zeros((5, 1)))[0] == 1.0
+
+
 def test_integer_column_cannot_collapse_a_component():
     """A column that is 0 for most rows: without a floor a component shrinks onto the zeros
     and its density there grows without bound; with it, the variance stays >= 1/12."""
