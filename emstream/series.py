@@ -10,7 +10,10 @@ score a series point by point.  For each mini-batch of rows it
 3. takes the *conditional* surprise ``-log p(target | context) = -log p(features) +
    log p(context)``, the context's marginal being the same mixture's sub-blocks (an in-range
    spike is unlikely given the previous point; a level shift is surprising once, at the jump,
-   and then the new level is predicted by the previous point at once);
+   and then the new level is predicted by the previous point at once); a context column that
+   says nothing is left out (the marginal over the rest): the previous row after a gap in
+   time, and the row a season ago when it belonged to an alerted episode (else the same
+   time a day after a flatline alerted again);
 4. calibrates it into a score in [0, 1] (:class:`~emstream.calibration.TailCalibrator`) and
    flags the first point of each episode above the threshold
    (:class:`~emstream.episodes.Episodes`); the surprises of an episode's points, and of
@@ -20,6 +23,8 @@ score a series point by point.  For each mini-batch of rows it
    learned rows, so the score keeps its meaning across refits.
 
 Without features (``features=None``) the score calibrates the plain surprise ``-log p(x)``.
+With ``reg_covar_share`` the series' first rows set the model's ``reg_covar`` (a share of
+their variance), so the score does not depend on the data's units.
 
 Example
 -------
@@ -49,7 +54,7 @@ import numpy as np
 from . import em
 from .calibration import MIN_HISTORY, TailCalibrator
 from .drift import DriftMonitor
-from .episodes import Episodes
+from .episodes import EpisodeUpdate, Episodes
 from .temporal import TemporalFeatures
 from .timestamps import typical_step
 
@@ -89,6 +94,18 @@ class SeriesUpdate:
     rows: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class Echoes:
+    """Where a block of feature rows stands: ``first`` the stream position of its first row,
+    ``rows`` (n,) the position each row's season column is centred on (-1: none),
+    ``columns`` the season columns, ``depth`` how many rows back a season may reach."""
+
+    first: int
+    rows: np.ndarray
+    columns: list
+    depth: int
+
+
 def _conditional_surprise(F: np.ndarray, context: list, params, dropped=()) -> np.ndarray:
     """``-log p(target | context)`` of feature rows ``F`` (n, F) under ``params``, with the
     columns ``dropped`` left out of both (the mixture's marginal over the rest): after an
@@ -115,14 +132,30 @@ class SeriesMonitor:
         None: the rows themselves are modelled and scored.
     calibrator : TailCalibrator, optional
     episodes : Episodes, optional
+    reg_covar_share : float, optional
+        Let the series' own units set the model's ``reg_covar``: at the first rows that vary
+        (the first block, unless it is flat) it becomes this share of their smallest positive
+        column variance, so that the same readings in bytes or in gigabytes get the same model
+        and the same scores.  (An absolute 1e-6 swamped readings of the order of 1e-4: NAB's
+        series with the decimal point moved five places left scored 23.6 instead of 63.1.)
+        None: ``reg_covar`` as the model has it.
     """
 
     def __init__(self, monitor: DriftMonitor, features: TemporalFeatures | None = None,
-                 calibrator: TailCalibrator | None = None, episodes: Episodes | None = None):
+                 calibrator: TailCalibrator | None = None, episodes: Episodes | None = None,
+                 reg_covar_share: float | None = None):
         self.monitor = monitor
         self.features = features
         self.calibrator = calibrator if calibrator is not None else TailCalibrator()
         self.episodes = episodes if episodes is not None else Episodes()
+        if reg_covar_share is not None and not 0.0 <= reg_covar_share < np.inf:
+            raise ValueError(f"reg_covar_share must be >= 0, got {reg_covar_share!r}")
+        self.reg_covar_share = reg_covar_share
+        # Whether the first rows are still to set reg_covar (state: a restart continues).
+        self._units_pending = reg_covar_share is not None
+        # Runs [first, end) of stream positions that belonged to an alerted episode, as far
+        # back as a season's context reaches (state).
+        self._held = []
 
     @property
     def model(self):
@@ -149,17 +182,37 @@ class SeriesMonitor:
         X = np.asarray(X, dtype=float)
         if X.ndim == 1:
             X = X[:, None]
+        if self._units_pending and X.shape[0]:
+            self._take_units(X)
         if times is not None and self.episodes.time_step is None:
             step = typical_step(times)  # (the first block's, as the features' season)
             if step is not None:
                 self.episodes.set_time_step(step)
+        first = None if self.features is None else self.features._seen
         F = self.feature_rows(X, times)
         if self.features is None:
             return self.learn_rows(F, [], with_resp=with_resp, with_scores=with_scores)
         d = X.shape[1]
+        echo = None
+        if self.features.season_columns(d):
+            echo = Echoes(first, self.features.season_rows_, self.features.season_columns(d),
+                          self.features._depth())
         return self.learn_rows(F, self.features.context_columns(d), with_resp=with_resp,
                                with_scores=with_scores, stale=self.features.stale_,
-                               stale_columns=self.features.lag_columns(d))
+                               stale_columns=self.features.lag_columns(d), echo=echo)
+
+    def _take_units(self, X: np.ndarray) -> None:
+        """Set the model's ``reg_covar`` from the first rows that vary (``reg_covar_share``)."""
+        finite = X[np.isfinite(X).all(axis=1)]
+        spread = finite.var(axis=0) if finite.shape[0] > 1 else np.zeros(0)
+        if not (spread > 0).any():
+            # A flat start says nothing of the units (its level is no spread: a share of it
+            # could blind the model to all that follows); the given reg_covar serves until
+            # the rows vary.
+            return
+        self._units_pending = False
+        self.monitor.model.set_params(
+            reg_covar=float(self.reg_covar_share * spread[spread > 0].min()))
 
     def conditional_surprise(self, F, context: list) -> np.ndarray | None:
         """``-log p(target | context)`` of feature rows ``F`` (n, F) under the current model,
@@ -170,10 +223,13 @@ class SeriesMonitor:
         return _conditional_surprise(F, context, model._learner().iterate)
 
     def learn_rows(self, F, context: list, *, with_resp: bool = False,
-                   with_scores: bool = True, stale=None, stale_columns=()) -> SeriesUpdate:
+                   with_scores: bool = True, stale=None, stale_columns=(),
+                   echo: Echoes | None = None) -> SeriesUpdate:
         """:meth:`update` for rows already turned into features (``context``: the columns the
         score is conditioned on; ``stale`` (n,) bool: rows whose ``stale_columns`` are too old
-        to say anything, after a gap in time, and are left out of their score)."""
+        to say anything, after a gap in time, and are left out of their score; ``echo``: where
+        the rows stand in the stream and which rows their season columns come from, so that a
+        season column taken from an alerted episode is left out of the score too)."""
         model = self.monitor.model
         # The parameters the update scores with (the learner's iterate), before it learns.
         params = model._learner().iterate if model._is_fitted() else None
@@ -199,6 +255,9 @@ class SeriesMonitor:
             # Chunk by chunk: points of an anomalous episode (and gated ones) stay out of the
             # calibration history, so one anomaly does not hide the next.
             stop = start + self.calibrator.next_chunk(n - start)
+            if echo is not None and params is not None:
+                self._unecho(surprise, F, context, params, echo, start, stop, stale,
+                             stale_columns)
             chunk = self.calibrator.score(surprise[start:stop], remember=False,
                                           flag_level=flag_level)
             end = self._episode_end(chunk)
@@ -206,7 +265,16 @@ class SeriesMonitor:
                 # The rest is scored against a history that has taken this episode in, if it
                 # lasted (else a level shift's second day alerted within the same batch).
                 stop, chunk = start + end, chunk[:end]
-            episode = self.episodes.update(chunk, update.gated[start:stop])
+            if echo is None or params is None:
+                episode = self.episodes.update(chunk, update.gated[start:stop])
+            else:
+                def rescore(low, high, start=start, chunk=chunk):
+                    rows = self._unecho(surprise, F, context, params, echo, low, high, stale,
+                                        stale_columns)
+                    if rows.size:
+                        chunk[rows - start] = self.calibrator.score(
+                            surprise[rows], remember=False, flag_level=flag_level)
+                episode = self._episodes_in_pieces(chunk, start, update.gated, echo, rescore)
             # (Except a lasting episode's, gated or not: the scores stayed up a whole hold
             # and more, the stream's new normal, which a history that never took it would
             # flag a hold after a hold for ever: a flat gauge alerted once a day.)
@@ -222,23 +290,86 @@ class SeriesMonitor:
         return SeriesUpdate(update.log_prob, surprise, scores, flags, update.resp,
                             update.gated, events, F)
 
+    def _hold_end(self, scores: np.ndarray) -> int | None:
+        """Where in these scores the episode under way (or the first to open) ends its hold
+        (None: no episode)."""
+        episodes = self.episodes
+        if episodes.remaining:
+            return episodes.remaining
+        high = np.flatnonzero(scores >= episodes.threshold)
+        return int(high[0]) + 1 + episodes.hold_points if high.size else None
+
     def _episode_end(self, scores: np.ndarray) -> int | None:
         """Where in these scores the episode under way (or the first to open) ends its hold,
         if it may go on past it (high scores on both sides of its end: it would last); else
         None.  (Only then does the history need the episode's points before the rest is
         scored: cutting at every episode's end cost a third of a plain back-fill's time.)"""
-        episodes = self.episodes
-        if episodes.remaining:
-            end = episodes.remaining
-        else:
-            high = np.flatnonzero(scores >= episodes.threshold)
-            if not high.size:
-                return None
-            end = int(high[0]) + 1 + episodes.hold_points
-        if end < scores.shape[0] and scores[end - 1] >= episodes.threshold \
-                and scores[end] >= episodes.threshold:
+        end = self._hold_end(scores)
+        threshold = self.episodes.threshold
+        if end is not None and end < scores.shape[0] and scores[end - 1] >= threshold \
+                and scores[end] >= threshold:
             return end
         return None
+
+    def _episodes_in_pieces(self, chunk, start: int, gated, echo: Echoes,
+                            rescore) -> EpisodeUpdate:
+        """The episodes of the scores ``chunk`` (the rows from ``start`` on), a hold at a
+        time: after each alerted episode, ``rescore(low, high)`` re-scores in ``chunk`` the
+        rows after it whose season came from it (:meth:`_unecho`), before they are judged.
+        (Only those rows: cutting the chunk there re-scored all the rest, and cost a
+        timestamped back-fill a quarter of its speed.)"""
+        pieces, at, n = [], 0, chunk.shape[0]
+        while at < n:
+            end = self._hold_end(chunk[at:])
+            end = n if end is None else min(at + end, n)
+            piece = self.episodes.update(chunk[at:end], gated[start + at:start + end])
+            self._remember_episodes(echo.first + start + at, piece.held, echo.depth)
+            pieces.append((at, piece))
+            if end < n and piece.held.any():
+                rescore(start + end, start + n)
+            at = end
+        if len(pieces) == 1:
+            return pieces[0][1]
+        return EpisodeUpdate(*(np.concatenate([getattr(p, name) for _, p in pieces])
+                               for name in ("scores", "flags")),
+                             np.concatenate([at + p.alerts for at, p in pieces]),
+                             *(np.concatenate([getattr(p, name) for _, p in pieces])
+                               for name in ("held", "lasting")))
+
+    def _unecho(self, surprise, F, context, params, echo: Echoes, start: int, stop: int,
+                stale, stale_columns) -> np.ndarray:
+        """Rows ``start .. stop`` whose season column comes from an alerted episode are scored
+        without it (in place in ``surprise``; returns those rows): the same time a season
+        after a flatline or a day of doubled swings is ordinary, and scored against the
+        anomaly it looked odd (on a synthetic daily series, a false alert after each)."""
+        source = echo.rows[start:stop]
+        inside = np.zeros(source.shape[0], dtype=bool)
+        for low, high in self._held:
+            inside |= (source >= low) & (source < high)
+        rows = start + np.flatnonzero(inside)
+        if not rows.size:
+            return rows
+        old = stale[rows] if stale is not None else np.zeros(rows.shape[0], dtype=bool)
+        for also_stale in (False, True):
+            mine = rows[old == also_stale]
+            if mine.size:
+                dropped = list(echo.columns) + (list(stale_columns) if also_stale else [])
+                surprise[mine] = _conditional_surprise(F[mine], context, params, dropped)
+        return rows
+
+    def _remember_episodes(self, first: int, held: np.ndarray, depth: int) -> None:
+        """Keep the stream positions of the held rows (``held`` (n,) from stream position
+        ``first`` on) as runs, the runs a season's context may still reach (``depth`` rows
+        back) only."""
+        if held.any():
+            edges = np.flatnonzero(np.diff(np.r_[0, held.astype(np.int8), 0]))
+            for low, high in zip(edges[::2].tolist(), edges[1::2].tolist()):
+                if self._held and self._held[-1][1] == first + low:
+                    self._held[-1][1] = first + high  # (an episode across chunks: one run)
+                else:
+                    self._held.append([first + low, first + high])
+        horizon = first + held.shape[0] - depth - 1
+        self._held = [run for run in self._held if run[1] > horizon]
 
     def _generation(self):
         """Which model the learner holds (changes when a fit replaces it)."""
@@ -271,7 +402,8 @@ class SeriesMonitor:
         """JSON-ready state of the features, calibrator and episodes (the monitor and the
         model are saved on their own)."""
         return {"features": None if self.features is None else self.features.state(),
-                "calibrator": self.calibrator.state(), "episodes": self.episodes.state()}
+                "calibrator": self.calibrator.state(), "episodes": self.episodes.state(),
+                "units_pending": self._units_pending, "held": [list(r) for r in self._held]}
 
     def restore(self, state: dict) -> SeriesMonitor:
         """Continue from :meth:`state`'s output (ValueError if it is malformed)."""
@@ -282,6 +414,18 @@ class SeriesMonitor:
             self.features = None if features is None else TemporalFeatures.from_state(features)
             self.calibrator = TailCalibrator.from_state(state["calibrator"])
             self.episodes = Episodes.from_state(state["episodes"])
+            # (A state from before the rule has none: its model keeps its reg_covar.)
+            pending = state.get("units_pending", False)
+            if not isinstance(pending, bool):
+                raise ValueError(f"units_pending must be true or false, got {pending!r}")
+            self._units_pending = pending and self.reg_covar_share is not None
+            held = state.get("held", [])
+            if not isinstance(held, list) or not all(
+                    isinstance(r, list) and len(r) == 2 and all(
+                        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r)
+                    and r[0] < r[1] for r in held):
+                raise ValueError("held must be a list of [first, end) stream positions")
+            self._held = [list(r) for r in held]
         except KeyError as exc:
             raise ValueError(f"series state lacks {exc}") from None
         return self

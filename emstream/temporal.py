@@ -130,6 +130,10 @@ class TemporalFeatures:
         Which rows of the last :meth:`transform` follow a gap in time (more than
         ``GAP_STEPS`` typical steps and an hour of a day): their lag columns
         (:meth:`lag_columns`) are hours old and the score leaves them out.
+    season_rows_ : ndarray of shape (n,) of int
+        For each row of the last :meth:`transform`, the stream position (0 for the first row
+        ever) of the row its season column is centred on; -1 while the stream is younger than
+        a season, and for every row without a season.
     """
 
     def __init__(self, *, lags: int = 1, season=None, volatility: bool = True,
@@ -153,6 +157,7 @@ class TemporalFeatures:
         self._period = None
         self._start = None  # the first row's time
         self.stale_ = np.zeros(0, dtype=bool)
+        self.season_rows_ = np.zeros(0, dtype=np.int64)
         self._seen = 0
         self._floor = None  # smallest change the volatility resolves (half the data's grid)
 
@@ -174,6 +179,13 @@ class TemporalFeatures:
         """Columns of the feature rows that hold the previous rows."""
         start = len(self.target_columns(d))
         return list(range(start, start + d * self.lags))
+
+    def season_columns(self, d: int) -> list:
+        """Columns of the feature rows that hold the row a season before (none without one)."""
+        if not self._season_slot:
+            return []
+        start = len(self.target_columns(d)) + d * self.lags
+        return list(range(start, start + d))
 
     def feature_names(self, names) -> list:
         """Names of the feature rows' columns, from the names of the ``D`` values.
@@ -282,8 +294,12 @@ class TemporalFeatures:
         for lag in range(1, self.lags + 1):
             columns.append(Z[np.maximum(np.arange(h, h + n) - lag, 0)])
         self.stale_ = self._stale(clock, h, n)
+        self.season_rows_ = np.full(n, -1, dtype=np.int64)
         if self._season_slot:
-            columns.append(self._season_context(Z, h, n, clock))
+            context, base, young = self._season_context(Z, h, n, clock)
+            columns.append(context)
+            # (Z's row j is the stream's row seen - h + j)
+            self.season_rows_ = np.where(young, -1, base + (self._seen - h))
         if self.calendar:
             t = np.asarray(times, dtype=float)
             day, week = 2 * np.pi * (t % _DAY) / _DAY, 2 * np.pi * (t % _WEEK) / _WEEK
@@ -308,11 +324,12 @@ class TemporalFeatures:
         """The shortest gap in time, in seconds (see ``GAP_STEPS``)."""
         return max(GAP_STEPS * self._period / self.season_, GAP_SHARE * self._period)
 
-    def _season_context(self, Z: np.ndarray, h: int, n: int, clock=None) -> np.ndarray:
+    def _season_context(self, Z: np.ndarray, h: int, n: int, clock=None) -> tuple:
         """Rows ``h .. h+n-1`` of ``Z``'s value one season earlier: the median of the
         ``2 SEASON_SPAN + 1`` rows around it (all before the row itself), so that one odd
         point does not make the same time a season later look odd as well.  ``clock`` (the
-        rows' times, monotone): a season earlier in time, else in rows."""
+        rows' times, monotone): a season earlier in time, else in rows.  Also the row of
+        ``Z`` each is centred on, and which rows are younger than a season, shapes (n,)."""
         pos = np.arange(h, h + n)
         # Until a season exists the first row stands in.  The warm-up's model then keeps a
         # component on that constant (AMZN tweets: weight 0.27 after 1,100 points, the season
@@ -326,11 +343,11 @@ class TemporalFeatures:
         else:
             base, young, oldest = self._rows_a_period_before(clock, pos)
         if not SEASON_SPAN:
-            return Z[base]
+            return Z[base], base, young
         around = base[:, None] + np.arange(-SEASON_SPAN, SEASON_SPAN + 1)
         np.clip(around, oldest[:, None], np.maximum(pos - 1, 0)[:, None], out=around)
         around[young] = base[young, None]
-        return np.median(Z[around], axis=1)
+        return np.median(Z[around], axis=1), base, young
 
     def _rows_a_period_before(self, clock: np.ndarray, pos: np.ndarray) -> tuple:
         """For the rows at ``pos``: the row nearest in time to a period before each, never the
@@ -392,12 +409,12 @@ class TemporalFeatures:
     def peek(self, X, times=None) -> np.ndarray:
         """:meth:`transform` without remembering ``X``: the features the next rows would get."""
         saved = (self._history, self._seen, self._searching, self.season_, self._floor,
-                 self._clock, self._period, self._start, self.stale_)
+                 self._clock, self._period, self._start, self.stale_, self.season_rows_)
         try:
             return self.transform(X, times)
         finally:  # transform rebinds these attributes, never mutates them in place
             (self._history, self._seen, self._searching, self.season_, self._floor,
-             self._clock, self._period, self._start, self.stale_) = saved
+             self._clock, self._period, self._start, self.stale_, self.season_rows_) = saved
 
     def _decide_season(self, Z: np.ndarray, times) -> None:
         """At the first block: a day in points from the timestamps' typical step, else the

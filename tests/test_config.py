@@ -20,7 +20,7 @@ def _shipped():
 
 
 def test_model_section_builds_a_valid_estimator():
-    model = _shipped()["model"]
+    model = daemon_config.model_settings(daemon_config.validate(_shipped()))
     gm = GaussianMixture(**model)
     assert gm.get_params()["n_components"] == model["n_components"]
     X = mixture_1d(3000, np.random.default_rng(0))

@@ -604,6 +604,57 @@ def test_the_series_monitor_takes_the_time_step_from_the_first_rows():
     assert monitor.episodes.hold_points == 48
 
 
+def test_a_day_after_an_alerted_flatline_is_no_anomaly_again():
+    """The same time a day after an alerted anomaly takes its season column from the anomaly:
+    scored against it, an ordinary crest "given" a flat yesterday looked odd and alerted again
+    as soon as the first alert's hold ended.  Such rows are scored without the season."""
+    from emstream import GaussianMixture
+    from emstream.drift import DriftMonitor
+    from emstream.series import SeriesMonitor
+
+    rng = np.random.default_rng(5)
+    n = 20 * DAY
+    x = _seasonal(rng, n)
+    flat = 12 * DAY + DAY // 8
+    x[flat:flat + DAY // 2] = 10.0  # half a day stuck at the mean level
+    times = 1.7e9 + float(STEP) * np.arange(n)
+    series = SeriesMonitor(DriftMonitor(GaussianMixture(3, random_state=0)),
+                           TemporalFeatures(season="auto", volatility=False))
+    flags, start, size = [], 0, 100
+    while start < n:
+        update = series.update(x[start:start + size, None], times[start:start + size])
+        flags += (start + np.flatnonzero(update.anomaly)).tolist()
+        start, size = start + size, min(1000, 2 * size)
+    assert flags == [flat]
+    assert series.state()["held"] == []  # (a season later nothing reaches back to it)
+    assert series.features.season_rows_[-1] == n - 1 - DAY
+
+
+def test_the_series_state_keeps_the_episodes_a_season_reaches_and_refuses_bad_ones():
+    from emstream import GaussianMixture
+    from emstream.drift import DriftMonitor
+    from emstream.series import SeriesMonitor
+
+    def monitor():
+        return SeriesMonitor(DriftMonitor(GaussianMixture(2, random_state=0)),
+                             TemporalFeatures(season=24, volatility=False), reg_covar_share=1e-3)
+
+    series = monitor()
+    series._held = [[100, 130]]
+    state = json.loads(json.dumps(series.state()))
+    assert state["held"] == [[100, 130]] and state["units_pending"] is True
+    again = monitor().restore(state)
+    assert again._held == [[100, 130]] and again._units_pending
+    for bad in ([[5, 5]], [[1, 2, 3]], [["1", 2]], [[-1, 4]], [[True, 4]], {"a": 1}):
+        with pytest.raises(ValueError, match="held"):
+            monitor().restore({**state, "held": bad})
+    with pytest.raises(ValueError, match="units_pending"):
+        monitor().restore({**state, "units_pending": "yes"})
+    old = {k: v for k, v in state.items() if k not in ("held", "units_pending")}
+    restored = monitor().restore(old)  # a state from before both: nothing held, units kept
+    assert restored._held == [] and not restored._units_pending
+
+
 # ---------------------------------------------------------------------- the daemon
 def _seasonal(rng, n):
     t = np.arange(n)
@@ -657,6 +708,39 @@ def test_a_seasonal_series_gets_one_flag_per_anomaly_and_none_elsewhere(tmp_path
     assert saved.meta["counters"]["anomalies"] == len(windows)
     assert saved.meta["layout"]["names"] == ["timestamp", "value"]
     assert saved.meta["series"]["features"]["season_"] == DAY
+
+
+def test_the_same_readings_in_other_units_get_the_same_scores_and_alerts(tmp_path):
+    """Bytes or gigabytes, seconds or hours: moving the decimal point of every reading (in the
+    text, so the readings keep their printed precision) changes no score and no alert.  An
+    absolute reg_covar of 1e-6 swamped readings of the order of 1e-4 (NAB's series scored
+    23.6 instead of 63.1), and the upkeep's re-seeding ranked components by their total
+    surprise, whose sign the units decide."""
+    from decimal import Decimal
+
+    rng = np.random.default_rng(9)
+    x = _seasonal(rng, 6 * DAY)
+    x[3 * DAY + DAY // 3] = 12.0  # a spike
+    x[5 * DAY:] += 2.0  # a level shift
+    _write_table(tmp_path / "units.csv", x)
+    header, *lines = (tmp_path / "units.csv").read_text().splitlines()
+    runs = {}
+    for places in (0, -5, 2):
+        data = tmp_path / f"shifted{places}.csv"
+        data.write_text("\n".join([header] + [
+            f"{t},{format(Decimal(v).scaleb(places), 'f')}"
+            for t, v in (line.split(",") for line in lines)]) + "\n")
+        done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
+                               str(tmp_path / f"s{places}")], capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()
+        flags, rows = _flags(done.stdout.decode())
+        runs[places] = (flags, np.array([float(r[5]) for r in rows]))
+    assert 5e-5 < float(Decimal(lines[0].split(",")[1]).scaleb(-5)) < 2e-4  # (as written)
+    flags, scores = runs[0]
+    assert len(flags) >= 2  # (the spike and the shift at least)
+    for places in (-5, 2):
+        np.testing.assert_array_equal(runs[places][0], flags)
+        np.testing.assert_allclose(runs[places][1], scores, rtol=0, atol=1e-6)
 
 
 @pytest.mark.slow

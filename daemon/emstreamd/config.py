@@ -51,9 +51,18 @@ def validate(config: dict) -> dict:
     return full
 
 
+# model.reg_covar: auto: this share of the variance of a series' first rows (see
+# emstream.series.SeriesMonitor's reg_covar_share).
+REG_COVAR_SHARE = 1e-3
+
+
 def model_settings(config: dict) -> dict:
-    """GaussianMixture's keyword arguments, with the step floor that ``drift.memory`` implies."""
+    """GaussianMixture's keyword arguments, with the step floor that ``drift.memory`` implies
+    (and with ``reg_covar: auto``, 1e-6 until a series' first rows that vary set it:
+    :func:`series_parts`)."""
     settings = dict(config["model"])
+    if settings.get("reg_covar") == "auto":
+        settings["reg_covar"] = 1e-6  # (scikit-learn's; until the series' rows vary)
     memory = config["drift"]["memory"]
     if settings.get("step_floor") is None and memory is not None:
         settings["step_floor"] = 1.0 / memory
@@ -70,8 +79,10 @@ def monitor_settings(config: dict) -> dict:
 
 
 def series_parts(config: dict, timed: bool) -> tuple:
-    """The features (None when off), calibrator and episodes for a stream; ``timed``: the
-    input has a time column (``features.enabled: auto`` turns them on for it)."""
+    """The features (None when off), calibrator, episodes and share of the first rows'
+    variance that becomes ``reg_covar`` (None unless ``model.reg_covar: auto``) for a stream,
+    as :class:`emstream.series.SeriesMonitor` takes them; ``timed``: the input has a time
+    column (``features.enabled: auto`` turns them on for it)."""
     from emstream.calibration import TailCalibrator
     from emstream.episodes import Episodes
     from emstream.temporal import TemporalFeatures
@@ -83,9 +94,10 @@ def series_parts(config: dict, timed: bool) -> tuple:
         features = TemporalFeatures(lags=f["lags"], season=f["season"],
                                     volatility=f["volatility"], window=f["window"],
                                     calendar=f["calendar"] and timed)
+    share = REG_COVAR_SHARE if config["model"].get("reg_covar") == "auto" else None
     return (features, TailCalibrator(output["calibration_window"]),
             Episodes(threshold=float(output["anomaly_threshold"]),
-                     hold=output["episode_hold"]))
+                     hold=output["episode_hold"]), share)
 
 
 def parse_override(text: str):

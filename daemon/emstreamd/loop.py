@@ -70,8 +70,9 @@ def warn_resumed_settings(model, meta: dict, config: dict, keyed: bool = False) 
     them on a resumed checkpoint did nothing, silently).  ``keyed``: ``model`` and ``meta`` are
     one key's of a state store, standing for every key it holds."""
     saved_params = model.get_params()
+    auto = {"reg_covar"} if config["model"].get("reg_covar") == "auto" else set()
     differ = [_setting_name(k, config) for k, v in config_module.model_settings(config).items()
-              if k in saved_params and not _same(saved_params[k], v)]
+              if k in saved_params and k not in auto and not _same(saved_params[k], v)]
     layout = meta.get("layout") if isinstance(meta, dict) else None
     differ += kept_settings_differ(
         meta, config, timed=None if not isinstance(layout, dict)

@@ -241,7 +241,9 @@ def _check_model(model: dict) -> None:
     from emstream import GaussianMixture
 
     try:
-        estimator = GaussianMixture(**model)
+        # (auto: a share of the first rows' variance, set per series; any number passes here)
+        estimator = GaussianMixture(**{**model, **({"reg_covar": 1e-6}
+                                                   if model.get("reg_covar") == "auto" else {})})
         estimator._check_params()
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model: {exc}") from None
@@ -364,9 +366,15 @@ SECTIONS = (
             "3 63.1, 4 57.0, 5 55.7.)"),
         Key("covariance_type", "full", None,
             "Shape of each component's covariance: full | tied | diag | spherical."),
-        Key("reg_covar", 1e-6, None,
-            "Added to every variance, in the data's units; guards against components "
-            "collapsing onto a repeated value."),
+        Key("reg_covar", "auto", None,
+            "Added to every variance: no component collapses onto a repeated value or claims "
+            "more precision than the data has.  auto: 1e-3 of the variance of the series' "
+            "first rows that vary (each key's own; 1e-6 until they vary), so the same readings "
+            "in bytes or gigabytes get the same model and scores (with an absolute 1e-6, NAB's "
+            "series with the decimal point moved five places left scored 23.6 instead of "
+            "63.1).  (NAB kit, standard score of the alerts, mean of seeds 0, 1, 2: a share of "
+            "1e-3 62.6; 1e-2 62.1; 1e-1 60.1; 1e-6 60.0; the absolute 1e-6 60.6.)  A number: "
+            "that, in the data's units."),
         Key("tol", 1e-3, None,
             "Batch EM (warm-up and refits): stop when the average log-likelihood gains less "
             "than tol ..."),
