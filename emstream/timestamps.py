@@ -148,10 +148,7 @@ def _iso_alike(fields: np.ndarray) -> bool:
     chars = np.ascontiguousarray(fields).view(np.uint8).reshape(fields.size, -1)
     digit = (chars >= ord("0")) & (chars <= ord("9"))
     shape = digit[0]
-    return bool(np.array_equal(digit, np.broadcast_to(shape, digit.shape))
-                and np.array_equal(chars[:, ~shape], np.broadcast_to(chars[0, ~shape],
-                                                                     (fields.size,
-                                                                      int((~shape).sum())))))
+    return bool((digit == shape).all() and (chars[:, ~shape] == chars[0, ~shape]).all())
 
 
 def looks_like_time(field: bytes) -> bool:
