@@ -316,8 +316,8 @@ class SeriesMonitor:
         """The episodes of the scores ``chunk`` (the rows from ``start`` on), a hold at a
         time: after each alerted episode, ``rescore(low, high)`` re-scores in ``chunk`` the
         rows after it whose season came from it (:meth:`_unecho`), before they are judged.
-        (Only those rows: cutting the chunk there re-scored all the rest, and cost a
-        timestamped back-fill a quarter of its speed.)"""
+        (Only those rows: cutting the chunk there would re-score all the rest, once per
+        episode.)"""
         pieces, at, n = [], 0, chunk.shape[0]
         while at < n:
             end = self._hold_end(chunk[at:])
