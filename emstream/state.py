@@ -29,7 +29,7 @@ import numpy as np
 
 from .gaussian import MixtureParams
 from .mixture import GaussianMixture
-from .online import FAR_MEMORY, Upkeep
+from .online import FAR_MEMORY, Upkeep, buffer_prior
 from .stats import SufficientStats, scatter_shape
 from .validation import MAX_ABS_VALUE
 
@@ -326,11 +326,12 @@ def from_dict(data: dict) -> GaussianMixture:
             raise ValueError(f"online.warmup.rows must have shape (n, {d}) with 1 <= n < "
                              f"warmup_size")
         learner.buffer = [rows]
-        learner._buffer_variance = rows.var(axis=0)
         learner.provisional_rows = _count(warmup.get("provisional_rows", 0),
                                           "online.warmup.provisional_rows")
         if learner.provisional_rows > rows.shape[0]:
             raise ValueError("online.warmup.provisional_rows exceeds the rows buffered")
+        # The warm-up's prior comes from the rows of the last provisional fit: the first ones.
+        learner._buffer_prior = buffer_prior(rows[:learner.provisional_rows or None])
     stored = online.get("model")
     if names is not None and len(names) != d:
         raise ValueError(f"feature_names_in names {len(names)} features, the model has {d}")

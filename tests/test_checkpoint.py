@@ -47,6 +47,25 @@ def test_resume_is_bit_exact(tmp_path, kind, split):
     assert_same_model(resumed, straight)
 
 
+def test_resume_between_two_provisional_fits_is_bit_exact(tmp_path):
+    # Clusters far thinner than the spread, so that the warm-up's prior binds; saved at 400 rows,
+    # between the provisional fits at 300 and 450: the prior comes from the rows of the last fit.
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(c, 0.05, (400, 2)) for c in (-20.0, 0.0, 20.0)])
+    X = X[rng.permutation(len(X))]
+    make = lambda: GaussianMixture(3, warmup_size=500, random_state=7)  # noqa: E731
+    batches = [X[start:start + 100] for start in range(0, 400, 100)] + [X[400:420]]
+    straight = make()
+    for batch in batches:
+        straight.partial_fit(batch)
+    resumed = make()
+    for batch in batches[:-1]:
+        resumed.partial_fit(batch)
+    resumed, _ = checkpoint.load(checkpoint.save(resumed, tmp_path / "ck.json"))
+    resumed.partial_fit(batches[-1])  # an online step of the provisional model, still warming up
+    assert_same_model(resumed, straight)
+
+
 def test_unfitted_and_batch_fitted_models_round_trip(tmp_path):
     empty = checkpoint.load(checkpoint.save(GaussianMixture(4), tmp_path / "a.json")).model
     assert empty.get_params() == GaussianMixture(4).get_params()

@@ -37,6 +37,24 @@ def test_one_pass_2d_full_is_within_1e4_of_batch_em(seed):
     assert gap < 1e-4, gap
 
 
+def test_the_warm_up_prior_fades_faster_for_independent_rows_than_for_a_slow_series():
+    # The same 600 values as a random walk (a series: its first rows are a short stretch of
+    # it) and shuffled (independent rows): the floor is (r / n)² of the spread for the one,
+    # (r / n)³ for the other; r = 2 (D + 1) K = 12 rows.
+    rng = np.random.default_rng(0)
+    walk = np.cumsum(rng.normal(size=(600, 1)), axis=0)
+    shares = {}
+    for name, X in {"series": walk, "shuffled": walk[rng.permutation(600)]}.items():
+        gm = GaussianMixture(3, random_state=0)
+        for start in range(0, 600, 100):
+            gm.partial_fit(X[start:start + 100])
+        learner = gm._online
+        assert learner.warming_up and learner.buffered == 600
+        shares[name] = learner.floor()[0] / learner._buffer_prior[0][0]
+    assert shares["series"] == pytest.approx((12 / 600) ** 2)
+    assert shares["shuffled"] == pytest.approx((12 / 600) ** 3)
+
+
 def test_a_provisional_model_scores_from_the_first_batch_and_the_warm_up_refits_it():
     X = mixture_1d(3000, np.random.default_rng(0))
     gm = GaussianMixture(3, warmup_size=500, random_state=0)
