@@ -369,11 +369,17 @@ class Search:
 
     @property
     def agreed(self) -> bool:
-        """Whether every candidate that held its components scored alike (within
-        :data:`AGREEMENT`: one solution, found from every start; nothing else to look for)."""
+        """Whether every start that held its components scored alike (within
+        :data:`AGREEMENT`: one solution, found from every start; nothing else to look for)
+        and no split-and-merge proposal beat them (a proposal of another structure that loses
+        is no disagreement)."""
         first = 1 if self.names and self.names[0] == "current" else 0
-        finite = [v for v in self.scores[first:] if math.isfinite(v)]
-        return bool(finite) and max(finite) - min(finite) < AGREEMENT
+        pairs = [(n, v) for n, v in zip(self.names[first:], self.scores[first:])
+                 if math.isfinite(v)]
+        finite = [v for n, v in pairs if n != "split-merge"]
+        proposals = [v for n, v in pairs if n == "split-merge"]
+        return (bool(finite) and max(finite) - min(finite) < AGREEMENT
+                and max(proposals, default=-math.inf) < max(finite) + AGREEMENT)
 
     @property
     def before(self) -> float:
