@@ -90,7 +90,7 @@ IDLE_GROWTH = 10.0
 # clusters far thinner than the spread too wide (iris, breast cancer: 0.13 and 0.21 nats per
 # point per feature from batch EM, 0.04 and 0.01 now); with (r / n)³ for all rows, the NAB kit
 # lost 0.3 points and its copy with holes 2.7, where this rule keeps the kit (62.0 against
-# 61.9) and gains 0.9 with holes (means of three seeds).
+# 61.9) and gains 0.7 with holes (means of three seeds).
 PROVISIONAL_PRIOR = 1.0
 # m = n (1 - ρ) / (1 + ρ) for a lag-1 autocorrelation ρ, at most MAX_DEPENDENCE.
 MAX_DEPENDENCE = 0.999
