@@ -188,7 +188,7 @@ class SeriesMonitor:
             step = typical_step(times)  # (the first block's, as the features' season)
             if step is not None:
                 self.episodes.set_time_step(step)
-        first = None if self.features is None else self.features._seen
+        first = None if self.features is None else self.features.n_seen_
         F = self.feature_rows(X, times)
         if self.features is None:
             return self.learn_rows(F, [], with_resp=with_resp, with_scores=with_scores)
@@ -196,7 +196,7 @@ class SeriesMonitor:
         echo = None
         if self.features.season_columns(d):
             echo = Echoes(first, self.features.season_rows_, self.features.season_columns(d),
-                          self.features._depth())
+                          self.features.depth())
         return self.learn_rows(F, self.features.context_columns(d), with_resp=with_resp,
                                with_scores=with_scores, stale=self.features.stale_,
                                stale_columns=self.features.lag_columns(d), echo=echo)

@@ -130,6 +130,8 @@ class TemporalFeatures:
         Which rows of the last :meth:`transform` follow a gap in time (more than
         ``GAP_STEPS`` typical steps and an hour of a day): their lag columns
         (:meth:`lag_columns`) are hours old and the score leaves them out.
+    n_seen_ : int
+        Rows transformed so far: the stream position of the next row.
     season_rows_ : ndarray of shape (n,) of int
         For each row of the last :meth:`transform`, the stream position (0 for the first row
         ever) of the row its season column is centred on; -1 while the stream is younger than
@@ -216,8 +218,13 @@ class TemporalFeatures:
         # one shape for the life of the model.
         return self.season_ is not None
 
-    def _depth(self) -> int:
-        """Rows of history the features need."""
+    @property
+    def n_seen_(self) -> int:
+        """Rows transformed so far: the stream position of the next row."""
+        return self._seen
+
+    def depth(self) -> int:
+        """Rows of history the features need (a season's context reaches this far back)."""
         depth = max(self.lags, self.window + 1)
         if self.season_ is not None:
             depth = max(depth, self._reach())
@@ -306,7 +313,7 @@ class TemporalFeatures:
             columns.append(np.column_stack([np.cos(day), np.sin(day), np.cos(week),
                                             np.sin(week)]))
         self._seen += n
-        depth = self._depth()
+        depth = self.depth()
         self._history = Z[-depth:].copy()
         if clock is not None:
             self._clock = clock[-depth:].copy()
