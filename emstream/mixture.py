@@ -119,8 +119,8 @@ class GaussianMixture:
     averaging : bool, default=True
         Publish (as ``means_`` etc., and for ``score``/``predict``) the average of the online
         iterates, each weighted by the points it learned, over the learner's memory (the
-        Polyak–Ruppert average since the last fit, becoming an exponential average once that
-        is longer than the memory); online EM itself goes on from the last iterate.  It halves
+        Polyak–Ruppert average from the last fit, which counts as its rows, becoming an
+        exponential average once that is longer than the memory); online EM itself goes on from the last iterate.  It halves
         the iterates' noise where it matters most (many features, a few thousand points: on
         river's ImageSegments the worst of eight one-pass gaps to batch EM fell from 0.062 to
         0.037 nats per feature) and lags a drifting stream by no more than the iterate does
@@ -680,7 +680,7 @@ class GaussianMixture:
         overfitting margin, so a refit cannot make the model worse on recent data.  Each new
         component takes the label of the old component it matches (Hungarian assignment on the
         Bhattacharyya distance).  The step-size schedule restarts from ``len(X)`` points and
-        the Polyak average, if any, restarts too; ``n_seen_`` keeps counting.
+        the Polyak average, if any, restarts from the refit; ``n_seen_`` keeps counting.
 
         Parameters
         ----------

@@ -377,13 +377,13 @@ class OnlineLearner:
     def start_from(self, params: MixtureParams, stats: SufficientStats, n_points: float,
                    *, keep_counters: bool = True) -> None:
         """Take fitted parameters and their statistics (totals over ``n_points``) as the model;
-        the step schedule restarts from ``n_points`` and the Polyak average from scratch."""
+        the step schedule restarts from ``n_points`` and the Polyak average from the fit."""
         self.iterate = self.params = params
         self.adoptions += 1
         self.n_features = params.n_features
         self.stats = stats.scaled(1.0 / max(stats.total, np.finfo(float).tiny))
         self.t = float(n_points)
-        self.average = None
+        self._restart_average()
         self.moved_online = False
         self.n_updates = 0
         share = min(n_points, RECENT_POINTS) / max(n_points, 1.0)
@@ -515,10 +515,20 @@ class OnlineLearner:
         np.negative(gamma, out=gamma)
         return -math.expm1(float(np.add.reduce(np.log1p(gamma, out=gamma))))
 
+    def _restart_average(self) -> None:
+        """The average starts at the iterate just adopted, which counts as the points it was
+        fitted on: a fit summarises its rows as well as the iterates after it summarise theirs.
+        (Started empty, the first 100-row step after a 1,000-row warm-up replaced the fit
+        outright: on scikit-learn's digits, 1,437 rows, every one of ten shuffles ended
+        0.005-0.008 nats per point per feature further from batch EM.)"""
+        it = self.iterate
+        self.average = ((self.t, it.weights, it.means, it.covariances)
+                        if self.settings.averaging else None)
+
     def _publish_average(self, n_points: float) -> None:
         """Fold the new iterate into the average and publish it.
 
-        The average of the iterates since the last fit, each weighted by the points it learned
+        The average of the fit and the iterates since, each weighted by the points it learned
         (Polyak–Ruppert), over at most the learner's memory: beyond it, an exponential average
         with that horizon, so on a drifting stream it lags by no more than the iterate does."""
         it = self.iterate
@@ -584,6 +594,7 @@ class OnlineLearner:
             self.iterate = em.m_step(self.stats, reg_covar=self.settings.reg_covar,
                                      floor=self.floor())
             self.params = self.iterate
+            self._restart_average()
             # Every start came to one solution: no structure left to look for, so the first
             # scheduled checks are light ones, far apart (a change brings full ones back).
             self.upkeep = Upkeep(next_check=CHECK_GROWTH * self.n_seen,

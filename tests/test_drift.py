@@ -145,7 +145,9 @@ def test_refit_keeps_the_better_of_warm_and_fresh_starts():
     assert stuck.last_refit_["replaced"] and stuck.last_refit_["candidate"] == "fresh"
     assert stuck.score(X) > warm_only.score(X) + 0.01
     assert np.sort(stuck.means_.ravel()) == pytest.approx(MEANS, abs=0.2)
-    assert stuck._online.t == len(X) and stuck._online.average is None
+    # The step schedule and the Polyak average restart at the refit, weighted by its rows.
+    assert stuck._online.t == len(X) and stuck._online.average[0] == len(X)
+    np.testing.assert_array_equal(stuck._online.average[2], stuck.means_)
 
 
 @pytest.mark.parametrize("detector", ["adwin", river_drift.PageHinkley(threshold=5.0, delta=0.25,
@@ -243,6 +245,22 @@ def test_polyak_average_narrows_the_gap_to_the_truth():
     assert np.mean(gaps[True]) < np.mean(gaps[False]), gaps
 
 
+def test_the_polyak_average_starts_from_the_fit_not_from_the_first_step():
+    """The warm-up's fit summarises its 1,000 rows: the first 100-row step after it moves the
+    published model part of the way to the new iterate, not all of it."""
+    data = draw(np.random.default_rng(5), 1100)
+    gm = GaussianMixture(3, random_state=0)
+    for i in range(0, 1000, 100):
+        gm.partial_fit(data[i:i + 100])
+    fitted = gm.means_.copy()
+    assert gm._online.average[0] == 1000
+    gm.partial_fit(data[1000:])
+    iterate = gm._online.iterate.means
+    share = (gm.means_ - fitted) / (iterate - fitted)
+    # The fit's weight is capped at the learner's memory (1100 ** 0.8 = 272 points here).
+    np.testing.assert_allclose(share, 100 / 1100 ** 0.8, rtol=1e-9)
+
+
 def test_polyak_state_resumes_bit_exactly_and_resets_on_refit():
     rng = np.random.default_rng(9)
     data = draw(rng, 30_000)
@@ -258,7 +276,8 @@ def test_polyak_state_resumes_bit_exactly_and_resets_on_refit():
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         np.testing.assert_array_equal(getattr(twin, name), getattr(gm, name))
     gm.refit(data[-2000:] + 3.0)  # a refit that replaces the model restarts the average
-    assert gm.last_refit_["replaced"] and learner.average is None
+    assert gm.last_refit_["replaced"] and learner.average[0] == 2000
+    np.testing.assert_array_equal(learner.average[2], learner.iterate.means)
     np.testing.assert_array_equal(learner.iterate.means, gm.means_)
 
 
