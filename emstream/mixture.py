@@ -120,12 +120,13 @@ class GaussianMixture:
         Publish (as ``means_`` etc., and for ``score``/``predict``) the average of the online
         iterates, each weighted by the points it learned, over the learner's memory (the
         Polyak–Ruppert average from the last fit, which counts as its rows, becoming an
-        exponential average once that is longer than the memory); online EM itself goes on from the last iterate.  It halves
-        the iterates' noise where it matters most (many features, a few thousand points: on
-        river's ImageSegments the worst of eight one-pass gaps to batch EM fell from 0.062 to
-        0.037 nats per feature) and lags a drifting stream by no more than the iterate does
-        (means moving 3σ per 10⁶ points: worst gap 0.38% against 0.15%; after a 3σ jump and
-        its refit, closer to the new optimum, 0.02–0.12% against 0.11–0.26% 2,000 points on).
+        exponential average once that is longer than the memory); online EM itself goes on
+        from the last iterate.  It halves the iterates' noise where it matters most (many
+        features, a few thousand points: on river's ImageSegments the worst of eight one-pass
+        gaps to batch EM fell from 0.062 to 0.037 nats per feature) and lags a drifting stream
+        by no more than the iterate does (means moving 3σ per 10⁶ points: worst gap 0.38%
+        against 0.15%; after a 3σ jump and its refit, closer to the new optimum, 0.02–0.12%
+        against 0.11–0.26% 2,000 points on).
         ``score`` of a monitored stream (``partial_fit_scored``) uses the iterate.
     variance_floor : {"resolution", None}, default="resolution"
         ``"resolution"``: no variance falls below ``δ²/12`` per feature, where ``δ`` is the step
