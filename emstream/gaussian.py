@@ -325,8 +325,53 @@ def data_variance(stats) -> np.ndarray:
     return spread
 
 
-def covariances_from_stats(stats, reg_covar: float, floor: np.ndarray | None = None
-                           ) -> np.ndarray:
+@dataclass(frozen=True, eq=False)
+class LoewnerFloor:
+    """A floor on full covariances: each kept above ``M = basis · diag(values) · basisᵀ`` in
+    the Loewner order (``Σ - M`` positive semi-definite on ``M``'s range), then its variances
+    above ``diagonal``.
+
+    A per-feature floor raises a variance whatever the correlations; on correlated features
+    (a colour channel and the brightness it is part of) that widens a cluster most in the
+    direction where it is thinnest.  A floor shaped like the data's covariance widens every
+    direction in proportion to the data's own spread there.
+
+    Attributes
+    ----------
+    diagonal : ndarray of shape (D,) or None
+        Smallest variance per feature, applied after the matrix floor.
+    basis : ndarray of shape (D, r)
+        Orthonormal directions of ``M``'s range.
+    values : ndarray of shape (r,)
+        ``M``'s positive eigenvalues.
+
+    Examples
+    --------
+    >>> floor = LoewnerFloor(None, np.eye(2), np.array([1.0, 1.0]))
+    >>> floor.lift(np.array([[[4.0, 0.0], [0.0, 0.25]]])).round(6).tolist()
+    [[[4.0, 0.0], [0.0, 1.0]]]
+    """
+
+    diagonal: np.ndarray | None
+    basis: np.ndarray
+    values: np.ndarray
+
+    def lift(self, covs: np.ndarray) -> np.ndarray:
+        """The smallest change that raises each covariance (K, D, D) above the matrix: in the
+        coordinates where ``M`` is the identity, eigenvalues below 1 are raised to 1."""
+        root = np.sqrt(self.values)
+        whiten = self.basis.T / root[:, None]  # (r, D)
+        unwhiten = self.basis * root  # (D, r)
+        eigenvalues, vectors = np.linalg.eigh(whiten @ covs @ whiten.T)
+        lift = np.maximum(1.0 - eigenvalues, 0.0)
+        if not lift.any():
+            return covs
+        directions = unwhiten @ vectors  # (K, D, r)
+        return covs + (directions * lift[:, None, :]) @ directions.transpose(0, 2, 1)
+
+
+def covariances_from_stats(stats, reg_covar: float,
+                           floor: np.ndarray | LoewnerFloor | None = None) -> np.ndarray:
     """The M-step for covariances: centred scatter over counts, plus ``reg_covar`` on the diagonal.
 
     Variances are also kept above ``1e-12`` of the data's own variance per feature, so that a
@@ -340,8 +385,9 @@ def covariances_from_stats(stats, reg_covar: float, floor: np.ndarray | None = N
     stats : SufficientStats
     reg_covar : float
         Non-negative regularisation added to the diagonal, as in scikit-learn.
-    floor : ndarray of shape (D,), optional
-        Smallest variance of each feature (after ``reg_covar``).
+    floor : ndarray of shape (D,) or LoewnerFloor, optional
+        Smallest variance of each feature (after ``reg_covar``); a :class:`LoewnerFloor` also
+        keeps full covariances above a matrix (other kinds keep its diagonal).
 
     Returns
     -------
@@ -352,6 +398,13 @@ def covariances_from_stats(stats, reg_covar: float, floor: np.ndarray | None = N
     if not all_above(counts, _TINY):  # rare: an empty component
         counts = np.maximum(counts, _TINY)
     n_features = stats.n_features
+    matrix = None
+    if isinstance(floor, LoewnerFloor):
+        matrix = floor
+        floor = floor.diagonal
+        if kind != "full":  # (its variances: the whole floor for diagonal shapes)
+            spread = (matrix.basis * matrix.basis) @ matrix.values
+            floor = spread if floor is None else np.maximum(floor, spread)
     relative = data_variance(stats)
     relative *= _RELATIVE_VARIANCE_FLOOR
     floor = relative if floor is None else np.maximum(relative, floor)
@@ -360,6 +413,9 @@ def covariances_from_stats(stats, reg_covar: float, floor: np.ndarray | None = N
         # The diagonals as one writable view: reg_covar and the floor go on in place.
         diagonal = covs.reshape(covs.shape[0], -1)[:, ::n_features + 1]
         diagonal += reg_covar
+        if matrix is not None:
+            covs = matrix.lift(covs)
+            diagonal = covs.reshape(covs.shape[0], -1)[:, ::n_features + 1]
         np.maximum(diagonal, floor, out=diagonal)
     elif kind == "tied":
         covs = stats.scatter / max(stats.total, _TINY)
