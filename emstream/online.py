@@ -131,9 +131,12 @@ def buffer_prior(rows: np.ndarray) -> BufferPrior:
     rho = np.divide(lagged, power, out=np.zeros_like(power), where=power > 0)
     rho[rho <= 2.0 / math.sqrt(n)] = 0.0
     np.minimum(rho, MAX_DEPENDENCE, out=rho)
+    variance = power / n
+    if rows.shape[1] == 1:  # (the matrix form is never built in 1-D: no decomposition)
+        return BufferPrior(variance, (1.0 - rho) / (1.0 + rho), np.ones((1, 1)), variance)
     spread, basis = np.linalg.eigh(centred.T @ centred / n)
     kept = spread > 1e-12 * max(float(spread.max(initial=0.0)), _TINY)
-    return BufferPrior(power / n, (1.0 - rho) / (1.0 + rho), basis[:, kept], spread[kept])
+    return BufferPrior(variance, (1.0 - rho) / (1.0 + rho), basis[:, kept], spread[kept])
 
 
 def auto_gate(n_features: int) -> float:
