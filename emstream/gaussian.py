@@ -357,8 +357,8 @@ class LoewnerFloor:
     values: np.ndarray
 
     def lift(self, covs: np.ndarray) -> np.ndarray:
-        """The smallest change that raises each covariance (K, D, D) above the matrix: in the
-        coordinates where ``M`` is the identity, eigenvalues below 1 are raised to 1."""
+        """Each covariance (K, D, D) raised above the matrix: in the coordinates where ``M`` is
+        the identity, its eigenvalues below 1 are raised to 1, its eigenvectors kept."""
         root = np.sqrt(self.values)
         whiten = self.basis.T / root[:, None]  # (r, D)
         unwhiten = self.basis * root  # (D, r)
