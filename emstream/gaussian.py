@@ -413,7 +413,9 @@ def covariances_from_stats(stats, reg_covar: float,
         # The diagonals as one writable view: reg_covar and the floor go on in place.
         diagonal = covs.reshape(covs.shape[0], -1)[:, ::n_features + 1]
         diagonal += reg_covar
-        if matrix is not None:
+        if matrix is not None and reg_covar < matrix.values.max():
+            # (Otherwise reg_covar alone keeps every covariance above the matrix: data on a
+            # scale far below reg_covar, where whitening by the matrix would overflow.)
             covs = matrix.lift(covs)
             diagonal = covs.reshape(covs.shape[0], -1)[:, ::n_features + 1]
         np.maximum(diagonal, floor, out=diagonal)

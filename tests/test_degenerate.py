@@ -106,6 +106,22 @@ def test_huge_and_tiny_scales(scale):
     assert_valid(fit_quietly(GaussianMixture(3, random_state=0), X * scale))
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1e-160, 1e90])
+@pytest.mark.parametrize("reg_covar", [1e-6, 0.0])
+def test_the_warm_up_prior_on_tiny_and_huge_scales(scale, reg_covar):
+    # 2-D rows in small batches: the warm-up's matrix floor is in play.  On data far below
+    # reg_covar, whitening by that floor overflowed (warnings, then a model saved by luck).
+    X = mixture_2d(300, np.random.default_rng(5)) * scale
+    gm = GaussianMixture(3, random_state=0, reg_covar=reg_covar)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for start in range(0, 300, 50):
+            gm.partial_fit(X[start:start + 50])
+    assert gm._online.warming_up
+    assert_valid(gm)
+    assert np.isfinite(gm.score(X))
+
+
 def test_emptied_component_is_reseeded_in_batch_em():
     X = mixture_1d(5000, np.random.default_rng(4))
     # One component starts a million sd away from every point: it would stay empty forever.
