@@ -137,6 +137,14 @@ class Match:
         return any(i != j for i, j in self.pairs)
 
 
+def component_distances(params) -> np.ndarray:
+    """Bhattacharyya distance between every two components of one mixture
+    (:class:`emstream.gaussian.MixtureParams`, any covariance type), shape (K, K)."""
+    k, d = params.n_components, params.n_features
+    covs = full_covariances(params.covariances, params.covariance_type, k, d)
+    return bhattacharyya(params.means, covs, params.means, covs)
+
+
 def matched_pairs(means_a, covs_a, means_b, covs_b) -> tuple[list, np.ndarray]:
     """Hungarian matching of components (full (K, D, D) covariances) on the Bhattacharyya
     distance: the pairs ``(i, j)`` sorted by i, and the distance matrix (Ka, Kb)."""

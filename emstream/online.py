@@ -284,7 +284,7 @@ class OnlineLearner:
         self.step = None
         self._floor_cache = None  # (step, its variance floor)
         self.buffer = []  # warm-up rows, until warmup_size
-        self._buffer_prior = None  # (variance, values per row) at the last provisional fit
+        self._buffer_prior = None  # BufferPrior of the rows of the last provisional fit
         self.provisional_rows = 0  # buffered rows at the last provisional fit
         self.adoptions = 0  # fits adopted as the model (callers see a new model by it)
         self.window = RingBuffer(settings.window_rows)
@@ -701,17 +701,16 @@ class OnlineLearner:
         ``X`` split in two.  They leave local optima that EM alone cannot (one component over
         two clusters, two over one), which fresh starts on a few hundred heavy-tailed rows
         rarely reach."""
-        from .compare import bhattacharyya, full_covariances
+        from .compare import component_distances
 
-        k, d = self.settings.n_components, self.n_features
+        k = self.settings.n_components
         if k < 2 or X.shape[0] == 0:
             return []
         p = self.iterate
         scored = em.e_step_scored(X, p, with_resp=True)
         load = scored.resp.T @ _excess_surprise(scored.log_prob, np.ones(X.shape[0], bool),
                                                 np.ones(X.shape[0]))
-        covs = full_covariances(p.covariances, p.covariance_type, k, d)
-        distance = bhattacharyya(p.means, covs, p.means, covs)
+        distance = component_distances(p)
         pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
         pairs.sort(key=lambda pair: distance[pair])
         moves = []

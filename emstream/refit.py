@@ -399,12 +399,10 @@ COPIES = 0.99
 def _has_copies(params: MixtureParams) -> bool:
     """Whether two components are (nearly) the same Gaussian: K - 1 components' worth of model
     from a saddle EM does not leave (a start with two equal components stays so)."""
-    from .compare import bhattacharyya, full_covariances
+    from .compare import component_distances
 
-    k, d = params.n_components, params.n_features
-    covs = full_covariances(params.covariances, params.covariance_type, k, d)
-    distance = bhattacharyya(params.means, covs, params.means, covs)
-    return bool((distance[np.triu_indices(k, 1)] < -math.log(COPIES)).any())
+    distance = component_distances(params)
+    return bool((distance[np.triu_indices(params.n_components, 1)] < -math.log(COPIES)).any())
 
 
 def _unjudged(rows: Sample, settings: FitSettings, names: list, points: list) -> Search:
