@@ -162,18 +162,25 @@ def _split(line: bytes, comma: bool, sep: bytes = b",") -> list:
     if not comma:
         return line.split()
     if b'"' in line:
-        return _split_quoted(line, sep)
+        fields = _split_quoted(line, sep)
+        if fields is not None:
+            return fields
     return [f.strip() for f in line.split(sep)]
 
 
-def _split_quoted(line: bytes, sep: bytes) -> list:
+def _split_quoted(line: bytes, sep: bytes) -> list | None:
     """The fields of a line with double quotes, as RFC 4180 reads them (what R's
     ``write.csv``, spreadsheets and ``QUOTE_ALL`` writers produce): a quoted field may hold
-    the separator and doubled quotes; the quotes are not part of the value."""
+    the separator and doubled quotes; the quotes are not part of the value.  None for a line
+    the csv module cannot read (a lone carriage return after a quote, a field beyond its
+    128 KiB limit): its fields cannot be counted."""
     import csv
 
     text = line.decode("utf-8", "surrogateescape")  # (bytes that are not UTF-8 kept as they are)
-    fields = next(csv.reader([text], delimiter=sep.decode(), skipinitialspace=True), [""])
+    try:
+        fields = next(csv.reader([text], delimiter=sep.decode(), skipinitialspace=True), [""])
+    except csv.Error:
+        return None
     return [f.strip().encode("utf-8", "surrogateescape") for f in fields]
 
 
@@ -474,7 +481,7 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
             continue
         quoted = comma and b'"' in line
         if quoted:
-            fields = _split_quoted(line, sep)
+            fields = _split_quoted(line, sep) or []  # (unreadable quoting: no count)
         else:
             fields = [f.strip() for f in line.split(sep)] if comma else line.split()
         if len(fields) != n_fields:  # (a field count the screen did not foresee)

@@ -204,6 +204,19 @@ def test_quoted_fields_are_read_as_rfc_4180_has_them():
         (5, "non-numeric"), (6, "non-numeric"), (7, "wrong field count")]
 
 
+def test_quoting_the_csv_module_cannot_read_is_a_rejected_line_not_a_crash():
+    """A lone carriage return after a closing quote, or a quoted field beyond the csv module's
+    128 KiB, raised _csv.Error out of the parser: the daemon died on that line at every
+    restart, and a header line like that killed it at start-up."""
+    data = b'a,b\n1,2\n"3"\r,4\n"' + b"9" * 200_000 + b'",5\n6,7\n'
+    parsed = parse_table(data, find_layout(data), max_line_bytes=1_000_000)
+    assert parsed.rows.tolist() == [[1.0, 2.0], [6.0, 7.0]]
+    assert [(r.line, r.reason) for r in parsed.rejects] == [
+        (3, "wrong field count"), (4, "wrong field count")]
+    header = b'"a"\r,b\n1,2\n3,4\n'
+    assert parse_table(header, find_layout(header)).rows.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
 def test_text_columns_are_not_values_unless_named():
     """A host or status column beside the values made every row non-numeric."""
     data = b"timestamp,host,status,value\n2014-07-01 00:00:00,web-1,OK,5\n"
