@@ -396,8 +396,8 @@ def _model_from_params(params) -> GaussianMixture:
     if model.n_init > _MAX_N_INIT or model.max_iter > _MAX_ITER:
         raise ValueError(f"params.n_init must be at most {_MAX_N_INIT} and params.max_iter at "
                          f"most {_MAX_ITER:,}")
-    if model.reg_covar > _MAX_VALUE:
-        raise ValueError(f"params.reg_covar must be at most {_MAX_VALUE:g}")
+    if model.reg_covar > _MAX_SECOND:  # (a variance, as emstreamd's automatic share is)
+        raise ValueError(f"params.reg_covar must be at most {_MAX_SECOND:g}")
     return model
 
 
@@ -425,8 +425,10 @@ def _restore_model(learner, stored: dict, k: int, d: int, kind: str) -> None:
     covariances = _array(stored.get("covariances"), "online.model.covariances", shape,
                          bound=_MAX_SECOND)
     _positive_definite(covariances, kind, "online.model.covariances")
+    # (No bound but finiteness: 1/σ of data on a tiny scale is huge, and the factors must
+    # match the ones recomputed from the bounded covariances anyway.)
     prec_chol = _array(stored.get("precisions_cholesky"), "online.model.precisions_cholesky",
-                       shape)
+                       shape, bound=math.inf)
     check = MixtureParams.from_covariances(weights, means, covariances, kind)
     if not _close(check.precisions_cholesky, prec_chol, rtol=1e-6, atol=0):
         raise ValueError("online.model.precisions_cholesky does not match its covariances")

@@ -245,6 +245,21 @@ def test_a_model_of_values_near_the_input_bound_saves_and_loads(tmp_path):
     assert np.all(np.isfinite(back.score_samples(X)))
 
 
+@pytest.mark.parametrize("scale", [1e60, 1e-120])
+def test_a_model_with_the_daemons_reg_covar_at_extreme_scales_loads_back(tmp_path, scale):
+    """emstreamd's ``reg_covar: auto`` is a share of the first rows' variance: 1e117 for values
+    near 1e60, refused on load as beyond 1e100; values near 1e-120 have precision factors near
+    1e120, refused likewise.  The daemon saved what it then could not restart from (exit 65)."""
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(-3.0, 1.0, (300, 1)), rng.normal(3.0, 1.0, (300, 1))] * scale
+    gm = GaussianMixture(2, reg_covar=1e-3 * scale**2, warmup_size=200, random_state=0)
+    for start in range(0, 600, 100):
+        gm.partial_fit(X[rng.permutation(600)[:100]])
+    back = checkpoint.load(checkpoint.save(gm, tmp_path / "m.json")).model
+    assert_same_model(back, gm)
+    np.testing.assert_array_equal(back.score_samples(X), gm.score_samples(X))
+
+
 def test_numpy_numbers_as_settings_are_saved_as_numbers(tmp_path):
     """fit accepts n_components=np.int64(2) and the like; save refused them as "meta must be
     JSON-serialisable" though no meta was passed."""
