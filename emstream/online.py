@@ -124,6 +124,7 @@ def buffer_prior(rows: np.ndarray) -> BufferPrior:
     >>> buffer_prior(np.c_[walk, noise]).worth.round(3).tolist()   # a row of the walk: 1/250
     [0.004, 1.0]
     """
+    rows = _without_wild_rows(rows)
     n = max(rows.shape[0], 1)
     centred = rows - rows.mean(axis=0)
     power = np.einsum("ij,ij->j", centred, centred)
@@ -137,6 +138,30 @@ def buffer_prior(rows: np.ndarray) -> BufferPrior:
     spread, basis = np.linalg.eigh(centred.T @ centred / n)
     kept = spread > 1e-12 * max(float(spread.max(initial=0.0)), _TINY)
     return BufferPrior(variance, (1.0 - rho) / (1.0 + rho), basis[:, kept], spread[kept])
+
+
+# A row with a value beyond the inner 98% of its column by more than this many times that
+# range is left out of the warm-up prior's spread.
+WILD_RANGES = 10.0
+
+
+def _without_wild_rows(rows: np.ndarray) -> np.ndarray:
+    """``rows`` without those holding a value far beyond the bulk of its column: more than
+    :data:`WILD_RANGES` times the range of the inner 98% of the column beyond it (order
+    statistics, not interpolated, so one wild value among a few dozen rows cannot stretch
+    the range that judges it).  One reading of 1e100 among readings near 30 made the spread,
+    and every provisional component's variance, about 1e197.  A column with no such range
+    (constant but for a few values) judges nothing; at least two rows are kept."""
+    n = rows.shape[0]
+    if n < 3:
+        return rows
+    low, high = int(0.01 * (n - 1)), n - 1 - int(0.01 * (n - 1))
+    ordered = np.partition(rows, (low, high), axis=0)
+    lo, hi = ordered[low], ordered[high]
+    width = hi - lo
+    margin = np.where(width > 0, WILD_RANGES * width, np.inf)
+    inside = np.all((rows >= lo - margin) & (rows <= hi + margin), axis=1)
+    return rows if inside.all() or np.count_nonzero(inside) < 2 else rows[inside]
 
 
 def auto_gate(n_features: int) -> float:

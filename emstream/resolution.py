@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Gaps below this fraction of a column's magnitude are rounding, not resolution.
+# Gaps below this fraction of the values' magnitude are rounding, not resolution.
 _ROUNDING = 1e-9
 # Rows looked at: the smallest gap of more rows only gets smaller on continuous data.
 ROWS = 4096
@@ -71,8 +71,15 @@ def grid_step(X: np.ndarray) -> np.ndarray:
     X = X[::-(-X.shape[0] // ROWS)][:ROWS] if X.shape[0] > ROWS else X
     ordered = np.sort(X, axis=0)
     gaps = np.diff(ordered, axis=0)
-    noise = _ROUNDING * np.maximum(np.abs(ordered).max(axis=0, initial=0.0), 1e-300)
-    gaps[gaps <= noise] = np.inf
+    # Rounding is relative to the two values of a gap, and to the column's typical magnitude
+    # (arithmetic leaves 5.6e-17 where 0 was meant), not to its largest value: one wild value
+    # of 1e100 among readings near 30 made every gap between them rounding and the step 1e100,
+    # a variance floor of 8e198 for every component.
+    magnitude = np.abs(ordered)
+    if ordered.shape[0] > 1:
+        typical = np.maximum(np.median(magnitude, axis=0), 1e-300)
+        noise = _ROUNDING * np.maximum(np.maximum(magnitude[:-1], magnitude[1:]), typical)
+        gaps[gaps <= noise] = np.inf
     step = gaps.min(axis=0, initial=np.inf)
     for j in np.flatnonzero(~np.isfinite(step)):  # one distinct value: its printed precision
         step[j] = _decimal_step(float(ordered[0, j])) if ordered.shape[0] else 0.0

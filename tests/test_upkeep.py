@@ -23,6 +23,17 @@ def test_grid_step_sees_integers_decimals_ratios_and_ignores_rounding():
     assert variance_floor([1.0])[0] == pytest.approx(1 / 12)
 
 
+def test_one_wild_value_does_not_set_the_grid_step():
+    """Rounding was measured against the column's largest value: one value of 1e100 among
+    readings printed to four decimals made every gap between them rounding, the step 1e100
+    and the variance floor 8e198."""
+    rng = np.random.default_rng(0)
+    readings = np.round(rng.normal(30.0, 2.0, 300), 4)
+    assert grid_step(np.r_[readings, 1e100][:, None])[0] == pytest.approx(1e-4)
+    # Arithmetic noise around zero is still rounding, relative to the values' typical size.
+    assert grid_step(np.array([[0.1 + 0.2 - 0.3], [0.0], [0.5], [1.0]]))[0] == pytest.approx(0.5)
+
+
 def test_one_value_has_the_same_relative_step_in_any_units():
     """A constant column's step is its printed precision, relative to the value: 3.5e-17 and
     3.5e-30 are 3.5 in other units (a fixed 12 places made the first 0, and the second, below
@@ -32,6 +43,26 @@ def test_one_value_has_the_same_relative_step_in_any_units():
         step = grid_step(np.full((5, 1), 3.5 * scale))[0]
         assert step == pytest.approx(0.1 * scale, rel=1e-9), scale
     assert grid_step(np.full((5, 1), 3.5e6))[0] == grid_step(np.zeros((5, 1)))[0] == 1.0
+
+
+@pytest.mark.parametrize("position", [5, 300])
+def test_one_wild_value_in_the_warm_up_does_not_widen_the_provisional_model(position):
+    """One value of 1e100 in the warm-up set the provisional fits' prior (and the grid step):
+    every component got a variance near 1e197 and every point the same surprise until the
+    warm-up was over (the daemon's score stuck at 0.5 from line 400 to 2,600), whether the
+    value came before the first provisional model or after it (which left it out)."""
+    rng = np.random.default_rng(1)
+    X = np.r_[rng.normal(10.0, 1.0, 500), rng.normal(30.0, 2.0, 500)][rng.permutation(1000)]
+    wild = np.r_[X[:position], 1e100, X[position:]][:, None]
+    tame, spoilt = GaussianMixture(2, random_state=0), GaussianMixture(2, random_state=0)
+    for start in range(0, 700, 100):
+        tame.partial_fit(X[start:start + 100, None])
+        spoilt.partial_fit(wild[start:start + 100])
+    assert spoilt._online.warming_up
+    np.testing.assert_allclose(np.sort(spoilt.means_.ravel()), np.sort(tame.means_.ravel()),
+                               rtol=0.02)
+    np.testing.assert_allclose(np.sort(spoilt.covariances_.ravel()),
+                               np.sort(tame.covariances_.ravel()), rtol=0.2)
 
 
 def test_integer_column_cannot_collapse_a_component():
