@@ -80,6 +80,11 @@ def places(tmp_path):
     (["--checkpoint", "{tmp}/a-dir/sub/state.json"], "the directory {tmp}/a-dir/sub does not"),
     (["--output", "{tmp}/out.csv", "--set", "input.dead_letter={tmp}/./out.csv"],
      "input.dead_letter and output.path are the same file ({tmp}/./out.csv)"),
+    # Per-point lines into the checkpoint file emptied it: every later start exited 65.
+    (["--checkpoint", "{tmp}/s.json", "--output", "{tmp}/./s.json"],
+     "output.path and checkpoint.path are the same file ({tmp}/./s.json)"),
+    (["--checkpoint", "{tmp}/a-dir", "--set", "input.dead_letter={tmp}/a-dir/dead.jsonl"],
+     "input.dead_letter ({tmp}/a-dir/dead.jsonl) is inside the checkpoint directory"),
 ])
 def test_bad_values_stop_the_daemon_at_start_with_78_and_one_line(places, args, message):
     # stdin stays open and empty: a daemon that got past its start-up would wait on it.

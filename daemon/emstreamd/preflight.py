@@ -149,6 +149,32 @@ def check_distinct(config: dict, input_path: str | None) -> None:
                 where = name if name != "-" else other_name
                 raise ConfigError(f"{role} and {other_role} are the same file ({where}): "
                                   "give each its own")
+    _check_outside_checkpoint(config["checkpoint"]["path"], named)
+
+
+def _check_outside_checkpoint(checkpoint: str, named: list) -> None:
+    """No file the daemon reads or writes is its checkpoint file, nor in (or is) its checkpoint
+    directory, whose files it numbers, rotates and deletes: per-point lines written into the
+    checkpoint file left it empty, and every later start failed (exit 65) until it was
+    removed."""
+    path = Path(checkpoint)
+    if path.suffix == ".json":
+        mine = _identity(checkpoint)
+        for role, name, identity in named:
+            if identity is not None and identity == mine:
+                where = name if name != "-" else checkpoint
+                raise ConfigError(f"{role} and checkpoint.path are the same file ({where}): "
+                                  "give each its own")
+        return
+    directory = os.path.realpath(path)
+    for role, name, _ in named:
+        if name == "-":
+            continue
+        resolved = os.path.realpath(name)
+        if resolved == directory or resolved.startswith(directory.rstrip(os.sep) + os.sep):
+            raise ConfigError(f"{role} ({name}) is inside the checkpoint directory {path}, "
+                              "whose files the daemon numbers, rotates and deletes: give it a "
+                              "path outside")
 
 
 def check_metrics_address(config: dict, *, bind: bool = True) -> None:
