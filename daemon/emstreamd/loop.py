@@ -751,7 +751,9 @@ class Daemon:
             counters["rejected"][reason] -= n
             if not counters["rejected"][reason]:
                 del counters["rejected"][reason]
-        counters["lines"] = self._line_at_position() - 1
+        # (lines read past the position taken off the lifetime count: the position's own line
+        # number starts again at 1 on a new standard input, and was the count after restarts)
+        counters["lines"] -= self.next_line - self._line_at_position()
         return counters
 
     def _line_at_position(self) -> int:
