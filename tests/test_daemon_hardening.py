@@ -126,6 +126,40 @@ def test_stopping_before_any_row_exits_0_with_a_checkpoint_a_restart_resumes(tmp
     assert _meta(state)["input"]["next_line"] == 201
 
 
+def test_a_back_fill_stopped_by_sigterm_resumes_as_if_never_stopped(tmp_path):
+    """SIGTERM made a back-fill learn its partial mini-batch early, as a short batch: the
+    resumed run then cut other batches than an uninterrupted one (60,000 of 100,000 output
+    lines differed, anomaly flags moved).  Now that batch is read again by the next run."""
+    data = tmp_path / "data.txt"
+    data.write_text(_text(150_000, seed=3))  # (several blocks of input: output comes per block)
+    settings = ["--input", str(data), "--set", "batch.max_rows=50"]
+    reference = _run(*settings, "--checkpoint", str(tmp_path / "ref"), timeout=300)
+    assert reference.returncode == 0
+    out = tmp_path / "out.csv"
+    with open(out, "wb") as handle:
+        process = _start(*settings, "--checkpoint", str(tmp_path / "s"), stdout=handle)
+        assert _until(lambda: out.stat().st_size > 0 or process.poll() is not None)
+        _stop(process)
+    first = out.read_bytes()
+    assert 0 < len(first) < len(reference.stdout)  # (stopped before the end of its input)
+    rest = _run(*settings, "--checkpoint", str(tmp_path / "s"), timeout=300)
+    assert rest.returncode == 0 and first + rest.stdout == reference.stdout
+    stopped, whole = checkpoint.load(tmp_path / "s").model, checkpoint.load(tmp_path / "ref").model
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_array_equal(getattr(stopped, name), getattr(whole, name))
+
+
+def test_restarts_on_standard_input_keep_counting_lines(tmp_path):
+    """Each run on standard input numbers its lines from 1: the lifetime line count was set
+    to the last run's position (3,001 lines, then 2 after one more line: fewer than points)."""
+    state = str(tmp_path / "state")
+    assert _run("--checkpoint", state, "--no-output", input=_text(300).encode()).returncode == 0
+    for more in (1, 2):
+        assert _run("--checkpoint", state, "--no-output", input=b"0.5\n").returncode == 0
+        counters = _meta(tmp_path / "state")["counters"]
+        assert counters["rows"] == counters["lines"] == 300 + more
+
+
 # ------------------------------------------------------------------ item 5
 def test_a_first_line_without_a_configured_column_is_a_reject_not_a_crash(tmp_path):
     rows = [f"{a:.3f},{b:.3f},{c:.3f}\n" for a, b, c in _values(600).reshape(200, 3)]

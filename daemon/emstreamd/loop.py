@@ -897,7 +897,12 @@ class Daemon:
             if self.source.at_end:
                 break
         notify("STOPPING=1")
-        if self.pending.count and not self.halted:  # stopping mid-stream: learn what was read
+        # A back-fill stopped by a signal leaves its partial mini-batch unlearned, behind the
+        # checkpoint's position, to be read again: the resumed run then learns the batches an
+        # uninterrupted one does (learned early, as a short batch, they changed the model and
+        # later labels and flags).  Elsewhere the lines read may not come again: learn them.
+        keep_partial = by_count_only and self.flags.stop and not self.source.at_end
+        if self.pending.count and not self.halted and not keep_partial:
             self._apply(self.pending.count)
         if self.background is not None:
             self.background.wait(self.config["refit"]["wait_at_exit"])
@@ -908,7 +913,7 @@ class Daemon:
                                      else "end of input")
         if not saved and not self.exit_code and not self._unreported_resumable():
             self.exit_code = EX_CANTCREAT  # the final checkpoint could not be written
-        if self.halted:  # lines read but not applied are read again by the next run
+        if self.halted or keep_partial:  # lines read but not applied: read again next run
             self.counters = self._counters_at_position()
         if by_count_only:
             self.source.close()  # stops the reader thread
