@@ -153,6 +153,12 @@ def _key_field(kind: str, key: str) -> bytes:
     return key.encode()
 
 
+def _enormous(surprise: float) -> str:
+    """A surprise beyond the fast path's range: 4 decimals up to it, then in exponent form
+    (fixed-point, 1e199 took 200 digits)."""
+    return f"{surprise:.4f}" if abs(surprise) < _LARGEST else f"{surprise:.6e}"
+
+
 def _format_slowly(kind, lines, labels, probability, surprise, anomaly=None, score=None,
                    time_text=None, key=None) -> bytes:
     """Row by row (the same text), for batches with an infinite or enormous surprise."""
@@ -165,7 +171,8 @@ def _format_slowly(kind, lines, labels, probability, surprise, anomaly=None, sco
                np.asarray(probability).tolist(), np.asarray(surprise).tolist(), scores, flags)
     if kind == "csv":
         tag = "" if key is None else _key_field(kind, key).decode() + ","
-        text = "".join(f"{n}," + tag + ("" if t is None else f"{t},") + f"{k},{p:.6f},{s:.4f}"
+        text = "".join(f"{n}," + tag + ("" if t is None else f"{t},") + f"{k},{p:.6f},"
+                       + _enormous(s)
                        + ("" if c is None else f",{c:.8f}")
                        + ("" if a is None else f",{int(a)}") + "\n"
                        for n, t, k, p, s, c, a in rows)
@@ -174,7 +181,7 @@ def _format_slowly(kind, lines, labels, probability, surprise, anomaly=None, sco
         text = "".join(
             f'{{"line": {n}' + tag + ("" if t is None else f', "time": {json.dumps(t)}')
             + f', "label": {k}, "probability": {p:.6f}, "surprise": '
-            + (f"{s:.4f}" if np.isfinite(s) else json.dumps(s))
+            + (_enormous(s) if np.isfinite(s) else json.dumps(s))
             + ("" if c is None else f', "score": {c:.8f}')
             + ("" if a is None else ', "anomaly": ' + ("true" if a else "false")) + "}\n"
             for n, t, k, p, s, c, a in rows)

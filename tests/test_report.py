@@ -49,6 +49,18 @@ def test_jsonl_reads_back_and_survives_infinite_surprise():
 
 
 @pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_an_enormous_surprise_is_written_in_exponent_form(kind):
+    """Fixed-point, a surprise of 1e199 (data on a scale near 1e-100) took 200 digits."""
+    lines, labels, probability, surprise, anomaly = _batch(5, np.random.default_rng(4))
+    surprise[1] = 1.2345678e199
+    text = format_rows(kind, lines, labels, probability, surprise, anomaly).decode()
+    second = text.splitlines()[1]
+    assert "1.234568e+199" in second and len(second) < 120
+    if kind == "jsonl":
+        assert json.loads(second)["surprise"] == pytest.approx(1.2345678e199, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
 def test_without_anomaly_flags_the_column_is_left_out(kind):
     lines, labels, probability, surprise, _ = _batch(2000, np.random.default_rng(3))
     fast = format_rows(kind, lines, labels, probability, surprise)
