@@ -72,6 +72,10 @@ class StoreError(ValueError):
     """The file is not a state store, or cannot be opened as one."""
 
 
+class DamagedStore(StoreError):
+    """The file is damaged or is no SQLite database at all (not merely unwritable)."""
+
+
 def is_store(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a regular file that starts like an SQLite database (a FIFO or a
     device is never opened: a FIFO would block)."""
@@ -112,8 +116,10 @@ class KeyStore:
                 self._db.execute("BEGIN IMMEDIATE")
             else:
                 self._db.execute("SELECT count(*) FROM keys").fetchone()
-        except sqlite3.Error as exc:
+        except sqlite3.OperationalError as exc:  # (permissions, a read-only file system, locks)
             raise StoreError(f"{self.path}: {exc}") from None
+        except sqlite3.Error as exc:  # "file is not a database", "disk image is malformed"
+            raise DamagedStore(f"{self.path}: {exc}") from None
 
     # ------------------------------------------------------------------ keys
     def get(self, key: str) -> bytes | None:

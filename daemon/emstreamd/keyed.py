@@ -29,7 +29,7 @@ import numpy as np
 
 from emstream import checkpoint
 from emstream.parse import _SNIPPET, REASONS, Rejects
-from emstream.store import KeyStore, StoreError, store_location
+from emstream.store import DamagedStore, KeyStore, StoreError, store_location
 
 from .batcher import Pending
 from .errors import EX_CANTCREAT, EX_IOERR, StartError
@@ -112,6 +112,9 @@ class KeyedDaemon(Daemon):
             self.store = KeyStore(path, writer=True)
             found = os.stat(path)
             self.store_file = (found.st_dev, found.st_ino)  # (see _state_intact)
+        except DamagedStore as exc:  # no usable checkpoint (65), not one that cannot be written
+            raise checkpoint.CheckpointError(f"{path}: not a readable state store: {exc}") \
+                from None
         except (OSError, StoreError, sqlite3.Error) as exc:
             raise StartError(f"checkpoint.path: cannot open the state store {path}: {exc}",
                              EX_CANTCREAT) from None
