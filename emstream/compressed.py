@@ -74,6 +74,9 @@ class DataFile:
         self.raw = open(self.path, "rb")
         self.handle = self.raw if self.compression is None else \
             _OPENERS[self.compression](self.raw)
+        # Bytes after the last whole gzip member that start no other (padding, a torn append):
+        # the data end there, as gzip(1) reads it ("trailing garbage ignored").
+        self.trailing_garbage = False
 
     def fileno(self) -> int:
         """The file's descriptor (of the compressed bytes, if it is compressed)."""
@@ -82,10 +85,33 @@ class DataFile:
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` (decompressed) bytes; a damaged compressed stream is an OSError."""
         try:
+            if self.compression == "gzip":
+                return self._read_gzip(size)
             return self.handle.read(size)
         except _DAMAGED as exc:
             raise OSError(f"{self.path}: damaged or cut-off {self.compression} data "
                           f"({exc})") from None
+
+    def _read_gzip(self, size: int) -> bytes:
+        """``read`` a piece at a time (``read1``): bytes that are no gzip member where the next
+        one would start end the data, and what was decompressed before them is kept (a whole
+        ``read`` raised and lost it)."""
+        if self.trailing_garbage:
+            return b""
+        pieces, total = [], 0
+        while size < 0 or total < size:
+            try:
+                piece = self.handle.read1(-1 if size < 0 else size - total)
+            except gzip.BadGzipFile as exc:
+                if not str(exc).startswith("Not a gzipped file"):
+                    raise OSError(f"{self.path}: damaged gzip data ({exc})") from None
+                self.trailing_garbage = True
+                break
+            if not piece:
+                break
+            pieces.append(piece)
+            total += len(piece)
+        return b"".join(pieces)
 
     def seek(self, offset: int) -> None:
         """Go to the (decompressed) byte ``offset``: linear in it for a compressed file."""

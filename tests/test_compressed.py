@@ -31,6 +31,31 @@ def _values(n, seed=0) -> bytes:
     return "".join(f"{v:.5f}\n" for v in x[rng.permutation(n)]).encode()
 
 
+def test_bytes_after_the_last_gzip_member_end_the_data_as_gzip_reads_them(tmp_path):
+    """Trailing bytes that start no gzip member stopped the daemon (exit 74, "Not a gzipped
+    file (b'ga')", no file named) at every restart; gzip -d reads the members before them.
+    Damage inside a member is still an error naming the file."""
+    values = _values(3000)
+    tail = tmp_path / "tail.gz"
+    tail.write_bytes(gzip.compress(values) + gzip.compress(values) + b"garbage")
+    with DataFile(tail) as data:
+        assert data.read() == values + values and data.trailing_garbage
+        assert data.read() == b""
+    with DataFile(tail) as data:  # in pieces, as a back-fill reads
+        pieces = iter(lambda: data.read(4096), b"")
+        assert b"".join(pieces) == values + values
+    done = subprocess.run([*DAEMON, "--input", str(tail), "--checkpoint", str(tmp_path / "s"),
+                           "--no-output"], capture_output=True, timeout=120)
+    assert done.returncode == 0
+    assert "bytes after its last gzip member are not gzip data" in done.stderr.decode()
+    assert checkpoint.load(tmp_path / "s").meta["counters"]["rows"] == 2 * values.count(b"\n")
+    bad = tmp_path / "bad.gz"
+    packed = gzip.compress(values)
+    bad.write_bytes(packed[:10] + b"\xff" * 40 + packed[50:])
+    with DataFile(bad) as data, pytest.raises(OSError, match=str(bad)):
+        data.read()
+
+
 @pytest.mark.parametrize("kind", sorted(WRITERS))
 def test_a_data_file_reads_decompressed_bytes_at_decompressed_offsets(tmp_path, kind):
     plain = _values(5000)

@@ -124,6 +124,7 @@ class FileInput(_Source):
         self._max_line_bytes = max_line_bytes
         # (gzip, bzip2 and xz files are read decompressed: offsets count decompressed bytes)
         self.handle = DataFile(path)
+        self._said_garbage = False
         stat = os.fstat(self.handle.fileno())
         self.device, self.inode = stat.st_dev, stat.st_ino
         self.fingerprint, self.fingerprint_bytes = fingerprint(path)
@@ -200,7 +201,12 @@ class FileInput(_Source):
         return end
 
     def read(self, timeout: float) -> bytes:
-        return self._hand_out(self.handle.read(READ_BYTES))
+        data = self.handle.read(READ_BYTES)
+        if not data and self.handle.trailing_garbage and not self._said_garbage:
+            self._said_garbage = True
+            log.warning("--input %s: bytes after its last gzip member are not gzip data; "
+                        "the input ends there (as gzip -d reads it)", self.path)
+        return self._hand_out(data)
 
     def close(self) -> None:
         self.handle.close()
