@@ -242,6 +242,10 @@ def _index(spec, names, n_fields: int, what: str) -> int:
         if names is None or spec not in names:
             known = ", ".join(names) if names else "no header"
             raise LayoutError(f"{what} {spec!r} is not a column ({known})")
+        if names.count(spec) > 1:  # (which one was meant? the first was taken silently)
+            where = ", ".join(str(i) for i, name in enumerate(names) if name == spec)
+            raise LayoutError(f"{what} {spec!r} names {names.count(spec)} columns of the "
+                              f"header (fields {where}, from 0): give its index instead")
         return names.index(spec)
     index = int(spec)
     if not 0 <= index < n_fields:

@@ -331,6 +331,10 @@ def test_unknown_columns_are_a_layout_error():
         find_layout(b"timestamp,value\n2014-07-01,1\n", columns=["load"])
     with pytest.raises(LayoutError, match="input.timestamp 5 out of range"):
         find_layout(b"timestamp,value\n2014-07-01,1\n", timestamp=5)
+    # A name the header gives twice was read from its first column, silently.
+    with pytest.raises(LayoutError, match="'a' names 2 columns of the header"):
+        find_layout(b"a,a,b\n1,2,3\n", columns=["a"])
+    assert find_layout(b"a,a,b\n1,2,3\n", columns=["b"]).value_fields == (2,)
 
 
 @pytest.mark.parametrize("setting, message", [
