@@ -391,7 +391,8 @@ class GaussianMixture:
         """``X`` checked (:func:`~emstream.validation.check_array`) and its column names against
         the fitted ones (the first rows ever learned set them)."""
         learner = self.__dict__.get("_online")
-        first = learning and (learner is None or learner.n_seen == 0)
+        # (n_seen counts from the last fit: right after fit it is 0, and the names are fit's)
+        first = learning and (learner is None or learner.n_seen == 0) and not self._is_fitted()
         self._check_feature_names(X, reset=first)
         return check_array(X, n_features=getattr(self, "n_features_in_", None),
                            min_samples=min_samples, why_min=why, estimator="GaussianMixture")

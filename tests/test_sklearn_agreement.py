@@ -180,8 +180,13 @@ def test_feature_names_are_kept_and_checked_as_scikit_learn_does(tmp_path):
     for model in (ours, theirs):
         with pytest.raises(ValueError, match="The feature names should match"):
             model.score(swapped)
+
         with pytest.warns(UserWarning, match="does not have valid feature names"):
             model.score(frame.to_numpy())
+    # Right after fit, partial_fit took the swapped frame and its names, and learned its
+    # columns into each other's means.
+    with pytest.raises(ValueError, match="The feature names should match"):
+        ours.partial_fit(swapped)
     loaded = checkpoint.load(checkpoint.save(ours, tmp_path / "m.json")).model
     np.testing.assert_array_equal(loaded.feature_names_in_, ["a", "b"])
     with pytest.raises(ValueError, match="The feature names should match"):
