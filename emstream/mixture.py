@@ -28,10 +28,21 @@ from .online import OnlineLearner, OnlineSettings, auto_gate  # noqa: F401 (auto
 from .resolution import ROWS as RESOLUTION_ROWS
 from .resolution import grid_step, variance_floor
 from .stats import COVARIANCE_TYPES, scatter_shape
-from .validation import check_array, check_float, check_int
+from .validation import MAX_ABS_VALUE, check_array, check_float, check_int
 
 logger = logging.getLogger("emstream")
 VARIANCE_FLOORS = ("resolution", None)
+# Bounds on the hyper-parameters, checked at fit time and on loading a checkpoint (one place, so
+# that whatever fits can be saved and loaded again): beyond them a refit would run for ever, a
+# warm-up would hold more rows than fit in memory, or reg_covar would exceed any variance of
+# values within ±MAX_ABS_VALUE.  A seed is any non-negative integer below 2**128 (numpy's seed
+# sequences take 128 bits of entropy).
+MAX_COMPONENTS = 10_000
+MAX_N_INIT = 1000
+MAX_ITER = 1_000_000
+MAX_WARMUP = 10_000_000
+MAX_REG_COVAR = 10 * MAX_ABS_VALUE**2
+SEED_LIMIT = 2**128
 
 
 def feature_names(X) -> np.ndarray | None:
@@ -273,14 +284,14 @@ class GaussianMixture:
         self._validated = current
 
     def _check_params(self) -> None:
-        check_int(self.n_components, "n_components", 1)
+        check_int(self.n_components, "n_components", 1, MAX_COMPONENTS)
         if self.covariance_type not in COVARIANCE_TYPES:
             raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
                              f"{self.covariance_type!r}")
         check_float(self.tol, "tol", 0.0)
-        check_float(self.reg_covar, "reg_covar", 0.0)
-        check_int(self.max_iter, "max_iter", 0)
-        check_int(self.n_init, "n_init", 1)
+        check_float(self.reg_covar, "reg_covar", 0.0, MAX_REG_COVAR)
+        check_int(self.max_iter, "max_iter", 0, MAX_ITER)
+        check_int(self.n_init, "n_init", 1, MAX_N_INIT)
         if self.init_params not in INIT_METHODS:
             raise ValueError(f"init_params must be one of {INIT_METHODS}, got "
                              f"{self.init_params!r}")
@@ -290,7 +301,7 @@ class GaussianMixture:
         check_float(self.step_offset, "step_offset", 0.0)
         if self.step_floor is not None:
             check_float(self.step_floor, "step_floor", 0.0, 1.0, low_open=True, high_open=True)
-        check_int(self.warmup_size, "warmup_size", 1)
+        check_int(self.warmup_size, "warmup_size", 1, MAX_WARMUP)
         for name in ("warm_start", "averaging"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -302,9 +313,10 @@ class GaussianMixture:
         if not (self.random_state is None
                 or isinstance(self.random_state, (np.random.Generator, np.random.RandomState))
                 or (isinstance(self.random_state, (int, np.integer))
-                    and not isinstance(self.random_state, bool) and self.random_state >= 0)):
-            raise ValueError("random_state must be None, a non-negative int, a numpy Generator "
-                             f"or RandomState, got {self.random_state!r}")
+                    and not isinstance(self.random_state, bool)
+                    and 0 <= self.random_state < SEED_LIMIT)):
+            raise ValueError("random_state must be None, a non-negative int below 2**128, a "
+                             f"numpy Generator or RandomState, got {self.random_state!r}")
 
     def _checked_inits(self, n_features: int):
         """User-given initial weights, means and precision factors, validated (None if absent)."""

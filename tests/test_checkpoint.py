@@ -260,6 +260,17 @@ def test_a_model_with_the_daemons_reg_covar_at_extreme_scales_loads_back(tmp_pat
     np.testing.assert_array_equal(back.score_samples(X), gm.score_samples(X))
 
 
+@pytest.mark.parametrize("seed", [2**63, 10**23])
+def test_any_seed_a_fit_accepts_saves_and_loads(tmp_path, seed):
+    """Seeds from 2**63 up were fitted with and saved, then refused on loading ("must be a
+    non-negative 64-bit integer")."""
+    X = np.random.default_rng(0).normal(size=(200, 1))
+    model = GaussianMixture(2, random_state=seed).fit(X)
+    loaded = checkpoint.load(checkpoint.save(model, tmp_path / "m.json")).model
+    assert loaded.random_state == seed
+    assert_same_model(loaded, model)
+
+
 def test_numpy_numbers_as_settings_are_saved_as_numbers(tmp_path):
     """fit accepts n_components=np.int64(2) and the like; save refused them as "meta must be
     JSON-serialisable" though no meta was passed."""

@@ -309,8 +309,9 @@ def test_forged_model_fields_are_named_in_one_line(daemon_run):
          "online.model.covariances holds values beyond"),
         (("online", "model", "stats", "means"), [[1e99, 0.0]] * 3,
          "online.model.stats.means do not match online.model.iterate.means"),
-        (("params", "n_init"), 10**9, "params.n_init must be at most"),
-        (("params", "reg_covar"), 1e308, "params.reg_covar must be at most"),
+        (("params", "n_init"), 10**9, "params: n_init must be an integer in [1, 1000]"),
+        (("params", "reg_covar"), 1e308, "params: reg_covar must be a finite number in [0, "),
+        (("params", "random_state"), 2**128, "random_state must be a non-negative integer"),
     ]
     for path, value, message in cases:
         content = _with(document["content"], ("model",) + path, value)

@@ -49,7 +49,13 @@ def test_not_fitted_is_a_value_error_that_says_what_to_do(X):
 
 
 @pytest.mark.parametrize("params, message", [
-    (dict(n_components=0), "n_components must be an integer >= 1"),
+    (dict(n_components=0), r"n_components must be an integer in \[1, 10000\]"),
+    # Beyond these a checkpoint of the fit was written and then refused on loading.
+    (dict(max_iter=10**7), r"max_iter must be an integer in \[0, 1000000\]"),
+    (dict(n_init=1001), r"n_init must be an integer in \[1, 1000\]"),
+    (dict(warmup_size=10**8), r"warmup_size must be an integer in \[1, 10000000\]"),
+    (dict(reg_covar=1e250), r"reg_covar must be a finite number in \[0, 1e\+201\]"),
+    (dict(random_state=2**128), "random_state must be None, a non-negative int below 2"),
     (dict(covariance_type="ful"), "covariance_type must be one of"),
     (dict(tol=-1), "tol must be"),
     (dict(reg_covar=np.nan), "reg_covar must be"),
