@@ -516,14 +516,20 @@ class GaussianMixture:
         current = self._param_getter()(self)
         if cached is not None and all(map(operator.is_, current, cached[0])):
             return cached[1]
+        # Numbers as Python's: a checkpoint stores float64, so a numpy float32 setting learned
+        # with here would make a resumed model differ from one never saved (by 1e-9).
+        gate = self.outlier_gate
         settings = OnlineSettings(
-            n_components=self.n_components, covariance_type=self.covariance_type,
-            reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter,
-            init_params=self.init_params, random_state=self.random_state,
-            step_decay=self.step_decay, step_offset=self.step_offset,
-            step_floor=self.step_floor, warmup_size=self.warmup_size,
-            outlier_gate=self.outlier_gate, averaging=self.averaging,
-            variance_floor=self.variance_floor, n_fresh=max(2, self.n_init))
+            n_components=int(self.n_components), covariance_type=self.covariance_type,
+            reg_covar=float(self.reg_covar), tol=float(self.tol),
+            max_iter=int(self.max_iter), init_params=self.init_params,
+            random_state=self.random_state, step_decay=float(self.step_decay),
+            step_offset=float(self.step_offset),
+            step_floor=None if self.step_floor is None else float(self.step_floor),
+            warmup_size=int(self.warmup_size),
+            outlier_gate=gate if gate is None or isinstance(gate, str) else float(gate),
+            averaging=bool(self.averaging), variance_floor=self.variance_floor,
+            n_fresh=max(2, int(self.n_init)))
         self._settings_cache = (validated if validated is not None and all(
             map(operator.is_, current, validated)) else current, settings)
         return settings

@@ -271,6 +271,22 @@ def test_any_seed_a_fit_accepts_saves_and_loads(tmp_path, seed):
     assert_same_model(loaded, model)
 
 
+@pytest.mark.parametrize("setting", ["step_floor", "step_decay", "step_offset", "reg_covar"])
+def test_a_resume_is_bit_exact_with_numpy_float32_settings(setting):
+    """A checkpoint stores settings as float64; the live model learned with the float32 value
+    itself, and a resumed one differed from it by up to 1e-9."""
+    value = {"step_floor": 0.01, "step_decay": 0.7, "step_offset": 3.3, "reg_covar": 1e-3}
+    X = np.random.default_rng(0).normal(size=(2500, 2))
+    live = GaussianMixture(2, random_state=0, **{setting: np.float32(value[setting])})
+    for start in range(0, 1000, 100):
+        live.partial_fit(X[start:start + 100])
+    resumed = checkpoint.loads(checkpoint.dumps(live)).model
+    for start in range(1000, 2500, 100):
+        live.partial_fit(X[start:start + 100])
+        resumed.partial_fit(X[start:start + 100])
+    assert_same_model(resumed, live)
+
+
 def test_numpy_numbers_as_settings_are_saved_as_numbers(tmp_path):
     """fit accepts n_components=np.int64(2) and the like; save refused them as "meta must be
     JSON-serialisable" though no meta was passed."""
