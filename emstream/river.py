@@ -55,6 +55,15 @@ def _arrow_key(index):
         return None
 
 
+def _feature_order(names) -> tuple:
+    """Feature names in a fixed order: sorted, by type first if they are of several types
+    ('a' and 1, which do not compare)."""
+    try:
+        return tuple(sorted(names))
+    except TypeError:
+        return tuple(sorted(names, key=lambda name: (type(name).__name__, str(name))))
+
+
 class _OnlineMixture:
     """Parameters, buffering, feature mapping and one-point scoring shared by both adapters."""
 
@@ -68,6 +77,11 @@ class _OnlineMixture:
         self.step_decay = step_decay
         self.step_floor = step_floor
         self.warmup_size = warmup_size
+        # (checked here, not at the first flush: None or "a" failed there with a TypeError,
+        # and 0, -5 or 2.5 were taken)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.batch_size = batch_size
         self.seed = seed
         self.outlier_gate = outlier_gate
@@ -122,13 +136,18 @@ class _OnlineMixture:
         else:
             return row
         for i, v in enumerate(row):
+            given = v
             if type(v) is not float:
                 if not isinstance(v, numbers.Real):  # (bools and numpy numbers are)
                     raise ValueError(f"feature {self._features[i]!r} is {v!r}: not a number")
-                v = row[i] = float(v)
+                try:
+                    v = row[i] = float(v)
+                except OverflowError:  # an integer beyond float's range: beyond ±1e100 too
+                    v = row[i] = math.inf if v > 0 else -math.inf
             if not -MAX_ABS_VALUE <= v <= MAX_ABS_VALUE:
                 if learning or v != v:
-                    raise ValueError(f"feature {self._features[i]!r} is {v!r}: NaN, infinite "
+                    shown = repr(given) if len(repr(given)) <= 40 else repr(given)[:37] + "..."
+                    raise ValueError(f"feature {self._features[i]!r} is {shown}: NaN, infinite "
                                      "or beyond ±1e100"
                                      + (" (the point is not learned)" if learning else ""))
                 row[i] = MAX_ABS_VALUE if v > 0 else -MAX_ABS_VALUE
@@ -139,11 +158,7 @@ class _OnlineMixture:
         if self._features is None:
             if not x:
                 return
-            try:
-                self._features = tuple(sorted(x))
-            except TypeError:  # (names of several types: 'a' and 1)
-                self._features = tuple(sorted(x, key=lambda name: (type(name).__name__,
-                                                                    str(name))))
+            self._features = _feature_order(x)
         row = self._row(x, learning=True)
         self._buffer.append(row)
         if self._scorer is None:
@@ -191,7 +206,7 @@ class _OnlineMixture:
         else:
             columns = list(index)
             if self._features is None:
-                self._features = tuple(sorted(columns))
+                self._features = _feature_order(columns)
             order = None
             if all(name in columns for name in self._features):
                 order = [columns.index(name) for name in self._features]
@@ -225,6 +240,10 @@ class _OnlineMixture:
         return self._frame_columns is not None and list(index) == self._frame_columns
 
     def _learn_frame(self, X) -> None:
+        if len(X) == 0 or len(X.columns) == 0:
+            # Nothing to learn, as from an empty dict (an empty frame fixed the features to
+            # none, and every later flush failed).
+            return
         data = self._frame_rows(X)
         self._flush()
         self._model.partial_fit(data)
@@ -372,7 +391,7 @@ class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
 
     def predict_many(self, X):
         """Labels of every row of a data frame (a pandas Series for pandas input)."""
-        if not self._model._is_fitted():
+        if not self._model._is_fitted() or len(X) == 0:  # (no rows: no labels, fitted or not)
             labels = np.zeros(len(X), dtype=int)
         else:
             labels = self._model.predict(self._frame_rows(X))

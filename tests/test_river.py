@@ -220,8 +220,8 @@ def test_a_bad_value_is_refused_at_once_and_leaves_the_adapter_working():
     detector = GaussianMixtureDetector(n_components=2, batch_size=5, warmup_size=50, seed=0)
     for value in rng.normal(size=3):
         detector.learn_one({"a": float(value)})
-    for bad in (float("nan"), float("inf"), 1e200, "x", None):
-        with pytest.raises(ValueError, match="feature 'a' is"):
+    for bad in (float("nan"), float("inf"), 1e200, "x", None, 10**400):  # (an int beyond
+        with pytest.raises(ValueError, match="feature 'a' is"):         # float: OverflowError)
             detector.learn_one({"a": bad})
     assert len(detector._buffer) == 3
     for value in rng.normal(size=200):
@@ -229,6 +229,7 @@ def test_a_bad_value_is_refused_at_once_and_leaves_the_adapter_working():
     assert detector.model._is_fitted()
     far, near = detector.score_one({"a": 1e200}), detector.score_one({"a": 0.0})
     assert math.isfinite(far) and far > 1e100 > near
+    assert detector.score_one({"a": -(10**400)}) == detector.score_one({"a": -1e200})
     with pytest.raises(ValueError, match="NaN"):
         detector.score_one({"a": float("nan")})
     early = GaussianMixtureDetector(n_components=2, batch_size=50, reg_covar=0.0, seed=0)
@@ -241,6 +242,30 @@ def test_a_bad_value_is_refused_at_once_and_leaves_the_adapter_working():
         clusterer.learn_one({"a": float(value), 1: bool(value > 0)})  # names of two types
     probabilities = clusterer.predict_proba_one({"a": 1e300, 1: True})
     assert all(math.isfinite(p) for p in probabilities.values())
+
+
+def test_empty_frames_odd_column_names_and_bad_batch_sizes():
+    """learn_many of an empty frame fixed the features to none (every later flush failed);
+    a frame with columns 'a' and 1 raised a TypeError sorting them (learn_one took them);
+    predict_many of an empty frame raised once fitted; batch_size None or 'a' failed at the
+    first flush with a TypeError, and 0, -5 or 2.5 were taken."""
+    import pandas as pd
+
+    from emstream.river import OnlineGaussianMixture
+
+    rng = np.random.default_rng(0)
+    model = OnlineGaussianMixture(n_components=2, batch_size=5, warmup_size=20, seed=0)
+    model.learn_many(pd.DataFrame())
+    model.learn_many(pd.DataFrame({"a": [], 1: []}))
+    frame = pd.DataFrame({"a": rng.normal(size=40), 1: rng.normal(size=40)})
+    model.learn_many(frame)
+    assert model._features == (1, "a") and model.model._is_fitted()
+    model.learn_one({"a": 0.5, 1: -0.5})
+    assert len(model.predict_many(frame[:0])) == 0
+    assert len(model.predict_many(frame)) == 40
+    for bad in (None, "a", 0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+            OnlineGaussianMixture(batch_size=bad)
 
 
 def test_the_series_detector_takes_numpy_numbers_and_stands_in_for_bad_readings():
