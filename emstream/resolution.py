@@ -30,6 +30,8 @@ import numpy as np
 _ROUNDING = 1e-9
 # Rows looked at: the smallest gap of more rows only gets smaller on continuous data.
 ROWS = 4096
+# The quantile of a column's magnitudes that stands for its typical one (for rounding).
+TYPICAL_QUANTILE = 0.4
 
 
 def _decimal_step(value: float) -> float:
@@ -71,13 +73,14 @@ def grid_step(X: np.ndarray) -> np.ndarray:
     X = X[::-(-X.shape[0] // ROWS)][:ROWS] if X.shape[0] > ROWS else X
     ordered = np.sort(X, axis=0)
     gaps = np.diff(ordered, axis=0)
-    # Rounding is relative to the two values of a gap, and to the column's typical magnitude
-    # (arithmetic leaves 5.6e-17 where 0 was meant), not to its largest value: one wild value
-    # of 1e100 among readings near 30 made every gap between them rounding and the step 1e100,
-    # a variance floor of 8e198 for every component.
-    magnitude = np.abs(ordered)
+    # Rounding is relative to the two values of a gap and to the column's typical magnitude
+    # (arithmetic leaves 5.6e-17 where 0 was meant, among values near 0.5), not to its largest
+    # value: one wild value of 1e100 among readings near 30, or half a column at 1e95, made
+    # every gap among the small values rounding and the step 1e100, a variance floor of 8e198
+    # for every component.  The typical magnitude is a low quantile, which neither sets.
     if ordered.shape[0] > 1:
-        typical = np.maximum(np.median(magnitude, axis=0), 1e-300)
+        magnitude = np.abs(ordered)
+        typical = np.maximum(np.quantile(magnitude, TYPICAL_QUANTILE, axis=0), 1e-300)
         noise = _ROUNDING * np.maximum(np.maximum(magnitude[:-1], magnitude[1:]), typical)
         gaps[gaps <= noise] = np.inf
     step = gaps.min(axis=0, initial=np.inf)

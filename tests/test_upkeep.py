@@ -30,6 +30,8 @@ def test_one_wild_value_does_not_set_the_grid_step():
     rng = np.random.default_rng(0)
     readings = np.round(rng.normal(30.0, 2.0, 300), 4)
     assert grid_step(np.r_[readings, 1e100][:, None])[0] == pytest.approx(1e-4)
+    # Nor does half a column on a far larger scale.
+    assert grid_step(np.r_[readings, np.full(300, 1e95)][:, None])[0] == pytest.approx(1e-4)
     # Arithmetic noise around zero is still rounding, relative to the values' typical size.
     assert grid_step(np.array([[0.1 + 0.2 - 0.3], [0.0], [0.5], [1.0]]))[0] == pytest.approx(0.5)
 
