@@ -171,6 +171,10 @@ class FitSettings:
         Fresh k-means++ starts per search.
     init_trials : int
         k-means++ seedings tried for each fresh start (:func:`emstream.init.kmeans_plusplus`).
+    copies_share_rows : bool
+        Whether copies of one component (as many as there are components where the rows hold
+        fewer distinct values) share the rows they all explain best when their points' recurrence
+        is judged; set by :func:`search` when a current model is there to beat.
     """
 
     n_components: int
@@ -184,6 +188,7 @@ class FitSettings:
     init_params: str = "k-means++"
     n_fresh: int = 2
     init_trials: int = 8
+    copies_share_rows: bool = False
 
     @classmethod
     def for_rows(cls, rows: Sample, **settings) -> "FitSettings":
@@ -258,14 +263,20 @@ def _nearest_distance(X: np.ndarray, params: MixtureParams) -> np.ndarray:
 
 
 def _unsupported(rows: Sample, scored, kept: np.ndarray, counts: np.ndarray,
-                 support: float) -> np.ndarray:
+                 support: float, copies_share_rows: bool = False) -> np.ndarray:
     """Components that do not earn their place: fewer than ``support`` points, or points that
-    do not recur (all from one short stretch of the stream: a burst)."""
+    do not recur (all from one short stretch of the stream: a burst).  A row's points belong to
+    the component that explains it best, or with ``copies_share_rows`` to every one that does
+    (see :class:`FitSettings`)."""
     weak = counts < support
-    owner = np.argmax(scored.resp, axis=1)
+    if copies_share_rows:
+        top = scored.resp.max(axis=1)
+        owns = lambda k: scored.resp[:, k] >= top  # noqa: E731
+    else:
+        owner = np.argmax(scored.resp, axis=1)
+        owns = lambda k: owner == k  # noqa: E731
     for k in np.flatnonzero(~weak):
-        mine = kept & (owner == k)
-        weak[k] = not recurring(rows.times[mine], rows.span)
+        weak[k] = not recurring(rows.times[kept & owns(k)], rows.span)
     return np.flatnonzero(weak)
 
 
@@ -295,7 +306,8 @@ def robust_em(rows: Sample, start: MixtureParams, settings: FitSettings,
         objective = est.log_likelihood / est.n_samples
         settled = abs(objective - previous) < settings.tol or n_iter == settings.max_iter
         if settled:  # (the recurrence of each component's points: once, at the end)
-            weak = _unsupported(rows, scored, kept, stats.counts, settings.support)
+            weak = _unsupported(rows, scored, kept, stats.counts, settings.support,
+                                settings.copies_share_rows)
         else:
             weak = np.flatnonzero(stats.counts < settings.support)
         if weak.size and budget and weak.size < stats.n_components:
@@ -521,6 +533,13 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
     if not keep:
         starts = [("warm", current)] + list(starts) if current is not None else starts
         current = None
+    if current is not None:
+        # A flat series that moved to a new level: fitted by K copies of one component, whose
+        # rows argmax gave to the first copy alone, so the others never recurred and no
+        # candidate was supported; the stale model stayed (a drift refit of K >= 2 never
+        # adapted).  Without a current model (a warm-up's provisional fits) a fit of copies
+        # stays unsupported, and another start is preferred (see _unjudged).
+        settings = replace(settings, copies_share_rows=True)
     names, points = [], []
     if current is not None and warm:
         names.append("warm")

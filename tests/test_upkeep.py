@@ -67,6 +67,25 @@ def test_one_wild_value_in_the_warm_up_does_not_widen_the_provisional_model(posi
                                np.sort(tame.covariances_.ravel()), rtol=0.2)
 
 
+@pytest.mark.parametrize("k", [2, 3])
+def test_a_flat_series_that_moves_to_a_new_level_is_refitted_there(k):
+    """With K >= 2 a refit on a constant stretch is K copies of one component; the copies
+    after the first held no rows by argmax, so none recurred, no candidate was supported and
+    every drift refit kept the stale model (score of the new level -5.7, three alarms)."""
+    from emstream.drift import DriftMonitor
+
+    model = GaussianMixture(k, random_state=0)
+    for _ in range(50):
+        model.partial_fit(np.full((100, 1), 3.0))
+    model.refit(np.full((500, 1), 4.0))
+    assert model.last_refit_["replaced"] and np.allclose(model.means_, 4.0)
+    monitor = DriftMonitor(GaussianMixture(k, random_state=0))
+    X = np.r_[np.full(5000, 3.0), np.full(5000, 4.0)][:, None]
+    for start in range(0, len(X), 100):
+        monitor.update(X[start:start + 100])
+    assert monitor.n_alarms_ == 1 and np.allclose(monitor.model.means_, 4.0)
+
+
 def test_integer_column_cannot_collapse_a_component():
     """A column that is 0 for most rows: without a floor a component shrinks onto the zeros
     and its density there grows without bound; with it, the variance stays >= 1/12."""
