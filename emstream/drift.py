@@ -219,6 +219,9 @@ class DriftMonitor:
     def __init__(self, model: GaussianMixture, *, detector="page-hinkley", detector_params=None,
                  block=50, refit_points=500, anomaly_surprise=None, anomaly_quantile=0.001,
                  quantile_window=100_000, memory=20_000):
+        if not isinstance(model, GaussianMixture):  # (else an AttributeError at the first update)
+            raise TypeError(f"model must be an emstream.GaussianMixture, got "
+                            f"{type(model).__name__}")
         self.model = model
         self.detector = detector
         self.detector_params = detector_params

@@ -45,6 +45,14 @@ MAX_REG_COVAR = 10 * MAX_ABS_VALUE**2
 SEED_LIMIT = 2**128
 
 
+def _numbers(value, name: str) -> np.ndarray:
+    """An initial value as a float array, or a ValueError naming it (text, ragged lists)."""
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
+
+
 def feature_names(X) -> np.ndarray | None:
     """A data frame's column names as an object array, if every one is text (as
     scikit-learn keeps them); None for arrays, or frames with other names."""
@@ -285,6 +293,9 @@ class GaussianMixture:
 
     def _check_params(self) -> None:
         check_int(self.n_components, "n_components", 1, MAX_COMPONENTS)
+        for name in ("covariance_type", "init_params", "variance_floor", "outlier_gate"):
+            if isinstance(getattr(self, name), np.ndarray):  # ("in" would compare elementwise)
+                raise ValueError(f"{name} must be a single value, got an array")
         if self.covariance_type not in COVARIANCE_TYPES:
             raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
                              f"{self.covariance_type!r}")
@@ -323,7 +334,7 @@ class GaussianMixture:
         k, kind = self.n_components, self.covariance_type
         weights = means = prec_chol = None
         if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=float)
+            weights = _numbers(self.weights_init, "weights_init")
             if weights.shape != (k,):
                 raise ValueError(f"weights_init must have shape ({k},), got {weights.shape}")
             if not np.all(np.isfinite(weights)):
@@ -335,14 +346,14 @@ class GaussianMixture:
             if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
                 raise ValueError(f"weights_init must sum to 1, got {float(weights.sum())!r}")
         if self.means_init is not None:
-            means = np.asarray(self.means_init, dtype=float)
+            means = _numbers(self.means_init, "means_init")
             if means.shape != (k, n_features):
                 raise ValueError(f"means_init must have shape ({k}, {n_features}), got "
                                  f"{means.shape}")
             if not np.all(np.isfinite(means)):
                 raise ValueError("means_init must be finite")
         if self.precisions_init is not None:
-            prec = np.asarray(self.precisions_init, dtype=float)
+            prec = _numbers(self.precisions_init, "precisions_init")
             shape = scatter_shape(kind, k, n_features)
             if prec.shape != shape:
                 raise ValueError(f"precisions_init for covariance_type={kind!r} must have shape "
@@ -364,6 +375,12 @@ class GaussianMixture:
                     raise ValueError(f"precisions_init must be positive (covariance_type="
                                      f"{kind!r})")
                 prec_chol = np.sqrt(prec)
+            # (a precision of 1e-320 is positive and finite, but its covariance is not)
+            with np.errstate(over="ignore", divide="ignore"):
+                covariances = covariances_from_precision_cholesky(prec_chol, kind)
+            if not np.all(np.isfinite(covariances)):
+                raise ValueError("precisions_init is too small: the covariances it stands for "
+                                 "overflow")
         return weights, means, prec_chol
 
     # ------------------------------------------------------------------ state

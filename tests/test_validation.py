@@ -56,6 +56,14 @@ def test_not_fitted_is_a_value_error_that_says_what_to_do(X):
     (dict(warmup_size=10**8), r"warmup_size must be an integer in \[1, 10000000\]"),
     (dict(reg_covar=1e250), r"reg_covar must be a finite number in \[0, 1e\+201\]"),
     (dict(random_state=2**128), "random_state must be None, a non-negative int below 2"),
+    # (bare numpy messages naming nothing, or an ambiguous truth value, or taken)
+    (dict(weights_init="ab", n_components=2), "weights_init must be an array of numbers"),
+    (dict(means_init=[[1.0], [2.0, 3.0]], n_components=2), "means_init must be an array"),
+    (dict(outlier_gate=np.array([1.0])), "outlier_gate must be a single value"),
+    (dict(init_params=np.array(["kmeans"])), "init_params must be a single value"),
+    # (positive and finite, but its covariance overflowed to inf in covariances_)
+    (dict(precisions_init=np.full(2, 1e-320), n_components=2, covariance_type="spherical",
+          max_iter=0), "precisions_init is too small"),
     (dict(covariance_type="ful"), "covariance_type must be one of"),
     (dict(tol=-1), "tol must be"),
     (dict(reg_covar=np.nan), "reg_covar must be"),
@@ -94,3 +102,11 @@ def test_an_integer_beyond_int64_is_a_number_and_one_beyond_float_is_not_finite(
     assert check_float(10**30, "tol", 0.0) == 1e30
     with pytest.raises(ValueError, match=r"^tol must be a finite number in \[0, inf\), got 1000"):
         check_float(10**400, "tol", 0.0)
+
+
+def test_a_drift_monitor_needs_an_emstream_mixture():
+    """DriftMonitor("abc") failed at the first update with an AttributeError."""
+    from emstream.drift import DriftMonitor
+
+    with pytest.raises(TypeError, match="model must be an emstream.GaussianMixture, got str"):
+        DriftMonitor("abc")
