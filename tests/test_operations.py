@@ -68,7 +68,7 @@ def places(tmp_path):
      "metrics.address: cannot resolve"),
     (["--set", "refit.window=1000000000000000000000000000000"], "refit.window must be at most"),
     (["--set", "drift.block=1000000000000000000000000000000"], "drift.block must be at most"),
-    (["--set", "model.n_init=1000000000000000000000000000000"], "model.n_init must be at most"),
+    (["--set", "model.n_init=1000000000000000000000000000000"], "model: n_init must be an integer in"),
     (["--config", "{tmp}/bomb.yaml"], "aliases are expanded"),
     (["--config", "{tmp}/tag.yaml"], "the tag !!python/object/apply:os.system is not allowed"),
     (["--output", "{tmp}/a-dir"], "output.path: {tmp}/a-dir: is a directory"),

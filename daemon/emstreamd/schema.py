@@ -229,8 +229,9 @@ def _port(name, value) -> None:
 
 
 # ---------------------------------------------------------------------- the model section
-# Bounds the daemon adds to GaussianMixture's own checks (which set no upper limits), for the
-# estimator's keys the shipped file leaves out.
+# Bounds the daemon adds to GaussianMixture's own checks (which bound n_components, n_init,
+# max_iter, warmup_size and reg_covar themselves), for the estimator's keys the shipped file
+# leaves out.
 MODEL_LIMITS = {"verbose_interval": 10**9}
 
 
