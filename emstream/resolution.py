@@ -24,6 +24,8 @@ Example
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # Gaps below this fraction of the values' magnitude are rounding, not resolution.
@@ -80,7 +82,8 @@ def grid_step(X: np.ndarray) -> np.ndarray:
     # for every component.  The typical magnitude is a low quantile, which neither sets.
     if ordered.shape[0] > 1:
         magnitude = np.abs(ordered)
-        typical = np.maximum(np.quantile(magnitude, TYPICAL_QUANTILE, axis=0), 1e-300)
+        rank = math.ceil(TYPICAL_QUANTILE * (ordered.shape[0] - 1))  # (an order statistic)
+        typical = np.maximum(np.partition(magnitude, rank, axis=0)[rank], 1e-300)
         noise = _ROUNDING * np.maximum(np.maximum(magnitude[:-1], magnitude[1:]), typical)
         gaps[gaps <= noise] = np.inf
     step = gaps.min(axis=0, initial=np.inf)
