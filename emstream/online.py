@@ -148,14 +148,15 @@ WILD_RANGES = 10.0
 def _without_wild_rows(rows: np.ndarray) -> np.ndarray:
     """``rows`` without those holding a value far beyond the bulk of its column: more than
     :data:`WILD_RANGES` times the range of the inner 98% of the column beyond it (order
-    statistics, not interpolated, so one wild value among a few dozen rows cannot stretch
-    the range that judges it).  One reading of 1e100 among readings near 30 made the spread,
+    statistics, and at least the most extreme value on each side left out of that range, so
+    one wild value among a few dozen rows cannot stretch the range that judges it).  One reading of 1e100 among readings near 30 made the spread,
     and every provisional component's variance, about 1e197.  A column with no such range
     (constant but for a few values) judges nothing; at least two rows are kept."""
     n = rows.shape[0]
     if n < 3:
         return rows
-    low, high = int(0.01 * (n - 1)), n - 1 - int(0.01 * (n - 1))
+    low = max(1, int(0.01 * (n - 1)))  # (at least the most extreme value on each side out)
+    high = n - 1 - low
     ordered = np.partition(rows, (low, high), axis=0)
     lo, hi = ordered[low], ordered[high]
     width = hi - lo
