@@ -57,14 +57,14 @@ def test_one_wild_value_in_the_warm_up_does_not_widen_the_provisional_model(posi
     X = np.r_[rng.normal(10.0, 1.0, 500), rng.normal(30.0, 2.0, 500)][rng.permutation(1000)]
     wild = np.r_[X[:position], 1e100, X[position:]][:, None]
     tame, spoilt = GaussianMixture(2, random_state=0), GaussianMixture(2, random_state=0)
-    for start in range(0, 700, 100):
+    for start in range(0, 700, 100):  # (after every mini-batch: the first one too)
         tame.partial_fit(X[start:start + 100, None])
         spoilt.partial_fit(wild[start:start + 100])
-    assert spoilt._online.warming_up
-    np.testing.assert_allclose(np.sort(spoilt.means_.ravel()), np.sort(tame.means_.ravel()),
-                               rtol=0.02)
-    np.testing.assert_allclose(np.sort(spoilt.covariances_.ravel()),
-                               np.sort(tame.covariances_.ravel()), rtol=0.2)
+        assert spoilt._online.warming_up
+        np.testing.assert_allclose(np.sort(spoilt.means_.ravel()),
+                                   np.sort(tame.means_.ravel()), rtol=0.02)
+        np.testing.assert_allclose(np.sort(spoilt.covariances_.ravel()),
+                                   np.sort(tame.covariances_.ravel()), rtol=0.2)
 
 
 @pytest.mark.parametrize("k", [2, 3])
