@@ -134,10 +134,13 @@ def check_float(value, name: str, low: float | None = None, high: float | None =
                 low_open: bool = False, high_open: bool = False) -> float:
     """A finite real number within the given bounds, else a ValueError naming the parameter."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and _finite(value)
+    # (compared as Python floats: a numpy float32 against a bound beyond its range warned of
+    # an overflow in the cast)
+    number = float(value) if ok else None
     if ok and low is not None:
-        ok = value > low if low_open else value >= low
+        ok = number > low if low_open else number >= low
     if ok and high is not None:
-        ok = value < high if high_open else value <= high
+        ok = number < high if high_open else number <= high
     if not ok:
         lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
         hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
