@@ -28,29 +28,22 @@ from .online import OnlineLearner, OnlineSettings, auto_gate  # noqa: F401 (auto
 from .resolution import ROWS as RESOLUTION_ROWS
 from .resolution import grid_step, variance_floor
 from .stats import COVARIANCE_TYPES, scatter_shape
-from .validation import MAX_ABS_VALUE, check_array, check_float, check_int
+from .validation import MAX_ABS_VALUE, _as_float_array, check_array, check_float, check_int
 
 logger = logging.getLogger("emstream")
 VARIANCE_FLOORS = ("resolution", None)
 # Bounds on the hyper-parameters, checked at fit time and on loading a checkpoint (one place, so
 # that whatever fits can be saved and loaded again): beyond them a refit would run for ever, a
 # warm-up would hold more rows than fit in memory, or reg_covar would exceed any variance of
-# values within ±MAX_ABS_VALUE.  A seed is any non-negative integer below 2**128 (numpy's seed
-# sequences take 128 bits of entropy).
+# values within ±MAX_ABS_VALUE (1e200: with it a covariance stays below the 1e201 a checkpoint
+# holds).  A seed is any non-negative integer below 2**128 (numpy's seed sequences take 128
+# bits of entropy).
 MAX_COMPONENTS = 10_000
 MAX_N_INIT = 1000
 MAX_ITER = 1_000_000
 MAX_WARMUP = 10_000_000
-MAX_REG_COVAR = 10 * MAX_ABS_VALUE**2
+MAX_REG_COVAR = MAX_ABS_VALUE**2
 SEED_LIMIT = 2**128
-
-
-def _numbers(value, name: str) -> np.ndarray:
-    """An initial value as a float array, or a ValueError naming it (text, ragged lists)."""
-    try:
-        return np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
 
 
 def feature_names(X) -> np.ndarray | None:
@@ -334,7 +327,7 @@ class GaussianMixture:
         k, kind = self.n_components, self.covariance_type
         weights = means = prec_chol = None
         if self.weights_init is not None:
-            weights = _numbers(self.weights_init, "weights_init")
+            weights = _as_float_array(self.weights_init, "weights_init")
             if weights.shape != (k,):
                 raise ValueError(f"weights_init must have shape ({k},), got {weights.shape}")
             if not np.all(np.isfinite(weights)):
@@ -346,14 +339,14 @@ class GaussianMixture:
             if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
                 raise ValueError(f"weights_init must sum to 1, got {float(weights.sum())!r}")
         if self.means_init is not None:
-            means = _numbers(self.means_init, "means_init")
+            means = _as_float_array(self.means_init, "means_init")
             if means.shape != (k, n_features):
                 raise ValueError(f"means_init must have shape ({k}, {n_features}), got "
                                  f"{means.shape}")
             if not np.all(np.isfinite(means)):
                 raise ValueError("means_init must be finite")
         if self.precisions_init is not None:
-            prec = _numbers(self.precisions_init, "precisions_init")
+            prec = _as_float_array(self.precisions_init, "precisions_init")
             shape = scatter_shape(kind, k, n_features)
             if prec.shape != shape:
                 raise ValueError(f"precisions_init for covariance_type={kind!r} must have shape "

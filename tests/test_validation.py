@@ -1,5 +1,7 @@
 """Bad input and bad parameters give a ValueError that says what is wrong and what to do."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -54,11 +56,11 @@ def test_not_fitted_is_a_value_error_that_says_what_to_do(X):
     (dict(max_iter=10**7), r"max_iter must be an integer in \[0, 1000000\]"),
     (dict(n_init=1001), r"n_init must be an integer in \[1, 1000\]"),
     (dict(warmup_size=10**8), r"warmup_size must be an integer in \[1, 10000000\]"),
-    (dict(reg_covar=1e250), r"reg_covar must be a finite number in \[0, 1e\+201\]"),
+    (dict(reg_covar=1e250), r"reg_covar must be a finite number in \[0, 1e\+200\]"),
     (dict(random_state=2**128), "random_state must be None, a non-negative int below 2"),
     # (bare numpy messages naming nothing, or an ambiguous truth value, or taken)
-    (dict(weights_init="ab", n_components=2), "weights_init must be an array of numbers"),
-    (dict(means_init=[[1.0], [2.0, 3.0]], n_components=2), "means_init must be an array"),
+    (dict(weights_init="ab", n_components=2), "weights_init must be numeric"),
+    (dict(means_init=[[1.0], [2.0, 3.0]], n_components=2), "means_init must be numeric"),
     (dict(outlier_gate=np.array([1.0])), "outlier_gate must be a single value"),
     (dict(init_params=np.array(["kmeans"])), "init_params must be a single value"),
     # (positive and finite, but its covariance overflowed to inf in covariances_)
@@ -110,3 +112,15 @@ def test_a_drift_monitor_needs_an_emstream_mixture():
 
     with pytest.raises(TypeError, match="model must be an emstream.GaussianMixture, got str"):
         DriftMonitor("abc")
+
+
+def test_a_float32_setting_against_a_bound_beyond_its_range_does_not_warn():
+    """check_float compared np.float32(1e-3) with the 1e200 bound of reg_covar in float32:
+    "overflow encountered in cast" on every fit with such a setting."""
+    from emstream.validation import check_float
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_float(np.float32(1e-3), "reg_covar", 0.0, 1e200) == pytest.approx(1e-3)
+        with pytest.raises(ValueError, match="reg_covar must be a finite number"):
+            check_float(np.float32(-1.0), "reg_covar", 0.0, 1e200)
