@@ -173,6 +173,19 @@ def test_values_that_used_to_fail_later_are_refused_now(override, message):
     assert "\n" not in str(caught.value) and len(str(caught.value)) < 200
 
 
+@pytest.mark.parametrize("override, message", [
+    ("model.means_init=[[{huge}], [2], [3]]", "model.means_init must be a .*list"),
+    ("model.weights_init=[{huge}, 1, 1]", "model.weights_init must be a .*list"),
+    ("drift.params={{min_instances: {huge}}}", "drift: "),
+], ids=["means_init", "weights_init", "drift.params"])
+def test_an_integer_beyond_float_is_a_configuration_error(override, message):
+    """A 400-digit integer overflowed float() with a traceback (exit 1, not 78; on SIGHUP the
+    daemon died without a final checkpoint)."""
+    with pytest.raises(daemon_config.ConfigError, match=message) as caught:
+        daemon_config.load(None, [daemon_config.parse_override(override.format(huge="1" * 400))])
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 200
+
+
 def test_consistent_initial_values_are_accepted():
     config = daemon_config.load(None, [daemon_config.parse_override(text) for text in (
         "model.weights_init=[0.2, 0.3, 0.5]", "model.means_init=[[0, 1], [2, 3], [4, 5]]",

@@ -232,6 +232,14 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path):
     _checkpointed_and_stopped(process)
 
 
+def test_sighup_with_a_value_beyond_float_keeps_the_old_one(tmp_path):
+    """A 400-digit integer in model.means_init raised OverflowError out of the reload: the
+    daemon died with a traceback, nothing learned since its last checkpoint saved."""
+    process, seen = _reloaded_with(tmp_path, f"model:\n  means_init: [[{'1' * 400}], [2], [3]]\n")
+    assert "keeping the running configuration" in seen[-1]
+    _checkpointed_and_stopped(process)
+
+
 def test_sighup_refuses_a_pipe_and_names_the_keys_that_wait_for_a_restart(tmp_path):
     """A named pipe put where the config was: opening it blocked the loop until a writer came
     (signals and all: only SIGKILL stopped it).  A change to a key that is not live was
@@ -251,8 +259,10 @@ def test_sighup_refuses_a_pipe_and_names_the_keys_that_wait_for_a_restart(tmp_pa
                       .replace("anomaly_threshold: 0.9999", "anomaly_threshold: 0.999"))
     process.send_signal(signal.SIGHUP)
     seen = _wait_for(process, "SIGHUP: configuration reloaded")
-    seen += _wait_for(process, "restart", timeout=10)
-    assert "SIGHUP: model.n_components changed but only take(s) effect on a restart" in seen[-1]
+    seen += _wait_for(process, "new model", timeout=10)
+    # (a restart resumes the checkpoint, which keeps its model's settings: said so)
+    assert ("SIGHUP: model.n_components changed but only take(s) effect for a new model"
+            in seen[-1])
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
 

@@ -781,6 +781,10 @@ class Daemon:
         except config_module.ConfigError as exc:
             log.error("SIGHUP: keeping the running configuration: %s", exc)
             return
+        except Exception:  # a reload must never stop a daemon that runs well
+            log.exception("SIGHUP: keeping the running configuration: the new one could not "
+                          "be checked")
+            return
         live = {(section, key) for section, keys in config_module.LIVE.items() for key in keys}
         for section, key in live:
             self.config[section][key] = fresh[section][key]
@@ -791,9 +795,17 @@ class Daemon:
                    and not _same(value, self.config.get(section, {}).get(key, _ABSENT))]
         self._apply_live()
         log.info("SIGHUP: configuration reloaded (live keys only)")
-        if waiting:
+        # A restart resumes the checkpoint's model with the settings it began with: model keys
+        # wait for a new model, not for a restart (the warning said "restart" for both).
+        model_keys = sorted(key for key in waiting if key.startswith("model."))
+        others = sorted(key for key in waiting if not key.startswith("model."))
+        if others:
             log.warning("SIGHUP: %s changed but only take(s) effect on a restart",
-                        ", ".join(sorted(waiting)))
+                        ", ".join(others))
+        if model_keys:
+            log.warning("SIGHUP: %s changed but only take(s) effect for a new model (a restart "
+                        "resumes the checkpoint's model with the settings it began with; "
+                        "remove the checkpoint to start a new one)", ", ".join(model_keys))
 
     def _apply_live(self) -> None:
         """Hand the reloaded live settings to the series' monitor."""

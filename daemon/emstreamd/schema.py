@@ -246,7 +246,7 @@ def _check_model(model: dict) -> None:
         estimator = GaussianMixture(**{**model, **({"reg_covar": 1e-6}
                                                    if model.get("reg_covar") == "auto" else {})})
         estimator._check_params()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # (a 400-digit integer: Overflow)
         raise ConfigError(f"model: {exc}") from None
     for key, high in MODEL_LIMITS.items():
         if key in model and model[key] > high:
@@ -256,7 +256,7 @@ def _check_model(model: dict) -> None:
         if model.get(key) is not None:
             try:
                 arrays[key] = np.asarray(model[key], dtype=float)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ConfigError(f"model.{key} must be a (nested) list of numbers, got "
                                   f"{_show(model[key])}") from None
     if not arrays:
@@ -336,7 +336,7 @@ def _drift_rules(full: dict) -> None:
 
     try:
         DriftMonitor(GaussianMixture(), **monitor_settings(full))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"drift: {exc}") from None
 
 
