@@ -231,6 +231,28 @@ def _numbered(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
+def file_target(path: str | os.PathLike) -> Path:
+    """The file a checkpoint written to ``path`` replaces: a symbolic link's target (the link
+    stays and shows the new model; replacing the link left it a plain file and its target, the
+    deployed model, stale).  An existing entry that is not a regular file (a device such as
+    /dev/null, a named pipe, a socket) is refused: ``os.replace`` would put a file in its place.
+
+    Raises
+    ------
+    IsADirectoryError, ValueError
+    """
+    target = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path} is a directory")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file: a checkpoint would replace it")
+    return target
+
+
 def save(model: GaussianMixture, path: str | os.PathLike, *, meta: dict | None = None,
          keep: int = 3) -> Path:
     """Write a checkpoint atomically; returns the file written.
@@ -251,6 +273,7 @@ def save(model: GaussianMixture, path: str | os.PathLike, *, meta: dict | None =
     data = dumps(model, meta)
     target = Path(path)
     if not target.is_dir():
+        target = file_target(target)
         write_atomic(target, data)
         for stale in target.parent.glob(f".{target.name}.*.tmp"):  # from a crashed writer
             stale.unlink(missing_ok=True)

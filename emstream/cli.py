@@ -185,7 +185,7 @@ class _Progress(logging.Handler):
 
 
 def cmd_fit(args) -> int:
-    args.output = _fit_output(args.output)
+    args.output = _fit_output(args.output, args.data)
     if args.dask_scheduler:
         return _fit_on_dask(args)
     X, source = read_rows(args.data, args.columns, _day_first(args))
@@ -193,17 +193,27 @@ def cmd_fit(args) -> int:
     return _save_fit(args, model, source)
 
 
-def _fit_output(name: str) -> Path:
+def _fit_output(name: str, data: str | None = None) -> Path:
     """``fit -o``: where the checkpoint goes, checked before any fitting (a fit of an hour must
-    not end in "no such directory").  A name ending in ``/`` is a directory, made if need be."""
+    not end in "no such directory").  A name ending in ``/`` is a directory, made if need be;
+    a symbolic link is written through; a device, a pipe or the data file itself is refused
+    (each was replaced by the checkpoint)."""
     path = Path(name)
+    if not path.is_dir() and not name.endswith(("/", os.sep)):
+        try:
+            target = checkpoint.file_target(path)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if data and data != "-" and target.exists() and Path(data).exists() \
+                and os.path.samefile(target, data):
+            raise CommandError(f"{name} is the data file {data}: a checkpoint would replace it")
     if name.endswith(("/", os.sep)) and not path.is_dir():
         try:
             path.mkdir(parents=True)
         except OSError as exc:
             raise CommandError(f"{name}: cannot make the directory "
                                f"({exc.strerror or exc})") from None
-    folder = path if path.is_dir() else path.parent
+    folder = path if path.is_dir() else checkpoint.file_target(path).parent
     if not folder.is_dir():
         raise CommandError(f"{name}: no directory {str(folder)!r} to write the checkpoint in")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -316,6 +316,30 @@ def test_fit_checks_where_it_writes_before_fitting(tmp_path, capsys, monkeypatch
     assert [p.name for p in (tmp_path / "new").iterdir()] == ["checkpoint-00000001.json"]
 
 
+def test_fit_writes_through_a_link_and_refuses_a_pipe_or_its_own_data(tmp_path, capsys):
+    """``-o`` onto a named pipe (or a device: the same test) or onto the data file put the
+    checkpoint in its place; onto a symbolic link it replaced the link, leaving its target (the
+    deployed model) stale."""
+    import os
+    import shutil
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    assert main(["fit", SEED, "-k", "2", "-o", str(pipe)]) == 1
+    assert "not a regular file" in capsys.readouterr().err and pipe.is_fifo()
+    data = tmp_path / "data.txt"
+    shutil.copy(SEED, data)
+    before = data.read_bytes()
+    assert main(["fit", str(data), "-k", "2", "-o", str(data)]) == 1
+    assert "is the data file" in capsys.readouterr().err and data.read_bytes() == before
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "v1.json").write_text("{}")
+    (tmp_path / "current.json").symlink_to("models/v1.json")
+    assert main(["fit", SEED, "-k", "2", "-o", str(tmp_path / "current.json")]) == 0
+    assert (tmp_path / "current.json").is_symlink()
+    assert checkpoint.load(tmp_path / "current.json").model.n_components == 2
+
+
 @pytest.mark.parametrize("argv, message", [
     (["inspect", "/nonexistent/ck.json"], "no such file"),
     (["fit", "/nonexistent/data.txt", "-k", "2", "-o", "x.json"], "cannot open"),
