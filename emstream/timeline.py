@@ -11,6 +11,7 @@ marked, and under them the score on a scale that spreads its top end: ``-log10(1
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 
@@ -19,9 +20,11 @@ from .episodes import DEFAULT_THRESHOLD
 from .table import of_key, parse_stream
 
 
-def read_scores(path, key: str | None = None) -> dict:
+def read_scores(path, key: str | None = None, timed: bool | None = None) -> dict:
     """emstreamd's per-point output as arrays: ``line``, ``score``, ``anomaly`` (n,); with
-    ``key``, only that key's lines of a keyed daemon's output (its second field, or ``key``)."""
+    ``key``, only that key's lines of a keyed daemon's output (its second field, or ``key``).
+    ``timed`` says whether the series has a time column, if known: a csv line's fields are then
+    counted exactly (without it, a keyed line and a timed one both have seven)."""
     lines, scores, flags = [], [], []
     keys = set()
     with open(path, "rb") as handle:
@@ -49,18 +52,34 @@ def read_scores(path, key: str | None = None) -> dict:
                 flags.append(bool(record.get("anomaly")))
                 continue
             fields = raw.split(b",")
-            if len(fields) not in ((7, 8) if key is not None else (6, 7)):
-                raise ValueError(f"{path}: not emstreamd's per-point output (line, "
-                                 f"{'key, ' if key is not None else ''}[time,] label, "
-                                 f"probability, surprise, score, anomaly): {raw[:80]!r}")
+            base = 6 if key is None else 7
+            counts = (base, base + 1) if timed is None else (base + bool(timed),)
+            if len(fields) not in counts:
+                extra = (" (the lines of a keyed emstreamd? name the series with --key)"
+                         if key is None and len(fields) == base + 1 + bool(timed) else "")
+                raise ValueError(f"{path}: not emstreamd's per-point output for this series "
+                                 f"(line, {'key, ' if key is not None else ''}"
+                                 f"{'time, ' if timed else '[time,] ' if timed is None else ''}"
+                                 f"label, probability, surprise, score, anomaly){extra}: "
+                                 f"{raw[:80]!r}")
             if key is not None and _unquoted(fields[1]) != key:
                 continue
-            lines.append(int(fields[0]))
-            scores.append(float(fields[-2]))
+            try:
+                line, score = int(fields[0]), float(fields[-2])
+            except ValueError:
+                line, score = None, math.nan
+            if line is None or not 0.0 <= score <= 1.0:  # (NaN fails the test too)
+                raise ValueError(f"{path}: not emstreamd's per-point output (a line number, "
+                                 f"and a score in [0, 1]): {raw[:80]!r}")
+            lines.append(line)
+            scores.append(score)
             flags.append(fields[-1] == b"1")
     if key is None and len(keys) > 1:
         raise ValueError(f"{path}: the per-point lines of {len(keys)} keys (a keyed "
                          "emstreamd): name one with --key")
+    if not lines:
+        raise ValueError(f"{path}: no per-point lines"
+                         f"{f' of key {key!r}' if key is not None else ''}")
     return {"line": np.array(lines, dtype=np.int64), "score": np.array(scores),
             "anomaly": np.array(flags, dtype=bool)}
 
@@ -110,10 +129,13 @@ def plot_timeline(data_path, scores_path, path, *, threshold: float = DEFAULT_TH
     import matplotlib.pyplot as plt
 
     series = read_series(data_path, key, key_column, day_first, column)
-    scored = read_scores(scores_path, key)
+    scored = read_scores(scores_path, key, timed=series["time"] is not None)
     x_of_line = dict(zip(series["line"].tolist(),
                          series["time"] if series["time"] is not None else series["line"]))
     known = np.array([line in x_of_line for line in scored["line"].tolist()], dtype=bool)
+    if not known.any():
+        raise ValueError(f"{scores_path}: none of its lines is a line of {data_path} (the "
+                         "per-point output of another series?)")
     at = np.array([x_of_line[line] for line in scored["line"][known].tolist()])
     value_of_line = dict(zip(series["line"].tolist(), series["value"].tolist()))
     level = -np.log10(np.maximum(1.0 - scored["score"][known], 1e-12))

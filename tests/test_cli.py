@@ -279,6 +279,32 @@ def test_timeline_refuses_score_lines_and_thresholds_it_cannot_draw(tmp_path, ca
         assert "strictly between 0 and 1" in capsys.readouterr().err
 
 
+def test_timeline_refuses_keyed_csv_lines_without_a_key_and_scores_out_of_range(tmp_path):
+    """A keyed daemon's csv lines (line, key, label, ...) have as many fields as a timed
+    series' (line, time, label, ...): without --key the keys were read as times and the keys'
+    series drawn as one.  CSV scores of 7 or nan were drawn; no lines at all drew an empty
+    picture."""
+    from emstream.timeline import read_scores
+
+    path = tmp_path / "s.csv"
+    path.write_text("1,web-1,0,0.5,1.0,0.25,0\n2,web-2,1,0.5,1.0,0.5,0\n")
+    with pytest.raises(ValueError, match="name the series with --key"):
+        read_scores(path, timed=False)
+    assert read_scores(path, "web-2", timed=False)["score"].tolist() == [0.5]
+    for bad in ("7", "nan", "-0.1"):
+        path.write_text(f"1,0,0.5,1.0,{bad},0\n")
+        with pytest.raises(ValueError, match="a score in \\[0, 1\\]"):
+            read_scores(path, timed=False)
+    path.write_text("")
+    with pytest.raises(ValueError, match="no per-point lines"):
+        read_scores(path)
+    data = tmp_path / "d.txt"
+    data.write_text("1\n2\n")
+    path.write_text("1,web-1,0,0.5,1.0,0.25,0\n")
+    assert main(["timeline", str(data), str(path), "-o", str(tmp_path / "p.png")]) == 1
+    assert not (tmp_path / "p.png").exists()
+
+
 def test_rejected_lines_are_counted_and_shown(tmp_path, capsys):
     data = tmp_path / "dirty.txt"
     data.write_bytes(b"1\n2\nabc\n3\nnan\n4\n5\n6\n")
