@@ -555,6 +555,30 @@ def test_a_trickling_metrics_client_is_closed_at_the_deadline():
         metrics.close()
 
 
+def test_silent_metrics_clients_cannot_keep_a_health_check_out():
+    """Every slot held by a client that connected and said nothing: a health check takes the
+    oldest one's place (it was closed at once: 16 silent clients, reconnecting as they were
+    closed, kept /healthz down for as long as they liked)."""
+    pytest.importorskip("prometheus_client")
+    from emstreamd.metrics import Metrics
+
+    metrics = Metrics(0, idle_timeout=30, max_connections=2)
+    silent = []
+    try:
+        for _ in range(2):
+            silent.append(socket.create_connection(("127.0.0.1", metrics.port), timeout=5))
+            time.sleep(0.05)  # (arrival order)
+        assert _get(metrics.port, "/healthz") == (200, "ok\n")
+        assert silent[0].recv(1) == b""  # the oldest was closed to make room ...
+        silent[1].settimeout(0.2)
+        with pytest.raises(TimeoutError):  # ... and only it
+            silent[1].recv(1)
+    finally:
+        for client in silent:
+            client.close()
+        metrics.close()
+
+
 def test_rejects_name_the_file_and_the_line_within_it_after_a_rotation(tmp_path):
     """Followed streams number lines across files; a log line also says which file and where."""
     path = tmp_path / "values.log"

@@ -5,9 +5,9 @@ default.  Without ``metrics.port`` nothing is imported or served.
 stuck (503), anything else is 404.  The server is the daemon's only listening socket, so it
 must not be able to hurt the daemon: each connection serves one request and is closed
 ``idle_timeout`` seconds after it opened (silent or trickling), and at most
-``max_connections`` are served at once (more
-are closed as soon as they are accepted), so idle or half-open clients cannot use up the file
-descriptors that checkpoints need.
+``max_connections`` are open at once (a newcomer takes the place of the oldest that has not
+asked for anything yet), so idle or half-open clients can neither use up the file
+descriptors that checkpoints need nor keep a health check out.
 """
 
 from __future__ import annotations
@@ -38,7 +38,14 @@ def reason_label(reason: str) -> str:
 
 
 class _Server(ThreadingHTTPServer):
-    """A thread per connection, at most ``max_connections`` of them."""
+    """A thread per connection, at most ``max_connections`` of them.
+
+    When every slot is taken, a new connection takes the slot of the oldest one that has not
+    asked for anything yet (which is closed), so clients that connect and stay silent cannot
+    keep a scrape or a health check out: closing the newcomer instead let 16 silent clients,
+    reconnecting as they were closed, hold /healthz down for as long as they liked.  Only
+    when every slot is answering a request is the newcomer closed.
+    """
 
     daemon_threads = True
     block_on_close = False
@@ -49,7 +56,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address, handler, max_connections: int):
         self.address_family = socket.getaddrinfo(address[0], address[1],
                                                  type=socket.SOCK_STREAM)[0][0]
-        self._slots = threading.BoundedSemaphore(max_connections)
+        self.max_connections = max_connections
+        self._lock = threading.Lock()
+        # socket -> [order of arrival, answering yet, closed to make room]
+        self._open: dict = {}
+        self._arrivals = 0
         super().__init__(address, handler)
 
     def server_bind(self):
@@ -58,22 +69,44 @@ class _Server(ThreadingHTTPServer):
         self.server_name, self.server_port = self.server_address[:2]
 
     def process_request(self, request, client_address):
-        if not self._slots.acquire(blocking=False):
-            # Over the bound: close at once rather than hold a descriptor for a client that
-            # may never speak.
-            self.shutdown_request(request)
-            return
+        with self._lock:
+            held = [(state[0], sock) for sock, state in self._open.items() if not state[2]]
+            if len(held) >= self.max_connections:
+                silent = [(order, sock) for order, sock in held if not self._open[sock][1]]
+                if not silent:
+                    # Every slot is answering: close the newcomer at once rather than hold a
+                    # descriptor for a client that may never speak.
+                    self.shutdown_request(request)
+                    return
+                _, oldest = min(silent, key=lambda pair: pair[0])
+                self._open[oldest][2] = True
+                try:
+                    oldest.shutdown(socket.SHUT_RDWR)  # (its thread's read returns; it ends)
+                except OSError:
+                    pass
+            self._arrivals += 1
+            self._open[request] = [self._arrivals, False, False]
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._forget(request)
             raise
+
+    def answering(self, request) -> None:
+        """The handler of ``request`` has read it and is answering: not to be closed."""
+        with self._lock:
+            if request in self._open:
+                self._open[request][1] = True
+
+    def _forget(self, request) -> None:
+        with self._lock:
+            self._open.pop(request, None)
 
     def process_request_thread(self, request, client_address):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._forget(request)
 
     def handle_error(self, request, client_address):
         # A client that vanished or timed out mid-response: not the daemon's problem, and no
@@ -114,6 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond(body=False)
 
     def _respond(self, body: bool) -> None:
+        self.server.answering(self.request)
         path = urlsplit(self.path).path
         if path == "/metrics":
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
