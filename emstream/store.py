@@ -40,6 +40,7 @@ import json
 import os
 import sqlite3
 import stat
+import urllib.parse
 from pathlib import Path
 
 SCHEMA = """
@@ -105,9 +106,7 @@ class KeyStore:
         if not writer and not is_store(self.path):
             raise StoreError(f"{self.path}: not a state store (an SQLite file)")
         try:
-            uri = f"file:{self.path}" + ("" if writer else "?mode=ro")
-            self._db = sqlite3.connect(uri, uri=True, isolation_level=None,
-                                       check_same_thread=False)
+            self._db = self._connect(writer)
             if writer:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 # A commit is on disk when it returns (the position must not run ahead of it).
@@ -120,6 +119,27 @@ class KeyStore:
             raise StoreError(f"{self.path}: {exc}") from None
         except sqlite3.Error as exc:  # "file is not a database", "disk image is malformed"
             raise DamagedStore(f"{self.path}: {exc}") from None
+
+    def _connect(self, writer: bool) -> sqlite3.Connection:
+        # The path as a URI: quoted, or a '#', '?' or '%' in it cut it short (a directory
+        # "state#1" opened, and created, a database named "state").
+        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path))
+        if writer:
+            return sqlite3.connect(uri, uri=True, isolation_level=None,
+                                   check_same_thread=False)
+        try:
+            db = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("SELECT count(*) FROM keys").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            if os.access(os.path.dirname(os.path.abspath(self.path)), os.W_OK):
+                raise
+        # A read-only file system (a snapshot, a backup): a reader of a WAL database needs to
+        # create its shared-memory file, which it cannot; nothing writes there, so the file
+        # is opened as immutable.
+        return sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, isolation_level=None,
+                               check_same_thread=False)
 
     # ------------------------------------------------------------------ keys
     def get(self, key: str) -> bytes | None:

@@ -796,3 +796,55 @@ def test_a_long_key_or_time_is_refused_and_does_not_widen_its_block():
         for block in blocks:
             for array in (block.keys, getattr(block, "time_text", None)):
                 assert array is None or array.dtype.itemsize <= 256
+
+
+def test_a_store_named_by_its_sqlite_file_resumes_and_a_path_may_hold_uri_characters(tmp_path):
+    """``checkpoint.path: .../keys.sqlite`` (the store's own file): the restart exited 78
+    ("a regular file, not a directory"), so a crashed daemon never resumed.  A directory named
+    ``state#1`` (or with ``?``, ``%``) was cut short as an SQLite URI: exit 73, and stray
+    ``state``, ``state-wal`` files beside it."""
+    rng = np.random.default_rng(3)
+    table = tmp_path / "in.csv"
+    _keyed_table(table, 3, (300, 301), rng)
+    for store in (tmp_path / "keys.sqlite", tmp_path / "state#1?x%41"):
+        args = ["--input", str(table), "--set", "input.key=host", "--no-output",
+                "--checkpoint", str(store)]
+        _run(args)
+        second = _run(args)
+        assert "0 points learned" in second.stderr.decode()
+        assert subprocess.run([*DAEMON, "--check-config", *args[2:4], "--checkpoint",
+                               str(store)], capture_output=True).returncode == 0
+    keys, meta = _store(tmp_path / "keys.sqlite")
+    assert sorted(keys) == ["host-000", "host-001", "host-002"]
+    assert _store(tmp_path / "state#1?x%41" / "keys.sqlite")[0] == keys
+    names = {p.name for p in tmp_path.iterdir()} - {"keys.sqlite-wal", "keys.sqlite-shm"}
+    assert names == {"in.csv", "keys.sqlite", "keys.sqlite.lock", "state#1?x%41"}
+
+
+def test_a_store_file_removed_under_a_running_daemon_stops_it(tmp_path):
+    """keys.sqlite removed alone (its directory and lock left): the daemon committed every
+    later checkpoint into the deleted file, said it wrote them, and exited 0; a restart
+    learned everything again.  Now it stops (75), as when the directory is removed."""
+    state = tmp_path / "state"
+    process = subprocess.Popen([*DAEMON, "--set", "input.key=0", "--no-output",
+                                "--checkpoint", str(state), "--log-level", "INFO"],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def wait_for(text: bytes) -> None:
+        deadline, seen = time.monotonic() + 60, b""
+        while text not in seen and time.monotonic() < deadline:
+            seen += process.stderr.readline()
+        assert text in seen, seen
+
+    wait_for(b"ready")  # (signal handlers are in place)
+    process.stdin.write("".join(f"k{i % 3},{i % 7}.5\n" for i in range(600)).encode())
+    process.stdin.flush()
+    process.send_signal(signal.SIGUSR1)
+    wait_for(b"checkpoint (SIGUSR1)")
+    (state / "keys.sqlite").unlink()
+    process.send_signal(signal.SIGUSR1)
+    try:
+        assert process.wait(timeout=30) == 75
+    finally:
+        process.kill()
+    assert b"removed or replaced" in process.stderr.read()

@@ -669,11 +669,14 @@ class Daemon:
         path = self.config["checkpoint"]["path"]
         if self.lock is None:
             return not self.lock_lost
-        if lock.held(self.lock, path):
+        held = lock.held(self.lock, path)
+        if held and self._state_intact():
             return True
         self.lock.close()
         self.lock = None
         if not self._state_intact():
+            # (checked with the lock held too: a keyed store's file removed alone, its lock
+            # left, took every later commit into the deleted file, and the daemon exited 0)
             self.lock_lost = True
             self._halt(EX_TEMPFAIL, "checkpoint.path %s: the state store was removed or "
                        "replaced while this daemon ran: stopping (what it learned since its "

@@ -68,11 +68,12 @@ def check_file(key: str, name: str) -> None:
 
 
 def check_checkpoint(name: str) -> None:
-    """``checkpoint.path``: a directory (created if missing) or a ``.json`` file, whose
-    directory must take new files (each write is a temporary file renamed into place)."""
+    """``checkpoint.path``: a directory (created if missing), a ``.json`` file or a keyed
+    daemon's ``.sqlite`` state store, whose directory must take new files (each write is a
+    temporary file renamed into place; a store has its journal and lock beside it)."""
     path = Path(name)
     found, info = _existing_ancestor("checkpoint.path", path)
-    if path.suffix == ".json":
+    if path.suffix in (".json", ".sqlite"):  # (a .sqlite store that exists: a restart)
         if found == path:
             if not stat.S_ISREG(info.st_mode):
                 raise ConfigError(f"checkpoint.path: {path}: is {_kind(info.st_mode)}")
@@ -84,7 +85,8 @@ def check_checkpoint(name: str) -> None:
         return
     if found == path and not stat.S_ISDIR(info.st_mode):
         kind = _kind(info.st_mode)
-        hint = "; a checkpoint file's name ends in .json" if stat.S_ISREG(info.st_mode) else ""
+        hint = ("; a checkpoint file's name ends in .json (a keyed state store's in .sqlite)"
+                if stat.S_ISREG(info.st_mode) else "")
         raise ConfigError(f"checkpoint.path: {path}: is {kind}, not a directory{hint}")
     _writable_directory("checkpoint.path", path, found, info)
 
