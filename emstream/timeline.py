@@ -10,6 +10,7 @@ marked, and under them the score on a scale that spreads its top end: ``-log10(1
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -51,7 +52,8 @@ def read_scores(path, key: str | None = None, timed: bool | None = None) -> dict
                 scores.append(float(score))
                 flags.append(bool(record.get("anomaly")))
                 continue
-            fields = raw.split(b",")
+            fields = raw.split(b",") if b'"' not in raw else [  # (a key with a comma)
+                field.encode("utf-8") for field in next(csv.reader([raw.decode("utf-8", "replace")]))]
             base = 6 if key is None else 7
             counts = (base, base + 1) if timed is None else (base + bool(timed),)
             if len(fields) not in counts:
@@ -62,7 +64,7 @@ def read_scores(path, key: str | None = None, timed: bool | None = None) -> dict
                                  f"{'time, ' if timed else '[time,] ' if timed is None else ''}"
                                  f"label, probability, surprise, score, anomaly){extra}: "
                                  f"{raw[:80]!r}")
-            if key is not None and _unquoted(fields[1]) != key:
+            if key is not None and fields[1].decode("utf-8", "replace") != key:
                 continue
             try:
                 line, score = int(fields[0]), float(fields[-2])
@@ -82,14 +84,6 @@ def read_scores(path, key: str | None = None, timed: bool | None = None) -> dict
                          f"{f' of key {key!r}' if key is not None else ''}")
     return {"line": np.array(lines, dtype=np.int64), "score": np.array(scores),
             "anomaly": np.array(flags, dtype=bool)}
-
-
-def _unquoted(field: bytes) -> str:
-    """A csv field as text (emstreamd quotes keys with commas or quotes, as csv does)."""
-    text = field.decode("utf-8", "replace")
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        text = text[1:-1].replace('""', '"')
-    return text
 
 
 def read_series(path, key: str | None = None, key_column=0, day_first="auto",

@@ -291,6 +291,13 @@ def test_timeline_refuses_keyed_csv_lines_without_a_key_and_scores_out_of_range(
     with pytest.raises(ValueError, match="name the series with --key"):
         read_scores(path, timed=False)
     assert read_scores(path, "web-2", timed=False)["score"].tolist() == [0.5]
+    # A key with a comma (or quotes) is quoted as csv quotes it: split on every comma, such a
+    # line made the file unreadable for every key.
+    with open(path, "a") as handle:
+        handle.write('3,"db,eu",0,0.5,1.0,0.75,1\n4,"say ""hi""",0,0.5,1.0,0.125,0\n')
+    assert read_scores(path, "web-2", timed=False)["score"].tolist() == [0.5]
+    assert read_scores(path, "db,eu", timed=False)["anomaly"].tolist() == [True]
+    assert read_scores(path, 'say "hi"', timed=False)["score"].tolist() == [0.125]
     for bad in ("7", "nan", "-0.1"):
         path.write_text(f"1,0,0.5,1.0,{bad},0\n")
         with pytest.raises(ValueError, match="a score in \\[0, 1\\]"):
