@@ -768,6 +768,14 @@ def test_rows_refused_for_their_key_are_dead_letters_like_other_rejects(tmp_path
           f"input.dead_letter={tmp_path / 'dead2'}"])
     assert [json.loads(line)["text"] for line in
             (tmp_path / "dead2").read_text().splitlines()] == ["c,3", "d,4"]
+    # The room goes to the keys that come first, whatever their names (alphabetical order
+    # decided: zeta and yank came first, alpha was admitted).
+    (tmp_path / "z.csv").write_text("host,v\n" + "zeta,1\nyank,2\nalpha,3\n" * 50)
+    _run(["--input", str(tmp_path / "z.csv"), "--checkpoint", str(tmp_path / "st3"),
+          "--set", "input.key=host", "--set", "keys.max_known=2"])
+    keyed, meta = _store(tmp_path / "st3" / "keys.sqlite")
+    assert sorted(keyed) == ["yank", "zeta"]
+    assert meta["counters"]["rejected"] == {"too many keys": 50}
 
 
 def test_a_long_key_or_time_is_refused_and_does_not_widen_its_block():

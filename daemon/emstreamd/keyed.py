@@ -175,16 +175,18 @@ class KeyedDaemon(Daemon):
     def _admit(self, grouped: list) -> tuple[list, list]:
         """A block's ``(key, rows)`` groups split into those to learn and those refused, with
         why: a key not valid text ("bad key"), or a new key past ``keys.max_known`` ("too many
-        keys"), counted in the order the router takes them."""
-        accepted, refused = [], []
+        keys").  The room left goes to new keys in the order they first appear (in the
+        router's order, alphabetical, the keys admitted depended on their names and on where
+        blocks happened to end)."""
         room = self.config["keys"]["max_known"] - len(self.known)
+        new = [(int(index[0]), key) for key, index in grouped
+               if key is not None and key not in self.known]
+        admitted = {key for _, key in sorted(new)[:max(room, 0)]}
+        accepted, refused = [], []
         for key, index in grouped:
             if key is None:
                 refused.append((index, "bad key"))
-            elif key in self.known:
-                accepted.append((key, index))
-            elif room > 0:
-                room -= 1
+            elif key in self.known or key in admitted:
                 accepted.append((key, index))
             else:
                 refused.append((index, "too many keys"))
