@@ -856,3 +856,18 @@ def test_a_store_file_removed_under_a_running_daemon_stops_it(tmp_path):
     finally:
         process.kill()
     assert b"removed or replaced" in process.stderr.read()
+
+
+def test_an_input_setting_changed_on_a_restart_is_named(tmp_path):
+    """input.key changed between runs: the resumed layout keeps keying by the old column (as
+    it must, the keys' models are the old column's), but said nothing."""
+    table = tmp_path / "in.csv"
+    table.write_text("host,dc,value\n" + "".join(f"h{i % 3},dc{i % 2},{i % 7}.5\n"
+                                                 for i in range(600)))
+    common = ["--input", str(table), "--no-output", "--checkpoint", str(tmp_path / "st"),
+              "--log-level", "WARNING"]
+    assert "input layout" not in _run([*common, "--set", "input.key=host"]).stderr.decode()
+    err = _run([*common, "--set", "input.key=dc"]).stderr.decode()
+    assert "keeps the input layout it began with; config.yaml differs in ['input.key']" in err
+    keyed, _ = _store(tmp_path / "st" / "keys.sqlite")
+    assert sorted(keyed) == ["h0", "h1", "h2"]

@@ -89,6 +89,25 @@ def warn_resumed_settings(model, meta: dict, config: dict, keyed: bool = False) 
     return differ
 
 
+# The input settings a checkpoint's layout fixes (the columns read, the key, the time).
+LAYOUT_SETTINGS = ("format", "columns", "fields", "key", "timestamp", "day_first")
+
+
+def _warn_layout_settings(meta: dict, settings: dict) -> list:
+    """Log (and return) the input settings config.yaml changed since the checkpoint's layout
+    was decided: the resumed layout keeps reading as before (input.key changed on a restart
+    went on keying by the old column, without a word)."""
+    saved = (meta.get("config") or {}).get("input") if isinstance(meta, dict) else None
+    if not isinstance(saved, dict):
+        return []
+    differ = [f"input.{name}" for name in LAYOUT_SETTINGS
+              if name in saved and not _same(saved[name], settings.get(name))]
+    if differ:
+        log.warning("the checkpoint keeps the input layout it began with; config.yaml "
+                    "differs in %s (remove the checkpoint to read the input anew)", differ)
+    return differ
+
+
 def _setting_name(parameter: str, config: dict) -> str:
     """The config key a model parameter comes from (the step floor: from drift.memory unless
     model.step_floor is set)."""
@@ -359,6 +378,7 @@ class Daemon:
                 self.layout = False if layout == "plain" else layout_from_dict(layout)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise checkpoint.CheckpointError(f"{where}: bad input layout: {exc}")
+            _warn_layout_settings(meta, settings)
         elif settings["format"] == "jsonl" and self.counters.get("rows"):
             # A JSON stream checkpointed before JSON times were read learned without them.
             self.layout = JsonLayout(tuple(settings["fields"]), None, settings["key"])
