@@ -134,6 +134,9 @@ MAX_TIME_BYTES = 64
 MAX_KEY_BYTES = 256
 
 
+_ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() removes
+
+
 def is_bad_key(name: bytes) -> bool:
     """Whether a series key (as written, surrounding whitespace removed) is refused ("bad
     key"): empty, longer than :data:`MAX_KEY_BYTES`, or holding a control character (a NUL,
@@ -1122,7 +1125,9 @@ def _json_verdict(line: bytes, fields: list, max_line_bytes: int, key: str | Non
         if type(name) is not str:  # (null, a float, a list: there, but no key)
             return None, "bad key"
         try:  # (a lone surrogate, "\ud800", is no text a key can be stored as)
-            name = name.strip().encode("utf-8")
+            # (ASCII whitespace only, as a table's key is stripped: str.strip() also took
+            # Unicode spaces, so "\u00a0a" was the key "a" in JSON lines but not in a CSV)
+            name = name.strip(_ASCII_SPACE).encode("utf-8")
         except UnicodeEncodeError:
             return None, "bad key"
         if is_bad_key(name):

@@ -871,3 +871,13 @@ def test_an_input_setting_changed_on_a_restart_is_named(tmp_path):
     assert "keeps the input layout it began with; config.yaml differs in ['input.key']" in err
     keyed, _ = _store(tmp_path / "st" / "keys.sqlite")
     assert sorted(keyed) == ["h0", "h1", "h2"]
+
+
+def test_json_keys_lose_only_ascii_whitespace_as_table_keys_do():
+    """A JSON key was stripped of Unicode spaces (str.strip()): "\\u00a0a" and "a" were one
+    series in JSON lines and two in a CSV."""
+    from emstream.parse import parse_json_lines
+
+    lines = [json.dumps({"host": k, "v": 1}) for k in ("\u00a0a\u00a0", " a\t", "\u3000b", "b")]
+    parsed = parse_json_lines(("\n".join(lines) + "\n").encode(), ["v"], key="host")
+    assert [k.decode() for k in parsed.keys] == ["\u00a0a\u00a0", "a", "\u3000b", "b"]
