@@ -52,8 +52,11 @@ def read_scores(path, key: str | None = None, timed: bool | None = None) -> dict
                 scores.append(float(score))
                 flags.append(bool(record.get("anomaly")))
                 continue
-            fields = raw.split(b",") if b'"' not in raw else [  # (a key with a comma)
-                field.encode("utf-8") for field in next(csv.reader([raw.decode("utf-8", "replace")]))]
+            if b'"' in raw:  # (a quoted key: a comma or quotes in it)
+                text = raw.decode("utf-8", "replace")
+                fields = [field.encode("utf-8") for field in next(csv.reader([text]))]
+            else:
+                fields = raw.split(b",")
             base = 6 if key is None else 7
             counts = (base, base + 1) if timed is None else (base + bool(timed),)
             if len(fields) not in counts:
