@@ -881,3 +881,13 @@ def test_json_keys_lose_only_ascii_whitespace_as_table_keys_do():
     lines = [json.dumps({"host": k, "v": 1}) for k in ("\u00a0a\u00a0", " a\t", "\u3000b", "b")]
     parsed = parse_json_lines(("\n".join(lines) + "\n").encode(), ["v"], key="host")
     assert [k.decode() for k in parsed.keys] == ["\u00a0a\u00a0", "a", "\u3000b", "b"]
+
+
+def test_the_key_length_limit_holds_for_the_key_as_stored():
+    """256 bytes at most as stored (UTF-8): 200 "é" saved in cp1252 are 200 bytes as written
+    and were stored as a 400-byte key, while the same key saved in UTF-8 was refused."""
+    from emstreamd.router import groups
+
+    keys = np.array([("é" * 200).encode("cp1252"), b"a", ("é" * 128).encode("cp1252")])
+    assert [(key, rows.tolist()) for key, rows in groups(keys)] == [
+        ("a", [1]), ("é" * 128, [2]), (None, [0])]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emstream.parse import key_text
+from emstream.parse import MAX_KEY_BYTES, key_text
 
 
 def groups(keys: np.ndarray):
@@ -29,7 +29,8 @@ def groups(keys: np.ndarray):
     key : str or None
         The key as text (:func:`emstream.parse.key_text`: UTF-8, else cp1252, so one key
         however a spreadsheet saved it); None, last, for the rows whose key is neither
-        (rejected as "bad key": a key is stored as text).
+        (rejected as "bad key": a key is stored as text) or longer than
+        :data:`~emstream.parse.MAX_KEY_BYTES` in UTF-8.
     rows : ndarray of int, shape (m,)
         Indices of its rows, increasing.
     """
@@ -42,7 +43,9 @@ def groups(keys: np.ndarray):
     start = 0
     for name, stop in zip(names.tolist(), bounds.tolist()):
         text = key_text(name)
-        if text is None:
+        # (the length limit holds for the key as stored, in UTF-8: 200 "é" saved in cp1252 are
+        # 200 bytes as written but 400 stored, and the same key saved in UTF-8 was refused)
+        if text is None or len(text.encode("utf-8")) > MAX_KEY_BYTES:
             bad.append(order[start:stop])
         else:
             found.setdefault(text, []).append(order[start:stop])
