@@ -198,7 +198,7 @@ def _fit_output(name: str, data: str | None = None) -> Path:
     not end in "no such directory").  A name ending in ``/`` is a directory, made if need be;
     a symbolic link is written through; a device, a pipe or the data file itself is refused
     (each was replaced by the checkpoint)."""
-    path = Path(name)
+    path = target = Path(name)
     if not path.is_dir() and not name.endswith(("/", os.sep)):
         try:
             target = checkpoint.file_target(path)
@@ -213,7 +213,7 @@ def _fit_output(name: str, data: str | None = None) -> Path:
         except OSError as exc:
             raise CommandError(f"{name}: cannot make the directory "
                                f"({exc.strerror or exc})") from None
-    folder = path if path.is_dir() else checkpoint.file_target(path).parent
+    folder = path if path.is_dir() else target.parent
     if not folder.is_dir():
         raise CommandError(f"{name}: no directory {str(folder)!r} to write the checkpoint in")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -149,8 +149,9 @@ def _without_wild_rows(rows: np.ndarray) -> np.ndarray:
     """``rows`` without those holding a value far beyond the bulk of its column: more than
     :data:`WILD_RANGES` times the range of the inner 98% of the column beyond it (order
     statistics, and at least the most extreme value on each side left out of that range, so
-    one wild value among a few dozen rows cannot stretch the range that judges it).  One reading of 1e100 among readings near 30 made the spread,
-    and every provisional component's variance, about 1e197.  A column with no such range
+    one wild value among a few dozen rows cannot stretch the range that judges it).  One
+    reading of 1e100 among readings near 30 made the spread, and every provisional
+    component's variance, about 1e197.  A column with no such range
     (constant but for a few values) judges nothing; at least two rows are kept."""
     n = rows.shape[0]
     if n < 3:

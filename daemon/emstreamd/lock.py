@@ -15,13 +15,16 @@ from pathlib import Path
 from .errors import EX_CANTCREAT, EX_TEMPFAIL, StartError
 
 LOCK_NAME = "emstreamd.lock"
+# A checkpoint path naming a file, not a directory: a single series' checkpoint or a keyed
+# daemon's state store.
+FILE_SUFFIXES = (".json", ".sqlite")
 
 
 def lock_path(checkpoint_path: str | os.PathLike) -> Path:
     """The lock file of a checkpoint: inside a checkpoint directory, beside a ``.json`` file or
     a keyed daemon's ``.sqlite`` state store."""
     path = Path(checkpoint_path)
-    if path.suffix in (".json", ".sqlite"):
+    if path.suffix in FILE_SUFFIXES:
         return path.with_name(path.name + ".lock")
     return path / LOCK_NAME
 
@@ -35,7 +38,7 @@ def acquire(checkpoint_path: str | os.PathLike):
     """
     path = lock_path(checkpoint_path)
     try:
-        if Path(checkpoint_path).suffix not in (".json", ".sqlite"):
+        if Path(checkpoint_path).suffix not in FILE_SUFFIXES:
             path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:

@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 
 from .config import ConfigError
+from .lock import FILE_SUFFIXES
 
 KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
@@ -73,7 +74,7 @@ def check_checkpoint(name: str) -> None:
     temporary file renamed into place; a store has its journal and lock beside it)."""
     path = Path(name)
     found, info = _existing_ancestor("checkpoint.path", path)
-    if path.suffix in (".json", ".sqlite"):  # (a .sqlite store that exists: a restart)
+    if path.suffix in FILE_SUFFIXES:  # (a .sqlite store that exists: a restart)
         if found == path:
             if not stat.S_ISREG(info.st_mode):
                 raise ConfigError(f"checkpoint.path: {path}: is {_kind(info.st_mode)}")
