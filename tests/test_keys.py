@@ -826,7 +826,7 @@ def test_a_store_named_by_its_sqlite_file_resumes_and_a_path_may_hold_uri_charac
     assert sorted(keys) == ["host-000", "host-001", "host-002"]
     assert _store(tmp_path / "state#1?x%41" / "keys.sqlite")[0] == keys
     names = {p.name for p in tmp_path.iterdir()} - {"keys.sqlite-wal", "keys.sqlite-shm"}
-    assert names == {"in.csv", "keys.sqlite", "keys.sqlite.lock", "state#1?x%41"}
+    assert names == {"in.csv", "keys.sqlite", "emstreamd.lock", "state#1?x%41"}
 
 
 def test_a_store_file_removed_under_a_running_daemon_stops_it(tmp_path):
@@ -856,6 +856,32 @@ def test_a_store_file_removed_under_a_running_daemon_stops_it(tmp_path):
     finally:
         process.kill()
     assert b"removed or replaced" in process.stderr.read()
+
+
+def test_a_store_named_two_ways_is_locked_once(tmp_path):
+    """One daemon on ``state``, a second on ``state/keys.sqlite`` (the same store, as the
+    README says): they took two different lock files, and the second only failed on SQLite's
+    own lock (exit 73, "database is locked") instead of being told that a daemon holds it."""
+    state = tmp_path / "state"
+    for first_path, second_path in ((state, state / "keys.sqlite"),
+                                    (state / "keys.sqlite", state)):
+        first = subprocess.Popen([*DAEMON, "--set", "input.key=0", "--no-output",
+                                  "--checkpoint", str(first_path), "--log-level", "INFO"],
+                                 stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            seen = b""
+            while b"ready" not in seen:
+                line = first.stderr.readline()
+                assert line, seen
+                seen += line
+            second = subprocess.run([*DAEMON, "--set", "input.key=0", "--no-output",
+                                     "--checkpoint", str(second_path)],
+                                    input=b"k1,1.5\n", capture_output=True, timeout=60)
+            assert second.returncode == 75, second.stderr.decode()
+            assert f"pid {first.pid}" in second.stderr.decode()
+        finally:
+            first.kill()
+            first.wait()
 
 
 def test_an_input_setting_changed_on_a_restart_is_named(tmp_path):

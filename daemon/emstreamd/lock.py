@@ -12,6 +12,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from emstream.store import STORE_NAME
+
 from .errors import EX_CANTCREAT, EX_TEMPFAIL, StartError
 
 LOCK_NAME = "emstreamd.lock"
@@ -22,8 +24,12 @@ FILE_SUFFIXES = (".json", ".sqlite")
 
 def lock_path(checkpoint_path: str | os.PathLike) -> Path:
     """The lock file of a checkpoint: inside a checkpoint directory, beside a ``.json`` file or
-    a keyed daemon's ``.sqlite`` state store."""
+    a keyed daemon's ``.sqlite`` state store.  A store named by its own file inside a
+    checkpoint directory (``state/keys.sqlite``) is locked as that directory is: the two names
+    are one store, and a second daemon must be told that another one holds it."""
     path = Path(checkpoint_path)
+    if path.name == STORE_NAME:
+        return path.parent / LOCK_NAME
     if path.suffix in FILE_SUFFIXES:
         return path.with_name(path.name + ".lock")
     return path / LOCK_NAME
