@@ -253,6 +253,22 @@ def _index(spec, names, n_fields: int, what: str) -> int:
     return index
 
 
+def repeats_header(line: bytes, layout: Layout) -> bool:
+    """Whether ``line`` is the layout's header line again: a followed log file rotated or
+    truncated by a writer that starts each file with its header (the new file's first line
+    is skipped as the first file's was, not rejected).
+
+    >>> layout = find_layout(b"timestamp,value\\n2024-01-01 00:00,1.5\\n")
+    >>> repeats_header(b"timestamp,value", layout), repeats_header(b"2024-01-01,2", layout)
+    (True, False)
+    """
+    if layout.names is None:
+        return False
+    line = blank_byte_order_marks(line).strip()
+    fields = _split(line, layout.comma, layout.sep)
+    return len(fields) == len(layout.names) and _header_names(fields) == layout.names
+
+
 def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
                 first_line: int = 1, day_first="auto") -> Layout | None:
     """The layout of a stream that starts with ``data``, or None for plain numbers.

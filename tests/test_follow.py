@@ -99,6 +99,42 @@ def test_after_a_rename_rotation_only_rotated_files_are_taken_for_the_next(tmp_p
     assert meta["input"]["path"] == str(log)
 
 
+def _table(n, start, header=True):
+    """A time-series table (5-minute rows from ``start`` rows after a fixed time)."""
+    t0 = np.datetime64("2024-01-01T00:00") + np.timedelta64(5 * start, "m")
+    times = t0 + np.arange(n) * np.timedelta64(5, "m")
+    values = _lines(n, start).splitlines()
+    return ("timestamp,value\n" if header else "") + "".join(
+        f"{t},{v}\n" for t, v in zip(times.astype(str), values))
+
+
+def test_a_rotated_table_that_starts_with_its_header_again_rejects_nothing(tmp_path):
+    """A CSV log whose writer starts every file with the header: each rename rotation and
+    each copytruncate counted the new file's header as a rejected line (and logged a
+    warning), though the first file's header was skipped as a header."""
+    log, state = tmp_path / "app.csv", tmp_path / "state"
+    log.write_text(_table(600, 0))
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 600)
+    os.rename(log, tmp_path / "app.csv.1")  # rotation by rename: a new file, its header
+    log.write_text("\n" + _table(300, 600))  # (a blank line first: the header is then line 2)
+    assert _until(lambda: _rows(state) == 900), _rows(state)
+    with open(log, "r+") as handle:  # copytruncate, and the writer starts over, header first
+        handle.truncate(0)
+    time.sleep(0.3)
+    log.write_text(_table(200, 900))
+    assert _until(lambda: _rows(state) == 1100), _rows(state)
+    os.rename(log, tmp_path / "app.csv.2")  # a file without its header: nothing skipped
+    log.write_text(_table(100, 1100, header=False) + "timestamp,value\n")
+    assert _until(lambda: _rows(state) == 1200), _rows(state)
+    _stop(process)
+    meta = checkpoint.load(state).meta
+    # (the header line in the middle of a file is no header: rejected; a blank line is counted)
+    assert meta["counters"]["rows"] == 1200
+    assert meta["counters"]["rejected"] == {"blank": 1, "non-numeric": 1}
+    assert meta["counters"]["lines"] == 1 + 600 + 2 + 300 + 1 + 200 + 101
+
+
 def test_a_checkpoint_directory_removed_under_a_running_daemon(tmp_path):
     """Removed while the daemon runs ("remove the checkpoint to start a new model"), the
     directory is made and locked again, so a second daemon cannot start on it; if another

@@ -14,6 +14,7 @@ import re
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ from emstream._blas import single_thread_blas
 from emstream.parse import Rejects, blank_byte_order_marks, parse_json_lines, parse_lines
 from emstream.store import STORE_NAME
 from emstream.records import JsonLayout, find_json_layout, layout_from_dict
-from emstream.table import LAYOUT_BYTES, LayoutError, find_layout, parse_table
+from emstream.table import (LAYOUT_BYTES, LayoutError, find_layout, parse_table,
+                            repeats_header)
 
 from . import config as config_module
 from . import early, lock
@@ -265,6 +267,9 @@ class Daemon:
         self._restored = None
         # A table's Layout or a JSON stream's JsonLayout; False: plain numbers; None: unknown.
         self.layout = None
+        # At the start of a followed stream's next file, whose first line may be the header
+        # again (a writer that starts each file with it).
+        self._header_may_repeat = False
         self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "refits": 0,
                          "gated": 0, "alarms": 0, "rejected": {}}
         self.background = None
@@ -400,6 +405,7 @@ class Daemon:
                 # Line numbers count the followed stream across its files: they go on.
                 self.next_line = self.file_first_line = int(saved.get("next_line", 1))
             log.info("resumed the model from %s; reading the input from its start", where)
+        self._header_may_repeat = self.next_line > 1 and self.source.offset == 0
         self.n_fields = meta.get("n_fields")
         columns = self.config["input"]["columns"]
         if (self.n_fields and not self.layout and _indices(columns)
@@ -449,6 +455,8 @@ class Daemon:
                                      EX_CONFIG)
                 log.info("input: %s", self.layout.describe() if self.layout
                          else "plain numbers")
+            if self.layout and self._header_may_repeat:
+                self._skip_repeated_header(data, first)
             if self.layout:
                 parsed = parse_table(data, self.layout, first_line=first,
                                      max_line_bytes=settings["max_line_bytes"])
@@ -465,6 +473,18 @@ class Daemon:
             if ends.size < parsed.n_lines:
                 ends = np.append(ends, len(data))
         return parsed, ends
+
+    def _skip_repeated_header(self, data: bytes, first: int) -> None:
+        """A new file's first non-blank line, if it repeats the header, is skipped as the
+        header is (it was rejected as non-numeric once per rotation)."""
+        found = _VISIBLE.search(data)
+        if found is None:
+            return  # (nothing but blank lines yet: the next block decides)
+        self._header_may_repeat = False
+        end = data.find(b"\n", found.start())
+        if repeats_header(data[found.start():end if end >= 0 else len(data)], self.layout):
+            self.layout = replace(self.layout,
+                                  header_line=first + data.count(b"\n", 0, found.start()))
 
     def _read(self, data: bytes):
         """A block's parse (its rows and rejects) and the byte offset just past each line;
@@ -914,6 +934,7 @@ class Daemon:
                 self.applied_offset = self.source.offset
                 self.pending_rejects = PendingRejects()
                 self.file_first_line = self.next_line
+                self._header_may_repeat = True
                 log.info("now reading %s (rotated or truncated) from stream line %d",
                          self.source.path, self.next_line)
             self._learn_ready(by_count_only)
