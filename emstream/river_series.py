@@ -39,6 +39,7 @@ from river import base
 from .calibration import TailCalibrator
 from .drift import DriftMonitor
 from .episodes import Episodes
+from .level import LEVEL_WINDOW
 from .mixture import GaussianMixture
 from .series import SeriesMonitor
 from .temporal import TemporalFeatures
@@ -72,6 +73,9 @@ class SeriesDetector(base.AnomalyDetector):
         Score the recent mean absolute change too (flags a flatline).
     calibration_window : int, default 1000
         Past surprises the score is calibrated against.
+    level_window : int, default 12
+        Points whose mean surprise without context is scored too (the recent level,
+        :mod:`emstream.level`); 0: not.
     batch_size : int, default 100
         Points learned at a time.
     warmup_size : int, default 1000
@@ -80,12 +84,14 @@ class SeriesDetector(base.AnomalyDetector):
 
     def __init__(self, n_components: int = 3, lags: int = 1, season: int | None = None,
                  volatility: bool = False, calibration_window: int = 1000,
-                 batch_size: int = 100, warmup_size: int = 1000, seed: int | None = None):
+                 level_window: int = LEVEL_WINDOW, batch_size: int = 100,
+                 warmup_size: int = 1000, seed: int | None = None):
         self.n_components = n_components
         self.lags = lags
         self.season = season
         self.volatility = volatility
         self.calibration_window = calibration_window
+        self.level_window = level_window
         self.batch_size = batch_size
         self.warmup_size = warmup_size
         self.seed = seed
@@ -102,7 +108,7 @@ class SeriesDetector(base.AnomalyDetector):
         self._series = SeriesMonitor(
             DriftMonitor(model, anomaly_quantile=None),
             TemporalFeatures(lags=self.lags, season=self.season, volatility=self.volatility),
-            TailCalibrator(self.calibration_window), Episodes())
+            TailCalibrator(self.calibration_window), Episodes(), level_window=self.level_window)
         self._names = None  # the feature set, fixed by the first point learned
         self._last = None  # each feature's last value (stands in for a missing one)
         self._rows = []  # feature rows waiting to be learned
@@ -138,5 +144,11 @@ class SeriesDetector(base.AnomalyDetector):
             return 0.0
         row = self._series.features.peek(self._row(x))
         surprise = self._series.conditional_surprise(row, self._context())
-        score = self._series.calibrator.score(surprise, remember=False)
-        return float(score[0])
+        score = float(self._series.calibrator.score(surprise, remember=False)[0])
+        if self._series.level is not None:
+            # The recent level runs through the points learned but not yet in a batch.
+            waiting = self._rows[len(self._rows) - min(len(self._rows),
+                                                       self._series.level.window - 1):]
+            level = self._series.level_score(np.vstack(waiting + [row[0]]), self._context())
+            score = max(score, level)
+        return score

@@ -14,7 +14,10 @@ score a series point by point.  For each mini-batch of rows it
    says nothing is left out (the marginal over the rest): the previous row after a gap in
    time, and the row a season ago when it belonged to an alerted episode (else the same
    time a day after a flatline alerted again);
-4. calibrates it into a score in [0, 1] (:class:`~emstream.calibration.TailCalibrator`) and
+4. calibrates it into a score in [0, 1] (:class:`~emstream.calibration.TailCalibrator`),
+   takes the larger of that and the calibrated recent level (:class:`~emstream.level.
+   RecentLevel`: the mean surprise of the last few values without their context, so that a
+   slow excursion, each of whose points is ordinary given the one before, adds up), and
    flags the first point of each episode above the threshold
    (:class:`~emstream.episodes.Episodes`); the surprises of an episode's points, and of
    points beyond the outlier gate, stay out of the calibration history (an anomaly must not
@@ -55,6 +58,7 @@ from . import em
 from .calibration import MIN_HISTORY, TailCalibrator
 from .drift import DriftMonitor
 from .episodes import EpisodeUpdate, Episodes
+from .level import LEVEL_WINDOW, RecentLevel
 from .temporal import TemporalFeatures
 from .timestamps import typical_step
 
@@ -121,6 +125,11 @@ def _conditional_surprise(F: np.ndarray, context: list, params, dropped=()) -> n
     return surprise
 
 
+def _targets(F: np.ndarray, context: list) -> list:
+    """The scored columns of feature rows ``F``: those not in the context."""
+    return [c for c in range(F.shape[1]) if c not in set(context)]
+
+
 class SeriesMonitor:
     """Scores a stream point by point (see the module's docstring).
 
@@ -139,11 +148,14 @@ class SeriesMonitor:
         and the same scores.  (An absolute 1e-6 swamped readings of the order of 1e-4: NAB's
         series with the decimal point moved five places left scored 23.6 instead of 63.1.)
         None: ``reg_covar`` as the model has it.
+    level_window : int or None, default 12
+        Points whose mean surprise without context (:class:`~emstream.level.RecentLevel`) is
+        scored too, with features (a context) only; None or 0: not.
     """
 
     def __init__(self, monitor: DriftMonitor, features: TemporalFeatures | None = None,
                  calibrator: TailCalibrator | None = None, episodes: Episodes | None = None,
-                 reg_covar_share: float | None = None):
+                 reg_covar_share: float | None = None, level_window: int | None = LEVEL_WINDOW):
         self.monitor = monitor
         self.features = features
         self.calibrator = calibrator if calibrator is not None else TailCalibrator()
@@ -156,6 +168,10 @@ class SeriesMonitor:
         # Runs [first, end) of stream positions that belonged to an alerted episode, as far
         # back as a season's context reaches (state).
         self._held = []
+        self.level_window = level_window
+        self.level = None
+        if level_window and features is not None:
+            self.level = RecentLevel(level_window, TailCalibrator(self.calibrator.size))
 
     @property
     def model(self):
@@ -222,6 +238,17 @@ class SeriesMonitor:
             return None
         return _conditional_surprise(F, context, model._learner().iterate)
 
+    def level_score(self, F, context: list) -> float | None:
+        """The calibrated recent level of the last of feature rows ``F`` (n, F): rows not
+        learned yet, in order, the one to score last; None without the channel or a model.
+        Changes nothing."""
+        model = self.monitor.model
+        if self.level is None or not model._is_fitted():
+            return None
+        rows = F[max(0, F.shape[0] - self.level.window):]
+        means = self.level.peek(rows, _targets(rows, context), model._learner().iterate)
+        return float(self.level.score(means[-1:])[0])
+
     def learn_rows(self, F, context: list, *, with_resp: bool = False,
                    with_scores: bool = True, stale=None, stale_columns=(),
                    echo: Echoes | None = None) -> SeriesUpdate:
@@ -245,6 +272,9 @@ class SeriesMonitor:
             surprise = surprise + em.score_samples(F[:, context], marginal)
         if stale is not None and params is not None and stale.any():
             surprise[stale] = _conditional_surprise(F[stale], context, params, stale_columns)
+        level = None
+        if self.level is not None and params is not None:
+            level = self.level.surprises(F, _targets(F, context), params)
         scores, flags = np.empty(n), np.zeros(n, dtype=bool)
         # Without per-point scores only the flags matter: scores below the threshold need not
         # be exact (most points then cost one comparison).
@@ -260,6 +290,10 @@ class SeriesMonitor:
                              stale_columns)
             chunk = self.calibrator.score(surprise[start:stop], remember=False,
                                           flag_level=flag_level)
+            level_scores = None
+            if level is not None:
+                level_scores = self.level.score(level[start:stop], flag_level)
+                chunk = np.maximum(chunk, level_scores)
             end = self._episode_end(chunk)
             if end is not None and end < chunk.shape[0]:
                 # The rest is scored against a history that has taken this episode in, if it
@@ -268,18 +302,23 @@ class SeriesMonitor:
             if echo is None or params is None:
                 episode = self.episodes.update(chunk, update.gated[start:stop])
             else:
-                def rescore(low, high, start=start, chunk=chunk):
+                def rescore(low, high, start=start, chunk=chunk, level_scores=level_scores):
                     rows = self._unecho(surprise, F, context, params, echo, low, high, stale,
                                         stale_columns)
                     if rows.size:
-                        chunk[rows - start] = self.calibrator.score(
-                            surprise[rows], remember=False, flag_level=flag_level)
+                        fresh = self.calibrator.score(surprise[rows], remember=False,
+                                                      flag_level=flag_level)
+                        if level_scores is not None:
+                            fresh = np.maximum(fresh, level_scores[rows - start])
+                        chunk[rows - start] = fresh
                 episode = self._episodes_in_pieces(chunk, start, update.gated, echo, rescore)
             # (Except a lasting episode's, gated or not: the scores stayed up a whole hold
             # and more, the stream's new normal, which a history that never took it would
             # flag a hold after a hold for ever: a flat gauge alerted once a day.)
             normal = episode.lasting | ~(episode.held | update.gated[start:stop])
             self.calibrator.remember(surprise[start:stop][normal])
+            if level is not None:
+                self.level.remember(level[start:stop][normal])
             scores[start:stop] = episode.scores
             flags[start:stop] = episode.flags
             events += [{"event": "anomaly", "index": start + int(i),
@@ -397,13 +436,16 @@ class SeriesMonitor:
         if rows.shape[0] < 2 * MIN_HISTORY:
             return
         self.calibrator.reset(self.conditional_surprise(rows, context))
+        if self.level is not None:
+            self.level.rebase(rows, _targets(rows, context), learner.iterate)
 
     def state(self) -> dict:
         """JSON-ready state of the features, calibrator and episodes (the monitor and the
         model are saved on their own)."""
         return {"features": None if self.features is None else self.features.state(),
                 "calibrator": self.calibrator.state(), "episodes": self.episodes.state(),
-                "units_pending": self._units_pending, "held": [list(r) for r in self._held]}
+                "units_pending": self._units_pending, "held": [list(r) for r in self._held],
+                "level": None if self.level is None else self.level.state()}
 
     def restore(self, state: dict) -> SeriesMonitor:
         """Continue from :meth:`state`'s output (ValueError if it is malformed)."""
@@ -426,6 +468,13 @@ class SeriesMonitor:
                     and r[0] < r[1] for r in held):
                 raise ValueError("held must be a list of [first, end) stream positions")
             self._held = [list(r) for r in held]
+            self.level = None
+            if self.features is not None and self.level_window:
+                # (A state from before the channel has none: it starts afresh.)
+                saved = state.get("level")
+                self.level = RecentLevel(self.level_window, TailCalibrator(
+                    self.calibrator.size)) if saved is None else RecentLevel.from_state(
+                    saved, self.level_window)
         except KeyError as exc:
             raise ValueError(f"series state lacks {exc}") from None
         return self

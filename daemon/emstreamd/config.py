@@ -79,10 +79,11 @@ def monitor_settings(config: dict) -> dict:
 
 
 def series_parts(config: dict, timed: bool) -> tuple:
-    """The features (None when off), calibrator, episodes and share of the first rows'
-    variance that becomes ``reg_covar`` (None unless ``model.reg_covar: auto``) for a stream,
-    as :class:`emstream.series.SeriesMonitor` takes them; ``timed``: the input has a time
-    column (``features.enabled: auto`` turns them on for it)."""
+    """The features (None when off), calibrator, episodes, share of the first rows'
+    variance that becomes ``reg_covar`` (None unless ``model.reg_covar: auto``) and the recent
+    level's window for a stream, as :class:`emstream.series.SeriesMonitor` takes them;
+    ``timed``: the input has a time column (``features.enabled: auto`` turns them on for
+    it)."""
     from emstream.calibration import TailCalibrator
     from emstream.episodes import Episodes
     from emstream.temporal import TemporalFeatures
@@ -97,7 +98,7 @@ def series_parts(config: dict, timed: bool) -> tuple:
     share = REG_COVAR_SHARE if config["model"].get("reg_covar") == "auto" else None
     return (features, TailCalibrator(output["calibration_window"]),
             Episodes(threshold=float(output["anomaly_threshold"]),
-                     hold=output["episode_hold"]), share)
+                     hold=output["episode_hold"]), share, f["level_window"])
 
 
 def parse_override(text: str):
