@@ -10,7 +10,8 @@ stationary streams fed in mini-batches of 1,000 as the daemon feeds them:
   Gumbel), scored by a ``TailCalibrator`` alone;
 * a seasonal AR(1) series (daily period of 288 points) through the daemon's
   ``SeriesMonitor`` with the shipped settings and the temporal features on (its conditional
-  surprise);
+  surprise and the recent level), and the same without the recent level
+  (``features.level_window: 0``: what that second score costs in flags);
 * a three-component 1-D mixture (means -4/0/5, sd 1) through the same monitor with features
   off (the daemon's default for a plain stream of numbers).
 
@@ -56,8 +57,10 @@ def calibrator_scores(surprise: np.ndarray) -> np.ndarray:
     return np.concatenate(scores)[5 * BATCH:]
 
 
-def monitor_scores(X: np.ndarray, features: bool) -> np.ndarray:
+def monitor_scores(X: np.ndarray, features: bool, level: bool = True) -> np.ndarray:
     config = daemon_config.load(ROOT / "config.yaml")
+    if not level:
+        config["features"]["level_window"] = 0
     model = GaussianMixture(**daemon_config.model_settings(config))
     monitor = SeriesMonitor(DriftMonitor(model, **daemon_config.monitor_settings(config)),
                             *daemon_config.series_parts(config, features))
@@ -124,6 +127,8 @@ def main(argv=None) -> int:
         ar[i] = 0.8 * ar[i - 1] + noise[i]
     seasonal = 10 * np.sin(2 * np.pi * np.arange(n) / 288) + ar
     print(f"{'seasonal AR(1), features on':<42}{ratios(monitor_scores(seasonal[:, None], True))}")
+    print(f"{'  the same without the recent level':<42}"
+          f"{ratios(monitor_scores(seasonal[:, None], True, level=False))}")
     labels = rng.choice(3, n, p=[0.2, 0.5, 0.3])
     mixture = np.array([-4.0, 0.0, 5.0])[labels] + rng.normal(size=n)
     print(f"{'3-component 1-D mixture, features off':<42}"
