@@ -73,19 +73,25 @@ class RecentLevel:
         """``-log p(x)`` of each row's scored columns, shape (n,)."""
         columns = list(target)
         marginal = params if len(columns) == params.n_features else params.marginal(columns)
-        surprise = -em.score_samples(np.ascontiguousarray(F[:, columns]), marginal)
-        return np.nan_to_num(surprise, nan=MAX_SURPRISE, posinf=MAX_SURPRISE,
-                             neginf=-MAX_SURPRISE)
+        surprise = -em.score_samples(F[:, columns], marginal)
+        if not np.isfinite(surprise).all():  # (rare: checked first, a copy saved)
+            surprise = np.nan_to_num(surprise, nan=MAX_SURPRISE, posinf=MAX_SURPRISE,
+                                     neginf=-MAX_SURPRISE)
+        return surprise
 
     def _means(self, surprise: np.ndarray, before: np.ndarray) -> np.ndarray:
         """The mean of each surprise and the ``window - 1`` before it (fewer at the stream's
         start), shape (n,).  Each is a sum of the same values in the same order however the
         stream was cut into blocks (a running total would differ in the last bits), so a
         resumed run scores exactly as an uninterrupted one."""
-        w = self.window
+        w, n = self.window, surprise.shape[0]
         missing = w - 1 - before.shape[0]  # (> 0 only at the stream's start)
         run = np.concatenate([np.zeros(max(missing, 0)), before[max(-missing, 0):], surprise])
-        sums = np.lib.stride_tricks.sliding_window_view(run, w).sum(axis=1)
+        # (w shifted slices added in turn: the same order for every window, and ~3x faster
+        # than summing a sliding window view)
+        sums = run[:n].copy()
+        for shift in range(1, w):
+            sums += run[shift:shift + n]
         counts = np.minimum(before.shape[0] + np.arange(1, surprise.shape[0] + 1), w)
         return sums / counts
 
