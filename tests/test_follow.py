@@ -133,6 +133,17 @@ def test_a_rotated_table_that_starts_with_its_header_again_rejects_nothing(tmp_p
     assert meta["counters"]["rows"] == 1200
     assert meta["counters"]["rejected"] == {"blank": 1, "non-numeric": 1}
     assert meta["counters"]["lines"] == 1 + 600 + 2 + 300 + 1 + 200 + 101
+    # The checkpoint keeps the stream's own header line: a rotated file's, kept there, made
+    # any input read later from its start skip that line number's data row.
+    assert meta["layout"]["header_line"] == 1
+    archive = tmp_path / "archive.csv"
+    archive.write_text(_table(1000, 5000))
+    done = subprocess.run([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input",
+                           str(archive), "--checkpoint", str(state), "--no-output"],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    after = checkpoint.load(state).meta["counters"]
+    assert after["rows"] == 1200 + 1000 and after["rejected"] == meta["counters"]["rejected"]
 
 
 def test_a_checkpoint_directory_removed_under_a_running_daemon(tmp_path):

@@ -455,10 +455,11 @@ class Daemon:
                                      EX_CONFIG)
                 log.info("input: %s", self.layout.describe() if self.layout
                          else "plain numbers")
-            if self.layout and self._header_may_repeat:
-                self._skip_repeated_header(data, first)
-            if self.layout:
-                parsed = parse_table(data, self.layout, first_line=first,
+            layout = self.layout
+            if layout and self._header_may_repeat:
+                layout = self._skip_repeated_header(data, first)
+            if layout:
+                parsed = parse_table(data, layout, first_line=first,
                                      max_line_bytes=settings["max_line_bytes"])
             elif n_fields is None and _indices(settings["columns"]) and max(settings["columns"]):
                 # Lines without every configured column are rejects, not the width.
@@ -474,17 +475,21 @@ class Daemon:
                 ends = np.append(ends, len(data))
         return parsed, ends
 
-    def _skip_repeated_header(self, data: bytes, first: int) -> None:
-        """A new file's first non-blank line, if it repeats the header, is skipped as the
-        header is (it was rejected as non-numeric once per rotation)."""
+    def _skip_repeated_header(self, data: bytes, first: int):
+        """The layout to parse this block with, the first of a new file: if its first
+        non-blank line repeats the header, that line is skipped as the header is (it was
+        rejected as non-numeric once per rotation).  For this block only: the layout the
+        checkpoint keeps names the stream's own header line (kept, the line number of a
+        rotated file's header skipped a data row of any input read later from its start)."""
         found = _VISIBLE.search(data)
         if found is None:
-            return  # (nothing but blank lines yet: the next block decides)
+            return self.layout  # (nothing but blank lines yet: the next block decides)
         self._header_may_repeat = False
         end = data.find(b"\n", found.start())
         if repeats_header(data[found.start():end if end >= 0 else len(data)], self.layout):
-            self.layout = replace(self.layout,
-                                  header_line=first + data.count(b"\n", 0, found.start()))
+            return replace(self.layout,
+                           header_line=first + data.count(b"\n", 0, found.start()))
+        return self.layout
 
     def _read(self, data: bytes):
         """A block's parse (its rows and rejects) and the byte offset just past each line;
