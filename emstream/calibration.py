@@ -200,7 +200,8 @@ class TailCalibrator:
         try:
             cal = cls(state["size"])
             history = np.asarray(state["history"], dtype=float).reshape(-1)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            # (OverflowError: a JSON integer beyond any float, in an edited checkpoint)
             raise ValueError(f"calibrator state: {exc}") from None
         if history.shape[0] > cal.size or not np.isfinite(history).all():
             raise ValueError("calibrator state: history too long or not finite")

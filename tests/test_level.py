@@ -27,14 +27,15 @@ def test_the_level_is_the_mean_of_the_marginal_surprise_however_the_stream_is_cu
     # -log p(x) under the marginal of the first column, by scipy
     own = -np.log(0.3 * stats.norm.pdf(F[:, 0], 0.0, 1.0)
                   + 0.7 * stats.norm.pdf(F[:, 0], 4.0, np.sqrt(0.5)))
-    expected = np.array([own[max(0, i - 11):i + 1].mean() for i in range(500)])
-    whole = RecentLevel(12).surprises(F, [0], params)
-    np.testing.assert_allclose(whole, expected, rtol=1e-12)
-    for cuts in ([1, 5, 11, 12, 13], [250], [499]):
-        level, parts = RecentLevel(12), []
-        for part in np.split(F, cuts):
-            parts.append(level.surprises(part, [0], params))
-        np.testing.assert_array_equal(np.concatenate(parts), whole)  # bit for bit
+    for window in (12, 100):  # (summed slice by slice, and in one call)
+        expected = np.array([own[max(0, i - window + 1):i + 1].mean() for i in range(500)])
+        whole = RecentLevel(window).surprises(F, [0], params)
+        np.testing.assert_allclose(whole, expected, rtol=1e-12)
+        for cuts in ([1, 5, 11, 12, 13], [250], [499]):
+            level, parts = RecentLevel(window), []
+            for part in np.split(F, cuts):
+                parts.append(level.surprises(part, [0], params))
+            np.testing.assert_array_equal(np.concatenate(parts), whole)  # bit for bit
 
 
 def test_a_saved_level_continues_exactly_and_a_bad_one_is_refused():
@@ -51,8 +52,11 @@ def test_a_saved_level_continues_exactly_and_a_bad_one_is_refused():
     shorter = RecentLevel.from_state(saved, 4)  # a window changed between runs
     assert shorter.window == 4 and len(shorter.state()["tail"]) == 3
     assert saved["tail"][-3:] == shorter.state()["tail"]
+    huge = 10**400  # (a JSON integer beyond any float, in an edited checkpoint: OverflowError)
     for bad in ([], {"tail": [1.0]}, {**saved, "tail": [float("nan")]},
-                {**saved, "tail": "x"}, {**saved, "calibrator": {"size": 5, "history": []}}):
+                {**saved, "tail": "x"}, {**saved, "calibrator": {"size": 5, "history": []}},
+                {**saved, "tail": [huge]}, {**saved, "calibrator": {"size": 50,
+                                                                    "history": [huge]}}):
         with pytest.raises(ValueError, match="level state"):
             RecentLevel.from_state(bad, 12)
     for window in (0, -1, 2.5, True, "12"):

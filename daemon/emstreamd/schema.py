@@ -516,7 +516,7 @@ SECTIONS = (
         Key("window", 10, number(2, 10**6, integer=True), "Points of that mean."),
         Key("calendar", False, flag,
             "Add the time of day and of week to the context (off: on NAB it costs 9.1 points)."),
-        Key("level_window", 12, number(0, 10**6, integer=True),
+        Key("level_window", 12, number(0, 1000, integer=True),
             "Also score the recent level: the mean surprise of the last level_window values "
             "without their context (-log p(x)), calibrated by its own history; a point's "
             "score is the larger of the two.  A slow excursion (a machine warming towards "
