@@ -325,6 +325,23 @@ def test_a_full_disk_under_the_dead_letters_stops_with_a_consistent_checkpoint(t
     assert [line.count('"oops"') for line in letters.read_text().splitlines()] == [1, 1, 1]
 
 
+def test_a_link_to_a_checkpoint_file_is_locked_as_the_file_it_names(tmp_path):
+    """One daemon on state.json and a second on link.json -> state.json: each took its own
+    lock file (state.json.lock, link.json.lock), and both wrote state.json (checkpoints are
+    written through a link)."""
+    target, link = tmp_path / "state.json", tmp_path / "link.json"
+    link.symlink_to(target)
+    first = _start("--checkpoint", str(target), "--no-output", stdin=subprocess.PIPE)
+    _wait_for(first, "ready")
+    try:
+        second = _run("--checkpoint", str(link), "--no-output", input=_text(100).encode())
+        err = second.stderr.decode()
+        assert second.returncode == 75 and f"pid {first.pid}" in err, err
+    finally:
+        first.kill()
+        first.wait()
+
+
 def test_a_full_disk_under_the_output_stops_without_losing_output(tmp_path):
     """The per-point output file cannot grow (RLIMIT_FSIZE: EFBIG, as ENOSPC would fail): one
     line, exit 74, no half line in the file, no checkpoint past the lines written; the restart

@@ -863,8 +863,10 @@ def test_a_store_named_two_ways_is_locked_once(tmp_path):
     README says): they took two different lock files, and the second only failed on SQLite's
     own lock (exit 73, "database is locked") instead of being told that a daemon holds it."""
     state = tmp_path / "state"
+    alias = tmp_path / "alias.sqlite"  # (a link to the store: written through, the same store)
+    alias.symlink_to(state / "keys.sqlite")
     for first_path, second_path in ((state, state / "keys.sqlite"),
-                                    (state / "keys.sqlite", state)):
+                                    (state / "keys.sqlite", state), (state, alias)):
         first = subprocess.Popen([*DAEMON, "--set", "input.key=0", "--no-output",
                                   "--checkpoint", str(first_path), "--log-level", "INFO"],
                                  stdin=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -26,8 +26,12 @@ def lock_path(checkpoint_path: str | os.PathLike) -> Path:
     """The lock file of a checkpoint: inside a checkpoint directory, beside a ``.json`` file or
     a keyed daemon's ``.sqlite`` state store.  A store named by its own file inside a
     checkpoint directory (``state/keys.sqlite``) is locked as that directory is: the two names
-    are one store, and a second daemon must be told that another one holds it."""
+    are one store, and a second daemon must be told that another one holds it.  A symbolic
+    link to a checkpoint file or store is locked as what it names (checkpoints are written
+    through it: two daemons on the link and on its target wrote one file)."""
     path = Path(checkpoint_path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     if path.name == STORE_NAME:
         return path.parent / LOCK_NAME
     if path.suffix in FILE_SUFFIXES:
