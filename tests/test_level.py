@@ -165,3 +165,14 @@ def test_a_series_monitor_restored_from_its_state_scores_on_exactly():
     old = {k: v for k, v in state.items() if k != "level"}
     fresh = SeriesMonitor(copy.deepcopy(drift), TemporalFeatures(season="auto")).restore(old)
     assert fresh.level is not None and fresh.level.state()["tail"] == []
+
+
+def test_the_daemon_takes_a_level_window_of_at_most_1000_points():
+    """Up to 10**6 was taken: a window's tail is state (8 MB per series at 10**6) and each
+    one-row batch cost about a second."""
+    from emstreamd import config
+
+    assert config.validate({"features": {"level_window": 1000}})["features"][
+        "level_window"] == 1000
+    with pytest.raises(config.ConfigError, match="level_window must be at most 1,000"):
+        config.validate({"features": {"level_window": 1001}})
