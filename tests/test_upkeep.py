@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from emstream import GaussianMixture
-from emstream.refit import FitSettings, Sample, episodes, recurring, search
+from emstream.gaussian import MixtureParams
+from emstream.refit import JUDGE_CAP, FitSettings, Sample, _held_out, episodes, recurring, search
 from emstream.resolution import grid_step, variance_floor
 
 from .conftest import mixture_1d
@@ -159,6 +160,27 @@ def test_a_refit_cannot_make_the_model_worse_on_recent_rows():
     gm.refit(recent)
     assert not gm.last_refit_["replaced"]
     np.testing.assert_array_equal(gm.means_, before)
+
+
+def test_one_held_out_row_does_not_decide_between_fresh_candidates():
+    """Without a model in use (the warm-up), a sharp fit that a single far row costs hundreds
+    of nats must not lose to a vaguer one it beats on every other row."""
+    from scipy.stats import norm
+
+    x = norm.ppf((np.arange(250) + 0.5) / 250)  # N(0, 1), evenly
+    rows = Sample.of(np.r_[x, 20.0][:, None])
+    gate = FitSettings.for_rows(rows, n_components=1, covariance_type="full").gate
+    sharp = MixtureParams.from_covariances([1.0], [[0.0]], [[[1.0]]], "full")
+    vague = MixtureParams.from_covariances([1.0], [[0.0]], [[[9.0]]], "full")
+    logs = [norm.logpdf(rows.X[:, 0], scale=s) for s in (1.0, 3.0)]
+    assert logs[0][-1] - logs[1][-1] < -JUDGE_CAP * gate  # the far row: beyond the cap
+    assert (logs[0][:-1] - logs[1][:-1]).sum() > JUDGE_CAP * gate  # the rest: sharp's
+    plain = _held_out(rows, [(sharp, gate), (vague, gate)])
+    capped = _held_out(rows, [(sharp, gate), (vague, gate)], JUDGE_CAP * gate)
+    assert plain[0] < plain[1]  # uncapped, the one far row decides
+    assert capped[0] > capped[1]
+    assert plain == pytest.approx([np.mean(logs[0]), np.mean(logs[1])])
+    assert capped[1] == pytest.approx(plain[1])  # the best on every row is charged as it is
 
 
 def test_search_keeps_a_good_model_and_replaces_a_stuck_one():
