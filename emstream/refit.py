@@ -20,7 +20,9 @@ refits and scheduled refits.  (A user's batch ``fit`` is scikit-learn's plain EM
   scored on the other (two-fold cross-validation over alternate rows); the current model is
   scored as it is.  A candidate replaces the current model only if it is better held out, so a
   refit cannot make the model worse on recent data, and a solution that only fits the rows at
-  hand better (easy with many features and few rows) does not win.
+  hand better (easy with many features and few rows) does not win.  Where no model is in use
+  yet (the warm-up), one held-out row costs a candidate at most :data:`JUDGE_CAP` gates (in
+  nats) more than the best candidate on it, so one far row does not choose the structure.
 
 Example
 -------
