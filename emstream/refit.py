@@ -573,6 +573,8 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
         points.append(fresh_start(rows, settings, rng))
     first, second = _halves(rows)
     folds, skip = [], {}
+    # (capped only while no model is in use: see JUDGE_CAP)
+    cap = JUDGE_CAP * settings.gate if current is None and settings.gate is not None else None
     for fold, (train, test) in enumerate(((first, second), (second, first))):
         # A component holds about half its points in each half; a candidate judged on the
         # other half need not be polished to the last digit.
@@ -584,8 +586,7 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
                   for c in fitted]
         if current is not None:
             models.insert(0, (current, settings.gate))
-        values = _held_out(test, models, None if current is not None else
-                           JUDGE_CAP * settings.gate if settings.gate is not None else None)
+        values = _held_out(test, models, cap)
         offset = 1 if current is not None else 0
         for i, target in skip.items():  # a candidate that came to another's solution
             values[offset + i] = values[offset + target] if target is not None else -np.inf
