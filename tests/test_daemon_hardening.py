@@ -387,6 +387,30 @@ def test_a_checkpoint_that_cannot_be_written_is_logged_not_a_crash(tmp_path):
     assert not list((tmp_path / "s").glob("*checkpoint*"))  # no temporary file left either
 
 
+def test_a_checkpoint_directory_that_cannot_be_listed_is_refused_at_start(tmp_path):
+    """A directory that can be entered but not listed (mode 0311) hid its checkpoints: the
+    daemon started afresh, learned and reported the whole input again, and only then failed to
+    write (exit 73).  Now it refuses to start, in one line, before reading any input."""
+    data, state = tmp_path / "d.txt", tmp_path / "s"
+    data.write_text(_text(3000))
+    assert _run("--input", str(data), "--checkpoint", str(state), "--no-output").returncode == 0
+    prefix = []
+    if os.geteuid() == 0:  # (root lists any directory: drop that capability for the run)
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    state.chmod(0o311)
+    try:
+        done = subprocess.run([*prefix, *DAEMON, "--config", CONFIG, *QUIET, "--input", str(data),
+                               "--checkpoint", str(state)], capture_output=True, timeout=60)
+    finally:
+        state.chmod(0o755)
+    err = done.stderr.decode()
+    assert done.returncode == 73 and "Traceback" not in err, err
+    assert "cannot list the directory" in err and done.stdout == b""
+    assert _meta(state)["counters"]["rows"] == 3000  # the checkpoint as it was
+
+
 @pytest.mark.parametrize("kind", ["directory", "fifo"])
 def test_the_followed_file_replaced_by_a_directory_or_a_fifo_is_waited_out(tmp_path, kind):
     log, state = tmp_path / "app.log", tmp_path / "state"

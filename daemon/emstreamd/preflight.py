@@ -89,6 +89,15 @@ def check_checkpoint(name: str) -> None:
         hint = ("; a checkpoint file's name ends in .json (a keyed state store's in .sqlite)"
                 if stat.S_ISREG(info.st_mode) else "")
         raise ConfigError(f"checkpoint.path: {path}: is {kind}, not a directory{hint}")
+    if found == path:
+        # A directory that can be entered but not listed hides its checkpoints: the daemon
+        # would start afresh, learn and report the input again from its first line.
+        try:
+            os.listdir(path)
+        except OSError as exc:
+            raise CannotCreate(f"checkpoint.path: {path}: cannot list the directory "
+                               f"({exc.strerror or exc}), so its checkpoints cannot be "
+                               "found") from None
     _writable_directory("checkpoint.path", path, found, info)
 
 
