@@ -387,6 +387,30 @@ def test_a_checkpoint_that_cannot_be_written_is_logged_not_a_crash(tmp_path):
     assert not list((tmp_path / "s").glob("*checkpoint*"))  # no temporary file left either
 
 
+@pytest.mark.parametrize("stream", [1, 2], ids=["stdout", "stderr"])
+def test_a_daemon_started_with_a_standard_stream_closed(tmp_path, stream):
+    """``>&-`` with per-point output to stdout: one line, exit 73, not a traceback.  ``2>&-``:
+    the run ends as usual (exit 0; it raised printing its summary), and nothing meant for
+    stderr lands in a file the daemon opened on the free descriptor."""
+    data, state = tmp_path / "d.txt", tmp_path / "s"
+    data.write_text(_text(3000))
+    done = subprocess.run([*DAEMON, "--config", CONFIG, *QUIET, "--input", str(data),
+                           "--checkpoint", str(state)], capture_output=stream == 1,
+                          stdout=None if stream == 1 else subprocess.PIPE, timeout=60,
+                          preexec_fn=lambda: os.close(stream))
+    if stream == 1:
+        err = done.stderr.decode()
+        assert done.returncode == 73 and "Traceback" not in err, err
+        assert "standard output is closed" in err
+        assert not state.exists() or _meta(state) is None  # nothing learned
+        return
+    assert done.returncode == 0
+    assert len(done.stdout.decode().splitlines()) > 2800  # the per-point lines, as usual
+    assert _meta(state)["counters"]["rows"] == 3000
+    for path in state.iterdir():  # no log line in the lock or a checkpoint
+        assert b"emstreamd" not in path.read_bytes(), path
+
+
 def test_a_checkpoint_directory_that_cannot_be_listed_is_refused_at_start(tmp_path):
     """A directory that can be entered but not listed (mode 0311) hid its checkpoints: the
     daemon started afresh, learned and reported the whole input again, and only then failed to

@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 import sys
 
-from . import early
+from . import early, stdfds
 
 if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "emstreamd":
     early.catch()  # before the imports below: a signal during them must not kill us unannounced
+    stdfds.plug()  # before anything is opened: no file may take a closed stream's number
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
@@ -165,6 +166,10 @@ def _main(args) -> int:
         return _fail(f"cannot open input {path}: {exc.strerror or exc}", EX_NOINPUT)[1]
     out = None
     if config["output"]["per_point"]:
+        if config["output"]["path"] == "-" and "stdout" in stdfds.closed:
+            source.close()
+            return _fail("output.path '-': standard output is closed; name a file in "
+                         "output.path, or use --no-output", EX_CANTCREAT)[1]
         if config["output"]["path"] != "-":
             say_if_waiting_for_a_reader("output.path", config["output"]["path"])
         try:
