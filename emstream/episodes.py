@@ -105,7 +105,8 @@ class Episodes:
         if self.time_step is None:
             return DEFAULT_HOLD
         low, high = DAY_POINTS
-        return int(min(max(round(86400.0 / self.time_step), low), high))
+        # (bounded before rounding: a time step of 1e-320 s makes a day infinitely many points)
+        return int(round(min(max(86400.0 / self.time_step, low), high)))
 
     def set_hold(self, hold) -> None:
         """A new hold (points or "day"), e.g. from a reloaded configuration; an episode under

@@ -58,6 +58,11 @@ class JsonLayout:
             raise ValueError(f"day_first must be true, false or null, got {self.day_first!r}")
         if self.time_field is not None and not isinstance(self.time_field, str):
             raise ValueError(f"time_field must be a field name, got {self.time_field!r}")
+        if self.key_field is not None and not isinstance(self.key_field, str):
+            raise ValueError(f"key_field must be a field name, got {self.key_field!r}")
+        if not self.value_fields or not all(isinstance(f, str) for f in self.value_fields):
+            raise ValueError(f"value_fields must be one or more field names, got "
+                             f"{self.value_fields!r}")
 
     def to_dict(self) -> dict:
         return {"format": "jsonl", **{k: list(v) if isinstance(v, tuple) else v

@@ -78,6 +78,12 @@ class LayoutError(ValueError):
     """The configured columns or time column do not exist in the stream's header."""
 
 
+def _is_index(value, size: int) -> bool:
+    """Whether ``value`` is an int (not a bool) in ``[0, size)``."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) \
+        and 0 <= value < size
+
+
 @dataclass(frozen=True)
 class Layout:
     """How a time-series table's lines are laid out (JSON-ready for checkpoints).
@@ -120,6 +126,23 @@ class Layout:
             raise ValueError(f"separator must be one of {SEPARATORS!r}, got {self.separator!r}")
         if self.day_first is not None and not isinstance(self.day_first, bool):
             raise ValueError(f"day_first must be true, false or null, got {self.day_first!r}")
+        # (A checkpoint's layout is read back through here: a field out of range would fail
+        # later, in the parser, as a traceback.)
+        if not _is_index(self.n_fields, 1 << 20) or self.n_fields < 1:
+            raise ValueError(f"n_fields must be a positive integer, got {self.n_fields!r}")
+        fields = [self.time_field, self.key_field, *self.value_fields]
+        if not self.value_fields or not all(f is None or _is_index(f, self.n_fields)
+                                            for f in fields):
+            raise ValueError(f"fields out of range for {self.n_fields} per line: time "
+                             f"{self.time_field!r}, key {self.key_field!r}, values "
+                             f"{self.value_fields!r}")
+        special = [f for f in fields[:2] if f is not None]
+        if len(set(special)) != len(special) or set(special) & set(self.value_fields):
+            raise ValueError(f"a field used twice: time {self.time_field!r}, key "
+                             f"{self.key_field!r}, values {self.value_fields!r}")
+        if self.header_line is not None and not (_is_index(self.header_line, 1 << 62)
+                                                 and self.header_line >= 1):
+            raise ValueError(f"header_line must be a line number, got {self.header_line!r}")
 
     @property
     def sep(self) -> bytes:

@@ -43,9 +43,12 @@ import numpy as np
 
 from .resolution import _decimal_step
 from .timestamps import typical_step
+from .validation import MAX_ABS_VALUE
 
 # Periods the automatic season search considers.
 MIN_SEASON, MAX_SEASON = 4, 1000
+# Bounds on the settings (emstreamd's configuration has the same).
+MAX_LAGS, MAX_WINDOW, MAX_PERIOD = 100, 10**6, 10**8
 # An autocorrelation this high at the season's lag (and above its neighbours') makes it one.
 SEASON_MIN_CORRELATION = 0.3
 SEASON_PROMINENCE = 0.2
@@ -104,6 +107,11 @@ at shorter lags, kept if the correlation exceeds ``SEASON_MIN_CORRELATION``.
     return best if acf[best] >= SEASON_MIN_CORRELATION else None
 
 
+def _is_count(value) -> bool:
+    """Whether ``value`` is an int >= 0, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
+
+
 class TemporalFeatures:
     """Causal temporal features of a stream of rows (see the module's docstring).
 
@@ -140,13 +148,16 @@ class TemporalFeatures:
 
     def __init__(self, *, lags: int = 1, season=None, volatility: bool = True,
                  window: int = 10, calendar: bool = False):
-        if not isinstance(lags, (int, np.integer)) or isinstance(lags, bool) or lags < 0:
-            raise ValueError(f"lags must be an integer >= 0, got {lags!r}")
-        if season not in (None, "auto") and (not isinstance(season, (int, np.integer))
-                                             or isinstance(season, bool) or season < 1):
-            raise ValueError(f'season must be a period >= 1, "auto" or None, got {season!r}')
-        if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 2:
-            raise ValueError(f"window must be an integer >= 2, got {window!r}")
+        # (bounded as emstreamd's configuration bounds them: a checkpoint's state comes back
+        # through here, and a billion lags failed later, as a traceback)
+        if not _is_count(lags) or lags > MAX_LAGS:
+            raise ValueError(f"lags must be an integer from 0 to {MAX_LAGS}, got {lags!r}")
+        if season not in (None, "auto") and not (_is_count(season) and 1 <= season <= MAX_PERIOD):
+            raise ValueError(f'season must be a period from 1 to {MAX_PERIOD:.0e}, "auto" or '
+                             f'None, got {season!r}')
+        if not _is_count(window) or not 2 <= window <= MAX_WINDOW:
+            raise ValueError(f"window must be an integer from 2 to {MAX_WINDOW:.0e}, got "
+                             f"{window!r}")
         self.lags, self.season, self.volatility = int(lags), season, bool(volatility)
         self.window, self.calendar = int(window), bool(calendar)
         self.season_ = season if isinstance(season, (int, np.integer)) else None
@@ -452,15 +463,26 @@ class TemporalFeatures:
             tf = cls(lags=state["lags"], season=state["season"],
                      volatility=state["volatility"], window=state["window"],
                      calendar=state["calendar"])
-            tf.season_ = None if state["season_"] is None else int(state["season_"])
+            season, seen = state["season_"], state["seen"]
+            # The period in use: the configured one, or one "auto" found (or none).
+            found = season is None or (tf.season == "auto" and _is_count(season)
+                                       and MIN_SEASON <= season <= MAX_SEASON)
+            if not (season == tf.season if _is_count(tf.season) else found):
+                raise ValueError(f"season_ {season!r} is not a period season "
+                                 f"{tf.season!r} gives")
+            if not (_is_count(seen) and seen < 2**53):
+                raise ValueError(f"seen {seen!r} is not a count of rows")
+            tf.season_ = season
             tf._searching = bool(state["searching"])
-            tf._seen = int(state["seen"])
+            tf._seen = seen
             if state["history"] is not None:
                 tf._history = np.array(state["history"], dtype=float).reshape(
                     len(state["history"]), -1)
                 tf._floor = np.array(state["floor"], dtype=float).reshape(-1)
-                if not (np.isfinite(tf._history).all() and np.isfinite(tf._floor).all()
-                        and (tf._floor > 0).all()
+                # (values within the parser's bound: beyond it a feature fails the model's
+                # input check, as a traceback on resume)
+                if not ((np.abs(tf._history) <= MAX_ABS_VALUE).all()
+                        and (tf._floor <= MAX_ABS_VALUE).all() and (tf._floor > 0).all()
                         and tf._floor.shape[0] == tf._history.shape[1]):
                     raise ValueError("non-finite or misshapen history")
             # (A checkpoint from before the season went by time has none: it counts rows.)

@@ -554,3 +554,70 @@ def test_a_model_of_another_width_is_refused_in_one_line(tmp_path):
     err = done.stderr.decode()
     assert done.returncode == 65 and "Traceback" not in err, err
     assert "the checkpoint's model takes 2" in err.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def series_run(tmp_path_factory):
+    """A real checkpoint of emstreamd part-way through a CSV time series (a layout, temporal
+    features, episodes in its state); the file then grows, so a resume reads on."""
+    folder = tmp_path_factory.mktemp("series")
+    rng = np.random.default_rng(3)
+    t = np.arange(1400)
+    values = 10 + 3 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 0.5, t.size)
+    stamps = np.datetime64("2024-01-01T00:00") + t * np.timedelta64(5, "m")
+    lines = [f"{str(s).replace('T', ' ')},{v:.3f}\n" for s, v in zip(stamps, values)]
+    data = folder / "series.csv"
+    data.write_text("timestamp,value\n" + "".join(lines[:1000]))
+    ck = folder / "state.json"
+    done = subprocess.run([*DAEMON, "--config", CONFIG, "--input", str(data), "--checkpoint",
+                           str(ck), "--no-output"], capture_output=True, timeout=120, env=_env())
+    assert done.returncode == 0, done.stderr.decode()
+    with open(data, "a") as f:
+        f.write("".join(lines[1000:]))
+    return ck, data
+
+
+def test_forged_layout_and_series_state_never_crash_the_daemon(series_run, tmp_path):
+    """The input layout and the series' temporal features and episodes, forged one field at a
+    time: the daemon refuses the checkpoint in one line (exit 65) or resumes and reads on;
+    never a traceback.  (Six such fields, among them layout.value_fields = [] and
+    series.features.season_ = -1, resumed and then crashed in the parser or the features.)"""
+    from emstreamd import config as config_module
+    from emstreamd.loop import Daemon
+    from emstreamd.sources import FileInput
+
+    ck, data = series_run
+    document = json.loads(ck.read_bytes())
+    meta = document["content"]["meta"]
+    paths = [("meta", "layout", key) for key in meta["layout"]]
+    paths += [("meta", "series", "features", key) for key in meta["series"]["features"]]
+    paths += [("meta", "series", "episodes", key) for key in meta["series"]["episodes"]]
+    paths += [("meta", "series", "features", "history", -1, 0)]
+    values = [None, True, -1, 0, 1e-320, 1e308, 10**19, "x", [], [1], {}]
+    target = tmp_path / "forged.json"
+    config = config_module.load(CONFIG, [("checkpoint", "path", str(target)),
+                                         ("output", "per_point", False)])
+    outcomes, failures = collections.Counter(), []
+    for path in paths:
+        for value in values:
+            content = copy.deepcopy(document["content"])
+            parent = content
+            for key in path[:-1]:
+                parent = parent[key]
+            parent[path[-1]] = value
+            target.write_bytes(_reseal({**document, "content": content}))
+            source = FileInput(str(data))
+            try:
+                daemon = Daemon(copy.deepcopy(config), source)
+                daemon.resume()
+                daemon.run()
+                outcomes["ran"] += 1
+            except CheckpointError as exc:
+                assert "\n" not in str(exc)
+                outcomes["refused"] += 1
+            except Exception as exc:  # noqa: BLE001 - exactly what must not happen
+                failures.append((path, repr(value)[:40], f"{type(exc).__name__}: {exc}"[:200]))
+            finally:
+                source.close()
+    assert not failures, failures[:10]
+    assert outcomes["refused"] > 50 and outcomes["ran"] > 20
