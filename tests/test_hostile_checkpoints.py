@@ -459,12 +459,53 @@ def test_validate_meta_accepts_what_the_daemon_writes_and_names_bad_fields(daemo
         assert text.startswith("ck.json: ") and message in text and "\n" not in text, text
 
 
+def _fuzz_resume(document: dict, config: dict, data, paths, values, then):
+    """Each value at each path of ``document``, resealed where ``config`` keeps its checkpoint,
+    resumed (see :func:`_resume_forged`): the outcomes counted, and what went wrong."""
+    target = config["checkpoint"]["path"]
+    outcomes, failures = collections.Counter(), []
+    for path in paths:
+        for value in values:
+            content = _with(document["content"], path, value)
+            with open(target, "wb") as f:
+                f.write(_reseal({**document, "content": content}))
+            outcome, failure = _resume_forged(config, data, then)
+            outcomes[outcome] += 1
+            if failure is not None:
+                failures.append((path, repr(value)[:60], failure))
+    return outcomes, failures
+
+
+def _read_on(daemon) -> None:
+    """Run the resumed daemon to the end of its input (what it returns is its exit code)."""
+    daemon.run()
+
+
+def _resume_forged(config: dict, data, then) -> tuple[str, str | None]:
+    """Resume a daemon on ``data`` from the (forged) checkpoint ``config`` names, then call
+    ``then(daemon)``: ("refused", None) for a one-line CheckpointError, ("ran", what ``then``
+    found wrong or None), or ("failed", the exception that must not happen)."""
+    from emstreamd.loop import Daemon
+    from emstreamd.sources import FileInput
+
+    source = FileInput(str(data))
+    try:
+        daemon = Daemon(copy.deepcopy(config), source)
+        daemon.resume()
+        return "ran", then(daemon)
+    except CheckpointError as exc:
+        assert "\n" not in str(exc)
+        return "refused", None
+    except Exception as exc:  # noqa: BLE001 - exactly what must not happen
+        return "failed", f"{type(exc).__name__}: {exc}"[:200]
+    finally:
+        source.close()
+
+
 def test_forged_meta_fields_never_crash_the_daemons_resume(daemon_run, tmp_path):
     """Every field the daemon reads back, forged: resume either refuses the checkpoint with
     a CheckpointError or resumes with counters and a position that make sense."""
     from emstreamd import config as config_module
-    from emstreamd.loop import Daemon
-    from emstreamd.sources import FileInput
 
     ck, data, _ = daemon_run
     document = json.loads(ck.read_bytes())
@@ -479,32 +520,19 @@ def test_forged_meta_fields_never_crash_the_daemons_resume(daemon_run, tmp_path)
     paths += [("meta", "counters", key) for key in meta["counters"]]
     paths += [("meta", "input", key) for key in meta["input"]]
     values = [None, True, -1, 0.5, 2**63, 10**400, "x", [], {}, [1], {"a": -1}]
-    outcomes, failures = collections.Counter(), []
-    for path in paths:
-        for value in values:
-            content = _with(document["content"], path, value)
-            target.write_bytes(_reseal({**document, "content": content}))
-            source = FileInput(str(data))
-            try:
-                daemon = Daemon(copy.deepcopy(config), source)
-                daemon.resume()
-                counters = [v for k, v in daemon.counters.items() if k != "rejected"]
-                counters += list(daemon.counters.get("rejected", {}).values())
-                if not all(isinstance(c, int) and c >= 0 for c in counters) or not (
-                        0 <= source.offset and daemon.next_line >= 1):
-                    state = (f"resumed with {daemon.counters}, offset {source.offset}, line "
-                             f"{daemon.next_line}")
-                    failures.append((path, repr(value)[:60], state))
-                outcomes["resumed"] += 1
-            except CheckpointError as exc:
-                assert "\n" not in str(exc)
-                outcomes["refused"] += 1
-            except Exception as exc:  # noqa: BLE001 - exactly what must not happen
-                failures.append((path, repr(value)[:60], f"{type(exc).__name__}: {exc}"[:200]))
-            finally:
-                source.close()
+
+    def sane(daemon):
+        counters = [v for k, v in daemon.counters.items() if k != "rejected"]
+        counters += list(daemon.counters.get("rejected", {}).values())
+        if not all(isinstance(c, int) and c >= 0 for c in counters) or not (
+                0 <= daemon.source.offset and daemon.next_line >= 1):
+            return (f"resumed with {daemon.counters}, offset {daemon.source.offset}, "
+                    f"line {daemon.next_line}")
+        return None
+
+    outcomes, failures = _fuzz_resume(document, config, data, paths, values, sane)
     assert not failures, failures[:10]
-    assert outcomes["refused"] > 50 and outcomes["resumed"] > 5
+    assert outcomes["refused"] > 50 and outcomes["ran"] > 5
 
 
 def _daemon_error(*args, timeout=60) -> str:
@@ -583,8 +611,6 @@ def test_forged_layout_and_series_state_never_crash_the_daemon(series_run, tmp_p
     never a traceback.  (Six such fields, among them layout.value_fields = [] and
     series.features.season_ = -1, resumed and then crashed in the parser or the features.)"""
     from emstreamd import config as config_module
-    from emstreamd.loop import Daemon
-    from emstreamd.sources import FileInput
 
     ck, data = series_run
     document = json.loads(ck.read_bytes())
@@ -597,27 +623,6 @@ def test_forged_layout_and_series_state_never_crash_the_daemon(series_run, tmp_p
     target = tmp_path / "forged.json"
     config = config_module.load(CONFIG, [("checkpoint", "path", str(target)),
                                          ("output", "per_point", False)])
-    outcomes, failures = collections.Counter(), []
-    for path in paths:
-        for value in values:
-            content = copy.deepcopy(document["content"])
-            parent = content
-            for key in path[:-1]:
-                parent = parent[key]
-            parent[path[-1]] = value
-            target.write_bytes(_reseal({**document, "content": content}))
-            source = FileInput(str(data))
-            try:
-                daemon = Daemon(copy.deepcopy(config), source)
-                daemon.resume()
-                daemon.run()
-                outcomes["ran"] += 1
-            except CheckpointError as exc:
-                assert "\n" not in str(exc)
-                outcomes["refused"] += 1
-            except Exception as exc:  # noqa: BLE001 - exactly what must not happen
-                failures.append((path, repr(value)[:40], f"{type(exc).__name__}: {exc}"[:200]))
-            finally:
-                source.close()
+    outcomes, failures = _fuzz_resume(document, config, data, paths, values, _read_on)
     assert not failures, failures[:10]
     assert outcomes["refused"] > 50 and outcomes["ran"] > 20
