@@ -62,6 +62,7 @@ from .parse import (
 )
 from .linebuffer import LineBuffer
 from .timestamps import infer_day_first, looks_like_time, needs_day_order, parse_times
+from .validation import check_int
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime", "ts")
 # A readable stream is parsed in blocks of this many bytes (cut at newlines) ...
@@ -70,18 +71,14 @@ BLOCK_BYTES = 1 << 20
 LAYOUT_BYTES = 1 << 16
 # The characters a table's fields may be separated by (besides runs of whitespace).
 SEPARATORS = (",", "\t", ";")
+# Fields per line a layout may name (far more than any line the parser takes holds).
+MAX_FIELDS = 1 << 20
 SEPARATED = {",": "comma-separated", "\t": "tab-separated", ";": "semicolon-separated"}
 _NUMBERISH = b"0123456789+-.eE "
 
 
 class LayoutError(ValueError):
     """The configured columns or time column do not exist in the stream's header."""
-
-
-def _is_index(value, size: int) -> bool:
-    """Whether ``value`` is an int (not a bool) in ``[0, size)``."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) \
-        and 0 <= value < size
 
 
 @dataclass(frozen=True)
@@ -128,21 +125,19 @@ class Layout:
             raise ValueError(f"day_first must be true, false or null, got {self.day_first!r}")
         # (A checkpoint's layout is read back through here: a field out of range would fail
         # later, in the parser, as a traceback.)
-        if not _is_index(self.n_fields, 1 << 20) or self.n_fields < 1:
-            raise ValueError(f"n_fields must be a positive integer, got {self.n_fields!r}")
-        fields = [self.time_field, self.key_field, *self.value_fields]
-        if not self.value_fields or not all(f is None or _is_index(f, self.n_fields)
-                                            for f in fields):
-            raise ValueError(f"fields out of range for {self.n_fields} per line: time "
-                             f"{self.time_field!r}, key {self.key_field!r}, values "
-                             f"{self.value_fields!r}")
-        special = [f for f in fields[:2] if f is not None]
+        check_int(self.n_fields, "n_fields", 1, MAX_FIELDS)
+        if not self.value_fields:
+            raise ValueError("value_fields must name one field or more")
+        for name, field in (("time_field", self.time_field), ("key_field", self.key_field),
+                            *(("value_fields", f) for f in self.value_fields)):
+            if field is not None:
+                check_int(field, name, 0, self.n_fields - 1)
+        special = [f for f in (self.time_field, self.key_field) if f is not None]
         if len(set(special)) != len(special) or set(special) & set(self.value_fields):
             raise ValueError(f"a field used twice: time {self.time_field!r}, key "
                              f"{self.key_field!r}, values {self.value_fields!r}")
-        if self.header_line is not None and not (_is_index(self.header_line, 1 << 62)
-                                                 and self.header_line >= 1):
-            raise ValueError(f"header_line must be a line number, got {self.header_line!r}")
+        if self.header_line is not None:
+            check_int(self.header_line, "header_line", 1)
 
     @property
     def sep(self) -> bytes:

@@ -43,7 +43,7 @@ import numpy as np
 
 from .resolution import _decimal_step
 from .timestamps import typical_step
-from .validation import MAX_ABS_VALUE
+from .validation import MAX_ABS_VALUE, check_int
 
 # Periods the automatic season search considers.
 MIN_SEASON, MAX_SEASON = 4, 1000
@@ -107,11 +107,6 @@ at shorter lags, kept if the correlation exceeds ``SEASON_MIN_CORRELATION``.
     return best if acf[best] >= SEASON_MIN_CORRELATION else None
 
 
-def _is_count(value) -> bool:
-    """Whether ``value`` is an int >= 0, not a bool."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
-
-
 class TemporalFeatures:
     """Causal temporal features of a stream of rows (see the module's docstring).
 
@@ -150,14 +145,14 @@ class TemporalFeatures:
                  window: int = 10, calendar: bool = False):
         # (bounded as emstreamd's configuration bounds them: a checkpoint's state comes back
         # through here, and a billion lags failed later, as a traceback)
-        if not _is_count(lags) or lags > MAX_LAGS:
-            raise ValueError(f"lags must be an integer from 0 to {MAX_LAGS}, got {lags!r}")
-        if season not in (None, "auto") and not (_is_count(season) and 1 <= season <= MAX_PERIOD):
-            raise ValueError(f'season must be a period from 1 to {MAX_PERIOD:.0e}, "auto" or '
-                             f'None, got {season!r}')
-        if not _is_count(window) or not 2 <= window <= MAX_WINDOW:
-            raise ValueError(f"window must be an integer from 2 to {MAX_WINDOW:.0e}, got "
-                             f"{window!r}")
+        check_int(lags, "lags", 0, MAX_LAGS)
+        if season not in (None, "auto"):
+            try:
+                check_int(season, "season", 1, MAX_PERIOD)
+            except ValueError:
+                raise ValueError(f'season must be a period from 1 to {MAX_PERIOD:.0e}, "auto" '
+                                 f'or None, got {season!r}') from None
+        check_int(window, "window", 2, MAX_WINDOW)
         self.lags, self.season, self.volatility = int(lags), season, bool(volatility)
         self.window, self.calendar = int(window), bool(calendar)
         self.season_ = season if isinstance(season, (int, np.integer)) else None
@@ -463,18 +458,17 @@ class TemporalFeatures:
             tf = cls(lags=state["lags"], season=state["season"],
                      volatility=state["volatility"], window=state["window"],
                      calendar=state["calendar"])
-            season, seen = state["season_"], state["seen"]
             # The period in use: the configured one, or one "auto" found (or none).
-            found = season is None or (tf.season == "auto" and _is_count(season)
-                                       and MIN_SEASON <= season <= MAX_SEASON)
-            if not (season == tf.season if _is_count(tf.season) else found):
-                raise ValueError(f"season_ {season!r} is not a period season "
-                                 f"{tf.season!r} gives")
-            if not (_is_count(seen) and seen < 2**53):
-                raise ValueError(f"seen {seen!r} is not a count of rows")
+            season = state["season_"]
+            if tf.season == "auto" and season is not None:
+                check_int(season, "season_", MIN_SEASON, MAX_SEASON)
+            elif tf.season != "auto" and (season is None) != (tf.season is None):
+                raise ValueError(f"season_ {season!r} is not the configured {tf.season!r}")
+            elif season is not None:
+                check_int(season, "season_", tf.season, tf.season)
             tf.season_ = season
             tf._searching = bool(state["searching"])
-            tf._seen = seen
+            tf._seen = check_int(state["seen"], "seen", 0, 2**53)
             if state["history"] is not None:
                 tf._history = np.array(state["history"], dtype=float).reshape(
                     len(state["history"]), -1)

@@ -28,6 +28,8 @@ from typing import Any, Callable
 
 import yaml
 
+from emstream.temporal import MAX_LAGS, MAX_PERIOD, MAX_WINDOW
+
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says which key and why."""
@@ -158,7 +160,7 @@ def _fields(name, value) -> None:
 
 def _season(name, value) -> None:
     if value not in (None, "auto") and (isinstance(value, bool) or not isinstance(value, int)
-                                        or not 1 <= value <= 10**8):
+                                        or not 1 <= value <= MAX_PERIOD):
         raise ConfigError(f"{name} must be auto, null or a period in points from 1 to 10^8, "
                           f"got {_show(value)}")
 
@@ -496,7 +498,7 @@ SECTIONS = (
             "spike inside the normal range, a flatline or a changed daily shape stands out, and "
             "after a level shift the new level is predicted at once.  auto: on for a table with "
             "a time column; true/false."),
-        Key("lags", 1, number(0, 100, integer=True),
+        Key("lags", 1, number(0, MAX_LAGS, integer=True),
             "Previous values in the context.  (NAB kit: 2 scored 49.8 against 1's 63.1.)"),
         Key("season", "auto", _season,
             "The value one period earlier (the median of the three values around it, so one "
@@ -513,7 +515,7 @@ SECTIONS = (
             "Add the log mean absolute change over the last `window` points to what is scored "
             "(flags a flatline where no season shows it; off: on NAB it costs 8.0 points "
             "of score)."),
-        Key("window", 10, number(2, 10**6, integer=True), "Points of that mean."),
+        Key("window", 10, number(2, MAX_WINDOW, integer=True), "Points of that mean."),
         Key("calendar", False, flag,
             "Add the time of day and of week to the context (off: on NAB it costs 9.1 points)."),
         Key("level_window", 12, number(0, 1000, integer=True),
