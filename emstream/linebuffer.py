@@ -5,9 +5,32 @@ to the parser (:mod:`emstream.parse`); a partial last line waits for its newline
 never ends (a writer gone wrong, or an attacker) is not kept whole: past ``max_line_bytes`` its
 bytes are counted and dropped as they arrive, and it reaches the parser as a line too long to
 be anything but a "too long" reject.
+
+Lines may end in LF, CRLF or a lone CR (files from classic Mac OS and some instruments): a lone
+CR is read as LF, byte for byte, so offsets stay those of the input.  A CR at the end of a
+chunk waits for the next byte, since it may be the first half of a CRLF.
 """
 
 from __future__ import annotations
+
+import numpy as np
+
+
+def _lone_crs_as_lfs(chunk: bytes) -> bytes:
+    """``chunk`` with every CR not followed by an LF made an LF (same length).
+
+    >>> _lone_crs_as_lfs(b"1\\r2\\r\\n3\\r")
+    b'1\\n2\\r\\n3\\n'
+    """
+    # Vectorised: a regex costs 2 ms per MB of a CRLF file, this a tenth of that.
+    codes = np.frombuffer(chunk, dtype=np.uint8)
+    lone = codes == 13
+    lone[:-1] &= codes[1:] != 10
+    if not lone.any():
+        return chunk
+    codes = codes.copy()
+    codes[lone] = 10
+    return codes.tobytes()
 
 
 class LineBuffer:
@@ -49,6 +72,12 @@ class LineBuffer:
     (b'', 1040, 17)
     >>> cut.feed(b"9\\n2\\n"), cut.block_bytes
     (b'99999999999999999\\n2\\n', 1044)
+
+    A lone CR ends a line; a CR at a chunk's end waits to see whether an LF follows:
+
+    >>> cut = LineBuffer()
+    >>> cut.feed(b"1\\r2\\r"), cut.feed(b"3\\r\\n4\\r"), cut.feed(b"", at_end=True)
+    (b'1\\n', b'2\\n3\\r\\n', b'4\\n')
     """
 
     def __init__(self, max_line_bytes: int | None = None):
@@ -57,6 +86,7 @@ class LineBuffer:
         self.pending_bytes = 0
         self._kept = []  # the partial line's start (all of it within the limit)
         self._kept_bytes = 0
+        self._held_cr = False  # the partial line ends in a CR that may start a CRLF
 
     @property
     def pending(self) -> bytes:
@@ -94,6 +124,23 @@ class LineBuffer:
         bytes
             Complete lines, possibly none; :attr:`block_bytes` input bytes.
         """
+        if self._held_cr:
+            self._held_cr = False
+            if not chunk.startswith(b"\n"):  # the held CR was a line's end
+                ended, ended_bytes = self._end_at_held_cr()
+                data = self.feed(chunk, at_end)
+                self.block_bytes += ended_bytes
+                return ended + data
+        if b"\r" in chunk:
+            last_cr = not at_end and chunk.endswith(b"\r")
+            if last_cr:
+                chunk = chunk[:-1]
+            chunk = _lone_crs_as_lfs(chunk)
+            if last_cr:  # the CR joins the partial line until the next byte is known
+                data = self.feed(chunk)
+                self._keep(b"\r")
+                self._held_cr = True
+                return data
         first = chunk.find(b"\n") + 1
         if not first:  # no newline: the partial line grows
             self._keep(chunk)
@@ -114,3 +161,10 @@ class LineBuffer:
         if cut < len(chunk):
             self._keep(memoryview(chunk)[cut:])
         return data
+
+    def _end_at_held_cr(self) -> tuple[bytes, int]:
+        """The partial line, whose last byte is a lone CR, as a complete line; its input bytes."""
+        whole = self._kept_bytes == self.pending_bytes  # else the CR was dropped past the limit
+        ended_bytes = self.pending_bytes
+        line = b"".join(self._take())
+        return (line[:-1] if whole else line) + b"\n", ended_bytes

@@ -7,6 +7,7 @@ minutes on the same inputs), so a busy machine does not fail them.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -362,6 +363,54 @@ def test_line_ends_computed_from_blocks_are_exact_whatever_the_chunks(lengths, c
             assert len(text) == limit + 1 and line.startswith(text)  # shortened: no rows
         else:
             assert text == line and end == true_end
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.binary(max_size=6).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")),
+                      min_size=1, max_size=30),
+       ends=st.lists(st.sampled_from([b"\n", b"\r\n", b"\r"]), min_size=1, max_size=30),
+       cuts=st.lists(st.integers(1, 9), min_size=1, max_size=20), limit=st.sampled_from([None, 3]))
+def test_lines_may_end_in_lf_crlf_or_a_lone_cr_whatever_the_chunks(texts, ends, cuts, limit):
+    """Files from classic Mac OS end lines in a lone CR: each is a line, a CRLF is one line end
+    even when a chunk ends between its two bytes, and the bytes counted are the input's."""
+    stream = b"".join(t + ends[i % len(ends)] for i, t in enumerate(texts))
+    pieces, at = [], 0
+    while at < len(stream):
+        pieces.append(stream[at:at + cuts[len(pieces) % len(cuts)]])
+        at += len(pieces[-1])
+    cut, out, counted = LineBuffer(max_line_bytes=limit), b"", 0
+    for piece in pieces + [b""]:
+        out += cut.feed(piece, at_end=not piece)
+        counted += cut.block_bytes
+    assert counted == len(stream)
+    got = [line.removesuffix(b"\r") for line in out.split(b"\n")[:-1]]  # the parser strips CRs
+    expected = re.split(rb"\r\n|\r|\n", stream)[:-1]  # universal newlines (CRLF is one end)
+    assert len(got) == len(expected)
+    for line, text in zip(got, expected):
+        assert line == text or (limit is not None and len(text) > limit and len(line) > limit)
+
+
+def test_a_file_with_lone_cr_line_ends_is_read_like_its_lf_twin(tmp_path):
+    """The same CSV (header, timestamps) with LF, CRLF and lone-CR line ends: the same points,
+    scores and positions; before, a short lone-CR file was one wide row and a long one a
+    single 'too long' reject."""
+    rng = np.random.default_rng(5)
+    rows = [b"timestamp,value"] + [b"2026-01-01 %02d:%02d:00,%.4f" % (i // 60 % 24, i % 60, v)
+                                   for i, v in enumerate(rng.normal(10, 2, 1500))]
+    outputs = {}
+    for name, end in [("lf", b"\n"), ("crlf", b"\r\n"), ("cr", b"\r")]:
+        data = tmp_path / f"{name}.csv"
+        data.write_bytes(end.join(rows) + end)
+        out = tmp_path / f"{name}.out"
+        done = _run("--config", CONFIG, "--input", str(data), "--output", str(out),
+                    "--checkpoint", str(tmp_path / f"{name}.ck"))
+        assert done.returncode == 0, done.stderr.decode()
+        meta = checkpoint.load(tmp_path / f"{name}.ck").meta
+        assert meta["counters"]["rows"] == 1500 and not meta["counters"]["rejected"]
+        assert meta["input"]["offset"] == data.stat().st_size
+        outputs[name] = out.read_bytes()
+    assert outputs["lf"].count(b"\n") >= 1500 - 100
+    assert outputs["cr"] == outputs["lf"] == outputs["crlf"]
 
 
 # ---------------------------------------------------------------- item 7: pyarrow and signals
