@@ -413,6 +413,29 @@ def test_a_file_with_lone_cr_line_ends_is_read_like_its_lf_twin(tmp_path):
     assert outputs["cr"] == outputs["lf"] == outputs["crlf"]
 
 
+@pytest.mark.parametrize("end", [b"\r", b"\r\n"], ids=["lone CR", "CRLF"])
+def test_a_back_fill_of_a_file_with_cr_line_ends_resumes_where_it_stopped(tmp_path, end):
+    """Appended lines are learned after a restart, none skipped and none twice: the line end
+    before the checkpoint's position may be a lone CR, and a CR the last run took for a line's
+    end at the end of the file may turn out to be a CRLF's first half."""
+    values = [b"%.3f" % v for v in np.random.default_rng(6).normal(0, 1, 700)]
+    data = tmp_path / "mac.txt"
+    state = tmp_path / "state"
+    common = ["--config", CONFIG, "--no-output", "--input", str(data), "--checkpoint", str(state)]
+    data.write_bytes(end.join(values[:300]) + b"\r")  # (a CRLF cut between its two bytes)
+    for more in (values[300:500], values[500:]):
+        done = _run(*common)
+        assert done.returncode == 0, done.stderr.decode()
+        assert b"skipped" not in done.stderr
+        with open(data, "ab") as handle:
+            handle.write(end[1:] + end.join(more) + b"\r")
+    done = _run(*common)
+    assert done.returncode == 0 and b"skipped" not in done.stderr, done.stderr.decode()
+    meta = checkpoint.load(state).meta
+    assert meta["counters"]["rows"] == 700 and not meta["counters"]["rejected"]
+    assert meta["counters"]["lines"] == 700
+
+
 # ---------------------------------------------------------------- item 7: pyarrow and signals
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_pyarrows_parse_leaves_the_block_to_numpy(signum):

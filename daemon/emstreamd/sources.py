@@ -25,6 +25,9 @@ from emstream.linebuffer import LineBuffer
 
 from .errors import EX_DATAERR, StartError
 
+# A line end: LF, CRLF or a lone CR (emstream.linebuffer).
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
 log = logging.getLogger("emstreamd")
 
 READ_BYTES = 1 << 20
@@ -183,18 +186,26 @@ class FileInput(_Source):
             raise StartError(f"--input {self.path}: the bytes before the checkpoint's position "
                              f"(byte {offset}) are not those it read: it is not {what}",
                              EX_DATAERR)
-        if offset == 0 or size == offset or os.pread(fd, 1, offset - 1) == b"\n":
+        if offset == 0 or size == offset:
             return offset
+        before, at = os.pread(fd, 2, offset - 1)
+        if before == ord("\n") or (before == ord("\r") and at != ord("\n")):
+            return offset  # (a lone CR ends a line too: emstream.linebuffer)
+        if before == ord("\r"):
+            # The last run ended on a CR as the file ended and took it for a line's end; the
+            # LF written after it makes it a CRLF: the same line's end, not a new line.
+            return offset + 1
         # The last run ended on a line without its newline and learned it as it stood (a
         # file's last line often has none); what was written on after it is not a new line.
         end = offset
         while end < size:
             chunk = os.pread(fd, READ_BYTES, end)
-            found = chunk.find(b"\n")
-            if found >= 0:
-                end += found + 1
+            found = _LINE_END.search(chunk)
+            if found is not None and (found.end() < len(chunk) or chunk[-1:] == b"\n"
+                                      or end + len(chunk) >= size):
+                end += found.end()
                 break
-            end += len(chunk)
+            end += len(chunk) if found is None else found.start()  # (a CR may start a CRLF)
         log.warning("--input %s: its line at byte %d had no newline when the last run ended and "
                     "was learned as it stood; the %d bytes written on after it are skipped",
                     self.path, offset, end - offset)
