@@ -404,7 +404,7 @@ class KeyedDaemon(Daemon):
                               "file_first_line": self.file_first_line},
                     "counters": self.counters, "n_fields": self.n_fields,
                     "layout": None if self.layout is None else self.layout.to_dict(),
-                    "config": {k: v for k, v in self.config.items() if k != "model"}}
+                    "config": self._config_to_keep()}
             self.store.set_meta("daemon", meta)
             self.store.commit()
 

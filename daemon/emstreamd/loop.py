@@ -54,12 +54,19 @@ LOG_REJECT_EVERY = 1000
 
 
 def _same(a, b) -> bool:
-    """Equal settings, arrays and lists included."""
-    if isinstance(a, (list, np.ndarray)) or isinstance(b, (list, np.ndarray)):
+    """Equal settings, arrays and lists (of numbers or of names) included.
+
+    >>> _same([[1, 2.0]], np.array([[1.0, 2.0]])), _same(["v"], ["v"]), _same(["v"], "v")
+    (True, True, False)
+    """
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         try:
             return bool(np.array_equal(np.asarray(a, dtype=float), np.asarray(b, dtype=float)))
         except (TypeError, ValueError):
             return False
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))
+                and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b)))
     return a == b
 
 
@@ -267,6 +274,8 @@ class Daemon:
         self._restored = None
         # A table's Layout or a JSON stream's JsonLayout; False: plain numbers; None: unknown.
         self.layout = None
+        # The input settings a resumed layout was decided with (a checkpoint records them).
+        self._layout_settings = {}
         # At the start of a followed stream's next file, whose first line may be the header
         # again (a writer that starts each file with it).
         self._header_may_repeat = False
@@ -384,6 +393,10 @@ class Daemon:
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise checkpoint.CheckpointError(f"{where}: bad input layout: {exc}")
             _warn_layout_settings(meta, settings)
+            saved = (meta.get("config") or {}).get("input")
+            if isinstance(saved, dict):  # (what the layout was decided with, kept as it is)
+                self._layout_settings = {name: saved[name] for name in LAYOUT_SETTINGS
+                                         if name in saved}
         elif settings["format"] == "jsonl" and self.counters.get("rows"):
             # A JSON stream checkpointed before JSON times were read learned without them.
             self.layout = JsonLayout(tuple(settings["fields"]), None, settings["key"])
@@ -743,6 +756,15 @@ class Daemon:
         series writes a whole checkpoint each time: always)."""
         return True
 
+    def _config_to_keep(self) -> dict:
+        """The configuration a checkpoint records: this run's, but the input settings its
+        layout was decided with (a restart compares config.yaml with those; recording this
+        run's made a changed setting warned about once, then silent, then the right one
+        warned against)."""
+        kept = {k: v for k, v in self.config.items() if k != "model"}
+        kept["input"] = {**kept["input"], **self._layout_settings}
+        return kept
+
     def save_checkpoint(self, reason: str) -> bool:
         """Write a checkpoint of what is applied; False if none was written (logged): after a
         batch whose per-point lines were lost (see :meth:`_lose_output`), on a write error
@@ -759,7 +781,7 @@ class Daemon:
                 **self._key_state(),
                 "layout": (None if self.layout is None else "plain" if self.layout is False
                            else self.layout.to_dict()),
-                "config": {k: v for k, v in self.config.items() if k != "model"}}
+                "config": self._config_to_keep()}
         target = Path(self.config["checkpoint"]["path"])
         try:
             if target.suffix != ".json":
