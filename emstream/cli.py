@@ -639,9 +639,14 @@ def store_listing(path: str, order: str = "key", top: int | None = None) -> dict
         raise CommandError(f"{store.path}: not a readable state store ({exc})") from None
     finally:
         store.close()
-    if not isinstance(meta, dict):
-        raise CommandError(f"{store.path}: not a readable state store (its daemon meta is "
-                           f"not an object)")
+    parts = {"daemon meta": meta}
+    if isinstance(meta, dict):  # (what the listing shows of it: an edited store's may be anything)
+        parts.update({"daemon meta's input": meta.get("input"),
+                      "daemon meta's counters": meta.get("counters")})
+    for part, value in parts.items():
+        if value is not None and not isinstance(value, dict):
+            raise CommandError(f"{store.path}: not a readable state store (its {part} is not "
+                               "an object)")
     for row in keys:
         if row["updated"] is not None:
             try:

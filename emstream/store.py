@@ -62,6 +62,14 @@ MAGIC = b"SQLite format 3\x00"
 STORE_NAME = "keys.sqlite"  # a keyed daemon's store inside its checkpoint directory
 
 
+def _text(key):
+    """A stored key, which the daemon writes as text (ValueError otherwise: a BLOB or a
+    number put there by hand)."""
+    if not isinstance(key, str):
+        raise ValueError(f"a key stored as {type(key).__name__}, not as text: {key!r:.60}")
+    return key
+
+
 def store_location(checkpoint_path: str | os.PathLike) -> Path:
     """Where a keyed daemon keeps its state store for ``checkpoint.path``: the path itself if
     it ends in ``.sqlite``, else ``keys.sqlite`` inside that directory."""
@@ -163,12 +171,13 @@ class KeyStore:
             (key, document.decode("ascii"), points, updated, anomalies, alarms, pending))
 
     def keys(self) -> list[str]:
-        """Every stored key."""
-        return [row[0] for row in self._db.execute("SELECT key FROM keys")]
+        """Every stored key (ValueError if one is not text: an edited store)."""
+        return [_text(row[0]) for row in self._db.execute("SELECT key FROM keys")]
 
     def waiting(self) -> list[str]:
         """Keys whose document holds rows not yet learned (a partial mini-batch)."""
-        return [row[0] for row in self._db.execute("SELECT key FROM keys WHERE pending > 0")]
+        return [_text(row[0])
+                for row in self._db.execute("SELECT key FROM keys WHERE pending > 0")]
 
     # What a listing may be sorted by: the key (ascending), or the most first.
     ORDERS = {"key": "key", "points": "points DESC, key", "anomalies": "anomalies DESC, key",
@@ -182,7 +191,15 @@ class KeyStore:
                + self.ORDERS[order])  # (a fixed string per order: nothing of the caller's)
         rows = self._db.execute(sql + " LIMIT ?", (-1 if limit is None else int(limit),))
         names = ("key", "points", "updated", "anomalies", "alarms", "pending")
-        return [dict(zip(names, row)) for row in rows]
+        listed = [dict(zip(names, row)) for row in rows]
+        for row in listed:
+            _text(row["key"])
+            for name in names[1:]:
+                value = row[name]
+                if value is not None and (isinstance(value, bool)
+                                          or not isinstance(value, (int, float))):
+                    raise ValueError(f"key {row['key']!r}: {name} is {value!r:.60}, not a number")
+        return listed
 
     def __len__(self) -> int:
         return self._db.execute("SELECT count(*) FROM keys").fetchone()[0]

@@ -715,7 +715,11 @@ def test_the_end_of_input_flush_commits_as_it_goes(tmp_path):
     "UPDATE keys SET document = replace(document, '\"format\"', '\"f\u00f6rmat\"') "
     "WHERE key = 'a'",
     "DROP TABLE keys; CREATE TABLE keys (k TEXT)",
-], ids=["meta-not-object", "updated-1e300", "no-meta", "blob", "non-ascii", "foreign-keys"])
+    "INSERT INTO keys (key, document) VALUES (x'ff', 'x')",
+    "UPDATE keys SET points = x'00' WHERE key = 'a'",
+    "UPDATE meta SET value = json_set(value, '$.input', 'x') WHERE name = 'daemon'",
+], ids=["meta-not-object", "updated-1e300", "no-meta", "blob", "non-ascii", "foreign-keys",
+        "blob-key", "blob-points", "input-not-object"])
 def test_inspect_and_diff_of_a_damaged_store_say_so_in_one_line(tmp_path, capsys, damage):
     """A state store edited by hand or by another program: inspect and diff answer (a listing
     with what is readable) or exit 1 with one line naming the file, never a traceback."""
@@ -739,6 +743,12 @@ def test_inspect_and_diff_of_a_damaged_store_say_so_in_one_line(tmp_path, capsys
         assert code in (0, 1), (command, code)
         if code == 1:
             assert len(err.strip().splitlines()) == 1 and store in err, (command, err)
+    # The daemon resumes it, or refuses it in one line (a BLOB key crashed it in a sort).
+    done = subprocess.run([*DAEMON, "--input", str(tmp_path / "k.csv"), "--checkpoint",
+                           str(tmp_path / "d"), "--set", "input.key=key", "--no-output"],
+                          capture_output=True, timeout=120)
+    err = done.stderr.decode()
+    assert done.returncode in (0, 65) and "Traceback" not in err, err[-2000:]
 
 
 def test_rows_refused_for_their_key_are_dead_letters_like_other_rejects(tmp_path):
