@@ -23,7 +23,7 @@ from .compare import full_covariances, match_components
 from .compressed import DataFile
 from .episodes import DEFAULT_THRESHOLD
 from .mixture import GaussianMixture
-from .parse import blank_byte_order_marks, parse_lines
+from .parse import blank_byte_order_marks, key_text, parse_lines
 from .report import format_rows
 from .stats import COVARIANCE_TYPES
 from .records import layout_from_dict
@@ -101,14 +101,28 @@ def _score_level(text: str) -> float:
     return value
 
 
+# The most a count argument may ask for (SQLite's LIMIT takes a 64-bit integer).
+MAX_COUNT = 2 ** 63 - 1
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"wants a whole number >= 1, got {text!r}")
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"wants a whole number from 1 to {MAX_COUNT}, got "
+                                         f"{text[:40]!r}")
     return value
+
+
+def _key(text: str) -> str:
+    """A key as the command line gives it, read as the daemon reads keys: its bytes as UTF-8,
+    else as cp1252 (a terminal in another encoding), so that it names the stored key."""
+    key = key_text(os.fsencode(text))
+    if key is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither UTF-8 nor cp1252 text")
+    return key
 
 
 def parsed_blocks(stream, columns=None, n_fields=None, key=None, day_first="auto"):
@@ -827,7 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--columns", type=_parse_columns, metavar="C,...",
                        help="columns to use, 0-based indices or header names; for JSON lines, "
                        "the fields (default: every column)")
-    score.add_argument("--key", metavar="K", help="a keyed stream's series: score its rows of "
+    score.add_argument("--key", type=_key, metavar="K", help="a keyed stream's series: score its rows of "
                        "DATA with its model from a state store")
     score.add_argument("--key-column", metavar="C", type=_column, default=0,
                        help="with --key, DATA's key column, as input.key: a 0-based index or a "
@@ -842,7 +856,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "history.")
     inspect.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or directory, or "
                          "a keyed emstreamd's state store (keys.sqlite)")
-    inspect.add_argument("--key", metavar="K", help="the key of a state store to show (as a "
+    inspect.add_argument("--key", type=_key, metavar="K", help="the key of a state store to show (as a "
                          "single series' checkpoint)")
     inspect.add_argument("--keys", action="store_true", help="list a state store's keys: "
                          "points, anomalies, drift alarms, rows waiting, last update")
@@ -867,9 +881,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "a state store)")
     compare.add_argument("b", metavar="B", nargs="?", help="the second checkpoint (default: A, "
                          "to compare two keys of one store)")
-    compare.add_argument("--key", metavar="K", help="the key of A (and of B) to compare, when "
+    compare.add_argument("--key", type=_key, metavar="K", help="the key of A (and of B) to compare, when "
                          "they are state stores (of the one that is, if only one is)")
-    compare.add_argument("--key-b", metavar="K", help="the key of B, if not --key")
+    compare.add_argument("--key-b", type=_key, metavar="K", help="the key of B, if not --key")
     _add_view_options(compare, "draw both mixtures overlaid (A solid, B dashed): densities, "
                       "ellipses, or a grid of pairs of features")
     compare.set_defaults(run=cmd_diff)
@@ -885,7 +899,7 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--threshold", type=_score_level, default=DEFAULT_THRESHOLD,
                           help="the anomaly threshold to draw (default: %(default)s)")
     timeline.add_argument("--title", help="a title over the picture")
-    timeline.add_argument("--key", metavar="K", help="a keyed stream's series to draw (the "
+    timeline.add_argument("--key", type=_key, metavar="K", help="a keyed stream's series to draw (the "
                           "key's rows of DATA and lines of SCORES)")
     timeline.add_argument("--key-column", metavar="C", type=_column, default=0,
                           help="DATA's key column, as input.key: a 0-based index or a header "

@@ -3,6 +3,7 @@ eviction and SIGKILLs; new keys past the hard limit are rejected; the state stor
 ``emstream inspect`` and ``emstream diff``."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -225,6 +226,12 @@ def test_a_key_saved_in_the_windows_code_page_is_the_same_key_as_in_utf8(tmp_pat
     from emstream.timeline import read_series
 
     assert len(read_series(tmp_path / "excel.csv", "Zürich", "host")["value"]) == 400
+    # A key typed in a cp1252 terminal (argv bytes that are not UTF-8) names the same key;
+    # it was "not a readable state store", blaming the store.
+    store = str(tmp_path / "excel" / "keys.sqlite")
+    typed = os.fsdecode("Zürich".encode("cp1252"))
+    assert emstream_main(["inspect", store, "--key", typed, "--json"]) == 0
+    assert emstream_main(["diff", store, "--key", typed, "--key-b", "Köln"]) == 0
 
 
 def test_per_point_lines_carry_the_key_in_csv_and_jsonl(tmp_path):
@@ -259,6 +266,9 @@ def test_inspect_and_diff_read_a_state_store(tmp_path, capsys):
     assert top["keys"] == most and top["n_keys"] == 3
     assert emstream_main(["inspect", store, "--keys", "--sort", "points", "--top", "2"]) == 0
     assert "3 keys, the first 2 by points" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as usage:  # (it blamed the store: "not a readable ...")
+        emstream_main(["inspect", store, "--keys", "--top", "9" * 20])
+    assert usage.value.code == 2 and "--top: wants a whole number" in capsys.readouterr().err
     assert emstream_main(["inspect", store, "--key", "host-001", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     document = KeyStore(store).get("host-001")
