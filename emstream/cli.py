@@ -230,6 +230,13 @@ def _fit_output(name: str, data: str | None = None) -> Path:
     folder = path if path.is_dir() else target.parent
     if not folder.is_dir():
         raise CommandError(f"{name}: no directory {str(folder)!r} to write the checkpoint in")
+    from .store import STORE_NAME, is_store
+
+    if (path.is_dir() and (path / STORE_NAME).exists()) or (target.exists() and is_store(target)):
+        # (a checkpoint written over it lost every key's model; one beside it hid it from
+        # emstream inspect --keys)
+        raise CommandError(f"{name} is a keyed emstreamd's state store: write the fit "
+                           "elsewhere")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise CommandError(f"{name}: the directory {str(folder)!r} is not writable")
     return path

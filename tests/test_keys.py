@@ -761,6 +761,24 @@ def test_inspect_and_diff_of_a_damaged_store_say_so_in_one_line(tmp_path, capsys
     assert done.returncode in (0, 65) and "Traceback" not in err, err[-2000:]
 
 
+def test_emstream_fit_refuses_to_write_over_or_beside_a_state_store(tmp_path, capsys):
+    """fit -o keys.sqlite replaced every key's model with one checkpoint; fit -o on the store's
+    directory hid the store from inspect --keys."""
+    (tmp_path / "k.csv").write_text("key,v\n" + "".join(f"{'ab'[i % 2]},{np.sin(i):.4f}\n"
+                                                       for i in range(400)))
+    _run(["--input", str(tmp_path / "k.csv"), "--checkpoint", str(tmp_path / "st"),
+          "--set", "input.key=key", "--no-output"])
+    (tmp_path / "x.txt").write_text("".join(f"{np.cos(i):.4f}\n" for i in range(200)))
+    before = (tmp_path / "st" / "keys.sqlite").read_bytes()
+    for output in ("st", "st/keys.sqlite"):
+        assert emstream_main(["fit", str(tmp_path / "x.txt"), "-k", "2", "-o",
+                              str(tmp_path / output)]) == 1
+        assert "state store" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "st").iterdir() if p.suffix == ".json") == []
+    assert (tmp_path / "st" / "keys.sqlite").read_bytes() == before
+    assert emstream_main(["inspect", str(tmp_path / "st"), "--keys"]) == 0
+
+
 def test_rows_refused_for_their_key_are_dead_letters_like_other_rejects(tmp_path):
     """Rows of a key past keys.max_known, or whose key is no text, go to input.dead_letter
     with their text, and their log lines name the file (they were counted and logged only,
