@@ -766,7 +766,7 @@ def cmd_diff(args) -> int:
             from .plot import plot_diff
 
             plot_diff(loaded_a.model, loaded_b.model, args.plot, labels=(
-                f"A {args.a}", f"B {args.b}"), features=args.features)
+                f"A {result['a']}", f"B {result['b']}"), features=args.features)
         except ImportError:
             raise CommandError("--plot needs matplotlib: pip install 'emstream[plot]'") from None
         except ValueError as exc:

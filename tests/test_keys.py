@@ -779,6 +779,22 @@ def test_emstream_fit_refuses_to_write_over_or_beside_a_state_store(tmp_path, ca
     assert emstream_main(["inspect", str(tmp_path / "st"), "--keys"]) == 0
 
 
+def test_a_plotted_diff_of_two_keys_names_the_keys(tmp_path, monkeypatch):
+    """diff STORE --key A --key-b B --plot drew a legend of "A STORE" and "B None"."""
+    from emstream import plot
+
+    (tmp_path / "k.csv").write_text("key,v\n" + "".join(f"{'ab'[i % 2]},{np.sin(i):.4f}\n"
+                                                       for i in range(400)))
+    _run(["--input", str(tmp_path / "k.csv"), "--checkpoint", str(tmp_path / "st"),
+          "--set", "input.key=key", "--no-output"])
+    drawn = []
+    monkeypatch.setattr(plot, "plot_diff", lambda *args, **kwargs: drawn.append(kwargs))
+    assert emstream_main(["diff", str(tmp_path / "st"), "--key", "a", "--key-b", "b", "--plot",
+                          str(tmp_path / "d.png")]) == 0
+    a, b = drawn[0]["labels"]
+    assert a.startswith("A ") and a.endswith("key 'a'") and b.endswith("key 'b'")
+
+
 def test_rows_refused_for_their_key_are_dead_letters_like_other_rejects(tmp_path):
     """Rows of a key past keys.max_known, or whose key is no text, go to input.dead_letter
     with their text, and their log lines name the file (they were counted and logged only,
