@@ -61,7 +61,8 @@ _CODES = {reason: code for code, reason in enumerate(REASONS)}
 # failing match costs linear time.
 _NUMBER = re.compile(rb"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _NON_FINITE = re.compile(rb"[+-]?(?:nan|inf(?:inity)?)", re.IGNORECASE)
-_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+# A control character: C0 and DEL as bytes, C1 (U+0080-U+009F, CSI among them) as UTF-8.
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]|\xc2[\x80-\x9f]")
 _SEPARATORS = re.compile(rb"[ \t\r,]+")
 _SPACES = bytes.maketrans(b",\r", b"  ")
 _SNIPPET = 60
@@ -145,6 +146,8 @@ def is_bad_key(name: bytes) -> bool:
 
     >>> is_bad_key(b"web-3"), is_bad_key(b""), is_bad_key(b"a\\x00"), is_bad_key(b"x" * 300)
     (False, True, True, True)
+    >>> is_bad_key("\\u009b31m".encode()), is_bad_key("Zürich 5°".encode())
+    (True, False)
     """
     return not name or len(name) > MAX_KEY_BYTES or _CONTROL.search(name) is not None
 

@@ -625,7 +625,8 @@ def _parse_clean_block(data: bytes, layout: Layout, first_line: int,
     keys = None
     if layout.key_field is not None:
         in_key = inside & ~separator & (field == layout.key_field)
-        if np.any((raw[in_key] < 0x20) | (raw[in_key] == 0x7F)):
+        c1 = in_key[:-1] & (raw[:-1] == 0xC2) & (raw[1:] >= 0x80) & (raw[1:] <= 0x9F)
+        if np.any((raw[in_key] < 0x20) | (raw[in_key] == 0x7F)) or np.any(c1):
             return None  # a control character (which a comma table's key may lose to strip)
         if np.bincount(inline[in_key], minlength=1).max() > MAX_KEY_BYTES:
             return None  # a key too long (the line parser rejects it): it would widen all

@@ -608,21 +608,22 @@ def test_empty_keys_and_keys_with_control_characters_are_bad_keys(header):
     comma = b"," in header
     sep = b"," if comma else b" "
     layout = find_layout(header + b"web-1" + sep + b"1\n", key="host")
-    keys = [b"web-1", b"k\x00", b"\x00k", b"k\x1b[0m", b"a\x7fb", b"web-2"]
+    keys = [b"web-1", b"k\x00", b"\x00k", b"k\x1b[0m", b"a\x7fb", b"web-2",
+            "\u009b31mRED".encode(), "a\u0085b".encode(), "5°C".encode()]  # (C1: CSI, NEL)
     if comma:
         keys += [b"", b" \t ", b" web-3 "]
     block = header + b"".join(k + sep + str(i).encode() + b"\n" for i, k in enumerate(keys))
     for first in (1, 2):  # the header in the block (line parser) or not (array parser first)
         parsed = parse_table(block if first == 1 else block[len(header):], layout,
                              first_line=first)
-        good = [b"web-1", b"web-2"] + ([b"web-3"] if comma else [])
+        good = [b"web-1", b"web-2", "5°C".encode()] + ([b"web-3"] if comma else [])
         assert parsed.keys.tolist() == good
         assert sorted(r.reason for r in parsed.rejects) == ["bad key"] * (len(keys) - len(good))
     lines = b"".join(json.dumps({"k": k, "v": 1}).encode() + b"\n" for k in
-                     ["web-1", "", "  ", "a\x00", "a\x00\x00", "\x1b", "b"])
+                     ["web-1", "", "  ", "a\x00", "a\x00\x00", "\x1b", "\u009b", "b"])
     parsed = parse_json_lines(lines, ["v"], key="k")
     assert parsed.keys.tolist() == [b"web-1", b"b"]
-    assert [r.reason for r in parsed.rejects] == ["bad key"] * 5
+    assert [r.reason for r in parsed.rejects] == ["bad key"] * 6
 
 
 def test_a_checkpoint_of_the_other_kind_stops_the_daemon_instead_of_starting_afresh(tmp_path):
