@@ -796,6 +796,27 @@ def test_a_plotted_diff_of_two_keys_names_the_keys(tmp_path, monkeypatch):
     assert a.startswith("A ") and a.endswith("key 'a'") and b.endswith("key 'b'")
 
 
+def test_an_anomaly_logged_in_a_keyed_stream_names_its_key(tmp_path):
+    """The anomaly log line said which line but not which series; with --log-format json the
+    key is a field of its own."""
+    rng = np.random.default_rng(0)
+    rows = [f"web-{i % 3},{v:.3f}" for i, v in enumerate(rng.normal(0, 1, 1200))]
+    rows.append("web-2,1000")
+    done = subprocess.run([*DAEMON[:-2], "--set", "input.key=0", "--checkpoint",
+                           str(tmp_path / "st"), "--no-output", "--log-format", "json"],
+                          input="\n".join(rows).encode() + b"\n", capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    logged = [json.loads(line) for line in done.stderr.decode().splitlines()
+              if line.startswith("{")]
+    alerts = [entry for entry in logged if entry["message"].startswith("anomaly")]
+    spike = [entry for entry in alerts if "line 1201:" in entry["message"]]
+    assert len(spike) == 1 and spike[0]["key"] == "web-2"
+    assert "anomaly of key 'web-2' at line 1201" in spike[0]["message"]
+    assert all(entry["message"].startswith(f"anomaly of key {entry['key']!r}")
+               for entry in alerts)
+
+
 def test_rows_refused_for_their_key_are_dead_letters_like_other_rejects(tmp_path):
     """Rows of a key past keys.max_known, or whose key is no text, go to input.dead_letter
     with their text, and their log lines name the file (they were counted and logged only,

@@ -307,7 +307,7 @@ class KeyedDaemon(Daemon):
             self._lose_output(exc)
         for event in update.events:
             if event["event"] == "anomaly":
-                self._alert(event, lines, stamps)
+                self._alert(event, lines, stamps, key=key)
         self.status_rows += len(batch)
         if series.pending.count:
             self.waiting[key] = time.monotonic()

@@ -673,15 +673,17 @@ class Daemon:
             return ""
         return f" ({path} line {line - self.file_first_line + 1})"
 
-    def _alert(self, event: dict, lines, stamps) -> None:
-        """Log the first point of an anomalous episode (the first 20, then every 1000th)."""
+    def _alert(self, event: dict, lines, stamps, key: str | None = None) -> None:
+        """Log the first point of an anomalous episode (the first 20, then every 1000th);
+        ``key``: the series it belongs to, in a keyed stream (also a field of a JSON log)."""
         self.alerts += 1
         if self.alerts <= 20 or self.alerts % 1000 == 0:
             i = event["index"]
             when = "" if stamps is None else f" ({stamps[i].decode()})"
-            log.warning("anomaly at line %d%s%s: score %.6f [%d episodes this run]",
+            of = "" if key is None else f" of key {key!r}"
+            log.warning("anomaly%s at line %d%s%s: score %.6f [%d episodes this run]", of,
                         int(lines[i]), self._where(int(lines[i])), when, event["score"],
-                        self.alerts)
+                        self.alerts, extra={} if key is None else {"key": key})
 
     def _make_key(self) -> None:
         """The series' monitor, once the input's layout is known (features for tables with a
