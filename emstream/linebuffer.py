@@ -87,6 +87,12 @@ class LineBuffer:
         self._kept = []  # the partial line's start (all of it within the limit)
         self._kept_bytes = 0
         self._held_cr = False  # the partial line ends in a CR that may start a CRLF
+        self._lf_owed = False  # a held CR was taken for a line's end: an LF next is its
+
+    @property
+    def holds_cr(self) -> bool:
+        """Whether the partial line ends in a CR waiting to see if an LF follows."""
+        return self._held_cr
 
     @property
     def pending(self) -> bytes:
@@ -124,6 +130,12 @@ class LineBuffer:
         bytes
             Complete lines, possibly none; :attr:`block_bytes` input bytes.
         """
+        if self._lf_owed and chunk:
+            self._lf_owed = False
+            if chunk.startswith(b"\n"):  # the CRLF's second half, after end_held_cr
+                data = self.feed(chunk[1:], at_end)
+                self.block_bytes += 1
+                return data
         if self._held_cr:
             self._held_cr = False
             if not chunk.startswith(b"\n"):  # the held CR was a line's end
@@ -161,6 +173,23 @@ class LineBuffer:
         if cut < len(chunk):
             self._keep(memoryview(chunk)[cut:])
         return data
+
+    def end_held_cr(self) -> bytes:
+        """The partial line, if it ends in a held CR, as a complete line (:attr:`block_bytes`
+        its bytes): for a follower whose file has stopped growing after a lone CR, so that
+        its last line need not wait for the next one.  An LF that comes next makes it a CRLF
+        (no blank line).
+
+        >>> cut = LineBuffer()
+        >>> cut.feed(b"1\\r2\\r"), cut.end_held_cr(), cut.feed(b"\\n3\\n"), cut.block_bytes
+        (b'1\\n', b'2\\n', b'3\\n', 3)
+        """
+        self.block_bytes = 0
+        if not self._held_cr:
+            return b""
+        self._held_cr, self._lf_owed = False, True
+        line, self.block_bytes = self._end_at_held_cr()
+        return line
 
     def _end_at_held_cr(self) -> tuple[bytes, int]:
         """The partial line, whose last byte is a lone CR, as a complete line; its input bytes."""

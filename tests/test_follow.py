@@ -222,6 +222,29 @@ def test_a_back_filled_file_then_followed_goes_on_where_it_was(tmp_path):
     assert done.returncode == 0 and _rows(state) == 900
 
 
+def test_a_followed_file_of_lone_cr_line_ends_learns_its_last_line_without_waiting(tmp_path):
+    """A writer ending lines in a lone CR: the last line was held until the next line came
+    (its CR might have begun a CRLF). Now, once the file stops after a CR, that CR ends the
+    line; an LF written after it is that line's (a CRLF in two writes), not a blank line."""
+    log, state = tmp_path / "mac.log", tmp_path / "state"
+    log.write_bytes(_lines(1000, 1).replace("\n", "\r").encode())
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 1000), _rows(state)
+    with open(log, "ab") as handle:  # one line in two writes, a pause between them
+        handle.write(b"12.5\r")
+        handle.flush()
+        assert _until(lambda: _rows(state) == 1001), _rows(state)
+        handle.write(b"\n")
+        handle.flush()
+        time.sleep(0.3)
+        handle.write(_lines(9, 2).replace("\n", "\r\n").encode())
+    assert _until(lambda: _rows(state) == 1010), _rows(state)
+    _stop(process)
+    meta = checkpoint.load(state).meta
+    assert meta["counters"]["lines"] == 1010 and not meta["counters"]["rejected"]
+    assert meta["input"]["offset"] == log.stat().st_size
+
+
 def test_a_partial_line_beyond_max_line_bytes_is_dropped_as_it_arrives(tmp_path):
     """A writer's line that grows without a newline is not kept whole: once longer than
     input.max_line_bytes its bytes are dropped as they are read, it counts as one "too long"

@@ -369,19 +369,25 @@ def test_line_ends_computed_from_blocks_are_exact_whatever_the_chunks(lengths, c
 @given(texts=st.lists(st.binary(max_size=6).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")),
                       min_size=1, max_size=30),
        ends=st.lists(st.sampled_from([b"\n", b"\r\n", b"\r"]), min_size=1, max_size=30),
-       cuts=st.lists(st.integers(1, 9), min_size=1, max_size=20), limit=st.sampled_from([None, 3]))
-def test_lines_may_end_in_lf_crlf_or_a_lone_cr_whatever_the_chunks(texts, ends, cuts, limit):
+       cuts=st.lists(st.integers(1, 9), min_size=1, max_size=20), limit=st.sampled_from([None, 3]),
+       waits=st.lists(st.booleans(), min_size=1, max_size=10))
+def test_lines_may_end_in_lf_crlf_or_a_lone_cr_whatever_the_chunks(texts, ends, cuts, limit,
+                                                                   waits):
     """Files from classic Mac OS end lines in a lone CR: each is a line, a CRLF is one line end
-    even when a chunk ends between its two bytes, and the bytes counted are the input's."""
+    even when a chunk ends between its two bytes (and a follower, tired of waiting, took the CR
+    for the line's end: ``waits``), and the bytes counted are the input's."""
     stream = b"".join(t + ends[i % len(ends)] for i, t in enumerate(texts))
     pieces, at = [], 0
     while at < len(stream):
         pieces.append(stream[at:at + cuts[len(pieces) % len(cuts)]])
         at += len(pieces[-1])
     cut, out, counted = LineBuffer(max_line_bytes=limit), b"", 0
-    for piece in pieces + [b""]:
+    for k, piece in enumerate(pieces + [b""]):
         out += cut.feed(piece, at_end=not piece)
         counted += cut.block_bytes
+        if waits[k % len(waits)]:
+            out += cut.end_held_cr()
+            counted += cut.block_bytes
     assert counted == len(stream)
     got = [line.removesuffix(b"\r") for line in out.split(b"\n")[:-1]]  # the parser strips CRs
     expected = re.split(rb"\r\n|\r|\n", stream)[:-1]  # universal newlines (CRLF is one end)

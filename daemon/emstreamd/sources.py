@@ -432,6 +432,12 @@ class FollowInput(_Source):
         elif ((info is not None and info.st_size < self.offset + self.lines.pending_bytes)
               or self._rewritten()):
             return self._truncated()
+        elif self.lines.holds_cr and time.monotonic() - self.last_data >= self.poll:
+            # A writer that ends lines in a lone CR: the file stopped after one, so it ended
+            # the last line (an LF that comes after all the same is that line's).
+            data = self.lines.end_held_cr()
+            self.offset += self.lines.block_bytes
+            return data
         time.sleep(min(max(timeout, 0.0), self.poll))
         return b""
 
