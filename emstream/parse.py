@@ -71,6 +71,26 @@ _SNIPPET = 60
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 
 
+# Byte-order marks of the encodings whose ASCII is not ASCII (longest first: UTF-32LE's
+# begins with UTF-16LE's).
+_WIDE_MARKS = ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"),
+               (b"\xff\xfe", "UTF-16LE"), (b"\xfe\xff", "UTF-16BE"))
+
+
+def wide_encoding(data: bytes) -> str | None:
+    """The encoding whose byte-order mark starts ``data``, for text of two or four bytes a
+    character (Excel's "Unicode text", PowerShell's ``>``), which no line of it would parse
+    in; None for any other start.
+
+    >>> wide_encoding("value\\n1.5\\n".encode("utf-16")), wide_encoding(b"1.5\\n")
+    ('UTF-16LE', None)
+    """
+    for mark, name in _WIDE_MARKS:
+        if data.startswith(mark):
+            return name
+    return None
+
+
 def blank_byte_order_marks(data: bytes) -> bytes:
     """``data`` with each UTF-8 byte order mark that starts a line (spreadsheets' "CSV UTF-8"
     starts the file with one) made three spaces: the header's first name is then the name,

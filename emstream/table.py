@@ -59,6 +59,7 @@ from .parse import (
     key_bytes,
     parse_json_lines,
     parse_lines,
+    wide_encoding,
 )
 from .linebuffer import LineBuffer
 from .timestamps import infer_day_first, looks_like_time, needs_day_order, parse_times
@@ -412,6 +413,9 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
         chunk = stream.read(BLOCK_BYTES)
         data = blank_byte_order_marks(lines.feed(chunk, at_end=not chunk))
         if data:
+            if layout is None and line == 1 and (encoding := wide_encoding(data)):
+                raise LayoutError(f"the input is {encoding} text: convert it to UTF-8 first "
+                                  f"(iconv -f {encoding[:6]} -t UTF-8)")
             if layout is None and data.strip():
                 head = data[:LAYOUT_BYTES]
                 head = head[:head.rfind(b"\n") + 1] or head

@@ -442,6 +442,34 @@ def test_a_back_fill_of_a_file_with_cr_line_ends_resumes_where_it_stopped(tmp_pa
     assert meta["counters"]["lines"] == 700
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("fmt", ["numbers", "jsonl"])
+def test_utf16_or_utf32_input_is_refused_at_once_naming_its_encoding(tmp_path, capsys, encoding,
+                                                                     fmt):
+    """Excel's "Unicode text" and PowerShell's ``>`` write UTF-16: every line was rejected as
+    non-numeric and the checkpoint moved past the whole file, with no word of the encoding."""
+    from emstream.cli import main as emstream_main
+
+    rows = ([json.dumps({"v": i % 7 + 0.5}) for i in range(300)] if fmt == "jsonl"
+            else ["value"] + [f"{i % 7}.5" for i in range(300)])
+    text = "\n".join(rows) + "\n"
+    data = tmp_path / "wide.txt"
+    data.write_bytes(("\ufeff" + text).encode(encoding) if encoding.endswith("be")
+                     else text.encode(encoding))
+    settings = ["--set", "input.format=jsonl", "--set", "input.fields=[v]"] * (fmt == "jsonl")
+    for how in ({"args": ["--input", str(data)]}, {"args": [], "input": data.read_bytes()}):
+        state = tmp_path / f"state-{len(how['args'])}"
+        done = _run("--config", CONFIG, "--no-output", "--checkpoint", str(state), *settings,
+                    *how["args"], input=how.get("input"))
+        err = done.stderr.decode().strip().splitlines()
+        assert done.returncode == 65, err
+        name = encoding.upper().replace("-BE", "BE")
+        assert err[-1].startswith(f"emstreamd: the input is {name}") and "iconv" in err[-1]
+        assert not list(state.glob("checkpoint-*.json"))
+    assert emstream_main(["fit", str(data), "-k", "2", "-o", str(tmp_path / "m.json")]) == 1
+    assert f"the input is {name}" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- item 7: pyarrow and signals
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_pyarrows_parse_leaves_the_block_to_numpy(signum):

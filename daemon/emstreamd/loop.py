@@ -21,7 +21,8 @@ import numpy as np
 
 from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
-from emstream.parse import Rejects, blank_byte_order_marks, parse_json_lines, parse_lines
+from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, parse_lines,
+                            wide_encoding)
 from emstream.store import STORE_NAME
 from emstream.records import JsonLayout, find_json_layout, layout_from_dict
 from emstream.table import (LAYOUT_BYTES, LayoutError, find_layout, parse_table,
@@ -31,7 +32,7 @@ from . import config as config_module
 from . import early, lock
 from .batcher import Pending
 from .columns import parse_with_columns
-from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, EX_TEMPFAIL, StartError
+from .errors import EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import KeyMonitor, batch_rows
 from .notify import Watchdog, notify
 from .sinks import PointSink, say_if_waiting_for_a_reader
@@ -431,6 +432,10 @@ class Daemon:
     def _parse_block(self, data: bytes, first: int, n_fields: int | None):
         """Rows of a block of lines, and the byte offset just past each line (in the block)."""
         settings = self.config["input"]
+        if self.layout is None and first == 1 and (encoding := wide_encoding(data)):
+            # (before anything is learned: every line would be rejected, the input read past)
+            raise StartError(f"the input is {encoding} text: convert it to UTF-8 first (iconv "
+                             f"-f {encoding[:6]} -t UTF-8)", EX_DATAERR)
         data = blank_byte_order_marks(data)
         if settings["format"] == "jsonl":
             if self.layout is None and data.strip():
