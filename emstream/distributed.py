@@ -374,6 +374,11 @@ def connect(address: str, *, timeout: float = 30.0):
     n_workers = _local_workers(address)
     distributed = require("distributed")
     if n_workers is None:
+        try:  # (a Client made of a malformed address waited 60 s at exit to close)
+            distributed.comm.get_address_host_port(address)
+        except ValueError as exc:
+            raise ValueError(f"{address!r} is no dask scheduler address ({exc}): give "
+                             "tcp://host:port, or local:N for N local workers") from None
         try:
             client = distributed.Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:

@@ -271,6 +271,19 @@ def test_cli_fit_on_a_local_cluster_from_a_parquet_file(tmp_path, capsys):
     assert usage.value.code == 2
 
 
+@pytest.mark.parametrize("address", ["synchronous", "tcp://host", "inproc://x"])
+def test_a_malformed_scheduler_address_is_one_line_at_once(tmp_path, address):
+    """--dask-scheduler synchronous (dask's scheduler names are no address) printed its error,
+    then a traceback 60 s later, when the half-made client timed out closing at exit."""
+    (tmp_path / "a.txt").write_text("".join(f"{v}\n" for v in range(50)))
+    done = subprocess.run([sys.executable, "-m", "emstream", "fit", str(tmp_path / "a.txt"),
+                           "-k", "2", "-o", str(tmp_path / "c.json"), "--dask-scheduler",
+                           address], capture_output=True, timeout=30)
+    err = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 1 and len(err) == 1, err
+    assert "no dask scheduler address" in err[0] and "tcp://host:port" in err[0]
+
+
 # ---------------------------------------------------------------------------- without dask
 def test_missing_dask_says_how_to_install_it(monkeypatch, tmp_path, capsys, X2):
     for name in ("dask", "dask.array", "dask.dataframe", "dask.base", "distributed"):
