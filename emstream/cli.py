@@ -287,8 +287,11 @@ def _is_parquet(pattern: str) -> bool:
     return Path(pattern).is_dir() or pattern.lower().endswith(PARQUET_SUFFIXES)
 
 
-def _parse_block(data: bytes, n_fields, columns):
-    """Parse one block of whole lines (a dask task): rows and what was rejected."""
+def _parse_block(data: bytes, n_fields, columns, line_end: bytes = b"\n"):
+    """Parse one block of whole lines (a dask task) that end in ``line_end``: rows and what
+    was rejected."""
+    if line_end != b"\n":
+        data = data.replace(line_end, b"\n")
     parsed = parse_lines(blank_byte_order_marks(data), n_fields=n_fields, columns=columns)
     return parsed.rows, (parsed.rows.shape[0], parsed.n_lines, parsed.reject_counts(),
                          parsed.rejects[:SHOWN_REJECTS])
@@ -304,9 +307,16 @@ def _text_rows_dask(pattern: str, columns):
     import dask.array as da
     from dask.bytes import read_bytes
 
+    line_end = b"\n"
     try:
-        sample, blocks, paths = read_bytes(pattern, delimiter=b"\n", blocksize=DASK_BLOCK_BYTES,
+        sample, blocks, paths = read_bytes(pattern, delimiter=line_end,
+                                           blocksize=DASK_BLOCK_BYTES,
                                            sample=DASK_SAMPLE_BYTES, include_path=True)
+        if line_end not in sample and b"\r" in sample:  # lines ending in a lone CR
+            line_end = b"\r"
+            sample, blocks, paths = read_bytes(pattern, delimiter=line_end,
+                                               blocksize=DASK_BLOCK_BYTES,
+                                               sample=DASK_SAMPLE_BYTES, include_path=True)
     except (OSError, ValueError) as exc:
         raise CommandError(f"{pattern}: cannot read ({exc})") from None
     if not paths:
@@ -315,11 +325,13 @@ def _text_rows_dask(pattern: str, columns):
         # (the cluster's parser reads numbers, with no header to find names in)
         raise CommandError("--dask-scheduler reads text files of numbers: --columns takes "
                            "0-based indices there (names: Parquet)")
-    n_fields = parse_lines(sample[:sample.rfind(b"\n") + 1] or sample).n_fields
+    head = (sample[:sample.rfind(line_end) + 1] or sample).replace(line_end, b"\n")
+    n_fields = parse_lines(head).n_fields
     if n_fields is None:
         raise CommandError(f"{paths[0]}: no numeric line in its first {len(sample)} bytes")
     parse = dask.delayed(_parse_block, nout=2)
-    parsed = [[parse(block, n_fields, columns) for block in file_blocks] for file_blocks in blocks]
+    parsed = [[parse(block, n_fields, columns, line_end) for block in file_blocks]
+              for file_blocks in blocks]
     try:
         reports = dask.compute([[p[1] for p in file_parts] for file_parts in parsed])[0]
     except ValueError as exc:
@@ -848,7 +860,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--columns", type=_parse_columns, metavar="C,...",
                        help="columns to use, 0-based indices or header names; for JSON lines, "
                        "the fields (default: every column)")
-    score.add_argument("--key", type=_key, metavar="K", help="a keyed stream's series: score its rows of "
+    score.add_argument("--key", type=_key, metavar="K",
+                       help="a keyed stream's series: score its rows of "
                        "DATA with its model from a state store")
     score.add_argument("--key-column", metavar="C", type=_column, default=0,
                        help="with --key, DATA's key column, as input.key: a 0-based index or a "
@@ -863,8 +876,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "history.")
     inspect.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or directory, or "
                          "a keyed emstreamd's state store (keys.sqlite)")
-    inspect.add_argument("--key", type=_key, metavar="K", help="the key of a state store to show (as a "
-                         "single series' checkpoint)")
+    inspect.add_argument("--key", type=_key, metavar="K",
+                         help="the key of a state store to show (as a single series' "
+                         "checkpoint)")
     inspect.add_argument("--keys", action="store_true", help="list a state store's keys: "
                          "points, anomalies, drift alarms, rows waiting, last update")
     inspect.add_argument("--sort", default="key", choices=("key", "points", "anomalies",
@@ -888,8 +902,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "a state store)")
     compare.add_argument("b", metavar="B", nargs="?", help="the second checkpoint (default: A, "
                          "to compare two keys of one store)")
-    compare.add_argument("--key", type=_key, metavar="K", help="the key of A (and of B) to compare, when "
-                         "they are state stores (of the one that is, if only one is)")
+    compare.add_argument("--key", type=_key, metavar="K",
+                         help="the key of A (and of B) to compare, when they are state "
+                         "stores (of the one that is, if only one is)")
     compare.add_argument("--key-b", type=_key, metavar="K", help="the key of B, if not --key")
     _add_view_options(compare, "draw both mixtures overlaid (A solid, B dashed): densities, "
                       "ellipses, or a grid of pairs of features")
@@ -906,8 +921,9 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--threshold", type=_score_level, default=DEFAULT_THRESHOLD,
                           help="the anomaly threshold to draw (default: %(default)s)")
     timeline.add_argument("--title", help="a title over the picture")
-    timeline.add_argument("--key", type=_key, metavar="K", help="a keyed stream's series to draw (the "
-                          "key's rows of DATA and lines of SCORES)")
+    timeline.add_argument("--key", type=_key, metavar="K",
+                          help="a keyed stream's series to draw (the key's rows of DATA "
+                          "and lines of SCORES)")
     timeline.add_argument("--key-column", metavar="C", type=_column, default=0,
                           help="DATA's key column, as input.key: a 0-based index or a header "
                           "name (default: 0)")

@@ -254,6 +254,18 @@ def test_cli_fit_on_a_local_cluster_from_a_csv_glob(tmp_path, capsys, monkeypatc
     np.testing.assert_allclose(_fitted_means(ckpt), local.means_, rtol=1e-10)
 
 
+def test_cli_fit_on_a_local_cluster_reads_lone_cr_line_ends(tmp_path, capsys):
+    """A file whose lines end in a lone CR (classic Mac OS) was one line to the cluster's
+    reader, which splits at LF: "no numeric line"."""
+    X = mixture_2d(5000, np.random.default_rng(10))
+    (tmp_path / "mac.txt").write_bytes("".join(f"{a!r},{b!r}\r" for a, b in X.tolist()).encode())
+    ckpt = tmp_path / "mac.json"
+    assert main(["fit", str(tmp_path / "mac.txt"), "-k", "3", "-o", str(ckpt),
+                 "--dask-scheduler", "local:1"]) == 0
+    local = GaussianMixture(3, random_state=0).fit(X)
+    np.testing.assert_allclose(_fitted_means(ckpt), local.means_, rtol=1e-10)
+
+
 def test_cli_fit_on_a_local_cluster_from_a_parquet_file(tmp_path, capsys):
     X = mixture_1d(N, np.random.default_rng(9))
     pd.DataFrame({"value": X[:, 0], "id": np.arange(N)}).to_parquet(tmp_path / "data.parquet")
