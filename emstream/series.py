@@ -61,6 +61,7 @@ from .episodes import EpisodeUpdate, Episodes
 from .level import LEVEL_WINDOW, RecentLevel
 from .temporal import TemporalFeatures
 from .timestamps import typical_step
+from .validation import check_array
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,11 @@ class SeriesMonitor:
         X = np.asarray(X, dtype=float)
         if X.ndim == 1:
             X = X[:, None]
+        if X.shape[0]:
+            # Checked before anything is remembered: a refused row (NaN, beyond 1e100, another
+            # width) left the features' history (and their floor) poisoned, and every later
+            # block was refused too.
+            X = check_array(X, n_features=self._width(), estimator="SeriesMonitor")
         if self._units_pending and X.shape[0]:
             self._take_units(X)
         if times is not None and self.episodes.time_step is None:
@@ -216,6 +222,13 @@ class SeriesMonitor:
         return self.learn_rows(F, self.features.context_columns(d), with_resp=with_resp,
                                with_scores=with_scores, stale=self.features.stale_,
                                stale_columns=self.features.lag_columns(d), echo=echo)
+
+    def _width(self) -> int | None:
+        """The number of values a row holds, once rows were learned (None before)."""
+        if self.features is not None:
+            return self.features.width
+        model = self.monitor.model
+        return model.n_features_in_ if model._is_fitted() else None
 
     def _take_units(self, X: np.ndarray) -> None:
         """Set the model's ``reg_covar`` from the first rows that vary (``reg_covar_share``)."""

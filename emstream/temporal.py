@@ -43,7 +43,7 @@ import numpy as np
 
 from .resolution import _decimal_step
 from .timestamps import typical_step
-from .validation import MAX_ABS_VALUE, check_int
+from .validation import MAX_ABS_VALUE, check_array, check_int
 
 # Periods the automatic season search considers.
 MIN_SEASON, MAX_SEASON = 4, 1000
@@ -243,6 +243,11 @@ class TemporalFeatures:
         reach = self.season_ + SEASON_SPAN
         return reach if self._period is None else 2 * reach
 
+    @property
+    def width(self) -> int | None:
+        """The number of values a row of the stream holds (None before the first row)."""
+        return None if self._history is None else self._history.shape[1]
+
     # ------------------------------------------------------------------ transform
     def transform(self, X, times=None) -> np.ndarray:
         """Feature rows of the next rows of the stream (and remember them).
@@ -260,6 +265,8 @@ class TemporalFeatures:
         X = np.asarray(X, dtype=float)
         if X.ndim == 1:
             X = X[:, None]
+        if X.shape[0]:  # (checked before anything is remembered: a refused row changes nothing)
+            X = check_array(X, n_features=self.width, estimator="TemporalFeatures")
         n, d = X.shape
         if times is not None:
             times = np.asarray(times, dtype=float).reshape(-1)

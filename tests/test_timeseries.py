@@ -621,6 +621,36 @@ def test_the_series_monitor_takes_the_time_step_from_the_first_rows():
     assert monitor.episodes.hold_points == 48
 
 
+@pytest.mark.parametrize("features", [True, False], ids=["features", "plain"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e101, "width"])
+def test_a_refused_block_changes_nothing_in_the_series_monitor(features, bad):
+    """A NaN (or a value beyond 1e100, or a row of another width) was refused after the
+    features had remembered it: every later block was then refused too, and a first row of
+    NaN poisoned the stream for good. Now the refused block changes nothing."""
+    from emstream import GaussianMixture
+    from emstream.drift import DriftMonitor
+    from emstream.series import SeriesMonitor
+
+    def run(first_bad: bool, bad_block: bool):
+        rng = np.random.default_rng(4)
+        monitor = SeriesMonitor(DriftMonitor(GaussianMixture(3, random_state=0)),
+                                TemporalFeatures() if features else None)
+        out = []
+        for k in range(12):
+            if bad_block and k in ((0,) if first_bad else (3, 7)):
+                block = np.ones((5, 2)) if bad == "width" else np.r_[[[1.0]], [[bad]]]
+                with pytest.raises(ValueError):
+                    monitor.update(block)
+            update = monitor.update(rng.normal(size=(60, 1)))
+            out.append(None if update.score is None else update.score.tolist())
+        return out
+
+    for first_bad in (False, True):
+        if first_bad and bad == "width":
+            continue  # (no width to differ from before the first block)
+        assert run(first_bad, True) == run(first_bad, False)
+
+
 def test_a_day_after_an_alerted_flatline_is_no_anomaly_again():
     """The same time a day after an alerted anomaly takes its season column from the anomaly:
     scored against it, an ordinary crest "given" a flat yesterday looked odd and alerted again
