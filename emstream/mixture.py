@@ -416,8 +416,12 @@ class GaussianMixture:
         # (n_seen counts from the last fit: right after fit it is 0, and the names are fit's)
         first = learning and (learner is None or learner.n_seen == 0) and not self._is_fitted()
         self._check_feature_names(X, reset=first)
-        return check_array(X, n_features=getattr(self, "n_features_in_", None),
-                           min_samples=min_samples, why_min=why, estimator="GaussianMixture")
+        width = getattr(self, "n_features_in_", None)
+        if width is None and learning and learner is not None:
+            # (the warm-up's rows so far: another width would break the buffer for good)
+            width = learner.n_features
+        return check_array(X, n_features=width, min_samples=min_samples, why_min=why,
+                           estimator="GaussianMixture")
 
     def _check_feature_names(self, X, *, reset: bool) -> None:
         """As scikit-learn does: a data frame's column names are kept as ``feature_names_in_``

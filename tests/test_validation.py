@@ -28,6 +28,25 @@ def test_bad_data_is_refused_with_a_clear_message(bad, message):
             call(bad)
 
 
+def test_another_width_during_the_warm_up_is_refused_and_changes_nothing():
+    """partial_fit took rows of another width while the warm-up filled: the buffer was then
+    broken for good (every later call, and a checkpoint of it, failed in numpy)."""
+    from emstream import checkpoint
+    from emstream.drift import DriftMonitor
+
+    rng = np.random.default_rng(0)
+    gm = GaussianMixture(2, random_state=0)
+    gm.partial_fit(rng.normal(size=(5, 2)))
+    with pytest.raises(ValueError, match="3 features, but GaussianMixture is expecting 2"):
+        gm.partial_fit(rng.normal(size=(3, 3)))
+    monitor = DriftMonitor(gm)
+    with pytest.raises(ValueError, match="expecting 2"):
+        monitor.update(rng.normal(size=(4, 1)))
+    gm.partial_fit(rng.normal(size=(50, 2)))
+    assert gm._online.buffered == 55
+    assert checkpoint.loads(checkpoint.dumps(gm)).model._online.buffered == 55
+
+
 def test_fewer_samples_than_components(X):
     with pytest.raises(ValueError, match="fewer than 5 .n_components=5"):
         GaussianMixture(5).fit(X[:3])
