@@ -509,7 +509,8 @@ class DriftMonitor:
                 "collected": None if self._collected is None
                 else np.concatenate(self._collected).tolist() if self._collected else [],
                 "anomaly_threshold": self.anomaly_threshold_,
-                "surprise_scale": None if self._scale is None else list(self._scale)}
+                "surprise_scale": None if self._scale is None else list(self._scale),
+                "carry": self._carry.tolist()}
 
     def restore(self, state: dict) -> "DriftMonitor":
         """Continue from :meth:`state`'s output (``ValueError`` if it is malformed)."""
@@ -528,6 +529,9 @@ class DriftMonitor:
                 threshold = float(threshold)
             if collected is not None:
                 collected = np.array(collected, dtype=float).reshape(-1, self._n_features())
+            # The surprises of a block not yet full (absent from states saved before them: a
+            # restart then began its next block afresh, and its alarms came a block late).
+            carry = np.array(state.get("carry") or [], dtype=float).reshape(-1)
         except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise ValueError(f"drift monitor state is malformed ({exc})") from None
         if not all(np.isfinite(v) for v in (reference or 0.0, threshold or 0.0)) or (
@@ -536,7 +540,10 @@ class DriftMonitor:
         # Surprises of rows the parser admits (|x| <= 1e100) stay far below these bounds; a
         # larger value is forged, and summed over the reference's blocks it would overflow
         # (a checkpoint the daemon could then never write again).
-        surprises = [abs(v) for v in (reference or 0.0, threshold or 0.0, *(scale or ()))]
+        if not np.isfinite(carry).all():
+            raise ValueError("drift monitor state holds NaN or infinity")
+        surprises = [abs(v) for v in (reference or 0.0, threshold or 0.0, *(scale or ()),
+                                      float(np.abs(carry).max(initial=0.0)))]
         if max(surprises) > _MAX_SURPRISE or (collected is not None and collected.size
                                               and np.abs(collected).max() > _MAX_ROW_VALUE):
             raise ValueError("drift monitor state holds a value beyond any real surprise")
@@ -544,6 +551,8 @@ class DriftMonitor:
         self.anomaly_threshold_ = threshold
         self._scale = scale
         self._collected = None if collected is None else [collected]
+        # (a block since made shorter: the full blocks' worth is dropped, as a reset would)
+        self._carry = carry[carry.size // self.block * self.block:].copy()
         self._detector = self._new_detector()
         self._fed_sum, self._fed_count = 0.0, 0
         if reference is not None:

@@ -322,6 +322,29 @@ def test_a_restart_at_the_change_still_raises_the_alarm():
             {**old_format, "reference_mean": 1e308})
 
 
+@pytest.mark.parametrize("restart_at", [150, 197, 201])
+def test_a_restart_between_blocks_raises_the_alarm_where_an_uninterrupted_run_does(restart_at):
+    """Batches of 30 rows against blocks of 50: the surprises of the block under way were not
+    saved, so a restored monitor began a new block and alarmed a block or two late."""
+    import json
+
+    rng = np.random.default_rng(0)
+    batches = [draw(rng, 30) for _ in range(200)] + [draw(rng, 30, 3.0) for _ in range(40)]
+
+    def run(restart=None):
+        monitor = DriftMonitor(GaussianMixture(3, random_state=0))
+        for i, batch in enumerate(batches):
+            if i == restart:
+                state = json.loads(json.dumps(monitor.state()))
+                monitor = DriftMonitor(from_dict(to_dict(monitor.model))).restore(state)
+            monitor.update(batch)
+        return [(e["event"], e["point"]) for e in monitor.events_]
+
+    events = run()
+    assert [kind for kind, point in events if point >= restart_at * 30] == ["drift", "refit"]
+    assert run(restart_at) == events
+
+
 def test_a_restart_while_collecting_keeps_the_collected_points():
     rng = np.random.default_rng(12)
     monitor = DriftMonitor(GaussianMixture(3, random_state=0))
