@@ -256,6 +256,11 @@ class DriftMonitor:
             _check_detector_params(self.detector, self.detector_params or {})
         check_int(self.block, "block", 1)
         check_int(self.refit_points, "refit_points", 1)
+        k = getattr(self.model, "n_components", 1)
+        if isinstance(k, int) and self.refit_points < k:
+            # (else the first drift refit raised mid-stream, after its batch was learned)
+            raise ValueError(f"refit_points must be at least n_components ({k}), got "
+                             f"{self.refit_points}")
         check_int(self.quantile_window, "quantile_window", 100)
         if self.memory is not None:
             check_int(self.memory, "memory", 2)

@@ -288,6 +288,8 @@ def test_monitor_settings_are_validated():
         DriftMonitor(GaussianMixture(2), anomaly_quantile=1.5)
     with pytest.raises(ValueError, match="block"):
         DriftMonitor(GaussianMixture(2), block=0)
+    with pytest.raises(ValueError, match="refit_points must be at least n_components"):
+        DriftMonitor(GaussianMixture(3), refit_points=2)  # (its first refit raised mid-stream)
 
 
 def test_a_restart_at_the_change_still_raises_the_alarm():
