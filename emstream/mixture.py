@@ -730,6 +730,7 @@ class GaussianMixture:
         self._require_iterations("refit")
         self._check_fitted()
         self._check_settings_unchanged("refit")
+        self._check_feature_names(X, reset=False)  # (columns swapped were refitted as they came)
         checks = dict(n_features=self.n_features_in_, min_samples=self.n_components,
                       why_min=f" (n_components={self.n_components})")
         X = _batch_rows(X, checks)
