@@ -345,6 +345,8 @@ class GaussianMixture:
                                  f"{means.shape}")
             if not np.all(np.isfinite(means)):
                 raise ValueError("means_init must be finite")
+            if np.abs(means).max(initial=0.0) > MAX_ABS_VALUE:  # (no data lies there)
+                raise ValueError(f"means_init must lie within ±{MAX_ABS_VALUE:g}, as data do")
         if self.precisions_init is not None:
             prec = _as_float_array(self.precisions_init, "precisions_init")
             shape = scatter_shape(kind, k, n_features)

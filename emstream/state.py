@@ -101,6 +101,9 @@ def to_dict(model: GaussianMixture) -> dict:
               for name, value in model.get_params().items()}
     if isinstance(params["max_iter"], int) and params["max_iter"] < 1:
         raise ValueError(_NO_EM)
+    # set_params(n_components=...) after a fit: the fitted arrays no longer match the settings,
+    # and the state written would not load.
+    model._check_settings_unchanged("saving")
     for name in _ARRAY_PARAMS:
         params[name] = _list(params[name])
     params["random_state"] = _encode_random_state(params["random_state"])
@@ -375,7 +378,10 @@ def _model_from_params(params) -> GaussianMixture:
     params = dict(params)
     for name in _ARRAY_PARAMS:
         if params[name] is not None:
-            params[name] = _array(params[name], name)
+            # (precisions: no bound but finiteness, as the fitted ones: data on a scale of
+            # 1e-60 have precisions of 1e120, which a fit accepts)
+            params[name] = _array(params[name], name,
+                                  bound=math.inf if name == "precisions_init" else MAX_ABS_VALUE)
     params["random_state"] = _decode_random_state(params["random_state"])
     model = GaussianMixture(**params)
     try:  # (the estimator's own bounds: what a fit accepts, a checkpoint of it may hold)

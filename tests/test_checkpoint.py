@@ -260,6 +260,30 @@ def test_a_model_with_the_daemons_reg_covar_at_extreme_scales_loads_back(tmp_pat
     np.testing.assert_array_equal(back.score_samples(X), gm.score_samples(X))
 
 
+def test_initial_values_a_fit_accepts_save_and_load_and_the_others_are_refused_at_fit():
+    """precisions_init of 1e120 (data on a scale of 1e-60) passed fit and dumps, and the
+    checkpoint was refused on load as beyond 1e100; means_init of 1e150, where no data lie,
+    passed fit too."""
+    X = np.random.default_rng(0).normal(size=(400, 1)) * 1e-60
+    gm = GaussianMixture(1, precisions_init=np.array([[[1e120]]]), random_state=0).fit(X)
+    back = checkpoint.loads(checkpoint.dumps(gm)).model
+    assert_same_model(back, gm)
+    np.testing.assert_array_equal(back.precisions_init, gm.precisions_init)
+    with pytest.raises(ValueError, match="means_init must lie within"):
+        GaussianMixture(1, means_init=np.array([[1e150]])).fit(X)
+
+
+def test_a_model_whose_settings_changed_since_its_fit_is_not_saved_unloadable():
+    """set_params(n_components=3) after a fit of 2: dumps wrote what loads refused."""
+    X = mixture_2d(600, np.random.default_rng(1))
+    for change in ({"n_components": 3}, {"covariance_type": "diag"}):
+        gm = GaussianMixture(2, random_state=0).fit(X).set_params(**change)
+        with pytest.raises(ValueError, match="saving cannot continue a model fitted with"):
+            checkpoint.dumps(gm)
+        gm.fit(X)  # (fitted again under the new settings: saved and loaded as any)
+        assert_same_model(checkpoint.loads(checkpoint.dumps(gm)).model, gm)
+
+
 @pytest.mark.parametrize("seed", [2**63, 10**23])
 def test_any_seed_a_fit_accepts_saves_and_loads(tmp_path, seed):
     """Seeds from 2**63 up were fitted with and saved, then refused on loading ("must be a
