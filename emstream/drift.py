@@ -40,6 +40,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import em
+from .calibration import MIN_TAIL_SCALE, TAIL_QUANTILE
 from .mixture import GaussianMixture
 from .online import RECENT_POINTS, auto_gate
 from .page_hinkley import PageHinkley
@@ -493,7 +494,15 @@ class DriftMonitor:
         # points, not every batch.
         due = self.anomaly_threshold_ is None or self._since_quantile >= max(1000, size)
         if len(self._recent) >= min(needed, size) and due:
-            self.anomaly_threshold_ = quantile(self._recent.stored(), 1 - self.anomaly_quantile)
+            stored = self._recent.stored()
+            # At least what an exponential tail of the calibrator's smallest scale beyond the
+            # 90th percentile puts there: after a flat stretch every surprise was the same, and
+            # a point a thousandth of a nat above it (a density 1.001x lower) was flagged.
+            threshold = quantile(stored, 1 - self.anomaly_quantile)
+            if self.anomaly_quantile < 1 - TAIL_QUANTILE:
+                threshold = max(threshold, quantile(stored, TAIL_QUANTILE) + MIN_TAIL_SCALE
+                                * math.log((1 - TAIL_QUANTILE) / self.anomaly_quantile))
+            self.anomaly_threshold_ = threshold
             self._since_quantile = 0
 
     # ------------------------------------------------------------------ persistence

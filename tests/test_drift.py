@@ -170,6 +170,20 @@ def test_no_detector_means_no_alarm():
     assert [e for e in monitor.events_ if e["event"] != "upkeep"] == []  # (upkeep may act)
 
 
+def test_the_quantile_threshold_of_a_flat_stretch_does_not_flag_every_later_point():
+    """30,000 readings stuck at one value: every surprise the same, so the rarest 0.1% was that
+    value, and every later point a thousandth of a nat above it was flagged (10,000 of
+    10,000 here, points well inside the model)."""
+    rng = np.random.default_rng(0)
+    monitor = DriftMonitor(GaussianMixture(2, random_state=0))  # anomaly_quantile=0.001
+    feed(monitor, np.full((30_000, 1), 3.0), 500)
+    flagged = 0
+    for _ in range(20):
+        flagged += int(monitor.update(3.0 + 0.01 * rng.normal(size=(500, 1))).anomaly.sum())
+    assert flagged <= 20
+    assert monitor.update(np.array([[3.0], [6.0]])).anomaly.tolist() == [False, True]
+
+
 def test_quantile_threshold_flags_the_rarest_fraction():
     rng = np.random.default_rng(6)
     monitor = DriftMonitor(GaussianMixture(3, random_state=6), anomaly_quantile=0.001)
