@@ -428,7 +428,9 @@ class SufficientStats:
         if kind == "full":
             scatter += between[:, None, None] * (delta[:, :, None] * delta[:, None, :])
         elif kind == "tied":
-            scatter += (delta * between[:, None]).T @ delta
+            # (as g gᵀ, g = δ √between: symmetric bit for bit, which (δ between)ᵀ δ was not)
+            shifted = delta * np.sqrt(between)[:, None]
+            scatter += shifted.T @ shifted
         elif kind == "diag":
             scatter += between[:, None] * delta**2
         else:
