@@ -311,7 +311,6 @@ class DriftMonitor:
         X = model._check_X(X, learning=True)
         n = X.shape[0]
         first = self.n_points_
-        self.n_points_ += n
         if self.memory is not None and model.step_floor is None:
             model.set_params(step_floor=1.0 / self.memory)
         # Alarms need a settled model: a provisional one is refitted as its buffer grows.
@@ -320,6 +319,7 @@ class DriftMonitor:
         cap = self._surprise_cap() if settled else None
         changes = learner.upkeep.replaced
         scored = model._partial_fit_checked(X, with_resp)
+        self.n_points_ += n  # (after the checks of the model's settings: refused rows uncounted)
         if scored is None:
             none = np.zeros(n, dtype=bool)
             return Update(None, None, none, none)

@@ -86,6 +86,12 @@ class _OnlineMixture:
         self.seed = seed
         self.outlier_gate = outlier_gate
         self._reset()
+        # (checked here too, not at the first flush: "bogus" or a warm-up shorter than the
+        # components raised there, then at every learn_one, while the buffer grew)
+        self._model._validate_params()
+        if self._model.warmup_size < self._model.n_components:
+            raise ValueError(f"warmup_size ({warmup_size}) must be at least n_components "
+                             f"({n_components})")
 
     @property
     def model(self) -> GaussianMixture:

@@ -304,6 +304,10 @@ def test_monitor_settings_are_validated():
         DriftMonitor(GaussianMixture(2), block=0)
     with pytest.raises(ValueError, match="refit_points must be at least n_components"):
         DriftMonitor(GaussianMixture(3), refit_points=2)  # (its first refit raised mid-stream)
+    refusing = DriftMonitor(GaussianMixture(2, max_iter=0))
+    with pytest.raises(ValueError, match="max_iter=0"):
+        refusing.update(np.zeros((10, 1)))
+    assert refusing.n_points_ == 0  # (the refused rows were counted)
 
 
 def test_a_restart_at_the_change_still_raises_the_alarm():

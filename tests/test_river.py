@@ -266,6 +266,13 @@ def test_empty_frames_odd_column_names_and_bad_batch_sizes():
     for bad in (None, "a", 0, -5, 2.5, True):
         with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
             OnlineGaussianMixture(batch_size=bad)
+    # The model's own settings too (they raised at the first flush, then at every learn_one,
+    # the buffer growing).
+    for bad, message in [({"covariance_type": "bogus"}, "covariance_type must be one of"),
+                         ({"warmup_size": 2}, "warmup_size .2. must be at least n_components"),
+                         ({"reg_covar": -1.0}, "reg_covar must be")]:
+        with pytest.raises(ValueError, match=message):
+            OnlineGaussianMixture(**bad)
 
 
 def test_the_series_detector_takes_numpy_numbers_and_stands_in_for_bad_readings():
