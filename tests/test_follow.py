@@ -239,9 +239,19 @@ def test_a_followed_file_of_lone_cr_line_ends_learns_its_last_line_without_waiti
         time.sleep(0.3)
         handle.write(_lines(9, 2).replace("\n", "\r\n").encode())
     assert _until(lambda: _rows(state) == 1010), _rows(state)
+    # Stopped between the two writes of a line end, and restarted: the rest of that end is
+    # no blank line (a fresh reader took the LF for one).
+    with open(log, "ab") as handle:
+        handle.write(b"13.5\r")
+        handle.flush()
+        assert _until(lambda: _rows(state) == 1011), _rows(state)
+        _stop(process)
+        handle.write(b"\r\n" + _lines(9, 3).replace("\n", "\r\n").encode())
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 1020), _rows(state)
     _stop(process)
     meta = checkpoint.load(state).meta
-    assert meta["counters"]["lines"] == 1010 and not meta["counters"]["rejected"]
+    assert meta["counters"]["lines"] == 1020 and not meta["counters"]["rejected"]
     assert meta["input"]["offset"] == log.stat().st_size
 
 

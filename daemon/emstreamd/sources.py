@@ -25,8 +25,8 @@ from emstream.linebuffer import LineBuffer
 
 from .errors import EX_DATAERR, StartError
 
-# A line end: LF, CRLF or a lone CR (emstream.linebuffer).
-_LINE_END = re.compile(rb"\r\n|\r|\n")
+# The first byte of a line end: LF, CRLF, a lone CR (emstream.linebuffer).
+_LINE_END = re.compile(rb"[\r\n]")
 
 log = logging.getLogger("emstreamd")
 
@@ -186,26 +186,27 @@ class FileInput(_Source):
             raise StartError(f"--input {self.path}: the bytes before the checkpoint's position "
                              f"(byte {offset}) are not those it read: it is not {what}",
                              EX_DATAERR)
-        if offset == 0 or size == offset:
+        if offset == 0:
             return offset
-        before, at = os.pread(fd, 2, offset - 1)
-        if before == ord("\n") or (before == ord("\r") and at != ord("\n")):
-            return offset  # (a lone CR ends a line too: emstream.linebuffer)
-        if before == ord("\r"):
-            # The last run ended on a CR as the file ended and took it for a line's end; the
-            # LF written after it makes it a CRLF: the same line's end, not a new line.
-            return offset + 1
+        before = os.pread(fd, 1, offset - 1)
+        if before == b"\r":
+            # A CR ended the last line learned (a lone CR, or the file's last byte then): CRs
+            # and an LF written after it end that same line (emstream.linebuffer).
+            self.lines.owe_line_end()
+        if size == offset or before in (b"\n", b"\r"):
+            return offset
         # The last run ended on a line without its newline and learned it as it stood (a
         # file's last line often has none); what was written on after it is not a new line.
         end = offset
         while end < size:
             chunk = os.pread(fd, READ_BYTES, end)
             found = _LINE_END.search(chunk)
-            if found is not None and (found.end() < len(chunk) or chunk[-1:] == b"\n"
-                                      or end + len(chunk) >= size):
+            if found is not None:
                 end += found.end()
+                if found.group() == b"\r":  # (CRs and an LF after it end the same line)
+                    self.lines.owe_line_end()
                 break
-            end += len(chunk) if found is None else found.start()  # (a CR may start a CRLF)
+            end += len(chunk)
         log.warning("--input %s: its line at byte %d had no newline when the last run ended and "
                     "was learned as it stood; the %d bytes written on after it are skipped",
                     self.path, offset, end - offset)
@@ -332,6 +333,8 @@ class FollowInput(_Source):
         handle.seek(offset)
         self.offset = self._position = offset
         self.lines = self._new_lines()
+        if offset and os.pread(handle.fileno(), 1, offset - 1) == b"\r":
+            self.lines.owe_line_end()  # (as FileInput._check_before: a CR ended the last line)
         self.last_data = time.monotonic()
         self._head = os.pread(handle.fileno(), FINGERPRINT_BYTES, 0)
         return True
