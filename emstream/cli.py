@@ -307,16 +307,22 @@ def _text_rows_dask(pattern: str, columns):
     import dask.array as da
     from dask.bytes import read_bytes
 
-    line_end = b"\n"
+    import fsspec
+
+    line_end, sample = b"\n", b""
     try:
-        sample, blocks, paths = read_bytes(pattern, delimiter=line_end,
-                                           blocksize=DASK_BLOCK_BYTES,
-                                           sample=DASK_SAMPLE_BYTES, include_path=True)
+        # (the first file's start read here, not by read_bytes: its sample reads on to the
+        # next delimiter, the whole file for one without an LF, copying it as it grows)
+        _, blocks, paths = read_bytes(pattern, delimiter=line_end, blocksize=DASK_BLOCK_BYTES,
+                                      sample=False, include_path=True)
+        if paths:
+            with fsspec.open(paths[0], "rb") as handle:
+                sample = handle.read(DASK_SAMPLE_BYTES)
         if line_end not in sample and b"\r" in sample:  # lines ending in a lone CR
             line_end = b"\r"
-            sample, blocks, paths = read_bytes(pattern, delimiter=line_end,
-                                               blocksize=DASK_BLOCK_BYTES,
-                                               sample=DASK_SAMPLE_BYTES, include_path=True)
+            _, blocks, paths = read_bytes(pattern, delimiter=line_end,
+                                          blocksize=DASK_BLOCK_BYTES, sample=False,
+                                          include_path=True)
     except (OSError, ValueError) as exc:
         raise CommandError(f"{pattern}: cannot read ({exc})") from None
     if not paths:
