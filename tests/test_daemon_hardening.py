@@ -698,6 +698,27 @@ def test_a_back_fill_resumes_only_in_a_file_that_still_holds_what_it_learned(tmp
 
 
 @pytest.mark.parametrize("keyed", [False, True], ids=["one series", "keyed"])
+def test_a_resumed_model_with_more_components_than_drift_refit_points(tmp_path, keyed):
+    """A checkpoint of 8 components resumed under n_components 3 and drift.refit_points 5
+    (valid for 3): the drift monitor refused the kept model, and the daemon died with a
+    traceback (a keyed one when the key came back)."""
+    data, state = tmp_path / "d.csv", tmp_path / "ck"
+    rng = np.random.default_rng(3)
+    rows = lambda n: "".join(("h1," if keyed else "") + f"{v:.4f}\n" for v in rng.normal(size=n))
+    data.write_text(("host,value\n" if keyed else "") + rows(3000))
+    key = ["--set", "input.key=host"] if keyed else []
+    assert _run("--input", str(data), "--checkpoint", str(state), "--no-output", *key,
+                "--set", "model.n_components=8").returncode == 0
+    with open(data, "a") as handle:
+        handle.write(rows(300))
+    done = _run("--input", str(data), "--checkpoint", str(state), "--no-output", *key,
+                "--set", "model.n_components=3", "--set", "drift.refit_points=5")
+    err = done.stderr.decode()
+    assert done.returncode == 0 and "Traceback" not in err, err[-2000:]
+    assert "model.n_components" in err  # (the kept count is said)
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["one series", "keyed"])
 def test_a_resume_says_which_changed_settings_the_checkpoint_keeps(tmp_path, keyed):
     """The model's settings, features.*, the calibration window and the input's layout stay
     as the checkpoint began with: changing them on a resume did nothing, silently; now one

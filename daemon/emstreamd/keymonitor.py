@@ -341,7 +341,11 @@ class KeyMonitor:
         from emstream.checkpoint import CheckpointError
 
         self.model = model
-        self.monitor = DriftMonitor(model, **config_module.monitor_settings(self.config))
+        settings = config_module.monitor_settings(self.config)
+        # The resumed model keeps its components (config.yaml's other count is warned about):
+        # a refit needs one row for each of them, whatever drift.refit_points now says.
+        settings["refit_points"] = max(settings["refit_points"], model.n_components)
+        self.monitor = DriftMonitor(model, **settings)
         if meta.get("monitor") is not None:
             try:
                 self.monitor.restore(meta["monitor"])
