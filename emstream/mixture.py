@@ -732,7 +732,10 @@ class GaussianMixture:
         self._require_iterations("refit")
         self._check_fitted()
         self._check_settings_unchanged("refit")
-        self._check_feature_names(X, reset=False)  # (columns swapped were refitted as they came)
+        # A frame's names are checked (swapped columns were refitted as they came); arrays, as
+        # a drift monitor's collected rows, have none to check and are not warned about.
+        if feature_names(X) is not None:
+            self._check_feature_names(X, reset=False)
         checks = dict(n_features=self.n_features_in_, min_samples=self.n_components,
                       why_min=f" (n_components={self.n_components})")
         X = _batch_rows(X, checks)

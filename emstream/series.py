@@ -228,7 +228,10 @@ class SeriesMonitor:
         if self.features is not None:
             return self.features.width
         model = self.monitor.model
-        return model.n_features_in_ if model._is_fitted() else None
+        if model._is_fitted():
+            return model.n_features_in_
+        learner = model.__dict__.get("_online")  # (the warm-up's rows so far)
+        return None if learner is None else learner.n_features
 
     def _take_units(self, X: np.ndarray) -> None:
         """Set the model's ``reg_covar`` from the first rows that vary (``reg_covar_share``)."""

@@ -391,7 +391,8 @@ class SufficientStats:
         if kind == "full":
             extra = between[:, None, None] * (delta[:, :, None] * delta[:, None, :])
         elif kind == "tied":
-            extra = np.einsum("k,kd,ke->de", between, delta, delta)
+            shifted = delta * np.sqrt(between)[:, None]  # (g gᵀ: symmetric bit for bit)
+            extra = shifted.T @ shifted
         elif kind == "diag":
             extra = between[:, None] * delta**2
         else:

@@ -189,6 +189,9 @@ def test_feature_names_are_kept_and_checked_as_scikit_learn_does(tmp_path):
         ours.partial_fit(swapped)
     with pytest.raises(ValueError, match="The feature names should match"):
         ours.refit(swapped)  # (it refitted the columns into each other's means)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # arrays (a drift monitor's rows) have no names to check
+        ours.refit(frame.to_numpy())
     loaded = checkpoint.load(checkpoint.save(ours, tmp_path / "m.json")).model
     np.testing.assert_array_equal(loaded.feature_names_in_, ["a", "b"])
     with pytest.raises(ValueError, match="The feature names should match"):

@@ -119,8 +119,9 @@ def test_a_blended_scatter_stays_symmetric_bit_for_bit(kind):
         chunk = SufficientStats.from_chunk(X, _resp(X.shape[0], 4, rng), kind,
                                            rng.normal(size=(4, 3)))
         running = chunk if running is None else running.blend(chunk, 0.3)
-        scatter = running.scatter if kind == "tied" else running.scatter.transpose(1, 2, 0)
-        np.testing.assert_array_equal(scatter, scatter.swapaxes(0, 1))
+        for stats in (running, running + chunk):  # (and a sum: blend's fallback, merges)
+            scatter = stats.scatter if kind == "tied" else stats.scatter.transpose(1, 2, 0)
+            np.testing.assert_array_equal(scatter, scatter.swapaxes(0, 1))
 
 
 def test_a_design_needs_its_reference_point():

@@ -634,7 +634,7 @@ def test_a_refused_block_changes_nothing_in_the_series_monitor(features, bad):
     def run(first_bad: bool, bad_block: bool):
         rng = np.random.default_rng(4)
         monitor = SeriesMonitor(DriftMonitor(GaussianMixture(3, random_state=0)),
-                                TemporalFeatures() if features else None)
+                                TemporalFeatures() if features else None, reg_covar_share=0.01)
         out = []
         for k in range(12):
             if bad_block and k in ((0,) if first_bad else (3, 7)):
@@ -643,12 +643,23 @@ def test_a_refused_block_changes_nothing_in_the_series_monitor(features, bad):
                     monitor.update(block)
             update = monitor.update(rng.normal(size=(60, 1)))
             out.append(None if update.score is None else update.score.tolist())
+            out.append(monitor.monitor.model.reg_covar)  # (set from the first rows that vary)
         return out
 
     for first_bad in (False, True):
         if first_bad and bad == "width":
             continue  # (no width to differ from before the first block)
         assert run(first_bad, True) == run(first_bad, False)
+    if bad == "width" and not features:
+        # Before any model: a flat first block, then one of another width (it set reg_covar
+        # from its own rows, then was refused).
+        monitor = SeriesMonitor(DriftMonitor(GaussianMixture(3, random_state=0)),
+                                reg_covar_share=0.01)
+        monitor.update(np.full((5, 2), 3.0))
+        before = monitor.monitor.model.reg_covar
+        with pytest.raises(ValueError, match="expecting 2"):
+            monitor.update(np.random.default_rng(1).normal(0, 100, (50, 3)))
+        assert monitor.monitor.model.reg_covar == before
 
 
 def test_a_day_after_an_alerted_flatline_is_no_anomaly_again():
