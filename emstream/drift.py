@@ -565,7 +565,7 @@ class DriftMonitor:
         self.anomaly_threshold_ = threshold
         self._scale = scale
         self._collected = None if collected is None else [collected]
-        # (a block since made shorter: the full blocks' worth is dropped, as a reset would)
+        # (a block since made shorter: the surprises beyond its last full block are kept)
         self._carry = carry[carry.size // self.block * self.block:].copy()
         self._detector = self._new_detector()
         self._fed_sum, self._fed_count = 0.0, 0

@@ -398,6 +398,25 @@ def test_lines_may_end_in_lf_crlf_or_a_lone_cr_whatever_the_chunks(texts, ends, 
         assert line == text or (limit is not None and len(text) > limit and len(line) > limit)
 
 
+def test_standard_input_hands_out_a_lone_cr_line_once_nothing_more_comes():
+    """A pipe of value\\r readings: each waited for the next (its CR might begin a CRLF), so
+    the newest reading was always one behind; its LF, if it comes after all, is no blank line."""
+    from emstreamd.sources import StdinInput
+
+    read_end, write_end = os.pipe()
+    try:
+        source = StdinInput(read_end)
+        os.write(write_end, b"1.5\r2.5\r")
+        assert source.read(0.5) == b"1.5\n"
+        assert source.read(0.05) == b"2.5\n"  # (nothing more came)
+        os.write(write_end, b"\n3.5\r\n")
+        assert source.read(0.5) == b"3.5\r\n"
+        assert source.offset == len(b"1.5\r2.5\r\n3.5\r\n")
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
 def test_a_file_with_lone_cr_line_ends_is_read_like_its_lf_twin(tmp_path):
     """The same CSV (header, timestamps) with LF, CRLF, lone-CR and CR-CR-LF line ends (Python
     on Windows writing CRLF rows through a text-mode file): the same points, scores and

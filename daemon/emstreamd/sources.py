@@ -243,7 +243,11 @@ class StdinInput(_Source):
     def read(self, timeout: float) -> bytes:
         ready, _, _ = select.select([self.fd], [], [], max(timeout, 0.0))
         if not ready:
-            return b""
+            # Nothing more for now after a lone CR (an instrument writing value\r): that CR
+            # ended the line, rather than hold the newest reading until the next one comes.
+            data = self.lines.end_held_cr()
+            self.offset += self.lines.block_bytes
+            return data
         return self._hand_out(os.read(self.fd, READ_BYTES))
 
     def close(self) -> None:
