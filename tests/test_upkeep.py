@@ -4,7 +4,7 @@ points, no lock-out, births, refits that cannot make the model worse."""
 import numpy as np
 import pytest
 
-from emstream import GaussianMixture
+from emstream import ConvergenceWarning, GaussianMixture
 from emstream.gaussian import MixtureParams
 from emstream.refit import JUDGE_CAP, FitSettings, Sample, _held_out, episodes, recurring, search
 from emstream.resolution import grid_step, variance_floor
@@ -190,8 +190,9 @@ def test_search_keeps_a_good_model_and_replaces_a_stuck_one():
     settings = FitSettings.for_rows(rows, n_components=3, covariance_type="full")
     good = GaussianMixture(3, random_state=0).fit(X)._params
     assert not search(rows, settings, rng, current=good).replaced
-    stuck = GaussianMixture(3, means_init=[[-4.0], [-4.0], [2.0]], weights_init=[.1, .1, .8],
-                            max_iter=1, random_state=0).fit(X)._params
+    with pytest.warns(ConvergenceWarning):  # (one iteration on purpose: a stuck model)
+        stuck = GaussianMixture(3, means_init=[[-4.0], [-4.0], [2.0]], weights_init=[.1, .1, .8],
+                                max_iter=1, random_state=0).fit(X)._params
     found = search(rows, settings, rng, current=stuck)
     assert found.replaced
     assert np.sort(found.best.params.means.ravel()) == pytest.approx([-4, 0, 5], abs=0.2)
