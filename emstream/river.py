@@ -400,7 +400,9 @@ class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
         if not self._model._is_fitted() or len(X) == 0:  # (no rows: no labels, fitted or not)
             labels = np.zeros(len(X), dtype=int)
         else:
-            labels = self._model.predict(self._frame_rows(X))
+            rows = self._frame_rows(X)
+            # As predict_one: a value beyond ±1e100 counts as at that edge (NaN still raises).
+            labels = self._model.predict(np.clip(rows, -MAX_ABS_VALUE, MAX_ABS_VALUE))
         try:
             import pandas as pd
         except ImportError:  # pragma: no cover

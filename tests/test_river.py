@@ -242,6 +242,12 @@ def test_a_bad_value_is_refused_at_once_and_leaves_the_adapter_working():
         clusterer.learn_one({"a": float(value), 1: bool(value > 0)})  # names of two types
     probabilities = clusterer.predict_proba_one({"a": 1e300, 1: True})
     assert all(math.isfinite(p) for p in probabilities.values())
+    # A frame's rows the same (predict_many refused what predict_one took).
+    import pandas as pd
+
+    far = [{"a": 1e300, 1: True}, {"a": -float("inf"), 1: False}, {"a": 0.5, 1: True}]
+    frame = pd.DataFrame({"a": [x["a"] for x in far], 1: [float(x[1]) for x in far]})
+    assert clusterer.predict_many(frame).tolist() == [clusterer.predict_one(x) for x in far]
 
 
 def test_empty_frames_odd_column_names_and_bad_batch_sizes():
