@@ -111,6 +111,13 @@ class _Source:
         self.offset += self.lines.block_bytes
         return data
 
+    def _end_held_cr(self) -> bytes:
+        """The line a held CR ends, once nothing more comes (:meth:`LineBuffer.end_held_cr`);
+        ``offset`` moves past it."""
+        data = self.lines.end_held_cr()
+        self.offset += self.lines.block_bytes
+        return data
+
     def _hand_out(self, chunk: bytes) -> bytes:
         if not chunk:
             self.at_end = True
@@ -245,9 +252,7 @@ class StdinInput(_Source):
         if not ready:
             # Nothing more for now after a lone CR (an instrument writing value\r): that CR
             # ended the line, rather than hold the newest reading until the next one comes.
-            data = self.lines.end_held_cr()
-            self.offset += self.lines.block_bytes
-            return data
+            return self._end_held_cr()
         return self._hand_out(os.read(self.fd, READ_BYTES))
 
     def close(self) -> None:
@@ -442,9 +447,7 @@ class FollowInput(_Source):
         elif self.lines.holds_cr and time.monotonic() - self.last_data >= self.poll:
             # A writer that ends lines in a lone CR: the file stopped after one, so it ended
             # the last line (an LF that comes after all the same is that line's).
-            data = self.lines.end_held_cr()
-            self.offset += self.lines.block_bytes
-            return data
+            return self._end_held_cr()
         time.sleep(min(max(timeout, 0.0), self.poll))
         return b""
 
