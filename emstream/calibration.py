@@ -70,6 +70,10 @@ def tail_probability(surprise: np.ndarray, history: np.ndarray, *,
     # n past points cannot vouch for a rarity beyond about one in n²: the tail's
     # extrapolation is capped there (a short history cannot flag at 0.9999).
     floor = 1.0 / (n + 1.0) ** 2
+    if only_below is not None and not only_below < 1.0 - TAIL_QUANTILE:
+        # (a level within the empirical part: every probability is needed, or points between
+        # the threshold's quantile and the tail's start scored 0 and went unflagged)
+        only_below = None
     if only_below is None:
         ranks = np.linspace(0.0, start, min(GRID, start + 1))
         rank = _rank_below(surprise, history[ranks.astype(np.intp)], ranks)

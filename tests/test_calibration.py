@@ -11,7 +11,7 @@ def _history(rng, n):
     return np.sort(rng.gamma(shape, size=n) * scale + rng.normal() * 10.0)
 
 
-@pytest.mark.parametrize("level", [0.9, 0.99, 0.999, 0.9999, 0.99995, 0.999999])
+@pytest.mark.parametrize("level", [0.5, 0.85, 0.9, 0.99, 0.999, 0.9999, 0.99995, 0.999999])
 def test_flag_level_keeps_every_score_that_reaches_it(level):
     rng = np.random.default_rng(int(level * 1e6))
     for _ in range(60):
