@@ -733,11 +733,12 @@ def test_a_resume_says_which_changed_settings_the_checkpoint_keeps(tmp_path, key
                 *key).returncode == 0
     done = _run("--input", str(data), "--checkpoint", str(state), "--no-output", *key,
                 "--set", "features.lags=5", "--set", "output.calibration_window=500",
-                "--set", "model.n_components=4", "--set", "drift.memory=5000")
+                "--set", "model.n_components=4", "--set", "drift.memory=5000",
+                "--set", "features.calendar=true")
     assert done.returncode == 0
     warned = [line for line in done.stderr.decode().splitlines() if "differs in" in line]
     assert len(warned) == 1
-    assert ("['model.n_components', 'drift.memory', 'features.lags', "
+    assert ("['model.n_components', 'drift.memory', 'features.lags', 'features.calendar', "
             "'output.calibration_window']") in warned[0]
     assert ("only new keys take" in warned[0]) is keyed
     quiet = _run("--input", str(data), "--checkpoint", str(state), "--no-output", *key)

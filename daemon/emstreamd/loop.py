@@ -137,7 +137,8 @@ def kept_settings_differ(meta: dict, config: dict, timed: bool | None = None) ->
     kept, wanted = series.get("features"), config["features"]
     enabled = wanted["enabled"] if wanted["enabled"] != "auto" else timed
     if isinstance(kept, dict):
-        differ += [f"features.{name}" for name in ("lags", "season", "volatility", "window")
+        differ += [f"features.{name}" for name in ("lags", "season", "volatility", "window",
+                                                        "calendar")
                    if name in kept and not _same(kept[name], wanted[name])]
         if enabled is False:
             differ.append("features.enabled")
