@@ -102,9 +102,14 @@ def format_rows(kind: str, lines, labels, probability, surprise, anomaly=None, *
     if not np.all(np.abs(surprise) < _LARGEST):  # NaN-safe: inf and NaN fail the test
         return _format_slowly(kind, lines, labels, probability, surprise, anomaly, score,
                               time_text, key)
+    stamps = None if time_text is None else _text(time_text)
+    if stamps is not None and _needs_escaping(kind, stamps):
+        # A time with a comma or quote ("7/13/2014, 12:00 AM") made a CSV line of one field
+        # too many, and a tab in one invalid JSON: such batches are written field by field.
+        return _format_slowly(kind, lines, labels, probability, surprise, anomaly, score,
+                              time_text, key)
     lines = np.asarray(lines, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
-    stamps = None if time_text is None else _text(time_text)
     if kind == "csv":
         comma = _constant(b",", n)
         pieces = [_integer_digits(lines), comma]
@@ -144,13 +149,27 @@ def _text(values) -> np.ndarray:
     return values.astype(f"S{width}").view(np.uint8).reshape(len(values), width)
 
 
+def _needs_escaping(kind: str, text: np.ndarray) -> bool:
+    """Whether any of these NUL-padded byte strings (:func:`_text`) cannot go into a line as
+    they are: a comma, quote or control character in CSV; a quote, backslash, control
+    character or non-ASCII byte (possibly not UTF-8) in JSON."""
+    control = (text < 32) & (text != 0)
+    if kind == "csv":
+        return bool((control | (text == 44) | (text == 34)).any())
+    return bool((control | (text == 34) | (text == 92) | (text >= 128)).any())
+
+
+def _csv_field(text: str) -> str:
+    """A CSV field: quoted if it holds a comma, quote or line end, or starts or ends with
+    white space."""
+    if any(c in text for c in ',"\r\n') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def _key_field(kind: str, key: str) -> bytes:
     """A key as a CSV field (quoted if it holds a comma, quote or space) or a JSON string."""
-    if kind != "csv":
-        return json.dumps(key).encode()
-    if any(c in key for c in ',"\r\n') or key != key.strip():
-        return ('"' + key.replace('"', '""') + '"').encode()
-    return key.encode()
+    return json.dumps(key).encode() if kind != "csv" else _csv_field(key).encode()
 
 
 def _enormous(surprise: float) -> str:
@@ -171,7 +190,8 @@ def _format_slowly(kind, lines, labels, probability, surprise, anomaly=None, sco
                np.asarray(probability).tolist(), np.asarray(surprise).tolist(), scores, flags)
     if kind == "csv":
         tag = "" if key is None else _key_field(kind, key).decode() + ","
-        text = "".join(f"{n}," + tag + ("" if t is None else f"{t},") + f"{k},{p:.6f},"
+        text = "".join(f"{n}," + tag + ("" if t is None else f"{_csv_field(t)},")
+                       + f"{k},{p:.6f},"
                        + _enormous(s)
                        + ("" if c is None else f",{c:.8f}")
                        + ("" if a is None else f",{int(a)}") + "\n"

@@ -67,3 +67,32 @@ def test_without_anomaly_flags_the_column_is_left_out(kind):
     assert fast == _format_slowly(kind, lines, labels, probability, surprise)
     first = fast.decode().splitlines()[0]
     assert "anomaly" not in first and (kind == "jsonl" or first.count(",") == 3)
+
+
+def test_a_time_written_with_a_comma_quote_or_tab_stays_one_field(tmp_path):
+    """A time as the input wrote it goes into the line as a field: "7/13/2014, 12:00 AM"
+    (a comma, from a quoted CSV field) made a CSV line of eight fields, and a tab before AM
+    invalid JSON; plain times keep the fast path's bytes."""
+    import csv
+
+    from emstream.timeline import read_scores
+
+    stamps = np.array([b"7/13/2014, 12:00 AM", b'13/07/2014 "noon"', b"7/13/2014 12:00\tAM",
+                       b"2014-07-13 00:00:00"])
+    n = len(stamps)
+    batch = (np.arange(1, n + 1), np.zeros(n, dtype=int), np.full(n, 0.5), np.ones(n),
+             np.array([False, True, False, False]))
+    text = format_rows("csv", *batch, score=np.full(n, 0.25), time_text=stamps).decode()
+    rows = list(csv.reader(text.splitlines()))
+    assert [row[1] for row in rows] == [s.decode() for s in stamps]
+    assert all(len(row) == 7 for row in rows)
+    (tmp_path / "out.csv").write_text(text)
+    assert read_scores(tmp_path / "out.csv", timed=True)["anomaly"].tolist() == \
+        batch[-1].tolist()
+    records = [json.loads(line) for line in format_rows(
+        "jsonl", *batch, score=np.full(n, 0.25), time_text=stamps).splitlines()]
+    assert [r["time"] for r in records] == [s.decode() for s in stamps]
+    plain = np.array([b"2014-07-13 00:00:00"] * n)
+    assert format_rows("csv", *batch, score=np.full(n, 0.25), time_text=plain) == \
+        b"".join(b"%d,2014-07-13 00:00:00,0,0.500000,1.0000,0.25000000,%d\n" % (i + 1, a)
+                 for i, a in enumerate(batch[-1]))
