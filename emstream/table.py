@@ -107,6 +107,10 @@ class Layout:
     day_first : bool or None
         The order of the times' ``07/01/2014`` dates (day first, month first), None if they
         are not written so.
+    settled : bool
+        False for a layout found from a header line alone (a live stream's first line): the
+        first data lines still have to say which columns hold text and how dates are written
+        (:func:`settle_layout`).
     """
 
     names: tuple | None
@@ -118,6 +122,7 @@ class Layout:
     key_field: int | None = None
     separator: str = ","
     day_first: bool | None = None
+    settled: bool = True
 
     def __post_init__(self):
         if self.separator not in SEPARATORS:
@@ -155,7 +160,7 @@ class Layout:
                    comma=bool(data["comma"]), time_field=data["time_field"],
                    value_fields=tuple(int(i) for i in data["value_fields"]),
                    key_field=data.get("key_field"), separator=data.get("separator", ","),
-                   day_first=data.get("day_first"))
+                   day_first=data.get("day_first"), settled=data.get("settled", True))
 
     def describe(self) -> str:
         """One line for people: ``table of 4 comma-separated fields, header on line 1; values:
@@ -346,7 +351,8 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     if lines:
         sep = head_sep or (b"," if b"," in lines[0][1] else None)
         fields = _split(lines[0][1], sep is not None, sep or b",")
-    elif names is not None:  # a header alone (a live stream's first line): it decides
+    elif names is not None:  # a header alone (a live stream's first line): it decides for
+        # now, and the first data lines settle the rest (settle_layout)
         fields, sep = [], head_sep or (b"," if b"," in head else None)
     else:
         return None
@@ -393,7 +399,27 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         raise LayoutError(f"the first data line (line {lines[0][0] if lines else head_number}) "
                           f"has {n_fields} field(s) and none is a value column")
     return Layout(names, header_line, n_fields, comma, time_field, value_fields, key_field,
-                  (sep or b",").decode(), dates)
+                  (sep or b",").decode(), dates, settled=bool(lines))
+
+
+def settle_layout(layout: Layout, data: bytes, **settings) -> Layout:
+    """A layout found from a header alone, settled by the first data lines in ``data``: which
+    columns hold text (a host is no value) and whether dates put the day first, as
+    :func:`find_layout` (with ``settings``: columns, timestamp, key, day_first) finds them
+    from the header and those lines.  Unchanged if settled, or while ``data`` has no data
+    line.  (Decided from the header alone, a header written before its rows rejected every
+    row of a text column's or of ``7/13/2014`` times' stream, for good: the layout is
+    checkpointed.)"""
+    if layout.settled or not data.strip():
+        return layout
+    sep = layout.sep if layout.comma else b" "
+    header = sep.join(b'"' + name.encode().replace(b'"', b'""') + b'"' if layout.comma
+                      else name.encode() for name in layout.names)
+    found = find_layout(header + b"\n" + data, first_line=layout.header_line, **settings)
+    if found is None or found.header_line is None:
+        # (rows that do not fit the header: it was only a first line, skipped already)
+        return replace(layout, settled=True) if found is None else found
+    return replace(found, header_line=layout.header_line)
 
 
 def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="auto"):

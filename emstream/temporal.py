@@ -66,6 +66,11 @@ GAP_STEPS, GAP_SHARE = 3, 1 / 24
 # A season's time that fell in a gap is looked for up to this many periods back.
 SEASONS_BACK = 3
 _DAY, _WEEK = 86400.0, 7 * 86400.0
+# Rows the first block should hold for the season to be decided from it (rows_to_decide): with
+# times, ten give a median step; without, the autocorrelation needs a few periods.  (A live
+# stream's first block, cut after its first row, had no step: the season and the clock were
+# off for the model's whole life.)
+DECIDE_ROWS_TIMED, DECIDE_ROWS = 10, 100
 
 
 def find_season(x: np.ndarray) -> int | None:
@@ -242,6 +247,17 @@ class TemporalFeatures:
         stays bounded whatever the times do."""
         reach = self.season_ + SEASON_SPAN
         return reach if self._period is None else 2 * reach
+
+    def rows_to_decide(self, timed: bool) -> int:
+        """Rows the first block should hold (0 once rows were seen, or with nothing to
+        decide): the season is decided from the first block alone, so that feature rows keep
+        one shape, and from too few rows it is decided wrongly for good.  ``timed``: whether
+        the rows will come with times."""
+        if self._history is not None or self.season is None:
+            return 0
+        if timed:
+            return DECIDE_ROWS_TIMED
+        return DECIDE_ROWS if self.season == "auto" else 0
 
     @property
     def width(self) -> int | None:

@@ -1005,3 +1005,77 @@ def test_a_json_series_with_times_is_monitored_like_the_table(tmp_path):
     saved = checkpoint.load(tmp_path / "jsonl")
     assert saved.meta["layout"]["time_field"] == "@timestamp"
     assert saved.model.n_features_in_ > 1  # the temporal features
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["one series", "keyed"])
+def test_a_live_stream_whose_first_row_comes_alone_keeps_its_season(tmp_path, keyed):
+    """stdin: the header and one row, then a pause longer than batch.max_wait, then the rest.
+    The first mini-batch was that one row, from which the features decided their season: no
+    time step, so no season and no clock for the model's whole life.  It now waits for the
+    rows the features decide from (``TemporalFeatures.rows_to_decide``)."""
+    rng = np.random.default_rng(2)
+    x = _seasonal(rng, 4 * DAY)
+    rows = [("a," if keyed else "") + f"{1.7e9 + STEP * i:.0f},{v:.4f}\n"
+            for i, v in enumerate(x)]
+    state = tmp_path / "state"
+    key = ["--set", "input.key=host"] if keyed else []
+    process = subprocess.Popen([*DAEMON, "--checkpoint", str(state), "--no-output", *key,
+                                "--log-level", "INFO"],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    while b"ready: reading" not in process.stderr.readline():  # (its imports take a while)
+        assert process.poll() is None
+    process.stdin.write((("host," if keyed else "") + "timestamp,value\n" + rows[0]).encode())
+    process.stdin.flush()
+    time.sleep(1.0)  # (batch.max_wait is 0.2 s)
+    process.stdin.write("".join(rows[1:]).encode())
+    process.stdin.close()
+    assert process.wait(timeout=120) == 0, process.stderr.read().decode()
+    if keyed:
+        from emstream.store import KeyStore
+
+        store = KeyStore(state / "keys.sqlite")
+        meta = checkpoint.loads(store.get("a")).meta
+        store.close()
+    else:
+        meta = checkpoint.load(state).meta
+    features = meta["series"]["features"]
+    assert (features["season_"], features["period"]) == (DAY, 86400.0)
+    assert meta["counters"]["rows"] == len(x)
+
+
+def test_a_header_that_comes_before_its_rows_does_not_decide_the_layout_alone(tmp_path):
+    """A header line alone (a live stream's first line, a new log file) decided the layout:
+    a text column (a host) became a value and dates written 7/13/2014 found no order, so every
+    row was rejected, and the checkpointed layout kept rejecting them after a restart.  The
+    first data lines now settle it, live and across a restart."""
+    rng = np.random.default_rng(4)
+    rows = "".join(f"7/{13 + i // 144}/2014 {i % 144 // 6}:{i % 6 * 10:02d},web-1,"
+                   f"{10 + rng.normal():.3f}\n" for i in range(600))
+    header = "time,host,value\n"
+    process = subprocess.Popen([*DAEMON, "--checkpoint", str(tmp_path / "live"),
+                                "--no-output", "--log-level", "INFO"],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    while b"ready: reading" not in process.stderr.readline():
+        assert process.poll() is None
+    process.stdin.write(header.encode())
+    process.stdin.flush()
+    time.sleep(1.0)
+    process.stdin.write(rows.encode())
+    process.stdin.close()
+    log = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0, log
+    assert "600 points learned" in log and "rejected: none" in log, log
+    assert "values: value; time: time; dates month first" in log
+    # A back-fill of the header alone, then of its rows appended: the same.
+    data = tmp_path / "grows.csv"
+    data.write_text(header)
+    command = [*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "file"),
+               "--no-output"]
+    assert subprocess.run(command, capture_output=True, timeout=120).returncode == 0
+    with open(data, "a") as handle:
+        handle.write(rows)
+    done = subprocess.run(command, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "600 points learned" in done.stderr.decode()
+    assert "rejected: none" in done.stderr.decode()
+

@@ -88,6 +88,10 @@ class KeyedDaemon(Daemon):
         self.active = OrderedDict()  # key -> Series, least recently used first
         self.known = set()  # every key with a model (in memory or in the store)
         self.waiting = {}  # keys with waiting rows -> when the first arrived (oldest first)
+        # Keys whose waiting rows are a first mini-batch too short for their features to
+        # decide from (KeyMonitor.rows_to_decide): out of `waiting` until more rows come, or
+        # the input ends.
+        self.deciding = {}
         self.store = None
         self.store_failed = False
         self.counters["keys"] = 0
@@ -204,7 +208,11 @@ class KeyedDaemon(Daemon):
             # they count towards checkpoint.every_points when they arrive (once: not again when
             # learned).
             self.since_checkpoint += len(index)
-            self.waiting.setdefault(key, time.monotonic())
+            if key in self.deciding:
+                if series.pending.count >= series.monitor.rows_to_decide():
+                    self.waiting[key] = self.deciding.pop(key)
+            else:
+                self.waiting.setdefault(key, time.monotonic())
             while not self.halted and series.pending.count >= series.monitor.batch_rows():
                 self._learn(key, series, series.monitor.batch_rows())
             self._evict()
@@ -321,6 +329,9 @@ class KeyedDaemon(Daemon):
         ``batch.max_wait``."""
         wait = self.config["batch"]["max_wait"]
         now = time.monotonic()
+        if self.source.at_end and self.deciding:
+            self.waiting.update(self.deciding)
+            self.deciding.clear()
         if self.source.at_end and self.waiting:
             log.info("end of input: learning the last rows of %d keys", len(self.waiting))
         # A stop asked for meanwhile ends this (the rows left wait in their keys' checkpointed
@@ -331,6 +342,12 @@ class KeyedDaemon(Daemon):
             if not (self.source.at_end or (not by_count_only and now - since >= wait)):
                 break
             series = self._series(key)
+            if not self.source.at_end and series.pending.count < \
+                    series.monitor.rows_to_decide():
+                # (a first mini-batch too short for the features to decide from waits for
+                # more rows, however long, or the end of the input)
+                self.deciding[key] = self.waiting.pop(key)
+                continue
             if series.pending.count:
                 count = series.pending.count
                 self._learn(key, series, count)

@@ -114,8 +114,16 @@ class KeyMonitor:
                              "the checkpoint to start a new model)", EX_DATAERR)
 
     def batch_rows(self) -> int:
-        """Rows of the series' next full mini-batch (:func:`batch_rows`)."""
-        return batch_rows(self.config, self.counters["rows"])
+        """Rows of the series' next full mini-batch (:func:`batch_rows`; the first at least
+        :meth:`rows_to_decide`)."""
+        return max(batch_rows(self.config, self.counters["rows"]), self.rows_to_decide())
+
+    def rows_to_decide(self) -> int:
+        """Rows the first mini-batch must hold before ``batch.max_wait`` may cut it short:
+        the temporal features decide their season from it (a live stream's first row alone,
+        cut after 0.2 s, turned the season and the clock off for good)."""
+        features = self.series.features
+        return 0 if features is None else features.rows_to_decide(self.timed)
 
     def learn(self, batch: np.ndarray, times, *, per_point: bool = False):
         """Score and learn one mini-batch; returns the :class:`emstream.series` update (its

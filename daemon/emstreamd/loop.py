@@ -26,7 +26,7 @@ from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, p
 from emstream.store import STORE_NAME
 from emstream.records import JsonLayout, find_json_layout, layout_from_dict
 from emstream.table import (LAYOUT_BYTES, LayoutError, find_layout, parse_table,
-                            repeats_header)
+                            repeats_header, settle_layout)
 
 from . import config as config_module
 from . import early, lock
@@ -474,6 +474,8 @@ class Daemon:
                                      EX_CONFIG)
                 log.info("input: %s", self.layout.describe() if self.layout
                          else "plain numbers")
+            elif self.layout and not self.layout.settled:
+                self._settle_layout(data)
             layout = self.layout
             if layout and self._header_may_repeat:
                 layout = self._skip_repeated_header(data, first)
@@ -493,6 +495,21 @@ class Daemon:
             if ends.size < parsed.n_lines:
                 ends = np.append(ends, len(data))
         return parsed, ends
+
+    def _settle_layout(self, data: bytes) -> None:
+        """A layout found from a header alone is settled by the first data lines (which
+        columns hold text, how dates are written: :func:`emstream.table.settle_layout`)."""
+        settings = self.config["input"]
+        try:
+            settled = settle_layout(self.layout, _head(data), columns=settings["columns"],
+                                    timestamp=settings["timestamp"], key=settings["key"],
+                                    day_first=settings["day_first"])
+        except LayoutError as exc:  # (nothing was learned under the header alone)
+            raise StartError(f"the input does not fit the configuration: {exc}",
+                             EX_CONFIG) from None
+        if settled is not self.layout:
+            self.layout = settled
+            log.info("input: %s", settled.describe())
 
     def _skip_repeated_header(self, data: bytes, first: int):
         """The layout to parse this block with, the first of a new file: if its first
@@ -607,7 +624,14 @@ class Daemon:
 
     # ------------------------------------------------------------------ learning
     def _batch_rows(self) -> int:
-        return batch_rows(self.config, self.counters["rows"])
+        return max(batch_rows(self.config, self.counters["rows"]), self._rows_to_decide())
+
+    def _rows_to_decide(self) -> int:
+        """Rows the first mini-batch must hold before ``batch.max_wait`` may cut it
+        (:meth:`KeyMonitor.rows_to_decide`); called with rows pending (the layout known)."""
+        if self.key is None:
+            self._make_key()
+        return self.key.rows_to_decide()
 
     def _apply(self, limit: int) -> None:
         """Learn the first ``limit`` pending rows as one mini-batch (and report them)."""
@@ -651,8 +675,14 @@ class Daemon:
                   and time.monotonic() - self.first_pending_at
                   >= self.config["batch"]["max_wait"])
         if (self.pending.count and not self.halted
-                and (self.source.at_end or (waited and not by_count_only))):
+                and (self.source.at_end or (waited and not by_count_only
+                                            and not self._deciding()))):
             self._apply(self.pending.count)
+
+    def _deciding(self) -> bool:
+        """Whether the pending rows are a first mini-batch too short for the features to
+        decide from: they wait for more, however long (``batch.max_wait`` does not cut it)."""
+        return bool(self.pending.count) and self.pending.count < self._rows_to_decide()
 
     @property
     def model(self) -> GaussianMixture:
@@ -952,7 +982,8 @@ class Daemon:
                 # An idle turn must not outlast the ping interval (half systemd's period): a
                 # short WATCHDOG_USEC would otherwise see pings 0.2 s apart and kill the daemon.
                 timeout = min(timeout, self.watchdog.interval / 2)
-            if self.first_pending_at is not None and not by_count_only:
+            if self.first_pending_at is not None and not by_count_only \
+                    and not self._deciding():
                 timeout = max(0.0, min(timeout, self.first_pending_at + settings["max_wait"]
                                        - time.monotonic()))
             data = self.source.read(timeout)

@@ -475,8 +475,11 @@ SECTIONS = (
             "rows as were learned before it (100, 100, 200, 400, 800, then max_rows), so a "
             "provisional model scores every point after the first batch."),
         Key("max_wait", 0.2, number(0, SECONDS),
-            "... or (stdin only) this many seconds after its first row arrived.  A back-fill "
-            "with --input cuts batches by count alone, so it is deterministic.", live=True),
+            "... or (stdin, --follow) this many seconds after its first row arrived; but a "
+            "time series' first mini-batch waits for the 10 rows (100 without times) its "
+            "temporal features decide their season from (from its first row alone, a live "
+            "series lost its season for good).  A back-fill with --input cuts batches by "
+            "count alone, so it is deterministic.", live=True),
     )),
     Section("checkpoint", keys=(
         Key("path", "emstreamd-state", text(),
