@@ -290,6 +290,9 @@ class TemporalFeatures:
                 raise ValueError(f"times must be {n} finite numbers (seconds), one per row")
         if self.calendar and times is None:
             raise ValueError("calendar features need the rows' timestamps")
+        cut = self._step_back(times)
+        if cut is not None:
+            return self._transform_from_step_back(X, times, cut)
         if self._history is None:
             self._history = X[:1].copy() if n else np.empty((0, d))
             if n and times is not None:
@@ -347,6 +350,33 @@ class TemporalFeatures:
         if clock is not None:
             self._clock = clock[-depth:].copy()
         return np.hstack(columns)
+
+    def _step_back(self, times) -> int | None:
+        """The first of these rows whose time lies more than a gap (:meth:`_gap`) before the
+        clock (the running maximum of the times before it), or None."""
+        if times is None or self._clock is None or self._period is None or not len(times):
+            return None
+        before = np.maximum.accumulate(np.concatenate([self._clock[-1:], times]))[:-1]
+        far = np.flatnonzero(times < before - self._gap())
+        return int(far[0]) if far.size else None
+
+    def _transform_from_step_back(self, X, times, cut: int) -> np.ndarray:
+        """:meth:`transform` of rows whose row ``cut`` steps back in time by more than a gap:
+        the rows before it as usual; from it on, the clock of the rows remembered is capped
+        at its time.  A time far ahead (one row dated 2099 in a 2014 series, an epoch with
+        fifty zeros) held the running maximum there for good: "a day ago" became the edge of
+        the history and no outage was a gap again; the rows that come back to the stream's
+        own time now bring the clock back with them (a time ahead that the next rows follow
+        is an outage, and stays).  Causal, so the same however blocks are cut."""
+        parts = []
+        if cut:
+            parts.append((self.transform(X[:cut], times[:cut]), self.stale_,
+                          self.season_rows_))
+        self._clock = np.minimum(self._clock, times[cut])
+        parts.append((self.transform(X[cut:], times[cut:]), self.stale_, self.season_rows_))
+        self.stale_ = np.concatenate([p[1] for p in parts])
+        self.season_rows_ = np.concatenate([p[2] for p in parts])
+        return np.concatenate([p[0] for p in parts])
 
     def _stale(self, clock, h: int, n: int) -> np.ndarray:
         """Which of rows ``h .. h+n-1`` follow a gap (:meth:`_gap`): their previous rows are

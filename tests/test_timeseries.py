@@ -1079,3 +1079,27 @@ def test_a_header_that_comes_before_its_rows_does_not_decide_the_layout_alone(tm
     assert "600 points learned" in done.stderr.decode()
     assert "rejected: none" in done.stderr.decode()
 
+
+def test_one_time_far_ahead_does_not_hold_the_clock_there():
+    """One row dated 2099 in a 2014 series held the clock (the running maximum of the times)
+    there for good: every later row's "a day ago" was the edge of the history and no outage
+    was a gap again.  The rows that come back bring the clock back: only the odd row and the
+    one whose day-ago context it was differ from the clean series, however blocks are cut."""
+    rng = np.random.default_rng(6)
+    n = 30 * DAY
+    x = _seasonal(rng, n)[:, None]
+    clean = 1.4e9 + STEP * np.arange(n)
+    odd = clean.copy()
+    odd[12 * DAY] = 4.07e9  # 2098-12-22
+    out = {}
+    for name, times in (("clean", clean), ("odd", odd)):
+        for cuts in ([100], [100, 12 * DAY, 12 * DAY + 1, 13 * DAY], list(range(7, n, 333))):
+            tf = TemporalFeatures(lags=1, season="auto", volatility=False)
+            pieces = [(tf.transform(x[a:b], times[a:b]), tf.season_rows_, tf.stale_)
+                      for a, b in zip([0, *cuts], [*cuts, n])]
+            got = tuple(np.concatenate(p) for p in zip(*pieces))
+            assert all(np.array_equal(a, b) for a, b in zip(got, out.setdefault(name, got)))
+    differ = np.flatnonzero((out["clean"][0] != out["odd"][0]).any(axis=1))
+    assert differ.tolist() == [12 * DAY, 13 * DAY]
+    assert np.flatnonzero(out["odd"][2]).tolist() == [12 * DAY]  # (the odd row: stale)
+    assert np.array_equal(out["odd"][1][13 * DAY + 2:], out["clean"][1][13 * DAY + 2:])
