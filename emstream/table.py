@@ -236,11 +236,26 @@ def _header_names(fields: list) -> tuple | None:
     return names if lettered and all(lettered) else None
 
 
-def _text_fields(fields: list, sep: bytes | None) -> set:
-    """The fields of a data line that hold text: neither a number (a decimal comma in a
-    semicolon table counts) nor empty (a missing value)."""
-    return {i for i, field in enumerate(fields) if field and not _is_number(
-        field.replace(b",", b".") if sep == b";" else field)}
+# Fields that stand for a missing value, not for text (R's NA, spreadsheets' #N/A, ...).
+_MISSING = frozenset((b"na", b"n/a", b"#n/a", b"nan", b"null", b"none", b"-", b"?"))
+# Data lines whose fields say which columns hold text.
+TEXT_PROBE_LINES = 50
+
+
+def _text_fields(rows: list, sep: bytes | None) -> set:
+    """The columns that hold text in most of these first data lines (each a list of fields):
+    fields neither a number (a decimal comma in a semicolon table counts) nor missing (empty,
+    NA, N/A, null, ...).  (Judged by the first line alone, one N/A in a first reading dropped
+    its column from the model for good.)"""
+    filled, text = {}, {}
+    for fields in rows:
+        for i, field in enumerate(fields):
+            if not field or field.lower() in _MISSING:
+                continue
+            filled[i] = filled.get(i, 0) + 1
+            if not _is_number(field.replace(b",", b".") if sep == b";" else field):
+                text[i] = text.get(i, 0) + 1
+    return {i for i, count in text.items() if 2 * count > filled[i]}
 
 
 def day_order(stamps: list, day_first="auto") -> bool | None:
@@ -382,11 +397,14 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         raise LayoutError(f"input.key {key!r} is the time column")
     if columns is None:
         # A column without a name is a row index (pandas' to_csv, R's write.csv), and one
-        # whose first data field is text (a host, a status) is not a number: neither is a value
-        # (unless no field is a number: that first line is junk, a reject, not the layout).
+        # whose first data lines hold text (a host, a status) is not a number: neither is a
+        # value (unless no field is a number: that first line is junk, a reject, not the
+        # layout).
         value_fields = tuple(i for i in range(n_fields) if i not in (time_field, key_field)
                              and not (names and names[i] == ""))
-        text = _text_fields(fields, sep) if names is not None else ()
+        probe = (_split(line, comma, sep or b",") for _, line in lines[:TEXT_PROBE_LINES])
+        text = _text_fields([f for f in probe if len(f) == n_fields], sep) \
+            if names is not None else ()
         if any(i not in text for i in value_fields):
             value_fields = tuple(i for i in value_fields if i not in text)
     else:

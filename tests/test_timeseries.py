@@ -229,6 +229,14 @@ def test_text_columns_are_not_values_unless_named():
     assert find_layout(b"timestamp;a;b\n2014-07-01 00:00:00;5,5;x\n").value_fields == (1,)
     # A first data line with no number is junk (a reject), not a table of text.
     assert find_layout(b"timestamp,value\ntimestamp,value\n").value_fields == (1,)
+    # A missing first reading (N/A, NA, null) is not text: the column stays a value (judged
+    # by the first line alone it was dropped from the model for good); a host is text in
+    # most lines, though one host's name is a number.
+    lines = [b"2014-07-01 00:0%d:00,%s,%s,%d" % (i, host, mem, i)
+             for i, (host, mem) in enumerate([(b"web-1", b"N/A"), (b"7", b"NA"), (b"web-1", b"5"),
+                                              (b"web-2", b"null"), (b"web-1", b"6")])]
+    layout = find_layout(b"timestamp,host,mem,cpu\n" + b"\n".join(lines) + b"\n")
+    assert layout.column_names() == ["mem", "cpu"]
 
 
 def test_a_header_in_the_windows_code_page_is_a_header():
