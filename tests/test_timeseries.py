@@ -583,9 +583,17 @@ def test_times_that_run_backwards_are_said_to_and_the_season_counts_rows(tmp_pat
     done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s")],
                           capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    assert "time series: times that do not move forward (a median step of -600 s); no " \
-           "season in the context" in done.stderr.decode()
+    assert "WARNING time series: times that do not move forward (a median step of -600 s); " \
+           "no season in the context" in done.stderr.decode()
     assert len(done.stdout.decode().splitlines()) == x.size - 100
+    # A spreadsheet's Date,Time,Value: the date alone is the time column; warned, with why.
+    data.write_text("Date,Time,Value\n" + "".join(
+        f"2014-07-{1 + i // DAY:02d},{i % DAY // 6:02d}:{i % 6 * 10:02d},{v:.4f}\n"
+        for i, v in enumerate(x)))
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "d")],
+                          capture_output=True, timeout=300)
+    assert "WARNING time series: times that do not move forward (a median step of 0 s; " \
+           "dates without their time of day?" in done.stderr.decode()
 
 
 def test_an_episode_lasts_a_day_of_the_series_own_time():
