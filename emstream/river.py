@@ -14,8 +14,10 @@ points, score then learn) and 0.981 (all 49,097), against 0.926 and 0.961 for
 ``MinMaxScaler() | HalfSpaceTrees(seed=42)`` (``tests/test_real_data.py``).
 
 Features are handled by name: the feature set is fixed, in sorted order, by the first point
-learned.  Features that appear later are ignored; a missing feature is replaced by the
-mixture's mean for it (0 before the first model).  Before the first flush, ``predict_one``
+learned (a point refused for a bad value fixes nothing).  Features that appear later are
+ignored; a missing feature is replaced by the mixture's mean for it (0 before the first
+model), and a point or frame with none of them is not learned (all filled in, it would draw
+the model onto its own mean).  Before the first flush, ``predict_one``
 answers 0, ``predict_proba_one`` a uniform assignment, and ``score_one`` the surprise under
 independent Gaussians fitted to the points learned so far (0 before any).
 """
@@ -62,6 +64,12 @@ def _feature_order(names) -> tuple:
         return tuple(sorted(names))
     except TypeError:
         return tuple(sorted(names, key=lambda name: (type(name).__name__, str(name))))
+
+
+class _NothingKnown(Exception):
+    """A point or frame to learn has none of the model's features: it is not learned.
+    (Learned as the fill, the mixture's own mean, such points drew the model onto a place
+    with no data: renamed keys made the gap between two clusters the most normal point.)"""
 
 
 class _OnlineMixture:
@@ -133,6 +141,8 @@ class _OnlineMixture:
         try:
             row = [x[name] for name in self._features]
         except KeyError:
+            if learning and not any(name in x for name in self._features):
+                raise _NothingKnown from None
             self._refresh()
             fill = self._fill or [0.0] * len(self._features)
             row = [x[name] if name in x else fill[i] for i, name in enumerate(self._features)]
@@ -144,7 +154,7 @@ class _OnlineMixture:
         for i, v in enumerate(row):
             given = v
             if type(v) is not float:
-                if not isinstance(v, numbers.Real):  # (bools and numpy numbers are)
+                if not isinstance(v, (numbers.Real, np.bool_)):  # (bools, numpy numbers)
                     raise ValueError(f"feature {self._features[i]!r} is {v!r}: not a number")
                 try:
                     v = row[i] = float(v)
@@ -161,11 +171,19 @@ class _OnlineMixture:
 
     # -------------------------------------------------------------- learning
     def _learn(self, x: dict) -> None:
-        if self._features is None:
-            if not x:
-                return
+        if not x:
+            return  # nothing to learn
+        fresh = self._features is None
+        if fresh:
             self._features = _feature_order(x)
-        row = self._row(x, learning=True)
+        try:
+            row = self._row(x, learning=True)
+        except _NothingKnown:
+            return
+        except ValueError:
+            if fresh:  # a refused first point does not choose the features
+                self._features = None
+            raise
         self._buffer.append(row)
         if self._scorer is None:
             self._track_early(row)
@@ -203,8 +221,9 @@ class _OnlineMixture:
         self._buffer = []
         self._stale = True
 
-    def _frame_rows(self, X) -> np.ndarray:
-        """A data frame's rows in feature order, missing features filled in."""
+    def _frame_rows(self, X, learning: bool = False) -> np.ndarray:
+        """A data frame's rows in feature order, missing features filled in (to learn, one
+        with none of the features raises :class:`_NothingKnown`)."""
         index = X.columns
         key = _arrow_key(index)
         if self._same_columns(index, key):  # a stream's frames usually share their columns
@@ -231,6 +250,8 @@ class _OnlineMixture:
         import narwhals as nw
 
         frame = nw.from_native(X, eager_only=True)
+        if learning and not any(name in frame.columns for name in self._features):
+            raise _NothingKnown
         data = np.empty((len(frame), len(self._features)))
         self._refresh()
         fill = self._fill if self._fill is not None else [0.0] * len(self._features)
@@ -250,7 +271,16 @@ class _OnlineMixture:
             # Nothing to learn, as from an empty dict (an empty frame fixed the features to
             # none, and every later flush failed).
             return
-        data = self._frame_rows(X)
+        fresh = self._features is None
+        try:
+            data = self._frame_rows(X, learning=True)
+        except _NothingKnown:
+            return
+        except (ValueError, TypeError):
+            if fresh:  # a refused first frame (a text column) does not choose the features
+                self._features = None
+                self._frame_columns = self._frame_key = self._frame_order = None
+            raise
         self._flush()
         self._model.partial_fit(data)
         self._stale = True

@@ -41,16 +41,21 @@ from .drift import DriftMonitor
 from .episodes import Episodes
 from .level import LEVEL_WINDOW
 from .mixture import GaussianMixture
-from .series import SeriesMonitor
+from .series import REG_COVAR_SHARE, SeriesMonitor
 from .temporal import TemporalFeatures
 from .validation import MAX_ABS_VALUE
 
 __all__ = ["SeriesDetector"]
 
 
+def _numeric(value) -> bool:
+    """A number of any kind (a bool, numpy's too), usable or not (NaN: a failed reading)."""
+    return isinstance(value, (numbers.Real, np.bool_))
+
+
 def _usable(value) -> bool:
     """A number the features can take: any real number within ±1e100 (NaN is not)."""
-    if not isinstance(value, numbers.Real):
+    if not _numeric(value):
         return False
     try:
         value = float(value)
@@ -92,6 +97,10 @@ class SeriesDetector(base.AnomalyDetector):
         self.volatility = volatility
         self.calibration_window = calibration_window
         self.level_window = level_window
+        # (checked here, as the other adapters do: None or "a" failed at the first learn_one)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.batch_size = batch_size
         self.warmup_size = warmup_size
         self.seed = seed
@@ -108,9 +117,11 @@ class SeriesDetector(base.AnomalyDetector):
         self._series = SeriesMonitor(
             DriftMonitor(model, anomaly_quantile=None),
             TemporalFeatures(lags=self.lags, season=self.season, volatility=self.volatility),
-            TailCalibrator(self.calibration_window), Episodes(), level_window=self.level_window)
+            TailCalibrator(self.calibration_window), Episodes(),
+            reg_covar_share=REG_COVAR_SHARE, level_window=self.level_window)
         self._names = None  # the feature set, fixed by the first point learned
         self._last = None  # each feature's last value (stands in for a missing one)
+        self._first = {}  # until then: the numeric features of the first point, last values
         self._rows = []  # feature rows waiting to be learned
 
     @property
@@ -124,17 +135,39 @@ class SeriesDetector(base.AnomalyDetector):
                           for i, name in enumerate(self._names)]], dtype=float)
 
     def learn_one(self, x: dict) -> None:
-        if self._names is None:
-            names = tuple(sorted(k for k, v in x.items() if _usable(v)))
-            if not names:
-                return
-            self._names, self._last = names, [float(x[n]) for n in names]
+        if self._names is None and not self._start(x):
+            return
         row = self._row(x)
         self._last = row[0].tolist()
         self._rows.append(self._series.features.transform(row)[0])
         if len(self._rows) >= self.batch_size:
             rows, self._rows = np.array(self._rows), []
+            # (the rows themselves are the features' first columns: they set the units)
+            self._series.take_units(rows[:, :len(self._names)])
             self._series.learn_rows(rows, self._context(), with_scores=False)
+
+    def _start(self, x: dict) -> bool:
+        """Fix the feature set: the features with a number in the first point (a failed
+        reading, NaN, is still a number of that feature: taken as unusable, it left the
+        feature out for good); points are learned once each has had a usable value, or,
+        after ``batch_size`` points, without those that never had one."""
+        if not self._first:
+            self._first = {"names": sorted(k for k, v in x.items() if _numeric(v)), "last": {},
+                           "seen": 0}
+            if not self._first["names"]:
+                self._first = {}
+                return False
+        first = self._first
+        first["seen"] += 1
+        first["last"].update((k, float(x[k])) for k in first["names"] if _usable(x.get(k)))
+        if len(first["last"]) < len(first["names"]) and first["seen"] < self.batch_size:
+            return False
+        names = tuple(k for k in first["names"] if k in first["last"])
+        if not names:
+            return False
+        self._names, self._last = names, [first["last"][k] for k in names]
+        self._first = {}
+        return True
 
     def _context(self) -> list:
         return self._series.features.context_columns(len(self._names))

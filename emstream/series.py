@@ -63,6 +63,12 @@ from .temporal import TemporalFeatures
 from .timestamps import typical_step
 from .validation import check_array
 
+# The share of the variance of a series' first rows that becomes its reg_covar by default
+# (emstreamd's model.reg_covar: auto, the river SeriesDetector), so that the same readings in
+# any units get the same model and scores.  (NAB kit: 1e-3 62.6, 1e-2 62.1, 1e-1 60.1,
+# 1e-6 60.0, with a first version of the core's re-seeding rule.)
+REG_COVAR_SHARE = 1e-3
+
 
 @dataclass(frozen=True)
 class SeriesUpdate:
@@ -204,8 +210,7 @@ class SeriesMonitor:
             # width) left the features' history (and their floor) poisoned, and every later
             # block was refused too.
             X = check_array(X, n_features=self._width(), estimator="SeriesMonitor")
-        if self._units_pending and X.shape[0]:
-            self._take_units(X)
+        self.take_units(X)
         if times is not None and self.episodes.time_step is None:
             step = typical_step(times)  # (the first block's, as the features' season)
             if step is not None:
@@ -233,8 +238,13 @@ class SeriesMonitor:
         learner = model.__dict__.get("_online")  # (the warm-up's rows so far)
         return None if learner is None else learner.n_features
 
-    def _take_units(self, X: np.ndarray) -> None:
-        """Set the model's ``reg_covar`` from the first rows that vary (``reg_covar_share``)."""
+    def take_units(self, X: np.ndarray) -> None:
+        """Set the model's ``reg_covar`` from the first rows ``X`` (n, D) that vary
+        (``reg_covar_share``; until then, and after, nothing).  :meth:`update` calls it; a
+        caller that turns rows into features itself (:meth:`learn_rows`) calls it with the
+        rows before it learns their features."""
+        if not (self._units_pending and X.shape[0]):
+            return
         finite = X[np.isfinite(X).all(axis=1)]
         spread = finite.var(axis=0) if finite.shape[0] > 1 else np.zeros(0)
         if not (spread > 0).any():

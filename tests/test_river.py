@@ -302,3 +302,77 @@ def test_the_series_detector_takes_numpy_numbers_and_stands_in_for_bad_readings(
         detector.learn_one({"v": float("nan") if i == 250 else float(value)})
     assert detector.monitor.model.n_seen_ == 600 - 600 % 20
     assert 0.0 <= detector.score_one({"v": float("nan")}) <= 1.0
+
+
+@pytest.mark.parametrize("make", [lambda: GaussianMixtureDetector(seed=0, warmup_size=50,
+                                                                   batch_size=10),
+                                  lambda: OnlineGaussianMixture(2, seed=0, warmup_size=50,
+                                                                batch_size=10)],
+                         ids=["detector", "clusterer"])
+def test_a_refused_first_point_or_frame_chooses_no_features(make):
+    """A first point refused for a bad value fixed the features: the detector then scored
+    every point the same.  A first frame with a text column did the same."""
+    import random
+
+    import pandas as pd
+
+    model = make()
+    with pytest.raises(ValueError, match="not a number"):
+        model.learn_one({"oops": "n/a"})
+    with pytest.raises(ValueError):
+        model.learn_many(pd.DataFrame({"cpu": [1.0, 2.0], "host": ["x", "y"]}))
+    rng = random.Random(0)
+    for _ in range(500):
+        model.learn_one({"cpu": rng.gauss(50, 5), "mem": rng.gauss(0.5, 0.05)})
+    assert model._features == ("cpu", "mem")
+    if isinstance(model, GaussianMixtureDetector):
+        assert model.score_one({"cpu": 5000.0, "mem": 90.0}) > \
+            model.score_one({"cpu": 50.0, "mem": 0.5}) + 100
+
+
+def test_points_with_none_of_the_features_are_not_learned():
+    """Learned as the fill (the mixture's mean), 3,000 empty or renamed points made the gap
+    between two clusters the most normal place there was."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    model = GaussianMixtureDetector(n_components=2, seed=0, warmup_size=200, batch_size=50)
+    for i in range(2000):
+        centre = (0.0, 0.0) if i % 2 else (8.0, -8.0)
+        model.learn_one({"a": centre[0] + rng.normal(), "b": centre[1] + rng.normal()})
+    model._flush()
+    before = model.score_one({"a": 4.0, "b": -4.0})
+    for _ in range(3000):
+        model.learn_one({})
+        model.learn_one({"A": 4.0, "B": -4.0})
+    model.learn_many(pd.DataFrame({"A": [4.0] * 1000, "B": [-4.0] * 1000}))
+    model._flush()
+    assert model.score_one({"a": 4.0, "b": -4.0}) == before
+    # A numpy bool is a number, as a Python bool is.
+    model.learn_one({"a": np.float32(0.5), "b": np.True_})
+
+
+def test_the_series_detector_keeps_a_feature_whose_first_reading_failed_and_any_units():
+    """A NaN first reading left its feature out for good (a spike of it then scored like an
+    ordinary point); reg_covar was an absolute 1e-6, which swamped readings of the order of
+    1e-4 (a 10x spike scored as the ordinary points), as the daemon's used to."""
+    import math
+
+    from emstream.river_series import SeriesDetector
+
+    with pytest.raises(ValueError, match="batch_size"):
+        SeriesDetector(batch_size=None)
+    scores = {}
+    for scale in (1.0, 1e-4):
+        detector = SeriesDetector(season=50, seed=0)
+        detector.learn_one({"cpu": math.nan, "mem": 0.5})
+        for t in range(3000):
+            x = {"cpu": scale * (50 + math.sin(2 * math.pi * t / 50) + 0.01 * ((t * 7919) % 13)),
+                 "mem": 0.5}
+            detector.learn_one(x)
+        assert detector._names == ("cpu", "mem")
+        normal = {"cpu": scale * (50 + math.sin(2 * math.pi * 3000 / 50)), "mem": 0.5}
+        scores[scale] = (detector.score_one(normal),
+                         detector.score_one({"cpu": scale * 60.0, "mem": 0.5}))
+    for normal, spike in scores.values():
+        assert normal < 0.999 and spike > 0.9999

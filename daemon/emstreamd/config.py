@@ -51,11 +51,6 @@ def validate(config: dict) -> dict:
     return full
 
 
-# model.reg_covar: auto: this share of the variance of a series' first rows (see
-# emstream.series.SeriesMonitor's reg_covar_share).
-REG_COVAR_SHARE = 1e-3
-
-
 def model_settings(config: dict) -> dict:
     """GaussianMixture's keyword arguments, with the step floor that ``drift.memory`` implies
     (and with ``reg_covar: auto``, 1e-6 until a series' first rows that vary set it:
@@ -86,6 +81,7 @@ def series_parts(config: dict, timed: bool) -> tuple:
     it)."""
     from emstream.calibration import TailCalibrator
     from emstream.episodes import Episodes
+    from emstream.series import REG_COVAR_SHARE  # (model.reg_covar: auto)
     from emstream.temporal import TemporalFeatures
 
     f, output = config["features"], config["output"]
