@@ -387,3 +387,22 @@ def test_prometheus_metrics_on_localhost(tmp_path):
     assert "emstreamd_drift_alarms_total 0.0" in text
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+
+
+def test_sighup_says_when_a_set_on_the_command_line_hides_the_files_edit(tmp_path):
+    """A live key given with --set stays at that value when the file is edited and reloaded:
+    right, but the log said only "reloaded", and the operator's edit did nothing, silently."""
+    config = tmp_path / "config.yaml"
+    text = (ROOT / "config.yaml").read_text()
+    config.write_text(text)
+    process = _start_on_a_pipe(tmp_path, "--config", str(config),
+                               "--set", "output.anomaly_threshold=0.9999")
+    _wait_for(process, "warm-up complete")
+    config.write_text(text.replace("anomaly_threshold: 0.9999", "anomaly_threshold: 0.5"))
+    process.send_signal(signal.SIGHUP)
+    seen = _wait_for(process, "SIGHUP: configuration reloaded")
+    seen += _wait_for(process, "--set", timeout=10)
+    # (batch.max_wait too: _start_on_a_pipe sets it)
+    assert "SIGHUP: batch.max_wait, output.anomaly_threshold keep(s) the value given with " \
+           "--set" in seen[-1]
+    _checkpointed_and_stopped(process)

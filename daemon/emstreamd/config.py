@@ -140,6 +140,21 @@ def read(path: str, *, block: bool = True) -> dict:
     return config
 
 
+def shadowed(path: str | None, overrides=()) -> list:
+    """The live keys (``section.key``) whose value in the file ``path`` a command-line
+    override hides: a SIGHUP reloads the file, but the override stays in force (the file's
+    edit then did nothing, silently)."""
+    if path is None:
+        return []
+    try:
+        raw = read(path, block=False)
+    except ConfigError:
+        return []
+    return [f"{section}.{key}" for section, key, value in overrides
+            if key in LIVE.get(section, ()) and isinstance(raw.get(section), dict)
+            and key in raw[section] and raw[section][key] != value]
+
+
 def load(path: str | None, overrides=(), *, block: bool = True) -> dict:
     """Read (the shipped defaults alone without ``path``), override and validate;
     ``ConfigError`` on any problem (``block``: see :func:`read`)."""

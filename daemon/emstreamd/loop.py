@@ -259,7 +259,8 @@ class Daemon:
     config : dict
         Validated configuration (see :mod:`emstreamd.config`).
     source : a source from :mod:`emstreamd.sources`
-    reload : callable returning a new validated configuration (for SIGHUP)
+    reload : callable returning a new validated configuration (for SIGHUP), and the live
+        keys whose value in the file a command-line override hides (``config.shadowed``)
     out : binary stream for per-point output
     """
 
@@ -885,7 +886,7 @@ class Daemon:
         if self.reload_config is None:
             return
         try:
-            fresh = self.reload_config()
+            fresh, shadowed = self.reload_config()
         except config_module.ConfigError as exc:
             log.error("SIGHUP: keeping the running configuration: %s", exc)
             return
@@ -903,6 +904,10 @@ class Daemon:
                    and not _same(value, self.config.get(section, {}).get(key, _ABSENT))]
         self._apply_live()
         log.info("SIGHUP: configuration reloaded (live keys only)")
+        if shadowed:
+            log.warning("SIGHUP: %s keep(s) the value given with --set on the command line, "
+                        "not the file's (drop the --set for the file to decide)",
+                        ", ".join(shadowed))
         # A restart resumes the checkpoint's model with the settings it began with: model keys
         # wait for a new model, not for a restart (the warning said "restart" for both).
         model_keys = sorted(key for key in waiting if key.startswith("model."))
