@@ -516,6 +516,21 @@ def test_a_keyed_daemon_reports_its_keys_from_the_start(tmp_path):
     _stop(process)
 
 
+def test_a_keyed_daemon_counts_new_keys_before_its_first_checkpoint(tmp_path):
+    """emstreamd_keys and emstreamd_keys_in_memory were set at checkpoints only: a keyed
+    back-fill's scrapes read 0 keys while it learned them."""
+    pytest.importorskip("prometheus_client")
+    data = tmp_path / "k.txt"
+    data.write_text("".join(f"k{i % 7} {v:.4f}\n" for i, v in enumerate(_values(700))))
+    process = _start("--follow", str(data), "--checkpoint", str(tmp_path / "s"),
+                     "--no-output", "--set", "input.key=0", "--set", "metrics.port=0",
+                     "--set", "checkpoint.every_seconds=3600", "--log-level", "INFO")
+    port = _metrics_port(process)
+    assert _until(lambda: "emstreamd_keys 7.0" in _get(port, "/metrics")[1], 10)
+    assert "emstreamd_keys_in_memory 7.0" in _get(port, "/metrics")[1]
+    _stop(process)
+
+
 def test_a_metrics_port_in_use_stops_the_daemon_at_once_with_one_line(tmp_path):
     pytest.importorskip("prometheus_client")
     data = tmp_path / "d.txt"

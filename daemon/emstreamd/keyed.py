@@ -171,6 +171,9 @@ class KeyedDaemon(Daemon):
             return  # the position stays before this block
         if accepted:
             self._route(parsed, accepted)
+            if self.metrics is not None:  # (the top keys' gauges wait for a checkpoint)
+                self.metrics.keys.set(len(self.known))
+                self.metrics.keys_in_memory.set(len(self.active))
         if not self.halted:
             # Every line read is applied, waiting in its key's mini-batch, or rejected.
             self.applied_offset = self.source.offset
