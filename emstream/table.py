@@ -333,7 +333,8 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     -------
     Layout or None
         None when there is no header, no time column and no key (plain numbers), or when ``data``
-        holds no non-blank line yet.  A header alone is enough: it decides.
+        holds no non-blank line yet.  From a header alone, a layout that is not ``settled``
+        (:func:`settle_layout`: its first data lines settle it).
 
     Raises
     ------
@@ -420,23 +421,31 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
                   (sep or b",").decode(), dates, settled=bool(lines))
 
 
-def settle_layout(layout: Layout, data: bytes, **settings) -> Layout:
+def settle_layout(layout: Layout, data: bytes, **settings) -> Layout | None:
     """A layout found from a header alone, settled by the first data lines in ``data``: which
     columns hold text (a host is no value) and whether dates put the day first, as
     :func:`find_layout` (with ``settings``: columns, timestamp, key, day_first) finds them
-    from the header and those lines.  Unchanged if settled, or while ``data`` has no data
-    line.  (Decided from the header alone, a header written before its rows rejected every
+    from the header and those lines; None if those lines are plain numbers that do not fit
+    the header.  Unchanged if settled, or while ``data`` has no data line.  (Decided from the header alone, a header written before its rows rejected every
     row of a text column's or of ``7/13/2014`` times' stream, for good: the layout is
     checkpointed.)"""
-    if layout.settled or not data.strip():
+    if layout.settled:
         return layout
+    # (a repeat of the header, a rotated file's or a restarted producer's, is no data line)
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    while lines and repeats_header(lines[0], layout):
+        lines = lines[1:]
+    if not lines:
+        return layout
+    data = b"\n".join(lines) + b"\n"
     sep = layout.sep if layout.comma else b" "
     header = sep.join(b'"' + name.encode().replace(b'"', b'""') + b'"' if layout.comma
                       else name.encode() for name in layout.names)
     found = find_layout(header + b"\n" + data, first_line=layout.header_line, **settings)
     if found is None or found.header_line is None:
-        # (rows that do not fit the header: it was only a first line, skipped already)
-        return replace(layout, settled=True) if found is None else found
+        # Rows that do not fit the header: it was only a first line (skipped already), and
+        # the rows decide alone, as in one block (None: plain numbers).
+        return found
     return replace(found, header_line=layout.header_line)
 
 

@@ -169,6 +169,8 @@ class TemporalFeatures:
         self._clock = None
         self._period = None
         self._start = None  # the first row's time
+        # Whether the last row's time lay more than a gap before the clock (_step_back).
+        self._behind = False
         self.stale_ = np.zeros(0, dtype=bool)
         self.season_rows_ = np.zeros(0, dtype=np.int64)
         self._seen = 0
@@ -293,6 +295,11 @@ class TemporalFeatures:
         cut = self._step_back(times)
         if cut is not None:
             return self._transform_from_step_back(X, times, cut)
+        return self._transform(X, times)
+
+    def _transform(self, X: np.ndarray, times) -> np.ndarray:
+        """:meth:`transform` of checked rows, no row of which brings the clock back."""
+        n, d = X.shape
         if self._history is None:
             self._history = X[:1].copy() if n else np.empty((0, d))
             if n and times is not None:
@@ -347,33 +354,46 @@ class TemporalFeatures:
         self._seen += n
         depth = self.depth()
         self._history = Z[-depth:].copy()
+        self._behind = False
         if clock is not None:
             self._clock = clock[-depth:].copy()
+            if n and clock.shape[0] > 1:
+                self._behind = bool(times[-1] < clock[-2] - self._gap())
         return np.hstack(columns)
 
     def _step_back(self, times) -> int | None:
-        """The first of these rows whose time lies more than a gap (:meth:`_gap`) before the
-        clock (the running maximum of the times before it), or None."""
+        """The first of these rows that brings the clock back: the second of two rows in a
+        row whose times lie more than a gap (:meth:`_gap`) before the clock (the running
+        maximum of the times before each), or None.  (One such row alone is an odd time, a
+        1970 among 2014's, and leaves the clock alone.)"""
         if times is None or self._clock is None or self._period is None or not len(times):
             return None
         before = np.maximum.accumulate(np.concatenate([self._clock[-1:], times]))[:-1]
-        far = np.flatnonzero(times < before - self._gap())
+        behind = times < before - self._gap()
+        second = behind & np.concatenate([[self._behind], behind[:-1]])
+        far = np.flatnonzero(second)
         return int(far[0]) if far.size else None
 
     def _transform_from_step_back(self, X, times, cut: int) -> np.ndarray:
-        """:meth:`transform` of rows whose row ``cut`` steps back in time by more than a gap:
-        the rows before it as usual; from it on, the clock of the rows remembered is capped
-        at its time.  A time far ahead (one row dated 2099 in a 2014 series, an epoch with
-        fifty zeros) held the running maximum there for good: "a day ago" became the edge of
-        the history and no outage was a gap again; the rows that come back to the stream's
-        own time now bring the clock back with them (a time ahead that the next rows follow
-        is an outage, and stays).  Causal, so the same however blocks are cut."""
-        parts = []
-        if cut:
-            parts.append((self.transform(X[:cut], times[:cut]), self.stale_,
-                          self.season_rows_))
-        self._clock = np.minimum(self._clock, times[cut])
-        parts.append((self.transform(X[cut:], times[cut:]), self.stale_, self.season_rows_))
+        """:meth:`transform` of rows whose row ``cut`` brings the clock back (:meth:`_step_back`):
+        the rows before it as usual; from it on, the clock of the rows remembered is capped at
+        its time, and so on at each such row.  A time far ahead (one row dated 2099 in a 2014
+        series, an epoch with fifty zeros) held the running maximum there for good: "a day
+        ago" became the edge of the history and no outage was a gap again; the rows that come
+        back to the stream's own time now bring the clock back with them (a time ahead that
+        the next rows follow is an outage, and stays).  Causal, so the same however blocks are
+        cut."""
+        parts, start, n = [], 0, X.shape[0]
+        while True:
+            if cut:
+                parts.append((self._transform(X[start:start + cut], times[start:start + cut]),
+                              self.stale_, self.season_rows_))
+                start += cut
+            if start >= n:
+                break
+            self._clock = np.minimum(self._clock, times[start])
+            following = self._step_back(times[start:])  # (never its first row: at the clock)
+            cut = n - start if following is None else following
         self.stale_ = np.concatenate([p[1] for p in parts])
         self.season_rows_ = np.concatenate([p[2] for p in parts])
         return np.concatenate([p[0] for p in parts])
@@ -475,12 +495,14 @@ class TemporalFeatures:
     def peek(self, X, times=None) -> np.ndarray:
         """:meth:`transform` without remembering ``X``: the features the next rows would get."""
         saved = (self._history, self._seen, self._searching, self.season_, self._floor,
-                 self._clock, self._period, self._start, self.stale_, self.season_rows_)
+                 self._clock, self._period, self._start, self.stale_, self.season_rows_,
+                 self._behind)
         try:
             return self.transform(X, times)
         finally:  # transform rebinds these attributes, never mutates them in place
             (self._history, self._seen, self._searching, self.season_, self._floor,
-             self._clock, self._period, self._start, self.stale_, self.season_rows_) = saved
+             self._clock, self._period, self._start, self.stale_, self.season_rows_,
+             self._behind) = saved
 
     def _decide_season(self, Z: np.ndarray, times) -> None:
         """At the first block: a day in points from the timestamps' typical step, else the
@@ -502,7 +524,7 @@ class TemporalFeatures:
                 "floor": None if self._floor is None else self._floor.tolist(),
                 "history": None if self._history is None else self._history.tolist(),
                 "clock": None if self._clock is None else self._clock.tolist(),
-                "period": self._period, "start": self._start}
+                "period": self._period, "start": self._start, "behind": self._behind}
 
     @classmethod
     def from_state(cls, state: dict) -> TemporalFeatures:
@@ -541,6 +563,11 @@ class TemporalFeatures:
                     raise ValueError("clock not one finite, non-decreasing time per row")
                 if not (tf._period > 0 and np.isfinite(tf._start)) or tf.season_ is None:
                     raise ValueError("season period or start out of range")
+            # (a state from before the rule has none: its last row counts as on time)
+            behind = state.get("behind", False)
+            if not isinstance(behind, bool):
+                raise ValueError(f"behind must be true or false, got {behind!r}")
+            tf._behind = behind
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"temporal features state: {exc}") from None
         return tf

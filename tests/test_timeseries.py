@@ -13,7 +13,7 @@ import pytest
 from emstream import checkpoint
 from emstream.calibration import TailCalibrator
 from emstream.episodes import Episodes
-from emstream.table import Layout, LayoutError, find_layout, parse_table
+from emstream.table import Layout, LayoutError, find_layout, parse_table, settle_layout
 from emstream.temporal import TemporalFeatures, find_season
 from emstream.timestamps import parse_times
 
@@ -594,6 +594,11 @@ def test_times_that_run_backwards_are_said_to_and_the_season_counts_rows(tmp_pat
                           capture_output=True, timeout=300)
     assert "WARNING time series: times that do not move forward (a median step of 0 s; " \
            "dates without their time of day?" in done.stderr.decode()
+    # Numbers without times never wanted a daily season: no warning.
+    data.write_text("".join(f"{v:.4f}\n" for v in x))
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "p"),
+                           "--set", "features.enabled=true"], capture_output=True, timeout=300)
+    assert "INFO time series: no timestamps; no season" in done.stderr.decode()
 
 
 def test_an_episode_lasts_a_day_of_the_series_own_time():
@@ -1040,6 +1045,7 @@ def test_a_live_stream_whose_first_row_comes_alone_keeps_its_season(tmp_path, ke
                                stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     while b"ready: reading" not in process.stderr.readline():  # (its imports take a while)
         assert process.poll() is None
+    time.sleep(0.6)  # (a producer whose first line comes late: the series is still unknown)
     process.stdin.write((("host," if keyed else "") + "timestamp,value\n" + rows[0]).encode())
     process.stdin.flush()
     time.sleep(1.0)  # (batch.max_wait is 0.2 s)
@@ -1067,7 +1073,7 @@ def test_a_header_that_comes_before_its_rows_does_not_decide_the_layout_alone(tm
     rng = np.random.default_rng(4)
     rows = "".join(f"7/{13 + i // 144}/2014 {i % 144 // 6}:{i % 6 * 10:02d},web-1,"
                    f"{10 + rng.normal():.3f}\n" for i in range(600))
-    header = "time,host,value\n"
+    header = "created,host,value\n"  # (a time column no name says is one: the rows do)
     process = subprocess.Popen([*DAEMON, "--checkpoint", str(tmp_path / "live"),
                                 "--no-output", "--log-level", "INFO"],
                                stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -1081,7 +1087,8 @@ def test_a_header_that_comes_before_its_rows_does_not_decide_the_layout_alone(tm
     log = process.stderr.read().decode()
     assert process.wait(timeout=120) == 0, log
     assert "600 points learned" in log and "rejected: none" in log, log
-    assert "values: value; time: time; dates month first" in log
+    assert "values: value; time: created; dates month first" in log
+    assert "time series: a time step of 600 s" in log  # (features on: the series has times)
     # A back-fill of the header alone, then of its rows appended: the same.
     data = tmp_path / "grows.csv"
     data.write_text(header)
@@ -1094,28 +1101,90 @@ def test_a_header_that_comes_before_its_rows_does_not_decide_the_layout_alone(tm
     assert done.returncode == 0, done.stderr.decode()
     assert "600 points learned" in done.stderr.decode()
     assert "rejected: none" in done.stderr.decode()
+    assert checkpoint.load(tmp_path / "file").model.n_features_in_ == 3  # value, lag, season
 
 
 def test_one_time_far_ahead_does_not_hold_the_clock_there():
     """One row dated 2099 in a 2014 series held the clock (the running maximum of the times)
     there for good: every later row's "a day ago" was the edge of the history and no outage
-    was a gap again.  The rows that come back bring the clock back: only the odd row and the
-    one whose day-ago context it was differ from the clean series, however blocks are cut."""
+    was a gap again.  Two rows back in time bring the clock back; one odd row alone (1970)
+    leaves it alone, and two clocks interleaved two hours apart (a row back at every other
+    row) neither crash (it recursed once per step back) nor depend on how blocks are cut."""
     rng = np.random.default_rng(6)
     n = 30 * DAY
     x = _seasonal(rng, n)[:, None]
     clean = 1.4e9 + STEP * np.arange(n)
-    odd = clean.copy()
-    odd[12 * DAY] = 4.07e9  # 2098-12-22
+    ahead, behind, skewed = clean.copy(), clean.copy(), clean.copy()
+    ahead[12 * DAY] = 4.07e9  # 2098-12-22
+    behind[12 * DAY] = 0.0  # 1970
+    skewed[12 * DAY::2] -= 7200.0
+    jumpy = clean.copy()  # two rows 3 hours ahead, two back, ...: 1,100 returns in a block
+    jumpy[12 * DAY::4] += 10800.0
+    jumpy[12 * DAY + 1::4] += 10800.0
     out = {}
-    for name, times in (("clean", clean), ("odd", odd)):
+    for name, times in (("clean", clean), ("ahead", ahead), ("behind", behind),
+                        ("skewed", skewed), ("jumpy", jumpy)):
         for cuts in ([100], [100, 12 * DAY, 12 * DAY + 1, 13 * DAY], list(range(7, n, 333))):
             tf = TemporalFeatures(lags=1, season="auto", volatility=False)
             pieces = [(tf.transform(x[a:b], times[a:b]), tf.season_rows_, tf.stale_)
                       for a, b in zip([0, *cuts], [*cuts, n])]
             got = tuple(np.concatenate(p) for p in zip(*pieces))
             assert all(np.array_equal(a, b) for a, b in zip(got, out.setdefault(name, got)))
-    differ = np.flatnonzero((out["clean"][0] != out["odd"][0]).any(axis=1))
-    assert differ.tolist() == [12 * DAY, 13 * DAY]
-    assert np.flatnonzero(out["odd"][2]).tolist() == [12 * DAY]  # (the odd row: stale)
-    assert np.array_equal(out["odd"][1][13 * DAY + 2:], out["clean"][1][13 * DAY + 2:])
+
+    def differ(name):
+        return np.flatnonzero((out["clean"][0] != out[name][0]).any(axis=1)).tolist()
+
+    # The odd row, the first row back (still under its clock), and the rows a day later
+    # whose context they were.
+    assert differ("ahead") == [12 * DAY, 12 * DAY + 1, 13 * DAY, 13 * DAY + 2]
+    assert np.flatnonzero(out["ahead"][2]).tolist() == [12 * DAY]  # (the odd row: stale)
+    assert np.array_equal(out["ahead"][1][13 * DAY + 3:], out["clean"][1][13 * DAY + 3:])
+    assert differ("behind") == [12 * DAY]
+    assert len(differ("skewed")) > DAY and len(differ("jumpy")) > DAY
+
+def test_a_layout_from_a_header_alone_is_settled_by_rows_not_by_a_repeated_header():
+    """The first data lines settle a header-alone layout; a repeat of the header (a rotated
+    file's, a restarted producer's) is no data line (taken for one, the time column and the
+    order of dates were lost for good), and rows that do not fit the header are plain
+    numbers, as they are when the header and rows come in one block."""
+    rows = b"".join(b"7/%d/2014 0:00,%d\n" % (13 + i, i) for i in range(5))
+    header = find_layout(b"created_at,value\n")
+    assert not header.settled and header.time_field is None
+    for data in (rows, b"created_at,value\n" + rows, b"\n\n" + rows):
+        settled = settle_layout(header, data)
+        assert settled.settled and settled.time_field == 0 and settled.day_first is False
+        assert settled.header_line == 1
+    assert settle_layout(header, b"created_at,value\n") is header  # (no row yet)
+    assert settle_layout(find_layout(b"cpu mem disk\n"), b"1,2\n3,4\n") is None
+    assert find_layout(b"cpu mem disk\n1,2\n3,4\n") is None
+
+
+def test_a_followed_series_stopped_before_its_first_rows_decide_keeps_them(tmp_path):
+    """SIGTERM while a followed file's first mini-batch waited for the rows the features
+    decide from: it was learned from one row, the season off for good.  Its rows are now
+    read again by the next run."""
+    data, state = tmp_path / "live.csv", tmp_path / "state"
+    x = _seasonal(np.random.default_rng(8), 3 * DAY)
+    rows = [f"{1.7e9 + STEP * i:.0f},{v:.4f}\n" for i, v in enumerate(x)]
+    data.write_text("timestamp,value\n" + rows[0])
+    command = [*DAEMON, "--follow", str(data), "--checkpoint", str(state), "--no-output",
+               "--log-level", "INFO", "--set", "checkpoint.every_seconds=0.2"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    while b"ready: reading" not in process.stderr.readline():
+        assert process.poll() is None
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    with open(data, "a") as handle:
+        handle.write("".join(rows[1:]))
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while b"time series:" not in (line := process.stderr.readline()):
+        assert line and time.monotonic() < deadline
+    assert b"the value 86400 s back in the context" in line
+    while checkpoint.load(state).meta["counters"]["rows"] < len(x):  # (every row, once)
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert checkpoint.load(state).meta["counters"]["rows"] == len(x)

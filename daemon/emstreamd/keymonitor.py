@@ -190,9 +190,10 @@ class KeyMonitor:
         if step is None and times is not None and len(times) > 1:
             # (Times that stand still or run backwards: an export sorted newest first, or
             # two sensors' rows in one file, said so rather than "no timestamps".)
-            clock = f"times that do not move forward (a median step of {typical_step(times):g} s"
-            clock += ("; dates without their time of day? it must be in the same column)"
-                      if typical_step(times) == 0 else ")")
+            median = typical_step(times)
+            clock = f"times that do not move forward (a median step of {median:g} s" + (
+                "; dates without their time of day? it must be in the same column)"
+                if median == 0 else ")")
         else:
             clock = f"a time step of {step:g} s" if step else "no timestamps"
         season = features.season_
@@ -206,7 +207,8 @@ class KeyMonitor:
                     f"{MIN_SEASON} to {MAX_SEASON})")
         else:
             what = "no season in the context"
-        if season is None and features.season == "auto" and level == logging.INFO:
+        if season is None and features.season == "auto" and self.timed \
+                and level == logging.INFO:
             level = logging.WARNING  # (the daily season was wanted and is off for good)
         log.log(level, "%stime series: %s; %s; an alert holds its episode for %d points",
                 self.name, clock, what, episodes.hold_points)

@@ -380,8 +380,9 @@ class Daemon:
         warn_resumed_settings(loaded.model, meta, self.config)
         self._restored = (loaded.model, meta, str(loaded.path))
         self._resume_input(meta, str(loaded.path))
-        if self.layout is not None:
-            self._make_key()
+        if self.layout is not None and (not self.layout or self.layout.settled):
+            self._make_key()  # (a layout from a header alone waits for its rows: they decide
+            # whether the series has a time column, so whether it has features)
 
     def _resume_input(self, meta: dict, where: str) -> None:
         """Take a checkpoint's counters, input layout and position; seek the source past the
@@ -509,8 +510,8 @@ class Daemon:
             raise StartError(f"the input does not fit the configuration: {exc}",
                              EX_CONFIG) from None
         if settled is not self.layout:
-            self.layout = settled
-            log.info("input: %s", settled.describe())
+            self.layout = settled if settled is not None else False
+            log.info("input: %s", settled.describe() if settled else "plain numbers")
 
     def _skip_repeated_header(self, data: bytes, first: int):
         """The layout to parse this block with, the first of a new file: if its first
@@ -629,7 +630,11 @@ class Daemon:
 
     def _rows_to_decide(self) -> int:
         """Rows the first mini-batch must hold before ``batch.max_wait`` may cut it
-        (:meth:`KeyMonitor.rows_to_decide`); called with rows pending (the layout known)."""
+        (:meth:`KeyMonitor.rows_to_decide`); 0 while no row is pending.  (The series' monitor
+        is made with the first rows, whose layout says whether it has times: made before
+        them, a live series whose first line came late had no features at all.)"""
+        if not self.pending.count:
+            return 0
         if self.key is None:
             self._make_key()
         return self.key.rows_to_decide()
@@ -1028,7 +1033,10 @@ class Daemon:
         # checkpoint's position, to be read again: the resumed run then learns the batches an
         # uninterrupted one does (learned early, as a short batch, they changed the model and
         # later labels and flags).  Elsewhere the lines read may not come again: learn them.
-        keep_partial = by_count_only and self.flags.stop and not self.source.at_end
+        # So does a followed file's first mini-batch still too short for the features to
+        # decide from (learned now, from a row or two, the season was off for good).
+        keep_partial = self.flags.stop and not self.source.at_end and (
+            by_count_only or (self.source.kind == "follow" and self._deciding()))
         if self.pending.count and not self.halted and not keep_partial:
             self._apply(self.pending.count)
         if self.background is not None:
