@@ -31,7 +31,7 @@ import numpy as np
 from river import base
 
 from .mixture import GaussianMixture
-from .validation import MAX_ABS_VALUE
+from .validation import MAX_ABS_VALUE, is_number
 
 _LARGEST = float(np.finfo(float).max)
 _TINY = float(np.finfo(float).tiny)
@@ -154,7 +154,7 @@ class _OnlineMixture:
         for i, v in enumerate(row):
             given = v
             if type(v) is not float:
-                if not isinstance(v, (numbers.Real, np.bool_)):  # (bools, numpy numbers)
+                if not is_number(v):
                     raise ValueError(f"feature {self._features[i]!r} is {v!r}: not a number")
                 try:
                     v = row[i] = float(v)
@@ -274,15 +274,15 @@ class _OnlineMixture:
         fresh = self._features is None
         try:
             data = self._frame_rows(X, learning=True)
+            self._flush()
+            self._model.partial_fit(data)
         except _NothingKnown:
             return
         except (ValueError, TypeError):
-            if fresh:  # a refused first frame (a text column) does not choose the features
+            if fresh:  # a refused first frame (a text column, a NaN) chooses no features
                 self._features = None
                 self._frame_columns = self._frame_key = self._frame_order = None
             raise
-        self._flush()
-        self._model.partial_fit(data)
         self._stale = True
 
     # -------------------------------------------------------------- scoring one point

@@ -9,9 +9,11 @@ emstreamd writes for the point; it is pure (it changes nothing).
 
 Each learned point is turned into its feature row at once (the features need every point, in
 order); feature rows are learned ``batch_size`` at a time.  The feature set is fixed, in sorted
-order, by the first point learned; later new features are ignored, and a missing one, or one
-that is not a usable number (text, NaN, infinite, beyond ±1e100: a reading that failed), takes
-its last value.  Numbers of any kind count (``numpy.float32``, ``numpy.int64``).  Timestamps are not part of river's ``x``, so the season is a period in points
+order, by the first point: the features that hold a number there (NaN too: a reading that
+failed); points are learned from the first one at which each has had a usable value (or,
+after ``batch_size`` points, without the features that never had one).  Later new features
+are ignored, and a missing one, or one that is not a usable number (text, NaN, infinite,
+beyond ±1e100: a reading that failed), takes its last value.  Numbers of any kind count (``numpy.float32``, ``numpy.int64``).  Timestamps are not part of river's ``x``, so the season is a period in points
 (``season``), not found from the clock.
 
 Example
@@ -43,19 +45,14 @@ from .level import LEVEL_WINDOW
 from .mixture import GaussianMixture
 from .series import REG_COVAR_SHARE, SeriesMonitor
 from .temporal import TemporalFeatures
-from .validation import MAX_ABS_VALUE
+from .validation import MAX_ABS_VALUE, is_number
 
 __all__ = ["SeriesDetector"]
 
 
-def _numeric(value) -> bool:
-    """A number of any kind (a bool, numpy's too), usable or not (NaN: a failed reading)."""
-    return isinstance(value, (numbers.Real, np.bool_))
-
-
 def _usable(value) -> bool:
     """A number the features can take: any real number within ±1e100 (NaN is not)."""
-    if not _numeric(value):
+    if not is_number(value):
         return False
     try:
         value = float(value)
@@ -119,7 +116,7 @@ class SeriesDetector(base.AnomalyDetector):
             TemporalFeatures(lags=self.lags, season=self.season, volatility=self.volatility),
             TailCalibrator(self.calibration_window), Episodes(),
             reg_covar_share=REG_COVAR_SHARE, level_window=self.level_window)
-        self._names = None  # the feature set, fixed by the first point learned
+        self._names = None  # the feature set (see _start)
         self._last = None  # each feature's last value (stands in for a missing one)
         self._first = {}  # until then: the numeric features of the first point, last values
         self._rows = []  # feature rows waiting to be learned
@@ -152,7 +149,7 @@ class SeriesDetector(base.AnomalyDetector):
         feature out for good); points are learned once each has had a usable value, or,
         after ``batch_size`` points, without those that never had one."""
         if not self._first:
-            self._first = {"names": sorted(k for k, v in x.items() if _numeric(v)), "last": {},
+            self._first = {"names": sorted(k for k, v in x.items() if is_number(v)), "last": {},
                            "seen": 0}
             if not self._first["names"]:
                 self._first = {}

@@ -112,6 +112,16 @@ def _is_sparse(X) -> bool:
     return sparse is not None and sparse.issparse(X)
 
 
+def is_number(value) -> bool:
+    """Whether a value is a number of any kind: Python's or numpy's, a bool too (NaN and
+    infinities included: whether it is usable is another question).
+
+    >>> is_number(np.True_), is_number(np.float32(2)), is_number("2"), is_number(None)
+    (True, True, False, False)
+    """
+    return isinstance(value, (numbers.Real, np.bool_))
+
+
 def check_int(value, name: str, low: int, high: int | None = None) -> int:
     """An integer in [low, high], else a ValueError naming the parameter."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or (

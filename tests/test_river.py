@@ -321,6 +321,8 @@ def test_a_refused_first_point_or_frame_chooses_no_features(make):
         model.learn_one({"oops": "n/a"})
     with pytest.raises(ValueError):
         model.learn_many(pd.DataFrame({"cpu": [1.0, 2.0], "host": ["x", "y"]}))
+    with pytest.raises(ValueError):  # (refused by the model: a NaN)
+        model.learn_many(pd.DataFrame({"sensor_init": [np.nan, 1.0]}))
     rng = random.Random(0)
     for _ in range(500):
         model.learn_one({"cpu": rng.gauss(50, 5), "mem": rng.gauss(0.5, 0.05)})
