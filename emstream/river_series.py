@@ -13,8 +13,9 @@ order, by the first point: the features that hold a number there (NaN too: a rea
 failed); points are learned from the first one at which each has had a usable value (or,
 after ``batch_size`` points, without the features that never had one).  Later new features
 are ignored, and a missing one, or one that is not a usable number (text, NaN, infinite,
-beyond ±1e100: a reading that failed), takes its last value.  Numbers of any kind count (``numpy.float32``, ``numpy.int64``).  Timestamps are not part of river's ``x``, so the season is a period in points
-(``season``), not found from the clock.
+beyond ±1e100: a reading that failed), takes its last value.  Numbers of any kind count
+(``numpy.float32``, ``numpy.int64``, ``numpy.bool_``).  Timestamps are not part of river's
+``x``, so the season is a period in points (``season``), not found from the clock.
 
 Example
 -------

@@ -426,9 +426,9 @@ def settle_layout(layout: Layout, data: bytes, **settings) -> Layout | None:
     columns hold text (a host is no value) and whether dates put the day first, as
     :func:`find_layout` (with ``settings``: columns, timestamp, key, day_first) finds them
     from the header and those lines; None if those lines are plain numbers that do not fit
-    the header.  Unchanged if settled, or while ``data`` has no data line.  (Decided from the header alone, a header written before its rows rejected every
-    row of a text column's or of ``7/13/2014`` times' stream, for good: the layout is
-    checkpointed.)"""
+    the header.  Unchanged if settled, or while ``data`` has no data line.  (Decided from
+    the header alone, a header written before its rows rejected every row of a text
+    column's or of ``7/13/2014`` times' stream, for good: the layout is checkpointed.)"""
     if layout.settled:
         return layout
     # (a repeat of the header, a rotated file's or a restarted producer's, is no data line)
