@@ -1178,13 +1178,16 @@ def test_a_followed_series_stopped_before_its_first_rows_decide_keeps_them(tmp_p
     with open(data, "a") as handle:
         handle.write("".join(rows[1:]))
     process = subprocess.Popen(command, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while b"time series:" not in (line := process.stderr.readline()):
-        assert line and time.monotonic() < deadline
-    assert b"the value 86400 s back in the context" in line
-    while checkpoint.load(state).meta["counters"]["rows"] < len(x):  # (every row, once)
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 0
+    try:
+        deadline = time.monotonic() + 60
+        while b"time series:" not in (line := process.stderr.readline()):
+            assert line and time.monotonic() < deadline
+        assert b"the value 86400 s back in the context" in line
+        while checkpoint.load(state).meta["counters"]["rows"] < len(x):  # (every row, once)
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()  # (a follower outlives a failed test otherwise)
     assert checkpoint.load(state).meta["counters"]["rows"] == len(x)

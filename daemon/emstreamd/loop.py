@@ -380,7 +380,7 @@ class Daemon:
         warn_resumed_settings(loaded.model, meta, self.config)
         self._restored = (loaded.model, meta, str(loaded.path))
         self._resume_input(meta, str(loaded.path))
-        if self.layout is not None and (not self.layout or self.layout.settled):
+        if self.layout is not None and getattr(self.layout, "settled", True):
             self._make_key()  # (a layout from a header alone waits for its rows: they decide
             # whether the series has a time column, so whether it has features)
 
