@@ -1026,6 +1026,10 @@ def test_a_json_series_with_times_is_monitored_like_the_table(tmp_path):
     saved = checkpoint.load(tmp_path / "jsonl")
     assert saved.meta["layout"]["time_field"] == "@timestamp"
     assert saved.model.n_features_in_ > 1  # the temporal features
+    # Resumed (a JSON layout has no header to settle: resuming one raised AttributeError).
+    done = subprocess.run([*DAEMON, "--input", str(records), *jsonl, "--checkpoint",
+                           str(tmp_path / "jsonl")], capture_output=True, timeout=120)
+    assert done.returncode == 0 and not done.stdout, done.stderr.decode()
 
 
 @pytest.mark.parametrize("keyed", [False, True], ids=["one series", "keyed"])
