@@ -237,7 +237,7 @@ def _header_names(fields: list) -> tuple | None:
 
 
 # Fields that stand for a missing value, not for text (R's NA, spreadsheets' #N/A, ...).
-_MISSING = frozenset((b"na", b"n/a", b"#n/a", b"nan", b"null", b"none", b"-", b"?"))
+_MISSING = frozenset((b"na", b"n/a", b"#n/a", b"null", b"none", b"-", b"?"))
 # Data lines whose fields say which columns hold text.
 TEXT_PROBE_LINES = 50
 
@@ -245,17 +245,22 @@ TEXT_PROBE_LINES = 50
 def _text_fields(rows: list, sep: bytes | None) -> set:
     """The columns that hold text in most of these first data lines (each a list of fields):
     fields neither a number (a decimal comma in a semicolon table counts) nor missing (empty,
-    NA, N/A, null, ...).  (Judged by the first line alone, one N/A in a first reading dropped
-    its column from the model for good.)"""
-    filled, text = {}, {}
+    NA, N/A, null, ...); a column with nothing but such words is text too (a live stream's
+    first line alone: a status of N/A made its column a value, and every row was rejected).
+    (Judged by the first line alone, one N/A in a first reading dropped its column from the
+    model for good.)"""
+    filled, text, words = {}, {}, set()
     for fields in rows:
         for i, field in enumerate(fields):
-            if not field or field.lower() in _MISSING:
+            if not field:
+                continue
+            if field.lower() in _MISSING:
+                words.add(i)
                 continue
             filled[i] = filled.get(i, 0) + 1
             if not _is_number(field.replace(b",", b".") if sep == b";" else field):
                 text[i] = text.get(i, 0) + 1
-    return {i for i, count in text.items() if 2 * count > filled[i]}
+    return {i for i, count in text.items() if 2 * count > filled[i]} | (words - set(filled))
 
 
 def day_order(stamps: list, day_first="auto") -> bool | None:

@@ -392,6 +392,9 @@ class TemporalFeatures:
             if start >= n:
                 break
             self._clock = np.minimum(self._clock, times[start])
+            # (a first row far ahead set the start of time there: every later row was younger
+            # than a season, and the season's context was off for good)
+            self._start = min(self._start, float(times[start]))
             following = self._step_back(times[start:])  # (never its first row: at the clock)
             cut = n - start if following is None else following
         self.stale_ = np.concatenate([p[1] for p in parts])

@@ -2,6 +2,7 @@
 and the daemon flagging a synthetic seasonal series' anomalies once each."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -237,6 +238,10 @@ def test_text_columns_are_not_values_unless_named():
                                               (b"web-2", b"null"), (b"web-1", b"6")])]
     layout = find_layout(b"timestamp,host,mem,cpu\n" + b"\n".join(lines) + b"\n")
     assert layout.column_names() == ["mem", "cpu"]
+    # A first line alone (a live stream's) whose status says N/A: text, not a value (a
+    # value, every later "ok" was rejected, for good).
+    assert find_layout(b"timestamp,status,value\n2024-01-01 00:00,N/A,5.0\n"
+                       ).column_names() == ["value"]
 
 
 def test_a_header_in_the_windows_code_page_is_a_header():
@@ -1145,6 +1150,14 @@ def test_one_time_far_ahead_does_not_hold_the_clock_there():
     assert np.array_equal(out["ahead"][1][13 * DAY + 3:], out["clean"][1][13 * DAY + 3:])
     assert differ("behind") == [12 * DAY]
     assert len(differ("skewed")) > DAY and len(differ("jumpy")) > DAY
+    # A first row far ahead set the start of time there: no row was ever a season old, and
+    # the season's context was off for good.  (Within the first block the clock stays up.)
+    first = clean.copy()
+    first[0] = 4.07e9
+    tf = TemporalFeatures(lags=1, season="auto", volatility=False)
+    tf.transform(x[:100], first[:100])
+    tf.transform(x[100:], first[100:])
+    assert np.array_equal(tf.season_rows_[-DAY:], out["clean"][1][-DAY:])
 
 def test_a_layout_from_a_header_alone_is_settled_by_rows_not_by_a_repeated_header():
     """The first data lines settle a header-alone layout; a repeat of the header (a rotated
@@ -1195,3 +1208,52 @@ def test_a_followed_series_stopped_before_its_first_rows_decide_keeps_them(tmp_p
     finally:
         process.kill()  # (a follower outlives a failed test otherwise)
     assert checkpoint.load(state).meta["counters"]["rows"] == len(x)
+
+
+def _live(tmp_path, first: str, rest: str, *extra, stop: bool = False):
+    """A daemon on stdin: ``first`` once it is up, ``rest`` a second later (then the end of
+    its input, or SIGTERM); its exit code and log."""
+    process = subprocess.Popen([*DAEMON, "--checkpoint", str(tmp_path / "state"),
+                                "--no-output", "--log-level", "INFO", *extra],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while b"ready: reading" not in process.stderr.readline():
+            assert process.poll() is None
+        process.stdin.write(first.encode())
+        process.stdin.flush()
+        time.sleep(1.0)
+        if rest:
+            process.stdin.write(rest.encode())
+            process.stdin.flush()
+            time.sleep(0.5)
+        if stop:
+            process.send_signal(signal.SIGTERM)
+        process.stdin.close()
+        code = process.wait(timeout=120)
+    finally:
+        process.kill()
+    return code, process.stderr.read().decode()
+
+
+def test_a_header_alone_then_rows_that_do_not_fit_it_are_plain_numbers(tmp_path):
+    """Rows that do not fit a header that came alone are plain numbers, as in one block: they
+    were rejected for the header's field count, for good; with input.columns naming columns
+    the daemon crashed (a TypeError) where one block stops with one line."""
+    rows = "".join(f"{i},{i % 7}\n" for i in range(300))
+    code, log = _live(tmp_path, "cpu mem disk\n", rows)
+    assert code == 0 and "300 points learned" in log and "rejected: none" in log, log
+    code, log = _live(tmp_path / "named", "cpu mem disk\n", rows, "--set",
+                      "input.columns=[cpu]")
+    assert code == 78 and "Traceback" not in log, log
+    assert "input.columns names columns, but the input has no header line" in log
+
+
+def test_keys_whose_first_rows_wait_stay_within_max_active(tmp_path):
+    """Keys whose first mini-batch waits for more rows were read back to be looked at and
+    stayed in memory: 50 of them with keys.max_active 5."""
+    first = "host,timestamp,value\n" + "".join(f"k{i},{1.7e9:.0f},1.0\n" for i in range(50))
+    code, log = _live(tmp_path, first, "", "--set", "input.key=host",
+                      "--set", "keys.max_active=5", stop=True)
+    assert code == 0, log
+    held = re.search(r"50 keys, (\d+) of them in memory at exit", log)
+    assert held and int(held[1]) <= 5, log

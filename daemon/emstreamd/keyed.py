@@ -350,6 +350,7 @@ class KeyedDaemon(Daemon):
                 # (a first mini-batch too short for the features to decide from waits for
                 # more rows, however long, or the end of the input)
                 self.deciding[key] = self.waiting.pop(key)
+                self._evict()  # (read back to be looked at: no more keys in memory than allowed)
                 continue
             if series.pending.count:
                 count = series.pending.count

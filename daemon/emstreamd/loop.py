@@ -469,15 +469,12 @@ class Daemon:
                 except LayoutError as exc:  # (before anything is learned: nothing to undo)
                     raise StartError(f"the input does not fit the configuration: {exc}",
                                      EX_CONFIG) from None
-                if self.layout is False and any(isinstance(c, str)
-                                                for c in settings["columns"] or ()):
-                    raise StartError("the input does not fit the configuration: input.columns "
-                                     "names columns, but the input has no header line",
-                                     EX_CONFIG)
+                self._check_named_columns()
                 log.info("input: %s", self.layout.describe() if self.layout
                          else "plain numbers")
             elif self.layout and not self.layout.settled:
                 self._settle_layout(data)
+                n_fields = self.n_fields
             layout = self.layout
             if layout and self._header_may_repeat:
                 layout = self._skip_repeated_header(data, first)
@@ -511,7 +508,17 @@ class Daemon:
                              EX_CONFIG) from None
         if settled is not self.layout:
             self.layout = settled if settled is not None else False
+            if not self.layout:  # (the header's field count is no plain line's)
+                self.n_fields = None
+                self._check_named_columns()
             log.info("input: %s", settled.describe() if settled else "plain numbers")
+
+    def _check_named_columns(self) -> None:
+        """Plain numbers have no header: ``input.columns`` may not name columns."""
+        if self.layout is False and any(isinstance(c, str)
+                                        for c in self.config["input"]["columns"] or ()):
+            raise StartError("the input does not fit the configuration: input.columns names "
+                             "columns, but the input has no header line", EX_CONFIG)
 
     def _skip_repeated_header(self, data: bytes, first: int):
         """The layout to parse this block with, the first of a new file: if its first
