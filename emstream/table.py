@@ -446,7 +446,7 @@ def settle_layout(layout: Layout, data: bytes, **settings) -> Layout | None:
     sep = layout.sep if layout.comma else b" "
     header = sep.join(b'"' + name.encode().replace(b'"', b'""') + b'"' if layout.comma
                       else name.encode() for name in layout.names)
-    found = find_layout(header + b"\n" + data, first_line=layout.header_line, **settings)
+    found = find_layout(header + b"\n" + data, first_line=layout.header_line or 1, **settings)
     if found is None or found.header_line is None:
         # Rows that do not fit the header: it was only a first line (skipped already), and
         # the rows decide alone, as in one block (None: plain numbers).

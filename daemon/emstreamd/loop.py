@@ -25,7 +25,7 @@ from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, p
                             wide_encoding)
 from emstream.store import STORE_NAME
 from emstream.records import JsonLayout, find_json_layout, layout_from_dict
-from emstream.table import (LAYOUT_BYTES, LayoutError, find_layout, parse_table,
+from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, find_layout, parse_table,
                             repeats_header, settle_layout)
 
 from . import config as config_module
@@ -396,6 +396,12 @@ class Daemon:
                 self.layout = False if layout == "plain" else layout_from_dict(layout)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise checkpoint.CheckpointError(f"{where}: bad input layout: {exc}")
+            if isinstance(self.layout, Layout) and self.layout.names is not None \
+                    and "settled" not in layout and not self.counters.get("rows"):
+                # A checkpoint from before layouts were settled, taken after a header alone
+                # (nothing learned): its rows settle it now (kept as it was, it rejected them
+                # all).
+                self.layout = replace(self.layout, settled=False)
             _warn_layout_settings(meta, settings)
             saved = (meta.get("config") or {}).get("input")
             if isinstance(saved, dict):  # (what the layout was decided with, kept as it is)
@@ -422,7 +428,14 @@ class Daemon:
                 # Line numbers count the followed stream across its files: they go on.
                 self.next_line = self.file_first_line = int(saved.get("next_line", 1))
             log.info("resumed the model from %s; reading the input from its start", where)
-        self._header_may_repeat = self.next_line > 1 and self.source.offset == 0
+        renumbered = False
+        if self.next_line == 1 and getattr(self.layout, "header_line", None) is not None:
+            # A new stream numbered from 1 again (stdin): its first line is its own, the header
+            # again (skipped as a repeat) or a row (it was skipped as the header: one row lost
+            # at every resume).
+            self.layout = replace(self.layout, header_line=None)
+            renumbered = True
+        self._header_may_repeat = (self.next_line > 1 or renumbered) and self.source.offset == 0
         self.n_fields = meta.get("n_fields")
         columns = self.config["input"]["columns"]
         if (self.n_fields and not self.layout and _indices(columns)
@@ -1040,10 +1053,7 @@ class Daemon:
         # checkpoint's position, to be read again: the resumed run then learns the batches an
         # uninterrupted one does (learned early, as a short batch, they changed the model and
         # later labels and flags).  Elsewhere the lines read may not come again: learn them.
-        # So does a followed file's first mini-batch still too short for the features to
-        # decide from (learned now, from a row or two, the season was off for good).
-        keep_partial = self.flags.stop and not self.source.at_end and (
-            by_count_only or (self.source.kind == "follow" and self._deciding()))
+        keep_partial = by_count_only and self.flags.stop and not self.source.at_end
         if self.pending.count and not self.halted and not keep_partial:
             self._apply(self.pending.count)
         if self.background is not None:
