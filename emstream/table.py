@@ -263,6 +263,23 @@ def _text_fields(rows: list, sep: bytes | None) -> set:
     return {i for i, count in text.items() if 2 * count > filled[i]} | (words - set(filled))
 
 
+def only_missing_words(data: bytes, layout: Layout) -> list:
+    """Names of the columns left out of the rows that hold nothing but missing-value words
+    (N/A, NA, null, ...) in the first data lines of ``data``: text, or a sensor that starts
+    out missing, which those lines cannot tell apart (the caller says so)."""
+    if layout.names is None:
+        return []
+    lines = [line.strip() for line in data.split(b"\n") if line.strip()]
+    rows = [fields for fields in (_split(line, layout.comma, layout.sep)
+                                  for line in lines[:TEXT_PROBE_LINES + 1]
+                                  if not repeats_header(line, layout))
+            if len(fields) == layout.n_fields]
+    used = set(layout.value_fields) | {layout.time_field, layout.key_field}
+    return [name for i, name in enumerate(layout.names) if i not in used and name
+            and (seen := [r[i] for r in rows if r[i]])
+            and all(field.lower() in _MISSING for field in seen)]
+
+
 def day_order(stamps: list, day_first="auto") -> bool | None:
     """Whether a stream's times (its first ones, as written) put the day before the month:
     None if the first is not written ``07/01/2014``, else ``day_first`` if told (a bool), else

@@ -1238,11 +1238,14 @@ def test_a_table_resumed_on_a_new_stdin_keeps_its_first_row(tmp_path):
         done = subprocess.run([*DAEMON, "--checkpoint", str(state), "--no-output"],
                               input=text.encode(), capture_output=True, timeout=120)
         assert done.returncode == 0, done.stderr.decode()
-        return checkpoint.load(state).meta["counters"]["rows"]
+        counters = checkpoint.load(state).meta["counters"]
+        assert not counters["rejected"], counters  # (a header again is no reject)
+        return counters["rows"]
 
     assert feed("timestamp,value\n" + "".join(rows[:150])) == 150
     assert feed("".join(rows[150:200])) == 200
     assert feed("timestamp,value\n" + "".join(rows[200:250])) == 250
+    assert feed("timestamp,value\n" + "".join(rows[250:280])) == 280
 
 
 def test_a_checkpoint_of_a_header_alone_from_before_layouts_settled_settles(tmp_path):
@@ -1261,3 +1264,21 @@ def test_a_checkpoint_of_a_header_alone_from_before_layouts_settled_settles(tmp_
     done = subprocess.run(run, input=rows.encode(), capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
     assert checkpoint.load(state).meta["counters"]["rows"] == 300
+
+
+def test_a_column_of_nothing_but_missing_words_is_left_out_with_a_warning(tmp_path):
+    """A column whose first lines hold nothing but N/A-like words is text to the layout (a
+    status of N/A), though it may be a sensor that starts out missing: the operator is told
+    which, and how to learn it (it was left out with an INFO line alone)."""
+    data = tmp_path / "na.csv"
+    data.write_text("x,y\n" + "".join(f"{i}.0,NA\n" for i in range(60))
+                    + "".join(f"{i}.0,{i % 7}.5\n" for i in range(300)))
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s"),
+                           "--no-output"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "WARNING input: y hold(s) nothing but missing-value words" in done.stderr.decode()
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "t"),
+                           "--no-output", "--set", "input.columns=[x, y]"],
+                          capture_output=True, timeout=120)
+    assert "missing-value words" not in done.stderr.decode()
+    assert "300 points learned" in done.stderr.decode()  # (and 60 rows' NA rejected)

@@ -25,8 +25,8 @@ from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, p
                             wide_encoding)
 from emstream.store import STORE_NAME
 from emstream.records import JsonLayout, find_json_layout, layout_from_dict
-from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, find_layout, parse_table,
-                            repeats_header, settle_layout)
+from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, find_layout,
+                            only_missing_words, parse_table, repeats_header, settle_layout)
 
 from . import config as config_module
 from . import early, lock
@@ -428,13 +428,13 @@ class Daemon:
                 # Line numbers count the followed stream across its files: they go on.
                 self.next_line = self.file_first_line = int(saved.get("next_line", 1))
             log.info("resumed the model from %s; reading the input from its start", where)
-        renumbered = False
-        if self.next_line == 1 and getattr(self.layout, "header_line", None) is not None:
-            # A new stream numbered from 1 again (stdin): its first line is its own, the header
-            # again (skipped as a repeat) or a row (it was skipped as the header: one row lost
-            # at every resume).
+        # A new stream numbered from 1 again (stdin): its first line is its own, the header
+        # again (skipped as a repeat) or a row (it was skipped as the header: one row lost at
+        # every resume).
+        renumbered = self.next_line == 1 and isinstance(self.layout, Layout) \
+            and self.layout.names is not None
+        if renumbered and self.layout.header_line is not None:
             self.layout = replace(self.layout, header_line=None)
-            renumbered = True
         self._header_may_repeat = (self.next_line > 1 or renumbered) and self.source.offset == 0
         self.n_fields = meta.get("n_fields")
         columns = self.config["input"]["columns"]
@@ -485,6 +485,7 @@ class Daemon:
                 self._check_named_columns()
                 log.info("input: %s", self.layout.describe() if self.layout
                          else "plain numbers")
+                self._warn_missing_only(data)
             elif self.layout and not self.layout.settled:
                 self._settle_layout(data)
                 n_fields = self.n_fields
@@ -525,6 +526,16 @@ class Daemon:
                 self.n_fields = None
                 self._check_named_columns()
             log.info("input: %s", settled.describe() if settled else "plain numbers")
+            self._warn_missing_only(data)
+
+    def _warn_missing_only(self, data: bytes) -> None:
+        """Say which columns were left out for holding nothing but N/A-like words so far."""
+        if self.layout and self.config["input"]["columns"] is None:
+            names = only_missing_words(_head(data), self.layout)
+            if names:
+                log.warning("input: %s hold(s) nothing but missing-value words (N/A, NA, null, "
+                            "...) in the first lines: left out as text; name the columns to "
+                            "learn in input.columns", ", ".join(names))
 
     def _check_named_columns(self) -> None:
         """Plain numbers have no header: ``input.columns`` may not name columns."""
