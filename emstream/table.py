@@ -242,13 +242,13 @@ _MISSING = frozenset((b"na", b"n/a", b"#n/a", b"null", b"none", b"-", b"?"))
 TEXT_PROBE_LINES = 50
 
 
-def _text_fields(rows: list, sep: bytes | None) -> set:
-    """The columns that hold text in most of these first data lines (each a list of fields):
-    fields neither a number (a decimal comma in a semicolon table counts) nor missing (empty,
-    NA, N/A, null, ...); a column with nothing but such words is text too (a live stream's
-    first line alone: a status of N/A made its column a value, and every row was rejected).
-    (Judged by the first line alone, one N/A in a first reading dropped its column from the
-    model for good.)"""
+def _column_kinds(rows: list, sep: bytes | None) -> tuple:
+    """The columns that hold text in most of these first data lines (each a list of fields),
+    and those that hold nothing but missing-value words (NA, N/A, null, ...): fields neither a
+    number (a decimal comma in a semicolon table counts) nor missing (empty, or such a word)
+    decide, and a column of such words alone is text too (a live stream's first line alone: a
+    status of N/A made its column a value, and every row was rejected).  (Judged by the first
+    line alone, one N/A in a first reading dropped its column from the model for good.)"""
     filled, text, words = {}, {}, set()
     for fields in rows:
         for i, field in enumerate(fields):
@@ -260,24 +260,28 @@ def _text_fields(rows: list, sep: bytes | None) -> set:
             filled[i] = filled.get(i, 0) + 1
             if not _is_number(field.replace(b",", b".") if sep == b";" else field):
                 text[i] = text.get(i, 0) + 1
-    return {i for i, count in text.items() if 2 * count > filled[i]} | (words - set(filled))
+    words_only = words - set(filled)
+    return {i for i, count in text.items() if 2 * count > filled[i]} | words_only, words_only
+
+
+def _probe(lines: list, comma: bool, sep: bytes | None, n_fields: int) -> list:
+    """The fields of the first data lines that have ``n_fields`` (those that judge columns)."""
+    split = (_split(line, comma, sep or b",") for line in lines[:TEXT_PROBE_LINES])
+    return [fields for fields in split if len(fields) == n_fields]
 
 
 def only_missing_words(data: bytes, layout: Layout) -> list:
     """Names of the columns left out of the rows that hold nothing but missing-value words
-    (N/A, NA, null, ...) in the first data lines of ``data``: text, or a sensor that starts
+    in the first data lines of ``data`` (:func:`_column_kinds`): text, or a sensor that starts
     out missing, which those lines cannot tell apart (the caller says so)."""
     if layout.names is None:
         return []
     lines = [line.strip() for line in data.split(b"\n") if line.strip()]
-    rows = [fields for fields in (_split(line, layout.comma, layout.sep)
-                                  for line in lines[:TEXT_PROBE_LINES + 1]
-                                  if not repeats_header(line, layout))
-            if len(fields) == layout.n_fields]
+    lines = [line for line in lines[:TEXT_PROBE_LINES + 1] if not repeats_header(line, layout)]
+    _, words_only = _column_kinds(_probe(lines, layout.comma, layout.sep, layout.n_fields),
+                                  layout.sep if layout.comma else None)
     used = set(layout.value_fields) | {layout.time_field, layout.key_field}
-    return [name for i, name in enumerate(layout.names) if i not in used and name
-            and (seen := [r[i] for r in rows if r[i]])
-            and all(field.lower() in _MISSING for field in seen)]
+    return [layout.names[i] for i in sorted(words_only) if i not in used and layout.names[i]]
 
 
 def day_order(stamps: list, day_first="auto") -> bool | None:
@@ -425,9 +429,8 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         # layout).
         value_fields = tuple(i for i in range(n_fields) if i not in (time_field, key_field)
                              and not (names and names[i] == ""))
-        probe = (_split(line, comma, sep or b",") for _, line in lines[:TEXT_PROBE_LINES])
-        text = _text_fields([f for f in probe if len(f) == n_fields], sep) \
-            if names is not None else ()
+        text = _column_kinds(_probe([line for _, line in lines], comma, sep, n_fields),
+                             sep)[0] if names is not None else ()
         if any(i not in text for i in value_fields):
             value_fields = tuple(i for i in value_fields if i not in text)
     else:
