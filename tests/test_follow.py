@@ -358,3 +358,84 @@ def test_sigkill_while_a_writer_appends_rotates_and_copytruncates_applies_every_
     sd = np.sqrt(straight.covariances_.reshape(3, -1)[order_s, 0])
     shift = np.abs(followed.means_[order_f, 0] - straight.means_[order_s, 0]) / sd
     assert shift.max() < 0.05, shift
+
+
+@pytest.mark.parametrize("live", ["follow", "stdin"])
+def test_a_stop_while_the_first_mini_batch_waits_keeps_its_rows_for_the_next_run(tmp_path, live):
+    """A live series stopped (a deploy, a config change) while its first mini-batch waited for
+    the rows its features decide from learned the one row it had as a mini-batch of one: no
+    time step, so no daily season and no clock for the model's whole life, across restarts.
+    The rows are now carried in the checkpoint, past its position, and learned first next run:
+    the model is the one an uninterrupted run makes, and no line is lost or read twice."""
+    table = _table(400, 0).splitlines(keepends=True)
+    log, state = tmp_path / "app.csv", tmp_path / "state"
+    if live == "follow":
+        log.write_text("".join(table[:2]))  # the header and the first row
+        process = _daemon(log, state, ["--log-level", "INFO"])
+    else:
+        process = subprocess.Popen([*DAEMON, "--config", str(ROOT / "config.yaml"),
+                                    "--checkpoint", str(state), "--no-output",
+                                    "--log-level", "INFO"],
+                                   stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        STARTED.append(process)
+        process.stdin.write("".join(table[:2]).encode())
+        process.stdin.flush()
+    while b"input: table" not in process.stderr.readline():  # (the row was read)
+        assert process.poll() is None
+    time.sleep(0.5)  # (batch.max_wait is 0.05 / 0.2 s: the row waits for more)
+    _stop(process)
+    meta = checkpoint.load(state).meta
+    assert meta["counters"]["rows"] == 0 and meta["carried"]["lines"] == [2]
+    if live == "follow":
+        with open(log, "a") as handle:
+            handle.write("".join(table[2:]))
+        process = _daemon(log, state)
+        assert _until(lambda: _rows(state) == 400), _rows(state)
+        _stop(process)
+    else:
+        done = subprocess.run([*DAEMON, "--config", str(ROOT / "config.yaml"), "--checkpoint",
+                               str(state), "--no-output"], input="".join(table[2:]).encode(),
+                              capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
+    meta = checkpoint.load(state).meta
+    assert meta["counters"]["rows"] == 400 and meta.get("carried") is None
+    assert meta["counters"]["lines"] == 401 and meta["counters"]["rejected"] == {}
+    features = meta["series"]["features"]
+    assert (features["season_"], features["period"]) == (288, 86400.0)
+    whole = tmp_path / "whole"
+    log.write_text("".join(table))
+    done = subprocess.run([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input", str(log),
+                           "--checkpoint", str(whole), "--no-output"], capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert checkpoint.load(whole).meta["series"]["features"]["season_"] == 288
+
+
+def test_carried_rows_that_are_not_what_a_daemon_writes_are_refused_in_one_line(tmp_path):
+    from emstreamd.batcher import Pending
+
+    good = {"rows": [[1.0], [2.0]], "lines": [2, 3], "times": [1.7e9, 1.7e9 + 300],
+            "stamps": ["a", "b"]}
+    pending = Pending()
+    pending.restore(good)
+    assert pending.state() == good
+    for bad in ({"rows": [[1.0]], "lines": [2, 3], "times": None}, {**good, "lines": [0, 1]},
+                {**good, "rows": [[1.0], [float("nan")]]}, {**good, "rows": [1.0, 2.0]},
+                {**good, "times": [1.0]}, {**good, "stamps": None}, {**good, "stamps": ["é", 1]},
+                {**good, "lines": "23"}, {"lines": [1]}, [1, 2], {**good, "rows": [["x"], [1]]}):
+        with pytest.raises(ValueError, match="waiting rows"):
+            Pending().restore(bad)
+    state = tmp_path / "state"
+    table = _table(5, 0)
+    done = subprocess.run([*DAEMON, "--config", str(ROOT / "config.yaml"), "--checkpoint",
+                           str(state), "--no-output"], input=table.encode(),
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    loaded = checkpoint.load(state)
+    checkpoint.save(loaded.model, state, meta={**loaded.meta, "carried": {**good, "lines": [0]}})
+    done = subprocess.run([*DAEMON, "--config", str(ROOT / "config.yaml"), "--checkpoint",
+                           str(state), "--no-output"], input=b"", capture_output=True,
+                          timeout=120)
+    assert done.returncode != 0
+    assert "meta.carried: waiting rows" in done.stderr.decode()
+    assert "Traceback" not in done.stderr.decode()

@@ -110,12 +110,32 @@ class Pending:
                 "stamps": None if stamps is None else [s.decode("latin-1") for s in
                                                        stamps.tolist()]}
 
-    def restore(self, saved: dict | None, n_columns: int) -> None:
-        """Add the rows of :meth:`state` (``n_columns`` numbers each)."""
-        if not saved or not saved.get("lines"):
+    def restore(self, saved: dict | None, n_columns: int | None = None) -> None:
+        """Add the rows of :meth:`state` (``n_columns`` numbers each, if given); ValueError
+        if ``saved`` is not such a state (an edited or crafted checkpoint)."""
+        if saved is None:
             return
-        rows = np.asarray(saved["rows"], dtype=float).reshape(-1, n_columns)
-        times = None if saved.get("times") is None else np.asarray(saved["times"], dtype=float)
-        stamps = None if saved.get("stamps") is None else np.array(
-            [s.encode("latin-1") for s in saved["stamps"]], dtype=bytes)
-        self.add(rows, np.asarray(saved["lines"], dtype=np.int64), times, stamps)
+        try:
+            lines = np.asarray(saved["lines"], dtype=np.int64).reshape(-1)
+            if not lines.size:
+                return
+            rows = np.asarray(saved["rows"], dtype=float)
+            times, stamps = saved.get("times"), saved.get("stamps")
+            if times is not None:
+                times = np.asarray(times, dtype=float).reshape(-1)
+                stamps = np.array([t.encode("latin-1") for t in stamps], dtype=bytes)
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError,
+                UnicodeEncodeError) as exc:
+            raise ValueError(f"waiting rows: {exc}") from None
+        n = lines.shape[0]
+        if rows.ndim != 2 or rows.shape[0] != n or not np.isfinite(rows).all() or (
+                n_columns is not None and rows.shape[1] != n_columns):
+            raise ValueError(f"waiting rows: {n} rows of finite numbers expected"
+                             + ("" if n_columns is None else f", {n_columns} each"))
+        if (lines < 1).any():
+            raise ValueError("waiting rows: line numbers must be >= 1")
+        if times is not None and (times.shape[0] != n or stamps.shape[0] != n
+                                  or not np.isfinite(times).all()):
+            raise ValueError(f"waiting rows: {n} finite times and {n} times as written "
+                             "expected")
+        self.add(rows, lines, times, stamps)

@@ -250,7 +250,10 @@ class KeyedDaemon(Daemon):
                              name=name)
         monitor.restore(loaded.model, meta, where=where)
         series = Series(monitor)
-        series.pending.restore(meta.get("pending"), self._columns())
+        try:
+            series.pending.restore(meta.get("pending"), self._columns())
+        except ValueError as exc:
+            raise checkpoint.CheckpointError(f"{where}: meta.pending: {exc}") from None
         series.dirty = False
         return series
 

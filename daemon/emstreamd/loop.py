@@ -292,6 +292,10 @@ class Daemon:
         self.next_line = 1
         self.applied_offset = source.offset
         self.pending = Pending()  # rows read, not learned yet (with their byte ends)
+        # Rows of a first mini-batch that a stop caught still deciding (too few for the
+        # features to decide their season from): carried in the checkpoint, past its position,
+        # and learned first, with the rows that come after them.
+        self.carried = Pending()
         self.pending_rejects = PendingRejects()  # rejected after the last applied row
         self.first_pending_at = None
         self.since_checkpoint = 0
@@ -380,6 +384,10 @@ class Daemon:
         warn_resumed_settings(loaded.model, meta, self.config)
         self._restored = (loaded.model, meta, str(loaded.path))
         self._resume_input(meta, str(loaded.path))
+        try:
+            self.carried.restore(meta.get("carried"))
+        except ValueError as exc:
+            raise checkpoint.CheckpointError(f"{loaded.path}: meta.carried: {exc}") from None
         if self.layout is not None and getattr(self.layout, "settled", True):
             self._make_key()  # (a layout from a header alone waits for its rows: they decide
             # whether the series has a time column, so whether it has features)
@@ -664,14 +672,44 @@ class Daemon:
         (:meth:`KeyMonitor.rows_to_decide`); 0 while no row is pending.  (The series' monitor
         is made with the first rows, whose layout says whether it has times: made before
         them, a live series whose first line came late had no features at all.)"""
-        if not self.pending.count:
+        if not self._waiting():
             return 0
         if self.key is None:
             self._make_key()
         return self.key.rows_to_decide()
 
+    def _waiting(self) -> int:
+        """Rows read and not learned yet: carried from the last run, and pending."""
+        return self.carried.count + self.pending.count
+
+    def _take_batch(self, limit: int) -> tuple:
+        """The first ``limit`` waiting rows (carried ones first): rows, lines, times, stamps,
+        and the byte ends of the pending ones among them (None if none)."""
+        carried = min(limit, self.carried.count)
+        parts = ([self.carried.take(carried)] if carried else []) + (
+            [self.pending.take(limit - carried)] if limit > carried else [])
+        if len(parts) == 1:
+            return parts[0]
+        first, second = parts
+        if first.rows.shape[1] != second.rows.shape[1]:
+            # (the input's columns changed between the runs: the carried rows fit no model)
+            log.warning("%d rows carried from the last run hold %d values and this run's rows "
+                        "%d: the carried rows are not learned", first.rows.shape[0],
+                        first.rows.shape[1], second.rows.shape[1])
+            rejected = self.counters["rejected"]
+            rejected["carried, another width"] = rejected.get("carried, another width", 0) \
+                + first.rows.shape[0]
+            return second
+
+        def joined(name):
+            a, b = getattr(first, name), getattr(second, name)
+            return None if a is None or b is None else np.concatenate([a, b])
+
+        return (joined("rows"), joined("lines"), joined("times"), joined("stamps"),
+                second.ends)
+
     def _apply(self, limit: int) -> None:
-        """Learn the first ``limit`` pending rows as one mini-batch (and report them)."""
+        """Learn the first ``limit`` waiting rows as one mini-batch (and report them)."""
         if self.halted:
             return
         if self.config["output"]["per_point"] and self.sink.reader_gone():
@@ -679,7 +717,7 @@ class Daemon:
             # stays after the last line reported.
             self._lose_output(None)
             return
-        batch, lines, times, stamps, ends = self.pending.take(limit)
+        batch, lines, times, stamps, ends = self._take_batch(limit)
         if self.key is None:
             self._make_key()
         per_point = self.config["output"]["per_point"] and self.sink.open
@@ -692,6 +730,8 @@ class Daemon:
                 self._alert(event, lines, stamps)
         self.since_checkpoint += len(batch)
         self.status_rows += len(batch)
+        if ends is None:  # (carried rows alone: the position is past them already)
+            return
         last_line = int(lines[-1])
         self.applied_offset = int(ends[-1])
         self.pending_rejects.drop_through(last_line)
@@ -706,20 +746,30 @@ class Daemon:
     def _learn_ready(self, by_count_only: bool) -> None:
         """Learn the full mini-batches pending, and a partial one at the end of the input or
         (live input) once its first row has waited ``batch.max_wait``."""
-        while not self.halted and self.pending.count >= self._batch_rows():
+        while not self.halted and self._waiting() >= self._batch_rows():
             self._apply(self._batch_rows())
         waited = (self.first_pending_at is not None
                   and time.monotonic() - self.first_pending_at
                   >= self.config["batch"]["max_wait"])
-        if (self.pending.count and not self.halted
+        if (self._waiting() and not self.halted
                 and (self.source.at_end or (waited and not by_count_only
                                             and not self._deciding()))):
-            self._apply(self.pending.count)
+            self._apply(self._waiting())
+
+    def _carry(self) -> None:
+        """Move the pending rows to the carried ones: every line read is then carried,
+        applied or rejected, and the position moves past them all."""
+        if self.pending.count:
+            batch = self.pending.take(self.pending.count)
+            self.carried.add(batch.rows, batch.lines, batch.times, batch.stamps)
+        self.first_pending_at = None
+        self.applied_offset = self.source.offset
+        self.pending_rejects = PendingRejects()
 
     def _deciding(self) -> bool:
-        """Whether the pending rows are a first mini-batch too short for the features to
+        """Whether the waiting rows are a first mini-batch too short for the features to
         decide from: they wait for more, however long (``batch.max_wait`` does not cut it)."""
-        return bool(self.pending.count) and self.pending.count < self._rows_to_decide()
+        return bool(self._waiting()) and self._waiting() < self._rows_to_decide()
 
     @property
     def model(self) -> GaussianMixture:
@@ -854,6 +904,7 @@ class Daemon:
                           "file_first_line": self.file_first_line},
                 "counters": counters, "n_fields": self.n_fields,
                 **self._key_state(),
+                "carried": self.carried.state() if self.carried.count else None,
                 "layout": (None if self.layout is None else "plain" if self.layout is False
                            else self.layout.to_dict()),
                 "config": self._config_to_keep()}
@@ -1033,8 +1084,8 @@ class Daemon:
             if self.source.boundary and not self.halted:
                 # The next bytes come from another file: positions restart there, so nothing
                 # may stay pending from this one.
-                if self.pending.count:
-                    self._apply(self.pending.count)
+                if self._waiting():
+                    self._apply(self._waiting())
                 if self.halted:
                     break
                 self.source.next_file()
@@ -1063,10 +1114,16 @@ class Daemon:
         # A back-fill stopped by a signal leaves its partial mini-batch unlearned, behind the
         # checkpoint's position, to be read again: the resumed run then learns the batches an
         # uninterrupted one does (learned early, as a short batch, they changed the model and
-        # later labels and flags).  Elsewhere the lines read may not come again: learn them.
+        # later labels and flags).  Elsewhere the lines read may not come again: learn them,
+        # unless they are a first mini-batch still deciding (learned alone, the one row of a
+        # live series that a deploy restarted in its first minutes turned its daily season
+        # off for good): those are carried in the checkpoint, to be learned first next run.
         keep_partial = by_count_only and self.flags.stop and not self.source.at_end
-        if self.pending.count and not self.halted and not keep_partial:
-            self._apply(self.pending.count)
+        if self.flags.stop and not self.halted and not keep_partial \
+                and not self.source.at_end and self._deciding():
+            self._carry()
+        elif self._waiting() and not self.halted and not keep_partial:
+            self._apply(self._waiting())
         if self.background is not None:
             self.background.wait(self.config["refit"]["wait_at_exit"])
             if (job := self.background.poll()) is not None:
