@@ -1282,3 +1282,13 @@ def test_a_column_of_nothing_but_missing_words_is_left_out_with_a_warning(tmp_pa
                           capture_output=True, timeout=120)
     assert "missing-value words" not in done.stderr.decode()
     assert "300 points learned" in done.stderr.decode()  # (and 60 rows' NA rejected)
+
+
+def test_a_series_of_one_timed_row_is_said_to_have_one_timestamp_not_none(tmp_path):
+    """An input that ends after its first row: its model's season is off for want of a time
+    step, and the log said "no timestamps", which sent the operator to the wrong setting."""
+    done = subprocess.run([*DAEMON, "--checkpoint", str(tmp_path / "state"), "--no-output"],
+                          input=b"timestamp,value\n2014-07-01 00:00:00,10\n",
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "time series: one timestamp alone (no time step)" in done.stderr.decode()

@@ -194,6 +194,9 @@ class KeyMonitor:
             clock = f"times that do not move forward (a median step of {median:g} s" + (
                 "; dates without their time of day? it must be in the same column)"
                 if median == 0 else ")")
+        elif step is None and times is not None and len(times) == 1:
+            # (a series whose input ended after its first row: times, but no step yet)
+            clock = "one timestamp alone (no time step)"
         else:
             clock = f"a time step of {step:g} s" if step else "no timestamps"
         season = features.season_
