@@ -61,8 +61,13 @@ _CODES = {reason: code for code, reason in enumerate(REASONS)}
 # failing match costs linear time.
 _NUMBER = re.compile(rb"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _NON_FINITE = re.compile(rb"[+-]?(?:nan|inf(?:inity)?)", re.IGNORECASE)
-# A control character: C0 and DEL as bytes, C1 (U+0080-U+009F, CSI among them) as UTF-8.
-_CONTROL = re.compile(rb"[\x00-\x1f\x7f]|\xc2[\x80-\x9f]")
+# A control character: C0 and DEL as bytes, C1 (U+0080-U+009F, CSI among them) as UTF-8, and
+# (as UTF-8) the line and paragraph separators U+2028/U+2029, which split a per-point line for
+# any reader that splits lines the Unicode way, and the bidirectional controls (U+061C,
+# U+200E/U+200F, U+202A-U+202E, U+2066-U+2069), which make a listing's row read in another
+# order than it is written.
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]|\xc2[\x80-\x9f]|\xd8\x9c|\xe2\x80[\x8e\x8f\xa8-\xae]"
+                      rb"|\xe2\x81[\xa6-\xa9]")
 _SEPARATORS = re.compile(rb"[ \t\r,]+")
 _SPACES = bytes.maketrans(b",\r", b"  ")
 _SNIPPET = 60
@@ -161,13 +166,15 @@ _ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() removes
 def is_bad_key(name: bytes) -> bool:
     """Whether a series key (as written, surrounding whitespace removed) is refused ("bad
     key"): empty, longer than :data:`MAX_KEY_BYTES`, or holding a control character (a NUL,
-    a tab, an escape sequence), which would name a series no listing or per-point line can
-    show.
+    a tab, an escape sequence, a Unicode line separator or bidirectional control), which would
+    name a series no listing or per-point line can show as it is.
 
     >>> is_bad_key(b"web-3"), is_bad_key(b""), is_bad_key(b"a\\x00"), is_bad_key(b"x" * 300)
     (False, True, True, True)
     >>> is_bad_key("\\u009b31m".encode()), is_bad_key("Zürich 5°".encode())
     (True, False)
+    >>> is_bad_key("x\\u2028y".encode()), is_bad_key("\\u202eabc".encode())
+    (True, True)
     """
     return not name or len(name) > MAX_KEY_BYTES or _CONTROL.search(name) is not None
 

@@ -116,6 +116,7 @@ class KeyStore:
         try:
             self._db = self._connect(writer)
             if writer:
+                self._refuse_foreign()
                 self._db.execute("PRAGMA journal_mode=WAL")
                 # A commit is on disk when it returns (the position must not run ahead of it).
                 self._db.execute("PRAGMA synchronous=FULL")
@@ -127,6 +128,17 @@ class KeyStore:
             raise StoreError(f"{self.path}: {exc}") from None
         except sqlite3.Error as exc:  # "file is not a database", "disk image is malformed"
             raise DamagedStore(f"{self.path}: {exc}") from None
+
+    def _refuse_foreign(self) -> None:
+        """Refuse a database that holds tables of its own (another program's): the writer
+        would add its tables beside them and switch it to write-ahead logging for good."""
+        tables = {row[0] for row in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        foreign = sorted(tables - {"keys", "meta"})
+        if foreign:
+            self._db.close()
+            raise DamagedStore(f"an SQLite database that is not a state store (its tables: "
+                               f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''})")
 
     def _connect(self, writer: bool) -> sqlite3.Connection:
         # The path as a URI: quoted, or a '#', '?' or '%' in it cut it short (a directory
@@ -145,14 +157,25 @@ class KeyStore:
                 raise
         # A read-only file system (a snapshot, a backup): a reader of a WAL database needs to
         # create its shared-memory file, which it cannot; nothing writes there, so the file
-        # is opened as immutable.
+        # is opened as immutable.  Immutable, SQLite ignores the write-ahead log: its commits
+        # (after a SIGKILL, possibly all of them) would be missing without a word.
+        wal = self.path + "-wal"
+        if os.path.isfile(wal) and os.path.getsize(wal) > 0:
+            raise StoreError(f"{self.path}: its write-ahead log {wal} holds commits that "
+                             "cannot be read in a read-only place without its shared-memory "
+                             "file; copy the store with its -wal file somewhere writable")
         return sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, isolation_level=None,
                                check_same_thread=False)
 
     # ------------------------------------------------------------------ keys
     def get(self, key: str) -> bytes | None:
-        """The key's checkpoint document, or None if it has none."""
-        row = self._db.execute("SELECT document FROM keys WHERE key = ?", (key,)).fetchone()
+        """The key's checkpoint document, or None if it has none (DamagedStore if the file
+        cannot give it: a damaged page, text that is not UTF-8)."""
+        try:
+            row = self._db.execute("SELECT document FROM keys WHERE key = ?",
+                                   (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise DamagedStore(f"key {key!r}: {exc}") from None
         if row is None:
             return None
         document = row[0]

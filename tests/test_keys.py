@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -1019,3 +1021,164 @@ def test_the_key_length_limit_holds_for_the_key_as_stored():
     keys = np.array([("é" * 200).encode("cp1252"), b"a", ("é" * 128).encode("cp1252")])
     assert [(key, rows.tolist()) for key, rows in groups(keys)] == [
         ("a", [1]), ("é" * 128, [2]), (None, [0])]
+
+
+def _keyed_text(n_keys: int, rows: int) -> str:
+    """``host,timestamp,value`` rows of ``n_keys`` keys in step (round-robin), 5 minutes apart."""
+    return "host,timestamp,value\n" + "".join(
+        f"h{k},{1.7e9 + STEP * i:.0f},{10 + np.sin(i / 40) + 0.01 * ((i * 7 + k) % 13):.4f}\n"
+        for i in range(rows) for k in range(n_keys))
+
+
+def test_the_watchdog_is_pinged_between_the_keys_of_a_long_block(tmp_path):
+    """One block of a fleet's readings (every key's first mini-batch and warm-up) ran 40-75 s
+    without a ping: under the shipped unit (WatchdogSec=60) systemd would kill the daemon
+    there, and the restart read the same block again, for ever."""
+    data = tmp_path / "fleet.csv"
+    data.write_text(_keyed_text(350, 101))  # (under the 1 MiB a back-fill reads at once)
+    assert data.stat().st_size < 1 << 20
+    address = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(address)
+    server.settimeout(0.05)
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"}
+    process = subprocess.Popen([*DAEMON, "--input", str(data), "--set", "input.key=host",
+                                "--checkpoint", str(tmp_path / "s"), "--no-output"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    pings = []
+    try:
+        while process.poll() is None:
+            try:
+                if server.recv(100) == b"WATCHDOG=1":
+                    pings.append(time.monotonic())
+            except TimeoutError:
+                continue
+    finally:
+        process.communicate(timeout=120)
+        server.close()
+    assert process.returncode == 0
+    assert pings[-1] - pings[0] > 1.5  # (the block took seconds: the test means something)
+    assert np.diff(pings).max() < 1.0, np.diff(pings).max()
+
+
+def _stopped(done) -> str:
+    err = done.stderr.decode()
+    assert "Traceback" not in err, err
+    return err
+
+
+def test_a_damaged_document_stops_the_daemon_in_one_line(tmp_path):
+    data, state = tmp_path / "k.txt", tmp_path / "s"
+    data.write_text("a 1\na 2\n")
+    _run(["--input", str(data), "--set", "input.key=0", "--checkpoint", str(state),
+          "--no-output"])
+    db = sqlite3.connect(state / "keys.sqlite")
+    db.execute("UPDATE keys SET document = CAST(x'7bff7d' AS TEXT) WHERE key = 'a'")
+    db.commit()
+    db.close()
+    with open(data, "a") as handle:
+        handle.write("a 3\n")
+    done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
+                           "--checkpoint", str(state), "--no-output"], capture_output=True,
+                          timeout=120)
+    assert done.returncode == 65
+    assert "not a readable state store" in _stopped(done) and "key 'a'" in _stopped(done)
+
+
+def test_another_programs_sqlite_database_is_not_taken_over(tmp_path):
+    """Given as checkpoint.path, an application's database got the store's tables beside its
+    own and was switched to write-ahead logging for good."""
+    app = tmp_path / "app.sqlite"
+    db = sqlite3.connect(app)
+    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    db.execute("INSERT INTO users (name) VALUES ('alice')")
+    db.commit()
+    db.close()
+    before = app.read_bytes()
+    data = tmp_path / "k.txt"
+    data.write_text("a 1\na 2\n")
+    done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
+                           "--checkpoint", str(app), "--no-output"], capture_output=True,
+                          timeout=120)
+    assert done.returncode == 65
+    assert "not a state store (its tables: users)" in _stopped(done)
+    assert app.read_bytes() == before and not Path(str(app) + "-wal").exists()
+
+
+def test_an_empty_store_file_is_said_to_start_afresh(tmp_path):
+    data, state = tmp_path / "k.txt", tmp_path / "s"
+    data.write_text("a 1\na 2\n")
+    state.mkdir()
+    (state / "keys.sqlite").write_bytes(b"")
+    done = subprocess.run([*DAEMON[:-2], "--log-level", "WARNING", "--input", str(data),
+                           "--set", "input.key=0", "--checkpoint", str(state), "--no-output"],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0
+    assert "is empty (0 bytes): no key's state is kept; starting afresh" in _stopped(done)
+
+
+def test_a_read_only_store_is_refused_before_any_input_is_read(tmp_path):
+    data, state = tmp_path / "k.txt", tmp_path / "s"
+    data.write_text("a 1\na 2\n")
+    _run(["--input", str(data), "--set", "input.key=0", "--checkpoint", str(state),
+          "--no-output"])
+    prefix = []
+    if os.geteuid() == 0:  # (root writes any file: drop that capability for the run)
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    store = state / "keys.sqlite"
+    store.chmod(0o444)
+    try:
+        done = subprocess.run([*prefix, *DAEMON, "--input", str(data), "--set", "input.key=0",
+                               "--checkpoint", str(state), "--no-output"], capture_output=True,
+                              timeout=120)
+    finally:
+        store.chmod(0o644)
+    assert done.returncode == 73
+    assert "the state store is not writable" in _stopped(done)
+
+
+def test_keys_with_unicode_line_separators_or_bidi_controls_are_bad_keys(tmp_path):
+    """Such a key split a per-point line for readers that split lines the Unicode way, or
+    made a listing's row read in another order."""
+    data = tmp_path / "u.jsonl"
+    keys = ["x\u2028999", "\u202eabc", "ok", "a\u2066b"]
+    data.write_text("".join(json.dumps({"k": k, "v": float(i)}) + "\n"
+                            for i in range(30) for k in keys))
+    done = _run(["--input", str(data), "--set", "input.key=k", "--set", "input.format=jsonl",
+                 "--set", "input.fields=[v]", "--checkpoint", str(tmp_path / "s")])
+    meta = _store(tmp_path / "s" / "keys.sqlite")[1]
+    assert meta["counters"]["rejected"] == {"bad key": 90}
+    assert all(line.split(",")[1] == "ok" for line in done.stdout.decode().splitlines())
+
+
+def test_a_store_in_a_read_only_place_with_commits_in_its_log_is_refused_not_read_stale(
+        tmp_path):
+    """A snapshot of a store whose last commits are still in its write-ahead log (after a
+    SIGKILL, possibly all of them), without the shared-memory file: opened as immutable,
+    SQLite ignored the log and `inspect` showed an old state as the current one."""
+    live = tmp_path / "live.sqlite"
+    store = KeyStore(live, writer=True)
+    store.put("a", b'{"x": 1}', points=1)
+    store.set_meta("daemon", {"offset": 1})
+    store.commit()
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    shutil.copy(live, snapshot / "keys.sqlite")
+    shutil.copy(str(live) + "-wal", snapshot / "keys.sqlite-wal")  # (no -shm)
+    store.close()
+    assert (snapshot / "keys.sqlite-wal").stat().st_size > 0
+    prefix = []
+    if os.geteuid() == 0:  # (root writes anywhere: drop that capability for the run)
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    snapshot.chmod(0o555)
+    try:
+        done = subprocess.run([*prefix, sys.executable, "-m", "emstream", "inspect",
+                               str(snapshot), "--keys"], capture_output=True, timeout=60)
+    finally:
+        snapshot.chmod(0o755)
+    assert done.returncode != 0 and "Traceback" not in done.stderr.decode()
+    assert "holds commits that cannot be read in a read-only place" in done.stderr.decode()

@@ -113,6 +113,11 @@ class KeyedDaemon(Daemon):
                 "input.key as it was, or choose another checkpoint.path")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_file() and path.stat().st_size == 0:
+                # (what a crash while the store was being made leaves, or a truncation: no
+                # key's state survives, and the input is learned again from its start)
+                log.warning("the state store %s is empty (0 bytes): no key's state is kept; "
+                            "starting afresh", path)
             self.store = KeyStore(path, writer=True)
             found = os.stat(path)
             self.store_file = (found.st_dev, found.st_ino)  # (see _state_intact)
@@ -202,6 +207,10 @@ class KeyedDaemon(Daemon):
     def _route(self, parsed, accepted: list) -> None:
         times, stamps = getattr(parsed, "times", None), getattr(parsed, "time_text", None)
         for key, index in accepted:
+            # (a block of thousands of keys' first mini-batches can take a minute: the
+            # watchdog is told the daemon is alive between keys, or systemd kills it there,
+            # and the restart reads the same block again)
+            self._alive()
             series = self._series(key)
             series.pending.add(parsed.rows[index], parsed.lines[index],
                                None if times is None else times[index],
@@ -243,7 +252,12 @@ class KeyedDaemon(Daemon):
 
     def _load(self, key: str, timed: bool, name: str) -> Series:
         where = f"{self.store.path} key {key!r}"
-        loaded = checkpoint.loads(self.store.get(key), source=where)
+        try:
+            document = self.store.get(key)
+        except StoreError as exc:
+            raise checkpoint.CheckpointError(f"{self.store.path}: not a readable state store: "
+                                             f"{exc}") from None
+        loaded = checkpoint.loads(document, source=where)
         meta = loaded.meta
         counters = {k: int(meta.get("counters", {}).get(k, 0)) for k in COUNTED}
         monitor = KeyMonitor(self.config, timed, counters=counters, metrics=self.metrics,

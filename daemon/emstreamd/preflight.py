@@ -13,6 +13,8 @@ import socket
 import stat
 from pathlib import Path
 
+from emstream.store import STORE_NAME
+
 from .config import ConfigError
 from .lock import FILE_SUFFIXES
 
@@ -52,6 +54,14 @@ def _writable_directory(key: str, path: Path, directory: Path, info) -> None:
                            "permission, or a read-only file system)")
 
 
+def _writable_store(path: Path) -> None:
+    """A keyed daemon's state store that exists can be written (SQLite opens a read-only file
+    read-only without a word: the first checkpoint failed, after a run's worth of work)."""
+    if not os.access(path, os.W_OK):
+        raise CannotCreate(f"checkpoint.path: {path}: the state store is not writable "
+                           "(permission denied)")
+
+
 def check_file(key: str, name: str) -> None:
     """``name`` can be appended to: an existing writable non-directory (a file, /dev/null, a
     FIFO), or a new file in an existing writable directory."""
@@ -78,6 +88,7 @@ def check_checkpoint(name: str) -> None:
         if found == path:
             if not stat.S_ISREG(info.st_mode):
                 raise ConfigError(f"checkpoint.path: {path}: is {_kind(info.st_mode)}")
+            _writable_store(path)
             found, info = path.parent, os.stat(path.parent)
         elif found != path.parent and stat.S_ISDIR(info.st_mode):
             raise ConfigError(f"checkpoint.path: {path}: the directory {path.parent} does not "
@@ -89,6 +100,8 @@ def check_checkpoint(name: str) -> None:
         hint = ("; a checkpoint file's name ends in .json (a keyed state store's in .sqlite)"
                 if stat.S_ISREG(info.st_mode) else "")
         raise ConfigError(f"checkpoint.path: {path}: is {kind}, not a directory{hint}")
+    if found == path and (path / STORE_NAME).is_file():
+        _writable_store(path / STORE_NAME)
     if found == path:
         # A directory that can be entered but not listed hides its checkpoints: the daemon
         # would start afresh, learn and report the input again from its first line.
