@@ -22,6 +22,8 @@ from emstream import checkpoint
 from emstream.cli import main as emstream_main
 from emstream.store import KeyStore
 
+from .conftest import STARTED
+
 ROOT = Path(__file__).resolve().parent.parent
 DAEMON = [sys.executable, "-m", "emstreamd", "--config", str(ROOT / "config.yaml"),
           "--log-level", "ERROR"]
@@ -1182,3 +1184,30 @@ def test_a_store_in_a_read_only_place_with_commits_in_its_log_is_refused_not_rea
         snapshot.chmod(0o755)
     assert done.returncode != 0 and "Traceback" not in done.stderr.decode()
     assert "holds commits that cannot be read in a read-only place" in done.stderr.decode()
+
+
+def test_a_hard_link_to_a_store_does_not_let_a_second_daemon_write_it(tmp_path):
+    """The lock went by the path's name: a daemon on each of two hard links to one store
+    wrote it together until it was malformed."""
+    data, store = tmp_path / "k.txt", tmp_path / "a.sqlite"
+    data.write_text("a 1\na 2\n")
+    _run(["--input", str(data), "--set", "input.key=0", "--checkpoint", str(store),
+          "--no-output"])
+    os.link(store, tmp_path / "b.sqlite")
+    first = subprocess.Popen([*DAEMON[:-2], "--log-level", "INFO", "--follow", str(data),
+                              "--set", "input.key=0", "--checkpoint", str(store),
+                              "--no-output"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    STARTED.append(first)
+    try:
+        while b"ready: reading" not in first.stderr.readline():
+            assert first.poll() is None
+        done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
+                               "--checkpoint", str(tmp_path / "b.sqlite"), "--no-output"],
+                              capture_output=True, timeout=120)
+        assert done.returncode == 75
+        assert "another emstreamd is using the state store" in _stopped(done)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=60) == 0
+    _run(["--input", str(data), "--set", "input.key=0", "--checkpoint",
+          str(tmp_path / "b.sqlite"), "--no-output"])  # (free once the first one stopped)

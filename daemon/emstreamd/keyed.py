@@ -18,6 +18,7 @@ commits them together: a crash at any moment leaves a store whose models and pos
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
@@ -32,7 +33,7 @@ from emstream.parse import _SNIPPET, REASONS, Rejects
 from emstream.store import DamagedStore, KeyStore, StoreError, store_location
 
 from .batcher import Pending
-from .errors import EX_CANTCREAT, EX_IOERR, StartError
+from .errors import EX_CANTCREAT, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import COUNTED, KeyMonitor
 from .loop import Daemon, PendingRejects, warn_resumed_settings
 from .router import groups
@@ -97,6 +98,7 @@ class KeyedDaemon(Daemon):
         self.counters["keys"] = 0
         self.recent_anomalies = {}  # key -> anomalies since the last checkpoint (metrics)
         self.checkpoint_seconds = 0.0  # how long the last checkpoint took
+        self._store_lock = None  # the open store file that holds its flock
 
     # ------------------------------------------------------------------ start-up
     def prepare(self) -> None:
@@ -119,6 +121,7 @@ class KeyedDaemon(Daemon):
                 log.warning("the state store %s is empty (0 bytes): no key's state is kept; "
                             "starting afresh", path)
             self.store = KeyStore(path, writer=True)
+            self._lock_store(path)
             found = os.stat(path)
             self.store_file = (found.st_dev, found.st_ino)  # (see _state_intact)
         except DamagedStore as exc:  # no usable checkpoint (65), not one that cannot be written
@@ -127,6 +130,25 @@ class KeyedDaemon(Daemon):
         except (OSError, StoreError, sqlite3.Error) as exc:
             raise StartError(f"checkpoint.path: cannot open the state store {path}: {exc}",
                              EX_CANTCREAT) from None
+
+    def _lock_store(self, path: Path) -> None:
+        """Lock the store's file itself, as well as its checkpoint path: a hard link names the
+        same file under another path (and another lock, and SQLite's shared memory beside
+        it), and two daemons wrote one store until it was malformed.  (``flock``, which
+        SQLite's own ``fcntl`` locks do not see.)"""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            self.store.close()
+            self.store = None
+            raise StartError(f"another emstreamd is using the state store {path} (under "
+                             "another name: a hard link): stop it first", EX_TEMPFAIL) from None
+        except OSError:  # (a file system without locks: the path's lock still serves)
+            os.close(fd)
+            return
+        self._store_lock = fd
 
     def resume(self) -> None:
         """Take the store's position and counters; keys are read back when they return."""
@@ -477,3 +499,6 @@ class KeyedDaemon(Daemon):
         if self.store is not None:
             self.store.close()  # (what was not committed is dropped, as by a crash)
             self.store = None
+        if self._store_lock is not None:
+            os.close(self._store_lock)
+            self._store_lock = None
