@@ -20,7 +20,7 @@ import numpy as np
 from . import __version__, checkpoint
 from .checkpoint import CheckpointError
 from .compare import full_covariances, match_components
-from .compressed import DataFile
+from .compressed import MAGIC, DataFile
 from .episodes import DEFAULT_THRESHOLD
 from .mixture import GaussianMixture
 from .parse import blank_byte_order_marks, key_text, parse_lines
@@ -327,6 +327,16 @@ def _text_rows_dask(pattern: str, columns):
         raise CommandError(f"{pattern}: cannot read ({exc})") from None
     if not paths:
         raise CommandError(f"{pattern}: no files match")
+    for path in paths:
+        # (read as text, a compressed file's bytes made a few junk rows and lost the rest,
+        # and the fit reported success)
+        with fsspec.open(path, "rb") as handle:
+            head = handle.read(6)
+        kind = next((kind for magic, kind in MAGIC if head.startswith(magic)), None)
+        if kind is not None:
+            raise CommandError(f"{path} is {kind}-compressed: --dask-scheduler reads plain "
+                               "text files (decompress it first, or fit without "
+                               "--dask-scheduler, which decompresses)")
     if columns is not None and any(isinstance(c, str) for c in columns):
         # (the cluster's parser reads numbers, with no header to find names in)
         raise CommandError("--dask-scheduler reads text files of numbers: --columns takes "
@@ -408,6 +418,11 @@ def _fit_on_dask(args) -> int:
         raise CommandError(str(exc)) from None
     except ConnectionError as exc:
         raise CommandError(str(exc)) from None
+    except CommandError:
+        raise
+    except Exception as exc:  # (the cluster's own failures: a scheduler lost mid-fit...)
+        raise CommandError(f"the fit on {args.dask_scheduler} failed: {type(exc).__name__}: "
+                           f"{exc}") from None
     return _save_fit(args, model, source)
 
 
@@ -964,7 +979,8 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # pragma: no cover - e.g. `emstream score ... | head`
         return 0
     except OSError as exc:
-        print(f"emstream: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"emstream: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"emstream: error: {exc}", file=sys.stderr)

@@ -91,6 +91,8 @@ class DataFile:
         except _DAMAGED as exc:
             raise OSError(f"{self.path}: damaged or cut-off {self.compression} data "
                           f"({exc})") from None
+        except OSError as exc:
+            raise self._named(exc) from None
 
     def _read_gzip(self, size: int) -> bytes:
         """``read`` a piece at a time (``read1``): bytes that are no gzip member where the next
@@ -120,6 +122,15 @@ class DataFile:
         except _DAMAGED as exc:
             raise OSError(f"{self.path}: damaged or cut-off {self.compression} data "
                           f"({exc})") from None
+        except OSError as exc:
+            raise self._named(exc) from None
+
+    def _named(self, exc: OSError) -> OSError:
+        """``exc`` naming the file: the decompressor's own OSError (bzip2's "Invalid data
+        stream", no errno) says neither which file nor that it is damaged."""
+        if self.compression is not None and exc.errno is None:
+            return OSError(f"{self.path}: damaged or cut-off {self.compression} data ({exc})")
+        return exc
 
     def tell(self) -> int:
         return self.handle.tell()

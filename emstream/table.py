@@ -474,6 +474,11 @@ def settle_layout(layout: Layout, data: bytes, **settings) -> Layout | None:
     return replace(found, header_line=layout.header_line)
 
 
+# The longest line parse_stream takes (the parsers' default, and emstreamd's
+# input.max_line_bytes): longer ones are rejected as "too long".
+MAX_LINE_BYTES = 4096
+
+
 def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="auto"):
     """Parse a readable byte stream block by block as emstreamd reads its input; yields
     :class:`~emstream.parse.Parsed` blocks.
@@ -484,7 +489,9 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
     ``key`` the key's field), as the first block shows (``day_first`` as :func:`find_layout`
     takes it).  Raises :class:`LayoutError` if ``columns`` or ``key`` name no column, JSON
     lines come without field names, or the order of day and month is not known."""
-    lines = LineBuffer()
+    # (a line past the parsers' max_line_bytes is cut as it arrives, and rejected as too long:
+    # kept whole, one 2 GB line of a 2 MB gzip bomb took the command past 24 GB)
+    lines = LineBuffer(max_line_bytes=MAX_LINE_BYTES)
     line = 1
     layout = None  # undecided until the first non-blank block; False: plain numbers
     while True:

@@ -143,3 +143,36 @@ def test_follow_refuses_a_compressed_file_and_fit_reads_one(tmp_path, capsys):
     assert done.returncode == 64 and b"gzip-compressed" in done.stderr
     assert main(["fit", str(path), "-k", "3", "-o", str(tmp_path / "m.json")]) == 0
     assert "fitted 3 components to 600 rows" in capsys.readouterr().err
+
+
+def test_damaged_bzip2_data_is_named_with_its_file(tmp_path, capsys):
+    """bzip2's own error ("Invalid data stream") named no file: emstreamd said "I/O error:
+    Invalid data stream" and the emstream command "error: : Invalid data stream"."""
+    damaged = bytearray(bz2.compress(_values(20000)))
+    damaged[len(damaged) // 2] ^= 0xFF
+    path = tmp_path / "mid.bz2"
+    path.write_bytes(bytes(damaged))
+    assert main(["fit", str(path), "-k", "1", "-o", str(tmp_path / "m.json")]) == 1
+    assert f"error: {path}: damaged or cut-off bzip2 data (" in capsys.readouterr().err
+    done = subprocess.run([*DAEMON, "--input", str(path), "--checkpoint", str(tmp_path / "s"),
+                           "--no-output"], capture_output=True, timeout=60)
+    assert done.returncode == 74
+    assert f"{path}: damaged or cut-off bzip2 data".encode() in done.stderr
+
+
+def test_the_command_cuts_a_line_that_never_ends_as_it_arrives(tmp_path, capsys):
+    """A 100 KB gzip file holding one 100 MB line took `emstream fit` to 3 GB (a 2 GB line of
+    a 2 MB file: killed at 24 GB): the command kept the line whole, as emstreamd does not."""
+    import tracemalloc
+
+    path = tmp_path / "long.gz"
+    path.write_bytes(gzip.compress(b"1\n2\n3\n" + b"x" * 30_000_000 + b"\n4\n5\n6\n"))
+    tracemalloc.start()
+    try:
+        assert main(["fit", str(path), "-k", "1", "-o", str(tmp_path / "m.json")]) == 0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000, peak  # (a few of the 1 MB blocks read at a time)
+    err = capsys.readouterr().err
+    assert "1 too long" in err and "fitted 1 components to 6 rows" in err

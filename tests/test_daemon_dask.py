@@ -94,3 +94,60 @@ def test_a_scheduler_that_does_not_answer_neither_floods_the_log_nor_delays_the_
     assert "started on tcp://127.0.0.1:1" in err
     assert 1 <= err.count("skipped: the previous one is still running") <= 10, err
     assert waited < 4.5, err  # wait_at_exit (1 s) and the final checkpoint; old code: > 6 s
+
+
+def test_a_client_closed_by_a_long_outage_is_replaced_at_the_next_refit(monkeypatch):
+    """A scheduler away longer than the client waits for it closes the client for good; kept,
+    it failed every later refit ("Client is closed") until the daemon was restarted."""
+    import contextlib
+
+    import emstream.cluster
+    import emstream.distributed
+    from emstreamd.background import BackgroundRefit
+
+    class Client:
+        def __init__(self):
+            self.status = "running"
+
+    made, results = [], []
+
+    @contextlib.contextmanager
+    def connect(address):
+        made.append(Client())
+        yield made[-1]
+
+    def refit_on_client(model, rows, client):
+        if results.pop(0) == "outage":
+            client.status = "closed"
+            raise RuntimeError("Client is closed")
+        return model
+
+    monkeypatch.setattr(emstream.distributed, "connect", connect)
+    monkeypatch.setattr(emstream.cluster, "refit_on_client", refit_on_client)
+    background = BackgroundRefit("tcp://127.0.0.1:1")
+    for outcome in ("ok", "outage", "ok", "ok"):
+        results.append(outcome)
+        background.start(object(), np.zeros((3, 1)), reason="test", learned_at_start=0,
+                         generation=0)
+        background._job.done.wait(10)
+        job = background.poll()
+        assert (job.error is None) == (outcome == "ok")
+    background.close()
+    assert len(made) == 2  # one before the outage, one after it; not one per refit
+
+
+def test_dask_s_own_info_lines_are_not_logged_as_the_daemon_s(tmp_path):
+    """Some thirty lines of dask's chatter per cluster started or stopped ("State start",
+    "Scheduler at: ...", "Lost all workers") came out as "emstreamd INFO" lines."""
+    data = tmp_path / "d.txt"
+    data.write_bytes(_lines(np.random.default_rng(1), 3000))
+    done = subprocess.run([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input", str(data),
+                           "--checkpoint", str(tmp_path / "s"), "--no-output", "--log-level",
+                           "INFO", "--set", "refit.scheduler=local:1", "--set",
+                           "refit.every_points=1500", "--set", "model.warmup_size=200"],
+                          capture_output=True, timeout=300)
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert "refit (schedule)" in err  # (the cluster was used)
+    for chatter in ("State start", "Scheduler at:", "Lost all workers", "dashboard at"):
+        assert chatter not in err, err

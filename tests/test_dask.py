@@ -283,6 +283,35 @@ def test_cli_fit_on_a_local_cluster_from_a_parquet_file(tmp_path, capsys):
     assert usage.value.code == 2
 
 
+def test_cli_fit_on_a_cluster_refuses_compressed_files_and_says_a_lost_fit_in_one_line(
+        tmp_path, capsys, monkeypatch):
+    """A gzip file in the glob was read as text: a few junk rows learned, its data lost, and
+    the fit said it succeeded; a scheduler lost mid-fit printed dask's traceback."""
+    import gzip
+
+    from emstream import cli
+
+    (tmp_path / "a.txt").write_text("".join(f"{v}\n" for v in range(1000)))
+    (tmp_path / "b.txt.gz").write_bytes(gzip.compress(b"".join(b"%d\n" % v
+                                                               for v in range(1000))))
+    ckpt = tmp_path / "m.json"
+    assert main(["fit", str(tmp_path / "*"), "-k", "2", "-o", str(ckpt),
+                 "--dask-scheduler", "local:1"]) == 1
+    err = capsys.readouterr().err
+    assert "b.txt.gz is gzip-compressed: --dask-scheduler reads plain text files" in err
+    assert not ckpt.exists()
+
+    def lost(*args, **kwargs):
+        raise RuntimeError("cancelled for reason: scheduler-connection-lost.")
+
+    monkeypatch.setattr(cli, "_fit_logged", lost)
+    assert main(["fit", str(tmp_path / "a.txt"), "-k", "2", "-o", str(ckpt),
+                 "--dask-scheduler", "local:1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["emstream: error: the fit on local:1 failed: RuntimeError: cancelled for "
+                   "reason: scheduler-connection-lost."]
+
+
 @pytest.mark.parametrize("address", ["synchronous", "tcp://host", "inproc://x"])
 def test_a_malformed_scheduler_address_is_one_line_at_once(tmp_path, address):
     """--dask-scheduler synchronous (dask's scheduler names are no address) printed its error,

@@ -74,8 +74,20 @@ class BackgroundRefit:
             job.model = refit_on_client(job.model, job.rows, self._client)
         except BaseException as exc:  # reported by the loop; the daemon goes on without it
             job.error = exc
+            if getattr(self._client, "status", "running") not in ("running", "connecting"):
+                # A scheduler away longer than the client waits for it closes the client
+                # for good: kept, it failed every later refit until a restart.  The next
+                # refit connects anew.
+                self._drop_client()
         job.seconds = time.monotonic() - job.started
         job.done.set()
+
+    def _drop_client(self) -> None:
+        stack, self._stack, self._client = self._stack, ExitStack(), None
+        try:
+            stack.close()
+        except Exception as exc:  # (a client already closed may complain on the way out)
+            log.info("closing the lost dask connection: %s", exc)
 
     def poll(self) -> Job | None:
         """The finished job, once (None while running or idle)."""

@@ -58,6 +58,21 @@ def _utc(seconds: float) -> str:
         f".{int(seconds % 1 * 1000):03d}Z"
 
 
+# The loggers whose records are the daemon's own (the library's among them).
+OWN_LOGGERS = ("emstreamd", "emstream", "root")
+
+
+class _OwnOrWarning(logging.Filter):
+    """Other libraries' records only from WARNING up: dask's scheduler and workers (of
+    ``refit.scheduler``) logged some thirty INFO lines per cluster started or stopped, in the
+    daemon's name, whatever level their loggers were set to (dask sets its own on import).
+    At DEBUG everything goes through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or \
+            record.name.split(".", 1)[0] in OWN_LOGGERS
+
+
 def setup(level: str = "INFO", style: str = "text", stream=None) -> None:
     """Send the daemon's log records to ``stream`` (stderr) in ``style``: text or json."""
     global _style
@@ -73,6 +88,8 @@ def setup(level: str = "INFO", style: str = "text", stream=None) -> None:
     else:
         handler.setFormatter(logging.Formatter(TEXT))
         _style = "text"
+    if level != "DEBUG":
+        handler.addFilter(_OwnOrWarning())
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 

@@ -354,7 +354,9 @@ class Daemon:
                 raise StartError(f"metrics.port: cannot listen on {settings['address']}:"
                                  f"{settings['port']} ({exc.strerror or exc})",
                                  EX_CONFIG) from None
-            log.info("metrics on http://%s:%d/metrics", settings["address"], self.metrics.port)
+            host = settings["address"]
+            host = f"[{host}]" if ":" in host else host  # (an IPv6 address, as a URL has it)
+            log.info("metrics on http://%s:%d/metrics", host, self.metrics.port)
 
     def _health(self) -> tuple[bool, str]:
         """What /healthz says: whether the main loop turns."""
