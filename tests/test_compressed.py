@@ -176,3 +176,19 @@ def test_the_command_cuts_a_line_that_never_ends_as_it_arrives(tmp_path, capsys)
     assert peak < 20_000_000, peak  # (a few of the 1 MB blocks read at a time)
     err = capsys.readouterr().err
     assert "1 too long" in err and "fitted 1 components to 6 rows" in err
+
+
+def test_a_compressed_file_ending_before_the_checkpoint_s_position_is_refused(tmp_path):
+    """A shorter compressed file that begins as the one checkpointed (its first KiB) resumed
+    "past its end": nothing learned, exit 0, where a plain file is refused (exit 65)."""
+    values = _values(20000, seed=3)
+    path, state = tmp_path / "x.gz", tmp_path / "s"
+    path.write_bytes(gzip.compress(values + values))
+    done = subprocess.run([*DAEMON, "--input", str(path), "--checkpoint", str(state),
+                           "--no-output"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    path.write_bytes(gzip.compress(values))  # (the same first bytes, half as long)
+    done = subprocess.run([*DAEMON, "--input", str(path), "--checkpoint", str(state),
+                           "--no-output"], capture_output=True, timeout=120)
+    assert done.returncode == 65, done.stderr.decode()
+    assert b"fewer than the checkpoint's position" in done.stderr

@@ -172,6 +172,16 @@ class FileInput(_Source):
         if self.handle.compression is None:
             offset = self._check_before(saved, offset)
         self.handle.seek(offset)
+        if self.handle.compression is not None and self.handle.tell() < offset:
+            # (its bytes before the position cannot be checked as a plain file's are, at
+            # each checkpoint, without decompressing it again from its start; but one that
+            # ends before the position is not the file read: it "resumed" past its end)
+            raise StartError(f"--input {self.path} holds {self.handle.tell()} bytes "
+                             f"decompressed, fewer than the checkpoint's position (byte "
+                             f"{offset}): it is not the file the checkpoint read (or it was "
+                             "cut or rewritten since); to learn this file from its start into "
+                             "the model, feed it on stdin; to start a new model, remove the "
+                             "checkpoint", EX_DATAERR)
         self.offset = offset
         return True
 
