@@ -151,3 +151,30 @@ def test_dask_s_own_info_lines_are_not_logged_as_the_daemon_s(tmp_path):
     assert "refit (schedule)" in err  # (the cluster was used)
     for chatter in ("State start", "Scheduler at:", "Lost all workers", "dashboard at"):
         assert chatter not in err, err
+
+
+def test_a_refit_that_never_ends_is_said_to_be_stuck(monkeypatch, caplog):
+    """A scheduler that takes connections but never answers (or has no worker) kept a refit
+    running for ever: the daemon only said, at INFO, that each next one was skipped."""
+    import logging
+
+    from emstream import GaussianMixture
+    from emstreamd import config as config_module
+    from emstreamd import keymonitor
+    from emstreamd.keymonitor import KeyMonitor
+
+    class Stuck:
+        address, busy, running_for = "tcp://10.0.0.1:8786", True, 0.0
+
+    config = config_module.load(ROOT / "config.yaml")
+    monitor = KeyMonitor(config, False)
+    monitor.background = Stuck()
+    monitor.learn(np.random.default_rng(0).normal(size=(1500, 1)), None)
+    assert isinstance(monitor.model, GaussianMixture) and monitor.model._is_fitted()
+    with caplog.at_level(logging.INFO, logger="emstreamd"):
+        monitor.refit("schedule")
+        Stuck.running_for = keymonitor.STUCK_REFIT_SECONDS + 1
+        monitor.refit("schedule")
+    levels = [(r.levelname, "scheduler up, with workers" in r.getMessage())
+              for r in caplog.records if "skipped" in r.getMessage()]
+    assert levels == [("INFO", False), ("WARNING", True)]

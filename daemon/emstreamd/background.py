@@ -55,6 +55,12 @@ class BackgroundRefit:
     def busy(self) -> bool:
         return self._job is not None
 
+    @property
+    def running_for(self) -> float:
+        """Seconds since the job under way started (0 if none)."""
+        job = self._job
+        return 0.0 if job is None or job.done.is_set() else time.monotonic() - job.started
+
     def start(self, model, rows: np.ndarray, *, reason: str, learned_at_start: int,
               generation: int) -> None:
         """Refit copies of ``model`` and ``rows``; the caller keeps using its own."""

@@ -38,6 +38,9 @@ log = logging.getLogger("emstreamd")
 
 # What a monitor counts (the daemon adds lines and rejects, which belong to the input).
 COUNTED = ("rows", "batches", "anomalies", "gated", "refits", "alarms")
+# A background refit running this long when the next one is due is said to be stuck (a
+# WARNING): a refit of refit.window points takes seconds on a working cluster.
+STUCK_REFIT_SECONDS = 300.0
 
 
 def held_out_change(before, after) -> str:
@@ -236,8 +239,14 @@ class KeyMonitor:
                 # The next scheduled one is refit.every_points later, not at the next batch (a
                 # scheduler that does not answer made this line a flood, one per batch).
                 self.since_refit = 0
-                log.info("refit (%s) skipped: the previous one is still running on %s", reason,
-                         self.background.address)
+                running = self.background.running_for
+                # (a scheduler that takes connections but never answers, or has no worker,
+                # keeps a refit running for ever: no error ever comes, so this says it)
+                log.log(logging.WARNING if running >= STUCK_REFIT_SECONDS else logging.INFO,
+                        "refit (%s) skipped: the previous one is still running on %s (for "
+                        "%.0f s%s)", reason, self.background.address, running,
+                        "; is the scheduler up, with workers?"
+                        if running >= STUCK_REFIT_SECONDS else "")
                 return
             self.background.start(model, recent, reason=reason, learned_at_start=self.learned,
                                   generation=self.generation)
