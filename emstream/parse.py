@@ -63,11 +63,11 @@ _NUMBER = re.compile(rb"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _NON_FINITE = re.compile(rb"[+-]?(?:nan|inf(?:inity)?)", re.IGNORECASE)
 # A control character: C0 and DEL as bytes, C1 (U+0080-U+009F, CSI among them) as UTF-8, and
 # (as UTF-8) the line and paragraph separators U+2028/U+2029, which split a per-point line for
-# any reader that splits lines the Unicode way, and the bidirectional controls (U+061C,
-# U+200E/U+200F, U+202A-U+202E, U+2066-U+2069), which make a listing's row read in another
-# order than it is written.
-_CONTROL = re.compile(rb"[\x00-\x1f\x7f]|\xc2[\x80-\x9f]|\xd8\x9c|\xe2\x80[\x8e\x8f\xa8-\xae]"
-                      rb"|\xe2\x81[\xa6-\xa9]")
+# any reader that splits lines the Unicode way, and the bidirectional embeddings, overrides
+# and isolates (U+202A-U+202E, U+2066-U+2069), which make a listing's row read in another
+# order than it is written.  (The marks U+200E/U+200F/U+061C, which right-to-left names
+# carry, reorder nothing beyond their own neighbours, and stay.)
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xa8-\xae]|\xe2\x81[\xa6-\xa9]")
 _SEPARATORS = re.compile(rb"[ \t\r,]+")
 _SPACES = bytes.maketrans(b",\r", b"  ")
 _SNIPPET = 60
@@ -175,6 +175,8 @@ def is_bad_key(name: bytes) -> bool:
     (True, False)
     >>> is_bad_key("x\\u2028y".encode()), is_bad_key("\\u202eabc".encode())
     (True, True)
+    >>> is_bad_key("\\u05e9\\u05e8\\u05ea\\u200f-1".encode())  # (a right-to-left mark)
+    False
     """
     return not name or len(name) > MAX_KEY_BYTES or _CONTROL.search(name) is not None
 

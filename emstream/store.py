@@ -132,8 +132,9 @@ class KeyStore:
     def _refuse_foreign(self) -> None:
         """Refuse a database that holds tables of its own (another program's): the writer
         would add its tables beside them and switch it to write-ahead logging for good."""
-        tables = {row[0] for row in self._db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {row[0] for row in self._db.execute(  # (SQLite's own: ANALYZE's statistics)
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' "
+            "ESCAPE '\\'")}
         foreign = sorted(tables - {"keys", "meta"})
         if foreign:
             self._db.close()

@@ -1107,6 +1107,23 @@ def test_another_programs_sqlite_database_is_not_taken_over(tmp_path):
     assert app.read_bytes() == before and not Path(str(app) + "-wal").exists()
 
 
+def test_a_store_someone_ran_analyze_on_is_still_the_daemon_s(tmp_path):
+    """SQLite's own statistics table (ANALYZE's sqlite_stat1) is no other program's."""
+    data, state = tmp_path / "k.txt", tmp_path / "s"
+    data.write_text("a 1\na 2\n")
+    _run(["--input", str(data), "--set", "input.key=0", "--checkpoint", str(state),
+          "--no-output"])
+    db = sqlite3.connect(state / "keys.sqlite")
+    db.execute("ANALYZE")
+    db.commit()
+    db.close()
+    with open(data, "a") as handle:
+        handle.write("a 3\n")
+    _run(["--input", str(data), "--set", "input.key=0", "--checkpoint", str(state),
+          "--no-output"])
+    assert _store(state / "keys.sqlite")[1]["counters"]["rows"] == 3
+
+
 def test_an_empty_store_file_is_said_to_start_afresh(tmp_path):
     data, state = tmp_path / "k.txt", tmp_path / "s"
     data.write_text("a 1\na 2\n")
@@ -1139,6 +1156,17 @@ def test_a_read_only_store_is_refused_before_any_input_is_read(tmp_path):
         store.chmod(0o644)
     assert done.returncode == 73
     assert "the state store is not writable" in _stopped(done)
+    # A single series' .json checkpoint is replaced, not written: read-only, it is no reason
+    # to stop (only its directory must take new files).
+    single = tmp_path / "model.json"
+    _run(["--input", str(data), "--checkpoint", str(single), "--no-output"])
+    single.chmod(0o444)
+    try:
+        done = subprocess.run([*prefix, *DAEMON, "--input", str(data), "--checkpoint",
+                               str(single), "--no-output"], capture_output=True, timeout=120)
+    finally:
+        single.chmod(0o644)
+    assert done.returncode == 0, _stopped(done)
 
 
 def test_keys_with_unicode_line_separators_or_bidi_controls_are_bad_keys(tmp_path):
@@ -1188,12 +1216,11 @@ def test_a_store_in_a_read_only_place_with_commits_in_its_log_is_refused_not_rea
 
 def test_a_hard_link_to_a_store_does_not_let_a_second_daemon_write_it(tmp_path):
     """The lock went by the path's name: a daemon on each of two hard links to one store
-    wrote it together until it was malformed."""
-    data, store = tmp_path / "k.txt", tmp_path / "a.sqlite"
-    data.write_text("a 1\na 2\n")
-    _run(["--input", str(data), "--set", "input.key=0", "--checkpoint", str(store),
-          "--no-output"])
-    os.link(store, tmp_path / "b.sqlite")
+    wrote it together until it was malformed; and a second daemon refused only after SQLite
+    had opened the store wrote a log of its own (the first one's tables were still in its
+    log), which a later run on that name replayed over the first one's keys."""
+    data, store, link = tmp_path / "k.txt", tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    data.write_text("a 1\na 2\nb 3\n")
     first = subprocess.Popen([*DAEMON[:-2], "--log-level", "INFO", "--follow", str(data),
                               "--set", "input.key=0", "--checkpoint", str(store),
                               "--no-output"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -1201,13 +1228,19 @@ def test_a_hard_link_to_a_store_does_not_let_a_second_daemon_write_it(tmp_path):
     try:
         while b"ready: reading" not in first.stderr.readline():
             assert first.poll() is None
+        os.link(store, link)
         done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
-                               "--checkpoint", str(tmp_path / "b.sqlite"), "--no-output"],
+                               "--checkpoint", str(link), "--no-output"],
                               capture_output=True, timeout=120)
         assert done.returncode == 75
         assert "another emstreamd is using the state store" in _stopped(done)
+        assert not Path(str(link) + "-wal").exists()  # (nothing written under the link)
     finally:
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=60) == 0
-    _run(["--input", str(data), "--set", "input.key=0", "--checkpoint",
-          str(tmp_path / "b.sqlite"), "--no-output"])  # (free once the first one stopped)
+    with open(data, "a") as handle:
+        handle.write("c 4\n")
+    _run(["--input", str(data), "--set", "input.key=0", "--checkpoint", str(link),
+          "--no-output"])  # (free once the first one stopped; it goes on from its position)
+    keys, meta = _store(store)
+    assert sorted(keys) == ["a", "b", "c"] and meta["counters"]["rows"] == 4

@@ -128,8 +128,9 @@ class Pending:
                 UnicodeEncodeError) as exc:
             raise ValueError(f"waiting rows: {exc}") from None
         n = lines.shape[0]
-        if rows.ndim != 2 or rows.shape[0] != n or not np.isfinite(rows).all() or (
-                n_columns is not None and rows.shape[1] != n_columns):
+        if rows.ndim != 2 or rows.shape[0] != n or not rows.shape[1] \
+                or not np.isfinite(rows).all() or (n_columns is not None
+                                                   and rows.shape[1] != n_columns):
             raise ValueError(f"waiting rows: {n} rows of finite numbers expected"
                              + ("" if n_columns is None else f", {n_columns} each"))
         if (lines < 1).any():

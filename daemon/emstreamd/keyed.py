@@ -120,34 +120,37 @@ class KeyedDaemon(Daemon):
                 # key's state survives, and the input is learned again from its start)
                 log.warning("the state store %s is empty (0 bytes): no key's state is kept; "
                             "starting afresh", path)
+            self._lock_store(path)  # (before SQLite writes a byte: see there)
             self.store = KeyStore(path, writer=True)
-            self._lock_store(path)
             found = os.stat(path)
             self.store_file = (found.st_dev, found.st_ino)  # (see _state_intact)
         except DamagedStore as exc:  # no usable checkpoint (65), not one that cannot be written
+            self._close_state()
             raise checkpoint.CheckpointError(f"{path}: not a readable state store: {exc}") \
                 from None
         except (OSError, StoreError, sqlite3.Error) as exc:
+            self._close_state()
             raise StartError(f"checkpoint.path: cannot open the state store {path}: {exc}",
                              EX_CANTCREAT) from None
 
     def _lock_store(self, path: Path) -> None:
-        """Lock the store's file itself, as well as its checkpoint path: a hard link names the
-        same file under another path (and another lock, and SQLite's shared memory beside
-        it), and two daemons wrote one store until it was malformed.  (``flock``, which
-        SQLite's own ``fcntl`` locks do not see.)"""
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        """Lock the store's file itself (made if missing), as well as its checkpoint path, and
+        before SQLite opens it: a hard link names the same file under another path (another
+        lock, another shared-memory and log file beside it), and two daemons wrote one store
+        until it was malformed; a second one let in long enough to open it wrote a log of its
+        own, which a later run on that name replayed over the first one's keys.  (``flock``,
+        which SQLite's own ``fcntl`` locks do not see.  The descriptor stays open until the
+        store is closed: closing any descriptor of a file drops the process's ``fcntl`` locks
+        on it, SQLite's among them.)"""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            self.store.close()
-            self.store = None
             raise StartError(f"another emstreamd is using the state store {path} (under "
                              "another name: a hard link): stop it first", EX_TEMPFAIL) from None
         except OSError:  # (a file system without locks: the path's lock still serves)
-            os.close(fd)
-            return
+            pass
         self._store_lock = fd
 
     def resume(self) -> None:

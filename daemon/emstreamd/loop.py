@@ -387,7 +387,7 @@ class Daemon:
         self._restored = (loaded.model, meta, str(loaded.path))
         self._resume_input(meta, str(loaded.path))
         try:
-            self.carried.restore(meta.get("carried"))
+            self.carried.restore(meta.get("carried"), self._row_width())
         except ValueError as exc:
             raise checkpoint.CheckpointError(f"{loaded.path}: meta.carried: {exc}") from None
         if self.layout is not None and getattr(self.layout, "settled", True):
@@ -679,6 +679,13 @@ class Daemon:
         if self.key is None:
             self._make_key()
         return self.key.rows_to_decide()
+
+    def _row_width(self) -> int | None:
+        """Numbers per row the input gives, as far as its layout says (None: not yet)."""
+        if self.layout:  # a table or JSON lines
+            return len(self.layout.value_fields)
+        columns = self.config["input"]["columns"]
+        return len(columns) if isinstance(columns, list) and columns else self.n_fields
 
     def _waiting(self) -> int:
         """Rows read and not learned yet: carried from the last run, and pending."""

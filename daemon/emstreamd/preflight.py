@@ -88,7 +88,8 @@ def check_checkpoint(name: str) -> None:
         if found == path:
             if not stat.S_ISREG(info.st_mode):
                 raise ConfigError(f"checkpoint.path: {path}: is {_kind(info.st_mode)}")
-            _writable_store(path)
+            if path.suffix == ".sqlite":  # (a .json checkpoint is replaced, not written)
+                _writable_store(path)
             found, info = path.parent, os.stat(path.parent)
         elif found != path.parent and stat.S_ISDIR(info.st_mode):
             raise ConfigError(f"checkpoint.path: {path}: the directory {path.parent} does not "
