@@ -166,7 +166,7 @@ _ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() removes
 def is_bad_key(name: bytes) -> bool:
     """Whether a series key (as written, surrounding whitespace removed) is refused ("bad
     key"): empty, longer than :data:`MAX_KEY_BYTES`, or holding a control character (a NUL,
-    a tab, an escape sequence, a Unicode line separator or bidirectional control), which would
+    a tab, an escape sequence, a Unicode line separator or bidirectional override), which would
     name a series no listing or per-point line can show as it is.
 
     >>> is_bad_key(b"web-3"), is_bad_key(b""), is_bad_key(b"a\\x00"), is_bad_key(b"x" * 300)
