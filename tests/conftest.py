@@ -1,5 +1,7 @@
 """Shared fixtures: the seed series and synthetic mixtures with known parameters."""
 
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -33,6 +35,17 @@ def until(predicate, timeout=30.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def without_root_override() -> list:
+    """A command prefix that runs a process without root's power to read and write any file
+    (``setpriv`` dropping the DAC capabilities), [] when not root; skips the test if root has
+    no setpriv.  For tests of what the daemon does with a file it may not read or write."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
 
 
 @pytest.fixture(scope="session")

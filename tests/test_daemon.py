@@ -364,6 +364,28 @@ def test_json_lines_with_named_fields(tmp_path):
                                             "invalid json": 1, "non-finite": 1}
 
 
+def test_an_ipv6_metrics_address_is_logged_as_a_url_has_it(tmp_path):
+    """``metrics.address: ::1`` was logged as http://::1:PORT/metrics, which no browser or
+    scraper takes: an IPv6 address goes in brackets."""
+    import socket
+    import urllib.request
+    pytest.importorskip("prometheus_client")
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    process = _start_on_a_pipe(tmp_path, "--set", "metrics.port=0", "--set",
+                               "metrics.address=::1", "--no-output")
+    try:
+        seen = _wait_for(process, "metrics on http://")
+        url = seen[-1].split("metrics on ", 1)[1].strip()
+        assert url.startswith("http://[::1]:") and url.endswith("/metrics"), url
+        assert b"emstreamd_" in urllib.request.urlopen(url, timeout=10).read()
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)
+
+
 def test_prometheus_metrics_on_localhost(tmp_path):
     import re
     import urllib.request

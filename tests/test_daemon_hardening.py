@@ -18,7 +18,7 @@ import pytest
 
 from emstream import checkpoint
 
-from .conftest import ROOT, STARTED, until as _until
+from .conftest import ROOT, STARTED, until as _until, without_root_override
 from .test_daemon import _wait_for
 
 DAEMON = [sys.executable, "-m", "emstreamd"]
@@ -418,11 +418,7 @@ def test_a_checkpoint_directory_that_cannot_be_listed_is_refused_at_start(tmp_pa
     data, state = tmp_path / "d.txt", tmp_path / "s"
     data.write_text(_text(3000))
     assert _run("--input", str(data), "--checkpoint", str(state), "--no-output").returncode == 0
-    prefix = []
-    if os.geteuid() == 0:  # (root lists any directory: drop that capability for the run)
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root without setpriv")
-        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    prefix = without_root_override()
     state.chmod(0o311)
     try:
         done = subprocess.run([*prefix, *DAEMON, "--config", CONFIG, *QUIET, "--input", str(data),

@@ -22,7 +22,7 @@ from emstream import checkpoint
 from emstream.cli import main as emstream_main
 from emstream.store import KeyStore
 
-from .conftest import STARTED
+from .conftest import STARTED, without_root_override
 
 ROOT = Path(__file__).resolve().parent.parent
 DAEMON = [sys.executable, "-m", "emstreamd", "--config", str(ROOT / "config.yaml"),
@@ -1069,17 +1069,25 @@ def _stopped(done) -> str:
     return err
 
 
-def test_a_damaged_document_stops_the_daemon_in_one_line(tmp_path):
+def _store_edited(tmp_path, sql: str) -> tuple:
+    """A keyed daemon's store of two lines of key a, then ``sql`` run on it by hand, and a third
+    line of key a appended to its input: (input, checkpoint directory)."""
     data, state = tmp_path / "k.txt", tmp_path / "s"
     data.write_text("a 1\na 2\n")
     _run(["--input", str(data), "--set", "input.key=0", "--checkpoint", str(state),
           "--no-output"])
     db = sqlite3.connect(state / "keys.sqlite")
-    db.execute("UPDATE keys SET document = CAST(x'7bff7d' AS TEXT) WHERE key = 'a'")
+    db.execute(sql)
     db.commit()
     db.close()
     with open(data, "a") as handle:
         handle.write("a 3\n")
+    return data, state
+
+
+def test_a_damaged_document_stops_the_daemon_in_one_line(tmp_path):
+    data, state = _store_edited(
+        tmp_path, "UPDATE keys SET document = CAST(x'7bff7d' AS TEXT) WHERE key = 'a'")
     done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
                            "--checkpoint", str(state), "--no-output"], capture_output=True,
                           timeout=120)
@@ -1109,16 +1117,7 @@ def test_another_programs_sqlite_database_is_not_taken_over(tmp_path):
 
 def test_a_store_someone_ran_analyze_on_is_still_the_daemon_s(tmp_path):
     """SQLite's own statistics table (ANALYZE's sqlite_stat1) is no other program's."""
-    data, state = tmp_path / "k.txt", tmp_path / "s"
-    data.write_text("a 1\na 2\n")
-    _run(["--input", str(data), "--set", "input.key=0", "--checkpoint", str(state),
-          "--no-output"])
-    db = sqlite3.connect(state / "keys.sqlite")
-    db.execute("ANALYZE")
-    db.commit()
-    db.close()
-    with open(data, "a") as handle:
-        handle.write("a 3\n")
+    data, state = _store_edited(tmp_path, "ANALYZE")
     _run(["--input", str(data), "--set", "input.key=0", "--checkpoint", str(state),
           "--no-output"])
     assert _store(state / "keys.sqlite")[1]["counters"]["rows"] == 3
@@ -1141,11 +1140,7 @@ def test_a_read_only_store_is_refused_before_any_input_is_read(tmp_path):
     data.write_text("a 1\na 2\n")
     _run(["--input", str(data), "--set", "input.key=0", "--checkpoint", str(state),
           "--no-output"])
-    prefix = []
-    if os.geteuid() == 0:  # (root writes any file: drop that capability for the run)
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root without setpriv")
-        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    prefix = without_root_override()
     store = state / "keys.sqlite"
     store.chmod(0o444)
     try:
@@ -1199,11 +1194,7 @@ def test_a_store_in_a_read_only_place_with_commits_in_its_log_is_refused_not_rea
     shutil.copy(str(live) + "-wal", snapshot / "keys.sqlite-wal")  # (no -shm)
     store.close()
     assert (snapshot / "keys.sqlite-wal").stat().st_size > 0
-    prefix = []
-    if os.geteuid() == 0:  # (root writes anywhere: drop that capability for the run)
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root without setpriv")
-        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    prefix = without_root_override()
     snapshot.chmod(0o555)
     try:
         done = subprocess.run([*prefix, sys.executable, "-m", "emstream", "inspect",
@@ -1244,3 +1235,23 @@ def test_a_hard_link_to_a_store_does_not_let_a_second_daemon_write_it(tmp_path):
           "--no-output"])  # (free once the first one stopped; it goes on from its position)
     keys, meta = _store(store)
     assert sorted(keys) == ["a", "b", "c"] and meta["counters"]["rows"] == 4
+
+def test_a_key_s_waiting_rows_that_no_daemon_wrote_stop_it_in_one_line(tmp_path):
+    """A key's document whose partial mini-batch does not fit the input (an edited or crafted
+    store) was read into it anyway: a row of two numbers became two rows of one, under one line
+    number, and was learned."""
+    data, state = _store_edited(tmp_path, "SELECT 1")
+    db = sqlite3.connect(state / "keys.sqlite")
+    loaded = checkpoint.loads(db.execute("SELECT document FROM keys WHERE key = 'a'")
+                              .fetchone()[0].encode())
+    forged = checkpoint.dumps(loaded.model, {**loaded.meta, "pending": {
+        "rows": [[1.0, 2.0]], "lines": [3], "times": None, "stamps": None}}, compact=True)
+    db.execute("UPDATE keys SET document = ?, pending = 1 WHERE key = 'a'", (forged.decode(),))
+    db.commit()
+    db.close()
+    done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
+                           "--checkpoint", str(state), "--no-output"], capture_output=True,
+                          timeout=120)
+    assert done.returncode == 65
+    assert "key 'a': meta.pending: waiting rows: 1 rows of finite numbers expected, 1 each" \
+        in _stopped(done)

@@ -290,7 +290,7 @@ class KeyedDaemon(Daemon):
         monitor.restore(loaded.model, meta, where=where)
         series = Series(monitor)
         try:
-            series.pending.restore(meta.get("pending"), self._columns())
+            series.pending.restore(meta.get("pending"), self._row_width())
         except ValueError as exc:
             raise checkpoint.CheckpointError(f"{where}: meta.pending: {exc}") from None
         series.dirty = False
@@ -303,12 +303,6 @@ class KeyedDaemon(Daemon):
                 "pending": series.pending.state(),
                 "layout": self.layout.to_dict() if self.layout else None}
         return checkpoint.dumps(monitor.model, meta, compact=True)
-
-    def _columns(self) -> int:
-        """Numbers per row: the table's value columns, or the JSON fields."""
-        if self.layout:
-            return len(self.layout.value_fields)
-        return len(self.config["input"]["fields"])
 
     def _put(self, key: str, series: Series) -> None:
         counters = series.monitor.counters

@@ -681,10 +681,14 @@ class Daemon:
         return self.key.rows_to_decide()
 
     def _row_width(self) -> int | None:
-        """Numbers per row the input gives, as far as its layout says (None: not yet)."""
+        """Numbers per row the input gives, as far as its layout and settings say (None: not
+        known yet)."""
+        settings = self.config["input"]
         if self.layout:  # a table or JSON lines
             return len(self.layout.value_fields)
-        columns = self.config["input"]["columns"]
+        if settings["format"] == "jsonl" and settings["fields"]:
+            return len(settings["fields"])
+        columns = settings["columns"]
         return len(columns) if isinstance(columns, list) and columns else self.n_fields
 
     def _waiting(self) -> int:
