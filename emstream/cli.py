@@ -156,6 +156,15 @@ def _report_rejects(source: str, rejects: list, counts: dict) -> None:
         print(f"  line {reject.line}: {reject.reason}: {reject.text!r}", file=sys.stderr)
 
 
+def _report_trailing_garbage(stream, source: str) -> None:
+    """Say so if a compressed file's data ended at bytes that are no compressed data."""
+    if getattr(stream, "trailing_garbage", False):
+        kind = stream.compression
+        print(f"emstream: {source}: bytes after its last {kind} "
+              f"{'member' if kind == 'gzip' else 'stream'} are not {kind} data; read up to "
+              f"them", file=sys.stderr)
+
+
 def read_rows(name: str, columns=None, day_first="auto"):
     """All rows of a data file (or stdin) and the tally of rejected lines."""
     stream = _open_input(name)
@@ -171,6 +180,7 @@ def read_rows(name: str, columns=None, day_first="auto"):
         if stream is not sys.stdin.buffer:
             stream.close()
     source = "stdin" if name == "-" else name
+    _report_trailing_garbage(stream, source)
     _report_rejects(source, rejects, counts)
     widths = {r.shape[1] for r in rows if r.size}
     data = np.concatenate([r for r in rows if r.size]) if widths else np.empty((0, 0))
@@ -474,6 +484,7 @@ def cmd_score(args) -> int:
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+    _report_trailing_garbage(stream, args.data)
     _report_rejects("stdin" if args.data == "-" else args.data, rejects, counts)
     return 0
 

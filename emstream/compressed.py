@@ -32,8 +32,8 @@ import zlib
 # First bytes of each format (zstd: for a clear refusal; the 3.11 standard library lacks it).
 MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
          (b"\x28\xb5\x2f\xfd", "zstd"))
-_OPENERS = {"gzip": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"), "bzip2": bz2.BZ2File,
-            "xz": lzma.LZMAFile}
+_OPENERS = {"gzip": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
+            "bzip2": lambda raw: _Streams(raw, "bzip2"), "xz": lambda raw: _Streams(raw, "xz")}
 # What a damaged or cut-off compressed stream raises, besides OSError.
 _DAMAGED = (EOFError, lzma.LZMAError, zlib.error)
 
@@ -49,6 +49,103 @@ def compression(path) -> str | None:
     except OSError:
         return None
     return next((kind for magic, kind in MAGIC if head.startswith(magic)), None)
+
+
+# Compressed bytes read from the file at a time, and decompressed bytes handed out at most at a
+# time by a read of everything (so that one step's output stays bounded).
+_RAW_CHUNK, _OUT_CHUNK = 64 << 10, 1 << 20
+
+
+class _Streams:
+    """Concatenated xz or bzip2 streams (``cat a.xz b.xz``, ``pbzip2``'s output), read as one
+    file: ``read``, ``seek`` and ``tell`` in decompressed bytes.
+
+    The standard library's ``LZMAFile`` and ``BZ2File`` read such files too, but a next stream
+    damaged in its first bytes, or bytes after the last stream that are no stream at all,
+    simply ended the data there: a damaged second stream of a back-fill lost all its rows
+    without a word.  Here bytes that start with the format's magic are a stream, and damage in
+    one is an error; bytes that do not (xz's stream padding of zero bytes aside) are trailing
+    garbage, which ends the data and sets :attr:`trailing_garbage`, as a gzip file's do.
+    """
+
+    def __init__(self, raw, kind: str):
+        self.raw = raw
+        self.kind = kind
+        self.magic = next(magic for magic, name in MAGIC if name == kind)
+        self._restart()
+
+    def _restart(self) -> None:
+        self.raw.seek(0)
+        self._decompressor = self._new()
+        self._input = b""  # compressed bytes read but not yet fed
+        self._position = 0
+        self._done = False
+        self.trailing_garbage = False
+
+    def _new(self):
+        return lzma.LZMADecompressor() if self.kind == "xz" else bz2.BZ2Decompressor()
+
+    def _next_stream(self) -> bool:
+        """After a stream's end: start the next one (True), or end the data (False)."""
+        rest = self._decompressor.unused_data + self._input
+        while True:
+            if self.kind == "xz":
+                rest = rest.lstrip(b"\0")  # (stream padding)
+            if len(rest) >= len(self.magic):
+                break
+            more = self.raw.read(_RAW_CHUNK)
+            if not more:
+                break
+            rest += more
+        if not rest:
+            return False
+        if not rest.startswith(self.magic):
+            self.trailing_garbage = True
+            return False
+        self._decompressor, self._input = self._new(), rest
+        return True
+
+    def _piece(self, limit: int) -> bytes:
+        """Up to ``limit`` (> 0) decompressed bytes; empty at the end of the data."""
+        while not self._done:
+            if self._decompressor.eof and not self._next_stream():
+                self._done = True
+                break
+            data = b""
+            if self._decompressor.needs_input:
+                data, self._input = self._input or self.raw.read(_RAW_CHUNK), b""
+                if not data:
+                    raise EOFError("Compressed file ended before the end-of-stream marker "
+                                   "was reached")
+            piece = self._decompressor.decompress(data, limit)
+            if piece:
+                self._position += len(piece)
+                return piece
+        return b""
+
+    def read(self, size: int = -1) -> bytes:
+        pieces, total = [], 0
+        while size < 0 or total < size:
+            piece = self._piece(_OUT_CHUNK if size < 0 else size - total)
+            if not piece:
+                break
+            pieces.append(piece)
+            total += len(piece)
+        return b"".join(pieces)
+
+    def seek(self, offset: int) -> None:
+        """Go to the decompressed byte ``offset`` (or the end, if the data are shorter)."""
+        if offset < self._position:
+            self._restart()
+        while self._position < offset and self._piece(min(offset - self._position,
+                                                          _OUT_CHUNK)):
+            pass
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        """(The raw file is its owner's to close.)"""
 
 
 class DataFile:
@@ -74,8 +171,9 @@ class DataFile:
         self.raw = open(self.path, "rb")
         self.handle = self.raw if self.compression is None else \
             _OPENERS[self.compression](self.raw)
-        # Bytes after the last whole gzip member that start no other (padding, a torn append):
-        # the data end there, as gzip(1) reads it ("trailing garbage ignored").
+        # Bytes after the last whole gzip member (xz, bzip2 stream) that start no other
+        # (padding, a torn append): the data end there, as gzip(1) reads it ("trailing
+        # garbage ignored").
         self.trailing_garbage = False
 
     def fileno(self) -> int:
@@ -87,7 +185,10 @@ class DataFile:
         try:
             if self.compression == "gzip":
                 return self._read_gzip(size)
-            return self.handle.read(size)
+            data = self.handle.read(size)
+            if self.compression is not None:
+                self.trailing_garbage = self.handle.trailing_garbage
+            return data
         except _DAMAGED as exc:
             raise OSError(f"{self.path}: damaged or cut-off {self.compression} data "
                           f"({exc})") from None

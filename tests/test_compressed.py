@@ -192,3 +192,69 @@ def test_a_compressed_file_ending_before_the_checkpoint_s_position_is_refused(tm
                            "--no-output"], capture_output=True, timeout=120)
     assert done.returncode == 65, done.stderr.decode()
     assert b"fewer than the checkpoint's position" in done.stderr
+
+
+STREAM_WRITERS = {"bzip2": bz2.compress, "xz": lzma.compress}
+
+
+@pytest.mark.parametrize("kind", sorted(STREAM_WRITERS))
+def test_a_next_xz_or_bzip2_stream_damaged_in_its_first_bytes_is_an_error(tmp_path, kind,
+                                                                          capsys):
+    """The standard library's readers stopped at such a stream as at the end of the file:
+    a back-fill of ``cat a.xz b.xz`` whose second stream was damaged ended after the first,
+    exit 0, its rows lost without a word.  Damage at the start of the first stream was
+    already an error; now a next stream's is too, naming the file."""
+    values = _values(3000)
+    second = STREAM_WRITERS[kind](values)
+    path = tmp_path / f"two.{kind}"
+    path.write_bytes(STREAM_WRITERS[kind](values) + second[:12] + b"\xff" * 20 + second[32:])
+    with DataFile(path) as data, pytest.raises(OSError, match=f"{path}: damaged or cut-off"):
+        data.read()
+    with DataFile(path) as data, pytest.raises(OSError, match="damaged or cut-off"):
+        while data.read(4096):  # (in pieces, as a back-fill reads)
+            pass
+    assert main(["fit", str(path), "-k", "1", "-o", str(tmp_path / "m.json")]) == 1
+    assert f"{path}: damaged or cut-off {kind} data" in capsys.readouterr().err
+    done = subprocess.run([*DAEMON, "--input", str(path), "--checkpoint", str(tmp_path / "s"),
+                           "--no-output"], capture_output=True, timeout=120)
+    assert done.returncode == 74, done.stderr.decode()
+    assert f"{path}: damaged or cut-off {kind} data".encode() in done.stderr
+
+
+@pytest.mark.parametrize("kind", sorted(STREAM_WRITERS))
+def test_bytes_after_the_last_xz_or_bzip2_stream_end_the_data_with_a_warning(tmp_path, kind,
+                                                                            capsys):
+    """As a gzip file's (above): every stream before them is read, and the daemon and the
+    command say that the rest was not (they said nothing)."""
+    values = _values(3000)
+    path = tmp_path / f"tail.{kind}"
+    path.write_bytes(STREAM_WRITERS[kind](values) + STREAM_WRITERS[kind](values) + b"garbage")
+    with DataFile(path) as data:
+        assert data.read() == values + values and data.trailing_garbage
+        assert data.read() == b""
+    done = subprocess.run([*DAEMON, "--input", str(path), "--checkpoint", str(tmp_path / "s"),
+                           "--no-output"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert f"bytes after its last {kind} stream are not {kind} data".encode() in done.stderr
+    assert checkpoint.load(tmp_path / "s").meta["counters"]["rows"] == 2 * values.count(b"\n")
+    assert main(["fit", str(path), "-k", "1", "-o", str(tmp_path / "m.json")]) == 0
+    err = capsys.readouterr().err
+    rows = 2 * values.count(b"\n")
+    assert f"{path}: bytes after its last {kind} stream are not {kind} data" in err
+    assert f"to {rows} rows" in err
+
+
+def test_concatenated_xz_streams_with_padding_read_and_seek_as_one_file(tmp_path):
+    """Offsets count decompressed bytes across streams (a resume seeks into the second); the
+    zero bytes xz allows between streams are no garbage."""
+    first, second = _values(2000, seed=1), _values(2000, seed=2)
+    path = tmp_path / "padded.xz"
+    path.write_bytes(lzma.compress(first) + b"\0" * 8 + lzma.compress(second))
+    with DataFile(path) as data:
+        data.seek(len(first) + 100)
+        assert data.tell() == len(first) + 100
+        assert data.read() == second[100:] and not data.trailing_garbage
+        data.seek(10)  # (back: from the start again)
+        assert data.read(20) == first[10:30] and data.tell() == 30
+        data.seek(10 ** 9)  # (beyond the end: at the end, as a plain file reads there)
+        assert data.read() == b"" and data.tell() == len(first) + len(second)

@@ -233,8 +233,11 @@ class FileInput(_Source):
         data = self.handle.read(READ_BYTES)
         if not data and self.handle.trailing_garbage and not self._said_garbage:
             self._said_garbage = True
-            log.warning("--input %s: bytes after its last gzip member are not gzip data; "
-                        "the input ends there (as gzip -d reads it)", self.path)
+            kind = self.handle.compression
+            log.warning("--input %s: bytes after its last %s %s are not %s data; the input "
+                        "ends there (the lines before them are all read, as %s -dc writes "
+                        "them)", self.path, kind, "member" if kind == "gzip" else "stream",
+                        kind, kind)
         return self._hand_out(data)
 
     def close(self) -> None:
