@@ -9,7 +9,8 @@ spreadsheets write them where the comma is the decimal mark), else by commas if 
 holds one, else by whitespace (a field of a separated table may be in double quotes, as RFC
 4180 has it); which field
 is the time (the one named ``timestamp``, ``time``, ``date``, ``datetime`` or ``ts``, or
-``timestamp=`` given by name or index, else a first field that is an ISO 8601 time); which
+``timestamp=`` given by name or index, else a first field that is an ISO 8601 time; a column
+of dates alone takes its time of day from the column beside it: ``Date,Time,Value``); which
 fields make the row (``columns`` by name or index; default every other field but one the
 header leaves unnamed, the row index pandas' ``to_csv`` and R's ``write.csv`` write, and one
 that holds text on the first data line, such as a host name or a status).  A file of
@@ -37,6 +38,7 @@ Example
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -66,6 +68,10 @@ from .timestamps import infer_day_first, looks_like_time, needs_day_order, parse
 from .validation import check_int
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime", "ts")
+# A column of times of day alone (12:30, 12:30:05.250, 12:30 PM), and the names one goes by
+# beside a column of dates.
+_TIME_OF_DAY = re.compile(rb"\d{1,2}:\d\d(?::\d\d(?:\.\d+)?)?(?:\s*[AaPp]\.?[Mm]\.?)?")
+CLOCK_NAMES = ("time", "hour", "clock")
 # A readable stream is parsed in blocks of this many bytes (cut at newlines) ...
 BLOCK_BYTES = 1 << 20
 # ... and the start of its first block decides its layout (a header, the first data lines).
@@ -98,6 +104,10 @@ class Layout:
         Fields are separated by one character, ``separator`` (else by runs of whitespace).
     time_field : int or None
         The time column; None if the table has none.
+    clock_field : int or None
+        The column holding the time of day when the time column holds dates alone
+        (``Date,Time,Value``, as data loggers and spreadsheets export): each row's time is
+        its date and its time of day, written ``date time``.  None: the time column is whole.
     value_fields : tuple of int
         The fields that make a row, in order.
     key_field : int or None
@@ -123,6 +133,7 @@ class Layout:
     separator: str = ","
     day_first: bool | None = None
     settled: bool = True
+    clock_field: int | None = None
 
     def __post_init__(self):
         if self.separator not in SEPARATORS:
@@ -135,13 +146,18 @@ class Layout:
         if not self.value_fields:
             raise ValueError("value_fields must name one field or more")
         for name, field in (("time_field", self.time_field), ("key_field", self.key_field),
+                            ("clock_field", self.clock_field),
                             *(("value_fields", f) for f in self.value_fields)):
             if field is not None:
                 check_int(field, name, 0, self.n_fields - 1)
-        special = [f for f in (self.time_field, self.key_field) if f is not None]
+        if self.clock_field is not None and self.time_field is None:
+            raise ValueError("a clock_field needs a time_field (the dates it completes)")
+        special = [f for f in (self.time_field, self.key_field, self.clock_field)
+                   if f is not None]
         if len(set(special)) != len(special) or set(special) & set(self.value_fields):
-            raise ValueError(f"a field used twice: time {self.time_field!r}, key "
-                             f"{self.key_field!r}, values {self.value_fields!r}")
+            raise ValueError(f"a field used twice: time {self.time_field!r}, time of day "
+                             f"{self.clock_field!r}, key {self.key_field!r}, values "
+                             f"{self.value_fields!r}")
         if self.header_line is not None:
             check_int(self.header_line, "header_line", 1)
 
@@ -160,7 +176,8 @@ class Layout:
                    comma=bool(data["comma"]), time_field=data["time_field"],
                    value_fields=tuple(int(i) for i in data["value_fields"]),
                    key_field=data.get("key_field"), separator=data.get("separator", ","),
-                   day_first=data.get("day_first"), settled=data.get("settled", True))
+                   day_first=data.get("day_first"), settled=data.get("settled", True),
+                   clock_field=data.get("clock_field"))
 
     def describe(self) -> str:
         """One line for people: ``table of 4 comma-separated fields, header on line 1; values:
@@ -171,6 +188,7 @@ class Layout:
                 + (f", header on line {self.header_line}" if self.header_line else "")
                 + f"; values: {', '.join(str(names[i]) for i in self.value_fields)}"
                 + (f"; time: {names[self.time_field]}" if self.time_field is not None else "")
+                + (f" + {names[self.clock_field]}" if self.clock_field is not None else "")
                 + ("" if self.day_first is None
                    else "; dates day first" if self.day_first else "; dates month first")
                 + (f"; key: {names[self.key_field]}" if self.key_field is not None else ""))
@@ -280,7 +298,7 @@ def only_missing_words(data: bytes, layout: Layout) -> list:
     lines = [line for line in lines[:TEXT_PROBE_LINES + 1] if not repeats_header(line, layout)]
     _, words_only = _column_kinds(_probe(lines, layout.comma, layout.sep, layout.n_fields),
                                   layout.sep if layout.comma else None)
-    used = set(layout.value_fields) | {layout.time_field, layout.key_field}
+    used = set(layout.value_fields) | {layout.time_field, layout.key_field, layout.clock_field}
     return [layout.names[i] for i in sorted(words_only) if i not in used and layout.names[i]]
 
 
@@ -378,7 +396,11 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     # A key given by index is text on every line: it does not make the first line a header.
     by_index = key is not None and not (isinstance(key, str) and not key.lstrip("-").isdigit())
     probe = [f for i, f in enumerate(head_fields) if not (by_index and i == int(key))]
-    if any(not _is_number(f) and not looks_like_time(f) for f in probe):
+    # (a time of day after a date is no name either: "2024-01-01 00:05:00 1.5" split at
+    # whitespace is data)
+    if any(not _is_number(f) and not looks_like_time(f) and not (
+            i and _TIME_OF_DAY.fullmatch(f) and looks_like_time(probe[i - 1]))
+           for i, f in enumerate(probe)):
         # A header with tabs (or semicolons and no comma) says how fields are separated: a
         # TSV's times and names may hold spaces.
         head_sep = _header_separator(head)
@@ -412,12 +434,19 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
             time_field = named[0]
         elif fields and looks_like_time(fields[0]):
             time_field = 0
+    key_field = None if key is None else _index(key, names, n_fields, "input.key")
+    clock_field = None
+    if time_field is not None and fields:
+        wanted = () if columns is None else [_index(c, names, n_fields, "input.columns")
+                                             for c in columns]
+        time_field, clock_field = _date_and_clock(
+            time_field, names, _probe([line for _, line in lines], comma, sep, n_fields),
+            {key_field, *wanted}, moved=timestamp == "auto")
     dates = None
     if time_field is not None and fields:
         dates = day_order(
             [f[time_field] for f in (_split(line, comma, sep or b",") for _, line in lines)
              if len(f) == n_fields], day_first)
-    key_field = None if key is None else _index(key, names, n_fields, "input.key")
     if names is None and time_field is None and key_field is None:
         return None
     if key_field is not None and key_field == time_field:
@@ -427,7 +456,8 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         # whose first data lines hold text (a host, a status) is not a number: neither is a
         # value (unless no field is a number: that first line is junk, a reject, not the
         # layout).
-        value_fields = tuple(i for i in range(n_fields) if i not in (time_field, key_field)
+        value_fields = tuple(i for i in range(n_fields)
+                             if i not in (time_field, key_field, clock_field)
                              and not (names and names[i] == ""))
         text = _column_kinds(_probe([line for _, line in lines], comma, sep, n_fields),
                              sep)[0] if names is not None else ()
@@ -443,7 +473,42 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         raise LayoutError(f"the first data line (line {lines[0][0] if lines else head_number}) "
                           f"has {n_fields} field(s) and none is a value column")
     return Layout(names, header_line, n_fields, comma, time_field, value_fields, key_field,
-                  (sep or b",").decode(), dates, settled=bool(lines))
+                  (sep or b",").decode(), dates, settled=bool(lines), clock_field=clock_field)
+
+
+def _date_and_clock(time_field: int, names, rows: list, taken: set, *, moved: bool) -> tuple:
+    """The time column and, if it holds dates alone, the column holding their times of day
+    (``Date,Time,Value``): the one named ``time``, ``hour`` or ``clock``, else the next one,
+    if its fields in the first data lines ``rows`` are times of day and each date with its time
+    is a time.  ``moved``: the time column was found, not configured; if it holds times of day
+    alone (``Time,Date,Value``), the dates' column named as a time column takes its place.
+    Returns ``(time_field, clock_field or None)``.  (Rows dated by the day alone had no time
+    step: no season, and a day's hold measured in 300 points.)"""
+    if not rows:
+        return time_field, None
+
+    def column(i: int) -> list:
+        return [row[i].strip() for row in rows]
+
+    def clock(i: int) -> bool:
+        return all(_TIME_OF_DAY.fullmatch(value) for value in column(i))
+
+    free = [i for i in range(len(rows[0])) if i != time_field and i not in taken]
+    named = [i for i in free if names and names[i].strip().lower() in CLOCK_NAMES]
+    if moved and clock(time_field):
+        dated = [i for i in free if names and names[i].strip().lower() in TIME_NAMES
+                 and not clock(i)]
+        if not dated:
+            return time_field, None
+        time_field, named = dated[0], [time_field]
+    dates = column(time_field)
+    if any(b":" in date or not looks_like_time(date) for date in dates):
+        return time_field, None  # (whole times already, or no dates)
+    for i in [*named, time_field + 1]:
+        if i != time_field and i not in taken and i < len(rows[0]) and clock(i) and all(
+                looks_like_time(date + b" " + time) for date, time in zip(dates, column(i))):
+            return time_field, i
+    return time_field, None
 
 
 def settle_layout(layout: Layout, data: bytes, **settings) -> Layout | None:
@@ -598,7 +663,8 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
     # (the layout's attributes looked up once: this loop is a table's parsing cost)
     comma, sep, n_fields, header_line = layout.comma, layout.sep, layout.n_fields, \
         layout.header_line
-    value_fields, time_field = layout.value_fields, layout.time_field
+    value_fields, time_field, clock_field = layout.value_fields, layout.time_field, \
+        layout.clock_field
     for i, number in zip(rest.tolist(), numbers[rest].tolist()):
         line = data[starts[i]:stops[i]]
         if number == header_line or len(line) > max_line_bytes:
@@ -621,8 +687,9 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         if key_field is not None and number not in early and is_bad_key(fields[key_field]):
             early[number] = "bad key"
             fields = [b""] * n_fields
-        if time_field is not None and number not in early and \
-                len(fields[time_field]) > MAX_TIME_BYTES:
+        stamp = b"" if time_field is None else fields[time_field] if clock_field is None \
+            else fields[time_field] + b" " + fields[clock_field]
+        if time_field is not None and number not in early and len(stamp) > MAX_TIME_BYTES:
             early[number] = "bad timestamp"
             fields = [b""] * n_fields
         picked = [fields[j] for j in value_fields]
@@ -631,7 +698,7 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         if decimal_comma:
             picked = [field.replace(b",", b".") for field in picked]
         values.append(b",".join(picked) or b"x")
-        time_text.append(fields[time_field] if time_field is not None else b"")
+        time_text.append(stamp)
         if key_field is not None:
             key_text.append(fields[key_field])
     parsed = parse_lines(b"\n".join(values) + b"\n", n_fields=len(layout.value_fields),
@@ -747,11 +814,22 @@ def _parse_clean_block(data: bytes, layout: Layout, first_line: int,
     times = stamps = None
     if layout.time_field is not None:
         in_time = inside & ~separator & (field == layout.time_field)
-        if np.bincount(inline[in_time], minlength=1).max() > MAX_TIME_BYTES:
+        if layout.clock_field is not None:
+            in_clock = inside & ~separator & (field == layout.clock_field)
+            in_either = in_time | in_clock
+        else:
+            in_either = in_time
+        space = int(layout.clock_field is not None)  # (between a date and its time)
+        if np.bincount(inline[in_either], minlength=1).max() + space > MAX_TIME_BYTES:
             return None  # (as a key too long: the line parser says "bad timestamp")
         stamps = _gather(raw, in_time, inline, n_lines)
         if layout.comma:
             stamps = np.strings.strip(stamps)
+        if layout.clock_field is not None:
+            clocks = _gather(raw, in_clock, inline, n_lines)
+            if layout.comma:
+                clocks = np.strings.strip(clocks)
+            stamps = np.strings.add(np.strings.add(stamps, b" "), clocks)
         times = parse_times(stamps, layout.day_first)
         if not np.all(np.isfinite(times)):
             return None

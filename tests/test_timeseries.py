@@ -150,6 +150,71 @@ def test_a_header_names_columns_and_the_time_column_is_found():
     assert find_layout(b"timestamp,value\n").n_fields == 2
 
 
+def test_a_date_column_takes_its_time_of_day_from_the_time_column_beside_it():
+    """``Date,Time,Value``, as data loggers and spreadsheets export: the date alone was the
+    time (no time step, so no season and a hold of 300 points), ``Time,Date,Value`` rejected
+    every row as a bad timestamp, and whitespace-separated ``date time value`` lines lost
+    their first line as a header."""
+    whole = b"timestamp,value\n2014-07-01 23:50:00,1.5\n2014-07-02 00:00:00,2.5\n"
+    expected = parse_table(whole, find_layout(whole))
+    tables = {
+        b"Date,Time,Value\n2014-07-01,23:50:00,1.5\n2014-07-02,00:00:00,2.5\n": (0, 1),
+        b"Time,Date,Value\n23:50,2014-07-01,1.5\n00:00,2014-07-02,2.5\n": (1, 0),
+        b"Date;Time;Value\n1/7/2014;23:50:00;1,5\n2/7/2014;00:00:00;2,5\n": (0, 1),
+        b"date,hour,value\n7/1/2014,11:50 PM,1.5\n7/2/2014,12:00 AM,2.5\n": (0, 1),
+        b"value,date,time\n1.5,2014-07-01,23:50:00.000\n2.5,2014-07-02,00:00:00.000\n": (1, 2),
+        b"2014-07-01 23:50:00 1.5\n2014-07-02 00:00:00 2.5\n": (0, 1)}
+    for data, (date, clock) in tables.items():
+        layout = find_layout(data, day_first=b";" in data if b"/" in data else "auto")
+        assert (layout.time_field, layout.clock_field) == (date, clock), data
+        assert len(layout.value_fields) == 1 and Layout.from_dict(layout.to_dict()) == layout
+        parsed = parse_table(data, layout)
+        assert parsed.rows.tolist() == [[1.5], [2.5]], data
+        assert parsed.times.tolist() == expected.times.tolist(), data
+        # (the time as written: the date, a space, its time of day)
+        assert parsed.time_text[1].startswith((b"2014-07-02 00:00", b"2/7/2014 00:00",
+                                               b"7/2/2014 12:00 AM")), parsed.time_text
+        # A block with a line the array pass leaves to the line parser: the same rows.
+        messy = data + b"junk,junk\n"
+        slow = parse_table(messy, layout)
+        assert slow.times.tolist() == parsed.times.tolist() and len(slow.rejects) == 1
+        assert slow.time_text.tolist() == parsed.time_text.tolist()
+    assert find_layout(b"Date,Time,Value\n2014-07-01,23:50,1\n").describe() == (
+        "table of 3 comma-separated fields, header on line 1; values: Value; time: Date + Time")
+    # Whole times stay whole; dates with no time of day beside them stay dates; a time of day
+    # without dates is no time column (as before).
+    for data in (b"timestamp,time,value\n2014-07-01 23:50:00,12:00,1\n",
+                 b"date,value\n2014-07-01,1\n2014-07-02,2\n",
+                 b"date,time,value\n2014-07-01,soon,1\n"):
+        assert find_layout(data).clock_field is None, data
+    assert find_layout(b"12:30 5.0\n12:31 5.1\n").time_field is None
+    with pytest.raises(ValueError, match="a clock_field needs a time_field"):
+        Layout(("a", "b"), 1, 2, True, None, (1,), clock_field=0)
+    with pytest.raises(ValueError, match="a field used twice"):
+        Layout(("a", "b", "c"), 1, 3, True, 0, (1, 2), clock_field=1)
+
+
+def test_a_date_and_time_table_is_monitored_as_its_one_timestamp_table(tmp_path):
+    """Scores, alerts and the season, line for line, as the same rows with one time column."""
+    x = _seasonal(np.random.default_rng(11), 4 * DAY)
+    whole = tmp_path / "whole.csv"
+    _write_table(whole, x)
+    head, *rows = whole.read_text().splitlines()
+    split = tmp_path / "split.csv"
+    split.write_text("Date,Time,Value\n" + "".join(
+        row.replace(" ", ",", 1) + "\n" for row in rows))
+    outputs = []
+    for data in (whole, split):
+        done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
+                               str(tmp_path / data.stem)], capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
+        assert "rejected: none" in done.stderr.decode()
+        assert "a time step of 600 s; the value 86400 s back" in done.stderr.decode()
+        outputs.append(done.stdout.decode())
+    assert len(outputs[0].splitlines()) == len(x) - 100
+    assert outputs[1] == outputs[0]
+
+
 def test_tab_and_semicolon_tables_are_read_like_comma_ones():
     """A TSV's times and names hold spaces, and a semicolon file (a spreadsheet's export) has
     one field per cell: a header with tabs, or semicolons and no comma, says so (every line
@@ -591,10 +656,9 @@ def test_times_that_run_backwards_are_said_to_and_the_season_counts_rows(tmp_pat
     assert "WARNING time series: times that do not move forward (a median step of -600 s); " \
            "no season in the context" in done.stderr.decode()
     assert len(done.stdout.decode().splitlines()) == x.size - 100
-    # A spreadsheet's Date,Time,Value: the date alone is the time column; warned, with why.
-    data.write_text("Date,Time,Value\n" + "".join(
-        f"2014-07-{1 + i // DAY:02d},{i % DAY // 6:02d}:{i % 6 * 10:02d},{v:.4f}\n"
-        for i, v in enumerate(x)))
+    # Dates without their time of day (no column holds it): warned, with why.
+    data.write_text("Date,Value\n" + "".join(
+        f"2014-07-{1 + i // DAY:02d},{v:.4f}\n" for i, v in enumerate(x)))
     done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "d")],
                           capture_output=True, timeout=300)
     assert "WARNING time series: times that do not move forward (a median step of 0 s; " \

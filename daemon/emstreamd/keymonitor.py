@@ -195,7 +195,7 @@ class KeyMonitor:
             # two sensors' rows in one file, said so rather than "no timestamps".)
             median = typical_step(times)
             clock = f"times that do not move forward (a median step of {median:g} s" + (
-                "; dates without their time of day? it must be in the same column)"
+                "; dates without their time of day? no column beside them holds it)"
                 if median == 0 else ")")
         elif step is None and times is not None and len(times) == 1:
             # (a series whose input ended after its first row: times, but no step yet)

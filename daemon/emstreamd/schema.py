@@ -439,8 +439,11 @@ SECTIONS = (
             "fractions, Z, UTC or an offset: +02:00, +00), epoch seconds, milliseconds, "
             "microseconds or nanoseconds (told by their size) or a spreadsheet's dates "
             "(see day_first); a line whose time does not parse is rejected (\"bad timestamp\"). "
-            " Each per-point line then carries the time as "
-            "written."),
+            " A time column of dates alone (Date,Time,Value, as loggers and spreadsheets "
+            "export) takes each row's time of day from the column named time, hour or clock, "
+            "or else the next one, if that holds times of day (12:30, 12:30:05, 12:30 PM).  "
+            "Each per-point line then carries the time as written (date and time of day with "
+            "a space between)."),
         Key("day_first", "auto", one_of("auto", True, False),
             "For times written as spreadsheets write them, 07/01/2014 (with H:MM[:SS] and AM/PM "
             "or not): true, the day comes first; false, the month; auto: as a day above 12 in "
