@@ -5,7 +5,8 @@ time; it names the columns and is a line, not a reject.  :func:`find_layout` rea
 and the first data line and fixes the :class:`Layout`: fields per line, separated by tabs if
 the header holds one (or semicolons, if it holds one and no comma: a TSV's times and names
 may hold spaces; a semicolon table's values may have a decimal comma, ``10,5``, as
-spreadsheets write them where the comma is the decimal mark), else by commas if the data line
+spreadsheets write them where the comma is the decimal mark; digit grouping, ``"1,234.5"``,
+``1.234,5``, is read where the separator leaves it unambiguous), else by commas if the data line
 holds one, else by whitespace (a field of a separated table may be in double quotes, as RFC
 4180 has it); which field
 is the time (the one named ``timestamp``, ``time``, ``date``, ``datetime`` or ``ts``, or
@@ -233,6 +234,35 @@ def _header_separator(head: bytes) -> bytes | None:
     return b";" if b";" in head and b"," not in head else None
 
 
+# Digit grouping as spreadsheets write big numbers: 1,234.5 (a quoted cell of a comma table; a
+# cell of a tab or whitespace table), 1.234,5 (a cell of a semicolon table, where the comma is
+# the decimal mark).  Without it every value from 1,000 up was rejected as non-numeric and the
+# model learned the small ones alone (or the column was taken for text).
+_COMMA_GROUPED = re.compile(rb"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
+_DOT_GROUPED = re.compile(rb"[+-]?\d{1,3}(?:\.\d{3})+(?:,\d*)?")
+
+
+def _ungrouped(field: bytes, sep: bytes | None) -> bytes:
+    """A cell's number without its digit grouping, where the table's separator ``sep`` (None:
+    whitespace) says unambiguously that it is grouping: in a comma table (a cell with a comma
+    was quoted), ``1,234``; elsewhere ``1,234.5`` or ``1,234,567`` (``1,234`` alone may be a
+    decimal comma); in a semicolon table, whose comma is the decimal mark, ``1.234,5`` or
+    ``1.234.567`` (``1.234`` stays 1.234).  Other cells come back as they are.
+
+    >>> _ungrouped(b"1,234.5", b","), _ungrouped(b"1.234,5", b";"), _ungrouped(b"1,234", None)
+    (b'1234.5', b'1234,5', b'1,234')
+    """
+    if sep == b";":
+        if b"." in field and _DOT_GROUPED.fullmatch(field) and (
+                b"," in field or field.count(b".") > 1):
+            return field.replace(b".", b"")
+        return field
+    if b"," in field and _COMMA_GROUPED.fullmatch(field) and (
+            sep == b"," or b"." in field or field.count(b",") > 1):
+        return field.replace(b",", b"")
+    return field
+
+
 def _is_number(field: bytes) -> bool:
     try:
         float(field)
@@ -276,6 +306,7 @@ def _column_kinds(rows: list, sep: bytes | None) -> tuple:
                 words.add(i)
                 continue
             filled[i] = filled.get(i, 0) + 1
+            field = _ungrouped(field, sep)
             if not _is_number(field.replace(b",", b".") if sep == b";" else field):
                 text[i] = text.get(i, 0) + 1
     words_only = words - set(filled)
@@ -665,6 +696,9 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         layout.header_line
     value_fields, time_field, clock_field = layout.value_fields, layout.time_field, \
         layout.clock_field
+    # (a cell can only be grouped if its line holds the grouping character)
+    cell_sep = sep if comma else None
+    grouped = b"." if decimal_comma else b","
     for i, number in zip(rest.tolist(), numbers[rest].tolist()):
         line = data[starts[i]:stops[i]]
         if number == header_line or len(line) > max_line_bytes:
@@ -680,10 +714,6 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         if len(fields) != n_fields:  # (a field count the screen did not foresee)
             early[number] = "wrong field count"
             fields = [b""] * n_fields
-        elif quoted:
-            # A quoted value may hold what parse_lines splits on ("1,234", "1 2"): not a number.
-            fields = [b"x" if j in value_fields and (b"," in f or len(f.split()) > 1)
-                      else f for j, f in enumerate(fields)]
         if key_field is not None and number not in early and is_bad_key(fields[key_field]):
             early[number] = "bad key"
             fields = [b""] * n_fields
@@ -695,8 +725,13 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         picked = [fields[j] for j in value_fields]
         if not all(picked):  # an empty field is a missing value: not a number
             picked = [field or b"x" for field in picked]
+        if grouped in line:
+            picked = [_ungrouped(field, cell_sep) for field in picked]
         if decimal_comma:
             picked = [field.replace(b",", b".") for field in picked]
+        if quoted:
+            # A quoted value may hold what parse_lines splits on ("1,5", "1 2"): not a number.
+            picked = [b"x" if b"," in f or len(f.split()) > 1 else f for f in picked]
         values.append(b",".join(picked) or b"x")
         time_text.append(stamp)
         if key_field is not None:

@@ -260,14 +260,48 @@ def test_quoted_fields_are_read_as_rfc_4180_has_them():
     parsed = parse_table(decimal, find_layout(decimal))
     assert parsed.rows.tolist() == [[5.5], [6.0]] and len(parsed.rejects) == 0
     # A quoted field may hold the separator and doubled quotes; a quoted value that is not one
-    # number is non-numeric, a line that does not close its quote a wrong field count.
+    # number is non-numeric (one with digit grouping is one: below), a line that does not
+    # close its quote a wrong field count.
     data = (b'host,value\n"web,3",1.5\n"say ""hi""",2\n"db",   "3"\nweb,"1,234"\n'
-            b'web,"1 2"\n"web,4\n')
+            b'web,"1 2"\nweb,"1,5"\n"web,4\n')
     parsed = parse_table(data, find_layout(data, key="host"))
-    assert parsed.rows.ravel().tolist() == [1.5, 2.0, 3.0]
-    assert parsed.keys.tolist() == [b"web,3", b'say "hi"', b"db"]
+    assert parsed.rows.ravel().tolist() == [1.5, 2.0, 3.0, 1234.0]
+    assert parsed.keys.tolist() == [b"web,3", b'say "hi"', b"db", b"web"]
     assert [(r.line, r.reason) for r in parsed.rejects] == [
-        (5, "non-numeric"), (6, "non-numeric"), (7, "wrong field count")]
+        (6, "non-numeric"), (7, "non-numeric"), (8, "wrong field count")]
+
+
+def test_numbers_with_digit_grouping_are_read_as_spreadsheets_write_them(tmp_path):
+    """A spreadsheet saves 1006.29 as displayed: "1,006.29" in a comma CSV, 1,006.29 in a tab
+    one, 1.006,29 in a semicolon one.  Every value from 1,000 up was rejected as non-numeric,
+    so the model learned the small values alone (and a column of them beside another was
+    taken for text, and dropped)."""
+    tables = {
+        b'timestamp,revenue,count\n2024-01-01 00:00,"1,006.29",5\n'
+        b'2024-01-01 00:05,"12,345",6\n2024-01-01 00:10,999.5,"-1,000,000"\n':
+            [[1006.29, 5.0], [12345.0, 6.0], [999.5, -1e6]],
+        b"timestamp\trevenue\n2024-01-01 00:00\t1,006.29\n2024-01-01 00:05\t2,345,678\n"
+        b"2024-01-01 00:10\t999.5\n2024-01-01 00:15\t1,5\n":
+            [[1006.29], [2345678.0], [999.5]],
+        b'Zeit;Umsatz\n2024-01-01 00:00;1.006,29\n2024-01-01 00:05;"12,5"\n'
+        b"2024-01-01 00:10;1.234.567\n2024-01-01 00:15;1.234\n2024-01-01 00:20;1.23,4\n":
+            [[1006.29], [12.5], [1234567.0], [1.234]]}
+    for data, rows in tables.items():
+        parsed = parse_table(data, find_layout(data))
+        assert parsed.rows.tolist() == rows, data
+        # (a tab table's 1,5 and a semicolon table's 1.23,4 are neither way of writing one
+        # number: rejected as before)
+        assert len(parsed.rejects) == (b"1,5\n" in data or b"1.23,4" in data), data
+    # Through the daemon: every row learned, none rejected.
+    lines = ["timestamp,revenue"] + [
+        f'2024-01-01 {i // 12:02d}:{i % 12 * 5:02d},"{500 + 10 * i:,.2f}"' for i in range(288)]
+    path = tmp_path / "revenue.csv"
+    path.write_text("\n".join(lines) + "\n")
+    done = subprocess.run([*DAEMON, "--input", str(path), "--checkpoint", str(tmp_path / "s"),
+                           "--no-output"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "288 points learned" in done.stderr.decode()
+    assert "rejected: none" in done.stderr.decode()
 
 
 def test_quoting_the_csv_module_cannot_read_is_a_rejected_line_not_a_crash():
