@@ -69,10 +69,33 @@ from .timestamps import infer_day_first, looks_like_time, needs_day_order, parse
 from .validation import check_int
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime", "ts")
-# A column of times of day alone (12:30, 12:30:05.250, 12:30 PM), and the names one goes by
-# beside a column of dates.
-_TIME_OF_DAY = re.compile(rb"\d{1,2}:\d\d(?::\d\d(?:\.\d+)?)?(?:\s*[AaPp]\.?[Mm]\.?)?")
+# A column of times of day alone (12:30, 9:05, 12:30:05.250, 12:30 PM, 24:00 for the day's
+# end), and the names one goes by beside a column of dates.
+_TIME_OF_DAY = re.compile(rb"(\d{1,2}):(\d\d)(?::(\d\d)(?:\.\d+)?)?(?:\s*([AaPp])\.?[Mm]\.?)?")
 CLOCK_NAMES = ("time", "hour", "clock")
+
+
+def _is_time_of_day(field: bytes) -> bool:
+    """Whether ``field`` is a time of day: hours 0-23 (1-12 with AM/PM; 24:00 ends a day),
+    minutes and seconds 0-59 (a duration such as 25:10 or 12:75 is none)."""
+    match = _TIME_OF_DAY.fullmatch(field)
+    if match is None:
+        return False
+    hour, minute = int(match.group(1)), int(match.group(2))
+    second = int(match.group(3) or 0)
+    if minute > 59 or second > 59:
+        return False
+    if match.group(4):
+        return 1 <= hour <= 12
+    return hour < 24 or (hour == 24 and minute == 0 and second == 0)
+
+
+def _with_clock(date: bytes, clock: bytes) -> bytes:
+    """A date and its time of day as one time (the hour zero-padded: ``9:05`` is no ISO
+    time); empty, a bad timestamp, without a time of day."""
+    if not clock:
+        return b""
+    return date + (b" 0" if clock[1:2] == b":" else b" ") + clock
 # A readable stream is parsed in blocks of this many bytes (cut at newlines) ...
 BLOCK_BYTES = 1 << 20
 # ... and the start of its first block decides its layout (a header, the first data lines).
@@ -238,28 +261,25 @@ def _header_separator(head: bytes) -> bytes | None:
 # cell of a tab or whitespace table), 1.234,5 (a cell of a semicolon table, where the comma is
 # the decimal mark).  Without it every value from 1,000 up was rejected as non-numeric and the
 # model learned the small ones alone (or the column was taken for text).
-_COMMA_GROUPED = re.compile(rb"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
-_DOT_GROUPED = re.compile(rb"[+-]?\d{1,3}(?:\.\d{3})+(?:,\d*)?")
+_COMMA_GROUPED = re.compile(rb"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?")
+_DOT_GROUPED = re.compile(rb"[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d*)?")
 
 
 def _ungrouped(field: bytes, sep: bytes | None) -> bytes:
-    """A cell's number without its digit grouping, where the table's separator ``sep`` (None:
-    whitespace) says unambiguously that it is grouping: in a comma table (a cell with a comma
-    was quoted), ``1,234``; elsewhere ``1,234.5`` or ``1,234,567`` (``1,234`` alone may be a
-    decimal comma); in a semicolon table, whose comma is the decimal mark, ``1.234,5`` or
-    ``1.234.567`` (``1.234`` stays 1.234).  Other cells come back as they are.
+    """A cell's number without its digit grouping, where it cannot be read otherwise: commas
+    between groups of three digits before a decimal point (``1,234.5``) or two or more of
+    them (``1,234,567``); in a semicolon table, whose comma is the decimal mark, dots so
+    (``1.234,5``, ``1.234.567``).  ``sep``: the table's separator (None: whitespace).  One
+    separator alone is left as it is: ``"1,234"`` may be a decimal comma (pandas'
+    ``to_csv(decimal=",")`` quotes ``"0,125"``), ``1.234`` a decimal point.
 
-    >>> _ungrouped(b"1,234.5", b","), _ungrouped(b"1.234,5", b";"), _ungrouped(b"1,234", None)
+    >>> _ungrouped(b"1,234.5", b","), _ungrouped(b"1.234,5", b";"), _ungrouped(b"1,234", b",")
     (b'1234.5', b'1234,5', b'1,234')
     """
-    if sep == b";":
-        if b"." in field and _DOT_GROUPED.fullmatch(field) and (
-                b"," in field or field.count(b".") > 1):
-            return field.replace(b".", b"")
-        return field
-    if b"," in field and _COMMA_GROUPED.fullmatch(field) and (
-            sep == b"," or b"." in field or field.count(b",") > 1):
-        return field.replace(b",", b"")
+    mark, point = (b".", b",") if sep == b";" else (b",", b".")
+    if mark in field and (point in field or field.count(mark) > 1) and (
+            _DOT_GROUPED if sep == b";" else _COMMA_GROUPED).fullmatch(field):
+        return field.replace(mark, b"")
     return field
 
 
@@ -430,7 +450,7 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     # (a time of day after a date is no name either: "2024-01-01 00:05:00 1.5" split at
     # whitespace is data)
     if any(not _is_number(f) and not looks_like_time(f) and not (
-            i and _TIME_OF_DAY.fullmatch(f) and looks_like_time(probe[i - 1]))
+            i and _is_time_of_day(f) and looks_like_time(probe[i - 1]))
            for i, f in enumerate(probe)):
         # A header with tabs (or semicolons and no comma) says how fields are separated: a
         # TSV's times and names may hold spaces.
@@ -522,7 +542,7 @@ def _date_and_clock(time_field: int, names, rows: list, taken: set, *, moved: bo
         return [row[i].strip() for row in rows]
 
     def clock(i: int) -> bool:
-        return all(_TIME_OF_DAY.fullmatch(value) for value in column(i))
+        return all(_is_time_of_day(value) for value in column(i))
 
     free = [i for i in range(len(rows[0])) if i != time_field and i not in taken]
     named = [i for i in free if names and names[i].strip().lower() in CLOCK_NAMES]
@@ -536,10 +556,23 @@ def _date_and_clock(time_field: int, names, rows: list, taken: set, *, moved: bo
     if any(b":" in date or not looks_like_time(date) for date in dates):
         return time_field, None  # (whole times already, or no dates)
     for i in [*named, time_field + 1]:
-        if i != time_field and i not in taken and i < len(rows[0]) and clock(i) and all(
-                looks_like_time(date + b" " + time) for date, time in zip(dates, column(i))):
+        if i != time_field and i not in taken and i < len(rows[0]) and clock(i) and \
+                _in_order([_with_clock(date, time) for date, time in zip(dates, column(i))]):
             return time_field, i
     return time_field, None
+
+
+def _in_order(stamps: list) -> bool:
+    """Whether these times (as written, in the order of their rows) are all times and run one
+    way, but for at most two steps the other way (a repeated hour when clocks go back): a
+    series' dates and times of day do; a column of durations beside dates (laps, call
+    lengths) jumps about."""
+    for day_first in (True, False):
+        times = parse_times(stamps, day_first)
+        if np.isfinite(times).all():
+            steps = np.diff(times)
+            return min(np.count_nonzero(steps < 0), np.count_nonzero(steps > 0)) <= 2
+    return False
 
 
 def settle_layout(layout: Layout, data: bytes, **settings) -> Layout | None:
@@ -718,14 +751,14 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
             early[number] = "bad key"
             fields = [b""] * n_fields
         stamp = b"" if time_field is None else fields[time_field] if clock_field is None \
-            else fields[time_field] + b" " + fields[clock_field]
+            else _with_clock(fields[time_field], fields[clock_field])
         if time_field is not None and number not in early and len(stamp) > MAX_TIME_BYTES:
             early[number] = "bad timestamp"
             fields = [b""] * n_fields
         picked = [fields[j] for j in value_fields]
         if not all(picked):  # an empty field is a missing value: not a number
             picked = [field or b"x" for field in picked]
-        if grouped in line:
+        if (quoted if sep == b"," else grouped in line):  # (a comma table's: quoted cells)
             picked = [_ungrouped(field, cell_sep) for field in picked]
         if decimal_comma:
             picked = [field.replace(b",", b".") for field in picked]
@@ -864,7 +897,11 @@ def _parse_clean_block(data: bytes, layout: Layout, first_line: int,
             clocks = _gather(raw, in_clock, inline, n_lines)
             if layout.comma:
                 clocks = np.strings.strip(clocks)
-            stamps = np.strings.add(np.strings.add(stamps, b" "), clocks)
+            if not np.all(np.strings.str_len(clocks)):
+                return None  # (no time of day: the line parser says "bad timestamp")
+            # (as _with_clock: the hour zero-padded)
+            space = np.where(np.strings.find(clocks, b":") == 1, b" 0", b" ")
+            stamps = np.strings.add(np.strings.add(stamps, space), clocks)
         times = parse_times(stamps, layout.day_first)
         if not np.all(np.isfinite(times)):
             return None

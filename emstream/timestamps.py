@@ -8,7 +8,7 @@ tracing tools write them: read as milliseconds, they were years like 55,967).  D
 spreadsheets write them are accepted too: ``2014/07/01``, ``1.7.2014`` (day first), and
 ``7/1/2014`` or ``01/07/2014``, whose order is the stream's (``day_first``: told, or found by
 :func:`infer_day_first` from a day above 12), with ``H:MM[:SS]`` and an optional
-``AM``/``PM``.
+``AM``/``PM``.  ISO 8601's end of a day, ``24:00``, is the next day's midnight.
 A field that is none of these is NaN, which the caller rejects as "bad timestamp".
 
 Example
@@ -36,6 +36,9 @@ _ISO = re.compile(rb"\d{4}-\d\d(?:-\d\d(?:[T ]\d\d(?::\d\d(?::\d\d(?:\.\d+)?)?)?
 # month in the stream's order with slashes (07/01/2014); a time of day, with AM/PM or not.
 _WRITTEN = re.compile(rb"(\d{1,4})([/.])(\d{1,2})\2(\d{1,4})(?:(?:[T ]|, ?)\s*(\d{1,2}):(\d\d)"
                       rb"(?::(\d\d)(\.\d+)?)?(?:\s*([AaPp])\.?[Mm]\.?)?)?")
+# ISO 8601's end of a day, 24:00 (as some loggers and weather services write it): the next
+# day's midnight.
+_END_OF_DAY = re.compile(r"(\d{4}-\d\d-\d\d)[T ]24:00(?::00(?:\.0+)?)?")
 # Epoch numbers beyond this are milliseconds.
 _MILLISECONDS = 1e11
 # Epoch numbers beyond _MILLISECONDS: milliseconds up to 1e14, microseconds up to 1e17, then
@@ -100,7 +103,13 @@ def _one(text: bytes, day_first: bool | None = None) -> float:
     try:
         stamp = np.datetime64(iso, "ms")
     except ValueError:  # 2014-13-45 and the like
-        return np.nan
+        end = _END_OF_DAY.fullmatch(iso)
+        if end is None:
+            return np.nan
+        try:
+            stamp = np.datetime64(end.group(1), "ms") + np.timedelta64(1, "D")
+        except ValueError:
+            return np.nan
     return stamp.astype(np.int64) / 1000.0 - offset
 
 

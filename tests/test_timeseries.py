@@ -188,6 +188,30 @@ def test_a_date_column_takes_its_time_of_day_from_the_time_column_beside_it():
                  b"date,time,value\n2014-07-01,soon,1\n"):
         assert find_layout(data).clock_field is None, data
     assert find_layout(b"12:30 5.0\n12:31 5.1\n").time_field is None
+    # Times of day decided from the first lines read later ones too: an hour without its
+    # leading zero, the day's end written 24:00 (the next midnight); an empty one is a bad
+    # timestamp, not midnight.  (9:05 and 24:00 were rejected as bad timestamps, for good.)
+    first = b"".join(b"2024-01-01,%02d:%02d,%d\n" % (10 + i // 60, i % 60, i) for i in range(50))
+    data = (b"Date,Time,Value\n" + first + b"2024-01-01,24:00,1\n2024-01-02,9:05,2\n"
+            b"2024-01-02,,3\n")
+    layout = find_layout(data)
+    assert layout.clock_field == 1
+    for block in (data, data.replace(b"2024-01-02,,3\n", b"")):  # (line by line; as arrays)
+        parsed = parse_table(block, layout)
+        assert parsed.rows[50:].ravel().tolist() == [1.0, 2.0]
+        assert parsed.times[50:].tolist() == parse_times(
+            [b"2024-01-02 00:00", b"2024-01-02 09:05"]).tolist()
+        assert parsed.time_text[51] == b"2024-01-02 09:05"
+    assert [(r.line, r.reason) for r in parse_table(data, layout).rejects] == [
+        (54, "bad timestamp")]
+    # Durations beside dates (laps, call lengths) are no times of day: out of order, or
+    # beyond a day's hours and minutes.
+    rng = np.random.default_rng(0)
+    laps = b"".join(b"2024-01-%02d,%02d:%02d,%d\n" % (1 + i // 10, rng.integers(0, 3),
+                                                      rng.integers(0, 60), i) for i in range(50))
+    assert find_layout(b"date,time,value\n" + laps).clock_field is None
+    assert find_layout(b"date,lap,value\n2024-01-01,25:10,1\n").clock_field is None
+    assert find_layout(b"date,lap,value\n2024-01-01,12:75,1\n").clock_field is None
     with pytest.raises(ValueError, match="a clock_field needs a time_field"):
         Layout(("a", "b"), 1, 2, True, None, (1,), clock_field=0)
     with pytest.raises(ValueError, match="a field used twice"):
@@ -263,12 +287,12 @@ def test_quoted_fields_are_read_as_rfc_4180_has_them():
     # number is non-numeric (one with digit grouping is one: below), a line that does not
     # close its quote a wrong field count.
     data = (b'host,value\n"web,3",1.5\n"say ""hi""",2\n"db",   "3"\nweb,"1,234"\n'
-            b'web,"1 2"\nweb,"1,5"\n"web,4\n')
+            b'web,"1 2"\nweb,"1,234.5"\n"web,4\n')
     parsed = parse_table(data, find_layout(data, key="host"))
-    assert parsed.rows.ravel().tolist() == [1.5, 2.0, 3.0, 1234.0]
+    assert parsed.rows.ravel().tolist() == [1.5, 2.0, 3.0, 1234.5]
     assert parsed.keys.tolist() == [b"web,3", b'say "hi"', b"db", b"web"]
     assert [(r.line, r.reason) for r in parsed.rejects] == [
-        (6, "non-numeric"), (7, "non-numeric"), (8, "wrong field count")]
+        (5, "non-numeric"), (6, "non-numeric"), (8, "wrong field count")]
 
 
 def test_numbers_with_digit_grouping_are_read_as_spreadsheets_write_them(tmp_path):
@@ -278,7 +302,7 @@ def test_numbers_with_digit_grouping_are_read_as_spreadsheets_write_them(tmp_pat
     taken for text, and dropped)."""
     tables = {
         b'timestamp,revenue,count\n2024-01-01 00:00,"1,006.29",5\n'
-        b'2024-01-01 00:05,"12,345",6\n2024-01-01 00:10,999.5,"-1,000,000"\n':
+        b'2024-01-01 00:05,"12,345.00",6\n2024-01-01 00:10,999.5,"-1,000,000"\n':
             [[1006.29, 5.0], [12345.0, 6.0], [999.5, -1e6]],
         b"timestamp\trevenue\n2024-01-01 00:00\t1,006.29\n2024-01-01 00:05\t2,345,678\n"
         b"2024-01-01 00:10\t999.5\n2024-01-01 00:15\t1,5\n":
@@ -292,6 +316,13 @@ def test_numbers_with_digit_grouping_are_read_as_spreadsheets_write_them(tmp_pat
         # (a tab table's 1,5 and a semicolon table's 1.23,4 are neither way of writing one
         # number: rejected as before)
         assert len(parsed.rejects) == (b"1,5\n" in data or b"1.23,4" in data), data
+    # One separator alone stays as it was: a comma CSV's quoted "1,234" or "0,125" may be a
+    # decimal comma (pandas' to_csv(decimal=",") writes them so), rejected as non-numeric
+    # rather than read 1000 times too large; a leading zero is no group.
+    data = (b'timestamp,value\n2024-01-01 00:00,"0,125"\n2024-01-01 00:05,"1,234"\n'
+            b'2024-01-01 00:10,"01,234.5"\n2024-01-01 00:15,"1,234.5"\n')
+    parsed = parse_table(data, find_layout(data))
+    assert parsed.rows.tolist() == [[1234.5]] and len(parsed.rejects) == 3
     # Through the daemon: every row learned, none rejected.
     lines = ["timestamp,revenue"] + [
         f'2024-01-01 {i // 12:02d}:{i % 12 * 5:02d},"{500 + 10 * i:,.2f}"' for i in range(288)]
