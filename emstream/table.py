@@ -68,7 +68,11 @@ from .linebuffer import LineBuffer
 from .timestamps import infer_day_first, looks_like_time, needs_day_order, parse_times
 from .validation import check_int
 
-TIME_NAMES = ("timestamp", "time", "date", "datetime", "ts")
+TIME_NAMES = ("timestamp", "time", "date", "datetime", "ts", "epoch", "_time", "@timestamp",
+              "time_stamp", "unix_time", "unixtime")
+# Epoch numbers a first column is read as times by (seconds, or ms, µs, ns as parse_times tells
+# them): 2000-01-01 to 2100-01-01.
+_EPOCH_SPAN = (946684800.0, 4102444800.0)
 # A column of times of day alone (12:30, 9:05, 12:30:05.250, 12:30 PM, 24:00 for the day's
 # end), and the names one goes by beside a column of dates.
 _TIME_OF_DAY = re.compile(rb"(\d{1,2}):(\d\d)(?::(\d\d)(?:\.\d+)?)?(?:\s*([AaPp])\.?[Mm]\.?)?")
@@ -441,6 +445,15 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     lines = [(n, line) for n, line in lines if line]
     if not lines:
         return None
+    # Excel's hint of the separator, first of a file (Grafana's "Download for Excel"): "sep=,"
+    # is no header (the rows were rejected, the hint the only column).
+    hinted = None
+    if len(lines[0][1]) == 5 and lines[0][1][:4].lower() == b"sep=" and \
+            lines[0][1][4:] in (b",", b";", b"\t"):
+        hinted = lines[0][1][4:]
+        lines = lines[1:]
+        if not lines:
+            return None
     names, header_line = None, None
     head_number, head = lines[0]
     head_fields = _split(head, b"," in head)
@@ -454,7 +467,7 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
            for i, f in enumerate(probe)):
         # A header with tabs (or semicolons and no comma) says how fields are separated: a
         # TSV's times and names may hold spaces.
-        head_sep = _header_separator(head)
+        head_sep = hinted or _header_separator(head)
         if head_sep is not None:
             head_fields = _split(head, True, head_sep)
         names = _header_names(head_fields)
@@ -462,7 +475,7 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
             header_line = head_number
             lines = lines[1:]
     if names is None:
-        head_sep = None
+        head_sep = hinted
     if lines:
         sep = head_sep or (b"," if b"," in lines[0][1] else None)
         fields = _split(lines[0][1], sep is not None, sep or b",")
@@ -476,16 +489,19 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     if names is not None and fields and len(names) != n_fields:
         names = None  # a header that does not fit the data is only a first rejected line
         header_line = None
+    key_field = None if key is None else _index(key, names, n_fields, "input.key")
     time_field = None
     if timestamp not in (None, "auto"):
         time_field = _index(timestamp, names, n_fields, "input.timestamp")
     elif timestamp == "auto":
-        named = [i for i, n in enumerate(names or ()) if n.lower() in TIME_NAMES]
+        named = [i for i, n in enumerate(names or ()) if n.strip().lower() in TIME_NAMES]
         if named:
             time_field = named[0]
         elif fields and looks_like_time(fields[0]):
             time_field = 0
-    key_field = None if key is None else _index(key, names, n_fields, "input.key")
+        elif fields:
+            time_field = _time_column(_probe([line for _, line in lines], comma, sep, n_fields),
+                                      names, key_field)
     clock_field = None
     if time_field is not None and fields:
         wanted = () if columns is None else [_index(c, names, n_fields, "input.columns")
@@ -507,11 +523,15 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         # whose first data lines hold text (a host, a status) is not a number: neither is a
         # value (unless no field is a number: that first line is junk, a reject, not the
         # layout).
+        # So is a column named as a row's identifier (a database's id: a count that grows
+        # with every row, no measurement), and one that repeats the time as an epoch number
+        # (Zabbix's "2024-01-01 00:10:00 1704067800 53.1").
+        rows = _probe([line for _, line in lines], comma, sep, n_fields)
+        copies = _time_copies(rows, time_field, clock_field, dates)
         value_fields = tuple(i for i in range(n_fields)
                              if i not in (time_field, key_field, clock_field)
-                             and not (names and names[i] == ""))
-        text = _column_kinds(_probe([line for _, line in lines], comma, sep, n_fields),
-                             sep)[0] if names is not None else ()
+                             and not (names and _is_row_name(names[i])) and i not in copies)
+        text = _column_kinds(rows, sep)[0] if names is not None else ()
         if any(i not in text for i in value_fields):
             value_fields = tuple(i for i in value_fields if i not in text)
     else:
@@ -525,6 +545,74 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
                           f"has {n_fields} field(s) and none is a value column")
     return Layout(names, header_line, n_fields, comma, time_field, value_fields, key_field,
                   (sep or b",").decode(), dates, settled=bool(lines), clock_field=clock_field)
+
+
+# Names of a row's identifier, not a measurement (besides a column the header leaves unnamed).
+ROW_NAMES = ("id", "index", "idx", "#", "row", "rowid", "row_id")
+
+
+def _is_row_name(name: str) -> bool:
+    name = name.strip().lower()
+    return name == "" or name in ROW_NAMES or name.endswith("_id")
+
+
+def _time_copies(rows: list, time_field, clock_field, day_first) -> set:
+    """Columns of these first data lines that hold each row's time again as an epoch number
+    (to the second), besides the time column itself."""
+    if time_field is None or not rows:
+        return set()
+    stamps = [row[time_field].strip() if clock_field is None
+              else _with_clock(row[time_field].strip(), row[clock_field].strip())
+              for row in rows]
+    times = parse_times(stamps, day_first)
+    if not np.isfinite(times).all():
+        return set()
+    copies = set()
+    for i in range(len(rows[0])):
+        values = [row[i].strip() for row in rows]
+        if i not in (time_field, clock_field) and all(
+                _EPOCH_NUMBER.fullmatch(v) for v in values) and np.all(
+                np.abs(parse_times(values) - times) <= 1.0):
+            copies.add(i)
+    return copies
+
+
+def _time_column(rows: list, names, key_field) -> int | None:
+    """The time column of a table none is named in (:data:`TIME_NAMES`) and whose first field
+    is no written time, found in its first data lines ``rows``: the first column of written
+    times (``created_at`` of a database's dump, ``last_changed`` of Home Assistant's) that run
+    in order, or a first column of epoch numbers (2000 to 2100, in seconds, ms, µs or ns) that
+    run one way at a steady step (Prometheus' or Datadog's points as ``time,value`` rows, with
+    no header, or one that does not say it is a time: ``t``, ``time_ms``).  None if there is
+    none: a column of counts or readings that merely grows is no time."""
+    if not rows:
+        return None
+    for i in range(len(rows[0])):
+        values = [row[i].strip() for row in rows]
+        if i != key_field and all(not _is_number(v) and looks_like_time(v) for v in values) \
+                and len(set(values)) > 1 and _in_order(values):
+            return i
+    if key_field == 0 or len(rows[0]) < 2 or len(rows) < 5:
+        return None
+    if names is not None and not any(word in names[0].lower() for word in (
+            "time", "epoch", "ts", "date", "clock", "stamp", "unix")):
+        return None
+    first = [row[0].strip() for row in rows]
+    if not all(_EPOCH_NUMBER.fullmatch(v) for v in first):
+        return None
+    times = parse_times(first)
+    if not ((times >= _EPOCH_SPAN[0]) & (times <= _EPOCH_SPAN[1])).all():
+        return None
+    steps = np.diff(times)
+    if not ((steps > 0).all() or (steps < 0).all()):
+        return None
+    step = float(np.median(np.abs(steps)))
+    steady = np.abs(np.abs(steps) - step) <= 0.05 * step
+    return 0 if 1e-3 <= step <= 7 * 86400.0 and steady.mean() >= 0.8 else None
+
+
+# An epoch number as exporters write one: digits, perhaps a fraction (no sign, no exponent).
+_EPOCH_NUMBER = re.compile(rb"\d{9,19}(?:\.\d+)?")
 
 
 def _date_and_clock(time_field: int, names, rows: list, taken: set, *, moved: bool) -> tuple:

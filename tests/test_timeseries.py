@@ -239,6 +239,55 @@ def test_a_date_and_time_table_is_monitored_as_its_one_timestamp_table(tmp_path)
     assert outputs[1] == outputs[0]
 
 
+def test_the_time_column_is_found_where_exporters_put_it(tmp_path):
+    """Found only when named timestamp, time, date, datetime or ts, or first as written text:
+    Prometheus' and Datadog's points (epoch, value; no header) were plain numbers whose first
+    column was learned as a feature, collectd's "epoch" and a database dump's "created_at"
+    were values, an "id" and Zabbix's epoch copy of the time were learned, and a Grafana
+    "Download for Excel" file's "sep=," hint was its header."""
+    rng = np.random.default_rng(0)
+    start, step = 1_700_000_000.123, 15.0
+    epochs = start + step * np.arange(30)
+    values = 50 + rng.normal(size=30)
+    iso = [str(np.datetime64(int(t), "s")).replace("T", " ") for t in epochs]
+    tables = {
+        "".join(f"{t:.3f}\t{v:.2f}\n" for t, v in zip(epochs, values)): (0, (1,)),
+        "".join(f'{t * 1000:.0f},"{v:.2f}"\n' for t, v in zip(epochs, values)): (0, (1,)),
+        "epoch,value\n" + "".join(f"{t:.3f},{v:.2f}\n" for t, v in zip(epochs, values)): (0, (1,)),
+        "id,created_at,value\n" + "".join(
+            f"{i + 1},{d},{v:.2f}\n" for i, (d, v) in enumerate(zip(iso, values))): (1, (2,)),
+        "entity_id,state,last_changed\n" + "".join(
+            f"sensor.t,{v:.2f},{d}+00:00\n" for d, v in zip(iso, values)): (2, (1,)),
+        "".join(f"{d} {t:.0f} {v:.2f}\n" for d, t, v in zip(iso, epochs, values)): (0, (3,)),
+        "sep=;\nZeit;Wert\n" + "".join(f"{d};{v:.2f}\n".replace(".", ",")
+                                        for d, v in zip(iso, values)): (0, (1,))}
+    for text, (time_field, value_fields) in tables.items():
+        layout = find_layout(text.encode())
+        assert (layout.time_field, layout.value_fields) == (time_field, value_fields), text[:80]
+        parsed = parse_table(text.encode(), layout)
+        assert parsed.rows[:, 0] == pytest.approx(np.round(values, 2)), text[:80]
+        assert parsed.times == pytest.approx(np.floor(epochs) if "-" in text[:30] else epochs)
+    # Numbers that only grow (a counter), stand outside 2000-2100 or come under another name
+    # are no times: plain numbers as before.
+    counter = 1.5e9 + np.cumsum(rng.exponential(1000.0, 30))
+    for text in ("".join(f"{c:.0f},{v:.2f}\n" for c, v in zip(counter, values)),
+                 "".join(f"{i},{v:.2f}\n" for i, v in enumerate(values)),
+                 "bytes,value\n" + "".join(f"{t:.0f},{v:.2f}\n" for t, v in zip(epochs, values))):
+        layout = find_layout(text.encode())
+        assert layout is None or layout.time_field is None, text[:80]
+    # The daemon: Prometheus' points as jq writes them have a time step, and one value.
+    data = tmp_path / "points.tsv"
+    data.write_text("".join(f"{start + 300.0 * i:.3f}\t{10 + np.sin(i / 20):.3f}\n"
+                            for i in range(600)))
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s"),
+                           "--log-level", "INFO", "--no-output"], capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    err = done.stderr.decode()
+    assert "input: table of 2 whitespace-separated fields; values: x1; time: x0" in err
+    assert "a time step of 300 s" in err and "rejected: none" in err
+
+
 def test_tab_and_semicolon_tables_are_read_like_comma_ones():
     """A TSV's times and names hold spaces, and a semicolon file (a spreadsheet's export) has
     one field per cell: a header with tabs, or semicolons and no comma, says so (every line

@@ -428,11 +428,15 @@ SECTIONS = (
             "object per line, the row made of the values of `fields`."),
         Key("columns", None, _columns,
             "For numbers: the columns to use from each line, 0-based or by header name (null: "
-            "every number on the line but the time)."),
+            "every number on the line but the time, a row's identifier (a column the header "
+            "leaves unnamed or names id, index or ..._id) and the time again as an epoch "
+            "number)."),
         Key("timestamp", "auto", column("auto, a column name or 0-based index, or null"),
             "For numbers: the time column (by header name or 0-based index).  auto: a column "
-            "named timestamp, time, date, datetime or ts, or a first field that is an ISO 8601 "
-            "time; null: none.  For jsonl: the time field (a dotted name reaches into nested "
+            "named timestamp, time, date, datetime, ts, epoch, _time, @timestamp, time_stamp, "
+            "unix_time or unixtime, or a first field that is an ISO 8601 time, or the first "
+            "column of written times in order, or a first column of epoch numbers (2000 to "
+            "2100) at a steady step; null: none.  For jsonl: the time field (a dotted name reaches into nested "
             "objects); auto: the first of timestamp, @timestamp, time, ts, datetime, date that "
             "the first record holds as a time (a number only as epoch seconds or milliseconds, "
             "so a duration is not taken).  Times are ISO 8601 (2014-07-01 00:30:00, a T, "
