@@ -8,7 +8,9 @@ tracing tools write them: read as milliseconds, they were years like 55,967).  D
 spreadsheets write them are accepted too: ``2014/07/01``, ``1.7.2014`` (day first), and
 ``7/1/2014`` or ``01/07/2014``, whose order is the stream's (``day_first``: told, or found by
 :func:`infer_day_first` from a day above 12), with ``H:MM[:SS]`` and an optional
-``AM``/``PM``.  ISO 8601's end of a day, ``24:00``, is the next day's midnight.
+``AM``/``PM``, and their years in two digits as LibreOffice writes them by default
+(``01.07.14``: 00-68 are 2000-2068, 69-99 1969-1999).  ISO 8601's end of a day, ``24:00``,
+is the next day's midnight.
 A field that is none of these is NaN, which the caller rejects as "bad timestamp".
 
 Example
@@ -50,17 +52,20 @@ def _written(match, day_first: bool | None) -> str | None:
     """ISO 8601 text of a spreadsheet's date (a :data:`_WRITTEN` match), None if it is none."""
     first, separator, middle, last, hour, minute, second, fraction, noon = match.groups()
     if len(first) == 4 and separator == b"/":
-        year, month, day = first, middle, last
-    elif len(last) == 4 and len(first) <= 2:
+        year, month, day = int(first), middle, last
+    elif len(last) in (2, 4) and len(first) <= 2:
         if separator == b"." or day_first:
-            day, month, year = first, middle, last
+            day, month = first, middle
         elif day_first is None:
             return None  # 01/07/2014: the first of July or the seventh of January
         else:
-            month, day, year = first, middle, last
+            month, day = first, middle
+        year = int(last)
+        if len(last) == 2:  # (as LibreOffice writes years by default: 00-68 are 2000-2068,
+            year += 2000 if year < 69 else 1900  # 69-99 1969-1999, as strptime's %y)
     else:
         return None
-    text = f"{int(year):04d}-{int(month):02d}-{int(day):02d}"
+    text = f"{year:04d}-{int(month):02d}-{int(day):02d}"
     if hour is None:
         return text
     hour = int(hour)
@@ -179,7 +184,7 @@ def infer_day_first(fields) -> bool | None:
     day_first = month_first = False
     for field in fields:
         match = _WRITTEN.fullmatch(field.strip())
-        if match is None or match.group(2) != b"/" or len(match.group(4)) != 4:
+        if match is None or match.group(2) != b"/" or len(match.group(4)) not in (2, 4):
             continue
         day_first |= int(match.group(1)) > 12
         month_first |= int(match.group(3)) > 12
@@ -190,7 +195,7 @@ def needs_day_order(field: bytes) -> bool:
     """Whether a time is written day and month with slashes (``07/01/2014``), so that its
     order must be known."""
     match = _WRITTEN.fullmatch(field.strip())
-    return bool(match) and match.group(2) == b"/" and len(match.group(4)) == 4 and len(
+    return bool(match) and match.group(2) == b"/" and len(match.group(4)) in (2, 4) and len(
         match.group(1)) <= 2
 
 

@@ -82,9 +82,16 @@ def test_times_as_spreadsheets_write_them():
     # Without an order a day-and-month date is not a time; an impossible one never is.
     assert np.isnan(parse_times(month_first)).all()
     assert np.isfinite(parse_times(either)).all()
-    bad = [b"13/13/2014", b"02/30/2014", b"7/1/2014 13:00 PM", b"7/1/14", b"1.2.3",
-           b"7/1/2014 0:30 AM"]
+    bad = [b"13/13/2014", b"02/30/2014", b"7/1/2014 13:00 PM", b"1.2.3", b"7/1/2014 0:30 AM",
+           b"7/1/214", b"2014/7/1/2"]
     assert np.isnan(parse_times(bad, day_first=False)).all()
+    # LibreOffice writes two-digit years by default (01/07/14 12:30 AM, 01.07.14 00:30): 00-68
+    # are 2000-2068, 69-99 1969-1999, as strptime's %y has it (every row was a bad timestamp).
+    assert parse_times([b"7/1/14 12:30 AM", b"01.07.14 00:30", b"1/7/14"], day_first=False
+                       ).tolist() == [1404174600.0, 1404174600.0, 1389052800.0]
+    assert parse_times([b"31.12.69 00:00", b"1/1/68"], day_first=True).tolist() == [
+        -86400.0, 3092601600.0]
+    assert infer_day_first([b"01/15/24 12:05 AM"]) is False
     # The order is what a day above 12 says, and nothing if none does (or both do).
     assert infer_day_first([b"12/31/2014", b"01/02/2014"]) is False
     assert infer_day_first([b"01/02/2014", b"31/12/2014 10:00"]) is True
