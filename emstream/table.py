@@ -145,6 +145,10 @@ class Layout:
     day_first : bool or None
         The order of the times' ``07/01/2014`` dates (day first, month first), None if they
         are not written so.
+    grouping : tuple of str or None
+        Per value field, the character its first data lines group digits with where one
+        separator alone says so (``,`` for Excel's ``#,##0``: ``856`` beside ``1,234``;
+        ``.`` for a German spreadsheet's ``1.234``), or ``""``; None: no field does.
     settled : bool
         False for a layout found from a header line alone (a live stream's first line): the
         first data lines still have to say which columns hold text and how dates are written
@@ -162,6 +166,7 @@ class Layout:
     day_first: bool | None = None
     settled: bool = True
     clock_field: int | None = None
+    grouping: tuple | None = None
 
     def __post_init__(self):
         if self.separator not in SEPARATORS:
@@ -188,6 +193,11 @@ class Layout:
                              f"{self.value_fields!r}")
         if self.header_line is not None:
             check_int(self.header_line, "header_line", 1)
+        if self.grouping is not None and (
+                len(self.grouping) != len(self.value_fields)
+                or not all(g in ("", ",", ".") for g in self.grouping)):
+            raise ValueError(f"grouping must give one of '', ',', '.' per value field, got "
+                             f"{self.grouping!r}")
 
     @property
     def sep(self) -> bytes:
@@ -205,7 +215,9 @@ class Layout:
                    value_fields=tuple(int(i) for i in data["value_fields"]),
                    key_field=data.get("key_field"), separator=data.get("separator", ","),
                    day_first=data.get("day_first"), settled=data.get("settled", True),
-                   clock_field=data.get("clock_field"))
+                   clock_field=data.get("clock_field"),
+                   grouping=None if data.get("grouping") is None
+                   else tuple(str(g) for g in data["grouping"]))
 
     def describe(self) -> str:
         """One line for people: ``table of 4 comma-separated fields, header on line 1; values:
@@ -287,6 +299,50 @@ def _ungrouped(field: bytes, sep: bytes | None) -> bytes:
     return field
 
 
+# One group of three digits after a first of one to three: 1,234 or 1.234, which is a number
+# with grouping in a column of whole numbers (Excel's #,##0) and a decimal one in others.
+_ONE_GROUP = {b",": re.compile(rb"[+-]?[1-9]\d{0,2},\d{3}"),
+              b".": re.compile(rb"[+-]?[1-9]\d{0,2}\.\d{3}")}
+_WHOLE = re.compile(rb"[+-]?\d+")
+
+
+def _grouping(cells: list, sep: bytes | None) -> str:
+    """The character a value column's first cells group digits with, or ``""``: one that a
+    cell groups with unambiguously (:func:`_ungrouped`: ``1,234.5`` or, in a semicolon
+    table, ``1.234,5``), or the one that is not the table's decimal mark (the comma in a
+    semicolon table, else the point) where it only ever stands before three digits, in a
+    column that also holds whole numbers (``856``, ``1.234``, ``12.345``: Excel's ``#.##0``
+    saved in German)."""
+    cells = [c for c in cells if c and c.lower() not in _MISSING]
+    for mark, point, grouped in ((b",", b".", _COMMA_GROUPED), (b".", b",", _DOT_GROUPED)):
+        if any(mark in c and (point in c or c.count(mark) > 1) and grouped.fullmatch(c)
+               for c in cells):
+            return mark.decode()
+    mark = b"." if sep == b";" else b","
+    marked = [c for c in cells if mark in c]
+    if marked and all(_ONE_GROUP[mark].fullmatch(c) for c in marked) and any(
+            _WHOLE.fullmatch(c) for c in cells):
+        return mark.decode()
+    return ""
+
+
+def _regrouped(field: bytes, mark: bytes) -> bytes:
+    """A cell of a column that groups digits with ``mark`` (:func:`_grouping`), as a number
+    with a decimal point: ``1,234`` (mark ``,``) 1234, ``1.234,5`` (mark ``.``) 1234.5."""
+    if mark in field and (_COMMA_GROUPED if mark == b"," else _DOT_GROUPED).fullmatch(field):
+        field = field.replace(mark, b"")
+        return field if mark == b"," else field.replace(b",", b".")
+    return field
+
+
+def _numberish(field: bytes, sep: bytes | None) -> bool:
+    """Whether a cell is a number as some table writes one: with a decimal comma (in a
+    semicolon table), or digit grouping (:func:`_grouping`)."""
+    return (_is_number(field.replace(b",", b".") if sep == b";" else field)
+            or _COMMA_GROUPED.fullmatch(field) is not None
+            or _DOT_GROUPED.fullmatch(field) is not None)
+
+
 def _is_number(field: bytes) -> bool:
     try:
         float(field)
@@ -330,8 +386,7 @@ def _column_kinds(rows: list, sep: bytes | None) -> tuple:
                 words.add(i)
                 continue
             filled[i] = filled.get(i, 0) + 1
-            field = _ungrouped(field, sep)
-            if not _is_number(field.replace(b",", b".") if sep == b";" else field):
+            if not _numberish(field, sep):
                 text[i] = text.get(i, 0) + 1
     words_only = words - set(filled)
     return {i for i, count in text.items() if 2 * count > filled[i]} | words_only, words_only
@@ -340,6 +395,12 @@ def _column_kinds(rows: list, sep: bytes | None) -> tuple:
 def _probe(lines: list, comma: bool, sep: bytes | None, n_fields: int) -> list:
     """The fields of the first data lines that have ``n_fields`` (those that judge columns)."""
     split = (_split(line, comma, sep or b",") for line in lines[:TEXT_PROBE_LINES])
+    return [fields for fields in split if len(fields) == n_fields]
+
+
+def _probe_all(lines: list, comma: bool, sep: bytes | None, n_fields: int) -> list:
+    """:func:`_probe` of every line given."""
+    split = (_split(line, comma, sep or b",") for line in lines)
     return [fields for fields in split if len(fields) == n_fields]
 
 
@@ -518,6 +579,7 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         return None
     if key_field is not None and key_field == time_field:
         raise LayoutError(f"input.key {key!r} is the time column")
+    rows = _probe([line for _, line in lines], comma, sep, n_fields)
     if columns is None:
         # A column without a name is a row index (pandas' to_csv, R's write.csv), and one
         # whose first data lines hold text (a host, a status) is not a number: neither is a
@@ -526,7 +588,6 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         # So is a column named as a row's identifier (a database's id: a count that grows
         # with every row, no measurement), and one that repeats the time as an epoch number
         # (Zabbix's "2024-01-01 00:10:00 1704067800 53.1").
-        rows = _probe([line for _, line in lines], comma, sep, n_fields)
         copies = _time_copies(rows, time_field, clock_field, dates)
         value_fields = tuple(i for i in range(n_fields)
                              if i not in (time_field, key_field, clock_field)
@@ -543,8 +604,13 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     if not value_fields:
         raise LayoutError(f"the first data line (line {lines[0][0] if lines else head_number}) "
                           f"has {n_fields} field(s) and none is a value column")
+    # (digit grouping is told by whole numbers below 1,000 beside grouped ones: from every
+    # line given, not the first 50 alone, which a series that starts high holds none of)
+    every = _probe_all([line for _, line in lines], comma, sep, n_fields)
+    grouping = tuple(_grouping([row[i].strip() for row in every], sep) for i in value_fields)
     return Layout(names, header_line, n_fields, comma, time_field, value_fields, key_field,
-                  (sep or b",").decode(), dates, settled=bool(lines), clock_field=clock_field)
+                  (sep or b",").decode(), dates, settled=bool(lines), clock_field=clock_field,
+                  grouping=grouping if any(grouping) else None)
 
 
 # Names of a row's identifier, not a measurement (besides a column the header leaves unnamed).
@@ -820,6 +886,7 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
     # (a cell can only be grouped if its line holds the grouping character)
     cell_sep = sep if comma else None
     grouped = b"." if decimal_comma else b","
+    marks = None if layout.grouping is None else [g.encode() for g in layout.grouping]
     for i, number in zip(rest.tolist(), numbers[rest].tolist()):
         line = data[starts[i]:stops[i]]
         if number == header_line or len(line) > max_line_bytes:
@@ -846,7 +913,10 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         picked = [fields[j] for j in value_fields]
         if not all(picked):  # an empty field is a missing value: not a number
             picked = [field or b"x" for field in picked]
-        if (quoted if sep == b"," else grouped in line):  # (a comma table's: quoted cells)
+        if marks is not None:
+            picked = [_regrouped(field, mark) if mark else _ungrouped(field, cell_sep)
+                      for field, mark in zip(picked, marks)]
+        elif (quoted if sep == b"," else grouped in line):  # (a comma table's: quoted cells)
             picked = [_ungrouped(field, cell_sep) for field in picked]
         if decimal_comma:
             picked = [field.replace(b",", b".") for field in picked]
@@ -912,6 +982,9 @@ def _parse_clean_block(data: bytes, layout: Layout, first_line: int,
             and first_line <= layout.header_line < first_line + n_lines):
         return None
     if np.any(stops - starts > max_line_bytes) or b'"' in data:  # (quotes: one by one)
+        return None
+    if layout.grouping is not None and any(g.encode() in data for g in layout.grouping if g):
+        # (a value column with digit grouping: 1.234 is 1234 there; the line parser knows)
         return None
     blank, wrong = _screen(data, starts, stops, layout)
     if blank.any() or wrong.any():

@@ -295,6 +295,49 @@ def test_the_time_column_is_found_where_exporters_put_it(tmp_path):
     assert "a time step of 300 s" in err and "rejected: none" in err
 
 
+def test_a_column_of_whole_numbers_with_digit_grouping_is_read_as_such():
+    """Excel's #,##0 (and #.##0 saved in German) writes 856 beside 1,234 (1.234): a German
+    file's 1.234 was read as 1.234, a thousand times too small, and a US tab file's 1,234 was
+    rejected, so the model learned the values below 1,000 alone.  Told by the column: one
+    separator that only ever stands before three digits, beside whole numbers, from all of
+    the first block's lines (a series that starts high shows none in its first 50)."""
+    high = [1234 + 10 * i for i in range(60)]  # (the first 60 lines above 1,000)
+    numbers = high + [856, 1000, 12345, 999]
+    stamps = [f"2024-01-01 {i // 12:02d}:{i % 12 * 5:02d}" for i in range(len(numbers))]
+    german = "Zeit;Bytes\n" + "".join(f"{t};{n:,}\n".replace(",", ".")
+                                      for t, n in zip(stamps, numbers))
+    us_tab = "time\tbytes\n" + "".join(f"{t}\t{n:,}\n" for t, n in zip(stamps, numbers))
+    us_csv = "time,bytes\n" + "".join(f'{t},"{n:,}"\n' for t, n in zip(stamps, numbers))
+    for text, mark in ((german, "."), (us_tab, ","), (us_csv, ",")):
+        layout = find_layout(text.encode())
+        assert layout.grouping == (mark,) and Layout.from_dict(layout.to_dict()) == layout
+        parsed = parse_table(text.encode(), layout)
+        assert parsed.rows.ravel().tolist() == numbers and not len(parsed.rejects), text[:60]
+    # A US locale's numbers in a semicolon file (Grafana 6): grouping told by 3,237.617;
+    # the text column beside it is no value.
+    data = b'"Series";"Time";"Value"\n' + b"".join(
+        b'"web-01";"2024-01-01T01:%02d:00+01:00";%s\n' % (i, v)
+        for i, v in enumerate([b"3,237.617", b"1,234", b"987.5"]))
+    layout = find_layout(data)
+    assert layout.value_fields == (2,) and layout.grouping == (",",)
+    assert parse_table(data, layout).rows.ravel().tolist() == [3237.617, 1234.0, 987.5]
+    # Where nothing tells (no whole number, or decimals of other lengths), nothing changes:
+    # 1.234 in a semicolon table is 1.234; sadf's 12.34 and 0.125 decimals stay decimals.
+    for cells, values in (([b"1.234", b"2.345"], [1.234, 2.345]),
+                          ([b"856", b"1.234", b"12.5"], [856.0, 1.234, 12.5]),
+                          ([b"0.125", b"1.250"], [0.125, 1.25])):
+        data = b"Zeit;Wert\n" + b"".join(b"2024-01-01 00:%02d;%s\n" % (i, c)
+                                         for i, c in enumerate(cells))
+        layout = find_layout(data)
+        assert layout.grouping is None
+        assert parse_table(data, layout).rows.ravel().tolist() == values
+    old = find_layout(german.encode()).to_dict()
+    del old["grouping"]  # (a checkpoint's layout from before)
+    assert Layout.from_dict(old).grouping is None
+    with pytest.raises(ValueError, match="grouping must give"):
+        Layout(("t", "v"), 1, 2, True, 0, (1,), grouping=(",", "."))
+
+
 def test_tab_and_semicolon_tables_are_read_like_comma_ones():
     """A TSV's times and names hold spaces, and a semicolon file (a spreadsheet's export) has
     one field per cell: a header with tabs, or semicolons and no comma, says so (every line
@@ -340,15 +383,16 @@ def test_quoted_fields_are_read_as_rfc_4180_has_them():
     parsed = parse_table(decimal, find_layout(decimal))
     assert parsed.rows.tolist() == [[5.5], [6.0]] and len(parsed.rejects) == 0
     # A quoted field may hold the separator and doubled quotes; a quoted value that is not one
-    # number is non-numeric (one with digit grouping is one: below), a line that does not
-    # close its quote a wrong field count.
+    # number is non-numeric (one with digit grouping is one: below; "1,234.5" says the column
+    # groups with commas, so "1,234" is 1234 too), a line that does not close its quote a
+    # wrong field count.
     data = (b'host,value\n"web,3",1.5\n"say ""hi""",2\n"db",   "3"\nweb,"1,234"\n'
             b'web,"1 2"\nweb,"1,234.5"\n"web,4\n')
     parsed = parse_table(data, find_layout(data, key="host"))
-    assert parsed.rows.ravel().tolist() == [1.5, 2.0, 3.0, 1234.5]
-    assert parsed.keys.tolist() == [b"web,3", b'say "hi"', b"db", b"web"]
+    assert parsed.rows.ravel().tolist() == [1.5, 2.0, 3.0, 1234.0, 1234.5]
+    assert parsed.keys.tolist() == [b"web,3", b'say "hi"', b"db", b"web", b"web"]
     assert [(r.line, r.reason) for r in parsed.rejects] == [
-        (5, "non-numeric"), (6, "non-numeric"), (8, "wrong field count")]
+        (6, "non-numeric"), (8, "wrong field count")]
 
 
 def test_numbers_with_digit_grouping_are_read_as_spreadsheets_write_them(tmp_path):
@@ -365,7 +409,7 @@ def test_numbers_with_digit_grouping_are_read_as_spreadsheets_write_them(tmp_pat
             [[1006.29], [2345678.0], [999.5]],
         b'Zeit;Umsatz\n2024-01-01 00:00;1.006,29\n2024-01-01 00:05;"12,5"\n'
         b"2024-01-01 00:10;1.234.567\n2024-01-01 00:15;1.234\n2024-01-01 00:20;1.23,4\n":
-            [[1006.29], [12.5], [1234567.0], [1.234]]}
+            [[1006.29], [12.5], [1234567.0], [1234.0]]}  # (the column groups with dots)
     for data, rows in tables.items():
         parsed = parse_table(data, find_layout(data))
         assert parsed.rows.tolist() == rows, data
@@ -376,9 +420,11 @@ def test_numbers_with_digit_grouping_are_read_as_spreadsheets_write_them(tmp_pat
     # decimal comma (pandas' to_csv(decimal=",") writes them so), rejected as non-numeric
     # rather than read 1000 times too large; a leading zero is no group.
     data = (b'timestamp,value\n2024-01-01 00:00,"0,125"\n2024-01-01 00:05,"1,234"\n'
-            b'2024-01-01 00:10,"01,234.5"\n2024-01-01 00:15,"1,234.5"\n')
-    parsed = parse_table(data, find_layout(data))
-    assert parsed.rows.tolist() == [[1234.5]] and len(parsed.rejects) == 3
+            b'2024-01-01 00:10,"01,234.5"\n2024-01-01 00:15,"2,5"\n2024-01-01 00:20,7\n')
+    layout = find_layout(data)
+    parsed = parse_table(data, layout)
+    assert layout.grouping is None
+    assert parsed.rows.tolist() == [[7.0]] and len(parsed.rejects) == 4
     # Through the daemon: every row learned, none rejected.
     lines = ["timestamp,revenue"] + [
         f'2024-01-01 {i // 12:02d}:{i % 12 * 5:02d},"{500 + 10 * i:,.2f}"' for i in range(288)]
