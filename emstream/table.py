@@ -313,7 +313,8 @@ def _grouping(cells: list, sep: bytes | None) -> str:
     semicolon table, else the point) where it only ever stands before three digits, in a
     column that also holds whole numbers (``856``, ``1.234``, ``12.345``: Excel's ``#.##0``
     saved in German)."""
-    cells = [c for c in cells if c and c.lower() not in _MISSING]
+    cells = [c[:-1].rstrip() if c.endswith(b"%") else c
+             for c in cells if c and c.lower() not in _MISSING]
     for mark, point, grouped in ((b",", b".", _COMMA_GROUPED), (b".", b",", _DOT_GROUPED)):
         if any(mark in c and (point in c or c.count(mark) > 1) and grouped.fullmatch(c)
                for c in cells):
@@ -338,6 +339,8 @@ def _regrouped(field: bytes, mark: bytes) -> bytes:
 def _numberish(field: bytes, sep: bytes | None) -> bool:
     """Whether a cell is a number as some table writes one: with a decimal comma (in a
     semicolon table), or digit grouping (:func:`_grouping`)."""
+    if field.endswith(b"%"):  # (54.0%: a percentage as spreadsheets format one)
+        field = field[:-1].rstrip()
     return (_is_number(field.replace(b",", b".") if sep == b";" else field)
             or _COMMA_GROUPED.fullmatch(field) is not None
             or _DOT_GROUPED.fullmatch(field) is not None)
@@ -913,6 +916,9 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         picked = [fields[j] for j in value_fields]
         if not all(picked):  # an empty field is a missing value: not a number
             picked = [field or b"x" for field in picked]
+        if b"%" in line:  # (a percentage as a spreadsheet or Grafana formats it: 54.0%)
+            picked = [field[:-1].rstrip() if field.endswith(b"%") else field
+                      for field in picked]
         if marks is not None:
             picked = [_regrouped(field, mark) if mark else _ungrouped(field, cell_sep)
                       for field, mark in zip(picked, marks)]

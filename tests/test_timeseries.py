@@ -338,6 +338,20 @@ def test_a_column_of_whole_numbers_with_digit_grouping_is_read_as_such():
         Layout(("t", "v"), 1, 2, True, 0, (1,), grouping=(",", "."))
 
 
+def test_a_percentage_is_read_as_its_number():
+    """Grafana's and spreadsheets' formatted exports write 54.0% (or 54,5 %): every row was
+    rejected as non-numeric (and a column of them beside another taken for text)."""
+    data = (b"Time,web-01,web-02\n2024-01-01 01:05:00,54.0%,3\n2024-01-01 01:10:00,55 %,4\n"
+            b"2024-01-01 01:15:00,100%,5\n2024-01-01 01:20:00,x%,6\n")
+    layout = find_layout(data)
+    assert layout.value_fields == (1, 2)
+    parsed = parse_table(data, layout)
+    assert parsed.rows.tolist() == [[54.0, 3.0], [55.0, 4.0], [100.0, 5.0]]
+    assert [(r.line, r.reason) for r in parsed.rejects] == [(5, "non-numeric")]
+    data = b"Zeit;CPU\n2024-01-01 01:05:00;54,5 %\n2024-01-01 01:10:00;1.234,5%\n"
+    assert parse_table(data, find_layout(data)).rows.ravel().tolist() == [54.5, 1234.5]
+
+
 def test_tab_and_semicolon_tables_are_read_like_comma_ones():
     """A TSV's times and names hold spaces, and a semicolon file (a spreadsheet's export) has
     one field per cell: a header with tabs, or semicolons and no comma, says so (every line
