@@ -424,18 +424,41 @@ def only_missing_words(data: bytes, layout: Layout) -> list:
 def day_order(stamps: list, day_first="auto") -> bool | None:
     """Whether a stream's times (its first ones, as written) put the day before the month:
     None if the first is not written ``07/01/2014``, else ``day_first`` if told (a bool), else
-    what a day above 12 says (:func:`~emstream.timestamps.infer_day_first`).
+    what a day above 12 says (:func:`~emstream.timestamps.infer_day_first`), else the order
+    under which the times run as a series does, when only one does (:func:`_order_by_steps`:
+    a file that starts on the 1st of a month, 1/1/2024 then 1/2/2024, has no day above 12
+    for a long while, but read day first its second day comes a month after its first).
 
     Raises :class:`LayoutError` when nothing says.
     """
     if not stamps or not needs_day_order(stamps[0]):
         return None
     dates = day_first if day_first != "auto" else infer_day_first(stamps)
+    if dates is None and day_first == "auto":
+        dates = _order_by_steps(stamps)
     if dates is None:
         written = stamps[0].decode("utf-8", "replace")
         raise LayoutError(f"the times are written like {written!r}, day or month first, and no "
                           "day above 12 says which: set input.day_first")
     return dates
+
+
+def _order_by_steps(stamps: list) -> bool | None:
+    """Day first (True) or month first (False): the order under which these times run one
+    way with the shorter longest step, if the two differ (they do once the dates change:
+    1/1 then 1/2 is a day later one way, a month the other); None if they do not."""
+    outcomes = {}
+    for day_first in (True, False):
+        times = parse_times(stamps, day_first)
+        if np.isfinite(times).all() and times.size > 1:
+            steps = np.diff(times)
+            outcomes[day_first] = (min(np.count_nonzero(steps < 0),
+                                       np.count_nonzero(steps > 0)), float(np.abs(steps).max()))
+    if len(outcomes) == 1:
+        return next(iter(outcomes))
+    if len(outcomes) < 2 or outcomes[True] == outcomes[False]:
+        return None
+    return outcomes[True] < outcomes[False]
 
 
 def _index(spec, names, n_fields: int, what: str) -> int:

@@ -114,14 +114,25 @@ def test_the_order_of_day_and_month_is_found_or_asked_for():
     with pytest.raises(LayoutError, match="set input.day_first"):
         find_layout(ambiguous)
     assert find_layout(ambiguous, day_first=True).day_first is True
+    # Once the dates change, the order under which they run as a series does is the order:
+    # a file from the 1st of a month had no day above 12 for days (and stopped the daemon).
+    hours = range(0, 30)
+    month_first = b"timestamp,value\n" + b"".join(
+        b"1/%d/2024 %d:00,1\n" % (1 + h // 24, h % 24) for h in hours)
+    day_first = month_first.replace(b"1/1/", b"1/1/").replace(b"1/2/2024", b"2/1/2024")
+    assert find_layout(month_first).day_first is False
+    assert find_layout(day_first).day_first is True
+    times = parse_table(day_first, find_layout(day_first)).times
+    assert np.all(np.diff(times) == 3600.0)
     # Dates that need no order leave it unset.
     assert find_layout(b"timestamp,value\n2014/07/01 10:00,1\n").day_first is None
 
 
 def test_a_daemon_asks_for_the_order_of_day_and_month_when_its_input_does_not_say(tmp_path):
     data = tmp_path / "us.csv"
-    data.write_text("timestamp,value\n" + "".join(f"07/0{1 + i // 100}/2014 {i % 24}:00,{i}\n"
-                                                   for i in range(300)))
+    # (one date only: neither a day above 12 nor a change of date says which)
+    data.write_text("timestamp,value\n" + "".join(
+        f"07/01/2014 {i // 60}:{i % 60:02d},{i}\n" for i in range(300)))
     done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "a")],
                           capture_output=True, timeout=120)
     assert done.returncode == 78

@@ -451,7 +451,8 @@ SECTIONS = (
         Key("day_first", "auto", one_of("auto", True, False),
             "For times written as spreadsheets write them, 07/01/2014 (with H:MM[:SS] and AM/PM "
             "or not): true, the day comes first; false, the month; auto: as a day above 12 in "
-            "the first lines shows (the daemon stops with one line if none does).  2014/07/01 "
+            "the first lines shows, else the order under which they run in time once their "
+            "date changes (the daemon stops with one line if neither tells).  2014/07/01 "
             "and 01.07.2014 (day first) need nothing."),
         Key("fields", None, _fields,
             "For jsonl: the names of the numeric fields that make a row, in order (e.g. [temp, "
