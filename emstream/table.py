@@ -105,10 +105,11 @@ BLOCK_BYTES = 1 << 20
 # ... and the start of its first block decides its layout (a header, the first data lines).
 LAYOUT_BYTES = 1 << 16
 # The characters a table's fields may be separated by (besides runs of whitespace).
-SEPARATORS = (",", "\t", ";")
+SEPARATORS = (",", "\t", ";", "|")
 # Fields per line a layout may name (far more than any line the parser takes holds).
 MAX_FIELDS = 1 << 20
-SEPARATED = {",": "comma-separated", "\t": "tab-separated", ";": "semicolon-separated"}
+SEPARATED = {",": "comma-separated", "\t": "tab-separated", ";": "semicolon-separated",
+             "|": "pipe-separated"}
 _NUMBERISH = b"0123456789+-.eE "
 
 
@@ -267,10 +268,13 @@ def _split_quoted(line: bytes, sep: bytes) -> list | None:
 
 
 def _header_separator(head: bytes) -> bytes | None:
-    """A tab, or a semicolon where there is no comma, if the header line holds one."""
+    """A tab, or a semicolon where there is no comma, or a pipe where there is neither (psql's
+    output, ``ts|value``), if the header line holds one."""
     if b"\t" in head:
         return b"\t"
-    return b";" if b";" in head and b"," not in head else None
+    if b"," in head:
+        return None
+    return b";" if b";" in head else b"|" if b"|" in head else None
 
 
 # Digit grouping as spreadsheets write big numbers: 1,234.5 (a quoted cell of a comma table; a
@@ -536,7 +540,7 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     # is no header (the rows were rejected, the hint the only column).
     hinted = None
     if len(lines[0][1]) == 5 and lines[0][1][:4].lower() == b"sep=" and \
-            lines[0][1][4:] in (b",", b";", b"\t"):
+            lines[0][1][4:] in (b",", b";", b"\t", b"|"):
         hinted = lines[0][1][4:]
         lines = lines[1:]
         if not lines:
@@ -561,6 +565,10 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         if names is not None:
             header_line = head_number
             lines = lines[1:]
+            # A rule under the header (psql's aligned output: "-----+-----"; a Markdown
+            # table's "|---|---|") is no data line: the first one after it decides.
+            while lines and not lines[0][1].strip(b"-+=|: \t"):
+                lines = lines[1:]
     if names is None:
         head_sep = hinted
     if lines:

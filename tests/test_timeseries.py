@@ -382,9 +382,20 @@ def test_tab_and_semicolon_tables_are_read_like_comma_ones():
     del old["separator"]
     assert Layout.from_dict(old).sep == b","
     with pytest.raises(ValueError, match="separator must be one of"):
-        Layout.from_dict({**old, "separator": "|"})
+        Layout.from_dict({**old, "separator": ":"})
     # Whitespace tables are as before, tabs among their spaces included.
     assert find_layout(b"2014-07-01T00:00:00\t5 6\n").comma is False
+    # psql's output, unaligned and aligned (a rule under the header, padded cells): every line
+    # was rejected.
+    for data in (b"ts|cpu load\n2014-07-01 00:00:00|5.5\n2014-07-01 00:05:00|6\n(2 rows)\n",
+                 b"         ts          | cpu load \n---------------------+----------\n"
+                 b" 2014-07-01 00:00:00 |      5.5\n 2014-07-01 00:05:00 |        6\n"):
+        layout = find_layout(data)
+        assert layout.sep == b"|" and layout.names == ("ts", "cpu load"), data
+        parsed = parse_table(data, layout)
+        assert parsed.rows.tolist() == expected.rows.tolist()
+        assert parsed.times.tolist() == expected.times.tolist()
+        assert len(parsed.rejects) == 1  # (the rule, or psql's row count)
 
 
 def test_quoted_fields_are_read_as_rfc_4180_has_them():

@@ -422,8 +422,8 @@ SECTIONS = (
     Section("input", keys=(
         Key("format", "numbers", one_of("numbers", "jsonl"),
             "numbers: numbers separated by whitespace and/or commas (the first valid line fixes "
-            "how many), or a table with a header line (NAB's timestamp,value files; tab- or "
-            "semicolon-separated if the header is): a "
+            "how many), or a table with a header line (NAB's timestamp,value files; tab-, "
+            "semicolon- or pipe-separated if the header is; Excel's sep=, line says so too): a "
             "first line with a field that is not a number names the columns; jsonl: one JSON "
             "object per line, the row made of the values of `fields`."),
         Key("columns", None, _columns,
