@@ -425,6 +425,28 @@ def only_missing_words(data: bytes, layout: Layout) -> list:
     return [layout.names[i] for i in sorted(words_only) if i not in used and layout.names[i]]
 
 
+def series_columns(data: bytes, layout: Layout) -> list:
+    """Names of the columns left out of the rows as text whose first data lines in ``data``
+    repeat a few values while their times repeat too (a host, a series' name: several
+    series sampled together in one stream, which ``input.key`` would separate); each as
+    ``(name, number of values seen)``."""
+    if layout.names is None or layout.key_field is not None:
+        return []
+    lines = [line.strip() for line in data.split(b"\n") if line.strip()]
+    lines = [line for line in lines[:TEXT_PROBE_LINES + 1] if not repeats_header(line, layout)]
+    rows = _probe(lines, layout.comma, layout.sep, layout.n_fields)
+    if layout.time_field is None or len({row[layout.time_field] for row in rows}) == len(rows):
+        return []  # (a series' own times do not repeat: a status column beside them is text)
+    text, _ = _column_kinds(rows, layout.sep if layout.comma else None)
+    used = set(layout.value_fields) | {layout.time_field, layout.clock_field}
+    found = []
+    for i in sorted(text - used):
+        seen = {row[i].strip() for row in rows} - {b""}
+        if layout.names[i] and 2 <= len(seen) <= len(rows) // 2:
+            found.append((layout.names[i], len(seen)))
+    return found
+
+
 def day_order(stamps: list, day_first="auto") -> bool | None:
     """Whether a stream's times (its first ones, as written) put the day before the month:
     None if the first is not written ``07/01/2014``, else ``day_first`` if told (a bool), else

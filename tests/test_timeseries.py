@@ -1559,3 +1559,27 @@ def test_a_series_of_one_timed_row_is_said_to_have_one_timestamp_not_none(tmp_pa
                           capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
     assert "time series: one timestamp alone (no time step)" in done.stderr.decode()
+
+
+def test_several_series_in_one_table_are_pointed_out(tmp_path):
+    """Rows of several hosts sampled together (host,time,value) were learned as one series
+    without a word: the log now says which column would key them.  A status column of a
+    single series (its times do not repeat) is no such column."""
+    stamps = [f"2024-01-01 {i // 12:02d}:{i % 12 * 5:02d}" for i in range(100)]
+    long = tmp_path / "long.csv"
+    long.write_text("host,time,value\n" + "".join(
+        f"h{k},{t},{k + np.sin(i / 9):.3f}\n" for i, t in enumerate(stamps) for k in range(3)))
+    status = tmp_path / "status.csv"
+    status.write_text("status,time,value\n" + "".join(
+        f"{'ok' if i % 7 else 'warn'},{t},{np.sin(i / 9):.3f}\n" for i, t in enumerate(stamps)))
+    said = {}
+    for data in (long, status):
+        done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
+                               str(tmp_path / data.stem), "--no-output"], capture_output=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
+        said[data.stem] = done.stderr.decode()
+    assert ("input: column 'host' holds text, 3 different values in the first lines: several "
+            "series in one stream? They are learned as one; input.key: host gives each its "
+            "own model") in said["long"]
+    assert "several series" not in said["status"]

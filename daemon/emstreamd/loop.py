@@ -26,7 +26,8 @@ from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, p
 from emstream.store import STORE_NAME
 from emstream.records import JsonLayout, find_json_layout, layout_from_dict
 from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, find_layout,
-                            only_missing_words, parse_table, repeats_header, settle_layout)
+                            only_missing_words, parse_table, repeats_header, series_columns,
+                            settle_layout)
 
 from . import config as config_module
 from . import early, lock
@@ -539,13 +540,19 @@ class Daemon:
             self._warn_missing_only(data)
 
     def _warn_missing_only(self, data: bytes) -> None:
-        """Say which columns were left out for holding nothing but N/A-like words so far."""
+        """Say which columns were left out for holding nothing but N/A-like words so far, and
+        which text columns look like the names of several series in one stream."""
         if self.layout and self.config["input"]["columns"] is None:
             names = only_missing_words(_head(data), self.layout)
             if names:
                 log.warning("input: %s hold(s) nothing but missing-value words (N/A, NA, null, "
                             "...) in the first lines: left out as text; name the columns to "
                             "learn in input.columns", ", ".join(names))
+        if self.layout:
+            for name, count in series_columns(_head(data), self.layout):
+                log.warning("input: column %r holds text, %d different values in the first "
+                            "lines: several series in one stream? They are learned as one; "
+                            "input.key: %s gives each its own model", name, count, name)
 
     def _check_named_columns(self) -> None:
         """Plain numbers have no header: ``input.columns`` may not name columns."""
