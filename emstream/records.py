@@ -134,8 +134,12 @@ def find_json_layout(data: bytes, fields, *, timestamp="auto", key=None,
     time_field = timestamp if timestamp not in ("auto", None) else None
     if timestamp == "auto" and records:
         first = records[0]
-        time_field = next((name for name in TIME_FIELDS if name not in fields
-                           and _is_time(field_of(first, name))), None)
+        # At the top, else beside the values (an Elasticsearch hit's "_source.@timestamp"
+        # next to its "_source.system.cpu.pct": no time was found, and nothing said so).
+        roots = [""] + sorted({f.split(".")[0] + "." for f in fields if "." in f})
+        time_field = next((root + name for root in roots for name in TIME_FIELDS
+                           if root + name not in fields
+                           and _is_time(field_of(first, root + name))), None)
     dates = None
     if time_field is not None:
         stamps = [json_time_text(field_of(r, time_field)) for r in records]

@@ -1261,6 +1261,12 @@ def test_a_json_streams_time_field_is_found_or_named():
     assert find_json_layout(b'{"cpu": 1}\n', ["cpu"]).time_field is None
     assert find_json_layout(b"junk\n[1]\n", ["cpu"]) is None  # the first record decides
     assert find_json_layout(record, ["cpu"], timestamp="when").time_field == "when"
+    # Beside the values, not at the top: an Elasticsearch hit (elasticdump's lines) had no time.
+    hit = (b'{"_index": "metricbeat", "_id": "a1", "_source": {"@timestamp": '
+           b'"2024-01-01T00:05:00.000Z", "system": {"cpu": {"pct": 0.54}}}}\n')
+    assert find_json_layout(hit, ["_source.system.cpu.pct"]).time_field == "_source.@timestamp"
+    assert find_json_layout(b'{"ts": 1404174600, "m": {"ts": 5, "v": 1}}\n',
+                            ["m.v"]).time_field == "ts"  # (the top first)
     us = b'{"ts": "05/06/2014 10:00", "cpu": 1}\n'
     with pytest.raises(LayoutError, match="set input.day_first"):
         find_json_layout(us, ["cpu"])
