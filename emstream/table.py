@@ -232,7 +232,9 @@ class Layout:
                 + (f" + {names[self.clock_field]}" if self.clock_field is not None else "")
                 + ("" if self.day_first is None
                    else "; dates day first" if self.day_first else "; dates month first")
-                + (f"; key: {names[self.key_field]}" if self.key_field is not None else ""))
+                + (f"; key: {names[self.key_field]}" if self.key_field is not None else "")
+                + "".join(f"; {names[i]}: digits grouped with {g!r}"
+                          for i, g in zip(self.value_fields, self.grouping or ()) if g))
 
     def column_names(self) -> list:
         """The row's column names (from the header, else ``x0, x1, ...``)."""
@@ -308,6 +310,11 @@ def _ungrouped(field: bytes, sep: bytes | None) -> bytes:
 _ONE_GROUP = {b",": re.compile(rb"[+-]?[1-9]\d{0,2},\d{3}"),
               b".": re.compile(rb"[+-]?[1-9]\d{0,2}\.\d{3}")}
 _WHOLE = re.compile(rb"[+-]?\d+")
+# Cells with one separator before exactly three digits that say a column groups digits with it
+# (beside whole numbers): a few could be decimals that happen to have three places (1.250
+# beside 2, in a live stream's first block: read a thousand times too large); so many,
+# every one with three places, are not (a spreadsheet's General format drops trailing zeros).
+GROUPED_CELLS = 10
 
 
 def _grouping(cells: list, sep: bytes | None) -> str:
@@ -316,7 +323,7 @@ def _grouping(cells: list, sep: bytes | None) -> str:
     table, ``1.234,5``), or the one that is not the table's decimal mark (the comma in a
     semicolon table, else the point) where it only ever stands before three digits, in a
     column that also holds whole numbers (``856``, ``1.234``, ``12.345``: Excel's ``#.##0``
-    saved in German)."""
+    saved in German), in :data:`GROUPED_CELLS` cells or more."""
     cells = [c[:-1].rstrip() if c.endswith(b"%") else c
              for c in cells if c and c.lower() not in _MISSING]
     for mark, point, grouped in ((b",", b".", _COMMA_GROUPED), (b".", b",", _DOT_GROUPED)):
@@ -325,8 +332,8 @@ def _grouping(cells: list, sep: bytes | None) -> str:
             return mark.decode()
     mark = b"." if sep == b";" else b","
     marked = [c for c in cells if mark in c]
-    if marked and all(_ONE_GROUP[mark].fullmatch(c) for c in marked) and any(
-            _WHOLE.fullmatch(c) for c in cells):
+    if len(marked) >= GROUPED_CELLS and all(_ONE_GROUP[mark].fullmatch(c) for c in marked) \
+            and any(_WHOLE.fullmatch(c) for c in cells):
         return mark.decode()
     return ""
 
@@ -437,6 +444,9 @@ def series_columns(data: bytes, layout: Layout) -> list:
     rows = _probe(lines, layout.comma, layout.sep, layout.n_fields)
     if layout.time_field is None or len({row[layout.time_field] for row in rows}) == len(rows):
         return []  # (a series' own times do not repeat: a status column beside them is text)
+    if layout.clock_field is None and not any(b":" in row[layout.time_field] or _is_number(
+            row[layout.time_field]) for row in rows):
+        return []  # (dates alone repeat for any series sampled more than daily)
     text, _ = _column_kinds(rows, layout.sep if layout.comma else None)
     used = set(layout.value_fields) | {layout.time_field, layout.clock_field}
     found = []
@@ -469,22 +479,29 @@ def day_order(stamps: list, day_first="auto") -> bool | None:
     return dates
 
 
+# A series runs at a steady step: read in the wrong order of day and month, its dates jump by a
+# month where they change by a day, a step this many times its usual one.
+IRREGULAR_STEP = 100.0
+
+
 def _order_by_steps(stamps: list) -> bool | None:
-    """Day first (True) or month first (False): the order under which these times run one
-    way with the shorter longest step, if the two differ (they do once the dates change:
-    1/1 then 1/2 is a day later one way, a month the other); None if they do not."""
-    outcomes = {}
+    """Day first (True) or month first (False): the one order under which these times (with
+    their times of day) run as a series does, one way at a steady step (no step longer than
+    :data:`IRREGULAR_STEP` times the usual one), while under the other they do not (1/1
+    00:00 to 1/2 00:00 in 5-minute steps: month first, the date's change is one step; day
+    first, a month); None if both orders or neither do (monthly figures, 1/1, 2/1, 3/1,
+    step steadily either way: a day or a month)."""
+    regular = []
     for day_first in (True, False):
         times = parse_times(stamps, day_first)
-        if np.isfinite(times).all() and times.size > 1:
-            steps = np.diff(times)
-            outcomes[day_first] = (min(np.count_nonzero(steps < 0),
-                                       np.count_nonzero(steps > 0)), float(np.abs(steps).max()))
-    if len(outcomes) == 1:
-        return next(iter(outcomes))
-    if len(outcomes) < 2 or outcomes[True] == outcomes[False]:
-        return None
-    return outcomes[True] < outcomes[False]
+        if not np.isfinite(times).all() or times.size < 3:
+            continue
+        steps = np.diff(times)
+        moving = np.abs(steps[steps != 0])
+        if min(np.count_nonzero(steps < 0), np.count_nonzero(steps > 0)) <= 2 and \
+                moving.size and moving.max() <= IRREGULAR_STEP * np.median(moving):
+            regular.append(day_first)
+    return regular[0] if len(regular) == 1 else None
 
 
 def _index(spec, names, n_fields: int, what: str) -> int:
@@ -561,9 +578,10 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     # Excel's hint of the separator, first of a file (Grafana's "Download for Excel"): "sep=,"
     # is no header (the rows were rejected, the hint the only column).
     hinted = None
-    if len(lines[0][1]) == 5 and lines[0][1][:4].lower() == b"sep=" and \
-            lines[0][1][4:] in (b",", b";", b"\t", b"|"):
-        hinted = lines[0][1][4:]
+    raw_first = data.split(b"\n", 1)[0].rstrip(b"\r\n ").lstrip()
+    if len(raw_first) == 5 and raw_first[:4].lower() == b"sep=" and \
+            raw_first[4:] in (b",", b";", b"\t", b"|"):
+        hinted = raw_first[4:]
         lines = lines[1:]
         if not lines:
             return None
@@ -581,6 +599,9 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         # A header with tabs (or semicolons and no comma) says how fields are separated: a
         # TSV's times and names may hold spaces.
         head_sep = hinted or _header_separator(head)
+        data_lines = [line for _, line in lines[1:] if line.strip(b"-+=|: \t")][:1]
+        if head_sep == b"|" and not hinted and data_lines and b"|" not in data_lines[0]:
+            head_sep = None  # (a name with a pipe in a whitespace table's header: "value|max")
         if head_sep is not None:
             head_fields = _split(head, True, head_sep)
         names = _header_names(head_fields)
@@ -611,14 +632,17 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     if timestamp not in (None, "auto"):
         time_field = _index(timestamp, names, n_fields, "input.timestamp")
     elif timestamp == "auto":
-        named = [i for i, n in enumerate(names or ()) if n.strip().lower() in TIME_NAMES]
+        probe_rows = _probe([line for _, line in lines], comma, sep, n_fields)
+        lowered = [n.strip().lower() for n in names or ()]
+        named = [i for i, n in enumerate(lowered) if n in TIME_NAMES[:5]] or [
+            i for i, n in enumerate(lowered) if n in TIME_NAMES and _holds_times(
+                [row[i].strip() for row in probe_rows])]
         if named:
             time_field = named[0]
         elif fields and looks_like_time(fields[0]):
             time_field = 0
         elif fields:
-            time_field = _time_column(_probe([line for _, line in lines], comma, sep, n_fields),
-                                      names, key_field)
+            time_field = _time_column(probe_rows, names, key_field)
     clock_field = None
     if time_field is not None and fields:
         wanted = () if columns is None else [_index(c, names, n_fields, "input.columns")
@@ -629,7 +653,8 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     dates = None
     if time_field is not None and fields:
         dates = day_order(
-            [f[time_field] for f in (_split(line, comma, sep or b",") for _, line in lines)
+            [f[time_field] if clock_field is None else _with_clock(f[time_field], f[clock_field])
+             for f in (_split(line, comma, sep or b",") for _, line in lines)
              if len(f) == n_fields], day_first)
     if names is None and time_field is None and key_field is None:
         return None
@@ -647,7 +672,8 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         copies = _time_copies(rows, time_field, clock_field, dates)
         value_fields = tuple(i for i in range(n_fields)
                              if i not in (time_field, key_field, clock_field)
-                             and not (names and _is_row_name(names[i])) and i not in copies)
+                             and not (names and _is_row_column(names[i], [r[i] for r in rows]))
+                             and i not in copies)
         text = _column_kinds(rows, sep)[0] if names is not None else ()
         if any(i not in text for i in value_fields):
             value_fields = tuple(i for i in value_fields if i not in text)
@@ -670,12 +696,15 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
 
 
 # Names of a row's identifier, not a measurement (besides a column the header leaves unnamed).
-ROW_NAMES = ("id", "index", "idx", "#", "row", "rowid", "row_id")
+ROW_NAMES = ("id", "#", "rowid", "row_id")
 
 
-def _is_row_name(name: str) -> bool:
+def _is_row_column(name: str, cells: list) -> bool:
+    """A column the header leaves unnamed, or names as a row's identifier (``id``, ``..._id``)
+    that holds whole numbers (a stock index named ``Index`` is a value)."""
     name = name.strip().lower()
-    return name == "" or name in ROW_NAMES or name.endswith("_id")
+    return name == "" or (name in ROW_NAMES or name.endswith("_id")) and bool(cells) and all(
+        _WHOLE.fullmatch(c.strip()) for c in cells)
 
 
 def _time_copies(rows: list, time_field, clock_field, day_first) -> set:
@@ -699,6 +728,17 @@ def _time_copies(rows: list, time_field, clock_field, day_first) -> set:
     return copies
 
 
+def _holds_times(cells: list) -> bool:
+    """Whether a column's first cells are times: written, or epoch numbers from 2000 to 2100
+    (a column named ``epoch`` in a training log counts 1, 2, 3: no times)."""
+    if not cells:
+        return False
+    if all(_EPOCH_NUMBER.fullmatch(c) for c in cells):
+        times = parse_times(cells)
+        return bool(((times >= _EPOCH_SPAN[0]) & (times <= _EPOCH_SPAN[1])).all())
+    return all(not _is_number(c) and looks_like_time(c) for c in cells)
+
+
 def _time_column(rows: list, names, key_field) -> int | None:
     """The time column of a table none is named in (:data:`TIME_NAMES`) and whose first field
     is no written time, found in its first data lines ``rows``: the first column of written
@@ -712,13 +752,13 @@ def _time_column(rows: list, names, key_field) -> int | None:
     for i in range(len(rows[0])):
         values = [row[i].strip() for row in rows]
         if i != key_field and all(not _is_number(v) and looks_like_time(v) for v in values) \
-                and len(set(values)) > 1 and _in_order(values):
+                and len(set(values)) > 1 and _in_order(values) and _ordered(values):
             return i
     if key_field == 0 or len(rows[0]) < 2 or len(rows) < 5:
         return None
-    if names is not None and not any(word in names[0].lower() for word in (
-            "time", "epoch", "ts", "date", "clock", "stamp", "unix")):
-        return None
+    words = set(re.split(r"[^a-z0-9]+", names[0].lower())) if names is not None else None
+    if words is not None and not words & _TIME_WORDS:
+        return None  # (in_octets, packets: counters, not times)
     first = [row[0].strip() for row in rows]
     if not all(_EPOCH_NUMBER.fullmatch(v) for v in first):
         return None
@@ -729,8 +769,25 @@ def _time_column(rows: list, names, key_field) -> int | None:
     if not ((steps > 0).all() or (steps < 0).all()):
         return None
     step = float(np.median(np.abs(steps)))
-    steady = np.abs(np.abs(steps) - step) <= 0.05 * step
+    # (without a header, a range query's exact step: a counter that grows at a steady rate
+    # still varies by more than this)
+    steady = np.abs(np.abs(steps) - step) <= (0.05 if names is not None else 1e-4) * step
     return 0 if 1e-3 <= step <= 7 * 86400.0 and steady.mean() >= 0.8 else None
+
+
+def _ordered(stamps: list) -> bool:
+    """Whether these times need no order of day and month, or it can be told (a column found
+    by its values must not stop a stream that ran without it)."""
+    try:
+        day_order(stamps)
+    except LayoutError:
+        return False
+    return True
+
+
+# Words of a first column's name that say it may hold epoch times.
+_TIME_WORDS = frozenset(("t", "time", "timestamp", "ts", "epoch", "date", "datetime", "clock",
+                         "stamp", "unix", "unixtime"))
 
 
 # An epoch number as exporters write one: digits, perhaps a fraction (no sign, no exponent).

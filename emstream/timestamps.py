@@ -62,7 +62,11 @@ def _written(match, day_first: bool | None) -> str | None:
             month, day = first, middle
         year = int(last)
         if len(last) == 2:  # (as LibreOffice writes years by default: 00-68 are 2000-2068,
-            year += 2000 if year < 69 else 1900  # 69-99 1969-1999, as strptime's %y)
+            # 69-99 1969-1999, as strptime's %y; only as it writes them, day and month in two
+            # digits with a time of day: 14/07/01 alone may be a year first, 1.2.10 a version)
+            if hour is None or len(first) != 2 or len(middle) != 2:
+                return None
+            year += 2000 if year < 69 else 1900
     else:
         return None
     text = f"{year:04d}-{int(month):02d}-{int(day):02d}"

@@ -87,10 +87,14 @@ def test_times_as_spreadsheets_write_them():
     assert np.isnan(parse_times(bad, day_first=False)).all()
     # LibreOffice writes two-digit years by default (01/07/14 12:30 AM, 01.07.14 00:30): 00-68
     # are 2000-2068, 69-99 1969-1999, as strptime's %y has it (every row was a bad timestamp).
-    assert parse_times([b"7/1/14 12:30 AM", b"01.07.14 00:30", b"1/7/14"], day_first=False
-                       ).tolist() == [1404174600.0, 1404174600.0, 1389052800.0]
-    assert parse_times([b"31.12.69 00:00", b"1/1/68"], day_first=True).tolist() == [
+    # Only as LibreOffice writes them (day and month in two digits, with a time of day): 14/07/01
+    # alone may put the year first, 1.2.10 be a version.
+    assert parse_times([b"07/01/14 12:30 AM", b"01.07.14 00:30"], day_first=False
+                       ).tolist() == [1404174600.0, 1404174600.0]
+    assert parse_times([b"31.12.69 00:00", b"01/01/68 00:00"], day_first=True).tolist() == [
         -86400.0, 3092601600.0]
+    assert np.isnan(parse_times([b"1/7/14", b"14/07/01", b"1.2.10", b"7/1/14 12:30 AM"],
+                                day_first=False)).all()
     assert infer_day_first([b"01/15/24 12:05 AM"]) is False
     # The order is what a day above 12 says, and nothing if none does (or both do).
     assert infer_day_first([b"12/31/2014", b"01/02/2014"]) is False
@@ -1589,3 +1593,48 @@ def test_several_series_in_one_table_are_pointed_out(tmp_path):
             "series in one stream? They are learned as one; input.key: host gives each its "
             "own model") in said["long"]
     assert "several series" not in said["status"]
+
+
+def test_the_format_guesses_stay_out_of_what_they_cannot_tell():
+    """Where a layout guess (the time column, digit grouping, the order of day and month)
+    has no evidence, the table is read as before; each case here was misread by a first
+    version (a review found them)."""
+    def layout(data):
+        return find_layout(data)
+
+    # Monthly figures step steadily read either way (a day or a month): still asked.
+    for data in (b"date,sales\n1/1/2024,100\n2/1/2024,120\n3/1/2024,130\n",
+                 b"date;sales\n01/01/2024;1\n01/02/2024;2\n01/03/2024;3\n"):
+        with pytest.raises(LayoutError, match="set input.day_first"):
+            layout(data)
+    # Three decimal places beside whole numbers in a live stream's first lines: decimals.
+    data = b"time;value\n2024-01-01 00:00;1.250\n2024-01-01 00:01;2\n2024-01-01 00:02;3.375\n"
+    assert layout(data).grouping is None
+    assert parse_table(data, layout(data)).rows.ravel().tolist() == [1.25, 2.0, 3.375]
+    # Counters named as counters are no times, nor is a training log's epoch count; a real
+    # time column beats a column named epoch.
+    octets = b"in_octets,out_octets\n" + b"".join(
+        b"%d,%d\n" % (1_000_000_000 + 100_000 * i, 50 + i) for i in range(6))
+    assert layout(octets).time_field is None and layout(octets).value_fields == (0, 1)
+    assert layout(b"epoch,accuracy,loss\n1,0.5,0.9\n2,0.6,0.8\n3,0.7,0.7\n").time_field is None
+    both = b"epoch,time,loss\n1,1700000000,0.5\n2,1700000060,0.4\n3,1700000120,0.3\n"
+    assert layout(both).time_field == 1
+    # A stock index named Index is a value; a version number is no date.
+    assert layout(b"Date,Index\n2024-01-02,4742.83\n2024-01-03,4704.81\n").value_fields == (1,)
+    assert layout(b"version,value\n1.2.10,5\n1.2.11,6\n1.2.12,7\n").time_field is None
+    # A column of times found by its values whose order of day and month nothing tells is
+    # left out rather than stopping a stream that ran without it.
+    data = b"value,t,hits\n99,02/09/2018 05:30,20.0\n6,02/09/2018 05:35,17.4\n"
+    assert layout(data).time_field is None
+    # Excel's hint of a tab, and the grouping said in the layout's description.
+    data = b"sep=\t\ntime\tvalue\n2024-01-01 00:00\t1.5\n2024-01-01 00:05\t2.5\n"
+    assert layout(data).sep == b"\t" and layout(data).header_line == 2
+    numbers = [1234 + 10 * i for i in range(12)] + [856]
+    data = "Zeit;Bytes\n" + "".join(f"2024-01-01 00:{i:02d};{n:,}\n".replace(",", ".")
+                                    for i, n in enumerate(numbers))
+    assert layout(data.encode()).describe().endswith("; Bytes: digits grouped with '.'")
+    # Dates alone repeat for any series sampled more than daily: no hint of several series.
+    from emstream.table import series_columns
+    data = (b"date,status,value\n2024-01-01,ok,1\n2024-01-01,warn,2\n2024-01-01,ok,3\n"
+            b"2024-01-02,ok,4\n")
+    assert series_columns(data, layout(data)) == []
