@@ -323,7 +323,8 @@ def _grouping(cells: list, sep: bytes | None) -> str:
     table, ``1.234,5``), or the one that is not the table's decimal mark (the comma in a
     semicolon table, else the point) where it only ever stands before three digits, in a
     column that also holds whole numbers (``856``, ``1.234``, ``12.345``: Excel's ``#.##0``
-    saved in German), in :data:`GROUPED_CELLS` cells or more."""
+    saved in German), in :data:`GROUPED_CELLS` cells or more, whose decimal reading would
+    lie far below those whole numbers."""
     cells = [c[:-1].rstrip() if c.endswith(b"%") else c
              for c in cells if c and c.lower() not in _MISSING]
     for mark, point, grouped in ((b",", b".", _COMMA_GROUPED), (b".", b",", _DOT_GROUPED)):
@@ -332,9 +333,15 @@ def _grouping(cells: list, sep: bytes | None) -> str:
             return mark.decode()
     mark = b"." if sep == b";" else b","
     marked = [c for c in cells if mark in c]
-    if len(marked) >= GROUPED_CELLS and all(_ONE_GROUP[mark].fullmatch(c) for c in marked) \
-            and any(_WHOLE.fullmatch(c) for c in cells):
-        return mark.decode()
+    whole = [abs(float(c)) for c in cells if _WHOLE.fullmatch(c)]
+    if len(marked) >= GROUPED_CELLS and whole and all(
+            _ONE_GROUP[mark].fullmatch(c) for c in marked):
+        # Read as decimals, such cells would lie far below the whole numbers beside them
+        # (1.234 beside 856): grouping.  Decimals beside a few whole numbers of their own size
+        # (36.963 beside 12) are decimals.
+        decimals = [abs(float(c.replace(mark, b"."))) for c in marked]
+        if 10.0 * float(np.median(decimals)) < float(np.median(whole)):
+            return mark.decode()
     return ""
 
 
