@@ -56,6 +56,19 @@ def compression(path) -> str | None:
 _RAW_CHUNK, _OUT_CHUNK = 64 << 10, 1 << 20
 
 
+def _gathered(piece, size: int) -> bytes:
+    """Up to ``size`` bytes (all, if negative) from calls of ``piece(limit)`` (``limit``: the
+    bytes still wanted, -1 for all), until one comes back empty."""
+    pieces, total = [], 0
+    while size < 0 or total < size:
+        chunk = piece(-1 if size < 0 else size - total)
+        if not chunk:
+            break
+        pieces.append(chunk)
+        total += len(chunk)
+    return b"".join(pieces)
+
+
 class _Streams:
     """Concatenated xz or bzip2 streams (``cat a.xz b.xz``, ``pbzip2``'s output), read as one
     file: ``read``, ``seek`` and ``tell`` in decompressed bytes.
@@ -124,14 +137,7 @@ class _Streams:
         return b""
 
     def read(self, size: int = -1) -> bytes:
-        pieces, total = [], 0
-        while size < 0 or total < size:
-            piece = self._piece(_OUT_CHUNK if size < 0 else size - total)
-            if not piece:
-                break
-            pieces.append(piece)
-            total += len(piece)
-        return b"".join(pieces)
+        return _gathered(lambda limit: self._piece(_OUT_CHUNK if limit < 0 else limit), size)
 
     def seek(self, offset: int) -> None:
         """Go to the decompressed byte ``offset`` (or the end, if the data are shorter)."""
@@ -201,20 +207,16 @@ class DataFile:
         ``read`` raised and lost it)."""
         if self.trailing_garbage:
             return b""
-        pieces, total = [], 0
-        while size < 0 or total < size:
-            try:
-                piece = self.handle.read1(-1 if size < 0 else size - total)
-            except gzip.BadGzipFile as exc:
-                if not str(exc).startswith("Not a gzipped file"):
-                    raise OSError(f"{self.path}: damaged gzip data ({exc})") from None
-                self.trailing_garbage = True
-                break
-            if not piece:
-                break
-            pieces.append(piece)
-            total += len(piece)
-        return b"".join(pieces)
+        return _gathered(self._gzip_piece, size)
+
+    def _gzip_piece(self, limit: int) -> bytes:
+        try:
+            return self.handle.read1(limit)
+        except gzip.BadGzipFile as exc:
+            if not str(exc).startswith("Not a gzipped file"):
+                raise OSError(f"{self.path}: damaged gzip data ({exc})") from None
+            self.trailing_garbage = True
+            return b""
 
     def seek(self, offset: int) -> None:
         """Go to the (decompressed) byte ``offset``: linear in it for a compressed file."""
