@@ -44,6 +44,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from .cellnumbers import (MISSING, WHOLE, grouping_of, is_number, numberish, regrouped,
+                          ungrouped)
 from .parse import (
     _SNIPPET,
     _WHITESPACE,
@@ -279,99 +281,6 @@ def _header_separator(head: bytes) -> bytes | None:
     return b";" if b";" in head else b"|" if b"|" in head else None
 
 
-# Digit grouping as spreadsheets write big numbers: 1,234.5 (a quoted cell of a comma table; a
-# cell of a tab or whitespace table), 1.234,5 (a cell of a semicolon table, where the comma is
-# the decimal mark).  Without it every value from 1,000 up was rejected as non-numeric and the
-# model learned the small ones alone (or the column was taken for text).
-_COMMA_GROUPED = re.compile(rb"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?")
-_DOT_GROUPED = re.compile(rb"[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d*)?")
-
-
-def _ungrouped(field: bytes, sep: bytes | None) -> bytes:
-    """A cell's number without its digit grouping, where it cannot be read otherwise: commas
-    between groups of three digits before a decimal point (``1,234.5``) or two or more of
-    them (``1,234,567``); in a semicolon table, whose comma is the decimal mark, dots so
-    (``1.234,5``, ``1.234.567``).  ``sep``: the table's separator (None: whitespace).  One
-    separator alone is left as it is: ``"1,234"`` may be a decimal comma (pandas'
-    ``to_csv(decimal=",")`` quotes ``"0,125"``), ``1.234`` a decimal point.
-
-    >>> _ungrouped(b"1,234.5", b","), _ungrouped(b"1.234,5", b";"), _ungrouped(b"1,234", b",")
-    (b'1234.5', b'1234,5', b'1,234')
-    """
-    mark, point = (b".", b",") if sep == b";" else (b",", b".")
-    if mark in field and (point in field or field.count(mark) > 1) and (
-            _DOT_GROUPED if sep == b";" else _COMMA_GROUPED).fullmatch(field):
-        return field.replace(mark, b"")
-    return field
-
-
-# One group of three digits after a first of one to three: 1,234 or 1.234, which is a number
-# with grouping in a column of whole numbers (Excel's #,##0) and a decimal one in others.
-_ONE_GROUP = {b",": re.compile(rb"[+-]?[1-9]\d{0,2},\d{3}"),
-              b".": re.compile(rb"[+-]?[1-9]\d{0,2}\.\d{3}")}
-_WHOLE = re.compile(rb"[+-]?\d+")
-# Cells with one separator before exactly three digits that say a column groups digits with it
-# (beside whole numbers): a few could be decimals that happen to have three places (1.250
-# beside 2, in a live stream's first block: read a thousand times too large); so many,
-# every one with three places, are not (a spreadsheet's General format drops trailing zeros).
-GROUPED_CELLS = 10
-
-
-def _grouping(cells: list, sep: bytes | None) -> str:
-    """The character a value column's first cells group digits with, or ``""``: one that a
-    cell groups with unambiguously (:func:`_ungrouped`: ``1,234.5`` or, in a semicolon
-    table, ``1.234,5``), or the one that is not the table's decimal mark (the comma in a
-    semicolon table, else the point) where it only ever stands before three digits, in a
-    column that also holds whole numbers (``856``, ``1.234``, ``12.345``: Excel's ``#.##0``
-    saved in German), in :data:`GROUPED_CELLS` cells or more, whose decimal reading would
-    lie far below those whole numbers."""
-    cells = [c[:-1].rstrip() if c.endswith(b"%") else c
-             for c in cells if c and c.lower() not in _MISSING]
-    for mark, point, grouped in ((b",", b".", _COMMA_GROUPED), (b".", b",", _DOT_GROUPED)):
-        if any(mark in c and (point in c or c.count(mark) > 1) and grouped.fullmatch(c)
-               for c in cells):
-            return mark.decode()
-    mark = b"." if sep == b";" else b","
-    marked = [c for c in cells if mark in c]
-    whole = [abs(float(c)) for c in cells if _WHOLE.fullmatch(c)]
-    if len(marked) >= GROUPED_CELLS and whole and all(
-            _ONE_GROUP[mark].fullmatch(c) for c in marked):
-        # Read as decimals, such cells would lie far below the whole numbers beside them
-        # (1.234 beside 856): grouping.  Decimals beside a few whole numbers of their own size
-        # (36.963 beside 12) are decimals.
-        decimals = [abs(float(c.replace(mark, b"."))) for c in marked]
-        if 10.0 * float(np.median(decimals)) < float(np.median(whole)):
-            return mark.decode()
-    return ""
-
-
-def _regrouped(field: bytes, mark: bytes) -> bytes:
-    """A cell of a column that groups digits with ``mark`` (:func:`_grouping`), as a number
-    with a decimal point: ``1,234`` (mark ``,``) 1234, ``1.234,5`` (mark ``.``) 1234.5."""
-    if mark in field and (_COMMA_GROUPED if mark == b"," else _DOT_GROUPED).fullmatch(field):
-        field = field.replace(mark, b"")
-        return field if mark == b"," else field.replace(b",", b".")
-    return field
-
-
-def _numberish(field: bytes, sep: bytes | None) -> bool:
-    """Whether a cell is a number as some table writes one: with a decimal comma (in a
-    semicolon table), or digit grouping (:func:`_grouping`)."""
-    if field.endswith(b"%"):  # (54.0%: a percentage as spreadsheets format one)
-        field = field[:-1].rstrip()
-    return (_is_number(field.replace(b",", b".") if sep == b";" else field)
-            or _COMMA_GROUPED.fullmatch(field) is not None
-            or _DOT_GROUPED.fullmatch(field) is not None)
-
-
-def _is_number(field: bytes) -> bool:
-    try:
-        float(field)
-    except ValueError:
-        return False
-    return True
-
-
 def _header_names(fields: list) -> tuple | None:
     """A header line's names: UTF-8, or else in the Windows code page spreadsheets save CSV in
     (``Température``) if every name holds an ASCII letter (a line of binary junk is no
@@ -385,8 +294,6 @@ def _header_names(fields: list) -> tuple | None:
     return names if lettered and all(lettered) else None
 
 
-# Fields that stand for a missing value, not for text (R's NA, spreadsheets' #N/A, ...).
-_MISSING = frozenset((b"na", b"n/a", b"#n/a", b"null", b"none", b"-", b"?"))
 # Data lines whose fields say which columns hold text.
 TEXT_PROBE_LINES = 50
 
@@ -403,11 +310,11 @@ def _column_kinds(rows: list, sep: bytes | None) -> tuple:
         for i, field in enumerate(fields):
             if not field:
                 continue
-            if field.lower() in _MISSING:
+            if field.lower() in MISSING:
                 words.add(i)
                 continue
             filled[i] = filled.get(i, 0) + 1
-            if not _numberish(field, sep):
+            if not numberish(field, sep):
                 text[i] = text.get(i, 0) + 1
     words_only = words - set(filled)
     return {i for i, count in text.items() if 2 * count > filled[i]} | words_only, words_only
@@ -451,7 +358,7 @@ def series_columns(data: bytes, layout: Layout) -> list:
     rows = _probe(lines, layout.comma, layout.sep, layout.n_fields)
     if layout.time_field is None or len({row[layout.time_field] for row in rows}) == len(rows):
         return []  # (a series' own times do not repeat: a status column beside them is text)
-    if layout.clock_field is None and not any(b":" in row[layout.time_field] or _is_number(
+    if layout.clock_field is None and not any(b":" in row[layout.time_field] or is_number(
             row[layout.time_field]) for row in rows):
         return []  # (dates alone repeat for any series sampled more than daily)
     text, _ = _column_kinds(rows, layout.sep if layout.comma else None)
@@ -600,7 +507,7 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     probe = [f for i, f in enumerate(head_fields) if not (by_index and i == int(key))]
     # (a time of day after a date is no name either: "2024-01-01 00:05:00 1.5" split at
     # whitespace is data)
-    if any(not _is_number(f) and not looks_like_time(f) and not (
+    if any(not is_number(f) and not looks_like_time(f) and not (
             i and _is_time_of_day(f) and looks_like_time(probe[i - 1]))
            for i, f in enumerate(probe)):
         # A header with tabs (or semicolons and no comma) says how fields are separated: a
@@ -696,7 +603,7 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     # (digit grouping is told by whole numbers below 1,000 beside grouped ones: from every
     # line given, not the first 50 alone, which a series that starts high holds none of)
     every = _probe_all([line for _, line in lines], comma, sep, n_fields)
-    grouping = tuple(_grouping([row[i].strip() for row in every], sep) for i in value_fields)
+    grouping = tuple(grouping_of([row[i].strip() for row in every], sep) for i in value_fields)
     return Layout(names, header_line, n_fields, comma, time_field, value_fields, key_field,
                   (sep or b",").decode(), dates, settled=bool(lines), clock_field=clock_field,
                   grouping=grouping if any(grouping) else None)
@@ -711,7 +618,7 @@ def _is_row_column(name: str, cells: list) -> bool:
     that holds whole numbers (a stock index named ``Index`` is a value)."""
     name = name.strip().lower()
     return name == "" or (name in ROW_NAMES or name.endswith("_id")) and bool(cells) and all(
-        _WHOLE.fullmatch(c.strip()) for c in cells)
+        WHOLE.fullmatch(c.strip()) for c in cells)
 
 
 def _time_copies(rows: list, time_field, clock_field, day_first) -> set:
@@ -743,7 +650,7 @@ def _holds_times(cells: list) -> bool:
     if all(_EPOCH_NUMBER.fullmatch(c) for c in cells):
         times = parse_times(cells)
         return bool(((times >= _EPOCH_SPAN[0]) & (times <= _EPOCH_SPAN[1])).all())
-    return all(not _is_number(c) and looks_like_time(c) for c in cells)
+    return all(not is_number(c) and looks_like_time(c) for c in cells)
 
 
 def _time_column(rows: list, names, key_field) -> int | None:
@@ -758,7 +665,7 @@ def _time_column(rows: list, names, key_field) -> int | None:
         return None
     for i in range(len(rows[0])):
         values = [row[i].strip() for row in rows]
-        if i != key_field and all(not _is_number(v) and looks_like_time(v) for v in values) \
+        if i != key_field and all(not is_number(v) and looks_like_time(v) for v in values) \
                 and len(set(values)) > 1 and _in_order(values) and _ordered(values):
             return i
     if key_field == 0 or len(rows[0]) < 2 or len(rows) < 5:
@@ -1037,10 +944,10 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
             picked = [field[:-1].rstrip() if field.endswith(b"%") else field
                       for field in picked]
         if marks is not None:
-            picked = [_regrouped(field, mark) if mark else _ungrouped(field, cell_sep)
+            picked = [regrouped(field, mark) if mark else ungrouped(field, cell_sep)
                       for field, mark in zip(picked, marks)]
         elif (quoted if sep == b"," else grouped in line):  # (a comma table's: quoted cells)
-            picked = [_ungrouped(field, cell_sep) for field in picked]
+            picked = [ungrouped(field, cell_sep) for field in picked]
         if decimal_comma:
             picked = [field.replace(b",", b".") for field in picked]
         if quoted:
