@@ -1611,6 +1611,13 @@ def test_the_format_guesses_stay_out_of_what_they_cannot_tell():
     data = b"time;value\n2024-01-01 00:00;1.250\n2024-01-01 00:01;2\n2024-01-01 00:02;3.375\n"
     assert layout(data).grouping is None
     assert parse_table(data, layout(data)).rows.ravel().tolist() == [1.25, 2.0, 3.375]
+    # Nor do many of them beside whole numbers of their own size (36.963 beside 12).
+    cells = [b"36.963", b"12", b"26.051", b"25.614", b"11", b"36.257", b"5.668", b"24.743",
+             b"19.344", b"16.511", b"29.601", b"11.145", b"37.199"]
+    data = b"time;value\n" + b"".join(b"2024-01-01 00:%02d;%s\n" % (i, c)
+                                      for i, c in enumerate(cells))
+    assert layout(data).grouping is None
+    assert parse_table(data, layout(data)).rows.ravel().tolist() == [float(c) for c in cells]
     # Counters named as counters are no times, nor is a training log's epoch count; a real
     # time column beats a column named epoch.
     octets = b"in_octets,out_octets\n" + b"".join(
