@@ -320,15 +320,11 @@ def _column_kinds(rows: list, sep: bytes | None) -> tuple:
     return {i for i, count in text.items() if 2 * count > filled[i]} | words_only, words_only
 
 
-def _probe(lines: list, comma: bool, sep: bytes | None, n_fields: int) -> list:
-    """The fields of the first data lines that have ``n_fields`` (those that judge columns)."""
-    split = (_split(line, comma, sep or b",") for line in lines[:TEXT_PROBE_LINES])
-    return [fields for fields in split if len(fields) == n_fields]
-
-
-def _probe_all(lines: list, comma: bool, sep: bytes | None, n_fields: int) -> list:
-    """:func:`_probe` of every line given."""
-    split = (_split(line, comma, sep or b",") for line in lines)
+def _probe(lines: list, comma: bool, sep: bytes | None, n_fields: int,
+           limit: int | None = TEXT_PROBE_LINES) -> list:
+    """The fields of the first data lines (``limit`` of them; None: all) that have
+    ``n_fields`` (those that judge columns)."""
+    split = (_split(line, comma, sep or b",") for line in lines[:limit])
     return [fields for fields in split if len(fields) == n_fields]
 
 
@@ -412,7 +408,7 @@ def _order_by_steps(stamps: list) -> bool | None:
             continue
         steps = np.diff(times)
         moving = np.abs(steps[steps != 0])
-        if min(np.count_nonzero(steps < 0), np.count_nonzero(steps > 0)) <= 2 and \
+        if _against_the_run(steps) <= 2 and \
                 moving.size and moving.max() <= IRREGULAR_STEP * np.median(moving):
             regular.append(day_first)
     return regular[0] if len(regular) == 1 else None
@@ -602,7 +598,7 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
                           f"has {n_fields} field(s) and none is a value column")
     # (digit grouping is told by whole numbers below 1,000 beside grouped ones: from every
     # line given, not the first 50 alone, which a series that starts high holds none of)
-    every = _probe_all([line for _, line in lines], comma, sep, n_fields)
+    every = _probe([line for _, line in lines], comma, sep, n_fields, limit=None)
     grouping = tuple(grouping_of([row[i].strip() for row in every], sep) for i in value_fields)
     return Layout(names, header_line, n_fields, comma, time_field, value_fields, key_field,
                   (sep or b",").decode(), dates, settled=bool(lines), clock_field=clock_field,
@@ -648,9 +644,16 @@ def _holds_times(cells: list) -> bool:
     if not cells:
         return False
     if all(_EPOCH_NUMBER.fullmatch(c) for c in cells):
-        times = parse_times(cells)
-        return bool(((times >= _EPOCH_SPAN[0]) & (times <= _EPOCH_SPAN[1])).all())
+        return _epoch_times(cells) is not None
     return all(not is_number(c) and looks_like_time(c) for c in cells)
+
+
+def _epoch_times(cells: list) -> np.ndarray | None:
+    """The times of cells that are all epoch numbers from 2000 to 2100, else None."""
+    if not all(_EPOCH_NUMBER.fullmatch(c) for c in cells):
+        return None
+    times = parse_times(cells)
+    return times if ((times >= _EPOCH_SPAN[0]) & (times <= _EPOCH_SPAN[1])).all() else None
 
 
 def _time_column(rows: list, names, key_field) -> int | None:
@@ -673,11 +676,8 @@ def _time_column(rows: list, names, key_field) -> int | None:
     words = set(re.split(r"[^a-z0-9]+", names[0].lower())) if names is not None else None
     if words is not None and not words & _TIME_WORDS:
         return None  # (in_octets, packets: counters, not times)
-    first = [row[0].strip() for row in rows]
-    if not all(_EPOCH_NUMBER.fullmatch(v) for v in first):
-        return None
-    times = parse_times(first)
-    if not ((times >= _EPOCH_SPAN[0]) & (times <= _EPOCH_SPAN[1])).all():
+    times = _epoch_times([row[0].strip() for row in rows])
+    if times is None:
         return None
     steps = np.diff(times)
     if not ((steps > 0).all() or (steps < 0).all()):
@@ -751,9 +751,13 @@ def _in_order(stamps: list) -> bool:
     for day_first in (True, False):
         times = parse_times(stamps, day_first)
         if np.isfinite(times).all():
-            steps = np.diff(times)
-            return min(np.count_nonzero(steps < 0), np.count_nonzero(steps > 0)) <= 2
+            return _against_the_run(np.diff(times)) <= 2
     return False
+
+
+def _against_the_run(steps: np.ndarray) -> int:
+    """How many of these steps between times go against the way most go."""
+    return min(np.count_nonzero(steps < 0), np.count_nonzero(steps > 0))
 
 
 def settle_layout(layout: Layout, data: bytes, **settings) -> Layout | None:

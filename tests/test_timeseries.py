@@ -240,27 +240,6 @@ def test_a_date_column_takes_its_time_of_day_from_the_time_column_beside_it():
         Layout(("a", "b", "c"), 1, 3, True, 0, (1, 2), clock_field=1)
 
 
-def test_a_date_and_time_table_is_monitored_as_its_one_timestamp_table(tmp_path):
-    """Scores, alerts and the season, line for line, as the same rows with one time column."""
-    x = _seasonal(np.random.default_rng(11), 4 * DAY)
-    whole = tmp_path / "whole.csv"
-    _write_table(whole, x)
-    head, *rows = whole.read_text().splitlines()
-    split = tmp_path / "split.csv"
-    split.write_text("Date,Time,Value\n" + "".join(
-        row.replace(" ", ",", 1) + "\n" for row in rows))
-    outputs = []
-    for data in (whole, split):
-        done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
-                               str(tmp_path / data.stem)], capture_output=True, timeout=120)
-        assert done.returncode == 0, done.stderr.decode()
-        assert "rejected: none" in done.stderr.decode()
-        assert "a time step of 600 s; the value 86400 s back" in done.stderr.decode()
-        outputs.append(done.stdout.decode())
-    assert len(outputs[0].splitlines()) == len(x) - 100
-    assert outputs[1] == outputs[0]
-
-
 def test_the_time_column_is_found_where_exporters_put_it(tmp_path):
     """Found only when named timestamp, time, date, datetime or ts, or first as written text:
     Prometheus' and Datadog's points (epoch, value; no header) were plain numbers whose first
@@ -1170,8 +1149,10 @@ def test_a_provisional_model_alerts_too(tmp_path):
 
 
 def test_a_table_from_r_or_pandas_scores_like_the_plain_csv(tmp_path):
-    """R's write.csv (quoted header and times, the row names as an unnamed first column) and
-    pandas' to_csv (the index, unnamed) give the plain CSV's scores, line for line."""
+    """R's write.csv (quoted header and times, the row names as an unnamed first column),
+    pandas' to_csv (the index, unnamed) and a logger's Date,Time,Value (the time of day in a
+    column of its own: no time step, no season before) give the plain CSV's scores, line for
+    line."""
     x = _seasonal(np.random.default_rng(3), 4 * DAY)
     plain = tmp_path / "plain.csv"
     _write_table(plain, x)
@@ -1187,17 +1168,20 @@ def test_a_table_from_r_or_pandas_scores_like_the_plain_csv(tmp_path):
     excel.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(
         [head.replace(",", ";")] + [r.replace(",", ";").replace(".", ",") for r in rows]
     ).encode() + b"\r\n")
+    split = tmp_path / "split.csv"
+    split.write_text("Date,Time,Value\n" + "".join(r.replace(" ", ",", 1) + "\n" for r in rows))
     outputs = []
-    for data in (plain, r_style, pandas, excel):
+    for data in (plain, r_style, pandas, excel, split):
         done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
                                str(tmp_path / data.stem)], capture_output=True, timeout=120)
         assert done.returncode == 0, done.stderr.decode()
         assert "rejected: none" in done.stderr.decode()
+        assert "a time step of 600 s; the value 86400 s back" in done.stderr.decode()
         assert ("input: table of 3 comma-separated fields, header on line 1; values: value; "
-                "time: timestamp") in done.stderr.decode() or data in (plain, excel)
+                "time: timestamp") in done.stderr.decode() or data in (plain, excel, split)
         outputs.append(done.stdout.decode())
     assert len(outputs[0].splitlines()) == len(x) - 100  # every row after the first batch
-    assert outputs[1] == outputs[2] == outputs[3] == outputs[0]
+    assert outputs[1] == outputs[2] == outputs[3] == outputs[4] == outputs[0]
 
 
 def test_the_timeline_command_draws_a_series_with_its_alerts(tmp_path):
