@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from .parse import field_of, json_time_text
+from .parse import _unquoted, field_of, json_time_text
 from .table import day_order
 from .timestamps import looks_like_time
 
@@ -145,6 +145,42 @@ def find_json_layout(data: bytes, fields, *, timestamp="auto", key=None,
         stamps = [json_time_text(field_of(r, time_field)) for r in records]
         dates = day_order([s for s in stamps if s is not None], day_first)
     return JsonLayout(tuple(fields), time_field, key, dates)
+
+
+def numeric_fields(record: dict, *, depth: int = 3) -> list:
+    """The fields of a JSON record that hold a number (or a string holding one, as
+    :func:`emstream.parse.parse_json_lines` reads it), nested ones by their dotted names (up to
+    ``depth`` levels), times left out: what ``input.fields`` could name.
+
+    >>> numeric_fields({"time": 1404174600, "host": "a", "cpu": "0.5", "mem": {"used": 3}})
+    ['cpu', 'mem.used']
+    """
+    names = []
+    for name, value in record.items():
+        if type(value) is dict:
+            if depth > 1:
+                names += [f"{name}.{inner}" for inner in numeric_fields(value, depth=depth - 1)]
+        elif (type(value) in (int, float) or type(value) is str and _unquoted([value])[1] is None) \
+                and not (name in TIME_FIELDS and _is_time(value)):
+            names.append(name)
+    return names
+
+
+def first_record_fields(head: bytes) -> list | None:
+    """If the first non-blank line of ``head`` is a JSON object, its :func:`numeric_fields`;
+    else None.  Read as a table, such a line is a header of nonsense names and every record a
+    rejected row, so the readers of tables say what the input is instead.
+
+    >>> first_record_fields(b'\\n{"t": "2024-01-01T00:00:00Z", "v": "12.5"}\\n')
+    ['v']
+    >>> first_record_fields(b"t,v\\n") is None
+    True
+    """
+    line = next((line for line in head.split(b"\n") if line.strip()), b"")
+    if line.lstrip()[:1] != b"{":
+        return None
+    record = next(_records(line), None)
+    return None if record is None else numeric_fields(record)
 
 
 def layout_from_dict(data: dict):

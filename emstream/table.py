@@ -840,11 +840,14 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
 
 def _json_layout(head: bytes, columns, key, day_first):
     """A JSON stream's :class:`~emstream.records.JsonLayout` for :func:`parse_stream`."""
-    from .records import JsonLayout, find_json_layout  # (records imports this module)
+    from .records import JsonLayout, find_json_layout, first_record_fields  # (records imports
+    # this module)
 
     if not columns or not all(isinstance(c, str) for c in columns):
+        fields = first_record_fields(head)
         raise LayoutError("JSON lines: name the fields to read (--columns cpu,mem; "
-                          "timeline: --column cpu)")
+                          "timeline: --column cpu)" + (f"; numbers in the first record: "
+                                                       f"{', '.join(fields)}" if fields else ""))
     if key is not None and not isinstance(key, str):
         raise LayoutError("JSON lines: name the field that holds the key (--key-column "
                           "host)")

@@ -492,6 +492,43 @@ def test_utf16_or_utf32_input_is_refused_at_once_naming_its_encoding(tmp_path, c
     assert f"the input is {name}" in capsys.readouterr().err
 
 
+def test_json_lines_read_as_numbers_are_refused_at_once_naming_their_fields(tmp_path, capsys):
+    """JSON lines fed with the default input.format (numbers) were read as a table whose
+    header was the first record cut at its commas: every later record a rejected row, the
+    checkpoint past the whole file, nothing said of why.  Now the daemon stops before learning
+    or checkpointing, naming the setting and the first record's numbers (quoted too); and
+    input.fields without input.format jsonl, which was silently unused, is a configuration
+    error."""
+    from emstream.cli import main as emstream_main
+
+    rows = [json.dumps({"time": f"2024-01-01T{i // 12:02d}:{i % 12 * 5:02d}:00Z", "host": "a",
+                        "cpu": f"{i % 7}.5", "mem": {"used": i}}) for i in range(200)]
+    data = tmp_path / "metrics.jsonl"
+    data.write_text("\n" + "\n".join(rows) + "\n")
+    for how in ({"args": ["--input", str(data)]}, {"args": [], "input": data.read_bytes()}):
+        state = tmp_path / f"state-{len(how['args'])}"
+        done = _run("--config", CONFIG, "--no-output", "--checkpoint", str(state), *how["args"],
+                    input=how.get("input"))
+        err = done.stderr.decode().strip().splitlines()
+        assert done.returncode == 78, err
+        assert err[-1] == ("emstreamd: the input is JSON lines (one object per line): set "
+                           "input.format: jsonl and input.fields to the fields to read "
+                           "(numbers in the first record: cpu, mem.used)")
+        assert not list(state.glob("checkpoint-*.json"))
+    done = _run("--config", CONFIG, "--no-output", "--checkpoint", str(tmp_path / "s"),
+                "--input", str(data), "--set", "input.fields=[cpu]")
+    assert done.returncode == 78
+    assert "input.fields names the fields of JSON lines: it needs input.format: jsonl" in \
+        done.stderr.decode()
+    done = _run("--config", CONFIG, "--no-output", "--checkpoint", str(tmp_path / "t"),
+                "--input", str(data), "--set", "input.format=jsonl", "--set",
+                "input.fields=[cpu, mem.used]")
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert "200 points learned" in done.stderr.decode()
+    assert emstream_main(["fit", str(data), "-k", "2", "-o", str(tmp_path / "m.json")]) == 1
+    assert "numbers in the first record: cpu, mem.used" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- item 7: pyarrow and signals
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_pyarrows_parse_leaves_the_block_to_numpy(signum):

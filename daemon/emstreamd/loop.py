@@ -24,7 +24,8 @@ from emstream._blas import single_thread_blas
 from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, parse_lines,
                             wide_encoding)
 from emstream.store import STORE_NAME
-from emstream.records import JsonLayout, find_json_layout, layout_from_dict
+from emstream.records import (JsonLayout, find_json_layout, first_record_fields,
+                              layout_from_dict)
 from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, find_layout,
                             only_missing_words, parse_table, repeats_header, series_columns,
                             settle_layout)
@@ -485,6 +486,13 @@ class Daemon:
             if self.layout is None and data.strip():
                 # The first block decides: a table with a header and/or a time column, or
                 # plain numbers.
+                fields = first_record_fields(_head(data))
+                if fields is not None:  # (as a table: a header of nonsense, every row rejected)
+                    raise StartError(
+                        "the input is JSON lines (one object per line): set input.format: "
+                        "jsonl and input.fields to the fields to read ("
+                        + (f"numbers in the first record: {', '.join(fields)})" if fields
+                           else "the first record holds no number)"), EX_CONFIG)
                 try:
                     self.layout = find_layout(_head(data), columns=settings["columns"],
                                               timestamp=settings["timestamp"],

@@ -288,6 +288,9 @@ def _input_rules(full: dict) -> None:
     jsonl = settings["format"] == "jsonl"
     if jsonl and fields is None:
         raise ConfigError("input.format jsonl needs input.fields: a list of field names")
+    if fields is not None and not jsonl:  # (else silently unused: every record rejected)
+        raise ConfigError("input.fields names the fields of JSON lines: it needs input.format: "
+                          "jsonl (a table's columns are input.columns)")
     if key is not None and jsonl and not isinstance(key, str):
         raise ConfigError(f"input.key must name a JSON field for input.format jsonl, got "
                           f"{_show(key)}")
@@ -425,7 +428,8 @@ SECTIONS = (
             "how many), or a table with a header line (NAB's timestamp,value files; tab-, "
             "semicolon- or pipe-separated if the header is; Excel's sep=, line says so too): a "
             "first line with a field that is not a number names the columns; jsonl: one JSON "
-            "object per line, the row made of the values of `fields`."),
+            "object per line, the row made of the values of `fields` (JSON lines read as "
+            "numbers stop the daemon with one line naming the first record's numbers)."),
         Key("columns", None, _columns,
             "For numbers: the columns to use from each line, 0-based or by header name (null: "
             "every number on the line but the time, a row's identifier (a column the header "
@@ -456,8 +460,8 @@ SECTIONS = (
             "date changes (the daemon stops with one line if neither tells).  2014/07/01 "
             "and 01.07.2014 (day first) need nothing."),
         Key("fields", None, _fields,
-            "For jsonl: the names of the numeric fields that make a row, in order (e.g. [temp, "
-            "load]); a dotted name that is no field reaches into nested objects "
+            "For jsonl (only): the names of the numeric fields that make a row, in order (e.g. "
+            "[temp, load]); a dotted name that is no field reaches into nested objects "
             "(system.cpu.pct).  A number in a string (\"12.5\") counts as that number."),
         Key("max_line_bytes", 4096, number(16, 1 << 26, integer=True),
             "Longer lines are rejected (\"too long\")."),
