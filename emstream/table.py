@@ -840,8 +840,8 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
 
 def _json_layout(head: bytes, columns, key, day_first):
     """A JSON stream's :class:`~emstream.records.JsonLayout` for :func:`parse_stream`."""
-    from .records import JsonLayout, find_json_layout, first_record_fields  # (records imports
-    # this module)
+    # (imported here: records imports this module)
+    from .records import JsonLayout, find_json_layout, first_record_fields
 
     if not columns or not all(isinstance(c, str) for c in columns):
         fields = first_record_fields(head)
