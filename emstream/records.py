@@ -19,17 +19,22 @@ Example
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from .parse import _unquoted, field_of, json_time_text
-from .table import day_order
-from .timestamps import looks_like_time
+from .table import (_TIME_WORDS, TIME_NAMES, LayoutError, _epoch_times, _in_order, _ordered,
+                    day_order)
+from .timestamps import looks_like_time, parse_times
 
 # Field names taken for the time under timestamp "auto", in this order.
 TIME_FIELDS = ("timestamp", "@timestamp", "time", "ts", "datetime", "date")
-# A number in a time field counts as epoch seconds or milliseconds only between these
-# (1973 in seconds to 2286 in milliseconds).
-_EPOCH_RANGE = (1e8, 1e13)
+# A number in a time field counts as an epoch time only if it is, in seconds, between these
+# (1973 to 5138, whatever unit it is written in).
+_EPOCH_RANGE = (1e8, 1e11)
+_EPOCH = re.compile(r"\s*\d{9,19}(?:\.\d+)?\s*")
 
 
 @dataclass(frozen=True)
@@ -87,10 +92,16 @@ class JsonLayout:
 
 
 def _is_time(value) -> bool:
+    """Whether a time field's value is a time: written (ISO 8601, a spreadsheet's), or an epoch
+    number, bare or quoted, in seconds, ms, µs or ns (as the parser tells them apart) from 1973
+    on (a ``time`` of 0.25 is a duration)."""
     if isinstance(value, bool):
         return False
-    if isinstance(value, (int, float)):
-        return _EPOCH_RANGE[0] <= abs(value) <= _EPOCH_RANGE[1]
+    if isinstance(value, (int, float)) or isinstance(value, str) and _EPOCH.fullmatch(value):
+        text = json_time_text(value)
+        if text is None:
+            return False
+        return bool(_EPOCH_RANGE[0] <= parse_times([text])[0] <= _EPOCH_RANGE[1])
     return isinstance(value, str) and looks_like_time(value.encode("utf-8", "surrogatepass"))
 
 
@@ -129,22 +140,80 @@ def find_json_layout(data: bytes, fields, *, timestamp="auto", key=None,
         The times are written ``07/01/2014`` and nothing says whether the day comes first.
     """
     records = list(_records(data))
+    if shape := json_document(data):
+        raise LayoutError(f"the input is {shape}, not JSON lines (one object per line): "
+                          "convert it first (jq -c '.[]' for an array, jq -c . for objects "
+                          "over several lines)")
     if timestamp == "auto" and not records:
         return None  # (junk so far: the first record decides)
     time_field = timestamp if timestamp not in ("auto", None) else None
     if timestamp == "auto" and records:
-        first = records[0]
-        # At the top, else beside the values (an Elasticsearch hit's "_source.@timestamp"
-        # next to its "_source.system.cpu.pct": no time was found, and nothing said so).
-        roots = [""] + sorted({f.split(".")[0] + "." for f in fields if "." in f})
-        time_field = next((root + name for root in roots for name in TIME_FIELDS
-                           if root + name not in fields
-                           and _is_time(field_of(first, root + name))), None)
+        time_field = _time_field(records, fields, key)
     dates = None
     if time_field is not None:
         stamps = [json_time_text(field_of(r, time_field)) for r in records]
         dates = day_order([s for s in stamps if s is not None], day_first)
     return JsonLayout(tuple(fields), time_field, key, dates)
+
+
+def _time_field(records: list, fields, key: str | None = None) -> str | None:
+    """The time field of records whose first ones are ``records`` (see ``find_json_layout``).
+
+    At the top, else beside the values (an Elasticsearch hit's ``_source.@timestamp`` next to
+    its ``_source.system.cpu.pct``), the first that is: one of :data:`TIME_FIELDS`, in their
+    order, holding a time; a table's time name, whatever its case (CloudWatch's ``Timestamp``,
+    Azure's ``timeStamp``, InfluxDB's and Splunk's ``_time``); written times that run in order
+    in every record (Home Assistant's ``last_changed``); epoch numbers from 2000 to 2100 that
+    run one way, bare or quoted, under a name with a time word (Zabbix's ``clock``,
+    ``last_updated_ts``, a query's ``t``); with ``key``, the order is each key's.  Without it
+    the stream ran untimed, and said nothing."""
+    if key is not None:  # (the first key's records: interleaved keys' times need no order)
+        own = field_of(records[0], key)
+        records = [record for record in records if field_of(record, key) == own]
+    first = records[0]
+    roots = [""] + sorted({f.split(".")[0] + "." for f in fields if "." in f})
+    found = next((root + name for root in roots for name in TIME_FIELDS
+                  if root + name not in fields and _is_time(field_of(first, root + name))), None)
+    for root in roots if found is None else ():
+        inner = first if not root else field_of(first, root[:-1])
+        if type(inner) is not dict:
+            continue
+        names = [name for name in inner if root + name not in fields]
+        columns = {name: [field_of(record, root + name) for record in records]
+                   for name in names}
+        texts = {name: [json_time_text(v) for v in values] for name, values in columns.items()}
+        found = next((name for name in names if name.lower() in TIME_NAMES
+                      and _is_time(inner[name])), None) \
+            or next((name for name in names if _written_times(columns[name])), None) \
+            or next((name for name in names if _TIME_WORDS & _words(name)
+                     and _runs_one_way(texts[name])), None)
+        if found is not None:
+            return root + found
+    return found
+
+
+def _written_times(values: list) -> bool:
+    """Whether these are times written out (no bare numbers), more than one, in order."""
+    if len(values) < 2 or not all(type(v) is str for v in values):
+        return False
+    stamps = [v.strip().encode("utf-8", "surrogatepass") for v in values]
+    return (len(set(stamps)) > 1 and all(not _EPOCH.fullmatch(v) and looks_like_time(t)
+                                         for v, t in zip(values, stamps))
+            and _in_order(stamps) and _ordered(stamps))
+
+
+def _runs_one_way(texts: list) -> bool:
+    """Whether these are epoch numbers from 2000 to 2100, more than one, running one way."""
+    if len(texts) < 2 or any(t is None for t in texts):
+        return False
+    times = _epoch_times([t.strip() for t in texts])
+    steps = None if times is None else np.diff(times)
+    return steps is not None and bool((steps > 0).all() or (steps < 0).all())
+
+
+def _words(name: str) -> set:
+    """A field name's words: ``last_updated_ts`` and ``lastUpdatedTs`` give last, updated, ts."""
+    return set(re.split(r"[^a-z0-9]+", re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()))
 
 
 def numeric_fields(record: dict, *, depth: int = 3) -> list:
@@ -164,6 +233,23 @@ def numeric_fields(record: dict, *, depth: int = 3) -> list:
                 and not (name in TIME_FIELDS and _is_time(value)):
             names.append(name)
     return names
+
+
+def json_document(head: bytes) -> str | None:
+    """What JSON that is not JSON lines ``head`` starts: "a JSON array" (``[``, ``[{``, as
+    exports and APIs write a list of records), "a JSON object over several lines" (pretty
+    printed: a line ``{`` alone), or None.  Read line by line, every line of either is a
+    rejected row (a record on a line of its own, the array's last, was learned alone).
+
+    >>> json_document(b'[{"v": 1},\\n{"v": 2}]\\n'), json_document(b'{\\n  "v": 1\\n}\\n')
+    ('a JSON array', 'a JSON object over several lines')
+    >>> json_document(b'{"v": 1}\\n') is None, json_document(b"1.5,2\\n") is None
+    (True, True)
+    """
+    line = next((line for line in head.split(b"\n") if line.strip()), b"").strip()
+    if line == b"[" or line[:1] == b"[" and line[1:].lstrip()[:1] == b"{":
+        return "a JSON array"
+    return "a JSON object over several lines" if line == b"{" else None
 
 
 def first_record_fields(head: bytes) -> list | None:

@@ -818,7 +818,7 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
             if layout is None and data.strip():
                 head = data[:LAYOUT_BYTES]
                 head = head[:head.rfind(b"\n") + 1] or head
-                if head.lstrip()[:1] == b"{":
+                if head.lstrip()[:1] == b"{" or _json_document(head):
                     layout = _json_layout(head, columns, key, day_first)
                 else:
                     layout = find_layout(head, columns=columns, key=key, first_line=line,
@@ -838,11 +838,21 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
             return
 
 
+def _json_document(head: bytes) -> str | None:
+    from .records import json_document  # (imported here: records imports this module)
+
+    return json_document(head)
+
+
 def _json_layout(head: bytes, columns, key, day_first):
     """A JSON stream's :class:`~emstream.records.JsonLayout` for :func:`parse_stream`."""
     # (imported here: records imports this module)
-    from .records import JsonLayout, find_json_layout, first_record_fields
+    from .records import JsonLayout, find_json_layout, first_record_fields, json_document
 
+    if shape := json_document(head):
+        raise LayoutError(f"the input is {shape}, not JSON lines (one object per line): "
+                          "convert it first (jq -c '.[]' for an array, jq -c . for objects "
+                          "over several lines)")
     if not columns or not all(isinstance(c, str) for c in columns):
         fields = first_record_fields(head)
         raise LayoutError("JSON lines: name the fields to read (--columns cpu,mem; "

@@ -33,7 +33,9 @@ import numpy as np
 # and optional minutes (PostgreSQL writes "+00"), after the time or a space.
 _OFFSET = re.compile(rb" ?(?:Z|UTC|GMT|([+-])(\d\d)(?::?(\d\d))?)$")
 _EPOCH = re.compile(rb"[+-]?\d+(?:\.\d*)?")
-_ISO = re.compile(rb"\d{4}-\d\d(?:-\d\d(?:[T ]\d\d(?::\d\d(?::\d\d(?:\.\d+)?)?)?)?)?")
+# (a decimal comma before the fraction of a second too, which ISO 8601 allows and Python's
+# logging and log4j write: 2024-03-01 00:00:00,123)
+_ISO = re.compile(rb"\d{4}-\d\d(?:-\d\d(?:[T ]\d\d(?::\d\d(?::\d\d(?:[.,]\d+)?)?)?)?)?")
 # A spreadsheet's date: year first (2014/07/01), day first with dots (01.07.2014), or day and
 # month in the stream's order with slashes (07/01/2014); a time of day, with AM/PM or not.
 _WRITTEN = re.compile(rb"(\d{1,4})([/.])(\d{1,2})\2(\d{1,4})(?:(?:[T ]|, ?)\s*(\d{1,2}):(\d\d)"
@@ -103,7 +105,7 @@ def _one(text: bytes, day_first: bool | None = None) -> float:
                 1 if zone.group(1) == b"+" else -1)
         text = text[:zone.start()]
     if _ISO.fullmatch(text):
-        iso = text.decode("ascii")
+        iso = text.decode("ascii").replace(",", ".")
     else:
         written = _WRITTEN.fullmatch(text)
         iso = None if written is None else _written(written, day_first)
@@ -137,6 +139,10 @@ def parse_times(fields, day_first: bool | None = None) -> np.ndarray:
     ndarray of float64, shape (n,)
     """
     if isinstance(fields, np.ndarray) and _iso_alike(fields):
+        if b"," in bytes(fields[0]):  # (one shape: the comma is at the same place in each)
+            fields = fields.copy()
+            chars = fields.view(np.uint8).reshape(fields.size, -1)
+            chars[chars == ord(",")] = ord(".")
         try:  # a table's time column: every field ISO text of one shape, checked as an array
             return fields.astype("datetime64[ms]").astype(np.int64) / 1000.0
         except ValueError:  # (a month 13 and the like: NaN for those below)
@@ -146,7 +152,7 @@ def parse_times(fields, day_first: bool | None = None) -> np.ndarray:
         return np.empty(0)
     try:  # the common case: plain ISO text without offsets, parsed by numpy in one call
         if all(_ISO.fullmatch(f) for f in fields):
-            stamps = np.array(fields, dtype="datetime64[ms]")
+            stamps = np.array([f.replace(b",", b".") for f in fields], dtype="datetime64[ms]")
             return stamps.astype(np.int64) / 1000.0
     except ValueError:
         pass

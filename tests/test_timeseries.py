@@ -1,6 +1,7 @@
 """Time series: CSV tables with timestamps, temporal features, the calibrated score, episodes,
 and the daemon flagging a synthetic seasonal series' anomalies once each."""
 
+import csv
 import json
 import re
 import signal
@@ -1265,6 +1266,106 @@ def test_a_json_streams_time_field_is_found_or_named():
     assert layout.describe() == "JSON lines; values: cpu; time: @timestamp"
     with pytest.raises(ValueError, match="day_first"):
         JsonLayout.from_dict({**layout.to_dict(), "day_first": 1})
+
+
+def _records_of(*records) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+
+@pytest.mark.parametrize("records, fields, key, found", [
+    # CloudWatch's get-metric-data, Azure Monitor, InfluxDB 2 and Splunk (beside the values)
+    ([{"Timestamp": f"2024-03-01T00:0{i}:00Z", "Value": i} for i in range(3)], ["Value"], None,
+     "Timestamp"),
+    ([{"timeStamp": f"2024-03-01T00:0{i}:00Z", "average": i} for i in range(3)], ["average"],
+     None, "timeStamp"),
+    ([{"result": "", "_time": f"2024-03-01T00:0{i}:00Z", "_value": i} for i in range(3)],
+     ["_value"], None, "_time"),
+    ([{"result": {"_time": f"2024-03-01T00:0{i}:00.000+00:00", "count": str(i)}}
+      for i in range(3)], ["result.count"], None, "result._time"),
+    # Home Assistant: written times in order (the first such field), keys interleaved
+    ([{"entity_id": f"sensor.{k}", "state": "21.5",
+       "last_changed": f"2024-03-01T00:{i:02d}:0{2 - j}.388213+00:00",
+       "last_updated": f"2024-03-01T00:{i:02d}:0{2 - j}.388213+00:00"}
+      for i in range(3) for j, k in enumerate("abc")], ["state"], "entity_id", "last_changed"),
+    ([{"state": "21.5", "last_updated_ts": 1709251200.25 + 60 * i} for i in range(3)],
+     ["state"], None, "last_updated_ts"),
+    # Zabbix's clock (a quoted epoch), a query's t, µs and ns epochs, a quoted ms epoch
+    ([{"itemid": "23296", "clock": str(1709251200 + 60 * i), "value": "0.5", "ns": "0"}
+      for i in range(3)], ["value"], None, "clock"),
+    ([{"t": 1709251200.781 + 15 * i, "v": "0.5"} for i in range(3)], ["v"], None, "t"),
+    ([{"ts": 1709251200_000000 + i, "value": 1} for i in range(3)], ["value"], None, "ts"),
+    ([{"time": 1709251200_000000000 + i, "value": 1} for i in range(3)], ["value"], None,
+     "time"),
+    ([{"timestamp": str(1709251200000 + i), "value": 1} for i in range(3)], ["value"], None,
+     "timestamp"),
+    # No time: a date that does not move, durations named time, counters, one record alone
+    ([{"installed": "2020-01-01", "value": i} for i in range(3)], ["value"], None, None),
+    ([{"time_ms": 1.5 + i, "value": i} for i in range(3)], ["value"], None, None),
+    ([{"bytes_total": 1709251200 + i, "value": i} for i in range(3)], ["value"], None, None),
+    ([{"created_at": "2024-03-01T00:00:00Z", "value": 1}], ["value"], None, None),
+    ([{"Timestamp": 1709251200 + i} for i in range(3)], ["Timestamp"], None, None),
+])
+def test_a_json_streams_time_field_is_found_under_the_names_and_forms_tools_write(
+        records, fields, key, found):
+    """The time field was looked for under six names, case and all, and as seconds or ms
+    only: CloudWatch's, Azure's, InfluxDB's, Splunk's, Home Assistant's, Zabbix's, a
+    Prometheus query's and Telegraf's ns streams ran untimed (no season, no clock), and
+    nothing said so."""
+    from emstream.records import find_json_layout
+
+    assert find_json_layout(_records_of(*records), fields, key=key).time_field == found
+
+
+@pytest.mark.parametrize("text", [
+    '[{"cpu": 1}, {"cpu": 2}]\n', '[\n  {\n    "cpu": 1\n  }\n]\n',
+    '[{"cpu": 1},\n{"cpu": 2},\n{"cpu": 3}\n]\n', '{\n  "cpu": 1\n}\n{\n  "cpu": 2\n}\n',
+    '[{"values": [1], "dstypes": ["gauge"]}]\n[{"values": [2], "dstypes": ["gauge"]}]\n'])
+def test_a_json_document_that_is_no_json_lines_is_refused_at_once(tmp_path, capsys, text):
+    """A JSON array (an API's list, on one line or many) or pretty-printed objects: every
+    line was a rejected row, exit 0 (an array's last record, on a line of its own, was learned
+    alone); `emstream fit` said "--columns 'cpu' is not a column" over 12 KB of the array."""
+    from emstream.cli import main as emstream_main
+
+    data = tmp_path / "export.json"
+    data.write_text(text)
+    for settings in (["--set", "input.format=jsonl", "--set", "input.fields=[cpu]"], []):
+        done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
+                               str(tmp_path / f"s{len(settings)}"), *settings],
+                              capture_output=True, timeout=120)
+        err = done.stderr.decode().strip().splitlines()
+        assert done.returncode == 65, err
+        assert err[-1].startswith("emstreamd: the input is a JSON ") and "jq -c" in err[-1]
+        assert not done.stdout and not list((tmp_path / f"s{len(settings)}").glob("check*"))
+    assert emstream_main(["fit", str(data), "-k", "1", "--columns", "cpu", "-o",
+                          str(tmp_path / "m.json")]) == 1
+    err = capsys.readouterr().err
+    assert "the input is a JSON " in err and "jq -c" in err and len(err) < 300
+
+
+def test_times_with_a_decimal_comma_are_read(tmp_path):
+    """ISO 8601 allows a comma before the fraction of a second, and Python's logging and
+    log4j write one (2024-03-01 00:00:00,123): every row was a bad timestamp."""
+    stamps = [f"2024-03-01 00:{i // 60:02d}:{i % 60:02d},{i % 1000:03d}" for i in range(300)]
+    assert parse_times(np.array([s.encode() for s in stamps[:3]])).tolist() == \
+        parse_times([s.replace(",", ".").encode() for s in stamps[:3]]).tolist()
+    assert parse_times([b"2024-03-01T00:00:00,5+01:00"])[0] == 1709251200.5 - 3600
+    table = tmp_path / "log.tsv"
+    table.write_text("asctime\tduration\n" + "".join(f"{s}\t{0.5 + i % 7}\n"
+                                                    for i, s in enumerate(stamps)))
+    records = tmp_path / "log.jsonl"
+    records.write_text("".join(json.dumps({"timestamp": s, "duration": 0.5 + i % 7}) + "\n"
+                               for i, s in enumerate(stamps)))
+    for data, settings in ((table, ["--set", "input.timestamp=asctime"]),
+                           (records, ["--set", "input.format=jsonl", "--set",
+                                      "input.fields=[duration]"])):
+        done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
+                               str(tmp_path / data.suffix), *settings],
+                              capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        assert "300 points learned" in done.stderr.decode() and "rejected: none" in \
+            done.stderr.decode()
+        first = next(csv.reader(done.stdout.decode().splitlines()))
+        assert first[1] == stamps[100]  # (quoted in the output: it holds a comma)
 
 
 def test_a_json_series_with_times_is_monitored_like_the_table(tmp_path):

@@ -25,7 +25,7 @@ from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, p
                             wide_encoding)
 from emstream.store import STORE_NAME
 from emstream.records import (JsonLayout, find_json_layout, first_record_fields,
-                              layout_from_dict)
+                              json_document, layout_from_dict)
 from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, find_layout,
                             only_missing_words, parse_table, repeats_header, series_columns,
                             settle_layout)
@@ -219,6 +219,15 @@ class PendingRejects:
 
 
 _VISIBLE = re.compile(rb"\S")  # what bytes.strip() leaves
+
+
+def _refuse_json_document(data: bytes) -> None:
+    """Stop at a first block of JSON that is no JSON lines (an array, a pretty-printed object),
+    whose every line would be a rejected row."""
+    if shape := json_document(_head(data)):
+        raise StartError(f"the input is {shape}, not JSON lines (one object per line): convert "
+                         "it first (jq -c '.[]' for an array, jq -c . for objects over several "
+                         "lines) and read it with input.format: jsonl", EX_DATAERR)
 
 
 def _head(data: bytes) -> bytes:
@@ -467,6 +476,7 @@ class Daemon:
         data = blank_byte_order_marks(data)
         if settings["format"] == "jsonl":
             if self.layout is None and data.strip():
+                _refuse_json_document(data)
                 try:
                     self.layout = find_json_layout(_head(data), settings["fields"],
                                                    timestamp=settings["timestamp"],
@@ -493,6 +503,7 @@ class Daemon:
                         "jsonl and input.fields to the fields to read ("
                         + (f"numbers in the first record: {', '.join(fields)})" if fields
                            else "the first record holds no number)"), EX_CONFIG)
+                _refuse_json_document(data)
                 try:
                     self.layout = find_layout(_head(data), columns=settings["columns"],
                                               timestamp=settings["timestamp"],
