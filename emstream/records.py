@@ -34,7 +34,7 @@ TIME_FIELDS = ("timestamp", "@timestamp", "time", "ts", "datetime", "date")
 # A number in a time field counts as an epoch time only if it is, in seconds, between these
 # (1973 to 5138, whatever unit it is written in).
 _EPOCH_RANGE = (1e8, 1e11)
-_EPOCH = re.compile(r"\s*\d{9,19}(?:\.\d+)?\s*")
+_EPOCH = re.compile(r"\s*\d{9,19}(?:\.\d+)?\s*", re.ASCII)
 
 
 @dataclass(frozen=True)
