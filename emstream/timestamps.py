@@ -40,6 +40,11 @@ _ISO = re.compile(rb"\d{4}-\d\d(?:-\d\d(?:[T ]\d\d(?::\d\d(?::\d\d(?:[.,]\d+)?)?
 # month in the stream's order with slashes (07/01/2014); a time of day, with AM/PM or not.
 _WRITTEN = re.compile(rb"(\d{1,4})([/.])(\d{1,2})\2(\d{1,4})(?:(?:[T ]|, ?)\s*(\d{1,2}):(\d\d)"
                       rb"(?::(\d\d)(\.\d+)?)?(?:\s*([AaPp])\.?[Mm]\.?)?)?")
+# The common log format's time (Apache's and nginx's $time_local): 01/Mar/2024:00:00:00 +0000.
+_CLF = re.compile(rb"(\d{1,2})/([A-Za-z]{3})/(\d{4}):(\d\d):(\d\d):(\d\d)(\.\d+)?")
+_MONTHS = {name: number for number, name in enumerate(
+    (b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
+     b"dec"), start=1)}
 # ISO 8601's end of a day, 24:00 (as some loggers and weather services write it): the next
 # day's midnight.
 _END_OF_DAY = re.compile(r"(\d{4}-\d\d-\d\d)[T ]24:00(?::00(?:\.0+)?)?")
@@ -106,6 +111,12 @@ def _one(text: bytes, day_first: bool | None = None) -> float:
         text = text[:zone.start()]
     if _ISO.fullmatch(text):
         iso = text.decode("ascii").replace(",", ".")
+    elif (logged := _CLF.fullmatch(text)) is not None:
+        day, month, year, hour, minute, second, fraction = logged.groups()
+        if month.lower() not in _MONTHS:
+            return np.nan
+        iso = (f"{year.decode()}-{_MONTHS[month.lower()]:02d}-{int(day):02d}T{hour.decode()}:"
+               f"{minute.decode()}:{second.decode()}{(fraction or b'').decode()}")
     else:
         written = _WRITTEN.fullmatch(text)
         iso = None if written is None else _written(written, day_first)

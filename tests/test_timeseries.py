@@ -1342,6 +1342,20 @@ def test_a_json_document_that_is_no_json_lines_is_refused_at_once(tmp_path, caps
     assert "the input is a JSON " in err and "jq -c" in err and len(err) < 300
 
 
+def test_the_common_log_formats_times_are_read():
+    """Apache's and nginx's access-log time ($time_local), as a JSON log format writes it: a
+    bad timestamp even when named, and no time found."""
+    from emstream.records import find_json_layout
+
+    assert (parse_times([b"01/Mar/2024:00:00:00 +0000", b"1/mar/2024:01:00:00.5 +0100",
+                         b"01/Foo/2024:00:00:00 +0000", b"31/Feb/2024:00:00:00 +0000"])
+            - 1709251200).tolist()[:2] == [0.0, 0.5]
+    assert np.isnan(parse_times([b"01/Foo/2024:00:00:00", b"31/Feb/2024:00:00:00"])).all()
+    records = b"".join(json.dumps({"time_local": f"01/Mar/2024:00:00:0{i} +0000",
+                                   "request_time": "0.003"}).encode() + b"\n" for i in range(3))
+    assert find_json_layout(records, ["request_time"]).time_field == "time_local"
+
+
 def test_times_with_a_decimal_comma_are_read(tmp_path):
     """ISO 8601 allows a comma before the fraction of a second, and Python's logging and
     log4j write one (2024-03-01 00:00:00,123): every row was a bad timestamp."""
