@@ -1084,15 +1084,20 @@ _MISSING = object()
 def field_of(record: dict, name: str):
     """A record's field ``name``, or, if it has none so named, the nested field that a dotted
     name leads to (``system.cpu.pct`` in ``{"system": {"cpu": {"pct": 0.5}}}``, as structured
-    loggers nest them); :data:`_MISSING` if neither is there."""
+    loggers nest them; a number is a place in a list: ``values.0`` in collectd's
+    ``{"values": [0.5]}``, ``value.1`` in a Prometheus query's ``{"value": [1709251200,
+    "0.5"]}``); :data:`_MISSING` if neither is there."""
     value = record.get(name, _MISSING)
     if value is not _MISSING or "." not in name:
         return value
     value = record
     for part in name.split("."):
-        if type(value) is not dict:
+        if type(value) is list and part.isascii() and part.isdigit():
+            value = value[int(part)] if int(part) < len(value) else _MISSING
+        elif type(value) is dict:
+            value = value.get(part, _MISSING)
+        else:
             return _MISSING
-        value = value.get(part, _MISSING)
         if value is _MISSING:
             return _MISSING
     return value

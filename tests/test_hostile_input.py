@@ -123,6 +123,22 @@ def test_a_dotted_name_reaches_into_nested_objects():
                                 (5, "missing field")]
 
 
+def test_a_number_in_a_dotted_name_is_a_place_in_a_list():
+    """collectd's write_http ({"values": [0.5], ...}) and a Prometheus query's instant vector
+    ({"value": [1709251200.781, "0.5"]}) hold their numbers in lists: no name reached them."""
+    data = (b'{"values": [0.5, 2], "value": [1709251200.781, "1.5"]}\n'
+            b'{"values": [0.7], "value": [1709251260, "2.5"]}\n'
+            b'{"values": {"0": 3}, "value": [1709251320]}\n{"values": []}\n'
+            b'{"values": [[4]], "value": "1,2"}\n')
+    parsed = parse_json_lines(data, ["values.0"])
+    assert parsed.rows.ravel().tolist() == [0.5, 0.7, 3.0]  # (a key "0" of an object too)
+    assert _reasons(parsed) == [(4, "missing field"), (5, "non-numeric")]
+    timed = parse_json_lines(data, ["value.1"], time="value.0")
+    assert timed.rows.ravel().tolist() == [1.5, 2.5]
+    assert timed.times.tolist() == [1709251200.781, 1709251260.0]
+    assert _reasons(timed) == [(3, "missing field"), (4, "missing field"), (5, "missing field")]
+
+
 def test_json_integers_beyond_pythons_digit_limit_are_out_of_range():
     data = b'{"v": ' + b"9" * 5000 + b'}\n{"v": -' + b"9" * 5000 + b"}\n"
     parsed = parse_json_lines(data, ["v"], max_line_bytes=10_000)

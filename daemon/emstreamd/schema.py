@@ -468,7 +468,8 @@ SECTIONS = (
         Key("fields", None, _fields,
             "For jsonl (only): the names of the numeric fields that make a row, in order (e.g. "
             "[temp, load]); a dotted name that is no field reaches into nested objects "
-            "(system.cpu.pct).  A number in a string (\"12.5\") counts as that number."),
+            "(system.cpu.pct), a number in it to a place in a list (values.0 of collectd's "
+            "\"values\": [0.5]).  A number in a string (\"12.5\") counts as that number."),
         Key("max_line_bytes", 4096, number(16, 1 << 26, integer=True),
             "Longer lines are rejected (\"too long\")."),
         Key("dead_letter", None, text(null=True),
