@@ -1092,8 +1092,9 @@ def field_of(record: dict, name: str):
         return value
     value = record
     for part in name.split("."):
-        if type(value) is list and part.isascii() and part.isdigit():
-            value = value[int(part)] if int(part) < len(value) else _MISSING
+        if type(value) is list and part.isascii() and part.isdigit() \
+                and (part == "0" or part[0] != "0"):  # (as written: 01 is no place)
+            value = value[int(part)] if len(part) <= 18 and int(part) < len(value) else _MISSING
         elif type(value) is dict:
             value = value.get(part, _MISSING)
         else:

@@ -22,18 +22,23 @@ import json
 import re
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from .parse import _unquoted, field_of, json_time_text
-from .table import (_TIME_WORDS, TIME_NAMES, LayoutError, _epoch_times, _in_order, _ordered,
-                    day_order)
+from .table import TIME_NAMES as TABLE_TIME_NAMES
+from .table import LayoutError, _ordered, day_order
 from .timestamps import looks_like_time, parse_times
 
-# Field names taken for the time under timestamp "auto", in this order.
+# Field names taken for the time under timestamp "auto", in this order ...
 TIME_FIELDS = ("timestamp", "@timestamp", "time", "ts", "datetime", "date")
+# ... else these, whatever their case, in the record's order: a table's time column names, and
+# the time fields of common tools' records: Home Assistant's (last_changed; its recorder's
+# last_updated_ts), Zabbix's clock, Serilog's @t, python-json-logger's asctime, nginx's
+# time_local and time_iso8601, Azure's TimeGenerated and CloudTrail's eventTime.
+TIME_NAMES = frozenset(TABLE_TIME_NAMES) | {
+    "t", "@t", "clock", "asctime", "time_local", "time_iso8601", "timegenerated", "eventtime",
+    "event_time", "last_changed", "last_updated", "last_changed_ts", "last_updated_ts"}
 # A number in a time field counts as an epoch time only if it is, in seconds, between these
-# (1973 to 5138, whatever unit it is written in).
-_EPOCH_RANGE = (1e8, 1e11)
+# (1973 to 2286, whatever unit it is written in).
+_EPOCH_RANGE = (1e8, 1e10)
 _EPOCH = re.compile(r"\s*\d{9,19}(?:\.\d+)?\s*", re.ASCII)
 
 
@@ -142,13 +147,12 @@ def find_json_layout(data: bytes, fields, *, timestamp="auto", key=None,
     records = list(_records(data))
     if shape := json_document(data):
         raise LayoutError(f"the input is {shape}, not JSON lines (one object per line): "
-                          "convert it first (jq -c '.[]' for an array, jq -c . for objects "
-                          "over several lines)")
+                          f"convert it first ({json_document_command(shape)})")
     if timestamp == "auto" and not records:
         return None  # (junk so far: the first record decides)
     time_field = timestamp if timestamp not in ("auto", None) else None
     if timestamp == "auto" and records:
-        time_field = _time_field(records, fields, key)
+        time_field = _time_field(records, fields)
     dates = None
     if time_field is not None:
         stamps = [json_time_text(field_of(r, time_field)) for r in records]
@@ -156,20 +160,18 @@ def find_json_layout(data: bytes, fields, *, timestamp="auto", key=None,
     return JsonLayout(tuple(fields), time_field, key, dates)
 
 
-def _time_field(records: list, fields, key: str | None = None) -> str | None:
+def _time_field(records: list, fields) -> str | None:
     """The time field of records whose first ones are ``records`` (see ``find_json_layout``).
 
     At the top, else beside the values (an Elasticsearch hit's ``_source.@timestamp`` next to
-    its ``_source.system.cpu.pct``), the first that is: one of :data:`TIME_FIELDS`, in their
-    order, holding a time; a table's time name, whatever its case (CloudWatch's ``Timestamp``,
-    Azure's ``timeStamp``, InfluxDB's and Splunk's ``_time``); written times that run in order
-    in every record (Home Assistant's ``last_changed``); epoch numbers from 2000 to 2100 that
-    run one way, bare or quoted, under a name with a time word (Zabbix's ``clock``,
-    ``last_updated_ts``, a query's ``t``); with ``key``, the order is each key's.  Without it
-    the stream ran untimed, and said nothing."""
-    if key is not None:  # (the first key's records: interleaved keys' times need no order)
-        own = field_of(records[0], key)
-        records = [record for record in records if field_of(record, key) == own]
+    its ``_source.system.cpu.pct``), the first that the first record holds a time in: one of
+    :data:`TIME_FIELDS`, in their order; else, in the record's order, a name of
+    :data:`TIME_NAMES` whatever its case (CloudWatch's ``Timestamp``, InfluxDB's ``_time``,
+    Zabbix's ``clock``, Home Assistant's ``last_changed``) whose times need no order of day and
+    month or tell it (a field found so must not stop a stream that ran without it).  By name
+    only: a field taken for the time rejects every later record without one, so what merely
+    looks like times (an account's ``last_login``, a login's ``expires``) or runs one way (a
+    counter) is left alone."""
     first = records[0]
     roots = [""] + sorted({f.split(".")[0] + "." for f in fields if "." in f})
     found = next((root + name for root in roots for name in TIME_FIELDS
@@ -178,42 +180,14 @@ def _time_field(records: list, fields, key: str | None = None) -> str | None:
         inner = first if not root else field_of(first, root[:-1])
         if type(inner) is not dict:
             continue
-        names = [name for name in inner if root + name not in fields]
-        columns = {name: [field_of(record, root + name) for record in records]
-                   for name in names}
-        texts = {name: [json_time_text(v) for v in values] for name, values in columns.items()}
-        found = next((name for name in names if name.lower() in TIME_NAMES
-                      and _is_time(inner[name])), None) \
-            or next((name for name in names if _written_times(columns[name])), None) \
-            or next((name for name in names if _TIME_WORDS & _words(name)
-                     and _runs_one_way(texts[name])), None)
-        if found is not None:
-            return root + found
+        for name in inner:
+            if root + name in fields or name.lower() not in TIME_NAMES \
+                    or not _is_time(inner[name]):
+                continue
+            stamps = [json_time_text(field_of(record, root + name)) for record in records]
+            if _ordered([stamp for stamp in stamps if stamp is not None]):
+                return root + name
     return found
-
-
-def _written_times(values: list) -> bool:
-    """Whether these are times written out (no bare numbers), more than one, in order."""
-    if len(values) < 2 or not all(type(v) is str for v in values):
-        return False
-    stamps = [v.strip().encode("utf-8", "surrogatepass") for v in values]
-    return (len(set(stamps)) > 1 and all(not _EPOCH.fullmatch(v) and looks_like_time(t)
-                                         for v, t in zip(values, stamps))
-            and _in_order(stamps) and _ordered(stamps))
-
-
-def _runs_one_way(texts: list) -> bool:
-    """Whether these are epoch numbers from 2000 to 2100, more than one, running one way."""
-    if len(texts) < 2 or any(t is None for t in texts):
-        return False
-    times = _epoch_times([t.strip() for t in texts])
-    steps = None if times is None else np.diff(times)
-    return steps is not None and bool((steps > 0).all() or (steps < 0).all())
-
-
-def _words(name: str) -> set:
-    """A field name's words: ``last_updated_ts`` and ``lastUpdatedTs`` give last, updated, ts."""
-    return set(re.split(r"[^a-z0-9]+", re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()))
 
 
 def numeric_fields(record: dict, *, depth: int = 3) -> list:
@@ -230,7 +204,7 @@ def numeric_fields(record: dict, *, depth: int = 3) -> list:
             if depth > 1:
                 names += [f"{name}.{inner}" for inner in numeric_fields(value, depth=depth - 1)]
         elif (type(value) in (int, float) or type(value) is str and _unquoted([value])[1] is None) \
-                and not (name in TIME_FIELDS and _is_time(value)):
+                and not (name.lower() in TIME_NAMES and _is_time(value)):
             names.append(name)
     return names
 
@@ -252,6 +226,11 @@ def json_document(head: bytes) -> str | None:
     return "a JSON object over several lines" if line == b"{" else None
 
 
+def json_document_command(shape: str) -> str:
+    """The command that turns :func:`json_document`'s ``shape`` into JSON lines."""
+    return "jq -c '.[]'" if shape == "a JSON array" else "jq -c ."
+
+
 def first_record_fields(head: bytes) -> list | None:
     """If the first non-blank line of ``head`` is a JSON object, its :func:`numeric_fields`;
     else None.  Read as a table, such a line is a header of nonsense names and every record a
@@ -259,14 +238,15 @@ def first_record_fields(head: bytes) -> list | None:
 
     >>> first_record_fields(b'\\n{"t": "2024-01-01T00:00:00Z", "v": "12.5"}\\n')
     ['v']
-    >>> first_record_fields(b"t,v\\n") is None
-    True
+    >>> first_record_fields(b"t,v\\n") is None, first_record_fields(b'{"v": 1}\\nt,v\\n') is None
+    (True, True)
     """
-    line = next((line for line in head.split(b"\n") if line.strip()), b"")
-    if line.lstrip()[:1] != b"{":
+    lines = [line for line in head.split(b"\n") if line.strip()][:2]
+    if not lines or lines[0].lstrip()[:1] != b"{":
         return None
-    record = next(_records(line), None)
-    return None if record is None else numeric_fields(record)
+    # (two objects, or one alone so far: a table under a line of JSON metadata is no JSON lines)
+    records = [next(_records(line), None) for line in lines]
+    return None if None in records else numeric_fields(records[0])
 
 
 def layout_from_dict(data: dict):

@@ -847,17 +847,19 @@ def _json_document(head: bytes) -> str | None:
 def _json_layout(head: bytes, columns, key, day_first):
     """A JSON stream's :class:`~emstream.records.JsonLayout` for :func:`parse_stream`."""
     # (imported here: records imports this module)
-    from .records import JsonLayout, find_json_layout, first_record_fields, json_document
+    from .records import (JsonLayout, find_json_layout, first_record_fields, json_document,
+                           json_document_command)
 
     if shape := json_document(head):
         raise LayoutError(f"the input is {shape}, not JSON lines (one object per line): "
-                          "convert it first (jq -c '.[]' for an array, jq -c . for objects "
-                          "over several lines)")
+                          f"convert it first ({json_document_command(shape)})")
     if not columns or not all(isinstance(c, str) for c in columns):
         fields = first_record_fields(head)
         raise LayoutError("JSON lines: name the fields to read (--columns cpu,mem; "
                           "timeline: --column cpu)" + (f"; numbers in the first record: "
-                                                       f"{', '.join(fields)}" if fields else ""))
+                                                       f"{', '.join(fields[:10])}"
+                                                       + (", ..." if len(fields) > 10 else "")
+                                                       if fields else ""))
     if key is not None and not isinstance(key, str):
         raise LayoutError("JSON lines: name the field that holds the key (--key-column "
                           "host)")

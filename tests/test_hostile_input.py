@@ -123,6 +123,30 @@ def test_a_dotted_name_reaches_into_nested_objects():
                                 (5, "missing field")]
 
 
+def test_a_checkpoint_resumed_with_the_other_input_format_is_refused_in_one_line(tmp_path):
+    """A JSON stream's checkpoint resumed with input.format numbers stopped with a traceback
+    (AttributeError: 'JsonLayout' object has no attribute 'settled'); a table's with jsonl
+    rejected every line."""
+    records = tmp_path / "r.jsonl"
+    records.write_text("".join(json.dumps({"v": i % 7}) + "\n" for i in range(150)))
+    table = tmp_path / "t.csv"
+    table.write_text("v\n" + "".join(f"{i % 7}\n" for i in range(150)))
+    jsonl = ["--set", "input.format=jsonl", "--set", "input.fields=[v]"]
+    for data, first, then in ((records, jsonl, []), (table, [], jsonl)):
+        state = tmp_path / data.suffix
+        done = _run("--config", CONFIG, "--no-output", "--checkpoint", str(state), "--input",
+                    str(data), *first)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        done = _run("--config", CONFIG, "--no-output", "--checkpoint", str(state), "--input",
+                    str(data), *then)
+        err = done.stderr.decode().strip().splitlines()
+        assert done.returncode == 78 and "Traceback" not in done.stderr.decode(), err
+        assert err[-1].endswith("was made reading input.format: "
+                                + ("jsonl; the configuration says numbers" if first else
+                                   "numbers; the configuration says jsonl")
+                                + " (set it back, or start a new checkpoint)")
+
+
 def test_a_number_in_a_dotted_name_is_a_place_in_a_list():
     """collectd's write_http ({"values": [0.5], ...}) and a Prometheus query's instant vector
     ({"value": [1709251200.781, "0.5"]}) hold their numbers in lists: no name reached them."""
@@ -133,6 +157,7 @@ def test_a_number_in_a_dotted_name_is_a_place_in_a_list():
     parsed = parse_json_lines(data, ["values.0"])
     assert parsed.rows.ravel().tolist() == [0.5, 0.7, 3.0]  # (a key "0" of an object too)
     assert _reasons(parsed) == [(4, "missing field"), (5, "non-numeric")]
+    assert parse_json_lines(data, ["values.00"]).rows.size == 0  # (as written: 00 no place)
     timed = parse_json_lines(data, ["value.1"], time="value.0")
     assert timed.rows.ravel().tolist() == [1.5, 2.5]
     assert timed.times.tolist() == [1709251200.781, 1709251260.0]
@@ -543,6 +568,23 @@ def test_json_lines_read_as_numbers_are_refused_at_once_naming_their_fields(tmp_
     assert "200 points learned" in done.stderr.decode()
     assert emstream_main(["fit", str(data), "-k", "2", "-o", str(tmp_path / "m.json")]) == 1
     assert "numbers in the first record: cpu, mem.used" in capsys.readouterr().err
+    # A wide record's numbers are named up to ten; lines past max_line_bytes are said to be.
+    wide = tmp_path / "wide.jsonl"
+    wide.write_text("".join(json.dumps({f"m{j}": j * 1000.5 for j in range(300)}) + "\n"
+                            for _ in range(3)))
+    done = _run("--config", CONFIG, "--no-output", "--checkpoint", str(tmp_path / "w"),
+                "--input", str(wide))
+    err = done.stderr.decode().strip().splitlines()[-1]
+    assert done.returncode == 78 and len(err) < 400, err
+    assert "m0, m1, m2, m3, m4, m5, m6, m7, m8, m9 and 290 more" in err
+    assert err.endswith("its lines are longer than input.max_line_bytes (4096)")
+    # A table under one line of JSON metadata is no JSON lines: read as before.
+    table = tmp_path / "logger.csv"
+    table.write_text('{"device": "logger-7", "firmware": "1.2"}\nt,v\n'
+                     + "".join(f"{i},{i % 5}.5\n" for i in range(200)))
+    done = _run("--config", CONFIG, "--no-output", "--checkpoint", str(tmp_path / "l"),
+                "--input", str(table))
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
 
 
 # ---------------------------------------------------------------- item 7: pyarrow and signals

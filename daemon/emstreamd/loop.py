@@ -25,7 +25,7 @@ from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, p
                             wide_encoding)
 from emstream.store import STORE_NAME
 from emstream.records import (JsonLayout, find_json_layout, first_record_fields,
-                              json_document, layout_from_dict)
+                              json_document, json_document_command, layout_from_dict)
 from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, find_layout,
                             only_missing_words, parse_table, repeats_header, series_columns,
                             settle_layout)
@@ -221,13 +221,32 @@ class PendingRejects:
 _VISIBLE = re.compile(rb"\S")  # what bytes.strip() leaves
 
 
-def _refuse_json_document(data: bytes) -> None:
-    """Stop at a first block of JSON that is no JSON lines (an array, a pretty-printed object),
-    whose every line would be a rejected row."""
-    if shape := json_document(_head(data)):
+def _refuse_json(data: bytes, settings: dict) -> None:
+    """Stop at a first block of JSON that the settings would read as rejected rows, every one:
+    JSON that is no JSON lines (an array, pretty-printed objects), or JSON lines read as
+    numbers (a table whose header is the first record cut at its commas)."""
+    head = _head(data)
+    jsonl = settings["format"] == "jsonl"
+    then = "" if jsonl else " and read it with input.format: jsonl and input.fields"
+    if (shape := json_document(head)) is not None:
         raise StartError(f"the input is {shape}, not JSON lines (one object per line): convert "
-                         "it first (jq -c '.[]' for an array, jq -c . for objects over several "
-                         "lines) and read it with input.format: jsonl", EX_DATAERR)
+                         f"it first ({json_document_command(shape)}){then}", EX_CONFIG)
+    fields = None if jsonl else first_record_fields(head)
+    if fields is not None:
+        named = ", ".join(fields[:MAX_NAMED]) + (f" and {len(fields) - MAX_NAMED} more"
+                                                 if len(fields) > MAX_NAMED else "")
+        longest = max(len(line) for line in head.split(b"\n"))
+        raise StartError(
+            "the input is JSON lines (one object per line): set input.format: jsonl and "
+            "input.fields to the fields to read ("
+            + (f"numbers in the first record: {named})" if fields
+               else "the first record holds no number)")
+            + (f"; its lines are longer than input.max_line_bytes ({settings['max_line_bytes']})"
+               if longest > settings["max_line_bytes"] else ""), EX_CONFIG)
+
+
+# Fields a message names at most (a record of 2,000 numbers made one line of 25 KB).
+MAX_NAMED = 10
 
 
 def _head(data: bytes) -> bytes:
@@ -417,6 +436,12 @@ class Daemon:
                 self.layout = False if layout == "plain" else layout_from_dict(layout)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise checkpoint.CheckpointError(f"{where}: bad input layout: {exc}")
+            was = "jsonl" if isinstance(self.layout, JsonLayout) else "numbers"
+            if was != settings["format"]:  # (read with the other parser: a traceback, or
+                # every row rejected)
+                raise StartError(f"{where} was made reading input.format: {was}; the "
+                                 f"configuration says {settings['format']} (set it back, or "
+                                 "start a new checkpoint)", EX_CONFIG)
             if isinstance(self.layout, Layout) and self.layout.names is not None \
                     and "settled" not in layout and not self.counters.get("rows"):
                 # A checkpoint from before layouts were settled, taken after a header alone
@@ -476,7 +501,7 @@ class Daemon:
         data = blank_byte_order_marks(data)
         if settings["format"] == "jsonl":
             if self.layout is None and data.strip():
-                _refuse_json_document(data)
+                _refuse_json(data, settings)
                 try:
                     self.layout = find_json_layout(_head(data), settings["fields"],
                                                    timestamp=settings["timestamp"],
@@ -496,14 +521,7 @@ class Daemon:
             if self.layout is None and data.strip():
                 # The first block decides: a table with a header and/or a time column, or
                 # plain numbers.
-                fields = first_record_fields(_head(data))
-                if fields is not None:  # (as a table: a header of nonsense, every row rejected)
-                    raise StartError(
-                        "the input is JSON lines (one object per line): set input.format: "
-                        "jsonl and input.fields to the fields to read ("
-                        + (f"numbers in the first record: {', '.join(fields)})" if fields
-                           else "the first record holds no number)"), EX_CONFIG)
-                _refuse_json_document(data)
+                _refuse_json(data, settings)
                 try:
                     self.layout = find_layout(_head(data), columns=settings["columns"],
                                               timestamp=settings["timestamp"],
