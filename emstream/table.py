@@ -296,6 +296,8 @@ def _header_names(fields: list) -> tuple | None:
 
 # Data lines whose fields say which columns hold text.
 TEXT_PROBE_LINES = 50
+# First data lines in which a column's fields are all empty for it to be left out as text.
+EMPTY_LINES = 10
 
 
 def _column_kinds(rows: list, sep: bytes | None) -> tuple:
@@ -303,12 +305,14 @@ def _column_kinds(rows: list, sep: bytes | None) -> tuple:
     and those that hold nothing but missing-value words (NA, N/A, null, ...): fields neither a
     number (a decimal comma in a semicolon table counts) nor missing (empty, or such a word)
     decide, and a column of such words alone is text too (a live stream's first line alone: a
-    status of N/A made its column a value, and every row was rejected).  (Judged by the first
+    status of N/A made its column a value, and every row was rejected), as is one of empty
+    fields in :data:`EMPTY_LINES` lines or more.  (Judged by the first
     line alone, one N/A in a first reading dropped its column from the model for good.)"""
-    filled, text, words = {}, {}, set()
+    filled, text, words, empty = {}, {}, set(), set()
     for fields in rows:
         for i, field in enumerate(fields):
             if not field:
+                empty.add(i)
                 continue
             if field.lower() in MISSING:
                 words.add(i)
@@ -317,6 +321,10 @@ def _column_kinds(rows: list, sep: bytes | None) -> tuple:
             if not numberish(field, sep):
                 text[i] = text.get(i, 0) + 1
     words_only = words - set(filled)
+    if len(rows) >= EMPTY_LINES:  # (an empty column is none of the values either:
+        # speedtest-cli's Share, empty in every row, rejected them all; a reading missing in
+        # a first line or two is still a value)
+        words_only |= empty - set(filled)
     return {i for i, count in text.items() if 2 * count > filled[i]} | words_only, words_only
 
 
@@ -365,6 +373,26 @@ def series_columns(data: bytes, layout: Layout) -> list:
         if layout.names[i] and 2 <= len(seen) <= len(rows) // 2:
             found.append((layout.names[i], len(seen)))
     return found
+
+
+# A number with a unit after it: nvidia-smi's "5057 MiB", "11.2 ms", "117k".
+_WITH_UNIT = re.compile(rb"[+-]?\d+(?:\.\d+)?\s*[A-Za-z][A-Za-z/]{0,7}")
+
+
+def unit_columns(data: bytes, layout: Layout) -> list:
+    """The columns left out of the rows as text whose first data lines in ``data`` all hold
+    a number with a unit (nvidia-smi's ``memory.used [MiB]``: ``5057 MiB``), each as ``(name,
+    first such field)``: numbers the operator expects learned, which a ``nounits`` option
+    or a header naming the unit would give."""
+    if layout.names is None:
+        return []
+    lines = [line.strip() for line in data.split(b"\n") if line.strip()]
+    lines = [line for line in lines[:TEXT_PROBE_LINES + 1] if not repeats_header(line, layout)]
+    rows = _probe(lines, layout.comma, layout.sep, layout.n_fields)
+    used = set(layout.value_fields) | {layout.time_field, layout.clock_field, layout.key_field}
+    return [(layout.names[i], rows[0][i].strip().decode("utf-8", "replace"))
+            for i in range(layout.n_fields) if i not in used and rows
+            and all(_WITH_UNIT.fullmatch(row[i].strip()) for row in rows)]
 
 
 def day_order(stamps: list, day_first="auto") -> bool | None:

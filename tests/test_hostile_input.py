@@ -123,6 +123,42 @@ def test_a_dotted_name_reaches_into_nested_objects():
                                 (5, "missing field")]
 
 
+def test_a_run_of_rejects_with_no_row_read_says_the_input_is_misread_once(tmp_path):
+    """ping's report piped in (or sysstat's, top's): every line was rejected, the log held
+    20 rejected lines and a summary of 0 points, and nothing said why or what to do."""
+    ping = "PING 1.1.1.1 (1.1.1.1) 56(84) bytes of data.\n" + "".join(
+        f"64 bytes from 1.1.1.1: icmp_seq={i} ttl=57 time={11 + i % 5}.2 ms\n"
+        for i in range(399))
+    done = _run("--config", CONFIG, "--no-output", "--checkpoint", str(tmp_path / "p"),
+                input=("\n" * 150 + ping).encode())
+    said = [line for line in done.stderr.decode().splitlines() if "none of the first" in line]
+    assert done.returncode == 0 and len(said) == 1, said
+    assert said[0].endswith("none of the first 400 lines was read as a row (400 non-numeric, "
+                            "150 blank): the input is not what the configuration reads: lines "
+                            "of words and numbers (a tool's report) need their numbers picked "
+                            "(awk '{print $3, $5}'); a table needs a header line naming its "
+                            "columns (input.columns picks some); JSON lines need "
+                            "input.format: jsonl")
+    # Rows read before the rejects, in this run or the last: nothing to say.
+    rows = "".join(f"{i % 7}.5\n" for i in range(200))
+    for state, feed in (("q", rows + ping), ("p", ping)):
+        done = _run("--config", CONFIG, "--no-output", "--checkpoint", str(tmp_path / state),
+                    input=(rows if state == "p" else feed).encode())
+        done = _run("--config", CONFIG, "--no-output", "--checkpoint", str(tmp_path / state),
+                    input=ping.encode()) if state == "p" else done
+        assert "none of the first" not in done.stderr.decode()
+    # Without its first line, ping's first reply is taken for a header: the constant 64 is
+    # learned; the log says the header holds numbers where the rows do.
+    done = _run("--config", CONFIG, "--no-output", "--checkpoint", str(tmp_path / "r"),
+                input=ping.split("\n", 1)[1].encode())
+    assert done.returncode == 0
+    assert "WARNING input: the header (line 1) names columns 64: numbers, as the rows hold " \
+        "there; if it is a data line (a report piped in)" in done.stderr.decode()
+    done = _run("--config", CONFIG, "--no-output", "--checkpoint", str(tmp_path / "s"),
+                input=b"t,v\n" + rows.encode().replace(b"\n", b",1\n"))
+    assert done.returncode == 0 and "the header (line" not in done.stderr.decode()
+
+
 def test_a_checkpoint_resumed_with_the_other_input_format_is_refused_in_one_line(tmp_path):
     """A JSON stream's checkpoint resumed with input.format numbers stopped with a traceback
     (AttributeError: 'JsonLayout' object has no attribute 'settled'); a table's with jsonl

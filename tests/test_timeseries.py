@@ -1653,6 +1653,39 @@ def test_a_checkpoint_of_a_header_alone_from_before_layouts_settled_settles(tmp_
     assert checkpoint.load(state).meta["counters"]["rows"] == 300
 
 
+def test_a_column_empty_in_every_first_line_is_left_out_with_a_warning(tmp_path):
+    """speedtest-cli --csv writes its Share column empty on every row: the column was a value,
+    and every row was rejected as non-numeric, the column never named."""
+    data = tmp_path / "speedtest.csv"
+    data.write_text("Server ID,Sponsor,Timestamp,Ping,Download,Share,IP Address\n" + "".join(
+        f"21541,Vodafone,2024-03-01T{i // 12:02d}:{i % 12 * 5:02d}:00.5Z,{8 + i % 5}.5,"
+        f"{9e7 + i % 7 * 1e6},,203.0.113.5\n" for i in range(240)))
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s"),
+                           "--no-output"], capture_output=True, timeout=120)
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert "WARNING input: Share hold(s) nothing but missing-value words (N/A, NA, null, ...) " \
+        "or empty fields" in err
+    assert "240 points learned" in err and "rejected: none" in err
+
+
+def test_a_column_of_numbers_with_a_unit_is_named_in_a_warning(tmp_path):
+    """nvidia-smi --format=csv writes "86 %" (read) and "5057 MiB" (text): the memory column
+    was left out with nothing but the INFO line's list of values to tell."""
+    data = tmp_path / "gpu.csv"
+    data.write_text("timestamp, utilization.gpu [%], memory.used [MiB], name\n" + "".join(
+        f"2024/03/01 12:{i // 60:02d}:{i % 60:02d}.743, {40 + i % 9} %, {5000 + i % 11} MiB, "
+        f"NVIDIA A100\n" for i in range(200)))
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s"),
+                           "--no-output"], capture_output=True, timeout=120)
+    err = done.stderr.decode()
+    assert done.returncode == 0 and "200 points learned" in err, err[-2000:]
+    said = [line for line in err.splitlines() if "with a unit" in line]
+    assert len(said) == 1 and said[0].endswith(
+        "input: column 'memory.used [MiB]' holds numbers with a unit ('5000 MiB'): left out as "
+        "text; write them without the unit (nvidia-smi: --format=csv,nounits)")
+
+
 def test_a_column_of_nothing_but_missing_words_is_left_out_with_a_warning(tmp_path):
     """A column whose first lines hold nothing but N/A-like words is text to the layout (a
     status of N/A), though it may be a sensor that starts out missing: the operator is told

@@ -21,6 +21,7 @@ import numpy as np
 
 from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
+from emstream.cellnumbers import is_number
 from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, parse_lines,
                             wide_encoding)
 from emstream.store import STORE_NAME
@@ -28,7 +29,7 @@ from emstream.records import (JsonLayout, find_json_layout, first_record_fields,
                               json_document, json_document_command, layout_from_dict)
 from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, find_layout,
                             only_missing_words, parse_table, repeats_header, series_columns,
-                            settle_layout)
+                            settle_layout, unit_columns)
 
 from . import config as config_module
 from . import early, lock
@@ -54,6 +55,23 @@ IDLE_WAIT = 0.2
 # Rejected lines logged: the first ones, then one in so many (counted over the daemon's life).
 LOGGED_REJECTS = 20
 LOG_REJECT_EVERY = 1000
+# Rejected lines, none read as a row before them, after which the log says the input is not
+# what the configuration reads (ping's, sysstat's or top's reports piped in: every line was
+# rejected and nothing said so but the lines themselves).
+NOTHING_READ_LINES = 100
+NOTHING_READ_HINTS = {
+    "non-numeric": "lines of words and numbers (a tool's report) need their numbers picked "
+                   "(awk '{print $3, $5}'); a table needs a header line naming its columns "
+                   "(input.columns picks some); JSON lines need input.format: jsonl",
+    "wrong field count": "the lines do not have as many fields as the first line fixed "
+                         "(input.columns picks fields by place)",
+    "bad timestamp": "the time column holds what it cannot read as times (input.timestamp "
+                     "names the column, null reads none; input.day_first)",
+    "too long": "the lines are longer than input.max_line_bytes",
+    "missing field": "the records lack a field of input.fields (or input.timestamp, input.key)",
+    "invalid json": "the lines are no JSON objects",
+    "bad key": "the key column holds no keys (input.key)",
+}
 
 
 def _same(a, b) -> bool:
@@ -327,6 +345,7 @@ class Daemon:
         # and learned first, with the rows that come after them.
         self.carried = Pending()
         self.pending_rejects = PendingRejects()  # rejected after the last applied row
+        self.rows_read = 0  # (this run: with none, a run of rejects says why, once)
         self.first_pending_at = None
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
@@ -583,8 +602,24 @@ class Daemon:
             names = only_missing_words(_head(data), self.layout)
             if names:
                 log.warning("input: %s hold(s) nothing but missing-value words (N/A, NA, null, "
-                            "...) in the first lines: left out as text; name the columns to "
-                            "learn in input.columns", ", ".join(names))
+                            "...) or empty fields in the first lines: left out as text; name "
+                            "the columns to learn in input.columns", ", ".join(names))
+        if isinstance(self.layout, Layout) and self.layout.names is not None \
+                and self.layout.header_line:
+            numbers = [name for name in (self.layout.names[i] for i in self.layout.value_fields)
+                       if is_number(name.encode())]
+            if numbers and self.config["input"]["columns"] is None:
+                # (ping's "64 bytes from ... time=11.2 ms" made a header: the constant 64
+                # learned, the rest left out as text, and nothing said)
+                log.warning("input: the header (line %d) names columns %s: numbers, as the "
+                            "rows hold there; if it is a data line (a report piped in), give "
+                            "the stream a header line or pick its numbers (awk '{print $3}')",
+                            self.layout.header_line, ", ".join(numbers[:MAX_NAMED]))
+        if isinstance(self.layout, Layout) and self.config["input"]["columns"] is None:
+            for name, example in unit_columns(_head(data), self.layout):
+                log.warning("input: column %r holds numbers with a unit (%r): left out as "
+                            "text; write them without the unit (nvidia-smi: --format=csv,"
+                            "nounits)", name, example)
         if self.layout:
             for name, count in series_columns(_head(data), self.layout):
                 log.warning("input: column %r holds text, %d different values in the first "
@@ -622,6 +657,7 @@ class Daemon:
         parsed, ends = ready if ready is not None else self._parse_block(data, first,
                                                                           self.n_fields)
         self.n_fields = self.n_fields or parsed.n_fields
+        self.rows_read += parsed.rows.shape[0]
         self.next_line += parsed.n_lines
         self.counters["lines"] += parsed.n_lines
         if self.metrics is not None:
@@ -664,6 +700,7 @@ class Daemon:
         ``LOGGED_REJECTS`` of the daemon's life and every ``LOG_REJECT_EVERY``-th after."""
         rejected = self.counters["rejected"]
         before = sum(rejected.values())
+        unread = before - rejected.get("blank", 0)  # (blank lines are no input misread)
         for reason, n in rejects.counts().items():
             rejected[reason] = rejected.get(reason, 0) + n
             if self.metrics is not None:
@@ -675,6 +712,15 @@ class Daemon:
             reject = rejects[i]
             log.warning("line %d%s rejected (%s): %r [%d rejected so far]", reject.line,
                         self._where(reject.line), reject.reason, reject.text, before + i + 1)
+        total = sum(rejected.values()) - rejected.get("blank", 0)
+        if unread < NOTHING_READ_LINES <= total and not self.rows_read \
+                and not self.counters.get("rows"):
+            reason = max((r for r in rejected if r != "blank"), key=rejected.get)
+            said = ", ".join(f"{n} {r}" for r, n in sorted(rejected.items(),
+                                                           key=lambda item: -item[1]))
+            log.warning("none of the first %d lines was read as a row (%s): the input is not "
+                        "what the configuration reads: %s", total, said,
+                        NOTHING_READ_HINTS.get(reason, "see the rejected lines above"))
 
     def _dead_letters(self, rejects: Rejects) -> int:
         """Append a block's rejects to ``input.dead_letter``, one JSON line each, in one write
