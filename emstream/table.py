@@ -563,7 +563,19 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     comma = sep is not None
     n_fields = len(fields) if fields else len(names)
     if names is not None and fields and len(names) != n_fields:
-        names = None  # a header that does not fit the data is only a first rejected line
+        # A header that does not fit the data is a title above the header, if the next line
+        # fits as one (sysstat's "Linux 5.15.0 (host) 03/01/2024 _x86_64_ (2 CPU)" over mpstat's
+        # and sar's tables, a report's name over its CSV: every row was rejected); else only a
+        # first rejected line.  (The title is then a rejected line too.)
+        if not hinted:
+            raw = data.split(b"\n")
+            below = find_layout(b"\n".join(raw[head_number - first_line + 1:]), columns=columns,
+                                timestamp=timestamp, key=key, first_line=head_number + 1,
+                                day_first=day_first)
+            if below is not None and below.names is not None and all(
+                    any(c.isalpha() for c in below.names[i]) for i in below.value_fields):
+                return below  # (names, not a data line under a title: ping's first reply)
+        names = None
         header_line = None
     key_field = None if key is None else _index(key, names, n_fields, "input.key")
     time_field = None

@@ -309,7 +309,7 @@ def test_a_number_numpy_refuses_but_the_grammar_takes_is_judged_by_the_rules(mon
                                  b"2014-07-01 00:30:00,8127", b"2014-07-01T00:30:00 5",
                                  b"1.5", b"1,2", b"a,b,c", b"x", b"nan", b"\xff,1"]),
                 min_size=0, max_size=12), st.booleans())
-def test_the_layout_is_found_from_the_blocks_first_two_non_blank_lines(lines, ended):
+def test_the_layout_is_found_from_the_blocks_first_three_non_blank_lines(lines, ended):
     """The daemon gives ``find_layout`` only the start of its first block (a block of a
     million blank lines and one number is not split into a million lines)."""
     from emstream.table import find_layout

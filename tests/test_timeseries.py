@@ -470,6 +470,34 @@ def test_quoting_the_csv_module_cannot_read_is_a_rejected_line_not_a_crash():
     assert parse_table(header, find_layout(header)).rows.tolist() == [[1.0, 2.0], [3.0, 4.0]]
 
 
+def test_a_title_line_above_the_header_is_passed_over(tmp_path):
+    """sysstat (mpstat, sar, pidstat, iostat) prints "Linux 5.15.0 (host) 03/01/2024
+    _x86_64_ (2 CPU)" and a blank line above its table, and reports put their name above a
+    CSV: the title was taken for a header that did not fit, and every row was rejected."""
+    header = b"12:00:01 AM  CPU    %usr   %nice    %sys %iowait   %idle"
+    rows = b"".join(b"12:00:%02d AM  all    %d.01    0.00    1.%d0    0.00   9%d.49\n"
+                    % (i % 60, i % 7, i % 5, i % 9) for i in range(300))
+    data = (b"Linux 5.15.0-91-generic (web-1) \t03/01/2024 \t_x86_64_\t(2 CPU)\n\n" + header
+            + b"\n" + rows + b"Average:     all    3.01    0.00    1.20    0.00   95.79\n")
+    layout = find_layout(data)
+    assert layout.header_line == 3 and layout.column_names() == [
+        "%usr", "%nice", "%sys", "%iowait", "%idle"]
+    parsed = parse_table(data, layout)
+    assert parsed.rows.shape == (300, 5) and parsed.rows[1].tolist() == [1.01, 0, 1.1, 0, 91.49]
+    assert [(r.line, r.reason) for r in parsed.rejects] == [
+        (1, "wrong field count"), (2, "blank"), (304, "wrong field count")]
+    report = b"Monthly report, plant 7\ntime,flow,pressure\n2024-03-01 00:00,1.5,2.5\n"
+    assert find_layout(report).column_names() == ["flow", "pressure"]
+    # Under a title, a line of numbers is data, not a header: ping's first reply
+    ping = (b"PING 1.1.1.1 (1.1.1.1) 56(84) bytes of data.\n"
+            b"64 bytes from 1.1.1.1: icmp_seq=1 ttl=57 time=11.2 ms\n"
+            b"64 bytes from 1.1.1.1: icmp_seq=2 ttl=57 time=11.4 ms\n")
+    assert find_layout(ping) is None
+    done = subprocess.run([*DAEMON, "--checkpoint", str(tmp_path / "s"), "--no-output"],
+                          input=data, capture_output=True, timeout=120)
+    assert done.returncode == 0 and "300 points learned" in done.stderr.decode()
+
+
 def test_text_columns_are_not_values_unless_named():
     """A host or status column beside the values made every row non-numeric."""
     data = b"timestamp,host,status,value\n2014-07-01 00:00:00,web-1,OK,5\n"

@@ -269,10 +269,11 @@ MAX_NAMED = 10
 
 def _head(data: bytes) -> bytes:
     """The start of a block that ``find_layout`` reads, without splitting a block of a million
-    lines: through its second non-blank line (a header, the first data line), and whole lines
-    up to ``LAYOUT_BYTES`` (whose times may say whether dates put the day first)."""
+    lines: through its third non-blank line (a title, a header, the first data line), and
+    whole lines up to ``LAYOUT_BYTES`` (whose times may say whether dates put the day
+    first)."""
     end = 0
-    for _ in range(2):
+    for _ in range(3):
         found = _VISIBLE.search(data, end)
         if found is None:
             return data
