@@ -245,6 +245,11 @@ class Layout:
         return [self.names[i] for i in self.value_fields]
 
 
+def fields_of(line: bytes, layout: Layout) -> list:
+    """A line's fields as ``layout`` splits them (stripped)."""
+    return [field.strip() for field in _split(line.strip(), layout.comma, layout.sep or b",")]
+
+
 def _split(line: bytes, comma: bool, sep: bytes = b",") -> list:
     if not comma:
         return line.split()
@@ -296,8 +301,28 @@ def _header_names(fields: list) -> tuple | None:
 
 # Data lines whose fields say which columns hold text.
 TEXT_PROBE_LINES = 50
-# First data lines in which a column's fields are all empty for it to be left out as text.
-EMPTY_LINES = 10
+
+
+def _below_a_title(data: bytes, at: int, **settings) -> Layout | None:
+    """The layout of ``data`` from its line ``at`` on, if that line is a header the line
+    above does not fit as one (a title: sysstat's "Linux 5.15.0 (host) ..." over mpstat's and
+    sar's tables, a report's name over its CSV); None to read ``data`` as before.  A header
+    here names every column, its value columns in words, with the separator it is written
+    with (a title over a grouped header "Group A,,Group B", over a data line (ping's first
+    reply), or over a header whose first row is a line of junk, is not passed over)."""
+    lines = data.split(b"\n")
+    try:
+        below = find_layout(b"\n".join(lines[at:]), _titled=True, **settings)
+    except LayoutError:
+        return None
+    if below is None or below.names is None or below.header_line is None:
+        return None
+    header = lines[below.header_line - settings["first_line"] + at].strip()
+    if not all(name.strip() for name in below.names) or not all(
+            any(c.isalpha() for c in below.names[i]) for i in below.value_fields):
+        return None
+    written = _header_separator(header) or (b"," if b"," in header else None)
+    return below if (below.sep if below.comma else None) == written else None
 
 
 def _column_kinds(rows: list, sep: bytes | None) -> tuple:
@@ -305,14 +330,12 @@ def _column_kinds(rows: list, sep: bytes | None) -> tuple:
     and those that hold nothing but missing-value words (NA, N/A, null, ...): fields neither a
     number (a decimal comma in a semicolon table counts) nor missing (empty, or such a word)
     decide, and a column of such words alone is text too (a live stream's first line alone: a
-    status of N/A made its column a value, and every row was rejected), as is one of empty
-    fields in :data:`EMPTY_LINES` lines or more.  (Judged by the first
+    status of N/A made its column a value, and every row was rejected).  (Judged by the first
     line alone, one N/A in a first reading dropped its column from the model for good.)"""
-    filled, text, words, empty = {}, {}, set(), set()
+    filled, text, words = {}, {}, set()
     for fields in rows:
         for i, field in enumerate(fields):
             if not field:
-                empty.add(i)
                 continue
             if field.lower() in MISSING:
                 words.add(i)
@@ -321,10 +344,6 @@ def _column_kinds(rows: list, sep: bytes | None) -> tuple:
             if not numberish(field, sep):
                 text[i] = text.get(i, 0) + 1
     words_only = words - set(filled)
-    if len(rows) >= EMPTY_LINES:  # (an empty column is none of the values either:
-        # speedtest-cli's Share, empty in every row, rejected them all; a reading missing in
-        # a first line or two is still a value)
-        words_only |= empty - set(filled)
     return {i for i, count in text.items() if 2 * count > filled[i]} | words_only, words_only
 
 
@@ -375,8 +394,10 @@ def series_columns(data: bytes, layout: Layout) -> list:
     return found
 
 
-# A number with a unit after it: nvidia-smi's "5057 MiB", "11.2 ms", "117k".
-_WITH_UNIT = re.compile(rb"[+-]?\d+(?:\.\d+)?\s*[A-Za-z][A-Za-z/]{0,7}")
+# A number with a unit after it: nvidia-smi's "5057 MiB", "11.2 ms" (units of size, rate,
+# time, frequency, power and temperature: not "200 OK", "3.2a" or "12 Jan").
+_WITH_UNIT = re.compile(rb"[+-]?\d+(?:\.\d+)?\s*(?:[KkMGT]i?B|B|[KkMG]?bps|[kMG]?Hz|[mk]?W|"
+                        rb"m?[VA]|[mun]?s|\xc2\xb5s|min|rpm|RPM|\xc2\xb0[CF]|[KMG]/s)")
 
 
 def unit_columns(data: bytes, layout: Layout) -> list:
@@ -476,7 +497,7 @@ def repeats_header(line: bytes, layout: Layout) -> bool:
 
 
 def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
-                first_line: int = 1, day_first="auto") -> Layout | None:
+                first_line: int = 1, day_first="auto", _titled: bool = False) -> Layout | None:
     """The layout of a stream that starts with ``data``, or None for plain numbers.
 
     Parameters
@@ -567,14 +588,11 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         # fits as one (sysstat's "Linux 5.15.0 (host) 03/01/2024 _x86_64_ (2 CPU)" over mpstat's
         # and sar's tables, a report's name over its CSV: every row was rejected); else only a
         # first rejected line.  (The title is then a rejected line too.)
-        if not hinted:
-            raw = data.split(b"\n")
-            below = find_layout(b"\n".join(raw[head_number - first_line + 1:]), columns=columns,
-                                timestamp=timestamp, key=key, first_line=head_number + 1,
-                                day_first=day_first)
-            if below is not None and below.names is not None and all(
-                    any(c.isalpha() for c in below.names[i]) for i in below.value_fields):
-                return below  # (names, not a data line under a title: ping's first reply)
+        below = None if hinted or _titled else _below_a_title(
+            data, head_number - first_line + 1, columns=columns, timestamp=timestamp, key=key,
+            first_line=head_number + 1, day_first=day_first)
+        if below is not None:
+            return below
         names = None
         header_line = None
     key_field = None if key is None else _index(key, names, n_fields, "input.key")

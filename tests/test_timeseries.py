@@ -470,6 +470,14 @@ def test_quoting_the_csv_module_cannot_read_is_a_rejected_line_not_a_crash():
     assert parse_table(header, find_layout(header)).rows.tolist() == [[1.0, 2.0], [3.0, 4.0]]
 
 
+@pytest.mark.parametrize("text", [
+    b"My report\na,b,c\nERROR sensor offline\n" + b"1,2,3\n" * 60,  # (junk under the header)
+    b"My report\nGroup A,,Group B\na,b,c\n" + b"1,2,3\n" * 60,  # (a header of groups)
+    b"ab cd\nab cd ef\n" * 2500])  # (no table at all: each line a title of the next)
+def test_what_is_not_a_title_over_a_header_is_read_as_before(text):
+    assert find_layout(text) is None
+
+
 def test_a_title_line_above_the_header_is_passed_over(tmp_path):
     """sysstat (mpstat, sar, pidstat, iostat) prints "Linux 5.15.0 (host) 03/01/2024
     _x86_64_ (2 CPU)" and a blank line above its table, and reports put their name above a
@@ -1681,9 +1689,10 @@ def test_a_checkpoint_of_a_header_alone_from_before_layouts_settled_settles(tmp_
     assert checkpoint.load(state).meta["counters"]["rows"] == 300
 
 
-def test_a_column_empty_in_every_first_line_is_left_out_with_a_warning(tmp_path):
-    """speedtest-cli --csv writes its Share column empty on every row: the column was a value,
-    and every row was rejected as non-numeric, the column never named."""
+def test_a_column_empty_in_every_first_line_stays_a_value_and_the_misread_is_said(tmp_path):
+    """speedtest-cli --csv writes its Share column empty on every row: every row is rejected
+    (a sensor that starts out empty is not dropped for good), and the log says, once, that
+    nothing was read, and why."""
     data = tmp_path / "speedtest.csv"
     data.write_text("Server ID,Sponsor,Timestamp,Ping,Download,Share,IP Address\n" + "".join(
         f"21541,Vodafone,2024-03-01T{i // 12:02d}:{i % 12 * 5:02d}:00.5Z,{8 + i % 5}.5,"
@@ -1692,9 +1701,8 @@ def test_a_column_empty_in_every_first_line_is_left_out_with_a_warning(tmp_path)
                            "--no-output"], capture_output=True, timeout=120)
     err = done.stderr.decode()
     assert done.returncode == 0, err
-    assert "WARNING input: Share hold(s) nothing but missing-value words (N/A, NA, null, ...) " \
-        "or empty fields" in err
-    assert "240 points learned" in err and "rejected: none" in err
+    assert "values: Server ID, Ping, Download, Share" in err
+    assert "none of the first 240 lines was read as a row (240 non-numeric)" in err
 
 
 def test_a_column_of_numbers_with_a_unit_is_named_in_a_warning(tmp_path):
@@ -1709,6 +1717,14 @@ def test_a_column_of_numbers_with_a_unit_is_named_in_a_warning(tmp_path):
     err = done.stderr.decode()
     assert done.returncode == 0 and "200 points learned" in err, err[-2000:]
     said = [line for line in err.splitlines() if "with a unit" in line]
+    # (versions, HTTP statuses and zones are no numbers with a unit)
+    other = tmp_path / "other.csv"
+    other.write_text("timestamp,version,status,zone,cpu\n" + "".join(
+        f"2024-03-01 00:{i // 60:02d}:{i % 60:02d},3.2a,200 OK,1a,{i % 7}.5\n"
+        for i in range(200)))
+    done = subprocess.run([*DAEMON, "--input", str(other), "--checkpoint",
+                           str(tmp_path / "o"), "--no-output"], capture_output=True, timeout=120)
+    assert done.returncode == 0 and "with a unit" not in done.stderr.decode()
     assert len(said) == 1 and said[0].endswith(
         "input: column 'memory.used [MiB]' holds numbers with a unit ('5000 MiB'): left out as "
         "text; write them without the unit (nvidia-smi: --format=csv,nounits)")

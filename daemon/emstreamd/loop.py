@@ -27,7 +27,7 @@ from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, p
 from emstream.store import STORE_NAME
 from emstream.records import (JsonLayout, find_json_layout, first_record_fields,
                               json_document, json_document_command, layout_from_dict)
-from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, find_layout,
+from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, fields_of, find_layout,
                             only_missing_words, parse_table, repeats_header, series_columns,
                             settle_layout, unit_columns)
 
@@ -61,8 +61,8 @@ LOG_REJECT_EVERY = 1000
 NOTHING_READ_LINES = 100
 NOTHING_READ_HINTS = {
     "non-numeric": "lines of words and numbers (a tool's report) need their numbers picked "
-                   "(awk '{print $3, $5}'); a table needs a header line naming its columns "
-                   "(input.columns picks some); JSON lines need input.format: jsonl",
+                   "(awk '{print $3, $5}') or a header line naming the columns (input.columns "
+                   "picks some); JSON lines need input.format: jsonl",
     "wrong field count": "the lines do not have as many fields as the first line fixed "
                          "(input.columns picks fields by place)",
     "bad timestamp": "the time column holds what it cannot read as times (input.timestamp "
@@ -607,15 +607,19 @@ class Daemon:
                             "the columns to learn in input.columns", ", ".join(names))
         if isinstance(self.layout, Layout) and self.layout.names is not None \
                 and self.layout.header_line:
-            numbers = [name for name in (self.layout.names[i] for i in self.layout.value_fields)
-                       if is_number(name.encode())]
+            rows = [fields_of(line, self.layout) for line in _head(data).split(b"\n")
+                    if line.strip()][1:2]
+            numbers = [self.layout.names[i] for i in self.layout.value_fields
+                       if is_number(self.layout.names[i].encode()) and rows
+                       and len(rows[0]) > i and rows[0][i] == self.layout.names[i].encode()]
             if numbers and self.config["input"]["columns"] is None:
                 # (ping's "64 bytes from ... time=11.2 ms" made a header: the constant 64
                 # learned, the rest left out as text, and nothing said)
-                log.warning("input: the header (line %d) names columns %s: numbers, as the "
-                            "rows hold there; if it is a data line (a report piped in), give "
-                            "the stream a header line or pick its numbers (awk '{print $3}')",
-                            self.layout.header_line, ", ".join(numbers[:MAX_NAMED]))
+                log.warning("input: the header (line %d) names column(s) %s, the very "
+                            "number(s) the next line holds there: a data line? If so (a report "
+                            "piped in), give the stream a header line or pick its numbers "
+                            "(awk '{print $3}')", self.layout.header_line,
+                            ", ".join(numbers[:MAX_NAMED]))
         if isinstance(self.layout, Layout) and self.config["input"]["columns"] is None:
             for name, example in unit_columns(_head(data), self.layout):
                 log.warning("input: column %r holds numbers with a unit (%r): left out as "
@@ -718,7 +722,8 @@ class Daemon:
                 and not self.counters.get("rows"):
             reason = max((r for r in rejected if r != "blank"), key=rejected.get)
             said = ", ".join(f"{n} {r}" for r, n in sorted(rejected.items(),
-                                                           key=lambda item: -item[1]))
+                                                           key=lambda item: -item[1])
+                             if r != "blank")
             log.warning("none of the first %d lines was read as a row (%s): the input is not "
                         "what the configuration reads: %s", total, said,
                         NOTHING_READ_HINTS.get(reason, "see the rejected lines above"))
