@@ -603,12 +603,15 @@ class Daemon:
             names = only_missing_words(_head(data), self.layout)
             if names:
                 log.warning("input: %s hold(s) nothing but missing-value words (N/A, NA, null, "
-                            "...) or empty fields in the first lines: left out as text; name "
-                            "the columns to learn in input.columns", ", ".join(names))
+                            "...) in the first lines: left out as text; name the columns to "
+                            "learn in input.columns", ", ".join(names))
         if isinstance(self.layout, Layout) and self.layout.names is not None \
                 and self.layout.header_line:
-            rows = [fields_of(line, self.layout) for line in _head(data).split(b"\n")
-                    if line.strip()][1:2]
+            lines = [fields_of(line, self.layout) for line in _head(data).split(b"\n")
+                     if line.strip()]
+            header = [name.encode() for name in self.layout.names]
+            at = next((k for k, fields in enumerate(lines) if fields == header), None)
+            rows = [] if at is None else lines[at + 1:at + 2]  # (the line after the header)
             numbers = [self.layout.names[i] for i in self.layout.value_fields
                        if is_number(self.layout.names[i].encode()) and rows
                        and len(rows[0]) > i and rows[0][i] == self.layout.names[i].encode()]
