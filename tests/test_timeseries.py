@@ -1689,18 +1689,25 @@ def test_a_checkpoint_of_a_header_alone_from_before_layouts_settled_settles(tmp_
     assert checkpoint.load(state).meta["counters"]["rows"] == 300
 
 
+def _log_of_a_run(tmp_path, name: str, text: str) -> str:
+    """The daemon's log over a file of ``text`` (which it reads to its end, exit 0)."""
+    data = tmp_path / name
+    data.write_text(text)
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
+                           str(tmp_path / f"{name}.state"), "--no-output"],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return done.stderr.decode()
+
+
 def test_a_column_empty_in_every_first_line_stays_a_value_and_the_misread_is_said(tmp_path):
     """speedtest-cli --csv writes its Share column empty on every row: every row is rejected
     (a sensor that starts out empty is not dropped for good), and the log says, once, that
     nothing was read, and why."""
-    data = tmp_path / "speedtest.csv"
-    data.write_text("Server ID,Sponsor,Timestamp,Ping,Download,Share,IP Address\n" + "".join(
-        f"21541,Vodafone,2024-03-01T{i // 12:02d}:{i % 12 * 5:02d}:00.5Z,{8 + i % 5}.5,"
-        f"{9e7 + i % 7 * 1e6},,203.0.113.5\n" for i in range(240)))
-    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s"),
-                           "--no-output"], capture_output=True, timeout=120)
-    err = done.stderr.decode()
-    assert done.returncode == 0, err
+    err = _log_of_a_run(tmp_path, "speedtest.csv", (
+        "Server ID,Sponsor,Timestamp,Ping,Download,Share,IP Address\n" + "".join(
+            f"21541,Vodafone,2024-03-01T{i // 12:02d}:{i % 12 * 5:02d}:00.5Z,{8 + i % 5}.5,"
+            f"{9e7 + i % 7 * 1e6},,203.0.113.5\n" for i in range(240))))
     assert "values: Server ID, Ping, Download, Share" in err
     assert "none of the first 240 lines was read as a row (240 non-numeric)" in err
 
@@ -1708,23 +1715,17 @@ def test_a_column_empty_in_every_first_line_stays_a_value_and_the_misread_is_sai
 def test_a_column_of_numbers_with_a_unit_is_named_in_a_warning(tmp_path):
     """nvidia-smi --format=csv writes "86 %" (read) and "5057 MiB" (text): the memory column
     was left out with nothing but the INFO line's list of values to tell."""
-    data = tmp_path / "gpu.csv"
-    data.write_text("timestamp, utilization.gpu [%], memory.used [MiB], name\n" + "".join(
-        f"2024/03/01 12:{i // 60:02d}:{i % 60:02d}.743, {40 + i % 9} %, {5000 + i % 11} MiB, "
-        f"NVIDIA A100\n" for i in range(200)))
-    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s"),
-                           "--no-output"], capture_output=True, timeout=120)
-    err = done.stderr.decode()
-    assert done.returncode == 0 and "200 points learned" in err, err[-2000:]
+    err = _log_of_a_run(tmp_path, "gpu.csv", (
+        "timestamp, utilization.gpu [%], memory.used [MiB], name\n" + "".join(
+            f"2024/03/01 12:{i // 60:02d}:{i % 60:02d}.743, {40 + i % 9} %, {5000 + i % 11} "
+            f"MiB, NVIDIA A100\n" for i in range(200))))
+    assert "200 points learned" in err
     said = [line for line in err.splitlines() if "with a unit" in line]
     # (versions, HTTP statuses and zones are no numbers with a unit)
-    other = tmp_path / "other.csv"
-    other.write_text("timestamp,version,status,zone,cpu\n" + "".join(
-        f"2024-03-01 00:{i // 60:02d}:{i % 60:02d},3.2a,200 OK,1a,{i % 7}.5\n"
-        for i in range(200)))
-    done = subprocess.run([*DAEMON, "--input", str(other), "--checkpoint",
-                           str(tmp_path / "o"), "--no-output"], capture_output=True, timeout=120)
-    assert done.returncode == 0 and "with a unit" not in done.stderr.decode()
+    assert "with a unit" not in _log_of_a_run(tmp_path, "other.csv", (
+        "timestamp,version,status,zone,cpu\n" + "".join(
+            f"2024-03-01 00:{i // 60:02d}:{i % 60:02d},3.2a,200 OK,1a,{i % 7}.5\n"
+            for i in range(200))))
     assert len(said) == 1 and said[0].endswith(
         "input: column 'memory.used [MiB]' holds numbers with a unit ('5000 MiB'): left out as "
         "text; write them without the unit (nvidia-smi: --format=csv,nounits)")
