@@ -19,12 +19,11 @@ Example
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass
 
 from .parse import _unquoted, field_of, json_time_text
 from .table import TIME_NAMES as TABLE_TIME_NAMES
-from .table import LayoutError, _ordered, day_order
+from .table import _EPOCH_NUMBER, LayoutError, _ordered, day_order
 from .timestamps import looks_like_time, parse_times
 
 # Field names taken for the time under timestamp "auto", in this order ...
@@ -39,7 +38,6 @@ TIME_NAMES = frozenset(TABLE_TIME_NAMES) | {
 # A number in a time field counts as an epoch time only if it is, in seconds, between these
 # (1973 to 2286, whatever unit it is written in).
 _EPOCH_RANGE = (1e8, 1e10)
-_EPOCH = re.compile(r"\s*\d{9,19}(?:\.\d+)?\s*", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -102,7 +100,8 @@ def _is_time(value) -> bool:
     on (a ``time`` of 0.25 is a duration)."""
     if isinstance(value, bool):
         return False
-    if isinstance(value, (int, float)) or isinstance(value, str) and _EPOCH.fullmatch(value):
+    if isinstance(value, (int, float)) or isinstance(value, str) and _EPOCH_NUMBER.fullmatch(
+            value.strip().encode("utf-8", "surrogatepass")):
         text = json_time_text(value)
         if text is None:
             return False
@@ -224,6 +223,17 @@ def json_document(head: bytes) -> str | None:
     if line == b"[" or line[:1] == b"[" and line[1:].lstrip()[:1] == b"{":
         return "a JSON array"
     return "a JSON object over several lines" if line == b"{" else None
+
+
+def named(fields: list, most: int = 10) -> str:
+    """Field names for a message, at most ``most`` of them (a record of 2,000 numbers made one
+    line of 25 KB).
+
+    >>> named(["a", "b", "c"], most=2)
+    'a, b and 1 more'
+    """
+    return ", ".join(fields[:most]) + (f" and {len(fields) - most} more"
+                                       if len(fields) > most else "")
 
 
 def json_document_command(shape: str) -> str:

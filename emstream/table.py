@@ -245,11 +245,6 @@ class Layout:
         return [self.names[i] for i in self.value_fields]
 
 
-def fields_of(line: bytes, layout: Layout) -> list:
-    """A line's fields as ``layout`` splits them (stripped)."""
-    return [field.strip() for field in _split(line.strip(), layout.comma, layout.sep or b",")]
-
-
 def _split(line: bytes, comma: bool, sep: bytes = b",") -> list:
     if not comma:
         return line.split()
@@ -414,6 +409,21 @@ def unit_columns(data: bytes, layout: Layout) -> list:
     return [(layout.names[i], rows[0][i].strip().decode("utf-8", "replace"))
             for i in range(layout.n_fields) if i not in used and rows
             and all(_WITH_UNIT.fullmatch(row[i].strip()) for row in rows)]
+
+
+def numbered_header(data: bytes, layout: Layout) -> list:
+    """Names of value columns that the header gives as the very number the line after it
+    holds there (ping's "64 bytes from ... time=11.2 ms" taken for a header: a data line, whose
+    constant 64 is learned and the rest left out as text)."""
+    if layout.names is None or layout.header_line is None:
+        return []
+    split = [[field.strip() for field in _split(line, layout.comma, layout.sep or b",")]
+             for line in (line.strip() for line in data.split(b"\n")) if line]
+    header = [name.encode() for name in layout.names]
+    at = next((k for k, fields in enumerate(split) if fields == header), None)
+    after = split[at + 1] if at is not None and at + 1 < len(split) else []
+    return [layout.names[i] for i in layout.value_fields
+            if i < len(after) and is_number(header[i]) and after[i] == header[i]]
 
 
 def day_order(stamps: list, day_first="auto") -> bool | None:
@@ -876,7 +886,9 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
             if layout is None and data.strip():
                 head = data[:LAYOUT_BYTES]
                 head = head[:head.rfind(b"\n") + 1] or head
-                if head.lstrip()[:1] == b"{" or _json_document(head):
+                from .records import json_document  # (records imports this module)
+
+                if head.lstrip()[:1] == b"{" or json_document(head):
                     layout = _json_layout(head, columns, key, day_first)
                 else:
                     layout = find_layout(head, columns=columns, key=key, first_line=line,
@@ -896,17 +908,11 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
             return
 
 
-def _json_document(head: bytes) -> str | None:
-    from .records import json_document  # (imported here: records imports this module)
-
-    return json_document(head)
-
-
 def _json_layout(head: bytes, columns, key, day_first):
     """A JSON stream's :class:`~emstream.records.JsonLayout` for :func:`parse_stream`."""
     # (imported here: records imports this module)
     from .records import (JsonLayout, find_json_layout, first_record_fields, json_document,
-                           json_document_command)
+                           json_document_command, named)
 
     if shape := json_document(head):
         raise LayoutError(f"the input is {shape}, not JSON lines (one object per line): "
@@ -914,10 +920,8 @@ def _json_layout(head: bytes, columns, key, day_first):
     if not columns or not all(isinstance(c, str) for c in columns):
         fields = first_record_fields(head)
         raise LayoutError("JSON lines: name the fields to read (--columns cpu,mem; "
-                          "timeline: --column cpu)" + (f"; numbers in the first record: "
-                                                       f"{', '.join(fields[:10])}"
-                                                       + (", ..." if len(fields) > 10 else "")
-                                                       if fields else ""))
+                          "timeline: --column cpu)"
+                          + (f"; numbers in the first record: {named(fields)}" if fields else ""))
     if key is not None and not isinstance(key, str):
         raise LayoutError("JSON lines: name the field that holds the key (--key-column "
                           "host)")

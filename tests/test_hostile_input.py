@@ -194,6 +194,8 @@ def test_a_number_in_a_dotted_name_is_a_place_in_a_list():
     assert parsed.rows.ravel().tolist() == [0.5, 0.7, 3.0]  # (a key "0" of an object too)
     assert _reasons(parsed) == [(4, "missing field"), (5, "non-numeric")]
     assert parse_json_lines(data, ["values.00"]).rows.size == 0  # (as written: 00 no place)
+    # (an index past Python's 4,300-digit limit for int(): emstream fit --columns raised)
+    assert parse_json_lines(data, ["values." + "9" * 5000], max_line_bytes=10_000).rows.size == 0
     timed = parse_json_lines(data, ["value.1"], time="value.0")
     assert timed.rows.ravel().tolist() == [1.5, 2.5]
     assert timed.times.tolist() == [1709251200.781, 1709251260.0]

@@ -21,13 +21,12 @@ import numpy as np
 
 from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
-from emstream.cellnumbers import is_number
 from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, parse_lines,
                             wide_encoding)
 from emstream.store import STORE_NAME
 from emstream.records import (JsonLayout, find_json_layout, first_record_fields,
-                              json_document, json_document_command, layout_from_dict)
-from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, fields_of, find_layout,
+                              json_document, json_document_command, layout_from_dict, named)
+from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, find_layout, numbered_header,
                             only_missing_words, parse_table, repeats_header, series_columns,
                             settle_layout, unit_columns)
 
@@ -251,20 +250,14 @@ def _refuse_json(data: bytes, settings: dict) -> None:
                          f"it first ({json_document_command(shape)}){then}", EX_CONFIG)
     fields = None if jsonl else first_record_fields(head)
     if fields is not None:
-        named = ", ".join(fields[:MAX_NAMED]) + (f" and {len(fields) - MAX_NAMED} more"
-                                                 if len(fields) > MAX_NAMED else "")
         longest = max(len(line) for line in head.split(b"\n"))
         raise StartError(
             "the input is JSON lines (one object per line): set input.format: jsonl and "
             "input.fields to the fields to read ("
-            + (f"numbers in the first record: {named})" if fields
+            + (f"numbers in the first record: {named(fields)})" if fields
                else "the first record holds no number)")
             + (f"; its lines are longer than input.max_line_bytes ({settings['max_line_bytes']})"
                if longest > settings["max_line_bytes"] else ""), EX_CONFIG)
-
-
-# Fields a message names at most (a record of 2,000 numbers made one line of 25 KB).
-MAX_NAMED = 10
 
 
 def _head(data: bytes) -> bytes:
@@ -553,7 +546,7 @@ class Daemon:
                 self._check_named_columns()
                 log.info("input: %s", self.layout.describe() if self.layout
                          else "plain numbers")
-                self._warn_missing_only(data)
+                self._warn_layout(data)
             elif self.layout and not self.layout.settled:
                 self._settle_layout(data)
                 n_fields = self.n_fields
@@ -594,36 +587,26 @@ class Daemon:
                 self.n_fields = None
                 self._check_named_columns()
             log.info("input: %s", settled.describe() if settled else "plain numbers")
-            self._warn_missing_only(data)
+            self._warn_layout(data)
 
-    def _warn_missing_only(self, data: bytes) -> None:
-        """Say which columns were left out for holding nothing but N/A-like words so far, and
-        which text columns look like the names of several series in one stream."""
+    def _warn_layout(self, data: bytes) -> None:
+        """Say which columns were left out for holding nothing but N/A-like words so far or
+        numbers with a unit, whether the header looks like a data line, and which text columns
+        look like the names of several series in one stream."""
         if self.layout and self.config["input"]["columns"] is None:
             names = only_missing_words(_head(data), self.layout)
             if names:
                 log.warning("input: %s hold(s) nothing but missing-value words (N/A, NA, null, "
                             "...) in the first lines: left out as text; name the columns to "
                             "learn in input.columns", ", ".join(names))
-        if isinstance(self.layout, Layout) and self.layout.names is not None \
-                and self.layout.header_line:
-            lines = [fields_of(line, self.layout) for line in _head(data).split(b"\n")
-                     if line.strip()]
-            header = [name.encode() for name in self.layout.names]
-            at = next((k for k, fields in enumerate(lines) if fields == header), None)
-            rows = [] if at is None else lines[at + 1:at + 2]  # (the line after the header)
-            numbers = [self.layout.names[i] for i in self.layout.value_fields
-                       if is_number(self.layout.names[i].encode()) and rows
-                       and len(rows[0]) > i and rows[0][i] == self.layout.names[i].encode()]
-            if numbers and self.config["input"]["columns"] is None:
-                # (ping's "64 bytes from ... time=11.2 ms" made a header: the constant 64
-                # learned, the rest left out as text, and nothing said)
+        if isinstance(self.layout, Layout) and self.config["input"]["columns"] is None:
+            numbers = numbered_header(_head(data), self.layout)
+            if numbers:
                 log.warning("input: the header (line %d) names column(s) %s, the very "
                             "number(s) the next line holds there: a data line? If so (a report "
                             "piped in), give the stream a header line or pick its numbers "
                             "(awk '{print $3}')", self.layout.header_line,
-                            ", ".join(numbers[:MAX_NAMED]))
-        if isinstance(self.layout, Layout) and self.config["input"]["columns"] is None:
+                            named(numbers))
             for name, example in unit_columns(_head(data), self.layout):
                 log.warning("input: column %r holds numbers with a unit (%r): left out as "
                             "text; write them without the unit (nvidia-smi: --format=csv,"
