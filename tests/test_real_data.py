@@ -61,6 +61,15 @@ def test_one_far_held_out_row_does_not_keep_a_worse_warm_up_optimum():
     assert max(gaps) <= 0.05, np.round(gaps, 3)
 
 
+@pytest.mark.slow
+def test_rare_rows_the_model_learned_do_not_keep_a_worse_optimum_on_shuttle():
+    # Shuffle 6: five rare held-out rows the model in use had learned outweighed candidates
+    # better on every other row, judged uncapped: it ended 0.079 nats per point per feature
+    # below batch EM (now 0.027).
+    outcome = one_pass("Shuttle", 6)
+    assert outcome.gap <= 0.05, outcome
+
+
 def _shuttle():
     from river import datasets
 
@@ -86,10 +95,10 @@ def test_shuttle_detector_with_defaults_ranks_at_least_as_well_as_half_space_tre
     y = np.array([label for _, label in data])
     trees = _auc_score_then_learn(preprocessing.MinMaxScaler()
                                   | anomaly.HalfSpaceTrees(seed=42), data)
-    # The detector's default seed is random, and a few seeds rank Shuttle far worse (over
-    # seeds 0-419, 4 at 0.68 and 2 at 0.91 on the first 20,000 rows: open, issue 13): drawn at
-    # random, this test failed about one run in seventy.  Seeds 0-4 stand for the default.
-    for seed in range(5):
+    # The detector's default seed is random: seeds 0-4 stand for it, and the six of 0-419
+    # that ranked the first 20,000 rows at 0.68 (114, 296, 301, 340) or 0.91 (133, 210) while
+    # the upkeep's judge was uncapped (refit.JUDGE_CAP): now 0.969 or better for all 420.
+    for seed in [0, 1, 2, 3, 4, 114, 133, 210, 296, 301, 340]:
         ours = _auc_score_then_learn(preprocessing.StandardScaler()
                                      | GaussianMixtureDetector(seed=seed), data)
         for n in (20_000, len(data)):

@@ -183,6 +183,21 @@ def test_one_held_out_row_does_not_decide_between_fresh_candidates():
     assert capped[1] == pytest.approx(plain[1])  # the best on every row is charged as it is
 
 
+def test_a_burst_the_model_in_use_learned_does_not_keep_it_against_a_better_candidate():
+    """Against a model in use the judge is capped too: four rows of a burst that only the
+    current (broad) model explains must not outweigh a candidate better on the other 996."""
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.permutation(np.r_[rng.normal(0, 1, 600), rng.normal(10, 1, 396)]),
+              np.full(4, 40.0)][:, None]  # the burst: the last four rows
+    rows = Sample.of(X)
+    settings = FitSettings.for_rows(rows, n_components=2, covariance_type="full", n_fresh=1)
+    broad = MixtureParams.from_covariances([0.6, 0.4], [[0.0], [12.0]], [[[1.0]], [[64.0]]],
+                                           "full")
+    found = search(rows, settings, np.random.default_rng(1), current=broad)
+    assert found.replaced  # (uncapped: -4.39 held out against the broad model's -2.75)
+    assert np.sort(found.best.params.means.ravel()) == pytest.approx([0, 10], abs=0.2)
+
+
 def test_search_keeps_a_good_model_and_replaces_a_stuck_one():
     rng = np.random.default_rng(6)
     X = mixture_1d(2000, rng)
