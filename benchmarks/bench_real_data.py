@@ -68,6 +68,8 @@ def detector_table(seeds) -> str:
                                 | GaussianMixtureDetector(seed=seed))))
         lines.append(f"| GaussianMixtureDetector(seed={seed}), StandardScaler | "
                      f"{ours[-1][0]:.4f} | {ours[-1][1]:.4f} |")
+    if not ours:
+        return "\n".join(lines)
     # (The detector's default seed is random: the range over seeds is what a user gets.)
     low, below = np.min(ours, axis=0), (np.array(ours) < np.array(trees)).sum(axis=0)
     lines.append(f"\nover {len(ours)} seeds: lowest {low[0]:.4f} / {low[1]:.4f}; below "

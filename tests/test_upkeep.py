@@ -198,6 +198,27 @@ def test_a_burst_the_model_in_use_learned_does_not_keep_it_against_a_better_cand
     assert np.sort(found.best.params.means.ravel()) == pytest.approx([0, 10], abs=0.2)
 
 
+@pytest.mark.parametrize("share", [0.01, 0.02])
+def test_a_rare_mode_that_can_hold_a_component_keeps_it_under_the_capped_judge(share):
+    """The other side of the cap: a mode far out with enough rows for a component of its own
+    (10 and 20 of 1,000: support is 10) is not given up for a better fit of the other rows,
+    though each of its rows costs a candidate without it at most two gates.  (With 8 rows it
+    counts as a tail and may be given up: the price of bounded influence, see JUDGE_CAP.)"""
+    kept = []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        k = int(round(1000 * share))
+        X = np.r_[np.where(rng.random(1000 - k) < 0.5, -5.0, 5.0)
+                  + rng.normal(0, 0.3, 1000 - k), rng.normal(200, 0.3, k)]
+        rows = Sample.of(rng.permutation(X)[:, None])
+        settings = FitSettings.for_rows(rows, n_components=2, covariance_type="full")
+        current = MixtureParams.from_covariances([1 - share, share], [[0.0], [200.0]],
+                                                 [[[25.09]], [[0.09]]], "full")
+        found = search(rows, settings, np.random.default_rng(seed), current=current)
+        kept.append(bool(np.any(np.abs(found.best.params.means.ravel() - 200) < 1)))
+    assert all(kept), kept
+
+
 def test_search_keeps_a_good_model_and_replaces_a_stuck_one():
     rng = np.random.default_rng(6)
     X = mixture_1d(2000, rng)
