@@ -491,11 +491,12 @@ def _held_out(rows: Sample, models: list, cap: float | None = None) -> list:
 # nats per point of the fold on those five) kept a warm-up optimum 2.2 nats per point worse
 # for good: river's detector with its defaults ranked Shuttle's first 20,000 rows at 0.68 for
 # 4 seeds of 420 (and 0.91 for 2), now at 0.969 or better for all 420; shuffle 6 of the
-# real-data suite ended 0.079 below batch EM, now 0.027.  (Capped at half a gate, the upkeep replaced Shuttle's models of
-# its heavy tails with worse ones.)  The NAB kit's per-point output changes on one series,
-# Twitter_volume_CRM: on seeds 0, 1 and 5 of 0-9 a spike three hours before a window now
-# scores 0.99994 (0.99936 before), over the alert threshold, and its episode holds over the
-# window, which is lost (alerts' standard score, mean of seeds 0-9: 64.68 before, 64.28 now).
+# real-data suite ended 0.079 below batch EM, now 0.027.  (Capped at half a gate, the upkeep
+# replaced Shuttle's models of its heavy tails with worse ones.)  The NAB kit's per-point
+# output changes on one series, Twitter_volume_CRM: on seeds 0, 1 and 5 of 0-9 a spike three
+# hours before a window now scores 0.99994 (0.99936 before), over the alert threshold, and its
+# episode holds over the window, which is lost (alerts' standard score, mean of seeds 0-9:
+# 64.68 before, 64.28 now).
 # The price of bounded influence: a rare mode with too few rows in the sample to hold a
 # component (fewer than `support`) counts as a tail, and a candidate much better on all the
 # other rows may give it up (a mode of 0.8% of the rows, 40 sd out: its rows then score as
