@@ -294,6 +294,32 @@ def _header_names(fields: list) -> tuple | None:
     return names if lettered and all(lettered) else None
 
 
+def is_comment(line: bytes) -> bool:
+    """Whether a line (stripped) is a comment: it starts with ``#``."""
+    return line[:1] == b"#"
+
+
+def _without_comments(lines: list) -> list:
+    """(number, line) pairs without comment lines (Prometheus' ``# HELP``, gnuplot's notes),
+    but for the comment right above the first other line if that line is data (numbers and
+    times) and the comment, without its ``#``, has as many fields: numpy's
+    ``savetxt(header=...)`` names the columns so.  (A comment was taken for the header, and
+    every line after it rejected.)"""
+    first = next((i for i, (_, line) in enumerate(lines) if not is_comment(line)), None)
+    if first is None:
+        return []
+    kept = [(n, line) for n, line in lines if not is_comment(line)]
+    if first:
+        number, comment = lines[first - 1]
+        named, data = comment.lstrip(b"#").strip(), lines[first][1]
+        comma = b"," in data
+        fields = _split(data, comma)
+        if named and len(_split(named, comma)) == len(fields) and all(
+                is_number(f) or looks_like_time(f) for f in fields):
+            kept.insert(0, (number, named))
+    return kept
+
+
 # Data lines whose fields say which columns hold text.
 TEXT_PROBE_LINES = 50
 
@@ -374,7 +400,9 @@ def series_columns(data: bytes, layout: Layout) -> list:
     lines = [line.strip() for line in data.split(b"\n") if line.strip()]
     lines = [line for line in lines[:TEXT_PROBE_LINES + 1] if not repeats_header(line, layout)]
     rows = _probe(lines, layout.comma, layout.sep, layout.n_fields)
-    if layout.time_field is None or len({row[layout.time_field] for row in rows}) == len(rows):
+    if layout.time_field is None:
+        return _cycling_columns(rows, layout)
+    if len({row[layout.time_field] for row in rows}) == len(rows):
         return []  # (a series' own times do not repeat: a status column beside them is text)
     if layout.clock_field is None and not any(b":" in row[layout.time_field] or is_number(
             row[layout.time_field]) for row in rows):
@@ -386,6 +414,27 @@ def series_columns(data: bytes, layout: Layout) -> list:
         seen = {row[i].strip() for row in rows} - {b""}
         if layout.names[i] and 2 <= len(seen) <= len(rows) // 2:
             found.append((layout.names[i], len(seen)))
+    return found
+
+
+# Without a time column, a text column of a few values that changes from one line to the next
+# on at least this share of lines names several series taking turns.
+TURNS = 0.8
+
+
+def _cycling_columns(rows: list, layout: Layout) -> list:
+    """Without a time column: the text columns of a few values that take turns line by line
+    (a scrape's metric names: node_load1, node_memory_..., node_load1, ...), as ``(name,
+    values)``; a status column (OK, then WARN for a while) stays put from line to line."""
+    text, _ = _column_kinds(rows, layout.sep if layout.comma else None)
+    found = []
+    for i in sorted(text - set(layout.value_fields) - {layout.key_field}):
+        cells = [row[i].strip() for row in rows]
+        values = len(set(cells))
+        turns = sum(a != b for a, b in zip(cells, cells[1:]))
+        if 2 <= values <= len(cells) // 3 and turns >= TURNS * (len(cells) - 1):
+            found.append((layout.names[i] if layout.names and layout.names[i] else str(i),
+                          values))
     return found
 
 
@@ -554,6 +603,9 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         lines = lines[1:]
         if not lines:
             return None
+    lines = _without_comments(lines)
+    if not lines:
+        return None
     names, header_line = None, None
     head_number, head = lines[0]
     head_fields = _split(head, b"," in head)

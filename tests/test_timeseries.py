@@ -15,7 +15,8 @@ import pytest
 from emstream import checkpoint
 from emstream.calibration import TailCalibrator
 from emstream.episodes import Episodes
-from emstream.table import Layout, LayoutError, find_layout, parse_table, settle_layout
+from emstream.table import (Layout, LayoutError, find_layout, parse_table, series_columns,
+                            settle_layout)
 from emstream.temporal import TemporalFeatures, find_season
 from emstream.timestamps import parse_times
 
@@ -504,6 +505,73 @@ def test_a_title_line_above_the_header_is_passed_over(tmp_path):
     done = subprocess.run([*DAEMON, "--checkpoint", str(tmp_path / "s"), "--no-output"],
                           input=data, capture_output=True, timeout=120)
     assert done.returncode == 0 and "300 points learned" in done.stderr.decode()
+
+
+def test_comment_lines_are_no_header(tmp_path):
+    """Lines starting with # are comments (Prometheus' exposition, gnuplot's data files,
+    numpy's savetxt header): a first one was taken for the header, and every line after it
+    rejected as of the wrong field count (`curl -s host:9100/metrics | grep node_load1`)."""
+    scrape = b"".join(b"# HELP node_load1 1m load average.\n# TYPE node_load1 gauge\n"
+                      b"node_load1 %d.%02d\n" % (1 + i % 2, i % 97) for i in range(300))
+    layout = find_layout(scrape)
+    assert layout.column_names() == ["%d.%02d" % (1, 0)]  # (its first line, as any such)
+    parsed = parse_table(scrape, layout)
+    assert parsed.rows.shape == (299, 1) and parsed.rows[0, 0] == 2.01
+    assert {r.reason for r in parsed.rejects} == {"wrong field count"}  # the comments
+    # numpy's savetxt(header=...): the comment right above the data names the columns
+    for header in (b"# temp,load", b"# temp load", b"#temp,load"):
+        sep = b"," if b"," in header else b" "
+        data = header + b"\n" + b"".join(b"%d.5%s%d\n" % (i, sep, i % 7) for i in range(50))
+        assert find_layout(data, columns=["load"]).value_fields == (1,), header
+    # ... unless it does not fit them: a note, left out (numbers stay plain numbers), or the
+    # next line is the header
+    assert find_layout(b"# sensor 7, started 2024-01-01\n# units: C\n1.5\n2.5\n") is None
+    assert find_layout(b"# a,b\ntime,load\n2024-01-01 00:00,1.5\n").column_names() == ["load"]
+    # A header whose first column is named # (a row number) is read as before.
+    numbered = b"#,time,value\n1,2024-01-01 00:00,5\n2,2024-01-01 00:05,6\n"
+    assert find_layout(numbered).column_names() == ["value"]
+    path = tmp_path / "scrape.txt"
+    path.write_bytes(scrape)
+    done = subprocess.run([*DAEMON, "--input", str(path), "--checkpoint", str(tmp_path / "s"),
+                           "--no-output"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert "299 points learned" in done.stderr.decode()
+    # A live stream whose first block is comments alone waits for a data line to decide.
+    live = subprocess.Popen([*DAEMON, "--checkpoint", str(tmp_path / "live"), "--no-output"],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    comments, rest = scrape.split(b"\nnode_load1", 1)
+    live.stdin.write(comments + b"\n")
+    live.stdin.flush()
+    time.sleep(1.0)  # (read as a block of its own)
+    live.stdin.write(b"node_load1" + rest)
+    live.stdin.close()
+    assert live.wait(timeout=120) == 0
+    assert "299 points learned" in live.stderr.read().decode()
+
+
+def test_metric_names_taking_turns_without_times_are_said_to_be_several_series(tmp_path):
+    """A scrape of two metrics (`grep -E 'node_load1|node_memory'`) has no time column, so the
+    warning about several series in one stream (it needed times that repeat) never came: the
+    load and the free bytes were learned as one series without a word."""
+    scrape = b"".join(b"# HELP node_load1 1m load average.\nnode_load1 0.%02d\n"
+                      b"node_memory_MemAvailable_bytes %d.5e+09\n" % (i % 97, 3 + i % 2)
+                      for i in range(200))
+    assert series_columns(scrape, find_layout(scrape)) == [("node_load1", 2)]
+    # A status column stays put from line to line: no warning.
+    status = b"status value\n" + b"".join(b"%s %d.5\n" % (b"WARN" if 30 <= i < 36 else b"OK",
+                                                             i % 9) for i in range(100))
+    assert series_columns(status, find_layout(status)) == []
+    path = tmp_path / "scrape.txt"
+    path.write_bytes(scrape)
+    done = subprocess.run([*DAEMON, "--input", str(path), "--checkpoint", str(tmp_path / "s"),
+                           "--no-output"], capture_output=True, timeout=120)
+    assert done.returncode == 0
+    assert "several series in one stream? They are learned as one; input.key: node_load1" \
+        in done.stderr.decode()
+    done = subprocess.run([*DAEMON, "--input", str(path), "--checkpoint", str(tmp_path / "k"),
+                           "--no-output", "--set", "input.key=node_load1"],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0 and "2 keys" in done.stderr.decode()
 
 
 def test_text_columns_are_not_values_unless_named():

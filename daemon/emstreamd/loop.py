@@ -26,9 +26,9 @@ from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, p
 from emstream.store import STORE_NAME
 from emstream.records import (JsonLayout, find_json_layout, first_record_fields,
                               json_document, json_document_command, layout_from_dict, named)
-from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, find_layout, numbered_header,
-                            only_missing_words, parse_table, repeats_header, series_columns,
-                            settle_layout, unit_columns)
+from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, find_layout, is_comment,
+                            numbered_header, only_missing_words, parse_table, repeats_header,
+                            series_columns, settle_layout, unit_columns)
 
 from . import config as config_module
 from . import early, lock
@@ -262,18 +262,32 @@ def _refuse_json(data: bytes, settings: dict) -> None:
 
 def _head(data: bytes) -> bytes:
     """The start of a block that ``find_layout`` reads, without splitting a block of a million
-    lines: through its third non-blank line (a title, a header, the first data line), and
-    whole lines up to ``LAYOUT_BYTES`` (whose times may say whether dates put the day
-    first)."""
-    end = 0
-    for _ in range(3):
+    lines: through its third line that is neither blank nor a comment (a title, a header,
+    the first data line), and whole lines up to ``LAYOUT_BYTES`` (whose times may say
+    whether dates put the day first)."""
+    end = counted = 0
+    while counted < 3:
         found = _VISIBLE.search(data, end)
         if found is None:
             return data
         end = data.find(b"\n", found.start()) + 1
         if not end:
             return data
+        counted += not is_comment(data[found.start():found.start() + 1])
     return data[:max(end, data.rfind(b"\n", 0, LAYOUT_BYTES) + 1)]
+
+
+def _beyond_comments(data: bytes) -> bool:
+    """Whether a block holds a line that is neither blank nor a comment: a live stream's
+    first block of comments alone (``# HELP ...``) decides no layout yet."""
+    end = 0
+    while (found := _VISIBLE.search(data, end)) is not None:
+        if not is_comment(data[found.start():found.start() + 1]):
+            return True
+        end = data.find(b"\n", found.start()) + 1
+        if not end:
+            return False
+    return False
 
 
 def _indices(columns) -> bool:
@@ -531,7 +545,7 @@ class Daemon:
                                       key=settings["key"], time=layout.time_field,
                                       day_first=layout.day_first)
         else:
-            if self.layout is None and data.strip():
+            if self.layout is None and _beyond_comments(data):
                 # The first block decides: a table with a header and/or a time column, or
                 # plain numbers.
                 _refuse_json(data, settings)

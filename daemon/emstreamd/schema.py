@@ -427,7 +427,10 @@ SECTIONS = (
             "numbers: numbers separated by whitespace and/or commas (the first valid line fixes "
             "how many), or a table with a header line (NAB's timestamp,value files; tab-, "
             "semicolon- or pipe-separated if the header is; Excel's sep=, line says so too): a "
-            "first line with a field that is not a number names the columns; jsonl: one JSON "
+            "first line with a field that is not a number names the columns (lines starting "
+            "with # are comments, rejected: Prometheus' # HELP, gnuplot's notes; the one right "
+            "above the first data line of numbers names the columns if, without its #, it "
+            "fits them, as numpy's savetxt header does); jsonl: one JSON "
             "object per line, the row made of the values of `fields` (JSON lines read as "
             "numbers stop the daemon with one line naming the first record's numbers)."),
         Key("columns", None, _columns,
