@@ -376,16 +376,21 @@ def _probe(lines: list, comma: bool, sep: bytes | None, n_fields: int,
     return [fields for fields in split if len(fields) == n_fields]
 
 
+def _first_rows(data: bytes, layout: Layout) -> list:
+    """The fields of ``data``'s first data lines (a repeat of the header left out) that have
+    the layout's field count: what the layout warnings judge columns by."""
+    lines = [line.strip() for line in data.split(b"\n") if line.strip()]
+    lines = [line for line in lines[:TEXT_PROBE_LINES + 1] if not repeats_header(line, layout)]
+    return _probe(lines, layout.comma, layout.sep, layout.n_fields)
+
+
 def only_missing_words(data: bytes, layout: Layout) -> list:
     """Names of the columns left out of the rows that hold nothing but missing-value words
     in the first data lines of ``data`` (:func:`_column_kinds`): text, or a sensor that starts
     out missing, which those lines cannot tell apart (the caller says so)."""
     if layout.names is None:
         return []
-    lines = [line.strip() for line in data.split(b"\n") if line.strip()]
-    lines = [line for line in lines[:TEXT_PROBE_LINES + 1] if not repeats_header(line, layout)]
-    _, words_only = _column_kinds(_probe(lines, layout.comma, layout.sep, layout.n_fields),
-                                  layout.sep if layout.comma else None)
+    _, words_only = _column_kinds(_first_rows(data, layout), layout.sep if layout.comma else None)
     used = set(layout.value_fields) | {layout.time_field, layout.key_field, layout.clock_field}
     return [layout.names[i] for i in sorted(words_only) if i not in used and layout.names[i]]
 
@@ -397,9 +402,7 @@ def series_columns(data: bytes, layout: Layout) -> list:
     ``(name, number of values seen)``."""
     if layout.names is None or layout.key_field is not None:
         return []
-    lines = [line.strip() for line in data.split(b"\n") if line.strip()]
-    lines = [line for line in lines[:TEXT_PROBE_LINES + 1] if not repeats_header(line, layout)]
-    rows = _probe(lines, layout.comma, layout.sep, layout.n_fields)
+    rows = _first_rows(data, layout)
     if layout.time_field is None:
         return _cycling_columns(rows, layout)
     if len({row[layout.time_field] for row in rows}) == len(rows):
@@ -451,9 +454,7 @@ def unit_columns(data: bytes, layout: Layout) -> list:
     or a header naming the unit would give."""
     if layout.names is None:
         return []
-    lines = [line.strip() for line in data.split(b"\n") if line.strip()]
-    lines = [line for line in lines[:TEXT_PROBE_LINES + 1] if not repeats_header(line, layout)]
-    rows = _probe(lines, layout.comma, layout.sep, layout.n_fields)
+    rows = _first_rows(data, layout)
     used = set(layout.value_fields) | {layout.time_field, layout.clock_field, layout.key_field}
     return [(layout.names[i], rows[0][i].strip().decode("utf-8", "replace"))
             for i in range(layout.n_fields) if i not in used and rows
