@@ -528,7 +528,7 @@ def _not_worth_a_second_fold(values: list, tol: float) -> dict:
 
 def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
            current: MixtureParams | None = None, starts=(), keep: bool = True,
-           warm: bool = True) -> Search:
+           warm: bool = True, floors=()) -> Search:
     """Fit candidates on ``rows``, judge them on rows they did not see, and pick one.
 
     Each start (EM from the current model, "warm"; the extra starts, such as births; fresh
@@ -558,6 +558,10 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
         Whether the current model may stay as it is.  False when it was fitted on these very
         rows (a provisional model during the warm-up): scored in-sample it would win unfairly,
         so it is only a start, and the best start is fitted on all the rows.
+    floors : iterable of variance floors
+        Other floors than ``settings.floor`` (weaker priors): every start is fitted under each
+        of them too (named ``"<start> under floor <i>"``, from 1), and the held-out judge
+        chooses the floor along with the start.  Too few rows to judge by: the settings' own.
 
     Returns
     -------
@@ -583,6 +587,12 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
     for _ in range(settings.n_fresh):
         names.append("fresh")
         points.append(fresh_start(rows, settings, rng))
+    own = len(points)  # (the starts under the settings' own floor; then under the others)
+    variants = [settings] * own
+    for number, floor in enumerate(floors, 1):
+        names += [f"{name} under floor {number}" for name in names[:own]]
+        points += points[:own]
+        variants += [replace(settings, floor=floor)] * own
     first, second = _halves(rows)
     folds, skip = [], {}
     cap = JUDGE_CAP * settings.gate if settings.gate is not None else None
@@ -591,7 +601,8 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
         # other half need not be polished to the last digit.
         half = replace(settings, support=settings.support * train.size / max(rows.size, 1.0),
                        max_iter=min(settings.max_iter, FOLD_ITER))
-        fitted = [None if i in skip else robust_em(train, start, half, name)
+        fitted = [None if i in skip else robust_em(
+                      train, start, replace(half, floor=variants[i].floor), name)
                   for i, (name, start) in enumerate(zip(names, points))]
         models = [(c.params, settings.gate) if c is not None and c.supported else None
                   for c in fitted]
@@ -619,7 +630,7 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
         names = ["current"] + names
     offset = 1 if current is not None else 0
     if not any(math.isfinite(v) for v in scores[offset:]) and current is None:
-        return _unjudged(rows, settings, names, points)
+        return _unjudged(rows, settings, names[:own], points[:own])
     choice = offset + int(np.argmax(scores[offset:]))
     if current is not None:
         # Fitted on half the rows, the candidate must explain the other half better than the
@@ -628,6 +639,7 @@ def search(rows: Sample, settings: FitSettings, rng: np.random.Generator, *,
         if not scores[choice] > scores[0] + settings.tol:
             kept = np.ones(len(rows.X), dtype=bool)
             return Search(Candidate("current", current, None, kept), names, scores, False, 0)
+    settings = variants[choice - offset]
     best = robust_em(rows, points[choice - offset], settings, names[choice])
     if best.stats is None:
         # No row lies within the gate of the start (a gate far below the data's own spread):
