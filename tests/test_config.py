@@ -238,6 +238,12 @@ def test_an_alias_bomb_is_refused_cheaply(tmp_path):
     ("model:\n  n_components: 5\n\nmodel:\n  warmup_size: 2000\n",
      "line 4, column 1: while reading a mapping: 'model' is given twice \\(first on line 1\\)"),
     ("batch:\n  max_rows: 10\n  max_rows: 20\n", "'max_rows' is given twice"),
+    # An explicit tag on a value it cannot build: PyYAML's constructors raised Python's own
+    # errors, a traceback and exit 1 instead of one line and exit 78.
+    *[(f"batch:\n  max_rows: {value}\n", "a tagged value that cannot be read")
+      for value in ("!!int 1e3", "!!float 0,5", "!!float", "!!int 0x", "!!bool maybe",
+                    "!!timestamp notatime", "!!timestamp 2020-13-45", "!!map [1]",
+                    "!!set [1]", "!<tag:yaml.org,2002:int> 1e3")],
 ])
 def test_hostile_yaml_is_one_line_naming_the_file(tmp_path, text, message):
     path = tmp_path / "hostile.yaml"

@@ -78,6 +78,13 @@ def load(text: str, name: str = "<string>"):
         return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: yaml.safe_load, faster
     except yaml.YAMLError as exc:
         raise YAMLRefused(f"{name}: not valid YAML: {one_line(exc)}") from None
+    except YAMLRefused:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        # An explicit tag on a value it cannot build (``!!int 1e3``, ``!!bool maybe``,
+        # ``!!timestamp 2020-13-45``): PyYAML's constructors raise Python's own errors.
+        raise YAMLRefused(f"{name}: not valid YAML: a tagged value that cannot be read "
+                          f"({type(exc).__name__}: {' '.join(str(exc).split())[:80]})") from None
 
 
 def one_line(exc: yaml.YAMLError) -> str:
