@@ -354,6 +354,7 @@ class Daemon:
         self.carried = Pending()
         self.pending_rejects = PendingRejects()  # rejected after the last applied row
         self.rows_read = 0  # (this run: with none, a run of rejects says why, once)
+        self.run_rejects: dict = {}  # this run's rejected lines by reason (blank ones aside)
         self.first_pending_at = None
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
@@ -703,11 +704,13 @@ class Daemon:
     def _count_rejects(self, rejects: Rejects) -> None:
         """Count a block's rejects by reason, keep them pending, and log the first
         ``LOGGED_REJECTS`` of the daemon's life and every ``LOG_REJECT_EVERY``-th after."""
-        rejected = self.counters["rejected"]
+        rejected, run = self.counters["rejected"], self.run_rejects
         before = sum(rejected.values())
-        unread = before - rejected.get("blank", 0)  # (blank lines are no input misread)
+        unread = sum(run.values())  # (this run's: a resumed run may read another input)
         for reason, n in rejects.counts().items():
             rejected[reason] = rejected.get(reason, 0) + n
+            if reason != "blank":  # (blank lines are no input misread)
+                run[reason] = run.get(reason, 0) + n
             if self.metrics is not None:
                 self.metrics.reject(reason, n)
         self.pending_rejects.add(rejects)
@@ -717,13 +720,12 @@ class Daemon:
             reject = rejects[i]
             log.warning("line %d%s rejected (%s): %r [%d rejected so far]", reject.line,
                         self._where(reject.line), reject.reason, reject.text, before + i + 1)
-        total = sum(rejected.values()) - rejected.get("blank", 0)
-        if unread < NOTHING_READ_LINES <= total and not self.rows_read \
-                and not self.counters.get("rows"):
-            reason = max((r for r in rejected if r != "blank"), key=rejected.get)
-            said = ", ".join(f"{n} {r}" for r, n in sorted(rejected.items(),
-                                                           key=lambda item: -item[1])
-                             if r != "blank")
+        total = sum(run.values())
+        if unread < NOTHING_READ_LINES <= total and not self.rows_read:
+            # (this run's lines: resumed on a file of another width, every line was rejected
+            # and the input marked as read without a word, the model's earlier rows hiding it)
+            reason = max(run, key=run.get)
+            said = ", ".join(f"{n} {r}" for r, n in sorted(run.items(), key=lambda item: -item[1]))
             log.warning("none of the first %d lines was read as a row (%s): the input is not "
                         "what the configuration reads: %s", total, said,
                         NOTHING_READ_HINTS.get(reason, "see the rejected lines above"))
