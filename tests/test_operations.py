@@ -248,6 +248,13 @@ def test_usage_and_missing_input_exit_codes(tmp_path):
     done = _run("--no-such-option")
     assert done.returncode == 64 and b"unrecognized arguments" in done.stderr
     assert _run("--input", "a", "--follow", "b").returncode == 64
+    # An empty path (``--input "$FILE"`` with FILE unset) read stdin, or wrote to
+    # ./emstreamd-state, and the run looked like a success.
+    for flag in ("--config", "--input", "--follow", "--checkpoint", "--output"):
+        done = _run(flag, "", "--checkpoint", str(tmp_path / "e")) if flag != "--checkpoint" \
+            else _run(flag, "")
+        assert done.returncode == 64 and f"{flag} names no path".encode() in done.stderr
+    assert not (tmp_path / "e").exists()
     done = _run("--input", str(tmp_path / "missing.txt"), "--checkpoint", str(tmp_path / "s"))
     assert done.returncode == 66
     assert "cannot open input" in _one_line(done) and "No such file" in done.stderr.decode()

@@ -128,7 +128,13 @@ def _effective(config: dict, args) -> str:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag in ("config", "input", "follow", "checkpoint", "output"):
+        if getattr(args, flag) == "":
+            # (``--input "$FILE"`` with FILE unset read stdin, or ./emstreamd-state was used,
+            # and the run looked like a success)
+            parser.error(f"--{flag} names no path (an empty string)")
     logs.setup(args.log_level, args.log_format)
     try:
         return _main(args)
