@@ -521,3 +521,24 @@ def test_signals_while_the_daemon_starts_are_kept_for_its_loop():
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)
+
+
+def test_control_characters_reach_the_log_escaped_and_unknown_names_are_bounded(tmp_path):
+    """A file name (or a configuration key) holding ESC [2J cleared the operator's terminal
+    when the daemon named it; a configuration of 200,000 unknown sections made one 1.7 MB
+    error line (and /etc/shadow given as the configuration was echoed whole)."""
+    name = tmp_path / "x\x1b[2J\x1b[31m.txt"
+    name.write_text("".join(f"{i % 7}.5\n" for i in range(300)))
+    done = _run("--input", str(name), "--checkpoint", str(tmp_path / "s"), "--no-output")
+    assert done.returncode == 0 and b"\x1b" not in done.stderr
+    assert "x\\x1b[2J\\x1b[31m.txt" in done.stderr.decode()
+    config = tmp_path / "c.yaml"
+    config.write_text("batch:\n  \"a\\x1b[2Jb\": 1\n")
+    done = _run("--check-config", "--config", str(config))
+    assert done.returncode == 78 and b"\x1b" not in done.stderr
+    assert "unknown key(s) in batch: 'a\\x1b[2Jb'" in _one_line(done)
+    config.write_text("".join(f"s{i}: 1\n" for i in range(200_000)))
+    done = _run("--check-config", "--config", str(config))
+    assert done.returncode == 78
+    assert _one_line(done).endswith("unknown section(s): s0, s1, s10, s100, s1000 and 199995 "
+                                    "more\n")

@@ -35,6 +35,22 @@ def under_journald(stream=None) -> bool:
     return (info.st_dev, info.st_ino) == (device, inode)
 
 
+# Control characters (but newline and tab) as escapes: a file name, a key or a line quoted in
+# a message could otherwise clear the operator's terminal or fake log lines (ESC [2J).
+_CONTROLS = {code: f"\\x{code:02x}"
+             for code in (*range(0, 9), *range(11, 32), *range(127, 160))}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters other than newline and tab escaped (``\\x1b``)."""
+    return text.translate(_CONTROLS)
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record):
+        return printable(super().format(record))
+
+
 class _Priority(logging.Filter):
     def filter(self, record):
         record.priority = PRIORITY.get(record.levelname, 6)
@@ -83,10 +99,10 @@ def setup(level: str = "INFO", style: str = "text", stream=None) -> None:
         _style = "json"
     elif under_journald(stream):
         handler.addFilter(_Priority())
-        handler.setFormatter(logging.Formatter(JOURNAL))
+        handler.setFormatter(_TextFormatter(JOURNAL))
         _style = "journal"
     else:
-        handler.setFormatter(logging.Formatter(TEXT))
+        handler.setFormatter(_TextFormatter(TEXT))
         _style = "text"
     if level != "DEBUG":
         handler.addFilter(_OwnOrWarning())
@@ -95,7 +111,7 @@ def setup(level: str = "INFO", style: str = "text", stream=None) -> None:
 
 def fatal(message: str, **fields) -> None:
     """The one line that says why the daemon stops (a configuration error, ...)."""
-    message = " ".join(message.split("\n"))
+    message = printable(" ".join(message.split("\n")))
     if _style == "json":
         entry = {"time": _utc(time.time()), "level": "ERROR", "message": message, **fields}
         line = json.dumps(entry, default=str)
@@ -110,4 +126,4 @@ def report(text: str, **fields) -> None:
         print(json.dumps({"time": _utc(time.time()), "level": "INFO", **fields}, default=str),
               file=sys.stderr, flush=True)
     else:
-        print(text, file=sys.stderr, flush=True)
+        print(printable(text), file=sys.stderr, flush=True)
