@@ -342,6 +342,21 @@ def test_a_link_to_a_checkpoint_file_is_locked_as_the_file_it_names(tmp_path):
         first.wait()
 
 
+def test_a_checkpoint_file_inside_another_daemons_directory_is_refused(tmp_path):
+    """A second daemon on state/checkpoint-99999999.json locked that file alone and wrote it
+    among the first daemon's checkpoints; the first then resumed from it (the newest there)
+    and learned its whole input again, with the other input's model."""
+    state = tmp_path / "state"
+    assert _run("--checkpoint", str(state), "--no-output",
+                input=_text(300).encode()).returncode == 0
+    before = sorted(p.name for p in state.iterdir())
+    done = _run("--checkpoint", str(state / "checkpoint-99999999.json"), "--no-output",
+                input=_text(300).encode())
+    err = done.stderr.decode()
+    assert done.returncode == 78 and "lies in another daemon's checkpoint directory" in err, err
+    assert "Traceback" not in err and sorted(p.name for p in state.iterdir()) == before
+
+
 def test_a_full_disk_under_the_output_stops_without_losing_output(tmp_path):
     """The per-point output file cannot grow (RLIMIT_FSIZE: EFBIG, as ENOSPC would fail): one
     line, exit 74, no half line in the file, no checkpoint past the lines written; the restart

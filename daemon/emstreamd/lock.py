@@ -14,7 +14,7 @@ from pathlib import Path
 
 from emstream.store import STORE_NAME
 
-from .errors import EX_CANTCREAT, EX_TEMPFAIL, StartError
+from .errors import EX_CANTCREAT, EX_CONFIG, EX_TEMPFAIL, StartError
 
 LOCK_NAME = "emstreamd.lock"
 # A checkpoint path naming a file, not a directory: a single series' checkpoint or a keyed
@@ -47,6 +47,14 @@ def acquire(checkpoint_path: str | os.PathLike):
     if the lock file cannot be created.
     """
     path = lock_path(checkpoint_path)
+    inside = Path(os.path.realpath(checkpoint_path)).parent / LOCK_NAME
+    if Path(checkpoint_path).suffix == ".json" and inside.exists():
+        # A checkpoint file among a directory daemon's numbered checkpoints: its own lock
+        # did not meet that daemon's, and on its next start the other daemon resumed from
+        # this file (the newest there) and learned its input again from the start.
+        raise StartError(f"the checkpoint file {checkpoint_path} lies in another daemon's "
+                         f"checkpoint directory ({inside} is there): give it a place of its "
+                         "own", EX_CONFIG)
     try:
         if Path(checkpoint_path).suffix not in FILE_SUFFIXES:
             path.parent.mkdir(parents=True, exist_ok=True)
