@@ -142,6 +142,16 @@ def _add_day_first(command) -> None:
                          "input.day_first)")
 
 
+def _image_path(path: str, flag: str) -> str:
+    """The file an image option writes: ``path``, or ``path.png`` if it has no extension (as
+    matplotlib saves it; the message named the path given, not the file written)."""
+    if not path:
+        raise CommandError(f"{flag} names no file (an empty string)")
+    if os.path.isdir(path):
+        raise CommandError(f"{flag} {path}: is a directory; name an image file (FILE.png)")
+    return path if os.path.splitext(path)[1] else path + ".png"
+
+
 def _day_first(args):
     return {"true": True, "false": False}.get(getattr(args, "day_first", "auto"), "auto")
 
@@ -749,8 +759,9 @@ def cmd_inspect(args) -> int:
         print(json.dumps(info, indent=1))
     else:
         print(_format_summary(info))
-    if args.plot:
+    if args.plot is not None:
         from .plot import plot_mixture
+        target = _image_path(args.plot, "--plot")
         if not loaded.model._is_fitted():
             raise CommandError(f"{args.checkpoint}: nothing to draw yet: the model is still "
                                "warming up")
@@ -759,12 +770,12 @@ def cmd_inspect(args) -> int:
             raise CommandError(f"{args.data}: rows of {data.shape[1]} values, the model has "
                                f"{loaded.model.n_features_in_} features (see --columns)")
         try:
-            plot_mixture(loaded.model, args.plot, data=data, features=args.features)
+            plot_mixture(loaded.model, target, data=data, features=args.features)
         except ImportError:
             raise CommandError("--plot needs matplotlib: pip install 'emstream[plot]'") from None
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        print(f"emstream: wrote {args.plot}", file=sys.stderr)
+        print(f"emstream: wrote {target}", file=sys.stderr)
     return 0
 
 
@@ -805,17 +816,18 @@ def cmd_diff(args) -> int:
     loaded_a = load_any(args.a, key_a)
     loaded_b = load_any(b, key_b)
     result = diff(loaded_a, loaded_b)
-    if args.plot:
+    if args.plot is not None:
+        target = _image_path(args.plot, "--plot")
         try:
             from .plot import plot_diff
 
-            plot_diff(loaded_a.model, loaded_b.model, args.plot, labels=(
+            plot_diff(loaded_a.model, loaded_b.model, target, labels=(
                 f"A {result['a']}", f"B {result['b']}"), features=args.features)
         except ImportError:
             raise CommandError("--plot needs matplotlib: pip install 'emstream[plot]'") from None
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        print(f"emstream: wrote {args.plot}", file=sys.stderr)
+        print(f"emstream: wrote {target}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -968,15 +980,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_timeline(args) -> int:
+    target = _image_path(args.output, "--output")
     try:
         from .timeline import plot_timeline
 
-        plot_timeline(args.data, args.scores, args.output, threshold=args.threshold,
+        plot_timeline(args.data, args.scores, target, threshold=args.threshold,
                       title=args.title, key=args.key, key_column=args.key_column,
                       day_first=_day_first(args), column=args.column)
     except ImportError:
         raise CommandError("timeline needs matplotlib: pip install 'emstream[plot]'") from None
-    print(f"emstream: wrote {args.output}", file=sys.stderr)
+    print(f"emstream: wrote {target}", file=sys.stderr)
     return 0
 
 

@@ -446,6 +446,24 @@ def test_plot_draws_1d_and_2d(tmp_path, seed_checkpoint, columns):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_names_the_file_it_writes(tmp_path, seed_checkpoint, capsys, monkeypatch):
+    """--plot dd wrote dd.png and said "wrote dd"; --plot '' drew nothing without a word; a
+    directory became DIR.png beside it."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    assert main(["inspect", str(seed_checkpoint), "--plot", "dd"]) == 0
+    assert "emstream: wrote dd.png" in capsys.readouterr().err
+    assert (tmp_path / "dd.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "folder").mkdir()
+    for target, said in (("", "--plot names no file"), ("folder", "folder: is a directory")):
+        assert main(["inspect", str(seed_checkpoint), "--plot", target]) == 1
+        assert said in capsys.readouterr().err
+        assert main(["diff", str(seed_checkpoint), str(seed_checkpoint), "--plot",
+                     target]) == 1
+        assert said in capsys.readouterr().err
+    assert not (tmp_path / "folder.png").exists()
+
+
 def test_plot_without_matplotlib_says_how_to_get_it(seed_checkpoint, tmp_path, capsys,
                                                     monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
