@@ -769,3 +769,26 @@ def test_a_resume_says_which_changed_settings_the_checkpoint_keeps(tmp_path, key
     assert ("only new keys take" in warned[0]) is keyed
     quiet = _run("--input", str(data), "--checkpoint", str(state), "--no-output", *key)
     assert "differs in" not in quiet.stderr.decode()
+
+
+def test_an_input_cut_while_it_is_read_leaves_checkpoints_that_resume(tmp_path):
+    """A back-fill's file truncated after the daemon read it: the bytes before the position
+    were fingerprinted as they then were (none), every checkpoint failed the daemon's own
+    check (before_bytes 0) and the model of 100,000 points could not be resumed, not even on
+    the file restored as it was read."""
+    from emstream.checkpoint import validate_meta
+    from emstreamd.sources import FINGERPRINT_BYTES, FileInput
+
+    data = tmp_path / "data.txt"
+    data.write_text(_text(2000))
+    size = data.stat().st_size
+    source = FileInput(str(data))
+    try:
+        whole = source.identity(size)
+        assert whole["before_bytes"] == min(size, FINGERPRINT_BYTES)
+        os.truncate(data, 0)
+        cut = source.identity(size)
+        assert "before" not in cut and "before_bytes" not in cut
+        validate_meta({"input": {**cut, "offset": size, "next_line": 2001}})
+    finally:
+        source.close()
