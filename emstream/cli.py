@@ -29,6 +29,7 @@ from .stats import COVARIANCE_TYPES
 from .records import layout_from_dict
 from .table import LayoutError, of_key, parse_stream
 from .temporal import TemporalFeatures
+from .terminal import printable
 
 SHOWN_REJECTS = 5
 # fit --dask-scheduler: bytes per parsing task, bytes read to learn the number of fields.
@@ -161,7 +162,7 @@ def _report_rejects(source: str, rejects: list, counts: dict) -> None:
         return
     total = sum(counts.values())
     summary = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
-    print(f"emstream: {source}: skipped {total} line(s): {summary}", file=sys.stderr)
+    print(printable(f"emstream: {source}: skipped {total} line(s): {summary}"), file=sys.stderr)
     for reject in rejects[:SHOWN_REJECTS]:
         print(f"  line {reject.line}: {reject.reason}: {reject.text!r}", file=sys.stderr)
 
@@ -751,14 +752,14 @@ def _format_listing(info: dict) -> str:
 def cmd_inspect(args) -> int:
     if args.keys:
         info = store_listing(args.checkpoint, args.sort, args.top)
-        print(json.dumps(info, indent=1) if args.json else _format_listing(info))
+        print(json.dumps(info, indent=1) if args.json else printable(_format_listing(info)))
         return 0
     loaded = load_any(args.checkpoint, args.key)
     info = summary(loaded)
     if args.json:
         print(json.dumps(info, indent=1))
     else:
-        print(_format_summary(info))
+        print(printable(_format_summary(info)))
     if args.plot is not None:
         from .plot import plot_mixture
         target = _image_path(args.plot, "--plot")
@@ -775,7 +776,7 @@ def cmd_inspect(args) -> int:
             raise CommandError("--plot needs matplotlib: pip install 'emstream[plot]'") from None
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        print(f"emstream: wrote {target}", file=sys.stderr)
+        print(printable(f"emstream: wrote {target}"), file=sys.stderr)
     return 0
 
 
@@ -827,11 +828,11 @@ def cmd_diff(args) -> int:
             raise CommandError("--plot needs matplotlib: pip install 'emstream[plot]'") from None
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        print(f"emstream: wrote {target}", file=sys.stderr)
+        print(printable(f"emstream: wrote {target}"), file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(f"A = {result['a']}\nB = {result['b']}")
+    print(printable(f"A = {result['a']}\nB = {result['b']}"))
     print(f"{'A':>3} -> {'B':<3} {'weight A':>9} {'weight B':>9} {'change':>9}  "
           f"{'mean change':<24} distance")
     for p in result["pairs"]:
@@ -989,7 +990,7 @@ def cmd_timeline(args) -> int:
                       day_first=_day_first(args), column=args.column)
     except ImportError:
         raise CommandError("timeline needs matplotlib: pip install 'emstream[plot]'") from None
-    print(f"emstream: wrote {target}", file=sys.stderr)
+    print(printable(f"emstream: wrote {target}"), file=sys.stderr)
     return 0
 
 
@@ -998,16 +999,16 @@ def main(argv=None) -> int:
     try:
         return args.run(args)
     except (CommandError, CheckpointError) as exc:
-        print(f"emstream: error: {exc}", file=sys.stderr)
+        print(printable(f"emstream: error: {exc}"), file=sys.stderr)
         return 1
     except BrokenPipeError:  # pragma: no cover - e.g. `emstream score ... | head`
         return 0
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"emstream: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(printable(f"emstream: error: {where}{exc.strerror or exc}"), file=sys.stderr)
         return 1
     except ValueError as exc:
-        print(f"emstream: error: {exc}", file=sys.stderr)
+        print(printable(f"emstream: error: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

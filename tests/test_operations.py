@@ -532,6 +532,10 @@ def test_control_characters_reach_the_log_escaped_and_unknown_names_are_bounded(
     done = _run("--input", str(name), "--checkpoint", str(tmp_path / "s"), "--no-output")
     assert done.returncode == 0 and b"\x1b" not in done.stderr
     assert "x\\x1b[2J\\x1b[31m.txt" in done.stderr.decode()
+    shown = subprocess.run([sys.executable, "-m", "emstream", "inspect", str(tmp_path / "s")],
+                           capture_output=True, timeout=60)
+    assert shown.returncode == 0 and b"\x1b" not in shown.stdout
+    assert "x\\x1b[2J\\x1b[31m.txt" in shown.stdout.decode()
     config = tmp_path / "c.yaml"
     config.write_text("batch:\n  \"a\\x1b[2Jb\": 1\n")
     done = _run("--check-config", "--config", str(config))

@@ -13,6 +13,8 @@ import os
 import sys
 import time
 
+from emstream.terminal import printable
+
 FORMATS = ("text", "json")
 TEXT = "%(asctime)s emstreamd %(levelname)s %(message)s"
 JOURNAL = "<%(priority)d>%(levelname)s %(message)s"
@@ -33,17 +35,6 @@ def under_journald(stream=None) -> bool:
     except (ValueError, OSError, AttributeError):
         return False
     return (info.st_dev, info.st_ino) == (device, inode)
-
-
-# Control characters (but newline and tab) as escapes: a file name, a key or a line quoted in
-# a message could otherwise clear the operator's terminal or fake log lines (ESC [2J).
-_CONTROLS = {code: f"\\x{code:02x}"
-             for code in (*range(0, 9), *range(11, 32), *range(127, 160))}
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters other than newline and tab escaped (``\\x1b``)."""
-    return text.translate(_CONTROLS)
 
 
 class _TextFormatter(logging.Formatter):
