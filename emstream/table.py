@@ -557,7 +557,8 @@ def repeats_header(line: bytes, layout: Layout) -> bool:
 
 
 def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
-                first_line: int = 1, day_first="auto", _titled: bool = False) -> Layout | None:
+                first_line: int = 1, day_first="auto", max_line_bytes: int | None = None,
+                _titled: bool = False) -> Layout | None:
     """The layout of a stream that starts with ``data``, or None for plain numbers.
 
     Parameters
@@ -576,6 +577,8 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     day_first : "auto" or bool
         Whether times written ``07/01/2014`` put the day first; "auto": as a day above 12 in
         ``data``'s times shows.
+    max_line_bytes : int, optional
+        Longer lines are no header and no row (the parser rejects them as "too long").
 
     Returns
     -------
@@ -591,7 +594,10 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         written ``07/01/2014`` and nothing says whether the day comes first.
     """
     lines = [(first_line + i, line.strip()) for i, line in enumerate(data.split(b"\n"))]
-    lines = [(n, line) for n, line in lines if line]
+    # (a line too long to be read is no header either: 200 KB of NUL bytes was taken for one,
+    # its "name" logged and kept in every checkpoint)
+    lines = [(n, line) for n, line in lines
+             if line and (max_line_bytes is None or len(line) <= max_line_bytes)]
     if not lines:
         return None
     # Excel's hint of the separator, first of a file (Grafana's "Download for Excel"): "sep=,"

@@ -809,3 +809,17 @@ def test_a_line_that_never_ends_on_stdin_is_one_too_long_line_in_bounded_memory(
     assert meta["counters"]["rows"] == 400
     assert meta["counters"]["rejected"] == {"too long": 1}
     assert meta["counters"]["lines"] == 401
+
+
+def test_a_first_line_too_long_to_read_is_no_header(tmp_path):
+    """200 KB of NUL bytes on the first line was taken for a header (49 times
+    max_line_bytes): its "name" logged and kept in every checkpoint, the line not counted as
+    "too long" as any other such line is."""
+    data = tmp_path / "d.txt"
+    data.write_bytes(b"\x00" * 200_000 + b"\n" + b"1\n2\n" * 300)
+    done = _run("--config", CONFIG, "--no-output", "--input", str(data), "--checkpoint",
+                str(tmp_path / "s"))
+    err = done.stderr.decode()
+    assert done.returncode == 0 and "rejected: 1 too long" in err, err[-2000:]
+    assert "600 points learned" in err and "header" not in err
+    assert max(p.stat().st_size for p in (tmp_path / "s").glob("*.json")) < 100_000

@@ -554,7 +554,8 @@ class Daemon:
                     self.layout = find_layout(_head(data), columns=settings["columns"],
                                               timestamp=settings["timestamp"],
                                               key=settings["key"], first_line=first,
-                                              day_first=settings["day_first"]) or False
+                                              day_first=settings["day_first"],
+                                              max_line_bytes=settings["max_line_bytes"]) or False
                 except LayoutError as exc:  # (before anything is learned: nothing to undo)
                     raise StartError(f"the input does not fit the configuration: {exc}",
                                      EX_CONFIG) from None
