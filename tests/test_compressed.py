@@ -258,3 +258,14 @@ def test_concatenated_xz_streams_with_padding_read_and_seek_as_one_file(tmp_path
         assert data.read(20) == first[10:30] and data.tell() == 30
         data.seek(10 ** 9)  # (beyond the end: at the end, as a plain file reads there)
         assert data.read() == b"" and data.tell() == len(first) + len(second)
+
+
+@pytest.mark.parametrize("pack", [gzip.compress, bz2.compress, lzma.compress])
+def test_a_compressed_file_piped_in_is_refused_in_one_line(tmp_path, pack):
+    """gzip's bytes on stdin were taken for a header (a few lines) or every line rejected as
+    invalid UTF-8, and the run ended as a success with nothing learned."""
+    done = subprocess.run([*DAEMON, "--checkpoint", str(tmp_path / "s"), "--no-output"],
+                          input=pack(_values(600)), capture_output=True, timeout=60)
+    err = done.stderr.decode()
+    assert done.returncode == 65 and "compressed: give the file with --input" in err, err
+    assert err.count("emstreamd:") == 1 and not list((tmp_path / "s").glob("checkpoint-*"))

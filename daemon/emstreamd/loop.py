@@ -21,6 +21,7 @@ import numpy as np
 
 from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
+from emstream.compressed import MAGIC
 from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, parse_lines,
                             wide_encoding)
 from emstream.store import STORE_NAME
@@ -526,6 +527,14 @@ class Daemon:
             # (before anything is learned: every line would be rejected, the input read past)
             raise StartError(f"the input is {encoding} text: convert it to UTF-8 first (iconv "
                              f"-f {encoding[:6]} -t UTF-8)", EX_DATAERR)
+        if self.layout is None and first == 1 and (
+                packed := next((kind for magic, kind in MAGIC if data.startswith(magic)), None)):
+            # A compressed file piped in (stdin: a file given by --input is read decompressed):
+            # its bytes were taken for a header, or every line rejected as invalid UTF-8.
+            tool = {"gzip": "zcat", "bzip2": "bzcat", "xz": "xzcat"}.get(packed, "zstd -dc")
+            raise StartError(f"the input is {packed}-compressed: give the file with --input, "
+                             f"or decompress it on the way ({tool} FILE | emstreamd ...)",
+                             EX_DATAERR)
         data = blank_byte_order_marks(data)
         if settings["format"] == "jsonl":
             if self.layout is None and data.strip():
