@@ -297,10 +297,12 @@ def _indices(columns) -> bool:
 
 
 def _import_ahead(config: dict) -> None:
-    """Import before READY what the first mini-batch would import on its way (scipy's k-means
-    for the warm-up, pyarrow's reader for one number per line): ~0.5 s here, which would
-    otherwise hold up a live stream's first output."""
+    """Import before READY what the first mini-batches would import on their way (scipy's
+    k-means for the warm-up and its Hungarian matching of a refreshed model's components to
+    the last one's, pyarrow's reader for one number per line): ~0.5 s here, which would
+    otherwise hold up a live stream's first outputs."""
     import scipy.cluster.vq  # noqa: F401
+    import scipy.optimize  # noqa: F401
 
     if config["input"]["format"] != "jsonl":
         from emstream.parse import _arrow_reader
