@@ -143,8 +143,9 @@ class KeyStore:
 
     def _connect(self, writer: bool) -> sqlite3.Connection:
         # The path as a URI: quoted, or a '#', '?' or '%' in it cut it short (a directory
-        # "state#1" opened, and created, a database named "state").
-        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path))
+        # "state#1" opened, and created, a database named "state"); quoted as the bytes the
+        # file system holds, or a name that is not UTF-8 (b"st\xff") raised a traceback.
+        uri = "file:" + urllib.parse.quote_from_bytes(os.fsencode(os.path.abspath(self.path)))
         if writer:
             return sqlite3.connect(uri, uri=True, isolation_level=None,
                                    check_same_thread=False)

@@ -909,6 +909,25 @@ def test_a_store_named_by_its_sqlite_file_resumes_and_a_path_may_hold_uri_charac
     assert names == {"in.csv", "keys.sqlite", "emstreamd.lock", "state#1?x%41"}
 
 
+def test_a_store_path_that_is_not_utf8_works(tmp_path):
+    """A checkpoint directory whose name is not UTF-8 (bytes a Linux file name may hold) gave
+    a traceback (UnicodeEncodeError, exit 1) and left an empty store behind; ``emstream
+    inspect`` said only "'utf-8' codec can't encode"."""
+    rng = np.random.default_rng(3)
+    table = tmp_path / "in.csv"
+    _keyed_table(table, 3, (300, 301), rng)
+    store = os.fsdecode(os.fsencode(str(tmp_path)) + b"/st\xff")
+    args = ["--input", str(table), "--set", "input.key=host", "--no-output",
+            "--checkpoint", store]
+    first = _run(args)
+    assert "0 points learned" in _run(args).stderr.decode(), first.stderr.decode()
+    keys, _ = _store(os.path.join(store, "keys.sqlite"))
+    assert sorted(keys) == ["host-000", "host-001", "host-002"]
+    listing = subprocess.run([sys.executable, "-m", "emstream", "inspect", store, "--keys"],
+                             capture_output=True)
+    assert listing.returncode == 0 and b"host-002" in listing.stdout, listing.stderr
+
+
 def test_a_store_file_removed_under_a_running_daemon_stops_it(tmp_path):
     """keys.sqlite removed alone (its directory and lock left): the daemon committed every
     later checkpoint into the deleted file, said it wrote them, and exited 0; a restart
