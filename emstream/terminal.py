@@ -13,11 +13,21 @@ Example
 
 from __future__ import annotations
 
-# Every C0 and C1 control and DEL, but newline and tab.
+# Every C0 and C1 control and DEL, but newline and tab; and the Unicode line and paragraph
+# separators and bidirectional embeddings, overrides and isolates (U+2028-202E, U+2066-2069),
+# which break a line or reorder what a terminal shows (a key "EVIL\u202e..." listed
+# backwards): the characters a series key may not hold (emstream.parse.is_bad_key).
 _CONTROLS = {code: f"\\x{code:02x}"
              for code in (*range(0, 9), *range(11, 32), *range(127, 160))}
+_CONTROLS.update({code: f"\\u{code:04x}"
+                  for code in (*range(0x2028, 0x202F), *range(0x2066, 0x206A))})
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters other than newline and tab escaped (``\\x1b``)."""
+    r"""``text`` with control characters other than newline and tab escaped (``\x1b``,
+    ``\u202e``).
+
+    >>> printable("EVIL\u202eabc\u2028x")
+    'EVIL\\u202eabc\\u2028x'
+    """
     return text.translate(_CONTROLS)

@@ -546,3 +546,18 @@ def test_control_characters_reach_the_log_escaped_and_unknown_names_are_bounded(
     assert done.returncode == 78
     assert _one_line(done).endswith("unknown section(s): s0, s1, s10, s100, s1000 and 199995 "
                                     "more\n")
+
+
+def test_unicode_line_separators_and_bidi_overrides_reach_the_log_escaped(tmp_path):
+    """A file name holding U+202E (right-to-left override) or U+2028 (line separator) reached
+    the terminal as it was: the rest of the line read backwards, or a fake line began."""
+    name = tmp_path / "x\u202eabc\u2028.txt"
+    name.write_text("".join(f"{i % 7}.5\n" for i in range(300)))
+    done = _run("--input", str(name), "--checkpoint", str(tmp_path / "s"), "--no-output")
+    assert done.returncode == 0
+    assert "\u202e".encode() not in done.stderr and "\u2028".encode() not in done.stderr
+    assert "x\\u202eabc\\u2028.txt" in done.stderr.decode()
+    shown = subprocess.run([sys.executable, "-m", "emstream", "inspect", str(tmp_path / "s")],
+                           capture_output=True, timeout=60)
+    assert shown.returncode == 0 and "\u202e".encode() not in shown.stdout
+    assert "x\\u202eabc\\u2028.txt" in shown.stdout.decode()
