@@ -703,6 +703,42 @@ def test_sigusr2_refits_are_counted_by_the_daemon_too(tmp_path):
     assert _store(tmp_path / "k" / "keys.sqlite")[1]["counters"]["refits"] == 5
 
 
+def test_sigusr2_refits_the_keys_in_the_store_too(tmp_path):
+    """With more keys than ``keys.max_active``, SIGUSR2 refitted only the keys in memory (5
+    of 40 here, which ones depending on the order rows came in) and said nothing of the
+    rest; and a key read back from the store had no rows to refit on (its refit window is
+    not stored): "skipped: the model is still warming up"."""
+    rng = np.random.default_rng(13)
+    process = subprocess.Popen([*DAEMON[:-2], "--log-level", "INFO", "--checkpoint",
+                                str(tmp_path / "k"), "--set", "input.key=0", "--no-output",
+                                "--set", "keys.max_active=5", "--set",
+                                "status.every_seconds=0.5"],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdin.write("".join(f"k{i % 40} {v + (i % 40):.4f}\n"
+                                for i, v in enumerate(rng.normal(size=80_000))))
+    process.stdin.flush()
+    for line in process.stderr:
+        if ", 80000 points," in line:  # a status line: every row learned
+            break
+    process.send_signal(signal.SIGUSR2)
+    refits = 0
+    for line in process.stderr:
+        refits += "refit (SIGUSR2)" in line
+        if refits == 40:
+            break
+    process.stdin.close()
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 0, rest[-2000:]
+    assert "refits: 40;" in rest.split("lifetime:")[1], rest.split("lifetime:")[1][:400]
+    stored = KeyStore(tmp_path / "k" / "keys.sqlite")
+    try:
+        refitted = [json.loads(stored.get(key))["content"]["meta"]["counters"]["refits"]
+                    for key in stored.keys()]
+    finally:
+        stored.close()
+    assert refitted == [1] * 40
+
+
 def test_the_end_of_input_flush_commits_as_it_goes(tmp_path):
     """Thousands of keys learning their last rows take minutes: checkpoint.every_points counts
     the rows they learn, so the flush is committed as it goes and a kill does not undo all of

@@ -406,19 +406,24 @@ class KeyedDaemon(Daemon):
         self.first_pending_at = next(iter(self.waiting.values()), None)
 
     def refit(self, reason: str) -> None:
-        """Refit every key in memory on its own window (SIGUSR2); a stop asked for meanwhile
-        ends it (thousands of keys' refits take minutes)."""
+        """Refit every key on its own window (SIGUSR2): those in memory, then those in the
+        store, each read back in turn and let go again beyond ``keys.max_active`` (only the
+        keys in memory were refitted, without a word about the rest); a stop asked for
+        meanwhile ends it (thousands of keys' refits take minutes)."""
         self.flags.refit = False
-        for done, series in enumerate(list(self.active.values())):
+        keys = list(self.active) + sorted(self.known.difference(self.active))
+        for done, key in enumerate(keys):
             if self.flags.stop:
                 log.warning("refit (%s) stopped after %d of %d keys: stopping", reason, done,
-                            len(self.active))
+                            len(keys))
                 return
             self._alive()
+            series = self._series(key)
             before = [series.monitor.counters[k] for k in COUNTED]
             series.monitor.refit(reason)
             self._add_counts(series.monitor, before)
             series.dirty = True
+            self._evict()
 
     def _add_counts(self, monitor, before: list) -> None:
         """Add what a key's counters gained since ``before`` (its :data:`COUNTED` values) to

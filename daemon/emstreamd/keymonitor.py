@@ -367,6 +367,12 @@ class KeyMonitor:
         from emstream.checkpoint import CheckpointError
 
         self.model = model
+        learner = model.__dict__.get("_online")
+        if learner is not None and len(learner.window):
+            # The refit window is not checkpointed (refit.window rows for every key); the
+            # learner's recent rows, which are, stand in for it: a refit after a restart, or
+            # of a key read back from the store, was skipped as "still warming up".
+            self.window.extend(learner.window.recent()[-self.window.capacity:])
         settings = config_module.monitor_settings(self.config)
         # The resumed model keeps its components (config.yaml's other count is warned about):
         # a refit needs one row for each of them, whatever drift.refit_points now says.
