@@ -1150,6 +1150,28 @@ def test_a_damaged_document_stops_the_daemon_in_one_line(tmp_path):
     assert "not a readable state store" in _stopped(done) and "key 'a'" in _stopped(done)
 
 
+def test_read_only_sidecar_files_are_named_when_the_store_cannot_be_opened(tmp_path):
+    """``emstream inspect`` of a read-only store in a writable folder leaves read-only -wal and
+    -shm files beside it; made writable again, the store failed to open with "attempt to write
+    a readonly database", which named a file that was writable (and the next start went
+    through: SQLite replaced them while failing).  Now the start is refused before SQLite
+    opens the store, naming them."""
+    prefix = without_root_override()
+    data = tmp_path / "k.txt"
+    data.write_text("".join(f"{k} {v:.3f}\n" for k, v in zip("ab" * 300, range(600))))
+    state = tmp_path / "s"
+    _run(["--input", str(data), "--set", "input.key=0", "--checkpoint", str(state),
+          "--no-output"])
+    # (what a reader leaves when the store file was read-only: sidecars made read-only too)
+    (state / "keys.sqlite-shm").unlink(missing_ok=True)
+    (state / "keys.sqlite-shm").touch(mode=0o444)
+    done = subprocess.run([*prefix, *DAEMON, "--input", str(data), "--set", "input.key=0",
+                           "--checkpoint", str(state), "--no-output"], capture_output=True,
+                          timeout=120)
+    assert done.returncode == 73, done.stderr
+    assert "keys.sqlite-shm" in _stopped(done) and "cannot be written" in _stopped(done)
+
+
 def test_another_programs_sqlite_database_is_not_taken_over(tmp_path):
     """Given as checkpoint.path, an application's database got the store's tables beside its
     own and was switched to write-ahead logging for good."""

@@ -69,6 +69,32 @@ def _key_rejects(parsed, refused: list, data: bytes, ends, first: int) -> Reject
     return Rejects(lines, codes[order], starts, stops, data, names)
 
 
+
+def _writable(path: Path) -> bool:
+    """Whether this process may open ``path`` for writing (tried: ``os.access`` answers for
+    the real user, which for root is yes whatever its capabilities)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+    except OSError:
+        return False
+    return True
+
+
+def _stuck_sidecars(path: Path) -> str:
+    """What to say of SQLite's log and shared-memory files beside the store that cannot be
+    written ("" if none): a reader of the store while it was read-only (``emstream inspect``)
+    leaves them read-only, and the writer then failed with "attempt to write a readonly
+    database" about a store file that was writable (SQLite replaced them while failing, so
+    the next start went through)."""
+    stuck = [side.name for side in (path.with_name(path.name + "-wal"),
+                                    path.with_name(path.name + "-shm"))
+             if side.is_file() and not _writable(side)]
+    if not stuck:
+        return ""
+    return (f"{' and '.join(stuck)} beside it cannot be written (left by a reader while the "
+            "store was read-only?): make them writable, or remove them if no process has the "
+            "store open")
+
 class Series:
     """A key in memory: its monitor, its partial mini-batch, and whether the store's copy is
     stale."""
@@ -113,6 +139,10 @@ class KeyedDaemon(Daemon):
             raise checkpoint.CheckpointError(
                 f"{folder} holds a single series' checkpoints (input.key was not set): unset "
                 "input.key as it was, or choose another checkpoint.path")
+        stuck = _stuck_sidecars(path)
+        if stuck:
+            raise StartError(f"checkpoint.path: cannot open the state store {path}: {stuck}",
+                             EX_CANTCREAT)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.is_file() and path.stat().st_size == 0:
