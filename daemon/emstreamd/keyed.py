@@ -69,7 +69,6 @@ def _key_rejects(parsed, refused: list, data: bytes, ends, first: int) -> Reject
     return Rejects(lines, codes[order], starts, stops, data, names)
 
 
-
 def _writable(path: Path) -> bool:
     """Whether this process may open ``path`` for writing (tried: ``os.access`` answers for
     the real user, which for root is yes whatever its capabilities)."""
@@ -94,6 +93,7 @@ def _stuck_sidecars(path: Path) -> str:
     return (f"{' and '.join(stuck)} beside it cannot be written (left by a reader while the "
             "store was read-only?): make them writable, or remove them if no process has the "
             "store open")
+
 
 class Series:
     """A key in memory: its monitor, its partial mini-batch, and whether the store's copy is
