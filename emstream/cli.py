@@ -118,9 +118,11 @@ def _positive_int(text: str) -> int:
 
 
 def _key(text: str) -> str:
-    """A key as the command line gives it, read as the daemon reads keys: its bytes as UTF-8,
-    else as cp1252 (a terminal in another encoding), so that it names the stored key."""
-    key = key_text(os.fsencode(text))
+    """A key as the command line gives it, read as the daemon reads keys: surrounding ASCII
+    whitespace left out, its bytes as UTF-8, else as cp1252 (a terminal in another encoding),
+    so that it names the stored key (``--key 'web-1 '`` found no key the daemon had stored as
+    ``web-1``)."""
+    key = key_text(os.fsencode(text).strip())
     if key is None:
         raise argparse.ArgumentTypeError(f"{text!r} is neither UTF-8 nor cp1252 text")
     return key
@@ -921,11 +923,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "history.")
     inspect.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or directory, or "
                          "a keyed emstreamd's state store (keys.sqlite)")
-    inspect.add_argument("--key", type=_key, metavar="K",
-                         help="the key of a state store to show (as a single series' "
-                         "checkpoint)")
-    inspect.add_argument("--keys", action="store_true", help="list a state store's keys: "
-                         "points, anomalies, drift alarms, rows waiting, last update")
+    one_or_all = inspect.add_mutually_exclusive_group()
+    one_or_all.add_argument("--key", type=_key, metavar="K",
+                            help="the key of a state store to show (as a single series' "
+                            "checkpoint)")
+    one_or_all.add_argument("--keys", action="store_true", help="list a state store's keys: "
+                            "points, anomalies, drift alarms, rows waiting, last update")
     inspect.add_argument("--sort", default="key", choices=("key", "points", "anomalies",
                                                            "alarms", "updated", "waiting"),
                          help="--keys: by key name, or the most (the latest) first")

@@ -283,6 +283,12 @@ def test_inspect_and_diff_read_a_state_store(tmp_path, capsys):
         {k: v for k, v in alone.items() if k != "file"}
     assert emstream_main(["inspect", store, "--key", "host-001"]) == 0
     assert "key         'host-001'" in capsys.readouterr().out
+    # The key as the daemon reads it, surrounding spaces left out (it said "no key").
+    assert emstream_main(["inspect", store, "--key", " host-001\t"]) == 0
+    assert "key         'host-001'" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as usage:  # (--key was ignored: every key was listed)
+        emstream_main(["inspect", store, "--keys", "--key", "host-001"])
+    assert usage.value.code == 2 and "not allowed with" in capsys.readouterr().err
     assert emstream_main(["diff", store, "--key", "host-000", "--key-b", "host-000",
                           "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["divergence"] == pytest.approx(0, abs=1e-12)
