@@ -791,6 +791,10 @@ class OnlineLearner:
         up.far_since = 0
         light = reason == "schedule" and up.idle >= IDLE_CHECKS
         rows, births = self.check_sample()
+        if rows.X.shape[0] < 2 * self.settings.n_components:
+            # Too few rows to fit and judge candidates by: after a user's batch fit the window
+            # starts empty, and ten far rows in a row made a check of none (IndexError).
+            return False
         births = births + self.split_merge(self.window.recent(), 1 if light else MERGES)
         if self.step is not None:
             self.step = finer(self.step, grid_step(rows.X))

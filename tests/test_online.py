@@ -326,3 +326,17 @@ def test_permuting_components_changes_labels_only(kind):
     gm.partial_fit(X[:100])  # online learning goes on from the relabelled state
     with pytest.raises(ValueError, match="permutation"):
         gm.permute_components([0, 0, 1])
+
+
+def test_far_rows_right_after_a_batch_fit_do_not_break_partial_fit():
+    """After ``fit`` the learner's window of recent rows starts empty; ten or more far rows
+    then asked for a check of no rows at all, and ``partial_fit`` raised IndexError (from
+    k-means++ on an empty sample)."""
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(size=(100, 2)), rng.normal(size=(100, 2)) + 8]
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    gm.partial_fit(np.full((50, 2), 1000.0))  # a level shift, all beyond the gate
+    assert gm.n_seen_ == 50 and np.isfinite(gm.means_).all()
+    for _ in range(30):  # the new level recurs: the model moves there
+        gm.partial_fit(1000.0 + rng.normal(size=(50, 2)))
+    assert np.abs(gm.means_ - 1000.0).max() < 1.0
