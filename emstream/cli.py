@@ -230,6 +230,15 @@ def cmd_fit(args) -> int:
     return _save_fit(args, model, source)
 
 
+def _is_stdin(path: Path) -> bool:
+    """Whether standard input is the file ``path`` (``fit - -o d.txt < d.txt``)."""
+    try:
+        given, there = os.fstat(sys.stdin.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):  # (no stdin, or one without a descriptor)
+        return False
+    return (given.st_dev, given.st_ino) == (there.st_dev, there.st_ino)
+
+
 def _fit_output(name: str, data: str | None = None) -> Path:
     """``fit -o``: where the checkpoint goes, checked before any fitting (a fit of an hour must
     not end in "no such directory").  A name ending in ``/`` is a directory, made if need be;
@@ -244,6 +253,9 @@ def _fit_output(name: str, data: str | None = None) -> Path:
         if data and data != "-" and target.exists() and Path(data).exists() \
                 and os.path.samefile(target, data):
             raise CommandError(f"{name} is the data file {data}: a checkpoint would replace it")
+        if data == "-" and target.exists() and _is_stdin(target):
+            raise CommandError(f"{name} is the data file read on standard input: a checkpoint "
+                               "would replace it")
     if name.endswith(("/", os.sep)) and not path.is_dir():
         try:
             path.mkdir(parents=True)

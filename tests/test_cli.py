@@ -365,6 +365,12 @@ def test_fit_writes_through_a_link_and_refuses_a_pipe_or_its_own_data(tmp_path, 
     before = data.read_bytes()
     assert main(["fit", str(data), "-k", "2", "-o", str(data)]) == 1
     assert "is the data file" in capsys.readouterr().err and data.read_bytes() == before
+    # The same file piped in (fit - -o data.txt < data.txt): it was replaced.
+    with open(data, "rb") as piped:
+        done = subprocess.run([sys.executable, "-m", "emstream", "fit", "-", "-k", "2", "-o",
+                               str(data)], stdin=piped, capture_output=True, timeout=120)
+    assert done.returncode == 1 and data.read_bytes() == before
+    assert b"is the data file read on standard input" in done.stderr
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "v1.json").write_text("{}")
     (tmp_path / "current.json").symlink_to("models/v1.json")
