@@ -66,6 +66,26 @@ def _feature_order(names) -> tuple:
         return tuple(sorted(names, key=lambda name: (type(name).__name__, str(name))))
 
 
+def _real_values(data: np.ndarray, columns: list) -> np.ndarray:
+    """A frame's values (n, D) as floats, refused as ``learn_one`` refuses them: a complex,
+    time or text value is not a number (``to_numpy(dtype=float)`` dropped imaginary parts
+    with a warning, learned times as epoch counts and text such as "1.5" as numbers).
+    TypeError: a frame this cannot read (the caller reads it column by column)."""
+    kind = data.dtype.kind
+    if kind in "fiub":
+        return data.astype(float, copy=False)
+    if kind == "O":
+        for j, name in enumerate(columns):
+            for v in data[:, j]:
+                if not is_number(v):
+                    raise ValueError(f"feature {name!r} is {v!r}: not a number")
+        return data.astype(float)
+    if kind in "cmM":
+        what = {"c": "complex numbers", "m": "time spans", "M": "times"}[kind]
+        raise ValueError(f"the frame holds {what} (dtype {data.dtype}): not real numbers")
+    raise TypeError(kind)
+
+
 class _NothingKnown(Exception):
     """A point or frame to learn has none of the model's features: it is not learned.
     (Learned as the fill, the mixture's own mean, such points drew the model onto a place
@@ -230,6 +250,10 @@ class _OnlineMixture:
             order = self._frame_order
         else:
             columns = list(index)
+            if len(set(columns)) != len(columns):
+                twice = sorted({repr(c) for c in columns if columns.count(c) > 1})
+                raise ValueError(f"frame columns {', '.join(twice)} appear more than once: "
+                                 "each feature needs a name of its own")
             if self._features is None:
                 self._features = _feature_order(columns)
             order = None
@@ -241,8 +265,8 @@ class _OnlineMixture:
         if order is not None and hasattr(X, "to_numpy"):
             try:  # pandas: the whole frame at once, then columns by position (much cheaper
                 # than selecting columns by name in pandas)
-                data = np.asarray(X.to_numpy(dtype=float))
-            except (TypeError, ValueError):
+                data = _real_values(np.asarray(X.to_numpy()), columns=list(index))
+            except TypeError:
                 pass
             else:
                 # A view of the frame is fine: the model copies what it keeps (warm-up rows).

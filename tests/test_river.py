@@ -378,3 +378,28 @@ def test_the_series_detector_keeps_a_feature_whose_first_reading_failed_and_any_
                          detector.score_one({"cpu": scale * 60.0, "mem": 0.5}))
     for normal, spike in scores.values():
         assert normal < 0.999 and spike > 0.9999
+
+
+def test_learn_many_refuses_what_learn_one_refuses():
+    """A frame with a column name twice learned its first column twice and dropped the other;
+    complex values lost their imaginary part (a warning), times were learned as epoch counts
+    and text such as "1.5" as a number, all of which learn_one and the estimator refuse."""
+    import pandas as pd
+
+    a = np.random.default_rng(0).normal(size=300)
+    bad = {"a name twice": (pd.DataFrame(np.c_[a, 5 * a + 50], columns=["x", "x"]),
+                            "appear more than once"),
+           "complex": (pd.DataFrame({"a": a + 100j, "b": a}), "complex"),
+           "times": (pd.DataFrame({"a": pd.to_datetime(np.arange(300), unit="s"), "b": a}),
+                     "not a number"),
+           "text": (pd.DataFrame({"a": [f"{v}" for v in a], "b": a}), "not a number")}
+    for name, (frame, message) in bad.items():
+        detector = GaussianMixtureDetector(n_components=1, warmup_size=50, seed=0)
+        with pytest.raises(ValueError, match=message):
+            detector.learn_many(frame)
+        detector.learn_many(pd.DataFrame({"a": a, "b": a > 0}))  # then a good frame: learned
+        assert detector._model.n_seen_ == 300, name
+    mixed = pd.DataFrame({"a": np.arange(300), "b": a > 0, "c": a.astype(object)})
+    model = OnlineGaussianMixture(n_components=2, warmup_size=50, seed=0)
+    model.learn_many(mixed)  # integers, booleans and Python floats are numbers
+    assert model._model.n_seen_ == 300
