@@ -21,6 +21,10 @@ from .episodes import DEFAULT_THRESHOLD
 from .table import of_key, parse_stream
 
 
+# Line numbers are counted in 64 bits (a larger one raised OverflowError, as a traceback).
+_MAX_LINE = 2**63
+
+
 def read_scores(path, key: str | None = None, timed: bool | None = None) -> dict:
     """emstreamd's per-point output as arrays: ``line``, ``score``, ``anomaly`` (n,); with
     ``key``, only that key's lines of a keyed daemon's output (its second field, or ``key``).
@@ -41,8 +45,9 @@ def read_scores(path, key: str | None = None, timed: bool | None = None) -> dict
                         if key is not None and str(record["key"]) != key:
                             continue
                     line, score = record["line"], record["score"]
-                    if type(line) is not int or type(score) not in (int, float) \
-                            or not 0.0 <= score <= 1.0:
+                    if type(line) is not int or not 0 < line < _MAX_LINE \
+                            or type(score) not in (int, float) or not 0.0 <= score <= 1.0 \
+                            or type(record.get("anomaly", False)) is not bool:
                         raise TypeError
                 except (ValueError, TypeError, KeyError, AttributeError):
                     raise ValueError(f"{path}: not emstreamd's per-point output (a JSON line "
@@ -50,7 +55,7 @@ def read_scores(path, key: str | None = None, timed: bool | None = None) -> dict
                                      f"{raw[:80]!r}") from None
                 lines.append(line)
                 scores.append(float(score))
-                flags.append(bool(record.get("anomaly")))
+                flags.append(record.get("anomaly", False))
                 continue
             if b'"' in raw:  # (a quoted key: a comma or quotes in it)
                 text = raw.decode("utf-8", "replace")
@@ -73,7 +78,7 @@ def read_scores(path, key: str | None = None, timed: bool | None = None) -> dict
                 line, score = int(fields[0]), float(fields[-2])
             except ValueError:
                 line, score = None, math.nan
-            if line is None or not 0.0 <= score <= 1.0:  # (NaN fails the test too)
+            if line is None or not 0 < line < _MAX_LINE or not 0.0 <= score <= 1.0:
                 raise ValueError(f"{path}: not emstreamd's per-point output (a line number, "
                                  f"and a score in [0, 1]): {raw[:80]!r}")
             lines.append(line)

@@ -272,6 +272,14 @@ def test_timeline_refuses_score_lines_and_thresholds_it_cannot_draw(tmp_path, ca
             read_scores(path)
     path.write_text('{"line": 1, "score": 0.5, "anomaly": false}\n')
     assert read_scores(path)["score"].tolist() == [0.5]
+    # A line number beyond 64 bits (OverflowError, a traceback), an anomaly given as text
+    # ("false" was drawn as an alert).
+    big = "99999999999999999999999"
+    for text in ('{"line": %s, "score": 0.5}' % big, '{"line": 1, "score": 0.5, "anomaly": '
+                 '"false"}', f"{big},0,1,1,0.5,0", "0,0,1,1,0.5,0"):
+        path.write_text(text + "\n")
+        with pytest.raises(ValueError, match="not emstreamd's per-point output"):
+            read_scores(path)
     for threshold in ("1", "nan", "0"):
         with pytest.raises(SystemExit) as exit_info:
             main(["timeline", "a", "b", "-o", "p.png", "--threshold", threshold])
