@@ -60,6 +60,7 @@ def _arrow_key(index):
 def _feature_order(names) -> tuple:
     """Feature names in a fixed order: sorted, by type first if they are of several types
     ('a' and 1, which do not compare)."""
+    names = list(names)  # (a generator would be spent by the first sort)
     try:
         return tuple(sorted(names))
     except TypeError:

@@ -44,6 +44,7 @@ from .drift import DriftMonitor
 from .episodes import Episodes
 from .level import LEVEL_WINDOW
 from .mixture import GaussianMixture
+from .river import _feature_order
 from .series import REG_COVAR_SHARE, SeriesMonitor
 from .temporal import TemporalFeatures
 from .validation import MAX_ABS_VALUE, is_number
@@ -150,8 +151,8 @@ class SeriesDetector(base.AnomalyDetector):
         feature out for good); points are learned once each has had a usable value, or,
         after ``batch_size`` points, without those that never had one."""
         if not self._first:
-            self._first = {"names": sorted(k for k, v in x.items() if is_number(v)), "last": {},
-                           "seen": 0}
+            numeric = [k for k, v in x.items() if is_number(v)]
+            self._first = {"names": list(_feature_order(numeric)), "last": {}, "seen": 0}
             if not self._first["names"]:
                 self._first = {}
                 return False

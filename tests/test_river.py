@@ -403,3 +403,14 @@ def test_learn_many_refuses_what_learn_one_refuses():
     model = OnlineGaussianMixture(n_components=2, warmup_size=50, seed=0)
     model.learn_many(mixed)  # integers, booleans and Python floats are numbers
     assert model._model.n_seen_ == 300
+
+
+def test_the_series_detector_takes_feature_names_of_several_types():
+    """A point keyed by a string and an integer ({"a": 1.0, 0: 2.0}) raised a bare TypeError
+    from sorting its names; the other adapters take it."""
+    detector = SeriesDetector(seed=0)
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        detector.learn_one({"a": float(rng.normal()), 0: 2.0 + float(rng.normal())})
+    assert 0.0 <= detector.score_one({"a": 0.0, 0: 2.0}) < 0.9
+    assert detector.score_one({"a": 0.0, 0: 200.0}) > 0.99
