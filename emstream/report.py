@@ -178,6 +178,15 @@ def _enormous(surprise: float) -> str:
     return f"{surprise:.4f}" if abs(surprise) < _LARGEST else f"{surprise:.6e}"
 
 
+def _json_beyond(surprise: float) -> str:
+    """A surprise beyond float's range as JSON: ``1e999`` (a number JSON allows, which
+    Python's json reads back as infinity and jq as the largest float); json.dumps wrote
+    ``Infinity``, which is not JSON (jq and JSON.parse refused the line).  NaN: null."""
+    if surprise != surprise:
+        return "null"
+    return "1e999" if surprise > 0 else "-1e999"
+
+
 def _format_slowly(kind, lines, labels, probability, surprise, anomaly=None, score=None,
                    time_text=None, key=None) -> bytes:
     """Row by row (the same text), for batches with an infinite or enormous surprise."""
@@ -196,12 +205,12 @@ def _format_slowly(kind, lines, labels, probability, surprise, anomaly=None, sco
                        + ("" if c is None else f",{c:.8f}")
                        + ("" if a is None else f",{int(a)}") + "\n"
                        for n, t, k, p, s, c, a in rows)
-    else:  # json.dumps writes a non-finite surprise as Infinity/NaN, as Python's json reads
+    else:
         tag = "" if key is None else ', "key": ' + _key_field(kind, key).decode()
         text = "".join(
             f'{{"line": {n}' + tag + ("" if t is None else f', "time": {json.dumps(t)}')
             + f', "label": {k}, "probability": {p:.6f}, "surprise": '
-            + (_enormous(s) if np.isfinite(s) else json.dumps(s))
+            + (_enormous(s) if np.isfinite(s) else _json_beyond(s))
             + ("" if c is None else f', "score": {c:.8f}')
             + ("" if a is None else ', "anomaly": ' + ("true" if a else "false")) + "}\n"
             for n, t, k, p, s, c, a in rows)

@@ -42,6 +42,16 @@ def test_jsonl_reads_back_and_survives_infinite_surprise():
     text = format_rows("jsonl", lines, labels, probability, surprise, anomaly)
     records = [json.loads(line) for line in text.decode().splitlines()]
     assert records[7]["surprise"] == float("inf")
+    # Strict JSON: a non-finite surprise was written as Infinity, which jq refuses.
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    for line in text.decode().splitlines():
+        json.loads(line, parse_constant=refuse)
+    surprise[7] = -np.inf
+    text = format_rows("jsonl", lines, labels, probability, surprise, anomaly)
+    assert json.loads(text.decode().splitlines()[7], parse_constant=refuse)["surprise"] == \
+        float("-inf")
     assert [r["anomaly"] for r in records] == anomaly.tolist()
     assert [r["line"] for r in records] == lines.tolist()
     assert format_rows("csv", lines[:0], labels[:0], probability[:0], surprise[:0],
