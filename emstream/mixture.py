@@ -850,8 +850,8 @@ class GaussianMixture:
                              f"({self.n_components}) to initialise the components")
         self._check_settings_unchanged("partial_fit")
         learner = self._learner()
-        if learner.initial is not None and learner.n_features is None:
-            try:  # (now, not at the first provisional fit)
+        if learner.initial is not None:
+            try:  # (now, not at the first provisional fit; and after set_params too)
                 self._checked_inits(X.shape[1])
             except ValueError as exc:
                 raise InitialValuesError(str(exc)) from None

@@ -104,6 +104,13 @@ def to_dict(model: GaussianMixture) -> dict:
     # set_params(n_components=...) after a fit: the fitted arrays no longer match the settings,
     # and the state written would not load.
     model._check_settings_unchanged("saving")
+    # What loading would refuse is refused here (set_params after a fit, which partial_fit
+    # and a warm fit need not look at, wrote checkpoints that did not load).
+    model._validate_params()
+    if model.warmup_size < model.n_components:
+        raise ValueError("warmup_size must be at least n_components")
+    learner = model.__dict__.get("_online")
+    _check_inits(model, None if learner is None else learner.n_features)
     for name in _ARRAY_PARAMS:
         params[name] = _list(params[name])
     params["random_state"] = _encode_random_state(params["random_state"])

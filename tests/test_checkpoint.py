@@ -343,3 +343,26 @@ def test_what_the_model_learned_from_degenerate_data_loads_back(tmp_path, case):
     probe = np.array([[7.0, 2.0][: model.n_features_in_]]) if case != "extreme values" \
         else np.array([[6e99]])
     np.testing.assert_array_equal(loaded.score_samples(probe), model.score_samples(probe))
+
+
+def test_a_setting_that_would_not_load_is_refused_when_saving_and_learning(tmp_path):
+    """set_params after a fit (which partial_fit and a warm fit need not look at) wrote
+    checkpoints that did not load: weights_init for too few components, warmup_size below
+    n_components.  partial_fit now checks given initial values at every call, and saving
+    refuses what loading would."""
+    from emstream.exceptions import InitialValuesError
+
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    model = GaussianMixture(2, random_state=0).fit(X)
+    with pytest.raises(InitialValuesError, match="weights_init"):
+        model.set_params(weights_init=[0.5]).partial_fit(X)
+    model.set_params(warm_start=True).fit(X)  # (a warm fit starts from the fitted model)
+    with pytest.raises(ValueError, match="weights_init"):
+        checkpoint.save(model, tmp_path / "a.json")
+    assert not (tmp_path / "a.json").exists()
+    model.set_params(weights_init=None, warmup_size=1).fit(X)
+    with pytest.raises(ValueError, match="warmup_size"):
+        checkpoint.save(model, tmp_path / "a.json")
+    model.set_params(warmup_size=1000)
+    checkpoint.save(model, tmp_path / "a.json")
+    assert checkpoint.load(tmp_path / "a.json").model.warmup_size == 1000
