@@ -67,7 +67,7 @@ def _feature_order(names) -> tuple:
         return tuple(sorted(names, key=lambda name: (type(name).__name__, str(name))))
 
 
-def _real_values(data: np.ndarray, columns: list) -> np.ndarray:
+def _real_values(data: np.ndarray, columns) -> np.ndarray:
     """A frame's values (n, D) as floats, refused as ``learn_one`` refuses them: a complex,
     time or text value is not a number (``to_numpy(dtype=float)`` dropped imaginary parts
     with a warning, learned times as epoch counts and text such as "1.5" as numbers).
@@ -76,7 +76,7 @@ def _real_values(data: np.ndarray, columns: list) -> np.ndarray:
     if kind in "fiub":
         return data.astype(float, copy=False)
     if kind == "O":
-        for j, name in enumerate(columns):
+        for j, name in enumerate(list(columns)):
             for v in data[:, j]:
                 if not is_number(v):
                     raise ValueError(f"feature {name!r} is {v!r}: not a number")
@@ -266,7 +266,7 @@ class _OnlineMixture:
         if order is not None and hasattr(X, "to_numpy"):
             try:  # pandas: the whole frame at once, then columns by position (much cheaper
                 # than selecting columns by name in pandas)
-                data = _real_values(np.asarray(X.to_numpy()), columns=list(index))
+                data = _real_values(np.asarray(X.to_numpy()), index)
             except TypeError:
                 pass
             else:
