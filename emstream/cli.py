@@ -164,7 +164,7 @@ def _report_rejects(source: str, rejects: list, counts: dict) -> None:
         return
     total = sum(counts.values())
     summary = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
-    print(printable(f"emstream: {source}: skipped {total} line(s): {summary}"), file=sys.stderr)
+    print(printable(f"emstream: {source}: skipped {total} line(s): {summary}", one_line=True), file=sys.stderr)
     for reject in rejects[:SHOWN_REJECTS]:
         print(f"  line {reject.line}: {reject.reason}: {reject.text!r}", file=sys.stderr)
 
@@ -790,7 +790,7 @@ def cmd_inspect(args) -> int:
             raise CommandError("--plot needs matplotlib: pip install 'emstream[plot]'") from None
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        print(printable(f"emstream: wrote {target}"), file=sys.stderr)
+        print(printable(f"emstream: wrote {target}", one_line=True), file=sys.stderr)
     return 0
 
 
@@ -842,7 +842,7 @@ def cmd_diff(args) -> int:
             raise CommandError("--plot needs matplotlib: pip install 'emstream[plot]'") from None
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        print(printable(f"emstream: wrote {target}"), file=sys.stderr)
+        print(printable(f"emstream: wrote {target}", one_line=True), file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -1005,7 +1005,7 @@ def cmd_timeline(args) -> int:
                       day_first=_day_first(args), column=args.column)
     except ImportError:
         raise CommandError("timeline needs matplotlib: pip install 'emstream[plot]'") from None
-    print(printable(f"emstream: wrote {target}"), file=sys.stderr)
+    print(printable(f"emstream: wrote {target}", one_line=True), file=sys.stderr)
     return 0
 
 
@@ -1014,16 +1014,16 @@ def main(argv=None) -> int:
     try:
         return args.run(args)
     except (CommandError, CheckpointError) as exc:
-        print(printable(f"emstream: error: {exc}"), file=sys.stderr)
+        print(printable(f"emstream: error: {exc}", one_line=True), file=sys.stderr)
         return 1
     except BrokenPipeError:  # pragma: no cover - e.g. `emstream score ... | head`
         return 0
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        print(printable(f"emstream: error: {where}{exc.strerror or exc}"), file=sys.stderr)
+        print(printable(f"emstream: error: {where}{exc.strerror or exc}", one_line=True), file=sys.stderr)
         return 1
     except ValueError as exc:
-        print(printable(f"emstream: error: {exc}"), file=sys.stderr)
+        print(printable(f"emstream: error: {exc}", one_line=True), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -23,11 +23,17 @@ _CONTROLS.update({code: f"\\u{code:04x}"
                   for code in (*range(0x2028, 0x202F), *range(0x2066, 0x206A))})
 
 
-def printable(text: str) -> str:
+_ONE_LINE = {**_CONTROLS, ord("\n"): "\\n"}
+
+
+def printable(text: str, *, one_line: bool = False) -> str:
     r"""``text`` with control characters other than newline and tab escaped (``\x1b``,
-    ``\u202e``).
+    ``\u202e``); with ``one_line``, newlines too (a message that is one line: a file name
+    holding a newline forged a second "emstream:" line).
 
     >>> printable("EVIL\u202eabc\u2028x")
     'EVIL\\u202eabc\\u2028x'
+    >>> printable("a\nb", one_line=True)
+    'a\\nb'
     """
-    return text.translate(_CONTROLS)
+    return text.translate(_ONE_LINE if one_line else _CONTROLS)

@@ -561,3 +561,15 @@ def test_unicode_line_separators_and_bidi_overrides_reach_the_log_escaped(tmp_pa
                            capture_output=True, timeout=60)
     assert shown.returncode == 0 and "\u202e".encode() not in shown.stdout
     assert "x\\u202eabc\\u2028.txt" in shown.stdout.decode()
+    # A newline in a name a one-line message quotes forged a line of its own.
+    forged = tmp_path / "x\nemstreamd: all is well.txt"
+    forged.write_text("".join(f"{i % 7}.5\n" for i in range(300)))
+    done = _run("--input", str(forged), "--checkpoint", str(tmp_path / "s2"), "--no-output")
+    assert done.returncode == 0
+    assert not any(line.startswith("emstreamd: all is well")
+                   for line in done.stderr.decode().splitlines())
+    assert "x\\nemstreamd: all is well.txt" in done.stderr.decode()
+    done = subprocess.run([sys.executable, "-m", "emstream", "fit", "nope\nemstream: fine",
+                           "-k", "2", "-o", str(tmp_path / "m.json")], capture_output=True,
+                          timeout=60)
+    assert done.returncode != 0 and len(done.stderr.decode().splitlines()) == 1, done.stderr

@@ -38,6 +38,11 @@ def under_journald(stream=None) -> bool:
 
 
 class _TextFormatter(logging.Formatter):
+    def formatMessage(self, record):
+        # A record's message is one line (a newline in a file name or a key forged the next
+        # log line); a traceback after it keeps its lines.
+        return printable(super().formatMessage(record), one_line=True)
+
     def format(self, record):
         return printable(super().format(record))
 
