@@ -682,29 +682,36 @@ def test_a_stop_during_a_refit_of_every_key_is_prompt(tmp_path):
     assert rest.count("refit (SIGUSR2) on the last") < 399
 
 
-def test_sigusr2_refits_are_counted_by_the_daemon_too(tmp_path):
-    """Every key's SIGUSR2 refit counts in the daemon's summary and stored counters, as a
-    single series' does (old code: each key counted its own, the daemon said "refits: 0")."""
-    rng = np.random.default_rng(12)
+def _refit_every_key(tmp_path, keys: int, rows: int, seed: int, *settings) -> str:
+    """Rows of ``keys`` keys on stdin; once every row is learned, SIGUSR2, a refit line per
+    key awaited, and the input ended: what the daemon said after the refits."""
+    rng = np.random.default_rng(seed)
     process = subprocess.Popen([*DAEMON[:-2], "--log-level", "INFO", "--checkpoint",
                                 str(tmp_path / "k"), "--set", "input.key=0", "--no-output",
-                                "--set", "status.every_seconds=0.5"],
+                                "--set", "status.every_seconds=0.5", *settings],
                                stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    process.stdin.write("".join(f"k{i % 5} {v + 3 * (i % 5):.4f}\n"
-                                for i, v in enumerate(rng.normal(size=6000))))
+    process.stdin.write("".join(f"k{i % keys} {v + 3 * (i % keys):.4f}\n"
+                                for i, v in enumerate(rng.normal(size=rows))))
     process.stdin.flush()
     for line in process.stderr:
-        if ", 6000 points," in line:  # a status line: every row learned
+        if f", {rows} points," in line:  # a status line: every row learned
             break
     process.send_signal(signal.SIGUSR2)
     refits = 0
     for line in process.stderr:
         refits += "refit (SIGUSR2)" in line
-        if refits == 5:
+        if refits == keys:
             break
     process.stdin.close()  # the end of the input: the daemon checkpoints and stops
     rest = process.stderr.read()
     assert process.wait(timeout=120) == 0, rest[-2000:]
+    return rest
+
+
+def test_sigusr2_refits_are_counted_by_the_daemon_too(tmp_path):
+    """Every key's SIGUSR2 refit counts in the daemon's summary and stored counters, as a
+    single series' does (old code: each key counted its own, the daemon said "refits: 0")."""
+    rest = _refit_every_key(tmp_path, 5, 6000, 12)
     assert "refits: 5;" in rest.split("lifetime:")[1]
     assert _store(tmp_path / "k" / "keys.sqlite")[1]["counters"]["refits"] == 5
 
@@ -714,27 +721,7 @@ def test_sigusr2_refits_the_keys_in_the_store_too(tmp_path):
     of 40 here, which ones depending on the order rows came in) and said nothing of the
     rest; and a key read back from the store had no rows to refit on (its refit window is
     not stored): "skipped: the model is still warming up"."""
-    rng = np.random.default_rng(13)
-    process = subprocess.Popen([*DAEMON[:-2], "--log-level", "INFO", "--checkpoint",
-                                str(tmp_path / "k"), "--set", "input.key=0", "--no-output",
-                                "--set", "keys.max_active=5", "--set",
-                                "status.every_seconds=0.5"],
-                               stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    process.stdin.write("".join(f"k{i % 40} {v + (i % 40):.4f}\n"
-                                for i, v in enumerate(rng.normal(size=80_000))))
-    process.stdin.flush()
-    for line in process.stderr:
-        if ", 80000 points," in line:  # a status line: every row learned
-            break
-    process.send_signal(signal.SIGUSR2)
-    refits = 0
-    for line in process.stderr:
-        refits += "refit (SIGUSR2)" in line
-        if refits == 40:
-            break
-    process.stdin.close()
-    rest = process.stderr.read()
-    assert process.wait(timeout=120) == 0, rest[-2000:]
+    rest = _refit_every_key(tmp_path, 40, 80_000, 13, "--set", "keys.max_active=5")
     assert "refits: 40;" in rest.split("lifetime:")[1], rest.split("lifetime:")[1][:400]
     stored = KeyStore(tmp_path / "k" / "keys.sqlite")
     try:
