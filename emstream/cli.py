@@ -164,7 +164,8 @@ def _report_rejects(source: str, rejects: list, counts: dict) -> None:
         return
     total = sum(counts.values())
     summary = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
-    print(printable(f"emstream: {source}: skipped {total} line(s): {summary}", one_line=True), file=sys.stderr)
+    print(printable(f"emstream: {source}: skipped {total} line(s): {summary}", one_line=True),
+          file=sys.stderr)
     for reject in rejects[:SHOWN_REJECTS]:
         print(f"  line {reject.line}: {reject.reason}: {reject.text!r}", file=sys.stderr)
 
@@ -1020,7 +1021,8 @@ def main(argv=None) -> int:
         return 0
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        print(printable(f"emstream: error: {where}{exc.strerror or exc}", one_line=True), file=sys.stderr)
+        print(printable(f"emstream: error: {where}{exc.strerror or exc}", one_line=True),
+              file=sys.stderr)
         return 1
     except ValueError as exc:
         print(printable(f"emstream: error: {exc}", one_line=True), file=sys.stderr)
