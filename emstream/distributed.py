@@ -352,6 +352,36 @@ def _local_workers(address: str) -> int | None:
     return int(count)
 
 
+def _wait_for_a_worker(client, address: str, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for the scheduler to have a worker: without one, every
+    computation waited for ever, without a word (``emstream fit`` hung)."""
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        raise ConnectionError(f"the dask scheduler at {address} has no workers (none joined "
+                              f"in {timeout:.0f} s)") from None
+
+
+def scheduler_address_ok(value: str) -> bool:
+    """A dask address with what it needs: host and port (1 to 65535) for tcp/tls, a name for
+    the others (a bare "tcp://" was accepted and failed at every refit; port 99999 waited 30 s
+    to time out).
+
+    >>> scheduler_address_ok("tcp://10.0.0.5:8786"), scheduler_address_ok("tcp://h:99999")
+    (True, False)
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:  # a port that is not a number, or out of range
+        return False
+    if parts.scheme in ("tcp", "tls"):
+        return bool(parts.hostname) and port is not None and port > 0
+    return parts.scheme in ("inproc", "ucx") and bool(parts.netloc or parts.path)
+
+
 @contextmanager
 def connect(address: str, *, timeout: float = 30.0):
     """A ``distributed.Client`` for the length of a ``with`` block.
@@ -376,14 +406,23 @@ def connect(address: str, *, timeout: float = 30.0):
     if n_workers is None:
         try:  # (a Client made of a malformed address waited 60 s at exit to close)
             distributed.comm.get_address_host_port(address)
+            if not scheduler_address_ok(address):
+                raise ValueError("a port from 1 to 65535 wanted")
         except ValueError as exc:
             raise ValueError(f"{address!r} is no dask scheduler address ({exc}): give "
                              "tcp://host:port, or local:N for N local workers") from None
+        if address.startswith("tls://") and not require("dask").config.get(
+                "distributed.comm.tls.client.cert", None):
+            # (the Client failed with a TypeError, and its half-built self then waited 60 s
+            # at exit to close)
+            raise ValueError(f"{address}: tls:// needs dask's TLS settings "
+                             "(distributed.comm.tls.client.cert and .key, and ca-file)")
         try:
             client = distributed.Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ConnectionError(f"cannot reach the dask scheduler at {address}: {exc}") from None
         with client:
+            _wait_for_a_worker(client, address, timeout)
             yield client
         return
     environ = dict(os.environ)  # a process LocalCluster edits the parent's environment

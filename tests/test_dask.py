@@ -344,3 +344,23 @@ def test_numpy_users_never_import_dask():
             "__import__('numpy').random.rand(100, 1)); assert 'dask' not in sys.modules, "
             "sorted(m for m in sys.modules if 'dask' in m)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_scheduler_without_workers_or_a_bad_address_is_said_at_once(tmp_path, capsys):
+    """A scheduler with no worker made every computation wait for ever, without a word
+    (``emstream fit`` hung); port 99999 or 0 waited 30 s to time out; tls:// without dask's
+    TLS settings failed with a TypeError, then waited 60 s at exit."""
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None) as empty:
+        with pytest.raises(ConnectionError, match="has no workers"):
+            with emd.connect(empty.scheduler_address, timeout=2):
+                pass
+    data = tmp_path / "d.txt"
+    np.savetxt(data, np.random.default_rng(0).normal(size=(50, 1)))
+    for address in ("tcp://127.0.0.1:99999", "tcp://localhost:0", "tcp://"):
+        assert main(["fit", str(data), "-k", "2", "-o", str(tmp_path / "m.json"),
+                     "--dask-scheduler", address]) == 1
+        assert "no dask scheduler address" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="TLS settings"):
+        with emd.connect("tls://127.0.0.1:1", timeout=2):
+            pass

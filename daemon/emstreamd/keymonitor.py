@@ -276,8 +276,8 @@ class KeyMonitor:
                       type(job.error).__name__, job.error)
             return
         if job.generation != self.generation:
-            log.warning("refit (%s) from %s discarded: a drift refit replaced the model while "
-                        "it ran", job.reason, address)
+            log.warning("refit (%s) from %s discarded: the model was replaced while it ran "
+                        "(a drift refit or the learner's upkeep)", job.reason, address)
             return
         model, since = job.model, self.learned - job.learned_at_start
         if since > len(self.window):

@@ -182,27 +182,14 @@ def _hold(name, value) -> None:
 MAX_LOCAL_WORKERS = 256
 
 
-def _scheduler_address_ok(value: str) -> bool:
-    """A dask address with what it needs: host and port for tcp/tls, a name for the others
-    (a bare "tcp://" was accepted and failed at every refit)."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:  # a port that is not a number, or out of range
-        return False
-    if parts.scheme in ("tcp", "tls"):
-        return bool(parts.hostname) and port is not None and port > 0
-    return parts.scheme in ("inproc", "ucx") and bool(parts.netloc or parts.path)
-
-
 def _scheduler(name, value) -> None:
     if value is None:
         return
     digits = value[6:] if isinstance(value, str) and value.startswith("local:") else ""
     local = digits.isascii() and digits.isdigit() and 1 <= int(digits) <= MAX_LOCAL_WORKERS
-    if not isinstance(value, str) or not (local or _scheduler_address_ok(value)):
+    from emstream.distributed import scheduler_address_ok
+
+    if not isinstance(value, str) or not (local or scheduler_address_ok(value)):
         raise ConfigError(f"{name} must be null, a dask scheduler address such as "
                           f"tcp://host:8786, or local:N with N from 1 to {MAX_LOCAL_WORKERS}; "
                           f"got {_show(value)}")
