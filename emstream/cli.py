@@ -1010,8 +1010,24 @@ def cmd_timeline(args) -> int:
     return 0
 
 
+def _late_positional(parser, args, extra: list):
+    """``emstream score CKPT --format jsonl DATA``: argparse gives an optional positional
+    nothing once an option follows the one before it, and refused DATA as "unrecognized";
+    taken here if it is the command's one optional positional, still unset."""
+    optional = {cmd_score: ("data", "-"), cmd_diff: ("b", None)}.get(args.run)
+    given = extra[0] if len(extra) == 1 else None
+    if optional is None or given is None or (given.startswith("-") and given != "-") \
+            or getattr(args, optional[0]) != optional[1]:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    setattr(args, optional[0], given)
+    return args
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        args = _late_positional(parser, args, extra)
     try:
         return args.run(args)
     except (CommandError, CheckpointError) as exc:

@@ -675,3 +675,25 @@ def test_many_features_ask_for_a_choice(tmp_path, capsys):
     assert "choose at most 8 to plot (--features 0,1,...)" in capsys.readouterr().err
     assert main(["inspect", str(ck), "--plot", str(tmp_path / "p.png"), "--features",
                  "0,4,8"]) == 0
+
+
+def test_a_data_file_after_an_option_is_taken(tmp_path, capsys):
+    """``emstream score CKPT --format jsonl DATA`` failed with "unrecognized arguments: DATA"
+    (argparse gives an optional positional nothing once an option follows the one before);
+    likewise ``diff A --json B``.  Anything else left over is still refused."""
+    model = tmp_path / "m.json"
+    assert main(["fit", SEED, "-k", "2", "-o", str(model)]) == 0
+    capsys.readouterr()
+    assert main(["score", "--format", "jsonl", str(model), SEED]) == 0
+    before = capsys.readouterr().out
+    assert main(["score", str(model), "--format", "jsonl", SEED]) == 0
+    assert capsys.readouterr().out == before and before.startswith('{"line": 1')
+    other = tmp_path / "o.json"
+    assert main(["fit", SEED, "-k", "3", "-o", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["diff", str(model), "--json", str(other)]) == 0
+    assert json.loads(capsys.readouterr().out)["divergence"] > 0
+    for extra in (["--bogus", SEED], [SEED, "more"]):
+        with pytest.raises(SystemExit) as usage:
+            main(["score", str(model), *extra])
+        assert usage.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
