@@ -28,7 +28,8 @@ from .online import OnlineLearner, OnlineSettings, auto_gate  # noqa: F401 (auto
 from .resolution import ROWS as RESOLUTION_ROWS
 from .resolution import grid_step, variance_floor
 from .stats import COVARIANCE_TYPES, scatter_shape
-from .validation import MAX_ABS_VALUE, _as_float_array, check_array, check_float, check_int
+from .validation import (MAX_ABS_VALUE, _as_float_array, check_array, check_bool, check_float,
+                         check_int)
 
 logger = logging.getLogger("emstream")
 VARIANCE_FLOORS = ("resolution", None)
@@ -306,9 +307,8 @@ class GaussianMixture:
         if self.step_floor is not None:
             check_float(self.step_floor, "step_floor", 0.0, 1.0, low_open=True, high_open=True)
         check_int(self.warmup_size, "warmup_size", 1, MAX_WARMUP)
-        for name in ("warm_start", "averaging"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_bool(self.warm_start, "warm_start")
+        check_bool(self.averaging, "averaging")
         if self.variance_floor not in VARIANCE_FLOORS:
             raise ValueError(f"variance_floor must be 'resolution' or None, got "
                              f"{self.variance_floor!r}")
@@ -532,6 +532,10 @@ class GaussianMixture:
         current = self._param_getter()(self)
         if cached is not None and all(map(operator.is_, current, cached[0])):
             return cached[1]
+        # Checked first (once per change): a monitor asks for the learner before partial_fit
+        # checks, and SeriesDetector(warmup_size="a") failed here with int()'s own message.
+        self._validate_params()
+        validated = self.__dict__.get("_validated")
         # Numbers as Python's: a checkpoint stores float64, so a numpy float32 setting learned
         # with here would make a resumed model differ from one never saved (by 1e-9).
         gate = self.outlier_gate

@@ -34,12 +34,10 @@ True
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from river import base
 
-from .calibration import TailCalibrator
+from .calibration import MIN_HISTORY, TailCalibrator
 from .drift import DriftMonitor
 from .episodes import Episodes
 from .level import LEVEL_WINDOW
@@ -47,7 +45,7 @@ from .mixture import GaussianMixture
 from .river import _feature_order
 from .series import REG_COVAR_SHARE, SeriesMonitor
 from .temporal import TemporalFeatures
-from .validation import MAX_ABS_VALUE, is_number
+from .validation import MAX_ABS_VALUE, check_int, is_number
 
 __all__ = ["SeriesDetector"]
 
@@ -96,10 +94,11 @@ class SeriesDetector(base.AnomalyDetector):
         self.volatility = volatility
         self.calibration_window = calibration_window
         self.level_window = level_window
-        # (checked here, as the other adapters do: None or "a" failed at the first learn_one)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        # (checked here, as the other adapters do: None or "a" failed at the first learn_one;
+        # the windows' errors named the calibrator's "size" and the level's "window")
+        check_int(batch_size, "batch_size", 1)
+        check_int(calibration_window, "calibration_window", MIN_HISTORY)
+        check_int(level_window, "level_window", 0)
         self.batch_size = batch_size
         self.warmup_size = warmup_size
         self.seed = seed

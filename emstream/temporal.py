@@ -43,7 +43,7 @@ import numpy as np
 
 from .resolution import _decimal_step
 from .timestamps import typical_step
-from .validation import MAX_ABS_VALUE, check_array, check_int
+from .validation import MAX_ABS_VALUE, check_array, check_bool, check_int
 
 # Periods the automatic season search considers.
 MIN_SEASON, MAX_SEASON = 4, 1000
@@ -168,8 +168,9 @@ class TemporalFeatures:
                 raise ValueError(f'season must be a period from 1 to {MAX_PERIOD:.0e}, "auto" '
                                  f'or None, got {season!r}') from None
         check_int(window, "window", 2, MAX_WINDOW)
-        self.lags, self.season, self.volatility = int(lags), season, bool(volatility)
-        self.window, self.calendar = int(window), bool(calendar)
+        self.lags, self.season = int(lags), season
+        self.volatility = check_bool(volatility, "volatility")
+        self.window, self.calendar = int(window), check_bool(calendar, "calendar")
         self.season_ = season if isinstance(season, (int, np.integer)) else None
         self._searching = season == "auto"
         self._history = None  # the last rows, shape (h, D)

@@ -131,6 +131,14 @@ def check_int(value, name: str, low: int, high: int | None = None) -> int:
     return int(value)
 
 
+def check_bool(value, name: str) -> bool:
+    """True or False (numpy's too), else a ValueError naming the parameter: ``bool("no")`` is
+    True, so a word where a flag belongs would silently switch it on."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _finite(value: numbers.Real) -> bool:
     """Whether a real number is finite as a float (an integer beyond int64 is no error for
     ``float``, which numpy's ``isfinite`` refuses; one beyond float's range is not finite)."""

@@ -354,6 +354,34 @@ def test_points_with_none_of_the_features_are_not_learned():
     model.learn_one({"a": np.float32(0.5), "b": np.True_})
 
 
+def test_the_series_detector_refuses_bad_settings_by_their_own_names():
+    """volatility="no" switched the feature on (bool of a word), None switched it off; a bad
+    calibration_window or level_window was refused as the calibrator's "size" or the level's
+    "window"; warmup_size="a" failed at the first batch with int()'s own message."""
+    from emstream.river_series import SeriesDetector
+    from emstream.temporal import TemporalFeatures
+
+    for bad, message in [({"volatility": "no"}, "volatility must be True or False"),
+                         ({"volatility": None}, "volatility must be True or False"),
+                         ({"calibration_window": 5}, "calibration_window must be an integer"),
+                         ({"calibration_window": "a"}, "calibration_window must be an integer"),
+                         ({"level_window": -1}, "level_window must be an integer >= 0"),
+                         ({"level_window": 2.5}, "level_window must be an integer >= 0")]:
+        with pytest.raises(ValueError, match=message):
+            SeriesDetector(**bad)
+    with pytest.raises(ValueError, match="calendar must be True or False"):
+        TemporalFeatures(calendar="yes")
+    detector = SeriesDetector(warmup_size="a", batch_size=10)
+    with pytest.raises(ValueError, match="warmup_size must be an integer"):
+        for t in range(10):
+            detector.learn_one({"v": float(t % 3)})
+    # Good values of every kind are taken: numpy's bools, no level window.
+    detector = SeriesDetector(volatility=np.True_, level_window=0, warmup_size=50, seed=0)
+    for t in range(200):
+        detector.learn_one({"v": float(t % 7)})
+    assert detector.monitor.model._is_fitted() and detector.monitor.level is None
+
+
 def test_the_series_detector_keeps_a_feature_whose_first_reading_failed_and_any_units():
     """A NaN first reading left its feature out for good (a spike of it then scored like an
     ordinary point); reg_covar was an absolute 1e-6, which swamped readings of the order of
