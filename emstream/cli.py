@@ -333,6 +333,14 @@ def _parse_block(data: bytes, n_fields, columns, line_end: bytes = b"\n"):
                          parsed.rejects[:SHOWN_REJECTS])
 
 
+def _sample_fields(sample: bytes) -> tuple:
+    """The number of fields of the first numeric line among a file's first bytes (None if
+    there is none) and its line end (a lone CR where the sample has no LF)."""
+    line_end = b"\r" if b"\n" not in sample and b"\r" in sample else b"\n"
+    head = (sample[:sample.rfind(line_end) + 1] or sample).replace(line_end, b"\n")
+    return parse_lines(head).n_fields, line_end
+
+
 def _text_rows_dask(pattern: str, columns):
     """Text files matching ``pattern`` as a dask array, parsed by the same parser on the workers.
 
@@ -345,17 +353,22 @@ def _text_rows_dask(pattern: str, columns):
 
     import fsspec
 
-    line_end, sample = b"\n", b""
+    line_end, sample, sampled = b"\n", b"", None
     try:
-        # (the first file's start read here, not by read_bytes: its sample reads on to the
-        # next delimiter, the whole file for one without an LF, copying it as it grows)
+        # (a file's start read here, not by read_bytes: its sample reads on to the next
+        # delimiter, the whole file for one without an LF, copying it as it grows)
         _, blocks, paths = read_bytes(pattern, delimiter=line_end, blocksize=DASK_BLOCK_BYTES,
                                       sample=False, include_path=True)
-        if paths:
-            with fsspec.open(paths[0], "rb") as handle:
+        for path in paths:
+            # The first file with a numeric line at its start sets the columns and the line
+            # end: a glob often matches an empty file, or one of a header alone, first.
+            with fsspec.open(path, "rb") as handle:
                 sample = handle.read(DASK_SAMPLE_BYTES)
-        if line_end not in sample and b"\r" in sample:  # lines ending in a lone CR
-            line_end = b"\r"
+            sampled = path
+            if _sample_fields(sample)[0] is not None:
+                break
+        line_end = _sample_fields(sample)[1]
+        if line_end != b"\n":  # lines ending in a lone CR
             _, blocks, paths = read_bytes(pattern, delimiter=line_end,
                                           blocksize=DASK_BLOCK_BYTES, sample=False,
                                           include_path=True)
@@ -377,10 +390,12 @@ def _text_rows_dask(pattern: str, columns):
         # (the cluster's parser reads numbers, with no header to find names in)
         raise CommandError("--dask-scheduler reads text files of numbers: --columns takes "
                            "0-based indices there (names: Parquet)")
-    head = (sample[:sample.rfind(line_end) + 1] or sample).replace(line_end, b"\n")
-    n_fields = parse_lines(head).n_fields
+    n_fields = _sample_fields(sample)[0]
     if n_fields is None:
-        raise CommandError(f"{paths[0]}: no numeric line in its first {len(sample)} bytes")
+        where = (f"{sampled}: no numeric line in its first {len(sample)} bytes"
+                 if len(paths) == 1 else f"{pattern}: no numeric line in the first "
+                 f"{DASK_SAMPLE_BYTES} bytes of any of its {len(paths)} files")
+        raise CommandError(where)
     parse = dask.delayed(_parse_block, nout=2)
     parsed = [[parse(block, n_fields, columns, line_end) for block in file_blocks]
               for file_blocks in blocks]

@@ -266,6 +266,27 @@ def test_cli_fit_on_a_local_cluster_reads_lone_cr_line_ends(tmp_path, capsys):
     np.testing.assert_allclose(_fitted_means(ckpt), local.means_, rtol=1e-10)
 
 
+def test_cli_fit_on_a_local_cluster_skips_empty_and_header_only_files_at_the_glob_start(
+        tmp_path, capsys):
+    """The first file a glob matched set the columns: an empty one (or one of a header
+    alone) made the whole fit fail with "no numeric line in its first 0 bytes"."""
+    X = mixture_2d(5000, np.random.default_rng(11))
+    (tmp_path / "a-empty.txt").write_bytes(b"")
+    (tmp_path / "b-header.txt").write_bytes(b"x,y\r")
+    (tmp_path / "c-data.txt").write_bytes("".join(f"{a!r},{b!r}\r"
+                                                  for a, b in X.tolist()).encode())
+    ckpt = tmp_path / "fit.json"
+    assert main(["fit", str(tmp_path / "*.txt"), "-k", "3", "-o", str(ckpt),
+                 "--dask-scheduler", "local:1"]) == 0
+    assert "b-header.txt: skipped 1 line(s): 1 non-numeric" in capsys.readouterr().err
+    local = GaussianMixture(3, random_state=0).fit(X)
+    np.testing.assert_allclose(_fitted_means(ckpt), local.means_, rtol=1e-10)
+    assert main(["fit", str(tmp_path / "[ab]-*.txt"), "-k", "3", "-o", str(ckpt),
+                 "--dask-scheduler", "local:1"]) == 1
+    assert "no numeric line in the first 65536 bytes of any of its 2 files" in \
+        capsys.readouterr().err
+
+
 def test_cli_fit_on_a_local_cluster_from_a_parquet_file(tmp_path, capsys):
     X = mixture_1d(N, np.random.default_rng(9))
     pd.DataFrame({"value": X[:, 0], "id": np.arange(N)}).to_parquet(tmp_path / "data.parquet")
