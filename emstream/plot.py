@@ -113,7 +113,7 @@ def draw(models, *, labels=None, data=None, features=None):
             ax.set_aspect("equal", adjustable="datalim")
             ax.set_xlabel(f"feature {chosen[0]}")
             ax.set_ylabel(f"feature {chosen[1]}")
-        ax.legend(loc="best", fontsize="small")
+        _as_written(ax.legend(loc="best", fontsize="small"))
         fig.tight_layout()
         return fig
     fig, axes = plt.subplots(n, n, figsize=(2.2 * n + 1, 2.2 * n + 1), squeeze=False)
@@ -140,9 +140,18 @@ def draw(models, *, labels=None, data=None, features=None):
                 ax.set_ylabel(f"feature {chosen[row]}")
             ax.tick_params(labelsize="x-small")
     handles, names = axes[0, 1].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 4), fontsize="small")
+    _as_written(fig.legend(handles, names, loc="upper center", ncol=min(len(names), 4),
+                           fontsize="small"))
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.2 * n + 1)))  # room for the legend on top
     return fig
+
+
+def _as_written(legend):
+    """A legend whose labels (file names among them) are drawn as written: ``a$x^$.json``
+    was read as mathematics and failed to draw."""
+    for text in legend.get_texts():
+        text.set_parse_math(False)
+    return legend
 
 
 def _save(fig, path) -> None:

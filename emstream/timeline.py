@@ -152,7 +152,7 @@ def plot_timeline(data_path, scores_path, path, *, threshold: float = DEFAULT_TH
     top.set_ylabel("value")
     top.legend(loc="upper left")
     if title:
-        top.set_title(title)
+        top.set_title(title, parse_math=False)  # (as written: "$5 to $10" is no formula)
     bottom.plot(at, level, color="C0", linewidth=0.7)
     bottom.axhline(-np.log10(1.0 - threshold), color="red", linestyle="--", linewidth=0.8,
                    label=f"threshold {threshold}")

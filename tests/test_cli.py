@@ -642,6 +642,23 @@ def test_inspect_and_diff_plot_more_than_two_features(tmp_path, capsys):
     assert "features to plot must lie in 0..2" in capsys.readouterr().err
 
 
+def test_titles_and_file_names_are_drawn_as_written(tmp_path, capsys):
+    """matplotlib reads text between two dollar signs as mathematics: ``diff --plot`` of a
+    file named ``a$x^$.json`` and ``timeline --title '$x^$'`` failed with a parser's trace."""
+    pytest.importorskip("matplotlib")
+    _, a = _three_d(tmp_path)
+    odd = a.with_name("a$x^$.json")
+    odd.write_bytes(a.read_bytes())
+    for features in ("0,1", "0,1,2"):  # (one legend in the axes, one over the grid)
+        assert main(["diff", str(odd), str(a), "--plot", str(tmp_path / "d.png"),
+                     "--features", features]) == 0, capsys.readouterr().err
+    data, scores = tmp_path / "d.txt", tmp_path / "s.csv"
+    data.write_text("".join(f"{v}\n" for v in range(1, 31)))
+    scores.write_text("".join(f"{line},0,0.5,1.0,0.25,0\n" for line in range(1, 31)))
+    assert main(["timeline", str(data), str(scores), "-o", str(tmp_path / "t.png"),
+                 "--title", "$x^$ and \\frac{"]) == 0, capsys.readouterr().err
+
+
 def test_diff_draws_both_mixtures_overlaid(tmp_path):
     pytest.importorskip("matplotlib")
     from matplotlib.patches import Ellipse
