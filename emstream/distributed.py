@@ -39,10 +39,13 @@ True
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import operator
 import os
 import sys
+import threading
+import time
 import uuid
 from contextlib import contextmanager
 from functools import reduce
@@ -362,6 +365,75 @@ def _wait_for_a_worker(client, address: str, timeout: float) -> None:
                               f"in {timeout:.0f} s)") from None
 
 
+class _WorkerWatch:
+    """Closes the client once its scheduler has had no worker for ``timeout`` seconds.
+
+    dask waits for a worker as long as it takes: a fit whose last worker died (killed, out of
+    memory, its machine gone) waited for ever, without a word.  A thread asks the scheduler
+    every ``poll`` seconds; closing the client ends the computation waiting on it, which
+    :func:`connect` then reports as a :class:`ConnectionError`.
+    """
+
+    def __init__(self, client, address: str, timeout: float, poll: float = 1.0):
+        self.client, self.address, self.timeout, self.poll = client, address, timeout, poll
+        self.tripped = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="emstream-dask-workers",
+                                        daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def message(self) -> str:
+        return (f"the dask scheduler at {self.address} lost its last worker: none for "
+                f"{self.timeout:.0f} s, so the computation cannot go on")
+
+    def _watch(self) -> None:
+        alone_since = None
+        while not self._stop.wait(self.poll):
+            try:
+                workers = self.client.scheduler_info(n_workers=1)["workers"]
+            except Exception:  # (closing, or the scheduler gone: the computation says so)
+                return
+            now = time.monotonic()
+            if workers:
+                alone_since = None
+            elif alone_since is None:
+                alone_since = now
+            elif now - alone_since >= self.timeout and not self._stop.is_set():
+                self.tripped = True
+                self.client.close()
+                return
+
+
+def _not_all_exit(record: logging.LogRecord) -> bool:
+    """Drops asyncio's report of a dask client task ended by ``AllExit``: the client closing
+    while a computation waited (Ctrl-C), which ended ``emstream fit`` with a traceback."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return type(exc).__name__ != "AllExit"
+
+
+@contextmanager
+def _watched(client, address: str, timeout: float):
+    """Yield ``client`` while a :class:`_WorkerWatch` minds its workers; what fails after the
+    watch closed the client is reported as the lost worker it is."""
+    with _WorkerWatch(client, address, timeout) as watch:
+        try:
+            yield client
+        except Exception:
+            if watch.tripped:
+                raise ConnectionError(watch.message) from None
+            raise
+    if watch.tripped:  # (a computation that ended as the client closed)
+        raise ConnectionError(watch.message)
+
+
 def scheduler_address_ok(value: str) -> bool:
     """A dask address with what it needs: host and port (1 to 65535) for tcp/tls, a name for
     the others (a bare "tcp://" was accepted and failed at every refit; port 99999 waited 30 s
@@ -393,7 +465,9 @@ def connect(address: str, *, timeout: float = 30.0):
         ``distributed.LocalCluster`` of N single-threaded worker processes bound to 127.0.0.1
         (dashboard on a free port), closed when the block ends.
     timeout : float
-        Seconds to wait for the scheduler.
+        Seconds to wait for the scheduler, for its first worker, and, during the block, for a
+        worker again once it has none (then :class:`ConnectionError`: dask itself waits for
+        ever).
 
     Yields
     ------
@@ -403,6 +477,9 @@ def connect(address: str, *, timeout: float = 30.0):
     """
     n_workers = _local_workers(address)
     distributed = require("distributed")
+    asyncio_log = logging.getLogger("asyncio")
+    if _not_all_exit not in asyncio_log.filters:
+        asyncio_log.addFilter(_not_all_exit)
     if n_workers is None:
         try:  # (a Client made of a malformed address waited 60 s at exit to close)
             distributed.comm.get_address_host_port(address)
@@ -423,7 +500,8 @@ def connect(address: str, *, timeout: float = 30.0):
             raise ConnectionError(f"cannot reach the dask scheduler at {address}: {exc}") from None
         with client:
             _wait_for_a_worker(client, address, timeout)
-            yield client
+            with _watched(client, address, timeout):
+                yield client
         return
     environ = dict(os.environ)  # a process LocalCluster edits the parent's environment
     os.environ.update(WORKER_MALLOC)  # the nanny prefers these to its configuration
@@ -432,9 +510,11 @@ def connect(address: str, *, timeout: float = 30.0):
                           for name, value in WORKER_MALLOC.items()}):
         cluster = distributed.LocalCluster(
             n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address="127.0.0.1:0", silence_logs=50)
+            dashboard_address="127.0.0.1:0", silence_logs=50,
+            preload=["emstream.local_worker"])  # (Ctrl-C is the client's, not the workers')
     try:
-        with distributed.Client(cluster, set_as_default=False) as client:
+        with distributed.Client(cluster, set_as_default=False) as client, \
+                _watched(client, address, timeout):
             yield client
     finally:
         cluster.close()

@@ -136,6 +136,45 @@ def test_a_client_closed_by_a_long_outage_is_replaced_at_the_next_refit(monkeypa
     assert len(made) == 2  # one before the outage, one after it; not one per refit
 
 
+def test_a_refit_whose_last_worker_is_lost_fails_in_time_and_says_why(monkeypatch):
+    """A refit running when the cluster lost its last worker waited for ever (the daemon
+    said "stuck" after 300 s and kept skipping refits); now it fails after the connection's
+    timeout with the reason, and the next refit connects anew."""
+    import functools
+
+    from distributed import Client, LocalCluster
+
+    import emstream.distributed
+    from emstream import GaussianMixture
+    from emstreamd.background import BackgroundRefit
+
+    monkeypatch.setattr(emstream.distributed, "connect",
+                        functools.partial(emstream.distributed.connect, timeout=2))
+    rows = np.random.default_rng(0).normal(size=(600, 1))
+    model = GaussianMixture(2, random_state=0).fit(rows)
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None, threads_per_worker=1) as cluster:
+        background = BackgroundRefit(cluster.scheduler_address)
+        outcomes = []
+        for lose in (False, True):
+            if lose:  # (a worker that still holds a result is not retired at once)
+                with Client(cluster, set_as_default=False) as other:
+                    deadline = time.monotonic() + 20
+                    while other.scheduler_info()["workers"] and time.monotonic() < deadline:
+                        other.retire_workers()
+                        time.sleep(0.1)
+            started = time.monotonic()
+            background.start(model, rows, reason="test", learned_at_start=0, generation=0)
+            assert background._job.done.wait(30)
+            outcomes.append((background.poll().error, time.monotonic() - started))
+        background.close()
+    assert outcomes[0][0] is None
+    error, seconds = outcomes[1]
+    assert isinstance(error, ConnectionError) and "lost its last worker" in str(error), error
+    assert 2 <= seconds < 30
+    assert background._client is None  # (the next refit connects anew)
+
+
 def test_dask_s_own_info_lines_are_not_logged_as_the_daemon_s(tmp_path):
     """Some thirty lines of dask's chatter per cluster started or stopped ("State start",
     "Scheduler at: ...", "Lost all workers") came out as "emstreamd INFO" lines."""

@@ -367,6 +367,78 @@ def test_numpy_users_never_import_dask():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_a_fit_whose_last_worker_is_lost_fails_after_the_timeout_and_one_that_gets_another_goes_on(
+        X2):
+    """A fit whose last worker died waited for ever (dask waits for a worker as long as it
+    takes; ``emstream fit`` hung after its last EM iteration line).  Now the scheduler may be
+    without a worker for the connection's timeout, no longer; a worker back in time is taken."""
+    import threading
+
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None, threads_per_worker=1) as cluster:
+        outcome = []
+
+        def lose_the_worker():
+            try:
+                with emd.connect(cluster.scheduler_address, timeout=2) as client:
+                    client.retire_workers()
+                    dask.compute(dask.delayed(sum)([1, 2]), scheduler=client)
+            except Exception as exc:
+                outcome.append(exc)
+
+        # (in a thread: a regression would hang the test run, not fail it)
+        lost = threading.Thread(target=lose_the_worker, daemon=True)
+        lost.start()
+        lost.join(30)
+        assert len(outcome) == 1 and isinstance(outcome[0], ConnectionError), outcome
+        assert "lost its last worker: none for 2 s" in str(outcome[0])
+        worker = [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+                  "--no-nanny", "--nthreads", "1", "--no-dashboard"]
+        first = subprocess.Popen(worker, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        second = None
+        try:
+            with emd.connect(cluster.scheduler_address, timeout=60) as client, \
+                    dask.config.set(scheduler=client):
+                first.kill()  # the only worker gone; another on its way
+                second = subprocess.Popen(worker, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+                model = GaussianMixture(3, random_state=0).fit(da.from_array(X2, chunks=(500, 2)))
+                assert set(client.scheduler_info()["workers"]) and second.poll() is None
+        finally:
+            for process in (first, second):
+                if process is not None:
+                    process.kill()
+                    process.wait()
+        np.testing.assert_allclose(model.means_, GaussianMixture(3, random_state=0).fit(X2).means_,
+                                   rtol=1e-10)
+
+
+def test_ctrl_c_stops_a_local_cluster_fit_without_tracebacks(tmp_path):
+    """Ctrl-C reaches every process of the terminal's process group: local:N's worker
+    processes printed a KeyboardInterrupt traceback each, and the client one ending in
+    "AllExit".  Now the workers ignore it (their nanny stops them) and the fit ends quietly."""
+    import signal
+
+    data = tmp_path / "d.txt"
+    np.savetxt(data, mixture_1d(200_000, np.random.default_rng(12)), fmt="%.6f")
+    fit = subprocess.Popen(
+        [sys.executable, "-m", "emstream", "fit", str(data), "-k", "3", "--max-iter", "100000",
+         "--tol", "0", "-o", str(tmp_path / "m.json"), "--dask-scheduler", "local:1"],
+        stderr=subprocess.PIPE, start_new_session=True)  # (its own group, as in a terminal)
+    try:
+        for line in fit.stderr:  # (the fit is under way on the cluster: a second in)
+            if b"EM iteration" in line:
+                break
+        os.killpg(fit.pid, signal.SIGINT)  # what Ctrl-C does
+        err = fit.stderr.read().decode()
+        assert fit.wait(60) == 130
+    finally:
+        if fit.poll() is None:
+            os.killpg(fit.pid, signal.SIGKILL)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert not (tmp_path / "m.json").exists()
+
+
 def test_a_scheduler_without_workers_or_a_bad_address_is_said_at_once(tmp_path, capsys):
     """A scheduler with no worker made every computation wait for ever, without a word
     (``emstream fit`` hung); port 99999 or 0 waited 30 s to time out; tls:// without dask's

@@ -81,19 +81,24 @@ class BackgroundRefit:
         except BaseException as exc:  # reported by the loop; the daemon goes on without it
             job.error = exc
             if getattr(self._client, "status", "running") not in ("running", "connecting"):
-                # A scheduler away longer than the client waits for it closes the client
-                # for good: kept, it failed every later refit until a restart.  The next
-                # refit connects anew.
-                self._drop_client()
+                # A scheduler away longer than the client waits for it (or one left without
+                # a worker: the connection closes its client) closes the client for good:
+                # kept, it failed every later refit until a restart.  The next refit
+                # connects anew.
+                job.error = self._drop_client() or exc
         job.seconds = time.monotonic() - job.started
         job.done.set()
 
-    def _drop_client(self) -> None:
+    def _drop_client(self) -> ConnectionError | None:
+        """Close the connection; the reason it gives for its end, if it gives one."""
         stack, self._stack, self._client = self._stack, ExitStack(), None
         try:
             stack.close()
+        except ConnectionError as exc:  # (why it closed: "lost its last worker")
+            return exc
         except Exception as exc:  # (a client already closed may complain on the way out)
             log.info("closing the lost dask connection: %s", exc)
+        return None
 
     def poll(self) -> Job | None:
         """The finished job, once (None while running or idle)."""
