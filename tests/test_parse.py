@@ -178,3 +178,17 @@ def test_without_pyarrow_one_number_per_line_is_parsed_by_numpy(monkeypatch):
     without = parse_lines(data, n_fields=1)
     np.testing.assert_array_equal(without.rows, with_reader.rows)
     assert without.line_ends.tolist() == with_reader.line_ends.tolist() == [4, 7, 11, 15]
+
+
+def test_a_key_may_hold_no_character_that_printable_escapes_and_no_other_control():
+    """Two spellings of one set: the bytes pattern series keys are checked with
+    (``parse.is_bad_key``, fast on raw input) and the table ``printable`` escapes with for a
+    terminal.  Every code point of the Basic Multilingual Plane is read the same by both (a key
+    may not hold a tab or newline either, which ``printable`` leaves)."""
+    from emstream.parse import is_bad_key
+    from emstream.terminal import printable
+
+    differ = [hex(code) for code in range(0x10000) if not 0xD800 <= code < 0xE000
+              and is_bad_key(f"k{chr(code)}".encode()) != (
+                  printable(chr(code)) != chr(code) or chr(code) in "\t\n")]
+    assert differ == []
