@@ -325,6 +325,29 @@ def data_variance(stats) -> np.ndarray:
     return spread
 
 
+def _floor_scale(stats) -> np.ndarray:
+    """Per feature: the variance the relative floor is a share of, shape (D,).
+
+    The pooled within-component variance; where every component has collapsed (no spread
+    within any), the data's variance.  (The data's variance alone counts the spread *between*
+    components too: clusters at 0 and 1e7 with unit spread all came out with variance 25.)
+    """
+    total = max(stats.total, _TINY)
+    kind = stats.covariance_type
+    if kind == "full":
+        within = np.add.reduce(stats.scatter.diagonal(0, 1, 2), axis=0)
+    elif kind == "tied":
+        within = np.diag(stats.scatter).copy()
+    elif kind == "diag":
+        within = stats.scatter.sum(axis=0)
+    else:
+        within = np.full(stats.n_features, stats.scatter.sum() / stats.n_features)
+    within /= total
+    if not np.minimum.reduce(within) > 0.0:  # rare: collapsed everywhere (or NaN)
+        within = np.where(within > 0.0, within, data_variance(stats))
+    return within
+
+
 @dataclass(frozen=True, eq=False)
 class LoewnerFloor:
     """A floor on full covariances: each kept above ``M = basis · diag(values) · basisᵀ`` in
@@ -374,10 +397,11 @@ def covariances_from_stats(stats, reg_covar: float,
                            floor: np.ndarray | LoewnerFloor | None = None) -> np.ndarray:
     """The M-step for covariances: centred scatter over counts, plus ``reg_covar`` on the diagonal.
 
-    Variances are also kept above ``1e-12`` of the data's own variance per feature, so that a
-    component collapsing on one repeated value (possible with ``reg_covar=0`` or data on scales
-    where ``reg_covar`` is negligible) keeps a finite precision; on ordinary data this floor
-    never binds.  ``floor`` raises that minimum per feature (the data's resolution, see
+    Variances are also kept above ``1e-12`` of the pooled within-component variance per feature
+    (the data's variance if no component has any spread), so that a component collapsing on one
+    repeated value (possible with ``reg_covar=0`` or data on scales where ``reg_covar`` is
+    negligible) keeps a finite precision; on ordinary data this floor never binds, however far
+    apart the clusters.  ``floor`` raises that minimum per feature (the data's resolution, see
     :mod:`emstream.resolution`).
 
     Parameters
@@ -405,7 +429,7 @@ def covariances_from_stats(stats, reg_covar: float,
         if kind != "full":  # (its variances: the whole floor for diagonal shapes)
             spread = (matrix.basis * matrix.basis) @ matrix.values
             floor = spread if floor is None else np.maximum(floor, spread)
-    relative = data_variance(stats)
+    relative = _floor_scale(stats)
     relative *= _RELATIVE_VARIANCE_FLOOR
     floor = relative if floor is None else np.maximum(relative, floor)
     if kind == "full":
