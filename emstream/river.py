@@ -265,13 +265,14 @@ class _OnlineMixture:
             self._frame_columns, self._frame_key, self._frame_order = columns, key, order
         if order is not None and hasattr(X, "to_numpy"):
             try:  # pandas: the whole frame at once, then columns by position (much cheaper
-                # than selecting columns by name in pandas)
-                data = _real_values(np.asarray(X.to_numpy()), index)
+                # than selecting columns by name in pandas); only the features' values are
+                # checked (a text column beside them is ignored, as learn_one ignores it)
+                data = np.asarray(X.to_numpy())
+                if order == ():
+                    return _real_values(data, index)
+                return _real_values(data[:, order], [self._frame_columns[i] for i in order])
             except TypeError:
                 pass
-            else:
-                # A view of the frame is fine: the model copies what it keeps (warm-up rows).
-                return data if order == () else data[:, order]
         import narwhals as nw
 
         frame = nw.from_native(X, eager_only=True)
@@ -281,7 +282,17 @@ class _OnlineMixture:
         self._refresh()
         fill = self._fill if self._fill is not None else [0.0] * len(self._features)
         for i, name in enumerate(self._features):
-            data[:, i] = frame[name].to_numpy() if name in frame.columns else fill[i]
+            if name not in frame.columns:
+                data[:, i] = fill[i]
+                continue
+            # Checked as the whole-frame path checks (assigned into floats, times became
+            # epoch counts, text "-4.0" a number and complex values lost their imaginary part)
+            values = np.asarray(frame[name].to_numpy()).reshape(-1, 1)
+            try:
+                data[:, i] = _real_values(values, [name])[:, 0]
+            except TypeError:
+                raise ValueError(f"feature {name!r} holds {values.dtype} values: not real "
+                                 "numbers") from None
         return data
 
     def _same_columns(self, index, key) -> bool:

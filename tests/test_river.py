@@ -433,6 +433,34 @@ def test_learn_many_refuses_what_learn_one_refuses():
     assert model._model.n_seen_ == 300
 
 
+def test_frames_check_the_features_values_only_and_whichever_way_they_are_read():
+    """A frame missing one of the features was read column by column, unchecked: times were
+    learned as epoch counts (a mean of 7.8e12), text "-4.0" as a number.  A text column beside
+    the features (a host name) failed the whole frame, where learn_one ignores it."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    A = np.r_[rng.normal(-4, 1, (150, 2)), rng.normal(4, 1, (150, 2))][rng.permutation(300)]
+    model = OnlineGaussianMixture(n_components=2, warmup_size=100, seed=0)
+    model.learn_many(pd.DataFrame(A, columns=["a", "b"]))
+    means = model.model.means_.copy()
+    for frame, message in [(pd.DataFrame({"a": pd.to_datetime(["2020-01-01"] * 5)}), "times"),
+                           (pd.DataFrame({"a": ["-4.0"] * 5}), "not a number"),
+                           (pd.DataFrame({"a": [4.0 + 9j] * 5}), "complex")]:  # (b missing)
+        for method in (model.learn_many, model.predict_many):
+            with pytest.raises(ValueError, match=message):
+                method(frame)
+    np.testing.assert_array_equal(model.model.means_, means)
+    extra = pd.DataFrame({"a": [4.0] * 3, "b": [4.0] * 3, "host": ["web-1"] * 3,
+                          "note": [None] * 3})
+    assert model.predict_many(extra).tolist() == [model.predict_one({"a": 4.0, "b": 4.0})] * 3
+    seen = model.model.n_seen_
+    model.learn_many(extra)
+    assert model.model.n_seen_ == seen + 3
+    with pytest.raises(ValueError, match="feature 'a' is 'x': not a number"):
+        model.learn_many(pd.DataFrame({"a": ["x"] * 3, "b": [4.0] * 3, "host": ["h"] * 3}))
+
+
 def test_the_series_detector_takes_feature_names_of_several_types():
     """A point keyed by a string and an integer ({"a": 1.0, 0: 2.0}) raised a bare TypeError
     from sorting its names; the other adapters take it."""
