@@ -303,6 +303,8 @@ class TemporalFeatures:
                 raise ValueError(f"times must be {n} finite numbers (seconds), one per row")
         if self.calendar and times is None:
             raise ValueError("calendar features need the rows' timestamps")
+        if n == 0:  # (nothing to remember; a first empty block fixed no width, and failed)
+            return np.empty((0, self.n_features_out(d)))
         cut = self._step_back(times)
         if cut is not None:
             return self._transform_from_step_back(X, times, cut)

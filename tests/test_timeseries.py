@@ -1914,3 +1914,25 @@ def test_the_format_guesses_stay_out_of_what_they_cannot_tell():
     data = (b"date,status,value\n2024-01-01,ok,1\n2024-01-01,warn,2\n2024-01-01,ok,3\n"
             b"2024-01-02,ok,4\n")
     assert series_columns(data, layout(data)) == []
+
+
+def test_an_empty_block_is_the_same_clear_error_before_and_after_the_first_rows():
+    """An empty first block failed inside numpy ("window shape cannot be larger than input
+    array shape"); after rows, the same call said "X is empty".  Features of no rows are no
+    rows, and remember nothing."""
+    from emstream import GaussianMixture
+    from emstream.drift import DriftMonitor
+    from emstream.series import SeriesMonitor
+    from emstream.temporal import TemporalFeatures
+
+    features = TemporalFeatures(lags=1, season=24)
+    assert features.transform(np.zeros((0, 2))).shape == (0, features.n_features_out(2))
+    assert features.width is None and features.state() == TemporalFeatures(
+        lags=1, season=24).state()
+    monitor = SeriesMonitor(DriftMonitor(GaussianMixture(2, random_state=0)),
+                            TemporalFeatures(lags=1))
+    for rows in (0, 500):
+        if rows:
+            monitor.update(np.random.default_rng(0).normal(size=(rows, 1)))
+        with pytest.raises(ValueError, match="X is empty"):
+            monitor.update(np.zeros((0, 1)))
