@@ -128,11 +128,12 @@ def _key(text: str) -> str:
     return key
 
 
-def parsed_blocks(stream, columns=None, n_fields=None, key=None, day_first="auto"):
+def parsed_blocks(stream, columns=None, n_fields=None, key=None, day_first="auto",
+                  on_layout=None):
     """:func:`emstream.table.parse_stream`, a column it cannot find a usage error."""
     try:
         yield from parse_stream(stream, columns=columns, n_fields=n_fields, key=key,
-                                day_first=day_first)
+                                day_first=day_first, on_layout=on_layout)
     except LayoutError as exc:
         raise CommandError(str(exc).replace("input.day_first", "--day-first")
                            .replace("input.columns", "--columns")) from None
@@ -182,9 +183,10 @@ def _report_trailing_garbage(stream, source: str) -> None:
 def read_rows(name: str, columns=None, day_first="auto"):
     """All rows of a data file (or stdin) and the tally of rejected lines."""
     stream = _open_input(name)
-    rows, rejects, counts, n_lines = [], [], {}, 0
+    rows, rejects, counts, n_lines, layouts = [], [], {}, 0, []
     try:
-        for parsed in parsed_blocks(stream, columns, day_first=day_first):
+        for parsed in parsed_blocks(stream, columns, day_first=day_first,
+                                    on_layout=layouts.append):
             rows.append(parsed.rows)
             rejects.extend(parsed.rejects[:SHOWN_REJECTS])
             for reason, n in parsed.reject_counts().items():
@@ -200,8 +202,17 @@ def read_rows(name: str, columns=None, day_first="auto"):
     data = np.concatenate([r for r in rows if r.size]) if widths else np.empty((0, 0))
     if data.shape[0] == 0:
         raise CommandError(f"{source}: no numeric rows found")
-    return data, {"path": source, "lines": n_lines, "rows": int(data.shape[0]),
-                  "rejected": counts}
+    found = {"path": source, "lines": n_lines, "rows": int(data.shape[0]), "rejected": counts}
+    if layouts and layouts[0] is not None:
+        found["layout"] = layouts[0].to_dict()  # (the columns' names: score checks them)
+    return data, found
+
+
+def _header_names(layout) -> list | None:
+    """The value columns' names a table's header gave (None: no header, or no table)."""
+    if layout is None or getattr(layout, "names", None) is None:
+        return None
+    return [str(name) for name in layout.column_names()]
 
 
 # ---------------------------------------------------------------------------- fit
@@ -300,8 +311,10 @@ def _fit_logged(args, X, source) -> GaussianMixture:
 
 
 def _save_fit(args, model, source) -> int:
-    written = checkpoint.save(model, args.output, meta={"command": "fit", "source": source},
-                              keep=args.keep)
+    meta = {"command": "fit", "source": {k: v for k, v in source.items() if k != "layout"}}
+    if "layout" in source:  # (where the daemon keeps its own: inspect names the features)
+        meta["layout"] = source["layout"]
+    written = checkpoint.save(model, args.output, meta=meta, keep=args.keep)
     state = "converged" if model.converged_ else "did not converge"
     print(f"emstream: fitted {args.k} components to {source['rows']} rows in {model.n_iter_} "
           f"iterations ({state}); average log-likelihood {model.lower_bound_:.6g}; "
@@ -505,9 +518,20 @@ def cmd_score(args) -> int:
         out.write("line,label,probability,surprise\n")
     rejects, counts = [], {}
     key_column = None if args.key is None else args.key_column
+    fitted = _fitted_names(loaded.meta) if args.columns is None else None
+
+    def same_columns(layout) -> None:
+        # Columns are matched by position: a header in another order than the fit's was
+        # scored silently, every row thousands of times too surprising.
+        names = _header_names(layout)
+        if fitted is not None and names is not None and names != fitted:
+            raise CommandError(f"{args.data}: its columns are {', '.join(names)}; the model "
+                               f"was fitted on {', '.join(fitted)}: give --columns "
+                               f"{','.join(fitted)} (or other columns, in the fit's order)")
+
     try:
         for parsed in parsed_blocks(stream, args.columns, key=key_column,
-                                    day_first=_day_first(args)):
+                                    day_first=_day_first(args), on_layout=same_columns):
             for reason, n in parsed.reject_counts().items():
                 counts[reason] = counts.get(reason, 0) + n
             rejects.extend(parsed.rejects[:SHOWN_REJECTS])
@@ -528,6 +552,15 @@ def cmd_score(args) -> int:
     _report_trailing_garbage(stream, args.data)
     _report_rejects("stdin" if args.data == "-" else args.data, rejects, counts)
     return 0
+
+
+def _fitted_names(meta: dict) -> list | None:
+    """The names of the columns a model was fitted on, if its checkpoint says (a header)."""
+    layout = meta.get("layout") if isinstance(meta, dict) else None
+    try:
+        return _header_names(layout_from_dict(layout)) if isinstance(layout, dict) else None
+    except (KeyError, TypeError, ValueError):  # (a hand-edited checkpoint)
+        return None
 
 
 # ---------------------------------------------------------------------------- inspect

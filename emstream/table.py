@@ -920,7 +920,8 @@ def settle_layout(layout: Layout, data: bytes, **settings) -> Layout | None:
 MAX_LINE_BYTES = 4096
 
 
-def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="auto"):
+def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="auto",
+                 on_layout=None):
     """Parse a readable byte stream block by block as emstreamd reads its input; yields
     :class:`~emstream.parse.Parsed` blocks.
 
@@ -928,7 +929,8 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
     index or name, a key column whose values are the blocks' ``keys``), or JSON lines (one
     object per line, as emstreamd's ``input.format: jsonl``: ``columns`` names the fields and
     ``key`` the key's field), as the first block shows (``day_first`` as :func:`find_layout`
-    takes it).  Raises :class:`LayoutError` if ``columns`` or ``key`` name no column, JSON
+    takes it); ``on_layout``, if given, is called once with that layout (None for plain
+    numbers).  Raises :class:`LayoutError` if ``columns`` or ``key`` name no column, JSON
     lines come without field names, or the order of day and month is not known."""
     # (a line past the parsers' max_line_bytes is cut as it arrives, and rejected as too long:
     # kept whole, one 2 GB line of a 2 MB gzip bomb took the command past 24 GB)
@@ -952,6 +954,8 @@ def parse_stream(stream, *, columns=None, n_fields=None, key=None, day_first="au
                 else:
                     layout = find_layout(head, columns=columns, key=key, first_line=line,
                                          day_first=day_first) or False
+                if on_layout is not None:
+                    on_layout(layout or None)
             if layout and not isinstance(layout, Layout):
                 parsed = parse_json_lines(data, layout.value_fields, first_line=line,
                                           key=layout.key_field, time=layout.time_field,

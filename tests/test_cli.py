@@ -642,6 +642,34 @@ def test_inspect_and_diff_plot_more_than_two_features(tmp_path, capsys):
     assert "features to plot must lie in 0..2" in capsys.readouterr().err
 
 
+def test_score_refuses_a_header_in_another_order_than_the_fit_s(tmp_path, capsys):
+    """The checkpoint kept no column names: a model fitted with --columns mem,cpu scored the
+    same file without --columns in file order (cpu, mem), every surprise about 3,000 times
+    too high, with exit 0."""
+    data = tmp_path / "load.csv"
+    data.write_text("cpu,mem\n1,100\n2,101\n3,99\n2,100\n1,102\n3,98\n")
+    ckpt = tmp_path / "m.json"
+    assert main(["fit", str(data), "-k", "1", "-o", str(ckpt), "--columns", "mem,cpu"]) == 0
+    capsys.readouterr()
+    assert main(["score", str(ckpt), str(data), "--columns", "mem,cpu"]) == 0
+    explicit = capsys.readouterr().out
+    assert main(["score", str(ckpt), str(data)]) == 1
+    assert "its columns are cpu, mem; the model was fitted on mem, cpu: give --columns " \
+        "mem,cpu" in capsys.readouterr().err
+    swapped = tmp_path / "swapped.csv"  # (the fit's order: scored as it is)
+    swapped.write_text("mem,cpu\n100,1\n101,2\n99,3\n100,2\n102,1\n98,3\n")
+    assert main(["score", str(ckpt), str(swapped)]) == 0
+    assert capsys.readouterr().out == explicit
+    plain = tmp_path / "plain.txt"  # (no header: columns by position, as before)
+    plain.write_text("100,1\n101,2\n99,3\n100,2\n102,1\n98,3\n")
+    assert main(["score", str(ckpt), str(plain)]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        line.replace(f"{n + 2},", f"{n + 1},", 1)
+        for n, line in enumerate(explicit.splitlines()[1:])]
+    assert main(["inspect", str(ckpt), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["feature_names"] == ["mem", "cpu"]
+
+
 def test_titles_and_file_names_are_drawn_as_written(tmp_path, capsys):
     """matplotlib reads text between two dollar signs as mathematics: ``diff --plot`` of a
     file named ``a$x^$.json`` and ``timeline --title '$x^$'`` failed with a parser's trace."""
