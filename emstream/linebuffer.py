@@ -95,6 +95,7 @@ class LineBuffer:
         # A CR was taken for a line's end before the next byte was known: CRs and an LF that
         # come next are the same line end.
         self._end_owed = False
+        self._skipping = False  # the rest of a line already taken is dropped (skip_rest_of_line)
 
     @property
     def holds_cr(self) -> bool:
@@ -137,6 +138,17 @@ class LineBuffer:
         bytes
             Complete lines, possibly none; :attr:`block_bytes` input bytes.
         """
+        if self._skipping and chunk:
+            ends = [i for i in (chunk.find(b"\n"), chunk.find(b"\r")) if i >= 0]
+            if not ends:  # all of it the rest of that line
+                self.block_bytes = len(chunk)
+                return b""
+            end = min(ends) + 1
+            self._skipping = False
+            self._end_owed = chunk[end - 1] == 13  # (an LF after a CR ends the same line)
+            data = self.feed(chunk[end:], at_end)
+            self.block_bytes += end
+            return data
         if self._end_owed and chunk:
             skip = len(chunk) - len(chunk.lstrip(b"\r"))
             if skip < len(chunk):
@@ -207,6 +219,18 @@ class LineBuffer:
         written after :meth:`end_held_cr`, or at the end of a file): CRs and an LF that come
         first end that same line."""
         self._end_owed = True
+
+    def skip_rest_of_line(self) -> None:
+        """The stream resumes inside a line that was taken as it stood (a file's last line
+        learned before its newline came): what comes up to its line end is no line of its own,
+        and is dropped (:attr:`block_bytes` counts it).
+
+        >>> cut = LineBuffer()
+        >>> cut.skip_rest_of_line()
+        >>> cut.feed(b"34"), cut.block_bytes, cut.feed(b"5\\n6\\n"), cut.block_bytes
+        (b'', 2, b'6\\n', 4)
+        """
+        self._skipping = True
 
     def _end_at_held_cr(self) -> tuple[bytes, int]:
         """The partial line, whose last byte is a lone CR, as a complete line; its input bytes."""

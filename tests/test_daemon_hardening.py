@@ -473,6 +473,58 @@ def test_the_followed_file_replaced_by_a_directory_or_a_fifo_is_waited_out(tmp_p
     assert "Traceback" not in err and err.count("not a regular file") == 0
 
 
+def test_the_followed_path_led_to_the_daemon_s_own_dead_letters_is_not_read(tmp_path):
+    """The followed log renamed away and a symlink to the daemon's own dead-letter file put in
+    its place: each rejected line was written there again and read again, the file growing
+    by about 2,000 lines a second without end (the start-up refuses that set-up; a rotation
+    brought it about)."""
+    log, state, dead = tmp_path / "app.log", tmp_path / "state", tmp_path / "dead.jsonl"
+    log.write_text(_text(300, 1) + "junk\n")
+    process = _follow(log, state, "--set", "checkpoint.every_seconds=0.2", "--set",
+                      f"input.dead_letter={dead}")
+    assert _until(lambda: _rows(state) == 300 and dead.exists() and dead.stat().st_size)
+    os.rename(log, tmp_path / "app.log.1")
+    log.symlink_to(dead)
+    seen = _wait_for(process, "the daemon's own file")
+    assert str(dead) in seen[-1] and "not read" in seen[-1]
+    size = dead.stat().st_size
+    time.sleep(1.5)
+    assert dead.stat().st_size == size and process.poll() is None
+    log.unlink()
+    log.write_text(_text(200, 2))
+    assert _until(lambda: _rows(state) == 500), _rows(state)
+    _stop(process)
+
+
+def test_a_followed_path_that_does_not_exist_is_said_and_its_arrival_too(tmp_path):
+    """A mistyped --follow path said nothing but "ready" and status lines of 0 points."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    process = _follow(log, state, "--set", "checkpoint.every_seconds=0.2")
+    seen = _wait_for(process, "does not exist (yet): waiting for it")
+    assert "WARNING" in seen[-1] and str(log) in seen[-1]
+    log.write_text(_text(300, 1))
+    _wait_for(process, "has appeared: reading it")
+    assert _until(lambda: _rows(state) == 300), _rows(state)
+    _stop(process)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_input_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind):
+    """--input of a FIFO blocked the start without a word (and released its writer, then
+    failed as "not seekable"); --input /dev/zero was read at full speed for ever."""
+    path = "/dev/zero"
+    if kind == "fifo":
+        path = tmp_path / "pipe"
+        os.mkfifo(path)
+    started = time.monotonic()
+    done = subprocess.run([*DAEMON, "--input", str(path), "--checkpoint", str(tmp_path / "s")],
+                          capture_output=True, timeout=60)
+    err = done.stderr.decode()
+    assert done.returncode == 66 and time.monotonic() - started < 30, err
+    assert ("is a FIFO" if kind == "fifo" else "is a character device") in err
+    assert "pipe a stream to standard input instead" in err and "Traceback" not in err
+
+
 # ------------------------------------------------------------------ metrics
 def _metrics_port(process):
     seen = _wait_for(process, "/metrics")

@@ -222,6 +222,31 @@ def test_a_back_filled_file_then_followed_goes_on_where_it_was(tmp_path):
     assert done.returncode == 0 and _rows(state) == 900
 
 
+def test_a_back_fill_s_last_line_without_newline_is_not_learned_again_in_pieces_when_followed(
+        tmp_path):
+    """A back-fill learns a last line without its newline as it stands ("1.2"); followed
+    after it, the file's "34\\n" written on was learned as a point of its own (a value the file
+    never held), and every later line number was one too high.  --input skipped it already."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_lines(500, 1) + "1.2")
+    done = subprocess.run([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input", str(log),
+                           "--checkpoint", str(state), "--no-output"], capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0 and _rows(state) == 501
+    process = _daemon(log, state)
+    seen = _wait_for(process, "ready")
+    assert any("had no newline when the last run ended" in line for line in seen), seen
+    with open(log, "a") as handle:
+        handle.write("34")  # (the rest of that line comes in two writes)
+        handle.flush()
+        time.sleep(0.3)
+        handle.write("\n" + _lines(299, 2))
+    assert _until(lambda: _rows(state) == 800), _rows(state)
+    _stop(process)
+    counters = checkpoint.load(state).meta["counters"]
+    assert counters["rows"] == 800 and counters["lines"] == 800, counters
+
+
 def test_a_followed_file_of_lone_cr_line_ends_learns_its_last_line_without_waiting(tmp_path):
     """A writer ending lines in a lone CR: the last line was held until the next line came
     (its CR might have begun a CRLF). Now, once the file stops after a CR, that CR ends the

@@ -34,7 +34,7 @@ from .keyed import KeyedDaemon
 from .loop import Daemon
 from .progress import Progress
 from .sinks import say_if_waiting_for_a_reader
-from .sources import FileInput, FollowInput, StdinInput
+from .sources import FileInput, FollowInput, StdinInput, not_regular
 
 EX_USAGE, EX_DATAERR, EX_NOINPUT = os.EX_USAGE, os.EX_DATAERR, os.EX_NOINPUT  # 64, 65, 66
 EX_CANTCREAT, EX_IOERR = os.EX_CANTCREAT, os.EX_IOERR  # 73, 74
@@ -166,6 +166,12 @@ def _main(args) -> int:
             output = config["output"]["path"] if config["output"]["per_point"] else None
             source = FollowInput(args.follow, own=(config["input"]["dead_letter"],
                                                    None if output == "-" else output))
+        elif args.input and (kind := not_regular(args.input)) is not None:
+            # (a FIFO blocked the start without a word, then failed as "not seekable";
+            # /dev/zero was read for ever, at full speed, into nothing)
+            return _fail(f"--input {args.input}: is {kind}, not a regular file: --input "
+                         "back-fills a file, from where a restart stopped; pipe a stream to "
+                         "standard input instead (... | emstreamd)", EX_NOINPUT)[1]
         else:
             source = FileInput(args.input) if args.input else StdinInput()
     except OSError as exc:

@@ -70,6 +70,16 @@ def _open_regular(path: str):
     return open(fd, "rb"), None
 
 
+def not_regular(path: str) -> str | None:
+    """What ``path`` is if it is there and not a regular file ("a FIFO"), else None (stat
+    only: opening a FIFO blocks until a writer comes, and releases it)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # (missing or unreadable: opening it says so)
+    return None if stat.S_ISREG(mode) else _kind(mode)
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
                        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
@@ -350,11 +360,25 @@ class FollowInput(_Source):
 
     def _open(self, path: str, offset: int = 0) -> bool:
         handle, why = _open_regular(path)
+        if handle is not None and (own := self._own_file(handle)) is not None:
+            # A symlink (or hard link) at the path to the daemon's own dead letters or output:
+            # read, each rejected line was written there again, and read again, without end.
+            handle.close()
+            handle, why = None, f"is the daemon's own {own}, not read"
         if handle is None:
-            if why is not None and (path, why) != self._complained:
-                log.warning("%s %s: waiting for a regular file there", path, why)
-            self._complained = None if why is None else (path, why)
+            if why is None:
+                why = "does not exist"
+                if (path, why) != self._complained:  # (once per absence: rotations have gaps)
+                    # (a warning until a file has been read: a path mistyped was silent)
+                    log.log(logging.WARNING if self.device is None else logging.INFO,
+                            "%s does not exist (yet): waiting for it", path)
+            elif (path, why) != self._complained:
+                log.warning("%s %s: waiting for %s file there", path, why,
+                            "another" if "own" in why else "a regular")
+            self._complained = (path, why)
             return False
+        if self._complained is not None and self._complained[1] == "does not exist":
+            log.info("%s has appeared: reading it", path)
         self._complained = None
         if self.handle is not None:
             self.handle.close()
@@ -370,6 +394,18 @@ class FollowInput(_Source):
         self.last_data = time.monotonic()
         self._head = os.pread(handle.fileno(), FINGERPRINT_BYTES, 0)
         return True
+
+    def _own_file(self, handle) -> str | None:
+        """Which of the daemon's own files ``handle`` is (the same device and inode), if any."""
+        info = os.fstat(handle.fileno())
+        for path in self.own:
+            try:
+                mine = os.stat(path)
+            except OSError:
+                continue
+            if (mine.st_dev, mine.st_ino) == (info.st_dev, info.st_ino):
+                return f"file {path}"
+        return None
 
     def _rewritten(self, start: int = 0, chunk: bytes = b"") -> bool:
         """Whether the open file no longer starts with the bytes read from it (``chunk``, just
@@ -403,7 +439,16 @@ class FollowInput(_Source):
             head, _ = fingerprint(candidate, saved["fingerprint_bytes"])
             if head != saved["fingerprint"] or info.st_size < int(saved["offset"]):
                 continue  # the same inode, truncated or rewritten since: look for its copy
-            self._open(candidate, int(saved["offset"]))
+            offset = int(saved["offset"])
+            self._open(candidate, offset)
+            if offset and os.pread(self.handle.fileno(), 1, offset - 1) not in (b"\n", b"\r"):
+                # A back-fill learned the file's last line before its newline came: what is
+                # written on after it is no line of its own (learned, "34" of "1.234" was a
+                # point, and every later line number one too high).
+                self.lines.skip_rest_of_line()
+                log.warning("%s: its line at byte %d had no newline when the last run ended "
+                            "and was learned as it stood; what is written on after it, up to "
+                            "its newline, is skipped", candidate, offset)
             self.draining = candidate != self.path and (
                 time.time() - info.st_mtime > self.rotate_quiet)
             return True
