@@ -741,6 +741,25 @@ def test_rejects_name_the_file_and_the_line_within_it_after_a_rotation(tmp_path)
     assert f"line 5 ({path} line 2) rejected (non-numeric)" in err, err
 
 
+def test_a_compressed_back_fill_s_last_line_is_not_learned_again_in_pieces(tmp_path):
+    """The same for a gzip file grown by a member appended after the run: "34.5\\n" of
+    "1234.5" was learned as a point of its own, without a word."""
+    import gzip
+
+    data, state = tmp_path / "d.txt.gz", tmp_path / "ck"
+    rng = np.random.default_rng(8)
+    lines = [f"{v:.4f}\n" for v in np.r_[rng.normal(0, 1, 300), rng.normal(9, 1, 300)]]
+    data.write_bytes(gzip.compress(("".join(lines[:500]) + "12").encode()))
+    assert _run("--input", str(data), "--checkpoint", str(state), "--no-output").returncode == 0
+    with open(data, "ab") as handle:
+        handle.write(gzip.compress(("34.5\n" + "".join(lines[500:])).encode()))
+    done = _run("--input", str(data), "--checkpoint", str(state), "--no-output")
+    assert done.returncode == 0
+    assert "(decompressed) had no newline when the last run ended" in done.stderr.decode()
+    meta = checkpoint.load(state).meta
+    assert meta["counters"]["rows"] == meta["counters"]["lines"] == 601  # the file's lines
+
+
 def test_a_back_fill_resumes_only_in_a_file_that_still_holds_what_it_learned(tmp_path):
     """--input resumes at the checkpoint's position only if the file still holds, up to it,
     the bytes that were read (not just the same first KiB): a file cut, or rewritten before

@@ -191,6 +191,19 @@ class FileInput(_Source):
         offset = int(saved["offset"])
         if self.handle.compression is None:
             offset = self._check_before(saved, offset)
+        elif offset:
+            self.handle.seek(offset - 1)
+            before = self.handle.read(1)
+            if before == b"\r":
+                self.lines.owe_line_end()
+            elif before not in (b"\n", b""):
+                # As _check_before, decompressed: the last line, learned without its newline,
+                # goes on in the member appended since (it was learned again as a point).
+                self.lines.skip_rest_of_line()
+                log.warning("--input %s: its line at byte %d (decompressed) had no newline "
+                            "when the last run ended and was learned as it stood; what was "
+                            "written on after it, up to its newline, is skipped", self.path,
+                            offset)
         self.handle.seek(offset)
         if self.handle.compression is not None and self.handle.tell() < offset:
             # (its bytes before the position cannot be checked as a plain file's are, at
