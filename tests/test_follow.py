@@ -247,6 +247,30 @@ def test_a_back_fill_s_last_line_without_newline_is_not_learned_again_in_pieces_
     assert counters["rows"] == 800 and counters["lines"] == 800, counters
 
 
+def test_the_nul_hole_of_a_copytruncate_under_a_writer_not_in_append_mode_is_skipped(tmp_path):
+    """A writer without O_APPEND goes on at its old offset after a copytruncate: the file then
+    starts with a hole of NULs, read as one line (too long) that took the first real line
+    with it; that value was nowhere, not even in the dead letters."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT)  # (the writer: no O_APPEND)
+    try:
+        os.write(fd, _lines(500, 1).encode())
+        process = _daemon(log, state)
+        _wait_for(process, "ready")
+        assert _until(lambda: _rows(state) == 500), _rows(state)
+        shutil.copyfile(log, tmp_path / "app.log.1")
+        os.truncate(log, 0)
+        time.sleep(0.3)
+        os.write(fd, _lines(300, 2).encode())  # at byte ~5,000: a hole before it
+    finally:
+        os.close(fd)
+    assert _until(lambda: _rows(state) == 800), _rows(state)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    err = process.stderr.read().decode()
+    assert err.count("NUL bytes from byte 0 skipped") == 1 and "rejected (" not in err, err
+
+
 def test_a_followed_file_of_lone_cr_line_ends_learns_its_last_line_without_waiting(tmp_path):
     """A writer ending lines in a lone CR: the last line was held until the next line came
     (its CR might have begun a CRLF). Now, once the file stops after a CR, that CR ends the

@@ -369,6 +369,7 @@ class FollowInput(_Source):
         self._head = b""  # the open file's first bytes, as this reader read them
         self._position = 0  # where the next read of the open file starts
         self._complained = None  # (path, what) last logged as not a regular file
+        self._in_hole = False  # the last block read was NULs to its end (see _skip_hole)
         self._open(path)
 
     def _open(self, path: str, offset: int = 0) -> bool:
@@ -504,8 +505,23 @@ class FollowInput(_Source):
                     # is the new file's, read from the old position. Not handed out.
                     return self._truncated()
                 self.last_data = time.monotonic()
+                if chunk[:1] == b"\0" and not self.lines.pending_bytes:
+                    chunk = self._skip_hole(chunk)
                 return self._feed(chunk)
         return self._at_eof(timeout)
+
+    def _skip_hole(self, chunk: bytes) -> bytes:
+        """``chunk`` without the NUL bytes a line starts with: a writer not in append mode goes
+        on writing at its old offset after a copytruncate, and the file begins with a hole of
+        NULs up to there (read as one line, too long, that took the first real line with it)."""
+        kept = chunk.lstrip(b"\0")
+        skipped = len(chunk) - len(kept)
+        if not self._in_hole:  # (once per hole, however many blocks it spans)
+            log.warning("%s: NUL bytes from byte %d skipped (a hole: a copytruncate with a "
+                        "writer not in append mode?)", self.path, self.offset)
+        self._in_hole = not kept
+        self.offset += skipped
+        return kept
 
     def _at_eof(self, timeout: float) -> bytes:
         """Nothing new in the open file: decide between waiting, rotation and truncation."""
