@@ -271,6 +271,33 @@ def test_the_nul_hole_of_a_copytruncate_under_a_writer_not_in_append_mode_is_ski
     assert err.count("NUL bytes from byte 0 skipped") == 1 and "rejected (" not in err, err
 
 
+def test_two_rotations_while_the_daemon_was_down_lose_no_file(tmp_path):
+    """logrotate with compress and delaycompress, rotating twice while the daemon is down: the
+    checkpointed file ends compressed (gone as a file to read on), and the restart read the
+    file at the path, skipping the whole file rotated in between (3,000 lines) while its
+    warning named no loss there."""
+    import gzip
+
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_lines(500, 1))
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 500), _rows(state)
+    _stop(process)
+    os.rename(log, tmp_path / "app.log.1")  # the first rotation
+    log.write_text(_lines(300, 2))
+    time.sleep(0.05)  # (the files' times in their order)
+    first = tmp_path / "app.log.1"  # the second: .1 -> .2.gz, the path -> .1
+    (tmp_path / "app.log.2.gz").write_bytes(gzip.compress(first.read_bytes()))
+    first.unlink()
+    os.rename(log, first)
+    log.write_text(_lines(100, 3))
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 900), _rows(state)
+    _stop(process)
+    err = process.stderr.read().decode()
+    assert f"reading {first} from its start" in err, err
+
+
 def test_a_followed_file_of_lone_cr_line_ends_learns_its_last_line_without_waiting(tmp_path):
     """A writer ending lines in a lone CR: the last line was held until the next line came
     (its CR might have begun a CRLF). Now, once the file stops after a CR, that CR ends the

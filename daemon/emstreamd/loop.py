@@ -501,7 +501,7 @@ class Daemon:
                 if saved.get("inode") is not None:  # (None: it was waiting for a file)
                     log.warning("the checkpointed file (inode %s) is gone: any lines written "
                                 "to it after byte %s are lost; reading %s from its start",
-                                saved.get("inode"), saved.get("offset"), self.source.path)
+                                saved.get("inode"), saved.get("offset"), self.source.reading)
                 # Line numbers count the followed stream across its files: they go on.
                 self.next_line = self.file_first_line = int(saved.get("next_line", 1))
             log.info("resumed the model from %s; reading the input from its start", where)

@@ -400,6 +400,7 @@ class FollowInput(_Source):
         info = os.fstat(handle.fileno())
         self.device, self.inode = info.st_dev, info.st_ino
         self._target = os.path.realpath(path)  # (what a symlink at the path led to)
+        self._opened = path
         handle.seek(offset)
         self.offset = self._position = offset
         self.lines = self._new_lines()
@@ -437,7 +438,9 @@ class FollowInput(_Source):
             return {"kind": self.kind, "path": os.path.abspath(self.path)}
         return {"kind": self.kind, "path": os.path.abspath(self.path), "device": self.device,
                 "inode": self.inode, "fingerprint": hashlib.sha256(self._head).hexdigest(),
-                "fingerprint_bytes": len(self._head), "target": self._target}
+                "fingerprint_bytes": len(self._head), "target": self._target,
+                # (files rotated after this one are at least as new: see _after_gone)
+                "mtime_ns": os.fstat(self.handle.fileno()).st_mtime_ns}
 
     def resume(self, saved: dict) -> bool:
         # (a back-fill's checkpoint too: the file followed after it was back-filled)
@@ -473,7 +476,26 @@ class FollowInput(_Source):
         if copy is not None and self._open(copy, int(saved["offset"])):
             self.draining = True
             return True
+        self._after_gone(saved)
         return False
+
+    def _after_gone(self, saved: dict) -> None:
+        """The checkpointed file is gone (rotated and compressed, or removed): read first the
+        rotated files that followed it, oldest first (two rotations while the daemon was down
+        skipped a whole file: it went straight to the file at the path)."""
+        since = saved.get("mtime_ns")
+        if not isinstance(since, int):  # (a checkpoint from before this was kept)
+            return
+        newer = [(info.st_mtime_ns, candidate)
+                 for candidate, info in _existing(self._rotated_siblings())
+                 if info.st_mtime_ns >= since]
+        if newer and self._open(min(newer)[1]):
+            self.draining = True  # (rotated: it grows no more)
+
+    @property
+    def reading(self) -> str:
+        """The path of the file being read (a rotated sibling, or the followed path)."""
+        return self._opened if self.handle is not None else self.path
 
     def _find_copy(self, head: tuple, size: int, exclude) -> str | None:
         """The newest sibling that starts with ``head`` (sha256, bytes) and holds at least
