@@ -529,6 +529,8 @@ class FollowInput(_Source):
                 self.last_data = time.monotonic()
                 if chunk[:1] == b"\0" and not self.lines.pending_bytes:
                     chunk = self._skip_hole(chunk)
+                else:
+                    self._in_hole = False
                 return self._feed(chunk)
         return self._at_eof(timeout)
 
