@@ -514,8 +514,8 @@ def cmd_score(args) -> int:
                            "alone: features.enabled: false)")
     stream = _open_input(args.data)
     out = sys.stdout
-    if args.format == "csv" and args.header:
-        out.write("line,label,probability,surprise\n")
+    # (written once the input's columns passed their check: a refused DATA writes nothing)
+    header = "line,label,probability,surprise\n" if args.format == "csv" and args.header else ""
     rejects, counts = [], {}
     key_column = None if args.key is None else args.key_column
     fitted = _fitted_names(loaded.meta) if args.columns is None else None
@@ -532,6 +532,9 @@ def cmd_score(args) -> int:
     try:
         for parsed in parsed_blocks(stream, args.columns, key=key_column,
                                     day_first=_day_first(args), on_layout=same_columns):
+            if header:
+                out.write(header)
+                header = ""
             for reason, n in parsed.reject_counts().items():
                 counts[reason] = counts.get(reason, 0) + n
             rejects.extend(parsed.rejects[:SHOWN_REJECTS])
@@ -549,6 +552,7 @@ def cmd_score(args) -> int:
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+    out.write(header)  # (an input of no lines: the header alone, as before)
     _report_trailing_garbage(stream, args.data)
     _report_rejects("stdin" if args.data == "-" else args.data, rejects, counts)
     return 0
