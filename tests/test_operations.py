@@ -385,6 +385,14 @@ def test_a_back_fill_status_line_shows_progress(tmp_path):
     assert all(f"% of {data}, " in line and " MB/s" in line for line in status)
     assert shares == sorted(shares) and 0 < shares[0] and shares[-1] <= 100
     assert any(line.endswith(" left") for line in status)
+    # Before this run's first checkpoint there is no checkpoint to give the age of (it said
+    # "last checkpoint 0s ago", the time since the start).
+    done = _run("--input", str(data), "--no-output", "--checkpoint", str(tmp_path / "t"),
+                "--set", "status.every_seconds=0.02", "--set", "batch.max_rows=2000",
+                "--set", "checkpoint.every_points=10000000", "--set",
+                "checkpoint.every_seconds=1000")
+    status = [line for line in done.stderr.decode().splitlines() if "status:" in line]
+    assert status and all("no checkpoint yet this run" in line for line in status)
 
 
 # ---------------------------------------------------------------------------- systemd

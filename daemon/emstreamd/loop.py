@@ -1147,12 +1147,13 @@ class Daemon:
         if not every or now - self.last_status < every:
             return
         rate = self.status_rows / (now - self.last_status)
-        age = now - self.last_checkpoint
+        # (before this run's first checkpoint, the time since the start was given as its age)
+        saved = (f"last checkpoint {now - self.last_checkpoint:.0f}s ago"
+                 if self.last_checkpoint_path is not None else "no checkpoint yet this run")
         progress = self.progress.describe(self.source.offset, self.ready_at) if self.progress \
             else ""
-        log.info("status: %.0f points/s, %d points, %d rejected, last checkpoint %.0fs ago%s",
-                 rate, self.counters["rows"], sum(self.counters["rejected"].values()), age,
-                 progress)
+        log.info("status: %.0f points/s, %d points, %d rejected, %s%s", rate,
+                 self.counters["rows"], sum(self.counters["rejected"].values()), saved, progress)
         self.last_status, self.status_rows = now, 0
 
     # ------------------------------------------------------------------ run
