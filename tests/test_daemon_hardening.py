@@ -741,6 +741,34 @@ def test_rejects_name_the_file_and_the_line_within_it_after_a_rotation(tmp_path)
     assert f"line 5 ({path} line 2) rejected (non-numeric)" in err, err
 
 
+def test_lines_read_from_a_copytruncate_s_copy_are_named_by_the_copy_and_its_line(tmp_path):
+    """After a copytruncate the unread lines come from the copy; a reject there was credited to
+    the truncated file, at a line counted from where reading resumed ("values.log line 2" for
+    line 5 of values.log.1)."""
+    path = tmp_path / "values.log"
+    path.write_text("1\n2\n3\n")
+    process = subprocess.Popen([*DAEMON, "--config", CONFIG, "--follow", str(path),
+                                "--checkpoint", str(tmp_path / "state"), "--no-output"],
+                               stderr=subprocess.PIPE)
+    try:
+        seen = _wait_for(process, "ready")
+        time.sleep(0.5)  # (the first three lines read)
+        _freeze(process)  # the append and the copytruncate happen before the reader looks
+        with open(path, "a") as handle:
+            handle.write("4\nnot a number\n")
+        shutil.copyfile(path, tmp_path / "values.log.1")
+        os.truncate(path, 0)
+        process.send_signal(signal.SIGCONT)
+        seen += _wait_for(process, "rejected (non-numeric)")
+    finally:
+        process.send_signal(signal.SIGCONT)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    err = "".join(seen) + err.decode()
+    assert f"line 5 ({path}.1 line 5) rejected (non-numeric)" in err, err
+    assert f"now reading {path}.1 (the copy of the truncated {path})" in err, err
+
+
 def test_a_compressed_back_fill_s_last_line_is_not_learned_again_in_pieces(tmp_path):
     """The same for a gzip file grown by a member appended after the run: "34.5\\n" of
     "1234.5" was learned as a point of its own, without a word."""

@@ -914,7 +914,8 @@ class Daemon:
     def _where(self, line: int) -> str:
         """`` (FILE line N)``: where a stream line is in the file being read (followed streams
         number lines across rotations, so an operator needs both)."""
-        path = getattr(self.source, "path", None)
+        # (the file being read: after a rename or copytruncate, a rotated file or the copy)
+        path = getattr(self.source, "reading", None) or getattr(self.source, "path", None)
         if path is None or line < self.file_first_line:
             return ""
         return f" ({path} line {line - self.file_first_line + 1})"
@@ -1215,10 +1216,17 @@ class Daemon:
                 self.source.next_file()
                 self.applied_offset = self.source.offset
                 self.pending_rejects = PendingRejects()
-                self.file_first_line = self.next_line
-                self._header_may_repeat = True
-                log.info("now reading %s (rotated or truncated) from stream line %d",
-                         self.source.path, self.next_line)
+                if getattr(self.source, "continues", False):
+                    # The copy of a copytruncated file, read on from the same position: its
+                    # lines are numbered as the file's were (they were counted from where
+                    # reading resumed, and credited to the truncated file).
+                    log.info("now reading %s (the copy of the truncated %s) from stream line "
+                             "%d", self.source.reading, self.source.path, self.next_line)
+                else:
+                    self.file_first_line = self.next_line
+                    self._header_may_repeat = True
+                    log.info("now reading %s (rotated or truncated) from stream line %d",
+                             self.source.reading, self.next_line)
             self._learn_ready(by_count_only)
             if self.halted:
                 break

@@ -370,6 +370,7 @@ class FollowInput(_Source):
         self._position = 0  # where the next read of the open file starts
         self._complained = None  # (path, what) last logged as not a regular file
         self._in_hole = False  # the last block read was NULs to its end (see _skip_hole)
+        self.continues = False  # the file next_file opened continues the last one (a copy)
         self._open(path)
 
     def _open(self, path: str, offset: int = 0) -> bool:
@@ -597,10 +598,12 @@ class FollowInput(_Source):
         rename, the oldest rotated sibling newer than the finished file (several rotations may
         have happened meanwhile), else the file now at the path."""
         self.boundary = False
+        self.continues = False
         if self._finished == "copied":
             copy, self._copy = self._copy, None
             if self._open(copy, self.offset):
                 self.draining = True
+                self.continues = True  # (the same lines go on: the copy's numbers are theirs)
                 return
         follower = self.path
         if self._finished == "rotated" and self.handle is not None:
