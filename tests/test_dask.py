@@ -422,9 +422,10 @@ def test_ctrl_c_stops_a_local_cluster_fit_without_tracebacks(tmp_path):
     data = tmp_path / "d.txt"
     np.savetxt(data, mixture_1d(200_000, np.random.default_rng(12)), fmt="%.6f")
     fit = subprocess.Popen(
-        [sys.executable, "-m", "emstream", "fit", str(data), "-k", "3", "--max-iter", "100000",
+        [sys.executable, "-m", "emstream", "fit", str(data), "-k", "3", "--max-iter", "3000",
          "--tol", "0", "-o", str(tmp_path / "m.json"), "--dask-scheduler", "local:1"],
-        stderr=subprocess.PIPE, start_new_session=True)  # (its own group, as in a terminal)
+        stderr=subprocess.PIPE, start_new_session=True)  # (its own group, as in a terminal;
+    # at most 3,000 iterations: a minute or two, should the progress lines never come)
     try:
         for line in fit.stderr:  # (the fit is under way on the cluster: a second in)
             if b"EM iteration" in line:
