@@ -420,9 +420,12 @@ def test_ctrl_c_stops_a_local_cluster_fit_without_tracebacks(tmp_path):
     import signal
 
     data = tmp_path / "d.txt"
-    np.savetxt(data, mixture_1d(200_000, np.random.default_rng(12)), fmt="%.6f")
+    # Five components on one Gaussian: EM creeps, thousands of iterations from converged (a
+    # three-cluster mixture reached its fixed point before the progress lines began, and the
+    # fit ended 0 before the signal came).
+    np.savetxt(data, np.random.default_rng(12).normal(size=200_000), fmt="%.6f")
     fit = subprocess.Popen(
-        [sys.executable, "-m", "emstream", "fit", str(data), "-k", "3", "--max-iter", "3000",
+        [sys.executable, "-m", "emstream", "fit", str(data), "-k", "5", "--max-iter", "3000",
          "--tol", "0", "-o", str(tmp_path / "m.json"), "--dask-scheduler", "local:1"],
         stderr=subprocess.PIPE, start_new_session=True)  # (its own group, as in a terminal;
     # at most 3,000 iterations: a minute or two, should the progress lines never come)
