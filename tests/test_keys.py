@@ -86,6 +86,7 @@ def _lines_by_key(text: str) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_every_key_of_an_interleaved_backfill_learns_exactly_as_if_it_ran_alone(tmp_path):
     rng = np.random.default_rng(0)
     # (Some keys end in their warm-up, with a partial last mini-batch; others are flagged.)
@@ -580,6 +581,7 @@ def _stop_when_logged(process, text: str) -> str:
     return rest
 
 
+@pytest.mark.slow
 def test_a_stop_during_the_end_of_input_flush_is_prompt_and_loses_nothing(tmp_path):
     """At the end of a back-fill every key learns its partial mini-batch: 600 keys take
     seconds (thousands, minutes).  A SIGTERM then stops the daemon after the key it is on
