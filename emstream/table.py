@@ -556,6 +556,60 @@ def repeats_header(line: bytes, layout: Layout) -> bool:
     return len(fields) == len(layout.names) and _header_names(fields) == layout.names
 
 
+@dataclass(frozen=True)
+class ChangedHeader:
+    """A header other than the stream's at the start of a followed stream's next file.
+
+    ``names``: its columns; ``layout``: the stream's layout with the columns it uses (values,
+    time, key) found by name in the new header, or None if ``missing`` lists some it lacks
+    (or holds twice)."""
+
+    names: tuple
+    layout: Layout | None
+    missing: tuple
+
+
+def changed_header(line: bytes, layout: Layout) -> ChangedHeader | None:
+    """Whether ``line`` is another header of the same table: a log rotated into a file whose
+    writer added, dropped or moved columns (every line of it was rejected, "wrong field count",
+    with no word about why).  A line is such a header if none of its fields is a number or a
+    time and it names at least one of the stream's columns.
+
+    >>> layout = find_layout(b"timestamp,value\\n2024-01-01 00:00,1.5\\n")
+    >>> found = changed_header(b"timestamp,host,value", layout)
+    >>> found.layout.value_fields, found.layout.n_fields, found.missing
+    ((2,), 3, ())
+    >>> changed_header(b"timestamp,reading", layout).missing
+    ('value',)
+    >>> changed_header(b"timestamp,value", layout) is None  # (the same header: a repeat)
+    True
+    """
+    if layout.names is None:
+        return None
+    fields = _split(blank_byte_order_marks(line).strip(), layout.comma, layout.sep)
+    names = _header_names(fields)
+    if names is None or names == layout.names or any(
+            is_number(f) or looks_like_time(f) for f in fields):
+        return None
+    if not set(names) & set(layout.names):
+        return None  # (a line of words that shares nothing with the table: no header of it)
+
+    def moved(field: int | None) -> int | None:
+        if field is None:
+            return None
+        name = layout.names[field]
+        return names.index(name) if names.count(name) == 1 else None
+
+    used = [layout.time_field, layout.clock_field, layout.key_field, *layout.value_fields]
+    missing = tuple(layout.names[f] for f in used if f is not None and moved(f) is None)
+    if missing:
+        return ChangedHeader(names, None, missing)
+    return ChangedHeader(names, replace(
+        layout, names=names, n_fields=len(names), time_field=moved(layout.time_field),
+        clock_field=moved(layout.clock_field), key_field=moved(layout.key_field),
+        value_fields=tuple(moved(f) for f in layout.value_fields)), ())
+
+
 def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
                 first_line: int = 1, day_first="auto", max_line_bytes: int | None = None,
                 _titled: bool = False) -> Layout | None:

@@ -146,6 +146,90 @@ def test_a_rotated_table_that_starts_with_its_header_again_rejects_nothing(tmp_p
     assert after["rows"] == 1200 + 1000 and after["rejected"] == meta["counters"]["rejected"]
 
 
+def _reordered(n, start, header):
+    """``_table``'s rows with the columns of ``header`` (timestamp and value where it names
+    them, a host and a counter in its other columns)."""
+    names = header.split(",")
+    fields = {"host": ["web-1"] * n, "extra": [str(i) for i in range(n)]}
+    for line in _table(n, start, header=False).splitlines():
+        stamp, value = line.split(",")
+        fields.setdefault("timestamp", []).append(stamp)
+        fields.setdefault("value", []).append(value)
+        fields.setdefault("reading", []).append(value)
+    return header + "\n" + "".join(",".join(fields[name][i] for name in names) + "\n"
+                                   for i in range(n))
+
+
+def test_a_rotated_file_whose_header_moves_or_adds_columns_is_read_by_name(tmp_path):
+    """A writer restarted with more columns (logrotate's new file under a new header): every
+    line of the new file was rejected ("wrong field count", 301 of 301), with no word about
+    why.  The stream's columns are now found by name in the new header, after a restart
+    too.  (Features off: the model is then over the values, which the check below needs.)"""
+    log, state = tmp_path / "app.csv", tmp_path / "state"
+    log.write_text(_table(600, 0))
+    raw = ("--set", "features.enabled=false")
+    process = _daemon(log, state, raw)
+    assert _until(lambda: _rows(state) == 600)
+    os.rename(log, tmp_path / "app.csv.1")
+    log.write_text(_reordered(300, 600, "host,value,extra,timestamp"))
+    assert _until(lambda: _rows(state) == 900), _rows(state)
+    _stop(process)
+    err = process.stderr.read().decode()
+    assert "line 602 (" in err and "app.csv line 1) is a header of other columns (host, " \
+        "value, extra, timestamp): the stream's columns are taken from it by name" in err
+    with open(log, "a") as handle:  # more of the new file, read by a restarted daemon
+        handle.write(_reordered(200, 900, "host,value,extra,timestamp").split("\n", 1)[1])
+    process = _daemon(log, state, raw)
+    assert _until(lambda: _rows(state) == 1100), _rows(state)
+    _stop(process)
+    meta = checkpoint.load(state).meta
+    assert meta["counters"]["rejected"] == {} and meta["counters"]["lines"] == 1102
+    assert meta["layout"]["names"] == ["host", "value", "extra", "timestamp"]
+    # The same values in one table: the same model, but for mini-batch boundaries (the
+    # counter column, 0 to 299, taken for the values would put a mean near 150).
+    straight = tmp_path / "straight.csv"
+    straight.write_text(_table(1100, 0))
+    done = subprocess.run([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input",
+                           str(straight), "--checkpoint", str(tmp_path / "straight.json"),
+                           "--no-output", "--set", "model.warmup_size=200", *raw],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    followed = checkpoint.load(state).model
+    alone = checkpoint.load(tmp_path / "straight.json").model
+    np.testing.assert_allclose(np.sort(followed.means_[:, 0]), np.sort(alone.means_[:, 0]),
+                               atol=0.5)
+
+
+def test_a_rotated_file_without_the_learned_column_is_rejected_not_learned(tmp_path):
+    """A new file whose header renames the learned column (timestamp,reading after
+    timestamp,value) has as many fields as the old one: its readings were learned as the
+    old column's values without a word.  Now its lines are rejected as "columns changed",
+    with one error naming the missing column, also after a restart inside that file, until a
+    file with the column comes."""
+    log, state = tmp_path / "app.csv", tmp_path / "state"
+    log.write_text(_table(600, 0))
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 600)
+    os.rename(log, tmp_path / "app.csv.1")
+    log.write_text(_reordered(300, 600, "timestamp,reading"))
+    _wait_for(process, "is a header of other columns (timestamp, reading), without 'value'")
+    _stop(process)  # (a checkpoint of the rejects: the restart is inside the file)
+    assert checkpoint.load(state).meta["counters"]["lines"] == 902
+    assert "header of other columns" not in process.stderr.read().decode()  # (said once)
+    with open(log, "a") as handle:
+        handle.write(_reordered(50, 900, "timestamp,reading").split("\n", 1)[1])
+    process = _daemon(log, state)
+    _wait_for(process, "ready")
+    os.rename(log, tmp_path / "app.csv.2")
+    log.write_text(_table(100, 950))
+    assert _until(lambda: _rows(state) == 700), _rows(state)
+    _stop(process)
+    counters = checkpoint.load(state).meta["counters"]
+    assert counters["rejected"] == {"columns changed": 351}
+    assert counters["lines"] == 952 + 101
+    assert counters["rows"] == 700
+
+
 def test_a_checkpoint_directory_removed_under_a_running_daemon(tmp_path):
     """Removed while the daemon runs ("remove the checkpoint to start a new model"), the
     directory is made and locked again, so a second daemon cannot start on it; if another

@@ -493,7 +493,7 @@ class KeyedDaemon(Daemon):
             meta = {"input": {**self.source.identity(self.applied_offset),
                               "offset": self.applied_offset,
                               "next_line": self.next_line,
-                              "file_first_line": self.file_first_line},
+                              **self._file_state()},
                     "counters": self.counters, "n_fields": self.n_fields,
                     "layout": None if self.layout is None else self.layout.to_dict(),
                     "config": self._config_to_keep()}

@@ -22,14 +22,14 @@ import numpy as np
 from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
 from emstream.compressed import MAGIC
-from emstream.parse import (Rejects, blank_byte_order_marks, parse_json_lines, parse_lines,
-                            wide_encoding)
+from emstream.parse import (_SNIPPET, REASONS, Parsed, Rejects, blank_byte_order_marks,
+                            parse_json_lines, parse_lines, wide_encoding)
 from emstream.store import STORE_NAME
 from emstream.records import (JsonLayout, find_json_layout, first_record_fields,
                               json_document, json_document_command, layout_from_dict, named)
-from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, find_layout, is_comment,
-                            numbered_header, only_missing_words, parse_table, repeats_header,
-                            series_columns, settle_layout, unit_columns)
+from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, changed_header, find_layout,
+                            is_comment, numbered_header, only_missing_words, parse_table,
+                            repeats_header, series_columns, settle_layout, unit_columns)
 
 from . import config as config_module
 from . import early, lock
@@ -261,6 +261,26 @@ def _refuse_json(data: bytes, settings: dict) -> None:
                if longest > settings["max_line_bytes"] else ""), EX_CONFIG)
 
 
+# The reason a file's lines are rejected when its header lacks columns the stream learns.
+COLUMNS_CHANGED = "columns changed"
+
+
+def _rejected_block(data: bytes, first: int, n_fields: int | None) -> Parsed:
+    """Every line of a block rejected as :data:`COLUMNS_CHANGED` (the file they are in is a
+    table of other columns): numbered from ``first``, each with its first bytes for the log
+    and the dead letters."""
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
+    if data and (not ends.size or ends[-1] != len(data)):
+        ends = np.append(ends, len(data))
+    starts = np.concatenate(([0], ends[:-1]))
+    stops = np.minimum(starts + _SNIPPET, np.maximum(ends - 1, starts))
+    lines = np.arange(first, first + ends.size)
+    rejects = Rejects(lines, np.full(ends.size, len(REASONS), dtype=np.int8), starts, stops,
+                      data, (*REASONS, COLUMNS_CHANGED))
+    return Parsed(np.empty((0, 1)), np.empty(0, dtype=np.int64), rejects, int(ends.size),
+                  n_fields, line_ends=ends)
+
+
 def _head(data: bytes) -> bytes:
     """The start of a block that ``find_layout`` reads, without splitting a block of a million
     lines: through its third line that is neither blank nor a comment (a title, a header,
@@ -341,6 +361,9 @@ class Daemon:
         # At the start of a followed stream's next file, whose first line may be the header
         # again (a writer that starts each file with it).
         self._header_may_repeat = False
+        # The header of the file being read, if it lacks columns the stream learns from (a
+        # log rotated into a file of other columns): its lines are rejected until the next.
+        self._foreign_header = None
         self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "refits": 0,
                          "gated": 0, "alarms": 0, "rejected": {}}
         self.background = None
@@ -494,6 +517,9 @@ class Daemon:
             first = saved.get("file_first_line", 1)
             self.file_first_line = first if isinstance(first, int) and 1 <= first <= \
                 self.next_line else 1
+            foreign = saved.get("foreign_header")
+            if isinstance(foreign, list) and all(isinstance(n, str) for n in foreign):
+                self._foreign_header = tuple(foreign)
             log.info("resumed from %s at byte %d (line %d)", where, self.source.offset,
                      self.next_line)
         else:
@@ -580,7 +606,9 @@ class Daemon:
             layout = self.layout
             if layout and self._header_may_repeat:
                 layout = self._skip_repeated_header(data, first)
-            if layout:
+            if self._foreign_header is not None:
+                parsed = _rejected_block(data, first, self.n_fields)
+            elif layout:
                 parsed = parse_table(data, layout, first_line=first,
                                      max_line_bytes=settings["max_line_bytes"])
             elif n_fields is None and _indices(settings["columns"]) and max(settings["columns"]):
@@ -662,10 +690,28 @@ class Daemon:
             return self.layout  # (nothing but blank lines yet: the next block decides)
         self._header_may_repeat = False
         end = data.find(b"\n", found.start())
-        if repeats_header(data[found.start():end if end >= 0 else len(data)], self.layout):
-            return replace(self.layout,
-                           header_line=first + data.count(b"\n", 0, found.start()))
-        return self.layout
+        line = data[found.start():end if end >= 0 else len(data)]
+        at = first + data.count(b"\n", 0, found.start())
+        if repeats_header(line, self.layout):
+            return replace(self.layout, header_line=at)
+        changed = changed_header(line, self.layout)
+        if changed is None:
+            return self.layout
+        if changed.layout is None:
+            self._foreign_header = changed.names
+            log.error("input: line %d%s is a header of other columns (%s), without %s, which "
+                      "this stream learns: the file's lines are rejected (%s); a new checkpoint "
+                      "starts a model on its columns", at, self._where(at),
+                      ", ".join(changed.names), ", ".join(map(repr, changed.missing)),
+                      COLUMNS_CHANGED)
+            return self.layout
+        log.warning("input: line %d%s is a header of other columns (%s): the stream's "
+                    "columns are taken from it by name", at, self._where(at),
+                    ", ".join(changed.names))
+        # The checkpoint keeps the stream's own header line (see above).
+        self.layout = replace(changed.layout, header_line=self.layout.header_line)
+        log.info("input: %s", self.layout.describe())
+        return replace(changed.layout, header_line=at)
 
     def _read(self, data: bytes):
         """A block's parse (its rows and rejects) and the byte offset just past each line;
@@ -911,6 +957,13 @@ class Daemon:
             return
         self.key.refit(reason)
 
+    def _file_state(self) -> dict:
+        """What a checkpoint keeps of the file being read beyond its position."""
+        state = {"file_first_line": self.file_first_line}
+        if self._foreign_header is not None:
+            state["foreign_header"] = list(self._foreign_header)
+        return state
+
     def _where(self, line: int) -> str:
         """`` (FILE line N)``: where a stream line is in the file being read (followed streams
         number lines across rotations, so an operator needs both)."""
@@ -1025,7 +1078,7 @@ class Daemon:
         meta = {"input": {**self.source.identity(self.applied_offset),
                           "offset": self.applied_offset,
                           "next_line": self._line_at_position(),
-                          "file_first_line": self.file_first_line},
+                          **self._file_state()},
                 "counters": counters, "n_fields": self.n_fields,
                 **self._key_state(),
                 "carried": self.carried.state() if self.carried.count else None,
@@ -1225,6 +1278,7 @@ class Daemon:
                 else:
                     self.file_first_line = self.next_line
                     self._header_may_repeat = True
+                    self._foreign_header = None
                     log.info("now reading %s (rotated or truncated) from stream line %d",
                              self.source.reading, self.next_line)
             self._learn_ready(by_count_only)
