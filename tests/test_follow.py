@@ -99,6 +99,26 @@ def test_after_a_rename_rotation_only_rotated_files_are_taken_for_the_next(tmp_p
     assert meta["input"]["path"] == str(log)
 
 
+def test_lines_drained_from_a_renamed_file_are_named_by_its_new_name(tmp_path):
+    """After logrotate's rename the writer finishes into the renamed file, which the daemon
+    drains: its lines were named by the followed path ("app.log line 601"), where an
+    operator finds nothing (the path holds the new file, or nothing yet)."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_lines(600, 1))
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 600)
+    os.rename(log, tmp_path / "app.log.1")
+    time.sleep(0.5)  # (the daemon polls the path meanwhile, and finds it gone)
+    with open(tmp_path / "app.log.1", "a") as old:
+        old.write("oops\n")
+    seen = "".join(_wait_for(process, "rejected (non-numeric)"))
+    assert f"line 601 ({tmp_path / 'app.log.1'} line 601) rejected" in seen, seen
+    log.write_text(_lines(10, 2) + "bad\n")
+    seen = "".join(_wait_for(process, "'bad'"))
+    assert f"line 612 ({log} line 11) rejected" in seen, seen
+    _stop(process)
+
+
 def _table(n, start, header=True):
     """A time-series table (5-minute rows from ``start`` rows after a fixed time)."""
     t0 = np.datetime64("2024-01-01T00:00") + np.timedelta64(5 * start, "m")

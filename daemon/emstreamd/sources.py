@@ -554,6 +554,9 @@ class FollowInput(_Source):
             info = os.stat(self.path)
         except OSError:
             info = None
+        if self.handle is not None and self._opened == self.path and (
+                info is None or (info.st_dev, info.st_ino) != (self.device, self.inode)):
+            self._opened = self._moved_to()
         if self.handle is None:
             if info is not None and self._open(self.path):
                 return b""
@@ -572,6 +575,15 @@ class FollowInput(_Source):
             return self._end_held_cr()
         time.sleep(min(max(timeout, 0.0), self.poll))
         return b""
+
+    def _moved_to(self) -> str:
+        """Where the open file went when the path stopped leading to it: the rotated sibling
+        that is it (the lines still drained from it are named so, not by the path, which holds
+        a new file or nothing), else the path (a file deleted; looked for again at each poll)."""
+        for candidate, info in _existing(self._rotated_siblings()):
+            if (info.st_dev, info.st_ino) == (self.device, self.inode):
+                return candidate
+        return self.path
 
     def _truncated(self) -> bytes:
         """copytruncate: finish the lines from the copy if there is one, else what was read is
