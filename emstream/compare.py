@@ -152,7 +152,10 @@ def matched_pairs(means_a, covs_a, means_b, covs_b) -> tuple[list, np.ndarray]:
     # (scipy.optimize takes 0.25 s to import: only when components are matched)
     from scipy.optimize import linear_sum_assignment
 
-    rows, cols = linear_sum_assignment(cost)
+    # A distance that overflowed (variances of 1e-300 beside means 1e10 apart) is as far as
+    # any: the matching stays defined (NaN made linear_sum_assignment raise).
+    far = np.finfo(float).max / max(cost.size, 1)
+    rows, cols = linear_sum_assignment(np.nan_to_num(cost, nan=far, posinf=far))
     return sorted(zip(rows.tolist(), cols.tolist())), cost
 
 

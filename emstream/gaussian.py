@@ -31,6 +31,8 @@ _TINY = float(np.finfo(float).tiny)
 _SQRT_HALF = float(np.sqrt(0.5))
 # Smallest variance kept, relative to the data's variance per feature (see covariances_from_stats).
 _RELATIVE_VARIANCE_FLOOR = 1e-12
+# A pooled within-component variance at or below this counts as none (see _floor_scale).
+_COLLAPSED = _TINY / _RELATIVE_VARIANCE_FLOOR
 
 
 @dataclass(frozen=True, eq=False)
@@ -343,8 +345,11 @@ def _floor_scale(stats) -> np.ndarray:
     else:
         within = np.full(stats.n_features, stats.scatter.sum() / stats.n_features)
     within /= total
-    if not np.minimum.reduce(within) > 0.0:  # rare: collapsed everywhere (or NaN)
-        within = np.where(within > 0.0, within, data_variance(stats))
+    # Collapsed everywhere (or NaN) where 1e-12 of it would not be a normal float: a spread of
+    # 1e-304, left by points repeated exactly, made a singular covariance whose precision
+    # overflowed (reg_covar=0, no resolution floor).
+    if not np.minimum.reduce(within) > _COLLAPSED:
+        within = np.where(within > _COLLAPSED, within, data_variance(stats))
     return within
 
 
@@ -385,7 +390,18 @@ class LoewnerFloor:
         root = np.sqrt(self.values)
         whiten = self.basis.T / root[:, None]  # (r, D)
         unwhiten = self.basis * root  # (D, r)
-        eigenvalues, vectors = np.linalg.eigh(whiten @ covs @ whiten.T)
+        with np.errstate(over="ignore", invalid="ignore"):
+            whitened = whiten @ covs @ whiten.T
+        finite = np.isfinite(whitened).all(axis=(1, 2))
+        if not finite.all():
+            # A covariance beyond 1e300 times the floor (data at 1e10 after a floor made on
+            # data at 1e-150) overflows when whitened (then eigh failed): it lies far above
+            # the floor, and only the per-feature floor that follows applies to it.
+            lifted = covs.copy()
+            if finite.any():
+                lifted[finite] = self.lift(covs[finite])
+            return lifted
+        eigenvalues, vectors = np.linalg.eigh(whitened)
         lift = np.maximum(1.0 - eigenvalues, 0.0)
         if not lift.any():
             return covs

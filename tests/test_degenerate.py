@@ -237,3 +237,33 @@ def test_a_batch_fit_does_not_depend_on_the_order_of_its_rows():
     on_dask = GaussianMixture(2, random_state=0).fit(da.from_array(X, chunks=(777, 1)))
     np.testing.assert_allclose(on_dask.covariances_,
                                GaussianMixture(2, random_state=0).fit(X).covariances_, rtol=1e-9)
+
+
+@pytest.mark.parametrize("n_features", [2, 3, 5])
+def test_a_scale_jump_at_the_end_of_the_warm_up_with_reg_covar_0_is_learned(n_features):
+    """A warm-up at 1e-150 then rows at 1e10 (reg_covar=0, the resolution floor made on the
+    tiny rows): the components' matching raised ValueError from linear_sum_assignment (NaN
+    distances), the floor's whitening LinAlgError ("Eigenvalues did not converge")."""
+    rng = np.random.default_rng(0)
+    gm = GaussianMixture(1, reg_covar=0.0, outlier_gate=None, warmup_size=37, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gm.partial_fit(rng.normal(size=(31, n_features)) * 1e-150)
+        gm.partial_fit(rng.normal(size=(6, n_features)) * 1e10)
+        gm.partial_fit(rng.normal(size=(50, n_features)))
+    assert_valid(gm)
+    assert np.isfinite(gm.precisions_).all()
+    assert np.isfinite(gm.score_samples(rng.normal(size=(5, n_features)))).all()
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+def test_two_points_repeated_with_no_floor_at_all_keep_finite_precisions(kind):
+    """reg_covar=0 and variance_floor=None: a component left a spread of 1e-304 (not quite
+    nothing) was taken as a real one, and its singular covariance gave precisions_ of
+    ±inf (scikit-learn refuses such data; here it is handled)."""
+    X = np.repeat([[0.0, 0.0], [1.0, 1.0]], 15, axis=0)
+    gm = GaussianMixture(2, covariance_type=kind, reg_covar=0, variance_floor=None,
+                         random_state=0).fit(X)
+    assert_valid(gm)
+    assert np.isfinite(gm.precisions_).all()
+    assert np.isfinite(gm.score_samples([[0.0, 0.0], [0.5, 0.5]])).all()
