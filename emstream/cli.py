@@ -83,7 +83,11 @@ def _parse_columns(text: str | None):
                                          f"{text!r}")
     if any(part.startswith("-") and part[1:].isdigit() for part in parts):
         raise argparse.ArgumentTypeError("indices must be >= 0")
-    return [_column(part) for part in parts]
+    columns = [_column(part) for part in parts]
+    twice = sorted({str(c) for c in columns if columns.count(c) > 1})
+    if twice:  # (a model of one column twice over: every component degenerate)
+        raise argparse.ArgumentTypeError(f"names {', '.join(twice)} twice; each column once")
+    return columns
 
 
 def _column(text: str):
@@ -941,7 +945,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--tol", type=float, default=1e-3,
                      help="stop when the average log-likelihood gains less than this "
                      "(default: %(default)s)")
-    fit.add_argument("--max-iter", type=int, default=100,
+    # (at least 1: a saved model resumes learning, which max_iter=0 forbids; 0 was refused
+    # only when the fit was saved, after it ran)
+    fit.add_argument("--max-iter", type=_positive_int, default=100,
                      help="at most this many EM iterations (default: %(default)s)")
     fit.add_argument("--n-init", type=int, default=1,
                      help="fits from this many initialisations; the best is kept "

@@ -54,8 +54,14 @@ def feature_names(X) -> np.ndarray | None:
     if columns is None or isinstance(X, np.ndarray):
         return None
     names = list(columns)
-    if not names or not all(isinstance(name, str) for name in names):
+    if not names or not any(isinstance(name, str) for name in names):
         return None
+    if not all(isinstance(name, str) for name in names):
+        # (as scikit-learn: kept silently as unnamed, a later frame's order went unchecked)
+        kinds = sorted({type(name).__name__ for name in names})
+        raise TypeError(f"Feature names are only supported if all input features have string "
+                        f"names, but your input has {kinds} as feature name / column name "
+                        "types; convert them all to str (X.columns = X.columns.astype(str))")
     return np.asarray(names, dtype=object)
 
 

@@ -117,10 +117,7 @@ class _OnlineMixture:
         self._reset()
         # (checked here too, not at the first flush: "bogus" or a warm-up shorter than the
         # components raised there, then at every learn_one, while the buffer grew)
-        self._model._validate_params()
-        if self._model.warmup_size < self._model.n_components:
-            raise ValueError(f"warmup_size ({warmup_size}) must be at least n_components "
-                             f"({n_components})")
+        check_model_params(self._model)
 
     @property
     def model(self) -> GaussianMixture:
@@ -303,6 +300,7 @@ class _OnlineMixture:
         return self._frame_columns is not None and list(index) == self._frame_columns
 
     def _learn_frame(self, X) -> None:
+        _check_frame(X, "learn_many")
         if len(X) == 0 or len(X.columns) == 0:
             # Nothing to learn, as from an empty dict (an empty frame fixed the features to
             # none, and every later flush failed).
@@ -395,6 +393,27 @@ class _OnlineMixture:
         return top + math.log(sum(math.exp(v - top) for v in joint))
 
 
+def _check_frame(X, method: str) -> None:
+    """``X`` must be a data frame, whose column names are the features (an array had no
+    ``columns``: an AttributeError)."""
+    if isinstance(X, np.ndarray) or not hasattr(X, "columns"):
+        raise TypeError(f"{method} takes a data frame whose columns name the features (pandas, "
+                        f"or any narwhals-compatible frame), got {type(X).__name__}: wrap it, "
+                        "e.g. pd.DataFrame(X, columns=['x0', 'x1'])")
+
+
+def check_model_params(model: GaussianMixture) -> None:
+    """An adapter's model's hyper-parameters, checked when the adapter is made (not at its
+    first flush, after rows were buffered), named as the adapter names them (``seed``)."""
+    try:
+        model._validate_params()
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("random_state", "seed")) from None
+    if model.warmup_size < model.n_components:
+        raise ValueError(f"warmup_size ({model.warmup_size}) must be at least n_components "
+                         f"({model.n_components})")
+
+
 class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
     """Online Gaussian mixture clustering (stepwise EM, Cappé & Moulines 2009).
 
@@ -463,6 +482,7 @@ class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
 
     def predict_many(self, X):
         """Labels of every row of a data frame (a pandas Series for pandas input)."""
+        _check_frame(X, "predict_many")
         if not self._model._is_fitted() or len(X) == 0:  # (no rows: no labels, fitted or not)
             labels = np.zeros(len(X), dtype=int)
         else:

@@ -42,7 +42,7 @@ from .drift import DriftMonitor
 from .episodes import Episodes
 from .level import LEVEL_WINDOW
 from .mixture import GaussianMixture
-from .river import _feature_order
+from .river import _feature_order, check_model_params
 from .series import REG_COVAR_SHARE, SeriesMonitor
 from .temporal import TemporalFeatures
 from .validation import MAX_ABS_VALUE, check_int, is_number
@@ -103,6 +103,9 @@ class SeriesDetector(base.AnomalyDetector):
         self.warmup_size = warmup_size
         self.seed = seed
         self._reset()
+        # (n_components=0, warmup_size=0 or seed=-1 were taken, and refused at the
+        # batch_size-th learn_one, the seed as random_state)
+        check_model_params(self._series.monitor.model)
 
     @classmethod
     def _unit_test_params(cls):

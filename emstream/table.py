@@ -770,6 +770,9 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
             value_fields = tuple(i for i in value_fields if i not in text)
     else:
         value_fields = tuple(_index(c, names, n_fields, "input.columns") for c in columns)
+        if len(set(value_fields)) < len(value_fields):  # (a model of one column twice over)
+            raise LayoutError(f"input.columns {columns} names a column twice (by index and "
+                              "by name?); each column once")
     if time_field in value_fields:
         raise LayoutError(f"the time column {time_field} is also in input.columns")
     if key_field is not None and key_field in value_fields:

@@ -97,9 +97,16 @@ def _as_float_array(X, name: str) -> np.ndarray:
         if arr.dtype.kind not in "fiubc":  # objects, strings: numbers if each one converts
             arr = np.asarray(X, dtype=np.float64)
     except TypeError as exc:  # an object that is no number (a dict, None, a complex)
+        if "NAType" in str(exc):  # pandas' missing value, in a nullable column (Int64, ...)
+            raise ValueError(f"{name} contains missing values (pandas' NA); drop or impute "
+                             "those rows first") from None
         raise TypeError(f"{name} must be numeric: {exc}") from None
     except ValueError as exc:  # a string that is no number, a ragged list
         raise ValueError(f"{name} must be numeric: {exc}") from None
+    except OverflowError:  # a Python int beyond float64 (10 ** 400)
+        raise ValueError(f"{name} has values beyond ±{MAX_ABS_VALUE:g} (a whole number too "
+                         "large for float64); rescale the data (for example to other units) "
+                         "first") from None
     if arr.dtype.kind == "c":
         raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}; pass its "
                          f"real part ({name}.real) or its modulus (abs({name}))")

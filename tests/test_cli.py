@@ -743,3 +743,18 @@ def test_a_data_file_after_an_option_is_taken(tmp_path, capsys):
         with pytest.raises(SystemExit) as usage:
             main(["score", str(model), *extra])
         assert usage.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_fit_refuses_a_column_twice_and_max_iter_0_before_it_fits(tmp_path, capsys):
+    """--columns a,a (or 0,a: the same column) fitted a degenerate model of one column twice
+    over; --max-iter 0 fitted, then failed when the model was saved."""
+    data = tmp_path / "t.csv"
+    data.write_text("a,b\n" + "".join(f"{i % 7},{i % 5}\n" for i in range(60)))
+    out = tmp_path / "m.json"
+    for argv in (["--columns", "a,a"], ["--max-iter", "0"]):
+        with pytest.raises(SystemExit) as stop:
+            main(["fit", str(data), "-k", "2", "-o", str(out), *argv])
+        assert stop.value.code == 2
+    assert main(["fit", str(data), "-k", "2", "--columns", "0,a", "-o", str(out)]) == 1
+    assert "names a column twice" in capsys.readouterr().err
+    assert not out.exists()

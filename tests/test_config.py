@@ -62,6 +62,8 @@ def test_shipped_file_sets_every_daemon_key():
     ("output.episode_hold=true", "output.episode_hold must be day or a number of points"),
     ("model.warmup_size=2", r"model.warmup_size must be at least model.n_components \(3\)"),
     ("model.max_iter=0", "model.max_iter must be at least 1"),
+    ("input.columns=[0,0]", "input.columns must be null or a list of distinct"),
+    ("input.columns=[value,value]", "input.columns must be null or a list of distinct"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(daemon_config.ConfigError, match=message):

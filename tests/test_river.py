@@ -371,10 +371,15 @@ def test_the_series_detector_refuses_bad_settings_by_their_own_names():
             SeriesDetector(**bad)
     with pytest.raises(ValueError, match="calendar must be True or False"):
         TemporalFeatures(calendar="yes")
-    detector = SeriesDetector(warmup_size="a", batch_size=10)
-    with pytest.raises(ValueError, match="warmup_size must be an integer"):
-        for t in range(10):
-            detector.learn_one({"v": float(t % 3)})
+    # The model's settings too, when the detector is made (as the other adapters do): they
+    # were refused at the batch_size-th learn_one, after rows were buffered, and the seed as
+    # random_state.
+    for bad, message in [({"warmup_size": "a"}, "warmup_size must be an integer"),
+                         ({"warmup_size": 0}, "warmup_size must be an integer"),
+                         ({"n_components": 0}, "n_components must be an integer"),
+                         ({"seed": -1}, "^seed must be None"), ({"seed": "3"}, "^seed must be")]:
+        with pytest.raises(ValueError, match=message):
+            SeriesDetector(**bad)
     # Good values of every kind are taken: numpy's bools, no level window.
     detector = SeriesDetector(volatility=np.True_, level_window=0, warmup_size=50, seed=0)
     for t in range(200):
@@ -470,3 +475,11 @@ def test_the_series_detector_takes_feature_names_of_several_types():
         detector.learn_one({"a": float(rng.normal()), 0: 2.0 + float(rng.normal())})
     assert 0.0 <= detector.score_one({"a": 0.0, 0: 2.0}) < 0.9
     assert detector.score_one({"a": 0.0, 0: 200.0}) > 0.99
+
+
+@pytest.mark.parametrize("method", ["learn_many", "predict_many"])
+def test_frame_methods_given_an_array_say_they_take_a_data_frame(method):
+    """An array raised AttributeError ("'numpy.ndarray' object has no attribute 'columns'")."""
+    model = OnlineGaussianMixture()
+    with pytest.raises(TypeError, match=f"{method} takes a data frame whose columns name"):
+        getattr(model, method)(np.zeros((3, 1)))

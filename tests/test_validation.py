@@ -143,3 +143,36 @@ def test_a_float32_setting_against_a_bound_beyond_its_range_does_not_warn():
         assert check_float(np.float32(1e-3), "reg_covar", 0.0, 1e200) == pytest.approx(1e-3)
         with pytest.raises(ValueError, match="reg_covar must be a finite number"):
             check_float(np.float32(-1.0), "reg_covar", 0.0, 1e200)
+
+
+def test_a_whole_number_beyond_float64_is_a_value_error_naming_the_limit():
+    """A Python int of 400 digits raised OverflowError ("int too large to convert to
+    float") from fit, partial_fit, predict and score_samples."""
+    fitted = GaussianMixture(1).fit(np.arange(30.0)[:, None])
+    for call in (GaussianMixture(1).fit, GaussianMixture(1).partial_fit, fitted.predict,
+                 fitted.score_samples):
+        with pytest.raises(ValueError, match="beyond ±1e\\+100"):
+            call([[10 ** 400], [1], [2]])
+
+
+def test_missing_values_of_nullable_pandas_columns_are_named_as_missing():
+    """pandas' NA (nullable Float64, boolean columns) gave "X must be numeric: float()
+    argument must be ... not 'NAType'" (a TypeError), where NaN says to drop or impute."""
+    pd = pytest.importorskip("pandas")
+    missing = [pd.DataFrame({"a": pd.array([True, None, False] * 10, dtype="boolean")}),
+               np.array([[1.0], [pd.NA], [3.0]] * 5, dtype=object)]
+    for X in missing:
+        with pytest.raises(ValueError, match="missing values .* drop or impute"):
+            GaussianMixture(1).fit(X)
+    with pytest.raises(ValueError, match="NaN or infinity .* drop or impute"):  # (as NaN)
+        GaussianMixture(1).fit(pd.DataFrame({"a": pd.array([1.5, None, 3.0] * 10,
+                                                           dtype="Float64")}))
+
+
+def test_column_names_of_mixed_types_are_refused_as_scikit_learn_refuses_them():
+    """A frame with str and int column names was learned as unnamed (no feature_names_in_),
+    so a later frame with its columns swapped went unchecked."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": np.arange(30.0), 1: np.arange(30.0) ** 2})
+    with pytest.raises(TypeError, match="only supported if all input features have string"):
+        GaussianMixture(1).fit(frame)

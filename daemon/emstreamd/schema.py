@@ -135,9 +135,10 @@ def _field(value) -> bool:
 
 def _columns(name, value) -> None:
     if value is not None and (not isinstance(value, list) or not value
-                              or len(value) > MAX_NAMES or not all(map(_field, value))):
-        raise ConfigError(f"{name} must be null or a list of 0-based indices or header names, "
-                          f"got {_show(value)}")
+                              or len(value) > MAX_NAMES or not all(map(_field, value))
+                              or len({(type(c), c) for c in value}) < len(value)):
+        raise ConfigError(f"{name} must be null or a list of distinct 0-based indices or "
+                          f"header names, got {_show(value)}")
 
 
 def column(told: str) -> Check:
