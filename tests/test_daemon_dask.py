@@ -1,5 +1,6 @@
 """emstreamd's scheduled refit on a dask LocalCluster, in the background (issue 7)."""
 
+import signal
 import subprocess
 import sys
 import time
@@ -94,6 +95,40 @@ def test_a_scheduler_that_does_not_answer_neither_floods_the_log_nor_delays_the_
     assert "started on tcp://127.0.0.1:1" in err
     assert 1 <= err.count("skipped: the previous one is still running") <= 10, err
     assert waited < 4.5, err  # wait_at_exit (1 s) and the final checkpoint; old code: > 6 s
+
+
+def test_the_stop_checkpoints_before_waiting_for_a_refit_and_a_second_signal_ends_the_wait(
+        tmp_path):
+    """A refit hanging on a scheduler that does not answer, and refit.wait_at_exit long: the
+    stop waited all of it before its checkpoint, a second SIGTERM changed nothing, and a kill
+    meanwhile lost every line read from stdin since the last checkpoint (none at all here)."""
+    from .test_daemon import _wait_for as _wait_for_line
+
+    process = subprocess.Popen(
+        [*DAEMON, "--config", str(ROOT / "config.yaml"), "--checkpoint", str(tmp_path / "s"),
+         "--no-output", "--log-level", "INFO", "--set", "refit.scheduler=tcp://127.0.0.1:1",
+         "--set", "refit.wait_at_exit=1000", "--set", "batch.max_wait=0.05", "--set",
+         "checkpoint.every_seconds=1000", "--set", "checkpoint.every_points=1000000"],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        process.stdin.write(_lines(np.random.default_rng(2), 3000))
+        process.stdin.flush()
+        _wait_for_line(process, "first (provisional) model")
+        process.send_signal(signal.SIGUSR2)  # a refit, which hangs connecting
+        _wait_for_line(process, "started on tcp://127.0.0.1:1")
+        process.send_signal(signal.SIGTERM)
+        _wait_for_line(process, "waiting up to 1000s for the refit")
+        # Already kept: what was learned (a kill now loses nothing).
+        assert checkpoint.load(tmp_path / "s").meta["counters"]["rows"] == 3000
+        stop = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert time.monotonic() - stop < 10
+        assert "not waiting for the refit" in process.stderr.read().decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert checkpoint.load(tmp_path / "s").meta["counters"]["rows"] == 3000
 
 
 def test_a_client_closed_by_a_long_outage_is_replaced_at_the_next_refit(monkeypatch):

@@ -109,11 +109,22 @@ class BackgroundRefit:
         self._thread.join()
         return job
 
-    def wait(self, seconds: float) -> None:
-        """Give a running job up to ``seconds`` to finish (at shutdown)."""
-        if self._job is not None and not self._job.done.is_set():
-            log.info("waiting up to %.0fs for the refit running on %s", seconds, self.address)
-            self._job.done.wait(seconds)
+    def wait(self, seconds: float, give_up=lambda: False) -> None:
+        """Give a running job up to ``seconds`` to finish (at shutdown), unless ``give_up()``
+        turns true meanwhile (a second stop signal: looked at every 0.1 s)."""
+        job = self._job
+        if job is None or job.done.is_set():
+            return
+        log.info("waiting up to %.0fs for the refit running on %s (a second stop signal "
+                 "stops waiting)", seconds, self.address)
+        deadline = time.monotonic() + seconds
+        while not job.done.wait(min(0.1, max(deadline - time.monotonic(), 0.0))):
+            if time.monotonic() >= deadline:
+                return
+            if give_up():
+                log.warning("stop signal: not waiting for the refit running on %s",
+                            self.address)
+                return
 
     def close(self) -> None:
         """Close the cluster connection (a job still running then fails, unreported)."""

@@ -176,6 +176,7 @@ class Flags:
 
     def __init__(self):
         self.stop = False
+        self.stops = 0  # stop signals so far (a second one cuts the wait for a refit short)
         self.checkpoint = False
         self.reload = False
         self.refit = False
@@ -183,6 +184,7 @@ class Flags:
     def install(self) -> None:
         def stop(signum, frame):
             self.stop = True
+            self.stops += 1
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
@@ -1311,7 +1313,14 @@ class Daemon:
         elif self._waiting() and not self.halted and not keep_partial:
             self._apply(self._waiting())
         if self.background is not None:
-            self.background.wait(self.config["refit"]["wait_at_exit"])
+            if self.background.running_for and not self.halted:
+                # What is learned is kept before the wait (a kill during it lost everything
+                # read since the last checkpoint: a stdin stream's lines for good), and a
+                # further stop signal ends it (only SIGKILL did, up to refit.wait_at_exit).
+                self.save_checkpoint("before waiting for the refit")
+            stops = self.flags.stops
+            self.background.wait(self.config["refit"]["wait_at_exit"],
+                                 give_up=lambda: self.flags.stops > stops)
             if (job := self.background.poll()) is not None:
                 self.key.swap_in(job, self.config["batch"]["max_rows"])
             self.background.close()

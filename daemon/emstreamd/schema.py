@@ -618,7 +618,7 @@ SECTIONS = (
             "Needs pip install 'emstream[dask]'.  Not with input.key."),
         Key("wait_at_exit", 30, number(0, SECONDS),
             "At shutdown, wait this many seconds for a background refit to finish (else drop "
-            "it)."),
+            "it); a checkpoint is written before the wait, and a second stop signal ends it."),
     )),
     Section("drift", keys=(
         Key("detector", "page-hinkley", one_of("page-hinkley", "adwin", None),
