@@ -149,6 +149,23 @@ def test_a_back_fill_stopped_by_sigterm_resumes_as_if_never_stopped(tmp_path):
         np.testing.assert_array_equal(getattr(stopped, name), getattr(whole, name))
 
 
+def test_a_back_fill_of_slow_fits_stops_after_the_batch_at_hand(tmp_path):
+    """Fits of seconds each (20 components, 50 starts, no tolerance: all valid settings): a
+    SIGTERM after the first mini-batch was honoured only once every batch of the block read
+    was learned (8 batches, seconds later; minutes with larger settings).  Now the back-fill
+    stops after the batch at hand; the rest is read again by the next run."""
+    data = tmp_path / "data.txt"
+    data.write_text(_text(5000, seed=4))
+    process = _start("--input", str(data), "--checkpoint", str(tmp_path / "s"), "--log-level",
+                     "INFO", "--set", "model.n_components=20", "--set", "model.n_init=50",
+                     "--set", "model.tol=0", "--set", "model.max_iter=1000000")
+    _wait_for(process, "first (provisional) model")
+    err = _stop(process)
+    counters = _meta(tmp_path / "s")["counters"]
+    assert counters["batches"] <= 2, err
+    assert counters["rows"] == counters["lines"] <= 200
+
+
 def test_restarts_on_standard_input_keep_counting_lines(tmp_path):
     """Each run on standard input numbers its lines from 1: the lifetime line count was set
     to the last run's position (3,001 lines, then 2 after one more line: fewer than points)."""

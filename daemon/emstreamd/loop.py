@@ -918,6 +918,10 @@ class Daemon:
         """Learn the full mini-batches pending, and a partial one at the end of the input or
         (live input) once its first row has waited ``batch.max_wait``."""
         while not self.halted and self._waiting() >= self._batch_rows():
+            if by_count_only and self.flags.stop:
+                # A back-fill stops after the batch at hand: the rest is read again next run
+                # (with slow fits it learned every batch of its block first, minutes of them).
+                return
             self._apply(self._batch_rows())
         waited = (self.first_pending_at is not None
                   and time.monotonic() - self.first_pending_at
