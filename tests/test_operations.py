@@ -49,6 +49,7 @@ def _bomb() -> str:
 def places(tmp_path):
     (tmp_path / "a-file").write_text("x\n")
     (tmp_path / "a-dir").mkdir()
+    (tmp_path / "mine.yaml").write_text("output:\n  header: true\n")
     (tmp_path / "bomb.yaml").write_text(_bomb())
     (tmp_path / "tag.yaml").write_text("input:\n  fields: !!python/object/apply:os.system "
                                        "[echo owned]\n")
@@ -83,6 +84,11 @@ def places(tmp_path):
     # Per-point lines into the checkpoint file emptied it: every later start exited 65.
     (["--checkpoint", "{tmp}/s.json", "--output", "{tmp}/./s.json"],
      "output.path and checkpoint.path are the same file ({tmp}/./s.json)"),
+    # Lines appended to the configuration file: every later start failed (78, not YAML).
+    (["--config", "{tmp}/mine.yaml", "--output", "{tmp}/./mine.yaml"],
+     "the configuration (--config) and output.path are the same file ({tmp}/mine.yaml)"),
+    (["--config", "{tmp}/mine.yaml", "--set", "input.dead_letter={tmp}/mine.yaml"],
+     "the configuration (--config) and input.dead_letter are the same file"),
     (["--checkpoint", "{tmp}/a-dir", "--set", "input.dead_letter={tmp}/a-dir/dead.jsonl"],
      "input.dead_letter ({tmp}/a-dir/dead.jsonl) is inside the checkpoint directory"),
 ])

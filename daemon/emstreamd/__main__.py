@@ -105,7 +105,7 @@ def _configure(args, overrides) -> tuple[dict | None, int]:
     try:
         config = config_module.load(args.config, overrides)
         preflight.check_paths(config)
-        preflight.check_distinct(config, args.follow or args.input)
+        preflight.check_distinct(config, args.follow or args.input, args.config)
         # A running daemon holds the port: --check-config only resolves the address.
         preflight.check_metrics_address(config, bind=not args.check_config)
     except config_module.ConfigError as exc:

@@ -147,8 +147,9 @@ def _stream_identity(fd: int):
     return ("inode", info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
 
 
-def check_distinct(config: dict, input_path: str | None) -> None:
-    """The input, the per-point output and the dead letters are three different files.
+def check_distinct(config: dict, input_path: str | None, config_path: str | None = None) -> None:
+    """The input, the per-point output, the dead letters and the configuration file are
+    different files (lines appended to the configuration broke the next start, 78).
 
     Writing per-point lines into the file being read appends to the operator's data (and, when
     followed, feeds them back in as input); two writers on one file interleave their lines.
@@ -169,6 +170,8 @@ def check_distinct(config: dict, input_path: str | None) -> None:
     dead_letter = config["input"]["dead_letter"]
     if dead_letter is not None:
         named.append(("input.dead_letter", dead_letter, _identity(dead_letter)))
+    if config_path is not None:
+        named.append(("the configuration (--config)", config_path, _identity(config_path)))
     for i, (role, name, identity) in enumerate(named):
         for other_role, other_name, other in named[:i]:
             if identity is not None and identity == other:
