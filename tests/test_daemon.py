@@ -226,6 +226,23 @@ def _checkpointed_and_stopped(process) -> None:
     assert process.wait(timeout=30) == 0
 
 
+def test_sighup_names_each_live_change_so_an_emptied_file_shows(tmp_path):
+    """A configuration file emptied by a half-done edit is valid YAML: every live key went
+    back to its default with nothing in the log but "configuration reloaded"."""
+    config = tmp_path / "config.yaml"
+    config.write_text((ROOT / "config.yaml").read_text().replace(
+        "anomaly_threshold: 0.9999", "anomaly_threshold: 0.5"))
+    process = _start_on_a_pipe(tmp_path, "--config", str(config))
+    _wait_for(process, "warm-up complete")
+    config.write_text("")
+    process.send_signal(signal.SIGHUP)
+    seen = _wait_for(process, "SIGHUP")[-1]
+    assert "reloaded (live keys only): output.anomaly_threshold 0.5 -> 0.9999" in seen, seen
+    process.send_signal(signal.SIGHUP)  # (the same file again: nothing changes)
+    assert "reloaded (live keys only), none changed" in _wait_for(process, "SIGHUP")[-1]
+    _checkpointed_and_stopped(process)
+
+
 def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path):
     process, seen = _reloaded_with(tmp_path, "batch: [this is not a mapping\n")
     assert "keeping the running configuration" in seen[-1]

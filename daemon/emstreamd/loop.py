@@ -1165,6 +1165,11 @@ class Daemon:
                           "be checked")
             return
         live = {(section, key) for section, keys in config_module.LIVE.items() for key in keys}
+        # Each live change said (a file emptied by a half-done edit put every live key back to
+        # its default with nothing but "reloaded" in the log).
+        changed = sorted(f"{section}.{key} {self.config[section][key]!r} -> "
+                         f"{fresh[section][key]!r}" for section, key in live
+                         if not _same(fresh[section][key], self.config[section][key]))
         for section, key in live:
             self.config[section][key] = fresh[section][key]
         # (a key the running configuration does not hold, model.verbose say, is a change too)
@@ -1173,7 +1178,8 @@ class Daemon:
                    if (section, key) not in live
                    and not _same(value, self.config.get(section, {}).get(key, _ABSENT))]
         self._apply_live()
-        log.info("SIGHUP: configuration reloaded (live keys only)")
+        log.info("SIGHUP: configuration reloaded (live keys only)%s",
+                 ": " + "; ".join(changed) if changed else ", none changed")
         if shadowed:
             log.warning("SIGHUP: %s keep(s) the value given with --set on the command line, "
                         "not the file's (drop the --set for the file to decide)",

@@ -71,6 +71,12 @@ def _show(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _cut(message: str, at: int = 300) -> str:
+    """A message of the estimator's, cut short (it shows the whole value: a 3 MB setting made
+    a 3 MB log line, on every SIGHUP)."""
+    return message if len(message) <= at else f"{message[:at - 3]}..."
+
+
 def _yaml_name(value) -> str:
     if value is None:
         return "null"
@@ -237,7 +243,7 @@ def _check_model(model: dict) -> None:
                                                    if model.get("reg_covar") == "auto" else {})})
         estimator._check_params()
     except (TypeError, ValueError, OverflowError) as exc:  # (a 400-digit integer: Overflow)
-        raise ConfigError(f"model: {exc}") from None
+        raise ConfigError(f"model: {_cut(str(exc))}") from None
     for key, high in MODEL_LIMITS.items():
         if key in model and model[key] > high:
             raise ConfigError(f"model.{key} must be at most {high:,}, got {_show(model[key])}")
@@ -261,7 +267,7 @@ def _check_model(model: dict) -> None:
     try:
         estimator._checked_inits(n_features)
     except (ValueError, np.linalg.LinAlgError) as exc:
-        raise ConfigError(f"model: {exc}") from None
+        raise ConfigError(f"model: {_cut(str(exc))}") from None
 
 
 def _at_most(high) -> Check:
