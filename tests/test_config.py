@@ -329,3 +329,12 @@ def test_the_daemon_modules_examples_run():
         assert result.failed == 0, module.name
         ran += result.attempted
     assert ran >= 17
+
+
+def test_a_huge_model_value_is_cut_in_its_message():
+    """The estimator's message shows the whole value: a 5,000-character (or 3 MB) setting
+    made a line as long, in the log of every SIGHUP."""
+    with pytest.raises(daemon_config.ConfigError, match="model: covariance_type") as error:
+        daemon_config.load(str(ROOT / "config.yaml"),
+                           [daemon_config.parse_override("model.covariance_type=" + "x" * 5000)])
+    assert len(str(error.value)) < 400
