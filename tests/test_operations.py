@@ -587,3 +587,16 @@ def test_unicode_line_separators_and_bidi_overrides_reach_the_log_escaped(tmp_pa
                            "-k", "2", "-o", str(tmp_path / "m.json")], capture_output=True,
                           timeout=60)
     assert done.returncode != 0 and len(done.stderr.decode().splitlines()) == 1, done.stderr
+
+
+def test_check_config_prints_a_configuration_that_loads_back_as_it_was(tmp_path):
+    """Text that reads as a number (a checkpoint path "1e3", "0o17", "+1e5") was printed
+    unquoted, by YAML 1.1's rules, and came back from --config as a number (exit 78)."""
+    for text in ("1e3", "0o17", "1e-4", "+1e5", ".5e1", "0x1F"):
+        printed = _run("--check-config", "--set", f'checkpoint.path="{text}"')
+        assert printed.returncode == 0, printed.stderr
+        (tmp_path / "effective.yaml").write_bytes(printed.stdout)
+        again = _run("--check-config", "--config", str(tmp_path / "effective.yaml"))
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.split(b"\n", 1)[1] == printed.stdout.split(b"\n", 1)[1]
+        assert f"path: '{text}'".encode() in printed.stdout

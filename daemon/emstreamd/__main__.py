@@ -22,14 +22,12 @@ if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "emstreamd":
 import argparse  # noqa: E402
 import logging  # noqa: E402
 
-import yaml  # noqa: E402
-
 from emstream import __version__
 from emstream.checkpoint import CheckpointError
 from emstream.compressed import compression
 
 from . import config as config_module
-from . import logs, preflight, summary
+from . import logs, preflight, safeyaml, summary
 from .keyed import KeyedDaemon
 from .loop import Daemon
 from .progress import Progress
@@ -123,8 +121,8 @@ def _fail(message: str, code: int) -> tuple[None, int]:
 def _effective(config: dict, args) -> str:
     origin = f"{args.config} over the shipped defaults" if args.config else "the shipped defaults"
     return (f"# emstreamd {__version__}: effective configuration ({origin}, --set and options "
-            "applied)\n" + yaml.safe_dump(config, sort_keys=False, default_flow_style=None,
-                                          allow_unicode=True))
+            "applied)\n" + safeyaml.dump(config, sort_keys=False, default_flow_style=None,
+                                         allow_unicode=True))
 
 
 def main(argv=None) -> int:

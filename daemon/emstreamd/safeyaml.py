@@ -64,6 +64,25 @@ MAX_NODES = 1_000_000  # scalars and collections, aliases expanded
 MAX_DEPTH = 64
 
 
+class ConfigDumper(yaml.SafeDumper):
+    """The safe dumper, quoting text that :class:`ConfigLoader` would read as a number: the
+    configuration ``--check-config`` prints then loads back as it was (``path: 1e3``,
+    unquoted by YAML 1.1's rules, came back as the number 1000.0)."""
+
+
+ConfigDumper.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in ConfigLoader.yaml_implicit_resolvers.items()}
+
+
+def dump(value, **settings) -> str:
+    """``value`` as YAML that :func:`load` reads back equal (``yaml.safe_dump``'s settings).
+
+    >>> dump({"path": "1e3", "n": 1e3}, default_flow_style=True).strip()
+    "{path: '1e3', n: 1000.0}"
+    """
+    return yaml.dump(value, Dumper=ConfigDumper, **settings)
+
+
 class YAMLRefused(ValueError):
     """Not valid, or too big or deep to load; the message is one line."""
 
