@@ -341,7 +341,10 @@ class SeriesMonitor:
             # (Except a lasting episode's, gated or not: the scores stayed up a whole hold
             # and more, the stream's new normal, which a history that never took it would
             # flag a hold after a hold for ever: a flat gauge alerted once a day.)
-            normal = episode.lasting | ~(episode.held | update.gated[start:stop])
+            # (Nor an episode opened below episodes.RARE, kept as ordinary: a low threshold
+            # made the history lose its tail, and flags ran away.)
+            kept_out = (episode.held & episode.rare) | update.gated[start:stop]
+            normal = episode.lasting | ~kept_out
             self.calibrator.remember(surprise[start:stop][normal])
             if level is not None:
                 self.level.remember(level[start:stop][normal])
@@ -399,7 +402,7 @@ class SeriesMonitor:
                                for name in ("scores", "flags")),
                              np.concatenate([at + p.alerts for at, p in pieces]),
                              *(np.concatenate([getattr(p, name) for _, p in pieces])
-                               for name in ("held", "lasting")))
+                               for name in ("held", "lasting", "rare")))
 
     def _unecho(self, surprise, F, context, params, echo: Echoes, start: int, stop: int,
                 stale, stale_columns) -> np.ndarray:

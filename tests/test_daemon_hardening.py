@@ -166,6 +166,23 @@ def test_a_back_fill_of_slow_fits_stops_after_the_batch_at_hand(tmp_path):
     assert counters["rows"] == counters["lines"] <= 200
 
 
+@pytest.mark.parametrize("threshold, rate", [(0.9, 0.1), (0.99, 0.01)])
+def test_a_low_threshold_flags_its_share_of_points_however_long_the_stream(tmp_path,
+                                                                           threshold, rate):
+    """Flagged points were kept out of the calibration history whatever the threshold: at
+    0.9 (no hold) the history lost its upper tail, and the share flagged grew with the
+    stream (65% of the last 10,000 i.i.d. points at 0.9, 12.5% at 0.99).  Only episodes
+    opened by a rare score (0.9999) stay out of it now; the default threshold's are all."""
+    data = tmp_path / "iid.txt"
+    data.write_text("".join(f"{v:.5f}\n" for v in np.random.default_rng(0).normal(size=20000)))
+    done = _run("--input", str(data), "--checkpoint", str(tmp_path / "s"), "--set",
+                "model.warmup_size=100", "--set", f"output.anomaly_threshold={threshold}",
+                "--set", "output.episode_hold=0", timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    flags = np.array([line.rsplit(b",", 1)[1] == b"1" for line in done.stdout.splitlines()])
+    assert 0.7 * rate <= flags[-10000:].mean() <= 1.4 * rate, flags[-10000:].mean()
+
+
 def test_restarts_on_standard_input_keep_counting_lines(tmp_path):
     """Each run on standard input numbers its lines from 1: the lifetime line count was set
     to the last run's position (3,001 lines, then 2 after one more line: fewer than points)."""
