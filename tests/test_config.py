@@ -62,6 +62,8 @@ def test_shipped_file_sets_every_daemon_key():
     ("output.episode_hold=true", "output.episode_hold must be day or a number of points"),
     ("model.warmup_size=2", r"model.warmup_size must be at least model.n_components \(3\)"),
     ("model.max_iter=0", "model.max_iter must be at least 1"),
+    # (the detector's own message, which said "drift: page-hinkley has no argument(s) a")
+    ("drift.params={a: 1}", "drift.params: page-hinkley has no argument"),
     ("input.columns=[0,0]", "input.columns must be null or a list of distinct"),
     ("input.columns=[value,value]", "input.columns must be null or a list of distinct"),
 ])
@@ -178,7 +180,7 @@ def test_values_that_used_to_fail_later_are_refused_now(override, message):
 @pytest.mark.parametrize("override, message", [
     ("model.means_init=[[{huge}], [2], [3]]", "model.means_init must be a .*list"),
     ("model.weights_init=[{huge}, 1, 1]", "model.weights_init must be a .*list"),
-    ("drift.params={{min_instances: {huge}}}", "drift: "),
+    ("drift.params={{min_instances: {huge}}}", "drift.params: "),
 ], ids=["means_init", "weights_init", "drift.params"])
 def test_an_integer_beyond_float_is_a_configuration_error(override, message):
     """A 400-digit integer overflowed float() with a traceback (exit 1, not 78; on SIGHUP the

@@ -336,7 +336,9 @@ def _drift_rules(full: dict) -> None:
     try:
         DriftMonitor(GaussianMixture(), **monitor_settings(full))
     except (TypeError, ValueError, OverflowError) as exc:
-        raise ConfigError(f"drift: {exc}") from None
+        # (the detector's arguments come from drift.params: the message names that key)
+        where = "drift.params" if full["drift"]["params"] else "drift"
+        raise ConfigError(f"{where}: {_cut(str(exc))}") from None
 
 
 RULES = (_input_rules, _size_rules, _drift_rules)
