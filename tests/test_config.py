@@ -340,3 +340,10 @@ def test_a_huge_model_value_is_cut_in_its_message():
         daemon_config.load(str(ROOT / "config.yaml"),
                            [daemon_config.parse_override("model.covariance_type=" + "x" * 5000)])
     assert len(str(error.value)) < 400
+
+
+def test_a_set_value_that_is_not_utf8_says_so():
+    """Bytes of another encoding on the command line (Python escapes them in argv) gave "not
+    valid YAML: a tagged value that cannot be read (UnicodeEncodeError ...)"."""
+    with pytest.raises(daemon_config.ConfigError, match="not UTF-8 text"):
+        daemon_config.parse_override("batch.max_wait=\udcff")

@@ -117,6 +117,11 @@ def parse_override(text: str):
     if not sep or not dot or not section or not key:
         raise ConfigError(f"--set wants section.key=value, got {_show(text)}")
     try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # (bytes of another encoding, escaped by Python's argv)
+        raise ConfigError(f"--set {_show(text)}: not UTF-8 text (bytes of another "
+                          "encoding?)") from None
+    try:
         value = safeyaml.load(raw, f"--set {name}") if raw else None
     except safeyaml.YAMLRefused as exc:
         raise ConfigError(str(exc)) from None
