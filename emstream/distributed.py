@@ -261,7 +261,8 @@ class DaskRows:
             raise ValueError(f"X contains NaN or infinity in {n_bad} row(s), first at row "
                              f"{first}; drop or impute those rows first")
         if max(f[3] for f in facts) > MAX_ABS_VALUE:
-            raise ValueError(f"X has values beyond ±{MAX_ABS_VALUE:g}, whose squares overflow; "
+            raise ValueError(f"X has values beyond ±{MAX_ABS_VALUE:g}, the model's limit (the "
+                             "sums of their squares over many rows would overflow float64); "
                              "rescale the data (for example to other units) first")
         return int(n_samples)
 

@@ -13,7 +13,8 @@ Numbers follow one strict grammar (:data:`_NUMBER`, applied to the bytes in bulk
 sign, digits with an optional decimal point, optional exponent; ASCII only.  ``1_000``,
 ``0x10`` and non-ASCII digits are rejected ("non-numeric"); ``nan``, ``inf`` and ``infinity``
 (any case, optional sign) and a value that overflows to infinity are rejected as "non-finite",
-and a value beyond ±1e100 as "out of range" (the model refuses values whose squares overflow).
+and a value beyond ±1e100 as "out of range" (the model refuses them: sums of their squares
+would overflow).
 :func:`_parse_line` states the same rules for one line; the tests hold the two to each other.
 
 Hostile input costs little: the checks cannot backtrack (time linear in the bytes), lines longer

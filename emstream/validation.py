@@ -79,7 +79,8 @@ def check_array(X, *, name: str = "X", n_features: int | None = None, min_sample
             bad_rows = np.flatnonzero(~finite.all(axis=1))
             raise ValueError(f"{name} contains NaN or infinity in {bad_rows.size} row(s), first "
                              f"at row {bad_rows[0]}; drop or impute those rows first")
-        raise ValueError(f"{name} has values beyond ±{MAX_ABS_VALUE:g}, whose squares overflow; "
+        raise ValueError(f"{name} has values beyond ±{MAX_ABS_VALUE:g}, the model's limit (the "
+                         "sums of their squares over many rows would overflow float64); "
                          "rescale the data (for example to other units) first")
     # Column-major input (a data frame's values) stays as it is: the core works on X.T, which
     # is then contiguous, and a row-major copy would cost a pass over the data.
