@@ -68,17 +68,24 @@ def test_background_refit_on_a_local_cluster_while_ingesting(tmp_path):
     assert err.index("started on local:2") < err.index("re-learned")
 
 
+def _on_a_silent_scheduler(tmp_path, *settings):
+    """A daemon on a pipe whose refits go to an address nothing listens at (they hang
+    connecting), checkpointing to tmp_path/s, with ``settings`` (key=value) on top."""
+    extra = [arg for setting in settings for arg in ("--set", setting)]
+    return subprocess.Popen(
+        [*DAEMON, "--config", str(ROOT / "config.yaml"), "--checkpoint", str(tmp_path / "s"),
+         "--no-output", "--log-level", "INFO", "--set", "refit.scheduler=tcp://127.0.0.1:1",
+         "--set", "batch.max_wait=0.05", *extra],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 def test_a_scheduler_that_does_not_answer_neither_floods_the_log_nor_delays_the_stop(tmp_path):
     """Nothing listens at the scheduler's address: the refit hangs connecting.  Each scheduled
     refit meanwhile is skipped once (old code: "skipped" at every mini-batch after, since its
     count was not reset), and the stop waits refit.wait_at_exit, not 5 s more."""
     rng = np.random.default_rng(1)
-    process = subprocess.Popen(
-        [*DAEMON, "--config", str(ROOT / "config.yaml"), "--checkpoint", str(tmp_path / "s"),
-         "--no-output", "--log-level", "INFO", "--set", "refit.scheduler=tcp://127.0.0.1:1",
-         "--set", "refit.every_points=2000", "--set", "refit.wait_at_exit=1", "--set",
-         "batch.max_wait=0.05", "--set", "status.every_seconds=0"],
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = _on_a_silent_scheduler(tmp_path, "refit.every_points=2000",
+                                     "refit.wait_at_exit=1", "status.every_seconds=0")
     try:
         for _ in range(40):  # 20,000 points in 40 pieces, a mini-batch or more each
             process.stdin.write(_lines(rng, 500))
@@ -104,12 +111,9 @@ def test_the_stop_checkpoints_before_waiting_for_a_refit_and_a_second_signal_end
     meanwhile lost every line read from stdin since the last checkpoint (none at all here)."""
     from .test_daemon import _wait_for as _wait_for_line
 
-    process = subprocess.Popen(
-        [*DAEMON, "--config", str(ROOT / "config.yaml"), "--checkpoint", str(tmp_path / "s"),
-         "--no-output", "--log-level", "INFO", "--set", "refit.scheduler=tcp://127.0.0.1:1",
-         "--set", "refit.wait_at_exit=1000", "--set", "batch.max_wait=0.05", "--set",
-         "checkpoint.every_seconds=1000", "--set", "checkpoint.every_points=1000000"],
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = _on_a_silent_scheduler(tmp_path, "refit.wait_at_exit=1000",
+                                     "checkpoint.every_seconds=1000",
+                                     "checkpoint.every_points=1000000")
     try:
         process.stdin.write(_lines(np.random.default_rng(2), 3000))
         process.stdin.flush()
