@@ -555,11 +555,17 @@ def test_control_characters_reach_the_log_escaped_and_unknown_names_are_bounded(
     done = _run("--check-config", "--config", str(config))
     assert done.returncode == 78 and b"\x1b" not in done.stderr
     assert "unknown key(s) in batch: 'a\\x1b[2Jb'" in _one_line(done)
-    config.write_text("".join(f"s{i}: 1\n" for i in range(200_000)))
+    config.write_text("batch:\n  max_rows: 5\n" + "".join(f"s{i}: 1\n" for i in range(200_000)))
     done = _run("--check-config", "--config", str(config))
     assert done.returncode == 78
     assert _one_line(done).endswith("unknown section(s): s0, s1, s10, s100, s1000 and 199995 "
                                     "more\n")
+    # A file with nothing of a configuration is not echoed at all (its first names, cut to
+    # 40 characters, still showed a password hash's salt and start).
+    config.write_text("admin: $6$Xs9Lk2$abcdefghijklmnopqrstuv\nbob: $6$x\n")
+    done = _run("--check-config", "--config", str(config))
+    assert done.returncode == 78 and b"$6$" not in done.stderr and b"admin" not in done.stderr
+    assert "none of its 2 top-level key(s) is a section" in _one_line(done)
 
 
 def test_unicode_line_separators_and_bidi_overrides_reach_the_log_escaped(tmp_path):

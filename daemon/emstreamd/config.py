@@ -43,6 +43,11 @@ def validate(config: dict) -> dict:
     if not isinstance(config, dict):
         raise ConfigError("the configuration must be a mapping of sections")
     unknown = set(config) - set(DEFAULTS)
+    if unknown and len(unknown) == len(config):
+        # Nothing of a configuration: not echoed (the wrong file given, /etc/shadow say, had
+        # its first entries, hashes and all, printed to the log).
+        raise ConfigError(f"none of its {len(config)} top-level key(s) is a section of the "
+                          f"configuration ({', '.join(DEFAULTS)}): the wrong file?")
     if unknown:
         raise ConfigError(f"unknown section(s): {_names(unknown)}")
     full = copy.deepcopy(DEFAULTS)
