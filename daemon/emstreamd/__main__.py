@@ -194,8 +194,7 @@ def _main(args) -> int:
              os.path.abspath(config["checkpoint"]["path"]))
     kind = Daemon if config["input"]["key"] is None else KeyedDaemon
     daemon = kind(config, source, out=out,
-                  reload=lambda: (config_module.load(args.config, overrides, block=False),
-                                  config_module.shadowed(args.config, overrides)))
+                  reload=lambda: config_module.reload(args.config, overrides))
     try:
         daemon.resume()
         at_start = summary.snapshot(daemon.counters)
