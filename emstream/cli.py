@@ -529,9 +529,13 @@ def cmd_score(args) -> int:
         # scored silently, every row thousands of times too surprising.
         names = _header_names(layout)
         if fitted is not None and names is not None and names != fitted:
+            missing = [name for name in fitted if name not in names]
+            # (--columns naming a column the file lacks was suggested for it too)
+            hint = (f"it has no {', '.join(missing)}: give --columns with as many of its own "
+                    "columns, in the fit's order" if missing else
+                    f"give --columns {','.join(fitted)} (or other columns, in the fit's order)")
             raise CommandError(f"{args.data}: its columns are {', '.join(names)}; the model "
-                               f"was fitted on {', '.join(fitted)}: give --columns "
-                               f"{','.join(fitted)} (or other columns, in the fit's order)")
+                               f"was fitted on {', '.join(fitted)}: {hint}")
 
     try:
         for parsed in parsed_blocks(stream, args.columns, key=key_column,

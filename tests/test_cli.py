@@ -758,3 +758,18 @@ def test_fit_refuses_a_column_twice_and_max_iter_0_before_it_fits(tmp_path, caps
     assert main(["fit", str(data), "-k", "2", "--columns", "0,a", "-o", str(out)]) == 1
     assert "names a column twice" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_score_of_a_file_without_a_fitted_column_does_not_suggest_it(tmp_path, capsys):
+    """A file lacking one of the fit's columns was told to give --columns with it
+    ("--columns a,b" for a file of column a alone)."""
+    data = tmp_path / "two.csv"
+    data.write_text("a,b\n" + "".join(f"{i % 7},{i % 5}\n" for i in range(60)))
+    ckpt = tmp_path / "m.json"
+    assert main(["fit", str(data), "-k", "2", "-o", str(ckpt)]) == 0
+    one = tmp_path / "one.csv"
+    one.write_text("a\n1\n2\n3\n")
+    capsys.readouterr()
+    assert main(["score", str(ckpt), str(one)]) == 1
+    err = capsys.readouterr().err
+    assert "the model was fitted on a, b: it has no b" in err and "--columns a,b" not in err
