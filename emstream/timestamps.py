@@ -154,10 +154,17 @@ def parse_times(fields, day_first: bool | None = None) -> np.ndarray:
             fields = fields.copy()
             chars = fields.view(np.uint8).reshape(fields.size, -1)
             chars[chars == ord(",")] = ord(".")
-        try:  # a table's time column: every field ISO text of one shape, checked as an array
+        # A table's time column: every field ISO text of one shape, cast as an array, but for
+        # the fields whose date or time is out of range (a February 30, a leap second), which
+        # are read one by one: numpy 2.4's cast of a bytes column of 500 or more that holds
+        # one crashed the process (a segmentation fault, not a ValueError).
+        fine = _in_range(np.ascontiguousarray(fields).view(np.uint8).reshape(fields.size, -1))
+        if fine.all():
             return fields.astype("datetime64[ms]").astype(np.int64) / 1000.0
-        except ValueError:  # (a month 13 and the like: NaN for those below)
-            pass
+        out = np.empty(fields.size)
+        out[fine] = fields[fine].astype("datetime64[ms]").astype(np.int64) / 1000.0
+        out[~fine] = [_one(bytes(f), day_first) for f in fields[~fine]]
+        return out
     fields = list(fields)
     if not fields:
         return np.empty(0)
@@ -168,6 +175,39 @@ def parse_times(fields, day_first: bool | None = None) -> np.ndarray:
     except ValueError:
         pass
     return np.array([_one(f, day_first) for f in fields], dtype=float)
+
+
+_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _in_range(chars: np.ndarray) -> np.ndarray:
+    """Which of these ISO fields of one shape (their bytes, shape (n, width), as
+    :func:`_iso_alike` found them: ``YYYY-MM[-DD[ hh[:mm[:ss...]]]]``) have a month, day, hour,
+    minute and second that exist, shape (n,).
+
+    >>> fields = np.array([b"2024-02-29 23:59", b"2023-02-29 00:00", b"2024-13-01 00:00"])
+    >>> _in_range(fields.view(np.uint8).reshape(3, -1)).tolist()
+    [True, False, False]
+    """
+    def pair(start: int) -> np.ndarray:  # two digits as a number (11 * '0' taken off)
+        return chars[:, start].astype(np.int16) * 10 + chars[:, start + 1] - 11 * ord("0")
+
+    width = chars.shape[1]
+    month = pair(5)
+    fine = (month >= 1) & (month <= 12)
+    if width >= 10:
+        day = pair(8)
+        fine &= day >= 1
+        late = np.flatnonzero(day > 28)  # (the only days whose month and year matter)
+        if late.size:
+            year = pair(0)[late].astype(np.int64) * 100 + pair(2)[late]
+            leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+            m = month[late]
+            fine[late] &= day[late] <= _DAYS[np.clip(m - 1, 0, 11)] + (leap & (m == 2))
+    for start, top in ((11, 23), (14, 59), (17, 59)):  # hour, minute, second
+        if width >= start + 2:
+            fine &= pair(start) <= top
+    return fine
 
 
 def _iso_alike(fields: np.ndarray) -> bool:

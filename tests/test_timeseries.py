@@ -1936,3 +1936,25 @@ def test_an_empty_block_is_the_same_clear_error_before_and_after_the_first_rows(
             monitor.update(np.random.default_rng(0).normal(size=(rows, 1)))
         with pytest.raises(ValueError, match="X is empty"):
             monitor.update(np.zeros((0, 1)))
+
+
+@pytest.mark.parametrize("bad", ["2014-02-30 00:00:00", "2014-07-09 23:59:60",
+                                 "2014-13-01 00:00:00", "2014-07-09 25:00:00"])
+def test_a_date_that_does_not_exist_in_a_long_time_column_is_one_bad_timestamp(tmp_path, bad):
+    """One February 30 (or leap second, month 13, hour 25) among 2,000 ISO times of one shape:
+    numpy 2.4's cast of the column crashed the daemon with a segmentation fault (exit 139, no
+    checkpoint, and again at every restart), and `emstream fit` too."""
+    times = np.datetime64("2014-07-01T00:00") + np.arange(2000) * np.timedelta64(5, "m")
+    stamps = [str(t).replace("T", " ") + ":00" for t in times]
+    stamps[1000] = bad
+    values = np.random.default_rng(0).normal(size=2000)
+    table = tmp_path / "t.csv"
+    table.write_text("timestamp,value\n" + "".join(f"{t},{v:.4f}\n"
+                                                   for t, v in zip(stamps, values)))
+    done = subprocess.run([*DAEMON, "--input", str(table), "--checkpoint", str(tmp_path / "s"),
+                           "--no-output"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    counters = checkpoint.load(tmp_path / "s").meta["counters"]
+    assert counters["rejected"] == {"bad timestamp": 1} and counters["rows"] == 1999
+    parsed = parse_times(np.array([s.encode() for s in stamps]))
+    assert np.isnan(parsed[1000]) and np.isfinite(np.delete(parsed, 1000)).all()
