@@ -1958,3 +1958,29 @@ def test_a_date_that_does_not_exist_in_a_long_time_column_is_one_bad_timestamp(t
     assert counters["rejected"] == {"bad timestamp": 1} and counters["rows"] == 1999
     parsed = parse_times(np.array([s.encode() for s in stamps]))
     assert np.isnan(parsed[1000]) and np.isfinite(np.delete(parsed, 1000)).all()
+
+
+@pytest.mark.xfail(strict=True, reason="known, not fixed: reg_covar auto is a share of the "
+                   "first rows' variance, which one wild value sets; a robust spread cost the "
+                   "NAB kit 0.6 to 1.9 points (see the closing note of 2026-12-07)")
+def test_one_wild_value_among_the_first_rows_does_not_set_the_series_units(tmp_path):
+    """A sentinel or glitch (1e7 in a series of 50 ± 20) among the first rows makes the
+    series' units (reg_covar auto: a share of their variance, 1e9 here): every later point
+    looks alike, and a spike of 12 sd later in the series gets no alert."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    times = np.datetime64("2024-01-01T00:00") + np.arange(n) * np.timedelta64(5, "m")
+    values = 50 + 20 * np.sin(2 * np.pi * np.arange(n) / 288) + rng.normal(0, 2, n)
+    values[3000] += 25
+    table = tmp_path / "t.csv"
+    lines = [f"{t},{v:.3f}" for t, v in zip(times.astype(str), values)]
+    for name, glitch in (("clean", None), ("glitch", 1e7)):
+        if glitch is not None:
+            lines[2] = f"{times[2]},{glitch}"
+        table.write_text("timestamp,value\n" + "\n".join(lines) + "\n")
+        done = subprocess.run([*DAEMON, "--input", str(table), "--checkpoint",
+                               str(tmp_path / name)], capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        flagged = [int(row.split(",")[0]) for row in done.stdout.decode().splitlines()
+                   if row.endswith(",1")]
+        assert 3002 in flagged, (name, flagged)  # (line 3002: row 3000 after the header)
