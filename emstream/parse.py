@@ -68,7 +68,9 @@ _NON_FINITE = re.compile(rb"[+-]?(?:nan|inf(?:inity)?)", re.IGNORECASE)
 # and isolates (U+202A-U+202E, U+2066-U+2069), which make a listing's row read in another
 # order than it is written.  (The marks U+200E/U+200F/U+061C, which right-to-left names
 # carry, reorder nothing beyond their own neighbours, and stay.)
-_CONTROL = re.compile(rb"[\x00-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xa8-\xae]|\xe2\x81[\xa6-\xa9]")
+# (The multi-byte ones apart too: a block parser checks single bytes with array tests.)
+WIDE_CONTROL = re.compile(rb"\xc2[\x80-\x9f]|\xe2\x80[\xa8-\xae]|\xe2\x81[\xa6-\xa9]")
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]|" + WIDE_CONTROL.pattern)
 _SEPARATORS = re.compile(rb"[ \t\r,]+")
 _SPACES = bytes.maketrans(b",\r", b"  ")
 _SNIPPET = 60

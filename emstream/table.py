@@ -52,6 +52,7 @@ from .parse import (
     MAX_KEY_BYTES,
     MAX_TIME_BYTES,
     REASONS,
+    WIDE_CONTROL,
     Parsed,
     Reject,
     Rejects,
@@ -1241,9 +1242,11 @@ def _parse_clean_block(data: bytes, layout: Layout, first_line: int,
     keys = None
     if layout.key_field is not None:
         in_key = inside & ~separator & (field == layout.key_field)
-        c1 = b"\xc2" in data and bool(np.any(  # (UTF-8 C1 controls; most blocks have no \xc2)
-            in_key[:-1] & (raw[:-1] == 0xC2) & (raw[1:] >= 0x80) & (raw[1:] <= 0x9F)))
-        if c1 or np.any((raw[in_key] < 0x20) | (raw[in_key] == 0x7F)):
+        # UTF-8 C1 controls, line separators and bidirectional overrides (most blocks have
+        # no \xc2 or \xe2; the latter were let through here, into keys and per-point lines)
+        wide = (b"\xc2" in data or b"\xe2" in data) and any(
+            in_key[found.start()] for found in WIDE_CONTROL.finditer(data))
+        if wide or np.any((raw[in_key] < 0x20) | (raw[in_key] == 0x7F)):
             return None  # a control character (which a comma table's key may lose to strip)
         if np.bincount(inline[in_key], minlength=1).max() > MAX_KEY_BYTES:
             return None  # a key too long (the line parser rejects it): it would widen all

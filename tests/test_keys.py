@@ -1327,3 +1327,20 @@ def test_a_key_s_waiting_rows_that_no_daemon_wrote_stop_it_in_one_line(tmp_path)
     assert done.returncode == 65
     assert "key 'a': meta.pending: waiting rows: 1 rows of finite numbers expected, 1 each" \
         in _stopped(done)
+
+
+@pytest.mark.parametrize("bad", ["a\u202eb", "x\u2028y", "z\u2066w", "c\u0085d"])
+def test_keys_with_separators_or_bidirectional_overrides_are_bad_wherever_the_block_ends(
+        tmp_path, bad):
+    """The block parser checked a key's single-byte controls and C1, not the line and
+    paragraph separators or the bidirectional overrides that the line parser rejects: rows
+    of key 'a\\u202eb' past a table's first lines were learned, and per-point lines carried
+    the raw U+202E (or a U+2028 that splits a line for readers that split the Unicode way)."""
+    rows = f"{bad},1.5\n" + "".join(f"ok,{i % 7}.5\n" for i in range(200_000))
+    rows += "".join(f"{bad},{i % 5}.5\n" for i in range(300))
+    (tmp_path / "k.csv").write_text("host,value\n" + rows, encoding="utf-8")
+    done = _run(["--input", str(tmp_path / "k.csv"), "--checkpoint", str(tmp_path / "s"),
+                 "--set", "input.key=host"])
+    keyed, meta = _store(tmp_path / "s" / "keys.sqlite")
+    assert sorted(keyed) == ["ok"] and meta["counters"]["rejected"] == {"bad key": 301}
+    assert bad.encode() not in done.stdout
