@@ -55,6 +55,9 @@ CREATE TABLE IF NOT EXISTS keys (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
+# Each table's columns, as SCHEMA makes them.
+COLUMNS = {"keys": {"key", "document", "points", "updated", "anomalies", "alarms", "pending"},
+           "meta": {"name", "value"}}
 # The first bytes of every SQLite 3 database file.
 MAGIC = b"SQLite format 3\x00"
 
@@ -123,6 +126,7 @@ class KeyStore:
                 self._db.executescript(SCHEMA)
                 self._db.execute("BEGIN IMMEDIATE")
             else:
+                self._refuse_foreign()
                 self._db.execute("SELECT count(*) FROM keys").fetchone()
         except sqlite3.OperationalError as exc:  # (permissions, a read-only file system, locks)
             raise StoreError(f"{self.path}: {exc}") from None
@@ -136,10 +140,23 @@ class KeyStore:
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' "
             "ESCAPE '\\'")}
         foreign = sorted(tables - {"keys", "meta"})
+        # (Tables of our names are ours only with our columns: another program's "meta" was
+        # taken over, its "keys" switched to write-ahead logging before the first query
+        # failed.)
+        foreign += [f"{name}({', '.join(sorted(columns))})" for name, columns in (
+            (name, self._columns(name)) for name in sorted(tables & set(COLUMNS)))
+            if columns != COLUMNS[name]]
+        ours = tables & set(COLUMNS)
+        if len(ours) == 1 and self._db.execute(f"SELECT 1 FROM {min(ours)} LIMIT 1").fetchone():
+            # (a store makes both at once: one alone that holds rows is another program's)
+            foreign.append(f"{min(ours)} alone")
         if foreign:
             self._db.close()
             raise DamagedStore(f"an SQLite database that is not a state store (its tables: "
                                f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''})")
+
+    def _columns(self, table: str) -> set:
+        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
 
     def _connect(self, writer: bool) -> sqlite3.Connection:
         # The path as a URI: quoted, or a '#', '?' or '%' in it cut it short (a directory

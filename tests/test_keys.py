@@ -1344,3 +1344,30 @@ def test_keys_with_separators_or_bidirectional_overrides_are_bad_wherever_the_bl
     keyed, meta = _store(tmp_path / "s" / "keys.sqlite")
     assert sorted(keyed) == ["ok"] and meta["counters"]["rejected"] == {"bad key": 301}
     assert bad.encode() not in done.stdout
+
+
+@pytest.mark.parametrize("tables", [
+    ["CREATE TABLE meta (name TEXT, value TEXT)",
+     "INSERT INTO meta VALUES ('schema_version', '3')"],
+    ["CREATE TABLE keys (key TEXT, value TEXT)"]])
+def test_another_program_s_database_with_a_table_of_the_store_s_names_is_left_untouched(
+        tmp_path, tables):
+    """Only tables other than keys and meta made a database another program's: one holding
+    a meta table of its own was taken over as the state store (write-ahead logging, a keys
+    table and the daemon's row added); one with a keys table of other columns was switched to
+    write-ahead logging and given a meta table before the first query failed (65)."""
+    db_path = tmp_path / "app.sqlite"
+    db = sqlite3.connect(db_path)
+    for sql in tables:
+        db.execute(sql)
+    db.commit()
+    db.close()
+    before = db_path.read_bytes()
+    (tmp_path / "t.csv").write_text("host,value\na,1\nb,2\n")
+    done = subprocess.run([*DAEMON, "--input", str(tmp_path / "t.csv"), "--set",
+                           "input.key=host", "--checkpoint", str(db_path)],
+                          capture_output=True, timeout=60)
+    assert done.returncode == 65, done.stderr.decode()
+    assert "not a state store" in done.stderr.decode()
+    assert db_path.read_bytes() == before and not (tmp_path / "app.sqlite-wal").exists()
+    assert emstream_main(["inspect", str(db_path)]) == 1
