@@ -126,7 +126,10 @@ class KeyStore:
                 self._db.executescript(SCHEMA)
                 self._db.execute("BEGIN IMMEDIATE")
             else:
-                self._refuse_foreign()
+                try:
+                    self._refuse_foreign()
+                except DamagedStore as exc:  # (the daemon names the path itself; a reader not)
+                    raise DamagedStore(f"{self.path}: {exc}") from None
                 self._db.execute("SELECT count(*) FROM keys").fetchone()
         except sqlite3.OperationalError as exc:  # (permissions, a read-only file system, locks)
             raise StoreError(f"{self.path}: {exc}") from None
