@@ -520,6 +520,9 @@ class DriftMonitor:
                 "detector_state": exact,
                 "reference_mean": self._fed_sum / self._fed_count if self._fed_count else None,
                 "reference_blocks": int(self._fed_count),
+                # (the sum itself: rebuilt as mean x blocks it came back an ulp off, and an
+                # evicted key or a restart differed from an uninterrupted run in its state)
+                "reference_sum": self._fed_sum,
                 "collected": None if self._collected is None
                 else np.concatenate(self._collected).tolist() if self._collected else [],
                 "anomaly_threshold": self.anomaly_threshold_,
@@ -571,6 +574,10 @@ class DriftMonitor:
         self._fed_sum, self._fed_count = 0.0, 0
         if reference is not None:
             self._fed_sum, self._fed_count = reference * blocks, blocks
+            total = state.get("reference_sum")
+            if isinstance(total, (int, float)) and not isinstance(total, bool) and \
+                    math.isfinite(total) and abs(total) <= _MAX_SURPRISE * max(blocks, 1):
+                self._fed_sum = float(total)
         exact = state.get("detector_state")
         if isinstance(self._detector, PageHinkley) and exact is not None:
             try:
