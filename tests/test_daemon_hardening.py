@@ -756,13 +756,19 @@ def test_silent_metrics_clients_cannot_keep_a_health_check_out():
         metrics.close()
 
 
-def test_rejects_name_the_file_and_the_line_within_it_after_a_rotation(tmp_path):
-    """Followed streams number lines across files; a log line also says which file and where."""
+def _following_three_lines(tmp_path):
+    """A daemon following values.log, which holds three lines: (its path, the process)."""
     path = tmp_path / "values.log"
     path.write_text("1\n2\n3\n")
     process = subprocess.Popen([*DAEMON, "--config", CONFIG, "--follow", str(path),
                                 "--checkpoint", str(tmp_path / "state"), "--no-output"],
                                stderr=subprocess.PIPE)
+    return path, process
+
+
+def test_rejects_name_the_file_and_the_line_within_it_after_a_rotation(tmp_path):
+    """Followed streams number lines across files; a log line also says which file and where."""
+    path, process = _following_three_lines(tmp_path)
     try:
         seen = _wait_for(process, "ready")  # the first file is open (the follower opens it first)
         path.rename(tmp_path / "values.log.1")
@@ -779,11 +785,7 @@ def test_lines_read_from_a_copytruncate_s_copy_are_named_by_the_copy_and_its_lin
     """After a copytruncate the unread lines come from the copy; a reject there was credited to
     the truncated file, at a line counted from where reading resumed ("values.log line 2" for
     line 5 of values.log.1)."""
-    path = tmp_path / "values.log"
-    path.write_text("1\n2\n3\n")
-    process = subprocess.Popen([*DAEMON, "--config", CONFIG, "--follow", str(path),
-                                "--checkpoint", str(tmp_path / "state"), "--no-output"],
-                               stderr=subprocess.PIPE)
+    path, process = _following_three_lines(tmp_path)
     try:
         seen = _wait_for(process, "ready")
         time.sleep(0.5)  # (the first three lines read)
