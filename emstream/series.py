@@ -69,6 +69,24 @@ from .validation import check_array
 # 1e-6 60.0, with a first version of the core's re-seeding rule.)
 REG_COVAR_SHARE = 1e-3
 
+# How many times the robust variance of the first rows ((IQR / 1.349)², a normal's variance
+# from its quartiles) their variance may be before it is taken for a glitch's and capped
+# there.  One sentinel (1e7 among readings of 50 ± 20) made the variance 1e12 and every later
+# point alike; a series' own tails stay under it (the NAB kit's first rows: at most 25, on
+# tweet counts).
+UNITS_TAIL_RATIO = 100.0
+
+
+def _units_spread(X: np.ndarray, spread: np.ndarray) -> float:
+    """The smallest variance of the columns of ``X`` (n, D) that vary (``spread``, their
+    variances), each capped at ``UNITS_TAIL_RATIO`` times its quartiles' variance where those
+    differ: a wild value among the first rows sets no units (where half the rows or more are
+    one value the quartiles say nothing, and the variance stands)."""
+    q1, q3 = np.percentile(X, [25, 75], axis=0)
+    robust = ((q3 - q1) / 1.349) ** 2
+    capped = np.where(robust > 0, np.minimum(spread, UNITS_TAIL_RATIO * robust), spread)
+    return float(capped[spread > 0].min())
+
 
 @dataclass(frozen=True)
 class SeriesUpdate:
@@ -254,7 +272,7 @@ class SeriesMonitor:
             return
         self._units_pending = False
         self.monitor.model.set_params(
-            reg_covar=float(self.reg_covar_share * spread[spread > 0].min()))
+            reg_covar=float(self.reg_covar_share * _units_spread(finite, spread)))
 
     def conditional_surprise(self, F, context: list) -> np.ndarray | None:
         """``-log p(target | context)`` of feature rows ``F`` (n, F) under the current model,

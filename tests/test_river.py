@@ -483,3 +483,27 @@ def test_frame_methods_given_an_array_say_they_take_a_data_frame(method):
     model = OnlineGaussianMixture()
     with pytest.raises(TypeError, match=f"{method} takes a data frame whose columns name"):
         getattr(model, method)(np.zeros((3, 1)))
+
+
+def test_one_wild_first_reading_does_not_set_the_series_detector_s_units():
+    """A sentinel among the first rows (1e4 or 1e7 in readings of 50 ± 2) made reg_covar a
+    share of their variance, 1e3 to 1e9: every later point looked alike and a spike of 15 sd
+    scored as an ordinary one.  Capped at 100 times the quartiles' variance, reg_covar is at
+    most a tenth of that variance, whatever the sentinel."""
+    import math
+
+    from emstream.river_series import SeriesDetector
+
+    rng = np.random.default_rng(5)
+    noise = rng.normal(0, 2, 3000)
+    for glitch in (None, 1e4, 1e7):
+        detector = SeriesDetector(season=50, seed=0)
+        for t in range(3000):
+            value = 50 + 10 * math.sin(2 * math.pi * t / 50) + noise[t]
+            detector.learn_one({"v": glitch if (t == 3 and glitch) else value})
+        reg = detector.monitor.model.reg_covar
+        quartiles = np.percentile(50 + 10 * np.sin(2 * np.pi * np.arange(100) / 50)
+                                  + noise[:100], [25, 75])
+        assert reg <= 0.11 * ((quartiles[1] - quartiles[0]) / 1.349) ** 2, (glitch, reg)
+        spike = 50 + 10 * math.sin(2 * math.pi * 3000 / 50) + 30
+        assert detector.score_one({"v": spike}) > 0.9999, glitch

@@ -1960,9 +1960,6 @@ def test_a_date_that_does_not_exist_in_a_long_time_column_is_one_bad_timestamp(t
     assert np.isnan(parsed[1000]) and np.isfinite(np.delete(parsed, 1000)).all()
 
 
-@pytest.mark.xfail(strict=True, reason="known, not fixed: reg_covar auto is a share of the "
-                   "first rows' variance, which one wild value sets; a robust spread cost the "
-                   "NAB kit 0.6 to 1.9 points (see the closing note of 2026-12-07)")
 def test_one_wild_value_among_the_first_rows_does_not_set_the_series_units(tmp_path):
     """A sentinel or glitch (1e7 in a series of 50 ± 20) among the first rows makes the
     series' units (reg_covar auto: a share of their variance, 1e9 here): every later point

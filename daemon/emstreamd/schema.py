@@ -371,7 +371,9 @@ SECTIONS = (
         Key("reg_covar", "auto", None,
             "Added to every variance: no component collapses onto a repeated value or claims "
             "more precision than the data has.  auto: 1e-3 of the variance of the series' "
-            "first rows that vary (each key's own; 1e-6 until they vary), so the same readings "
+            "first rows that vary (each key's own; 1e-6 until they vary; that variance at "
+            "most 100 times its quartiles' ((IQR / 1.349)²), so that one wild value among them "
+            "(1e7 in readings of 50 ± 20) does not blind the series), so the same readings "
             "in bytes or gigabytes get the same model and scores (with an absolute 1e-6, NAB's "
             "series with the decimal point moved five places left scored 23.6 instead of "
             "63.1).  (NAB kit, standard score of the alerts, mean of seeds 0, 1, 2: 61.9; the "
