@@ -1212,26 +1212,30 @@ def test_a_killed_back_fill_resumes_with_the_same_scores_line_for_line(tmp_path,
                                 for t, v in (r.split(",") for r in rows)))
         settings = [*settings[2:], "--input", str(data), "--set", "input.format=jsonl",
                     "--set", "input.fields=[v]"]
-    started = time.monotonic()
     reference = subprocess.run([*DAEMON, *settings, "--checkpoint", str(tmp_path / "ref")],
                                capture_output=True, timeout=300)
-    whole = time.monotonic() - started
     assert reference.returncode == 0
     expected = {line.split(",")[0]: line for line in reference.stdout.decode().splitlines()}
     seen, kills = {}, 0
     out = tmp_path / "out.csv"
+    out.touch()
     rng = np.random.default_rng(0)
     while True:
-        with open(out, "wb") as handle:
+        # Killed once it has written 2-30 kB more (40-600 lines): between its checkpoints,
+        # wherever start-up and the machine's speed put the daemon (a kill on a timer came
+        # during start-up on a fast machine, and no restart had lines to repeat).
+        target = out.stat().st_size + int(rng.integers(2_000, 30_000))
+        with open(out, "ab") as handle:  # (one file, appended to by every run, as >> does)
             process = subprocess.Popen([*DAEMON, *settings, "--checkpoint", str(tmp_path / "s")],
                                        stdout=handle, stderr=subprocess.DEVNULL)
-            try:
-                process.wait(timeout=0.6 + float(rng.uniform(0, whole / 8)) if kills < 8
-                             else 300)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-                process.wait()
-                kills += 1
+            deadline = time.monotonic() + 300
+            while process.poll() is None and time.monotonic() < deadline:
+                if kills < 8 and out.stat().st_size >= target:
+                    process.send_signal(signal.SIGKILL)
+                    kills += 1
+                    break
+                time.sleep(0.002)
+            process.wait()
         for line in out.read_text().splitlines():
             if "," in line:  # a killed writer may leave a partial last line
                 number = line.split(",")[0]
@@ -1242,6 +1246,9 @@ def test_a_killed_back_fill_resumes_with_the_same_scores_line_for_line(tmp_path,
             break
     assert kills >= 4
     assert seen.keys() == expected.keys()
+    # Each restart cut the lines written after its checkpoint (a kill's partial last line
+    # too): the file is the uninterrupted run's output, byte for byte (each line once).
+    assert out.read_bytes() == reference.stdout
 
 
 def test_a_provisional_model_alerts_too(tmp_path):

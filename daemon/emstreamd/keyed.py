@@ -194,6 +194,7 @@ class KeyedDaemon(Daemon):
             raise checkpoint.CheckpointError(f"{self.store.path}: not a readable state store: "
                                              f"{exc}") from None
         if meta is None:
+            self._start_output()
             return
         checkpoint.validate_meta(meta, source=self.store.path)  # (a hand-edited store)
         self._resume_input(meta, self.store.path)
@@ -469,6 +470,11 @@ class KeyedDaemon(Daemon):
     def model(self):
         raise AttributeError("a keyed daemon has one model per key")
 
+    def _first_unreported(self, meta: dict) -> int:
+        """Any line: a key's waiting rows, learned after the checkpoint, may be older than
+        its position (only the per-point lines' form is checked before a cut-back)."""
+        return 1
+
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_due(self) -> bool:
         """A scheduled checkpoint is due (:meth:`Daemon._checkpoint_due`), and the time since
@@ -496,6 +502,7 @@ class KeyedDaemon(Daemon):
                               **self._file_state()},
                     "counters": self.counters, "n_fields": self.n_fields,
                     "layout": None if self.layout is None else self.layout.to_dict(),
+                    "output": self.sink.mark(),
                     "config": self._config_to_keep()}
             self.store.set_meta("daemon", meta)
             self.store.commit()

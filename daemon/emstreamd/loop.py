@@ -332,6 +332,12 @@ def _import_ahead(config: dict) -> None:
         _arrow_reader()
 
 
+# Beside the checkpoint's lock: where the per-point lines of a run with no checkpoint yet
+# begin, so that the next run cuts them if it was killed before its first checkpoint.
+# (emstreamd.output-start.json in a checkpoint directory; state.json.output-start.json)
+OUTPUT_START = ".output-start.json"
+
+
 class Daemon:
     """One run of emstreamd over one source.
 
@@ -463,6 +469,7 @@ class Daemon:
                 f"{path} holds a keyed daemon's state store ({STORE_NAME}) but input.key is not "
                 "set: set input.key as it was, or choose another checkpoint.path")
         if not path.exists() or (path.is_dir() and not any(path.glob("checkpoint-*.json"))):
+            self._start_output()
             return
         loaded = checkpoint.load(path)
         checkpoint.validate_meta(loaded.meta, source=loaded.path)
@@ -524,6 +531,9 @@ class Daemon:
                 self._foreign_header = tuple(foreign)
             log.info("resumed from %s at byte %d (line %d)", where, self.source.offset,
                      self.next_line)
+            # The lines after the position are read and learned again: their per-point lines
+            # too, so the ones written after the checkpoint go.
+            self.sink.cut_back(meta.get("output"), self._first_unreported(meta))
         else:
             if saved.get("kind") == "follow" and self.source.kind == "follow":
                 if saved.get("inode") is not None:  # (None: it was waiting for a file)
@@ -1059,6 +1069,35 @@ class Daemon:
                     "daemon ran?): locked again; checkpoints go on there", path)
         return True
 
+    def _start_output(self) -> None:
+        """A run with no checkpoint yet: cut the per-point lines an earlier such run wrote
+        before it was killed (it left no checkpoint to say where its lines end), since this
+        one reads its input from the start again, and note where this run's lines begin
+        (:data:`OUTPUT_START`, beside the checkpoint's lock)."""
+        held = lock.lock_path(self.config["checkpoint"]["path"])
+        where = held.with_name(held.name.removesuffix(".lock") + OUTPUT_START)
+        if self.source.kind in ("file", "follow"):  # (stdin's lines cannot be read again)
+            try:
+                self.sink.cut_back(json.loads(where.read_bytes()), 1)
+            except (OSError, ValueError):
+                pass  # (none yet, or not readable: nothing is cut)
+        mark = self.sink.mark()
+        if mark is not None:
+            try:
+                checkpoint.write_atomic(where, json.dumps(mark).encode())
+            except OSError as exc:
+                log.warning("per-point output: where this run's lines begin not noted (%s: "
+                            "%s): if it is killed before its first checkpoint, the next run "
+                            "writes its lines again", where, exc.strerror or exc)
+
+    def _first_unreported(self, meta: dict) -> int:
+        """The number of the first input line whose per-point line a checkpoint's run may
+        have written after it: its position's, or a carried row's before it."""
+        carried = (meta.get("carried") or {}).get("lines") if isinstance(
+            meta.get("carried"), dict) else None
+        numbers = [n for n in carried or () if isinstance(n, int)]
+        return min([self.next_line, *numbers[:1]])
+
     def _state_intact(self) -> bool:
         """Whether the checkpoint's state is still where this daemon writes it (a single
         series writes a whole checkpoint each time: always)."""
@@ -1090,6 +1129,7 @@ class Daemon:
                 "carried": self.carried.state() if self.carried.count else None,
                 "layout": (None if self.layout is None else "plain" if self.layout is False
                            else self.layout.to_dict()),
+                "output": self.sink.mark(),
                 "config": self._config_to_keep()}
         target = Path(self.config["checkpoint"]["path"])
         try:

@@ -21,8 +21,10 @@ line,key,label,probability,surprise,score,anomaly
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
+import re
 import select
 import stat
 
@@ -44,6 +46,61 @@ def say_if_waiting_for_a_reader(key: str, path: str) -> None:
         if exc.errno == errno.ENXIO:  # a FIFO that no process has open for reading
             log.warning("%s: %s is a FIFO with no reader: waiting for a process to open it for "
                         "reading", key, path)
+
+
+# The most per-point output a restart cuts back (a checkpoint every 100,000 points writes
+# about 6 MB of lines between two; more than this is not taken for this daemon's own).
+MAX_CUT = 1 << 30
+
+_OWN_LINE = re.compile(rb'(?:(\d+),|\{"line": (\d+),|line,)')
+
+
+def _own_lines(tail: bytes, first_line: int) -> bool:
+    """Whether ``tail`` holds this daemon's per-point lines only (csv or jsonl, a header),
+    each of an input line at ``first_line`` or later, and at most a last line cut short."""
+    lines = tail.split(b"\n")
+    partial = lines.pop()  # (b"" after a whole last line)
+    for line in lines:
+        match = _OWN_LINE.match(line)
+        if match is None:
+            return False
+        number = match.group(1) or match.group(2)
+        if number is not None and int(number) < first_line:
+            return False
+    # A kill mid-write leaves the start of a line: any start of one of ours will do.
+    return any(form.startswith(partial[:len(form)]) for form in (b"line,", b'{"line": ')) \
+        or _OWN_LINE.match(partial) is not None or partial.isdigit()
+
+
+def _fingerprint(fd: int, size: int) -> str | None:
+    """A digest of the file's last 256 bytes before ``size``: what a cut-back checks is
+    still there (None if the file cannot be read back: the output descriptor is write-only,
+    so it is read through /proc, which not every system has)."""
+    start = max(0, size - 256)
+    try:
+        reader = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return hashlib.sha256(os.pread(reader, size - start, start)).hexdigest()[:32]
+    except OSError:
+        return None
+    finally:
+        os.close(reader)
+
+
+def _tail(fd: int, size: int, limit: int) -> bytes | None:
+    """Up to ``limit`` bytes of the file from ``size`` on (None if it cannot be read)."""
+    try:
+        reader = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.pread(reader, limit, size)
+    except OSError:
+        return None
+    finally:
+        os.close(reader)
 
 
 class PointSink:
@@ -83,6 +140,12 @@ class PointSink:
         kind = self.settings["format"]
         text = format_rows(kind, lines, labels, probability, update.surprise, update.anomaly,
                            score=update.score, time_text=stamps, key=key)
+        if self._kind is None:
+            self._fd()
+        if self._kind == "file" and not self.header_written \
+                and os.fstat(self.out.fileno()).st_size > 0:
+            self.header_written = True  # (appended to: the file has its header; a restart
+            # wrote one more in the middle of it)
         if self.settings["header"] and not self.header_written and kind == "csv":
             text = (b"line," + (b"key," if key is not None else b"")
                     + (b"time," if stamps is not None else b"")
@@ -97,6 +160,65 @@ class PointSink:
             return exc
         self.header_written = True
         return None
+
+    def mark(self) -> dict | None:
+        """Where a checkpoint leaves a file's per-point lines (its identity and size, made
+        durable first), so that a restart cuts what came after (:meth:`cut_back`); None for
+        a pipe, a terminal or no output."""
+        if self.out is None or self._fd() is None or self._kind != "file":
+            return None
+        fd = self.out.fileno()
+        try:
+            self.out.flush()
+            os.fsync(fd)  # (a checkpoint must not promise lines a power cut takes back)
+            info = os.fstat(fd)
+        except OSError as exc:
+            log.warning("per-point output: not made durable (%s): its lines after this "
+                        "checkpoint may repeat after a crash", exc.strerror or exc)
+            return None
+        before = _fingerprint(fd, info.st_size)
+        if before is None:
+            return None
+        return {"device": info.st_dev, "inode": info.st_ino, "size": info.st_size,
+                "before": before}
+
+    def cut_back(self, mark, first_line: int) -> None:
+        """At a restart, cut the per-point lines written after the checkpoint (``mark``, from
+        :meth:`mark`): the rows they are for are learned, and their lines written, again, so
+        that the file holds each line once, and no line cut short by a kill.  Only the same
+        file, unchanged up to the checkpoint's end, and only lines this daemon writes
+        (numbered from ``first_line`` on, the first row still to be reported) are cut:
+        another writer's lines are left, with a warning."""
+        if not isinstance(mark, dict) or self.out is None or self._fd() is None \
+                or self._kind != "file":
+            return
+        fd = self.out.fileno()
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            return
+        size = mark.get("size")
+        if (info.st_dev, info.st_ino) != (mark.get("device"), mark.get("inode")) \
+                or not isinstance(size, int) or not 0 <= size <= info.st_size:
+            return  # another file, or this one cut or rotated since: nothing of ours to cut
+        if info.st_size == size or mark.get("before") != _fingerprint(fd, size):
+            return  # (nothing after it, or the file was rewritten: cut and written afresh
+            # by a copytruncate rotation, say, since the checkpoint)
+        tail = _tail(fd, size, min(info.st_size - size, MAX_CUT + 1))
+        if tail is None or len(tail) > MAX_CUT or not _own_lines(tail, first_line):
+            log.warning("per-point output: %d bytes after the checkpoint's end are not "
+                        "(only) this daemon's lines from line %d: left as they are; the "
+                        "lines since the checkpoint are written again", len(tail), first_line)
+            return
+        try:
+            os.ftruncate(fd, size)
+        except OSError as exc:
+            log.warning("per-point output: the lines written after the checkpoint not cut "
+                        "(%s): they are written again", exc.strerror or exc)
+            return
+        log.info("per-point output: %d bytes written after the checkpoint cut (%d lines, "
+                 "written again as their rows are learned again)", len(tail),
+                 tail.count(b"\n") + (not tail.endswith(b"\n")))
 
     def _fd(self) -> int | None:
         """The output's descriptor, its kind noted on first use."""

@@ -1,0 +1,109 @@
+"""Per-point output across restarts: a file holds each line once.
+
+A restart reads and learns again the rows after its checkpoint, so the lines written for them
+since (and a line a kill cut short) are cut from a per-point output file first; a pipe's
+lines cannot be taken back.  Only the same file, unchanged up to the checkpoint's end, and only
+this daemon's lines are cut.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from emstreamd.sinks import PointSink
+
+from .conftest import ROOT
+
+DAEMON = [sys.executable, "-m", "emstreamd", "--config", str(ROOT / "config.yaml"),
+          "--set", "status.every_seconds=0"]
+SETTINGS = {"format": "csv", "header": False}
+
+
+def _sink(path):
+    return PointSink(open(path, "ab"), SETTINGS)
+
+
+def test_a_restart_cuts_the_lines_after_the_checkpoint_and_a_partial_one(tmp_path):
+    path = tmp_path / "out.csv"
+    path.write_bytes(b"101,0,0.9,1.0,0.5,0\n102,0,0.9,1.0,0.5,0\n")
+    sink = _sink(path)
+    mark = sink.mark()
+    sink.out.write(b"103,0,0.9,1.0,0.5,0\n104,1,0.8")  # then killed mid-line
+    sink.out.close()
+    again = _sink(path)
+    again.cut_back(mark, 103)
+    assert path.read_bytes() == b"101,0,0.9,1.0,0.5,0\n102,0,0.9,1.0,0.5,0\n"
+
+
+def test_another_writer_s_lines_a_rewritten_file_or_another_file_are_left(tmp_path):
+    path = tmp_path / "out.csv"
+    path.write_bytes(b"101,0,0.9,1.0,0.5,0\n")
+    sink = _sink(path)
+    mark = sink.mark()
+    sink.out.close()
+    cases = {
+        # a line of no daemon's, or of an input line before the checkpoint's position
+        "foreign": b"101,0,0.9,1.0,0.5,0\nsomething else\n",
+        "older": b"101,0,0.9,1.0,0.5,0\n55,0,0.9,1.0,0.5,0\n",
+        # rotated by copytruncate and written on: as long again, but not the same file
+        "rewritten": b"901,0,0.9,1.0,0.5,0\n902,0,0.9,1.0,0.5,0\n",
+    }
+    for name, content in cases.items():
+        path.write_bytes(content)
+        _sink(path).cut_back(mark, 102)
+        assert path.read_bytes() == content, name
+    other = tmp_path / "other.csv"
+    other.write_bytes(b"101,0,0.9,1.0,0.5,0\n102,0,0.9,1.0,0.5,0\n")
+    _sink(other).cut_back(mark, 102)  # another file (its inode is not the mark's)
+    assert other.read_bytes().count(b"\n") == 2
+
+
+def test_a_header_is_written_once_into_a_file_appended_to(tmp_path):
+    path = tmp_path / "out.csv"
+    update = type("U", (), {"resp": np.array([[1.0]]), "surprise": np.array([1.0]),
+                            "anomaly": np.array([False]), "score": np.array([0.5])})
+    for line in (7, 8):
+        sink = PointSink(open(path, "ab"), {"format": "csv", "header": True})
+        assert sink.write(np.array([line]), None, update) is None
+        sink.out.close()
+    assert path.read_text().splitlines()[0].startswith("line,")
+    assert path.read_text().count("line,") == 1
+
+
+def test_a_keyed_back_fill_killed_mid_run_appends_each_line_once(tmp_path):
+    """Twelve keys interleaved; the daemon killed once it has written 2-20 kB more, eight
+    times, each run appending to one output file: the file is an uninterrupted run's."""
+    rng = np.random.default_rng(2)
+    keys = rng.integers(0, 12, 12_000)
+    data = tmp_path / "keyed.txt"
+    data.write_text("".join(f"k{k} {v:.5f}\n" for k, v in
+                            zip(keys, rng.normal(size=keys.size) + keys)))
+    args = ["--input", str(data), "--set", "input.key=0", "--set", "checkpoint.every_points=300",
+            "--set", "keys.checkpoint_share=1", "--set", "batch.max_rows=100"]
+    reference = subprocess.run([*DAEMON, *args, "--checkpoint", str(tmp_path / "ref")],
+                               capture_output=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr.decode()[-2000:]
+    out = tmp_path / "out.csv"
+    out.touch()
+    kills = 0
+    while True:
+        target = out.stat().st_size + int(rng.integers(2_000, 20_000))
+        with open(out, "ab") as handle:
+            process = subprocess.Popen([*DAEMON, *args, "--checkpoint", str(tmp_path / "s")],
+                                       stdout=handle, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 300
+            while process.poll() is None and time.monotonic() < deadline:
+                if kills < 8 and out.stat().st_size >= target:
+                    os.kill(process.pid, signal.SIGKILL)
+                    kills += 1
+                    break
+                time.sleep(0.002)
+            process.wait()
+        if process.returncode == 0:
+            break
+    assert kills >= 4
+    assert out.read_bytes() == reference.stdout
