@@ -4,8 +4,10 @@
 EM with drift refits, the conditional surprise, the calibrated score) one point at a time, as
 river's anomaly detectors are called: ``score_one(x)`` then ``learn_one(x)`` for each point in
 time order.  ``score_one`` is a score in [0, 1] (0.9999: meant for one ordinary point in
-10,000; ``benchmarks/bench_calibration.py`` measures how close it comes), the same number
-emstreamd writes for the point; it is pure (it changes nothing).
+10,000; ``benchmarks/bench_calibration.py`` measures how close it comes), computed as
+emstreamd computes a point's score, but with no alert's hold (the daemon halves the scores of
+the points an alert holds, a day of them; here every score is the point's own); it is pure (it
+changes nothing).
 
 Each learned point is turned into its feature row at once (the features need every point, in
 order); feature rows are learned ``batch_size`` at a time.  The feature set is fixed, in sorted
