@@ -260,13 +260,31 @@ def needs_day_order(field: bytes) -> bool:
         match.group(1)) <= 2
 
 
+# Steps forward enough for a median of their own (see typical_step).
+MIN_FORWARD_STEPS = 10
+
+
 def typical_step(times) -> float | None:
     """The median step between successive ``times`` (seconds), or None for fewer than two.
 
+    Where most times stand alone, rows that repeat one (a start-up burst stamped with one
+    second, a replayed backlog) do not make the step 0: with ``MIN_FORWARD_STEPS`` steps or
+    more forward the median is of those (a burst of 60 rows at one time among the first 100
+    made it 0, and the series lost its season for good).  Where times typically repeat (dates
+    without their time of day, two sensors' rows at each time) it is the median of every
+    step, as before.
+
     >>> typical_step([0.0, 300.0, 600.0, 1500.0])
+    300.0
+    >>> typical_step([0.0] * 30 + [300.0 * i for i in range(1, 12)])
     300.0
     """
     times = np.asarray(times, dtype=float).reshape(-1)
     if times.shape[0] < 2:
         return None
-    return float(np.median(np.diff(times)))
+    steps = np.diff(times)
+    forward = steps[steps > 0]
+    rows_per_time = np.diff(np.r_[0, np.flatnonzero(steps != 0) + 1, times.shape[0]])
+    if forward.shape[0] >= MIN_FORWARD_STEPS and np.median(rows_per_time) == 1:
+        return float(np.median(forward))
+    return float(np.median(steps))

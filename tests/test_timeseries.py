@@ -1988,3 +1988,27 @@ def test_one_wild_value_among_the_first_rows_does_not_set_the_series_units(tmp_p
         flagged = [int(row.split(",")[0]) for row in done.stdout.decode().splitlines()
                    if row.endswith(",1")]
         assert 3002 in flagged, (name, flagged)  # (line 3002: row 3000 after the header)
+
+
+def test_a_start_up_burst_at_one_time_does_not_turn_the_season_off(tmp_path):
+    """Sixty rows stamped with the same second (an agent's backlog flushed at start-up) among
+    the first mini-batch made its median step 0: no time step, no season, for good.  The
+    steps that move forward set it; a day of doubled swing later is then found as on the
+    same series without the burst."""
+    rng = np.random.default_rng(8)
+    x = _seasonal(rng, 20 * DAY)
+    x[15 * DAY:16 * DAY] = 10.0 + 2 * (x[15 * DAY:16 * DAY] - 10.0)
+    data = tmp_path / "series.csv"
+    _write_table(data, x)
+    lines = data.read_text().splitlines()
+    stamp = lines[1].split(",")[0]
+    burst = [f"{stamp},{10.0 + 0.1 * rng.normal():.4f}" for _ in range(60)]
+    data.write_text("\n".join([lines[0], *burst, *lines[1:]]) + "\n")
+    done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "s")],
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    log = done.stderr.decode()
+    assert "a time step of 600 s; the value 86400 s back in the context" in log, log[-3000:]
+    flags, _ = _flags(done.stdout.decode())
+    flagged = np.asarray(flags) - 60  # (rows of the series, after the burst)
+    assert ((flagged >= 15 * DAY) & (flagged < 16 * DAY)).any(), flags
