@@ -50,6 +50,13 @@ GRID = 129
 MIN_TAIL_SCALE = 0.25
 
 
+# Surprises closer than this (nats) to a past one count as equal to it.  A flat series' model,
+# moved by one blip it learned, gives its ordinary points a surprise 3e-7 nats above the
+# history's (all alike): above every one of them, they scored 0.999001 for 1,300 points, until
+# the history had refilled.  No model tells densities 1.0001x apart.
+TIE_NATS = 1e-4
+
+
 def tail_probability(surprise: np.ndarray, history: np.ndarray, *,
                      only_below: float | None = None) -> np.ndarray:
     """Upper-tail probability of each surprise among ``history`` (sorted), shape (n,).
@@ -61,6 +68,7 @@ def tail_probability(surprise: np.ndarray, history: np.ndarray, *,
     probabilities at most about that small are computed, the others come out as 1 (for a
     caller that only flags: one comparison per point instead of the whole computation).
     """
+    surprise = surprise - TIE_NATS  # (see TIE_NATS: a tie is no rarity)
     n = history.shape[0]
     start = int(TAIL_QUANTILE * (n - 1))
     q = history[start]

@@ -73,3 +73,39 @@ def test_ties_count_as_not_below():
     p = tail_probability(np.array([100.0, 50.0]), history)
     assert p[0] == pytest.approx(901 / 1001, abs=0.01)  # 900 ties and itself: ordinary
     assert p[1] == pytest.approx(951 / 1001, abs=0.01)
+
+
+def test_a_surprise_a_hair_above_a_flat_history_is_a_tie_not_a_rarity():
+    """A flat series' model, moved by one blip it learned, gives its ordinary points a
+    surprise 3e-7 nats above the history (all alike): above every one of them, they scored
+    0.999001 until the history had refilled (1,300 points of a flat gauge)."""
+    from emstream.calibration import TailCalibrator
+
+    cal = TailCalibrator(1000)
+    cal.remember(np.full(1000, -0.32351476))
+    ordinary, blip = cal.score(np.array([-0.3235145, -0.32351476 + 6.0]), remember=False)
+    assert ordinary == 0.0 and blip > 0.9999
+
+
+def test_a_flat_gauge_after_one_blip_scores_its_ordinary_points_as_ordinary(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    n = 6000
+    times = np.datetime64("2024-01-01T00:00") + np.arange(n) * np.timedelta64(5, "m")
+    values = np.full(n, 45.0)
+    values[3000] = 46.0
+    data = tmp_path / "flat.csv"
+    data.write_text("timestamp,value\n" + "".join(
+        f"{str(t).replace('T', ' ')},{v}\n" for t, v in zip(times, values)))
+    done = subprocess.run([sys.executable, "-m", "emstreamd", "--config",
+                           str(ROOT / "config.yaml"), "--input", str(data), "--checkpoint",
+                           str(tmp_path / "s")], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    rows = [line.split(",") for line in done.stdout.decode().splitlines()]
+    line = np.array([int(r[0]) for r in rows])
+    score = np.array([float(r[5]) for r in rows])
+    assert score[line == 3002][0] > 0.9999  # the blip (data row 3000)
+    assert score[line > 3002].max() < 0.5
