@@ -127,12 +127,14 @@ class SeriesUpdate:
 class Echoes:
     """Where a block of feature rows stands: ``first`` the stream position of its first row,
     ``rows`` (n,) the position each row's season column is centred on (-1: none),
-    ``columns`` the season columns, ``depth`` how many rows back a season may reach."""
+    ``columns`` the season columns, ``depth`` how many rows back a season may reach, ``far``
+    (n,) which rows have no row near a season before them (after an outage of days)."""
 
     first: int
     rows: np.ndarray
     columns: list
     depth: int
+    far: np.ndarray | None = None
 
 
 def _conditional_surprise(F: np.ndarray, context: list, params, dropped=()) -> np.ndarray:
@@ -241,7 +243,7 @@ class SeriesMonitor:
         echo = None
         if self.features.season_columns(d):
             echo = Echoes(first, self.features.season_rows_, self.features.season_columns(d),
-                          self.features.depth())
+                          self.features.depth(), self.features.season_far_)
         return self.learn_rows(F, self.features.context_columns(d), with_resp=with_resp,
                                with_scores=with_scores, stale=self.features.stale_,
                                stale_columns=self.features.lag_columns(d), echo=echo)
@@ -316,6 +318,15 @@ class SeriesMonitor:
             surprise = surprise + em.score_samples(F[:, context], marginal)
         if stale is not None and params is not None and stale.any():
             surprise[stale] = _conditional_surprise(F[stale], context, params, stale_columns)
+        if echo is not None and echo.far is not None and params is not None and echo.far.any():
+            # No row near a season back (an outage of days): the season column is the
+            # outage's edge, and says nothing of these rows.
+            old = stale if stale is not None else np.zeros(n, dtype=bool)
+            for also_stale in (False, True):
+                rows = np.flatnonzero(echo.far & (old == also_stale))
+                if rows.size:
+                    dropped = list(echo.columns) + (list(stale_columns) if also_stale else [])
+                    surprise[rows] = _conditional_surprise(F[rows], context, params, dropped)
         level = None
         if self.level is not None and params is not None:
             level = self.level.surprises(F, _targets(F, context), params)

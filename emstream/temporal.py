@@ -154,6 +154,10 @@ class TemporalFeatures:
         For each row of the last :meth:`transform`, the stream position (0 for the first row
         ever) of the row its season column is centred on; -1 while the stream is younger than
         a season, and for every row without a season.
+    season_far_ : ndarray of shape (n,) of bool
+        Which rows of the last :meth:`transform` have no row near a season (or up to
+        ``SEASONS_BACK`` seasons) before them in time, after an outage of days: their season
+        column is the nearest row however far, and the score leaves it out.
     """
 
     def __init__(self, *, lags: int = 1, season=None, volatility: bool = True,
@@ -184,6 +188,7 @@ class TemporalFeatures:
         self._behind = False
         self.stale_ = np.zeros(0, dtype=bool)
         self.season_rows_ = np.zeros(0, dtype=np.int64)
+        self.season_far_ = np.zeros(0, dtype=bool)
         self._seen = 0
         self._floor = None  # smallest change the volatility resolves (half the data's grid)
 
@@ -354,6 +359,7 @@ class TemporalFeatures:
             columns.append(Z[np.maximum(np.arange(h, h + n) - lag, 0)])
         self.stale_ = self._stale(clock, h, n)
         self.season_rows_ = np.full(n, -1, dtype=np.int64)
+        self.season_far_ = np.zeros(n, dtype=bool)
         if self._season_slot:
             context, base, young = self._season_context(Z, h, n, clock)
             columns.append(context)
@@ -400,7 +406,7 @@ class TemporalFeatures:
         while True:
             if cut:
                 parts.append((self._transform(X[start:start + cut], times[start:start + cut]),
-                              self.stale_, self.season_rows_))
+                              self.stale_, self.season_rows_, self.season_far_))
                 start += cut
             if start >= n:
                 break
@@ -412,6 +418,7 @@ class TemporalFeatures:
             cut = n - start if following is None else following
         self.stale_ = np.concatenate([p[1] for p in parts])
         self.season_rows_ = np.concatenate([p[2] for p in parts])
+        self.season_far_ = np.concatenate([p[3] for p in parts])
         return np.concatenate([p[0] for p in parts])
 
     def _stale(self, clock, h: int, n: int) -> np.ndarray:
@@ -484,6 +491,9 @@ class TemporalFeatures:
             found = (off <= near) & (earlier >= self._start)
             base[gap[found]] = rows[found]
             gap = gap[~found]
+        # (after an outage of more than SEASONS_BACK periods the nearest row is the outage's
+        # edge, a day's context all one value: 68-211 nats of surprise for a day of rows)
+        self.season_far_[gap] = True
         base[young] = oldest[young]
         return base, young, oldest
 
@@ -512,13 +522,13 @@ class TemporalFeatures:
         """:meth:`transform` without remembering ``X``: the features the next rows would get."""
         saved = (self._history, self._seen, self._searching, self.season_, self._floor,
                  self._clock, self._period, self._start, self.stale_, self.season_rows_,
-                 self._behind)
+                 self.season_far_, self._behind)
         try:
             return self.transform(X, times)
         finally:  # transform rebinds these attributes, never mutates them in place
             (self._history, self._seen, self._searching, self.season_, self._floor,
              self._clock, self._period, self._start, self.stale_, self.season_rows_,
-             self._behind) = saved
+             self.season_far_, self._behind) = saved
 
     def _decide_season(self, Z: np.ndarray, times) -> None:
         """At the first block: a day in points from the timestamps' typical step, else the

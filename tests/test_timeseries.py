@@ -834,6 +834,32 @@ def test_an_outage_raises_no_alert_when_the_data_resume(tmp_path):
     assert alerts["outages"] == alerts["whole"]
 
 
+def test_an_outage_of_days_raises_no_alert_when_the_data_resume(tmp_path):
+    """An outage longer than the seasons the context reaches back (four and a half days): the
+    first day after it has no row near a day (or three) before it, and took the outage's edge
+    as its season, one value for a whole day: 68-211 nats of surprise and a false alert.
+    That day is scored without its season; the spike two days later is still found."""
+    rng = np.random.default_rng(5)
+    n = 30 * DAY
+    x = _seasonal(rng, n)
+    spike = 22 * DAY + DAY // 2 + DAY // 4
+    x[spike] = 10.9  # in range, at the trough
+    kept = np.ones(n, dtype=bool)
+    kept[16 * DAY + DAY // 5:16 * DAY + DAY // 5 + 9 * DAY // 2] = False
+    alerts = {}
+    for name, rows in (("whole", np.arange(n)), ("outage", np.flatnonzero(kept))):
+        stamps = np.array(1.7e9 + STEP * rows, dtype="datetime64[s]")
+        data = tmp_path / f"{name}.csv"
+        data.write_text("timestamp,value\n" + "".join(
+            f"{str(s).replace('T', ' ')},{v:.4f}\n" for s, v in zip(stamps, x[rows])))
+        done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
+                               str(tmp_path / name)], capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()
+        alerts[name] = rows[_flags(done.stdout.decode())[0]].tolist()
+    assert spike in alerts["whole"]
+    assert alerts["outage"] == [a for a in alerts["whole"] if kept[a]]
+
+
 def test_one_odd_point_does_not_make_the_next_season_look_odd():
     """The season context is a median of three: a spike at t shows in no context a season
     later, and a level shift shows there on the point the raw value would."""
