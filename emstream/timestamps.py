@@ -31,6 +31,8 @@ import numpy as np
 
 # A zone: Z, UTC or GMT (BigQuery writes "2014-07-01 00:30:00 UTC"), or an offset in hours
 # and optional minutes (PostgreSQL writes "+00"), after the time or a space.
+# The widest offset any zone has had (Kiribati's +14:00; -12:00 the other way).
+MAX_OFFSET_HOURS = 14
 _OFFSET = re.compile(rb" ?(?:Z|UTC|GMT|([+-])(\d\d)(?::?(\d\d))?)$")
 _EPOCH = re.compile(rb"[+-]?\d+(?:\.\d*)?")
 # (a decimal comma before the fraction of a second too, which ISO 8601 allows and Python's
@@ -106,8 +108,10 @@ def _one(text: bytes, day_first: bool | None = None) -> float:
         zone = None  # an offset follows a time of day (2014-07-01-05 is no time)
     if zone is not None:
         if zone.group(1):
-            offset = (int(zone.group(2)) * 3600 + int(zone.group(3) or 0) * 60) * (
-                1 if zone.group(1) == b"+" else -1)
+            hours, minutes = int(zone.group(2)), int(zone.group(3) or 0)
+            if hours > MAX_OFFSET_HOURS or minutes > 59:
+                return np.nan  # (+99:99 is no zone: it was read as 4 days and 3 minutes)
+            offset = (hours * 3600 + minutes * 60) * (1 if zone.group(1) == b"+" else -1)
         text = text[:zone.start()]
     if _ISO.fullmatch(text):
         iso = text.decode("ascii").replace(",", ".")

@@ -40,8 +40,13 @@ def test_times_in_every_accepted_form_and_nan_for_the_rest():
     np.testing.assert_array_equal(parse_times(fields), 1404174600.0)
     assert parse_times([b"2014-07-01"]).tolist() == [1404172800.0]
     bad = [b"July 1st", b"2014-13-45", b"", b"2014-07-01 25:00:00", b"nan", b"12:00",
-           b"2014-07-01-05", b"2014-07-01 00:30:00 CET"]
+           b"2014-07-01-05", b"2014-07-01 00:30:00 CET",
+           # offsets no zone has (+99:99 was read as 4 days and 3 minutes)
+           b"2014-07-01T02:30:00+99:99", b"2014-07-01T02:30:00+15:00",
+           b"2014-07-01T02:30:00-05:60"]
     assert np.isnan(parse_times(bad)).all()
+    assert parse_times([b"2014-07-01T14:30:00+14:00", b"2014-06-30T12:30:00-12:00"]).tolist() \
+        == [1404174600.0, 1404174600.0]
 
 
 def test_a_time_column_as_an_array_is_read_as_field_by_field():
