@@ -2043,3 +2043,17 @@ def test_a_start_up_burst_at_one_time_does_not_turn_the_season_off(tmp_path):
     flags, _ = _flags(done.stdout.decode())
     flagged = np.asarray(flags) - 60  # (rows of the series, after the burst)
     assert ((flagged >= 15 * DAY) & (flagged < 16 * DAY)).any(), flags
+
+
+def test_times_keep_their_microseconds():
+    """Times were cut to milliseconds: a 10 kHz sensor's rows shared each time ten by ten,
+    and the series' time step came out 0 ("times that do not move forward")."""
+    from emstream.timestamps import typical_step
+
+    stamps = np.datetime64("2024-01-01T00:00:00") + np.arange(200) * np.timedelta64(100, "us")
+    for fields in (np.array([str(t).encode() for t in stamps]),  # a table's column
+                   [str(t).encode() for t in stamps],  # field by field
+                   [str(t).encode() + b"+01:00" for t in stamps]):  # with an offset
+        times = parse_times(fields)
+        assert typical_step(times) == pytest.approx(1e-4, rel=1e-2)
+        assert np.all(np.diff(times) > 0)
