@@ -74,6 +74,54 @@ def test_a_header_is_written_once_into_a_file_appended_to(tmp_path):
     assert path.read_text().count("line,") == 1
 
 
+def _kill_by_progress(command, out, rng, kills_wanted=8, low=2_000, high=20_000):
+    """Run ``command`` (stdout appended to ``out``) again and again, each run killed once it
+    has written ``low`` to ``high`` bytes more, ``kills_wanted`` times, then to its end;
+    returns how many kills there were."""
+    out.touch()
+    kills = 0
+    while True:
+        target = out.stat().st_size + int(rng.integers(low, high))
+        with open(out, "ab") as handle:
+            process = subprocess.Popen(command, stdout=handle, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 300
+            while process.poll() is None and time.monotonic() < deadline:
+                if kills < kills_wanted and out.stat().st_size >= target:
+                    os.kill(process.pid, signal.SIGKILL)
+                    kills += 1
+                    break
+                time.sleep(0.002)
+            process.wait()
+        if process.returncode == 0:
+            return kills
+
+
+def test_dead_letters_too_are_written_once_across_kills(tmp_path):
+    """A series with a junk line every 37 lines: its dead letters, written when a block is
+    read (ahead of the rows still to learn), were written again for every line after the
+    checkpoint at each restart."""
+    rng = np.random.default_rng(3)
+    lines = [f"{v:.5f}" for v in rng.normal(size=20_000)]
+    for i in range(5, len(lines), 37):
+        lines[i] = f"junk {i}"
+    data = tmp_path / "in.txt"
+    data.write_text("\n".join(lines) + "\n")
+
+    def command(name):
+        return [*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / name),
+                "--set", "checkpoint.every_points=700", "--set", "batch.max_rows=100",
+                "--set", f"input.dead_letter={tmp_path / (name + '.rejected')}"]
+
+    reference = subprocess.run(command("ref"), capture_output=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr.decode()[-2000:]
+    kills = _kill_by_progress(command("s"), tmp_path / "out.csv", rng)
+    assert kills >= 4
+    assert (tmp_path / "out.csv").read_bytes() == reference.stdout
+    letters = (tmp_path / "s.rejected").read_bytes()
+    assert letters == (tmp_path / "ref.rejected").read_bytes()
+    assert letters.count(b"\n") == len(range(5, len(lines), 37))
+
+
 def test_a_keyed_back_fill_killed_mid_run_appends_each_line_once(tmp_path):
     """Twelve keys interleaved; the daemon killed once it has written 2-20 kB more, eight
     times, each run appending to one output file: the file is an uninterrupted run's."""
@@ -88,22 +136,6 @@ def test_a_keyed_back_fill_killed_mid_run_appends_each_line_once(tmp_path):
                                capture_output=True, timeout=300)
     assert reference.returncode == 0, reference.stderr.decode()[-2000:]
     out = tmp_path / "out.csv"
-    out.touch()
-    kills = 0
-    while True:
-        target = out.stat().st_size + int(rng.integers(2_000, 20_000))
-        with open(out, "ab") as handle:
-            process = subprocess.Popen([*DAEMON, *args, "--checkpoint", str(tmp_path / "s")],
-                                       stdout=handle, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 300
-            while process.poll() is None and time.monotonic() < deadline:
-                if kills < 8 and out.stat().st_size >= target:
-                    os.kill(process.pid, signal.SIGKILL)
-                    kills += 1
-                    break
-                time.sleep(0.002)
-            process.wait()
-        if process.returncode == 0:
-            break
+    kills = _kill_by_progress([*DAEMON, *args, "--checkpoint", str(tmp_path / "s")], out, rng)
     assert kills >= 4
     assert out.read_bytes() == reference.stdout

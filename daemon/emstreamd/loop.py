@@ -38,7 +38,7 @@ from .columns import parse_with_columns
 from .errors import EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import KeyMonitor, batch_rows
 from .notify import Watchdog, notify
-from .sinks import PointSink, say_if_waiting_for_a_reader
+from .sinks import PointSink, cut_file_back, file_mark, say_if_waiting_for_a_reader
 
 log = logging.getLogger("emstreamd")
 # stderr is a terminal (someone is watching): a back-fill's status line comes every second.
@@ -207,11 +207,13 @@ class PendingRejects:
     unapplied, and its counters leave them out."""
 
     def __init__(self):
-        self._parts = []  # (lines, codes, reasons) of successive blocks, lines increasing
+        # (lines, codes, reasons, letters) of successive blocks, lines increasing; letters:
+        # the size of each one's dead letter (None: none written)
+        self._parts = []
 
-    def add(self, rejects: Rejects) -> None:
+    def add(self, rejects: Rejects, letters: np.ndarray | None = None) -> None:
         if len(rejects):  # (not the Rejects themselves: they hold on to their block's bytes)
-            self._parts.append((rejects.lines, rejects.codes, rejects.reasons))
+            self._parts.append((rejects.lines, rejects.codes, rejects.reasons, letters))
 
     def __bool__(self) -> bool:
         return bool(self._parts)
@@ -222,16 +224,22 @@ class PendingRejects:
     def drop_through(self, line: int) -> None:
         """Forget the rejects up to and including ``line`` (now behind the position)."""
         kept = []
-        for lines, codes, reasons in self._parts:
+        for lines, codes, reasons, letters in self._parts:
             if lines[-1] > line:
                 start = int(np.searchsorted(lines, line, side="right"))
-                kept.append((lines[start:], codes[start:], reasons))
+                kept.append((lines[start:], codes[start:], reasons,
+                             None if letters is None else letters[start:]))
         self._parts = kept
+
+    def letter_bytes(self) -> int:
+        """The bytes of the dead letters written for these rejects (ahead of the position:
+        a restart reads their lines, and writes their letters, again)."""
+        return sum(int(letters.sum()) for *_, letters in self._parts if letters is not None)
 
     def counts(self) -> dict:
         """Rejects by reason."""
         total = {}
-        for _, codes, reasons in self._parts:
+        for _, codes, reasons, _ in self._parts:
             for code, n in enumerate(np.bincount(codes).tolist()):
                 if n:
                     total[reasons[code]] = total.get(reasons[code], 0) + n
@@ -533,7 +541,7 @@ class Daemon:
                      self.next_line)
             # The lines after the position are read and learned again: their per-point lines
             # too, so the ones written after the checkpoint go.
-            self.sink.cut_back(meta.get("output"), self._first_unreported(meta))
+            self._cut_files_back(meta, self._first_unreported(meta))
         else:
             if saved.get("kind") == "follow" and self.source.kind == "follow":
                 if saved.get("inode") is not None:  # (None: it was waiting for a file)
@@ -749,9 +757,12 @@ class Daemon:
         if rejects and self.dead_letter is not None:
             # A reject whose dead letter could not be written is not counted: the position
             # stays before it, so a restart reads it (and writes it) again.
-            rejects = rejects.take(slice(self._dead_letters(rejects)))
+            written, letters = self._dead_letters(rejects)
+            rejects = rejects.take(slice(written))
+        else:
+            letters = None
         if rejects:
-            self._count_rejects(rejects)
+            self._count_rejects(rejects, letters)
 
     def _take(self, data: bytes) -> None:
         base = self.source.offset - len(data)
@@ -771,7 +782,7 @@ class Daemon:
             self.applied_offset = self.source.offset
             self.pending_rejects = PendingRejects()
 
-    def _count_rejects(self, rejects: Rejects) -> None:
+    def _count_rejects(self, rejects: Rejects, letters: np.ndarray | None = None) -> None:
         """Count a block's rejects by reason, keep them pending, and log the first
         ``LOGGED_REJECTS`` of the daemon's life and every ``LOG_REJECT_EVERY``-th after."""
         rejected, run = self.counters["rejected"], self.run_rejects
@@ -783,7 +794,7 @@ class Daemon:
                 run[reason] = run.get(reason, 0) + n
             if self.metrics is not None:
                 self.metrics.reject(reason, n)
-        self.pending_rejects.add(rejects)
+        self.pending_rejects.add(rejects, letters)
         first = range(min(len(rejects), max(0, LOGGED_REJECTS - before)))
         every = range(-(before + 1) % LOG_REJECT_EVERY, len(rejects), LOG_REJECT_EVERY)
         for i in sorted(set(first).union(every)):
@@ -800,11 +811,11 @@ class Daemon:
                         "what the configuration reads: %s", total, said,
                         NOTHING_READ_HINTS.get(reason, "see the rejected lines above"))
 
-    def _dead_letters(self, rejects: Rejects) -> int:
+    def _dead_letters(self, rejects: Rejects) -> tuple[int, np.ndarray]:
         """Append a block's rejects to ``input.dead_letter``, one JSON line each, in one write
-        (more if the kernel takes less); returns how many were written.  On a write error (a
-        full disk) the record cut short is removed, so the file holds whole lines only, and
-        the run halts."""
+        (more if the kernel takes less); returns how many were written, and the size of each
+        of their letters.  On a write error (a full disk) the record cut short is removed, so
+        the file holds whole lines only, and the run halts."""
         blob, ends = rejects.to_json_lines()
         blob = memoryview(blob)
         written = 0
@@ -822,8 +833,8 @@ class Daemon:
                        "before line %d, whose dead letter was not written",
                        self.config["input"]["dead_letter"], exc.strerror or exc,
                        int(rejects.lines[whole]))
-            return whole
-        return len(rejects)
+            return whole, np.diff(ends[:whole], prepend=0)
+        return len(rejects), np.diff(ends, prepend=0)
 
     def _halt(self, code: int, message: str, *args) -> None:
         """Stop after a failed write: nothing more is learned, the run ends with ``code``
@@ -1069,6 +1080,24 @@ class Daemon:
                     "daemon ran?): locked again; checkpoints go on there", path)
         return True
 
+    def _file_marks(self) -> dict:
+        """Where a checkpoint leaves the per-point output and the dead letters (files only):
+        a restart cuts what was written after (:meth:`_cut_files_back`)."""
+        dead = None
+        if self.dead_letter is not None:
+            dead = file_mark(self.dead_letter, "input.dead_letter",
+                             less=self.pending_rejects.letter_bytes())
+        return {"output": self.sink.mark(), "dead_letter": dead}
+
+    def _cut_files_back(self, marks: dict, first_line: int) -> None:
+        """At a restart whose input is read again from the position: the per-point lines and
+        dead letters written after ``marks`` (:meth:`_file_marks`) go, since the lines they are
+        for are read, and reported, again (each then stands in its file once)."""
+        self.sink.cut_back(marks.get("output"), first_line)
+        if self.dead_letter is not None:
+            cut_file_back(self.dead_letter, marks.get("dead_letter"), first_line,
+                          "input.dead_letter")
+
     def _start_output(self) -> None:
         """A run with no checkpoint yet: cut the per-point lines an earlier such run wrote
         before it was killed (it left no checkpoint to say where its lines end), since this
@@ -1078,11 +1107,13 @@ class Daemon:
         where = held.with_name(held.name.removesuffix(".lock") + OUTPUT_START)
         if self.source.kind in ("file", "follow"):  # (stdin's lines cannot be read again)
             try:
-                self.sink.cut_back(json.loads(where.read_bytes()), 1)
+                marks = json.loads(where.read_bytes())
             except (OSError, ValueError):
-                pass  # (none yet, or not readable: nothing is cut)
-        mark = self.sink.mark()
-        if mark is not None:
+                marks = None  # (none yet, or not readable: nothing is cut)
+            if isinstance(marks, dict):
+                self._cut_files_back(marks, 1)
+        mark = self._file_marks()
+        if any(mark.values()):
             try:
                 checkpoint.write_atomic(where, json.dumps(mark).encode())
             except OSError as exc:
@@ -1129,7 +1160,7 @@ class Daemon:
                 "carried": self.carried.state() if self.carried.count else None,
                 "layout": (None if self.layout is None else "plain" if self.layout is False
                            else self.layout.to_dict()),
-                "output": self.sink.mark(),
+                **self._file_marks(),
                 "config": self._config_to_keep()}
         target = Path(self.config["checkpoint"]["path"])
         try:

@@ -72,6 +72,62 @@ def _own_lines(tail: bytes, first_line: int) -> bool:
         or _OWN_LINE.match(partial) is not None or partial.isdigit()
 
 
+def file_mark(fd: int, what: str, less: int = 0) -> dict | None:
+    """Where a checkpoint leaves an appended file (per-point lines, dead letters): its
+    identity, its size (``less`` bytes written for what lies past the checkpoint's position
+    left out) and a digest of the bytes before that, after making it durable (a checkpoint
+    must not promise lines a power cut takes back); None if it cannot be read back."""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None  # (a pipe, a terminal, /dev/null: nothing to cut back)
+        os.fsync(fd)
+    except OSError as exc:
+        log.warning("%s: not made durable (%s): its lines after this checkpoint may repeat "
+                    "after a crash", what, exc.strerror or exc)
+        return None
+    size = max(0, info.st_size - less)
+    before = _fingerprint(fd, size)
+    if before is None:
+        return None
+    return {"device": info.st_dev, "inode": info.st_ino, "size": size, "before": before}
+
+
+def cut_file_back(fd: int, mark, first_line: int, what: str) -> None:
+    """At a restart, cut what was written to an appended file after a checkpoint's ``mark``
+    (:func:`file_mark`): the lines it is for are read and written again.  Only the same
+    file, unchanged up to the mark, and only lines of this daemon's forms (numbered from
+    ``first_line`` on, the first line still to be reported) are cut: another writer's lines
+    are left, with a warning."""
+    if not isinstance(mark, dict):
+        return
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return
+    size = mark.get("size")
+    if (info.st_dev, info.st_ino) != (mark.get("device"), mark.get("inode")) \
+            or not isinstance(size, int) or not 0 <= size <= info.st_size:
+        return  # another file, or this one cut or rotated since: nothing of ours to cut
+    if info.st_size == size or mark.get("before") != _fingerprint(fd, size):
+        return  # (nothing after it, or the file was rewritten since: a copytruncate
+        # rotation, say)
+    tail = _tail(fd, size, min(info.st_size - size, MAX_CUT + 1))
+    if tail is None or len(tail) > MAX_CUT or not _own_lines(tail, first_line):
+        log.warning("%s: the %d bytes after the checkpoint's end are not (only) this daemon's "
+                    "lines from line %d: left as they are; the lines since the checkpoint are "
+                    "written again", what, info.st_size - size, first_line)
+        return
+    try:
+        os.ftruncate(fd, size)
+    except OSError as exc:
+        log.warning("%s: the lines written after the checkpoint not cut (%s): they are "
+                    "written again", what, exc.strerror or exc)
+        return
+    log.info("%s: %d bytes written after the checkpoint cut (%d lines, written again)", what,
+             len(tail), tail.count(b"\n") + (not tail.endswith(b"\n")))
+
+
 def _fingerprint(fd: int, size: int) -> str | None:
     """A digest of the file's last 256 bytes before ``size``: what a cut-back checks is
     still there (None if the file cannot be read back: the output descriptor is write-only,
@@ -162,63 +218,24 @@ class PointSink:
         return None
 
     def mark(self) -> dict | None:
-        """Where a checkpoint leaves a file's per-point lines (its identity and size, made
-        durable first), so that a restart cuts what came after (:meth:`cut_back`); None for
-        a pipe, a terminal or no output."""
+        """Where a checkpoint leaves a file's per-point lines (:func:`file_mark`), so that a
+        restart cuts what came after (:meth:`cut_back`); None for a pipe, a terminal or no
+        output."""
         if self.out is None or self._fd() is None or self._kind != "file":
             return None
-        fd = self.out.fileno()
         try:
             self.out.flush()
-            os.fsync(fd)  # (a checkpoint must not promise lines a power cut takes back)
-            info = os.fstat(fd)
-        except OSError as exc:
-            log.warning("per-point output: not made durable (%s): its lines after this "
-                        "checkpoint may repeat after a crash", exc.strerror or exc)
+        except OSError:
             return None
-        before = _fingerprint(fd, info.st_size)
-        if before is None:
-            return None
-        return {"device": info.st_dev, "inode": info.st_ino, "size": info.st_size,
-                "before": before}
+        return file_mark(self.out.fileno(), "per-point output")
 
     def cut_back(self, mark, first_line: int) -> None:
         """At a restart, cut the per-point lines written after the checkpoint (``mark``, from
-        :meth:`mark`): the rows they are for are learned, and their lines written, again, so
-        that the file holds each line once, and no line cut short by a kill.  Only the same
-        file, unchanged up to the checkpoint's end, and only lines this daemon writes
-        (numbered from ``first_line`` on, the first row still to be reported) are cut:
-        another writer's lines are left, with a warning."""
-        if not isinstance(mark, dict) or self.out is None or self._fd() is None \
-                or self._kind != "file":
-            return
-        fd = self.out.fileno()
-        try:
-            info = os.fstat(fd)
-        except OSError:
-            return
-        size = mark.get("size")
-        if (info.st_dev, info.st_ino) != (mark.get("device"), mark.get("inode")) \
-                or not isinstance(size, int) or not 0 <= size <= info.st_size:
-            return  # another file, or this one cut or rotated since: nothing of ours to cut
-        if info.st_size == size or mark.get("before") != _fingerprint(fd, size):
-            return  # (nothing after it, or the file was rewritten: cut and written afresh
-            # by a copytruncate rotation, say, since the checkpoint)
-        tail = _tail(fd, size, min(info.st_size - size, MAX_CUT + 1))
-        if tail is None or len(tail) > MAX_CUT or not _own_lines(tail, first_line):
-            log.warning("per-point output: %d bytes after the checkpoint's end are not "
-                        "(only) this daemon's lines from line %d: left as they are; the "
-                        "lines since the checkpoint are written again", len(tail), first_line)
-            return
-        try:
-            os.ftruncate(fd, size)
-        except OSError as exc:
-            log.warning("per-point output: the lines written after the checkpoint not cut "
-                        "(%s): they are written again", exc.strerror or exc)
-            return
-        log.info("per-point output: %d bytes written after the checkpoint cut (%d lines, "
-                 "written again as their rows are learned again)", len(tail),
-                 tail.count(b"\n") + (not tail.endswith(b"\n")))
+        :meth:`mark`; see :func:`cut_file_back`): the rows they are for are learned, and their
+        lines written, again, so that the file holds each line once, and no line cut short by
+        a kill."""
+        if self.out is not None and self._fd() is not None and self._kind == "file":
+            cut_file_back(self.out.fileno(), mark, first_line, "per-point output")
 
     def _fd(self) -> int | None:
         """The output's descriptor, its kind noted on first use."""
