@@ -81,7 +81,7 @@ def file_mark(fd: int, what: str, less: int = 0) -> dict | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return None  # (a pipe, a terminal, /dev/null: nothing to cut back)
-        os.fsync(fd)
+        os.fdatasync(fd)  # (the size is data here: fdatasync keeps it)
     except OSError as exc:
         log.warning("%s: not made durable (%s): its lines after this checkpoint may repeat "
                     "after a crash", what, exc.strerror or exc)
