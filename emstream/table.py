@@ -751,7 +751,10 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
     if names is None and time_field is None and key_field is None:
         return None
     if key_field is not None and key_field == time_field:
-        raise LayoutError(f"input.key {key!r} is the time column")
+        raise LayoutError(f"input.key {key!r} is the time column" + (
+            " (found as the time by itself: to give each of its values a model of its own, "
+            "set input.timestamp to the time column, or to null for none)"
+            if timestamp == "auto" else ""))
     rows = _probe([line for _, line in lines], comma, sep, n_fields)
     if columns is None:
         # A column without a name is a row index (pandas' to_csv, R's write.csv), and one

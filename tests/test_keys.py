@@ -1371,3 +1371,19 @@ def test_another_program_s_database_with_a_table_of_the_store_s_names_is_left_un
     assert "not a state store" in done.stderr.decode()
     assert db_path.read_bytes() == before and not (tmp_path / "app.sqlite-wal").exists()
     assert emstream_main(["inspect", str(db_path)]) == 1
+
+
+def test_a_date_column_named_as_the_key_says_how_to_key_by_it(tmp_path):
+    """input.key naming the column taken as the time stopped the daemon (78) with no hint
+    that input.timestamp decides the time column; with it set to null the dates are keys."""
+    data = tmp_path / "d.csv"
+    data.write_text("day,reading\n" + "".join(f"2024-01-{i % 28 + 1:02d},{i}\n"
+                                              for i in range(60)))
+    refused = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
+                              str(tmp_path / "a"), "--set", "input.key=day"],
+                             capture_output=True, timeout=120)
+    err = refused.stderr.decode()
+    assert refused.returncode == 78 and "set input.timestamp" in err, err
+    done = _run(["--input", str(data), "--checkpoint", str(tmp_path / "b"), "--no-output",
+                 "--set", "input.key=day", "--set", "input.timestamp=null"])
+    assert "28 keys" in done.stderr.decode()
