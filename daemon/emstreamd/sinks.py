@@ -48,9 +48,10 @@ def say_if_waiting_for_a_reader(key: str, path: str) -> None:
                         "reading", key, path)
 
 
-# The most per-point output a restart cuts back (a checkpoint every 100,000 points writes
-# about 6 MB of lines between two; more than this is not taken for this daemon's own).
-MAX_CUT = 1 << 30
+# The most a restart cuts back, read and checked in memory first (a checkpoint every 100,000
+# points writes about 6 MB of per-point lines between two; more than this is left, and
+# written again, with a warning).
+MAX_CUT = 64 << 20
 
 _OWN_LINE = re.compile(rb'(?:(\d+),|\{"line": (\d+),|line,)')
 
@@ -112,7 +113,7 @@ def cut_file_back(fd: int, mark, first_line: int, what: str) -> None:
     if info.st_size == size or mark.get("before") != _fingerprint(fd, size):
         return  # (nothing after it, or the file was rewritten since: a copytruncate
         # rotation, say)
-    tail = _tail(fd, size, min(info.st_size - size, MAX_CUT + 1))
+    tail = _read_back(fd, size, min(info.st_size - size, MAX_CUT + 1))
     if tail is None or len(tail) > MAX_CUT or not _own_lines(tail, first_line):
         log.warning("%s: the %d bytes after the checkpoint's end are not (only) this daemon's "
                     "lines from line %d: left as they are; the lines since the checkpoint are "
@@ -130,29 +131,22 @@ def cut_file_back(fd: int, mark, first_line: int, what: str) -> None:
 
 def _fingerprint(fd: int, size: int) -> str | None:
     """A digest of the file's last 256 bytes before ``size``: what a cut-back checks is
-    still there (None if the file cannot be read back: the output descriptor is write-only,
-    so it is read through /proc, which not every system has)."""
+    still there (None if the file cannot be read back)."""
     start = max(0, size - 256)
+    before = _read_back(fd, start, size - start)
+    return None if before is None else hashlib.sha256(before).hexdigest()[:32]
+
+
+def _read_back(fd: int, offset: int, count: int) -> bytes | None:
+    """Up to ``count`` bytes of the file from ``offset`` (None if it cannot be read: the
+    output's descriptor is write-only, so it is read through /proc, which not every system
+    has)."""
     try:
         reader = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        return hashlib.sha256(os.pread(reader, size - start, start)).hexdigest()[:32]
-    except OSError:
-        return None
-    finally:
-        os.close(reader)
-
-
-def _tail(fd: int, size: int, limit: int) -> bytes | None:
-    """Up to ``limit`` bytes of the file from ``size`` on (None if it cannot be read)."""
-    try:
-        reader = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return os.pread(reader, limit, size)
+        return os.pread(reader, count, offset)
     except OSError:
         return None
     finally:
