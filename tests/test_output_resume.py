@@ -27,39 +27,91 @@ def _sink(path):
     return PointSink(open(path, "ab"), SETTINGS)
 
 
+def _lines(*numbers, key=None):
+    """Per-point lines as the daemon writes them (csv)."""
+    return b"".join(f"{n},{'' if key is None else key + ','}0,0.900000,1.2500,0.50000000,0\n"
+                    .encode() for n in numbers)
+
+
 def test_a_restart_cuts_the_lines_after_the_checkpoint_and_a_partial_one(tmp_path):
     path = tmp_path / "out.csv"
-    path.write_bytes(b"101,0,0.9,1.0,0.5,0\n102,0,0.9,1.0,0.5,0\n")
+    path.write_bytes(_lines(101, 102))
     sink = _sink(path)
     mark = sink.mark()
-    sink.out.write(b"103,0,0.9,1.0,0.5,0\n104,1,0.8")  # then killed mid-line
+    sink.out.write(_lines(103) + b"104,1,0.8")  # then killed mid-line
     sink.out.close()
-    again = _sink(path)
-    again.cut_back(mark, 103)
-    assert path.read_bytes() == b"101,0,0.9,1.0,0.5,0\n102,0,0.9,1.0,0.5,0\n"
+    _sink(path).cut_back(mark, 103)
+    assert path.read_bytes() == _lines(101, 102)
 
 
 def test_another_writer_s_lines_a_rewritten_file_or_another_file_are_left(tmp_path):
     path = tmp_path / "out.csv"
-    path.write_bytes(b"101,0,0.9,1.0,0.5,0\n")
+    path.write_bytes(_lines(101))
     sink = _sink(path)
     mark = sink.mark()
     sink.out.close()
     cases = {
-        # a line of no daemon's, or of an input line before the checkpoint's position
-        "foreign": b"101,0,0.9,1.0,0.5,0\nsomething else\n",
-        "older": b"101,0,0.9,1.0,0.5,0\n55,0,0.9,1.0,0.5,0\n",
-        # rotated by copytruncate and written on: as long again, but not the same file
-        "rewritten": b"901,0,0.9,1.0,0.5,0\n902,0,0.9,1.0,0.5,0\n",
+        "a note": _lines(101, 102) + b"20261207,deploy v2.3 by alice\n",
+        "an earlier line": _lines(101, 55),
+        # another daemon's lines, numbered from its first line again
+        "another run": _lines(101, 102, 103, 101, 102),
+        "a number of 5,000 digits": _lines(101) + b"9" * 5000 + b",0\n",
+        # rotated by copytruncate and written on: as long again, but not the same bytes
+        "rewritten": _lines(901, 902),
     }
     for name, content in cases.items():
         path.write_bytes(content)
         _sink(path).cut_back(mark, 102)
         assert path.read_bytes() == content, name
     other = tmp_path / "other.csv"
-    other.write_bytes(b"101,0,0.9,1.0,0.5,0\n102,0,0.9,1.0,0.5,0\n")
+    other.write_bytes(_lines(101, 102))
     _sink(other).cut_back(mark, 102)  # another file (its inode is not the mark's)
-    assert other.read_bytes().count(b"\n") == 2
+    assert other.read_bytes() == _lines(101, 102)
+
+
+def test_an_empty_file_s_mark_does_not_cut_a_file_that_took_its_inode(tmp_path):
+    """A mark of an empty output: its digest (of no bytes) matches any file; after the file
+    was removed, another one that took its inode was cut to nothing."""
+    first = tmp_path / "x.csv"
+    first.touch()
+    sink = _sink(first)
+    mark = sink.mark()
+    sink.out.close()
+    first.unlink()
+    second = tmp_path / "results.csv"
+    second.write_bytes(_lines(1, 2, 3))
+    mark["inode"] = second.stat().st_ino  # (as if the system had given it the same inode)
+    _sink(second).cut_back(mark, 1)
+    assert second.read_bytes() == _lines(1, 2, 3)
+
+
+def test_a_cut_of_a_descriptor_shared_with_earlier_runs_leaves_no_hole(tmp_path):
+    """A restart loop's output redirected once with > (one descriptor, not appending, for
+    every run): the cut left the shared offset past the end, and the next line came after
+    a hole of NUL bytes."""
+    path = tmp_path / "out.csv"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.write(fd, _lines(101))
+    sink = PointSink(os.fdopen(os.dup(fd), "wb"), SETTINGS)
+    mark = sink.mark()
+    os.write(fd, _lines(102, 103))  # the run killed after its checkpoint
+    again = PointSink(os.fdopen(os.dup(fd), "wb"), SETTINGS)
+    again.cut_back(mark, 102)
+    again.out.write(_lines(102))
+    again.out.flush()
+    os.close(fd)
+    assert path.read_bytes() == _lines(101, 102)
+
+
+def test_keyed_lines_rise_key_by_key(tmp_path):
+    path = tmp_path / "out.csv"
+    path.write_bytes(_lines(7, key="a"))
+    sink = _sink(path)
+    mark = sink.mark()
+    sink.out.write(_lines(12, key="a") + _lines(9, key="b") + _lines(15, key="a"))
+    sink.out.close()
+    _sink(path).cut_back(mark, 1, keyed=True)
+    assert path.read_bytes() == _lines(7, key="a")
 
 
 def test_a_header_is_written_once_into_a_file_appended_to(tmp_path):
@@ -139,3 +191,39 @@ def test_a_keyed_back_fill_killed_mid_run_appends_each_line_once(tmp_path):
     kills = _kill_by_progress([*DAEMON, *args, "--checkpoint", str(tmp_path / "s")], out, rng)
     assert kills >= 4
     assert out.read_bytes() == reference.stdout
+
+
+def test_the_start_note_serves_only_the_same_file_and_goes_with_the_first_checkpoint(tmp_path):
+    """A run killed before its first checkpoint notes where its lines began; the next run of
+    another input (or of standard input) must not cut them, and once a checkpoint exists the
+    note is gone: removing the checkpoints later cut every earlier run's lines."""
+    rng = np.random.default_rng(4)
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("".join(f"{v:.5f}\n" for v in rng.normal(size=400_000)))
+    second.write_text("".join(f"{v:.5f}\n" for v in rng.normal(size=3_000)))
+    out, state = tmp_path / "out.csv", tmp_path / "state"
+    note = state / "emstreamd.output-start.json"
+    with open(out, "ab") as handle:
+        process = subprocess.Popen([*DAEMON, "--input", str(first), "--checkpoint", str(state),
+                                    "--set", "checkpoint.every_points=10000000"],
+                                   stdout=handle, stderr=subprocess.DEVNULL)
+        while out.stat().st_size < 20_000 and process.poll() is None:
+            time.sleep(0.002)
+        process.kill()
+        process.wait()
+    killed = out.read_bytes()
+    assert note.exists() and len(killed) >= 20_000
+    with open(out, "ab") as handle:
+        done = subprocess.run([*DAEMON, "--input", str(second), "--checkpoint", str(state)],
+                              stdout=handle, stderr=subprocess.PIPE, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert out.read_bytes().startswith(killed)  # another input: nothing of the first cut
+    assert not note.exists()  # (its checkpoint written, the note went)
+    kept = out.read_bytes()
+    for path in state.glob("checkpoint-*.json"):
+        path.unlink()
+    with open(out, "ab") as handle:
+        done = subprocess.run([*DAEMON, "--input", str(second), "--checkpoint", str(state)],
+                              stdout=handle, stderr=subprocess.PIPE, timeout=300)
+    assert done.returncode == 0
+    assert out.read_bytes().startswith(kept)  # a fresh start cuts no earlier run's lines

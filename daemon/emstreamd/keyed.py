@@ -516,6 +516,9 @@ class KeyedDaemon(Daemon):
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         self.last_checkpoint_path = self.store.path
+        if not self._checkpointed:
+            self._checkpointed = True
+            self._forget_output_start()
         if self.metrics is not None:
             self.metrics.checkpoint_time.set_to_current_time()
             self.metrics.set_keys(len(self.known), len(self.active), self.recent_anomalies)

@@ -401,6 +401,7 @@ class Daemon:
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         self.last_checkpoint_path = None
+        self._checkpointed = False  # this run has written one (the start's note is gone)
         self.last_status = time.monotonic()
         self.status_rows = 0
         self.dead_letter = None
@@ -1093,33 +1094,56 @@ class Daemon:
         """At a restart whose input is read again from the position: the per-point lines and
         dead letters written after ``marks`` (:meth:`_file_marks`) go, since the lines they are
         for are read, and reported, again (each then stands in its file once)."""
-        self.sink.cut_back(marks.get("output"), first_line)
+        self.sink.cut_back(marks.get("output"), first_line,
+                           keyed=self.config["input"]["key"] is not None)
         if self.dead_letter is not None:
             cut_file_back(self.dead_letter, marks.get("dead_letter"), first_line,
-                          "input.dead_letter")
+                          "input.dead_letter", "letter")
+
+    def _output_start(self) -> Path:
+        """Where a run with no checkpoint yet notes where its lines begin (:data:`OUTPUT_START`,
+        beside the checkpoint's lock)."""
+        held = lock.lock_path(self.config["checkpoint"]["path"])
+        return held.with_name(held.name.removesuffix(".lock") + OUTPUT_START)
 
     def _start_output(self) -> None:
-        """A run with no checkpoint yet: cut the per-point lines an earlier such run wrote
-        before it was killed (it left no checkpoint to say where its lines end), since this
-        one reads its input from the start again, and note where this run's lines begin
-        (:data:`OUTPUT_START`, beside the checkpoint's lock)."""
-        held = lock.lock_path(self.config["checkpoint"]["path"])
-        where = held.with_name(held.name.removesuffix(".lock") + OUTPUT_START)
-        if self.source.kind in ("file", "follow"):  # (stdin's lines cannot be read again)
-            try:
-                marks = json.loads(where.read_bytes())
-            except (OSError, ValueError):
-                marks = None  # (none yet, or not readable: nothing is cut)
-            if isinstance(marks, dict):
-                self._cut_files_back(marks, 1)
+        """A back-fill with no checkpoint yet: cut the per-point lines and dead letters that an
+        earlier run of the same file wrote before it was killed (it left no checkpoint to say
+        where they end), since this one reads the file from its start again, and note where
+        this run's begin.  The note goes with the first checkpoint; one of another input (a
+        standard input's lines cannot be read again, a followed log may have been rotated) is
+        not used."""
+        where = self._output_start()
+        try:
+            marks = json.loads(where.read_bytes())
+        except (OSError, ValueError):
+            marks = None  # (none, or not readable: nothing is cut)
+        if self.source.kind != "file":
+            self._forget_output_start()
+            return
+        identity = {k: v for k, v in self.source.identity().items()
+                    if k in ("kind", "path", "device", "inode", "fingerprint")}
+        if isinstance(marks, dict) and marks.get("input") == identity:
+            self._cut_files_back(marks, 1)
         mark = self._file_marks()
-        if any(mark.values()):
+        mark["input"] = identity
+        if mark["output"] or mark["dead_letter"]:
             try:
                 checkpoint.write_atomic(where, json.dumps(mark).encode())
             except OSError as exc:
                 log.warning("per-point output: where this run's lines begin not noted (%s: "
                             "%s): if it is killed before its first checkpoint, the next run "
                             "writes its lines again", where, exc.strerror or exc)
+
+    def _forget_output_start(self) -> None:
+        """The first checkpoint says where the lines end from now on: the start's note goes
+        (kept, it cut every later run's lines once the checkpoints were removed)."""
+        try:
+            self._output_start().unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("%s not removed: %s", self._output_start(), exc.strerror or exc)
 
     def _first_unreported(self, meta: dict) -> int:
         """The number of the first input line whose per-point line a checkpoint's run may
@@ -1184,6 +1208,9 @@ class Daemon:
             self.metrics.checkpoint_time.set_to_current_time()
         log.info("checkpoint (%s): %s at byte %d", reason, self.last_checkpoint_path,
                  self.applied_offset)
+        if not self._checkpointed:
+            self._checkpointed = True
+            self._forget_output_start()
         return True
 
     def _key_state(self) -> dict:

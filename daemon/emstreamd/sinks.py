@@ -21,6 +21,7 @@ line,key,label,probability,surprise,score,anomaly
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import logging
 import os
@@ -53,24 +54,53 @@ def say_if_waiting_for_a_reader(key: str, path: str) -> None:
 # written again, with a warning).
 MAX_CUT = 64 << 20
 
-_OWN_LINE = re.compile(rb'(?:(\d+),|\{"line": (\d+),|line,)')
+# The daemon's lines, whole: a per-point line (csv: line, key and time if any, label,
+# probability, surprise, score, anomaly; jsonl: the same as an object), its csv header, a
+# dead letter.  Group "n": the input line's number (at most 19 digits); "key": a csv key.
+_FORMS = {
+    "csv": re.compile(rb'(?P<n>\d{1,19}),(?P<key>)(?:.*,)?'
+                      rb'\d{1,4},[01]\.\d{6},[^,]*(?:,[01]\.\d{8})?(?:,[01])?'),
+    "csv-keyed": re.compile(rb'(?P<n>\d{1,19}),(?P<key>"(?:[^"]|"")*"|[^,"]*),(?:.*,)?'
+                            rb'\d{1,4},[01]\.\d{6},[^,]*(?:,[01]\.\d{8})?(?:,[01])?'),
+    "jsonl": re.compile(rb'\{"line": (?P<n>\d{1,19})(?P<key>)'
+                        rb', .*"label": \d{1,4}, "probability": [01]\.\d{6}, "surprise": .*\}'),
+    "jsonl-keyed": re.compile(rb'\{"line": (?P<n>\d{1,19}), "key": (?P<key>"(?:[^"\\]|\\.)*")'
+                              rb', .*"label": \d{1,4}, "probability": [01]\.\d{6}, '
+                              rb'"surprise": .*\}'),
+    "letter": re.compile(rb'\{"line": (?P<n>\d{1,19})(?P<key>), "reason": ".*", "text": .*\}'),
+}
+_HEADER = re.compile(rb"line,(?:key,)?(?:time,)?label,probability,surprise,score,anomaly")
 
 
-def _own_lines(tail: bytes, first_line: int) -> bool:
-    """Whether ``tail`` holds this daemon's per-point lines only (csv or jsonl, a header),
-    each of an input line at ``first_line`` or later, and at most a last line cut short."""
+def _own_lines(tail: bytes, first_line: int, form: str) -> bool:
+    """Whether ``tail`` holds only lines this daemon writes in ``form`` (a key of
+    :data:`_FORMS`; a csv header too), of input lines from ``first_line`` on, in the order one
+    run writes them (numbers rising, key by key), and at most a last line cut short by a
+    kill, whose number goes on rising.  Another writer's lines (a note appended by hand,
+    another daemon's lines, which start again from their first line) fail it."""
+    pattern = _FORMS[form]
     lines = tail.split(b"\n")
     partial = lines.pop()  # (b"" after a whole last line)
+    last = {}  # each key's last line number (None: no key)
     for line in lines:
-        match = _OWN_LINE.match(line)
+        if form == "csv" and _HEADER.fullmatch(line):
+            continue
+        match = pattern.fullmatch(line)
         if match is None:
             return False
-        number = match.group(1) or match.group(2)
-        if number is not None and int(number) < first_line:
+        number, key = int(match.group("n")), match.group("key")
+        if number < max(first_line, last.get(key, 0) + 1):
             return False
-    # A kill mid-write leaves the start of a line: any start of one of ours will do.
-    return any(form.startswith(partial[:len(form)]) for form in (b"line,", b'{"line": ')) \
-        or _OWN_LINE.match(partial) is not None or partial.isdigit()
+        last[key] = number
+    if not partial:
+        return True
+    start = re.match(rb'(?:\{"line": )?(\d{1,19})[,}]', partial)
+    if start is not None:  # (a keyed line's key is not known yet: its number is checked)
+        return int(start.group(1)) > max([first_line - 1, *(
+            () if form.endswith("-keyed") else last.values())])
+    # (the very start of a line: "{", '{"li', "lin", or a number not yet whole)
+    return re.fullmatch(rb'(?:\{"line": )?\d{1,19}', partial) is not None \
+        or any(whole.startswith(partial) for whole in (b'{"line": ', b"line,"))
 
 
 def file_mark(fd: int, what: str, less: int = 0) -> dict | None:
@@ -91,10 +121,11 @@ def file_mark(fd: int, what: str, less: int = 0) -> dict | None:
     before = _fingerprint(fd, size)
     if before is None:
         return None
-    return {"device": info.st_dev, "inode": info.st_ino, "size": size, "before": before}
+    return {"device": info.st_dev, "inode": info.st_ino, "size": size, "before": before,
+            "path": _path_of(fd)}
 
 
-def cut_file_back(fd: int, mark, first_line: int, what: str) -> None:
+def cut_file_back(fd: int, mark, first_line: int, what: str, form: str) -> None:
     """At a restart, cut what was written to an appended file after a checkpoint's ``mark``
     (:func:`file_mark`): the lines it is for are read and written again.  Only the same
     file, unchanged up to the mark, and only lines of this daemon's forms (numbered from
@@ -107,26 +138,40 @@ def cut_file_back(fd: int, mark, first_line: int, what: str) -> None:
     except OSError:
         return
     size = mark.get("size")
-    if (info.st_dev, info.st_ino) != (mark.get("device"), mark.get("inode")) \
+    if (info.st_dev, info.st_ino, _path_of(fd)) != (mark.get("device"), mark.get("inode"),
+                                                    mark.get("path")) \
             or not isinstance(size, int) or not 0 <= size <= info.st_size:
-        return  # another file, or this one cut or rotated since: nothing of ours to cut
+        return  # another file (its inode may be a deleted one's), or this one cut or renamed
+        # since: nothing of ours to cut
     if info.st_size == size or mark.get("before") != _fingerprint(fd, size):
         return  # (nothing after it, or the file was rewritten since: a copytruncate
         # rotation, say)
     tail = _read_back(fd, size, min(info.st_size - size, MAX_CUT + 1))
-    if tail is None or len(tail) > MAX_CUT or not _own_lines(tail, first_line):
+    if tail is None or len(tail) > MAX_CUT or not _own_lines(tail, first_line, form):
         log.warning("%s: the %d bytes after the checkpoint's end are not (only) this daemon's "
                     "lines from line %d: left as they are; the lines since the checkpoint are "
                     "written again", what, info.st_size - size, first_line)
         return
     try:
         os.ftruncate(fd, size)
+        if not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
+            # (a descriptor shared with the runs before, as a shell's > gives a restart loop:
+            # its offset stays past the cut, and the next line landed after a hole of NULs)
+            os.lseek(fd, size, os.SEEK_SET)
     except OSError as exc:
         log.warning("%s: the lines written after the checkpoint not cut (%s): they are "
                     "written again", what, exc.strerror or exc)
         return
     log.info("%s: %d bytes written after the checkpoint cut (%d lines, written again)", what,
              len(tail), tail.count(b"\n") + (not tail.endswith(b"\n")))
+
+
+def _path_of(fd: int) -> str | None:
+    """The file's path as the system names it now (None where there is no /proc)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
 
 
 def _fingerprint(fd: int, size: int) -> str | None:
@@ -223,13 +268,14 @@ class PointSink:
             return None
         return file_mark(self.out.fileno(), "per-point output")
 
-    def cut_back(self, mark, first_line: int) -> None:
+    def cut_back(self, mark, first_line: int, keyed: bool = False) -> None:
         """At a restart, cut the per-point lines written after the checkpoint (``mark``, from
         :meth:`mark`; see :func:`cut_file_back`): the rows they are for are learned, and their
         lines written, again, so that the file holds each line once, and no line cut short by
         a kill."""
         if self.out is not None and self._fd() is not None and self._kind == "file":
-            cut_file_back(self.out.fileno(), mark, first_line, "per-point output")
+            form = self.settings["format"] + ("-keyed" if keyed else "")
+            cut_file_back(self.out.fileno(), mark, first_line, "per-point output", form)
 
     def _fd(self) -> int | None:
         """The output's descriptor, its kind noted on first use."""
