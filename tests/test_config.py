@@ -290,7 +290,7 @@ def test_a_file_that_is_not_utf8_or_is_empty(tmp_path):
 # Values some keys accept by design: booleans, and free text (paths, names, addresses).
 _VALID_BY_DESIGN = {True: {("model", "averaging"), ("features", "enabled"),
                            ("features", "volatility"), ("features", "calendar"),
-                           ("output", "per_point"), ("output", "header"),
+                           ("output", "per_point"), ("output", "header"), ("output", "cut_back"),
                            ("input", "day_first")},
                     "free text": {("input", "timestamp"), ("input", "dead_letter"),
                                   ("input", "key"), ("checkpoint", "path"), ("output", "path"),

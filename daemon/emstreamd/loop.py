@@ -38,7 +38,7 @@ from .columns import parse_with_columns
 from .errors import EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import KeyMonitor, batch_rows
 from .notify import Watchdog, notify
-from .sinks import PointSink, cut_file_back, file_mark, say_if_waiting_for_a_reader
+from .sinks import PointSink, say_if_waiting_for_a_reader
 
 log = logging.getLogger("emstreamd")
 # stderr is a terminal (someone is watching): a back-fill's status line comes every second.
@@ -207,13 +207,11 @@ class PendingRejects:
     unapplied, and its counters leave them out."""
 
     def __init__(self):
-        # (lines, codes, reasons, letters) of successive blocks, lines increasing; letters:
-        # the size of each one's dead letter (None: none written)
-        self._parts = []
+        self._parts = []  # (lines, codes, reasons) of successive blocks, lines increasing
 
-    def add(self, rejects: Rejects, letters: np.ndarray | None = None) -> None:
+    def add(self, rejects: Rejects) -> None:
         if len(rejects):  # (not the Rejects themselves: they hold on to their block's bytes)
-            self._parts.append((rejects.lines, rejects.codes, rejects.reasons, letters))
+            self._parts.append((rejects.lines, rejects.codes, rejects.reasons))
 
     def __bool__(self) -> bool:
         return bool(self._parts)
@@ -224,22 +222,16 @@ class PendingRejects:
     def drop_through(self, line: int) -> None:
         """Forget the rejects up to and including ``line`` (now behind the position)."""
         kept = []
-        for lines, codes, reasons, letters in self._parts:
+        for lines, codes, reasons in self._parts:
             if lines[-1] > line:
                 start = int(np.searchsorted(lines, line, side="right"))
-                kept.append((lines[start:], codes[start:], reasons,
-                             None if letters is None else letters[start:]))
+                kept.append((lines[start:], codes[start:], reasons))
         self._parts = kept
-
-    def letter_bytes(self) -> int:
-        """The bytes of the dead letters written for these rejects (ahead of the position:
-        a restart reads their lines, and writes their letters, again)."""
-        return sum(int(letters.sum()) for *_, letters in self._parts if letters is not None)
 
     def counts(self) -> dict:
         """Rejects by reason."""
         total = {}
-        for _, codes, reasons, _ in self._parts:
+        for _, codes, reasons in self._parts:
             for code, n in enumerate(np.bincount(codes).tolist()):
                 if n:
                     total[reasons[code]] = total.get(reasons[code], 0) + n
@@ -758,12 +750,9 @@ class Daemon:
         if rejects and self.dead_letter is not None:
             # A reject whose dead letter could not be written is not counted: the position
             # stays before it, so a restart reads it (and writes it) again.
-            written, letters = self._dead_letters(rejects)
-            rejects = rejects.take(slice(written))
-        else:
-            letters = None
+            rejects = rejects.take(slice(self._dead_letters(rejects)))
         if rejects:
-            self._count_rejects(rejects, letters)
+            self._count_rejects(rejects)
 
     def _take(self, data: bytes) -> None:
         base = self.source.offset - len(data)
@@ -783,7 +772,7 @@ class Daemon:
             self.applied_offset = self.source.offset
             self.pending_rejects = PendingRejects()
 
-    def _count_rejects(self, rejects: Rejects, letters: np.ndarray | None = None) -> None:
+    def _count_rejects(self, rejects: Rejects) -> None:
         """Count a block's rejects by reason, keep them pending, and log the first
         ``LOGGED_REJECTS`` of the daemon's life and every ``LOG_REJECT_EVERY``-th after."""
         rejected, run = self.counters["rejected"], self.run_rejects
@@ -795,7 +784,7 @@ class Daemon:
                 run[reason] = run.get(reason, 0) + n
             if self.metrics is not None:
                 self.metrics.reject(reason, n)
-        self.pending_rejects.add(rejects, letters)
+        self.pending_rejects.add(rejects)
         first = range(min(len(rejects), max(0, LOGGED_REJECTS - before)))
         every = range(-(before + 1) % LOG_REJECT_EVERY, len(rejects), LOG_REJECT_EVERY)
         for i in sorted(set(first).union(every)):
@@ -812,11 +801,11 @@ class Daemon:
                         "what the configuration reads: %s", total, said,
                         NOTHING_READ_HINTS.get(reason, "see the rejected lines above"))
 
-    def _dead_letters(self, rejects: Rejects) -> tuple[int, np.ndarray]:
+    def _dead_letters(self, rejects: Rejects) -> int:
         """Append a block's rejects to ``input.dead_letter``, one JSON line each, in one write
-        (more if the kernel takes less); returns how many were written, and the size of each
-        of their letters.  On a write error (a full disk) the record cut short is removed, so
-        the file holds whole lines only, and the run halts."""
+        (more if the kernel takes less); returns how many were written.  On a write error (a
+        full disk) the record cut short is removed, so the file holds whole lines only, and
+        the run halts."""
         blob, ends = rejects.to_json_lines()
         blob = memoryview(blob)
         written = 0
@@ -834,8 +823,8 @@ class Daemon:
                        "before line %d, whose dead letter was not written",
                        self.config["input"]["dead_letter"], exc.strerror or exc,
                        int(rejects.lines[whole]))
-            return whole, np.diff(ends[:whole], prepend=0)
-        return len(rejects), np.diff(ends, prepend=0)
+            return whole
+        return len(rejects)
 
     def _halt(self, code: int, message: str, *args) -> None:
         """Stop after a failed write: nothing more is learned, the run ends with ``code``
@@ -1082,23 +1071,19 @@ class Daemon:
         return True
 
     def _file_marks(self) -> dict:
-        """Where a checkpoint leaves the per-point output and the dead letters (files only):
-        a restart cuts what was written after (:meth:`_cut_files_back`)."""
-        dead = None
-        if self.dead_letter is not None:
-            dead = file_mark(self.dead_letter, "input.dead_letter",
-                             less=self.pending_rejects.letter_bytes())
-        return {"output": self.sink.mark(), "dead_letter": dead}
+        """Where a checkpoint leaves the per-point output (a file of this daemon's alone:
+        ``output.cut_back``): a restart cuts what was written after (:meth:`_cut_files_back`).
+        Dead letters stay at-least-once: several daemons run from one configuration share its
+        ``input.dead_letter``, and another daemon's letters cannot be told from this one's."""
+        return {"output": self.sink.mark() if self.config["output"]["cut_back"] else None}
 
     def _cut_files_back(self, marks: dict, first_line: int) -> None:
-        """At a restart whose input is read again from the position: the per-point lines and
-        dead letters written after ``marks`` (:meth:`_file_marks`) go, since the lines they are
-        for are read, and reported, again (each then stands in its file once)."""
-        self.sink.cut_back(marks.get("output"), first_line,
-                           keyed=self.config["input"]["key"] is not None)
-        if self.dead_letter is not None:
-            cut_file_back(self.dead_letter, marks.get("dead_letter"), first_line,
-                          "input.dead_letter", "letter")
+        """At a restart whose input is read again from the position: the per-point lines
+        written after ``marks`` (:meth:`_file_marks`) go, since the rows they are for are
+        learned, and reported, again (each then stands in the file once)."""
+        if self.config["output"]["cut_back"]:
+            self.sink.cut_back(marks.get("output"), first_line,
+                               keyed=self.config["input"]["key"] is not None)
 
     def _output_start(self) -> Path:
         """Where a run with no checkpoint yet notes where its lines begin (:data:`OUTPUT_START`,
@@ -1127,7 +1112,7 @@ class Daemon:
             self._cut_files_back(marks, 1)
         mark = self._file_marks()
         mark["input"] = identity
-        if mark["output"] or mark["dead_letter"]:
+        if mark["output"]:
             try:
                 checkpoint.write_atomic(where, json.dumps(mark).encode())
             except OSError as exc:

@@ -566,6 +566,15 @@ SECTIONS = (
         Key("path", "-", text(), "- for stdout, or a file to append to."),
         Key("format", "csv", one_of("csv", "jsonl"), "csv or jsonl."),
         Key("header", False, flag, "csv: a first line naming the columns."),
+        Key("cut_back", True, flag,
+            "A per-point output file holds each line once across crashes: a checkpoint notes "
+            "where its lines end, and a restart that reads the input again from there cuts "
+            "the lines written after it (a kill's partial line too) before writing them "
+            "again.  Only the same file, unchanged up to there, and only whole lines of this "
+            "daemon's forms in one run's order are cut, but another daemon's lines of the "
+            "same form in the same file can be taken for its own: set false when several "
+            "daemons append to one file (each line is then at least once), and mind that a "
+            "reader following the file (tail -F) sees it cut."),
         Key("calibration_window", 1000, number(10, 10**8, integer=True),
             "The score: 1 - p, p the upper-tail probability of the point's surprise among the "
             "last calibration_window surprises (empirical, with an exponential tail beyond "

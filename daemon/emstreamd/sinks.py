@@ -55,8 +55,8 @@ def say_if_waiting_for_a_reader(key: str, path: str) -> None:
 MAX_CUT = 64 << 20
 
 # The daemon's lines, whole: a per-point line (csv: line, key and time if any, label,
-# probability, surprise, score, anomaly; jsonl: the same as an object), its csv header, a
-# dead letter.  Group "n": the input line's number (at most 19 digits); "key": a csv key.
+# probability, surprise, score, anomaly; jsonl: the same as an object), its csv header.
+# Group "n": the input line's number (at most 19 digits); "key": the line's key, if keyed.
 _FORMS = {
     "csv": re.compile(rb'(?P<n>\d{1,19}),(?P<key>)(?:.*,)?'
                       rb'\d{1,4},[01]\.\d{6},[^,]*(?:,[01]\.\d{8})?(?:,[01])?'),
@@ -67,7 +67,6 @@ _FORMS = {
     "jsonl-keyed": re.compile(rb'\{"line": (?P<n>\d{1,19}), "key": (?P<key>"(?:[^"\\]|\\.)*")'
                               rb', .*"label": \d{1,4}, "probability": [01]\.\d{6}, '
                               rb'"surprise": .*\}'),
-    "letter": re.compile(rb'\{"line": (?P<n>\d{1,19})(?P<key>), "reason": ".*", "text": .*\}'),
 }
 _HEADER = re.compile(rb"line,(?:key,)?(?:time,)?label,probability,surprise,score,anomaly")
 
@@ -83,7 +82,7 @@ def _own_lines(tail: bytes, first_line: int, form: str) -> bool:
     partial = lines.pop()  # (b"" after a whole last line)
     last = {}  # each key's last line number (None: no key)
     for line in lines:
-        if form == "csv" and _HEADER.fullmatch(line):
+        if form.startswith("csv") and _HEADER.fullmatch(line):
             continue
         match = pattern.fullmatch(line)
         if match is None:
@@ -104,7 +103,7 @@ def _own_lines(tail: bytes, first_line: int, form: str) -> bool:
 
 
 def file_mark(fd: int, what: str, less: int = 0) -> dict | None:
-    """Where a checkpoint leaves an appended file (per-point lines, dead letters): its
+    """Where a checkpoint leaves an appended file (the per-point lines): its
     identity, its size (``less`` bytes written for what lies past the checkpoint's position
     left out) and a digest of the bytes before that, after making it durable (a checkpoint
     must not promise lines a power cut takes back); None if it cannot be read back."""
