@@ -813,18 +813,18 @@ def test_irregular_sampling_is_no_gap_but_an_outage_is():
     assert tf.period_ == 86400.0
 
 
-def test_an_outage_raises_no_alert_when_the_data_resume(tmp_path):
-    """A daily series with a spike, run whole and with two outages (7 hours, and 31 hours:
-    not whole days): the outages add no alert; the rows after each compare with the same
-    time of an earlier day, not with the value before the outage or the rows a day back."""
+def _alerts_with_outages(tmp_path, outages):
+    """A daily series of 30 days with an in-range spike (row returned), run whole and with
+    the rows ``outages`` (slices) cut out: the alerts of each, as rows of the whole series,
+    and which rows were kept."""
     rng = np.random.default_rng(5)
     n = 30 * DAY
     x = _seasonal(rng, n)
     spike = 22 * DAY + DAY // 2 + DAY // 4
     x[spike] = 10.9  # in range, at the trough
     kept = np.ones(n, dtype=bool)
-    kept[12 * DAY + DAY // 3:12 * DAY + DAY // 3 + 42] = False  # 7 hours
-    kept[16 * DAY + DAY // 5:16 * DAY + DAY // 5 + 186] = False  # 31 hours
+    for outage in outages:
+        kept[outage] = False
     alerts = {}
     for name, rows in (("whole", np.arange(n)), ("outages", np.flatnonzero(kept))):
         stamps = np.array(1.7e9 + STEP * rows, dtype="datetime64[s]")
@@ -835,6 +835,16 @@ def test_an_outage_raises_no_alert_when_the_data_resume(tmp_path):
                                str(tmp_path / name)], capture_output=True, timeout=300)
         assert done.returncode == 0, done.stderr.decode()
         alerts[name] = rows[_flags(done.stdout.decode())[0]].tolist()
+    return alerts, spike, kept
+
+
+def test_an_outage_raises_no_alert_when_the_data_resume(tmp_path):
+    """A daily series with a spike, run whole and with two outages (7 hours, and 31 hours:
+    not whole days): the outages add no alert; the rows after each compare with the same
+    time of an earlier day, not with the value before the outage or the rows a day back."""
+    alerts, spike, _ = _alerts_with_outages(tmp_path, [
+        slice(12 * DAY + DAY // 3, 12 * DAY + DAY // 3 + 42),  # 7 hours
+        slice(16 * DAY + DAY // 5, 16 * DAY + DAY // 5 + 186)])  # 31 hours
     assert spike in alerts["whole"]
     assert alerts["outages"] == alerts["whole"]
 
@@ -844,25 +854,10 @@ def test_an_outage_of_days_raises_no_alert_when_the_data_resume(tmp_path):
     first day after it has no row near a day (or three) before it, and took the outage's edge
     as its season, one value for a whole day: 68-211 nats of surprise and a false alert.
     That day is scored without its season; the spike two days later is still found."""
-    rng = np.random.default_rng(5)
-    n = 30 * DAY
-    x = _seasonal(rng, n)
-    spike = 22 * DAY + DAY // 2 + DAY // 4
-    x[spike] = 10.9  # in range, at the trough
-    kept = np.ones(n, dtype=bool)
-    kept[16 * DAY + DAY // 5:16 * DAY + DAY // 5 + 9 * DAY // 2] = False
-    alerts = {}
-    for name, rows in (("whole", np.arange(n)), ("outage", np.flatnonzero(kept))):
-        stamps = np.array(1.7e9 + STEP * rows, dtype="datetime64[s]")
-        data = tmp_path / f"{name}.csv"
-        data.write_text("timestamp,value\n" + "".join(
-            f"{str(s).replace('T', ' ')},{v:.4f}\n" for s, v in zip(stamps, x[rows])))
-        done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
-                               str(tmp_path / name)], capture_output=True, timeout=300)
-        assert done.returncode == 0, done.stderr.decode()
-        alerts[name] = rows[_flags(done.stdout.decode())[0]].tolist()
+    alerts, spike, kept = _alerts_with_outages(tmp_path, [
+        slice(16 * DAY + DAY // 5, 16 * DAY + DAY // 5 + 9 * DAY // 2)])
     assert spike in alerts["whole"]
-    assert alerts["outage"] == [a for a in alerts["whole"] if kept[a]]
+    assert alerts["outages"] == [a for a in alerts["whole"] if kept[a]]
 
 
 def test_one_odd_point_does_not_make_the_next_season_look_odd():
