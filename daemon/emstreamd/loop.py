@@ -1092,10 +1092,10 @@ class Daemon:
         return held.with_name(held.name.removesuffix(".lock") + OUTPUT_START)
 
     def _start_output(self) -> None:
-        """A back-fill with no checkpoint yet: cut the per-point lines and dead letters that an
-        earlier run of the same file wrote before it was killed (it left no checkpoint to say
-        where they end), since this one reads the file from its start again, and note where
-        this run's begin.  The note goes with the first checkpoint; one of another input (a
+        """A back-fill with no checkpoint yet: cut the per-point lines that an earlier run of
+        the same file wrote before it was killed (it left no checkpoint to say where they
+        end), since this one reads the file from its start again, and note where this run's
+        begin.  The note goes with the first checkpoint; one of another input (a
         standard input's lines cannot be read again, a followed log may have been rotated) is
         not used."""
         where = self._output_start()
