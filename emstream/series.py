@@ -152,6 +152,20 @@ def _conditional_surprise(F: np.ndarray, context: list, params, dropped=()) -> n
     return surprise
 
 
+def _without_season(surprise, F, rows, context: list, params, echo: Echoes, stale,
+                    stale_columns) -> None:
+    """Score feature rows ``rows`` of ``F`` without their season columns (``echo.columns``),
+    and without their lag columns too where ``stale``; in place in ``surprise``."""
+    if not rows.size:
+        return
+    old = stale[rows] if stale is not None else np.zeros(rows.shape[0], dtype=bool)
+    for also_stale in (False, True):
+        mine = rows[old == also_stale]
+        if mine.size:
+            dropped = list(echo.columns) + (list(stale_columns) if also_stale else [])
+            surprise[mine] = _conditional_surprise(F[mine], context, params, dropped)
+
+
 def _targets(F: np.ndarray, context: list) -> list:
     """The scored columns of feature rows ``F``: those not in the context."""
     return [c for c in range(F.shape[1]) if c not in set(context)]
@@ -321,12 +335,8 @@ class SeriesMonitor:
         if echo is not None and echo.far is not None and params is not None and echo.far.any():
             # No row near a season back (an outage of days): the season column is the
             # outage's edge, and says nothing of these rows.
-            old = stale if stale is not None else np.zeros(n, dtype=bool)
-            for also_stale in (False, True):
-                rows = np.flatnonzero(echo.far & (old == also_stale))
-                if rows.size:
-                    dropped = list(echo.columns) + (list(stale_columns) if also_stale else [])
-                    surprise[rows] = _conditional_surprise(F[rows], context, params, dropped)
+            _without_season(surprise, F, np.flatnonzero(echo.far), context, params, echo,
+                            stale, stale_columns)
         level = None
         if self.level is not None and params is not None:
             level = self.level.surprises(F, _targets(F, context), params)
@@ -444,14 +454,7 @@ class SeriesMonitor:
         for low, high in self._held:
             inside |= (source >= low) & (source < high)
         rows = start + np.flatnonzero(inside)
-        if not rows.size:
-            return rows
-        old = stale[rows] if stale is not None else np.zeros(rows.shape[0], dtype=bool)
-        for also_stale in (False, True):
-            mine = rows[old == also_stale]
-            if mine.size:
-                dropped = list(echo.columns) + (list(stale_columns) if also_stale else [])
-                surprise[mine] = _conditional_surprise(F[mine], context, params, dropped)
+        _without_season(surprise, F, rows, context, params, echo, stale, stale_columns)
         return rows
 
     def _remember_episodes(self, first: int, held: np.ndarray, depth: int) -> None:

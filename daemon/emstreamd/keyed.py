@@ -502,7 +502,7 @@ class KeyedDaemon(Daemon):
                               **self._file_state()},
                     "counters": self.counters, "n_fields": self.n_fields,
                     "layout": None if self.layout is None else self.layout.to_dict(),
-                    **self._file_marks(),
+                    **self._output_marks(),
                     "config": self._config_to_keep()}
             self.store.set_meta("daemon", meta)
             self.store.commit()

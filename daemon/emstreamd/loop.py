@@ -534,7 +534,7 @@ class Daemon:
                      self.next_line)
             # The lines after the position are read and learned again: their per-point lines
             # too, so the ones written after the checkpoint go.
-            self._cut_files_back(meta, self._first_unreported(meta))
+            self._cut_output_back(meta, self._first_unreported(meta))
         else:
             if saved.get("kind") == "follow" and self.source.kind == "follow":
                 if saved.get("inode") is not None:  # (None: it was waiting for a file)
@@ -1070,16 +1070,16 @@ class Daemon:
                     "daemon ran?): locked again; checkpoints go on there", path)
         return True
 
-    def _file_marks(self) -> dict:
+    def _output_marks(self) -> dict:
         """Where a checkpoint leaves the per-point output (a file of this daemon's alone:
-        ``output.cut_back``): a restart cuts what was written after (:meth:`_cut_files_back`).
+        ``output.cut_back``): a restart cuts what was written after (:meth:`_cut_output_back`).
         Dead letters stay at-least-once: several daemons run from one configuration share its
         ``input.dead_letter``, and another daemon's letters cannot be told from this one's."""
         return {"output": self.sink.mark() if self.config["output"]["cut_back"] else None}
 
-    def _cut_files_back(self, marks: dict, first_line: int) -> None:
+    def _cut_output_back(self, marks: dict, first_line: int) -> None:
         """At a restart whose input is read again from the position: the per-point lines
-        written after ``marks`` (:meth:`_file_marks`) go, since the rows they are for are
+        written after ``marks`` (:meth:`_output_marks`) go, since the rows they are for are
         learned, and reported, again (each then stands in the file once)."""
         if self.config["output"]["cut_back"]:
             self.sink.cut_back(marks.get("output"), first_line,
@@ -1109,8 +1109,8 @@ class Daemon:
         identity = {k: v for k, v in self.source.identity().items()
                     if k in ("kind", "path", "device", "inode", "fingerprint")}
         if isinstance(marks, dict) and marks.get("input") == identity:
-            self._cut_files_back(marks, 1)
-        mark = self._file_marks()
+            self._cut_output_back(marks, 1)
+        mark = self._output_marks()
         mark["input"] = identity
         if mark["output"]:
             try:
@@ -1169,7 +1169,7 @@ class Daemon:
                 "carried": self.carried.state() if self.carried.count else None,
                 "layout": (None if self.layout is None else "plain" if self.layout is False
                            else self.layout.to_dict()),
-                **self._file_marks(),
+                **self._output_marks(),
                 "config": self._config_to_keep()}
         target = Path(self.config["checkpoint"]["path"])
         try:

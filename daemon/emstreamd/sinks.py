@@ -102,11 +102,10 @@ def _own_lines(tail: bytes, first_line: int, form: str) -> bool:
         or any(whole.startswith(partial) for whole in (b'{"line": ', b"line,"))
 
 
-def file_mark(fd: int, what: str, less: int = 0) -> dict | None:
-    """Where a checkpoint leaves an appended file (the per-point lines): its
-    identity, its size (``less`` bytes written for what lies past the checkpoint's position
-    left out) and a digest of the bytes before that, after making it durable (a checkpoint
-    must not promise lines a power cut takes back); None if it cannot be read back."""
+def file_mark(fd: int, what: str) -> dict | None:
+    """Where a checkpoint leaves an appended file (the per-point lines): its identity, its
+    size and a digest of the bytes before that, after making it durable (a checkpoint must
+    not promise lines a power cut takes back); None if it cannot be read back."""
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -116,7 +115,7 @@ def file_mark(fd: int, what: str, less: int = 0) -> dict | None:
         log.warning("%s: not made durable (%s): its lines after this checkpoint may repeat "
                     "after a crash", what, exc.strerror or exc)
         return None
-    size = max(0, info.st_size - less)
+    size = info.st_size
     before = _fingerprint(fd, size)
     if before is None:
         return None
