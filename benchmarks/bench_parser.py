@@ -12,7 +12,7 @@ Columns:
 
 ``parser``
     What the daemon does with a block, timed in this process: the line buffer cutting 1 MiB
-    reads into blocks of whole lines, ``Daemon._take`` (the same ``_parse_block`` the daemon
+    reads into blocks of whole lines, ``Daemon._take`` (the same ``BlockParser.parse`` the daemon
     calls: layout, parse, columns) and its bookkeeping of the block's rejects (counters, the
     pending positions, the rate-limited log lines, written to /dev/null).  The daemon has
     first seen a few valid lines (its width and layout are known), as when junk arrives

@@ -313,7 +313,7 @@ def test_the_layout_is_found_from_the_blocks_first_three_non_blank_lines(lines, 
     """The daemon gives ``find_layout`` only the start of its first block (a block of a
     million blank lines and one number is not split into a million lines)."""
     from emstream.table import find_layout
-    from emstreamd.loop import _head
+    from emstreamd.parser import _head
 
     data = b"\n".join(lines) + (b"\n" if ended else b"")
     assert find_layout(_head(data), first_line=3) == find_layout(data, first_line=3)

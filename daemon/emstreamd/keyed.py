@@ -1,7 +1,8 @@
 """Many series in one daemon (``input.key``): rows routed by key, one model per key, the idle
 ones in an SQLite state store.
 
-Stages: the source and parser are the single-series daemon's (:class:`emstreamd.loop.Daemon`);
+Stages: the source and parser (:class:`emstreamd.parser.BlockParser`) are the single-series
+daemon's (:class:`emstreamd.loop.Daemon`);
 :mod:`emstreamd.router` groups each block's rows by key; each key's rows wait in its own
 mini-batch (:class:`emstreamd.batcher.Pending`, the single series' batcher) and are learned by
 its own :class:`~emstreamd.keymonitor.KeyMonitor` (the same batch sizes, warm-up, features,
@@ -35,7 +36,8 @@ from emstream.store import DamagedStore, KeyStore, StoreError, store_location
 from .batcher import Pending
 from .errors import EX_CANTCREAT, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import COUNTED, KeyMonitor
-from .loop import Daemon, PendingRejects, warn_resumed_settings
+from .loop import Daemon, PendingRejects
+from .resumed import warn_resumed_settings
 from .router import groups
 
 log = logging.getLogger("emstreamd")
@@ -202,8 +204,8 @@ class KeyedDaemon(Daemon):
         self.counters["keys"] = len(self.known)
         if self.metrics is not None:  # (from the start, not from the first checkpoint on)
             self.metrics.set_keys(len(self.known), len(self.active), {})
-        if self.layout is not None and self.layout is not False and \
-                self.layout.key_field is None:
+        if self.parser.layout is not None and self.parser.layout is not False and \
+                self.parser.layout.key_field is None:
             raise StartError("the state store's input has no key column", EX_CANTCREAT)
 
     def _warn_kept_settings(self) -> None:
@@ -293,7 +295,7 @@ class KeyedDaemon(Daemon):
         if series is not None:
             self.active.move_to_end(key)
             return series
-        timed = bool(self.layout) and self.layout.time_field is not None
+        timed = bool(self.parser.layout) and self.parser.layout.time_field is not None
         name = f"key {key!r}: "
         if key in self.known:
             series = self._load(key, timed, name)
@@ -321,7 +323,7 @@ class KeyedDaemon(Daemon):
         monitor.restore(loaded.model, meta, where=where)
         series = Series(monitor)
         try:
-            series.pending.restore(meta.get("pending"), self._row_width())
+            series.pending.restore(meta.get("pending"), self.parser.row_width())
         except ValueError as exc:
             raise checkpoint.CheckpointError(f"{where}: meta.pending: {exc}") from None
         series.dirty = False
@@ -332,7 +334,7 @@ class KeyedDaemon(Daemon):
         monitor = series.monitor
         meta = {"key": key, "counters": dict(monitor.counters), **monitor.state(),
                 "pending": series.pending.state(),
-                "layout": self.layout.to_dict() if self.layout else None}
+                "layout": self.parser.layout.to_dict() if self.parser.layout else None}
         return checkpoint.dumps(monitor.model, meta, compact=True)
 
     def _put(self, key: str, series: Series) -> None:
@@ -500,8 +502,8 @@ class KeyedDaemon(Daemon):
                               "offset": self.applied_offset,
                               "next_line": self.next_line,
                               **self._file_state()},
-                    "counters": self.counters, "n_fields": self.n_fields,
-                    "layout": None if self.layout is None else self.layout.to_dict(),
+                    "counters": self.counters, "n_fields": self.parser.n_fields,
+                    "layout": None if self.parser.layout is None else self.parser.layout.to_dict(),
                     **self._output_marks(),
                     "config": self._config_to_keep()}
             self.store.set_meta("daemon", meta)

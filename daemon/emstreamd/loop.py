@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import time
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,23 +21,18 @@ import numpy as np
 
 from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
-from emstream.compressed import MAGIC
-from emstream.parse import (_SNIPPET, REASONS, Parsed, Rejects, blank_byte_order_marks,
-                            parse_json_lines, parse_lines, wide_encoding)
+from emstream.parse import Rejects
 from emstream.store import STORE_NAME
-from emstream.records import (JsonLayout, find_json_layout, first_record_fields,
-                              json_document, json_document_command, layout_from_dict, named)
-from emstream.table import (LAYOUT_BYTES, Layout, LayoutError, changed_header, find_layout,
-                            is_comment, numbered_header, only_missing_words, parse_table,
-                            repeats_header, series_columns, settle_layout, unit_columns)
+from emstream.table import Layout
 
 from . import config as config_module
 from . import early, lock
 from .batcher import Pending
-from .columns import parse_with_columns
-from .errors import EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_IOERR, EX_TEMPFAIL, StartError
+from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import KeyMonitor, batch_rows
 from .notify import Watchdog, notify
+from .parser import BlockParser, picks_by_index
+from .resumed import same_setting, warn_resumed_settings
 from .sinks import PointSink, say_if_waiting_for_a_reader
 
 log = logging.getLogger("emstreamd")
@@ -74,101 +69,7 @@ NOTHING_READ_HINTS = {
 }
 
 
-def _same(a, b) -> bool:
-    """Equal settings, arrays and lists (of numbers or of names) included.
-
-    >>> _same([[1, 2.0]], np.array([[1.0, 2.0]])), _same(["v"], ["v"]), _same(["v"], "v")
-    (True, True, False)
-    """
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        try:
-            return bool(np.array_equal(np.asarray(a, dtype=float), np.asarray(b, dtype=float)))
-        except (TypeError, ValueError):
-            return False
-    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
-        return (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))
-                and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b)))
-    return a == b
-
-
 _ABSENT = object()
-
-
-def warn_resumed_settings(model, meta: dict, config: dict, keyed: bool = False) -> list:
-    """Log (and return) what config.yaml sets otherwise than a resumed model keeps: the
-    model's hyper-parameters, its temporal features and its calibration window (a change to
-    them on a resumed checkpoint did nothing, silently).  ``keyed``: ``model`` and ``meta`` are
-    one key's of a state store, standing for every key it holds."""
-    saved_params = model.get_params()
-    auto = {"reg_covar"} if config["model"].get("reg_covar") == "auto" else set()
-    differ = [_setting_name(k, config) for k, v in config_module.model_settings(config).items()
-              if k in saved_params and k not in auto and not _same(saved_params[k], v)]
-    layout = meta.get("layout") if isinstance(meta, dict) else None
-    differ += kept_settings_differ(
-        meta, config, timed=None if not isinstance(layout, dict)
-        else layout.get("time_field") is not None)
-    if differ:
-        if keyed:
-            log.warning("the keys in the state store keep the settings their models began "
-                        "with; config.yaml differs in %s, which only new keys take (remove "
-                        "the state store to start every key afresh)", differ)
-        else:
-            log.warning("the checkpoint keeps the settings its model began with; config.yaml "
-                        "differs in %s (remove the checkpoint to start a new model with them)",
-                        differ)
-    return differ
-
-
-# The input settings a checkpoint's layout fixes (the columns read, the key, the time).
-LAYOUT_SETTINGS = ("format", "columns", "fields", "key", "timestamp", "day_first")
-
-
-def _warn_layout_settings(meta: dict, settings: dict) -> list:
-    """Log (and return) the input settings config.yaml changed since the checkpoint's layout
-    was decided: the resumed layout keeps reading as before (input.key changed on a restart
-    went on keying by the old column, without a word)."""
-    saved = (meta.get("config") or {}).get("input") if isinstance(meta, dict) else None
-    if not isinstance(saved, dict):
-        return []
-    differ = [f"input.{name}" for name in LAYOUT_SETTINGS
-              if name in saved and not _same(saved[name], settings.get(name))]
-    if differ:
-        log.warning("the checkpoint keeps the input layout it began with; config.yaml "
-                    "differs in %s (remove the checkpoint to read the input anew)", differ)
-    return differ
-
-
-def _setting_name(parameter: str, config: dict) -> str:
-    """The config key a model parameter comes from (the step floor: from drift.memory unless
-    model.step_floor is set)."""
-    if parameter == "step_floor" and config["model"].get("step_floor") is None:
-        return "drift.memory"
-    return f"model.{parameter}"
-
-
-def kept_settings_differ(meta: dict, config: dict, timed: bool | None = None) -> list:
-    """The settings config.yaml sets otherwise than the checkpoint's state keeps them (its
-    temporal features, its calibration window).  ``timed``: whether the input has times (for
-    ``features.enabled: auto``; None: not known yet, not compared)."""
-    series = meta.get("series") if isinstance(meta, dict) else None
-    if not isinstance(series, dict):
-        return []
-    differ = []
-    kept, wanted = series.get("features"), config["features"]
-    enabled = wanted["enabled"] if wanted["enabled"] != "auto" else timed
-    if isinstance(kept, dict):
-        differ += [f"features.{name}" for name in ("lags", "season", "volatility", "window",
-                                                        "calendar")
-                   if name in kept and not _same(kept[name], wanted[name])]
-        if enabled is False:
-            differ.append("features.enabled")
-    elif kept is None and enabled is True:
-        differ.append("features.enabled")
-    calibrator = series.get("calibrator")
-    if isinstance(calibrator, dict) and calibrator.get("size") not in (
-            None, config["output"]["calibration_window"]):
-        differ.append("output.calibration_window")
-    return differ
 
 
 class Flags:
@@ -238,85 +139,6 @@ class PendingRejects:
         return total
 
 
-_VISIBLE = re.compile(rb"\S")  # what bytes.strip() leaves
-
-
-def _refuse_json(data: bytes, settings: dict) -> None:
-    """Stop at a first block of JSON that the settings would read as rejected rows, every one:
-    JSON that is no JSON lines (an array, pretty-printed objects), or JSON lines read as
-    numbers (a table whose header is the first record cut at its commas)."""
-    head = _head(data)
-    jsonl = settings["format"] == "jsonl"
-    then = "" if jsonl else " and read it with input.format: jsonl and input.fields"
-    if (shape := json_document(head)) is not None:
-        raise StartError(f"the input is {shape}, not JSON lines (one object per line): convert "
-                         f"it first ({json_document_command(shape)}){then}", EX_CONFIG)
-    fields = None if jsonl else first_record_fields(head)
-    if fields is not None:
-        longest = max(len(line) for line in head.split(b"\n"))
-        raise StartError(
-            "the input is JSON lines (one object per line): set input.format: jsonl and "
-            "input.fields to the fields to read ("
-            + (f"numbers in the first record: {named(fields)})" if fields
-               else "the first record holds no number)")
-            + (f"; its lines are longer than input.max_line_bytes ({settings['max_line_bytes']})"
-               if longest > settings["max_line_bytes"] else ""), EX_CONFIG)
-
-
-# The reason a file's lines are rejected when its header lacks columns the stream learns.
-COLUMNS_CHANGED = "columns changed"
-
-
-def _rejected_block(data: bytes, first: int, n_fields: int | None) -> Parsed:
-    """Every line of a block rejected as :data:`COLUMNS_CHANGED` (the file they are in is a
-    table of other columns): numbered from ``first``, each with its first bytes for the log
-    and the dead letters."""
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
-    if data and (not ends.size or ends[-1] != len(data)):
-        ends = np.append(ends, len(data))
-    starts = np.concatenate(([0], ends[:-1]))
-    stops = np.minimum(starts + _SNIPPET, np.maximum(ends - 1, starts))
-    lines = np.arange(first, first + ends.size)
-    rejects = Rejects(lines, np.full(ends.size, len(REASONS), dtype=np.int8), starts, stops,
-                      data, (*REASONS, COLUMNS_CHANGED))
-    return Parsed(np.empty((0, 1)), np.empty(0, dtype=np.int64), rejects, int(ends.size),
-                  n_fields, line_ends=ends)
-
-
-def _head(data: bytes) -> bytes:
-    """The start of a block that ``find_layout`` reads, without splitting a block of a million
-    lines: through its third line that is neither blank nor a comment (a title, a header,
-    the first data line), and whole lines up to ``LAYOUT_BYTES`` (whose times may say
-    whether dates put the day first)."""
-    end = counted = 0
-    while counted < 3:
-        found = _VISIBLE.search(data, end)
-        if found is None:
-            return data
-        end = data.find(b"\n", found.start()) + 1
-        if not end:
-            return data
-        counted += not is_comment(data[found.start():found.start() + 1])
-    return data[:max(end, data.rfind(b"\n", 0, LAYOUT_BYTES) + 1)]
-
-
-def _beyond_comments(data: bytes) -> bool:
-    """Whether a block holds a line that is neither blank nor a comment: a live stream's
-    first block of comments alone (``# HELP ...``) decides no layout yet."""
-    end = 0
-    while (found := _VISIBLE.search(data, end)) is not None:
-        if not is_comment(data[found.start():found.start() + 1]):
-            return True
-        end = data.find(b"\n", found.start()) + 1
-        if not end:
-            return False
-    return False
-
-
-def _indices(columns) -> bool:
-    """Whether ``input.columns`` picks columns by 0-based index (not by header name)."""
-    return bool(columns) and all(isinstance(c, int) for c in columns)
-
 
 def _import_ahead(config: dict) -> None:
     """Import before READY what the first mini-batches would import on their way (scipy's
@@ -362,16 +184,11 @@ class Daemon:
         # whether the input has times; until then a checkpoint's model and meta wait here.
         self.key = None
         self._restored = None
-        # A table's Layout or a JSON stream's JsonLayout; False: plain numbers; None: unknown.
-        self.layout = None
-        # The input settings a resumed layout was decided with (a checkpoint records them).
-        self._layout_settings = {}
-        # At the start of a followed stream's next file, whose first line may be the header
-        # again (a writer that starts each file with it).
-        self._header_may_repeat = False
-        # The header of the file being read, if it lacks columns the stream learns from (a
-        # log rotated into a file of other columns): its lines are rejected until the next.
-        self._foreign_header = None
+        # The parser stage: decides the input's layout from its first lines and keeps it.
+        # (It names lines through a weak reference: a daemon dropped without run()'s end
+        # frees its checkpoint's lock at once, not at the next garbage collection.)
+        where = weakref.WeakMethod(self._where)
+        self.parser = BlockParser(config["input"], lambda line: where()(line))
         self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "refits": 0,
                          "gated": 0, "alarms": 0, "rejected": {}}
         self.background = None
@@ -399,7 +216,6 @@ class Daemon:
         self.dead_letter = None
         self.file_first_line = 1  # the stream's line number of the current file's first line
         self.alerts = 0  # anomalous episodes this run
-        self.n_fields = None
         self.started = self.ready_at = time.monotonic()
         self.metrics = None
         self.watchdog = Watchdog()  # pinged every turn of the loop, not with status lines
@@ -481,10 +297,10 @@ class Daemon:
         self._restored = (loaded.model, meta, str(loaded.path))
         self._resume_input(meta, str(loaded.path))
         try:
-            self.carried.restore(meta.get("carried"), self._row_width())
+            self.carried.restore(meta.get("carried"), self.parser.row_width())
         except ValueError as exc:
             raise checkpoint.CheckpointError(f"{loaded.path}: meta.carried: {exc}") from None
-        if self.layout is not None and getattr(self.layout, "settled", True):
+        if self.parser.layout is not None and getattr(self.parser.layout, "settled", True):
             self._make_key()  # (a layout from a header alone waits for its rows: they decide
             # whether the series has a time column, so whether it has features)
 
@@ -493,33 +309,7 @@ class Daemon:
         lines applied."""
         for key, value in meta.get("counters", {}).items():
             self.counters[key] = value
-        layout = meta.get("layout")
-        settings = self.config["input"]
-        if layout is not None:
-            try:
-                self.layout = False if layout == "plain" else layout_from_dict(layout)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise checkpoint.CheckpointError(f"{where}: bad input layout: {exc}")
-            was = "jsonl" if isinstance(self.layout, JsonLayout) else "numbers"
-            if was != settings["format"]:  # (read with the other parser: a traceback, or
-                # every row rejected)
-                raise StartError(f"{where} was made reading input.format: {was}; the "
-                                 f"configuration says {settings['format']} (set it back, or "
-                                 "start a new checkpoint)", EX_CONFIG)
-            if isinstance(self.layout, Layout) and self.layout.names is not None \
-                    and "settled" not in layout and not self.counters.get("rows"):
-                # A checkpoint from before layouts were settled, taken after a header alone
-                # (nothing learned): its rows settle it now (kept as it was, it rejected them
-                # all).
-                self.layout = replace(self.layout, settled=False)
-            _warn_layout_settings(meta, settings)
-            saved = (meta.get("config") or {}).get("input")
-            if isinstance(saved, dict):  # (what the layout was decided with, kept as it is)
-                self._layout_settings = {name: saved[name] for name in LAYOUT_SETTINGS
-                                         if name in saved}
-        elif settings["format"] == "jsonl" and self.counters.get("rows"):
-            # A JSON stream checkpointed before JSON times were read learned without them.
-            self.layout = JsonLayout(tuple(settings["fields"]), None, settings["key"])
+        self.parser.restore(meta, where, learned=bool(self.counters.get("rows")))
         saved = meta.get("input", {})
         if self.source.resume(saved):
             self.applied_offset = self.source.offset
@@ -529,7 +319,7 @@ class Daemon:
                 self.next_line else 1
             foreign = saved.get("foreign_header")
             if isinstance(foreign, list) and all(isinstance(n, str) for n in foreign):
-                self._foreign_header = tuple(foreign)
+                self.parser.foreign_header = tuple(foreign)
             log.info("resumed from %s at byte %d (line %d)", where, self.source.offset,
                      self.next_line)
             # The lines after the position are read and learned again: their per-point lines
@@ -547,193 +337,28 @@ class Daemon:
         # A new stream numbered from 1 again (stdin): its first line is its own, the header
         # again (skipped as a repeat) or a row (it was skipped as the header: one row lost at
         # every resume).
-        renumbered = self.next_line == 1 and isinstance(self.layout, Layout) \
-            and self.layout.names is not None
-        if renumbered and self.layout.header_line is not None:
-            self.layout = replace(self.layout, header_line=None)
-        self._header_may_repeat = (self.next_line > 1 or renumbered) and self.source.offset == 0
-        self.n_fields = meta.get("n_fields")
+        renumbered = self.next_line == 1 and isinstance(self.parser.layout, Layout) \
+            and self.parser.layout.names is not None
+        if renumbered and self.parser.layout.header_line is not None:
+            self.parser.layout = replace(self.parser.layout, header_line=None)
+        parser = self.parser
+        parser.header_may_repeat = (self.next_line > 1 or renumbered) and self.source.offset == 0
+        parser.n_fields = meta.get("n_fields")
         columns = self.config["input"]["columns"]
-        if (self.n_fields and not self.layout and _indices(columns)
-                and max(columns) >= self.n_fields):
+        if (parser.n_fields and not parser.layout and picks_by_index(columns)
+                and max(columns) >= parser.n_fields):
             raise StartError(f"input.columns {columns} needs {max(columns) + 1} fields per "
-                             f"line, but the checkpoint's input has {self.n_fields} (remove "
+                             f"line, but the checkpoint's input has {parser.n_fields} (remove "
                              "the checkpoint to start a new model)", EX_CONFIG)
-
-    # ------------------------------------------------------------------ parsing
-    def _parse_block(self, data: bytes, first: int, n_fields: int | None):
-        """Rows of a block of lines, and the byte offset just past each line (in the block)."""
-        settings = self.config["input"]
-        if self.layout is None and first == 1 and (encoding := wide_encoding(data)):
-            # (before anything is learned: every line would be rejected, the input read past)
-            raise StartError(f"the input is {encoding} text: convert it to UTF-8 first (iconv "
-                             f"-f {encoding[:6]} -t UTF-8)", EX_DATAERR)
-        if self.layout is None and first == 1 and (
-                packed := next((kind for magic, kind in MAGIC if data.startswith(magic)), None)):
-            # A compressed file piped in (stdin: a file given by --input is read decompressed):
-            # its bytes were taken for a header, or every line rejected as invalid UTF-8.
-            tool = {"gzip": "zcat", "bzip2": "bzcat", "xz": "xzcat"}.get(packed, "zstd -dc")
-            raise StartError(f"the input is {packed}-compressed: give the file with --input, "
-                             f"or decompress it on the way ({tool} FILE | emstreamd ...)",
-                             EX_DATAERR)
-        data = blank_byte_order_marks(data)
-        if settings["format"] == "jsonl":
-            if self.layout is None and data.strip():
-                _refuse_json(data, settings)
-                try:
-                    self.layout = find_json_layout(_head(data), settings["fields"],
-                                                   timestamp=settings["timestamp"],
-                                                   key=settings["key"],
-                                                   day_first=settings["day_first"])
-                except LayoutError as exc:
-                    raise StartError(f"the input does not fit the configuration: {exc}",
-                                     EX_CONFIG) from None
-                if self.layout is not None:
-                    log.info("input: %s", self.layout.describe())
-            layout = self.layout or JsonLayout(tuple(settings["fields"]))
-            parsed = parse_json_lines(data, settings["fields"], first_line=first,
-                                      max_line_bytes=settings["max_line_bytes"],
-                                      key=settings["key"], time=layout.time_field,
-                                      day_first=layout.day_first)
-        else:
-            if self.layout is None and _beyond_comments(data):
-                # The first block decides: a table with a header and/or a time column, or
-                # plain numbers.
-                _refuse_json(data, settings)
-                try:
-                    self.layout = find_layout(_head(data), columns=settings["columns"],
-                                              timestamp=settings["timestamp"],
-                                              key=settings["key"], first_line=first,
-                                              day_first=settings["day_first"],
-                                              max_line_bytes=settings["max_line_bytes"]) or False
-                except LayoutError as exc:  # (before anything is learned: nothing to undo)
-                    raise StartError(f"the input does not fit the configuration: {exc}",
-                                     EX_CONFIG) from None
-                self._check_named_columns()
-                log.info("input: %s", self.layout.describe() if self.layout
-                         else "plain numbers")
-                self._warn_layout(data)
-            elif self.layout and not self.layout.settled:
-                self._settle_layout(data)
-                n_fields = self.n_fields
-            layout = self.layout
-            if layout and self._header_may_repeat:
-                layout = self._skip_repeated_header(data, first)
-            if self._foreign_header is not None:
-                parsed = _rejected_block(data, first, self.n_fields)
-            elif layout:
-                parsed = parse_table(data, layout, first_line=first,
-                                     max_line_bytes=settings["max_line_bytes"])
-            elif n_fields is None and _indices(settings["columns"]) and max(settings["columns"]):
-                # Lines without every configured column are rejects, not the width.
-                parsed = parse_with_columns(data, settings["columns"], first_line=first,
-                                            max_line_bytes=settings["max_line_bytes"])
-            else:
-                parsed = parse_lines(data, n_fields=n_fields, columns=settings["columns"],
-                                     first_line=first, max_line_bytes=settings["max_line_bytes"])
-        ends = parsed.line_ends
-        if ends is None:
-            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
-            if ends.size < parsed.n_lines:
-                ends = np.append(ends, len(data))
-        return parsed, ends
-
-    def _settle_layout(self, data: bytes) -> None:
-        """A layout found from a header alone is settled by the first data lines (which
-        columns hold text, how dates are written: :func:`emstream.table.settle_layout`)."""
-        settings = self.config["input"]
-        try:
-            settled = settle_layout(self.layout, _head(data), columns=settings["columns"],
-                                    timestamp=settings["timestamp"], key=settings["key"],
-                                    day_first=settings["day_first"])
-        except LayoutError as exc:  # (nothing was learned under the header alone)
-            raise StartError(f"the input does not fit the configuration: {exc}",
-                             EX_CONFIG) from None
-        if settled is not self.layout:
-            self.layout = settled if settled is not None else False
-            if not self.layout:  # (the header's field count is no plain line's)
-                self.n_fields = None
-                self._check_named_columns()
-            log.info("input: %s", settled.describe() if settled else "plain numbers")
-            self._warn_layout(data)
-
-    def _warn_layout(self, data: bytes) -> None:
-        """Say which columns were left out for holding nothing but N/A-like words so far or
-        numbers with a unit, whether the header looks like a data line, and which text columns
-        look like the names of several series in one stream."""
-        if self.layout and self.config["input"]["columns"] is None:
-            names = only_missing_words(_head(data), self.layout)
-            if names:
-                log.warning("input: %s hold(s) nothing but missing-value words (N/A, NA, null, "
-                            "...) in the first lines: left out as text; name the columns to "
-                            "learn in input.columns", ", ".join(names))
-        if isinstance(self.layout, Layout) and self.config["input"]["columns"] is None:
-            numbers = numbered_header(_head(data), self.layout)
-            if numbers:
-                log.warning("input: the header (line %d) names column(s) %s, the very "
-                            "number(s) the next line holds there: a data line? If so (a report "
-                            "piped in), give the stream a header line or pick its numbers "
-                            "(awk '{print $3}')", self.layout.header_line,
-                            named(numbers))
-            for name, example in unit_columns(_head(data), self.layout):
-                log.warning("input: column %r holds numbers with a unit (%r): left out as "
-                            "text; write them without the unit (nvidia-smi: --format=csv,"
-                            "nounits)", name, example)
-        if self.layout:
-            for name, count in series_columns(_head(data), self.layout):
-                log.warning("input: column %r holds text, %d different values in the first "
-                            "lines: several series in one stream? They are learned as one; "
-                            "input.key: %s gives each its own model", name, count, name)
-
-    def _check_named_columns(self) -> None:
-        """Plain numbers have no header: ``input.columns`` may not name columns."""
-        if self.layout is False and any(isinstance(c, str)
-                                        for c in self.config["input"]["columns"] or ()):
-            raise StartError("the input does not fit the configuration: input.columns names "
-                             "columns, but the input has no header line", EX_CONFIG)
-
-    def _skip_repeated_header(self, data: bytes, first: int):
-        """The layout to parse this block with, the first of a new file: if its first
-        non-blank line repeats the header, that line is skipped as the header is (it was
-        rejected as non-numeric once per rotation).  For this block only: the layout the
-        checkpoint keeps names the stream's own header line (kept, the line number of a
-        rotated file's header skipped a data row of any input read later from its start)."""
-        found = _VISIBLE.search(data)
-        if found is None:
-            return self.layout  # (nothing but blank lines yet: the next block decides)
-        self._header_may_repeat = False
-        end = data.find(b"\n", found.start())
-        line = data[found.start():end if end >= 0 else len(data)]
-        at = first + data.count(b"\n", 0, found.start())
-        if repeats_header(line, self.layout):
-            return replace(self.layout, header_line=at)
-        changed = changed_header(line, self.layout)
-        if changed is None:
-            return self.layout
-        if changed.layout is None:
-            self._foreign_header = changed.names
-            log.error("input: line %d%s is a header of other columns (%s), without %s, which "
-                      "this stream learns: the file's lines are rejected (%s); a new checkpoint "
-                      "starts a model on its columns", at, self._where(at),
-                      ", ".join(changed.names), ", ".join(map(repr, changed.missing)),
-                      COLUMNS_CHANGED)
-            return self.layout
-        log.warning("input: line %d%s is a header of other columns (%s): the stream's "
-                    "columns are taken from it by name", at, self._where(at),
-                    ", ".join(changed.names))
-        # The checkpoint keeps the stream's own header line (see above).
-        self.layout = replace(changed.layout, header_line=self.layout.header_line)
-        log.info("input: %s", self.layout.describe())
-        return replace(changed.layout, header_line=at)
 
     def _read(self, data: bytes):
         """A block's parse (its rows and rejects) and the byte offset just past each line;
         its lines counted."""
         first = self.next_line
         ready = getattr(self.source, "parsed", None)  # parsed ahead by a reader thread
-        parsed, ends = ready if ready is not None else self._parse_block(data, first,
-                                                                          self.n_fields)
-        self.n_fields = self.n_fields or parsed.n_fields
+        parsed, ends = ready if ready is not None else self.parser.parse(
+            data, first, self.parser.n_fields)
+        self.parser.n_fields = self.parser.n_fields or parsed.n_fields
         self.rows_read += parsed.rows.shape[0]
         self.next_line += parsed.n_lines
         self.counters["lines"] += parsed.n_lines
@@ -848,17 +473,6 @@ class Daemon:
         if self.key is None:
             self._make_key()
         return self.key.rows_to_decide()
-
-    def _row_width(self) -> int | None:
-        """Numbers per row the input gives, as far as its layout and settings say (None: not
-        known yet)."""
-        settings = self.config["input"]
-        if self.layout:  # a table or JSON lines
-            return len(self.layout.value_fields)
-        if settings["format"] == "jsonl" and settings["fields"]:
-            return len(settings["fields"])
-        columns = settings["columns"]
-        return len(columns) if isinstance(columns, list) and columns else self.n_fields
 
     def _waiting(self) -> int:
         """Rows read and not learned yet: carried from the last run, and pending."""
@@ -977,8 +591,8 @@ class Daemon:
     def _file_state(self) -> dict:
         """What a checkpoint keeps of the file being read beyond its position."""
         state = {"file_first_line": self.file_first_line}
-        if self._foreign_header is not None:
-            state["foreign_header"] = list(self._foreign_header)
+        if self.parser.foreign_header is not None:
+            state["foreign_header"] = list(self.parser.foreign_header)
         return state
 
     def _where(self, line: int) -> str:
@@ -1005,7 +619,7 @@ class Daemon:
     def _make_key(self) -> None:
         """The series' monitor, once the input's layout is known (features for tables with a
         time column, under ``features.enabled: auto``), with the checkpoint's state if any."""
-        timed = bool(self.layout) and self.layout.time_field is not None
+        timed = bool(self.parser.layout) and self.parser.layout.time_field is not None
         self.key = KeyMonitor(self.config, timed, counters=self.counters, metrics=self.metrics,
                               background=self.background)
         if self._restored is not None:
@@ -1149,7 +763,7 @@ class Daemon:
         run's made a changed setting warned about once, then silent, then the right one
         warned against)."""
         kept = {k: v for k, v in self.config.items() if k != "model"}
-        kept["input"] = {**kept["input"], **self._layout_settings}
+        kept["input"] = {**kept["input"], **self.parser.layout_settings}
         return kept
 
     def save_checkpoint(self, reason: str) -> bool:
@@ -1164,11 +778,9 @@ class Daemon:
                           "offset": self.applied_offset,
                           "next_line": self._line_at_position(),
                           **self._file_state()},
-                "counters": counters, "n_fields": self.n_fields,
+                "counters": counters, **self.parser.state(),
                 **self._key_state(),
                 "carried": self.carried.state() if self.carried.count else None,
-                "layout": (None if self.layout is None else "plain" if self.layout is False
-                           else self.layout.to_dict()),
                 **self._output_marks(),
                 "config": self._config_to_keep()}
         target = Path(self.config["checkpoint"]["path"])
@@ -1252,14 +864,14 @@ class Daemon:
         # its default with nothing but "reloaded" in the log).
         changed = sorted(f"{section}.{key} {self.config[section][key]!r} -> "
                          f"{fresh[section][key]!r}" for section, key in live
-                         if not _same(fresh[section][key], self.config[section][key]))
+                         if not same_setting(fresh[section][key], self.config[section][key]))
         for section, key in live:
             self.config[section][key] = fresh[section][key]
         # (a key the running configuration does not hold, model.verbose say, is a change too)
         waiting = [f"{section}.{key}" for section, values in fresh.items()
                    for key, value in values.items()
                    if (section, key) not in live
-                   and not _same(value, self.config.get(section, {}).get(key, _ABSENT))]
+                   and not same_setting(value, self.config.get(section, {}).get(key, _ABSENT))]
         self._apply_live()
         log.info("SIGHUP: configuration reloaded (live keys only)%s",
                  ": " + "; ".join(changed) if changed else ", none changed")
@@ -1315,8 +927,8 @@ class Daemon:
             # the imports below run (0.4 s of them are scipy's).
             from .prefetch import PrefetchedFile
 
-            self.source = PrefetchedFile(self.source, self._parse_block, self.next_line,
-                                         self.n_fields)
+            self.source = PrefetchedFile(self.source, self.parser.parse, self.next_line,
+                                         self.parser.n_fields)
         # Imports first: the limit below applies to the BLAS libraries loaded when it is taken.
         _import_ahead(self.config)
         # One BLAS thread for the whole run, taken once: the core would otherwise switch
@@ -1372,8 +984,7 @@ class Daemon:
                              "%d", self.source.reading, self.source.path, self.next_line)
                 else:
                     self.file_first_line = self.next_line
-                    self._header_may_repeat = True
-                    self._foreign_header = None
+                    self.parser.next_file()
                     log.info("now reading %s (rotated or truncated) from stream line %d",
                              self.source.reading, self.next_line)
             self._learn_ready(by_count_only)
@@ -1442,7 +1053,8 @@ class Daemon:
         rejected = ", ".join(f"{n} {r}" for r, n in sorted(c["rejected"].items())) or "none"
         seconds = time.monotonic() - self.ready_at
         lines = [f"emstreamd: {c['rows']} points learned in {c['batches']} batches from "
-                 f"{c['lines']} lines in {seconds:.3f} s after start-up; rejected: {rejected}; anomalies: {c['anomalies']} "
+                 f"{c['lines']} lines in {seconds:.3f} s after start-up; rejected: {rejected}; "
+                 f"anomalies: {c['anomalies']} "
                  f"({c['gated']} not learned); drift alarms: {c['alarms']}; "
                  f"refits: {c['refits']}; "
                  f"checkpoint: {self.last_checkpoint_path}"]
