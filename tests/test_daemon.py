@@ -329,6 +329,34 @@ def test_checkpoint_records_where_the_input_stood(tmp_path):
     assert meta["input"]["next_line"] == 3001 and meta["input"]["kind"] == "file"
 
 
+def test_a_back_fill_checkpoints_every_points_inside_a_block_and_resumes_from_each(tmp_path):
+    """60,000 numbers are one block of the reader (up to 1 MiB): checkpoint.every_points 5,000
+    wrote one checkpoint per block (two in all) before; now one every ~5,000 points, each at
+    a line end, and resuming from one in the middle ends with the uninterrupted model."""
+    data = tmp_path / "d.txt"
+    _write_stream(data, 60_000)
+    settings = ["--config", CONFIG, "--no-output", "--input", str(data),
+                "--set", "checkpoint.every_points=5000", "--set", "checkpoint.keep=100"]
+    done = _run(*settings, "--checkpoint", str(tmp_path / "all"))
+    assert done.returncode == 0, done.stderr.decode()
+    saved = sorted((tmp_path / "all").glob("checkpoint-*.json"))
+    assert len(saved) >= 11, [p.name for p in saved]
+    text = data.read_bytes()
+    for path in saved:
+        where = json.loads(path.read_text())["content"]["meta"]["input"]
+        assert text[where["offset"] - 1:where["offset"]] == b"\n"
+        assert text.count(b"\n", 0, where["offset"]) + 1 == where["next_line"]
+    middle = tmp_path / "middle"
+    middle.mkdir()
+    (middle / "checkpoint-00000001.json").write_bytes(saved[len(saved) // 2].read_bytes())
+    done = _run(*settings, "--checkpoint", str(middle))
+    assert done.returncode == 0, done.stderr.decode()
+    whole, resumed = checkpoint.load(saved[-1]), checkpoint.load(middle)
+    assert resumed.meta["counters"] == whole.meta["counters"]
+    for name in ("weights_", "means_", "covariances_"):
+        assert np.array_equal(getattr(resumed.model, name), getattr(whole.model, name)), name
+
+
 def test_scheduled_refits_keep_labels_and_are_recorded(tmp_path):
     data = tmp_path / "d.txt"
     _write_stream(data, 30_000, seed=4)

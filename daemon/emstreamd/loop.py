@@ -548,6 +548,10 @@ class Daemon:
                 # (with slow fits it learned every batch of its block first, minutes of them).
                 return
             self._apply(self._batch_rows())
+            if self._checkpoint_due():
+                # A block holds up to 1 MiB of lines (a back-fill's: 100,000 numbers or more):
+                # checkpoints come every checkpoint.every_points, not once per block.
+                self.save_checkpoint("scheduled")
         waited = (self.first_pending_at is not None
                   and time.monotonic() - self.first_pending_at
                   >= self.config["batch"]["max_wait"])
