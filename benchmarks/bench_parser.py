@@ -236,8 +236,8 @@ def time_parser(fmt: str, data: bytes, from_start: bool, dead_letter: str | None
                 daemon._take(block)
                 _applied(daemon)
         best = min(best, time.perf_counter() - started)
-        if daemon.dead_letter is not None:
-            os.close(daemon.dead_letter)
+        if daemon.dead_letters is not None:
+            daemon.dead_letters.close()
         daemon.lock.close()
     return best
 

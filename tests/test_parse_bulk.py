@@ -257,7 +257,7 @@ def test_the_daemon_counts_logs_and_dead_letters_each_reject_as_before(tmp_path_
     finally:
         logger.removeHandler(handler)
         daemon.lock.close()
-        os.close(daemon.dead_letter)
+        daemon.dead_letters.close()
     lines = re.sub(rb"\r(?![\r\n])", b"\n", stream).split(b"\n")[:-1]  # a lone CR ends a line
     _, rejects, _ = _reference(lines, 1, 64)
     counts = {}

@@ -36,7 +36,8 @@ from emstream.store import DamagedStore, KeyStore, StoreError, store_location
 from .batcher import Pending
 from .errors import EX_CANTCREAT, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import COUNTED, KeyMonitor
-from .loop import Daemon, PendingRejects
+from .loop import Daemon
+from .rejects import PendingRejects
 from .resumed import warn_resumed_settings
 from .router import groups
 

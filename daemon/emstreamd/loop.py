@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -32,8 +31,9 @@ from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import KeyMonitor, batch_rows
 from .notify import Watchdog, notify
 from .parser import BlockParser, picks_by_index
+from .rejects import DeadLetters, PendingRejects, log_rejects, say_if_nothing_read
 from .resumed import same_setting, warn_resumed_settings
-from .sinks import PointSink, say_if_waiting_for_a_reader
+from .sinks import PointSink
 
 log = logging.getLogger("emstreamd")
 # stderr is a terminal (someone is watching): a back-fill's status line comes every second.
@@ -47,26 +47,6 @@ CHECKPOINT_RETRY_SECONDS = 5.0
 # Longest wait for input in one turn of the loop: signals, reloads and the watchdog are acted
 # on between turns.
 IDLE_WAIT = 0.2
-# Rejected lines logged: the first ones, then one in so many (counted over the daemon's life).
-LOGGED_REJECTS = 20
-LOG_REJECT_EVERY = 1000
-# Rejected lines, none read as a row before them, after which the log says the input is not
-# what the configuration reads (ping's, sysstat's or top's reports piped in: every line was
-# rejected and nothing said so but the lines themselves).
-NOTHING_READ_LINES = 100
-NOTHING_READ_HINTS = {
-    "non-numeric": "lines of words and numbers (a tool's report) need their numbers picked "
-                   "(awk '{print $3, $5}') or a header line naming the columns (input.columns "
-                   "picks some); JSON lines need input.format: jsonl",
-    "wrong field count": "the lines do not have as many fields as the first line fixed "
-                         "(input.columns picks fields by place)",
-    "bad timestamp": "the time column holds what it cannot read as times (input.timestamp "
-                     "names the column, null reads none; input.day_first)",
-    "too long": "the lines are longer than input.max_line_bytes",
-    "missing field": "the records lack a field of input.fields (or input.timestamp, input.key)",
-    "invalid json": "the lines are no JSON objects",
-    "bad key": "the key column holds no keys (input.key)",
-}
 
 
 _ABSENT = object()
@@ -98,46 +78,6 @@ class Flags:
             else:
                 setattr(self, {signal.SIGUSR1: "checkpoint", signal.SIGHUP: "reload",
                                signal.SIGUSR2: "refit"}[signum], True)
-
-
-class PendingRejects:
-    """The rejected lines read after the last applied row: their numbers and reasons, kept as
-    the parser's arrays (a flood of them costs a few bytes a line, not an object a line).
-
-    A checkpoint's position stays before the first of them while a row read before them is
-    unapplied, and its counters leave them out."""
-
-    def __init__(self):
-        self._parts = []  # (lines, codes, reasons) of successive blocks, lines increasing
-
-    def add(self, rejects: Rejects) -> None:
-        if len(rejects):  # (not the Rejects themselves: they hold on to their block's bytes)
-            self._parts.append((rejects.lines, rejects.codes, rejects.reasons))
-
-    def __bool__(self) -> bool:
-        return bool(self._parts)
-
-    def first_line(self) -> int:
-        return int(self._parts[0][0][0])
-
-    def drop_through(self, line: int) -> None:
-        """Forget the rejects up to and including ``line`` (now behind the position)."""
-        kept = []
-        for lines, codes, reasons in self._parts:
-            if lines[-1] > line:
-                start = int(np.searchsorted(lines, line, side="right"))
-                kept.append((lines[start:], codes[start:], reasons))
-        self._parts = kept
-
-    def counts(self) -> dict:
-        """Rejects by reason."""
-        total = {}
-        for _, codes, reasons in self._parts:
-            for code, n in enumerate(np.bincount(codes).tolist()):
-                if n:
-                    total[reasons[code]] = total.get(reasons[code], 0) + n
-        return total
-
 
 
 def _import_ahead(config: dict) -> None:
@@ -213,7 +153,7 @@ class Daemon:
         self._checkpointed = False  # this run has written one (the start's note is gone)
         self.last_status = time.monotonic()
         self.status_rows = 0
-        self.dead_letter = None
+        self.dead_letters = None  # input.dead_letter's DeadLetters, opened by prepare()
         self.file_first_line = 1  # the stream's line number of the current file's first line
         self.alerts = 0  # anomalous episodes this run
         self.started = self.ready_at = time.monotonic()
@@ -242,13 +182,7 @@ class Daemon:
         self.lock = lock.acquire(self.config["checkpoint"]["path"])
         path = self.config["input"]["dead_letter"]
         if path is not None:
-            say_if_waiting_for_a_reader("input.dead_letter", path)
-            try:
-                self.dead_letter = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
-                                           | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
-                raise StartError(f"input.dead_letter: cannot open {path}: {exc.strerror}",
-                                 EX_CANTCREAT) from None
+            self.dead_letters = DeadLetters(path)
         settings = self.config["metrics"]
         if settings["port"] is not None:
             try:
@@ -372,10 +306,16 @@ class Daemon:
 
     def _reject_lines(self, rejects: Rejects) -> None:
         """Count rejected lines, log the first ones and write their dead letters."""
-        if rejects and self.dead_letter is not None:
+        if rejects and self.dead_letters is not None:
             # A reject whose dead letter could not be written is not counted: the position
             # stays before it, so a restart reads it (and writes it) again.
-            rejects = rejects.take(slice(self._dead_letters(rejects)))
+            written, exc = self.dead_letters.write(rejects)
+            if exc is not None:
+                self._halt(EX_IOERR, "input.dead_letter %s: %s: stopping; the checkpoint "
+                           "stays before line %d, whose dead letter was not written",
+                           self.dead_letters.path, exc.strerror or exc,
+                           int(rejects.lines[written]))
+            rejects = rejects.take(slice(written))
         if rejects:
             self._count_rejects(rejects)
 
@@ -398,8 +338,8 @@ class Daemon:
             self.pending_rejects = PendingRejects()
 
     def _count_rejects(self, rejects: Rejects) -> None:
-        """Count a block's rejects by reason, keep them pending, and log the first
-        ``LOGGED_REJECTS`` of the daemon's life and every ``LOG_REJECT_EVERY``-th after."""
+        """Count a block's rejects by reason (lifetime and this run), keep them pending, and
+        log them (:func:`~emstreamd.rejects.log_rejects`)."""
         rejected, run = self.counters["rejected"], self.run_rejects
         before = sum(rejected.values())
         unread = sum(run.values())  # (this run's: a resumed run may read another input)
@@ -410,46 +350,8 @@ class Daemon:
             if self.metrics is not None:
                 self.metrics.reject(reason, n)
         self.pending_rejects.add(rejects)
-        first = range(min(len(rejects), max(0, LOGGED_REJECTS - before)))
-        every = range(-(before + 1) % LOG_REJECT_EVERY, len(rejects), LOG_REJECT_EVERY)
-        for i in sorted(set(first).union(every)):
-            reject = rejects[i]
-            log.warning("line %d%s rejected (%s): %r [%d rejected so far]", reject.line,
-                        self._where(reject.line), reject.reason, reject.text, before + i + 1)
-        total = sum(run.values())
-        if unread < NOTHING_READ_LINES <= total and not self.rows_read:
-            # (this run's lines: resumed on a file of another width, every line was rejected
-            # and the input marked as read without a word, the model's earlier rows hiding it)
-            reason = max(run, key=run.get)
-            said = ", ".join(f"{n} {r}" for r, n in sorted(run.items(), key=lambda item: -item[1]))
-            log.warning("none of the first %d lines was read as a row (%s): the input is not "
-                        "what the configuration reads: %s", total, said,
-                        NOTHING_READ_HINTS.get(reason, "see the rejected lines above"))
-
-    def _dead_letters(self, rejects: Rejects) -> int:
-        """Append a block's rejects to ``input.dead_letter``, one JSON line each, in one write
-        (more if the kernel takes less); returns how many were written.  On a write error (a
-        full disk) the record cut short is removed, so the file holds whole lines only, and
-        the run halts."""
-        blob, ends = rejects.to_json_lines()
-        blob = memoryview(blob)
-        written = 0
-        size = os.fstat(self.dead_letter).st_size
-        try:
-            while written < len(blob):
-                written += os.write(self.dead_letter, blob[written:])
-        except OSError as exc:
-            whole = int(np.searchsorted(ends, written, side="right"))
-            try:
-                os.ftruncate(self.dead_letter, size + (int(ends[whole - 1]) if whole else 0))
-            except OSError:
-                pass
-            self._halt(EX_IOERR, "input.dead_letter %s: %s: stopping; the checkpoint stays "
-                       "before line %d, whose dead letter was not written",
-                       self.config["input"]["dead_letter"], exc.strerror or exc,
-                       int(rejects.lines[whole]))
-            return whole
-        return len(rejects)
+        log_rejects(rejects, before, self._where)
+        say_if_nothing_read(run, unread, self.rows_read)
 
     def _halt(self, code: int, message: str, *args) -> None:
         """Stop after a failed write: nothing more is learned, the run ends with ``code``
@@ -1040,9 +942,8 @@ class Daemon:
             self.counters = self._counters_at_position()
         if by_count_only:
             self.source.close()  # stops the reader thread
-        if self.dead_letter is not None:
-            os.close(self.dead_letter)
-            self.dead_letter = None
+        if self.dead_letters is not None:
+            self.dead_letters.close()
         if self.metrics is not None:
             self.metrics.close()
         self._close_state()
