@@ -450,6 +450,7 @@ class Daemon:
                 # (with slow fits it learned every batch of its block first, minutes of them).
                 return
             self._apply(self._batch_rows())
+            self._alive()  # (a block's batches and checkpoints may take longer than a ping)
             if self._checkpoint_due():
                 # A block holds up to 1 MiB of lines (a back-fill's: 100,000 numbers or more):
                 # checkpoints come every checkpoint.every_points, not once per block.
