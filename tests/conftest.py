@@ -2,6 +2,9 @@
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +38,37 @@ def until(predicate, timeout=30.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def watchdog_pings(args: list, folder: Path, timeout: float = 300.0) -> tuple:
+    """Run ``emstreamd ARGS`` under a systemd watchdog of 0.2 s (pings due every 0.1 s) and
+    collect its pings: (exit code, times of the WATCHDOG=1 pings, stderr).  Its stderr goes to
+    a file (thousands of log lines would fill a pipe read only at the end)."""
+    address = str(folder / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(address)
+    server.settimeout(0.05)
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"}
+    log = folder / "stderr.txt"
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "emstreamd", *args],
+                                   stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    STARTED.append(process)
+    pings = []
+    try:
+        deadline = time.monotonic() + timeout
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                if server.recv(100) == b"WATCHDOG=1":
+                    pings.append(time.monotonic())
+            except TimeoutError:
+                continue
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
+        server.close()
+    return process.returncode, pings, log.read_text()
 
 
 def without_root_override() -> list:

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from emstream import checkpoint
 from emstream.cli import main as emstream_main
 from emstream.store import KeyStore
 
-from .conftest import STARTED, without_root_override
+from .conftest import STARTED, watchdog_pings, without_root_override
 
 ROOT = Path(__file__).resolve().parent.parent
 DAEMON = [sys.executable, "-m", "emstreamd", "--config", str(ROOT / "config.yaml"),
@@ -1089,26 +1088,10 @@ def test_the_watchdog_is_pinged_between_the_keys_of_a_long_block(tmp_path):
     data = tmp_path / "fleet.csv"
     data.write_text(_keyed_text(350, 101))  # (under the 1 MiB a back-fill reads at once)
     assert data.stat().st_size < 1 << 20
-    address = str(tmp_path / "notify.sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    server.bind(address)
-    server.settimeout(0.05)
-    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"}
-    process = subprocess.Popen([*DAEMON, "--input", str(data), "--set", "input.key=host",
-                                "--checkpoint", str(tmp_path / "s"), "--no-output"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    pings = []
-    try:
-        while process.poll() is None:
-            try:
-                if server.recv(100) == b"WATCHDOG=1":
-                    pings.append(time.monotonic())
-            except TimeoutError:
-                continue
-    finally:
-        process.communicate(timeout=120)
-        server.close()
-    assert process.returncode == 0
+    code, pings, err = watchdog_pings(["--input", str(data), "--set", "input.key=host",
+                                       "--checkpoint", str(tmp_path / "s"), "--no-output"],
+                                      tmp_path)
+    assert code == 0, err
     assert pings[-1] - pings[0] > 1.5  # (the block took seconds: the test means something)
     assert np.diff(pings).max() < 1.0, np.diff(pings).max()
 

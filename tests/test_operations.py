@@ -21,7 +21,7 @@ import yaml
 import emstream
 from emstream import checkpoint
 
-from .conftest import ROOT
+from .conftest import ROOT, watchdog_pings
 
 DAEMON = [sys.executable, "-m", "emstreamd"]
 CONFIG = str(ROOT / "config.yaml")
@@ -441,34 +441,11 @@ def test_the_watchdog_is_pinged_between_the_mini_batches_of_a_long_block(tmp_pat
     data = tmp_path / "numbers.txt"
     np.savetxt(data, np.random.default_rng(0).normal(size=120_000), fmt="%.3f")
     assert data.stat().st_size < 1 << 20
-    address = str(tmp_path / "notify.sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    server.bind(address)
-    server.settimeout(0.05)
-    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"}
-    log = tmp_path / "stderr.txt"  # (1,200 log lines would fill a pipe nobody reads yet)
-    with open(log, "wb") as stderr:
-        process = subprocess.Popen([*DAEMON, "--config", CONFIG, "--input", str(data),
-                                    "--checkpoint", str(tmp_path / "s"), "--no-output",
-                                    "--set", "batch.max_rows=100",
-                                    "--set", "checkpoint.every_points=100"],
-                                   stdout=subprocess.DEVNULL, stderr=stderr, env=env)
-    pings = []
-    try:
-        deadline = time.monotonic() + 300
-        while process.poll() is None and time.monotonic() < deadline:
-            try:
-                if server.recv(100) == b"WATCHDOG=1":
-                    pings.append(time.monotonic())
-            except TimeoutError:
-                continue
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=60)
-        server.close()
-    err = log.read_text()
-    assert process.returncode == 0, err
+    code, pings, err = watchdog_pings(["--config", CONFIG, "--input", str(data),
+                                       "--checkpoint", str(tmp_path / "s"), "--no-output",
+                                       "--set", "batch.max_rows=100",
+                                       "--set", "checkpoint.every_points=100"], tmp_path)
+    assert code == 0, err
     assert err.count("checkpoint (scheduled)") > 1000
     assert pings[-1] - pings[0] > 1.5  # (the block took seconds: the test means something)
     assert np.diff(pings).max() < 1.0, np.diff(pings).max()
