@@ -77,3 +77,21 @@ def test_wide_text_and_compressed_bytes_stop_before_anything_is_read():
     with pytest.raises(StartError, match="gzip-compressed"):
         _parser().parse(b"\x1f\x8b\x08\x00rest\n", first=1, n_fields=None)
     assert np.isfinite(_parser().parse(b"7\n", first=1, n_fields=None)[0].rows).all()
+
+
+def test_a_resume_refuses_columns_beyond_the_checkpoint_s_width_and_expects_a_new_header():
+    parser = _parser(columns=[0, 3])
+    parser.restore({"layout": "plain"}, "ck.json", learned=True)
+    with pytest.raises(StartError, match="needs 4 fields per line"):
+        parser.resume_at(10, 123, n_fields=2)
+    table = _parser()
+    table.parse(b"timestamp,value\n2024-01-01 00:00:00,1\n", first=1, n_fields=None)
+    # A new standard input (numbered from 1 again) may start with the header again, or with
+    # a row, which is not skipped as the header (one row lost at every restart).
+    for block, values in ((b"timestamp,value\n2024-01-01 00:05:00,2\n", [2.0]),
+                          (b"2024-01-01 00:05:00,2\n2024-01-01 00:10:00,3\n", [2.0, 3.0])):
+        resumed = _parser()
+        resumed.restore(table.state(), "ck.json", learned=True)
+        resumed.resume_at(1, 0, n_fields=None)
+        parsed, _ = resumed.parse(block, first=1, n_fields=None)
+        assert parsed.rows.ravel().tolist() == values and not parsed.reject_counts()

@@ -13,7 +13,6 @@ import signal
 import sys
 import time
 import weakref
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
 from emstream.parse import Rejects
 from emstream.store import STORE_NAME
-from emstream.table import Layout
 
 from . import config as config_module
 from . import early, lock
@@ -30,7 +28,7 @@ from .batcher import Pending
 from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import KeyMonitor, batch_rows
 from .notify import Watchdog, notify
-from .parser import BlockParser, picks_by_index
+from .parser import BlockParser
 from .rejects import DeadLetters, PendingRejects, log_rejects, say_if_nothing_read
 from .resumed import same_setting, warn_resumed_settings
 from .sinks import PointSink
@@ -268,22 +266,7 @@ class Daemon:
                 # Line numbers count the followed stream across its files: they go on.
                 self.next_line = self.file_first_line = int(saved.get("next_line", 1))
             log.info("resumed the model from %s; reading the input from its start", where)
-        # A new stream numbered from 1 again (stdin): its first line is its own, the header
-        # again (skipped as a repeat) or a row (it was skipped as the header: one row lost at
-        # every resume).
-        renumbered = self.next_line == 1 and isinstance(self.parser.layout, Layout) \
-            and self.parser.layout.names is not None
-        if renumbered and self.parser.layout.header_line is not None:
-            self.parser.layout = replace(self.parser.layout, header_line=None)
-        parser = self.parser
-        parser.header_may_repeat = (self.next_line > 1 or renumbered) and self.source.offset == 0
-        parser.n_fields = meta.get("n_fields")
-        columns = self.config["input"]["columns"]
-        if (parser.n_fields and not parser.layout and picks_by_index(columns)
-                and max(columns) >= parser.n_fields):
-            raise StartError(f"input.columns {columns} needs {max(columns) + 1} fields per "
-                             f"line, but the checkpoint's input has {parser.n_fields} (remove "
-                             "the checkpoint to start a new model)", EX_CONFIG)
+        self.parser.resume_at(self.next_line, self.source.offset, meta.get("n_fields"))
 
     def _read(self, data: bytes):
         """A block's parse (its rows and rejects) and the byte offset just past each line;

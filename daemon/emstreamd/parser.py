@@ -195,6 +195,26 @@ class BlockParser:
             # A JSON stream checkpointed before JSON times were read learned without them.
             self.layout = JsonLayout(tuple(settings["fields"]), None, settings["key"])
 
+    def resume_at(self, next_line: int, offset: int, n_fields: int | None) -> None:
+        """Read on from a checkpoint: the stream's line ``next_line`` at byte ``offset`` of
+        the file (0: its start), with the checkpoint's ``n_fields``.  Raises
+        :class:`StartError` if ``input.columns`` asks for more fields than that."""
+        # A new stream numbered from 1 again (stdin): its first line is its own, the header
+        # again (skipped as a repeat) or a row (it was skipped as the header: one row lost at
+        # every resume).
+        renumbered = next_line == 1 and isinstance(self.layout, Layout) \
+            and self.layout.names is not None
+        if renumbered and self.layout.header_line is not None:
+            self.layout = replace(self.layout, header_line=None)
+        self.header_may_repeat = (next_line > 1 or renumbered) and offset == 0
+        self.n_fields = n_fields
+        columns = self.settings["columns"]
+        if (n_fields and not self.layout and picks_by_index(columns)
+                and max(columns) >= n_fields):
+            raise StartError(f"input.columns {columns} needs {max(columns) + 1} fields per "
+                             f"line, but the checkpoint's input has {n_fields} (remove the "
+                             "checkpoint to start a new model)", EX_CONFIG)
+
     def state(self) -> dict:
         """What a checkpoint's meta keeps of the parser (``n_fields`` and ``layout``)."""
         return {"n_fields": self.n_fields,
