@@ -197,7 +197,7 @@ class KeyedDaemon(Daemon):
             raise checkpoint.CheckpointError(f"{self.store.path}: not a readable state store: "
                                              f"{exc}") from None
         if meta is None:
-            self._start_output()
+            self.output_marks.begin(self.source)
             return
         checkpoint.validate_meta(meta, source=self.store.path)  # (a hand-edited store)
         self._resume_input(meta, self.store.path)
@@ -505,7 +505,7 @@ class KeyedDaemon(Daemon):
                               **self._file_state()},
                     "counters": self.counters, "n_fields": self.parser.n_fields,
                     "layout": None if self.parser.layout is None else self.parser.layout.to_dict(),
-                    **self._output_marks(),
+                    **self.output_marks.marks(),
                     "config": self._config_to_keep()}
             self.store.set_meta("daemon", meta)
             self.store.commit()
@@ -521,7 +521,7 @@ class KeyedDaemon(Daemon):
         self.last_checkpoint_path = self.store.path
         if not self._checkpointed:
             self._checkpointed = True
-            self._forget_output_start()
+            self.output_marks.forget_start()
         if self.metrics is not None:
             self.metrics.checkpoint_time.set_to_current_time()
             self.metrics.set_keys(len(self.known), len(self.active), self.recent_anomalies)

@@ -9,12 +9,15 @@ the file only names the holder in the second daemon's message.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from pathlib import Path
 
 from emstream.store import STORE_NAME
 
 from .errors import EX_CANTCREAT, EX_CONFIG, EX_TEMPFAIL, StartError
+
+log = logging.getLogger("emstreamd")
 
 LOCK_NAME = "emstreamd.lock"
 # A checkpoint path naming a file, not a directory: a single series' checkpoint or a keyed
@@ -91,3 +94,67 @@ def held(handle, checkpoint_path: str | os.PathLike) -> bool:
         return False
     mine = os.fstat(handle.fileno())
     return (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+class CheckpointLock:
+    """A daemon's hold on its checkpoint path while it runs: taken before any input is read
+    (:meth:`take`), checked before each checkpoint (:meth:`ours`), let go after the last one.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> first = CheckpointLock(tempfile.mkdtemp())
+    >>> first.take()
+    >>> try:
+    ...     CheckpointLock(first.path).take()
+    ... except StartError as exc:
+    ...     exc.exit_code
+    75
+    >>> first.ours(lambda: True)
+    True
+    >>> first.close()
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = path
+        self.handle = None  # the open lock file (None before take() and after close())
+        self.lost = None  # once another daemon took the path: why this one writes nothing
+
+    def take(self) -> None:
+        """Lock the path (see :func:`acquire`; :class:`StartError` if another daemon holds
+        it)."""
+        self.handle = acquire(self.path)
+
+    def ours(self, intact) -> bool:
+        """Whether this daemon may write its checkpoint: it still holds the path's lock, or
+        (its directory or lock file was removed while it ran) has taken it again.  ``intact``
+        () -> bool says whether the checkpoint's state is still where this daemon writes it (a
+        keyed daemon's store file).  False for good once the path is another's, or the state
+        is gone (:attr:`lost` says why)."""
+        if self.handle is None:
+            return self.lost is None
+        if held(self.handle, self.path) and intact():
+            return True
+        self.close()
+        if not intact():
+            # (checked with the lock held too: a keyed store's file removed alone, its lock
+            # left, took every later commit into the deleted file, and the daemon exited 0)
+            self.lost = (f"checkpoint.path {self.path}: the state store was removed or "
+                         "replaced while this daemon ran: stopping (what it learned since its "
+                         "last checkpoint is not written)")
+            return False
+        try:
+            self.handle = acquire(self.path)
+        except StartError as exc:
+            self.lost = (f"checkpoint.path {self.path} was removed while this daemon ran and "
+                         f"is now another's ({exc}): stopping, nothing more written there")
+            return False
+        log.warning("checkpoint.path %s: its lock was gone (the directory removed while this "
+                    "daemon ran?): locked again; checkpoints go on there", self.path)
+        return True
+
+    def close(self) -> None:
+        """Let the lock go (after the last checkpoint: another daemon may take over)."""
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None

@@ -28,6 +28,7 @@ from .batcher import Pending
 from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import KeyMonitor, batch_rows
 from .notify import Watchdog, notify
+from .outputmarks import OutputMarks, first_unreported
 from .parser import BlockParser
 from .rejects import DeadLetters, PendingRejects, log_rejects, say_if_nothing_read
 from .resumed import same_setting, warn_resumed_settings
@@ -92,12 +93,6 @@ def _import_ahead(config: dict) -> None:
         _arrow_reader()
 
 
-# Beside the checkpoint's lock: where the per-point lines of a run with no checkpoint yet
-# begin, so that the next run cuts them if it was killed before its first checkpoint.
-# (emstreamd.output-start.json in a checkpoint directory; state.json.output-start.json)
-OUTPUT_START = ".output-start.json"
-
-
 class Daemon:
     """One run of emstreamd over one source.
 
@@ -117,6 +112,7 @@ class Daemon:
         source.max_line_bytes = config["input"]["max_line_bytes"]  # bounds a partial line
         self.reload_config = reload
         self.sink = PointSink(out, config["output"])  # per-point lines
+        self.output_marks = OutputMarks(self.sink, config)  # where they stand at checkpoints
         self.flags = Flags()
         # The series' monitor (model, drift monitor, scorer), made when the first block shows
         # whether the input has times; until then a checkpoint's model and meta wait here.
@@ -159,8 +155,7 @@ class Daemon:
         self.watchdog = Watchdog()  # pinged every turn of the loop, not with status lines
         self.progress = None  # a back-fill's emstreamd.progress.Progress, set by __main__
         self.prepared = False
-        self.lock = None  # the checkpoint's lock file, held while this daemon runs
-        self.lock_lost = False  # another daemon took the checkpoint's path: write nothing
+        self.lock = lock.CheckpointLock(config["checkpoint"]["path"])  # taken by prepare()
         # Set when a write fails (the per-point output, the dead letters): nothing more is
         # learned, and the run ends with exit_code.
         self.halted = None
@@ -177,7 +172,7 @@ class Daemon:
         if self.prepared:
             return
         self.prepared = True
-        self.lock = lock.acquire(self.config["checkpoint"]["path"])
+        self.lock.take()
         path = self.config["input"]["dead_letter"]
         if path is not None:
             self.dead_letters = DeadLetters(path)
@@ -218,7 +213,7 @@ class Daemon:
                 f"{path} holds a keyed daemon's state store ({STORE_NAME}) but input.key is not "
                 "set: set input.key as it was, or choose another checkpoint.path")
         if not path.exists() or (path.is_dir() and not any(path.glob("checkpoint-*.json"))):
-            self._start_output()
+            self.output_marks.begin(self.source)
             return
         loaded = checkpoint.load(path)
         checkpoint.validate_meta(loaded.meta, source=loaded.path)
@@ -256,7 +251,7 @@ class Daemon:
                      self.next_line)
             # The lines after the position are read and learned again: their per-point lines
             # too, so the ones written after the checkpoint go.
-            self._cut_output_back(meta, self._first_unreported(meta))
+            self.output_marks.cut_back(meta, self._first_unreported(meta))
         else:
             if saved.get("kind") == "follow" and self.source.kind == "follow":
                 if saved.get("inode") is not None:  # (None: it was waiting for a file)
@@ -543,104 +538,20 @@ class Daemon:
 
     # ------------------------------------------------------------------ checkpoints
     def _still_locked(self) -> bool:
-        """Whether this daemon may write its checkpoint: it still holds the checkpoint's lock,
-        or (its directory or lock file was removed while it ran) has taken it again.  If
-        another daemon took the path meanwhile, this one halts (exit 75) and writes nothing
-        more there."""
-        path = self.config["checkpoint"]["path"]
-        if self.lock is None:
-            return not self.lock_lost
-        held = lock.held(self.lock, path)
-        if held and self._state_intact():
+        """Whether this daemon may write its checkpoint (:meth:`CheckpointLock.ours`); if
+        another daemon took the path meanwhile, or the state is gone, this one halts (exit 75)
+        and writes nothing more there."""
+        lost_before = self.lock.lost is not None
+        if self.lock.ours(self._state_intact):
             return True
-        self.lock.close()
-        self.lock = None
-        if not self._state_intact():
-            # (checked with the lock held too: a keyed store's file removed alone, its lock
-            # left, took every later commit into the deleted file, and the daemon exited 0)
-            self.lock_lost = True
-            self._halt(EX_TEMPFAIL, "checkpoint.path %s: the state store was removed or "
-                       "replaced while this daemon ran: stopping (what it learned since its "
-                       "last checkpoint is not written)", path)
-            return False
-        try:
-            self.lock = lock.acquire(path)
-        except StartError as exc:
-            self.lock_lost = True
-            self._halt(EX_TEMPFAIL, "checkpoint.path %s was removed while this daemon ran and "
-                       "is now another's (%s): stopping, nothing more written there", path, exc)
-            return False
-        log.warning("checkpoint.path %s: its lock was gone (the directory removed while this "
-                    "daemon ran?): locked again; checkpoints go on there", path)
-        return True
-
-    def _output_marks(self) -> dict:
-        """Where a checkpoint leaves the per-point output (a file of this daemon's alone:
-        ``output.cut_back``): a restart cuts what was written after (:meth:`_cut_output_back`).
-        Dead letters stay at-least-once: several daemons run from one configuration share its
-        ``input.dead_letter``, and another daemon's letters cannot be told from this one's."""
-        return {"output": self.sink.mark() if self.config["output"]["cut_back"] else None}
-
-    def _cut_output_back(self, marks: dict, first_line: int) -> None:
-        """At a restart whose input is read again from the position: the per-point lines
-        written after ``marks`` (:meth:`_output_marks`) go, since the rows they are for are
-        learned, and reported, again (each then stands in the file once)."""
-        if self.config["output"]["cut_back"]:
-            self.sink.cut_back(marks.get("output"), first_line,
-                               keyed=self.config["input"]["key"] is not None)
-
-    def _output_start(self) -> Path:
-        """Where a run with no checkpoint yet notes where its lines begin (:data:`OUTPUT_START`,
-        beside the checkpoint's lock)."""
-        held = lock.lock_path(self.config["checkpoint"]["path"])
-        return held.with_name(held.name.removesuffix(".lock") + OUTPUT_START)
-
-    def _start_output(self) -> None:
-        """A back-fill with no checkpoint yet: cut the per-point lines that an earlier run of
-        the same file wrote before it was killed (it left no checkpoint to say where they
-        end), since this one reads the file from its start again, and note where this run's
-        begin.  The note goes with the first checkpoint; one of another input (a
-        standard input's lines cannot be read again, a followed log may have been rotated) is
-        not used."""
-        where = self._output_start()
-        try:
-            marks = json.loads(where.read_bytes())
-        except (OSError, ValueError):
-            marks = None  # (none, or not readable: nothing is cut)
-        if self.source.kind != "file":
-            self._forget_output_start()
-            return
-        identity = {k: v for k, v in self.source.identity().items()
-                    if k in ("kind", "path", "device", "inode", "fingerprint")}
-        if isinstance(marks, dict) and marks.get("input") == identity:
-            self._cut_output_back(marks, 1)
-        mark = self._output_marks()
-        mark["input"] = identity
-        if mark["output"]:
-            try:
-                checkpoint.write_atomic(where, json.dumps(mark).encode())
-            except OSError as exc:
-                log.warning("per-point output: where this run's lines begin not noted (%s: "
-                            "%s): if it is killed before its first checkpoint, the next run "
-                            "writes its lines again", where, exc.strerror or exc)
-
-    def _forget_output_start(self) -> None:
-        """The first checkpoint says where the lines end from now on: the start's note goes
-        (kept, it cut every later run's lines once the checkpoints were removed)."""
-        try:
-            self._output_start().unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("%s not removed: %s", self._output_start(), exc.strerror or exc)
+        if not lost_before:
+            self._halt(EX_TEMPFAIL, "%s", self.lock.lost)
+        return False
 
     def _first_unreported(self, meta: dict) -> int:
-        """The number of the first input line whose per-point line a checkpoint's run may
-        have written after it: its position's, or a carried row's before it."""
-        carried = (meta.get("carried") or {}).get("lines") if isinstance(
-            meta.get("carried"), dict) else None
-        numbers = [n for n in carried or () if isinstance(n, int)]
-        return min([self.next_line, *numbers[:1]])
+        """The first input line whose per-point line a checkpoint's run may have written after
+        its mark (:func:`~emstreamd.outputmarks.first_unreported`)."""
+        return first_unreported(meta, self.next_line)
 
     def _state_intact(self) -> bool:
         """Whether the checkpoint's state is still where this daemon writes it (a single
@@ -671,7 +582,7 @@ class Daemon:
                 "counters": counters, **self.parser.state(),
                 **self._key_state(),
                 "carried": self.carried.state() if self.carried.count else None,
-                **self._output_marks(),
+                **self.output_marks.marks(),
                 "config": self._config_to_keep()}
         target = Path(self.config["checkpoint"]["path"])
         try:
@@ -697,7 +608,7 @@ class Daemon:
                  self.applied_offset)
         if not self._checkpointed:
             self._checkpointed = True
-            self._forget_output_start()
+            self.output_marks.forget_start()
         return True
 
     def _key_state(self) -> dict:
@@ -931,9 +842,7 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.close()
         self._close_state()
-        if self.lock is not None:
-            self.lock.close()  # after the last checkpoint: another daemon may take over
-            self.lock = None
+        self.lock.close()  # after the last checkpoint: another daemon may take over
         return self.exit_code
 
     def summary(self) -> str:

@@ -1,0 +1,124 @@
+"""Where the per-point output stands against the checkpoints, so each line is in it once.
+
+A checkpoint records where the per-point output file ends (:meth:`OutputMarks.marks`); a
+restart reads the lines after the checkpoint's position again, and learns and reports them
+again, so it first cuts the output back to that mark (:meth:`OutputMarks.cut_back`).  A run
+with no checkpoint yet notes where its lines begin in a file beside the checkpoint's lock
+(:meth:`OutputMarks.begin`): killed before its first checkpoint, the next run reads the input
+from its start and cuts what this one wrote.  The first checkpoint makes the note useless, and
+it goes (:meth:`OutputMarks.forget_start`).  Dead letters stay at-least-once: several daemons
+run from one configuration share its ``input.dead_letter``, and one daemon's letters cannot be
+told from another's.
+
+Example
+-------
+>>> import io, tempfile
+>>> from emstreamd.sinks import PointSink
+>>> settings = {"output": {"cut_back": True, "format": "csv", "header": True},
+...             "input": {"key": None}, "checkpoint": {"path": tempfile.mkdtemp()}}
+>>> marks = OutputMarks(PointSink(io.BytesIO(), settings["output"]), settings)
+>>> marks.marks()  # (a BytesIO is no file: nothing to cut back)
+{'output': None}
+>>> marks.start_note.name
+'emstreamd.output-start.json'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from emstream import checkpoint
+
+from . import lock
+
+log = logging.getLogger("emstreamd")
+
+# Beside the checkpoint's lock: where the per-point lines of a run with no checkpoint yet
+# begin.  (emstreamd.output-start.json in a checkpoint directory; state.json.output-start.json)
+OUTPUT_START = ".output-start.json"
+# What of the input's identity says a note is this input's (a standard input's lines cannot be
+# read again; a followed log may have been rotated).
+_SAME_INPUT = ("kind", "path", "device", "inode", "fingerprint")
+
+
+class OutputMarks:
+    """The per-point output's marks for checkpoints and restarts.
+
+    Parameters
+    ----------
+    sink : emstreamd.sinks.PointSink
+    config : dict
+        The validated configuration (``output.cut_back``, ``input.key``,
+        ``checkpoint.path``).
+    """
+
+    def __init__(self, sink, config: dict):
+        self.sink = sink
+        self.enabled = bool(config["output"]["cut_back"])
+        self.keyed = config["input"]["key"] is not None
+        held = lock.lock_path(config["checkpoint"]["path"])
+        self.start_note = held.with_name(held.name.removesuffix(".lock") + OUTPUT_START)
+
+    def marks(self) -> dict:
+        """The checkpoint's ``output`` field: where the per-point output file ends (None for a
+        pipe, no output, or ``output.cut_back: false``)."""
+        return {"output": self.sink.mark() if self.enabled else None}
+
+    def cut_back(self, marks: dict, first_line: int) -> None:
+        """At a restart that reads the input again from the checkpoint's position: the lines
+        written after ``marks`` (:meth:`marks`) go, since the rows they are for are learned,
+        and reported, again.  ``first_line``: the first input line whose per-point line may
+        follow the mark (only lines of it or later are cut)."""
+        if self.enabled:
+            self.sink.cut_back(marks.get("output"), first_line, keyed=self.keyed)
+
+    def begin(self, source) -> None:
+        """A run with no checkpoint yet, reading ``source``: cut the lines an earlier run of the
+        same file wrote before it was killed (it left no checkpoint to say where they end), and
+        note where this run's begin.  A note of another input is not used."""
+        try:
+            noted = json.loads(self.start_note.read_bytes())
+        except (OSError, ValueError):
+            noted = None  # (none, or not readable: nothing is cut)
+        if source.kind != "file":
+            self.forget_start()
+            return
+        identity = {k: v for k, v in source.identity().items() if k in _SAME_INPUT}
+        if isinstance(noted, dict) and noted.get("input") == identity:
+            self.cut_back(noted, 1)
+        note = self.marks()
+        note["input"] = identity
+        if note["output"]:
+            try:
+                checkpoint.write_atomic(self.start_note, json.dumps(note).encode())
+            except OSError as exc:
+                log.warning("per-point output: where this run's lines begin not noted (%s: "
+                            "%s): if it is killed before its first checkpoint, the next run "
+                            "writes its lines again", self.start_note, exc.strerror or exc)
+
+    def forget_start(self) -> None:
+        """The first checkpoint says where the lines end from now on: the start's note goes
+        (kept, it cut every later run's lines once the checkpoints were removed)."""
+        try:
+            self.start_note.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("%s not removed: %s", self.start_note, exc.strerror or exc)
+
+
+def first_unreported(meta: dict, next_line: int) -> int:
+    """The number of the first input line whose per-point line a checkpoint's run may have
+    written after its mark: its position's (``next_line``), or a carried row's before it.
+
+    >>> first_unreported({"carried": {"lines": [7, 8]}}, 12), first_unreported({}, 12)
+    (7, 12)
+    """
+    carried = meta.get("carried")
+    lines = carried.get("lines") if isinstance(carried, dict) else None
+    numbers = [n for n in lines or () if isinstance(n, int)]
+    return min([next_line, *numbers[:1]])
+
+
+__all__ = ["OUTPUT_START", "OutputMarks", "first_unreported"]

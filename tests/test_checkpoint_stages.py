@@ -1,0 +1,142 @@
+"""The daemon's checkpoint helpers as stages of their own, without a daemon: the lock on the
+checkpoint path (:class:`emstreamd.lock.CheckpointLock`) and the per-point output's marks
+(:class:`emstreamd.outputmarks.OutputMarks`)."""
+
+from __future__ import annotations
+
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from emstreamd.errors import EX_TEMPFAIL, StartError
+from emstreamd.lock import CheckpointLock
+from emstreamd.outputmarks import OutputMarks, first_unreported
+from emstreamd.sinks import PointSink
+
+SETTINGS = {"format": "csv", "header": False, "cut_back": True}
+
+
+def _update(n: int):
+    return SimpleNamespace(resp=np.ones((n, 1)), surprise=np.zeros(n), anomaly=np.zeros(n, bool),
+                           score=np.zeros(n))
+
+
+def _write(sink: PointSink, first: int, n: int) -> None:
+    assert sink.write(np.arange(first, first + n), None, _update(n)) is None
+
+
+def _config(state, cut_back=True) -> dict:
+    return {"output": {**SETTINGS, "cut_back": cut_back}, "input": {"key": None},
+            "checkpoint": {"path": str(state)}}
+
+
+def _file_source(path):
+    identity = {"kind": "file", "path": str(path), "device": 1, "inode": 2, "fingerprint": "f"}
+    return SimpleNamespace(kind="file", identity=lambda: dict(identity))
+
+
+def test_the_lock_refuses_a_second_holder_and_passes_on_after_close(tmp_path):
+    first = CheckpointLock(tmp_path / "s")
+    first.take()
+    with pytest.raises(StartError) as refused:
+        CheckpointLock(tmp_path / "s").take()
+    assert refused.value.exit_code == EX_TEMPFAIL
+    assert first.ours(lambda: True)
+    first.close()
+    second = CheckpointLock(tmp_path / "s")
+    second.take()
+    second.close()
+
+
+def test_a_removed_directory_is_locked_again_unless_another_daemon_took_it(tmp_path):
+    state = tmp_path / "s"
+    mine = CheckpointLock(state)
+    mine.take()
+    shutil.rmtree(state)
+    assert mine.ours(lambda: True) and mine.lost is None  # locked again, at a new lock file
+    shutil.rmtree(state)
+    other = CheckpointLock(state)
+    other.take()  # (another daemon started on the free path)
+    assert not mine.ours(lambda: True)
+    assert "is now another's" in mine.lost
+    assert not mine.ours(lambda: True)  # for good: nothing more is written there
+    other.close()
+
+
+def test_state_gone_under_a_held_lock_is_lost_for_good(tmp_path):
+    mine = CheckpointLock(tmp_path / "s")
+    mine.take()
+    assert not mine.ours(lambda: False)
+    assert "removed or replaced" in mine.lost and mine.handle is None
+    assert not mine.ours(lambda: True)
+
+
+def test_a_restart_cuts_the_output_back_to_its_checkpoints_mark(tmp_path):
+    with open(tmp_path / "points.csv", "wb") as out:
+        marks = OutputMarks(PointSink(out, SETTINGS), _config(tmp_path / "s"))
+        _write(marks.sink, 1, 5)
+        mark = marks.marks()
+        assert mark["output"] is not None
+        _write(marks.sink, 6, 3)  # (written after the checkpoint, then killed)
+    with open(tmp_path / "points.csv", "ab") as out:
+        restarted = OutputMarks(PointSink(out, SETTINGS), _config(tmp_path / "s"))
+        restarted.cut_back(mark, first_line=6)
+        _write(restarted.sink, 6, 3)  # (the resumed run reports those rows again)
+    lines = (tmp_path / "points.csv").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in lines] == list(range(1, 9))
+
+
+def test_no_cut_back_keeps_every_line(tmp_path):
+    with open(tmp_path / "points.csv", "wb") as out:
+        marks = OutputMarks(PointSink(out, SETTINGS), _config(tmp_path / "s", cut_back=False))
+        _write(marks.sink, 1, 5)
+        assert marks.marks() == {"output": None}
+        marks.cut_back({"output": None}, 1)
+    assert len((tmp_path / "points.csv").read_text().splitlines()) == 5
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_cut_by_the_next_run_of_that_input(
+        tmp_path):
+    state = tmp_path / "s"
+    state.mkdir()
+    source = _file_source(tmp_path / "in.txt")
+    with open(tmp_path / "points.csv", "wb") as out:
+        marks = OutputMarks(PointSink(out, SETTINGS), _config(state))
+        marks.begin(source)
+        assert marks.start_note.exists()
+        _write(marks.sink, 1, 4)  # (then killed: no checkpoint says where its lines end)
+    with open(tmp_path / "points.csv", "ab") as out:
+        again = OutputMarks(PointSink(out, SETTINGS), _config(state))
+        again.begin(source)  # reads the input from its start: the 4 lines go
+        _write(again.sink, 1, 6)
+        again.forget_start()  # (its first checkpoint)
+        assert not again.start_note.exists()
+    lines = (tmp_path / "points.csv").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in lines] == list(range(1, 7))
+
+
+def test_a_note_of_another_input_or_from_a_standard_input_cuts_nothing(tmp_path):
+    state = tmp_path / "s"
+    state.mkdir()
+    with open(tmp_path / "points.csv", "wb") as out:
+        marks = OutputMarks(PointSink(out, SETTINGS), _config(state))
+        marks.begin(_file_source(tmp_path / "a.txt"))
+        _write(marks.sink, 1, 4)
+    with open(tmp_path / "points.csv", "ab") as out:
+        other = OutputMarks(PointSink(out, SETTINGS), _config(state))
+        other.begin(_file_source(tmp_path / "b.txt"))
+        _write(other.sink, 1, 2)
+    assert len((tmp_path / "points.csv").read_text().splitlines()) == 6
+    with open(tmp_path / "points.csv", "ab") as out:
+        piped = OutputMarks(PointSink(out, SETTINGS), _config(state))
+        piped.begin(SimpleNamespace(kind="stdin"))
+        assert not piped.start_note.exists()  # (a standard input's lines come once)
+    assert len((tmp_path / "points.csv").read_text().splitlines()) == 6
+
+
+def test_the_first_unreported_line_is_a_carried_rows_if_it_comes_first():
+    assert first_unreported({"carried": {"lines": [3, 4]}}, 10) == 3
+    assert first_unreported({"carried": None}, 10) == 10
+    assert first_unreported({"carried": {"lines": ["x"]}}, 10) == 10
