@@ -1,6 +1,7 @@
 """The daemon's checkpoint helpers as stages of their own, without a daemon: the lock on the
-checkpoint path (:class:`emstreamd.lock.CheckpointLock`) and the per-point output's marks
-(:class:`emstreamd.outputmarks.OutputMarks`)."""
+checkpoint path (:class:`emstreamd.lock.CheckpointLock`), the per-point output's marks
+(:class:`emstreamd.outputmarks.OutputMarks`) and when a checkpoint is due
+(:class:`emstreamd.schedule.CheckpointSchedule`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from emstreamd.errors import EX_TEMPFAIL, StartError
 from emstreamd.lock import CheckpointLock
 from emstreamd.outputmarks import OutputMarks, first_unreported
+from emstreamd.schedule import RETRY_SECONDS, CheckpointSchedule
 from emstreamd.sinks import PointSink
 
 SETTINGS = {"format": "csv", "header": False, "cut_back": True}
@@ -140,3 +142,50 @@ def test_the_first_unreported_line_is_a_carried_rows_if_it_comes_first():
     assert first_unreported({"carried": {"lines": [3, 4]}}, 10) == 3
     assert first_unreported({"carried": None}, 10) == 10
     assert first_unreported({"carried": {"lines": ["x"]}}, 10) == 10
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_checkpoint_is_due_by_points_or_by_seconds_with_new_state():
+    clock = _Clock()
+    schedule = CheckpointSchedule({"every_points": 100, "every_seconds": 60}, clock=clock)
+    clock.now += 3600
+    assert not schedule.due()  # (an hour, but nothing new to keep)
+    schedule.add(1)
+    assert schedule.due()
+    schedule.written()
+    schedule.add(99)
+    assert not schedule.due()
+    schedule.add(1)
+    assert schedule.due()
+
+
+def test_a_failed_checkpoint_is_retried_after_a_pause_not_at_once():
+    clock = _Clock()
+    schedule = CheckpointSchedule({"every_points": 10, "every_seconds": 60}, clock=clock)
+    schedule.add(50)
+    schedule.failed()
+    clock.now += RETRY_SECONDS - 0.1
+    assert not schedule.due()
+    clock.now += 0.2
+    assert schedule.due() and schedule.rows == 50  # (the rows still wait for a checkpoint)
+
+
+def test_a_keyed_daemons_checkpoints_take_at_most_their_share_of_its_time():
+    clock = _Clock()
+    settings = {"every_points": 10, "every_seconds": 60}
+    schedule = CheckpointSchedule(settings, share=0.1, clock=clock)
+    schedule.written(took=2.0)  # (a commit of many keys: 2 s, so 18 s of other work first)
+    schedule.add(1000)
+    clock.now += 17.9
+    assert not schedule.due()
+    clock.now += 0.2
+    assert schedule.due()
+    settings["every_points"] = 10_000  # (a SIGHUP's reload changes the section in place)
+    assert not schedule.due()

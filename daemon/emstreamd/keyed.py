@@ -40,6 +40,7 @@ from .loop import Daemon
 from .rejects import PendingRejects
 from .resumed import warn_resumed_settings
 from .router import groups
+from .schedule import CheckpointSchedule
 
 log = logging.getLogger("emstreamd")
 
@@ -126,7 +127,10 @@ class KeyedDaemon(Daemon):
         self.store_failed = False
         self.counters["keys"] = 0
         self.recent_anomalies = {}  # key -> anomalies since the last checkpoint (metrics)
-        self.checkpoint_seconds = 0.0  # how long the last checkpoint took
+        # A commit of many keys takes seconds: checkpoints take at most keys.checkpoint_share
+        # of the daemon's time.
+        self.schedule = CheckpointSchedule(config["checkpoint"],
+                                           share=config["keys"]["checkpoint_share"])
         self._store_lock = None  # the open store file that holds its flock
 
     # ------------------------------------------------------------------ start-up
@@ -278,7 +282,7 @@ class KeyedDaemon(Daemon):
             # Rows waiting in a key's mini-batch are state too (the position moves past them):
             # they count towards checkpoint.every_points when they arrive (once: not again when
             # learned).
-            self.since_checkpoint += len(index)
+            self.schedule.add(len(index))
             if key in self.deciding:
                 if series.pending.count >= series.monitor.rows_to_decide():
                     self.waiting[key] = self.deciding.pop(key)
@@ -429,11 +433,11 @@ class KeyedDaemon(Daemon):
                     # (Counted when read, possibly before the last checkpoint; learning them
                     # now is new state, which checkpoint.every_points must see for the flush
                     # to commit as it goes.)
-                    self.since_checkpoint += count
+                    self.schedule.add(count)
             else:
                 self.waiting.pop(key)
             self._evict()
-            if self.source.at_end and self._checkpoint_due():
+            if self.source.at_end and self.schedule.due():
                 # The end of the input: thousands of keys learning their last rows is a long
                 # stretch of work, committed as it goes (a kill does not undo all of it).
                 self.save_checkpoint("scheduled")
@@ -479,14 +483,6 @@ class KeyedDaemon(Daemon):
         return 1
 
     # ------------------------------------------------------------------ checkpoints
-    def _checkpoint_due(self) -> bool:
-        """A scheduled checkpoint is due (:meth:`Daemon._checkpoint_due`), and the time since
-        the last one is long enough for checkpoints to take at most ``keys.checkpoint_share``
-        of the daemon's time."""
-        share = self.config["keys"]["checkpoint_share"]
-        pause = self.checkpoint_seconds * (1 - share) / share
-        return time.monotonic() - self.last_checkpoint >= pause and super()._checkpoint_due()
-
     def save_checkpoint(self, reason: str) -> bool:
         """Write the keys changed since the last checkpoint, the position and the counters,
         and commit them together; False if nothing was committed (logged)."""
@@ -515,9 +511,8 @@ class KeyedDaemon(Daemon):
             return False
         for _, series in changed:
             series.dirty = False
-        self.checkpoint_seconds = time.monotonic() - started
-        self.since_checkpoint = 0
-        self.last_checkpoint = time.monotonic()
+        took = time.monotonic() - started
+        self.schedule.written(took)
         self.last_checkpoint_path = self.store.path
         if not self._checkpointed:
             self._checkpointed = True
@@ -527,7 +522,7 @@ class KeyedDaemon(Daemon):
             self.metrics.set_keys(len(self.known), len(self.active), self.recent_anomalies)
             self.recent_anomalies = {}
         log.info("checkpoint (%s): %d of %d keys written to %s in %.3f s, at byte %d", reason,
-                 len(changed), len(self.known), self.store.path, self.checkpoint_seconds,
+                 len(changed), len(self.known), self.store.path, took,
                  self.applied_offset)
         return True
 

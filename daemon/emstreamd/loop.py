@@ -32,6 +32,7 @@ from .outputmarks import OutputMarks, first_unreported
 from .parser import BlockParser
 from .rejects import DeadLetters, PendingRejects, log_rejects, say_if_nothing_read
 from .resumed import same_setting, warn_resumed_settings
+from .schedule import CheckpointSchedule
 from .sinks import PointSink
 
 log = logging.getLogger("emstreamd")
@@ -41,8 +42,6 @@ _TERMINAL = sys.stderr.isatty()
 # /healthz answers 503 when the main loop has not turned for this long (a write that blocks, a
 # refit that does not end).
 STALL_SECONDS = 60.0
-# A checkpoint that failed (a full disk) is tried again after this many seconds, not at once.
-CHECKPOINT_RETRY_SECONDS = 5.0
 # Longest wait for input in one turn of the loop: signals, reloads and the watchdog are acted
 # on between turns.
 IDLE_WAIT = 0.2
@@ -141,8 +140,7 @@ class Daemon:
         self.rows_read = 0  # (this run: with none, a run of rejects says why, once)
         self.run_rejects: dict = {}  # this run's rejected lines by reason (blank ones aside)
         self.first_pending_at = None
-        self.since_checkpoint = 0
-        self.last_checkpoint = time.monotonic()
+        self.schedule = CheckpointSchedule(config["checkpoint"])  # when the next one is due
         self.last_checkpoint_path = None
         self._checkpointed = False  # this run has written one (the start's note is gone)
         self.last_status = time.monotonic()
@@ -161,7 +159,6 @@ class Daemon:
         self.halted = None
         self.exit_code = 0
         self.heartbeat = time.monotonic()  # the main loop's last turn, for /healthz
-        self._checkpoint_failed_at = -float("inf")
 
     # ------------------------------------------------------------------ start-up
     def prepare(self) -> None:
@@ -404,7 +401,7 @@ class Daemon:
         for event in update.events:
             if event["event"] == "anomaly":
                 self._alert(event, lines, stamps)
-        self.since_checkpoint += len(batch)
+        self.schedule.add(len(batch))
         self.status_rows += len(batch)
         if ends is None:  # (carried rows alone: the position is past them already)
             return
@@ -429,7 +426,7 @@ class Daemon:
                 return
             self._apply(self._batch_rows())
             self._alive()  # (a block's batches and checkpoints may take longer than a ping)
-            if self._checkpoint_due():
+            if self.schedule.due():
                 # A block holds up to 1 MiB of lines (a back-fill's: 100,000 numbers or more):
                 # checkpoints come every checkpoint.every_points, not once per block.
                 self.save_checkpoint("scheduled")
@@ -591,17 +588,16 @@ class Daemon:
             self.last_checkpoint_path = checkpoint.save(self.model, target, meta=meta,
                                                         keep=self.config["checkpoint"]["keep"])
         except OSError as exc:
-            self._checkpoint_failed_at = time.monotonic()
+            self.schedule.failed()
             log.error("checkpoint (%s) not written: %s: %s; the last one is %s", reason,
                       exc.filename or target, exc.strerror or exc, self.last_checkpoint_path)
             return False
         except ValueError as exc:  # (a state that will not encode: a bug, but not a crash)
-            self._checkpoint_failed_at = time.monotonic()
+            self.schedule.failed()
             log.error("checkpoint (%s) not written: %s; the last one is %s", reason, exc,
                       self.last_checkpoint_path)
             return False
-        self.since_checkpoint = 0
-        self.last_checkpoint = time.monotonic()
+        self.schedule.written()
         if self.metrics is not None:
             self.metrics.checkpoint_time.set_to_current_time()
         log.info("checkpoint (%s): %s at byte %d", reason, self.last_checkpoint_path,
@@ -637,14 +633,6 @@ class Daemon:
         if self.pending.count:
             return min([self.pending.first_line()] + first)
         return first[0] if first else self.next_line
-
-    def _checkpoint_due(self) -> bool:
-        settings = self.config["checkpoint"]
-        if time.monotonic() - self._checkpoint_failed_at < CHECKPOINT_RETRY_SECONDS:
-            return False
-        return (self.since_checkpoint >= settings["every_points"]
-                or (self.since_checkpoint and time.monotonic() - self.last_checkpoint
-                    >= settings["every_seconds"]))
 
     # ------------------------------------------------------------------ control
     def _reload(self) -> None:
@@ -710,7 +698,7 @@ class Daemon:
             return
         rate = self.status_rows / (now - self.last_status)
         # (before this run's first checkpoint, the time since the start was given as its age)
-        saved = (f"last checkpoint {now - self.last_checkpoint:.0f}s ago"
+        saved = (f"last checkpoint {self.schedule.age():.0f}s ago"
                  if self.last_checkpoint_path is not None else "no checkpoint yet this run")
         progress = self.progress.describe(self.source.offset, self.ready_at) if self.progress \
             else ""
@@ -798,7 +786,7 @@ class Daemon:
             if self.flags.checkpoint:
                 self.flags.checkpoint = False
                 self.save_checkpoint("SIGUSR1")
-            elif self._checkpoint_due():
+            elif self.schedule.due():
                 self.save_checkpoint("scheduled")
             self._status()
             if self.source.at_end:
