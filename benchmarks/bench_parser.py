@@ -244,10 +244,10 @@ def time_parser(fmt: str, data: bytes, from_start: bool, dead_letter: str | None
 
 def _applied(daemon) -> None:
     """Pending rows dropped as if learned, so that the next block starts alike."""
-    daemon.pending = type(daemon.pending)()
-    daemon.first_pending_at = None
-    daemon.applied_offset = daemon.source.offset
-    daemon.pending_rejects = type(daemon.pending_rejects)()
+    position = daemon.position
+    position.pending = type(position.pending)()
+    position.first_pending_at = None
+    position.all_applied(daemon.source.offset)
 
 
 def time_daemon(fmt: str, path: Path) -> float:

@@ -525,9 +525,9 @@ def test_forged_meta_fields_never_crash_the_daemons_resume(daemon_run, tmp_path)
         counters = [v for k, v in daemon.counters.items() if k != "rejected"]
         counters += list(daemon.counters.get("rejected", {}).values())
         if not all(isinstance(c, int) and c >= 0 for c in counters) or not (
-                0 <= daemon.source.offset and daemon.next_line >= 1):
+                0 <= daemon.source.offset and daemon.position.next_line >= 1):
             return (f"resumed with {daemon.counters}, offset {daemon.source.offset}, "
-                    f"line {daemon.next_line}")
+                    f"line {daemon.position.next_line}")
         return None
 
     outcomes, failures = _fuzz_resume(document, config, data, paths, values, sane)

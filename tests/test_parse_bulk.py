@@ -282,15 +282,15 @@ def test_pending_rejects_keep_the_position_and_counters_exact(tmp_path):
     daemon.source.offset = len(data)
     daemon._take(data)
     assert daemon.counters["rejected"] == {"blank": 6, "non-numeric": 1, "non-finite": 3}
-    assert daemon._line_at_position() == 1  # row 1 is not learned
-    assert daemon._counters_at_position()["rejected"] == {}
+    assert daemon.position.line() == 1  # row 1 is not learned
+    assert daemon.position.counters_at(daemon.counters)["rejected"] == {}
     daemon._apply(1)
-    assert daemon._line_at_position() == 2 and daemon.applied_offset == 4
-    at_position = daemon._counters_at_position()
+    assert daemon.position.line() == 2 and daemon.position.offset == 4
+    at_position = daemon.position.counters_at(daemon.counters)
     assert at_position["rejected"] == {} and at_position["lines"] == 1
     daemon._apply(1)  # row 4: every line read is behind the position
-    assert daemon._line_at_position() == 13 and daemon.applied_offset == len(data)
-    assert daemon._counters_at_position()["rejected"] == daemon.counters["rejected"]
+    assert daemon.position.line() == 13 and daemon.position.offset == len(data)
+    assert daemon.position.counters_at(daemon.counters)["rejected"] == daemon.counters["rejected"]
     daemon.lock.close()
 
 

@@ -37,7 +37,6 @@ from .batcher import Pending
 from .errors import EX_CANTCREAT, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import COUNTED, KeyMonitor
 from .loop import Daemon
-from .rejects import PendingRejects
 from .resumed import warn_resumed_settings
 from .router import groups
 from .schedule import CheckpointSchedule
@@ -233,7 +232,7 @@ class KeyedDaemon(Daemon):
         grouped = list(groups(parsed.keys)) if parsed.rows.size and not self.halted else []
         accepted, refused = self._admit(grouped)
         if refused:  # (counted, logged and written as dead letters, as other rejects)
-            first = self.next_line - parsed.n_lines  # (the block's first line)
+            first = self.position.next_line - parsed.n_lines  # (the block's first line)
             self._reject_lines(_key_rejects(parsed, refused, data, ends, first))
         if self.halted:
             return  # the position stays before this block
@@ -244,8 +243,7 @@ class KeyedDaemon(Daemon):
                 self.metrics.keys_in_memory.set(len(self.active))
         if not self.halted:
             # Every line read is applied, waiting in its key's mini-batch, or rejected.
-            self.applied_offset = self.source.offset
-            self.pending_rejects = PendingRejects()
+            self.position.all_applied(self.source.offset)
 
     def _admit(self, grouped: list) -> tuple[list, list]:
         """A block's ``(key, rows)`` groups split into those to learn and those refused, with
@@ -441,7 +439,7 @@ class KeyedDaemon(Daemon):
                 # The end of the input: thousands of keys learning their last rows is a long
                 # stretch of work, committed as it goes (a kill does not undo all of it).
                 self.save_checkpoint("scheduled")
-        self.first_pending_at = next(iter(self.waiting.values()), None)
+        self.position.first_pending_at = next(iter(self.waiting.values()), None)
 
     def refit(self, reason: str) -> None:
         """Refit every key on its own window (SIGUSR2): those in memory, then those in the
@@ -495,9 +493,9 @@ class KeyedDaemon(Daemon):
         def commit():
             for key, series in changed:
                 self._put(key, series)
-            meta = {"input": {**self.source.identity(self.applied_offset),
-                              "offset": self.applied_offset,
-                              "next_line": self.next_line,
+            offset = self.position.offset
+            meta = {"input": {**self.source.identity(offset), "offset": offset,
+                              "next_line": self.position.next_line,
                               **self._file_state()},
                     "counters": self.counters, "n_fields": self.parser.n_fields,
                     "layout": None if self.parser.layout is None else self.parser.layout.to_dict(),
@@ -523,7 +521,7 @@ class KeyedDaemon(Daemon):
             self.recent_anomalies = {}
         log.info("checkpoint (%s): %d of %d keys written to %s in %.3f s, at byte %d", reason,
                  len(changed), len(self.known), self.store.path, took,
-                 self.applied_offset)
+                 self.position.offset)
         return True
 
     def _state_intact(self) -> bool:

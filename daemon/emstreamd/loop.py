@@ -7,7 +7,6 @@ write, so a restart from it re-reads precisely the lines that were not yet appli
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -24,13 +23,13 @@ from emstream.store import STORE_NAME
 
 from . import config as config_module
 from . import early, lock
-from .batcher import Pending
 from .errors import EX_CANTCREAT, EX_CONFIG, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import KeyMonitor, batch_rows
 from .notify import Watchdog, notify
 from .outputmarks import OutputMarks, first_unreported
 from .parser import BlockParser
-from .rejects import DeadLetters, PendingRejects, log_rejects, say_if_nothing_read
+from .position import InputPosition
+from .rejects import DeadLetters, log_rejects, say_if_nothing_read
 from .resumed import same_setting, warn_resumed_settings
 from .schedule import CheckpointSchedule
 from .sinks import PointSink
@@ -129,24 +128,17 @@ class Daemon:
             from .background import BackgroundRefit
 
             self.background = BackgroundRefit(config["refit"]["scheduler"])
-        self.next_line = 1
-        self.applied_offset = source.offset
-        self.pending = Pending()  # rows read, not learned yet (with their byte ends)
-        # Rows of a first mini-batch that a stop caught still deciding (too few for the
-        # features to decide their season from): carried in the checkpoint, past its position,
-        # and learned first, with the rows that come after them.
-        self.carried = Pending()
-        self.pending_rejects = PendingRejects()  # rejected after the last applied row
+        # The line and byte a checkpoint may claim, and the rows and rejects waiting before
+        # them (rows of a first mini-batch a stop caught still deciding are carried).
+        self.position = InputPosition(source.offset)
         self.rows_read = 0  # (this run: with none, a run of rejects says why, once)
         self.run_rejects: dict = {}  # this run's rejected lines by reason (blank ones aside)
-        self.first_pending_at = None
         self.schedule = CheckpointSchedule(config["checkpoint"])  # when the next one is due
         self.last_checkpoint_path = None
         self._checkpointed = False  # this run has written one (the start's note is gone)
         self.last_status = time.monotonic()
         self.status_rows = 0
         self.dead_letters = None  # input.dead_letter's DeadLetters, opened by prepare()
-        self.file_first_line = 1  # the stream's line number of the current file's first line
         self.alerts = 0  # anomalous episodes this run
         self.started = self.ready_at = time.monotonic()
         self.metrics = None
@@ -221,7 +213,7 @@ class Daemon:
         self._restored = (loaded.model, meta, str(loaded.path))
         self._resume_input(meta, str(loaded.path))
         try:
-            self.carried.restore(meta.get("carried"), self.parser.row_width())
+            self.position.carried.restore(meta.get("carried"), self.parser.row_width())
         except ValueError as exc:
             raise checkpoint.CheckpointError(f"{loaded.path}: meta.carried: {exc}") from None
         if self.parser.layout is not None and getattr(self.parser.layout, "settled", True):
@@ -235,17 +227,18 @@ class Daemon:
             self.counters[key] = value
         self.parser.restore(meta, where, learned=bool(self.counters.get("rows")))
         saved = meta.get("input", {})
+        position = self.position
         if self.source.resume(saved):
-            self.applied_offset = self.source.offset
-            self.next_line = int(saved["next_line"])
+            position.offset = self.source.offset
+            position.next_line = int(saved["next_line"])
             first = saved.get("file_first_line", 1)
-            self.file_first_line = first if isinstance(first, int) and 1 <= first <= \
-                self.next_line else 1
+            position.file_first_line = first if isinstance(first, int) and 1 <= first <= \
+                position.next_line else 1
             foreign = saved.get("foreign_header")
             if isinstance(foreign, list) and all(isinstance(n, str) for n in foreign):
                 self.parser.foreign_header = tuple(foreign)
             log.info("resumed from %s at byte %d (line %d)", where, self.source.offset,
-                     self.next_line)
+                     position.next_line)
             # The lines after the position are read and learned again: their per-point lines
             # too, so the ones written after the checkpoint go.
             self.output_marks.cut_back(meta, self._first_unreported(meta))
@@ -256,20 +249,20 @@ class Daemon:
                                 "to it after byte %s are lost; reading %s from its start",
                                 saved.get("inode"), saved.get("offset"), self.source.reading)
                 # Line numbers count the followed stream across its files: they go on.
-                self.next_line = self.file_first_line = int(saved.get("next_line", 1))
+                position.next_line = position.file_first_line = int(saved.get("next_line", 1))
             log.info("resumed the model from %s; reading the input from its start", where)
-        self.parser.resume_at(self.next_line, self.source.offset, meta.get("n_fields"))
+        self.parser.resume_at(position.next_line, self.source.offset, meta.get("n_fields"))
 
     def _read(self, data: bytes):
         """A block's parse (its rows and rejects) and the byte offset just past each line;
         its lines counted."""
-        first = self.next_line
+        first = self.position.next_line
         ready = getattr(self.source, "parsed", None)  # parsed ahead by a reader thread
         parsed, ends = ready if ready is not None else self.parser.parse(
             data, first, self.parser.n_fields)
         self.parser.n_fields = self.parser.n_fields or parsed.n_fields
         self.rows_read += parsed.rows.shape[0]
-        self.next_line += parsed.n_lines
+        self.position.read(parsed.n_lines)
         self.counters["lines"] += parsed.n_lines
         if self.metrics is not None:
             self.metrics.lines.inc(parsed.n_lines)
@@ -296,21 +289,21 @@ class Daemon:
 
     def _take(self, data: bytes) -> None:
         base = self.source.offset - len(data)
-        first = self.next_line
+        position = self.position
+        first = position.next_line
         parsed, ends = self._read(data)
         if parsed.rows.size:
             # With line ends from the parser every line is a row: no gather needed.
-            self.pending.add(parsed.rows, parsed.lines, getattr(parsed, "times", None),
-                             getattr(parsed, "time_text", None),
-                             base + (ends if parsed.line_ends is not None
-                                     else ends[parsed.lines - first]))
-            if self.first_pending_at is None:
-                self.first_pending_at = time.monotonic()
+            position.pending.add(parsed.rows, parsed.lines, getattr(parsed, "times", None),
+                                 getattr(parsed, "time_text", None),
+                                 base + (ends if parsed.line_ends is not None
+                                         else ends[parsed.lines - first]))
+            if position.first_pending_at is None:
+                position.first_pending_at = time.monotonic()
         self._reject(parsed)
-        if not self.pending.count and not self.halted:
+        if not position.pending.count and not self.halted:
             # Every line so far is applied or rejected: the position can move past them all.
-            self.applied_offset = self.source.offset
-            self.pending_rejects = PendingRejects()
+            position.all_applied(self.source.offset)
 
     def _count_rejects(self, rejects: Rejects) -> None:
         """Count a block's rejects by reason (lifetime and this run), keep them pending, and
@@ -324,7 +317,7 @@ class Daemon:
                 run[reason] = run.get(reason, 0) + n
             if self.metrics is not None:
                 self.metrics.reject(reason, n)
-        self.pending_rejects.add(rejects)
+        self.position.rejects.add(rejects)
         log_rejects(rejects, before, self._where)
         say_if_nothing_read(run, unread, self.rows_read)
 
@@ -345,41 +338,11 @@ class Daemon:
         (:meth:`KeyMonitor.rows_to_decide`); 0 while no row is pending.  (The series' monitor
         is made with the first rows, whose layout says whether it has times: made before
         them, a live series whose first line came late had no features at all.)"""
-        if not self._waiting():
+        if not self.position.waiting():
             return 0
         if self.key is None:
             self._make_key()
         return self.key.rows_to_decide()
-
-    def _waiting(self) -> int:
-        """Rows read and not learned yet: carried from the last run, and pending."""
-        return self.carried.count + self.pending.count
-
-    def _take_batch(self, limit: int) -> tuple:
-        """The first ``limit`` waiting rows (carried ones first): rows, lines, times, stamps,
-        and the byte ends of the pending ones among them (None if none)."""
-        carried = min(limit, self.carried.count)
-        parts = ([self.carried.take(carried)] if carried else []) + (
-            [self.pending.take(limit - carried)] if limit > carried else [])
-        if len(parts) == 1:
-            return parts[0]
-        first, second = parts
-        if first.rows.shape[1] != second.rows.shape[1]:
-            # (the input's columns changed between the runs: the carried rows fit no model)
-            log.warning("%d rows carried from the last run hold %d values and this run's rows "
-                        "%d: the carried rows are not learned", first.rows.shape[0],
-                        first.rows.shape[1], second.rows.shape[1])
-            rejected = self.counters["rejected"]
-            rejected["carried, another width"] = rejected.get("carried, another width", 0) \
-                + first.rows.shape[0]
-            return second
-
-        def joined(name):
-            a, b = getattr(first, name), getattr(second, name)
-            return None if a is None or b is None else np.concatenate([a, b])
-
-        return (joined("rows"), joined("lines"), joined("times"), joined("stamps"),
-                second.ends)
 
     def _apply(self, limit: int) -> None:
         """Learn the first ``limit`` waiting rows as one mini-batch (and report them)."""
@@ -390,7 +353,8 @@ class Daemon:
             # stays after the last line reported.
             self._lose_output(None)
             return
-        batch, lines, times, stamps, ends = self._take_batch(limit)
+        taken = self.position.take(limit, self.counters)
+        batch, lines, times, stamps, _ = taken
         if self.key is None:
             self._make_key()
         per_point = self.config["output"]["per_point"] and self.sink.open
@@ -403,23 +367,12 @@ class Daemon:
                 self._alert(event, lines, stamps)
         self.schedule.add(len(batch))
         self.status_rows += len(batch)
-        if ends is None:  # (carried rows alone: the position is past them already)
-            return
-        last_line = int(lines[-1])
-        self.applied_offset = int(ends[-1])
-        self.pending_rejects.drop_through(last_line)
-        if self.pending.count:
-            self.first_pending_at = time.monotonic()
-        else:
-            # Every line read so far is applied or rejected: the position moves past them all.
-            self.first_pending_at = None
-            self.pending_rejects = PendingRejects()
-            self.applied_offset = self.source.offset
+        self.position.applied(taken, self.source.offset, time.monotonic())
 
     def _learn_ready(self, by_count_only: bool) -> None:
         """Learn the full mini-batches pending, and a partial one at the end of the input or
         (live input) once its first row has waited ``batch.max_wait``."""
-        while not self.halted and self._waiting() >= self._batch_rows():
+        while not self.halted and self.position.waiting() >= self._batch_rows():
             if by_count_only and self.flags.stop:
                 # A back-fill stops after the batch at hand: the rest is read again next run
                 # (with slow fits it learned every batch of its block first, minutes of them).
@@ -430,28 +383,18 @@ class Daemon:
                 # A block holds up to 1 MiB of lines (a back-fill's: 100,000 numbers or more):
                 # checkpoints come every checkpoint.every_points, not once per block.
                 self.save_checkpoint("scheduled")
-        waited = (self.first_pending_at is not None
-                  and time.monotonic() - self.first_pending_at
+        first_at = self.position.first_pending_at
+        waited = (first_at is not None and time.monotonic() - first_at
                   >= self.config["batch"]["max_wait"])
-        if (self._waiting() and not self.halted
+        if (self.position.waiting() and not self.halted
                 and (self.source.at_end or (waited and not by_count_only
                                             and not self._deciding()))):
-            self._apply(self._waiting())
-
-    def _carry(self) -> None:
-        """Move the pending rows to the carried ones: every line read is then carried,
-        applied or rejected, and the position moves past them all."""
-        if self.pending.count:
-            batch = self.pending.take(self.pending.count)
-            self.carried.add(batch.rows, batch.lines, batch.times, batch.stamps)
-        self.first_pending_at = None
-        self.applied_offset = self.source.offset
-        self.pending_rejects = PendingRejects()
+            self._apply(self.position.waiting())
 
     def _deciding(self) -> bool:
         """Whether the waiting rows are a first mini-batch too short for the features to
         decide from: they wait for more, however long (``batch.max_wait`` does not cut it)."""
-        return bool(self._waiting()) and self._waiting() < self._rows_to_decide()
+        return bool(self.position.waiting()) and self.position.waiting() < self._rows_to_decide()
 
     @property
     def model(self) -> GaussianMixture:
@@ -472,7 +415,7 @@ class Daemon:
 
     def _file_state(self) -> dict:
         """What a checkpoint keeps of the file being read beyond its position."""
-        state = {"file_first_line": self.file_first_line}
+        state = {"file_first_line": self.position.file_first_line}
         if self.parser.foreign_header is not None:
             state["foreign_header"] = list(self.parser.foreign_header)
         return state
@@ -482,9 +425,10 @@ class Daemon:
         number lines across rotations, so an operator needs both)."""
         # (the file being read: after a rename or copytruncate, a rotated file or the copy)
         path = getattr(self.source, "reading", None) or getattr(self.source, "path", None)
-        if path is None or line < self.file_first_line:
+        first = self.position.file_first_line
+        if path is None or line < first:
             return ""
-        return f" ({path} line {line - self.file_first_line + 1})"
+        return f" ({path} line {line - first + 1})"
 
     def _alert(self, event: dict, lines, stamps, key: str | None = None) -> None:
         """Log the first point of an anomalous episode (the first 20, then every 1000th);
@@ -525,7 +469,7 @@ class Daemon:
         elif exc is not None and self.source.kind == "stdin":
             after = "the batch being written is learned, its lines cannot be read again"
         else:
-            after = (f"the checkpoint stays after line {self._line_at_position() - 1}, the "
+            after = (f"the checkpoint stays after line {self.position.line() - 1}, the "
                      "last one reported")
         self._halt(1 if gone else EX_IOERR, "per-point output %s: stopping; %s", what, after)
 
@@ -548,7 +492,7 @@ class Daemon:
     def _first_unreported(self, meta: dict) -> int:
         """The first input line whose per-point line a checkpoint's run may have written after
         its mark (:func:`~emstreamd.outputmarks.first_unreported`)."""
-        return first_unreported(meta, self.next_line)
+        return first_unreported(meta, self.position.next_line)
 
     def _state_intact(self) -> bool:
         """Whether the checkpoint's state is still where this daemon writes it (a single
@@ -571,14 +515,15 @@ class Daemon:
         the checkpoint's lock was lost to another daemon (:meth:`_still_locked`)."""
         if self._unreported_resumable() or not self._still_locked():
             return False
-        counters = self._counters_at_position()
-        meta = {"input": {**self.source.identity(self.applied_offset),
-                          "offset": self.applied_offset,
-                          "next_line": self._line_at_position(),
+        counters = self.position.counters_at(self.counters)
+        offset = self.position.offset
+        meta = {"input": {**self.source.identity(offset), "offset": offset,
+                          "next_line": self.position.line(),
                           **self._file_state()},
                 "counters": counters, **self.parser.state(),
                 **self._key_state(),
-                "carried": self.carried.state() if self.carried.count else None,
+                "carried": (self.position.carried.state() if self.position.carried.count
+                            else None),
                 **self.output_marks.marks(),
                 "config": self._config_to_keep()}
         target = Path(self.config["checkpoint"]["path"])
@@ -600,8 +545,7 @@ class Daemon:
         self.schedule.written()
         if self.metrics is not None:
             self.metrics.checkpoint_time.set_to_current_time()
-        log.info("checkpoint (%s): %s at byte %d", reason, self.last_checkpoint_path,
-                 self.applied_offset)
+        log.info("checkpoint (%s): %s at byte %d", reason, self.last_checkpoint_path, offset)
         if not self._checkpointed:
             self._checkpointed = True
             self.output_marks.forget_start()
@@ -614,25 +558,6 @@ class Daemon:
         meta = self._restored[1] if self._restored is not None else {}
         return {"history": meta.get("history", []), "monitor": meta.get("monitor"),
                 "series": meta.get("series")}
-
-    def _counters_at_position(self) -> dict:
-        """The counters as of the applied position (lines read after it are not counted)."""
-        counters = json.loads(json.dumps(self.counters))
-        for reason, n in self.pending_rejects.counts().items():  # not behind the position yet
-            counters["rejected"][reason] -= n
-            if not counters["rejected"][reason]:
-                del counters["rejected"][reason]
-        # (lines read past the position taken off the lifetime count: the position's own line
-        # number starts again at 1 on a new standard input, and was the count after restarts)
-        counters["lines"] -= self.next_line - self._line_at_position()
-        return counters
-
-    def _line_at_position(self) -> int:
-        """Number of the first line not behind the saved position."""
-        first = [self.pending_rejects.first_line()] if self.pending_rejects else []
-        if self.pending.count:
-            return min([self.pending.first_line()] + first)
-        return first[0] if first else self.next_line
 
     # ------------------------------------------------------------------ control
     def _reload(self) -> None:
@@ -716,7 +641,7 @@ class Daemon:
             # the imports below run (0.4 s of them are scipy's).
             from .prefetch import PrefetchedFile
 
-            self.source = PrefetchedFile(self.source, self.parser.parse, self.next_line,
+            self.source = PrefetchedFile(self.source, self.parser.parse, self.position.next_line,
                                          self.parser.n_fields)
         # Imports first: the limit below applies to the BLAS libraries loaded when it is taken.
         _import_ahead(self.config)
@@ -748,9 +673,9 @@ class Daemon:
                 # An idle turn must not outlast the ping interval (half systemd's period): a
                 # short WATCHDOG_USEC would otherwise see pings 0.2 s apart and kill the daemon.
                 timeout = min(timeout, self.watchdog.interval / 2)
-            if self.first_pending_at is not None and not by_count_only \
-                    and not self._deciding():
-                timeout = max(0.0, min(timeout, self.first_pending_at + settings["max_wait"]
+            first_at = self.position.first_pending_at
+            if first_at is not None and not by_count_only and not self._deciding():
+                timeout = max(0.0, min(timeout, first_at + settings["max_wait"]
                                        - time.monotonic()))
             data = self.source.read(timeout)
             if data:
@@ -758,24 +683,24 @@ class Daemon:
             if self.source.boundary and not self.halted:
                 # The next bytes come from another file: positions restart there, so nothing
                 # may stay pending from this one.
-                if self._waiting():
-                    self._apply(self._waiting())
+                if self.position.waiting():
+                    self._apply(self.position.waiting())
                 if self.halted:
                     break
                 self.source.next_file()
-                self.applied_offset = self.source.offset
-                self.pending_rejects = PendingRejects()
+                self.position.all_applied(self.source.offset)
                 if getattr(self.source, "continues", False):
                     # The copy of a copytruncated file, read on from the same position: its
                     # lines are numbered as the file's were (they were counted from where
                     # reading resumed, and credited to the truncated file).
                     log.info("now reading %s (the copy of the truncated %s) from stream line "
-                             "%d", self.source.reading, self.source.path, self.next_line)
+                             "%d", self.source.reading, self.source.path,
+                             self.position.next_line)
                 else:
-                    self.file_first_line = self.next_line
+                    self.position.file_first_line = self.position.next_line
                     self.parser.next_file()
                     log.info("now reading %s (rotated or truncated) from stream line %d",
-                             self.source.reading, self.next_line)
+                             self.source.reading, self.position.next_line)
             self._learn_ready(by_count_only)
             if self.halted:
                 break
@@ -802,9 +727,9 @@ class Daemon:
         keep_partial = by_count_only and self.flags.stop and not self.source.at_end
         if self.flags.stop and not self.halted and not keep_partial \
                 and not self.source.at_end and self._deciding():
-            self._carry()
-        elif self._waiting() and not self.halted and not keep_partial:
-            self._apply(self._waiting())
+            self.position.carry(self.source.offset)
+        elif self.position.waiting() and not self.halted and not keep_partial:
+            self._apply(self.position.waiting())
         if self.background is not None:
             if self.background.running_for and not self.halted:
                 # What is learned is kept before the wait (a kill during it lost everything
@@ -822,7 +747,7 @@ class Daemon:
         if not saved and not self.exit_code and not self._unreported_resumable():
             self.exit_code = EX_CANTCREAT  # the final checkpoint could not be written
         if self.halted or keep_partial:  # lines read but not applied: read again next run
-            self.counters = self._counters_at_position()
+            self.counters = self.position.counters_at(self.counters)
         if by_count_only:
             self.source.close()  # stops the reader thread
         if self.dead_letters is not None:
