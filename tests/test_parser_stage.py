@@ -62,6 +62,25 @@ def test_a_rotated_file_that_repeats_the_header_skips_it_and_one_of_other_column
     assert parsed.rows.ravel().tolist() == [4.0]
 
 
+@pytest.mark.parametrize("above", [b"", b"# exporter v2\n", b"\n# exporter v2\n\n"])
+def test_a_new_file_s_reordered_header_is_read_by_name_even_below_comment_lines(above, caplog):
+    """The next file (a rotation, or a new standard input) names the columns in another
+    order: its rows are read by name.  A comment line above that header hid it, and the rows
+    were learned by position, their columns swapped, without a word."""
+    parser = _parser()
+    parser.parse(b"timestamp,cpu,mem\n2024-01-01 00:00:00,10,90\n", first=1, n_fields=None)
+    parser.next_file()
+    block = above + b"timestamp,mem,cpu\n2024-01-01 00:05:00,91,11\n"
+    first = 3
+    parsed, _ = parser.parse(block, first=first, n_fields=None)
+    assert parsed.rows.tolist() == [[11.0, 91.0]]  # (cpu, mem), as the stream's columns
+    header_line = first + above.count(b"\n")
+    assert f"line {header_line} (file line {header_line}) is a header of other columns" \
+        in caplog.text
+    rejected = {k: n for k, n in parsed.reject_counts().items() if k != "blank"}
+    assert sum(rejected.values()) == above.count(b"#")  # (the comment line alone)
+
+
 def test_restore_refuses_a_malformed_layout_and_one_of_the_other_format():
     with pytest.raises(CheckpointError, match="bad input layout"):
         _parser().restore({"layout": {"names": 3}}, "ck.json", learned=True)

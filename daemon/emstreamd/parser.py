@@ -106,13 +106,20 @@ def _head(data: bytes) -> bytes:
 def _beyond_comments(data: bytes) -> bool:
     """Whether a block holds a line that is neither blank nor a comment: a live stream's
     first block of comments alone (``# HELP ...``) decides no layout yet."""
+    return _first_beyond_comments(data) is not None
+
+
+def _first_beyond_comments(data: bytes) -> int | None:
+    """Where the block's first line that is neither blank nor a comment starts (its first
+    visible byte), or None."""
     end = 0
     while (found := _VISIBLE.search(data, end)) is not None:
         if not is_comment(data[found.start():found.start() + 1]):
-            return True
+            return found.start()
         end = data.find(b"\n", found.start()) + 1
         if not end:
-            return False
+            return None
+    return None
     return False
 
 
@@ -355,17 +362,20 @@ class BlockParser:
 
     def _skip_repeated_header(self, data: bytes, first: int):
         """The layout to parse this block with, the first of a new file: if its first
-        non-blank line repeats the header, that line is skipped as the header is (it was
-        rejected as non-numeric once per rotation).  For this block only: the layout the
+        line that is neither blank nor a comment repeats the header, that line is skipped as
+        the header is (it was rejected as non-numeric once per rotation); a header of other
+        columns is read by name.  Comment lines above it are rejected as comments, as in the
+        stream's first file (a comment line taken for "the first line" hid a reordered
+        header below it, and the rows were learned with their columns swapped).  For this block only: the layout the
         checkpoint keeps names the stream's own header line (kept, the line number of a
         rotated file's header skipped a data row of any input read later from its start)."""
-        found = _VISIBLE.search(data)
-        if found is None:
-            return self.layout  # (nothing but blank lines yet: the next block decides)
+        start = _first_beyond_comments(data)
+        if start is None:
+            return self.layout  # (blank or comment lines alone yet: the next block decides)
         self.header_may_repeat = False
-        end = data.find(b"\n", found.start())
-        line = data[found.start():end if end >= 0 else len(data)]
-        at = first + data.count(b"\n", 0, found.start())
+        end = data.find(b"\n", start)
+        line = data[start:end if end >= 0 else len(data)]
+        at = first + data.count(b"\n", 0, start)
         if repeats_header(line, self.layout):
             return replace(self.layout, header_line=at)
         changed = changed_header(line, self.layout)
