@@ -1,7 +1,8 @@
 """The daemon's checkpoint helpers as stages of their own, without a daemon: the lock on the
 checkpoint path (:class:`emstreamd.lock.CheckpointLock`), the per-point output's marks
-(:class:`emstreamd.outputmarks.OutputMarks`) and when a checkpoint is due
-(:class:`emstreamd.schedule.CheckpointSchedule`)."""
+(:class:`emstreamd.outputmarks.OutputMarks`), when a checkpoint is due
+(:class:`emstreamd.schedule.CheckpointSchedule`) and the input's position
+(:class:`emstreamd.position.InputPosition`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from emstreamd.errors import EX_TEMPFAIL, StartError
 from emstreamd.lock import CheckpointLock
 from emstreamd.outputmarks import OutputMarks, first_unreported
+from emstreamd.position import InputPosition
 from emstreamd.schedule import RETRY_SECONDS, CheckpointSchedule
 from emstreamd.sinks import PointSink
 
@@ -189,3 +191,44 @@ def test_a_keyed_daemons_checkpoints_take_at_most_their_share_of_its_time():
     assert schedule.due()
     settings["every_points"] = 10_000  # (a SIGHUP's reload changes the section in place)
     assert not schedule.due()
+
+
+def _rows(lines, ends):
+    return np.ones((len(lines), 1)), np.array(lines), np.array(ends)
+
+
+def test_the_position_s_line_is_the_line_at_its_byte_offset_whatever_waits_after_it():
+    # A header (line 1, bytes 0-15), then rows on lines 2 and 3 still waiting (a first
+    # mini-batch deciding): the position is byte 0, line 1, not the first waiting row's line.
+    position = InputPosition(offset=0)
+    position.read(3)
+    rows, lines, ends = _rows([2, 3], [20, 24])
+    position.pending.add(rows, lines, ends=ends)
+    assert (position.offset, position.line()) == (0, 1)
+    counters = position.counters_at({"lines": 3, "rejected": {}})
+    assert counters["lines"] == 0  # (a restart reads all three again)
+    # Rows 2 and 3 learned: the position is past line 3.
+    position.applied(position.take(2, {}), read_offset=24, now=0.0)
+    assert (position.offset, position.line()) == (24, 4)
+
+
+def test_a_line_neither_waiting_nor_counted_keeps_its_own_number_at_the_position():
+    # Lines 1-200 learned; line 201 a reject whose dead letter could not be written (not
+    # counted, not waiting), rows 202-203 waiting: the position is line 201, not 202.
+    position = InputPosition(offset=0)
+    position.read(200)
+    position.all_applied(1500)
+    position.read(3)
+    rows, lines, ends = _rows([202, 203], [1510, 1515])
+    position.pending.add(rows, lines, ends=ends)
+    assert (position.offset, position.line()) == (1500, 201)
+    assert position.counters_at({"lines": 203, "rejected": {}})["lines"] == 200
+
+
+def test_a_resumed_position_starts_at_the_checkpoint_s_line():
+    position = InputPosition(offset=0)
+    position.restart(4096, 312)
+    assert (position.offset, position.line(), position.next_line) == (4096, 312, 312)
+    position.read(5)
+    assert position.line() == 312 and position.counters_at({"lines": 5, "rejected": {}})[
+        "lines"] == 0

@@ -359,6 +359,29 @@ def test_a_full_disk_under_the_dead_letters_stops_with_a_consistent_checkpoint(t
     assert [line.count('"oops"') for line in letters.read_text().splitlines()] == [1, 1, 1]
 
 
+def test_a_dead_letter_that_cannot_be_written_right_after_learned_rows_leaves_a_true_position(
+        tmp_path):
+    """200 rows learned, then a reject whose dead letter cannot be written (a full disk) comes
+    first in the next block: the checkpoint pairs the byte offset after line 200 with line
+    201.  It said 202 (inferred from the first row waiting), and every later line, dead
+    letter and counter was numbered one too high, for good."""
+    state, out = tmp_path / "state", tmp_path / "points.csv"
+    first, rest = _text(200, seed=1), _text(300, seed=2)
+    daemon = _start("--checkpoint", str(state), "--set", f"output.path={out}",
+                    "--set", "input.dead_letter=/dev/full", "--set", "features.enabled=false",
+                    stdin=subprocess.PIPE)
+    daemon.stdin.write(first.encode())
+    daemon.stdin.flush()
+    # (the first mini-batch of 100 has no per-point lines: rows 101-200 do)
+    assert _until(lambda: out.exists() and out.read_bytes().count(b"\n") >= 100)
+    daemon.stdin.write(b"abc\n" + rest.encode())
+    daemon.stdin.close()
+    assert daemon.wait(timeout=60) == 74, daemon.stderr.read().decode()
+    meta = _meta(state)
+    assert meta["input"]["next_line"] == 201 and meta["counters"]["lines"] == 200
+    assert meta["counters"]["rows"] == 200 and meta["counters"]["rejected"] == {}
+
+
 def test_a_link_to_a_checkpoint_file_is_locked_as_the_file_it_names(tmp_path):
     """One daemon on state.json and a second on link.json -> state.json: each took its own
     lock file (state.json.lock, link.json.lock), and both wrote state.json (checkpoints are

@@ -1370,3 +1370,32 @@ def test_a_date_column_named_as_the_key_says_how_to_key_by_it(tmp_path):
     done = _run(["--input", str(data), "--checkpoint", str(tmp_path / "b"), "--no-output",
                  "--set", "input.key=day", "--set", "input.timestamp=null"])
     assert "28 keys" in done.stderr.decode()
+
+
+def test_a_keyed_daemon_halted_by_its_dead_letters_resumes_with_true_line_numbers(tmp_path):
+    """A reject whose dead letter cannot be written (a full disk) halts the keyed daemon
+    before the block is routed: its checkpoint keeps the position before the block, with that
+    line's number and the counters as of it (it kept the block's: a restart read the block
+    again numbered from past its end, and counted its lines twice)."""
+    rng = np.random.default_rng(3)
+    lines = [f"k{i % 3},{v:.4f}\n" for i, v in enumerate(rng.normal(size=500))]
+    lines.insert(200, "k1,abc\n")
+    data = tmp_path / "keyed.csv"
+    data.write_text("host,value\n" + "".join(lines))
+    common = ["--input", str(data), "--set", "input.key=host", "--no-output"]
+    halted = subprocess.run([*DAEMON, *common, "--checkpoint", str(tmp_path / "s"),
+                             "--set", "input.dead_letter=/dev/full"], capture_output=True,
+                            timeout=600)
+    assert halted.returncode == 74, halted.stderr.decode()[-2000:]
+    _, meta = _store(tmp_path / "s" / "keys.sqlite")
+    assert meta["input"]["next_line"] == 1 + (meta["input"]["offset"] > 0)
+    _run([*common, "--checkpoint", str(tmp_path / "s"),
+          "--set", f"input.dead_letter={tmp_path / 'dead-1.jsonl'}"])
+    _run([*common, "--checkpoint", str(tmp_path / "ref"),
+          "--set", f"input.dead_letter={tmp_path / 'dead-2.jsonl'}"])
+    resumed, meta = _store(tmp_path / "s" / "keys.sqlite")
+    alone, reference = _store(tmp_path / "ref" / "keys.sqlite")
+    assert meta["counters"] == reference["counters"] and meta["counters"]["lines"] == 502
+    assert meta["input"]["next_line"] == reference["input"]["next_line"] == 503
+    assert resumed == alone
+    assert (tmp_path / "dead-1.jsonl").read_text() == (tmp_path / "dead-2.jsonl").read_text()

@@ -495,9 +495,10 @@ class KeyedDaemon(Daemon):
                 self._put(key, series)
             offset = self.position.offset
             meta = {"input": {**self.source.identity(offset), "offset": offset,
-                              "next_line": self.position.next_line,
+                              "next_line": self.position.line(),
                               **self._file_state()},
-                    "counters": self.counters, "n_fields": self.parser.n_fields,
+                    "counters": self.position.counters_at(self.counters),
+                    "n_fields": self.parser.n_fields,
                     "layout": None if self.parser.layout is None else self.parser.layout.to_dict(),
                     **self.output_marks.marks(),
                     "config": self._config_to_keep()}

@@ -228,9 +228,9 @@ class Daemon:
         self.parser.restore(meta, where, learned=bool(self.counters.get("rows")))
         saved = meta.get("input", {})
         position = self.position
-        if self.source.resume(saved):
-            position.offset = self.source.offset
-            position.next_line = int(saved["next_line"])
+        resumed = self.source.resume(saved)
+        if resumed:
+            position.restart(self.source.offset, int(saved["next_line"]))
             first = saved.get("file_first_line", 1)
             position.file_first_line = first if isinstance(first, int) and 1 <= first <= \
                 position.next_line else 1
@@ -249,9 +249,11 @@ class Daemon:
                                 "to it after byte %s are lost; reading %s from its start",
                                 saved.get("inode"), saved.get("offset"), self.source.reading)
                 # Line numbers count the followed stream across its files: they go on.
-                position.next_line = position.file_first_line = int(saved.get("next_line", 1))
+                position.restart(self.source.offset, int(saved.get("next_line", 1)))
+                position.file_first_line = position.next_line
             log.info("resumed the model from %s; reading the input from its start", where)
-        self.parser.resume_at(position.next_line, self.source.offset, meta.get("n_fields"))
+        self.parser.resume_at(position.next_line, self.source.offset, meta.get("n_fields"),
+                              same_input=resumed)
 
     def _read(self, data: bytes):
         """A block's parse (its rows and rejects) and the byte offset just past each line;

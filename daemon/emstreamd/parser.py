@@ -202,14 +202,18 @@ class BlockParser:
             # A JSON stream checkpointed before JSON times were read learned without them.
             self.layout = JsonLayout(tuple(settings["fields"]), None, settings["key"])
 
-    def resume_at(self, next_line: int, offset: int, n_fields: int | None) -> None:
+    def resume_at(self, next_line: int, offset: int, n_fields: int | None, *,
+                  same_input: bool = False) -> None:
         """Read on from a checkpoint: the stream's line ``next_line`` at byte ``offset`` of
-        the file (0: its start), with the checkpoint's ``n_fields``.  Raises
-        :class:`StartError` if ``input.columns`` asks for more fields than that."""
+        the file (0: its start), with the checkpoint's ``n_fields``; ``same_input``: the
+        checkpoint's own input, read on from its position (not a new standard input, nor a
+        file read from its start).  Raises :class:`StartError` if ``input.columns`` asks for
+        more fields than that."""
         # A new stream numbered from 1 again (stdin): its first line is its own, the header
         # again (skipped as a repeat) or a row (it was skipped as the header: one row lost at
-        # every resume).
-        renumbered = next_line == 1 and isinstance(self.layout, Layout) \
+        # every resume).  The checkpoint's own file from its first line (a checkpoint taken
+        # while the rows after its header waited) reads its header line as the header again.
+        renumbered = next_line == 1 and not same_input and isinstance(self.layout, Layout) \
             and self.layout.names is not None
         if renumbered and self.layout.header_line is not None:
             self.layout = replace(self.layout, header_line=None)

@@ -47,11 +47,22 @@ class InputPosition:
     def __init__(self, offset: int):
         self.next_line = 1  # the stream's number of the next line read
         self.offset = offset  # just past the last line applied, with all before it
+        # The number of the line that starts at ``offset``: kept with it, not inferred from
+        # what waits (a header line skipped, or a reject whose dead letter could not be
+        # written, is neither a waiting row nor a waiting reject, and a checkpoint inferring
+        # it paired a byte offset with the next line's number: every later line numbered one
+        # too high, for good).
+        self.offset_line = 1
         self.pending = Pending()  # rows read, not learned yet (with their byte ends)
         self.carried = Pending()  # a first mini-batch a stop caught still deciding
         self.rejects = PendingRejects()  # rejected after the last applied row
         self.first_pending_at = None  # when the oldest pending row came (monotonic seconds)
         self.file_first_line = 1  # the stream's line number of the current file's first line
+
+    def restart(self, offset: int, next_line: int) -> None:
+        """Reading resumes at byte ``offset``, the stream's line ``next_line``, with every
+        line before it applied."""
+        self.offset, self.next_line, self.offset_line = offset, next_line, next_line
 
     def read(self, n_lines: int) -> None:
         """``n_lines`` more lines were read (rows, rejects or blank)."""
@@ -65,6 +76,7 @@ class InputPosition:
         """Every line read up to byte ``offset`` is applied or rejected: the position moves
         past them all."""
         self.offset = offset
+        self.offset_line = self.next_line
         self.rejects = PendingRejects()
 
     def take(self, limit: int, counters: dict) -> Batch:
@@ -99,6 +111,7 @@ class InputPosition:
         if batch.ends is None:  # (carried rows alone: the position is past them already)
             return
         self.offset = int(batch.ends[-1])
+        self.offset_line = int(batch.lines[-1]) + 1
         self.rejects.drop_through(int(batch.lines[-1]))
         if self.pending.count:
             self.first_pending_at = now
@@ -116,11 +129,8 @@ class InputPosition:
         self.all_applied(read_offset)
 
     def line(self) -> int:
-        """Number of the first line not behind the position."""
-        first = [self.rejects.first_line()] if self.rejects else []
-        if self.pending.count:
-            return min([self.pending.first_line()] + first)
-        return first[0] if first else self.next_line
+        """Number of the first line not behind the position (the one at :attr:`offset`)."""
+        return self.offset_line
 
     def counters_at(self, counters: dict) -> dict:
         """``counters`` as of the position (a copy): lines read after it, and rejects among
