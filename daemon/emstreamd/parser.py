@@ -368,9 +368,9 @@ class BlockParser:
         """The layout to parse this block with, the first of a new file: if its first
         line that is neither blank nor a comment repeats the header, that line is skipped as
         the header is (it was rejected as non-numeric once per rotation); a header of other
-        columns is read by name.  Comment lines above it are rejected as comments, as in the
-        stream's first file (a comment line taken for "the first line" hid a reordered
-        header below it, and the rows were learned with their columns swapped).  For this block only: the layout the
+        columns is read by name.  Comment lines above it are rejected, as any line that is
+        no row (one taken for "the first line" hid a reordered header below it, and the rows
+        were learned with their columns swapped).  For this block only: the layout the
         checkpoint keeps names the stream's own header line (kept, the line number of a
         rotated file's header skipped a data row of any input read later from its start)."""
         start = _first_beyond_comments(data)
