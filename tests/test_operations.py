@@ -624,3 +624,24 @@ def test_check_config_prints_a_configuration_that_loads_back_as_it_was(tmp_path)
         assert again.returncode == 0, again.stderr
         assert again.stdout.split(b"\n", 1)[1] == printed.stdout.split(b"\n", 1)[1]
         assert f"path: '{text}'".encode() in printed.stdout
+
+
+def test_the_watchdog_is_pinged_while_a_large_window_is_refitted_in_process(tmp_path):
+    """refit.window 1,000,000 (3-D, K=8) refitted in-process (no refit.scheduler) pauses the
+    loop for seconds (1.6 s here; minutes at the schema's 10^8): the watchdog is pinged
+    meanwhile, or systemd (WatchdogSec=60) kills the daemon mid-refit, and again at each
+    restart's refit."""
+    data = tmp_path / "numbers.txt"
+    rng = np.random.default_rng(1)
+    values = np.array([-4.0, 0.0, 5.0])[rng.choice(3, 1_100_000)][:, None] \
+        + rng.normal(size=(1_100_000, 3))
+    np.savetxt(data, values, fmt="%.3f")
+    code, pings, err = watchdog_pings(["--config", CONFIG, "--input", str(data),
+                                       "--checkpoint", str(tmp_path / "s"), "--no-output",
+                                       "--set", "refit.window=1000000",
+                                       "--set", "refit.every_points=1000000",
+                                       "--set", "features.enabled=false",
+                                       "--set", "model.n_components=8"], tmp_path)
+    assert code == 0, err
+    assert err.count("refit (schedule) on the last 1000000 points") == 1, err[-3000:]
+    assert np.diff(pings).max() < 1.0, np.diff(pings).max()

@@ -307,7 +307,8 @@ class KeyedDaemon(Daemon):
                 return None
             self.known.add(key)
             self.counters["keys"] += 1
-            series = Series(KeyMonitor(self.config, timed, metrics=self.metrics, name=name))
+            series = Series(KeyMonitor(self.config, timed, metrics=self.metrics, name=name,
+                                       alive=self.alive_hook))
         self.active[key] = series
         return series
 
@@ -322,7 +323,7 @@ class KeyedDaemon(Daemon):
         meta = loaded.meta
         counters = {k: int(meta.get("counters", {}).get(k, 0)) for k in COUNTED}
         monitor = KeyMonitor(self.config, timed, counters=counters, metrics=self.metrics,
-                             name=name)
+                             name=name, alive=self.alive_hook)
         monitor.restore(loaded.model, meta, where=where)
         series = Series(monitor)
         try:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as StillRunning
 
 import numpy as np
 
@@ -41,6 +43,27 @@ COUNTED = ("rows", "batches", "anomalies", "gated", "refits", "alarms")
 # A background refit running this long when the next one is due is said to be stuck (a
 # WARNING): a refit of refit.window points takes seconds on a working cluster.
 STUCK_REFIT_SECONDS = 300.0
+# An in-process refit of a large refit.window runs for seconds, or minutes (about 2 s per
+# million 1-D points here): it runs in a worker thread while this one tells the daemon it is
+# alive this often (systemd's watchdog killed the daemon mid-refit, and again at each restart).
+REFIT_PING_SECONDS = 0.1
+
+
+def while_alive(work, alive, *args):
+    """``work(*args)``, run in a worker thread while ``alive()`` is called every
+    :data:`REFIT_PING_SECONDS` in this one; its result (or its exception).
+
+    >>> calls = []
+    >>> while_alive(sum, lambda: calls.append(1), [1, 2, 3])
+    6
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emstreamd-refit") as pool:
+        job = pool.submit(work, *args)
+        while True:
+            try:
+                return job.result(timeout=REFIT_PING_SECONDS)
+            except StillRunning:
+                alive()
 
 
 def held_out_change(before, after) -> str:
@@ -82,16 +105,19 @@ class KeyMonitor:
         Runs refits elsewhere (single series only).
     name : str
         Prefix of its log lines (``key 'web-3': ``); empty for a single series.
+    alive : callable, optional
+        Tells the daemon it is making progress (its watchdog), during in-process refits.
     """
 
     def __init__(self, config: dict, timed: bool, counters: dict | None = None, metrics=None,
-                 background=None, name: str = ""):
+                 background=None, name: str = "", alive=None):
         self.config = config
         self.timed = timed
         self.counters = counters if counters is not None else dict.fromkeys(COUNTED, 0)
         self.metrics = metrics
         self.background = background
         self.name = name
+        self.alive = alive
         self.model = GaussianMixture(**config_module.model_settings(config))
         self.monitor = DriftMonitor(self.model, **config_module.monitor_settings(config))
         self.series = SeriesMonitor(self.monitor, *config_module.series_parts(config, timed))
@@ -254,7 +280,10 @@ class KeyMonitor:
             log.info("refit (%s): batch EM on the last %d points started on %s", reason,
                      len(recent), self.background.address)
             return
-        model.refit(recent)
+        if self.alive is None:
+            model.refit(recent)
+        else:
+            while_alive(model.refit, self.alive, recent)
         outcome = model.last_refit_
         self._count_refit()
         if outcome["replaced"]:

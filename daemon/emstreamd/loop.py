@@ -121,6 +121,9 @@ class Daemon:
         # frees its checkpoint's lock at once, not at the next garbage collection.)
         where = weakref.WeakMethod(self._where)
         self.parser = BlockParser(config["input"], lambda line: where()(line))
+        # (the same for the monitors' refits, which tell the watchdog the daemon is alive)
+        alive = weakref.WeakMethod(self._alive)
+        self.alive_hook = lambda: alive()()
         self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "refits": 0,
                          "gated": 0, "alarms": 0, "rejected": {}}
         self.background = None
@@ -449,7 +452,7 @@ class Daemon:
         time column, under ``features.enabled: auto``), with the checkpoint's state if any."""
         timed = bool(self.parser.layout) and self.parser.layout.time_field is not None
         self.key = KeyMonitor(self.config, timed, counters=self.counters, metrics=self.metrics,
-                              background=self.background)
+                              background=self.background, alive=self.alive_hook)
         if self._restored is not None:
             model, meta, where = self._restored
             self._restored = None
