@@ -463,9 +463,10 @@ def test_line_ends_computed_from_blocks_are_exact_whatever_the_chunks(lengths, c
        waits=st.lists(st.booleans(), min_size=1, max_size=10))
 def test_lines_may_end_in_lf_crlf_or_a_lone_cr_whatever_the_chunks(texts, ends, cuts, limit,
                                                                    waits):
-    """Files from classic Mac OS end lines in a lone CR: each is a line, a CRLF is one line end
-    even when a chunk ends between its two bytes (and a follower, tired of waiting, took the CR
-    for the line's end: ``waits``), and the bytes counted are the input's."""
+    """Files from classic Mac OS end lines in a lone CR: each is a line (two in a row: a blank
+    line between), a CRLF or CR-CR-LF is one line end even when a chunk ends between its bytes
+    (and a follower, tired of waiting, took the CR for the line's end: ``waits``), and the
+    bytes counted are the input's."""
     stream = b"".join(t + ends[i % len(ends)] for i, t in enumerate(texts))
     pieces, at = [], 0
     while at < len(stream):
@@ -480,8 +481,9 @@ def test_lines_may_end_in_lf_crlf_or_a_lone_cr_whatever_the_chunks(texts, ends, 
             counted += cut.block_bytes
     assert counted == len(stream)
     got = [line.rstrip(b"\r") for line in out.split(b"\n")[:-1]]  # (the parser strips CRs)
-    # A run of CRs and an LF is one line end, and so is a run of CRs before anything else.
-    expected = re.split(rb"\r*\n|\r+", stream)[:-1]
+    # A run of CRs and an LF is one line end; a CR before anything else ends a line of its
+    # own (a blank one after another CR, as an editor shows a lone-CR file).
+    expected = re.split(rb"\r*\n|\r", stream)[:-1]
     assert len(got) == len(expected)
     for line, text in zip(got, expected):
         assert line == text or (limit is not None and len(text) > limit and len(line) > limit)
@@ -823,3 +825,25 @@ def test_a_first_line_too_long_to_read_is_no_header(tmp_path):
     assert done.returncode == 0 and "rejected: 1 too long" in err, err[-2000:]
     assert "600 points learned" in err and "header" not in err
     assert max(p.stat().st_size for p in (tmp_path / "s").glob("*.json")) < 100_000
+
+
+def test_a_blank_line_in_a_lone_cr_file_is_a_line_as_in_its_lf_twin(tmp_path):
+    """``\\r\\r`` in a lone-CR file is a blank line between two (as an editor shows it): it was
+    read as one line end, so every later line number (per-point lines, logs, dead letters)
+    was one less than in the same file with LF or CRLF line ends."""
+    values = [b"%.4f" % v for v in np.random.default_rng(8).normal(size=300)]
+    values.insert(150, b"")
+    outputs, counters = {}, {}
+    for name, end in [("lf", b"\n"), ("crlf", b"\r\n"), ("cr", b"\r")]:
+        data = tmp_path / f"{name}.txt"
+        data.write_bytes(end.join(values) + end)
+        out = tmp_path / f"{name}.out"
+        done = _run("--config", CONFIG, "--input", str(data), "--output", str(out),
+                    "--checkpoint", str(tmp_path / f"{name}.ck"))
+        assert done.returncode == 0, done.stderr.decode()
+        counters[name] = checkpoint.load(tmp_path / f"{name}.ck").meta["counters"]
+        outputs[name] = out.read_bytes()
+    assert counters["cr"] == counters["lf"] == counters["crlf"]
+    assert counters["lf"]["lines"] == 301 and counters["lf"]["rejected"] == {"blank": 1}
+    assert outputs["cr"] == outputs["lf"] == outputs["crlf"]
+    assert outputs["lf"].splitlines()[-1].startswith(b"301,")
