@@ -457,8 +457,8 @@ def test_line_ends_computed_from_blocks_are_exact_whatever_the_chunks(lengths, c
 @settings(max_examples=300, deadline=None)
 @given(texts=st.lists(st.binary(max_size=6).map(lambda b: b.translate(None, b"\r\n")),
                       min_size=1, max_size=30),
-       ends=st.lists(st.sampled_from([b"\n", b"\r\n", b"\r", b"\r\r\n"]), min_size=1,
-                     max_size=30),
+       ends=st.lists(st.sampled_from([b"\n", b"\r\n", b"\r", b"\r\r\n", b"\r\r"]),
+                     min_size=1, max_size=30),
        cuts=st.lists(st.integers(1, 9), min_size=1, max_size=20), limit=st.sampled_from([None, 3]),
        waits=st.lists(st.booleans(), min_size=1, max_size=10))
 def test_lines_may_end_in_lf_crlf_or_a_lone_cr_whatever_the_chunks(texts, ends, cuts, limit,
