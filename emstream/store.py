@@ -37,6 +37,7 @@ Example
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import stat
@@ -242,8 +243,11 @@ class KeyStore:
             for name in names[1:]:
                 value = row[name]
                 if value is not None and (isinstance(value, bool)
-                                          or not isinstance(value, (int, float))):
-                    raise ValueError(f"key {row['key']!r}: {name} is {value!r:.60}, not a number")
+                                          or not isinstance(value, (int, float))
+                                          or not math.isfinite(value)):
+                    # (an infinite count made `inspect --keys --json` print Infinity: no JSON)
+                    raise ValueError(f"key {row['key']!r}: {name} is {value!r:.60}, not a "
+                                     "finite number")
         return listed
 
     def __len__(self) -> int:
@@ -251,9 +255,17 @@ class KeyStore:
 
     # ------------------------------------------------------------------ meta
     def meta(self, name: str):
-        """A meta value (JSON), or None."""
+        """A meta value (JSON), or None; :class:`DamagedStore` if it is not JSON, or nested
+        deeper than Python can read (a hand-edited store)."""
         row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except RecursionError:
+            raise DamagedStore(f"meta {name!r} is nested too deeply to read") from None
+        except (TypeError, ValueError) as exc:
+            raise DamagedStore(f"meta {name!r} is not JSON ({exc})") from None
 
     def set_meta(self, name: str, value) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",

@@ -1312,6 +1312,55 @@ def test_a_key_s_waiting_rows_that_no_daemon_wrote_stop_it_in_one_line(tmp_path)
         in _stopped(done)
 
 
+@pytest.mark.parametrize("field, value, said", [
+    ("counters", "x", "meta.counters must be an object, got str"),
+    ("counters", {"rows": 1e300}, "meta.counters.rows must be an integer in [0, 2**62]"),
+    ("counters", {"anomalies": -5}, "meta.counters.anomalies must be an integer in [0, 2**62]"),
+    ("history", "x", "meta.history must be a list of objects")])
+def test_a_key_s_edited_counters_or_history_stop_the_daemon_in_one_line(tmp_path, field, value,
+                                                                        said):
+    """A key's document is checked as a single series' checkpoint is: edited counters or
+    history (checksum made good) crashed the keyed daemon with a traceback (exit 1, restarted
+    by systemd for ever), or every commit after it (a count of 1e300 that SQLite refused)."""
+    data, state = _store_edited(tmp_path, "SELECT 1")
+    db = sqlite3.connect(state / "keys.sqlite")
+    loaded = checkpoint.loads(db.execute("SELECT document FROM keys WHERE key = 'a'")
+                              .fetchone()[0].encode())
+    forged = checkpoint.dumps(loaded.model, {**loaded.meta, field: value}, compact=True)
+    db.execute("UPDATE keys SET document = ? WHERE key = 'a'", (forged.decode(),))
+    db.commit()
+    db.close()
+    done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
+                           "--checkpoint", str(state), "--no-output"], capture_output=True,
+                          timeout=120)
+    assert done.returncode == 65
+    assert f"key 'a': {said}" in _stopped(done)
+
+
+def test_a_store_whose_daemon_meta_is_nested_too_deeply_is_refused_in_one_line(tmp_path):
+    """A hand-edited store's daemon meta nested 100,000 deep: `inspect --keys` and the
+    daemon's resume stopped with a RecursionError traceback."""
+    data, state = _store_edited(tmp_path, "UPDATE meta SET value = '" + "[" * 100_000
+                                + "]" * 100_000 + "' WHERE name = 'daemon'")
+    done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
+                           "--checkpoint", str(state), "--no-output"], capture_output=True,
+                          timeout=120)
+    assert done.returncode == 65
+    assert "meta 'daemon' is nested too deeply to read" in _stopped(done)
+    shown = subprocess.run([sys.executable, "-m", "emstream", "inspect", str(state), "--keys"],
+                           capture_output=True, timeout=120)
+    assert shown.returncode == 1 and b"Traceback" not in shown.stderr
+    assert b"nested too deeply" in shown.stderr
+
+
+def test_inspect_refuses_an_infinite_count_rather_than_print_json_that_is_none(tmp_path):
+    _, state = _store_edited(tmp_path, "UPDATE keys SET points = 9e999 WHERE key = 'a'")
+    shown = subprocess.run([sys.executable, "-m", "emstream", "inspect", str(state), "--keys",
+                            "--json"], capture_output=True, timeout=120)
+    assert shown.returncode == 1 and b"Traceback" not in shown.stderr, shown.stderr
+    assert b"not a finite number" in shown.stderr and b"Infinity" not in shown.stdout
+
+
 @pytest.mark.parametrize("bad", ["a\u202eb", "x\u2028y", "z\u2066w", "c\u0085d"])
 def test_keys_with_separators_or_bidirectional_overrides_are_bad_wherever_the_block_ends(
         tmp_path, bad):

@@ -320,7 +320,9 @@ class KeyedDaemon(Daemon):
             raise checkpoint.CheckpointError(f"{self.store.path}: not a readable state store: "
                                              f"{exc}") from None
         loaded = checkpoint.loads(document, source=where)
-        meta = loaded.meta
+        # (checked as a single series' checkpoint is: an edited document's counters or
+        # history crashed the daemon, or every commit after it, with a traceback)
+        meta = checkpoint.validate_meta(loaded.meta, source=where)
         counters = {k: int(meta.get("counters", {}).get(k, 0)) for k in COUNTED}
         monitor = KeyMonitor(self.config, timed, counters=counters, metrics=self.metrics,
                              name=name, alive=self.alive_hook)
