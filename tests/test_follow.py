@@ -623,3 +623,35 @@ def test_carried_rows_that_are_not_what_a_daemon_writes_are_refused_in_one_line(
         assert done.returncode == 65, done.stderr.decode()
         assert "meta.carried: waiting rows" in done.stderr.decode()
         assert "Traceback" not in done.stderr.decode()
+
+
+def test_a_follower_killed_before_its_first_checkpoint_writes_each_line_once(tmp_path):
+    """Killed before its first checkpoint, a follower starts the file again: the lines its
+    first run wrote are cut (as a back-fill's are), or every line it had written came twice."""
+    log, state, out = tmp_path / "app.log", tmp_path / "state", tmp_path / "points.csv"
+    log.write_text(_lines(3000, 1))
+    extra = ["--set", f"output.path={out}", "--set", "checkpoint.every_points=1000000000",
+             "--set", "checkpoint.every_seconds=3600"]
+
+    def numbers():
+        return [line.split(",")[0] for line in out.read_text().splitlines()] \
+            if out.exists() else []
+
+    def follower():
+        process = subprocess.Popen([*DAEMON, "--config", str(ROOT / "config.yaml"), "--follow",
+                                    str(log), "--checkpoint", str(state),
+                                    "--set", "status.every_seconds=0", *extra],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        STARTED.append(process)
+        return process
+
+    first = follower()
+    assert _until(lambda: len(numbers()) >= 1000)
+    first.kill()
+    first.wait(timeout=30)
+    assert not list(state.glob("checkpoint-*.json"))  # (killed before its first checkpoint)
+    second = follower()
+    assert _until(lambda: "3000" in numbers())
+    _stop(second)
+    written = numbers()
+    assert len(written) == len(set(written)) and written[-1] == "3000"

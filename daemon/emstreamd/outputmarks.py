@@ -38,7 +38,7 @@ log = logging.getLogger("emstreamd")
 # begin.  (emstreamd.output-start.json in a checkpoint directory; state.json.output-start.json)
 OUTPUT_START = ".output-start.json"
 # What of the input's identity says a note is this input's (a standard input's lines cannot be
-# read again; a followed log may have been rotated).
+# read again; a followed path may lead to another file after a rotation).
 _SAME_INPUT = ("kind", "path", "device", "inode", "fingerprint")
 
 
@@ -76,12 +76,13 @@ class OutputMarks:
     def begin(self, source) -> None:
         """A run with no checkpoint yet, reading ``source``: cut the lines an earlier run of the
         same file wrote before it was killed (it left no checkpoint to say where they end), and
-        note where this run's begin.  A note of another input is not used."""
+        note where this run's begin.  A note of another input is not used: a standard input,
+        or a followed path that leads to another file now (rotated) or one rewritten since."""
         try:
             noted = json.loads(self.start_note.read_bytes())
         except (OSError, ValueError):
             noted = None  # (none, or not readable: nothing is cut)
-        if source.kind != "file":
+        if source.kind not in ("file", "follow"):
             self.forget_start()
             return
         identity = {k: v for k, v in source.identity().items() if k in _SAME_INPUT}
