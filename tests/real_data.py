@@ -61,18 +61,19 @@ class Outcome:
 
 
 def one_pass(name: str, seed: int = 0, order: str = "shuffled", batch_rows: int = 100,
-             data: np.ndarray | None = None) -> Outcome:
+             data: np.ndarray | None = None, learned: int | None = None) -> Outcome:
     """Shuffle (unless ``order="original"``), learn 80% in one pass through a DriftMonitor
     with the daemon's defaults, and compare held-out log-likelihood with batch EM (best of 8
-    starts, same settings, same rows) on the other 20%."""
+    starts, same settings, same rows) on the other 20%.  ``learned``: a short stream instead,
+    its first ``learned`` rows learned and the next 1,000 (at most) held out."""
     from emstream import GaussianMixture
     from emstream.drift import DriftMonitor
 
     X = rows(name) if data is None else data
     if order == "shuffled":
         X = X[np.random.default_rng(seed).permutation(len(X))]
-    n = int(0.8 * len(X))
-    train, test = X[:n], X[n:]
+    n = int(0.8 * len(X)) if learned is None else learned
+    train, test = X[:n], X[n:] if learned is None else X[n:n + 1000]
     model_settings, monitor_settings = daemon_defaults()
     d = X.shape[1]
     with warnings.catch_warnings():
@@ -84,7 +85,9 @@ def one_pass(name: str, seed: int = 0, order: str = "shuffled", batch_rows: int 
     for i in range(0, n, batch_rows):
         monitor.update(train[i:i + batch_rows])
     seconds = time.perf_counter() - start
-    return Outcome(name, order, d, batch, model.score(test) / d, monitor.n_alarms_,
+    # (no model yet: fewer rows than a first provisional model needs, 2 (D + 1) per component)
+    online = model.score(test) / d if model._is_fitted() else float("nan")
+    return Outcome(name, order, d, batch, online, monitor.n_alarms_,
                    model._online.upkeep.replaced, seconds)
 
 
