@@ -271,6 +271,10 @@ def save(model: GaussianMixture, path: str | os.PathLike, *, meta: dict | None =
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
     data = dumps(model, meta)
+    if len(data) > MAX_BYTES:
+        # (written, it would be refused when read back: the restart would lose everything)
+        raise ValueError(f"a checkpoint of {len(data)} bytes would be too large to read back "
+                         f"(at most {MAX_BYTES}): fewer features, or a smaller window")
     target = Path(path)
     if not target.is_dir():
         target = file_target(target)

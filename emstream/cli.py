@@ -318,7 +318,10 @@ def _save_fit(args, model, source) -> int:
     meta = {"command": "fit", "source": {k: v for k, v in source.items() if k != "layout"}}
     if "layout" in source:  # (where the daemon keeps its own: inspect names the features)
         meta["layout"] = source["layout"]
-    written = checkpoint.save(model, args.output, meta=meta, keep=args.keep)
+    try:
+        written = checkpoint.save(model, args.output, meta=meta, keep=args.keep)
+    except ValueError as exc:
+        raise CommandError(f"{args.output}: {exc}") from None
     state = "converged" if model.converged_ else "did not converge"
     print(f"emstream: fitted {args.k} components to {source['rows']} rows in {model.n_iter_} "
           f"iterations ({state}); average log-likelihood {model.lower_bound_:.6g}; "

@@ -366,3 +366,15 @@ def test_a_setting_that_would_not_load_is_refused_when_saving_and_learning(tmp_p
     model.set_params(warmup_size=1000)
     checkpoint.save(model, tmp_path / "a.json")
     assert checkpoint.load(tmp_path / "a.json").model.warmup_size == 1000
+
+
+def test_a_checkpoint_too_large_to_read_back_is_not_written(tmp_path, monkeypatch):
+    """save() refuses what load() would: a checkpoint past MAX_BYTES was written (354 MB for
+    1,000 columns), and the restart refused it and lost everything."""
+    model = GaussianMixture(2, random_state=0).fit(np.random.default_rng(0).normal(size=(50, 3)))
+    checkpoint.save(model, tmp_path / "ok")
+    size = len(checkpoint.dumps(model))
+    monkeypatch.setattr(checkpoint, "MAX_BYTES", size - 1)
+    with pytest.raises(ValueError, match="too large to read back"):
+        checkpoint.save(model, tmp_path / "big")
+    assert not (tmp_path / "big").exists() or not any((tmp_path / "big").iterdir())

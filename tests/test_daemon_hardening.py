@@ -950,3 +950,17 @@ def test_an_input_cut_while_it_is_read_leaves_checkpoints_that_resume(tmp_path):
         validate_meta({"input": {**cut, "offset": size, "next_line": 2001}})
     finally:
         source.close()
+
+
+def test_an_input_too_wide_for_a_model_stops_in_one_line_before_learning(tmp_path):
+    """1,000 columns of one digit (2 KB lines, within input.max_line_bytes) took 6.9 GB and
+    wrote 354 MB checkpoints that the restart refused (everything lost), or died of a numpy
+    MemoryError traceback: now one line, exit 78, before anything is learned."""
+    data = tmp_path / "wide.csv"
+    np.savetxt(data, np.random.default_rng(0).integers(0, 10, size=(200, 300)), fmt="%d",
+               delimiter=",")
+    done = _run("--input", str(data), "--checkpoint", str(tmp_path / "s"), "--no-output")
+    err = done.stderr.decode()
+    assert done.returncode == 78 and "Traceback" not in err, err
+    assert "rows of 300 values, more than the 256 a model learns" in err
+    assert "input.columns" in err

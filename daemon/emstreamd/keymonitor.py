@@ -43,6 +43,11 @@ COUNTED = ("rows", "batches", "anomalies", "gated", "refits", "alarms")
 # A background refit running this long when the next one is due is said to be stuck (a
 # WARNING): a refit of refit.window points takes seconds on a working cluster.
 STUCK_REFIT_SECONDS = 300.0
+# Values per row a model learns at most (the input's columns, with their temporal features).
+# Full covariances cost D² per component and their statistics D²/2 per row in a mini-batch:
+# 1,000 columns took 6.9 GB and wrote 354 MB checkpoints, larger than a checkpoint may be read
+# back (emstream.checkpoint.MAX_BYTES), so the restart lost everything; at 256, about 0.5 GB.
+MAX_FEATURES = 256
 # An in-process refit of a large refit.window runs for seconds, or minutes (1.6 s for a
 # million 3-D points with K=8 here; the window may be 10^8): it runs in a worker thread while
 # this one tells the daemon it is alive this often (systemd's watchdog killed the daemon
@@ -143,6 +148,18 @@ class KeyMonitor:
                              "another input (see input.columns and features.enabled; remove "
                              "the checkpoint to start a new model)", EX_DATAERR)
 
+    def _check_not_too_wide(self, n_values: int) -> None:
+        """One line and exit 78 for an input wider than a model learns (:data:`MAX_FEATURES`),
+        before anything is learned."""
+        features = self.series.features
+        width = n_values if features is None else features.n_features_out(n_values)
+        if width > MAX_FEATURES:
+            made = "" if features is None else f" ({n_values} with their temporal features)"
+            raise StartError(f"the input gives the model rows of {width} values{made}, more than "
+                             f"the {MAX_FEATURES} a model learns (full covariances grow as the "
+                             "square): pick the columns to learn with input.columns",
+                             EX_CONFIG)
+
     def batch_rows(self) -> int:
         """Rows of the series' next full mini-batch (:func:`batch_rows`; the first at least
         :meth:`rows_to_decide`)."""
@@ -171,6 +188,8 @@ class KeyMonitor:
         fitted = model._is_fitted()
         if fitted:
             self._check_width(batch.shape[1])
+        elif not self.counters["rows"]:
+            self._check_not_too_wide(batch.shape[1])
         warming = not fitted or model._learner().warming_up
         try:
             update = self.series.update(batch, times, with_resp=per_point,
