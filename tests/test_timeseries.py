@@ -1863,14 +1863,32 @@ def test_a_column_of_nothing_but_missing_words_is_left_out_with_a_warning(tmp_pa
     assert "300 points learned" in done.stderr.decode()  # (and 60 rows' NA rejected)
 
 
-def test_a_series_of_one_timed_row_is_said_to_have_one_timestamp_not_none(tmp_path):
-    """An input that ends after its first row: its model's season is off for want of a time
-    step, and the log said "no timestamps", which sent the operator to the wrong setting."""
-    done = subprocess.run([*DAEMON, "--checkpoint", str(tmp_path / "state"), "--no-output"],
-                          input=b"timestamp,value\n2014-07-01 00:00:00,10\n",
-                          capture_output=True, timeout=120)
-    assert done.returncode == 0, done.stderr.decode()
-    assert "time series: one timestamp alone (no time step)" in done.stderr.decode()
+def test_an_input_that_ends_after_its_first_timed_row_carries_it_and_decides_later(tmp_path):
+    """An input that ends after its first row (a back-fill of a log just begun, a cron job's
+    first rows on stdin): learned alone, that row turned the season off for good ("one
+    timestamp alone (no time step)", and every later run kept value, value[t-1] only).  It is
+    carried in the checkpoint, and the next run decides the season from it and the rows after."""
+    first = subprocess.run([*DAEMON, "--checkpoint", str(tmp_path / "state"), "--no-output"],
+                           input=b"timestamp,value\n2014-07-01 00:00:00,10\n",
+                           capture_output=True, timeout=120)
+    assert first.returncode == 0, first.stderr.decode()
+    said = first.stderr.decode()
+    assert "1 rows of a first mini-batch wait for 10" in said and "one timestamp alone" not in said
+    rows = "".join(f"2014-07-01 {i // 12:02d}:{i % 12 * 5:02d}:00,{10 + i % 7}\n"
+                   for i in range(1, 600))
+    again = subprocess.run([*DAEMON, "--checkpoint", str(tmp_path / "state"), "--no-output"],
+                           input=("timestamp,value\n" + rows).encode(), capture_output=True,
+                           timeout=120)
+    assert again.returncode == 0, again.stderr.decode()
+    assert "time series: one timestamp alone" not in again.stderr.decode()
+    whole = subprocess.run([*DAEMON, "--checkpoint", str(tmp_path / "whole"), "--no-output"],
+                           input=("timestamp,value\n2014-07-01 00:00:00,10\n" + rows).encode(),
+                           capture_output=True, timeout=120)
+    assert whole.returncode == 0, whole.stderr.decode()
+    resumed, alone = (checkpoint.load(tmp_path / name) for name in ("state", "whole"))
+    assert resumed.meta["series"] == alone.meta["series"]  # (the same features, season)
+    assert resumed.meta["counters"]["rows"] == alone.meta["counters"]["rows"]
+    np.testing.assert_array_equal(resumed.model.means_, alone.model.means_)
 
 
 def test_several_series_in_one_table_are_pointed_out(tmp_path):

@@ -407,9 +407,9 @@ class KeyedDaemon(Daemon):
         ``batch.max_wait``."""
         wait = self.config["batch"]["max_wait"]
         now = time.monotonic()
-        if self.source.at_end and self.deciding:
-            self.waiting.update(self.deciding)
-            self.deciding.clear()
+        # (keys whose first mini-batch is still deciding keep waiting at the end of the input
+        # too, in their checkpointed mini-batches: learned alone, a key's few first rows turned
+        # its season off for good)
         if self.source.at_end and self.waiting:
             log.info("end of input: learning the last rows of %d keys", len(self.waiting))
         # A stop asked for meanwhile ends this (the rows left wait in their keys' checkpointed
@@ -420,10 +420,9 @@ class KeyedDaemon(Daemon):
             if not (self.source.at_end or (not by_count_only and now - since >= wait)):
                 break
             series = self._series(key)
-            if not self.source.at_end and series.pending.count < \
-                    series.monitor.rows_to_decide():
+            if series.pending.count < series.monitor.rows_to_decide():
                 # (a first mini-batch too short for the features to decide from waits for
-                # more rows, however long, or the end of the input)
+                # more rows, however long, past the end of the input too)
                 self.deciding[key] = self.waiting.pop(key)
                 self._evict()  # (read back to be looked at: no more keys in memory than allowed)
                 continue

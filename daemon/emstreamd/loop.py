@@ -391,9 +391,8 @@ class Daemon:
         first_at = self.position.first_pending_at
         waited = (first_at is not None and time.monotonic() - first_at
                   >= self.config["batch"]["max_wait"])
-        if (self.position.waiting() and not self.halted
-                and (self.source.at_end or (waited and not by_count_only
-                                            and not self._deciding()))):
+        if (self.position.waiting() and not self.halted and not self._deciding()
+                and (self.source.at_end or (waited and not by_count_only))):
             self._apply(self.position.waiting())
 
     def _deciding(self) -> bool:
@@ -728,10 +727,14 @@ class Daemon:
         # later labels and flags).  Elsewhere the lines read may not come again: learn them,
         # unless they are a first mini-batch still deciding (learned alone, the one row of a
         # live series that a deploy restarted in its first minutes turned its daily season
-        # off for good): those are carried in the checkpoint, to be learned first next run.
+        # off for good, and so did a back-fill of a log just begun, or a cron job's first few
+        # rows on stdin, at the end of their input): those are carried in the checkpoint, to
+        # be learned first next run.
         keep_partial = by_count_only and self.flags.stop and not self.source.at_end
-        if self.flags.stop and not self.halted and not keep_partial \
-                and not self.source.at_end and self._deciding():
+        if not self.halted and not keep_partial and self._deciding():
+            log.info("%d rows of a first mini-batch wait for %d before the season is decided: "
+                     "carried in the checkpoint, learned first next run",
+                     self.position.waiting(), self._rows_to_decide())
             self.position.carry(self.source.offset)
         elif self.position.waiting() and not self.halted and not keep_partial:
             self._apply(self.position.waiting())
