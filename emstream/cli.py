@@ -521,6 +521,9 @@ def cmd_score(args) -> int:
                            "alone: features.enabled: false)")
     stream = _open_input(args.data)
     out = sys.stdout
+    if out is None:  # (started with its standard output closed: >&-)
+        raise CommandError("standard output is closed: the scores have nowhere to go "
+                           "(redirect it to a file or /dev/null)")
     # (written once the input's columns passed their check: a refused DATA writes nothing)
     header = "line,label,probability,surprise\n" if args.format == "csv" and args.header else ""
     rejects, counts = [], {}

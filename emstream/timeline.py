@@ -59,7 +59,11 @@ def read_scores(path, key: str | None = None, timed: bool | None = None) -> dict
                 continue
             if b'"' in raw:  # (a quoted key: a comma or quotes in it)
                 text = raw.decode("utf-8", "replace")
-                fields = [field.encode("utf-8") for field in next(csv.reader([text]))]
+                try:
+                    fields = [field.encode("utf-8") for field in next(csv.reader([text]))]
+                except csv.Error:  # (a CR inside a field: no line emstreamd writes)
+                    raise ValueError(f"{path}: not emstreamd's per-point output: "
+                                     f"{raw[:80]!r}") from None
             else:
                 fields = raw.split(b",")
             base = 6 if key is None else 7

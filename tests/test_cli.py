@@ -275,8 +275,9 @@ def test_timeline_refuses_score_lines_and_thresholds_it_cannot_draw(tmp_path, ca
     # A line number beyond 64 bits (OverflowError, a traceback), an anomaly given as text
     # ("false" was drawn as an alert).
     big = "99999999999999999999999"
+    # A CR inside an unquoted field of a line with quotes (csv.Error: a traceback).
     for text in ('{"line": %s, "score": 0.5}' % big, '{"line": 1, "score": 0.5, "anomaly": '
-                 '"false"}', f"{big},0,1,1,0.5,0", "0,0,1,1,0.5,0"):
+                 '"false"}', f"{big},0,1,1,0.5,0", "0,0,1,1,0.5,0", '2,x\ry,"q",1,1,0.5,0'):
         path.write_text(text + "\n")
         with pytest.raises(ValueError, match="not emstreamd's per-point output"):
             read_scores(path)
@@ -773,3 +774,15 @@ def test_score_of_a_file_without_a_fitted_column_does_not_suggest_it(tmp_path, c
     assert main(["score", str(ckpt), str(one)]) == 1
     err = capsys.readouterr().err
     assert "the model was fitted on a, b: it has no b" in err and "--columns a,b" not in err
+
+
+def test_score_with_its_standard_output_closed_says_so_in_one_line(tmp_path):
+    """`emstream score CKPT DATA >&-`: an AttributeError traceback (None has no write)."""
+    model = tmp_path / "seed.json"
+    fitted = subprocess.run([sys.executable, "-m", "emstream", "fit", SEED, "-k", "3", "-o",
+                             str(model)], capture_output=True, timeout=120)
+    assert fitted.returncode == 0, fitted.stderr.decode()
+    done = subprocess.run(f"{sys.executable} -m emstream score {model} {SEED} >&-", shell=True,
+                          capture_output=False, stderr=subprocess.PIPE, timeout=120)
+    assert done.returncode == 1 and b"Traceback" not in done.stderr, done.stderr
+    assert b"standard output is closed" in done.stderr
