@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,13 @@ def run_series(kit: Path, relative: Path, config: Path, out: Path, overrides: li
     return relative, seconds, int(sum(flags))
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def alerts_folder(out: Path) -> Path:
     """Where the alerts' result files go: beside ``out``, as ``<out>-alerts``."""
     return out.with_name(out.name + "-alerts")
@@ -94,7 +102,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (default: a temporary one); the alerts' "
                         "results go in OUT-alerts")
-    parser.add_argument("--jobs", type=int, default=2, help="series run at once")
+    parser.add_argument("--jobs", type=_positive, default=2, help="series run at once")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every series (as emstreamd's --set)")
     args = parser.parse_args(argv)
@@ -102,11 +110,21 @@ def main(argv=None) -> int:
     if not (kit / "score.py").exists():
         print(f"bench_nab: no NAB kit at {kit} (give --kit)", file=sys.stderr)
         return 2
+    names = series_of(kit / "data") if (kit / "data").is_dir() else []
+    if not names:
+        print(f"bench_nab: no series in {kit / 'data'} (a partial NAB kit?)", file=sys.stderr)
+        return 2
     out = args.out or Path(tempfile.mkdtemp(prefix="emstream-nab-"))
-    names = series_of(kit / "data")
     started = time.perf_counter()
-    with ThreadPoolExecutor(args.jobs) as pool:
-        runs = list(pool.map(lambda r: run_series(kit, r, args.config, out, args.set), names))
+    try:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            runs = list(pool.map(lambda r: run_series(kit, r, args.config, out, args.set),
+                                 names))
+    except RuntimeError as exc:  # (a series the daemon stopped on: its last lines say why)
+        print(f"bench_nab: {exc}", file=sys.stderr)
+        if args.out is None:
+            shutil.rmtree(out, ignore_errors=True)
+        return 1
     wall = time.perf_counter() - started
     threshold = yaml.safe_load(args.config.read_text())["output"]["anomaly_threshold"]
     for item in args.set:
