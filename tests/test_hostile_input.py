@@ -508,6 +508,26 @@ def test_standard_input_hands_out_a_lone_cr_line_once_nothing_more_comes():
         os.close(write_end)
 
 
+LINE_ENDS = {"lf": b"\n", "crlf": b"\r\n", "cr": b"\r", "crcrlf": b"\r\r\n"}
+
+
+def _with_line_ends(tmp_path, lines: list, names) -> tuple[dict, dict]:
+    """``lines`` written with each of the line ends ``names`` and run through the daemon: its
+    per-point output and checkpoint meta, by name."""
+    outputs, metas = {}, {}
+    for name in names:
+        end = LINE_ENDS[name]
+        data = tmp_path / f"{name}.txt"
+        data.write_bytes(end.join(lines) + end)
+        out = tmp_path / f"{name}.out"
+        done = _run("--config", CONFIG, "--input", str(data), "--output", str(out),
+                    "--checkpoint", str(tmp_path / f"{name}.ck"))
+        assert done.returncode == 0, done.stderr.decode()
+        metas[name] = checkpoint.load(tmp_path / f"{name}.ck").meta
+        outputs[name] = out.read_bytes()
+    return outputs, metas
+
+
 def test_a_file_with_lone_cr_line_ends_is_read_like_its_lf_twin(tmp_path):
     """The same CSV (header, timestamps) with LF, CRLF, lone-CR and CR-CR-LF line ends (Python
     on Windows writing CRLF rows through a text-mode file): the same points, scores and
@@ -516,18 +536,10 @@ def test_a_file_with_lone_cr_line_ends_is_read_like_its_lf_twin(tmp_path):
     rng = np.random.default_rng(5)
     rows = [b"timestamp,value"] + [b"2026-01-01 %02d:%02d:00,%.4f" % (i // 60 % 24, i % 60, v)
                                    for i, v in enumerate(rng.normal(10, 2, 1500))]
-    outputs = {}
-    for name, end in [("lf", b"\n"), ("crlf", b"\r\n"), ("cr", b"\r"), ("crcrlf", b"\r\r\n")]:
-        data = tmp_path / f"{name}.csv"
-        data.write_bytes(end.join(rows) + end)
-        out = tmp_path / f"{name}.out"
-        done = _run("--config", CONFIG, "--input", str(data), "--output", str(out),
-                    "--checkpoint", str(tmp_path / f"{name}.ck"))
-        assert done.returncode == 0, done.stderr.decode()
-        meta = checkpoint.load(tmp_path / f"{name}.ck").meta
+    outputs, metas = _with_line_ends(tmp_path, rows, ("lf", "crlf", "cr", "crcrlf"))
+    for name, meta in metas.items():
         assert meta["counters"]["rows"] == 1500 and not meta["counters"]["rejected"]
-        assert meta["input"]["offset"] == data.stat().st_size
-        outputs[name] = out.read_bytes()
+        assert meta["input"]["offset"] == (tmp_path / f"{name}.txt").stat().st_size
     assert outputs["lf"].count(b"\n") >= 1500 - 100
     assert outputs["cr"] == outputs["lf"] == outputs["crlf"] == outputs["crcrlf"]
 
@@ -833,16 +845,8 @@ def test_a_blank_line_in_a_lone_cr_file_is_a_line_as_in_its_lf_twin(tmp_path):
     was one less than in the same file with LF or CRLF line ends."""
     values = [b"%.4f" % v for v in np.random.default_rng(8).normal(size=300)]
     values.insert(150, b"")
-    outputs, counters = {}, {}
-    for name, end in [("lf", b"\n"), ("crlf", b"\r\n"), ("cr", b"\r")]:
-        data = tmp_path / f"{name}.txt"
-        data.write_bytes(end.join(values) + end)
-        out = tmp_path / f"{name}.out"
-        done = _run("--config", CONFIG, "--input", str(data), "--output", str(out),
-                    "--checkpoint", str(tmp_path / f"{name}.ck"))
-        assert done.returncode == 0, done.stderr.decode()
-        counters[name] = checkpoint.load(tmp_path / f"{name}.ck").meta["counters"]
-        outputs[name] = out.read_bytes()
+    outputs, metas = _with_line_ends(tmp_path, values, ("lf", "crlf", "cr"))
+    counters = {name: meta["counters"] for name, meta in metas.items()}
     assert counters["cr"] == counters["lf"] == counters["crlf"]
     assert counters["lf"]["lines"] == 301 and counters["lf"]["rejected"] == {"blank": 1}
     assert outputs["cr"] == outputs["lf"] == outputs["crlf"]

@@ -1291,22 +1291,30 @@ def test_a_hard_link_to_a_store_does_not_let_a_second_daemon_write_it(tmp_path):
     keys, meta = _store(store)
     assert sorted(keys) == ["a", "b", "c"] and meta["counters"]["rows"] == 4
 
-def test_a_key_s_waiting_rows_that_no_daemon_wrote_stop_it_in_one_line(tmp_path):
-    """A key's document whose partial mini-batch does not fit the input (an edited or crafted
-    store) was read into it anyway: a row of two numbers became two rows of one, under one line
-    number, and was learned."""
+def _resumed_with_key_a_forged(tmp_path, **meta):
+    """A keyed daemon resumed on a store (:func:`_store_edited`) whose key a's document has
+    ``meta``'s fields instead (its checksum made good): its completed process."""
     data, state = _store_edited(tmp_path, "SELECT 1")
     db = sqlite3.connect(state / "keys.sqlite")
     loaded = checkpoint.loads(db.execute("SELECT document FROM keys WHERE key = 'a'")
                               .fetchone()[0].encode())
-    forged = checkpoint.dumps(loaded.model, {**loaded.meta, "pending": {
-        "rows": [[1.0, 2.0]], "lines": [3], "times": None, "stamps": None}}, compact=True)
-    db.execute("UPDATE keys SET document = ?, pending = 1 WHERE key = 'a'", (forged.decode(),))
+    forged = checkpoint.dumps(loaded.model, {**loaded.meta, **meta}, compact=True)
+    waiting = len(meta["pending"]["lines"]) if "pending" in meta else 0
+    db.execute("UPDATE keys SET document = ?, pending = ? WHERE key = 'a'",
+               (forged.decode(), waiting))
     db.commit()
     db.close()
-    done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
+    return subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
                            "--checkpoint", str(state), "--no-output"], capture_output=True,
                           timeout=120)
+
+
+def test_a_key_s_waiting_rows_that_no_daemon_wrote_stop_it_in_one_line(tmp_path):
+    """A key's document whose partial mini-batch does not fit the input (an edited or crafted
+    store) was read into it anyway: a row of two numbers became two rows of one, under one line
+    number, and was learned."""
+    done = _resumed_with_key_a_forged(tmp_path, pending={
+        "rows": [[1.0, 2.0]], "lines": [3], "times": None, "stamps": None})
     assert done.returncode == 65
     assert "key 'a': meta.pending: waiting rows: 1 rows of finite numbers expected, 1 each" \
         in _stopped(done)
@@ -1322,17 +1330,7 @@ def test_a_key_s_edited_counters_or_history_stop_the_daemon_in_one_line(tmp_path
     """A key's document is checked as a single series' checkpoint is: edited counters or
     history (checksum made good) crashed the keyed daemon with a traceback (exit 1, restarted
     by systemd for ever), or every commit after it (a count of 1e300 that SQLite refused)."""
-    data, state = _store_edited(tmp_path, "SELECT 1")
-    db = sqlite3.connect(state / "keys.sqlite")
-    loaded = checkpoint.loads(db.execute("SELECT document FROM keys WHERE key = 'a'")
-                              .fetchone()[0].encode())
-    forged = checkpoint.dumps(loaded.model, {**loaded.meta, field: value}, compact=True)
-    db.execute("UPDATE keys SET document = ? WHERE key = 'a'", (forged.decode(),))
-    db.commit()
-    db.close()
-    done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
-                           "--checkpoint", str(state), "--no-output"], capture_output=True,
-                          timeout=120)
+    done = _resumed_with_key_a_forged(tmp_path, **{field: value})
     assert done.returncode == 65
     assert f"key 'a': {said}" in _stopped(done)
 
