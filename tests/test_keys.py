@@ -1446,3 +1446,27 @@ def test_a_keyed_daemon_halted_by_its_dead_letters_resumes_with_true_line_number
     assert meta["input"]["next_line"] == reference["input"]["next_line"] == 503
     assert resumed == alone
     assert (tmp_path / "dead-1.jsonl").read_text() == (tmp_path / "dead-2.jsonl").read_text()
+
+
+def test_a_key_whose_input_ends_after_its_first_timed_row_keeps_it_for_the_next_run(tmp_path):
+    """A key with one timed row when the input ended learned it alone, and its season was off
+    for good: the row waits in the key's mini-batch in the store, and the next run decides
+    the key's season from it and the rows after, as an uninterrupted run does."""
+    def rows(start, stop):
+        return "".join(f"k{i % 2},2014-07-01 {i // 24:02d}:{(i // 2) % 12 * 5:02d}:00,"
+                       f"{10 + i % 7}\n" for i in range(start, stop))
+
+    log, whole = tmp_path / "log.csv", tmp_path / "whole.csv"
+    log.write_text("host,timestamp,value\n" + rows(0, 2))  # (a log just begun)
+    whole.write_text("host,timestamp,value\n" + rows(0, 1200))
+    common = ["--set", "input.key=host", "--no-output"]
+    _run(["--input", str(log), "--checkpoint", str(tmp_path / "s"), *common])
+    _, meta = _store(tmp_path / "s" / "keys.sqlite")
+    assert meta["counters"]["rows"] == 0  # (both keys' rows wait)
+    with open(log, "a") as handle:
+        handle.write(rows(2, 1200))
+    _run(["--input", str(log), "--checkpoint", str(tmp_path / "s"), *common])
+    _run(["--input", str(whole), "--checkpoint", str(tmp_path / "ref"), *common])
+    resumed, meta = _store(tmp_path / "s" / "keys.sqlite")
+    alone, reference = _store(tmp_path / "ref" / "keys.sqlite")
+    assert resumed == alone and meta["counters"] == reference["counters"]
