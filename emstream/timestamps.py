@@ -109,8 +109,9 @@ def _one(text: bytes, day_first: bool | None = None) -> float:
     if zone is not None:
         if zone.group(1):
             hours, minutes = int(zone.group(2)), int(zone.group(3) or 0)
-            if hours > MAX_OFFSET_HOURS or minutes > 59:
-                return np.nan  # (+99:99 is no zone: it was read as 4 days and 3 minutes)
+            if minutes > 59 or hours * 60 + minutes > MAX_OFFSET_HOURS * 60:
+                return np.nan  # (+99:99 is no zone: it was read as 4 days and 3 minutes;
+                # +14:01 is beyond every zone too)
             offset = (hours * 3600 + minutes * 60) * (1 if zone.group(1) == b"+" else -1)
         text = text[:zone.start()]
     if _ISO.fullmatch(text):

@@ -43,7 +43,7 @@ def test_times_in_every_accepted_form_and_nan_for_the_rest():
            b"2014-07-01-05", b"2014-07-01 00:30:00 CET",
            # offsets no zone has (+99:99 was read as 4 days and 3 minutes)
            b"2014-07-01T02:30:00+99:99", b"2014-07-01T02:30:00+15:00",
-           b"2014-07-01T02:30:00-05:60"]
+           b"2014-07-01T02:30:00-05:60", b"2014-07-01T02:30:00+14:01"]
     assert np.isnan(parse_times(bad)).all()
     assert parse_times([b"2014-07-01T14:30:00+14:00", b"2014-06-30T12:30:00-12:00"]).tolist() \
         == [1404174600.0, 1404174600.0]
