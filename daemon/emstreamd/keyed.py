@@ -394,7 +394,7 @@ class KeyedDaemon(Daemon):
         for event in update.events:
             if event["event"] == "anomaly":
                 self._alert(event, lines, stamps, key=key)
-        self.status_rows += len(batch)
+        self.status.count(len(batch))
         if series.pending.count:
             self.waiting[key] = time.monotonic()
             self.waiting[key] = self.waiting.pop(key)  # (to the end: oldest first)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import time
 import weakref
 from pathlib import Path
@@ -30,23 +29,19 @@ from .outputmarks import OutputMarks, first_unreported
 from .parser import BlockParser
 from .position import InputPosition
 from .rejects import DeadLetters, log_rejects, say_if_nothing_read
-from .resumed import same_setting, warn_resumed_settings
+from .reload import reload_live
+from .resumed import warn_resumed_settings
 from .schedule import CheckpointSchedule
 from .sinks import PointSink
+from .status import StatusLine
 
 log = logging.getLogger("emstreamd")
-# stderr is a terminal (someone is watching): a back-fill's status line comes every second.
-_TERMINAL = sys.stderr.isatty()
-
 # /healthz answers 503 when the main loop has not turned for this long (a write that blocks, a
 # refit that does not end).
 STALL_SECONDS = 60.0
 # Longest wait for input in one turn of the loop: signals, reloads and the watchdog are acted
 # on between turns.
 IDLE_WAIT = 0.2
-
-
-_ABSENT = object()
 
 
 class Flags:
@@ -139,8 +134,7 @@ class Daemon:
         self.schedule = CheckpointSchedule(config["checkpoint"])  # when the next one is due
         self.last_checkpoint_path = None
         self._checkpointed = False  # this run has written one (the start's note is gone)
-        self.last_status = time.monotonic()
-        self.status_rows = 0
+        self.status = StatusLine(config["status"])  # when the next status line is due
         self.dead_letters = None  # input.dead_letter's DeadLetters, opened by prepare()
         self.alerts = 0  # anomalous episodes this run
         self.started = self.ready_at = time.monotonic()
@@ -371,7 +365,7 @@ class Daemon:
             if event["event"] == "anomaly":
                 self._alert(event, lines, stamps)
         self.schedule.add(len(batch))
-        self.status_rows += len(batch)
+        self.status.count(len(batch))
         self.position.applied(taken, self.source.offset, time.monotonic())
 
     def _learn_ready(self, by_count_only: bool) -> None:
@@ -565,49 +559,10 @@ class Daemon:
 
     # ------------------------------------------------------------------ control
     def _reload(self) -> None:
+        """SIGHUP: the live keys of the configuration file (:func:`reload_live`)."""
         self.flags.reload = False
-        if self.reload_config is None:
-            return
-        try:
-            fresh, shadowed = self.reload_config()
-        except config_module.ConfigError as exc:
-            log.error("SIGHUP: keeping the running configuration: %s", exc)
-            return
-        except Exception:  # a reload must never stop a daemon that runs well
-            log.exception("SIGHUP: keeping the running configuration: the new one could not "
-                          "be checked")
-            return
-        live = {(section, key) for section, keys in config_module.LIVE.items() for key in keys}
-        # Each live change said (a file emptied by a half-done edit put every live key back to
-        # its default with nothing but "reloaded" in the log).
-        changed = sorted(f"{section}.{key} {self.config[section][key]!r} -> "
-                         f"{fresh[section][key]!r}" for section, key in live
-                         if not same_setting(fresh[section][key], self.config[section][key]))
-        for section, key in live:
-            self.config[section][key] = fresh[section][key]
-        # (a key the running configuration does not hold, model.verbose say, is a change too)
-        waiting = [f"{section}.{key}" for section, values in fresh.items()
-                   for key, value in values.items()
-                   if (section, key) not in live
-                   and not same_setting(value, self.config.get(section, {}).get(key, _ABSENT))]
-        self._apply_live()
-        log.info("SIGHUP: configuration reloaded (live keys only)%s",
-                 ": " + "; ".join(changed) if changed else ", none changed")
-        if shadowed:
-            log.warning("SIGHUP: %s keep(s) the value given with --set on the command line, "
-                        "not the file's (drop the --set for the file to decide)",
-                        ", ".join(shadowed))
-        # A restart resumes the checkpoint's model with the settings it began with: model keys
-        # wait for a new model, not for a restart (the warning said "restart" for both).
-        model_keys = sorted(key for key in waiting if key.startswith("model."))
-        others = sorted(key for key in waiting if not key.startswith("model."))
-        if others:
-            log.warning("SIGHUP: %s changed but only take(s) effect on a restart",
-                        ", ".join(others))
-        if model_keys:
-            log.warning("SIGHUP: %s changed but only take(s) effect for a new model (a restart "
-                        "resumes the checkpoint's model with the settings it began with; "
-                        "remove the checkpoint to start a new one)", ", ".join(model_keys))
+        if self.reload_config is not None:
+            reload_live(self.config, self.reload_config, apply=self._apply_live)
 
     def _apply_live(self) -> None:
         """Hand the reloaded live settings to the series' monitor."""
@@ -619,21 +574,16 @@ class Daemon:
         checkpoint file is closed once written)."""
 
     def _status(self) -> None:
-        now = time.monotonic()
-        every = self.config["status"]["every_seconds"]
-        if every and self.progress and _TERMINAL:
-            every = min(every, 1.0)  # a back-fill watched on a terminal: progress every second
-        if not every or now - self.last_status < every:
+        if not self.status.due(watched_back_fill=self.progress is not None):
             return
-        rate = self.status_rows / (now - self.last_status)
         # (before this run's first checkpoint, the time since the start was given as its age)
         saved = (f"last checkpoint {self.schedule.age():.0f}s ago"
                  if self.last_checkpoint_path is not None else "no checkpoint yet this run")
         progress = self.progress.describe(self.source.offset, self.ready_at) if self.progress \
             else ""
-        log.info("status: %.0f points/s, %d points, %d rejected, %s%s", rate,
+        log.info("status: %.0f points/s, %d points, %d rejected, %s%s", self.status.rate(),
                  self.counters["rows"], sum(self.counters["rejected"].values()), saved, progress)
-        self.last_status, self.status_rows = now, 0
+        self.status.said()
 
     # ------------------------------------------------------------------ run
     def run(self) -> int:
