@@ -2,7 +2,7 @@
 
 The loop starts a job with a copy of the model and of the refit window, keeps learning, and
 polls; when the job is done the loop swaps the refitted model in and re-learns the points that
-arrived meanwhile (see :meth:`emstreamd.loop.Daemon._swap_in`).  The cluster connection (or the
+arrived meanwhile (see :meth:`emstreamd.keymonitor.KeyMonitor.swap_in`).  The cluster connection (or the
 ``local:N`` cluster) is opened on the first refit and kept until the daemon stops.
 """
 
