@@ -905,8 +905,12 @@ class GaussianMixture:
         """
         self._check_fitted()
         order = np.asarray(order)
-        if sorted(order.tolist()) != list(range(self._params.n_components)):
-            raise ValueError(f"order must be a permutation of 0..{self._params.n_components - 1}")
+        # Integers only: [True, False] sorts as [0, 1] but indexes as a mask (it dropped a
+        # component, silently), and floats do not index at all.
+        if (order.dtype.kind not in "iu" or order.ndim != 1
+                or sorted(order.tolist()) != list(range(self._params.n_components))):
+            raise ValueError(f"order must be a permutation of the integers 0.."
+                             f"{self._params.n_components - 1}, got {order.tolist()!r}")
         learner = self._learner()
         learner.permute(order)
         self._set_params(learner.params)

@@ -328,6 +328,19 @@ def test_permuting_components_changes_labels_only(kind):
         gm.permute_components([0, 0, 1])
 
 
+@pytest.mark.parametrize("order", [[True, False], [1.0, 0.0], [[0, 1]]])
+def test_permuting_components_takes_integers_only(order):
+    """[True, False] sorts as [0, 1] but indexes as a mask: it dropped a component silently
+    (and a one-component model then had none, and predict divided by zero)."""
+    X = np.random.default_rng(0).normal(size=(300, 1))
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    weights = gm.weights_.copy()
+    with pytest.raises(ValueError, match="permutation of the integers"):
+        gm.permute_components(order)
+    np.testing.assert_array_equal(gm.weights_, weights)
+    assert gm.predict(X).shape == (300,)
+
+
 def test_far_rows_right_after_a_batch_fit_do_not_break_partial_fit():
     """After ``fit`` the learner's window of recent rows starts empty; ten or more far rows
     then asked for a check of no rows at all, and ``partial_fit`` raised IndexError (from
