@@ -162,7 +162,7 @@ class _OnlineMixture:
             if learning and not any(name in x for name in self._features):
                 raise _NothingKnown from None
             self._refresh()
-            fill = self._fill or [0.0] * len(self._features)
+            fill = self._fill_values()
             row = [x[name] if name in x else fill[i] for i, name in enumerate(self._features)]
         for v in row:  # (the usual case, floats in range, in one cheap pass)
             if type(v) is not float or not -MAX_ABS_VALUE <= v <= MAX_ABS_VALUE:
@@ -207,6 +207,34 @@ class _OnlineMixture:
             self._track_early(row)
         if len(self._buffer) >= self.batch_size:
             self._flush()
+
+    def _fill_values(self) -> list:
+        """What a missing feature is filled with: the mixture's mean, and before the first
+        model the mean of the points learned so far (zeros filled every point learned before
+        it: a phantom component at 0 of a feature near 1000, and a reading of 0 then scored as
+        ordinary)."""
+        if self._fill is not None:
+            return self._fill
+        count, mean, _ = self._early
+        return list(mean) if count else [0.0] * len(self._features)
+
+    def _track_early_rows(self, data: np.ndarray) -> None:
+        """:meth:`_track_early` for a frame's rows at once (Chan's merge of two summaries)."""
+        if not data.shape[0]:
+            return
+        count, mean, scatter = self._early
+        n = data.shape[0]
+        batch_mean = data.mean(axis=0)
+        batch_scatter = ((data - batch_mean) ** 2).sum(axis=0)
+        if not count:
+            mean[:], scatter[:] = batch_mean.tolist(), batch_scatter.tolist()
+        else:
+            total = count + n
+            delta = batch_mean - np.asarray(mean)
+            mean[:] = (np.asarray(mean) + delta * (n / total)).tolist()
+            scatter[:] = (np.asarray(scatter) + batch_scatter
+                          + delta * delta * (count * n / total)).tolist()
+        self._early[0] = count + n
 
     def _track_early(self, row: list) -> None:
         count, mean, scatter = self._early
@@ -277,7 +305,7 @@ class _OnlineMixture:
             raise _NothingKnown
         data = np.empty((len(frame), len(self._features)))
         self._refresh()
-        fill = self._fill if self._fill is not None else [0.0] * len(self._features)
+        fill = self._fill_values()
         for i, name in enumerate(self._features):
             if name not in frame.columns:
                 data[:, i] = fill[i]
@@ -310,6 +338,8 @@ class _OnlineMixture:
             data = self._frame_rows(X, learning=True)
             self._flush()
             self._model.partial_fit(data)
+            if self._scorer is None:  # (after: rows the model refused are not tracked)
+                self._track_early_rows(data)
         except _NothingKnown:
             return
         except (ValueError, TypeError):

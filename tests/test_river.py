@@ -175,6 +175,39 @@ def test_missing_features_are_filled_with_the_mixture_mean_while_only_learning()
     np.testing.assert_allclose([filled[0]] + filled[2:], np.r_[mean[0], mean[2:]])
 
 
+
+def _readings(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [{"temp": float(rng.normal()), "pressure": 1000.0 + float(rng.normal())}
+            for _ in range(n)]
+
+
+def test_missing_features_before_the_first_model_are_filled_with_the_points_mean():
+    """Before the first model there is no mixture mean: zeros were filled in, so a few
+    readings without a pressure near 1000 left a component at pressure 0, and a reading of 0
+    (1,000 sd off) then scored as nearly ordinary."""
+    detector = GaussianMixtureDetector(seed=0)
+    for i, x in enumerate(_readings(3000), start=1):
+        if i <= 256 and i % 20 == 0:
+            del x["pressure"]  # 12 of the first batch lack it
+        detector.learn_one(x)
+    assert detector.model.means_[:, 0].min() > 990  # (features in sorted order: pressure)
+    far = detector.score_one({"temp": 0.0, "pressure": 0.0})
+    assert far > 100 * detector.score_one({"temp": 0.0, "pressure": 990.0})
+
+
+def test_a_frame_missing_a_column_before_the_first_model_is_filled_with_the_points_mean():
+    pd = pytest.importorskip("pandas")
+    rows = _readings(600, seed=1)
+    model = OnlineGaussianMixture(2, warmup_size=1000, seed=0)
+    model.learn_many(pd.DataFrame(rows[:8]))  # a first model needs 2 (D + 1) K = 12 rows
+    model.learn_many(pd.DataFrame(rows[8:11]).drop(columns="pressure"))
+    assert not model.model._is_fitted()
+    filled = np.concatenate(model.model._learner().buffer)[8:, 0]
+    np.testing.assert_allclose(filled, np.mean([x["pressure"] for x in rows[:8]]))
+    model.learn_many(pd.DataFrame(rows[11:]))
+    assert model.model.means_[:, 0].min() > 990
+
 # ---------------------------------------------------------------- the time-series detector
 from emstream.river_series import SeriesDetector  # noqa: E402
 
