@@ -80,11 +80,21 @@ def _real_values(data: np.ndarray, columns) -> np.ndarray:
             for v in data[:, j]:
                 if not is_number(v):
                     raise ValueError(f"feature {name!r} is {v!r}: not a number")
-        return data.astype(float)
+        try:
+            return data.astype(float)
+        except OverflowError:  # an integer beyond float's range: infinite, as learn_one has it
+            return np.array([[_as_float(v) for v in row] for row in data], dtype=float)
     if kind in "cmM":
         what = {"c": "complex numbers", "m": "time spans", "M": "times"}[kind]
         raise ValueError(f"the frame holds {what} (dtype {data.dtype}): not real numbers")
     raise TypeError(kind)
+
+
+def _as_float(v) -> float:
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
 
 
 class _NothingKnown(Exception):

@@ -208,6 +208,20 @@ def test_a_frame_missing_a_column_before_the_first_model_is_filled_with_the_poin
     model.learn_many(pd.DataFrame(rows[11:]))
     assert model.model.means_[:, 0].min() > 990
 
+
+def test_a_huge_integer_in_a_frame_is_refused_to_learn_and_scored_at_the_edge():
+    """An object column holding 10**400 raised OverflowError (learn_one refuses it clearly)."""
+    pd = pytest.importorskip("pandas")
+    model = OnlineGaussianMixture(2, warmup_size=50, seed=0)
+    model.learn_many(pd.DataFrame(np.random.default_rng(0).normal(size=(100, 2)),
+                                  columns=["a", "b"]))
+    huge = pd.DataFrame({"a": np.array([10**400, -10**400], dtype=object), "b": [1.0, 1.0]})
+    with pytest.raises(ValueError, match="infinity"):
+        model.learn_many(huge)
+    with pytest.raises(ValueError, match="infinite"):
+        model.learn_one({"a": 10**400, "b": 1.0})
+    assert model.predict_many(huge).shape == (2,)
+
 # ---------------------------------------------------------------- the time-series detector
 from emstream.river_series import SeriesDetector  # noqa: E402
 
