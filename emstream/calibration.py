@@ -36,6 +36,8 @@ import numpy as np
 
 # Fewer past surprises than this give no score (0: nothing is known to be unusual yet).
 MIN_HISTORY = 10
+# The most past surprises a history keeps (emstreamd's configuration has the same bound).
+MAX_HISTORY = 10**8
 # The empirical tail ends, and the exponential one starts, at this quantile.
 TAIL_QUANTILE = 0.9
 # Order statistics the bulk's ranks are interpolated between.
@@ -147,8 +149,10 @@ class TailCalibrator:
     """
 
     def __init__(self, size: int = 1000):
-        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < MIN_HISTORY:
-            raise ValueError(f"size must be an integer >= {MIN_HISTORY}, got {size!r}")
+        if (not isinstance(size, (int, np.integer)) or isinstance(size, bool)
+                or not MIN_HISTORY <= size <= MAX_HISTORY):
+            raise ValueError(f"size must be an integer from {MIN_HISTORY} to {MAX_HISTORY:.0e}, "
+                             f"got {size!r}")
         self.size = int(size)
         self._history = np.empty(0)
 

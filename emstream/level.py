@@ -46,6 +46,9 @@ from .calibration import TailCalibrator
 # seeds 0-4: without the channel 62.2, with it 64.7; a first version, seeds 0 and 1: windows of
 # 3 points 61.1, 6 65.1, 9 65.2, 12 64.8, 18 61.4, 24 64.8, 48 63.2).
 LEVEL_WINDOW = 12
+# The longest window (a window is summed at every point: 10**7 took 3 s for 400 points, and
+# 10**12 asked for terabytes).
+MAX_LEVEL_WINDOW = 1000
 # Windows up to this many points are summed slice by slice (fast for a few slices), longer
 # ones in one call (a window of 10,000 took 10 ms per one-row batch slice by slice).
 SHIFTED_SUM = 32
@@ -66,8 +69,10 @@ class RecentLevel:
     """
 
     def __init__(self, window: int = LEVEL_WINDOW, calibrator: TailCalibrator | None = None):
-        if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 1:
-            raise ValueError(f"window must be an integer >= 1, got {window!r}")
+        if (not isinstance(window, (int, np.integer)) or isinstance(window, bool)
+                or not 1 <= window <= MAX_LEVEL_WINDOW):
+            raise ValueError(f"window must be an integer from 1 to {MAX_LEVEL_WINDOW}, "
+                             f"got {window!r}")
         self.window = int(window)
         self.calibrator = calibrator if calibrator is not None else TailCalibrator()
         self._tail = np.empty(0)  # the last window - 1 surprises (state)

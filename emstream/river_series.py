@@ -39,10 +39,10 @@ from __future__ import annotations
 import numpy as np
 from river import base
 
-from .calibration import MIN_HISTORY, TailCalibrator
+from .calibration import MAX_HISTORY, MIN_HISTORY, TailCalibrator
 from .drift import DriftMonitor
 from .episodes import Episodes
-from .level import LEVEL_WINDOW
+from .level import LEVEL_WINDOW, MAX_LEVEL_WINDOW
 from .mixture import GaussianMixture
 from .river import _feature_order, check_model_params
 from .series import REG_COVAR_SHARE, SeriesMonitor
@@ -99,8 +99,8 @@ class SeriesDetector(base.AnomalyDetector):
         # (checked here, as the other adapters do: None or "a" failed at the first learn_one;
         # the windows' errors named the calibrator's "size" and the level's "window")
         check_int(batch_size, "batch_size", 1)
-        check_int(calibration_window, "calibration_window", MIN_HISTORY)
-        check_int(level_window, "level_window", 0)
+        check_int(calibration_window, "calibration_window", MIN_HISTORY, MAX_HISTORY)
+        check_int(level_window, "level_window", 0, MAX_LEVEL_WINDOW)
         self.batch_size = batch_size
         self.warmup_size = warmup_size
         self.seed = seed

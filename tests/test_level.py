@@ -176,3 +176,12 @@ def test_the_daemon_takes_a_level_window_of_at_most_1000_points():
         "level_window"] == 1000
     with pytest.raises(config.ConfigError, match="level_window must be at most 1,000"):
         config.validate({"features": {"level_window": 1001}})
+    # The library's own classes have the same bound (a window of 10**12 was a MemoryError).
+    from emstream.calibration import TailCalibrator
+    from emstream.level import RecentLevel
+
+    RecentLevel(1000)
+    with pytest.raises(ValueError, match="window must be an integer from 1 to 1000"):
+        RecentLevel(1001)
+    with pytest.raises(ValueError, match="size must be an integer from 10 to 1e[+]08"):
+        TailCalibrator(10**8 + 1)

@@ -412,8 +412,14 @@ def test_the_series_detector_refuses_bad_settings_by_their_own_names():
                          ({"volatility": None}, "volatility must be True or False"),
                          ({"calibration_window": 5}, "calibration_window must be an integer"),
                          ({"calibration_window": "a"}, "calibration_window must be an integer"),
-                         ({"level_window": -1}, "level_window must be an integer >= 0"),
-                         ({"level_window": 2.5}, "level_window must be an integer >= 0")]:
+                         ({"level_window": -1}, r"level_window must be an integer in \[0, "),
+                         ({"level_window": 2.5}, r"level_window must be an integer in \[0, "),
+                         # (as the daemon bounds them: 10**12 asked for 7 TiB at the first
+                         # batch, and 10**7 took 3 s for 400 points)
+                         ({"level_window": 10**12}, r"level_window must be an integer in "
+                                                    r"\[0, 1000\]"),
+                         ({"calibration_window": 10**12}, "calibration_window must be an "
+                                                          "integer in")]:
         with pytest.raises(ValueError, match=message):
             SeriesDetector(**bad)
     with pytest.raises(ValueError, match="calendar must be True or False"):

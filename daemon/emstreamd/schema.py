@@ -28,6 +28,8 @@ from typing import Any, Callable
 
 import yaml
 
+from emstream.calibration import MAX_HISTORY, MIN_HISTORY
+from emstream.level import MAX_LEVEL_WINDOW
 from emstream.temporal import MAX_LAGS, MAX_PERIOD, MAX_WINDOW
 
 
@@ -544,7 +546,7 @@ SECTIONS = (
         Key("window", 10, number(2, MAX_WINDOW, integer=True), "Points of that mean."),
         Key("calendar", False, flag,
             "Add the time of day and of week to the context (off: on NAB it costs 9.1 points)."),
-        Key("level_window", 12, number(0, 1000, integer=True),
+        Key("level_window", 12, number(0, MAX_LEVEL_WINDOW, integer=True),
             "Also score the recent level: the mean surprise of the last level_window values "
             "without their context (-log p(x)), calibrated by its own history; a point's "
             "score is the larger of the two.  A slow excursion (a machine warming towards "
@@ -575,7 +577,7 @@ SECTIONS = (
             "same form in the same file can be taken for its own: set false when several "
             "daemons append to one file (each line is then at least once), and mind that a "
             "reader following the file (tail -F) sees it cut."),
-        Key("calibration_window", 1000, number(10, 10**8, integer=True),
+        Key("calibration_window", 1000, number(MIN_HISTORY, MAX_HISTORY, integer=True),
             "The score: 1 - p, p the upper-tail probability of the point's surprise among the "
             "last calibration_window surprises (empirical, with an exponential tail beyond "
             "their 90th percentile), so it means the same on every series: 0.9999 is meant for "
