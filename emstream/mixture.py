@@ -306,7 +306,8 @@ class GaussianMixture:
         if self.init_params not in INIT_METHODS:
             raise ValueError(f"init_params must be one of {INIT_METHODS}, got "
                              f"{self.init_params!r}")
-        check_int(self.verbose, "verbose", 0)
+        if not isinstance(self.verbose, (bool, np.bool_)):  # (True is verbose, as in sklearn)
+            check_int(self.verbose, "verbose", 0)
         check_int(self.verbose_interval, "verbose_interval", 1)
         check_float(self.step_decay, "step_decay", 0.5, 1.0, low_open=True)
         check_float(self.step_offset, "step_offset", 0.0)

@@ -176,3 +176,15 @@ def test_column_names_of_mixed_types_are_refused_as_scikit_learn_refuses_them():
     frame = pd.DataFrame({"a": np.arange(30.0), 1: np.arange(30.0) ** 2})
     with pytest.raises(TypeError, match="only supported if all input features have string"):
         GaussianMixture(1).fit(frame)
+
+
+def test_verbose_may_be_a_flag_as_in_scikit_learn(caplog):
+    """verbose=True was refused ("must be an integer >= 0"); scikit-learn takes a bool there."""
+    import logging
+
+    X = np.random.default_rng(0).normal(size=(200, 1))
+    with caplog.at_level(logging.INFO, logger="emstream"):
+        GaussianMixture(2, verbose=True, verbose_interval=1, random_state=0).fit(X)
+    assert caplog.records
+    with pytest.raises(ValueError, match="verbose must be an integer"):
+        GaussianMixture(2, verbose=-1).fit(X)
