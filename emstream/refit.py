@@ -65,6 +65,9 @@ RECURRING_EPISODES = 3
 MAX_ITER = 50
 # ... and of the fits on each half that judge the candidates.
 FOLD_ITER = 10
+# Relative difference within which two components' responsibility per point for a row counts
+# as equal (copies of one component differ by rounding alone).
+COPY_TOLERANCE = 1e-9
 # Nats per point within which candidates' held-out scores count as one solution.
 AGREEMENT = 1e-3
 
@@ -273,8 +276,14 @@ def _unsupported(rows: Sample, scored, kept: np.ndarray, counts: np.ndarray,
     (see :class:`FitSettings`)."""
     weak = counts < support
     if copies_share_rows:
-        top = scored.resp.max(axis=1)
-        owns = lambda k: scored.resp[:, k] >= top  # noqa: E731
+        # Copies have one density but their own weights, and a row's responsibilities follow
+        # the weights: so a row is shared by every component whose responsibility per point it
+        # holds (resp / count, the density up to a common factor) equals the best one's.
+        # (Equal responsibilities alone missed copies of unequal weights, 1/6 and 1/3 after a
+        # split: a drift refit of a flat series at a new level kept the stale model, K = 4.)
+        per_point = scored.resp / np.maximum(counts, np.finfo(float).tiny)
+        top = per_point.max(axis=1)
+        owns = lambda k: per_point[:, k] >= top * (1.0 - COPY_TOLERANCE)  # noqa: E731
     else:
         owner = np.argmax(scored.resp, axis=1)
         owns = lambda k: owner == k  # noqa: E731
