@@ -606,9 +606,11 @@ def summary(loaded) -> dict:
         warmup_buffered=learner.buffered,
         upkeep={"checks": learner.upkeep.checks, "replaced": learner.upkeep.replaced,
                 "events": learner.upkeep.events},
-        last_batch_fit={"n_iter": int(model.n_iter_), "converged": bool(model.converged_),
-                        "average_log_likelihood": model.lower_bound_
-                        if np.isfinite(model.lower_bound_) else None},
+        # (none in a checkpoint whose model.batch is null: learned online from the start)
+        last_batch_fit=None if not hasattr(model, "n_iter_") else {
+            "n_iter": int(model.n_iter_), "converged": bool(model.converged_),
+            "average_log_likelihood": model.lower_bound_
+            if np.isfinite(model.lower_bound_) else None},
         components=[{"index": i, "weight": float(model.weights_[i]),
                      "mean": model.means_[i].tolist(),
                      "std": np.sqrt(np.diag(covs[i])).tolist(),
@@ -657,6 +659,7 @@ def _format_summary(info: dict) -> str:
                   + (f": {', '.join(names)}" if names else ""),
                   f"seen        {info['n_seen']} points online since the last batch fit, "
                   f"{info['n_updates']} updates (step schedule at t={info['schedule_position']:g})",
+                  "batch fit   none" if fit is None else
                   f"batch fit   {fit['n_iter']} iterations, "
                   f"{'converged' if fit['converged'] else 'not converged'}, average "
                   f"log-likelihood {_number(fit['average_log_likelihood'])}"]
@@ -817,16 +820,21 @@ def store_listing(path: str, order: str = "key", top: int | None = None) -> dict
 def _format_listing(info: dict) -> str:
     shown = "" if len(info["keys"]) == info["n_keys"] else \
         f", the first {len(info['keys'])} by {info['sorted_by']}"
-    lines = [f"state store {info['store']}: {info['n_keys']} keys{shown}"]
+    # Each field on its own line: a newline in a key or a path (a hand-edited store) forged
+    # rows of the listing.
+    field = lambda value: printable(str(value), one_line=True)  # noqa: E731
+    lines = [f"state store {field(info['store'])}: {info['n_keys']} keys{shown}"]
     if info["input"]:
-        lines.append(f"input: {info['input'].get('path', info['input'].get('kind'))} at byte "
-                     f"{info['input'].get('offset')} (line {info['input'].get('next_line')})")
-    width = max([3] + [len(row["key"]) for row in info["keys"]])
+        lines.append(f"input: {field(info['input'].get('path', info['input'].get('kind')))} at "
+                     f"byte {field(info['input'].get('offset'))} "
+                     f"(line {field(info['input'].get('next_line'))})")
+    keys = [field(row["key"]) for row in info["keys"]]
+    width = max([3] + [len(key) for key in keys])
     lines.append(f"{'key':<{width}}  {'points':>10}  {'anomalies':>9}  {'alarms':>6}  "
                  f"{'waiting':>7}  last update")
-    lines += [f"{row['key']:<{width}}  {row['points']:>10}  {row['anomalies']:>9}  "
+    lines += [f"{key:<{width}}  {row['points']:>10}  {row['anomalies']:>9}  "
               f"{row['alarms']:>6}  {row['pending']:>7}  {row['updated'] or '-'}"
-              for row in info["keys"]]
+              for key, row in zip(keys, info["keys"])]
     return "\n".join(lines)
 
 

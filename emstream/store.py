@@ -242,9 +242,10 @@ class KeyStore:
             _text(row["key"])
             for name in names[1:]:
                 value = row[name]
-                if value is not None and (isinstance(value, bool)
-                                          or not isinstance(value, (int, float))
-                                          or not math.isfinite(value)):
+                if value is None and name == "updated":  # (a key never updated)
+                    continue
+                if (value is None or isinstance(value, bool)
+                        or not isinstance(value, (int, float)) or not math.isfinite(value)):
                     # (an infinite count made `inspect --keys --json` print Infinity: no JSON)
                     raise ValueError(f"key {row['key']!r}: {name} is {value!r:.60}, not a "
                                      "finite number")

@@ -48,6 +48,23 @@ def test_fit_then_inspect_shows_the_three_components(seed_checkpoint, capsys):
     assert "written" in text and '"rows": 50' in text
 
 
+def test_inspect_a_model_with_no_batch_fit(seed_checkpoint, tmp_path, capsys):
+    """The format allows ``"batch": null`` (a model learned online from the start): inspect
+    failed with an AttributeError traceback on n_iter_ (found by an attack helper)."""
+    import hashlib
+
+    document = json.loads(seed_checkpoint.read_text())
+    document["content"]["model"]["batch"] = None
+    document["sha256"] = hashlib.sha256(checkpoint._canonical(document["content"])).hexdigest()
+    edited = tmp_path / "online-only.json"
+    edited.write_text(json.dumps(document))
+    capsys.readouterr()
+    assert main(["inspect", str(edited)]) == 0
+    assert "batch fit   none" in capsys.readouterr().out
+    assert main(["inspect", str(edited), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["last_batch_fit"] is None
+
+
 def test_inspect_json_parses_and_matches_the_model(seed_checkpoint, capsys):
     capsys.readouterr()
     assert main(["inspect", str(seed_checkpoint), "--json"]) == 0

@@ -1359,6 +1359,29 @@ def test_inspect_refuses_an_infinite_count_rather_than_print_json_that_is_none(t
     assert b"not a finite number" in shown.stderr and b"Infinity" not in shown.stdout
 
 
+def test_inspect_refuses_a_missing_count_and_escapes_newlines_in_the_listing(tmp_path):
+    """A hand-made store with nullable count columns made `inspect --keys` a TypeError
+    traceback; a key or an input path holding a newline forged rows of the listing (found by
+    an attack helper)."""
+    _, state = _store_edited(tmp_path, "UPDATE keys SET key = 'fake' || char(10) || "
+                             "'k9   99999' WHERE key = 'a'")
+    shown = subprocess.run([sys.executable, "-m", "emstream", "inspect", str(state), "--keys"],
+                           capture_output=True, timeout=120, text=True)
+    assert shown.returncode == 0, shown.stderr
+    rows = shown.stdout.splitlines()
+    assert len(rows) == 4 and rows[-1].startswith("fake\\nk9"), rows  # (title, input, head)
+    db = sqlite3.connect(state / "keys.sqlite")
+    db.executescript("CREATE TABLE loose (key TEXT PRIMARY KEY, document TEXT, points INTEGER, "
+                     "updated REAL, anomalies INTEGER, alarms INTEGER, pending INTEGER); "
+                     "INSERT INTO loose SELECT * FROM keys; UPDATE loose SET points = NULL; "
+                     "DROP TABLE keys; ALTER TABLE loose RENAME TO keys;")
+    db.close()
+    shown = subprocess.run([sys.executable, "-m", "emstream", "inspect", str(state), "--keys"],
+                           capture_output=True, timeout=120, text=True)
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr, shown.stderr
+    assert "points is None, not a finite number" in shown.stderr
+
+
 @pytest.mark.parametrize("bad", ["a\u202eb", "x\u2028y", "z\u2066w", "c\u0085d"])
 def test_keys_with_separators_or_bidirectional_overrides_are_bad_wherever_the_block_ends(
         tmp_path, bad):
