@@ -139,6 +139,33 @@ def test_the_input_is_never_written_to(tmp_path):
     assert done.returncode == 0 and data.read_text() == text
 
 
+def test_standard_output_redirected_into_the_checkpoint_is_refused(tmp_path):
+    """`emstreamd ... --checkpoint state > state/keys.sqlite` (or into any file of the
+    checkpoint directory, or onto a store's file) was accepted: SQLite wrote over the
+    per-point lines, lost with exit 0 (found by an attack helper)."""
+    data = tmp_path / "data.txt"
+    data.write_text("".join(f"k{i % 3} {v:.4f}\n" for i, v in
+                            enumerate(np.random.default_rng(0).normal(size=300))))
+    state = tmp_path / "state"
+    _run("--config", CONFIG, "--input", str(data), "--set", "input.key=0", "--checkpoint",
+         str(state), "--no-output")
+    store = state / "keys.sqlite"
+    before = store.read_bytes()
+    cases = [(state, store, "is redirected to"), (state, state / "y.csv", "is redirected to"),
+             (tmp_path / "other.sqlite", tmp_path / "other.sqlite", "are the same file"),
+             (tmp_path / "s.sqlite", tmp_path / "s.sqlite-wal", "are the same file")]
+    for checkpoint, target, message in cases:
+        with open(target, "ab") as sink:
+            done = subprocess.run([*DAEMON, "--config", CONFIG, "--input", str(data), "--set",
+                                   "input.key=0", "--checkpoint", str(checkpoint)],
+                                  stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.PIPE,
+                                  timeout=60)
+        err = done.stderr.decode()
+        assert done.returncode == 78 and err.count("\n") == 1, (target, err)
+        assert "output.path (standard output)" in err and message in err, err
+    assert store.read_bytes() == before
+
+
 @pytest.mark.parametrize("key", [False, True], ids=["single", "keyed"])
 def test_initial_means_of_another_width_than_the_input_stop_it_with_78(tmp_path, key):
     """model.means_init fixes the width; rows of another width stop the daemon at its first

@@ -187,23 +187,53 @@ def _check_outside_checkpoint(checkpoint: str, named: list) -> None:
     checkpoint file left it empty, and every later start failed (exit 65) until it was
     removed."""
     path = Path(checkpoint)
-    if path.suffix == ".json":
-        mine = _identity(checkpoint)
+    if path.suffix in FILE_SUFFIXES:
+        # (a state store's journal and shared memory are written beside it)
+        mine = {_identity(checkpoint + suffix) for suffix in
+                ("", *(("-wal", "-shm") if path.suffix == ".sqlite" else ()))} - {None}
         for role, name, identity in named:
-            if identity is not None and identity == mine:
+            if identity is not None and identity in mine:
                 where = name if name != "-" else checkpoint
                 raise ConfigError(f"{role} and checkpoint.path are the same file ({where}): "
                                   "give each its own")
         return
     directory = os.path.realpath(path)
-    for role, name, _ in named:
+    inside = None  # the files now in the directory, for streams redirected into it
+    for role, name, identity in named:
         if name == "-":
+            # A standard stream redirected into the directory (`> state/out.csv`, or onto
+            # its keys.sqlite) has no name to compare: its file is looked for there.
+            if identity is None:
+                continue
+            if inside is None:
+                inside = _files_in(directory)
+            if identity in inside:
+                raise ConfigError(f"{role} is redirected to {inside[identity]}, inside the "
+                                  f"checkpoint directory {path}, whose files the daemon "
+                                  "numbers, rotates and deletes: redirect it outside")
             continue
         resolved = os.path.realpath(name)
         if resolved == directory or resolved.startswith(directory.rstrip(os.sep) + os.sep):
             raise ConfigError(f"{role} ({name}) is inside the checkpoint directory {path}, "
                               "whose files the daemon numbers, rotates and deletes: give it a "
                               "path outside")
+
+
+def _files_in(directory: str) -> dict:
+    """The regular files of a directory by identity (device, inode): their paths."""
+    found = {}
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    found[("inode", info.st_dev, info.st_ino)] = entry.path
+    except OSError:  # (no directory yet: nothing can be redirected into it)
+        pass
+    return found
 
 
 def check_metrics_address(config: dict, *, bind: bool = True) -> None:
