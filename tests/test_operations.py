@@ -428,6 +428,44 @@ def test_a_back_fill_status_line_shows_progress(tmp_path):
     assert status and all("no checkpoint yet this run" in line for line in status)
 
 
+def test_signals_and_status_lines_do_not_wait_for_the_rest_of_a_back_fill_block(tmp_path):
+    """A back-fill reads up to 1 MiB of lines as one block; SIGUSR1, SIGUSR2 and SIGHUP were
+    acted on only after the whole block was learned (a refit asked for came after the last
+    line), no status line came meanwhile, and the status line's share counted the bytes read,
+    not learned (100% with a seventh learned; found by an attack helper)."""
+    import signal
+    import time
+
+    data = tmp_path / "data.txt"
+    data.write_text("".join(f"{v:.4f}\n" for v in np.random.default_rng(3).normal(size=40_000)))
+    size = data.stat().st_size
+    log = tmp_path / "log.txt"
+    with open(log, "w") as err:  # (a file, not a pipe: the run logs many lines)
+        process = subprocess.Popen(
+            [*DAEMON, "--config", CONFIG, "--input", str(data), "--no-output", "--checkpoint",
+             str(tmp_path / "s"), "--set", "batch.max_rows=100", "--set",
+             "refit.every_points=200", "--set", "status.every_seconds=0.3", "--set",
+             "checkpoint.every_points=10000000", "--set", "checkpoint.every_seconds=1000"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 60
+        while "ready:" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        for number in (signal.SIGHUP, signal.SIGUSR2, signal.SIGUSR1):
+            process.send_signal(number)
+        assert process.wait(timeout=120) == 0
+    text = log.read_text()
+    saved = [line for line in text.splitlines() if "checkpoint (SIGUSR1)" in line]
+    assert len(saved) == 1 and int(saved[0].rsplit(" ", 1)[1]) < size, saved
+    assert "SIGHUP: configuration reloaded" in text and "refit (SIGUSR2)" in text
+    status = [line for line in text.splitlines() if "status:" in line]
+    assert status, text[-2000:]
+    for line in status:  # the share of the file is the share learned
+        points = int(line.split(" points, ")[0].rsplit(" ", 1)[1])
+        share = float(line.split("; ")[-1].split("%")[0])
+        assert abs(share - 100 * points / 40_000) < 2, line
+
+
 # ---------------------------------------------------------------------------- systemd
 def test_the_watchdog_is_pinged_without_status_lines(tmp_path):
     address = str(tmp_path / "notify.sock")

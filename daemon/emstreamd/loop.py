@@ -377,17 +377,33 @@ class Daemon:
                 # (with slow fits it learned every batch of its block first, minutes of them).
                 return
             self._apply(self._batch_rows())
-            self._alive()  # (a block's batches and checkpoints may take longer than a ping)
-            if self.schedule.due():
-                # A block holds up to 1 MiB of lines (a back-fill's: 100,000 numbers or more):
-                # checkpoints come every checkpoint.every_points, not once per block.
-                self.save_checkpoint("scheduled")
+            self._between_batches()
         first_at = self.position.first_pending_at
         waited = (first_at is not None and time.monotonic() - first_at
                   >= self.config["batch"]["max_wait"])
         if (self.position.waiting() and not self.halted and not self._deciding()
                 and (self.source.at_end or (waited and not by_count_only))):
             self._apply(self.position.waiting())
+
+    def _between_batches(self) -> None:
+        """What the signals and the clocks ask for, between two mini-batches of a block.
+
+        A block holds up to 1 MiB of lines (a back-fill's: 100,000 numbers or more), so
+        checkpoints come every ``checkpoint.every_points``, not once per block; and SIGUSR1's
+        checkpoint, SIGUSR2's refit, SIGHUP's reload and the status line are not kept waiting
+        for the rest of it (they waited for the whole block: a refit asked for came after the
+        last line was learned, and no status line came in a 100,000-line back-fill)."""
+        self._alive()  # (a block's batches and checkpoints may take longer than a ping)
+        if self.flags.reload:
+            self._reload()
+        if self.flags.refit:
+            self.refit("SIGUSR2")
+        if self.flags.checkpoint:
+            self.flags.checkpoint = False
+            self.save_checkpoint("SIGUSR1")
+        elif self.schedule.due():
+            self.save_checkpoint("scheduled")
+        self._status()
 
     def _deciding(self) -> bool:
         """Whether the waiting rows are a first mini-batch too short for the features to
@@ -579,8 +595,10 @@ class Daemon:
         # (before this run's first checkpoint, the time since the start was given as its age)
         saved = (f"last checkpoint {self.schedule.age():.0f}s ago"
                  if self.last_checkpoint_path is not None else "no checkpoint yet this run")
-        progress = self.progress.describe(self.source.offset, self.ready_at) if self.progress \
-            else ""
+        # (the bytes learned, not the bytes read: the reader runs ahead by a block, and a
+        # status line said 100% with a seventh of a 100,000-line file learned)
+        progress = self.progress.describe(self.position.offset, self.ready_at) \
+            if self.progress else ""
         log.info("status: %.0f points/s, %d points, %d rejected, %s%s", self.status.rate(),
                  self.counters["rows"], sum(self.counters["rejected"].values()), saved, progress)
         self.status.said()
