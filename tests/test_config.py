@@ -271,8 +271,24 @@ def test_numbers_are_read_as_people_write_them(tmp_path):
         "model"]["tol"] == 1e-6
     from emstreamd import safeyaml
 
-    assert safeyaml.load("a: 1:30\nb: 0x1F\nc: -.5\nd: .inf\ne: yes") == {
-        "a": "1:30", "b": 31, "c": -0.5, "d": float("inf"), "e": True}
+    assert safeyaml.load("a: 1:30\nb: 0x1F\nc: -.5\nd: .inf\ne: true\nf: 1_000") == {
+        "a": "1:30", "b": 31, "c": -0.5, "d": float("inf"), "e": True, "f": 1000}
+
+
+def test_only_true_and_false_are_booleans_as_in_yaml_1_2():
+    """YAML 1.1's yes, no, on and off were booleans: a column named "no" or "on" could not be
+    input.key ("must be a column name ... got False"; found by an attack helper)."""
+    from emstreamd import safeyaml
+
+    assert safeyaml.load("a: [yes, no, on, off, Yes, OFF]\nb: [true, False, TRUE]") == {
+        "a": ["yes", "no", "on", "off", "Yes", "OFF"], "b": [True, False, True]}
+    config = daemon_config.load(None, [daemon_config.parse_override("input.key=no")])
+    assert config["input"]["key"] == "no"
+    with pytest.raises(daemon_config.ConfigError, match="averaging must be True or False"):
+        daemon_config.load(None, [daemon_config.parse_override("model.averaging=yes")])
+    # --check-config's YAML reads back as it was
+    assert safeyaml.load(safeyaml.dump({"key": "no", "flag": False})) == {"key": "no",
+                                                                         "flag": False}
     assert safeyaml.load("x: &m {a: 1, b: 2}\ny:\n  <<: *m\n  b: 3") == {
         "x": {"a": 1, "b": 2}, "y": {"a": 1, "b": 3}}
 

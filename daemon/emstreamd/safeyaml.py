@@ -16,14 +16,16 @@ from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, Sc
 # libyaml's loader is ~17 times faster than the pure-Python one; both are the safe loaders.
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
 
 
 class ConfigLoader(SAFE_LOADER):
     """The safe loader, with numbers read as people write them (YAML 1.2's core schema):
     ``1e-4`` is a number (YAML 1.1 wants ``1.0e-4`` and read ``1e-4`` as text, which a
     setting then refused as "not a number"), ``010`` is ten (not octal eight) and ``1:30``
-    is text (not ninety); and a key given twice in one mapping is an error (the last one
-    silently won: a second ``model:`` section dropped the first)."""
+    is text (not ninety), and digits may be grouped (``1_000``); booleans are ``true`` and
+    ``false`` only (``no``, ``on`` are text); and a key given twice in one mapping is an
+    error (the last one silently won: a second ``model:`` section dropped the first)."""
 
     def construct_mapping(self, node, deep=False):
         seen = {}
@@ -51,8 +53,12 @@ class ConfigLoader(SAFE_LOADER):
 
 
 ConfigLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT, _BOOL)]
     for first, resolvers in SAFE_LOADER.yaml_implicit_resolvers.items()}
+# Booleans as YAML 1.2 has them: true and false only (1.1's yes, no, on and off are text, so a
+# column named "no" or "on" can be input.key: it was read as False, and refused as no name).
+ConfigLoader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 ConfigLoader.add_implicit_resolver(
     _INT, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
 ConfigLoader.add_implicit_resolver(
