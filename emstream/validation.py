@@ -95,7 +95,8 @@ def _as_float_array(X, name: str) -> np.ndarray:
     try:
         # The values' own type first: casting complex values to float64 would only warn.
         arr = np.asarray(X)
-        if arr.dtype.kind not in "fiubc":  # objects, strings: numbers if each one converts
+        kind = arr.dtype.kind
+        if kind not in "fiubcmMSUV":  # objects: numbers if each one converts
             arr = np.asarray(X, dtype=np.float64)
     except TypeError as exc:  # an object that is no number (a dict, None, a complex)
         if "NAType" in str(exc):  # pandas' missing value, in a nullable column (Int64, ...)
@@ -108,6 +109,13 @@ def _as_float_array(X, name: str) -> np.ndarray:
         raise ValueError(f"{name} has values beyond ±{MAX_ABS_VALUE:g} (a whole number too "
                          "large for float64); rescale the data (for example to other units) "
                          "first") from None
+    if kind in "mMSUV":
+        # Times became their counts in whatever unit they had (days or nanoseconds), and
+        # text such as "1.5" a number: refused, as the river adapters refuse them.
+        what = {"m": "time spans", "M": "times", "S": "bytes", "U": "text",
+                "V": "raw records"}[kind]
+        raise ValueError(f"{name} must be numeric: it holds {what} (dtype {arr.dtype}); "
+                         "convert them to numbers first (times to seconds, say)")
     if arr.dtype.kind == "c":
         raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}; pass its "
                          f"real part ({name}.real) or its modulus (abs({name}))")

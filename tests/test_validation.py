@@ -21,6 +21,12 @@ def X():
     (np.ones((2, 2, 2)), "2-D"),
     ([["a", "b"], ["c", "d"]], "numeric"),
     (np.full((10, 2), 1e200), "rescale"),
+    # Times were learned as counts in their own unit (days or nanoseconds), text "1.5" and
+    # bytes b"1.5" as numbers (the river adapters refuse them; found by an attack helper).
+    (np.arange(10).astype("datetime64[D]").reshape(5, 2), "holds times"),
+    (np.arange(10).astype("timedelta64[s]").reshape(5, 2), "holds time spans"),
+    (np.array([["1.5", "2"]] * 5), "holds text"),
+    (np.array([[b"1.5", b"2"]] * 5), "holds bytes"),
 ])
 def test_bad_data_is_refused_with_a_clear_message(bad, message):
     for call in (GaussianMixture(1).fit, GaussianMixture(1).partial_fit):
