@@ -31,7 +31,7 @@ import numpy as np
 from river import base
 
 from .mixture import GaussianMixture
-from .validation import MAX_ABS_VALUE, is_number
+from .validation import MAX_ABS_VALUE, check_array, is_number
 
 _LARGEST = float(np.finfo(float).max)
 _TINY = float(np.finfo(float).tiny)
@@ -402,6 +402,7 @@ class _OnlineMixture:
         """``log π_k p(x | k)`` for every component, or None before the warm-up ends."""
         self._refresh()
         if self._scorer is None:
+            self._check_point(x)
             return None
         row = self._row(x)
         kind, means, factors, const = self._scorer
@@ -422,6 +423,24 @@ class _OnlineMixture:
                 total += y * y
             out.append(c - 0.5 * total)
         return out
+
+    def _check_point(self, x: dict) -> None:
+        """A point scored or labelled before there is a model is refused as it would be
+        after (text or NaN got 0 before the first model, and a ValueError after it)."""
+        if self._features is not None:
+            self._row(x)
+            return
+        for name, v in x.items():
+            if not is_number(v):
+                raise ValueError(f"feature {name!r} is {v!r}: not a number")
+            if v != v:
+                raise ValueError(f"feature {name!r} is NaN")
+
+    def _check_frame_values(self, X) -> None:
+        """:meth:`_check_point` for a frame's rows."""
+        rows = (self._frame_rows(X) if self._features is not None
+                else _real_values(np.asarray(X.to_numpy()), list(X.columns)))
+        check_array(np.clip(rows, -MAX_ABS_VALUE, MAX_ABS_VALUE))
 
     def _log_density(self, x: dict) -> float | None:
         joint = self._log_joint(x)
@@ -524,6 +543,8 @@ class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
         """Labels of every row of a data frame (a pandas Series for pandas input)."""
         _check_frame(X, "predict_many")
         if not self._model._is_fitted() or len(X) == 0:  # (no rows: no labels, fitted or not)
+            if len(X):
+                self._check_frame_values(X)
             labels = np.zeros(len(X), dtype=int)
         else:
             rows = self._frame_rows(X)

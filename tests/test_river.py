@@ -222,6 +222,27 @@ def test_a_huge_integer_in_a_frame_is_refused_to_learn_and_scored_at_the_edge():
         model.learn_one({"a": 10**400, "b": 1.0})
     assert model.predict_many(huge).shape == (2,)
 
+
+@pytest.mark.parametrize("stage", ["nothing learned", "warming up"])
+def test_bad_points_are_refused_before_the_first_model_as_after_it(stage):
+    """Text, None or NaN scored 0 and labelled 0 before the first model, and raised
+    ValueError after it (found by an attack helper)."""
+    pd = pytest.importorskip("pandas")
+    detector, clusterer = GaussianMixtureDetector(seed=0), OnlineGaussianMixture(seed=0)
+    if stage == "warming up":
+        for x in _readings(5):
+            detector.learn_one(x)
+            clusterer.learn_one(x)
+    for bad in ({"temp": None}, {"temp": "a"}, {"temp": float("nan")}):
+        with pytest.raises(ValueError):
+            detector.score_one(bad)
+        with pytest.raises(ValueError):
+            clusterer.predict_one(bad)
+    with pytest.raises(ValueError):
+        clusterer.predict_many(pd.DataFrame({"pressure": [1.0, np.nan], "temp": [0.0, 0.0]}))
+    assert detector.score_one({"temp": 0.0, "pressure": 1000.0}) >= 0.0
+    assert clusterer.predict_many(pd.DataFrame(_readings(2))).tolist() == [0, 0]
+
 # ---------------------------------------------------------------- the time-series detector
 from emstream.river_series import SeriesDetector  # noqa: E402
 
