@@ -54,7 +54,7 @@ def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator,
     """
     from scipy.cluster import vq  # deferred: half of emstream's import time otherwise
 
-    distinct = _distinct_rows(X, n_components)
+    distinct = few_distinct_rows(X, n_components)
     if distinct is not None:
         reps = np.resize(np.arange(distinct.shape[0]), n_components)
         return distinct[reps].copy()
@@ -78,7 +78,7 @@ def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator,
     return np.asarray(best, dtype=float).reshape(n_components, X.shape[1])
 
 
-def _distinct_rows(X: np.ndarray, at_least: int) -> np.ndarray | None:
+def few_distinct_rows(X: np.ndarray, at_least: int) -> np.ndarray | None:
     """Every distinct row of X if it has fewer than ``at_least``, else None (the usual case)."""
     head = X[: max(4 * at_least, 64)]
     # A set of the first rows usually settles it: 5x cheaper than np.unique on rows.  Equal

@@ -48,7 +48,7 @@ import numpy as np
 
 from . import em
 from .gaussian import MixtureParams
-from .init import initial_stats, split_component
+from .init import few_distinct_rows, initial_stats, split_component
 from .stats import SufficientStats
 
 # Far rows arriving within this many points of each other belong to one episode (a burst).
@@ -275,15 +275,19 @@ def _unsupported(rows: Sample, scored, kept: np.ndarray, counts: np.ndarray,
     the component that explains it best, or with ``copies_share_rows`` to every one that does
     (see :class:`FitSettings`)."""
     weak = counts < support
-    if copies_share_rows:
-        # Copies have one density but their own weights, and a row's responsibilities follow
-        # the weights: so a row is shared by every component whose responsibility per point it
-        # holds (resp / count, the density up to a common factor) equals the best one's.
-        # (Equal responsibilities alone missed copies of unequal weights, 1/6 and 1/3 after a
-        # split: a drift refit of a flat series at a new level kept the stale model, K = 4.)
+    if copies_share_rows and few_distinct_rows(rows.X, len(counts)) is not None:
+        # Fewer distinct rows than components: the fit is copies, of one density but each of
+        # its own weight, and a row's responsibilities follow the weights; so a row is shared
+        # by every component whose responsibility per point it holds (resp / count, the
+        # density up to a common factor) equals the best one's.  (Equal responsibilities alone
+        # missed copies of unequal weights, 1/6 and 1/3 after a split: a drift refit of a flat
+        # series at a new level kept the stale model, K = 4.)
         per_point = scored.resp / np.maximum(counts, np.finfo(float).tiny)
         top = per_point.max(axis=1)
         owns = lambda k: per_point[:, k] >= top * (1.0 - COPY_TOLERANCE)  # noqa: E731
+    elif copies_share_rows:
+        top = scored.resp.max(axis=1)
+        owns = lambda k: scored.resp[:, k] >= top  # noqa: E731
     else:
         owner = np.argmax(scored.resp, axis=1)
         owns = lambda k: owner == k  # noqa: E731
