@@ -781,7 +781,13 @@ def load_any(path: str, key: str | None = None):
         store.close()
     if document is None:
         raise CommandError(f"{path}: no key {key!r}")
-    return checkpoint.loads(document, source=f"{path} key {key!r}")
+    loaded = checkpoint.loads(document, source=f"{path} key {key!r}")
+    held = loaded.meta.get("key") if isinstance(loaded.meta, dict) else None
+    if held is not None and held != key:
+        # (a hand-edited store: the daemon would learn one key's rows into another's model)
+        raise CommandError(f"{path}: not a readable state store (key {key!r} holds the "
+                           f"document of key {held!r})")
+    return loaded
 
 
 def store_listing(path: str, order: str = "key", top: int | None = None) -> dict:

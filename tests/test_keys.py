@@ -1359,6 +1359,25 @@ def test_inspect_refuses_an_infinite_count_rather_than_print_json_that_is_none(t
     assert b"not a finite number" in shown.stderr and b"Infinity" not in shown.stdout
 
 
+def test_a_key_holding_another_keys_document_is_a_damaged_store(tmp_path):
+    """A hand-edited store whose key b held key a's document: the daemon learned b's rows into
+    a's model and wrote it back as b's, and inspect --key b showed a's model as b's (found by
+    an attack helper)."""
+    data, state = _store_edited(tmp_path, "INSERT INTO keys (key, document) SELECT 'b', "
+                                "document FROM keys WHERE key = 'a'")
+    with open(data, "a") as handle:
+        handle.write("b 4\n")
+    done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
+                           "--checkpoint", str(state), "--no-output"], capture_output=True,
+                          timeout=120)
+    assert done.returncode == 65
+    assert "key 'b' holds the document of key 'a'" in _stopped(done)
+    shown = subprocess.run([sys.executable, "-m", "emstream", "inspect", str(state), "--key",
+                            "b"], capture_output=True, timeout=120, text=True)
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr
+    assert "key 'b' holds the document of key 'a'" in shown.stderr
+
+
 def test_inspect_refuses_a_missing_count_and_escapes_newlines_in_the_listing(tmp_path):
     """A hand-made store with nullable count columns made `inspect --keys` a TypeError
     traceback; a key or an input path holding a newline forged rows of the listing (found by

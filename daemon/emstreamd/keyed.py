@@ -323,6 +323,12 @@ class KeyedDaemon(Daemon):
         # (checked as a single series' checkpoint is: an edited document's counters or
         # history crashed the daemon, or every commit after it, with a traceback)
         meta = checkpoint.validate_meta(loaded.meta, source=where)
+        if meta.get("key", key) != key:
+            # (a hand-edited store: one key's rows were learned into another's model, and it
+            # was written back as this key's)
+            raise checkpoint.CheckpointError(f"{self.store.path}: not a readable state store: "
+                                             f"key {key!r} holds the document of key "
+                                             f"{meta.get('key')!r}")
         counters = {k: int(meta.get("counters", {}).get(k, 0)) for k in COUNTED}
         monitor = KeyMonitor(self.config, timed, counters=counters, metrics=self.metrics,
                              name=name, alive=self.alive_hook)
