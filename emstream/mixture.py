@@ -126,7 +126,8 @@ class GaussianMixture:
         the guards of :mod:`emstream.refit`) before the buffer is dropped.  Long before that,
         once there are ``2 (D + 1)`` rows per component, a provisional model is fitted on the
         buffer: it scores, predicts and learns online, and is refitted on the buffer each time
-        the buffer doubles (linear cost in the points fed).
+        the buffer doubles (linear cost in the points fed); with many features (``2 (D + 1)``
+        above ten), a first one of diagonal covariances from ten rows per component.
     outlier_gate : float > 0, "auto" or None, default="auto"
         Online EM leaves out of the statistics a point whose squared Mahalanobis distance to
         *every* component exceeds this gate (it is still scored, and counted in ``n_gated_``),
@@ -394,11 +395,10 @@ class GaussianMixture:
             return
         learner = getattr(self, "_online", None)
         if learner is not None and learner.buffered:
-            k, d = self.n_components, learner.n_features
             raise sklearn_compatible(NotFittedError)(
                 f"This GaussianMixture has seen {learner.buffered} points, fewer than the "
-                f"{min(2 * k * (d + 1), self.warmup_size)} its first provisional model needs "
-                f"(2 (D + 1) per component); call partial_fit with more data, or fit(X)")
+                f"{learner.first_model_rows()} its first provisional model needs; call "
+                "partial_fit with more data, or fit(X)")
         raise sklearn_compatible(NotFittedError)(
             "This GaussianMixture is not fitted yet; call fit(X) or partial_fit(X) before "
             "using it")
@@ -838,7 +838,7 @@ class GaussianMixture:
         emstream.em.ScoredStep or None
             ``log_prob`` (n_samples,), ``gated`` (n_samples,) and ``resp`` (n_samples, K) of
             the model *before* this update; ``None`` while there is no model yet (the first
-            ``2 (D + 1)`` rows per component).
+            ``2 (D + 1)`` rows per component, at most ten with many features).
 
         Examples
         --------

@@ -20,6 +20,8 @@ What it does with each mini-batch:
    once there are ``2 (D + 1)`` rows per component a provisional model is fitted on the buffer
    (:func:`emstream.refit.search`), scores from then on, learns online, and is refitted on the
    whole buffer whenever it has doubled and when it is full: linear cost in the rows fed.
+   With many features and few rows (``2 (D + 1)`` is more than ten per component) a first
+   one of diagonal covariances comes at ten rows per component, until the rows allow full ones.
 4. **Upkeep.**  Now and then (at doubling intervals, when a component starves, when far rows
    gather) the learner fits candidates on its window of recent rows plus its memory of far rows
    weighted to their rate: the current model, EM from it, fresh starts, and births (a component
@@ -45,7 +47,7 @@ True
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -72,6 +74,9 @@ MERGES = 3
 # Provisional refits come when the rows buffered grow by this factor (logarithmically many; a
 # provisional model is never fitted on fewer than 2/3 of the rows) ...
 REFIT_GROWTH = 1.5
+# Rows per component from which a provisional model of diagonal covariances is fitted while
+# full ones need more (the support rule's ten points per component).
+DIAGONAL_ROWS = 10
 # ... and scheduled checks when the points seen grow by half while they keep finding better
 # models, until LATE_CHECKS warm-ups' worth (where structure is found: on Shuttle, doubling
 # lost 8 of 10 seeds' best models), then fourfold; after IDLE_CHECKS that changed nothing in
@@ -215,6 +220,22 @@ def _recent_decay(n_points: int) -> float:
 # Points after which a mini-batch's blend weight is taken in closed form (every step below 0.004
 # for step_decay 0.8, so the series in _log_survival converges in a few terms).
 SERIES_FROM = 1000.0
+
+
+def _diagonal_params(params: MixtureParams) -> MixtureParams:
+    """Full covariances' diagonals, as a diagonal model (a provisional search's start)."""
+    variances = np.diagonal(params.covariances, axis1=1, axis2=2)
+    return MixtureParams.from_covariances(params.weights, params.means, variances.copy(), "diag")
+
+
+def _full_from_diagonal(params: MixtureParams, stats: SufficientStats) -> tuple:
+    """A diagonal model and its statistics as full ones with no correlation."""
+    def spread(v):
+        return np.einsum("kd,de->kde", v, np.eye(v.shape[1]))
+
+    full = MixtureParams.from_covariances(params.weights, params.means,
+                                          spread(params.covariances), "full")
+    return full, SufficientStats(stats.counts, stats.means, spread(stats.scatter), "full")
 
 
 def _log_survival(first: float, last: float, decay: float) -> float:
@@ -619,9 +640,17 @@ class OnlineLearner:
 
     # ------------------------------------------------------------------ warm-up
     def _rows_needed(self) -> int:
-        """Rows the first provisional model needs: ``2 (D + 1)`` per component."""
+        """Rows a provisional model of full covariances needs: ``2 (D + 1)`` per component."""
         k, d = self.settings.n_components, self.n_features
         return min(2 * k * (d + 1), self.settings.warmup_size)
+
+    def first_model_rows(self) -> int:
+        """Rows the first provisional model needs: ``2 (D + 1)`` per component for full
+        covariances, or, where that is more (many features, few rows), :data:`DIAGONAL_ROWS`
+        per component for a first one of diagonal covariances."""
+        if self.settings.covariance_type != "full" or self.initial is not None:
+            return self._rows_needed()
+        return min(self._rows_needed(), DIAGONAL_ROWS * self.settings.n_components)
 
     def _buffer_rows(self, X: np.ndarray) -> None:
         # A copy: callers may refill the array they passed (a reused read buffer).
@@ -629,10 +658,12 @@ class OnlineLearner:
         rows = self.buffered
         needed = self._rows_needed()
         full = rows >= self.settings.warmup_size
-        due = rows >= needed and (self.provisional_rows == 0
-                                  or rows >= REFIT_GROWTH * self.provisional_rows)
+        due = rows >= self.first_model_rows() and (
+            self.provisional_rows == 0 or rows >= REFIT_GROWTH * self.provisional_rows
+            or self.provisional_rows < needed <= rows)  # (a diagonal one: now a full one)
         if not (full or due):
             return
+        diagonal = not full and rows < needed
         data = np.concatenate(self.buffer)
         self.buffer = [data]
         self.step = grid_step(data) if self.settings.variance_floor == "resolution" else None
@@ -651,12 +682,22 @@ class OnlineLearner:
             # optimum no EM leaves: WaterFlow's 1,014 rows, 1 shuffle in 4, ended 0.1 nats
             # per point below batch EM, the stream over before the first check.)
             starts += self.split_merge(data, 1)
-        found = search(sample, self.fit_settings(rows, init_trials=4), self.rng(0, rows),
-                       current=self.iterate, starts=starts, keep=False,
-                       floors=self._weaker_priors(rows, full))
+        settings = self.fit_settings(rows, init_trials=4)
+        current = self.iterate
+        if diagonal:
+            # Too few rows for full covariances (2 (D + 1) per component: 624 rows for 103
+            # features and K = 3, and no point was scored before them): diagonal ones until
+            # then, held as full ones with no correlation.
+            settings = replace(settings, covariance_type="diag")
+            current = None if current is None else _diagonal_params(current)
+        found = search(sample, settings, self.rng(0, rows), current=current, starts=starts,
+                       keep=False, floors=self._weaker_priors(rows, full))
         if found.replaced or not self.fitted:
             before = self.iterate
-            self.start_from(found.best.params, found.best.stats, rows)
+            params, stats = found.best.params, found.best.stats
+            if diagonal:
+                params, stats = _full_from_diagonal(params, stats)
+            self.start_from(params, stats, rows)
             self._record_fit(found)
             order = _matching(before, self.iterate)  # each component keeps its label
             if order is not None:

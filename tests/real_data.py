@@ -85,7 +85,7 @@ def one_pass(name: str, seed: int = 0, order: str = "shuffled", batch_rows: int 
     for i in range(0, n, batch_rows):
         monitor.update(train[i:i + batch_rows])
     seconds = time.perf_counter() - start
-    # (no model yet: fewer rows than a first provisional model needs, 2 (D + 1) per component)
+    # (no model yet: fewer rows than a first provisional model needs)
     online = model.score(test) / d if model._is_fitted() else float("nan")
     return Outcome(name, order, d, batch, online, monitor.n_alarms_,
                    model._online.upkeep.replaced, seconds)

@@ -403,8 +403,9 @@ SECTIONS = (
         Key("warmup_size", 1000, _at_most(10**7),
             "Points buffered and refitted (k-means++ starts and EM, chosen on held-out rows) "
             "while the model warms up; a provisional model scores and learns from 2 (D + 1) "
-            "rows per component on, and is refitted on the buffer each time it has grown by "
-            "half."),
+            "rows per component on (with many features, a first one of diagonal covariances "
+            "from 10 rows per component), and is refitted on the buffer each time it has "
+            "grown by half."),
         Key("outlier_gate", "auto", None,
             "A point farther than this squared Mahalanobis distance from every component is "
             "reported (as an anomaly) but not learned, so one wild value or a short burst "
