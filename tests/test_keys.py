@@ -1359,6 +1359,40 @@ def test_inspect_refuses_an_infinite_count_rather_than_print_json_that_is_none(t
     assert b"not a finite number" in shown.stderr and b"Infinity" not in shown.stdout
 
 
+def test_a_keyed_back_fill_says_its_status_and_takes_a_reload_inside_a_block(tmp_path):
+    """A keyed back-fill's block (up to 1 MiB of lines) of hundreds of keys' first mini-batches
+    takes seconds; SIGHUP's reload and the status line waited for all of it (found by an
+    attack helper, for the single-series daemon)."""
+    import signal
+    import time
+
+    rng = np.random.default_rng(0)
+    keys = rng.permutation(np.repeat(np.arange(400), 100))
+    data = tmp_path / "k.txt"
+    data.write_text("".join(f"k{k} {v:.2f}\n" for k, v in zip(keys, rng.normal(size=keys.size))))
+    assert data.stat().st_size < 1 << 20  # (one block)
+    log = tmp_path / "log.txt"
+    with open(log, "w") as err:
+        process = subprocess.Popen([*DAEMON, "--input", str(data), "--set", "input.key=0",
+                                    "--checkpoint", str(tmp_path / "s"), "--no-output",
+                                    "--set", "status.every_seconds=0.2", "--log-level", "INFO"],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=err)
+        deadline = time.monotonic() + 120
+        while ("status:" not in log.read_text() and process.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.02)
+        process.send_signal(signal.SIGHUP)  # (at the first status line: inside the block)
+        assert process.wait(timeout=300) == 0
+    lines = log.read_text().splitlines()
+    last_checkpoint = max(i for i, line in enumerate(lines) if "checkpoint (" in line)
+    status = [i for i, line in enumerate(lines) if "status:" in line]
+    reload = [i for i, line in enumerate(lines) if "SIGHUP: configuration reloaded" in line]
+    # (the block's one checkpoint comes at its end: everything before it was inside the block)
+    assert len([i for i in status if i < last_checkpoint]) >= 2, lines[-20:]
+    assert reload and reload[0] < last_checkpoint, lines[-20:]
+
+
 def test_a_key_holding_another_keys_document_is_a_damaged_store(tmp_path):
     """A hand-edited store whose key b held key a's document: the daemon learned b's rows into
     a's model and wrote it back as b's, and inspect --key b showed a's model as b's (found by

@@ -270,8 +270,12 @@ class KeyedDaemon(Daemon):
         for key, index in accepted:
             # (a block of thousands of keys' first mini-batches can take a minute: the
             # watchdog is told the daemon is alive between keys, or systemd kills it there,
-            # and the restart reads the same block again)
+            # and the restart reads the same block again; a reload and the status line are
+            # not kept waiting either; checkpoints and refits come between blocks)
             self._alive()
+            if self.flags.reload:
+                self._reload()
+            self._status()
             series = self._series(key)
             series.pending.add(parsed.rows[index], parsed.lines[index],
                                None if times is None else times[index],
