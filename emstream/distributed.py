@@ -367,17 +367,20 @@ def _wait_for_a_worker(client, address: str, timeout: float) -> None:
 
 
 class _WorkerWatch:
-    """Closes the client once its scheduler has had no worker for ``timeout`` seconds.
+    """Closes the client once its scheduler has had no worker for ``timeout`` seconds, or
+    once the scheduler itself is lost.
 
     dask waits for a worker as long as it takes: a fit whose last worker died (killed, out of
-    memory, its machine gone) waited for ever, without a word.  A thread asks the scheduler
-    every ``poll`` seconds; closing the client ends the computation waiting on it, which
-    :func:`connect` then reports as a :class:`ConnectionError`.
+    memory, its machine gone) waited for ever, without a word; and a lost scheduler failed the
+    computation only when dask gave up reconnecting, 30 s later, as "cancelled for reason:
+    unknown".  A thread asks the scheduler every ``poll`` seconds; closing the client ends the
+    computation waiting on it, which :func:`connect` then reports as a :class:`ConnectionError`.
     """
 
     def __init__(self, client, address: str, timeout: float, poll: float = 1.0):
         self.client, self.address, self.timeout, self.poll = client, address, timeout, poll
         self.tripped = False
+        self.lost = False  # (the scheduler itself, not its workers)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="emstream-dask-workers",
                                         daemon=True)
@@ -392,12 +395,22 @@ class _WorkerWatch:
 
     @property
     def message(self) -> str:
+        if self.lost:
+            return (f"the dask scheduler at {self.address} was lost (the connection to it "
+                    "closed), so the computation cannot go on")
         return (f"the dask scheduler at {self.address} lost its last worker: none for "
                 f"{self.timeout:.0f} s, so the computation cannot go on")
 
     def _watch(self) -> None:
         alone_since = None
         while not self._stop.wait(self.poll):
+            if self.client.status not in ("running", "newly-created"):
+                # Reconnecting (or closed under it): the scheduler is gone.
+                if self._stop.is_set():
+                    return
+                self.lost = self.tripped = True
+                self.client.close()
+                return
             try:
                 workers = self.client.scheduler_info(n_workers=1)["workers"]
             except Exception:  # (closing, or the scheduler gone: the computation says so)
@@ -435,24 +448,54 @@ def _watched(client, address: str, timeout: float):
         raise ConnectionError(watch.message)
 
 
-def scheduler_address_ok(value: str) -> bool:
-    """A dask address with what it needs: host and port (1 to 65535) for tcp/tls, a name for
-    the others (a bare "tcp://" was accepted and failed at every refit; port 99999 waited 30 s
-    to time out).
+def scheduler_address_problem(value: str) -> str | None:
+    """What makes ``value`` unusable as a dask scheduler's address, or None.
 
-    >>> scheduler_address_ok("tcp://10.0.0.5:8786"), scheduler_address_ok("tcp://h:99999")
-    (True, False)
+    A bare "tcp://" was accepted and failed at every refit, port 99999 waited 30 s to time
+    out, and ``inproc://x``, ``tcp://h:8786/x``, ``tls://`` without dask's TLS settings and
+    ``ucx://`` without ucx-py passed the configuration's check and failed at every refit.
+
+    >>> scheduler_address_problem("tcp://10.0.0.5:8786") is None
+    True
+    >>> scheduler_address_problem("tcp://h:99999"), scheduler_address_problem("inproc://x")
+    ('host and a port from 1 to 65535 wanted', 'an inproc:// address works inside one process only')
     """
+    import importlib.util
     from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError:  # a port that is not a number, or out of range
-        return False
-    if parts.scheme in ("tcp", "tls"):
-        return bool(parts.hostname) and port is not None and port > 0
-    return parts.scheme in ("inproc", "ucx") and bool(parts.netloc or parts.path)
+        return "host and a port from 1 to 65535 wanted"
+    if parts.scheme == "inproc":
+        return "an inproc:// address works inside one process only"
+    if parts.scheme not in ("tcp", "tls", "ucx"):
+        return "tcp://host:port wanted"
+    if not parts.hostname or port is None or port <= 0:
+        return "host and a port from 1 to 65535 wanted"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "nothing after host:port wanted"
+    if parts.scheme == "tls" and importlib.util.find_spec("dask") is not None:
+        import dask
+
+        if not dask.config.get("distributed.comm.tls.client.cert", None):
+            # (the Client failed with a TypeError, and its half-built self then waited 60 s
+            # at exit to close)
+            return ("tls:// needs dask's TLS settings (distributed.comm.tls.client.cert and "
+                    ".key, and ca-file)")
+    if parts.scheme == "ucx" and importlib.util.find_spec("ucp") is None:
+        return "ucx:// needs ucx-py"
+    return None
+
+
+def scheduler_address_ok(value: str) -> bool:
+    """Whether ``value`` is a usable dask scheduler address (:func:`scheduler_address_problem`).
+
+    >>> scheduler_address_ok("tcp://10.0.0.5:8786"), scheduler_address_ok("tcp://h:99999")
+    (True, False)
+    """
+    return scheduler_address_problem(value) is None
 
 
 @contextmanager
@@ -484,17 +527,12 @@ def connect(address: str, *, timeout: float = 30.0):
     if n_workers is None:
         try:  # (a Client made of a malformed address waited 60 s at exit to close)
             distributed.comm.get_address_host_port(address)
-            if not scheduler_address_ok(address):
-                raise ValueError("a port from 1 to 65535 wanted")
+            problem = scheduler_address_problem(address)
+            if problem is not None:
+                raise ValueError(problem)
         except ValueError as exc:
             raise ValueError(f"{address!r} is no dask scheduler address ({exc}): give "
                              "tcp://host:port, or local:N for N local workers") from None
-        if address.startswith("tls://") and not require("dask").config.get(
-                "distributed.comm.tls.client.cert", None):
-            # (the Client failed with a TypeError, and its half-built self then waited 60 s
-            # at exit to close)
-            raise ValueError(f"{address}: tls:// needs dask's TLS settings "
-                             "(distributed.comm.tls.client.cert and .key, and ca-file)")
         try:
             client = distributed.Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:

@@ -50,6 +50,10 @@ def test_shipped_file_sets_every_daemon_key():
     ("refit.scheduler=tcp://host:99999", "refit.scheduler must be"),
     ("refit.scheduler=local:１", "refit.scheduler must be"),
     ("refit.scheduler=local:99999999999", r"local:N with N from 1 to 256"),
+    # (these passed the check and failed at every refit; found by an attack helper)
+    ("refit.scheduler=inproc://x", r"inside one process only"),
+    ("refit.scheduler=tcp://127.0.0.1:8786/../x", r"nothing after host:port wanted"),
+    ("refit.scheduler=tls://127.0.0.1:8786", r"tls:// needs dask's TLS settings"),
     ("drift.detector=cusum", "drift.detector must be page-hinkley, adwin or null"),
     ("drift.block=0", "drift.block must be an integer >= 1"),
     ("model.outlier_gate=-1", "model: outlier_gate"),

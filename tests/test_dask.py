@@ -367,6 +367,34 @@ def test_numpy_users_never_import_dask():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_a_lost_scheduler_ends_the_computation_at_once_and_says_so():
+    """A scheduler killed mid-refit failed it only when dask gave up reconnecting, 30 s later,
+    as "FutureCancelledError ... cancelled for reason: unknown" (found by an attack helper)."""
+    import time
+
+    from emstream.distributed import _watched
+
+    class Client:  # the part of distributed.Client the watch uses
+        status = "running"
+        closed = False
+
+        def scheduler_info(self, n_workers):
+            return {"workers": {"w": {}}}
+
+        def close(self):
+            self.closed = True
+
+    client = Client()
+    with pytest.raises(ConnectionError, match="tcp://h:1 was lost"):
+        with _watched(client, "tcp://h:1", timeout=30):
+            client.status = "connecting"  # (the connection to the scheduler closed)
+            deadline = time.monotonic() + 10
+            while not client.closed and time.monotonic() < deadline:
+                time.sleep(0.05)
+            raise RuntimeError("cancelled for reason: unknown")  # (what the computation says)
+    assert client.closed
+
+
 def test_a_fit_whose_last_worker_is_lost_fails_after_the_timeout_and_one_that_gets_another_goes_on(
         X2):
     """A fit whose last worker died waited for ever (dask waits for a worker as long as it

@@ -196,12 +196,13 @@ def _scheduler(name, value) -> None:
         return
     digits = value[6:] if isinstance(value, str) and value.startswith("local:") else ""
     local = digits.isascii() and digits.isdigit() and 1 <= int(digits) <= MAX_LOCAL_WORKERS
-    from emstream.distributed import scheduler_address_ok
+    from emstream.distributed import scheduler_address_problem
 
-    if not isinstance(value, str) or not (local or scheduler_address_ok(value)):
+    problem = None if local or not isinstance(value, str) else scheduler_address_problem(value)
+    if not isinstance(value, str) or not local and problem is not None:
         raise ConfigError(f"{name} must be null, a dask scheduler address such as "
                           f"tcp://host:8786, or local:N with N from 1 to {MAX_LOCAL_WORKERS}; "
-                          f"got {_show(value)}")
+                          f"got {_show(value)}" + (f" ({problem})" if problem else ""))
     import importlib.util
 
     if importlib.util.find_spec("distributed") is None:
