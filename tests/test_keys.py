@@ -1393,6 +1393,49 @@ def test_a_keyed_back_fill_says_its_status_and_takes_a_reload_inside_a_block(tmp
     assert reload and reload[0] < last_checkpoint, lines[-20:]
 
 
+def test_a_failed_store_s_summary_gives_the_committed_lifetime_and_holds_the_key_limit(tmp_path):
+    """The state store cannot grow (RLIMIT_FSIZE, as on a full disk): exit 74, and the summary
+    said "lifetime: 3051 points" though the store held none of them; loading the rest of the
+    block's keys after the failure kept 14 keys in memory with keys.max_active 1 (found by an
+    attack helper)."""
+    import resource
+
+    rng = np.random.default_rng(0)
+
+    def rows(n_keys, per_key):
+        keys = rng.permutation(np.repeat(np.arange(n_keys), per_key))
+        return "".join(f"h{k} {v:.4f}\n" for k, v in zip(keys, rng.normal(size=keys.size)))
+
+    data, state = tmp_path / "k.txt", tmp_path / "s"
+    data.write_text(rows(40, 150))
+    command = [*DAEMON, "--input", str(data), "--set", "input.key=0", "--checkpoint", str(state),
+               "--no-output", "--set", "keys.max_active=1"]
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    store = state / "keys.sqlite"
+    db = sqlite3.connect(store)
+    committed = json.loads(db.execute("SELECT value FROM meta WHERE name = 'daemon'")
+                           .fetchone()[0])["counters"]
+    db.close()
+    with open(data, "a") as handle:
+        handle.write(rows(400, 150))
+    limit = store.stat().st_size + 2_000_000  # (room for a few dozen keys' documents)
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = subprocess.run(command, capture_output=True, timeout=300, preexec_fn=small_files,
+                          text=True)
+    assert done.returncode == 74 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "disk I/O error" in done.stderr or "database or disk is full" in done.stderr
+    lifetime = next(line for line in done.stderr.splitlines() if "emstreamd: lifetime" in line)
+    assert committed["rows"] == 40 * 150 and "as of the last checkpoint" in lifetime
+    assert (f": {committed['rows']} points learned in {committed['batches']} batches from "
+            f"{committed['lines']} lines") in lifetime, lifetime
+    # (the key whose write failed stays, beside the one it made room for: no more)
+    in_memory = int(done.stderr.split(" of them in memory at exit")[0].rsplit(" ", 1)[1])
+    assert in_memory <= 2, done.stderr[-500:]
+
+
 def test_a_key_holding_another_keys_document_is_a_damaged_store(tmp_path):
     """A hand-edited store whose key b held key a's document: the daemon learned b's rows into
     a's model and wrote it back as b's, and inspect --key b showed a's model as b's (found by

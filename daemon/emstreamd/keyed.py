@@ -19,6 +19,7 @@ commits them together: a crash at any moment leaves a store whose models and pos
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import logging
 import os
@@ -268,6 +269,10 @@ class KeyedDaemon(Daemon):
     def _route(self, parsed, accepted: list) -> None:
         times, stamps = getattr(parsed, "times", None), getattr(parsed, "time_text", None)
         for key, index in accepted:
+            if self.halted:
+                # (the block is read again by the next run; loading the rest of its keys held
+                # more of them in memory than keys.max_active, a failed store evicting none)
+                break
             # (a block of thousands of keys' first mini-batches can take a minute: the
             # watchdog is told the daemon is alive between keys, or systemd kills it there,
             # and the restart reads the same block again; a reload and the status line are
@@ -501,6 +506,7 @@ class KeyedDaemon(Daemon):
             return False
         changed = [(k, s) for k, s in self.active.items() if s.dirty]
         log.debug("checkpoint (%s): writing %d keys", reason, len(changed))
+        counters = self.position.counters_at(self.counters)
 
         def commit():
             for key, series in changed:
@@ -509,7 +515,7 @@ class KeyedDaemon(Daemon):
             meta = {"input": {**self.source.identity(offset), "offset": offset,
                               "next_line": self.position.line(),
                               **self._file_state()},
-                    "counters": self.position.counters_at(self.counters),
+                    "counters": counters,
                     "n_fields": self.parser.n_fields,
                     "layout": None if self.parser.layout is None else self.parser.layout.to_dict(),
                     **self.output_marks.marks(),
@@ -522,6 +528,7 @@ class KeyedDaemon(Daemon):
             return False
         for _, series in changed:
             series.dirty = False
+        self.saved_counters = copy.deepcopy(counters)
         took = time.monotonic() - started
         self.schedule.written(took)
         self.last_checkpoint_path = self.store.path

@@ -7,6 +7,7 @@ write, so a restart from it re-reads precisely the lines that were not yet appli
 
 from __future__ import annotations
 
+import copy
 import logging
 import signal
 import time
@@ -121,6 +122,8 @@ class Daemon:
         self.alive_hook = lambda: alive()()
         self.counters = {"lines": 0, "rows": 0, "batches": 0, "anomalies": 0, "refits": 0,
                          "gated": 0, "alarms": 0, "rejected": {}}
+        # The counters the last checkpoint holds (restored or written): what a restart sees.
+        self.saved_counters = copy.deepcopy(self.counters)
         self.background = None
         if config["refit"]["scheduler"] is not None:
             from .background import BackgroundRefit
@@ -222,6 +225,7 @@ class Daemon:
         lines applied."""
         for key, value in meta.get("counters", {}).items():
             self.counters[key] = value
+        self.saved_counters = copy.deepcopy(self.counters)
         self.parser.restore(meta, where, learned=bool(self.counters.get("rows")))
         saved = meta.get("input", {})
         position = self.position
@@ -557,6 +561,7 @@ class Daemon:
                       self.last_checkpoint_path)
             return False
         self.schedule.written()
+        self.saved_counters = copy.deepcopy(counters)
         if self.metrics is not None:
             self.metrics.checkpoint_time.set_to_current_time()
         log.info("checkpoint (%s): %s at byte %d", reason, self.last_checkpoint_path, offset)

@@ -46,11 +46,17 @@ def components(model) -> list[dict]:
 def build(daemon, at_start: dict) -> tuple[str, dict]:
     """The summary of a finished run as text lines and as JSON-compatible fields."""
     seconds = time.monotonic() - daemon.ready_at
-    run, life = this_run(daemon.counters, at_start), daemon.counters
+    run = this_run(daemon.counters, at_start)
+    # The lifetime is what the last checkpoint holds, what a restart continues from: after a
+    # halt (a full disk), work not committed is not part of it (a keyed daemon whose store
+    # failed said "lifetime: 3051 points" with none committed).
+    saved = getattr(daemon, "saved_counters", None)
+    life = daemon.counters if saved is None else saved
     rate = run["rows"] / seconds if seconds > 0 else 0.0
     timing = f" in {seconds:.3f} s after start-up ({rate:.0f} points/s)"
+    label = "lifetime" if life == daemon.counters else "lifetime, as of the last checkpoint"
     lines = ["emstreamd: this run: " + _counts(run, timing),
-             "emstreamd: lifetime: " + _counts(life)
+             f"emstreamd: {label}: " + _counts(life)
              + f"; checkpoint: {daemon.last_checkpoint_path or 'none written'}"]
     known = getattr(daemon, "known", None)  # a keyed daemon's keys
     parts = [] if known is not None else components(daemon.model)
