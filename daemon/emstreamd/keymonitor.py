@@ -336,6 +336,8 @@ class KeyMonitor:
         replay = self.window.recent(since) if since else np.empty((0, model.n_features_in_))
         for start in range(0, len(replay), replay_step):
             model.partial_fit(replay[start:start + replay_step])
+            if self.alive is not None:  # (up to refit.window points: the watchdog is told)
+                self.alive()
         self.model = self.monitor.model = model
         self._count_refit()
         outcome = model.last_refit_
