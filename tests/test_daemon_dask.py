@@ -256,3 +256,29 @@ def test_a_refit_that_never_ends_is_said_to_be_stuck(monkeypatch, caplog):
     levels = [(r.levelname, "scheduler up, with workers" in r.getMessage())
               for r in caplog.records if "skipped" in r.getMessage()]
     assert levels == [("INFO", False), ("WARNING", True)]
+
+
+def test_re_learning_after_a_background_refit_tells_the_watchdog_it_is_alive():
+    """The points that arrived while a background refit ran (up to refit.window) were
+    re-learned without a ping to the watchdog (noticed by an attack helper)."""
+    import copy
+
+    from emstreamd import config as config_module
+    from emstreamd.background import Job
+    from emstreamd.keymonitor import KeyMonitor
+
+    class Done:
+        address = "tcp://10.0.0.1:8786"
+
+    pings = []
+    config = config_module.load(ROOT / "config.yaml")
+    monitor = KeyMonitor(config, False, alive=lambda: pings.append(1))
+    monitor.background = Done()
+    rng = np.random.default_rng(0)
+    monitor.learn(rng.normal(size=(3000, 1)), None)
+    model = copy.deepcopy(monitor.model)
+    model.refit(rng.normal(size=(500, 1)))
+    job = Job(model, np.zeros((500, 1)), "schedule", monitor.learned - 2000, monitor.generation)
+    before = len(pings)
+    monitor.swap_in(job, replay_step=100)
+    assert len(pings) - before >= 20  # (2,000 points re-learned, 100 at a time)
