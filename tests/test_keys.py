@@ -1102,6 +1102,12 @@ def _stopped(done) -> str:
     return err
 
 
+def _keyed_back_fill(data, state) -> subprocess.CompletedProcess:
+    """A keyed back-fill of ``data`` into ``state`` with no per-point output."""
+    return subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0", "--checkpoint",
+                           str(state), "--no-output"], capture_output=True, timeout=120)
+
+
 def _store_edited(tmp_path, sql: str) -> tuple:
     """A keyed daemon's store of two lines of key a, then ``sql`` run on it by hand, and a third
     line of key a appended to its input: (input, checkpoint directory)."""
@@ -1121,9 +1127,7 @@ def _store_edited(tmp_path, sql: str) -> tuple:
 def test_a_damaged_document_stops_the_daemon_in_one_line(tmp_path):
     data, state = _store_edited(
         tmp_path, "UPDATE keys SET document = CAST(x'7bff7d' AS TEXT) WHERE key = 'a'")
-    done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
-                           "--checkpoint", str(state), "--no-output"], capture_output=True,
-                          timeout=120)
+    done = _keyed_back_fill(data, state)
     assert done.returncode == 65
     assert "not a readable state store" in _stopped(done) and "key 'a'" in _stopped(done)
 
@@ -1162,9 +1166,7 @@ def test_another_programs_sqlite_database_is_not_taken_over(tmp_path):
     before = app.read_bytes()
     data = tmp_path / "k.txt"
     data.write_text("a 1\na 2\n")
-    done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
-                           "--checkpoint", str(app), "--no-output"], capture_output=True,
-                          timeout=120)
+    done = _keyed_back_fill(data, app)
     assert done.returncode == 65
     assert "not a state store (its tables: users)" in _stopped(done)
     assert app.read_bytes() == before and not Path(str(app) + "-wal").exists()
@@ -1304,9 +1306,7 @@ def _resumed_with_key_a_forged(tmp_path, **meta):
                (forged.decode(), waiting))
     db.commit()
     db.close()
-    return subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
-                           "--checkpoint", str(state), "--no-output"], capture_output=True,
-                          timeout=120)
+    return _keyed_back_fill(data, state)
 
 
 def test_a_key_s_waiting_rows_that_no_daemon_wrote_stop_it_in_one_line(tmp_path):
@@ -1340,9 +1340,7 @@ def test_a_store_whose_daemon_meta_is_nested_too_deeply_is_refused_in_one_line(t
     daemon's resume stopped with a RecursionError traceback."""
     data, state = _store_edited(tmp_path, "UPDATE meta SET value = '" + "[" * 100_000
                                 + "]" * 100_000 + "' WHERE name = 'daemon'")
-    done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
-                           "--checkpoint", str(state), "--no-output"], capture_output=True,
-                          timeout=120)
+    done = _keyed_back_fill(data, state)
     assert done.returncode == 65
     assert "meta 'daemon' is nested too deeply to read" in _stopped(done)
     shown = subprocess.run([sys.executable, "-m", "emstream", "inspect", str(state), "--keys"],
@@ -1444,9 +1442,7 @@ def test_a_key_holding_another_keys_document_is_a_damaged_store(tmp_path):
                                 "document FROM keys WHERE key = 'a'")
     with open(data, "a") as handle:
         handle.write("b 4\n")
-    done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
-                           "--checkpoint", str(state), "--no-output"], capture_output=True,
-                          timeout=120)
+    done = _keyed_back_fill(data, state)
     assert done.returncode == 65
     assert "key 'b' holds the document of key 'a'" in _stopped(done)
     shown = subprocess.run([sys.executable, "-m", "emstream", "inspect", str(state), "--key",

@@ -681,16 +681,9 @@ class Daemon:
             self._learn_ready(by_count_only)
             if self.halted:
                 break
-            if self.flags.refit:
-                self.refit("SIGUSR2")
             if self.background is not None and (job := self.background.poll()) is not None:
                 self.key.swap_in(job, self.config["batch"]["max_rows"])
-            if self.flags.checkpoint:
-                self.flags.checkpoint = False
-                self.save_checkpoint("SIGUSR1")
-            elif self.schedule.due():
-                self.save_checkpoint("scheduled")
-            self._status()
+            self._between_batches()
             if self.source.at_end:
                 break
         notify("STOPPING=1")
