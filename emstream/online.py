@@ -74,9 +74,6 @@ MERGES = 3
 # Provisional refits come when the rows buffered grow by this factor (logarithmically many; a
 # provisional model is never fitted on fewer than 2/3 of the rows) ...
 REFIT_GROWTH = 1.5
-# Rows per component from which a provisional model of diagonal covariances is fitted while
-# full ones need more (the support rule's ten points per component).
-DIAGONAL_ROWS = 10
 # ... and scheduled checks when the points seen grow by half while they keep finding better
 # models, until LATE_CHECKS warm-ups' worth (where structure is found: on Shuttle, doubling
 # lost 8 of 10 seeds' best models), then fourfold; after IDLE_CHECKS that changed nothing in
@@ -87,6 +84,9 @@ LATE_CHECKS = 64
 IDLE_CHECKS = 3
 LATE_GROWTH = 4.0
 IDLE_GROWTH = 10.0
+# Rows per component from which a provisional model of diagonal covariances is fitted while
+# full ones need more (the support rule's ten points per component).
+DIAGONAL_ROWS = 10
 # While warming up, variances stay above the buffer's variance times (r / n)² · min(1, r / m),
 # where r is the rows the first provisional model needs, n the rows buffered and m the number of
 # independent values they are worth: n for independent rows, so that the prior fades as (r / n)³
