@@ -489,15 +489,6 @@ def scheduler_address_problem(value: str) -> str | None:
     return None
 
 
-def scheduler_address_ok(value: str) -> bool:
-    """Whether ``value`` is a usable dask scheduler address (:func:`scheduler_address_problem`).
-
-    >>> scheduler_address_ok("tcp://10.0.0.5:8786"), scheduler_address_ok("tcp://h:99999")
-    (True, False)
-    """
-    return scheduler_address_problem(value) is None
-
-
 @contextmanager
 def connect(address: str, *, timeout: float = 30.0):
     """A ``distributed.Client`` for the length of a ``with`` block.

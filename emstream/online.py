@@ -230,12 +230,13 @@ def _diagonal_params(params: MixtureParams) -> MixtureParams:
 
 def _full_from_diagonal(params: MixtureParams, stats: SufficientStats) -> tuple:
     """A diagonal model and its statistics as full ones with no correlation."""
-    def spread(v):
-        return np.einsum("kd,de->kde", v, np.eye(v.shape[1]))
+    from .compare import full_covariances
 
-    full = MixtureParams.from_covariances(params.weights, params.means,
-                                          spread(params.covariances), "full")
-    return full, SufficientStats(stats.counts, stats.means, spread(stats.scatter), "full")
+    k, d = params.means.shape
+    full = MixtureParams.from_covariances(
+        params.weights, params.means, full_covariances(params.covariances, "diag", k, d), "full")
+    return full, SufficientStats(stats.counts, stats.means,
+                                 full_covariances(stats.scatter, "diag", k, d), "full")
 
 
 def _log_survival(first: float, last: float, decay: float) -> float:
