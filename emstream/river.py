@@ -213,7 +213,7 @@ class _OnlineMixture:
                 self._features = None
             raise
         self._buffer.append(row)
-        if self._scorer is None:
+        if not self._model._is_fitted():  # (the fill comes from the mixture after)
             self._track_early(row)
         if len(self._buffer) >= self.batch_size:
             self._flush()
@@ -348,7 +348,7 @@ class _OnlineMixture:
             data = self._frame_rows(X, learning=True)
             self._flush()
             self._model.partial_fit(data)
-            if self._scorer is None:  # (after: rows the model refused are not tracked)
+            if not self._model._is_fitted():  # (after: rows it refused are not tracked)
                 self._track_early_rows(data)
         except _NothingKnown:
             return
