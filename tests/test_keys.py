@@ -1434,6 +1434,39 @@ def test_a_failed_store_s_summary_gives_the_committed_lifetime_and_holds_the_key
     assert in_memory <= 2, done.stderr[-500:]
 
 
+def test_a_store_failing_mid_block_loads_no_more_of_the_block_s_keys(tmp_path):
+    """An eviction's write fails in the middle of a block (a full disk while SQLite spills its
+    cache): the daemon halts there, and does not go on loading the block's other keys into
+    memory past keys.max_active (a failed store evicts none of them)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    # (the 31st write of a key's document fails, as a full disk would make it)
+    (hook / "sitecustomize.py").write_text(
+        "import sqlite3\n"
+        "from emstream.store import KeyStore\n"
+        "_put, _calls = KeyStore.put, [0]\n"
+        "def put(self, *args, **kwargs):\n"
+        "    _calls[0] += 1\n"
+        "    if _calls[0] > 30:\n"
+        "        raise sqlite3.OperationalError('database or disk is full')\n"
+        "    return _put(self, *args, **kwargs)\n"
+        "KeyStore.put = put\n")
+    rng = np.random.default_rng(0)
+    keys = rng.permutation(np.repeat(np.arange(300), 4))
+    data = tmp_path / "k.txt"
+    data.write_text("".join(f"h{k} {v:.4f}\n" for k, v in zip(keys, rng.normal(size=keys.size))))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run([*DAEMON, "--input", str(data), "--set", "input.key=0",
+                           "--checkpoint", str(tmp_path / "s"), "--no-output",
+                           "--set", "keys.max_active=1"],
+                          capture_output=True, timeout=300, text=True, env=env)
+    assert done.returncode == 74 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "database or disk is full" in done.stderr, done.stderr[-2000:]
+    in_memory = int(done.stderr.split(" of them in memory at exit")[0].rsplit(" ", 1)[1])
+    assert in_memory <= 2, done.stderr[-500:]
+
+
 def test_a_key_holding_another_keys_document_is_a_damaged_store(tmp_path):
     """A hand-edited store whose key b held key a's document: the daemon learned b's rows into
     a's model and wrote it back as b's, and inspect --key b showed a's model as b's (found by
