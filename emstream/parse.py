@@ -52,10 +52,11 @@ from .validation import MAX_ABS_VALUE
 
 REASONS = ("blank", "non-numeric", "non-finite", "wrong field count", "too long",
            "invalid utf-8", "invalid json", "missing field", "out of range", "bad key",
-           "bad timestamp")
+           "bad timestamp", "decimal comma")
 # Verdicts on a line: the index of its reason in REASONS, or _ROW.
 (_IS_BLANK, _IS_NON_NUMERIC, _IS_NON_FINITE, _IS_WRONG_COUNT, _IS_TOO_LONG, _IS_INVALID_UTF8,
- _IS_INVALID_JSON, _IS_MISSING, _IS_OUT_OF_RANGE, _IS_BAD_KEY, _IS_BAD_TIME) = range(len(REASONS))
+ _IS_INVALID_JSON, _IS_MISSING, _IS_OUT_OF_RANGE, _IS_BAD_KEY, _IS_BAD_TIME,
+ _IS_DECIMAL_COMMA) = range(len(REASONS))
 _ROW = -1
 _CODES = {reason: code for code, reason in enumerate(REASONS)}
 # The rules for one line (_parse_line): one way to match each number (no nested choices), so a

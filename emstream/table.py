@@ -78,6 +78,8 @@ TIME_NAMES = ("timestamp", "time", "date", "datetime", "ts", "epoch", "_time", "
 _EPOCH_SPAN = (946684800.0, 4102444800.0)
 # A column of times of day alone (12:30, 9:05, 12:30:05.250, 12:30 PM, 24:00 for the day's
 # end), and the names one goes by beside a column of dates.
+# A number written with a decimal comma (3,25; ,5), outside a semicolon table a reject of its own.
+_DECIMAL_COMMA = re.compile(rb"[+-]?\d*,\d+")
 _TIME_OF_DAY = re.compile(rb"(\d{1,2}):(\d\d)(?::(\d\d)(?:\.\d+)?)?(?:\s*([AaPp])\.?[Mm]\.?)?")
 CLOCK_NAMES = ("time", "hour", "clock")
 
@@ -1155,6 +1157,14 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
             picked = [ungrouped(field, cell_sep) for field in picked]
         if decimal_comma:
             picked = [field.replace(b",", b".") for field in picked]
+        elif sep != b"," and number not in early and any(
+                _DECIMAL_COMMA.fullmatch(field) for field in picked):
+            # A tab-, pipe- or space-separated table written where the comma is the decimal
+            # mark (German Excel's "Text (Tab delimited)"): "3,250" may as well be 3250, and
+            # read as two numbers every such line was a "wrong field count", the rest (the
+            # whole numbers) learned alone, a biased model, and no word of why.
+            early[number] = "decimal comma"
+            picked = [b"x"] * len(picked)
         if quoted:
             # A quoted value may hold what parse_lines splits on ("1,5", "1 2"): not a number.
             picked = [b"x" if b"," in f or len(f.split()) > 1 else f for f in picked]

@@ -78,6 +78,43 @@ def test_appends_rename_rotation_copytruncate_and_a_missing_file(tmp_path):
     assert _rows(state) == 2301
 
 
+def _prelude_then_readings(n_zeros, n, start):
+    """A sensor's file: ``n_zeros`` idle zeros (byte for byte the same in every file it
+    starts), then ``n`` readings."""
+    return "0\n" * n_zeros + _lines(n, start)
+
+
+@pytest.mark.parametrize("while_down", [False, True])
+def test_a_copytruncate_refilled_past_the_position_with_the_same_first_bytes(tmp_path,
+                                                                            while_down):
+    """The file is copytruncated and written past the position before the daemon looks (or
+    while it is down), and its first KiB is what it was (a sensor's idle prelude): only the
+    bytes before the position tell.  The position was taken as the new file's: 700 of 1,700
+    lines were lost, the copy's unread lines and the new file's first ones (found by an
+    attack helper)."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_prelude_then_readings(600, 50, 1))
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 650)
+    with open(log, "a") as handle:
+        handle.write(_lines(50, 2))
+    if while_down:
+        _stop(process)
+    else:
+        assert _until(lambda: _rows(state) == 700)
+    new = _prelude_then_readings(600, 400, 3)
+    shutil.copy(log, tmp_path / "app.log.1")
+    with open(log, "r+") as handle:  # copytruncate, and the writer refills it at once
+        handle.truncate(0)
+        handle.write(new)
+    if while_down:
+        process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 1700), _rows(state)
+    time.sleep(0.5)  # (enough for lines taken twice to show)
+    _stop(process)
+    assert _rows(state) == 1700
+
+
 def test_after_a_rename_rotation_only_rotated_files_are_taken_for_the_next(tmp_path):
     """A dead-letter file and a backup beside the log are not its next file: taken for it
     (any newer app.log.* was), the daemon read its own dead letters back, rejected them again

@@ -421,6 +421,21 @@ def test_quoted_fields_are_read_as_rfc_4180_has_them():
         (6, "non-numeric"), (8, "wrong field count")]
 
 
+def test_a_decimal_comma_outside_a_semicolon_table_is_a_reject_of_its_own():
+    """German Excel's "Text (Tab delimited)" writes 3,250 for 3.25: each such line was a
+    "wrong field count" (the comma read as a separator), and the whole numbers beside them
+    were learned alone, a biased model with a reason pointing elsewhere (found by an attack
+    helper).  The reject now says what it is (a column that groups digits with commas,
+    1,006.25, reads 3,250 as 3250, as before)."""
+    for sep in (b"\t", b"|"):
+        data = (b"timestamp\tvalue\n2024-01-01 00:00\t3,250\n2024-01-01 00:05\t4\n"
+                b"2024-01-01 00:10\t-0,5\n2024-01-01 00:15\t1006.25\n").replace(b"\t", sep)
+        parsed = parse_table(data, find_layout(data))
+        assert parsed.rows.tolist() == [[4.0], [1006.25]]
+        assert [(r.line, r.reason) for r in parsed.rejects] == [
+            (2, "decimal comma"), (4, "decimal comma")]
+
+
 def test_numbers_with_digit_grouping_are_read_as_spreadsheets_write_them(tmp_path):
     """A spreadsheet saves 1006.29 as displayed: "1,006.29" in a comma CSV, 1,006.29 in a tab
     one, 1.006,29 in a semicolon one.  Every value from 1,000 up was rejected as non-numeric,

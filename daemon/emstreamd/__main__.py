@@ -1,11 +1,12 @@
 """``emstreamd`` / ``python -m emstreamd``: learn a Gaussian mixture from a stream of numbers.
 
 Exit codes (sysexits.h): 0 a clean stop (end of --input, SIGTERM, SIGINT); 1 a per-point output
-whose reader went away (no checkpoint past the last line written); 64 a usage error; 65 no
-usable checkpoint; 66 the --input file cannot be opened; 73 a path the configuration names
-cannot be written (permissions, read-only file system), or the final checkpoint could not be
-written; 74 an I/O error while running; 75 another daemon holds the checkpoint; 78 a
-configuration error (a metrics port in use too).  Each is one line on stderr.
+whose reader went away (no checkpoint past the last line written); 64 a usage error; 65 input
+the daemon cannot read as it is (UTF-16, compressed on stdin) or no usable checkpoint; 66 the
+--input file cannot be opened; 73 a path the configuration names cannot be written
+(permissions, read-only file system), or the final checkpoint could not be written; 74 an I/O
+error while running; 75 another daemon holds the checkpoint; 78 a configuration error (a
+metrics port in use too). Each is one line on stderr.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(stdin, or a file with --input or --follow), label and score each point, and "
         "checkpoint so that a restart resumes without losing or repeating data.",
         epilog="Exit codes: 0 clean stop, 1 per-point output closed by its reader, 64 usage, "
-        "65 no usable checkpoint, 66 --input cannot be opened, 73 a configured path (or the "
+        "65 unreadable input data (UTF-16, compressed on stdin) or no usable checkpoint, 66 --input cannot be opened, 73 a configured path (or the "
         "final checkpoint) cannot be written, 74 I/O error, 75 another daemon holds the "
         "checkpoint, 78 configuration error.")
     parser.add_argument("--version", action="version", version=f"emstreamd {__version__}")

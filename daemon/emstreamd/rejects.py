@@ -40,6 +40,8 @@ NOTHING_READ_HINTS = {
     "missing field": "the records lack a field of input.fields (or input.timestamp, input.key)",
     "invalid json": "the lines are no JSON objects",
     "bad key": "the key column holds no keys (input.key)",
+    "decimal comma": "the values have a decimal comma (3,25), which only a semicolon-separated "
+                     "table is read with: convert them (tr , .) or write the table with ';'",
 }
 
 

@@ -32,6 +32,10 @@ log = logging.getLogger("emstreamd")
 
 READ_BYTES = 1 << 20
 FINGERPRINT_BYTES = 1024
+# A followed file's bytes just before the read position, kept as read: a copytruncate refilled
+# past the position with the same first bytes (a constant prelude, a periodic sensor) shows
+# there, where the file's first bytes do not tell.
+TAIL_BYTES = 64
 
 
 def fingerprint(path: str, length: int = FINGERPRINT_BYTES) -> tuple[str | None, int]:
@@ -46,6 +50,20 @@ def fingerprint(path: str, length: int = FINGERPRINT_BYTES) -> tuple[str | None,
     with handle:
         head = os.pread(handle.fileno(), length, 0)
     return hashlib.sha256(head).hexdigest(), len(head)
+
+
+def _holds_before(path: str, saved: dict) -> bool:
+    """Whether the file at ``path`` holds, just before the checkpoint's position, the bytes the
+    checkpoint fingerprinted there (True if it fingerprinted none)."""
+    n, offset = saved.get("before_bytes"), saved.get("offset")
+    if not (isinstance(n, int) and isinstance(offset, int) and 0 < n <= offset):
+        return True
+    handle, _ = _open_regular(path)
+    if handle is None:
+        return False
+    with handle:
+        before = os.pread(handle.fileno(), n, offset - n)
+    return hashlib.sha256(before).hexdigest() == saved.get("before")
 
 
 def _open_regular(path: str):
@@ -340,10 +358,15 @@ class FollowInput(_Source):
     or in its copy if it was copytruncated.
 
     A copytruncate is seen by the file growing shorter than the position, or by its first
-    bytes no longer being those this reader read (truncated and written past the position
-    before the reader looked): a block read from a rewritten file is not handed out.  The
-    checkpoint's fingerprint is that of the bytes read, never of what the file holds now, so
-    a checkpoint taken after a copytruncate the reader has not seen yet still finds the copy.
+    bytes, or the bytes just before the position, no longer being those this reader read
+    (truncated and written past the position before the reader looked): a block read from a
+    rewritten file is not handed out.  The checkpoint's fingerprint is that of the bytes read,
+    never of what the file holds now, so a checkpoint taken after a copytruncate the reader
+    has not seen yet still finds the copy; the checkpoint also fingerprints the bytes before
+    its position while the file still holds what was read, so that a restart on a file
+    copytruncated and refilled past the position meanwhile reads the copy's rest and the new
+    file, not the new file from the old position.  (A file whose every line is the same, read
+    again, cannot be told from itself.)
     Anything but a regular file at the path (a directory, a FIFO) is logged once and waited
     out like a missing file; it is never opened for reading (a FIFO would block).
     """
@@ -367,6 +390,7 @@ class FollowInput(_Source):
         self._copy = None  # after a copytruncate: the copy that holds the unread lines
         self._target = None  # the open file's real path (a symlink at the path resolved)
         self._head = b""  # the open file's first bytes, as this reader read them
+        self._tail = b""  # the open file's bytes just before _position, as read (TAIL_BYTES)
         self._position = 0  # where the next read of the open file starts
         self._complained = None  # (path, what) last logged as not a regular file
         self._in_hole = False  # the last block read was NULs to its end (see _skip_hole)
@@ -409,6 +433,8 @@ class FollowInput(_Source):
             self.lines.owe_line_end()  # (as FileInput._check_before: a CR ended the last line)
         self.last_data = time.monotonic()
         self._head = os.pread(handle.fileno(), FINGERPRINT_BYTES, 0)
+        kept = min(offset, TAIL_BYTES)
+        self._tail = os.pread(handle.fileno(), kept, offset - kept) if kept else b""
         return True
 
     def _own_file(self, handle) -> str | None:
@@ -423,25 +449,43 @@ class FollowInput(_Source):
                 return f"file {path}"
         return None
 
-    def _rewritten(self, start: int = 0, chunk: bytes = b"") -> bool:
-        """Whether the open file no longer starts with the bytes read from it (``chunk``, just
-        read from ``start``, included): truncated and written again since."""
+    def _rewritten(self, start: int | None = None, chunk: bytes = b"") -> bool:
+        """Whether the open file no longer holds the bytes read from it at its start, or just
+        before ``start`` (the read position before ``chunk``, just read from there, which
+        counts as read): truncated and written again since."""
+        if start is None:
+            start = self._position
+        fd = self.handle.fileno()
         known = self._head
         if chunk and start <= len(known) < FINGERPRINT_BYTES:
             known += chunk[len(known) - start:FINGERPRINT_BYTES - start]
-        if os.pread(self.handle.fileno(), len(known), 0) != known:
+        if os.pread(fd, len(known), 0) != known:
+            return True
+        tail = self._tail
+        if tail and os.pread(fd, len(tail), start - len(tail)) != tail:
             return True
         self._head = known
+        if chunk:
+            self._tail = (tail + chunk[-TAIL_BYTES:])[-TAIL_BYTES:]
         return False
 
     def identity(self, offset: int | None = None) -> dict:
         if self.handle is None:
             return {"kind": self.kind, "path": os.path.abspath(self.path)}
-        return {"kind": self.kind, "path": os.path.abspath(self.path), "device": self.device,
-                "inode": self.inode, "fingerprint": hashlib.sha256(self._head).hexdigest(),
-                "fingerprint_bytes": len(self._head), "target": self._target,
-                # (files rotated after this one are at least as new: see _after_gone)
-                "mtime_ns": os.fstat(self.handle.fileno()).st_mtime_ns}
+        fd = self.handle.fileno()
+        out = {"kind": self.kind, "path": os.path.abspath(self.path), "device": self.device,
+               "inode": self.inode, "fingerprint": hashlib.sha256(self._head).hexdigest(),
+               "fingerprint_bytes": len(self._head), "target": self._target,
+               # (files rotated after this one are at least as new: see _after_gone)
+               "mtime_ns": os.fstat(fd).st_mtime_ns}
+        if offset and offset <= self._position and not self._rewritten():
+            # (only while the file still holds what was read up to the read position: the
+            # bytes of a file rewritten since are not those learned)
+            want = min(offset, FINGERPRINT_BYTES)
+            before = os.pread(fd, want, offset - want)
+            if len(before) == want:
+                out.update(before=hashlib.sha256(before).hexdigest(), before_bytes=want)
+        return out
 
     def resume(self, saved: dict) -> bool:
         # (a back-fill's checkpoint too: the file followed after it was back-filled)
@@ -455,7 +499,8 @@ class FollowInput(_Source):
             if (info.st_dev, info.st_ino) != (saved["device"], saved["inode"]):
                 continue
             head, _ = fingerprint(candidate, saved["fingerprint_bytes"])
-            if head != saved["fingerprint"] or info.st_size < int(saved["offset"]):
+            if (head != saved["fingerprint"] or info.st_size < int(saved["offset"])
+                    or not _holds_before(candidate, saved)):
                 continue  # the same inode, truncated or rewritten since: look for its copy
             offset = int(saved["offset"])
             self._open(candidate, offset)
