@@ -30,6 +30,8 @@ import numpy as np
 
 # Gaps below this fraction of the values' magnitude are rounding, not resolution.
 _ROUNDING = 1e-9
+# A value's step is at least this many of float64's steps at its magnitude (see _decimal_step).
+_FLOAT_STEPS = 64
 # Rows looked at: the smallest gap of more rows only gets smaller on continuous data.
 ROWS = 4096
 # The quantile of a column's magnitudes that stands for its typical one (for rounding).
@@ -45,6 +47,11 @@ def _decimal_step(value: float) -> float:
         return 1.0
     if not 1e-290 < magnitude < np.inf:
         return 0.0
+    if magnitude >= 2.0**53:
+        # Whole, on a grid coarser than 1: float64 steps by 256 at 1.5e18, and with the floor
+        # of a step of 1 (1/12) the rounding of a flat series' means alone made surprises of
+        # 80 nats, and alerts.  Arithmetic on such values is off by a few of float64's steps.
+        return float(_FLOAT_STEPS * np.spacing(magnitude))
     lead = int(np.floor(np.log10(magnitude))) if magnitude < 1.0 else 0
     for places in range(13 - lead):
         scaled = value * 10.0**places

@@ -101,6 +101,12 @@ class SeriesDetector(base.AnomalyDetector):
         check_int(batch_size, "batch_size", 1)
         check_int(calibration_window, "calibration_window", MIN_HISTORY, MAX_HISTORY)
         check_int(level_window, "level_window", 0, MAX_LEVEL_WINDOW)
+        if season == "auto":
+            # (accepted, it was decided from the first point alone, learn_one's block: never
+            # a season, and not a word of it)
+            raise ValueError('season must be a period in points or None: "auto" finds it from '
+                             "a first block of rows (emstream.series.SeriesMonitor), which "
+                             "learn_one has not")
         self.batch_size = batch_size
         self.warmup_size = warmup_size
         self.seed = seed

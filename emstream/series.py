@@ -59,9 +59,10 @@ from .calibration import MIN_HISTORY, TailCalibrator
 from .drift import DriftMonitor
 from .episodes import EpisodeUpdate, Episodes
 from .level import LEVEL_WINDOW, RecentLevel
+from .resolution import grid_step, variance_floor
 from .temporal import TemporalFeatures
 from .timestamps import typical_step
-from .validation import check_array
+from .validation import check_array, check_times
 
 # The share of the variance of a series' first rows that becomes its reg_covar by default
 # (emstreamd's model.reg_covar: auto, the river SeriesDetector), so that the same readings in
@@ -185,7 +186,8 @@ class SeriesMonitor:
     reg_covar_share : float, optional
         Let the series' own units set the model's ``reg_covar``: at the first rows that vary
         (the first block, unless it is flat) it becomes this share of their smallest positive
-        column variance, so that the same readings in bytes or in gigabytes get the same model
+        column variance (while they are flat, this share of the variance their last printed
+        decimal stands for, ``step² / 12``), so that the same readings in bytes or in gigabytes get the same model
         and the same scores.  (An absolute 1e-6 swamped readings of the order of 1e-4: NAB's
         series with the decimal point moved five places left scored 23.6 instead of 63.1.)
         None: ``reg_covar`` as the model has it.
@@ -244,6 +246,8 @@ class SeriesMonitor:
             # width) left the features' history (and their floor) poisoned, and every later
             # block was refused too.
             X = check_array(X, n_features=self._width(), estimator="SeriesMonitor")
+        if times is not None:  # (as the rows: a refused first block set the units, the clock)
+            times = check_times(times, X.shape[0])
         self.take_units(X)
         if times is not None and self.episodes.time_step is None:
             step = typical_step(times)  # (the first block's, as the features' season)
@@ -280,11 +284,22 @@ class SeriesMonitor:
         if not (self._units_pending and X.shape[0]):
             return
         finite = X[np.isfinite(X).all(axis=1)]
-        spread = finite.var(axis=0) if finite.shape[0] > 1 else np.zeros(0)
+        # (a column varies if it holds two values: the variance of one value repeated is its
+        # rounding, 1.8e-40 for 1,000 rows of 5e-5 and 0 for 100, so a step after a flat start
+        # was flagged or not by how the rows were cut into blocks)
+        if finite.shape[0] < 2:
+            return
+        varies = finite.max(axis=0) > finite.min(axis=0)
+        spread = np.where(varies, finite.var(axis=0), 0.0)
         if not (spread > 0).any():
-            # A flat start says nothing of the units (its level is no spread: a share of it
-            # could blind the model to all that follows); the given reg_covar serves until
-            # the rows vary.
+            # A flat start says nothing of the spread (its level is none: a share of it could
+            # blind the model to all that follows), but its printed precision is in its units:
+            # until the rows vary, the share of the variance its last decimal stands for (the
+            # given 1e-6 swamped a step from 5e-5 to 6e-5 after a flat start, which 5 to 6
+            # and 0.05 to 0.06 alerted).
+            flat = float(self.reg_covar_share * variance_floor(grid_step(finite)).min())
+            if flat > 0.0:
+                self.monitor.model.set_params(reg_covar=flat)
             return
         self._units_pending = False
         self.monitor.model.set_params(
@@ -538,4 +553,13 @@ class SeriesMonitor:
                     saved, self.level_window)
         except KeyError as exc:
             raise ValueError(f"series state lacks {exc}") from None
+        model = self.monitor.model
+        width = None if self.features is None else self.features.width
+        if width is not None and model._is_fitted() \
+                and self.features.n_features_out(width) != model.n_features_in_:
+            # (features of another configuration, volatility turned on: the next update died
+            # of an IndexError deep in the model's marginals)
+            raise ValueError(f"series state: its features make "
+                             f"{self.features.n_features_out(width)} columns of each row, the "
+                             f"model has {model.n_features_in_}")
         return self

@@ -189,6 +189,10 @@ class Layout:
                             *(("value_fields", f) for f in self.value_fields)):
             if field is not None:
                 check_int(field, name, 0, self.n_fields - 1)
+        if self.names is not None and len(self.names) != self.n_fields:
+            # (a hand-edited checkpoint's: describing it, emstream inspect died of IndexError)
+            raise ValueError(f"names must give one name per field ({self.n_fields}), got "
+                             f"{len(self.names)}")
         if self.clock_field is not None and self.time_field is None:
             raise ValueError("a clock_field needs a time_field (the dates it completes)")
         special = [f for f in (self.time_field, self.key_field, self.clock_field)

@@ -43,7 +43,7 @@ import numpy as np
 
 from .resolution import _decimal_step
 from .timestamps import typical_step
-from .validation import MAX_ABS_VALUE, check_array, check_bool, check_int
+from .validation import MAX_ABS_VALUE, check_array, check_bool, check_int, check_times
 
 # Periods the automatic season search considers.
 MIN_SEASON, MAX_SEASON = 4, 1000
@@ -303,9 +303,7 @@ class TemporalFeatures:
             X = check_array(X, n_features=self.width, estimator="TemporalFeatures")
         n, d = X.shape
         if times is not None:
-            times = np.asarray(times, dtype=float).reshape(-1)
-            if times.shape[0] != n or not np.isfinite(times).all():
-                raise ValueError(f"times must be {n} finite numbers (seconds), one per row")
+            times = check_times(times, n)
         if self.calendar and times is None:
             raise ValueError("calendar features need the rows' timestamps")
         if n == 0:  # (nothing to remember; a first empty block fixed no width, and failed)

@@ -87,6 +87,19 @@ def check_array(X, *, name: str = "X", n_features: int | None = None, min_sample
     return arr if arr.flags.f_contiguous else np.ascontiguousarray(arr)
 
 
+def check_times(times, n: int) -> np.ndarray:
+    """Rows' times as a float array of shape (n,), or ValueError: one finite number (seconds)
+    per row.
+
+    >>> check_times([0, 300], 2).tolist()
+    [0.0, 300.0]
+    """
+    times = np.asarray(times, dtype=float).reshape(-1)
+    if times.shape[0] != n or not np.isfinite(times).all():
+        raise ValueError(f"times must be {n} finite numbers (seconds), one per row")
+    return times
+
+
 def _as_float_array(X, name: str) -> np.ndarray:
     """``X`` as a float64 array of any shape; sparse, complex and non-numeric data refused."""
     if not isinstance(X, np.ndarray) and _is_sparse(X):

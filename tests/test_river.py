@@ -440,7 +440,10 @@ def test_the_series_detector_refuses_bad_settings_by_their_own_names():
                          ({"level_window": 10**12}, r"level_window must be an integer in "
                                                     r"\[0, 1000\]"),
                          ({"calibration_window": 10**12}, "calibration_window must be an "
-                                                          "integer in")]:
+                                                          "integer in"),
+                         # (accepted, "auto" was decided from learn_one's one point: never a
+                         # season, and no word of it; found by an attack helper)
+                         ({"season": "auto"}, "season must be a period in points or None")]:
         with pytest.raises(ValueError, match=message):
             SeriesDetector(**bad)
     with pytest.raises(ValueError, match="calendar must be True or False"):

@@ -359,8 +359,8 @@ HEADER = (
     "emstreamd reads this file (--config config.yaml); any value can be overridden on the "
     "command line with --set section.key=value.  `model` holds emstream.GaussianMixture's "
     "hyper-parameters.  A bad value stops the daemon with exit code 78 and one line saying "
-    "which key is wrong.  Keys marked (live) are re-read on SIGHUP; a broken file on SIGHUP "
-    "keeps the running values.  This file is generated from the daemon's schema "
+    "which key is wrong.  Keys marked (live) are re-read on SIGHUP; a broken (or empty) file "
+    "on SIGHUP keeps the running values.  This file is generated from the daemon's schema "
     "(daemon/emstreamd/schema.py)."
 )
 
@@ -374,7 +374,8 @@ SECTIONS = (
         Key("reg_covar", "auto", None,
             "Added to every variance: no component collapses onto a repeated value or claims "
             "more precision than the data has.  auto: 1e-3 of the variance of the series' "
-            "first rows that vary (each key's own; 1e-6 until they vary; that variance at "
+            "first rows that vary (each key's own; until they vary, 1e-3 of step² / 12, the "
+            "variance their last printed decimal stands for; that variance at "
             "most 100 times its quartiles' ((IQR / 1.349)²), so that one wild value among them "
             "(1e7 in readings of 50 ± 20) does not blind the series), so the same readings "
             "in bytes or gigabytes get the same model and scores (with an absolute 1e-6, NAB's "
