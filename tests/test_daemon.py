@@ -226,15 +226,22 @@ def _checkpointed_and_stopped(process) -> None:
     assert process.wait(timeout=30) == 0
 
 
-def test_sighup_names_each_live_change_so_an_emptied_file_shows(tmp_path):
-    """A configuration file emptied by a half-done edit is valid YAML: every live key went
-    back to its default with nothing in the log but "configuration reloaded"."""
+def test_sighup_names_each_live_change_and_refuses_an_emptied_file(tmp_path):
+    """A configuration file emptied by a half-done edit (an editor, a shell's >) is valid
+    YAML: every live key went back to its default with nothing in the log but "configuration
+    reloaded", then (found by an attack helper) with the changes said at INFO alone.  It is
+    refused; {} asks for the defaults, and each change is named."""
     config = tmp_path / "config.yaml"
     config.write_text((ROOT / "config.yaml").read_text().replace(
         "anomaly_threshold: 0.9999", "anomaly_threshold: 0.5"))
     process = _start_on_a_pipe(tmp_path, "--config", str(config))
     _wait_for(process, "warm-up complete")
-    config.write_text("")
+    for empty in ("", "# being written\n"):
+        config.write_text(empty)
+        process.send_signal(signal.SIGHUP)
+        seen = _wait_for(process, "SIGHUP")[-1]
+        assert "holds no settings" in seen and "keeping the running configuration" in seen, seen
+    config.write_text("{}\n")
     process.send_signal(signal.SIGHUP)
     seen = _wait_for(process, "SIGHUP")[-1]
     assert "reloaded (live keys only): output.anomaly_threshold 0.5 -> 0.9999" in seen, seen

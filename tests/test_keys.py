@@ -1467,6 +1467,24 @@ def test_a_store_failing_mid_block_loads_no_more_of_the_block_s_keys(tmp_path):
     assert in_memory <= 2, done.stderr[-500:]
 
 
+def test_the_store_s_file_alone_holds_every_commit(tmp_path):
+    """Between SQLite's own checkpoints (every 1,000 pages) the commits lived in keys.sqlite-wal
+    alone: the file copied or backed up without it, or its -wal lost after a kill, held empty
+    tables, and a restart learned every key again from the start, its per-point lines written
+    twice, without a word (found by an attack helper)."""
+    path = tmp_path / "keys.sqlite"
+    store = KeyStore(path, writer=True)
+    store.put("host-1", b'{"model": 1}', points=5)
+    store.set_meta("daemon", {"input": {"offset": 123}})
+    store.commit()
+    copy = tmp_path / "copy.sqlite"
+    shutil.copy(path, copy)  # the file alone, as a backup takes it while the daemon runs
+    store.close()
+    found = KeyStore(copy)
+    assert found.get("host-1") == b'{"model": 1}'
+    assert found.meta("daemon") == {"input": {"offset": 123}}
+
+
 def test_a_key_holding_another_keys_document_is_a_damaged_store(tmp_path):
     """A hand-edited store whose key b held key a's document: the daemon learned b's rows into
     a's model and wrote it back as b's, and inspect --key b showed a's model as b's (found by

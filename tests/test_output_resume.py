@@ -69,6 +69,24 @@ def test_another_writer_s_lines_a_rewritten_file_or_another_file_are_left(tmp_pa
     assert other.read_bytes() == _lines(101, 102)
 
 
+def test_a_file_emptied_since_the_checkpoint_is_said_to_have_lost_its_lines(tmp_path, caplog):
+    """The README's own command run again, ``... > scores.csv``: the shell empties the file
+    before the daemon starts, and the lines before the checkpoint were gone without a word
+    (found by an attack helper)."""
+    path = tmp_path / "out.csv"
+    path.write_bytes(_lines(101, 102))
+    sink = _sink(path)
+    mark = sink.mark()
+    sink.out.close()
+    with open(path, "r+b") as handle:  # as a shell's > leaves it
+        handle.truncate(0)
+    with caplog.at_level("WARNING", logger="emstreamd"):
+        _sink(path).cut_back(mark, 103)
+    assert path.read_bytes() == b""
+    assert f"fewer than the {len(_lines(101, 102))} the checkpoint left in it: its lines up to the " \
+           "checkpoint are gone" in caplog.text, caplog.text
+
+
 def test_an_empty_file_s_mark_does_not_cut_a_file_that_took_its_inode(tmp_path):
     """A mark of an empty output: its digest (of no bytes) matches any file; after the file
     was removed, another one that took its inode was cut to nothing."""

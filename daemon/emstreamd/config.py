@@ -55,7 +55,9 @@ def validate(config: dict) -> dict:
         if values is None:
             continue
         if not isinstance(values, dict):
-            raise ConfigError(f"section {section!r} must be a mapping")
+            raise ConfigError(f"section {section!r} must be a mapping of its keys (indented "
+                              f"key: value lines), got {_cut(repr(values), 40)} (a file cut "
+                              "short?)")
         if section != "model":
             for key in values:
                 if (section, key) in REPLACED:
@@ -133,12 +135,13 @@ def parse_override(text: str):
     return section, key, value
 
 
-def read(path: str, *, block: bool = True) -> dict:
+def read(path: str, *, block: bool = True, empty_ok: bool = True) -> dict:
     """The sections in the YAML file ``path`` (not yet validated).
 
     ``block=False`` (a reload by the running daemon): only a regular file is read, since a
     named pipe without a writer would stall the loop, signals and all (at start-up a pipe is
-    fine: ``--config <(make-config)``)."""
+    fine: ``--config <(make-config)``).  ``empty_ok=False``: a file of no YAML value (empty,
+    or comments alone) is refused."""
     try:
         fd = os.open(path, os.O_RDONLY | (0 if block else os.O_NONBLOCK))
         with open(fd, "rb") as handle:
@@ -157,6 +160,11 @@ def read(path: str, *, block: bool = True) -> dict:
     except safeyaml.YAMLRefused as exc:
         raise ConfigError(str(exc)) from None
     if config is None:
+        if not empty_ok:
+            # (an editor's or a shell's > empties the file before it writes it: every live
+            # key went back to its default, said at INFO alone; {} asks for the defaults)
+            raise ConfigError(f"{path} holds no settings (empty: being written?); write {{}} "
+                              "for every default")
         return {}
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: must hold a mapping of sections")
@@ -176,7 +184,7 @@ def reload(path: str | None, overrides=()) -> tuple[dict, list]:
     """A running daemon's SIGHUP: the configuration (as :func:`load`, the file read without
     blocking, once: a 3 MB file took 5 s a read, and it was read twice) and the live keys
     an override hides."""
-    raw = read(path, block=False) if path is not None else {}
+    raw = read(path, block=False, empty_ok=False) if path is not None else {}
     hidden = _shadowed(raw, overrides)
     return _validated(raw, overrides), hidden
 

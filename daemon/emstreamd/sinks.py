@@ -136,11 +136,18 @@ def cut_file_back(fd: int, mark, first_line: int, what: str, form: str) -> None:
     except OSError:
         return
     size = mark.get("size")
-    if (info.st_dev, info.st_ino, _path_of(fd)) != (mark.get("device"), mark.get("inode"),
-                                                    mark.get("path")) \
-            or not isinstance(size, int) or not 0 <= size <= info.st_size:
-        return  # another file (its inode may be a deleted one's), or this one cut or renamed
-        # since: nothing of ours to cut
+    same = (info.st_dev, info.st_ino, _path_of(fd)) == (mark.get("device"), mark.get("inode"),
+                                                        mark.get("path"))
+    if same and isinstance(size, int) and info.st_size < size:
+        # (the shell's > of the README's own command, run again, empties the file before the
+        # daemon starts: the lines before the checkpoint were gone without a word)
+        log.warning("%s holds %d bytes, fewer than the %d the checkpoint left in it: its lines "
+                    "up to the checkpoint are gone (a shell's > empties the file at each start; "
+                    ">> appends, as output.path does)", what, info.st_size, size)
+        return
+    if not same or not isinstance(size, int) or not 0 <= size <= info.st_size:
+        return  # another file (its inode may be a deleted one's), or this one renamed since:
+        # nothing of ours to cut
     if info.st_size == size or mark.get("before") != _fingerprint(fd, size):
         return  # (nothing after it, or the file was rewritten since: a copytruncate
         # rotation, say)
