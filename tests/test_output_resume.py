@@ -87,6 +87,27 @@ def test_a_file_emptied_since_the_checkpoint_is_said_to_have_lost_its_lines(tmp_
            "checkpoint are gone" in caplog.text, caplog.text
 
 
+def test_more_than_64_mib_written_after_the_checkpoint_is_cut_back_too(tmp_path):
+    """A restart read what was written after the checkpoint into memory, up to 64 MiB: beyond
+    (checkpoint.every_points=5000000: 75 MB), its own lines were said to be another writer's,
+    left, and written again, 1,958,500 of them twice (found by an attack helper).  They are
+    checked a chunk at a time now; another writer's line far into them still leaves them."""
+    path = tmp_path / "out.csv"
+    path.write_bytes(_lines(101, 102))
+    sink = _sink(path)
+    mark = sink.mark()
+    after = _lines(*range(103, 1_900_103))
+    assert len(after) > 64 << 20
+    sink.out.write(after + b"1900103,1,0.8")  # then killed mid-line
+    sink.out.close()
+    _sink(path).cut_back(mark, 103)
+    assert path.read_bytes() == _lines(101, 102)
+    content = _lines(101, 102) + after + b"note by hand\n" + _lines(1_900_103)
+    path.write_bytes(content)
+    _sink(path).cut_back(mark, 103)
+    assert path.read_bytes() == content
+
+
 def test_an_empty_file_s_mark_does_not_cut_a_file_that_took_its_inode(tmp_path):
     """A mark of an empty output: its digest (of no bytes) matches any file; after the file
     was removed, another one that took its inode was cut to nothing."""

@@ -49,10 +49,10 @@ def say_if_waiting_for_a_reader(key: str, path: str) -> None:
                         "reading", key, path)
 
 
-# The most a restart cuts back, read and checked in memory first (a checkpoint every 100,000
-# points writes about 6 MB of per-point lines between two; more than this is left, and
-# written again, with a warning).
-MAX_CUT = 64 << 20
+# A restart checks what was written after the checkpoint this many bytes at a time (a
+# checkpoint every 100,000 points writes about 6 MB of per-point lines between two; one every
+# 5,000,000 points, 75 MB, was left, written again, and said to be another writer's).
+CUT_CHUNK = 8 << 20
 
 # The daemon's lines, whole: a per-point line (csv: line, key and time if any, label,
 # probability, surprise, score, anomaly; jsonl: the same as an object), its csv header.
@@ -71,35 +71,47 @@ _FORMS = {
 _HEADER = re.compile(rb"line,(?:key,)?(?:time,)?label,probability,surprise,score,anomaly")
 
 
-def _own_lines(tail: bytes, first_line: int, form: str) -> bool:
-    """Whether ``tail`` holds only lines this daemon writes in ``form`` (a key of
+class _OwnLines:
+    """Whether bytes fed in turn hold only lines this daemon writes in ``form`` (a key of
     :data:`_FORMS`; a csv header too), of input lines from ``first_line`` on, in the order one
     run writes them (numbers rising, key by key), and at most a last line cut short by a
     kill, whose number goes on rising.  Another writer's lines (a note appended by hand,
     another daemon's lines, which start again from their first line) fail it."""
-    pattern = _FORMS[form]
-    lines = tail.split(b"\n")
-    partial = lines.pop()  # (b"" after a whole last line)
-    last = {}  # each key's last line number (None: no key)
-    for line in lines:
-        if form.startswith("csv") and _HEADER.fullmatch(line):
-            continue
-        match = pattern.fullmatch(line)
-        if match is None:
-            return False
-        number, key = int(match.group("n")), match.group("key")
-        if number < max(first_line, last.get(key, 0) + 1):
-            return False
-        last[key] = number
-    if not partial:
-        return True
-    start = re.match(rb'(?:\{"line": )?(\d{1,19})[,}]', partial)
-    if start is not None:  # (a keyed line's key is not known yet: its number is checked)
-        return int(start.group(1)) > max([first_line - 1, *(
-            () if form.endswith("-keyed") else last.values())])
-    # (the very start of a line: "{", '{"li', "lin", or a number not yet whole)
-    return re.fullmatch(rb'(?:\{"line": )?\d{1,19}', partial) is not None \
-        or any(whole.startswith(partial) for whole in (b'{"line": ', b"line,"))
+
+    def __init__(self, first_line: int, form: str):
+        self.first_line, self.form = first_line, form
+        self.pattern = _FORMS[form]
+        self.last = {}  # each key's last line number (None: no key)
+        self.carry = b""  # the end of the bytes fed so far, after their last newline
+
+    def feed(self, data: bytes, final: bool = False) -> bool:
+        """Check ``data``, the next bytes (``final``: the last; its unfinished line is the
+        cut one's)."""
+        lines = (self.carry + data).split(b"\n")
+        self.carry = lines.pop()  # (b"" after a whole last line)
+        csv, pattern, last = self.form.startswith("csv"), self.pattern, self.last
+        for line in lines:
+            if csv and _HEADER.fullmatch(line):
+                continue
+            match = pattern.fullmatch(line)
+            if match is None:
+                return False
+            number, key = int(match.group("n")), match.group("key")
+            if number < max(self.first_line, last.get(key, 0) + 1):
+                return False
+            last[key] = number
+        if not final:
+            return len(self.carry) <= CUT_CHUNK  # (no line of ours is that long)
+        partial = self.carry
+        if not partial:
+            return True
+        start = re.match(rb'(?:\{"line": )?(\d{1,19})[,}]', partial)
+        if start is not None:  # (a keyed line's key is not known yet: its number is checked)
+            return int(start.group(1)) > max([self.first_line - 1, *(
+                () if self.form.endswith("-keyed") else last.values())])
+        # (the very start of a line: "{", '{"li', "lin", or a number not yet whole)
+        return re.fullmatch(rb'(?:\{"line": )?\d{1,19}', partial) is not None \
+            or any(whole.startswith(partial) for whole in (b'{"line": ', b"line,"))
 
 
 def file_mark(fd: int, what: str) -> dict | None:
@@ -151,12 +163,16 @@ def cut_file_back(fd: int, mark, first_line: int, what: str, form: str) -> None:
     if info.st_size == size or mark.get("before") != _fingerprint(fd, size):
         return  # (nothing after it, or the file was rewritten since: a copytruncate
         # rotation, say)
-    tail = _read_back(fd, size, min(info.st_size - size, MAX_CUT + 1))
-    if tail is None or len(tail) > MAX_CUT or not _own_lines(tail, first_line, form):
-        log.warning("%s: the %d bytes after the checkpoint's end are not (only) this daemon's "
-                    "lines from line %d: left as they are; the lines since the checkpoint are "
-                    "written again", what, info.st_size - size, first_line)
-        return
+    checker, lines, at = _OwnLines(first_line, form), 0, size
+    while at < info.st_size:
+        chunk = _read_back(fd, at, min(CUT_CHUNK, info.st_size - at))
+        at += 0 if not chunk else len(chunk)
+        if not chunk or not checker.feed(chunk, final=at >= info.st_size):
+            log.warning("%s: the %d bytes after the checkpoint's end are not (only) this "
+                        "daemon's lines from line %d: left as they are; the lines since the "
+                        "checkpoint are written again", what, info.st_size - size, first_line)
+            return
+        lines += chunk.count(b"\n")
     try:
         os.ftruncate(fd, size)
         if not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
@@ -168,7 +184,7 @@ def cut_file_back(fd: int, mark, first_line: int, what: str, form: str) -> None:
                     "written again", what, exc.strerror or exc)
         return
     log.info("%s: %d bytes written after the checkpoint cut (%d lines, written again)", what,
-             len(tail), tail.count(b"\n") + (not tail.endswith(b"\n")))
+             at - size, lines + bool(checker.carry))
 
 
 def _path_of(fd: int) -> str | None:
