@@ -108,6 +108,23 @@ def test_more_than_64_mib_written_after_the_checkpoint_is_cut_back_too(tmp_path)
     assert path.read_bytes() == content
 
 
+def test_a_restart_with_another_output_format_cuts_the_lines_of_the_first(tmp_path, caplog):
+    """Restarted with output.format jsonl after a run that wrote csv: its csv lines after the
+    checkpoint were read as jsonl, said to be another writer's, left, and written again, with
+    no word of the change (found by an attack helper)."""
+    path = tmp_path / "out.csv"
+    path.write_bytes(_lines(101, 102))
+    sink = _sink(path)
+    mark = sink.mark()
+    assert mark["format"] == "csv"
+    sink.out.write(_lines(103, 104))
+    sink.out.close()
+    with caplog.at_level("WARNING", logger="emstreamd"):
+        PointSink(open(path, "ab"), {**SETTINGS, "format": "jsonl"}).cut_back(mark, 103)
+    assert path.read_bytes() == _lines(101, 102)
+    assert "output.format is jsonl since the checkpoint, which wrote csv" in caplog.text
+
+
 def test_an_empty_file_s_mark_does_not_cut_a_file_that_took_its_inode(tmp_path):
     """A mark of an empty output: its digest (of no bytes) matches any file; after the file
     was removed, another one that took its inode was cut to nothing."""

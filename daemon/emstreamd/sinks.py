@@ -287,7 +287,8 @@ class PointSink:
             self.out.flush()
         except OSError:
             return None
-        return file_mark(self.out.fileno(), "per-point output")
+        mark = file_mark(self.out.fileno(), "per-point output")
+        return None if mark is None else {**mark, "format": self.settings["format"]}
 
     def cut_back(self, mark, first_line: int, keyed: bool = False) -> None:
         """At a restart, cut the per-point lines written after the checkpoint (``mark``, from
@@ -295,8 +296,18 @@ class PointSink:
         lines written, again, so that the file holds each line once, and no line cut short by
         a kill."""
         if self.out is not None and self._fd() is not None and self._kind == "file":
-            form = self.settings["format"] + ("-keyed" if keyed else "")
-            cut_file_back(self.out.fileno(), mark, first_line, "per-point output", form)
+            now = self.settings["format"]
+            # (the lines after the checkpoint are in the form they were written in: read as
+            # the new one's, they were said to be another writer's, left, and written again)
+            written = mark.get("format", now) if isinstance(mark, dict) else now
+            if written not in ("csv", "jsonl"):
+                written = now
+            elif written != now:
+                log.warning("per-point output: output.format is %s since the checkpoint, which "
+                            "wrote %s: the file holds %s lines up to it and %s lines after",
+                            now, written, written, now)
+            cut_file_back(self.out.fileno(), mark, first_line, "per-point output",
+                          written + ("-keyed" if keyed else ""))
 
     def _fd(self) -> int | None:
         """The output's descriptor, its kind noted on first use."""
