@@ -427,6 +427,10 @@ class KeyedDaemon(Daemon):
         # its season off for good)
         if self.source.at_end and self.waiting:
             log.info("end of input: learning the last rows of %d keys", len(self.waiting))
+            # In key order: a run resumed at the end of the input has its waiting keys from
+            # the store, not in the order their rows came, and wrote the last lines in another
+            # order than an uninterrupted run (found by an attack helper).
+            self.waiting = dict(sorted(self.waiting.items()))
         # A stop asked for meanwhile ends this (the rows left wait in their keys' checkpointed
         # mini-batches for the next run): thousands of keys' last batches can take minutes.
         while self.waiting and not self.halted and not self.flags.stop:
