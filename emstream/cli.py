@@ -42,6 +42,10 @@ class CommandError(Exception):
     """A problem to report in one line with exit code 1."""
 
 
+class UsageError(Exception):
+    """A bad option, reported in one line with exit code 2 (as argparse does)."""
+
+
 # ---------------------------------------------------------------------------- input
 def _open_input(name: str):
     if name == "-":
@@ -238,6 +242,12 @@ class _Progress(logging.Handler):
 
 
 def cmd_fit(args) -> int:
+    try:
+        # (before the data are read: -k 0 failed after a file of a million rows was parsed,
+        # with the file's name in front, as a bad file's exit 1)
+        _fit_model(args)._validate_params()
+    except ValueError as exc:
+        raise UsageError(_OPTION_NAMES.get(str(exc).split(" ", 1)[0], "") + str(exc)) from None
     args.output = _fit_output(args.output, args.data)
     if args.dask_scheduler:
         return _fit_on_dask(args)
@@ -293,12 +303,23 @@ def _fit_output(name: str, data: str | None = None) -> Path:
     return path
 
 
+def _fit_model(args) -> GaussianMixture:
+    """The model the command's options describe."""
+    return GaussianMixture(args.k, covariance_type=args.covariance_type, tol=args.tol,
+                           reg_covar=args.reg_covar, max_iter=args.max_iter,
+                           n_init=args.n_init, random_state=args.random_state, verbose=1,
+                           verbose_interval=1)
+
+
+# The options that set each hyper-parameter, named in front of its error.
+_OPTION_NAMES = {"n_components": "-k: ", "tol": "--tol: ", "reg_covar": "--reg-covar: ",
+                 "max_iter": "--max-iter: ", "n_init": "--n-init: ",
+                 "random_state": "--random-state: "}
+
+
 def _fit_logged(args, X, source) -> GaussianMixture:
     """A model built from the command's options, fitted to ``X`` with progress on stderr."""
-    model = GaussianMixture(args.k, covariance_type=args.covariance_type, tol=args.tol,
-                            reg_covar=args.reg_covar, max_iter=args.max_iter,
-                            n_init=args.n_init, random_state=args.random_state, verbose=1,
-                            verbose_interval=1)
+    model = _fit_model(args)
     logger = logging.getLogger("emstream")
     handler = _Progress()
     logger.addHandler(handler)
@@ -1112,6 +1133,9 @@ def main(argv=None) -> int:
         args = _late_positional(parser, args, extra)
     try:
         return args.run(args)
+    except UsageError as exc:
+        print(printable(f"emstream: error: {exc}", one_line=True), file=sys.stderr)
+        return 2
     except (CommandError, CheckpointError) as exc:
         print(printable(f"emstream: error: {exc}", one_line=True), file=sys.stderr)
         return 1

@@ -38,6 +38,7 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import math
@@ -440,12 +441,65 @@ def _watched(client, address: str, timeout: float):
     with _WorkerWatch(client, address, timeout) as watch:
         try:
             yield client
-        except Exception:
+        except Exception as exc:
+            if not watch.tripped and "scheduler-connection-lost" in str(exc):
+                # (dask cancelled the computation before the watch's next look: a raw
+                # FutureCancelledError, its reason on a second line)
+                watch.lost = watch.tripped = True
             if watch.tripped:
                 raise ConnectionError(watch.message) from None
             raise
     if watch.tripped:  # (a computation that ended as the client closed)
         raise ConnectionError(watch.message)
+
+
+class _WhileConnected(logging.Filter):
+    """Passes a client's log records while it is connected to its scheduler, but for those of
+    a connection that failed (said once, by :func:`_watched`)."""
+
+    def __init__(self, client):
+        super().__init__()
+        self.client = client
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        while exc is not None:  # (the failed connection, or what it cancelled)
+            if isinstance(exc, (OSError, asyncio.CancelledError)):
+                return False
+            exc = exc.__cause__ or exc.__context__
+        return self.client.status in ("running", "newly-created")
+
+
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """ConnectionError unless a dask scheduler at ``address`` answers dask's handshake and an
+    ``identity`` request within ``timeout`` seconds.  (A Client on a port where another
+    service listens hung for ever on one that waits for its client to speak (an HTTP
+    server), and on one that greets first (SMTP) read the greeting as a message length:
+    "MemoryError: Unable to allocate 6.78 EiB", then a minute's wait and a traceback.)"""
+    import asyncio
+
+    from distributed.comm import connect as comm_connect
+
+    async def identity():
+        comm = await comm_connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:
+        reply = asyncio.run(asyncio.wait_for(identity(), timeout))
+    except (asyncio.TimeoutError, TimeoutError):
+        raise ConnectionError(f"cannot reach the dask scheduler at {address}: no answer to "
+                              f"dask's handshake within {timeout:g} s") from None
+    except Exception as exc:  # (whatever another protocol's bytes make of dask's reader)
+        raise ConnectionError(f"cannot reach the dask scheduler at {address}: "
+                              f"{type(exc).__name__}: {str(exc)[:200]} (no dask scheduler "
+                              "there?)") from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        raise ConnectionError(f"{address} answers dask's handshake, but not as a scheduler "
+                              f"({str(reply)[:80]})")
 
 
 def scheduler_address_problem(value: str) -> str | None:
@@ -524,14 +578,22 @@ def connect(address: str, *, timeout: float = 30.0):
         except ValueError as exc:
             raise ValueError(f"{address!r} is no dask scheduler address ({exc}): give "
                              "tcp://host:port, or local:N for N local workers") from None
+        _probe_scheduler(address, timeout)
         try:
             client = distributed.Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ConnectionError(f"cannot reach the dask scheduler at {address}: {exc}") from None
-        with client:
-            _wait_for_a_worker(client, address, timeout)
-            with _watched(client, address, timeout):
-                yield client
+        # (reconnecting to a lost scheduler, the client logs its failures, tracebacks of 35
+        # lines, as it closes; what was lost is said once, as a ConnectionError)
+        log = logging.getLogger("distributed.client")
+        log.addFilter(quiet := _WhileConnected(client))
+        try:
+            with client:
+                _wait_for_a_worker(client, address, timeout)
+                with _watched(client, address, timeout):
+                    yield client
+        finally:
+            log.removeFilter(quiet)
         return
     environ = dict(os.environ)  # a process LocalCluster edits the parent's environment
     os.environ.update(WORKER_MALLOC)  # the nanny prefers these to its configuration

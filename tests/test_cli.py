@@ -48,6 +48,22 @@ def test_fit_then_inspect_shows_the_three_components(seed_checkpoint, capsys):
     assert "written" in text and '"rows": 50' in text
 
 
+@pytest.mark.parametrize("option, message", [
+    (["-k", "0"], "-k: n_components must be"), (["-k", "2", "--n-init", "0"], "--n-init: "),
+    (["-k", "2", "--tol", "-1"], "--tol: tol must be"),
+    (["-k", "2", "--reg-covar", "nan"], "--reg-covar: reg_covar must be"),
+    (["-k", "2", "--max-iter", "2000000"], "--max-iter: max_iter must be")])
+def test_a_bad_fit_option_is_a_usage_error_before_the_data_are_read(tmp_path, capsys, option,
+                                                                     message):
+    """-k 0 and the like exited 1 (a bad file's code), the data file's name in front of the
+    option's error, once the whole file had been read (found by an attack helper)."""
+    missing = tmp_path / "not-read.txt"
+    assert main(["fit", str(missing), "-o", str(tmp_path / "m.json"), *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"emstream: error: {message}") and err.count("\n") == 1, err
+    assert str(missing) not in err
+
+
 def test_inspect_a_model_with_no_batch_fit(seed_checkpoint, tmp_path, capsys):
     """The format allows ``"batch": null`` (a model learned online from the start): inspect
     failed with an AttributeError traceback on n_iter_ (found by an attack helper)."""

@@ -1,5 +1,6 @@
 """Batch EM over dask collections: numpy's results on every scheduler; the CLI on a cluster."""
 
+import asyncio
 import copy
 import json
 import os
@@ -329,8 +330,8 @@ def test_cli_fit_on_a_cluster_refuses_compressed_files_and_says_a_lost_fit_in_on
     assert main(["fit", str(tmp_path / "a.txt"), "-k", "2", "-o", str(ckpt),
                  "--dask-scheduler", "local:1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["emstream: error: the fit on local:1 failed: RuntimeError: cancelled for "
-                   "reason: scheduler-connection-lost."]
+    assert err == ["emstream: error: the dask scheduler at local:1 was lost (the connection "
+                   "to it closed), so the computation cannot go on"]
 
 
 @pytest.mark.parametrize("address", ["synchronous", "tcp://host", "inproc://x"])
@@ -367,6 +368,57 @@ def test_numpy_users_never_import_dask():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.parametrize("greeting", [b"220 mail.example.com ESMTP ready\r\n", None])
+def test_another_service_at_the_scheduler_s_address_is_said_within_the_timeout(greeting):
+    """A port where another service listens: one that waits for its client to speak (an HTTP
+    server) hung the fit for ever; one that greets first (SMTP) had its greeting read as a
+    message length, "MemoryError: Unable to allocate 6.78 EiB", then a minute's wait and a
+    traceback (found by an attack helper)."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    held = []
+
+    def serve():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            held.append(connection)
+            if greeting is not None:
+                connection.sendall(greeting)
+
+    threading.Thread(target=serve, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    outcome = []
+
+    def fit():
+        started = time.monotonic()
+        try:
+            with emd.connect(address, timeout=2):
+                pass
+        except Exception as exc:
+            outcome.append((exc, time.monotonic() - started))
+
+    # (in a thread: a regression would hang the test run, not fail it)
+    attempt = threading.Thread(target=fit, daemon=True)
+    attempt.start()
+    attempt.join(30)
+    server.close()
+    for connection in held:
+        connection.close()
+    assert len(outcome) == 1, "still waiting after 30 s"
+    exc, seconds = outcome[0]
+    assert isinstance(exc, ConnectionError) and seconds < 5, (exc, seconds)
+    assert f"cannot reach the dask scheduler at {address}" in str(exc)
+    assert "\n" not in str(exc)
+
+
 def test_a_lost_scheduler_ends_the_computation_at_once_and_says_so():
     """A scheduler killed mid-refit failed it only when dask gave up reconnecting, 30 s later,
     as "FutureCancelledError ... cancelled for reason: unknown" (found by an attack helper)."""
@@ -393,6 +445,46 @@ def test_a_lost_scheduler_ends_the_computation_at_once_and_says_so():
                 time.sleep(0.05)
             raise RuntimeError("cancelled for reason: unknown")  # (what the computation says)
     assert client.closed
+
+
+def test_a_computation_dask_cancelled_for_a_lost_scheduler_says_so_in_one_line():
+    """Killed mid-fit, the scheduler's loss reached the fit as dask's raw FutureCancelledError
+    ("cancelled for reason: scheduler-connection-lost.\nClient lost the connection..."), after
+    35 lines of the client's reconnection tracebacks, before the watch's next look (found by an
+    attack helper)."""
+    import logging
+
+    from emstream.distributed import _watched, _WhileConnected
+
+    class Client:  # the part of distributed.Client the watch uses
+        status = "running"
+
+        def scheduler_info(self, n_workers):
+            return {"workers": {"w": {}}}
+
+        def close(self):
+            self.status = "closed"
+
+    client = Client()
+    with pytest.raises(ConnectionError, match="tcp://h:1 was lost") as raised:
+        with _watched(client, "tcp://h:1", timeout=30):
+            raise RuntimeError("emstream-e-step-1 cancelled for reason: "
+                               "scheduler-connection-lost.\nClient lost the connection")
+    assert "\n" not in str(raised.value)
+
+    def record(exc):
+        return logging.LogRecord("distributed.client", logging.ERROR, __file__, 1, "", None,
+                                 (type(exc), exc, None))
+
+    refused = OSError("in <TCPConnector>: ConnectionRefusedError")
+    cancelled = asyncio.CancelledError()
+    cancelled.__context__ = refused
+    quiet = _WhileConnected(client)
+    client.status = "running"
+    assert not quiet.filter(record(refused)) and not quiet.filter(record(cancelled))
+    assert quiet.filter(record(ValueError("a bug of the client's")))
+    client.status = "connecting"
+    assert not quiet.filter(record(ValueError("x")))
 
 
 def test_a_fit_whose_last_worker_is_lost_fails_after_the_timeout_and_one_that_gets_another_goes_on(
