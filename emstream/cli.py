@@ -49,7 +49,17 @@ class UsageError(Exception):
 # ---------------------------------------------------------------------------- input
 def _open_input(name: str):
     if name == "-":
-        return sys.stdin.buffer
+        stream = sys.stdin.buffer
+        # (compressed bytes on a pipe were read as text: five lines of binary junk rejected as
+        # invalid utf-8, then "no numeric rows found"; a file by name is read decompressed)
+        head = stream.peek(8)[:8] if hasattr(stream, "peek") else b""
+        kind = next((kind for magic, kind in MAGIC if head.startswith(magic)), None)
+        if kind is not None:
+            tool = {"gzip": "zcat", "bzip2": "bzcat", "xz": "xzcat"}.get(kind, "zstd -dc")
+            raise CommandError(f"standard input is {kind}-compressed: decompress it first "
+                               f"({tool} FILE | emstream ...), or give the file's name, which "
+                               "is read decompressed")
+        return stream
     try:
         return DataFile(name)  # (decompressed, if it is gzip, bzip2 or xz)
     except OSError as exc:

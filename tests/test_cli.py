@@ -64,6 +64,23 @@ def test_a_bad_fit_option_is_a_usage_error_before_the_data_are_read(tmp_path, ca
     assert str(missing) not in err
 
 
+def test_compressed_bytes_on_standard_input_are_said_in_one_line(tmp_path, seed_checkpoint):
+    """gzip data piped in were read as text: lines of binary junk rejected as invalid utf-8,
+    then "no numeric rows found" (fit) or a table of no rows, exit 0 (score); found by an
+    attack helper."""
+    import gzip
+
+    packed = gzip.compress(b"1\n2\n3\n4\n5\n")
+    for command in (["fit", "-", "-k", "2", "-o", str(tmp_path / "m.json")],
+                    ["score", str(seed_checkpoint), "-"]):
+        done = subprocess.run([sys.executable, "-m", "emstream", *command], input=packed,
+                              capture_output=True, timeout=120)
+        assert done.returncode == 1 and done.stdout == b"", (command, done)
+        assert done.stderr.decode() == ("emstream: error: standard input is gzip-compressed: "
+                                        "decompress it first (zcat FILE | emstream ...), or "
+                                        "give the file's name, which is read decompressed\n")
+
+
 def test_inspect_a_model_with_no_batch_fit(seed_checkpoint, tmp_path, capsys):
     """The format allows ``"batch": null`` (a model learned online from the start): inspect
     failed with an AttributeError traceback on n_iter_ (found by an attack helper)."""
