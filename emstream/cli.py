@@ -577,9 +577,6 @@ def cmd_score(args) -> int:
     try:
         for parsed in parsed_blocks(stream, args.columns, key=key_column,
                                     day_first=_day_first(args), on_layout=same_columns):
-            if header:
-                out.write(header)
-                header = ""
             for reason, n in parsed.reject_counts().items():
                 counts[reason] = counts.get(reason, 0) + n
             rejects.extend(parsed.rejects[:SHOWN_REJECTS])
@@ -590,6 +587,9 @@ def cmd_score(args) -> int:
             if parsed.rows.shape[1] != model.n_features_in_:
                 raise CommandError(f"{args.data}: rows have {parsed.rows.shape[1]} values, the "
                                    f"model expects {model.n_features_in_} (see --columns)")
+            if header:  # (after the rows' width passed: a refused DATA wrote a header alone)
+                out.write(header)
+                header = ""
             log_prob, resp = model.posterior(parsed.rows)
             labels = resp.argmax(axis=1)
             best = resp[np.arange(len(labels)), labels]

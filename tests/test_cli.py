@@ -81,6 +81,18 @@ def test_compressed_bytes_on_standard_input_are_said_in_one_line(tmp_path, seed_
                                         "give the file's name, which is read decompressed\n")
 
 
+def test_score_refusing_data_of_another_width_writes_no_header(tmp_path, seed_checkpoint,
+                                                                 capsys):
+    """Rows of another width than the model's were refused after the csv header had gone to
+    standard output: a pipeline got a table of no rows (found by an attack helper)."""
+    width = checkpoint.load(seed_checkpoint).model.n_features_in_
+    data = tmp_path / "wide.csv"
+    np.savetxt(data, np.random.default_rng(0).normal(size=(50, width + 1)), delimiter=",")
+    assert main(["score", str(seed_checkpoint), str(data)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and f"the model expects {width}" in err
+
+
 def test_inspect_a_model_with_no_batch_fit(seed_checkpoint, tmp_path, capsys):
     """The format allows ``"batch": null`` (a model learned online from the start): inspect
     failed with an AttributeError traceback on n_iter_ (found by an attack helper)."""
