@@ -938,13 +938,19 @@ class GaussianMixture:
 
     def bic(self, X) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
-        X = self._check_X(X)
-        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
+        total = self._total_log_likelihood(X)
+        return -2 * total[0] + self._n_parameters() * np.log(total[1])
 
     def aic(self, X) -> float:
         """Akaike information criterion on ``X`` (lower is better)."""
-        X = self._check_X(X)
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        return -2 * self._total_log_likelihood(X)[0] + 2 * self._n_parameters()
+
+    def _total_log_likelihood(self, X) -> tuple[float, int]:
+        """``Σ log p(x)`` over ``X``, and its rows.  (X is checked once: checked, then scored,
+        a data frame's names were checked again on the bare array, and the fitted frame
+        warned that it had none.)"""
+        log_prob = self.score_samples(X)
+        return float(log_prob.sum()), log_prob.shape[0]
 
     def sample(self, n_samples: int = 1):
         """Draw samples from the fitted mixture.

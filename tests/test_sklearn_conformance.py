@@ -345,3 +345,22 @@ def test_max_iter_zero_publishes_the_start_and_refuses_to_learn_online():
             learn(X)
     gm.set_params(max_iter=100, warm_start=True).fit(X)  # EM goes on from the start
     assert gm.n_iter_ > 0 and gm.lower_bound_ > -np.inf
+
+
+def test_bic_and_aic_of_the_fitted_frame_warn_of_nothing_and_agree_with_score():
+    """bic and aic checked X, then scored the bare array: on the data frame the model was
+    fitted on, each warned that X had no feature names (scikit-learn's do not; found by an
+    attack helper)."""
+    import pandas as pd
+
+    from emstream import GaussianMixture
+
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(300, 2)), columns=["a", "b"])
+    model = GaussianMixture(2, random_state=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bic, aic = model.bic(X), model.aic(X)
+    total = model.score_samples(X).sum()
+    n_parameters = 2 * (2 + 3) + 1
+    np.testing.assert_allclose([bic, aic], [-2 * total + n_parameters * np.log(300),
+                                            -2 * total + 2 * n_parameters], rtol=1e-12)
