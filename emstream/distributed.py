@@ -214,7 +214,8 @@ class DaskRows:
                                  f"got {type(X).__name__}")
             pandas = require("pandas")
             bad = [str(c) for c, t in X.dtypes.items()
-                   if not pandas.api.types.is_numeric_dtype(t) or pandas.api.types.is_bool_dtype(t)]
+                   if not pandas.api.types.is_numeric_dtype(t)
+                   and not pandas.api.types.is_bool_dtype(t)]
             if bad:
                 raise ValueError(f"X must have numeric columns only; not numeric: "
                                  f"{', '.join(bad[:5])}; select numeric columns first")
@@ -233,8 +234,10 @@ class DaskRows:
                              "X.compute_chunk_sizes() first")
         if X.shape[1] == 0:
             raise ValueError("X has 0 features; each sample needs at least one number")
-        if X.dtype.kind not in "biuf" or X.dtype == bool:
+        if X.dtype.kind not in "biuf":
             raise ValueError(f"X must be numeric, got dtype {X.dtype}")
+        if X.dtype == bool:  # (as check_array takes a numpy one: 0 and 1; bool @ bool is bool)
+            X = X.astype(np.float64)
         if X.numblocks[1] > 1:  # each task needs whole rows
             X = X.rechunk({1: -1})
         return X

@@ -578,3 +578,16 @@ def test_a_scheduler_without_workers_or_a_bad_address_is_said_at_once(tmp_path, 
     with pytest.raises(ValueError, match="TLS settings"):
         with emd.connect("tls://127.0.0.1:1", timeout=2):
             pass
+
+
+def test_boolean_dask_arrays_and_frames_are_fitted_as_numpy_ones_are():
+    """A numpy array of booleans is fitted (as 0 and 1); the same data as a dask array, or
+    boolean columns of a dask data frame, were refused as not numeric (found by an attack
+    helper)."""
+    X = np.random.default_rng(0).random((200, 2)) > 0.5
+    expected = GaussianMixture(2, random_state=0).fit(X).means_
+    frame = dd.from_pandas(pd.DataFrame(X, columns=["p", "q"]), npartitions=3)
+    with dask.config.set(scheduler="synchronous"):
+        for data in (da.from_array(X, chunks=50), frame):
+            np.testing.assert_allclose(GaussianMixture(2, random_state=0).fit(data).means_,
+                                       expected, rtol=1e-12, atol=1e-15)
