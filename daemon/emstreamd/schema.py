@@ -411,8 +411,9 @@ SECTIONS = (
         Key("outlier_gate", "auto", None,
             "A point farther than this squared Mahalanobis distance from every component is "
             "reported (as an anomaly) but not learned, so one wild value or a short burst "
-            "cannot damage the model; far points that keep recurring (ten separate episodes in "
-            "20,000 points, or one run of 100) are the stream's own and are learned.  auto: the "
+            "cannot damage the model; far points that keep recurring (separate episodes at one in 2,000 "
+            "points or more, ten in 20,000 and at least three, or one run of 100) are the "
+            "stream's own and are learned.  auto: the "
             "distance a Gaussian point exceeds with probability 1e-15 (64.4 = 8 sigma in 1-D); "
             "null: learn every point."),
         Key("averaging", True, None,
@@ -585,7 +586,7 @@ SECTIONS = (
             "last calibration_window surprises (empirical, with an exponential tail beyond "
             "their 90th percentile), so it means the same on every series: 0.9999 is meant for "
             "one ordinary point in 10,000 (measured: up to 1.9x that on synthetic one-mode "
-            "streams, 6.1x on a 1-D mixture of separated components, 7.2x on NAB's real series "
+            "streams, 6.1x on a 1-D mixture of separated components, 7.6x on NAB's real series "
             "outside their labelled windows, 18x on its ad exchange series, which lie wholly "
             "inside the warm-up; benchmarks/bench_calibration.py).  Refits do not "
             "reset it.  (On the NAB kit: 1000 scored 63.1, 500 55.2, 1500 61.1, 2000 59.4.)"),
