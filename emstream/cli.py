@@ -880,6 +880,12 @@ def cmd_inspect(args) -> int:
         info = store_listing(args.checkpoint, args.sort, args.top)
         print(json.dumps(info, indent=1) if args.json else printable(_format_listing(info)))
         return 0
+    if args.plot is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            # (said after the whole summary was printed, as though it had been the answer)
+            raise CommandError("--plot needs matplotlib: pip install 'emstream[plot]'")
     loaded = load_any(args.checkpoint, args.key)
     info = summary(loaded)
     if args.json:

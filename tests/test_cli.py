@@ -93,6 +93,20 @@ def test_score_refusing_data_of_another_width_writes_no_header(tmp_path, seed_ch
     assert out == "" and f"the model expects {width}" in err
 
 
+def test_inspect_plot_without_matplotlib_prints_nothing_but_the_error(seed_checkpoint, tmp_path,
+                                                                      capsys, monkeypatch):
+    """Without matplotlib, inspect --plot printed the whole summary, then the error: as
+    though the summary were the answer (found by an attack helper)."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    assert main(["inspect", str(seed_checkpoint), "--plot", str(tmp_path / "m.png")]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "--plot needs matplotlib" in err
+
+
 def test_inspect_a_model_with_no_batch_fit(seed_checkpoint, tmp_path, capsys):
     """The format allows ``"batch": null`` (a model learned online from the start): inspect
     failed with an AttributeError traceback on n_iter_ (found by an attack helper)."""
