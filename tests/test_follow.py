@@ -115,6 +115,32 @@ def test_a_copytruncate_refilled_past_the_position_with_the_same_first_bytes(tmp
     assert _rows(state) == 1700
 
 
+@pytest.mark.parametrize("while_down", [False, True])
+def test_a_line_rewritten_in_place_is_no_copytruncate(tmp_path, while_down):
+    """An export that updates its last row in place, then appends: the bytes before the
+    position changed, with no copy beside the file, and the reader took it for a copytruncate
+    refilled past the position and read the whole file again (2,000 rows twice; a regression
+    of the check above, found in review).  It reads on from the position."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text("".join(f"{10 + (i % 7) * 0.5:.6f}\n" for i in range(2000)))
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 2000)
+    if while_down:
+        _stop(process)
+    with open(log, "r+") as handle:  # the last row updated in place (as long as it was)
+        handle.seek(1999 * 10)
+        handle.write("11.111111\n")
+    time.sleep(0.5)
+    with open(log, "a") as handle:
+        handle.write("".join(f"{20 + i:.6f}\n" for i in range(10)))
+    if while_down:
+        process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 2010), _rows(state)
+    time.sleep(0.5)  # (enough for the file read again to show)
+    _stop(process)
+    assert _rows(state) == 2010
+
+
 def test_after_a_rename_rotation_only_rotated_files_are_taken_for_the_next(tmp_path):
     """A dead-letter file and a backup beside the log are not its next file: taken for it
     (any newer app.log.* was), the daemon read its own dead letters back, rejected them again

@@ -358,9 +358,10 @@ class FollowInput(_Source):
     or in its copy if it was copytruncated.
 
     A copytruncate is seen by the file growing shorter than the position, or by its first
-    bytes, or the bytes just before the position, no longer being those this reader read
-    (truncated and written past the position before the reader looked): a block read from a
-    rewritten file is not handed out.  The checkpoint's fingerprint is that of the bytes read,
+    bytes, or the bytes just before the position while a copy holds what was read, no longer
+    being those this reader read (truncated and written past the position before the reader
+    looked): a block read from a rewritten file is not handed out.  (Without a copy, a change
+    before the position is an edit in place, read on from the position.)  The checkpoint's fingerprint is that of the bytes read,
     never of what the file holds now, so a checkpoint taken after a copytruncate the reader
     has not seen yet still finds the copy; the checkpoint also fingerprints the bytes before
     its position while the file still holds what was read, so that a restart on a file
@@ -391,6 +392,7 @@ class FollowInput(_Source):
         self._target = None  # the open file's real path (a symlink at the path resolved)
         self._head = b""  # the open file's first bytes, as this reader read them
         self._tail = b""  # the open file's bytes just before _position, as read (TAIL_BYTES)
+        self._said_edit = False  # (bytes before the position changed in place: said once)
         self._position = 0  # where the next read of the open file starts
         self._complained = None  # (path, what) last logged as not a regular file
         self._in_hole = False  # the last block read was NULs to its end (see _skip_hole)
@@ -462,11 +464,19 @@ class FollowInput(_Source):
         if os.pread(fd, len(known), 0) != known:
             return True
         tail = self._tail
-        if tail and os.pread(fd, len(tail), start - len(tail)) != tail:
-            return True
+        if tail and (now := os.pread(fd, len(tail), start - len(tail))) != tail:
+            head = (hashlib.sha256(known).hexdigest(), len(known))
+            if self._find_copy(head, start, exclude=(self.device, self.inode)) is not None:
+                return True  # copytruncated (the copy holds what was read) and refilled
+            # Edited in place, not cut: a writer that rewrites its unfinished last line, an
+            # export that updates its last row.  Read on from the position, as before.
+            if not self._said_edit:
+                self._said_edit = True
+                log.warning("%s: bytes before byte %d changed in place (a writer that rewrites "
+                            "what it wrote?): reading on from there", self.reading, start)
+            tail = now
         self._head = known
-        if chunk:
-            self._tail = (tail + chunk[-TAIL_BYTES:])[-TAIL_BYTES:]
+        self._tail = (tail + chunk[-TAIL_BYTES:])[-TAIL_BYTES:] if chunk else tail
         return False
 
     def identity(self, offset: int | None = None) -> dict:
@@ -499,9 +509,16 @@ class FollowInput(_Source):
             if (info.st_dev, info.st_ino) != (saved["device"], saved["inode"]):
                 continue
             head, _ = fingerprint(candidate, saved["fingerprint_bytes"])
-            if (head != saved["fingerprint"] or info.st_size < int(saved["offset"])
-                    or not _holds_before(candidate, saved)):
+            if head != saved["fingerprint"] or info.st_size < int(saved["offset"]):
                 continue  # the same inode, truncated or rewritten since: look for its copy
+            if not _holds_before(candidate, saved):
+                copy = self._find_copy((saved["fingerprint"], saved["fingerprint_bytes"]),
+                                       int(saved["offset"]), exclude=(info.st_dev, info.st_ino))
+                if copy is not None:
+                    continue  # copytruncated and refilled past the position: the copy's rest
+                log.warning("%s: bytes before the checkpoint's position (byte %s) changed in "
+                            "place since (a writer that rewrites what it wrote?): going on "
+                            "from there", candidate, saved["offset"])
             offset = int(saved["offset"])
             self._open(candidate, offset)
             if offset and os.pread(self.handle.fileno(), 1, offset - 1) not in (b"\n", b"\r"):
