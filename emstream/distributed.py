@@ -478,28 +478,42 @@ def _probe_scheduler(address: str, timeout: float) -> None:
     ``identity`` request within ``timeout`` seconds.  (A Client on a port where another
     service listens hung for ever on one that waits for its client to speak (an HTTP
     server), and on one that greets first (SMTP) read the greeting as a message length:
-    "MemoryError: Unable to allocate 6.78 EiB", then a minute's wait and a traceback.)"""
-    import asyncio
-
+    "MemoryError: Unable to allocate 6.78 EiB", then a minute's wait and a traceback.)  The
+    probe runs on a loop of its own in a thread of its own (a caller's running loop, as in
+    Jupyter, refuses ``asyncio.run``), with dask's security settings (``tls://``)."""
     from distributed.comm import connect as comm_connect
+    from distributed.security import Security
+
+    arguments = Security().get_connection_args("client")
 
     async def identity():
-        comm = await comm_connect(address, timeout=timeout)
+        comm = await comm_connect(address, timeout=timeout, **arguments)
         try:
             await comm.write({"op": "identity", "reply": True})
             return await comm.read()
         finally:
             comm.abort()
 
-    try:
-        reply = asyncio.run(asyncio.wait_for(identity(), timeout))
-    except (asyncio.TimeoutError, TimeoutError):
+    outcome = {}
+
+    def probe():
+        try:
+            outcome["reply"] = asyncio.run(asyncio.wait_for(identity(), timeout))
+        except BaseException as exc:  # (reported by the caller's thread)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=probe, name="emstream-dask-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 5.0)
+    exc = outcome.get("error")
+    if thread.is_alive() or isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         raise ConnectionError(f"cannot reach the dask scheduler at {address}: no answer to "
-                              f"dask's handshake within {timeout:g} s") from None
-    except Exception as exc:  # (whatever another protocol's bytes make of dask's reader)
+                              f"dask's handshake within {timeout:g} s")
+    if exc is not None:  # (whatever another protocol's bytes make of dask's reader)
         raise ConnectionError(f"cannot reach the dask scheduler at {address}: "
                               f"{type(exc).__name__}: {str(exc)[:200]} (no dask scheduler "
-                              "there?)") from None
+                              "there?)")
+    reply = outcome.get("reply")
     if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
         raise ConnectionError(f"{address} answers dask's handshake, but not as a scheduler "
                               f"({str(reply)[:80]})")

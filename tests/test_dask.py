@@ -419,6 +419,19 @@ def test_another_service_at_the_scheduler_s_address_is_said_within_the_timeout(g
     assert "\n" not in str(exc)
 
 
+def test_a_scheduler_is_reached_from_where_an_event_loop_runs():
+    """The probe of the scheduler's handshake ran asyncio.run() in the caller's thread: where a
+    loop runs (Jupyter, an async application) it failed, "cannot reach the dask scheduler",
+    a regression found in review."""
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None, threads_per_worker=1) as cluster:
+        async def inside_a_loop():
+            with emd.connect(cluster.scheduler_address, timeout=10) as client:
+                return len(client.scheduler_info()["workers"])
+
+        assert asyncio.run(inside_a_loop()) == 1
+
+
 def test_a_lost_scheduler_ends_the_computation_at_once_and_says_so():
     """A scheduler killed mid-refit failed it only when dask gave up reconnecting, 30 s later,
     as "FutureCancelledError ... cancelled for reason: unknown" (found by an attack helper)."""
