@@ -56,9 +56,11 @@ def _open_input(name: str):
         kind = next((kind for magic, kind in MAGIC if head.startswith(magic)), None)
         if kind is not None:
             tool = {"gzip": "zcat", "bzip2": "bzcat", "xz": "xzcat"}.get(kind, "zstd -dc")
+            readable = kind != "zstd"  # (the 3.11 standard library has no zstd)
             raise CommandError(f"standard input is {kind}-compressed: decompress it first "
-                               f"({tool} FILE | emstream ...), or give the file's name, which "
-                               "is read decompressed")
+                               f"({tool} FILE | emstream ...)" + (
+                                   ", or give the file's name, which is read decompressed"
+                                   if readable else ""))
         return stream
     try:
         return DataFile(name)  # (decompressed, if it is gzip, bzip2 or xz)

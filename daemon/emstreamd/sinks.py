@@ -154,8 +154,9 @@ def cut_file_back(fd: int, mark, first_line: int, what: str, form: str) -> None:
         # (the shell's > of the README's own command, run again, empties the file before the
         # daemon starts: the lines before the checkpoint were gone without a word)
         log.warning("%s holds %d bytes, fewer than the %d the checkpoint left in it: its lines "
-                    "up to the checkpoint are gone (a shell's > empties the file at each start; "
-                    ">> appends, as output.path does)", what, info.st_size, size)
+                    "up to the checkpoint are no longer in it (emptied by a shell's >, which "
+                    "empties the file at each start where >> and output.path append, or "
+                    "rotated by copytruncate)", what, info.st_size, size)
         return
     if not same or not isinstance(size, int) or not 0 <= size <= info.st_size:
         return  # another file (its inode may be a deleted one's), or this one renamed since:
