@@ -22,7 +22,7 @@ from .checkpoint import CheckpointError
 from .compare import full_covariances, match_components
 from .compressed import MAGIC, DataFile
 from .episodes import DEFAULT_THRESHOLD
-from .mixture import GaussianMixture
+from .mixture import MAX_ITER, GaussianMixture
 from .parse import blank_byte_order_marks, key_text, parse_lines
 from .report import format_rows
 from .stats import COVARIANCE_TYPES
@@ -126,15 +126,21 @@ def _score_level(text: str) -> float:
 MAX_COUNT = 2 ** 63 - 1
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str, most: int = MAX_COUNT) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if not 1 <= value <= MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"wants a whole number from 1 to {MAX_COUNT}, got "
+    if not 1 <= value <= most:
+        raise argparse.ArgumentTypeError(f"wants a whole number from 1 to {most}, got "
                                          f"{text[:40]!r}")
     return value
+
+
+def _iterations(text: str) -> int:
+    """``--max-iter``: 1 to the model's own bound (0 offered 1 to 9223372036854775807, and
+    the model refused anything beyond 1,000,000)."""
+    return _positive_int(text, MAX_ITER)
 
 
 def _key(text: str) -> str:
@@ -1010,7 +1016,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: %(default)s)")
     # (at least 1: a saved model resumes learning, which max_iter=0 forbids; 0 was refused
     # only when the fit was saved, after it ran)
-    fit.add_argument("--max-iter", type=_positive_int, default=100,
+    fit.add_argument("--max-iter", type=_iterations, default=100,
                      help="at most this many EM iterations (default: %(default)s)")
     fit.add_argument("--n-init", type=int, default=1,
                      help="fits from this many initialisations; the best is kept "

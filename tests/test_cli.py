@@ -52,7 +52,7 @@ def test_fit_then_inspect_shows_the_three_components(seed_checkpoint, capsys):
     (["-k", "0"], "-k: n_components must be"), (["-k", "2", "--n-init", "0"], "--n-init: "),
     (["-k", "2", "--tol", "-1"], "--tol: tol must be"),
     (["-k", "2", "--reg-covar", "nan"], "--reg-covar: reg_covar must be"),
-    (["-k", "2", "--max-iter", "2000000"], "--max-iter: max_iter must be")])
+    (["-k", "2", "--random-state", "-1"], "--random-state: random_state must be")])
 def test_a_bad_fit_option_is_a_usage_error_before_the_data_are_read(tmp_path, capsys, option,
                                                                      message):
     """-k 0 and the like exited 1 (a bad file's code), the data file's name in front of the
@@ -105,6 +105,17 @@ def test_inspect_plot_without_matplotlib_prints_nothing_but_the_error(seed_check
     assert main(["inspect", str(seed_checkpoint), "--plot", str(tmp_path / "m.png")]) == 1
     out, err = capsys.readouterr()
     assert out == "" and "--plot needs matplotlib" in err
+
+
+def test_max_iter_is_offered_within_the_model_s_bound(tmp_path, capsys):
+    """--max-iter 0 was told "1 to 9223372036854775807", where the model refuses beyond
+    1,000,000 (found by an attack helper)."""
+    for bad in ("0", "1000001"):
+        with pytest.raises(SystemExit) as stopped:
+            main(["fit", str(tmp_path / "d.txt"), "-k", "2", "-o", str(tmp_path / "m.json"),
+                  "--max-iter", bad])
+        assert stopped.value.code == 2
+        assert "--max-iter: wants a whole number from 1 to 1000000" in capsys.readouterr().err
 
 
 def test_inspect_a_model_with_no_batch_fit(seed_checkpoint, tmp_path, capsys):
