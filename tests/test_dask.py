@@ -414,7 +414,7 @@ def test_another_service_at_the_scheduler_s_address_is_said_within_the_timeout(g
         connection.close()
     assert len(outcome) == 1, "still waiting after 30 s"
     exc, seconds = outcome[0]
-    assert isinstance(exc, ConnectionError) and seconds < 5, (exc, seconds)
+    assert isinstance(exc, ConnectionError) and seconds < 15, (exc, seconds)  # (timeout 2 s)
     assert f"cannot reach the dask scheduler at {address}" in str(exc)
     assert "\n" not in str(exc)
 
