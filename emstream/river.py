@@ -322,7 +322,9 @@ class _OnlineMixture:
                 continue
             # Checked as the whole-frame path checks (assigned into floats, times became
             # epoch counts, text "-4.0" a number and complex values lost their imaginary part)
-            values = np.asarray(frame[name].to_numpy()).reshape(-1, 1)
+            # (by name: frame[name] takes an integer as a row's position, and a square frame
+            # of pandas' default names 0, 1, ... was read transposed)
+            values = np.asarray(frame.get_column(name).to_numpy()).reshape(-1, 1)
             try:
                 data[:, i] = _real_values(values, [name])[:, 0]
             except TypeError:
@@ -338,7 +340,7 @@ class _OnlineMixture:
         return self._frame_columns is not None and list(index) == self._frame_columns
 
     def _learn_frame(self, X) -> None:
-        _check_frame(X, "learn_many")
+        X = _check_frame(X, "learn_many")
         if len(X) == 0 or len(X.columns) == 0:
             # Nothing to learn, as from an empty dict (an empty frame fixed the features to
             # none, and every later flush failed).
@@ -452,13 +454,19 @@ class _OnlineMixture:
         return top + math.log(sum(math.exp(v - top) for v in joint))
 
 
-def _check_frame(X, method: str) -> None:
-    """``X`` must be a data frame, whose column names are the features (an array had no
-    ``columns``: an AttributeError)."""
+def _check_frame(X, method: str):
+    """``X`` as a data frame whose ``columns`` are the features' names (an array had no
+    ``columns``: an AttributeError); a pyarrow table or record batch, whose ``columns`` are
+    its arrays, through narwhals."""
+    if hasattr(X, "column_names") and hasattr(X, "num_rows"):  # (pyarrow: "unhashable")
+        import narwhals as nw
+
+        return nw.from_native(X, eager_only=True)
     if isinstance(X, np.ndarray) or not hasattr(X, "columns"):
         raise TypeError(f"{method} takes a data frame whose columns name the features (pandas, "
                         f"or any narwhals-compatible frame), got {type(X).__name__}: wrap it, "
                         "e.g. pd.DataFrame(X, columns=['x0', 'x1'])")
+    return X
 
 
 def check_model_params(model: GaussianMixture) -> None:
@@ -541,7 +549,7 @@ class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
 
     def predict_many(self, X):
         """Labels of every row of a data frame (a pandas Series for pandas input)."""
-        _check_frame(X, "predict_many")
+        X = _check_frame(X, "predict_many")
         if not self._model._is_fitted() or len(X) == 0:  # (no rows: no labels, fitted or not)
             if len(X):
                 self._check_frame_values(X)

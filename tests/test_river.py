@@ -584,3 +584,30 @@ def test_one_wild_first_reading_does_not_set_the_series_detector_s_units():
         assert reg <= 0.11 * ((quartiles[1] - quartiles[0]) / 1.349) ** 2, (glitch, reg)
         spike = 50 + 10 * math.sin(2 * math.pi * 3000 / 50) + 30
         assert detector.score_one({"v": spike}) > 0.9999, glitch
+
+
+def test_frames_of_integer_names_missing_a_feature_and_pyarrow_tables_are_read_by_name():
+    """A frame lacking a feature was read column by column through narwhals, whose frame[0]
+    is the first row: with pandas' default names 0, 1, ..., a square frame was read
+    transposed (predict_many gave [0, 1] where predict_one gave [0, 0]), other shapes failed
+    inside numpy; a pyarrow table failed as "unhashable" (found by an attack helper)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, (300, 3)), rng.normal(10, 1, (300, 3))]
+    X[:, 1:] = rng.normal(0, 1, (600, 2))
+    model = OnlineGaussianMixture(2, seed=0)
+    model.learn_many(pd.DataFrame(X[rng.permutation(600)]))  # (names 0, 1, 2)
+    square = pd.DataFrame([[10.0, 0.0], [10.0, 0.0]], columns=[0, 1])  # (feature 2 missing)
+    assert model.predict_many(square).tolist() == [model.predict_one({0: 10.0, 1: 0.0})] * 2
+    means = model._model.means_.copy()
+    model.learn_many(square)
+    assert np.abs(model._model.means_[:, 1] - means[:, 1]).max() < 0.1
+    named = OnlineGaussianMixture(2, seed=0)
+    table = pa.table({"a": X[:, 0], "b": X[:, 1]})
+    named.learn_many(table)
+    expected = OnlineGaussianMixture(2, seed=0)
+    expected.learn_many(pd.DataFrame({"a": X[:, 0], "b": X[:, 1]}))
+    np.testing.assert_array_equal(named._model.means_, expected._model.means_)
+    assert list(named.predict_many(table)) == expected.predict_many(table.to_pandas()).tolist()
