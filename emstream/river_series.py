@@ -36,6 +36,8 @@ True
 
 from __future__ import annotations
 
+import decimal
+
 import numpy as np
 from river import base
 
@@ -53,12 +55,14 @@ __all__ = ["SeriesDetector"]
 
 
 def _usable(value) -> bool:
-    """A number the features can take: any real number within ±1e100 (NaN is not)."""
-    if not is_number(value):
+    """A number the features can take: any real number within ±1e100 (NaN is not), a
+    ``decimal.Decimal`` too (a stream of them fixed no feature: never a model, every score 0,
+    and not a word)."""
+    if not (is_number(value) or isinstance(value, decimal.Decimal)):
         return False
     try:
         value = float(value)
-    except OverflowError:  # (an integer beyond any float)
+    except (OverflowError, ValueError):  # (an integer beyond any float; Decimal('sNaN'))
         return False
     return -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE
 
@@ -161,7 +165,7 @@ class SeriesDetector(base.AnomalyDetector):
         feature out for good); points are learned once each has had a usable value, or,
         after ``batch_size`` points, without those that never had one."""
         if not self._first:
-            numeric = [k for k, v in x.items() if is_number(v)]
+            numeric = [k for k, v in x.items() if is_number(v) or isinstance(v, decimal.Decimal)]
             self._first = {"names": list(_feature_order(numeric)), "last": {}, "seen": 0}
             if not self._first["names"]:
                 self._first = {}

@@ -611,3 +611,22 @@ def test_frames_of_integer_names_missing_a_feature_and_pyarrow_tables_are_read_b
     expected.learn_many(pd.DataFrame({"a": X[:, 0], "b": X[:, 1]}))
     np.testing.assert_array_equal(named._model.means_, expected._model.means_)
     assert list(named.predict_many(table)) == expected.predict_many(table.to_pandas()).tolist()
+
+
+def test_the_series_detector_reads_decimal_readings_as_the_floats_they_stand_for():
+    """A stream of decimal.Decimal readings fixed no feature: never a model, every score 0, a
+    spike included, and not a word (found by an attack helper)."""
+    import math
+    from decimal import Decimal
+
+    from emstream.river_series import SeriesDetector
+
+    values = [math.sin(2 * math.pi * t / 50) for t in range(1500)] + [0.9]
+    scores = {}
+    for kind in (float, lambda v: Decimal(repr(v))):
+        detector, out = SeriesDetector(seed=0), []
+        for v in values:
+            out.append(detector.score_one({"v": kind(v)}))
+            detector.learn_one({"v": kind(v)})
+        scores[kind is float] = out
+    assert scores[True] == scores[False] and scores[False][-1] > 0.9999
