@@ -524,6 +524,17 @@ class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
     [0, 1, 2]
     """
 
+    @property
+    def centers(self) -> dict:
+        """Each component's mean by feature name, ``{k: {feature: mean}}``, as river's
+        ``cluster.KMeans`` has them (empty before the first model): river's internal
+        clustering metrics (Silhouette...) read them, and reported their first value, inf,
+        without them."""
+        self._refresh()
+        if not self._model._is_fitted():
+            return {}
+        return {k: dict(zip(self._features, mean.tolist()))
+                for k, mean in enumerate(self._model.means_)}
 
     @classmethod
     def _unit_test_params(cls):

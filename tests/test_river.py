@@ -630,3 +630,22 @@ def test_the_series_detector_reads_decimal_readings_as_the_floats_they_stand_for
             detector.learn_one({"v": kind(v)})
         scores[kind is float] = out
     assert scores[True] == scores[False] and scores[False][-1] > 0.9999
+
+
+def test_river_s_clustering_metrics_read_the_clusterer_s_centers():
+    """river updates internal clustering metrics (Silhouette...) only for a model with
+    ``centers``: evaluate.progressive_val_score reported inf, its first value (found by an
+    attack helper)."""
+    from river import cluster, evaluate, metrics
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [8, 8], [-8, 8]])
+    X = centres[rng.integers(0, 3, 3000)] + rng.normal(size=(3000, 2))
+    data = [({"x": float(a), "y": float(b)}, None) for a, b in X]
+    ours = evaluate.progressive_val_score(data, OnlineGaussianMixture(3, seed=0),
+                                          metrics.Silhouette()).get()
+    kmeans = evaluate.progressive_val_score(data, cluster.KMeans(n_clusters=3, seed=0),
+                                            metrics.Silhouette()).get()
+    assert np.isfinite(ours) and ours < 2 * kmeans  # (lower is better)
+    model = OnlineGaussianMixture(3, seed=0)
+    assert model.centers == {}
