@@ -54,6 +54,12 @@ def _positive_int(value, name):
     return check_int(value, name, 1)
 
 
+def _int32(value, name):
+    """ADWIN's counts are 32-bit in Rust (2**31 failed as "out of range integral type
+    conversion attempted", naming no argument)."""
+    return check_int(value, name, 1, 2**31 - 1)
+
+
 # The most buckets ADWIN may keep per row (river's default is 5).
 MAX_ADWIN_BUCKETS = 10_000
 
@@ -72,9 +78,9 @@ _DETECTOR_ARGUMENTS = {
         "delta": lambda v, name: check_float(v, name, 0.0, 1.0, low_open=True, high_open=True),
         # (max_buckets sizes ADWIN's bucket rows: 1e11 aborted the process in Rust's
         # allocator, no exception to catch; 10,000 runs as fast as the default 5)
-        "clock": _positive_int,
+        "clock": _int32,
         "max_buckets": lambda v, name: check_int(v, name, 1, MAX_ADWIN_BUCKETS),
-        "min_window_length": _positive_int, "grace_period": _positive_int},
+        "min_window_length": _int32, "grace_period": _int32},
 }
 
 

@@ -136,6 +136,22 @@ def test_without_a_file_the_shipped_defaults_apply_and_a_partial_file_keeps_the_
     assert config["model"] == {**_shipped()["model"], "n_components": 2}
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["output.calibration_window=10"], "a window of 99 points or more reaches it"),
+    (["output.calibration_window=98"], "a window of 99 points or more reaches it"),
+    (["output.anomaly_threshold=1"], "a threshold below 1 is wanted"),
+    (["output.calibration_window=1000", "output.anomaly_threshold=0.9999995"],
+     "a window of 1414 points or more reaches it")])
+def test_a_threshold_the_calibrated_score_can_never_reach_is_refused(overrides, message):
+    """A score is at most 1 - 1/(n + 1)² for a history of n surprises: windows of 10 to 98
+    were accepted and never flagged anything at the default threshold, nor a threshold of 1
+    at any window (found by an attack helper)."""
+    with pytest.raises(daemon_config.ConfigError, match="can never be reached") as refused:
+        daemon_config.load(None, [daemon_config.parse_override(o) for o in overrides])
+    assert message in str(refused.value)
+    daemon_config.load(None, [daemon_config.parse_override("output.calibration_window=99")])
+
+
 NON_FINITE = [".inf", "-.inf", ".nan"]
 
 

@@ -327,6 +327,22 @@ def _size_rules(full: dict) -> None:
         raise ConfigError("refit.window must hold at least n_components points")
     if full["drift"]["refit_points"] < k:
         raise ConfigError("drift.refit_points must be at least n_components")
+    # A history of n surprises vouches for a rarity of about one in (n + 1)² at most
+    # (emstream.calibration): below that the threshold was never reached, and nothing was
+    # ever flagged, without a word (found by an attack helper).
+    n, threshold = full["output"]["calibration_window"], full["output"]["anomaly_threshold"]
+    if threshold > 1.0 - 1.0 / (n + 1.0) ** 2:
+        least = None
+        if threshold < 1:
+            least = math.ceil(math.sqrt(1.0 / (1.0 - threshold)) - 1.0)
+            while least > 1 and 1.0 - 1.0 / least ** 2 >= threshold:  # (rounding)
+                least -= 1
+        raise ConfigError(
+            f"output.anomaly_threshold {threshold!r} can never be reached with "
+            f"output.calibration_window {n}: a score is at most 1 - 1/(n + 1)^2 = "
+            f"{1.0 - 1.0 / (n + 1.0) ** 2:.8g}" + (
+                f"; a window of {least} points or more reaches it" if least else
+                "; a threshold below 1 is wanted"))
 
 
 def _drift_rules(full: dict) -> None:
