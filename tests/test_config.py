@@ -169,6 +169,8 @@ def test_seconds_must_be_finite(key, value):
     ("model.n_init=1000000000000000000000000000000",
      r"model: n_init must be an integer in \[1, 1000\]"),
     ("model.n_components=100000", r"model: n_components must be an integer in \[1, 10000\]"),
+    # (10,000 components: the warm-up never ended, deaf to SIGTERM; found by an attack helper)
+    ("model.n_components=101", "model.n_components must be at most 100"),
     ("batch.max_rows=1e30", "batch.max_rows must be an integer"),
     ("features.lags=1000000", "features.lags must be at most 100"),
     ("features.season=1000000000", "features.season must be"),
