@@ -33,6 +33,24 @@ def test_a_reload_takes_the_live_keys_and_names_each_change(caplog):
     assert "output.anomaly_threshold keep(s) the value given with --set" in text
 
 
+def test_a_reload_says_what_the_model_keeps_and_what_a_restart_refuses(caplog):
+    """The temporal features and the calibration window were said to "take effect on a
+    restart", which keeps them as the model began; a new input.key too, which a restart
+    refuses beside this checkpoint (found by an attack helper)."""
+    running = _running()
+    fresh = copy.deepcopy(running)
+    fresh["features"]["lags"] = 2
+    fresh["output"]["calibration_window"] = 500
+    fresh["input"]["key"] = "host"
+    with caplog.at_level(logging.INFO, logger="emstreamd"):
+        assert reload_live(running, lambda: (fresh, []), apply=lambda: None)
+    text = caplog.text
+    assert ("features.lags, output.calibration_window changed but only take(s) effect for a "
+            "new model") in text
+    assert "input.key changed: a restart refuses it beside this checkpoint" in text
+    assert "effect on a restart" not in text
+
+
 def test_a_reload_of_a_broken_file_keeps_the_running_configuration(caplog):
     running = _running()
     before = copy.deepcopy(running)

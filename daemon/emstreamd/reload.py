@@ -28,6 +28,10 @@ log = logging.getLogger("emstreamd")
 _ABSENT = object()
 
 
+# What a resumed checkpoint keeps as its model began with (see resumed.kept_settings_differ).
+KEPT_BY_THE_MODEL = ("model.", "features.", "output.calibration_window")
+
+
 def reload_live(config: dict, fetch, apply) -> bool:
     """Take the live keys of a freshly read configuration into ``config``, in place.
 
@@ -76,12 +80,19 @@ def reload_live(config: dict, fetch, apply) -> bool:
         log.warning("SIGHUP: %s keep(s) the value given with --set on the command line, "
                     "not the file's (drop the --set for the file to decide)",
                     ", ".join(shadowed))
-    # A restart resumes the checkpoint's model with the settings it began with: model keys
-    # wait for a new model, not for a restart (the warning said "restart" for both).
-    model_keys = sorted(key for key in waiting if key.startswith("model."))
-    others = sorted(key for key in waiting if not key.startswith("model."))
+    # A restart resumes the checkpoint's model with the settings it began with: model keys,
+    # the temporal features and the calibration window wait for a new model, not for a
+    # restart (the warning said "restart" for all; a restart kept them); a new input.key is
+    # another kind of state, which a restart refuses beside this one.
+    model_keys = sorted(key for key in waiting if key.startswith(KEPT_BY_THE_MODEL))
+    key_change = [key for key in waiting if key == "input.key"]
+    others = sorted(key for key in waiting
+                    if not key.startswith(KEPT_BY_THE_MODEL) and key != "input.key")
     if others:
         log.warning("SIGHUP: %s changed but only take(s) effect on a restart", ", ".join(others))
+    if key_change:
+        log.warning("SIGHUP: input.key changed: a restart refuses it beside this checkpoint "
+                    "(one series and keys are stored apart; give another checkpoint.path)")
     if model_keys:
         log.warning("SIGHUP: %s changed but only take(s) effect for a new model (a restart "
                     "resumes the checkpoint's model with the settings it began with; "
