@@ -94,3 +94,21 @@ def test_a_wild_value_is_reported_but_not_learned(tmp_path):
     saved = checkpoint.load(tmp_path / "state")
     assert saved.meta["counters"]["gated"] == 1 and saved.meta["counters"]["alarms"] == 0
     assert np.abs(saved.model.means_).max() < 6
+
+
+def test_a_refit_window_too_small_for_the_resumed_model_is_said_so(tmp_path):
+    """Resumed with model.n_components 1 and refit.window 2 (valid together) on a model of 3
+    components: every refit was skipped as "the model is still warming up", after thousands
+    of points (found by an attack helper)."""
+    rng = np.random.default_rng(0)
+    data, state = tmp_path / "stream.txt", tmp_path / "state"
+    data.write_text(_lines(rng, 3000, [-4.0, 0.0, 5.0]))
+    _run("--no-output", "--input", str(data), "--checkpoint", str(state))
+    with open(data, "a") as handle:
+        handle.write(_lines(rng, 3000, [-4.0, 0.0, 5.0]))
+    err = _run("--no-output", "--input", str(data), "--checkpoint", str(state),
+               "--set", "model.n_components=1", "--set", "refit.window=2",
+               "--set", "refit.every_points=1000").stderr.decode()
+    assert ("refit (schedule) skipped: its window holds 2 rows, fewer than the model's 3 "
+            "components (refit.window 2)") in err, err[-2000:]
+    assert "still warming up" not in err

@@ -276,8 +276,15 @@ class KeyMonitor:
         """Refit on the window (:meth:`GaussianMixture.refit`: the current model is kept
         unless a candidate beats it on held-out rows); labels kept; online EM goes on."""
         model = self.model
-        if not model._is_fitted() or len(self.window) < model.n_components:
+        if not model._is_fitted():
             log.info("%srefit (%s) skipped: the model is still warming up", self.name, reason)
+            return
+        if len(self.window) < model.n_components:
+            # (a model resumed with more components than refit.window holds rows: every refit
+            # was skipped as "still warming up", after thousands of points)
+            log.info("%srefit (%s) skipped: its window holds %d rows, fewer than the model's "
+                     "%d components (refit.window %d)", self.name, reason, len(self.window),
+                     model.n_components, self.config["refit"]["window"])
             return
         recent = self.window.recent()
         if self.background is not None:
