@@ -52,18 +52,35 @@ def fingerprint(path: str, length: int = FINGERPRINT_BYTES) -> tuple[str | None,
     return hashlib.sha256(head).hexdigest(), len(head)
 
 
+def _before(fd: int, offset: int) -> dict | None:
+    """The checkpoint's fingerprint of the (up to FINGERPRINT_BYTES) bytes just before
+    ``offset``, ``{"before", "before_bytes"}``; None if the file no longer holds them."""
+    want = min(offset, FINGERPRINT_BYTES)
+    before = os.pread(fd, want, offset - want)
+    if len(before) != want:
+        return None
+    return {"before": hashlib.sha256(before).hexdigest(), "before_bytes": want}
+
+
+def _before_matches(fd: int, saved: dict, offset: int) -> bool:
+    """Whether the file holds, just before ``offset``, the bytes the checkpoint ``saved``
+    fingerprinted there (True if it fingerprinted none)."""
+    n = saved.get("before_bytes")
+    if not (isinstance(n, int) and 0 < n <= offset):
+        return True
+    return hashlib.sha256(os.pread(fd, n, offset - n)).hexdigest() == saved.get("before")
+
+
 def _holds_before(path: str, saved: dict) -> bool:
-    """Whether the file at ``path`` holds, just before the checkpoint's position, the bytes the
-    checkpoint fingerprinted there (True if it fingerprinted none)."""
-    n, offset = saved.get("before_bytes"), saved.get("offset")
-    if not (isinstance(n, int) and isinstance(offset, int) and 0 < n <= offset):
+    """:func:`_before_matches` for the file at ``path`` (False if it cannot be read)."""
+    offset = saved.get("offset")
+    if not isinstance(offset, int):
         return True
     handle, _ = _open_regular(path)
     if handle is None:
         return False
     with handle:
-        before = os.pread(handle.fileno(), n, offset - n)
-    return hashlib.sha256(before).hexdigest() == saved.get("before")
+        return _before_matches(handle.fileno(), saved, offset)
 
 
 def _open_regular(path: str):
@@ -178,10 +195,9 @@ class FileInput(_Source):
                "inode": self.inode, "fingerprint": self.fingerprint,
                "fingerprint_bytes": self.fingerprint_bytes}
         if offset and self.handle.compression is None:
-            want = min(offset, FINGERPRINT_BYTES)
-            before = os.pread(self.handle.fileno(), want, offset - want)
-            if len(before) == want:
-                out.update(before=hashlib.sha256(before).hexdigest(), before_bytes=want)
+            before = _before(self.handle.fileno(), offset)
+            if before is not None:
+                out.update(before)
             elif not self._said_cut:
                 # Cut under the daemon after it read them: fingerprinted as they are now (none),
                 # every checkpoint failed its own check and the model could not be resumed,
@@ -248,9 +264,7 @@ class FileInput(_Source):
             raise StartError(f"--input {self.path} holds {size} bytes, fewer than the "
                              f"checkpoint's position (byte {offset}): it is not {what}",
                              EX_DATAERR)
-        n = saved.get("before_bytes")
-        if isinstance(n, int) and 0 < n <= offset and hashlib.sha256(
-                os.pread(fd, n, offset - n)).hexdigest() != saved.get("before"):
+        if not _before_matches(fd, saved, offset):
             raise StartError(f"--input {self.path}: the bytes before the checkpoint's position "
                              f"(byte {offset}) are not those it read: it is not {what}",
                              EX_DATAERR)
@@ -491,10 +505,7 @@ class FollowInput(_Source):
         if offset and offset <= self._position and not self._rewritten():
             # (only while the file still holds what was read up to the read position: the
             # bytes of a file rewritten since are not those learned)
-            want = min(offset, FINGERPRINT_BYTES)
-            before = os.pread(fd, want, offset - want)
-            if len(before) == want:
-                out.update(before=hashlib.sha256(before).hexdigest(), before_bytes=want)
+            out.update(_before(fd, offset) or {})
         return out
 
     def resume(self, saved: dict) -> bool:
