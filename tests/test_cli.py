@@ -79,6 +79,13 @@ def test_compressed_bytes_on_standard_input_are_said_in_one_line(tmp_path, seed_
         assert done.stderr.decode() == ("emstream: error: standard input is gzip-compressed: "
                                         "decompress it first (zcat FILE | emstream ...), or "
                                         "give the file's name, which is read decompressed\n")
+    # zstd is not read by name either: no such hint (found in review)
+    done = subprocess.run([sys.executable, "-m", "emstream", "fit", "-", "-k", "2", "-o",
+                           str(tmp_path / "z.json")], input=b"\x28\xb5\x2f\xfd" + b"abc",
+                          capture_output=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.decode() == (
+        "emstream: error: standard input is zstd-compressed: decompress it first "
+        "(zstd -dc FILE | emstream ...)\n")
 
 
 def test_score_refusing_data_of_another_width_writes_no_header(tmp_path, seed_checkpoint,

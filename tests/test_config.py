@@ -385,3 +385,13 @@ def test_a_set_value_that_is_not_utf8_says_so():
     valid YAML: a tagged value that cannot be read (UnicodeEncodeError ...)"."""
     with pytest.raises(daemon_config.ConfigError, match="not UTF-8 text"):
         daemon_config.parse_override("batch.max_wait=\udcff")
+
+
+def test_a_section_that_is_no_mapping_says_what_was_found():
+    """A half-written file (``output:`` then a key cut short) was refused as "section 'output'
+    must be a mapping", which names neither what was found nor why (found by an attack
+    helper)."""
+    with pytest.raises(daemon_config.ConfigError, match=r"section 'output' must be a mapping of "
+                       r"its keys \(indented key: value lines\), got 'anomaly_thr' \(a file "
+                       r"cut short\?\)"):
+        daemon_config.validate({"output": "anomaly_thr"})
