@@ -321,7 +321,12 @@ class GaussianMixture:
             raise ValueError(f"variance_floor must be 'resolution' or None, got "
                              f"{self.variance_floor!r}")
         if not (self.outlier_gate is None or self.outlier_gate == "auto"):
-            check_float(self.outlier_gate, "outlier_gate", 0.0, low_open=True)
+            try:
+                check_float(self.outlier_gate, "outlier_gate", 0.0, low_open=True)
+            except ValueError:
+                # (the number's own message left out the two other choices)
+                raise ValueError(f'outlier_gate must be a finite number > 0, "auto" or None, '
+                                 f'got {self.outlier_gate!r}') from None
         if not (self.random_state is None
                 or isinstance(self.random_state, (np.random.Generator, np.random.RandomState))
                 or (isinstance(self.random_state, (int, np.integer))

@@ -48,7 +48,7 @@ from .level import LEVEL_WINDOW, MAX_LEVEL_WINDOW
 from .mixture import GaussianMixture
 from .river import _feature_order, check_model_params
 from .series import REG_COVAR_SHARE, SeriesMonitor
-from .temporal import TemporalFeatures
+from .temporal import MAX_PERIOD, TemporalFeatures
 from .validation import MAX_ABS_VALUE, check_int, is_number
 
 __all__ = ["SeriesDetector"]
@@ -115,6 +115,13 @@ class SeriesDetector(base.AnomalyDetector):
             raise ValueError('season must be a period in points or None: "auto" finds it from '
                              "a first block of rows (emstream.series.SeriesMonitor), which "
                              "learn_one has not")
+        if season is not None:
+            try:
+                check_int(season, "season", 1, MAX_PERIOD)
+            except ValueError:
+                # (TemporalFeatures' message offered "auto", which is refused just above)
+                raise ValueError(f"season must be a period from 1 to {MAX_PERIOD:.0e} points or "
+                                 f"None, got {season!r}") from None
         self.batch_size = batch_size
         self.warmup_size = warmup_size
         self.seed = seed

@@ -443,7 +443,10 @@ def test_the_series_detector_refuses_bad_settings_by_their_own_names():
                                                           "integer in"),
                          # (accepted, "auto" was decided from learn_one's one point: never a
                          # season, and no word of it; found by an attack helper)
-                         ({"season": "auto"}, "season must be a period in points or None")]:
+                         ({"season": "auto"}, "season must be a period in points or None"),
+                         # (the message offered "auto", refused above)
+                         ({"season": 0}, r"season must be a period from 1 to 1e\+08 points "
+                                         r"or None, got 0$")]:
         with pytest.raises(ValueError, match=message):
             SeriesDetector(**bad)
     with pytest.raises(ValueError, match="calendar must be True or False"):

@@ -87,6 +87,9 @@ def test_not_fitted_is_a_value_error_that_says_what_to_do(X):
     (dict(weights_init="ab", n_components=2), "weights_init must be numeric"),
     (dict(means_init=[[1.0], [2.0, 3.0]], n_components=2), "means_init must be numeric"),
     (dict(outlier_gate=np.array([1.0])), "outlier_gate must be a single value"),
+    # (the message left out the other two choices)
+    (dict(outlier_gate=-1.0), r'outlier_gate must be a finite number > 0, "auto" or None, '
+                              r"got -1.0"),
     (dict(init_params=np.array(["kmeans"])), "init_params must be a single value"),
     # (positive and finite, but its covariance overflowed to inf in covariances_)
     (dict(precisions_init=np.full(2, 1e-320), n_components=2, covariance_type="spherical",
