@@ -349,7 +349,13 @@ class _OnlineMixture:
         try:
             data = self._frame_rows(X, learning=True)
             self._flush()
-            self._model.partial_fit(data)
+            try:
+                self._model.partial_fit(data)
+            except ValueError:
+                named = self._unreal_feature(data)
+                if named is None:
+                    raise
+                raise ValueError(named) from None
             if not self._model._is_fitted():  # (after: rows it refused are not tracked)
                 self._track_early_rows(data)
         except _NothingKnown:
@@ -360,6 +366,19 @@ class _OnlineMixture:
                 self._frame_columns = self._frame_key = self._frame_order = None
             raise
         self._stale = True
+
+    def _unreal_feature(self, data: np.ndarray) -> str | None:
+        """A message naming the first feature with a NaN, an infinity or a value beyond the
+        model's limit in ``data``, if there is one (the estimator's message gives a row and no
+        column: a frame's user looks for a name)."""
+        bad = ~(np.abs(data) <= MAX_ABS_VALUE)
+        if not bad.any():
+            return None
+        column = int(np.flatnonzero(bad.any(axis=0))[0])
+        rows = np.flatnonzero(bad[:, column])
+        return (f"feature {self._features[column]!r} is NaN, infinite or beyond "
+                f"±{MAX_ABS_VALUE:g} in {rows.size} row(s), first at row {rows[0]}; drop or "
+                "impute those rows first (the frame is not learned)")
 
     # -------------------------------------------------------------- scoring one point
     def _refresh(self) -> None:

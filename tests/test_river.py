@@ -400,6 +400,23 @@ def test_a_refused_first_point_or_frame_chooses_no_features(make):
             model.score_one({"cpu": 50.0, "mem": 0.5}) + 100
 
 
+@pytest.mark.parametrize("make", [lambda: GaussianMixtureDetector(seed=0),
+                                  lambda: OnlineGaussianMixture(2, seed=0)],
+                         ids=["detector", "clusterer"])
+@pytest.mark.parametrize("bad", [np.inf, np.nan, 1e200, 10**400], ids=str)
+def test_a_frame_s_unreal_value_is_refused_by_its_feature_s_name(make, bad):
+    """learn_many said "X contains NaN or infinity ... first at row 2": no name, and a huge
+    integer in an object column is no NaN (found by an attack helper)."""
+    import pandas as pd
+
+    model = make()
+    model.learn_many(pd.DataFrame({"cpu": [1.0, 2.0, 3.0], "mem": [1.0, 2.0, 3.0]}))
+    column = pd.Series([1.0, 2.0, bad, bad], dtype=object if bad == 10**400 else float)
+    with pytest.raises(ValueError, match=r"^feature 'mem' is NaN, infinite or beyond ±1e\+100 "
+                                         r"in 2 row\(s\), first at row 2; "):
+        model.learn_many(pd.DataFrame({"cpu": [1.0, 2.0, 3.0, 4.0], "mem": column}))
+
+
 def test_points_with_none_of_the_features_are_not_learned():
     """Learned as the fill (the mixture's mean), 3,000 empty or renamed points made the gap
     between two clusters the most normal place there was."""
