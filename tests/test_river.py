@@ -403,7 +403,8 @@ def test_a_refused_first_point_or_frame_chooses_no_features(make):
 @pytest.mark.parametrize("make", [lambda: GaussianMixtureDetector(seed=0),
                                   lambda: OnlineGaussianMixture(2, seed=0)],
                          ids=["detector", "clusterer"])
-@pytest.mark.parametrize("bad", [np.inf, np.nan, 1e200, 10**400], ids=str)
+@pytest.mark.parametrize("bad", [np.inf, np.nan, 1e200, 10**400],
+                         ids=["inf", "nan", "1e200", "10**400"])
 def test_a_frame_s_unreal_value_is_refused_by_its_feature_s_name(make, bad):
     """learn_many said "X contains NaN or infinity ... first at row 2": no name, and a huge
     integer in an object column is no NaN (found by an attack helper)."""
