@@ -285,11 +285,7 @@ class _OnlineMixture:
         if self._same_columns(index, key):  # a stream's frames usually share their columns
             order = self._frame_order
         else:
-            columns = list(index)
-            if len(set(columns)) != len(columns):
-                twice = sorted({repr(c) for c in columns if columns.count(c) > 1})
-                raise ValueError(f"frame columns {', '.join(twice)} appear more than once: "
-                                 "each feature needs a name of its own")
+            columns = _distinct_columns(index)
             if self._features is None:
                 self._features = _feature_order(columns)
             order = None
@@ -459,8 +455,9 @@ class _OnlineMixture:
 
     def _check_frame_values(self, X) -> None:
         """:meth:`_check_point` for a frame's rows."""
+        # (before the first frame: a frame with a name twice was taken here, refused later)
         rows = (self._frame_rows(X) if self._features is not None
-                else _real_values(np.asarray(X.to_numpy()), list(X.columns)))
+                else _real_values(np.asarray(X.to_numpy()), _distinct_columns(X.columns)))
         check_array(np.clip(rows, -MAX_ABS_VALUE, MAX_ABS_VALUE))
 
     def _log_density(self, x: dict) -> float | None:
@@ -471,6 +468,16 @@ class _OnlineMixture:
         if top == -math.inf:
             return -math.inf
         return top + math.log(sum(math.exp(v - top) for v in joint))
+
+
+def _distinct_columns(index) -> list:
+    """A frame's column names as a list, or ValueError if a name appears more than once."""
+    columns = list(index)
+    if len(set(columns)) != len(columns):
+        twice = sorted({repr(c) for c in columns if columns.count(c) > 1})
+        raise ValueError(f"frame columns {', '.join(twice)} appear more than once: each "
+                         "feature needs a name of its own")
+    return columns
 
 
 def _check_frame(X, method: str):

@@ -530,6 +530,9 @@ def test_learn_many_refuses_what_learn_one_refuses():
             detector.learn_many(frame)
         detector.learn_many(pd.DataFrame({"a": a, "b": a > 0}))  # then a good frame: learned
         assert detector._model.n_seen_ == 300, name
+    # Before the first frame too (predict_many took a name twice and labelled every row 0)
+    with pytest.raises(ValueError, match="'x' appear more than once"):
+        OnlineGaussianMixture(n_components=2).predict_many(bad["a name twice"][0])
     mixed = pd.DataFrame({"a": np.arange(300), "b": a > 0, "c": a.astype(object)})
     model = OnlineGaussianMixture(n_components=2, warmup_size=50, seed=0)
     model.learn_many(mixed)  # integers, booleans and Python floats are numbers
