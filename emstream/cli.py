@@ -733,8 +733,9 @@ def _format_daemon_meta(meta: dict) -> list[str]:
     # (A keyed daemon's key counts its rows only: lines and rejects belong to the stream.)
     read = (f" from {c['lines']} lines; rejected {sum(rejected.values())}"
             + (f" ({reasons})" if reasons else "")) if "lines" in c else ""
-    lines = [f"counters    {c['rows']} points learned in {c['batches']} batches{read}"
-             + f"; anomalies {c.get('anomalies', 0)} ({c.get('gated', 0)} not learned); "
+    lines = [f"counters    {c['rows']} points in {c['batches']} batches{read}"
+             + f"; anomalies {c.get('anomalies', 0)} ({c.get('gated', 0)} of them kept out of "
+             + "the model by the outlier gate); "
              f"drift alarms {c.get('alarms', 0)}; refits {c.get('refits', 0)}"]
     if meta.get("key") is not None:
         waiting = len((meta.get("pending") or {}).get("lines") or ())

@@ -644,7 +644,7 @@ def test_inspect_pretty_prints_a_daemon_checkpoints_metadata(daemon_checkpoint, 
     lines = {line[:12].strip(): line[12:] for line in text.splitlines() if line[:1].isalpha()}
     meta = checkpoint.load(daemon_checkpoint).meta
     size = (ROOT / "examples" / "sensor.txt").stat().st_size
-    assert lines["counters"].startswith("4996 points learned in 9 batches from 5000 lines; "
+    assert lines["counters"].startswith("4996 points in 9 batches from 5000 lines; "
                                         "rejected 4 (1 blank, 2 non-finite, 1 non-numeric)")
     assert lines["input"] == (f"file {ROOT / 'examples' / 'sensor.txt'}: byte {size}, next line "
                               f"5001 (device {meta['input']['device']}, inode "

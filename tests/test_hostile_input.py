@@ -627,7 +627,7 @@ def test_json_lines_read_as_numbers_are_refused_at_once_naming_their_fields(tmp_
                 "--input", str(data), "--set", "input.format=jsonl", "--set",
                 "input.fields=[cpu, mem.used]")
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    assert "200 points learned" in done.stderr.decode()
+    assert "200 points in" in done.stderr.decode()
     assert emstream_main(["fit", str(data), "-k", "2", "-o", str(tmp_path / "m.json")]) == 1
     assert "numbers in the first record: cpu, mem.used" in capsys.readouterr().err
     # A wide record's numbers are named up to ten; lines past max_line_bytes are said to be.
@@ -835,7 +835,7 @@ def test_a_first_line_too_long_to_read_is_no_header(tmp_path):
                 str(tmp_path / "s"))
     err = done.stderr.decode()
     assert done.returncode == 0 and "rejected: 1 too long" in err, err[-2000:]
-    assert "600 points learned" in err and "header" not in err
+    assert "600 points in" in err and "header" not in err
     assert max(p.stat().st_size for p in (tmp_path / "s").glob("*.json")) < 100_000
 
 

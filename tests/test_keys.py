@@ -929,7 +929,7 @@ def test_a_store_named_by_its_sqlite_file_resumes_and_a_path_may_hold_uri_charac
                 "--checkpoint", str(store)]
         _run(args)
         second = _run(args)
-        assert "0 points learned" in second.stderr.decode()
+        assert "0 points in" in second.stderr.decode()
         assert subprocess.run([*DAEMON, "--check-config", *args[2:4], "--checkpoint",
                                str(store)], capture_output=True).returncode == 0
     keys, meta = _store(tmp_path / "keys.sqlite")
@@ -950,7 +950,7 @@ def test_a_store_path_that_is_not_utf8_works(tmp_path):
     args = ["--input", str(table), "--set", "input.key=host", "--no-output",
             "--checkpoint", store]
     first = _run(args)
-    assert "0 points learned" in _run(args).stderr.decode(), first.stderr.decode()
+    assert "0 points in" in _run(args).stderr.decode(), first.stderr.decode()
     keys, _ = _store(os.path.join(store, "keys.sqlite"))
     assert sorted(keys) == ["host-000", "host-001", "host-002"]
     listing = subprocess.run([sys.executable, "-m", "emstream", "inspect", store, "--keys"],
@@ -1427,7 +1427,7 @@ def test_a_failed_store_s_summary_gives_the_committed_lifetime_and_holds_the_key
     assert "disk I/O error" in done.stderr or "database or disk is full" in done.stderr
     lifetime = next(line for line in done.stderr.splitlines() if "emstreamd: lifetime" in line)
     assert committed["rows"] == 40 * 150 and "as of the last checkpoint" in lifetime
-    assert (f": {committed['rows']} points learned in {committed['batches']} batches from "
+    assert (f": {committed['rows']} points in {committed['batches']} batches from "
             f"{committed['lines']} lines") in lifetime, lifetime
     # (the key whose write failed stays, beside the one it made room for: no more)
     in_memory = int(done.stderr.split(" of them in memory at exit")[0].rsplit(" ", 1)[1])

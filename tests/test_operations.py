@@ -184,7 +184,7 @@ def test_initial_means_of_another_width_than_the_input_stop_it_with_78(tmp_path,
     done = _run("--config", CONFIG, "--input", str(data), "--checkpoint", str(state),
                 "--no-output", "--set", "model.means_init=[[1, 1], [2, 2], [3, 3]]", *extra)
     assert done.returncode == 0, done.stderr.decode()
-    assert "this run: 300 points learned" in done.stderr.decode()
+    assert "this run: 300 points in" in done.stderr.decode()
 
 
 @pytest.mark.parametrize("which", ["output", "dead_letter"])
@@ -399,9 +399,9 @@ def test_the_exit_summary_separates_this_run_from_the_lifetime(tmp_path):
     second = _run("--input", str(data), "--checkpoint", state, "--no-output").stderr.decode()
     this_run = next(line for line in second.splitlines() if "this run:" in line)
     lifetime = next(line for line in second.splitlines() if "lifetime:" in line)
-    assert "1000 points learned" in this_run and "from 1001 lines in" in this_run
+    assert "1000 points in" in this_run and "from 1001 lines in" in this_run
     assert "rejected: 1 non-numeric;" in this_run
-    assert "5996 points learned" in lifetime and "from 6001 lines;" in lifetime
+    assert "5996 points in" in lifetime and "from 6001 lines;" in lifetime
     assert "rejected: 1 blank, 2 non-finite, 2 non-numeric;" in lifetime
 
 

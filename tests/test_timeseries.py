@@ -484,7 +484,7 @@ def test_numbers_with_digit_grouping_are_read_as_spreadsheets_write_them(tmp_pat
     done = subprocess.run([*DAEMON, "--input", str(path), "--checkpoint", str(tmp_path / "s"),
                            "--no-output"], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
-    assert "288 points learned" in done.stderr.decode()
+    assert "288 points in" in done.stderr.decode()
     assert "rejected: none" in done.stderr.decode()
 
 
@@ -534,7 +534,7 @@ def test_a_title_line_above_the_header_is_passed_over(tmp_path):
     assert find_layout(ping) is None
     done = subprocess.run([*DAEMON, "--checkpoint", str(tmp_path / "s"), "--no-output"],
                           input=data, capture_output=True, timeout=120)
-    assert done.returncode == 0 and "300 points learned" in done.stderr.decode()
+    assert done.returncode == 0 and "300 points in" in done.stderr.decode()
 
 
 def test_comment_lines_are_no_header(tmp_path):
@@ -565,7 +565,7 @@ def test_comment_lines_are_no_header(tmp_path):
     done = subprocess.run([*DAEMON, "--input", str(path), "--checkpoint", str(tmp_path / "s"),
                            "--no-output"], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    assert "299 points learned" in done.stderr.decode()
+    assert "299 points in" in done.stderr.decode()
     # A live stream whose first block is comments alone waits for a data line to decide.
     live = subprocess.Popen([*DAEMON, "--checkpoint", str(tmp_path / "live"), "--no-output"],
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -576,7 +576,7 @@ def test_comment_lines_are_no_header(tmp_path):
     live.stdin.write(b"node_load1" + rest)
     live.stdin.close()
     assert live.wait(timeout=120) == 0
-    assert "299 points learned" in live.stderr.read().decode()
+    assert "299 points in" in live.stderr.read().decode()
 
 
 def test_metric_names_taking_turns_without_times_are_said_to_be_several_series(tmp_path):
@@ -1635,7 +1635,7 @@ def test_times_with_a_decimal_comma_are_read(tmp_path):
                                str(tmp_path / data.suffix), *settings],
                               capture_output=True, timeout=120)
         assert done.returncode == 0, done.stderr.decode()[-2000:]
-        assert "300 points learned" in done.stderr.decode() and "rejected: none" in \
+        assert "300 points in" in done.stderr.decode() and "rejected: none" in \
             done.stderr.decode()
         first = next(csv.reader(done.stdout.decode().splitlines()))
         assert first[1] == stamps[100]  # (quoted in the output: it holds a comma)
@@ -1730,7 +1730,7 @@ def test_a_header_that_comes_before_its_rows_does_not_decide_the_layout_alone(tm
     process.stdin.close()
     log = process.stderr.read().decode()
     assert process.wait(timeout=120) == 0, log
-    assert "600 points learned" in log and "rejected: none" in log, log
+    assert "600 points in" in log and "rejected: none" in log, log
     assert "values: value; time: created; dates month first" in log
     assert "time series: a time step of 600 s" in log  # (features on: the series has times)
     # A back-fill of the header alone, then of its rows appended: the same.
@@ -1743,7 +1743,7 @@ def test_a_header_that_comes_before_its_rows_does_not_decide_the_layout_alone(tm
         handle.write(rows)
     done = subprocess.run(command, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
-    assert "600 points learned" in done.stderr.decode()
+    assert "600 points in" in done.stderr.decode()
     assert "rejected: none" in done.stderr.decode()
     assert checkpoint.load(tmp_path / "file").model.n_features_in_ == 3  # value, lag, season
 
@@ -1843,7 +1843,7 @@ def test_a_header_alone_then_rows_that_do_not_fit_it_are_plain_numbers(tmp_path)
     the daemon crashed (a TypeError) where one block stops with one line."""
     rows = "".join(f"{i},{i % 7}\n" for i in range(300))
     code, log = _live(tmp_path, "cpu mem disk\n", rows)
-    assert code == 0 and "300 points learned" in log and "rejected: none" in log, log
+    assert code == 0 and "300 points in" in log and "rejected: none" in log, log
     code, log = _live(tmp_path / "named", "cpu mem disk\n", rows, "--set",
                       "input.columns=[cpu]")
     assert code == 78 and "Traceback" not in log, log
@@ -1931,7 +1931,7 @@ def test_a_column_of_numbers_with_a_unit_is_named_in_a_warning(tmp_path):
         "timestamp, utilization.gpu [%], memory.used [MiB], name\n" + "".join(
             f"2024/03/01 12:{i // 60:02d}:{i % 60:02d}.743, {40 + i % 9} %, {5000 + i % 11} "
             f"MiB, NVIDIA A100\n" for i in range(200))))
-    assert "200 points learned" in err
+    assert "200 points in" in err
     said = [line for line in err.splitlines() if "with a unit" in line]
     # (versions, HTTP statuses and zones are no numbers with a unit)
     assert "with a unit" not in _log_of_a_run(tmp_path, "other.csv", (
@@ -1958,7 +1958,7 @@ def test_a_column_of_nothing_but_missing_words_is_left_out_with_a_warning(tmp_pa
                            "--no-output", "--set", "input.columns=[x, y]"],
                           capture_output=True, timeout=120)
     assert "missing-value words" not in done.stderr.decode()
-    assert "300 points learned" in done.stderr.decode()  # (and 60 rows' NA rejected)
+    assert "300 points in" in done.stderr.decode()  # (and 60 rows' NA rejected)
 
 
 def test_an_input_that_ends_after_its_first_timed_row_carries_it_and_decides_later(tmp_path):

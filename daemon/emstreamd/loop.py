@@ -188,7 +188,7 @@ class Daemon:
         age = time.monotonic() - self.heartbeat
         if age > STALL_SECONDS:
             return False, f"stalled: the main loop last turned {age:.0f} s ago"
-        return True, f"ok: {self.counters['rows']} points learned"
+        return True, f"ok: {self.counters['rows']} points in mini-batches"
 
     # ------------------------------------------------------------------ resume
     def resume(self) -> None:
@@ -737,10 +737,12 @@ class Daemon:
         c = self.counters
         rejected = ", ".join(f"{n} {r}" for r, n in sorted(c["rejected"].items())) or "none"
         seconds = time.monotonic() - self.ready_at
-        lines = [f"emstreamd: {c['rows']} points learned in {c['batches']} batches from "
+        # ("points learned ... (G not learned)" counted the gated points twice over)
+        lines = [f"emstreamd: {c['rows']} points in {c['batches']} batches from "
                  f"{c['lines']} lines in {seconds:.3f} s after start-up; rejected: {rejected}; "
                  f"anomalies: {c['anomalies']} "
-                 f"({c['gated']} not learned); drift alarms: {c['alarms']}; "
+                 f"({c['gated']} of them kept out of the model by the outlier gate); "
+                 f"drift alarms: {c['alarms']}; "
                  f"refits: {c['refits']}; "
                  f"checkpoint: {self.last_checkpoint_path}"]
         model = self.model
