@@ -82,7 +82,8 @@ def _real_values(data: np.ndarray, columns) -> np.ndarray:
                     raise ValueError(f"feature {name!r} is {v!r}: not a number")
         try:
             return data.astype(float)
-        except OverflowError:  # an integer beyond float's range: infinite, as learn_one has it
+        except (OverflowError, ValueError):  # an integer beyond float's range: infinite, as
+            # learn_one has it (and a Decimal's signalling NaN a NaN)
             return np.array([[_as_float(v) for v in row] for row in data], dtype=float)
     if kind in "cmM":
         what = {"c": "complex numbers", "m": "time spans", "M": "times"}[kind]
@@ -91,10 +92,13 @@ def _real_values(data: np.ndarray, columns) -> np.ndarray:
 
 
 def _as_float(v) -> float:
+    """A number as a float: beyond float's range infinite, a Decimal's signalling NaN a NaN."""
     try:
         return float(v)
     except OverflowError:
         return math.inf if v > 0 else -math.inf
+    except ValueError:  # (Decimal("sNaN"): "cannot convert signaling NaN to float")
+        return math.nan
 
 
 class _NothingKnown(Exception):
@@ -184,10 +188,8 @@ class _OnlineMixture:
             if type(v) is not float:
                 if not is_number(v):
                     raise ValueError(f"feature {self._features[i]!r} is {v!r}: not a number")
-                try:
-                    v = row[i] = float(v)
-                except OverflowError:  # an integer beyond float's range: beyond ±1e100 too
-                    v = row[i] = math.inf if v > 0 else -math.inf
+                # (an integer beyond float's range is beyond ±1e100 too)
+                v = row[i] = _as_float(v)
             if not -MAX_ABS_VALUE <= v <= MAX_ABS_VALUE:
                 if learning or v != v:
                     shown = repr(given) if len(repr(given)) <= 40 else repr(given)[:37] + "..."
@@ -450,7 +452,7 @@ class _OnlineMixture:
         for name, v in x.items():
             if not is_number(v):
                 raise ValueError(f"feature {name!r} is {v!r}: not a number")
-            if v != v:
+            if math.isnan(_as_float(v)):
                 raise ValueError(f"feature {name!r} is NaN")
 
     def _check_frame_values(self, X) -> None:

@@ -36,7 +36,6 @@ True
 
 from __future__ import annotations
 
-import decimal
 
 import numpy as np
 from river import base
@@ -54,15 +53,9 @@ from .validation import MAX_ABS_VALUE, check_int, is_number
 __all__ = ["SeriesDetector"]
 
 
-def _numeric(value) -> bool:
-    """A number of any kind, a ``decimal.Decimal`` too (a stream of them fixed no feature:
-    never a model, every score 0, and not a word)."""
-    return is_number(value) or isinstance(value, decimal.Decimal)
-
-
 def _usable(value) -> bool:
     """A number the features can take: any real number within ±1e100 (NaN is not)."""
-    if not _numeric(value):
+    if not is_number(value):
         return False
     try:
         value = float(value)
@@ -176,7 +169,7 @@ class SeriesDetector(base.AnomalyDetector):
         feature out for good); points are learned once each has had a usable value, or,
         after ``batch_size`` points, without those that never had one."""
         if not self._first:
-            numeric = [k for k, v in x.items() if _numeric(v)]
+            numeric = [k for k, v in x.items() if is_number(v)]
             self._first = {"names": list(_feature_order(numeric)), "last": {}, "seen": 0}
             if not self._first["names"]:
                 self._first = {}

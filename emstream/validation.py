@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import decimal
 import numbers
 import sys
 
@@ -142,13 +143,14 @@ def _is_sparse(X) -> bool:
 
 
 def is_number(value) -> bool:
-    """Whether a value is a number of any kind: Python's or numpy's, a bool too (NaN and
-    infinities included: whether it is usable is another question).
+    """Whether a value is a real number of any kind: Python's or numpy's, a bool, a
+    ``decimal.Decimal`` (what ``json.loads(..., parse_float=Decimal)`` and database drivers
+    give) too; NaN and infinities included: whether it is usable is another question.
 
-    >>> is_number(np.True_), is_number(np.float32(2)), is_number("2"), is_number(None)
+    >>> is_number(np.True_), is_number(decimal.Decimal("2")), is_number("2"), is_number(None)
     (True, True, False, False)
     """
-    return isinstance(value, (numbers.Real, np.bool_))
+    return isinstance(value, (numbers.Real, np.bool_, decimal.Decimal))
 
 
 def check_int(value, name: str, low: int, high: int | None = None) -> int:

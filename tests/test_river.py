@@ -216,7 +216,7 @@ def test_a_huge_integer_in_a_frame_is_refused_to_learn_and_scored_at_the_edge():
     model.learn_many(pd.DataFrame(np.random.default_rng(0).normal(size=(100, 2)),
                                   columns=["a", "b"]))
     huge = pd.DataFrame({"a": np.array([10**400, -10**400], dtype=object), "b": [1.0, 1.0]})
-    with pytest.raises(ValueError, match="infinity"):
+    with pytest.raises(ValueError, match="^feature .a. is NaN, infinite or beyond"):
         model.learn_many(huge)
     with pytest.raises(ValueError, match="infinite"):
         model.learn_one({"a": 10**400, "b": 1.0})
@@ -654,6 +654,38 @@ def test_the_series_detector_reads_decimal_readings_as_the_floats_they_stand_for
             detector.learn_one({"v": kind(v)})
         scores[kind is float] = out
     assert scores[True] == scores[False] and scores[False][-1] > 0.9999
+
+
+@pytest.mark.parametrize("make", [lambda: GaussianMixtureDetector(seed=0, warmup_size=100),
+                                  lambda: OnlineGaussianMixture(2, seed=0, warmup_size=100)],
+                         ids=["detector", "clusterer"])
+def test_the_adapters_read_decimal_readings_as_the_floats_they_stand_for(make):
+    """The two mixtures refused decimal.Decimal ("not a number"), which the series detector
+    takes: json.loads(..., parse_float=Decimal) and database drivers give them."""
+    import pandas as pd
+    from decimal import Decimal
+
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, 300), rng.normal(8, 1, 300)][rng.permutation(600)]
+    models = {}
+    for kind in (float, lambda v: Decimal(repr(v))):
+        model = make()
+        for v in X[:400]:
+            model.learn_one({"v": kind(float(v))})
+        model.learn_many(pd.DataFrame({"v": pd.Series([kind(float(v)) for v in X[400:]],
+                                                      dtype=object)}))
+        models[kind is float] = model
+    np.testing.assert_array_equal(models[True]._model.means_, models[False]._model.means_)
+    # A signalling NaN is a NaN, refused as one (float() of it raised "cannot convert")
+    for refused in (lambda: models[False].learn_one({"v": Decimal("sNaN")}),
+                    lambda: make().learn_one({"v": Decimal("sNaN")}),
+                    lambda: _predict_or_score(make(), {"v": Decimal("sNaN")})):
+        with pytest.raises(ValueError, match="NaN"):
+            refused()
+
+
+def _predict_or_score(model, x):
+    return model.predict_one(x) if hasattr(model, "predict_one") else model.score_one(x)
 
 
 def test_river_s_clustering_metrics_read_the_clusterer_s_centers():
