@@ -142,6 +142,24 @@ def test_evicting_idle_keys_changes_nothing(tmp_path):
     assert stores[0][1]["counters"] == stores[1][1]["counters"]
 
 
+def test_scheduled_refits_come_alike_whether_keys_are_evicted_or_not(tmp_path):
+    """The rows towards a key's next scheduled refit (refit.every_points) were not saved: they
+    started again from 0 each time the key was read back from the store, so a key evicted
+    more often than every_points of its rows was never refitted (0 refits against 2; found
+    by an attack helper).  A restart lost them the same way."""
+    rng = np.random.default_rng(3)
+    _keyed_table(tmp_path / "two.csv", 2, (60_000, 60_001), rng)  # 4 blocks of 1 MiB
+    refits = []
+    for active in (1, 1000):
+        _run(["--input", str(tmp_path / "two.csv"), "--checkpoint", str(tmp_path / f"a{active}"),
+              "--set", "input.key=host", "--set", f"keys.max_active={active}", "--set",
+              "refit.every_points=25000", "--no-output"])
+        keyed, meta = _store(tmp_path / f"a{active}" / "keys.sqlite")
+        refits.append(({key: json.loads(doc)["meta"]["counters"]["refits"]
+                        for key, doc in keyed.items()}, meta["counters"]["refits"]))
+    assert refits[0] == refits[1] and refits[1][1] >= 4, refits
+
+
 @pytest.mark.slow
 def test_sigkills_during_a_keyed_backfill_apply_every_row_once_per_key(tmp_path):
     rng = np.random.default_rng(2)
@@ -731,6 +749,15 @@ def test_sigusr2_refits_the_keys_in_the_store_too(tmp_path):
     finally:
         stored.close()
     assert refitted == [1] * 40
+
+
+def test_sigusr2_refits_keys_read_back_from_the_store_during_their_warm_up(tmp_path):
+    """A key evicted during its warm-up came back with an empty refit window (its rows wait in
+    the learner's warm-up buffer, not in its recent rows): "skipped: its window holds 0 rows",
+    where a key kept in memory was refitted on its 600 points (found by an attack helper)."""
+    rest = _refit_every_key(tmp_path, 20, 12_000, 14, "--set", "keys.max_active=5")
+    assert "refits: 20;" in rest.split("lifetime:")[1], rest.split("lifetime:")[1][:400]
+    assert "window holds 0 rows" not in rest
 
 
 def test_the_end_of_input_flush_commits_as_it_goes(tmp_path):

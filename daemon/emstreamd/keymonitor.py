@@ -412,7 +412,7 @@ class KeyMonitor:
         """The checkpoint's meta fields of this series (JSON-ready); the model is saved beside
         it (:func:`emstream.checkpoint.dumps`)."""
         return {"monitor": self.monitor.state(), "series": self.series.state(),
-                "history": self.history}
+                "history": self.history, "since_refit": self.since_refit}
 
     def restore(self, model: GaussianMixture, meta: dict, *, where: str) -> None:
         """Take a checkpoint's model and meta fields (``where`` names it in errors).
@@ -426,11 +426,16 @@ class KeyMonitor:
 
         self.model = model
         learner = model.__dict__.get("_online")
-        if learner is not None and len(learner.window):
+        if learner is not None:
             # The refit window is not checkpointed (refit.window rows for every key); the
             # learner's recent rows, which are, stand in for it: a refit after a restart, or
-            # of a key read back from the store, was skipped as "still warming up".
-            self.window.extend(learner.window.recent()[-self.window.capacity:])
+            # of a key read back from the store, was skipped as "still warming up".  During
+            # the warm-up its rows wait in the warm-up buffer (SIGUSR2 refitted a key on its
+            # 667 rows, and skipped it with "0 rows" once it had been evicted).
+            recent = (learner.window.recent() if len(learner.window) else
+                      np.concatenate(learner.buffer) if learner.buffer else None)
+            if recent is not None and len(recent):
+                self.window.extend(recent[-self.window.capacity:])
         settings = config_module.monitor_settings(self.config)
         # The resumed model keeps its components (config.yaml's other count is warned about):
         # a refit needs one row for each of them, whatever drift.refit_points now says.
@@ -442,6 +447,14 @@ class KeyMonitor:
             except ValueError as exc:
                 log.warning("%sdrift monitor starts afresh: %s", self.name, exc)
         self.history = meta.get("history", [])
+        # Rows towards the next scheduled refit (refit.every_points): they started again from
+        # 0 at every restart and every reload of an evicted key, whose refits then never came.
+        since = meta.get("since_refit", 0)
+        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+            log.warning("%srows since the last refit start afresh: %r is not a count",
+                        self.name, since)
+            since = 0
+        self.since_refit = since
         self.series = SeriesMonitor(self.monitor,
                                     *config_module.series_parts(self.config, self.timed))
         if meta.get("series") is not None:
