@@ -68,9 +68,14 @@ _NON_FINITE = re.compile(rb"[+-]?(?:nan|inf(?:inity)?)", re.IGNORECASE)
 # any reader that splits lines the Unicode way, and the bidirectional embeddings, overrides
 # and isolates (U+202A-U+202E, U+2066-U+2069), which make a listing's row read in another
 # order than it is written.  (The marks U+200E/U+200F/U+061C, which right-to-left names
-# carry, reorder nothing beyond their own neighbours, and stay.)
+# carry, reorder nothing beyond their own neighbours, and stay.)  And the invisible ones no
+# name needs: the zero-width space U+200B, the word joiner and invisible operators
+# U+2060-U+2064, and a byte-order mark inside a key (U+FEFF): "\u200bweb" was a series of
+# its own that every listing showed as "web".  (The zero-width joiner and non-joiner U+200C
+# and U+200D stay: Persian and Indic names and emoji sequences need them.)
 # (The multi-byte ones apart too: a block parser checks single bytes with array tests.)
-WIDE_CONTROL = re.compile(rb"\xc2[\x80-\x9f]|\xe2\x80[\xa8-\xae]|\xe2\x81[\xa6-\xa9]")
+WIDE_CONTROL = re.compile(rb"\xc2[\x80-\x9f]|\xe2\x80[\x8b\xa8-\xae]|"
+                          rb"\xe2\x81[\xa0-\xa4\xa6-\xa9]|\xef\xbb\xbf")
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]|" + WIDE_CONTROL.pattern)
 _SEPARATORS = re.compile(rb"[ \t\r,]+")
 _SPACES = bytes.maketrans(b",\r", b"  ")
@@ -181,6 +186,8 @@ def is_bad_key(name: bytes) -> bool:
     (True, True)
     >>> is_bad_key("\\u05e9\\u05e8\\u05ea\\u200f-1".encode())  # (a right-to-left mark)
     False
+    >>> is_bad_key("\\u200bweb".encode()), is_bad_key("we\\ufeffb".encode())
+    (True, True)
     """
     return not name or len(name) > MAX_KEY_BYTES or _CONTROL.search(name) is not None
 

@@ -47,6 +47,7 @@ import numpy as np
 from .cellnumbers import (MISSING, WHOLE, grouping_of, is_number, numberish, regrouped,
                           ungrouped)
 from .parse import (
+    _ASCII_SPACE,
     _SNIPPET,
     _WHITESPACE,
     MAX_KEY_BYTES,
@@ -275,7 +276,9 @@ def _split_quoted(line: bytes, sep: bytes) -> list | None:
         fields = next(csv.reader([text], delimiter=sep.decode(), skipinitialspace=True), [""])
     except csv.Error:
         return None
-    return [f.strip().encode("utf-8", "surrogateescape") for f in fields]
+    # (ASCII whitespace only, as an unquoted field loses: str.strip() also took a no-break
+    # space, U+3000 or a \x1f from a quoted key's edges, merging '"\xa0web"' into 'web')
+    return [f.strip(_ASCII_SPACE).encode("utf-8", "surrogateescape") for f in fields]
 
 
 def _header_separator(head: bytes) -> bytes | None:
@@ -1261,7 +1264,7 @@ def _parse_clean_block(data: bytes, layout: Layout, first_line: int,
         in_key = inside & ~separator & (field == layout.key_field)
         # UTF-8 C1 controls, line separators and bidirectional overrides (most blocks have
         # no \xc2 or \xe2; the latter were let through here, into keys and per-point lines)
-        wide = (b"\xc2" in data or b"\xe2" in data) and any(
+        wide = (b"\xc2" in data or b"\xe2" in data or b"\xef\xbb\xbf" in data) and any(
             in_key[found.start()] for found in WIDE_CONTROL.finditer(data))
         if wide or np.any((raw[in_key] < 0x20) | (raw[in_key] == 0x7F)):
             return None  # a control character (which a comma table's key may lose to strip)

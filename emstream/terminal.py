@@ -16,11 +16,13 @@ from __future__ import annotations
 # Every C0 and C1 control and DEL, but newline and tab; and the Unicode line and paragraph
 # separators and bidirectional embeddings, overrides and isolates (U+2028-202E, U+2066-2069),
 # which break a line or reorder what a terminal shows (a key "EVIL\u202e..." listed
-# backwards): the characters a series key may not hold (emstream.parse.is_bad_key).
+# backwards); and the invisible U+200B, U+2060-2064 and U+FEFF: the characters a series key
+# may not hold (emstream.parse.is_bad_key).
 _CONTROLS = {code: f"\\x{code:02x}"
              for code in (*range(0, 9), *range(11, 32), *range(127, 160))}
 _CONTROLS.update({code: f"\\u{code:04x}"
-                  for code in (*range(0x2028, 0x202F), *range(0x2066, 0x206A))})
+                  for code in (*range(0x2028, 0x202F), *range(0x2066, 0x206A), 0x200B,
+                               *range(0x2060, 0x2065), 0xFEFF)})
 
 
 _ONE_LINE = {**_CONTROLS, ord("\n"): "\\n"}

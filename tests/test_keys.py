@@ -1091,6 +1091,21 @@ def test_json_keys_lose_only_ascii_whitespace_as_table_keys_do():
     assert [k.decode() for k in parsed.keys] == ["\u00a0a\u00a0", "a", "\u3000b", "b"]
 
 
+def test_a_quoted_table_key_loses_only_ascii_whitespace_as_an_unquoted_one_does(tmp_path):
+    """A quoted key went through str.strip(): '"\u00a0web"' became 'web' while the same key
+    unquoted stayed '\u00a0web' (found by an attack helper)."""
+    lines = ["host,value"] + [f'{key},{i % 7}.5' for i in range(100)
+                              for key in ("web", '"\u00a0web"', "\u00a0web", '" web\t"',
+                                          '"web\u3000"')]
+    data = tmp_path / "q.csv"
+    data.write_text("\n".join(lines) + "\n")
+    _run(["--input", str(data), "--set", "input.key=host", "--checkpoint", str(tmp_path / "s"),
+          "--no-output"])
+    keyed, meta = _store(tmp_path / "s" / "keys.sqlite")
+    points = {key: json.loads(doc)["meta"]["counters"]["rows"] for key, doc in keyed.items()}
+    assert points == {"web": 200, "\u00a0web": 200, "web\u3000": 100}
+
+
 def test_the_key_length_limit_holds_for_the_key_as_stored():
     """256 bytes at most as stored (UTF-8): 200 "é" saved in cp1252 are 200 bytes as written
     and were stored as a 400-byte key, while the same key saved in UTF-8 was refused."""
@@ -1252,14 +1267,24 @@ def test_keys_with_unicode_line_separators_or_bidi_controls_are_bad_keys(tmp_pat
     """Such a key split a per-point line for readers that split lines the Unicode way, or
     made a listing's row read in another order."""
     data = tmp_path / "u.jsonl"
-    keys = ["x\u2028999", "\u202eabc", "ok", "a\u2066b"]
+    # (and the invisible ones: "\u200bweb" was listed as "web", a second series of that name)
+    keys = ["x\u2028999", "\u202eabc", "ok", "a\u2066b", "\u200bok", "o\u2060k", "o\ufeffk"]
     data.write_text("".join(json.dumps({"k": k, "v": float(i)}) + "\n"
                             for i in range(30) for k in keys))
     done = _run(["--input", str(data), "--set", "input.key=k", "--set", "input.format=jsonl",
                  "--set", "input.fields=[v]", "--checkpoint", str(tmp_path / "s")])
     meta = _store(tmp_path / "s" / "keys.sqlite")[1]
-    assert meta["counters"]["rejected"] == {"bad key": 90}
+    assert meta["counters"]["rejected"] == {"bad key": 180}
     assert all(line.split(",")[1] == "ok" for line in done.stdout.decode().splitlines())
+    # A table's, by the line parser and by the array parser of clean blocks alike
+    for clean in (False, True):
+        table = tmp_path / f"t{clean}.csv"
+        rows = [f"{k},{i}" for i in range(30) for k in ("ok", "\u200bok", "o\ufeffk")]
+        table.write_text("k,v\n" + "\n".join(rows if clean else rows + ["ok,x"]) + "\n")
+        _run(["--input", str(table), "--set", "input.key=k", "--no-output", "--checkpoint",
+              str(tmp_path / f"t{clean}")])
+        keyed, meta = _store(tmp_path / f"t{clean}" / "keys.sqlite")
+        assert list(keyed) == ["ok"] and meta["counters"]["rejected"]["bad key"] == 60
 
 
 def test_a_store_in_a_read_only_place_with_commits_in_its_log_is_refused_not_read_stale(
