@@ -206,13 +206,17 @@ def _report_trailing_garbage(stream, source: str) -> None:
               f"them", file=sys.stderr)
 
 
-def read_rows(name: str, columns=None, day_first="auto"):
-    """All rows of a data file (or stdin) and the tally of rejected lines."""
+def read_rows(name: str, columns=None, day_first="auto", key=None, key_column=0):
+    """All rows of a data file (or stdin) and the tally of rejected lines; with ``key``, the
+    rows of that series alone (its key in column ``key_column``, as ``input.key``)."""
     stream = _open_input(name)
     rows, rejects, counts, n_lines, layouts = [], [], {}, 0, []
     try:
         for parsed in parsed_blocks(stream, columns, day_first=day_first,
+                                    key=None if key is None else key_column,
                                     on_layout=layouts.append):
+            if key is not None and parsed.keys is not None:
+                parsed = of_key(parsed, key)
             rows.append(parsed.rows)
             rejects.extend(parsed.rejects[:SHOWN_REJECTS])
             for reason, n in parsed.reject_counts().items():
@@ -227,7 +231,8 @@ def read_rows(name: str, columns=None, day_first="auto"):
     widths = {r.shape[1] for r in rows if r.size}
     data = np.concatenate([r for r in rows if r.size]) if widths else np.empty((0, 0))
     if data.shape[0] == 0:
-        raise CommandError(f"{source}: no numeric rows found")
+        raise CommandError(f"{source}: no numeric rows found" + (
+            "" if key is None else f" for key {key!r} (its key in column {key_column!r})"))
     found = {"path": source, "lines": n_lines, "rows": int(data.shape[0]), "rejected": counts}
     if layouts and layouts[0] is not None:
         found["layout"] = layouts[0].to_dict()  # (the columns' names: score checks them)
@@ -907,7 +912,9 @@ def cmd_inspect(args) -> int:
         if not loaded.model._is_fitted():
             raise CommandError(f"{args.checkpoint}: nothing to draw yet: the model is still "
                                "warming up")
-        data = read_rows(args.data, args.columns, _day_first(args))[0] if args.data else None
+        # (a store's key: that key's rows of DATA alone; every key's were drawn under it)
+        data = read_rows(args.data, args.columns, _day_first(args), key=args.key,
+                         key_column=args.key_column)[0] if args.data else None
         if data is not None and data.shape[1] != loaded.model.n_features_in_:
             raise CommandError(f"{args.data}: rows of {data.shape[1]} values, the model has "
                                f"{loaded.model.n_features_in_} features (see --columns)")
@@ -1077,7 +1084,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="--keys: only the first N keys of that order")
     _add_view_options(inspect, "draw the density (1 feature), covariance ellipses (2), or a "
                       "grid of every pair of features (3 or more)")
-    inspect.add_argument("--data", metavar="DATA", help="data to draw under --plot")
+    inspect.add_argument("--data", metavar="DATA", help="data to draw under --plot (with "
+                         "--key, that key's rows of it)")
+    inspect.add_argument("--key-column", metavar="C", type=_column, default=0,
+                         help="with --key and --data, DATA's key column, as input.key: a "
+                         "0-based index or a header name (default: 0)")
     inspect.add_argument("--columns", type=_parse_columns, metavar="C,...",
                          help="columns of --data to use, 0-based indices or header names; "
                          "for JSON lines, the fields (default: every column)")

@@ -857,6 +857,29 @@ def test_a_plotted_diff_of_two_keys_names_the_keys(tmp_path, monkeypatch):
     assert a.startswith("A ") and a.endswith("key 'a'") and b.endswith("key 'b'")
 
 
+def test_inspect_of_a_key_draws_that_key_s_rows_of_the_data_alone(tmp_path, monkeypatch,
+                                                                   capsys):
+    """inspect STORE --key a --plot P --data DATA drew every key's rows under key a's mixture
+    (found by an attack helper)."""
+    from emstream import plot
+
+    (tmp_path / "k.csv").write_text("key,v\n" + "".join(
+        f"{'ab'[i % 2]},{i % 2 * 50 + np.sin(i):.4f}\n" for i in range(2400)))
+    _run(["--input", str(tmp_path / "k.csv"), "--checkpoint", str(tmp_path / "st"),
+          "--set", "input.key=key", "--no-output"])
+    drawn = []
+    monkeypatch.setattr(plot, "plot_mixture", lambda model, target, data, **kw: drawn.append(data))
+    for key_column in ([], ["--key-column", "key"]):
+        assert emstream_main(["inspect", str(tmp_path / "st"), "--key", "a", "--plot",
+                              str(tmp_path / "a.png"), "--data", str(tmp_path / "k.csv"),
+                              *key_column]) == 0
+        assert drawn[-1].shape == (1200, 1) and drawn[-1].max() < 2
+    (tmp_path / "b.csv").write_text("key,v\nb,1\nb,2\n")
+    assert emstream_main(["inspect", str(tmp_path / "st"), "--key", "a", "--plot",
+                          str(tmp_path / "a.png"), "--data", str(tmp_path / "b.csv")]) == 1
+    assert "no numeric rows found for key 'a'" in capsys.readouterr().err
+
+
 def test_an_anomaly_logged_in_a_keyed_stream_names_its_key(tmp_path):
     """The anomaly log line said which line but not which series; with --log-format json the
     key is a field of its own."""
