@@ -173,7 +173,18 @@ class KeyStore:
         try:
             db = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None,
                                  check_same_thread=False)
-            db.execute("SELECT count(*) FROM keys").fetchone()
+            try:
+                db.execute("SELECT count(*) FROM keys").fetchone()
+            except sqlite3.OperationalError:
+                if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                    # (a WAL database whose tables are still in its -wal: "no such table")
+                    db.close()
+                    raise StoreError(
+                        f"{self.path}: an SQLite file with no tables: a state store copied "
+                        "before its daemon's first commit reached the file, or without its "
+                        "-wal file; nothing to read (copy it again, with its -wal file)"
+                    ) from None
+                raise
             return db
         except sqlite3.OperationalError:
             if os.access(os.path.dirname(os.path.abspath(self.path)), os.W_OK):

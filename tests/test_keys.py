@@ -823,6 +823,19 @@ def test_inspect_and_diff_of_a_damaged_store_say_so_in_one_line(tmp_path, capsys
     assert done.returncode in (0, 65) and "Traceback" not in err, err[-2000:]
 
 
+def test_inspect_of_a_store_copied_before_its_first_commit_says_so(tmp_path, capsys):
+    """A store copied while its tables were still in its -wal file alone: "no such table:
+    keys", SQLite's words (found by an attack helper)."""
+    db = sqlite3.connect(tmp_path / "keys.sqlite")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.close()
+    for args in (["--keys"], ["--key", "a"]):
+        assert emstream_main(["inspect", str(tmp_path), *args]) == 1
+        err = capsys.readouterr().err
+        assert "an SQLite file with no tables: a state store copied before its daemon's " \
+               "first commit" in err and "no such table" not in err
+
+
 def test_emstream_fit_refuses_to_write_over_or_beside_a_state_store(tmp_path, capsys):
     """fit -o keys.sqlite replaced every key's model with one checkpoint; fit -o on the store's
     directory hid the store from inspect --keys."""
