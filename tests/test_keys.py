@@ -1515,6 +1515,8 @@ def test_a_failed_store_s_summary_gives_the_committed_lifetime_and_holds_the_key
     assert "disk I/O error" in done.stderr or "database or disk is full" in done.stderr
     lifetime = next(line for line in done.stderr.splitlines() if "emstreamd: lifetime" in line)
     assert committed["rows"] == 40 * 150 and "as of the last checkpoint" in lifetime
+    assert "emstreamd: this run, whose work since the last checkpoint the next run does " \
+           "again: " in done.stderr
     assert (f": {committed['rows']} points in {committed['batches']} batches from "
             f"{committed['lines']} lines") in lifetime, lifetime
     # (the key whose write failed stays, beside the one it made room for: no more)

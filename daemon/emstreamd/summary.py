@@ -56,7 +56,11 @@ def build(daemon, at_start: dict) -> tuple[str, dict]:
     rate = run["rows"] / seconds if seconds > 0 else 0.0
     timing = f" in {seconds:.3f} s after start-up ({rate:.0f} points/s)"
     label = "lifetime" if life == daemon.counters else "lifetime, as of the last checkpoint"
-    lines = ["emstreamd: this run: " + _counts(run, timing),
+    # (after a halt, this run's points include some of lines not counted as read: "175000
+    # points ... from 104354 lines" said nothing of why)
+    done = "this run" if life == daemon.counters else \
+        "this run, whose work since the last checkpoint the next run does again"
+    lines = [f"emstreamd: {done}: " + _counts(run, timing),
              f"emstreamd: {label}: " + _counts(life)
              + f"; checkpoint: {daemon.last_checkpoint_path or 'none written'}"]
     known = getattr(daemon, "known", None)  # a keyed daemon's keys
