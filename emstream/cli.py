@@ -676,7 +676,8 @@ def feature_names(meta: dict, d: int) -> list | None:
             values = [n for n in range(1, d + 1) if temporal.n_features_out(n) == d]
             names = [f"x{j}" for j in range(values[0])] if values else None
         out = temporal.feature_names(names) if names is not None else None
-    except (KeyError, TypeError, ValueError, IndexError):  # (a hand-edited checkpoint)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError):  # (a hand-edited
+        # checkpoint; OverflowError: an integer beyond any float)
         return None
     return out if out is not None and len(out) == d else None
 

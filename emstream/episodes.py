@@ -225,9 +225,12 @@ class Episodes:
             raise ValueError(f"episodes state: {exc}") from None
         step = state.get("time_step")
         if step is not None:
+            # (an integer beyond any float, 10**400 edited in, is no time step either: float()
+            # raised OverflowError, a traceback on resume)
             if not isinstance(step, (int, float)) or isinstance(step, bool) or not (
-                    math.isfinite(step) and step > 0):
-                raise ValueError(f"episodes state: time_step {step!r} is not a positive number")
+                    -2.0 ** 1023 < step < 2.0 ** 1023 and math.isfinite(step) and step > 0):
+                raise ValueError(f"episodes state: time_step {str(step)[:40]} is not a positive "
+                                 "number")
             episodes.time_step = float(step)
         if not isinstance(remaining, int) or isinstance(remaining, bool) or not (
                 0 <= remaining <= episodes.hold_points):

@@ -176,15 +176,14 @@ class KeyStore:
             try:
                 db.execute("SELECT count(*) FROM keys").fetchone()
             except sqlite3.OperationalError:
-                if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
-                    # (a WAL database whose tables are still in its -wal: "no such table")
-                    db.close()
-                    raise StoreError(
-                        f"{self.path}: an SQLite file with no tables: a state store copied "
-                        "before its daemon's first commit reached the file, or without its "
-                        "-wal file; nothing to read (copy it again, with its -wal file)"
-                    ) from None
-                raise
+                if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                    return db  # (another program's tables: the caller names them)
+                # (a WAL database whose tables are still in its -wal: "no such table")
+                db.close()
+                raise StoreError(
+                    f"{self.path}: an SQLite file with no tables: a state store copied "
+                    "before its daemon's first commit reached the file, or without its "
+                    "-wal file; nothing to read (copy it again, with its -wal file)") from None
             return db
         except sqlite3.OperationalError:
             if os.access(os.path.dirname(os.path.abspath(self.path)), os.W_OK):

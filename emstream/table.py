@@ -204,6 +204,12 @@ class Layout:
                              f"{self.value_fields!r}")
         if self.header_line is not None:
             check_int(self.header_line, "header_line", 1)
+        if not isinstance(self.settled, bool):
+            raise ValueError(f"settled must be true or false, got {self.settled!r}")
+        if not self.settled and self.names is None:
+            # (only a header's layout waits for its first rows: one without names was settled
+            # against them, a TypeError, when the next block came)
+            raise ValueError("a layout without a header's names is settled")
         if self.grouping is not None and (
                 len(self.grouping) != len(self.value_fields)
                 or not all(g in ("", ",", ".") for g in self.grouping)):

@@ -592,6 +592,7 @@ class TemporalFeatures:
             if not isinstance(behind, bool):
                 raise ValueError(f"behind must be true or false, got {behind!r}")
             tf._behind = behind
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            # (OverflowError: an integer beyond any float, 10**400, edited in)
             raise ValueError(f"temporal features state: {exc}") from None
         return tf

@@ -619,10 +619,31 @@ def test_forged_layout_and_series_state_never_crash_the_daemon(series_run, tmp_p
     paths += [("meta", "series", "features", key) for key in meta["series"]["features"]]
     paths += [("meta", "series", "episodes", key) for key in meta["series"]["episodes"]]
     paths += [("meta", "series", "features", "history", -1, 0)]
-    values = [None, True, -1, 0, 1e-320, 1e308, 10**19, "x", [], [1], {}]
+    # (10**400: an integer beyond any float, a period or time step that raised
+    # OverflowError, a traceback; found by an attack helper)
+    values = [None, True, -1, 0, 1e-320, 1e308, 10**19, 10**400, "x", [], [1], {}]
     target = tmp_path / "forged.json"
     config = config_module.load(CONFIG, [("checkpoint", "path", str(target)),
                                          ("output", "per_point", False)])
     outcomes, failures = _fuzz_resume(document, config, data, paths, values, _read_on)
     assert not failures, failures[:10]
     assert outcomes["refused"] > 50 and outcomes["ran"] > 20
+
+
+@pytest.mark.parametrize("field", ["period", "start"])
+def test_inspect_of_a_feature_state_beyond_any_float_names_no_traceback(series_run, tmp_path,
+                                                                        capsys, field):
+    """A features' period of 10**400 (an integer JSON reads exactly) raised OverflowError in
+    emstream inspect, which names the model's features (found by an attack helper)."""
+    from emstream.cli import main as emstream_main
+
+    ck, _ = series_run
+    document = json.loads(ck.read_bytes())
+    features = document["content"]["meta"]["series"]["features"]
+    assert features.get(field) is not None  # (a timed series: its season goes by time)
+    features[field] = 10**400
+    target = tmp_path / "forged.json"
+    target.write_bytes(_reseal(document))
+    assert emstream_main(["inspect", str(target), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["n_features"] >= 2

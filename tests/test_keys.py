@@ -2,6 +2,7 @@
 eviction and SIGKILLs; new keys past the hard limit are rejected; the state store is read by
 ``emstream inspect`` and ``emstream diff``."""
 
+import copy
 import json
 import os
 import shutil
@@ -834,6 +835,14 @@ def test_inspect_of_a_store_copied_before_its_first_commit_says_so(tmp_path, cap
         err = capsys.readouterr().err
         assert "an SQLite file with no tables: a state store copied before its daemon's " \
                "first commit" in err and "no such table" not in err
+    # Another program's database, as the daemon says it (inspect said "no such table: keys")
+    db = sqlite3.connect(tmp_path / "app.sqlite")
+    db.execute("CREATE TABLE users (name TEXT)")
+    db.commit()
+    db.close()
+    assert emstream_main(["inspect", str(tmp_path / "app.sqlite"), "--keys"]) == 1
+    assert "an SQLite database that is not a state store (its tables: users)" in \
+        capsys.readouterr().err
 
 
 def test_emstream_fit_refuses_to_write_over_or_beside_a_state_store(tmp_path, capsys):
@@ -1421,6 +1430,35 @@ def test_a_key_s_edited_counters_or_history_stop_the_daemon_in_one_line(tmp_path
     done = _resumed_with_key_a_forged(tmp_path, **{field: value})
     assert done.returncode == 65
     assert f"key 'a': {said}" in _stopped(done)
+
+
+@pytest.mark.parametrize("settled", ["false", "null", "0", "[]"])
+def test_a_headerless_layout_forged_unsettled_stops_the_daemon_in_one_line(tmp_path, settled):
+    """A layout without a header's names whose "settled" was edited to anything but true was
+    settled against names it has not: a TypeError once the input was read (found by an attack
+    helper)."""
+    data, state = _store_edited(
+        tmp_path, "UPDATE meta SET value = json_set(value, '$.layout.settled', "
+                  f"json('{settled}')) WHERE name = 'daemon'")
+    done = _keyed_back_fill(data, state)
+    assert done.returncode == 65 and "Traceback" not in done.stderr.decode()
+    assert "bad input layout" in _stopped(done)
+
+
+def test_a_key_s_time_step_beyond_any_float_stops_the_daemon_in_one_line(tmp_path):
+    """An episodes' time step of 10**400 (an integer JSON reads exactly) raised OverflowError,
+    a traceback (found by an attack helper)."""
+    data, state = _store_edited(tmp_path, "SELECT 1")
+    db = sqlite3.connect(state / "keys.sqlite")
+    loaded = checkpoint.loads(db.execute("SELECT document FROM keys WHERE key = 'a'")
+                              .fetchone()[0].encode())
+    db.close()
+    series = copy.deepcopy(loaded.meta["series"])
+    series["episodes"]["time_step"] = 10**400
+    (tmp_path / "forged").mkdir()
+    done = _resumed_with_key_a_forged(tmp_path / "forged", series=series)
+    assert done.returncode == 65 and "Traceback" not in done.stderr.decode()
+    assert "time_step 1000000000" in _stopped(done)
 
 
 def test_a_store_whose_daemon_meta_is_nested_too_deeply_is_refused_in_one_line(tmp_path):
