@@ -36,7 +36,6 @@ True
 
 from __future__ import annotations
 
-
 import numpy as np
 from river import base
 

@@ -209,7 +209,7 @@ class Layout:
         if not self.settled and self.names is None:
             # (only a header's layout waits for its first rows: one without names was settled
             # against them, a TypeError, when the next block came)
-            raise ValueError("a layout without a header's names is settled")
+            raise ValueError("a layout without a header's names must be settled")
         if self.grouping is not None and (
                 len(self.grouping) != len(self.value_fields)
                 or not all(g in ("", ",", ".") for g in self.grouping)):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import decimal
+import math
 import numbers
 import sys
 
