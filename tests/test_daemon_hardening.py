@@ -964,3 +964,31 @@ def test_an_input_too_wide_for_a_model_stops_in_one_line_before_learning(tmp_pat
     assert done.returncode == 78 and "Traceback" not in err, err
     assert "rows of 300 values, more than the 256 a model learns" in err
     assert "input.columns" in err
+
+
+def test_per_point_lines_to_a_non_blocking_pipe_are_all_written(tmp_path):
+    """A parent that made the pipe non-blocking (node.js does) got 1,727 of 19,900 lines and
+    exit 0: the buffered write came back short and the rest of the batch was dropped.  (A
+    signal while a blocking pipe was full cut a batch the same way; found by an attack
+    helper.)"""
+    import fcntl
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "in.txt"
+    data.write_text("".join(f"{v:.4f}\n" for v in rng.normal(size=20_000)))
+    read_end, write_end = os.pipe()
+    flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
+    fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    process = subprocess.Popen([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input",
+                                str(data), "--checkpoint", str(tmp_path / "ck")],
+                               stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    time.sleep(2)  # (the pipe fills: the daemon's writes meet EAGAIN)
+    got = b""
+    while chunk := os.read(read_end, 1 << 16):
+        got += chunk
+    os.close(read_end)
+    err = process.communicate(timeout=120)[1].decode()
+    assert process.returncode == 0, err[-2000:]
+    numbers = [int(line.split(b",")[0]) for line in got.splitlines()]
+    assert numbers == list(range(numbers[0], 20_001)) and numbers[0] <= 200

@@ -220,6 +220,18 @@ def _read_back(fd: int, offset: int, count: int) -> bytes | None:
         os.close(reader)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` or raise OSError.  (The buffered stream's write came
+    back short on a signal that arrived while a pipe was full, and on a pipe its parent had
+    made non-blocking; the rest of the batch's lines were lost, without a word, exit 0.)"""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:  # a non-blocking pipe that is full: wait for its reader
+            select.select([], [fd], [])
+
+
 class PointSink:
     """Per-point lines to a binary stream.
 
@@ -270,8 +282,12 @@ class PointSink:
         try:
             if self._kind == "file":
                 self._size = os.fstat(self.out.fileno()).st_size
-            self.out.write(text)
-            self.out.flush()
+            fd = self._fd()
+            if fd is None:
+                self.out.write(text)
+                self.out.flush()
+            else:
+                _write_all(fd, text)
         except OSError as exc:  # the reader went away (| head), a full disk
             self.close_lost(exc)
             return exc
