@@ -525,6 +525,36 @@ def test_no_watchdog_pings_for_another_process_or_without_a_period():
     assert watchdog_interval({"WATCHDOG_USEC": "60000000",
                               "WATCHDOG_PID": str(os.getpid())}) == 30.0
     assert watchdog_interval({}) is None and watchdog_interval({"WATCHDOG_USEC": "x"}) is None
+    # (WATCHDOG_USEC=1: 20,000 pings a second from an idle daemon)
+    assert watchdog_interval({"WATCHDOG_USEC": "1"}) == 0.01
+
+
+def test_a_notify_socket_that_is_never_read_does_not_hold_the_daemon(tmp_path):
+    """A datagram socket that never reads fills after ten messages; the blocking send then
+    held the main loop for good: rows appended were never read and SIGTERM could not stop it
+    (found by an attack helper)."""
+    path = tmp_path / "notify.sock"
+    deaf = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    deaf.bind(str(path))
+    data = tmp_path / "in.txt"
+    data.write_text("".join(f"{v:.4f}\n" for v in np.random.default_rng(0).normal(size=500)))
+    env = dict(os.environ, NOTIFY_SOCKET=str(path), WATCHDOG_USEC="20000")
+    process = subprocess.Popen([*DAEMON, "--config", str(ROOT / "config.yaml"), "--follow",
+                                str(data), "--checkpoint", str(tmp_path / "ck"), "--no-output",
+                                "--log-level", "INFO"], env=env, stderr=subprocess.PIPE)
+    try:
+        time.sleep(3)  # (hundreds of pings: the socket's queue is long full)
+        with open(data, "a") as handle:
+            handle.write("".join(f"{v:.4f}\n" for v in np.random.default_rng(1).normal(
+                size=500)))
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        err = process.communicate(timeout=30)[1].decode()
+    finally:
+        process.kill()
+        deaf.close()
+    assert process.returncode == 0, err[-2000:]
+    assert "this run: 1000 points" in err, err[-2000:]
 
 
 def _unit() -> configparser.ConfigParser:
