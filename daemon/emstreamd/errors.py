@@ -5,7 +5,7 @@ from __future__ import annotations
 from emstream.checkpoint import CheckpointError
 
 EX_DATAERR = 65  # no usable checkpoint, or an input that no longer holds what it learned
-EX_IOERR = 74  # the per-point output or the dead-letter file failed (a full disk)
+EX_IOERR = 74  # the per-point output or the dead-letter file failed (a full disk), or stdin
 EX_CANTCREAT = 73  # a checkpoint, lock or dead-letter file cannot be created
 EX_TEMPFAIL = 75  # another daemon holds the checkpoint: try again once it has stopped
 EX_CONFIG = 78  # a setting cannot be used (a metrics port in use)

@@ -720,6 +720,8 @@ class Daemon:
                                      else "end of input")
         if not saved and not self.exit_code and not self._unreported_resumable():
             self.exit_code = EX_CANTCREAT  # the final checkpoint could not be written
+        if getattr(self.source, "error", None) is not None and not self.exit_code:
+            self.exit_code = EX_IOERR  # standard input failed (what came before it is kept)
         if self.halted or keep_partial:  # lines read but not applied: read again next run
             self.counters = self.position.counters_at(self.counters)
         if by_count_only:

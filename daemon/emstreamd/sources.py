@@ -318,6 +318,7 @@ class StdinInput(_Source):
         self.fd = fd
         self._max_line_bytes = max_line_bytes
         self.lines = self._new_lines()
+        self.error = None  # the read error that ended the input, if one did
 
     def identity(self, offset: int | None = None) -> dict:
         return {"kind": self.kind}
@@ -331,7 +332,19 @@ class StdinInput(_Source):
             # Nothing more for now after a lone CR (an instrument writing value\r): that CR
             # ended the line, rather than hold the newest reading until the next one comes.
             return self._end_held_cr()
-        return self._hand_out(os.read(self.fd, READ_BYTES))
+        try:
+            data = os.read(self.fd, READ_BYTES)
+        except BlockingIOError:  # (a non-blocking descriptor that select saw ready in vain)
+            return b""
+        except OSError as exc:
+            # A socket reset by its peer, a terminal hung up (EIO): the input ends here, and
+            # what was learned is checkpointed as at the end of input (the error went up to
+            # the exit, and 5,000 points learned from a socket were lost with no checkpoint).
+            log.error("reading standard input failed: %s: the input ends here",
+                      exc.strerror or exc)
+            self.error = exc
+            data = b""
+        return self._hand_out(data)
 
     def close(self) -> None:
         pass
