@@ -1024,3 +1024,25 @@ def test_a_failed_read_of_standard_input_checkpoints_what_was_learned(tmp_path):
     assert "reading standard input failed" in err and "Traceback" not in err
     assert "this run: 5000 points" in err, err[-1500:]
     assert checkpoint.load(tmp_path / "ck").meta["counters"]["rows"] == 5000
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_an_unwritable_stderr_or_stdout_keeps_the_documented_exit_codes(tmp_path):
+    """stderr on a full disk (or a pipe whose reader went, journald restarted): the last
+    report raised OSError and every exit was 1, a configuration error's 78 too, which the
+    shipped unit does not restart on; --check-config to a full stdout was a traceback (found
+    by an attack helper)."""
+    data = tmp_path / "in.txt"
+    data.write_text("".join(f"{v:.4f}\n" for v in np.random.default_rng(0).normal(size=300)))
+    base = [*DAEMON, "--config", str(ROOT / "config.yaml")]
+    with open("/dev/full", "wb") as full:
+        ok = subprocess.run([*base, "--input", str(data), "--checkpoint", str(tmp_path / "a"),
+                             "--no-output"], stderr=full, timeout=120)
+        bad = subprocess.run([*base, "--set", "batch.max_rows=-5", "--input", str(data),
+                              "--checkpoint", str(tmp_path / "b")], stderr=full, timeout=120)
+        check = subprocess.run([*base, "--check-config"], stdout=full, stderr=subprocess.PIPE,
+                               timeout=120)
+    assert ok.returncode == 0 and bad.returncode == 78
+    assert checkpoint.load(tmp_path / "a").meta["counters"]["rows"] == 300
+    assert check.returncode == 74 and b"Traceback" not in check.stderr
+    assert b"--check-config: cannot write standard output" in check.stderr

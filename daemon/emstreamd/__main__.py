@@ -153,7 +153,12 @@ def _main(args) -> int:
     if config is None:
         return code
     if args.check_config:
-        sys.stdout.write(_effective(config, args))
+        try:
+            sys.stdout.write(_effective(config, args))
+            sys.stdout.flush()
+        except OSError as exc:  # (a full disk, /dev/full: a traceback)
+            return _fail(f"--check-config: cannot write standard output: "
+                         f"{exc.strerror or exc}", EX_IOERR)[1]
         return 0
     path = args.follow or args.input
     try:

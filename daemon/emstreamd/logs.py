@@ -113,13 +113,23 @@ def fatal(message: str, **fields) -> None:
         line = json.dumps(entry, default=str)
     else:
         line = ("<3>" if _style == "journal" else "") + f"emstreamd: {message}"
-    print(line, file=sys.stderr, flush=True)
+    _to_stderr(line)
 
 
 def report(text: str, **fields) -> None:
     """A report at exit: ``text`` as is, or for json one object with ``fields``."""
     if _style == "json":
-        print(json.dumps({"time": _utc(time.time()), "level": "INFO", **fields}, default=str),
-              file=sys.stderr, flush=True)
+        _to_stderr(json.dumps({"time": _utc(time.time()), "level": "INFO", **fields},
+                              default=str))
     else:
-        print(printable(text), file=sys.stderr, flush=True)
+        _to_stderr(printable(text))
+
+
+def _to_stderr(line: str) -> None:
+    """Print a line to stderr, if it can be written: a full disk under it, or a pipe whose
+    reader has gone (journald restarted), turned every exit code into 1 (a configuration
+    error's 78 too, which the shipped unit does not restart on)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):  # (ValueError: closed; None: no stderr)
+        pass
