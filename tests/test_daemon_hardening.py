@@ -1046,3 +1046,24 @@ def test_an_unwritable_stderr_or_stdout_keeps_the_documented_exit_codes(tmp_path
     assert checkpoint.load(tmp_path / "a").meta["counters"]["rows"] == 300
     assert check.returncode == 74 and b"Traceback" not in check.stderr
     assert b"--check-config: cannot write standard output" in check.stderr
+
+
+def test_a_file_redirected_to_stdin_again_after_a_checkpoint_is_warned_about(tmp_path):
+    """A file redirected to standard input twice is learned twice (a pipe cannot be told
+    apart from its repeat): it was said at INFO only, "reading the input from its start"
+    (found by an attack helper)."""
+    data = tmp_path / "in.txt"
+    data.write_text("".join(f"{v:.4f}\n" for v in np.random.default_rng(0).normal(size=300)))
+    command = [*DAEMON, "--config", str(ROOT / "config.yaml"), "--checkpoint",
+               str(tmp_path / "ck"), "--no-output"]
+    said = []
+    for _ in range(2):
+        with open(data, "rb") as stdin:
+            done = subprocess.run(command, stdin=stdin, capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        said.append(done.stderr.decode())
+    assert "standard input is a regular file" not in said[0]
+    assert "WARNING resumed the model from" in said[1] and \
+        "standard input is a regular file, read from its start" in said[1]
+    piped = subprocess.run(command, input=data.read_bytes(), capture_output=True, timeout=120)
+    assert "standard input is a regular file" not in piped.stderr.decode()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import signal
+import stat
 import time
 import weakref
 from pathlib import Path
@@ -71,6 +73,14 @@ class Flags:
             else:
                 setattr(self, {signal.SIGUSR1: "checkpoint", signal.SIGHUP: "reload",
                                signal.SIGUSR2: "refit"}[signum], True)
+
+
+def _regular_file(fd: int) -> bool:
+    """Whether a descriptor is a regular file (standard input redirected from one)."""
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
 
 
 def _import_ahead(config: dict) -> None:
@@ -252,7 +262,15 @@ class Daemon:
                 # Line numbers count the followed stream across its files: they go on.
                 position.restart(self.source.offset, int(saved.get("next_line", 1)))
                 position.file_first_line = position.next_line
-            log.info("resumed the model from %s; reading the input from its start", where)
+            if self.source.kind == "stdin" and _regular_file(self.source.fd) \
+                    and self.counters.get("rows"):
+                # (a file redirected to stdin twice was learned twice, said at INFO only)
+                log.warning("resumed the model from %s; standard input is a regular file, read "
+                            "from its start: if the model learned it before, its rows are "
+                            "learned again (--input FILE resumes where the checkpoint left "
+                            "it)", where)
+            else:
+                log.info("resumed the model from %s; reading the input from its start", where)
         self.parser.resume_at(position.next_line, self.source.offset, meta.get("n_fields"),
                               same_input=resumed)
 
