@@ -269,12 +269,13 @@ def _split(line: bytes, comma: bool, sep: bytes = b",") -> list:
     return [f.strip() for f in line.split(sep)]
 
 
-def _split_quoted(line: bytes, sep: bytes) -> list | None:
+def _split_quoted(line: bytes, sep: bytes, key_field: int | None = None) -> list | None:
     """The fields of a line with double quotes, as RFC 4180 reads them (what R's
     ``write.csv``, spreadsheets and ``QUOTE_ALL`` writers produce): a quoted field may hold
-    the separator and doubled quotes; the quotes are not part of the value.  None for a line
-    the csv module cannot read (a lone carriage return after a quote, a field beyond its
-    128 KiB limit): its fields cannot be counted."""
+    the separator and doubled quotes; the quotes are not part of the value.  Fields lose
+    the whitespace at their edges, the key field (``key_field``) only ASCII whitespace.  None
+    for a line the csv module cannot read (a lone carriage return after a quote, a field
+    beyond its 128 KiB limit): its fields cannot be counted."""
     import csv
 
     text = line.decode("utf-8", "surrogateescape")  # (bytes that are not UTF-8 kept as they are)
@@ -282,9 +283,12 @@ def _split_quoted(line: bytes, sep: bytes) -> list | None:
         fields = next(csv.reader([text], delimiter=sep.decode(), skipinitialspace=True), [""])
     except csv.Error:
         return None
-    # (ASCII whitespace only, as an unquoted field loses: str.strip() also took a no-break
-    # space, U+3000 or a \x1f from a quoted key's edges, merging '"\xa0web"' into 'web')
-    return [f.strip(_ASCII_SPACE).encode("utf-8", "surrogateescape") for f in fields]
+    # (A key loses ASCII whitespace only, as an unquoted key does: str.strip() also took a
+    # no-break space, U+3000 or a \x1f from a quoted key's edges, merging '"\xa0web"' into
+    # 'web'.  A value or time keeps losing any, as quoted cells always have: a spreadsheet's
+    # "5.5\xa0".)
+    return [(f.strip(_ASCII_SPACE) if i == key_field else f.strip()).encode(
+        "utf-8", "surrogateescape") for i, f in enumerate(fields)]
 
 
 def _header_separator(head: bytes) -> bytes | None:
@@ -1143,7 +1147,8 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
             continue
         quoted = comma and b'"' in line
         if quoted:
-            fields = _split_quoted(line, sep) or []  # (unreadable quoting: no count)
+            fields = _split_quoted(line, sep, key_field) or []  # (unreadable quoting: no
+            # count)
         else:
             fields = [f.strip() for f in line.split(sep)] if comma else line.split()
         if len(fields) != n_fields:  # (a field count the screen did not foresee)
