@@ -740,9 +740,9 @@ def _format_daemon_meta(meta: dict) -> list[str]:
     read = (f" from {c['lines']} lines; rejected {sum(rejected.values())}"
             + (f" ({reasons})" if reasons else "")) if "lines" in c else ""
     lines = [f"counters    {c['rows']} points in {c['batches']} batches{read}"
-             + f"; anomalies {c.get('anomalies', 0)} ({c.get('gated', 0)} of them kept out of "
-             + "the model by the outlier gate); "
-             f"drift alarms {c.get('alarms', 0)}; refits {c.get('refits', 0)}"]
+             + f"; anomalies {c.get('anomalies', 0)}; kept out of the model by the outlier "
+             + f"gate {c.get('gated', 0)}; drift alarms {c.get('alarms', 0)}; "
+             + f"refits {c.get('refits', 0)}"]
     if meta.get("key") is not None:
         waiting = len((meta.get("pending") or {}).get("lines") or ())
         lines.append(f"key         {meta['key']!r} of a state store; {waiting} rows waiting "

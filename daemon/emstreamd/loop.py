@@ -16,8 +16,6 @@ import time
 import weakref
 from pathlib import Path
 
-import numpy as np
-
 from emstream import GaussianMixture, checkpoint
 from emstream._blas import single_thread_blas
 from emstream.parse import Rejects
@@ -198,7 +196,7 @@ class Daemon:
         age = time.monotonic() - self.heartbeat
         if age > STALL_SECONDS:
             return False, f"stalled: the main loop last turned {age:.0f} s ago"
-        return True, f"ok: {self.counters['rows']} points in mini-batches"
+        return True, f"ok: {self.counters['rows']} points"
 
     # ------------------------------------------------------------------ resume
     def resume(self) -> None:
@@ -751,30 +749,4 @@ class Daemon:
         self._close_state()
         self.lock.close()  # after the last checkpoint: another daemon may take over
         return self.exit_code
-
-    def summary(self) -> str:
-        """A few lines for the operator at exit."""
-        c = self.counters
-        rejected = ", ".join(f"{n} {r}" for r, n in sorted(c["rejected"].items())) or "none"
-        seconds = time.monotonic() - self.ready_at
-        # ("points learned ... (G not learned)" counted the gated points twice over)
-        lines = [f"emstreamd: {c['rows']} points in {c['batches']} batches from "
-                 f"{c['lines']} lines in {seconds:.3f} s after start-up; rejected: {rejected}; "
-                 f"anomalies: {c['anomalies']} "
-                 f"({c['gated']} of them kept out of the model by the outlier gate); "
-                 f"drift alarms: {c['alarms']}; "
-                 f"refits: {c['refits']}; "
-                 f"checkpoint: {self.last_checkpoint_path}"]
-        model = self.model
-        if model._is_fitted():
-            order = np.argsort(model.means_[:, 0])
-            lines.append("  component  weight  mean")
-            for k in order:
-                mean = " ".join(f"{v:.4g}" for v in model.means_[k])
-                lines.append(f"  {k:9d}  {model.weights_[k]:6.3f}  {mean}")
-        else:
-            learner = model.__dict__.get("_online")
-            buffered = learner.buffered if learner is not None else 0
-            lines.append(f"  still warming up ({buffered} of {model.warmup_size} points)")
-        return "\n".join(lines)
 

@@ -209,7 +209,8 @@ class Metrics:
             {"version": __version__, "python": platform.python_version()})
         self.lines = Counter("emstreamd_lines", "Input lines read (accepted or rejected)",
                              registry=registry)
-        self.points = Counter("emstreamd_points", "Points learned", registry=registry)
+        self.points = Counter("emstreamd_points", "Points in mini-batches (the outlier gate's "
+                              "included)", registry=registry)
         self.rejects = Counter("emstreamd_rejected_lines", "Lines rejected, by reason",
                                ["reason"], registry=registry)
         self.anomalies = Counter("emstreamd_anomalies", "Points flagged as anomalies",

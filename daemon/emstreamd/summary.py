@@ -30,8 +30,8 @@ def this_run(counters: dict, at_start: dict) -> dict:
 def _counts(c: dict, timing: str = "") -> str:
     rejected = ", ".join(f"{n} {r}" for r, n in sorted(c["rejected"].items())) or "none"
     return (f"{c['rows']} points in {c['batches']} batches from {c['lines']} lines"
-            f"{timing}; rejected: {rejected}; anomalies: {c['anomalies']} ({c['gated']} of them "
-            f"kept out of the model by the outlier gate); drift alarms: {c['alarms']}; "
+            f"{timing}; rejected: {rejected}; anomalies: {c['anomalies']}; kept out of the "
+            f"model by the outlier gate: {c['gated']}; drift alarms: {c['alarms']}; "
             f"refits: {c['refits']}")
 
 
