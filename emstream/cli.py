@@ -42,6 +42,10 @@ class CommandError(Exception):
     """A problem to report in one line with exit code 1."""
 
 
+class NoRowsOfKey(CommandError):
+    """A data file read for one key holds none of its rows."""
+
+
 class UsageError(Exception):
     """A bad option, reported in one line with exit code 2 (as argparse does)."""
 
@@ -230,13 +234,32 @@ def read_rows(name: str, columns=None, day_first="auto", key=None, key_column=0)
     _report_rejects(source, rejects, counts)
     widths = {r.shape[1] for r in rows if r.size}
     data = np.concatenate([r for r in rows if r.size]) if widths else np.empty((0, 0))
+    if data.shape[0] == 0 and key is not None:
+        raise NoRowsOfKey(f"{source}: no numeric rows found for key {key!r} (its key in column "
+                          f"{key_column!r})")
     if data.shape[0] == 0:
-        raise CommandError(f"{source}: no numeric rows found" + (
-            "" if key is None else f" for key {key!r} (its key in column {key_column!r})"))
+        raise CommandError(f"{source}: no numeric rows found")
     found = {"path": source, "lines": n_lines, "rows": int(data.shape[0]), "rejected": counts}
     if layouts and layouts[0] is not None:
         found["layout"] = layouts[0].to_dict()  # (the columns' names: score checks them)
     return data, found
+
+
+def _rows_to_draw(args) -> np.ndarray:
+    """inspect's DATA rows: with a store's ``--key``, that key's rows alone, its key in
+    ``--key-column`` (every key's were drawn under its mixture); without that option, a
+    file with no key in column 0 (one key's rows alone) is drawn whole, as before it."""
+    if args.key is None:
+        return read_rows(args.data, args.columns, _day_first(args))[0]
+    try:
+        return read_rows(args.data, args.columns, _day_first(args), key=args.key,
+                         key_column=0 if args.key_column is None else args.key_column)[0]
+    except NoRowsOfKey:
+        raise
+    except CommandError:  # (no key in column 0: a layout that has none)
+        if args.key_column is not None or args.data == "-":
+            raise
+    return read_rows(args.data, args.columns, _day_first(args))[0]
 
 
 def _header_names(layout) -> list | None:
@@ -913,9 +936,7 @@ def cmd_inspect(args) -> int:
         if not loaded.model._is_fitted():
             raise CommandError(f"{args.checkpoint}: nothing to draw yet: the model is still "
                                "warming up")
-        # (a store's key: that key's rows of DATA alone; every key's were drawn under it)
-        data = read_rows(args.data, args.columns, _day_first(args), key=args.key,
-                         key_column=args.key_column)[0] if args.data else None
+        data = _rows_to_draw(args) if args.data else None
         if data is not None and data.shape[1] != loaded.model.n_features_in_:
             raise CommandError(f"{args.data}: rows of {data.shape[1]} values, the model has "
                                f"{loaded.model.n_features_in_} features (see --columns)")
@@ -1087,9 +1108,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "grid of every pair of features (3 or more)")
     inspect.add_argument("--data", metavar="DATA", help="data to draw under --plot (with "
                          "--key, that key's rows of it)")
-    inspect.add_argument("--key-column", metavar="C", type=_column, default=0,
+    inspect.add_argument("--key-column", metavar="C", type=_column, default=None,
                          help="with --key and --data, DATA's key column, as input.key: a "
-                         "0-based index or a header name (default: 0)")
+                         "0-based index or a header name (default: 0, or none if DATA has "
+                         "no key there)")
     inspect.add_argument("--columns", type=_parse_columns, metavar="C,...",
                          help="columns of --data to use, 0-based indices or header names; "
                          "for JSON lines, the fields (default: every column)")

@@ -896,6 +896,11 @@ def test_inspect_of_a_key_draws_that_key_s_rows_of_the_data_alone(tmp_path, monk
                               str(tmp_path / "a.png"), "--data", str(tmp_path / "k.csv"),
                               *key_column]) == 0
         assert drawn[-1].shape == (1200, 1) and drawn[-1].max() < 2
+    # A file of key a's values alone (no key column) is drawn whole, as before the option
+    (tmp_path / "a.csv").write_text("v\n" + "".join(f"{np.sin(i):.4f}\n" for i in range(99)))
+    assert emstream_main(["inspect", str(tmp_path / "st"), "--key", "a", "--plot",
+                          str(tmp_path / "a.png"), "--data", str(tmp_path / "a.csv")]) == 0
+    assert drawn[-1].shape == (99, 1)
     (tmp_path / "b.csv").write_text("key,v\nb,1\nb,2\n")
     assert emstream_main(["inspect", str(tmp_path / "st"), "--key", "a", "--plot",
                           str(tmp_path / "a.png"), "--data", str(tmp_path / "b.csv")]) == 1
