@@ -24,6 +24,7 @@ independent Gaussians fitted to the points learned so far (0 before any).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 
@@ -347,13 +348,8 @@ class _OnlineMixture:
         try:
             data = self._frame_rows(X, learning=True)
             self._flush()
-            try:
+            with _naming_features(data, self._features, learning=True):
                 self._model.partial_fit(data)
-            except ValueError:
-                named = self._unreal_feature(data)
-                if named is None:
-                    raise
-                raise ValueError(named) from None
             if not self._model._is_fitted():  # (after: rows it refused are not tracked)
                 self._track_early_rows(data)
         except _NothingKnown:
@@ -364,19 +360,6 @@ class _OnlineMixture:
                 self._frame_columns = self._frame_key = self._frame_order = None
             raise
         self._stale = True
-
-    def _unreal_feature(self, data: np.ndarray) -> str | None:
-        """A message naming the first feature with a NaN, an infinity or a value beyond the
-        model's limit in ``data``, if there is one (the estimator's message gives a row and no
-        column: a frame's user looks for a name)."""
-        bad = ~(np.abs(data) <= MAX_ABS_VALUE)
-        if not bad.any():
-            return None
-        column = int(np.flatnonzero(bad.any(axis=0))[0])
-        rows = np.flatnonzero(bad[:, column])
-        return (f"feature {self._features[column]!r} is NaN, infinite or beyond "
-                f"±{MAX_ABS_VALUE:g} in {rows.size} row(s), first at row {rows[0]}; drop or "
-                "impute those rows first (the frame is not learned)")
 
     # -------------------------------------------------------------- scoring one point
     def _refresh(self) -> None:
@@ -458,9 +441,11 @@ class _OnlineMixture:
     def _check_frame_values(self, X) -> None:
         """:meth:`_check_point` for a frame's rows."""
         # (before the first frame: a frame with a name twice was taken here, refused later)
+        names = self._features if self._features is not None else _distinct_columns(X.columns)
         rows = (self._frame_rows(X) if self._features is not None
-                else _real_values(np.asarray(X.to_numpy()), _distinct_columns(X.columns)))
-        check_array(np.clip(rows, -MAX_ABS_VALUE, MAX_ABS_VALUE))
+                else _real_values(np.asarray(X.to_numpy()), names))
+        with _naming_features(rows, names, learning=False):
+            check_array(np.clip(rows, -MAX_ABS_VALUE, MAX_ABS_VALUE))
 
     def _log_density(self, x: dict) -> float | None:
         joint = self._log_joint(x)
@@ -470,6 +455,26 @@ class _OnlineMixture:
         if top == -math.inf:
             return -math.inf
         return top + math.log(sum(math.exp(v - top) for v in joint))
+
+
+@contextlib.contextmanager
+def _naming_features(data: np.ndarray, names, learning: bool):
+    """Re-raise the estimator's ValueError about a NaN (to learn: also an infinity or a value
+    beyond the model's limit, which scoring takes as at that edge) in ``data`` (n, D) naming
+    the first such feature of ``names`` (its message gives a row and no column: a frame's user
+    looks for a name)."""
+    try:
+        yield
+    except ValueError:
+        bad = ~(np.abs(data) <= MAX_ABS_VALUE) if learning else np.isnan(data)
+        if not bad.any():
+            raise
+        column = int(np.flatnonzero(bad.any(axis=0))[0])
+        rows = np.flatnonzero(bad[:, column])
+        what = f"NaN, infinite or beyond ±{MAX_ABS_VALUE:g}" if learning else "NaN"
+        raise ValueError(f"feature {names[column]!r} is {what} in {rows.size} row(s), first "
+                         f"at row {rows[0]}; drop or impute those rows first"
+                         + (" (the frame is not learned)" if learning else "")) from None
 
 
 def _distinct_columns(index) -> list:
@@ -596,7 +601,8 @@ class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
         else:
             rows = self._frame_rows(X)
             # As predict_one: a value beyond ±1e100 counts as at that edge (NaN still raises).
-            labels = self._model.predict(np.clip(rows, -MAX_ABS_VALUE, MAX_ABS_VALUE))
+            with _naming_features(rows, self._features, learning=False):
+                labels = self._model.predict(np.clip(rows, -MAX_ABS_VALUE, MAX_ABS_VALUE))
         try:
             import pandas as pd
         except ImportError:  # pragma: no cover

@@ -416,6 +416,12 @@ def test_a_frame_s_unreal_value_is_refused_by_its_feature_s_name(make, bad):
     with pytest.raises(ValueError, match=r"^feature 'mem' is NaN, infinite or beyond ±1e\+100 "
                                          r"in 2 row\(s\), first at row 2; "):
         model.learn_many(pd.DataFrame({"cpu": [1.0, 2.0, 3.0, 4.0], "mem": column}))
+    if isinstance(model, OnlineGaussianMixture) and bad != bad:  # (scored at the edge else)
+        frame = pd.DataFrame({"cpu": [np.inf, 2.0, 3.0], "mem": [1.0, 2.0, np.nan]})
+        for fresh in (model, make()):  # fitted, and before any frame
+            with pytest.raises(ValueError, match=r"^feature 'mem' is NaN in 1 row\(s\), first "
+                                                 r"at row 2; drop or impute"):
+                fresh.predict_many(frame)
 
 
 def test_points_with_none_of_the_features_are_not_learned():
