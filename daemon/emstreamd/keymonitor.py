@@ -451,8 +451,8 @@ class KeyMonitor:
         # 0 at every restart and every reload of an evicted key, whose refits then never came.
         since = meta.get("since_refit", 0)
         if not isinstance(since, int) or isinstance(since, bool) or since < 0:
-            log.warning("%srows since the last refit start afresh: %r is not a count",
-                        self.name, since)
+            log.warning("%srows since the last refit start afresh: %s is not a count",
+                        self.name, repr(since)[:40])
             since = 0
         self.since_refit = since
         self.series = SeriesMonitor(self.monitor,

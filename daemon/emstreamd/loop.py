@@ -592,7 +592,7 @@ class Daemon:
             return self.key.state()
         meta = self._restored[1] if self._restored is not None else {}
         return {"history": meta.get("history", []), "monitor": meta.get("monitor"),
-                "series": meta.get("series")}
+                "series": meta.get("series"), "since_refit": meta.get("since_refit", 0)}
 
     # ------------------------------------------------------------------ control
     def _reload(self) -> None:
