@@ -483,6 +483,21 @@ def test_a_daemon_started_with_a_standard_stream_closed(tmp_path, stream):
         assert b"emstreamd" not in path.read_bytes(), path
 
 
+def test_a_daemon_started_with_standard_input_closed_and_no_input_file_says_so(tmp_path):
+    """``<&-`` with no --input: read as an empty input, a checkpoint of nothing and exit 0,
+    without a word (found by an attack helper).  With --input, stdin is not needed."""
+    data, state = tmp_path / "d.txt", tmp_path / "s"
+    data.write_text(_text(300))
+    closed = subprocess.run([*DAEMON, "--config", CONFIG, *QUIET, "--checkpoint", str(state)],
+                            capture_output=True, timeout=60, preexec_fn=lambda: os.close(0))
+    assert closed.returncode == 66 and b"standard input is closed" in closed.stderr
+    assert not state.exists() or _meta(state) is None
+    named = subprocess.run([*DAEMON, "--config", CONFIG, *QUIET, "--checkpoint", str(state),
+                            "--input", str(data), "--no-output"], capture_output=True,
+                           timeout=60, preexec_fn=lambda: os.close(0))
+    assert named.returncode == 0 and _meta(state)["counters"]["rows"] == 300
+
+
 def test_a_checkpoint_directory_that_cannot_be_listed_is_refused_at_start(tmp_path):
     """A directory that can be entered but not listed (mode 0311) hid its checkpoints: the
     daemon started afresh, learned and reported the whole input again, and only then failed to

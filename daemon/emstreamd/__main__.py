@@ -161,6 +161,10 @@ def _main(args) -> int:
                          f"{exc.strerror or exc}", EX_IOERR)[1]
         return 0
     path = args.follow or args.input
+    if path is None and "stdin" in stdfds.closed:
+        # (read as an empty input: a checkpoint of nothing, exit 0, not a word)
+        return _fail("standard input is closed: pipe the stream in (... | emstreamd), or "
+                     "name a file with --input or --follow", EX_NOINPUT)[1]
     try:
         if args.follow and compression(args.follow):
             return _fail(f"--follow {args.follow}: the file is {compression(args.follow)}-"
