@@ -1082,3 +1082,32 @@ def test_a_file_redirected_to_stdin_again_after_a_checkpoint_is_warned_about(tmp
         "standard input is a regular file, read from its start" in said[1]
     piped = subprocess.run(command, input=data.read_bytes(), capture_output=True, timeout=120)
     assert "standard input is a regular file" not in piped.stderr.decode()
+
+
+@pytest.mark.parametrize("nonblocking", [False, True], ids=["blocking", "non-blocking"])
+def test_a_sigterm_stops_a_daemon_whose_output_reader_takes_nothing(tmp_path, nonblocking):
+    """A reader that stopped reading held a SIGTERM for ever: the write (or, on a pipe its
+    parent made non-blocking, the wait for room) was retried after the signal (found by the
+    review helper).  Now it gives up, and the batch it was writing is not claimed as
+    reported: a restart reads on from the last checkpoint."""
+    import fcntl
+
+    data = tmp_path / "in.txt"
+    data.write_text("".join(f"{v:.4f}\n" for v in np.random.default_rng(0).normal(size=20_000)))
+    read_end, write_end = os.pipe()
+    if nonblocking:
+        flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
+        fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    process = subprocess.Popen([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input",
+                                str(data), "--checkpoint", str(tmp_path / "ck")],
+                               stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    try:
+        time.sleep(3)  # (the pipe is full, nothing reads it)
+        process.send_signal(signal.SIGTERM)
+        err = process.communicate(timeout=20)[1].decode()
+    finally:
+        process.kill()
+        os.close(read_end)
+    assert process.returncode == 74 and "Traceback" not in err, err[-2000:]
+    assert "its reader takes nothing, and a stop was asked" in err

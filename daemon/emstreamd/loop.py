@@ -114,6 +114,7 @@ class Daemon:
         source.max_line_bytes = config["input"]["max_line_bytes"]  # bounds a partial line
         self.reload_config = reload
         self.sink = PointSink(out, config["output"])  # per-point lines
+        self.sink.stop = lambda: self.flags.stop  # (a stalled reader does not hold a SIGTERM)
         self.output_marks = OutputMarks(self.sink, config)  # where they stand at checkpoints
         self.flags = Flags()
         # The series' monitor (model, drift monitor, scorer), made when the first block shows

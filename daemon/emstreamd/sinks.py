@@ -220,16 +220,32 @@ def _read_back(fd: int, offset: int, count: int) -> bytes | None:
         os.close(reader)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+# Seconds between checks for a stop while the per-point output's reader takes nothing.
+STALL_POLL = 0.2
+
+
+class OutputStalled(OSError):
+    """A stop was asked while the per-point output's reader took nothing."""
+
+
+def _write_all(fd: int, data: bytes, stop=None) -> None:
     """Write all of ``data`` to ``fd`` or raise OSError.  (The buffered stream's write came
     back short on a signal that arrived while a pipe was full, and on a pipe its parent had
-    made non-blocking; the rest of the batch's lines were lost, without a word, exit 0.)"""
+    made non-blocking; the rest of the batch's lines were lost, without a word, exit 0.)
+
+    While the reader takes nothing, ``stop()`` is asked every 0.2 s: True raises
+    :class:`OutputStalled` (a SIGTERM otherwise waited for a stalled reader for ever)."""
     view = memoryview(data)
     while view:
+        while stop is not None and not select.select([], [fd], [], STALL_POLL)[1]:
+            if stop():
+                raise OutputStalled(errno.EAGAIN, "its reader takes nothing, and a stop was "
+                                    "asked")
         try:
             view = view[os.write(fd, view):]
         except BlockingIOError:  # a non-blocking pipe that is full: wait for its reader
-            select.select([], [fd], [])
+            if stop is None:
+                select.select([], [fd], [])
 
 
 class PointSink:
@@ -252,6 +268,7 @@ class PointSink:
         self._kind = None  # "file", "stream" (a pipe, socket, terminal) or "other"
         self._poll = None
         self._size = 0  # the output file's size before the batch being written
+        self.stop = None  # asked while a write waits for the reader: True gives up
 
     @property
     def open(self) -> bool:
@@ -287,7 +304,7 @@ class PointSink:
                 self.out.write(text)
                 self.out.flush()
             else:
-                _write_all(fd, text)
+                _write_all(fd, text, self.stop)
         except OSError as exc:  # the reader went away (| head), a full disk
             self.close_lost(exc)
             return exc
