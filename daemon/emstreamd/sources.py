@@ -340,10 +340,14 @@ class StdinInput(_Source):
             # A socket reset by its peer, a terminal hung up (EIO): the input ends here, and
             # what was learned is checkpointed as at the end of input (the error went up to
             # the exit, and 5,000 points learned from a socket were lost with no checkpoint).
-            log.error("reading standard input failed: %s: the input ends here",
-                      exc.strerror or exc)
             self.error = exc
-            data = b""
+            self.at_end = True
+            cut = self.lines.pending_bytes
+            # (the unfinished last line is cut short, not ended: it was learned as a value)
+            log.error("reading standard input failed: %s: the input ends here%s",
+                      exc.strerror or exc, f"; the unfinished last line ({cut} bytes) is "
+                      "dropped" if cut else "")
+            return self._feed(b"")
         return self._hand_out(data)
 
     def close(self) -> None:
