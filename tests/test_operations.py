@@ -529,6 +529,33 @@ def test_no_watchdog_pings_for_another_process_or_without_a_period():
     assert watchdog_interval({"WATCHDOG_USEC": "1"}) == 0.01
 
 
+def test_notify_messages_wait_a_second_at_most_and_pings_not_at_all(tmp_path, monkeypatch):
+    """READY=1 and STOPPING=1 wait for room in a full notify socket a second at most (it may
+    be full for a moment: systemd's queue is shared); a watchdog ping does not wait."""
+    from emstreamd.notify import notify
+
+    path = tmp_path / "n.sock"
+    deaf = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    deaf.bind(str(path))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    try:
+        sent = [notify("WATCHDOG=1") for _ in range(50)]
+        assert sent[0] and not sent[-1]  # (the queue filled)
+        started = time.monotonic()
+        assert not notify("WATCHDOG=1") and time.monotonic() - started < 0.5
+        started = time.monotonic()
+        assert not notify("STOPPING=1")
+        assert 0.5 < time.monotonic() - started < 3
+        while True:  # room again: sent at once
+            try:
+                deaf.recv(100, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+        assert notify("READY=1") and deaf.recv(100) == b"READY=1"
+    finally:
+        deaf.close()
+
+
 def test_a_notify_socket_that_is_never_read_does_not_hold_the_daemon(tmp_path):
     """A datagram socket that never reads fills after ten messages; the blocking send then
     held the main loop for good: rows appended were never read and SIGTERM could not stop it

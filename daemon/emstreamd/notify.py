@@ -9,6 +9,8 @@ import time
 
 # Pings come at most this often, whatever WATCHDOG_USEC says.
 MIN_PING_SECONDS = 0.01
+# Seconds a message other than a ping waits for room in a full notify socket.
+NOTIFY_WAIT = 1.0
 
 
 def notify(message: str) -> bool:
@@ -20,10 +22,16 @@ def notify(message: str) -> bool:
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            # Never waits: a socket whose reader does not read fills after ten datagrams, and
-            # a blocking send then held the main loop for good (SIGTERM could not stop it).
-            sock.sendto(message.encode(), socket.MSG_DONTWAIT, address)
-    except OSError:  # (BlockingIOError included: that message is dropped)
+            # A socket whose reader does not read fills after ten datagrams, and a blocking
+            # send then held the main loop for good (SIGTERM could not stop it): a watchdog
+            # ping never waits (the next one comes soon), READY=1 and STOPPING=1 a second at
+            # most (systemd's queue, shared by every unit, may be full for a moment).
+            if message.startswith("WATCHDOG="):
+                sock.sendto(message.encode(), socket.MSG_DONTWAIT, address)
+            else:
+                sock.settimeout(NOTIFY_WAIT)
+                sock.sendto(message.encode(), address)
+    except OSError:  # (BlockingIOError and a timeout included: that message is dropped)
         return False
     return True
 
