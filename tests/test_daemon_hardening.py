@@ -1079,11 +1079,16 @@ def test_a_file_redirected_to_stdin_again_after_a_checkpoint_is_warned_about(tmp
             done = subprocess.run(command, stdin=stdin, capture_output=True, timeout=120)
         assert done.returncode == 0, done.stderr.decode()[-2000:]
         said.append(done.stderr.decode())
-    assert "standard input is a regular file" not in said[0]
+    assert "standard input is the regular file" not in said[0]
     assert "WARNING resumed the model from" in said[1] and \
-        "standard input is a regular file, read from its start" in said[1]
+        "standard input is the regular file the checkpoint read last" in said[1]
+    other = tmp_path / "day2.txt"  # (a cron job's file of the day: another file)
+    other.write_bytes(data.read_bytes())
+    with open(other, "rb") as stdin:
+        next_day = subprocess.run(command, stdin=stdin, capture_output=True, timeout=120)
+    assert "standard input is the regular file" not in next_day.stderr.decode()
     piped = subprocess.run(command, input=data.read_bytes(), capture_output=True, timeout=120)
-    assert "standard input is a regular file" not in piped.stderr.decode()
+    assert "standard input is the regular file" not in piped.stderr.decode()
 
 
 @pytest.mark.parametrize("nonblocking", [False, True], ids=["blocking", "non-blocking"])

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import signal
-import stat
 import time
 import weakref
 from pathlib import Path
@@ -73,14 +71,6 @@ class Flags:
                                signal.SIGUSR2: "refit"}[signum], True)
 
 
-def _regular_file(fd: int) -> bool:
-    """Whether a descriptor is a regular file (standard input redirected from one)."""
-    try:
-        return stat.S_ISREG(os.fstat(fd).st_mode)
-    except OSError:
-        return False
-
-
 def _import_ahead(config: dict) -> None:
     """Import before READY what the first mini-batches would import on their way (scipy's
     k-means for the warm-up and its Hungarian matching of a refreshed model's components to
@@ -114,9 +104,12 @@ class Daemon:
         source.max_line_bytes = config["input"]["max_line_bytes"]  # bounds a partial line
         self.reload_config = reload
         self.sink = PointSink(out, config["output"])  # per-point lines
-        self.sink.stop = lambda: self.flags.stop  # (a stalled reader does not hold a SIGTERM)
         self.output_marks = OutputMarks(self.sink, config)  # where they stand at checkpoints
         self.flags = Flags()
+        # (a stalled reader does not hold a SIGTERM; the flags, not the daemon, are held: a
+        # cycle through the daemon kept a dropped one's lock until the garbage collector ran)
+        flags = self.flags
+        self.sink.stop = lambda: flags.stop
         # The series' monitor (model, drift monitor, scorer), made when the first block shows
         # whether the input has times; until then a checkpoint's model and meta wait here.
         self.key = None
@@ -261,13 +254,15 @@ class Daemon:
                 # Line numbers count the followed stream across its files: they go on.
                 position.restart(self.source.offset, int(saved.get("next_line", 1)))
                 position.file_first_line = position.next_line
-            if self.source.kind == "stdin" and _regular_file(self.source.fd) \
-                    and self.counters.get("rows"):
-                # (a file redirected to stdin twice was learned twice, said at INFO only)
-                log.warning("resumed the model from %s; standard input is a regular file, read "
-                            "from its start: if the model learned it before, its rows are "
-                            "learned again (--input FILE resumes where the checkpoint left "
-                            "it)", where)
+            again = (self.source.identity().get("regular_file")
+                     if self.source.kind == "stdin" else None)
+            if again is not None and saved.get("regular_file") == again:
+                # (a file redirected to stdin twice was learned twice, said at INFO only; a
+                # cron job's file of the day, another file each day, is not warned about)
+                log.warning("resumed the model from %s; standard input is the regular file "
+                            "the checkpoint read last, read again from its start: its rows "
+                            "are learned again (--input FILE resumes where the checkpoint "
+                            "left it)", where)
             else:
                 log.info("resumed the model from %s; reading the input from its start", where)
         self.parser.resume_at(position.next_line, self.source.offset, meta.get("n_fields"),

@@ -321,7 +321,15 @@ class StdinInput(_Source):
         self.error = None  # the read error that ended the input, if one did
 
     def identity(self, offset: int | None = None) -> dict:
-        return {"kind": self.kind}
+        """The kind; for a regular file redirected to stdin, its device and inode too
+        (``regular_file``), so that a restart on the same file can say it is read again."""
+        try:
+            info = os.fstat(self.fd)
+        except OSError:
+            return {"kind": self.kind}
+        if not stat.S_ISREG(info.st_mode):
+            return {"kind": self.kind}
+        return {"kind": self.kind, "regular_file": [info.st_dev, info.st_ino]}
 
     def resume(self, saved: dict) -> bool:
         return False  # a pipe cannot be replayed: nothing to resume from
