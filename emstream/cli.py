@@ -42,10 +42,6 @@ class CommandError(Exception):
     """A problem to report in one line with exit code 1."""
 
 
-class NoRowsOfKey(CommandError):
-    """A data file read for one key holds none of its rows."""
-
-
 class UsageError(Exception):
     """A bad option, reported in one line with exit code 2 (as argparse does)."""
 
@@ -235,8 +231,8 @@ def read_rows(name: str, columns=None, day_first="auto", key=None, key_column=0)
     widths = {r.shape[1] for r in rows if r.size}
     data = np.concatenate([r for r in rows if r.size]) if widths else np.empty((0, 0))
     if data.shape[0] == 0 and key is not None:
-        raise NoRowsOfKey(f"{source}: no numeric rows found for key {key!r} (its key in column "
-                          f"{key_column!r})")
+        raise CommandError(f"{source}: no numeric rows found for key {key!r} (its key in "
+                           f"column {key_column!r})")
     if data.shape[0] == 0:
         raise CommandError(f"{source}: no numeric rows found")
     found = {"path": source, "lines": n_lines, "rows": int(data.shape[0]), "rejected": counts}
@@ -246,20 +242,17 @@ def read_rows(name: str, columns=None, day_first="auto", key=None, key_column=0)
 
 
 def _rows_to_draw(args) -> np.ndarray:
-    """inspect's DATA rows: with a store's ``--key``, that key's rows alone, its key in
-    ``--key-column`` (every key's were drawn under its mixture); without that option, a
-    file with no key in column 0 (one key's rows alone) is drawn whole, as before it."""
-    if args.key is None:
+    """inspect's DATA rows: with ``--key-column``, a store key's rows alone (every key's were
+    drawn under its mixture); without it, every row (a file of one key's rows, or a model
+    that is no store's key)."""
+    if args.key is None or args.key_column is None:
+        if args.key is not None:
+            print(f"emstream: {args.data} drawn whole under key {args.key!r}'s mixture; "
+                  "--key-column C draws that key's rows alone of a file of many keys",
+                  file=sys.stderr)
         return read_rows(args.data, args.columns, _day_first(args))[0]
-    try:
-        return read_rows(args.data, args.columns, _day_first(args), key=args.key,
-                         key_column=0 if args.key_column is None else args.key_column)[0]
-    except NoRowsOfKey:
-        raise
-    except CommandError:  # (no key in column 0: a layout that has none)
-        if args.key_column is not None or args.data == "-":
-            raise
-    return read_rows(args.data, args.columns, _day_first(args))[0]
+    return read_rows(args.data, args.columns, _day_first(args), key=args.key,
+                     key_column=args.key_column)[0]
 
 
 def _header_names(layout) -> list | None:
@@ -1110,8 +1103,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "--key, that key's rows of it)")
     inspect.add_argument("--key-column", metavar="C", type=_column, default=None,
                          help="with --key and --data, DATA's key column, as input.key: a "
-                         "0-based index or a header name (default: 0, or none if DATA has "
-                         "no key there)")
+                         "0-based index or a header name; that key's rows alone are drawn "
+                         "(default: every row of DATA)")
     inspect.add_argument("--columns", type=_parse_columns, metavar="C,...",
                          help="columns of --data to use, 0-based indices or header names; "
                          "for JSON lines, the fields (default: every column)")

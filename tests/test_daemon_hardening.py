@@ -1063,6 +1063,10 @@ def test_an_unwritable_stderr_or_stdout_keeps_the_documented_exit_codes(tmp_path
     assert checkpoint.load(tmp_path / "a").meta["counters"]["rows"] == 300
     assert check.returncode == 74 and b"Traceback" not in check.stderr
     assert b"--check-config: cannot write standard output" in check.stderr
+    # (>&-: written to the /dev/null put in its place, exit 0; found by the review helper)
+    closed = subprocess.run([*base, "--check-config"], stderr=subprocess.PIPE, timeout=120,
+                            preexec_fn=lambda: os.close(1))
+    assert closed.returncode == 73 and b"standard output is closed" in closed.stderr
 
 
 def test_a_file_redirected_to_stdin_again_after_a_checkpoint_is_warned_about(tmp_path):

@@ -881,8 +881,10 @@ def test_a_plotted_diff_of_two_keys_names_the_keys(tmp_path, monkeypatch):
 
 def test_inspect_of_a_key_draws_that_key_s_rows_of_the_data_alone(tmp_path, monkeypatch,
                                                                    capsys):
-    """inspect STORE --key a --plot P --data DATA drew every key's rows under key a's mixture
-    (found by an attack helper)."""
+    """inspect STORE --key a --plot P --data DATA drew every key's rows under key a's mixture,
+    without a word (found by an attack helper): --key-column draws key a's rows alone, and
+    without it the whole file is drawn, as a file of one key's rows needs (a default key
+    column refused those: the review helper), and said so."""
     from emstream import plot
 
     (tmp_path / "k.csv").write_text("key,v\n" + "".join(
@@ -891,19 +893,22 @@ def test_inspect_of_a_key_draws_that_key_s_rows_of_the_data_alone(tmp_path, monk
           "--set", "input.key=key", "--no-output"])
     drawn = []
     monkeypatch.setattr(plot, "plot_mixture", lambda model, target, data, **kw: drawn.append(data))
-    for key_column in ([], ["--key-column", "key"]):
-        assert emstream_main(["inspect", str(tmp_path / "st"), "--key", "a", "--plot",
-                              str(tmp_path / "a.png"), "--data", str(tmp_path / "k.csv"),
-                              *key_column]) == 0
+    inspect = ["inspect", str(tmp_path / "st"), "--key", "a", "--plot", str(tmp_path / "a.png"),
+               "--data"]
+    for key_column in ("0", "key"):
+        assert emstream_main([*inspect, str(tmp_path / "k.csv"), "--key-column",
+                              key_column]) == 0
         assert drawn[-1].shape == (1200, 1) and drawn[-1].max() < 2
-    # A file of key a's values alone (no key column) is drawn whole, as before the option
+    capsys.readouterr()
+    assert emstream_main([*inspect, str(tmp_path / "k.csv")]) == 0
+    assert drawn[-1].shape == (2400, 1)
+    assert "drawn whole under key 'a''s mixture; --key-column C" in capsys.readouterr().err
+    # A file of key a's values alone, with no key column
     (tmp_path / "a.csv").write_text("v\n" + "".join(f"{np.sin(i):.4f}\n" for i in range(99)))
-    assert emstream_main(["inspect", str(tmp_path / "st"), "--key", "a", "--plot",
-                          str(tmp_path / "a.png"), "--data", str(tmp_path / "a.csv")]) == 0
+    assert emstream_main([*inspect, str(tmp_path / "a.csv")]) == 0
     assert drawn[-1].shape == (99, 1)
     (tmp_path / "b.csv").write_text("key,v\nb,1\nb,2\n")
-    assert emstream_main(["inspect", str(tmp_path / "st"), "--key", "a", "--plot",
-                          str(tmp_path / "a.png"), "--data", str(tmp_path / "b.csv")]) == 1
+    assert emstream_main([*inspect, str(tmp_path / "b.csv"), "--key-column", "0"]) == 1
     assert "no numeric rows found for key 'a'" in capsys.readouterr().err
 
 

@@ -153,6 +153,8 @@ def _main(args) -> int:
     if config is None:
         return code
     if args.check_config:
+        if "stdout" in stdfds.closed:  # (written to the /dev/null in its place: exit 0)
+            return _fail("--check-config: standard output is closed", EX_CANTCREAT)[1]
         try:
             sys.stdout.write(_effective(config, args))
             sys.stdout.flush()
