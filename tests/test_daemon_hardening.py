@@ -981,23 +981,30 @@ def test_an_input_too_wide_for_a_model_stops_in_one_line_before_learning(tmp_pat
     assert "input.columns" in err
 
 
+def _daemon_writing_to_a_pipe(tmp_path, nonblocking: bool):
+    """A daemon back-filling 20,000 values with per-point output to a pipe (made non-blocking
+    on the daemon's side if asked, as node.js does): the process and the pipe's read end."""
+    import fcntl
+
+    data = tmp_path / "in.txt"
+    data.write_text("".join(f"{v:.4f}\n" for v in np.random.default_rng(0).normal(size=20_000)))
+    read_end, write_end = os.pipe()
+    if nonblocking:
+        flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
+        fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    process = subprocess.Popen([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input",
+                                str(data), "--checkpoint", str(tmp_path / "ck")],
+                               stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    return process, read_end
+
+
 def test_per_point_lines_to_a_non_blocking_pipe_are_all_written(tmp_path):
     """A parent that made the pipe non-blocking (node.js does) got 1,727 of 19,900 lines and
     exit 0: the buffered write came back short and the rest of the batch was dropped.  (A
     signal while a blocking pipe was full cut a batch the same way; found by an attack
     helper.)"""
-    import fcntl
-
-    rng = np.random.default_rng(0)
-    data = tmp_path / "in.txt"
-    data.write_text("".join(f"{v:.4f}\n" for v in rng.normal(size=20_000)))
-    read_end, write_end = os.pipe()
-    flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
-    fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-    process = subprocess.Popen([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input",
-                                str(data), "--checkpoint", str(tmp_path / "ck")],
-                               stdout=write_end, stderr=subprocess.PIPE)
-    os.close(write_end)
+    process, read_end = _daemon_writing_to_a_pipe(tmp_path, nonblocking=True)
     time.sleep(2)  # (the pipe fills: the daemon's writes meet EAGAIN)
     got = b""
     while chunk := os.read(read_end, 1 << 16):
@@ -1101,18 +1108,7 @@ def test_a_sigterm_stops_a_daemon_whose_output_reader_takes_nothing(tmp_path, no
     parent made non-blocking, the wait for room) was retried after the signal (found by the
     review helper).  Now it gives up, and the batch it was writing is not claimed as
     reported: a restart reads on from the last checkpoint."""
-    import fcntl
-
-    data = tmp_path / "in.txt"
-    data.write_text("".join(f"{v:.4f}\n" for v in np.random.default_rng(0).normal(size=20_000)))
-    read_end, write_end = os.pipe()
-    if nonblocking:
-        flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
-        fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-    process = subprocess.Popen([*DAEMON, "--config", str(ROOT / "config.yaml"), "--input",
-                                str(data), "--checkpoint", str(tmp_path / "ck")],
-                               stdout=write_end, stderr=subprocess.PIPE)
-    os.close(write_end)
+    process, read_end = _daemon_writing_to_a_pipe(tmp_path, nonblocking)
     try:
         time.sleep(3)  # (the pipe is full, nothing reads it)
         process.send_signal(signal.SIGTERM)
