@@ -1100,7 +1100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_view_options(inspect, "draw the density (1 feature), covariance ellipses (2), or a "
                       "grid of every pair of features (3 or more)")
     inspect.add_argument("--data", metavar="DATA", help="data to draw under --plot (with "
-                         "--key, that key's rows of it)")
+                         "--key and --key-column, that key's rows of it)")
     inspect.add_argument("--key-column", metavar="C", type=_column, default=None,
                          help="with --key and --data, DATA's key column, as input.key: a "
                          "0-based index or a header name; that key's rows alone are drawn "
