@@ -646,6 +646,11 @@ def test_inspect_pretty_prints_a_daemon_checkpoints_metadata(daemon_checkpoint, 
     size = (ROOT / "examples" / "sensor.txt").stat().st_size
     assert lines["counters"].startswith("4996 points in 9 batches from 5000 lines; "
                                         "rejected 4 (1 blank, 2 non-finite, 1 non-numeric)")
+    # (the gated count beside the anomalies: "anomalies 0 (8 of them kept out ...)" read as
+    # a part of them, which gated points need not be)
+    c = meta["counters"]
+    assert f"; anomalies {c['anomalies']}; kept out of the model by the outlier gate " \
+           f"{c['gated']}; drift alarms " in lines["counters"]
     assert lines["input"] == (f"file {ROOT / 'examples' / 'sensor.txt'}: byte {size}, next line "
                               f"5001 (device {meta['input']['device']}, inode "
                               f"{meta['input']['inode']})")

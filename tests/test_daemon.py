@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +55,8 @@ def test_runs_on_the_bundled_example_and_prints_labels_and_a_summary(tmp_path):
     assert int(label) in (0, 1, 2) and 0 < float(probability) <= 1 and 0 <= float(score) <= 1
     err = done.stderr.decode()
     assert "4996 points in" in err and "component" in err
+    assert re.search(r"; anomalies: \d+; kept out of the model by the outlier gate: \d+; drift "
+                     r"alarms: ", err), err
 
 
 def test_malformed_lines_are_counted_and_the_model_equals_the_clean_one(tmp_path):
