@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from ._blas import single_thread_blas
-from .gaussian import MixtureParams, covariances_from_stats, log_gaussian_chunk
+from .gaussian import MixtureParams, covariances_from_stats, log_distances, log_gaussian_chunk
 from .stats import SufficientStats, moments_design
 
 # Below exp(-700) a term is < 1e-304 of the largest one: clamping there changes no sum and keeps
@@ -92,9 +92,13 @@ def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None, gate
     # only sends us to the exact test.
     lost = None if math.isfinite(np.add.reduce(top)) else ~np.isfinite(top)
     if lost is not None and lost.any():
-        # A row every component finds infinitely improbable (overflow for values far beyond
-        # everything seen): shared equally, with log p(x) = -inf, rather than NaN.
-        lp[:, lost] = 0.0
+        # A row every component finds infinitely improbable (its distance overflows: a value
+        # far beyond everything seen): log p(x) = -inf, rather than NaN, and it belongs to the
+        # component nearest to it, its distances compared in logs.  (Shared equally, one value
+        # of 1e60 in a series of spread 1e-100 moved every mean to 3e56 with the gate off.)
+        columns = np.flatnonzero(lost)
+        distance = log_distances(X[columns], params)
+        lp[:, columns] = np.where(distance <= distance.min(axis=0), 0.0, -np.inf)
         top[lost] = 0.0
         lp -= top
         np.maximum(lp, _LOG_FLOOR, out=lp)

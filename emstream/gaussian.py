@@ -493,18 +493,28 @@ def log_gaussian_chunk(X: np.ndarray, params: MixtureParams, *, with_weights: bo
     ndarray of shape (K, n)
     """
     kind = params.covariance_type
-    means, pc = params.means, params.precisions_cholesky
-    n_components, n_features = means.shape
+    means = params.means
     const = params.log_normaliser
     if not with_weights:
         const = const - np.log(np.maximum(params.weights, np.finfo(float).tiny))
-    if n_features == 1:
+    if means.shape[1] == 1:
         # Every covariance type is one variance per component here: four passes over (K, n).
         y = None if out is None else out[:, :X.shape[0]]
         y = np.subtract(X.T, means, out=y)  # (1, n) - (K, 1)
-        y *= params.half_precision_sqrt[:, None]
-        np.square(y, out=y)
+        with np.errstate(over="ignore"):  # (a distance beyond floats: -inf, see em.py)
+            y *= params.half_precision_sqrt[:, None]
+            np.square(y, out=y)
         return np.subtract(const[:, None], y, out=y)
+    with np.errstate(over="ignore"):
+        half = _half_distances(X, params, kind, out, design)
+    # half = ½ (x - μ)ᵀ Σ⁻¹ (x - μ)
+    return np.subtract(const[:, None], half, out=half)
+
+
+def _half_distances(X, params: MixtureParams, kind: str, out, design) -> np.ndarray:
+    """½ (x - μₖ)ᵀ Σₖ⁻¹ (x - μₖ) for D > 1, shape (K, n) (inf where it overflows)."""
+    means, pc = params.means, params.precisions_cholesky
+    n_components, n_features = means.shape
     if kind in ("full", "tied"):
         # One matrix product serves every component: rows √½ Pₖᵀ(x - μₖ), taken about a
         # point among the means so that data far from the origin lose nothing to cancellation.
@@ -524,5 +534,34 @@ def log_gaussian_chunk(X: np.ndarray, params: MixtureParams, *, with_weights: bo
         else:
             half = diff.sum(axis=1)
             half *= half_precision[:, None]
-    # half = ½ (x - μ)ᵀ Σ⁻¹ (x - μ)
-    return np.subtract(const[:, None], half, out=half)
+    return half
+
+
+def log_distances(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``log (x - μₖ)ᵀ Σₖ⁻¹ (x - μₖ)``, shape (K, n), for rows whose distance overflows.
+
+    Each difference is scaled by its largest entry before the precision factor is applied and
+    the scale comes back as a logarithm, so distances beyond the float range (a value of 1e60
+    in a series whose spread is 1e-100) can still be compared across components.  A slow path:
+    per component, for the few rows the E-step cannot place.
+
+    >>> params = MixtureParams.from_covariances([.5, .5], [[0.0], [10.0]], [[[1e-200]], [[1.0]]],
+    ...                                         "full")
+    >>> int(np.argmin(log_distances(np.array([[1e150]]), params)[:, 0]))
+    1
+    """
+    pc = params.precisions_cholesky
+    kind = params.covariance_type
+    out = np.empty((params.n_components, X.shape[0]))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        for k in range(params.n_components):
+            w = X - params.means[k]
+            m = np.max(np.abs(w), axis=1, keepdims=True)
+            w = w / np.where(m > 0, m, 1.0)
+            factor = pc if kind == "tied" else pc[k]
+            y = w @ factor if kind in ("full", "tied") else w * factor
+            top = np.max(np.abs(y), axis=1, keepdims=True)
+            y = y / np.where(top > 0, top, 1.0)
+            out[k] = 2.0 * (np.log(m[:, 0]) + np.log(top[:, 0])) + np.log(
+                np.einsum("nd,nd->n", y, y))
+    return np.where(np.isnan(out), np.inf, out)

@@ -267,3 +267,31 @@ def test_two_points_repeated_with_no_floor_at_all_keep_finite_precisions(kind):
     assert_valid(gm)
     assert np.isfinite(gm.precisions_).all()
     assert np.isfinite(gm.score_samples([[0.0, 0.0], [0.5, 0.5]])).all()
+
+
+# (tied: one covariance, means 1e-99 apart, so the point is as far from each: a true tie)
+@pytest.mark.parametrize("kind", ["full", "diag", "spherical"])
+def test_a_point_whose_distance_overflows_goes_to_its_nearest_component(kind):
+    """A value inside the accepted range (1e60) in data of spread 1e-100: its squared distance
+    to every component overflows.  It was shared equally, and with the gate off (the river
+    adapters' default) it moved every mean to 3e56; now it belongs to the component nearest
+    to it, its distances compared in logs, and nothing is said on stderr."""
+    X = np.random.default_rng(0).normal(size=(2000, 2)) * 1e-100
+    X[1000:] += 1e-99  # two groups, so that the components differ
+    gm = GaussianMixture(3, covariance_type=kind, random_state=0, reg_covar=0.0,
+                         variance_floor=None, outlier_gate=None)
+    for start in range(0, 2000, 100):
+        gm.partial_fit(X[start:start + 100])
+    far = np.array([[1e60, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (numpy's "overflow encountered in square" leaked)
+        assert gm.score_samples(far)[0] == -np.inf
+        resp = gm.predict_proba(far)[0]
+    assert np.isfinite(resp).all() and resp.max() == pytest.approx(1.0)
+    before = gm.means_.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gm.partial_fit(np.r_[far, X[:99]])
+    moved = np.abs(gm.means_ - before).max(axis=1) > 1.0
+    assert moved.sum() == 1  # only the component it went to
+    assert_valid(gm)
