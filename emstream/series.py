@@ -149,8 +149,21 @@ def _conditional_surprise(F: np.ndarray, context: list, params, dropped=()) -> n
     given = [c for c in context if c not in dropped]
     surprise = -em.score_samples(F[:, kept], params.marginal(kept) if dropped else params)
     if given:
-        surprise += em.score_samples(F[:, given], params.marginal(given))
+        _given_context(surprise, F, given, params, params.marginal(given), kept)
     return surprise
+
+
+def _given_context(surprise, F, context: list, params, marginal, kept=None) -> None:
+    """``surprise += log p(context)`` in place: ``-log p(features)`` becomes ``-log p(target |
+    context)``.  A context beyond the float range (the row after a spike of 1e60 in a series
+    of spread 1e-100) tells nothing a model can use, and inf - inf is NaN: such a row is
+    scored on its target columns (those of ``kept``, all by default, not in the context)."""
+    log_context = em.score_samples(F[:, context], marginal)
+    surprise += log_context
+    beyond = np.isneginf(log_context)
+    if beyond.any():
+        target = [c for c in (range(F.shape[1]) if kept is None else kept) if c not in context]
+        surprise[beyond] = -em.score_samples(F[beyond][:, target], params.marginal(target))
 
 
 def _without_season(surprise, F, rows, context: list, params, echo: Echoes, stale,
@@ -344,7 +357,7 @@ class SeriesMonitor:
             return SeriesUpdate(None, None, None, none, None, update.gated, update.events, F)
         surprise = -update.log_prob
         if marginal is not None:
-            surprise = surprise + em.score_samples(F[:, context], marginal)
+            _given_context(surprise, F, context, params, marginal)
         if stale is not None and params is not None and stale.any():
             surprise[stale] = _conditional_surprise(F[stale], context, params, stale_columns)
         if echo is not None and echo.far is not None and params is not None and echo.far.any():

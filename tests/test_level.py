@@ -72,6 +72,24 @@ def test_a_point_far_beyond_the_model_keeps_the_level_finite():
     assert np.isfinite(level.state()["tail"]).all()
 
 
+def test_the_point_after_one_beyond_every_distance_gets_a_finite_surprise():
+    """A spike of 1e60 in a series of spread 1e-100: the next row's context (its lag) is beyond
+    the float range, -log p(features) + log p(context) was inf - inf, a NaN surprise that
+    the calibrator scored 0.5 and emstreamd printed as ``nan``; it is scored on its target."""
+    x = np.random.default_rng(0).normal(size=3000) * 1e-100
+    x[2500] = 1e60
+    series = SeriesMonitor(DriftMonitor(GaussianMixture(3, random_state=0)), TemporalFeatures(),
+                           reg_covar_share=1e-3)
+    for start in range(0, 3000, 100):
+        update = series.update(x[start:start + 100, None])
+        if update.surprise is not None:
+            assert not np.isnan(update.surprise).any(), start
+            assert not np.isnan(update.score).any()
+        if start == 2500:
+            assert update.surprise[0] == np.inf and update.anomaly[0]
+            assert np.isfinite(update.surprise[1])
+
+
 def _smooth_day(seed: int, bump: bool) -> tuple:
     """40 days of 10-minute points: a daily shape plus smooth (AR) noise; with ``bump``, on day
     30 the level creeps up by 2 (about 7 noise sd) over 6 hours, stays 6 hours, creeps back:
