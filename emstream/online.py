@@ -646,12 +646,17 @@ class OnlineLearner:
         return min(2 * k * (d + 1), self.settings.warmup_size)
 
     def first_model_rows(self) -> int:
-        """Rows the first provisional model needs: ``2 (D + 1)`` per component for full
-        covariances, or, where that is more (many features, few rows), :data:`DIAGONAL_ROWS`
-        per component for a first one of diagonal covariances."""
-        if self.settings.covariance_type != "full" or self.initial is not None:
+        """Rows the first provisional model needs: ``2 (D + 1)`` per component, or, where that
+        is more (many features, few rows), :data:`DIAGONAL_ROWS` per component for a first
+        one of diagonal covariances (diagonal or spherical ones all along for those types:
+        they waited for 2 (D + 1), 310 rows for 50 features, where a full model's first came
+        after 30).  A tied model's one covariance needs ``2 (D + 1)`` rows in all."""
+        first = DIAGONAL_ROWS * self.settings.n_components
+        if self.settings.covariance_type == "tied":
+            first = max(first, 2 * (self.n_features + 1))
+        if self.initial is not None:
             return self._rows_needed()
-        return min(self._rows_needed(), DIAGONAL_ROWS * self.settings.n_components)
+        return min(self._rows_needed(), first)
 
     def _buffer_rows(self, X: np.ndarray) -> None:
         # A copy: callers may refill the array they passed (a reused read buffer).
@@ -664,7 +669,7 @@ class OnlineLearner:
             or self.provisional_rows < needed <= rows)  # (a diagonal one: now a full one)
         if not (full or due):
             return
-        diagonal = not full and rows < needed
+        diagonal = not full and rows < needed and self.settings.covariance_type == "full"
         data = np.concatenate(self.buffer)
         self.buffer = [data]
         self.step = grid_step(data) if self.settings.variance_floor == "resolution" else None

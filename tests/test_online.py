@@ -130,6 +130,23 @@ def test_a_provisional_model_scores_from_the_first_batch_and_the_warm_up_refits_
     assert gm.n_seen_ == 3000
 
 
+@pytest.mark.parametrize("kind", ["full", "diag", "spherical", "tied"])
+def test_a_first_model_of_any_covariance_type_comes_as_early_as_a_full_one(kind):
+    """50 features, K = 3: a full model's first (diagonal) one comes after 30 rows, where diag
+    and spherical ones waited for 2 K (D + 1) = 306; a tied one's single covariance needs
+    2 (D + 1) = 102 rows in all."""
+    rng = np.random.default_rng(0)
+    gm = GaussianMixture(3, covariance_type=kind, random_state=0)
+    first = 102 if kind == "tied" else 30
+    gm.partial_fit(rng.normal(size=(first - 1, 50)))
+    assert not gm._is_fitted()
+    gm.partial_fit(rng.normal(size=(1, 50)))
+    assert gm.predict(rng.normal(size=(5, 50))).shape == (5,)
+    assert np.isfinite(gm.score_samples(rng.normal(size=(5, 50)))).all()
+    gm.partial_fit(rng.normal(size=(400, 50)))
+    assert np.isfinite(gm.covariances_).all()
+
+
 def _three_clusters(seed):
     rng = np.random.default_rng(seed)
     X = np.r_[rng.normal(-5, 1, 400), rng.normal(0, 1, 400), rng.normal(5, 1, 400)]
