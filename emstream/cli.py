@@ -1156,11 +1156,13 @@ def cmd_timeline(args) -> int:
     try:
         from .timeline import plot_timeline
 
-        plot_timeline(args.data, args.scores, target, threshold=args.threshold,
-                      title=args.title, key=args.key, key_column=args.key_column,
-                      day_first=_day_first(args), column=args.column)
+        notes = plot_timeline(args.data, args.scores, target, threshold=args.threshold,
+                              title=args.title, key=args.key, key_column=args.key_column,
+                              day_first=_day_first(args), column=args.column)
     except ImportError:
         raise CommandError("timeline needs matplotlib: pip install 'emstream[plot]'") from None
+    for note in notes:
+        print(printable(f"emstream: note: {note}", one_line=True), file=sys.stderr)
     print(printable(f"emstream: wrote {target}", one_line=True), file=sys.stderr)
     return 0
 

@@ -126,9 +126,9 @@ def read_series(path, key: str | None = None, key_column=0, day_first="auto",
 
 def plot_timeline(data_path, scores_path, path, *, threshold: float = DEFAULT_THRESHOLD,
                   title: str | None = None, key: str | None = None, key_column=0,
-                  day_first="auto", column=None) -> None:
+                  day_first="auto", column=None) -> list:
     """Draw a series (with ``key``, that key's series of a keyed stream) with its alerts and
-    scores to the image file ``path``."""
+    scores to the image file ``path``; returns notes for the user (score lines not drawn)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,6 +142,16 @@ def plot_timeline(data_path, scores_path, path, *, threshold: float = DEFAULT_TH
     if not known.any():
         raise ValueError(f"{scores_path}: none of its lines is a line of {data_path} (the "
                          "per-point output of another series?)")
+    notes = []
+    if not known.all():
+        # (A per-point output of a longer stream drawn over a shorter file, silently: a picture
+        # of another series' scores, and its alerts gone from the legend's count.)
+        lost = int((~known).sum())
+        alerts = int(scored["anomaly"][~known].sum())
+        notes.append(f"{lost:,} of the {known.size:,} lines of {scores_path} ({alerts:,} "
+                     f"alert{'s' if alerts != 1 else ''} among them) are not lines of "
+                     f"{data_path} and are not drawn (the output of another or a longer "
+                     "file?)")
     at = np.array([x_of_line[line] for line in scored["line"][known].tolist()])
     value_of_line = dict(zip(series["line"].tolist(), series["value"].tolist()))
     level = -np.log10(np.maximum(1.0 - scored["score"][known], 1e-12))
@@ -166,3 +176,4 @@ def plot_timeline(data_path, scores_path, path, *, threshold: float = DEFAULT_TH
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return notes

@@ -353,6 +353,22 @@ def test_plotting_a_model_still_warming_up_or_data_of_another_width_says_so(tmp_
         assert "the model has 2 features" in capsys.readouterr().err
 
 
+def test_timeline_says_which_score_lines_it_could_not_draw(tmp_path, capsys):
+    """The per-point output of a 3,000-line stream drawn over a 400-line file: another series'
+    scores were drawn, its alert left out of the legend's count, without a word."""
+    pytest.importorskip("matplotlib")
+    rng = np.random.default_rng(0)
+    (tmp_path / "short.txt").write_text("".join(f"{v:.4f}\n" for v in rng.normal(size=400)))
+    (tmp_path / "scores.csv").write_text("line,label,prob,surprise,score,anomaly\n" + "".join(
+        f"{i},0,1.0,1.0,{0.99999 if i == 2501 else 0.5},{int(i == 2501)}\n"
+        for i in range(101, 3001)))
+    capsys.readouterr()
+    assert main(["timeline", str(tmp_path / "short.txt"), str(tmp_path / "scores.csv"), "-o",
+                 str(tmp_path / "p.png")]) == 0
+    err = capsys.readouterr().err
+    assert "2,600 of the 2,900 lines" in err and "(1 alert among them)" in err
+
+
 def test_timeline_refuses_score_lines_and_thresholds_it_cannot_draw(tmp_path, capsys):
     """A JSON score line without a score (or with null or text), a threshold of 1 or NaN:
     one line each (tracebacks; a divide-by-zero and no threshold drawn)."""
