@@ -259,10 +259,13 @@ class DriftMonitor:
 
     # ------------------------------------------------------------------ set-up
     def _check(self) -> None:
-        if self.detector is not None and not (self.detector in DETECTORS
-                                              or hasattr(self.detector, "update")):
-            raise ValueError(f"detector must be one of {DETECTORS}, a river drift detector or "
-                             f"None, got {self.detector!r}")
+        if self.detector is not None and not (
+                self.detector in DETECTORS
+                or all(hasattr(self.detector, a) for a in ("update", "drift_detected", "clone"))):
+            # (Any object with update() passed, then failed at its first block on clone().)
+            raise ValueError(f"detector must be one of {DETECTORS}, a river drift detector "
+                             "(update, drift_detected and clone, as river.base.DriftDetector) "
+                             f"or None, got {self.detector!r}")
         if self.detector_params is not None and not isinstance(self.detector_params, dict):
             raise ValueError("detector_params must be a dict")
         if self.detector in DETECTORS:

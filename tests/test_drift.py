@@ -524,3 +524,16 @@ def test_a_restored_monitor_s_state_is_the_uninterrupted_one_to_the_last_bit():
         feed(resumed, more, 100)
         feed(monitor, more, 100)
         assert json.dumps(resumed.state()) == json.dumps(monitor.state()), seed
+
+
+def test_a_detector_without_river_s_interface_is_refused_with_what_it_lacks():
+    """Any object with update() passed the check, then failed at the first block with
+    ``AttributeError: ... no attribute 'clone'``."""
+    class Half:
+        drift_detected = False
+
+        def update(self, x):
+            pass
+
+    with pytest.raises(ValueError, match="update, drift_detected and clone"):
+        DriftMonitor(GaussianMixture(2), detector=Half())
