@@ -182,6 +182,24 @@ def test_lines_drained_from_a_renamed_file_are_named_by_its_new_name(tmp_path):
     _stop(process)
 
 
+def test_a_quiet_log_renamed_is_drained_until_its_writer_writes_to_the_new_file(tmp_path):
+    """A log quieter than a second: the old file was left as soon as the rename was seen, and
+    the line its writer wrote there before reopening (logrotate's postrotate HUP) was lost,
+    with nothing logged; a SIGTERM meanwhile moved the checkpoint into the new file too."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_lines(600, 1))
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 600)
+    with open(log, "a") as writer:  # the application's descriptor
+        os.rename(log, tmp_path / "app.log.1")
+        log.write_text("")  # logrotate's create
+        time.sleep(1.5)  # (longer than the rotation's quiet second)
+        writer.write(_lines(1, 2))
+    log.write_text(_lines(10, 3))  # reopened: it writes to the new file
+    assert _until(lambda: _rows(state) == 611), _rows(state)
+    _stop(process)
+
+
 def _table(n, start, header=True):
     """A time-series table (5-minute rows from ``start`` rows after a fixed time)."""
     t0 = np.datetime64("2024-01-01T00:00") + np.timedelta64(5 * start, "m")

@@ -386,8 +386,9 @@ ROTATED_NAME = re.compile(r"[.-][0-9]")
 class FollowInput(_Source):
     """A growing file, followed like ``tail -F`` (``--follow``).
 
-    Survives appends, rotation by rename (the old file is drained until it has been quiet for
-    ``rotate_quiet`` seconds), copytruncate (the lines not yet read are taken from the copy: a
+    Survives appends, rotation by rename (the old file is drained until the new one holds
+    something and the old one has been quiet for ``rotate_quiet`` seconds since the rename was
+    seen), copytruncate (the lines not yet read are taken from the copy: a
     ``PATH.*``/``PATH-*`` sibling that begins with the same bytes and is long enough; then the
     truncated file is read from its start), the file missing for a while, and a partial last
     line.  It polls every ``poll`` seconds when idle (a stat call: cheap, and it works on NFS
@@ -425,6 +426,7 @@ class FollowInput(_Source):
         self.handle = None
         self.device = self.inode = None
         self.last_data = time.monotonic()
+        self._moved_seen = None
         self.draining = False  # reading a rotated file that no longer grows
         self._finished = None
         self._copy = None  # after a copytruncate: the copy that holds the unread lines
@@ -473,6 +475,7 @@ class FollowInput(_Source):
         if offset and os.pread(handle.fileno(), 1, offset - 1) == b"\r":
             self.lines.owe_line_end()  # (as FileInput._check_before: a CR ended the last line)
         self.last_data = time.monotonic()
+        self._moved_seen = None  # when the path was first seen to lead to another file
         self._head = os.pread(handle.fileno(), FINGERPRINT_BYTES, 0)
         kept = min(offset, TAIL_BYTES)
         self._tail = os.pread(handle.fileno(), kept, offset - kept) if kept else b""
@@ -659,8 +662,15 @@ class FollowInput(_Source):
             if info is not None and self._open(self.path):
                 return b""
         elif info is not None and (info.st_dev, info.st_ino) != (self.device, self.inode):
-            # Renamed away: drain it until the writer has clearly moved to the new file.
-            if self.draining or time.monotonic() - self.last_data >= self.rotate_quiet:
+            # Renamed away: drain it until the writer has clearly moved to the new file: the
+            # new one holds something, and the old one has been quiet since the rename was
+            # seen, not only since its last line (a log quieter than rotate_quiet was left at
+            # once, and the line its writer put in the old file before its reopen was lost).
+            now = time.monotonic()
+            if self._moved_seen is None:
+                self._moved_seen = now
+            if self.draining or (info.st_size > 0 and now - max(self.last_data, self._moved_seen)
+                                 >= self.rotate_quiet):
                 return self._finish_file("rotated")
         elif self.draining:
             return self._finish_file("rotated")  # a rotated sibling found at resume, drained
