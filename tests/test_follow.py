@@ -456,6 +456,22 @@ def test_the_nul_hole_of_a_copytruncate_under_a_writer_not_in_append_mode_is_ski
     assert err.count("NUL bytes from byte 0 skipped") == 1 and "rejected (" not in err, err
 
 
+def test_a_nul_hole_after_a_line_inside_a_block_is_skipped_too(tmp_path):
+    """A hole that does not begin a read block (crash garbage in the middle of a file, or
+    after a line in one write) was glued to the line after it: that line was rejected with
+    the NULs as "too long", and the value lost."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_bytes(_lines(300, 1).encode() + b"\0" * 5000 + _lines(50, 2).encode())
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 350), _rows(state)
+    with open(log, "ab") as writer:  # one write: a line, a hole, more lines
+        writer.write(b"5.0\n" + b"\0" * 300 + _lines(49, 3).encode())
+    assert _until(lambda: _rows(state) == 400), _rows(state)
+    _stop(process)
+    err = process.stderr.read().decode()
+    assert err.count("NUL bytes from byte") == 2 and "rejected (" not in err, err
+
+
 def test_a_copytruncate_while_the_daemon_was_down_at_the_start_of_an_empty_file(tmp_path):
     """Stopped at byte 0 of a file just copytruncated: the checkpoint holds no bytes of it to
     know a copy by, so a second copytruncate while the daemon was down passed unseen and the

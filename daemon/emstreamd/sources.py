@@ -437,6 +437,7 @@ class FollowInput(_Source):
         self._position = 0  # where the next read of the open file starts
         self._complained = None  # (path, what) last logged as not a regular file
         self._in_hole = False  # the last block read was NULs to its end (see _skip_hole)
+        self._after_hole = b""  # the rest of a block read, from a hole in it (see read)
         self.continues = False  # the file next_file opened continues the last one (a copy)
         self._open(path)
 
@@ -475,6 +476,7 @@ class FollowInput(_Source):
         if offset and os.pread(handle.fileno(), 1, offset - 1) == b"\r":
             self.lines.owe_line_end()  # (as FileInput._check_before: a CR ended the last line)
         self.last_data = time.monotonic()
+        self._after_hole = b""
         self._moved_seen = None  # when the path was first seen to lead to another file
         self._head = os.pread(handle.fileno(), FINGERPRINT_BYTES, 0)
         kept = min(offset, TAIL_BYTES)
@@ -631,19 +633,28 @@ class FollowInput(_Source):
 
     def read(self, timeout: float) -> bytes:
         if self.handle is not None:
-            start = self._position
-            chunk = self.handle.read(READ_BYTES)
+            chunk, self._after_hole = self._after_hole, b""
+            if not chunk:
+                start = self._position
+                chunk = self.handle.read(READ_BYTES)
+                if chunk:
+                    self._position += len(chunk)
+                    if self._rewritten(start, chunk):
+                        # Truncated and written past the position before this read: the
+                        # chunk is the new file's, read from the old position. Not handed out.
+                        return self._truncated()
+                    self.last_data = time.monotonic()
             if chunk:
-                self._position += len(chunk)
-                if self._rewritten(start, chunk):
-                    # Truncated and written past the position before this read: the chunk
-                    # is the new file's, read from the old position. Not handed out.
-                    return self._truncated()
-                self.last_data = time.monotonic()
                 if chunk[:1] == b"\0" and not self.lines.pending_bytes:
                     chunk = self._skip_hole(chunk)
                 else:
                     self._in_hole = False
+                hole = chunk.find(b"\n\0")
+                if hole >= 0:
+                    # A hole after a line, inside the block: the lines up to it now, the rest
+                    # at the next read, where it leads the block and is skipped (glued to the
+                    # line after it, it took that line with it, rejected as too long).
+                    chunk, self._after_hole = chunk[:hole + 1], chunk[hole + 1:]
                 return self._feed(chunk)
         return self._at_eof(timeout)
 
