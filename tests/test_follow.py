@@ -456,6 +456,34 @@ def test_the_nul_hole_of_a_copytruncate_under_a_writer_not_in_append_mode_is_ski
     assert err.count("NUL bytes from byte 0 skipped") == 1 and "rejected (" not in err, err
 
 
+def test_a_file_truncated_before_it_was_read_to_its_end_without_a_copy_is_a_warning(
+        tmp_path, caplog):
+    """A copytruncate whose copy goes elsewhere (logrotate's olddir) while the reader is behind:
+    the unread backlog was dropped with an INFO line only."""
+    from emstreamd.sources import FollowInput
+
+    log = tmp_path / "app.log"
+    log.write_text(_lines(400_000, 1))  # more than one read block
+    source = FollowInput(str(log), poll=0.01)
+    assert source.read(0.0)
+    shutil.copyfile(log, tmp_path / "elsewhere")
+    os.truncate(log, 0)
+    with caplog.at_level("INFO", logger="emstreamd"):
+        source.read(0.0)
+    assert source.boundary
+    assert "was truncated before it was read to its end" in caplog.text
+    caplog.clear()
+    source.next_file()  # caught up, then truncated: nothing unread is said lost
+    log.write_text(_lines(10, 2))
+    while source.read(0.0):
+        pass
+    os.truncate(log, 0)
+    with caplog.at_level("INFO", logger="emstreamd"):
+        source.read(0.0)
+    assert source.boundary and "was truncated" not in caplog.text
+    source.close()
+
+
 def test_a_nul_hole_after_a_line_inside_a_block_is_skipped_too(tmp_path):
     """A hole that does not begin a read block (crash garbage in the middle of a file, or
     after a line in one write) was glued to the line after it: that line was rejected with

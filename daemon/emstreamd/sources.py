@@ -438,6 +438,7 @@ class FollowInput(_Source):
         self._complained = None  # (path, what) last logged as not a regular file
         self._in_hole = False  # the last block read was NULs to its end (see _skip_hole)
         self._after_hole = b""  # the rest of a block read, from a hole in it (see read)
+        self._behind = False  # the last read filled its block: more was there to read
         self.continues = False  # the file next_file opened continues the last one (a copy)
         self._open(path)
 
@@ -477,6 +478,7 @@ class FollowInput(_Source):
             self.lines.owe_line_end()  # (as FileInput._check_before: a CR ended the last line)
         self.last_data = time.monotonic()
         self._after_hole = b""
+        self._behind = False
         self._moved_seen = None  # when the path was first seen to lead to another file
         self._head = os.pread(handle.fileno(), FINGERPRINT_BYTES, 0)
         kept = min(offset, TAIL_BYTES)
@@ -644,6 +646,8 @@ class FollowInput(_Source):
                         # chunk is the new file's, read from the old position. Not handed out.
                         return self._truncated()
                     self.last_data = time.monotonic()
+                    # (a full block: the file held more than was read)
+                    self._behind = len(chunk) == READ_BYTES
             if chunk:
                 if chunk[:1] == b"\0" and not self.lines.pending_bytes:
                     chunk = self._skip_hole(chunk)
@@ -726,6 +730,12 @@ class FollowInput(_Source):
             self._finished = "copied"
             self.boundary = True  # the partial line, if any, is read again from the copy
             return b""
+        if self._behind:
+            # (A copy put elsewhere, logrotate's olddir: the unread backlog went with an INFO.)
+            log.warning("%s was truncated before it was read to its end, and no copy of it was "
+                        "found beside it (a %s.N or %s-DATE file that starts with the same "
+                        "bytes): what it held after byte %d is lost", self.reading, self.path,
+                        self.path, self.offset)
         return self._finish_file("truncated")
 
     def _finish_file(self, why: str) -> bytes:
