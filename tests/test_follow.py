@@ -484,6 +484,23 @@ def test_a_file_truncated_before_it_was_read_to_its_end_without_a_copy_is_a_warn
     source.close()
 
 
+def test_a_file_rewritten_while_the_daemon_was_down_is_not_said_to_be_gone(tmp_path):
+    """Truncated and written again in place (the same inode) while the daemon was down: the
+    warning said the file "is gone", and an operator looked for a deleted file."""
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_lines(300, 1))
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 300), _rows(state)
+    _stop(process)
+    with open(log, "w") as rewrite:  # O_TRUNC: the same inode
+        rewrite.write(_lines(500, 2))
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 800), _rows(state)
+    _stop(process)
+    err = process.stderr.read().decode()
+    assert "was truncated and written again since" in err and "is gone" not in err, err
+
+
 def test_a_nul_hole_after_a_line_inside_a_block_is_skipped_too(tmp_path):
     """A hole that does not begin a read block (crash garbage in the middle of a file, or
     after a line in one write) was glued to the line after it: that line was rejected with

@@ -248,9 +248,16 @@ class Daemon:
         else:
             if saved.get("kind") == "follow" and self.source.kind == "follow":
                 if saved.get("inode") is not None:  # (None: it was waiting for a file)
-                    log.warning("the checkpointed file (inode %s) is gone: any lines written "
+                    same = (self.source.device, self.source.inode) == (
+                        saved.get("device"), saved.get("inode"))
+                    # (The same file, truncated and written again while the daemon was down,
+                    # was said to be "gone".)
+                    log.warning("the checkpointed file (inode %s) %s: any lines written "
                                 "to it after byte %s are lost; reading %s from its start",
-                                saved.get("inode"), saved.get("offset"), self.source.reading)
+                                saved.get("inode"),
+                                "was truncated and written again since, with no copy of it "
+                                "beside it" if same else "is gone", saved.get("offset"),
+                                self.source.reading)
                 # Line numbers count the followed stream across its files: they go on.
                 position.restart(self.source.offset, int(saved.get("next_line", 1)))
                 position.file_first_line = position.next_line
