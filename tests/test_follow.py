@@ -824,3 +824,36 @@ def test_a_follower_killed_before_its_first_checkpoint_writes_each_line_once(tmp
     _stop(second)
     written = numbers()
     assert len(written) == len(set(written)) and written[-1] == "3000"
+
+
+def test_a_follower_killed_before_its_first_checkpoint_then_rotated_reads_the_old_file(
+        tmp_path):
+    """Killed before its first checkpoint, then the log rotated while it was down: the restart
+    read only the new file, and the 3,500 lines of the old one (learned by no checkpoint)
+    were never learned, without a word; its per-point lines 21-500 came twice."""
+    log, state, out = tmp_path / "app.log", tmp_path / "state", tmp_path / "points.csv"
+    log.write_text(_lines(3000, 1))
+
+    def follower(*extra):
+        process = subprocess.Popen([*DAEMON, "--config", str(ROOT / "config.yaml"), "--follow",
+                                    str(log), "--checkpoint", str(state), "--set",
+                                    f"output.path={out}", "--set", "status.every_seconds=0",
+                                    "--set", "checkpoint.every_points=1000000000", *extra],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        STARTED.append(process)
+        return process
+
+    first = follower("--set", "checkpoint.every_seconds=3600")
+    assert _until(lambda: out.exists() and len(out.read_text().splitlines()) >= 1000)
+    first.kill()
+    first.wait(timeout=30)
+    assert not list(state.glob("checkpoint-*.json"))
+    with open(log, "a") as writer:
+        writer.write(_lines(500, 2))
+    os.rename(log, tmp_path / "app.log.1")
+    log.write_text(_lines(500, 3))
+    second = follower("--set", "checkpoint.every_seconds=0.2")
+    assert _until(lambda: _rows(state) == 4000), _rows(state)
+    _stop(second)
+    numbers = [line.split(",")[0] for line in out.read_text().splitlines()]
+    assert len(numbers) == len(set(numbers)) and numbers[-1] == "4000"

@@ -40,6 +40,19 @@ OUTPUT_START = ".output-start.json"
 # What of the input's identity says a note is this input's (a standard input's lines cannot be
 # read again; a followed path may lead to another file after a rotation).
 _SAME_INPUT = ("kind", "path", "device", "inode", "fingerprint")
+# ...and what finds that file again among rotated siblings (FollowInput.resume).
+_NOTED = _SAME_INPUT + ("fingerprint_bytes", "target")
+
+
+def _read_again(source, noted: dict) -> bool:
+    """Whether ``source`` (a follower) found the file of the start's note ``noted`` (now a
+    rotated sibling) and reads it from its start."""
+    if (noted.get("device"), noted.get("inode")) == (source.device, source.inode):
+        return False  # (the same file, rewritten since: not the file that was read)
+    try:
+        return bool(source.resume({**noted, "offset": 0}))
+    except (KeyError, TypeError, ValueError):  # (a note not written by this version)
+        return False
 
 
 class OutputMarks:
@@ -85,11 +98,23 @@ class OutputMarks:
         if source.kind not in ("file", "follow"):
             self.forget_start()
             return
-        identity = {k: v for k, v in source.identity().items() if k in _SAME_INPUT}
-        if isinstance(noted, dict) and noted.get("input") == identity:
+        current = source.identity()
+        identity = {k: v for k, v in current.items() if k in _SAME_INPUT}
+        mine = noted.get("input") if isinstance(noted, dict) else None
+        if isinstance(mine, dict) and {k: mine.get(k) for k in _SAME_INPUT} == identity:
             self.cut_back(noted, 1)
+            current = mine
+        elif (isinstance(mine, dict) and source.kind == "follow" and mine.get("kind") == "follow"
+              and isinstance(mine.get("fingerprint_bytes"), int) and _read_again(source, mine)):
+            # Killed before its first checkpoint, then rotated while down: the file it began
+            # with is a rotated sibling now, and the restart read only the new file (the old
+            # one's lines, learned by no checkpoint, were never learned).  Read from its start.
+            log.info("no checkpoint yet: reading %s again from its start, the file the last "
+                     "run began with (rotated since)", source.reading)
+            self.cut_back(noted, 1)
+            current = mine
         note = self.marks()
-        note["input"] = identity
+        note["input"] = {k: v for k, v in current.items() if k in _NOTED}
         if note["output"]:
             try:
                 checkpoint.write_atomic(self.start_note, json.dumps(note).encode())
