@@ -152,6 +152,26 @@ def test_a_threshold_the_calibrated_score_can_never_reach_is_refused(overrides, 
     daemon_config.load(None, [daemon_config.parse_override("output.calibration_window=99")])
 
 
+def test_a_restart_whose_threshold_the_checkpoint_s_window_cannot_reach_stops(tmp_path):
+    """A restart raising calibration_window (kept by the checkpoint's model, as it began) and
+    the threshold with it: the threshold was taken, the window not, and nothing was ever
+    flagged again, exit 0 (found by an attack helper).  Now one line and exit 78."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data.txt"
+    data.write_text("".join(f"{v:.4f}\n" for v in np.random.default_rng(0).normal(size=1500)))
+    command = [sys.executable, "-m", "emstreamd", "--config", str(ROOT / "config.yaml"),
+               "--input", str(data), "--checkpoint", str(tmp_path / "state"), "--no-output"]
+    assert subprocess.run(command, capture_output=True, timeout=120).returncode == 0
+    done = subprocess.run([*command, "--set", "output.calibration_window=100000", "--set",
+                           "output.anomaly_threshold=0.9999999"], capture_output=True,
+                          timeout=120)
+    assert done.returncode == 78, done.stderr.decode()
+    assert ("can never be reached with the calibration window the checkpoint's model keeps, "
+            "1000") in done.stderr.decode()
+
+
 NON_FINITE = [".inf", "-.inf", ".nan"]
 
 

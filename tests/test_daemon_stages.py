@@ -51,6 +51,23 @@ def test_a_reload_says_what_the_model_keeps_and_what_a_restart_refuses(caplog):
     assert "effect on a restart" not in text
 
 
+def test_a_reload_refuses_a_threshold_the_running_models_window_cannot_reach(caplog):
+    """calibration_window is not live: a file raising it with a threshold only the larger
+    window reaches passed its own check, the threshold was taken, and nothing was ever
+    flagged again (found by an attack helper)."""
+    running = _running()
+    before = copy.deepcopy(running)
+    fresh = copy.deepcopy(running)
+    fresh["output"]["calibration_window"] = 100_000
+    fresh["output"]["anomaly_threshold"] = 0.9999999
+    with caplog.at_level(logging.INFO, logger="emstreamd"):
+        assert not reload_live(running, lambda: (fresh, []), apply=lambda: 1 / 0,
+                               windows={running["output"]["calibration_window"]})
+    assert running == before
+    assert ("keeping the running configuration: output.anomaly_threshold 0.9999999 can never "
+            "be reached with the calibration window the running model keeps, 1000") in caplog.text
+
+
 def test_a_reload_of_a_broken_file_keeps_the_running_configuration(caplog):
     running = _running()
     before = copy.deepcopy(running)

@@ -38,7 +38,7 @@ from .batcher import Pending
 from .errors import EX_CANTCREAT, EX_IOERR, EX_TEMPFAIL, StartError
 from .keymonitor import COUNTED, KeyMonitor
 from .loop import Daemon
-from .resumed import warn_resumed_settings
+from .resumed import check_kept_window, warn_resumed_settings
 from .router import groups
 from .schedule import CheckpointSchedule
 
@@ -225,6 +225,7 @@ class KeyedDaemon(Daemon):
         except (checkpoint.CheckpointError, sqlite3.Error, ValueError):
             return  # (said when the key returns, where it matters)
         warn_resumed_settings(loaded.model, loaded.meta, self.config, keyed=True)
+        self.kept_window = check_kept_window(loaded.meta, self.config)
 
     # ------------------------------------------------------------------ routing
     def _take(self, data: bytes) -> None:

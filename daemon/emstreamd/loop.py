@@ -29,7 +29,7 @@ from .parser import BlockParser
 from .position import InputPosition
 from .rejects import DeadLetters, log_rejects, say_if_nothing_read
 from .reload import reload_live
-from .resumed import warn_resumed_settings
+from .resumed import check_kept_window, warn_resumed_settings
 from .schedule import CheckpointSchedule
 from .sinks import PointSink
 from .status import StatusLine
@@ -114,6 +114,7 @@ class Daemon:
         # whether the input has times; until then a checkpoint's model and meta wait here.
         self.key = None
         self._restored = None
+        self.kept_window = None  # the calibration window a resumed model keeps
         # The parser stage: decides the input's layout from its first lines and keeps it.
         # (It names lines through a weak reference: a daemon dropped without run()'s end
         # frees its checkpoint's lock at once, not at the next garbage collection.)
@@ -212,6 +213,7 @@ class Daemon:
             log.warning("skipped checkpoint %s: %s", skipped, reason)
         meta = loaded.meta
         warn_resumed_settings(loaded.model, meta, self.config)
+        self.kept_window = check_kept_window(meta, self.config)
         self._restored = (loaded.model, meta, str(loaded.path))
         self._resume_input(meta, str(loaded.path))
         try:
@@ -602,7 +604,9 @@ class Daemon:
         """SIGHUP: the live keys of the configuration file (:func:`reload_live`)."""
         self.flags.reload = False
         if self.reload_config is not None:
-            reload_live(self.config, self.reload_config, apply=self._apply_live)
+            windows = {self.config["output"]["calibration_window"], self.kept_window}
+            reload_live(self.config, self.reload_config, apply=self._apply_live,
+                        windows=windows - {None})
 
     def _apply_live(self) -> None:
         """Hand the reloaded live settings to the series' monitor."""

@@ -22,6 +22,7 @@ import logging
 
 from . import config as config_module
 from .resumed import same_setting
+from .schema import unreachable
 
 log = logging.getLogger("emstreamd")
 
@@ -32,7 +33,7 @@ _ABSENT = object()
 KEPT_BY_THE_MODEL = ("model.", "features.", "output.calibration_window")
 
 
-def reload_live(config: dict, fetch, apply) -> bool:
+def reload_live(config: dict, fetch, apply, windows=()) -> bool:
     """Take the live keys of a freshly read configuration into ``config``, in place.
 
     Parameters
@@ -45,6 +46,9 @@ def reload_live(config: dict, fetch, apply) -> bool:
         :class:`emstreamd.config.ConfigError` for a file that does not check.
     apply : callable
         Hands the new live settings to the model's monitors, once they are in ``config``.
+    windows : iterable of int
+        The calibration windows of the running models: a threshold none of them can reach
+        is refused.
 
     Returns
     -------
@@ -60,6 +64,14 @@ def reload_live(config: dict, fetch, apply) -> bool:
         log.exception("SIGHUP: keeping the running configuration: the new one could not "
                       "be checked")
         return False
+    for window in windows:
+        # (calibration_window is not live: the running models keep theirs, and a threshold
+        # only a larger window reaches was taken, after which nothing was ever flagged)
+        why = unreachable(fresh["output"]["anomaly_threshold"], window,
+                          "the calibration window the running model keeps,")
+        if why:
+            log.error("SIGHUP: keeping the running configuration: %s", why)
+            return False
     live = {(section, key) for section, keys in config_module.LIVE.items() for key in keys}
     # Each live change said (a file emptied by a half-done edit put every live key back to
     # its default with nothing but "reloaded" in the log).

@@ -108,3 +108,28 @@ def kept_settings_differ(meta: dict, config: dict, timed: bool | None = None) ->
             None, config["output"]["calibration_window"]):
         differ.append("output.calibration_window")
     return differ
+
+
+def kept_window(meta: dict) -> int | None:
+    """The calibration window a checkpoint's model keeps (None if the checkpoint has none)."""
+    series = meta.get("series") if isinstance(meta, dict) else None
+    calibrator = series.get("calibrator") if isinstance(series, dict) else None
+    size = calibrator.get("size") if isinstance(calibrator, dict) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+
+
+def check_kept_window(meta: dict, config: dict) -> int | None:
+    """The calibration window a resumed model keeps, if it has one; exit 78 if config.yaml's
+    threshold can never be reached with it (a threshold raised with a larger window on a
+    restart was taken, the window not: nothing was ever flagged again, with exit 0)."""
+    from .errors import EX_CONFIG, StartError
+    from .schema import unreachable
+
+    window = kept_window(meta)
+    if window is not None:
+        why = unreachable(config["output"]["anomaly_threshold"], window,
+                          "the calibration window the checkpoint's model keeps,")
+        if why:
+            raise StartError(f"{why} (remove the checkpoint to start a new model with "
+                             "config.yaml's window)", EX_CONFIG)
+    return window

@@ -332,17 +332,30 @@ def _size_rules(full: dict) -> None:
     # A history of n surprises vouches for a rarity of about one in (n + 1)² at most
     # (emstream.calibration): below that the threshold was never reached, and nothing was
     # ever flagged, without a word (found by an attack helper).
-    n, threshold = full["output"]["calibration_window"], full["output"]["anomaly_threshold"]
-    if threshold > 1.0 - 1.0 / (n + 1.0) ** 2:
-        least = None
-        if threshold < 1:
-            least = math.ceil(math.sqrt(1.0 / (1.0 - threshold)) - 1.0)
-            while least > 1 and 1.0 - 1.0 / least ** 2 >= threshold:  # (rounding)
-                least -= 1
-        raise ConfigError(
-            f"output.anomaly_threshold {threshold!r} can never be reached with "
-            f"output.calibration_window {n}: a score is at most 1 - 1/(n + 1)^2 = "
-            f"{1.0 - 1.0 / (n + 1.0) ** 2:.8g}" + (
+    why = unreachable(full["output"]["anomaly_threshold"], full["output"]["calibration_window"])
+    if why:
+        raise ConfigError(why)
+
+
+def unreachable(threshold: float, window: int, whose: str = "output.calibration_window") -> str:
+    """Why ``output.anomaly_threshold`` can never be reached with a calibration window of
+    ``window`` points (``whose``: what that window is), or "" if it can.
+
+    >>> unreachable(0.9999, 1000)
+    ''
+    >>> unreachable(0.9999999, 1000)[:60]
+    'output.anomaly_threshold 0.9999999 can never be reached with'
+    """
+    if threshold <= 1.0 - 1.0 / (window + 1.0) ** 2:
+        return ""
+    least = None
+    if threshold < 1:
+        least = math.ceil(math.sqrt(1.0 / (1.0 - threshold)) - 1.0)
+        while least > 1 and 1.0 - 1.0 / least ** 2 >= threshold:  # (rounding)
+            least -= 1
+    return (f"output.anomaly_threshold {threshold!r} can never be reached with {whose} "
+            f"{window}: a score is at most 1 - 1/(n + 1)^2 = "
+            f"{1.0 - 1.0 / (window + 1.0) ** 2:.8g}" + (
                 f"; a window of {least} points or more reaches it" if least else
                 "; a threshold below 1 is wanted"))
 
