@@ -91,6 +91,17 @@ def places(tmp_path):
      "the configuration (--config) and input.dead_letter are the same file"),
     (["--checkpoint", "{tmp}/a-dir", "--set", "input.dead_letter={tmp}/a-dir/dead.jsonl"],
      "input.dead_letter ({tmp}/a-dir/dead.jsonl) is inside the checkpoint directory"),
+    # A checkpoint file's lock, note and temporary files: rewritten at the next start, or
+    # deleted after a checkpoint, the per-point output went with exit 0.
+    (["--checkpoint", "{tmp}/s.json", "--output", "{tmp}/s.json.lock"],
+     "output.path ({tmp}/s.json.lock) is one of the files the daemon keeps beside"),
+    (["--checkpoint", "{tmp}/s.json", "--output", "{tmp}/.s.json.out.tmp"],
+     "output.path ({tmp}/.s.json.out.tmp) is one of the files the daemon keeps beside"),
+    (["--checkpoint", "{tmp}/s.json", "--output", "{tmp}/s.json.output-start.json"],
+     "is one of the files the daemon keeps beside"),
+    (["--checkpoint", "{tmp}/k.sqlite", "--set", "input.key=0", "--set",
+      "input.dead_letter={tmp}/k.sqlite.lock"],
+     "input.dead_letter ({tmp}/k.sqlite.lock) is one of the files the daemon keeps beside"),
 ])
 def test_bad_values_stop_the_daemon_at_start_with_78_and_one_line(places, args, message):
     # stdin stays open and empty: a daemon that got past its start-up would wait on it.

@@ -196,6 +196,13 @@ def _check_outside_checkpoint(checkpoint: str, named: list) -> None:
                 where = name if name != "-" else checkpoint
                 raise ConfigError(f"{role} and checkpoint.path are the same file ({where}): "
                                   "give each its own")
+            if name != "-" and _beside_checkpoint(name, checkpoint):
+                # (its lock was rewritten at the next start, its note and temporary files
+                # deleted after a checkpoint: the per-point output went, with exit 0)
+                raise ConfigError(f"{role} ({name}) is one of the files the daemon keeps "
+                                  f"beside checkpoint.path {checkpoint} (its lock, its "
+                                  "output-start note, its temporary files): give it another "
+                                  "name")
         return
     directory = os.path.realpath(path)
     inside = None  # the files now in the directory, for streams redirected into it
@@ -217,6 +224,18 @@ def _check_outside_checkpoint(checkpoint: str, named: list) -> None:
             raise ConfigError(f"{role} ({name}) is inside the checkpoint directory {path}, "
                               "whose files the daemon numbers, rotates and deletes: give it a "
                               "path outside")
+
+
+def _beside_checkpoint(name: str, checkpoint: str) -> bool:
+    """Whether ``name`` is one of the files a checkpoint file's daemon keeps beside it."""
+    real = os.path.realpath(checkpoint)
+    resolved = os.path.realpath(name)
+    if resolved in {real + suffix for suffix in (".lock", ".output-start.json", "-wal", "-shm",
+                                                  "-journal")}:
+        return True
+    base, folder = os.path.basename(resolved), os.path.dirname(resolved)
+    return (folder == os.path.dirname(real) and base.startswith(f".{os.path.basename(real)}.")
+            and base.endswith(".tmp"))  # (checkpoint.write_atomic's, cleared after a crash)
 
 
 def _files_in(directory: str) -> dict:
