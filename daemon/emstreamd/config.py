@@ -42,12 +42,8 @@ def validate(config: dict) -> dict:
     """Defaults filled in and every value checked; returns the full configuration."""
     if not isinstance(config, dict):
         raise ConfigError("the configuration must be a mapping of sections")
+    _not_another_file(config)
     unknown = set(config) - set(DEFAULTS)
-    if unknown and len(unknown) == len(config):
-        # Nothing of a configuration: not echoed (the wrong file given, /etc/shadow say, had
-        # its first entries, hashes and all, printed to the log).
-        raise ConfigError(f"none of its {len(config)} top-level key(s) is a section of the "
-                          f"configuration ({', '.join(DEFAULTS)}): the wrong file?")
     if unknown:
         raise ConfigError(f"unknown section(s): {_names(unknown)}")
     full = copy.deepcopy(DEFAULTS)
@@ -195,8 +191,21 @@ def load(path: str | None, overrides=(), *, block: bool = True) -> dict:
     return _validated(read(path, block=block) if path is not None else {}, overrides)
 
 
+def _not_another_file(config: dict) -> None:
+    """Nothing of a configuration is not echoed (the wrong file given, /etc/shadow say, had its
+    first entries, hashes and all, printed to the log)."""
+    unknown = set(config) - set(DEFAULTS)
+    if unknown and len(unknown) == len(config):
+        raise ConfigError(f"none of its {len(config)} top-level key(s) is a section of the "
+                          f"configuration ({', '.join(DEFAULTS)}): the wrong file?")
+
+
 def _validated(config: dict, overrides) -> dict:
     """The configuration read, with the command line's overrides, checked."""
+    if isinstance(config, dict):
+        # (before the overrides: one --set, or the --checkpoint every service passes, made
+        # the file "a configuration" with one known section, and its keys were printed)
+        _not_another_file(config)
     for section, key, value in overrides:
         if config.get(section) is None:
             config[section] = {}
