@@ -796,6 +796,13 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
         if len(set(value_fields)) < len(value_fields):  # (a model of one column twice over)
             raise LayoutError(f"input.columns {columns} names a column twice (by index and "
                               "by name?); each column once")
+    if (timestamp not in (None, "auto") and columns is None and rows and value_fields
+            and not any(is_number(r[i].strip()) for r in rows for i in value_fields)
+            and all(is_number(r[time_field].strip()) for r in rows)):
+        # (the value column named as the time: the text columns became the values, every
+        # line was rejected, exit 0, and the whole file marked as read)
+        raise LayoutError(f"input.timestamp {timestamp!r} names a column of numbers, and no "
+                          "other column holds numbers to learn: is the time another column?")
     if time_field in value_fields:
         raise LayoutError(f"the time column {time_field} is also in input.columns")
     if key_field is not None and key_field in value_fields:

@@ -734,6 +734,12 @@ def test_unknown_columns_are_a_layout_error():
     with pytest.raises(LayoutError, match="'a' names 2 columns of the header"):
         find_layout(b"a,a,b\n1,2,3\n", columns=["a"])
     assert find_layout(b"a,a,b\n1,2,3\n", columns=["b"]).value_fields == (2,)
+    # The value column named as the time: the text columns were taken as the values, and
+    # every line was rejected, exit 0 (found by an attack helper).
+    table = b"timestamp,value,host\n2024-01-01 00:00:00,10.1,a\n2024-01-01 00:05:00,9.8,b\n"
+    with pytest.raises(LayoutError, match="input.timestamp 'value' names a column of numbers"):
+        find_layout(table, timestamp="value")
+    assert find_layout(table, timestamp="timestamp").value_fields == (1,)
 
 
 @pytest.mark.parametrize("setting, message", [
