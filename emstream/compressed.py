@@ -164,12 +164,21 @@ class DataFile:
     Raises
     ------
     OSError
-        The file cannot be opened, or is compressed in a format that cannot be read here
-        (zstd), with a message saying how to feed it instead.
+        The file cannot be opened, is a device (/dev/zero would be read for ever), or is
+        compressed in a format that cannot be read here (zstd), with a message saying how to
+        feed it instead.
     """
 
     def __init__(self, path):
         self.path = os.fspath(path)
+        try:
+            mode = os.stat(self.path).st_mode
+        except OSError:
+            mode = None  # (open says why)
+        if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+            # (/dev/zero was read for ever, without a word; a pipe or a FIFO ends, and is read)
+            raise OSError(f"{self.path} is a {'character' if stat.S_ISCHR(mode) else 'block'} "
+                          "device, not a file of data: pipe the data in, or name a file")
         self.compression = compression(self.path)
         if self.compression == "zstd":
             raise OSError(f"{self.path} is zstd-compressed, which this Python cannot read: "

@@ -502,10 +502,12 @@ def test_fit_writes_through_a_link_and_refuses_a_pipe_or_its_own_data(tmp_path, 
     (["inspect", "/nonexistent/ck.json"], "no such file"),
     (["fit", "/nonexistent/data.txt", "-k", "2", "-o", "x.json"], "cannot open"),
     (["score", SEED, SEED], "not valid JSON"),
+    # (a device was read for ever, without a word; found by an attack helper)
+    (["fit", "/dev/zero", "-k", "2", "-o", "x.json"], "is a character device"),
 ])
 def test_bad_files_exit_1_with_one_line_and_no_traceback(argv, message):
     done = subprocess.run([sys.executable, "-m", "emstream", *argv], capture_output=True,
-                          text=True)
+                          text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and message in done.stderr
     assert "Traceback" not in done.stderr
