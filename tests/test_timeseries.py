@@ -1016,6 +1016,21 @@ def test_times_that_run_backwards_are_said_to_and_the_season_counts_rows(tmp_pat
     done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "p"),
                            "--set", "features.enabled=true"], capture_output=True, timeout=300)
     assert "INFO time series: no timestamps; no season" in done.stderr.decode()
+    assert "features.calendar" not in done.stderr.decode()
+    # features.calendar asked for without times: dropped without a word, and every restart
+    # then said config.yaml differed from the checkpoint in features.calendar.
+    for _ in range(2):
+        done = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint",
+                               str(tmp_path / "c"), "--set", "features.enabled=true", "--set",
+                               "features.calendar=true", "--no-output"], capture_output=True,
+                              timeout=300)
+        assert done.returncode == 0 and "differs" not in done.stderr.decode()
+    first = subprocess.run([*DAEMON, "--input", str(data), "--checkpoint", str(tmp_path / "e"),
+                            "--set", "features.enabled=true", "--set",
+                            "features.calendar=true", "--no-output"], capture_output=True,
+                           timeout=300)
+    assert ("features.calendar is set but the input has no time column: no time of day or "
+            "week in the model") in first.stderr.decode()
 
 
 def test_an_episode_lasts_a_day_of_the_series_own_time():

@@ -262,8 +262,11 @@ class KeyMonitor:
         if season is None and features.season == "auto" and self.timed \
                 and level == logging.INFO:
             level = logging.WARNING  # (the daily season was wanted and is off for good)
-        log.log(level, "%stime series: %s; %s; an alert holds its episode for %d points",
-                self.name, clock, what, episodes.hold_points)
+        calendar = ("; features.calendar is set but the input has no time column: no time of "
+                    "day or week in the model" if self.config["features"]["calendar"]
+                    and not self.timed else "")  # (dropped without a word)
+        log.log(level, "%stime series: %s; %s; an alert holds its episode for %d points%s",
+                self.name, clock, what, episodes.hold_points, calendar)
 
     def _remember(self, batch: np.ndarray) -> None:
         """Keep the last ``refit.window`` learned rows."""

@@ -96,9 +96,13 @@ def kept_settings_differ(meta: dict, config: dict, timed: bool | None = None) ->
     kept, wanted = series.get("features"), config["features"]
     enabled = wanted["enabled"] if wanted["enabled"] != "auto" else timed
     if isinstance(kept, dict):
+        # Without a time column there is no calendar, however features.calendar is set (every
+        # restart said config.yaml differed in it from the checkpoint that it made).
+        want = dict(wanted, calendar=wanted["calendar"] and (timed is not False))
         differ += [f"features.{name}" for name in ("lags", "season", "volatility", "window",
                                                         "calendar")
-                   if name in kept and not same_setting(kept[name], wanted[name])]
+                   if name in kept and not same_setting(kept[name], want[name])
+                   and not (name == "calendar" and timed is None and not kept[name])]
         if enabled is False:
             differ.append("features.enabled")
     elif kept is None and enabled is True:
