@@ -344,10 +344,13 @@ def _fit_output(name: str, data: str | None = None) -> Path:
 
 def _fit_model(args) -> GaussianMixture:
     """The model the command's options describe."""
+    # (A model resumed by emstreamd warms up on warmup_size rows, one per component at least:
+    # -k 1001 was fitted for half a minute, then refused at saving, "warmup_size must be at
+    # least n_components", an option fit does not have.)
     return GaussianMixture(args.k, covariance_type=args.covariance_type, tol=args.tol,
                            reg_covar=args.reg_covar, max_iter=args.max_iter,
                            n_init=args.n_init, random_state=args.random_state, verbose=1,
-                           verbose_interval=1)
+                           verbose_interval=1, warmup_size=max(1000, args.k))
 
 
 # The options that set each hyper-parameter, named in front of its error.

@@ -523,6 +523,18 @@ def test_usage_errors_exit_2_and_every_subcommand_has_help():
         assert helped.returncode == 0 and "usage: emstream " + sub in helped.stdout
 
 
+def test_fit_makes_a_model_whose_warm_up_holds_every_component():
+    """-k 1001 (the bound is 10,000) was fitted for half a minute, then refused at saving:
+    "warmup_size must be at least n_components", an option fit does not have."""
+    from emstream.cli import _fit_model, build_parser
+
+    for k, warmup in ((3, 1000), (1001, 1001), (10_000, 10_000)):
+        args = build_parser().parse_args(["fit", "d.txt", "-k", str(k), "-o", "m.json"])
+        model = _fit_model(args)
+        model._validate_params()
+        assert model.warmup_size == warmup
+
+
 def test_too_few_rows_is_a_clear_error(tmp_path, capsys):
     data = tmp_path / "two.txt"
     data.write_text("1\n2\n")
