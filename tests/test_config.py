@@ -137,6 +137,18 @@ def test_without_a_file_the_shipped_defaults_apply_and_a_partial_file_keeps_the_
 
 
 @pytest.mark.parametrize("overrides, message", [
+    (["input.format=jsonl", "input.fields=[a]", "input.columns=[b, 7]"],
+     "input.columns picks a table's columns: JSON lines name theirs in input.fields"),
+    (["drift.detector=null", "drift.params={no_such_argument: 1}"],
+     "drift.params gives the detector's arguments, and drift.detector is null"),
+])
+def test_settings_that_would_go_unused_are_refused(overrides, message):
+    """Accepted and silently unused (found by an attack helper)."""
+    with pytest.raises(daemon_config.ConfigError, match=message):
+        daemon_config.load(None, [daemon_config.parse_override(o) for o in overrides])
+
+
+@pytest.mark.parametrize("overrides, message", [
     (["output.calibration_window=10"], "a window of 99 points or more reaches it"),
     (["output.calibration_window=98"], "a window of 99 points or more reaches it"),
     (["output.anomaly_threshold=1"], "a threshold below 1 is wanted"),

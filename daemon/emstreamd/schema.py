@@ -290,6 +290,9 @@ def _input_rules(full: dict) -> None:
     if fields is not None and not jsonl:  # (else silently unused: every record rejected)
         raise ConfigError("input.fields names the fields of JSON lines: it needs input.format: "
                           "jsonl (a table's columns are input.columns)")
+    if jsonl and settings["columns"] is not None:  # (accepted and unused, even [b, 7])
+        raise ConfigError("input.columns picks a table's columns: JSON lines name theirs in "
+                          "input.fields")
     if key is not None and jsonl and not isinstance(key, str):
         raise ConfigError(f"input.key must name a JSON field for input.format jsonl, got "
                           f"{_show(key)}")
@@ -367,6 +370,10 @@ def _drift_rules(full: dict) -> None:
 
     from .config import monitor_settings  # (config builds on this module)
 
+    if full["drift"]["detector"] is None and full["drift"]["params"]:
+        # (not even checked: {no_such_argument: 1, threshold: -5} passed)
+        raise ConfigError("drift.params gives the detector's arguments, and drift.detector is "
+                          "null (no detector): remove drift.params, or name a detector")
     try:
         DriftMonitor(GaussianMixture(), **monitor_settings(full))
     except (TypeError, ValueError, OverflowError) as exc:
