@@ -54,7 +54,17 @@ def validate(config: dict) -> dict:
             raise ConfigError(f"section {section!r} must be a mapping of its keys (indented "
                               f"key: value lines), got {_cut(repr(values), 40)} (a file cut "
                               "short?)")
-        if section != "model":
+        if section == "model":
+            from emstream import GaussianMixture
+
+            # (a misspelt key reached the estimator: "GaussianMixture.__init__() got an
+            # unexpected keyword argument 'n_componets'", the keys it takes not named)
+            extra = set(values) - set(GaussianMixture().get_params())
+            if extra:
+                raise ConfigError(f"unknown key(s) in model: {_names(extra)} (the model's keys "
+                                  "are scikit-learn's GaussianMixture's and emstream's: see "
+                                  "config.yaml)")
+        else:
             for key in values:
                 if (section, key) in REPLACED:
                     raise ConfigError(f"{section}.{key} is no longer used: see "

@@ -119,7 +119,7 @@ def one_of(*allowed) -> Check:
 def flag(name, value) -> None:
     """true or false."""
     if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be true or false")
+        raise ConfigError(f"{name} must be true or false, got {_show(value)}")
 
 
 def text(*, null=False) -> Check:
@@ -242,6 +242,14 @@ def _check_model(model: dict) -> None:
 
     from emstream import GaussianMixture
 
+    k = model.get("n_components", 3)
+    if not (isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= MAX_DAEMON_COMPONENTS):
+        # (the estimator's own message gave its bound, 10,000, not the daemon's)
+        raise ConfigError(f"model.n_components must be an integer in [1, "
+                          f"{MAX_DAEMON_COMPONENTS}], got {_show(k)}")
+    if isinstance(model.get("reg_covar"), str) and model["reg_covar"] != "auto":
+        raise ConfigError(f"model.reg_covar must be auto or a finite number in [0, 1e+200], "
+                          f"got {_show(model['reg_covar'])}")
     try:
         # (auto: a share of the first rows' variance, set per series; any number passes here)
         estimator = GaussianMixture(**{**model, **({"reg_covar": 1e-6}
