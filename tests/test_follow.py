@@ -501,6 +501,23 @@ def test_a_file_rewritten_while_the_daemon_was_down_is_not_said_to_be_gone(tmp_p
     assert "was truncated and written again since" in err and "is gone" not in err, err
 
 
+def test_a_followed_path_that_goes_away_while_its_file_is_read_is_said_once(tmp_path, caplog):
+    """Deleted (or a path that cannot be looked up) while the open file is read on: nothing
+    was logged while the follower waited for a file at the path."""
+    from emstreamd.sources import FollowInput
+
+    log = tmp_path / "app.log"
+    log.write_text(_lines(10, 1))
+    source = FollowInput(str(log), poll=0.01)
+    assert source.read(0.0)
+    log.unlink()
+    with caplog.at_level("INFO", logger="emstreamd"):
+        for _ in range(3):
+            assert source.read(0.0) == b""
+    assert caplog.text.count("gone (deleted or renamed, nothing in its place yet); reading on") == 1
+    source.close()
+
+
 def test_a_nul_hole_after_a_line_inside_a_block_is_skipped_too(tmp_path):
     """A hole that does not begin a read block (crash garbage in the middle of a file, or
     after a line in one write) was glued to the line after it: that line was rejected with

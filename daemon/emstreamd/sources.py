@@ -83,6 +83,13 @@ def _holds_before(path: str, saved: dict) -> bool:
         return _before_matches(handle.fileno(), saved, offset)
 
 
+def _stat_reason(exc: OSError) -> str:
+    """What a failed stat of the followed path says, in words."""
+    if isinstance(exc, FileNotFoundError):
+        return "gone (deleted or renamed, nothing in its place yet)"
+    return f"cannot be looked up ({exc.strerror or exc})"
+
+
 def _open_regular(path: str):
     """``(file, None)``: ``path`` opened for reading, a regular file; else ``(None, why)``, why
     None for a missing file (never blocks, never raises)."""
@@ -439,6 +446,7 @@ class FollowInput(_Source):
         self._in_hole = False  # the last block read was NULs to its end (see _skip_hole)
         self._after_hole = b""  # the rest of a block read, from a hole in it (see read)
         self._behind = False  # the last read filled its block: more was there to read
+        self._said_gone = False
         self.continues = False  # the file next_file opened continues the last one (a copy)
         self._open(path)
 
@@ -479,6 +487,7 @@ class FollowInput(_Source):
         self.last_data = time.monotonic()
         self._after_hole = b""
         self._behind = False
+        self._said_gone = False  # (the path gone while this file is read: said once)
         self._moved_seen = None  # when the path was first seen to lead to another file
         self._head = os.pread(handle.fileno(), FINGERPRINT_BYTES, 0)
         kept = min(offset, TAIL_BYTES)
@@ -679,8 +688,14 @@ class FollowInput(_Source):
         """Nothing new in the open file: decide between waiting, rotation and truncation."""
         try:
             info = os.stat(self.path)
-        except OSError:
+        except OSError as exc:
             info = None
+            if self.handle is not None and not self._said_gone:
+                # (deleted, or a path that cannot be looked up: nothing was said while the
+                # open file was read on and the path waited for)
+                self._said_gone = True
+                log.info("%s: %s; reading on in the file that was open there until a file "
+                         "comes back at the path", self.path, _stat_reason(exc))
         if self.handle is not None and self._opened == self.path and (
                 info is None or (info.st_dev, info.st_ino) != (self.device, self.inode)):
             self._opened = self._moved_to()
