@@ -44,6 +44,7 @@ def test_shipped_file_sets_every_daemon_key():
     ("model.reg_covar=Auto", "model.reg_covar must be auto or a finite number"),
     ("model.n_componets=3", "unknown key\\(s\\) in model: n_componets"),
     ("output.per_point=yes", "output.per_point must be true or false, got 'yes'"),
+    ("model.outlier_gate=wide", "model: outlier_gate must be a finite number > 0, \"auto\" or null"),
     ("model.n_compnents=3", "model: .*n_compnents"),
     ("batch.max_rowz=3", "unknown key"),
     ("input.columns=[-1]", "input.columns"),

@@ -256,7 +256,8 @@ def _check_model(model: dict) -> None:
                                                    if model.get("reg_covar") == "auto" else {})})
         estimator._check_params()
     except (TypeError, ValueError, OverflowError) as exc:  # (a 400-digit integer: Overflow)
-        raise ConfigError(f"model: {_cut(str(exc))}") from None
+        # (the estimator speaks Python: YAML's word for None is null)
+        raise ConfigError(f"model: {_cut(str(exc).replace('None', 'null'))}") from None
     for key, high in MODEL_LIMITS.items():
         if key in model and model[key] > high:
             raise ConfigError(f"model.{key} must be at most {high:,}, got {_show(model[key])}")
