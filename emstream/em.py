@@ -98,11 +98,15 @@ def _unnormalised_posterior(X: np.ndarray, params: MixtureParams, out=None, gate
         # of 1e60 in a series of spread 1e-100 moved every mean to 3e56 with the gate off.)
         columns = np.flatnonzero(lost)
         distance = log_distances(X[columns], params)
-        lp[:, columns] = np.where(distance <= distance.min(axis=0), 0.0, -np.inf)
+        nearest = distance <= distance.min(axis=0)
+        lp[:, columns] = 0.0
         top[lost] = 0.0
         lp -= top
         np.maximum(lp, _LOG_FLOOR, out=lp)
         np.exp(lp, out=lp)
+        # (exactly 0 for the others, not exp(-700): times a squared distance beyond 1e300 the
+        # floor's share still swamped their own scatter)
+        lp[:, columns] = nearest
         total = np.add.reduce(lp, axis=0)
         top[lost] = -np.inf
         return lp, top, total, gated

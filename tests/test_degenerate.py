@@ -287,7 +287,7 @@ def test_a_point_whose_distance_overflows_goes_to_its_nearest_component(kind):
         warnings.simplefilter("error")  # (numpy's "overflow encountered in square" leaked)
         assert gm.score_samples(far)[0] == -np.inf
         resp = gm.predict_proba(far)[0]
-    assert np.isfinite(resp).all() and resp.max() == pytest.approx(1.0)
+    assert sorted(resp.tolist()) == [0.0, 0.0, 1.0]  # (the others: no exp(-700) share)
     before = gm.means_.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
