@@ -534,33 +534,6 @@ def test_a_nul_hole_after_a_line_inside_a_block_is_skipped_too(tmp_path):
     assert err.count("NUL bytes from byte") == 2 and "rejected (" not in err, err
 
 
-def test_a_copytruncate_while_the_daemon_was_down_at_the_start_of_an_empty_file(tmp_path):
-    """Stopped at byte 0 of a file just copytruncated: the checkpoint holds no bytes of it to
-    know a copy by, so a second copytruncate while the daemon was down passed unseen and the
-    100 lines in the copy were never learned, without a word."""
-    log, state = tmp_path / "app.log", tmp_path / "state"
-    log.write_text(_lines(500, 1))
-    process = _daemon(log, state)
-    assert _until(lambda: _rows(state) == 500), _rows(state)
-    shutil.copyfile(log, tmp_path / "app.log.1")
-    os.truncate(log, 0)
-    time.sleep(1.0)  # (the daemon finishes the copy and waits at byte 0 of the empty file)
-    _stop(process)
-    assert checkpoint.load(state).meta["input"]["offset"] == 0
-    with open(log, "a") as writer:
-        writer.write(_lines(100, 2))
-    os.rename(tmp_path / "app.log.1", tmp_path / "app.log.2")
-    shutil.copyfile(log, tmp_path / "app.log.1")
-    os.truncate(log, 0)
-    with open(log, "a") as writer:
-        writer.write(_lines(20, 3))
-    process = _daemon(log, state)
-    assert _until(lambda: _rows(state) == 620), _rows(state)
-    time.sleep(0.5)  # (nothing more comes: no file is read twice)
-    _stop(process)
-    assert _rows(state) == 620
-
-
 def test_two_rotations_while_the_daemon_was_down_lose_no_file(tmp_path):
     """logrotate with compress and delaycompress, rotating twice while the daemon is down: the
     checkpointed file ends compressed (gone as a file to read on), and the restart read the

@@ -571,12 +571,6 @@ class FollowInput(_Source):
                 log.warning("%s: bytes before the checkpoint's position (byte %s) changed in "
                             "place since (a writer that rewrites what it wrote?): going on "
                             "from there", candidate, saved["offset"])
-            if not saved.get("fingerprint_bytes") and self._after_gone(saved, strictly=True):
-                # Nothing of it was read (stopped at byte 0 of an empty file): it holds no
-                # bytes to know a copy by, so a copytruncate while the daemon was down passed
-                # unseen and the copy's lines were lost.  A rotated sibling written since the
-                # checkpoint is that copy: read first, then the file from its start.
-                return True
             offset = int(saved["offset"])
             self._open(candidate, offset)
             if offset and os.pread(self.handle.fileno(), 1, offset - 1) not in (b"\n", b"\r"):
@@ -600,23 +594,18 @@ class FollowInput(_Source):
         self._after_gone(saved)
         return False
 
-    def _after_gone(self, saved: dict, strictly: bool = False) -> bool:
+    def _after_gone(self, saved: dict) -> None:
         """The checkpointed file is gone (rotated and compressed, or removed): read first the
         rotated files that followed it, oldest first (two rotations while the daemon was down
-        skipped a whole file: it went straight to the file at the path).  ``strictly``: only
-        non-empty ones written after the checkpointed file last was.  Whether one was opened."""
+        skipped a whole file: it went straight to the file at the path)."""
         since = saved.get("mtime_ns")
         if not isinstance(since, int):  # (a checkpoint from before this was kept)
-            return False
+            return
         newer = [(info.st_mtime_ns, candidate)
                  for candidate, info in _existing(self._rotated_siblings())
-                 if info.st_mtime_ns > since or (not strictly and info.st_mtime_ns == since)
-                 if not strictly or (info.st_size and (info.st_dev, info.st_ino)
-                                     != (saved["device"], saved["inode"]))]
+                 if info.st_mtime_ns >= since]
         if newer and self._open(min(newer)[1]):
             self.draining = True  # (rotated: it grows no more)
-            return True
-        return False
 
     @property
     def reading(self) -> str:
