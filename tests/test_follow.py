@@ -190,10 +190,11 @@ def test_a_quiet_log_renamed_is_drained_until_its_writer_writes_to_the_new_file(
     log.write_text(_lines(600, 1))
     process = _daemon(log, state)
     assert _until(lambda: _rows(state) == 600)
+    time.sleep(1.5)  # (a log quiet for longer than the rotation's quiet second)
     with open(log, "a") as writer:  # the application's descriptor
         os.rename(log, tmp_path / "app.log.1")
         log.write_text("")  # logrotate's create
-        time.sleep(1.5)  # (longer than the rotation's quiet second)
+        time.sleep(0.5)  # (its reopen comes a little after the rename)
         writer.write(_lines(1, 2))
     log.write_text(_lines(10, 3))  # reopened: it writes to the new file
     assert _until(lambda: _rows(state) == 611), _rows(state)
@@ -516,6 +517,31 @@ def test_a_followed_path_that_goes_away_while_its_file_is_read_is_said_once(tmp_
             assert source.read(0.0) == b""
     assert caplog.text.count("gone (deleted or renamed, nothing in its place yet); reading on") == 1
     source.close()
+
+
+def test_a_quiet_log_rotated_and_compressed_at_once_is_left_for_the_new_file(tmp_path):
+    """Rotated with create and compress (the old file deleted at once) while the new file
+    stays empty: a follower that waited for the new file to hold something stayed on the
+    deleted one, and the restart warned that lines written to it were lost."""
+    import gzip
+
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    log.write_text(_lines(600, 1))
+    process = _daemon(log, state)
+    assert _until(lambda: _rows(state) == 600)
+    os.rename(log, tmp_path / "app.log.1")
+    log.write_text("")
+    with open(tmp_path / "app.log.1", "rb") as old, gzip.open(tmp_path / "app.log.1.gz",
+                                                                "wb") as packed:
+        shutil.copyfileobj(old, packed)
+    os.unlink(tmp_path / "app.log.1")
+    time.sleep(2.0)  # (the old file's quiet second since the rename was seen)
+    _stop(process)
+    assert checkpoint.load(state).meta["input"]["inode"] == log.stat().st_ino
+    process = _daemon(log, state)
+    _wait_for(process, "ready")
+    _stop(process)
+    assert "WARNING" not in process.stderr.read().decode()
 
 
 def test_a_nul_hole_after_a_line_inside_a_block_is_skipped_too(tmp_path):
@@ -847,3 +873,19 @@ def test_a_follower_killed_before_its_first_checkpoint_then_rotated_reads_the_ol
     _stop(second)
     numbers = [line.split(",")[0] for line in out.read_text().splitlines()]
     assert len(numbers) == len(set(numbers)) and numbers[-1] == "4000"
+    # Another path followed with the same checkpoint and output: its file is not the
+    # note's file's past (the other log's 4,000 lines were learned into it).
+    shutil.rmtree(state)
+    out.unlink()
+    first = follower("--set", "checkpoint.every_seconds=3600")
+    assert _until(lambda: out.exists() and len(out.read_text().splitlines()) >= 300)
+    first.kill()
+    first.wait(timeout=30)
+    other = tmp_path / "other.log"
+    other.write_text(_lines(200, 4))
+    log = other  # (follower() follows log)
+    third = follower("--set", "checkpoint.every_seconds=0.2")
+    assert _until(lambda: _rows(state) == 200), _rows(state)
+    time.sleep(0.5)
+    _stop(third)
+    assert _rows(state) == 200

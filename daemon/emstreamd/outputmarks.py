@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 from emstream import checkpoint
 
@@ -49,6 +50,8 @@ def _read_again(source, noted: dict) -> bool:
     rotated sibling) and reads it from its start."""
     if (noted.get("device"), noted.get("inode")) == (source.device, source.inode):
         return False  # (the same file, rewritten since: not the file that was read)
+    if noted.get("path") != os.path.abspath(source.path):
+        return False  # (another followed path: its file is not this one's past)
     try:
         return bool(source.resume({**noted, "offset": 0}))
     except (KeyError, TypeError, ValueError):  # (a note not written by this version)
