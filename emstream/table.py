@@ -798,11 +798,14 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
                               "by name?); each column once")
     if (timestamp not in (None, "auto") and columns is None and rows and value_fields
             and not any(is_number(r[i].strip()) for r in rows for i in value_fields)
-            and all(is_number(r[time_field].strip()) for r in rows)):
-        # (the value column named as the time: the text columns became the values, every
-        # line was rejected, exit 0, and the whole file marked as read)
-        raise LayoutError(f"input.timestamp {timestamp!r} names a column of numbers, and no "
-                          "other column holds numbers to learn: is the time another column?")
+            and all(is_number(r[time_field].strip()) for r in rows)
+            and any(all(looks_like_time(r[i].strip()) and not is_number(r[i].strip())
+                        for r in rows) for i in value_fields)):
+        # (the value column named as the time, the times in another: the text columns
+        # became the values, every line was rejected, exit 0, and the whole file marked as
+        # read; an epoch column whose first values are missing, NA, is no such case)
+        raise LayoutError(f"input.timestamp {timestamp!r} names a column of numbers, and "
+                          "another column holds the times: is that the time column?")
     if time_field in value_fields:
         raise LayoutError(f"the time column {time_field} is also in input.columns")
     if key_field is not None and key_field in value_fields:

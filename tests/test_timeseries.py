@@ -740,6 +740,9 @@ def test_unknown_columns_are_a_layout_error():
     with pytest.raises(LayoutError, match="input.timestamp 'value' names a column of numbers"):
         find_layout(table, timestamp="value")
     assert find_layout(table, timestamp="timestamp").value_fields == (1,)
+    # An epoch time column whose first values are missing is no such mistake.
+    assert find_layout(b"t,v\n1700000000,NA\n", timestamp="t").value_fields == (1,)
+    assert find_layout(b"t,v,h\n1700000000,,a\n1700000300,,b\n", timestamp="t") is not None
 
 
 @pytest.mark.parametrize("setting, message", [
