@@ -102,6 +102,10 @@ def places(tmp_path):
     (["--checkpoint", "{tmp}/k.sqlite", "--set", "input.key=0", "--set",
       "input.dead_letter={tmp}/k.sqlite.lock"],
      "input.dead_letter ({tmp}/k.sqlite.lock) is one of the files the daemon keeps beside"),
+    # (a store named inside its directory is locked as the directory is)
+    (["--checkpoint", "{tmp}/a-dir/keys.sqlite", "--set", "input.key=0", "--output",
+      "{tmp}/a-dir/emstreamd.lock"],
+     "output.path ({tmp}/a-dir/emstreamd.lock) is one of the files the daemon keeps beside"),
 ])
 def test_bad_values_stop_the_daemon_at_start_with_78_and_one_line(places, args, message):
     # stdin stays open and empty: a daemon that got past its start-up would wait on it.

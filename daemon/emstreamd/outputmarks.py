@@ -45,6 +45,13 @@ _SAME_INPUT = ("kind", "path", "device", "inode", "fingerprint")
 _NOTED = _SAME_INPUT + ("fingerprint_bytes", "target")
 
 
+def start_note_path(checkpoint_path):
+    """Where a run with no checkpoint yet notes where its per-point lines begin: beside the
+    checkpoint's lock (``emstreamd.output-start.json`` in a checkpoint directory)."""
+    held = lock.lock_path(checkpoint_path)
+    return held.with_name(held.name.removesuffix(".lock") + OUTPUT_START)
+
+
 def _read_again(source, noted: dict) -> bool:
     """Whether ``source`` (a follower) found the file of the start's note ``noted`` (now a
     rotated sibling) and reads it from its start."""
@@ -73,8 +80,7 @@ class OutputMarks:
         self.sink = sink
         self.enabled = bool(config["output"]["cut_back"])
         self.keyed = config["input"]["key"] is not None
-        held = lock.lock_path(config["checkpoint"]["path"])
-        self.start_note = held.with_name(held.name.removesuffix(".lock") + OUTPUT_START)
+        self.start_note = start_note_path(config["checkpoint"]["path"])
 
     def marks(self) -> dict:
         """The checkpoint's ``output`` field: where the per-point output file ends (None for a

@@ -16,7 +16,7 @@ from pathlib import Path
 from emstream.store import STORE_NAME
 
 from .config import ConfigError
-from .lock import FILE_SUFFIXES
+from .lock import FILE_SUFFIXES, lock_path
 
 KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
@@ -228,10 +228,13 @@ def _check_outside_checkpoint(checkpoint: str, named: list) -> None:
 
 def _beside_checkpoint(name: str, checkpoint: str) -> bool:
     """Whether ``name`` is one of the files a checkpoint file's daemon keeps beside it."""
+    from .outputmarks import start_note_path
+
     real = os.path.realpath(checkpoint)
     resolved = os.path.realpath(name)
-    if resolved in {real + suffix for suffix in (".lock", ".output-start.json", "-wal", "-shm",
-                                                  "-journal")}:
+    kept = [lock_path(checkpoint), start_note_path(checkpoint),
+            *(real + suffix for suffix in ("-wal", "-shm", "-journal"))]
+    if resolved in {os.path.realpath(path) for path in kept}:
         return True
     base, folder = os.path.basename(resolved), os.path.dirname(resolved)
     return (folder == os.path.dirname(real) and base.startswith(f".{os.path.basename(real)}.")
