@@ -483,6 +483,20 @@ def test_a_file_truncated_before_it_was_read_to_its_end_without_a_copy_is_a_warn
         source.read(0.0)
     assert source.boundary and "was truncated" not in caplog.text
     source.close()
+    # A file of exactly one read block, read to its end, then truncated: nothing is lost (a
+    # full block read said "behind" until the next non-empty read).
+    from emstreamd.sources import READ_BYTES
+
+    log.write_bytes(b"12.345678\n" * (READ_BYTES // 10) + b"\n" * (READ_BYTES % 10))
+    source = FollowInput(str(log), poll=0.01)
+    while source.read(0.0):
+        pass
+    os.truncate(log, 0)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="emstreamd"):
+        source.read(0.0)
+    assert source.boundary and "was truncated" not in caplog.text
+    source.close()
 
 
 def test_a_file_rewritten_while_the_daemon_was_down_is_not_said_to_be_gone(tmp_path):

@@ -444,7 +444,7 @@ class FollowInput(_Source):
         self._complained = None  # (path, what) last logged as not a regular file
         self._in_hole = False  # the last block read was NULs to its end (see _skip_hole)
         self._after_hole = b""  # the rest of a block read, from a hole in it (see read)
-        self._behind = False  # the last read filled its block: more was there to read
+        self._seen_size = 0  # the most the open file was seen to hold (bytes)
         self._said_gone = False
         self.continues = False  # the file next_file opened continues the last one (a copy)
         self._open(path)
@@ -485,7 +485,7 @@ class FollowInput(_Source):
             self.lines.owe_line_end()  # (as FileInput._check_before: a CR ended the last line)
         self.last_data = time.monotonic()
         self._after_hole = b""
-        self._behind = False
+        self._seen_size = 0
         self._said_gone = False  # (the path gone while this file is read: said once)
         self._moved_seen = None  # when the path was first seen to lead to another file
         self._head = os.pread(handle.fileno(), FINGERPRINT_BYTES, 0)
@@ -643,8 +643,9 @@ class FollowInput(_Source):
                         # chunk is the new file's, read from the old position. Not handed out.
                         return self._truncated()
                     self.last_data = time.monotonic()
-                    # (a full block: the file held more than was read)
-                    self._behind = len(chunk) == READ_BYTES
+                    if len(chunk) == READ_BYTES:  # (more may be there: how much is known)
+                        self._seen_size = max(self._seen_size,
+                                              os.fstat(self.handle.fileno()).st_size)
             if chunk:
                 if chunk[:1] == b"\0" and not self.lines.pending_bytes:
                     chunk = self._skip_hole(chunk)
@@ -684,6 +685,9 @@ class FollowInput(_Source):
                 self._said_gone = True
                 log.info("%s: %s; reading on in the file that was open there until a file "
                          "comes back at the path", self.path, _stat_reason(exc))
+        if self.handle is not None and info is not None and (
+                (info.st_dev, info.st_ino) == (self.device, self.inode)):
+            self._seen_size = max(self._seen_size, info.st_size)
         if self.handle is not None and self._opened == self.path and (
                 info is None or (info.st_dev, info.st_ino) != (self.device, self.inode)):
             self._opened = self._moved_to()
@@ -732,12 +736,13 @@ class FollowInput(_Source):
             self._finished = "copied"
             self.boundary = True  # the partial line, if any, is read again from the copy
             return b""
-        if self._behind:
+        unread = self._seen_size - self._position
+        if unread > 0:
             # (A copy put elsewhere, logrotate's olddir: the unread backlog went with an INFO.)
             log.warning("%s was truncated before it was read to its end, and no copy of it was "
                         "found beside it (a %s.N or %s-DATE file that starts with the same "
-                        "bytes): what it held after byte %d is lost", self.reading, self.path,
-                        self.path, self.offset)
+                        "bytes): the %d bytes or more it held after byte %d are lost",
+                        self.reading, self.path, self.path, unread, self._position)
         return self._finish_file("truncated")
 
     def _finish_file(self, why: str) -> bytes:
