@@ -558,6 +558,27 @@ def test_a_quiet_log_rotated_and_compressed_at_once_is_left_for_the_new_file(tmp
     assert "WARNING" not in process.stderr.read().decode()
 
 
+def test_many_nul_holes_cost_linear_time_and_ten_warnings(tmp_path, caplog):
+    """A NUL after every line: each hole logged its own warning (80,000 lines), and each split
+    copied the rest of the block (quadratic time)."""
+    from emstreamd.sources import FollowInput
+
+    log = tmp_path / "app.log"
+    log.write_bytes(b"1.0\n\0" * 20_000)
+    source = FollowInput(str(log), poll=0.01)
+    lines = 0
+    with caplog.at_level("WARNING", logger="emstreamd"):
+        for _ in range(40_000):
+            data = source.read(0.0)
+            lines += data.count(b"\n")
+            if not data and lines == 20_000:
+                break
+    assert lines == 20_000 and source.offset == log.stat().st_size
+    assert caplog.text.count("NUL bytes from byte") == 10
+    assert caplog.text.count("further holes in this file are skipped without a word") == 1
+    source.close()
+
+
 def test_a_nul_hole_after_a_line_inside_a_block_is_skipped_too(tmp_path):
     """A hole that does not begin a read block (crash garbage in the middle of a file, or
     after a line in one write) was glued to the line after it: that line was rejected with

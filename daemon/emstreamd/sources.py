@@ -31,6 +31,9 @@ _LINE_END = re.compile(rb"[\r\n]")
 log = logging.getLogger("emstreamd")
 
 READ_BYTES = 1 << 20
+# NUL holes said in a followed file (a file of a hole after every line logged each).
+SAID_HOLES = 10
+_NULS = re.compile(rb"\0*")
 FINGERPRINT_BYTES = 1024
 # A followed file's bytes just before the read position, kept as read: a copytruncate refilled
 # past the position with the same first bytes (a constant prelude, a periodic sensor) shows
@@ -443,7 +446,8 @@ class FollowInput(_Source):
         self._position = 0  # where the next read of the open file starts
         self._complained = None  # (path, what) last logged as not a regular file
         self._in_hole = False  # the last block read was NULs to its end (see _skip_hole)
-        self._after_hole = b""  # the rest of a block read, from a hole in it (see read)
+        self._after_hole = (b"", 0)  # a block read and where its rest starts (see read)
+        self._holes = 0  # NUL holes skipped in the open file (the first SAID_HOLES are said)
         self._seen_size = 0  # the most the open file was seen to hold (bytes)
         self._said_gone = False
         self.continues = False  # the file next_file opened continues the last one (a copy)
@@ -484,7 +488,8 @@ class FollowInput(_Source):
         if offset and os.pread(handle.fileno(), 1, offset - 1) == b"\r":
             self.lines.owe_line_end()  # (as FileInput._check_before: a CR ended the last line)
         self.last_data = time.monotonic()
-        self._after_hole = b""
+        self._after_hole = (b"", 0)
+        self._holes = 0
         self._seen_size = 0
         self._said_gone = False  # (the path gone while this file is read: said once)
         self._moved_seen = None  # when the path was first seen to lead to another file
@@ -632,10 +637,11 @@ class FollowInput(_Source):
 
     def read(self, timeout: float) -> bytes:
         if self.handle is not None:
-            chunk, self._after_hole = self._after_hole, b""
-            if not chunk:
+            chunk, at = self._after_hole
+            self._after_hole = (b"", 0)
+            if at == len(chunk):
                 start = self._position
-                chunk = self.handle.read(READ_BYTES)
+                chunk, at = self.handle.read(READ_BYTES), 0
                 if chunk:
                     self._position += len(chunk)
                     if self._rewritten(start, chunk):
@@ -646,32 +652,39 @@ class FollowInput(_Source):
                     if len(chunk) == READ_BYTES:  # (more may be there: how much is known)
                         self._seen_size = max(self._seen_size,
                                               os.fstat(self.handle.fileno()).st_size)
-            if chunk:
-                if chunk[:1] == b"\0" and not self.lines.pending_bytes:
-                    chunk = self._skip_hole(chunk)
+            if at < len(chunk):
+                if chunk[at] == 0 and not self.lines.pending_bytes:
+                    at = self._skip_hole(chunk, at)
                 else:
                     self._in_hole = False
-                hole = chunk.find(b"\n\0")
+                hole = chunk.find(b"\n\0", at)
                 if hole >= 0:
                     # A hole after a line, inside the block: the lines up to it now, the rest
                     # at the next read, where it leads the block and is skipped (glued to the
-                    # line after it, it took that line with it, rejected as too long).
-                    chunk, self._after_hole = chunk[:hole + 1], chunk[hole + 1:]
-                return self._feed(chunk)
+                    # line after it, it took that line with it, rejected as too long).  The
+                    # block is kept whole, with where the rest starts: a file of many holes
+                    # costs one copy of each piece, not of the rest at each hole.
+                    self._after_hole = (chunk, hole + 1)
+                    return self._feed(chunk[at:hole + 1])
+                return self._feed(chunk[at:] if at else chunk)
         return self._at_eof(timeout)
 
-    def _skip_hole(self, chunk: bytes) -> bytes:
-        """``chunk`` without the NUL bytes a line starts with: a writer not in append mode goes
-        on writing at its old offset after a copytruncate, and the file begins with a hole of
-        NULs up to there (read as one line, too long, that took the first real line with it)."""
-        kept = chunk.lstrip(b"\0")
-        skipped = len(chunk) - len(kept)
+    def _skip_hole(self, chunk: bytes, at: int) -> int:
+        """Where the NUL bytes that start a line at ``chunk[at]`` end: a writer not in append
+        mode goes on writing at its old offset after a copytruncate, and the file begins with a
+        hole of NULs up to there (read as one line, too long, that took the first real line
+        with it)."""
+        end = _NULS.match(chunk, at).end()
         if not self._in_hole:  # (once per hole, however many blocks it spans)
-            log.warning("%s: NUL bytes from byte %d skipped (a hole: a copytruncate with a "
-                        "writer not in append mode?)", self.path, self.offset)
-        self._in_hole = not kept
-        self.offset += skipped
-        return kept
+            self._holes += 1
+            if self._holes <= SAID_HOLES:
+                log.warning("%s: NUL bytes from byte %d skipped (a hole: a copytruncate with a "
+                            "writer not in append mode?)%s", self.path, self.offset,
+                            "; further holes in this file are skipped without a word"
+                            if self._holes == SAID_HOLES else "")
+        self._in_hole = end == len(chunk)
+        self.offset += end - at
+        return end
 
     def _at_eof(self, timeout: float) -> bytes:
         """Nothing new in the open file: decide between waiting, rotation and truncation."""
