@@ -68,6 +68,21 @@ def test_a_reload_refuses_a_threshold_the_running_models_window_cannot_reach(cap
             "be reached with the calibration window the running model keeps, 1000") in caplog.text
 
 
+def test_the_windows_a_reload_checks_are_those_of_the_models_that_score():
+    """A resumed single series scores with the window its model keeps, not config.yaml's:
+    counting that one refused a threshold the running model reaches (found by a review);
+    a keyed daemon's new keys take config.yaml's, its stored keys keep theirs."""
+    from types import SimpleNamespace
+
+    from emstreamd.keyed import KeyedDaemon
+    from emstreamd.loop import Daemon
+
+    config = {"output": {"calibration_window": 100}}
+    assert Daemon._windows(SimpleNamespace(kept_window=1000, config=config)) == {1000}
+    assert Daemon._windows(SimpleNamespace(kept_window=None, config=config)) == {100}
+    assert KeyedDaemon._windows(SimpleNamespace(kept_window=1000, config=config)) == {100, 1000}
+
+
 def test_a_reload_of_a_broken_file_keeps_the_running_configuration(caplog):
     running = _running()
     before = copy.deepcopy(running)

@@ -213,6 +213,10 @@ class KeyedDaemon(Daemon):
                 self.parser.layout.key_field is None:
             raise StartError("the state store's input has no key column", EX_CANTCREAT)
 
+    def _windows(self) -> set:
+        """The keys in the store keep their window; new keys take the configuration's."""
+        return {self.config["output"]["calibration_window"], self.kept_window} - {None}
+
     def _warn_kept_settings(self) -> None:
         """Say once, at start, which settings config.yaml changes that the keys' models keep
         (every key was made with the same settings: one key's model speaks for all)."""

@@ -604,9 +604,13 @@ class Daemon:
         """SIGHUP: the live keys of the configuration file (:func:`reload_live`)."""
         self.flags.reload = False
         if self.reload_config is not None:
-            windows = {self.config["output"]["calibration_window"], self.kept_window}
             reload_live(self.config, self.reload_config, apply=self._apply_live,
-                        windows=windows - {None})
+                        windows=self._windows())
+
+    def _windows(self) -> set:
+        """The calibration windows of the models that score: a resumed one keeps its own,
+        a new one takes the configuration's."""
+        return {self.kept_window or self.config["output"]["calibration_window"]}
 
     def _apply_live(self) -> None:
         """Hand the reloaded live settings to the series' monitor."""

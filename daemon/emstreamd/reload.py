@@ -47,8 +47,8 @@ def reload_live(config: dict, fetch, apply, windows=()) -> bool:
     apply : callable
         Hands the new live settings to the model's monitors, once they are in ``config``.
     windows : iterable of int
-        The calibration windows of the running models: a threshold none of them can reach
-        is refused.
+        The calibration windows of the running models: a threshold that one of them cannot
+        reach is refused.
 
     Returns
     -------
