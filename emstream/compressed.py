@@ -154,6 +154,14 @@ class _Streams:
         """(The raw file is its owner's to close.)"""
 
 
+def _is_terminal(path: str) -> bool:
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            return handle.isatty()
+    except OSError:
+        return False
+
+
 class DataFile:
     """A data file opened for reading, decompressed if it is compressed.
 
@@ -175,8 +183,10 @@ class DataFile:
             mode = os.stat(self.path).st_mode
         except OSError:
             mode = None  # (open says why)
-        if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
-            # (/dev/zero was read for ever, without a word; a pipe or a FIFO ends, and is read)
+        if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) \
+                and not _is_terminal(self.path):
+            # (/dev/zero was read for ever, without a word; a pipe or a FIFO ends, and is
+            # read, as is a terminal, /dev/stdin typed into, which ends at Ctrl-D)
             raise OSError(f"{self.path} is a {'character' if stat.S_ISCHR(mode) else 'block'} "
                           "device, not a file of data: pipe the data in, or name a file")
         self.compression = compression(self.path)
