@@ -155,6 +155,7 @@ class _Streams:
 
 
 def _is_terminal(path: str) -> bool:
+    """Whether ``path`` is a terminal (a device that is read until Ctrl-D)."""
     try:
         with open(path, "rb", buffering=0) as handle:
             return handle.isatty()
