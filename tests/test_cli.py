@@ -1,8 +1,10 @@
 """The `emstream` command: fit, score, inspect, diff; exit codes and messages."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -511,6 +513,30 @@ def test_bad_files_exit_1_with_one_line_and_no_traceback(argv, message):
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_terminal_named_as_the_data_file_is_read_to_ctrl_d(tmp_path):
+    """Devices are refused (/dev/zero was read for ever), but not a terminal: ``emstream fit
+    /dev/stdin`` typed into ends at Ctrl-D (a review found it refused)."""
+    import pty
+
+    main_fd, child_fd = pty.openpty()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "emstream", "fit", "-k", "1", "-o",
+                                    str(tmp_path / "m.json"), "/dev/stdin"], stdin=child_fd,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(1.0)
+        os.write(main_fd, b"1\n2\n3\n")
+        time.sleep(0.3)
+        for _ in range(3):  # (Ctrl-D at a line's start ends the input)
+            os.write(main_fd, b"\x04")
+            time.sleep(0.3)
+        _, err = process.communicate(timeout=60)
+    finally:
+        os.close(main_fd)
+        os.close(child_fd)
+    assert process.returncode == 0, err.decode()
+    assert "fitted 1 components to 3 rows" in err.decode()
 
 
 def test_usage_errors_exit_2_and_every_subcommand_has_help():
