@@ -159,11 +159,13 @@ def _given_context(surprise, F, context: list, params, marginal, kept=None) -> N
     of spread 1e-100) tells nothing a model can use, and inf - inf is NaN: such a row is
     scored on its target columns (those of ``kept``, all by default, not in the context)."""
     log_context = em.score_samples(F[:, context], marginal)
-    surprise += log_context
     beyond = np.isneginf(log_context)
-    if beyond.any():
-        target = [c for c in (range(F.shape[1]) if kept is None else kept) if c not in context]
-        surprise[beyond] = -em.score_samples(F[beyond][:, target], params.marginal(target))
+    if not beyond.any():
+        surprise += log_context
+        return
+    np.add(surprise, log_context, out=surprise, where=~beyond)  # (no inf - inf warned)
+    target = [c for c in (range(F.shape[1]) if kept is None else kept) if c not in context]
+    surprise[beyond] = -em.score_samples(F[beyond][:, target], params.marginal(target))
 
 
 def _without_season(surprise, F, rows, context: list, params, echo: Echoes, stale,
