@@ -194,7 +194,7 @@ def test_a_quiet_log_renamed_is_drained_until_its_writer_writes_to_the_new_file(
     with open(log, "a") as writer:  # the application's descriptor
         os.rename(log, tmp_path / "app.log.1")
         log.write_text("")  # logrotate's create
-        time.sleep(0.5)  # (its reopen comes a little after the rename)
+        time.sleep(1.5)  # (its reopen, a service's reload, comes after the quiet second)
         writer.write(_lines(1, 2))
     log.write_text(_lines(10, 3))  # reopened: it writes to the new file
     assert _until(lambda: _rows(state) == 611), _rows(state)
@@ -482,6 +482,19 @@ def test_a_file_truncated_before_it_was_read_to_its_end_without_a_copy_is_a_warn
     with caplog.at_level("INFO", logger="emstreamd"):
         source.read(0.0)
     assert source.boundary and "was truncated" not in caplog.text
+    source.close()
+    # Truncated and refilled past the read position (a writer not in append mode): the block
+    # read from the new file is not handed out, nor counted as read (the loss went unsaid).
+    log.write_text(_lines(160_000, 1))  # (1 to 2 read blocks: the refill outgrows it)
+    assert (1 << 20) < log.stat().st_size < (2 << 20)
+    source = FollowInput(str(log), poll=0.01)
+    assert source.read(0.0)
+    os.truncate(log, 0)
+    log.write_bytes(b"\0" * (3 << 20) + b"1.0\n")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="emstreamd"):
+        source.read(0.0)
+    assert source.boundary and "was truncated before it was read to its end" in caplog.text
     source.close()
     # A file of exactly one read block, read to its end, then truncated: nothing is lost (a
     # full block read said "behind" until the next non-empty read).
@@ -875,6 +888,41 @@ def test_a_follower_killed_before_its_first_checkpoint_writes_each_line_once(tmp
     _stop(second)
     written = numbers()
     assert len(written) == len(set(written)) and written[-1] == "3000"
+
+
+@pytest.mark.parametrize("first_lines", [0, 20])
+def test_a_follower_started_on_a_small_log_and_killed_writes_each_line_once(tmp_path,
+                                                                          first_lines):
+    """A log empty or under 1 KiB at start: the start note fingerprinted what it held, the log
+    grew, and compared whole the note was never this file's again, so a run killed before its
+    first checkpoint had its per-point lines written twice (found by a review)."""
+    log, state, out = tmp_path / "app.log", tmp_path / "state", tmp_path / "points.csv"
+    log.write_text(_lines(first_lines, 1) if first_lines else "")
+
+    def follower():
+        process = subprocess.Popen([*DAEMON, "--config", str(ROOT / "config.yaml"), "--follow",
+                                    str(log), "--checkpoint", str(state), "--set",
+                                    f"output.path={out}", "--set", "status.every_seconds=0",
+                                    "--set", "checkpoint.every_points=1000000000", "--set",
+                                    "checkpoint.every_seconds=3600"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        STARTED.append(process)
+        return process
+
+    first = follower()
+    _wait_for(first, "ready")
+    with open(log, "a") as writer:
+        writer.write(_lines(1000, 2))
+    assert _until(lambda: out.exists() and len(out.read_text().splitlines()) >= 500)
+    first.kill()
+    first.wait(timeout=30)
+    second = follower()
+    total = first_lines + 1000
+    _wait_for(second, "ready")
+    time.sleep(1.5)  # (the whole log is read again, the first run's lines cut back)
+    _stop(second)
+    numbers = [line.split(",")[0] for line in out.read_text().splitlines()]
+    assert len(numbers) == len(set(numbers)) and numbers[-1] == str(total)
 
 
 def test_a_follower_killed_before_its_first_checkpoint_then_rotated_reads_the_old_file(

@@ -52,6 +52,22 @@ def start_note_path(checkpoint_path):
     return held.with_name(held.name.removesuffix(".lock") + OUTPUT_START)
 
 
+def _same_file(source, noted: dict, identity: dict) -> bool:
+    """Whether the start note ``noted`` is of the file ``source`` reads (``identity``): its
+    first bytes compared over as many as the note fingerprinted (a log started small, or
+    empty, has grown since: compared whole, the note was never this file's, and a run killed
+    before its first checkpoint wrote its lines twice)."""
+    if any(noted.get(k) != identity.get(k) for k in _SAME_INPUT if k != "fingerprint"):
+        return False
+    size = noted.get("fingerprint_bytes")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0 \
+            or source.kind != "follow":
+        return noted.get("fingerprint") == identity.get("fingerprint")
+    from .sources import fingerprint
+
+    return fingerprint(source.reading, size) == (noted.get("fingerprint"), size)
+
+
 def _read_again(source, noted: dict) -> bool:
     """Whether ``source`` (a follower) found the file of the start's note ``noted`` (now a
     rotated sibling) and reads it from its start."""
@@ -110,7 +126,7 @@ class OutputMarks:
         current = source.identity()
         identity = {k: v for k, v in current.items() if k in _SAME_INPUT}
         mine = noted.get("input") if isinstance(noted, dict) else None
-        if isinstance(mine, dict) and {k: mine.get(k) for k in _SAME_INPUT} == identity:
+        if isinstance(mine, dict) and _same_file(source, mine, identity):
             self.cut_back(noted, 1)
             current = mine
         elif (isinstance(mine, dict) and source.kind == "follow" and mine.get("kind") == "follow"
