@@ -396,8 +396,9 @@ ROTATED_NAME = re.compile(r"[.-][0-9]")
 class FollowInput(_Source):
     """A growing file, followed like ``tail -F`` (``--follow``).
 
-    Survives appends, rotation by rename (the old file is drained until it has been quiet for
-    ``rotate_quiet`` seconds since the rename was seen), copytruncate (the lines not yet read
+    Survives appends, rotation by rename (the old file is drained until the new one holds
+    something, or the old one is deleted, and the old one has been quiet for ``rotate_quiet``
+    seconds since the rename was seen), copytruncate (the lines not yet read
     are taken from the copy: a ``PATH.*``/``PATH-*`` sibling that begins with the same bytes and
     is long enough; then the truncated file is read from its start), the file missing for a
     while, and a partial last line.  It polls every ``poll`` seconds when idle (a stat call:
@@ -646,7 +647,9 @@ class FollowInput(_Source):
                     self._position += len(chunk)
                     if self._rewritten(start, chunk):
                         # Truncated and written past the position before this read: the
-                        # chunk is the new file's, read from the old position. Not handed out.
+                        # chunk is the new file's, read from the old position. Not handed out
+                        # (nor counted as read: what was lost is said from the old position).
+                        self._position = start
                         return self._truncated()
                     self.last_data = time.monotonic()
                     if len(chunk) == READ_BYTES:  # (more may be there: how much is known)
@@ -709,13 +712,16 @@ class FollowInput(_Source):
                 return b""
         elif info is not None and (info.st_dev, info.st_ino) != (self.device, self.inode):
             # Renamed away: drain it until the writer has clearly moved to the new file: the
-            # old one has been quiet since the rename was seen, not only since its last line
-            # (a log quieter than rotate_quiet was left at once, and the line its writer put in
-            # the old file before its reopen was lost).
+            # new one holds something (or the old one is deleted: rotated and compressed at
+            # once, it can grow no more), and the old one has been quiet since the rename was
+            # seen, not only since its last line (a log quieter than rotate_quiet was left at
+            # once, and the line its writer put in the old file before its reopen was lost).
             now = time.monotonic()
             if self._moved_seen is None:
                 self._moved_seen = now
-            if self.draining or now - max(self.last_data, self._moved_seen) >= self.rotate_quiet:
+            quiet = now - max(self.last_data, self._moved_seen) >= self.rotate_quiet
+            if self.draining or (quiet and (info.st_size > 0 or os.fstat(
+                    self.handle.fileno()).st_nlink == 0)):
                 return self._finish_file("rotated")
         elif self.draining:
             return self._finish_file("rotated")  # a rotated sibling found at resume, drained
