@@ -155,10 +155,11 @@ class _Streams:
 
 
 def _is_terminal(path: str) -> bool:
-    """Whether ``path`` is a terminal (a device that is read until Ctrl-D)."""
+    """Whether ``path`` is this process's standard input and that is a terminal (read until
+    Ctrl-D): /dev/stdin typed into.  Decided without opening ``path``: opening a device to ask
+    rewinds a tape, arms a watchdog, or waits for a serial line's carrier."""
     try:
-        with open(path, "rb", buffering=0) as handle:
-            return handle.isatty()
+        return os.isatty(0) and os.path.samestat(os.stat(path), os.fstat(0))
     except OSError:
         return False
 

@@ -506,6 +506,8 @@ def test_fit_writes_through_a_link_and_refuses_a_pipe_or_its_own_data(tmp_path, 
     (["score", SEED, SEED], "not valid JSON"),
     # (a device was read for ever, without a word; found by an attack helper)
     (["fit", "/dev/zero", "-k", "2", "-o", "x.json"], "is a character device"),
+    # (a terminal device not this process's standard input: taken for one, read for ever)
+    (["fit", "/dev/ptmx", "-k", "2", "-o", "x.json"], "is a character device"),
 ])
 def test_bad_files_exit_1_with_one_line_and_no_traceback(argv, message):
     done = subprocess.run([sys.executable, "-m", "emstream", *argv], capture_output=True,
