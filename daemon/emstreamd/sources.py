@@ -398,14 +398,14 @@ class FollowInput(_Source):
 
     Survives appends, rotation by rename (the old file is drained until the new one holds
     something, or the old one is deleted, and the old one has been quiet for ``rotate_quiet``
-    seconds since the rename was seen), copytruncate (the lines not yet read
-    are taken from the copy: a ``PATH.*``/``PATH-*`` sibling that begins with the same bytes and
-    is long enough; then the truncated file is read from its start), the file missing for a
-    while, and a partial last line.  It polls every ``poll`` seconds when idle (a stat call:
-    cheap, and it works on NFS where inotify does not).  A restart resumes in the checkpointed
-    file, found by device and inode among ``PATH.N`` / ``PATH-DATE`` rotated siblings
-    (:data:`ROTATED_NAME`; compressed ones and the daemon's ``own`` files skipped) if it was
-    rotated while the daemon was down, or in its copy if it was copytruncated.
+    seconds since the rename was seen), copytruncate (the lines not yet read are taken from the
+    copy: a ``PATH.*``/``PATH-*`` sibling that begins with the same bytes and is long enough;
+    then the truncated file is read from its start), the file missing for a while, and a partial
+    last line.  It polls every ``poll`` seconds when idle (a stat call: cheap, and it works on
+    NFS where inotify does not).  A restart resumes in the checkpointed file, found by device
+    and inode among ``PATH.N`` / ``PATH-DATE`` rotated siblings (:data:`ROTATED_NAME`;
+    compressed ones and the daemon's ``own`` files skipped) if it was rotated while the daemon
+    was down, or in its copy if it was copytruncated.
 
     A copytruncate is seen by the file growing shorter than the position, or by its first
     bytes, or the bytes just before the position while a copy holds what was read, no longer
