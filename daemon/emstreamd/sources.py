@@ -720,8 +720,10 @@ class FollowInput(_Source):
             if self._moved_seen is None:
                 self._moved_seen = now
             quiet = now - max(self.last_data, self._moved_seen) >= self.rotate_quiet
-            if self.draining or (quiet and (info.st_size > 0 or os.fstat(
-                    self.handle.fileno()).st_nlink == 0)):
+            # (Not a regular file at the path, a FIFO or a directory, holds no writer's lines:
+            # left when quiet, and said, as before.)
+            if self.draining or (quiet and (info.st_size > 0 or not stat.S_ISREG(info.st_mode)
+                                            or os.fstat(self.handle.fileno()).st_nlink == 0)):
                 return self._finish_file("rotated")
         elif self.draining:
             return self._finish_file("rotated")  # a rotated sibling found at resume, drained
