@@ -147,6 +147,8 @@ def test_without_a_file_the_shipped_defaults_apply_and_a_partial_file_keeps_the_
      "input.columns picks a table's columns: JSON lines name theirs in input.fields"),
     (["drift.detector=null", "drift.params={no_such_argument: 1}"],
      "drift.params gives the detector's arguments, and drift.detector is null"),
+    (["output.format=jsonl", "output.header=true"],
+     "output.header writes a csv header line: JSON lines name their fields"),
 ])
 def test_settings_that_would_go_unused_are_refused(overrides, message):
     """Accepted and silently unused (found by an attack helper)."""

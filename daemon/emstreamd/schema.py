@@ -328,6 +328,14 @@ def _input_rules(full: dict) -> None:
                           "yet: each key refits in-process")
 
 
+def _output_rules(full: dict) -> None:
+    output = full["output"]
+    if output["header"] and output["format"] == "jsonl":  # (accepted and silently unused)
+        raise ConfigError("output.header writes a csv header line: JSON lines name their "
+                          "fields in every line, so it needs output.format: csv (or "
+                          "output.header: false)")
+
+
 def _size_rules(full: dict) -> None:
     k = full["model"]["n_components"]
     if full["model"]["warmup_size"] < k:
@@ -391,7 +399,7 @@ def _drift_rules(full: dict) -> None:
         raise ConfigError(f"{where}: {_cut(str(exc))}") from None
 
 
-RULES = (_input_rules, _size_rules, _drift_rules)
+RULES = (_input_rules, _output_rules, _size_rules, _drift_rules)
 
 # Keys of earlier versions, and what replaced them.
 REPLACED = {("output", "anomaly_quantile"): "output.anomaly_threshold (a calibrated score in "
