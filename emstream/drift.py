@@ -178,6 +178,7 @@ class Update:
 # Bounds on restored state (see DriftMonitor.restore).
 _MAX_SURPRISE = 1e150
 _MAX_ROW_VALUE = 1e100
+_MAX_COUNT = 2**53  # (a count beyond is no exact float)
 
 
 class DriftMonitor:
@@ -566,6 +567,12 @@ class DriftMonitor:
             carry = np.array(state.get("carry") or [], dtype=float).reshape(-1)
         except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise ValueError(f"drift monitor state is malformed ({exc})") from None
+        # (counts beyond 2**53 or below 0 are forged: 10**400 blocks overflowed the reference's
+        # sum, a traceback at restart, and 10**300 made it infinite, a checkpoint never
+        # written again; -3 was written back into every later checkpoint)
+        for name, count in (("points", points), ("alarms", alarms), ("reference_blocks", blocks)):
+            if not 0 <= count <= _MAX_COUNT:
+                raise ValueError(f"drift monitor state: {name} {str(count)[:40]} is not a count")
         if not all(np.isfinite(v) for v in (reference or 0.0, threshold or 0.0)) or (
                 collected is not None and not np.all(np.isfinite(collected))):
             raise ValueError("drift monitor state holds NaN or infinity")
@@ -590,8 +597,9 @@ class DriftMonitor:
         if reference is not None:
             self._fed_sum, self._fed_count = reference * blocks, blocks
             total = state.get("reference_sum")
+            # (the bound before isfinite: an int of 400 digits is no float, OverflowError)
             if isinstance(total, (int, float)) and not isinstance(total, bool) and \
-                    math.isfinite(total) and abs(total) <= _MAX_SURPRISE * max(blocks, 1):
+                    abs(total) <= _MAX_SURPRISE * max(blocks, 1) and math.isfinite(total):
                 self._fed_sum = float(total)
         exact = state.get("detector_state")
         if isinstance(self._detector, PageHinkley) and exact is not None:

@@ -340,6 +340,18 @@ def test_a_restart_at_the_change_still_raises_the_alarm():
     with pytest.raises(ValueError, match="beyond any real surprise"):
         DriftMonitor(from_dict(to_dict(monitor.model))).restore(
             {**old_format, "reference_mean": 1e308})
+    # Forged counts: 10**400 blocks overflowed (a traceback at restart), 10**300 made the
+    # reference's sum infinite (no checkpoint written again), -3 was kept and written back.
+    for name in ("points", "alarms", "reference_blocks"):
+        for count in (10**400, 10**300, -3):
+            with pytest.raises(ValueError, match=f"{name} .* is not a count"):
+                DriftMonitor(from_dict(to_dict(monitor.model))).restore(
+                    {**old_format, name: count})
+    # A forged sum beyond its bound is no float either: the mean x blocks stands in for it.
+    forged = DriftMonitor(from_dict(to_dict(monitor.model))).restore(
+        {**old_format, "reference_sum": 10**400})
+    without = DriftMonitor(from_dict(to_dict(monitor.model))).restore(old_format)
+    assert json.dumps(forged.state(), allow_nan=False) == json.dumps(without.state())
 
 
 @pytest.mark.parametrize("restart_at", [150, 197, 201])
