@@ -833,7 +833,7 @@ def test_carried_rows_that_are_not_what_a_daemon_writes_are_refused_in_one_line(
     pending.restore(good)
     assert pending.state() == good
     for bad in ({"rows": [[1.0]], "lines": [2, 3], "times": None}, {**good, "lines": [0, 1]},
-                {**good, "rows": [[1.0], [float("nan")]]}, {**good, "rows": [1.0, 2.0]},
+                {**good, "rows": [[1.0], [float("nan")]]}, {**good, "rows": [[1.0], [1e300]]}, {**good, "rows": [1.0, 2.0]},
                 {**good, "times": [1.0]}, {**good, "stamps": None}, {**good, "stamps": ["é", 1]},
                 {**good, "lines": "23"}, {"lines": [1]}, [1, 2], {**good, "rows": [["x"], [1]]}):
         with pytest.raises(ValueError, match="waiting rows"):

@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from emstream.validation import MAX_ABS_VALUE
+
 
 class Batch(NamedTuple):
     """One mini-batch: rows (n, n_columns), line numbers (n,), and times (n,), times as
@@ -128,10 +130,13 @@ class Pending:
                 UnicodeEncodeError) as exc:
             raise ValueError(f"waiting rows: {exc}") from None
         n = lines.shape[0]
+        # (within the parser's bound: a forged 1e300 was taken, then the model refused it with
+        # a traceback when its mini-batch was learned)
         if rows.ndim != 2 or rows.shape[0] != n or not rows.shape[1] \
-                or not np.isfinite(rows).all() or (n_columns is not None
-                                                   and rows.shape[1] != n_columns):
-            raise ValueError(f"waiting rows: {n} rows of finite numbers expected"
+                or not (np.abs(rows) <= MAX_ABS_VALUE).all() or (n_columns is not None
+                                                                 and rows.shape[1] != n_columns):
+            raise ValueError(f"waiting rows: {n} rows of finite numbers within ±"
+                             f"{MAX_ABS_VALUE:.0e} expected"
                              + ("" if n_columns is None else f", {n_columns} each"))
         if (lines < 1).any():
             raise ValueError("waiting rows: line numbers must be >= 1")
