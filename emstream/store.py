@@ -272,7 +272,9 @@ class KeyStore:
         if row is None:
             return None
         try:
-            return json.loads(row[0])
+            # (NaN, Infinity and 1e400 are no JSON numbers: `inspect --keys --json` printed
+            # them as they came, which no JSON reader takes, and the text said "at byte nan")
+            return json.loads(row[0], parse_constant=_no_constant, parse_float=_finite_float)
         except RecursionError:
             raise DamagedStore(f"meta {name!r} is nested too deeply to read") from None
         except (TypeError, ValueError) as exc:
@@ -302,3 +304,14 @@ class KeyStore:
         if self.writer and self._db.in_transaction:
             self._db.execute("ROLLBACK")
         self._db.close()
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is beyond any float")
+    return value

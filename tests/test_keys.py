@@ -454,6 +454,19 @@ def test_a_damaged_store_or_key_stops_the_daemon_with_one_line_naming_it(tmp_pat
                           input=b"a 1\n", capture_output=True, timeout=60)
     assert done.returncode not in (0, 1) and "next_line" in done.stderr.decode()
     assert "Traceback" not in done.stderr.decode()
+    # NaN, Infinity and 1e400 are no JSON: `inspect --keys --json` printed them as they came
+    # (no JSON reader takes them back), the text "at byte nan" (found by an attack helper).
+    for forged in ('"offset": NaN', '"offset": Infinity', '"offset": 1e400'):
+        meta["input"]["next_line"], meta["input"]["offset"] = 2, 0
+        with sqlite3.connect(tmp_path / "s" / "keys.sqlite") as db:
+            db.execute("UPDATE meta SET value = ?",
+                       (json.dumps(meta).replace('"offset": 0', forged),))
+        listing = subprocess.run([sys.executable, "-m", "emstream", "inspect",
+                                  str(tmp_path / "s"), "--keys", "--json"],
+                                 capture_output=True, timeout=60)
+        assert listing.returncode != 0 and not listing.stdout, forged
+        assert "not a readable state store" in listing.stderr.decode(), forged
+        assert "Traceback" not in listing.stderr.decode()
 
 
 def test_the_array_parser_of_clean_blocks_agrees_with_the_line_parser(monkeypatch):
