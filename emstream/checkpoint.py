@@ -208,6 +208,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            _take_mode(handle.fileno(), path)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -219,6 +220,33 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
             pass
         raise
     _fsync_directory(path.parent)
+
+
+def _take_mode(fd: int, path: Path) -> None:
+    """Give the new file the mode of the file it replaces, else what open() gives a new file
+    (mkstemp's 0600 replaced a deployed model's 0644: unreadable to the service that read it).
+    Best effort: a file system without modes does not stop the write."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = 0o666 & ~_umask()
+    try:
+        os.fchmod(fd, mode)
+    except OSError:
+        pass
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` sets it to read it, for
+    every thread at once); 0o022 where /proc does not tell."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def _numbered(directory: Path) -> list[tuple[int, Path]]:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -498,6 +499,18 @@ def test_fit_writes_through_a_link_and_refuses_a_pipe_or_its_own_data(tmp_path, 
     assert main(["fit", SEED, "-k", "2", "-o", str(tmp_path / "current.json")]) == 0
     assert (tmp_path / "current.json").is_symlink()
     assert checkpoint.load(tmp_path / "current.json").model.n_components == 2
+    # The deployed model keeps its mode: mkstemp's 0600 replaced its 0644, unreadable to the
+    # service that read it (found by an attack helper); a new file gets what open() gives.
+    for mode in (0o644, 0o640):
+        os.chmod(tmp_path / "models" / "v1.json", mode)
+        assert main(["fit", SEED, "-k", "2", "-o", str(tmp_path / "current.json")]) == 0
+        assert stat.S_IMODE(os.stat(tmp_path / "models" / "v1.json").st_mode) == mode
+    previous = os.umask(0o027)
+    try:
+        assert main(["fit", SEED, "-k", "2", "-o", str(tmp_path / "new.json")]) == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.json").st_mode) == 0o640
 
 
 @pytest.mark.parametrize("argv, message", [
