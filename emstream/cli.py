@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sqlite3
 import sys
@@ -963,11 +964,22 @@ def diff(loaded_a, loaded_b) -> dict:
     pairs = [{"a": i, "b": j, "weight_a": float(a.weights_[i]), "weight_b": float(b.weights_[j]),
               "weight_change": float(b.weights_[j] - a.weights_[i]),
               "mean_change": (b.means_[j] - a.means_[i]).tolist(),
-              "bhattacharyya": float(dist)}
+              "bhattacharyya": _finite_or_none(dist)}
              for (i, j), dist in zip(match.pairs, match.distances)]
     return {"a": str(loaded_a.path), "b": str(loaded_b.path), "pairs": pairs,
             "relabelled": match.is_permutation, "unmatched_a": match.unmatched_a,
-            "unmatched_b": match.unmatched_b, "divergence": match.divergence}
+            "unmatched_b": match.unmatched_b, "divergence": _finite_or_none(match.divergence)}
+
+
+def _finite_or_none(value) -> float | None:
+    """A distance as JSON takes it: null where it is beyond any float (components that do
+    not overlap at all within double precision; ``Infinity`` is no JSON)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _distance_text(value: float | None, spec: str) -> str:
+    return "inf" if value is None else format(value, spec)
 
 
 def cmd_diff(args) -> int:
@@ -996,7 +1008,7 @@ def cmd_diff(args) -> int:
             raise CommandError(str(exc)) from None
         print(printable(f"emstream: wrote {target}", one_line=True), file=sys.stderr)
     if args.json:
-        print(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1, allow_nan=False))
         return 0
     print(printable(f"A = {result['a']}\nB = {result['b']}"))
     print(f"{'A':>3} -> {'B':<3} {'weight A':>9} {'weight B':>9} {'change':>9}  "
@@ -1004,14 +1016,16 @@ def cmd_diff(args) -> int:
     for p in result["pairs"]:
         change = " ".join(f"{v:+.4g}" for v in p["mean_change"])
         print(f"{p['a']:>3} -> {p['b']:<3} {p['weight_a']:9.4f} {p['weight_b']:9.4f} "
-              f"{p['weight_change']:+9.4f}  {change:<24} {p['bhattacharyya']:.3g}")
+              f"{p['weight_change']:+9.4f}  {change:<24} "
+              f"{_distance_text(p['bhattacharyya'], '.3g')}")
     for side in ("a", "b"):
         for i in result[f"unmatched_{side}"]:
             print(f"component {i} of {side.upper()} has no counterpart")
     if result["relabelled"]:
         mapping = ", ".join(f"{p['a']}->{p['b']}" for p in result["pairs"])
         print(f"components are relabelled: {mapping}")
-    print(f"divergence (Cauchy-Schwarz, 0 = same density): {result['divergence']:.6g}")
+    print(f"divergence (Cauchy-Schwarz, 0 = same density): "
+          f"{_distance_text(result['divergence'], '.6g')}")
     return 0
 
 

@@ -57,7 +57,8 @@ def _robustly(measure, means_a, covs_a, means_b, covs_b) -> np.ndarray:
             return out
     except np.linalg.LinAlgError:
         pass
-    return measure(means_a, _ridged(covs_a), means_b, _ridged(covs_b))
+    with np.errstate(all="ignore"):  # (components too far apart still overflow: inf is said)
+        return measure(means_a, _ridged(covs_a), means_b, _ridged(covs_b))
 
 
 def _log_overlap(means_a, covs_a, means_b, covs_b) -> np.ndarray:

@@ -192,6 +192,27 @@ def test_diff_sees_a_real_change(tmp_path, capsys):
     assert result["divergence"] > 0.01
 
 
+def test_diff_of_components_too_far_apart_for_a_float_says_inf_and_writes_json(tmp_path):
+    """N(0, 1e-120) against N(1e99, 1e-130): their distances overflow.  ``--json`` printed
+    ``Infinity`` (no JSON reader takes it) and numpy's overflow warnings reached the terminal
+    (found by an attack helper)."""
+    rng = np.random.default_rng(0)
+    settings = {"reg_covar": 1e-130, "variance_floor": None, "random_state": 0}
+    near = GaussianMixture(1, **settings).fit(rng.normal(0, 1e-60, (500, 1)))
+    far = GaussianMixture(1, **settings).fit(np.full((500, 1), 1e99))
+    checkpoint.save(near, tmp_path / "a.json")
+    checkpoint.save(far, tmp_path / "b.json")
+    command = [sys.executable, "-m", "emstream", "diff", str(tmp_path / "a.json"),
+               str(tmp_path / "b.json")]
+    done = subprocess.run([*command, "--json"], capture_output=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr
+    result = json.loads(done.stdout, parse_constant=lambda name: pytest.fail(name))
+    assert result["divergence"] is None and result["pairs"][0]["bhattacharyya"] is None
+    done = subprocess.run(command, capture_output=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr
+    assert done.stdout.decode().splitlines()[-1].endswith(": inf")
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_score_outputs_label_probability_and_surprise(seed_checkpoint, fmt, capsys):
     capsys.readouterr()
