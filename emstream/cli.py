@@ -646,8 +646,10 @@ def _fitted_names(meta: dict) -> list | None:
 
 
 # ---------------------------------------------------------------------------- inspect
-def summary(loaded) -> dict:
-    """The facts ``inspect`` shows, as JSON-compatible data."""
+def summary(loaded, covariances: bool = True) -> dict:
+    """The facts ``inspect`` shows, as JSON-compatible data (``covariances=False``: without
+    each component's D x D covariance, which the text does not show: a wide diag model's
+    would not fit in memory)."""
     model = loaded.model
     out = {"file": str(loaded.path), "written_at": loaded.written_at,
            "skipped": [{"file": str(p), "reason": r} for p, r in loaded.skipped],
@@ -662,7 +664,7 @@ def summary(loaded) -> dict:
     names = feature_names(loaded.meta, d)
     if names is not None:
         out["feature_names"] = names
-    covs = full_covariances(model.covariances_, model.covariance_type, k, d)
+    variances = _variances(model.covariances_, model.covariance_type, k, d)
     recent = model.recent_counts_ / max(model.recent_counts_.sum(), np.finfo(float).tiny)
     out.update(
         warming_up=False, n_features=d, n_seen=int(model.n_seen_),
@@ -677,10 +679,31 @@ def summary(loaded) -> dict:
             if np.isfinite(model.lower_bound_) else None},
         components=[{"index": i, "weight": float(model.weights_[i]),
                      "mean": model.means_[i].tolist(),
-                     "std": np.sqrt(np.diag(covs[i])).tolist(),
-                     "covariance": covs[i].tolist(), "recent_share": float(recent[i])}
+                     "std": np.sqrt(variances[i]).tolist(),
+                     **({"covariance": _covariance(model, i).tolist()} if covariances else {}),
+                     "recent_share": float(recent[i])}
                     for i in range(k)])
     return out
+
+
+def _covariance(model, i: int) -> np.ndarray:
+    """Component ``i``'s covariance as a (D, D) matrix (one at a time: K of a wide diag model
+    at once took K times the memory)."""
+    own = model.covariances_ if model.covariance_type == "tied" else model.covariances_[i:i + 1]
+    return full_covariances(own, model.covariance_type, 1, model.means_.shape[1])[0]
+
+
+def _variances(covariances, covariance_type: str, k: int, d: int) -> np.ndarray:
+    """Each component's variances (K, D), whatever the covariance type, without building the
+    D x D matrices of a diag or spherical model."""
+    covariances = np.asarray(covariances)
+    if covariance_type == "full":
+        return np.diagonal(covariances, axis1=1, axis2=2)
+    if covariance_type == "tied":
+        return np.broadcast_to(np.diag(covariances), (k, d))
+    if covariance_type == "diag":
+        return covariances
+    return np.broadcast_to(covariances[:, None], (k, d))
 
 
 def feature_names(meta: dict, d: int) -> list | None:
@@ -922,7 +945,7 @@ def cmd_inspect(args) -> int:
             # (said after the whole summary was printed, as though it had been the answer)
             raise CommandError("--plot needs matplotlib: pip install 'emstream[plot]'")
     loaded = load_any(args.checkpoint, args.key)
-    info = summary(loaded)
+    info = summary(loaded, covariances=args.json)
     if args.json:
         print(json.dumps(info, indent=1))
     else:
@@ -1222,6 +1245,11 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except MemoryError:  # (a traceback: a wide model's D x D covariances in --json or diff)
+        print("emstream: error: not enough memory (a model of many features: its D x D "
+              "covariance matrices; `emstream inspect` without --json does without them)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -192,6 +192,29 @@ def test_diff_sees_a_real_change(tmp_path, capsys):
     assert result["divergence"] > 0.01
 
 
+def test_inspect_shows_a_wide_diag_model_without_its_dense_covariances(tmp_path, capsys,
+                                                                        monkeypatch):
+    """A valid 100,000-feature diag checkpoint: ``inspect`` built every component's D x D
+    covariance (74.5 GiB) to print its standard deviations, a MemoryError traceback (found by
+    an attack helper).  The text needs none; where one is needed (--json, diff), the lack of
+    memory is said in one line."""
+    X = np.random.default_rng(0).normal(size=(12, 100_000))
+    wide = GaussianMixture(2, covariance_type="diag", random_state=0, warmup_size=2).fit(X)
+    path = checkpoint.save(wide, tmp_path / "wide.json")
+    capsys.readouterr()
+    assert main(["inspect", str(path)]) == 0
+    rows = capsys.readouterr().out.splitlines()[-2:]
+    for i, row in enumerate(rows):
+        assert row.split()[:2] == [str(i), f"{wide.weights_[i]:.4f}"]
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr("emstream.cli.full_covariances", no_memory)
+    assert main(["inspect", str(path), "--json"]) == 1
+    assert capsys.readouterr().err.startswith("emstream: error: not enough memory (a model of")
+
+
 def test_diff_of_components_too_far_apart_for_a_float_says_inf_and_writes_json(tmp_path):
     """N(0, 1e-120) against N(1e99, 1e-130): their distances overflow.  ``--json`` printed
     ``Infinity`` (no JSON reader takes it) and numpy's overflow warnings reached the terminal
