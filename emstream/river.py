@@ -442,8 +442,7 @@ class _OnlineMixture:
         """:meth:`_check_point` for a frame's rows."""
         # (before the first frame: a frame with a name twice was taken here, refused later)
         names = self._features if self._features is not None else _distinct_columns(X.columns)
-        rows = (self._frame_rows(X) if self._features is not None
-                else _real_values(np.asarray(X.to_numpy()), names))
+        rows = self._frame_rows(X) if self._features is not None else _frame_values(X, names)
         with _naming_features(rows, names, learning=False):
             check_array(np.clip(rows, -MAX_ABS_VALUE, MAX_ABS_VALUE))
 
@@ -475,6 +474,28 @@ def _naming_features(data: np.ndarray, names, learning: bool):
         raise ValueError(f"feature {names[column]!r} is {what} in {rows.size} row(s), first "
                          f"at row {rows[0]}; drop or impute those rows first"
                          + (" (the frame is not learned)" if learning else "")) from None
+
+
+def _frame_values(X, names) -> np.ndarray:
+    """All of a frame's values (n, D) as floats, refused as :func:`_real_values` refuses
+    them; column by column where the frame has no common dtype (pyarrow's numbers beside
+    times: numpy's DTypePromotionError, a traceback, where learning said what was wrong)."""
+    try:
+        return _real_values(np.asarray(X.to_numpy()), names)
+    except TypeError:
+        pass
+    import narwhals as nw
+
+    frame = nw.from_native(X, eager_only=True)
+    data = np.empty((len(frame), len(names)))
+    for i, name in enumerate(names):
+        values = np.asarray(frame.get_column(name).to_numpy()).reshape(-1, 1)
+        try:
+            data[:, i] = _real_values(values, [name])[:, 0]
+        except TypeError:
+            raise ValueError(f"feature {name!r} holds {values.dtype} values: not real "
+                             "numbers") from None
+    return data
 
 
 def _distinct_columns(index) -> list:

@@ -168,7 +168,9 @@ class SeriesDetector(base.AnomalyDetector):
         feature out for good); points are learned once each has had a usable value, or,
         after ``batch_size`` points, without those that never had one."""
         if not self._first:
-            numeric = [k for k, v in x.items() if is_number(v)]
+            # (None, JSON's null, is a failed reading too: left out, the feature was gone
+            # for good when its first reading failed)
+            numeric = [k for k, v in x.items() if is_number(v) or v is None]
             self._first = {"names": list(_feature_order(numeric)), "last": {}, "seen": 0}
             if not self._first["names"]:
                 self._first = {}

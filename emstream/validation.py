@@ -147,10 +147,16 @@ def is_number(value) -> bool:
     ``decimal.Decimal`` (what ``json.loads(..., parse_float=Decimal)`` and database drivers
     give) too; NaN and infinities included: whether it is usable is another question.
 
+    A time span is not one, though numpy registers ``timedelta64`` as an integer (its
+    ``float()`` raised TypeError, a traceback from the river adapters).
+
     >>> is_number(np.True_), is_number(decimal.Decimal("2")), is_number("2"), is_number(None)
     (True, True, False, False)
+    >>> is_number(np.timedelta64(5, "s"))
+    False
     """
-    return isinstance(value, (numbers.Real, np.bool_, decimal.Decimal))
+    return isinstance(value, (numbers.Real, np.bool_, decimal.Decimal)) and not isinstance(
+        value, np.timedelta64)
 
 
 def check_int(value, name: str, low: int, high: int | None = None) -> int:

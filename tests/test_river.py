@@ -387,6 +387,14 @@ def test_a_refused_first_point_or_frame_chooses_no_features(make):
     model = make()
     with pytest.raises(ValueError, match="not a number"):
         model.learn_one({"oops": "n/a"})
+    # (numpy registers a time span as an integer: float() of it raised TypeError, and the
+    # refused point fixed the features; found by an attack helper)
+    for span in (np.timedelta64(5, "s"), np.timedelta64("NaT")):
+        with pytest.raises(ValueError, match="not a number"):
+            model.learn_one({"oops": span})
+    with pytest.raises(ValueError, match="not a number"):  # (object column: learned as counts)
+        model.learn_many(pd.DataFrame({"oops": pd.Series([np.timedelta64(i, "s")
+                                                          for i in range(20)], dtype=object)}))
     with pytest.raises(ValueError):
         model.learn_many(pd.DataFrame({"cpu": [1.0, 2.0], "host": ["x", "y"]}))
     with pytest.raises(ValueError):  # (refused by the model: a NaN)
@@ -504,8 +512,12 @@ def test_the_series_detector_keeps_a_feature_whose_first_reading_failed_and_any_
     scores = {}
     for scale in (1.0, 1e-4):
         detector = SeriesDetector(season=50, seed=0)
-        detector.learn_one({"cpu": math.nan, "mem": 0.5})
+        # (None, JSON's null, is a failed reading too: it left the feature out for good; a
+        # time span mid-stream raised TypeError where the last value stands in)
+        detector.learn_one({"cpu": math.nan if scale == 1.0 else None, "mem": 0.5})
         for t in range(3000):
+            if t == 1500:
+                assert detector.learn_one({"cpu": np.timedelta64(5, "s"), "mem": 0.5}) is None
             x = {"cpu": scale * (50 + math.sin(2 * math.pi * t / 50) + 0.01 * ((t * 7919) % 13)),
                  "mem": 0.5}
             detector.learn_one(x)
@@ -539,6 +551,16 @@ def test_learn_many_refuses_what_learn_one_refuses():
     # Before the first frame too (predict_many took a name twice and labelled every row 0)
     with pytest.raises(ValueError, match="'x' appear more than once"):
         OnlineGaussianMixture(n_components=2).predict_many(bad["a name twice"][0])
+    # (a pyarrow table of numbers and times has no common dtype: numpy's DTypePromotionError
+    # before the first frame, where learning said what was wrong; found by an attack helper)
+    import pyarrow as pa
+
+    table = pa.table({"a": [1.0, 2.0], "d": pa.array(np.array(["2020-01-01", "2020-01-02"],
+                                                              dtype="datetime64[s]"))})
+    for call in (OnlineGaussianMixture(n_components=2).learn_many,
+                 OnlineGaussianMixture(n_components=2).predict_many):
+        with pytest.raises(ValueError, match=r"the frame holds times \(dtype datetime64"):
+            call(table)
     mixed = pd.DataFrame({"a": np.arange(300), "b": a > 0, "c": a.astype(object)})
     model = OnlineGaussianMixture(n_components=2, warmup_size=50, seed=0)
     model.learn_many(mixed)  # integers, booleans and Python floats are numbers
