@@ -25,6 +25,7 @@ independent Gaussians fitted to the points learned so far (0 before any).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import numbers
 
@@ -33,6 +34,8 @@ from river import base
 
 from .mixture import GaussianMixture
 from .validation import MAX_ABS_VALUE, check_array, is_number
+
+logger = logging.getLogger("emstream")
 
 _LARGEST = float(np.finfo(float).max)
 _TINY = float(np.finfo(float).tiny)
@@ -161,6 +164,16 @@ class _OnlineMixture:
         # Until the warm-up ends: running per-feature mean and scatter (Welford) of the points
         # learned, so that score_one can rank points by a plain Gaussian meanwhile.
         self._early = [0, [], []]
+        # Points not learned for holding none of the features (renamed keys): counted, and
+        # said at the 1st, 10th, 100th... (they were dropped without a trace).
+        self.n_not_learned = 0
+
+    def _not_learned(self, n: int, what: str) -> None:
+        before, self.n_not_learned = self.n_not_learned, self.n_not_learned + n
+        if len(str(self.n_not_learned)) > len(str(before)) or before == 0:
+            logger.warning("%s: %d point(s) not learned so far: they hold none of the features "
+                           "%s (%s)", type(self).__name__, self.n_not_learned,
+                           list(self._features)[:10], what)
 
     # -------------------------------------------------------------- features
     def _row(self, x: dict, learning: bool = False) -> list:
@@ -210,6 +223,7 @@ class _OnlineMixture:
         try:
             row = self._row(x, learning=True)
         except _NothingKnown:
+            self._not_learned(1, f"the last had {_shown_keys(x)}")
             return
         except ValueError:
             if fresh:  # a refused first point does not choose the features
@@ -353,6 +367,7 @@ class _OnlineMixture:
             if not self._model._is_fitted():  # (after: rows it refused are not tracked)
                 self._track_early_rows(data)
         except _NothingKnown:
+            self._not_learned(len(X), f"the last frame had {_shown_keys(X.columns)}")
             return
         except (ValueError, TypeError):
             if fresh:  # a refused first frame (a text column, a NaN) chooses no features
@@ -474,6 +489,11 @@ def _naming_features(data: np.ndarray, names, learning: bool):
         raise ValueError(f"feature {names[column]!r} is {what} in {rows.size} row(s), first "
                          f"at row {rows[0]}; drop or impute those rows first"
                          + (" (the frame is not learned)" if learning else "")) from None
+
+
+def _shown_keys(keys) -> str:
+    keys = list(keys)
+    return repr(keys[:10])[:-1] + (", ...]" if len(keys) > 10 else "]")
 
 
 def _frame_values(X, names) -> np.ndarray:

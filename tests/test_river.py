@@ -432,9 +432,11 @@ def test_a_frame_s_unreal_value_is_refused_by_its_feature_s_name(make, bad):
                 fresh.predict_many(frame)
 
 
-def test_points_with_none_of_the_features_are_not_learned():
+def test_points_with_none_of_the_features_are_not_learned(caplog):
     """Learned as the fill (the mixture's mean), 3,000 empty or renamed points made the gap
-    between two clusters the most normal place there was."""
+    between two clusters the most normal place there was.  Then they were dropped without a
+    trace: now counted (``n_not_learned``) and said at the 1st, 10th, 100th... (found by an
+    attack helper)."""
     import pandas as pd
 
     rng = np.random.default_rng(0)
@@ -450,6 +452,11 @@ def test_points_with_none_of_the_features_are_not_learned():
     model.learn_many(pd.DataFrame({"A": [4.0] * 1000, "B": [-4.0] * 1000}))
     model._flush()
     assert model.score_one({"a": 4.0, "b": -4.0}) == before
+    assert model.n_not_learned == 4000  # (an empty point is nothing to learn, not a skip)
+    said = [r.getMessage() for r in caplog.records if "not learned so far" in r.getMessage()]
+    assert said == [f"GaussianMixtureDetector: {n} point(s) not learned so far: they hold none "
+                    "of the features ['a', 'b'] (the last had ['A', 'B'])"
+                    for n in (1, 10, 100, 1000)]
     # A numpy bool is a number, as a Python bool is.
     model.learn_one({"a": np.float32(0.5), "b": np.True_})
 
