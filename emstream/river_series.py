@@ -6,8 +6,13 @@ river's anomaly detectors are called: ``score_one(x)`` then ``learn_one(x)`` for
 time order.  ``score_one`` is a score in [0, 1] (0.9999: meant for one ordinary point in
 10,000; ``benchmarks/bench_calibration.py`` measures how close it comes), computed as
 emstreamd computes a point's score, but with no alert's hold (the daemon halves the scores of
-the points an alert holds, a day of them; here every score is the point's own); it is pure (it
-changes nothing).
+the points an alert holds, a day of them; here every score is given as computed); it is pure
+(it changes nothing).  A score is the larger of the point's own and the recent level's (the
+mean surprise of the last ``level_window`` points, :mod:`emstream.level`), so one wild value
+also raises the scores of the ``level_window - 1`` points after it, which the daemon's hold
+hides: a caller that alerts on each score above a threshold gets up to ``level_window`` alerts
+for one spike (``level_window=0``: each score is the point's alone, and slow excursions go
+unseen).
 
 Each learned point is turned into its feature row at once (the features need every point, in
 order); feature rows are learned ``batch_size`` at a time.  The feature set is fixed, in sorted
