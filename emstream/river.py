@@ -15,9 +15,10 @@ points, score then learn) and 0.981 (all 49,097), against 0.926 and 0.961 for
 
 Features are handled by name: the feature set is fixed, in sorted order, by the first point
 learned (a point refused for a bad value fixes nothing).  Features that appear later are
-ignored; a missing feature is replaced by the mixture's mean for it (0 before the first
-model), and a point or frame with none of them is not learned (all filled in, it would draw
-the model onto its own mean).  Before the first flush, ``predict_one``
+ignored; a point or frame missing a feature is scored and labelled on the features it has
+(their marginal mixture) and learned with the mixture's mean filled in for it (before the
+first model the mean of the points learned so far), and a point or frame with none of them
+is not learned (all filled in, it would draw the model onto its own mean).  Before the first flush, ``predict_one``
 answers 0, ``predict_proba_one`` a uniform assignment, and ``score_one`` the surprise under
 independent Gaussians fitted to the points learned so far (0 before any).
 """
@@ -32,6 +33,7 @@ import numbers
 import numpy as np
 from river import base
 
+from . import em
 from .mixture import GaussianMixture
 from .validation import MAX_ABS_VALUE, check_array, is_number
 
@@ -422,6 +424,15 @@ class _OnlineMixture:
             self._check_point(x)
             return None
         row = self._row(x)
+        if len(x) < len(self._features) or not all(name in x for name in self._features):
+            present = [i for i, name in enumerate(self._features) if name in x]
+            if present:
+                # Scored on the features it has (their marginal mixture): filled with the
+                # mixture's mean, which lies between its clusters, a typical point missing
+                # one feature scored as a gross outlier (found by an attack helper).
+                marginal = self._model._params.marginal(present)
+                given = np.array([[row[i] for i in present]])
+                return em.log_joint_chunk(given, marginal)[:, 0].tolist()
         kind, means, factors, const = self._scorer
         if kind == "1d":
             v = row[0]
@@ -641,9 +652,19 @@ class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
             labels = np.zeros(len(X), dtype=int)
         else:
             rows = self._frame_rows(X)
-            # As predict_one: a value beyond ±1e100 counts as at that edge (NaN still raises).
+            # As predict_one: a value beyond ±1e100 counts as at that edge (NaN still raises),
+            # and rows missing features are labelled on the features they have.
+            columns = set(X.columns)
+            present = [i for i, name in enumerate(self._features) if name in columns]
             with _naming_features(rows, self._features, learning=False):
-                labels = self._model.predict(np.clip(rows, -MAX_ABS_VALUE, MAX_ABS_VALUE))
+                rows = np.clip(rows, -MAX_ABS_VALUE, MAX_ABS_VALUE)
+                if 0 < len(present) < len(self._features):
+                    check_array(rows)
+                    joint = em.log_joint_chunk(rows[:, present],
+                                               self._model._params.marginal(present))
+                    labels = np.argmax(joint, axis=0)
+                else:
+                    labels = self._model.predict(rows)
         try:
             import pandas as pd
         except ImportError:  # pragma: no cover
