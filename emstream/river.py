@@ -9,8 +9,8 @@ The online learner is :class:`emstream.GaussianMixture`'s, with the same default
 (:mod:`emstream.online`): a provisional model from the first flush on, variance floors at the
 data's resolution, component births and split-and-merge upkeep (the outlier gate is off by
 default here, see ``outlier_gate``).  With them a river pipeline needs no tuning:
-``StandardScaler() | GaussianMixtureDetector()`` ranks river's Shuttle anomalies at ROC AUC 0.975 (first 20,000
-points, score then learn) and 0.981 (all 49,097), against 0.926 and 0.961 for
+``StandardScaler() | GaussianMixtureDetector()`` ranks river's Shuttle anomalies at ROC AUC 0.978 (first 20,000
+points, score then learn) and 0.986 (all 49,097), against 0.926 and 0.961 for
 ``MinMaxScaler() | HalfSpaceTrees(seed=42)`` (``tests/test_real_data.py``).
 
 Features are handled by name: the feature set is fixed, in sorted order, by the first point
@@ -35,6 +35,7 @@ from river import base
 
 from . import em
 from .mixture import GaussianMixture
+from .series import REG_COVAR_SHARE, units_reg_covar
 from .validation import MAX_ABS_VALUE, check_array, is_number
 
 logger = logging.getLogger("emstream")
@@ -117,7 +118,7 @@ class _OnlineMixture:
     """Parameters, buffering, feature mapping and one-point scoring shared by both adapters."""
 
     def __init__(self, n_components: int = 3, covariance_type: str = "full",
-                 reg_covar: float = 1e-6, step_decay: float = 0.8, step_floor: float | None = None,
+                 reg_covar: float | str = "auto", step_decay: float = 0.8, step_floor: float | None = None,
                  warmup_size: int = 1000, batch_size: int = 256, seed: int | None = None,
                  outlier_gate: float | str | None = None):
         self.n_components = n_components
@@ -152,8 +153,13 @@ class _OnlineMixture:
         self._learn_frame(X)
 
     def _reset(self) -> None:
+        # "auto": a share of the first rows' variance, once they vary (scikit-learn's absolute
+        # 1e-6 until then): an absolute 1e-6 swamped readings in small units, 1e-6 of
+        # them and less scored all alike (found by an attack helper).
+        self._units_pending = isinstance(self.reg_covar, str) and self.reg_covar == "auto"
         self._model = GaussianMixture(
-            self.n_components, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
+            self.n_components, covariance_type=self.covariance_type,
+            reg_covar=1e-6 if self._units_pending else self.reg_covar,
             step_decay=self.step_decay, step_floor=self.step_floor,
             warmup_size=self.warmup_size, random_state=self.seed, outlier_gate=self.outlier_gate)
         self._features = None
@@ -285,14 +291,25 @@ class _OnlineMixture:
         total = 0.0
         for v, m, s in zip(self._row(x), mean, scatter):
             # (a constant feature with reg_covar 0: the smallest variance there is)
-            variance = max(s / count + self.reg_covar, _TINY)
+            variance = max(s / count + self._model.reg_covar, _TINY)
             total += 0.5 * ((v - m) * (v - m) / variance + math.log(2 * math.pi * variance))
         return min(total, _LARGEST)
+
+    def _take_units(self, data: np.ndarray) -> None:
+        """With ``reg_covar="auto"``: set the model's from the rows ``data`` (n, D) about to
+        be learned, until rows that vary have set it (:func:`emstream.series.units_reg_covar`)."""
+        if self._units_pending and data.shape[0]:
+            reg_covar, settled = units_reg_covar(data, REG_COVAR_SHARE)
+            if reg_covar is not None:
+                self._model.set_params(reg_covar=reg_covar)
+            self._units_pending = not settled
 
     def _flush(self) -> None:
         if not self._buffer:
             return
-        self._model.partial_fit(np.array(self._buffer, dtype=float))
+        data = np.array(self._buffer, dtype=float)
+        self._take_units(data)
+        self._model.partial_fit(data)
         self._buffer = []
         self._stale = True
 
@@ -365,6 +382,9 @@ class _OnlineMixture:
             data = self._frame_rows(X, learning=True)
             self._flush()
             with _naming_features(data, self._features, learning=True):
+                if self._units_pending:
+                    check_array(data)  # (a NaN, refused, sets no units)
+                    self._take_units(data)
                 self._model.partial_fit(data)
             if not self._model._is_fitted():  # (after: rows it refused are not tracked)
                 self._track_early_rows(data)
@@ -576,7 +596,10 @@ class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
     covariance_type
         "full", "tied", "diag" or "spherical".
     reg_covar
-        Added to every variance.
+        Added to every variance: a number, or "auto" (the default): a thousandth of the
+        variance of the first points learned (of the feature that varies least), so that the
+        same readings in any units give the same scores (a fixed 1e-6 swamped readings of
+        1e-6 and less).
     step_decay
         Exponent α of the per-point step size ``t^-α``, in (0.5, 1].
     step_floor

@@ -89,6 +89,37 @@ def _units_spread(X: np.ndarray, spread: np.ndarray) -> float:
     return float(capped[spread > 0].min())
 
 
+def units_reg_covar(X: np.ndarray, share: float) -> tuple:
+    """``(reg_covar, settled)`` from a stream's first rows ``X`` (n, D): ``share`` of the
+    variance of the columns that vary (:func:`_units_spread`), settled; while none varies, the
+    share of the variance its last printed decimal stands for, not settled (None if that is 0
+    too, or with fewer than two finite rows), so that the same readings in any units get the
+    same model.
+
+    >>> units_reg_covar(np.array([[1e-7], [3e-7], [2e-7]]), 1e-3)
+    (6.666666666666666e-18, True)
+    >>> units_reg_covar(np.array([[5.0], [5.0]]), 1e-3)  # (a flat start: its last decimal)
+    (8.333333333333333e-05, False)
+    """
+    finite = X[np.isfinite(X).all(axis=1)]
+    # (a column varies if it holds two values: the variance of one value repeated is its
+    # rounding, 1.8e-40 for 1,000 rows of 5e-5 and 0 for 100, so a step after a flat start
+    # was flagged or not by how the rows were cut into blocks)
+    if finite.shape[0] < 2:
+        return None, False
+    varies = finite.max(axis=0) > finite.min(axis=0)
+    spread = np.where(varies, finite.var(axis=0), 0.0)
+    if not (spread > 0).any():
+        # A flat start says nothing of the spread (its level is none: a share of it could
+        # blind the model to all that follows), but its printed precision is in its units:
+        # until the rows vary, the share of the variance its last decimal stands for (the
+        # given 1e-6 swamped a step from 5e-5 to 6e-5 after a flat start, which 5 to 6 and
+        # 0.05 to 0.06 alerted).
+        flat = float(share * variance_floor(grid_step(finite)).min())
+        return (flat if flat > 0.0 else None), False
+    return float(share * _units_spread(finite, spread)), True
+
+
 @dataclass(frozen=True)
 class SeriesUpdate:
     """What :meth:`SeriesMonitor.update` saw in one mini-batch (None-valued while no model).
@@ -298,27 +329,11 @@ class SeriesMonitor:
         rows before it learns their features."""
         if not (self._units_pending and X.shape[0]):
             return
-        finite = X[np.isfinite(X).all(axis=1)]
-        # (a column varies if it holds two values: the variance of one value repeated is its
-        # rounding, 1.8e-40 for 1,000 rows of 5e-5 and 0 for 100, so a step after a flat start
-        # was flagged or not by how the rows were cut into blocks)
-        if finite.shape[0] < 2:
-            return
-        varies = finite.max(axis=0) > finite.min(axis=0)
-        spread = np.where(varies, finite.var(axis=0), 0.0)
-        if not (spread > 0).any():
-            # A flat start says nothing of the spread (its level is none: a share of it could
-            # blind the model to all that follows), but its printed precision is in its units:
-            # until the rows vary, the share of the variance its last decimal stands for (the
-            # given 1e-6 swamped a step from 5e-5 to 6e-5 after a flat start, which 5 to 6
-            # and 0.05 to 0.06 alerted).
-            flat = float(self.reg_covar_share * variance_floor(grid_step(finite)).min())
-            if flat > 0.0:
-                self.monitor.model.set_params(reg_covar=flat)
-            return
-        self._units_pending = False
-        self.monitor.model.set_params(
-            reg_covar=float(self.reg_covar_share * _units_spread(finite, spread)))
+        reg_covar, settled = units_reg_covar(X, self.reg_covar_share)
+        if reg_covar is not None:
+            self.monitor.model.set_params(reg_covar=reg_covar)
+        if settled:
+            self._units_pending = False
 
     def conditional_surprise(self, F, context: list) -> np.ndarray | None:
         """``-log p(target | context)`` of feature rows ``F`` (n, F) under the current model,

@@ -226,6 +226,33 @@ def test_a_point_missing_a_feature_is_scored_and_labelled_on_the_features_it_has
     assert labels[0] != labels[1]
 
 
+@pytest.mark.parametrize("unit", [1e-6, 1e-12])
+def test_readings_in_small_units_are_told_apart_as_in_any_units(unit):
+    """The adapters' reg_covar was an absolute 1e-6: in units of 1e-6 two clusters 10 sd
+    apart were one, and a point 100 sd off scored as an ordinary one (found by an attack
+    helper).  "auto" (the default) takes a share of the first points' variance: the same
+    readings in any units give the same scores, up to the log of the unit."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (1500, 2)), rng.normal(10, 1, (1500, 2))])
+    X = X[rng.permutation(len(X))]
+    scores = {}
+    for scale in (1.0, unit):
+        detector = GaussianMixtureDetector(n_components=2, seed=0)
+        clusterer = OnlineGaussianMixture(2, seed=0)
+        for row in X * scale:
+            detector.learn_one({"a": float(row[0]), "b": float(row[1])})
+        clusterer.learn_many(pd.DataFrame(X * scale, columns=["a", "b"]))
+        typical = detector.score_one({"a": 0.0, "b": 0.0})
+        far = detector.score_one({"a": 100 * scale, "b": -100 * scale})
+        scores[scale] = (typical - 2 * np.log(scale), far - 2 * np.log(scale))
+        assert clusterer.predict_one({"a": 0.0, "b": 0.0}) != \
+            clusterer.predict_one({"a": 10 * scale, "b": 10 * scale})
+    np.testing.assert_allclose(scores[unit], scores[1.0], rtol=1e-3)
+    assert scores[unit][1] > scores[unit][0] + 1000
+
+
 def test_a_frame_missing_a_column_before_the_first_model_is_filled_with_the_points_mean():
     pd = pytest.importorskip("pandas")
     rows = _readings(600, seed=1)
