@@ -126,10 +126,19 @@ def _client_of(scheduler):
     return client if hasattr(client, "scheduler_info") else None
 
 
+def _check_open(client) -> None:
+    """ConnectionError if the distributed ``client`` is closed (dask said ``KeyError:
+    'workers'`` before a fit, or a FutureCancelledError "for reason: unknown" during it)."""
+    if client is not None and getattr(client, "status", "running") in ("closing", "closed"):
+        raise ConnectionError("the dask client is closed: open a new one (or use "
+                              "emstream.distributed.connect) to fit on dask data") from None
+
+
 def cluster_memory(scheduler=None) -> float:
     """Bytes the computation may hold: the sum of the workers' memory limits, or, for dask's
     local schedulers, the machine's available memory (``inf`` when no limit is known)."""
     client = _client_of(scheduler)
+    _check_open(client)
     if client is not None:
         try:
             workers = client.scheduler_info(n_workers=-1)["workers"].values()
@@ -219,6 +228,13 @@ class DaskRows:
             if bad:
                 raise ValueError(f"X must have numeric columns only; not numeric: "
                                  f"{', '.join(bad[:5])}; select numeric columns first")
+            # (complex columns are numeric to pandas: cast to float64, their imaginary parts
+            # were dropped with only numpy's warning, where numpy and pandas data are refused)
+            complex_ = [str(c) for c, t in X.dtypes.items()
+                        if pandas.api.types.is_complex_dtype(t)]
+            if complex_:
+                raise ValueError(f"Complex data not supported: column(s) {', '.join(complex_[:5])}"
+                                 "; pass their real parts or their moduli")
             if any(t != np.float64 for t in X.dtypes):
                 X = X.astype(np.float64)
             X = X.to_dask_array()
@@ -270,8 +286,14 @@ class DaskRows:
                              "rescale the data (for example to other units) first")
         return int(n_samples)
 
-    def _compute(self, *objects):
-        return self._dask.compute(*objects, scheduler=self._scheduler)
+    def _compute(self, *objects, **options):
+        """``dask.compute`` on this data's scheduler; a client closed before or during it is
+        a ConnectionError that says so."""
+        try:
+            return self._dask.compute(*objects, scheduler=self._scheduler, **options)
+        except Exception:
+            _check_open(_client_of(self._scheduler))
+            raise
 
     # -- what batch EM asks for
     def e_step(self, params: MixtureParams) -> em.EStepResult:
@@ -298,7 +320,7 @@ class DaskRows:
             depth += 1
             level = [add(*level[i:i + SUM_FAN_IN], dask_key_name=f"emstream-sum-{tag}-{depth}-{i}")
                      for i in range(0, len(level), SUM_FAN_IN)]
-        return self._dask.compute(level[0], scheduler=self._scheduler, optimize_graph=False)[0]
+        return self._compute(level[0], optimize_graph=False)[0]
 
     def spread_rows(self, count: int) -> np.ndarray:
         """Up to ``count`` rows spread evenly over all of them (every ``ceil(n / count)``-th),

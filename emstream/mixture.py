@@ -53,7 +53,10 @@ def feature_names(X) -> np.ndarray | None:
     columns = getattr(X, "columns", None)
     if columns is None or isinstance(X, np.ndarray):
         return None
-    names = list(columns)
+    try:
+        names = list(columns)
+    except TypeError:  # (a dask Delayed's "columns" is another Delayed: the rows' check
+        return None  # then says what X should be)
     if not names or not any(isinstance(name, str) for name in names):
         return None
     if not all(isinstance(name, str) for name in names):
