@@ -238,7 +238,8 @@ def _take_mode(fd: int, path: Path) -> None:
 
 def _umask() -> int:
     """The process's umask, read without changing it (``os.umask`` sets it to read it, for
-    every thread at once); 0o022 where /proc does not tell."""
+    every thread at once); 0o077 where /proc does not tell (a new file is then private, as
+    mkstemp made it: never more open than a private umask asked for)."""
     try:
         with open("/proc/self/status", "rb") as status:
             for line in status:
@@ -246,7 +247,7 @@ def _umask() -> int:
                     return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass
-    return 0o022
+    return 0o077
 
 
 def _numbered(directory: Path) -> list[tuple[int, Path]]:

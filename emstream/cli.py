@@ -589,7 +589,11 @@ def cmd_score(args) -> int:
         raise CommandError("standard output is closed: the scores have nowhere to go "
                            "(redirect it to a file or /dev/null)")
     # (written once the input's columns passed their check: a refused DATA writes nothing)
-    header = "line,label,probability,surprise\n" if args.format == "csv" and args.header else ""
+    if args.header and args.format == "jsonl":  # (accepted and silently unused)
+        raise UsageError("--header writes a csv header line: JSON lines name their fields in "
+                         "every line (drop --header, or use --format csv)")
+    header = "line,label,probability,surprise\n" if args.format == "csv" and \
+        args.header is not False else ""
     rejects, counts = [], {}
     key_column = None if args.key is None else args.key_column
     fitted = _fitted_names(loaded.meta) if args.columns is None else None
@@ -1105,7 +1109,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="data file (default: stdin)")
     score.add_argument("--format", choices=("csv", "jsonl"), default="csv",
                        help="output lines (default: %(default)s)")
-    score.add_argument("--header", action=argparse.BooleanOptionalAction, default=True,
+    score.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                        help="csv: a first line naming the columns (default: on)")
     score.add_argument("--columns", type=_parse_columns, metavar="C,...",
                        help="columns to use, 0-based indices or header names; for JSON lines, "
@@ -1246,9 +1250,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         return 130
     except MemoryError:  # (a traceback: a wide model's D x D covariances in --json or diff)
-        print("emstream: error: not enough memory (a model of many features: its D x D "
-              "covariance matrices; `emstream inspect` without --json does without them)",
-              file=sys.stderr)
+        hint = (" (a model of many features: its D x D covariance matrices; `emstream "
+                "inspect` without --json does without them)"
+                if args.run in (cmd_inspect, cmd_diff) else "")
+        print(f"emstream: error: not enough memory{hint}", file=sys.stderr)
         return 1
 
 

@@ -273,8 +273,10 @@ class KeyStore:
             return None
         try:
             # (NaN, Infinity and 1e400 are no JSON numbers: `inspect --keys --json` printed
-            # them as they came, which no JSON reader takes, and the text said "at byte nan")
-            return json.loads(row[0], parse_constant=_no_constant, parse_float=_finite_float)
+            # them as they came, which no JSON reader takes, and the text said "at byte nan";
+            # an integer of 400 digits is no count either)
+            return json.loads(row[0], parse_constant=_no_constant, parse_float=_finite_float,
+                              parse_int=_bounded_int)
         except RecursionError:
             raise DamagedStore(f"meta {name!r} is nested too deeply to read") from None
         except (TypeError, ValueError) as exc:
@@ -308,6 +310,14 @@ class KeyStore:
 
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    """An integer a float can hold (offsets, lines and counters are far below; a 400-digit one
+    was printed by `inspect --keys`, where the daemon refuses the store)."""
+    if len(text.lstrip("-")) > 19 or abs(int(text)) > 2**63:
+        raise ValueError(f"{text[:40]} is beyond any count")
+    return int(text)
 
 
 def _finite_float(text: str) -> float:

@@ -213,6 +213,9 @@ def test_inspect_shows_a_wide_diag_model_without_its_dense_covariances(tmp_path,
     monkeypatch.setattr("emstream.cli.full_covariances", no_memory)
     assert main(["inspect", str(path), "--json"]) == 1
     assert capsys.readouterr().err.startswith("emstream: error: not enough memory (a model of")
+    monkeypatch.setattr(GaussianMixture, "fit", no_memory)  # (another command: no such hint)
+    assert main(["fit", SEED, "-k", "2", "-o", str(tmp_path / "x.json")]) == 1
+    assert capsys.readouterr().err == "emstream: error: not enough memory\n"
 
 
 def test_diff_of_components_too_far_apart_for_a_float_says_inf_and_writes_json(tmp_path):
@@ -555,6 +558,28 @@ def test_fit_writes_through_a_link_and_refuses_a_pipe_or_its_own_data(tmp_path, 
     finally:
         os.umask(previous)
     assert stat.S_IMODE(os.stat(tmp_path / "new.json").st_mode) == 0o640
+
+
+def test_a_new_checkpoint_is_private_where_the_umask_cannot_be_read(tmp_path, monkeypatch):
+    """Without /proc (macOS, some containers) the umask was taken for 0o022: under a private
+    umask a new file came out 0o644 (found by a review).  Now it is 0o600, as mkstemp made
+    it."""
+    real_open = open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "open", no_proc, raising=False)
+    previous = os.umask(0o022)
+    try:
+        checkpoint.save(GaussianMixture(2, random_state=0).fit(mixture_2d(300, np.random
+                                                                          .default_rng(0))),
+                        tmp_path / "m.json")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / "m.json").st_mode) == 0o600
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -949,6 +974,13 @@ def test_a_data_file_after_an_option_is_taken(tmp_path, capsys):
     before = capsys.readouterr().out
     assert main(["score", str(model), "--format", "jsonl", SEED]) == 0
     assert capsys.readouterr().out == before and before.startswith('{"line": 1')
+    # (a csv header asked for JSON lines was accepted and silently unused; found by a review)
+    assert main(["score", str(model), "--format", "jsonl", "--header", SEED]) == 2
+    assert "--header writes a csv header line" in capsys.readouterr().err
+    assert main(["score", str(model), SEED]) == 0
+    assert capsys.readouterr().out.startswith("line,label,probability,surprise\n")
+    assert main(["score", str(model), "--no-header", SEED]) == 0
+    assert capsys.readouterr().out.startswith("1,")
     other = tmp_path / "o.json"
     assert main(["fit", SEED, "-k", "3", "-o", str(other)]) == 0
     capsys.readouterr()

@@ -456,7 +456,8 @@ def test_a_damaged_store_or_key_stops_the_daemon_with_one_line_naming_it(tmp_pat
     assert "Traceback" not in done.stderr.decode()
     # NaN, Infinity and 1e400 are no JSON: `inspect --keys --json` printed them as they came
     # (no JSON reader takes them back), the text "at byte nan" (found by an attack helper).
-    for forged in ('"offset": NaN', '"offset": Infinity', '"offset": 1e400'):
+    for forged in ('"offset": NaN', '"offset": Infinity', '"offset": 1e400',
+                   '"offset": 1' + "0" * 400):
         meta["input"]["next_line"], meta["input"]["offset"] = 2, 0
         with sqlite3.connect(tmp_path / "s" / "keys.sqlite") as db:
             db.execute("UPDATE meta SET value = ?",
