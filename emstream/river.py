@@ -16,9 +16,10 @@ points, score then learn) and 0.986 (all 49,097), against 0.926 and 0.961 for
 Features are handled by name: the feature set is fixed, in sorted order, by the first point
 learned (a point refused for a bad value fixes nothing).  Features that appear later are
 ignored; a point or frame missing a feature is scored and labelled on the features it has
-(their marginal mixture) and learned with the mixture's mean filled in for it (before the
-first model the mean of the points learned so far), and a point or frame with none of them
-is not learned (all filled in, it would draw the model onto its own mean).  Before the first flush, ``predict_one``
+(their marginal mixture) and learned with the missing values filled with their expectation
+given the others under the mixture (before the first model, the mean of the points learned
+so far), and a point or frame with none of them is not learned (all filled in, it would draw
+the model onto its own mean).  Before the first flush, ``predict_one``
 answers 0, ``predict_proba_one`` a uniform assignment, and ``score_one`` the surprise under
 independent Gaussians fitted to the points learned so far (0 before any).
 """
@@ -34,6 +35,7 @@ import numpy as np
 from river import base
 
 from . import em
+from .compare import full_covariances
 from .mixture import GaussianMixture
 from .series import REG_COVAR_SHARE, units_reg_covar
 from .validation import MAX_ABS_VALUE, check_array, is_number
@@ -157,6 +159,7 @@ class _OnlineMixture:
         # 1e-6 until then): an absolute 1e-6 swamped readings in small units, 1e-6 of
         # them and less scored all alike (found by an attack helper).
         self._units_pending = isinstance(self.reg_covar, str) and self.reg_covar == "auto"
+        self._flat_row = None  # the rows of a flat start that set the units last
         self._model = GaussianMixture(
             self.n_components, covariance_type=self.covariance_type,
             reg_covar=1e-6 if self._units_pending else self.reg_covar,
@@ -168,6 +171,7 @@ class _OnlineMixture:
         self._buffer = []
         self._scorer = None
         self._fill = None
+        self._given_cache = {}  # per set of features a point has: see _given
         self._stale = False  # the model changed since the scorer was prepared
         # Until the warm-up ends: running per-feature mean and scatter (Welford) of the points
         # learned, so that score_one can rank points by a plain Gaussian meanwhile.
@@ -184,8 +188,10 @@ class _OnlineMixture:
                            list(self._features)[:10], what)
 
     # -------------------------------------------------------------- features
-    def _row(self, x: dict, learning: bool = False) -> list:
-        """The point's values in feature order (a missing one filled in), as floats.
+    def _row(self, x: dict, learning: bool = False, present: list | None = None) -> list:
+        """The point's values in feature order (a missing one filled in), as floats;
+        ``present``, if given, receives the indices of the features the point has when it
+        lacks some (it stays empty for a whole point).
 
         A value that is not a number raises ValueError; so does one that is NaN, infinite or
         beyond ±1e100 (as emstreamd's parser refuses it) when it would be learned, before
@@ -200,6 +206,8 @@ class _OnlineMixture:
             self._refresh()
             fill = self._fill_values()
             row = [x[name] if name in x else fill[i] for i, name in enumerate(self._features)]
+            if present is not None:
+                present.extend(i for i, name in enumerate(self._features) if name in x)
         for v in row:  # (the usual case, floats in range, in one cheap pass)
             if type(v) is not float or not -MAX_ABS_VALUE <= v <= MAX_ABS_VALUE:
                 break
@@ -228,8 +236,9 @@ class _OnlineMixture:
         fresh = self._features is None
         if fresh:
             self._features = _feature_order(x)
+        present = []
         try:
-            row = self._row(x, learning=True)
+            row = self._row(x, learning=True, present=present)
         except _NothingKnown:
             self._not_learned(1, f"the last had {_shown_keys(x)}")
             return
@@ -237,6 +246,8 @@ class _OnlineMixture:
             if fresh:  # a refused first point does not choose the features
                 self._features = None
             raise
+        if present and self._model._is_fitted():
+            row = self._impute(np.array([row]), tuple(present))[0].tolist()
         self._buffer.append(row)
         if not self._model._is_fitted():  # (the fill comes from the mixture after)
             self._track_early(row)
@@ -252,6 +263,42 @@ class _OnlineMixture:
             return self._fill
         count, mean, _ = self._early
         return list(mean) if count else [0.0] * len(self._features)
+
+    def _given(self, present: tuple) -> tuple:
+        """For points holding only the features ``present`` (indices): the mixture of their
+        marginal, each component's regression of the missing features on them (K, m, o), and
+        the missing features' indices; kept until the model changes."""
+        cached = self._given_cache.get(present)
+        if cached is None:
+            params = self._model._params
+            k, d = params.means.shape
+            missing = [i for i in range(d) if i not in present]
+            covs = full_covariances(params.covariances, params.covariance_type, k, d)
+            observed = list(present)
+            # Σ_mo Σ_oo⁻¹, from Σ_oo⁻¹ Σ_om (Σ_oo symmetric positive definite)
+            regression = np.linalg.solve(covs[:, observed][:, :, observed],
+                                         covs[:, observed][:, :, missing]).transpose(0, 2, 1)
+            cached = (params.marginal(observed), regression, missing)
+            self._given_cache[present] = cached
+        return cached
+
+    def _impute(self, rows: np.ndarray, present: tuple) -> np.ndarray:
+        """Rows (n, D) whose features other than ``present`` are filled with their expectation
+        under the mixture given the present ones: each component's conditional mean, weighted
+        by its responsibility for the present values.  (Filled with the mixture's mean, points
+        missing a feature were learned in the gap between its clusters: 10% of them made a
+        component there.)"""
+        marginal, regression, missing = self._given(present)
+        means = self._model._params.means
+        observed = rows[:, list(present)]
+        joint = em.log_joint_chunk(observed, marginal)  # (K, n)
+        weights = np.exp(joint - joint.max(axis=0))
+        weights /= weights.sum(axis=0)
+        offsets = observed[None, :, :] - means[:, None, list(present)]  # (K, n, o)
+        conditional = means[:, None, missing] + np.einsum("kmo,kno->knm", regression, offsets)
+        out = rows.copy()
+        out[:, missing] = np.einsum("kn,knm->nm", weights, conditional)
+        return out
 
     def _track_early_rows(self, data: np.ndarray) -> None:
         """:meth:`_track_early` for a frame's rows at once (Chan's merge of two summaries)."""
@@ -295,14 +342,24 @@ class _OnlineMixture:
             total += 0.5 * ((v - m) * (v - m) / variance + math.log(2 * math.pi * variance))
         return min(total, _LARGEST)
 
-    def _take_units(self, data: np.ndarray) -> None:
+    def _take_units(self, data: np.ndarray, check: bool = False) -> None:
         """With ``reg_covar="auto"``: set the model's from the rows ``data`` (n, D) about to
-        be learned, until rows that vary have set it (:func:`emstream.series.units_reg_covar`)."""
-        if self._units_pending and data.shape[0]:
-            reg_covar, settled = units_reg_covar(data, REG_COVAR_SHARE)
-            if reg_covar is not None:
-                self._model.set_params(reg_covar=reg_covar)
-            self._units_pending = not settled
+        be learned, until rows that vary have set it (:func:`emstream.series.units_reg_covar`);
+        ``check``: the rows are checked first (a frame refused sets no units)."""
+        if not (self._units_pending and data.shape[0]):
+            return
+        first = data[0]
+        if self._flat_row is not None and np.array_equal(first, self._flat_row) \
+                and (data == first).all():
+            return  # the same flat rows again: the same units (a flat stream paid for the
+            # check and the grid's search at every frame, +50% on 100-row frames)
+        if check:
+            check_array(data)
+        reg_covar, settled = units_reg_covar(data, REG_COVAR_SHARE)
+        if reg_covar is not None:
+            self._model.set_params(reg_covar=reg_covar)
+        self._units_pending = not settled
+        self._flat_row = None if settled or not (data == first).all() else first.copy()
 
     def _flush(self) -> None:
         if not self._buffer:
@@ -362,6 +419,10 @@ class _OnlineMixture:
             except TypeError:
                 raise ValueError(f"feature {name!r} holds {values.dtype} values: not real "
                                  "numbers") from None
+        present = tuple(i for i, name in enumerate(self._features) if name in frame.columns)
+        if learning and len(present) < len(self._features) and self._model._is_fitted() \
+                and (np.abs(data[:, present]) <= MAX_ABS_VALUE).all():  # (else refused)
+            data = self._impute(data, present)
         return data
 
     def _same_columns(self, index, key) -> bool:
@@ -382,9 +443,7 @@ class _OnlineMixture:
             data = self._frame_rows(X, learning=True)
             self._flush()
             with _naming_features(data, self._features, learning=True):
-                if self._units_pending:
-                    check_array(data)  # (a NaN, refused, sets no units)
-                    self._take_units(data)
+                self._take_units(data, check=True)  # (a NaN, refused, sets no units)
                 self._model.partial_fit(data)
             if not self._model._is_fitted():  # (after: rows it refused are not tracked)
                 self._track_early_rows(data)
@@ -409,6 +468,7 @@ class _OnlineMixture:
     def _prepare_scorer(self) -> None:
         """Per-model constants for scoring single points without numpy's call overhead."""
         params = self._model._params
+        self._given_cache = {}
         k, d = params.means.shape
         pc = params.precisions_cholesky
         kind = params.covariance_type
@@ -443,16 +503,14 @@ class _OnlineMixture:
         if self._scorer is None:
             self._check_point(x)
             return None
-        row = self._row(x)
-        if len(x) < len(self._features) or not all(name in x for name in self._features):
-            present = [i for i, name in enumerate(self._features) if name in x]
-            if present:
-                # Scored on the features it has (their marginal mixture): filled with the
-                # mixture's mean, which lies between its clusters, a typical point missing
-                # one feature scored as a gross outlier (found by an attack helper).
-                marginal = self._model._params.marginal(present)
-                given = np.array([[row[i] for i in present]])
-                return em.log_joint_chunk(given, marginal)[:, 0].tolist()
+        present = []
+        row = self._row(x, present=present)
+        if present:
+            # Scored on the features it has (their marginal mixture): filled with the
+            # mixture's mean, which lies between its clusters, a typical point missing one
+            # feature scored as a gross outlier (found by an attack helper).
+            given = np.array([[row[i] for i in present]])
+            return em.log_joint_chunk(given, self._given(tuple(present))[0])[:, 0].tolist()
         kind, means, factors, const = self._scorer
         if kind == "1d":
             v = row[0]
@@ -683,8 +741,7 @@ class OnlineGaussianMixture(_OnlineMixture, base.Clusterer):
                 rows = np.clip(rows, -MAX_ABS_VALUE, MAX_ABS_VALUE)
                 if 0 < len(present) < len(self._features):
                     check_array(rows)
-                    joint = em.log_joint_chunk(rows[:, present],
-                                               self._model._params.marginal(present))
+                    joint = em.log_joint_chunk(rows[:, present], self._given(tuple(present))[0])
                     labels = np.argmax(joint, axis=0)
                 else:
                     labels = self._model.predict(rows)

@@ -165,14 +165,23 @@ def test_pipeline_clustering_matches_sklearn_batch_quality():
 # Shuttle's ROC AUC against HalfSpaceTrees, with the defaults: tests/test_real_data.py.
 
 
-def test_missing_features_are_filled_with_the_mixture_mean_while_only_learning():
+def test_missing_features_are_filled_with_their_expectation_given_the_others_to_learn():
+    """Filled with their expectation under the mixture given the feature the point has (not
+    zero; not the mixture's mean either, which lies between its clusters): each component's
+    conditional mean, weighted by its responsibility for the value given (scipy's)."""
+    from scipy.stats import norm
+
     model = OnlineGaussianMixture(2, warmup_size=50, batch_size=10, seed=0)
     for x, _ in _stream(300):
         model.learn_one(x)
-    mean = model.model.weights_ @ model.model.means_
-    model.learn_one({"f1": 1.0})  # f0, f2.. missing: filled, not zero
-    filled = model._buffer[-1]
-    np.testing.assert_allclose([filled[0]] + filled[2:], np.r_[mean[0], mean[2:]])
+    model.learn_one({"f1": 1.0})  # f0, f2.. missing
+    filled = np.array(model._buffer[-1])
+    w, mu, cov = model.model.weights_, model.model.means_, model.model.covariances_
+    given = w * norm.pdf(1.0, mu[:, 1], np.sqrt(cov[:, 1, 1]))
+    given /= given.sum()
+    expected = sum(r * (m + c[:, 1] / c[1, 1] * (1.0 - m[1])) for r, m, c in zip(given, mu, cov))
+    np.testing.assert_allclose(filled, expected, rtol=1e-9)
+    assert filled[1] == 1.0
 
 
 
@@ -251,6 +260,36 @@ def test_readings_in_small_units_are_told_apart_as_in_any_units(unit):
             clusterer.predict_one({"a": 10 * scale, "b": 10 * scale})
     np.testing.assert_allclose(scores[unit], scores[1.0], rtol=1e-3)
     assert scores[unit][1] > scores[unit][0] + 1000
+
+
+@pytest.mark.parametrize("frames", [False, True], ids=["learn_one", "learn_many"])
+def test_points_missing_a_feature_are_learned_in_their_cluster_not_between_clusters(frames):
+    """Learned with the mixture's mean filled in, which lies between two clusters, 30% of
+    points missing ``b`` made a component there and the point (0, 5), 5 sd off its cluster,
+    scored below a typical point (found by a review).  Now the missing value is its
+    expectation given the others under the mixture (each component's conditional mean)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (2000, 2)), rng.normal(10, 1, (2000, 2))])
+    X = X[rng.permutation(len(X))]
+    lacking = rng.random(len(X)) < 0.3
+    lacking[:1500] = False  # (the first model from whole points)
+    detector = GaussianMixtureDetector(n_components=3, seed=0, warmup_size=1000)
+    if frames:
+        for start in range(0, len(X), 100):
+            part = pd.DataFrame(X[start:start + 100], columns=["a", "b"])
+            whole = ~lacking[start:start + 100]
+            detector.learn_many(part[whole])
+            detector.learn_many(part[~whole][["a"]])
+    else:
+        for row, lacks in zip(X, lacking):
+            detector.learn_one({"a": float(row[0])} if lacks else
+                               {"a": float(row[0]), "b": float(row[1])})
+    means_b = detector.model.means_[:, 1]
+    assert not ((means_b > 3) & (means_b < 7)).any(), means_b
+    assert detector.score_one({"a": 0.0, "b": 5.0}) > 10.0 > 3.0 > \
+        detector.score_one({"a": 0.0, "b": 0.0})
 
 
 def test_a_frame_missing_a_column_before_the_first_model_is_filled_with_the_points_mean():
