@@ -151,7 +151,9 @@ def find_json_layout(data: bytes, fields, *, timestamp="auto", key=None,
         return None  # (junk so far: the first record decides)
     time_field = timestamp if timestamp not in ("auto", None) else None
     if timestamp == "auto" and records:
-        time_field = _time_field(records, fields)
+        # (the key names a series, never its time: a key field named "date" was taken for the
+        # time too, and all of a key's rows shared one)
+        time_field = _time_field(records, tuple(fields) + (() if key is None else (key,)))
     dates = None
     if time_field is not None:
         stamps = [json_time_text(field_of(r, time_field)) for r in records]

@@ -149,6 +149,8 @@ def test_without_a_file_the_shipped_defaults_apply_and_a_partial_file_keeps_the_
      "drift.params gives the detector's arguments, and drift.detector is null"),
     (["output.format=jsonl", "output.header=true"],
      "output.header writes a csv header line: JSON lines name their fields"),
+    (["input.format=jsonl", "input.fields=[v]", "input.key=date", "input.timestamp=date"],
+     "input.timestamp 'date' is also input.key"),
 ])
 def test_settings_that_would_go_unused_are_refused(overrides, message):
     """Accepted and silently unused (found by an attack helper)."""

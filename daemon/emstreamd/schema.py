@@ -313,6 +313,8 @@ def _input_rules(full: dict) -> None:
                           f"{_show(stamp)}")
     if jsonl and stamp in (fields or ()):
         raise ConfigError(f"input.timestamp {stamp!r} is also in input.fields")
+    if jsonl and key is not None and stamp == key:
+        raise ConfigError(f"input.timestamp {stamp!r} is also input.key")
     if key is not None and not jsonl and (key in (settings["columns"] or ())
                                           or key == settings["timestamp"]):
         raise ConfigError(f"input.key {key!r} is also in input.columns or input.timestamp")
