@@ -760,13 +760,21 @@ def find_layout(data: bytes, *, columns=None, timestamp="auto", key=None,
                                              for c in columns]
         time_field, clock_field = _date_and_clock(
             time_field, names, _probe([line for _, line in lines], comma, sep, n_fields),
-            {key_field, *wanted}, moved=timestamp == "auto")
+            {key_field, *wanted}, moved=timestamp == "auto", key_field=key_field)
     dates = None
     if time_field is not None and fields:
-        dates = day_order(
-            [f[time_field] if clock_field is None else _with_clock(f[time_field], f[clock_field])
-             for f in (_split(line, comma, sep or b",") for _, line in lines)
-             if len(f) == n_fields], day_first)
+        split = [f for f in (_split(line, comma, sep or b",") for _, line in lines)
+                 if len(f) == n_fields]
+        stamps = [f[time_field] if clock_field is None else
+                  _with_clock(f[time_field], f[clock_field]) for f in split]
+        try:
+            dates = day_order(stamps, day_first)
+        except LayoutError:
+            if key_field is None:
+                raise
+            # (series interleaved step back at every change of key: the longest one's own
+            # steps tell the order of day and month)
+            dates = day_order(max(_by_key(stamps, split, key_field), key=len), day_first)
     if names is None and time_field is None and key_field is None:
         return None
     if key_field is not None and key_field == time_field:
@@ -886,8 +894,10 @@ def _time_column(rows: list, names, key_field) -> int | None:
     for i in range(len(rows[0])):
         values = [row[i].strip() for row in rows]
         if i != key_field and all(not is_number(v) and looks_like_time(v) for v in values) \
-                and len(set(values)) > 1 and _in_order(values) and _ordered(values):
-            return i
+                and len(set(values)) > 1:
+            runs = _by_key(values, rows, key_field)
+            if all(map(_in_order, runs)) and (_ordered(values) or _ordered(max(runs, key=len))):
+                return i
     if key_field == 0 or len(rows[0]) < 2 or len(rows) < 5:
         return None
     words = set(re.split(r"[^a-z0-9]+", names[0].lower())) if names is not None else None
@@ -896,14 +906,27 @@ def _time_column(rows: list, names, key_field) -> int | None:
     times = _epoch_times([row[0].strip() for row in rows])
     if times is None:
         return None
-    steps = np.diff(times)
-    if not ((steps > 0).all() or (steps < 0).all()):
+    steps = np.concatenate([np.diff(run) for run in _by_key(list(times), rows, key_field)])
+    if not steps.size or not ((steps > 0).all() or (steps < 0).all()):
         return None
     step = float(np.median(np.abs(steps)))
     # (without a header, a range query's exact step: a counter that grows at a steady rate
     # still varies by more than this)
     steady = np.abs(np.abs(steps) - step) <= (0.05 if names is not None else 1e-4) * step
     return 0 if 1e-3 <= step <= 7 * 86400.0 and steady.mean() >= 0.8 else None
+
+
+def _by_key(values: list, rows: list, key_field) -> list:
+    """``values`` (one per row of ``rows``) as one run per key, in order (all of them as one
+    run without a key): times run in order within a series; several series interleaved step
+    back at every change of key (a keyed table's time column was not found, for every key,
+    when the first lines held more than one key: found by an attack helper)."""
+    if key_field is None:
+        return [values]
+    runs = {}
+    for value, row in zip(values, rows):
+        runs.setdefault(row[key_field].strip(), []).append(value)
+    return list(runs.values())
 
 
 def _ordered(stamps: list) -> bool:
@@ -925,7 +948,8 @@ _TIME_WORDS = frozenset(("t", "time", "timestamp", "ts", "epoch", "date", "datet
 _EPOCH_NUMBER = re.compile(rb"\d{9,19}(?:\.\d+)?")
 
 
-def _date_and_clock(time_field: int, names, rows: list, taken: set, *, moved: bool) -> tuple:
+def _date_and_clock(time_field: int, names, rows: list, taken: set, *, moved: bool,
+                    key_field=None) -> tuple:
     """The time column and, if it holds dates alone, the column holding their times of day
     (``Date,Time,Value``): the one named ``time``, ``hour`` or ``clock``, else the next one,
     if its fields in the first data lines ``rows`` are times of day and each date with its time
@@ -954,8 +978,9 @@ def _date_and_clock(time_field: int, names, rows: list, taken: set, *, moved: bo
     if any(b":" in date or not looks_like_time(date) for date in dates):
         return time_field, None  # (whole times already, or no dates)
     for i in [*named, time_field + 1]:
-        if i != time_field and i not in taken and i < len(rows[0]) and clock(i) and \
-                _in_order([_with_clock(date, time) for date, time in zip(dates, column(i))]):
+        if i != time_field and i not in taken and i < len(rows[0]) and clock(i) and all(map(
+                _in_order, _by_key([_with_clock(date, time) for date, time in
+                                    zip(dates, column(i))], rows, key_field))):
             return time_field, i
     return time_field, None
 

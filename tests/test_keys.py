@@ -86,6 +86,40 @@ def _lines_by_key(text: str) -> dict:
     return out
 
 
+def test_a_keyed_table_s_time_column_is_found_in_each_key_s_order(tmp_path):
+    """A time column not named as one (``created_at``) was taken for a time only if its first
+    lines ran in order: several keys interleaved, or a few short keys first in a table sorted
+    by key, step back at every change of key, and every key lost its times and temporal
+    features, unlike each run alone, without a word (found by an attack helper).  Dates
+    written day first are told by a key's own steps too."""
+    import datetime
+
+    from emstream.table import find_layout
+
+    for form, day_first in (("%Y-%m-%d %H:%M:%S", None), ("%d/%m/%Y %H:%M", True)):
+        rows = ["host,created_at,latency"]
+        for i in range(40):
+            for host, day in (("a", 1), ("b", 3)):
+                when = datetime.datetime(2024, 5, day) + datetime.timedelta(hours=i)
+                rows.append(f"{host},{when:{form}},{i % 7}.5")
+        layout = find_layout(("\n".join(rows) + "\n").encode(), key="host")
+        assert (layout.time_field, layout.day_first) == (1, day_first), form
+    rng = np.random.default_rng(2)
+    table = ["host,created_at,latency"]
+    for host, n in (("new-0", 12), ("new-1", 12), ("web-0", 150)):  # sorted by host
+        for i in range(n):
+            when = datetime.datetime(2024, 5, 1) + datetime.timedelta(hours=i)
+            table.append(f"{host},{when:%Y-%m-%d %H:%M:%S},{5 * np.sin(i / 4) + rng.normal():.3f}")
+    (tmp_path / "all.csv").write_text("\n".join(table) + "\n")
+    (tmp_path / "web.csv").write_text("\n".join([table[0], *table[25:]]) + "\n")
+    together, alone = (_run(["--input", str(tmp_path / name), "--checkpoint",
+                             str(tmp_path / name) + ".state", "--set", "input.key=host"])
+                       for name in ("all.csv", "web.csv"))
+    assert _lines_by_key(together.stdout.decode())["web-0"] == \
+        _lines_by_key(alone.stdout.decode())["web-0"]
+    assert "2024-05-07 05:00:00" in _lines_by_key(together.stdout.decode())["web-0"][-1]
+
+
 @pytest.mark.slow
 def test_every_key_of_an_interleaved_backfill_learns_exactly_as_if_it_ran_alone(tmp_path):
     rng = np.random.default_rng(0)
