@@ -409,16 +409,7 @@ class _OnlineMixture:
             if name not in frame.columns:
                 data[:, i] = fill[i]
                 continue
-            # Checked as the whole-frame path checks (assigned into floats, times became
-            # epoch counts, text "-4.0" a number and complex values lost their imaginary part)
-            # (by name: frame[name] takes an integer as a row's position, and a square frame
-            # of pandas' default names 0, 1, ... was read transposed)
-            values = np.asarray(frame.get_column(name).to_numpy()).reshape(-1, 1)
-            try:
-                data[:, i] = _real_values(values, [name])[:, 0]
-            except TypeError:
-                raise ValueError(f"feature {name!r} holds {values.dtype} values: not real "
-                                 "numbers") from None
+            data[:, i] = _column_values(frame, name)
         present = tuple(i for i, name in enumerate(self._features) if name in frame.columns)
         if learning and len(present) < len(self._features) and self._model._is_fitted() \
                 and (np.abs(data[:, present]) <= MAX_ABS_VALUE).all():  # (else refused)
@@ -598,13 +589,21 @@ def _frame_values(X, names) -> np.ndarray:
     frame = nw.from_native(X, eager_only=True)
     data = np.empty((len(frame), len(names)))
     for i, name in enumerate(names):
-        values = np.asarray(frame.get_column(name).to_numpy()).reshape(-1, 1)
-        try:
-            data[:, i] = _real_values(values, [name])[:, 0]
-        except TypeError:
-            raise ValueError(f"feature {name!r} holds {values.dtype} values: not real "
-                             "numbers") from None
+        data[:, i] = _column_values(frame, name)
     return data
+
+
+def _column_values(frame, name) -> np.ndarray:
+    """A narwhals frame's column ``name`` as floats (n,), checked as the whole-frame path
+    checks (assigned into floats, times became epoch counts, text "-4.0" a number and complex
+    values lost their imaginary part).  (By name: frame[name] takes an integer as a row's
+    position, and a square frame of pandas' default names 0, 1, ... was read transposed.)"""
+    values = np.asarray(frame.get_column(name).to_numpy()).reshape(-1, 1)
+    try:
+        return _real_values(values, [name])[:, 0]
+    except TypeError:
+        raise ValueError(f"feature {name!r} holds {values.dtype} values: not real "
+                         "numbers") from None
 
 
 def _distinct_columns(index) -> list:
