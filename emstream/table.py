@@ -1189,12 +1189,7 @@ def parse_table(data: bytes, layout: Layout, *, first_line: int = 1,
         if len(fields) != n_fields:  # (a field count the screen did not foresee)
             early[number] = "wrong field count"
             fields = [b""] * n_fields
-        if key_field is not None and number not in early and (is_bad_key(
-                fields[key_field]) or quoted and fields[key_field].endswith(b'"')
-                and line.count(b'"') % 2):
-            # (a key ending in a lone quote: what is left of a quoted key a line break split,
-            # "x<LF>y",3.0 read as "x and y",3.0: the second made up a key y"; a bare quote
-            # inside a key, x"y, stays a key, as the csv module reads it)
+        if key_field is not None and number not in early and is_bad_key(fields[key_field]):
             early[number] = "bad key"
             fields = [b""] * n_fields
         stamp = b"" if time_field is None else fields[time_field] if clock_field is None \
@@ -1317,9 +1312,8 @@ def _parse_clean_block(data: bytes, layout: Layout, first_line: int,
         # no \xc2 or \xe2; the latter were let through here, into keys and per-point lines)
         wide = (b"\xc2" in data or b"\xe2" in data or b"\xef\xbb\xbf" in data) and any(
             in_key[found.start()] for found in WIDE_CONTROL.finditer(data))
-        if wide or np.any((raw[in_key] < 0x20) | (raw[in_key] == 0x7F) | (raw[in_key] == 0x22)):
-            return None  # a control character (which a comma table's key may lose to strip),
-            # or a quote (read by the line parser, which knows a quoted key from a torn one)
+        if wide or np.any((raw[in_key] < 0x20) | (raw[in_key] == 0x7F)):
+            return None  # a control character (which a comma table's key may lose to strip)
         if np.bincount(inline[in_key], minlength=1).max() > MAX_KEY_BYTES:
             return None  # a key too long (the line parser rejects it): it would widen all
         keys = _gather(raw, in_key, inline, n_lines)

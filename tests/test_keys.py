@@ -86,18 +86,6 @@ def _lines_by_key(text: str) -> dict:
     return out
 
 
-def test_a_quoted_key_split_by_a_line_break_makes_up_no_key(tmp_path):
-    """``"x<LF>y",3.0``: lines end before quotes are read, so ``"x`` is a wrong field count,
-    and ``y",3.0`` was a row of the made-up key ``y"`` (found by an attack helper).  A key
-    that ends in a lone quote is now a bad key; a quoted key with a doubled quote inside, and
-    a bare quote inside a key, stay keys."""
-    data = b'host,value\na,1.0\nb,2.0\n"x\ny",3.0\n"p\rq",4.0\na,1.5\n"c""d",2.5\ne"f,1\n'
-    _run(["--checkpoint", str(tmp_path / "k"), "--set", "input.key=host"], input=data)
-    keyed, meta = _store(tmp_path / "k" / "keys.sqlite")
-    assert sorted(keyed) == ["a", "b", 'c"d', 'e"f']
-    assert meta["counters"]["rejected"] == {"bad key": 2, "wrong field count": 2}
-
-
 def test_a_keyed_table_s_time_column_is_found_in_each_key_s_order(tmp_path):
     """A time column not named as one (``created_at``) was taken for a time only if its first
     lines ran in order: several keys interleaved, or a few short keys first in a table sorted
