@@ -907,7 +907,7 @@ def _time_column(rows: list, names, key_field) -> int | None:
     if times is None:
         return None
     steps = np.concatenate([np.diff(run) for run in _by_key(list(times), rows, key_field)])
-    if not steps.size or not ((steps > 0).all() or (steps < 0).all()):
+    if not ((steps > 0).all() or (steps < 0).all()):
         return None
     step = float(np.median(np.abs(steps)))
     # (without a header, a range query's exact step: a counter that grows at a steady rate
@@ -917,15 +917,20 @@ def _time_column(rows: list, names, key_field) -> int | None:
 
 
 def _by_key(values: list, rows: list, key_field) -> list:
-    """``values`` (one per row of ``rows``) as one run per key, in order (all of them as one
-    run without a key): times run in order within a series; several series interleaved step
-    back at every change of key (a keyed table's time column was not found, for every key,
-    when the first lines held more than one key: found by an attack helper)."""
+    """``values`` (one per row of ``rows``) as one run per key, in order: times run in order
+    within a series; several series interleaved step back at every change of key (a keyed
+    table's time column was not found, for every key, when the first lines held more than one
+    key: found by an attack helper).  All of them as one run, as before, without a key or
+    without evidence: unless some key's run holds three distinct values, the runs cannot show
+    an order (one row per key, or one value per key, a host's ``first_seen``, would pass any
+    column, and a column of install dates or call lengths was taken for the time)."""
     if key_field is None:
         return [values]
     runs = {}
     for value, row in zip(values, rows):
         runs.setdefault(row[key_field].strip(), []).append(value)
+    if not any(len(set(run)) >= 3 for run in runs.values()):
+        return [values]
     return list(runs.values())
 
 

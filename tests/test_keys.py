@@ -104,6 +104,19 @@ def test_a_keyed_table_s_time_column_is_found_in_each_key_s_order(tmp_path):
                 rows.append(f"{host},{when:{form}},{i % 7}.5")
         layout = find_layout(("\n".join(rows) + "\n").encode(), key="host")
         assert (layout.time_field, layout.day_first) == (1, day_first), form
+    # Without evidence in the keys' own runs (one row per key, one value per key) the column
+    # as a whole decides, as before: epoch times in order stay the time; a host's constant
+    # first_seen and install dates in no order are no time (found by a second review).
+    rng = np.random.default_rng(0)
+    epochs = "".join(f"{1704067200000 + 1000 * i},h{i},{rng.random():.3f}\n" for i in range(60))
+    assert find_layout(("time_ms,host,load\n" + epochs).encode(), key="host").time_field == 0
+    seen = {k: f"2023-{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d}" for k in range(10)}
+    rows = "".join(f"h{k},{seen[k]},{rng.random():.3f}\n" for _ in range(40) for k in range(10))
+    assert find_layout(("host,first_seen,load\n" + rows).encode(), key="host").time_field \
+        is None
+    rows = "".join(f"h{i},2023-{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d},1\n"
+                   for i in range(60))
+    assert find_layout(("host,installed,load\n" + rows).encode(), key="host").time_field is None
     rng = np.random.default_rng(2)
     table = ["host,created_at,latency"]
     for host, n in (("new-0", 12), ("new-1", 12), ("web-0", 150)):  # sorted by host
