@@ -43,6 +43,8 @@ from .validation import MAX_ABS_VALUE, check_array, is_number
 logger = logging.getLogger("emstream")
 
 _LARGEST = float(np.finfo(float).max)
+# Sets of present features whose marginal (and regressions) are kept (see _given).
+_GIVEN_KEPT = 64
 _TINY = float(np.finfo(float).tiny)
 
 __all__ = ["OnlineGaussianMixture", "GaussianMixtureDetector"]
@@ -169,6 +171,7 @@ class _OnlineMixture:
         # The last frame's columns (a list, and as pyarrow data if they are), their order.
         self._frame_columns = self._frame_key = self._frame_order = None
         self._buffer = []
+        self._partial = []  # (index in the buffer, features present) of rows missing some
         self._scorer = None
         self._fill = None
         self._given_cache = {}  # per set of features a point has: see _given
@@ -247,7 +250,8 @@ class _OnlineMixture:
                 self._features = None
             raise
         if present and self._model._is_fitted():
-            row = self._impute(np.array([row]), tuple(present))[0].tolist()
+            # (filled at the flush, all such rows at once: the model is the same until then)
+            self._partial.append((len(self._buffer), tuple(present)))
         self._buffer.append(row)
         if not self._model._is_fitted():  # (the fill comes from the mixture after)
             self._track_early(row)
@@ -264,22 +268,28 @@ class _OnlineMixture:
         count, mean, _ = self._early
         return list(mean) if count else [0.0] * len(self._features)
 
-    def _given(self, present: tuple) -> tuple:
-        """For points holding only the features ``present`` (indices): the mixture of their
-        marginal, each component's regression of the missing features on them (K, m, o), and
-        the missing features' indices; kept until the model changes."""
+    def _given(self, present: tuple, regression: bool = False) -> list:
+        """For points holding only the features ``present`` (indices): ``[the mixture of their
+        marginal, the missing features' indices, each component's regression of the missing
+        features on the present ones (K, m, o)]``, the last computed only when asked for (a
+        scorer needs none of it); kept until the model changes, for at most
+        :data:`_GIVEN_KEPT` sets of features (points each missing others grew it without
+        bound: 376 MB for 1,500 points of 60 features)."""
         cached = self._given_cache.get(present)
+        params = self._model._params
         if cached is None:
-            params = self._model._params
+            if len(self._given_cache) >= _GIVEN_KEPT:
+                self._given_cache.clear()
             k, d = params.means.shape
             missing = [i for i in range(d) if i not in present]
+            cached = self._given_cache[present] = [params.marginal(list(present)), missing, None]
+        if regression and cached[2] is None:
+            k, d = params.means.shape
             covs = full_covariances(params.covariances, params.covariance_type, k, d)
-            observed = list(present)
+            observed, missing = list(present), cached[1]
             # Σ_mo Σ_oo⁻¹, from Σ_oo⁻¹ Σ_om (Σ_oo symmetric positive definite)
-            regression = np.linalg.solve(covs[:, observed][:, :, observed],
-                                         covs[:, observed][:, :, missing]).transpose(0, 2, 1)
-            cached = (params.marginal(observed), regression, missing)
-            self._given_cache[present] = cached
+            cached[2] = np.linalg.solve(covs[:, observed][:, :, observed],
+                                        covs[:, observed][:, :, missing]).transpose(0, 2, 1)
         return cached
 
     def _impute(self, rows: np.ndarray, present: tuple) -> np.ndarray:
@@ -288,16 +298,27 @@ class _OnlineMixture:
         by its responsibility for the present values.  (Filled with the mixture's mean, points
         missing a feature were learned in the gap between its clusters: 10% of them made a
         component there.)"""
-        marginal, regression, missing = self._given(present)
-        means = self._model._params.means
+        marginal, missing, regression = self._given(present, regression=True)
+        params = self._model._params
         observed = rows[:, list(present)]
-        joint = em.log_joint_chunk(observed, marginal)  # (K, n)
-        weights = np.exp(joint - joint.max(axis=0))
-        weights /= weights.sum(axis=0)
-        offsets = observed[None, :, :] - means[:, None, list(present)]  # (K, n, o)
-        conditional = means[:, None, missing] + np.einsum("kmo,kno->knm", regression, offsets)
+        with np.errstate(all="ignore"):
+            joint = em.log_joint_chunk(observed, marginal)  # (K, n)
+            weights = np.exp(joint - joint.max(axis=0))
+            total = weights.sum(axis=0)
+            # (a point no component gives a density, every log-weight -inf: the mixture's
+            # weights; it made NaN, and the buffer that held it was refused for good)
+            lost = ~(np.isfinite(weights).all(axis=0) & (total > 0))
+            weights[:, lost], total[lost] = params.weights[:, None], 1.0
+            offsets = observed[None, :, :] - params.means[:, None, list(present)]  # (K, n, o)
+            conditional = params.means[:, None, missing] + np.einsum("kmo,kno->knm", regression,
+                                                                     offsets)
+            filled = np.einsum("kn,knm->nm", weights / total, conditional)
+        # Within the bound a row is learned in (9e99 given, 1.8e100 expected of a feature
+        # twice it: refused, and with it every later flush), the mixture's mean if lost.
+        fallback = (params.weights @ params.means)[missing]
+        filled = np.where(np.isfinite(filled), filled, fallback)
         out = rows.copy()
-        out[:, missing] = np.einsum("kn,knm->nm", weights, conditional)
+        out[:, missing] = np.clip(filled, -MAX_ABS_VALUE, MAX_ABS_VALUE)
         return out
 
     def _track_early_rows(self, data: np.ndarray) -> None:
@@ -359,15 +380,24 @@ class _OnlineMixture:
         if reg_covar is not None:
             self._model.set_params(reg_covar=reg_covar)
         self._units_pending = not settled
-        self._flat_row = None if settled or not (data == first).all() else first.copy()
+        # (only rows that set the units: a single flat row sets none, and skipping the same
+        # value's later frames left reg_covar at 1e-6 for good)
+        self._flat_row = first.copy() if reg_covar is not None and not settled \
+            and (data == first).all() else None
 
     def _flush(self) -> None:
         if not self._buffer:
             return
         data = np.array(self._buffer, dtype=float)
+        if self._partial:  # rows missing features: their expectation given the others
+            groups = {}
+            for index, present in self._partial:
+                groups.setdefault(present, []).append(index)
+            for present, rows in groups.items():
+                data[rows] = self._impute(data[rows], present)
         self._take_units(data)
         self._model.partial_fit(data)
-        self._buffer = []
+        self._buffer, self._partial = [], []
         self._stale = True
 
     def _frame_rows(self, X, learning: bool = False) -> np.ndarray:

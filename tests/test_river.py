@@ -174,14 +174,54 @@ def test_missing_features_are_filled_with_their_expectation_given_the_others_to_
     model = OnlineGaussianMixture(2, warmup_size=50, batch_size=10, seed=0)
     for x, _ in _stream(300):
         model.learn_one(x)
-    model.learn_one({"f1": 1.0})  # f0, f2.. missing
-    filled = np.array(model._buffer[-1])
     w, mu, cov = model.model.weights_, model.model.means_, model.model.covariances_
+    learned = []
+    partial_fit = model.model.partial_fit
+    model.model.partial_fit = lambda data: learned.append(data.copy()) or partial_fit(data)
+    model.learn_one({"f1": 1.0})  # f0, f2.. missing: filled at the flush
+    model._flush()
+    filled = learned[-1][-1]
     given = w * norm.pdf(1.0, mu[:, 1], np.sqrt(cov[:, 1, 1]))
     given /= given.sum()
     expected = sum(r * (m + c[:, 1] / c[1, 1] * (1.0 - m[1])) for r, m, c in zip(given, mu, cov))
     np.testing.assert_allclose(filled, expected, rtol=1e-9)
     assert filled[1] == 1.0
+
+
+def test_a_filled_in_value_stays_within_what_is_learned_and_learning_goes_on():
+    """A value filled in by its expectation could be beyond ±1e100 (x = 9e99 where y = 2x) or
+    NaN (no component gives the point a density): the flush was refused, the buffer kept, and
+    every later learn_one raised (found by a second review)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    for scale, far in ((1.0, 9e99), (1e-90, 1e100)):
+        detector = GaussianMixtureDetector(n_components=1, warmup_size=50, batch_size=10,
+                                           seed=0)
+        for _ in range(200):
+            x = scale * rng.normal()
+            detector.learn_one({"x": x, "y": 2 * x + 0.01 * scale * rng.normal()})
+        detector.learn_one({"x": far})
+        for _ in range(30):
+            x = scale * rng.normal()
+            detector.learn_one({"x": x, "y": 2 * x})
+        assert detector.model.n_seen_ == 230 and len(detector._buffer) == 1  # (231 learned)
+        detector.learn_many(pd.DataFrame({"x": [0.5 * scale, far]}))
+        assert detector.model.n_seen_ == 233
+        assert np.all(np.abs(detector.model.means_) <= 1e100)
+
+
+def test_a_single_flat_row_does_not_keep_a_flat_start_from_setting_its_units():
+    """A first frame of one row sets no units (two are needed) but was remembered as "the
+    same flat rows", so that 50 rows of the same value were skipped: reg_covar stayed 1e-6,
+    and a step from 5e-5 to 6e-5 went unseen (found by a second review)."""
+    import pandas as pd
+
+    detector = GaussianMixtureDetector(n_components=1, warmup_size=5, seed=0)
+    detector.learn_many(pd.DataFrame({"x": [5e-5]}))
+    detector.learn_many(pd.DataFrame({"x": [5e-5] * 50}))
+    assert detector.model.reg_covar < 1e-12
+    assert detector.score_one({"x": 6e-5}) > detector.score_one({"x": 5e-5}) + 5
 
 
 
