@@ -153,7 +153,7 @@ def find_json_layout(data: bytes, fields, *, timestamp="auto", key=None,
     if timestamp == "auto" and records:
         # (the key names a series, never its time: a key field named "date" was taken for the
         # time too, and all of a key's rows shared one)
-        time_field = _time_field(records, tuple(fields) + (() if key is None else (key,)))
+        time_field = _time_field(records, fields, exclude=() if key is None else (key,))
     dates = None
     if time_field is not None:
         stamps = [json_time_text(field_of(r, time_field)) for r in records]
@@ -161,8 +161,9 @@ def find_json_layout(data: bytes, fields, *, timestamp="auto", key=None,
     return JsonLayout(tuple(fields), time_field, key, dates)
 
 
-def _time_field(records: list, fields) -> str | None:
-    """The time field of records whose first ones are ``records`` (see ``find_json_layout``).
+def _time_field(records: list, fields, exclude=()) -> str | None:
+    """The time field of records whose first ones are ``records`` (see ``find_json_layout``),
+    never one of ``exclude`` (the key: it names a series, not its time).
 
     At the top, else beside the values (an Elasticsearch hit's ``_source.@timestamp`` next to
     its ``_source.system.cpu.pct``), the first that the first record holds a time in: one of
@@ -176,14 +177,15 @@ def _time_field(records: list, fields) -> str | None:
     first = records[0]
     roots = [""] + sorted({f.split(".")[0] + "." for f in fields if "." in f})
     found = next((root + name for root in roots for name in TIME_FIELDS
-                  if root + name not in fields and _is_time(field_of(first, root + name))), None)
+                  if root + name not in fields and root + name not in exclude
+                  and _is_time(field_of(first, root + name))), None)
     for root in roots if found is None else ():
         inner = first if not root else field_of(first, root[:-1])
         if type(inner) is not dict:
             continue
         for name in inner:
-            if root + name in fields or name.lower() not in TIME_NAMES \
-                    or not _is_time(inner[name]):
+            if root + name in fields or root + name in exclude \
+                    or name.lower() not in TIME_NAMES or not _is_time(inner[name]):
                 continue
             stamps = [json_time_text(field_of(record, root + name)) for record in records]
             if _ordered([stamp for stamp in stamps if stamp is not None]):

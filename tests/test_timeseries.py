@@ -1527,6 +1527,10 @@ def test_a_json_streams_time_field_is_found_or_named():
     assert find_json_layout(dated, ["cpu"], key="date").time_field is None
     also = b'{"date": "2024-01-01", "clock": 1404174600, "cpu": 1}\n'
     assert find_json_layout(also, ["cpu"], key="date").time_field == "clock"
+    # (a nested key is no field of values either: it made its object a place to look for the
+    # time; found by a second review)
+    nested = b'{"meta": {"host": "a", "ts": "2024-01-01T00:00:00Z"}, "cpu": 1.0}\n'
+    assert find_json_layout(nested, ["cpu"], key="meta.host").time_field is None
     assert find_json_layout(b"junk\n[1]\n", ["cpu"]) is None  # the first record decides
     assert find_json_layout(record, ["cpu"], timestamp="when").time_field == "when"
     # Beside the values, not at the top: an Elasticsearch hit (elasticdump's lines) had no time.
