@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,12 +70,16 @@ def write_keyed(path: Path, n: int, n_keys: int, seed: int = 0, keyed: bool = Tr
 
 def run(path: Path, *extra: str, state: str | None = None) -> tuple[float, int, str]:
     """Seconds after start-up (the daemon's summary), peak RSS (KiB) and stderr."""
-    state = state or tempfile.mkdtemp()
+    own = state is None
+    state = state or tempfile.mkdtemp(dir=path.parent)
     with open(Path(state + ".err"), "wb") as err:
         process = subprocess.Popen([*DAEMON, "--input", str(path), "--checkpoint", state,
                                     *extra], stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(process.pid, 0)
     text = Path(state + ".err").read_text()
+    if own:  # (its store and log were left in /tmp, 50 MB a run)
+        shutil.rmtree(state, ignore_errors=True)
+        Path(state + ".err").unlink()
     if status != 0:
         raise SystemExit(f"emstreamd failed:\n{text[-2000:]}")
     steady = float(re.search(r"lines in ([0-9.]+) s after start-up", text)[1])
@@ -256,20 +261,21 @@ def main() -> None:
                                                       "explode", "kills"])
     args = parser.parse_args()
     lines = 1_000_000 if args.quick else args.lines
-    folder = Path(tempfile.mkdtemp())
-    for part in args.part:
-        print(f"--- {part}", flush=True)
-        if part == "throughput":
-            part_throughput(lines, folder)
-        elif part == "checkpoint":
-            part_checkpoint(folder)
-        elif part == "memory":
-            part_memory(folder)
-        elif part == "explode":
-            part_explode(folder)
-        elif part == "kills":
-            part_kills(folder)
-        sys.stdout.flush()
+    with tempfile.TemporaryDirectory() as name:  # (inputs of 10^7 lines: removed after)
+        folder = Path(name)
+        for part in args.part:
+            print(f"--- {part}", flush=True)
+            if part == "throughput":
+                part_throughput(lines, folder)
+            elif part == "checkpoint":
+                part_checkpoint(folder)
+            elif part == "memory":
+                part_memory(folder)
+            elif part == "explode":
+                part_explode(folder)
+            elif part == "kills":
+                part_kills(folder)
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":
