@@ -127,6 +127,20 @@ class MixtureParams:
         return MixtureParams.from_covariances(self.weights, self.means[:, idx], covs,
                                               self.covariance_type)
 
+    def regression(self, columns) -> np.ndarray:
+        """Each component's regression of the other features on ``columns``: ``Σ_mo Σ_oo⁻¹``,
+        shape (K, m, o) (zero for diag and spherical covariances, whose features are
+        independent within a component; see :func:`expected_rows`)."""
+        observed = list(columns)
+        missing = [i for i in range(self.n_features) if i not in set(observed)]
+        if self.covariance_type in ("diag", "spherical"):
+            return np.zeros((self.n_components, len(missing), len(observed)))
+        covs = self.covariances if self.covariance_type == "full" else np.broadcast_to(
+            self.covariances, (self.n_components, self.n_features, self.n_features))
+        # Σ_mo Σ_oo⁻¹, from Σ_oo⁻¹ Σ_om (Σ_oo symmetric positive definite)
+        return np.linalg.solve(covs[:, observed][:, :, observed],
+                               covs[:, observed][:, :, missing]).transpose(0, 2, 1)
+
     @classmethod
     def from_covariances(cls, weights, means, covariances, covariance_type) -> "MixtureParams":
         """Parameters with precision factors computed (and covariances repaired if needed)."""
@@ -468,6 +482,41 @@ def covariances_from_stats(stats, reg_covar: float,
     else:
         covs = np.maximum(stats.scatter / (counts * n_features) + reg_covar, floor.mean())
     return covs
+
+
+def expected_rows(rows: np.ndarray, columns, params: MixtureParams, marginal=None,
+                  regression=None) -> np.ndarray:
+    """Rows (n, D) whose features other than ``columns`` are replaced by their expectation
+    under the mixture given the values in ``columns``: each component's conditional mean,
+    weighted by its responsibility for those values.  A row no component gives a density
+    (every log-weight -inf) is weighted by the mixture's weights; an expectation beyond the
+    float range is the mixture's mean.  ``marginal`` (``params.marginal(columns)``) and
+    ``regression`` (``params.regression(columns)``) may be given, computed once for many calls.
+
+    >>> p = MixtureParams.from_covariances([1.0], [[0.0, 0.0]], [[[1.0, 0.8], [0.8, 1.0]]],
+    ...                                    "full")
+    >>> expected_rows(np.array([[2.0, 0.0]]), [0], p).round(6).tolist()
+    [[2.0, 1.6]]
+    """
+    observed = list(columns)
+    missing = [i for i in range(params.n_features) if i not in set(observed)]
+    marginal = params.marginal(observed) if marginal is None else marginal
+    regression = params.regression(observed) if regression is None else regression
+    given = rows[:, observed]
+    with np.errstate(all="ignore"):
+        joint = log_gaussian_chunk(given, marginal, with_weights=True)  # (K, n)
+        weights = np.exp(joint - joint.max(axis=0))
+        total = weights.sum(axis=0)
+        lost = ~(np.isfinite(weights).all(axis=0) & (total > 0))
+        weights[:, lost], total[lost] = params.weights[:, None], 1.0
+        offsets = given[None, :, :] - params.means[:, None, observed]  # (K, n, o)
+        conditional = params.means[:, None, missing] + np.einsum("kmo,kno->knm", regression,
+                                                                 offsets)
+        filled = np.einsum("kn,knm->nm", weights / total, conditional)
+    out = rows.copy()
+    out[:, missing] = np.where(np.isfinite(filled), filled,
+                               (params.weights @ params.means)[missing])
+    return out
 
 
 def log_gaussian_chunk(X: np.ndarray, params: MixtureParams, *, with_weights: bool = False,

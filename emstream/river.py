@@ -35,7 +35,7 @@ import numpy as np
 from river import base
 
 from . import em
-from .compare import full_covariances
+from .gaussian import expected_rows
 from .mixture import GaussianMixture
 from .series import REG_COVAR_SHARE, units_reg_covar
 from .validation import MAX_ABS_VALUE, check_array, is_number
@@ -270,56 +270,30 @@ class _OnlineMixture:
 
     def _given(self, present: tuple, regression: bool = False) -> list:
         """For points holding only the features ``present`` (indices): ``[the mixture of their
-        marginal, the missing features' indices, each component's regression of the missing
-        features on the present ones (K, m, o)]``, the last computed only when asked for (a
-        scorer needs none of it); kept until the model changes, for at most
-        :data:`_GIVEN_KEPT` sets of features (points each missing others grew it without
-        bound: 376 MB for 1,500 points of 60 features)."""
+        marginal, each component's regression of the missing features on them (K, m, o)]``,
+        the last computed only when asked for (a scorer needs none of it); kept until the
+        model changes, for at most :data:`_GIVEN_KEPT` sets of features (points each missing
+        others grew it without bound: 376 MB for 1,500 points of 60 features)."""
         cached = self._given_cache.get(present)
         params = self._model._params
         if cached is None:
             if len(self._given_cache) >= _GIVEN_KEPT:
                 self._given_cache.clear()
-            k, d = params.means.shape
-            missing = [i for i in range(d) if i not in present]
-            cached = self._given_cache[present] = [params.marginal(list(present)), missing, None]
-        if regression and cached[2] is None:
-            k, d = params.means.shape
-            covs = full_covariances(params.covariances, params.covariance_type, k, d)
-            observed, missing = list(present), cached[1]
-            # Σ_mo Σ_oo⁻¹, from Σ_oo⁻¹ Σ_om (Σ_oo symmetric positive definite)
-            cached[2] = np.linalg.solve(covs[:, observed][:, :, observed],
-                                        covs[:, observed][:, :, missing]).transpose(0, 2, 1)
+            cached = self._given_cache[present] = [params.marginal(list(present)), None]
+        if regression and cached[1] is None:
+            cached[1] = params.regression(present)
         return cached
 
     def _impute(self, rows: np.ndarray, present: tuple) -> np.ndarray:
         """Rows (n, D) whose features other than ``present`` are filled with their expectation
-        under the mixture given the present ones: each component's conditional mean, weighted
-        by its responsibility for the present values.  (Filled with the mixture's mean, points
-        missing a feature were learned in the gap between its clusters: 10% of them made a
-        component there.)"""
-        marginal, missing, regression = self._given(present, regression=True)
-        params = self._model._params
-        observed = rows[:, list(present)]
-        with np.errstate(all="ignore"):
-            joint = em.log_joint_chunk(observed, marginal)  # (K, n)
-            weights = np.exp(joint - joint.max(axis=0))
-            total = weights.sum(axis=0)
-            # (a point no component gives a density, every log-weight -inf: the mixture's
-            # weights; it made NaN, and the buffer that held it was refused for good)
-            lost = ~(np.isfinite(weights).all(axis=0) & (total > 0))
-            weights[:, lost], total[lost] = params.weights[:, None], 1.0
-            offsets = observed[None, :, :] - params.means[:, None, list(present)]  # (K, n, o)
-            conditional = params.means[:, None, missing] + np.einsum("kmo,kno->knm", regression,
-                                                                     offsets)
-            filled = np.einsum("kn,knm->nm", weights / total, conditional)
-        # Within the bound a row is learned in (9e99 given, 1.8e100 expected of a feature
-        # twice it: refused, and with it every later flush), the mixture's mean if lost.
-        fallback = (params.weights @ params.means)[missing]
-        filled = np.where(np.isfinite(filled), filled, fallback)
-        out = rows.copy()
-        out[:, missing] = np.clip(filled, -MAX_ABS_VALUE, MAX_ABS_VALUE)
-        return out
+        under the mixture given the present ones (:func:`emstream.gaussian.expected_rows`),
+        within the bound a row is learned in.  (Filled with the mixture's mean, points missing
+        a feature were learned in the gap between its clusters: 10% of them made a component
+        there; 9e99 given, 1.8e100 expected of a feature twice it was refused, and with it
+        every later flush.)"""
+        marginal, regression = self._given(present, regression=True)
+        filled = expected_rows(rows, present, self._model._params, marginal, regression)
+        return np.clip(filled, -MAX_ABS_VALUE, MAX_ABS_VALUE)
 
     def _track_early_rows(self, data: np.ndarray) -> None:
         """:meth:`_track_early` for a frame's rows at once (Chan's merge of two summaries)."""

@@ -295,3 +295,37 @@ def test_a_point_whose_distance_overflows_goes_to_its_nearest_component(kind):
     moved = np.abs(gm.means_ - before).max(axis=1) > 1.0
     assert moved.sum() == 1  # only the component it went to
     assert_valid(gm)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_expected_rows_are_the_conditional_means_weighted_by_responsibility(covariance_type):
+    """The core's fill of missing features (the river adapters learn with it), against the
+    textbook formula written out per component; and a row no component gives a density is
+    weighted by the mixture's weights, not NaN."""
+    from scipy.stats import multivariate_normal
+
+    from emstream.compare import full_covariances
+    from emstream.gaussian import MixtureParams, expected_rows
+
+    rng = np.random.default_rng(1)
+    k, d = 3, 4
+    means = rng.normal(0, 3, (k, d))
+    full = np.array([a @ a.T + np.eye(d) for a in rng.normal(size=(k, d, d))])
+    given = {"full": full, "tied": full[0], "diag": np.array([np.diag(c) for c in full]),
+             "spherical": np.array([np.trace(c) / d for c in full])}[covariance_type]
+    params = MixtureParams.from_covariances([0.2, 0.5, 0.3], means, given, covariance_type)
+    covs = full_covariances(params.covariances, covariance_type, k, d)
+    rows = rng.normal(0, 3, (5, d))
+    observed, missing = [0, 2], [1, 3]
+    got = expected_rows(rows, observed, params)
+    for row, out in zip(rows, got):
+        resp = np.array([w * multivariate_normal(m[observed], c[np.ix_(observed, observed)])
+                         .pdf(row[observed]) for w, m, c in zip(params.weights, means, covs)])
+        resp /= resp.sum()
+        want = sum(r * (m[missing] + c[np.ix_(missing, observed)] @ np.linalg.solve(
+            c[np.ix_(observed, observed)], row[observed] - m[observed]))
+            for r, m, c in zip(resp, means, covs))
+        np.testing.assert_allclose(out[missing], want, rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(out[observed], row[observed])
+    far = expected_rows(np.array([[1e300, 0.0, 1e300, 0.0]]), observed, params)
+    assert np.isfinite(far).all()
